@@ -1,0 +1,3 @@
+from soundatlas.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,502 @@
+"""The atlas: one directory, an SQLite database (the single source of truth) plus feature arrays.
+
+Layout::
+
+    ATLAS/atlas.sqlite           samples, labels, failures, segments, runs, meta (WAL mode)
+    ATLAS/features/seg-NNNNNNNN.npy   log-CQT frames of a batch of samples, float16 (frames x n_bins)
+
+A batch's features are written to a new segment file (temporary name, fsync, rename) *before*
+the transaction that inserts the segment and points the batch's samples at it commits. A crash
+between the two leaves an unreferenced file, removed the next time the atlas is opened for
+writing; a crash before the rename leaves a temporary file, removed likewise. Nothing a committed
+row points at is ever rewritten in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from soundatlas.cqt import PAPER_CQT, CQTParams
+from soundatlas.errors import AtlasError
+
+__all__ = ["Atlas", "SampleRecord", "SCHEMA_VERSION", "DB_NAME", "default_atlas_dir"]
+
+DB_NAME = "atlas.sqlite"
+FEATURE_DTYPE = np.float16  # log-CQT values lie in [0, ~12]; float16 keeps ~3 significant digits
+
+# Migrations: index i brings the schema from version i to i + 1. Append, never edit.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE segments (
+        id INTEGER PRIMARY KEY,
+        file TEXT NOT NULL UNIQUE,
+        n_frames INTEGER NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE TABLE samples (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,          -- relative to the library root, forward slashes
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        hash TEXT NOT NULL,                 -- blake2b of the file's bytes
+        orig_sr INTEGER NOT NULL,
+        n_channels INTEGER NOT NULL,
+        duration REAL NOT NULL,             -- seconds analysed
+        file_duration REAL,                 -- seconds in the file, when known
+        truncated INTEGER NOT NULL DEFAULT 0,
+        segment INTEGER NOT NULL REFERENCES segments(id),
+        frame_offset INTEGER NOT NULL,
+        n_frames INTEGER NOT NULL,
+        indexed_at REAL NOT NULL
+    );
+    CREATE INDEX samples_hash ON samples(hash);
+    CREATE INDEX samples_segment ON samples(segment);
+    CREATE TABLE labels (
+        sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (sample_id, key)
+    );
+    CREATE INDEX labels_key ON labels(key, value);
+    CREATE TABLE failures (
+        path TEXT PRIMARY KEY,
+        size INTEGER,
+        mtime_ns INTEGER,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        started REAL NOT NULL,
+        finished REAL,
+        status TEXT NOT NULL,               -- running | done | failed
+        n_total INTEGER NOT NULL DEFAULT 0,
+        n_done INTEGER NOT NULL DEFAULT 0,
+        summary TEXT
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def default_atlas_dir(library: str | os.PathLike) -> Path:
+    return Path(library) / ".soundatlas"
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    hash: str
+    orig_sr: int
+    n_channels: int
+    duration: float
+    file_duration: float | None
+    truncated: bool
+    segment: int
+    frame_offset: int
+    n_frames: int
+
+
+@dataclass(frozen=True)
+class NewSample:
+    """What a batch commit needs to know about one analysed file."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    hash: str
+    orig_sr: int
+    n_channels: int
+    duration: float
+    file_duration: float | None
+    truncated: bool
+    features: np.ndarray  # frames x n_bins
+
+
+class Atlas:
+    """An atlas directory. Open with ``Atlas.create(dir, library=...)`` or ``Atlas.open(dir)``."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection):
+        self.path = path
+        self.conn = conn
+        self._segment_cache: dict[int, np.ndarray] = {}
+
+    # -- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, write: bool = False) -> "Atlas":
+        """Open an existing atlas; migrate its schema when opened for writing."""
+        path = Path(path)
+        db = path / DB_NAME
+        if not db.is_file():
+            raise AtlasError(f"no atlas at {path} (run `soundatlas index LIBRARY` first)")
+        atlas = cls(path, _connect(db, write=write))
+        atlas._check_version(write=write)
+        if write:
+            atlas._remove_orphan_segments()
+        return atlas
+
+    @classmethod
+    def create(
+        cls, path: str | os.PathLike, *, library: str | os.PathLike, params: CQTParams = PAPER_CQT
+    ) -> "Atlas":
+        """Open the atlas at ``path`` for writing, creating it for ``library`` when absent."""
+        path = Path(path)
+        if (path / DB_NAME).is_file():
+            atlas = cls.open(path, write=True)
+            stored = atlas.cqt_params
+            if stored != params:
+                raise AtlasError(
+                    f"the atlas at {path} was made with other CQT parameters ({stored.to_dict()}); "
+                    "use a new --atlas directory"
+                )
+            return atlas
+        try:
+            (path / "features").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AtlasError(f"cannot create the atlas directory {path}: {exc.strerror}") from exc
+        atlas = cls(path, _connect(path / DB_NAME, write=True))
+        atlas._check_version(write=True)
+        with atlas.transaction():
+            atlas._set_meta("library", str(Path(library).resolve()))
+            atlas._set_meta("cqt", json.dumps(params.to_dict()))
+            atlas._set_meta("created", str(time.time()))
+        return atlas
+
+    def close(self) -> None:
+        self._segment_cache.clear()
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _check_version(self, *, write: bool) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise AtlasError(
+                f"the atlas at {self.path} has schema version {version}, newer than this "
+                f"soundatlas understands ({SCHEMA_VERSION}); upgrade soundatlas"
+            )
+        if version < SCHEMA_VERSION:
+            if not write:
+                raise AtlasError(
+                    f"the atlas at {self.path} has schema version {version}; "
+                    "run `soundatlas index` once to migrate it"
+                )
+            for v in range(version, SCHEMA_VERSION):
+                # one transaction per step: the schema change and its version number land together
+                self.conn.executescript(
+                    f"BEGIN IMMEDIATE; {MIGRATIONS[v]}; PRAGMA user_version = {v + 1}; COMMIT;"
+                )
+
+    # -- meta ----------------------------------------------------------------------------------
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self._set_meta(key, value)
+
+    @property
+    def library(self) -> Path:
+        return Path(self.meta("library") or ".")
+
+    @property
+    def cqt_params(self) -> CQTParams:
+        return CQTParams(**json.loads(self.meta("cqt") or "{}"))
+
+    # -- transactions ----------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # -- samples -------------------------------------------------------------------------------
+
+    def n_samples(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+
+    def samples(self, ids: Iterable[int] | None = None) -> list[SampleRecord]:
+        """Sample records, ordered by id (all of them, or those with the given ids)."""
+        cols = ", ".join(SampleRecord.__dataclass_fields__)
+        if ids is None:
+            rows = self.conn.execute(f"SELECT {cols} FROM samples ORDER BY id").fetchall()
+        else:
+            rows = []
+            for chunk in _chunked(list(ids), 900):
+                marks = ",".join("?" * len(chunk))
+                rows += self.conn.execute(
+                    f"SELECT {cols} FROM samples WHERE id IN ({marks})", chunk
+                ).fetchall()
+            rows.sort()
+        return [SampleRecord(*r[:9], bool(r[9]), *r[10:]) for r in rows]
+
+    def lookup_paths(self, paths: list[str]) -> dict[str, tuple[int, int, int, str]]:
+        """path -> (id, size, mtime_ns, hash) for those of ``paths`` the atlas holds."""
+        out = {}
+        for chunk in _chunked(paths, 900):
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(
+                f"SELECT path, id, size, mtime_ns, hash FROM samples WHERE path IN ({marks})", chunk
+            ):
+                out[row[0]] = tuple(row[1:])
+        return out
+
+    def max_sample_id(self) -> int:
+        return self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM samples").fetchone()[0]
+
+    def iter_ids_hashes(self) -> Iterator[tuple[int, str, str]]:
+        """(id, hash, path) of every sample, streamed."""
+        yield from self.conn.execute("SELECT id, hash, path FROM samples ORDER BY id")
+
+    def features(self, sample_id: int | SampleRecord) -> np.ndarray:
+        """The sample's log-CQT frames (frames x n_bins) as float32."""
+        rec = sample_id if isinstance(sample_id, SampleRecord) else self.samples([sample_id])[0]
+        seg = self._segment(rec.segment)
+        return np.asarray(seg[rec.frame_offset : rec.frame_offset + rec.n_frames], dtype=np.float32)
+
+    def _segment(self, segment_id: int) -> np.ndarray:
+        if segment_id not in self._segment_cache:
+            row = self.conn.execute("SELECT file FROM segments WHERE id = ?", (segment_id,)).fetchone()
+            if row is None:
+                raise AtlasError(f"segment {segment_id} is missing from {self.path}")
+            if len(self._segment_cache) > 256:
+                self._segment_cache.clear()
+            self._segment_cache[segment_id] = np.load(self.path / "features" / row[0], mmap_mode="r")
+        return self._segment_cache[segment_id]
+
+    # -- writing a batch -----------------------------------------------------------------------
+
+    def commit_batch(
+        self,
+        new: list[NewSample],
+        *,
+        moved: list[tuple[int, str, int, int]] = (),
+        failed: list[tuple[str, int | None, int | None, str]] = (),
+        run_id: int | None = None,
+        n_done: int | None = None,
+    ) -> list[int]:
+        """Write one batch: analysed samples (with their features), moves and failures, atomically.
+
+        ``moved``: (sample id, new path, size, mtime_ns). ``failed``: (path, size, mtime_ns,
+        reason). A new sample at a path the atlas already holds replaces that record (its labels
+        go with it). Returns the ids of the new samples in order.
+        """
+        segment_file = self._write_segment(new) if new else None
+        ids = []
+        try:
+            with self.transaction() as c:
+                seg_id = None
+                if segment_file is not None:
+                    n = sum(len(s.features) for s in new)
+                    seg_id = c.execute(
+                        "INSERT INTO segments(file, n_frames, created) VALUES (?, ?, ?)",
+                        (segment_file.name, n, time.time()),
+                    ).lastrowid
+                now = time.time()
+                for sid, path, size, mtime_ns in moved:
+                    c.execute("DELETE FROM samples WHERE path = ? AND id != ?", (path, sid))
+                    c.execute(
+                        "UPDATE samples SET path = ?, size = ?, mtime_ns = ? WHERE id = ?",
+                        (path, size, mtime_ns, sid),
+                    )
+                    c.execute("DELETE FROM failures WHERE path = ?", (path,))
+                offset = 0
+                for s in new:
+                    c.execute("DELETE FROM samples WHERE path = ?", (s.path,))
+                    ids.append(
+                        c.execute(
+                            "INSERT INTO samples(path, size, mtime_ns, hash, orig_sr, n_channels,"
+                            " duration, file_duration, truncated, segment, frame_offset, n_frames,"
+                            " indexed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            (s.path, s.size, s.mtime_ns, s.hash, s.orig_sr, s.n_channels,
+                             s.duration, s.file_duration, int(s.truncated), seg_id, offset,
+                             len(s.features), now),
+                        ).lastrowid
+                    )
+                    offset += len(s.features)
+                    c.execute("DELETE FROM failures WHERE path = ?", (s.path,))
+                for path, size, mtime_ns, reason in failed:
+                    c.execute("DELETE FROM samples WHERE path = ?", (path,))
+                    c.execute(
+                        "INSERT OR REPLACE INTO failures(path, size, mtime_ns, reason, at)"
+                        " VALUES (?,?,?,?,?)",
+                        (path, size, mtime_ns, reason, now),
+                    )
+                if run_id is not None and n_done is not None:
+                    c.execute("UPDATE runs SET n_done = ? WHERE id = ?", (n_done, run_id))
+        except BaseException:
+            if segment_file is not None:
+                segment_file.unlink(missing_ok=True)
+            raise
+        return ids
+
+    def _write_segment(self, new: list[NewSample]) -> Path:
+        frames = np.concatenate([s.features for s in new]).astype(FEATURE_DTYPE)
+        folder = self.path / "features"
+        folder.mkdir(exist_ok=True)
+        # a unique name that no committed segment uses: time-ordered, plus pid for parallel writers
+        name = f"seg-{time.time_ns():020d}-{os.getpid()}.npy"
+        tmp = folder / (name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, frames)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / name)
+        return folder / name
+
+    def remove_samples(self, ids: list[int]) -> None:
+        with self.transaction() as c:
+            for chunk in _chunked(ids, 900):
+                marks = ",".join("?" * len(chunk))
+                c.execute(f"DELETE FROM samples WHERE id IN ({marks})", chunk)
+
+    def forget_failures(self, keep_paths: set[str]) -> int:
+        """Drop failure records whose file is no longer in the library; returns how many."""
+        gone = [p for (p,) in self.conn.execute("SELECT path FROM failures") if p not in keep_paths]
+        with self.transaction() as c:
+            c.executemany("DELETE FROM failures WHERE path = ?", [(p,) for p in gone])
+        return len(gone)
+
+    def collect_garbage(self) -> int:
+        """Delete segments no sample points at (after removals and replacements); returns count."""
+        with self.transaction() as c:
+            dead = c.execute(
+                "SELECT id, file FROM segments WHERE id NOT IN (SELECT DISTINCT segment FROM samples)"
+            ).fetchall()
+            c.executemany("DELETE FROM segments WHERE id = ?", [(i,) for i, _ in dead])
+        for _, file in dead:
+            (self.path / "features" / file).unlink(missing_ok=True)
+        self._segment_cache.clear()
+        return len(dead)
+
+    def _remove_orphan_segments(self) -> None:
+        """Remove feature files that no committed segment row names (left by a crash)."""
+        folder = self.path / "features"
+        if not folder.is_dir():
+            return
+        known = {f for (f,) in self.conn.execute("SELECT file FROM segments")}
+        for f in folder.iterdir():
+            if f.name not in known:
+                f.unlink(missing_ok=True)
+
+    # -- labels --------------------------------------------------------------------------------
+
+    def replace_labels(self, labels: dict[int, dict[str, str]]) -> None:
+        """Set the complete label set of every sample (samples not in ``labels`` get none)."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM labels")
+            c.executemany(
+                "INSERT INTO labels(sample_id, key, value) VALUES (?, ?, ?)",
+                ((sid, k, v) for sid, kv in labels.items() for k, v in kv.items()),
+            )
+
+    def labels(self, key: str) -> dict[int, str]:
+        """sample id -> value of label ``key`` (samples without it are absent)."""
+        return dict(self.conn.execute("SELECT sample_id, value FROM labels WHERE key = ?", (key,)))
+
+    def sample_labels(self, sample_id: int) -> dict[str, str]:
+        return dict(
+            self.conn.execute("SELECT key, value FROM labels WHERE sample_id = ?", (sample_id,))
+        )
+
+    def label_summary(self) -> dict[str, dict[str, int]]:
+        """label key -> {value: number of samples}."""
+        out: dict[str, dict[str, int]] = {}
+        for key, value, n in self.conn.execute(
+            "SELECT key, value, COUNT(*) FROM labels GROUP BY key, value ORDER BY key, value"
+        ):
+            out.setdefault(key, {})[value] = n
+        return out
+
+    # -- failures and runs ------------------------------------------------------------------------
+
+    def failures(self) -> list[tuple[str, str]]:
+        return self.conn.execute("SELECT path, reason FROM failures ORDER BY path").fetchall()
+
+    def start_run(self, kind: str, n_total: int) -> int:
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE runs SET status = 'interrupted' WHERE status = 'running' AND kind = ?",
+                (kind,),
+            )
+            return c.execute(
+                "INSERT INTO runs(kind, started, status, n_total) VALUES (?, ?, 'running', ?)",
+                (kind, time.time(), n_total),
+            ).lastrowid
+
+    def finish_run(self, run_id: int, *, status: str, summary: dict) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE runs SET finished = ?, status = ?, summary = ? WHERE id = ?",
+                (time.time(), status, json.dumps(summary), run_id),
+            )
+
+    def last_run(self, kind: str) -> dict | None:
+        row = self.conn.execute(
+            "SELECT id, started, finished, status, n_total, n_done, summary FROM runs"
+            " WHERE kind = ? ORDER BY id DESC LIMIT 1",
+            (kind,),
+        ).fetchone()
+        if row is None:
+            return None
+        keys = ("id", "started", "finished", "status", "n_total", "n_done", "summary")
+        out = dict(zip(keys, row))
+        out["summary"] = json.loads(out["summary"]) if out["summary"] else None
+        return out
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def disk_size(self) -> int:
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+    def n_frames_total(self) -> int:
+        return self.conn.execute("SELECT COALESCE(SUM(n_frames), 0) FROM samples").fetchone()[0]
+
+
+def _connect(db: Path, *, write: bool) -> sqlite3.Connection:
+    try:
+        if write:
+            conn = sqlite3.connect(db, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        else:
+            conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+    except sqlite3.DatabaseError as exc:
+        raise AtlasError(f"{db} is not a readable atlas database: {exc}") from exc
+
+
+def _chunked(seq: list, size: int):
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]

@@ -1,0 +1,334 @@
+"""The command line: parses, orchestrates the stages, prints. Exit 0 ok, 1 failure, 2 misuse."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from soundatlas import __version__
+from soundatlas.errors import SoundAtlasError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(SoundAtlasError):
+    """The command line itself is wrong (exit status 2)."""
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be positive")
+    return value
+
+
+def _duration_or_none(text: str) -> float | None:
+    if text.lower() in {"none", "0", "inf", "all"}:
+        return None
+    return _positive_float(text)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+@contextmanager
+def _progress_bar(args, *, desc: str, unit: str):
+    """A tqdm bar (on stderr, hidden when not a terminal or with --quiet) as a callback."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=desc, unit=unit, disable=True if args.quiet else None,
+               dynamic_ncols=True, smoothing=0.1)
+
+    def update(n_done: int, n_total: int) -> None:
+        if bar.total != n_total:
+            bar.total = n_total
+            bar.refresh()
+        bar.update(n_done - bar.n)
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def _print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _atlas_dir(args) -> Path:
+    if args.atlas:
+        return Path(args.atlas)
+    return Path(os.environ.get("SOUNDATLAS_ATLAS", "")) if os.environ.get("SOUNDATLAS_ATLAS") else (
+        Path.cwd() / ".soundatlas"
+    )
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+
+def cmd_demo_library(args) -> int:
+    from soundatlas import demo
+
+    with _progress_bar(args, desc="rendering", unit="note") as progress:
+        summary = demo.render_library(
+            args.out,
+            soundfont=args.soundfont,
+            classes=args.classes,
+            velocities=tuple(args.velocities),
+            sample_rate=args.sample_rate,
+            n_jobs=args.jobs,
+            progress=progress,
+        )
+    if args.json:
+        _print_json(_as_dict(summary))
+    else:
+        print(f"rendered {summary.n_files_written} notes into {summary.out} "
+              f"in {summary.seconds:.1f} s ({summary.out}/metadata.csv)")
+        for note, reason in getattr(summary, "skipped", [])[:20]:
+            print(f"  skipped {note}: {reason}")
+    return EXIT_OK
+
+
+def cmd_index(args) -> int:
+    from soundatlas.indexing import index_library
+    from soundatlas.labels import LabelSources
+
+    sources = None
+    if args.labels or args.name_pattern or args.no_folder_labels:
+        sources = LabelSources(
+            manifest=args.labels, folder=not args.no_folder_labels, name_pattern=args.name_pattern
+        )
+    executor = _executor(args)
+    with _progress_bar(args, desc="indexing", unit="file") as progress:
+        summary = index_library(
+            args.library,
+            atlas_dir=args.atlas,
+            label_sources=sources,
+            max_duration=args.max_duration,
+            n_jobs=args.jobs,
+            batch_size=args.batch_size,
+            executor=executor,
+            progress=progress,
+        )
+    if args.json:
+        _print_json(summary.to_dict())
+    else:
+        _print_index_summary(summary)
+    return EXIT_OK
+
+
+def _executor(args):
+    if not getattr(args, "scheduler", None):
+        return None
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UsageError("--scheduler needs Dask distributed: pip install 'distributed'") from None
+    return Client(args.scheduler).get_executor()
+
+
+def _print_index_summary(s) -> None:
+    rate = (s.n_indexed / s.seconds) if s.seconds > 0 else 0.0
+    print(f"atlas {s.atlas}: {s.n_samples} samples, {s.n_frames} frames")
+    print(f"  indexed {s.n_indexed} · unchanged {s.n_unchanged} · moved {s.n_moved} · "
+          f"removed {s.n_removed} · failed {s.n_failed}   ({s.seconds:.1f} s, {rate:.0f} files/s)")
+    if s.n_truncated:
+        print(f"  {s.n_truncated} long files: only the first {s.max_duration:g} s analysed "
+              f"(--max-duration), e.g. {s.truncated[0]}")
+    if s.label_counts:
+        print("  labels: " + ", ".join(f"{k} ({n})" for k, n in sorted(s.label_counts.items())))
+    for problem in s.label_problems[:10]:
+        print(f"  label problem: {problem}")
+    if s.failures:
+        print(f"  {s.n_failed} files could not be indexed:")
+        for path, reason in s.failures[:50]:
+            print(f"    {path}: {reason}")
+        if s.n_failed > 50:
+            print(f"    ... and {s.n_failed - 50} more (soundatlas info --json lists all)")
+
+
+def cmd_info(args) -> int:
+    from soundatlas.atlas import Atlas
+
+    path = _atlas_dir(args)
+    with Atlas.open(path) as atlas:
+        info = {
+            "atlas": str(path),
+            "library": str(atlas.library),
+            "n_samples": atlas.n_samples(),
+            "n_frames": atlas.n_frames_total(),
+            "cqt": atlas.cqt_params.to_dict(),
+            "labels": atlas.label_summary(),
+            "failures": [{"path": p, "reason": r} for p, r in atlas.failures()],
+            "disk_bytes": atlas.disk_size(),
+            "last_index": atlas.last_run("index"),
+        }
+    if args.json:
+        _print_json(info)
+        return EXIT_OK
+    print(f"atlas    {info['atlas']}")
+    print(f"library  {info['library']}")
+    print(f"samples  {info['n_samples']}  ({info['n_frames']} frames, "
+          f"{info['n_frames'] / 20 / 3600:.2f} h analysed)")
+    print(f"disk     {_human_bytes(info['disk_bytes'])}")
+    run = info["last_index"]
+    if run:
+        print(f"last index run: {run['status']} ({run['n_done']}/{run['n_total']} files)")
+    for key, values in info["labels"].items():
+        shown = ", ".join(f"{v} ({n})" for v, n in list(values.items())[:12])
+        more = f", ... {len(values) - 12} more" if len(values) > 12 else ""
+        print(f"label {key}: {len(values)} values: {shown}{more}")
+    if info["failures"]:
+        print(f"failures ({len(info['failures'])}):")
+        for f in info["failures"]:
+            print(f"  {f['path']}: {f['reason']}")
+    return EXIT_OK
+
+
+def cmd_cqt(args) -> int:
+    import numpy as np
+
+    from soundatlas import audio
+    from soundatlas.cqt import PAPER_CQT, cqt
+
+    a = audio.load(args.file, sr=PAPER_CQT.sr, max_duration=args.max_duration)
+    C = cqt(a.y)
+    out = Path(args.output)
+    try:
+        np.save(out, C)
+    except OSError as exc:
+        raise SoundAtlasError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    result = {"file": str(args.file), "output": str(out), "shape": list(C.shape),
+              "duration": a.duration, "truncated": a.truncated}
+    if args.json:
+        _print_json(result)
+    else:
+        note = f" (first {a.duration:g} s of {a.file_duration:g} s)" if a.truncated else ""
+        print(f"{out}: {C.shape[0]} frames x {C.shape[1]} bins, log(50|C|+1), float32{note}")
+    return EXIT_OK
+
+
+def _as_dict(obj):
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(obj) if is_dataclass(obj) else obj
+
+
+# -- parser ----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print machine-readable JSON results")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    p = argparse.ArgumentParser(
+        prog="soundatlas",
+        description="Navigable 3-D maps of large sound-sample libraries.",
+        epilog="Run `soundatlas COMMAND --help` for the options of each command.",
+    )
+    p.add_argument("--version", action="version", version=f"soundatlas {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    d = sub.add_parser("demo-library", parents=[common], help="render the demo instrument library",
+                       description="Render the built-in 24-class instrument library with "
+                       "FluidSynth: one WAV per note in OUT/<instrument>/ and OUT/metadata.csv.")
+    d.add_argument("out", metavar="OUT", help="output folder")
+    d.add_argument("--soundfont", metavar="PATH",
+                   help="SoundFont (.sf2) to render with (default: FluidR3_GM from "
+                   "Debian's fluid-soundfont-gm)")
+    d.add_argument("--classes", nargs="+", metavar="NAME",
+                   help="only these instrument classes (default: all 24)")
+    d.add_argument("--velocities", nargs="+", type=int, default=[40, 80, 120], metavar="V",
+                   help="MIDI velocities (default: 40 80 120)")
+    d.add_argument("--sample-rate", type=int, default=44100, metavar="HZ",
+                   help="sample rate of the written files (default: 44100)")
+    d.add_argument("--jobs", type=_positive_int, metavar="N", help="processes (default: one per core)")
+    d.set_defaults(func=cmd_demo_library)
+
+    i = sub.add_parser("index", parents=[common], help="scan a library and index it into an atlas",
+                       description="Scan LIBRARY recursively, decode every audio file, compute its "
+                       "constant-Q features and store them in the atlas. Incremental: only new "
+                       "or changed files are analysed, moved files are recognised by content, "
+                       "deleted ones forgotten. Safe to interrupt and re-run.")
+    i.add_argument("library", metavar="LIBRARY", help="folder of samples")
+    i.add_argument("--atlas", metavar="DIR", help="atlas directory (default: LIBRARY/.soundatlas)")
+    i.add_argument("--labels", metavar="CSV",
+                   help="CSV manifest with a 'path' column; other columns become labels "
+                   "(default: LIBRARY/metadata.csv when it exists)")
+    i.add_argument("--name-pattern", metavar="REGEX",
+                   help="labels from file names: a regex with named groups, or 'note' (note "
+                   "names such as C#4/Db4 into pitch) or 'midi' (a MIDI number into pitch)")
+    i.add_argument("--no-folder-labels", action="store_true",
+                   help="do not record each file's parent folder as label 'folder'")
+    i.add_argument("--max-duration", type=_duration_or_none, default=30.0, metavar="SECONDS",
+                   help="analyse only the first SECONDS of longer files ('none': no limit; "
+                   "default: 30)")
+    i.add_argument("--jobs", type=_positive_int, metavar="N", help="processes (default: one per core)")
+    i.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
+                   help="files per batch and per commit (default: 32)")
+    i.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the batches on a Dask distributed cluster (e.g. tcp://host:8786); "
+                   "its workers must see the library at the same path")
+    i.set_defaults(func=cmd_index)
+
+    n = sub.add_parser("info", parents=[common], help="what an atlas holds",
+                       description="Counts, labels with their values, failures with reasons and "
+                       "disk size of an atlas.")
+    n.add_argument("--atlas", metavar="DIR",
+                   help="atlas directory (default: $SOUNDATLAS_ATLAS or ./.soundatlas)")
+    n.set_defaults(func=cmd_info)
+
+    c = sub.add_parser("cqt", parents=[common], help="write the constant-Q features of one file",
+                       description="Decode FILE to 16 kHz mono and write its paper CQT, "
+                       "log(50|C|+1), as a (frames x 192) float32 .npy array.")
+    c.add_argument("file", metavar="FILE", help="audio file")
+    c.add_argument("--output", "-o", required=True, metavar="F.npy", help="where to write")
+    c.add_argument("--max-duration", type=_duration_or_none, default=None, metavar="SECONDS",
+                   help="analyse only the first SECONDS (default: the whole file)")
+    c.set_defaults(func=cmd_cqt)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"soundatlas {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SoundAtlasError as exc:
+        print(f"soundatlas {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        print(f"soundatlas {args.command}: interrupted; run it again to resume", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK

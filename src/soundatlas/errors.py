@@ -1,0 +1,30 @@
+"""The project's error types: raised deep, handled once at the edge (CLI, API)."""
+
+from __future__ import annotations
+
+import os
+
+
+class SoundAtlasError(Exception):
+    """Base class for every error soundatlas raises on purpose."""
+
+
+class ParameterError(SoundAtlasError, ValueError):
+    """A parameter has a value that cannot work; the message names it."""
+
+
+class AudioReadError(SoundAtlasError):
+    """A file could not be turned into audio. Carries the path and the reason."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class AtlasError(SoundAtlasError):
+    """The atlas is missing, from an incompatible version, or inconsistent."""
+
+
+class MissingDependencyError(SoundAtlasError):
+    """A system package or file the command needs is not installed."""

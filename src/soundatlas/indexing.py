@@ -1,0 +1,259 @@
+"""``soundatlas index``: bring an atlas up to date with its library folder.
+
+Orchestration only: scan the folder, compare with the atlas (size and mtime; a content hash
+recognises moved and renamed files), run ``pipeline.analyse_files`` over the new and changed files
+in batches, and commit each batch (records + features together). A run killed at any moment
+leaves committed batches in place; the next run finds them unchanged and completes the rest.
+Deleted files are forgotten at the end of a run.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from soundatlas import labels as labels_mod
+from soundatlas.atlas import Atlas, NewSample, default_atlas_dir
+from soundatlas.cqt import PAPER_CQT, CQTParams
+from soundatlas.errors import AudioReadError, ParameterError
+from soundatlas.pipeline import Analysis, Moved, analyse_files, run_batches
+from soundatlas.scan import FileEntry, scan
+
+__all__ = ["IndexSummary", "index_library", "DEFAULT_MANIFEST"]
+
+DEFAULT_MANIFEST = "metadata.csv"
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class IndexSummary:
+    library: str
+    atlas: str
+    n_scanned: int = 0
+    n_indexed: int = 0  # new or changed files analysed in this run
+    n_unchanged: int = 0
+    n_moved: int = 0
+    n_removed: int = 0
+    n_failed: int = 0
+    n_truncated: int = 0
+    n_samples: int = 0  # in the atlas after the run
+    n_frames: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    truncated: list[str] = field(default_factory=list)
+    label_counts: dict[str, int] = field(default_factory=dict)  # key -> samples with it
+    label_problems: list[str] = field(default_factory=list)
+    label_sources: dict = field(default_factory=dict)
+    max_duration: float | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def index_library(
+    library: str | os.PathLike,
+    *,
+    atlas_dir: str | os.PathLike | None = None,
+    label_sources: labels_mod.LabelSources | None = None,
+    params: CQTParams = PAPER_CQT,
+    max_duration: float | None = 30.0,
+    n_jobs: int | None = None,
+    batch_size: int = 32,
+    executor=None,
+    progress: Progress | None = None,
+) -> IndexSummary:
+    """Index ``library`` into ``atlas_dir`` (default ``LIBRARY/.soundatlas``); see module doc."""
+    start = time.perf_counter()
+    library = Path(library)
+    if not library.is_dir():
+        raise ParameterError(f"library {library} is not a folder")
+    if batch_size < 1:
+        raise ParameterError(f"batch_size={batch_size} must be at least 1")
+    if max_duration is not None and max_duration <= 0:
+        raise ParameterError(f"max_duration={max_duration} must be positive (or None for no limit)")
+    atlas_dir = Path(atlas_dir) if atlas_dir is not None else default_atlas_dir(library)
+    with Atlas.create(atlas_dir, library=library, params=params) as atlas:
+        sources = _resolve_label_sources(atlas, library, label_sources)
+        summary = IndexSummary(
+            library=str(library), atlas=str(atlas_dir), label_sources=sources.to_dict(),
+            max_duration=max_duration,
+        )
+        found = scan(library)
+        summary.n_scanned = len(found.files)
+        todo, seen_ids = _classify(atlas, found.files, summary)
+        orphans = _orphans(atlas, seen_ids)
+        run_id = atlas.start_run("index", len(found.files))
+        try:
+            failed = [(p, None, None, reason) for p, reason in found.problems]
+            if failed:
+                atlas.commit_batch([], failed=failed)
+            n_done = summary.n_unchanged
+            if progress:
+                progress(n_done, summary.n_scanned)
+            retry: list[FileEntry] = []
+            for entries in (todo, retry):
+                stage = functools.partial(
+                    _analyse, root=str(library), params=params, max_duration=max_duration,
+                    skip_hashes=frozenset(orphans) if entries is todo else frozenset(),
+                )
+                batches = [entries[i : i + batch_size] for i in range(0, len(entries), batch_size)]
+                for batch, results in zip(
+                    batches, run_batches(stage, batches, n_jobs=n_jobs, executor=executor)
+                ):
+                    n_done += _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done)
+                    if progress:
+                        progress(n_done, summary.n_scanned)
+            removed = [sid for ids in orphans.values() for sid in ids]
+            atlas.remove_samples(removed)
+            summary.n_removed = len(removed)
+            keep = {e.path for e in found.files} | {p for p, _ in found.problems}
+            atlas.forget_failures(keep)
+            _update_labels(atlas, library, sources, summary)
+            atlas.collect_garbage()
+            _finish_summary(atlas, summary)
+            summary.seconds = time.perf_counter() - start
+            atlas.finish_run(run_id, status="done", summary=_brief(summary))
+        except BaseException:
+            atlas.finish_run(run_id, status="interrupted", summary=_brief(summary))
+            raise
+    return summary
+
+
+def _analyse(entries: list[FileEntry], *, root: str, params, max_duration, skip_hashes):
+    """The batch stage as the pool runs it: relative entries in, results out."""
+    paths = [os.path.join(root, e.path) for e in entries]
+    return analyse_files(paths, params=params, max_duration=max_duration, skip_hashes=skip_hashes)
+
+
+def _classify(atlas: Atlas, files: list[FileEntry], summary: IndexSummary):
+    """Split scanned files into unchanged ones and those to analyse; mark atlas ids seen."""
+    todo: list[FileEntry] = []
+    seen = bytearray(atlas.max_sample_id() + 1)
+    for i in range(0, len(files), 2000):
+        chunk = files[i : i + 2000]
+        known = atlas.lookup_paths([e.path for e in chunk])
+        for e in chunk:
+            rec = known.get(e.path)
+            if rec is not None and rec[1] == e.size and rec[2] == e.mtime_ns:
+                seen[rec[0]] = 1
+                summary.n_unchanged += 1
+            else:
+                if rec is not None:
+                    seen[rec[0]] = 1  # replaced in place when its new analysis commits
+                todo.append(e)
+    return todo, seen
+
+
+def _orphans(atlas: Atlas, seen: bytearray) -> dict[str, list[int]]:
+    """hash -> ids of atlas samples whose path was not found (deleted, or moved elsewhere)."""
+    out: dict[str, list[int]] = {}
+    for sid, digest, _path in atlas.iter_ids_hashes():
+        if sid >= len(seen) or not seen[sid]:
+            out.setdefault(digest, []).append(sid)
+    return out
+
+
+def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done) -> int:
+    new, moved, failed = [], [], []
+    for entry, result in zip(batch, results):
+        if isinstance(result, Moved):
+            ids = orphans.get(result.hash)
+            if ids:
+                sid = ids.pop()
+                if not ids:
+                    del orphans[result.hash]
+                moved.append((sid, entry.path, entry.size, entry.mtime_ns))
+                summary.n_moved += 1
+            else:
+                retry.append(entry)  # its twin claimed the record first: analyse it for real
+        elif isinstance(result, AudioReadError):
+            failed.append((entry.path, entry.size, entry.mtime_ns, result.reason))
+        else:
+            assert isinstance(result, Analysis)
+            new.append(
+                NewSample(
+                    path=entry.path, size=entry.size, mtime_ns=entry.mtime_ns, hash=result.hash,
+                    orig_sr=result.orig_sr, n_channels=result.n_channels,
+                    duration=result.duration, file_duration=result.file_duration,
+                    truncated=result.truncated, features=result.features,
+                )
+            )
+            summary.n_indexed += 1
+    n = len(new) + len(moved) + len(failed)
+    atlas.commit_batch(new, moved=moved, failed=failed, run_id=run_id, n_done=n_done + n)
+    return n
+
+
+def _resolve_label_sources(atlas, library: Path, given):
+    """Given sources win (and are stored); else the stored ones; else the defaults."""
+    import json
+
+    if given is None:
+        stored = atlas.meta("label_sources")
+        if stored:
+            return labels_mod.LabelSources(**json.loads(stored))
+        given = labels_mod.LabelSources()
+        if (library / DEFAULT_MANIFEST).is_file():
+            given.manifest = DEFAULT_MANIFEST
+    if given.name_pattern:
+        labels_mod.compile_name_pattern(given.name_pattern)  # fail early on a bad pattern
+    if given.manifest:
+        manifest = Path(given.manifest)
+        if not (manifest if manifest.is_absolute() else library / manifest).is_file():
+            if not manifest.is_file():
+                raise ParameterError(f"label manifest {given.manifest} does not exist")
+            given.manifest = str(manifest.resolve())
+    atlas.set_meta("label_sources", json.dumps(given.to_dict()))
+    return given
+
+
+def _update_labels(atlas: Atlas, library: Path, sources, summary: IndexSummary) -> None:
+    manifest = None
+    if sources.manifest:
+        path = Path(sources.manifest)
+        manifest = labels_mod.read_manifest(path if path.is_absolute() else library / path, library)
+        summary.label_problems.extend(manifest.problems[:50])
+    pattern = labels_mod.compile_name_pattern(sources.name_pattern) if sources.name_pattern else None
+    out: dict[int, dict[str, str]] = {}
+    matched = set()
+    for sid, _digest, path in atlas.iter_ids_hashes():
+        kv: dict[str, str] = {}
+        if sources.folder:
+            kv.update(labels_mod.folder_labels(path))
+        if pattern is not None:
+            kv.update(labels_mod.name_labels(path, pattern))
+        if manifest is not None and path in manifest.labels:
+            kv.update(manifest.labels[path])  # the manifest is the most explicit source: it wins
+            matched.add(path)
+        out[sid] = kv
+    if manifest is not None:
+        unmatched = len(manifest.labels) - len(matched)
+        if unmatched:
+            summary.label_problems.append(
+                f"{unmatched} manifest rows name no indexed sample (missing or failed files)"
+            )
+    atlas.replace_labels(out)
+
+
+def _finish_summary(atlas: Atlas, summary: IndexSummary) -> None:
+    summary.failures = atlas.failures()
+    summary.n_failed = len(summary.failures)
+    summary.n_samples = atlas.n_samples()
+    summary.n_frames = atlas.n_frames_total()
+    summary.truncated = [
+        p for (p,) in atlas.conn.execute("SELECT path FROM samples WHERE truncated ORDER BY path")
+    ]
+    summary.n_truncated = len(summary.truncated)
+    summary.label_counts = {k: sum(v.values()) for k, v in atlas.label_summary().items()}
+
+
+def _brief(summary: IndexSummary) -> dict:
+    d = summary.to_dict()
+    d["failures"] = d["failures"][:100]
+    d["truncated"] = d["truncated"][:100]
+    return d

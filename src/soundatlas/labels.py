@@ -1,0 +1,164 @@
+"""Labels for samples: from a CSV manifest, from folder names, and from file names.
+
+Every label is a (key, value) string pair. ``pitch`` values are normalised to MIDI numbers
+("C#4", "Db4", "61" all become "61") so that every source agrees.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from soundatlas.errors import ParameterError
+
+__all__ = [
+    "NAME_PATTERNS",
+    "LabelSources",
+    "note_to_midi",
+    "normalise_pitch",
+    "read_manifest",
+    "folder_labels",
+    "name_labels",
+    "compile_name_pattern",
+]
+
+_NOTE = re.compile(r"^([A-Ga-g])([#♯sb♭]*)(-?\d+)$")
+_STEPS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+
+# Shortcuts for --name-pattern. Named groups become labels.
+NAME_PATTERNS = {
+    # a note name standing alone in the name: "Violin_C#4_ff.wav", "piano-Db3.aif"
+    "note": r"(?<![A-Za-z0-9])(?P<pitch>[A-Ga-g](?:#|b|s)?-?\d)(?![A-Za-z0-9#])",
+    # a MIDI number standing alone: "flute_072_v80.wav" -> 72 (the first number in 0..127)
+    "midi": r"(?<![A-Za-z0-9])(?P<pitch>1[01]\d|12[0-7]|0?\d\d|\d)(?![0-9])",
+}
+
+
+def note_to_midi(note: str) -> int:
+    """'A4' -> 69, 'C#4'/'Db4' -> 61, 'C-1' -> 0; raises ParameterError for anything else."""
+    m = _NOTE.match(note.strip())
+    if not m:
+        raise ParameterError(f"{note!r} is not a note name (expected e.g. C4, C#4, Db4)")
+    letter, accidentals, octave = m.groups()
+    shift = sum(1 if a in "#♯s" else -1 for a in accidentals)
+    midi = 12 * (int(octave) + 1) + _STEPS[letter.lower()] + shift
+    if not 0 <= midi <= 127:
+        raise ParameterError(f"{note!r} is outside the MIDI range")
+    return midi
+
+
+def normalise_pitch(value: str) -> str | None:
+    """A pitch label as a MIDI number string, or None when it is neither a note nor a number."""
+    value = value.strip()
+    try:
+        midi = round(float(value))
+        return str(midi) if 0 <= midi <= 127 else None
+    except ValueError:
+        pass
+    try:
+        return str(note_to_midi(value))
+    except ParameterError:
+        return None
+
+
+@dataclass
+class LabelSources:
+    """Where labels come from; stored in the atlas so later runs reuse them."""
+
+    manifest: str | None = None  # CSV with a 'path' column; other columns become labels
+    folder: bool = True  # the parent folder's name as label 'folder'
+    name_pattern: str | None = None  # regex (or a NAME_PATTERNS key) with named groups
+
+    def to_dict(self) -> dict:
+        return {"manifest": self.manifest, "folder": self.folder, "name_pattern": self.name_pattern}
+
+
+@dataclass
+class Manifest:
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)  # relpath -> labels
+    columns: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def read_manifest(csv_path: str | os.PathLike, root: str | os.PathLike) -> Manifest:
+    """Read a CSV manifest; paths may be relative to the CSV's folder or absolute."""
+    csv_path, root = Path(csv_path), Path(root).resolve()
+    out = Manifest()
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "path" not in reader.fieldnames:
+                raise ParameterError(f"{csv_path}: the manifest needs a 'path' column")
+            out.columns = [c for c in reader.fieldnames if c != "path"]
+            for line, row in enumerate(reader, start=2):
+                rel = _relative(row.get("path") or "", csv_path.parent.resolve(), root)
+                if rel is None:
+                    out.problems.append(f"{csv_path}:{line}: path {row.get('path')!r} is outside the library")
+                    continue
+                labels = {}
+                for key in out.columns:
+                    value = (row.get(key) or "").strip()
+                    if key == "pitch" and value:
+                        value = normalise_pitch(value) or ""
+                        if not value:
+                            out.problems.append(f"{csv_path}:{line}: pitch {row.get(key)!r} is not a pitch")
+                    if value:
+                        labels[key] = value
+                out.labels[rel] = labels
+    except OSError as exc:
+        raise ParameterError(f"{csv_path}: cannot read the manifest ({exc.strerror or exc})") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ParameterError(f"{csv_path}: not a readable CSV file ({exc})") from exc
+    return out
+
+
+def _relative(path: str, base: Path, root: Path) -> str | None:
+    if not path:
+        return None
+    p = Path(path)
+    full = p if p.is_absolute() else base / p
+    try:
+        return PurePosixPath(Path(os.path.normpath(full)).relative_to(root)).as_posix()
+    except ValueError:
+        return None
+
+
+def folder_labels(relpath: str) -> dict[str, str]:
+    """{'folder': name of the file's parent folder}, or {} for files at the library root."""
+    parent = PurePosixPath(relpath).parent.name
+    return {"folder": parent} if parent else {}
+
+
+def compile_name_pattern(pattern: str) -> re.Pattern:
+    """Compile a --name-pattern (a NAME_PATTERNS key or a regex with named groups)."""
+    regex = NAME_PATTERNS.get(pattern, pattern)
+    try:
+        compiled = re.compile(regex)
+    except re.error as exc:
+        raise ParameterError(f"--name-pattern {pattern!r} is not a valid regular expression: {exc}") from exc
+    if not compiled.groupindex:
+        raise ParameterError(
+            f"--name-pattern {pattern!r} has no named group; use e.g. (?P<pitch>...) "
+            f"or one of: {', '.join(NAME_PATTERNS)}"
+        )
+    return compiled
+
+
+def name_labels(relpath: str, pattern: re.Pattern) -> dict[str, str]:
+    """Labels from the file name (without extension) by the named groups of ``pattern``."""
+    m = pattern.search(PurePosixPath(relpath).stem)
+    if not m:
+        return {}
+    out = {}
+    for key, value in m.groupdict().items():
+        if value is None:
+            continue
+        if key == "pitch":
+            value = normalise_pitch(value)
+            if value is None:
+                continue
+        out[key] = value
+    return out

@@ -1,0 +1,167 @@
+"""Batch stages and the runner that spreads them over processes.
+
+``analyse_files`` is the pure stage of indexing: a list of paths in, per path either an
+``Analysis`` (content hash, audio facts, log-CQT frames) or the ``AudioReadError`` that explains
+why not. ``run_batches`` runs any such stage over many batches on a local process pool (the
+default), in this process (``n_jobs=1``), or on any ``concurrent.futures.Executor`` (a Dask
+``distributed.Client(...).get_executor()`` included), yielding results in submission order.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import multiprocessing
+import os
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, TypeVar
+
+import numpy as np
+
+from soundatlas import audio
+from soundatlas.cqt import PAPER_CQT, CQTParams, cqt_batch
+from soundatlas.errors import AudioReadError
+
+__all__ = ["Analysis", "Moved", "analyse_files", "content_hash", "run_batches", "default_n_jobs"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_FULL_HASH_LIMIT = 4 << 20  # bytes; larger files are fingerprinted by size, head and tail
+_EDGE = 2 << 20
+
+
+@dataclass(frozen=True)
+class Analysis:
+    path: str
+    hash: str
+    orig_sr: int
+    n_channels: int
+    duration: float
+    file_duration: float | None
+    truncated: bool
+    features: np.ndarray  # frames x n_bins, float32 log-CQT
+
+
+@dataclass(frozen=True)
+class Moved:
+    """The file's content is already in the atlas under a path that disappeared."""
+
+    path: str
+    hash: str
+
+
+def content_hash(path: str | os.PathLike) -> str:
+    """blake2b of the file's bytes; files over 4 MiB hash their size, first and last 2 MiB.
+
+    The fingerprint recognises moved and renamed files without reading whole long recordings.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size <= _FULL_HASH_LIMIT:
+            h.update(f.read())
+        else:
+            h.update(size.to_bytes(8, "little"))
+            h.update(f.read(_EDGE))
+            f.seek(size - _EDGE)
+            h.update(f.read(_EDGE))
+    return h.hexdigest()
+
+
+def analyse_files(
+    paths: list[str],
+    *,
+    params: CQTParams = PAPER_CQT,
+    max_duration: float | None = 30.0,
+    skip_hashes: frozenset[str] = frozenset(),
+) -> list[Analysis | Moved | AudioReadError]:
+    """Hash, decode and transform a batch of files; one result per path, errors as values.
+
+    A file whose hash is in ``skip_hashes`` is not decoded (``Moved``).
+    """
+    results: list[Analysis | Moved | AudioReadError | None] = [None] * len(paths)
+    decoded: list[tuple[int, str, audio.Audio]] = []
+    for i, path in enumerate(paths):
+        try:
+            digest = _hash_or_explain(path, params, max_duration)
+            if digest in skip_hashes:
+                results[i] = Moved(path, digest)
+                continue
+            y = audio.load(path, sr=params.sr, max_duration=max_duration)
+            decoded.append((i, digest, y))
+        except AudioReadError as exc:
+            results[i] = exc
+    features = cqt_batch([a.y for _, _, a in decoded], params=params) if decoded else []
+    for (i, digest, a), C in zip(decoded, features):
+        results[i] = Analysis(
+            path=paths[i],
+            hash=digest,
+            orig_sr=a.orig_sr,
+            n_channels=a.n_channels,
+            duration=a.duration,
+            file_duration=a.file_duration,
+            truncated=a.truncated,
+            features=C,
+        )
+    return results  # type: ignore[return-value]
+
+
+def _hash_or_explain(path: str, params: CQTParams, max_duration) -> str:
+    try:
+        return content_hash(path)
+    except OSError as exc:
+        # let the decoder name the problem the way it names every other one
+        audio.load(path, sr=params.sr, max_duration=max_duration)
+        raise AudioReadError(path, exc.strerror or str(exc)) from exc
+
+
+def default_n_jobs() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core; threads would fight over the same cores
+
+
+def run_batches(
+    fn: Callable[[T], R],
+    batches: Iterable[T],
+    *,
+    n_jobs: int | None = None,
+    executor: Executor | None = None,
+) -> Iterator[R]:
+    """Apply ``fn`` to every batch, yielding results in order with a bounded number in flight.
+
+    ``executor`` wins when given; else ``n_jobs`` processes (default: one per core), or this
+    process when ``n_jobs == 1``. ``fn`` must be picklable (a module-level function or partial).
+    """
+    if executor is None and (n_jobs or default_n_jobs()) <= 1:
+        for batch in batches:
+            yield fn(batch)
+        return
+    own = executor is None
+    if own:
+        n_jobs = n_jobs or default_n_jobs()
+        executor = ProcessPoolExecutor(
+            max_workers=n_jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+        )
+    window = 2 * (n_jobs or default_n_jobs())
+    pending: collections.deque = collections.deque()
+    try:
+        for batch in batches:
+            pending.append(executor.submit(fn, batch))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for fut in pending:
+            fut.cancel()
+        if own:
+            executor.shutdown(wait=True, cancel_futures=True)
