@@ -1,8 +1,8 @@
 """Decode: any audio file a sample library holds -> mono float32 ``y`` at ``sr`` (16 kHz).
 
 The stage after ``scan`` and before ``cqt``. One contract: :func:`load` returns an :class:`Audio`
-or raises :class:`~soundatlas.errors.AudioReadError` carrying the path and a short reason; no other
-exception escapes for a bad file (bad *parameters* raise :class:`~soundatlas.errors.ParameterError`).
+or raises :class:`~soundatlas.errors.AudioReadError` carrying the path and a short reason; no
+other exception escapes for a bad file (bad *parameters* raise ``ParameterError``).
 
 Decoding is libsndfile's (through ``soundfile``): WAV/RF64/W64, AIFF, FLAC, Ogg Vorbis, Opus, MP3,
 CAF, AU and friends. Only the first ``max_duration`` seconds are decoded, block by block, so a
@@ -46,7 +46,7 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset({
 })
 
 _BLOCK_SAMPLES = 1 << 20      # frames x channels decoded per read: bounds memory for wide files
-_UNKNOWN_FRAMES = 1 << 62     # libsndfile reports SF_COUNT_MAX frames when a stream's length is unknown
+_UNKNOWN_FRAMES = 1 << 62     # libsndfile says SF_COUNT_MAX frames when a length is unknown
 _MAX_REASON = 160             # characters of a library message kept in a reason
 
 _ERRNO_REASONS = {
@@ -100,7 +100,7 @@ def load(path: str | os.PathLike, *, sr: int = 16000, max_duration: float | None
 def load_many(paths: Iterable[str | os.PathLike], *, sr: int = 16000,
               max_duration: float | None = 30.0,
               min_duration: float = 0.05) -> list[Audio | AudioReadError]:
-    """Decode a batch: one Audio or one AudioReadError per path, in order; a bad file never raises."""
+    """Decode a batch: one Audio or AudioReadError per path, in order; a bad file never raises."""
     _check_params(sr, max_duration, min_duration)
     out: list[Audio | AudioReadError] = []
     for path in paths:
@@ -227,11 +227,12 @@ def _read_mono(f: sf.SoundFile, path, n_frames: int | None) -> np.ndarray:
 
 
 def _check_long_enough(path, n_frames: int, sr: int, min_duration: float) -> None:
-    """Raise 'too short' unless ``n_frames`` at ``sr`` last at least ``min_duration`` s (and > 0)."""
+    """Raise 'too short' unless ``n_frames`` > 0 at ``sr`` last ``min_duration`` s or more."""
     seconds = n_frames / sr
     if n_frames == 0 or seconds < min_duration:
         frames = "1 frame" if n_frames == 1 else f"{n_frames} frames"
-        floor = f"min_duration={min_duration:g} s" if min_duration < math.inf else "one output sample"
+        floor = (f"min_duration={min_duration:g} s" if min_duration < math.inf
+                 else "one output sample")
         raise AudioReadError(path, f"too short: {frames} at {sr} Hz = {seconds:.4g} s, "
                                    f"below {floor}")
 

@@ -110,8 +110,10 @@ def cmd_demo_library(args) -> int:
     else:
         print(f"rendered {summary.n_files_written} notes into {summary.out} "
               f"in {summary.seconds:.1f} s ({summary.out}/metadata.csv)")
-        for note, reason in getattr(summary, "skipped", [])[:20]:
-            print(f"  skipped {note}: {reason}")
+        if summary.skipped:
+            print(f"  {len(summary.skipped)} notes not written:")
+        for skipped in summary.skipped[:20]:
+            print(f"    {skipped.note.path}: {skipped.reason}")
     return EXIT_OK
 
 

@@ -357,8 +357,13 @@ class NoteSynth:
     def render(self, note: Note) -> np.ndarray:
         """Render one note as float32 mono samples (full scale 1.0, not clipped).
 
-        Raises ParameterError when the SoundFont has no preset for the note's program (bank 0).
+        Raises ParameterError when the note's values are out of MIDI range or the SoundFont has
+        no preset for its program (bank 0).
         """
+        if not (0 <= note.pitch <= 127 and 1 <= note.velocity <= 127 and note.duration > 0):
+            raise ParameterError(
+                f"{note}: pitch must be in 0..127, velocity in 1..127 and duration > 0"
+            )
         synth = self._synth
         self._silence_all()
         synth.system_reset()  # controllers and programs back to their defaults
@@ -579,5 +584,6 @@ def _write_metadata(out: Path, notes: list[Note]) -> None:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(METADATA_COLUMNS)
         for note in sorted(notes, key=lambda n: n.path):
-            writer.writerow([note.path, note.instrument, note.pitch, note.velocity, note.articulation])
+            row = (note.path, note.instrument, note.pitch, note.velocity, note.articulation)
+            writer.writerow(row)
     os.replace(part, out / METADATA_FILE)

@@ -21,6 +21,10 @@ class AudioReadError(SoundAtlasError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):
+        # picklable, so errors can travel back from worker processes and Dask workers as values
+        return (type(self), (self.path, self.reason))
+
 
 class AtlasError(SoundAtlasError):
     """The atlas is missing, from an incompatible version, or inconsistent."""

@@ -20,7 +20,7 @@ from soundatlas import labels as labels_mod
 from soundatlas.atlas import Atlas, NewSample, default_atlas_dir
 from soundatlas.cqt import PAPER_CQT, CQTParams
 from soundatlas.errors import AudioReadError, ParameterError
-from soundatlas.pipeline import Analysis, Moved, analyse_files, run_batches
+from soundatlas.pipeline import Analysis, Moved, analyse_files, isolate, run_batches
 from soundatlas.scan import FileEntry, scan
 
 __all__ = ["IndexSummary", "index_library", "DEFAULT_MANIFEST"]
@@ -102,9 +102,11 @@ def index_library(
                     skip_hashes=frozenset(orphans) if entries is todo else frozenset(),
                 )
                 batches = [entries[i : i + batch_size] for i in range(0, len(entries), batch_size)]
-                for batch, results in zip(
-                    batches, run_batches(stage, batches, n_jobs=n_jobs, executor=executor)
-                ):
+                on_crash = functools.partial(isolate, stage, crashed=_crashed)
+                results_iter = run_batches(
+                    stage, batches, n_jobs=n_jobs, executor=executor, on_crash=on_crash
+                )
+                for batch, results in zip(batches, results_iter):
                     n_done += _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done)
                     if progress:
                         progress(n_done, summary.n_scanned)
@@ -122,6 +124,10 @@ def index_library(
             atlas.finish_run(run_id, status="interrupted", summary=_brief(summary))
             raise
     return summary
+
+
+def _crashed(entry: FileEntry) -> AudioReadError:
+    return AudioReadError(entry.path, "the decoder crashed on this file (its process died)")
 
 
 def _analyse(entries: list[FileEntry], *, root: str, params, max_duration, skip_hashes):

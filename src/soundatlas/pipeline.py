@@ -14,6 +14,7 @@ import hashlib
 import multiprocessing
 import os
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, TypeVar
 
@@ -23,7 +24,9 @@ from soundatlas import audio
 from soundatlas.cqt import PAPER_CQT, CQTParams, cqt_batch
 from soundatlas.errors import AudioReadError
 
-__all__ = ["Analysis", "Moved", "analyse_files", "content_hash", "run_batches", "default_n_jobs"]
+__all__ = [
+    "Analysis", "Moved", "analyse_files", "content_hash", "run_batches", "isolate", "default_n_jobs",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -133,35 +136,83 @@ def run_batches(
     *,
     n_jobs: int | None = None,
     executor: Executor | None = None,
+    on_crash: Callable[[T], R] | None = None,
 ) -> Iterator[R]:
     """Apply ``fn`` to every batch, yielding results in order with a bounded number in flight.
 
     ``executor`` wins when given; else ``n_jobs`` processes (default: one per core), or this
     process when ``n_jobs == 1``. ``fn`` must be picklable (a module-level function or partial).
+    When a worker process dies (a native crash in a decoder, the OOM killer), the pool is
+    restarted, the other batches in flight are resubmitted, and the oldest one is handed to
+    ``on_crash`` (which should isolate the culprit); without ``on_crash`` the error propagates.
     """
+    batches = iter(batches)
     if executor is None and (n_jobs or default_n_jobs()) <= 1:
         for batch in batches:
             yield fn(batch)
         return
     own = executor is None
+    n_jobs = n_jobs or default_n_jobs()
     if own:
-        n_jobs = n_jobs or default_n_jobs()
-        executor = ProcessPoolExecutor(
-            max_workers=n_jobs,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-        )
-    window = 2 * (n_jobs or default_n_jobs())
+        executor = _process_pool(n_jobs)
+    window = 2 * n_jobs
     pending: collections.deque = collections.deque()
     try:
         for batch in batches:
-            pending.append(executor.submit(fn, batch))
-            if len(pending) >= window:
-                yield pending.popleft().result()
+            pending.append((batch, executor.submit(fn, batch)))
+            while len(pending) >= window:
+                yield _next_result(pending)
         while pending:
-            yield pending.popleft().result()
+            yield _next_result(pending)
+    except _Restart as restart:
+        # the pool broke: start a new one and go on from where we are
+        executor.shutdown(wait=False, cancel_futures=True)
+        if not own or on_crash is None:
+            raise restart.cause
+        rest = [b for b, _ in pending]
+        pending.clear()
+        yield on_crash(restart.batch)
+        yield from run_batches(fn, rest + list(batches), n_jobs=n_jobs, on_crash=on_crash)
+        return
     finally:
-        for fut in pending:
+        for _, fut in pending:
             fut.cancel()
         if own:
             executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _Restart(Exception):
+    def __init__(self, batch, cause):
+        self.batch, self.cause = batch, cause
+
+
+def _next_result(pending: collections.deque):
+    batch, fut = pending[0]
+    try:
+        result = fut.result()
+    except BrokenProcessPool as exc:
+        pending.popleft()
+        raise _Restart(batch, exc) from exc
+    pending.popleft()
+    return result
+
+
+def _process_pool(n_jobs: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        max_workers=n_jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+    )
+
+
+def isolate(fn: Callable[[list], list], batch: list, *, crashed: Callable[[object], object]) -> list:
+    """Run ``fn`` on each item of ``batch`` in its own process; an item whose process dies
+    becomes ``crashed(item)``. The slow path after a worker crash: it finds the culprit."""
+    out = []
+    for item in batch:
+        with _process_pool(1) as pool:
+            try:
+                out.extend(pool.submit(fn, [item]).result())
+            except BrokenProcessPool:
+                out.append(crashed(item))
+    return out

@@ -1,0 +1,252 @@
+"""Helpers shared by the benchmark scripts: machine facts, timing, tables, JSON, test signals.
+
+Benchmarks in this project compare against a named baseline *in the same run* and print the ratio,
+report medians over at least three repeats, and print the machine they ran on (the machine is a
+small shared VM whose speed varies from minute to minute, so absolute numbers drift; ratios much
+less so).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+              "VECLIB_MAXIMUM_THREADS")
+
+
+# --- machine facts ------------------------------------------------------------------------------
+
+def machine_facts() -> dict:
+    """Cores, CPU, memory, load, thread settings and library versions of this run."""
+    import torch
+
+    facts = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "os_cpu_count": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "mem_total_gb": round(_meminfo_kb("MemTotal") / 2**20, 1),
+        "loadavg": _loadavg(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", *THREAD_ENV)},
+        "versions": _versions(),
+        "git": _git_revision(),
+    }
+    return facts
+
+
+def print_facts(facts: dict) -> None:
+    v = facts["versions"]
+    env = ", ".join(f"{k}={val}" for k, val in facts["env"].items() if val is not None) or "none set"
+    print(f"# {facts['date']} on {facts['host']} ({facts['platform']})")
+    print(f"# cpu: {facts['cpu']}; cores: {facts['cores_usable']} usable of {facts['os_cpu_count']}; "
+          f"mem {facts['mem_total_gb']} GB; load average {facts['loadavg']}")
+    print(f"# torch threads {facts['torch_threads']} (interop {facts['torch_interop_threads']}); "
+          f"env: {env}")
+    print("# " + ", ".join(f"{k} {val}" for k, val in v.items()))
+    print(f"# git {facts['git']}")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _meminfo_kb(key: str) -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in ("soundatlas", "torch", "numpy", "scipy", "librosa", "soxr", "soundfile", "numba"):
+        try:
+            mod = __import__(name)
+            out[name] = getattr(mod, "__version__", "?")
+        except Exception:  # an absent optional library is a fact, not an error
+            out[name] = None
+    try:
+        import soundfile
+
+        out["libsndfile"] = soundfile.__libsndfile_version__
+    except Exception:
+        pass
+    try:
+        import numpy
+
+        cfg = numpy.show_config(mode="dicts")
+        out["numpy_blas"] = cfg["Build Dependencies"]["blas"].get("name")
+    except Exception:
+        pass
+    return out
+
+
+def _git_revision() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return f"{rev}{' (+ uncommitted changes)' if dirty else ''}" if rev else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# --- timing -------------------------------------------------------------------------------------
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    """Seconds one call of ``fn`` took, and what it returned."""
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def median(xs) -> float:
+    xs = [x for x in xs if x is not None]
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+@contextmanager
+def environ(**values):
+    """Temporarily set (str) or unset (None) environment variables."""
+    old = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = str(v)
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# --- output -------------------------------------------------------------------------------------
+
+def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
+    """Print ``rows`` as an aligned table; ``columns``: (key, header, format spec)."""
+    cells = [[h for _, h, _ in columns]]
+    for row in rows:
+        line = []
+        for key, _, spec in columns:
+            val = row.get(key)
+            line.append("-" if val is None else (format(val, spec) if spec else str(val)))
+        cells.append(line)
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    for n, line in enumerate(cells):
+        print("  ".join(c.rjust(w) if n and i else c.ljust(w) for i, (c, w) in
+                        enumerate(zip(line, widths))))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def goal_line(name: str, value: float, goal: float, unit: str = "x") -> str:
+    ok = value >= goal
+    return f"{name}: {value:.2f}{unit} (goal >= {goal:g}{unit}: {'met' if ok else 'MISSED'})"
+
+
+def write_json(path: str | os.PathLike | None, payload: dict) -> None:
+    if not path:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+    print(f"# results written to {path}")
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+# --- test signals -------------------------------------------------------------------------------
+
+KINDS = ("noise", "sines", "decay")
+
+
+def make_clip(seed: int, index: int, *, sr: int = 16000, duration: float = 2.5) -> np.ndarray:
+    """One synthetic clip, the same for the same (seed, index) in any process.
+
+    ``index % 3`` picks the kind: white noise, a random sum of sinusoids, or a decaying harmonic
+    tone with a random onset. Float32, peak well below 1.
+    """
+    rng = np.random.default_rng([seed, index])
+    n = int(round(sr * duration))
+    t = np.arange(n) / sr
+    kind = KINDS[index % 3]
+    nyq_safe = min(7000.0, 0.45 * sr)
+    if kind == "noise":
+        y = rng.standard_normal(n) * rng.uniform(0.02, 0.3)
+    elif kind == "sines":
+        n_sines = int(rng.integers(1, 13))
+        freqs = np.exp(rng.uniform(np.log(27.5), np.log(nyq_safe), n_sines))
+        amps = rng.uniform(0.05, 1.0, n_sines)
+        phases = rng.uniform(0, 2 * np.pi, n_sines)
+        y = (amps[:, None] * np.sin(2 * np.pi * freqs[:, None] * t + phases[:, None])).sum(0)
+        y *= rng.uniform(0.1, 0.8) / max(1e-9, np.abs(y).max())
+    else:
+        f0 = float(np.exp(rng.uniform(np.log(30.0), np.log(2000.0))))
+        n_harm = max(1, min(int(rng.integers(1, 16)), int(nyq_safe // f0)))
+        k = np.arange(1, n_harm + 1)
+        amps = rng.uniform(0.2, 1.0, n_harm) / k
+        onset = rng.uniform(0.0, 0.5)
+        tau = rng.uniform(0.08, 1.5)
+        tt = np.clip(t - onset, 0.0, None)
+        env = np.where(t >= onset, np.exp(-tt / tau), 0.0)
+        y = env * (amps[:, None] * np.sin(2 * np.pi * f0 * k[:, None] * tt)).sum(0)
+        y *= rng.uniform(0.1, 0.8) / max(1e-9, np.abs(y).max())
+        y += rng.standard_normal(n) * 1e-4  # a little room noise
+    return y.astype(np.float32)
+
+
+def make_clips(seed: int, indices, *, sr: int = 16000, duration: float = 2.5) -> list[np.ndarray]:
+    return [make_clip(seed, int(i), sr=sr, duration=duration) for i in indices]
+
+
+def python_cmd() -> list[str]:
+    """The interpreter running this script (the project's venv when run as documented)."""
+    return [sys.executable]

@@ -1,0 +1,62 @@
+"""Shared fixtures: generated tone libraries and a small rendered instrument library."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+SMALL_CLASSES = ["flute", "trombone", "violin"]
+
+
+def write_tone(path: Path, freq: float, *, seconds: float = 1.0, sr: int = 44100,
+               amp: float = 0.3, seed: int = 0, noise: float = 0.0) -> Path:
+    """A decaying sine (plus optional noise) as 16-bit WAV."""
+    t = np.arange(int(seconds * sr)) / sr
+    y = amp * np.sin(2 * np.pi * freq * t) * np.exp(-t * 1.5)
+    if noise:
+        y = y + noise * np.random.default_rng(seed).standard_normal(len(t))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, y.astype(np.float32), sr, subtype="PCM_16")
+    return path
+
+
+def make_tone_library(root: Path, n_per_folder: int = 6, folders=("low", "mid", "high")) -> Path:
+    """Folders of tones whose pitch range differs by folder; a manifest with instrument/pitch."""
+    base = {"low": 36, "mid": 60, "high": 84}
+    rows = ["path,instrument,pitch"]
+    for f_i, folder in enumerate(folders):
+        for i in range(n_per_folder):
+            midi = base.get(folder, 48 + 12 * f_i) + i
+            freq = 440.0 * 2 ** ((midi - 69) / 12)
+            rel = f"{folder}/{folder}_{midi:03d}.wav"
+            write_tone(root / rel, freq, seconds=0.6 + 0.1 * i, seed=midi, noise=0.01)
+            rows.append(f"{rel},{folder},{midi}")
+    (root / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture
+def tone_library(tmp_path) -> Path:
+    return make_tone_library(tmp_path / "lib")
+
+
+@pytest.fixture(scope="session")
+def rendered_library_master(tmp_path_factory) -> Path:
+    """A small real render (3 classes, one velocity, both articulations), made once."""
+    from soundatlas.demo import render_library
+
+    out = tmp_path_factory.mktemp("rendered") / "lib"
+    render_library(out, classes=SMALL_CLASSES, velocities=(80,), n_jobs=2)
+    return out
+
+
+@pytest.fixture
+def rendered_library(rendered_library_master, tmp_path) -> Path:
+    """A private copy of the small render, free to modify."""
+    dst = tmp_path / "rendered"
+    shutil.copytree(rendered_library_master, dst)
+    return dst

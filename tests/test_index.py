@@ -1,0 +1,284 @@
+"""`soundatlas index`: scanning, incremental and resumable updates, labels, bad input."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import make_tone_library, write_tone
+from soundatlas.atlas import Atlas
+from soundatlas.cqt import cqt
+from soundatlas import audio
+from soundatlas.errors import AtlasError, ParameterError
+from soundatlas.indexing import index_library
+from soundatlas.labels import LabelSources
+
+
+def index(lib, atlas=None, **kw):
+    kw.setdefault("n_jobs", 1)
+    return index_library(lib, atlas_dir=atlas, **kw)
+
+
+def paths_in(atlas_dir) -> set[str]:
+    with Atlas.open(atlas_dir) as a:
+        return {r.path for r in a.samples()}
+
+
+def test_index_stores_features_equal_to_the_cqt_of_the_decoded_file(tone_library):
+    s = index(tone_library)
+    assert s.n_indexed == s.n_scanned == s.n_samples == 18 and s.n_failed == 0
+    with Atlas.open(tone_library / ".soundatlas") as a:
+        for rec in a.samples():
+            y = audio.load(tone_library / rec.path).y
+            expected = cqt(y)
+            got = a.features(rec)
+            assert got.shape == expected.shape == (rec.n_frames, 192)
+            np.testing.assert_allclose(got, expected, atol=0.01, rtol=0.002)  # float16 storage
+            assert rec.orig_sr == 44100 and rec.n_channels == 1 and not rec.truncated
+
+
+def test_labels_from_manifest_folder_and_name_pattern(tone_library):
+    index(tone_library)
+    with Atlas.open(tone_library / ".soundatlas") as a:
+        labels = {r.path: a.sample_labels(r.id) for r in a.samples()}
+    assert labels["low/low_036.wav"] == {"folder": "low", "instrument": "low", "pitch": "36"}
+    # name pattern: the MIDI number in the file name
+    index(tone_library, label_sources=LabelSources(manifest=None, name_pattern="midi"))
+    with Atlas.open(tone_library / ".soundatlas") as a:
+        pitch = {r.path: a.sample_labels(r.id).get("pitch") for r in a.samples()}
+        assert pitch["high/high_089.wav"] == "89"
+        assert "instrument" not in a.label_summary()  # sources replaced, old labels gone
+    # sources are remembered by the next run that gives none
+    s = index(tone_library)
+    assert s.label_sources["name_pattern"] == "midi"
+
+
+def test_note_names_in_file_names_become_midi_pitch(tmp_path):
+    lib = tmp_path / "lib"
+    for name in ["Violin_C#4_ff.wav", "Violin_Db4_pp.wav", "piano-A4.wav", "no pitch here.wav"]:
+        write_tone(lib / name, 300.0, seconds=0.3)
+    index(lib, label_sources=LabelSources(name_pattern="note"))
+    with Atlas.open(lib / ".soundatlas") as a:
+        pitch = {r.path: a.sample_labels(r.id).get("pitch") for r in a.samples()}
+    assert pitch == {"Violin_C#4_ff.wav": "61", "Violin_Db4_pp.wav": "61", "piano-A4.wav": "69",
+                     "no pitch here.wav": None}
+
+
+def test_second_run_touches_nothing(tone_library):
+    index(tone_library)
+    before = _segment_files(tone_library)
+    s = index(tone_library)
+    assert (s.n_indexed, s.n_unchanged, s.n_moved, s.n_removed) == (0, 18, 0, 0)
+    assert _segment_files(tone_library) == before
+
+
+def test_changed_file_is_reanalysed_in_place(tone_library):
+    index(tone_library)
+    target = tone_library / "mid/mid_060.wav"
+    with Atlas.open(tone_library / ".soundatlas") as a:
+        old = {r.path: r for r in a.samples()}[target.relative_to(tone_library).as_posix()]
+        old_features = a.features(old)
+    write_tone(target, 2000.0, seconds=1.5)
+    os.utime(target, ns=(time.time_ns(), time.time_ns() + 10**9))
+    s = index(tone_library)
+    assert (s.n_indexed, s.n_unchanged) == (1, 17)
+    with Atlas.open(tone_library / ".soundatlas") as a:
+        new = {r.path: r for r in a.samples()}[old.path]
+        assert new.n_frames == 31 and new.hash != old.hash
+        assert not np.allclose(a.features(new)[:10], old_features[:10])
+        assert a.sample_labels(new.id)["instrument"] == "mid"
+
+
+def test_moved_and_renamed_files_keep_their_record_without_reanalysis(tone_library):
+    index(tone_library)
+    with Atlas.open(tone_library / ".soundatlas") as a:
+        before = {r.path: r for r in a.samples()}
+    (tone_library / "elsewhere").mkdir()
+    shutil.move(tone_library / "low/low_037.wav", tone_library / "elsewhere/renamed.wav")
+    s = index(tone_library)
+    assert (s.n_indexed, s.n_moved, s.n_removed) == (0, 1, 0)
+    with Atlas.open(tone_library / ".soundatlas") as a:
+        after = {r.path: r for r in a.samples()}
+        assert "low/low_037.wav" not in after
+        moved = after["elsewhere/renamed.wav"]
+        assert moved.id == before["low/low_037.wav"].id
+        assert moved.segment == before["low/low_037.wav"].segment
+        assert a.sample_labels(moved.id)["folder"] == "elsewhere"
+
+
+def test_copy_of_a_moved_file_is_analysed_not_lost(tone_library):
+    index(tone_library)
+    src = tone_library / "low/low_037.wav"
+    shutil.copy2(src, tone_library / "copy_a.wav")
+    shutil.move(src, tone_library / "copy_b.wav")
+    s = index(tone_library)
+    assert s.n_moved == 1 and s.n_indexed == 1 and s.n_removed == 0
+    assert {"copy_a.wav", "copy_b.wav"} <= paths_in(tone_library / ".soundatlas")
+
+
+def test_deleted_files_are_forgotten_and_their_storage_freed(tone_library):
+    index(tone_library, batch_size=6)
+    shutil.rmtree(tone_library / "high")
+    s = index(tone_library, batch_size=6)
+    assert s.n_removed == 6 and s.n_samples == 12
+    assert not any(p.startswith("high/") for p in paths_in(tone_library / ".soundatlas"))
+    with Atlas.open(tone_library / ".soundatlas") as a:
+        n_segments = a.conn.execute("SELECT COUNT(*) FROM segments").fetchone()[0]
+    assert n_segments == 2 and len(_segment_files(tone_library)) == 2
+
+
+def test_failed_file_fixed_later_is_indexed(tone_library):
+    bad = tone_library / "mid/broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00")
+    s = index(tone_library)
+    assert [p for p, _ in s.failures] == ["mid/broken.wav"]
+    write_tone(bad, 500.0)
+    s = index(tone_library)
+    assert s.failures == [] and "mid/broken.wav" in paths_in(tone_library / ".soundatlas")
+    bad.unlink()
+    assert index(tone_library).n_removed == 1
+
+
+def test_crash_between_segment_and_commit_leaves_no_trace(tone_library, monkeypatch):
+    index(tone_library)
+    write_tone(tone_library / "new.wav", 700.0)
+    real = Atlas.transaction
+
+    def failing(self):
+        raise sqlite3.OperationalError("simulated crash before commit")
+
+    monkeypatch.setattr(Atlas, "transaction", failing)
+    with Atlas.open(tone_library / ".soundatlas", write=True) as a:
+        from soundatlas.atlas import NewSample
+
+        with pytest.raises(sqlite3.OperationalError):
+            a.commit_batch([NewSample("new.wav", 1, 1, "h", 44100, 1, 1.0, 1.0, False,
+                                      np.zeros((21, 192), np.float32))])
+    monkeypatch.setattr(Atlas, "transaction", real)
+    n_files = len(_segment_files(tone_library))
+    s = index(tone_library)
+    assert s.n_indexed == 1 and len(_segment_files(tone_library)) == n_files + 1
+
+
+def test_killed_run_resumes_to_the_same_atlas(tmp_path):
+    lib = tmp_path / "lib"
+    for i in range(240):
+        write_tone(lib / f"d{i % 4}/t{i:03d}.wav", 100.0 + 7 * i, seconds=0.5, sr=16000)
+    killed_atlas = tmp_path / "killed"
+    code = ("import sys; from soundatlas.indexing import index_library; "
+            f"index_library({str(lib)!r}, atlas_dir={str(killed_atlas)!r}, n_jobs=1, batch_size=4)")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    db = killed_atlas / "atlas.sqlite"
+    deadline = time.time() + 60
+    n = 0
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=1) as c:
+                    n = c.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+            except sqlite3.Error:
+                n = 0
+            if n >= 40:
+                break
+        time.sleep(0.02)
+    assert proc.poll() is None, "indexing finished before it could be killed; use more files"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 0 < n < 240
+    s = index(lib, killed_atlas, batch_size=4)
+    assert s.n_unchanged >= 40 and s.n_indexed + s.n_unchanged == 240 and s.n_samples == 240
+    fresh = index(lib, tmp_path / "fresh")
+    assert fresh.n_samples == 240
+    with Atlas.open(killed_atlas) as a, Atlas.open(tmp_path / "fresh") as b:
+        ra, rb = {r.path: r for r in a.samples()}, {r.path: r for r in b.samples()}
+        assert ra.keys() == rb.keys()
+        for path in list(ra)[::17]:
+            np.testing.assert_array_equal(a.features(ra[path]), b.features(rb[path]))
+        on_disk = {p.name for p in (killed_atlas / "features").iterdir()}
+        named = {f for (f,) in a.conn.execute("SELECT file FROM segments")}
+        assert on_disk == named  # no orphan left by the kill
+
+
+def test_bad_corpus_each_file_indexed_or_recorded(tmp_path):
+    from badfiles import make_bad_corpus
+
+    lib = tmp_path / "lib"
+    expect = make_bad_corpus(lib)
+    make_tone_library(lib / "good", n_per_folder=3)
+    s = index(lib, n_jobs=2, max_duration=30.0)
+    failures = dict(s.failures)
+    indexed = paths_in(lib / ".soundatlas")
+    for rel in (lib / "good").rglob("*.wav"):
+        assert f"good/{rel.relative_to(lib / 'good').as_posix()}" in indexed
+    for rel, expectation in expect.items():
+        if expectation == "ok":
+            assert rel in indexed, (rel, failures.get(rel))
+        elif expectation.startswith("fail:"):
+            assert rel in failures, rel
+            assert expectation[5:] in failures[rel].lower(), (rel, failures[rel])
+            assert rel not in indexed
+    assert s.n_failed == len(failures) > 0
+    assert s.n_truncated >= 1  # the very long file: first 30 s only, and said so
+
+
+def test_symlink_loops_and_hidden_folders(tmp_path):
+    lib = tmp_path / "lib"
+    write_tone(lib / "a/one.wav", 440.0, seconds=0.3)
+    write_tone(lib / ".hidden/two.wav", 440.0, seconds=0.3)
+    write_tone(lib / "._junk.wav", 440.0, seconds=0.3)
+    os.symlink("..", lib / "a/loop")  # a -> lib -> a -> ...
+    os.symlink("self.wav", lib / "self.wav")
+    s = index(lib)
+    assert paths_in(lib / ".soundatlas") == {"a/one.wav"}
+    assert dict(s.failures) == {"self.wav": "symlink loop"}
+
+
+def test_cqt_parameters_of_an_atlas_cannot_change(tone_library):
+    from soundatlas.cqt import CQTParams
+
+    index(tone_library)
+    with pytest.raises(AtlasError, match="other CQT parameters"):
+        index(tone_library, params=CQTParams(hop_length=400))
+
+
+def test_bad_arguments_are_named(tmp_path, tone_library):
+    with pytest.raises(ParameterError, match="not a folder"):
+        index(tmp_path / "missing")
+    with pytest.raises(ParameterError, match="name-pattern"):
+        index(tone_library, label_sources=LabelSources(name_pattern="(unclosed"))
+    with pytest.raises(ParameterError, match="does not exist"):
+        index(tone_library, label_sources=LabelSources(manifest="nope.csv"))
+    with pytest.raises(AtlasError, match="no atlas"):
+        Atlas.open(tmp_path / "nothing")
+
+
+def test_newer_schema_is_refused(tone_library):
+    index(tone_library)
+    with sqlite3.connect(tone_library / ".soundatlas/atlas.sqlite") as c:
+        c.execute("PRAGMA user_version = 99")
+    with pytest.raises(AtlasError, match="newer"):
+        Atlas.open(tone_library / ".soundatlas")
+
+
+def test_rendered_demo_subset_indexes_with_its_manifest(rendered_library):
+    s = index(rendered_library, n_jobs=2)
+    assert s.n_failed == 0 and s.n_samples == len(list(rendered_library.rglob("*.wav")))
+    with Atlas.open(rendered_library / ".soundatlas") as a:
+        summary = a.label_summary()
+    assert set(summary["instrument"]) == {"flute", "trombone", "violin"}
+    assert set(summary["articulation"]) == {"short", "long"}
+    assert sum(summary["pitch"].values()) == s.n_samples
+
+
+def _segment_files(lib: Path) -> set[str]:
+    return {p.name for p in (lib / ".soundatlas/features").iterdir()}
