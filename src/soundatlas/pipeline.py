@@ -10,6 +10,7 @@ default), in this process (``n_jobs=1``), or on any ``concurrent.futures.Executo
 from __future__ import annotations
 
 import collections
+import itertools
 import hashlib
 import multiprocessing
 import os
@@ -155,15 +156,15 @@ def run_batches(
     n_jobs = n_jobs or default_n_jobs()
     if own:
         executor = _process_pool(n_jobs)
-    window = 2 * n_jobs
+    window = 2 * (n_jobs if own else max(n_jobs, _executor_slots(executor)))
     pending: collections.deque = collections.deque()
     try:
         for batch in batches:
             pending.append((batch, executor.submit(fn, batch)))
             while len(pending) >= window:
-                yield _next_result(pending)
+                yield _next_result(pending, on_crash)
         while pending:
-            yield _next_result(pending)
+            yield _next_result(pending, on_crash)
     except _Restart as restart:
         # the pool broke: start a new one and go on from where we are
         executor.shutdown(wait=False, cancel_futures=True)
@@ -172,7 +173,7 @@ def run_batches(
         rest = [b for b, _ in pending]
         pending.clear()
         yield on_crash(restart.batch)
-        yield from run_batches(fn, rest + list(batches), n_jobs=n_jobs, on_crash=on_crash)
+        yield from run_batches(fn, itertools.chain(rest, batches), n_jobs=n_jobs, on_crash=on_crash)
         return
     finally:
         for _, fut in pending:
@@ -186,15 +187,31 @@ class _Restart(Exception):
         self.batch, self.cause = batch, cause
 
 
-def _next_result(pending: collections.deque):
+def _next_result(pending: collections.deque, on_crash):
     batch, fut = pending[0]
     try:
         result = fut.result()
     except BrokenProcessPool as exc:
         pending.popleft()
         raise _Restart(batch, exc) from exc
+    except Exception as exc:
+        # Dask gives up on a task whose workers keep dying with KilledWorker; the cluster itself
+        # carries on, so only this batch needs isolating.
+        if type(exc).__name__ != "KilledWorker" or on_crash is None:
+            raise
+        pending.popleft()
+        return on_crash(batch)
     pending.popleft()
     return result
+
+
+def _executor_slots(executor) -> int:
+    """Worker threads behind a Dask client's executor (0 when unknown)."""
+    client = getattr(executor, "_client", None)
+    try:
+        return sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+    except Exception:  # not a Dask executor, or no scheduler answer: fall back to local cores
+        return 0
 
 
 def _process_pool(n_jobs: int) -> ProcessPoolExecutor:

@@ -1,0 +1,92 @@
+"""CLI conventions: help everywhere, --json, exit status 0/1/2, one line per problem."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from soundatlas.cli import build_parser, main
+
+BIN = Path(sys.executable).parent / "soundatlas"
+COMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
+
+
+def run(*args, check_rc=None):
+    proc = subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True, timeout=300)
+    if check_rc is not None:
+        assert proc.returncode == check_rc, (proc.stdout, proc.stderr)
+    return proc
+
+
+def test_top_level_help_lists_every_command():
+    out = run("--help", check_rc=0).stdout
+    for command in COMMANDS:
+        assert command in out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_describes_every_option(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    parser = build_parser()._subparsers._group_actions[0].choices[command]  # noqa: SLF001
+    for action in parser._actions:  # noqa: SLF001
+        for flag in action.option_strings:
+            assert flag in out
+        assert action.help, f"{command} {action.dest} has no help text"
+
+
+def test_python_dash_m_works():
+    proc = subprocess.run([sys.executable, "-m", "soundatlas", "--version"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("soundatlas ")
+
+
+def test_misuse_exits_2_with_one_message():
+    proc = run("index", check_rc=2)
+    assert "LIBRARY" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("index", "x", "--batch-size", "0", check_rc=2)
+    assert "must be at least 1" in proc.stderr
+    run("no-such-command", check_rc=2)
+
+
+def test_user_errors_exit_1_with_one_line_and_no_traceback(tmp_path):
+    proc = run("index", tmp_path / "missing", check_rc=1)
+    assert proc.stderr.strip().count("\n") == 0 and "not a folder" in proc.stderr
+    proc = run("info", "--atlas", tmp_path, check_rc=1)
+    assert "no atlas" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("demo-library", tmp_path / "out", "--soundfont", tmp_path / "none.sf2", check_rc=1)
+    assert "none.sf2" in proc.stderr and proc.stderr.strip().count("\n") == 0
+    proc = run("demo-library", tmp_path / "out", "--classes", "kazoo", check_rc=1)
+    assert "kazoo" in proc.stderr
+
+
+def test_index_and_info_json(tone_library):
+    proc = run("index", tone_library, "--json", "-q", "--jobs", "1", check_rc=0)
+    summary = json.loads(proc.stdout)
+    assert summary["n_indexed"] == 18 and summary["n_failed"] == 0
+    info = json.loads(run("info", "--atlas", tone_library / ".soundatlas", "--json", check_rc=0).stdout)
+    assert info["n_samples"] == 18 and set(info["labels"]["instrument"]) == {"low", "mid", "high"}
+    assert info["disk_bytes"] > 0 and info["last_index"]["status"] == "done"
+
+
+def test_index_summary_names_failures(tone_library):
+    (tone_library / "mid" / "broken.wav").write_bytes(b"")
+    proc = run("index", tone_library, "-q", "--jobs", "1", check_rc=0)
+    assert "failed 1" in proc.stdout and "mid/broken.wav: empty" in proc.stdout
+    text = run("info", "--atlas", tone_library / ".soundatlas", check_rc=0).stdout
+    assert "mid/broken.wav" in text and "samples  18" in text
+
+
+def test_demo_library_cli_renders_a_subset(tmp_path):
+    proc = run("demo-library", tmp_path / "demo", "--classes", "piccolo", "--velocities", "80",
+               "--json", check_rc=0)
+    summary = json.loads(proc.stdout)
+    assert summary["n_files_written"] == 2 * (108 - 74 + 1)
+    rows = (tmp_path / "demo/metadata.csv").read_text().splitlines()
+    assert rows[0] == "path,instrument,pitch,velocity,articulation" and len(rows) == 71
