@@ -51,6 +51,17 @@ def machine_facts() -> dict:
     return facts
 
 
+def machine_facts_subprocess() -> dict:
+    """:func:`machine_facts` computed in a short-lived subprocess, so that this process never
+    imports torch (keeps a parent that launches measured subprocesses small)."""
+    code = "import json, common; print(json.dumps(common.machine_facts()))"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True, timeout=300)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def print_facts(facts: dict) -> None:
     v = facts["versions"]
     env = ", ".join(f"{k}={val}" for k, val in facts["env"].items() if val is not None) or "none set"
@@ -156,6 +167,57 @@ def environ(**values):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+class OtherLoad:
+    """How many cores *other* processes (and the hypervisor) kept busy while we ran.
+
+    ``with OtherLoad(pids) as load: ...`` then ``load.cores``: (busy jiffies of the whole machine
+    - jiffies of ``pids``, threads and reaped children included) / elapsed time. On a shared
+    machine this says which repeats were disturbed. ``pids``: this process by default; pass a
+    callable for a set that changes (a process tree).
+    """
+
+    def __init__(self, pids=None):
+        self._pids = pids if callable(pids) else (lambda: list(pids or [os.getpid()]))
+        self.cores = float("nan")
+
+    def __enter__(self):
+        self._t0, self._busy0, self._ours0 = time.perf_counter(), machine_busy(), self._ours()
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self._t0
+        other = (machine_busy() - self._busy0) - (self._ours() - self._ours0)
+        self.cores = max(0.0, other / CLK_TCK / wall) if wall > 0 else float("nan")
+
+    def _ours(self) -> int:
+        return sum(process_jiffies(pid) for pid in self._pids())
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def machine_busy() -> int:
+    """Busy jiffies of all CPUs since boot: user, nice, system, irq, softirq and steal."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+        return user + nice + system + irq + softirq + steal
+    except (OSError, ValueError):
+        return 0
+
+
+def process_jiffies(pid: int, *, children: bool = True) -> int:
+    """CPU jiffies of ``pid`` (utime + stime, plus its reaped children's when ``children``)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        t = int(rest[11]) + int(rest[12])
+        return t + (int(rest[13]) + int(rest[14]) if children else 0)
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 # --- output -------------------------------------------------------------------------------------

@@ -86,8 +86,40 @@ MIGRATIONS: list[str] = [
         summary TEXT
     );
     """,
+    # 2: the train/valid/test split, models and their embeddings
+    """
+    CREATE TABLE splits (
+        sample_id INTEGER PRIMARY KEY REFERENCES samples(id) ON DELETE CASCADE,
+        split TEXT NOT NULL CHECK (split IN ('train', 'valid', 'test'))
+    );
+    CREATE TABLE models (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        dir TEXT NOT NULL,                  -- relative to the atlas, or absolute (shipped models)
+        config TEXT NOT NULL,               -- the model's JSON config
+        created REAL NOT NULL
+    );
+    CREATE TABLE embedding_segments (
+        id INTEGER PRIMARY KEY,
+        model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+        file TEXT NOT NULL UNIQUE,
+        created REAL NOT NULL
+    );
+    CREATE TABLE embeddings (
+        model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+        sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
+        segment INTEGER NOT NULL REFERENCES embedding_segments(id),
+        frame_offset INTEGER NOT NULL,
+        n_frames INTEGER NOT NULL,
+        point BLOB NOT NULL,                -- float32 x dims: the sample's point on the map
+        PRIMARY KEY (model_id, sample_id)
+    );
+    CREATE INDEX embeddings_segment ON embeddings(segment);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+SPLIT_FRACTIONS = {"test": 0.25, "valid": 0.75 * 0.2}  # the reference: 75/25, then 80/20
 
 
 def default_atlas_dir(library: str | os.PathLike) -> Path:
@@ -130,9 +162,10 @@ class NewSample:
 class Atlas:
     """An atlas directory. Open with ``Atlas.create(dir, library=...)`` or ``Atlas.open(dir)``."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection):
+    def __init__(self, path: Path, conn: sqlite3.Connection, *, read_only: bool = False):
         self.path = path
         self.conn = conn
+        self._read_only = read_only
         self._segment_cache: dict[int, np.ndarray] = {}
 
     # -- opening -----------------------------------------------------------------------------
@@ -144,7 +177,7 @@ class Atlas:
         db = path / DB_NAME
         if not db.is_file():
             raise AtlasError(f"no atlas at {path} (run `soundatlas index LIBRARY` first)")
-        atlas = cls(path, _connect(db, write=write))
+        atlas = cls(path, _connect(db, write=write), read_only=not write)
         atlas._check_version(write=write)
         if write:
             atlas._remove_orphan_segments()
@@ -362,17 +395,7 @@ class Atlas:
 
     def _write_segment(self, new: list[NewSample]) -> Path:
         frames = np.concatenate([s.features for s in new]).astype(FEATURE_DTYPE)
-        folder = self.path / "features"
-        folder.mkdir(exist_ok=True)
-        # a unique name that no committed segment uses: time-ordered, plus pid for parallel writers
-        name = f"seg-{time.time_ns():020d}-{os.getpid()}.npy"
-        tmp = folder / (name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, frames)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / name)
-        return folder / name
+        return _write_array(self.path / "features", frames)
 
     def remove_samples(self, ids: list[int]) -> None:
         with self.transaction() as c:
@@ -394,20 +417,27 @@ class Atlas:
                 "SELECT id, file FROM segments WHERE id NOT IN (SELECT DISTINCT segment FROM samples)"
             ).fetchall()
             c.executemany("DELETE FROM segments WHERE id = ?", [(i,) for i, _ in dead])
+            dead_emb = c.execute(
+                "SELECT id, file FROM embedding_segments"
+                " WHERE id NOT IN (SELECT DISTINCT segment FROM embeddings)"
+            ).fetchall()
+            c.executemany("DELETE FROM embedding_segments WHERE id = ?", [(i,) for i, _ in dead_emb])
         for _, file in dead:
             (self.path / "features" / file).unlink(missing_ok=True)
+        for _, file in dead_emb:
+            (self.path / "embeddings" / file).unlink(missing_ok=True)
         self._segment_cache.clear()
-        return len(dead)
+        return len(dead) + len(dead_emb)
 
     def _remove_orphan_segments(self) -> None:
-        """Remove feature files that no committed segment row names (left by a crash)."""
-        folder = self.path / "features"
-        if not folder.is_dir():
-            return
-        known = {f for (f,) in self.conn.execute("SELECT file FROM segments")}
-        for f in folder.iterdir():
-            if f.name not in known:
-                f.unlink(missing_ok=True)
+        """Remove array files that no committed segment row names (left by a crash)."""
+        for folder, table in (("features", "segments"), ("embeddings", "embedding_segments")):
+            if not (self.path / folder).is_dir():
+                continue
+            known = {f for (f,) in self.conn.execute(f"SELECT file FROM {table}")}
+            for f in (self.path / folder).iterdir():
+                if f.name not in known:
+                    f.unlink(missing_ok=True)
 
     # -- labels --------------------------------------------------------------------------------
 
@@ -474,6 +504,134 @@ class Atlas:
         out["summary"] = json.loads(out["summary"]) if out["summary"] else None
         return out
 
+    # -- the split ---------------------------------------------------------------------------
+
+    def splits(self, *, seed: int | None = None) -> dict[int, str]:
+        """sample id -> 'train' | 'valid' | 'test', assigning samples that have none yet.
+
+        The split is by file, at random, as in the reference (75/25, then the 75 into 80/20):
+        a sample's split is drawn from its content hash and the atlas's split seed, so it is
+        stable as the library grows and duplicates of one file never straddle two splits. It is
+        stored, so training and evaluation agree on it.
+        """
+        stored = self.meta("split_seed")
+        if stored is None:
+            stored = str(0 if seed is None else int(seed))
+            if self._writable():
+                self.set_meta("split_seed", stored)
+        elif seed is not None and int(stored) != int(seed):
+            raise AtlasError(
+                f"this atlas's split was drawn with seed {stored}; a different split seed "
+                f"({seed}) would mix training and test files"
+            )
+        out = dict(self.conn.execute("SELECT sample_id, split FROM splits"))
+        missing = [(sid, h) for sid, h, _ in self.iter_ids_hashes() if sid not in out]
+        if missing:
+            new = {sid: split_of(h, int(stored)) for sid, h in missing}
+            out.update(new)
+            if self._writable():
+                with self.transaction() as c:
+                    c.executemany("INSERT OR REPLACE INTO splits(sample_id, split) VALUES (?, ?)",
+                                  new.items())
+        return out
+
+    def _writable(self) -> bool:
+        return not self._read_only
+
+    # -- models --------------------------------------------------------------------------------
+
+    def register_model(self, name: str, directory: str, config: dict) -> int:
+        """Record a model (its weights live in ``directory``); replaces one of the same name."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM models WHERE name = ?", (name,))
+            return c.execute(
+                "INSERT INTO models(name, dir, config, created) VALUES (?, ?, ?, ?)",
+                (name, directory, json.dumps(config), time.time()),
+            ).lastrowid
+
+    def models(self) -> list[dict]:
+        """Registered models: id, name, dir, config (dict), created, n_embedded."""
+        rows = self.conn.execute(
+            "SELECT m.id, m.name, m.dir, m.config, m.created,"
+            " (SELECT COUNT(*) FROM embeddings e WHERE e.model_id = m.id)"
+            " FROM models m ORDER BY m.id"
+        ).fetchall()
+        keys = ("id", "name", "dir", "config", "created", "n_embedded")
+        out = [dict(zip(keys, r)) for r in rows]
+        for m in out:
+            m["config"] = json.loads(m["config"])
+        return out
+
+    def model(self, name: str) -> dict:
+        for m in self.models():
+            if m["name"] == name:
+                return m
+        known = ", ".join(m["name"] for m in self.models()) or "none"
+        raise AtlasError(f"no model named {name!r} in {self.path} (known: {known})")
+
+    def remove_model(self, name: str) -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM models WHERE name = ?", (name,))
+        self.collect_garbage()
+
+    # -- embeddings ----------------------------------------------------------------------------
+
+    def unembedded(self, model_id: int) -> list[int]:
+        """Ids of samples without an embedding for the model."""
+        return [sid for (sid,) in self.conn.execute(
+            "SELECT id FROM samples WHERE id NOT IN"
+            " (SELECT sample_id FROM embeddings WHERE model_id = ?) ORDER BY id", (model_id,))]
+
+    def commit_embeddings(
+        self, model_id: int, items: list[tuple[int, np.ndarray, np.ndarray]]
+    ) -> None:
+        """Store (sample id, trajectory (frames x dims), point (dims,)) for a batch, atomically."""
+        if not items:
+            return
+        trajectories = np.concatenate([t for _, t, _ in items]).astype(np.float32)
+        file = _write_array(self.path / "embeddings", trajectories)
+        try:
+            with self.transaction() as c:
+                seg = c.execute(
+                    "INSERT INTO embedding_segments(model_id, file, created) VALUES (?, ?, ?)",
+                    (model_id, file.name, time.time()),
+                ).lastrowid
+                offset = 0
+                for sid, traj, point in items:
+                    c.execute(
+                        "INSERT OR REPLACE INTO embeddings(model_id, sample_id, segment,"
+                        " frame_offset, n_frames, point) VALUES (?, ?, ?, ?, ?, ?)",
+                        (model_id, sid, seg, offset, len(traj),
+                         np.asarray(point, np.float32).tobytes()),
+                    )
+                    offset += len(traj)
+        except BaseException:
+            file.unlink(missing_ok=True)
+            raise
+
+    def points(self, model_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sample ids, points (n x dims) float32) of every embedded sample, ordered by id."""
+        rows = self.conn.execute(
+            "SELECT sample_id, point FROM embeddings WHERE model_id = ? ORDER BY sample_id",
+            (model_id,),
+        ).fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        if not rows:
+            return ids, np.zeros((0, 0), np.float32)
+        return ids, np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+
+    def trajectory(self, model_id: int, sample_id: int) -> np.ndarray:
+        """The sample's per-frame embedding (frames x dims) under the model."""
+        row = self.conn.execute(
+            "SELECT s.file, e.frame_offset, e.n_frames FROM embeddings e"
+            " JOIN embedding_segments s ON s.id = e.segment"
+            " WHERE e.model_id = ? AND e.sample_id = ?", (model_id, sample_id),
+        ).fetchone()
+        if row is None:
+            raise AtlasError(f"sample {sample_id} has no embedding for model {model_id}")
+        arr = np.load(self.path / "embeddings" / row[0], mmap_mode="r")
+        return np.asarray(arr[row[1] : row[1] + row[2]], dtype=np.float32)
+
     # -- reporting -----------------------------------------------------------------------------
 
     def disk_size(self) -> int:
@@ -481,6 +639,31 @@ class Atlas:
 
     def n_frames_total(self) -> int:
         return self.conn.execute("SELECT COALESCE(SUM(n_frames), 0) FROM samples").fetchone()[0]
+
+
+def split_of(content_hash: str, seed: int) -> str:
+    """A file's split, drawn uniformly from its content hash and the split seed."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"{seed}:{content_hash}".encode(), digest_size=8).digest()
+    u = int.from_bytes(digest, "little") / 2**64
+    if u < SPLIT_FRACTIONS["test"]:
+        return "test"
+    return "valid" if u < SPLIT_FRACTIONS["test"] + SPLIT_FRACTIONS["valid"] else "train"
+
+
+def _write_array(folder: Path, array: np.ndarray) -> Path:
+    """Write ``array`` to a new .npy file in ``folder``: temporary name, fsync, rename."""
+    folder.mkdir(exist_ok=True)
+    # a unique name that no committed segment uses: time-ordered, plus pid for parallel writers
+    name = f"seg-{time.time_ns():020d}-{os.getpid()}.npy"
+    tmp = folder / (name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, folder / name)
+    return folder / name
 
 
 def _connect(db: Path, *, write: bool) -> sqlite3.Connection:

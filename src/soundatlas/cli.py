@@ -236,6 +236,140 @@ def cmd_cqt(args) -> int:
     return EXIT_OK
 
 
+def _open_atlas(args, *, write: bool = False):
+    from soundatlas.atlas import Atlas
+
+    return Atlas.open(_atlas_dir(args), write=write)
+
+
+def cmd_train(args) -> int:
+    from soundatlas.train import settings_for, train
+
+    settings = settings_for(args.preset, iterations=args.iterations, lr=args.lr,
+                            batch_size=args.batch_size, threads=args.threads,
+                            checkpoint_every=args.checkpoint_every, valid_every=args.valid_every)
+    with _open_atlas(args, write=True) as atlas, \
+            _progress_bar(args, desc=f"training {args.neighbourhood}", unit="it") as bar:
+        last = {}
+
+        def progress(done, total, stats):
+            last.update(stats)
+            bar(done, total)
+
+        result = train(atlas, neighbourhood=args.neighbourhood, label=args.label,
+                       settings=settings, seed=args.seed, name=args.name, dims=args.dims,
+                       resume=args.resume, device=args.device, progress=progress,
+                       stop_after=args.stop_after)
+    out = {"name": result.name, "directory": str(result.directory), "iterations": result.iterations,
+           "of": settings.iterations, "seconds": round(result.seconds, 1),
+           "cpu_seconds": round(result.cpu_seconds, 1), "resumed_from": result.resumed_from,
+           "history": result.history}
+    if args.json:
+        _print_json(out)
+    else:
+        done = result.iterations >= settings.iterations
+        state = "trained" if done else "paused (resume with --resume)"
+        last_log = result.history[-1] if result.history else {}
+        print(f"{state}: model {result.name}, {result.iterations}/{settings.iterations} "
+              f"iterations in {result.seconds:.0f} s; train loss {last_log.get('train_loss', float('nan')):.4f}, "
+              f"validation loss {last_log.get('valid_loss') or float('nan'):.4f}")
+    return EXIT_OK
+
+
+def cmd_embed(args) -> int:
+    from soundatlas.artifact import resolve_model
+    from soundatlas.embed import embed_atlas, ensure_registered
+
+    with _open_atlas(args, write=True) as atlas:
+        artifact, registration = resolve_model(atlas, args.model)
+        model_id = ensure_registered(atlas, artifact, registration)
+        with _progress_bar(args, desc=f"embedding ({artifact.name})", unit="file") as progress:
+            summary = embed_atlas(atlas, artifact, model_id, progress=progress)
+    if args.json:
+        _print_json(_as_dict(summary))
+    else:
+        print(f"model {summary.model}: embedded {summary.n_embedded} samples "
+              f"({summary.n_frames} frames) in {summary.seconds:.1f} s; "
+              f"{summary.n_already} already had embeddings")
+    return EXIT_OK
+
+
+def cmd_models(args) -> int:
+    from soundatlas.artifact import CONFIG, SHIPPED_MODELS
+
+    rows = []
+    atlas_dir = _atlas_dir(args)
+    if (atlas_dir / "atlas.sqlite").is_file():
+        with _open_atlas(args) as atlas:
+            for m in atlas.models():
+                c = m["config"]
+                rows.append({"name": m["name"], "where": "atlas", "neighbourhood":
+                             c.get("neighbourhood", {}).get("name"), "preset": c.get("preset"),
+                             "iterations": c.get("training", {}).get("iterations"),
+                             "n_embedded": m["n_embedded"], "metrics": c.get("metrics", {})})
+    for d in sorted(SHIPPED_MODELS.glob("*")):
+        if (d / CONFIG).is_file() and not any(r["name"] == d.name for r in rows):
+            c = json.loads((d / CONFIG).read_text())
+            rows.append({"name": d.name, "where": "shipped", "neighbourhood":
+                         c.get("neighbourhood", {}).get("name"), "preset": c.get("preset"),
+                         "iterations": c.get("training", {}).get("iterations"),
+                         "n_embedded": None, "metrics": c.get("metrics", {})})
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    if not rows:
+        print("no models (train one with `soundatlas train`)")
+    for r in rows:
+        emb = "" if r["n_embedded"] is None else f", {r['n_embedded']} samples embedded"
+        print(f"{r['name']:32s} {r['where']:8s} {r['neighbourhood'] or '?':20s} "
+              f"{r['preset'] or '?'} ({r['iterations']} it){emb}")
+    return EXIT_OK
+
+
+def cmd_map(args) -> int:
+    from soundatlas.artifact import resolve_model
+    from soundatlas.atlas import Atlas, default_atlas_dir
+    from soundatlas.embed import embed_atlas, ensure_registered
+
+    rc = cmd_index(args)
+    atlas_dir = Path(args.atlas) if args.atlas else default_atlas_dir(args.library)
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        artifact, registration = resolve_model(atlas, args.model)
+        model_id = ensure_registered(atlas, artifact, registration)
+        with _progress_bar(args, desc=f"embedding ({artifact.name})", unit="file") as progress:
+            summary = embed_atlas(atlas, artifact, model_id, progress=progress)
+    if not args.json:
+        print(f"mapped with model {summary.model}: {summary.n_embedded} new, "
+              f"{summary.n_already} already embedded ({summary.seconds:.1f} s)")
+    return rc
+
+
+def cmd_evaluate(args) -> int:
+    from soundatlas.evaluate import evaluate_points, frame_set, model_frame_points
+
+    with _open_atlas(args) as atlas:
+        m = atlas.model(args.model)
+        if m["n_embedded"] < atlas.n_samples():
+            raise SoundAtlasError(
+                f"model {args.model} has embedded {m['n_embedded']} of {atlas.n_samples()} "
+                f"samples; run `soundatlas embed --model {args.model}` first"
+            )
+        fs = frame_set(atlas, n_per_file=args.frames_per_file, seed=args.seed)
+        points = model_frame_points(atlas, m["id"], fs)
+        labels = {key: atlas.labels(key) for key in args.labels}
+        result = {"model": args.model, "accuracy": evaluate_points(points, fs, labels, seed=args.seed)}
+    if args.json:
+        _print_json(result)
+    else:
+        for key, r in result["accuracy"].items():
+            if "error" in r:
+                print(f"{key}: {r['error']}")
+            else:
+                print(f"{key:12s} test accuracy {r['test_accuracy']:.3f} (k={r['k']}, "
+                      f"validation {r['valid_accuracy'] or float('nan'):.3f}, {r['n_test']} test frames)")
+    return EXIT_OK
+
+
 def _as_dict(obj):
     from dataclasses import asdict, is_dataclass
 
@@ -315,6 +449,92 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-duration", type=_duration_or_none, default=None, metavar="SECONDS",
                    help="analyse only the first SECONDS (default: the whole file)")
     c.set_defaults(func=cmd_cqt)
+
+    atlas_help = "atlas directory (default: $SOUNDATLAS_ATLAS or ./.soundatlas)"
+
+    t = sub.add_parser("train", parents=[common], help="learn a map from a neighbourhood",
+                       description="Train the network on the atlas's training split with triples "
+                       "drawn from a neighbourhood; checkpoints as it goes; the model is saved "
+                       "and registered in the atlas.")
+    t.add_argument("--atlas", metavar="DIR", help=atlas_help)
+    t.add_argument("--neighbourhood", "-n", required=True, metavar="NAME",
+                   choices=["input-knn", "instrument", "pitch", "instrument-pitch",
+                            "instrument-pitch-2"],
+                   help="input-knn | instrument | pitch | instrument-pitch | instrument-pitch-2")
+    t.add_argument("--label", metavar="KEY",
+                   help="label column playing the instrument's part (e.g. 'folder'; default: "
+                   "instrument)")
+    t.add_argument("--preset", choices=["paper", "fast"], default="fast",
+                   help="paper: SGD lr 0.02, 32 triples, 50,000 iterations (the reference); "
+                   "fast: ours, see README (default)")
+    t.add_argument("--iterations", type=_positive_int, metavar="N", help="override the preset's")
+    t.add_argument("--lr", type=_positive_float, metavar="LR", help="override the preset's")
+    t.add_argument("--batch-size", type=_positive_int, metavar="N",
+                   help="triples per step (override the preset's)")
+    t.add_argument("--dims", type=_positive_int, default=3, metavar="D",
+                   help="output dimensions (default: 3)")
+    t.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
+    t.add_argument("--name", metavar="NAME",
+                   help="model name (default: NEIGHBOURHOOD-PRESET-sSEED)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the last checkpoint of the same name and settings")
+    t.add_argument("--stop-after", type=_positive_int, metavar="N",
+                   help="stop (resumable) after N iterations of this invocation")
+    t.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
+                   help="iterations between checkpoints (override the preset's)")
+    t.add_argument("--valid-every", type=_positive_int, metavar="N",
+                   help="iterations between validation losses (override the preset's)")
+    t.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="torch threads (default: all cores)")
+    t.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where to train (default: cpu)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("embed", parents=[common], help="embed the atlas's samples with a model",
+                       description="Compute each sample's trajectory (one 3-D point per frame) "
+                       "and its point on the map; only samples without an embedding for the "
+                       "model are computed.")
+    e.add_argument("--atlas", metavar="DIR", help=atlas_help)
+    e.add_argument("--model", "-m", metavar="NAME",
+                   help="a model of the atlas, a shipped model or a model directory "
+                   "(default: the shipped 'default')")
+    e.set_defaults(func=cmd_embed)
+
+    m = sub.add_parser("models", parents=[common], help="list the atlas's and the shipped models",
+                       description="Models registered in the atlas and shipped with soundatlas.")
+    m.add_argument("--atlas", metavar="DIR", help=atlas_help)
+    m.set_defaults(func=cmd_models)
+
+    mp = sub.add_parser("map", parents=[common], help="index a library and embed it (one step)",
+                        description="`soundatlas index LIBRARY` followed by `soundatlas embed` "
+                        "with the shipped default model (or --model).")
+    for action in i._actions:  # noqa: SLF001 - the same options as index
+        if action.dest in {"help", "json", "quiet"}:
+            continue
+        kwargs = {k: getattr(action, k) for k in ("help", "default", "metavar", "type")
+                  if getattr(action, k, None) is not None}
+        if action.option_strings:
+            if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001
+                mp.add_argument(*action.option_strings, action="store_true", help=action.help)
+            else:
+                mp.add_argument(*action.option_strings, dest=action.dest, **kwargs)
+        else:
+            mp.add_argument(action.dest, **{k: v for k, v in kwargs.items() if k != "default"})
+    mp.add_argument("--model", "-m", metavar="NAME",
+                    help="model to embed with (default: the shipped 'default')")
+    mp.set_defaults(func=cmd_map)
+
+    ev = sub.add_parser("evaluate", parents=[common], help="score a model (k-NN accuracy)",
+                        description="The reference protocol: k-NN on frame embeddings of "
+                        "training files, k chosen on validation, accuracy on test frames.")
+    ev.add_argument("--atlas", metavar="DIR", help=atlas_help)
+    ev.add_argument("--model", "-m", required=True, metavar="NAME", help="model to score")
+    ev.add_argument("--labels", nargs="+", default=["instrument", "pitch"], metavar="KEY",
+                    help="label keys to score (default: instrument pitch)")
+    ev.add_argument("--frames-per-file", type=_positive_int, default=8, metavar="N",
+                    help="energy-weighted frames per file (default: 8)")
+    ev.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
+    ev.set_defaults(func=cmd_evaluate)
     return p
 
 

@@ -1,0 +1,126 @@
+"""A trained model as an artefact: ``weights.npz`` (no pickle) plus ``config.json``.
+
+The config holds everything needed to use and to reproduce the model: architecture, CQT
+parameters, neighbourhood and label, training preset and settings, seed, split, a fingerprint of
+the data, metrics and the command that made it. Anything that embeds checks the CQT parameters
+against the atlas's and refuses a mismatch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from soundatlas.cqt import CQTParams
+from soundatlas.errors import AtlasError, ParameterError, SoundAtlasError
+
+__all__ = ["ModelArtifact", "SHIPPED_MODELS", "DEFAULT_MODEL", "check_cqt"]
+
+SHIPPED_MODELS = Path(__file__).parent / "models"
+DEFAULT_MODEL = "default"
+WEIGHTS, CONFIG = "weights.npz", "config.json"
+
+
+@dataclass
+class ModelArtifact:
+    name: str
+    config: dict
+    model: torch.nn.Module
+    source: Path | None = None  # the directory it was loaded from
+
+    @property
+    def cqt(self) -> CQTParams:
+        return CQTParams(**self.config["cqt"])
+
+    @property
+    def dims(self) -> int:
+        return int(self.config["architecture"]["dims"])
+
+    def save(self, directory: str | os.PathLike, *, dtype=np.float32) -> Path:
+        """Write weights (``dtype``: float16 halves the size) and config into ``directory``."""
+        from soundatlas.model import state_to_arrays
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays = state_to_arrays(self.model, dtype=dtype)
+        tmp = directory / (WEIGHTS + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, directory / WEIGHTS)
+        config = dict(self.config, name=self.name, weights_dtype=np.dtype(dtype).name)
+        (directory / (CONFIG + ".tmp")).write_text(json.dumps(config, indent=2, default=str))
+        os.replace(directory / (CONFIG + ".tmp"), directory / CONFIG)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "ModelArtifact":
+        """Load a model directory (weights.npz + config.json)."""
+        from soundatlas.model import build_model, load_arrays
+
+        directory = Path(directory)
+        try:
+            config = json.loads((directory / CONFIG).read_text())
+            with np.load(directory / WEIGHTS, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except FileNotFoundError as exc:
+            raise AtlasError(f"{directory} is not a model directory (missing {Path(exc.filename).name})") from exc
+        except (ValueError, OSError, json.JSONDecodeError) as exc:
+            raise AtlasError(f"cannot read the model in {directory}: {exc}") from exc
+        arch = dict(config["architecture"])
+        model = build_model(arch.pop("arch"), **arch)
+        load_arrays(model, arrays)
+        model.eval()
+        return cls(name=config.get("name", directory.name), config=config, model=model,
+                   source=directory.resolve())
+
+    @property
+    def registry_dir(self) -> str:
+        """How the atlas names this model's directory: 'shipped:NAME' for a packaged model."""
+        if self.source is not None and self.source.parent == SHIPPED_MODELS.resolve():
+            return f"shipped:{self.source.name}"
+        return str(self.source) if self.source else ""
+
+
+def shipped_model_dir(name: str = DEFAULT_MODEL) -> Path:
+    return SHIPPED_MODELS / name
+
+
+def resolve_model(atlas, name: str | None) -> tuple[ModelArtifact, dict | None]:
+    """The model called ``name`` in the atlas, or a shipped one (by name or directory path).
+
+    Returns the artefact and its atlas registration (None when not yet registered).
+    """
+    name = name or DEFAULT_MODEL
+    for m in atlas.models():
+        if m["name"] == name:
+            return ModelArtifact.load(_model_path(atlas, m["dir"])), m
+    candidates = [Path(name), shipped_model_dir(name)]
+    for directory in candidates:
+        if (directory / CONFIG).is_file():
+            return ModelArtifact.load(directory), None
+    known = [m["name"] for m in atlas.models()] + sorted(
+        p.name for p in SHIPPED_MODELS.glob("*") if (p / CONFIG).is_file()
+    )
+    raise ParameterError(f"no model {name!r} (known: {', '.join(known) or 'none'})")
+
+
+def _model_path(atlas, directory: str) -> Path:
+    if directory.startswith("shipped:"):
+        return SHIPPED_MODELS / directory.split(":", 1)[1]
+    p = Path(directory)
+    return p if p.is_absolute() else atlas.path / p
+
+
+def check_cqt(artifact: ModelArtifact, params: CQTParams) -> None:
+    """Refuse a model whose CQT parameters differ from the atlas's."""
+    if artifact.cqt != params:
+        theirs, ours = artifact.cqt.to_dict(), params.to_dict()
+        diff = ", ".join(f"{k}: model {theirs[k]} vs atlas {ours[k]}" for k in ours if theirs.get(k) != ours[k])
+        raise SoundAtlasError(
+            f"model {artifact.name!r} was trained on other CQT parameters than this atlas ({diff}); "
+            "index the library into an atlas with the model's parameters or train a new model"
+        )

@@ -1,0 +1,125 @@
+"""``soundatlas embed``: every sample becomes a trajectory (one point per frame) and a point.
+
+Each file's frames go through the network fully convolutionally (``model.embed_frames``): each
+layer's convolution runs once over the whole file, not once per window. The reference adds
+Gaussian noise (mean 0.1, sd 0.01) to the linear CQT magnitudes at prediction as in training; the
+noise of a sample is drawn from a generator seeded by its content hash, so a sample embeds the
+same way every time and wherever it lives.
+
+A sample's point on the map is the energy-weighted mean of its trajectory: frames weighted by
+their summed linear CQT magnitude, so the sounding part of a note places it and the silence
+after it does not (a silent sample gets the plain mean).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+__all__ = ["embed_features", "point_of", "embed_atlas", "EmbedSummary", "ensure_registered"]
+
+
+def _noise_rng(content_hash: str) -> np.random.Generator:
+    seed = int.from_bytes(hashlib.blake2b(content_hash.encode(), digest_size=8).digest(), "little")
+    return np.random.default_rng(seed)
+
+
+def frame_energy(F: np.ndarray, *, compression: float = 50.0) -> np.ndarray:
+    """Summed linear CQT magnitude per frame of log-CQT frames ``F`` (frames x bins)."""
+    return np.expm1(np.asarray(F, dtype=np.float64)).sum(axis=1) / compression
+
+
+def point_of(trajectory: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """Energy-weighted mean of a trajectory (frames x dims); the plain mean without energy."""
+    w = np.clip(np.asarray(energy, dtype=np.float64), 0, None)
+    if w.sum() <= 0:
+        return trajectory.mean(axis=0).astype(np.float32)
+    return (w[:, None] * trajectory).sum(axis=0).astype(np.float32) / np.float32(w.sum())
+
+
+@torch.no_grad()
+def embed_features(
+    model: torch.nn.Module,
+    F: np.ndarray,
+    *,
+    noise: tuple[float, float] | None = (0.1, 0.01),
+    rng: np.random.Generator | None = None,
+    compression: float = 50.0,
+) -> np.ndarray:
+    """Per-frame embedding (frames x dims) of log-CQT frames ``F`` (frames x bins)."""
+    from soundatlas.sampling import add_noise
+
+    F = np.asarray(F, dtype=np.float32)
+    n_frames = getattr(model, "n_frames", 10)
+    before, after = n_frames // 2, n_frames - 1 - n_frames // 2
+    # pad, then add noise, exactly as the training windows are made (sampling.windows + noise)
+    padded = np.pad(F, ((before, after), (0, 0)))
+    if noise is not None:
+        padded = add_noise(padded, rng or np.random.default_rng(0), mean=noise[0], std=noise[1],
+                           compression=compression)
+    out = model.embed_frames(torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32)))
+    return out[before : before + len(F)].numpy().astype(np.float32)
+
+
+@dataclass
+class EmbedSummary:
+    model: str
+    n_embedded: int
+    n_already: int
+    n_frames: int
+    seconds: float
+
+
+def ensure_registered(atlas, artifact, registration) -> int:
+    """The model's id in the atlas, registering a shipped or external model on first use."""
+    from soundatlas.artifact import check_cqt
+
+    check_cqt(artifact, atlas.cqt_params)
+    if registration is not None:
+        return registration["id"]
+    for m in atlas.models():
+        if m["name"] == artifact.name:
+            return m["id"]
+    return atlas.register_model(artifact.name, artifact.registry_dir, artifact.config)
+
+
+def embed_atlas(
+    atlas,
+    artifact,
+    model_id: int,
+    *,
+    batch_size: int = 64,
+    progress: Callable[[int, int], None] | None = None,
+) -> EmbedSummary:
+    """Embed every sample of the atlas that has no embedding for the model yet."""
+    from soundatlas.artifact import check_cqt
+
+    check_cqt(artifact, atlas.cqt_params)
+    start = time.perf_counter()
+    model = artifact.model.eval()
+    settings = artifact.config.get("settings", {})
+    noise = (settings.get("noise_mean", 0.1), settings.get("noise_std", 0.01))
+    todo = atlas.unembedded(model_id)
+    n_total = atlas.n_samples()
+    n_already = n_total - len(todo)
+    n_frames = 0
+    if progress:
+        progress(n_already, n_total)
+    for i in range(0, len(todo), batch_size):
+        records = atlas.samples(todo[i : i + batch_size])
+        items = []
+        for rec in records:
+            F = atlas.features(rec)
+            traj = embed_features(model, F, noise=noise, rng=_noise_rng(rec.hash),
+                                  compression=atlas.cqt_params.compression)
+            items.append((rec.id, traj, point_of(traj, frame_energy(F))))
+            n_frames += len(F)
+        atlas.commit_embeddings(model_id, items)
+        if progress:
+            progress(n_already + i + len(records), n_total)
+    return EmbedSummary(artifact.name, len(todo), n_already, n_frames, time.perf_counter() - start)

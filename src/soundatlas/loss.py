@@ -1,0 +1,90 @@
+"""The paper's ternary contrastive loss (DESIGN.md §1, "Loss").
+
+For anchor, positive and negative embeddings ``z_a, z_p, z_n`` (one row per triple):
+
+    D_p = ||z_a - z_p||,  D_n = ||z_a - z_n||
+    L = mean( max(0, D_p - m_p)^2 + max(0, m_n - D_n)^2 ) + origin_weight * mean ||z_a||
+
+Distances use a safe Euclidean norm: the exact value ``sqrt(sum v^2)``, with gradient 0 where the
+vector is exactly 0 (a valid subgradient), instead of the NaN that ``sqrt`` gives there. That case
+is common: with m_p = 0 a collapsed positive pair has D_p = 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from soundatlas.errors import ParameterError
+
+__all__ = ["ContrastiveLoss", "reference_origin_weight", "safe_norm"]
+
+
+def reference_origin_weight(neighbourhood_name: str) -> float:
+    """The paper's origin-penalty weight: 0.001 for "instrument", 0.002 for other neighbourhoods."""
+    return 0.001 if neighbourhood_name == "instrument" else 0.002
+
+
+def safe_norm(v: torch.Tensor) -> torch.Tensor:
+    """Row norms of (B, d) -> (B,): exact values, gradient 0 (not NaN) for an all-zero row."""
+    sq = (v * v).sum(dim=-1)
+    nonzero = sq > 0
+    # the inner where keeps sqrt's backward away from 0, the outer one zeroes the gradient there
+    return torch.where(nonzero, torch.sqrt(torch.where(nonzero, sq, torch.ones_like(sq))),
+                       torch.zeros_like(sq))
+
+
+class ContrastiveLoss(nn.Module):
+    """Ternary contrastive loss: margins ``m_p`` (pull), ``m_n`` (push) and an origin penalty.
+
+    Keyword-only: ``m_p=0.0``, ``m_n=1.0`` (both >= 0), ``origin_weight=0.001`` (>= 0; see
+    ``reference_origin_weight``). ``forward(z_a, z_p, z_n)`` takes three (B, dims) tensors and
+    returns the scalar loss; ``parts`` returns its terms as floats for logging.
+    """
+
+    def __init__(self, *, m_p: float = 0.0, m_n: float = 1.0, origin_weight: float = 0.001):
+        super().__init__()
+        for name, value in (("m_p", m_p), ("m_n", m_n), ("origin_weight", origin_weight)):
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ParameterError(f"{name}={value!r} must be a finite number >= 0")
+        self.m_p = float(m_p)
+        self.m_n = float(m_n)
+        self.origin_weight = float(origin_weight)
+
+    def extra_repr(self) -> str:
+        return f"m_p={self.m_p}, m_n={self.m_n}, origin_weight={self.origin_weight}"
+
+    def _terms(self, z_a, z_p, z_n):
+        if z_a.ndim != 2 or z_a.shape[0] == 0 or z_p.shape != z_a.shape or z_n.shape != z_a.shape:
+            raise ParameterError(
+                f"z_a, z_p, z_n have shapes {tuple(z_a.shape)}, {tuple(z_p.shape)}, "
+                f"{tuple(z_n.shape)}; expected three equal (B, dims) with B >= 1"
+            )
+        d_p = safe_norm(z_a - z_p)
+        d_n = safe_norm(z_a - z_n)
+        pos = torch.clamp(d_p - self.m_p, min=0).square().mean()
+        neg = torch.clamp(self.m_n - d_n, min=0).square().mean()
+        origin = self.origin_weight * safe_norm(z_a).mean()
+        return pos, neg, origin, d_p, d_n
+
+    def forward(self, z_a: torch.Tensor, z_p: torch.Tensor, z_n: torch.Tensor) -> torch.Tensor:
+        """(B, dims) anchors, positives, negatives -> scalar loss."""
+        pos, neg, origin, _, _ = self._terms(z_a, z_p, z_n)
+        return pos + neg + origin
+
+    @torch.no_grad()
+    def parts(self, z_a: torch.Tensor, z_p: torch.Tensor, z_n: torch.Tensor) -> dict[str, float]:
+        """The loss and its pieces as floats: loss, pos, neg, origin (weighted), d_p and d_n (mean
+        distances), active_neg (fraction of negatives closer than m_n)."""
+        pos, neg, origin, d_p, d_n = self._terms(z_a, z_p, z_n)
+        return {
+            "loss": float(pos + neg + origin),
+            "pos": float(pos),
+            "neg": float(neg),
+            "origin": float(origin),
+            "d_p": float(d_p.mean()),
+            "d_n": float(d_n.mean()),
+            "active_neg": float((d_n < self.m_n).float().mean()),
+        }

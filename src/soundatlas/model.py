@@ -1,0 +1,258 @@
+"""The embedding network: a window of log-CQT frames in, a point in ``dims``-D out.
+
+``PaperNet`` is the paper's architecture (DESIGN.md §1), for a (1, 10, 192) time x freq window:
+
+    L0  20 kernels 3x13, valid, tanh, max-pool (2,1)   -> 20 x 4 x 180
+    L1  40 kernels 3x11, tanh, max-pool (2,1)          -> 40 x 1 x 170
+    L2  80 kernels 1x9, tanh                           -> 80 x 1 x 162
+    L3  fully connected 12960 -> 256, tanh
+    L4  fully connected 256 -> dims, linear
+
+``forward`` embeds a batch of windows (training). ``embed_frames`` embeds the window centred at
+every frame of a whole file at once, fully convolutionally: each layer runs once over the file
+with stride-1 pooling, the layers after a pool dilated in time (a trous / shift-and-stitch), and L3
+as a convolution whose kernel is L3's own weight viewed as (256, 80, 1, 162). The result equals
+``forward`` on every zero-padded window, without computing any frame twice per layer.
+
+Weights persist as plain arrays (``state_to_arrays`` / ``load_arrays``, as npz), never pickle.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from soundatlas.errors import ParameterError
+
+__all__ = [
+    "PaperNet",
+    "ARCHITECTURES",
+    "build_model",
+    "init_weights",
+    "state_to_arrays",
+    "load_arrays",
+]
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ParameterError(f"{name}={value!r} must be an integer >= {minimum}")
+    return int(value)
+
+
+class PaperNet(nn.Module):
+    """The paper's convolutional embedding network.
+
+    Parameters (keyword-only): ``n_bins`` CQT bins per frame, ``n_frames`` frames per window (the
+    two pools need at least 10), ``dims`` output dimensions. Layer sizes follow from these; the
+    defaults give the paper's 3,374,907 parameters. Weights start as N(0, 0.01), biases 0.
+    """
+
+    arch = "paper"
+    channels = (20, 40, 80)
+    kernels = ((3, 13), (3, 11), (1, 9))  # time x freq
+    pools = (2, 2, 1)  # time pooling after each conv
+    n_hidden = 256
+
+    def __init__(self, *, n_bins: int = 192, n_frames: int = 10, dims: int = 3,
+                 standardize: bool = False):
+        super().__init__()
+        # Not in the paper (a named option, off for the reference preset): subtract a per-bin
+        # mean and divide by a per-bin scale measured on the training windows. Without it, Adam
+        # drives the tanh units of L0 into saturation on the raw log-CQT (all positive, noise
+        # floor ~1.8) and the map collapses to a point; see benchmarks/RESULTS.md.
+        self.standardize = bool(standardize)
+        if self.standardize:
+            self.register_buffer("in_mean", torch.zeros(n_bins))
+            self.register_buffer("in_scale", torch.ones(n_bins))
+        self.n_bins = _check_int("n_bins", n_bins, 1)
+        self.n_frames = _check_int("n_frames", n_frames, 1)
+        self.dims = _check_int("dims", dims, 1)
+        n_t, n_f = self.n_frames, self.n_bins
+        for (k_t, k_f), pool in zip(self.kernels, self.pools):
+            n_t, n_f = (n_t - k_t + 1) // pool, n_f - k_f + 1
+            if n_t < 1:
+                raise ParameterError(f"n_frames={n_frames} is too short for the network (>= 10)")
+            if n_f < 1:
+                raise ParameterError(f"n_bins={n_bins} is too few for the network (>= 31)")
+        self.feature_shape = (self.channels[-1], n_t, n_f)  # what L3 sees: 80 x 1 x 162
+        n_in = 1
+        for i, (n_out, kernel) in enumerate(zip(self.channels, self.kernels)):
+            self.add_module(f"l{i}", nn.Conv2d(n_in, n_out, kernel))
+            n_in = n_out
+        self.l3 = nn.Linear(int(np.prod(self.feature_shape)), self.n_hidden)
+        self.l4 = nn.Linear(self.n_hidden, self.dims)
+        init_weights(self)
+
+    def _convs(self):
+        return zip((self.l0, self.l1, self.l2), self.pools)
+
+    def get_params(self) -> dict:
+        """The constructor arguments plus the architecture name: what goes into the model's JSON."""
+        params = {"arch": self.arch, "n_bins": self.n_bins, "n_frames": self.n_frames,
+                  "dims": self.dims}
+        if self.standardize:
+            params["standardize"] = True
+        return params
+
+    @torch.no_grad()
+    def set_input_stats(self, mean, scale) -> None:
+        """Per-bin mean and scale of the (noised) training windows, for ``standardize``."""
+        if not self.standardize:
+            raise ParameterError("this model was built without standardize=True")
+        self.in_mean.copy_(torch.as_tensor(mean, dtype=self.in_mean.dtype))
+        self.in_scale.copy_(torch.as_tensor(scale, dtype=self.in_scale.dtype).clamp_min(1e-3))
+
+    def _standardized(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.in_mean) / self.in_scale if self.standardize else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, n_frames, n_bins) log-CQT windows -> (B, dims) embeddings."""
+        if x.ndim != 3 or tuple(x.shape[1:]) != (self.n_frames, self.n_bins):
+            raise ParameterError(
+                f"windows of shape {tuple(x.shape)} given, expected (B, {self.n_frames}, "
+                f"{self.n_bins})"
+            )
+        x = self._standardized(x).unsqueeze(1)
+        for conv, pool in self._convs():
+            x = torch.tanh(conv(x))
+            if pool > 1:
+                x = F.max_pool2d(x, (pool, 1))
+        x = torch.tanh(self.l3(x.flatten(1)))
+        return self.l4(x)
+
+    def embed_frames(self, frames: torch.Tensor, *, chunk_frames: int = 1024,
+                     pad_value: float = 0.0) -> torch.Tensor:
+        """Embed the window centred at every frame of a file: (T, n_bins) -> (T, dims).
+
+        Also takes a batch (B, T, n_bins) -> (B, T, dims). The window of frame ``f`` covers frames
+        ``f - n_frames//2 .. f - n_frames//2 + n_frames - 1``; frames outside the file read as
+        ``pad_value`` (0, as the windows of ``forward`` are zero-padded). Equals ``forward`` on
+        each window. At most ``chunk_frames`` output frames (summed over the batch) are computed
+        per pass, so memory stays bounded for long files. Runs with autograd if it is enabled;
+        wrap calls in ``torch.inference_mode()`` to embed.
+        """
+        chunk_frames = _check_int("chunk_frames", chunk_frames, 1)
+        weight = self.l0.weight
+        x = torch.as_tensor(frames, dtype=weight.dtype, device=weight.device)
+        if x.ndim not in (2, 3) or x.shape[-1] != self.n_bins:
+            raise ParameterError(
+                f"frames of shape {tuple(x.shape)} given, expected (T, {self.n_bins}) or "
+                f"(B, T, {self.n_bins})"
+            )
+        single = x.ndim == 2
+        if single:
+            x = x.unsqueeze(0)
+        n_batch, n_time = x.shape[:2]
+        before = self.n_frames // 2
+        after = self.n_frames - 1 - before
+        x = self._standardized(F.pad(x, (0, 0, before, after), value=pad_value))
+        step = max(1, chunk_frames // max(n_batch, 1))
+        out = [self._embed_dense(x[:, start:min(start + step, n_time) + self.n_frames - 1])
+               for start in range(0, n_time, step)]
+        z = torch.cat(out, dim=1) if out else x.new_zeros(n_batch, 0, self.dims)
+        return z[0] if single else z
+
+    def _embed_dense(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T + n_frames - 1, n_bins) padded frames -> (B, T, dims), one pass per layer."""
+        n_time = x.shape[1] - self.n_frames + 1
+        x = x.unsqueeze(1)
+        dilation = 1  # the time stride the pools so far would have had
+        for conv, pool in self._convs():
+            x = torch.tanh(F.conv2d(x, conv.weight, conv.bias, dilation=(dilation, 1)))
+            for _ in range(1, pool):  # stride-1 dilated max-pool; 6x faster than max_pool2d
+                x = torch.maximum(x[:, :, :-dilation], x[:, :, dilation:])
+            dilation *= pool
+        # L3 as a convolution whose kernel is its own weight viewed as (256, 80, t3, f3) with time
+        # dilation: gather each frame's t3 dilated rows (a view), then one matmul with the weight as
+        # is (3x faster here than conv2d, which reorders the 3.3 M weights on every call)
+        n_t3 = self.feature_shape[1]
+        x = x.unfold(2, (n_t3 - 1) * dilation + 1, 1)[..., ::dilation]  # (B, C, T', f3, t3)
+        x = x[:, :, :n_time].permute(0, 2, 1, 4, 3).flatten(2)  # (B, T, C * t3 * f3), L3's order
+        x = torch.tanh(self.l3(x))  # floor pooling may have left rows past T: dropped above
+        return self.l4(x)
+
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {"paper": PaperNet}
+
+
+def build_model(arch: str = "paper", **params) -> nn.Module:
+    """A freshly initialised model; ``build_model(**model.get_params())`` rebuilds its shape."""
+    if arch not in ARCHITECTURES:
+        raise ParameterError(f"arch={arch!r} is unknown; known: {', '.join(sorted(ARCHITECTURES))}")
+    cls = ARCHITECTURES[arch]
+    known = inspect.signature(cls).parameters
+    for name in params:
+        if name not in known:
+            raise ParameterError(
+                f"{name}={params[name]!r} is not a parameter of arch={arch!r}; known: "
+                f"{', '.join(known)}"
+            )
+    return cls(**params)
+
+
+def init_weights(model: nn.Module, *, std: float = 0.01,
+                 generator: torch.Generator | None = None) -> nn.Module:
+    """Set every conv / linear weight to N(0, std) and every bias to 0, in place; returns model.
+
+    Deterministic for a seeded ``generator`` (the global RNG when None).
+    """
+    if not np.isfinite(std) or std < 0:
+        raise ParameterError(f"std={std} must be a finite number >= 0")
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                # drawn in logical order, so a channels_last model gets the same weights
+                drawn = torch.empty(module.weight.shape, dtype=module.weight.dtype)
+                module.weight.copy_(drawn.normal_(0.0, std, generator=generator))
+                if module.bias is not None:
+                    module.bias.zero_()
+    return model
+
+
+def state_to_arrays(model: nn.Module, dtype=np.float32) -> dict[str, np.ndarray]:
+    """The model's state as ``{name: array}`` in ``dtype`` (float16 to ship), for ``np.savez``."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise ParameterError(f"dtype={dtype} must be a floating-point type")
+    arrays = {}
+    for name, tensor in model.state_dict().items():
+        array = tensor.detach().cpu().numpy().astype(dtype, order="C")  # astype copies
+        if not np.isfinite(array).all():
+            raise ParameterError(f"{name} has values that are not finite in {dtype}")
+        arrays[name] = array
+    return arrays
+
+
+def load_arrays(model: nn.Module, arrays: Mapping[str, np.ndarray]) -> nn.Module:
+    """Copy ``{name: array}`` (any float dtype, e.g. an opened npz) into the model; returns model.
+
+    Every name and shape is checked before anything is copied; the first mismatch raises
+    ParameterError naming it.
+    """
+    state = model.state_dict()
+    given = list(arrays.keys())
+    checked = {}
+    for name, tensor in state.items():
+        if name not in arrays:
+            raise ParameterError(f"array {name!r} is missing (given: {', '.join(given)})")
+        array = np.asarray(arrays[name])
+        if array.shape != tuple(tensor.shape):
+            raise ParameterError(
+                f"array {name!r} has shape {array.shape}, the model needs {tuple(tensor.shape)}"
+            )
+        if array.dtype.kind != "f":
+            raise ParameterError(f"array {name!r} has dtype {array.dtype}, expected floating point")
+        checked[name] = array
+    for name in given:
+        if name not in state:
+            raise ParameterError(f"array {name!r} is not part of the model")
+    with torch.no_grad():
+        for name, array in checked.items():
+            state[name].copy_(torch.from_numpy(np.ascontiguousarray(array)))
+    return model

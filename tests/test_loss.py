@@ -1,0 +1,173 @@
+"""The contrastive loss against a naive per-triple loop on hand-built triples."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from soundatlas.errors import ParameterError
+from soundatlas.loss import ContrastiveLoss, reference_origin_weight
+
+A = [0.1, 0.2, 0.3]
+TRIPLES = [
+    # (anchor, positive, negative)
+    (A, [0.5, -0.1, 0.0], [0.3, 0.4, 0.1]),  # both terms active for the reference margins
+    ([-0.4, 0.0, 0.7], [-0.2, 0.3, 0.9], [2.5, -1.0, 1.5]),  # D_n > m_n: negative inactive
+    ([0.6, -0.3, 0.2], [0.65, -0.3, 0.24], [0.9, -0.1, 0.1]),  # D_p ~ 0.064: below m_p > 0
+    ([0.2, 0.9, -0.5], [0.2, 0.9, -0.5], [0.0, 0.5, -0.6]),  # z_a == z_p exactly
+    ([1.2, -0.8, 0.3], [0.4, 0.1, 0.2], [1.2, -0.7, 0.35]),  # far positive, close negative
+]
+MARGINS = [(0.0, 1.0, 0.001), (0.0, 1.0, 0.002), (0.1, 1.0, 0.001), (0.3, 2.0, 0.0),
+           (0.0, 0.5, 0.05)]
+
+
+def naive_loss(triples, m_p, m_n, origin_weight):
+    """The paper's formula, one triple at a time, in plain Python floats."""
+    total = 0.0
+    for a, p, n in triples:
+        d_p = math.sqrt(sum((ai - pi) ** 2 for ai, pi in zip(a, p)))
+        d_n = math.sqrt(sum((ai - ni) ** 2 for ai, ni in zip(a, n)))
+        norm_a = math.sqrt(sum(ai * ai for ai in a))
+        total += max(0.0, d_p - m_p) ** 2 + max(0.0, m_n - d_n) ** 2 + origin_weight * norm_a
+    return total / len(triples)
+
+
+def numeric_gradient(triples, margins, h=1e-6):
+    """Central differences of naive_loss, one coordinate at a time: [(g_a, g_p, g_n), ...]."""
+    flat = [[list(v) for v in t] for t in triples]
+    grads = []
+    for t in range(len(flat)):
+        per_role = []
+        for role in range(3):
+            g = []
+            for k in range(len(flat[t][role])):
+                x = flat[t][role][k]
+                flat[t][role][k] = x + h
+                up = naive_loss(flat, *margins)
+                flat[t][role][k] = x - h
+                down = naive_loss(flat, *margins)
+                flat[t][role][k] = x
+                g.append((up - down) / (2 * h))
+            per_role.append(g)
+        grads.append(per_role)
+    return grads
+
+
+def as_tensors(triples, dtype=torch.float64, requires_grad=False):
+    return [torch.tensor([t[role] for t in triples], dtype=dtype, requires_grad=requires_grad)
+            for role in range(3)]
+
+
+@pytest.mark.parametrize("margins", MARGINS)
+def test_value_matches_naive_loop(margins):
+    m_p, m_n, w = margins
+    loss = ContrastiveLoss(m_p=m_p, m_n=m_n, origin_weight=w)
+    expected = naive_loss(TRIPLES, *margins)
+    assert float(loss(*as_tensors(TRIPLES))) == pytest.approx(expected, abs=1e-12)
+    assert float(loss(*as_tensors(TRIPLES, torch.float32))) == pytest.approx(expected, abs=1e-6)
+    for i in range(len(TRIPLES)):  # each case alone, so no term hides behind another
+        one = TRIPLES[i:i + 1]
+        assert float(loss(*as_tensors(one))) == pytest.approx(naive_loss(one, *margins), abs=1e-12)
+
+
+@pytest.mark.parametrize("margins", MARGINS)
+def test_gradient_matches_finite_differences(margins):
+    m_p, m_n, w = margins
+    z = as_tensors(TRIPLES, requires_grad=True)
+    ContrastiveLoss(m_p=m_p, m_n=m_n, origin_weight=w)(*z).backward()
+    numeric = numeric_gradient(TRIPLES, margins)
+    for role in range(3):
+        assert torch.isfinite(z[role].grad).all()
+        expected = torch.tensor([numeric[t][role] for t in range(len(TRIPLES))],
+                                dtype=torch.float64)
+        torch.testing.assert_close(z[role].grad, expected, atol=1e-7, rtol=1e-6)
+
+
+def test_gradient_matches_analytic_formula():
+    m_p, m_n, w = 0.1, 1.0, 0.002
+    z = as_tensors(TRIPLES, requires_grad=True)
+    ContrastiveLoss(m_p=m_p, m_n=m_n, origin_weight=w)(*z).backward()
+    n = len(TRIPLES)
+    for t, (a, p, neg) in enumerate(TRIPLES):
+        d_p = math.dist(a, p)
+        d_n = math.dist(a, neg)
+        pull = 2 * max(0.0, d_p - m_p) / d_p if d_p > 0 else 0.0
+        push = 2 * max(0.0, m_n - d_n) / d_n
+        norm_a = math.hypot(*a)
+        for k in range(3):
+            g_p = -pull * (a[k] - p[k]) / n
+            g_n = push * (a[k] - neg[k]) / n
+            g_a = -g_p - g_n + w * a[k] / norm_a / n
+            assert float(z[0].grad[t, k]) == pytest.approx(g_a, abs=1e-12)
+            assert float(z[1].grad[t, k]) == pytest.approx(g_p, abs=1e-12)
+            assert float(z[2].grad[t, k]) == pytest.approx(g_n, abs=1e-12)
+
+
+def test_coincident_points_give_finite_gradients():
+    # z_a == z_p, z_a == z_n and z_a == 0: every norm is at its non-differentiable point
+    zero = torch.zeros(2, 3, requires_grad=True)
+    same_p = torch.zeros(2, 3, requires_grad=True)
+    same_n = torch.zeros(2, 3, requires_grad=True)
+    for loss in (ContrastiveLoss(), ContrastiveLoss(m_p=0.5, origin_weight=1.0)):
+        value = loss(zero, same_p, same_n)
+        assert value.item() == pytest.approx(1.0, abs=1e-7)  # only (m_n - 0)^2
+        value.backward()
+        for t in (zero, same_p, same_n):
+            assert torch.isfinite(t.grad).all()
+            t.grad = None
+
+
+def test_perfect_configuration_has_zero_loss():
+    z_a = torch.tensor([[0.3, -0.2, 0.1], [1.0, 1.0, 1.0]], dtype=torch.float64,
+                       requires_grad=True)
+    z_p = z_a.detach().clone().requires_grad_()
+    z_n = (z_a.detach() + torch.tensor([1.5, 0.0, 0.0], dtype=torch.float64)).requires_grad_()
+    loss = ContrastiveLoss(m_p=0.0, m_n=1.0, origin_weight=0.0)(z_a, z_p, z_n)
+    assert loss.item() == 0.0
+    loss.backward()
+    for t in (z_a, z_p, z_n):
+        assert not t.grad.any()
+
+
+def test_parts_for_logging():
+    margins = (0.1, 1.0, 0.002)
+    loss = ContrastiveLoss(m_p=margins[0], m_n=margins[1], origin_weight=margins[2])
+    z = as_tensors(TRIPLES)
+    parts = loss.parts(*z)
+    assert set(parts) == {"loss", "pos", "neg", "origin", "d_p", "d_n", "active_neg"}
+    assert all(isinstance(v, float) for v in parts.values())
+    assert parts["loss"] == pytest.approx(naive_loss(TRIPLES, *margins), abs=1e-12)
+    assert parts["loss"] == pytest.approx(parts["pos"] + parts["neg"] + parts["origin"])
+    # each term alone: m_n = 0 switches the push off, a huge m_p the pull
+    assert parts["pos"] == pytest.approx(naive_loss(TRIPLES, margins[0], 0.0, 0.0), abs=1e-12)
+    assert parts["neg"] == pytest.approx(naive_loss(TRIPLES, 1e9, margins[1], 0.0), abs=1e-12)
+    d_n = [math.dist(a, n) for a, _, n in TRIPLES]
+    assert parts["d_p"] == pytest.approx(sum(math.dist(a, p) for a, p, _ in TRIPLES) / 5)
+    assert parts["d_n"] == pytest.approx(sum(d_n) / 5)
+    assert parts["active_neg"] == pytest.approx(sum(d < 1.0 for d in d_n) / 5)
+    assert parts["origin"] == pytest.approx(0.002 * sum(math.hypot(*a) for a, _, _ in TRIPLES) / 5)
+
+
+@pytest.mark.parametrize("kwargs", [{"m_p": -0.1}, {"m_n": -1.0}, {"origin_weight": -1e-3},
+                                    {"m_n": float("nan")}, {"m_p": "0"}])
+def test_bad_parameters_raise(kwargs):
+    with pytest.raises(ParameterError):
+        ContrastiveLoss(**kwargs)
+
+
+def test_bad_shapes_raise():
+    loss = ContrastiveLoss()
+    with pytest.raises(ParameterError, match="shapes"):
+        loss(torch.zeros(4, 3), torch.zeros(4, 3), torch.zeros(3, 3))
+    with pytest.raises(ParameterError):
+        loss(torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, 3))
+
+
+def test_reference_values():
+    assert reference_origin_weight("instrument") == 0.001
+    assert reference_origin_weight("pitch") == 0.002
+    assert reference_origin_weight("instrument_pitch") == 0.002
+    loss = ContrastiveLoss()
+    assert (loss.m_p, loss.m_n, loss.origin_weight) == (0.0, 1.0, 0.001)

@@ -1,0 +1,273 @@
+"""The paper network: shape, parameter count, initialisation, fully convolutional embedding,
+persistence as plain arrays."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from soundatlas.errors import ParameterError
+from soundatlas.model import (
+    ARCHITECTURES,
+    PaperNet,
+    build_model,
+    init_weights,
+    load_arrays,
+    state_to_arrays,
+)
+
+
+def seeded(seed=0, std=0.01, **params) -> PaperNet:
+    model = PaperNet(**params)
+    return init_weights(model, std=std, generator=torch.Generator().manual_seed(seed))
+
+
+def lively(seed=0, **params) -> PaperNet:
+    """Weights large enough that every layer's output varies (tanh neither linear nor saturated)."""
+    model = seeded(seed, std=0.05, **params)
+    with torch.no_grad():
+        model.l3.weight.mul_(0.2)
+        model.l4.weight.mul_(2.0)
+        for layer in (model.l0, model.l1, model.l2, model.l3, model.l4):
+            layer.bias.uniform_(-0.1, 0.1, generator=torch.Generator().manual_seed(seed + 1))
+    return model.eval()
+
+
+def features(n_time, n_bins=192, seed=0, batch=None) -> torch.Tensor:
+    """Log-CQT-like frames: non-negative, a few units large."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (n_time, n_bins) if batch is None else (batch, n_time, n_bins)
+    return torch.rand(shape, generator=g) * 4.0
+
+
+def naive_windows(frames: torch.Tensor, n_frames: int) -> torch.Tensor:
+    """The zero-padded window centred at each frame, one frame copy at a time."""
+    n_time, n_bins = frames.shape
+    out = torch.zeros(n_time, n_frames, n_bins)
+    for f in range(n_time):
+        for i in range(n_frames):
+            src = f - n_frames // 2 + i
+            if 0 <= src < n_time:
+                out[f, i] = frames[src]
+    return out
+
+
+def test_paper_parameter_count():
+    # by hand: L0 20*1*3*13 + 20, L1 40*20*3*11 + 40, L2 80*40*1*9 + 80,
+    # L3 (80*1*162)*256 + 256, L4 256*3 + 3
+    expected = (780 + 20) + (26400 + 40) + (28800 + 80) + (12960 * 256 + 256) + (768 + 3)
+    assert expected == 3_374_907
+    model = PaperNet()
+    assert sum(p.numel() for p in model.parameters()) == expected
+    assert model.feature_shape == (80, 1, 162)
+    assert model.l3.in_features == 12960
+    assert [tuple(layer.weight.shape) for layer in (model.l0, model.l1, model.l2)] == [
+        (20, 1, 3, 13), (40, 20, 3, 11), (80, 40, 1, 9)]
+
+
+def test_forward_shapes_and_other_sizes():
+    model = seeded()
+    assert model(features(10, batch=5)).shape == (5, 3)
+    other = seeded(n_bins=84, n_frames=20, dims=2)
+    assert other.feature_shape == (80, 3, 54)  # 20 -> 18 -> 9 -> 7 -> 3 in time
+    assert other(features(20, n_bins=84, batch=2)).shape == (2, 2)
+
+
+@pytest.mark.parametrize("params", [
+    {"n_frames": 9}, {"n_bins": 30}, {"dims": 0}, {"n_frames": 10.0}, {"dims": True},
+])
+def test_bad_sizes_raise(params):
+    with pytest.raises(ParameterError):
+        PaperNet(**params)
+
+
+def test_forward_rejects_wrong_window_shape():
+    with pytest.raises(ParameterError, match="expected"):
+        seeded()(torch.zeros(2, 12, 192))
+
+
+def test_init_weights_is_seeded_and_paper_scaled():
+    a, b, c = seeded(1), seeded(1), seeded(2)
+    for (name, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(pa, pb)
+        if name.endswith("bias"):
+            assert not pa.any()
+        else:
+            assert not torch.equal(pa, pc)
+    channels_last = init_weights(PaperNet().to(memory_format=torch.channels_last),
+                                 generator=torch.Generator().manual_seed(1))
+    for pa, pb in zip(a.parameters(), channels_last.parameters()):
+        assert torch.equal(pa, pb)
+    w = a.l3.weight
+    w = w.detach()
+    assert abs(float(w.mean())) < 1e-4 and abs(float(w.std()) - 0.01) < 1e-4
+    with pytest.raises(ParameterError):
+        init_weights(a, std=-1.0)
+
+
+@pytest.mark.parametrize("n_time", [1, 3, 10, 57])
+def test_embed_frames_equals_forward_on_padded_windows(n_time):
+    model = lively()
+    frames = features(n_time, seed=n_time)
+    with torch.inference_mode():
+        expected = model(naive_windows(frames, 10))
+        got = model.embed_frames(frames)
+    assert got.shape == (n_time, 3)
+    assert float(expected.std(0).max() if n_time > 1 else expected.abs().max()) > 0.05
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("chunk_frames", [1, 4, 7, 100])
+def test_embed_frames_chunked_and_batched(chunk_frames):
+    model = lively(seed=3)
+    frames = features(23, seed=1, batch=2)
+    with torch.inference_mode():
+        expected = torch.stack([model(naive_windows(f, 10)) for f in frames])
+        got = model.embed_frames(frames, chunk_frames=chunk_frames)
+    assert got.shape == (2, 23, 3)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("n_frames", [13, 20])  # odd pool inputs (floor) and a wider L3 kernel
+def test_embed_frames_other_window_lengths(n_frames):
+    model = lively(seed=5, n_bins=64, n_frames=n_frames)
+    frames = features(31, n_bins=64, seed=2)
+    with torch.inference_mode():
+        expected = model(naive_windows(frames, n_frames))
+        got = model.embed_frames(frames, chunk_frames=9)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_embed_frames_pad_value():
+    model = lively()
+    frames = features(6)
+    windows = naive_windows(frames, 10)
+    for f in range(6):  # fill the padding the long way
+        for i in range(10):
+            if not 0 <= f - 5 + i < 6:
+                windows[f, i] = 1.5
+    with torch.inference_mode():
+        torch.testing.assert_close(model.embed_frames(frames, pad_value=1.5), model(windows),
+                                   atol=1e-5, rtol=0)
+
+
+def test_embed_frames_shares_weights_and_checks_input():
+    model = lively()
+    n_params = sum(p.numel() for p in model.parameters())
+    frames = features(12)
+    with torch.inference_mode():
+        before = model.embed_frames(frames)
+    with torch.no_grad():
+        model.l3.weight.mul_(1.5)  # a trained L3 must be used as is, without conversion
+    with torch.inference_mode():
+        after = model.embed_frames(frames)
+        torch.testing.assert_close(after, model(naive_windows(frames, 10)), atol=1e-5, rtol=0)
+    assert not torch.allclose(before, after)
+    assert sum(p.numel() for p in model.parameters()) == n_params
+    assert model.embed_frames(torch.zeros(0, 192)).shape == (0, 3)
+    with pytest.raises(ParameterError):
+        model.embed_frames(torch.zeros(5, 100))
+    with pytest.raises(ParameterError):
+        model.embed_frames(frames, chunk_frames=0)
+
+
+def test_embed_frames_is_exact_in_float64():
+    model = lively(seed=7).double()
+    frames = features(57, seed=3).double()
+    with torch.inference_mode():
+        expected = model(naive_windows(frames, 10).double())
+        torch.testing.assert_close(model.embed_frames(frames, chunk_frames=16), expected,
+                                   atol=1e-12, rtol=0)
+
+
+def test_embed_frames_faster_than_window_loop():
+    torch.manual_seed(0)
+    model = PaperNet().eval()
+    frames = features(200)
+    windows = naive_windows(frames, 10)
+    with torch.inference_mode():
+        model.embed_frames(frames[:20])  # warm up
+        t0 = time.perf_counter()
+        dense = model.embed_frames(frames)
+        t1 = time.perf_counter()
+        looped = torch.cat([model(w[None]) for w in windows])
+        t2 = time.perf_counter()
+        batched = model(windows)
+        t3 = time.perf_counter()
+    torch.testing.assert_close(dense, looped, atol=1e-5, rtol=0)
+    torch.testing.assert_close(dense, batched, atol=1e-5, rtol=0)
+    print(f"\n200 frames: embed_frames {1e3 * (t1 - t0):.1f} ms, per-window loop "
+          f"{1e3 * (t2 - t1):.1f} ms ({(t2 - t1) / (t1 - t0):.1f}x), one batch of windows "
+          f"{1e3 * (t3 - t2):.1f} ms ({(t3 - t2) / (t1 - t0):.1f}x)")
+
+
+def test_get_params_and_build_model():
+    model = seeded(n_bins=96, dims=2)
+    params = model.get_params()
+    assert params == {"arch": "paper", "n_bins": 96, "n_frames": 10, "dims": 2}
+    rebuilt = build_model(**params)
+    assert isinstance(rebuilt, PaperNet) and rebuilt.get_params() == params
+    assert isinstance(build_model(), PaperNet)
+    assert ARCHITECTURES["paper"] is PaperNet
+    with pytest.raises(ParameterError, match="known: paper"):
+        build_model("resnet")
+    with pytest.raises(ParameterError, match="width"):
+        build_model("paper", width=3)
+
+
+def test_arrays_roundtrip_through_npz(tmp_path):
+    model = seeded(1)
+    arrays = state_to_arrays(model)
+    assert set(arrays) == {f"l{i}.{kind}" for i in range(5) for kind in ("weight", "bias")}
+    assert all(a.dtype == np.float32 for a in arrays.values())
+    cl_arrays = state_to_arrays(model.to(memory_format=torch.channels_last))
+    assert all(a.flags.c_contiguous and np.array_equal(a, arrays[k]) for k, a in cl_arrays.items())
+    np.savez(tmp_path / "w.npz", **arrays)
+    other = seeded(2)
+    with np.load(tmp_path / "w.npz", allow_pickle=False) as npz:
+        load_arrays(other, npz)
+    for pa, pb in zip(model.parameters(), other.parameters()):
+        assert torch.equal(pa, pb)
+    arrays["l0.weight"][:] = 0  # the arrays are copies, not views of the parameters
+    assert model.l0.weight.abs().sum() > 0
+
+
+def test_float16_arrays_load_into_float32():
+    model = seeded(1)
+    half = state_to_arrays(model, dtype=np.float16)
+    assert all(a.dtype == np.float16 for a in half.values())
+    other = load_arrays(seeded(2), half)
+    for pa, pb in zip(model.parameters(), other.parameters()):
+        assert pb.dtype == torch.float32
+        torch.testing.assert_close(pb, pa, atol=1e-5, rtol=1e-3)
+    frames = features(20)
+    with torch.inference_mode():
+        torch.testing.assert_close(other.embed_frames(frames), model.embed_frames(frames),
+                                   atol=1e-4, rtol=1e-2)
+
+
+def test_load_arrays_names_first_mismatch():
+    model = seeded()
+    good = state_to_arrays(model)
+    before = model.l0.weight.clone()
+
+    bad = dict(good, **{"l1.weight": np.zeros((40, 20, 3, 12), np.float32)})
+    bad["l0.weight"] = good["l0.weight"] + 1  # must not be copied: the check comes first
+    with pytest.raises(ParameterError, match=r"'l1\.weight'.*\(40, 20, 3, 12\)"):
+        load_arrays(model, bad)
+    assert torch.equal(model.l0.weight, before)
+
+    missing = {k: v for k, v in good.items() if k != "l3.bias"}
+    with pytest.raises(ParameterError, match=r"'l3\.bias' is missing"):
+        load_arrays(model, missing)
+
+    with pytest.raises(ParameterError, match=r"'l9\.weight' is not part"):
+        load_arrays(model, dict(good, **{"l9.weight": np.zeros(3, np.float32)}))
+
+    with pytest.raises(ParameterError, match="dtype"):
+        load_arrays(model, dict(good, **{"l4.bias": np.zeros(3, np.int64)}))
+    with pytest.raises(ParameterError, match="floating"):
+        state_to_arrays(model, dtype=np.int32)

@@ -1,0 +1,317 @@
+"""Neighbourhoods: every drawn triple satisfies the neighbourhood's definition."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from soundatlas.atlas import Atlas
+from soundatlas.errors import ParameterError
+from soundatlas.indexing import index_library
+from soundatlas.neighbourhoods import (
+    NEIGHBOURHOODS,
+    InputKNN,
+    Instrument,
+    InstrumentPitch,
+    InstrumentPitch2,
+    Neighbourhood,
+    Pitch,
+    make_neighbourhood,
+)
+from soundatlas.sampling import TrainingData, windows
+
+N_BINS = 192
+
+
+@pytest.fixture(scope="module")
+def rendered_data(rendered_library_master, tmp_path_factory) -> TrainingData:
+    """The small render (flute, trombone, violin), indexed once into a private atlas."""
+    atlas_dir = tmp_path_factory.mktemp("nb-atlas") / "atlas"
+    index_library(rendered_library_master, atlas_dir=atlas_dir, n_jobs=1)
+    with Atlas.open(atlas_dir) as atlas:
+        return TrainingData.from_atlas(atlas, label_keys=("instrument", "pitch", "folder"))
+
+
+KNN_PARAMS = {"k": 5, "n_candidates": 3000, "far": 60, "seed": 1}
+
+
+@pytest.fixture(scope="module")
+def knn(rendered_data) -> InputKNN:
+    return InputKNN(**KNN_PARAMS).fit(rendered_data)
+
+
+def tiny_data(instruments, pitches=None, *, n_frames: int = 6, seed: int = 0) -> TrainingData:
+    rng = np.random.default_rng(seed)
+    arrays = [rng.uniform(0, 2, size=(n_frames, N_BINS)).astype(np.float32) for _ in instruments]
+    labels = {"instrument": list(instruments)}
+    if pitches is not None:
+        labels["pitch"] = [None if p is None else str(p) for p in pitches]
+    return TrainingData.from_arrays(arrays, labels=labels)
+
+
+def check_centres(data, t):
+    for s, c in ((t.anchor_sample, t.anchor_centre), (t.positive_sample, t.positive_centre),
+                 (t.negative_sample, t.negative_centre)):
+        assert np.all(c >= 0) and np.all(c < data.lengths[s])
+
+
+# -- label neighbourhoods on the rendered library -------------------------------------------------
+
+
+def test_instrument_triples(rendered_data):
+    nb = Instrument().fit(rendered_data)
+    assert sorted(nb.keys_) == ["flute", "trombone", "violin"] and nb.n_excluded_ == 0
+    t = nb.draw(np.random.default_rng(0), 3000, rendered_data)
+    inst = rendered_data.labels["instrument"]
+    assert np.all(inst[t.anchor_sample] == inst[t.positive_sample])
+    assert np.all(inst[t.anchor_sample] != inst[t.negative_sample])
+    assert np.all(t.anchor_sample != t.positive_sample)
+    check_centres(rendered_data, t)
+    # keys are picked uniformly
+    counts = np.unique(inst[t.anchor_sample], return_counts=True)[1]
+    assert counts.min() > 850
+
+
+def test_instrument_on_another_label_column(rendered_data):
+    nb = make_neighbourhood("instrument", label="folder").fit(rendered_data)
+    assert nb.label == "folder" and sorted(nb.keys_) == ["flute", "trombone", "violin"]
+    t = nb.draw(np.random.default_rng(1), 500, rendered_data)
+    folder = rendered_data.labels["folder"]
+    assert np.all(folder[t.anchor_sample] == folder[t.positive_sample])
+    assert np.all(folder[t.anchor_sample] != folder[t.negative_sample])
+
+
+def test_pitch_triples(rendered_data):
+    nb = Pitch().fit(rendered_data)
+    pitch = rendered_data.labels["pitch"].astype(int)
+    assert sorted(nb.keys_) == sorted(set(pitch.tolist()))
+    t = nb.draw(np.random.default_rng(2), 3000, rendered_data)
+    assert np.all(pitch[t.anchor_sample] == pitch[t.positive_sample])
+    assert np.all(pitch[t.anchor_sample] != pitch[t.negative_sample])
+    assert np.all(t.anchor_sample != t.positive_sample)
+    check_centres(rendered_data, t)
+
+
+def test_instrument_pitch_triples(rendered_data):
+    nb = InstrumentPitch().fit(rendered_data)
+    inst = rendered_data.labels["instrument"]
+    pitch = rendered_data.labels["pitch"].astype(int)
+    t = nb.draw(np.random.default_rng(3), 3000, rendered_data)
+    a, p, n = t.anchor_sample, t.positive_sample, t.negative_sample
+    assert np.all((inst[a] == inst[p]) & (pitch[a] == pitch[p]))
+    assert np.all((inst[a] != inst[n]) | (pitch[a] != pitch[n]))
+    assert np.all(a != p)
+    assert all(isinstance(k, list) and isinstance(k[1], int) for k in nb.keys_)
+    json.dumps(nb.keys_)
+
+
+def test_instrument_pitch_2_triples(rendered_data):
+    nb = InstrumentPitch2().fit(rendered_data)
+    inst = rendered_data.labels["instrument"]
+    pitch = rendered_data.labels["pitch"].astype(int)
+    t = nb.draw(np.random.default_rng(4), 4000, rendered_data)
+    a, p, n = t.anchor_sample, t.positive_sample, t.negative_sample
+    assert np.all((inst[a] == inst[p]) & (np.abs(pitch[a] - pitch[p]) <= 2))
+    assert np.all((inst[a] != inst[n]) | (np.abs(pitch[a] - pitch[n]) > 2))
+    assert np.all(a != p)
+    # positives reach the neighbouring pitches, and negatives include the same instrument
+    assert len(np.unique(pitch[p] - pitch[a])) == 5
+    assert np.any(inst[a] == inst[n])
+
+
+ALL = ["input-knn", "instrument", "pitch", "instrument-pitch", "instrument-pitch-2"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_draws_are_deterministic_for_a_seed(rendered_data, knn, name):
+    nb = knn if name == "input-knn" else make_neighbourhood(name).fit(rendered_data)
+    t1 = nb.draw(np.random.default_rng(9), 200, rendered_data)
+    t2 = nb.draw(np.random.default_rng(9), 200, rendered_data)
+    t3 = nb.draw(np.random.default_rng(10), 200, rendered_data)
+    np.testing.assert_array_equal(t1.samples, t2.samples)
+    np.testing.assert_array_equal(t1.centres, t2.centres)
+    assert not np.array_equal(t1.samples, t3.samples)
+    assert len(t1) == 200 and t1.samples.shape == (200, 3)
+
+
+def test_samples_lacking_labels_are_excluded_and_counted(rendered_data):
+    inst = rendered_data.labels["instrument"].copy()
+    pitch = rendered_data.labels["pitch"].copy()
+    inst[:10] = None
+    pitch[10:13] = None
+    pitch[13:16] = "not a pitch"
+    data = dataclasses.replace(rendered_data, labels={"instrument": inst, "pitch": pitch})
+
+    nb = InstrumentPitch().fit(data)
+    assert nb.n_excluded_ == 16
+    assert nb.excluded_ == {"no instrument": 10, "no pitch": 3, "pitch not a pitch": 3}
+    t = nb.draw(np.random.default_rng(0), 5000, data)
+    assert t.samples.min() >= 16
+
+    assert Instrument().fit(data).n_excluded_ == 10
+    p = Pitch().fit(data)
+    assert p.n_excluded_ == 6 and p.excluded_ == {"no pitch": 3, "pitch not a pitch": 3}
+
+
+# -- small keys and failure modes --------------------------------------------------------------
+
+
+def test_singleton_keys_are_dropped_but_their_samples_stay_negatives():
+    data = tiny_data(["a", "a", "a", "b", "b", "c"])
+    nb = Instrument().fit(data)
+    assert nb.keys_ == ["a", "b"] and nb.n_dropped_keys_ == 1 and nb.n_excluded_ == 0
+    t = nb.draw(np.random.default_rng(0), 4000, data)
+    assert 5 not in t.anchor_sample and 5 not in t.positive_sample
+    # negatives are uniform over the samples outside the anchor's key
+    inst = data.labels["instrument"]
+    for key, outside in (("a", [3, 4, 5]), ("b", [0, 1, 2, 5])):
+        neg = t.negative_sample[inst[t.anchor_sample] == key]
+        counts = np.bincount(neg, minlength=6)[outside]
+        assert counts.sum() == len(neg)
+        assert counts.min() > 0.8 * len(neg) / len(outside)
+
+
+def test_instrument_pitch_2_keeps_a_singleton_key_with_neighbours():
+    # (x, 60) and (x, 61) are single samples but each other's positives; (x, 70) stands alone
+    data = tiny_data(["x", "x", "x", "y", "y"], [60, 61, 70, 60, 60])
+    nb = InstrumentPitch2().fit(data)
+    assert nb.keys_ == [["x", 60], ["x", 61], ["y", 60]] and nb.n_dropped_keys_ == 1
+    t = nb.draw(np.random.default_rng(0), 1000, data)
+    pairs = {(a, p) for a, p in zip(t.anchor_sample, t.positive_sample)}
+    assert pairs == {(0, 1), (1, 0), (3, 4), (4, 3)}
+    assert 2 in set(t.negative_sample)  # the lone (x, 70) is a negative for everyone
+    with pytest.raises(ParameterError, match="2 keys"):
+        InstrumentPitch().fit(data)  # only (y, 60) has two samples
+
+
+def test_fit_fails_clearly_with_fewer_than_two_keys(tone_library):
+    nb = Instrument()
+    with pytest.raises(ParameterError, match="at least 2 keys"):
+        nb.fit(tiny_data(["a", "a", "a"]))
+    assert not nb.is_fitted()
+    with pytest.raises(ParameterError, match="at least 2 keys.*3 samples left out"):
+        Instrument().fit(tiny_data(["a", "a", None, None, None, "b"]))
+    # the tone library has one sample per pitch: no pitch key can give a distinct positive
+    index_library(tone_library, n_jobs=1)
+    with Atlas.open(tone_library / ".soundatlas") as atlas:
+        data = TrainingData.from_atlas(atlas, label_keys=("instrument", "pitch"))
+    with pytest.raises(ParameterError, match="pitch neighbourhood needs at least 2 keys"):
+        Pitch().fit(data)
+    assert sorted(Instrument().fit(data).keys_) == ["high", "low", "mid"]
+
+
+def test_missing_label_key_is_named():
+    data = tiny_data(["a", "b", "a", "b"])
+    with pytest.raises(ParameterError, match="label 'pitch' .*available labels: instrument"):
+        Pitch().fit(data)
+    with pytest.raises(ParameterError, match="'genre'"):
+        Instrument(label="genre").fit(data)
+
+
+def test_draw_needs_a_fit_on_the_same_data():
+    data = tiny_data(["a", "b", "a", "b"])
+    with pytest.raises(ParameterError, match="not fitted"):
+        Instrument().draw(np.random.default_rng(0), 3, data)
+    nb = Instrument().fit(data)
+    with pytest.raises(ParameterError, match="fitted on 4 samples"):
+        nb.draw(np.random.default_rng(0), 3, tiny_data(["a", "b", "a"]))
+
+
+# -- registry and configuration ------------------------------------------------------------------
+
+
+def test_registry_and_make_neighbourhood():
+    assert list(NEIGHBOURHOODS) == ALL
+    for name, cls in NEIGHBOURHOODS.items():
+        nb = make_neighbourhood(name)
+        assert isinstance(nb, cls) and isinstance(nb, Neighbourhood) and nb.name == name
+        config = json.loads(json.dumps(nb.to_config()))
+        assert make_neighbourhood(**config).get_params() == nb.get_params()
+    assert make_neighbourhood("instrument-pitch-2", label="folder", semitones=1).get_params() == {
+        "instrument_label": "folder", "pitch_label": "pitch", "semitones": 1}
+    assert make_neighbourhood("pitch", label="note").label == "note"
+    assert InputKNN().get_params() == {
+        "k": 10, "n_candidates": 50000, "n_components": 32, "far": 200,
+        "exclude_same_sample": True, "n_frames": 10, "seed": 0}
+    assert Instrument().label_keys == ("instrument",)
+    assert InstrumentPitch2().label_keys == ("instrument", "pitch")
+
+
+def test_make_neighbourhood_rejects_bad_names_and_parameters():
+    with pytest.raises(ParameterError, match="unknown neighbourhood 'timbre'.*input-knn, instr"):
+        make_neighbourhood("timbre")
+    with pytest.raises(ParameterError, match="no parameter 'semitones'"):
+        make_neighbourhood("instrument", semitones=2)
+    with pytest.raises(ParameterError, match="uses no labels"):
+        make_neighbourhood("input-knn", label="folder")
+    for bad in ({"k": 0}, {"far": 3, "k": 5}, {"n_components": 0}, {"n_candidates": 1}):
+        with pytest.raises(ParameterError):
+            InputKNN(**bad)
+    with pytest.raises(ParameterError):
+        InstrumentPitch2(semitones=-1)
+    with pytest.raises(ParameterError):
+        Instrument(label="")
+
+
+# -- input-space nearest neighbours -------------------------------------------------------------
+
+
+def test_input_knn_positives_are_near_and_negatives_far(rendered_data, knn):
+    nb = knn
+    assert nb.n_candidates_ <= 3000 and nb.embedding_.shape == (nb.n_candidates_, 32)
+    t = nb.draw(np.random.default_rng(0), 2000, rendered_data)
+    check_centres(rendered_data, t)
+    # same-sample windows are neither positives nor negatives
+    assert np.all(t.anchor_sample != t.positive_sample)
+    assert np.all(t.anchor_sample != t.negative_sample)
+
+    def pca(s, c):
+        return nb.transform(windows(rendered_data, s, c, n_frames=nb.n_frames))
+
+    za, zp, zn = pca(t.anchor_sample, t.anchor_centre), pca(t.positive_sample, t.positive_centre), \
+        pca(t.negative_sample, t.negative_centre)
+    dp = np.linalg.norm(za - zp, axis=1)
+    dn = np.linalg.norm(za - zn, axis=1)
+    assert dp.mean() < 0.5 * dn.mean()
+    assert np.mean(dp < dn) > 0.95
+
+    # exact definition, checked by brute force for some anchors: the positive is among the k
+    # nearest other-sample candidates, the negative is not among the far nearest
+    z, cs = nb.embedding_, nb.cand_sample_
+    key = {(s, c): i for i, (s, c) in enumerate(zip(cs, nb.cand_centre_))}
+    for row in range(50):
+        a = key[(t.anchor_sample[row], t.anchor_centre[row])]
+        d = np.linalg.norm(z - z[a], axis=1)
+        d[cs == cs[a]] = np.inf
+        rank = np.argsort(np.argsort(d, kind="stable"), kind="stable")
+        assert rank[key[(t.positive_sample[row], t.positive_centre[row])]] < 5 + 2  # ties
+        assert rank[key[(t.negative_sample[row], t.negative_centre[row])]] >= 60
+
+
+def test_input_knn_fit_is_deterministic_and_same_sample_optional(rendered_data, knn):
+    a = knn
+    b = InputKNN(**KNN_PARAMS).fit(rendered_data)
+    np.testing.assert_array_equal(a.cand_sample_, b.cand_sample_)
+    np.testing.assert_array_equal(a.positives_, b.positives_)
+    # candidates are distinct windows, spread over the samples
+    pairs = set(zip(a.cand_sample_.tolist(), a.cand_centre_.tolist()))
+    assert len(pairs) == a.n_candidates_
+    assert len(np.unique(a.cand_sample_)) == rendered_data.n_samples
+
+    c = InputKNN(**KNN_PARAMS, exclude_same_sample=False).fit(rendered_data)
+    t = c.draw(np.random.default_rng(0), 3000, rendered_data)
+    assert np.any(t.anchor_sample == t.positive_sample)  # allowed now, and likely
+    assert np.all(c.positives_ != np.arange(c.n_candidates_)[:, None])  # never itself
+
+
+def test_input_knn_needs_enough_candidates():
+    data = tiny_data(["a"] * 4, n_frames=5)
+    with pytest.raises(ParameterError, match="too few for far=200"):
+        InputKNN().fit(data)
+    InputKNN(k=2, far=5).fit(data)
+    silent = TrainingData.from_arrays([np.zeros((8, N_BINS), np.float32) for _ in range(20)])
+    with pytest.raises(ParameterError, match="same"):
+        InputKNN(k=2, far=5).fit(silent)

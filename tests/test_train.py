@@ -1,0 +1,155 @@
+"""Training, resume, embedding and the model artefact, on a small rendered library."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from soundatlas.artifact import ModelArtifact, check_cqt, resolve_model
+from soundatlas.atlas import Atlas
+from soundatlas.cqt import CQTParams
+from soundatlas.embed import embed_atlas, embed_features, ensure_registered, point_of
+from soundatlas.errors import ParameterError, SoundAtlasError
+from soundatlas.indexing import index_library
+from soundatlas.train import TrainingError, lr_at, settings_for, train
+
+
+@pytest.fixture(scope="module")
+def rendered_atlas(rendered_library_master, tmp_path_factory):
+    """The small render indexed once (tests copy it when they write)."""
+    atlas_dir = tmp_path_factory.mktemp("atlas") / "a"
+    index_library(rendered_library_master, atlas_dir=atlas_dir, n_jobs=2)
+    return atlas_dir
+
+
+@pytest.fixture
+def atlas(rendered_atlas, tmp_path):
+    import shutil
+
+    dst = tmp_path / "atlas"
+    shutil.copytree(rendered_atlas, dst)
+    with Atlas.open(dst, write=True) as a:
+        yield a
+
+
+def short(preset="fast", **kw):
+    kw.setdefault("iterations", 60)
+    kw.setdefault("valid_every", 20)
+    kw.setdefault("checkpoint_every", 20)
+    kw.setdefault("batch_size", 16)
+    return settings_for(preset, **kw)
+
+
+def test_loss_falls_and_same_instrument_ends_closer(atlas):
+    s = short(iterations=200, valid_every=100, checkpoint_every=200, batch_size=16)
+    result = train(atlas, neighbourhood="instrument", settings=s, seed=1, name="inst")
+    first, last = result.history[0], result.history[-1]
+    assert last["valid_loss"] < first["valid_loss"]
+    artifact, reg = resolve_model(atlas, "inst")
+    summary = embed_atlas(atlas, artifact, reg["id"])
+    assert summary.n_embedded == atlas.n_samples()
+    ids, points = atlas.points(reg["id"])
+    inst = atlas.labels("instrument")
+    y = np.array([inst[i] for i in ids])
+    d = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    same = (y[:, None] == y[None]) & ~np.eye(len(y), dtype=bool)
+    assert d[same].mean() < 0.8 * d[~same & ~np.eye(len(y), dtype=bool)].mean()
+
+
+def test_resume_after_a_stop_gives_the_same_weights(atlas):
+    s = short(preset="fast", iterations=40, checkpoint_every=10, valid_every=20)
+    train(atlas, neighbourhood="pitch", settings=s, seed=3, name="whole")
+    part = train(atlas, neighbourhood="pitch", settings=s, seed=3, name="parts", stop_after=25)
+    assert part.iterations == 25
+    assert not (atlas.path / "models/parts/weights.npz").exists()  # not a model yet
+    rest = train(atlas, neighbourhood="pitch", settings=s, seed=3, name="parts", resume=True)
+    assert rest.resumed_from == 25  # a stop writes a checkpoint where it stops
+    a = ModelArtifact.load(atlas.path / "models/whole").model.state_dict()
+    b = ModelArtifact.load(atlas.path / "models/parts").model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    hist_a = json.loads((atlas.path / "models/whole/config.json").read_text())["training"]["history"]
+    hist_b = json.loads((atlas.path / "models/parts/config.json").read_text())["training"]["history"]
+    assert [h["valid_loss"] for h in hist_a] == [h["valid_loss"] for h in hist_b]
+
+
+def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(atlas):
+    s = short(preset="paper", iterations=200, lr=1e30, checkpoint_every=1, valid_every=1000)
+    with pytest.raises(TrainingError, match="loss became") as exc:
+        train(atlas, neighbourhood="instrument", settings=s, seed=0, name="boom")
+    assert "last good checkpoint" in str(exc.value)
+    assert (atlas.path / "models/boom/checkpoint.npz").is_file()
+
+
+def test_learning_rate_schedule():
+    s = settings_for("fast", iterations=1000, warmup=100, lr=1e-3)
+    assert lr_at(s, 0) == pytest.approx(1e-5)
+    assert lr_at(s, 99) == pytest.approx(1e-3)
+    assert lr_at(s, 550) == pytest.approx(0.5e-3, rel=1e-2)
+    assert lr_at(s, 999) < 1e-6
+    assert lr_at(settings_for("paper"), 49_999) == 0.02
+
+
+def test_presets_and_bad_settings():
+    paper = settings_for("paper")
+    assert (paper.optimizer, paper.lr, paper.momentum, paper.batch_size, paper.iterations) == \
+        ("sgd", 0.02, 0.0, 32, 50_000)
+    with pytest.raises(ParameterError, match="unknown preset"):
+        settings_for("slow")
+    with pytest.raises(ParameterError, match="lr"):
+        settings_for("fast", lr=-1.0)
+
+
+def test_config_records_what_made_the_model(atlas):
+    train(atlas, neighbourhood="instrument-pitch-2", settings=short(iterations=20), seed=5, name="cfg")
+    config = json.loads((atlas.path / "models/cfg/config.json").read_text())
+    assert config["architecture"]["arch"] == "paper"
+    assert config["cqt"] == atlas.cqt_params.to_dict()
+    assert config["neighbourhood"]["name"] == "instrument-pitch-2"
+    assert config["seed"] == 5 and config["preset"] == "fast"
+    assert config["split"]["n_train"] > 0 and len(config["data"]["fingerprint"]) == 24
+    assert config["settings"]["origin_weight"] == 0.002
+    assert [m["name"] for m in atlas.models()] == ["cfg"]
+
+
+def test_embedding_is_incremental_and_matches_the_model(atlas):
+    train(atlas, neighbourhood="instrument", settings=short(iterations=20), seed=0, name="m")
+    artifact, reg = resolve_model(atlas, "m")
+    first = embed_atlas(atlas, artifact, reg["id"])
+    again = embed_atlas(atlas, artifact, reg["id"])
+    assert first.n_embedded == atlas.n_samples() and again.n_embedded == 0
+    rec = atlas.samples()[7]
+    traj = atlas.trajectory(reg["id"], rec.id)
+    assert traj.shape == (rec.n_frames, 3)
+    # the stored trajectory is the model on the stored features with the sample's own noise
+    from soundatlas.embed import _noise_rng
+
+    again = embed_features(artifact.model, atlas.features(rec), rng=_noise_rng(rec.hash))
+    np.testing.assert_allclose(again, traj, atol=1e-5)
+    # and it equals the plain forward pass on the sample's windows (fully convolutional = per window)
+    from soundatlas.sampling import add_noise
+
+    noised = add_noise(np.pad(atlas.features(rec), ((5, 4), (0, 0))), _noise_rng(rec.hash))
+    w = np.stack([noised[f : f + 10] for f in range(rec.n_frames)])
+    with torch.no_grad():
+        direct = artifact.model(torch.from_numpy(w)).numpy()
+    np.testing.assert_allclose(direct, traj, atol=1e-4)
+
+
+def test_model_with_other_cqt_parameters_is_refused(atlas):
+    train(atlas, neighbourhood="instrument", settings=short(iterations=10), seed=0, name="m")
+    artifact, _ = resolve_model(atlas, "m")
+    artifact.config["cqt"] = dict(artifact.config["cqt"], hop_length=400)
+    with pytest.raises(SoundAtlasError, match="hop_length"):
+        check_cqt(artifact, atlas.cqt_params)
+    with pytest.raises(SoundAtlasError, match="other CQT parameters"):
+        ensure_registered(atlas, artifact, None)
+
+
+def test_point_is_energy_weighted():
+    traj = np.array([[0, 0, 0], [10, 10, 10], [2, 2, 2]], np.float32)
+    np.testing.assert_allclose(point_of(traj, np.array([0.0, 0.0, 1.0])), [2, 2, 2])
+    np.testing.assert_allclose(point_of(traj, np.zeros(3)), traj.mean(axis=0))
