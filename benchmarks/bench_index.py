@@ -101,11 +101,11 @@ print(%(tag)r + json.dumps({"wall_s": wall, "summary_s": wall, "n_indexed": len(
 
 
 CHILD_STAGES = r"""
-import json, os, pickle, shutil, sys, tempfile, time
+import json, os, pickle, resource, shutil, statistics, sys, tempfile, time
 import numpy as np, soundfile as sf, soxr, torch
 from soundatlas import audio
 from soundatlas.atlas import Atlas, NewSample
-from soundatlas.cqt import PAPER_CQT, cqt_batch
+from soundatlas.cqt import cqt_batch
 from soundatlas.pipeline import analyse_files, content_hash
 from soundatlas.scan import scan
 a = json.loads(sys.argv[1])
@@ -115,37 +115,49 @@ entries = scan(root).files[: a["n"]]
 paths = [os.path.join(root, e.path) for e in entries]
 B = a["batch_size"]
 batches = [paths[i : i + B] for i in range(0, len(paths), B)]
+entry_batches = [entries[i : i + B] for i in range(0, len(entries), B)]
 analyse_files(batches[0])  # warm-up: imports, kernels
-T = {}
-def tick(name, fn):
-    t = time.perf_counter(); out = fn(); T[name] = T.get(name, 0.0) + time.perf_counter() - t
-    return out
-for batch in batches:
-    for p in batch:
-        tick("worker: content hash (blake2b)", lambda: content_hash(p))
-        y = tick("worker: decode (soundfile read)", lambda: sf.read(p, dtype="float32")[0])
-        tick("worker: resample 44.1k->16k (soxr HQ)", lambda: soxr.resample(y, 44100, 16000, quality="HQ"))
-    ys = [audio.load(p, sr=16000).y for p in batch]
-    tick("worker: CQT + compression (cqt_batch, 1 thread)", lambda: cqt_batch(ys))
-t = time.perf_counter(); results = [analyse_files(b) for b in batches]; whole = time.perf_counter() - t
-T["worker: rest of analyse_files (checks, mono, bookkeeping)"] = max(0.0, whole - sum(T.values()))
-blobs = tick("worker+main: pickle results (to main)", lambda: [pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL) for r in results])
-tick("worker+main: unpickle results (in main)", lambda: [pickle.loads(b) for b in blobs])
-tmp = tempfile.mkdtemp(prefix="bench-stages-")
-try:
-    with Atlas.create(os.path.join(tmp, "atlas"), library=root) as atlas:
-        for batch_entries, res in zip([entries[i : i + B] for i in range(0, len(entries), B)], results):
-            new = [NewSample(path=e.path, size=e.size, mtime_ns=e.mtime_ns, hash=r.hash,
-                             orig_sr=r.orig_sr, n_channels=r.n_channels, duration=r.duration,
-                             file_duration=r.file_duration, truncated=r.truncated,
-                             features=r.features) for e, r in zip(batch_entries, res)]
-            tick("main: commit batch (float16 segment + fsync + SQLite)", lambda: atlas.commit_batch(new))
-finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+rounds = []
+for _ in range(a["repeats"]):
+    T = {}
+    def tick(name, fn):
+        t = time.perf_counter(); out = fn(); T[name] = T.get(name, 0.0) + time.perf_counter() - t
+        return out
+    for batch in batches:
+        for p in batch:
+            tick("worker: content hash (blake2b)", lambda: content_hash(p))
+            y = tick("worker: decode (soundfile read)", lambda: sf.read(p, dtype="float32")[0])
+            tick("worker: resample 44.1k->16k (soxr HQ)",
+                 lambda: soxr.resample(y, 44100, 16000, quality="HQ"))
+        ys = [audio.load(p, sr=16000).y for p in batch]
+        tick("worker: CQT + compression (cqt_batch, 1 thread)", lambda: cqt_batch(ys))
+    t = time.perf_counter(); results = [analyse_files(b) for b in batches]
+    whole = time.perf_counter() - t
+    T["worker: rest of analyse_files (checks, mono, bookkeeping)"] = whole - sum(T.values())
+    blobs = tick("worker+main: pickle results (to main)",
+                 lambda: [pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL) for r in results])
+    tick("worker+main: unpickle results (in main)", lambda: [pickle.loads(b) for b in blobs])
+    tmp = tempfile.mkdtemp(prefix="bench-stages-", dir=a["work"])
+    try:
+        with Atlas.create(os.path.join(tmp, "atlas"), library=root) as atlas:
+            for batch_entries, res in zip(entry_batches, results):
+                new = [NewSample(path=e.path, size=e.size, mtime_ns=e.mtime_ns, hash=r.hash,
+                                 orig_sr=r.orig_sr, n_channels=r.n_channels, duration=r.duration,
+                                 file_duration=r.file_duration, truncated=r.truncated,
+                                 features=r.features) for e, r in zip(batch_entries, res)]
+                tick("main: commit batch (float16 segment + fsync + SQLite)",
+                     lambda: atlas.commit_batch(new))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    T["(analyse_files as a whole)"] = whole
+    rounds.append(T)
 n = len(paths)
-print(%(tag)r + json.dumps({"n_files": n, "batch_size": B, "bytes_per_result":
-      sum(len(b) for b in blobs) / n, "ms_per_file": {k: 1000 * v / n for k, v in T.items()},
-      "analyse_files_ms_per_file": 1000 * whole / n}))
+med = {k: 1000 * statistics.median(r[k] for r in rounds) / n for k in rounds[0]}
+me = resource.getrusage(resource.RUSAGE_SELF)
+print(%(tag)r + json.dumps({"n_files": n, "batch_size": B, "repeats": a["repeats"],
+      "cpu_s": me.ru_utime + me.ru_stime,
+      "bytes_per_result": sum(len(b) for b in blobs) / n, "ms_per_file": med,
+      "rounds_ms_per_file": [{k: 1000 * v / n for k, v in r.items()} for r in rounds]}))
 """ % {"tag": RESULT_TAG}
 
 
@@ -352,6 +364,32 @@ def count_audio(lib: Path) -> int:
     return len(scan(lib).files)
 
 
+def stage_breakdown(args, lib: Path, work: Path, n_cores: int, *,
+                    measured_fps: float | None = None) -> dict | None:
+    """Each stage of indexing timed alone in one subprocess (1 torch thread); printed."""
+    if not args.stage_files:
+        return None
+    stages = run_measured(CHILD_STAGES, {"library": str(lib), "n": args.stage_files,
+                                         "batch_size": args.batch_size or 32,
+                                         "repeats": args.repeats, "work": str(work)},
+                          sample_ms=args.sample_ms)
+    ms = dict(stages["ms_per_file"])
+    whole = ms.pop("(analyse_files as a whole)")
+    total = sum(ms.values())
+    print(f"\nwhere the time goes: each stage alone, one process, 1 torch thread, "
+          f"{stages['n_files']} files of the generated library, batches of "
+          f"{stages['batch_size']}, median of {stages['repeats']} (other load "
+          f"{stages['other_cores']:.2f} cores); analyse_files as a whole {whole:.3f} ms/file")
+    common.print_table(
+        [{"stage": k, "ms": v, "share": 100 * v / total} for k, v in ms.items()],
+        [("stage", "stage", ""), ("ms", "ms/file", ".3f"), ("share", "% of CPU", ".1f")])
+    measured = f" (measured: {measured_fps:.0f})" if measured_fps else ""
+    print(f"sum {total:.2f} ms of CPU per file -> at most {1000 * n_cores / total:.0f} files/s "
+          f"on {n_cores} cores if nothing else ran{measured}; a result is "
+          f"{stages['bytes_per_result'] / 1024:.1f} KiB pickled")
+    return stages
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 def parse_args(argv=None):
@@ -378,6 +416,8 @@ def parse_args(argv=None):
     p.add_argument("--sample-ms", type=float, default=50.0,
                    help="memory sampling interval in ms (default 50)")
     p.add_argument("--skip-demo", action="store_true", help="do not index the demo library")
+    p.add_argument("--stages-only", action="store_true",
+                   help="only the per-stage breakdown (no indexing runs, no baseline)")
     p.add_argument("--quick", action="store_true",
                    help="small run: 1000 generated files, 30 baseline files")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
@@ -436,6 +476,12 @@ def main(argv=None) -> int:
           f"index_library n_jobs={args.jobs or 'default'} batch_size="
           f"{args.batch_size or 'default'}; {args.repeats} interleaved rounds; sampling every "
           f"{args.sample_ms:g} ms")
+
+    if args.stages_only:
+        stages = stage_breakdown(args, lib, work, n_cores)
+        common.write_json(args.json, {"benchmark": "index-stages", "argv": sys.argv,
+                                      "machine": facts, "args": vars(args), "stages": stages})
+        return 0
 
     baseline_list = work / "baseline-files.txt"
     from soundatlas.scan import scan
@@ -549,22 +595,7 @@ def main(argv=None) -> int:
     print(f"incremental re-run of {n_lib} unchanged files: {inc['s']:.2f} s "
           f"({inc['fps']:.0f} files checked/s)")
 
-    stages = None
-    if args.stage_files:
-        stages = run_measured(CHILD_STAGES, {"library": str(lib), "n": args.stage_files,
-                                             "batch_size": args.batch_size or 32},
-                              sample_ms=args.sample_ms)
-        ms = stages["ms_per_file"]
-        total = sum(ms.values())
-        print(f"\nwhere the time goes: each stage alone, one process, 1 torch thread, "
-              f"{stages['n_files']} files of the generated library, batches of "
-              f"{stages['batch_size']} (other load {stages['other_cores']:.2f} cores)")
-        common.print_table(
-            [{"stage": k, "ms": v, "share": 100 * v / total} for k, v in ms.items()],
-            [("stage", "stage", ""), ("ms", "ms/file", ".3f"), ("share", "% of CPU", ".1f")])
-        print(f"sum {total:.2f} ms of CPU per file -> at most {1000 * n_cores / total:.0f} files/s "
-              f"on {n_cores} cores if nothing else ran (measured: {lib_row['fps']:.0f}); a result "
-              f"is {stages['bytes_per_result'] / 1024:.1f} KiB pickled")
+    stages = stage_breakdown(args, lib, work, n_cores, measured_fps=lib_row["fps"])
 
     common.write_json(args.json, {
         "benchmark": "index", "argv": sys.argv, "machine": facts, "args": vars(args),

@@ -90,3 +90,25 @@ def test_demo_library_cli_renders_a_subset(tmp_path):
     assert summary["n_files_written"] == 2 * (108 - 74 + 1)
     rows = (tmp_path / "demo/metadata.csv").read_text().splitlines()
     assert rows[0] == "path,instrument,pitch,velocity,articulation" and len(rows) == 71
+
+
+def test_train_embed_models_evaluate_from_the_command_line(rendered_library):
+    atlas = rendered_library / ".soundatlas"
+    run("index", rendered_library, "-q", check_rc=0)
+    out = json.loads(run("train", "--atlas", atlas, "-n", "instrument", "--iterations", "30",
+                         "--batch-size", "8", "--valid-every", "10", "--name", "m", "--json", "-q",
+                         check_rc=0).stdout)
+    assert out["iterations"] == 30 and out["name"] == "m" and len(out["history"]) == 3
+    emb = json.loads(run("embed", "--atlas", atlas, "--model", "m", "--json", "-q", check_rc=0).stdout)
+    assert emb["n_embedded"] > 0
+    models = json.loads(run("models", "--atlas", atlas, "--json", check_rc=0).stdout)
+    assert models[0]["name"] == "m" and models[0]["n_embedded"] == emb["n_embedded"]
+    ev = json.loads(run("evaluate", "--atlas", atlas, "--model", "m", "--json", check_rc=0).stdout)
+    assert 0 <= ev["accuracy"]["instrument"]["test_accuracy"] <= 1
+    assert ev["accuracy"]["instrument"]["k"] in (1, 5, 9, 15, 21, 35, 51, 75, 101)
+    # misuse and user errors
+    run("train", "--atlas", atlas, "-n", "banana", check_rc=2)
+    proc = run("embed", "--atlas", atlas, "--model", "nope", check_rc=1)
+    assert "no model 'nope'" in proc.stderr
+    proc = run("train", "--atlas", atlas, "-n", "instrument", "--label", "colour", check_rc=1)
+    assert "colour" in proc.stderr and "Traceback" not in proc.stderr

@@ -153,3 +153,17 @@ def test_point_is_energy_weighted():
     traj = np.array([[0, 0, 0], [10, 10, 10], [2, 2, 2]], np.float32)
     np.testing.assert_allclose(point_of(traj, np.array([0.0, 0.0, 1.0])), [2, 2, 2])
     np.testing.assert_allclose(point_of(traj, np.zeros(3)), traj.mean(axis=0))
+
+
+def test_embed_many_equals_one_file_at_a_time():
+    from soundatlas.embed import embed_many
+    from soundatlas.model import build_model
+
+    model = build_model("paper").eval()
+    rng = np.random.default_rng(0)
+    files = [rng.random((n, 192)).astype(np.float32) * 4 for n in (1, 7, 33, 120)]
+    together = embed_many(model, files, rngs=[np.random.default_rng(i) for i in range(4)])
+    for i, (F, z) in enumerate(zip(files, together)):
+        alone = embed_features(model, F, rng=np.random.default_rng(i))
+        assert z.shape == (len(F), 3)
+        np.testing.assert_allclose(z, alone, atol=1e-5)

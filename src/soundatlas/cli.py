@@ -119,13 +119,8 @@ def cmd_demo_library(args) -> int:
 
 def cmd_index(args) -> int:
     from soundatlas.indexing import index_library
-    from soundatlas.labels import LabelSources
 
-    sources = None
-    if args.labels or args.name_pattern or args.no_folder_labels:
-        sources = LabelSources(
-            manifest=args.labels, folder=not args.no_folder_labels, name_pattern=args.name_pattern
-        )
+    sources = _label_sources(args)
     executor = _executor(args)
     with _progress_bar(args, desc="indexing", unit="file") as progress:
         summary = index_library(
@@ -143,6 +138,15 @@ def cmd_index(args) -> int:
     else:
         _print_index_summary(summary)
     return EXIT_OK
+
+
+def _label_sources(args):
+    from soundatlas.labels import LabelSources
+
+    if args.labels or args.name_pattern or args.no_folder_labels:
+        return LabelSources(manifest=args.labels, folder=not args.no_folder_labels,
+                            name_pattern=args.name_pattern)
+    return None
 
 
 def _executor(args):
@@ -330,18 +334,28 @@ def cmd_map(args) -> int:
     from soundatlas.artifact import resolve_model
     from soundatlas.atlas import Atlas, default_atlas_dir
     from soundatlas.embed import embed_atlas, ensure_registered
+    from soundatlas.indexing import index_library
 
-    rc = cmd_index(args)
+    with _progress_bar(args, desc="indexing", unit="file") as progress:
+        index_summary = index_library(
+            args.library, atlas_dir=args.atlas, label_sources=_label_sources(args),
+            max_duration=args.max_duration, n_jobs=args.jobs, batch_size=args.batch_size,
+            executor=_executor(args), progress=progress,
+        )
+    if not args.json:
+        _print_index_summary(index_summary)
     atlas_dir = Path(args.atlas) if args.atlas else default_atlas_dir(args.library)
     with Atlas.open(atlas_dir, write=True) as atlas:
         artifact, registration = resolve_model(atlas, args.model)
         model_id = ensure_registered(atlas, artifact, registration)
         with _progress_bar(args, desc=f"embedding ({artifact.name})", unit="file") as progress:
             summary = embed_atlas(atlas, artifact, model_id, progress=progress)
-    if not args.json:
+    if args.json:
+        _print_json({"index": index_summary.to_dict(), "embed": _as_dict(summary)})
+    else:
         print(f"mapped with model {summary.model}: {summary.n_embedded} new, "
               f"{summary.n_already} already embedded ({summary.seconds:.1f} s)")
-    return rc
+    return EXIT_OK
 
 
 def cmd_evaluate(args) -> int:

@@ -1,0 +1,187 @@
+"""Training speed: our trainer against a plain eager PyTorch loop of the same network.
+
+Both train the paper architecture at 32 triples per step on the same atlas, in the same run,
+interleaved, with the same number of torch threads. The baseline is the loop one writes first:
+triples drawn one at a time in Python from in-memory arrays, three forward passes (anchor,
+positive, negative), the loss, backward, an SGD step. Ours is ``soundatlas.train.train`` with the
+paper preset (vectorised sampler, one forward pass over the 96 windows, channels-last
+convolutions). Reports triples/s (medians over repeats), the ratio, and where our step's time goes.
+
+    python benchmarks/bench_train.py --atlas ATLAS [--iterations 150] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def plain_model() -> nn.Module:
+    """The paper network as one would write it first (default memory format)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 20, (3, 13)), nn.Tanh(), nn.MaxPool2d((2, 1)),
+        nn.Conv2d(20, 40, (3, 11)), nn.Tanh(), nn.MaxPool2d((2, 1)),
+        nn.Conv2d(40, 80, (1, 9)), nn.Tanh(), nn.Flatten(),
+        nn.Linear(12960, 256), nn.Tanh(), nn.Linear(256, 3),
+    )
+
+
+def plain_loop(frames_by_sample, labels, iterations, batch=32, seed=0) -> float:
+    """Triples per second of the plain loop (instrument neighbourhood, energy-weighted centres)."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    model = plain_model()
+    for p in model.parameters():
+        nn.init.normal_(p, std=0.01) if p.ndim > 1 else nn.init.zeros_(p)
+    opt = torch.optim.SGD(model.parameters(), lr=0.02)
+    by_label = {}
+    for i, y in enumerate(labels):
+        by_label.setdefault(y, []).append(i)
+    keys = sorted(by_label)
+
+    def window(i):
+        F_ = frames_by_sample[i]
+        energy = np.expm1(F_).sum(axis=1)
+        c = rng.choice(len(F_), p=energy / energy.sum()) if energy.sum() > 0 else rng.integers(len(F_))
+        w = np.zeros((10, F_.shape[1]), np.float32)
+        for j in range(10):
+            f = c - 5 + j
+            if 0 <= f < len(F_):
+                w[j] = F_[f]
+        lin = np.expm1(w) / 50 + rng.normal(0.1, 0.01, w.shape)
+        return np.log1p(50 * np.maximum(lin, 0)).astype(np.float32)
+
+    def step():
+        A, P, N = [], [], []
+        for _ in range(batch):
+            k = keys[rng.integers(len(keys))]
+            a, p = rng.choice(by_label[k], 2, replace=False)
+            other = keys[(keys.index(k) + 1 + rng.integers(len(keys) - 1)) % len(keys)]
+            n = by_label[other][rng.integers(len(by_label[other]))]
+            A.append(window(a)), P.append(window(p)), N.append(window(n))
+        za = model(torch.from_numpy(np.stack(A))[:, None])
+        zp = model(torch.from_numpy(np.stack(P))[:, None])
+        zn = model(torch.from_numpy(np.stack(N))[:, None])
+        dp, dn = (za - zp).norm(dim=1), (za - zn).norm(dim=1)
+        loss = (dp.pow(2) + F.relu(1 - dn).pow(2)).mean() + 0.001 * za.norm(dim=1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    step()  # warm-up
+    t = time.perf_counter()
+    for _ in range(iterations):
+        step()
+    return iterations * batch / (time.perf_counter() - t)
+
+
+def ours(atlas_dir: Path, iterations: int, seed=0) -> float:
+    from soundatlas.atlas import Atlas
+    from soundatlas.train import settings_for, train
+
+    work = Path(tempfile.mkdtemp()) / "atlas"
+    shutil.copytree(atlas_dir, work, ignore=shutil.ignore_patterns("models", "embeddings"))
+    rates = []
+    with Atlas.open(work, write=True) as atlas:
+        s = settings_for("paper", iterations=iterations + 10, valid_every=10**6,
+                         checkpoint_every=10**6)
+        marks = {}
+
+        def progress(done, total, stats):
+            if done in (10, iterations + 10):
+                marks[done] = time.perf_counter()
+
+        train(atlas, neighbourhood="instrument", settings=s, seed=seed, name="bench",
+              progress=progress)
+        rates.append(iterations * 32 / (marks[iterations + 10] - marks[10]))  # after warm-up
+    shutil.rmtree(work.parent, ignore_errors=True)
+    return rates[0]
+
+
+def profile_step(atlas_dir: Path, n=30) -> dict:
+    """Where one step of ours spends its time (sampling, forward, backward, optimiser)."""
+    from soundatlas.atlas import Atlas
+    from soundatlas.loss import ContrastiveLoss
+    from soundatlas.model import build_model
+    from soundatlas.neighbourhoods import make_neighbourhood
+    from soundatlas.sampling import TrainingData, TripleSampler
+
+    with Atlas.open(atlas_dir) as atlas:
+        ids = sorted(i for i, s in atlas.splits().items() if s == "train")
+        data = TrainingData.from_atlas(atlas, ids, label_keys=("instrument",))
+    sampler = TripleSampler(data, make_neighbourhood("instrument"), batch_size=32, seed=0)
+    model = build_model("paper").to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.02)
+    loss_fn = ContrastiveLoss()
+    t = {"sample": [], "forward": [], "backward": [], "step": []}
+    for i in range(n + 3):
+        t0 = time.perf_counter()
+        a, p, n_ = sampler.next_batch()
+        t1 = time.perf_counter()
+        z = model(torch.cat([a, p, n_]))
+        loss = loss_fn(*z.split(32))
+        t2 = time.perf_counter()
+        opt.zero_grad()
+        loss.backward()
+        t3 = time.perf_counter()
+        opt.step()
+        t4 = time.perf_counter()
+        if i >= 3:
+            for k, v in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                t[k].append(v * 1000)
+    return {k: statistics.median(v) for k, v in t.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--atlas", required=True, help="an indexed atlas with instrument labels")
+    ap.add_argument("--iterations", type=int, default=150)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", help="write results here")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from soundatlas.atlas import Atlas
+
+    with Atlas.open(args.atlas) as atlas:
+        inst = atlas.labels("instrument")
+        splits = atlas.splits()
+        recs = [r for r in atlas.samples() if splits[r.id] == "train" and r.id in inst]
+        frames = [atlas.features(r) for r in recs]
+        labels = [inst[r.id] for r in recs]
+    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, threads "
+          f"{torch.get_num_threads()}, {platform.processor() or platform.machine()}, "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
+    base, mine = [], []
+    for r in range(args.repeats):
+        base.append(plain_loop(frames, labels, args.iterations, seed=r))
+        mine.append(ours(Path(args.atlas), args.iterations, seed=r))
+        print(f"repeat {r + 1}: plain eager {base[-1]:.0f} triples/s, ours {mine[-1]:.0f} triples/s")
+    b, m = statistics.median(base), statistics.median(mine)
+    prof = profile_step(Path(args.atlas))
+    print(f"\nmedian triples/s: plain eager loop {b:.0f}, ours {m:.0f}  ->  ratio {m / b:.2f}x "
+          f"(goal >= 3x)")
+    total = sum(prof.values())
+    print("our step, median ms: " + ", ".join(f"{k} {v:.1f} ({100 * v / total:.0f}%)"
+                                             for k, v in prof.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"plain": base, "ours": mine, "ratio": m / b,
+                                               "threads": torch.get_num_threads(),
+                                               "profile_ms": prof}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
