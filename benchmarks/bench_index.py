@@ -17,6 +17,13 @@ Baseline (named ``naive``): one process, per file ``soundfile.read`` -> ``soxr``
 ``librosa.cqt`` -> ``log(50|C|+1)`` -> one ``.npy`` per file -> one SQLite insert committed per
 file; run on the first ``--baseline-files`` files of the generated library (it is slow).
 
+Memory growth is reported two ways: demo vs generated library (what was asked; the files differ
+in length too) and, at equal content, the first ``--growth-files`` files of the generated library
+(hard links) vs all of it. Files/s on a shared machine says little on its own, so every run also
+reports the CPU time of its process tree per file and the cores other processes kept busy.
+Finally each stage of the pipeline is timed alone (CPU time, one process) on ``--stage-files``
+files: where the time goes.
+
     .venv/bin/python benchmarks/bench_index.py --demo /tmp/demo_full [--quick] [--json PATH]
 """
 
@@ -119,9 +126,12 @@ entry_batches = [entries[i : i + B] for i in range(0, len(entries), B)]
 analyse_files(batches[0])  # warm-up: imports, kernels
 rounds = []
 for _ in range(a["repeats"]):
-    T = {}
+    T, W = {}, {}  # CPU seconds (robust on a shared machine) and wall seconds, per stage
     def tick(name, fn):
-        t = time.perf_counter(); out = fn(); T[name] = T.get(name, 0.0) + time.perf_counter() - t
+        c, t = time.process_time(), time.perf_counter()
+        out = fn()
+        T[name] = T.get(name, 0.0) + time.process_time() - c
+        W[name] = W.get(name, 0.0) + time.perf_counter() - t
         return out
     for batch in batches:
         for p in batch:
@@ -131,9 +141,11 @@ for _ in range(a["repeats"]):
                  lambda: soxr.resample(y, 44100, 16000, quality="HQ"))
         ys = [audio.load(p, sr=16000).y for p in batch]
         tick("worker: CQT + compression (cqt_batch, 1 thread)", lambda: cqt_batch(ys))
-    t = time.perf_counter(); results = [analyse_files(b) for b in batches]
-    whole = time.perf_counter() - t
+    c, t = time.process_time(), time.perf_counter()
+    results = [analyse_files(b) for b in batches]
+    whole, whole_wall = time.process_time() - c, time.perf_counter() - t
     T["worker: rest of analyse_files (checks, mono, bookkeeping)"] = whole - sum(T.values())
+    W["worker: rest of analyse_files (checks, mono, bookkeeping)"] = whole_wall - sum(W.values())
     blobs = tick("worker+main: pickle results (to main)",
                  lambda: [pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL) for r in results])
     tick("worker+main: unpickle results (in main)", lambda: [pickle.loads(b) for b in blobs])
@@ -149,15 +161,17 @@ for _ in range(a["repeats"]):
                      lambda: atlas.commit_batch(new))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    T["(analyse_files as a whole)"] = whole
-    rounds.append(T)
+    T["(analyse_files as a whole)"], W["(analyse_files as a whole)"] = whole, whole_wall
+    rounds.append((T, W))
 n = len(paths)
-med = {k: 1000 * statistics.median(r[k] for r in rounds) / n for k in rounds[0]}
+med = {k: 1000 * statistics.median(r[0][k] for r in rounds) / n for k in rounds[0][0]}
+med_wall = {k: 1000 * statistics.median(r[1][k] for r in rounds) / n for k in rounds[0][1]}
 me = resource.getrusage(resource.RUSAGE_SELF)
 print(%(tag)r + json.dumps({"n_files": n, "batch_size": B, "repeats": a["repeats"],
       "cpu_s": me.ru_utime + me.ru_stime,
       "bytes_per_result": sum(len(b) for b in blobs) / n, "ms_per_file": med,
-      "rounds_ms_per_file": [{k: 1000 * v / n for k, v in r.items()} for r in rounds]}))
+      "wall_ms_per_file": med_wall,
+      "rounds_cpu_ms_per_file": [{k: 1000 * v / n for k, v in r[0].items()} for r in rounds]}))
 """ % {"tag": RESULT_TAG}
 
 
@@ -373,16 +387,19 @@ def stage_breakdown(args, lib: Path, work: Path, n_cores: int, *,
                                          "batch_size": args.batch_size or 32,
                                          "repeats": args.repeats, "work": str(work)},
                           sample_ms=args.sample_ms)
-    ms = dict(stages["ms_per_file"])
+    ms, wall = dict(stages["ms_per_file"]), dict(stages["wall_ms_per_file"])
     whole = ms.pop("(analyse_files as a whole)")
+    wall.pop("(analyse_files as a whole)")
     total = sum(ms.values())
     print(f"\nwhere the time goes: each stage alone, one process, 1 torch thread, "
           f"{stages['n_files']} files of the generated library, batches of "
           f"{stages['batch_size']}, median of {stages['repeats']} (other load "
-          f"{stages['other_cores']:.2f} cores); analyse_files as a whole {whole:.3f} ms/file")
+          f"{stages['other_cores']:.2f} cores); CPU time (process_time), wall time beside it; "
+          f"analyse_files as a whole {whole:.3f} CPU ms/file")
     common.print_table(
-        [{"stage": k, "ms": v, "share": 100 * v / total} for k, v in ms.items()],
-        [("stage", "stage", ""), ("ms", "ms/file", ".3f"), ("share", "% of CPU", ".1f")])
+        [{"stage": k, "ms": v, "wall": wall[k], "share": 100 * v / total} for k, v in ms.items()],
+        [("stage", "stage", ""), ("ms", "CPU ms/file", ".3f"), ("wall", "wall ms/file", ".3f"),
+         ("share", "% of CPU", ".1f")])
     measured = f" (measured: {measured_fps:.0f})" if measured_fps else ""
     print(f"sum {total:.2f} ms of CPU per file -> at most {1000 * n_cores / total:.0f} files/s "
           f"on {n_cores} cores if nothing else ran{measured}; a result is "
@@ -419,7 +436,8 @@ def parse_args(argv=None):
     p.add_argument("--stages-only", action="store_true",
                    help="only the per-stage breakdown (no indexing runs, no baseline)")
     p.add_argument("--quick", action="store_true",
-                   help="small run: 1000 generated files, 30 baseline files")
+                   help="small run: 1000 generated files, 30 baseline files, 250 for the "
+                   "equal-content memory check, 128 for the stage breakdown")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     args = p.parse_args(argv)
     if args.quick:  # shrink what was left at its default

@@ -79,3 +79,24 @@ def test_content_hash_of_large_files_reads_head_and_tail(tmp_path):
     data[-1] ^= 0xFF
     a.write_bytes(data)
     assert content_hash(a) != h1
+
+
+def test_workers_that_cannot_start_give_one_clear_error(tmp_path):
+    """A script without a __main__ guard: spawned workers re-run it and die at start-up."""
+    import subprocess
+    import sys
+
+    from conftest import write_tone
+
+    for i in range(3):
+        write_tone(tmp_path / "lib" / f"t{i}.wav", 300.0 + i, seconds=0.3)
+    script = tmp_path / "unguarded.py"
+    # spawned workers import the script again, reach index_library while bootstrapping and die
+    script.write_text(
+        "from soundatlas.indexing import index_library\n"
+        f"index_library({str(tmp_path / 'lib')!r}, atlas_dir={str(tmp_path / 'a')!r}, n_jobs=2)\n"
+    )
+    proc = subprocess.run([sys.executable, str(script), "go"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0
+    assert "__main__" in proc.stderr and "worker processes die" in proc.stderr

@@ -56,10 +56,12 @@ def _progress_bar(args, *, desc: str, unit: str):
     bar = tqdm(total=0, desc=desc, unit=unit, disable=True if args.quiet else None,
                dynamic_ncols=True, smoothing=0.1)
 
-    def update(n_done: int, n_total: int) -> None:
+    def update(n_done: int, n_total: int, **postfix) -> None:
         if bar.total != n_total:
             bar.total = n_total
             bar.refresh()
+        if postfix:
+            bar.set_postfix(postfix, refresh=False)
         bar.update(n_done - bar.n)
 
     try:
@@ -258,7 +260,10 @@ def cmd_train(args) -> int:
 
         def progress(done, total, stats):
             last.update(stats)
-            bar(done, total)
+            shown = {"loss": f"{stats['loss']:.4f}", "triples/s": f"{stats['triples_per_s']:.0f}"}
+            if stats.get("valid_loss") is not None:
+                shown["valid"] = f"{stats['valid_loss']:.4f}"
+            bar(done, total, **shown)
 
         result = train(atlas, neighbourhood=args.neighbourhood, label=args.label,
                        settings=settings, seed=args.seed, name=args.name, dims=args.dims,

@@ -211,9 +211,11 @@ def cqt_batch(
         kernel = _kernel(params, M)
         for chunk in _chunks(idx, max(1, (1 << 22) // kernel.N)):
             mags = _cqt_same_size(kernel, [ys[i] for i in chunk])
+            if compressed:  # once per chunk: per-clip torch calls are slow on a busy machine
+                torch.log1p(mags.mul_(params.compression), out=mags)
+            mags = mags.numpy()
             for i, C in zip(chunk, mags):
-                C = C[: n_frames(len(ys[i]), hop_length=params.hop_length)]
-                out[i] = (compress(C, compression=params.compression) if compressed else C).numpy()
+                out[i] = C[: n_frames(len(ys[i]), hop_length=params.hop_length)].copy()
     return out  # type: ignore[return-value]
 
 
@@ -225,12 +227,12 @@ def _chunks(seq: list[int], size: int):
 def _cqt_same_size(kernel: _Kernel, ys: list[np.ndarray]) -> torch.Tensor:
     """|C| for clips that share one FFT size: (batch, M, n_bins) float32."""
     params = kernel.params
-    batch = torch.zeros(len(ys), kernel.N, dtype=torch.float32)
+    # the batch is laid out (N, B) directly, so the sparse product reads a contiguous
+    # (N/2 + 1, B) spectrum (transposing the real signal is cheaper than the complex spectrum)
+    batch = np.zeros((kernel.N, len(ys)), dtype=np.float32)
     for b, y in enumerate(ys):
-        batch[b, : len(y)] = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
-    # Transform along dim 0 so the sparse product reads a contiguous (N/2 + 1, B) operand:
-    # transposing the real signal is cheaper than transposing its complex spectrum.
-    Y = torch.fft.rfft(batch.T.contiguous(), dim=0)
+        batch[: len(y), b] = y
+    Y = torch.fft.rfft(torch.from_numpy(batch), dim=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
         folded = kernel.fold @ Y  # (n_bins * M, B)

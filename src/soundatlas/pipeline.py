@@ -23,7 +23,7 @@ import numpy as np
 
 from soundatlas import audio
 from soundatlas.cqt import PAPER_CQT, CQTParams, cqt_batch
-from soundatlas.errors import AudioReadError
+from soundatlas.errors import AudioReadError, SoundAtlasError
 
 __all__ = [
     "Analysis", "Moved", "analyse_files", "content_hash", "run_batches", "isolate", "default_n_jobs",
@@ -172,6 +172,7 @@ def run_batches(
             raise restart.cause
         rest = [b for b, _ in pending]
         pending.clear()
+        _check_workers_start()
         yield on_crash(restart.batch)
         yield from run_batches(fn, itertools.chain(rest, batches), n_jobs=n_jobs, on_crash=on_crash)
         return
@@ -212,6 +213,19 @@ def _executor_slots(executor) -> int:
         return sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
     except Exception:  # not a Dask executor, or no scheduler answer: fall back to local cores
         return 0
+
+
+def _check_workers_start() -> None:
+    """Fail clearly when worker processes die before doing anything (then no file is to blame)."""
+    with _process_pool(1) as pool:
+        try:
+            pool.submit(os.getpid).result()
+        except BrokenProcessPool:
+            raise SoundAtlasError(
+                "worker processes die as they start, so no file can be analysed in parallel; a "
+                "script that calls soundatlas must guard its entry point with "
+                "`if __name__ == '__main__':` (or pass n_jobs=1)"
+            ) from None
 
 
 def _process_pool(n_jobs: int) -> ProcessPoolExecutor:
