@@ -35,7 +35,7 @@ $(DEMO)/metadata.csv: | setup
 	$(BIN)/soundatlas demo-library $(DEMO)
 
 demo: setup $(DEMO)/metadata.csv
-	$(BIN)/soundatlas index $(DEMO)
+	$(BIN)/soundatlas map $(DEMO)
 	$(BIN)/soundatlas info --atlas $(DEMO)/.soundatlas
 
 test: setup

@@ -1,0 +1,62 @@
+"""The model shipped inside the package: small, documented, and it maps a library."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from soundatlas.artifact import DEFAULT_MODEL, SHIPPED_MODELS, ModelArtifact
+from soundatlas.cqt import PAPER_CQT
+
+SHIPPED = SHIPPED_MODELS / DEFAULT_MODEL
+
+
+def test_shipped_model_is_small_and_says_how_it_was_made():
+    size = sum(f.stat().st_size for f in SHIPPED.iterdir())
+    assert size <= 8 * 1024 * 1024
+    config = json.loads((SHIPPED / "config.json").read_text())
+    assert config["weights_dtype"] == "float16"
+    assert config["command"].startswith("soundatlas train")
+    assert config["cqt"] == PAPER_CQT.to_dict()
+    assert config["training"]["iterations"] == config["settings"]["iterations"]
+    assert "instrument" in config["metrics"]["accuracy"]
+    assert (SHIPPED / "MADE_BY.md").is_file()
+
+
+def test_shipped_model_loads_and_embeds_a_file(tmp_path):
+    from conftest import write_tone
+    from soundatlas import audio
+    from soundatlas.cqt import cqt
+    from soundatlas.embed import embed_features
+
+    artifact = ModelArtifact.load(SHIPPED)
+    assert artifact.model.get_params()["dims"] == 3
+    wav = write_tone(tmp_path / "a.wav", 330.0, seconds=1.2)
+    traj = embed_features(artifact.model, cqt(audio.load(wav).y))
+    assert traj.shape == (25, 3) and np.all(np.isfinite(traj))
+
+
+def test_map_places_same_instrument_samples_closer(rendered_library):
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "soundatlas"), "map", str(rendered_library), "--json",
+         "-q"], capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["embed"]["model"] == DEFAULT_MODEL
+    assert out["embed"]["n_embedded"] == out["index"]["n_samples"] > 0
+    from soundatlas.atlas import Atlas
+
+    with Atlas.open(rendered_library / ".soundatlas") as atlas:
+        model_id = atlas.model(DEFAULT_MODEL)["id"]
+        ids, points = atlas.points(model_id)
+        inst = atlas.labels("instrument")
+    y = np.array([inst[i] for i in ids])
+    d = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    off = ~np.eye(len(y), dtype=bool)
+    same = (y[:, None] == y[None]) & off
+    assert d[same].mean() < d[~same & off].mean()
