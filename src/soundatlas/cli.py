@@ -272,7 +272,7 @@ def cmd_train(args) -> int:
     out = {"name": result.name, "directory": str(result.directory), "iterations": result.iterations,
            "of": settings.iterations, "seconds": round(result.seconds, 1),
            "cpu_seconds": round(result.cpu_seconds, 1), "resumed_from": result.resumed_from,
-           "history": result.history}
+           "history": result.history, "neighbourhood": result.neighbourhood}
     if args.json:
         _print_json(out)
     else:
@@ -282,6 +282,11 @@ def cmd_train(args) -> int:
         print(f"{state}: model {result.name}, {result.iterations}/{settings.iterations} "
               f"iterations in {result.seconds:.0f} s; train loss {last_log.get('train_loss', float('nan')):.4f}, "
               f"validation loss {last_log.get('valid_loss') or float('nan'):.4f}")
+        excluded = result.neighbourhood.get("n_excluded", 0)
+        if excluded:
+            reasons = result.neighbourhood.get("excluded", {})
+            print(f"  {excluded} training samples left out: "
+                  + ", ".join(f"{n} {why}" for why, n in reasons.items()))
     return EXIT_OK
 
 

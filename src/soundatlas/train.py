@@ -117,6 +117,7 @@ class TrainResult:
     cpu_seconds: float
     history: list[dict] = field(default_factory=list)
     resumed_from: int | None = None
+    neighbourhood: dict = field(default_factory=dict)  # what the neighbourhood kept and left out
 
 
 Progress = Callable[[int, int, dict], None]
@@ -200,7 +201,7 @@ def train(
         "split": {"seed": int(atlas.meta("split_seed") or 0), "n_train": len(train_ids),
                   "n_valid": len(valid_ids)},
         "data": {"fingerprint": _fingerprint(atlas, train_ids), "n_train_frames": int(len(data.frames)),
-                 "n_excluded": int(getattr(nb, "n_excluded_", 0))},
+                 "n_excluded": int(getattr(nb, "n_excluded_", 0)), "neighbourhood": nb.summary()},
         "command": command or _command_line(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -262,7 +263,8 @@ def train(
     seconds = prev_seconds + time.perf_counter() - t0
     cpu_seconds = prev_cpu + time.process_time() - c0
     done = it + 1 if end > start_it else start_it
-    result = TrainResult(name, run_dir, done, seconds, cpu_seconds, history, resumed_from)
+    result = TrainResult(name, run_dir, done, seconds, cpu_seconds, history, resumed_from,
+                         nb.summary())
     if done < settings.iterations:
         return result  # stopped early on purpose: resumable, not yet a model
     model.eval()
