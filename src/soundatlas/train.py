@@ -407,8 +407,10 @@ def _same_run(stored: dict, current: dict) -> bool:
                 out[f"{prefix}{k}"] = v
         return out
 
+    # how the work is spread and logged does not change the run
+    free = {"settings.threads", "settings.valid_every", "settings.checkpoint_every"}
     a, b = flat(stored), flat(current)
-    return all(a[k] == b[k] for k in a.keys() & b.keys())
+    return all(a[k] == b[k] for k in (a.keys() & b.keys()) - free)
 
 
 def _fingerprint(atlas, ids: list[int]) -> str:
