@@ -77,8 +77,9 @@ class TrainSettings:
 PRESETS: dict[str, TrainSettings] = {
     # The reference: plain SGD, no momentum, lr 0.02, 32 triples, 50,000 iterations.
     "paper": TrainSettings(),
-    # Ours: Adam with warm-up and cosine decay at a larger batch; chosen by measurement
-    # (benchmarks/RESULTS.md) to land within 5 points of `paper` in a fifth of its CPU time.
+    # Ours: Adam with warm-up and cosine decay, on standardised input. Measured on the demo
+    # library (benchmarks/RESULTS.md §6): 0.667 instrument accuracy in a tenth of the paper
+    # preset's CPU time, against the paper preset's 0.734: not yet within the 5-point goal.
     "fast": TrainSettings(
         preset="fast", optimizer="adam", lr=1e-3, batch_size=32, iterations=5_000,
         schedule="cosine", warmup=100, standardize=True, valid_every=500, checkpoint_every=500,
