@@ -120,26 +120,24 @@ def cmd_demo_library(args) -> int:
 
 
 def cmd_index(args) -> int:
-    from soundatlas.indexing import index_library
-
-    sources = _label_sources(args)
-    executor = _executor(args)
-    with _progress_bar(args, desc="indexing", unit="file") as progress:
-        summary = index_library(
-            args.library,
-            atlas_dir=args.atlas,
-            label_sources=sources,
-            max_duration=args.max_duration,
-            n_jobs=args.jobs,
-            batch_size=args.batch_size,
-            executor=executor,
-            progress=progress,
-        )
+    summary = _index(args)
     if args.json:
         _print_json(summary.to_dict())
     else:
         _print_index_summary(summary)
     return EXIT_OK
+
+
+def _index(args):
+    """Run `index` with the options `index` and `map` share, behind a progress bar."""
+    from soundatlas.indexing import index_library
+
+    with _progress_bar(args, desc="indexing", unit="file") as progress:
+        return index_library(
+            args.library, atlas_dir=args.atlas, label_sources=_label_sources(args),
+            max_duration=args.max_duration, n_jobs=args.jobs, batch_size=args.batch_size,
+            executor=_executor(args), progress=progress,
+        )
 
 
 def _label_sources(args):
@@ -344,14 +342,8 @@ def cmd_map(args) -> int:
     from soundatlas.artifact import resolve_model
     from soundatlas.atlas import Atlas, default_atlas_dir
     from soundatlas.embed import embed_atlas, ensure_registered
-    from soundatlas.indexing import index_library
 
-    with _progress_bar(args, desc="indexing", unit="file") as progress:
-        index_summary = index_library(
-            args.library, atlas_dir=args.atlas, label_sources=_label_sources(args),
-            max_duration=args.max_duration, n_jobs=args.jobs, batch_size=args.batch_size,
-            executor=_executor(args), progress=progress,
-        )
+    index_summary = _index(args)
     if not args.json:
         _print_index_summary(index_summary)
     atlas_dir = Path(args.atlas) if args.atlas else default_atlas_dir(args.library)

@@ -52,18 +52,8 @@ def embed_features(
     compression: float = 50.0,
 ) -> np.ndarray:
     """Per-frame embedding (frames x dims) of log-CQT frames ``F`` (frames x bins)."""
-    from soundatlas.sampling import add_noise
-
-    F = np.asarray(F, dtype=np.float32)
-    n_frames = getattr(model, "n_frames", 10)
-    before, after = n_frames // 2, n_frames - 1 - n_frames // 2
-    # pad, then add noise, exactly as the training windows are made (sampling.windows + noise)
-    padded = np.pad(F, ((before, after), (0, 0)))
-    if noise is not None:
-        padded = add_noise(padded, rng or np.random.default_rng(0), mean=noise[0], std=noise[1],
-                           compression=compression)
-    out = model.embed_frames(torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32)))
-    return out[before : before + len(F)].numpy().astype(np.float32)
+    return embed_many(model, [F], noise=noise, rngs=[rng or np.random.default_rng(0)],
+                      compression=compression)[0]
 
 
 @torch.no_grad()
