@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,11 @@ COMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # noqa:
 
 
 def run(*args, check_rc=None):
-    proc = subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True, timeout=300)
+    # CI=1 as on the CI machine: some libraries (pyfluidsynth) print to stdout when it is set,
+    # and stdout must stay clean for --json.
+    env = {**os.environ, "CI": "1"}
+    proc = subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env=env)
     if check_rc is not None:
         assert proc.returncode == check_rc, (proc.stdout, proc.stderr)
     return proc

@@ -29,8 +29,10 @@ the shared library raises :class:`~soundatlas.errors.MissingDependencyError`.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import csv
 import ctypes
+import io
 import math
 import multiprocessing
 import os
@@ -283,7 +285,10 @@ def find_soundfont(path: str | os.PathLike | None = None) -> Path:
 def _import_fluidsynth():
     """Import pyfluidsynth, turning a missing libfluidsynth into MissingDependencyError."""
     try:
-        import fluidsynth
+        # pyfluidsynth prints "'fluidsynth' was found at ..." to stdout on import when the
+        # environment has CI set; stdout belongs to --json output, so the import is silenced.
+        with contextlib.redirect_stdout(io.StringIO()):
+            import fluidsynth
     except Exception as exc:  # ImportError (library not found), OSError (cannot be loaded), ...
         raise MissingDependencyError(
             f"FluidSynth cannot be loaded ({exc}): install the Debian package fluidsynth "
