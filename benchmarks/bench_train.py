@@ -1,11 +1,12 @@
 """Training speed: our trainer against a plain eager PyTorch loop of the same network.
 
-Both train the paper architecture at 32 triples per step on the same atlas, in the same run,
-interleaved, with the same number of torch threads. The baseline is the loop one writes first:
+All train the paper architecture on the same atlas, in the same run, interleaved, with the same
+number of torch threads. The baseline is the loop one writes first, at 32 triples per step:
 triples drawn one at a time in Python from in-memory arrays, three forward passes (anchor,
-positive, negative), the loss, backward, an SGD step. Ours is ``soundatlas.train.train`` with the
-paper preset (vectorised sampler, one forward pass over the 96 windows, channels-last
-convolutions). Reports triples/s (medians over repeats), the ratio, and where our step's time goes.
+positive, negative), the loss, backward, an SGD step. Ours is ``soundatlas.train.train``
+(vectorised sampler, one forward pass over all windows, channels-last convolutions) in three
+forms: the paper preset (batch 32, fp32), the same with bf16 autocast, and the fast preset as it
+trains. Reports triples/s (medians over repeats), the ratios, and where our step's time goes.
 
     python benchmarks/bench_train.py --atlas ATLAS [--iterations 150] [--repeats 3]
 """
@@ -87,7 +88,7 @@ def plain_loop(frames_by_sample, labels, iterations, batch=32, seed=0) -> float:
     return iterations * batch / (time.perf_counter() - t)
 
 
-def ours(atlas_dir: Path, iterations: int, seed=0) -> float:
+def ours(atlas_dir: Path, iterations: int, seed=0, preset="paper", **overrides) -> float:
     from soundatlas.atlas import Atlas
     from soundatlas.train import settings_for, train
 
@@ -95,8 +96,8 @@ def ours(atlas_dir: Path, iterations: int, seed=0) -> float:
     shutil.copytree(atlas_dir, work, ignore=shutil.ignore_patterns("models", "embeddings"))
     rates = []
     with Atlas.open(work, write=True) as atlas:
-        s = settings_for("paper", iterations=iterations + 10, valid_every=10**6,
-                         checkpoint_every=10**6)
+        s = settings_for(preset, iterations=iterations + 10, valid_every=10**6,
+                         checkpoint_every=10**6, warmup=0, **overrides)
         marks = {}
 
         def progress(done, total, stats):
@@ -105,12 +106,12 @@ def ours(atlas_dir: Path, iterations: int, seed=0) -> float:
 
         train(atlas, neighbourhood="instrument", settings=s, seed=seed, name="bench",
               progress=progress)
-        rates.append(iterations * 32 / (marks[iterations + 10] - marks[10]))  # after warm-up
+        rates.append(iterations * s.batch_size / (marks[iterations + 10] - marks[10]))  # after warm-up
     shutil.rmtree(work.parent, ignore_errors=True)
     return rates[0]
 
 
-def profile_step(atlas_dir: Path, n=30) -> dict:
+def profile_step(atlas_dir: Path, n=30, bf16=False) -> dict:
     """Where one step of ours spends its time (sampling, forward, backward, optimiser)."""
     from soundatlas.atlas import Atlas
     from soundatlas.loss import ContrastiveLoss
@@ -130,8 +131,9 @@ def profile_step(atlas_dir: Path, n=30) -> dict:
         t0 = time.perf_counter()
         a, p, n_ = sampler.next_batch()
         t1 = time.perf_counter()
-        z = model(torch.cat([a, p, n_]))
-        loss = loss_fn(*z.split(32))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            z = model(torch.cat([a, p, n_]))
+        loss = loss_fn(*z.float().split(32))
         t2 = time.perf_counter()
         opt.zero_grad()
         loss.backward()
@@ -165,22 +167,38 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, threads "
           f"{torch.get_num_threads()}, {platform.processor() or platform.machine()}, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
-    base, mine = [], []
+    # ours at the reference's batch of 32 triples, in the reference's arithmetic and in bf16,
+    # and the fast preset as it trains (its own batch size and precision)
+    contenders = {
+        "ours, batch 32, fp32 (paper preset)": dict(preset="paper"),
+        "ours, batch 32, bf16": dict(preset="paper", precision="bf16"),
+        "ours, fast preset": dict(preset="fast"),
+    }
+    base, mine = [], {k: [] for k in contenders}
     for r in range(args.repeats):
         base.append(plain_loop(frames, labels, args.iterations, seed=r))
-        mine.append(ours(Path(args.atlas), args.iterations, seed=r))
-        print(f"repeat {r + 1}: plain eager {base[-1]:.0f} triples/s, ours {mine[-1]:.0f} triples/s")
-    b, m = statistics.median(base), statistics.median(mine)
-    prof = profile_step(Path(args.atlas))
-    print(f"\nmedian triples/s: plain eager loop {b:.0f}, ours {m:.0f}  ->  ratio {m / b:.2f}x "
-          f"(goal >= 3x)")
-    total = sum(prof.values())
-    print("our step, median ms: " + ", ".join(f"{k} {v:.1f} ({100 * v / total:.0f}%)"
-                                             for k, v in prof.items()))
+        line = [f"plain eager {base[-1]:.0f}"]
+        for k, kw in contenders.items():
+            mine[k].append(ours(Path(args.atlas), args.iterations, seed=r, **kw))
+            line.append(f"{k} {mine[k][-1]:.0f}")
+        print(f"repeat {r + 1} (triples/s): " + "; ".join(line), flush=True)
+    b = statistics.median(base)
+    print(f"\nmedian triples/s: plain eager loop {b:.0f}")
+    ratios = {}
+    for k, v in mine.items():
+        m = statistics.median(v)
+        ratios[k] = m / b
+        print(f"  {k}: {m:.0f}  ->  {m / b:.2f}x the plain loop (goal >= 3x)")
+    profs = {}
+    for label, bf16 in (("fp32", False), ("bf16", True)):
+        prof = profs[label] = profile_step(Path(args.atlas), bf16=bf16)
+        total = sum(prof.values())
+        print(f"our step at batch 32, {label}, median ms: " + ", ".join(
+            f"{k} {v:.1f} ({100 * v / total:.0f}%)" for k, v in prof.items()))
     if args.json:
-        Path(args.json).write_text(json.dumps({"plain": base, "ours": mine, "ratio": m / b,
+        Path(args.json).write_text(json.dumps({"plain": base, "ours": mine, "ratios": ratios,
                                                "threads": torch.get_num_threads(),
-                                               "profile_ms": prof}, indent=2))
+                                               "profile_ms": profs}, indent=2))
 
 
 if __name__ == "__main__":

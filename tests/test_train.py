@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -57,6 +58,34 @@ def test_loss_falls_and_same_instrument_ends_closer(atlas):
     d = np.linalg.norm(points[:, None] - points[None], axis=-1)
     same = (y[:, None] == y[None]) & ~np.eye(len(y), dtype=bool)
     assert d[same].mean() < 0.8 * d[~same & ~np.eye(len(y), dtype=bool)].mean()
+
+
+def test_bf16_training_learns_and_differs_from_fp32_only_in_rounding(atlas):
+    s = short(iterations=120, valid_every=60, checkpoint_every=120, precision="bf16")
+    bf = train(atlas, neighbourhood="instrument", settings=s, seed=2, name="bf")
+    assert bf.history[-1]["valid_loss"] < bf.history[0]["valid_loss"]
+    config = json.loads((atlas.path / "models/bf/config.json").read_text())
+    assert config["precision"] == "bf16" and config["settings"]["precision"] == "bf16"
+    fp = train(atlas, neighbourhood="instrument", settings=replace(s, precision="fp32"), seed=2,
+               name="fp")
+    # the same run in other arithmetic: close, but not bit-identical (bf16 was really used)
+    a = ModelArtifact.load(atlas.path / "models/bf").model.state_dict()
+    b = ModelArtifact.load(atlas.path / "models/fp").model.state_dict()
+    assert not torch.equal(a["l4.weight"], b["l4.weight"])
+    assert abs(bf.history[0]["valid_loss"] - fp.history[0]["valid_loss"]) < 0.1
+
+
+def test_precision_auto_follows_the_hardware(monkeypatch):
+    import soundatlas.train as tr
+
+    auto = settings_for("paper", precision="auto")
+    monkeypatch.setattr(tr, "native_bf16", lambda device="cpu": False)
+    assert tr.resolve_precision(auto) == "fp32"
+    monkeypatch.setattr(tr, "native_bf16", lambda device="cpu": True)
+    assert tr.resolve_precision(auto) == "bf16"
+    assert tr.resolve_precision(settings_for("paper")) == "fp32"  # the reference stays fp32
+    with pytest.raises(ParameterError, match="precision"):
+        settings_for("paper", precision="fp8")
 
 
 def test_resume_after_a_stop_gives_the_same_weights(atlas):

@@ -251,7 +251,8 @@ def cmd_train(args) -> int:
 
     settings = settings_for(args.preset, iterations=args.iterations, lr=args.lr,
                             batch_size=args.batch_size, threads=args.threads,
-                            checkpoint_every=args.checkpoint_every, valid_every=args.valid_every)
+                            checkpoint_every=args.checkpoint_every, valid_every=args.valid_every,
+                            precision=args.precision)
     with _open_atlas(args, write=True) as atlas, \
             _progress_bar(args, desc=f"training {args.neighbourhood}", unit="it") as bar:
         last = {}
@@ -504,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch threads (default: all cores)")
     t.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                    help="where to train (default: cpu)")
+    t.add_argument("--precision", choices=["fp32", "bf16", "auto"],
+                   help="arithmetic of the training pass: fp32 (the reference), bf16 (autocast), "
+                   "auto (bf16 where the CPU has it natively); override the preset's")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("embed", parents=[common], help="embed the atlas's samples with a model",

@@ -60,6 +60,10 @@ class TrainSettings:
     n_valid_batches: int = 16
     checkpoint_every: int = 1000
     threads: int | None = None  # torch threads (default: all cores)
+    # Arithmetic of the training forward/backward pass: fp32 (the reference), bf16 (autocast;
+    # weights, optimiser and loss stay fp32), or auto (bf16 where the CPU computes it natively,
+    # e.g. AVX512-BF16 or AMX, else fp32). Embedding is always fp32.
+    precision: str = "fp32"
 
     def validate(self) -> "TrainSettings":
         if self.optimizer not in {"sgd", "adam"}:
@@ -69,6 +73,8 @@ class TrainSettings:
         for name in ("lr", "batch_size", "iterations", "valid_every", "checkpoint_every"):
             if not getattr(self, name) > 0:
                 raise ParameterError(f"{name}={getattr(self, name)} must be positive")
+        if self.precision not in {"fp32", "bf16", "auto"}:
+            raise ParameterError(f"precision={self.precision!r} must be 'fp32', 'bf16' or 'auto'")
         if self.m_p < 0 or self.m_n < 0:
             raise ParameterError(f"margins m_p={self.m_p}, m_n={self.m_n} must be >= 0")
         return self
@@ -96,6 +102,23 @@ def settings_for(preset: str, **overrides) -> TrainSettings:
     if unknown:
         raise ParameterError(f"unknown training settings: {', '.join(sorted(unknown))}")
     return replace(PRESETS[preset], **changes).validate()
+
+
+def native_bf16(device: str = "cpu") -> bool:
+    """Whether ``device`` computes bfloat16 convolutions and matrix products natively."""
+    if device == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # noqa: SLF001
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(settings: TrainSettings, device: str = "cpu") -> str:
+    """The precision a run uses: ``auto`` becomes bf16 where it is native, fp32 elsewhere."""
+    if settings.precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return settings.precision
 
 
 def lr_at(settings: TrainSettings, iteration: int) -> float:
@@ -190,6 +213,9 @@ def train(
         origin = reference_origin_weight(neighbourhood)
     loss_fn = ContrastiveLoss(m_p=settings.m_p, m_n=settings.m_n, origin_weight=origin)
     optimizer = _optimizer(model, settings)
+    precision = resolve_precision(settings, device)
+    autocast = torch.autocast(device_type=device, dtype=torch.bfloat16,
+                              enabled=precision == "bf16")
 
     config = {
         "architecture": model.get_params(),
@@ -206,6 +232,7 @@ def train(
         "command": command or _command_line(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "precision": precision,
     }
 
     start_it, history, resumed_from = 0, [], None
@@ -232,8 +259,9 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = lr_at(settings, it)
         a, p, n = (t.to(device) for t in sampler.next_batch())
-        z = model(torch.cat([a, p, n]))
-        za, zp, zn = z.split(len(a))
+        with autocast:
+            z = model(torch.cat([a, p, n]))
+        za, zp, zn = z.float().split(len(a))
         loss = loss_fn(za, zp, zn)
         if not torch.isfinite(loss):
             raise TrainingError(
