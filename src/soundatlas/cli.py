@@ -48,6 +48,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must not be negative")
+    return value
+
+
 @contextmanager
 def _progress_bar(args, *, desc: str, unit: str):
     """A tqdm bar (on stderr, hidden when not a terminal or with --quiet) as a callback."""
@@ -362,29 +372,90 @@ def cmd_map(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from soundatlas.evaluate import evaluate_points, frame_set, model_frame_points
+    from soundatlas.evaluate import evaluate
 
-    with _open_atlas(args) as atlas:
-        m = atlas.model(args.model)
-        if m["n_embedded"] < atlas.n_samples():
-            raise SoundAtlasError(
-                f"model {args.model} has embedded {m['n_embedded']} of {atlas.n_samples()} "
-                f"samples; run `soundatlas embed --model {args.model}` first"
-            )
-        fs = frame_set(atlas, n_per_file=args.frames_per_file, seed=args.seed)
-        points = model_frame_points(atlas, m["id"], fs)
-        labels = {key: atlas.labels(key) for key in args.labels}
-        result = {"model": args.model, "accuracy": evaluate_points(points, fs, labels, seed=args.seed)}
+    baselines = _baseline_list(args.baselines)
+    with _open_atlas(args) as atlas, _progress_bar(args, desc="evaluating", unit="stage") as bar:
+        result = evaluate(atlas, args.model or (), baselines=baselines, labels=args.labels,
+                          n_per_file=args.frames_per_file, n_analogies=args.analogies,
+                          seed=args.seed, progress=lambda d, t, stage: bar(d, t, stage=stage))
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2, default=str))
     if args.json:
         _print_json(result)
     else:
-        for key, r in result["accuracy"].items():
-            if "error" in r:
-                print(f"{key}: {r['error']}")
-            else:
-                print(f"{key:12s} test accuracy {r['test_accuracy']:.3f} (k={r['k']}, "
-                      f"validation {r['valid_accuracy'] or float('nan'):.3f}, {r['n_test']} test frames)")
+        print(format_scores(result))
     return EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from soundatlas.report import write_report
+
+    baselines = _baseline_list(args.baselines)
+    with _open_atlas(args) as atlas, _progress_bar(args, desc="report", unit="stage") as bar:
+        models = args.models or [m["name"] for m in atlas.models()
+                                 if m["n_embedded"] >= atlas.n_samples() > 0]
+        if not models:
+            raise SoundAtlasError("no fully embedded model in the atlas; run `soundatlas embed` "
+                                  "first or name models with --models")
+        page = write_report(atlas, args.output, models=models, baselines=baselines,
+                            seed=args.seed, n_per_file=args.frames_per_file,
+                            n_analogies=args.analogies,
+                            progress=lambda d, t, stage: bar(d, t, stage=stage))
+    if args.json:
+        _print_json({"page": str(page), "models": models, "baselines": baselines})
+    else:
+        print(f"report written: {page}")
+    return EXIT_OK
+
+
+def _baseline_list(text: str) -> list[str]:
+    from soundatlas.baselines import BASELINES
+
+    if text in ("", "none"):
+        return []
+    if text == "all":
+        return list(BASELINES)
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    bad = [b for b in names if b not in BASELINES]
+    if bad:
+        raise UsageError(f"unknown baseline {bad[0]!r} (known: {', '.join(BASELINES)}, all, none)")
+    return names
+
+
+def format_scores(result: dict) -> str:
+    """A plain-text table of the headline numbers of an evaluation."""
+    labels = result["protocol"]["labels"]
+    head = ["map"] + [f"{k[:5]} acc" for k in labels] + [f"{k[:5]} P@10" for k in labels] + \
+        [f"{k[:5]} MAP@R" for k in labels] + ["trust@10", "cont@10", "analogy i/p"]
+    rows = []
+    for name, r in result["results"].items():
+        if "error" in r:
+            rows.append([name, f"error: {r['error']}"])
+            continue
+        row = [name]
+        row += [_fmt(r["accuracy"].get(k, {}).get("test_accuracy")) for k in labels]
+        row += [_fmt(r["retrieval"].get(k, {}).get("precision_at_k")) for k in labels]
+        row += [_fmt(r["retrieval"].get(k, {}).get("map_at_r")) for k in labels]
+        m = r.get("manifold", {})
+        row += [_fmt(m.get("trustworthiness", {}).get(10)), _fmt(m.get("continuity", {}).get(10))]
+        a = r.get("analogies", {})
+        row.append(f"{_fmt(a.get('instrument', {}).get('win_rate'))}/"
+                   f"{_fmt(a.get('pitch', {}).get('win_rate'))}" if "instrument" in a else "-")
+        rows.append(row)
+    width = max(len(r[0]) for r in rows + [head])
+    lines = ["  ".join([head[0].ljust(width)] + [h.rjust(11) for h in head[1:]])]
+    for row in rows:
+        lines.append("  ".join([row[0].ljust(width)] + [c.rjust(11) for c in row[1:]]))
+    p = result["protocol"]
+    lines.append(f"({p['n_frames']['test']} test frames of {p['n_samples']} samples, "
+                 f"{p['frames_per_file']} per file; trust/cont: the test frames' map against "
+                 "their input windows at k=10; analogy: win rate of a1 - a0 + b0)")
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def _as_dict(obj):
@@ -544,17 +615,47 @@ def build_parser() -> argparse.ArgumentParser:
                     help="model to embed with (default: the shipped 'default')")
     mp.set_defaults(func=cmd_map)
 
-    ev = sub.add_parser("evaluate", parents=[common], help="score a model (k-NN accuracy)",
-                        description="The reference protocol: k-NN on frame embeddings of "
-                        "training files, k chosen on validation, accuracy on test frames.")
+    ev = sub.add_parser("evaluate", parents=[common],
+                        help="score models beside baselines (k-NN, retrieval, analogies, ...)",
+                        description="The reference protocol (k-NN on frame embeddings of "
+                        "training files, k chosen on validation, accuracy on test frames) plus "
+                        "confusion matrices, retrieval (P@10, MAP@R), trustworthiness and "
+                        "continuity, and acoustic analogies, for each model and baseline on the "
+                        "same frames and split.")
     ev.add_argument("--atlas", metavar="DIR", help=atlas_help)
-    ev.add_argument("--model", "-m", required=True, metavar="NAME", help="model to score")
+    ev.add_argument("--model", "-m", action="append", metavar="NAME",
+                    help="model to score (repeat for several; none: baselines only)")
+    ev.add_argument("--baselines", default="all", metavar="LIST",
+                    help="comma-separated baselines: pca, pca-lda, umap, input; 'all' (default) "
+                    "or 'none'")
+    ev.add_argument("--analogies", type=_nonnegative_int, default=500, metavar="N",
+                    help="random analogy triples per map (default: 500; 0: none)")
+    ev.add_argument("--output", "-o", metavar="FILE", help="also write the full JSON result here")
     ev.add_argument("--labels", nargs="+", default=["instrument", "pitch"], metavar="KEY",
                     help="label keys to score (default: instrument pitch)")
     ev.add_argument("--frames-per-file", type=_positive_int, default=8, metavar="N",
                     help="energy-weighted frames per file (default: 8)")
     ev.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
     ev.set_defaults(func=cmd_evaluate)
+
+    rp = sub.add_parser("report", parents=[common], help="write an HTML report of models",
+                        description="Evaluate models beside baselines and write a self-contained "
+                        "HTML page with tables and figures (3-D views, per-class accuracy, "
+                        "confusion matrices, trajectories, analogies) into a directory.")
+    rp.add_argument("--atlas", metavar="DIR", help=atlas_help)
+    rp.add_argument("--models", nargs="+", metavar="NAME",
+                    help="models to report (default: every fully embedded model)")
+    rp.add_argument("--output", "-o", required=True, metavar="DIR",
+                    help="directory for index.html, evaluation.json and fig/")
+    rp.add_argument("--baselines", default="all", metavar="LIST",
+                    help="comma-separated baselines: pca, pca-lda, umap, input; 'all' (default) "
+                    "or 'none'")
+    rp.add_argument("--analogies", type=_nonnegative_int, default=500, metavar="N",
+                    help="random analogy triples per map (default: 500)")
+    rp.add_argument("--frames-per-file", type=_positive_int, default=8, metavar="N",
+                    help="energy-weighted frames per file (default: 8)")
+    rp.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
+    rp.set_defaults(func=cmd_report)
     return p
 
 

@@ -1,10 +1,17 @@
-"""Scoring a map the way the reference did: k-NN classification of frame embeddings.
+"""Scoring a map the way the reference did, and more, beside baselines.
 
 Protocol (DESIGN.md §1): per-frame embeddings; a k-NN classifier fitted on up to 100k frame
 points of training files, k chosen on validation frames from {1,5,9,15,21,35,51,75,101}, accuracy
 on test frames. Frames are drawn per file with probability proportional to their energy (8 per
 file by default, as in the demo-library measurements of DESIGN.md), so the silence after a note,
 which is the same for every instrument, does not dominate the score.
+
+Beyond the reference (``evaluate``): confusion matrices and per-class accuracy of that k-NN;
+per-sample retrieval (precision at 10, MAP@R; test samples query all others); trustworthiness
+and continuity of the test frames' map against their input windows; acoustic analogies
+a1 - a0 + b0 over test samples. A sample's point for retrieval and analogies is the mean of its
+evaluated frames' points (an estimate of the energy-weighted mean the map shows), the same rule
+for the model and for every baseline (``soundatlas.baselines``).
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ import numpy as np
 
 from soundatlas.errors import ParameterError
 
-__all__ = ["KS", "knn_accuracy", "FrameSet", "frame_set", "evaluate_points"]
+__all__ = ["KS", "knn_accuracy", "FrameSet", "frame_set", "score_points",
+           "evaluate"]
 
 KS = (1, 5, 9, 15, 21, 35, 51, 75, 101)
 
@@ -51,12 +59,13 @@ def frame_set(atlas, *, n_per_file: int = 8, seed: int = 0) -> FrameSet:
 
 def knn_accuracy(
     X_train, y_train, X_valid, y_valid, X_test, y_test, *,
-    ks=KS, max_train: int = 100_000, seed: int = 0,
+    ks=KS, max_train: int = 100_000, seed: int = 0, return_predictions: bool = False,
 ) -> dict:
     """Fit k-NN on (at most ``max_train``) training points, pick k on validation, score test.
 
     Labels are any hashable values; points whose label is None are left out. Returns
-    {'k', 'valid_accuracy', 'test_accuracy', 'valid_by_k', 'n_train', 'n_test'}.
+    {'k', 'valid_accuracy', 'test_accuracy', 'valid_by_k', 'n_train', 'n_test'}, and with
+    ``return_predictions`` also 'y_test' and 'predictions' (the labelled test points, as str).
     """
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -78,9 +87,12 @@ def knn_accuracy(
     else:
         best = ks[0]
     pred = _predict_many(clf, X_test, [best], y_train)[0]
-    return {"k": int(best), "valid_accuracy": valid_by_k.get(best), "test_accuracy":
-            float(np.mean(pred == y_test)), "valid_by_k": valid_by_k,
-            "n_train": int(len(X_train)), "n_test": int(len(X_test))}
+    out = {"k": int(best), "valid_accuracy": valid_by_k.get(best), "test_accuracy":
+           float(np.mean(pred == y_test)), "valid_by_k": valid_by_k,
+           "n_train": int(len(X_train)), "n_test": int(len(X_test))}
+    if return_predictions:
+        out["y_test"], out["predictions"] = y_test, pred
+    return out
 
 
 def _labelled(X, y):
@@ -106,22 +118,6 @@ def _predict_many(clf, X, ks, y_train):
     return out
 
 
-def evaluate_points(points: np.ndarray, fs: FrameSet, labels: dict[str, dict[int, str]], *,
-                    seed: int = 0) -> dict:
-    """k-NN accuracy per label key for frame points (one row per entry of ``fs``)."""
-    out = {}
-    for key, by_id in labels.items():
-        y = np.array([by_id.get(int(s)) for s in fs.sample_ids], dtype=object)
-        parts = {name: fs.split == name for name in ("train", "valid", "test")}
-        try:
-            out[key] = knn_accuracy(points[parts["train"]], y[parts["train"]],
-                                    points[parts["valid"]], y[parts["valid"]],
-                                    points[parts["test"]], y[parts["test"]], seed=seed)
-        except ParameterError as exc:
-            out[key] = {"error": str(exc)}
-    return out
-
-
 def model_frame_points(atlas, model_id: int, fs: FrameSet) -> np.ndarray:
     """The model's embedding of each chosen frame (from the stored trajectories)."""
     out = np.zeros((len(fs.sample_ids), 0), np.float32)
@@ -132,3 +128,145 @@ def model_frame_points(atlas, model_id: int, fs: FrameSet) -> np.ndarray:
             traj, cache_id = atlas.trajectory(model_id, int(sid)), sid
         rows.append(traj[f])
     return np.stack(rows) if rows else out
+
+
+# -- the whole evaluation --------------------------------------------------------------------------
+
+
+def sample_points(points: np.ndarray, fs: FrameSet) -> tuple[np.ndarray, np.ndarray]:
+    """(sample ids, one point per sample): the mean of each sample's evaluated frame points."""
+    ids, inverse = np.unique(fs.sample_ids, return_inverse=True)
+    sums = np.zeros((len(ids), points.shape[1]), np.float64)
+    np.add.at(sums, inverse, points)
+    counts = np.bincount(inverse, minlength=len(ids))[:, None]
+    return ids, (sums / counts).astype(np.float32)
+
+
+def score_points(points: np.ndarray, fs: FrameSet, labels: dict[str, dict[int, str]], *,
+                 X_input: np.ndarray | None = None, n_analogies: int = 500, seed: int = 0,
+                 quality: bool = True) -> dict:
+    """Every metric for one set of frame points (a model's or a baseline's).
+
+    ``labels``: label key -> {sample id: value}. ``X_input``: the frames' input windows, for
+    trustworthiness and continuity (skipped when None or ``quality`` is false).
+    """
+    from soundatlas import metrics
+
+    points = np.asarray(points, dtype=np.float32)
+    out: dict = {"dims": int(points.shape[1]), "accuracy": {}, "confusion": {}, "retrieval": {}}
+    for key, by_id in labels.items():
+        y = np.array([by_id.get(int(s)) for s in fs.sample_ids], dtype=object)
+        parts = {name: fs.split == name for name in ("train", "valid", "test")}
+        try:
+            r = knn_accuracy(points[parts["train"]], y[parts["train"]],
+                             points[parts["valid"]], y[parts["valid"]],
+                             points[parts["test"]], y[parts["test"]], seed=seed,
+                             return_predictions=True)
+        except ParameterError as exc:
+            out["accuracy"][key] = {"error": str(exc)}
+            continue
+        y_test, pred = r.pop("y_test"), r.pop("predictions")
+        out["accuracy"][key] = r
+        out["confusion"][key] = metrics.confusion(
+            y_test, pred, labels=_sorted_labels(np.concatenate([y_test, pred])))
+    ids, spoints = sample_points(points, fs)
+    split_of = dict(zip(fs.sample_ids.tolist(), fs.split.tolist()))
+    test = np.array([split_of[int(i)] == "test" for i in ids])
+    sample_labels = {key: np.array([by_id.get(int(i)) for i in ids], dtype=object)
+                     for key, by_id in labels.items()}
+    for key, y in sample_labels.items():
+        queries = test & np.array([v is not None for v in y])
+        if not queries.any():
+            out["retrieval"][key] = {"error": f"no labelled test sample for {key!r}"}
+            continue
+        out["retrieval"][key] = metrics.retrieval(spoints, y, queries=queries, k=10)
+    if quality and X_input is not None and points.shape[1] < X_input.shape[1]:
+        t = fs.split == "test"
+        out["manifold"] = metrics.manifold_quality(X_input[t], points[t], seed=seed)
+    if n_analogies and {"instrument", "pitch"} <= set(sample_labels):
+        try:
+            out["analogies"] = metrics.analogies(
+                spoints, sample_labels["instrument"], sample_labels["pitch"], n=n_analogies,
+                seed=seed, candidates=test)
+        except ParameterError as exc:
+            out["analogies"] = {"error": str(exc)}
+    return out
+
+
+def _sorted_labels(values) -> list[str]:
+    """Class names in a readable order: numerically when they all are numbers (MIDI pitches)."""
+    uniq = sorted(set(str(v) for v in values))
+    try:
+        return sorted(uniq, key=float)
+    except ValueError:
+        return uniq
+
+
+def evaluate(atlas, models=(), *, baselines=(), labels=("instrument", "pitch"),
+             n_per_file: int = 8, n_analogies: int = 500, seed: int = 0,
+             progress=None) -> dict:
+    """Score ``models`` (names in the atlas, each fully embedded) and ``baselines`` on the same
+    frames, split and labels. ``progress(done, total, stage)`` is called between stages.
+
+    Returns {'protocol': {...}, 'results': {name: score_points(...)}}; baselines are named
+    'baseline:NAME'.
+    """
+    from soundatlas.baselines import BASELINES, baseline_points, input_windows
+    from soundatlas.errors import SoundAtlasError
+
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise ParameterError(f"unknown baseline {unknown[0]!r} (known: {', '.join(BASELINES)})")
+    if not models and not baselines:
+        raise ParameterError("nothing to evaluate: name a model or a baseline")
+    known = set(atlas.label_summary())
+    missing = [k for k in labels if k not in known]
+    if missing:
+        raise ParameterError(f"label {missing[0]!r} is not in the atlas; available: "
+                             f"{', '.join(sorted(known)) or '(none)'}")
+    registered = []
+    for name in models:
+        m = atlas.model(name)
+        if m["n_embedded"] < atlas.n_samples():
+            raise SoundAtlasError(
+                f"model {name} has embedded {m['n_embedded']} of {atlas.n_samples()} samples; "
+                f"run `soundatlas embed --model {name}` first")
+        registered.append(m)
+    stages = 2 + len(models) + len(baselines)
+    done = 0
+
+    def step(stage):
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, stages, stage)
+
+    fs = frame_set(atlas, n_per_file=n_per_file, seed=seed)
+    label_values = {key: atlas.labels(key) for key in labels}
+    X = input_windows(atlas, fs, seed=seed)
+    step("input windows")
+    results = {}
+    for m in registered:
+        pts = model_frame_points(atlas, m["id"], fs)
+        results[m["name"]] = score_points(pts, fs, label_values, X_input=X,
+                                          n_analogies=n_analogies, seed=seed)
+        step(m["name"])
+    train = fs.split == "train"
+    lda_key = "instrument" if "instrument" in label_values else next(iter(label_values), None)
+    lda_y = ([label_values[lda_key].get(int(s)) for s in fs.sample_ids] if lda_key else None)
+    for b in baselines:
+        try:
+            pts = baseline_points(b, X, train, lda_labels=lda_y, seed=seed)
+            results[f"baseline:{b}"] = score_points(pts, fs, label_values, X_input=X,
+                                                    n_analogies=n_analogies, seed=seed)
+            if b == "pca-lda":
+                results[f"baseline:{b}"]["lda_label"] = lda_key
+        except ParameterError as exc:
+            results[f"baseline:{b}"] = {"error": str(exc)}
+        step(f"baseline {b}")
+    counts = {name: int(np.sum(fs.split == name)) for name in ("train", "valid", "test")}
+    protocol = {"frames_per_file": n_per_file, "seed": seed, "labels": list(labels),
+                "n_frames": counts, "n_samples": int(len(np.unique(fs.sample_ids))),
+                "split_seed": int(atlas.meta("split_seed") or 0), "ks": list(KS)}
+    step("done")
+    return {"protocol": protocol, "results": results}

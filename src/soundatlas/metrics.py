@@ -1,0 +1,299 @@
+"""More ways to score a map than k-NN accuracy (evaluate.py): pure functions on arrays.
+
+- retrieval: leave-one-out search among the labelled points. precision@k is the share of a
+  query's k nearest other points that carry its label; MAP@R (Musgrave et al. 2020) averages
+  AP@R = (1/R) sum_{i<=R} P(i) rel(i), R being the number of other points with the query's label.
+- manifold_quality: trustworthiness (are the map's k nearest neighbours also near in the original
+  space?) and continuity (are the original k nearest neighbours still near on the map?) per k.
+- analogies: the query a1 - a0 + b0 (a0, a1 one instrument at two pitches; b0 another instrument
+  at a0's pitch) should land among points with b0's instrument and a1's pitch; scored by the
+  majority label of its k nearest points, against a control that queries b0 alone.
+- confusion: confusion matrix, recall per class and balanced accuracy (their mean).
+
+Labels are arrays of hashable values; None marks an unlabelled point, which these functions leave
+out. Point subsets (``queries``, ``candidates``) are boolean masks or integer indices.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from soundatlas.errors import ParameterError
+
+__all__ = ["retrieval", "manifold_quality", "analogies", "confusion"]
+
+
+def retrieval(X, y, *, queries=None, k: int = 10) -> dict:
+    """precision@k and MAP@R of labelled queries against all other labelled points.
+
+    A query never matches itself (excluded by index, so exact duplicates still count as other
+    points). Returns {'precision_at_k', 'k', 'map_at_r', 'n_queries', 'n_skipped'}, where
+    'n_skipped' counts queries left out of MAP@R because no other point has their label.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    X = _points(X, "X")
+    y = _labels(y, len(X), "y")
+    _check_k(k)
+    labelled = np.array([v is not None for v in y], dtype=bool)
+    database = np.flatnonzero(labelled)
+    q = database if queries is None else _indices(queries, len(X), "queries")
+    q = q[labelled[q]]
+    if len(q) == 0:
+        raise ParameterError("retrieval needs at least one labelled query point")
+    if k > len(database) - 1:
+        raise ParameterError(f"k={k} must be at most the number of other labelled points "
+                             f"({len(database) - 1})")
+    codes = _codes(y[database])
+    position = np.full(len(X), -1)
+    position[database] = np.arange(len(database))
+    q_pos = position[q]
+    q_codes = codes[q_pos]
+    r = np.bincount(codes)[q_codes] - 1
+    n_neighbors = max(k, int(r.max())) + 1
+    nn = NearestNeighbors(n_neighbors=n_neighbors).fit(X[database])
+    _, idx = nn.kneighbors(X[q], n_neighbors=n_neighbors)
+    # drop the query itself; where ties pushed it out of the list, drop the farthest instead
+    drop = idx == q_pos[:, None]
+    drop[~drop.any(axis=1), -1] = True
+    idx = idx[~drop].reshape(len(q), n_neighbors - 1)
+    rel = codes[idx] == q_codes[:, None]
+    precision = rel[:, :k].mean(axis=1)
+    has_r = r > 0
+    rel_r, r_q = rel[has_r], r[has_r]
+    ranks = np.arange(1, rel.shape[1] + 1)
+    within = ranks[None, :] <= r_q[:, None]
+    p_at_i = np.cumsum(rel_r, axis=1) / ranks
+    ap = (p_at_i * rel_r * within).sum(axis=1) / r_q
+    return {"precision_at_k": float(precision.mean()), "k": int(k),
+            "map_at_r": float(ap.mean()) if len(ap) else None,
+            "n_queries": int(len(q)), "n_skipped": int((~has_r).sum())}
+
+
+def manifold_quality(X_high, X_low, *, ks=(5, 10, 20, 50), max_points: int = 2000,
+                     seed: int = 0) -> dict:
+    """Trustworthiness and continuity of the map ``X_low`` of ``X_high`` at each k.
+
+    At most ``max_points`` rows (the same in both) are scored, chosen with a seeded rng. k at or
+    above half the scored points cannot be computed and is listed in 'skipped_ks'. Returns
+    {'trustworthiness': {k: float}, 'continuity': {k: float}, 'n_points', 'skipped_ks'}.
+    """
+    from sklearn.manifold import trustworthiness
+
+    X_high, X_low = _points(X_high, "X_high"), _points(X_low, "X_low")
+    if len(X_high) != len(X_low):
+        raise ParameterError(f"X_high has {len(X_high)} rows but X_low has {len(X_low)}")
+    if max_points < 1:
+        raise ParameterError(f"max_points={max_points} must be at least 1")
+    for k in ks:
+        _check_k(k)
+    if len(X_high) > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(len(X_high), max_points, replace=False))
+        X_high, X_low = X_high[keep], X_low[keep]
+    n = len(X_high)
+    used = sorted({int(k) for k in ks if k < n / 2})
+    return {"trustworthiness": {k: float(trustworthiness(X_high, X_low, n_neighbors=k))
+                                for k in used},
+            "continuity": {k: float(trustworthiness(X_low, X_high, n_neighbors=k)) for k in used},
+            "n_points": int(n), "skipped_ks": sorted({int(k) for k in ks if k >= n / 2})}
+
+
+def analogies(X, instrument, pitch, *, n: int = 500, k: int = 10, seed: int = 0,
+              candidates=None) -> dict:
+    """Score the acoustic analogies a1 - a0 + b0 on up to ``n`` random distinct triples.
+
+    a0, a1 (drawn from ``candidates``, default every point with both labels) share an instrument
+    and differ in pitch; b0 has a0's pitch and another instrument. The k nearest points to the
+    query (among points with both labels, a0, a1 and b0 left out) should carry b0's instrument
+    and a1's pitch. Per label: 'win_rate' (majority label right; ties go to the nearest),
+    'mean_share' (share of neighbours right) and the same for the query b0 alone ('control_').
+    Also 'n_triples', 'k' and 'examples' (the first 5 triples with the labels found).
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    X = _points(X, "X")
+    instrument = _labels(instrument, len(X), "instrument")
+    pitch = _labels(pitch, len(X), "pitch")
+    _check_k(k)
+    if n < 1:
+        raise ParameterError(f"n={n} must be at least 1")
+    both = np.array([i is not None and p is not None for i, p in zip(instrument, pitch)])
+    database = np.flatnonzero(both)
+    cand = database if candidates is None else _indices(candidates, len(X), "candidates")
+    cand = cand[both[cand]]
+    triples = _draw_triples(cand, _codes(instrument[cand]), _codes(pitch[cand]), n, seed)
+    if k > len(database) - 3:
+        raise ParameterError(f"k={k} must be at most the number of points with both labels "
+                             f"minus 3 ({len(database) - 3})")
+    a0, a1, b0 = triples.T
+    nn = NearestNeighbors().fit(X[database])
+    m = min(k + 3, len(database))
+    found = {}
+    for name, q in (("analogy", X[a1] - X[a0] + X[b0]), ("control", X[b0])):
+        _, idx = nn.kneighbors(q, n_neighbors=m)
+        idx = database[idx]
+        keep = (idx != a0[:, None]) & (idx != a1[:, None]) & (idx != b0[:, None])
+        # the k first kept: rank of each kept neighbour among the kept ones
+        keep &= np.cumsum(keep, axis=1) <= k
+        found[name] = idx[keep].reshape(len(triples), k)
+    out = {"n_triples": int(len(triples)), "k": int(k)}
+    tops = {}
+    for key, labels, expected in (("instrument", instrument, b0), ("pitch", pitch, a1)):
+        codes = np.full(len(X), -1)
+        codes[database] = _codes(labels[database])
+        scores = {}
+        for name, prefix in (("analogy", ""), ("control", "control_")):
+            neigh = codes[found[name]]
+            right = neigh == codes[expected][:, None]
+            top = _majority(neigh)
+            scores[prefix + "win_rate"] = float(np.mean(top == codes[expected]))
+            scores[prefix + "mean_share"] = float(right.mean())
+            if name == "analogy":
+                tops[key] = found[name][np.arange(len(triples)), np.argmax(neigh == top[:, None],
+                                                                            axis=1)]
+        out[key] = scores
+    out["examples"] = [
+        {**{role: {"index": int(i), "instrument": instrument[i], "pitch": pitch[i]}
+            for role, i in (("a0", t[0]), ("a1", t[1]), ("b0", t[2]))},
+         "found": {"instrument": instrument[tops["instrument"][j]],
+                   "pitch": pitch[tops["pitch"][j]]}}
+        for j, t in enumerate(triples[:5])]
+    return out
+
+
+def confusion(y_true, y_pred, *, labels=None) -> dict:
+    """Confusion matrix (rows true, columns predicted), recall per class and their mean.
+
+    Entries whose true label is None are left out. ``labels`` (default: every label seen, sorted)
+    fixes the rows and columns; a class with no true members has recall None and does not count
+    towards 'balanced_accuracy'.
+    """
+    from sklearn.metrics import confusion_matrix
+
+    y_true = np.asarray(y_true, dtype=object).ravel()
+    y_pred = np.asarray(y_pred, dtype=object).ravel()
+    if len(y_true) != len(y_pred):
+        raise ParameterError(f"y_true has {len(y_true)} entries but y_pred has {len(y_pred)}")
+    keep = np.array([v is not None for v in y_true], dtype=bool)
+    y_true, y_pred = y_true[keep], y_pred[keep]
+    if len(y_true) == 0:
+        raise ParameterError("confusion needs at least one labelled entry in y_true")
+    if any(v is None for v in y_pred):
+        raise ParameterError("y_pred has None where y_true is labelled")
+    if labels is None:
+        labels = _sorted(set(y_true) | set(y_pred))
+    else:
+        labels = list(labels)
+        if not set(labels) & set(y_true):
+            raise ParameterError(f"labels={labels} contains none of the true labels")
+    matrix = confusion_matrix(list(y_true), list(y_pred), labels=labels)
+    support = matrix.sum(axis=1)
+    recall = {lab: (float(matrix[i, i] / support[i]) if support[i] else None)
+              for i, lab in enumerate(labels)}
+    present = [r for r in recall.values() if r is not None]
+    return {"labels": labels, "matrix": matrix.astype(int).tolist(),
+            "per_class_accuracy": recall,
+            "balanced_accuracy": float(np.mean(present)) if present else None}
+
+
+def _points(X, name: str) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ParameterError(f"{name} must be a 2-D array of points, got shape {X.shape}")
+    if len(X) == 0:
+        raise ParameterError(f"{name} has no points")
+    return X
+
+
+def _labels(y, n: int, name: str) -> np.ndarray:
+    out = np.empty(len(y), dtype=object)
+    out[:] = list(y)
+    if len(out) != n:
+        raise ParameterError(f"{name} has {len(out)} entries but there are {n} points")
+    return out
+
+
+def _check_k(k) -> None:
+    if not isinstance(k, numbers.Integral) or k < 1:
+        raise ParameterError(f"k={k!r} must be an integer of at least 1")
+
+
+def _indices(sel, n: int, name: str) -> np.ndarray:
+    """Sorted unique indices from a boolean mask or integer indices."""
+    sel = np.asarray(sel)
+    if sel.dtype == bool:
+        if sel.shape != (n,):
+            raise ParameterError(f"{name} mask has shape {sel.shape}, expected ({n},)")
+        return np.flatnonzero(sel)
+    if sel.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if not np.issubdtype(sel.dtype, np.integer) or sel.ndim != 1:
+        raise ParameterError(f"{name} must be a boolean mask or a 1-D array of integer indices")
+    if sel.min() < 0 or sel.max() >= n:
+        raise ParameterError(f"{name} has indices outside 0..{n - 1}")
+    return np.unique(sel)
+
+
+def _codes(values) -> np.ndarray:
+    """Integer code per hashable value, in order of first appearance."""
+    index: dict = {}
+    return np.array([index.setdefault(v, len(index)) for v in values], dtype=np.int64)
+
+
+def _sorted(values) -> list:
+    try:
+        return sorted(values)
+    except TypeError:
+        return sorted(values, key=repr)
+
+
+def _majority(neigh: np.ndarray) -> np.ndarray:
+    """Most common code per row; ties go to the tied code met first (the nearest)."""
+    rows = np.arange(len(neigh))
+    counts = np.zeros((len(neigh), int(neigh.max()) + 1), dtype=np.int64)
+    np.add.at(counts, (np.repeat(rows, neigh.shape[1]), neigh.ravel()), 1)
+    tied = counts[rows[:, None], neigh] == counts.max(axis=1, keepdims=True)
+    return neigh[rows, np.argmax(tied, axis=1)]
+
+
+def _draw_triples(cand: np.ndarray, inst: np.ndarray, pitch: np.ndarray, n: int,
+                  seed: int) -> np.ndarray:
+    """Up to n distinct (a0, a1, b0) index triples, uniform over all valid ones.
+
+    a0 is drawn with weight (number of valid a1) * (number of valid b0), then a1 and b0 uniformly;
+    when there are at most 4n triples in all, they are listed and n chosen without replacement.
+    """
+    if len(cand) == 0:
+        raise ParameterError("no valid analogy triple: no candidate point has both labels")
+    rng = np.random.default_rng(seed)
+    same_both = _group_sizes(inst * (int(pitch.max()) + 1) + pitch)
+    weight = (_group_sizes(inst) - same_both) * (_group_sizes(pitch) - same_both)
+    total = int(weight.sum())
+    if total == 0:
+        raise ParameterError(
+            f"no valid analogy triple among {len(cand)} candidate points: it needs an instrument "
+            "at two pitches and another instrument at one of those pitches")
+    if total <= 4 * n:
+        listed = [(a, b, c) for a in np.flatnonzero(weight)
+                  for b in np.flatnonzero((inst == inst[a]) & (pitch != pitch[a]))
+                  for c in np.flatnonzero((pitch == pitch[a]) & (inst != inst[a]))]
+        chosen = np.array(listed)[rng.choice(total, size=min(n, total), replace=False)]
+        return cand[chosen]
+    seen, out = set(), []
+    cdf = np.cumsum(weight)
+    while len(out) < n:
+        a = int(np.searchsorted(cdf, rng.integers(total), side="right"))
+        b = int(rng.choice(np.flatnonzero((inst == inst[a]) & (pitch != pitch[a]))))
+        c = int(rng.choice(np.flatnonzero((pitch == pitch[a]) & (inst != inst[a]))))
+        if (a, b, c) not in seen:
+            seen.add((a, b, c))
+            out.append((a, b, c))
+    return cand[np.array(out)]
+
+
+def _group_sizes(codes: np.ndarray) -> np.ndarray:
+    """Size of each entry's group of equal codes."""
+    _, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+    return counts[inverse]

@@ -1,0 +1,326 @@
+"""A self-contained HTML report of an evaluation: tables and PNG figures in one folder.
+
+``write_report`` scores the models beside the baselines (``soundatlas.evaluate.evaluate``) and
+writes ``OUTPUT/index.html`` plus ``OUTPUT/fig/*.png``: 3-D views of each map from several
+angles coloured by instrument and by pitch, per-class accuracy, confusion matrices, trajectories of
+chosen notes (start, middle and end marked, so the attack-to-release path shows), and the analogy
+results. The page loads nothing from the network and references only the files written beside it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from soundatlas.errors import ParameterError
+
+__all__ = ["write_report"]
+
+VIEWS = ((20, -60), (20, 30), (80, -90))  # (elevation, azimuth) of the 3-D views
+
+
+def write_report(atlas, output, *, models=(), baselines=(), evaluation: dict | None = None,
+                 n_trajectories: int = 6, seed: int = 0, progress=None, **evaluate_kw) -> Path:
+    """Write the report for ``models`` (names in ``atlas``) into directory ``output``.
+
+    ``evaluation``: a result of ``evaluate`` to reuse (computed here when None, with
+    ``evaluate_kw``). ``progress(done, total, stage)`` is called as it goes. Returns the page.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from soundatlas.evaluate import evaluate
+
+    if not models:
+        raise ParameterError("a report needs at least one model")
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"--output {out} exists and is not a directory")
+    fig_dir = out / "fig"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    registered = [atlas.model(name) for name in models]  # unknown names fail here, first
+    total = 1 + 4 * len(registered) + 1
+    done = 0
+
+    def step(stage):
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total, stage)
+
+    if evaluation is None:
+        evaluation = evaluate(atlas, models, baselines=baselines, seed=seed, **evaluate_kw)
+    step("evaluation")
+    labels = {key: atlas.labels(key) for key in ("instrument", "pitch")}
+    sections = [_summary_table(evaluation)]
+    for m in registered:
+        name = m["name"]
+        slug = _slug(name)
+        r = evaluation["results"].get(name, {})
+        ids, pts = atlas.points(m["id"])
+        figs = [_map_views(pts, ids, labels, fig_dir / f"{slug}-map.png", name)]
+        step(f"{name}: map")
+        figs.append(_per_class(r, fig_dir / f"{slug}-per-class.png", name))
+        figs.append(_confusions(r, fig_dir / f"{slug}-confusion.png", name))
+        step(f"{name}: accuracy")
+        figs.append(_trajectories(atlas, m["id"], ids, pts, labels, fig_dir / f"{slug}-traj.png",
+                                  name, n=n_trajectories, seed=seed))
+        step(f"{name}: trajectories")
+        sections.append(_model_section(name, m, r, [f for f in figs if f], out))
+        step(f"{name}: section")
+    page = out / "index.html"
+    page.write_text(_page(atlas, evaluation, sections), encoding="utf-8")
+    (out / "evaluation.json").write_text(json.dumps(evaluation, indent=2, default=str))
+    step("page")
+    return page
+
+
+# -- figures ---------------------------------------------------------------------------------------
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def _pitch_numbers(values) -> np.ndarray:
+    out = []
+    for v in values:
+        try:
+            out.append(float(v))
+        except (TypeError, ValueError):
+            out.append(np.nan)
+    return np.array(out)
+
+
+def _class_colours(values):
+    import matplotlib.pyplot as plt
+
+    classes = sorted({v for v in values if v is not None})
+    cmap = plt.get_cmap("tab20")
+    cmap2 = plt.get_cmap("tab20b")
+    colours = {c: (cmap(i) if i < 20 else cmap2((i - 20) % 20)) for i, c in enumerate(classes)}
+    return classes, colours
+
+
+def _map_views(pts, ids, labels, path: Path, name: str) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    if len(pts) == 0 or pts.shape[1] < 3:
+        return None
+    inst = [labels["instrument"].get(int(i)) for i in ids]
+    pitch = _pitch_numbers([labels["pitch"].get(int(i)) for i in ids])
+    classes, colours = _class_colours(inst)
+    fig = plt.figure(figsize=(4.2 * len(VIEWS), 8.4))
+    for col, (elev, azim) in enumerate(VIEWS):
+        for row, by in enumerate(("instrument", "pitch")):
+            ax = fig.add_subplot(2, len(VIEWS), row * len(VIEWS) + col + 1, projection="3d")
+            if by == "instrument":
+                c = [colours.get(v, (0.6, 0.6, 0.6, 1)) for v in inst]
+                ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c=c, s=3, linewidths=0)
+            else:
+                sc = ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c=pitch, cmap="viridis", s=3,
+                                linewidths=0)
+            ax.view_init(elev=elev, azim=azim)
+            ax.set_title(f"by {by}, elev {elev} azim {azim}", fontsize=9)
+            ax.tick_params(labelsize=6)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=colours[c], label=c) for c in classes]
+    fig.legend(handles=handles, loc="upper center", ncol=min(8, max(1, len(classes))),
+               fontsize=7, frameon=False)
+    if not np.all(np.isnan(pitch)):
+        fig.colorbar(sc, ax=fig.axes[len(VIEWS):], shrink=0.6, label="MIDI pitch")
+    fig.suptitle(name, y=0.02, fontsize=10)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _per_class(result: dict, path: Path, name: str) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    conf = result.get("confusion", {})
+    if not conf:
+        return None
+    fig, axes = plt.subplots(len(conf), 1, figsize=(12, 2.8 * len(conf)), squeeze=False)
+    for ax, (key, c) in zip(axes[:, 0], conf.items()):
+        cls = c["labels"]
+        acc = [c["per_class_accuracy"].get(k) for k in cls]
+        ax.bar(range(len(cls)), [a if a is not None else 0 for a in acc], color="#4477aa")
+        ax.set_xticks(range(len(cls)))
+        ax.set_xticklabels(cls, rotation=90, fontsize=6 if len(cls) > 30 else 8)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(f"{key} accuracy")
+        ax.axhline(1 / max(1, len(cls)), color="k", lw=0.5, ls=":")
+    fig.suptitle(f"{name}: per-class test accuracy (dotted: chance)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _confusions(result: dict, path: Path, name: str) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    conf = result.get("confusion", {})
+    if not conf:
+        return None
+    fig, axes = plt.subplots(1, len(conf), figsize=(7 * len(conf), 6.5), squeeze=False)
+    for ax, (key, c) in zip(axes[0], conf.items()):
+        m = np.array(c["matrix"], dtype=np.float64)
+        rows = m.sum(axis=1, keepdims=True)
+        norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        cls = c["labels"]
+        step = max(1, len(cls) // 30)
+        ax.set_xticks(range(0, len(cls), step))
+        ax.set_xticklabels(cls[::step], rotation=90, fontsize=6)
+        ax.set_yticks(range(0, len(cls), step))
+        ax.set_yticklabels(cls[::step], fontsize=6)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{key} (rows normalised)", fontsize=9)
+    fig.suptitle(f"{name}: confusion matrices of the k-NN on test frames", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def choose_notes(ids, labels, *, n: int = 6, seed: int = 0) -> list[int]:
+    """Sample ids of ``n`` notes of different instruments near the middle of the pitch range."""
+    rng = np.random.default_rng(seed)
+    inst = labels["instrument"]
+    pitch = labels["pitch"]
+    by_inst: dict[str, list[tuple[float, int]]] = {}
+    for i in ids:
+        i = int(i)
+        if i in inst:
+            p = _pitch_numbers([pitch.get(i)])[0]
+            by_inst.setdefault(inst[i], []).append((p, i))
+    chosen = []
+    names = sorted(by_inst)
+    for k in rng.permutation(len(names))[:n]:
+        notes = sorted(by_inst[names[k]], key=lambda t: (np.isnan(t[0]), t[0]))
+        chosen.append(notes[len(notes) // 2][1])
+    return chosen
+
+
+def _trajectories(atlas, model_id, ids, pts, labels, path: Path, name: str, *, n, seed):
+    import matplotlib.pyplot as plt
+
+    chosen = choose_notes(ids, labels, n=n, seed=seed)
+    if not chosen or pts.shape[1] < 3:
+        return None
+    fig = plt.figure(figsize=(8, 7))
+    ax = fig.add_subplot(1, 1, 1, projection="3d")
+    ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c="#cccccc", s=1, linewidths=0, alpha=0.4)
+    colours = plt.get_cmap("tab10")
+    for j, sid in enumerate(chosen):
+        t = atlas.trajectory(model_id, sid)
+        if len(t) == 0:
+            continue
+        c = colours(j % 10)
+        label = f"{labels['instrument'].get(sid)} {labels['pitch'].get(sid, '')}"
+        ax.plot(t[:, 0], t[:, 1], t[:, 2], color=c, lw=1.2, label=label)
+        ax.scatter(*t[0], color=c, marker="o", s=40, edgecolors="k")  # start
+        ax.scatter(*t[len(t) // 2], color=c, marker="s", s=40, edgecolors="k")  # middle
+        ax.scatter(*t[-1], color=c, marker="X", s=60, edgecolors="k")  # end
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(f"{name}: trajectories of single notes (o start, ■ middle, X end)", fontsize=9)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+# -- HTML ------------------------------------------------------------------------------------------
+
+CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1300px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-variant-numeric: tabular-nums; }
+th, td { border-bottom: 1px solid #ddd; padding: 3px 9px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+tr.baseline td { color: #666; }
+img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
+code { background: #f4f4f4; padding: 0 3px; }
+"""
+
+
+def _fmt(v, digits=3) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def _summary_table(ev: dict) -> str:
+    labels = ev["protocol"]["labels"]
+    head = ["map"] + [f"{k} acc." for k in labels] + [f"{k} P@10" for k in labels] + \
+        [f"{k} MAP@R" for k in labels] + ["trust. k=10", "cont. k=10", "analogy instr.",
+                                          "analogy pitch"]
+    rows = []
+    for name, r in ev["results"].items():
+        cls = ' class="baseline"' if name.startswith("baseline:") else ""
+        if "error" in r:
+            rows.append(f"<tr{cls}><td>{html.escape(name)}</td>"
+                        f"<td colspan={len(head) - 1}>{html.escape(r['error'])}</td></tr>")
+            continue
+        cells = [_fmt(r["accuracy"].get(k, {}).get("test_accuracy")) for k in labels]
+        cells += [_fmt(r["retrieval"].get(k, {}).get("precision_at_k")) for k in labels]
+        cells += [_fmt(r["retrieval"].get(k, {}).get("map_at_r")) for k in labels]
+        m = r.get("manifold", {})
+        cells += [_fmt(m.get("trustworthiness", {}).get(10)), _fmt(m.get("continuity", {}).get(10))]
+        a = r.get("analogies", {})
+        cells += [_fmt(a.get(k, {}).get("win_rate")) for k in ("instrument", "pitch")]
+        rows.append(f"<tr{cls}><td>{html.escape(name)}</td>" +
+                    "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    p = ev["protocol"]
+    return (
+        "<h2>Scores</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) +
+        "</tr>" + "".join(rows) + "</table>"
+        f"<p>k-NN accuracy on {p['n_frames']['test']:,} test frames ({p['frames_per_file']} "
+        f"energy-weighted frames per file, k chosen on validation from {p['ks']}); retrieval "
+        "per sample (test samples query all others); trustworthiness and continuity of the test "
+        "frames' map against their input windows; analogies a1 − a0 + b0 over test samples "
+        "(win rate of the expected class among the 10 nearest).</p>")
+
+
+def _model_section(name, m, r, figs, out: Path) -> str:
+    cfg = m["config"] if isinstance(m["config"], dict) else json.loads(m["config"])
+    nb = cfg.get("neighbourhood", {}).get("name", "?")
+    training = cfg.get("training", {})
+    parts = [f"<h2 id='{_slug(name)}'>{html.escape(name)}</h2>",
+             f"<p>neighbourhood <code>{html.escape(str(nb))}</code>, preset "
+             f"<code>{html.escape(str(cfg.get('preset')))}</code>, seed {cfg.get('seed')}, "
+             f"{training.get('iterations', '?')} iterations, "
+             f"{training.get('cpu_seconds', '?')} CPU s.</p>"]
+    a = r.get("analogies")
+    if a and "error" not in a:
+        parts.append("<h3>Analogies</h3><table><tr><th>expected</th><th>win rate</th>"
+                     "<th>share of 10 nearest</th><th>control (b0 alone) win rate</th>"
+                     "<th>control share</th></tr>")
+        for key in ("instrument", "pitch"):
+            v = a.get(key, {})
+            parts.append(f"<tr><td>{key}</td><td>{_fmt(v.get('win_rate'))}</td>"
+                         f"<td>{_fmt(v.get('mean_share'))}</td>"
+                         f"<td>{_fmt(v.get('control_win_rate'))}</td>"
+                         f"<td>{_fmt(v.get('control_mean_share'))}</td></tr>")
+        parts.append(f"</table><p>{a.get('n_triples')} random test triples (a0, a1: one "
+                     "instrument at two pitches; b0: another instrument at a0's pitch); the "
+                     "expected answer has b0's instrument and a1's pitch.</p>")
+    for f in figs:
+        rel = f.relative_to(out).as_posix()
+        parts.append(f"<img src='{html.escape(rel)}' alt='{html.escape(f.stem)}'>")
+    return "\n".join(parts)
+
+
+def _page(atlas, ev, sections) -> str:
+    import datetime
+
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>soundatlas report</title><style>{CSS}</style></head><body>"
+        f"<h1>soundatlas report</h1><p>Atlas <code>{html.escape(str(atlas.path))}</code>, "
+        f"{ev['protocol']['n_samples']:,} samples, split seed {ev['protocol']['split_seed']}; "
+        f"made {when}. The full numbers are in <a href='evaluation.json'>evaluation.json</a>.</p>"
+        + "\n".join(sections) + "</body></html>")

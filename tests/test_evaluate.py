@@ -1,0 +1,176 @@
+"""The whole evaluation (model beside baselines), the report, and their CLI, on a small render."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from soundatlas.atlas import Atlas
+from soundatlas.baselines import BASELINES, baseline_points, input_windows
+from soundatlas.errors import ParameterError, SoundAtlasError
+from soundatlas.evaluate import evaluate, frame_set, sample_points
+from soundatlas.indexing import index_library
+from soundatlas.report import write_report
+from soundatlas.train import settings_for, train
+
+BIN = Path(sys.executable).parent / "soundatlas"
+# five instruments over one shared octave: every pitch exists in every class, so analogies
+# (an instrument at two pitches, another at the first pitch) can be drawn
+CLASSES = {"flute": (73, 60, 71), "trombone": (57, 60, 71), "violin": (40, 60, 71),
+           "clarinet": (71, 60, 71), "nylon_guitar": (24, 60, 71)}
+
+
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory):
+    """A rendered 5-class library, indexed, with one small model trained and embedded."""
+    from soundatlas.artifact import resolve_model
+    from soundatlas.demo import render_library
+    from soundatlas.embed import embed_atlas
+
+    root = tmp_path_factory.mktemp("eval")
+    render_library(root / "lib", classes=CLASSES, velocities=(80,), n_jobs=2)
+    index_library(root / "lib", atlas_dir=root / "atlas", n_jobs=2)
+    with Atlas.open(root / "atlas", write=True) as atlas:
+        s = settings_for("fast", iterations=60, batch_size=16, valid_every=60, checkpoint_every=60)
+        train(atlas, neighbourhood="instrument-pitch-2", settings=s, seed=0, name="m")
+        artifact, reg = resolve_model(atlas, "m")
+        embed_atlas(atlas, artifact, reg["id"])
+    return root / "atlas"
+
+
+@pytest.fixture(scope="module")
+def full(mapped):
+    with Atlas.open(mapped) as atlas:
+        return evaluate(atlas, ["m"], baselines=BASELINES, n_analogies=100)
+
+
+def test_model_and_every_baseline_are_scored_on_the_same_frames(full):
+    names = set(full["results"])
+    assert names == {"m", *(f"baseline:{b}" for b in BASELINES)}
+    n_test = full["protocol"]["n_frames"]["test"]
+    assert n_test > 0
+    for name, r in full["results"].items():
+        assert "error" not in r, (name, r)
+        for key in ("instrument", "pitch"):
+            acc = r["accuracy"][key]
+            assert 0 <= acc["test_accuracy"] <= 1 and acc["n_test"] == n_test
+            m = np.array(r["confusion"][key]["matrix"])
+            assert m.sum() == n_test  # every test frame predicted once
+            # the confusion matrix agrees with the accuracy it came from
+            assert np.trace(m) / m.sum() == pytest.approx(acc["test_accuracy"])
+            ret = r["retrieval"][key]
+            assert 0 <= ret["precision_at_k"] <= 1 and 0 <= ret["map_at_r"] <= 1
+        assert r["analogies"]["n_triples"] > 0
+        if name == "baseline:input":
+            assert "manifold" not in r and r["dims"] == 1920  # the input against itself: n/a
+        else:
+            assert r["dims"] == 3
+            assert set(r["manifold"]["trustworthiness"]) <= {5, 10, 20, 50}
+
+
+def test_the_input_space_and_lda_separate_instruments_well_above_chance(full):
+    chance = 1 / len(CLASSES)
+    for name in ("baseline:input", "baseline:pca-lda"):
+        assert full["results"][name]["accuracy"]["instrument"]["test_accuracy"] > 2 * chance
+    assert full["results"]["baseline:pca-lda"]["lda_label"] == "instrument"
+
+
+def test_baselines_are_fitted_on_training_frames_only(mapped):
+    with Atlas.open(mapped) as atlas:
+        fs = frame_set(atlas, seed=0)
+        X = input_windows(atlas, fs, seed=0)
+    train = fs.split == "train"
+    y = np.array(["a", "b", "c", "d", "e"] * (len(X) // 5 + 1), dtype=object)[: len(X)]
+    X2 = X.copy()
+    X2[~train] = np.random.default_rng(1).normal(size=X2[~train].shape) * 100
+    for name in ("pca", "pca-lda"):
+        a = baseline_points(name, X, train, lda_labels=y)
+        b = baseline_points(name, X2, train, lda_labels=y)
+        np.testing.assert_allclose(a[train], b[train], rtol=1e-4, atol=1e-4)
+        assert not np.allclose(a[~train], b[~train])
+
+
+def test_input_windows_are_the_networks_windows(mapped):
+    """Frame f's window is frames f-5 .. f+4 (zero-padded), noised like the network's input."""
+    with Atlas.open(mapped) as atlas:
+        fs = frame_set(atlas, seed=0)
+        X = input_windows(atlas, fs, seed=0, noise=None).reshape(len(fs.frames), 10, -1)
+        rec = atlas.samples([int(fs.sample_ids[0])])[0]
+        F = atlas.features(rec)
+    f = int(fs.frames[0])
+    for j in range(10):
+        t = f - 5 + j
+        expected = F[t] if 0 <= t < len(F) else np.zeros(F.shape[1])
+        np.testing.assert_allclose(X[0, j], expected, rtol=1e-6)
+
+
+def test_sample_points_are_the_mean_of_their_frames():
+    from soundatlas.evaluate import FrameSet
+
+    fs = FrameSet(np.array([3, 3, 7]), np.array([0, 1, 0]), np.array(["test"] * 3))
+    ids, pts = sample_points(np.array([[0.0, 2], [2, 4], [5, 5]]), fs)
+    assert ids.tolist() == [3, 7]
+    np.testing.assert_allclose(pts, [[1, 3], [5, 5]])
+
+
+def test_bad_requests_are_refused_with_a_clear_message(mapped):
+    with Atlas.open(mapped) as atlas:
+        with pytest.raises(ParameterError, match="unknown baseline 'tsne'"):
+            evaluate(atlas, ["m"], baselines=["tsne"])
+        with pytest.raises(ParameterError, match="label 'timbre' is not in the atlas"):
+            evaluate(atlas, ["m"], labels=["timbre"])
+        with pytest.raises(ParameterError, match="nothing to evaluate"):
+            evaluate(atlas, [])
+        with pytest.raises(SoundAtlasError, match="no model named 'nope'"):
+            evaluate(atlas, ["nope"])
+    with pytest.raises(ParameterError, match="more than 3 classes"):
+        baseline_points("pca-lda", np.random.default_rng(0).normal(size=(40, 6)),
+                        np.ones(40, bool), lda_labels=["a", "b"] * 20)
+
+
+def test_report_is_written_and_references_only_its_own_files(mapped, full, tmp_path):
+    out = tmp_path / "report"
+    stages = []
+    with Atlas.open(mapped) as atlas:
+        page = write_report(atlas, out, models=["m"], evaluation=full,
+                            progress=lambda d, t, s: stages.append((d, t)))
+    assert stages[-1][0] == stages[-1][1]  # progress reached the end
+    text = page.read_text()
+    refs = re.findall(r"(?:src|href)=['\"]([^'\"]+)['\"]", text)
+    assert refs, "the page shows figures"
+    for ref in refs:
+        assert not re.match(r"^[a-z]+:|^//|^/", ref), f"{ref} is not a local relative file"
+        assert (out / ref).is_file(), f"{ref} is referenced but was not written"
+    pngs = sorted(p.name for p in (out / "fig").glob("*.png"))
+    assert {"m-map.png", "m-per-class.png", "m-confusion.png", "m-traj.png"} <= set(pngs)
+    for p in (out / "fig").glob("*.png"):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "baseline:pca-lda" in text and "Analogies" in text
+    assert json.loads((out / "evaluation.json").read_text())["results"].keys() == full["results"].keys()
+
+
+def test_evaluate_and_report_from_the_command_line(mapped, tmp_path):
+    proc = subprocess.run([str(BIN), "evaluate", "--atlas", str(mapped), "-m", "m",
+                           "--baselines", "pca", "--analogies", "50", "--json", "-q"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result["results"]) == {"m", "baseline:pca"}
+    text = subprocess.run([str(BIN), "evaluate", "--atlas", str(mapped), "-m", "m",
+                           "--baselines", "none", "-q"], capture_output=True, text=True, timeout=300)
+    assert text.returncode == 0 and text.stdout.splitlines()[1].startswith("m ")
+    bad = subprocess.run([str(BIN), "evaluate", "--atlas", str(mapped), "-m", "m",
+                          "--baselines", "pca,tsne"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown baseline 'tsne'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    rep = subprocess.run([str(BIN), "report", "--atlas", str(mapped), "-o", str(tmp_path / "r"),
+                          "--baselines", "pca", "--analogies", "20", "-q"],
+                         capture_output=True, text=True, timeout=300)
+    assert rep.returncode == 0, rep.stderr
+    assert (tmp_path / "r" / "index.html").is_file()
