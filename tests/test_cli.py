@@ -16,12 +16,12 @@ BIN = Path(sys.executable).parent / "soundatlas"
 COMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
 
 
-def run(*args, check_rc=None):
+def run(*args, check_rc=None, cwd=None):
     # CI=1 as on the CI machine: some libraries (pyfluidsynth) print to stdout when it is set,
     # and stdout must stay clean for --json.
     env = {**os.environ, "CI": "1"}
     proc = subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env=env)
+                          timeout=300, env=env, cwd=cwd)
     if check_rc is not None:
         assert proc.returncode == check_rc, (proc.stdout, proc.stderr)
     return proc
@@ -78,6 +78,13 @@ def test_index_and_info_json(tone_library):
     info = json.loads(run("info", "--atlas", tone_library / ".soundatlas", "--json", check_rc=0).stdout)
     assert info["n_samples"] == 18 and set(info["labels"]["instrument"]) == {"low", "mid", "high"}
     assert info["disk_bytes"] > 0 and info["last_index"]["status"] == "done"
+
+
+def test_a_relative_atlas_path_opens_read_only(tone_library):
+    run("index", tone_library, "-q", "--jobs", "1", check_rc=0)
+    info = json.loads(run("info", "--atlas", ".soundatlas", "--json", check_rc=0,
+                          cwd=tone_library).stdout)
+    assert info["n_samples"] == 18
 
 
 def test_index_summary_names_failures(tone_library):

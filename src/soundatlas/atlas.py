@@ -673,7 +673,9 @@ def _connect(db: Path, *, write: bool) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
         else:
-            conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30)
+            # as_uri() needs an absolute path: a relative --atlas must open too
+            conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True,
+                                   isolation_level=None, timeout=30)
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
     except sqlite3.DatabaseError as exc:
