@@ -25,13 +25,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--atlas", required=True)
     ap.add_argument("--model", required=True)
-    ap.add_argument("--metrics", required=True, help="JSON written by `soundatlas evaluate --json`")
+    ap.add_argument("--metrics", required=True, help="JSON written by `soundatlas evaluate --output` (or --json)")
     ap.add_argument("--made-by", required=True, help="text for MADE_BY.md (commands, times)")
     ap.add_argument("--name", default="default")
     args = ap.parse_args()
     with Atlas.open(args.atlas) as atlas:
         artifact, _ = resolve_model(atlas, args.model)
     metrics = json.loads(Path(args.metrics).read_text())
+    if "results" in metrics:  # `soundatlas evaluate --output`: keep this model's scores
+        if args.model not in metrics["results"]:
+            raise SystemExit(f"{args.metrics} has no scores for {args.model}")
+        metrics = {**metrics["results"][args.model], "protocol": metrics["protocol"]}
     config = dict(artifact.config, metrics=metrics, trained_as=artifact.name)
     out = SHIPPED_MODELS / args.name
     if out.exists():
