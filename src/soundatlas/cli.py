@@ -409,6 +409,33 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args) -> int:
+    import asyncio
+
+    from soundatlas.web.app import call, create_app, describe_response, is_loopback_host
+
+    if args.port > 65535:
+        raise UsageError(f"--port {args.port} must be at most 65535")
+    loopback = is_loopback_host(args.host)
+    allowed = {"127.0.0.1", "localhost", "::1", args.host} if loopback else None
+    app = create_app(_atlas_dir(args), model=args.model, allowed_hosts=allowed)
+    if args.get is not None:
+        target = args.get if args.get.startswith("/") else "/" + args.get
+        status, headers, body = asyncio.run(call(app, "GET", target))
+        print(describe_response(status, headers, body))
+        return EXIT_OK if 200 <= status < 300 else EXIT_FAIL
+    import uvicorn
+
+    if not loopback:
+        print(f"soundatlas serve: warning: {args.host} is not a loopback address: anyone who can "
+              "reach this machine can read the library's files", file=sys.stderr)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"serving {_atlas_dir(args)} at http://{shown}:{args.port}/ "
+          f"(API: http://{shown}:{args.port}/docs); Ctrl-C stops")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return EXIT_OK
+
+
 def _baseline_list(text: str) -> list[str]:
     from soundatlas.baselines import BASELINES
 
@@ -656,6 +683,23 @@ def build_parser() -> argparse.ArgumentParser:
                     help="energy-weighted frames per file (default: 8)")
     rp.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
     rp.set_defaults(func=cmd_report)
+
+    sv = sub.add_parser("serve", help="serve the atlas's map and its API in a web browser",
+                        description="Serve the atlas (read-only) over HTTP: the page at / and a "
+                        "JSON/binary API under /api (listed at /docs). Binds 127.0.0.1 unless "
+                        "told otherwise.")
+    sv.add_argument("--atlas", metavar="DIR", help=atlas_help)
+    sv.add_argument("--model", "-m", metavar="NAME",
+                    help="model the page shows first (default: the first fully embedded one)")
+    sv.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",
+                    help="address to bind (default: 127.0.0.1; another address exposes the "
+                    "library's files to the network)")
+    sv.add_argument("--port", type=_positive_int, default=8000, metavar="N",
+                    help="port to listen on (default: 8000)")
+    sv.add_argument("--get", metavar="/api/PATH",
+                    help="answer this one GET in-process, print it and exit (0 for a 2xx "
+                    "answer, 1 otherwise) without binding a port")
+    sv.set_defaults(func=cmd_serve)
     return p
 
 

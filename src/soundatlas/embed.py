@@ -21,7 +21,21 @@ from typing import Callable
 import numpy as np
 import torch
 
-__all__ = ["embed_features", "embed_many", "point_of", "embed_atlas", "EmbedSummary", "ensure_registered"]
+__all__ = ["embed_features", "embed_many", "embed_file", "prediction_noise", "point_of",
+           "embed_atlas", "EmbedSummary", "ensure_registered"]
+
+
+def prediction_noise(artifact) -> tuple[float, float]:
+    """The input noise (mean, std on linear magnitudes) a model was trained with and predicts with."""
+    settings = artifact.config.get("settings", {})
+    return (settings.get("noise_mean", 0.1), settings.get("noise_std", 0.01))
+
+
+def embed_file(artifact, F: np.ndarray, content_hash: str, *, compression: float = 50.0):
+    """(trajectory, point) of one file's log-CQT frames, exactly as ``embed_atlas`` stores them."""
+    traj = embed_many(artifact.model.eval(), [F], noise=prediction_noise(artifact),
+                      rngs=[_noise_rng(content_hash)], compression=compression)[0]
+    return traj, point_of(traj, frame_energy(F))
 
 
 def _noise_rng(content_hash: str) -> np.random.Generator:
@@ -127,8 +141,7 @@ def embed_atlas(
     check_cqt(artifact, atlas.cqt_params)
     start = time.perf_counter()
     model = artifact.model.eval()
-    settings = artifact.config.get("settings", {})
-    noise = (settings.get("noise_mean", 0.1), settings.get("noise_std", 0.01))
+    noise = prediction_noise(artifact)
     todo = atlas.unembedded(model_id)
     n_total = atlas.n_samples()
     n_already = n_total - len(todo)

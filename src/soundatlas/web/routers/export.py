@@ -1,0 +1,98 @@
+"""``POST /api/export``: a selection of samples as an M3U playlist, a CSV, or a zip of the files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+import zipfile
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
+
+from soundatlas.web.app import (
+    all_labels,
+    api_error,
+    file_response,
+    sample_duration,
+    sample_file,
+    web_state,
+)
+
+router = APIRouter(prefix="/api", tags=["export"])
+
+
+class ExportRequest(BaseModel):
+    ids: list[int] = Field(description="sample ids, in the order wanted")
+    format: Literal["m3u", "csv", "zip"] = Field(description="m3u | csv | zip")
+
+
+@router.post("/export", summary="Export samples as M3U, CSV or zip",
+             response_class=Response,
+             responses={200: {"content": {"audio/x-mpegurl": {}, "text/csv": {},
+                                          "application/zip": {}}},
+                        413: {"description": "the zip would exceed the size limit"}})
+def post_export(body: ExportRequest, request: Request) -> Response:
+    """``m3u``: ``#EXTM3U``, then per sample ``#EXTINF:seconds,name`` and its absolute path.
+    ``csv``: id, path, duration and one column per label key. ``zip``: the files, stored under
+    their paths relative to the library. Sent as an attachment."""
+    web = web_state(request)
+    ids = list(dict.fromkeys(body.ids))  # duplicates once, first place kept
+    if not ids:
+        raise api_error(400, "no ids to export: the list is empty")
+    with web.atlas() as atlas:
+        found = {r.id: r for r in atlas.samples(ids)}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
+            raise api_error(404, f"no samples with ids {shown} in this atlas",
+                            missing=missing[:1000])
+        records = [found[i] for i in ids]
+        root = atlas.library
+        labels = all_labels(atlas) if body.format == "csv" else {}
+    stem = f"soundatlas-{len(records)}-sample{'s' if len(records) != 1 else ''}"
+    if body.format == "m3u":
+        lines = ["#EXTM3U"]
+        for r in records:
+            name = os.path.splitext(r.path)[0]
+            lines += [f"#EXTINF:{sample_duration(r):.3f},{name}", os.path.join(root, r.path)]
+        return _attachment(("\n".join(lines) + "\n").encode("utf-8"),
+                           "audio/x-mpegurl; charset=utf-8", f"{stem}.m3u")
+    if body.format == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        keys = sorted(labels)
+        writer.writerow(["id", "path", "duration", *keys])
+        for r in records:
+            writer.writerow([r.id, r.path, f"{sample_duration(r):.3f}",
+                             *(labels[k].get(r.id, "") for k in keys)])
+        return _attachment(buf.getvalue().encode("utf-8"), "text/csv; charset=utf-8",
+                           f"{stem}.csv")
+    return _zip(request, records, root, stem, web.max_export_bytes)
+
+
+def _attachment(payload: bytes, media_type: str, filename: str) -> Response:
+    return Response(payload, media_type=media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _zip(request, records, root, stem: str, limit: int) -> Response:
+    files = [(r.path, *sample_file(root, r)) for r in records]
+    total = sum(st.st_size for _, _, st in files)
+    if total > limit:
+        raise api_error(413, f"the {len(files)} files hold {total} bytes, more than the export "
+                        f"limit of {limit} bytes; select fewer")
+    fd, tmp = tempfile.mkstemp(prefix="soundatlas-export-", suffix=".zip")
+    try:
+        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+            for rel, path, _ in files:  # audio does not deflate: stored, so it streams at once
+                z.write(path, arcname=rel)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return file_response(request, tmp, media_type="application/zip", filename=f"{stem}.zip",
+                         background=BackgroundTask(os.unlink, tmp))

@@ -1,0 +1,28 @@
+"""``GET /api/files/{path}``: a file of the library by its relative path, with HTTP Range.
+
+Only regular files that resolve inside the library root are served; every refusal (``..``,
+encoded dots and slashes, absolute paths, backslashes, NUL bytes, hidden files, the atlas, a
+symlink whose target is outside) is the same 404, so nothing is learned about what exists
+outside the library.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from soundatlas.web.app import file_response, library_file, web_state
+
+router = APIRouter(prefix="/api", tags=["files"])
+
+
+@router.get("/files/{path:path}", summary="A library file by relative path (HTTP Range)",
+            response_class=Response, responses={206: {"description": "the requested range"},
+                                                404: {"description": "not a file of the library"}})
+def get_file(path: str, request: Request) -> Response:
+    """``path`` is relative to the library root, with forward slashes."""
+    web = web_state(request)
+    with web.atlas() as atlas:
+        root = atlas.library
+    target, st = library_file(root, path, deny=web.atlas_dir)
+    return file_response(request, target, st=st)

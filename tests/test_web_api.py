@@ -1,0 +1,485 @@
+"""The web API in-process (TestClient) on a small rendered, indexed, trained and embedded atlas."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+import io
+import json
+import shutil
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from soundatlas.atlas import Atlas
+from soundatlas.web import create_app
+from soundatlas.web.app import EMBED_HINT, WebState, call, sorted_values
+
+# three instruments over eight shared pitches, one velocity, both articulations: 48 notes
+CLASSES = {"flute": (73, 60, 67), "trombone": (57, 60, 67), "violin": (40, 60, 67)}
+
+
+def _client(app):
+    with warnings.catch_warnings():  # starlette 1.x nudges towards httpx2; httpx is what we pin
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    return TestClient(app)
+
+
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory) -> Path:
+    """The render indexed, a tiny model 'm' trained and embedded, and a model 'bare' registered
+    with no embeddings."""
+    from soundatlas.artifact import resolve_model
+    from soundatlas.demo import render_library
+    from soundatlas.embed import embed_atlas
+    from soundatlas.indexing import index_library
+    from soundatlas.train import settings_for, train
+
+    root = tmp_path_factory.mktemp("web")
+    render_library(root / "lib", classes=CLASSES, velocities=(80,), n_jobs=2)
+    index_library(root / "lib", atlas_dir=root / "atlas", n_jobs=2)
+    with Atlas.open(root / "atlas", write=True) as atlas:
+        s = settings_for("fast", iterations=30, batch_size=16, valid_every=30, checkpoint_every=30)
+        train(atlas, neighbourhood="instrument", settings=s, seed=0, name="m")
+        artifact, reg = resolve_model(atlas, "m")
+        embed_atlas(atlas, artifact, reg["id"])
+        atlas.register_model("bare", reg["dir"], reg["config"])
+    return root / "atlas"
+
+
+@pytest.fixture(scope="module")
+def atlas(mapped):
+    with Atlas.open(mapped) as a:
+        yield a
+
+
+@pytest.fixture(scope="module")
+def client(mapped):
+    return _client(create_app(mapped))
+
+
+@pytest.fixture(scope="module")
+def m_id(atlas) -> int:
+    return atlas.model("m")["id"]
+
+
+def _json_error(r, status: int) -> str:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert set(body) >= {"error"} and isinstance(body["error"], str) and body["error"]
+    return body["error"]
+
+
+# -- atlas, ids, labels -----------------------------------------------------------------------
+
+
+def test_atlas_names_library_labels_models_and_default_model(client, atlas):
+    d = client.get("/api/atlas").json()
+    assert d["n_samples"] == atlas.n_samples() == 48
+    assert d["library"] == "lib"  # the folder's name, not its absolute path
+    assert d["labels"] == atlas.label_summary()
+    assert d["labels"]["instrument"] == {"flute": 16, "trombone": 16, "violin": 16}
+    models = {m["name"]: m for m in d["models"]}
+    assert models["m"] == {"name": "m", "neighbourhood": "instrument", "n_embedded": 48, "dims": 3}
+    assert models["bare"]["n_embedded"] == 0
+    assert d["default_model"] == "m" and "hint" not in d
+
+
+def test_atlas_default_model_is_the_one_given(mapped):
+    assert _client(create_app(mapped, model="bare")).get("/api/atlas").json()["default_model"] \
+        == "bare"
+
+
+def test_atlas_without_embeddings_gives_the_command_that_makes_them(mapped, tmp_path):
+    bare = tmp_path / "atlas"
+    shutil.copytree(mapped, bare)
+    with Atlas.open(bare, write=True) as a:
+        a.remove_model("m")
+    d = _client(create_app(bare)).get("/api/atlas").json()
+    assert d["default_model"] is None
+    assert d["hint"] == EMBED_HINT == ("run: soundatlas map LIBRARY (or soundatlas embed "
+                                       "--atlas A --model M)")
+
+
+def test_sample_ids_are_every_id_ascending_as_int32(client, atlas):
+    r = client.get("/api/samples/ids")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+    ids = np.frombuffer(r.content, dtype="<i4")
+    assert int(r.headers["x-count"]) == len(ids) == atlas.n_samples()
+    assert ids.tolist() == sorted(r.id for r in atlas.samples())
+    assert np.all(np.diff(ids) > 0)
+
+
+def test_label_codes_decode_to_the_atlas_labels(client, atlas):
+    ids = np.frombuffer(client.get("/api/samples/ids").content, dtype="<i4")
+    for key in atlas.label_summary():
+        d = client.get(f"/api/labels/{key}").json()
+        assert d["key"] == key
+        codes = np.frombuffer(base64.b64decode(d["codes"]), dtype="<i4")
+        assert len(codes) == len(ids)
+        truth = atlas.labels(key)
+        decoded = {int(i): (d["values"][c] if c >= 0 else None) for i, c in zip(ids, codes)}
+        assert decoded == {int(i): truth.get(int(i)) for i in ids}
+        assert len(set(d["values"])) == len(d["values"])
+    pitch = client.get("/api/labels/pitch").json()["values"]
+    assert pitch == [str(p) for p in range(60, 68)]
+
+
+def test_label_values_sort_numerically_only_when_all_are_numbers():
+    assert sorted_values(["10", "9", "9", "100", "-1.5"]) == ["-1.5", "9", "10", "100"]
+    assert sorted_values(["b", "10", "9"]) == ["10", "9", "b"]
+    assert sorted_values(["nan", "1"]) == ["1", "nan"]
+
+
+def test_unknown_label_key_is_404_naming_the_known_keys(client):
+    message = _json_error(client.get("/api/labels/colour"), 404)
+    assert "colour" in message and "instrument" in message and "pitch" in message
+
+
+# -- points, trajectories --------------------------------------------------------------------
+
+
+def test_points_are_ids_then_float32_points_of_every_embedded_sample(client, atlas, m_id):
+    r = client.get("/api/models/m/points")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+    n, dims = int(r.headers["x-count"]), int(r.headers["x-dims"])
+    assert (n, dims) == (48, 3)
+    assert len(r.content) == n * 4 + n * dims * 4
+    ids = np.frombuffer(r.content[: n * 4], dtype="<i4")
+    points = np.frombuffer(r.content[n * 4 :], dtype="<f4").reshape(n, dims)
+    want_ids, want_points = atlas.points(m_id)
+    assert ids.tolist() == want_ids.tolist() and np.all(np.diff(ids) > 0)
+    np.testing.assert_array_equal(points, want_points)
+
+
+def test_a_model_without_embeddings_is_409_with_the_command(client):
+    r = client.get("/api/models/bare/points")
+    message = _json_error(r, 409)
+    assert "soundatlas embed" in message and "bare" in message
+    assert r.json()["hint"] == EMBED_HINT
+    _json_error(client.get("/api/models/bare/neighbours/1"), 409)
+
+
+def test_unknown_model_is_404_naming_the_known_models(client):
+    for url in ("/api/models/nope/points", "/api/models/nope/trajectory/1",
+                "/api/models/nope/neighbours/1"):
+        message = _json_error(client.get(url), 404)
+        assert "nope" in message and "m" in message
+    _json_error(client.post("/api/models/nope/analogy", json={"a": 1, "b": 2, "c": 3}), 404)
+
+
+def test_trajectory_is_one_float32_point_per_frame(client, atlas, m_id):
+    rec = atlas.samples()[5]
+    r = client.get(f"/api/models/m/trajectory/{rec.id}")
+    assert r.status_code == 200
+    frames, dims = int(r.headers["x-frames"]), int(r.headers["x-dims"])
+    assert (frames, dims) == (rec.n_frames, 3) and r.headers["x-frame-rate"] == "20"
+    traj = np.frombuffer(r.content, dtype="<f4").reshape(frames, dims)
+    np.testing.assert_array_equal(traj, atlas.trajectory(m_id, rec.id))
+    _json_error(client.get("/api/models/m/trajectory/99999"), 404)
+
+
+# -- neighbours and analogies ----------------------------------------------------------------
+
+
+def _brute_force(points: np.ndarray, ids: np.ndarray, point, exclude) -> tuple[list, np.ndarray]:
+    d = np.linalg.norm(points.astype(np.float64) - np.asarray(point, np.float64), axis=1)
+    keep = ~np.isin(ids, list(exclude))
+    order = np.argsort(d[keep], kind="stable")
+    return ids[keep][order].tolist(), d[keep][order]
+
+
+@pytest.mark.parametrize("k", [1, 5, 47, 200])
+def test_neighbours_exclude_self_nearest_first_as_brute_force_finds(client, atlas, m_id, k):
+    ids, points = atlas.points(m_id)
+    for row in (0, 17, 47):
+        sid = int(ids[row])
+        d = client.get(f"/api/models/m/neighbours/{sid}", params={"k": k}).json()
+        got = d["neighbours"]
+        assert len(got) == min(k, len(ids) - 1)
+        assert sid not in [g["id"] for g in got]
+        dist = [g["distance"] for g in got]
+        assert dist == sorted(dist)
+        want_ids, want_d = _brute_force(points, ids, points[row], {sid})
+        assert [g["id"] for g in got] == want_ids[:len(got)]
+        np.testing.assert_allclose(dist, want_d[:len(got)], rtol=1e-6, atol=1e-12)
+        for g in got:
+            assert g["path"] == atlas.samples([g["id"]])[0].path
+            assert g["labels"] == atlas.sample_labels(g["id"])
+
+
+@pytest.mark.parametrize("k", ["0", "201", "-3", "ten", "2.5"])
+def test_a_bad_k_is_a_json_error(client, k):
+    message = _json_error(client.get(f"/api/models/m/neighbours/1?k={k}"), 422)
+    assert "k" in message
+
+
+def test_neighbours_of_an_unknown_sample_is_404(client):
+    assert "99999" in _json_error(client.get("/api/models/m/neighbours/99999"), 404)
+    _json_error(client.get("/api/models/m/neighbours/abc"), 422)
+
+
+def test_analogy_is_a_minus_b_plus_c_without_a_b_c(client, atlas, m_id):
+    ids, points = atlas.points(m_id)
+    a, b, c = (int(ids[i]) for i in (2, 20, 40))
+    r = client.post("/api/models/m/analogy", json={"a": a, "b": b, "c": c, "k": 12})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    row = {int(i): n for n, i in enumerate(ids)}
+    want = points[row[a]].astype(np.float64) - points[row[b]] + points[row[c]]
+    np.testing.assert_allclose(d["point"], want, rtol=1e-6)
+    got = [n["id"] for n in d["neighbours"]]
+    assert len(got) == 12 and not {a, b, c} & set(got)
+    want_ids, want_d = _brute_force(points, ids, want, {a, b, c})
+    assert got == want_ids[:12]
+    np.testing.assert_allclose([n["distance"] for n in d["neighbours"]], want_d[:12], rtol=1e-6)
+
+
+def test_analogy_refuses_unknown_ids_and_bad_k(client):
+    assert "99999" in _json_error(
+        client.post("/api/models/m/analogy", json={"a": 1, "b": 99999, "c": 3}), 404)
+    _json_error(client.post("/api/models/m/analogy", json={"a": 1, "b": 2, "c": 3, "k": 0}), 422)
+    assert "c" in _json_error(client.post("/api/models/m/analogy", json={"a": 1, "b": 2}), 422)
+
+
+def test_the_kd_tree_is_cached_and_rebuilt_when_embeddings_change(mapped, atlas):
+    web = WebState(mapped, model=None, max_upload_bytes=1, max_export_bytes=1)
+    model = atlas.model("m")
+    first = web.point_index(atlas, model)
+    assert web.point_index(atlas, model) is first
+    rebuilt = web.point_index(atlas, dict(model, n_embedded=model["n_embedded"] - 1))
+    assert rebuilt is not first and rebuilt.ids.tolist() == first.ids.tolist()
+
+
+# -- search and sample details ----------------------------------------------------------------
+
+
+def test_search_by_path_substring_and_label_filters(client, atlas):
+    paths = {r.id: r.path for r in atlas.samples()}
+    d = client.get("/api/samples", params={"q": "FLUTE_06"}).json()
+    want = sorted(i for i, p in paths.items() if "flute_06" in p.lower())
+    assert d["total"] == len(want) == 16 and d["ids"] == want
+    assert [it["id"] for it in d["items"]] == want
+    assert all(it["labels"] == atlas.sample_labels(it["id"]) for it in d["items"])
+
+    d = client.get("/api/samples", params=[("label", "instrument:violin"), ("label", "pitch:62"),
+                                           ("q", "long")]).json()
+    inst, pitch = atlas.labels("instrument"), atlas.labels("pitch")
+    want = sorted(i for i, p in paths.items()
+                  if inst[i] == "violin" and pitch[i] == "62" and "long" in p)
+    assert d["ids"] == want and len(want) == 1
+
+    page = client.get("/api/samples", params={"limit": 5, "offset": 10}).json()
+    assert page["total"] == 48 and len(page["ids"]) == 48
+    assert [it["id"] for it in page["items"]] == sorted(paths)[10:15]
+    assert client.get("/api/samples", params={"q": "no-such-thing"}).json()["total"] == 0
+
+
+def test_search_refuses_bad_filters_and_limits(client):
+    assert "KEY:VALUE" in _json_error(client.get("/api/samples?label=violin"), 400)
+    assert "colour" in _json_error(client.get("/api/samples?label=colour:red"), 400)
+    _json_error(client.get("/api/samples?limit=10001"), 422)
+    _json_error(client.get("/api/samples?limit=0"), 422)
+    _json_error(client.get("/api/samples?offset=-1"), 422)
+    assert len(client.get("/api/samples?limit=10000").json()["items"]) == 48
+
+
+def test_sample_details(client, atlas):
+    rec = atlas.samples()[3]
+    d = client.get(f"/api/samples/{rec.id}").json()
+    assert d["path"] == rec.path and not d["path"].startswith("/")
+    assert d["labels"] == atlas.sample_labels(rec.id)
+    for key in ("duration", "file_duration", "orig_sr", "n_channels", "n_frames", "size"):
+        assert d[key] == getattr(rec, key)
+    assert d["orig_sr"] == 44100 and d["n_frames"] == rec.n_frames > 0
+    assert "99999" in _json_error(client.get("/api/samples/99999"), 404)
+
+
+def test_cqt_png_is_a_png_of_the_stored_features(client, atlas):
+    from PIL import Image
+
+    rec = atlas.samples()[0]
+    r = client.get(f"/api/samples/{rec.id}/cqt.png")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.content[:8] == b"\x89PNG\r\n\x1a\n"
+    img = Image.open(io.BytesIO(r.content))
+    assert img.height == 192 and img.width % rec.n_frames == 0 and img.width >= rec.n_frames
+    _json_error(client.get("/api/samples/99999/cqt.png"), 404)
+
+
+# -- audio -----------------------------------------------------------------------------------
+
+
+def test_audio_streams_the_original_file_with_ranges(client, atlas):
+    rec = atlas.samples()[7]
+    data = (atlas.library / rec.path).read_bytes()
+    url = f"/api/samples/{rec.id}/audio"
+    r = client.get(url)
+    assert r.status_code == 200 and r.content == data
+    assert r.headers["accept-ranges"] == "bytes" and r.headers["content-type"] == "audio/wav"
+    for header, (start, end) in [("bytes=10-19", (10, 20)), ("bytes=0-0", (0, 1)),
+                                 ("bytes=-100", (len(data) - 100, len(data))),
+                                 (f"bytes={len(data) - 7}-", (len(data) - 7, len(data))),
+                                 (f"bytes=100-{len(data) + 50}", (100, len(data)))]:
+        r = client.get(url, headers={"Range": header})
+        assert r.status_code == 206, header
+        assert r.content == data[start:end], header
+        assert r.headers["content-range"] == f"bytes {start}-{end - 1}/{len(data)}"
+    for bad in (f"bytes={len(data)}-", f"bytes={len(data) + 10}-{len(data) + 20}", "bytes=-0"):
+        r = client.get(url, headers={"Range": bad})
+        assert "outside" in _json_error(r, 416), bad
+        assert r.headers["content-range"] == f"bytes */{len(data)}"
+    _json_error(client.get(url, headers={"Range": "lines=1-2"}), 400)
+    _json_error(client.get("/api/samples/99999/audio"), 404)
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+def _pick(atlas, n=5):
+    records = atlas.samples()
+    return [records[i] for i in (9, 0, 31, 44, 17)[:n]]
+
+
+def test_export_m3u_lists_every_file_with_duration_and_absolute_path(client, atlas):
+    picked = _pick(atlas)
+    r = client.post("/api/export", json={"ids": [p.id for p in picked], "format": "m3u"})
+    assert r.status_code == 200
+    assert r.headers["content-disposition"].startswith("attachment;")
+    assert ".m3u" in r.headers["content-disposition"]
+    lines = r.text.splitlines()
+    assert lines[0] == "#EXTM3U" and len(lines) == 1 + 2 * len(picked)
+    for rec, info, path in zip(picked, lines[1::2], lines[2::2]):
+        seconds, name = info.removeprefix("#EXTINF:").split(",", 1)
+        assert float(seconds) == pytest.approx(rec.file_duration, abs=1e-3)
+        assert name == rec.path.rsplit(".", 1)[0]
+        assert Path(path).is_absolute() and Path(path).read_bytes() == \
+            (atlas.library / rec.path).read_bytes()
+
+
+def test_export_csv_has_id_path_duration_and_every_label(client, atlas):
+    picked = _pick(atlas)
+    r = client.post("/api/export", json={"ids": [p.id for p in picked], "format": "csv"})
+    assert r.status_code == 200 and ".csv" in r.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    keys = sorted(atlas.label_summary())
+    assert list(rows[0]) == ["id", "path", "duration", *keys]
+    assert [int(row["id"]) for row in rows] == [p.id for p in picked]
+    for rec, row in zip(picked, rows):
+        assert row["path"] == rec.path
+        assert float(row["duration"]) == pytest.approx(rec.file_duration, abs=1e-3)
+        assert {k: row[k] for k in keys} == atlas.sample_labels(rec.id)
+
+
+def test_export_zip_holds_the_files_byte_for_byte(client, atlas):
+    picked = _pick(atlas)
+    ids = [p.id for p in picked] + [picked[0].id]  # a duplicate is exported once
+    r = client.post("/api/export", json={"ids": ids, "format": "zip"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    assert ".zip" in r.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        assert z.testzip() is None
+        assert z.namelist() == [p.path for p in picked]
+        for rec in picked:
+            assert z.read(rec.path) == (atlas.library / rec.path).read_bytes()
+
+
+def test_export_refusals(client, mapped, atlas):
+    message = _json_error(client.post("/api/export", json={"ids": [1, 99998, 99999],
+                                                           "format": "csv"}), 404)
+    assert "99998" in message and "99999" in message
+    assert "empty" in _json_error(client.post("/api/export", json={"ids": [], "format": "m3u"}),
+                                  400)
+    assert "format" in _json_error(client.post("/api/export", json={"ids": [1], "format": "mp3"}),
+                                   422)
+    _json_error(client.post("/api/export", content=b"not json",
+                            headers={"content-type": "application/json"}), 422)
+    small = _client(create_app(mapped, max_export_bytes=100_000))
+    picked = _pick(atlas)
+    assert "limit" in _json_error(
+        small.post("/api/export", json={"ids": [p.id for p in picked], "format": "zip"}), 413)
+
+
+# -- query by example ------------------------------------------------------------------------
+
+
+def test_query_with_a_copy_of_a_library_file_finds_that_file_first(client, atlas, m_id):
+    rec = atlas.samples()[20]
+    data = (atlas.library / rec.path).read_bytes()
+    n_before = atlas.n_samples()
+    r = client.post("/api/models/m/query", params={"k": 4},
+                    files={"file": ("my take.wav", data, "audio/wav")})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["duration"] == pytest.approx(rec.duration)
+    assert len(d["trajectory"]) == rec.n_frames and len(d["trajectory"][0]) == 3
+    first, second = d["neighbours"][0], d["neighbours"][1]
+    assert len(d["neighbours"]) == 4 and first["id"] == rec.id and first["path"] == rec.path
+    # the same bytes embed to the same place (features at the atlas's precision, noise seeded by
+    # content), up to float rounding far below the spacing of the map
+    assert first["distance"] < 1e-3 * second["distance"]
+    ids, points = atlas.points(m_id)
+    np.testing.assert_allclose(d["point"], points[list(ids).index(rec.id)],
+                               atol=1e-3 * second["distance"])
+    np.testing.assert_allclose(d["trajectory"], atlas.trajectory(m_id, rec.id),
+                               atol=1e-3 * second["distance"])
+    assert atlas.n_samples() == n_before  # never added to the atlas
+
+
+def test_query_refuses_non_audio_and_oversize_uploads(mapped, atlas):
+    client = _client(create_app(mapped, max_upload_bytes=20_000))
+    text = {"file": ("notes.wav", b"just some text", "audio/wav")}
+    message = _json_error(client.post("/api/models/m/query", files=text), 400)
+    assert "notes.wav" in message and "not audio" in message
+    big = (atlas.library / atlas.samples()[0].path).read_bytes()
+    assert len(big) > 20_000 + 65_536
+    # refused from Content-Length alone, after reading the body, and while streaming a body
+    # that declares no length (the rest is never read)
+    for data in (big, big[:30_000]):
+        assert "20000" in _json_error(client.post(
+            "/api/models/m/query", files={"file": ("big.wav", data, "audio/wav")}), 413)
+    boundary = "b0undary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\""
+            f"\r\n\r\n").encode() + big + f"\r\n--{boundary}--\r\n".encode()
+    multipart = [("content-type", f"multipart/form-data; boundary={boundary}")]
+    status, _, answer = asyncio.run(
+        call(client.app, "POST", "/api/models/m/query", body=body, headers=multipart))
+    assert status == 413 and "20000" in json.loads(answer)["error"]
+    assert "file" in _json_error(client.post("/api/models/m/query",
+                                             files={"other": ("a.wav", b"RIFF", "audio/wav")}), 400)
+    assert "multipart" in _json_error(client.post("/api/models/m/query", content=b"RIFF"), 400)
+    _json_error(client.post("/api/models/nope/query", files={"file": ("a.wav", big[:10_000])}),
+                404)
+    _json_error(client.post("/api/models/m/query?k=0", files={"file": ("a.wav", b"x")}), 422)
+
+
+# -- the rest ---------------------------------------------------------------------------------
+
+
+def test_page_static_and_docs(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert 'href="/docs"' in r.text
+    assert client.get("/static/index.html").text == r.text
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/api/models/{name}/neighbours/{sample_id}" in docs.text
+    assert "cdn" not in docs.text.lower() and "<script" not in docs.text
+    spec = client.get("/openapi.json").json()
+    for path in ("/api/atlas", "/api/samples/ids", "/api/labels/{key}", "/api/models/{name}/points",
+                 "/api/models/{name}/trajectory/{sample_id}", "/api/models/{name}/analogy",
+                 "/api/models/{name}/query", "/api/samples", "/api/samples/{sample_id}/cqt.png",
+                 "/api/samples/{sample_id}/audio", "/api/files/{path}", "/api/export"):
+        assert path in spec["paths"], path
+
+
+def test_every_error_is_json(client):
+    assert "/api/nope" in _json_error(client.get("/api/nope"), 404)
+    assert "/static/nope.js" in _json_error(client.get("/static/nope.js"), 404)
+    _json_error(client.delete("/api/atlas"), 405)
+    _json_error(client.get("/api/export"), 405)
