@@ -109,15 +109,22 @@ def test_train_embed_models_evaluate_from_the_command_line(rendered_library):
     run("index", rendered_library, "-q", check_rc=0)
     out = json.loads(run("train", "--atlas", atlas, "-n", "instrument", "--iterations", "30",
                          "--batch-size", "8", "--valid-every", "10", "--name", "m", "--json", "-q",
+                         "--optimizer", "adam", "--lr", "0.001", "--schedule", "cosine",
+                         "--warmup", "5", "--no-standardize", "--precision", "fp32",
                          check_rc=0).stdout)
     assert out["iterations"] == 30 and out["name"] == "m" and len(out["history"]) == 3
+    settings = json.loads((atlas / "models/m/config.json").read_text())["settings"]
+    assert (settings["optimizer"], settings["lr"], settings["schedule"], settings["warmup"],
+            settings["standardize"], settings["precision"], settings["batch_size"]) == \
+        ("adam", 0.001, "cosine", 5, False, "fp32", 8)
     emb = json.loads(run("embed", "--atlas", atlas, "--model", "m", "--json", "-q", check_rc=0).stdout)
     assert emb["n_embedded"] > 0
     models = json.loads(run("models", "--atlas", atlas, "--json", check_rc=0).stdout)
     assert models[0]["name"] == "m" and models[0]["n_embedded"] == emb["n_embedded"]
-    ev = json.loads(run("evaluate", "--atlas", atlas, "--model", "m", "--json", check_rc=0).stdout)
-    assert 0 <= ev["accuracy"]["instrument"]["test_accuracy"] <= 1
-    assert ev["accuracy"]["instrument"]["k"] in (1, 5, 9, 15, 21, 35, 51, 75, 101)
+    ev = json.loads(run("evaluate", "--atlas", atlas, "--model", "m", "--baselines", "none",
+                        "--json", check_rc=0).stdout)
+    acc = ev["results"]["m"]["accuracy"]["instrument"]
+    assert 0 <= acc["test_accuracy"] <= 1 and acc["k"] in (1, 5, 9, 15, 21, 35, 51, 75, 101)
     # misuse and user errors
     run("train", "--atlas", atlas, "-n", "banana", check_rc=2)
     proc = run("embed", "--atlas", atlas, "--model", "nope", check_rc=1)

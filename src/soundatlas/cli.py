@@ -262,7 +262,9 @@ def cmd_train(args) -> int:
     settings = settings_for(args.preset, iterations=args.iterations, lr=args.lr,
                             batch_size=args.batch_size, threads=args.threads,
                             checkpoint_every=args.checkpoint_every, valid_every=args.valid_every,
-                            precision=args.precision)
+                            precision=args.precision, optimizer=args.optimizer,
+                            momentum=args.momentum, schedule=args.schedule, warmup=args.warmup,
+                            standardize=args.standardize)
     with _open_atlas(args, write=True) as atlas, \
             _progress_bar(args, desc=f"training {args.neighbourhood}", unit="it") as bar:
         last = {}
@@ -603,6 +605,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch threads (default: all cores)")
     t.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                    help="where to train (default: cpu)")
+    t.add_argument("--optimizer", choices=["sgd", "adam"], help="override the preset's")
+    t.add_argument("--momentum", type=float, metavar="M", help="SGD momentum (override the preset's)")
+    t.add_argument("--schedule", choices=["constant", "cosine"],
+                   help="learning-rate schedule after warm-up (override the preset's)")
+    t.add_argument("--warmup", type=_nonnegative_int, metavar="N",
+                   help="iterations of linear learning-rate warm-up (override the preset's)")
+    t.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=None,
+                   help="per-bin standardisation of the input (not in the paper; on in the fast "
+                   "preset, off in the paper preset)")
     t.add_argument("--precision", choices=["fp32", "bf16", "auto"],
                    help="arithmetic of the training pass: fp32 (the reference), bf16 (autocast), "
                    "auto (bf16 where the CPU has it natively); override the preset's")
