@@ -6,14 +6,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := data/demo
-APT_PACKAGES := fluidsynth fluid-soundfont-gm
+# chromium: the browser the web tests drive (headless, through Playwright)
+APT_PACKAGES := fluidsynth fluid-soundfont-gm chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # This machine keeps a CPU build of torch on disk; use it rather than downloading a CUDA build.
 PIP_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
+VENDOR := src/soundatlas/web/static/vendor
+WEB_STAMP := $(VENDOR)/.installed
+
 .PHONY: setup system-packages demo test bench clean-demo
 
-setup: system-packages $(STAMP)
+setup: system-packages $(STAMP) $(WEB_STAMP)
 
 system-packages:
 	@missing=""; \
@@ -29,6 +33,16 @@ $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check $(PIP_LINKS) -r requirements.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+# three.js from the npm registry (exact version in package-lock.json), served by the page itself:
+# no CDN. Copied, not committed (built assets stay out of git).
+$(WEB_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/three/addons/controls
+	cp node_modules/three/build/three.module.js node_modules/three/build/three.core.js $(VENDOR)/three/
+	cp node_modules/three/examples/jsm/controls/OrbitControls.js $(VENDOR)/three/addons/controls/
+	cp node_modules/three/LICENSE $(VENDOR)/three/
 	@touch $@
 
 $(DEMO)/metadata.csv: | setup
