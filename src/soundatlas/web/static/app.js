@@ -1,0 +1,598 @@
+// soundatlas: the map page. One ES module plus a few under js/, no build step, no framework;
+// it talks only to the JSON/binary API under /api (see /docs).
+//
+// Test and automation hook: window.soundatlas
+//   state (read only):
+//     ready        true once the points are drawn          model     the model shown
+//     nPoints      points in the geometry                  colourBy  label key colouring them (null: none)
+//     selected     the selected sample id, or null         neighbours  its neighbours' ids, as listed
+//     trajectory   {id, nFrames} of the drawn trajectory of the selected sample, or null
+//     matches      samples the search and filters match (null: no search)
+//     dimmed       points dimmed because they do not match
+//     lastPlayed   id of the last sample that started playing; each start also dispatches
+//                  window event 'soundatlas:play' with detail {id} (id null for an upload)
+//     query        the last query-by-example answer (POST /api/models/{m}/query), or null
+//     analogy      the last analogy answer (POST /api/models/{m}/analogy) plus {a, b, c}, or null
+//     selection    ids selected by box, lasso or the Add buttons, ascending
+//     mode 'explore'|'analogy'   view '3d'|'2d'   moving: points are tweening to a new model
+//     hint         the command to run when the atlas has no embeddings (else null)
+//     error        a message when loading failed (else null)
+//   screenPosition(id) -> {x, y}: client CSS pixels of the point (null: not on the map)
+//   select(id) -> Promise, resolved once the panel shows it (null clears)
+//   selectBox(x0, y0, x1, y1) -> ids whose points project inside that client rectangle
+//   selectLasso([[x, y], ...]) -> ids whose points project inside that client polygon
+
+import * as THREE from 'three';
+import { Analogy } from './js/analogy.js';
+import * as api from './js/api.js';
+import { Player } from './js/audio.js';
+import { UNIFORM, codeCss, hexToRgb, isNumeric, scheme as colourScheme } from './js/colours.js';
+import { SampleList, basename, el, renderFacts, renderLegend } from './js/panel.js';
+import { matchedPositions, maskOf, medianOf, normaliser, rowsOf, search, toWorld } from './js/points.js';
+import { QueryByExample } from './js/query.js';
+import { FLAG, MapView } from './js/scene.js';
+import { Selection } from './js/selection.js';
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  ready: false, model: null, nPoints: 0, colourBy: null, selected: null, neighbours: [],
+  trajectory: null, matches: null, dimmed: 0, lastPlayed: null, query: null, analogy: null,
+  selection: [], mode: 'explore', view: '3d', hint: null, error: null,
+  get moving() { return view.moving; },
+};
+
+const data = {
+  atlas: null,
+  sampleIds: new Int32Array(0), // every sample, ascending: the order of label codes
+  ids: new Int32Array(0), // the points' sample ids, ascending
+  norm: null, // the model's points as served -> the map's unit-sized world
+  rowOfPoint: new Int32Array(0), // point -> row in sampleIds
+  labels: new Map(), // key -> {values, codes}
+  scheme: null,
+  filters: [], // [[key, value]]
+  matchIds: null, // Int32Array ascending, or null: no search
+  focusId: null, // the current entry of a list
+  trajectory: null,
+  info: new Map(), // id -> Promise of GET /api/samples/{id}
+};
+
+const view = new MapView($('map'));
+const player = new Player({ onStart: played, onBlocked: () => { $('sound-hint').hidden = false; } });
+const listOptions = { onPlay: playFromList, onSelect: (id) => select(id), swatch: swatchOf };
+const lists = {
+  neighbours: new SampleList($('neighbours'), listOptions),
+  query: new SampleList($('query-neighbours'), listOptions),
+  analogy: new SampleList($('analogy-results'), listOptions),
+  matches: new SampleList($('match-list'), listOptions),
+};
+let activeList = lists.neighbours; // the list the arrow keys step through
+const tokens = { select: 0, filter: 0 };
+const k = () => Number($('k').value);
+const worldOf = (values) => new THREE.Vector3().fromArray(toWorld(values, 1, values.length, data.norm));
+const indexOf = (id) => search(data.ids, id);
+
+// what the analogy and query tools share with the page
+const app = {
+  state, view, player, lists, k, worldOf, indexOf, sampleInfo, status, refreshFlags,
+  world: (values, n, dims) => toWorld(values, n, dims, data.norm),
+  pointIds: () => data.ids,
+  show: (list) => { activeList = list; },
+};
+const analogy = new Analogy(app);
+const query = new QueryByExample(app);
+const selection = new Selection(app);
+
+window.soundatlas = {
+  state, screenPosition, select,
+  selectBox: (x0, y0, x1, y1) => selection.box(x0, y0, x1, y1),
+  selectLasso: (points) => selection.lasso(points),
+};
+
+// -- loading ---------------------------------------------------------------------------------
+
+async function boot() {
+  try {
+    progress(0.02, 'Loading the atlas…');
+    const atlas = await api.getJSON('/api/atlas');
+    data.atlas = atlas;
+    $('library-name').textContent = atlas.library;
+    document.title = `${atlas.library} · soundatlas`;
+    const usable = atlas.models.filter((m) => m.n_embedded > 0);
+    if (!usable.length) return showEmpty(atlas);
+    fillSelects(atlas);
+    progress(0.06, 'Loading the sample list…');
+    data.sampleIds = await api.loadSampleIds();
+    const first = usable.find((m) => m.name === atlas.default_model)
+      || usable.reduce((a, b) => (b.n_embedded > a.n_embedded ? b : a));
+    await showModel(first.name, false, (f, bytes) =>
+      progress(0.1 + 0.75 * f, `Loading the map of ${first.name}… ${(bytes / 2 ** 20).toFixed(1)} MB`));
+    progress(0.9, 'Loading labels…');
+    await colourBy(defaultColourKey(atlas.labels));
+    progress(1, 'Drawing…');
+    view.renderNow();
+    $('loading').hidden = true;
+    state.ready = true;
+  } catch (error) {
+    state.error = error.message;
+    $('progress').hidden = true;
+    $('progress-text').textContent = `Could not load the map: ${error.message}`;
+    $('progress-text').setAttribute('role', 'alert');
+  }
+}
+
+function progress(fraction, text) {
+  $('progress').value = fraction;
+  $('progress-text').textContent = text;
+}
+
+function showEmpty(atlas) {
+  state.hint = atlas.hint || 'run: soundatlas map LIBRARY';
+  $('loading').hidden = true;
+  $('empty').hidden = false;
+  $('hint').textContent = state.hint;
+  document.querySelectorAll('.toolbar select, .toolbar input, .toolbar button, #panel button, #panel input')
+    .forEach((control) => { control.disabled = true; });
+}
+
+function fillSelects(atlas) {
+  $('model').replaceChildren(...atlas.models.map((m) => el('option', {
+    value: m.name, disabled: m.n_embedded === 0,
+    textContent: `${m.name}${m.neighbourhood ? ` · ${m.neighbourhood}` : ''}${m.n_embedded ? '' : ' (not embedded)'}`,
+  })));
+  const keys = Object.keys(atlas.labels);
+  $('colour-by').replaceChildren(el('option', { value: '', textContent: '(none)' }),
+    ...keys.map((key) => el('option', {
+      value: key, textContent: `${key} (${Object.keys(atlas.labels[key]).length})` })));
+  $('filter-key').replaceChildren(el('option', { value: '', textContent: 'label…' }),
+    ...keys.map((key) => el('option', { value: key, textContent: key })));
+  fillFilterValues();
+}
+
+function defaultColourKey(labels) {
+  const n = (key) => Object.keys(labels[key]).length;
+  const keys = Object.keys(labels);
+  if (labels.instrument && n('instrument') > 1) return 'instrument';
+  return keys.find((key) => n(key) > 1 && n(key) <= 40) || keys[0] || null;
+}
+
+/** Load model ``name``'s points and draw them (moving from the current map when ``animate``). */
+async function showModel(name, animate, onProgress = null) {
+  const { ids, points, dims } = await api.loadPoints(name, onProgress);
+  const norm = normaliser(points, ids.length, dims);
+  const world = toWorld(points, ids.length, dims, norm);
+  const from = animate ? matchedPositions(data.ids, view.positions, ids, world) : null;
+  Object.assign(data, { ids, norm, rowOfPoint: rowsOf(data.sampleIds, ids) });
+  view.setPoints(world, from);
+  state.model = name;
+  state.nPoints = ids.length;
+  $('model').value = name;
+  recolour();
+  refreshFlags();
+}
+
+function screenPosition(id) {
+  const i = indexOf(id);
+  return i < 0 ? null : view.project(view.position(i));
+}
+
+// -- colour and flags (written straight into the geometry's arrays) --------------------------
+
+async function colourBy(key) {
+  if (key && !data.labels.has(key)) data.labels.set(key, await api.loadLabel(key));
+  state.colourBy = key || null;
+  $('colour-by').value = key || '';
+  recolour();
+}
+
+function recolour() {
+  const out = view.colours;
+  const key = state.colourBy;
+  const label = key && data.labels.get(key);
+  if (!label) {
+    const [r, g, b] = hexToRgb(UNIFORM);
+    for (let i = 0; i < state.nPoints; i++) out.set([r, g, b], 3 * i);
+    data.scheme = null;
+    renderLegend($('legend'), null);
+  } else {
+    const s = colourScheme(label.values);
+    const counts = new Int32Array(label.values.length + 1);
+    for (let i = 0; i < state.nPoints; i++) {
+      const row = data.rowOfPoint[i];
+      const c = (row >= 0 ? label.codes[row] : -1) + 1;
+      counts[c]++;
+      out[3 * i] = s.table[3 * c];
+      out[3 * i + 1] = s.table[3 * c + 1];
+      out[3 * i + 2] = s.table[3 * c + 2];
+    }
+    data.scheme = s;
+    renderLegend($('legend'), key, label.values, s, counts, addFilter);
+  }
+  view.updateColours();
+}
+
+function swatchOf(id) {
+  const label = state.colourBy && data.labels.get(state.colourBy);
+  const row = search(data.sampleIds, id);
+  return label && data.scheme && row >= 0 ? codeCss(data.scheme.table, label.codes[row]) : null;
+}
+
+function refreshFlags() {
+  const flags = view.flags;
+  flags.fill(0);
+  let dimmed = 0;
+  if (data.matchIds) {
+    const match = maskOf(data.matchIds, data.ids);
+    for (let i = 0; i < flags.length; i++) if (!match[i]) { flags[i] = FLAG.DIM; dimmed++; }
+  }
+  if (selection.ids.length) {
+    const picked = maskOf(selection.ids, data.ids);
+    for (let i = 0; i < flags.length; i++) if (picked[i]) flags[i] |= FLAG.PICKED;
+  }
+  const mark = (id, bit) => {
+    const i = id === null ? -1 : indexOf(id);
+    if (i >= 0) flags[i] |= bit;
+  };
+  state.neighbours.forEach((id) => mark(id, FLAG.NEIGHBOUR));
+  mark(data.focusId, FLAG.FOCUS);
+  mark(state.selected, FLAG.SELECTED);
+  state.dimmed = dimmed;
+  view.updateFlags();
+}
+
+// -- search and label filters ----------------------------------------------------------------
+
+let filterTimer = null;
+function scheduleFilter() {
+  clearTimeout(filterTimer);
+  filterTimer = setTimeout(applyFilter, 180);
+}
+
+async function applyFilter() {
+  const q = $('search').value.trim();
+  const token = ++tokens.filter;
+  renderChips();
+  const active = Boolean(q || data.filters.length);
+  $('filter-clear').hidden = !active;
+  if (!active) {
+    Object.assign(data, { matchIds: null });
+    state.matches = null;
+    $('match-count').textContent = '';
+    $('matches').hidden = true;
+    refreshFlags();
+    return;
+  }
+  try {
+    const found = await api.search(q, data.filters);
+    if (token !== tokens.filter) return;
+    data.matchIds = Int32Array.from(found.ids).sort();
+    state.matches = found.total;
+    $('match-count').textContent = `${found.total} of ${data.atlas.n_samples} match`;
+    lists.matches.fill(found.items);
+    $('matches-title').textContent = found.total > found.items.length
+      ? `Matches (first ${found.items.length} of ${found.total})` : `Matches (${found.total})`;
+    $('matches').hidden = false;
+    refreshFlags();
+  } catch (error) {
+    status(error.message, 'error');
+  }
+}
+
+function fillFilterValues() {
+  const key = $('filter-key').value;
+  let values = key ? Object.keys(data.atlas.labels[key]) : [];
+  values = isNumeric(values) ? values.sort((a, b) => a - b) : values.sort();
+  $('filter-value').replaceChildren(...values.map((v) => el('option', { value: v, textContent: v })));
+  $('filter-value').disabled = $('filter-add').disabled = !key;
+}
+
+function addFilter(key, value) {
+  if (!data.filters.some(([k2, v]) => k2 === key && v === value)) data.filters.push([key, value]);
+  applyFilter();
+}
+
+function renderChips() {
+  $('filter-chips').replaceChildren(...data.filters.map(([key, value], i) => el('button', {
+    type: 'button', className: 'chip', textContent: `${key}: ${value} ×`, title: 'Remove this filter',
+    onclick: () => { data.filters.splice(i, 1); applyFilter(); },
+  })));
+}
+
+// -- hover, click, double-click ---------------------------------------------------------------
+
+const hover = { x: 0, y: 0, scheduled: false, index: -1 };
+
+function onPointerMove(event) {
+  if (event.buttons || selection.dragging) return;
+  hover.x = event.clientX;
+  hover.y = event.clientY;
+  if (!hover.scheduled) {
+    hover.scheduled = true;
+    requestAnimationFrame(hoverFrame); // at most one pick per frame, however fast the mouse
+  }
+}
+
+function hoverFrame() {
+  hover.scheduled = false;
+  if (!state.ready) return;
+  const i = view.pick(hover.x, hover.y);
+  view.canvas.style.cursor = i >= 0 ? 'pointer' : '';
+  if (i < 0) {
+    hover.index = -1;
+    $('tooltip').hidden = true;
+    return;
+  }
+  showTooltip(i);
+  if (i !== hover.index) {
+    hover.index = i;
+    playSample(data.ids[i]);
+  }
+}
+
+function showTooltip(i) {
+  const id = data.ids[i];
+  const tip = $('tooltip');
+  const rect = $('map').getBoundingClientRect();
+  const row = data.rowOfPoint[i];
+  const label = state.colourBy && data.labels.get(state.colourBy);
+  const value = label && row >= 0 && label.codes[row] >= 0 ? label.values[label.codes[row]] : null;
+  const info = data.info.get(id)?.value;
+  tip.replaceChildren(el('strong', { textContent: info ? basename(info.path) : `sample ${id}` }),
+    value === null ? null : el('span', { textContent: `${state.colourBy}: ${value}` }));
+  tip.hidden = false;
+  const x = hover.x - rect.left + 14;
+  const y = hover.y - rect.top + 14;
+  tip.style.left = `${x + tip.offsetWidth > rect.width ? x - tip.offsetWidth - 28 : x}px`;
+  tip.style.top = `${y + tip.offsetHeight > rect.height ? y - tip.offsetHeight - 28 : y}px`;
+  if (!info) sampleInfo(id).then(() => { if (hover.index === i) showTooltip(i); }).catch(() => {});
+}
+
+let down = null;
+function onPointerDown(event) {
+  down = { x: event.clientX, y: event.clientY };
+}
+
+function onPointerUp(event) {
+  if (!down || event.button !== 0) return;
+  const moved = Math.hypot(event.clientX - down.x, event.clientY - down.y);
+  down = null;
+  if (moved > 5 || !state.ready) return;
+  const i = view.pick(event.clientX, event.clientY);
+  if (i < 0) return;
+  const id = data.ids[i];
+  if (state.mode === 'analogy') analogy.setSlot(null, id);
+  else if (id !== state.selected) select(id);
+}
+
+function onDoubleClick(event) {
+  const i = view.pick(event.clientX, event.clientY);
+  if (i >= 0) view.flyTo(view.position(i));
+}
+
+// -- sound -----------------------------------------------------------------------------------
+
+function playSample(id) {
+  player.play(id).catch((error) => status(`Cannot play sample ${id}: ${error.message}`, 'error'));
+}
+
+function playFromList(id, list) {
+  activeList = list;
+  data.focusId = id;
+  refreshFlags();
+  playSample(id);
+}
+
+function played({ id }) {
+  if (id !== null) state.lastPlayed = id;
+  $('sound-hint').hidden = true;
+  window.dispatchEvent(new CustomEvent('soundatlas:play', { detail: { id } }));
+}
+
+let tracing = null;
+view.onFrame = () => { // move the trace along the trajectory of what is playing
+  const now = player.current;
+  let key = null;
+  let rate = 0;
+  if (now?.key === 'sample' && now.id === state.selected && data.trajectory) {
+    [key, rate] = ['trajectory', data.trajectory.frameRate];
+  } else if (now?.key === 'query' && state.query) {
+    [key, rate] = ['query', state.query.frame_rate];
+  }
+  if (tracing && tracing !== key) view.trace(tracing, null);
+  tracing = key;
+  if (!key) return false;
+  view.trace(key, (player.ctx.currentTime - now.startTime) * rate);
+  return true;
+};
+
+// -- the selected sample ---------------------------------------------------------------------
+
+function sampleInfo(id) {
+  if (!data.info.has(id)) {
+    if (data.info.size > 5000) data.info.delete(data.info.keys().next().value);
+    const promise = api.sample(id);
+    promise.then((info) => { promise.value = info; }, () => data.info.delete(id));
+    data.info.set(id, promise);
+  }
+  return data.info.get(id);
+}
+
+async function select(id) {
+  if (id === null || id === undefined) return clearSelected();
+  const token = ++tokens.select;
+  Object.assign(state, { selected: id, neighbours: [], trajectory: null });
+  data.trajectory = null;
+  view.removeAll('trajectory');
+  refreshFlags();
+  $('details-empty').hidden = true;
+  $('details-body').hidden = false;
+  $('sample-name').textContent = `sample ${id}`;
+  $('sample-path').textContent = '';
+  $('sample-facts').replaceChildren();
+  $('cqt').src = api.cqtURL(id);
+  $('download-selected').href = api.audioURL(id);
+  const model = state.model;
+  const failed = (error) => { status(error.message, 'error'); return null; };
+  const [info, near, traj] = await Promise.all([sampleInfo(id).catch(failed),
+    api.neighbours(model, id, k()).catch(failed), api.loadTrajectory(model, id).catch(failed)]);
+  if (token !== tokens.select) return;
+  if (info) {
+    $('sample-name').textContent = basename(info.path);
+    $('sample-path').textContent = info.path;
+    $('download-selected').download = basename(info.path);
+    renderFacts($('sample-facts'), info);
+  }
+  lists.neighbours.fill(near ? near.neighbours : []);
+  state.neighbours = lists.neighbours.ids;
+  activeList = lists.neighbours;
+  data.focusId = null;
+  player.prefetch(state.neighbours);
+  if (traj) drawTrajectory(id, traj);
+  refreshFlags();
+}
+
+function clearSelected() {
+  tokens.select++;
+  Object.assign(state, { selected: null, neighbours: [], trajectory: null });
+  data.trajectory = null;
+  data.focusId = null;
+  lists.neighbours.fill([]);
+  view.removeAll('trajectory');
+  $('details-empty').hidden = false;
+  $('details-body').hidden = true;
+  refreshFlags();
+}
+
+function drawTrajectory(id, traj) {
+  const world = toWorld(traj.frames, traj.nFrames, traj.dims, data.norm);
+  view.setPath('trajectory', world, '#3ddc84', '#ff5d73');
+  const at = (i) => new THREE.Vector3().fromArray(world, 3 * i);
+  view.setMarker('trajectory:start', at(0), '#3ddc84', 'S', 18);
+  view.setMarker('trajectory:median', new THREE.Vector3(...medianOf(world)), '#ffcf5c', 'M', 18);
+  view.setMarker('trajectory:end', at(traj.nFrames - 1), '#ff5d73', 'E', 18);
+  data.trajectory = traj;
+  state.trajectory = { id, nFrames: traj.nFrames };
+}
+
+// -- models and views ------------------------------------------------------------------------
+
+async function switchModel(name) {
+  status(`Loading the map of ${name}…`);
+  try {
+    await showModel(name, true);
+  } catch (error) {
+    $('model').value = state.model;
+    status(error.message, 'error');
+    return;
+  }
+  status('');
+  analogy.placeMarkers();
+  if (state.selected !== null) select(state.selected);
+  if (analogy.complete) analogy.run();
+  if (query.file) query.run(query.file);
+}
+
+function flyToSelected() {
+  const i = state.selected === null ? -1 : indexOf(state.selected);
+  if (i >= 0) view.flyTo(view.position(i));
+}
+
+function setView(mode) {
+  view.setView(mode, $('plane').value);
+  state.view = mode;
+  $('view-3d').setAttribute('aria-pressed', String(mode === '3d'));
+  $('view-2d').setAttribute('aria-pressed', String(mode === '2d'));
+}
+
+// -- keyboard, status, wiring ----------------------------------------------------------------
+
+function onKey(event) {
+  const typing = event.target.matches('input, textarea, select, [contenteditable="true"]');
+  if (event.key === 'Escape') {
+    if (typing) event.target.blur();
+    if (state.mode === 'analogy') {
+      analogy.setMode('explore');
+    } else if (state.selected !== null || state.selection.length) {
+      selection.set([]);
+      clearSelected();
+    } else {
+      analogy.clear();
+    }
+    return;
+  }
+  if (typing || event.ctrlKey || event.metaKey || event.altKey || !state.ready) return;
+  const onControl = event.target.matches('button, a, summary');
+  const keys = {
+    '/': () => { $('search').focus(); $('search').select(); },
+    ArrowDown: () => activeList.step(1),
+    ArrowRight: () => activeList.step(1),
+    ArrowUp: () => activeList.step(-1),
+    ArrowLeft: () => activeList.step(-1),
+    Enter: () => { const item = activeList.current(); if (item && !onControl) select(item.id); },
+    ' ': () => { if (state.selected !== null && !onControl) playSample(state.selected); },
+    2: () => setView('2d'),
+    3: () => setView('3d'),
+    f: flyToSelected,
+    a: () => analogy.setMode(state.mode === 'analogy' ? 'explore' : 'analogy'),
+  };
+  const action = keys[event.key];
+  if (!action || ((event.key === ' ' || event.key === 'Enter') && onControl)) return;
+  event.preventDefault();
+  action();
+}
+
+let statusTimer = null;
+function status(text, kind = 'info') {
+  const node = $('status');
+  node.textContent = text;
+  node.classList.toggle('error', kind === 'error');
+  clearTimeout(statusTimer);
+  if (text) statusTimer = setTimeout(() => { node.textContent = ''; }, kind === 'error' ? 12_000 : 5_000);
+}
+
+function wire() {
+  const on = (id, type, handler) => $(id).addEventListener(type, handler);
+  for (const type of ['pointerdown', 'keydown']) {
+    window.addEventListener(type, () => player.unlock(), { capture: true }); // sound needs a gesture
+  }
+  $('map').addEventListener('pointerdown', (e) => selection.start(e), { capture: true });
+  view.canvas.addEventListener('pointermove', onPointerMove);
+  view.canvas.addEventListener('pointerleave', () => { $('tooltip').hidden = true; hover.index = -1; });
+  view.canvas.addEventListener('pointerdown', onPointerDown);
+  view.canvas.addEventListener('pointerup', onPointerUp);
+  view.canvas.addEventListener('dblclick', onDoubleClick);
+  window.addEventListener('keydown', onKey);
+  on('search', 'input', scheduleFilter);
+  on('filter-key', 'change', fillFilterValues);
+  on('filter-add', 'click', () => {
+    if ($('filter-key').value) addFilter($('filter-key').value, $('filter-value').value);
+  });
+  on('filter-clear', 'click', () => { $('search').value = ''; data.filters = []; applyFilter(); });
+  on('colour-by', 'change', (e) => colourBy(e.target.value).catch((error) => status(error.message, 'error')));
+  on('model', 'change', (e) => switchModel(e.target.value));
+  on('view-3d', 'click', () => setView('3d'));
+  on('view-2d', 'click', () => setView('2d'));
+  on('plane', 'change', () => { if (state.view === '2d') setView('2d'); });
+  on('view-reset', 'click', () => view.home());
+  on('point-size', 'input', (e) => view.setSizeScale(Number(e.target.value)));
+  on('analogy-mode', 'click', () => analogy.setMode(state.mode === 'analogy' ? 'explore' : 'analogy'));
+  on('play-selected', 'click', () => state.selected !== null && playSample(state.selected));
+  on('fly-selected', 'click', flyToSelected);
+  for (const slot of ['a', 'b', 'c']) {
+    on(`set-${slot}`, 'click', () => state.selected !== null && analogy.setSlot(slot, state.selected));
+  }
+  on('add-selected', 'click', () => state.selected !== null && selection.add([state.selected]));
+  on('add-neighbours', 'click', () => selection.add(state.neighbours));
+  on('k', 'change', () => { if (state.selected !== null) select(state.selected); });
+  on('query-file', 'change', (e) => { if (e.target.files[0]) query.run(e.target.files[0]); });
+  on('query-play', 'click', () => query.play());
+  on('query-clear', 'click', () => query.clear());
+  for (const format of ['m3u', 'csv', 'zip']) on(`export-${format}`, 'click', () => selection.export(format));
+  on('selection-clear', 'click', () => selection.set([]));
+  query.acceptDrops($('drop-zone'));
+  query.acceptDrops($('map'));
+  analogy.render();
+}
+
+wire();
+boot();

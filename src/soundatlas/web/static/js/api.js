@@ -1,0 +1,127 @@
+// The page's only way to the server: JSON, little-endian binary arrays, and errors that carry
+// the server's own message ({"error": "..."}).
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function check(response) {
+  if (response.ok) return response;
+  let message = `${response.status} ${response.statusText}`;
+  try {
+    const body = await response.json();
+    if (body && body.error) message = body.error;
+  } catch { /* not JSON: keep the status line */ }
+  throw new ApiError(response.status, message);
+}
+
+export async function getJSON(url) {
+  return (await check(await fetch(url))).json();
+}
+
+export async function postJSON(url, body) {
+  const response = await fetch(url, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+  });
+  return (await check(response)).json();
+}
+
+export async function postForm(url, form) {
+  return (await check(await fetch(url, { method: 'POST', body: form }))).json();
+}
+
+/** POST JSON and answer {blob, filename} from an attachment (Content-Disposition). */
+export async function postForBlob(url, body) {
+  const response = await check(await fetch(url, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+  }));
+  const disposition = response.headers.get('content-disposition') || '';
+  const match = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(disposition);
+  return { blob: await response.blob(), filename: match ? decodeURIComponent(match[1]) : 'export' };
+}
+
+/** GET a binary body as an ArrayBuffer, calling onProgress(fraction, bytes) while it streams. */
+export async function getBytes(url, onProgress = null) {
+  const response = await check(await fetch(url));
+  const total = Number(response.headers.get('content-length')) || 0;
+  if (!onProgress || !response.body || !total) {
+    return { buffer: await response.arrayBuffer(), headers: response.headers };
+  }
+  const bytes = new Uint8Array(total);
+  const reader = response.body.getReader();
+  let received = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    bytes.set(value, received);
+    received += value.length;
+    onProgress(received / total, received);
+  }
+  return { buffer: bytes.buffer, headers: response.headers };
+}
+
+const model = (name) => `/api/models/${encodeURIComponent(name)}`;
+
+/** Every sample id, ascending (the order of label codes). */
+export async function loadSampleIds() {
+  const { buffer } = await getBytes('/api/samples/ids');
+  return new Int32Array(buffer);
+}
+
+/** A model's points: {ids: Int32Array (ascending), points: Float32Array n x dims, dims}. */
+export async function loadPoints(name, onProgress) {
+  const { buffer, headers } = await getBytes(`${model(name)}/points`, onProgress);
+  const count = Number(headers.get('x-count'));
+  const dims = Number(headers.get('x-dims'));
+  return {
+    ids: new Int32Array(buffer, 0, count),
+    points: new Float32Array(buffer, count * 4, count * dims),
+    dims,
+  };
+}
+
+/** A label's sorted values and each sample's code (-1: none), aligned with loadSampleIds(). */
+export async function loadLabel(key) {
+  const body = await getJSON(`/api/labels/${encodeURIComponent(key)}`);
+  return { key, values: body.values, codes: base64Int32(body.codes) };
+}
+
+/** A sample's frames on the map: {frames: Float32Array n x dims, nFrames, dims, frameRate}. */
+export async function loadTrajectory(name, id) {
+  const { buffer, headers } = await getBytes(`${model(name)}/trajectory/${id}`);
+  return {
+    frames: new Float32Array(buffer),
+    nFrames: Number(headers.get('x-frames')),
+    dims: Number(headers.get('x-dims')),
+    frameRate: Number(headers.get('x-frame-rate')),
+  };
+}
+
+export const neighbours = (name, id, k) => getJSON(`${model(name)}/neighbours/${id}?k=${k}`);
+export const analogy = (name, a, b, c, k) => postJSON(`${model(name)}/analogy`, { a, b, c, k });
+export const sample = (id) => getJSON(`/api/samples/${id}`);
+export const audioURL = (id) => `/api/samples/${id}/audio`;
+export const cqtURL = (id) => `/api/samples/${id}/cqt.png`;
+
+export function query(name, file, k) {
+  const form = new FormData();
+  form.append('file', file, file.name);
+  return postForm(`${model(name)}/query?k=${k}`, form);
+}
+
+/** Search by path substring and label filters [[key, value], ...]: {total, ids, items}. */
+export function search(q, filters, limit = 50) {
+  const params = new URLSearchParams({ q, limit: String(limit) });
+  for (const [key, value] of filters) params.append('label', `${key}:${value}`);
+  return getJSON(`/api/samples?${params}`);
+}
+
+function base64Int32(text) {
+  const raw = atob(text);
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  return new Int32Array(bytes.buffer);
+}

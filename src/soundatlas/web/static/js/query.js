@@ -1,0 +1,86 @@
+// Query by example: an audio file dropped or chosen is embedded by the server with the model
+// shown (never added to the atlas); its trajectory and point are drawn and its nearest sounds
+// listed. The upload itself can be played (decoded here) while its trajectory is traced.
+
+import * as api from './api.js';
+import { seconds } from './panel.js';
+
+const $ = (id) => document.getElementById(id);
+
+export class QueryByExample {
+  /** ``app``: the page's shared pieces (state, view, player, lists, k, world, worldOf, show,
+   *  status). */
+  constructor(app) {
+    this.app = app;
+    this.file = null;
+    this.buffer = null; // the upload, decoded for playing
+    this.token = 0;
+  }
+
+  async run(file) {
+    const { state, view, player, lists } = this.app;
+    const token = ++this.token;
+    Object.assign(this, { file, buffer: null });
+    $('query-error').hidden = true;
+    $('query-status').textContent = `Placing ${file.name} on the map of ${state.model}…`;
+    try {
+      const answer = await api.query(state.model, file, this.app.k());
+      if (token !== this.token) return;
+      state.query = answer;
+      const frames = Float32Array.from(answer.trajectory.flat());
+      view.setPath('query', this.app.world(frames, answer.trajectory.length, answer.point.length),
+        '#ffd166', '#ef476f');
+      view.setMarker('query:point', this.app.worldOf(answer.point), '#ffd166', 'Q', 24);
+      lists.query.fill(answer.neighbours);
+      this.app.show(lists.query);
+      player.prefetch(lists.query.ids);
+      $('query-result').hidden = false;
+      $('query-status').textContent = `${answer.file}: ${seconds(answer.duration)}`
+        + `${answer.truncated ? ' (only the start analysed)' : ''}, on the map of ${answer.model} (Q).`;
+    } catch (error) {
+      if (token !== this.token) return;
+      $('query-status').textContent = '';
+      $('query-error').textContent = error.message; // the server's own words (400, 413)
+      $('query-error').hidden = false;
+    }
+  }
+
+  clear() {
+    this.token++;
+    Object.assign(this, { file: null, buffer: null });
+    this.app.state.query = null;
+    this.app.lists.query.fill([]);
+    this.app.view.removeAll('query');
+    $('query-result').hidden = true;
+    $('query-status').textContent = '';
+    $('query-file').value = '';
+  }
+
+  async play() {
+    if (!this.file) return;
+    try {
+      this.buffer ||= await this.app.player.decode(await this.file.arrayBuffer());
+      this.app.player.playBuffer(this.buffer, 'query');
+    } catch (error) {
+      this.app.status(`This browser cannot play ${this.file.name}: ${error.message}`, 'error');
+    }
+  }
+
+  /** Let files be dropped on ``node`` (drags of the page's own list entries are ignored). */
+  acceptDrops(node) {
+    const hasFiles = (event) => event.dataTransfer && [...event.dataTransfer.types].includes('Files');
+    node.addEventListener('dragover', (event) => {
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      node.classList.add('dragging');
+    });
+    node.addEventListener('dragleave', () => node.classList.remove('dragging'));
+    node.addEventListener('drop', (event) => {
+      node.classList.remove('dragging');
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      const file = event.dataTransfer.files[0];
+      if (file && this.app.state.ready) this.run(file);
+    });
+  }
+}

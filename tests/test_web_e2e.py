@@ -1,0 +1,476 @@
+"""The page end to end: a real uvicorn server on a small rendered atlas, driven in Debian's
+Chromium (headless, software WebGL) through Playwright.
+
+What the page does is read back from its automation hook ``window.soundatlas`` (documented at the
+top of ``static/app.js``) and from the DOM, and compared with what the API answers for the same
+question. Every test leaves a screenshot in ``artifacts/web/`` and fails on any console error it
+did not expect.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (make setup installs it)",
+                allow_module_level=True)
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from soundatlas.atlas import Atlas  # noqa: E402
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "web"
+# three instruments over eight pitches, both articulations: 48 notes, two maps of them
+CLASSES = {"flute": (73, 60, 67), "trombone": (57, 60, 67), "violin": (40, 60, 67)}
+LAUNCH_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--autoplay-policy=no-user-gesture-required",
+    # WebGL in software: SwiftShader through ANGLE, asked for explicitly (the automatic fallback
+    # to it is deprecated and may go away)
+    "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+]
+VIEWPORT = {"width": 1280, "height": 800}
+HOOK = "window.soundatlas"
+
+
+# -- the atlas, the servers, the browser -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory) -> Path:
+    """The render indexed, with two tiny models embedded: 'm' (instrument neighbourhood, the
+    default) and 'p' (pitch), so that the page has two maps to switch between."""
+    from soundatlas.artifact import resolve_model
+    from soundatlas.demo import render_library
+    from soundatlas.embed import embed_atlas
+    from soundatlas.indexing import index_library
+    from soundatlas.train import settings_for, train
+
+    root = tmp_path_factory.mktemp("web-e2e")
+    render_library(root / "lib", classes=CLASSES, velocities=(80,), n_jobs=2)
+    index_library(root / "lib", atlas_dir=root / "atlas", n_jobs=2)
+    with Atlas.open(root / "atlas", write=True) as atlas:
+        for name, neighbourhood, seed in (("m", "instrument", 0), ("p", "pitch", 1)):
+            s = settings_for("fast", iterations=30, batch_size=16, valid_every=30,
+                             checkpoint_every=30)
+            train(atlas, neighbourhood=neighbourhood, settings=s, seed=seed, name=name)
+            artifact, reg = resolve_model(atlas, name)
+            embed_atlas(atlas, artifact, reg["id"])
+    return root / "atlas"
+
+
+@pytest.fixture(scope="module")
+def unmapped(mapped, tmp_path_factory) -> Path:
+    """The same atlas with no model at all: nothing embedded."""
+    bare = tmp_path_factory.mktemp("web-e2e-bare") / "atlas"
+    shutil.copytree(mapped, bare)
+    with Atlas.open(bare, write=True) as atlas:
+        for model in atlas.models():
+            atlas.remove_model(model["name"])
+    return bare
+
+
+class _Server:
+    """uvicorn serving ``create_app(atlas_dir)`` on a free loopback port, in a thread."""
+
+    def __init__(self, atlas_dir: Path):
+        import uvicorn
+
+        from soundatlas.web import create_app
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(create_app(atlas_dir), host="127.0.0.1", port=port,
+                                log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       daemon=True)
+
+    def __enter__(self) -> _Server:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                self.get("/api/atlas")
+                return self
+            except OSError:
+                if time.monotonic() > deadline or not self.thread.is_alive():
+                    raise RuntimeError(f"the server at {self.url} did not answer") from None
+                time.sleep(0.05)
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+    def request(self, path: str, *, body: dict | None = None) -> tuple[dict, bytes]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data,
+                                     headers={"Content-Type": "application/json"} if data else {})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return dict(r.headers), r.read()
+
+    def get(self, path: str):
+        return json.loads(self.request(path)[1])
+
+    def post(self, path: str, body: dict):
+        return json.loads(self.request(path, body=body)[1])
+
+
+@pytest.fixture(scope="module")
+def server(mapped):
+    with _Server(mapped) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def bare_server(unmapped):
+    with _Server(unmapped) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+class ConsoleErrors:
+    """Console errors and uncaught exceptions of a page; a test names the ones it causes."""
+
+    def __init__(self):
+        self.seen: list[str] = []
+        self.expected: list[str] = []
+
+    def unexpected(self) -> list[str]:
+        return [e for e in self.seen if not any(x in e for x in self.expected)]
+
+
+@pytest.fixture
+def console():
+    return ConsoleErrors()
+
+
+@pytest.fixture
+def page(browser, console, request):
+    """A fresh page (own context: no cache, no state); screenshot and error check at the end."""
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    pg = context.new_page()
+    pg.on("console", lambda m: console.seen.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: console.seen.append(f"uncaught: {e}"))
+    yield pg
+    try:
+        _screenshot(pg, request.node.name)
+    finally:
+        context.close()
+    assert console.unexpected() == []
+
+
+def _open(page, server) -> dict:
+    """Load the map and wait until its points are drawn; the page's state."""
+    page.goto(server.url + "/")
+    page.wait_for_function(f"{HOOK} && ({HOOK}.state.ready || {HOOK}.state.error)")
+    state = page.evaluate(f"{HOOK}.state")
+    assert state["error"] is None
+    return state
+
+
+def _positions(page, ids: list[int]) -> dict[int, tuple[float, float]]:
+    got = page.evaluate(f"ids => ids.map(id => {HOOK}.screenPosition(id))", ids)
+    return {i: (p["x"], p["y"]) for i, p in zip(ids, got) if p is not None}
+
+
+def _map_box(page) -> dict:
+    return page.locator("#map canvas").bounding_box()
+
+
+def _isolated(page, server, n: int, *, model: str = "m", min_px: float = 16) -> list[int]:
+    """``n`` ids whose points lie on the canvas at least ``min_px`` from any other point's, the
+    most isolated first: pointing at them hits them and nothing else."""
+    ids = _embedded_ids(server, model)
+    pos = _positions(page, ids)
+    box = _map_box(page)
+    margin = 30
+    room = {}
+    for i, (x, y) in pos.items():
+        if not (box["x"] + margin < x < box["x"] + box["width"] - margin
+                and box["y"] + margin < y < box["y"] + box["height"] - margin):
+            continue
+        room[i] = min(((x - u) ** 2 + (y - v) ** 2) ** 0.5 for j, (u, v) in pos.items() if j != i)
+    best = sorted((i for i in room if room[i] >= min_px), key=lambda i: -room[i])
+    assert len(best) >= n, f"only {len(best)} points are {min_px}px clear of the others"
+    return best[:n]
+
+
+def _embedded_ids(server, model: str) -> list[int]:
+    headers, body = server.request(f"/api/models/{model}/points")
+    n = int(headers["x-count"])
+    import numpy as np
+
+    return np.frombuffer(body[: 4 * n], dtype="<i4").tolist()
+
+
+def _in_polygon(x: float, y: float, points: list[tuple[float, float]]) -> bool:
+    inside = False
+    for (xi, yi), (xj, yj) in zip(points, points[-1:] + points[:-1]):
+        if (yi > y) != (yj > y) and x < (xj - xi) * (y - yi) / (yj - yi) + xi:
+            inside = not inside
+    return inside
+
+
+def _screenshot(page, name: str) -> None:
+    """A screenshot mid-test (the fixture takes one at the end of each test)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def _state(page, key: str):
+    return page.evaluate(f"{HOOK}.state[{json.dumps(key)}]")
+
+
+def _list_ids(page, selector: str) -> list[int]:
+    ids = page.eval_on_selector_all(f"{selector} li", "lis => lis.map(li => li.dataset.id)")
+    return [int(x) for x in ids]
+
+
+# -- the tests ---------------------------------------------------------------------------------
+
+
+def test_the_page_loads_and_draws_every_embedded_point(page, server, console):
+    atlas = server.get("/api/atlas")
+    models = {m["name"]: m for m in atlas["models"]}
+    state = _open(page, server)
+    assert state["ready"] is True
+    assert state["model"] == atlas["default_model"] == "m"
+    assert state["nPoints"] == models["m"]["n_embedded"] == atlas["n_samples"] == 48
+    assert state["colourBy"] == "instrument" and state["dimmed"] == 0
+    assert page.locator("#loading").is_hidden()
+    legend = page.locator("#legend li").all_inner_texts()
+    assert [line.split()[0] for line in legend] == ["flute", "trombone", "violin"]
+    assert page.locator("#model option").all_inner_texts() == ["m · instrument", "p · pitch"]
+    assert console.seen == []
+
+
+def test_hovering_a_point_plays_it(page, server):
+    _open(page, server)
+    sample_id = _isolated(page, server, 1)[0]
+    x, y = _positions(page, [sample_id])[sample_id]
+    page.evaluate("window.__played = []; window.addEventListener('soundatlas:play', "
+                  "e => window.__played.push(e.detail.id))")
+    with page.expect_response(lambda r: r.url.endswith(f"/api/samples/{sample_id}/audio")) as audio:
+        page.mouse.move(x, y)
+    assert audio.value.status == 200
+    page.wait_for_function(f"window.__played.includes({sample_id})")
+    assert _state(page, "lastPlayed") == sample_id
+    name = server.get(f"/api/samples/{sample_id}")["path"].split("/")[-1]
+    page.wait_for_function("name => document.querySelector('#tooltip').textContent.includes(name)",
+                           arg=name)
+
+
+def test_search_and_label_filters_dim_the_rest(page, server):
+    state = _open(page, server)
+    page.fill("#search", "tromb")
+    want = server.get("/api/samples?q=tromb&limit=1")["total"]
+    assert want == 16
+    page.wait_for_function(f"{HOOK}.state.matches === {want}")
+    assert _state(page, "dimmed") == state["nPoints"] - want
+    assert f"{want} of 48" in page.inner_text("#match-count")
+    # a label filter on top: key and value chosen in the toolbar
+    page.select_option("#filter-key", "articulation")
+    page.select_option("#filter-value", "short")
+    page.click("#filter-add")
+    want = server.get("/api/samples?q=tromb&label=articulation:short&limit=1")["total"]
+    assert want == 8
+    page.wait_for_function(f"{HOOK}.state.matches === {want}")
+    assert _state(page, "dimmed") == state["nPoints"] - want
+    page.click("#filter-clear")
+    page.wait_for_function(f"{HOOK}.state.matches === null && {HOOK}.state.dimmed === 0")
+
+
+def test_clicking_a_point_selects_it_with_neighbours_cqt_and_trajectory(page, server):
+    _open(page, server)
+    sample_id = _isolated(page, server, 1)[0]
+    x, y = _positions(page, [sample_id])[sample_id]
+    page.mouse.click(x, y)
+    page.wait_for_function(f"{HOOK}.state.selected === {sample_id} && "
+                           f"{HOOK}.state.neighbours.length === 10 && {HOOK}.state.trajectory")
+    near = server.get(f"/api/models/m/neighbours/{sample_id}?k=10")["neighbours"]
+    want = [n["id"] for n in near]
+    assert _state(page, "neighbours") == want
+    assert _list_ids(page, "#neighbours") == want
+    # an entry drags out as its audio file (to the desktop, or a DAW)
+    drag = page.evaluate("""() => {
+        const dt = new DataTransfer();
+        document.querySelector('#neighbours li').dispatchEvent(
+            new DragEvent('dragstart', {dataTransfer: dt, bubbles: true}));
+        return [dt.getData('DownloadURL'), dt.getData('text/uri-list')];
+    }""")
+    url = f"{server.url}/api/samples/{want[0]}/audio"
+    assert drag == [f"audio/wav:{near[0]['path'].split('/')[-1]}:{url}", url]
+    info = server.get(f"/api/samples/{sample_id}")
+    assert page.inner_text("#sample-path") == info["path"]
+    page.wait_for_function("document.querySelector('#cqt').complete && "
+                           "document.querySelector('#cqt').naturalWidth > 0")
+    headers, _ = server.request(f"/api/models/m/trajectory/{sample_id}")
+    assert _state(page, "trajectory") == {"id": sample_id, "nFrames": int(headers["x-frames"])}
+    # the keyboard walks the list: the first neighbour plays; Space plays the selected sample
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function(f"{HOOK}.state.lastPlayed === {want[0]}")
+    page.keyboard.press(" ")
+    page.wait_for_function(f"{HOOK}.state.lastPlayed === {sample_id}")
+    # the sample and its neighbours join the selection; Escape clears both
+    page.click("#add-neighbours")
+    page.click("#add-selected")
+    assert _state(page, "selection") == sorted([sample_id, *want])
+    _screenshot(page, "selected-sample")
+    page.keyboard.press("Escape")
+    assert _state(page, "selected") is None and _state(page, "neighbours") == []
+    assert _state(page, "selection") == []
+
+
+def test_an_upload_is_placed_and_its_neighbours_listed(page, server, mapped, tmp_path, console):
+    _open(page, server)
+    # not audio: the server's message is shown
+    text = tmp_path / "notes.wav"
+    text.write_text("just some text")
+    console.expected.append("status of 400")  # Chromium logs the failed request
+    page.set_input_files("#query-file", str(text))
+    page.wait_for_selector("#query-error:visible")
+    assert "notes.wav" in page.inner_text("#query-error")
+    assert "not audio" in page.inner_text("#query-error")
+    assert _state(page, "query") is None
+    # a copy of a library file lands on that file
+    with Atlas.open(mapped) as atlas:
+        record = atlas.samples()[20]
+        path = atlas.library / record.path
+    page.set_input_files("#query-file", str(path))
+    page.wait_for_function(f"{HOOK}.state.query !== null")
+    query = _state(page, "query")
+    assert query["model"] == "m" and query["file"] == path.name
+    assert query["neighbours"][0]["id"] == record.id
+    assert _list_ids(page, "#query-neighbours")[0] == record.id
+    assert page.locator("#query-error").is_hidden()
+
+
+def test_an_analogy_picked_on_the_map_matches_the_api(page, server):
+    _open(page, server)
+    a, b, c = _isolated(page, server, 3)
+    page.click("#analogy-mode")
+    assert _state(page, "mode") == "analogy"
+    for sample_id in (a, b, c):
+        x, y = _positions(page, [sample_id])[sample_id]
+        page.mouse.click(x, y)
+    page.wait_for_function(f"{HOOK}.state.analogy !== null")
+    got = _state(page, "analogy")
+    want = server.post("/api/models/m/analogy", {"a": a, "b": b, "c": c, "k": 10})
+    assert (got["a"], got["b"], got["c"]) == (a, b, c)
+    assert [n["id"] for n in got["neighbours"]] == [n["id"] for n in want["neighbours"]]
+    assert got["point"] == pytest.approx(want["point"])
+    assert _list_ids(page, "#analogy-results") == [n["id"] for n in want["neighbours"]]
+    assert _state(page, "selected") is None  # picking is not selecting
+
+
+def test_box_and_lasso_selection_and_export_as_m3u_csv_zip(page, server, mapped):
+    _open(page, server)
+    pos = _positions(page, _embedded_ids(server, "m"))
+    # a box over the left part of the map, its right edge in the widest gap between points
+    xs = sorted(x for x, _ in pos.values())
+    mid = len(xs) // 2
+    gap, edge = max((xs[i + 1] - xs[i], (xs[i + 1] + xs[i]) / 2) for i in range(mid - 8, mid + 8))
+    assert gap > 2
+    top = min(y for _, y in pos.values()) - 10
+    bottom = max(y for _, y in pos.values()) + 10
+    left = xs[0] - 10
+    want = sorted(i for i, (x, _) in pos.items() if x < edge)
+    page.keyboard.down("Shift")
+    page.mouse.move(left, top)
+    page.mouse.down()
+    page.mouse.move(edge, bottom, steps=4)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    assert _state(page, "selection") == want
+    assert page.inner_text("#selection-count").startswith(f"{len(want)} samples")
+
+    with Atlas.open(mapped) as atlas:
+        paths = {r.id: r.path for r in atlas.samples(want)}
+        root = atlas.library
+    downloads = {}
+    for fmt in ("m3u", "csv", "zip"):
+        with page.expect_download() as download:
+            page.click(f"#export-{fmt}")
+        downloads[fmt] = download.value
+        assert download.value.suggested_filename == f"soundatlas-{len(want)}-samples.{fmt}"
+    m3u = Path(downloads["m3u"].path()).read_text().splitlines()
+    assert m3u[0] == "#EXTM3U"
+    assert [line for line in m3u if not line.startswith("#")] == [
+        os.path.join(root, paths[i]) for i in want]
+    rows = list(csv.DictReader(io.StringIO(Path(downloads["csv"].path()).read_text())))
+    assert [int(r["id"]) for r in rows] == want
+    assert [r["path"] for r in rows] == [paths[i] for i in want]
+    with zipfile.ZipFile(downloads["zip"].path()) as z:
+        assert z.testzip() is None
+        assert sorted(z.namelist()) == sorted(paths.values())
+
+    # a lasso instead: a triangle with its tip at the right of the map
+    page.select_option("#select-shape", "lasso")
+    triangle = [(left, top), (xs[-1] + 10, (top + bottom) / 2), (left, bottom)]
+    want = sorted(i for i, (x, y) in pos.items() if _in_polygon(x, y, triangle))
+    assert 0 < len(want) < len(pos)
+    page.keyboard.down("Shift")
+    page.mouse.move(*triangle[0])
+    page.mouse.down()
+    for x, y in triangle[1:] + triangle[:1]:
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    assert _state(page, "selection") == want
+    page.click("#selection-clear")
+    assert _state(page, "selection") == [] and page.is_disabled("#export-zip")
+
+
+def test_switching_the_model_moves_the_points(page, server):
+    _open(page, server)
+    ids = _embedded_ids(server, "m")
+    before = _positions(page, ids)
+    page.select_option("#model", "p")
+    page.wait_for_function(f"{HOOK}.state.model === 'p' && !{HOOK}.state.moving")
+    assert _state(page, "nPoints") == len(_embedded_ids(server, "p")) == 48
+    after = _positions(page, ids)
+    moved = [((before[i][0] - after[i][0]) ** 2 + (before[i][1] - after[i][1]) ** 2) ** 0.5
+             for i in ids]
+    assert sorted(moved)[len(moved) // 2] > 5  # most points went somewhere else
+    # the 2-D view (key 2) looks down an axis; 3 goes back
+    page.keyboard.press("2")
+    assert _state(page, "view") == "2d"
+    assert page.get_attribute("#view-2d", "aria-pressed") == "true"
+    page.keyboard.press("3")
+    assert _state(page, "view") == "3d"
+
+
+def test_an_atlas_without_embeddings_shows_the_command_that_makes_them(page, bare_server):
+    hint = bare_server.get("/api/atlas")["hint"]
+    page.goto(bare_server.url + "/")
+    page.wait_for_selector("#empty:visible")
+    assert page.inner_text("#hint") == hint
+    assert "soundatlas map" in hint
+    assert page.locator("#loading").is_hidden()
+    state = page.evaluate(f"{HOOK}.state")
+    assert state["ready"] is False and state["hint"] == hint and state["nPoints"] == 0
