@@ -51,6 +51,7 @@ $(DEMO)/metadata.csv: | setup
 demo: setup $(DEMO)/metadata.csv
 	$(BIN)/soundatlas map $(DEMO)
 	$(BIN)/soundatlas info --atlas $(DEMO)/.soundatlas
+	$(BIN)/soundatlas serve --atlas $(DEMO)/.soundatlas --port 8000
 
 test: setup
 	$(BIN)/python -m pytest
