@@ -438,6 +438,153 @@ def cmd_serve(args) -> int:
     return EXIT_OK
 
 
+def _overlap(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 0.95:
+        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 0.95")
+    return value
+
+
+def _check_output(path: str, suffix: str) -> Path:
+    """``--output``: a new or existing file ending in ``suffix`` in a folder that exists."""
+    out = Path(path)
+    if out.suffix.lower() != suffix:
+        raise UsageError(f"--output {out} must end in {suffix}")
+    if out.is_dir():
+        raise UsageError(f"--output {out} is a directory")
+    if not out.parent.is_dir():
+        raise UsageError(f"--output {out}: the folder {out.parent} does not exist")
+    return out
+
+
+def _frame_index(args, atlas, registration):
+    from soundatlas.synth import FrameIndex
+
+    with _progress_bar(args, desc="frame index", unit="sample") as progress:
+        index = FrameIndex.load(atlas, registration, progress=progress)
+        index.tree  # noqa: B018 - build the k-d tree here, so the render time is the render's
+    return index
+
+
+def _print_rendering(result, out: Path, fmt: str, index, extra: str = "") -> None:
+    from soundatlas.synth import WAV_SUBTYPES
+
+    s = result.summary()
+    print(f"wrote {out}: {s['duration']:.2f} s at {s['sr']} Hz, {WAV_SUBTYPES[fmt][1]}{extra}")
+    print(f"  {s['n_grains']} grains of {result.grain:g} s (overlap {result.overlap:g}) from "
+          f"{s['n_samples_used']} samples, model {result.model}; mean snap distance "
+          f"{s['mean_snap_distance']:.3f}")
+    source = "from its cache" if index.from_cache else "built and cached"
+    print(f"  rendered in {s['seconds']:.2f} s ({s['realtime_factor']:g}x real time); frame index "
+          f"of {len(index)} sounding frames {source}")
+    if s["limiter_db"] > 0:
+        print(f"  limiter: up to {s['limiter_db']:.1f} dB of gain reduction (never clips)")
+    if s["n_excluded"]:
+        print(f"  {_plural(s['n_excluded'], 'sample')} excluded")
+    if result.failures:
+        print(f"  {len(result.failures)} files could not be read now and were left out:")
+        for path, reason in result.failures[:20]:
+            print(f"    {path}: {reason}")
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def cmd_synth(args) -> int:
+    import dataclasses
+
+    from soundatlas import synth
+
+    out = _check_output(args.output, ".wav")
+    if (args.path is None) == (args.walk is None):
+        raise UsageError("give a path file (--path PATH.json) or a generated walk "
+                         "(--walk random|knn), one of them")
+    if args.path is not None and args.duration is not None:
+        raise UsageError("--duration is for --walk; a path file's durations set its length")
+    if args.path is not None and args.seed is not None:
+        raise UsageError("--seed is for --walk; a path file is rendered as it is")
+    if args.walk is not None and args.glide:
+        raise UsageError("--glide is for --path (a random walk glides, a knn walk holds frames)")
+    path = synth.read_path(args.path) if args.path else None  # a bad file fails before the atlas
+    if path is not None and args.glide:
+        path = dataclasses.replace(path, glide=True)
+    seed = 0 if args.seed is None else args.seed
+    with _open_atlas(args) as atlas:
+        registration = synth.embedded_model(atlas, args.model)
+        index = _frame_index(args, atlas, registration)
+        excluded = synth.resolve_exclusions(atlas, args.exclude or ())
+        if path is None:
+            duration = 30.0 if args.duration is None else args.duration
+            on = index.without(excluded)
+            if args.walk == "random":
+                path = synth.random_walk(on, duration=duration, seed=seed)
+            else:
+                path = synth.knn_walk(on, duration=duration, seed=seed, k=args.k,
+                                      step=args.grain * (1 - args.overlap))
+        result = synth.render(atlas, registration, path, sr=args.sr, grain=args.grain,
+                              overlap=args.overlap, exclude=excluded, index=index)
+    synth.write_wav(out, result.y, result.sr, fmt=args.format)
+    if args.json:
+        _print_json({"output": str(out), "format": synth.WAV_SUBTYPES[args.format][1],
+                     "path": args.path, "walk": args.walk, "seed": seed if args.walk else None,
+                     "n_points": len(path.points), "index_from_cache": index.from_cache,
+                     "n_index_frames": len(index), **result.summary()})
+    else:
+        what = f"path {args.path}" if args.path else f"{args.walk} walk, seed {seed}"
+        _print_rendering(result, out, args.format, index, f" ({what})")
+    return EXIT_OK
+
+
+def cmd_mosaic(args) -> int:
+    from soundatlas import synth
+
+    out = _check_output(args.output, ".wav")
+    with _open_atlas(args) as atlas:
+        registration = synth.embedded_model(atlas, args.model)
+        index = _frame_index(args, atlas, registration)
+        result, target = synth.mosaic(atlas, registration["name"], args.target,
+                                      exclude_self=args.exclude_self, exclude=args.exclude or (),
+                                      sr=args.sr, grain=args.grain, overlap=args.overlap,
+                                      index=index)
+    synth.write_wav(out, result.y, result.sr, fmt=args.format)
+    if args.json:
+        target = {k: v for k, v in target.items() if k != "excluded_ids"}
+        _print_json({"output": str(out), "format": synth.WAV_SUBTYPES[args.format][1],
+                     "target": target, "exclude_self": args.exclude_self,
+                     "index_from_cache": index.from_cache, **result.summary()})
+    else:
+        cut = " (its first part: --max-duration of the index)" if target["truncated"] else ""
+        _print_rendering(result, out, args.format, index,
+                         f" (a mosaic of {args.target}{cut})")
+        if args.exclude_self:
+            print(f"  --exclude-self: {_plural(target['n_self_excluded'], 'sample')} with the "
+                  "target's content or path left out")
+    return EXIT_OK
+
+
+def cmd_trajectory(args) -> int:
+    from soundatlas import synth
+
+    out = _check_output(args.output, ".png")
+    with _open_atlas(args) as atlas:
+        registration = synth.embedded_model(atlas, args.model)
+        rec = synth.find_sample(atlas, args.sample)
+        synth.plot_trajectory(atlas, registration, rec, out)
+    result = {"output": str(out), "sample": rec.id, "path": rec.path,
+              "model": registration["name"], "n_frames": rec.n_frames,
+              "duration": rec.duration}
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"wrote {out}: trajectory of {rec.path} (sample {rec.id}, {rec.n_frames} frames, "
+              f"{rec.duration:.2f} s) under model {registration['name']}")
+    return EXIT_OK
+
+
 def _baseline_list(text: str) -> list[str]:
     from soundatlas.baselines import BASELINES
 
@@ -711,6 +858,82 @@ def build_parser() -> argparse.ArgumentParser:
                     help="answer this one GET in-process, print it and exit (0 for a 2xx "
                     "answer, 1 otherwise) without binding a port")
     sv.set_defaults(func=cmd_serve)
+
+    grain_kw = dict(type=_positive_float, default=0.5, metavar="SECONDS",
+                    help="grain length (default: 0.5, the reference)")
+    overlap_kw = dict(type=_overlap, default=0.5, metavar="FRACTION",
+                      help="fraction of a grain shared with the next, 0 to 0.95 (default: 0.5, "
+                      "the reference; 0.9 puts a grain on every frame)")
+    sr_kw = dict(type=_positive_int, metavar="HZ",
+                 help="output sample rate (default: the library's most common original rate)")
+    format_kw = dict(choices=["pcm16", "float"], default="pcm16",
+                     help="WAV sample format: pcm16 (16-bit PCM, default) or float (32-bit float)")
+    exclude_kw = dict(nargs="+", action="extend", metavar="ITEM",
+                      help="never use these samples: sample ids or folders/files relative to the "
+                      "library (repeatable)")
+    model_kw = dict(metavar="NAME", help="model whose map to use (default: 'default' when "
+                    "embedded, else the first embedded model)")
+
+    sy = sub.add_parser("synth", parents=[common], help="render a path through the map as audio",
+                        description="Concatenative synthesis: each point of a path (a JSON file or "
+                        "a generated walk) snaps to the nearest sounding frame of the whole "
+                        "library, and grains of the original files around those frames are "
+                        "overlap-added with a Hann window, loudness-matched and limited. Writes "
+                        "a WAV file.")
+    sy.add_argument("--atlas", metavar="DIR", help=atlas_help)
+    sy.add_argument("--model", "-m", **model_kw)
+    sy.add_argument("--path", metavar="PATH.json",
+                    help='a path file: {"points": [[x, y, z], ...], "durations": [seconds, ...]} '
+                    '(or one "duration" for every point; "glide": true to move between points)')
+    sy.add_argument("--walk", choices=["random", "knn"],
+                    help="generate the path instead: random (a smoothed random walk in the map's "
+                    "bounding box) or knn (hops between neighbouring frames of other samples)")
+    sy.add_argument("--duration", type=_positive_float, metavar="SECONDS",
+                    help="length of a --walk (default: 30)")
+    sy.add_argument("--seed", type=int, metavar="N", help="seed of a --walk (default: 0)")
+    sy.add_argument("--k", type=_positive_int, default=8, metavar="K",
+                    help="neighbouring samples a knn walk chooses among (default: 8)")
+    sy.add_argument("--glide", action="store_true",
+                    help="move in straight lines between a path file's points instead of holding "
+                    "each for its duration")
+    sy.add_argument("--grain", **grain_kw)
+    sy.add_argument("--overlap", **overlap_kw)
+    sy.add_argument("--exclude", **exclude_kw)
+    sy.add_argument("--sr", **sr_kw)
+    sy.add_argument("--format", **format_kw)
+    sy.add_argument("--output", "-o", required=True, metavar="OUT.wav", help="WAV file to write")
+    sy.set_defaults(func=cmd_synth)
+
+    mo = sub.add_parser("mosaic", parents=[common],
+                        help="rebuild a sound from the library's grains",
+                        description="Embed TARGET with the model exactly as a query by example "
+                        "does, follow its trajectory with grains of the library's sounds (the "
+                        "nearest sounding frame at each grain), each scaled to the target's own "
+                        "loudness at that time. Writes a WAV file.")
+    mo.add_argument("target", metavar="TARGET", help="audio file to rebuild")
+    mo.add_argument("--atlas", metavar="DIR", help=atlas_help)
+    mo.add_argument("--model", "-m", **model_kw)
+    mo.add_argument("--exclude-self", action="store_true",
+                    help="never use the target itself: samples with its content (hash) or at "
+                    "its path in the library")
+    mo.add_argument("--exclude", **exclude_kw)
+    mo.add_argument("--grain", **grain_kw)
+    mo.add_argument("--overlap", **overlap_kw)
+    mo.add_argument("--sr", **sr_kw)
+    mo.add_argument("--format", **format_kw)
+    mo.add_argument("--output", "-o", required=True, metavar="OUT.wav", help="WAV file to write")
+    mo.set_defaults(func=cmd_mosaic)
+
+    tj = sub.add_parser("trajectory", parents=[common], help="draw one sample's trajectory",
+                        description="Draw SAMPLE's trajectory (one point per frame) in 3-D over "
+                        "the faint map, start, median frame and end marked, beside its "
+                        "coordinates and loudness over time. Writes a PNG.")
+    tj.add_argument("sample", metavar="SAMPLE",
+                    help="a sample id or a path relative to the library")
+    tj.add_argument("--atlas", metavar="DIR", help=atlas_help)
+    tj.add_argument("--model", "-m", **model_kw)
+    tj.add_argument("--output", "-o", required=True, metavar="FIG.png", help="PNG file to write")
+    tj.set_defaults(func=cmd_trajectory)
     return p
 
 

@@ -1,0 +1,352 @@
+"""Sound out: concatenative synthesis along paths, mosaics, trajectory figures (soundatlas.synth).
+
+One small real library (48 notes of flute and tuba, mapped with the shipped default model) is made
+once for the module; every render is a few seconds of audio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from soundatlas import synth
+from soundatlas.atlas import Atlas
+from soundatlas.embed import frame_energy
+from soundatlas.errors import ParameterError
+
+CLASSES = {"flute": (73, 60, 71), "tuba": (58, 36, 47)}  # 12 pitches each, short and long: 48 notes
+BIN = Path(sys.executable).parent / "soundatlas"
+CLICK = 2.5  # max |y[n+1] - y[n]| over the 99.9th percentile of |y[n+1] - y[n]|
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> Path:
+    from soundatlas.artifact import resolve_model
+    from soundatlas.demo import render_library
+    from soundatlas.embed import embed_atlas, ensure_registered
+    from soundatlas.indexing import index_library
+
+    lib = tmp_path_factory.mktemp("synth") / "lib"
+    render_library(lib, classes=CLASSES, velocities=(80,), n_jobs=1)
+    index_library(lib, n_jobs=1)
+    with Atlas.open(lib / ".soundatlas", write=True) as atlas:
+        artifact, registration = resolve_model(atlas, "default")
+        embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, registration))
+    return lib
+
+
+@pytest.fixture
+def atlas(library):
+    with Atlas.open(library / ".soundatlas") as a:
+        yield a
+
+
+@pytest.fixture
+def index(atlas):
+    return synth.FrameIndex.load(atlas)
+
+
+def click_ratio(y: np.ndarray) -> float:
+    d = np.abs(np.diff(np.asarray(y, dtype=np.float64)))
+    return float(d.max() / np.percentile(d, 99.9))
+
+
+def loud_rows(index, atlas, folder: str, n: int) -> np.ndarray:
+    """Rows of ``n`` frames from the middle of ``folder``'s long notes (well inside the sound)."""
+    ids = {r.id: r for r in atlas.samples() if r.path.startswith(folder + "/") and "long" in r.path}
+    rows = [int(np.flatnonzero(index.sample_ids == sid)[8]) for sid in sorted(ids)]
+    return np.array(rows[:n])
+
+
+def run_cli(*args, check_rc=None):
+    env = {**os.environ, "CI": "1"}
+    proc = subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env=env)
+    if check_rc is not None:
+        assert proc.returncode == check_rc, (proc.stdout, proc.stderr)
+    return proc
+
+
+# -- the frame index -------------------------------------------------------------------------------
+
+
+def test_frame_index_holds_sounding_frames_and_is_cached(atlas, index):
+    assert len(np.unique(index.sample_ids)) == atlas.n_samples() == 48
+    assert 0 < len(index) < atlas.n_frames_total()  # the silent tails are left out
+    rec = atlas.samples()[0]
+    energy = frame_energy(atlas.features(rec))
+    mine = index.frames[index.sample_ids == rec.id]
+    level = (energy / energy.max()).astype(np.float32)
+    assert set(mine) == set(np.flatnonzero(level >= synth.SILENCE))
+    again = synth.FrameIndex.load(atlas)
+    assert again.from_cache and list((atlas.path / "cache").glob("frames-*.npz"))
+    np.testing.assert_array_equal(again.points, index.points)
+    traj = atlas.trajectory(index.model_id, rec.id)
+    np.testing.assert_allclose(index.points[index.sample_ids == rec.id], traj[mine])
+
+
+# -- rendering -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sr, grain, overlap", [(None, 0.5, 0.5), (22050, 0.3, 0.75)])
+def test_output_length_is_the_sum_of_the_durations(atlas, index, sr, grain, overlap):
+    rows = np.arange(0, len(index), len(index) // 4)[:4]
+    path = synth.MapPath(index.points[rows], [0.7, 1.3, 0.45, 2.0])
+    r = synth.render(atlas, None, path, sr=sr, grain=grain, overlap=overlap, index=index)
+    assert r.sr == (sr or 44100)  # default: the files' own rate
+    assert abs(len(r.y) - 4.45 * r.sr) <= grain * (1 - overlap) * r.sr
+    assert r.y.dtype == np.float32 and np.abs(r.y).max() <= synth.CEILING
+    assert r.n_decoded == r.n_samples_used  # each file decoded once
+
+
+def test_resynthesis_reembeds_near_the_requested_path(atlas, index):
+    """Re-embed the rendered audio: its frames lie near the path asked for, far nearer than to a
+    random path of the same length."""
+    from soundatlas.artifact import resolve_model
+    from soundatlas.cqt import cqt_batch
+    from soundatlas.embed import embed_file
+    import soxr
+
+    artifact, _ = resolve_model(atlas, "default")
+    rng = np.random.default_rng(0)
+    path = synth.MapPath(index.points[rng.choice(len(index), 8, replace=False)], np.full(8, 1.0))
+    r = synth.render(atlas, None, path, index=index)
+    F = cqt_batch([soxr.resample(r.y, r.sr, 16000)])[0].astype(np.float16).astype(np.float32)
+    traj, _ = embed_file(artifact, F, "rendered")
+    t = np.arange(len(traj)) * 0.05
+    near = np.linalg.norm(traj - path.at(t), axis=1).mean()
+    other = synth.random_walk(index, duration=path.duration, seed=7).at(t)
+    far = np.linalg.norm(traj - other, axis=1).mean()
+    assert near < 0.5 * far, (near, far)
+
+
+def test_joins_have_no_clicks_where_plain_concatenation_has(atlas, index):
+    """Every grain from another sample (flute, tuba, flute, ...): the windowed overlap-add has no
+    step at the joins; the same grains cut square and laid end to end do."""
+    flute, tuba = loud_rows(index, atlas, "flute", 8), loud_rows(index, atlas, "tuba", 8)
+    rows = np.stack([flute, tuba], axis=1).reshape(-1)
+    path = synth.MapPath(index.points[rows], np.full(len(rows), 0.25))  # one grain hop each
+    r = synth.render(atlas, None, path, index=index)
+    assert r.window_ripple < 1e-6  # Hann at 50%: the windows add up to a constant
+    assert click_ratio(r.y) < CLICK
+
+    cache = synth.AudioCache(atlas.library, r.sr)
+    recs = {rec.id: rec for rec in atlas.samples(sorted({s for s, _ in r.grains}))}
+    hop = int(round(0.25 * r.sr))
+    pieces = []
+    for (sid, frame), gain in zip(r.grains, r.gains):
+        y = cache.get(recs[sid])
+        start = int(round(frame * 0.05 * r.sr)) - hop // 2
+        pieces.append(gain * y[start : start + hop])
+    naive = np.concatenate(pieces)
+    assert click_ratio(naive) > CLICK
+
+
+def test_other_overlaps_are_normalised_and_click_free(atlas, index):
+    assert synth.window_ripple(1000, 500)[1] < 1e-6 and synth.window_ripple(1000, 250)[1] < 1e-6
+    assert synth.window_ripple(1000, 400)[1] > 0.01
+    rows = loud_rows(index, atlas, "flute", 3)
+    path = synth.MapPath(index.points[rows], np.full(3, 1.5))
+    for overlap in (0.0, 0.6):
+        r = synth.render(atlas, None, path, overlap=overlap, index=index)
+        assert r.window_ripple > 0.01
+        assert click_ratio(r.y) < CLICK
+
+
+def test_loudness_is_matched_and_the_limiter_never_lets_it_clip(atlas, index):
+    """Release tails and loudest frames in turn: raw, their grains differ by over 10 dB; matched
+    to the median grain RMS, every second of the output is within 3 dB of the others."""
+    long = [rec for rec in atlas.samples() if "long" in rec.path]
+    loudest, tails = [], []
+    for rec in [r for r in long if r.path.startswith("flute/")][:3] + \
+            [r for r in long if r.path.startswith("tuba/")][:3]:
+        rows = np.flatnonzero(index.sample_ids == rec.id)
+        energy = frame_energy(atlas.features(rec))
+        loudest.append(rows[np.argmax(energy[index.frames[rows]])])
+        tails.append(rows[-1])  # the last sounding frame: the release
+    rows = np.array([r for pair in zip(tails, loudest) for r in pair])
+    path = synth.MapPath(index.points[rows], np.full(len(rows), 1.0))
+
+    def spread_db(y, sr):
+        rms = [np.sqrt(np.mean(y[int((k + 0.25) * sr) : int((k + 0.75) * sr)].astype(float) ** 2))
+               for k in range(len(rows))]
+        return 20 * np.log10(max(rms) / min(rms))
+
+    r = synth.render(atlas, None, path, index=index)
+    raw = synth.render(atlas, None, path, index=index, max_gain=1.0,  # every gain 1: unmatched
+                       loudness=lambda times, seconds: np.full(len(times), 1e3))
+    assert spread_db(raw.y, raw.sr) > 10
+    assert spread_db(r.y, r.sr) < 3
+    loud = synth.render(atlas, None, path, index=index, max_gain=1000,
+                        loudness=lambda times, seconds: np.full(len(times), 3.0))
+    assert loud.limiter_db > 6
+    assert np.abs(loud.y).max() <= synth.CEILING
+    assert click_ratio(loud.y) < CLICK
+
+
+def test_exclude_a_folder_removes_its_samples(atlas, index):
+    tuba = {r.id for r in atlas.samples() if r.path.startswith("tuba/")}
+    path = synth.MapPath(index.points[loud_rows(index, atlas, "tuba", 4)], np.full(4, 0.5))
+    used = {s for s, _ in synth.render(atlas, None, path, index=index).grains}
+    assert used & tuba
+    r = synth.render(atlas, None, path, index=index, exclude=["tuba/"])
+    assert r.grains and not {s for s, _ in r.grains} & tuba and r.n_excluded == len(tuba)
+    one = sorted(used & tuba)[0]
+    assert one not in {s for s, _ in synth.render(atlas, None, path, index=index,
+                                                  exclude=[str(one)]).grains}
+    with pytest.raises(ParameterError, match="matches no sample"):
+        synth.resolve_exclusions(atlas, ["violin"])
+
+
+def test_walks_are_deterministic_for_a_seed(index):
+    for walk in (synth.random_walk, synth.knn_walk):
+        a, b = walk(index, duration=6, seed=3), walk(index, duration=6, seed=3)
+        np.testing.assert_array_equal(a.points, b.points)
+        assert abs(a.duration - 6) < 1e-9
+        assert not np.array_equal(a.points, walk(index, duration=6, seed=4).points)
+    lo, hi = index.bounds()
+    walked = synth.random_walk(index, duration=20, seed=1).points
+    assert np.all(walked >= lo - 1e-9) and np.all(walked <= hi + 1e-9)
+    # a knn walk steps along its own note or to a frame of another sample, never elsewhere
+    knn = synth.knn_walk(index, duration=20, seed=1)
+    rows = index.nearest(knn.points)[0]
+    sids, frames = index.sample_ids[rows], index.frames[rows]
+    same = sids[1:] == sids[:-1]
+    assert np.all(frames[1:][same] == frames[:-1][same] + 1)
+    assert len(set(sids.tolist())) > 5
+
+
+# -- mosaic ----------------------------------------------------------------------------------------
+
+
+def test_mosaic_exclude_self_uses_no_grain_of_the_target(atlas, index, library, tmp_path):
+    target = library / "flute" / "flute_066_v080_long.wav"
+    own = atlas.lookup_paths(["flute/flute_066_v080_long.wav"])["flute/flute_066_v080_long.wav"][0]
+    r, facts = synth.mosaic(atlas, None, target, index=index)
+    assert own in {s for s, _ in r.grains}  # its own frames are the nearest
+    assert abs(r.duration - facts["duration"]) < 1e-3
+    r, facts = synth.mosaic(atlas, None, target, index=index, exclude_self=True)
+    assert r.grains and own not in {s for s, _ in r.grains}
+    assert facts["n_self_excluded"] == 1
+    copy = tmp_path / "elsewhere.wav"  # the same content outside the library: found by hash
+    copy.write_bytes(target.read_bytes())
+    r, _ = synth.mosaic(atlas, None, copy, index=index, exclude_self=True)
+    assert own not in {s for s, _ in r.grains}
+
+
+def test_mosaic_follows_the_targets_loudness(atlas, index, library):
+    target = library / "tuba" / "tuba_040_v080_short.wav"
+    r, _ = synth.mosaic(atlas, None, target, index=index, exclude_self=True)
+    y, sr = sf.read(target, dtype="float32")
+    n = int(0.25 * sr)
+    head = np.sqrt(np.mean(r.y[: n].astype(np.float64) ** 2))
+    tail = np.sqrt(np.mean(r.y[-n:].astype(np.float64) ** 2))
+    assert head > 4 * tail  # the short note sounds, then its release fades: so does the mosaic
+
+
+# -- paths ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{", "not valid JSON"),
+    ("[1, 2]", "expected an object"),
+    ('{"points": []}', "'points' is empty"),
+    ('{"points": [[0, 0, 0], [1, 1]], "duration": 1}', "points[1]"),
+    ('{"points": [[0, 0, "x"]], "duration": 1}', "points[0]"),
+    ('{"points": [[0, 0, 0]]}', "no 'durations'"),
+    ('{"points": [[0, 0, 0], [1, 1, 1]], "durations": [1]}', "1 entries for 2 points"),
+    ('{"points": [[0, 0, 0], [1, 1, 1]], "durations": [1, -2]}', "durations[1] = -2"),
+    ('{"points": [[0, 0, 0]], "duration": 0}', "duration = 0"),
+    ('{"points": [[0, 0, 0]], "duration": 1, "durations": [1]}', "not both"),
+    ('{"points": [[0, 0, 0]], "duratoin": 1}', "unknown key 'duratoin'"),
+])
+def test_malformed_path_files_say_what_is_wrong(tmp_path, content, message):
+    f = tmp_path / "path.json"
+    f.write_text(content)
+    with pytest.raises(ParameterError) as exc:
+        synth.read_path(f)
+    assert message in str(exc.value) and str(f) in str(exc.value)
+
+
+def test_a_path_file_holds_or_glides(tmp_path):
+    f = tmp_path / "path.json"
+    f.write_text(json.dumps({"points": [[0, 0, 0], [1, 2, 3]], "durations": [1.0, 0.5]}))
+    p = synth.read_path(f)
+    assert p.duration == 1.5
+    np.testing.assert_allclose(p.at(np.array([0.5, 1.2, 9.0])), [[0, 0, 0], [1, 2, 3], [1, 2, 3]])
+    f.write_text(json.dumps({"points": [[0, 0, 0], [1, 2, 3]], "duration": 1, "glide": True}))
+    np.testing.assert_allclose(synth.read_path(f).at(np.array([0.5])), [[0.5, 1, 1.5]])
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def test_cli_synth_mosaic_and_trajectory_end_to_end(library, index, tmp_path):
+    atlas_dir = library / ".soundatlas"
+    out = run_cli("synth", "--atlas", atlas_dir, "--walk", "knn", "--duration", "4", "--seed",
+                  "2", "--exclude", "tuba", "--output", tmp_path / "walk.wav", "--json",
+                  check_rc=0)
+    result = json.loads(out.stdout)
+    info = sf.info(tmp_path / "walk.wav")
+    assert info.samplerate == result["sr"] == 44100 and info.subtype == "PCM_16"
+    assert abs(info.duration - 4.0) < 1e-3 and result["n_grains"] == 17
+    assert result["n_excluded"] == 24 and result["seconds"] < 4.0
+
+    path = tmp_path / "path.json"
+    path.write_text(json.dumps({"points": index.points[:3].tolist(), "duration": 0.5}))
+    out = run_cli("synth", "--atlas", atlas_dir, "--path", path, "--format", "float",
+                  "--output", tmp_path / "path.wav", check_rc=0).stdout
+    assert "32-bit float WAV" in out and "grains" in out
+    assert sf.info(tmp_path / "path.wav").subtype == "FLOAT"
+
+    target = library / "flute" / "flute_064_v080_short.wav"
+    out = run_cli("mosaic", target, "--atlas", atlas_dir, "--exclude-self", "--output",
+                  tmp_path / "mosaic.wav", "--json", check_rc=0)
+    result = json.loads(out.stdout)
+    assert result["target"]["n_self_excluded"] == 1 and result["n_grains"] > 0
+    assert abs(sf.info(tmp_path / "mosaic.wav").duration - result["target"]["duration"]) < 1e-3
+
+    fig = tmp_path / "traj.png"
+    out = run_cli("trajectory", "flute/flute_064_v080_long.wav", "--atlas", atlas_dir,
+                  "--output", fig, check_rc=0).stdout
+    assert "trajectory of flute/flute_064_v080_long.wav" in out
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and fig.stat().st_size > 10_000
+
+
+def test_cli_bad_input_is_one_clear_line(library, tone_library, tmp_path, capsys):
+    from soundatlas.cli import main
+    from soundatlas.indexing import index_library
+
+    atlas_dir = str(library / ".soundatlas")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"points": [[0, 0, 0]], "durations": [-1]}')
+    cases = [
+        (["synth", "--atlas", atlas_dir, "--path", str(bad), "-o", str(tmp_path / "a.wav")], 1,
+         "durations[0] = -1 must be a positive number"),
+        (["synth", "--atlas", atlas_dir, "--walk", "knn", "-o", str(tmp_path / "no" / "a.wav")],
+         2, "does not exist"),
+        (["synth", "--atlas", atlas_dir, "--walk", "knn", "--path", str(bad), "-o",
+          str(tmp_path / "a.wav")], 2, "one of them"),
+        (["synth", "--atlas", atlas_dir, "--walk", "knn", "--model", "nope", "-o",
+          str(tmp_path / "a.wav")], 1, "no model 'nope'"),
+        (["synth", "--atlas", atlas_dir, "--walk", "knn", "--exclude", "violin", "-o",
+          str(tmp_path / "a.wav")], 1, "matches no sample"),
+        (["trajectory", "no/such.wav", "--atlas", atlas_dir, "-o", str(tmp_path / "t.png")], 1,
+         "no sample 'no/such.wav'"),
+    ]
+    index_library(tone_library, n_jobs=1)  # indexed, never embedded
+    cases.append((["mosaic", str(tone_library / "low" / "low_036.wav"), "--atlas",
+                   str(tone_library / ".soundatlas"), "-o", str(tmp_path / "m.wav")], 1,
+                  "soundatlas embed"))
+    for argv, rc, message in cases:
+        assert main(argv + ["-q"]) == rc, argv
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "a.wav").exists()
