@@ -92,7 +92,9 @@ class _Server:
 
         from soundatlas.web import create_app
 
-        self.sock = socket.socket()
+        # an explicit TCP socket: asyncio then turns Nagle off on its connections (with a bare
+        # socket.socket() every kept-alive request after the first waited ~40 ms)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.bind(("127.0.0.1", 0))
         port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
