@@ -6,8 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := data/demo
-# chromium: the browser the web tests drive (headless, through Playwright)
-APT_PACKAGES := fluidsynth fluid-soundfont-gm chromium
+# chromium: the browser the web tests drive (headless, through Playwright; it bundles the
+# SwiftShader software WebGL it needs); fonts-liberation: text for its pages and screenshots
+APT_PACKAGES := fluidsynth fluid-soundfont-gm chromium fonts-liberation
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # This machine keeps a CPU build of torch on disk; use it rather than downloading a CUDA build.
 PIP_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
