@@ -131,3 +131,9 @@ def test_train_embed_models_evaluate_from_the_command_line(rendered_library):
     assert "no model 'nope'" in proc.stderr
     proc = run("train", "--atlas", atlas, "-n", "instrument", "--label", "colour", check_rc=1)
     assert "colour" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_readme_documents_every_command():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for command in COMMANDS:
+        assert f"### `soundatlas {command}" in readme or f"`soundatlas {command}`" in readme, command
