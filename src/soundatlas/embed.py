@@ -21,7 +21,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-__all__ = ["embed_features", "embed_many", "embed_file", "prediction_noise", "point_of",
+from soundatlas.sampling import frame_energy  # noqa: F401  (one definition, re-exported)
+
+__all__ = ["embed_features", "embed_many", "embed_file", "embed_outside_file", "prediction_noise",
+           "point_of", "frame_energy",
            "embed_atlas", "EmbedSummary", "ensure_registered"]
 
 
@@ -38,14 +41,33 @@ def embed_file(artifact, F: np.ndarray, content_hash: str, *, compression: float
     return traj, point_of(traj, frame_energy(F))
 
 
+def embed_outside_file(atlas, artifact, path, *, content_hash: str | None = None):
+    """Analyse and embed an audio file that is not in the atlas, exactly as ``index`` then
+    ``embed`` would have: decoded up to the atlas's last ``--max-duration``, the atlas's CQT
+    rounded to its feature precision, the model's noise seeded by the file's content hash.
+
+    Returns (decoded audio, log-CQT frames, trajectory, point). Raises AudioReadError for a
+    file that cannot be decoded. Nothing is written to the atlas.
+    """
+    from soundatlas import audio
+    from soundatlas.atlas import FEATURE_DTYPE
+    from soundatlas.cqt import cqt_batch
+    from soundatlas.pipeline import content_hash as hash_of
+
+    params = atlas.cqt_params
+    summary = (atlas.last_run("index") or {}).get("summary") or {}
+    # the limit the library was indexed with (None: none); audio.load's default, as index's, else
+    kw = {"max_duration": summary["max_duration"]} if "max_duration" in summary else {}
+    decoded = audio.load(path, sr=params.sr, **kw)
+    F = cqt_batch([decoded.y], params=params)[0].astype(FEATURE_DTYPE).astype(np.float32)
+    traj, point = embed_file(artifact, F, content_hash or hash_of(path),
+                             compression=params.compression)
+    return decoded, F, traj, point
+
+
 def _noise_rng(content_hash: str) -> np.random.Generator:
     seed = int.from_bytes(hashlib.blake2b(content_hash.encode(), digest_size=8).digest(), "little")
     return np.random.default_rng(seed)
-
-
-def frame_energy(F: np.ndarray, *, compression: float = 50.0) -> np.ndarray:
-    """Summed linear CQT magnitude per frame of log-CQT frames ``F`` (frames x bins)."""
-    return np.expm1(np.asarray(F, dtype=np.float64)).sum(axis=1) / compression
 
 
 def point_of(trajectory: np.ndarray, energy: np.ndarray) -> np.ndarray:

@@ -802,11 +802,8 @@ def mosaic(atlas, model: str | None, target: str | os.PathLike, *, exclude_self:
     file's content hash), is followed with grains (glided between frames, 20 per second), each
     scaled to the target's own windowed RMS at its time. ``exclude_self`` leaves out samples
     with the target's content hash or path. Returns the rendering and facts about the target."""
-    from soundatlas import audio
     from soundatlas.artifact import check_cqt, resolve_model
-    from soundatlas.atlas import FEATURE_DTYPE
-    from soundatlas.cqt import cqt_batch
-    from soundatlas.embed import embed_file
+    from soundatlas.embed import embed_outside_file
     from soundatlas.pipeline import content_hash
 
     _check_grain(grain, overlap)
@@ -814,12 +811,8 @@ def mosaic(atlas, model: str | None, target: str | os.PathLike, *, exclude_self:
     artifact, _ = resolve_model(atlas, reg["name"])
     check_cqt(artifact, atlas.cqt_params)
     params = atlas.cqt_params
-    run = atlas.last_run("index") or {}
-    max_duration = (run.get("summary") or {}).get("max_duration", 30.0)
-    decoded = audio.load(target, sr=params.sr, max_duration=max_duration)
     digest = content_hash(target)
-    F = cqt_batch([decoded.y], params=params)[0].astype(FEATURE_DTYPE).astype(np.float32)
-    traj, _point = embed_file(artifact, F, digest, compression=params.compression)
+    decoded, _F, traj, _point = embed_outside_file(atlas, artifact, target, content_hash=digest)
     period = params.hop_length / params.sr
     path = MapPath(traj, np.full(len(traj), period), glide=True)
     excluded = set(resolve_exclusions(atlas, exclude))

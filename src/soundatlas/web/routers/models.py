@@ -33,7 +33,6 @@ from soundatlas.web.app import (
 router = APIRouter(prefix="/api/models", tags=["models"])
 
 _UPLOAD_SLACK = 64 * 1024  # multipart headers and boundaries around the file's bytes
-_DEFAULT_MAX_DURATION = 30.0  # seconds analysed per file, as `soundatlas index` does by default
 K = Query(10, ge=1, le=MAX_K, description=f"how many neighbours (1 to {MAX_K})")
 
 
@@ -179,28 +178,18 @@ async def _receive_upload(request: Request, limit: int) -> tuple[Path, str]:
 
 
 def _query(web, name: str, path: Path, filename: str, k: int) -> dict:
-    from soundatlas import audio
-    from soundatlas.atlas import FEATURE_DTYPE
-    from soundatlas.cqt import cqt_batch
-    from soundatlas.embed import embed_file
+    from soundatlas.embed import embed_outside_file
     from soundatlas.errors import AudioReadError
-    from soundatlas.pipeline import content_hash
 
     with web.atlas() as atlas:
         model = model_or_404(atlas, name)
         require_embeddings(model)
         artifact = web.artifact(atlas, model)
         params = atlas.cqt_params
-        run = atlas.last_run("index") or {}
-        max_duration = (run.get("summary") or {}).get("max_duration", _DEFAULT_MAX_DURATION)
         try:
-            decoded = audio.load(path, sr=params.sr, max_duration=max_duration)
+            decoded, _F, traj, point = embed_outside_file(atlas, artifact, path)
         except AudioReadError as exc:
             raise api_error(400, f"{filename}: {exc.reason}") from None
-        # as indexing does: the paper CQT, stored at the atlas's precision
-        F = cqt_batch([decoded.y], params=params)[0].astype(FEATURE_DTYPE).astype(np.float32)
-        # as embedding does: the model's prediction noise, seeded by the file's content hash
-        traj, point = embed_file(artifact, F, content_hash(path), compression=params.compression)
         index = web.point_index(atlas, model)
         items = neighbour_items(atlas, index.nearest(point, k))
     return {"model": name, "file": filename, "duration": decoded.duration,
