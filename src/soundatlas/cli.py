@@ -800,7 +800,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="model to embed with (default: the shipped 'default')")
     mp.set_defaults(func=cmd_map)
 
-    ev = sub.add_parser("evaluate", parents=[common],
+    # what evaluate and report share: the same scoring, so the same options
+    scoring = argparse.ArgumentParser(add_help=False)
+    scoring.add_argument("--baselines", default="all", metavar="LIST",
+                         help="comma-separated baselines: pca, pca-lda, umap, input; 'all' "
+                         "(default) or 'none'")
+    scoring.add_argument("--analogies", type=_nonnegative_int, default=500, metavar="N",
+                         help="random analogy triples per map (default: 500; 0: none)")
+    scoring.add_argument("--frames-per-file", type=_positive_int, default=8, metavar="N",
+                         help="energy-weighted frames per file (default: 8)")
+    scoring.add_argument("--seed", type=int, default=0, metavar="N",
+                         help="random seed (default: 0)")
+
+    ev = sub.add_parser("evaluate", parents=[common, scoring],
                         help="score models beside baselines (k-NN, retrieval, analogies, ...)",
                         description="The reference protocol (k-NN on frame embeddings of "
                         "training files, k chosen on validation, accuracy on test frames) plus "
@@ -810,20 +822,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--atlas", metavar="DIR", help=atlas_help)
     ev.add_argument("--model", "-m", action="append", metavar="NAME",
                     help="model to score (repeat for several; none: baselines only)")
-    ev.add_argument("--baselines", default="all", metavar="LIST",
-                    help="comma-separated baselines: pca, pca-lda, umap, input; 'all' (default) "
-                    "or 'none'")
-    ev.add_argument("--analogies", type=_nonnegative_int, default=500, metavar="N",
-                    help="random analogy triples per map (default: 500; 0: none)")
     ev.add_argument("--output", "-o", metavar="FILE", help="also write the full JSON result here")
     ev.add_argument("--labels", nargs="+", default=["instrument", "pitch"], metavar="KEY",
                     help="label keys to score (default: instrument pitch)")
-    ev.add_argument("--frames-per-file", type=_positive_int, default=8, metavar="N",
-                    help="energy-weighted frames per file (default: 8)")
-    ev.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
     ev.set_defaults(func=cmd_evaluate)
 
-    rp = sub.add_parser("report", parents=[common], help="write an HTML report of models",
+    rp = sub.add_parser("report", parents=[common, scoring], help="write an HTML report of models",
                         description="Evaluate models beside baselines and write a self-contained "
                         "HTML page with tables and figures (3-D views, per-class accuracy, "
                         "confusion matrices, trajectories, analogies) into a directory.")
@@ -832,14 +836,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="models to report (default: every fully embedded model)")
     rp.add_argument("--output", "-o", required=True, metavar="DIR",
                     help="directory for index.html, evaluation.json and fig/")
-    rp.add_argument("--baselines", default="all", metavar="LIST",
-                    help="comma-separated baselines: pca, pca-lda, umap, input; 'all' (default) "
-                    "or 'none'")
-    rp.add_argument("--analogies", type=_nonnegative_int, default=500, metavar="N",
-                    help="random analogy triples per map (default: 500)")
-    rp.add_argument("--frames-per-file", type=_positive_int, default=8, metavar="N",
-                    help="energy-weighted frames per file (default: 8)")
-    rp.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
     rp.set_defaults(func=cmd_report)
 
     sv = sub.add_parser("serve", help="serve the atlas's map and its API in a web browser",
