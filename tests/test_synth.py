@@ -350,3 +350,119 @@ def test_cli_bad_input_is_one_clear_line(library, tone_library, tmp_path, capsys
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "a.wav").exists()
+
+
+# -- in the web API: a path drawn on the page, "mosaic this" ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def web(library):
+    import warnings
+
+    from soundatlas.web import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    return TestClient(create_app(library / ".soundatlas"))
+
+
+def _wav(response) -> tuple[np.ndarray, int]:
+    import io
+
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "audio/wav"
+    assert response.headers["content-disposition"].startswith("attachment; filename=")
+    y, sr = sf.read(io.BytesIO(response.content), dtype="float32")
+    assert sr == int(response.headers["x-sample-rate"])
+    return y, sr
+
+
+def test_web_synth_renders_the_same_audio_as_the_library_call(web, atlas, index):
+    ids = [r.id for r in atlas.samples()][::12][:4]
+    r = web.post("/api/models/default/synth", json={"ids": ids, "durations": [0.5, 1.0, 0.5, 1.0],
+                                                     "glide": False, "format": "float"})
+    y, sr = _wav(r)
+    model = atlas.model("default")
+    pts = np.stack([atlas.points(model["id"])[1][list(atlas.points(model["id"])[0]).index(i)]
+                    for i in ids])
+    direct = synth.render(atlas, None, synth.MapPath(pts, [0.5, 1.0, 0.5, 1.0]), sr=sr, index=index)
+    np.testing.assert_array_equal(y, direct.y)  # the same render, byte for byte
+    summary = json.loads(r.headers["x-render"])
+    assert summary["n_grains"] == int(r.headers["x-grains"]) == len(direct.grains)
+    assert abs(float(r.headers["x-duration"]) - 3.0) < 1e-3
+    # the same path as coordinates, gliding: the length still follows the durations
+    r = web.post("/api/models/default/synth", json={"points": pts.tolist(), "duration": 0.25})
+    y, sr = _wav(r)
+    assert abs(len(y) - 1.0 * sr) <= 1
+
+
+def test_web_synth_excludes_and_never_writes_the_atlas(library, atlas, tmp_path):
+    import shutil
+    import warnings
+
+    from soundatlas.web import create_app
+
+    copy = tmp_path / "atlas"
+    shutil.copytree(library / ".soundatlas", copy)
+    shutil.rmtree(copy / "cache", ignore_errors=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    client = TestClient(create_app(copy))
+    flutes = [r.id for r in atlas.samples() if r.path.startswith("flute/")]
+    tubas = [r.id for r in atlas.samples() if r.path.startswith("tuba/")]
+    r = client.post("/api/models/default/synth", json={"ids": flutes[:3], "exclude": flutes})
+    _wav(r)
+    summary = json.loads(r.headers["x-render"])
+    assert summary["n_excluded"] == len(flutes)
+    assert summary["sample_ids"] and set(summary["sample_ids"]) <= set(tubas)
+    assert len(summary["sample_ids"]) == summary["n_samples_used"]
+    assert not (copy / "cache").exists() or not list((copy / "cache").iterdir())
+    r = client.post("/api/models/default/synth", json={"ids": flutes[:1], "exclude": flutes + tubas})
+    assert r.status_code == 409 and "excluded" in r.json()["error"]
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ({}, 400, "either 'points' or 'ids'"),
+    ({"ids": [1], "points": [[0, 0, 0]]}, 400, "either 'points' or 'ids'"),
+    ({"ids": []}, 400, "1 to 10000 points"),
+    ({"points": [[0, 0]]}, 400, "3 coordinates"),
+    ({"ids": [999999]}, 404, "sample 999999 has no point"),
+    ({"ids": [1, 2], "durations": [1.0]}, 400, "1 durations for 2 points"),
+    ({"ids": [1], "duration": 400}, 400, "at most 300 s"),
+    ({"ids": [1], "grain": 20}, 400, "grain=20.0 must be between"),
+    ({"ids": [1], "overlap": 0.99}, 400, "overlap=0.99"),
+    ({"ids": [1], "exclude": [424242]}, 400, "no sample with id 424242"),
+    ({"ids": [1], "format": "mp3"}, 422, "format"),
+    ({"points": [[0, 0, float("nan")]]}, 400, "not finite"),
+])
+def test_web_synth_refuses_bad_requests_with_a_message(web, body, status, words):
+    import math
+
+    payload = json.dumps(body, allow_nan=True) if any(
+        isinstance(x, float) and math.isnan(x) for p in body.get("points", []) for x in p) else None
+    r = (web.post("/api/models/default/synth", content=payload,
+                  headers={"content-type": "application/json"}) if payload
+         else web.post("/api/models/default/synth", json=body))
+    assert r.status_code == status, r.text
+    assert words in r.json()["error"]
+    assert web.post("/api/models/nope/synth", json={"ids": [1]}).status_code == 404
+
+
+def test_web_mosaic_rebuilds_an_upload_without_its_own_grains(web, library, atlas):
+    target = library / "flute" / "flute_066_v080_long.wav"
+    data = target.read_bytes()
+    r = web.post("/api/models/default/mosaic", files={"file": ("mine.wav", data, "audio/wav")})
+    y, sr = _wav(r)
+    assert r.headers["x-self-excluded"] == "1"  # the same content is in the library
+    assert "mosaic-mine.wav" in r.headers["content-disposition"]
+    assert abs(len(y) / sr - sf.info(target).duration) < 0.01
+    assert np.sqrt(np.mean(y.astype(np.float64) ** 2)) > 0.01  # it sounds
+    r = web.post("/api/models/default/mosaic?exclude_self=false",
+                 files={"file": ("mine.wav", data, "audio/wav")})
+    assert r.status_code == 200 and r.headers["x-self-excluded"] == "0"
+    r = web.post("/api/models/default/mosaic", files={"file": ("notes.wav", b"not audio at all")})
+    assert r.status_code == 400 and "notes.wav" in r.json()["error"]
+    r = web.post("/api/models/default/mosaic?grain=0", files={"file": ("mine.wav", data)})
+    assert r.status_code == 400 and "grain" in r.json()["error"]

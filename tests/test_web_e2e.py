@@ -390,6 +390,83 @@ def test_an_analogy_picked_on_the_map_matches_the_api(page, server):
     assert _state(page, "selected") is None  # picking is not selecting
 
 
+def test_a_path_drawn_on_the_map_is_rendered_played_and_downloaded(page, server):
+    import numpy as np
+    import soundfile as sf
+
+    _open(page, server)
+    page.evaluate("window.plays = []; addEventListener('soundatlas:play', "
+                  "e => window.plays.push(e.detail))")
+    ids = _isolated(page, server, 3)
+    page.keyboard.press("p")
+    assert _state(page, "mode") == "path"
+    for sample_id in ids:
+        x, y = _positions(page, [sample_id])[sample_id]
+        page.mouse.click(x, y)
+    box = _map_box(page)
+    corner = (box["x"] + box["width"] - 20, box["y"] + box["height"] - 20)  # empty, no legend
+    page.mouse.click(*corner)  # a free point, off every sample
+    assert _state(page, "path")["points"] == 4
+    assert _state(page, "selected") is None  # drawing is not selecting
+    page.keyboard.press("Backspace")  # undo the free point: the path runs through samples only
+    assert _state(page, "path")["points"] == 3
+    page.fill("#path-step", "0.4")
+    page.dispatch_event("#path-step", "change")
+    page.click("#path-render")
+    page.wait_for_function(f"{HOOK}.state.path.rendered !== null")
+    got = _state(page, "path")["rendered"]
+    headers, wav = server.request("/api/models/m/synth", body={
+        "ids": ids, "durations": [0.4] * 3, "glide": True, "grain": 0.5})
+    want = json.loads({k.lower(): v for k, v in headers.items()}["x-render"])
+    assert got["sample_ids"] == want["sample_ids"] and got["n_grains"] == want["n_grains"]
+    assert got["duration"] == pytest.approx(1.2, abs=1e-3)
+    assert got["bytes"] == len(wav)
+    page.wait_for_function("window.plays.some(p => p.key === 'path')")
+    with page.expect_download() as download:
+        page.click("#path-download")
+    assert download.value.suggested_filename == "path-m.wav"
+    y, sr = sf.read(download.value.path(), dtype="float32")
+    assert abs(len(y) / sr - 1.2) < 1e-3 and np.abs(y).max() > 0.01
+    # a free point (off every sample) is sent as coordinates and rendered too
+    page.mouse.click(*corner)
+    assert _state(page, "path") == {"points": 4, "rendered": None}  # the old render is dropped
+    page.click("#path-render")
+    page.wait_for_function(f"{HOOK}.state.path.rendered !== null")
+    assert _state(page, "path")["rendered"]["duration"] == pytest.approx(1.6, abs=1e-3)
+    _screenshot(page, "path-rendered")
+    page.keyboard.press("Escape")
+    assert _state(page, "mode") == "explore"
+    x, y = _positions(page, [ids[0]])[ids[0]]
+    page.mouse.click(x, y)
+    page.wait_for_function(f"{HOOK}.state.selected === {ids[0]}")
+    assert _state(page, "path")["points"] == 4  # the path stays until cleared
+    page.click("#path-clear")
+    assert _state(page, "path")["points"] == 0
+
+
+def test_mosaic_this_rebuilds_an_upload_from_the_library(page, server, mapped):
+    import soundfile as sf
+
+    _open(page, server)
+    with Atlas.open(mapped) as atlas:
+        path = atlas.library / atlas.samples()[5].path
+    page.set_input_files("#query-file", str(path))
+    page.wait_for_function(f"{HOOK}.state.query !== null")
+    assert page.is_checked("#mosaic-self")
+    page.click("#query-mosaic")
+    page.wait_for_function(f"{HOOK}.state.mosaic !== null")
+    mosaic = _state(page, "mosaic")
+    assert mosaic["selfExcluded"] == 1  # the library holds the same sound: left out
+    assert mosaic["duration"] == pytest.approx(sf.info(path).duration, abs=0.01)
+    assert mosaic["n_samples_used"] >= 1
+    with page.expect_download() as download:
+        page.click("#mosaic-download")
+    assert download.value.suggested_filename == f"mosaic-{path.stem}.wav"
+    assert sf.info(download.value.path()).duration == pytest.approx(mosaic["duration"], abs=1e-3)
+    page.click("#query-clear")
+    assert _state(page, "mosaic") is None and page.locator("#mosaic-result").is_hidden()
+
+
 def test_box_and_lasso_selection_and_export_as_m3u_csv_zip(page, server, mapped):
     _open(page, server)
     pos = _positions(page, _embedded_ids(server, "m"))

@@ -54,6 +54,7 @@ __all__ = [
     "SILENCE", "MAX_GAIN", "CEILING", "MAX_DURATION", "FrameIndex", "MapPath", "Rendering",
     "AudioCache", "embedded_model", "read_path", "random_walk", "knn_walk", "resolve_exclusions",
     "self_exclusions", "render", "mosaic", "find_sample", "plot_trajectory", "write_wav",
+    "wav_bytes",
     "hann", "window_ripple",
 ]
 
@@ -105,10 +106,14 @@ class FrameIndex:
 
     @classmethod
     def load(cls, atlas, model: dict | str | None = None, *, silence: float = SILENCE,
-             cache: bool = True,
+             cache: bool | str = True,
              progress: Callable[[int, int], None] | None = None) -> "FrameIndex":
         """The index of ``model`` (a registration from ``atlas.model``, a name, or None for the
-        default), from the cache when it is current, else built (and cached when ``cache``)."""
+        default), from the cache when it is current, else built (and cached when ``cache`` is
+        True; ``cache="read"`` uses a current cache but never writes one, as a read-only
+        reader of the atlas such as the web server must)."""
+        if cache not in (True, False, "read"):
+            raise ParameterError(f"cache={cache!r} must be True, False or 'read'")
         if not 0 <= silence < 1:
             raise ParameterError(f"silence={silence} must be in [0, 1)")
         reg = model if isinstance(model, dict) else embedded_model(atlas, model)
@@ -124,7 +129,7 @@ class FrameIndex:
         from_cache = arrays is not None
         if arrays is None:
             arrays = _build_arrays(atlas, reg["id"], ids, progress)
-            if cache:
+            if cache is True:
                 _write_cache(file, stamp, arrays)
         keep = arrays["level"] >= silence
         if silence == 0:
@@ -940,6 +945,20 @@ def plot_trajectory(atlas, model: str | dict | None, sample, output: str | os.Pa
 
 
 WAV_SUBTYPES = {"pcm16": ("PCM_16", "16-bit PCM WAV"), "float": ("FLOAT", "32-bit float WAV")}
+
+
+def wav_bytes(y: np.ndarray, sr: int, *, fmt: str = "pcm16") -> bytes:
+    """Mono ``y`` as the bytes of a WAV file (``fmt``: 'pcm16' or 'float'), made in memory."""
+    import io
+
+    import soundfile as sf
+
+    if fmt not in WAV_SUBTYPES:
+        raise ParameterError(f"fmt={fmt!r} must be one of {', '.join(WAV_SUBTYPES)}")
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(y, dtype=np.float32), int(sr), format="WAV",
+             subtype=WAV_SUBTYPES[fmt][0])
+    return buf.getvalue()
 
 
 def write_wav(path: str | os.PathLike, y: np.ndarray, sr: int, *, fmt: str = "pcm16") -> Path:

@@ -115,6 +115,9 @@ class WebState:
         self._lock = threading.Lock()
         self._indexes: dict[str, PointIndex] = {}
         self._artifacts: dict[tuple, object] = {}
+        self._frames: dict[str, tuple[tuple, object]] = {}
+        self._audio: object = None  # synth.AudioCache shared by renders, at one output rate
+        self.render_lock = threading.Lock()  # one render at a time: each is CPU-bound anyway
 
     @contextmanager
     def atlas(self):
@@ -137,6 +140,30 @@ class WebState:
         with self._lock:
             self._indexes[model["name"]] = index
         return index
+
+    def frame_index(self, atlas: Atlas, model: dict):
+        """The model's :class:`synth.FrameIndex` (every sounding frame), kept while the model's
+        embeddings stay the same; read from the CLI's cache when that is current, never written
+        (the server only reads the atlas)."""
+        from soundatlas.synth import FrameIndex
+
+        key = (model["id"], model["n_embedded"], model["created"])
+        with self._lock:
+            cached = self._frames.get(model["name"])
+        if cached and cached[0] == key:
+            return cached[1]
+        index = FrameIndex.load(atlas, model, cache="read")
+        with self._lock:
+            self._frames[model["name"]] = (key, index)
+        return index
+
+    def audio_cache(self, library: Path, sr: int):
+        """Decoded originals shared between renders (call with ``render_lock`` held)."""
+        from soundatlas.synth import AudioCache
+
+        if self._audio is None or (self._audio.library, self._audio.sr) != (library, sr):
+            self._audio = AudioCache(library, sr)
+        return self._audio
 
     def artifact(self, atlas: Atlas, model: dict):
         """The model's loaded weights (cached), refused when its CQT differs from the atlas's."""
@@ -403,7 +430,7 @@ def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
     through DNS rebinding.
     """
     from soundatlas.web.routers import atlas as atlas_router
-    from soundatlas.web.routers import export, files, labels, models, samples
+    from soundatlas.web.routers import export, files, labels, models, samples, sound
 
     atlas_dir = Path(atlas_dir)
     if max_upload_bytes < 1:
@@ -417,7 +444,7 @@ def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
     app = FastAPI(title="soundatlas", version=__version__, docs_url=None, redoc_url=None,
                   description="The read-only API of a soundatlas atlas: the map's points as "
                   "binary arrays, samples, labels, neighbours, analogies, query by example, "
-                  "audio with HTTP Range, export.")
+                  "paths rendered as sound and mosaics, audio with HTTP Range, export.")
     app.state.web = WebState(atlas_dir, model=model, max_upload_bytes=max_upload_bytes,
                              max_export_bytes=max_export_bytes)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -427,7 +454,7 @@ def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
     if allowed_hosts is not None:
         app.add_middleware(_HostCheck, allowed={h.lower().strip("[]") for h in allowed_hosts})
 
-    for router in (atlas_router, samples, labels, models, files, export):
+    for router in (atlas_router, samples, labels, models, sound, files, export):
         app.include_router(router.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -10,11 +10,15 @@
 //     matches      samples the search and filters match (null: no search)
 //     dimmed       points dimmed because they do not match
 //     lastPlayed   id of the last sample that started playing; each start also dispatches
-//                  window event 'soundatlas:play' with detail {id} (id null for an upload)
+//                  window event 'soundatlas:play' with detail {id, key} (id null and key
+//                  'query', 'path' or 'mosaic' for a sound that is not a sample)
 //     query        the last query-by-example answer (POST /api/models/{m}/query), or null
 //     analogy      the last analogy answer (POST /api/models/{m}/analogy) plus {a, b, c}, or null
 //     selection    ids selected by box, lasso or the Add buttons, ascending
-//     mode 'explore'|'analogy'   view '3d'|'2d'   moving: points are tweening to a new model
+//     path         {points, rendered}: the waypoints drawn in path mode, and the summary of their
+//                  last rendering (POST /api/models/{m}/synth, plus {bytes}) or null
+//     mosaic       summary of the last "Mosaic this" (POST .../mosaic, plus {bytes, selfExcluded})
+//     mode 'explore'|'analogy'|'path'   view '3d'|'2d'   moving: points are tweening to a new model
 //     hint         the command to run when the atlas has no embeddings (else null)
 //     error        a message when loading failed (else null)
 //   screenPosition(id) -> {x, y}: client CSS pixels of the point (null: not on the map)
@@ -29,6 +33,7 @@ import { Player } from './js/audio.js';
 import { UNIFORM, codeCss, hexToRgb, isNumeric, scheme as colourScheme } from './js/colours.js';
 import { SampleList, basename, el, renderFacts, renderLegend } from './js/panel.js';
 import { matchedPositions, maskOf, medianOf, normaliser, rowsOf, search, toWorld } from './js/points.js';
+import { PathTool } from './js/path.js';
 import { QueryByExample } from './js/query.js';
 import { FLAG, MapView } from './js/scene.js';
 import { Selection } from './js/selection.js';
@@ -38,7 +43,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   ready: false, model: null, nPoints: 0, colourBy: null, selected: null, neighbours: [],
   trajectory: null, matches: null, dimmed: 0, lastPlayed: null, query: null, analogy: null,
-  selection: [], mode: 'explore', view: '3d', hint: null, error: null,
+  selection: [], path: null, mosaic: null, mode: 'explore', view: '3d', hint: null, error: null,
   get moving() { return view.moving; },
 };
 
@@ -46,6 +51,7 @@ const data = {
   atlas: null,
   sampleIds: new Int32Array(0), // every sample, ascending: the order of label codes
   ids: new Int32Array(0), // the points' sample ids, ascending
+  dims: 3, // coordinates per point of the model shown
   norm: null, // the model's points as served -> the map's unit-sized world
   rowOfPoint: new Int32Array(0), // point -> row in sampleIds
   labels: new Map(), // key -> {values, codes}
@@ -76,12 +82,15 @@ const indexOf = (id) => search(data.ids, id);
 const app = {
   state, view, player, lists, k, worldOf, indexOf, sampleInfo, status, refreshFlags,
   world: (values, n, dims) => toWorld(values, n, dims, data.norm),
+  fromWorld: (v) => [0, 1, 2].map((j) => v.getComponent(j) / data.norm.scale + data.norm.center[j]),
+  dims: () => data.dims,
   pointIds: () => data.ids,
   show: (list) => { activeList = list; },
 };
 const analogy = new Analogy(app);
 const query = new QueryByExample(app);
 const selection = new Selection(app);
+const pathTool = new PathTool(app);
 
 window.soundatlas = {
   state, screenPosition, select,
@@ -162,7 +171,7 @@ async function showModel(name, animate, onProgress = null) {
   const norm = normaliser(points, ids.length, dims);
   const world = toWorld(points, ids.length, dims, norm);
   const from = animate ? matchedPositions(data.ids, view.positions, ids, world) : null;
-  Object.assign(data, { ids, norm, rowOfPoint: rowsOf(data.sampleIds, ids) });
+  Object.assign(data, { ids, dims, norm, rowOfPoint: rowsOf(data.sampleIds, ids) });
   view.setPoints(world, from);
   state.model = name;
   state.nPoints = ids.length;
@@ -358,6 +367,10 @@ function onPointerUp(event) {
   down = null;
   if (moved > 5 || !state.ready) return;
   const i = view.pick(event.clientX, event.clientY);
+  if (state.mode === 'path') {
+    pathTool.click(i, event.clientX, event.clientY);
+    return;
+  }
   if (i < 0) return;
   const id = data.ids[i];
   if (state.mode === 'analogy') analogy.setSlot(null, id);
@@ -382,10 +395,10 @@ function playFromList(id, list) {
   playSample(id);
 }
 
-function played({ id }) {
+function played({ id, key }) {
   if (id !== null) state.lastPlayed = id;
   $('sound-hint').hidden = true;
-  window.dispatchEvent(new CustomEvent('soundatlas:play', { detail: { id } }));
+  window.dispatchEvent(new CustomEvent('soundatlas:play', { detail: { id, key } }));
 }
 
 let tracing = null;
@@ -397,11 +410,14 @@ view.onFrame = () => { // move the trace along the trajectory of what is playing
     [key, rate] = ['trajectory', data.trajectory.frameRate];
   } else if (now?.key === 'query' && state.query) {
     [key, rate] = ['query', state.query.frame_rate];
+  } else if (now?.key === 'path' && pathTool.render) {
+    key = 'path';
   }
   if (tracing && tracing !== key) view.trace(tracing, null);
   tracing = key;
   if (!key) return false;
-  view.trace(key, (player.ctx.currentTime - now.startTime) * rate);
+  const elapsed = player.ctx.currentTime - now.startTime;
+  view.trace(key, key === 'path' ? pathTool.traceAt(elapsed) : elapsed * rate);
   return true;
 };
 
@@ -487,6 +503,7 @@ async function switchModel(name) {
   }
   status('');
   analogy.placeMarkers();
+  pathTool.replace(indexOf);
   if (state.selected !== null) select(state.selected);
   if (analogy.complete) analogy.run();
   if (query.file) query.run(query.file);
@@ -512,6 +529,8 @@ function onKey(event) {
     if (typing) event.target.blur();
     if (state.mode === 'analogy') {
       analogy.setMode('explore');
+    } else if (state.mode === 'path') {
+      pathTool.setMode(false);
     } else if (state.selected !== null || state.selection.length) {
       selection.set([]);
       clearSelected();
@@ -533,12 +552,25 @@ function onKey(event) {
     2: () => setView('2d'),
     3: () => setView('3d'),
     f: flyToSelected,
-    a: () => analogy.setMode(state.mode === 'analogy' ? 'explore' : 'analogy'),
+    a: toggleAnalogy,
+    p: togglePath,
+    Backspace: () => { if (state.mode === 'path') pathTool.undo(); },
   };
   const action = keys[event.key];
+  if (event.key === 'Backspace' && state.mode !== 'path') return;
   if (!action || ((event.key === ' ' || event.key === 'Enter') && onControl)) return;
   event.preventDefault();
   action();
+}
+
+function toggleAnalogy() {
+  if (state.mode === 'path') pathTool.setMode(false);
+  analogy.setMode(state.mode === 'analogy' ? 'explore' : 'analogy');
+}
+
+function togglePath() {
+  if (state.mode === 'analogy') analogy.setMode('explore');
+  pathTool.setMode(state.mode !== 'path');
 }
 
 let statusTimer = null;
@@ -575,7 +607,15 @@ function wire() {
   on('plane', 'change', () => { if (state.view === '2d') setView('2d'); });
   on('view-reset', 'click', () => view.home());
   on('point-size', 'input', (e) => view.setSizeScale(Number(e.target.value)));
-  on('analogy-mode', 'click', () => analogy.setMode(state.mode === 'analogy' ? 'explore' : 'analogy'));
+  on('analogy-mode', 'click', toggleAnalogy);
+  on('path-mode', 'click', togglePath);
+  on('path-render', 'click', () => pathTool.renderPath());
+  on('path-undo', 'click', () => pathTool.undo());
+  on('path-clear', 'click', () => pathTool.clear());
+  on('path-play', 'click', () => pathTool.play());
+  on('path-step', 'change', () => pathTool.drawn());
+  on('query-mosaic', 'click', () => query.mosaic());
+  on('mosaic-play', 'click', () => query.playMosaic());
   on('play-selected', 'click', () => state.selected !== null && playSample(state.selected));
   on('fly-selected', 'click', flyToSelected);
   for (const slot of ['a', 'b', 'c']) {
@@ -592,6 +632,7 @@ function wire() {
   query.acceptDrops($('drop-zone'));
   query.acceptDrops($('map'));
   analogy.render();
+  pathTool.show();
 }
 
 wire();

@@ -35,9 +35,14 @@ export async function postForm(url, form) {
 
 /** POST JSON and answer {blob, filename} from an attachment (Content-Disposition). */
 export async function postForBlob(url, body) {
-  const response = await check(await fetch(url, {
+  return attachment(await fetch(url, {
     method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
   }));
+}
+
+/** {blob, filename} of an attachment response (errors: the server's message). */
+async function attachment(response) {
+  await check(response);
   const disposition = response.headers.get('content-disposition') || '';
   const match = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(disposition);
   return { blob: await response.blob(), filename: match ? decodeURIComponent(match[1]) : 'export' };
@@ -124,4 +129,27 @@ function base64Int32(text) {
   const bytes = new Uint8Array(raw.length);
   for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
   return new Int32Array(bytes.buffer);
+}
+
+/** A rendered WAV answer: {blob, filename, summary (X-Render), selfExcluded (mosaic)}. */
+async function wavAnswer(response) {
+  const answer = await attachment(response);
+  const summary = JSON.parse(response.headers.get('x-render') || '{}');
+  const selfExcluded = Number(response.headers.get('x-self-excluded') || 0);
+  return { ...answer, summary, selfExcluded };
+}
+
+/** Render a path (POST /api/models/{m}/synth): body {ids | points, durations, glide, grain}. */
+export async function synth(name, body) {
+  return wavAnswer(await fetch(`${model(name)}/synth`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+  }));
+}
+
+/** Rebuild an uploaded ``file`` from the library's grains (POST /api/models/{m}/mosaic). */
+export async function mosaic(name, file, excludeSelf = true) {
+  const form = new FormData();
+  form.append('file', file, file.name);
+  return wavAnswer(await fetch(`${model(name)}/mosaic?exclude_self=${excludeSelf}`,
+    { method: 'POST', body: form }));
 }

@@ -15,12 +15,16 @@ export class QueryByExample {
     this.file = null;
     this.buffer = null; // the upload, decoded for playing
     this.token = 0;
+    this.mosaicToken = 0;
+    this.mosaicURL = null; // the last mosaic's WAV (object URL) and decoded sound
+    this.mosaicBuffer = null;
   }
 
   async run(file) {
     const { state, view, player, lists } = this.app;
     const token = ++this.token;
     Object.assign(this, { file, buffer: null });
+    this.forgetMosaic();
     $('query-error').hidden = true;
     $('query-status').textContent = `Placing ${file.name} on the map of ${state.model}…`;
     try {
@@ -45,8 +49,53 @@ export class QueryByExample {
     }
   }
 
+  /** "Mosaic this": the upload rebuilt from the library's grains (POST .../mosaic), played and
+   *  offered as a download. */
+  async mosaic() {
+    const { state, player } = this.app;
+    if (!this.file) return;
+    const token = ++this.mosaicToken;
+    this.forgetMosaic();
+    $('mosaic-error').hidden = true;
+    $('mosaic-status').textContent = `Rebuilding ${this.file.name} from the library…`;
+    try {
+      const answer = await api.mosaic(state.model, this.file, $('mosaic-self').checked);
+      if (token !== this.mosaicToken) return;
+      this.mosaicBuffer = await player.decode(await answer.blob.arrayBuffer());
+      if (token !== this.mosaicToken) return;
+      this.mosaicURL = URL.createObjectURL(answer.blob);
+      state.mosaic = { ...answer.summary, bytes: answer.blob.size, selfExcluded: answer.selfExcluded };
+      $('mosaic-download').href = this.mosaicURL;
+      $('mosaic-download').download = answer.filename;
+      $('mosaic-result').hidden = false;
+      $('mosaic-status').textContent = `${answer.summary.duration.toFixed(2)} s from `
+        + `${answer.summary.n_samples_used} sounds of the library`
+        + `${answer.selfExcluded ? ' (the same sound in the library left out)' : ''}.`;
+      this.playMosaic();
+    } catch (error) {
+      if (token !== this.mosaicToken) return;
+      $('mosaic-status').textContent = '';
+      $('mosaic-error').textContent = error.message;
+      $('mosaic-error').hidden = false;
+    }
+  }
+
+  playMosaic() {
+    if (this.mosaicBuffer) this.app.player.playBuffer(this.mosaicBuffer, 'mosaic');
+  }
+
+  forgetMosaic() {
+    if (this.mosaicURL) URL.revokeObjectURL(this.mosaicURL);
+    Object.assign(this, { mosaicURL: null, mosaicBuffer: null });
+    this.app.state.mosaic = null;
+    $('mosaic-result').hidden = true;
+    $('mosaic-status').textContent = '';
+  }
+
   clear() {
     this.token++;
+    this.mosaicToken++;
+    this.forgetMosaic();
     Object.assign(this, { file: null, buffer: null });
     this.app.state.query = null;
     this.app.lists.query.fill([]);

@@ -1,0 +1,178 @@
+"""``/api/models/{name}/synth`` and ``/mosaic``: the map as an instrument. A path drawn on the map
+is rendered by concatenative synthesis, and an uploaded sound is rebuilt from the library's
+grains (exactly as ``soundatlas synth`` and ``soundatlas mosaic`` do); both answer a WAV file.
+Nothing is written to the atlas."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Literal
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from soundatlas.errors import AudioReadError, ParameterError, SoundAtlasError
+from soundatlas.web.app import api_error, model_dims, model_or_404, require_embeddings, web_state
+from soundatlas.web.routers.models import _UPLOAD_BODY, _receive_upload
+
+router = APIRouter(prefix="/api/models", tags=["sound"])
+
+MAX_POINTS = 10_000
+MAX_LISTED = 500  # sample ids listed in X-Render (a header must stay small)
+MAX_SECONDS = 300.0  # the longest render the page may ask for (the CLI allows 600 s)
+_WAV = {200: {"content": {"audio/wav": {}}}}
+
+
+class SynthRequest(BaseModel):
+    points: list[list[float]] | None = Field(
+        None, description="the path's points in the model's coordinates (or give ids)")
+    ids: list[int] | None = Field(
+        None, description="sample ids whose points make the path (instead of points)")
+    durations: list[float] | None = Field(
+        None, description="seconds each point lasts (one per point)")
+    duration: float = Field(0.5, gt=0, description="seconds every point lasts, when no durations")
+    glide: bool = Field(True, description="move in a straight line to the next point (else hold)")
+    grain: float = Field(0.5, description="grain length in seconds (0.01 to 10)")
+    overlap: float = Field(0.5, description="fraction of a grain shared with the next (0 to 0.95)")
+    exclude: list[int] = Field([], description="sample ids never used")
+    format: Literal["pcm16", "float"] = Field("pcm16", description="WAV sample format")
+
+
+@router.post("/{name}/synth", summary="Render a path through the map as audio (WAV)",
+             response_class=Response, responses=_WAV)
+def post_synth(name: str, body: SynthRequest, request: Request) -> Response:
+    """Each point of the path (``points`` in the model's coordinates, or the points of the
+    samples ``ids``) lasts its duration; grains of the original files at the nearest sounding
+    frame of the whole library are overlap-added with a Hann window, loudness-matched and
+    limited. Answers the WAV; headers ``X-Duration``, ``X-Sample-Rate``, ``X-Grains``,
+    ``X-Samples-Used`` and ``X-Render`` (the whole summary as JSON, with ``sample_ids``: the
+    samples heard, in order of first use, at most 500)."""
+    from soundatlas import synth
+
+    web = web_state(request)
+    if (body.points is None) == (body.ids is None):
+        raise api_error(400, "give the path as either 'points' or 'ids' (exactly one)")
+    n = len(body.points if body.points is not None else body.ids)
+    if not 1 <= n <= MAX_POINTS:
+        raise api_error(400, f"a path has 1 to {MAX_POINTS} points, not {n}")
+    durations = body.durations if body.durations is not None else [body.duration] * n
+    if len(durations) != n:
+        raise api_error(400, f"{len(durations)} durations for {n} points")
+    total = float(np.sum(durations))
+    if not total <= MAX_SECONDS:
+        raise api_error(400, f"the path lasts {total:.1f} s; the page may render at most "
+                        f"{MAX_SECONDS:.0f} s (use soundatlas synth for longer)")
+    with web.atlas() as atlas:
+        model = model_or_404(atlas, name)
+        require_embeddings(model)
+        if body.ids is not None:
+            index = web.point_index(atlas, model)
+            rows = np.searchsorted(index.ids, body.ids)
+            rows = np.minimum(rows, max(len(index.ids) - 1, 0))
+            bad = [sid for sid, r in zip(body.ids, rows) if index.ids[r] != sid]
+            if bad:
+                raise api_error(404, f"sample {bad[0]} has no point for model {name!r}")
+            points = index.points[rows].astype(np.float64)
+        else:
+            points = np.asarray(body.points, dtype=np.float64)
+            dims = model_dims(model)
+            if points.ndim != 2 or points.shape[1] != dims:
+                raise api_error(400, f"each point needs {dims} coordinates for model {name!r}")
+        try:
+            path = synth.MapPath(points, np.asarray(durations, dtype=np.float64), glide=body.glide)
+            frames = web.frame_index(atlas, model)
+            exclude = _known(atlas, body.exclude)
+            with web.render_lock:
+                sr = frames.without(exclude).most_common_sr() if len(frames) else 44100
+                result = synth.render(atlas, model, path, sr=sr, grain=body.grain,
+                                      overlap=body.overlap, exclude=exclude, index=frames,
+                                      cache=web.audio_cache(atlas.library, sr))
+        except ParameterError as exc:
+            raise api_error(400, str(exc)) from None
+        except SoundAtlasError as exc:  # nothing left to render with, no readable file
+            raise api_error(409, str(exc)) from None
+    return _wav_response(result, body.format, f"path-{name}.wav")
+
+
+@router.post("/{name}/mosaic", summary="Rebuild an uploaded sound from the library (WAV)",
+             openapi_extra=_UPLOAD_BODY, response_class=Response,
+             responses={**_WAV, 400: {"description": "not audio"},
+                        413: {"description": "too large"}})
+async def post_mosaic(
+    name: str, request: Request,
+    exclude_self: bool = Query(True, description="never use a sample with the upload's content"),
+    grain: float = Query(0.5, description="grain length in seconds (0.01 to 10)"),
+    overlap: float = Query(0.5, description="fraction of a grain shared with the next"),
+    format: Literal["pcm16", "float"] = Query("pcm16", description="WAV sample format"),
+) -> Response:
+    """Upload one audio file as multipart field ``file``. It is embedded with the model as a
+    query is, and its trajectory followed with grains of the library, each scaled to the
+    upload's own loudness at that time. Answers the WAV (headers as for ``synth``). The upload
+    is not kept."""
+    web = web_state(request)
+    path, filename = await _receive_upload(request, web.max_upload_bytes)
+    try:
+        return await run_in_threadpool(_mosaic, web, name, path, filename, exclude_self, grain,
+                                       overlap, format)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _mosaic(web, name, path, filename, exclude_self, grain, overlap, fmt) -> Response:
+    from soundatlas import synth
+
+    with web.atlas() as atlas:
+        model = model_or_404(atlas, name)
+        require_embeddings(model)
+        web.artifact(atlas, model)  # 409 when its CQT differs from the atlas's
+        try:
+            frames = web.frame_index(atlas, model)
+            with web.render_lock:
+                sr = frames.most_common_sr()
+                result, facts = synth.mosaic(atlas, name, path, exclude_self=exclude_self,
+                                             grain=grain, overlap=overlap, sr=sr, index=frames,
+                                             cache=web.audio_cache(atlas.library, sr))
+        except AudioReadError as exc:
+            raise api_error(400, f"{filename}: {exc.reason}") from None
+        except ParameterError as exc:
+            raise api_error(400, str(exc)) from None
+        except SoundAtlasError as exc:
+            raise api_error(409, str(exc)) from None
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in filename.rsplit(".", 1)[0])
+    return _wav_response(result, fmt, f"mosaic-{stem[:60] or 'upload'}.wav",
+                         {"X-Self-Excluded": facts["n_self_excluded"]})
+
+
+def _known(atlas, ids: list[int]) -> set[int]:
+    """The ids to exclude, each one a sample of the atlas (400 naming one that is not)."""
+    if not ids:
+        return set()
+    found = {r.id for r in atlas.samples(ids)}
+    missing = sorted(set(ids) - found)
+    if missing:
+        raise api_error(400, f"exclude: no sample with id {missing[0]} in this atlas")
+    return found
+
+
+def _wav_response(result, fmt: str, filename: str, extra: dict | None = None) -> Response:
+    from soundatlas.synth import wav_bytes
+
+    summary = result.summary()
+    summary["failures"] = summary["failures"][:10]
+    used = list(dict.fromkeys(sid for sid, _ in result.grains))  # in order of first use
+    summary["sample_ids"] = used[:MAX_LISTED]
+    headers = {
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "X-Duration": f"{result.duration:.6f}", "X-Sample-Rate": str(result.sr),
+        "X-Grains": str(len(result.grains)), "X-Samples-Used": str(result.n_samples_used),
+        "X-Render": json.dumps(summary, ensure_ascii=True, separators=(",", ":"),
+                               default=lambda x: None if isinstance(x, float)
+                               and not math.isfinite(x) else str(x)),
+        **{k: str(v) for k, v in (extra or {}).items()},
+    }
+    return Response(wav_bytes(result.y, result.sr, fmt=fmt), media_type="audio/wav",
+                    headers=headers)

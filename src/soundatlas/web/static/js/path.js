@@ -1,0 +1,168 @@
+// Draw a path on the map and hear it: in path mode each click adds a waypoint (a sample's point
+// when the click hits one, else the spot under the cursor on the plane through the view's centre
+// that faces the camera); the server renders the path by concatenative synthesis
+// (POST /api/models/{m}/synth) and the page plays the WAV, tracing the path as it sounds, and
+// offers it as a download.
+
+import * as THREE from 'three';
+import * as api from './api.js';
+
+const $ = (id) => document.getElementById(id);
+const MAX_POINTS = 10_000;
+
+export class PathTool {
+  /** ``app``: the page's shared pieces (state, view, player, world, model, show, status). */
+  constructor(app) {
+    this.app = app;
+    this.waypoints = []; // [{world: THREE.Vector3, id: sample id or null}]
+    this.render = null; // {buffer, url, step, n, ...summary} of the last render
+    this.token = 0;
+    this.raycaster = new THREE.Raycaster();
+  }
+
+  get step() {
+    const s = Number($('path-step').value);
+    return Number.isFinite(s) && s >= 0.05 ? Math.min(s, 10) : 0.5;
+  }
+
+  /** 'path': clicks add waypoints; 'explore': clicks select. */
+  setMode(on) {
+    const { state } = this.app;
+    state.mode = on ? 'path' : (state.mode === 'path' ? 'explore' : state.mode);
+    $('path-mode').setAttribute('aria-pressed', String(on));
+    $('map').classList.toggle('picking', on);
+    if (on) $('path').hidden = false;
+    this.show();
+  }
+
+  /** Add a waypoint where the user clicked: on point ``index`` (or -1) at client (x, y). */
+  click(index, x, y) {
+    const { view, pointIds } = this.app;
+    if (this.waypoints.length >= MAX_POINTS) return;
+    if (index >= 0) this.waypoints.push({ world: view.position(index).clone(), id: pointIds()[index] });
+    else this.waypoints.push({ world: this.onPlane(x, y), id: null });
+    this.drawn();
+  }
+
+  /** After a model switch: waypoints on samples move to those samples' new places. */
+  replace(indexOf) {
+    if (!this.waypoints.some((w) => w.id !== null)) return;
+    for (const w of this.waypoints) {
+      const i = w.id === null ? -1 : indexOf(w.id);
+      if (i >= 0) w.world = this.app.view.position(i).clone();
+    }
+    this.drawn();
+  }
+
+  undo() {
+    this.waypoints.pop();
+    this.drawn();
+  }
+
+  clear() {
+    this.token++;
+    this.waypoints = [];
+    this.forget();
+    this.drawn();
+  }
+
+  /** The waypoints changed: redraw them; an earlier render no longer matches. */
+  drawn() {
+    const { view } = this.app;
+    view.removeAll('path');
+    const n = this.waypoints.length;
+    if (n) {
+      const positions = new Float32Array(n * 3);
+      this.waypoints.forEach((w, i) => w.world.toArray(positions, 3 * i));
+      view.setPath('path', positions, '#7ee787', '#f778ba');
+      view.setMarker('path:start', this.waypoints[0].world, '#7ee787', '1', 18);
+      if (n > 1) view.setMarker('path:end', this.waypoints[n - 1].world, '#f778ba', String(n), 18);
+    }
+    this.forget();
+    this.show();
+  }
+
+  forget() {
+    if (this.render?.url) URL.revokeObjectURL(this.render.url);
+    this.render = null;
+    this.app.state.path = { points: this.waypoints.length, rendered: null };
+    $('path-result').hidden = true;
+  }
+
+  show() {
+    const n = this.waypoints.length;
+    const { state } = this.app;
+    state.path = { points: n, rendered: state.path?.rendered ?? null };
+    $('path-count').textContent = n ? `${n} point${n > 1 ? 's' : ''}, ${(n * this.step).toFixed(2)} s` : '';
+    $('path-prompt').textContent = state.mode !== 'path'
+      ? 'Press Path (or p), then click on the map to draw.'
+      : n ? 'Click to add points (Backspace undoes), then Render.' : 'Click on the map to start a path.';
+    $('path-render').disabled = n === 0;
+    $('path-undo').disabled = $('path-clear').disabled = n === 0;
+  }
+
+  /** Client (x, y) on the plane through the orbit centre that faces the camera (world). */
+  onPlane(x, y) {
+    const { view } = this.app;
+    const rect = view.canvas.getBoundingClientRect();
+    const ndc = new THREE.Vector2(((x - rect.left) / rect.width) * 2 - 1,
+      -((y - rect.top) / rect.height) * 2 + 1);
+    view.camera.updateMatrixWorld();
+    this.raycaster.setFromCamera(ndc, view.camera);
+    const normal = view.camera.getWorldDirection(new THREE.Vector3());
+    const plane = new THREE.Plane().setFromNormalAndCoplanarPoint(normal, view.controls.target);
+    return this.raycaster.ray.intersectPlane(plane, new THREE.Vector3()) || view.controls.target.clone();
+  }
+
+  /** The request body: sample ids when every waypoint is a sample, else model coordinates. */
+  body() {
+    const durations = this.waypoints.map(() => this.step);
+    const common = { durations, glide: $('path-glide').checked, grain: Number($('path-grain').value) };
+    if (this.waypoints.every((w) => w.id !== null)) return { ...common, ids: this.waypoints.map((w) => w.id) };
+    const dims = this.app.dims();
+    if (dims > 3) throw new Error(`this model maps to ${dims} dimensions: draw the path through points only`);
+    return { ...common, points: this.waypoints.map((w) => this.app.fromWorld(w.world).slice(0, dims)) };
+  }
+
+  async renderPath() {
+    const { state, player, status } = this.app;
+    if (!this.waypoints.length) return;
+    const token = ++this.token;
+    $('path-error').hidden = true;
+    $('path-status').textContent = `Rendering ${(this.waypoints.length * this.step).toFixed(1)} s…`;
+    try {
+      const body = this.body();
+      const answer = await api.synth(state.model, body);
+      if (token !== this.token) return;
+      const buffer = await player.decode(await answer.blob.arrayBuffer());
+      if (token !== this.token) return;
+      this.forget();
+      this.render = { ...answer.summary, buffer, url: URL.createObjectURL(answer.blob), step: this.step,
+        n: this.waypoints.length, glide: body.glide };
+      state.path = { points: this.waypoints.length, rendered: { ...answer.summary, bytes: answer.blob.size } };
+      $('path-download').href = this.render.url;
+      $('path-download').download = answer.filename;
+      $('path-result').hidden = false;
+      $('path-status').textContent = `${answer.summary.duration.toFixed(2)} s from ${answer.summary.n_grains} grains `
+        + `of ${answer.summary.n_samples_used} sounds.`;
+      this.play();
+    } catch (error) {
+      if (token !== this.token) return;
+      $('path-status').textContent = '';
+      $('path-error').textContent = error.message;
+      $('path-error').hidden = false;
+      status(error.message, 'error');
+    }
+  }
+
+  play() {
+    if (this.render) this.app.player.playBuffer(this.render.buffer, 'path');
+  }
+
+  /** Fractional waypoint of the trace at ``seconds`` into the rendering (null: none). */
+  traceAt(seconds) {
+    if (!this.render) return null;
+    const at = seconds / this.render.step; // gliding moves on at once; holding stays put
+    return Math.min(this.render.n - 1, this.render.glide ? at : Math.floor(at));
+  }
+}
