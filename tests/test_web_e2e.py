@@ -14,10 +14,6 @@ import io
 import json
 import os
 import shutil
-import socket
-import threading
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -31,6 +27,8 @@ if not CHROMIUM.exists():
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from soundatlas.atlas import Atlas  # noqa: E402
+from soundatlas.web import create_app  # noqa: E402
+from soundatlas.web.server import ThreadedServer  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "web"
 # three instruments over eight pitches, both articulations: 48 notes, two maps of them
@@ -84,66 +82,15 @@ def unmapped(mapped, tmp_path_factory) -> Path:
     return bare
 
 
-class _Server:
-    """uvicorn serving ``create_app(atlas_dir)`` on a free loopback port, in a thread."""
-
-    def __init__(self, atlas_dir: Path):
-        import uvicorn
-
-        from soundatlas.web import create_app
-
-        # an explicit TCP socket: asyncio then turns Nagle off on its connections (with a bare
-        # socket.socket() every kept-alive request after the first waited ~40 ms)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self.sock.bind(("127.0.0.1", 0))
-        port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(create_app(atlas_dir), host="127.0.0.1", port=port,
-                                log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       daemon=True)
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                self.get("/api/atlas")
-                return self
-            except OSError:
-                if time.monotonic() > deadline or not self.thread.is_alive():
-                    raise RuntimeError(f"the server at {self.url} did not answer") from None
-                time.sleep(0.05)
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
-
-    def request(self, path: str, *, body: dict | None = None) -> tuple[dict, bytes]:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data,
-                                     headers={"Content-Type": "application/json"} if data else {})
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return dict(r.headers), r.read()
-
-    def get(self, path: str):
-        return json.loads(self.request(path)[1])
-
-    def post(self, path: str, body: dict):
-        return json.loads(self.request(path, body=body)[1])
-
-
 @pytest.fixture(scope="module")
 def server(mapped):
-    with _Server(mapped) as s:
+    with ThreadedServer(create_app(mapped)) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
 def bare_server(unmapped):
-    with _Server(unmapped) as s:
+    with ThreadedServer(create_app(unmapped)) as s:
         yield s
 
 
@@ -417,7 +364,7 @@ def test_a_path_drawn_on_the_map_is_rendered_played_and_downloaded(page, server)
     got = _state(page, "path")["rendered"]
     headers, wav = server.request("/api/models/m/synth", body={
         "ids": ids, "durations": [0.4] * 3, "glide": True, "grain": 0.5})
-    want = json.loads({k.lower(): v for k, v in headers.items()}["x-render"])
+    want = json.loads(headers["x-render"])
     assert got["sample_ids"] == want["sample_ids"] and got["n_grains"] == want["n_grains"]
     assert got["duration"] == pytest.approx(1.2, abs=1e-3)
     assert got["bytes"] == len(wav)
@@ -465,6 +412,55 @@ def test_mosaic_this_rebuilds_an_upload_from_the_library(page, server, mapped):
     assert sf.info(download.value.path()).duration == pytest.approx(mosaic["duration"], abs=1e-3)
     page.click("#query-clear")
     assert _state(page, "mosaic") is None and page.locator("#mosaic-result").is_hidden()
+
+
+def test_live_control_over_osc_both_ways(page, mapped):
+    """Hover, click and playback go out as OSC; OSC coming in moves a cursor to the nearest
+    sample and plays it, plays or selects by id."""
+    import numpy as np
+    from oscpeer import Receiver
+    from pythonosc.udp_client import SimpleUDPClient
+
+    with Receiver() as rx, ThreadedServer(create_app(mapped, osc_out=f"127.0.0.1:{rx.port}",
+                                                     osc_in="127.0.0.1:0")) as server:
+        port = int(server.get("/api/atlas")["osc"]["in"].rsplit(":", 1)[1])
+        _open(page, server)
+        page.wait_for_function(f"{HOOK}.state.osc.connected")
+        a, b = _isolated(page, server, 2)
+        with Atlas.open(mapped) as atlas:
+            paths = {r.id: r.path for r in atlas.samples()}
+            ids, points = atlas.points(atlas.model("m")["id"])
+        point = dict(zip(ids.tolist(), points))
+        # out: hovering a plays it; both go out with its path and coordinates
+        x, y = _positions(page, [a])[a]
+        page.mouse.move(x, y)
+        args = rx.until("/soundatlas/hover")
+        assert args[:2] == (a, paths[a])
+        np.testing.assert_allclose(args[2:], point[a], rtol=1e-6)
+        assert rx.until("/soundatlas/play")[:2] == (a, paths[a])
+        page.mouse.click(x, y)
+        assert rx.until("/soundatlas/select")[:2] == (a, paths[a])
+        # in: a cursor at b's point (plus a little) lands on b and plays it
+        osc = SimpleUDPClient("127.0.0.1", port)
+        osc.send_message("/soundatlas/cursor", [float(v) + 1e-4 for v in point[b]])
+        page.wait_for_function(f"{HOOK}.state.osc.cursor !== null")
+        assert _state(page, "osc")["cursor"]["id"] == b
+        page.wait_for_function(f"{HOOK}.state.lastPlayed === {b}")
+        _screenshot(page, "osc-cursor")
+        # a cursor in [0, 1] of the map's box: the corner (0, 0, 0) lands on the sample nearest it
+        osc.send_message("/soundatlas/cursor/norm", [0.0, 0.0, 0.0])
+        page.wait_for_function(f"{HOOK}.state.osc.received >= 2")
+        lo = points.min(axis=0)
+        norm_of = {i: (p - lo) / (points.max(axis=0) - lo) for i, p in point.items()}
+        want = min(norm_of, key=lambda i: float(np.linalg.norm(norm_of[i])))
+        assert _state(page, "osc")["cursor"]["id"] == want
+        osc.send_message("/soundatlas/select", a)
+        page.wait_for_function(f"{HOOK}.state.selected === {a}")
+        osc.send_message("/soundatlas/nowhere", [1])
+        page.wait_for_function(f"{HOOK}.state.osc.error !== null")
+        assert "/soundatlas/nowhere" in _state(page, "osc")["error"]
+        assert "/soundatlas/nowhere" in page.inner_text("#status")
+        page.goto("about:blank")  # the page lets go of the event stream before the server stops
 
 
 def test_box_and_lasso_selection_and_export_as_m3u_csv_zip(page, server, mapped):

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from soundatlas import __version__
-from soundatlas.errors import SoundAtlasError
+from soundatlas.errors import ParameterError, SoundAtlasError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -414,13 +414,22 @@ def cmd_report(args) -> int:
 def cmd_serve(args) -> int:
     import asyncio
 
-    from soundatlas.web.app import call, create_app, describe_response, is_loopback_host
+    from soundatlas.web.app import (
+        call,
+        create_app,
+        describe_response,
+        end_streams,
+        is_loopback_host,
+    )
 
     if args.port > 65535:
         raise UsageError(f"--port {args.port} must be at most 65535")
     loopback = is_loopback_host(args.host)
     allowed = {"127.0.0.1", "localhost", "::1", args.host} if loopback else None
-    app = create_app(_atlas_dir(args), model=args.model, allowed_hosts=allowed)
+    live = args.get is None  # one in-process request needs no OSC sockets
+    app = create_app(_atlas_dir(args), model=args.model, allowed_hosts=allowed,
+                     osc_out=args.osc_out if live else None,
+                     osc_in=args.osc_in if live else None)
     if args.get is not None:
         target = args.get if args.get.startswith("/") else "/" + args.get
         status, headers, body = asyncio.run(call(app, "GET", target))
@@ -434,8 +443,43 @@ def cmd_serve(args) -> int:
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"serving {_atlas_dir(args)} at http://{shown}:{args.port}/ "
           f"(API: http://{shown}:{args.port}/docs); Ctrl-C stops")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    web = app.state.web
+    if web.osc_out is not None:
+        print(f"OSC out: the page's hover, select, play and selection go to {web.osc_out.endpoint}")
+    if web.osc_in is not None:
+        print(f"OSC in: listening on {web.osc_in.endpoint} for /soundatlas/cursor x y z, "
+              "/soundatlas/cursor/norm u v w, /soundatlas/play id, /soundatlas/select id")
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):  # Ctrl-C: end the page's event streams first
+            end_streams(app)
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                            timeout_graceful_shutdown=2)
+    try:
+        Server(config).run()
+    except KeyboardInterrupt:  # uvicorn raises the Ctrl-C again once it has stopped cleanly
+        pass
+    print("stopped")
     return EXIT_OK
+
+
+def _osc_out(text: str) -> str:
+    return _endpoint(text, None)
+
+
+def _osc_in(text: str) -> str:
+    return _endpoint(text, "127.0.0.1")
+
+
+def _endpoint(text: str, default_host: str | None) -> str:
+    """An OSC address checked here, so a bad one is a usage error naming the option."""
+    from soundatlas.web.osc import parse_endpoint
+
+    try:
+        return str(parse_endpoint(text, what="", default_host=default_host))
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc).strip()) from None
 
 
 def _overlap(text: str) -> float:
@@ -853,6 +897,14 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--get", metavar="/api/PATH",
                     help="answer this one GET in-process, print it and exit (0 for a 2xx "
                     "answer, 1 otherwise) without binding a port")
+    sv.add_argument("--osc-out", type=_osc_out, metavar="HOST:PORT",
+                    help="send the page's hover, select, play and selection events as OSC "
+                    "messages (UDP) to HOST:PORT, e.g. 127.0.0.1:9000 (address space: README)")
+    sv.add_argument("--osc-in", type=_osc_in, metavar="[HOST:]PORT",
+                    help="listen for OSC (UDP) on PORT (host 127.0.0.1 unless given): "
+                    "/soundatlas/cursor x y z moves a cursor in the page and plays the nearest "
+                    "sample; also /soundatlas/cursor/norm u v w, /soundatlas/play id, "
+                    "/soundatlas/select id")
     sv.set_defaults(func=cmd_serve)
 
     grain_kw = dict(type=_positive_float, default=0.5, metavar="SECONDS",

@@ -23,7 +23,7 @@ import stat
 import threading
 import unicodedata
 from collections.abc import Iterable
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -107,8 +107,11 @@ class WebState:
     """What the app keeps between requests: where the atlas is, settings and caches."""
 
     def __init__(self, atlas_dir: Path, *, model: str | None, max_upload_bytes: int,
-                 max_export_bytes: int):
+                 max_export_bytes: int, osc_out=None, osc_in=None, events=None):
         self.atlas_dir = atlas_dir
+        self.osc_out = osc_out  # osc.OscOut, or None
+        self.osc_in = osc_in  # osc.OscIn, or None
+        self.events = events  # osc.EventHub, or None
         self.model = model
         self.max_upload_bytes = max_upload_bytes
         self.max_export_bytes = max_export_bytes
@@ -420,17 +423,22 @@ def sample_file(root: Path, record: SampleRecord) -> tuple[Path, os.stat_result]
 
 def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
                max_upload_bytes: int = 50 * 2**20, max_export_bytes: int = 2 * 2**30,
-               allowed_hosts: Iterable[str] | None = None) -> FastAPI:
+               allowed_hosts: Iterable[str] | None = None, osc_out: str | None = None,
+               osc_in: str | None = None) -> FastAPI:
     """The web app for the atlas at ``atlas_dir`` (opened read-only, never written).
 
     ``model``: the model the page shows first (default: the first fully embedded one).
     ``max_upload_bytes``: largest query upload (413 beyond). ``max_export_bytes``: largest zip
     export (413 beyond). ``allowed_hosts``: Host header names accepted (None: any); serving on a
     loopback address passes the loopback names, so a web page elsewhere cannot reach the API
-    through DNS rebinding.
+    through DNS rebinding. ``osc_out`` ("HOST:PORT"): send the page's events as OSC there.
+    ``osc_in`` ("[HOST:]PORT", host 127.0.0.1 unless given; port 0 picks a free one): listen for
+    OSC there while the app runs (from its startup to its shutdown) and pass what arrives to the
+    page (see ``soundatlas.web.osc``).
     """
     from soundatlas.web.routers import atlas as atlas_router
-    from soundatlas.web.routers import export, files, labels, models, samples, sound
+    from soundatlas.web import osc
+    from soundatlas.web.routers import events, export, files, labels, models, samples, sound
 
     atlas_dir = Path(atlas_dir)
     if max_upload_bytes < 1:
@@ -441,12 +449,32 @@ def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
         if model is not None:
             atlas.model(model)
 
+    out = osc.OscOut(osc.parse_endpoint(osc_out, what="osc_out")) if osc_out else None
+    hub = osc.EventHub()
+    listener = None
+    if osc_in is not None:
+        listener = osc.OscIn(osc.parse_endpoint(osc_in, what="osc_in", default_host="127.0.0.1",
+                                                allow_zero=True), hub)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        if listener is not None:
+            listener.start()
+        try:
+            yield
+        finally:
+            if listener is not None:
+                listener.stop()
+                hub.publish(None)  # open event streams end
+
     app = FastAPI(title="soundatlas", version=__version__, docs_url=None, redoc_url=None,
+                  lifespan=lifespan,
                   description="The read-only API of a soundatlas atlas: the map's points as "
                   "binary arrays, samples, labels, neighbours, analogies, query by example, "
                   "paths rendered as sound and mosaics, audio with HTTP Range, export.")
     app.state.web = WebState(atlas_dir, model=model, max_upload_bytes=max_upload_bytes,
-                             max_export_bytes=max_export_bytes)
+                             max_export_bytes=max_export_bytes, osc_out=out, osc_in=listener,
+                             events=hub)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(SoundAtlasError, _project_error)
@@ -454,7 +482,7 @@ def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
     if allowed_hosts is not None:
         app.add_middleware(_HostCheck, allowed={h.lower().strip("[]") for h in allowed_hosts})
 
-    for router in (atlas_router, samples, labels, models, sound, files, export):
+    for router in (atlas_router, samples, labels, models, sound, files, export, events):
         app.include_router(router.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -517,6 +545,14 @@ class _HostCheck:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def end_streams(app) -> None:
+    """End every open event stream of ``app`` (call when the server starts to stop: a stream
+    never ends by itself, and the server waits for open responses before it stops)."""
+    web = getattr(app.state, "web", None)
+    if web is not None and web.events is not None:
+        web.events.publish(None)
 
 
 def is_loopback_host(host: str) -> bool:

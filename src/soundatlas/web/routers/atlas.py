@@ -13,7 +13,8 @@ router = APIRouter(prefix="/api", tags=["atlas"])
 def get_atlas(request: Request) -> dict:
     """Sample count, the library folder's name, every label key with its values and counts, the
     models with how many samples each has embedded, and the model to show first. When no model
-    has embeddings, ``hint`` names the command that makes them."""
+    has embeddings, ``hint`` names the command that makes them. ``osc``: where the page's events
+    go out over OSC and where OSC comes in (null when off)."""
     web = web_state(request)
     with web.atlas() as atlas:
         models = [model_summary(m) for m in atlas.models()]
@@ -25,6 +26,8 @@ def get_atlas(request: Request) -> dict:
             "labels": atlas.label_summary(),
             "models": models,
             "default_model": default_model(atlas, web.model),
+            "osc": {"out": str(web.osc_out.endpoint) if web.osc_out else None,
+                    "in": str(web.osc_in.endpoint) if web.osc_in else None},
         }
     if not any(m["n_embedded"] > 0 for m in models):
         out["hint"] = EMBED_HINT

@@ -18,6 +18,8 @@
 //     path         {points, rendered}: the waypoints drawn in path mode, and the summary of their
 //                  last rendering (POST /api/models/{m}/synth, plus {bytes}) or null
 //     mosaic       summary of the last "Mosaic this" (POST .../mosaic, plus {bytes, selfExcluded})
+//     osc          {out, in, connected, sent, received, cursor: {world, id}, error}: live control
+//                  over OSC (soundatlas serve --osc-out/--osc-in; out/in null when off)
 //     mode 'explore'|'analogy'|'path'   view '3d'|'2d'   moving: points are tweening to a new model
 //     hint         the command to run when the atlas has no embeddings (else null)
 //     error        a message when loading failed (else null)
@@ -33,6 +35,7 @@ import { Player } from './js/audio.js';
 import { UNIFORM, codeCss, hexToRgb, isNumeric, scheme as colourScheme } from './js/colours.js';
 import { SampleList, basename, el, renderFacts, renderLegend } from './js/panel.js';
 import { matchedPositions, maskOf, medianOf, normaliser, rowsOf, search, toWorld } from './js/points.js';
+import { OscLink } from './js/osc.js';
 import { PathTool } from './js/path.js';
 import { QueryByExample } from './js/query.js';
 import { FLAG, MapView } from './js/scene.js';
@@ -43,7 +46,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   ready: false, model: null, nPoints: 0, colourBy: null, selected: null, neighbours: [],
   trajectory: null, matches: null, dimmed: 0, lastPlayed: null, query: null, analogy: null,
-  selection: [], path: null, mosaic: null, mode: 'explore', view: '3d', hint: null, error: null,
+  selection: [], path: null, mosaic: null, osc: null, mode: 'explore', view: '3d', hint: null, error: null,
   get moving() { return view.moving; },
 };
 
@@ -84,6 +87,9 @@ const app = {
   world: (values, n, dims) => toWorld(values, n, dims, data.norm),
   fromWorld: (v) => [0, 1, 2].map((j) => v.getComponent(j) / data.norm.scale + data.norm.center[j]),
   dims: () => data.dims,
+  playSample: (id) => playSample(id),
+  select: (id) => select(id),
+  onSelection: (ids) => osc?.selection(ids),
   pointIds: () => data.ids,
   show: (list) => { activeList = list; },
 };
@@ -91,6 +97,7 @@ const analogy = new Analogy(app);
 const query = new QueryByExample(app);
 const selection = new Selection(app);
 const pathTool = new PathTool(app);
+let osc = null; // the OSC link, once /api/atlas says where OSC goes
 
 window.soundatlas = {
   state, screenPosition, select,
@@ -110,6 +117,7 @@ async function boot() {
     const usable = atlas.models.filter((m) => m.n_embedded > 0);
     if (!usable.length) return showEmpty(atlas);
     fillSelects(atlas);
+    osc = new OscLink(app, atlas.osc);
     progress(0.06, 'Loading the sample list…');
     data.sampleIds = await api.loadSampleIds();
     const first = usable.find((m) => m.name === atlas.default_model)
@@ -122,6 +130,7 @@ async function boot() {
     view.renderNow();
     $('loading').hidden = true;
     state.ready = true;
+    osc.listen();
   } catch (error) {
     state.error = error.message;
     $('progress').hidden = true;
@@ -334,6 +343,7 @@ function hoverFrame() {
   showTooltip(i);
   if (i !== hover.index) {
     hover.index = i;
+    osc?.hover(data.ids[i], state.model);
     playSample(data.ids[i]);
   }
 }
@@ -396,7 +406,10 @@ function playFromList(id, list) {
 }
 
 function played({ id, key }) {
-  if (id !== null) state.lastPlayed = id;
+  if (id !== null) {
+    state.lastPlayed = id;
+    osc?.play(id, state.model);
+  }
   $('sound-hint').hidden = true;
   window.dispatchEvent(new CustomEvent('soundatlas:play', { detail: { id, key } }));
 }
@@ -436,6 +449,7 @@ function sampleInfo(id) {
 async function select(id) {
   if (id === null || id === undefined) return clearSelected();
   const token = ++tokens.select;
+  osc?.select(id, state.model);
   Object.assign(state, { selected: id, neighbours: [], trajectory: null });
   data.trajectory = null;
   view.removeAll('trajectory');

@@ -93,6 +93,7 @@ export class Selection {
   set(ids) {
     this.ids = Int32Array.from(new Set(ids)).sort();
     this.app.state.selection = Array.from(this.ids);
+    this.app.onSelection?.(this.ids);
     const n = this.ids.length;
     $('selection-count').textContent = n
       ? `${n} sample${n === 1 ? '' : 's'} selected.`

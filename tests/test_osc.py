@@ -1,0 +1,252 @@
+"""Live control over OSC: real UDP sockets both ways (python-osc), a real uvicorn server for the
+event stream, on a small rendered library mapped with the shipped model."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import queue
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pythonosc.dispatcher import Dispatcher
+from pythonosc.osc_server import ThreadingOSCUDPServer
+from pythonosc.udp_client import SimpleUDPClient
+
+from oscpeer import Receiver
+from soundatlas.atlas import Atlas
+from soundatlas.errors import ParameterError
+from soundatlas.web import create_app
+from soundatlas.web.osc import Endpoint, parse_endpoint
+from soundatlas.web.server import ThreadedServer
+
+CLASSES = {"flute": (73, 60, 63), "tuba": (58, 36, 39)}  # 4 pitches each, short and long: 16
+BIN = Path(sys.executable).parent / "soundatlas"
+
+
+@pytest.fixture(scope="module")
+def atlas_dir(tmp_path_factory) -> Path:
+    from soundatlas.artifact import resolve_model
+    from soundatlas.demo import render_library
+    from soundatlas.embed import embed_atlas, ensure_registered
+    from soundatlas.indexing import index_library
+
+    lib = tmp_path_factory.mktemp("osc") / "lib"
+    render_library(lib, classes=CLASSES, velocities=(80,), n_jobs=1)
+    index_library(lib, n_jobs=1)
+    with Atlas.open(lib / ".soundatlas", write=True) as atlas:
+        artifact, registration = resolve_model(atlas, "default")
+        embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, registration))
+    return lib / ".soundatlas"
+
+
+@pytest.fixture(scope="module")
+def points(atlas_dir) -> dict[int, np.ndarray]:
+    with Atlas.open(atlas_dir) as atlas:
+        ids, pts = atlas.points(atlas.model("default")["id"])
+        return {int(i): p for i, p in zip(ids, pts)}
+
+
+def _client(app):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    return TestClient(app)
+
+
+class EventStream:
+    """``GET /api/events/stream`` read event by event."""
+
+    def __init__(self, port: int):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self.conn.request("GET", "/api/events/stream")
+        self.response = self.conn.getresponse()
+
+    def next(self) -> dict:
+        while True:
+            line = self.response.fp.readline().decode()
+            if line.startswith("data: "):
+                return json.loads(line[6:])
+            if not line:
+                raise EOFError("the stream ended")
+
+    def close(self):
+        self.conn.close()
+
+
+# -- the address strings ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, default, want", [
+    ("127.0.0.1:9000", None, Endpoint("127.0.0.1", 9000)),
+    ("localhost:57120", None, Endpoint("localhost", 57120)),
+    ("[::1]:9000", None, Endpoint("::1", 9000)),
+    ("9001", "127.0.0.1", Endpoint("127.0.0.1", 9001)),
+    ("0.0.0.0:9001", "127.0.0.1", Endpoint("0.0.0.0", 9001)),
+])
+def test_endpoints_parse(text, default, want):
+    assert parse_endpoint(text, what="--osc", default_host=default) == want
+
+
+@pytest.mark.parametrize("text, default, words", [
+    ("9000", None, "give HOST:PORT"),
+    ("host:", None, "port must be a number"),
+    ("host:70000", None, "port must be a number"),
+    ("host:0", None, "port must be a number"),
+    (":9000", None, "give HOST:PORT"),
+    ("abc", "127.0.0.1", "port must be a number"),
+])
+def test_bad_endpoints_say_what_is_wrong(text, default, words):
+    with pytest.raises(ParameterError, match=words) as info:
+        parse_endpoint(text, what="--osc-out", default_host=default)
+    assert "--osc-out" in str(info.value) and repr(text) in str(info.value)
+
+
+# -- out: the page's events as OSC -----------------------------------------------------------------
+
+
+def test_page_events_go_out_as_osc_with_path_and_coordinates(atlas_dir, points):
+    with Atlas.open(atlas_dir) as atlas:
+        records = atlas.samples()
+    with Receiver() as rx:
+        client = _client(create_app(atlas_dir, osc_out=f"127.0.0.1:{rx.port}"))
+        assert client.get("/api/atlas").json()["osc"] == {"out": f"127.0.0.1:{rx.port}",
+                                                         "in": None}
+        for kind, rec in (("hover", records[3]), ("select", records[7]), ("play", records[3])):
+            r = client.post("/api/events", json={"type": kind, "id": rec.id, "model": "default"})
+            assert r.status_code == 200, r.text
+            address, args = rx.next()
+            assert address == f"/soundatlas/{kind}" == r.json()["sent"]
+            assert args[0] == rec.id and args[1] == rec.path
+            np.testing.assert_allclose(args[2:], points[rec.id], rtol=1e-6)  # OSC floats: f32
+        ids = [r.id for r in records[:5]]
+        r = client.post("/api/events", json={"type": "selection", "ids": ids[::-1] + ids[:1]})
+        assert r.status_code == 200
+        assert rx.next() == ("/soundatlas/selection", tuple([6, *ids]))
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ({"type": "hover", "id": 99999, "model": "default"}, 404, "no sample with id 99999"),
+    ({"type": "hover", "id": 1, "model": "nope"}, 404, "no model 'nope'"),
+    ({"type": "play", "id": 1}, 400, "needs 'id' and 'model'"),
+    ({"type": "selection"}, 400, "needs 'ids'"),
+    ({"type": "dance", "id": 1}, 422, "type"),
+])
+def test_bad_page_events_are_refused_and_nothing_is_sent(atlas_dir, body, status, words):
+    with Receiver() as rx:
+        client = _client(create_app(atlas_dir, osc_out=f"127.0.0.1:{rx.port}"))
+        r = client.post("/api/events", json=body)
+        assert r.status_code == status and words in r.json()["error"], r.text
+        with pytest.raises(queue.Empty):
+            rx.next(timeout=0.3)
+
+
+def test_without_osc_the_event_endpoints_say_how_to_turn_it_on(atlas_dir):
+    client = _client(create_app(atlas_dir))
+    assert client.get("/api/atlas").json()["osc"] == {"out": None, "in": None}
+    r = client.post("/api/events", json={"type": "hover", "id": 1, "model": "default"})
+    assert r.status_code == 409 and "--osc-out HOST:PORT" in r.json()["error"]
+    r = client.get("/api/events/stream")
+    assert r.status_code == 409 and "--osc-in PORT" in r.json()["error"]
+
+
+# -- in: OSC to the page's event stream ------------------------------------------------------------
+
+
+def test_incoming_osc_reaches_the_event_stream_and_bad_messages_are_named(atlas_dir):
+    app = create_app(atlas_dir, osc_in="127.0.0.1:0")
+    port = app.state.web.osc_in.endpoint.port
+    assert port > 0
+    with ThreadedServer(app) as server:
+        assert server.get("/api/atlas")["osc"]["in"] == f"127.0.0.1:{port}"
+        stream = EventStream(server.port)
+        try:
+            assert stream.next() == {"type": "hello", "osc_in": f"127.0.0.1:{port}"}
+            osc = SimpleUDPClient("127.0.0.1", port)
+            osc.send_message("/soundatlas/cursor", [0.25, -0.5, 1.0])
+            assert stream.next() == {"type": "cursor", "point": [0.25, -0.5, 1.0],
+                                     "address": "/soundatlas/cursor"}
+            osc.send_message("/soundatlas/cursor/norm", [0.0, 0.5, 1.0])
+            assert stream.next()["norm"] == [0.0, 0.5, 1.0]
+            osc.send_message("/soundatlas/play", 5)
+            assert stream.next() == {"type": "play", "id": 5, "address": "/soundatlas/play"}
+            osc.send_message("/soundatlas/select", 7)
+            assert stream.next()["type"] == "select"
+            for address, args, words in [
+                ("/soundatlas/cursor/norm", [1.5, 0.0], "from 0 to 1"),
+                ("/soundatlas/cursor", ["x"], "expects 1 to 16 numbers"),
+                ("/soundatlas/play", [1.5], "one integer sample id"),
+                ("/soundatlas/jump", [1], "is not an address of soundatlas"),
+            ]:
+                osc.send_message(address, args)
+                event = stream.next()
+                assert event["type"] == "error" and address in event["message"]
+                assert words in event["message"]
+            osc.send_message("/soundatlas/play", 3)  # and it goes on
+            assert stream.next()["id"] == 3
+        finally:
+            stream.close()
+    # stopped with the app: the port is free again
+    again = ThreadingOSCUDPServer(("127.0.0.1", port), Dispatcher())
+    again.server_close()
+
+
+def test_serve_refuses_bad_osc_addresses_in_one_line(atlas_dir):
+    busy = ThreadingOSCUDPServer(("127.0.0.1", 0), Dispatcher())  # a port someone else holds
+    taken = busy.server_address[1]
+    try:
+        for flag, value, words in [("--osc-out", "9000", "give HOST:PORT"),
+                                   ("--osc-in", "notaport", "port must be a number"),
+                                   ("--osc-in", str(taken), "cannot listen there")]:
+            proc = subprocess.run([str(BIN), "serve", "--atlas", str(atlas_dir), flag, value,
+                                   "--port", "8799"], capture_output=True, text=True, timeout=60,
+                                  env={"CI": "1", "PATH": "/usr/bin:/bin"})
+            assert proc.returncode != 0
+            assert words in proc.stderr and value in proc.stderr, proc.stderr
+            assert "Traceback" not in proc.stderr
+    finally:
+        busy.server_close()
+
+
+def test_ctrl_c_stops_serve_promptly_with_a_page_listening(atlas_dir):
+    import signal
+    import socket
+
+    def free_port(kind) -> int:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    http_port, osc_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
+    proc = subprocess.Popen([str(BIN), "serve", "--atlas", str(atlas_dir), "--port",
+                             str(http_port), "--osc-in", str(osc_port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={"CI": "1", "PATH": "/usr/bin:/bin"})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                stream = EventStream(http_port)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+                time.sleep(0.2)
+        assert stream.next()["type"] == "hello"
+        SimpleUDPClient("127.0.0.1", osc_port).send_message("/soundatlas/play", 2)
+        assert stream.next()["id"] == 2
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        assert time.monotonic() - start < 3, "the open stream held the server up"
+        assert proc.returncode == 0, err
+        assert f"OSC in: listening on 127.0.0.1:{osc_port}" in out
+        assert "Traceback" not in err
+        with pytest.raises(EOFError):  # the stream was ended, not cut
+            stream.next()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
