@@ -9,6 +9,10 @@ forms: the paper preset (batch 32, fp32), the same with bf16 autocast, and the f
 trains. Reports triples/s (medians over repeats), the ratios, and where our step's time goes.
 
     python benchmarks/bench_train.py --atlas ATLAS [--iterations 150] [--repeats 3]
+        [--device cpu|cuda]
+
+With ``--device cuda`` both run on the GPU (the plain loop's tensors moved there per step, as
+one writes it first; the time is taken after ``torch.cuda.synchronize()``).
 """
 
 from __future__ import annotations
@@ -39,13 +43,14 @@ def plain_model() -> nn.Module:
     )
 
 
-def plain_loop(frames_by_sample, labels, iterations, batch=32, seed=0) -> float:
+def plain_loop(frames_by_sample, labels, iterations, batch=32, seed=0, device="cpu") -> float:
     """Triples per second of the plain loop (instrument neighbourhood, energy-weighted centres)."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     model = plain_model()
     for p in model.parameters():
         nn.init.normal_(p, std=0.01) if p.ndim > 1 else nn.init.zeros_(p)
+    model.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.02)
     by_label = {}
     for i, y in enumerate(labels):
@@ -72,9 +77,9 @@ def plain_loop(frames_by_sample, labels, iterations, batch=32, seed=0) -> float:
             other = keys[(keys.index(k) + 1 + rng.integers(len(keys) - 1)) % len(keys)]
             n = by_label[other][rng.integers(len(by_label[other]))]
             A.append(window(a)), P.append(window(p)), N.append(window(n))
-        za = model(torch.from_numpy(np.stack(A))[:, None])
-        zp = model(torch.from_numpy(np.stack(P))[:, None])
-        zn = model(torch.from_numpy(np.stack(N))[:, None])
+        za = model(torch.from_numpy(np.stack(A))[:, None].to(device))
+        zp = model(torch.from_numpy(np.stack(P))[:, None].to(device))
+        zn = model(torch.from_numpy(np.stack(N))[:, None].to(device))
         dp, dn = (za - zp).norm(dim=1), (za - zn).norm(dim=1)
         loss = (dp.pow(2) + F.relu(1 - dn).pow(2)).mean() + 0.001 * za.norm(dim=1).mean()
         opt.zero_grad()
@@ -82,13 +87,21 @@ def plain_loop(frames_by_sample, labels, iterations, batch=32, seed=0) -> float:
         opt.step()
 
     step()  # warm-up
+    _sync(device)
     t = time.perf_counter()
     for _ in range(iterations):
         step()
+    _sync(device)
     return iterations * batch / (time.perf_counter() - t)
 
 
-def ours(atlas_dir: Path, iterations: int, seed=0, preset="paper", **overrides) -> float:
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def ours(atlas_dir: Path, iterations: int, seed=0, preset="paper", device="cpu",
+         **overrides) -> float:
     from soundatlas.atlas import Atlas
     from soundatlas.train import settings_for, train
 
@@ -102,10 +115,11 @@ def ours(atlas_dir: Path, iterations: int, seed=0, preset="paper", **overrides) 
 
         def progress(done, total, stats):
             if done in (10, iterations + 10):
+                _sync(device)
                 marks[done] = time.perf_counter()
 
         train(atlas, neighbourhood="instrument", settings=s, seed=seed, name="bench",
-              progress=progress)
+              progress=progress, device=device)
         rates.append(iterations * s.batch_size / (marks[iterations + 10] - marks[10]))  # after warm-up
     shutil.rmtree(work.parent, ignore_errors=True)
     return rates[0]
@@ -153,6 +167,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", help="write results here")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="where both train (default: cpu)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -164,6 +180,8 @@ def main() -> None:
         recs = [r for r in atlas.samples() if splits[r.id] == "train" and r.id in inst]
         frames = [atlas.features(r) for r in recs]
         labels = [inst[r.id] for r in recs]
+    if args.device == "cuda":
+        print(f"device: {torch.cuda.get_device_name()}")
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, threads "
           f"{torch.get_num_threads()}, {platform.processor() or platform.machine()}, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
@@ -176,10 +194,11 @@ def main() -> None:
     }
     base, mine = [], {k: [] for k in contenders}
     for r in range(args.repeats):
-        base.append(plain_loop(frames, labels, args.iterations, seed=r))
+        base.append(plain_loop(frames, labels, args.iterations, seed=r, device=args.device))
         line = [f"plain eager {base[-1]:.0f}"]
         for k, kw in contenders.items():
-            mine[k].append(ours(Path(args.atlas), args.iterations, seed=r, **kw))
+            mine[k].append(ours(Path(args.atlas), args.iterations, seed=r, device=args.device,
+                                **kw))
             line.append(f"{k} {mine[k][-1]:.0f}")
         print(f"repeat {r + 1} (triples/s): " + "; ".join(line), flush=True)
     b = statistics.median(base)
@@ -190,7 +209,7 @@ def main() -> None:
         ratios[k] = m / b
         print(f"  {k}: {m:.0f}  ->  {m / b:.2f}x the plain loop (goal >= 3x)")
     profs = {}
-    for label, bf16 in (("fp32", False), ("bf16", True)):
+    for label, bf16 in (() if args.device == "cuda" else (("fp32", False), ("bf16", True))):
         prof = profs[label] = profile_step(Path(args.atlas), bf16=bf16)
         total = sum(prof.values())
         print(f"our step at batch 32, {label}, median ms: " + ", ".join(
@@ -198,6 +217,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"plain": base, "ours": mine, "ratios": ratios,
                                                "threads": torch.get_num_threads(),
+                                               "device": args.device,
                                                "profile_ms": profs}, indent=2))
 
 

@@ -13,6 +13,7 @@ killed and resumed ends with the same weights as one that was never interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -105,6 +106,29 @@ def settings_for(preset: str, **overrides) -> TrainSettings:
     return replace(PRESETS[preset], **changes).validate()
 
 
+@contextlib.contextmanager
+def deterministic(device: str):
+    """Run-to-run identical arithmetic on ``device``, so that a resumed run ends where an
+    uninterrupted one does: on CUDA, deterministic cuDNN convolutions (no autotuning) and
+    deterministic algorithms where torch has them (a warning names any op that has none); the
+    CPU kernels used here are deterministic already. Restores the previous settings after."""
+    if device != "cuda":
+        yield
+        return
+    # cuBLAS is only deterministic with a fixed workspace; read when CUDA starts in this process
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[:2]
+        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+
+
 def native_bf16(device: str = "cpu") -> bool:
     """Whether ``device`` computes bfloat16 convolutions and matrix products natively."""
     if device == "cuda":
@@ -180,6 +204,8 @@ def train(
         raise ParameterError(f"device={device!r} must be 'cpu' or 'cuda'")
     if device == "cuda" and not torch.cuda.is_available():
         raise ParameterError("device='cuda' asked for, but torch sees no CUDA device here")
+    if device == "cuda":  # before CUDA starts: cuBLAS reads it then (see ``deterministic``)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if settings.threads:
         torch.set_num_threads(settings.threads)
     name = name or f"{neighbourhood}-{settings.preset}-s{seed}"
@@ -256,40 +282,41 @@ def train(
     end = settings.iterations if stop_after is None else min(settings.iterations, start_it + stop_after)
     it = start_it
     model.train()
-    for it in range(start_it, end):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(settings, it)
-        a, p, n = (t.to(device) for t in sampler.next_batch())
-        with autocast:
-            z = model(torch.cat([a, p, n]))
-        za, zp, zn = z.float().split(len(a))
-        loss = loss_fn(za, zp, zn)
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"the loss became {loss.item()} at iteration {it}; the last good checkpoint "
-                f"(iteration {_checkpoint_iteration(run_dir)}) is kept in {run_dir}; try a "
-                "lower learning rate"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        value = loss.item()
-        ema = value if ema is None else 0.98 * ema + 0.02 * value
-        done = it + 1
-        if done % settings.valid_every == 0 or done == settings.iterations:
-            history.append(_log_entry(model, loss_fn, valid_batches, done, ema, settings, device,
-                                      prev_seconds + time.perf_counter() - t0,
-                                      prev_cpu + time.process_time() - c0))
-            model.train()
-        if progress:
-            elapsed = time.perf_counter() - t0
-            progress(done, settings.iterations, {
-                "loss": ema, "lr": lr_at(settings, it),
-                "triples_per_s": (done - start_it) * settings.batch_size / max(elapsed, 1e-9),
-                "valid_loss": history[-1]["valid_loss"] if history else None,
-            })
-        if done % settings.checkpoint_every == 0 or done == end:
-            _save_checkpoint(run_dir, model, optimizer, sampler, done, history, _config_key(config))
+    with deterministic(device):
+        for it in range(start_it, end):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(settings, it)
+            a, p, n = (t.to(device) for t in sampler.next_batch())
+            with autocast:
+                z = model(torch.cat([a, p, n]))
+            za, zp, zn = z.float().split(len(a))
+            loss = loss_fn(za, zp, zn)
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"the loss became {loss.item()} at iteration {it}; the last good checkpoint "
+                    f"(iteration {_checkpoint_iteration(run_dir)}) is kept in {run_dir}; try a "
+                    "lower learning rate"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            value = loss.item()
+            ema = value if ema is None else 0.98 * ema + 0.02 * value
+            done = it + 1
+            if done % settings.valid_every == 0 or done == settings.iterations:
+                history.append(_log_entry(model, loss_fn, valid_batches, done, ema, settings, device,
+                                          prev_seconds + time.perf_counter() - t0,
+                                          prev_cpu + time.process_time() - c0))
+                model.train()
+            if progress:
+                elapsed = time.perf_counter() - t0
+                progress(done, settings.iterations, {
+                    "loss": ema, "lr": lr_at(settings, it),
+                    "triples_per_s": (done - start_it) * settings.batch_size / max(elapsed, 1e-9),
+                    "valid_loss": history[-1]["valid_loss"] if history else None,
+                })
+            if done % settings.checkpoint_every == 0 or done == end:
+                _save_checkpoint(run_dir, model, optimizer, sampler, done, history, _config_key(config))
     seconds = prev_seconds + time.perf_counter() - t0
     cpu_seconds = prev_cpu + time.process_time() - c0
     done = it + 1 if end > start_it else start_it

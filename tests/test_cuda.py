@@ -1,0 +1,78 @@
+"""Training on a GPU (``--device cuda``): runs only where torch sees a CUDA device (skipped in CI,
+which has none; run on a GPU machine with ``python -m pytest tests/test_cuda.py``).
+
+On a generated tone library (three folders of pitches, labelled by the manifest): a cuda run
+learns, writes a model that loads and embeds on the CPU, uses bf16 where the GPU has it
+(precision auto), and resumes to the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    pytest.skip("torch sees no CUDA device here", allow_module_level=True)
+
+from conftest import make_tone_library  # noqa: E402
+
+from soundatlas.artifact import ModelArtifact, resolve_model  # noqa: E402
+from soundatlas.atlas import Atlas  # noqa: E402
+from soundatlas.embed import embed_atlas  # noqa: E402
+from soundatlas.indexing import index_library  # noqa: E402
+from soundatlas.train import native_bf16, settings_for, train  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def atlas_dir(tmp_path_factory):
+    lib = make_tone_library(tmp_path_factory.mktemp("cuda") / "lib", n_per_folder=16)
+    index_library(lib, n_jobs=1)
+    return lib / ".soundatlas"
+
+
+def _settings(**kw):
+    kw.setdefault("iterations", 120)
+    kw.setdefault("valid_every", 40)
+    kw.setdefault("checkpoint_every", 40)
+    kw.setdefault("batch_size", 16)
+    return settings_for("fast", **kw)
+
+
+def test_cuda_training_learns_and_the_model_embeds_on_the_cpu(atlas_dir):
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        result = train(atlas, neighbourhood="instrument", settings=_settings(precision="fp32"),
+                       seed=0, name="gpu", device="cuda")
+        assert result.history[-1]["valid_loss"] < result.history[0]["valid_loss"]
+        config = json.loads((atlas.path / "models/gpu/config.json").read_text())
+        assert config["precision"] == "fp32"
+        artifact, reg = resolve_model(atlas, "gpu")
+        assert next(artifact.model.parameters()).device.type == "cpu"
+        assert embed_atlas(atlas, artifact, reg["id"]).n_embedded == atlas.n_samples()
+        ids, points = atlas.points(reg["id"])
+        assert np.isfinite(points).all() and points.std(axis=0).min() > 0
+
+
+def test_cuda_precision_auto_is_bf16_where_the_gpu_has_it(atlas_dir):
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        train(atlas, neighbourhood="instrument", settings=_settings(precision="auto", iterations=40),
+              seed=1, name="auto", device="cuda")
+        config = json.loads((atlas.path / "models/auto/config.json").read_text())
+    assert config["precision"] == ("bf16" if native_bf16("cuda") else "fp32")
+
+
+def test_cuda_resume_gives_the_same_weights(atlas_dir):
+    s = _settings(iterations=40, checkpoint_every=10, valid_every=20, precision="fp32")
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        train(atlas, neighbourhood="instrument", settings=s, seed=3, name="whole", device="cuda")
+        train(atlas, neighbourhood="instrument", settings=s, seed=3, name="parts", device="cuda",
+              stop_after=25)
+        rest = train(atlas, neighbourhood="instrument", settings=s, seed=3, name="parts",
+                     device="cuda", resume=True)
+        assert rest.resumed_from == 25
+        a = ModelArtifact.load(atlas.path / "models/whole").model.state_dict()
+        b = ModelArtifact.load(atlas.path / "models/parts").model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
