@@ -16,13 +16,22 @@ Measured, in the same run:
    JSONResponse renders JSON. Bytes, encode time (arrays -> body) and decode time (body -> arrays
    for ours, -> Python lists for ``json.loads``), medians, ratios.
 2. API latency: ``/api/atlas``, ``/api/samples/ids``, ``/api/labels/instrument``,
-   ``/api/models/bench/points`` and the baseline (served by a benchmark-only route
-   ``/bench/points.json`` added to the benchmark's own app instance; not part of soundatlas),
-   in-process (``soundatlas.web.app.call``, one event loop) and over HTTP (request sent to last
+   ``/api/models/bench/points``, search (``/api/samples?q=...``, ``?label=...``) and
+   ``POST /api/samples/lookup`` of LOOKUP_N ids, each against a named baseline served by a
+   benchmark-only route added to the benchmark's own app instance (not part of soundatlas):
+   - points: the same points as JSON rows (``/bench/points.json``);
+   - ids, labels, search: **the per-row Python code these endpoints had before** (a loop over
+     every sample with a dict lookup each; copied verbatim below as ``old_*``, under
+     ``/bench/old/...``), whose answers are checked to equal ours;
+   - lookup: **one ``GET /api/samples/{id}`` per id**, LOOKUP_N of them one after another (over
+     HTTP on one kept-alive connection), what the page did before.
+   In-process (``soundatlas.web.app.call``, one event loop) and over HTTP (request sent to last
    byte read, on a connection opened beforehand) to a real uvicorn server on 127.0.0.1, run in a
    thread of this process as tests/test_web_e2e.py does.
    The first request to a fresh app is reported on its own ("cold": it reads the points from
    SQLite and builds the KD-tree the app keeps); the rest are medians of warm requests.
+   The synthetic ids run without gaps, which ``/api/samples/ids`` answers without reading them;
+   a copy of the atlas with one sample removed measures the other way (in-process only).
 3. The page, in Debian's headless Chromium (WebGL in software: SwiftShader) through Playwright,
    a fresh browser context (no cache) per repeat:
    - load: navigation start until ``window.soundatlas.state.ready`` (points drawn), with
@@ -40,8 +49,9 @@ Measured, in the same run:
    SwiftShader renders on the CPU (here: the same two busy cores), so its frame times are an upper
    bound for a machine with a GPU.
 
-    python benchmarks/bench_web.py [--sizes ...] [--repeats 3] [--json FILE]
+    python benchmarks/bench_web.py [--sizes ...] [--repeats 3] [--api-only] [--json FILE]
         (defaults: --sizes 10000 100000 1000000 --work /tmp/soundatlas-bench-web)
+    --api-only: part 2 alone (no payload comparison, no browser); --no-browser: parts 1 and 2.
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ import sys
 import threading
 import time
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -88,9 +99,11 @@ MIN_FRAMES = 6  # frames recorded per phase at least (a slow page is watched for
 INSTRUMENTS = ("accordion", "bass", "bassoon", "cello", "clarinet", "contrabass", "flute", "guitar",
                "harp", "horn", "keyboard", "mallet", "oboe", "organ", "piano", "reed", "saxophone",
                "strings", "synth", "trombone", "trumpet", "tuba", "viola", "violin")
-ENDPOINTS = ("/api/atlas", "/api/samples/ids", "/api/labels/instrument",
-             f"/api/models/{MODEL}/points")
 BASELINE_PATH = "/bench/points.json"
+OLD = "/bench/old"  # the endpoints' earlier per-row Python code, served by this benchmark only
+LOOKUP_N = 1_000  # ids looked up at once (a listing's worth), against one GET per id
+SEARCH_Q = "s00012"  # in 100 of 1M paths (synthetic/<instrument>/s<7 digits>.wav)
+SEARCH_LABEL = "instrument:violin"
 
 
 # --- the synthetic atlas ------------------------------------------------------------------------
@@ -189,6 +202,94 @@ def add_baseline_route(app) -> None:
         return Response(json_rows_body(index.ids, index.points), media_type="application/json")
 
 
+# --- the named baseline of ids, labels and search: their per-row Python code before ------------
+
+def add_old_routes(app) -> None:
+    """Benchmark only: the code ``GET /api/samples/ids``, ``/api/labels/{key}`` and
+    ``/api/samples`` (search) ran before they went to SQL and numpy (soundatlas 69a469f, copied
+    verbatim but for the route names), served under OLD from the benchmark's app instance: a
+    Python loop over every sample (``iter_ids_hashes``) with a dict lookup per sample, and every
+    label of every sample loaded for each search."""
+    from fastapi import Query
+
+    from soundatlas.web.app import api_error, binary_response, sorted_values, web_state
+
+    def all_labels(atlas) -> dict[str, dict[int, str]]:
+        return {key: atlas.labels(key) for key in atlas.label_summary()}
+
+    @app.get(f"{OLD}/samples/ids", include_in_schema=False)
+    def old_get_ids(request: Request) -> Response:
+        with web_state(request).atlas() as atlas:
+            ids = np.array([sid for sid, _, _ in atlas.iter_ids_hashes()], dtype="<i4")
+        return binary_response(ids.tobytes(), {"X-Count": len(ids)})
+
+    @app.get(f"{OLD}/labels/{{key}}", include_in_schema=False)
+    def old_get_label(key: str, request: Request) -> dict:
+        import base64
+
+        with web_state(request).atlas() as atlas:
+            known = atlas.label_summary()
+            if key not in known:
+                raise api_error(404, f"no label {key!r} in this atlas (known: "
+                                f"{', '.join(known) or 'none'})")
+            by_id = atlas.labels(key)
+            ids = [sid for sid, _, _ in atlas.iter_ids_hashes()]
+        values = sorted_values(by_id.values())
+        code_of = {v: i for i, v in enumerate(values)}
+        codes = np.array([code_of.get(by_id.get(sid), -1) for sid in ids], dtype="<i4")
+        return {"key": key, "values": values, "codes": base64.b64encode(codes.tobytes()).decode()}
+
+    @app.get(f"{OLD}/samples", include_in_schema=False)
+    def old_search(request: Request, q: str = Query(""), label: list[str] = Query([]),
+                   limit: int = Query(100, ge=1, le=10_000), offset: int = Query(0, ge=0)) -> dict:
+        filters = []
+        for f in label:
+            key, sep, value = f.partition(":")
+            if not sep or not key:
+                raise api_error(400, f"label filter {f!r} must be KEY:VALUE")
+            filters.append((key, value))
+        with web_state(request).atlas() as atlas:
+            labels = all_labels(atlas)
+            unknown = [k for k, _ in filters if k not in labels]
+            if unknown:
+                raise api_error(400, f"no label {unknown[0]!r} in this atlas (known: "
+                                f"{', '.join(labels) or 'none'})")
+            needle = q.casefold()
+            matches = [
+                (sid, path) for sid, _, path in atlas.iter_ids_hashes()
+                if needle in path.casefold()
+                and all(labels[k].get(sid) == v for k, v in filters)
+            ]
+        page = matches[offset : offset + limit]
+        items = [{"id": sid, "path": path,
+                  "labels": {k: by_id[sid] for k, by_id in labels.items() if sid in by_id}}
+                 for sid, path in page]
+        return {"total": len(matches), "ids": [sid for sid, _ in matches], "items": items}
+
+
+def gapped_copy(work: Path, atlas_dir: Path) -> Path:
+    """A copy of the atlas's database with one sample (the middle one) removed, so that its ids
+    have a gap (cached next to it)."""
+    from soundatlas.atlas import DB_NAME, Atlas
+
+    path = work / f"{atlas_dir.name}-gap"
+    with Atlas.open(atlas_dir) as atlas:
+        tag = f"{atlas.meta('bench_web')} gap"
+    if (path / DB_NAME).is_file():
+        with Atlas.open(path) as atlas:
+            if atlas.meta("bench_web") == tag:
+                return path
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    with Atlas.open(atlas_dir) as atlas:  # a consistent copy, WAL included
+        atlas.conn.execute(f"VACUUM INTO '{path / DB_NAME}'")
+    with Atlas.open(path, write=True) as atlas:
+        ids = atlas.sample_ids()
+        atlas.remove_samples([int(ids[len(ids) // 2])])
+        atlas.set_meta("bench_web", tag)
+    return path
+
+
 def bench_payload(ids: np.ndarray, points: np.ndarray, repeats: int) -> dict:
     n = len(ids)
     t = {"binary_encode_s": [], "binary_decode_s": [], "json_encode_s": [], "json_decode_s": []}
@@ -240,28 +341,46 @@ class Server:
         self.sock.close()
 
 
-def http_get(port: int, path: str) -> tuple[float, bytes]:
-    """(seconds, body) of one GET over an open connection to 127.0.0.1: from sending the request
-    to the body's last byte. The connection is opened before the clock starts, and fresh for each
-    request (the server closes a kept-alive one idle for 5 s, and the in-process requests in
-    between can take longer than that)."""
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@dataclass(frozen=True)
+class Call:
+    """What one measurement sends: one request, or several one after another (a baseline that
+    takes one request per id). ``requests``: (method, path, JSON body or None)."""
+
+    name: str
+    requests: tuple[tuple[str, str, bytes | None], ...]
+
+    @classmethod
+    def get(cls, path: str, name: str | None = None) -> Call:
+        return cls(name or path, (("GET", path, None),))
+
+
+def http_call(port: int, call: Call) -> tuple[float, list[bytes]]:
+    """(seconds, bodies) of a call's requests sent one after another on one connection to
+    127.0.0.1: from sending the first request to the last body's last byte. The connection is
+    opened before the clock starts, and fresh for each call (the server closes a kept-alive one
+    idle for 5 s, and the in-process requests in between can take longer than that)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    bodies = []
     try:
         conn.connect()
         t0 = time.perf_counter()
-        conn.request("GET", path)
-        r = conn.getresponse()
-        body = r.read()
+        for method, path, body in call.requests:
+            conn.request(method, path, body=body, headers=JSON_HEADERS if body else {})
+            r = conn.getresponse()
+            bodies.append(r.read())
+            if r.status != 200:
+                raise RuntimeError(f"{method} {path}: {r.status} {bodies[-1][:200]!r}")
         dt = time.perf_counter() - t0
     finally:
         conn.close()
-    if r.status != 200:
-        raise RuntimeError(f"GET {path}: {r.status} {body[:200]!r}")
-    return dt, body
+    return dt, bodies
 
 
 class InProcess:
-    """GETs sent to the ASGI app in this process with ``soundatlas.web.app.call``, all on one
+    """Requests sent to the ASGI app in this process with ``soundatlas.web.app.call``, all on one
     event loop (``asyncio.run`` per request would add its own teardown: ~0.2 s per request at 1M
     points, measured, none of it the app's)."""
 
@@ -269,13 +388,18 @@ class InProcess:
         self.app = app
         self.loop = asyncio.new_event_loop()
 
-    def get(self, path: str) -> bytes:
-        from soundatlas.web.app import call
+    def call(self, call: Call) -> list[bytes]:
+        from soundatlas.web.app import call as asgi_call
 
-        status, _, body = self.loop.run_until_complete(call(self.app, "GET", path))
-        if status != 200:
-            raise RuntimeError(f"GET {path}: {status} {body[:200]!r}")
-        return body
+        bodies = []
+        for method, path, body in call.requests:
+            headers = list(JSON_HEADERS.items()) if body else []
+            status, _, answer = self.loop.run_until_complete(
+                asgi_call(self.app, method, path, headers=headers, body=body or b""))
+            if status != 200:
+                raise RuntimeError(f"{method} {path}: {status} {answer[:200]!r}")
+            bodies.append(answer)
+        return bodies
 
     def close(self) -> None:
         left = asyncio.all_tasks(self.loop)  # a request's disconnect listener may still wait
@@ -289,32 +413,100 @@ class InProcess:
         self.loop.close()
 
 
+def api_calls(n: int) -> tuple[list[Call], list[tuple[str, str, str]]]:
+    """(every call measured, (what, ours, baseline) pairs of call names) for an atlas of ``n``
+    samples with ids 1..n."""
+    from urllib.parse import urlencode
+
+    ids = np.random.default_rng([SEED, n, 2]).choice(np.arange(1, n + 1), size=min(n, LOOKUP_N),
+                                                     replace=False).tolist()
+    search_q = "/api/samples?" + urlencode({"q": SEARCH_Q})
+    search_label = "/api/samples?" + urlencode({"label": SEARCH_LABEL})
+    lookup = Call(f"POST /api/samples/lookup ({len(ids):,} ids)",
+                  (("POST", "/api/samples/lookup", json.dumps({"ids": ids}).encode()),))
+    per_id = Call(f"{len(ids):,} x GET /api/samples/{{id}}",
+                  tuple(("GET", f"/api/samples/{i}", None) for i in ids))
+    ours_base = [
+        ("sample ids", Call.get("/api/samples/ids"), Call.get(f"{OLD}/samples/ids")),
+        ("label codes", Call.get("/api/labels/instrument"), Call.get(f"{OLD}/labels/instrument")),
+        (f"search q={SEARCH_Q}", Call.get(search_q), Call.get(OLD + search_q[4:])),
+        (f"search label={SEARCH_LABEL}", Call.get(search_label), Call.get(OLD + search_label[4:])),
+        ("names of listed samples", lookup, per_id),
+        ("points", Call.get(f"/api/models/{MODEL}/points"), Call.get(BASELINE_PATH)),
+    ]
+    calls = [Call.get("/api/atlas")] + [c for _, ours, base in ours_base for c in (ours, base)]
+    return calls, [(what, ours.name, base.name) for what, ours, base in ours_base]
+
+
+def check_same_answers(name: str, ours: list[bytes], base: list[bytes]) -> None:
+    """Ours and the old code's answers must agree (the lookup: with the per-id answers)."""
+    if name.startswith("POST /api/samples/lookup"):
+        got = json.loads(ours[0])
+        want = [json.loads(b) for b in base]
+        same = got["missing"] == [] and [(i["id"], i["path"], i["labels"]) for i in got["items"]] \
+            == [(w["id"], w["path"], w["labels"]) for w in want]
+    elif name.startswith("/api/samples/ids"):
+        same = ours == base
+    elif name.startswith("/api/models/"):
+        return  # the baseline is another format; bench_payload compares the numbers
+    else:
+        same = json.loads(ours[0]) == json.loads(base[0])
+    if not same:
+        raise RuntimeError(f"{name}: our answer differs from the baseline's")
+
+
 def bench_api(atlas_dir: Path, server: Server, repeats: int) -> dict:
-    """Latency of each endpoint in-process (a fresh app: first request cold) and over HTTP."""
+    """Latency of each call in-process (a fresh app: first request cold) and over HTTP."""
+    from soundatlas.atlas import Atlas
     from soundatlas.web import create_app
 
+    with Atlas.open(atlas_dir) as atlas:
+        n = atlas.n_samples()
+    calls, pairs = api_calls(n)
     app = create_app(atlas_dir)
     add_baseline_route(app)
+    add_old_routes(app)
     client = InProcess(app)
-    out = {}
-    paths = (*ENDPOINTS, BASELINE_PATH)
+    out, answers = {}, {}
     # cold: the first request each endpoint gets from a fresh app (the points' one reads them
     # from SQLite and builds the KD-tree; the baseline's comes after it, so finds them cached)
-    for path in paths:
-        dt, body = common.timed(lambda: client.get(path))
-        out[path] = {"bytes": len(body), "cold_s": dt, "inproc_s": [], "http_s": []}
-    for path in paths:  # the server's own first requests (its cache), not timed
-        http_get(server.port, path)
+    for call in calls:
+        dt, answers[call.name] = common.timed(lambda: client.call(call))
+        out[call.name] = {"bytes": sum(map(len, answers[call.name])), "requests":
+                          len(call.requests), "cold_s": dt, "inproc_s": [], "http_s": []}
+    for _, ours, base in pairs:
+        check_same_answers(ours, answers[ours], answers[base])
+    del answers
+    for call in calls:  # the server's own first requests (its cache), not timed
+        http_call(server.port, call)
     with common.OtherLoad() as load:
-        for _ in range(repeats):  # rounds interleaved: every endpoint, in-process then HTTP
-            for path in paths:
-                out[path]["inproc_s"].append(common.timed(lambda: client.get(path))[0])
-                out[path]["http_s"].append(http_get(server.port, path)[0])
+        for _ in range(repeats):  # rounds interleaved: every call, in-process then HTTP
+            for call in calls:
+                out[call.name]["inproc_s"].append(common.timed(lambda: client.call(call))[0])
+                out[call.name]["http_s"].append(http_call(server.port, call)[0])
     client.close()
     for v in out.values():
         v["inproc_median_s"] = common.median(v["inproc_s"])
         v["http_median_s"] = common.median(v["http_s"])
-    return {"endpoints": out, "other_load_cores": load.cores}
+    return {"endpoints": out, "pairs": pairs, "other_load_cores": load.cores}
+
+
+def bench_ids_with_a_gap(atlas_dir: Path, repeats: int) -> dict:
+    """``/api/samples/ids`` and the old code on a copy whose ids have a gap, in-process."""
+    from soundatlas.web import create_app
+
+    app = create_app(atlas_dir)
+    add_old_routes(app)
+    client = InProcess(app)
+    ours, base = Call.get("/api/samples/ids"), Call.get(f"{OLD}/samples/ids")
+    check_same_answers(ours.name, client.call(ours), client.call(base))
+    t = {"ours_s": [], "old_s": []}
+    for _ in range(repeats):
+        t["ours_s"].append(common.timed(lambda: client.call(ours))[0])
+        t["old_s"].append(common.timed(lambda: client.call(base))[0])
+    client.close()
+    return {"ours_median_s": common.median(t["ours_s"]),
+            "old_median_s": common.median(t["old_s"]), "runs": t}
 
 
 # --- the page ------------------------------------------------------------------------------------
@@ -667,12 +859,20 @@ def _ratio(a, b):
     return a / b if a is not None and b not in (None, 0) else None
 
 
-def print_size(n: int, built: float | None, pay: dict, api: dict, page: dict | None) -> None:
+def print_size(n: int, built: float | None, pay: dict | None, api: dict, gap: dict,
+               page: dict | None) -> None:
     source = f"atlas built in {built:.1f} s" if built else "atlas from the cache"
     print(f"\n## {n:,} points ({source})")
     ep = api["endpoints"]
     pts = ep[f"/api/models/{MODEL}/points"]
-    base = ep[BASELINE_PATH]
+    if pay:
+        print_payload(pay, pts, ep[BASELINE_PATH], page)
+    print_api(api, gap)
+    if page:
+        print_page(page)
+
+
+def print_payload(pay: dict, pts: dict, base: dict, page: dict | None) -> None:
     rows = [
         {"what": "points payload, bytes", "ours": pay["binary_bytes"], "base": pay["json_bytes"]},
         {"what": "encode arrays -> body (Python), ms", "ours": _ms(pay["binary_encode_s"]),
@@ -704,18 +904,40 @@ def print_size(n: int, built: float | None, pay: dict, api: dict, page: dict | N
         print("  (views over an ArrayBuffer cost the same at any size: that ratio only says "
               "JSON.parse grows with N)")
 
-    print(f"\nAPI latency (cold: first request to a fresh app; warm: median of "
-          f"{len(pts['inproc_s'])}; other load {api['other_load_cores']:.2f} cores)")
+
+def print_api(api: dict, gap: dict) -> None:
+    ep = api["endpoints"]
+    repeats = len(next(iter(ep.values()))["inproc_s"])
+    print(f"\nAPI latency (cold: first request to a fresh app; warm: median of {repeats}; "
+          f"other load {api['other_load_cores']:.2f} cores)")
     common.print_table(
         [{"path": p, "bytes": v["bytes"], "cold": _ms(v["cold_s"]),
           "inproc": _ms(v["inproc_median_s"]), "http": _ms(v["http_median_s"])}
          for p, v in ep.items()],
-        [("path", "endpoint", ""), ("bytes", "bytes", ",d"), ("cold", "cold ms", ".1f"),
+        [("path", "call", ""), ("bytes", "bytes", ",d"), ("cold", "cold ms", ".1f"),
          ("inproc", "in-process ms", ".1f"), ("http", "HTTP ms", ".1f")])
-    print(f"  ({BASELINE_PATH} is the baseline, served only by this benchmark)")
+    print(f"  ({BASELINE_PATH} and {OLD}/... are baselines, served only by this benchmark)")
+    rows = []
+    for what, ours, base in api["pairs"]:
+        o, b = ep[ours], ep[base]
+        rows.append({"what": what, "ours": ours, "base": base,
+                     "o_in": _ms(o["inproc_median_s"]), "b_in": _ms(b["inproc_median_s"]),
+                     "r_in": _ratio(b["inproc_median_s"], o["inproc_median_s"]),
+                     "o_http": _ms(o["http_median_s"]), "b_http": _ms(b["http_median_s"]),
+                     "r_http": _ratio(b["http_median_s"], o["http_median_s"])})
+    rows.append({"what": "sample ids, ids with a gap", "ours": "/api/samples/ids",
+                 "base": f"{OLD}/samples/ids", "o_in": _ms(gap["ours_median_s"]),
+                 "b_in": _ms(gap["old_median_s"]),
+                 "r_in": _ratio(gap["old_median_s"], gap["ours_median_s"])})
+    print("\nours against the named baselines (warm medians; ratio = baseline / ours)")
+    common.print_table(rows, [
+        ("what", "measure", ""), ("o_in", "ours in-process ms", ".1f"),
+        ("b_in", "baseline in-process ms", ".1f"), ("r_in", "ratio", ".1f"),
+        ("o_http", "ours HTTP ms", ".1f"), ("b_http", "baseline HTTP ms", ".1f"),
+        ("r_http", "ratio", ".1f")])
 
-    if not page:
-        return
+
+def print_page(page: dict) -> None:
     print(f"\npage (headless Chromium {page['chromium']}, WebGL: {page['webgl']}; "
           f"{len(page['runs'])} fresh pages)")
     loads = ", ".join(f"{x:.2f}" for x in page["load_s_all"])
@@ -759,11 +981,11 @@ def print_summary(results: list[dict]) -> None:
     print("\n## summary (medians)")
     rows = []
     for r in results:
-        pay, page = r["payload"], r.get("page") or {}
+        pay, page = r["payload"] or {}, r.get("page") or {}
         ep = r["api"]["endpoints"]
         rows.append({
-            "n": r["n"], "bytes": pay["binary_bytes"],
-            "ratio": _ratio(pay["json_bytes"], pay["binary_bytes"]),
+            "n": r["n"], "bytes": ep[f"/api/models/{MODEL}/points"]["bytes"],
+            "ratio": _ratio(pay.get("json_bytes"), pay.get("binary_bytes")),
             "http": _ms(ep[f"/api/models/{MODEL}/points"]["http_median_s"]),
             "http_json": _ms(ep[BASELINE_PATH]["http_median_s"]),
             "load": page.get("load_s"), "orbit": page.get("orbit_median_ms"),
@@ -779,6 +1001,22 @@ def print_summary(results: list[dict]) -> None:
         ("orbit", "orbit frame ms", ".1f"), ("orbit95", "p95", ".1f"),
         ("hover", "hover frame ms", ".1f"), ("pick", "hover->tooltip ms", ".1f"),
         ("parse", "browser fetch->arrays JSON/ours", ".1f")])
+    rows = []
+    for r in results:
+        ep = r["api"]["endpoints"]
+        row = {"n": r["n"]}
+        for what, ours, base in r["api"]["pairs"]:
+            if base != BASELINE_PATH:
+                o, b = ep[ours]["http_median_s"], ep[base]["http_median_s"]
+                row[what] = f"{_num(_ms(o))} / {_num(_ms(b))} ({_num(_ratio(b, o))}x)"
+        gap = r["ids_gap"]
+        row["gap"] = (f"{_num(_ms(gap['ours_median_s']))} / {_num(_ms(gap['old_median_s']))} "
+                      f"({_num(_ratio(gap['old_median_s'], gap['ours_median_s']))}x)")
+        rows.append(row)
+    whats = [w for w, _, b in results[0]["api"]["pairs"] if b != BASELINE_PATH]
+    print("\nours / the named baseline over HTTP, ms (baseline / ours); ids with a gap in-process")
+    common.print_table(rows, [("n", "samples", ",d")] + [(w, w, "") for w in whats]
+                       + [("gap", "sample ids, a gap", "")])
     for r in results:
         if r["n"] == GOAL_LOAD_N and r.get("page"):
             v = r["page"]["load_s"]
@@ -814,6 +1052,8 @@ def parse_args(argv=None):
                     help="points hovered one by one for the hover latency, per page")
     ap.add_argument("--page-timeout", type=float, default=600.0, help="seconds, per page wait")
     ap.add_argument("--no-browser", action="store_true", help="payload and API only")
+    ap.add_argument("--api-only", action="store_true",
+                    help="API latency only (no payload comparison, no browser)")
     ap.add_argument("--json", help="write every number here")
     return ap.parse_args(argv)
 
@@ -826,7 +1066,7 @@ def main(argv=None) -> int:
     three = (common.REPO / "src/soundatlas/web/static/vendor/three/three.core.js")
     rev = next((line.split("'")[1] for line in three.read_text().splitlines()
                 if line.startswith("const REVISION")), "?") if three.exists() else "absent"
-    browser = not args.no_browser and CHROMIUM.exists()
+    browser = not (args.no_browser or args.api_only) and CHROMIUM.exists()
     print(f"# three.js r{rev}; browser: {CHROMIUM if browser else 'none (skipped)'}; viewport "
           f"{VIEWPORT['width']}x{VIEWPORT['height']}; sizes {args.sizes}; {args.repeats} repeats; "
           f"{args.interact_seconds:g} s orbit + {args.interact_seconds:g} s hover per page")
@@ -840,19 +1080,23 @@ def main(argv=None) -> int:
         atlas_dir, built = build_atlas(work, n)
         from soundatlas.atlas import Atlas
 
-        with Atlas.open(atlas_dir) as atlas:
-            ids, points = atlas.points(atlas.model(MODEL)["id"])
-        pay = bench_payload(ids, points, args.repeats)
+        pay = None
+        if not args.api_only:
+            with Atlas.open(atlas_dir) as atlas:
+                ids, points = atlas.points(atlas.model(MODEL)["id"])
+            pay = bench_payload(ids, points, args.repeats)
+            del ids, points
         app = create_app(atlas_dir)
         add_baseline_route(app)
+        add_old_routes(app)
         with Server(app) as server:
             api = bench_api(atlas_dir, server, args.repeats)
             page = bench_page(server, n, args, work) if browser else None
-        del ids, points
-        print_size(n, built, pay, api, page)
+        gap = bench_ids_with_a_gap(gapped_copy(work, atlas_dir), args.repeats)
+        print_size(n, built, pay, api, gap, page)
         sys.stdout.flush()
         results.append({"n": n, "atlas": atlas_dir, "build_s": built, "payload": pay, "api": api,
-                        "page": page})
+                        "ids_gap": gap, "page": page})
     print_summary(results)
     common.write_json(args.json, {"benchmark": "web", "argv": sys.argv, "machine": facts,
                                   "args": vars(args), "results": results})

@@ -483,3 +483,308 @@ def test_every_error_is_json(client):
     assert "/static/nope.js" in _json_error(client.get("/static/nope.js"), 404)
     _json_error(client.delete("/api/atlas"), 405)
     _json_error(client.get("/api/export"), 405)
+
+
+# -- a generated atlas: gaps in the ids, missing labels, awkward paths -----------------------
+
+# paths whose search needs care: SQL LIKE wildcards, and characters beyond ASCII whose
+# str.casefold differs from ASCII lowering (ß -> ss, the fi ligature -> fi, the Kelvin sign -> k)
+AWKWARD_PATHS = ["fx/100% wet/Snare_01.wav", "fx/100x wet/Snare-01.wav", "fx/50_50/Mix.WAV",
+                 "Straße/Bass.aif", "ÉCLAT/Hit.wav", "éclat/hit 2.wav", "ﬁll/Loop.wav",
+                 "KELVIN/\u212a.wav", "tone/stereo.aif", "tone/hot.wav", "tone/broken.aif"]
+GEN_QUERIES = ["", "snare", "SNARE_0", "100%", "%", "_", "e_0", "e-0", "0_5", "ss", "STRASSE",
+               "straße", "é", "É", "éclat", "fi", "FILL", "k.wav", "\u212a", "/", ".WAV",
+               "nope"]
+
+
+def _generated_labels(ids: list[int]) -> dict[int, dict[str, str]]:
+    """Labels on most samples: numeric ``pitch`` values, a ``mixed`` key (numbers and words, so
+    sorted as text), a ``rare`` key on three samples, ``nan`` among numbers, and samples with
+    none at all."""
+    rng = np.random.default_rng(11)
+    out = {}
+    for n, sid in enumerate(ids):
+        labels = {}
+        if n % 9:
+            labels["instrument"] = ["kick", "snare", "hat", "Tom", "ride"][int(rng.integers(5))]
+        if n % 4:
+            labels["pitch"] = ["9", "10", "100", "-1.5", "60", "7.25"][int(rng.integers(6))]
+        if n % 3 == 0:
+            labels["mixed"] = ["b", "10", "9", "a b"][int(rng.integers(4))]
+        if n % 5 == 1:
+            labels["nanny"] = ["nan", "1", "2"][n % 3]
+        if n in (3, 50, 200):
+            labels["rare"] = f"r{n}"
+        if n % 17 == 8:
+            labels = {}
+        if labels:
+            out[sid] = labels
+    return out
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    """An atlas written through the atlas's API (no analysis): 311 samples, some removed (ids
+    with gaps), labels from ``_generated_labels``, the awkward paths; a few real files for the
+    audio tests (an AIFF, a float WAV beyond full scale, an AIFF that is text)."""
+    import soundfile as sf
+
+    from soundatlas.atlas import NewSample
+
+    root = tmp_path_factory.mktemp("generated")
+    lib = root / "lib"
+    (lib / "tone").mkdir(parents=True)
+    t = np.arange(12_345) / 22050
+    stereo = np.stack([0.5 * np.sin(2 * np.pi * 440 * t), 0.25 * np.sin(2 * np.pi * 97 * t)], 1)
+    sf.write(lib / "tone" / "stereo.aif", stereo, 22050, format="AIFF", subtype="PCM_24")
+    hot = np.array([0.0, 0.5, 1.5, -2.0, np.nan, np.inf, -np.inf, -0.25], np.float32)
+    sf.write(lib / "tone" / "hot.wav", hot, 8000, subtype="FLOAT")
+    (lib / "tone" / "broken.aif").write_text("this is not audio at all\n" * 20)
+    paths = [f"lib{i % 7}/Sample_{i:04d}.WAV" for i in range(300)] + AWKWARD_PATHS
+    with Atlas.create(root / "atlas", library=lib) as atlas:
+        frame = np.zeros((1, atlas.cqt_params.n_bins), np.float32)
+        ids = atlas.commit_batch([NewSample(
+            path=p, size=1, mtime_ns=0, hash=f"{n:032x}", orig_sr=22050, n_channels=1,
+            duration=0.05, file_duration=0.05, truncated=False, features=frame)
+            for n, p in enumerate(paths)])
+        atlas.remove_samples(ids[10:20] + ids[100:101])
+        kept = [i for i in ids if i not in set(ids[10:20] + ids[100:101])]
+        atlas.replace_labels(_generated_labels(kept))
+    return root / "atlas"
+
+
+@pytest.fixture(scope="module")
+def gen_atlas(generated):
+    with Atlas.open(generated) as a:
+        yield a
+
+
+@pytest.fixture(scope="module")
+def gen_client(generated):
+    return _client(create_app(generated))
+
+
+def _gen_id(gen_atlas, path: str) -> int:
+    return next(r.id for r in gen_atlas.samples() if r.path == path)
+
+
+def test_generated_ids_have_gaps_and_come_ascending(gen_client, gen_atlas, atlas):
+    want = [r.id for r in gen_atlas.samples()]
+    assert len(want) == 300 + len(AWKWARD_PATHS) - 11  # 11 removed
+    assert want[-1] - want[0] + 1 > len(want)  # not contiguous: the group_concat way
+    ids = np.frombuffer(gen_client.get("/api/samples/ids").content, dtype="<i4")
+    assert ids.tolist() == want
+    assert gen_atlas.sample_ids().tolist() == want and gen_atlas.sample_ids().dtype == np.int64
+    # contiguous ids (the render): the arange way
+    assert atlas.sample_ids().tolist() == [r.id for r in atlas.samples()]
+
+
+def test_label_codes_equal_a_plain_python_computation(gen_client, gen_atlas):
+    ids = [r.id for r in gen_atlas.samples()]
+    keys = gen_atlas.label_summary()
+    assert gen_atlas.label_keys() == sorted(keys) == ["instrument", "mixed", "nanny", "pitch",
+                                                      "rare"]
+    for key in keys:
+        truth = gen_atlas.labels(key)
+        values = sorted_values(truth.values())
+        codes = [values.index(truth[i]) if i in truth else -1 for i in ids]
+        d = gen_client.get(f"/api/labels/{key}").json()
+        assert d["key"] == key and d["values"] == values, key
+        assert np.frombuffer(base64.b64decode(d["codes"]), dtype="<i4").tolist() == codes, key
+        assert -1 in codes  # every key misses some samples
+    assert gen_client.get("/api/labels/pitch").json()["values"] == \
+        ["-1.5", "7.25", "9", "10", "60", "100"]
+    assert gen_client.get("/api/labels/mixed").json()["values"] == ["10", "9", "a b", "b"]
+    assert gen_client.get("/api/labels/nanny").json()["values"] == ["1", "2", "nan"]
+
+
+def test_label_column_is_labels_read_either_way(gen_atlas):
+    # "rare" is on 3 of ~300 samples: read through the index; the others: one table scan
+    for key in gen_atlas.label_keys() + ["absent"]:
+        ids, values = gen_atlas.label_column(key)
+        assert ids.dtype == np.int64 and len(ids) == len(values)
+        assert dict(zip(ids.tolist(), values)) == gen_atlas.labels(key), key
+
+
+def test_label_codes_of_labels_on_samples_not_listed():
+    from soundatlas.web.routers.labels import label_codes
+
+    values, codes = label_codes(np.array([2, 5, 9]), np.array([9, 7, 2, 11]),
+                                ["x", "y", "10", "z"])
+    assert values == ["10", "x", "y", "z"] and codes.tolist() == [0, -1, 1]
+    values, codes = label_codes(np.array([2, 5]), np.zeros(0, np.int64), [])
+    assert values == [] and codes.tolist() == [-1, -1]
+
+
+@pytest.mark.parametrize("q", GEN_QUERIES)
+def test_search_matches_a_casefold_substring_test(gen_client, gen_atlas, q):
+    paths = {r.id: r.path for r in gen_atlas.samples()}
+    want = sorted(i for i, p in paths.items() if q.casefold() in p.casefold())
+    d = gen_client.get("/api/samples", params={"q": q, "limit": 10_000}).json()
+    assert d["ids"] == want and d["total"] == len(want)
+    assert [it["id"] for it in d["items"]] == want
+    assert all(it["path"] == paths[it["id"]] for it in d["items"])
+
+
+def test_search_of_wildcards_and_case_is_literal(gen_client):
+    def found(q):
+        items = gen_client.get("/api/samples", params={"q": q}).json()["items"]
+        return [it["path"] for it in items]
+
+    assert found("100%") == ["fx/100% wet/Snare_01.wav"]  # % is no wildcard
+    assert found("E_01.wav") == ["fx/100% wet/Snare_01.wav"]  # nor is _ ...
+    assert found("e-01.wav") == ["fx/100x wet/Snare-01.wav"]
+    assert found("0_5") == ["fx/50_50/Mix.WAV"]
+    assert found("LIB3/SAMPLE_0003.wav") == ["lib3/Sample_0003.WAV"]  # ASCII: any case
+    assert found("strasse") == ["Straße/Bass.aif"]  # beyond ASCII: as str.casefold
+    assert found("Éclat") == ["ÉCLAT/Hit.wav", "éclat/hit 2.wav"]
+
+
+def test_search_with_label_filters_equals_python(gen_client, gen_atlas):
+    paths = {r.id: r.path for r in gen_atlas.samples()}
+    labels = {k: gen_atlas.labels(k) for k in gen_atlas.label_keys()}
+    cases = [("", [("instrument", "snare")]), ("sample_00", [("pitch", "10")]),
+             ("", [("instrument", "Tom"), ("pitch", "-1.5")]), ("lib2", [("mixed", "a b")]),
+             ("", [("rare", "r50")]), ("", [("instrument", "tom")]), ("x", [("pitch", "nope")])]
+    for q, filters in cases:
+        want = sorted(i for i, p in paths.items() if q.casefold() in p.casefold()
+                      and all(labels[k].get(i) == v for k, v in filters))
+        params = [("q", q), ("limit", "7"), ("offset", "2")] + [("label", f"{k}:{v}")
+                                                                 for k, v in filters]
+        d = gen_client.get("/api/samples", params=params).json()
+        assert d["ids"] == want, (q, filters)
+        assert [it["id"] for it in d["items"]] == want[2:9]
+        for it in d["items"]:
+            assert it["labels"] == gen_atlas.sample_labels(it["id"])
+            assert list(it["labels"]) == sorted(it["labels"])
+    assert "colour" in _json_error(gen_client.get("/api/samples?label=colour:red"), 400)
+
+
+# -- bulk lookup -----------------------------------------------------------------------------
+
+
+def test_lookup_answers_paths_and_labels_in_the_order_asked(gen_client, gen_atlas):
+    records = gen_atlas.samples()
+    asked = [records[40].id, 999_999, records[3].id, records[40].id, -5, 2**70, records[0].id]
+    r = gen_client.post("/api/samples/lookup", json={"ids": asked})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    want = [records[40], records[3], records[0]]
+    assert [it["id"] for it in d["items"]] == [rec.id for rec in want]
+    for it, rec in zip(d["items"], want):
+        assert it == {"id": rec.id, "path": rec.path, "labels": gen_atlas.sample_labels(rec.id)}
+    assert d["missing"] == [999_999, -5, 2**70]
+    unlabelled = next(rec.id for rec in records if not gen_atlas.sample_labels(rec.id))
+    got = gen_client.get(f"/api/samples/lookup?ids={records[3].id},{unlabelled}, 999999").json()
+    assert got["items"][0] == d["items"][1] and got["items"][1]["labels"] == {}
+    assert got["missing"] == [999_999]
+    assert gen_client.get("/api/samples/lookup?ids=").json() == {"items": [], "missing": []}
+    assert gen_client.post("/api/samples/lookup", json={"ids": []}).json() == \
+        {"items": [], "missing": []}
+
+
+def test_lookup_takes_up_to_ten_thousand_ids(gen_client, gen_atlas):
+    ids = [r.id for r in gen_atlas.samples()]
+    many = ids + list(range(10**6, 10**6 + 10_000 - len(ids)))
+    d = gen_client.post("/api/samples/lookup", json={"ids": many}).json()
+    assert [it["id"] for it in d["items"]] == ids and len(d["missing"]) == 10_000 - len(ids)
+    message = _json_error(gen_client.post("/api/samples/lookup", json={"ids": many + [1]}), 400)
+    assert "10001" in message and "10,000" in message
+    big = ",".join(["1"] * 10_001)
+    assert "10,000" in _json_error(gen_client.get(f"/api/samples/lookup?ids={big}"), 400)
+
+
+@pytest.mark.parametrize("body", [{"ids": [1, "2"]}, {"ids": [1.5]}, {"ids": [True]},
+                                  {"ids": "1,2"}, {"id": [1]}, [1, 2], {"ids": [None]}])
+def test_lookup_refuses_malformed_ids(gen_client, body):
+    assert "ids" in _json_error(gen_client.post("/api/samples/lookup", json=body), 400)
+
+
+@pytest.mark.parametrize("ids", ["1,x", "1,,2", "1.5", "0x10", "1;2", "9" * 30])
+def test_lookup_get_refuses_malformed_ids(gen_client, ids):
+    assert "ids" in _json_error(gen_client.get("/api/samples/lookup", params={"ids": ids}), 400)
+
+
+def test_lookup_is_documented(gen_client):
+    spec = gen_client.get("/openapi.json").json()
+    ops = spec["paths"]["/api/samples/lookup"]
+    assert set(ops) == {"get", "post"} and "10,000" in ops["post"]["description"]
+    _json_error(gen_client.post("/api/samples/lookup", content=b"not json",
+                                headers={"content-type": "application/json"}), 422)
+
+
+# -- audio decoded to WAV --------------------------------------------------------------------
+
+
+def test_an_aiff_is_served_as_wav_with_the_same_samples(gen_client, gen_atlas, monkeypatch,
+                                                        tmp_path):
+    import tempfile
+
+    import soundfile as sf
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the temporary WAV goes
+    sid = _gen_id(gen_atlas, "tone/stereo.aif")
+    original, sr = sf.read(gen_atlas.library / "tone" / "stereo.aif")
+    r = gen_client.get(f"/api/samples/{sid}/audio?format=wav")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "audio/wav" and r.content[:4] == b"RIFF"
+    info = sf.info(io.BytesIO(r.content))
+    assert (info.samplerate, info.channels, info.subtype) == (22050, 2, "PCM_16")
+    decoded, _ = sf.read(io.BytesIO(r.content))
+    assert decoded.shape == original.shape == (12_345, 2)
+    np.testing.assert_allclose(decoded, original, atol=1.5 / 32768, rtol=0)
+    part = gen_client.get(f"/api/samples/{sid}/audio?format=wav", headers={"Range": "bytes=0-11"})
+    assert part.status_code == 206 and part.content == r.content[:12]
+    assert list(tmp_path.iterdir()) == []  # each temporary WAV removed once sent
+    # without format: the original bytes, as before
+    r = gen_client.get(f"/api/samples/{sid}/audio")
+    assert r.content == (gen_atlas.library / "tone" / "stereo.aif").read_bytes()
+    assert r.headers["content-type"] == "audio/aiff"
+
+
+def test_wav_clips_what_is_beyond_full_scale(gen_client, gen_atlas):
+    import soundfile as sf
+
+    r = gen_client.get(f"/api/samples/{_gen_id(gen_atlas, 'tone/hot.wav')}/audio?format=wav")
+    y, sr = sf.read(io.BytesIO(r.content), dtype="int16")
+    assert sr == 8000 and y.tolist() == [0, 16384, 32767, -32768, 0, 32767, -32768, -8192]
+
+
+def test_write_wav_decodes_block_by_block(gen_atlas, tmp_path):
+    import soundfile as sf
+
+    from soundatlas.web.routers.samples import write_wav
+
+    src = gen_atlas.library / "tone" / "stereo.aif"
+    write_wav(src, tmp_path / "small-blocks.wav", name="x", block_frames=1000)
+    write_wav(src, tmp_path / "one-block.wav", name="x")
+    assert (tmp_path / "small-blocks.wav").read_bytes() == (tmp_path / "one-block.wav").read_bytes()
+    assert sf.info(tmp_path / "one-block.wav").frames == 12_345
+
+
+def test_audio_that_cannot_be_decoded_is_a_json_error_naming_the_file(gen_client, gen_atlas,
+                                                                       monkeypatch, tmp_path):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    sid = _gen_id(gen_atlas, "tone/broken.aif")
+    r = gen_client.get(f"/api/samples/{sid}/audio?format=wav")
+    message = _json_error(r, 400)
+    assert "tone/broken.aif" in message and "not audio" in message
+    assert r.json()["path"] == "tone/broken.aif" and "not audio" in r.json()["reason"]
+    assert str(gen_atlas.library) not in message  # the library's own place stays unsaid
+    assert list(tmp_path.iterdir()) == []
+    # the original is still served as it is
+    assert gen_client.get(f"/api/samples/{sid}/audio").status_code == 200
+    # indexed, but gone from the library since: 404 naming it
+    gone = _gen_id(gen_atlas, "ﬁll/Loop.wav")
+    assert "ﬁll/Loop.wav" in _json_error(gen_client.get(f"/api/samples/{gone}/audio?format=wav"),
+                                        404)
+    _json_error(gen_client.get("/api/samples/99999/audio?format=wav"), 404)
+
+
+@pytest.mark.parametrize("fmt", ["bogus", "", "WAVE", "mp3"])
+def test_an_unknown_audio_format_is_400_naming_the_allowed(gen_client, gen_atlas, fmt):
+    sid = _gen_id(gen_atlas, "tone/stereo.aif")
+    message = _json_error(gen_client.get(f"/api/samples/{sid}/audio?format={fmt}"), 400)
+    assert "wav" in message and repr(fmt) in message

@@ -234,6 +234,26 @@ def test_hovering_a_point_plays_it(page, server):
                            arg=name)
 
 
+def test_hovering_many_points_asks_their_names_together(page, server):
+    """Names for the tooltip come from one POST /api/samples/lookup per burst, not a request per
+    point; a name seen once is not asked again."""
+    _open(page, server)
+    ids = _isolated(page, server, 4)
+    asked = []
+    page.on("request", lambda r: asked.append((r.method, r.url.split("/api/", 1)[-1]))
+            if "/api/samples" in r.url and not r.url.endswith("/audio") else None)
+    names = page.evaluate(f"ids => Promise.all(ids.map(id => {HOOK}.pathOf(id)))", ids)
+    want = [server.get(f"/api/samples/{i}")["path"] for i in ids]
+    assert names == want
+    assert asked == [("POST", "samples/lookup")]
+    for sample_id in ids:  # hovering them now needs no name request at all
+        x, y = _positions(page, [sample_id])[sample_id]
+        page.mouse.move(x, y)
+        page.wait_for_function("name => document.querySelector('#tooltip').textContent"
+                               ".includes(name)", arg=want[ids.index(sample_id)].split("/")[-1])
+    assert asked == [("POST", "samples/lookup")]
+
+
 def test_search_and_label_filters_dim_the_rest(page, server):
     state = _open(page, server)
     page.fill("#search", "tromb")

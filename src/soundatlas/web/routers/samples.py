@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import functools
 import io
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+import soundfile as sf
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
+from starlette.background import BackgroundTask
 
+from soundatlas.errors import AudioReadError
 from soundatlas.web.app import (
-    all_labels,
     api_error,
     binary_response,
     file_response,
@@ -22,6 +29,10 @@ from soundatlas.web.app import (
 router = APIRouter(prefix="/api/samples", tags=["samples"])
 
 MAX_PAGE = 10_000
+MAX_LOOKUP = 10_000  # ids per lookup request
+AUDIO_FORMATS = ("wav",)  # what ?format= may ask for: 16-bit PCM WAV
+_WAV_LIMIT = 2**32 - 1  # bytes a RIFF WAV can hold
+_INTEGER = re.compile(r"[+-]?[0-9]{1,20}")  # longer cannot be an id (nor parse fast)
 
 
 @router.get("/ids", summary="Every sample id, ascending (binary int32 LE)",
@@ -31,7 +42,7 @@ def get_ids(request: Request) -> Response:
     """The canonical order of samples: label codes (``/api/labels/{key}``) follow it.
     Header ``X-Count``: how many."""
     with web_state(request).atlas() as atlas:
-        ids = np.array([sid for sid, _, _ in atlas.iter_ids_hashes()], dtype="<i4")
+        ids = atlas.sample_ids().astype("<i4")
     return binary_response(ids.tobytes(), {"X-Count": len(ids)})
 
 
@@ -51,23 +62,74 @@ def search(
         if not sep or not key:
             raise api_error(400, f"label filter {f!r} must be KEY:VALUE")
         filters.append((key, value))
-    with web_state(request).atlas() as atlas:
-        labels = all_labels(atlas)
-        unknown = [k for k, _ in filters if k not in labels]
+    with web_state(request).atlas() as atlas, atlas.snapshot():
+        known = atlas.label_keys()
+        unknown = [k for k, _ in filters if k not in known]
         if unknown:
             raise api_error(400, f"no label {unknown[0]!r} in this atlas (known: "
-                            f"{', '.join(labels) or 'none'})")
-        needle = q.casefold()
-        matches = [
-            (sid, path) for sid, _, path in atlas.iter_ids_hashes()
-            if needle in path.casefold()
-            and all(labels[k].get(sid) == v for k, v in filters)
-        ]
-    page = matches[offset : offset + limit]
-    items = [{"id": sid, "path": path,
-              "labels": {k: by_id[sid] for k, by_id in labels.items() if sid in by_id}}
-             for sid, path in page]
-    return {"total": len(matches), "ids": [sid for sid, _ in matches], "items": items}
+                            f"{', '.join(known) or 'none'})")
+        # the path test is SQL for ASCII paths and str.casefold for the others: see find_samples
+        matches = atlas.find_samples(path_contains=q, labels=filters).tolist()
+        items = sample_items(atlas, matches[offset : offset + limit])[0]
+    return {"total": len(matches), "ids": matches, "items": items}
+
+
+@router.get("/lookup", summary="Paths and labels of many samples (few ids)")
+def lookup_get(
+    request: Request,
+    ids: str = Query(..., description="comma-separated sample ids, e.g. 1,2,3"),
+) -> dict:
+    """The GET twin of ``POST /api/samples/lookup`` for a few ids (a URL holds a few thousand
+    characters at most; use POST for more): ``ids=1,2,3``. Same answer and errors."""
+    parts = ids.split(",") if ids.strip() else []
+    _check_count(len(parts))
+    bad = [p for p in parts if not _INTEGER.fullmatch(p.strip())]
+    if bad:
+        raise api_error(400, f"ids: {bad[0]!r} is not an integer sample id (want e.g. "
+                        "ids=1,2,3)")
+    return lookup(request, [int(p) for p in parts])
+
+
+@router.post("/lookup", summary="Paths and labels of many samples at once")
+def lookup_post(
+    request: Request,
+    body: Any = Body(..., description='{"ids": [sample id, ...]}, at most 10,000',
+                     examples=[{"ids": [1, 2, 3]}]),
+) -> dict:
+    """Instead of one ``GET /api/samples/{id}`` per id. Body ``{"ids": [1, 2, 3]}``, at most
+    10,000 ids. Answer ``{"items": [{id, path, labels}], "missing": [ids]}``: ``items`` in the
+    order asked (a repeated id once), ``missing`` the ids the atlas does not hold. 400 when the
+    body is not ``{"ids": [integers]}`` or holds more than 10,000 ids."""
+    ids = body.get("ids") if isinstance(body, dict) else None
+    if not isinstance(ids, list):
+        raise api_error(400, 'the body must be {"ids": [sample id, ...]}')
+    _check_count(len(ids))
+    for i, x in enumerate(ids):
+        if isinstance(x, bool) or not isinstance(x, int):
+            raise api_error(400, f"ids[{i}]: {x!r} is not an integer sample id")
+    return lookup(request, ids)
+
+
+def lookup(request: Request, ids: list[int]) -> dict:
+    wanted = list(dict.fromkeys(ids))  # a repeated id once, at its first place
+    with web_state(request).atlas() as atlas, atlas.snapshot():
+        items, missing = sample_items(atlas, wanted)
+    return {"items": items, "missing": missing}
+
+
+def _check_count(n: int) -> None:
+    if n > MAX_LOOKUP:
+        raise api_error(400, f"{n} ids asked, at most {MAX_LOOKUP:,} per request: split them")
+
+
+def sample_items(atlas, ids: list[int]) -> tuple[list[dict], list[int]]:
+    """(``{id, path, labels}`` of those of ``ids`` the atlas holds, in the given order; the
+    ids it does not hold)."""
+    stored = [i for i in ids if -2**63 <= i < 2**63]  # what SQLite can hold at all
+    paths = atlas.paths(stored)
+    labels = atlas.labels_of(paths)
+    items = [{"id": i, "path": paths[i], "labels": labels.get(i, {})} for i in ids if i in paths]
+    return items, [i for i in ids if i not in paths]
 
 
 @router.get("/{sample_id}", summary="One sample: path, labels, durations, format")
@@ -92,17 +154,77 @@ def get_cqt_png(sample_id: int, request: Request) -> Response:
                     headers={"Cache-Control": "max-age=3600"})
 
 
-@router.get("/{sample_id}/audio", summary="The sample's original file (HTTP Range)",
+@router.get("/{sample_id}/audio", summary="The sample's file (HTTP Range), or decoded to WAV",
             response_class=Response, responses={200: {"content": {"audio/*": {}}},
                                                 206: {"description": "the requested range"}})
-def get_audio(sample_id: int, request: Request) -> Response:
-    """Streamed from the library as it is on disk, with ``Accept-Ranges: bytes``: a Range
-    request gets 206 and exactly those bytes, an unsatisfiable one 416."""
+def get_audio(
+    sample_id: int,
+    request: Request,
+    audio_format: str | None = Query(
+        None, alias="format",
+        description="wav: the file decoded to 16-bit PCM WAV (for formats a browser cannot "
+                    "play: AIFF, W64, CAF, AU...); leave out for the original bytes"),
+) -> Response:
+    """Without ``format``: streamed from the library as it is on disk, with ``Accept-Ranges:
+    bytes``: a Range request gets 206 and exactly those bytes, an unsatisfiable one 416.
+
+    ``format=wav``: the file decoded (libsndfile) to 16-bit PCM WAV at its own sample rate and
+    channel count, values beyond full scale clipped. It is written block by block to a temporary
+    file (memory stays bounded however long the file), which is then served like an original,
+    Range included, and removed. 400 naming the file and the reason when it cannot be decoded;
+    400 for another ``format``."""
+    if audio_format is not None and audio_format not in AUDIO_FORMATS:
+        raise api_error(400, f"format={audio_format!r} is not one of: "
+                        f"{', '.join(AUDIO_FORMATS)} (leave it out for the original file)")
     with web_state(request).atlas() as atlas:
         record = sample_or_404(atlas, sample_id)
         root = atlas.library
     path, st = sample_file(root, record)
-    return file_response(request, path, st=st)
+    if audio_format is None:
+        return file_response(request, path, st=st)
+    fd, tmp = tempfile.mkstemp(prefix="soundatlas-audio-", suffix=".wav")
+    os.close(fd)
+    try:
+        write_wav(path, tmp, name=record.path)
+    except AudioReadError as exc:
+        os.unlink(tmp)
+        raise api_error(400, f"cannot decode sample {sample_id}'s file {record.path!r}: "
+                        f"{exc.reason}", path=record.path, reason=exc.reason) from None
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return file_response(request, Path(tmp), media_type="audio/wav",
+                         background=BackgroundTask(os.unlink, tmp))
+
+
+def write_wav(path: str | os.PathLike, out: str | os.PathLike, *, name: str,
+              block_frames: int = 1 << 16) -> None:
+    """Decode the audio file ``path`` into a 16-bit PCM WAV at ``out``, same sample rate and
+    channels, ``block_frames`` at a time. Raises AudioReadError(name, reason) for what cannot
+    be read; an error writing ``out`` (a full disk) is the server's and raised as it is."""
+    from soundatlas.audio import _check_file, _exception_reason, _open  # its reasons, its way
+
+    try:
+        _check_file(path)
+        f = _open(path)
+    except AudioReadError as exc:
+        raise AudioReadError(name, exc.reason) from exc
+    with f:
+        if f.frames < 1 << 62 and f.frames * f.channels * 2 + 44 > _WAV_LIMIT:
+            raise AudioReadError(name, f"too long for a WAV: {f.frames} frames of "
+                                       f"{f.channels} channels exceed 4 GiB")
+        blocks = f.blocks(block_frames, dtype="float32", always_2d=True)
+        with sf.SoundFile(out, "w", samplerate=f.samplerate, channels=f.channels,
+                          format="WAV", subtype="PCM_16") as w:
+            while True:
+                try:
+                    block = next(blocks, None)
+                except Exception as exc:  # a file that opens but fails while decoding
+                    raise AudioReadError(name, _exception_reason(exc)) from exc
+                if block is None:
+                    break
+                # libsndfile would wrap values beyond full scale around; NaN becomes silence
+                w.write(np.clip(np.nan_to_num(block, posinf=1.0, neginf=-1.0), -1.0, 1.0))
 
 
 def cqt_png(F: np.ndarray) -> bytes:

@@ -27,6 +27,7 @@
 //   select(id) -> Promise, resolved once the panel shows it (null clears)
 //   selectBox(x0, y0, x1, y1) -> ids whose points project inside that client rectangle
 //   selectLasso([[x, y], ...]) -> ids whose points project inside that client polygon
+//   pathOf(id) -> Promise of the sample's path (ids wanted together: one POST /api/samples/lookup)
 
 import * as THREE from 'three';
 import { Analogy } from './js/analogy.js';
@@ -64,11 +65,15 @@ const data = {
   focusId: null, // the current entry of a list
   trajectory: null,
   info: new Map(), // id -> Promise of GET /api/samples/{id}
+  paths: new Map(), // id -> path, from lists, lookups and sample facts (names and audio format)
+  wanted: new Map(), // id -> [resolve] of paths asked for, looked up together (POST .../lookup)
 };
 
 const view = new MapView($('map'));
-const player = new Player({ onStart: played, onBlocked: () => { $('sound-hint').hidden = false; } });
-const listOptions = { onPlay: playFromList, onSelect: (id) => select(id), swatch: swatchOf };
+const player = new Player({ onStart: played, onBlocked: () => { $('sound-hint').hidden = false; },
+  pathOf: (id) => data.paths.get(id) ?? null });
+const listOptions = { onPlay: playFromList, onSelect: (id) => select(id), swatch: swatchOf,
+  onItems: rememberPaths };
 const lists = {
   neighbours: new SampleList($('neighbours'), listOptions),
   query: new SampleList($('query-neighbours'), listOptions),
@@ -83,7 +88,7 @@ const indexOf = (id) => search(data.ids, id);
 
 // what the analogy and query tools share with the page
 const app = {
-  state, view, player, lists, k, worldOf, indexOf, sampleInfo, status, refreshFlags,
+  state, view, player, lists, k, worldOf, indexOf, pathOf, status, refreshFlags,
   world: (values, n, dims) => toWorld(values, n, dims, data.norm),
   fromWorld: (v) => [0, 1, 2].map((j) => v.getComponent(j) / data.norm.scale + data.norm.center[j]),
   dims: () => data.dims,
@@ -100,7 +105,7 @@ const pathTool = new PathTool(app);
 let osc = null; // the OSC link, once /api/atlas says where OSC goes
 
 window.soundatlas = {
-  state, screenPosition, select,
+  state, screenPosition, select, pathOf,
   selectBox: (x0, y0, x1, y1) => selection.box(x0, y0, x1, y1),
   selectLasso: (points) => selection.lasso(points),
 };
@@ -355,15 +360,15 @@ function showTooltip(i) {
   const row = data.rowOfPoint[i];
   const label = state.colourBy && data.labels.get(state.colourBy);
   const value = label && row >= 0 && label.codes[row] >= 0 ? label.values[label.codes[row]] : null;
-  const info = data.info.get(id)?.value;
-  tip.replaceChildren(el('strong', { textContent: info ? basename(info.path) : `sample ${id}` }),
+  const path = data.paths.get(id);
+  tip.replaceChildren(el('strong', { textContent: path ? basename(path) : `sample ${id}` }),
     value === null ? null : el('span', { textContent: `${state.colourBy}: ${value}` }));
   tip.hidden = false;
   const x = hover.x - rect.left + 14;
   const y = hover.y - rect.top + 14;
   tip.style.left = `${x + tip.offsetWidth > rect.width ? x - tip.offsetWidth - 28 : x}px`;
   tip.style.top = `${y + tip.offsetHeight > rect.height ? y - tip.offsetHeight - 28 : y}px`;
-  if (!info) sampleInfo(id).then(() => { if (hover.index === i) showTooltip(i); }).catch(() => {});
+  if (!path) pathOf(id).then(() => { if (hover.index === i) showTooltip(i); }).catch(() => {});
 }
 
 let down = null;
@@ -436,11 +441,41 @@ view.onFrame = () => { // move the trace along the trajectory of what is playing
 
 // -- the selected sample ---------------------------------------------------------------------
 
+function rememberPaths(items) {
+  if (data.paths.size > 200_000) data.paths.clear(); // a bound; they are cheap to ask again
+  for (const item of items) if (item.path) data.paths.set(item.id, item.path);
+}
+
+let lookupTimer = null;
+/** The path of sample ``id``: known, or asked for together with the others wanted within the
+ *  same few milliseconds (one POST /api/samples/lookup instead of a request per id). */
+function pathOf(id) {
+  if (data.paths.has(id)) return Promise.resolve(data.paths.get(id));
+  return new Promise((resolve, reject) => {
+    if (!data.wanted.has(id)) data.wanted.set(id, []);
+    data.wanted.get(id).push({ resolve, reject });
+    lookupTimer ??= setTimeout(async () => {
+      const wanted = data.wanted;
+      data.wanted = new Map();
+      lookupTimer = null;
+      try {
+        const { items } = await api.lookupSamples([...wanted.keys()]);
+        rememberPaths(items);
+        for (const [key, waiting] of wanted) {
+          for (const w of waiting) (data.paths.has(key) ? w.resolve(data.paths.get(key)) : w.reject(new Error(`no sample ${key}`)));
+        }
+      } catch (error) {
+        for (const waiting of wanted.values()) for (const w of waiting) w.reject(error);
+      }
+    }, 15);
+  });
+}
+
 function sampleInfo(id) {
   if (!data.info.has(id)) {
     if (data.info.size > 5000) data.info.delete(data.info.keys().next().value);
     const promise = api.sample(id);
-    promise.then((info) => { promise.value = info; }, () => data.info.delete(id));
+    promise.then((info) => { promise.value = info; rememberPaths([info]); }, () => data.info.delete(id));
     data.info.set(id, promise);
   }
   return data.info.get(id);

@@ -10,7 +10,7 @@ export const SLOT_COLOURS = { a: '#ff7b72', b: '#79c0ff', c: '#d2a8ff' };
 
 export class Analogy {
   /** ``app``: the page's shared pieces (state, view, player, lists, k, worldOf, indexOf,
-   *  sampleInfo, show). */
+   *  pathOf, show). */
   constructor(app) {
     this.app = app;
     this.slots = { a: null, b: null, c: null };
@@ -64,8 +64,8 @@ export class Analogy {
       const name = li.querySelector('.slot-name');
       name.textContent = id === null ? '–' : `sample ${id}`;
       if (id !== null) {
-        this.app.sampleInfo(id).then((info) => {
-          if (this.slots[slot] === id) name.textContent = basename(info.path);
+        this.app.pathOf(id).then((path) => {
+          if (this.slots[slot] === id) name.textContent = basename(path);
         }, () => {});
       }
     }

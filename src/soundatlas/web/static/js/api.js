@@ -108,13 +108,35 @@ export async function loadTrajectory(name, id) {
 export const neighbours = (name, id, k) => getJSON(`${model(name)}/neighbours/${id}?k=${k}`);
 export const analogy = (name, a, b, c, k) => postJSON(`${model(name)}/analogy`, { a, b, c, k });
 export const sample = (id) => getJSON(`/api/samples/${id}`);
-export const audioURL = (id) => `/api/samples/${id}/audio`;
+/** A sample's file as it is (HTTP Range), or with ``format`` 'wav' decoded by the server to
+ *  16-bit PCM WAV (for AIFF, W64, CAF, AU... that browsers cannot decode). */
+export const audioURL = (id, format = null) => (format
+  ? `/api/samples/${id}/audio?format=${encodeURIComponent(format)}`
+  : `/api/samples/${id}/audio`);
 export const cqtURL = (id) => `/api/samples/${id}/cqt.png`;
 
 export function query(name, file, k) {
   const form = new FormData();
   form.append('file', file, file.name);
   return postForm(`${model(name)}/query?k=${k}`, form);
+}
+
+/** The most ids one POST /api/samples/lookup takes. */
+export const MAX_LOOKUP = 10000;
+
+/** Paths and labels of many samples, one request per MAX_LOOKUP ids instead of one per id:
+ *  {items: [{id, path, labels}] in the order asked (a repeated id once), missing: [ids the
+ *  atlas does not hold]}. ``ids``: an array or typed array of sample ids. */
+export async function lookupSamples(ids) {
+  const unique = [...new Set(Array.from(ids, Number))];
+  const items = [];
+  const missing = [];
+  for (let i = 0; i < unique.length; i += MAX_LOOKUP) {
+    const body = await postJSON('/api/samples/lookup', { ids: unique.slice(i, i + MAX_LOOKUP) });
+    for (const item of body.items) items.push(item);
+    for (const id of body.missing) missing.push(id);
+  }
+  return { items, missing };
 }
 
 /** Search by path substring and label filters [[key, value], ...]: {total, ids, items}. */

@@ -1,16 +1,42 @@
 // Low-latency playback through Web Audio: samples fetched once, decoded once, kept in a bounded
 // cache (least recently used goes first); a new sound stops the previous one with a short fade.
+// Files the browser cannot decode (Chromium: AIFF, W64, CAF, AU...) are asked of the server as
+// WAV (?format=wav): at once when the path is known, when the file's type is one the browser
+// says it cannot play, or when decoding the original fails.
 
 import { audioURL } from './api.js';
 
 const MAX_CACHED_BYTES = 256 * 2 ** 20;
 const FADE_S = 0.01;
+// extensions of formats libsndfile reads and Chromium's decodeAudioData does not
+const NEEDS_WAV = new Set(['aif', 'aiff', 'aifc', 'w64', 'caf', 'au', 'snd', 'sd2', 'voc', 'iff',
+  '8svx', 'svx', 'sds', 'xi', 'sph']);
+const probe = typeof Audio === 'function' ? new Audio() : null;
+
+/** False when the browser says it cannot play a file of this Content-Type at all. */
+function playable(contentType) {
+  const type = (contentType || '').split(';')[0].trim();
+  return !type || !probe || probe.canPlayType(type) !== '';
+}
+
+/** The response, or an Error with the server's own message ({"error": ...}). */
+async function checked(id, response) {
+  if (response.ok) return response;
+  let message = `audio answered ${response.status}`;
+  try {
+    message = (await response.json()).error || message;
+  } catch { /* not JSON: keep the status */ }
+  throw new Error(`sample ${id}: ${message}`);
+}
 
 export class Player {
-  /** onStart({id, key, startTime, duration}) is called when a sound really starts. */
-  constructor({ onStart = () => {}, onBlocked = () => {} } = {}) {
+  /** onStart({id, key, startTime, duration}) is called when a sound really starts.
+   *  pathOf(id): the sample's path when known (else null), to ask for WAV at once for an
+   *  extension the browser cannot decode. */
+  constructor({ onStart = () => {}, onBlocked = () => {}, pathOf = () => null } = {}) {
     this.onStart = onStart;
     this.onBlocked = onBlocked; // the browser wants a gesture before sound
+    this.pathOf = pathOf;
     this.ctx = null;
     this.cache = new Map(); // id -> AudioBuffer, oldest first
     this.pending = new Map(); // id -> Promise<AudioBuffer>
@@ -43,17 +69,30 @@ export class Player {
       return Promise.resolve(cached);
     }
     if (!this.pending.has(id)) {
-      const promise = fetch(audioURL(id))
-        .then((r) => {
-          if (!r.ok) throw new Error(`sample ${id}: audio answered ${r.status}`);
-          return r.arrayBuffer();
-        })
-        .then((data) => this.decode(data))
+      const promise = this.fetchDecoded(id)
         .then((buffer) => this.remember(id, buffer))
         .finally(() => this.pending.delete(id));
       this.pending.set(id, promise);
     }
     return this.pending.get(id);
+  }
+
+  /** Fetch and decode sample ``id``: the original file, else the server's WAV of it. */
+  async fetchDecoded(id) {
+    const path = this.pathOf(id);
+    const ext = path ? path.split('.').pop().toLowerCase() : '';
+    if (!NEEDS_WAV.has(ext)) {
+      const response = await checked(id, await fetch(audioURL(id)));
+      if (playable(response.headers.get('content-type'))) {
+        try {
+          return await this.decode(await response.arrayBuffer());
+        } catch { /* the browser could not decode it after all: the WAV below */ }
+      } else if (response.body) {
+        response.body.cancel().catch(() => {}); // not worth downloading
+      }
+    }
+    const response = await checked(id, await fetch(audioURL(id, 'wav')));
+    return this.decode(await response.arrayBuffer());
   }
 
   decode(data) {

@@ -41,11 +41,12 @@ export function setDragData(dataTransfer, id, path) {
  * ``swatch(id)`` gives the entry's colour-by colour.
  */
 export class SampleList {
-  constructor(ol, { onPlay, onSelect, swatch = () => null }) {
+  constructor(ol, { onPlay, onSelect, swatch = () => null, onItems = () => {} }) {
     this.ol = ol;
     this.onPlay = onPlay;
     this.onSelect = onSelect;
     this.swatch = swatch;
+    this.onItems = onItems; // told of every item listed (the page remembers their paths)
     this.items = [];
     this.index = -1;
   }
@@ -56,6 +57,7 @@ export class SampleList {
 
   fill(items) {
     this.items = items;
+    this.onItems(items);
     this.index = -1;
     this.ol.replaceChildren(...items.map((item, i) => this.entry(item, i)));
   }
