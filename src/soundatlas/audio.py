@@ -26,7 +26,7 @@ import soxr
 
 from .errors import AudioReadError, ParameterError
 
-__all__ = ["AUDIO_EXTENSIONS", "Audio", "load", "load_many"]
+__all__ = ["AUDIO_EXTENSIONS", "Audio", "load", "load_many", "open_sound", "decode_reason"]
 
 #: Lower-case extensions (with dot) the scanner treats as audio candidates: what libsndfile reads.
 #: ``.sd2`` is included although on Linux it only decodes when its resource fork came along;
@@ -170,6 +170,18 @@ def _frame_limit(max_duration: float | None, orig_sr: int) -> int | None:
     if max_duration is None or math.isinf(max_duration):
         return None
     return max(1, round(max_duration * orig_sr))
+
+
+def open_sound(path) -> sf.SoundFile:
+    """``path`` opened with libsndfile for reading as it is (its own rate and channels), after
+    the same checks ``load`` makes; AudioReadError with the same reasons otherwise."""
+    _check_file(path)
+    return _open(path)
+
+
+def decode_reason(exc: Exception) -> str:
+    """The reason ``load`` gives for an exception raised while decoding an opened file."""
+    return _exception_reason(exc)
 
 
 def _check_file(path) -> None:

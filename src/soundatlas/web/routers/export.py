@@ -15,7 +15,6 @@ from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from soundatlas.web.app import (
-    all_labels,
     api_error,
     file_response,
     sample_duration,
@@ -53,7 +52,9 @@ def post_export(body: ExportRequest, request: Request) -> Response:
                             missing=missing[:1000])
         records = [found[i] for i in ids]
         root = atlas.library
-        labels = all_labels(atlas) if body.format == "csv" else {}
+        # the CSV's columns: every label key of the atlas; its cells: only these samples' labels
+        keys = sorted(atlas.label_keys()) if body.format == "csv" else []
+        labels = atlas.labels_of(ids) if body.format == "csv" else {}
     stem = f"soundatlas-{len(records)}-sample{'s' if len(records) != 1 else ''}"
     if body.format == "m3u":
         lines = ["#EXTM3U"]
@@ -65,11 +66,10 @@ def post_export(body: ExportRequest, request: Request) -> Response:
     if body.format == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        keys = sorted(labels)
         writer.writerow(["id", "path", "duration", *keys])
         for r in records:
             writer.writerow([r.id, r.path, f"{sample_duration(r):.3f}",
-                             *(labels[k].get(r.id, "") for k in keys)])
+                             *(labels.get(r.id, {}).get(k, "") for k in keys)])
         return _attachment(buf.getvalue().encode("utf-8"), "text/csv; charset=utf-8",
                            f"{stem}.csv")
     return _zip(request, records, root, stem, web.max_export_bytes)

@@ -202,11 +202,10 @@ def write_wav(path: str | os.PathLike, out: str | os.PathLike, *, name: str,
     """Decode the audio file ``path`` into a 16-bit PCM WAV at ``out``, same sample rate and
     channels, ``block_frames`` at a time. Raises AudioReadError(name, reason) for what cannot
     be read; an error writing ``out`` (a full disk) is the server's and raised as it is."""
-    from soundatlas.audio import _check_file, _exception_reason, _open  # its reasons, its way
+    from soundatlas.audio import decode_reason, open_sound  # its checks and reasons
 
     try:
-        _check_file(path)
-        f = _open(path)
+        f = open_sound(path)
     except AudioReadError as exc:
         raise AudioReadError(name, exc.reason) from exc
     with f:
@@ -220,7 +219,7 @@ def write_wav(path: str | os.PathLike, out: str | os.PathLike, *, name: str,
                 try:
                     block = next(blocks, None)
                 except Exception as exc:  # a file that opens but fails while decoding
-                    raise AudioReadError(name, _exception_reason(exc)) from exc
+                    raise AudioReadError(name, decode_reason(exc)) from exc
                 if block is None:
                     break
                 # libsndfile would wrap values beyond full scale around; NaN becomes silence
