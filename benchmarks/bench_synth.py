@@ -6,7 +6,10 @@ In the same run, on the same path, atlas and output rate:
     the sample's record fetched, its file decoded again (``audio.load`` at the output rate), the
     grain cut and windowed; then the same loudness rule (median grain RMS) and overlap-add;
 (b) ours, ``synth.render``: the frame index loaded from its disk cache inside the timed call, one
-    tree query for all grains, each file decoded once, the grains overlap-added, the limiter.
+    tree query for all grains, each grain read alone from its file (a file at the output rate
+    that can seek) or cut from the file decoded once, the grains overlap-added, the limiter;
+(c) (for the record) ours with every file decoded whole once (``AudioCache(spans=False)``, how
+    ours read files before 2026-11-26).
 
 Medians over repeats, in seconds and in x real time (path seconds / wall seconds), and the ratio.
 Goal: ours >= 20x real time. The two outputs are compared (correlation), so the baseline does the
@@ -106,10 +109,16 @@ def main() -> None:
         def naive():
             return naive_render(atlas, index, path, sr=sr)
 
-        ours(), naive()  # warm-up: imports, the OS file cache
-        times = {"naive per-grain loop": [], "ours (synth.render)": []}
+        def whole_files():
+            return synth.render(atlas, registration, path, sr=sr,
+                                index=synth.FrameIndex.load(atlas, registration),
+                                cache=synth.AudioCache(atlas.library, sr, spans=False))
+
+        ours(), naive(), whole_files()  # warm-up: imports, the OS file cache
+        times = {"naive per-grain loop": [], "ours (synth.render)": [],
+                 "ours, whole files decoded": []}
         for _ in range(args.repeats):
-            for name, fn in zip(times, (naive, ours)):
+            for name, fn in zip(times, (naive, ours, whole_files)):
                 dt, out = common.timed(fn)
                 times[name].append(dt)
         r, base_y = ours(), naive()

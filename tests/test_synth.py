@@ -466,3 +466,41 @@ def test_web_mosaic_rebuilds_an_upload_without_its_own_grains(web, library, atla
     assert r.status_code == 400 and "notes.wav" in r.json()["error"]
     r = web.post("/api/models/default/mosaic?grain=0", files={"file": ("mine.wav", data)})
     assert r.status_code == 400 and "grain" in r.json()["error"]
+
+
+# -- reading only the grains ----------------------------------------------------------------------
+
+
+def test_grains_read_as_spans_equal_grains_cut_from_whole_files(tmp_path):
+    """Every way a grain can fall (inside, over either end, longer than the file, a stereo file)
+    gives the very samples, fades included, that cutting the whole decoded file gives."""
+    from types import SimpleNamespace
+
+    sr = 8000
+    rng = np.random.default_rng(0)
+    files = {"long.wav": rng.uniform(-0.5, 0.5, (3 * sr, 1)),
+             "stereo.flac": rng.uniform(-0.5, 0.5, (2 * sr, 2)),
+             "short.wav": rng.uniform(-0.5, 0.5, (int(0.3 * sr), 1))}
+    for name, y in files.items():
+        sf.write(tmp_path / name, y.astype(np.float32), sr, subtype="PCM_16")
+    spans = synth.AudioCache(tmp_path, sr, margin=0.25)
+    whole = synth.AudioCache(tmp_path, sr, margin=0.25, spans=False)
+    n = int(0.5 * sr)
+    for name, y in files.items():
+        rec = SimpleNamespace(path=name, duration=min(len(y) / sr, 1.5))  # analysed: <= 1.5 s
+        for start in (-n, -10, 0, 7, 3000, 10_000, 12_000 - n + 3, 12_000, 40_000):
+            np.testing.assert_array_equal(spans.grain(rec, start, n), whole.grain(rec, start, n),
+                                          err_msg=f"{name} from {start}")
+    assert spans.n_decoded == whole.n_decoded == 3
+
+
+def test_a_render_reads_only_its_grains_and_sounds_the_same(atlas, index):
+    rows = np.arange(0, len(index), len(index) // 6)[:6]
+    path = synth.MapPath(index.points[rows], np.full(6, 0.5))
+    spans = synth.AudioCache(atlas.library, 44100)
+    whole = synth.AudioCache(atlas.library, 44100, spans=False)
+    a = synth.render(atlas, None, path, index=index, cache=spans)
+    b = synth.render(atlas, None, path, index=index, cache=whole)
+    np.testing.assert_array_equal(a.y, b.y)
+    assert a.n_decoded == b.n_decoded == a.n_samples_used
+    assert spans.frames_read < 0.6 * whole.frames_read, (spans.frames_read, whole.frames_read)

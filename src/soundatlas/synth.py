@@ -522,35 +522,138 @@ def self_exclusions(atlas, target: str | os.PathLike, content_hash: str | None =
 
 
 class AudioCache:
-    """Original files decoded once, at the output rate ``sr``; least recently used dropped when
-    they hold more than ``max_bytes``. ``n_decoded`` counts decodes."""
+    """Grains of the original files at the output rate ``sr``, read as cheaply as the file
+    allows, kept while they fit in ``max_bytes`` (least recently used dropped first).
+
+    A file already at ``sr`` that can seek (WAV, AIFF, FLAC, ...) gives each grain by reading
+    only that grain's frames; any other (one that needs resampling, or cannot seek) is decoded
+    once, whole (its analysed part plus ``margin`` s), and grains are cut from it. Either way a
+    grain is exactly ``_cut(decode_original(...), start, n)``: the same samples, the same 2 ms
+    fades at the decoded part's ends. ``n_decoded`` counts the distinct files read,
+    ``frames_read`` the frames decoded from them."""
 
     def __init__(self, library: str | os.PathLike, sr: int, *, max_bytes: int = 256 << 20,
-                 margin: float = 1.0):
+                 margin: float = 1.0, spans: bool = True):
         self.library = Path(library)
         self.sr = int(sr)
         self.max_bytes = int(max_bytes)
         self.margin = float(margin)
+        self.spans = spans  # False: always decode whole files (the earlier way; for comparison)
         self.n_decoded = 0
-        self._items: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+        self.frames_read = 0
+        self._read: set[str] = set()
+        self._items: collections.OrderedDict[object, np.ndarray] = collections.OrderedDict()
         self._bytes = 0
+        self._lengths: dict[str, int | None] = {}  # path -> decoded length (None: decode whole)
 
     def get(self, rec) -> np.ndarray:
         """The file of sample record ``rec`` as mono float32 at ``sr``: the analysed part plus
         ``margin`` seconds. Raises AudioReadError when it cannot be read now."""
-        y = self._items.get(rec.path)
+        y = self._recall(rec.path)
+        if y is None:
+            y = decode_original(self.library / rec.path, sr=self.sr,
+                                max_duration=rec.duration + self.margin)
+            self._counted(rec.path)
+            self.frames_read += len(y)
+            self._keep(rec.path, y)
+        return y
+
+    def grain(self, rec, start: int, n: int) -> np.ndarray:
+        """``n`` samples of ``rec``'s decoded file from ``start`` (shifted inside it, or
+        zero-padded when it is shorter), as :func:`_cut` gives them."""
+        whole = self._recall(rec.path)
+        if whole is not None:
+            return _cut(whole, start, n)
+        length = self._length(rec) if self.spans else None
+        if length is None:
+            return _cut(self.get(rec), start, n)
+        key = (rec.path, start, n)
+        y = self._recall(key)
+        if y is None:
+            y = self._read_span(rec, length, start, n)
+            if y is None:  # the file holds fewer frames than its header says: decode it whole
+                self._lengths[rec.path] = None
+                return _cut(self.get(rec), start, n)
+            self._keep(key, y)
+        return y
+
+    def _length(self, rec) -> int | None:
+        """Samples of ``rec``'s decoded part when grains can be read as spans (the file is at
+        ``sr`` and seekable), else None. Raises AudioReadError when it cannot be opened."""
+        if rec.path not in self._lengths:
+            from soundatlas import audio
+
+            with audio.open_sound(self.library / rec.path) as f:
+                native = f.samplerate == self.sr and f.seekable() and f.frames > 0
+                limit = max(1, round((rec.duration + self.margin) * f.samplerate))
+                self._lengths[rec.path] = min(f.frames, limit) if native else None
+        return self._lengths[rec.path]
+
+    def _read_span(self, rec, length: int, start: int, n: int) -> np.ndarray | None:
+        from soundatlas import audio
+
+        if length >= n:
+            lo = min(max(start, 0), length - n)
+            hi = lo + n
+        else:
+            lo, hi = max(start, 0), min(start + n, length)
+        path = self.library / rec.path
+        y = np.zeros(hi - lo if length >= n else n, dtype=np.float32)
+        if hi > lo:
+            with audio.open_sound(path) as f:
+                try:
+                    f.seek(lo)
+                    x = f.read(hi - lo, dtype="float32", always_2d=True)
+                except Exception as exc:  # noqa: BLE001 - corrupt data: the reason, as load gives
+                    raise AudioReadError(path, audio.decode_reason(exc)) from exc
+            self.frames_read += len(x)
+            if len(x) < hi - lo:
+                return None
+            mono = x[:, 0] if x.shape[1] == 1 else x.mean(axis=1, dtype=np.float64)
+            if not np.isfinite(mono).all():
+                raise AudioReadError(path, "non-finite samples (NaN or inf)")
+            seg = mono.astype(np.float32)
+            _fade_edges(seg, lo, length, self.sr)
+            if length >= n:
+                y = seg
+            else:
+                y[lo - start : hi - start] = seg
+        self._counted(rec.path)
+        return y
+
+    def _counted(self, path: str) -> None:
+        if path not in self._read:
+            self._read.add(path)
+            self.n_decoded += 1
+
+    def _recall(self, key):
+        y = self._items.get(key)
         if y is not None:
-            self._items.move_to_end(rec.path)
-            return y
-        y = decode_original(self.library / rec.path, sr=self.sr,
-                            max_duration=rec.duration + self.margin)
-        self.n_decoded += 1
-        self._items[rec.path] = y
+            self._items.move_to_end(key)
+        return y
+
+    def _keep(self, key, y: np.ndarray) -> None:
+        self._items[key] = y
         self._bytes += y.nbytes
         while self._bytes > self.max_bytes and len(self._items) > 1:
             _, old = self._items.popitem(last=False)
             self._bytes -= old.nbytes
-        return y
+
+
+def _fade_edges(seg: np.ndarray, lo: int, length: int, sr: int) -> None:
+    """Apply to ``seg`` (samples ``lo`` onwards of a decoded part of ``length`` samples) the
+    fades :func:`decode_original` gives that part's first and last 2 ms, in place."""
+    n = min(length // 2, max(1, int(EDGE_FADE_S * sr)))
+    if not n:
+        return
+    ramp = np.linspace(0.0, 1.0, n, endpoint=False, dtype=np.float32)
+    hi = lo + len(seg)
+    if lo < n:  # the head: sample i of the part is scaled by ramp[i]
+        seg[: min(n, hi) - lo] *= ramp[lo : min(n, hi)]
+    tail = length - n
+    if hi > tail:  # the tail: sample tail + j by ramp[n - 1 - j]
+        a = max(lo, tail)
+        seg[a - lo : hi - lo] *= ramp[::-1][a - tail : hi - tail]
 
 
 def decode_original(path: str | os.PathLike, *, sr: int, max_duration: float | None) -> np.ndarray:
@@ -690,42 +793,44 @@ def render(atlas, model: str | dict | None, path: MapPath, *, sr: int | None = N
 
     cache = cache if cache is not None and cache.sr == sr else AudioCache(atlas.library, sr)
     n_decoded_before = cache.n_decoded
+    window = hann(n_win)
+    w2 = float((window.astype(np.float64) ** 2).sum())
     failures: list[tuple[str, str]] = []
     records: dict[int, object] = {}
-    while True:  # snap, decode; a file that fails now is left out and its grains snap again
+    while True:  # snap, read; a file that fails now is left out and its grains snap again
         rows, dist = candidates.nearest(points)
         sids = candidates.sample_ids[rows]
         need = sorted(set(sids.tolist()) - set(records))
         for rec in atlas.samples(need):
             records[rec.id] = rec
-        bad = set()
-        for sid in sorted(set(sids.tolist())):
+        frames = candidates.frames[rows]
+        sources = [int(round(f * index.frame_period * sr)) - half for f in frames.tolist()]
+
+        def windowed(k: int) -> np.ndarray:  # read again in the second pass (from the cache
+            return cache.grain(records[int(sids[k])], sources[k], n_win) * window  # if kept)
+
+        bad: set[int] = set()
+        rms = np.zeros(len(centres))
+        for k, sid in enumerate(sids.tolist()):  # the first pass: every grain's RMS
+            if sid in bad:
+                continue
             if sid not in records:  # removed from the atlas after the index was made
                 failures.append((f"sample {sid}", "no longer in the atlas"))
                 bad.add(sid)
                 continue
             try:
-                cache.get(records[sid])
+                g = windowed(k)
             except AudioReadError as exc:
                 failures.append((records[sid].path, exc.reason))
                 bad.add(sid)
+                continue
+            rms[k] = math.sqrt(float(np.dot(g, g)) / w2)
         if not bad:
             break
         candidates = candidates.without(bad)
         if len(candidates) == 0:
             raise SoundAtlasError(f"no readable file left to render with ({len(failures)} could "
                                   f"not be read, e.g. {failures[0][0]}: {failures[0][1]})")
-    frames = candidates.frames[rows]
-
-    window = hann(n_win)
-    w2 = float((window.astype(np.float64) ** 2).sum())
-    sources = [int(round(f * index.frame_period * sr)) - half for f in frames.tolist()]
-
-    def windowed(k: int) -> np.ndarray:  # cut again in each pass: no (grains x samples) array
-        return _cut(cache.get(records[int(sids[k])]), sources[k], n_win) * window
-
-    rms = np.array([math.sqrt(float(np.dot(g, g)) / w2)
-                    for g in map(windowed, range(len(centres)))])
     if loudness is None:
         sounding = rms[rms > 0]
         target = np.full(len(rms), float(np.median(sounding)) if len(sounding) else 0.0)
