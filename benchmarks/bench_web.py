@@ -63,9 +63,7 @@ import io
 import json
 import os
 import shutil
-import socket
 import sys
-import threading
 import time
 import wave
 from dataclasses import dataclass
@@ -76,6 +74,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 import common
+from soundatlas.web.server import ThreadedServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 # the flags of tests/test_web_e2e.py: WebGL in software (SwiftShader through ANGLE), asked for
@@ -306,40 +305,6 @@ def bench_payload(ids: np.ndarray, points: np.ndarray, repeats: int) -> dict:
 
 
 # --- the API -------------------------------------------------------------------------------------
-
-class Server:
-    """uvicorn serving ``app`` on a free loopback port, in a thread (as tests/test_web_e2e.py)."""
-
-    def __init__(self, app):
-        import uvicorn
-
-        # proto IPPROTO_TCP, not socket()'s default 0: asyncio only sets TCP_NODELAY on accepted
-        # connections of a socket that says it is TCP, and without it every request after the
-        # first on a kept-alive connection waits ~40 ms (Nagle against delayed ACKs), which
-        # `soundatlas serve` (uvicorn binding the port itself) does not
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError(f"the server at {self.url} did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
-
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -1089,7 +1054,7 @@ def main(argv=None) -> int:
         app = create_app(atlas_dir)
         add_baseline_route(app)
         add_old_routes(app)
-        with Server(app) as server:
+        with ThreadedServer(app) as server:
             api = bench_api(atlas_dir, server, args.repeats)
             page = bench_page(server, n, args, work) if browser else None
         gap = bench_ids_with_a_gap(gapped_copy(work, atlas_dir), args.repeats)

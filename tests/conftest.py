@@ -60,3 +60,21 @@ def rendered_library(rendered_library_master, tmp_path) -> Path:
     dst = tmp_path / "rendered"
     shutil.copytree(rendered_library_master, dst)
     return dst
+
+
+def map_with_shipped_model(lib: Path, classes: dict) -> Path:
+    """Render ``classes`` (instrument -> (program, low, high)) at velocity 80 into ``lib``, index
+    it and embed it with the shipped default model; the atlas directory."""
+    from soundatlas.artifact import resolve_model
+    from soundatlas.atlas import Atlas
+    from soundatlas.demo import render_library
+    from soundatlas.embed import embed_atlas, ensure_registered
+    from soundatlas.indexing import index_library
+
+    render_library(lib, classes=classes, velocities=(80,), n_jobs=1)
+    index_library(lib, n_jobs=1)
+    with Atlas.open(lib / ".soundatlas", write=True) as atlas:
+        artifact, registration = resolve_model(atlas, "default")
+        embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, registration))
+    return lib / ".soundatlas"
+

@@ -28,17 +28,10 @@ CLICK = 2.5  # max |y[n+1] - y[n]| over the 99.9th percentile of |y[n+1] - y[n]|
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory) -> Path:
-    from soundatlas.artifact import resolve_model
-    from soundatlas.demo import render_library
-    from soundatlas.embed import embed_atlas, ensure_registered
-    from soundatlas.indexing import index_library
+    from conftest import map_with_shipped_model
 
     lib = tmp_path_factory.mktemp("synth") / "lib"
-    render_library(lib, classes=CLASSES, velocities=(80,), n_jobs=1)
-    index_library(lib, n_jobs=1)
-    with Atlas.open(lib / ".soundatlas", write=True) as atlas:
-        artifact, registration = resolve_model(atlas, "default")
-        embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, registration))
+    map_with_shipped_model(lib, CLASSES)
     return lib
 
 
