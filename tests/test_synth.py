@@ -497,3 +497,83 @@ def test_a_render_reads_only_its_grains_and_sounds_the_same(atlas, index):
     np.testing.assert_array_equal(a.y, b.y)
     assert a.n_decoded == b.n_decoded == a.n_samples_used
     assert spans.frames_read < 0.6 * whole.frames_read, (spans.frames_read, whole.frames_read)
+
+
+def _web_client(atlas_dir):
+    import warnings
+
+    from soundatlas.web import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    return TestClient(create_app(atlas_dir))
+
+
+def test_web_renders_follow_a_library_indexed_again_while_serving(library, tmp_path):
+    """Remove one file and add another, index and embed again (the same number of samples):
+    the running server's frame index and points follow, and renders keep working."""
+    import shutil
+
+    from soundatlas.artifact import resolve_model
+    from soundatlas.embed import embed_atlas
+    from soundatlas.indexing import index_library
+
+    lib = tmp_path / "lib"
+    shutil.copytree(library, lib)
+    client = _web_client(lib / ".soundatlas")
+    first = client.post("/api/models/default/synth", json={"ids": [1, 2, 3]})
+    assert first.status_code == 200
+    sorted((lib / "flute").glob("*.wav"))[0].unlink()
+    t = np.arange(44100) / 44100
+    sf.write(lib / "tuba" / "new.wav", (0.3 * np.sin(2 * np.pi * 110 * t)).astype(np.float32),
+             44100)
+    index_library(lib, n_jobs=1)
+    with Atlas.open(lib / ".soundatlas", write=True) as a:
+        artifact, reg = resolve_model(a, "default")
+        embed_atlas(a, artifact, reg["id"])
+        ids = [r.id for r in a.samples()]
+    r = client.post("/api/models/default/synth", json={"ids": ids[-3:]})
+    assert r.status_code == 200, r.text
+    assert set(json.loads(r.headers["x-render"])["sample_ids"]) <= set(ids)
+    assert client.get(f"/api/models/default/neighbours/{ids[-1]}").status_code == 200
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ({"points": [[1e160, 0, 0]]}, 400, "too far outside the map"),
+    ({"points": [[0, 0, 0], [0, 0]]}, 400, "3 coordinates"),
+    ({"ids": [1], "exclude": [2**70]}, 400, f"no sample with id {2**70}"),
+    ({"ids": [2**70]}, 404, "has no point"),
+])
+def test_web_synth_out_of_range_input_is_a_clear_error(web, body, status, words):
+    r = web.post("/api/models/default/synth", json=body)
+    assert r.status_code == status, r.text
+    assert words in r.json()["error"]
+
+
+def test_web_render_of_a_model_with_any_name_downloads_under_that_name(library, tmp_path):
+    import shutil
+    from urllib.parse import quote
+
+    copy = tmp_path / "atlas"
+    shutil.copytree(library / ".soundatlas", copy)
+    with Atlas.open(copy, write=True) as a:
+        reg = a.model("default")
+        a.conn.execute("UPDATE models SET name = ? WHERE id = ?", ('模型 "x"', reg["id"]))
+        a.conn.commit()
+    client = _web_client(copy)
+    name = '模型 "x"'
+    r = client.post(f"/api/models/{quote(name)}/synth", json={"ids": [1]})
+    assert r.status_code == 200, r.text
+    disposition = r.headers["content-disposition"]
+    assert disposition.isascii() and 'filename="path-____x_.wav"' in disposition
+    assert "filename*=UTF-8''" + quote('path-模型 "x".wav', safe="") in disposition
+
+
+def test_the_cli_refuses_a_path_far_outside_the_map(library, tmp_path):
+    path = tmp_path / "far.json"
+    path.write_text(json.dumps({"points": [[1e200, 0, 0]], "durations": [1.0]}))
+    proc = run_cli("synth", "--atlas", library / ".soundatlas", "--path", path, "--output",
+                   tmp_path / "o.wav")
+    assert proc.returncode == 1 and "too far outside the map" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -411,6 +411,35 @@ def test_a_path_drawn_on_the_map_is_rendered_played_and_downloaded(page, server)
     assert _state(page, "path")["points"] == 0
 
 
+def test_a_rendering_of_a_path_since_changed_is_dropped(page, server):
+    """The path changes while its rendering is on its way: that rendering is not offered as the
+    path's (held back by holding the server's render lock)."""
+    _open(page, server)
+    ids = _isolated(page, server, 3)
+    page.keyboard.press("p")
+    for sample_id in ids[:2]:
+        x, y = _positions(page, [sample_id])[sample_id]
+        page.mouse.click(x, y)
+    lock = server.app.state.web.render_lock
+    lock.acquire()
+    try:
+        with page.expect_response(lambda r: r.url.endswith("/synth")) as answer:
+            page.click("#path-render")
+            x, y = _positions(page, [ids[2]])[ids[2]]
+            page.mouse.click(x, y)  # a third point while the two-point path renders
+            lock.release()
+        assert answer.value.status == 200
+    finally:
+        if lock.locked():
+            lock.release()
+    page.wait_for_timeout(300)
+    assert _state(page, "path") == {"points": 3, "rendered": None}
+    assert page.locator("#path-result").is_hidden()
+    page.click("#path-render")
+    page.wait_for_function(f"{HOOK}.state.path.rendered !== null")
+    assert _state(page, "path")["rendered"]["duration"] == pytest.approx(1.5, abs=1e-3)
+
+
 def test_mosaic_this_rebuilds_an_upload_from_the_library(page, server, mapped):
     import soundfile as sf
 
@@ -467,17 +496,23 @@ def test_live_control_over_osc_both_ways(page, mapped):
         assert _state(page, "osc")["cursor"]["id"] == b
         page.wait_for_function(f"{HOOK}.state.lastPlayed === {b}")
         _screenshot(page, "osc-cursor")
-        # a cursor in [0, 1] of the map's box: the corner (0, 0, 0) lands on the sample nearest it
+        # a cursor in [0, 1] of the map's box: the corner (0, 0, 0) is the box's lowest corner,
+        # and lands on the sample nearest it (the page's world is the map scaled alike on every
+        # axis, so nearest there is nearest on the map)
         osc.send_message("/soundatlas/cursor/norm", [0.0, 0.0, 0.0])
         page.wait_for_function(f"{HOOK}.state.osc.received >= 2")
         lo = points.min(axis=0)
-        norm_of = {i: (p - lo) / (points.max(axis=0) - lo) for i, p in point.items()}
-        want = min(norm_of, key=lambda i: float(np.linalg.norm(norm_of[i])))
+        want = min(point, key=lambda i: float(np.linalg.norm(point[i] - lo)))
+        assert _state(page, "osc")["cursor"]["id"] == want
+        # a cursor with the wrong number of coordinates is named, and moves nothing
+        osc.send_message("/soundatlas/cursor", [0.1, 0.2])
+        page.wait_for_function(f"{HOOK}.state.osc.error !== null")
+        assert "2 coordinates" in _state(page, "osc")["error"]
         assert _state(page, "osc")["cursor"]["id"] == want
         osc.send_message("/soundatlas/select", a)
         page.wait_for_function(f"{HOOK}.state.selected === {a}")
         osc.send_message("/soundatlas/nowhere", [1])
-        page.wait_for_function(f"{HOOK}.state.osc.error !== null")
+        page.wait_for_function(f"{HOOK}.state.osc.error.includes('nowhere')")
         assert "/soundatlas/nowhere" in _state(page, "osc")["error"]
         assert "/soundatlas/nowhere" in page.inner_text("#status")
         page.goto("about:blank")  # the page lets go of the event stream before the server stops

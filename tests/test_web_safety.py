@@ -178,3 +178,29 @@ def test_serve_get_answers_one_request_without_a_port(site):
     out = _serve("--get", "/api/files/a.wav", atlas=lib / "atlasdir")
     assert out.returncode == 0 and out.stdout.startswith("200 ")
     assert f"{(lib / 'a.wav').stat().st_size} bytes" in out.stdout
+
+
+@pytest.mark.parametrize("headers, refused", [
+    ([("origin", "https://evil.example")], True),
+    ([("origin", "null")], True),  # a sandboxed frame or a file:// page
+    ([("origin", "http://127.0.0.1:8001")], True),  # another port is another site
+    ([("sec-fetch-site", "cross-site")], True),
+    ([("origin", "http://127.0.0.1:8000")], False),
+    ([("origin", "https://127.0.0.1:8000")], False),  # a TLS proxy in front changes the scheme
+    ([("origin", "http://127.0.0.1:8000"), ("sec-fetch-site", "same-origin")], False),
+    ([], False),  # curl, scripts: no Origin at all
+])
+def test_requests_that_do_work_from_another_site_are_refused(site, headers, refused):
+    """A page on another site open in the same browser can POST a form or a no-cors fetch to
+    the local server (it cannot read the answer, but the work would be done): refused."""
+    app = site[0]
+    body = json.dumps({"ids": [1], "format": "csv"}).encode()
+    status, _, answer = asyncio.run(call(app, "POST", "/api/export", body=body, headers=[
+        ("host", "127.0.0.1:8000"), ("content-type", "application/json"), *headers]))
+    if refused:
+        assert status == 403 and "another site" in json.loads(answer)["error"]
+    else:
+        assert status == 404 and "no samples with ids 1" in json.loads(answer)["error"]
+    # reading stays open to any origin: GET is not refused
+    status, _, _ = _get(app, "/api/atlas", headers=[("host", "127.0.0.1:8000"), *headers])
+    assert status == 200

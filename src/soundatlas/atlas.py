@@ -120,6 +120,7 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 SPLIT_FRACTIONS = {"test": 0.25, "valid": 0.75 * 0.2}  # the reference: 75/25, then 80/20
+_SQL_INT_MIN, _SQL_INT_MAX = -(2**63), 2**63 - 1  # the range of an SQLite INTEGER
 
 
 def default_atlas_dir(library: str | os.PathLike) -> Path:
@@ -285,7 +286,8 @@ class Atlas:
             rows = self.conn.execute(f"SELECT {cols} FROM samples ORDER BY id").fetchall()
         else:
             rows = []
-            for chunk in _chunked(list(ids), 900):
+            ids = [i for i in ids if _SQL_INT_MIN <= i <= _SQL_INT_MAX]  # others cannot exist
+            for chunk in _chunked(ids, 900):
                 marks = ",".join("?" * len(chunk))
                 rows += self.conn.execute(
                     f"SELECT {cols} FROM samples WHERE id IN ({marks})", chunk
@@ -709,6 +711,13 @@ class Atlas:
         except BaseException:
             file.unlink(missing_ok=True)
             raise
+
+    def embedding_stamp(self, model_id: int) -> tuple:
+        """What changes whenever the model's embeddings do (samples embedded, removed or embedded
+        again): (count, sum of the sample ids, newest embedding segment). For caches of points."""
+        return tuple(self.conn.execute(
+            "SELECT COUNT(*), TOTAL(sample_id), MAX(segment) FROM embeddings WHERE model_id = ?",
+            (model_id,)).fetchone())
 
     def points(self, model_id: int) -> tuple[np.ndarray, np.ndarray]:
         """(sample ids, points (n x dims) float32) of every embedded sample, ordered by id."""

@@ -159,8 +159,15 @@ class FrameIndex:
         if len(self) == 0:
             raise SoundAtlasError("no candidate frames left to snap to (every sample excluded "
                                   "or silent)")
-        dist, rows = self.tree.query(np.asarray(points, dtype=np.float64), k=1)
-        return np.asarray(rows, dtype=np.int64), np.asarray(dist, dtype=np.float64)
+        points = np.asarray(points, dtype=np.float64)
+        dist, rows = self.tree.query(points, k=1)
+        rows, dist = np.asarray(rows, dtype=np.int64), np.asarray(dist, dtype=np.float64)
+        far = ~np.isfinite(dist) | (rows >= len(self))  # the distance overflowed: no neighbour
+        if far.any():
+            i = int(np.argmax(far))
+            raise ParameterError(f"point {i} of the path ({', '.join(f'{x:g}' for x in points[i])})"
+                                 " lies too far outside the map to be compared with it")
+        return rows, dist
 
     def bounds(self, q: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """The map's bounding box: the ``q``-th and ``100 - q``-th percentiles per axis."""

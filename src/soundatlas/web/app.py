@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
@@ -70,7 +70,7 @@ class PointIndex:
     """One model's points (ids ascending) and a KD-tree over them."""
 
     model_id: int
-    n_embedded: int
+    stamp: tuple  # Atlas.embedding_stamp when these points were read
     ids: np.ndarray  # int64, ascending
     points: np.ndarray  # float32, n x dims
     tree: object  # scipy.spatial.cKDTree
@@ -116,6 +116,7 @@ class WebState:
         self.max_upload_bytes = max_upload_bytes
         self.max_export_bytes = max_export_bytes
         self._lock = threading.Lock()
+        self._build_lock = threading.Lock()  # one build of an index at a time (they are large)
         self._indexes: dict[str, PointIndex] = {}
         self._artifacts: dict[tuple, object] = {}
         self._frames: dict[str, tuple[tuple, object]] = {}
@@ -132,16 +133,23 @@ class WebState:
         """The model's points and KD-tree, rebuilt when its embeddings changed."""
         from scipy.spatial import cKDTree
 
+        stamp = atlas.embedding_stamp(model["id"])
         with self._lock:
             cached = self._indexes.get(model["name"])
-        if cached and (cached.model_id, cached.n_embedded) == (model["id"], model["n_embedded"]):
+        if cached and (cached.model_id, cached.stamp) == (model["id"], stamp):
             return cached
-        ids, points = atlas.points(model["id"])
-        if len(ids) == 0:
-            points = np.zeros((0, model_dims(model)), np.float32)
-        index = PointIndex(model["id"], len(ids), ids, points, cKDTree(points.astype(np.float64)))
-        with self._lock:
-            self._indexes[model["name"]] = index
+        with self._build_lock:
+            with self._lock:  # built by another request meanwhile?
+                cached = self._indexes.get(model["name"])
+            if cached and (cached.model_id, cached.stamp) == (model["id"], stamp):
+                return cached
+            ids, points = atlas.points(model["id"])
+            if len(ids) == 0:
+                points = np.zeros((0, model_dims(model)), np.float32)
+            index = PointIndex(model["id"], stamp, ids, points,
+                               cKDTree(points.astype(np.float64)))
+            with self._lock:
+                self._indexes[model["name"]] = index
         return index
 
     def frame_index(self, atlas: Atlas, model: dict):
@@ -150,14 +158,19 @@ class WebState:
         (the server only reads the atlas)."""
         from soundatlas.synth import FrameIndex
 
-        key = (model["id"], model["n_embedded"], model["created"])
+        key = (model["id"], model["created"], atlas.embedding_stamp(model["id"]))
         with self._lock:
             cached = self._frames.get(model["name"])
         if cached and cached[0] == key:
             return cached[1]
-        index = FrameIndex.load(atlas, model, cache="read")
-        with self._lock:
-            self._frames[model["name"]] = (key, index)
+        with self._build_lock:
+            with self._lock:
+                cached = self._frames.get(model["name"])
+            if cached and cached[0] == key:
+                return cached[1]
+            index = FrameIndex.load(atlas, model, cache="read")
+            with self._lock:
+                self._frames[model["name"]] = (key, index)
         return index
 
     def audio_cache(self, library: Path, sr: int):
@@ -328,6 +341,16 @@ def sample_duration(record: SampleRecord) -> float:
 # -- binary and file responses -------------------------------------------------------------------
 
 
+def attachment_header(filename: str) -> str:
+    """A Content-Disposition naming ``filename`` for any characters: an ASCII fallback, and the
+    exact name as RFC 6266/5987 ``filename*``."""
+    from urllib.parse import quote
+
+    fallback = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_"
+                       for c in filename) or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
 def binary_response(payload: bytes, headers: dict[str, object]) -> Response:
     return Response(payload, media_type="application/octet-stream",
                     headers={k: str(v) for k, v in headers.items()})
@@ -479,6 +502,7 @@ def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(SoundAtlasError, _project_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(_SameOrigin)
     if allowed_hosts is not None:
         app.add_middleware(_HostCheck, allowed={h.lower().strip("[]") for h in allowed_hosts})
 
@@ -542,6 +566,36 @@ class _HostCheck:
                 response = JSONResponse(
                     {"error": f"host {host!r} is not served here; use one of: "
                               f"{', '.join(sorted(self.allowed))}"}, status_code=400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class _SameOrigin:
+    """Refuse (JSON 403) a request that changes or costs something (any method but GET, HEAD and
+    OPTIONS) when a browser says it comes from another site: an ``Origin`` that is not this
+    server's own, or ``Sec-Fetch-Site: cross-site``. A page elsewhere could otherwise make the
+    server render, embed uploads or send OSC with a plain form or a no-cors fetch (it cannot
+    read the answers, but the work is done). Clients that are not browsers send neither header
+    and are not affected."""
+
+    SAFE = {"GET", "HEAD", "OPTIONS"}
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] not in self.SAFE:
+            headers = Headers(scope=scope)
+            origin = headers.get("origin")
+            host = headers.get("host", "").lower()
+            own = f"{scope.get('scheme', 'http')}://{host}"
+            # the host and port decide (a TLS proxy in front may change the scheme)
+            if (origin is not None and urlsplit(origin.lower()).netloc != host) or \
+                    headers.get("sec-fetch-site") == "cross-site":
+                response = JSONResponse(
+                    {"error": f"{scope['method']} from another site ({origin or 'cross-site'}) "
+                              f"is refused; use the page served at {own}/"}, status_code=403)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -138,39 +138,54 @@ def _family(host: str):
 
 class OscIn:
     """A UDP OSC server in a thread: each message of the address space above becomes an event
-    on ``hub``; anything else becomes an ``error`` event naming what was wrong."""
+    on ``hub``; anything else becomes an ``error`` event naming what was wrong.
+
+    The port is bound at once (a port in use is an error now, not when serving starts); one
+    thread handles the messages in the order they arrive (a controller's last position is the
+    one that stays). ``start`` after ``stop`` listens again on the same port."""
 
     def __init__(self, endpoint: Endpoint, hub: EventHub):
         from pythonosc.dispatcher import Dispatcher
-        from pythonosc.osc_server import ThreadingOSCUDPServer
 
         self.hub = hub
         self.n_received = 0
-        dispatcher = Dispatcher()
-        dispatcher.map(f"{PREFIX}/cursor", self._cursor, "point")
-        dispatcher.map(f"{PREFIX}/cursor/norm", self._cursor, "norm")
-        dispatcher.map(f"{PREFIX}/play", self._sample, "play")
-        dispatcher.map(f"{PREFIX}/select", self._sample, "select")
-        dispatcher.set_default_handler(self._unknown)
+        self.dispatcher = Dispatcher()
+        self.dispatcher.map(f"{PREFIX}/cursor", self._cursor, "point")
+        self.dispatcher.map(f"{PREFIX}/cursor/norm", self._cursor, "norm")
+        self.dispatcher.map(f"{PREFIX}/play", self._sample, "play")
+        self.dispatcher.map(f"{PREFIX}/select", self._sample, "select")
+        self.dispatcher.set_default_handler(self._unknown)
+        self.server = self._bind(endpoint)
+        self.endpoint = Endpoint(endpoint.host, self.server.server_address[1])
+        self.thread: threading.Thread | None = None
+
+    def _bind(self, endpoint: Endpoint):
+        from pythonosc.osc_server import BlockingOSCUDPServer
+
         try:
-            self.server = ThreadingOSCUDPServer((endpoint.host, endpoint.port), dispatcher)
+            return BlockingOSCUDPServer((endpoint.host, endpoint.port), self.dispatcher)
         except OSError as exc:
             raise ParameterError(f"--osc-in {endpoint}: cannot listen there: "
                                  f"{exc.strerror or exc}") from None
-        self.endpoint = Endpoint(endpoint.host, self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, name="osc-in",
-                                       kwargs={"poll_interval": 0.2}, daemon=True)
 
     def start(self) -> "OscIn":
+        if self.server is None:
+            self.server = self._bind(self.endpoint)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="osc-in",
+                                       kwargs={"poll_interval": 0.2}, daemon=True)
         self.thread.start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self.server is None:
+            return
+        if self.thread is not None:
+            self.server.shutdown()
+            self.thread.join(timeout=5)
         self.server.server_close()
-        self.thread.join(timeout=5)
+        self.server, self.thread = None, None
 
-    # -- handlers (called on the server's threads) ---------------------------------------------
+    # -- handlers (called on the server's thread) ----------------------------------------------
 
     def _cursor(self, address: str, kind: list, *args) -> None:
         self.n_received += 1

@@ -5,7 +5,7 @@ stream of server-sent events for what arrives over OSC (``--osc-in``)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -30,17 +30,22 @@ KEEPALIVE_S = 15.0
 class PageEvent(BaseModel):
     type: Literal["hover", "select", "play", "selection"] = Field(
         description="what happened in the page")
-    id: int | None = Field(None, description="the sample (hover, select, play)")
+    id: int | None = Field(None, ge=0, lt=2**31, description="the sample (hover, select, play)")
     model: str | None = Field(None, description="the model whose coordinates to send (hover, "
                               "select, play)")
-    ids: list[int] | None = Field(None, description="the selected samples (selection)")
+    ids: list[Annotated[int, Field(ge=0, lt=2**31)]] | None = Field(
+        None, max_length=MAX_SELECTION,
+        description=f"the selected samples (selection; the first {MAX_SELECTION} are enough)")
+    count: int | None = Field(None, ge=0, description="how many samples are selected in all "
+                              "(selection; default: the distinct ids given)")
 
 
 @router.post("", summary="Send a page event out over OSC (--osc-out)")
 def post_event(body: PageEvent, request: Request) -> dict:
     """``hover``, ``select`` and ``play`` send ``/soundatlas/TYPE id path x y z`` with the
     sample's point on ``model``; ``selection`` sends ``/soundatlas/selection n id...`` (the first
-    1024). Answers what was sent. 409 when the server was started without ``--osc-out``."""
+    1024: the page sends those and ``count``). Ids are int32 as OSC sends them. Answers what was
+    sent. 409 when the server was started without ``--osc-out``."""
     web = web_state(request)
     if web.osc_out is None:
         raise api_error(409, "OSC output is off: start the server with "
@@ -48,8 +53,8 @@ def post_event(body: PageEvent, request: Request) -> dict:
     if body.type == "selection":
         if body.ids is None:
             raise api_error(400, "a selection event needs 'ids'")
-        ids = sorted(set(body.ids))[:MAX_SELECTION]
-        args = [len(body.ids), *ids]
+        ids = list(dict.fromkeys(body.ids))  # in the page's order, each once
+        args = [body.count if body.count is not None else len(ids), *ids]
     else:
         if body.id is None or body.model is None:
             raise api_error(400, f"a {body.type} event needs 'id' and 'model'")

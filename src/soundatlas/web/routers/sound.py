@@ -16,7 +16,14 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from soundatlas.errors import AudioReadError, ParameterError, SoundAtlasError
-from soundatlas.web.app import api_error, model_dims, model_or_404, require_embeddings, web_state
+from soundatlas.web.app import (
+    api_error,
+    attachment_header,
+    model_dims,
+    model_or_404,
+    require_embeddings,
+    web_state,
+)
 from soundatlas.web.routers.models import _UPLOAD_BODY, _receive_upload
 
 router = APIRouter(prefix="/api/models", tags=["sound"])
@@ -78,10 +85,10 @@ def post_synth(name: str, body: SynthRequest, request: Request) -> Response:
                 raise api_error(404, f"sample {bad[0]} has no point for model {name!r}")
             points = index.points[rows].astype(np.float64)
         else:
-            points = np.asarray(body.points, dtype=np.float64)
             dims = model_dims(model)
-            if points.ndim != 2 or points.shape[1] != dims:
+            if any(len(p) != dims for p in body.points):
                 raise api_error(400, f"each point needs {dims} coordinates for model {name!r}")
+            points = np.asarray(body.points, dtype=np.float64)
         try:
             path = synth.MapPath(points, np.asarray(durations, dtype=np.float64), glide=body.glide)
             frames = web.frame_index(atlas, model)
@@ -142,8 +149,8 @@ def _mosaic(web, name, path, filename, exclude_self, grain, overlap, fmt) -> Res
             raise api_error(400, str(exc)) from None
         except SoundAtlasError as exc:
             raise api_error(409, str(exc)) from None
-    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in filename.rsplit(".", 1)[0])
-    return _wav_response(result, fmt, f"mosaic-{stem[:60] or 'upload'}.wav",
+    stem = filename.rsplit(".", 1)[0][:60] or "upload"
+    return _wav_response(result, fmt, f"mosaic-{stem}.wav",
                          {"X-Self-Excluded": facts["n_self_excluded"]})
 
 
@@ -165,13 +172,14 @@ def _wav_response(result, fmt: str, filename: str, extra: dict | None = None) ->
     summary["failures"] = summary["failures"][:10]
     used = list(dict.fromkeys(sid for sid, _ in result.grains))  # in order of first use
     summary["sample_ids"] = used[:MAX_LISTED]
+    summary = {k: None if isinstance(v, float) and not math.isfinite(v) else v
+               for k, v in summary.items()}  # JSON has no NaN: the page could not parse it
     headers = {
-        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Content-Disposition": attachment_header(filename),
         "X-Duration": f"{result.duration:.6f}", "X-Sample-Rate": str(result.sr),
         "X-Grains": str(len(result.grains)), "X-Samples-Used": str(result.n_samples_used),
         "X-Render": json.dumps(summary, ensure_ascii=True, separators=(",", ":"),
-                               default=lambda x: None if isinstance(x, float)
-                               and not math.isfinite(x) else str(x)),
+                               allow_nan=False),
         **{k: str(v) for k, v in (extra or {}).items()},
     }
     return Response(wav_bytes(result.y, result.sr, fmt=fmt), media_type="audio/wav",

@@ -44,8 +44,10 @@ export async function postForBlob(url, body) {
 async function attachment(response) {
   await check(response);
   const disposition = response.headers.get('content-disposition') || '';
-  const match = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(disposition);
-  return { blob: await response.blob(), filename: match ? decodeURIComponent(match[1]) : 'export' };
+  const exact = /filename\*=UTF-8''([^;]+)/i.exec(disposition); // RFC 5987: any characters
+  const plain = /filename="?([^";]+)"?/i.exec(disposition);
+  const filename = exact ? decodeURIComponent(exact[1]) : plain ? plain[1] : 'export';
+  return { blob: await response.blob(), filename };
 }
 
 /** GET a binary body as an ArrayBuffer, calling onProgress(fraction, bytes) while it streams. */

@@ -31,7 +31,8 @@ export class OscLink {
 
   play(id, model) { this.send({ type: 'play', id, model }); }
 
-  selection(ids) { this.send({ type: 'selection', ids: Array.from(ids) }); }
+  /** The selection: its size and its first 1024 ids (what one OSC message carries). */
+  selection(ids) { this.send({ type: 'selection', count: ids.length, ids: Array.from(ids.slice(0, 1024)) }); }
 
   async send(event) {
     if (!this.out) return;
@@ -80,6 +81,13 @@ export class OscLink {
   cursor(event) {
     const { state, view } = this.app;
     if (!state.ready || !state.nPoints) return;
+    if (event.point && event.point.length !== this.app.dims()) {
+      const message = `OSC ${event.address}: ${event.point.length} coordinates, but the map of `
+        + `${state.model} has ${this.app.dims()}`;
+      state.osc.error = message;
+      this.app.status(message, 'error');
+      return;
+    }
     const world = event.point
       ? Array.from(this.app.world(Float32Array.from(event.point), 1, event.point.length))
       : this.fromNorm(event.norm);

@@ -44,9 +44,10 @@ export class PathTool {
     this.drawn();
   }
 
-  /** After a model switch: waypoints on samples move to those samples' new places. */
+  /** After a model switch: waypoints on samples move to those samples' new places, and a
+   *  rendering of the old map is dropped. */
   replace(indexOf) {
-    if (!this.waypoints.some((w) => w.id !== null)) return;
+    if (!this.waypoints.length) return;
     for (const w of this.waypoints) {
       const i = w.id === null ? -1 : indexOf(w.id);
       if (i >= 0) w.world = this.app.view.position(i).clone();
@@ -83,6 +84,7 @@ export class PathTool {
   }
 
   forget() {
+    this.token++; // a rendering still on its way is of the path as it was: it is dropped
     if (this.render?.url) URL.revokeObjectURL(this.render.url);
     this.render = null;
     this.app.state.path = { points: this.waypoints.length, rendered: null };
@@ -137,9 +139,11 @@ export class PathTool {
       const buffer = await player.decode(await answer.blob.arrayBuffer());
       if (token !== this.token) return;
       this.forget();
-      this.render = { ...answer.summary, buffer, url: URL.createObjectURL(answer.blob), step: this.step,
-        n: this.waypoints.length, glide: body.glide };
+      // what was rendered, from the request (the page may have moved on since it was sent)
+      this.render = { ...answer.summary, buffer, url: URL.createObjectURL(answer.blob),
+        step: body.durations[0], n: body.durations.length, glide: body.glide };
       state.path = { points: this.waypoints.length, rendered: { ...answer.summary, bytes: answer.blob.size } };
+      this.show();
       $('path-download').href = this.render.url;
       $('path-download').download = answer.filename;
       $('path-result').hidden = false;

@@ -54,8 +54,8 @@ export class QueryByExample {
   async mosaic() {
     const { state, player } = this.app;
     if (!this.file) return;
-    const token = ++this.mosaicToken;
     this.forgetMosaic();
+    const token = ++this.mosaicToken;
     $('mosaic-error').hidden = true;
     $('mosaic-status').textContent = `Rebuilding ${this.file.name} from the library…`;
     try {
@@ -85,6 +85,7 @@ export class QueryByExample {
   }
 
   forgetMosaic() {
+    this.mosaicToken++; // a mosaic still on its way is of another upload or model: dropped
     if (this.mosaicURL) URL.revokeObjectURL(this.mosaicURL);
     Object.assign(this, { mosaicURL: null, mosaicBuffer: null });
     this.app.state.mosaic = null;
@@ -94,7 +95,6 @@ export class QueryByExample {
 
   clear() {
     this.token++;
-    this.mosaicToken++;
     this.forgetMosaic();
     Object.assign(this, { file: null, buffer: null });
     this.app.state.query = null;
