@@ -712,12 +712,14 @@ class Atlas:
             file.unlink(missing_ok=True)
             raise
 
-    def embedding_stamp(self, model_id: int) -> tuple:
-        """What changes whenever the model's embeddings do (samples embedded, removed or embedded
-        again): (count, sum of the sample ids, newest embedding segment). For caches of points."""
-        return tuple(self.conn.execute(
-            "SELECT COUNT(*), TOTAL(sample_id), MAX(segment) FROM embeddings WHERE model_id = ?",
-            (model_id,)).fetchone())
+    def newest_embedding_segment(self, model_id: int) -> int:
+        """The id of the model's newest embedding segment (0: none). Every embedding run adds
+        segments, so this with the number of embedded samples (``models()``'s ``n_embedded``,
+        which drops when samples are removed) changes whenever the model's points do: a cheap
+        key for caches of them (a few rows read, at any library size)."""
+        row = self.conn.execute("SELECT MAX(id) FROM embedding_segments WHERE model_id = ?",
+                                (model_id,)).fetchone()
+        return int(row[0] or 0)
 
     def points(self, model_id: int) -> tuple[np.ndarray, np.ndarray]:
         """(sample ids, points (n x dims) float32) of every embedded sample, ordered by id."""

@@ -70,7 +70,7 @@ class PointIndex:
     """One model's points (ids ascending) and a KD-tree over them."""
 
     model_id: int
-    stamp: tuple  # Atlas.embedding_stamp when these points were read
+    stamp: tuple  # embedding_stamp() when these points were read
     ids: np.ndarray  # int64, ascending
     points: np.ndarray  # float32, n x dims
     tree: object  # scipy.spatial.cKDTree
@@ -133,7 +133,7 @@ class WebState:
         """The model's points and KD-tree, rebuilt when its embeddings changed."""
         from scipy.spatial import cKDTree
 
-        stamp = atlas.embedding_stamp(model["id"])
+        stamp = embedding_stamp(atlas, model)
         with self._lock:
             cached = self._indexes.get(model["name"])
         if cached and (cached.model_id, cached.stamp) == (model["id"], stamp):
@@ -158,7 +158,7 @@ class WebState:
         (the server only reads the atlas)."""
         from soundatlas.synth import FrameIndex
 
-        key = (model["id"], model["created"], atlas.embedding_stamp(model["id"]))
+        key = (model["id"], model["created"], embedding_stamp(atlas, model))
         with self._lock:
             cached = self._frames.get(model["name"])
         if cached and cached[0] == key:
@@ -198,6 +198,11 @@ class WebState:
         except SoundAtlasError as exc:
             raise api_error(409, str(exc)) from None
         return artifact
+
+
+def embedding_stamp(atlas: Atlas, model: dict) -> tuple:
+    """What changes whenever the model's points do: samples embedded (again) or removed."""
+    return (model["n_embedded"], atlas.newest_embedding_segment(model["id"]))
 
 
 def web_state(request: Request) -> WebState:
