@@ -577,3 +577,11 @@ def test_the_cli_refuses_a_path_far_outside_the_map(library, tmp_path):
                    tmp_path / "o.wav")
     assert proc.returncode == 1 and "too far outside the map" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_trajectories_in_bulk_equal_one_at_a_time(atlas, index):
+    ids = [r.id for r in atlas.samples()]
+    bulk = atlas.trajectories(index.model_id, ids + [10**9, 2**70])  # unknown ids: left out
+    assert sorted(bulk) == ids
+    for sid in ids[::7]:
+        np.testing.assert_array_equal(bulk[sid], atlas.trajectory(index.model_id, sid))

@@ -168,6 +168,7 @@ class Atlas:
         self.conn = conn
         self._read_only = read_only
         self._segment_cache: dict[int, np.ndarray] = {}
+        self._embedding_cache: dict[str, np.ndarray] = {}  # file -> mmap (files never change)
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -213,6 +214,7 @@ class Atlas:
 
     def close(self) -> None:
         self._segment_cache.clear()
+        self._embedding_cache.clear()
         self.conn.close()
 
     def __enter__(self):
@@ -492,6 +494,7 @@ class Atlas:
         for _, file in dead_emb:
             (self.path / "embeddings" / file).unlink(missing_ok=True)
         self._segment_cache.clear()
+        self._embedding_cache.clear()
         return len(dead) + len(dead_emb)
 
     def _remove_orphan_segments(self) -> None:
@@ -741,8 +744,32 @@ class Atlas:
         ).fetchone()
         if row is None:
             raise AtlasError(f"sample {sample_id} has no embedding for model {model_id}")
-        arr = np.load(self.path / "embeddings" / row[0], mmap_mode="r")
+        arr = self._embedding_segment(row[0])
         return np.asarray(arr[row[1] : row[1] + row[2]], dtype=np.float32)
+
+    def trajectories(self, model_id: int, ids: Iterable[int]) -> dict[int, np.ndarray]:
+        """sample id -> per-frame embedding (frames x dims) of those of ``ids`` embedded with the
+        model: one query per 900 ids, each segment file opened once."""
+        out: dict[int, np.ndarray] = {}
+        for chunk in _chunked([i for i in ids if _SQL_INT_MIN <= i <= _SQL_INT_MAX], 900):
+            marks = ",".join("?" * len(chunk))
+            for sid, file, offset, n in self.conn.execute(
+                "SELECT e.sample_id, s.file, e.frame_offset, e.n_frames FROM embeddings e"
+                " JOIN embedding_segments s ON s.id = e.segment"
+                f" WHERE e.model_id = ? AND e.sample_id IN ({marks})", (model_id, *chunk),
+            ):
+                arr = self._embedding_segment(file)
+                out[sid] = np.asarray(arr[offset : offset + n], dtype=np.float32)
+        return out
+
+    def _embedding_segment(self, file: str) -> np.ndarray:
+        """An embedding segment file, memory-mapped, kept open (at most 256 at a time)."""
+        cache = self._embedding_cache
+        if file not in cache:
+            if len(cache) > 256:
+                cache.clear()
+            cache[file] = np.load(self.path / "embeddings" / file, mmap_mode="r")
+        return cache[file]
 
     # -- reporting -----------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from soundatlas.errors import ParameterError
+from soundatlas.errors import AtlasError, ParameterError
 
 __all__ = ["KS", "knn_accuracy", "FrameSet", "frame_set", "score_points",
            "evaluate"]
@@ -121,12 +121,11 @@ def _predict_many(clf, X, ks, y_train):
 def model_frame_points(atlas, model_id: int, fs: FrameSet) -> np.ndarray:
     """The model's embedding of each chosen frame (from the stored trajectories)."""
     out = np.zeros((len(fs.sample_ids), 0), np.float32)
-    rows = []
-    cache_id, traj = None, None
-    for sid, f in zip(fs.sample_ids, fs.frames):
-        if sid != cache_id:
-            traj, cache_id = atlas.trajectory(model_id, int(sid)), sid
-        rows.append(traj[f])
+    trajectories = atlas.trajectories(model_id, sorted(set(int(s) for s in fs.sample_ids)))
+    missing = sorted(set(int(s) for s in fs.sample_ids) - set(trajectories))
+    if missing:
+        raise AtlasError(f"sample {missing[0]} has no embedding for model {model_id}")
+    rows = [trajectories[int(sid)][f] for sid, f in zip(fs.sample_ids, fs.frames)]
     return np.stack(rows) if rows else out
 
 

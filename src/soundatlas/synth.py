@@ -190,8 +190,10 @@ def _build_arrays(atlas, model_id: int, ids: np.ndarray, progress) -> dict[str, 
     sids, frames, points, levels, rate_ids, rates = [], [], [], [], [], []
     done = 0
     for start in range(0, len(ids), 256):
-        for rec in atlas.samples(ids[start : start + 256].tolist()):
-            traj = atlas.trajectory(model_id, rec.id)
+        chunk = ids[start : start + 256].tolist()
+        trajectories = atlas.trajectories(model_id, chunk)
+        for rec in atlas.samples(chunk):
+            traj = trajectories[rec.id]
             energy = frame_energy(atlas.features(rec), compression=compression)
             n = min(len(traj), len(energy))
             peak = float(energy[:n].max()) if n else 0.0
