@@ -125,6 +125,8 @@ def test_bad_requests_are_refused_with_a_clear_message(mapped):
             evaluate(atlas, ["m"], baselines=["tsne"])
         with pytest.raises(ParameterError, match="label 'timbre' is not in the atlas"):
             evaluate(atlas, ["m"], labels=["timbre"])
+        with pytest.raises(ParameterError, match="label 'timbre' is not in the atlas"):
+            evaluate(atlas, ["m"], labels=["instrument+timbre"])
         with pytest.raises(ParameterError, match="nothing to evaluate"):
             evaluate(atlas, [])
         with pytest.raises(SoundAtlasError, match="no model named 'nope'"):
@@ -174,3 +176,23 @@ def test_evaluate_and_report_from_the_command_line(mapped, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert rep.returncode == 0, rep.stderr
     assert (tmp_path / "r" / "index.html").is_file()
+
+
+def test_a_pair_of_labels_is_scored_as_one(mapped):
+    """instrument+pitch: the class is the pair of values; scored exactly as a label made by hand
+    from the two would be."""
+    from soundatlas.evaluate import frame_set, label_of, model_frame_points, score_points
+
+    with Atlas.open(mapped) as atlas:
+        joint = label_of(atlas, "instrument+pitch")
+        inst, pitch = atlas.labels("instrument"), atlas.labels("pitch")
+        by_hand = {sid: f"{inst[sid]}/{pitch[sid]}" for sid in inst if sid in pitch}
+        assert len(set(joint.values())) == len(set(by_hand.values())) > len(set(inst.values()))
+        r = evaluate(atlas, ["m"], labels=["instrument", "instrument+pitch"], n_analogies=0)
+        fs = frame_set(atlas, n_per_file=8, seed=0)
+        pts = model_frame_points(atlas, atlas.model("m")["id"], fs)
+    want = score_points(pts, fs, {"pair": by_hand}, n_analogies=0, seed=0)
+    got = r["results"]["m"]["accuracy"]["instrument+pitch"]
+    assert got["test_accuracy"] == want["accuracy"]["pair"]["test_accuracy"] > 0
+    assert got["k"] == want["accuracy"]["pair"]["k"]
+    assert r["protocol"]["labels"] == ["instrument", "instrument+pitch"]

@@ -868,7 +868,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="model to score (repeat for several; none: baselines only)")
     ev.add_argument("--output", "-o", metavar="FILE", help="also write the full JSON result here")
     ev.add_argument("--labels", nargs="+", default=["instrument", "pitch"], metavar="KEY",
-                    help="label keys to score (default: instrument pitch)")
+                    help="label keys to score (default: instrument pitch); A+B scores the pair "
+                    "as one label, e.g. instrument+pitch, what the instrument-pitch "
+                    "neighbourhood learns")
     ev.set_defaults(func=cmd_evaluate)
 
     rp = sub.add_parser("report", parents=[common, scoring], help="write an HTML report of models",

@@ -201,6 +201,24 @@ def _sorted_labels(values) -> list[str]:
         return uniq
 
 
+def _parts(key: str, known: set[str]) -> list[str]:
+    """The labels a key names: itself, or for ``A+B`` (not itself a label) A and B."""
+    return [key] if key in known or "+" not in key else key.split("+")
+
+
+def label_of(atlas, key: str, known: set[str] | None = None) -> dict[int, str]:
+    """sample id -> value of label ``key``; ``A+B`` (when no label has that name) is the pair
+    as one label, ``'a|b'``, for the samples that have both (what the instrument-pitch
+    neighbourhood learns: same instrument and same pitch)."""
+    known = set(atlas.label_summary()) if known is None else known
+    parts = _parts(key, known)
+    if len(parts) == 1:
+        return atlas.labels(key)
+    columns = [atlas.labels(p) for p in parts]
+    common = set(columns[0]).intersection(*columns[1:])
+    return {sid: "|".join(c[sid] for c in columns) for sid in common}
+
+
 def evaluate(atlas, models=(), *, baselines=(), labels=("instrument", "pitch"),
              n_per_file: int = 8, n_analogies: int = 500, seed: int = 0,
              progress=None) -> dict:
@@ -219,10 +237,10 @@ def evaluate(atlas, models=(), *, baselines=(), labels=("instrument", "pitch"),
     if not models and not baselines:
         raise ParameterError("nothing to evaluate: name a model or a baseline")
     known = set(atlas.label_summary())
-    missing = [k for k in labels if k not in known]
+    missing = [part for k in labels for part in _parts(k, known) if part not in known]
     if missing:
         raise ParameterError(f"label {missing[0]!r} is not in the atlas; available: "
-                             f"{', '.join(sorted(known)) or '(none)'}")
+                             f"{', '.join(sorted(known)) or '(none)'} (and A+B for a pair)")
     registered = []
     for name in models:
         m = atlas.model(name)
@@ -241,7 +259,7 @@ def evaluate(atlas, models=(), *, baselines=(), labels=("instrument", "pitch"),
             progress(done, stages, stage)
 
     fs = frame_set(atlas, n_per_file=n_per_file, seed=seed)
-    label_values = {key: atlas.labels(key) for key in labels}
+    label_values = {key: label_of(atlas, key, known) for key in labels}
     X = input_windows(atlas, fs, seed=seed)
     step("input windows")
     results = {}
