@@ -646,8 +646,9 @@ def _baseline_list(text: str) -> list[str]:
 def format_scores(result: dict) -> str:
     """A plain-text table of the headline numbers of an evaluation."""
     labels = result["protocol"]["labels"]
-    head = ["map"] + [f"{k[:5]} acc" for k in labels] + [f"{k[:5]} P@10" for k in labels] + \
-        [f"{k[:5]} MAP@R" for k in labels] + ["trust@10", "cont@10", "analogy i/p"]
+    short = {k: "+".join(part[:5] for part in k.split("+")) for k in labels}  # instr+pitch
+    head = ["map"] + [f"{short[k]} acc" for k in labels] + [f"{short[k]} P@10" for k in labels] \
+        + [f"{short[k]} MAP@R" for k in labels] + ["trust@10", "cont@10", "analogy i/p"]
     rows = []
     for name, r in result["results"].items():
         if "error" in r:
