@@ -411,6 +411,33 @@ def test_a_path_drawn_on_the_map_is_rendered_played_and_downloaded(page, server)
     assert _state(page, "path")["points"] == 0
 
 
+def test_a_path_is_drawn_by_dragging_and_the_map_does_not_turn(page, server):
+    _open(page, server)
+    a, b = _isolated(page, server, 2)
+    (xa, ya), (xb, yb) = _positions(page, [a])[a], _positions(page, [b])[b]
+    page.keyboard.press("p")
+    page.mouse.move(xa, ya)
+    page.mouse.down()
+    for t in [i / 20 for i in range(1, 21)]:
+        page.mouse.move(xa + t * (xb - xa), ya + t * (yb - ya))
+    page.mouse.up()
+    n = _state(page, "path")["points"]
+    assert n >= min(5, max(2, int(((xb - xa) ** 2 + (yb - ya) ** 2) ** 0.5 / 16)))
+    assert _positions(page, [a])[a] == (xa, ya)  # drawing did not orbit the view
+    page.click("#path-render")
+    page.wait_for_function(f"{HOOK}.state.path.rendered !== null")
+    rendered = _state(page, "path")["rendered"]
+    assert rendered["duration"] == pytest.approx(0.5 * n, abs=1e-3)
+    assert rendered["n_grains"] > 0
+    page.keyboard.press("Escape")  # out of path mode, a drag turns the map again
+    page.mouse.move(xa + 40, ya + 40)
+    page.mouse.down()
+    page.mouse.move(xa + 140, ya + 60, steps=5)
+    page.mouse.up()
+    page.wait_for_timeout(300)
+    assert _positions(page, [a])[a] != (xa, ya)
+
+
 def test_a_rendering_of_a_path_since_changed_is_dropped(page, server):
     """The path changes while its rendering is on its way: that rendering is not offered as the
     path's (held back by holding the server's render lock)."""

@@ -382,11 +382,7 @@ function onPointerUp(event) {
   down = null;
   if (moved > 5 || !state.ready) return;
   const i = view.pick(event.clientX, event.clientY);
-  if (state.mode === 'path') {
-    pathTool.click(i, event.clientX, event.clientY);
-    return;
-  }
-  if (i < 0) return;
+  if (state.mode === 'path' || i < 0) return; // path mode draws with its own handler
   const id = data.ids[i];
   if (state.mode === 'analogy') analogy.setSlot(null, id);
   else if (id !== state.selected) select(id);
@@ -637,6 +633,7 @@ function wire() {
     window.addEventListener(type, () => player.unlock(), { capture: true }); // sound needs a gesture
   }
   $('map').addEventListener('pointerdown', (e) => selection.start(e), { capture: true });
+  $('map').addEventListener('pointerdown', (e) => pathTool.start(e), { capture: true });
   view.canvas.addEventListener('pointermove', onPointerMove);
   view.canvas.addEventListener('pointerleave', () => { $('tooltip').hidden = true; hover.index = -1; });
   view.canvas.addEventListener('pointerdown', onPointerDown);

@@ -1,6 +1,7 @@
-// Draw a path on the map and hear it: in path mode each click adds a waypoint (a sample's point
-// when the click hits one, else the spot under the cursor on the plane through the view's centre
-// that faces the camera); the server renders the path by concatenative synthesis
+// Draw a path on the map and hear it: in path mode a click adds a waypoint and a drag draws a
+// line of them (each a sample's point where the pointer passes over one, else the spot under the
+// pointer on the plane through the view's centre that faces the camera; right-drag still pans,
+// the wheel zooms); the server renders the path by concatenative synthesis
 // (POST /api/models/{m}/synth) and the page plays the WAV, tracing the path as it sounds, and
 // offers it as a download.
 
@@ -9,6 +10,7 @@ import * as api from './api.js';
 
 const $ = (id) => document.getElementById(id);
 const MAX_POINTS = 10_000;
+const DRAW_STEP_PX = 16; // a dragged line gets a waypoint every this many pixels
 
 export class PathTool {
   /** ``app``: the page's shared pieces (state, view, player, world, model, show, status). */
@@ -33,6 +35,33 @@ export class PathTool {
     $('map').classList.toggle('picking', on);
     if (on) $('path').hidden = false;
     this.show();
+  }
+
+  /** A pointerdown on the map (capture phase, before the orbit controls): in path mode the
+   *  left button draws (Shift stays the selection's). */
+  start(event) {
+    const { state, view } = this.app;
+    if (state.mode !== 'path' || event.button !== 0 || event.shiftKey || !state.ready) return;
+    event.stopPropagation();
+    event.preventDefault();
+    const at = [event.clientX, event.clientY];
+    let last = at;
+    let moved = false;
+    const n0 = this.waypoints.length;
+    const move = (e) => {
+      if (Math.hypot(e.clientX - last[0], e.clientY - last[1]) < DRAW_STEP_PX) return;
+      if (!moved) this.click(view.pick(...at), ...at); // the line starts where the drag did
+      moved = true;
+      last = [e.clientX, e.clientY];
+      this.click(view.pick(e.clientX, e.clientY), e.clientX, e.clientY);
+    };
+    const up = (e) => {
+      window.removeEventListener('pointermove', move);
+      if (!moved) this.click(view.pick(e.clientX, e.clientY), e.clientX, e.clientY);
+      else this.app.status(`Drew ${this.waypoints.length - n0} points.`);
+    };
+    window.addEventListener('pointermove', move);
+    window.addEventListener('pointerup', up, { once: true });
   }
 
   /** Add a waypoint where the user clicked: on point ``index`` (or -1) at client (x, y). */
@@ -98,7 +127,8 @@ export class PathTool {
     $('path-count').textContent = n ? `${n} point${n > 1 ? 's' : ''}, ${(n * this.step).toFixed(2)} s` : '';
     $('path-prompt').textContent = state.mode !== 'path'
       ? 'Press Path (or p), then click on the map to draw.'
-      : n ? 'Click to add points (Backspace undoes), then Render.' : 'Click on the map to start a path.';
+      : n ? 'Click or drag to add points (Backspace undoes), then Render.'
+        : 'Click or drag on the map to draw a path.';
     $('path-render').disabled = n === 0;
     $('path-undo').disabled = $('path-clear').disabled = n === 0;
   }
