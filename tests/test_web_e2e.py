@@ -337,6 +337,9 @@ def test_an_upload_is_placed_and_its_neighbours_listed(page, server, mapped, tmp
     assert query["neighbours"][0]["id"] == record.id
     assert _list_ids(page, "#query-neighbours")[0] == record.id
     assert page.locator("#query-error").is_hidden()
+    # it is not added; the page says how to add it
+    assert page.inner_text("#query-library") == mapped.parent.joinpath("lib").name
+    assert server.get("/api/atlas")["n_samples"] == 48
 
 
 def test_an_analogy_picked_on_the_map_matches_the_api(page, server):

@@ -93,6 +93,7 @@ const app = {
   fromWorld: (v) => [0, 1, 2].map((j) => v.getComponent(j) / data.norm.scale + data.norm.center[j]),
   dims: () => data.dims,
   playSample: (id) => playSample(id),
+  libraryName: () => data.atlas?.library ?? null,
   select: (id) => select(id),
   onSelection: (ids) => osc?.selection(ids),
   pointIds: () => data.ids,

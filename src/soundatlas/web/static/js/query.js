@@ -39,6 +39,7 @@ export class QueryByExample {
       this.app.show(lists.query);
       player.prefetch(lists.query.ids);
       $('query-result').hidden = false;
+      $('query-library').textContent = this.app.libraryName?.() || 'LIBRARY';
       $('query-status').textContent = `${answer.file}: ${seconds(answer.duration)}`
         + `${answer.truncated ? ' (only the start analysed)' : ''}, on the map of ${answer.model} (Q).`;
     } catch (error) {
