@@ -338,7 +338,7 @@ def test_an_upload_is_placed_and_its_neighbours_listed(page, server, mapped, tmp
     assert _list_ids(page, "#query-neighbours")[0] == record.id
     assert page.locator("#query-error").is_hidden()
     # it is not added; the page says how to add it
-    assert page.inner_text("#query-library") == mapped.parent.joinpath("lib").name
+    assert page.text_content("#query-library") == mapped.parent.joinpath("lib").name
     assert server.get("/api/atlas")["n_samples"] == 48
 
 
