@@ -568,12 +568,14 @@ class _HostCheck:
             host = Headers(scope=scope).get("host", "")
             name = host[1:host.find("]")] if host.startswith("[") else host.split(":")[0]
             if name.lower() not in self.allowed:
-                response = JSONResponse(
-                    {"error": f"host {host!r} is not served here; use one of: "
-                              f"{', '.join(sorted(self.allowed))}"}, status_code=400)
-                await response(scope, receive, send)
-                return
+                return await _refuse(scope, receive, send, 400, f"host {host!r} is not served "
+                                     f"here; use one of: {', '.join(sorted(self.allowed))}")
         await self.app(scope, receive, send)
+
+
+async def _refuse(scope, receive, send, status: int, message: str) -> None:
+    """Answer from a middleware with the app's JSON error."""
+    await JSONResponse({"error": message}, status_code=status)(scope, receive, send)
 
 
 class _SameOrigin:
@@ -598,11 +600,9 @@ class _SameOrigin:
             # the host and port decide (a TLS proxy in front may change the scheme)
             if (origin is not None and urlsplit(origin.lower()).netloc != host) or \
                     headers.get("sec-fetch-site") == "cross-site":
-                response = JSONResponse(
-                    {"error": f"{scope['method']} from another site ({origin or 'cross-site'}) "
-                              f"is refused; use the page served at {own}/"}, status_code=403)
-                await response(scope, receive, send)
-                return
+                return await _refuse(scope, receive, send, 403, f"{scope['method']} from another "
+                                     f"site ({origin or 'cross-site'}) is refused; use the page "
+                                     f"served at {own}/")
         await self.app(scope, receive, send)
 
 
