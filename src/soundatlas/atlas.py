@@ -288,8 +288,7 @@ class Atlas:
             rows = self.conn.execute(f"SELECT {cols} FROM samples ORDER BY id").fetchall()
         else:
             rows = []
-            ids = [i for i in ids if _SQL_INT_MIN <= i <= _SQL_INT_MAX]  # others cannot exist
-            for chunk in _chunked(ids, 900):
+            for chunk in _id_chunks(ids):
                 marks = ",".join("?" * len(chunk))
                 rows += self.conn.execute(
                     f"SELECT {cols} FROM samples WHERE id IN ({marks})", chunk
@@ -346,7 +345,7 @@ class Atlas:
     def paths(self, ids: Iterable[int]) -> dict[int, str]:
         """id -> path of those of ``ids`` the atlas holds."""
         out = {}
-        for chunk in _chunked(list(ids), 900):
+        for chunk in _id_chunks(ids):
             marks = ",".join("?" * len(chunk))
             out.update(self.conn.execute(f"SELECT id, path FROM samples WHERE id IN ({marks})",
                                          chunk))
@@ -556,7 +555,7 @@ class Atlas:
     def labels_of(self, ids: Iterable[int]) -> dict[int, dict[str, str]]:
         """id -> {key: value} (keys sorted) of those of ``ids`` that have any label."""
         out: dict[int, dict[str, str]] = {}
-        for chunk in _chunked(list(ids), 900):
+        for chunk in _id_chunks(ids):
             marks = ",".join("?" * len(chunk))
             for sid, key, value in self.conn.execute(
                 f"SELECT sample_id, key, value FROM labels WHERE sample_id IN ({marks})"
@@ -751,7 +750,7 @@ class Atlas:
         """sample id -> per-frame embedding (frames x dims) of those of ``ids`` embedded with the
         model: one query per 900 ids, each segment file opened once."""
         out: dict[int, np.ndarray] = {}
-        for chunk in _chunked([i for i in ids if _SQL_INT_MIN <= i <= _SQL_INT_MAX], 900):
+        for chunk in _id_chunks(ids):
             marks = ",".join("?" * len(chunk))
             for sid, file, offset, n in self.conn.execute(
                 "SELECT e.sample_id, s.file, e.frame_offset, e.n_frames FROM embeddings e"
@@ -824,6 +823,13 @@ def _connect(db: Path, *, write: bool) -> sqlite3.Connection:
 def _chunked(seq: list, size: int):
     for i in range(0, len(seq), size):
         yield seq[i : i + size]
+
+
+def _id_chunks(ids: Iterable[int]):
+    """Sample ids for ``... WHERE id IN (?, ...)`` queries, 900 at a time (SQLite's limit on
+    parameters), without those outside an SQLite INTEGER: no sample can have them, and SQLite
+    would refuse them with an OverflowError rather than find nothing."""
+    return _chunked([i for i in ids if _SQL_INT_MIN <= i <= _SQL_INT_MAX], 900)
 
 
 def _int_list(text: str | None) -> np.ndarray:

@@ -125,8 +125,7 @@ def _check_count(n: int) -> None:
 def sample_items(atlas, ids: list[int]) -> tuple[list[dict], list[int]]:
     """(``{id, path, labels}`` of those of ``ids`` the atlas holds, in the given order; the
     ids it does not hold)."""
-    stored = [i for i in ids if -2**63 <= i < 2**63]  # what SQLite can hold at all
-    paths = atlas.paths(stored)
+    paths = atlas.paths(ids)
     labels = atlas.labels_of(paths)
     items = [{"id": i, "path": paths[i], "labels": labels.get(i, {})} for i in ids if i in paths]
     return items, [i for i in ids if i not in paths]
