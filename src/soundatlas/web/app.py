@@ -69,8 +69,6 @@ _ENCODED = re.compile(r"%(2e|2f|5c|00|25)", re.IGNORECASE)
 class PointIndex:
     """One model's points (ids ascending) and a KD-tree over them."""
 
-    model_id: int
-    stamp: tuple  # embedding_stamp() when these points were read
     ids: np.ndarray  # int64, ascending
     points: np.ndarray  # float32, n x dims
     tree: object  # scipy.spatial.cKDTree
@@ -117,9 +115,9 @@ class WebState:
         self.max_export_bytes = max_export_bytes
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()  # one build of an index at a time (they are large)
-        self._indexes: dict[str, PointIndex] = {}
+        self._indexes: dict[str, tuple[tuple, PointIndex]] = {}  # name -> (points_key, index)
         self._artifacts: dict[tuple, object] = {}
-        self._frames: dict[str, tuple[tuple, object]] = {}
+        self._frames: dict[str, tuple[tuple, object]] = {}  # name -> (points_key, FrameIndex)
         self._audio: object = None  # synth.AudioCache shared by renders, at one output rate
         self.render_lock = threading.Lock()  # one render at a time: each is CPU-bound anyway
 
@@ -133,24 +131,13 @@ class WebState:
         """The model's points and KD-tree, rebuilt when its embeddings changed."""
         from scipy.spatial import cKDTree
 
-        stamp = embedding_stamp(atlas, model)
-        with self._lock:
-            cached = self._indexes.get(model["name"])
-        if cached and (cached.model_id, cached.stamp) == (model["id"], stamp):
-            return cached
-        with self._build_lock:
-            with self._lock:  # built by another request meanwhile?
-                cached = self._indexes.get(model["name"])
-            if cached and (cached.model_id, cached.stamp) == (model["id"], stamp):
-                return cached
+        def build() -> PointIndex:
             ids, points = atlas.points(model["id"])
             if len(ids) == 0:
                 points = np.zeros((0, model_dims(model)), np.float32)
-            index = PointIndex(model["id"], stamp, ids, points,
-                               cKDTree(points.astype(np.float64)))
-            with self._lock:
-                self._indexes[model["name"]] = index
-        return index
+            return PointIndex(ids, points, cKDTree(points.astype(np.float64)))
+
+        return self._cached(self._indexes, model["name"], points_key(atlas, model), build)
 
     def frame_index(self, atlas: Atlas, model: dict):
         """The model's :class:`synth.FrameIndex` (every sounding frame), kept while the model's
@@ -158,20 +145,25 @@ class WebState:
         (the server only reads the atlas)."""
         from soundatlas.synth import FrameIndex
 
-        key = (model["id"], model["created"], embedding_stamp(atlas, model))
+        return self._cached(self._frames, model["name"], points_key(atlas, model),
+                            lambda: FrameIndex.load(atlas, model, cache="read"))
+
+    def _cached(self, store: dict, name: str, key: tuple, build):
+        """``store[name]``'s value while its key is ``key``, else ``build()``'s, stored. Builds
+        run one at a time, so requests arriving together build a large index once."""
         with self._lock:
-            cached = self._frames.get(model["name"])
+            cached = store.get(name)
         if cached and cached[0] == key:
             return cached[1]
         with self._build_lock:
-            with self._lock:
-                cached = self._frames.get(model["name"])
+            with self._lock:  # built by another request meanwhile?
+                cached = store.get(name)
             if cached and cached[0] == key:
                 return cached[1]
-            index = FrameIndex.load(atlas, model, cache="read")
+            value = build()
             with self._lock:
-                self._frames[model["name"]] = (key, index)
-        return index
+                store[name] = (key, value)
+        return value
 
     def audio_cache(self, library: Path, sr: int):
         """Decoded originals shared between renders (call with ``render_lock`` held)."""
@@ -200,9 +192,11 @@ class WebState:
         return artifact
 
 
-def embedding_stamp(atlas: Atlas, model: dict) -> tuple:
-    """What changes whenever the model's points do: samples embedded (again) or removed."""
-    return (model["n_embedded"], atlas.newest_embedding_segment(model["id"]))
+def points_key(atlas: Atlas, model: dict) -> tuple:
+    """What changes whenever the model's points do: the model registered again, samples
+    embedded (again) or removed."""
+    return (model["id"], model["created"], model["n_embedded"],
+            atlas.newest_embedding_segment(model["id"]))
 
 
 def web_state(request: Request) -> WebState:
