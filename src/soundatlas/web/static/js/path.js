@@ -7,6 +7,7 @@
 
 import * as THREE from 'three';
 import * as api from './api.js';
+import { RenderedSound } from './rendered.js';
 
 const $ = (id) => document.getElementById(id);
 const MAX_POINTS = 10_000;
@@ -17,8 +18,8 @@ export class PathTool {
   constructor(app) {
     this.app = app;
     this.waypoints = []; // [{world: THREE.Vector3, id: sample id or null}]
-    this.render = null; // {buffer, url, step, n, ...summary} of the last render
-    this.token = 0;
+    this.sound = new RenderedSound(app.player, 'path', 'path');
+    this.render = null; // {step, n, glide} of the path rendered (for the trace), or null
     this.raycaster = new THREE.Raycaster();
   }
 
@@ -90,10 +91,8 @@ export class PathTool {
   }
 
   clear() {
-    this.token++;
     this.waypoints = [];
-    this.forget();
-    this.drawn();
+    this.drawn(); // drops the rendering too
   }
 
   /** The waypoints changed: redraw them; an earlier render no longer matches. */
@@ -113,11 +112,9 @@ export class PathTool {
   }
 
   forget() {
-    this.token++; // a rendering still on its way is of the path as it was: it is dropped
-    if (this.render?.url) URL.revokeObjectURL(this.render.url);
+    this.sound.forget(); // a rendering still on its way is of the path as it was: dropped
     this.render = null;
     this.app.state.path = { points: this.waypoints.length, rendered: null };
-    $('path-result').hidden = true;
   }
 
   show() {
@@ -157,40 +154,24 @@ export class PathTool {
   }
 
   async renderPath() {
-    const { state, player, status } = this.app;
+    const { state, status } = this.app;
     if (!this.waypoints.length) return;
-    const token = ++this.token;
-    $('path-error').hidden = true;
-    $('path-status').textContent = `Rendering ${(this.waypoints.length * this.step).toFixed(1)} s…`;
-    try {
-      const body = this.body();
-      const answer = await api.synth(state.model, body);
-      if (token !== this.token) return;
-      const buffer = await player.decode(await answer.blob.arrayBuffer());
-      if (token !== this.token) return;
-      this.forget();
-      // what was rendered, from the request (the page may have moved on since it was sent)
-      this.render = { ...answer.summary, buffer, url: URL.createObjectURL(answer.blob),
-        step: body.durations[0], n: body.durations.length, glide: body.glide };
-      state.path = { points: this.waypoints.length, rendered: { ...answer.summary, bytes: answer.blob.size } };
-      this.show();
-      $('path-download').href = this.render.url;
-      $('path-download').download = answer.filename;
-      $('path-result').hidden = false;
-      $('path-status').textContent = `${answer.summary.duration.toFixed(2)} s from ${answer.summary.n_grains} grains `
-        + `of ${answer.summary.n_samples_used} sounds.`;
-      this.play();
-    } catch (error) {
-      if (token !== this.token) return;
-      $('path-status').textContent = '';
-      $('path-error').textContent = error.message;
-      $('path-error').hidden = false;
-      status(error.message, 'error');
-    }
+    let body = null; // made inside the request, so that its refusal shows like the server's
+    const answer = await this.sound.fetch(() => api.synth(state.model, body = this.body()),
+      `Rendering ${(this.waypoints.length * this.step).toFixed(1)} s…`,
+      (error) => status(error.message, 'error'));
+    if (!answer) return;
+    // what was rendered, from the request (the page may have moved on since it was sent)
+    this.render = { step: body.durations[0], n: body.durations.length, glide: body.glide };
+    state.path = { points: this.waypoints.length, rendered: { ...answer.summary, bytes: answer.blob.size } };
+    this.show();
+    $('path-status').textContent = `${answer.summary.duration.toFixed(2)} s from ${answer.summary.n_grains} grains `
+      + `of ${answer.summary.n_samples_used} sounds.`;
+    this.play();
   }
 
   play() {
-    if (this.render) this.app.player.playBuffer(this.render.buffer, 'path');
+    this.sound.play();
   }
 
   /** Fractional waypoint of the trace at ``seconds`` into the rendering (null: none). */

@@ -3,6 +3,7 @@
 // listed. The upload itself can be played (decoded here) while its trajectory is traced.
 
 import * as api from './api.js';
+import { RenderedSound } from './rendered.js';
 import { seconds } from './panel.js';
 
 const $ = (id) => document.getElementById(id);
@@ -15,9 +16,7 @@ export class QueryByExample {
     this.file = null;
     this.buffer = null; // the upload, decoded for playing
     this.token = 0;
-    this.mosaicToken = 0;
-    this.mosaicURL = null; // the last mosaic's WAV (object URL) and decoded sound
-    this.mosaicBuffer = null;
+    this.mosaicSound = new RenderedSound(app.player, 'mosaic', 'mosaic');
   }
 
   async run(file) {
@@ -53,44 +52,27 @@ export class QueryByExample {
   /** "Mosaic this": the upload rebuilt from the library's grains (POST .../mosaic), played and
    *  offered as a download. */
   async mosaic() {
-    const { state, player } = this.app;
+    const { state } = this.app;
     if (!this.file) return;
     this.forgetMosaic();
-    const token = ++this.mosaicToken;
-    $('mosaic-error').hidden = true;
-    $('mosaic-status').textContent = `Rebuilding ${this.file.name} from the library…`;
-    try {
-      const answer = await api.mosaic(state.model, this.file, $('mosaic-self').checked);
-      if (token !== this.mosaicToken) return;
-      this.mosaicBuffer = await player.decode(await answer.blob.arrayBuffer());
-      if (token !== this.mosaicToken) return;
-      this.mosaicURL = URL.createObjectURL(answer.blob);
-      state.mosaic = { ...answer.summary, bytes: answer.blob.size, selfExcluded: answer.selfExcluded };
-      $('mosaic-download').href = this.mosaicURL;
-      $('mosaic-download').download = answer.filename;
-      $('mosaic-result').hidden = false;
-      $('mosaic-status').textContent = `${answer.summary.duration.toFixed(2)} s from `
-        + `${answer.summary.n_samples_used} sounds of the library`
-        + `${answer.selfExcluded ? ' (the same sound in the library left out)' : ''}.`;
-      this.playMosaic();
-    } catch (error) {
-      if (token !== this.mosaicToken) return;
-      $('mosaic-status').textContent = '';
-      $('mosaic-error').textContent = error.message;
-      $('mosaic-error').hidden = false;
-    }
+    const answer = await this.mosaicSound.fetch(
+      () => api.mosaic(state.model, this.file, $('mosaic-self').checked),
+      `Rebuilding ${this.file.name} from the library…`);
+    if (!answer) return;
+    state.mosaic = { ...answer.summary, bytes: answer.blob.size, selfExcluded: answer.selfExcluded };
+    $('mosaic-status').textContent = `${answer.summary.duration.toFixed(2)} s from `
+      + `${answer.summary.n_samples_used} sounds of the library`
+      + `${answer.selfExcluded ? ' (the same sound in the library left out)' : ''}.`;
+    this.playMosaic();
   }
 
   playMosaic() {
-    if (this.mosaicBuffer) this.app.player.playBuffer(this.mosaicBuffer, 'mosaic');
+    this.mosaicSound.play();
   }
 
   forgetMosaic() {
-    this.mosaicToken++; // a mosaic still on its way is of another upload or model: dropped
-    if (this.mosaicURL) URL.revokeObjectURL(this.mosaicURL);
-    Object.assign(this, { mosaicURL: null, mosaicBuffer: null });
+    this.mosaicSound.forget(); // a mosaic still on its way is of another upload or model: dropped
     this.app.state.mosaic = null;
-    $('mosaic-result').hidden = true;
     $('mosaic-status').textContent = '';
   }
 
