@@ -121,8 +121,9 @@ def _predict_many(clf, X, ks, y_train):
 def model_frame_points(atlas, model_id: int, fs: FrameSet) -> np.ndarray:
     """The model's embedding of each chosen frame (from the stored trajectories)."""
     out = np.zeros((len(fs.sample_ids), 0), np.float32)
-    trajectories = atlas.trajectories(model_id, sorted(set(int(s) for s in fs.sample_ids)))
-    missing = sorted(set(int(s) for s in fs.sample_ids) - set(trajectories))
+    wanted = sorted(set(fs.sample_ids.tolist()))
+    trajectories = atlas.trajectories(model_id, wanted)
+    missing = [sid for sid in wanted if sid not in trajectories]
     if missing:
         raise AtlasError(f"sample {missing[0]} has no embedding for model {model_id}")
     rows = [trajectories[int(sid)][f] for sid, f in zip(fs.sample_ids, fs.frames)]
