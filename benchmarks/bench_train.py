@@ -4,9 +4,10 @@ All train the paper architecture on the same atlas, in the same run, interleaved
 number of torch threads. The baseline is the loop one writes first, at 32 triples per step:
 triples drawn one at a time in Python from in-memory arrays, three forward passes (anchor,
 positive, negative), the loss, backward, an SGD step. Ours is ``soundatlas.train.train``
-(vectorised sampler, one forward pass over all windows, channels-last convolutions) in three
-forms: the paper preset (batch 32, fp32), the same with bf16 autocast, and the fast preset as it
-trains. Reports triples/s (medians over repeats), the ratios, and where our step's time goes.
+(vectorised sampler, one forward pass over all windows, channels-last convolutions) in five
+forms: the paper preset (batch 32, fp32), the same with the fused tanh + max-pool step
+(``fused_pool``), both again in bf16 autocast, and the fast preset as it trains. Reports
+triples/s (medians over repeats), the ratios, and where our step's time goes.
 
     python benchmarks/bench_train.py --atlas ATLAS [--iterations 150] [--repeats 3]
         [--device cpu|cuda]
@@ -109,7 +110,9 @@ def ours(atlas_dir: Path, iterations: int, seed=0, preset="paper", device="cpu",
     shutil.copytree(atlas_dir, work, ignore=shutil.ignore_patterns("models", "embeddings"))
     rates = []
     with Atlas.open(work, write=True) as atlas:
-        s = settings_for(preset, iterations=iterations + 10, valid_every=10**6,
+        # one iteration past the last mark: the run ends with a validation pass (16 batches
+        # forward), which must fall outside the timed window
+        s = settings_for(preset, iterations=iterations + 11, valid_every=10**6,
                          checkpoint_every=10**6, warmup=0, **overrides)
         marks = {}
 
@@ -125,7 +128,7 @@ def ours(atlas_dir: Path, iterations: int, seed=0, preset="paper", device="cpu",
     return rates[0]
 
 
-def profile_step(atlas_dir: Path, n=30, bf16=False) -> dict:
+def profile_step(atlas_dir: Path, n=30, bf16=False, fused_pool=False) -> dict:
     """Where one step of ours spends its time (sampling, forward, backward, optimiser)."""
     from soundatlas.atlas import Atlas
     from soundatlas.loss import ContrastiveLoss
@@ -146,7 +149,7 @@ def profile_step(atlas_dir: Path, n=30, bf16=False) -> dict:
         a, p, n_ = sampler.next_batch()
         t1 = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            z = model(torch.cat([a, p, n_]))
+            z = model(torch.cat([a, p, n_]), fused_pool=fused_pool)
         loss = loss_fn(*z.float().split(32))
         t2 = time.perf_counter()
         opt.zero_grad()
@@ -189,7 +192,10 @@ def main() -> None:
     # and the fast preset as it trains (its own batch size and precision)
     contenders = {
         "ours, batch 32, fp32 (paper preset)": dict(preset="paper"),
+        "ours, batch 32, fp32, fused pool": dict(preset="paper", fused_pool=True),
         "ours, batch 32, bf16": dict(preset="paper", precision="bf16"),
+        "ours, batch 32, bf16, fused pool": dict(preset="paper", precision="bf16",
+                                                 fused_pool=True),
         "ours, fast preset": dict(preset="fast"),
     }
     base, mine = [], {k: [] for k in contenders}
@@ -209,8 +215,10 @@ def main() -> None:
         ratios[k] = m / b
         print(f"  {k}: {m:.0f}  ->  {m / b:.2f}x the plain loop (goal >= 3x)")
     profs = {}
-    for label, bf16 in (() if args.device == "cuda" else (("fp32", False), ("bf16", True))):
-        prof = profs[label] = profile_step(Path(args.atlas), bf16=bf16)
+    variants = (("fp32", False, False), ("fp32, fused pool", False, True), ("bf16", True, False),
+                ("bf16, fused pool", True, True))
+    for label, bf16, fused in (() if args.device == "cuda" else variants):
+        prof = profs[label] = profile_step(Path(args.atlas), bf16=bf16, fused_pool=fused)
         total = sum(prof.values())
         print(f"our step at batch 32, {label}, median ms: " + ", ".join(
             f"{k} {v:.1f} ({100 * v / total:.0f}%)" for k, v in prof.items()))

@@ -271,3 +271,82 @@ def test_load_arrays_names_first_mismatch():
         load_arrays(model, dict(good, **{"l4.bias": np.zeros(3, np.int64)}))
     with pytest.raises(ParameterError, match="floating"):
         state_to_arrays(model, dtype=np.int32)
+
+
+# -- the fused tanh + max-pool step used in training ---------------------------------------------
+
+
+def _pool_pair(x):
+    """The reference layer order and the fused step on copies of x: outputs and input grads."""
+    import torch.nn.functional as F
+
+    from soundatlas.model import _MaxPoolTanh
+
+    ref_in, fused_in = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ref = F.max_pool2d(torch.tanh(ref_in), (2, 1))
+    fused = _MaxPoolTanh.apply(fused_in)
+    grad = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1)).to(x.dtype)
+    ref.backward(grad)
+    fused.backward(grad)
+    return ref, fused, ref_in.grad, fused_in.grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(4, 3, 8, 5), (4, 3, 7, 5), (2, 20, 2, 17)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_fused_pool_equals_the_reference_layers(dtype, shape, channels_last):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=dtype) * 2
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    ref, fused, ref_grad, fused_grad = _pool_pair(x)
+    assert fused.shape == ref.shape and fused.dtype == ref.dtype
+    assert torch.equal(fused, ref)
+    assert torch.equal(fused_grad, ref_grad)  # no ties in tanh at this precision
+    if channels_last:  # the next convolution gets the layout it wants, without a copy
+        assert fused.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_fused_pool_in_bf16_differs_only_where_tanh_rounds_two_values_equal():
+    x = (torch.randn(8, 6, 8, 30, generator=torch.Generator().manual_seed(0)) * 3)
+    x = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    ref, fused, ref_grad, fused_grad = _pool_pair(x)
+    assert torch.equal(fused, ref)  # rounding tanh never reorders values
+    differs = ref_grad != fused_grad
+    first, second = x[:, :, 0::2], x[:, :, 1::2]
+    tied = (torch.tanh(first) == torch.tanh(second)) & (first != second)
+    # a differing gradient lies in a pair tied after tanh and distinct before it
+    pair_differs = differs[:, :, 0::2] | differs[:, :, 1::2]
+    assert pair_differs.any()  # at this scale tanh saturates: some pairs do tie
+    assert not (pair_differs & ~tied).any()
+    # there, the reference sends the gradient to the first row, the fused step to the larger
+    # (which makes no difference where tanh is 1 or -1: its gradient is 0)
+    larger_second = tied & (second > first) & (ref.abs() < 1)
+    assert torch.equal(pair_differs, larger_second)
+
+
+def test_fused_pool_needs_two_rows():
+    from soundatlas.model import _MaxPoolTanh
+
+    with pytest.raises(ParameterError, match="2 rows"):
+        _MaxPoolTanh.apply(torch.zeros(2, 3, 1, 4))
+
+
+def test_fused_pool_gradient_is_right():
+    from soundatlas.model import _MaxPoolTanh
+
+    x = torch.randn(2, 3, 6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    assert torch.autograd.gradcheck(_MaxPoolTanh.apply, (x.requires_grad_(),))
+
+
+def test_model_forward_with_fused_pool_is_the_same_function():
+    model = lively(dims=3).double()
+    x = features(10, batch=6).double()
+    plain, fused = model(x), model(x, fused_pool=True)
+    assert torch.equal(plain, fused)
+    grads = []
+    for kw in ({}, {"fused_pool": True}):
+        model.zero_grad()
+        model(x, **kw).square().sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)

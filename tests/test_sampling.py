@@ -259,16 +259,17 @@ def test_sampler_without_noise_is_windows_of_the_neighbourhood_triples():
         np.testing.assert_array_equal(got.numpy(), windows(data, s, c, n_frames=6))
 
 
+@pytest.mark.parametrize("noise_rng", ["numpy", "torch"])
 @pytest.mark.parametrize("make", [Instrument, lambda: InputKNN(k=2, far=5, n_candidates=300)])
-def test_sampler_state_resumes_the_exact_sequence(make):
+def test_sampler_state_resumes_the_exact_sequence(make, noise_rng):
     data = labelled_data()
-    sampler = TripleSampler(data, make(), batch_size=4, seed=7)
+    sampler = TripleSampler(data, make(), batch_size=4, seed=7, noise_rng=noise_rng)
     for _ in range(5):
         sampler.next_batch()
     state = json.loads(json.dumps(sampler.state()))  # must survive JSON
     expected = [sampler.next_batch() for _ in range(5)]
 
-    fresh = TripleSampler(data, make(), batch_size=4, seed=7)
+    fresh = TripleSampler(data, make(), batch_size=4, seed=7, noise_rng=noise_rng)
     fresh.set_state(state)
     assert fresh.n_batches == 5
     for want in expected:
@@ -284,6 +285,33 @@ def test_sampler_refuses_a_state_from_other_settings():
         TripleSampler(data, Instrument(), batch_size=8, seed=7).set_state(state)
     with pytest.raises(ParameterError, match="seed"):
         TripleSampler(data, Instrument(), batch_size=4, seed=8).set_state(state)
+    with pytest.raises(ParameterError, match="noise_rng"):
+        TripleSampler(data, Instrument(), batch_size=4, seed=7, noise_rng="torch").set_state(state)
+    # a state saved before noise_rng existed was made with numpy noise
+    del state["noise_rng"]
+    TripleSampler(data, Instrument(), batch_size=4, seed=7).set_state(state)
+    with pytest.raises(ParameterError, match="noise_rng"):
+        TripleSampler(data, Instrument(), batch_size=4, seed=7, noise_rng="torch").set_state(state)
+
+
+def test_torch_noise_has_the_reference_distribution():
+    """noise_rng='torch' changes where the noise comes from, not its distribution."""
+    data = TrainingData.from_arrays([np.zeros((40, N_BINS), np.float32)] * 6,
+                                    labels={"instrument": list("aabbcc")})
+    fast = TripleSampler(data, Instrument(), batch_size=16, seed=5, noise_rng="torch")
+    ref = TripleSampler(data, Instrument(), batch_size=16, seed=5)
+    again = TripleSampler(data, Instrument(), batch_size=16, seed=5, noise_rng="torch")
+    noise = {"torch": [], "numpy": []}
+    for _ in range(20):
+        f, r, g = fast.next_batch(), ref.next_batch(), again.next_batch()
+        assert all(torch.equal(u, v) for u, v in zip(f, g))  # deterministic for a seed
+        assert not torch.equal(f[0], r[0])  # other noise values
+        # silent input: what is left is the noise itself, on the linear magnitudes
+        noise["torch"].append(np.expm1(torch.cat(f).numpy().astype(np.float64)) / 50)
+        noise["numpy"].append(np.expm1(torch.cat(r).numpy().astype(np.float64)) / 50)
+    for values in noise.values():
+        v = np.concatenate(values).ravel()
+        assert abs(v.mean() - 0.1) < 2e-4 and abs(v.std() - 0.01) < 2e-4
 
 
 def test_sampler_rejects_bad_parameters():
@@ -294,3 +322,5 @@ def test_sampler_rejects_bad_parameters():
         TripleSampler(data, Instrument(), n_frames=0)
     with pytest.raises(ParameterError):
         TripleSampler(data, Instrument(), noise=(0.1, -1.0))
+    with pytest.raises(ParameterError, match="noise_rng"):
+        TripleSampler(data, Instrument(), noise_rng="cupy")

@@ -127,6 +127,7 @@ def test_presets_and_bad_settings():
     paper = settings_for("paper")
     assert (paper.optimizer, paper.lr, paper.momentum, paper.batch_size, paper.iterations) == \
         ("sgd", 0.02, 0.0, 32, 50_000)
+    assert not paper.fused_pool and settings_for("fast").fused_pool  # the reference's layer order
     with pytest.raises(ParameterError, match="unknown preset"):
         settings_for("slow")
     with pytest.raises(ParameterError, match="lr"):
@@ -197,3 +198,28 @@ def test_embed_many_equals_one_file_at_a_time():
         alone = embed_features(model, F, rng=np.random.default_rng(i))
         assert z.shape == (len(F), 3)
         np.testing.assert_allclose(z, alone, atol=1e-5)
+
+
+def test_fused_pool_trains_the_same_function(atlas, monkeypatch):
+    """In fp32 the fused tanh + max-pool step gives the reference run's weights (its gradient
+    differs only where tanh rounds two values equal), and the trainer really uses it."""
+    import soundatlas.model as model_module
+
+    calls = []
+    real = model_module._MaxPoolTanh.apply
+    monkeypatch.setattr(model_module._MaxPoolTanh, "apply",
+                        lambda x: calls.append(x.shape) or real(x))
+    s = short(preset="paper", iterations=30, valid_every=30, checkpoint_every=30,
+              fused_pool=True)
+    train(atlas, neighbourhood="instrument", settings=s, seed=4, name="fused")
+    assert len(calls) >= 2 * 30  # two pooled layers per step
+    n_calls = len(calls)
+    train(atlas, neighbourhood="instrument", settings=replace(s, fused_pool=False), seed=4,
+          name="layers")
+    assert len(calls) == n_calls  # the reference run never calls it
+    a = ModelArtifact.load(atlas.path / "models/fused").model.state_dict()
+    b = ModelArtifact.load(atlas.path / "models/layers").model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-7)
+    config = json.loads((atlas.path / "models/fused/config.json").read_text())
+    assert config["settings"]["fused_pool"] is True

@@ -264,7 +264,8 @@ def cmd_train(args) -> int:
                             checkpoint_every=args.checkpoint_every, valid_every=args.valid_every,
                             precision=args.precision, optimizer=args.optimizer,
                             momentum=args.momentum, schedule=args.schedule, warmup=args.warmup,
-                            standardize=args.standardize)
+                            standardize=args.standardize, fused_pool=args.fused_pool,
+                            noise_rng=args.noise_rng)
     with _open_atlas(args, write=True) as atlas, \
             _progress_bar(args, desc=f"training {args.neighbourhood}", unit="it") as bar:
         last = {}
@@ -809,6 +810,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--precision", choices=["fp32", "bf16", "auto"],
                    help="arithmetic of the training pass: fp32 (the reference), bf16 (autocast), "
                    "auto (bf16 where the CPU has it natively); override the preset's")
+    t.add_argument("--fused-pool", action=argparse.BooleanOptionalAction, default=None,
+                   help="each tanh + max-pool pair as one faster step that pools first: the same "
+                   "forward, a gradient that differs only where tanh rounds two values equal (on "
+                   "in the fast preset, off in the paper preset)")
+    t.add_argument("--noise-rng", choices=["numpy", "torch"],
+                   help="generator of the training noise: numpy (the paper preset's) or torch "
+                   "(the fast preset's: the same distribution, faster)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("embed", parents=[common], help="embed the atlas's samples with a model",

@@ -65,6 +65,14 @@ class TrainSettings:
     # weights, optimiser and loss stay fp32), or auto (bf16 where the CPU computes it natively,
     # e.g. AVX512-BF16 or AMX, else fp32). Embedding is always fp32.
     precision: str = "fp32"
+    # Each tanh + max-pool pair of the network as one autograd step that pools first (model.py,
+    # _MaxPoolTanh): the same forward, ~1.2x faster training steps on the CPU; the gradient
+    # differs only at pairs whose tanh rounds equal. Off for the reference, on in the fast preset.
+    fused_pool: bool = False
+    # Where the training noise comes from (sampling.TripleSampler): numpy (the reference) or a
+    # torch generator seeded per batch from the sampler's own: the same noise distribution,
+    # ~1 ms less per step. Validation triples and input statistics always use numpy.
+    noise_rng: str = "numpy"
 
     def validate(self) -> "TrainSettings":
         if self.optimizer not in {"sgd", "adam"}:
@@ -74,6 +82,8 @@ class TrainSettings:
         for name in ("lr", "batch_size", "iterations", "valid_every", "checkpoint_every"):
             if not getattr(self, name) > 0:
                 raise ParameterError(f"{name}={getattr(self, name)} must be positive")
+        if self.noise_rng not in {"numpy", "torch"}:
+            raise ParameterError(f"noise_rng={self.noise_rng!r} must be 'numpy' or 'torch'")
         if self.precision not in {"fp32", "bf16", "auto"}:
             raise ParameterError(f"precision={self.precision!r} must be 'fp32', 'bf16' or 'auto'")
         if self.m_p < 0 or self.m_n < 0:
@@ -90,7 +100,8 @@ PRESETS: dict[str, TrainSettings] = {
     # CPU time, against its 0.734. Adam (lr 1e-3, cosine) on the same input plateaued at 0.667.
     "fast": TrainSettings(
         preset="fast", optimizer="sgd", lr=0.02, batch_size=32, iterations=15_000,
-        standardize=True, precision="auto", valid_every=1000, checkpoint_every=1000,
+        standardize=True, precision="auto", fused_pool=True, noise_rng="torch",
+        valid_every=1000, checkpoint_every=1000,
     ),
 }
 
@@ -221,7 +232,8 @@ def train(
     data = TrainingData.from_atlas(atlas, train_ids, label_keys=label_keys)
     nb.fit(data)
     sampler = TripleSampler(data, nb, batch_size=settings.batch_size, seed=seed,
-                            noise=(settings.noise_mean, settings.noise_std))
+                            noise=(settings.noise_mean, settings.noise_std),
+                            noise_rng=settings.noise_rng)
     valid_batches = _validation_batches(atlas, valid_ids, neighbourhood, label, label_keys,
                                         settings, seed)
 
@@ -288,7 +300,7 @@ def train(
                 group["lr"] = lr_at(settings, it)
             a, p, n = (t.to(device) for t in sampler.next_batch())
             with autocast:
-                z = model(torch.cat([a, p, n]))
+                z = model(torch.cat([a, p, n]), fused_pool=settings.fused_pool)
             za, zp, zn = z.float().split(len(a))
             loss = loss_fn(za, zp, zn)
             if not torch.isfinite(loss):
