@@ -3,7 +3,8 @@ which has none; run on a GPU machine with ``python -m pytest tests/test_cuda.py`
 
 On a generated tone library (three folders of pitches, labelled by the manifest): a cuda run
 learns, writes a model that loads and embeds on the CPU, uses bf16 where the GPU has it
-(precision auto), and resumes to the same weights as an uninterrupted run.
+(precision auto) and the library's tanh and max-pool (fused_pool auto), and resumes to the same
+weights as an uninterrupted run; the fused tanh + max-pool step also runs there.
 """
 
 from __future__ import annotations
@@ -61,6 +62,26 @@ def test_cuda_precision_auto_is_bf16_where_the_gpu_has_it(atlas_dir):
               seed=1, name="auto", device="cuda")
         config = json.loads((atlas.path / "models/auto/config.json").read_text())
     assert config["precision"] == ("bf16" if native_bf16("cuda") else "fp32")
+    assert config["fused_pool"] is False  # auto: the library's ops are faster on a GPU
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_fused_pool_matches_the_reference_layers(dtype):
+    """fused_pool='on' works on a GPU too: the same output, the same gradient but at ties."""
+    import torch.nn.functional as F
+
+    from soundatlas.model import _MaxPoolTanh
+
+    x = torch.randn(16, 20, 8, 180, device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    x = x.to(dtype).contiguous(memory_format=torch.channels_last)
+    ref_in, fused_in = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ref, fused = F.max_pool2d(torch.tanh(ref_in), (2, 1)), _MaxPoolTanh.apply(fused_in)
+    grad = torch.randn_like(ref)
+    ref.backward(grad)
+    fused.backward(grad)
+    assert torch.equal(ref, fused)
+    differs = (ref_in.grad != fused_in.grad).float().mean().item()
+    assert differs == 0 if dtype == torch.float32 else differs < 0.01
 
 
 def test_cuda_resume_gives_the_same_weights(atlas_dir):

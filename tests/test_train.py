@@ -78,6 +78,11 @@ def test_bf16_training_learns_and_differs_from_fp32_only_in_rounding(atlas):
 def test_precision_auto_follows_the_hardware(monkeypatch):
     import soundatlas.train as tr
 
+    fast = settings_for("fast")
+    assert tr.resolve_fused_pool(fast, "cpu") and not tr.resolve_fused_pool(fast, "cuda")
+    assert tr.resolve_fused_pool(replace(fast, fused_pool="on"), "cuda")
+    assert not tr.resolve_fused_pool(settings_for("paper"), "cpu")
+
     auto = settings_for("paper", precision="auto")
     monkeypatch.setattr(tr, "native_bf16", lambda device="cpu": False)
     assert tr.resolve_precision(auto) == "fp32"
@@ -127,7 +132,12 @@ def test_presets_and_bad_settings():
     paper = settings_for("paper")
     assert (paper.optimizer, paper.lr, paper.momentum, paper.batch_size, paper.iterations) == \
         ("sgd", 0.02, 0.0, 32, 50_000)
-    assert not paper.fused_pool and settings_for("fast").fused_pool  # the reference's layer order
+    assert paper.fused_pool == "off" and settings_for("fast").fused_pool == "auto"
+    assert paper.noise_rng == "numpy" and settings_for("fast").noise_rng == "torch"
+    with pytest.raises(ParameterError, match="fused_pool"):
+        settings_for("fast", fused_pool="yes")
+    with pytest.raises(ParameterError, match="noise_rng"):
+        settings_for("fast", noise_rng="cupy")
     with pytest.raises(ParameterError, match="unknown preset"):
         settings_for("slow")
     with pytest.raises(ParameterError, match="lr"):
@@ -210,11 +220,11 @@ def test_fused_pool_trains_the_same_function(atlas, monkeypatch):
     monkeypatch.setattr(model_module._MaxPoolTanh, "apply",
                         lambda x: calls.append(x.shape) or real(x))
     s = short(preset="paper", iterations=30, valid_every=30, checkpoint_every=30,
-              fused_pool=True)
+              fused_pool="auto")
     train(atlas, neighbourhood="instrument", settings=s, seed=4, name="fused")
     assert len(calls) >= 2 * 30  # two pooled layers per step
     n_calls = len(calls)
-    train(atlas, neighbourhood="instrument", settings=replace(s, fused_pool=False), seed=4,
+    train(atlas, neighbourhood="instrument", settings=replace(s, fused_pool="off"), seed=4,
           name="layers")
     assert len(calls) == n_calls  # the reference run never calls it
     a = ModelArtifact.load(atlas.path / "models/fused").model.state_dict()
@@ -222,4 +232,4 @@ def test_fused_pool_trains_the_same_function(atlas, monkeypatch):
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-7)
     config = json.loads((atlas.path / "models/fused/config.json").read_text())
-    assert config["settings"]["fused_pool"] is True
+    assert config["settings"]["fused_pool"] == "auto" and config["fused_pool"] is True

@@ -810,10 +810,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--precision", choices=["fp32", "bf16", "auto"],
                    help="arithmetic of the training pass: fp32 (the reference), bf16 (autocast), "
                    "auto (bf16 where the CPU has it natively); override the preset's")
-    t.add_argument("--fused-pool", action=argparse.BooleanOptionalAction, default=None,
+    t.add_argument("--fused-pool", choices=["on", "off", "auto"],
                    help="each tanh + max-pool pair as one faster step that pools first: the same "
-                   "forward, a gradient that differs only where tanh rounds two values equal (on "
-                   "in the fast preset, off in the paper preset)")
+                   "forward, a gradient that differs only where tanh rounds two values equal; "
+                   "auto: on the CPU only (the fast preset's); off: the paper preset's")
     t.add_argument("--noise-rng", choices=["numpy", "torch"],
                    help="generator of the training noise: numpy (the paper preset's) or torch "
                    "(the fast preset's: the same distribution, faster)")

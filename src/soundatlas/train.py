@@ -67,8 +67,9 @@ class TrainSettings:
     precision: str = "fp32"
     # Each tanh + max-pool pair of the network as one autograd step that pools first (model.py,
     # _MaxPoolTanh): the same forward, ~1.2x faster training steps on the CPU; the gradient
-    # differs only at pairs whose tanh rounds equal. Off for the reference, on in the fast preset.
-    fused_pool: bool = False
+    # differs only at pairs whose tanh rounds equal. on, off (the reference) or auto: on for the
+    # CPU, off on CUDA, where a step waits on kernel launches and the library's ops are faster.
+    fused_pool: str = "off"
     # Where the training noise comes from (sampling.TripleSampler): numpy (the reference) or a
     # torch generator seeded per batch from the sampler's own: the same noise distribution,
     # ~1 ms less per step. Validation triples and input statistics always use numpy.
@@ -82,6 +83,8 @@ class TrainSettings:
         for name in ("lr", "batch_size", "iterations", "valid_every", "checkpoint_every"):
             if not getattr(self, name) > 0:
                 raise ParameterError(f"{name}={getattr(self, name)} must be positive")
+        if self.fused_pool not in {"on", "off", "auto"}:
+            raise ParameterError(f"fused_pool={self.fused_pool!r} must be 'on', 'off' or 'auto'")
         if self.noise_rng not in {"numpy", "torch"}:
             raise ParameterError(f"noise_rng={self.noise_rng!r} must be 'numpy' or 'torch'")
         if self.precision not in {"fp32", "bf16", "auto"}:
@@ -100,7 +103,7 @@ PRESETS: dict[str, TrainSettings] = {
     # CPU time, against its 0.734. Adam (lr 1e-3, cosine) on the same input plateaued at 0.667.
     "fast": TrainSettings(
         preset="fast", optimizer="sgd", lr=0.02, batch_size=32, iterations=15_000,
-        standardize=True, precision="auto", fused_pool=True, noise_rng="torch",
+        standardize=True, precision="auto", fused_pool="auto", noise_rng="torch",
         valid_every=1000, checkpoint_every=1000,
     ),
 }
@@ -155,6 +158,13 @@ def resolve_precision(settings: TrainSettings, device: str = "cpu") -> str:
     if settings.precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     return settings.precision
+
+
+def resolve_fused_pool(settings: TrainSettings, device: str = "cpu") -> bool:
+    """Whether a run uses the fused tanh + max-pool step: ``auto`` means on the CPU only."""
+    if settings.fused_pool == "auto":
+        return device == "cpu"
+    return settings.fused_pool == "on"
 
 
 def lr_at(settings: TrainSettings, iteration: int) -> float:
@@ -253,6 +263,7 @@ def train(
     loss_fn = ContrastiveLoss(m_p=settings.m_p, m_n=settings.m_n, origin_weight=origin)
     optimizer = _optimizer(model, settings)
     precision = resolve_precision(settings, device)
+    fused_pool = resolve_fused_pool(settings, device)
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16,
                               enabled=precision == "bf16")
 
@@ -272,6 +283,7 @@ def train(
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "precision": precision,
+        "fused_pool": fused_pool,
     }
 
     start_it, history, resumed_from = 0, [], None
@@ -300,7 +312,7 @@ def train(
                 group["lr"] = lr_at(settings, it)
             a, p, n = (t.to(device) for t in sampler.next_batch())
             with autocast:
-                z = model(torch.cat([a, p, n]), fused_pool=settings.fused_pool)
+                z = model(torch.cat([a, p, n]), fused_pool=fused_pool)
             za, zp, zn = z.float().split(len(a))
             loss = loss_fn(za, zp, zn)
             if not torch.isfinite(loss):
