@@ -256,16 +256,23 @@ def _open_atlas(args, *, write: bool = False):
     return Atlas.open(_atlas_dir(args), write=write)
 
 
-def cmd_train(args) -> int:
-    from soundatlas.train import settings_for, train
+def train_settings(args):
+    """The TrainSettings a ``soundatlas train`` command line asks for: the preset's, overridden."""
+    from soundatlas.train import settings_for
 
-    settings = settings_for(args.preset, iterations=args.iterations, lr=args.lr,
-                            batch_size=args.batch_size, threads=args.threads,
-                            checkpoint_every=args.checkpoint_every, valid_every=args.valid_every,
-                            precision=args.precision, optimizer=args.optimizer,
-                            momentum=args.momentum, schedule=args.schedule, warmup=args.warmup,
-                            standardize=args.standardize, fused_pool=args.fused_pool,
-                            noise_rng=args.noise_rng)
+    return settings_for(args.preset, iterations=args.iterations, lr=args.lr,
+                        batch_size=args.batch_size, threads=args.threads,
+                        checkpoint_every=args.checkpoint_every, valid_every=args.valid_every,
+                        precision=args.precision, optimizer=args.optimizer,
+                        momentum=args.momentum, schedule=args.schedule, warmup=args.warmup,
+                        standardize=args.standardize, fused_pool=args.fused_pool,
+                        noise_rng=args.noise_rng)
+
+
+def cmd_train(args) -> int:
+    from soundatlas.train import train
+
+    settings = train_settings(args)
     with _open_atlas(args, write=True) as atlas, \
             _progress_bar(args, desc=f"training {args.neighbourhood}", unit="it") as bar:
         last = {}
