@@ -125,7 +125,7 @@ def test_learning_rate_schedule():
     assert lr_at(s, 550) == pytest.approx(0.5e-3, rel=1e-2)
     assert lr_at(s, 999) < 1e-6
     assert lr_at(settings_for("paper"), 49_999) == 0.02
-    assert lr_at(settings_for("fast"), 14_999) == 0.02  # the fast preset keeps the paper's lr
+    assert lr_at(settings_for("fast"), 14_999) == 0.04  # constant, twice the paper's
 
 
 def test_presets_and_bad_settings():
