@@ -85,8 +85,11 @@ class TrainSettings:
                 raise ParameterError(f"{name}={getattr(self, name)} must be positive")
         if self.fused_pool not in {"on", "off", "auto"}:
             raise ParameterError(f"fused_pool={self.fused_pool!r} must be 'on', 'off' or 'auto'")
-        if self.noise_rng not in {"numpy", "torch"}:
-            raise ParameterError(f"noise_rng={self.noise_rng!r} must be 'numpy' or 'torch'")
+        from soundatlas.sampling import NOISE_RNGS
+
+        if self.noise_rng not in NOISE_RNGS:
+            raise ParameterError(f"noise_rng={self.noise_rng!r} must be one of "
+                                 f"{', '.join(NOISE_RNGS)}")
         if self.precision not in {"fp32", "bf16", "auto"}:
             raise ParameterError(f"precision={self.precision!r} must be 'fp32', 'bf16' or 'auto'")
         if self.m_p < 0 or self.m_n < 0:
