@@ -98,11 +98,17 @@ def post_synth(name: str, body: SynthRequest, request: Request) -> Response:
                 result = synth.render(atlas, model, path, sr=sr, grain=body.grain,
                                       overlap=body.overlap, exclude=exclude, index=frames,
                                       cache=web.audio_cache(atlas.library, sr))
-        except ParameterError as exc:
-            raise api_error(400, str(exc)) from None
-        except SoundAtlasError as exc:  # nothing left to render with, no readable file
-            raise api_error(409, str(exc)) from None
+        except SoundAtlasError as exc:
+            raise _render_error(exc) from None
     return _wav_response(result, body.format, f"path-{name}.wav")
+
+
+def _render_error(exc: SoundAtlasError, upload: str | None = None):
+    """What a failed render answers: 400 for a wrong parameter (or an upload that is not
+    audio), 409 for the library's state (nothing left to render with, no readable file)."""
+    if upload is not None and isinstance(exc, AudioReadError):
+        return api_error(400, f"{upload}: {exc.reason}")
+    return api_error(400 if isinstance(exc, ParameterError) else 409, str(exc))
 
 
 @router.post("/{name}/mosaic", summary="Rebuild an uploaded sound from the library (WAV)",
@@ -143,12 +149,8 @@ def _mosaic(web, name, path, filename, exclude_self, grain, overlap, fmt) -> Res
                 result, facts = synth.mosaic(atlas, name, path, exclude_self=exclude_self,
                                              grain=grain, overlap=overlap, sr=sr, index=frames,
                                              cache=web.audio_cache(atlas.library, sr))
-        except AudioReadError as exc:
-            raise api_error(400, f"{filename}: {exc.reason}") from None
-        except ParameterError as exc:
-            raise api_error(400, str(exc)) from None
         except SoundAtlasError as exc:
-            raise api_error(409, str(exc)) from None
+            raise _render_error(exc, upload=filename) from None
     stem = filename.rsplit(".", 1)[0][:60] or "upload"
     return _wav_response(result, fmt, f"mosaic-{stem}.wav",
                          {"X-Self-Excluded": facts["n_self_excluded"]})
