@@ -206,12 +206,14 @@ def add_baseline_route(app) -> None:
 def add_old_routes(app) -> None:
     """Benchmark only: the code ``GET /api/samples/ids``, ``/api/labels/{key}`` and
     ``/api/samples`` (search) ran before they went to SQL and numpy (soundatlas 69a469f, copied
-    verbatim but for the route names), served under OLD from the benchmark's app instance: a
-    Python loop over every sample (``iter_ids_hashes``) with a dict lookup per sample, and every
-    label of every sample loaded for each search."""
+    verbatim but for the route names and the label-filter parsing, which both call), served
+    under OLD from the benchmark's app instance: a Python loop over every sample
+    (``iter_ids_hashes``) with a dict lookup per sample, and every label of every sample loaded
+    for each search."""
     from fastapi import Query
 
     from soundatlas.web.app import api_error, binary_response, sorted_values, web_state
+    from soundatlas.web.routers.samples import label_filters
 
     def all_labels(atlas) -> dict[str, dict[int, str]]:
         return {key: atlas.labels(key) for key in atlas.label_summary()}
@@ -241,12 +243,7 @@ def add_old_routes(app) -> None:
     @app.get(f"{OLD}/samples", include_in_schema=False)
     def old_search(request: Request, q: str = Query(""), label: list[str] = Query([]),
                    limit: int = Query(100, ge=1, le=10_000), offset: int = Query(0, ge=0)) -> dict:
-        filters = []
-        for f in label:
-            key, sep, value = f.partition(":")
-            if not sep or not key:
-                raise api_error(400, f"label filter {f!r} must be KEY:VALUE")
-            filters.append((key, value))
+        filters = label_filters(label)  # the parsing both share
         with web_state(request).atlas() as atlas:
             labels = all_labels(atlas)
             unknown = [k for k, _ in filters if k not in labels]

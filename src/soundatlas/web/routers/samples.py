@@ -56,12 +56,7 @@ def search(
 ) -> dict:
     """``total`` and ``ids``: every match (ascending id), so a page can highlight them all;
     ``items``: ``{id, path, labels}`` of the matches from ``offset``, at most ``limit``."""
-    filters = []
-    for f in label:
-        key, sep, value = f.partition(":")
-        if not sep or not key:
-            raise api_error(400, f"label filter {f!r} must be KEY:VALUE")
-        filters.append((key, value))
+    filters = label_filters(label)
     with web_state(request).atlas() as atlas, atlas.snapshot():
         known = atlas.label_keys()
         unknown = [k for k, _ in filters if k not in known]
@@ -72,6 +67,17 @@ def search(
         matches = atlas.find_samples(path_contains=q, labels=filters).tolist()
         items = sample_items(atlas, matches[offset : offset + limit])[0]
     return {"total": len(matches), "ids": matches, "items": items}
+
+
+def label_filters(label: list[str]) -> list[tuple[str, str]]:
+    """``KEY:VALUE`` filters as (key, value) pairs; 400 naming the first that is not one."""
+    filters = []
+    for f in label:
+        key, sep, value = f.partition(":")
+        if not sep or not key:
+            raise api_error(400, f"label filter {f!r} must be KEY:VALUE")
+        filters.append((key, value))
+    return filters
 
 
 @router.get("/lookup", summary="Paths and labels of many samples (few ids)")
