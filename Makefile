@@ -10,13 +10,17 @@ DEMO := data/demo
 # SwiftShader software WebGL it needs); fonts-liberation: text for its pages and screenshots
 APT_PACKAGES := fluidsynth fluid-soundfont-gm chromium fonts-liberation
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# This machine keeps a CPU build of torch on disk; use it rather than downloading a CUDA build.
-PIP_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
+# WHEELS=DIR: a local folder of wheels pip may take packages from (used when given, never needed).
+# PIP_EXTRA: more pip options, e.g. the CPU-only torch build on a machine without one on disk:
+#   make setup PIP_EXTRA='--index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple'
+WHEELS ?=
+PIP_EXTRA ?=
+PIP_LINKS := $(if $(WHEELS),--find-links $(WHEELS)) $(PIP_EXTRA)
 
 VENDOR := src/soundatlas/web/static/vendor
 WEB_STAMP := $(VENDOR)/.installed
 
-.PHONY: setup system-packages demo test bench clean-demo
+.PHONY: setup system-packages demo test bench wheel clean-demo
 
 setup: system-packages $(STAMP) $(WEB_STAMP)
 
@@ -24,6 +28,8 @@ system-packages:
 	@missing=""; \
 	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && \
@@ -40,10 +46,7 @@ $(STAMP): requirements.txt pyproject.toml
 # no CDN. Copied, not committed (built assets stay out of git).
 $(WEB_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
-	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/three/addons/controls
-	cp node_modules/three/build/three.module.js node_modules/three/build/three.core.js $(VENDOR)/three/
-	cp node_modules/three/examples/jsm/controls/OrbitControls.js $(VENDOR)/three/addons/controls/
-	cp node_modules/three/LICENSE $(VENDOR)/three/
+	$(PYTHON) tools/vendor_assets.py
 	@touch $@
 
 $(DEMO)/metadata.csv: | setup
@@ -56,6 +59,12 @@ demo: setup $(DEMO)/metadata.csv
 
 test: setup
 	$(BIN)/python -m pytest
+
+# A wheel that is a complete install: the shipped model and the page, three.js included.
+wheel: setup
+	rm -rf build
+	$(BIN)/pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation -w dist .
+	@ls dist/soundatlas-*.whl
 
 bench: setup
 	$(BIN)/python benchmarks/bench_cqt.py

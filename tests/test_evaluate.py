@@ -196,3 +196,98 @@ def test_a_pair_of_labels_is_scored_as_one(mapped):
     assert got["test_accuracy"] == want["accuracy"]["pair"]["test_accuracy"] > 0
     assert got["k"] == want["accuracy"]["pair"]["k"]
     assert r["protocol"]["labels"] == ["instrument", "instrument+pitch"]
+
+
+# -- a library without instrument or pitch: drum one-shots labelled by folder and drum_class ---
+
+
+def _drum_library(root: Path, n: int = 8) -> Path:
+    """Kicks (sine sweeps), snares (tone and noise) and hats (bright noise), generated; a
+    manifest with drum_class and a numeric 'tuning' whose values sort differently as text."""
+    import soundfile as sf
+
+    sr = 44100
+    rng = np.random.default_rng(0)
+    rows = ["path,drum_class,tuning"]
+    for cls in ("kick", "snare", "hat"):
+        for i in range(n):
+            t = np.arange(int((0.25 + 0.02 * i) * sr)) / sr
+            if cls == "kick":
+                y = np.sin(2 * np.pi * (50 + 4 * i + 150 * np.exp(-t * 30)) * t) * np.exp(-t * 8)
+            elif cls == "snare":
+                y = (0.5 * np.sin(2 * np.pi * (180 + 5 * i) * t)
+                     + rng.standard_normal(len(t))) * np.exp(-t * 18)
+            else:
+                y = np.diff(rng.standard_normal(len(t) + 1)) * np.exp(-t * (40 + i))
+            rel = f"{cls}/{cls}_{i}.wav"
+            (root / cls).mkdir(parents=True, exist_ok=True)
+            sf.write(root / rel, (0.3 * y / np.abs(y).max()).astype(np.float32), sr, subtype="PCM_16")
+            rows.append(f"{rel},{cls},{(9, 10, 100)[i % 3]}")
+    (root / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def drums(tmp_path_factory) -> Path:
+    lib = _drum_library(tmp_path_factory.mktemp("drums") / "lib")
+    run = subprocess.run([str(BIN), "map", str(lib), "-q", "--jobs", "1"], capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    return lib / ".soundatlas"
+
+
+def test_evaluate_and_report_default_to_the_labels_the_atlas_has(drums, tmp_path):
+    from soundatlas.evaluate import default_labels
+
+    with Atlas.open(drums) as atlas:
+        assert default_labels(atlas) == ["folder"]  # no instrument, no pitch
+    run = subprocess.run([str(BIN), "evaluate", "--atlas", str(drums), "-m", "default",
+                          "--baselines", "pca", "--json", "-q"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["protocol"]["labels"] == ["folder"]
+    assert set(result["results"]["default"]["accuracy"]) == {"folder"}
+
+    out = tmp_path / "report"
+    run = subprocess.run([str(BIN), "report", "--atlas", str(drums), "--baselines", "pca",
+                          "--analogies", "0", "-o", str(out), "-q"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "folder acc." in (out / "index.html").read_text()
+    assert (out / "fig" / "default-map.png").stat().st_size > 0
+    assert (out / "fig" / "default-traj.png").stat().st_size > 0
+
+
+def test_report_takes_labels_and_the_table_names_them_in_full(drums, tmp_path):
+    out = tmp_path / "report"
+    run = subprocess.run([str(BIN), "report", "--atlas", str(drums), "--labels", "drum_class",
+                          "tuning", "--baselines", "none", "--analogies", "0", "-o", str(out),
+                          "-q"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    ev = json.loads((out / "evaluation.json").read_text())
+    assert ev["protocol"]["labels"] == ["drum_class", "tuning"]
+    assert "drum_class acc." in (out / "index.html").read_text()
+
+    run = subprocess.run([str(BIN), "evaluate", "--atlas", str(drums), "-m", "default",
+                          "--labels", "drum_class", "--baselines", "none", "-q"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    head = run.stdout.splitlines()[0].split()
+    assert {"drum_class", "acc", "P@10", "MAP@R"} <= set(head), head
+    assert "drum_" not in head
+
+    missing = subprocess.run([str(BIN), "report", "--atlas", str(drums), "--labels", "instrument",
+                              "-o", str(tmp_path / "r2"), "-q"], capture_output=True, text=True)
+    assert missing.returncode == 1
+    assert "label 'instrument' is not in the atlas" in missing.stderr
+
+
+def test_info_sorts_numeric_label_values_as_numbers(drums):
+    run = subprocess.run([str(BIN), "info", "--atlas", str(drums), "--json"], capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    labels = json.loads(run.stdout)["labels"]
+    assert list(labels["tuning"]) == ["9", "10", "100"]
+    assert list(labels["drum_class"]) == ["hat", "kick", "snare"]
+    text = subprocess.run([str(BIN), "info", "--atlas", str(drums)], capture_output=True,
+                          text=True).stdout
+    assert "label tuning: 3 values: 9 (9), 10 (9), 100 (6)" in text

@@ -218,6 +218,42 @@ def test_the_page_loads_and_draws_every_embedded_point(page, server, console):
     assert console.seen == []
 
 
+def test_the_map_opens_whole_centred_and_clear_of_the_legend_and_panel(page, server):
+    _open(page, server)
+    ids = _embedded_ids(server, "m")
+    pos = _positions(page, ids)
+    assert len(pos) == len(ids)  # every point is in front of the camera
+    canvas = _map_box(page)
+    legend = page.locator("#legend").bounding_box()
+    panel = page.locator("#panel").bounding_box() if page.locator("#panel").count() else None
+    xs = [x for x, _ in pos.values()]
+    ys = [y for _, y in pos.values()]
+    # all on the canvas, none under the legend's column or the panel
+    assert canvas["x"] < min(xs) and max(xs) < canvas["x"] + canvas["width"]
+    assert canvas["y"] < min(ys) and max(ys) < canvas["y"] + canvas["height"]
+    assert min(xs) > legend["x"] + legend["width"]
+    if panel:
+        assert max(xs) < panel["x"]
+    # centred in the free area, and filling it in one direction at least
+    free_left = legend["x"] + legend["width"]
+    free_w = canvas["x"] + canvas["width"] - free_left
+    assert abs((min(xs) + max(xs)) / 2 - (free_left + free_w / 2)) < 0.05 * free_w
+    assert abs((min(ys) + max(ys)) / 2 - (canvas["y"] + canvas["height"] / 2)) < 0.05 * canvas["height"]
+    assert (max(xs) - min(xs)) > 0.6 * free_w or (max(ys) - min(ys)) > 0.6 * canvas["height"]
+    # the Fit button comes back to the same view after the map was turned and zoomed
+    page.mouse.move(canvas["x"] + canvas["width"] / 2, canvas["y"] + canvas["height"] / 2)
+    page.mouse.wheel(0, -600)
+    page.wait_for_function(f"{HOOK}.screenPosition({ids[0]}) !== null")
+    x0, y0 = pos[ids[0]]
+    moved = page.evaluate(f"{HOOK}.screenPosition({ids[0]})")
+    assert abs(moved["x"] - x0) + abs(moved["y"] - y0) > 3  # the zoom moved it
+    page.click("#view-reset")
+    page.wait_for_function(  # the orbit's damping brings it back over a few frames
+        f"(p => p && Math.abs(p.x - {x0}) + Math.abs(p.y - {y0}) < 1)({HOOK}.screenPosition({ids[0]}))")
+    again = _positions(page, ids)
+    assert max(abs(again[i][0] - pos[i][0]) + abs(again[i][1] - pos[i][1]) for i in ids) < 3
+
+
 def test_hovering_a_point_plays_it(page, server):
     _open(page, server)
     sample_id = _isolated(page, server, 1)[0]

@@ -200,7 +200,8 @@ def cmd_info(args) -> int:
             "n_samples": atlas.n_samples(),
             "n_frames": atlas.n_frames_total(),
             "cqt": atlas.cqt_params.to_dict(),
-            "labels": atlas.label_summary(),
+            "labels": {k: {v: values[v] for v in _label_order(values)}
+                       for k, values in atlas.label_summary().items()},
             "failures": [{"path": p, "reason": r} for p, r in atlas.failures()],
             "disk_bytes": atlas.disk_size(),
             "last_index": atlas.last_run("index"),
@@ -217,6 +218,7 @@ def cmd_info(args) -> int:
     if run:
         print(f"last index run: {run['status']} ({run['n_done']}/{run['n_total']} files)")
     for key, values in info["labels"].items():
+        values = {v: values[v] for v in _label_order(values)}
         shown = ", ".join(f"{v} ({n})" for v, n in list(values.items())[:12])
         more = f", ... {len(values) - 12} more" if len(values) > 12 else ""
         print(f"label {key}: {len(values)} values: {shown}{more}")
@@ -225,6 +227,15 @@ def cmd_info(args) -> int:
         for f in info["failures"]:
             print(f"  {f['path']}: {f['reason']}")
     return EXIT_OK
+
+
+def _label_order(values) -> list[str]:
+    """Label values in order: by number when every value is one (pitch 24, 25, ... 108),
+    else alphabetically."""
+    try:
+        return sorted(values, key=float)
+    except ValueError:
+        return sorted(values)
 
 
 def cmd_cqt(args) -> int:
@@ -410,7 +421,7 @@ def cmd_report(args) -> int:
                                   "first or name models with --models")
         page = write_report(atlas, args.output, models=models, baselines=baselines,
                             seed=args.seed, n_per_file=args.frames_per_file,
-                            n_analogies=args.analogies,
+                            n_analogies=args.analogies, labels=args.labels,
                             progress=lambda d, t, stage: bar(d, t, stage=stage))
     if args.json:
         _print_json({"page": str(page), "models": models, "baselines": baselines})
@@ -426,6 +437,23 @@ def cmd_serve(args) -> int:
         call,
         create_app,
         describe_response,
+def _listening_socket(host: str, port: int):
+    """A socket bound to ``host:port`` (0: a free port), as uvicorn would bind it."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise UsageError(f"--host {host} --port {port}: cannot listen there ({e.strerror})") from None
+    sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them
+    sock.set_inheritable(True)
+    return sock
+
+
         end_streams,
         is_loopback_host,
     )
@@ -449,12 +477,14 @@ def cmd_serve(args) -> int:
         print(f"soundatlas serve: warning: {args.host} is not a loopback address: anyone who can "
               "reach this machine can read the library's files", file=sys.stderr)
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"serving {_atlas_dir(args)} at http://{shown}:{args.port}/ "
-          f"(API: http://{shown}:{args.port}/docs); Ctrl-C stops")
+    print(f"serving {_atlas_dir(args)} at http://{shown}:{port}/ "
+          f"(API: http://{shown}:{port}/docs); Ctrl-C stops", flush=True)
     web = app.state.web
     if web.osc_out is not None:
         print(f"OSC out: the page's hover, select, play and selection go to {web.osc_out.endpoint}")
     if web.osc_in is not None:
+    sock = _listening_socket(args.host, args.port)
+    port = sock.getsockname()[1]  # --port 0: the free port the system chose
         print(f"OSC in: listening on {web.osc_in.endpoint} for /soundatlas/cursor x y z, "
               "/soundatlas/cursor/norm u v w, /soundatlas/play id, /soundatlas/select id")
     class Server(uvicorn.Server):
@@ -465,7 +495,7 @@ def cmd_serve(args) -> int:
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                             timeout_graceful_shutdown=2)
     try:
-        Server(config).run()
+        Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn raises the Ctrl-C again once it has stopped cleanly
         pass
     print("stopped")
@@ -654,9 +684,8 @@ def _baseline_list(text: str) -> list[str]:
 def format_scores(result: dict) -> str:
     """A plain-text table of the headline numbers of an evaluation."""
     labels = result["protocol"]["labels"]
-    short = {k: "+".join(part[:5] for part in k.split("+")) for k in labels}  # instr+pitch
-    head = ["map"] + [f"{short[k]} acc" for k in labels] + [f"{short[k]} P@10" for k in labels] \
-        + [f"{short[k]} MAP@R" for k in labels] + ["trust@10", "cont@10", "analogy i/p"]
+    head = ["map"] + [f"{k} acc" for k in labels] + [f"{k} P@10" for k in labels] \
+        + [f"{k} MAP@R" for k in labels] + ["trust@10", "cont@10", "analogy i/p"]
     rows = []
     for name, r in result["results"].items():
         if "error" in r:
@@ -673,9 +702,11 @@ def format_scores(result: dict) -> str:
                    f"{_fmt(a.get('pitch', {}).get('win_rate'))}" if "instrument" in a else "-")
         rows.append(row)
     width = max(len(r[0]) for r in rows + [head])
-    lines = ["  ".join([head[0].ljust(width)] + [h.rjust(11) for h in head[1:]])]
+    cols = [max(11, len(h)) for h in head[1:]]  # every label named in full
+    lines = ["  ".join([head[0].ljust(width)] + [h.rjust(w) for h, w in zip(head[1:], cols)])]
     for row in rows:
-        lines.append("  ".join([row[0].ljust(width)] + [c.rjust(11) for c in row[1:]]))
+        lines.append("  ".join([row[0].ljust(width)] +
+                               [c.rjust(w) for c, w in zip(row[1:], cols + [11] * len(row))]))
     p = result["protocol"]
     lines.append(f"({p['n_frames']['test']} test frames of {p['n_samples']} samples, "
                  f"{p['frames_per_file']} per file; trust/cont: the test frames' map against "
@@ -910,8 +941,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",
                     help="address to bind (default: 127.0.0.1; another address exposes the "
                     "library's files to the network)")
-    sv.add_argument("--port", type=_positive_int, default=8000, metavar="N",
-                    help="port to listen on (default: 8000)")
+    sv.add_argument("--port", type=_nonnegative_int, default=8000, metavar="N",
+                    help="port to listen on (default: 8000; 0: a free port, printed)")
     sv.add_argument("--get", metavar="/api/PATH",
                     help="answer this one GET in-process, print it and exit (0 for a 2xx "
                     "answer, 1 otherwise) without binding a port")

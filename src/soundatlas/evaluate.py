@@ -220,11 +220,27 @@ def label_of(atlas, key: str, known: set[str] | None = None) -> dict[int, str]:
     return {sid: "|".join(c[sid] for c in columns) for sid in common}
 
 
-def evaluate(atlas, models=(), *, baselines=(), labels=("instrument", "pitch"),
+def default_labels(atlas) -> list[str]:
+    """The labels scored when none are named: instrument and pitch, those of the two the atlas
+    has; else its folders; else its first label."""
+    known = set(atlas.label_summary())
+    chosen = [k for k in ("instrument", "pitch") if k in known]
+    if chosen:
+        return chosen
+    if "folder" in known:
+        return ["folder"]
+    if known:
+        return [sorted(known)[0]]
+    raise ParameterError("the atlas has no labels to score; index it with labels (a metadata.csv, "
+                         "folders or --name-pattern)")
+
+
+def evaluate(atlas, models=(), *, baselines=(), labels=None,
              n_per_file: int = 8, n_analogies: int = 500, seed: int = 0,
              progress=None) -> dict:
     """Score ``models`` (names in the atlas, each fully embedded) and ``baselines`` on the same
-    frames, split and labels. ``progress(done, total, stage)`` is called between stages.
+    frames, split and labels (None: :func:`default_labels`). ``progress(done, total, stage)`` is
+    called between stages.
 
     Returns {'protocol': {...}, 'results': {name: score_points(...)}}; baselines are named
     'baseline:NAME'.
@@ -238,6 +254,7 @@ def evaluate(atlas, models=(), *, baselines=(), labels=("instrument", "pitch"),
     if not models and not baselines:
         raise ParameterError("nothing to evaluate: name a model or a baseline")
     known = set(atlas.label_summary())
+    labels = default_labels(atlas) if not labels else list(labels)
     missing = [part for k in labels for part in _parts(k, known) if part not in known]
     if missing:
         raise ParameterError(f"label {missing[0]!r} is not in the atlas; available: "

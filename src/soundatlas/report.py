@@ -33,7 +33,7 @@ def write_report(atlas, output, *, models=(), baselines=(), evaluation: dict | N
     import matplotlib
 
     matplotlib.use("Agg")
-    from soundatlas.evaluate import evaluate
+    from soundatlas.evaluate import evaluate, label_of
 
     if not models:
         raise ParameterError("a report needs at least one model")
@@ -55,7 +55,10 @@ def write_report(atlas, output, *, models=(), baselines=(), evaluation: dict | N
     if evaluation is None:
         evaluation = evaluate(atlas, models, baselines=baselines, seed=seed, **evaluate_kw)
     step("evaluation")
-    labels = {key: atlas.labels(key) for key in ("instrument", "pitch")}
+    known = set(atlas.label_summary())
+    labels = {key: label_of(atlas, key, known) for key in evaluation["protocol"]["labels"][:2]}
+    if "pitch" in known and "pitch" not in labels:  # trajectories are ordered by pitch
+        labels["pitch"] = atlas.labels("pitch")
     sections = [_summary_table(evaluation)]
     for m in registered:
         name = m["name"]
@@ -107,31 +110,42 @@ def _class_colours(values):
 
 
 def _map_views(pts, ids, labels, path: Path, name: str) -> Path | None:
+    """Three views of the map, one row per label: classes in colours, numbers on a colour scale."""
     import matplotlib.pyplot as plt
 
-    if len(pts) == 0 or pts.shape[1] < 3:
+    keys = [k for k in labels if k != "pitch"][:1] + (["pitch"] if "pitch" in labels else [])
+    keys = keys or list(labels)[:2]
+    if len(pts) == 0 or pts.shape[1] < 3 or not keys:
         return None
-    inst = [labels["instrument"].get(int(i)) for i in ids]
-    pitch = _pitch_numbers([labels["pitch"].get(int(i)) for i in ids])
-    classes, colours = _class_colours(inst)
-    fig = plt.figure(figsize=(4.2 * len(VIEWS), 8.4))
-    for col, (elev, azim) in enumerate(VIEWS):
-        for row, by in enumerate(("instrument", "pitch")):
-            ax = fig.add_subplot(2, len(VIEWS), row * len(VIEWS) + col + 1, projection="3d")
-            if by == "instrument":
-                c = [colours.get(v, (0.6, 0.6, 0.6, 1)) for v in inst]
-                ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c=c, s=3, linewidths=0)
-            else:
-                sc = ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c=pitch, cmap="viridis", s=3,
+    fig = plt.figure(figsize=(4.2 * len(VIEWS), 4.2 * len(keys)))
+    handles = []
+    for row, key in enumerate(keys):
+        values = [labels[key].get(int(i)) for i in ids]
+        numbers = _pitch_numbers(values)
+        numeric = not np.all(np.isnan(numbers)) and all(
+            v is None or not np.isnan(x) for v, x in zip(values, numbers))
+        if not numeric:
+            classes, colours = _class_colours(values)
+            c = [colours.get(v, (0.6, 0.6, 0.6, 1)) for v in values]
+            if not handles:
+                handles = [plt.Line2D([], [], marker="o", ls="", color=colours[k], label=k)
+                           for k in classes]
+        for col, (elev, azim) in enumerate(VIEWS):
+            ax = fig.add_subplot(len(keys), len(VIEWS), row * len(VIEWS) + col + 1,
+                                 projection="3d")
+            if numeric:
+                sc = ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c=numbers, cmap="viridis", s=3,
                                 linewidths=0)
+            else:
+                ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c=c, s=3, linewidths=0)
             ax.view_init(elev=elev, azim=azim)
-            ax.set_title(f"by {by}, elev {elev} azim {azim}", fontsize=9)
+            ax.set_title(f"by {key}, elev {elev} azim {azim}", fontsize=9)
             ax.tick_params(labelsize=6)
-    handles = [plt.Line2D([], [], marker="o", ls="", color=colours[c], label=c) for c in classes]
-    fig.legend(handles=handles, loc="upper center", ncol=min(8, max(1, len(classes))),
-               fontsize=7, frameon=False)
-    if not np.all(np.isnan(pitch)):
-        fig.colorbar(sc, ax=fig.axes[len(VIEWS):], shrink=0.6, label="MIDI pitch")
+        if numeric:
+            fig.colorbar(sc, ax=fig.axes[row * len(VIEWS):], shrink=0.6, label=key)
+    if handles:
+        fig.legend(handles=handles[:48], loc="upper center", ncol=min(8, len(handles)),
+                   fontsize=7, frameon=False)
     fig.suptitle(name, y=0.02, fontsize=10)
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -190,20 +204,24 @@ def _confusions(result: dict, path: Path, name: str) -> Path | None:
 
 
 def choose_notes(ids, labels, *, n: int = 6, seed: int = 0) -> list[int]:
-    """Sample ids of ``n`` notes of different instruments near the middle of the pitch range."""
+    """Sample ids of ``n`` sounds of different classes (of the first label other than pitch),
+    each near the middle of its class's pitch range when there is a pitch label."""
     rng = np.random.default_rng(seed)
-    inst = labels["instrument"]
-    pitch = labels["pitch"]
-    by_inst: dict[str, list[tuple[float, int]]] = {}
+    keys = [k for k in labels if k != "pitch"]
+    if not keys:
+        return []
+    cls = labels[keys[0]]
+    pitch = labels.get("pitch", {})
+    by_class: dict[str, list[tuple[float, int]]] = {}
     for i in ids:
         i = int(i)
-        if i in inst:
+        if i in cls:
             p = _pitch_numbers([pitch.get(i)])[0]
-            by_inst.setdefault(inst[i], []).append((p, i))
+            by_class.setdefault(cls[i], []).append((p, i))
     chosen = []
-    names = sorted(by_inst)
+    names = sorted(by_class)
     for k in rng.permutation(len(names))[:n]:
-        notes = sorted(by_inst[names[k]], key=lambda t: (np.isnan(t[0]), t[0]))
+        notes = sorted(by_class[names[k]], key=lambda t: (np.isnan(t[0]), t[0], t[1]))
         chosen.append(notes[len(notes) // 2][1])
     return chosen
 
@@ -223,7 +241,7 @@ def _trajectories(atlas, model_id, ids, pts, labels, path: Path, name: str, *, n
         if len(t) == 0:
             continue
         c = colours(j % 10)
-        label = f"{labels['instrument'].get(sid)} {labels['pitch'].get(sid, '')}"
+        label = " ".join(str(labels[k].get(sid, "")) for k in labels)
         ax.plot(t[:, 0], t[:, 1], t[:, 2], color=c, lw=1.2, label=label)
         ax.scatter(*t[0], color=c, marker="o", s=40, edgecolors="k")  # start
         ax.scatter(*t[len(t) // 2], color=c, marker="s", s=40, edgecolors="k")  # middle

@@ -132,6 +132,7 @@ async function boot() {
       progress(0.1 + 0.75 * f, `Loading the map of ${first.name}… ${(bytes / 2 ** 20).toFixed(1)} MB`));
     progress(0.9, 'Loading labels…');
     await colourBy(defaultColourKey(atlas.labels));
+    frameMap();
     progress(1, 'Drawing…');
     view.renderNow();
     $('loading').hidden = true;
@@ -193,6 +194,17 @@ async function showModel(name, animate, onProgress = null) {
   $('model').value = name;
   recolour();
   refreshFlags();
+}
+
+/** The whole map in view, centred in the canvas beside the legend (which overlays its left
+ * edge). */
+function frameMap() {
+  const legend = $('legend');
+  const shown = legend.childElementCount > 0 && !legend.hidden;
+  const box = legend.getBoundingClientRect();
+  const canvas = view.canvas.getBoundingClientRect();
+  view.setInsets({ left: shown ? Math.max(0, box.right - canvas.left) : 0 });
+  view.home();
 }
 
 function screenPosition(id) {
@@ -652,7 +664,7 @@ function wire() {
   on('view-3d', 'click', () => setView('3d'));
   on('view-2d', 'click', () => setView('2d'));
   on('plane', 'change', () => { if (state.view === '2d') setView('2d'); });
-  on('view-reset', 'click', () => view.home());
+  on('view-reset', 'click', () => frameMap());
   on('point-size', 'input', (e) => view.setSizeScale(Number(e.target.value)));
   on('analogy-mode', 'click', toggleAnalogy);
   on('path-mode', 'click', togglePath);

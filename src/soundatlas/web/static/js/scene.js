@@ -21,6 +21,9 @@ const PLANES = { // 2-D view: the axis looked down, and which way is up
   yz: { eye: [1, 0, 0], up: [0, 0, 1] },
 };
 
+const HOME_DIRECTION = [1.3, 0.95, 2.05]; // where the camera looks from at the whole-map view
+const OUTLIER_RADIUS = 1.5; // world units (1: the 98th percentile point): beyond, not framed
+const FIT_MARGIN = 0.08; // of the free half width and height, left empty around the framed map
 const REF = 0.9; // pixels per world unit per half-height pixel at the whole-map view
 const VERTEX = /* glsl */ `
 #define REF ${REF.toFixed(3)}
@@ -113,6 +116,7 @@ export class MapView {
     this.animations = new Set(); // functions(now) -> true while running
     this.onFrame = null; // called every frame (traces); returns true to keep rendering
     this.dirty = true;
+    this.insets = { left: 0, right: 0, top: 0, bottom: 0 };
     this.home();
     new ResizeObserver(() => this.resize()).observe(container);
     this.resize();
@@ -254,18 +258,101 @@ export class MapView {
 
   // -- camera ------------------------------------------------------------------------------
 
-  /** Show the whole map. */
+  /** Show the whole map: every point but far outliers in view, centred in the part of the
+   * canvas the overlays leave free (``insets``, CSS pixels), looking from the home direction. */
   home() {
-    this.controls.target.set(0, 0, 0);
     if (this.view === '3d') {
-      this.perspective.position.set(1.3, 0.95, 2.05);
+      const dir = new THREE.Vector3(...HOME_DIRECTION).normalize();
+      const right = new THREE.Vector3(0, 1, 0).cross(dir).normalize();
+      const up = dir.clone().cross(right);
+      const box = this.extent([right, up, dir]);
+      let [cx, cy] = box.centre;
+      const cz = box.centre[2];
+      const { fx, fy } = this.freeFraction();
+      const tanY = Math.tan(THREE.MathUtils.degToRad(this.perspective.fov) / 2);
+      const tanX = tanY * this.perspective.aspect;
+      let distance = 0.2;
+      // Perspective enlarges what is near: the box's centre is not the picture's. Fit, find where
+      // the picture's centre falls, move the target there, fit again; a few rounds converge.
+      for (let round = 0; round < 6; round++) {
+        distance = 0.2; // the nearest distance at which every point lies inside the free area
+        for (const [x, y, z] of box.points) {
+          const need = (z - cz) + Math.max(Math.abs(x - cx) / (tanX * fx), Math.abs(y - cy) / (tanY * fy));
+          if (need > distance) distance = need;
+        }
+        const lo = [Infinity, Infinity];
+        const hi = [-Infinity, -Infinity];
+        for (const [x, y, z] of box.points) {
+          const depth = distance - (z - cz);
+          const sx = (x - cx) / depth;
+          const sy = (y - cy) / depth;
+          lo[0] = Math.min(lo[0], sx); hi[0] = Math.max(hi[0], sx);
+          lo[1] = Math.min(lo[1], sy); hi[1] = Math.max(hi[1], sy);
+        }
+        cx += ((lo[0] + hi[0]) / 2) * distance;
+        cy += ((lo[1] + hi[1]) / 2) * distance;
+      }
+      const target = right.clone().multiplyScalar(cx).addScaledVector(up, cy).addScaledVector(dir, cz);
+      this.controls.target.copy(target);
+      this.perspective.position.copy(target).addScaledVector(dir, distance);
     } else {
+      const { eye, up } = PLANES[this.plane];
+      const e = new THREE.Vector3(...eye);
+      const u = new THREE.Vector3(...up);
+      const r = u.clone().cross(e);
+      const box = this.extent([r, u, e]);
+      const [cx, cy, cz] = box.centre;
+      this.controls.target.copy(r.clone().multiplyScalar(cx).addScaledVector(u, cy).addScaledVector(e, cz));
       this.placeOrthographic();
-      this.orthographic.zoom = 1;
+      const { fx, fy } = this.freeFraction();
+      const halfW = (this.orthographic.right - this.orthographic.left) / 2;
+      const halfH = (this.orthographic.top - this.orthographic.bottom) / 2;
+      const w = Math.max(box.half[0] / (halfW * fx), box.half[1] / (halfH * fy), 1e-3);
+      this.orthographic.zoom = 1 / w;
       this.orthographic.updateProjectionMatrix();
     }
     this.controls.update();
     this.requestRender();
+  }
+
+  /** The points' coordinates along the axes ``[a, b, c]`` (far outliers left out), the centre
+   * of their bounding box and its half sizes. */
+  extent(axes) {
+    const points = [];
+    const lo = [Infinity, Infinity, Infinity];
+    const hi = [-Infinity, -Infinity, -Infinity];
+    const p = new THREE.Vector3();
+    for (let i = 0; i < this.n; i++) {
+      p.fromArray(this.positions, 3 * i);
+      if (!(p.length() <= OUTLIER_RADIUS)) continue; // beyond 1.5x the 98th percentile radius
+      const q = axes.map((a) => p.dot(a));
+      for (let j = 0; j < 3; j++) {
+        if (q[j] < lo[j]) lo[j] = q[j];
+        if (q[j] > hi[j]) hi[j] = q[j];
+      }
+      points.push(q);
+    }
+    if (!points.length) return { points: [[1, 1, 1], [-1, -1, -1]], centre: [0, 0, 0], half: [1, 1, 1] };
+    return { points, centre: lo.map((l, j) => (l + hi[j]) / 2), half: lo.map((l, j) => (hi[j] - l) / 2) };
+  }
+
+  /** The fraction of the canvas's half width and half height that the map may fill: the part
+   * the overlays (``insets``) leave free, less a margin. */
+  freeFraction() {
+    const width = this.container.clientWidth || 1;
+    const height = this.container.clientHeight || 1;
+    const { left, right, top, bottom } = this.insets;
+    return {
+      fx: Math.max(0.2, (width - left - right) / width) * (1 - FIT_MARGIN),
+      fy: Math.max(0.2, (height - top - bottom) / height) * (1 - FIT_MARGIN),
+    };
+  }
+
+  /** Keep the map clear of overlays: CSS pixels on each side that they cover. The projection
+   * is shifted so that the orbit target sits in the middle of what is left. */
+  setInsets(insets) {
+    this.insets = { left: 0, right: 0, top: 0, bottom: 0, ...insets };
+    this.resize();
   }
 
   /** '3d' or '2d' (orthographic, looking down the axis that ``plane`` leaves out). */
@@ -454,11 +541,19 @@ export class MapView {
     const height = this.container.clientHeight || 1;
     this.renderer.setSize(width, height);
     this.perspective.aspect = width / height;
-    this.perspective.updateProjectionMatrix();
     const half = 1.25;
     Object.assign(this.orthographic, { left: -half * width / height, right: half * width / height,
       top: half, bottom: -half });
-    this.orthographic.updateProjectionMatrix();
+    // the orbit target projects to the middle of the area the overlays leave free
+    const { left, right, top, bottom } = this.insets;
+    for (const camera of [this.perspective, this.orthographic]) {
+      if (left || right || top || bottom) {
+        camera.setViewOffset(width, height, (right - left) / 2, (bottom - top) / 2, width, height);
+      } else {
+        camera.clearViewOffset();
+      }
+      camera.updateProjectionMatrix();
+    }
     this.material.uniforms.uHalfHeight.value = this.renderer.getDrawingBufferSize(new THREE.Vector2()).y / 2;
     this.requestRender();
   }
