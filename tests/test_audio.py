@@ -159,9 +159,22 @@ def test_truncated_data_decodes_what_is_there(corpus):
 def test_min_duration(tmp_path):
     path = write(tmp_path / "short.wav", tone(SR, seconds=0.03), SR)
     with pytest.raises(AudioReadError, match="too short") as info:
-        load(path)
+        load(path, min_duration=0.05)
     assert "0.03 s" in info.value.reason and "min_duration=0.05" in info.value.reason
     assert load(path, min_duration=0.01).duration == 0.03
+    assert load(path).duration == 0.03  # a 30 ms hat is a sample
+
+
+@pytest.mark.parametrize("ms", [5, 10, 17, 45])
+def test_clicks_from_5_ms_up_are_read_at_any_rate(tmp_path, ms):
+    for sr in (44100, 48000, 22050, 16000):
+        n = int(sr * ms / 1000)  # rounded down: a "5 ms" file may hold a little less
+        path = write(tmp_path / f"click_{sr}.wav", tone(sr, seconds=n / sr), sr)
+        a = load(path)
+        assert a.duration == pytest.approx(ms / 1000, abs=1e-3) and len(a.y) > 0
+    tiny = write(tmp_path / "tiny.wav", tone(44100, seconds=0.001), 44100)
+    with pytest.raises(AudioReadError, match=r"too short: .*below min_duration=0\.002 s"):
+        load(tiny)
     one = write(tmp_path / "one.wav", np.array([0.5]), 44100)
     with pytest.raises(AudioReadError, match="too short"):  # 1 frame at 44.1 kHz: 0 frames at 16
         load(one, min_duration=0)

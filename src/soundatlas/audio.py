@@ -45,6 +45,9 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset({
     ".sph",                                      # NIST SPHERE (uncompressed)
 })
 
+#: The shortest sound analysed (s): drum libraries hold clicks and hats of 5-50 ms, and they are
+#: samples like any other (the CQT gives them one frame; the network's window pads them).
+MIN_DURATION = 0.002
 _BLOCK_SAMPLES = 1 << 20      # frames x channels decoded per read: bounds memory for wide files
 _UNKNOWN_FRAMES = 1 << 62     # libsndfile says SF_COUNT_MAX frames when a length is unknown
 _MAX_REASON = 160             # characters of a library message kept in a reason
@@ -80,7 +83,7 @@ class Audio:
 
 
 def load(path: str | os.PathLike, *, sr: int = 16000, max_duration: float | None = 30.0,
-         min_duration: float = 0.05) -> Audio:
+         min_duration: float = MIN_DURATION) -> Audio:
     """Decode ``path`` to mono float32 ``y`` at ``sr``: its first ``max_duration`` s (None: all).
 
     Channels are averaged; resampling is soxr 'HQ' (skipped when the file is already at ``sr``).
@@ -99,7 +102,7 @@ def load(path: str | os.PathLike, *, sr: int = 16000, max_duration: float | None
 
 def load_many(paths: Iterable[str | os.PathLike], *, sr: int = 16000,
               max_duration: float | None = 30.0,
-              min_duration: float = 0.05) -> list[Audio | AudioReadError]:
+              min_duration: float = MIN_DURATION) -> list[Audio | AudioReadError]:
     """Decode a batch: one Audio or AudioReadError per path, in order; a bad file never raises."""
     _check_params(sr, max_duration, min_duration)
     out: list[Audio | AudioReadError] = []
