@@ -24,7 +24,10 @@ reports the CPU time of its process tree per file and the cores other processes 
 Finally each stage of the pipeline is timed alone (CPU time, one process) on ``--stage-files``
 files: where the time goes.
 
-    .venv/bin/python benchmarks/bench_index.py --demo /tmp/demo_full [--quick] [--json PATH]
+    .venv/bin/python benchmarks/bench_index.py --demo LIBRARY [--work WORK] [--quick] [--json PATH]
+
+``LIBRARY`` is a rendered demo library (``soundatlas demo-library LIBRARY``); ``WORK`` defaults
+to ``soundatlas-bench`` in the system's temporary folder (``tempfile.gettempdir()``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -414,9 +418,10 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--demo", default="data/demo", metavar="PATH",
                    help="the demo library (default data/demo; skipped with a note if absent)")
-    p.add_argument("--work", default="/tmp/soundatlas-bench", metavar="DIR",
+    default_work = Path(tempfile.gettempdir()) / "soundatlas-bench"
+    p.add_argument("--work", default=str(default_work), metavar="DIR",
                    help="cache for the generated library, atlases and baseline output "
-                   "(default /tmp/soundatlas-bench)")
+                   f"(default {default_work})")
     p.add_argument("--n-files", type=int, default=20000,
                    help="files in the generated library (default 20000)")
     p.add_argument("--baseline-files", type=int, default=300,

@@ -20,11 +20,11 @@ Measured, in the same run:
    ``POST /api/samples/lookup`` of LOOKUP_N ids, each against a named baseline served by a
    benchmark-only route added to the benchmark's own app instance (not part of soundatlas):
    - points: the same points as JSON rows (``/bench/points.json``);
-   - ids, labels, search: **the per-row Python code these endpoints had before** (a loop over
-     every sample with a dict lookup each; copied verbatim below as ``old_*``, under
-     ``/bench/old/...``), whose answers are checked to equal ours;
+   - ids, labels, search: **a per-row Python implementation** of the same endpoints (a loop over
+     every sample with a dict lookup each: their code at commit 69a469f, copied below as
+     ``old_*``, under ``/bench/old/...``), whose answers are checked to equal ours;
    - lookup: **one ``GET /api/samples/{id}`` per id**, LOOKUP_N of them one after another (over
-     HTTP on one kept-alive connection), what the page did before.
+     HTTP on one kept-alive connection), the way a page without the bulk lookup asks.
    In-process (``soundatlas.web.app.call``, one event loop) and over HTTP (request sent to last
    byte read, on a connection opened beforehand) to a real uvicorn server on 127.0.0.1, run in a
    thread of this process as tests/test_web_e2e.py does.
@@ -50,7 +50,8 @@ Measured, in the same run:
    bound for a machine with a GPU.
 
     python benchmarks/bench_web.py [--sizes ...] [--repeats 3] [--api-only] [--json FILE]
-        (defaults: --sizes 10000 100000 1000000 --work /tmp/soundatlas-bench-web)
+        (defaults: --sizes 10000 100000 1000000 --work TMP/soundatlas-bench-web, TMP being
+        the system's temporary folder, tempfile.gettempdir())
     --api-only: part 2 alone (no payload comparison, no browser); --no-browser: parts 1 and 2.
 """
 
@@ -64,6 +65,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 import wave
 from dataclasses import dataclass
@@ -99,7 +101,7 @@ INSTRUMENTS = ("accordion", "bass", "bassoon", "cello", "clarinet", "contrabass"
                "harp", "horn", "keyboard", "mallet", "oboe", "organ", "piano", "reed", "saxophone",
                "strings", "synth", "trombone", "trumpet", "tuba", "viola", "violin")
 BASELINE_PATH = "/bench/points.json"
-OLD = "/bench/old"  # the endpoints' earlier per-row Python code, served by this benchmark only
+OLD = "/bench/old"  # the per-row Python baseline of ids, labels and search (this benchmark only)
 LOOKUP_N = 1_000  # ids looked up at once (a listing's worth), against one GET per id
 SEARCH_Q = "s00012"  # in 100 of 1M paths (synthetic/<instrument>/s<7 digits>.wav)
 SEARCH_LABEL = "instrument:violin"
@@ -201,12 +203,12 @@ def add_baseline_route(app) -> None:
         return Response(json_rows_body(index.ids, index.points), media_type="application/json")
 
 
-# --- the named baseline of ids, labels and search: their per-row Python code before ------------
+# --- the named baseline of ids, labels and search: per-row Python code -------------------------
 
 def add_old_routes(app) -> None:
-    """Benchmark only: the code ``GET /api/samples/ids``, ``/api/labels/{key}`` and
-    ``/api/samples`` (search) ran before they went to SQL and numpy (soundatlas 69a469f, copied
-    verbatim but for the route names and the label-filter parsing, which both call), served
+    """Benchmark only: ``GET /api/samples/ids``, ``/api/labels/{key}`` and ``/api/samples``
+    (search) as per-row Python code (their implementation at commit 69a469f, copied verbatim but
+    for the route names and the label-filter parsing, which both call), served
     under OLD from the benchmark's app instance: a Python loop over every sample
     (``iter_ids_hashes``) with a dict lookup per sample, and every label of every sample loaded
     for each search."""
@@ -401,7 +403,7 @@ def api_calls(n: int) -> tuple[list[Call], list[tuple[str, str, str]]]:
 
 
 def check_same_answers(name: str, ours: list[bytes], base: list[bytes]) -> None:
-    """Ours and the old code's answers must agree (the lookup: with the per-id answers)."""
+    """Ours and the per-row baseline's answers must agree (the lookup: with the per-id answers)."""
     if name.startswith("POST /api/samples/lookup"):
         got = json.loads(ours[0])
         want = [json.loads(b) for b in base]
@@ -454,7 +456,7 @@ def bench_api(atlas_dir: Path, server: Server, repeats: int) -> dict:
 
 
 def bench_ids_with_a_gap(atlas_dir: Path, repeats: int) -> dict:
-    """``/api/samples/ids`` and the old code on a copy whose ids have a gap, in-process."""
+    """``/api/samples/ids`` and the per-row baseline on a copy whose ids have a gap, in-process."""
     from soundatlas.web import create_app
 
     app = create_app(atlas_dir)
@@ -1006,8 +1008,10 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--work", default="/tmp/soundatlas-bench-web",
-                    help="where the synthetic atlases are built and kept (reused next time)")
+    default_work = Path(tempfile.gettempdir()) / "soundatlas-bench-web"
+    ap.add_argument("--work", default=str(default_work),
+                    help="where the synthetic atlases are built and kept (reused next time; "
+                    f"default {default_work})")
     ap.add_argument("--interact-seconds", type=float, default=2.0,
                     help="seconds of orbiting and of hovering per page")
     ap.add_argument("--hover-points", type=int, default=10,

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-# DESIGN.md §1: published test accuracies on 24 orchestral classes (instrument, pitch)
+# docs/DESIGN.md §1: published test accuracies on 24 orchestral classes (instrument, pitch)
 PAPER = {"instrument": (0.448, None), "pitch": (None, 0.624),
          "instrument-pitch": (0.288, 0.585), "instrument-pitch-2": (0.388, 0.347),
          "input-knn": (None, None)}

@@ -1,6 +1,7 @@
 """The embedding network: a window of log-CQT frames in, a point in ``dims``-D out.
 
-``PaperNet`` is the paper's architecture (DESIGN.md §1), for a (1, 10, 192) time x freq window:
+``PaperNet`` is the paper's architecture (docs/DESIGN.md §1), for a (1, 10, 192) window of
+time x freq:
 
     L0  20 kernels 3x13, valid, tanh, max-pool (2,1)   -> 20 x 4 x 180
     L1  40 kernels 3x11, tanh, max-pool (2,1)          -> 40 x 1 x 170

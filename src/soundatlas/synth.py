@@ -547,7 +547,7 @@ class AudioCache:
         self.sr = int(sr)
         self.max_bytes = int(max_bytes)
         self.margin = float(margin)
-        self.spans = spans  # False: always decode whole files (the earlier way; for comparison)
+        self.spans = spans  # False: always decode whole files (for comparison: bench_synth)
         self.n_decoded = 0
         self.frames_read = 0
         self._read: set[str] = set()
