@@ -291,3 +291,93 @@ def test_info_sorts_numeric_label_values_as_numbers(drums):
     text = subprocess.run([str(BIN), "info", "--atlas", str(drums)], capture_output=True,
                           text=True).stdout
     assert "label tuning: 3 values: 9 (9), 10 (9), 100 (6)" in text
+
+
+# -- the cross-bank protocol: k-NN fitted on another atlas, every frame here a test frame -------
+
+
+@pytest.fixture(scope="module")
+def other_bank(mapped, tmp_path_factory):
+    """The same classes played louder (velocity 120 against the reference's 80), indexed into
+    an atlas of its own and embedded with the reference atlas's model 'm'."""
+    from soundatlas.artifact import resolve_model
+    from soundatlas.demo import render_library
+    from soundatlas.embed import embed_atlas, ensure_registered
+
+    root = tmp_path_factory.mktemp("other-bank")
+    render_library(root / "lib", classes=CLASSES, velocities=(120,), n_jobs=2)
+    index_library(root / "lib", atlas_dir=root / "atlas", n_jobs=2)
+    with Atlas.open(mapped) as ref:
+        model_dir = ref.path / ref.model("m")["dir"]
+    with Atlas.open(root / "atlas", write=True) as atlas:
+        artifact, registration = resolve_model(atlas, str(model_dir))
+        embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, registration))
+    return root / "atlas"
+
+
+def test_cross_bank_fits_on_the_reference_and_tests_every_frame_of_this_atlas(mapped, other_bank):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from soundatlas.evaluate import label_of, model_frame_points
+
+    with Atlas.open(mapped) as ref, Atlas.open(other_bank) as atlas:
+        r = evaluate(atlas, ["m"], baselines=["pca"], reference=ref, labels=["instrument"],
+                     n_analogies=0)
+        p = r["protocol"]
+        assert p["protocol"] == "cross-bank" and p["reference"]["atlas"] == str(ref.path)
+        held = frame_set(atlas)
+        within = frame_set(ref)
+        assert p["n_frames"] == {"train": int(np.sum(within.split == "train")),
+                                 "valid": int(np.sum(within.split == "valid")),
+                                 "test": len(held.sample_ids)}
+        acc = r["results"]["m"]["accuracy"]["instrument"]
+        assert acc["n_test"] == len(held.sample_ids)
+        # the same number by hand: k-NN on the reference's training frames, the chosen k
+        train = within.split == "train"
+        X = model_frame_points(ref, ref.model("m")["id"], within)[train]
+        y = [label_of(ref, "instrument")[int(s)] for s in within.sample_ids[train]]
+        clf = KNeighborsClassifier(n_neighbors=acc["k"]).fit(X, y)
+        Xh = model_frame_points(atlas, atlas.model("m")["id"], held)
+        yh = np.array([label_of(atlas, "instrument")[int(s)] for s in held.sample_ids])
+        by_hand = np.mean(clf.predict(Xh) == yh)
+        assert acc["test_accuracy"] == pytest.approx(by_hand, abs=0.02)  # vote ties may differ
+        assert acc["test_accuracy"] > 2 / len(CLASSES)  # the louder notes still find their class
+        assert "error" not in r["results"]["baseline:pca"]
+
+
+def test_cross_bank_refuses_a_model_that_differs_or_is_missing(mapped, other_bank, tmp_path):
+    import shutil
+
+    copy = tmp_path / "ref"
+    shutil.copytree(mapped, copy)
+    with Atlas.open(copy, write=True) as ref:
+        weights = copy / ref.model("m")["dir"] / "weights.npz"
+        data = dict(np.load(weights))
+        first = sorted(data)[0]
+        data[first] = data[first] + 1
+        np.savez(weights, **data)
+    with Atlas.open(copy) as ref, Atlas.open(other_bank) as atlas:
+        with pytest.raises(ParameterError, match="model 'm' differs between"):
+            evaluate(atlas, ["m"], reference=ref, labels=["instrument"], n_analogies=0)
+        with pytest.raises(ParameterError, match="label 'timbre' is not in the atlas"):
+            evaluate(atlas, ["m"], reference=ref, labels=["timbre"], n_analogies=0)
+    with Atlas.open(copy, write=True) as ref:
+        ref.remove_model("m")
+    with Atlas.open(copy) as ref, Atlas.open(other_bank) as atlas:
+        with pytest.raises(Exception, match="no model named 'm'"):
+            evaluate(atlas, ["m"], reference=ref, labels=["instrument"], n_analogies=0)
+
+
+def test_evaluate_reference_on_the_command_line(mapped, other_bank):
+    run = subprocess.run([str(BIN), "evaluate", "--atlas", str(other_bank), "--reference",
+                          str(mapped), "-m", "m", "--labels", "instrument", "--baselines",
+                          "pca", "--analogies", "0", "--json", "-q"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["protocol"]["protocol"] == "cross-bank"
+    assert set(result["results"]) == {"m", "baseline:pca"}
+    bad = subprocess.run([str(BIN), "evaluate", "--atlas", str(other_bank), "--reference",
+                          str(other_bank / "nowhere"), "-m", "m", "-q"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 1 and "no atlas at" in bad.stderr

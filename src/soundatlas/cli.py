@@ -396,7 +396,11 @@ def cmd_evaluate(args) -> int:
     from soundatlas.evaluate import evaluate
 
     baselines = _baseline_list(args.baselines)
-    with _open_atlas(args) as atlas, _progress_bar(args, desc="evaluating", unit="stage") as bar:
+    with ExitStack() as stack:
+        atlas = stack.enter_context(_open_atlas(args))
+        reference = (stack.enter_context(Atlas.open(Path(args.reference)))
+                     if args.reference else None)
+        bar = stack.enter_context(_progress_bar(args, desc="evaluating", unit="stage"))
         result = evaluate(atlas, args.model or (), baselines=baselines, labels=args.labels,
                           n_per_file=args.frames_per_file, n_analogies=args.analogies,
                           seed=args.seed, progress=lambda d, t, stage: bar(d, t, stage=stage))
@@ -426,11 +430,15 @@ def cmd_report(args) -> int:
     if args.json:
         _print_json({"page": str(page), "models": models, "baselines": baselines})
     else:
+    from contextlib import ExitStack
+
+    from soundatlas.atlas import Atlas
         print(f"report written: {page}")
     return EXIT_OK
 
 
 def cmd_serve(args) -> int:
+                          reference=reference,
     import asyncio
 
     from soundatlas.web.app import (
@@ -744,6 +752,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Render the built-in 24-class instrument library with "
                        "FluidSynth: one WAV per note in OUT/<instrument>/ and OUT/metadata.csv.")
     d.add_argument("out", metavar="OUT", help="output folder")
+    if p.get("protocol") == "cross-bank":
+        lines.append(f"cross-bank: k-NN fitted on {p['n_frames']['train']} training frames of "
+                     f"{p['reference']['atlas']} (k chosen on {p['n_frames']['valid']} of its "
+                     "validation frames); every frame of this atlas is a test frame")
     d.add_argument("--soundfont", metavar="PATH",
                    help="SoundFont (.sf2) to render with (default: FluidR3_GM from "
                    "Debian's fluid-soundfont-gm)")
@@ -914,10 +926,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", "-m", action="append", metavar="NAME",
                     help="model to score (repeat for several; none: baselines only)")
     ev.add_argument("--output", "-o", metavar="FILE", help="also write the full JSON result here")
-    ev.add_argument("--labels", nargs="+", default=["instrument", "pitch"], metavar="KEY",
-                    help="label keys to score (default: instrument pitch); A+B scores the pair "
-                    "as one label, e.g. instrument+pitch, what the instrument-pitch "
-                    "neighbourhood learns")
+    ev.add_argument("--reference", metavar="ATLAS",
+                    help="cross-bank protocol: fit the k-NN and every baseline on this other "
+                    "atlas's training frames (k chosen on its validation frames) and score every "
+                    "frame of --atlas; each model must be embedded in both with the same weights")
     ev.set_defaults(func=cmd_evaluate)
 
     rp = sub.add_parser("report", parents=[common, scoring], help="write an HTML report of models",

@@ -235,38 +235,49 @@ def default_labels(atlas) -> list[str]:
                          "folders or --name-pattern)")
 
 
-def evaluate(atlas, models=(), *, baselines=(), labels=None,
+def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
              n_per_file: int = 8, n_analogies: int = 500, seed: int = 0,
              progress=None) -> dict:
     """Score ``models`` (names in the atlas, each fully embedded) and ``baselines`` on the same
     frames, split and labels (None: :func:`default_labels`). ``progress(done, total, stage)`` is
     called between stages.
 
+    ``reference``: another atlas (open), for the cross-bank protocol. The k-NN (and every
+    baseline's projection) is then fitted on the reference's training frames, k chosen on its
+    validation frames, and every frame of this atlas is a test frame: whether a sound of this
+    library lands among the reference's sounds of its class. Each model must be embedded in
+    both atlases with the same weights; labels are compared by value.
+
     Returns {'protocol': {...}, 'results': {name: score_points(...)}}; baselines are named
     'baseline:NAME'.
     """
-    from soundatlas.baselines import BASELINES, baseline_points, input_windows
-    from soundatlas.errors import SoundAtlasError
+    from soundatlas.baselines import BASELINES, baseline_points
 
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
         raise ParameterError(f"unknown baseline {unknown[0]!r} (known: {', '.join(BASELINES)})")
     if not models and not baselines:
         raise ParameterError("nothing to evaluate: name a model or a baseline")
+    atlases = [atlas] if reference is None else [reference, atlas]
     known = set(atlas.label_summary())
     labels = default_labels(atlas) if not labels else list(labels)
-    missing = [part for k in labels for part in _parts(k, known) if part not in known]
-    if missing:
-        raise ParameterError(f"label {missing[0]!r} is not in the atlas; available: "
-                             f"{', '.join(sorted(known)) or '(none)'} (and A+B for a pair)")
-    registered = []
-    for name in models:
-        m = atlas.model(name)
-        if m["n_embedded"] < atlas.n_samples():
-            raise SoundAtlasError(
-                f"model {name} has embedded {m['n_embedded']} of {atlas.n_samples()} samples; "
-                f"run `soundatlas embed --model {name}` first")
-        registered.append(m)
+    for a in atlases[::-1]:  # this atlas first
+        have = set(a.label_summary())
+        missing = [part for k in labels for part in _parts(k, known) if part not in have]
+        if missing:
+            where = "the atlas" if a is atlas else f"the reference atlas {a.path}"
+            raise ParameterError(f"label {missing[0]!r} is not in {where}; available: "
+                                 f"{', '.join(sorted(have)) or '(none)'} (and A+B for a pair)")
+    if reference is not None and reference.cqt_params != atlas.cqt_params:
+        raise ParameterError(f"the reference atlas {reference.path} has other CQT parameters "
+                             f"({reference.cqt_params}) than {atlas.path} ({atlas.cqt_params})")
+    registered = [[_fully_embedded(a, name) for a in atlases] for name in models]
+    for per_atlas in registered:
+        if len(per_atlas) == 2 and (_weights_of(reference, per_atlas[0])
+                                    != _weights_of(atlas, per_atlas[1])):
+            raise ParameterError(
+                f"model {per_atlas[0]['name']!r} differs between the reference atlas and this "
+                "one; cross-bank scoring needs the same model embedded in both")
     stages = 2 + len(models) + len(baselines)
     done = 0
 
@@ -276,16 +287,27 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None,
         if progress:
             progress(done, stages, stage)
 
-    fs = frame_set(atlas, n_per_file=n_per_file, seed=seed)
-    label_values = {key: label_of(atlas, key, known) for key in labels}
-    X = input_windows(atlas, fs, seed=seed)
+    parts = [_Part(a, frame_set(a, n_per_file=n_per_file, seed=seed), i)
+             for i, a in enumerate(atlases)]
+    if reference is not None:  # the reference's test files play no part; all of this atlas's do
+        ref, held = parts
+        keep = ref.fs.split != "test"
+        ref.fs = FrameSet(ref.fs.sample_ids[keep], ref.fs.frames[keep], ref.fs.split[keep])
+        held.fs.split = np.full(len(held.fs.split), "test")
+    fs = FrameSet(np.concatenate([p.ids() for p in parts]),
+                  np.concatenate([p.fs.frames for p in parts]),
+                  np.concatenate([p.fs.split for p in parts]))
+    label_values = {key: {p.offset + sid: v for p in parts
+                          for sid, v in label_of(p.atlas, key, known).items()} for key in labels}
+    X = np.concatenate([p.windows(seed) for p in parts])
     step("input windows")
     results = {}
-    for m in registered:
-        pts = model_frame_points(atlas, m["id"], fs)
-        results[m["name"]] = score_points(pts, fs, label_values, X_input=X,
-                                          n_analogies=n_analogies, seed=seed)
-        step(m["name"])
+    for per_atlas in registered:
+        pts = np.concatenate([model_frame_points(p.atlas, m["id"], p.fs)
+                              for p, m in zip(parts, per_atlas)])
+        results[per_atlas[0]["name"]] = score_points(pts, fs, label_values, X_input=X,
+                                                     n_analogies=n_analogies, seed=seed)
+        step(per_atlas[0]["name"])
     train = fs.split == "train"
     lda_key = "instrument" if "instrument" in label_values else next(iter(label_values), None)
     lda_y = ([label_values[lda_key].get(int(s)) for s in fs.sample_ids] if lda_key else None)
@@ -302,6 +324,55 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None,
     counts = {name: int(np.sum(fs.split == name)) for name in ("train", "valid", "test")}
     protocol = {"frames_per_file": n_per_file, "seed": seed, "labels": list(labels),
                 "n_frames": counts, "n_samples": int(len(np.unique(fs.sample_ids))),
-                "split_seed": int(atlas.meta("split_seed") or 0), "ks": list(KS)}
+                "split_seed": int(atlas.meta("split_seed") or 0), "ks": list(KS),
+                "protocol": "within-set" if reference is None else "cross-bank"}
+    if reference is not None:
+        protocol["reference"] = {"atlas": str(reference.path),
+                                 "n_samples": int(len(np.unique(parts[0].fs.sample_ids))),
+                                 "split_seed": int(reference.meta("split_seed") or 0)}
     step("done")
     return {"protocol": protocol, "results": results}
+
+
+#: In a cross-bank frame set, this atlas's sample ids are shifted by this much so that they
+#: never meet the reference's (SQLite ids stay far below it).
+_CROSS_OFFSET = 1 << 48
+
+
+class _Part:
+    """One atlas's share of the evaluated frames (the reference's, or this atlas's)."""
+
+    def __init__(self, atlas, fs: FrameSet, index: int):
+        self.atlas, self.fs = atlas, fs
+        self.offset = 0 if index == 0 else _CROSS_OFFSET * index
+
+    def ids(self) -> np.ndarray:
+        return self.fs.sample_ids + self.offset
+
+    def windows(self, seed: int) -> np.ndarray:
+        from soundatlas.baselines import input_windows
+
+        return input_windows(self.atlas, self.fs, seed=seed)
+
+
+def _fully_embedded(atlas, name: str) -> dict:
+    from soundatlas.errors import SoundAtlasError
+
+    m = atlas.model(name)
+    if m["n_embedded"] < atlas.n_samples():
+        raise SoundAtlasError(
+            f"model {name} has embedded {m['n_embedded']} of {atlas.n_samples()} samples of "
+            f"{atlas.path}; run `soundatlas embed --atlas {atlas.path} --model {name}` first")
+    return m
+
+
+def _weights_of(atlas, m: dict) -> str:
+    """The digest of a registered model's weights file (a shipped model's or the atlas's own)."""
+    import hashlib
+
+    from soundatlas.artifact import _model_path
+
+    weights = _model_path(atlas, m["dir"]) / "weights.npz"
+    if not weights.is_file():
+        raise AtlasError(f"model {m['name']!r} has no weights at {weights}")
+    return hashlib.sha256(weights.read_bytes()).hexdigest()
