@@ -62,9 +62,10 @@ def test_map_places_same_instrument_samples_closer(rendered_library):
     assert d[same].mean() < d[~same & off].mean()
 
 
-def test_made_by_gives_the_command_line_that_trains_the_same_settings_today():
-    """MADE_BY.md spells out, with today's options, the settings the shipped model was trained
-    with; presets have changed since, so the command must say every setting that differs."""
+def test_made_by_gives_the_command_line_that_trains_the_same_settings():
+    """MADE_BY.md spells out, with the current options, the settings the shipped model was
+    trained with; the presets' settings may differ from the model's, so the command must say
+    every setting that differs."""
     import re
     import shlex
     from dataclasses import asdict
@@ -73,17 +74,17 @@ def test_made_by_gives_the_command_line_that_trains_the_same_settings_today():
     from soundatlas.train import PRESETS
 
     text = (SHIPPED / "MADE_BY.md").read_text()
-    block = text.split("with today's command line they are:", 1)[1]
+    block = text.split("with the current command line they are:", 1)[1]
     command = re.search(r"soundatlas train .*?(?<!\\)\n", block.replace("\\\n", " "), re.S)
     assert command, "MADE_BY.md has no `soundatlas train` line after the marker"
     argv = shlex.split(command.group(0))[1:]
     args = build_parser().parse_args(argv)
-    today = asdict(train_settings(args))
+    current = asdict(train_settings(args))
     trained = json.loads((SHIPPED / "config.json").read_text())["settings"]
     free = {"threads", "valid_every", "checkpoint_every", "origin_weight"}
-    for key, value in today.items():
+    for key, value in current.items():
         if key in free:
             continue
         # a setting the config does not know did not exist yet: the run had the reference's
         expected = trained.get(key, getattr(PRESETS["paper"], key))
-        assert value == expected, f"{key}: today's command gives {value!r}, the model had {expected!r}"
+        assert value == expected, f"{key}: the command gives {value!r}, the model had {expected!r}"

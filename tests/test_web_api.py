@@ -736,7 +736,7 @@ def test_an_aiff_is_served_as_wav_with_the_same_samples(gen_client, gen_atlas, m
     part = gen_client.get(f"/api/samples/{sid}/audio?format=wav", headers={"Range": "bytes=0-11"})
     assert part.status_code == 206 and part.content == r.content[:12]
     assert list(tmp_path.iterdir()) == []  # each temporary WAV removed once sent
-    # without format: the original bytes, as before
+    # without format: the original bytes
     r = gen_client.get(f"/api/samples/{sid}/audio")
     assert r.content == (gen_atlas.library / "tone" / "stereo.aif").read_bytes()
     assert r.headers["content-type"] == "audio/aiff"

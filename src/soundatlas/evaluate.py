@@ -1,9 +1,9 @@
 """Scoring a map the way the reference did, and more, beside baselines.
 
-Protocol (DESIGN.md §1): per-frame embeddings; a k-NN classifier fitted on up to 100k frame
+Protocol (docs/DESIGN.md §1): per-frame embeddings; a k-NN classifier fitted on up to 100k frame
 points of training files, k chosen on validation frames from {1,5,9,15,21,35,51,75,101}, accuracy
 on test frames. Frames are drawn per file with probability proportional to their energy (8 per
-file by default, as in the demo-library measurements of DESIGN.md), so the silence after a note,
+file by default, as in the demo-library measurements of docs/DESIGN.md §1), so the silence after a note,
 which is the same for every instrument, does not dominate the score.
 
 Beyond the reference (``evaluate``): confusion matrices and per-class accuracy of that k-NN;
