@@ -110,22 +110,48 @@ def cmd_demo_library(args) -> int:
     with _progress_bar(args, desc="rendering", unit="note") as progress:
         summary = demo.render_library(
             args.out,
+            sound_set=args.set,
             soundfont=args.soundfont,
             classes=args.classes,
             velocities=tuple(args.velocities),
+            pitch_step=args.pitch_step,
+            kits=args.kits,
+            drum_keys=args.drum_keys,
+            synth_count=args.count,
+            synth_seed=args.seed,
+            audio_format=args.format,
             sample_rate=args.sample_rate,
             n_jobs=args.jobs,
             progress=progress,
         )
     if args.json:
         _print_json(_as_dict(summary))
-    else:
-        print(f"rendered {summary.n_files_written} notes into {summary.out} "
-              f"in {summary.seconds:.1f} s ({summary.out}/metadata.csv)")
-        if summary.skipped:
-            print(f"  {len(summary.skipped)} notes not written:")
-        for skipped in summary.skipped[:20]:
-            print(f"    {skipped.note.path}: {skipped.reason}")
+        return EXIT_OK
+    out = summary.out
+    print(f"rendered {summary.n_files_written} notes ({_human_bytes(summary.n_bytes)}) into {out} "
+          f"in {summary.seconds:.1f} s ({out}/metadata.csv)")
+    if len(summary.parts) > 1 or any(part.folder for part in summary.parts):
+        for part in summary.parts:
+            print(f"  {part.folder or '.'}: {part.n_files_written} of {part.n_notes} notes "
+                  f"({_human_bytes(part.n_bytes)})")
+    for message in summary.messages:
+        print(f"  {message}")
+    silent = summary.silent
+    lines = summary.silent_lines()
+    for k, line in enumerate(lines):
+        where = f" (listed in {out}/silent.csv and by --verbose)" if k == len(lines) - 1 else ""
+        print(f"  {line}{where}")
+    if args.verbose:
+        for skipped in silent:
+            print(f"    {skipped.note.path}")
+    other = [s for s in summary.skipped if not s.silent]
+    if other:
+        print(f"  {len(other)} notes not written:")
+    for skipped in other if args.verbose else other[:20]:
+        print(f"    {skipped.note.path}: {skipped.reason}")
+    if summary.clipped:
+        print(f"  {len(summary.clipped)} notes clipped at full scale (peak {summary.peak:.2f}), "
+              f"e.g. {summary.clipped[0].path}")
     return EXIT_OK
 
 
@@ -719,6 +745,10 @@ def format_scores(result: dict) -> str:
     lines.append(f"({p['n_frames']['test']} test frames of {p['n_samples']} samples, "
                  f"{p['frames_per_file']} per file; trust/cont: the test frames' map against "
                  "their input windows at k=10; analogy: win rate of a1 - a0 + b0)")
+    if p.get("protocol") == "cross-bank":
+        lines.append(f"cross-bank: k-NN fitted on {p['n_frames']['train']} training frames of "
+                     f"{p['reference']['atlas']} (k chosen on {p['n_frames']['valid']} of its "
+                     "validation frames); every frame of this atlas is a test frame")
     return "\n".join(lines)
 
 
@@ -748,24 +778,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"soundatlas {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    d = sub.add_parser("demo-library", parents=[common], help="render the demo instrument library",
-                       description="Render the built-in 24-class instrument library with "
-                       "FluidSynth: one WAV per note in OUT/<instrument>/ and OUT/metadata.csv.")
+    d = sub.add_parser("demo-library", parents=[common], help="render a labelled sound library",
+                       description="Render a labelled library: the 24-class demo instrument set, "
+                       "the 128 General MIDI programs or the drum kits of a SoundFont (with "
+                       "FluidSynth), or procedural synth sounds. One file per note; "
+                       "OUT/metadata.csv lists every file under OUT with its labels, "
+                       "OUT/silent.csv the notes not written because the preset has no sound "
+                       "for them. Sets other than demo go to OUT/<set>/<bank>/.")
     d.add_argument("out", metavar="OUT", help="output folder")
-    if p.get("protocol") == "cross-bank":
-        lines.append(f"cross-bank: k-NN fitted on {p['n_frames']['train']} training frames of "
-                     f"{p['reference']['atlas']} (k chosen on {p['n_frames']['valid']} of its "
-                     "validation frames); every frame of this atlas is a test frame")
+    d.add_argument("--set", choices=("demo", "gm", "drums", "synth", "all"), default="demo",
+                   help="demo: the 24 instrument classes (OUT/<instrument>/); gm: the 128 GM "
+                   "programs of bank 0; drums: the GS drum kits of bank 128 x GM percussion keys "
+                   "35-81; synth: procedural one-shots (no SoundFont); all: gm + drums + synth "
+                   "(default: demo)")
     d.add_argument("--soundfont", metavar="PATH",
-                   help="SoundFont (.sf2) to render with (default: FluidR3_GM from "
+                   help="SoundFont (.sf2 or .sf3) to render with (default: FluidR3_GM from "
                    "Debian's fluid-soundfont-gm)")
     d.add_argument("--classes", nargs="+", metavar="NAME",
-                   help="only these instrument classes (default: all 24)")
+                   help="only these instrument classes (demo: default all 24) or GM program "
+                   "names (gm: default all 128, e.g. violin acoustic_grand_piano)")
     d.add_argument("--velocities", nargs="+", type=int, default=[40, 80, 120], metavar="V",
                    help="MIDI velocities (default: 40 80 120)")
+    d.add_argument("--pitch-step", type=_positive_int, default=5, metavar="N",
+                   help="gm: every Nth semitone of each program's range (default: 5, 7,218 "
+                   "notes; 1: every semitone, 36,072 notes)")
+    d.add_argument("--kits", nargs="+", metavar="KIT",
+                   help="drums: only these kits (standard room power electronic tr808 jazz "
+                   "brush orchestra sfx; default: every one the SoundFont has)")
+    d.add_argument("--drum-keys", nargs="+", type=int, metavar="KEY",
+                   help="drums: only these keys (default: GM percussion 35-81; sfx kit 39-84)")
+    d.add_argument("--count", type=_positive_int, default=2000, metavar="N",
+                   help="synth: how many procedural one-shots (default: 2000)")
+    d.add_argument("--seed", type=_nonnegative_int, default=0, metavar="N",
+                   help="synth: seed of the procedural sounds (default: 0)")
+    d.add_argument("--format", choices=("wav", "flac"), default="wav",
+                   help="file format, 16-bit (default: wav)")
     d.add_argument("--sample-rate", type=int, default=44100, metavar="HZ",
                    help="sample rate of the written files (default: 44100)")
     d.add_argument("--jobs", type=_positive_int, metavar="N", help="processes (default: one per core)")
+    d.add_argument("-v", "--verbose", action="store_true",
+                   help="list every note not written (silent notes are always in OUT/silent.csv)")
     d.set_defaults(func=cmd_demo_library)
 
     i = sub.add_parser("index", parents=[common], help="scan a library and index it into an atlas",
