@@ -419,6 +419,9 @@ def cmd_map(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from contextlib import ExitStack
+
+    from soundatlas.atlas import Atlas
     from soundatlas.evaluate import evaluate
 
     baselines = _baseline_list(args.baselines)
@@ -428,6 +431,7 @@ def cmd_evaluate(args) -> int:
                      if args.reference else None)
         bar = stack.enter_context(_progress_bar(args, desc="evaluating", unit="stage"))
         result = evaluate(atlas, args.model or (), baselines=baselines, labels=args.labels,
+                          reference=reference,
                           n_per_file=args.frames_per_file, n_analogies=args.analogies,
                           seed=args.seed, progress=lambda d, t, stage: bar(d, t, stage=stage))
     if args.output:
@@ -456,21 +460,10 @@ def cmd_report(args) -> int:
     if args.json:
         _print_json({"page": str(page), "models": models, "baselines": baselines})
     else:
-    from contextlib import ExitStack
-
-    from soundatlas.atlas import Atlas
         print(f"report written: {page}")
     return EXIT_OK
 
 
-def cmd_serve(args) -> int:
-                          reference=reference,
-    import asyncio
-
-    from soundatlas.web.app import (
-        call,
-        create_app,
-        describe_response,
 def _listening_socket(host: str, port: int):
     """A socket bound to ``host:port`` (0: a free port), as uvicorn would bind it."""
     import socket
@@ -488,6 +481,13 @@ def _listening_socket(host: str, port: int):
     return sock
 
 
+def cmd_serve(args) -> int:
+    import asyncio
+
+    from soundatlas.web.app import (
+        call,
+        create_app,
+        describe_response,
         end_streams,
         is_loopback_host,
     )
@@ -510,6 +510,8 @@ def _listening_socket(host: str, port: int):
     if not loopback:
         print(f"soundatlas serve: warning: {args.host} is not a loopback address: anyone who can "
               "reach this machine can read the library's files", file=sys.stderr)
+    sock = _listening_socket(args.host, args.port)
+    port = sock.getsockname()[1]  # --port 0: the free port the system chose
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"serving {_atlas_dir(args)} at http://{shown}:{port}/ "
           f"(API: http://{shown}:{port}/docs); Ctrl-C stops", flush=True)
@@ -517,8 +519,6 @@ def _listening_socket(host: str, port: int):
     if web.osc_out is not None:
         print(f"OSC out: the page's hover, select, play and selection go to {web.osc_out.endpoint}")
     if web.osc_in is not None:
-    sock = _listening_socket(args.host, args.port)
-    port = sock.getsockname()[1]  # --port 0: the free port the system chose
         print(f"OSC in: listening on {web.osc_in.endpoint} for /soundatlas/cursor x y z, "
               "/soundatlas/cursor/norm u v w, /soundatlas/play id, /soundatlas/select id")
     class Server(uvicorn.Server):
@@ -966,6 +966,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="energy-weighted frames per file (default: 8)")
     scoring.add_argument("--seed", type=int, default=0, metavar="N",
                          help="random seed (default: 0)")
+    scoring.add_argument("--labels", nargs="+", metavar="KEY",
+                         help="label keys to score (default: instrument and pitch, those of the "
+                         "two the atlas has, else folder); A+B scores the pair as one label, e.g. "
+                         "instrument+pitch, what the instrument-pitch neighbourhood learns")
 
     ev = sub.add_parser("evaluate", parents=[common, scoring],
                         help="score models beside baselines (k-NN, retrieval, analogies, ...)",
