@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from soundatlas.errors import ParameterError
-from soundatlas.loss import ContrastiveLoss, reference_origin_weight
+from soundatlas.loss import ContrastiveLoss
 
 A = [0.1, 0.2, 0.3]
 TRIPLES = [
@@ -166,8 +166,16 @@ def test_bad_shapes_raise():
 
 
 def test_reference_values():
-    assert reference_origin_weight("instrument") == 0.001
-    assert reference_origin_weight("pitch") == 0.002
-    assert reference_origin_weight("instrument_pitch") == 0.002
+    """The paper's origin weights live in the neighbourhoods: 0.001 for a class partition
+    (instrument, or any label), 0.002 for the others; a mixture's is their weighted mean."""
+    from soundatlas.neighbourhoods import (AugmentPair, InputKNN, Instrument, InstrumentPitch,
+                                           InstrumentPitch2, Label, Mixture, Pitch)
+
+    assert Instrument().origin_weight == Instrument(label="folder").origin_weight == 0.001
+    assert Label("family").origin_weight == 0.001
+    for nb in (Pitch(), InstrumentPitch(), InstrumentPitch2(), InputKNN(), AugmentPair()):
+        assert nb.origin_weight == 0.002
+    mix = Mixture([(Instrument(), 3.0), (Pitch(), 1.0)])
+    assert mix.origin_weight == pytest.approx((3 * 0.001 + 0.002) / 4)
     loss = ContrastiveLoss()
     assert (loss.m_p, loss.m_n, loss.origin_weight) == (0.0, 1.0, 0.001)

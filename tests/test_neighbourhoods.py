@@ -11,15 +11,22 @@ import pytest
 from soundatlas.atlas import Atlas
 from soundatlas.errors import ParameterError
 from soundatlas.indexing import index_library
+from soundatlas.augment import Augment
 from soundatlas.neighbourhoods import (
     NEIGHBOURHOODS,
+    AugmentPair,
     InputKNN,
     Instrument,
     InstrumentPitch,
     InstrumentPitch2,
+    Label,
+    Mixture,
     Neighbourhood,
     Pitch,
+    Triples,
     make_neighbourhood,
+    neighbourhood_from_config,
+    parse_neighbourhood,
 )
 from soundatlas.sampling import TrainingData, windows
 
@@ -224,12 +231,18 @@ def test_draw_needs_a_fit_on_the_same_data():
 
 
 def test_registry_and_make_neighbourhood():
-    assert list(NEIGHBOURHOODS) == ALL
+    assert list(NEIGHBOURHOODS) == ALL + ["label", "augment-pair", "mixture"]
+    needs = {"label": {"label": "family"},
+             "mixture": {"parts": [(Instrument(), 2.0), (make_neighbourhood("label", label="k"),
+                                                          1.0)]}}
     for name, cls in NEIGHBOURHOODS.items():
-        nb = make_neighbourhood(name)
+        nb = make_neighbourhood(name, **needs.get(name, {}))
         assert isinstance(nb, cls) and isinstance(nb, Neighbourhood) and nb.name == name
         config = json.loads(json.dumps(nb.to_config()))
-        assert make_neighbourhood(**config).get_params() == nb.get_params()
+        assert make_neighbourhood(**config).to_config() == nb.to_config()
+        model_config = json.loads(json.dumps(nb.to_model_config()))
+        assert neighbourhood_from_config(model_config).to_config() == nb.to_config()
+        assert nb.clone().to_config() == nb.to_config() and nb.clone() is not nb
     assert make_neighbourhood("instrument-pitch-2", label="folder", semitones=1).get_params() == {
         "instrument_label": "folder", "pitch_label": "pitch", "semitones": 1}
     assert make_neighbourhood("pitch", label="note").label == "note"
@@ -315,3 +328,121 @@ def test_input_knn_needs_enough_candidates():
     silent = TrainingData.from_arrays([np.zeros((8, N_BINS), np.float32) for _ in range(20)])
     with pytest.raises(ParameterError, match="same"):
         InputKNN(k=2, far=5).fit(silent)
+
+
+# -- any label, the same sound under augmentation, and mixtures ----------------------------------
+
+
+def test_label_neighbourhood_on_any_column_leaves_out_samples_without_it(rendered_data):
+    family = np.array(["wind" if i in ("flute", "trombone") else "strings"
+                       for i in rendered_data.labels["instrument"]], dtype=object)
+    family[:7] = None
+    data = dataclasses.replace(rendered_data, labels={**rendered_data.labels, "family": family})
+    nb = parse_neighbourhood("label:family").fit(data)
+    assert isinstance(nb, Label) and nb.label_keys == ("family",) and nb.spec == "label:family"
+    assert sorted(nb.keys_) == ["strings", "wind"] and nb.excluded_ == {"no family": 7}
+    t = nb.draw(np.random.default_rng(0), 3000, data)
+    assert t.samples.min() >= 7  # no family: neither anchor nor anything else for this partition
+    assert np.all(family[t.anchor_sample] == family[t.positive_sample])
+    assert np.all(family[t.anchor_sample] != family[t.negative_sample])
+
+
+def test_augment_pair_positive_is_the_anchor_window_and_negative_another_sample(rendered_data):
+    nb = AugmentPair().fit(rendered_data)
+    assert nb.label_keys == () and nb.augment == Augment.default()
+    t = nb.draw(np.random.default_rng(0), 2000, rendered_data)
+    np.testing.assert_array_equal(t.anchor_sample, t.positive_sample)
+    np.testing.assert_array_equal(t.anchor_centre, t.positive_centre)
+    assert np.all(t.negative_sample != t.anchor_sample)
+    assert len(np.unique(t.negative_sample)) > 0.9 * rendered_data.n_samples
+    assert t.augments == (nb.augment,) and np.all(t.augment_of == 0)
+    check_centres(rendered_data, t)
+    assert AugmentPair(augment="gain@1").augment == Augment(gain_p=1.0)
+    with pytest.raises(ParameterError, match="augment-pair needs an augmentation"):
+        AugmentPair(augment="none")
+
+
+def test_mixture_draws_parts_in_proportion_to_their_weights(rendered_data):
+    mix = Mixture([(Instrument(), 3.0), (Pitch(), 1.0), (AugmentPair(), 1.0)])
+    mix.fit(rendered_data)
+    assert mix.skipped_ == [] and mix.label_keys == ("instrument", "pitch")
+    rng = np.random.default_rng(5)
+    batches = [mix.draw(rng, 32, rendered_data) for _ in range(600)]
+    part = np.concatenate([t.part for t in batches])
+    share = np.bincount(part, minlength=3) / len(part)
+    n = len(part)
+    for got, want in zip(share, [0.6, 0.2, 0.2]):
+        assert abs(got - want) < 5 * np.sqrt(want * (1 - want) / n)
+    assert len({tuple(np.bincount(t.part, minlength=3)) for t in batches}) > 20  # per triple
+    # every triple follows its own part's definition
+    t = Triples.concat(batches, [0] * len(batches))  # the batches as one (``part`` from above)
+    inst, pitch = rendered_data.labels["instrument"], rendered_data.labels["pitch"]
+    a, p, q = t.anchor_sample, t.positive_sample, t.negative_sample
+    assert np.all((inst[a] == inst[p])[part == 0]) and np.all((inst[a] != inst[q])[part == 0])
+    assert np.all((pitch[a] == pitch[p])[part == 1]) and np.all((pitch[a] != pitch[q])[part == 1])
+    assert np.all((a == p)[part == 2])
+    # only augment-pair's triples carry its augmentation
+    codes = np.concatenate([np.full(len(b), -1) if b.augment_of is None else b.augment_of
+                            for b in batches])
+    assert np.all((codes >= 0) == (part == 2))
+    # reproducible from the seed
+    again = Mixture([(Instrument(), 3.0), (Pitch(), 1.0), (AugmentPair(), 1.0)]).fit(rendered_data)
+    t1 = again.draw(np.random.default_rng(5), 32, rendered_data)
+    np.testing.assert_array_equal(t1.samples, batches[0].samples)
+    np.testing.assert_array_equal(t1.part, batches[0].part)
+
+
+def test_mixture_leaves_out_a_part_these_data_cannot_serve(rendered_data):
+    data = dataclasses.replace(rendered_data, absent_labels={
+        "drum_class": "label 'drum_class' is not in the atlas A; available labels: instrument"})
+    mix = parse_neighbourhood("instrument:1,label:drum_class:2,augment-pair:1")
+    mix.fit(data)
+    assert [s["spec"] for s in mix.skipped_] == ["label:drum_class"]
+    assert "not in the atlas" in mix.skipped_[0]["reason"]
+    assert set(np.unique(mix.draw(np.random.default_rng(0), 500, data).part)) == {0, 2}
+    assert mix.weights_.tolist() == [0.5, 0.5]
+    assert mix.summary()["skipped"][0]["spec"] == "label:drum_class"
+    assert [p["spec"] for p in mix.summary()["parts"]] == ["instrument", "augment-pair"]
+    assert mix.clone().spec == "instrument:1,augment-pair:1"  # what a validation split gets
+    assert mix.origin_weight == pytest.approx((0.001 + 0.002) / 2)
+    # none left: an error naming every reason; a lone neighbourhood keeps its own error
+    with pytest.raises(ParameterError, match="no neighbourhood of the mixture.*drum_class.*genre"):
+        parse_neighbourhood("label:drum_class,label:genre").fit(data)
+    with pytest.raises(ParameterError, match="label 'drum_class' is not in the atlas"):
+        parse_neighbourhood("label:drum_class").fit(data)
+
+
+def test_parse_neighbourhood_forms_and_errors():
+    assert isinstance(parse_neighbourhood("instrument"), Instrument)  # a single one: itself
+    assert parse_neighbourhood("instrument", label="folder").label == "folder"
+    assert parse_neighbourhood("instrument:folder").label == "folder"
+    assert parse_neighbourhood("pitch:note").label == "note"
+    assert parse_neighbourhood("input-knn", seed=7).seed == 7
+    assert parse_neighbourhood("instrument-pitch-2:3").semitones == 2  # a weight, not a label
+    mix = parse_neighbourhood("instrument:1,label:family,input-knn:0.5", seed=3)
+    assert isinstance(mix, Mixture) and [w for _, w in mix.parts] == [1.0, 1.0, 0.5]
+    assert mix.parts[1][0].label == "family" and mix.parts[2][0].seed == 3
+    assert mix.spec == "instrument:1,label:family:1,input-knn:0.5"
+    assert mix.slug == "instrument+label-family+input-knn"
+    for spec, match in (("timbre", "unknown neighbourhood 'timbre'.*label:KEY"),
+                        ("label", "needs label"), ("input-knn:folder", "uses no labels"),
+                        ("instrument:0,pitch", "weight"), ("instrument,,pitch", "empty"),
+                        ("mixture", "unknown neighbourhood")):
+        with pytest.raises(ParameterError, match=match):
+            parse_neighbourhood(spec)
+    with pytest.raises(ParameterError, match="single neighbourhood"):
+        parse_neighbourhood("instrument,pitch", label="folder")
+
+
+def test_shipped_model_config_reads_back_as_its_neighbourhood():
+    from soundatlas.artifact import SHIPPED_MODELS
+
+    config = json.loads((SHIPPED_MODELS / "default" / "config.json").read_text())
+    nb = neighbourhood_from_config(config["neighbourhood"])
+    assert isinstance(nb, InstrumentPitch2) and nb.semitones == 2
+    assert nb.to_model_config() == config["neighbourhood"]
+    mix = parse_neighbourhood("instrument:2,augment-pair:1")
+    back = neighbourhood_from_config(json.loads(json.dumps(mix.to_model_config())))
+    assert back.to_model_config() == mix.to_model_config()
+    assert mix.to_model_config()["parts"][0] == {"name": "instrument", "label": "instrument",
+                                                 "weight": 2.0}

@@ -324,3 +324,93 @@ def test_sampler_rejects_bad_parameters():
         TripleSampler(data, Instrument(), noise=(0.1, -1.0))
     with pytest.raises(ParameterError, match="noise_rng"):
         TripleSampler(data, Instrument(), noise_rng="cupy")
+
+
+# -- augmentation in the sampler ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("noise_rng", ["numpy", "torch"])
+def test_sampler_without_augmentation_draws_what_it_always_drew(noise_rng):
+    """Off (None, or an Augment with nothing on) is bit-identical to the plain path: the
+    neighbourhood's draw, the windows, the noise, from one generator in that order."""
+    from soundatlas.augment import Augment
+
+    data = labelled_data()
+    for augment in (None, Augment()):
+        sampler = TripleSampler(data, Instrument(), batch_size=6, seed=2, augment=augment,
+                                noise_rng=noise_rng)
+        assert sampler.augment is None
+        nb = Instrument().fit(data)
+        rng = np.random.default_rng(2)
+        for _ in range(3):
+            got = sampler.draw_arrays()
+            t = nb.draw(rng, 6, data)
+            x = windows(data, t.samples.T.reshape(-1), t.centres.T.reshape(-1))
+            if noise_rng == "torch":
+                gen = torch.Generator().manual_seed(int(rng.integers(2**63)))
+                x = add_noise(torch.from_numpy(x), gen).numpy()
+            else:
+                x = add_noise(x, rng)
+            np.testing.assert_array_equal(np.concatenate(got), x)
+
+
+def test_augmented_batches_are_reproducible_resumable_and_change_the_windows():
+    from soundatlas.augment import Augment
+
+    data = labelled_data()
+    aug = Augment.default()
+
+    def make():
+        return TripleSampler(data, Instrument(), batch_size=8, seed=4, augment=aug,
+                             noise_rng="torch")
+
+    a, b = make(), make()
+    plain = TripleSampler(data, Instrument(), batch_size=8, seed=4, noise_rng="torch")
+    for _ in range(3):
+        x, y = a.next_batch(), b.next_batch()
+        assert all(torch.equal(u, v) for u, v in zip(x, y))
+    assert not torch.equal(a.next_batch()[0], plain.next_batch()[0])
+    state = json.loads(json.dumps(a.state()))
+    assert state["augment"] == aug.get_params()
+    expected = [a.next_batch() for _ in range(3)]
+    fresh = make()
+    fresh.set_state(state)
+    for want in expected:
+        assert all(torch.equal(u, v) for u, v in zip(fresh.next_batch(), want))
+    with pytest.raises(ParameterError, match="augment"):
+        TripleSampler(data, Instrument(), batch_size=8, seed=4, noise_rng="torch").set_state(state)
+
+
+def test_onset_shift_moves_the_window_within_the_sample():
+    from soundatlas.augment import Augment
+
+    data = labelled_data()
+    nb = Instrument().fit(data)
+    sampler = TripleSampler(data, nb, batch_size=64, seed=1, noise=None,
+                            augment=Augment(shift_p=1.0, shift_frames=2))
+    x = np.concatenate(sampler.draw_arrays())
+    rng = np.random.default_rng(1)  # the sampler's draws: triples, the mask (all on), shifts
+    t = nb.draw(rng, 64, data)
+    s, c = t.samples.T.reshape(-1), t.centres.T.reshape(-1)
+    rng.random(len(s))
+    shift = rng.integers(-2, 3, size=len(s))
+    moved = np.clip(c + shift, 0, data.lengths[s] - 1)
+    np.testing.assert_array_equal(x, windows(data, s, moved))
+    assert np.any(moved != c)
+
+
+def test_augment_pair_windows_are_one_window_under_two_augmentations():
+    """Gain only, no noise: the anchor and positive windows are the same window of the same
+    sample, scaled by two different gains."""
+    from soundatlas.augment import Augment
+    from soundatlas.neighbourhoods import AugmentPair
+
+    data = labelled_data()
+    nb = AugmentPair(augment=Augment(gain_p=1.0, gain_db=6.0))
+    sampler = TripleSampler(data, nb, batch_size=16, seed=0, noise=None)
+    a, p, _ = (v.astype(np.float64) for v in sampler.draw_arrays())
+    for row in range(16):
+        sound = np.expm1(p[row]) > 1e-3
+        r = np.expm1(a[row][sound]) / np.expm1(p[row][sound])
+        assert np.ptp(r) < 1e-4 * r.mean()  # one factor for the whole window
+        assert abs(20 * np.log10(r.mean())) <= 12 and abs(r.mean() - 1) > 1e-6

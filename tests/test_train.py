@@ -15,6 +15,8 @@ from soundatlas.cqt import CQTParams
 from soundatlas.embed import embed_atlas, embed_features, ensure_registered, point_of
 from soundatlas.errors import ParameterError, SoundAtlasError
 from soundatlas.indexing import index_library
+from soundatlas.neighbourhoods import Neighbourhood, Triples
+from soundatlas.sampling import draw_centres
 from soundatlas.train import TrainingError, lr_at, settings_for, train
 
 
@@ -134,6 +136,7 @@ def test_presets_and_bad_settings():
         ("sgd", 0.02, 0.0, 32, 50_000)
     assert paper.fused_pool == "off" and settings_for("fast").fused_pool == "auto"
     assert paper.noise_rng == "numpy" and settings_for("fast").noise_rng == "torch"
+    assert paper.augment is None and settings_for("fast").augment is None  # augmentation: opt-in
     with pytest.raises(ParameterError, match="fused_pool"):
         settings_for("fast", fused_pool="yes")
     with pytest.raises(ParameterError, match="noise_rng"):
@@ -233,3 +236,136 @@ def test_fused_pool_trains_the_same_function(atlas, monkeypatch):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-7)
     config = json.loads((atlas.path / "models/fused/config.json").read_text())
     assert config["settings"]["fused_pool"] == "auto" and config["fused_pool"] is True
+
+
+# -- neighbourhoods as objects, mixtures, augmentation, fine-tuning ------------------------------
+
+
+class NextSample(Neighbourhood):
+    """A neighbourhood the trainer has never heard of: the positive is the next sample, the
+    negative the one half-way round; its own origin weight."""
+
+    name = "test-next-sample"
+    origin_weight = 0.005
+
+    def fit(self, data):
+        self.usable_ = np.flatnonzero(data.lengths > 0)
+        self.n_samples_ = data.n_samples
+        return self
+
+    def draw(self, rng, n, data):
+        self._check_draw(n, data)
+        m = len(self.usable_)
+        i = rng.integers(0, m, size=n)
+        a, p, q = (self.usable_[(i + k) % m] for k in (0, 1, m // 2))
+        c = draw_centres(data, np.concatenate([a, p, q]), rng)
+        return Triples(a, c[:n], p, c[n:2 * n], q, c[2 * n:])
+
+
+def test_a_new_neighbourhood_class_trains_with_no_change_to_the_trainer(atlas):
+    result = train(atlas, neighbourhood=NextSample(), settings=short(iterations=12, valid_every=6),
+                   seed=0)
+    assert result.name == "test-next-sample-fast-s0" and result.iterations == 12
+    config = json.loads((result.directory / "config.json").read_text())
+    assert config["neighbourhood"] == {"name": "test-next-sample"}
+    assert config["settings"]["origin_weight"] == 0.005  # asked of the neighbourhood
+    assert all(h["valid_loss"] is not None for h in result.history)  # a copy drew validation
+
+
+def test_mixture_with_augmentation_resumes_exactly_and_is_recorded(atlas):
+    """A mixture (with a part this atlas cannot serve) and augmentation: stopped and resumed, it
+    ends with the weights of an uninterrupted run; the config records both."""
+    from soundatlas.augment import Augment
+
+    spec = "instrument:1,pitch:1,label:drum_class:1,augment-pair:0.5"
+    s = short(iterations=30, checkpoint_every=10, valid_every=15, augment=Augment.default())
+    whole = train(atlas, neighbourhood=spec, settings=s, seed=3, name="whole")
+    skipped = whole.neighbourhood["skipped"]
+    assert [k["spec"] for k in skipped] == ["label:drum_class"]
+    assert "not in the atlas" in skipped[0]["reason"]
+    part = train(atlas, neighbourhood=spec, settings=s, seed=3, name="parts", stop_after=17)
+    assert part.iterations == 17
+    train(atlas, neighbourhood=spec, settings=s, seed=3, name="parts", resume=True)
+    a = ModelArtifact.load(atlas.path / "models/whole")
+    b = ModelArtifact.load(atlas.path / "models/parts")
+    for k, v in a.model.state_dict().items():
+        torch.testing.assert_close(v, b.model.state_dict()[k], rtol=0, atol=0)
+    assert [h["valid_loss"] for h in a.config["training"]["history"]] == \
+        [h["valid_loss"] for h in b.config["training"]["history"]]
+
+    nb = a.config["neighbourhood"]
+    assert nb["name"] == "mixture" and nb["spec"] == "instrument:1,pitch:1,label:drum_class:1,"\
+        "augment-pair:0.5"
+    assert [(p["name"], p["weight"]) for p in nb["parts"]] == [
+        ("instrument", 1.0), ("pitch", 1.0), ("label", 1.0), ("augment-pair", 0.5)]
+    assert a.neighbourhood.spec == a.neighbourhood_spec == nb["spec"]
+    assert Augment(**a.config["settings"]["augment"]) == Augment.default()
+    assert a.config["settings"]["origin_weight"] == pytest.approx((0.001 + 0.002 + 0.001) / 2.5)
+    with pytest.raises(TrainingError, match="other settings"):
+        train(atlas, neighbourhood=spec, settings=replace(s, augment=None), seed=3, name="parts",
+              resume=True)
+
+
+def test_a_lone_neighbourhood_whose_label_is_missing_fails_clearly(atlas):
+    with pytest.raises(ParameterError, match="label 'drum_class' is not in the atlas"):
+        train(atlas, neighbourhood="label:drum_class", settings=short(iterations=5), seed=0)
+    with pytest.raises(ParameterError, match="no neighbourhood of the mixture"):
+        train(atlas, neighbourhood="label:drum_class,label:genre", settings=short(iterations=5))
+
+
+def test_init_from_fine_tunes_a_model_label_free_and_resumes_exactly(atlas):
+    from soundatlas.neighbourhoods import AugmentPair, InputKNN, Mixture
+
+    train(atlas, neighbourhood="instrument", settings=short(iterations=20), seed=0, name="base")
+    base = ModelArtifact.load(atlas.path / "models/base")
+
+    def label_free():
+        return Mixture([(InputKNN(k=5, far=60, n_candidates=3000, seed=1), 1.0),
+                        (AugmentPair(), 1.0)])
+
+    s = short(iterations=24, checkpoint_every=8, valid_every=12, lr=1e-3)
+    train(atlas, neighbourhood=label_free(), settings=s, seed=1, name="adapted", init_from="base")
+    train(atlas, neighbourhood=label_free(), settings=s, seed=1, name="split", init_from=base,
+          stop_after=10)
+    train(atlas, neighbourhood=label_free(), settings=s, seed=1, name="split", init_from=base,
+          resume=True)
+    adapted = ModelArtifact.load(atlas.path / "models/adapted")
+    split = ModelArtifact.load(atlas.path / "models/split")
+    start, tuned = base.model.state_dict(), adapted.model.state_dict()
+    for k, v in tuned.items():
+        torch.testing.assert_close(v, split.model.state_dict()[k], rtol=0, atol=0)
+    # the input statistics are the base model's, the weights moved a little from its weights
+    assert torch.equal(tuned["in_mean"], start["in_mean"])
+    assert torch.equal(tuned["in_scale"], start["in_scale"])
+    moved = max((tuned[k] - start[k]).abs().max().item() for k in tuned)
+    assert 0 < moved < 0.05
+    assert adapted.config["architecture"] == base.config["architecture"]
+    assert adapted.config["init_from"]["name"] == "base"
+    assert adapted.config["settings"]["standardize"] is True
+
+    other = ModelArtifact.load(atlas.path / "models/base")
+    other.config["cqt"] = dict(other.config["cqt"], hop_length=400)
+    with pytest.raises(SoundAtlasError, match="other CQT parameters"):
+        train(atlas, neighbourhood=label_free(), settings=s, init_from=other)
+    with pytest.raises(ParameterError, match="dims=2"):
+        train(atlas, neighbourhood=label_free(), settings=s, init_from=base, dims=2)
+
+
+def test_train_command_line_reads_mixtures_and_augmentation():
+    from soundatlas.augment import Augment
+    from soundatlas.cli import build_parser, train_settings
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "-n", "instrument:1,augment-pair:0.5", "--augment",
+                              "default"])
+    assert train_settings(args).augment == Augment.default()
+    args = parser.parse_args(["train", "-n", "instrument", "--augment", "gain=9@1,noise=20:30"])
+    assert train_settings(args).augment == Augment(gain_p=1.0, gain_db=9.0, noise_p=0.3,
+                                                   noise_snr_db=(20.0, 30.0))
+    assert train_settings(parser.parse_args(["train", "-n", "instrument"])).augment is None
+    args = parser.parse_args(["train", "-n", "pitch", "--augment", "none"])
+    assert train_settings(args).augment is None
+    for bad in (["-n", "timbre"], ["-n", "pitch", "--augment", "reverb"]):
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args(["train", *bad])
+        assert exc.value.code == 2

@@ -1,9 +1,11 @@
 """A trained model as an artefact: ``weights.npz`` (no pickle) plus ``config.json``.
 
 The config holds everything needed to use and to reproduce the model: architecture, CQT
-parameters, neighbourhood and label, training preset and settings, seed, split, a fingerprint of
-the data, metrics and the command that made it. Anything that embeds checks the CQT parameters
-against the atlas's and refuses a mismatch.
+parameters, neighbourhood (one, ``{"name": ..., **params}``, or a weighted mixture, ``{"name":
+"mixture", "spec": ..., "parts": [{"name": ..., "weight": ..., **params}, ...]}``) and label,
+training preset and settings (augmentation included), seed, split, a fingerprint of the data, the
+model it was fine-tuned from (``init_from``), metrics and the command that made it. Anything
+that embeds checks the CQT parameters against the atlas's and refuses a mismatch.
 """
 
 from __future__ import annotations
@@ -40,6 +42,26 @@ class ModelArtifact:
     @property
     def dims(self) -> int:
         return int(self.config["architecture"]["dims"])
+
+    @property
+    def neighbourhood(self):
+        """The neighbourhood the model learned (unfitted; a ``Mixture`` for several), or None
+        when the config names none."""
+        from soundatlas.neighbourhoods import neighbourhood_from_config
+
+        config = self.config.get("neighbourhood")
+        return neighbourhood_from_config(config) if config else None
+
+    @property
+    def neighbourhood_spec(self) -> str | None:
+        """How a command line names that neighbourhood (``instrument-pitch-2``,
+        ``instrument:1,label:family:1``); the recorded name when this version cannot read it."""
+        config = self.config.get("neighbourhood") or {}
+        try:
+            nb = self.neighbourhood
+        except ParameterError:
+            return config.get("spec") or config.get("name")
+        return None if nb is None else nb.spec
 
     def save(self, directory: str | os.PathLike, *, dtype=np.float32) -> Path:
         """Write weights (``dtype``: float16 halves the size) and config into ``directory``."""

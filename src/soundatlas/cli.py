@@ -295,6 +295,7 @@ def _open_atlas(args, *, write: bool = False):
 
 def train_settings(args):
     """The TrainSettings a ``soundatlas train`` command line asks for: the preset's, overridden."""
+    from soundatlas.augment import parse_augment
     from soundatlas.train import settings_for
 
     return settings_for(args.preset, iterations=args.iterations, lr=args.lr,
@@ -303,7 +304,29 @@ def train_settings(args):
                         precision=args.precision, optimizer=args.optimizer,
                         momentum=args.momentum, schedule=args.schedule, warmup=args.warmup,
                         standardize=args.standardize, fused_pool=args.fused_pool,
-                        noise_rng=args.noise_rng)
+                        noise_rng=args.noise_rng, augment=parse_augment(args.augment))
+
+
+def _neighbourhood_spec(text: str) -> str:
+    """``train -n``: checked here, so a bad one is a usage error naming the option."""
+    from soundatlas.neighbourhoods import parse_neighbourhood
+
+    try:
+        parse_neighbourhood(text)
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc).strip()) from None
+    return text
+
+
+def _augment_spec(text: str) -> str:
+    """``train --augment``: checked here, so a bad one is a usage error naming the option."""
+    from soundatlas.augment import Augment
+
+    try:
+        Augment.from_spec(text)
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc).strip()) from None
+    return text
 
 
 def cmd_train(args) -> int:
@@ -324,7 +347,7 @@ def cmd_train(args) -> int:
         result = train(atlas, neighbourhood=args.neighbourhood, label=args.label,
                        settings=settings, seed=args.seed, name=args.name, dims=args.dims,
                        resume=args.resume, device=args.device, progress=progress,
-                       stop_after=args.stop_after)
+                       stop_after=args.stop_after, init_from=args.init_from)
     out = {"name": result.name, "directory": str(result.directory), "iterations": result.iterations,
            "of": settings.iterations, "seconds": round(result.seconds, 1),
            "cpu_seconds": round(result.cpu_seconds, 1), "resumed_from": result.resumed_from,
@@ -338,11 +361,17 @@ def cmd_train(args) -> int:
         print(f"{state}: model {result.name}, {result.iterations}/{settings.iterations} "
               f"iterations in {result.seconds:.0f} s; train loss {last_log.get('train_loss', float('nan')):.4f}, "
               f"validation loss {last_log.get('valid_loss') or float('nan'):.4f}")
-        excluded = result.neighbourhood.get("n_excluded", 0)
-        if excluded:
-            reasons = result.neighbourhood.get("excluded", {})
-            print(f"  {excluded} training samples left out: "
-                  + ", ".join(f"{n} {why}" for why, n in reasons.items()))
+        parts = result.neighbourhood.get("parts", [result.neighbourhood])
+        for part in parts:
+            excluded = part.get("n_excluded", 0)
+            if excluded:
+                reasons = part.get("excluded", {})
+                whose = f" by {part['spec']}" if "spec" in part else ""
+                print(f"  {excluded} training samples left out{whose}"
+                      + (": " + ", ".join(f"{n} {why}" for why, n in reasons.items())
+                         if reasons else ""))
+        for skipped in result.neighbourhood.get("skipped", []):
+            print(f"  neighbourhood {skipped['spec']} left out: {skipped['reason']}")
     return EXIT_OK
 
 
@@ -869,13 +898,27 @@ def build_parser() -> argparse.ArgumentParser:
                        "drawn from a neighbourhood; checkpoints as it goes; the model is saved "
                        "and registered in the atlas.")
     t.add_argument("--atlas", metavar="DIR", help=atlas_help)
-    t.add_argument("--neighbourhood", "-n", required=True, metavar="NAME",
-                   choices=["input-knn", "instrument", "pitch", "instrument-pitch",
-                            "instrument-pitch-2"],
-                   help="input-knn | instrument | pitch | instrument-pitch | instrument-pitch-2")
+    t.add_argument("--neighbourhood", "-n", required=True, metavar="SPEC",
+                   type=_neighbourhood_spec,
+                   help="input-knn | instrument | pitch | instrument-pitch | instrument-pitch-2 | "
+                   "label:KEY (any label column, e.g. label:family) | augment-pair (the same "
+                   "sound under two augmentations); several at once as a weighted mixture, "
+                   "NAME:WEIGHT,..., e.g. instrument:1,label:family:1,input-knn:0.5,"
+                   "augment-pair:0.5 (each triple's part drawn by weight; a part these data "
+                   "cannot serve is left out with a message)")
     t.add_argument("--label", metavar="KEY",
                    help="label column playing the instrument's part (e.g. 'folder'; default: "
-                   "instrument)")
+                   "instrument); a single neighbourhood only")
+    t.add_argument("--augment", metavar="SPEC", type=_augment_spec,
+                   help="augmentation of the training windows: none (the default, and the "
+                   "paper's), default (all six), or a list of NAME[=RANGE][@P]: gain (+-dB, 6), "
+                   "tilt (+-dB/octave, 3), room (RT60 LOW:HIGH s, 0.1:0.8), noise (SNR LOW:HIGH "
+                   "dB, 10:40), shift (+-frames, 2), detune (+-semitones, 0.5), P the "
+                   "probability per window (shift 0.5, room 0.3, detune 0.3, tilt 0.5, gain "
+                   "0.5, noise 0.3), e.g. gain=9,noise=20:40@0.5")
+    t.add_argument("--init-from", metavar="MODEL",
+                   help="start from this model's weights, input statistics and architecture "
+                   "(a model name or directory) instead of a random network: fine-tuning")
     t.add_argument("--preset", choices=["paper", "fast"], default="fast",
                    help="paper: SGD lr 0.02, 32 triples, 50,000 iterations (the reference); "
                    "fast: ours, see README (default)")
@@ -883,8 +926,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=_positive_float, metavar="LR", help="override the preset's")
     t.add_argument("--batch-size", type=_positive_int, metavar="N",
                    help="triples per step (override the preset's)")
-    t.add_argument("--dims", type=_positive_int, default=3, metavar="D",
-                   help="output dimensions (default: 3)")
+    t.add_argument("--dims", type=_positive_int, metavar="D",
+                   help="output dimensions (default: 3, or --init-from's)")
     t.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
     t.add_argument("--name", metavar="NAME",
                    help="model name (default: NEIGHBOURHOOD-PRESET-sSEED)")

@@ -19,12 +19,7 @@ from torch import nn
 
 from soundatlas.errors import ParameterError
 
-__all__ = ["ContrastiveLoss", "reference_origin_weight", "safe_norm"]
-
-
-def reference_origin_weight(neighbourhood_name: str) -> float:
-    """The paper's origin-penalty weight: 0.001 for "instrument", 0.002 for other neighbourhoods."""
-    return 0.001 if neighbourhood_name == "instrument" else 0.002
+__all__ = ["ContrastiveLoss", "safe_norm"]
 
 
 def safe_norm(v: torch.Tensor) -> torch.Tensor:
@@ -39,8 +34,9 @@ def safe_norm(v: torch.Tensor) -> torch.Tensor:
 class ContrastiveLoss(nn.Module):
     """Ternary contrastive loss: margins ``m_p`` (pull), ``m_n`` (push) and an origin penalty.
 
-    Keyword-only: ``m_p=0.0``, ``m_n=1.0`` (both >= 0), ``origin_weight=0.001`` (>= 0; see
-    ``reference_origin_weight``). ``forward(z_a, z_p, z_n)`` takes three (B, dims) tensors and
+    Keyword-only: ``m_p=0.0``, ``m_n=1.0`` (both >= 0), ``origin_weight=0.001`` (>= 0; the
+    paper's weight for a neighbourhood is its ``Neighbourhood.origin_weight``).
+    ``forward(z_a, z_p, z_n)`` takes three (B, dims) tensors and
     returns the scalar loss; ``parts`` returns its terms as floats for logging.
     """
 

@@ -2,15 +2,20 @@
 
 A neighbourhood is fitted on :class:`~soundatlas.sampling.TrainingData` and then draws triples of
 (sample index, window centre) -- anchor, positive, negative. A new neighbourhood is a new class
-here (registered in :data:`NEIGHBOURHOODS`), never an ``if`` in the trainer. Like a scikit-learn
-estimator, a neighbourhood stores its constructor arguments as-is (:meth:`Neighbourhood.get_params`
-is what the model's JSON config records) and sets learned state, ending in ``_``, in ``fit``.
+here (registered in :data:`NEIGHBOURHOODS`), never an ``if`` in the trainer: what is particular
+to one -- the label columns it needs (``label_keys``), the paper's origin-penalty weight for it
+(``origin_weight``), which constructor argument ``--label`` and the run's seed set
+(``label_param``, ``seed_param``), the augmentation its windows need (``Triples.augments``) --
+is asked of the object. Like a scikit-learn estimator, a neighbourhood stores its constructor
+arguments as-is (:meth:`Neighbourhood.get_params`; :meth:`Neighbourhood.to_model_config` is what
+the model's JSON config records) and sets learned state, ending in ``_``, in ``fit``.
 
 Label neighbourhoods (the paper's reference sampling): pick a key uniformly; draw the anchor from
 the key's anchor samples and the positive, a *different* sample, from its positive set; draw the
 negative uniformly from every usable sample outside that positive set; choose each window centre
 by frame energy (:func:`~soundatlas.sampling.draw_centres`).
 
+- :class:`Label` -- key = the value of any label column (``label:family``, ``label:drum_class``);
 - :class:`Instrument` -- key = instrument (any label column: ``Instrument(label="folder")``);
 - :class:`Pitch` -- key = MIDI pitch;
 - :class:`InstrumentPitch` -- key = (instrument, pitch);
@@ -24,17 +29,23 @@ cannot give an anchor and a *different* positive: such a key is dropped as a key
 sample twice (two windows of one file) would teach the map "same file", not "same class".
 
 :class:`InputKNN` needs no labels: positives are input-space nearest neighbours of the anchor
-window, negatives are windows far from it.
+window, negatives are windows far from it. :class:`AugmentPair` needs none either: the positive
+is the anchor's own window under another draw of its augmentation, the negative another sample.
+
+:class:`Mixture` is itself a neighbourhood: K partitions with weights, each triple drawn from a
+part picked by weight (the paper's K contrastive partitions interpolated by one network).
+:func:`parse_neighbourhood` reads the command line's ``instrument:1,label:family:1,input-knn:0.5``.
 """
 
 from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import ClassVar, Hashable
+from typing import ClassVar, Hashable, Sequence
 
 import numpy as np
 
+from soundatlas.augment import Augment
 from soundatlas.errors import ParameterError
 from soundatlas.labels import normalise_pitch
 from soundatlas.sampling import TrainingData, draw_centres, windows
@@ -43,19 +54,29 @@ __all__ = [
     "Triples",
     "Neighbourhood",
     "LabelNeighbourhood",
+    "Label",
     "Instrument",
     "Pitch",
     "InstrumentPitch",
     "InstrumentPitch2",
     "InputKNN",
+    "AugmentPair",
+    "Mixture",
     "NEIGHBOURHOODS",
     "make_neighbourhood",
+    "parse_neighbourhood",
+    "neighbourhood_from_config",
 ]
 
 
 @dataclass(frozen=True)
 class Triples:
-    """n triples as (sample index into the TrainingData, window centre frame), int64 arrays."""
+    """n triples as (sample index into the TrainingData, window centre frame), int64 arrays.
+
+    ``augments`` and ``augment_of``: the augmentations some triples' windows need whatever the
+    run's (``augment_of[i]`` indexes ``augments``; -1 or None: the run's own). ``part``: which
+    part of a :class:`Mixture` drew each triple (None outside a mixture).
+    """
 
     anchor_sample: np.ndarray
     anchor_centre: np.ndarray
@@ -63,6 +84,26 @@ class Triples:
     positive_centre: np.ndarray
     negative_sample: np.ndarray
     negative_centre: np.ndarray
+    augments: tuple[Augment, ...] = ()
+    augment_of: np.ndarray | None = None
+    part: np.ndarray | None = None
+
+    @classmethod
+    def concat(cls, chunks: Sequence["Triples"], parts: Sequence[int]) -> "Triples":
+        """The triples of ``chunks`` one after another, ``part`` = the given part of each."""
+        cols = ("anchor_sample", "anchor_centre", "positive_sample", "positive_centre",
+                "negative_sample", "negative_centre")
+        empty = np.zeros(0, np.int64)
+        arrays = {k: np.concatenate([empty] + [getattr(t, k) for t in chunks]) for k in cols}
+        augments, codes = [], [empty]
+        for t in chunks:
+            own = np.full(len(t), -1, np.int64) if t.augment_of is None else t.augment_of
+            codes.append(np.where(own >= 0, own + len(augments), -1))
+            augments.extend(t.augments)
+        part = np.concatenate([empty] + [np.full(len(t), p, np.int64)
+                                         for t, p in zip(chunks, parts)])
+        return cls(**arrays, augments=tuple(augments),
+                   augment_of=np.concatenate(codes) if augments else None, part=part)
 
     def __len__(self) -> int:
         return len(self.anchor_sample)
@@ -79,20 +120,56 @@ class Triples:
 
 
 class Neighbourhood:
-    """Base class: constructor arguments stored as-is, ``fit(data)``, ``draw(rng, n, data)``."""
+    """Base class: constructor arguments stored as-is, ``fit(data)``, ``draw(rng, n, data)``.
+
+    Facts the trainer asks of a neighbourhood, with the base's answers: ``label_keys`` (none),
+    ``origin_weight`` (the paper's origin-penalty weight: 0.002), ``label_param`` (the
+    constructor argument ``--label`` sets: none), ``seed_param`` (the constructor argument the
+    run's seed sets: none).
+    """
 
     name: ClassVar[str] = ""
+    origin_weight: float = 0.002
+    label_param: ClassVar[str | None] = None
+    seed_param: ClassVar[str | None] = None
 
     # -- configuration ---------------------------------------------------------------------------
 
     def get_params(self) -> dict:
-        """The constructor arguments (JSON-ready), as the model's config records them."""
+        """The constructor arguments, as stored."""
         sig = inspect.signature(type(self).__init__)
-        return {p: getattr(self, p) for p in sig.parameters if p != "self"}
+        return {p: getattr(self, p) for p in sig.parameters
+                if p != "self" and sig.parameters[p].kind not in (inspect.Parameter.VAR_POSITIONAL,
+                                                                   inspect.Parameter.VAR_KEYWORD)}
 
     def to_config(self) -> dict:
-        """{"name": ..., "params": ...}; ``make_neighbourhood(**to_config())`` rebuilds it."""
-        return {"name": self.name, "params": self.get_params()}
+        """{"name": ..., "params": ...} (JSON-ready); ``make_neighbourhood(**to_config())``
+        rebuilds it."""
+        return {"name": self.name, "params": _jsonable(self.get_params())}
+
+    def to_model_config(self) -> dict:
+        """What the model's config.json records: {"name": ..., **params};
+        :func:`neighbourhood_from_config` reads it back."""
+        return {"name": self.name, **_jsonable(self.get_params())}
+
+    @classmethod
+    def from_model_config(cls, params: dict) -> "Neighbourhood":
+        """Rebuild from :meth:`to_model_config`'s params (the entries besides "name")."""
+        return _construct(cls, dict(params))
+
+    def clone(self) -> "Neighbourhood":
+        """A new, unfitted neighbourhood with the same parameters."""
+        return type(self)(**self.get_params())
+
+    @property
+    def spec(self) -> str:
+        """How the command line names it (``instrument``, ``label:family``)."""
+        return self.name
+
+    @property
+    def slug(self) -> str:
+        """A file-name-safe short name, for default model names."""
+        return self.spec.replace(":", "-")
 
     @property
     def label_keys(self) -> tuple[str, ...]:
@@ -269,14 +346,22 @@ def _check_label(name: str, value) -> None:
         raise ParameterError(f"{name}={value!r} must be a label name (a non-empty string)")
 
 
-class Instrument(LabelNeighbourhood):
-    """Key = the value of label ``label`` (instrument class, folder, ...)."""
+class Label(LabelNeighbourhood):
+    """Key = the value of label column ``label`` (family, drum_class, folder, ...): any class
+    partition, so a new label needs no new class. Its origin weight is the paper's for a class
+    partition (its instrument neighbourhood's), 0.001."""
 
-    name = "instrument"
+    name = "label"
+    origin_weight = 0.001
+    label_param = "label"
 
-    def __init__(self, label: str = "instrument"):
+    def __init__(self, label: str):
         _check_label("label", label)
         self.label = label
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}:{self.label}"
 
     @property
     def label_keys(self) -> tuple[str, ...]:
@@ -288,10 +373,24 @@ class Instrument(LabelNeighbourhood):
         return keys, {f"no {self.label}": sum(k is None for k in keys)}
 
 
+class Instrument(Label):
+    """Key = the value of label ``label`` (instrument class, folder, ...)."""
+
+    name = "instrument"
+
+    def __init__(self, label: str = "instrument"):
+        super().__init__(label)
+
+    @property
+    def spec(self) -> str:
+        return self.name
+
+
 class Pitch(LabelNeighbourhood):
     """Key = the MIDI pitch in label ``label`` (MIDI numbers or note names)."""
 
     name = "pitch"
+    label_param = "label"
 
     def __init__(self, label: str = "pitch"):
         _check_label("label", label)
@@ -310,6 +409,7 @@ class InstrumentPitch(LabelNeighbourhood):
     """Key = (instrument, MIDI pitch)."""
 
     name = "instrument-pitch"
+    label_param = "instrument_label"
 
     def __init__(self, instrument_label: str = "instrument", pitch_label: str = "pitch"):
         _check_label("instrument_label", instrument_label)
@@ -377,6 +477,7 @@ class InputKNN(Neighbourhood):
     """
 
     name = "input-knn"
+    seed_param = "seed"
     _PCA_FIT_WINDOWS = 8192  # PCA is fitted on at most this many candidates
     _CHUNK = 4096
 
@@ -529,6 +630,173 @@ def _dist(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", d, d))
 
 
+# -- the same sound under two augmentations ------------------------------------------------------
+
+
+class AugmentPair(Neighbourhood):
+    """No labels: the positive is the anchor's own window (same sample, same centre) under an
+    independent draw of ``augment``; the negative a window of another sample, augmented alike.
+
+    It teaches the map to ignore what the augmentation changes (level, EQ, room, noise floor, a
+    small detune, where the onset falls: the augmentation's shift moves the two windows apart).
+    ``augment``: an :class:`~soundatlas.augment.Augment`, its ``get_params()`` or a spec
+    (default: ``Augment.default()``); its windows get it instead of the run's augmentation.
+    Anchors are uniform over the samples with frames, centres by energy.
+    """
+
+    name = "augment-pair"
+
+    def __init__(self, augment: "Augment | dict | str" = "default"):
+        aug = Augment.from_params(augment)
+        if aug is None or not aug.active:
+            raise ParameterError(f"augment-pair needs an augmentation that changes something, "
+                                 f"not augment={augment!r}")
+        self.augment = aug
+
+    def fit(self, data: TrainingData) -> "AugmentPair":
+        eligible = np.flatnonzero(data.lengths > 0)
+        if len(eligible) < 2:
+            raise ParameterError(f"augment-pair needs at least 2 samples with frames (one for the "
+                                 f"pair, another for the negative), got {len(eligible)}")
+        self.n_samples_ = data.n_samples
+        self.eligible_ = eligible.astype(np.int64)
+        self.n_excluded_ = data.n_samples - len(eligible)
+        return self
+
+    def summary(self) -> dict:
+        return {"n_samples_used": int(len(self.eligible_)), "n_excluded": self.n_excluded_,
+                "augment": self.augment.spec()}
+
+    def draw(self, rng: np.random.Generator, n: int, data: TrainingData) -> Triples:
+        self._check_draw(n, data)
+        m = len(self.eligible_)
+        ia = rng.integers(0, m, size=n)
+        iq = rng.integers(0, m - 1, size=n)
+        iq += iq >= ia
+        a, q = self.eligible_[ia], self.eligible_[iq]
+        c = draw_centres(data, np.concatenate([a, q]), rng)
+        return Triples(a, c[:n], a.copy(), c[:n].copy(), q, c[n:],
+                       augments=(self.augment,), augment_of=np.zeros(n, np.int64))
+
+
+# -- several neighbourhoods at once --------------------------------------------------------------
+
+
+class Mixture(Neighbourhood):
+    """K neighbourhoods with weights, one network: the paper's K contrastive partitions.
+
+    ``parts``: (neighbourhood, weight) pairs (or their :meth:`to_model_config` dicts with a
+    ``weight``), weights > 0. ``fit`` fits every part and leaves out, with the reason
+    (``skipped_``), a part that cannot be fitted on these data (e.g. a label this atlas lacks);
+    it fails only when no part fits. ``draw`` picks each triple's part independently with
+    probability proportional to its weight (a multinomial split of the batch, so every batch
+    mixes the parts and the counts follow the weights), then lets each part draw its share; the
+    triples come part by part, ``Triples.part`` saying whose they are. The origin weight is the
+    parts' mean, weighted like the draws.
+    """
+
+    name = "mixture"
+
+    def __init__(self, parts: Sequence):
+        if isinstance(parts, (str, bytes)) or not parts:
+            raise ParameterError(f"parts={parts!r} must be a non-empty list of "
+                                 "(neighbourhood, weight) pairs")
+        out = []
+        for part in parts:
+            if isinstance(part, dict):
+                part = dict(part)
+                weight = part.pop("weight", 1.0)
+                nb = neighbourhood_from_config(part)
+            else:
+                try:
+                    nb, weight = part
+                except (TypeError, ValueError):
+                    raise ParameterError(f"mixture part {part!r} must be a (neighbourhood, "
+                                         "weight) pair") from None
+            if not isinstance(nb, Neighbourhood):
+                raise ParameterError(f"mixture part {nb!r} is not a Neighbourhood")
+            if (isinstance(weight, bool) or not isinstance(weight, (int, float, np.number))
+                    or not np.isfinite(weight) or weight <= 0):
+                raise ParameterError(f"the weight of {nb.spec} is {weight!r}; it must be a "
+                                     "finite number > 0")
+            out.append((nb, float(weight)))
+        self.parts = out
+
+    def to_config(self) -> dict:
+        return {"name": self.name, "params": {"parts": self._part_configs()}}
+
+    def to_model_config(self) -> dict:
+        return {"name": self.name, "spec": self.spec, "parts": self._part_configs()}
+
+    def _part_configs(self) -> list[dict]:
+        return [{**nb.to_model_config(), "weight": w} for nb, w in self.parts]
+
+    @classmethod
+    def from_model_config(cls, params: dict) -> "Mixture":
+        return cls(parts=params.get("parts", []))
+
+    def clone(self) -> "Mixture":
+        """Unfitted; a fitted mixture's clone holds only the parts that were fitted."""
+        keep = self.active_ if self.is_fitted() else range(len(self.parts))
+        return Mixture([(self.parts[i][0].clone(), self.parts[i][1]) for i in keep])
+
+    @property
+    def spec(self) -> str:
+        return ",".join(f"{nb.spec}:{w:g}" for nb, w in self.parts)
+
+    @property
+    def slug(self) -> str:
+        return "+".join(nb.slug for nb, _ in self.parts)
+
+    @property
+    def label_keys(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(k for nb, _ in self.parts for k in nb.label_keys))
+
+    @property
+    def origin_weight(self) -> float:
+        idx = self.active_ if self.is_fitted() else np.arange(len(self.parts))
+        w = np.array([self.parts[i][1] for i in idx])
+        return float(np.dot(w, [self.parts[i][0].origin_weight for i in idx]) / w.sum())
+
+    def fit(self, data: TrainingData) -> "Mixture":
+        active, skipped = [], []
+        for i, (nb, _) in enumerate(self.parts):
+            try:
+                nb.fit(data)
+            except ParameterError as exc:
+                skipped.append({"part": i, "spec": nb.spec, "reason": str(exc)})
+            else:
+                active.append(i)
+        if not active:
+            if len(self.parts) == 1:
+                self.parts[0][0].fit(data)  # its own error
+            raise ParameterError("no neighbourhood of the mixture can be fitted on these data: "
+                                 + "; ".join(f"{s['spec']}: {s['reason']}" for s in skipped))
+        w = np.array([self.parts[i][1] for i in active])
+        self.active_ = np.array(active, dtype=np.int64)
+        self.weights_ = w / w.sum()
+        self.skipped_ = skipped
+        self.n_samples_ = data.n_samples
+        return self
+
+    def summary(self) -> dict:
+        return {
+            "parts": [{"spec": self.parts[i][0].spec, "weight": self.parts[i][1],
+                       **self.parts[i][0].summary()} for i in self.active_],
+            "skipped": list(self.skipped_),
+        }
+
+    def draw(self, rng: np.random.Generator, n: int, data: TrainingData) -> Triples:
+        self._check_draw(n, data)
+        counts = rng.multinomial(n, self.weights_)
+        chunks, parts = [], []
+        for i, k in zip(self.active_, counts):
+            if k:
+                chunks.append(self.parts[i][0].draw(rng, int(k), data))
+                parts.append(int(i))
+        return Triples.concat(chunks, parts)
+
+
 # -- registry ---------------------------------------------------------------------------------
 
 NEIGHBOURHOODS: dict[str, type[Neighbourhood]] = {
@@ -537,22 +805,18 @@ NEIGHBOURHOODS: dict[str, type[Neighbourhood]] = {
     "pitch": Pitch,
     "instrument-pitch": InstrumentPitch,
     "instrument-pitch-2": InstrumentPitch2,
-}
-
-# which constructor argument ``make_neighbourhood(label=...)`` sets: the class label
-_LABEL_PARAM = {
-    "instrument": "label",
-    "pitch": "label",
-    "instrument-pitch": "instrument_label",
-    "instrument-pitch-2": "instrument_label",
+    "label": Label,
+    "augment-pair": AugmentPair,
+    "mixture": Mixture,
 }
 
 
 def make_neighbourhood(name: str, *, label: str | None = None, params: dict | None = None,
                        **kw) -> Neighbourhood:
-    """A neighbourhood by registry name. ``label`` sets the class label column (the instrument
-    label; for ``pitch`` its pitch label), e.g. ``label="folder"``; other keywords (or
-    ``params``, as in :meth:`Neighbourhood.to_config`) go to the constructor."""
+    """A neighbourhood by registry name. ``label`` sets the class's ``label_param`` (the
+    instrument label; for ``pitch`` its pitch label; for ``label`` the column), e.g.
+    ``label="folder"``; other keywords (or ``params``, as in :meth:`Neighbourhood.to_config`)
+    go to the constructor."""
     if name not in NEIGHBOURHOODS:
         raise ParameterError(
             f"unknown neighbourhood {name!r}; choose one of: {', '.join(NEIGHBOURHOODS)}"
@@ -560,15 +824,108 @@ def make_neighbourhood(name: str, *, label: str | None = None, params: dict | No
     cls = NEIGHBOURHOODS[name]
     kw = {**(params or {}), **kw}
     if label is not None:
-        if name not in _LABEL_PARAM:
+        if cls.label_param is None:
             raise ParameterError(f"the {name} neighbourhood uses no labels; label={label!r} "
                                  "cannot apply")
-        kw[_LABEL_PARAM[name]] = label
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    unknown = [k for k in kw if k not in accepted]
+        kw[cls.label_param] = label
+    return _construct(cls, kw)
+
+
+def _construct(cls: type[Neighbourhood], kw: dict) -> Neighbourhood:
+    params = {p: v for p, v in inspect.signature(cls.__init__).parameters.items() if p != "self"}
+    unknown = [k for k in kw if k not in params]
     if unknown:
         raise ParameterError(
-            f"the {name} neighbourhood has no parameter {unknown[0]!r}; "
-            f"its parameters: {', '.join(accepted)}"
+            f"the {cls.name} neighbourhood has no parameter {unknown[0]!r}; "
+            f"its parameters: {', '.join(params)}"
         )
+    missing = [p for p, v in params.items() if v.default is inspect.Parameter.empty
+               and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD) and p not in kw]
+    if missing:
+        hint = f" (e.g. {cls.name}:family)" if missing[0] == cls.label_param else ""
+        raise ParameterError(f"the {cls.name} neighbourhood needs {missing[0]}{hint}")
     return cls(**kw)
+
+
+def neighbourhood_from_config(config: dict) -> Neighbourhood:
+    """The (unfitted) neighbourhood a model's config records: the flat ``{"name": ..., **params}``
+    of :meth:`Neighbourhood.to_model_config` (every model config so far), or ``{"name": ...,
+    "params": {...}}`` of :meth:`Neighbourhood.to_config`."""
+    if not isinstance(config, dict) or config.get("name") not in NEIGHBOURHOODS:
+        name = config.get("name") if isinstance(config, dict) else config
+        raise ParameterError(f"unknown neighbourhood {name!r} in the config; known: "
+                             f"{', '.join(NEIGHBOURHOODS)}")
+    rest = {k: v for k, v in config.items() if k != "name"}
+    params = rest["params"] if set(rest) == {"params"} else rest
+    return NEIGHBOURHOODS[config["name"]].from_model_config(params)
+
+
+def parse_neighbourhood(spec: str, *, label: str | None = None,
+                        seed: int | None = None) -> Neighbourhood:
+    """The neighbourhood a command line names: ``NAME`` (e.g. ``instrument``), ``NAME:LABEL``
+    (e.g. ``label:family``, ``instrument:folder``: the class's label column), or a weighted
+    mixture ``PART[:WEIGHT],PART[:WEIGHT],...`` (weight 1 when left out), e.g.
+    ``instrument:1,label:family:1,input-knn:0.5,augment-pair:0.5``.
+
+    A single part is that neighbourhood itself, not a mixture. ``label`` sets a single
+    neighbourhood's label column (as ``--label`` does); ``seed`` goes to each part's
+    ``seed_param`` (input-knn's candidate draw).
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ParameterError(f"neighbourhood={spec!r} must name one or more neighbourhoods")
+    items = [item.strip() for item in spec.split(",")]
+    if any(not item for item in items):
+        raise ParameterError(f"neighbourhood={spec!r} has an empty part")
+    if len(items) > 1 and label is not None:
+        raise ParameterError(f"label={label!r} sets the label of a single neighbourhood; in a "
+                             "mixture give each part its own (e.g. label:family, "
+                             "instrument:folder)")
+    parts = []
+    for item in items:
+        name, weight = _split_weight(item)
+        parts.append((_parse_one(name, label=label, seed=seed), weight))
+    return parts[0][0] if len(parts) == 1 else Mixture(parts)
+
+
+def _split_weight(item: str) -> tuple[str, float]:
+    head, sep, tail = item.rpartition(":")
+    if sep:
+        try:
+            return head, float(tail)
+        except ValueError:
+            pass
+    return item, 1.0
+
+
+def _parse_one(name: str, *, label: str | None, seed: int | None) -> Neighbourhood:
+    base, sep, column = name.partition(":")
+    if base not in NEIGHBOURHOODS or base == Mixture.name:
+        known = [n for n in NEIGHBOURHOODS if n != Mixture.name]
+        raise ParameterError(f"unknown neighbourhood {base!r}; choose from {', '.join(known)} "
+                             "(label:KEY for any label column, e.g. label:family)")
+    cls = NEIGHBOURHOODS[base]
+    kw = {}
+    if sep:
+        if cls.label_param is None:
+            raise ParameterError(f"the {base} neighbourhood uses no labels; {name!r} cannot apply")
+        if label is not None:
+            raise ParameterError(f"{name!r} names its label already; label={label!r} conflicts")
+        if not column:
+            raise ParameterError(f"{name!r}: the label column is empty")
+        kw[cls.label_param] = column
+    if seed is not None and cls.seed_param is not None:
+        kw[cls.seed_param] = int(seed)
+    return make_neighbourhood(base, label=label, params=kw)
+
+
+def _jsonable(value):
+    """Constructor arguments made JSON-ready: an Augment or a neighbourhood as its config."""
+    if isinstance(value, Augment):
+        return value.get_params()
+    if isinstance(value, Neighbourhood):
+        return value.to_model_config()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

@@ -5,7 +5,8 @@ The flow: :class:`TrainingData` holds the log-CQT frames of every training sampl
 (:mod:`soundatlas.neighbourhoods`) draws triples of (sample, centre frame); :func:`windows` cuts
 the windows out, zero-padded at the sample's edges; :func:`add_noise` adds the paper's Gaussian
 noise to the linear CQT magnitudes; :class:`TripleSampler` ties these together into a
-deterministic, resumable stream of (anchor, positive, negative) batches.
+deterministic, resumable stream of (anchor, positive, negative) batches, augmented
+(:mod:`soundatlas.augment`) when the run or the neighbourhood asks for it.
 
 Window convention (shared with the model and the embedder): the window *centred* at frame ``c``
 spans frames ``[c - n_frames // 2, c - n_frames // 2 + n_frames)`` -- frames c-5..c+4 for
@@ -14,12 +15,14 @@ spans frames ``[c - n_frames // 2, c - n_frames // 2 + n_frames)`` -- frames c-5
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 import torch
 
+from soundatlas.augment import Augment
 from soundatlas.cqt import PAPER_CQT
 from soundatlas.errors import ParameterError
 
@@ -31,11 +34,13 @@ __all__ = [
     "TrainingData",
     "windows",
     "window_bounds",
+    "window_valid",
     "draw_centres",
     "frame_energy",
     "add_noise",
     "TripleSampler",
     "DEFAULT_NOISE",
+    "NOISE_RNGS",
 ]
 
 NOISE_RNGS = ("numpy", "torch")
@@ -65,8 +70,11 @@ class TrainingData:
 
     ``frames[offsets[i] : offsets[i] + lengths[i]]`` are sample ``i``'s log-CQT frames (atlas id
     ``sample_ids[i]``); ``energy`` is each frame's summed linear magnitude (:func:`frame_energy`);
-    ``labels[key][i]`` is sample ``i``'s value of label ``key`` (a str) or None. Treat it as
-    read-only: the energy table used by :func:`draw_centres` is computed once and cached.
+    ``labels[key][i]`` is sample ``i``'s value of label ``key`` (a str) or None;
+    ``absent_labels[key]`` says why a label asked for was not loaded (:meth:`label` raises it).
+    ``bins_per_octave`` and ``frame_seconds`` (hop_length / sr) are the CQT's, for augmentation.
+    Treat it as read-only: the energy table used by :func:`draw_centres` is computed once and
+    cached.
     """
 
     sample_ids: np.ndarray  # int64 (n_samples,)
@@ -76,6 +84,9 @@ class TrainingData:
     energy: np.ndarray  # float64 (total_frames,)
     labels: dict[str, np.ndarray] = field(default_factory=dict)  # object arrays, None = absent
     compression: float = PAPER_CQT.compression
+    bins_per_octave: int = PAPER_CQT.bins_per_octave
+    frame_seconds: float = PAPER_CQT.hop_length / PAPER_CQT.sr
+    absent_labels: dict[str, str] = field(default_factory=dict)
     _cum: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     # -- construction --------------------------------------------------------------------------
@@ -88,12 +99,18 @@ class TrainingData:
         *,
         label_keys: Sequence[str] = (),
         compression: float | None = None,
+        missing_labels: str = "raise",
     ) -> "TrainingData":
         """Read the given samples (all of them when None), in that order, and their labels.
 
         ``compression`` defaults to the atlas's CQT compression (50 for the paper CQT).
-        Raises ParameterError for an id the atlas does not hold or a label key it has never seen.
+        Raises ParameterError for an id the atlas does not hold, and for a label key it has never
+        seen unless ``missing_labels="skip"``: then the key is left out and :meth:`label` raises
+        that error when it is asked for (a mixture of neighbourhoods leaves out the parts whose
+        labels this atlas lacks).
         """
+        if missing_labels not in {"raise", "skip"}:
+            raise ParameterError(f"missing_labels={missing_labels!r} must be 'raise' or 'skip'")
         if compression is None:
             compression = float(atlas.cqt_params.compression)
         ids = None if sample_ids is None else [int(i) for i in sample_ids]
@@ -107,14 +124,16 @@ class TrainingData:
                     f"(first: {missing[:5]})"
                 )
             records = [by_id[i] for i in ids]
+        absent = {}
         if label_keys:
             known = set(atlas.label_summary())
-            unknown = [k for k in label_keys if k not in known]
-            if unknown:
-                raise ParameterError(
-                    f"label {unknown[0]!r} is not in the atlas {atlas.path}; "
-                    f"available labels: {', '.join(sorted(known)) or '(none)'}"
-                )
+            for key in label_keys:
+                if key not in known:
+                    absent[key] = (f"label {key!r} is not in the atlas {atlas.path}; "
+                                   f"available labels: {', '.join(sorted(known)) or '(none)'}")
+            if absent and missing_labels == "raise":
+                raise ParameterError(next(iter(absent.values())))
+            label_keys = [k for k in label_keys if k not in absent]
         lengths = np.array([r.n_frames for r in records], dtype=np.int64)
         offsets = _offsets(lengths)
         n_bins = atlas.cqt_params.n_bins
@@ -134,6 +153,9 @@ class TrainingData:
             energy=frame_energy(frames, compression=compression),
             labels=labels,
             compression=float(compression),
+            bins_per_octave=int(atlas.cqt_params.bins_per_octave),
+            frame_seconds=atlas.cqt_params.hop_length / atlas.cqt_params.sr,
+            absent_labels=absent,
         )
 
     @classmethod
@@ -144,6 +166,8 @@ class TrainingData:
         labels: dict[str, Sequence[str | None]] | None = None,
         sample_ids: Sequence[int] | None = None,
         compression: float = PAPER_CQT.compression,
+        bins_per_octave: int = PAPER_CQT.bins_per_octave,
+        frame_seconds: float = PAPER_CQT.hop_length / PAPER_CQT.sr,
     ) -> "TrainingData":
         """Training data from a list of (frames x n_bins) log-CQT arrays (tests, in-memory use)."""
         if not arrays:
@@ -177,6 +201,8 @@ class TrainingData:
             energy=frame_energy(frames, compression=compression),
             labels=out_labels,
             compression=float(compression),
+            bins_per_octave=int(bins_per_octave),
+            frame_seconds=float(frame_seconds),
         )
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> "TrainingData":
@@ -194,6 +220,9 @@ class TrainingData:
             energy=self.energy[rows],
             labels={k: v[idx].copy() for k, v in self.labels.items()},
             compression=self.compression,
+            bins_per_octave=self.bins_per_octave,
+            frame_seconds=self.frame_seconds,
+            absent_labels=dict(self.absent_labels),
         )
 
     # -- shape -----------------------------------------------------------------------------------
@@ -216,6 +245,8 @@ class TrainingData:
 
     def label(self, key: str) -> np.ndarray:
         """The values of label ``key``; ParameterError naming the loaded keys when absent."""
+        if key in self.absent_labels:
+            raise ParameterError(self.absent_labels[key])
         if key not in self.labels:
             raise ParameterError(
                 f"label {key!r} is not in the training data; available labels: "
@@ -279,23 +310,37 @@ def window_bounds(centres, *, n_frames: int = 10):
     return first, first + n_frames
 
 
-def windows(data: TrainingData, sample_idx, centres, *, n_frames: int = 10) -> np.ndarray:
+def windows(data: TrainingData, sample_idx, centres, *, n_frames: int = 10,
+            before: int = 0) -> np.ndarray:
     """The windows centred at ``centres`` of samples ``sample_idx``: (n, n_frames, n_bins) float32.
 
-    Frames outside a sample are zero (see the module doc for the window convention).
+    Frames outside a sample are zero (see the module doc for the window convention). With
+    ``before`` > 0 each window starts that many frames earlier: (n, before + n_frames, n_bins),
+    the window proper last.
     """
+    rows, valid = _window_rows(data, sample_idx, centres, n_frames=n_frames, before=before)
+    out = data.frames[rows]  # (n, before + n_frames, n_bins), a fresh array
+    out[~valid] = 0.0
+    return out
+
+
+def window_valid(data: TrainingData, sample_idx, centres, *, n_frames: int = 10) -> np.ndarray:
+    """(n, n_frames) bool: which frames of each window lie inside its sample."""
+    return _window_rows(data, sample_idx, centres, n_frames=n_frames)[1]
+
+
+def _window_rows(data, sample_idx, centres, *, n_frames: int, before: int = 0):
     if n_frames < 1:
         raise ParameterError(f"n_frames={n_frames} must be at least 1")
+    if before < 0:
+        raise ParameterError(f"before={before} must not be negative")
     s = np.asarray(sample_idx, dtype=np.int64).reshape(-1)
     c = np.asarray(centres, dtype=np.int64).reshape(-1)
     if len(s) != len(c):
         raise ParameterError(f"{len(s)} sample indices for {len(c)} centres")
-    rel = (c - n_frames // 2)[:, None] + np.arange(n_frames, dtype=np.int64)  # (n, n_frames)
+    rel = (c - n_frames // 2 - before)[:, None] + np.arange(before + n_frames, dtype=np.int64)
     valid = (rel >= 0) & (rel < data.lengths[s][:, None])
-    rows = np.where(valid, data.offsets[s][:, None] + rel, 0)
-    out = data.frames[rows]  # (n, n_frames, n_bins), a fresh array
-    out[~valid] = 0.0
-    return out
+    return np.where(valid, data.offsets[s][:, None] + rel, 0), valid
 
 
 def draw_centres(data: TrainingData, sample_idx, rng: np.random.Generator) -> np.ndarray:
@@ -357,24 +402,32 @@ def add_noise(x, rng=None, *, mean: float = DEFAULT_NOISE[0], std: float = DEFAU
 class TripleSampler:
     """Batches of noised (anchor, positive, negative) windows drawn by a neighbourhood.
 
-    Every random choice (keys, samples, centres, noise) comes from one PCG64 generator seeded
-    with ``seed``; :meth:`state` / :meth:`set_state` save and restore it, so a resumed training
-    run sees exactly the batches it would have seen. ``noise=None`` turns the noise off.
+    Every random choice (keys, samples, centres, augmentation, noise) comes from one PCG64
+    generator seeded with ``seed``; :meth:`state` / :meth:`set_state` save and restore it, so a
+    resumed training run sees exactly the batches it would have seen. ``noise=None`` turns the
+    noise off.
     ``noise_rng``: ``numpy`` draws the noise from that generator (the reference); ``torch`` from
     a torch generator seeded per batch by it: the same distribution, still one state to save,
     3x faster (1.4 -> 0.4 ms for a batch of 96 windows, which is most of the sampler's time).
+    ``augment``: the run's :class:`~soundatlas.augment.Augment` for every window, each drawn
+    independently (None: none). Triples whose neighbourhood names its own augmentation
+    (``Triples.augments``, e.g. augment-pair's) get that one instead. Without any augmentation
+    no extra random number is drawn: a batch is the neighbourhood's windows plus the noise.
     The neighbourhood is fitted on ``data`` here unless it already is.
     """
 
     def __init__(self, data: TrainingData, neighbourhood: "Neighbourhood", *, batch_size: int = 32,
                  n_frames: int = 10, seed: int = 0,
-                 noise: tuple[float, float] | None = DEFAULT_NOISE, noise_rng: str = "numpy"):
+                 noise: tuple[float, float] | None = DEFAULT_NOISE, noise_rng: str = "numpy",
+                 augment: Augment | None = None):
         if batch_size < 1:
             raise ParameterError(f"batch_size={batch_size} must be at least 1")
         if n_frames < 1:
             raise ParameterError(f"n_frames={n_frames} must be at least 1")
         if noise is not None and (len(noise) != 2 or noise[1] < 0):
             raise ParameterError(f"noise={noise!r} must be (mean, std) with std >= 0, or None")
+        if augment is not None and not isinstance(augment, Augment):
+            raise ParameterError(f"augment={augment!r} must be an Augment or None")
         self.data = data
         self.neighbourhood = neighbourhood
         self.batch_size = int(batch_size)
@@ -384,6 +437,7 @@ class TripleSampler:
             raise ParameterError(f"noise_rng={noise_rng!r} must be one of {', '.join(NOISE_RNGS)}")
         self.noise = None if noise is None else (float(noise[0]), float(noise[1]))
         self.noise_rng = noise_rng
+        self.augment = None if augment is None else augment.or_none()
         if not neighbourhood.is_fitted():
             neighbourhood.fit(data)
         self.rng = np.random.default_rng(self.seed)
@@ -394,7 +448,11 @@ class TripleSampler:
         t = self.neighbourhood.draw(self.rng, self.batch_size, self.data)
         s = np.concatenate([t.anchor_sample, t.positive_sample, t.negative_sample])
         c = np.concatenate([t.anchor_centre, t.positive_centre, t.negative_centre])
-        x = windows(self.data, s, c, n_frames=self.n_frames)
+        groups = self._augment_groups(t)
+        if groups:
+            x = self._augmented_windows(s, c, groups)
+        else:
+            x = windows(self.data, s, c, n_frames=self.n_frames)
         if self.noise is not None:
             noise = dict(mean=self.noise[0], std=self.noise[1], compression=self.data.compression)
             if self.noise_rng == "torch":
@@ -406,6 +464,42 @@ class TripleSampler:
         self.n_batches += 1
         b = self.batch_size
         return x[:b], x[b : 2 * b], x[2 * b :]
+
+    def _augment_groups(self, t) -> list[tuple[np.ndarray, Augment]]:
+        """(window rows, augmentation) pairs: the run's for triples that name none, each
+        neighbourhood-named one for its triples; rows index the batch's 3n windows."""
+        codes = np.full(len(t), -1, np.int64) if t.augment_of is None else t.augment_of
+        table = {-1: self.augment, **dict(enumerate(t.augments))}
+        codes = np.tile(codes, 3)
+        out = []
+        for code in np.unique(codes):
+            aug = table[int(code)]
+            if aug is not None and aug.active:
+                out.append((np.flatnonzero(codes == code), aug))
+        return out
+
+    def _augmented_windows(self, s, c, groups) -> np.ndarray:
+        data, n_frames = self.data, self.n_frames
+        c = c.copy()
+        draws = []
+        for rows, aug in groups:
+            d = aug.draw(self.rng, len(rows))
+            last = np.maximum(data.lengths[s[rows]] - 1, 0)
+            c[rows] = np.clip(c[rows] + d.shift, 0, last)
+            draws.append(d)
+        x = windows(data, s, c, n_frames=n_frames)
+        valid = window_valid(data, s, c, n_frames=n_frames)
+        for (rows, aug), d in zip(groups, draws):
+            context = None
+            room = rows[d.room_rows]
+            if len(room):
+                k = aug.context_frames(data.frame_seconds)
+                context = windows(data, s[room], c[room], n_frames=n_frames, before=k)[:, :k]
+            x[rows] = aug.apply(x[rows], d, self.rng, valid=valid[rows], context=context,
+                                compression=data.compression,
+                                bins_per_octave=data.bins_per_octave,
+                                frame_seconds=data.frame_seconds)
+        return x
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The next (anchor, positive, negative): each (batch_size, n_frames, n_bins) float32."""
@@ -425,6 +519,7 @@ class TripleSampler:
             "n_frames": self.n_frames,
             "noise": None if self.noise is None else list(self.noise),
             "noise_rng": self.noise_rng,
+            "augment": None if self.augment is None else self.augment.get_params(),
             "neighbourhood": self.neighbourhood.name,
             "n_samples": self.data.n_samples,
         }
@@ -452,6 +547,9 @@ class TripleSampler:
             theirs = state.get(key, "numpy" if key == "noise_rng" else None)  # older states
             if key == "noise" and theirs is not None:
                 theirs = [float(v) for v in theirs]
+            if key == "augment":
+                theirs = json.dumps(theirs, sort_keys=True)
+                value = json.dumps(value, sort_keys=True)
             if theirs != value:
                 raise ParameterError(
                     f"sampler state has {key}={state.get(key)!r}, this sampler {key}={value!r}"

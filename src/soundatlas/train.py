@@ -1,10 +1,15 @@
 """``soundatlas train``: learn a map from a neighbourhood, with checkpoints and exact resume.
 
-The pieces are separate (STYLE: pytorch-metric-learning): a neighbourhood says which windows
-belong together, the sampler draws triples from the atlas's training split, the model embeds
-them, the contrastive loss compares them, and this trainer only runs the loop: optimiser step,
+The pieces are separate (STYLE: pytorch-metric-learning): a neighbourhood (one, or a weighted
+:class:`~soundatlas.neighbourhoods.Mixture`) says which windows belong together, the sampler
+draws and augments triples from the atlas's training split, the model embeds them, the
+contrastive loss compares them, and this trainer only runs the loop: optimiser step,
 learning-rate schedule, validation loss at intervals, checkpoints, and a stop with a clear message
-when the loss stops being finite (the last good checkpoint is kept).
+when the loss stops being finite (the last good checkpoint is kept). What is particular to a
+neighbourhood (its labels, its origin weight, its seed) the trainer asks the neighbourhood.
+
+``init_from`` starts from an existing model's weights, input statistics and architecture instead
+of N(0, 0.01): fine-tuning, e.g. with the label-free neighbourhoods on a user's own library.
 
 Resume is exact: a checkpoint holds the weights, the optimiser's state, the sampler's random
 state and the iteration, and the learning rate is a pure function of the iteration, so a run
@@ -27,6 +32,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from soundatlas.augment import Augment
 from soundatlas.errors import ParameterError, SoundAtlasError
 
 __all__ = ["TrainSettings", "PRESETS", "TrainingError", "train", "settings_for"]
@@ -74,6 +80,14 @@ class TrainSettings:
     # torch generator seeded per batch from the sampler's own: the same noise distribution,
     # ~1 ms less per step. Validation triples and input statistics always use numpy.
     noise_rng: str = "numpy"
+    # Augmentation of the training windows (augment.Augment; None: none, the paper's): gain, EQ
+    # tilt, a short room, a noise floor, onset shift, detune, each with a probability and a range.
+    augment: Augment | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "augment", Augment.from_params(self.augment))
+        if self.augment is not None:
+            object.__setattr__(self, "augment", self.augment.or_none())
 
     def validate(self) -> "TrainSettings":
         if self.optimizer not in {"sgd", "adam"}:
@@ -201,28 +215,39 @@ Progress = Callable[[int, int, dict], None]
 def train(
     atlas,
     *,
-    neighbourhood: str,
+    neighbourhood,
     label: str | None = None,
     preset: str = "fast",
     settings: TrainSettings | None = None,
     seed: int = 0,
     name: str | None = None,
-    arch: str = "paper",
-    dims: int = 3,
+    arch: str | None = None,
+    dims: int | None = None,
     resume: bool = False,
     device: str = "cpu",
     progress: Progress | None = None,
     command: str | None = None,
     stop_after: int | None = None,
+    init_from=None,
 ) -> TrainResult:
     """Train a model on ``atlas``'s training split and register it in the atlas.
 
+    ``neighbourhood``: a :class:`~soundatlas.neighbourhoods.Neighbourhood` (a ``Mixture`` for
+    several), or a command-line spec read by
+    :func:`~soundatlas.neighbourhoods.parse_neighbourhood` with ``label`` and ``seed`` (e.g.
+    ``"instrument"``, ``"instrument:1,label:family:1,augment-pair:0.5"``). Mixture parts that
+    these data cannot serve are left out and listed in the result's ``neighbourhood["skipped"]``.
+    ``arch`` and ``dims``: the network (default ``paper``, 3 dimensions).
+    ``init_from``: a model (an atlas model's or shipped model's name, a model directory, or a
+    ModelArtifact) whose weights, input statistics and architecture the run starts from; its CQT
+    parameters must be the atlas's.
     ``stop_after``: end the process's work after this many iterations of this call (the
     checkpoint is written, the run stays resumable) — for tests and for splitting long runs.
     """
     from soundatlas.artifact import ModelArtifact
-    from soundatlas.loss import ContrastiveLoss, reference_origin_weight
+    from soundatlas.loss import ContrastiveLoss
     from soundatlas.model import build_model, init_weights
+    from soundatlas.neighbourhoods import Neighbourhood, parse_neighbourhood
     from soundatlas.sampling import TrainingData, TripleSampler
 
     settings = (settings or settings_for(preset)).validate()
@@ -234,37 +259,46 @@ def train(
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    name = name or f"{neighbourhood}-{settings.preset}-s{seed}"
+    if isinstance(neighbourhood, Neighbourhood):
+        if label is not None:
+            raise ParameterError(f"label={label!r} applies to a neighbourhood named by a spec; "
+                                 f"{neighbourhood!r} has its labels already")
+        nb = neighbourhood
+    else:
+        nb = parse_neighbourhood(neighbourhood, label=label, seed=seed)
+    base = _base_model(atlas, init_from) if init_from is not None else None
+    arch_params = _architecture(atlas, base, arch, dims, settings)
+    if base is not None:
+        settings = replace(settings, standardize=bool(arch_params.get("standardize", False)))
+    name = name or f"{nb.slug}-{settings.preset}-s{seed}"
     run_dir = atlas.path / "models" / name
 
-    nb = _neighbourhood(neighbourhood, label, seed)
-    label_keys = tuple(nb.label_keys)
     split = atlas.splits(seed=None)
     train_ids = sorted(i for i, s in split.items() if s == "train")
     valid_ids = sorted(i for i, s in split.items() if s == "valid")
     if not train_ids:
         raise ParameterError("the atlas has no training samples; index a library first")
-    data = TrainingData.from_atlas(atlas, train_ids, label_keys=label_keys)
+    data = TrainingData.from_atlas(atlas, train_ids, label_keys=nb.label_keys,
+                                   missing_labels="skip")
     nb.fit(data)
     sampler = TripleSampler(data, nb, batch_size=settings.batch_size, seed=seed,
                             noise=(settings.noise_mean, settings.noise_std),
-                            noise_rng=settings.noise_rng)
-    valid_batches = _validation_batches(atlas, valid_ids, neighbourhood, label, label_keys,
-                                        settings, seed)
+                            noise_rng=settings.noise_rng, augment=settings.augment)
+    valid_batches = _validation_batches(atlas, valid_ids, nb, settings, seed)
 
     torch.manual_seed(seed)
-    arch_params = {"n_bins": atlas.cqt_params.n_bins, "dims": dims}
-    if settings.standardize:
-        arch_params["standardize"] = True
-    model = build_model(arch, **arch_params)
-    init_weights(model, generator=torch.Generator().manual_seed(seed))
-    if settings.standardize:
-        model.set_input_stats(*_input_stats(data, nb, settings, seed))
+    model = build_model(**arch_params)
+    if base is not None:
+        model.load_state_dict(base.model.state_dict())
+    else:
+        init_weights(model, generator=torch.Generator().manual_seed(seed))
+        if settings.standardize:
+            model.set_input_stats(*_input_stats(data, nb, settings, seed))
     # channels_last: the same arithmetic, ~1.4x faster convolutions on the CPU (oneDNN)
     model.to(device=device, memory_format=torch.channels_last)
     origin = settings.origin_weight
     if origin is None:
-        origin = reference_origin_weight(neighbourhood)
+        origin = nb.origin_weight
     loss_fn = ContrastiveLoss(m_p=settings.m_p, m_n=settings.m_n, origin_weight=origin)
     optimizer = _optimizer(model, settings)
     precision = resolve_precision(settings, device)
@@ -275,7 +309,7 @@ def train(
     config = {
         "architecture": model.get_params(),
         "cqt": atlas.cqt_params.to_dict(),
-        "neighbourhood": {"name": neighbourhood, **nb.get_params()},
+        "neighbourhood": nb.to_model_config(),
         "label": label,
         "preset": settings.preset,
         "settings": asdict(replace(settings, origin_weight=origin)),
@@ -290,16 +324,13 @@ def train(
         "precision": precision,
         "fused_pool": fused_pool,
     }
+    if base is not None:
+        config["init_from"] = {"name": base.name, "weights": _weights_digest(base.model)}
 
     start_it, history, resumed_from = 0, [], None
     if resume:
-        state = _load_checkpoint(run_dir, model, optimizer, sampler)
+        state = _load_checkpoint(run_dir, model, optimizer, sampler, _config_key(config))
         if state is not None:
-            if not _same_run(state["config_key"], _config_key(config)):
-                raise TrainingError(
-                    f"the checkpoint in {run_dir} was made with other settings; "
-                    "train under another --name or without --resume"
-                )
             start_it, history, resumed_from = state["iteration"], state["history"], state["iteration"]
     else:
         (run_dir / CHECKPOINT).unlink(missing_ok=True)
@@ -362,39 +393,73 @@ def train(
     return result
 
 
+def _base_model(atlas, init_from):
+    """The ModelArtifact a fine-tuning run starts from; refused when its CQT is not the atlas's."""
+    from soundatlas.artifact import ModelArtifact, check_cqt, resolve_model
+
+    base = init_from if isinstance(init_from, ModelArtifact) else \
+        resolve_model(atlas, str(init_from))[0]
+    check_cqt(base, atlas.cqt_params)
+    return base
+
+
+def _architecture(atlas, base, arch, dims, settings) -> dict:
+    """build_model's arguments: the base model's when fine-tuning (``arch``/``dims`` must agree),
+    else ``arch`` (paper) with the atlas's bins, ``dims`` (3) and the settings' standardize."""
+    if base is not None:
+        params = dict(base.config["architecture"])
+        for key, asked in (("arch", arch), ("dims", dims)):
+            if asked is not None and asked != params.get(key):
+                raise ParameterError(f"{key}={asked!r}, but the model to start from, "
+                                     f"{base.name!r}, has {key}={params.get(key)!r}")
+        return params
+    params = {"arch": arch or "paper", "n_bins": atlas.cqt_params.n_bins, "dims": dims or 3}
+    if settings.standardize:
+        params["standardize"] = True
+    return params
+
+
+def _weights_digest(model) -> str:
+    """A hash of a model's weights: which model a fine-tuning run started from."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=12)
+    for key, tensor in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(tensor.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()
+
+
 def _input_stats(data, nb, settings, seed, n_batches: int = 32):
-    """Per-bin mean and standard deviation of noised training windows (deterministic)."""
+    """Per-bin mean and standard deviation of noised (and augmented) training windows
+    (deterministic)."""
     from soundatlas.sampling import TripleSampler
 
     sampler = TripleSampler(data, nb, batch_size=64, seed=seed + 99,
-                            noise=(settings.noise_mean, settings.noise_std))
+                            noise=(settings.noise_mean, settings.noise_std),
+                            augment=settings.augment)
     x = torch.cat([torch.cat(sampler.next_batch()) for _ in range(n_batches)])
     x = x.reshape(-1, x.shape[-1]).double()
     return x.mean(dim=0).float(), x.std(dim=0).float()
 
 
-def _neighbourhood(name: str, label: str | None, seed: int):
-    from soundatlas.neighbourhoods import make_neighbourhood
-
-    if name == "input-knn":
-        return make_neighbourhood(name, seed=seed)
-    return make_neighbourhood(name, label=label)
-
-
-def _validation_batches(atlas, valid_ids, neighbourhood, label, label_keys, settings, seed):
-    """A fixed set of validation triples (the same at every evaluation and after resume)."""
+def _validation_batches(atlas, valid_ids, nb, settings, seed):
+    """A fixed set of validation triples (the same at every evaluation and after resume), drawn
+    by a fresh copy of the training neighbourhood fitted on the validation split."""
     from soundatlas.sampling import TrainingData, TripleSampler
 
     if not valid_ids:
         return []
-    data = TrainingData.from_atlas(atlas, valid_ids, label_keys=label_keys)
-    nb = _neighbourhood(neighbourhood, label, seed)
+    data = TrainingData.from_atlas(atlas, valid_ids, label_keys=nb.label_keys,
+                                   missing_labels="skip")
+    nb = nb.clone()
     try:
         nb.fit(data)
     except ParameterError:
         return []  # too few validation samples for this neighbourhood: no validation loss
     sampler = TripleSampler(data, nb, batch_size=settings.batch_size, seed=seed + 10_007,
-                            noise=(settings.noise_mean, settings.noise_std))
+                            noise=(settings.noise_mean, settings.noise_std),
+                            augment=settings.augment)
     return [sampler.next_batch() for _ in range(settings.n_valid_batches)]
 
 
@@ -445,7 +510,9 @@ def _save_checkpoint(run_dir: Path, model, optimizer, sampler, iteration, histor
     os.replace(tmp, run_dir / CHECKPOINT)
 
 
-def _load_checkpoint(run_dir: Path, model, optimizer, sampler) -> dict | None:
+def _load_checkpoint(run_dir: Path, model, optimizer, sampler, key: dict) -> dict | None:
+    """Restore the checkpoint in ``run_dir`` (None when there is none); TrainingError when it
+    belongs to a run with other settings than ``key``."""
     from soundatlas.model import load_arrays
 
     if not (run_dir / CHECKPOINT).is_file():
@@ -453,6 +520,9 @@ def _load_checkpoint(run_dir: Path, model, optimizer, sampler) -> dict | None:
     with np.load(run_dir / CHECKPOINT, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     meta = json.loads(arrays.pop("meta.json").tobytes())
+    if not _same_run(meta["config_key"], key):
+        raise TrainingError(f"the checkpoint in {run_dir} was made with other settings; "
+                            "train under another --name or without --resume")
     load_arrays(model, {k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
     opt_meta = meta["optimizer"]
     state = {}
@@ -477,6 +547,7 @@ def _checkpoint_iteration(run_dir: Path) -> int | None:
 
 def _config_key(config: dict) -> dict:
     keep = {k: config[k] for k in ("architecture", "cqt", "neighbourhood", "label", "settings", "seed")}
+    keep["init_from"] = config.get("init_from")
     keep["data"] = config["data"]["fingerprint"]
     return json.loads(json.dumps(keep, default=str))
 
@@ -488,6 +559,7 @@ def _same_run(stored: dict, current: dict) -> bool:
         out = {}
         for k, v in d.items():
             if isinstance(v, dict):
+                out[f"{prefix}{k}"] = "{}"  # a setting that is a dict here and None there differs
                 out.update(flat(v, f"{prefix}{k}."))
             else:
                 out[f"{prefix}{k}"] = v
