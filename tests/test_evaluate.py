@@ -296,16 +296,19 @@ def test_info_sorts_numeric_label_values_as_numbers(drums):
 # -- the cross-bank protocol: k-NN fitted on another atlas, every frame here a test frame -------
 
 
+HELD_CLASSES = {k: v for k, v in CLASSES.items() if k != "nylon_guitar"}
+
+
 @pytest.fixture(scope="module")
 def other_bank(mapped, tmp_path_factory):
-    """The same classes played louder (velocity 120 against the reference's 80), indexed into
-    an atlas of its own and embedded with the reference atlas's model 'm'."""
+    """Four of the five classes played louder (velocity 120 against the reference's 80),
+    indexed into an atlas of its own and embedded with the reference atlas's model 'm'."""
     from soundatlas.artifact import resolve_model
     from soundatlas.demo import render_library
     from soundatlas.embed import embed_atlas, ensure_registered
 
     root = tmp_path_factory.mktemp("other-bank")
-    render_library(root / "lib", classes=CLASSES, velocities=(120,), n_jobs=2)
+    render_library(root / "lib", classes=HELD_CLASSES, velocities=(120,), n_jobs=2)
     index_library(root / "lib", atlas_dir=root / "atlas", n_jobs=2)
     with Atlas.open(mapped) as ref:
         model_dir = ref.path / ref.model("m")["dir"]
@@ -327,21 +330,24 @@ def test_cross_bank_fits_on_the_reference_and_tests_every_frame_of_this_atlas(ma
         assert p["protocol"] == "cross-bank" and p["reference"]["atlas"] == str(ref.path)
         held = frame_set(atlas)
         within = frame_set(ref)
-        assert p["n_frames"] == {"train": int(np.sum(within.split == "train")),
+        assert p["n_frames"] == {"train": int(np.sum(within.split == "train")),  # all, labelled or not
                                  "valid": int(np.sum(within.split == "valid")),
                                  "test": len(held.sample_ids)}
         acc = r["results"]["m"]["accuracy"]["instrument"]
         assert acc["n_test"] == len(held.sample_ids)
         # the same number by hand: k-NN on the reference's training frames, the chosen k
-        train = within.split == "train"
+        # the k-NN chooses among the classes this library has: nylon_guitar is never predicted
+        assert r["results"]["m"]["confusion"]["instrument"]["labels"] == sorted(HELD_CLASSES)
+        names = np.array([label_of(ref, "instrument")[int(s)] for s in within.sample_ids])
+        train = (within.split == "train") & np.isin(names, list(HELD_CLASSES))
         X = model_frame_points(ref, ref.model("m")["id"], within)[train]
-        y = [label_of(ref, "instrument")[int(s)] for s in within.sample_ids[train]]
+        y = names[train]
         clf = KNeighborsClassifier(n_neighbors=acc["k"]).fit(X, y)
         Xh = model_frame_points(atlas, atlas.model("m")["id"], held)
         yh = np.array([label_of(atlas, "instrument")[int(s)] for s in held.sample_ids])
         by_hand = np.mean(clf.predict(Xh) == yh)
         assert acc["test_accuracy"] == pytest.approx(by_hand, abs=0.02)  # vote ties may differ
-        assert acc["test_accuracy"] > 2 / len(CLASSES)  # the louder notes still find their class
+        assert acc["test_accuracy"] > 2 / len(HELD_CLASSES)  # louder notes still find their class
         assert "error" not in r["results"]["baseline:pca"]
 
 

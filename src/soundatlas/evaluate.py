@@ -7,7 +7,9 @@ file by default, as in the demo-library measurements of docs/DESIGN.md §1), so 
 which is the same for every instrument, does not dominate the score.
 
 Beyond the reference (``evaluate``): confusion matrices and per-class accuracy of that k-NN;
-per-sample retrieval (precision at 10, MAP@R; test samples query all others); trustworthiness
+per-sample retrieval (precision at 10, MAP@R; test samples query all others) on the map
+(``retrieval``) and, for models, in their similarity space (``retrieval_similarity``: the stored
+vectors the page's nearest sounds search; ``retrieval_spaces`` says what each searched); trustworthiness
 and continuity of the test frames' map against their input windows; acoustic analogies
 a1 - a0 + b0 over test samples. A sample's point for retrieval and analogies is the mean of its
 evaluated frames' points (an estimate of the energy-weighted mean the map shows), the same rule
@@ -193,6 +195,49 @@ def score_points(points: np.ndarray, fs: FrameSet, labels: dict[str, dict[int, s
     return out
 
 
+def similarity_retrieval(parts, per_atlas, fs: FrameSet, labels: dict[str, dict[int, str]],
+                         *, k: int = 10) -> dict:
+    """Per-sample retrieval in the model's similarity space (``soundatlas.similarity``, the
+    stored vectors the page's nearest sounds search), beside ``retrieval`` (on the map): the
+    same samples, queries (test samples) and labels. Returns {'retrieval_similarity': {label:
+    metrics.retrieval(...)}, 'retrieval_spaces': {key: what it searched}}; without vectors for
+    every evaluated sample, 'retrieval_similarity' is {'error': why, with the command that adds
+    them}."""
+    from soundatlas import metrics
+    from soundatlas.similarity import decode, describe, missing_message
+
+    spaces = {"retrieval": "map: the 3-D points (each sample's mean evaluated frame point)"}
+    ids = np.unique(fs.sample_ids)
+    vectors, space = None, None
+    for p, m in zip(parts, per_atlas):
+        s = p.atlas.similarity_space(m["id"])
+        have_ids, codes = p.atlas.similarity_vectors(m["id"])
+        mine = ids[(ids >= p.offset) & (ids < p.offset + _CROSS_OFFSET)] - p.offset
+        rows = np.searchsorted(have_ids, mine)
+        found = (rows < len(have_ids)) & (have_ids[np.minimum(rows, len(have_ids) - 1)] == mine) \
+            if len(have_ids) else np.zeros(len(mine), bool)
+        if s is None or not found.all() or (space is not None and s["name"] != space["name"]):
+            why = (f"the similarity spaces differ between the atlases ({space['name']}, "
+                   f"{s['name']})" if s is not None and space is not None and found.all()
+                   else missing_message(p.atlas, m, int(found.sum())))
+            return {"retrieval_similarity": {"error": why}, "retrieval_spaces": spaces}
+        space = s
+        block = decode(codes[rows], s)
+        vectors = block if vectors is None else np.concatenate([vectors, block])
+    spaces["retrieval_similarity"] = "similarity: " + describe(space)
+    split_of = dict(zip(fs.sample_ids.tolist(), fs.split.tolist()))
+    test = np.array([split_of[int(i)] == "test" for i in ids])
+    out = {}
+    for key, by_id in labels.items():
+        y = np.array([by_id.get(int(i)) for i in ids], dtype=object)
+        queries = test & np.array([v is not None for v in y])
+        if not queries.any():
+            out[key] = {"error": f"no labelled test sample for {key!r}"}
+            continue
+        out[key] = metrics.retrieval(vectors, y, queries=queries, k=k)
+    return {"retrieval_similarity": out, "retrieval_spaces": spaces}
+
+
 def _sorted_labels(values) -> list[str]:
     """Class names in a readable order: numerically when they all are numbers (MIDI pitches)."""
     uniq = sorted(set(str(v) for v in values))
@@ -245,8 +290,10 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
     ``reference``: another atlas (open), for the cross-bank protocol. The k-NN (and every
     baseline's projection) is then fitted on the reference's training frames, k chosen on its
     validation frames, and every frame of this atlas is a test frame: whether a sound of this
-    library lands among the reference's sounds of its class. Each model must be embedded in
-    both atlases with the same weights; labels are compared by value.
+    library lands among the reference's sounds of its class. Labels are compared by value, and
+    the k-NN of a label chooses among the values this atlas has (the reference's frames of other
+    classes are left out of it). Each model must be embedded in both atlases with the same
+    weights.
 
     Returns {'protocol': {...}, 'results': {name: score_points(...)}}; baselines are named
     'baseline:NAME'.
@@ -299,6 +346,11 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
                   np.concatenate([p.fs.split for p in parts]))
     label_values = {key: {p.offset + sid: v for p in parts
                           for sid, v in label_of(p.atlas, key, known).items()} for key in labels}
+    if reference is not None:  # the k-NN chooses among the classes this library has
+        for key, values in label_values.items():
+            here = set(label_of(atlas, key, known).values())
+            for sid in [s for s, v in values.items() if s < _CROSS_OFFSET and v not in here]:
+                del values[sid]
     X = np.concatenate([p.windows(seed) for p in parts])
     step("input windows")
     results = {}
@@ -307,6 +359,8 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
                               for p, m in zip(parts, per_atlas)])
         results[per_atlas[0]["name"]] = score_points(pts, fs, label_values, X_input=X,
                                                      n_analogies=n_analogies, seed=seed)
+        results[per_atlas[0]["name"]].update(
+            similarity_retrieval(parts, per_atlas, fs, label_values))
         step(per_atlas[0]["name"])
     train = fs.split == "train"
     lda_key = "instrument" if "instrument" in label_values else next(iter(label_values), None)
