@@ -447,6 +447,38 @@ def cmd_map(args) -> int:
     return EXIT_OK
 
 
+def cmd_adapt(args) -> int:
+    from soundatlas.adapt import AdaptSettings, adapt
+
+    settings = AdaptSettings(iterations=args.iterations, lr=args.lr)
+    with _open_atlas(args, write=True) as atlas, \
+            _progress_bar(args, desc="adapting", unit="it") as train_bar, \
+            _progress_bar(args, desc="embedding", unit="file") as embed_bar:
+
+        def train_progress(done, total, stats):
+            train_bar(done, total, loss=f"{stats['loss']:.4f}",
+                      **{"triples/s": f"{stats['triples_per_s']:.0f}"})
+
+        summary = adapt(atlas, base=args.model, name=args.name, settings=settings,
+                        seed=args.seed, resume=args.resume, stop_after=args.stop_after,
+                        threads=args.threads, train_progress=train_progress,
+                        embed_progress=embed_bar)
+    if args.json:
+        _print_json(summary)
+    elif not summary["done"]:
+        print(f"adaptation {summary['name']} paused at iteration {summary['iterations']} of "
+              f"{summary['of']}; continue with `soundatlas adapt --atlas {_atlas_dir(args)} "
+              f"--resume`")
+    else:
+        print(f"adapted {summary['base']} to this library without labels "
+              f"({summary['neighbourhood']}, augment {summary['augment']}): model "
+              f"{summary['name']}, {summary['iterations']} iterations in "
+              f"{summary['train_seconds']:.0f} s; embedded {summary['n_embedded']} samples in "
+              f"{summary['embed_seconds']:.0f} s. The page's model switcher offers "
+              f"{summary['base']} and {summary['name']}.")
+    return EXIT_OK
+
+
 def cmd_evaluate(args) -> int:
     from contextlib import ExitStack
 
@@ -997,6 +1029,31 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--model", "-m", metavar="NAME",
                     help="model to embed with (default: the shipped 'default')")
     mp.set_defaults(func=cmd_map)
+
+    ad = sub.add_parser("adapt", parents=[common],
+                        help="fine-tune a model to this library without labels, and embed",
+                        description="Label-free adaptation: fine-tune a model (default: the "
+                        "shipped 'default') on the atlas's own sounds with the two "
+                        "neighbourhoods that need no labels (input-space neighbours and the "
+                        "same sound under two augmentations), register it beside its base as "
+                        "BASE-adapted and embed every sample with it. Resumable (--resume).")
+    ad.add_argument("--atlas", metavar="DIR", help=atlas_help)
+    ad.add_argument("--model", "-m", default="default", metavar="NAME",
+                    help="the model to start from (default: the shipped 'default')")
+    ad.add_argument("--name", metavar="NAME", help="the adapted model's name (default: "
+                    "MODEL-adapted)")
+    ad.add_argument("--iterations", type=_positive_int, default=3000, metavar="N",
+                    help="training steps of 32 triples (default: 3000)")
+    ad.add_argument("--lr", type=_positive_float, default=0.01, metavar="LR",
+                    help="learning rate of the fine-tuning (default: 0.01)")
+    ad.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
+    ad.add_argument("--threads", type=_positive_int, metavar="N",
+                    help="torch threads (default: all cores)")
+    ad.add_argument("--resume", action="store_true",
+                    help="continue an interrupted adaptation from its checkpoint")
+    ad.add_argument("--stop-after", type=_positive_int, metavar="N",
+                    help="pause after N iterations of this call (resumable)")
+    ad.set_defaults(func=cmd_adapt)
 
     # what evaluate and report share: the same scoring, so the same options
     scoring = argparse.ArgumentParser(add_help=False)

@@ -1,0 +1,96 @@
+"""Label-free adaptation: fine-tune a model to the user's own library (docs/DESIGN.md §5).
+
+A user's folder has no labels the map could learn from, but two neighbourhoods need none: a
+window's nearest neighbours in the input space (``input-knn``) and the same sound under two
+augmentations (``augment-pair``). ``adapt`` starts from a model (the shipped ``default`` unless
+told otherwise), trains on a mixture of those two on the atlas's training split, registers the
+result beside its base and embeds the whole library with it, so the page's model switcher offers
+both maps. Everything flows from the seed: a run killed and resumed (``resume=True``) ends with
+the weights an uninterrupted one ends with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from soundatlas.errors import ParameterError
+
+__all__ = ["ADAPT_NEIGHBOURHOOD", "AdaptSettings", "adapt", "adapt_settings"]
+
+#: The label-free neighbourhoods an adaptation trains on, with their weights.
+ADAPT_NEIGHBOURHOOD = "input-knn:1,augment-pair:1"
+
+
+@dataclass(frozen=True)
+class AdaptSettings:
+    """How an adaptation trains: the fast preset's step at a fine-tuning learning rate."""
+
+    iterations: int = 3000
+    lr: float = 0.01
+    augment: str = "default"
+    neighbourhood: str = ADAPT_NEIGHBOURHOOD
+
+    def __post_init__(self):
+        if self.iterations < 1:
+            raise ParameterError(f"iterations={self.iterations} must be at least 1")
+        if not self.lr > 0:
+            raise ParameterError(f"lr={self.lr} must be positive")
+
+
+def adapt_settings(adapt: AdaptSettings, **overrides):
+    """The TrainSettings of an adaptation: the fast preset with ``adapt``'s numbers."""
+    from soundatlas.augment import parse_augment
+    from soundatlas.train import settings_for
+
+    return settings_for("fast", iterations=adapt.iterations, lr=adapt.lr,
+                        augment=parse_augment(adapt.augment),
+                        checkpoint_every=min(500, adapt.iterations),
+                        valid_every=min(500, adapt.iterations), **overrides)
+
+
+def adapt(
+    atlas,
+    *,
+    base: str = "default",
+    name: str | None = None,
+    settings: AdaptSettings = AdaptSettings(),
+    seed: int = 0,
+    resume: bool = False,
+    stop_after: int | None = None,
+    threads: int | None = None,
+    train_progress: Callable[[int, int, dict], None] | None = None,
+    embed_progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Fine-tune ``base`` on ``atlas`` without labels, register it as ``name`` (default
+    ``BASE-adapted``) and embed every sample with it. Returns a summary (a dict); when
+    ``stop_after`` ends training early, nothing is embedded and ``'done'`` is False."""
+    from soundatlas.artifact import resolve_model
+    from soundatlas.embed import embed_atlas
+    from soundatlas.train import train
+
+    base_artifact, _ = resolve_model(atlas, base)
+    name = name or f"{base_artifact.name}-adapted"
+    if name == base_artifact.name:
+        raise ParameterError(f"name={name!r} is the base model's: the adapted model goes beside it")
+    overrides = {"threads": threads} if threads else {}
+    result = train(atlas, neighbourhood=settings.neighbourhood, init_from=base_artifact,
+                   settings=adapt_settings(settings, **overrides), seed=seed, name=name,
+                   resume=resume, stop_after=stop_after, progress=train_progress,
+                   command=None)
+    summary = {"name": name, "base": base_artifact.name, "iterations": result.iterations,
+               "of": settings.iterations, "train_seconds": round(result.seconds, 1),
+               "neighbourhood": settings.neighbourhood, "augment": settings.augment,
+               "lr": settings.lr, "seed": seed, "resumed_from": result.resumed_from,
+               "done": result.iterations >= settings.iterations}
+    if not summary["done"]:
+        return summary
+    artifact, registration = resolve_model(atlas, name)
+    embedded = embed_atlas(atlas, artifact, registration["id"], progress=embed_progress)
+    summary.update(n_embedded=embedded.n_embedded, n_already=embedded.n_already,
+                   embed_seconds=round(embedded.seconds, 1))
+    history = result.history
+    if history:
+        summary["valid_loss"] = {"first": history[0].get("valid_loss"),
+                                 "last": history[-1].get("valid_loss")}
+    return summary

@@ -1,0 +1,112 @@
+"""Label-free adaptation: fine-tunes a model on an atlas without labels, registers it beside its
+base, embeds every sample, and a killed-and-resumed run ends where an uninterrupted one does."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from soundatlas.adapt import ADAPT_NEIGHBOURHOOD, AdaptSettings, adapt
+from soundatlas.atlas import Atlas
+from soundatlas.errors import ParameterError
+from soundatlas.indexing import index_library
+from soundatlas.labels import LabelSources
+
+BIN = Path(sys.executable).parent / "soundatlas"
+SETTINGS = AdaptSettings(iterations=40)
+
+
+@pytest.fixture(scope="module")
+def unlabelled(rendered_library_master, tmp_path_factory) -> Path:
+    """The small render indexed with no labels at all, and a base model 'b' trained on it."""
+    from soundatlas.train import settings_for, train
+
+    root = tmp_path_factory.mktemp("adapt")
+    lib = root / "lib"
+    shutil.copytree(rendered_library_master, lib)
+    (lib / "metadata.csv").unlink()
+    index_library(lib, atlas_dir=root / "atlas", n_jobs=2,
+                  label_sources=LabelSources(manifest=None, folder=False))
+    with Atlas.open(root / "atlas", write=True) as atlas:
+        assert atlas.label_summary() == {}
+        train(atlas, neighbourhood="input-knn", seed=0, name="b",
+              settings=settings_for("fast", iterations=30, batch_size=16, valid_every=30,
+                                    checkpoint_every=30))
+    return root / "atlas"
+
+
+def _weights(atlas_dir: Path, name: str) -> dict:
+    with Atlas.open(atlas_dir) as atlas:
+        d = atlas_dir / atlas.model(name)["dir"]
+    return dict(np.load(d / "weights.npz"))
+
+
+def test_adapt_fine_tunes_without_labels_registers_beside_the_base_and_embeds(unlabelled, tmp_path):
+    atlas_dir = tmp_path / "atlas"
+    shutil.copytree(unlabelled, atlas_dir)
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        summary = adapt(atlas, base="b", settings=SETTINGS, seed=3)
+        assert summary["done"] and summary["name"] == "b-adapted"
+        names = {m["name"]: m for m in atlas.models()}
+        assert set(names) == {"b", "b-adapted"}
+        assert names["b-adapted"]["n_embedded"] == atlas.n_samples() == summary["n_embedded"]
+        config = names["b-adapted"]["config"]
+        assert config["init_from"]["name"] == "b"
+        parts = {p["name"] for p in config["neighbourhood"]["parts"]}
+        assert parts == {"input-knn", "augment-pair"}
+        assert config["settings"]["augment"] is not None
+    base, tuned = _weights(atlas_dir, "b"), _weights(atlas_dir, "b-adapted")
+    assert base.keys() == tuned.keys()
+    moved = [k for k in base if not np.array_equal(base[k], tuned[k])]
+    assert moved, "adaptation changed no weight"
+
+
+def test_adapt_killed_and_resumed_ends_where_an_uninterrupted_run_does(unlabelled, tmp_path):
+    whole, halves = tmp_path / "whole", tmp_path / "halves"
+    shutil.copytree(unlabelled, whole)
+    shutil.copytree(unlabelled, halves)
+    with Atlas.open(whole, write=True) as atlas:
+        adapt(atlas, base="b", settings=SETTINGS, seed=1)
+    with Atlas.open(halves, write=True) as atlas:
+        first = adapt(atlas, base="b", settings=SETTINGS, seed=1, stop_after=25)
+        assert not first["done"] and first["iterations"] == 25
+        assert "b-adapted" not in {m["name"] for m in atlas.models()}
+        second = adapt(atlas, base="b", settings=SETTINGS, seed=1, resume=True)
+        assert second["done"] and second["resumed_from"] == 25
+    a, b = _weights(whole, "b-adapted"), _weights(halves, "b-adapted")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_adapt_refuses_its_base_name_and_bad_settings(unlabelled):
+    with pytest.raises(ParameterError, match="iterations=0"):
+        AdaptSettings(iterations=0)
+    with Atlas.open(unlabelled) as atlas:
+        with pytest.raises(ParameterError, match="base model's"):
+            adapt(atlas, base="b", name="b", settings=SETTINGS)
+    assert ADAPT_NEIGHBOURHOOD.count(",") == 1  # two label-free parts
+
+
+def test_adapt_on_the_command_line(unlabelled, tmp_path):
+    atlas_dir = tmp_path / "atlas"
+    shutil.copytree(unlabelled, atlas_dir)
+    run = subprocess.run([str(BIN), "adapt", "--atlas", str(atlas_dir), "-m", "b", "--name",
+                          "mine", "--iterations", "20", "--json", "-q"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["done"] and summary["name"] == "mine" and summary["base"] == "b"
+    page = subprocess.run([str(BIN), "serve", "--atlas", str(atlas_dir), "--get", "/api/atlas"],
+                          capture_output=True, text=True)
+    models = json.loads(page.stdout[page.stdout.index("{"):])["models"]
+    listed = {m["name"]: m["n_embedded"] for m in models}
+    assert set(listed) == {"b", "mine"} and listed["mine"] == summary["n_embedded"] > 0
+    bad = subprocess.run([str(BIN), "adapt", "--atlas", str(atlas_dir), "-m", "nothing", "-q"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "no model 'nothing'" in bad.stderr
