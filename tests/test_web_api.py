@@ -200,7 +200,8 @@ def test_neighbours_exclude_self_nearest_first_as_brute_force_finds(client, atla
     ids, points = atlas.points(m_id)
     for row in (0, 17, 47):
         sid = int(ids[row])
-        d = client.get(f"/api/models/m/neighbours/{sid}", params={"k": k}).json()
+        d = client.get(f"/api/models/m/neighbours/{sid}", params={"k": k, "space": "map"}).json()
+        assert d["space"] == "map" and "note" not in d
         got = d["neighbours"]
         assert len(got) == min(k, len(ids) - 1)
         assert sid not in [g["id"] for g in got]
@@ -212,6 +213,30 @@ def test_neighbours_exclude_self_nearest_first_as_brute_force_finds(client, atla
         for g in got:
             assert g["path"] == atlas.samples([g["id"]])[0].path
             assert g["labels"] == atlas.sample_labels(g["id"])
+
+
+@pytest.mark.parametrize("k", [1, 10, 47])
+def test_neighbours_come_from_the_similarity_space_by_default_as_brute_force_finds(
+        client, atlas, m_id, k):
+    ids, codes = atlas.similarity_vectors(m_id)
+    assert codes.shape == (48, 256) and codes.dtype == np.int8
+    vectors = codes.astype(np.float64) * (1 / 127)
+    for row in (0, 17, 47):
+        sid = int(ids[row])
+        d = client.get(f"/api/models/m/neighbours/{sid}", params={"k": k}).json()
+        assert d["space"] == "similarity" and "hidden" in d["space_detail"]
+        got = d["neighbours"]
+        assert len(got) == min(k, len(ids) - 1) and sid not in [g["id"] for g in got]
+        want_ids, want_d = _brute_force(vectors, ids, vectors[row], {sid})
+        assert [g["id"] for g in got] == want_ids[:len(got)]
+        np.testing.assert_allclose([g["distance"] for g in got], want_d[:len(got)], rtol=1e-9)
+        explicit = client.get(f"/api/models/m/neighbours/{sid}",
+                              params={"k": k, "space": "similarity"}).json()
+        assert explicit == d
+
+
+def test_a_bad_space_is_a_json_error(client):
+    assert "space" in _json_error(client.get("/api/models/m/neighbours/1?space=umap"), 422)
 
 
 @pytest.mark.parametrize("k", ["0", "201", "-3", "ten", "2.5"])
@@ -231,6 +256,7 @@ def test_analogy_is_a_minus_b_plus_c_without_a_b_c(client, atlas, m_id):
     r = client.post("/api/models/m/analogy", json={"a": a, "b": b, "c": c, "k": 12})
     assert r.status_code == 200, r.text
     d = r.json()
+    assert d["space"] == "map"
     row = {int(i): n for n, i in enumerate(ids)}
     want = points[row[a]].astype(np.float64) - points[row[b]] + points[row[c]]
     np.testing.assert_allclose(d["point"], want, rtol=1e-6)
@@ -430,6 +456,16 @@ def test_query_with_a_copy_of_a_library_file_finds_that_file_first(client, atlas
     np.testing.assert_allclose(d["trajectory"], atlas.trajectory(m_id, rec.id),
                                atol=1e-3 * second["distance"])
     assert atlas.n_samples() == n_before  # never added to the atlas
+    # searched in the similarity space, with the vector the atlas stores for that file
+    assert d["space"] == "similarity" and first["distance"] == 0
+    ids, codes = atlas.similarity_vectors(m_id)
+    vectors = codes.astype(np.float64) * (1 / 127)
+    want_ids, want_d = _brute_force(vectors, ids, vectors[list(ids).index(rec.id)], set())
+    assert [n["id"] for n in d["neighbours"]] == want_ids[:4]
+    on_map = client.post("/api/models/m/query", params={"k": 4, "space": "map"},
+                         files={"file": ("my take.wav", data, "audio/wav")}).json()
+    want_ids, _ = _brute_force(points, ids, on_map["point"], set())
+    assert on_map["space"] == "map" and [n["id"] for n in on_map["neighbours"]] == want_ids[:4]
 
 
 def test_query_refuses_non_audio_and_oversize_uploads(mapped, atlas):

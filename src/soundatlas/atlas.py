@@ -116,8 +116,27 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX embeddings_segment ON embeddings(segment);
     """,
+    # 3: each model's similarity space (soundatlas.similarity): what it is, and a vector per sample
+    """
+    CREATE TABLE similarity_spaces (
+        model_id INTEGER PRIMARY KEY REFERENCES models(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        dims INTEGER NOT NULL,
+        dtype TEXT NOT NULL,                -- numpy dtype of a stored vector's components
+        spec TEXT NOT NULL                  -- JSON: scale, what the vector is, its distance
+    );
+    CREATE TABLE similarity_vectors (
+        model_id INTEGER NOT NULL REFERENCES similarity_spaces(model_id) ON DELETE CASCADE,
+        sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
+        vector BLOB NOT NULL,               -- dims x dtype, little-endian
+        PRIMARY KEY (model_id, sample_id)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+#: the oldest schema a read-only open accepts: what later migrations add (only new tables) reads
+#: as empty there, until the atlas is next opened for writing (which migrates it)
+READABLE_SCHEMA = 2
 
 SPLIT_FRACTIONS = {"test": 0.25, "valid": 0.75 * 0.2}  # the reference: 75/25, then 80/20
 _SQL_INT_MIN, _SQL_INT_MAX = -(2**63), 2**63 - 1  # the range of an SQLite INTEGER
@@ -230,7 +249,10 @@ class Atlas:
                 f"the atlas at {self.path} has schema version {version}, newer than this "
                 f"soundatlas understands ({SCHEMA_VERSION}); upgrade soundatlas"
             )
+        self.schema_version = version
         if version < SCHEMA_VERSION:
+            if not write and version >= READABLE_SCHEMA:
+                return
             if not write:
                 raise AtlasError(
                     f"the atlas at {self.path} has schema version {version}; "
@@ -241,6 +263,7 @@ class Atlas:
                 self.conn.executescript(
                     f"BEGIN IMMEDIATE; {MIGRATIONS[v]}; PRAGMA user_version = {v + 1}; COMMIT;"
                 )
+            self.schema_version = SCHEMA_VERSION
 
     # -- meta ----------------------------------------------------------------------------------
 
@@ -688,9 +711,12 @@ class Atlas:
             " (SELECT sample_id FROM embeddings WHERE model_id = ?) ORDER BY id", (model_id,))]
 
     def commit_embeddings(
-        self, model_id: int, items: list[tuple[int, np.ndarray, np.ndarray]]
+        self, model_id: int, items: list[tuple[int, np.ndarray, np.ndarray]],
+        *, similarity: list[np.ndarray] | None = None,
     ) -> None:
-        """Store (sample id, trajectory (frames x dims), point (dims,)) for a batch, atomically."""
+        """Store (sample id, trajectory (frames x dims), point (dims,)) for a batch, atomically;
+        with ``similarity``, each sample's vector (aligned with ``items``) in the model's
+        recorded similarity space, in the same transaction."""
         if not items:
             return
         trajectories = np.concatenate([t for _, t, _ in items]).astype(np.float32)
@@ -710,6 +736,9 @@ class Atlas:
                          np.asarray(point, np.float32).tobytes()),
                     )
                     offset += len(traj)
+                if similarity is not None:
+                    self._insert_similarity(c, model_id, [(sid, v) for (sid, _, _), v
+                                                          in zip(items, similarity)])
         except BaseException:
             file.unlink(missing_ok=True)
             raise
@@ -733,6 +762,103 @@ class Atlas:
         if not rows:
             return ids, np.zeros((0, 0), np.float32)
         return ids, np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+
+    # -- similarity vectors: one per sample per model, in the space soundatlas.similarity names ---
+
+    def similarity_space(self, model_id: int) -> dict | None:
+        """The model's similarity space as recorded: {name, dims, dtype, spec (dict), updated};
+        None when it has none (nothing stored yet, or an atlas from before they existed)."""
+        if self.schema_version < 3:
+            return None
+        row = self.conn.execute(
+            "SELECT name, dims, dtype, spec FROM similarity_spaces WHERE model_id = ?",
+            (model_id,)).fetchone()
+        if row is None:
+            return None
+        spec = json.loads(row[3])
+        updated = spec.pop("updated", None)  # when a vector was last stored: a key for caches
+        return {"name": row[0], "dims": row[1], "dtype": row[2], "spec": spec,
+                "updated": updated}
+
+    def set_similarity_space(self, model_id: int, space: dict) -> bool:
+        """Record the model's similarity space ({name, dims, dtype, spec}); when one of another
+        definition was recorded, its vectors go with it (they are of another space). Returns
+        whether the vectors were dropped."""
+        stored = self.similarity_space(model_id)
+        wanted = {k: space[k] for k in ("name", "dims", "dtype")}
+        same = stored is not None and {k: stored[k] for k in wanted} == wanted and \
+            stored["spec"] == space["spec"]
+        if same:
+            return False
+        with self.transaction() as c:
+            c.execute("DELETE FROM similarity_spaces WHERE model_id = ?", (model_id,))
+            c.execute("INSERT INTO similarity_spaces(model_id, name, dims, dtype, spec)"
+                      " VALUES (?, ?, ?, ?, ?)",
+                      (model_id, space["name"], int(space["dims"]), space["dtype"],
+                       json.dumps({**space["spec"], "updated": time.time()})))
+        return stored is not None
+
+    def commit_similarity(self, model_id: int, items: list[tuple[int, np.ndarray]]) -> None:
+        """Store (sample id, vector) pairs in the model's recorded similarity space, atomically."""
+        with self.transaction() as c:
+            self._insert_similarity(c, model_id, items)
+
+    def _insert_similarity(self, c, model_id: int, items) -> None:
+        if not items:
+            return
+        row = c.execute("SELECT dims, dtype, spec FROM similarity_spaces WHERE model_id = ?",
+                        (model_id,)).fetchone()
+        if row is None:
+            raise AtlasError(f"model {model_id} has no similarity space recorded")
+        dims, dtype = row[0], np.dtype(row[1]).newbyteorder("<")
+        blobs = []
+        for sid, vector in items:
+            v = np.asarray(vector)
+            if v.shape != (dims,) or v.dtype.kind != dtype.kind:
+                raise AtlasError(f"sample {sid}'s similarity vector has shape {v.shape} and dtype "
+                                 f"{v.dtype}; the space holds ({dims},) {dtype.name}")
+            blobs.append((model_id, int(sid), v.astype(dtype).tobytes()))
+        c.executemany("INSERT OR REPLACE INTO similarity_vectors(model_id, sample_id, vector)"
+                      " VALUES (?, ?, ?)", blobs)
+        spec = json.loads(row[2])
+        spec["updated"] = time.time()
+        c.execute("UPDATE similarity_spaces SET spec = ? WHERE model_id = ?",
+                  (json.dumps(spec), model_id))
+
+    def similarity_vectors(self, model_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sample ids ascending, vectors n x dims in the space's dtype) of every sample that has
+        one; (empty, empty) without a space."""
+        space = self.similarity_space(model_id)
+        if space is None:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        dtype = np.dtype(space["dtype"]).newbyteorder("<")
+        with self.snapshot():
+            ids, blob = self.conn.execute(
+                "SELECT group_concat(sample_id), CAST(group_concat(vector, x'') AS BLOB) FROM"
+                " (SELECT sample_id, vector FROM similarity_vectors WHERE model_id = ?"
+                "  ORDER BY sample_id)", (model_id,)).fetchone()
+        ids = _int_list(ids)
+        blob = blob or b""
+        if len(blob) != len(ids) * space["dims"] * dtype.itemsize:  # a vector of another size
+            rows = self.conn.execute("SELECT sample_id, vector FROM similarity_vectors"
+                                     " WHERE model_id = ?", (model_id,)).fetchall()
+            bad = next(sid for sid, v in rows if len(v) != space["dims"] * dtype.itemsize)
+            raise AtlasError(f"sample {bad}'s similarity vector for model {model_id} is not "
+                             f"{space['dims']} x {dtype.name}")
+        vectors = np.frombuffer(blob, dtype=dtype).reshape(len(ids), space["dims"])
+        order = np.argsort(ids, kind="stable")
+        return ids[order], vectors[order].astype(dtype.newbyteorder("="))
+
+    def without_similarity(self, model_id: int) -> list[int]:
+        """Ids of samples embedded with the model that have no similarity vector for it."""
+        if self.schema_version < 3:
+            return [sid for (sid,) in self.conn.execute(
+                "SELECT sample_id FROM embeddings WHERE model_id = ? ORDER BY sample_id",
+                (model_id,))]
+        return [sid for (sid,) in self.conn.execute(
+            "SELECT sample_id FROM embeddings WHERE model_id = ? AND sample_id NOT IN"
+            " (SELECT sample_id FROM similarity_vectors WHERE model_id = ?) ORDER BY sample_id",
+            (model_id, model_id))]
 
     def trajectory(self, model_id: int, sample_id: int) -> np.ndarray:
         """The sample's per-frame embedding (frames x dims) under the model."""

@@ -9,11 +9,16 @@ same way every time and wherever it lives.
 A sample's point on the map is the energy-weighted mean of its trajectory: frames weighted by
 their summed linear CQT magnitude, so the sounding part of a note places it and the silence
 after it does not (a silent sample gets the plain mean).
+
+The same pass gives each sample its similarity vector (``soundatlas.similarity``): the same
+energy-weighted mean of the hidden layer's activations, which the page's nearest sounds and query
+by example search.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -34,20 +39,35 @@ def prediction_noise(artifact) -> tuple[float, float]:
     return (settings.get("noise_mean", 0.1), settings.get("noise_std", 0.01))
 
 
-def embed_file(artifact, F: np.ndarray, content_hash: str, *, compression: float = 50.0):
-    """(trajectory, point) of one file's log-CQT frames, exactly as ``embed_atlas`` stores them."""
-    traj = embed_many(artifact.model.eval(), [F], noise=prediction_noise(artifact),
-                      rngs=[_noise_rng(content_hash)], compression=compression)[0]
-    return traj, point_of(traj, frame_energy(F))
+def embed_file(artifact, F: np.ndarray, content_hash: str, *, compression: float = 50.0,
+               with_vector: bool = False):
+    """(trajectory, point) of one file's log-CQT frames, exactly as ``embed_atlas`` stores them;
+    ``with_vector``: (trajectory, point, similarity vector), the vector as int8 codes
+    (``soundatlas.similarity``; None for a model without a hidden layer)."""
+    from soundatlas import similarity
+
+    model = artifact.model.eval()
+    space = similarity.space_for(model) if with_vector else None
+    out = embed_many(model, [F], noise=prediction_noise(artifact),
+                     rngs=[_noise_rng(content_hash)], compression=compression,
+                     with_hidden=space is not None)[0]
+    traj, hidden = out if space is not None else (out, None)
+    energy = frame_energy(F)
+    if not with_vector:
+        return traj, point_of(traj, energy)
+    vector = None if hidden is None else similarity.sample_vector(hidden, energy)
+    return traj, point_of(traj, energy), vector
 
 
-def embed_outside_file(atlas, artifact, path, *, content_hash: str | None = None):
+def embed_outside_file(atlas, artifact, path, *, content_hash: str | None = None,
+                       with_vector: bool = False):
     """Analyse and embed an audio file that is not in the atlas, exactly as ``index`` then
     ``embed`` would have: decoded up to the atlas's last ``--max-duration``, the atlas's CQT
     rounded to its feature precision, the model's noise seeded by the file's content hash.
 
-    Returns (decoded audio, log-CQT frames, trajectory, point). Raises AudioReadError for a
-    file that cannot be decoded. Nothing is written to the atlas.
+    Returns (decoded audio, log-CQT frames, trajectory, point), and with ``with_vector`` its
+    similarity vector (int8 codes, or None) after them. Raises AudioReadError for a file that
+    cannot be decoded. Nothing is written to the atlas.
     """
     from soundatlas import audio
     from soundatlas.atlas import FEATURE_DTYPE
@@ -60,9 +80,9 @@ def embed_outside_file(atlas, artifact, path, *, content_hash: str | None = None
     kw = {"max_duration": summary["max_duration"]} if "max_duration" in summary else {}
     decoded = audio.load(path, sr=params.sr, **kw)
     F = cqt_batch([decoded.y], params=params)[0].astype(FEATURE_DTYPE).astype(np.float32)
-    traj, point = embed_file(artifact, F, content_hash or hash_of(path),
-                             compression=params.compression)
-    return decoded, F, traj, point
+    embedded = embed_file(artifact, F, content_hash or hash_of(path),
+                          compression=params.compression, with_vector=with_vector)
+    return (decoded, F, *embedded)
 
 
 def _noise_rng(content_hash: str) -> np.random.Generator:
@@ -100,8 +120,10 @@ def embed_many(
     noise: tuple[float, float] | None = (0.1, 0.01),
     rngs: list[np.random.Generator] | None = None,
     compression: float = 50.0,
-) -> list[np.ndarray]:
+    with_hidden: bool = False,
+) -> list:
     """Per-frame embeddings of many files in one pass; equal to ``embed_features`` on each.
+    ``with_hidden``: each file's (embedding, hidden-layer activations (frames x 256)) instead.
 
     The files are laid end to end, each with its own padding (so the 9 frames between two files
     are exactly the padding each would get alone: no window sees another file), and the network
@@ -122,9 +144,33 @@ def embed_many(
         parts.append(padded)
         starts.append(at + before)
         at += len(padded)
-    z = model.embed_frames(torch.from_numpy(np.concatenate(parts).astype(np.float32, copy=False)))
-    z = z.numpy().astype(np.float32)
-    return [z[s : s + len(F)] for s, F in zip(starts, files)]
+    x = torch.from_numpy(np.concatenate(parts).astype(np.float32, copy=False))
+    if not with_hidden:
+        z = model.embed_frames(x).numpy().astype(np.float32)
+        return [z[s : s + len(F)] for s, F in zip(starts, files)]
+    z, h = _embed_frames_with_hidden(model, x)
+    return [(z[s : s + len(F)], h[s : s + len(F)]) for s, F in zip(starts, files)]
+
+
+def _embed_frames_with_hidden(model, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """``model.embed_frames(x)`` and, per frame, the hidden layer L3's activations
+    (tanh(l3(...)), what L4 maps to the output), read by a forward hook on ``model.l3`` that
+    keeps only this thread's calls (a model may be shared between threads)."""
+    me = threading.get_ident()
+    captured: list[torch.Tensor] = []
+
+    def keep(_module, _inputs, output):
+        if threading.get_ident() == me:
+            captured.append(torch.tanh(output))
+
+    handle = model.l3.register_forward_hook(keep)
+    try:
+        z = model.embed_frames(x)
+    finally:
+        handle.remove()
+    hidden = torch.cat([c.reshape(-1, c.shape[-1]) for c in captured]) if captured else \
+        x.new_zeros(0, model.l3.out_features)
+    return z.numpy().astype(np.float32), hidden.numpy().astype(np.float32)
 
 
 @dataclass
@@ -134,6 +180,8 @@ class EmbedSummary:
     n_already: int
     n_frames: int
     seconds: float
+    n_vectors: int = 0  # samples given a similarity vector (soundatlas.similarity) by this run
+    similarity: str | None = None  # the similarity space's name; None: the model has none
 
 
 def ensure_registered(atlas, artifact, registration) -> int:
@@ -157,28 +205,48 @@ def embed_atlas(
     batch_size: int = 64,
     progress: Callable[[int, int], None] | None = None,
 ) -> EmbedSummary:
-    """Embed every sample of the atlas that has no embedding for the model yet."""
+    """Embed every sample of the atlas that has no embedding for the model yet, each with its
+    similarity vector (``soundatlas.similarity``) in the same pass; then give a vector to every
+    embedded sample that lacks one (embedded before they existed, or of another space)."""
+    from soundatlas import similarity
     from soundatlas.artifact import check_cqt
 
     check_cqt(artifact, atlas.cqt_params)
     start = time.perf_counter()
     model = artifact.model.eval()
     noise = prediction_noise(artifact)
+    space = similarity.space_for(model)
+    if space is not None:
+        atlas.set_similarity_space(model_id, space)
     todo = atlas.unembedded(model_id)
-    n_total = atlas.n_samples()
-    n_already = n_total - len(todo)
+    fill = atlas.without_similarity(model_id) if space is not None else []
+    n_total = atlas.n_samples() + len(fill)
+    n_already = n_total - len(todo) - len(fill)
     n_frames = 0
     if progress:
         progress(n_already, n_total)
-    for i in range(0, len(todo), batch_size):
-        records = atlas.samples(todo[i : i + batch_size])
-        feats = [atlas.features(rec) for rec in records]
-        trajs = embed_many(model, feats, noise=noise, rngs=[_noise_rng(r.hash) for r in records],
-                           compression=atlas.cqt_params.compression)
-        items = [(rec.id, traj, point_of(traj, frame_energy(F)))
-                 for rec, F, traj in zip(records, feats, trajs)]
-        n_frames += sum(len(F) for F in feats)
-        atlas.commit_embeddings(model_id, items)
-        if progress:
-            progress(n_already + i + len(records), n_total)
-    return EmbedSummary(artifact.name, len(todo), n_already, n_frames, time.perf_counter() - start)
+    done = n_already
+    for ids, new in ((todo, True), (fill, False)):
+        for i in range(0, len(ids), batch_size):
+            records = atlas.samples(ids[i : i + batch_size])
+            feats = [atlas.features(rec) for rec in records]
+            out = embed_many(model, feats, noise=noise, rngs=[_noise_rng(r.hash) for r in records],
+                             compression=atlas.cqt_params.compression,
+                             with_hidden=space is not None)
+            trajs, hiddens = zip(*out) if space is not None else (out, None)
+            energies = [frame_energy(F) for F in feats]
+            vectors = None if hiddens is None else [
+                similarity.sample_vector(h, e) for h, e in zip(hiddens, energies)]
+            if new:
+                items = [(rec.id, traj, point_of(traj, e))
+                         for rec, traj, e in zip(records, trajs, energies)]
+                n_frames += sum(len(F) for F in feats)
+                atlas.commit_embeddings(model_id, items, similarity=vectors)
+            else:
+                atlas.commit_similarity(model_id, [(r.id, v) for r, v in zip(records, vectors)])
+            done += len(records)
+            if progress:
+                progress(done, n_total)
+    n_vectors = (len(todo) + len(fill)) if space is not None else 0
+    return EmbedSummary(artifact.name, len(todo), n_already, n_frames, time.perf_counter() - start,
+                        n_vectors=n_vectors, similarity=space["name"] if space else None)

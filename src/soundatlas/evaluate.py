@@ -9,11 +9,11 @@ which is the same for every instrument, does not dominate the score.
 Beyond the reference (``evaluate``): confusion matrices and per-class accuracy of that k-NN;
 per-sample retrieval (precision at 10, MAP@R; test samples query all others) on the map
 (``retrieval``) and, for models, in their similarity space (``retrieval_similarity``: the stored
-vectors the page's nearest sounds search; ``retrieval_spaces`` says what each searched); trustworthiness
-and continuity of the test frames' map against their input windows; acoustic analogies
-a1 - a0 + b0 over test samples. A sample's point for retrieval and analogies is the mean of its
-evaluated frames' points (an estimate of the energy-weighted mean the map shows), the same rule
-for the model and for every baseline (``soundatlas.baselines``).
+vectors the page's nearest sounds search; ``retrieval_spaces`` says what each searched);
+trustworthiness and continuity of the test frames' map against their input windows; acoustic
+analogies a1 - a0 + b0 over test samples. A sample's point for retrieval (on the map) and
+analogies is the mean of its evaluated frames' points (an estimate of the energy-weighted mean the
+map shows), the same rule for the model and for every baseline (``soundatlas.baselines``).
 """
 
 from __future__ import annotations

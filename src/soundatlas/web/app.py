@@ -4,7 +4,8 @@
 resource) do the work through the helpers here. The atlas is only ever opened read-only, and once
 per request inside the endpoint's own thread (an sqlite3 connection belongs to the thread that
 opened it, and opening is cheap). What is costly to rebuild is cached on the app: each model's
-points with their KD-tree (rebuilt when the model's embeddings change) and loaded model weights.
+points with their KD-tree and its similarity vectors with their index (``soundatlas.similarity``;
+both rebuilt when the model's embeddings change) and loaded model weights.
 
 Every error is JSON ``{"error": "message"}`` with its status; files are served with HTTP Range
 support; a library file is only ever one that resolves inside the library root.
@@ -101,6 +102,16 @@ class PointIndex:
         return out[:k]
 
 
+@dataclass
+class SimilarityIndex:
+    """One model's similarity vectors (``soundatlas.similarity``) and their exact index; without
+    a complete set of vectors ``index`` is None and ``message`` says why and what adds them."""
+
+    index: object | None  # similarity.VectorIndex
+    space: dict | None  # the atlas's record of the space
+    message: str | None = None
+
+
 class WebState:
     """What the app keeps between requests: where the atlas is, settings and caches."""
 
@@ -116,6 +127,7 @@ class WebState:
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()  # one build of an index at a time (they are large)
         self._indexes: dict[str, tuple[tuple, PointIndex]] = {}  # name -> (points_key, index)
+        self._vectors: dict[str, tuple[tuple, SimilarityIndex]] = {}  # name -> (key, index)
         self._artifacts: dict[tuple, object] = {}
         self._frames: dict[str, tuple[tuple, object]] = {}  # name -> (points_key, FrameIndex)
         self._audio: object = None  # synth.AudioCache shared by renders, at one output rate
@@ -138,6 +150,25 @@ class WebState:
             return PointIndex(ids, points, cKDTree(points.astype(np.float64)))
 
         return self._cached(self._indexes, model["name"], points_key(atlas, model), build)
+
+    def similarity_index(self, atlas: Atlas, model: dict) -> SimilarityIndex:
+        """The model's similarity vectors and index, rebuilt when its embeddings or vectors
+        changed; without a vector for every embedded sample, none (and the message why)."""
+        from soundatlas.similarity import VectorIndex, missing_message
+
+        space = atlas.similarity_space(model["id"])
+        key = (*points_key(atlas, model), None if space is None else
+               (space["name"], space["updated"]))
+
+        def build() -> SimilarityIndex:
+            if space is None:
+                return SimilarityIndex(None, None, missing_message(atlas, model, 0))
+            ids, codes = atlas.similarity_vectors(model["id"])
+            if len(ids) < model["n_embedded"]:
+                return SimilarityIndex(None, space, missing_message(atlas, model, len(ids)))
+            return SimilarityIndex(VectorIndex(ids, codes, scale=space["spec"]["scale"]), space)
+
+        return self._cached(self._vectors, model["name"], key, build)
 
     def frame_index(self, atlas: Atlas, model: dict):
         """The model's :class:`synth.FrameIndex` (every sounding frame), kept while the model's

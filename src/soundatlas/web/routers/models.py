@@ -1,5 +1,12 @@
 """``/api/models/{name}/...``: a map's points and trajectories (binary), neighbours, analogies,
-and query by example (an uploaded file embedded with the model, never added to the atlas)."""
+and query by example (an uploaded file embedded with the model, never added to the atlas).
+
+Neighbours and query by example search the model's similarity space (``soundatlas.similarity``:
+the hidden layer's 256 units per sample) by default, or the 3-D map with ``space=map``; their
+JSON says which (``"space"``). A model without similarity vectors (an atlas embedded before they
+existed) answers from the map, with a ``"note"`` that says so and names the command that adds
+them; ``space=similarity`` is then a 409. Analogies are defined on the map.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
@@ -34,6 +42,32 @@ router = APIRouter(prefix="/api/models", tags=["models"])
 
 _UPLOAD_SLACK = 64 * 1024  # multipart headers and boundaries around the file's bytes
 K = Query(10, ge=1, le=MAX_K, description=f"how many neighbours (1 to {MAX_K})")
+SPACE = Query(None, description="where to search: similarity (the model's similarity vectors; "
+              "the default where it has them) or map (the 3-D points)")
+Space = Literal["similarity", "map"] | None
+
+
+def _search_space(web, atlas, model: dict, asked: str | None):
+    """(space name, SimilarityIndex or None, note or None) for a search ``asked`` for."""
+    if asked == "map":
+        return "map", None, None
+    sim = web.similarity_index(atlas, model)
+    if sim.index is not None:
+        return "similarity", sim, None
+    if asked == "similarity":
+        raise api_error(409, sim.message)
+    return "map", None, sim.message
+
+
+def _space_fields(space: str, sim, note: str | None) -> dict:
+    from soundatlas.similarity import describe
+
+    out = {"space": space}
+    if sim is not None:
+        out["space_detail"] = describe(sim.space)
+    if note is not None:
+        out["note"] = note
+    return out
 
 
 @router.get("/{name}/points", summary="Every embedded sample's point (binary)",
@@ -74,17 +108,28 @@ def get_trajectory(name: str, sample_id: int, request: Request) -> Response:
 
 
 @router.get("/{name}/neighbours/{sample_id}", summary="The k samples nearest a sample")
-def get_neighbours(name: str, sample_id: int, request: Request, k: int = K) -> dict:
-    """Nearest first by Euclidean distance between points on the map; never the sample itself.
-    Each: ``{id, distance, path, labels}``."""
+def get_neighbours(name: str, sample_id: int, request: Request, k: int = K,
+                   space: Space = SPACE) -> dict:
+    """Nearest first by Euclidean distance in the similarity space (default) or between points
+    on the map (``space=map``); never the sample itself. Each: ``{id, distance, path, labels}``;
+    ``space`` says where the distances were measured."""
     web = web_state(request)
     with web.atlas() as atlas:
         model = model_or_404(atlas, name)
         require_embeddings(model)
-        index = web.point_index(atlas, model)
-        point = point_or_404(index, sample_id, model)
-        items = neighbour_items(atlas, index.nearest(point, k, exclude=[sample_id]))
-    return {"model": name, "id": sample_id, "neighbours": items}
+        used, sim, note = _search_space(web, atlas, model, space)
+        if sim is not None:
+            vector = sim.index.vector(sample_id)
+            if vector is None:
+                raise api_error(404, f"sample {sample_id} has no similarity vector for model "
+                                f"{name!r} (unknown id, or not embedded yet)")
+            found = sim.index.nearest(vector, k, exclude=[sample_id])
+        else:
+            index = web.point_index(atlas, model)
+            point = point_or_404(index, sample_id, model)
+            found = index.nearest(point, k, exclude=[sample_id])
+        items = neighbour_items(atlas, found)
+    return {"model": name, "id": sample_id, **_space_fields(used, sim, note), "neighbours": items}
 
 
 class AnalogyRequest(BaseModel):
@@ -107,7 +152,8 @@ def post_analogy(name: str, body: AnalogyRequest, request: Request) -> dict:
         point = a.astype(np.float64) - b + c
         items = neighbour_items(atlas, index.nearest(point, body.k,
                                                      exclude=[body.a, body.b, body.c]))
-    return {"model": name, "point": [float(x) for x in point], "neighbours": items}
+    return {"model": name, "space": "map", "point": [float(x) for x in point],
+            "neighbours": items}
 
 
 _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -118,15 +164,16 @@ _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-da
 @router.post("/{name}/query", summary="Query by example: embed an uploaded file",
              openapi_extra=_UPLOAD_BODY,
              responses={400: {"description": "not audio"}, 413: {"description": "too large"}})
-async def post_query(name: str, request: Request, k: int = K) -> dict:
+async def post_query(name: str, request: Request, k: int = K, space: Space = SPACE) -> dict:
     """Upload one audio file as multipart field ``file``. It is decoded and turned into log-CQT
     frames exactly as indexing does, embedded with the model, and answered with its
     ``trajectory`` (one point per frame), its ``point`` and ``duration``, and the k nearest
-    samples. It is not added to the atlas."""
+    samples in the similarity space (its vector computed as the atlas's are) or on the map
+    (``space=map``), as ``space`` says. It is not added to the atlas."""
     web = web_state(request)
     path, filename = await _receive_upload(request, web.max_upload_bytes)
     try:
-        return await run_in_threadpool(_query, web, name, path, filename, k)
+        return await run_in_threadpool(_query, web, name, path, filename, k, space)
     finally:
         path.unlink(missing_ok=True)
 
@@ -177,22 +224,30 @@ async def _receive_upload(request: Request, limit: int) -> tuple[Path, str]:
         await form.close()
 
 
-def _query(web, name: str, path: Path, filename: str, k: int) -> dict:
+def _query(web, name: str, path: Path, filename: str, k: int, space: str | None) -> dict:
     from soundatlas.embed import embed_outside_file
     from soundatlas.errors import AudioReadError
 
     with web.atlas() as atlas:
         model = model_or_404(atlas, name)
         require_embeddings(model)
+        used, sim, note = _search_space(web, atlas, model, space)
         artifact = web.artifact(atlas, model)
         params = atlas.cqt_params
         try:
-            decoded, _F, traj, point = embed_outside_file(atlas, artifact, path)
+            decoded, _F, traj, point, codes = embed_outside_file(atlas, artifact, path,
+                                                                 with_vector=True)
         except AudioReadError as exc:
             raise api_error(400, f"{filename}: {exc.reason}") from None
-        index = web.point_index(atlas, model)
-        items = neighbour_items(atlas, index.nearest(point, k))
+        if sim is not None:
+            if codes is None or codes.shape != (sim.index.dims,):
+                raise api_error(409, f"model {name!r} cannot compute the atlas's similarity "
+                                f"vectors ({sim.space['name']}); ask with space=map")
+            found = sim.index.nearest(codes.astype(np.float64) * sim.index.scale, k)
+        else:
+            found = web.point_index(atlas, model).nearest(point, k)
+        items = neighbour_items(atlas, found)
     return {"model": name, "file": filename, "duration": decoded.duration,
             "truncated": decoded.truncated, "frame_rate": params.sr / params.hop_length,
             "trajectory": traj.astype(float).tolist(), "point": [float(x) for x in point],
-            "neighbours": items}
+            **_space_fields(used, sim, note), "neighbours": items}

@@ -1,0 +1,229 @@
+"""The similarity space: where "nearest sounds" and query by example search, beside the 3-D map.
+
+Three display coordinates cannot hold everything that makes two sounds alike. Measured on
+rendered libraries (benchmarks/RESULTS.md §9), per-sample precision at 10 of the network's
+hidden layer beats the 3-D map on every label, and beats the input space (the mean log-CQT) on
+instrument and drum class; the map stays for display, paths and analogies.
+
+A sample's **similarity vector** is the energy-weighted mean over its frames (weights as for its
+point on the map: ``embed.point_of``) of the hidden layer L3's activations, tanh(l3(...)), the 256
+numbers the last layer maps to the 3-D point. It is computed in the same network pass as the
+trajectory (``embed.embed_many(..., with_hidden=True)``) and stored as int8, ``round(127 v)``
+(tanh lies in [-1, 1]): 256 bytes per sample, with no precision lost that the benchmark can see.
+Distances are Euclidean between the decoded vectors ``codes / 127``. Nothing is fitted to the
+library: a sample's vector depends on its file and the model only, so an upload is encoded
+exactly as the atlas encodes a file.
+
+:class:`VectorIndex` answers exact k-nearest-neighbour queries over the decoded vectors. Small
+sets (up to ``brute_below`` vectors) are searched by one float32 matrix product; larger ones
+through a lower bound: a PCA of the vectors (``project_dims`` components, fitted on a seeded
+sample) gives each vector's coordinates in the subspace and its distance to it, from which
+``|P(x - q)|^2 + (r_x - r_q)^2 <= |x - q|^2``. The rows of smallest bound are measured exactly
+(float64), then every other row whose bound does not exceed the k-th distance found, so answers
+equal a brute-force search's (ties in id order). Where the bound prunes little (vectors with no
+low-dimensional structure, as uniform random codes), one float32 pass over all rows bounds instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from soundatlas.errors import ParameterError
+
+__all__ = ["SPACE_NAME", "space_for", "describe", "encode", "decode", "sample_vector",
+           "VectorIndex", "missing_message"]
+
+SPACE_NAME = "hidden-mean"
+SCALE = 127  # int8 code = round(SCALE * activation); tanh activations lie in [-1, 1]
+
+
+def space_for(model) -> dict | None:
+    """The similarity space record for ``model`` ({name, dims, dtype, spec}), as the atlas stores
+    it; None for a network without a hidden layer ``l3``."""
+    l3 = getattr(model, "l3", None)
+    if l3 is None or not hasattr(l3, "out_features"):
+        return None
+    return {"name": SPACE_NAME, "dims": int(l3.out_features), "dtype": "int8",
+            "spec": {"layer": "l3", "activation": "tanh",
+                     "pooling": "energy-weighted mean over frames", "scale": 1 / SCALE,
+                     "normalisation": "none (int8 code = round(127 x activation))",
+                     "distance": "euclidean", "version": 1}}
+
+
+def describe(space: dict) -> str:
+    """One line for people: what the vectors are."""
+    return (f"{space['name']}: the hidden layer's {space['dims']} units, "
+            f"{space['spec'].get('pooling', 'pooled')}, {space['dtype']}")
+
+
+def encode(vectors: np.ndarray) -> np.ndarray:
+    """int8 codes of activations in [-1, 1] (any leading shape)."""
+    v = np.asarray(vectors, dtype=np.float64)
+    return np.clip(np.rint(v * SCALE), -SCALE, SCALE).astype(np.int8)
+
+
+def decode(codes: np.ndarray, space: dict | None = None) -> np.ndarray:
+    """float32 vectors of int8 codes (the space's scale; 1/127 by default)."""
+    scale = (space or {}).get("spec", {}).get("scale", 1 / SCALE)
+    return np.asarray(codes, dtype=np.float32) * np.float32(scale)
+
+
+def sample_vector(hidden: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """A sample's int8 similarity vector from its hidden activations (frames x units) and the
+    frames' energies."""
+    from soundatlas.embed import point_of
+
+    return encode(point_of(np.asarray(hidden, dtype=np.float32), energy))
+
+
+def missing_message(atlas, model: dict, n_vectors: int) -> str:
+    """Why a model's neighbours come from the map, and the command that adds the vectors."""
+    import shlex
+
+    have = (f"has similarity vectors for only {n_vectors} of its {model['n_embedded']} samples"
+            if n_vectors else "has no similarity vectors (embedded before they existed)")
+    return (f"model {model['name']!r} {have}; neighbours come from the 3-D map. "
+            f"`soundatlas embed --atlas {shlex.quote(str(atlas.path))} --model "
+            f"{shlex.quote(model['name'])}` adds them")
+
+
+class VectorIndex:
+    """Exact nearest neighbours among int8-coded vectors (Euclidean, on ``codes * scale``).
+
+    ``ids``: int64 sample ids, ascending. ``codes``: n x dims int8. ``brute_below``: up to this
+    many vectors, one float32 product per query; above, the PCA lower bound of the module doc
+    with ``project_dims`` components.
+    """
+
+    def __init__(self, ids: np.ndarray, codes: np.ndarray, *, scale: float = 1 / SCALE,
+                 brute_below: int = 50_000, project_dims: int = 32, seed: int = 0):
+        ids = np.asarray(ids, dtype=np.int64)
+        codes = np.asarray(codes)
+        if codes.ndim != 2 or len(codes) != len(ids):
+            raise ParameterError(f"codes of shape {codes.shape} for {len(ids)} ids")
+        if len(ids) > 1 and np.any(np.diff(ids) <= 0):
+            raise ParameterError("ids must be ascending and distinct")
+        self.ids, self.codes, self.scale = ids, codes, float(scale)
+        n, d = codes.shape
+        self.dims = d
+        self._block = max(1, (1 << 24) // max(d, 1))  # rows per float32 block: 64 MB
+        self.projected = n > brute_below
+        if not self.projected:
+            self._x = self._decoded(0, n)
+            self._sq = np.einsum("ij,ij->i", self._x, self._x)
+            self._bound = float(self._sq.max()) if n else 0.0
+            return
+        p = min(project_dims, d)
+        rng = np.random.default_rng(seed)
+        fit = self._decoded_rows(np.sort(rng.choice(n, size=min(n, 20_000), replace=False)))
+        self._mean = fit.mean(axis=0, dtype=np.float64).astype(np.float32)
+        centred = (fit - self._mean).astype(np.float64)
+        _, vecs = np.linalg.eigh(centred.T @ centred)
+        self._basis = np.ascontiguousarray(vecs[:, ::-1][:, :p], dtype=np.float32)
+        self._proj = np.empty((n, p), np.float32)
+        self._res = np.empty(n, np.float32)
+        bound = 0.0
+        for i in range(0, n, self._block):
+            x = self._decoded(i, min(n, i + self._block)) - self._mean
+            pr = x @ self._basis
+            total = np.einsum("ij,ij->i", x, x)
+            self._proj[i:i + len(x)] = pr
+            self._res[i:i + len(x)] = np.sqrt(np.maximum(total - np.einsum("ij,ij->i", pr, pr),
+                                                         0))
+            bound = max(bound, float(total.max()))
+        self._psq = np.einsum("ij,ij->i", self._proj, self._proj)
+        self._bound = bound
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the index holds besides its ids and codes."""
+        if not self.projected:
+            return self._x.nbytes + self._sq.nbytes
+        return self._proj.nbytes + self._res.nbytes + self._psq.nbytes
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _decoded(self, start: int, stop: int) -> np.ndarray:
+        return self.codes[start:stop].astype(np.float32) * np.float32(self.scale)
+
+    def _decoded_rows(self, rows: np.ndarray) -> np.ndarray:
+        return self.codes[rows].astype(np.float32) * np.float32(self.scale)
+
+    def vector(self, sample_id: int) -> np.ndarray | None:
+        """A sample's vector (float64, exactly as distances decode it), or None without one."""
+        row = int(np.searchsorted(self.ids, sample_id))
+        if row < len(self.ids) and self.ids[row] == sample_id:
+            return self.codes[row].astype(np.float64) * self.scale
+        return None
+
+    def nearest(self, vector, k: int, *, exclude: Iterable[int] = ()) -> list[tuple[int, float]]:
+        """The ``k`` samples nearest ``vector``, nearest first (ties in id order), none of
+        ``exclude``: [(sample id, Euclidean distance)]."""
+        q = np.asarray(vector, dtype=np.float64).ravel()
+        if q.shape != (self.dims,):
+            raise ParameterError(f"a query of {q.size} numbers for a {self.dims}-d space")
+        n = len(self.ids)
+        excluded = {int(i) for i in exclude}
+        skip = int(np.isin(self.ids, list(excluded)).sum()) if excluded else 0
+        want = min(n, k + skip)
+        if want <= 0:
+            return []
+        # |error| of float32 squared distances, far above their rounding (squared norms <= ~256)
+        slack = np.float32(1e-4 * (1.0 + self._bound + float(q @ q)))
+        lower = self._lower_bounds(q) - slack
+        m = min(n, max(4 * want, 64))
+        rows = np.argpartition(lower, m - 1)[:m] if m < n else np.arange(n)
+        exact = self._exact(rows, q)
+        if m < n:
+            # every row whose bound is not above the k-th distance so far may be nearer: measure
+            # those (the k-th distance only falls as rows are added, so no other row can be)
+            kth = np.partition(exact, want - 1)[want - 1]
+            maybe = lower <= kth
+            maybe[rows] = False
+            if np.count_nonzero(maybe) > n // 8:  # a loose bound here: one float32 pass is tighter
+                maybe = self._approx_all(q) - slack <= kth
+                maybe[rows] = False
+            more = np.flatnonzero(maybe)
+            rows = np.concatenate([rows, more])
+            exact = np.concatenate([exact, self._exact(more, q)])
+        distance = np.sqrt(exact)
+        out = []
+        for j in np.lexsort((rows, distance)):  # by distance, then row (= id) order
+            sid = int(self.ids[rows[j]])
+            if sid not in excluded:
+                out.append((sid, float(distance[j])))
+                if len(out) == k:
+                    break
+        return out
+
+    def _lower_bounds(self, q: np.ndarray) -> np.ndarray:
+        """A lower bound of every row's squared distance to ``q`` (float32, up to rounding)."""
+        if not self.projected:
+            q32 = q.astype(np.float32)
+            return self._sq - 2 * (self._x @ q32) + np.float32(q @ q)
+        c = (q - self._mean).astype(np.float32)
+        pq = c @ self._basis
+        rq = np.float32(np.sqrt(max(float(c @ c) - float(pq @ pq), 0.0)))
+        return self._psq - 2 * (self._proj @ pq) + np.float32(pq @ pq) + (self._res - rq) ** 2
+
+    def _approx_all(self, q: np.ndarray) -> np.ndarray:
+        """Every row's squared distance to ``q`` in float32 (blocks of ``_block`` rows)."""
+        if not self.projected:
+            return self._lower_bounds(q)
+        q32 = q.astype(np.float32)
+        out = np.empty(len(self.ids), np.float32)
+        for i in range(0, len(out), self._block):
+            x = self._decoded(i, i + self._block)
+            out[i:i + len(x)] = np.einsum("ij,ij->i", x, x) - 2 * (x @ q32)
+        return out + np.float32(q @ q)
+
+    def _exact(self, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Squared distances of ``rows`` to ``q`` in float64 (blocks of 16384 rows)."""
+        out = np.empty(len(rows), np.float64)
+        for i in range(0, len(rows), 16384):
+            x = self.codes[rows[i:i + 16384]].astype(np.float64) * self.scale
+            out[i:i + len(x)] = ((x - q) ** 2).sum(axis=1)
+        return out

@@ -1,0 +1,260 @@
+"""The similarity space (soundatlas.similarity): a vector per sample stored at embed time, an
+exact index over them, atlases made before they existed, and a space that finds similar sounds
+better than the 3-D map."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from soundatlas import metrics, similarity
+from soundatlas.atlas import Atlas
+from soundatlas.similarity import VectorIndex, decode, encode
+
+# -- the index -----------------------------------------------------------------------------------
+
+
+def _brute(codes: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int, exclude=()):
+    d = np.sqrt(((codes.astype(np.float64) * (1 / 127) - q) ** 2).sum(axis=1))
+    order = [r for r in np.lexsort((np.arange(len(ids)), d)) if ids[r] not in set(exclude)]
+    return [int(ids[r]) for r in order[:k]], d[order[:k]]
+
+
+def _codes(n: int, kind: str, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if kind == "uniform":
+        return rng.integers(-127, 128, size=(n, 256), dtype=np.int8)
+    z = rng.standard_normal((n, 6)) @ rng.standard_normal((6, 256)) * 0.3
+    return encode(np.tanh(z + 0.05 * rng.standard_normal((n, 256))))
+
+
+@pytest.mark.parametrize("kind", ["structured", "uniform"])
+@pytest.mark.parametrize("brute_below", [10**9, 0])  # one float32 product / the PCA bound
+def test_the_index_answers_as_a_brute_force_search(kind, brute_below):
+    codes = _codes(1500, kind, seed=1)
+    codes[10] = codes[11] = codes[12]  # exact duplicates: ties go in id order
+    ids = np.arange(len(codes), dtype=np.int64) * 7 + 3
+    index = VectorIndex(ids, codes, brute_below=brute_below, project_dims=16)
+    assert index.projected == (brute_below == 0)
+    rng = np.random.default_rng(2)
+    for row in (0, 10, 11, 700, 1499):
+        for k in (1, 10, 97, len(ids)):
+            q = index.vector(int(ids[row]))
+            np.testing.assert_array_equal(q, codes[row] * (1 / 127))
+            got = index.nearest(q, k, exclude=[int(ids[row])])
+            want_ids, want_d = _brute(codes, ids, q, k, exclude=[int(ids[row])])
+            assert [g[0] for g in got] == want_ids
+            np.testing.assert_allclose([g[1] for g in got], want_d, rtol=1e-12, atol=1e-12)
+        q = np.clip(codes[row] / 127 + 0.05 * rng.standard_normal(256), -1, 1)  # off the grid
+        got = index.nearest(q, 10)
+        assert [g[0] for g in got] == _brute(codes, ids, q, 10)[0]
+    assert index.vector(4) is None and index.nearest(codes[0] / 127, 0) == []
+
+
+def test_the_index_refuses_what_it_cannot_answer():
+    from soundatlas.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="ascending"):
+        VectorIndex(np.array([2, 1]), np.zeros((2, 256), np.int8))
+    index = VectorIndex(np.array([1, 2]), np.zeros((2, 256), np.int8))
+    with pytest.raises(ParameterError, match="256-d"):
+        index.nearest(np.zeros(3), 1)
+
+
+def test_codes_round_activations_to_int8():
+    v = np.array([-1.0, -0.5, 0.0, 0.3, 1.0, 1.2])
+    np.testing.assert_array_equal(encode(v), [-127, -64, 0, 38, 127, 127])
+    assert encode(v).dtype == np.int8
+    np.testing.assert_allclose(decode(encode(v)), np.clip(v, -1, 1), atol=0.5 / 127 + 1e-7)
+
+
+def test_the_hidden_layer_comes_from_the_same_pass_as_the_embedding():
+    from soundatlas.embed import embed_many
+    from soundatlas.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model("paper", standardize=True).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    rng = np.random.default_rng(0)
+    files = [rng.random((n, 192)).astype(np.float32) * 4 for n in (1, 23, 1100)]
+    plain = embed_many(model, files, noise=None)
+    both = embed_many(model, files, noise=None, with_hidden=True)
+    for F, z, (z2, h) in zip(files, plain, both):
+        np.testing.assert_array_equal(z, z2)
+        assert h.shape == (len(F), 256) and np.abs(h).max() <= 1
+        with torch.no_grad():  # what L4 maps to the point, and what forward computes per window
+            np.testing.assert_allclose(model.l4(torch.from_numpy(h)).numpy(), z, atol=1e-5)
+            padded = np.pad(F, ((5, 4), (0, 0)))
+            windows = np.stack([padded[f:f + 10] for f in range(0, len(F), 7)])
+            hook = []
+            handle = model.l3.register_forward_hook(lambda m, i, o: hook.append(torch.tanh(o)))
+            model(torch.from_numpy(windows))
+            handle.remove()
+        np.testing.assert_allclose(hook[0].numpy(), h[::7], atol=1e-5)
+
+
+# -- a rendered library, embedded with the shipped model -----------------------------------------
+
+
+def _label_array(atlas, key, ids):
+    by_id = atlas.labels(key)
+    return np.array([by_id.get(int(i)) for i in ids], dtype=object)
+
+
+@pytest.fixture(scope="module")
+def synth_atlas(tmp_path_factory) -> Path:
+    """320 procedural one-shots (seeded: drums and melodic patches), indexed with the shipped
+    model's CQT parameters and embedded with it."""
+    from soundatlas.artifact import resolve_model
+    from soundatlas.demo import render_library
+    from soundatlas.embed import embed_atlas, ensure_registered
+    from soundatlas.indexing import index_library
+
+    root = tmp_path_factory.mktemp("similarity")
+    render_library(root / "lib", sound_set="synth", synth_count=320, n_jobs=2)
+    with Atlas.create(root / "probe", library=root / "lib") as probe:
+        artifact, _ = resolve_model(probe, None)
+    shutil.rmtree(root / "probe")
+    index_library(root / "lib", atlas_dir=root / "atlas", params=artifact.cqt, n_jobs=2)
+    with Atlas.open(root / "atlas", write=True) as atlas:
+        artifact, reg = resolve_model(atlas, None)
+        embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, reg))
+    return root / "atlas"
+
+
+@pytest.fixture(scope="module")
+def atlas(synth_atlas):
+    with Atlas.open(synth_atlas) as a:
+        yield a
+
+
+@pytest.fixture(scope="module")
+def model(atlas) -> dict:
+    return atlas.model("default")
+
+
+def test_every_embedded_sample_has_a_256_byte_vector_of_the_recorded_space(atlas, model):
+    space = atlas.similarity_space(model["id"])
+    assert {k: space[k] for k in ("name", "dims", "dtype")} == {
+        "name": "hidden-mean", "dims": 256, "dtype": "int8"}
+    assert space["spec"]["scale"] == 1 / 127 and space["spec"]["distance"] == "euclidean"
+    assert "energy-weighted" in space["spec"]["pooling"] and space["spec"]["layer"] == "l3"
+    ids, codes = atlas.similarity_vectors(model["id"])
+    point_ids, _ = atlas.points(model["id"])
+    assert len(ids) == atlas.n_samples() == 320
+    np.testing.assert_array_equal(ids, point_ids)
+    assert codes.dtype == np.int8 and codes.shape == (320, 256)
+    sizes = atlas.conn.execute("SELECT DISTINCT length(vector) FROM similarity_vectors"
+                               " WHERE model_id = ?", (model["id"],)).fetchall()
+    assert sizes == [(256,)]
+    assert atlas.without_similarity(model["id"]) == []
+
+
+def test_a_vector_is_the_energy_weighted_mean_of_the_hidden_layer(atlas, model):
+    from soundatlas.artifact import resolve_model
+    from soundatlas.embed import embed_file
+
+    artifact, _ = resolve_model(atlas, "default")
+    ids, codes = atlas.similarity_vectors(model["id"])
+    point_ids, points = atlas.points(model["id"])
+    spread = points.std(axis=0).mean()
+    for row in (0, 111, 319):
+        rec = atlas.samples([int(ids[row])])[0]
+        traj, point, vector = embed_file(artifact, atlas.features(rec), rec.hash,
+                                         with_vector=True)
+        np.testing.assert_array_equal(vector, codes[row])  # what query by example computes
+        with torch.no_grad():  # L4 is linear: it maps the mean hidden vector to the point
+            mapped = artifact.model.l4(torch.from_numpy(decode(codes[row]))).numpy()
+        np.testing.assert_allclose(mapped, points[row], atol=0.02 * spread)
+
+
+def test_the_similarity_space_finds_similar_sounds_better_than_the_map(atlas, model):
+    ids, codes = atlas.similarity_vectors(model["id"])
+    _, points = atlas.points(model["id"])
+    inputs = np.stack([atlas.features(r).mean(axis=0) for r in atlas.samples(ids.tolist())])
+    y = _label_array(atlas, "drum_class", ids)
+    assert np.count_nonzero(y != None) >= 80  # noqa: E711
+    p10 = {name: metrics.retrieval(X, y, k=10)["precision_at_k"]
+           for name, X in (("map", points), ("similarity", decode(codes)), ("input", inputs))}
+    assert p10["similarity"] >= p10["map"] + 0.03, p10
+    assert p10["similarity"] >= p10["input"], p10
+
+
+def test_an_atlas_from_before_the_vectors_falls_back_to_the_map_until_embed_adds_them(
+        synth_atlas, tmp_path):
+    from soundatlas.artifact import resolve_model
+    from soundatlas.embed import embed_atlas, ensure_registered
+    from soundatlas.evaluate import evaluate
+    from soundatlas.web import create_app
+
+    old = tmp_path / "old"
+    shutil.copytree(synth_atlas, old)
+    with sqlite3.connect(old / "atlas.sqlite") as conn:  # the schema before similarity vectors
+        conn.executescript("DROP TABLE similarity_vectors; DROP TABLE similarity_spaces;"
+                           " PRAGMA user_version = 2;")
+    with Atlas.open(old) as atlas:  # read-only, as the server opens it
+        m = atlas.model("default")
+        assert atlas.similarity_space(m["id"]) is None
+        assert len(atlas.without_similarity(m["id"])) == atlas.n_samples()
+        result = evaluate(atlas, ["default"], labels=["drum_class"], n_analogies=0)
+        scores = result["results"]["default"]
+        assert "soundatlas embed" in scores["retrieval_similarity"]["error"]
+        assert "precision_at_k" in scores["retrieval"]["drum_class"]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    client = TestClient(create_app(old))
+    d = client.get("/api/models/default/neighbours/5").json()
+    assert d["space"] == "map" and len(d["neighbours"]) == 10
+    assert "no similarity vectors" in d["note"]
+    assert f"soundatlas embed --atlas {old}" in d["note"] and "--model default" in d["note"]
+    r = client.get("/api/models/default/neighbours/5", params={"space": "similarity"})
+    assert r.status_code == 409 and "soundatlas embed" in r.json()["error"]
+
+    with Atlas.open(old, write=True) as atlas:  # migrates; embed fills what is missing
+        artifact, reg = resolve_model(atlas, "default")
+        summary = embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, reg))
+        assert (summary.n_embedded, summary.n_vectors) == (0, atlas.n_samples())
+        assert atlas.without_similarity(reg["id"]) == []
+    d = client.get("/api/models/default/neighbours/5").json()
+    assert d["space"] == "similarity" and "note" not in d
+    with Atlas.open(old) as atlas, Atlas.open(synth_atlas) as fresh:
+        m_old, m_new = atlas.model("default"), fresh.model("default")
+        np.testing.assert_array_equal(atlas.similarity_vectors(m_old["id"])[1],
+                                      fresh.similarity_vectors(m_new["id"])[1])
+
+
+def test_evaluate_reports_retrieval_in_both_spaces(atlas):
+    from soundatlas.evaluate import evaluate
+
+    scores = evaluate(atlas, ["default"], labels=["drum_class"], n_analogies=0)["results"]
+    r = scores["default"]
+    assert r["retrieval_spaces"]["retrieval"].startswith("map")
+    assert r["retrieval_spaces"]["retrieval_similarity"].startswith("similarity: hidden-mean")
+    both = (r["retrieval"]["drum_class"], r["retrieval_similarity"]["drum_class"])
+    assert both[0]["n_queries"] == both[1]["n_queries"] > 0
+    assert all(0 <= s["precision_at_k"] <= 1 and s["map_at_r"] is not None for s in both)
+
+
+def test_a_new_space_definition_drops_the_old_vectors(synth_atlas, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(synth_atlas, copy)
+    with Atlas.open(copy, write=True) as atlas:
+        m = atlas.model("default")
+        space = atlas.similarity_space(m["id"])
+        same = {k: space[k] for k in ("name", "dims", "dtype", "spec")}
+        assert atlas.set_similarity_space(m["id"], same) is False
+        assert len(atlas.similarity_vectors(m["id"])[0]) == atlas.n_samples()
+        other = dict(same, spec={**same["spec"], "version": 2})
+        assert atlas.set_similarity_space(m["id"], other) is True
+        assert len(atlas.similarity_vectors(m["id"])[0]) == 0
+        assert len(atlas.without_similarity(m["id"])) == atlas.n_samples()
