@@ -253,7 +253,8 @@ def test_neighbours_of_an_unknown_sample_is_404(client):
 def test_analogy_is_a_minus_b_plus_c_without_a_b_c(client, atlas, m_id):
     ids, points = atlas.points(m_id)
     a, b, c = (int(ids[i]) for i in (2, 20, 40))
-    r = client.post("/api/models/m/analogy", json={"a": a, "b": b, "c": c, "k": 12})
+    r = client.post("/api/models/m/analogy", json={"a": a, "b": b, "c": c, "k": 12,
+                                                    "space": "map"})
     assert r.status_code == 200, r.text
     d = r.json()
     assert d["space"] == "map"
@@ -265,6 +266,25 @@ def test_analogy_is_a_minus_b_plus_c_without_a_b_c(client, atlas, m_id):
     want_ids, want_d = _brute_force(points, ids, want, {a, b, c})
     assert got == want_ids[:12]
     np.testing.assert_allclose([n["distance"] for n in d["neighbours"]], want_d[:12], rtol=1e-6)
+
+
+def test_analogy_searches_a_minus_b_plus_c_in_the_similarity_space_by_default(client, atlas,
+                                                                             m_id):
+    ids, points = atlas.points(m_id)
+    vec_ids, codes = atlas.similarity_vectors(m_id)
+    vectors = codes.astype(np.float64) * (1 / 127)
+    row = {int(i): n for n, i in enumerate(ids)}
+    a, b, c = (int(ids[i]) for i in (3, 21, 44))
+    d = client.post("/api/models/m/analogy", json={"a": a, "b": b, "c": c, "k": 12}).json()
+    assert d["space"] == "similarity"
+    np.testing.assert_allclose(d["point"], points[row[a]].astype(np.float64) - points[row[b]]
+                               + points[row[c]], rtol=1e-6)  # the map's, for drawing
+    want = vectors[row[a]] - vectors[row[b]] + vectors[row[c]]
+    want_ids, want_d = _brute_force(vectors, vec_ids, want, {a, b, c})
+    assert [n["id"] for n in d["neighbours"]] == want_ids[:12]
+    np.testing.assert_allclose([n["distance"] for n in d["neighbours"]], want_d[:12], rtol=1e-9)
+    assert "space" in _json_error(client.post("/api/models/m/analogy", json={
+        "a": a, "b": b, "c": c, "space": "umap"}), 422)
 
 
 def test_analogy_refuses_unknown_ids_and_bad_k(client):

@@ -1,9 +1,10 @@
 """The similarity space: where "nearest sounds" and query by example search, beside the 3-D map.
 
 Three display coordinates cannot hold everything that makes two sounds alike. Measured on
-rendered libraries (benchmarks/RESULTS.md §9), per-sample precision at 10 of the network's
-hidden layer beats the 3-D map on every label, and beats the input space (the mean log-CQT) on
-instrument and drum class; the map stays for display, paths and analogies.
+rendered libraries (benchmarks/RESULTS.md, "Similar sounds"), per-sample precision at 10 of the
+network's hidden layer beats the 3-D map on every label, and the input space (the mean log-CQT)
+on instrument and drum class; analogies a - b + c find the right instrument and pitch more often
+there too. The map stays for display and paths.
 
 A sample's **similarity vector** is the energy-weighted mean over its frames (weights as for its
 point on the map: ``embed.point_of``) of the hidden layer L3's activations, tanh(l3(...)), the 256

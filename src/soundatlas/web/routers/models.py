@@ -2,10 +2,11 @@
 and query by example (an uploaded file embedded with the model, never added to the atlas).
 
 Neighbours and query by example search the model's similarity space (``soundatlas.similarity``:
-the hidden layer's 256 units per sample) by default, or the 3-D map with ``space=map``; their
-JSON says which (``"space"``). A model without similarity vectors (an atlas embedded before they
+the hidden layer's 256 units per sample) by default, or the 3-D map with ``space=map``; so do
+analogies (a - b + c of the vectors; their ``point`` is always the map's, for drawing). The JSON
+says which (``"space"``). A model without similarity vectors (an atlas embedded before they
 existed) answers from the map, with a ``"note"`` that says so and names the command that adds
-them; ``space=similarity`` is then a 409. Analogies are defined on the map.
+them; ``space=similarity`` is then a 409.
 """
 
 from __future__ import annotations
@@ -137,12 +138,16 @@ class AnalogyRequest(BaseModel):
     b: int = Field(description="sample id: what to take away")
     c: int = Field(description="sample id: what to add")
     k: int = Field(10, ge=1, le=MAX_K, description=f"how many neighbours (1 to {MAX_K})")
+    space: Literal["similarity", "map"] | None = Field(
+        None, description="where to search: similarity (the default where the model has "
+        "similarity vectors) or map")
 
 
 @router.post("/{name}/analogy", summary="A - B + C and the samples nearest it")
 def post_analogy(name: str, body: AnalogyRequest, request: Request) -> dict:
-    """``point`` = point(a) - point(b) + point(c); ``neighbours``: the k samples nearest it,
-    other than a, b and c."""
+    """``point`` = point(a) - point(b) + point(c) on the map; ``neighbours``: the k samples
+    nearest a - b + c, other than a, b and c, in the similarity space (default) or on the map
+    (``space``), as ``space`` in the answer says."""
     web = web_state(request)
     with web.atlas() as atlas:
         model = model_or_404(atlas, name)
@@ -150,9 +155,18 @@ def post_analogy(name: str, body: AnalogyRequest, request: Request) -> dict:
         index = web.point_index(atlas, model)
         a, b, c = (point_or_404(index, sid, model) for sid in (body.a, body.b, body.c))
         point = a.astype(np.float64) - b + c
-        items = neighbour_items(atlas, index.nearest(point, body.k,
-                                                     exclude=[body.a, body.b, body.c]))
-    return {"model": name, "space": "map", "point": [float(x) for x in point],
+        used, sim, note = _search_space(web, atlas, model, body.space)
+        exclude = [body.a, body.b, body.c]
+        if sim is not None:
+            va, vb, vc = (sim.index.vector(sid) for sid in exclude)
+            if va is None or vb is None or vc is None:
+                raise api_error(404, f"a sample of {exclude} has no similarity vector for model "
+                                f"{name!r}")
+            found = sim.index.nearest(va - vb + vc, body.k, exclude=exclude)
+        else:
+            found = index.nearest(point, body.k, exclude=exclude)
+        items = neighbour_items(atlas, found)
+    return {"model": name, **_space_fields(used, sim, note), "point": [float(x) for x in point],
             "neighbours": items}
 
 
