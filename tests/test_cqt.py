@@ -1,26 +1,52 @@
-"""The batched CQT against the reference definition, librosa.cqt (DESIGN.md §1)."""
+"""The batched CQT against the reference definition, librosa.cqt (DESIGN.md §1).
+
+``PAPER_CQT`` (the multirate kernel) is held to librosa on every frame, edges included, for pure
+tones in every octave, clicks and sharp onsets; the folded kernel (``CQTParams()``, what params
+stored without a kernel mean) must keep giving the features the shipped model was trained on.
+"""
 
 from __future__ import annotations
+
+import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 librosa = pytest.importorskip("librosa")
 
+from soundatlas import cqt as cqt_module  # noqa: E402
 from soundatlas.cqt import PAPER_CQT, CQTParams, cqt, cqt_batch, n_frames  # noqa: E402
 from soundatlas.errors import ParameterError  # noqa: E402
 
 SR = 16000
+FOLDED = CQTParams()
 
 
-def reference(y: np.ndarray) -> np.ndarray:
+def reference(y: np.ndarray, **kw) -> np.ndarray:
     """|librosa.cqt| as (frames x bins), the reference definition."""
-    C = librosa.cqt(y, sr=SR, hop_length=800, fmin=27.5, n_bins=192, bins_per_octave=24)
+    kw = {"hop_length": 800, "fmin": 27.5, "n_bins": 192, "bins_per_octave": 24, **kw}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "n_fft=... is too large" on short clips
+        C = librosa.cqt(y, sr=SR, **kw)
     return np.abs(C).T
 
 
 def corr(a, b) -> float:
     return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
+
+
+def assert_matches_librosa(y: np.ndarray, *, r_min: float = 0.995, edge_max: float = 0.1):
+    """Correlation with librosa's log(50|C|+1) over every frame and over the first two and last
+    two frames alone (when they hold anything), and the largest difference on those edge frames
+    (log units)."""
+    ours, ref = cqt(y), np.log1p(50 * reference(y))
+    assert ours.shape == ref.shape
+    assert corr(ours, ref) >= r_min
+    edges = sorted({0, 1, len(ref) - 2, len(ref) - 1} & set(range(len(ref))))
+    if len(ref) > 2 and ref[edges].max() > 0.1:
+        assert corr(ours[edges], ref[edges]) >= r_min
+    assert np.abs(ours[edges] - ref[edges]).max() <= edge_max
 
 
 @pytest.mark.parametrize("k", [0, 7, 24, 41, 60, 83, 96, 118, 131, 150, 167, 180, 191])
@@ -81,6 +107,244 @@ def test_bad_parameters_are_named():
         CQTParams(n_bins=240)  # 10 octaves from 27.5 Hz pass the Nyquist frequency of 16 kHz
     with pytest.raises(ParameterError, match="1-D"):
         cqt_batch([np.zeros((2, 100))])
+    with pytest.raises(ParameterError, match="kernel='fast'"):
+        CQTParams(kernel="fast")
+
+
+# --- the multirate kernel: librosa on every frame ------------------------------------------------
+
+
+@pytest.mark.parametrize("octave", range(8))
+def test_pure_sines_in_every_octave_match_librosa_first_and_last_frames_included(octave):
+    """A bin centre and a frequency between bins in each octave; a clip ending on a frame centre
+    and one that does not; a sine starting at zero and a cosine starting at its peak."""
+    for offset in (5, 17.5):
+        f = 27.5 * 2 ** ((24 * octave + offset) / 24)
+        for n, phase in ((40000, 0.0), (40457, np.pi / 2)):
+            y = (0.5 * np.sin(2 * np.pi * f * np.arange(n) / SR + phase)).astype(np.float32)
+            assert_matches_librosa(y)
+
+
+@pytest.mark.parametrize("n, positions", [
+    (40000, (0, 1, 400, 799, 800, 20000, 39998, 39999)),
+    (40457, (12345, 40456)),
+    (32, (0, 16, 31)),  # audio.MIN_DURATION, 2 ms
+    (80, (40,)),  # a 5 ms click
+    (720, (0, 360, 719)),  # 45 ms
+])
+def test_clicks_match_librosa(n, positions):
+    for p in positions:
+        y = np.zeros(n, np.float32)
+        y[p] = 1.0
+        assert_matches_librosa(y)
+
+
+def test_short_hats_match_librosa():
+    rng = np.random.default_rng(4)
+    for ms in (5, 17, 45):
+        n = SR * ms // 1000
+        y = (0.5 * rng.standard_normal(n) * np.exp(-np.arange(n) / (n / 4))).astype(np.float32)
+        assert_matches_librosa(y)
+
+
+@pytest.mark.parametrize("k", [6, 30, 54, 78, 102, 126, 150, 174])
+def test_notes_with_a_sharp_onset_match_librosa_before_and_after_it(k):
+    """A harmonic note (fundamental at bin k, partials while below 7 kHz) starting at full
+    amplitude off the frame grid, decaying; the frames before the onset match too (no pre-echo
+    beyond librosa's own)."""
+    n, onset = 40000, 12345
+    f0 = 27.5 * 2 ** (k / 24)
+    t = np.arange(n - onset) / SR
+    note = sum(np.sin(2 * np.pi * h * f0 * t) / h for h in range(1, 6) if h * f0 < 7000)
+    y = np.zeros(n, np.float32)
+    y[onset:] = 0.4 * note * np.exp(-3 * t)
+    assert_matches_librosa(y)
+    ours, ref = cqt(y), np.log1p(50 * reference(y))
+    before = slice(0, onset // 800)
+    assert np.abs(ours[before] - ref[before]).max() <= 0.1
+
+
+def test_other_parameters_follow_librosa_too():
+    """Not the paper's numbers: 12 bins per octave from 55 Hz, hop 512 (librosa downsamples
+    early, by 4, before its first octave) and 5 octaves from 110 Hz at hop 441 (odd)."""
+    rng = np.random.default_rng(5)
+    y = (0.1 * rng.standard_normal(40000)).astype(np.float32)
+    y[20000] += 1.0
+    for kw in ({"hop_length": 512, "fmin": 55.0, "n_bins": 48, "bins_per_octave": 12},
+               {"hop_length": 441, "fmin": 110.0, "n_bins": 60, "bins_per_octave": 12}):
+        params = replace(PAPER_CQT, **kw)
+        ours, ref = cqt(y, params=params), np.log1p(50 * reference(y, **kw))
+        assert ours.shape == ref.shape
+        assert corr(ours, ref) >= 0.999
+
+
+def test_filters_are_librosas():
+    """Each octave's sparsified filter spectra equal librosa's (its private builder)."""
+    build = getattr(librosa.core.constantq, "__vqt_filter_fft", None)
+    if build is None:
+        pytest.skip("this librosa has no __vqt_filter_fft")
+    freqs, Q = cqt_module._librosa_freqs(PAPER_CQT)
+    for octave in cqt_module._plan(PAPER_CQT):
+        ours = cqt_module._octave_basis(PAPER_CQT, octave) * np.sqrt(
+            Q[octave.lo : octave.hi] * SR / freqs[octave.lo : octave.hi])[:, None]
+        theirs, n_fft, _ = build(SR / octave.d, freqs[octave.lo : octave.hi], 1, 1,
+                                 PAPER_CQT.sparsity, window="hann", gamma=0.0,
+                                 dtype=np.complex64, alpha=1 / Q[octave.lo : octave.hi])
+        theirs = theirs.toarray()
+        assert n_fft == octave.n_fft
+        np.testing.assert_array_equal(ours != 0, theirs != 0)
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+def test_per_frame_and_folded_octaves_compute_the_same(monkeypatch):
+    """Octaves with long, overlapping frames are correlated in one FFT of the decimated clip; an
+    FFT per frame (librosa's way) gives the same numbers (to the roll-off's ringing, which the
+    longer zero tail that frames of 1,024 samples need moves a little)."""
+    rng = np.random.default_rng(6)
+    ys = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (3001, 40000)]
+    ys.append(np.eye(1, 24000, 23999, dtype=np.float32)[0])
+    default = cqt_batch(ys)
+    monkeypatch.setattr(cqt_module, "_uses_frames", lambda octave: True)
+    cqt_module._multirate_kernel.cache_clear()
+    cqt_module._tail_and_top.cache_clear()
+    try:
+        for a, b in zip(default, cqt_batch(ys)):
+            np.testing.assert_allclose(a, b, atol=5e-3)
+    finally:
+        cqt_module._multirate_kernel.cache_clear()
+        cqt_module._tail_and_top.cache_clear()
+
+
+# --- the folded kernel: the features the shipped model was trained on -----------------------------
+
+
+def _folded_probe() -> np.ndarray:
+    n = 24123
+    t = np.arange(n) / SR
+    y = 0.4 * np.sin(2 * np.pi * 440.0 * t) * np.exp(-2 * t)
+    y[8000:] += 0.3 * np.sin(2 * np.pi * 61.7 * t[8000:])
+    y[15000] += 0.8
+    return y.astype(np.float32)
+
+
+# log(50|C|+1) of _folded_probe() with the folded kernel at frames 0, 1, 10, 19, 29, 30 and bins
+# 0, 30, 60, 75, 96, 120, 150, 191 (the kernel's output, rounded to 4 decimals)
+FOLDED_PROBE = np.array([
+    [1.1432, 1.3228, 1.6909, 2.0595, 5.1596, 1.4128, 0.5271, 0.1846],
+    [1.2942, 1.2372, 1.2704, 0.9005, 5.7751, 0.0048, 0.0003, 0.0001],
+    [2.1550, 5.0303, 2.2283, 1.9297, 4.8489, 1.3500, 1.0586, 0.8731],
+    [1.1702, 1.5035, 0.8296, 0.9336, 3.9913, 0.6596, 0.0014, 0.0020],
+    [2.4475, 4.8440, 1.0995, 0.1950, 3.0225, 0.0014, 0.0001, 0.0002],
+    [2.4644, 5.0017, 1.6396, 1.1472, 2.6615, 0.3961, 0.0078, 0.0002],
+])
+PROBE_AT = np.ix_([0, 1, 10, 19, 29, 30], [0, 30, 60, 75, 96, 120, 150, 191])
+
+
+def test_folded_kernel_still_gives_its_features():
+    folded = cqt(_folded_probe(), params=FOLDED)
+    assert folded.shape == (31, 192)
+    np.testing.assert_allclose(folded[PROBE_AT], FOLDED_PROBE, atol=2e-3)
+    multirate = cqt(_folded_probe())
+    assert np.abs(multirate[PROBE_AT] - FOLDED_PROBE).max() > 0.1  # the kernel is a real choice
+
+
+def test_params_stored_without_a_kernel_read_as_folded():
+    stored = {k: v for k, v in PAPER_CQT.to_dict().items() if k != "kernel"}
+    assert CQTParams(**stored) == FOLDED
+    assert PAPER_CQT.kernel == "multirate" and PAPER_CQT.to_dict()["kernel"] == "multirate"
+    assert FOLDED.differs_only_in_kernel(PAPER_CQT) and PAPER_CQT.differs_only_in_kernel(FOLDED)
+    assert not PAPER_CQT.differs_only_in_kernel(PAPER_CQT)
+    assert not FOLDED.differs_only_in_kernel(replace(PAPER_CQT, hop_length=400))
+
+
+def test_shipped_model_reads_folded_features():
+    from soundatlas.artifact import DEFAULT_MODEL, SHIPPED_MODELS, ModelArtifact
+
+    assert ModelArtifact.load(SHIPPED_MODELS / DEFAULT_MODEL).cqt == FOLDED
+
+
+# --- atlases made with the folded kernel ---------------------------------------------------------
+
+
+def _features(atlas) -> dict[str, np.ndarray]:
+    return {r.path: atlas.features(r).astype(np.float32) for r in atlas.samples()}
+
+
+def _expected(library, params) -> dict[str, np.ndarray]:
+    from soundatlas import audio
+    from soundatlas.atlas import FEATURE_DTYPE
+
+    paths = sorted(p.relative_to(library).as_posix() for p in library.rglob("*.wav"))
+    ys = [audio.load(library / p, sr=SR).y for p in paths]
+    return {p: C.astype(FEATURE_DTYPE).astype(np.float32)
+            for p, C in zip(paths, cqt_batch(ys, params=params))}
+
+
+def test_an_atlas_keeps_its_kernel_and_refresh_features_brings_it_up_to_date(tmp_path):
+    from conftest import make_tone_library
+    from soundatlas.artifact import DEFAULT_MODEL, SHIPPED_MODELS, ModelArtifact
+    from soundatlas.atlas import Atlas
+    from soundatlas.embed import check_features
+    from soundatlas.errors import AtlasError, SoundAtlasError
+    from soundatlas.indexing import index_library
+
+    lib = make_tone_library(tmp_path / "lib", n_per_folder=2)
+    atlas_dir = tmp_path / "atlas"
+    index_library(lib, atlas_dir=atlas_dir, params=FOLDED, n_jobs=1)
+    shipped = ModelArtifact.load(SHIPPED_MODELS / DEFAULT_MODEL)  # trained on folded features
+    newer = ModelArtifact(name="newer", config={**shipped.config, "cqt": PAPER_CQT.to_dict()},
+                          model=shipped.model)
+
+    index_library(lib, atlas_dir=atlas_dir, n_jobs=1)  # a plain run keeps the atlas's kernel
+    with Atlas.open(atlas_dir) as atlas:
+        assert atlas.cqt_params == FOLDED
+        assert _features(atlas).keys() == _expected(lib, FOLDED).keys()
+        for path, F in _expected(lib, FOLDED).items():
+            np.testing.assert_array_equal(_features(atlas)[path], F)
+        check_features(atlas, shipped)
+        with pytest.raises(SoundAtlasError) as refused:
+            check_features(atlas, newer)
+    command = f"soundatlas index {lib.resolve()} --atlas {atlas_dir.resolve()} --refresh-features"
+    assert command in str(refused.value)
+    with pytest.raises(AtlasError, match="--refresh-features"):
+        index_library(lib, atlas_dir=atlas_dir, params=PAPER_CQT, n_jobs=1)
+
+    # a refresh killed right after it began: the atlas says multirate and every sample is stale
+    # (nothing embeds it); the next run, plain or not, analyses the stale ones and ends it
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        atlas.start_feature_refresh(PAPER_CQT)
+        assert len(atlas.stale_sample_ids()) == atlas.n_samples() == 6
+        with pytest.raises(SoundAtlasError, match="--refresh-features"):
+            check_features(atlas, newer)
+    summary = index_library(lib, atlas_dir=atlas_dir, n_jobs=1)
+    assert summary.n_indexed == 6 and summary.n_samples == 6
+    with Atlas.open(atlas_dir) as atlas:
+        assert atlas.cqt_params == PAPER_CQT
+        assert atlas.feature_refresh_started() is None and not atlas.stale_sample_ids()
+        for path, F in _expected(lib, PAPER_CQT).items():
+            np.testing.assert_array_equal(_features(atlas)[path], F)
+        check_features(atlas, newer)
+        with pytest.raises(SoundAtlasError, match="trained on features of the 'folded'"):
+            check_features(atlas, shipped)
+    assert index_library(lib, atlas_dir=atlas_dir, n_jobs=1).n_indexed == 0
+
+    # `map`: a new atlas gets the CQT of the model that embeds it; an existing one keeps its own
+    from soundatlas.indexing import cqt_for_model
+
+    assert cqt_for_model(lib, tmp_path / "new", None) == FOLDED == shipped.cqt
+    assert cqt_for_model(lib, tmp_path / "new", str(SHIPPED_MODELS / DEFAULT_MODEL)) == FOLDED
+    assert cqt_for_model(lib, atlas_dir, None) is None
+    assert cqt_for_model(lib, tmp_path / "new", "no-such-model") is None
+
+    # the command itself, in one run
+    other = tmp_path / "other"
+    index_library(lib, atlas_dir=other, params=FOLDED, n_jobs=1)
+    summary = index_library(lib, atlas_dir=other, n_jobs=1, refresh_features=True)
+    assert summary.n_indexed == 6
+    with Atlas.open(other) as atlas:
+        assert atlas.cqt_params == PAPER_CQT and atlas.feature_refresh_started() is None
+        for path, F in _expected(lib, PAPER_CQT).items():
+            np.testing.assert_array_equal(_features(atlas)[path], F)
 
 
 def test_cli_cqt_writes_frames_by_bins(tmp_path):

@@ -31,6 +31,7 @@ from soundatlas.errors import AtlasError
 __all__ = ["Atlas", "SampleRecord", "SCHEMA_VERSION", "DB_NAME", "default_atlas_dir"]
 
 DB_NAME = "atlas.sqlite"
+_REFRESH_META = "cqt_refresh_started"  # meta: time.time() when an unfinished refresh began
 FEATURE_DTYPE = np.float16  # log-CQT values lie in [0, ~12]; float16 keeps ~3 significant digits
 
 # Migrations: index i brings the schema from version i to i + 1. Append, never edit.
@@ -206,19 +207,35 @@ class Atlas:
 
     @classmethod
     def create(
-        cls, path: str | os.PathLike, *, library: str | os.PathLike, params: CQTParams = PAPER_CQT
+        cls,
+        path: str | os.PathLike,
+        *,
+        library: str | os.PathLike,
+        params: CQTParams | None = None,
     ) -> "Atlas":
-        """Open the atlas at ``path`` for writing, creating it for ``library`` when absent."""
+        """Open the atlas at ``path`` for writing, creating it for ``library`` when absent.
+
+        ``params``: the CQT a new atlas records (default ``PAPER_CQT``); for an existing one,
+        None accepts what it holds and anything else must equal it.
+        """
         path = Path(path)
         if (path / DB_NAME).is_file():
             atlas = cls.open(path, write=True)
             stored = atlas.cqt_params
-            if stored != params:
+            if params is not None and stored != params:
+                refresh = atlas.refresh_command()
+                atlas.close()
+                if stored.differs_only_in_kernel(params):
+                    raise AtlasError(
+                        f"the atlas at {path} holds features of the {stored.kernel!r} CQT kernel, "
+                        f"not {params.kernel!r}; `{refresh}` recomputes them with today's kernel"
+                    )
                 raise AtlasError(
                     f"the atlas at {path} was made with other CQT parameters ({stored.to_dict()}); "
                     "use a new --atlas directory"
                 )
             return atlas
+        params = PAPER_CQT if params is None else params
         try:
             (path / "features").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -284,7 +301,39 @@ class Atlas:
 
     @property
     def cqt_params(self) -> CQTParams:
+        """The CQT of the atlas's features (stored without ``kernel``: the folded kernel)."""
         return CQTParams(**json.loads(self.meta("cqt") or "{}"))
+
+    def refresh_command(self) -> str:
+        """The command that recomputes every feature of the atlas with today's CQT kernel."""
+        import shlex
+
+        return (f"soundatlas index {shlex.quote(str(self.library))} "
+                f"--atlas {shlex.quote(str(self.path.resolve()))} --refresh-features")
+
+    def start_feature_refresh(self, params: CQTParams) -> None:
+        """Make ``params`` the atlas's CQT and every sample analysed so far stale, atomically;
+        ``index`` analyses stale samples again and ends the refresh when none is left."""
+        with self.transaction():
+            self._set_meta("cqt", json.dumps(params.to_dict()))
+            self._set_meta(_REFRESH_META, repr(time.time()))
+
+    def feature_refresh_started(self) -> float | None:
+        """When an unfinished feature refresh began (samples indexed before it are stale)."""
+        value = self.meta(_REFRESH_META)
+        return float(value) if value else None
+
+    def stale_sample_ids(self) -> set[int]:
+        """Samples whose features predate an unfinished feature refresh."""
+        started = self.feature_refresh_started()
+        if started is None:
+            return set()
+        return {sid for (sid,) in self.conn.execute(
+            "SELECT id FROM samples WHERE indexed_at < ?", (started,))}
+
+    def finish_feature_refresh(self) -> None:
+        with self.transaction():
+            self.conn.execute("DELETE FROM meta WHERE key = ?", (_REFRESH_META,))
 
     # -- transactions ----------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from soundatlas.sampling import frame_energy  # noqa: F401  (one definition, re-
 
 __all__ = ["embed_features", "embed_many", "embed_file", "embed_outside_file", "prediction_noise",
            "point_of", "frame_energy",
-           "embed_atlas", "EmbedSummary", "ensure_registered"]
+           "embed_atlas", "EmbedSummary", "ensure_registered", "check_features"]
 
 
 def prediction_noise(artifact) -> tuple[float, float]:
@@ -184,11 +184,38 @@ class EmbedSummary:
     similarity: str | None = None  # the similarity space's name; None: the model has none
 
 
+def check_features(atlas, artifact) -> None:
+    """Refuse a model that was not made for the atlas's features (``artifact.check_cqt``); when
+    only the CQT kernel differs, or a feature refresh is unfinished, say the command to run."""
+    from soundatlas.artifact import check_cqt
+    from soundatlas.cqt import PAPER_CQT
+    from soundatlas.errors import SoundAtlasError
+
+    params, theirs = atlas.cqt_params, artifact.cqt
+    if atlas.feature_refresh_started() is not None:
+        raise SoundAtlasError(
+            f"the atlas's features are being recomputed with the {params.kernel!r} CQT kernel "
+            f"and some are not yet; `{atlas.refresh_command()}` finishes the refresh"
+        )
+    if theirs.differs_only_in_kernel(params):
+        if theirs.kernel == PAPER_CQT.kernel:
+            raise SoundAtlasError(
+                f"model {artifact.name!r} reads features of the {theirs.kernel!r} CQT kernel, "
+                f"and this atlas holds {params.kernel!r} ones, which predate it; "
+                f"`{atlas.refresh_command()}` recomputes them"
+            )
+        raise SoundAtlasError(
+            f"model {artifact.name!r} was trained on features of the {theirs.kernel!r} CQT "
+            f"kernel, and this atlas holds {params.kernel!r} ones; embed it with a model trained "
+            "on them (`soundatlas train --atlas ATLAS ...`), or index the library into another "
+            "atlas with the model's CQT parameters"
+        )
+    check_cqt(artifact, params)
+
+
 def ensure_registered(atlas, artifact, registration) -> int:
     """The model's id in the atlas, registering a shipped or external model on first use."""
-    from soundatlas.artifact import check_cqt
-
-    check_cqt(artifact, atlas.cqt_params)
+    check_features(atlas, artifact)
     if registration is not None:
         return registration["id"]
     for m in atlas.models():
@@ -209,9 +236,8 @@ def embed_atlas(
     similarity vector (``soundatlas.similarity``) in the same pass; then give a vector to every
     embedded sample that lacks one (embedded before they existed, or of another space)."""
     from soundatlas import similarity
-    from soundatlas.artifact import check_cqt
 
-    check_cqt(artifact, atlas.cqt_params)
+    check_features(atlas, artifact)
     start = time.perf_counter()
     model = artifact.model.eval()
     noise = prediction_noise(artifact)

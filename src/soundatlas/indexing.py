@@ -5,6 +5,10 @@ recognises moved and renamed files), run ``pipeline.analyse_files`` over the new
 in batches, and commit each batch (records + features together). A run killed at any moment
 leaves committed batches in place; the next run finds them unchanged and completes the rest.
 Deleted files are forgotten at the end of a run.
+
+``refresh_features`` (``index --refresh-features``) brings an atlas whose features were made
+with an older CQT kernel (``CQTParams.kernel``) to today's: the atlas records the new kernel and
+marks every sample stale at once, and runs analyse stale samples as if changed until none is left.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +27,7 @@ from soundatlas.errors import AudioReadError, ParameterError
 from soundatlas.pipeline import Analysis, Moved, analyse_files, isolate, run_batches
 from soundatlas.scan import FileEntry, scan
 
-__all__ = ["IndexSummary", "index_library", "DEFAULT_MANIFEST"]
+__all__ = ["IndexSummary", "index_library", "cqt_for_model", "DEFAULT_MANIFEST"]
 
 DEFAULT_MANIFEST = "metadata.csv"
 
@@ -60,14 +64,21 @@ def index_library(
     *,
     atlas_dir: str | os.PathLike | None = None,
     label_sources: labels_mod.LabelSources | None = None,
-    params: CQTParams = PAPER_CQT,
+    params: CQTParams | None = None,
+    refresh_features: bool = False,
     max_duration: float | None = 30.0,
     n_jobs: int | None = None,
     batch_size: int = 32,
     executor=None,
     progress: Progress | None = None,
 ) -> IndexSummary:
-    """Index ``library`` into ``atlas_dir`` (default ``LIBRARY/.soundatlas``); see module doc."""
+    """Index ``library`` into ``atlas_dir`` (default ``LIBRARY/.soundatlas``); see module doc.
+
+    ``params``: the CQT of a new atlas (default ``PAPER_CQT``); an existing atlas keeps the one
+    it holds (None) and refuses others. ``refresh_features``: analyse every file again with
+    today's CQT kernel (``PAPER_CQT.kernel``, the atlas's other CQT numbers kept). A refresh
+    that is interrupted is finished by the next run, and nothing embeds the atlas meanwhile.
+    """
     start = time.perf_counter()
     library = Path(library)
     if not library.is_dir():
@@ -78,6 +89,10 @@ def index_library(
         raise ParameterError(f"max_duration={max_duration} must be positive (or None for no limit)")
     atlas_dir = Path(atlas_dir) if atlas_dir is not None else default_atlas_dir(library)
     with Atlas.create(atlas_dir, library=library, params=params) as atlas:
+        if refresh_features and atlas.cqt_params.kernel != PAPER_CQT.kernel:
+            atlas.start_feature_refresh(replace(atlas.cqt_params, kernel=PAPER_CQT.kernel))
+        params = atlas.cqt_params
+        stale = atlas.stale_sample_ids()  # analysed with the kernel a refresh replaces
         sources = _resolve_label_sources(atlas, library, label_sources)
         summary = IndexSummary(
             library=str(library), atlas=str(atlas_dir), label_sources=sources.to_dict(),
@@ -85,8 +100,8 @@ def index_library(
         )
         found = scan(library)
         summary.n_scanned = len(found.files)
-        todo, seen_ids = _classify(atlas, found.files, summary)
-        orphans = _orphans(atlas, seen_ids)
+        todo, seen_ids = _classify(atlas, found.files, summary, stale)
+        orphans, stale_orphans = _orphans(atlas, seen_ids, stale)
         run_id = atlas.start_run("index", len(found.files))
         try:
             failed = [(p, None, None, reason) for p, reason in found.problems]
@@ -110,8 +125,10 @@ def index_library(
                     n_done += _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done)
                     if progress:
                         progress(n_done, summary.n_scanned)
-            removed = [sid for ids in orphans.values() for sid in ids]
+            removed = [sid for ids in orphans.values() for sid in ids] + stale_orphans
             atlas.remove_samples(removed)
+            if atlas.feature_refresh_started() is not None and not atlas.stale_sample_ids():
+                atlas.finish_feature_refresh()
             summary.n_removed = len(removed)
             keep = {e.path for e in found.files} | {p for p, _ in found.problems}
             atlas.forget_failures(keep)
@@ -126,6 +143,27 @@ def index_library(
     return summary
 
 
+def cqt_for_model(
+    library: str | os.PathLike, atlas_dir: str | os.PathLike | None, model: str | None
+) -> CQTParams | None:
+    """The CQT a run that indexes then embeds with ``model`` (``map``) gives a new atlas: the
+    model's, so that it can embed it. None (``index_library``'s default) when the atlas exists,
+    or when ``model`` is neither a shipped model's name nor a model directory."""
+    import json
+
+    from soundatlas.artifact import CONFIG, DEFAULT_MODEL, shipped_model_dir
+    from soundatlas.atlas import DB_NAME
+
+    atlas_dir = Path(atlas_dir) if atlas_dir is not None else default_atlas_dir(library)
+    if (atlas_dir / DB_NAME).is_file():
+        return None
+    name = model or DEFAULT_MODEL
+    for directory in (Path(name), shipped_model_dir(name)):
+        if (directory / CONFIG).is_file():
+            return CQTParams(**json.loads((directory / CONFIG).read_text())["cqt"])
+    return None
+
+
 def _crashed(entry: FileEntry) -> AudioReadError:
     return AudioReadError(entry.path, "the decoder crashed on this file (its process died)")
 
@@ -136,8 +174,9 @@ def _analyse(entries: list[FileEntry], *, root: str, params, max_duration, skip_
     return analyse_files(paths, params=params, max_duration=max_duration, skip_hashes=skip_hashes)
 
 
-def _classify(atlas: Atlas, files: list[FileEntry], summary: IndexSummary):
-    """Split scanned files into unchanged ones and those to analyse; mark atlas ids seen."""
+def _classify(atlas: Atlas, files: list[FileEntry], summary: IndexSummary, stale: set[int]):
+    """Split scanned files into unchanged ones and those to analyse (changed, new, or with
+    ``stale`` features); mark atlas ids seen."""
     todo: list[FileEntry] = []
     seen = bytearray(atlas.max_sample_id() + 1)
     for i in range(0, len(files), 2000):
@@ -145,7 +184,8 @@ def _classify(atlas: Atlas, files: list[FileEntry], summary: IndexSummary):
         known = atlas.lookup_paths([e.path for e in chunk])
         for e in chunk:
             rec = known.get(e.path)
-            if rec is not None and rec[1] == e.size and rec[2] == e.mtime_ns:
+            if (rec is not None and rec[1] == e.size and rec[2] == e.mtime_ns
+                    and rec[0] not in stale):
                 seen[rec[0]] = 1
                 summary.n_unchanged += 1
             else:
@@ -155,13 +195,20 @@ def _classify(atlas: Atlas, files: list[FileEntry], summary: IndexSummary):
     return todo, seen
 
 
-def _orphans(atlas: Atlas, seen: bytearray) -> dict[str, list[int]]:
-    """hash -> ids of atlas samples whose path was not found (deleted, or moved elsewhere)."""
+def _orphans(
+    atlas: Atlas, seen: bytearray, stale: set[int]
+) -> tuple[dict[str, list[int]], list[int]]:
+    """Atlas samples whose path was not found (deleted, or moved elsewhere): hash -> ids of
+    those a moved file may take over, and the ``stale`` ones (their features are not kept)."""
     out: dict[str, list[int]] = {}
+    dropped: list[int] = []
     for sid, digest, _path in atlas.iter_ids_hashes():
         if sid >= len(seen) or not seen[sid]:
-            out.setdefault(digest, []).append(sid)
-    return out
+            if sid in stale:
+                dropped.append(sid)
+            else:
+                out.setdefault(digest, []).append(sid)
+    return out, dropped
 
 
 def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done) -> int:
