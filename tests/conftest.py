@@ -69,10 +69,10 @@ def map_with_shipped_model(lib: Path, classes: dict) -> Path:
     from soundatlas.atlas import Atlas
     from soundatlas.demo import render_library
     from soundatlas.embed import embed_atlas, ensure_registered
-    from soundatlas.indexing import index_library
+    from soundatlas.indexing import cqt_for_model, index_library
 
     render_library(lib, classes=classes, velocities=(80,), n_jobs=1)
-    index_library(lib, n_jobs=1)
+    index_library(lib, n_jobs=1, params=cqt_for_model(lib, None, "default"))
     with Atlas.open(lib / ".soundatlas", write=True) as atlas:
         artifact, registration = resolve_model(atlas, "default")
         embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, registration))

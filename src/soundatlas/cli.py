@@ -166,11 +166,19 @@ def cmd_index(args) -> int:
 
 def _index(args):
     """Run `index` with the options `index` and `map` share, behind a progress bar."""
-    from soundatlas.indexing import index_library
+    from dataclasses import replace
 
+    from soundatlas.cqt import PAPER_CQT
+    from soundatlas.indexing import cqt_for_model, index_library
+
+    # a new atlas gets the CQT its model needs (map: --model; index: the shipped default)
+    params = cqt_for_model(args.library, args.atlas, getattr(args, "model", None))
+    if args.cqt_kernel:
+        params = replace(params or PAPER_CQT, kernel=args.cqt_kernel)
     with _progress_bar(args, desc="indexing", unit="file") as progress:
         return index_library(
             args.library, atlas_dir=args.atlas, label_sources=_label_sources(args),
+            params=params, refresh_features=args.refresh_features,
             max_duration=args.max_duration, n_jobs=args.jobs, batch_size=args.batch_size,
             executor=_executor(args), progress=progress,
         )
@@ -902,6 +910,14 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--jobs", type=_positive_int, metavar="N", help="processes (default: one per core)")
     i.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
                    help="files per batch and per commit (default: 32)")
+    i.add_argument("--cqt-kernel", choices=["folded", "multirate"], metavar="KERNEL",
+                   help="how a new atlas computes the CQT: multirate (librosa's algorithm, "
+                   "batched) or folded (one FFT per clip); default: the kernel of the model "
+                   "that will embed it (map --model, else the shipped default)")
+    i.add_argument("--refresh-features", action="store_true",
+                   help="analyse every file again with the current CQT kernel (multirate) when "
+                   "the atlas's features were made with another (an out-of-date atlas names "
+                   "this)")
     i.add_argument("--scheduler", metavar="ADDRESS",
                    help="run the batches on a Dask distributed cluster (e.g. tcp://host:8786); "
                    "its workers must see the library at the same path")
@@ -1017,7 +1033,7 @@ def build_parser() -> argparse.ArgumentParser:
     for action in i._actions:  # noqa: SLF001 - the same options as index
         if action.dest in {"help", "json", "quiet"}:
             continue
-        kwargs = {k: getattr(action, k) for k in ("help", "default", "metavar", "type")
+        kwargs = {k: getattr(action, k) for k in ("help", "default", "metavar", "type", "choices")
                   if getattr(action, k, None) is not None}
         if action.option_strings:
             if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001
