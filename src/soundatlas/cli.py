@@ -397,7 +397,9 @@ def cmd_embed(args) -> int:
     else:
         print(f"model {summary.model}: embedded {summary.n_embedded} samples "
               f"({summary.n_frames} frames) in {summary.seconds:.1f} s; "
-              f"{summary.n_already} already had embeddings")
+              f"{summary.n_already} already had embeddings"
+              + (f"; {summary.n_vectors} similarity vectors ({summary.similarity})"
+                 if summary.n_vectors else ""))
     return EXIT_OK
 
 
@@ -788,6 +790,7 @@ def format_scores(result: dict) -> str:
     """A plain-text table of the headline numbers of an evaluation."""
     labels = result["protocol"]["labels"]
     head = ["map"] + [f"{k} acc" for k in labels] + [f"{k} P@10" for k in labels] \
+        + [f"{k} P@10 sim" for k in labels] \
         + [f"{k} MAP@R" for k in labels] + ["trust@10", "cont@10", "analogy i/p"]
     rows = []
     for name, r in result["results"].items():
@@ -797,6 +800,9 @@ def format_scores(result: dict) -> str:
         row = [name]
         row += [_fmt(r["accuracy"].get(k, {}).get("test_accuracy")) for k in labels]
         row += [_fmt(r["retrieval"].get(k, {}).get("precision_at_k")) for k in labels]
+        sim = r.get("retrieval_similarity", {})
+        row += [_fmt(sim.get(k, {}).get("precision_at_k") if isinstance(sim.get(k), dict)
+                     else None) for k in labels]
         row += [_fmt(r["retrieval"].get(k, {}).get("map_at_r")) for k in labels]
         m = r.get("manifold", {})
         row += [_fmt(m.get("trustworthiness", {}).get(10)), _fmt(m.get("continuity", {}).get(10))]
@@ -813,7 +819,9 @@ def format_scores(result: dict) -> str:
     p = result["protocol"]
     lines.append(f"({p['n_frames']['test']} test frames of {p['n_samples']} samples, "
                  f"{p['frames_per_file']} per file; trust/cont: the test frames' map against "
-                 "their input windows at k=10; analogy: win rate of a1 - a0 + b0)")
+                 "their input windows at k=10; analogy: win rate of a1 - a0 + b0; P@10 sim: "
+                 "precision at 10 in the model's similarity space, which the page's nearest "
+                 "sounds search)")
     if p.get("protocol") == "cross-bank":
         lines.append(f"cross-bank: k-NN fitted on {p['n_frames']['train']} training frames of "
                      f"{p['reference']['atlas']} (k chosen on {p['n_frames']['valid']} of its "

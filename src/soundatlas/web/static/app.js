@@ -516,7 +516,7 @@ async function select(id) {
     $('download-selected').download = basename(info.path);
     renderFacts($('sample-facts'), info);
   }
-  lists.neighbours.fill(near ? near.neighbours : []);
+  lists.neighbours.fill(near ? near.neighbours : [], near ? near.space : 'map');
   state.neighbours = lists.neighbours.ids;
   activeList = lists.neighbours;
   data.focusId = null;

@@ -85,7 +85,7 @@ export class Analogy {
       if (token !== this.token) return;
       state.analogy = { ...answer, a, b, c };
       view.setMarker('analogy:result', this.app.worldOf(answer.point), '#f2cc60', '=', 24);
-      lists.analogy.fill(answer.neighbours);
+      lists.analogy.fill(answer.neighbours, answer.space);
       this.app.show(lists.analogy);
       player.prefetch(lists.analogy.ids);
     } catch (error) {

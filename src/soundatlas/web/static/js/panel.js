@@ -40,6 +40,11 @@ export function setDragData(dataTransfer, id, path) {
  * its Select button (or a double-click) selects it; each entry drags out as a file.
  * ``swatch(id)`` gives the entry's colour-by colour.
  */
+const SPACE_TITLES = {
+  map: 'distance on the map',
+  similarity: 'distance by sound (the network\'s 256-unit hidden layer, not the 3-D map)',
+};
+
 export class SampleList {
   constructor(ol, { onPlay, onSelect, swatch = () => null, onItems = () => {} }) {
     this.ol = ol;
@@ -55,8 +60,10 @@ export class SampleList {
     return this.items.map((item) => item.id);
   }
 
-  fill(items) {
+  /** List ``items``; ``space``: where their distances were measured (the answer's ``space``). */
+  fill(items, space = 'map') {
     this.items = items;
+    this.space = space;
     this.onItems(items);
     this.index = -1;
     this.ol.replaceChildren(...items.map((item, i) => this.entry(item, i)));
@@ -72,7 +79,7 @@ export class SampleList {
     colour ? el('span', { className: 'swatch', style: `background:${colour}` }) : null,
     el('span', { className: 'name', textContent: name }),
     item.distance == null ? null : el('span', { className: 'distance',
-      textContent: item.distance.toPrecision(3), title: 'distance on the map' }),
+      textContent: item.distance.toPrecision(3), title: SPACE_TITLES[this.space] || SPACE_TITLES.map }),
     el('button', { type: 'button', className: 'small', textContent: 'Select',
       ariaLabel: `Select ${name}`, onclick: (e) => { e.stopPropagation(); this.onSelect(item.id); } }));
     li.addEventListener('click', () => this.activate(i));

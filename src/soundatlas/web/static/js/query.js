@@ -34,7 +34,7 @@ export class QueryByExample {
       view.setPath('query', this.app.world(frames, answer.trajectory.length, answer.point.length),
         '#ffd166', '#ef476f');
       view.setMarker('query:point', this.app.worldOf(answer.point), '#ffd166', 'Q', 24);
-      lists.query.fill(answer.neighbours);
+      lists.query.fill(answer.neighbours, answer.space);
       this.app.show(lists.query);
       player.prefetch(lists.query.ids);
       $('query-result').hidden = false;
