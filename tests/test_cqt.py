@@ -1,4 +1,4 @@
-"""The batched CQT against the reference definition, librosa.cqt (DESIGN.md §1).
+"""The batched CQT against the reference definition, librosa.cqt (docs/DESIGN.md §1).
 
 ``PAPER_CQT`` (the multirate kernel) is held to librosa on every frame, edges included, for pure
 tones in every octave, clicks and sharp onsets; the folded kernel (``CQTParams()``, what params

@@ -20,7 +20,7 @@ import soundfile as sf
 from soundatlas import demo
 from soundatlas.errors import AudioReadError, MissingDependencyError, ParameterError
 
-# DESIGN.md §2 (line breaks moved): the default class table must match it.
+# docs/DESIGN.md §2 (line breaks moved): the default class table must match it.
 DESIGN_TABLE = """
 french_horn 60 34-77 · violin 40 55-100 · clarinet 71 50-94 · trombone 57 40-77 ·
 trumpet 56 54-86 · muted_trumpet 59 54-82 · nylon_guitar 24 40-83 · bassoon 70 34-75 ·

@@ -316,7 +316,7 @@ def test_input_knn_fit_is_deterministic_and_same_sample_optional(rendered_data, 
 
     c = InputKNN(**KNN_PARAMS, exclude_same_sample=False).fit(rendered_data)
     t = c.draw(np.random.default_rng(0), 3000, rendered_data)
-    assert np.any(t.anchor_sample == t.positive_sample)  # allowed now, and likely
+    assert np.any(t.anchor_sample == t.positive_sample)  # allowed, and likely
     assert np.all(c.positives_ != np.arange(c.n_candidates_)[:, None])  # never itself
 
 

@@ -287,7 +287,7 @@ def test_sampler_refuses_a_state_from_other_settings():
         TripleSampler(data, Instrument(), batch_size=4, seed=8).set_state(state)
     with pytest.raises(ParameterError, match="noise_rng"):
         TripleSampler(data, Instrument(), batch_size=4, seed=7, noise_rng="torch").set_state(state)
-    # a state saved before noise_rng existed was made with numpy noise
+    # a saved state without noise_rng was made with numpy noise
     del state["noise_rng"]
     TripleSampler(data, Instrument(), batch_size=4, seed=7).set_state(state)
     with pytest.raises(ParameterError, match="noise_rng"):

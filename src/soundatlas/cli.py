@@ -977,7 +977,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(a model name or directory) instead of a random network: fine-tuning")
     t.add_argument("--preset", choices=["paper", "fast"], default="fast",
                    help="paper: SGD lr 0.02, 32 triples, 50,000 iterations (the reference); "
-                   "fast: ours, see README (default)")
+                   "fast: ours, see docs/DESIGN.md §6 (default)")
     t.add_argument("--iterations", type=_positive_int, metavar="N", help="override the preset's")
     t.add_argument("--lr", type=_positive_float, metavar="LR", help="override the preset's")
     t.add_argument("--batch-size", type=_positive_int, metavar="N",

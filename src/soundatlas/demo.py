@@ -1,4 +1,4 @@
-"""Render labelled sound libraries: the demo instrument set (DESIGN.md §2), every General MIDI
+"""Render labelled sound libraries: the demo instrument set (docs/DESIGN.md §2), every General MIDI
 program and drum kit of any SoundFont (with FluidSynth), and procedural synth sounds.
 
 Sets (``render_library(sound_set=...)``, ``soundatlas demo-library --set``):
@@ -110,7 +110,7 @@ from soundatlas.errors import AudioReadError, MissingDependencyError, ParameterE
 
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 
-#: name -> (General MIDI program, lowest MIDI pitch, highest MIDI pitch), inclusive (DESIGN.md §2).
+#: name -> (General MIDI program, lowest MIDI pitch, highest MIDI pitch), inclusive (docs/DESIGN.md §2).
 DEFAULT_CLASSES: dict[str, tuple[int, int, int]] = {
     "french_horn": (60, 34, 77),
     "violin": (40, 55, 100),

@@ -1,4 +1,4 @@
-"""The paper's ternary contrastive loss (DESIGN.md §1, "Loss").
+"""The paper's ternary contrastive loss (docs/DESIGN.md §1, "Loss").
 
 For anchor, positive and negative embeddings ``z_a, z_p, z_n`` (one row per triple):
 

@@ -118,8 +118,7 @@ PRESETS: dict[str, TrainSettings] = {
     # per-bin standardised input, for 15,000 iterations, in bf16 where the CPU has it natively,
     # with the fused tanh + max-pool step on the CPU and torch-drawn noise. Measured on the demo
     # library (benchmarks/RESULTS.md §6): instrument 0.735 and pitch 0.959 k-NN accuracy in
-    # 0.13-0.15x the paper preset's CPU time (the paper preset: 0.734 and 0.963). At lr 0.02,
-    # before the fused step, it reached 0.709 / 0.939; Adam (lr 1e-3, cosine) plateaued at 0.667.
+    # 0.13-0.15x the paper preset's CPU time (the paper preset: 0.734 and 0.963).
     "fast": TrainSettings(
         preset="fast", optimizer="sgd", lr=0.04, batch_size=32, iterations=15_000,
         standardize=True, precision="auto", fused_pool="auto", noise_rng="torch",
