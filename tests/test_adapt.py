@@ -93,6 +93,18 @@ def test_adapt_refuses_its_base_name_and_bad_settings(unlabelled):
     assert ADAPT_NEIGHBOURHOOD.count(",") == 1  # two label-free parts
 
 
+def test_adapt_names_the_kernel_when_the_base_reads_other_features(unlabelled):
+    from soundatlas.artifact import resolve_model
+    from soundatlas.errors import SoundAtlasError
+
+    with Atlas.open(unlabelled) as atlas:
+        base, _ = resolve_model(atlas, "default")
+        if base.cqt.kernel == atlas.cqt_params.kernel:
+            pytest.skip("the shipped model reads this atlas's kernel")
+        with pytest.raises(SoundAtlasError, match=f"{base.cqt.kernel!r} CQT kernel"):
+            adapt(atlas, base="default", settings=SETTINGS)
+
+
 def test_adapt_on_the_command_line(unlabelled, tmp_path):
     atlas_dir = tmp_path / "atlas"
     shutil.copytree(unlabelled, atlas_dir)

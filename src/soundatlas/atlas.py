@@ -226,9 +226,11 @@ class Atlas:
                 refresh = atlas.refresh_command()
                 atlas.close()
                 if stored.differs_only_in_kernel(params):
+                    fix = (f"`{refresh}` recomputes them with it" if params.kernel == PAPER_CQT.kernel
+                           else "index into a new --atlas directory for that kernel")
                     raise AtlasError(
                         f"the atlas at {path} holds features of the {stored.kernel!r} CQT kernel, "
-                        f"not {params.kernel!r}; `{refresh}` recomputes them with today's kernel"
+                        f"not {params.kernel!r}; {fix}"
                     )
                 raise AtlasError(
                     f"the atlas at {path} was made with other CQT parameters ({stored.to_dict()}); "

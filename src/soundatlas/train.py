@@ -59,7 +59,7 @@ class TrainSettings:
     warmup: int = 0  # iterations of linear warm-up
     m_p: float = 0.0
     m_n: float = 1.0
-    origin_weight: float | None = None  # None: the reference (0.001 instrument, 0.002 others)
+    origin_weight: float | None = None  # None: the neighbourhood's own (Neighbourhood.origin_weight)
     standardize: bool = False  # per-bin input standardisation (not in the paper; see model.py)
     noise_mean: float = 0.1
     noise_std: float = 0.01
@@ -394,11 +394,12 @@ def train(
 
 def _base_model(atlas, init_from):
     """The ModelArtifact a fine-tuning run starts from; refused when its CQT is not the atlas's."""
-    from soundatlas.artifact import ModelArtifact, check_cqt, resolve_model
+    from soundatlas.artifact import ModelArtifact, resolve_model
+    from soundatlas.embed import check_features
 
     base = init_from if isinstance(init_from, ModelArtifact) else \
         resolve_model(atlas, str(init_from))[0]
-    check_cqt(base, atlas.cqt_params)
+    check_features(atlas, base)  # names the command when only the kernel differs
     return base
 
 
