@@ -860,15 +860,10 @@ def _check_articulations(articulations) -> dict[str, float]:
 
 
 def _check_sample_rate(sample_rate) -> int:
-    if (
-        isinstance(sample_rate, bool)
-        or not isinstance(sample_rate, (int, np.integer))
-        or not _MIN_SR <= sample_rate <= _MAX_SR
-    ):
-        raise ParameterError(
-            f"sample_rate={sample_rate!r} must be an integer in {_MIN_SR}..{_MAX_SR} Hz"
-        )
-    return int(sample_rate)
+    """The rates FluidSynth renders at (``procedural.check_sample_rate`` with its limits)."""
+    from soundatlas.procedural import check_sample_rate
+
+    return check_sample_rate(sample_rate, low=_MIN_SR, high=_MAX_SR)
 
 
 # --------------------------------------------------------------------------------------------

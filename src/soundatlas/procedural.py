@@ -138,15 +138,15 @@ def _check_int(name: str, value, low: int = 0) -> int:
     return int(value)
 
 
-def _check_sample_rate(sample_rate) -> int:
+def check_sample_rate(sample_rate, *, low: int = _MIN_SR, high: int = _MAX_SR) -> int:
+    """``sample_rate`` as an int, or a ParameterError naming it unless it is an integer in
+    ``low..high`` Hz."""
     if (
         isinstance(sample_rate, bool)
         or not isinstance(sample_rate, (int, np.integer))
-        or not _MIN_SR <= sample_rate <= _MAX_SR
+        or not low <= sample_rate <= high
     ):
-        raise ParameterError(
-            f"sample_rate={sample_rate!r} must be an integer in {_MIN_SR}..{_MAX_SR} Hz"
-        )
+        raise ParameterError(f"sample_rate={sample_rate!r} must be an integer in {low}..{high} Hz")
     return int(sample_rate)
 
 
@@ -271,7 +271,7 @@ def generate(
 
 def synthesise(sound: Sound, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """The samples of ``sound``: float32 mono, peak at its velocity's level, faded at the end."""
-    sr = _check_sample_rate(sample_rate)
+    sr = check_sample_rate(sample_rate)
     noise = _Draw(sound.seed, sound.index)
     noise.rng = np.random.Generator(
         np.random.PCG64(np.random.SeedSequence([sound.seed, sound.index, 1]))
