@@ -76,8 +76,7 @@ def adapt(
     overrides = {"threads": threads} if threads else {}
     result = train(atlas, neighbourhood=settings.neighbourhood, init_from=base_artifact,
                    settings=adapt_settings(settings, **overrides), seed=seed, name=name,
-                   resume=resume, stop_after=stop_after, progress=train_progress,
-                   command=None)
+                   resume=resume, stop_after=stop_after, progress=train_progress)
     summary = {"name": name, "base": base_artifact.name, "iterations": result.iterations,
                "of": settings.iterations, "train_seconds": round(result.seconds, 1),
                "neighbourhood": settings.neighbourhood, "augment": settings.augment,

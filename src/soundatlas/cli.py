@@ -225,6 +225,7 @@ def _print_index_summary(s) -> None:
 
 def cmd_info(args) -> int:
     from soundatlas.atlas import Atlas
+    from soundatlas.evaluate import sorted_labels
 
     path = _atlas_dir(args)
     with Atlas.open(path) as atlas:
@@ -234,7 +235,7 @@ def cmd_info(args) -> int:
             "n_samples": atlas.n_samples(),
             "n_frames": atlas.n_frames_total(),
             "cqt": atlas.cqt_params.to_dict(),
-            "labels": {k: {v: values[v] for v in _label_order(values)}
+            "labels": {k: {v: values[v] for v in sorted_labels(values)}
                        for k, values in atlas.label_summary().items()},
             "failures": [{"path": p, "reason": r} for p, r in atlas.failures()],
             "disk_bytes": atlas.disk_size(),
@@ -251,8 +252,7 @@ def cmd_info(args) -> int:
     run = info["last_index"]
     if run:
         print(f"last index run: {run['status']} ({run['n_done']}/{run['n_total']} files)")
-    for key, values in info["labels"].items():
-        values = {v: values[v] for v in _label_order(values)}
+    for key, values in info["labels"].items():  # in sorted_labels order
         shown = ", ".join(f"{v} ({n})" for v, n in list(values.items())[:12])
         more = f", ... {len(values) - 12} more" if len(values) > 12 else ""
         print(f"label {key}: {len(values)} values: {shown}{more}")
@@ -261,15 +261,6 @@ def cmd_info(args) -> int:
         for f in info["failures"]:
             print(f"  {f['path']}: {f['reason']}")
     return EXIT_OK
-
-
-def _label_order(values) -> list[str]:
-    """Label values in order: by number when every value is one (pitch 24, 25, ... 108),
-    else alphabetically."""
-    try:
-        return sorted(values, key=float)
-    except ValueError:
-        return sorted(values)
 
 
 def cmd_cqt(args) -> int:

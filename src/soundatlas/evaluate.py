@@ -170,18 +170,12 @@ def score_points(points: np.ndarray, fs: FrameSet, labels: dict[str, dict[int, s
         y_test, pred = r.pop("y_test"), r.pop("predictions")
         out["accuracy"][key] = r
         out["confusion"][key] = metrics.confusion(
-            y_test, pred, labels=_sorted_labels(np.concatenate([y_test, pred])))
+            y_test, pred, labels=sorted_labels(np.concatenate([y_test, pred])))
     ids, spoints = sample_points(points, fs)
-    split_of = dict(zip(fs.sample_ids.tolist(), fs.split.tolist()))
-    test = np.array([split_of[int(i)] == "test" for i in ids])
     sample_labels = {key: np.array([by_id.get(int(i)) for i in ids], dtype=object)
                      for key, by_id in labels.items()}
-    for key, y in sample_labels.items():
-        queries = test & np.array([v is not None for v in y])
-        if not queries.any():
-            out["retrieval"][key] = {"error": f"no labelled test sample for {key!r}"}
-            continue
-        out["retrieval"][key] = metrics.retrieval(spoints, y, queries=queries, k=10)
+    test = _test_samples(ids, fs)
+    out["retrieval"] = _retrieval(spoints, test, sample_labels)
     if quality and X_input is not None and points.shape[1] < X_input.shape[1]:
         t = fs.split == "test"
         out["manifold"] = metrics.manifold_quality(X_input[t], points[t], seed=seed)
@@ -203,7 +197,6 @@ def similarity_retrieval(parts, per_atlas, fs: FrameSet, labels: dict[str, dict[
     metrics.retrieval(...)}, 'retrieval_spaces': {key: what it searched}}; without vectors for
     every evaluated sample, 'retrieval_similarity' is {'error': why, with the command that adds
     them}."""
-    from soundatlas import metrics
     from soundatlas.similarity import decode, describe, missing_message
 
     spaces = {"retrieval": "map: the 3-D points (each sample's mean evaluated frame point)"}
@@ -225,21 +218,36 @@ def similarity_retrieval(parts, per_atlas, fs: FrameSet, labels: dict[str, dict[
         block = decode(codes[rows], s)
         vectors = block if vectors is None else np.concatenate([vectors, block])
     spaces["retrieval_similarity"] = "similarity: " + describe(space)
+    sample_labels = {key: np.array([by_id.get(int(i)) for i in ids], dtype=object)
+                     for key, by_id in labels.items()}
+    out = _retrieval(vectors, _test_samples(ids, fs), sample_labels, k=k)
+    return {"retrieval_similarity": out, "retrieval_spaces": spaces}
+
+
+def _test_samples(ids: np.ndarray, fs: FrameSet) -> np.ndarray:
+    """For each sample id of ``ids``, whether its frames are test frames."""
     split_of = dict(zip(fs.sample_ids.tolist(), fs.split.tolist()))
-    test = np.array([split_of[int(i)] == "test" for i in ids])
+    return np.array([split_of[int(i)] == "test" for i in ids])
+
+
+def _retrieval(points: np.ndarray, test: np.ndarray, sample_labels: dict[str, np.ndarray], *,
+               k: int = 10) -> dict:
+    """Per-sample retrieval for each label: the labelled test samples query all others."""
+    from soundatlas import metrics
+
     out = {}
-    for key, by_id in labels.items():
-        y = np.array([by_id.get(int(i)) for i in ids], dtype=object)
+    for key, y in sample_labels.items():
         queries = test & np.array([v is not None for v in y])
         if not queries.any():
             out[key] = {"error": f"no labelled test sample for {key!r}"}
             continue
-        out[key] = metrics.retrieval(vectors, y, queries=queries, k=k)
-    return {"retrieval_similarity": out, "retrieval_spaces": spaces}
+        out[key] = metrics.retrieval(points, y, queries=queries, k=k)
+    return out
 
 
-def _sorted_labels(values) -> list[str]:
-    """Class names in a readable order: numerically when they all are numbers (MIDI pitches)."""
+def sorted_labels(values) -> list[str]:
+    """Class names in a readable order: numerically when they all are numbers (MIDI pitches:
+    24, 25, ... 108), else alphabetically."""
     uniq = sorted(set(str(v) for v in values))
     try:
         return sorted(uniq, key=float)
@@ -348,7 +356,7 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
                           for sid, v in label_of(p.atlas, key, known).items()} for key in labels}
     if reference is not None:  # the k-NN chooses among the classes this library has
         for key, values in label_values.items():
-            here = set(label_of(atlas, key, known).values())
+            here = {v for sid, v in values.items() if sid >= _CROSS_OFFSET}
             for sid in [s for s, v in values.items() if s < _CROSS_OFFSET and v not in here]:
                 del values[sid]
     X = np.concatenate([p.windows(seed) for p in parts])

@@ -114,7 +114,6 @@ def _map_views(pts, ids, labels, path: Path, name: str) -> Path | None:
     import matplotlib.pyplot as plt
 
     keys = [k for k in labels if k != "pitch"][:1] + (["pitch"] if "pitch" in labels else [])
-    keys = keys or list(labels)[:2]
     if len(pts) == 0 or pts.shape[1] < 3 or not keys:
         return None
     fig = plt.figure(figsize=(4.2 * len(VIEWS), 4.2 * len(keys)))
