@@ -84,9 +84,28 @@ def test_adapt_killed_and_resumed_ends_where_an_uninterrupted_run_does(unlabelle
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+def test_adapt_keeps_the_base_models_neighbours_with_teacher_knn(unlabelled, tmp_path):
+    atlas_dir = tmp_path / "atlas"
+    shutil.copytree(unlabelled, atlas_dir)
+    settings = AdaptSettings(iterations=40, neighbourhood="teacher-knn:1,augment-pair:1")
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        summary = adapt(atlas, base="b", settings=settings, seed=3)
+        assert summary["done"] and summary["neighbourhood"] == settings.neighbourhood
+        # the validation split's copy of the neighbourhood had the teacher too
+        assert summary["valid_loss"]["last"] is not None
+        config = atlas.model("b-adapted")["config"]
+        parts = config["neighbourhood"]["parts"]
+        assert [p["name"] for p in parts] == ["teacher-knn", "augment-pair"]
+        fitted = config["data"]["neighbourhood"]["parts"]
+        assert fitted[0]["spec"] == "teacher-knn" and fitted[0]["n_candidates"] > 0
+        assert config["init_from"]["name"] == "b"
+
+
 def test_adapt_refuses_its_base_name_and_bad_settings(unlabelled):
     with pytest.raises(ParameterError, match="iterations=0"):
         AdaptSettings(iterations=0)
+    with pytest.raises(ParameterError, match="needs labels \\(instrument\\)"):
+        AdaptSettings(neighbourhood="instrument:1,augment-pair:1")
     with Atlas.open(unlabelled) as atlas:
         with pytest.raises(ParameterError, match="base model's"):
             adapt(atlas, base="b", name="b", settings=SETTINGS)

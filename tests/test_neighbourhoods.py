@@ -23,6 +23,7 @@ from soundatlas.neighbourhoods import (
     Mixture,
     Neighbourhood,
     Pitch,
+    TeacherKNN,
     Triples,
     make_neighbourhood,
     neighbourhood_from_config,
@@ -231,7 +232,7 @@ def test_draw_needs_a_fit_on_the_same_data():
 
 
 def test_registry_and_make_neighbourhood():
-    assert list(NEIGHBOURHOODS) == ALL + ["label", "augment-pair", "mixture"]
+    assert list(NEIGHBOURHOODS) == ALL + ["label", "augment-pair", "teacher-knn", "mixture"]
     needs = {"label": {"label": "family"},
              "mixture": {"parts": [(Instrument(), 2.0), (make_neighbourhood("label", label="k"),
                                                           1.0)]}}
@@ -446,3 +447,64 @@ def test_shipped_model_config_reads_back_as_its_neighbourhood():
     assert back.to_model_config() == mix.to_model_config()
     assert mix.to_model_config()["parts"][0] == {"name": "instrument", "label": "instrument",
                                                  "weight": 2.0}
+
+
+# -- neighbours in a teacher network's hidden layer ------------------------------------------------
+
+
+def _hidden(model, w: np.ndarray) -> np.ndarray:
+    """The hidden layer (tanh of L3) of ``model`` for windows ``w``, read with a forward hook."""
+    import torch
+
+    seen = []
+    handle = model.l3.register_forward_hook(lambda _m, _i, o: seen.append(torch.tanh(o)))
+    with torch.no_grad():
+        model.eval()
+        model(torch.as_tensor(w))
+    handle.remove()
+    return seen[0].numpy()
+
+
+def test_teacher_knn_positives_are_the_teachers_hidden_layer_neighbours(rendered_data):
+    from soundatlas.artifact import ModelArtifact, shipped_model_dir
+
+    teacher = ModelArtifact.load(shipped_model_dir()).model
+    params = dict(k=5, n_candidates=600, n_components=16, far=40, seed=2)
+    nb = TeacherKNN(**params)
+    nb.set_teacher(teacher)
+    nb.fit(rendered_data)
+    assert nb.embedding_.shape == (nb.n_candidates_, 16)
+    # the definition, by brute force: the PCA of the teacher's hidden layer, k nearest
+    # candidates of other samples
+    w = windows(rendered_data, nb.cand_sample_, nb.cand_centre_, n_frames=teacher.n_frames)
+    z = (_hidden(teacher, w) - nb.mean_) @ nb.components_.T
+    np.testing.assert_allclose(nb.embedding_, z, rtol=1e-3, atol=1e-3)
+    cs = nb.cand_sample_
+    for a in range(0, nb.n_candidates_, 7):
+        d = np.linalg.norm(z - z[a], axis=1)
+        d[cs == cs[a]] = np.inf
+        nearest = set(np.argsort(d, kind="stable")[: nb.k])
+        assert len(nearest & set(nb.positives_[a])) >= nb.k - 1  # ties in float32 aside
+    # not the input space's neighbours: the same candidates, other positives
+    plain = InputKNN(**params).fit(rendered_data)
+    np.testing.assert_array_equal(plain.cand_sample_, nb.cand_sample_)
+    same = np.mean([set(p) == set(q) for p, q in zip(plain.positives_, nb.positives_)])
+    assert same < 0.5
+    t = nb.draw(np.random.default_rng(0), 500, rendered_data)
+    check_centres(rendered_data, t)
+    assert np.all(t.anchor_sample != t.positive_sample)
+    assert np.all(t.anchor_sample != t.negative_sample)
+
+
+def test_teacher_knn_needs_a_teacher_and_clones_keep_it(rendered_data):
+    from soundatlas.model import build_model
+
+    with pytest.raises(ParameterError, match="--init-from"):
+        TeacherKNN(n_candidates=200, far=20).fit(rendered_data)
+    teacher = build_model()
+    mix = parse_neighbourhood("teacher-knn:1,augment-pair:1")
+    mix.set_teacher(teacher)
+    assert mix.parts[0][0].teacher_ is teacher
+    assert mix.clone().parts[0][0].teacher_ is teacher
+    with pytest.raises(ParameterError, match="hidden layer"):
+        TeacherKNN().set_teacher(object())

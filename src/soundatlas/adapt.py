@@ -36,6 +36,13 @@ class AdaptSettings:
             raise ParameterError(f"iterations={self.iterations} must be at least 1")
         if not self.lr > 0:
             raise ParameterError(f"lr={self.lr} must be positive")
+        from soundatlas.neighbourhoods import parse_neighbourhood
+
+        keys = parse_neighbourhood(self.neighbourhood).label_keys
+        if keys:
+            raise ParameterError(f"neighbourhood={self.neighbourhood!r} needs labels "
+                                 f"({', '.join(keys)}); adaptation uses label-free ones only "
+                                 "(input-knn, teacher-knn, augment-pair)")
 
 
 def adapt_settings(adapt: AdaptSettings, **overrides):

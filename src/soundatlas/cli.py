@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from soundatlas import __version__
+from soundatlas.adapt import ADAPT_NEIGHBOURHOOD
 from soundatlas.errors import ParameterError, SoundAtlasError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -451,7 +452,8 @@ def cmd_map(args) -> int:
 def cmd_adapt(args) -> int:
     from soundatlas.adapt import AdaptSettings, adapt
 
-    settings = AdaptSettings(iterations=args.iterations, lr=args.lr)
+    settings = AdaptSettings(iterations=args.iterations, lr=args.lr,
+                             neighbourhood=args.neighbourhood)
     with _open_atlas(args, write=True) as atlas, \
             _progress_bar(args, desc="adapting", unit="it") as train_bar, \
             _progress_bar(args, desc="embedding", unit="file") as embed_bar:
@@ -1061,6 +1063,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="training steps of 32 triples (default: 3000)")
     ad.add_argument("--lr", type=_positive_float, default=0.01, metavar="LR",
                     help="learning rate of the fine-tuning (default: 0.01)")
+    ad.add_argument("--neighbourhood", "-n", default=ADAPT_NEIGHBOURHOOD, metavar="SPEC",
+                    help="label-free neighbourhoods with weights: input-knn (input-space "
+                    "neighbours), teacher-knn (neighbours in the base model's hidden layer), "
+                    f"augment-pair (default: {ADAPT_NEIGHBOURHOOD})")
     ad.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
     ad.add_argument("--threads", type=_positive_int, metavar="N",
                     help="torch threads (default: all cores)")

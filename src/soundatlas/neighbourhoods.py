@@ -158,8 +158,14 @@ class Neighbourhood:
         return _construct(cls, dict(params))
 
     def clone(self) -> "Neighbourhood":
-        """A new, unfitted neighbourhood with the same parameters."""
-        return type(self)(**self.get_params())
+        """A new, unfitted neighbourhood with the same parameters (and teacher)."""
+        twin = type(self)(**self.get_params())
+        twin.set_teacher(getattr(self, "teacher_", None))
+        return twin
+
+    def set_teacher(self, model) -> None:
+        """The network a run starts from (``init_from``), for neighbourhoods that keep its
+        structure (``teacher-knn``); the others ignore it."""
 
     @property
     def spec(self) -> str:
@@ -546,7 +552,7 @@ class InputKNN(Neighbourhood):
 
         n = len(s)
         sub = np.sort(rng.choice(n, size=min(n, self._PCA_FIT_WINDOWS), replace=False))
-        x = windows(data, s[sub], c[sub], n_frames=self.n_frames).reshape(len(sub), -1)
+        x = self._represent(windows(data, s[sub], c[sub], n_frames=self._window_frames))
         n_comp = min(self.n_components, x.shape[0], x.shape[1])
         pca = PCA(n_components=n_comp, svd_solver="randomized",
                   random_state=int(rng.integers(2**31 - 1)))
@@ -560,9 +566,17 @@ class InputKNN(Neighbourhood):
         z = np.empty((n, n_comp), dtype=np.float64)
         for lo in range(0, n, self._CHUNK):
             w = windows(data, s[lo : lo + self._CHUNK], c[lo : lo + self._CHUNK],
-                        n_frames=self.n_frames)
-            z[lo : lo + self._CHUNK] = self.transform(w)
+                        n_frames=self._window_frames)
+            z[lo : lo + self._CHUNK] = self.transform(self._represent(w))
         return z
+
+    @property
+    def _window_frames(self) -> int:
+        return self.n_frames
+
+    def _represent(self, w: np.ndarray) -> np.ndarray:
+        """What is compared, before PCA: here the flattened log-CQT window."""
+        return np.asarray(w, dtype=np.float32).reshape(len(w), -1)
 
     def _neighbours(self, z: np.ndarray, s: np.ndarray, *, n_query: int):
         """For every candidate: its k nearest admissible candidates, and the distance to its
@@ -588,7 +602,7 @@ class InputKNN(Neighbourhood):
         return positives, far_radius
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        """PCA coordinates (n, n_components_) of log-CQT windows (n, n_frames, n_bins)."""
+        """PCA coordinates (n, n_components_) of represented windows (:meth:`_represent`)."""
         x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
         return ((x - self.mean_) @ self.components_.T).astype(np.float64)
 
@@ -628,6 +642,57 @@ def _dist(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Row-wise Euclidean distance, computed the same way at fit and draw time."""
     d = x - y
     return np.sqrt(np.einsum("ij,ij->i", d, d))
+
+
+class TeacherKNN(InputKNN):
+    """No labels: like ``input-knn``, but windows are compared in the hidden layer (the 256 tanh
+    units before the output) of the network the run starts from, its *teacher* (``init_from``:
+    ``adapt``'s base model), not in the input space.
+
+    Fine-tuning on input-space neighbours alone pulls a map towards what the input space orders
+    well (pitch) and away from what its base learned (timbre). The base's hidden layer holds
+    more of that than its three output coordinates (the similarity space measures better than
+    the map on unseen banks), so its neighbours keep the base's structure while the map adapts.
+    Windows are as long as the teacher's (``n_frames`` is not used); the other parameters are
+    input-knn's.
+    """
+
+    name = "teacher-knn"
+    _BATCH = 2048
+
+    def set_teacher(self, model) -> None:
+        if model is not None and not hasattr(model, "l3"):
+            raise ParameterError(f"teacher-knn needs a network with a hidden layer (l3); "
+                                 f"{type(model).__name__} has none")
+        self.teacher_ = model
+
+    def fit(self, data: TrainingData) -> "TeacherKNN":
+        if getattr(self, "teacher_", None) is None:
+            raise ParameterError("teacher-knn keeps the neighbours of the model a run starts "
+                                 "from: give one (train --init-from MODEL, or adapt)")
+        return super().fit(data)
+
+    @property
+    def _window_frames(self) -> int:
+        return int(self.teacher_.n_frames)
+
+    def _represent(self, w: np.ndarray) -> np.ndarray:
+        import torch
+
+        model, out = self.teacher_, []
+        hidden: list = []
+        handle = model.l3.register_forward_hook(lambda _m, _i, o: hidden.append(torch.tanh(o)))
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for lo in range(0, len(w), self._BATCH):
+                    model(torch.as_tensor(np.asarray(w[lo : lo + self._BATCH], np.float32)))
+                    out.append(hidden.pop().numpy())
+        finally:
+            handle.remove()
+            model.train(was_training)
+        return np.concatenate(out).astype(np.float32)
 
 
 # -- the same sound under two augmentations ------------------------------------------------------
@@ -740,6 +805,10 @@ class Mixture(Neighbourhood):
         keep = self.active_ if self.is_fitted() else range(len(self.parts))
         return Mixture([(self.parts[i][0].clone(), self.parts[i][1]) for i in keep])
 
+    def set_teacher(self, model) -> None:
+        for nb, _ in self.parts:
+            nb.set_teacher(model)
+
     @property
     def spec(self) -> str:
         return ",".join(f"{nb.spec}:{w:g}" for nb, w in self.parts)
@@ -807,6 +876,7 @@ NEIGHBOURHOODS: dict[str, type[Neighbourhood]] = {
     "instrument-pitch-2": InstrumentPitch2,
     "label": Label,
     "augment-pair": AugmentPair,
+    "teacher-knn": TeacherKNN,
     "mixture": Mixture,
 }
 

@@ -279,6 +279,8 @@ def train(
         raise ParameterError("the atlas has no training samples; index a library first")
     data = TrainingData.from_atlas(atlas, train_ids, label_keys=nb.label_keys,
                                    missing_labels="skip")
+    if base is not None:
+        nb.set_teacher(base.model)
     nb.fit(data)
     sampler = TripleSampler(data, nb, batch_size=settings.batch_size, seed=seed,
                             noise=(settings.noise_mean, settings.noise_std),
