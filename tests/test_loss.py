@@ -165,17 +165,40 @@ def test_bad_shapes_raise():
         loss(torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, 3))
 
 
-def test_reference_values():
-    """The paper's origin weights live in the neighbourhoods: 0.001 for a class partition
-    (instrument, or any label), 0.002 for the others; a mixture's is their weighted mean."""
-    from soundatlas.neighbourhoods import (AugmentPair, InputKNN, Instrument, InstrumentPitch,
-                                           InstrumentPitch2, Label, Mixture, Pitch)
+# The paper's reference values (docs/DESIGN.md, "Reference values"): the margins, and the origin
+# weight: 0.001 for a class partition (key = the value of one label column), 0.002 for the others.
+PAPER_MARGINS = (0.0, 1.0)
+PAPER_ORIGIN_WEIGHT = {"class partition": 0.001, "other": 0.002}
 
-    assert Instrument().origin_weight == Instrument(label="folder").origin_weight == 0.001
-    assert Label("family").origin_weight == 0.001
-    for nb in (Pitch(), InstrumentPitch(), InstrumentPitch2(), InputKNN(), AugmentPair()):
-        assert nb.origin_weight == 0.002
-    mix = Mixture([(Instrument(), 3.0), (Pitch(), 1.0)])
-    assert mix.origin_weight == pytest.approx((3 * 0.001 + 0.002) / 4)
+
+def registered_neighbourhoods():
+    """One instance of every neighbourhood the registry holds but the mixture, built as the
+    command line builds it (a label column where the class takes one)."""
+    from soundatlas.neighbourhoods import NEIGHBOURHOODS, parse_neighbourhood
+
+    return [parse_neighbourhood(f"{name}:family" if name == "label" else name)
+            for name in NEIGHBOURHOODS if name != "mixture"]
+
+
+def test_each_registered_neighbourhood_has_the_papers_origin_weight():
+    from soundatlas.neighbourhoods import Label
+
+    nbs = registered_neighbourhoods()
+    kinds = {nb.name: "class partition" if isinstance(nb, Label) else "other" for nb in nbs}
+    assert {"instrument", "label"} <= {n for n, k in kinds.items() if k == "class partition"}
+    assert {"pitch", "instrument-pitch"} <= {n for n, k in kinds.items() if k == "other"}
+    for nb in nbs:
+        assert nb.origin_weight == PAPER_ORIGIN_WEIGHT[kinds[nb.name]], nb.spec
     loss = ContrastiveLoss()
-    assert (loss.m_p, loss.m_n, loss.origin_weight) == (0.0, 1.0, 0.001)
+    assert (loss.m_p, loss.m_n) == PAPER_MARGINS
+    assert loss.origin_weight == PAPER_ORIGIN_WEIGHT["class partition"]
+
+
+def test_a_mixtures_origin_weight_is_its_parts_weighted_mean():
+    from soundatlas.neighbourhoods import parse_neighbourhood
+
+    mix = parse_neighbourhood("instrument:3,pitch:1,augment-pair:0.5")
+    expected = sum(w * nb.origin_weight for nb, w in mix.parts) / sum(w for _, w in mix.parts)
+    assert mix.origin_weight == pytest.approx(expected)
+    assert len({nb.origin_weight for nb, _ in mix.parts}) == 2  # the mean is not one part's
+
