@@ -17,7 +17,9 @@ import pytest
 
 from soundatlas.atlas import Atlas
 from soundatlas.web import create_app
-from soundatlas.web.app import EMBED_HINT, WebState, call, sorted_values
+from soundatlas.web.client import call
+from soundatlas.web.deps import EMBED_HINT, sorted_values
+from soundatlas.web.state import WebState
 
 # three instruments over eight shared pitches, one velocity, both articulations: 48 notes
 CLASSES = {"flute": (73, 60, 67), "trombone": (57, 60, 67), "violin": (40, 60, 67)}
@@ -809,7 +811,7 @@ def test_wav_clips_what_is_beyond_full_scale(gen_client, gen_atlas):
 def test_write_wav_decodes_block_by_block(gen_atlas, tmp_path):
     import soundfile as sf
 
-    from soundatlas.web.routers.samples import write_wav
+    from soundatlas.transcode import transcode_wav as write_wav
 
     src = gen_atlas.library / "tone" / "stereo.aif"
     write_wav(src, tmp_path / "small-blocks.wav", name="x", block_frames=1000)

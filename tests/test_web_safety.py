@@ -15,7 +15,8 @@ import pytest
 from conftest import write_tone
 from soundatlas.atlas import Atlas
 from soundatlas.web import create_app
-from soundatlas.web.app import call, is_loopback_host
+from soundatlas.web.client import call
+from soundatlas.web.security import is_loopback_host
 
 BIN = Path(sys.executable).parent / "soundatlas"
 SECRET = b"TOPSECRET-outside-the-library"

@@ -9,14 +9,31 @@ import threading
 import time
 import urllib.request
 
+from soundatlas.web.state import end_streams
+
 __all__ = ["ThreadedServer"]
 
 
 class ThreadedServer:
-    """uvicorn serving ``app`` on a free port of 127.0.0.1, in a daemon thread, with the app's
-    startup and shutdown (lifespan) run. Use as a context manager; ``url`` is where it answers.
+    """uvicorn serving an app on a free port of 127.0.0.1, in a daemon thread, with the app's
+    startup and shutdown (lifespan) run.
 
-    ``request``, ``get`` and ``post`` are a small client for it (urllib, no extra dependency).
+    Use as a context manager; ``url`` is where it answers. ``request``, ``get`` and ``post``
+    are a small client for it (urllib, no extra dependency).
+
+    Parameters
+    ----------
+    app : ASGI application
+        The app (``create_app``'s, say).
+    graceful_s : float, optional
+        Seconds open responses get to finish when the server stops.
+
+    Attributes
+    ----------
+    port : int
+        The port the system chose.
+    url : str
+        ``http://127.0.0.1:PORT``.
     """
 
     def __init__(self, app, *, graceful_s: float = 2.0):
@@ -45,8 +62,6 @@ class ThreadedServer:
         return self
 
     def __exit__(self, *exc) -> None:
-        from soundatlas.web.app import end_streams
-
         end_streams(self.app)  # open event streams end now, not after the graceful timeout
         self.server.should_exit = True
         self.thread.join(timeout=10)
@@ -54,7 +69,27 @@ class ThreadedServer:
 
     def request(self, path: str, *, body: dict | None = None,
                 timeout: float = 30) -> tuple[dict, bytes]:
-        """(headers with lower-case names, body) of GET ``path``, or POST of JSON ``body``."""
+        """GET ``path``, or POST the JSON ``body`` to it.
+
+        Parameters
+        ----------
+        path : str
+            Path and query, from ``/``.
+        body : dict, optional
+            Sent as JSON with POST; None sends GET.
+        timeout : float, optional
+            Seconds to wait for the answer.
+
+        Returns
+        -------
+        (dict, bytes)
+            The response headers (lower-case names) and body.
+
+        Raises
+        ------
+        urllib.error.HTTPError
+            For a status of 400 or more.
+        """
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data,
                                      headers={"Content-Type": "application/json"} if data else {})
@@ -62,7 +97,9 @@ class ThreadedServer:
             return {k.lower(): v for k, v in r.headers.items()}, r.read()
 
     def get(self, path: str):
+        """The JSON answer of GET ``path``."""
         return json.loads(self.request(path)[1])
 
     def post(self, path: str, body: dict):
+        """The JSON answer of POST ``body`` (as JSON) to ``path``."""
         return json.loads(self.request(path, body=body)[1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from soundatlas.web.app import EMBED_HINT, default_model, model_summary, web_state
+from soundatlas.web.deps import EMBED_HINT, default_model, model_summary, web_state
 
 router = APIRouter(prefix="/api", tags=["atlas"])
 

@@ -12,14 +12,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from soundatlas.web.app import (
-    api_error,
-    model_or_404,
-    point_or_404,
-    require_embeddings,
-    sample_or_404,
-    web_state,
-)
+from soundatlas.web.deps import embedded_model, point_or_404, sample_or_404, web_state
+from soundatlas.web.responses import api_error
 from soundatlas.web.osc import MAX_SELECTION, PREFIX, sse
 
 router = APIRouter(prefix="/api/events", tags=["events"])
@@ -60,8 +54,7 @@ def post_event(body: PageEvent, request: Request) -> dict:
             raise api_error(400, f"a {body.type} event needs 'id' and 'model'")
         with web.atlas() as atlas:
             record = sample_or_404(atlas, body.id)
-            model = model_or_404(atlas, body.model)
-            require_embeddings(model)
+            model = embedded_model(atlas, body.model)
             point = point_or_404(web.point_index(atlas, model), body.id, model)
         args = [record.id, record.path, *np.asarray(point, dtype=float).tolist()]
     address = f"{PREFIX}/{body.type}"

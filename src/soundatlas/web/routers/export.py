@@ -5,22 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 import zipfile
+from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from starlette.background import BackgroundTask
 
-from soundatlas.web.app import (
-    api_error,
-    file_response,
-    sample_duration,
-    sample_file,
-    web_state,
-)
+from soundatlas.web.deps import sample_duration, web_state
+from soundatlas.web.responses import api_error, sample_file, temp_file_response
 
 router = APIRouter(prefix="/api", tags=["export"])
 
@@ -86,13 +80,11 @@ def _zip(request, records, root, stem: str, limit: int) -> Response:
     if total > limit:
         raise api_error(413, f"the {len(files)} files hold {total} bytes, more than the export "
                         f"limit of {limit} bytes; select fewer")
-    fd, tmp = tempfile.mkstemp(prefix="soundatlas-export-", suffix=".zip")
-    try:
-        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
             for rel, path, _ in files:  # audio does not deflate: stored, so it streams at once
                 z.write(path, arcname=rel)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return file_response(request, tmp, media_type="application/zip", filename=f"{stem}.zip",
-                         background=BackgroundTask(os.unlink, tmp))
+
+    return temp_file_response(request, write, prefix="soundatlas-export-", suffix=".zip",
+                              media_type="application/zip", filename=f"{stem}.zip")

@@ -11,7 +11,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from soundatlas.web.app import file_response, library_file, web_state
+from soundatlas.web.deps import web_state
+from soundatlas.web.responses import file_response, library_file
 
 router = APIRouter(prefix="/api", tags=["files"])
 

@@ -7,7 +7,8 @@ import base64
 import numpy as np
 from fastapi import APIRouter, Request
 
-from soundatlas.web.app import api_error, sorted_values, web_state
+from soundatlas.web.deps import sorted_values, web_state
+from soundatlas.web.responses import api_error
 
 router = APIRouter(prefix="/api", tags=["labels"])
 

@@ -11,9 +11,6 @@ them; ``space=similarity`` is then a 409.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -21,27 +18,22 @@ import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 
 from soundatlas.errors import AtlasError
-from soundatlas.web.app import (
+from soundatlas.web.deps import (
     MAX_K,
-    api_error,
-    binary_response,
-    model_dims,
-    model_or_404,
+    embedded_model,
     neighbour_items,
     point_or_404,
-    require_embeddings,
     sample_or_404,
     web_state,
 )
+from soundatlas.web.responses import api_error, binary_response
+from soundatlas.web.state import model_dims
+from soundatlas.web.uploads import UPLOAD_BODY, run_on_upload
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 
-_UPLOAD_SLACK = 64 * 1024  # multipart headers and boundaries around the file's bytes
 K = Query(10, ge=1, le=MAX_K, description=f"how many neighbours (1 to {MAX_K})")
 SPACE = Query(None, description="where to search: similarity (the model's similarity vectors; "
               "the default where it has them) or map (the 3-D points)")
@@ -80,8 +72,7 @@ def get_points(name: str, request: Request) -> Response:
     points, all little-endian. Only samples embedded with the model appear."""
     web = web_state(request)
     with web.atlas() as atlas:
-        model = model_or_404(atlas, name)
-        require_embeddings(model)
+        model = embedded_model(atlas, name)
         index = web.point_index(atlas, model)
     payload = index.ids.astype("<i4").tobytes() + index.points.astype("<f4").tobytes()
     return binary_response(payload, {"X-Count": len(index.ids), "X-Dims": index.dims})
@@ -93,8 +84,7 @@ def get_trajectory(name: str, sample_id: int, request: Request) -> Response:
     """Body: ``X-Frames`` x ``X-Dims`` float32 little-endian, one point per frame at
     ``X-Frame-Rate`` frames per second."""
     with web_state(request).atlas() as atlas:
-        model = model_or_404(atlas, name)
-        require_embeddings(model)
+        model = embedded_model(atlas, name)
         sample_or_404(atlas, sample_id)
         try:
             traj = atlas.trajectory(model["id"], sample_id)
@@ -116,8 +106,7 @@ def get_neighbours(name: str, sample_id: int, request: Request, k: int = K,
     ``space`` says where the distances were measured."""
     web = web_state(request)
     with web.atlas() as atlas:
-        model = model_or_404(atlas, name)
-        require_embeddings(model)
+        model = embedded_model(atlas, name)
         used, sim, note = _search_space(web, atlas, model, space)
         if sim is not None:
             vector = sim.index.vector(sample_id)
@@ -150,8 +139,7 @@ def post_analogy(name: str, body: AnalogyRequest, request: Request) -> dict:
     (``space``), as ``space`` in the answer says."""
     web = web_state(request)
     with web.atlas() as atlas:
-        model = model_or_404(atlas, name)
-        require_embeddings(model)
+        model = embedded_model(atlas, name)
         index = web.point_index(atlas, model)
         a, b, c = (point_or_404(index, sid, model) for sid in (body.a, body.b, body.c))
         point = a.astype(np.float64) - b + c
@@ -170,13 +158,8 @@ def post_analogy(name: str, body: AnalogyRequest, request: Request) -> dict:
             "neighbours": items}
 
 
-_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["file"],
-    "properties": {"file": {"type": "string", "format": "binary"}}}}}}}
-
-
 @router.post("/{name}/query", summary="Query by example: embed an uploaded file",
-             openapi_extra=_UPLOAD_BODY,
+             openapi_extra=UPLOAD_BODY,
              responses={400: {"description": "not audio"}, 413: {"description": "too large"}})
 async def post_query(name: str, request: Request, k: int = K, space: Space = SPACE) -> dict:
     """Upload one audio file as multipart field ``file``. It is decoded and turned into log-CQT
@@ -184,67 +167,15 @@ async def post_query(name: str, request: Request, k: int = K, space: Space = SPA
     ``trajectory`` (one point per frame), its ``point`` and ``duration``, and the k nearest
     samples in the similarity space (its vector computed as the atlas's are) or on the map
     (``space=map``), as ``space`` says. It is not added to the atlas."""
-    web = web_state(request)
-    path, filename = await _receive_upload(request, web.max_upload_bytes)
-    try:
-        return await run_in_threadpool(_query, web, name, path, filename, k, space)
-    finally:
-        path.unlink(missing_ok=True)
+    return await run_on_upload(request, _query, name, k, space)
 
 
-class _TooLarge(Exception):
-    pass
-
-
-async def _receive_upload(request: Request, limit: int) -> tuple[Path, str]:
-    """Stream the multipart body's ``file`` to a temporary file; 413 as soon as it passes
-    ``limit`` bytes (the rest is never read)."""
-    too_large = api_error(413, f"the upload is larger than the limit of {limit} bytes")
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise api_error(400, "send the audio file as multipart/form-data in a field named 'file'")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + _UPLOAD_SLACK:
-        raise too_large
-
-    async def limited():
-        n = 0
-        async for chunk in request.stream():
-            n += len(chunk)
-            if n > limit + _UPLOAD_SLACK:
-                raise _TooLarge
-            yield chunk
-
-    parser = MultiPartParser(request.headers, limited(), max_files=1, max_fields=16)
-    try:
-        form = await parser.parse()
-    except _TooLarge:
-        raise too_large from None
-    except MultiPartException as exc:
-        raise api_error(400, f"bad multipart upload: {exc.message}") from None
-    try:
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise api_error(400, "no file in the upload: send it in a multipart field named 'file'")
-        if upload.size is not None and upload.size > limit:
-            raise too_large
-        filename = Path(upload.filename or "upload").name
-        suffix = Path(filename).suffix.lower()
-        suffix = suffix if suffix.isascii() and suffix[1:].isalnum() else ""
-        fd, tmp = tempfile.mkstemp(prefix="soundatlas-query-", suffix=suffix)
-        with os.fdopen(fd, "wb") as out:
-            await run_in_threadpool(shutil.copyfileobj, upload.file, out)
-        return Path(tmp), filename
-    finally:
-        await form.close()
-
-
-def _query(web, name: str, path: Path, filename: str, k: int, space: str | None) -> dict:
+def _query(web, path: Path, filename: str, name: str, k: int, space: str | None) -> dict:
     from soundatlas.embed import embed_outside_file
     from soundatlas.errors import AudioReadError
 
     with web.atlas() as atlas:
-        model = model_or_404(atlas, name)
-        require_embeddings(model)
+        model = embedded_model(atlas, name)
         used, sim, note = _search_space(web, atlas, model, space)
         artifact = web.artifact(atlas, model)
         params = atlas.cqt_params

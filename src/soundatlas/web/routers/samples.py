@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import functools
-import io
-import os
 import re
-import tempfile
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import soundfile as sf
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
-from starlette.background import BackgroundTask
 
+from soundatlas.colormaps import cqt_png
 from soundatlas.errors import AudioReadError
-from soundatlas.web.app import (
+from soundatlas.transcode import transcode_wav
+from soundatlas.web.deps import sample_or_404, web_state
+from soundatlas.web.responses import (
     api_error,
     binary_response,
     file_response,
     sample_file,
-    sample_or_404,
-    web_state,
+    temp_file_response,
 )
 
 router = APIRouter(prefix="/api/samples", tags=["samples"])
@@ -31,7 +25,6 @@ router = APIRouter(prefix="/api/samples", tags=["samples"])
 MAX_PAGE = 10_000
 MAX_LOOKUP = 10_000  # ids per lookup request
 AUDIO_FORMATS = ("wav",)  # what ?format= may ask for: 16-bit PCM WAV
-_WAV_LIMIT = 2**32 - 1  # bytes a RIFF WAV can hold
 _INTEGER = re.compile(r"[+-]?[0-9]{1,20}")  # longer cannot be an id (nor parse fast)
 
 
@@ -187,70 +180,10 @@ def get_audio(
     path, st = sample_file(root, record)
     if audio_format is None:
         return file_response(request, path, st=st)
-    fd, tmp = tempfile.mkstemp(prefix="soundatlas-audio-", suffix=".wav")
-    os.close(fd)
     try:
-        write_wav(path, tmp, name=record.path)
+        return temp_file_response(
+            request, lambda tmp: transcode_wav(path, tmp, name=record.path),
+            prefix="soundatlas-audio-", suffix=".wav", media_type="audio/wav")
     except AudioReadError as exc:
-        os.unlink(tmp)
         raise api_error(400, f"cannot decode sample {sample_id}'s file {record.path!r}: "
                         f"{exc.reason}", path=record.path, reason=exc.reason) from None
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return file_response(request, Path(tmp), media_type="audio/wav",
-                         background=BackgroundTask(os.unlink, tmp))
-
-
-def write_wav(path: str | os.PathLike, out: str | os.PathLike, *, name: str,
-              block_frames: int = 1 << 16) -> None:
-    """Decode the audio file ``path`` into a 16-bit PCM WAV at ``out``, same sample rate and
-    channels, ``block_frames`` at a time. Raises AudioReadError(name, reason) for what cannot
-    be read; an error writing ``out`` (a full disk) is the server's and raised as it is."""
-    from soundatlas.audio import decode_reason, open_sound  # its checks and reasons
-
-    try:
-        f = open_sound(path)
-    except AudioReadError as exc:
-        raise AudioReadError(name, exc.reason) from exc
-    with f:
-        if f.frames < 1 << 62 and f.frames * f.channels * 2 + 44 > _WAV_LIMIT:
-            raise AudioReadError(name, f"too long for a WAV: {f.frames} frames of "
-                                       f"{f.channels} channels exceed 4 GiB")
-        blocks = f.blocks(block_frames, dtype="float32", always_2d=True)
-        with sf.SoundFile(out, "w", samplerate=f.samplerate, channels=f.channels,
-                          format="WAV", subtype="PCM_16") as w:
-            while True:
-                try:
-                    block = next(blocks, None)
-                except Exception as exc:  # a file that opens but fails while decoding
-                    raise AudioReadError(name, decode_reason(exc)) from exc
-                if block is None:
-                    break
-                # libsndfile would wrap values beyond full scale around; NaN becomes silence
-                w.write(np.clip(np.nan_to_num(block, posinf=1.0, neginf=-1.0), -1.0, 1.0))
-
-
-def cqt_png(F: np.ndarray) -> bytes:
-    """PNG of log-CQT frames ``F`` (frames x bins): bins bottom to top, magma colours."""
-    from PIL import Image
-
-    F = np.asarray(F, dtype=np.float32)
-    top = float(F.max()) if F.size else 0.0
-    v = np.clip(F / top, 0, 1) if top > 0 else np.zeros_like(F)
-    img = _magma()[(v.T[::-1] * 255).astype(np.uint8)]  # bins x frames x RGB
-    image = Image.fromarray(img)
-    n_frames = max(1, F.shape[0])
-    scale = min(8, max(1, 192 // n_frames))  # short notes widened so they stay visible
-    if scale > 1:
-        image = image.resize((n_frames * scale, image.height), Image.Resampling.NEAREST)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
-
-
-@functools.lru_cache(maxsize=1)
-def _magma() -> np.ndarray:
-    from matplotlib import colormaps
-
-    return (colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)

@@ -13,18 +13,12 @@ import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from soundatlas.errors import AudioReadError, ParameterError, SoundAtlasError
-from soundatlas.web.app import (
-    api_error,
-    attachment_header,
-    model_dims,
-    model_or_404,
-    require_embeddings,
-    web_state,
-)
-from soundatlas.web.routers.models import _UPLOAD_BODY, _receive_upload
+from soundatlas.web.deps import embedded_model, web_state
+from soundatlas.web.responses import api_error, attachment_header
+from soundatlas.web.state import model_dims
+from soundatlas.web.uploads import UPLOAD_BODY, run_on_upload
 
 router = APIRouter(prefix="/api/models", tags=["sound"])
 
@@ -74,8 +68,7 @@ def post_synth(name: str, body: SynthRequest, request: Request) -> Response:
         raise api_error(400, f"the path lasts {total:.1f} s; the page may render at most "
                         f"{MAX_SECONDS:.0f} s (use soundatlas synth for longer)")
     with web.atlas() as atlas:
-        model = model_or_404(atlas, name)
-        require_embeddings(model)
+        model = embedded_model(atlas, name)
         if body.ids is not None:
             index = web.point_index(atlas, model)
             rows = np.searchsorted(index.ids, body.ids)
@@ -112,7 +105,7 @@ def _render_error(exc: SoundAtlasError, upload: str | None = None):
 
 
 @router.post("/{name}/mosaic", summary="Rebuild an uploaded sound from the library (WAV)",
-             openapi_extra=_UPLOAD_BODY, response_class=Response,
+             openapi_extra=UPLOAD_BODY, response_class=Response,
              responses={**_WAV, 400: {"description": "not audio"},
                         413: {"description": "too large"}})
 async def post_mosaic(
@@ -126,21 +119,14 @@ async def post_mosaic(
     query is, and its trajectory followed with grains of the library, each scaled to the
     upload's own loudness at that time. Answers the WAV (headers as for ``synth``). The upload
     is not kept."""
-    web = web_state(request)
-    path, filename = await _receive_upload(request, web.max_upload_bytes)
-    try:
-        return await run_in_threadpool(_mosaic, web, name, path, filename, exclude_self, grain,
-                                       overlap, format)
-    finally:
-        path.unlink(missing_ok=True)
+    return await run_on_upload(request, _mosaic, name, exclude_self, grain, overlap, format)
 
 
-def _mosaic(web, name, path, filename, exclude_self, grain, overlap, fmt) -> Response:
+def _mosaic(web, path, filename, name, exclude_self, grain, overlap, fmt) -> Response:
     from soundatlas import synth
 
     with web.atlas() as atlas:
-        model = model_or_404(atlas, name)
-        require_embeddings(model)
+        model = embedded_model(atlas, name)
         web.artifact(atlas, model)  # 409 when its CQT differs from the atlas's
         try:
             frames = web.frame_index(atlas, model)

@@ -1,0 +1,232 @@
+"""What the routers look up in the atlas and the app: the app's state, and models, samples and
+points by name or id, each a 404 (or 409) with a message that says what exists when it is not
+there. Shared by the routers; none of them holds a private copy."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+from fastapi import Request
+
+from soundatlas.atlas import Atlas, SampleRecord
+from soundatlas.errors import AtlasError
+from soundatlas.web.responses import api_error
+from soundatlas.web.state import PointIndex, WebState, model_dims
+
+__all__ = ["EMBED_HINT", "MAX_K", "web_state", "model_summary", "model_or_404",
+           "require_embeddings", "embedded_model", "default_model", "sample_or_404",
+           "point_or_404", "neighbour_items", "sorted_values", "sample_duration"]
+
+EMBED_HINT = "run: soundatlas map LIBRARY (or soundatlas embed --atlas A --model M)"
+MAX_K = 200
+
+
+def web_state(request: Request) -> WebState:
+    """The app's :class:`WebState` (a FastAPI dependency, or called with the request).
+
+    Parameters
+    ----------
+    request : fastapi.Request
+        The request being answered.
+
+    Returns
+    -------
+    WebState
+    """
+    return request.app.state.web
+
+
+def model_summary(model: dict) -> dict:
+    """What ``/api/atlas`` says of a model: name, neighbourhood, embedded count and dims.
+
+    Parameters
+    ----------
+    model : dict
+        The model's record.
+
+    Returns
+    -------
+    dict
+    """
+    return {
+        "name": model["name"],
+        "neighbourhood": model["config"].get("neighbourhood", {}).get("name"),
+        "n_embedded": model["n_embedded"],
+        "dims": model_dims(model),
+    }
+
+
+def model_or_404(atlas: Atlas, name: str) -> dict:
+    """The model registered as ``name``.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        The open atlas.
+    name : str
+        The model's name.
+
+    Returns
+    -------
+    dict
+        The model's record.
+
+    Raises
+    ------
+    fastapi.HTTPException
+        404 naming the models the atlas knows.
+    """
+    try:
+        return atlas.model(name)
+    except AtlasError:
+        known = ", ".join(m["name"] for m in atlas.models()) or "none"
+        raise api_error(404, f"no model {name!r} in this atlas (known: {known})") from None
+
+
+def require_embeddings(model: dict) -> None:
+    """Refuse a model that has no embeddings yet.
+
+    Parameters
+    ----------
+    model : dict
+        The model's record.
+
+    Raises
+    ------
+    fastapi.HTTPException
+        409 naming the command that makes them.
+    """
+    if model["n_embedded"] == 0:
+        command = f"soundatlas embed --atlas A --model {model['name']}"
+        raise api_error(409, f"model {model['name']!r} has no embeddings yet; run: {command}",
+                        hint=EMBED_HINT)
+
+
+def embedded_model(atlas: Atlas, name: str) -> dict:
+    """The model ``name``, which must have embeddings: ``model_or_404`` then
+    ``require_embeddings``.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        The open atlas.
+    name : str
+        The model's name.
+
+    Returns
+    -------
+    dict
+        The model's record.
+
+    Raises
+    ------
+    fastapi.HTTPException
+        404 for an unknown model, 409 for one without embeddings.
+    """
+    model = model_or_404(atlas, name)
+    require_embeddings(model)
+    return model
+
+
+def default_model(atlas: Atlas, given: str | None) -> str | None:
+    """The model the page shows first.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        The open atlas.
+    given : str or None
+        The model the server was started with.
+
+    Returns
+    -------
+    str or None
+        ``given``, else the first model that embedded every sample, else None.
+    """
+    if given:
+        return given
+    n = atlas.n_samples()
+    for m in atlas.models():
+        if n > 0 and m["n_embedded"] >= n:
+            return m["name"]
+    return None
+
+
+def sample_or_404(atlas: Atlas, sample_id: int) -> SampleRecord:
+    """The sample with id ``sample_id``.
+
+    Raises
+    ------
+    fastapi.HTTPException
+        404 when the atlas holds no such sample.
+    """
+    found = atlas.samples([sample_id])
+    if not found:
+        raise api_error(404, f"no sample with id {sample_id} in this atlas")
+    return found[0]
+
+
+def point_or_404(index: PointIndex, sample_id: int, model: dict) -> np.ndarray:
+    """The point of ``sample_id`` in the model's ``index``.
+
+    Raises
+    ------
+    fastapi.HTTPException
+        404 when the sample has no point (unknown id, or not embedded yet).
+    """
+    point = index.point(sample_id)
+    if point is None:
+        raise api_error(404, f"sample {sample_id} has no point for model {model['name']!r} "
+                        "(unknown id, or not embedded yet)")
+    return point
+
+
+def neighbour_items(atlas: Atlas, pairs: list[tuple[int, float]]) -> list[dict]:
+    """Search results as the API lists them.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        The open atlas.
+    pairs : list of (int, float)
+        (sample id, distance) pairs.
+
+    Returns
+    -------
+    list of dict
+        ``{id, distance, path, labels}`` in the given order (ids the atlas no longer holds
+        left out).
+    """
+    records = {r.id: r for r in atlas.samples([sid for sid, _ in pairs])}
+    return [{"id": sid, "distance": d, "path": records[sid].path,
+             "labels": atlas.sample_labels(sid)} for sid, d in pairs if sid in records]
+
+
+def sorted_values(values: Iterable[str]) -> list[str]:
+    """Distinct label values, in numeric order when every one is a finite number.
+
+    Parameters
+    ----------
+    values : iterable of str
+        Label values, repeats allowed.
+
+    Returns
+    -------
+    list of str
+        Each value once: by number when all parse as finite numbers, else alphabetically.
+    """
+    values = sorted(set(values))
+    try:
+        numbers = [float(v) for v in values]
+    except ValueError:
+        return values
+    if not all(math.isfinite(x) for x in numbers):
+        return values
+    return [v for _, v in sorted(zip(numbers, values))]
+
+
+def sample_duration(record: SampleRecord) -> float:
+    """The file's length in seconds when known, else the seconds analysed."""
+    return record.file_duration if record.file_duration is not None else record.duration

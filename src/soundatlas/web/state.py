@@ -1,0 +1,357 @@
+"""What the web app keeps between requests: where the atlas is, its settings, and the caches of
+what is costly to rebuild.
+
+The atlas is only ever opened read-only, and once per request inside the endpoint's own thread
+(an sqlite3 connection belongs to the thread that opened it, and opening is cheap). Each
+model's points with their KD-tree, its similarity vectors with their index
+(``soundatlas.similarity``), its frame index for rendering and its loaded weights are cached
+here, each rebuilt when the model's embeddings change.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from soundatlas.atlas import Atlas
+from soundatlas.errors import SoundAtlasError
+from soundatlas.web.responses import api_error
+
+__all__ = ["PointIndex", "SimilarityIndex", "WebState", "points_key", "model_dims",
+           "end_streams"]
+
+
+def model_dims(model: dict) -> int:
+    """The number of coordinates of a model's points.
+
+    Parameters
+    ----------
+    model : dict
+        The model's record, as ``Atlas.model`` returns it.
+
+    Returns
+    -------
+    int
+        The architecture's ``dims`` (3 when the config does not say).
+    """
+    return int(model["config"].get("architecture", {}).get("dims", 3))
+
+
+@dataclass
+class PointIndex:
+    """One model's points (ids ascending) and a KD-tree over them.
+
+    Attributes
+    ----------
+    ids : numpy.ndarray
+        int64 sample ids, ascending.
+    points : numpy.ndarray
+        float32, one row of coordinates per id.
+    tree : scipy.spatial.cKDTree
+        The tree over ``points``.
+    """
+
+    ids: np.ndarray  # int64, ascending
+    points: np.ndarray  # float32, n x dims
+    tree: object  # scipy.spatial.cKDTree
+
+    @property
+    def dims(self) -> int:
+        """The number of coordinates of each point."""
+        return int(self.points.shape[1])
+
+    def point(self, sample_id: int) -> np.ndarray | None:
+        """The point of ``sample_id``, or None when it has none."""
+        row = int(np.searchsorted(self.ids, sample_id))
+        if row < len(self.ids) and self.ids[row] == sample_id:
+            return self.points[row]
+        return None
+
+    def nearest(self, point, k: int, *, exclude: Iterable[int] = ()) -> list[tuple[int, float]]:
+        """The samples nearest a point.
+
+        Parameters
+        ----------
+        point : array_like
+            Coordinates in the model's space.
+        k : int
+            How many samples at most.
+        exclude : iterable of int, optional
+            Sample ids never answered.
+
+        Returns
+        -------
+        list of (int, float)
+            (sample id, Euclidean distance) pairs, nearest first.
+        """
+        exclude = set(int(i) for i in exclude)
+        n = len(self.ids)
+        want = min(n, k + len(exclude))
+        if want == 0:
+            return []
+        dist, rows = self.tree.query(np.asarray(point, dtype=np.float64), k=want)
+        out = []
+        for d, r in zip(np.atleast_1d(dist), np.atleast_1d(rows)):
+            if r >= n:  # scipy pads missing neighbours with n
+                break
+            sid = int(self.ids[r])
+            if sid not in exclude:
+                out.append((sid, float(d)))
+        return out[:k]
+
+
+@dataclass
+class SimilarityIndex:
+    """One model's similarity vectors (``soundatlas.similarity``) and their exact index.
+
+    Attributes
+    ----------
+    index : similarity.VectorIndex or None
+        The index, or None without a complete set of vectors.
+    space : dict or None
+        The atlas's record of the similarity space.
+    message : str or None
+        When ``index`` is None: why, and the command that adds the vectors.
+    """
+
+    index: object | None  # similarity.VectorIndex
+    space: dict | None  # the atlas's record of the space
+    message: str | None = None
+
+
+def points_key(atlas: Atlas, model: dict) -> tuple:
+    """What changes whenever a model's points do.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        The open atlas.
+    model : dict
+        The model's record.
+
+    Returns
+    -------
+    tuple
+        The model's id and registration time, its embedded count and its newest embedding
+        segment: it changes when the model is registered again, or samples are embedded
+        (again) or removed.
+    """
+    return (model["id"], model["created"], model["n_embedded"],
+            atlas.newest_embedding_segment(model["id"]))
+
+
+class WebState:
+    """What the app keeps between requests: where the atlas is, settings and caches.
+
+    Parameters
+    ----------
+    atlas_dir : Path
+        The atlas directory (opened read-only, once per request).
+    model : str or None
+        The model the page shows first (None: the first fully embedded one).
+    max_upload_bytes : int
+        The largest query or mosaic upload.
+    max_export_bytes : int
+        The largest zip export.
+    osc_out : osc.OscOut, optional
+        Where the page's events go out over OSC.
+    osc_in : osc.OscIn, optional
+        The OSC listener whose messages reach the page.
+    events : osc.EventHub, optional
+        The hub that passes what arrives over OSC to the page's event streams.
+    """
+
+    def __init__(self, atlas_dir: Path, *, model: str | None, max_upload_bytes: int,
+                 max_export_bytes: int, osc_out=None, osc_in=None, events=None):
+        self.atlas_dir = atlas_dir
+        self.osc_out = osc_out  # osc.OscOut, or None
+        self.osc_in = osc_in  # osc.OscIn, or None
+        self.events = events  # osc.EventHub, or None
+        self.model = model
+        self.max_upload_bytes = max_upload_bytes
+        self.max_export_bytes = max_export_bytes
+        self._lock = threading.Lock()
+        self._build_lock = threading.Lock()  # one build of an index at a time (they are large)
+        self._indexes: dict[str, tuple[tuple, PointIndex]] = {}  # name -> (points_key, index)
+        self._vectors: dict[str, tuple[tuple, SimilarityIndex]] = {}  # name -> (key, index)
+        self._artifacts: dict[tuple, object] = {}
+        self._frames: dict[str, tuple[tuple, object]] = {}  # name -> (points_key, FrameIndex)
+        self._audio: object = None  # synth.AudioCache shared by renders, at one output rate
+        self.render_lock = threading.Lock()  # one render at a time: each is CPU-bound anyway
+
+    @contextmanager
+    def atlas(self):
+        """The atlas, read-only, for the calling thread (a context manager)."""
+        with Atlas.open(self.atlas_dir) as atlas:
+            yield atlas
+
+    def point_index(self, atlas: Atlas, model: dict) -> PointIndex:
+        """The model's points and KD-tree, rebuilt when its embeddings changed.
+
+        Parameters
+        ----------
+        atlas : Atlas
+            The open atlas.
+        model : dict
+            The model's record.
+
+        Returns
+        -------
+        PointIndex
+        """
+        from scipy.spatial import cKDTree
+
+        def build() -> PointIndex:
+            ids, points = atlas.points(model["id"])
+            if len(ids) == 0:
+                points = np.zeros((0, model_dims(model)), np.float32)
+            return PointIndex(ids, points, cKDTree(points.astype(np.float64)))
+
+        return self._cached(self._indexes, model["name"], points_key(atlas, model), build)
+
+    def similarity_index(self, atlas: Atlas, model: dict) -> SimilarityIndex:
+        """The model's similarity vectors and index, rebuilt when its embeddings or vectors
+        changed.
+
+        Parameters
+        ----------
+        atlas : Atlas
+            The open atlas.
+        model : dict
+            The model's record.
+
+        Returns
+        -------
+        SimilarityIndex
+            Without a vector for every embedded sample, no index and the message why.
+        """
+        from soundatlas.similarity import VectorIndex, missing_message
+
+        space = atlas.similarity_space(model["id"])
+        key = (*points_key(atlas, model), None if space is None else
+               (space["name"], space["updated"]))
+
+        def build() -> SimilarityIndex:
+            if space is None:
+                return SimilarityIndex(None, None, missing_message(atlas, model, 0))
+            ids, codes = atlas.similarity_vectors(model["id"])
+            if len(ids) < model["n_embedded"]:
+                return SimilarityIndex(None, space, missing_message(atlas, model, len(ids)))
+            return SimilarityIndex(VectorIndex(ids, codes, scale=space["spec"]["scale"]), space)
+
+        return self._cached(self._vectors, model["name"], key, build)
+
+    def frame_index(self, atlas: Atlas, model: dict):
+        """The model's :class:`synth.FrameIndex` (every sounding frame).
+
+        Kept while the model's embeddings stay the same; read from the CLI's cache when that
+        is current, never written (the server only reads the atlas).
+
+        Parameters
+        ----------
+        atlas : Atlas
+            The open atlas.
+        model : dict
+            The model's record.
+
+        Returns
+        -------
+        synth.FrameIndex
+        """
+        from soundatlas.synth import FrameIndex
+
+        return self._cached(self._frames, model["name"], points_key(atlas, model),
+                            lambda: FrameIndex.load(atlas, model, cache="read"))
+
+    def _cached(self, store: dict, name: str, key: tuple, build: Callable[[], object]):
+        """``store[name]``'s value while its key is ``key``, else ``build()``'s, stored. Builds
+        run one at a time, so requests arriving together build a large index once."""
+        with self._lock:
+            cached = store.get(name)
+        if cached and cached[0] == key:
+            return cached[1]
+        with self._build_lock:
+            with self._lock:  # built by another request meanwhile?
+                cached = store.get(name)
+            if cached and cached[0] == key:
+                return cached[1]
+            value = build()
+            with self._lock:
+                store[name] = (key, value)
+        return value
+
+    def audio_cache(self, library: Path, sr: int):
+        """Decoded originals shared between renders (call with ``render_lock`` held).
+
+        Parameters
+        ----------
+        library : Path
+            The library root.
+        sr : int
+            The output sample rate; another rate (or library) starts a new cache.
+
+        Returns
+        -------
+        synth.AudioCache
+        """
+        from soundatlas.synth import AudioCache
+
+        if self._audio is None or (self._audio.library, self._audio.sr) != (library, sr):
+            self._audio = AudioCache(library, sr)
+        return self._audio
+
+    def artifact(self, atlas: Atlas, model: dict):
+        """The model's loaded weights (cached).
+
+        Parameters
+        ----------
+        atlas : Atlas
+            The open atlas.
+        model : dict
+            The model's record.
+
+        Returns
+        -------
+        artifact.ModelArtifact
+
+        Raises
+        ------
+        fastapi.HTTPException
+            409 when the model's CQT differs from the atlas's.
+        """
+        from soundatlas.artifact import check_cqt, resolve_model
+
+        key = (model["name"], model["id"], model["dir"], model["created"])
+        with self._lock:
+            artifact = self._artifacts.get(key)
+        if artifact is None:
+            artifact, _ = resolve_model(atlas, model["name"])
+            with self._lock:
+                self._artifacts = {k: v for k, v in self._artifacts.items() if k[0] != key[0]}
+                self._artifacts[key] = artifact
+        try:
+            check_cqt(artifact, atlas.cqt_params)
+        except SoundAtlasError as exc:
+            raise api_error(409, str(exc)) from None
+        return artifact
+
+
+def end_streams(app) -> None:
+    """End every open event stream of an app.
+
+    Call when the server starts to stop: a stream never ends by itself, and the server waits
+    for open responses before it stops.
+
+    Parameters
+    ----------
+    app : fastapi.FastAPI
+        An app made by ``create_app`` (any other is left alone).
+    """
+    web = getattr(app.state, "web", None)
+    if web is not None and web.events is not None:
+        web.events.publish(None)

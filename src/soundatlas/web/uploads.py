@@ -1,0 +1,117 @@
+"""Uploaded audio (query by example, mosaic): a multipart field ``file`` streamed to a temporary
+file, refused as soon as it passes the app's size limit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from soundatlas.web.deps import web_state
+from soundatlas.web.responses import api_error
+
+__all__ = ["UPLOAD_BODY", "receive_upload", "run_on_upload"]
+
+#: the OpenAPI request body of an endpoint that takes an upload (``openapi_extra``)
+UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"],
+    "properties": {"file": {"type": "string", "format": "binary"}}}}}}}
+
+_UPLOAD_SLACK = 64 * 1024  # multipart headers and boundaries around the file's bytes
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def receive_upload(request: Request, limit: int) -> tuple[Path, str]:
+    """Stream the multipart body's ``file`` to a temporary file.
+
+    Parameters
+    ----------
+    request : fastapi.Request
+        A ``multipart/form-data`` request with the audio in a field named ``file``.
+    limit : int
+        The largest file in bytes; the rest of a larger body is never read.
+
+    Returns
+    -------
+    (Path, str)
+        The temporary file (the caller removes it) and the upload's own file name (without
+        folders).
+
+    Raises
+    ------
+    fastapi.HTTPException
+        400 for a body that is not such a form, 413 as soon as the file passes ``limit``.
+    """
+    too_large = api_error(413, f"the upload is larger than the limit of {limit} bytes")
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise api_error(400, "send the audio file as multipart/form-data in a field named 'file'")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + _UPLOAD_SLACK:
+        raise too_large
+
+    async def limited():
+        n = 0
+        async for chunk in request.stream():
+            n += len(chunk)
+            if n > limit + _UPLOAD_SLACK:
+                raise _TooLarge
+            yield chunk
+
+    parser = MultiPartParser(request.headers, limited(), max_files=1, max_fields=16)
+    try:
+        form = await parser.parse()
+    except _TooLarge:
+        raise too_large from None
+    except MultiPartException as exc:
+        raise api_error(400, f"bad multipart upload: {exc.message}") from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise api_error(400, "no file in the upload: send it in a multipart field named 'file'")
+        if upload.size is not None and upload.size > limit:
+            raise too_large
+        filename = Path(upload.filename or "upload").name
+        suffix = Path(filename).suffix.lower()
+        suffix = suffix if suffix.isascii() and suffix[1:].isalnum() else ""
+        fd, tmp = tempfile.mkstemp(prefix="soundatlas-query-", suffix=suffix)
+        with os.fdopen(fd, "wb") as out:
+            await run_in_threadpool(shutil.copyfileobj, upload.file, out)
+        return Path(tmp), filename
+    finally:
+        await form.close()
+
+
+async def run_on_upload(request: Request, work, *args):
+    """Receive the request's upload, hand it to ``work`` in a worker thread, then remove it.
+
+    Parameters
+    ----------
+    request : fastapi.Request
+        The upload request (see ``receive_upload``; the app's ``max_upload_bytes`` is the
+        limit).
+    work : callable
+        ``work(web, path, filename, *args)``: the app's ``WebState``, the temporary file and
+        the upload's file name, then ``args``.
+    *args
+        Passed on to ``work``.
+
+    Returns
+    -------
+    object
+        What ``work`` returns.
+    """
+    web = web_state(request)
+    path, filename = await receive_upload(request, web.max_upload_bytes)
+    try:
+        return await run_in_threadpool(work, web, path, filename, *args)
+    finally:
+        path.unlink(missing_ok=True)
