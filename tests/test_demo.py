@@ -20,15 +20,28 @@ import soundfile as sf
 from soundatlas import demo
 from soundatlas.errors import AudioReadError, MissingDependencyError, ParameterError
 
-# docs/DESIGN.md §2 (line breaks moved): the default class table must match it.
-DESIGN_TABLE = """
-french_horn 60 34-77 · violin 40 55-100 · clarinet 71 50-94 · trombone 57 40-77 ·
-trumpet 56 54-86 · muted_trumpet 59 54-82 · nylon_guitar 24 40-83 · bassoon 70 34-75 ·
-cello 42 36-81 · viola 41 48-88 · distortion_guitar 30 40-88 · flute 73 60-96 · tuba 58 28-65 ·
-harp 46 24-103 · piccolo 72 74-108 · oboe 68 58-91 · baritone_sax 67 36-69 · alto_sax 65 49-81 ·
-recorder 74 72-98 · english_horn 69 52-84 · contrabass 43 28-67 · soprano_sax 64 56-88 ·
-tenor_sax 66 44-76 · pan_flute 75 60-96
-"""
+DESIGN = Path(__file__).resolve().parents[1] / "docs" / "DESIGN.md"
+
+
+def _design_demo_section() -> str:
+    """docs/DESIGN.md §2, the demo library: the documented class table and note count."""
+    text = DESIGN.read_text()
+    start = text.index("## 2. The demo library")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def _design_classes() -> dict[str, tuple[int, int, int]]:
+    """The class table of docs/DESIGN.md §2 (``| class | GM program | MIDI pitches |`` twice a
+    row), read down the left half, then the right."""
+    halves: tuple[list, list] = ([], [])
+    for line in _design_demo_section().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and re.fullmatch(r"\d+", cells[1]):
+            for half, (name, program, pitches) in zip(halves, (cells[:3], cells[3:])):
+                low, high = pitches.split("-")
+                half.append((name, (int(program), int(low), int(high))))
+    return dict(halves[0] + halves[1])
+
 
 CLASSES = ["flute", "violin"]
 VELOCITY = 80
@@ -53,19 +66,19 @@ needs_fluidsynth = pytest.mark.skipif(
 
 
 def test_default_classes_match_design():
-    expected = {}
-    for entry in DESIGN_TABLE.replace("\n", " ").split("·"):
-        name, program, pitches = entry.split()
-        low, high = pitches.split("-")
-        expected[name] = (int(program), int(low), int(high))
+    expected = _design_classes()
+    assert len(expected) == 24, "the table of docs/DESIGN.md §2 was not found whole"
     assert demo.DEFAULT_CLASSES == expected
     assert list(demo.DEFAULT_CLASSES) == list(expected)
+    for name, (program, _, _) in demo.DEFAULT_CLASSES.items():  # each is its GM program
+        assert demo.GM_PROGRAMS[program] == name
 
 
 def test_plan_of_default_set_has_expected_count():
     n_pitches = sum(high - low + 1 for _, low, high in demo.DEFAULT_CLASSES.values())
     notes = demo.plan_notes()
-    assert len(notes) == n_pitches * 3 * 2 == 5706
+    documented = re.search(r"plans ([\d,]+)\s+notes", _design_demo_section())
+    assert len(notes) == n_pitches * 3 * 2 == int(documented.group(1).replace(",", ""))
     assert len({n.path for n in notes}) == len(notes)
     assert {n.velocity for n in notes} == {40, 80, 120}
     assert {(n.articulation, n.duration) for n in notes} == {("short", 0.4), ("long", 1.8)}
