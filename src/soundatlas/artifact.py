@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from soundatlas.atlas.records import ModelRecord
 from soundatlas.cqt import CQTParams
 from soundatlas.errors import AtlasError, ParameterError, SoundAtlasError
 
@@ -30,17 +31,33 @@ WEIGHTS, CONFIG = "weights.npz", "config.json"
 
 @dataclass
 class ModelArtifact:
+    """A model: its network and its config.
+
+    Attributes
+    ----------
+    name : str
+        The model's name.
+    config : dict
+        What the module doc lists.
+    model : torch.nn.Module
+        The network.
+    source : Path or None
+        The directory it was loaded from.
+    """
+
     name: str
     config: dict
     model: torch.nn.Module
-    source: Path | None = None  # the directory it was loaded from
+    source: Path | None = None
 
     @property
     def cqt(self) -> CQTParams:
+        """The CQT of the features the model reads."""
         return CQTParams(**self.config["cqt"])
 
     @property
     def dims(self) -> int:
+        """The dimensions of the model's map."""
         return int(self.config["architecture"]["dims"])
 
     @property
@@ -64,7 +81,20 @@ class ModelArtifact:
         return None if nb is None else nb.spec
 
     def save(self, directory: str | os.PathLike, *, dtype=np.float32) -> Path:
-        """Write weights (``dtype``: float16 halves the size) and config into ``directory``."""
+        """Write the weights and the config into ``directory``.
+
+        Parameters
+        ----------
+        directory : path-like
+            Created when absent.
+        dtype : numpy dtype, default float32
+            Of the stored weights (float16 halves the size).
+
+        Returns
+        -------
+        Path
+            ``directory``.
+        """
         from soundatlas.model import state_to_arrays
 
         directory = Path(directory)
@@ -80,7 +110,13 @@ class ModelArtifact:
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "ModelArtifact":
-        """Load a model directory (weights.npz + config.json)."""
+        """Load a model directory (weights.npz + config.json).
+
+        Raises
+        ------
+        AtlasError
+            When the directory is not a readable model directory.
+        """
         from soundatlas.model import build_model, load_arrays
 
         directory = Path(directory)
@@ -108,23 +144,42 @@ class ModelArtifact:
 
 
 def shipped_model_dir(name: str = DEFAULT_MODEL) -> Path:
+    """The directory of the packaged model ``name``."""
     return SHIPPED_MODELS / name
 
 
-def resolve_model(atlas, name: str | None) -> tuple[ModelArtifact, dict | None]:
+def resolve_model(atlas, name: str | None) -> tuple[ModelArtifact, ModelRecord | None]:
     """The model called ``name`` in the atlas, or a shipped one (by name or directory path).
 
-    Returns the artefact and its atlas registration (None when not yet registered).
+    Parameters
+    ----------
+    atlas : Atlas
+        Where to look first.
+    name : str or None
+        A registered model's name, a shipped model's name or a model directory (None: the
+        default model).
+
+    Returns
+    -------
+    artifact : ModelArtifact
+    registration : ModelRecord or None
+        Its registration in the atlas (None when not yet registered).
+
+    Raises
+    ------
+    ParameterError
+        When there is no such model (the message lists those there are).
     """
     name = name or DEFAULT_MODEL
-    for m in atlas.models():
-        if m["name"] == name:
-            return ModelArtifact.load(_model_path(atlas, m["dir"])), m
+    models = atlas.models()
+    for m in models:
+        if m.name == name:
+            return ModelArtifact.load(_model_path(atlas, m.dir)), m
     candidates = [Path(name), shipped_model_dir(name)]
     for directory in candidates:
         if (directory / CONFIG).is_file():
             return ModelArtifact.load(directory), None
-    known = [m["name"] for m in atlas.models()] + sorted(
+    known = [m.name for m in models] + sorted(
         p.name for p in SHIPPED_MODELS.glob("*") if (p / CONFIG).is_file()
     )
     raise ParameterError(f"no model {name!r} (known: {', '.join(known) or 'none'})")
@@ -138,7 +193,13 @@ def _model_path(atlas, directory: str) -> Path:
 
 
 def check_cqt(artifact: ModelArtifact, params: CQTParams) -> None:
-    """Refuse a model whose CQT parameters differ from the atlas's."""
+    """Refuse a model whose CQT parameters differ from the atlas's.
+
+    Raises
+    ------
+    SoundAtlasError
+        Naming the parameters that differ.
+    """
     if artifact.cqt != params:
         theirs, ours = artifact.cqt.to_dict(), params.to_dict()
         diff = ", ".join(f"{k}: model {theirs[k]} vs atlas {ours[k]}" for k in ours if theirs.get(k) != ours[k])

@@ -34,16 +34,40 @@ __all__ = ["embed_features", "embed_many", "embed_file", "embed_outside_file", "
 
 
 def prediction_noise(artifact) -> tuple[float, float]:
-    """The input noise (mean, std on linear magnitudes) a model was trained with and predicts with."""
+    """The input noise a model was trained with and predicts with.
+
+    Returns
+    -------
+    (float, float)
+        The mean and standard deviation of the noise added to linear CQT magnitudes.
+    """
     settings = artifact.config.get("settings", {})
     return (settings.get("noise_mean", 0.1), settings.get("noise_std", 0.01))
 
 
 def embed_file(artifact, F: np.ndarray, content_hash: str, *, compression: float = 50.0,
                with_vector: bool = False):
-    """(trajectory, point) of one file's log-CQT frames, exactly as ``embed_atlas`` stores them;
-    ``with_vector``: (trajectory, point, similarity vector), the vector as int8 codes
-    (``soundatlas.similarity``; None for a model without a hidden layer)."""
+    """Embed one file's log-CQT frames exactly as ``embed_atlas`` stores them.
+
+    Parameters
+    ----------
+    artifact : ModelArtifact
+        The model.
+    F : ndarray, shape (n_frames, n_bins)
+        The file's log-CQT frames.
+    content_hash : str
+        The file's content hash (it seeds the prediction noise).
+    compression : float, default 50.0
+        The CQT's log compression.
+    with_vector : bool, default False
+        Also compute its similarity vector.
+
+    Returns
+    -------
+    tuple
+        (trajectory, point); with ``with_vector``, (trajectory, point, vector), the vector as
+        int8 codes (``soundatlas.similarity``; None for a model without a hidden layer).
+    """
     from soundatlas import similarity
 
     model = artifact.model.eval()
@@ -64,10 +88,31 @@ def embed_outside_file(atlas, artifact, path, *, content_hash: str | None = None
     """Analyse and embed an audio file that is not in the atlas, exactly as ``index`` then
     ``embed`` would have: decoded up to the atlas's last ``--max-duration``, the atlas's CQT
     rounded to its feature precision, the model's noise seeded by the file's content hash.
+    Nothing is written to the atlas.
 
-    Returns (decoded audio, log-CQT frames, trajectory, point), and with ``with_vector`` its
-    similarity vector (int8 codes, or None) after them. Raises AudioReadError for a file that
-    cannot be decoded. Nothing is written to the atlas.
+    Parameters
+    ----------
+    atlas : Atlas
+        The atlas whose analysis to follow.
+    artifact : ModelArtifact
+        The model.
+    path : path-like
+        The audio file.
+    content_hash : str, optional
+        Its content hash, when known.
+    with_vector : bool, default False
+        Also compute its similarity vector.
+
+    Returns
+    -------
+    tuple
+        (decoded audio, log-CQT frames, trajectory, point), and with ``with_vector`` its
+        similarity vector (int8 codes, or None) after them.
+
+    Raises
+    ------
+    AudioReadError
+        For a file that cannot be decoded.
     """
     from soundatlas import audio
     from soundatlas.atlas import FEATURE_DTYPE
@@ -91,7 +136,19 @@ def _noise_rng(content_hash: str) -> np.random.Generator:
 
 
 def point_of(trajectory: np.ndarray, energy: np.ndarray) -> np.ndarray:
-    """Energy-weighted mean of a trajectory (frames x dims); the plain mean without energy."""
+    """Energy-weighted mean of a trajectory; the plain mean without energy.
+
+    Parameters
+    ----------
+    trajectory : ndarray, shape (n_frames, dims)
+        Per-frame points.
+    energy : ndarray, shape (n_frames,)
+        Per-frame weights (negative ones count as 0).
+
+    Returns
+    -------
+    ndarray of float32, shape (dims,)
+    """
     w = np.clip(np.asarray(energy, dtype=np.float64), 0, None)
     if w.sum() <= 0:
         return trajectory.mean(axis=0).astype(np.float32)
@@ -107,7 +164,25 @@ def embed_features(
     rng: np.random.Generator | None = None,
     compression: float = 50.0,
 ) -> np.ndarray:
-    """Per-frame embedding (frames x dims) of log-CQT frames ``F`` (frames x bins)."""
+    """Per-frame embedding of one file's log-CQT frames.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network.
+    F : ndarray, shape (n_frames, n_bins)
+        Log-CQT frames.
+    noise : (float, float) or None, default (0.1, 0.01)
+        Mean and standard deviation of the noise added to linear magnitudes (None: none).
+    rng : numpy.random.Generator, optional
+        Draws the noise (default: seeded with 0).
+    compression : float, default 50.0
+        The CQT's log compression.
+
+    Returns
+    -------
+    ndarray of float32, shape (n_frames, dims)
+    """
     return embed_many(model, [F], noise=noise, rngs=[rng or np.random.default_rng(0)],
                       compression=compression)[0]
 
@@ -123,11 +198,31 @@ def embed_many(
     with_hidden: bool = False,
 ) -> list:
     """Per-frame embeddings of many files in one pass; equal to ``embed_features`` on each.
-    ``with_hidden``: each file's (embedding, hidden-layer activations (frames x 256)) instead.
 
     The files are laid end to end, each with its own padding (so the 9 frames between two files
     are exactly the padding each would get alone: no window sees another file), and the network
     runs once over the whole sequence.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network.
+    files : list of ndarray
+        Each file's log-CQT frames (n_frames x n_bins).
+    noise : (float, float) or None, default (0.1, 0.01)
+        As for ``embed_features``.
+    rngs : list of numpy.random.Generator, optional
+        One per file (default: each seeded with 0).
+    compression : float, default 50.0
+        The CQT's log compression.
+    with_hidden : bool, default False
+        Also return each file's hidden-layer activations.
+
+    Returns
+    -------
+    list
+        Each file's embedding (n_frames x dims); with ``with_hidden``, its (embedding, hidden
+        activations (n_frames x 256)).
     """
     from soundatlas.sampling import add_noise
 
@@ -175,6 +270,8 @@ def _embed_frames_with_hidden(model, x: torch.Tensor) -> tuple[np.ndarray, np.nd
 
 @dataclass
 class EmbedSummary:
+    """What an ``embed`` run did."""
+
     model: str
     n_embedded: int
     n_already: int
@@ -185,8 +282,14 @@ class EmbedSummary:
 
 
 def check_features(atlas, artifact) -> None:
-    """Refuse a model that was not made for the atlas's features (``artifact.check_cqt``); when
-    only the CQT kernel differs, or a feature refresh is unfinished, say the command to run."""
+    """Refuse a model that was not made for the atlas's features (``artifact.check_cqt``).
+
+    Raises
+    ------
+    SoundAtlasError
+        When the CQT parameters differ; when only the CQT kernel differs, or a feature refresh
+        is unfinished, the message says the command to run.
+    """
     from soundatlas.artifact import check_cqt
     from soundatlas.cqt import PAPER_CQT
     from soundatlas.errors import SoundAtlasError
@@ -214,13 +317,33 @@ def check_features(atlas, artifact) -> None:
 
 
 def ensure_registered(atlas, artifact, registration) -> int:
-    """The model's id in the atlas, registering a shipped or external model on first use."""
+    """The model's id in the atlas, registering a shipped or external model on first use.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        Open for writing.
+    artifact : ModelArtifact
+        The model.
+    registration : ModelRecord or None
+        Its registration in the atlas, as ``artifact.resolve_model`` found it.
+
+    Returns
+    -------
+    int
+        The model's id.
+
+    Raises
+    ------
+    SoundAtlasError
+        When the model was not made for the atlas's features (``check_features``).
+    """
     check_features(atlas, artifact)
     if registration is not None:
-        return registration["id"]
+        return registration.id
     for m in atlas.models():
-        if m["name"] == artifact.name:
-            return m["id"]
+        if m.name == artifact.name:
+            return m.id
     return atlas.register_model(artifact.name, artifact.registry_dir, artifact.config)
 
 
@@ -234,7 +357,25 @@ def embed_atlas(
 ) -> EmbedSummary:
     """Embed every sample of the atlas that has no embedding for the model yet, each with its
     similarity vector (``soundatlas.similarity``) in the same pass; then give a vector to every
-    embedded sample that lacks one (embedded before they existed, or of another space)."""
+    embedded sample that lacks one (embedded before they existed, or of another space).
+
+    Parameters
+    ----------
+    atlas : Atlas
+        Open for writing.
+    artifact : ModelArtifact
+        The model.
+    model_id : int
+        Its id in the atlas (``ensure_registered``).
+    batch_size : int, default 64
+        Samples per network pass and commit.
+    progress : callable, optional
+        Called with (samples done, samples to do).
+
+    Returns
+    -------
+    EmbedSummary
+    """
     from soundatlas import similarity
 
     check_features(atlas, artifact)

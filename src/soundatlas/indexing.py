@@ -24,7 +24,7 @@ from soundatlas import labels as labels_mod
 from soundatlas.atlas import Atlas, NewSample, default_atlas_dir
 from soundatlas.cqt import PAPER_CQT, CQTParams
 from soundatlas.errors import AudioReadError, ParameterError
-from soundatlas.pipeline import Analysis, Moved, analyse_files, isolate, run_batches
+from soundatlas.pipeline import Moved, analyse_files, isolate, run_batches
 from soundatlas.scan import FileEntry, scan
 
 __all__ = ["IndexSummary", "index_library", "cqt_for_model", "DEFAULT_MANIFEST"]
@@ -36,6 +36,8 @@ Progress = Callable[[int, int], None]
 
 @dataclass
 class IndexSummary:
+    """What an ``index`` run did, and the atlas after it (``soundatlas index --json`` prints it)."""
+
     library: str
     atlas: str
     n_scanned: int = 0
@@ -56,6 +58,7 @@ class IndexSummary:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
+        """The summary as plain JSON-able values."""
         return asdict(self)
 
 
@@ -72,12 +75,45 @@ def index_library(
     executor=None,
     progress: Progress | None = None,
 ) -> IndexSummary:
-    """Index ``library`` into ``atlas_dir`` (default ``LIBRARY/.soundatlas``); see module doc.
+    """Index ``library`` into its atlas (see the module doc).
 
-    ``params``: the CQT of a new atlas (default ``PAPER_CQT``); an existing atlas keeps the one
-    it holds (None) and refuses others. ``refresh_features``: analyse every file again with
-    today's CQT kernel (``PAPER_CQT.kernel``, the atlas's other CQT numbers kept). A refresh
-    that is interrupted is finished by the next run, and nothing embeds the atlas meanwhile.
+    Parameters
+    ----------
+    library : path-like
+        The library folder.
+    atlas_dir : path-like, optional
+        The atlas directory (default ``LIBRARY/.soundatlas``).
+    label_sources : labels.LabelSources, optional
+        Where labels come from; stored in the atlas (default: what it stores, else the
+        defaults, with ``metadata.csv`` when the library has one).
+    params : CQTParams, optional
+        The CQT of a new atlas (default ``PAPER_CQT``); an existing atlas keeps the one it holds
+        (None) and refuses others.
+    refresh_features : bool, default False
+        Analyse every file again with today's CQT kernel (``PAPER_CQT.kernel``, the atlas's
+        other CQT numbers kept). A refresh that is interrupted is finished by the next run, and
+        nothing embeds the atlas meanwhile.
+    max_duration : float or None, default 30.0
+        Seconds of each file analysed (None: all).
+    n_jobs : int, optional
+        Worker processes (default: one per core; 1: this process).
+    batch_size : int, default 32
+        Files per batch (one commit each).
+    executor : concurrent.futures.Executor, optional
+        Where to analyse instead of a local process pool (``pipeline.run_batches``).
+    progress : callable, optional
+        Called with (files done, files found).
+
+    Returns
+    -------
+    IndexSummary
+
+    Raises
+    ------
+    ParameterError
+        For a library that is not a folder, or arguments out of range.
+    AtlasError
+        When the atlas cannot be opened or holds features of other CQT parameters.
     """
     start = time.perf_counter()
     library = Path(library)
@@ -146,9 +182,23 @@ def index_library(
 def cqt_for_model(
     library: str | os.PathLike, atlas_dir: str | os.PathLike | None, model: str | None
 ) -> CQTParams | None:
-    """The CQT a run that indexes then embeds with ``model`` (``map``) gives a new atlas: the
-    model's, so that it can embed it. None (``index_library``'s default) when the atlas exists,
-    or when ``model`` is neither a shipped model's name nor a model directory."""
+    """The CQT a run that indexes then embeds with ``model`` (``map``) gives a new atlas.
+
+    Parameters
+    ----------
+    library : path-like
+        The library folder.
+    atlas_dir : path-like or None
+        The atlas directory (None: ``LIBRARY/.soundatlas``).
+    model : str or None
+        A shipped model's name or a model directory (None: the default model).
+
+    Returns
+    -------
+    CQTParams or None
+        The model's, so that it can embed the atlas; None (``index_library``'s default) when
+        the atlas exists, or when ``model`` is neither a shipped model nor a model directory.
+    """
     import json
 
     from soundatlas.artifact import CONFIG, DEFAULT_MODEL, shipped_model_dir
@@ -227,15 +277,7 @@ def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done) -> i
         elif isinstance(result, AudioReadError):
             failed.append((entry.path, entry.size, entry.mtime_ns, result.reason))
         else:
-            assert isinstance(result, Analysis)
-            new.append(
-                NewSample(
-                    path=entry.path, size=entry.size, mtime_ns=entry.mtime_ns, hash=result.hash,
-                    orig_sr=result.orig_sr, n_channels=result.n_channels,
-                    duration=result.duration, file_duration=result.file_duration,
-                    truncated=result.truncated, features=result.features,
-                )
-            )
+            new.append(NewSample.of(entry, result))
             summary.n_indexed += 1
     n = len(new) + len(moved) + len(failed)
     atlas.commit_batch(new, moved=moved, failed=failed, run_id=run_id, n_done=n_done + n)
@@ -298,9 +340,7 @@ def _finish_summary(atlas: Atlas, summary: IndexSummary) -> None:
     summary.n_failed = len(summary.failures)
     summary.n_samples = atlas.n_samples()
     summary.n_frames = atlas.n_frames_total()
-    summary.truncated = [
-        p for (p,) in atlas.conn.execute("SELECT path FROM samples WHERE truncated ORDER BY path")
-    ]
+    summary.truncated = atlas.truncated_paths()
     summary.n_truncated = len(summary.truncated)
     summary.label_counts = {k: sum(v.values()) for k, v in atlas.label_summary().items()}
 

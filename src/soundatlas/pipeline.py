@@ -1,7 +1,7 @@
 """Batch stages and the runner that spreads them over processes.
 
 ``analyse_files`` is the pure stage of indexing: a list of paths in, per path either an
-``Analysis`` (content hash, audio facts, log-CQT frames) or the ``AudioReadError`` that explains
+``Analysis`` (content hash, audio facts, log-CQT frames; ``soundatlas.atlas.records``) or the ``AudioReadError`` that explains
 why not. ``run_batches`` runs any such stage over many batches on a local process pool (the
 default), in this process (``n_jobs=1``), or on any ``concurrent.futures.Executor`` (a Dask
 ``distributed.Client(...).get_executor()`` included), yielding results in submission order.
@@ -16,12 +16,11 @@ import multiprocessing
 import os
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Iterable, Iterator, TypeVar
 
-import numpy as np
-
 from soundatlas import audio
+from soundatlas.atlas.records import Analysis, AudioFacts
 from soundatlas.cqt import PAPER_CQT, CQTParams, cqt_batch
 from soundatlas.errors import AudioReadError, SoundAtlasError
 
@@ -36,21 +35,21 @@ _FULL_HASH_LIMIT = 4 << 20  # bytes; larger files are fingerprinted by size, hea
 _EDGE = 2 << 20
 
 
-@dataclass(frozen=True)
-class Analysis:
-    path: str
-    hash: str
-    orig_sr: int
-    n_channels: int
-    duration: float
-    file_duration: float | None
-    truncated: bool
-    features: np.ndarray  # frames x n_bins, float32 log-CQT
+#: what decoding tells (``audio.Audio``'s attributes of the same names)
+_DECODED = tuple(f.name for f in fields(AudioFacts) if f.name != "hash")
 
 
 @dataclass(frozen=True)
 class Moved:
-    """The file's content is already in the atlas under a path that disappeared."""
+    """The file's content is already in the atlas under a path that disappeared.
+
+    Attributes
+    ----------
+    path : str
+        The file, as ``analyse_files`` was given it.
+    hash : str
+        Its content hash.
+    """
 
     path: str
     hash: str
@@ -60,6 +59,21 @@ def content_hash(path: str | os.PathLike) -> str:
     """blake2b of the file's bytes; files over 4 MiB hash their size, first and last 2 MiB.
 
     The fingerprint recognises moved and renamed files without reading whole long recordings.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+
+    Returns
+    -------
+    str
+        32 hexadecimal digits.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be read.
     """
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
@@ -83,7 +97,21 @@ def analyse_files(
 ) -> list[Analysis | Moved | AudioReadError]:
     """Hash, decode and transform a batch of files; one result per path, errors as values.
 
-    A file whose hash is in ``skip_hashes`` is not decoded (``Moved``).
+    Parameters
+    ----------
+    paths : list of str
+        The files.
+    params : CQTParams, default PAPER_CQT
+        The CQT of the features.
+    max_duration : float or None, default 30.0
+        Seconds of each file analysed (None: all).
+    skip_hashes : frozenset of str, default empty
+        Content hashes whose files are not decoded (their result is ``Moved``).
+
+    Returns
+    -------
+    list of Analysis, Moved or AudioReadError
+        Aligned with ``paths``; an AudioReadError says why a file gives no audio.
     """
     results: list[Analysis | Moved | AudioReadError | None] = [None] * len(paths)
     decoded: list[tuple[int, str, audio.Audio]] = []
@@ -99,16 +127,7 @@ def analyse_files(
             results[i] = exc
     features = cqt_batch([a.y for _, _, a in decoded], params=params) if decoded else []
     for (i, digest, a), C in zip(decoded, features):
-        results[i] = Analysis(
-            path=paths[i],
-            hash=digest,
-            orig_sr=a.orig_sr,
-            n_channels=a.n_channels,
-            duration=a.duration,
-            file_duration=a.file_duration,
-            truncated=a.truncated,
-            features=C,
-        )
+        results[i] = Analysis(hash=digest, features=C, **{k: getattr(a, k) for k in _DECODED})
     return results  # type: ignore[return-value]
 
 
@@ -122,6 +141,7 @@ def _hash_or_explain(path: str, params: CQTParams, max_duration) -> str:
 
 
 def default_n_jobs() -> int:
+    """The number of cores this process may run on."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
@@ -141,11 +161,27 @@ def run_batches(
 ) -> Iterator[R]:
     """Apply ``fn`` to every batch, yielding results in order with a bounded number in flight.
 
-    ``executor`` wins when given; else ``n_jobs`` processes (default: one per core), or this
-    process when ``n_jobs == 1``. ``fn`` must be picklable (a module-level function or partial).
     When a worker process dies (a native crash in a decoder, the OOM killer), the pool is
     restarted, the other batches in flight are resubmitted, and the oldest one is handed to
     ``on_crash`` (which should isolate the culprit); without ``on_crash`` the error propagates.
+
+    Parameters
+    ----------
+    fn : callable
+        The stage; picklable (a module-level function or partial).
+    batches : iterable
+        Its inputs.
+    n_jobs : int, optional
+        Processes (default: one per core); 1 runs in this process. Ignored with ``executor``.
+    executor : concurrent.futures.Executor, optional
+        Where to run instead of a local process pool (a Dask client's executor included).
+    on_crash : callable, optional
+        The result of a batch whose worker died (``isolate`` finds the culprit).
+
+    Yields
+    ------
+    object
+        ``fn(batch)`` for each batch, in order.
     """
     batches = iter(batches)
     if executor is None and (n_jobs or default_n_jobs()) <= 1:
@@ -237,8 +273,23 @@ def _process_pool(n_jobs: int) -> ProcessPoolExecutor:
 
 
 def isolate(fn: Callable[[list], list], batch: list, *, crashed: Callable[[object], object]) -> list:
-    """Run ``fn`` on each item of ``batch`` in its own process; an item whose process dies
-    becomes ``crashed(item)``. The slow path after a worker crash: it finds the culprit."""
+    """Run ``fn`` on each item of ``batch`` in its own process: the slow path after a worker
+    crash, which finds the culprit.
+
+    Parameters
+    ----------
+    fn : callable
+        The stage, given a list of one item.
+    batch : list
+        The items.
+    crashed : callable
+        The result for an item whose process dies.
+
+    Returns
+    -------
+    list
+        The results of the items, in order.
+    """
     out = []
     for item in batch:
         with _process_pool(1) as pool:

@@ -14,28 +14,53 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from soundatlas.atlas.records import FileEntry
 from soundatlas.audio import AUDIO_EXTENSIONS
 
 __all__ = ["FileEntry", "ScanResult", "scan"]
 
 
-@dataclass(frozen=True)
-class FileEntry:
-    path: str  # relative to the library root, with forward slashes
-    size: int
-    mtime_ns: int
-
-
 @dataclass
 class ScanResult:
+    """What a walk of a library finds.
+
+    Attributes
+    ----------
+    root : Path
+        The library folder.
+    files : list of FileEntry
+        The audio candidates, by path.
+    problems : list of (str, str)
+        (relative path, reason) of what could not be listed, by path.
+    n_ignored : int
+        Files that are not audio candidates (by extension).
+    """
+
     root: Path
     files: list[FileEntry] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
-    n_ignored: int = 0  # files that are not audio candidates (by extension)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    n_ignored: int = 0
 
 
 def scan(root: str | os.PathLike, *, extensions: frozenset[str] = AUDIO_EXTENSIONS) -> ScanResult:
-    """Walk ``root`` and list audio candidates (by extension) with size and mtime, sorted by path."""
+    """Walk ``root`` and list audio candidates (by extension) with size and mtime, sorted by path.
+
+    Parameters
+    ----------
+    root : path-like
+        The library folder.
+    extensions : frozenset of str, default audio.AUDIO_EXTENSIONS
+        Lower-case suffixes (with the dot) of the audio candidates.
+
+    Returns
+    -------
+    ScanResult
+
+    Raises
+    ------
+    OSError
+        When ``root`` itself cannot be read.
+    """
     root = Path(root)
     result = ScanResult(root=root)
     seen_dirs: set[tuple[int, int]] = set()

@@ -28,10 +28,14 @@ low-dimensional structure, as uniform random codes), one float32 pass over all r
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from soundatlas.errors import ParameterError
+
+if TYPE_CHECKING:
+    from soundatlas.atlas.records import ModelRecord
 
 __all__ = ["SPACE_NAME", "space_for", "describe", "encode", "decode", "sample_vector",
            "VectorIndex", "missing_message"]
@@ -79,15 +83,29 @@ def sample_vector(hidden: np.ndarray, energy: np.ndarray) -> np.ndarray:
     return encode(point_of(np.asarray(hidden, dtype=np.float32), energy))
 
 
-def missing_message(atlas, model: dict, n_vectors: int) -> str:
-    """Why a model's neighbours come from the map, and the command that adds the vectors."""
+def missing_message(atlas, model: ModelRecord, n_vectors: int) -> str:
+    """Why a model's neighbours come from the map, and the command that adds the vectors.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        The model's atlas.
+    model : ModelRecord
+        The model.
+    n_vectors : int
+        How many of its embedded samples have a vector.
+
+    Returns
+    -------
+    str
+    """
     import shlex
 
-    have = (f"has similarity vectors for only {n_vectors} of its {model['n_embedded']} samples"
+    have = (f"has similarity vectors for only {n_vectors} of its {model.n_embedded} samples"
             if n_vectors else "has no similarity vectors (embedded before they existed)")
-    return (f"model {model['name']!r} {have}; neighbours come from the 3-D map. "
+    return (f"model {model.name!r} {have}; neighbours come from the 3-D map. "
             f"`soundatlas embed --atlas {shlex.quote(str(atlas.path))} --model "
-            f"{shlex.quote(model['name'])}` adds them")
+            f"{shlex.quote(model.name)}` adds them")
 
 
 class VectorIndex:

@@ -1,0 +1,344 @@
+"""The atlas's model registry (table ``models``), each model's embeddings (tables ``embeddings``
+and ``embedding_segments``, folder ``embeddings/``) and its similarity space and vectors (tables
+``similarity_spaces`` and ``similarity_vectors``, the space ``soundatlas.similarity`` names).
+
+A model's embedding of a sample is its trajectory (one point per frame, float32, in an
+embedding segment file written as ``Store`` writes array files) and its point on the map (a
+BLOB in ``embeddings``); its similarity vector is one BLOB per sample in the space recorded for
+the model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Iterable
+
+import numpy as np
+
+from soundatlas.atlas.records import ModelRecord
+from soundatlas.atlas.store import Store, id_chunks, int_list, placeholders, write_array
+from soundatlas.errors import AtlasError
+
+__all__ = ["ModelStore"]
+
+
+class ModelStore(Store):
+    """Registered models, their embeddings and their similarity vectors."""
+
+    # -- the registry --------------------------------------------------------------------------
+
+    def register_model(self, name: str, directory: str, config: dict) -> int:
+        """Record a model; one of the same name is replaced.
+
+        Parameters
+        ----------
+        name : str
+            Its name in the atlas.
+        directory : str
+            Where its weights live: relative to the atlas, absolute, or ``shipped:NAME``.
+        config : dict
+            Its config (``artifact.ModelArtifact.config``).
+
+        Returns
+        -------
+        int
+            The model's id.
+        """
+        with self.transaction() as c:
+            c.execute("DELETE FROM models WHERE name = ?", (name,))
+            return c.execute(
+                "INSERT INTO models(name, dir, config, created) VALUES (?, ?, ?, ?)",
+                (name, directory, json.dumps(config), time.time()),
+            ).lastrowid
+
+    def models(self) -> list[ModelRecord]:
+        """The registered models, by id, each with its number of embedded samples."""
+        rows = self.conn.execute(
+            "SELECT m.id, m.name, m.dir, m.config, m.created,"
+            " (SELECT COUNT(*) FROM embeddings e WHERE e.model_id = m.id)"
+            " FROM models m ORDER BY m.id"
+        ).fetchall()
+        return [ModelRecord(id=i, name=name, dir=directory, config=json.loads(config),
+                            created=created, n_embedded=n)
+                for i, name, directory, config, created, n in rows]
+
+    def model(self, name: str) -> ModelRecord:
+        """The model registered as ``name``.
+
+        Raises
+        ------
+        AtlasError
+            When no model has that name (the message lists those that do).
+        """
+        models = self.models()
+        for m in models:
+            if m.name == name:
+                return m
+        known = ", ".join(m.name for m in models) or "none"
+        raise AtlasError(f"no model named {name!r} in {self.path} (known: {known})")
+
+    def remove_model(self, name: str) -> None:
+        """Forget the model ``name`` with its embeddings and vectors (its directory stays)."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM models WHERE name = ?", (name,))
+        self.collect_garbage()
+
+    # -- embeddings ------------------------------------------------------------------------------
+
+    def unembedded(self, model_id: int) -> list[int]:
+        """Ids of samples without an embedding for the model."""
+        return [sid for (sid,) in self.conn.execute(
+            "SELECT id FROM samples WHERE id NOT IN"
+            " (SELECT sample_id FROM embeddings WHERE model_id = ?) ORDER BY id", (model_id,))]
+
+    def commit_embeddings(
+        self, model_id: int, items: list[tuple[int, np.ndarray, np.ndarray]],
+        *, similarity: list[np.ndarray] | None = None,
+    ) -> None:
+        """Store a batch of embeddings, atomically.
+
+        Parameters
+        ----------
+        model_id : int
+            The model.
+        items : list of (int, ndarray, ndarray)
+            (sample id, trajectory (n_frames x dims), point (dims,)) of each sample.
+        similarity : list of ndarray, optional
+            Each sample's vector (aligned with ``items``) in the model's recorded similarity
+            space, stored in the same transaction.
+        """
+        if not items:
+            return
+        trajectories = np.concatenate([t for _, t, _ in items]).astype(np.float32)
+        file = write_array(self.path / "embeddings", trajectories)
+        try:
+            with self.transaction() as c:
+                seg = c.execute(
+                    "INSERT INTO embedding_segments(model_id, file, created) VALUES (?, ?, ?)",
+                    (model_id, file.name, time.time()),
+                ).lastrowid
+                offset = 0
+                for sid, traj, point in items:
+                    c.execute(
+                        "INSERT OR REPLACE INTO embeddings(model_id, sample_id, segment,"
+                        " frame_offset, n_frames, point) VALUES (?, ?, ?, ?, ?, ?)",
+                        (model_id, sid, seg, offset, len(traj),
+                         np.asarray(point, np.float32).tobytes()),
+                    )
+                    offset += len(traj)
+                if similarity is not None:
+                    self._insert_similarity(c, model_id, [(sid, v) for (sid, _, _), v
+                                                          in zip(items, similarity)])
+        except BaseException:
+            file.unlink(missing_ok=True)
+            raise
+
+    def newest_embedding_segment(self, model_id: int) -> int:
+        """The id of the model's newest embedding segment (0: none).
+
+        Every embedding run adds segments, so this with the number of embedded samples
+        (``ModelRecord.n_embedded``, which drops when samples are removed) changes whenever the
+        model's points do: a cheap key for caches of them (a few rows read, at any library size).
+        """
+        row = self.conn.execute("SELECT MAX(id) FROM embedding_segments WHERE model_id = ?",
+                                (model_id,)).fetchone()
+        return int(row[0] or 0)
+
+    def points(self, model_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every embedded sample's point on the model's map.
+
+        Returns
+        -------
+        ids : ndarray of int64
+            The samples, ascending.
+        points : ndarray of float32, shape (n, dims)
+            Their points ((0, 0) when none is embedded).
+        """
+        rows = self.conn.execute(
+            "SELECT sample_id, point FROM embeddings WHERE model_id = ? ORDER BY sample_id",
+            (model_id,),
+        ).fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        if not rows:
+            return ids, np.zeros((0, 0), np.float32)
+        return ids, np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+
+    # -- similarity vectors: one per sample per model, in the space soundatlas.similarity names ---
+
+    def similarity_space(self, model_id: int) -> dict | None:
+        """The model's similarity space as recorded.
+
+        Returns
+        -------
+        dict or None
+            name, dims, dtype, spec (a dict) and updated (when a vector was last stored); None
+            when it has none (nothing stored yet, or an atlas from before they existed).
+        """
+        if self.schema_version < 3:
+            return None
+        row = self.conn.execute(
+            "SELECT name, dims, dtype, spec FROM similarity_spaces WHERE model_id = ?",
+            (model_id,)).fetchone()
+        if row is None:
+            return None
+        spec = json.loads(row[3])
+        updated = spec.pop("updated", None)  # when a vector was last stored: a key for caches
+        return {"name": row[0], "dims": row[1], "dtype": row[2], "spec": spec,
+                "updated": updated}
+
+    def set_similarity_space(self, model_id: int, space: dict) -> bool:
+        """Record the model's similarity space; the vectors of another space recorded before go.
+
+        Parameters
+        ----------
+        model_id : int
+            The model.
+        space : dict
+            name, dims, dtype and spec (``similarity.space_for``).
+
+        Returns
+        -------
+        bool
+            Whether vectors of another space were dropped.
+        """
+        stored = self.similarity_space(model_id)
+        wanted = {k: space[k] for k in ("name", "dims", "dtype")}
+        same = stored is not None and {k: stored[k] for k in wanted} == wanted and \
+            stored["spec"] == space["spec"]
+        if same:
+            return False
+        with self.transaction() as c:
+            c.execute("DELETE FROM similarity_spaces WHERE model_id = ?", (model_id,))
+            c.execute("INSERT INTO similarity_spaces(model_id, name, dims, dtype, spec)"
+                      " VALUES (?, ?, ?, ?, ?)",
+                      (model_id, space["name"], int(space["dims"]), space["dtype"],
+                       json.dumps({**space["spec"], "updated": time.time()})))
+        return stored is not None
+
+    def commit_similarity(self, model_id: int, items: list[tuple[int, np.ndarray]]) -> None:
+        """Store (sample id, vector) pairs in the model's recorded similarity space, atomically."""
+        with self.transaction() as c:
+            self._insert_similarity(c, model_id, items)
+
+    def _insert_similarity(self, c, model_id: int, items) -> None:
+        if not items:
+            return
+        row = c.execute("SELECT dims, dtype, spec FROM similarity_spaces WHERE model_id = ?",
+                        (model_id,)).fetchone()
+        if row is None:
+            raise AtlasError(f"model {model_id} has no similarity space recorded")
+        dims, dtype = row[0], np.dtype(row[1]).newbyteorder("<")
+        blobs = []
+        for sid, vector in items:
+            v = np.asarray(vector)
+            if v.shape != (dims,) or v.dtype.kind != dtype.kind:
+                raise AtlasError(f"sample {sid}'s similarity vector has shape {v.shape} and dtype "
+                                 f"{v.dtype}; the space holds ({dims},) {dtype.name}")
+            blobs.append((model_id, int(sid), v.astype(dtype).tobytes()))
+        c.executemany("INSERT OR REPLACE INTO similarity_vectors(model_id, sample_id, vector)"
+                      " VALUES (?, ?, ?)", blobs)
+        spec = json.loads(row[2])
+        spec["updated"] = time.time()
+        c.execute("UPDATE similarity_spaces SET spec = ? WHERE model_id = ?",
+                  (json.dumps(spec), model_id))
+
+    def similarity_vectors(self, model_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every similarity vector the model has.
+
+        Returns
+        -------
+        ids : ndarray of int64
+            The samples that have one, ascending (empty without a space).
+        vectors : ndarray of shape (n, dims)
+            Their vectors, in the space's dtype.
+
+        Raises
+        ------
+        AtlasError
+            When a stored vector is not of the space's size.
+        """
+        space = self.similarity_space(model_id)
+        if space is None:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        dtype = np.dtype(space["dtype"]).newbyteorder("<")
+        with self.snapshot():
+            ids, blob = self.conn.execute(
+                "SELECT group_concat(sample_id), CAST(group_concat(vector, x'') AS BLOB) FROM"
+                " (SELECT sample_id, vector FROM similarity_vectors WHERE model_id = ?"
+                "  ORDER BY sample_id)", (model_id,)).fetchone()
+        ids = int_list(ids)
+        blob = blob or b""
+        if len(blob) != len(ids) * space["dims"] * dtype.itemsize:  # a vector of another size
+            rows = self.conn.execute("SELECT sample_id, vector FROM similarity_vectors"
+                                     " WHERE model_id = ?", (model_id,)).fetchall()
+            bad = next(sid for sid, v in rows if len(v) != space["dims"] * dtype.itemsize)
+            raise AtlasError(f"sample {bad}'s similarity vector for model {model_id} is not "
+                             f"{space['dims']} x {dtype.name}")
+        vectors = np.frombuffer(blob, dtype=dtype).reshape(len(ids), space["dims"])
+        order = np.argsort(ids, kind="stable")
+        return ids[order], vectors[order].astype(dtype.newbyteorder("="))
+
+    def without_similarity(self, model_id: int) -> list[int]:
+        """Ids of samples embedded with the model that have no similarity vector for it."""
+        if self.schema_version < 3:
+            return [sid for (sid,) in self.conn.execute(
+                "SELECT sample_id FROM embeddings WHERE model_id = ? ORDER BY sample_id",
+                (model_id,))]
+        return [sid for (sid,) in self.conn.execute(
+            "SELECT sample_id FROM embeddings WHERE model_id = ? AND sample_id NOT IN"
+            " (SELECT sample_id FROM similarity_vectors WHERE model_id = ?) ORDER BY sample_id",
+            (model_id, model_id))]
+
+    def trajectory(self, model_id: int, sample_id: int) -> np.ndarray:
+        """The sample's per-frame embedding under the model.
+
+        Returns
+        -------
+        ndarray of float32, shape (n_frames, dims)
+
+        Raises
+        ------
+        AtlasError
+            When the sample has no embedding for the model.
+        """
+        row = self.conn.execute(
+            "SELECT s.file, e.frame_offset, e.n_frames FROM embeddings e"
+            " JOIN embedding_segments s ON s.id = e.segment"
+            " WHERE e.model_id = ? AND e.sample_id = ?", (model_id, sample_id),
+        ).fetchone()
+        if row is None:
+            raise AtlasError(f"sample {sample_id} has no embedding for model {model_id}")
+        arr = self._embedding_segment(row[0])
+        return np.asarray(arr[row[1] : row[1] + row[2]], dtype=np.float32)
+
+    def trajectories(self, model_id: int, ids: Iterable[int]) -> dict[int, np.ndarray]:
+        """Per-frame embeddings of many samples: one query per 900 ids, each file opened once.
+
+        Returns
+        -------
+        dict
+            sample id -> trajectory (n_frames x dims, float32) of those of ``ids`` embedded
+            with the model.
+        """
+        out: dict[int, np.ndarray] = {}
+        for chunk in id_chunks(ids):
+            for sid, file, offset, n in self.conn.execute(
+                "SELECT e.sample_id, s.file, e.frame_offset, e.n_frames FROM embeddings e"
+                " JOIN embedding_segments s ON s.id = e.segment"
+                f" WHERE e.model_id = ? AND e.sample_id IN ({placeholders(chunk)})",
+                (model_id, *chunk),
+            ):
+                arr = self._embedding_segment(file)
+                out[sid] = np.asarray(arr[offset : offset + n], dtype=np.float32)
+        return out
+
+    def _embedding_segment(self, file: str) -> np.ndarray:
+        """An embedding segment file, memory-mapped, kept open (at most 256 at a time)."""
+        cache = self._embedding_cache
+        if file not in cache:
+            if len(cache) > 256:
+                cache.clear()
+            cache[file] = np.load(self.path / "embeddings" / file, mmap_mode="r")
+        return cache[file]
+

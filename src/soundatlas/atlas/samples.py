@@ -1,0 +1,276 @@
+"""The atlas's samples and their features: tables ``samples`` and ``segments``, folder ``features/``.
+
+A batch's features are written to a new segment file (``features/seg-*.npy``, float16, frames x
+n_bins) before the transaction that inserts the segment and points the batch's samples at it
+commits (``Store``); nothing a committed row points at is ever rewritten in place.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from soundatlas.atlas.records import NewSample, SampleRecord
+from soundatlas.atlas.store import Store, chunked, id_chunks, int_list, placeholders, write_array
+from soundatlas.errors import AtlasError
+
+__all__ = ["SampleStore", "FEATURE_DTYPE"]
+
+FEATURE_DTYPE = np.float16  # log-CQT values lie in [0, ~12]; float16 keeps ~3 significant digits
+
+
+class SampleStore(Store):
+    """Samples, their features, and the batch commit that writes them with failures and moves."""
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def n_samples(self) -> int:
+        """The number of samples in the atlas."""
+        return self.conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+
+    def n_frames_total(self) -> int:
+        """The number of feature frames of all samples together."""
+        return self.conn.execute("SELECT COALESCE(SUM(n_frames), 0) FROM samples").fetchone()[0]
+
+    def samples(self, ids: Iterable[int] | None = None) -> list[SampleRecord]:
+        """Sample records, ordered by id.
+
+        Parameters
+        ----------
+        ids : iterable of int, optional
+            The ids wanted (those the atlas lacks are left out); all samples when None.
+
+        Returns
+        -------
+        list of SampleRecord
+        """
+        cols = ", ".join(SampleRecord.columns())
+        if ids is None:
+            rows = self.conn.execute(f"SELECT {cols} FROM samples ORDER BY id").fetchall()
+        else:
+            rows = []
+            for chunk in id_chunks(ids):
+                rows += self.conn.execute(
+                    f"SELECT {cols} FROM samples WHERE id IN ({placeholders(chunk)})", chunk
+                ).fetchall()
+            rows.sort()
+        return [SampleRecord.from_row(r) for r in rows]
+
+    def lookup_paths(self, paths: list[str]) -> dict[str, tuple[int, int, int, str]]:
+        """What the atlas holds at ``paths``.
+
+        Returns
+        -------
+        dict
+            path -> (id, size, mtime_ns, hash), for those of ``paths`` the atlas holds.
+        """
+        out = {}
+        for chunk in chunked(paths, 900):
+            for row in self.conn.execute(
+                "SELECT path, id, size, mtime_ns, hash FROM samples"
+                f" WHERE path IN ({placeholders(chunk)})", chunk
+            ):
+                out[row[0]] = tuple(row[1:])
+        return out
+
+    def max_sample_id(self) -> int:
+        """The largest sample id (0 for an empty atlas)."""
+        return self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM samples").fetchone()[0]
+
+    def iter_ids_hashes(self) -> Iterator[tuple[int, str, str]]:
+        """(id, hash, path) of every sample, by id, streamed."""
+        yield from self.conn.execute("SELECT id, hash, path FROM samples ORDER BY id")
+
+    def sample_ids(self) -> np.ndarray:
+        """Every sample id, ascending, as int64: no Python object per sample (at 1M samples a
+        few ms when the ids run without gaps, ~60 ms otherwise)."""
+        with self.snapshot():
+            # three subqueries: MIN and MAX in one SELECT (or next to COUNT) read every row
+            n, lo, hi = self.conn.execute(
+                "SELECT (SELECT COUNT(*) FROM samples), (SELECT MIN(id) FROM samples),"
+                " (SELECT MAX(id) FROM samples)").fetchone()
+            if n == 0:
+                return np.zeros(0, np.int64)
+            if hi - lo + 1 == n:  # n distinct integers in [lo, hi]: all of them
+                return np.arange(lo, hi + 1, dtype=np.int64)
+            text = self.conn.execute("SELECT group_concat(id) FROM samples").fetchone()[0]
+        return np.sort(int_list(text))
+
+    def paths(self, ids: Iterable[int]) -> dict[int, str]:
+        """id -> path of those of ``ids`` the atlas holds."""
+        out = {}
+        for chunk in id_chunks(ids):
+            out.update(self.conn.execute(
+                f"SELECT id, path FROM samples WHERE id IN ({placeholders(chunk)})", chunk))
+        return out
+
+    def truncated_paths(self) -> list[str]:
+        """Paths of the samples of which only the first ``max_duration`` seconds were read."""
+        return [p for (p,) in self.conn.execute(
+            "SELECT path FROM samples WHERE truncated ORDER BY path")]
+
+    def find_samples(self, *, path_contains: str = "",
+                     labels: Iterable[tuple[str, str]] = ()) -> np.ndarray:
+        """Ids of the samples whose path contains a text and that carry given labels.
+
+        One SQL query: ASCII paths are compared in SQL (SQLite's ``lower`` folds ASCII only,
+        which for an ASCII path is exactly ``str.casefold``); only paths with other characters
+        are handed to ``str.casefold`` in Python, so 'STRASSE' finds 'straße'.
+
+        Parameters
+        ----------
+        path_contains : str, default ""
+            Matched ignoring case, as ``needle.casefold() in path.casefold()``.
+        labels : iterable of (str, str), default ()
+            (key, value) pairs a sample must all carry.
+
+        Returns
+        -------
+        ndarray of int64
+            The ids, ascending.
+        """
+        where, args = [], []
+        needle = path_contains.casefold()
+        if needle:
+            # instr() takes the needle literally: no LIKE wildcards (% and _) to escape
+            where.append("CASE WHEN length(CAST(path AS BLOB)) = length(path)"
+                         " THEN instr(lower(path), ?) > 0 ELSE casefold_contains(path, ?) END")
+            args += [needle, needle]
+            self.conn.create_function("casefold_contains", 2, _casefold_contains,
+                                      deterministic=True)
+        for key, value in labels:
+            where.append("id IN (SELECT sample_id FROM labels WHERE key = ? AND value = ?)")
+            args += [key, value]
+        if not where:
+            return self.sample_ids()
+        text = self.conn.execute(
+            f"SELECT group_concat(id) FROM samples WHERE {' AND '.join(where)}", args
+        ).fetchone()[0]
+        return np.sort(int_list(text))
+
+    def features(self, sample_id: int | SampleRecord) -> np.ndarray:
+        """A sample's log-CQT frames.
+
+        Parameters
+        ----------
+        sample_id : int or SampleRecord
+            The sample (a record saves reading it again).
+
+        Returns
+        -------
+        ndarray of float32, shape (n_frames, n_bins)
+        """
+        rec = sample_id if isinstance(sample_id, SampleRecord) else self.samples([sample_id])[0]
+        seg = self._segment(rec.segment)
+        return np.asarray(seg[rec.frame_offset : rec.frame_offset + rec.n_frames], dtype=np.float32)
+
+    def _segment(self, segment_id: int) -> np.ndarray:
+        if segment_id not in self._segment_cache:
+            row = self.conn.execute("SELECT file FROM segments WHERE id = ?", (segment_id,)).fetchone()
+            if row is None:
+                raise AtlasError(f"segment {segment_id} is missing from {self.path}")
+            if len(self._segment_cache) > 256:
+                self._segment_cache.clear()
+            self._segment_cache[segment_id] = np.load(self.path / "features" / row[0], mmap_mode="r")
+        return self._segment_cache[segment_id]
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def commit_batch(
+        self,
+        new: list[NewSample],
+        *,
+        moved: list[tuple[int, str, int, int]] = (),
+        failed: list[tuple[str, int | None, int | None, str]] = (),
+        run_id: int | None = None,
+        n_done: int | None = None,
+    ) -> list[int]:
+        """Write one batch: analysed samples (with their features), moves and failures, atomically.
+
+        A new sample at a path the atlas already holds replaces that record (its labels go with
+        it).
+
+        Parameters
+        ----------
+        new : list of NewSample
+            Newly analysed files.
+        moved : list of (int, str, int, int), default ()
+            (sample id, new path, size, mtime_ns) of samples whose file moved.
+        failed : list of (str, int or None, int or None, str), default ()
+            (path, size, mtime_ns, reason) of files that could not be analysed.
+        run_id, n_done : int, optional
+            With both, the run's progress is set to ``n_done`` in the same transaction.
+
+        Returns
+        -------
+        list of int
+            The ids of the new samples, in order.
+        """
+        segment_file = self._write_segment(new) if new else None
+        ids = []
+        try:
+            with self.transaction() as c:
+                seg_id = None
+                if segment_file is not None:
+                    n = sum(len(s.features) for s in new)
+                    seg_id = c.execute(
+                        "INSERT INTO segments(file, n_frames, created) VALUES (?, ?, ?)",
+                        (segment_file.name, n, time.time()),
+                    ).lastrowid
+                now = time.time()
+                for sid, path, size, mtime_ns in moved:
+                    c.execute("DELETE FROM samples WHERE path = ? AND id != ?", (path, sid))
+                    c.execute(
+                        "UPDATE samples SET path = ?, size = ?, mtime_ns = ? WHERE id = ?",
+                        (path, size, mtime_ns, sid),
+                    )
+                    c.execute("DELETE FROM failures WHERE path = ?", (path,))
+                offset = 0
+                for s in new:
+                    c.execute("DELETE FROM samples WHERE path = ?", (s.path,))
+                    ids.append(
+                        c.execute(
+                            "INSERT INTO samples(path, size, mtime_ns, hash, orig_sr, n_channels,"
+                            " duration, file_duration, truncated, segment, frame_offset, n_frames,"
+                            " indexed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            (s.path, s.size, s.mtime_ns, s.hash, s.orig_sr, s.n_channels,
+                             s.duration, s.file_duration, int(s.truncated), seg_id, offset,
+                             len(s.features), now),
+                        ).lastrowid
+                    )
+                    offset += len(s.features)
+                    c.execute("DELETE FROM failures WHERE path = ?", (s.path,))
+                for path, size, mtime_ns, reason in failed:
+                    c.execute("DELETE FROM samples WHERE path = ?", (path,))
+                    c.execute(
+                        "INSERT OR REPLACE INTO failures(path, size, mtime_ns, reason, at)"
+                        " VALUES (?,?,?,?,?)",
+                        (path, size, mtime_ns, reason, now),
+                    )
+                if run_id is not None and n_done is not None:
+                    c.execute("UPDATE runs SET n_done = ? WHERE id = ?", (n_done, run_id))
+        except BaseException:
+            if segment_file is not None:
+                segment_file.unlink(missing_ok=True)
+            raise
+        return ids
+
+    def _write_segment(self, new: list[NewSample]) -> Path:
+        frames = np.concatenate([s.features for s in new]).astype(FEATURE_DTYPE)
+        return write_array(self.path / "features", frames)
+
+    def remove_samples(self, ids: list[int]) -> None:
+        """Remove samples (their labels, split, embeddings and vectors go with them).
+
+        Their feature files stay until ``collect_garbage``.
+        """
+        with self.transaction() as c:
+            for chunk in chunked(ids, 900):
+                c.execute(f"DELETE FROM samples WHERE id IN ({placeholders(chunk)})", chunk)
+
+
+def _casefold_contains(text: str, needle: str) -> bool:
+    return needle in text.casefold()

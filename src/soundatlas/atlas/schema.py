@@ -1,0 +1,202 @@
+"""The atlas's SQLite schema: its migrations, the version checks, and opening the database.
+
+``MIGRATIONS[i]`` brings the schema from version i to i + 1; an atlas records its version in
+``PRAGMA user_version``. Opening an atlas for writing migrates it; a read-only open accepts an
+atlas as old as ``READABLE_SCHEMA`` (what later migrations add reads as empty there) and refuses
+a newer one than this soundatlas understands.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from soundatlas.errors import AtlasError
+
+__all__ = ["DB_NAME", "MIGRATIONS", "SCHEMA_VERSION", "READABLE_SCHEMA", "connect", "migrate"]
+
+DB_NAME = "atlas.sqlite"
+
+# Migrations: index i brings the schema from version i to i + 1. Append, never edit.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE segments (
+        id INTEGER PRIMARY KEY,
+        file TEXT NOT NULL UNIQUE,
+        n_frames INTEGER NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE TABLE samples (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,          -- relative to the library root, forward slashes
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        hash TEXT NOT NULL,                 -- blake2b of the file's bytes
+        orig_sr INTEGER NOT NULL,
+        n_channels INTEGER NOT NULL,
+        duration REAL NOT NULL,             -- seconds analysed
+        file_duration REAL,                 -- seconds in the file, when known
+        truncated INTEGER NOT NULL DEFAULT 0,
+        segment INTEGER NOT NULL REFERENCES segments(id),
+        frame_offset INTEGER NOT NULL,
+        n_frames INTEGER NOT NULL,
+        indexed_at REAL NOT NULL
+    );
+    CREATE INDEX samples_hash ON samples(hash);
+    CREATE INDEX samples_segment ON samples(segment);
+    CREATE TABLE labels (
+        sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (sample_id, key)
+    );
+    CREATE INDEX labels_key ON labels(key, value);
+    CREATE TABLE failures (
+        path TEXT PRIMARY KEY,
+        size INTEGER,
+        mtime_ns INTEGER,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        started REAL NOT NULL,
+        finished REAL,
+        status TEXT NOT NULL,               -- running | done | failed
+        n_total INTEGER NOT NULL DEFAULT 0,
+        n_done INTEGER NOT NULL DEFAULT 0,
+        summary TEXT
+    );
+    """,
+    # 2: the train/valid/test split, models and their embeddings
+    """
+    CREATE TABLE splits (
+        sample_id INTEGER PRIMARY KEY REFERENCES samples(id) ON DELETE CASCADE,
+        split TEXT NOT NULL CHECK (split IN ('train', 'valid', 'test'))
+    );
+    CREATE TABLE models (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        dir TEXT NOT NULL,                  -- relative to the atlas, or absolute (shipped models)
+        config TEXT NOT NULL,               -- the model's JSON config
+        created REAL NOT NULL
+    );
+    CREATE TABLE embedding_segments (
+        id INTEGER PRIMARY KEY,
+        model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+        file TEXT NOT NULL UNIQUE,
+        created REAL NOT NULL
+    );
+    CREATE TABLE embeddings (
+        model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+        sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
+        segment INTEGER NOT NULL REFERENCES embedding_segments(id),
+        frame_offset INTEGER NOT NULL,
+        n_frames INTEGER NOT NULL,
+        point BLOB NOT NULL,                -- float32 x dims: the sample's point on the map
+        PRIMARY KEY (model_id, sample_id)
+    );
+    CREATE INDEX embeddings_segment ON embeddings(segment);
+    """,
+    # 3: each model's similarity space (soundatlas.similarity): what it is, and a vector per sample
+    """
+    CREATE TABLE similarity_spaces (
+        model_id INTEGER PRIMARY KEY REFERENCES models(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        dims INTEGER NOT NULL,
+        dtype TEXT NOT NULL,                -- numpy dtype of a stored vector's components
+        spec TEXT NOT NULL                  -- JSON: scale, what the vector is, its distance
+    );
+    CREATE TABLE similarity_vectors (
+        model_id INTEGER NOT NULL REFERENCES similarity_spaces(model_id) ON DELETE CASCADE,
+        sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
+        vector BLOB NOT NULL,               -- dims x dtype, little-endian
+        PRIMARY KEY (model_id, sample_id)
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+#: the oldest schema a read-only open accepts: what later migrations add (only new tables) reads
+#: as empty there, until the atlas is next opened for writing (which migrates it)
+READABLE_SCHEMA = 2
+
+
+def connect(db: Path, *, write: bool) -> sqlite3.Connection:
+    """Open the atlas database ``db``.
+
+    Parameters
+    ----------
+    db : Path
+        The ``atlas.sqlite`` file.
+    write : bool
+        Open for writing (WAL journal), else read-only.
+
+    Returns
+    -------
+    sqlite3.Connection
+        In autocommit mode (transactions are explicit), with foreign keys enforced.
+
+    Raises
+    ------
+    AtlasError
+        When ``db`` is not an SQLite database.
+    """
+    try:
+        if write:
+            conn = sqlite3.connect(db, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        else:
+            # as_uri() needs an absolute path: a relative --atlas must open too
+            conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True,
+                                   isolation_level=None, timeout=30)
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+    except sqlite3.DatabaseError as exc:
+        raise AtlasError(f"{db} is not a readable atlas database: {exc}") from exc
+
+
+def migrate(conn: sqlite3.Connection, path: Path, *, write: bool) -> int:
+    """Check the schema version of the atlas at ``path``, migrating it when opened for writing.
+
+    Parameters
+    ----------
+    conn : sqlite3.Connection
+        The atlas's database.
+    path : Path
+        The atlas directory (for messages).
+    write : bool
+        Whether the atlas is open for writing (then an older schema is migrated).
+
+    Returns
+    -------
+    int
+        The schema version the atlas has now.
+
+    Raises
+    ------
+    AtlasError
+        When the schema is newer than ``SCHEMA_VERSION``, or older than ``READABLE_SCHEMA`` on
+        a read-only open.
+    """
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise AtlasError(
+            f"the atlas at {path} has schema version {version}, newer than this "
+            f"soundatlas understands ({SCHEMA_VERSION}); upgrade soundatlas"
+        )
+    if version == SCHEMA_VERSION or (not write and version >= READABLE_SCHEMA):
+        return version
+    if not write:
+        raise AtlasError(
+            f"the atlas at {path} has schema version {version}; "
+            "run `soundatlas index` once to migrate it"
+        )
+    for v in range(version, SCHEMA_VERSION):
+        # one transaction per step: the schema change and its version number land together
+        conn.executescript(
+            f"BEGIN IMMEDIATE; {MIGRATIONS[v]}; PRAGMA user_version = {v + 1}; COMMIT;"
+        )
+    return SCHEMA_VERSION

@@ -1,0 +1,201 @@
+"""What every part of the atlas shares: the database connection, transactions, meta, array files.
+
+The parts (``samples``, ``labels``, ``runs``, ``models``) are classes over ``Store``, each with
+the methods of its tables; ``Atlas`` is all of them together. An array file (a batch's features,
+or a model's trajectories) is written under a temporary name, fsynced and renamed *before* the
+transaction that names it commits, and is removed when no row names it any more
+(``collect_garbage``) or when no committed row ever did (a crash between the two, found when
+the atlas is next opened for writing).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+__all__ = ["Store"]
+
+_SQL_INT_MIN, _SQL_INT_MAX = -(2**63), 2**63 - 1  # the range of an SQLite INTEGER
+#: array folders of the atlas: folder -> (table of its files, table and column pointing at them)
+ARRAY_FOLDERS = {
+    "features": ("segments", "samples"),
+    "embeddings": ("embedding_segments", "embeddings"),
+}
+
+
+class Store:
+    """An open atlas database: its directory, connection and the caches of its array files.
+
+    Parameters
+    ----------
+    path : Path
+        The atlas directory.
+    conn : sqlite3.Connection
+        Its database, in autocommit mode (``schema.connect``).
+    read_only : bool, default False
+        Whether the atlas was opened read-only.
+
+    Notes
+    -----
+    A part may call the methods of another (``LabelStore.label_column`` counts samples,
+    ``RunStore.splits`` reads their hashes, ``ModelStore.remove_model`` collects garbage): they
+    are written to be composed into ``Atlas``.
+    """
+
+    schema_version: int  #: set when the atlas is opened (``schema.migrate``)
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, *, read_only: bool = False):
+        self.path = path
+        self.conn = conn
+        self._read_only = read_only
+        self._segment_cache: dict[int, np.ndarray] = {}
+        self._embedding_cache: dict[str, np.ndarray] = {}  # file -> mmap (files never change)
+
+    # -- transactions ----------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``): committed at the end, rolled back on error.
+
+        Yields
+        ------
+        sqlite3.Connection
+            The connection to write with.
+        """
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see one state of the database (one read transaction), even while
+        another process commits; inside a transaction already open it adds nothing."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
+    def _writable(self) -> bool:
+        return not self._read_only
+
+    # -- meta ------------------------------------------------------------------------------------
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        """The atlas's meta value ``key``.
+
+        Parameters
+        ----------
+        key : str
+            Its name (``library``, ``cqt``, ``split_seed``, ``label_sources``, ...).
+        default : str or None, default None
+            What to answer when the atlas has none.
+
+        Returns
+        -------
+        str or None
+        """
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set the meta value ``key`` to ``value`` (its own transaction)."""
+        with self.transaction():
+            self._set_meta(key, value)
+
+    # -- array files -------------------------------------------------------------------------------
+
+    def collect_garbage(self) -> int:
+        """Delete the array files no row points at (after removals and replacements).
+
+        Returns
+        -------
+        int
+            How many segment files were deleted.
+        """
+        dead: dict[str, list] = {}
+        with self.transaction() as c:
+            for folder, (table, users) in ARRAY_FOLDERS.items():
+                dead[folder] = c.execute(
+                    f"SELECT id, file FROM {table}"
+                    f" WHERE id NOT IN (SELECT DISTINCT segment FROM {users})"
+                ).fetchall()
+                c.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i, _ in dead[folder]])
+        for folder, rows in dead.items():
+            for _, file in rows:
+                (self.path / folder / file).unlink(missing_ok=True)
+        self._segment_cache.clear()
+        self._embedding_cache.clear()
+        return sum(len(rows) for rows in dead.values())
+
+    def _remove_orphan_segments(self) -> None:
+        """Remove array files that no committed segment row names (left by a crash)."""
+        for folder, (table, _) in ARRAY_FOLDERS.items():
+            if not (self.path / folder).is_dir():
+                continue
+            known = {f for (f,) in self.conn.execute(f"SELECT file FROM {table}")}
+            for f in (self.path / folder).iterdir():
+                if f.name not in known:
+                    f.unlink(missing_ok=True)
+
+
+def write_array(folder: Path, array: np.ndarray) -> Path:
+    """Write ``array`` to a new .npy file in ``folder``: temporary name, fsync, rename.
+
+    Returns
+    -------
+    Path
+        The new file, under a name no committed segment uses.
+    """
+    folder.mkdir(exist_ok=True)
+    # time-ordered, plus the pid for parallel writers
+    name = f"seg-{time.time_ns():020d}-{os.getpid()}.npy"
+    tmp = folder / (name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, folder / name)
+    return folder / name
+
+
+def chunked(seq: list, size: int):
+    """``seq`` in slices of ``size``."""
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+def id_chunks(ids: Iterable[int]):
+    """Sample ids for ``... WHERE id IN (?, ...)`` queries, 900 at a time (SQLite's limit on
+    parameters), without those outside an SQLite INTEGER: no sample can have them, and SQLite
+    would refuse them with an OverflowError rather than find nothing."""
+    return chunked([i for i in ids if _SQL_INT_MIN <= i <= _SQL_INT_MAX], 900)
+
+
+def placeholders(chunk: list) -> str:
+    """The ``?, ?, ...`` of an ``IN (...)`` over ``chunk``."""
+    return ",".join("?" * len(chunk))
+
+
+def int_list(text: str | None) -> np.ndarray:
+    """The integers of SQLite's ``group_concat`` (comma-separated; None when no rows) as int64."""
+    if not text:
+        return np.zeros(0, np.int64)
+    return np.fromstring(text, dtype=np.int64, sep=",")  # text mode: parsed in C
