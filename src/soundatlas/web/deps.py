@@ -39,17 +39,8 @@ def web_state(request: Request) -> WebState:
 
 
 def model_summary(model: dict) -> dict:
-    """What ``/api/atlas`` says of a model: name, neighbourhood, embedded count and dims.
-
-    Parameters
-    ----------
-    model : dict
-        The model's record.
-
-    Returns
-    -------
-    dict
-    """
+    """What ``/api/atlas`` says of a model's record: a dict of its name, neighbourhood,
+    embedded count (``n_embedded``) and dims."""
     return {
         "name": model["name"],
         "neighbourhood": model["config"].get("neighbourhood", {}).get("name"),
@@ -105,26 +96,9 @@ def require_embeddings(model: dict) -> None:
 
 
 def embedded_model(atlas: Atlas, name: str) -> dict:
-    """The model ``name``, which must have embeddings: ``model_or_404`` then
-    ``require_embeddings``.
-
-    Parameters
-    ----------
-    atlas : Atlas
-        The open atlas.
-    name : str
-        The model's name.
-
-    Returns
-    -------
-    dict
-        The model's record.
-
-    Raises
-    ------
-    fastapi.HTTPException
-        404 for an unknown model, 409 for one without embeddings.
-    """
+    """The record of the model ``name``, which must have embeddings (``model_or_404``,
+    then ``require_embeddings``): else a 404 for an unknown model, a 409 for one without
+    embeddings."""
     model = model_or_404(atlas, name)
     require_embeddings(model)
     return model

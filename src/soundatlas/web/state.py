@@ -125,14 +125,7 @@ class SimilarityIndex:
 
 
 def points_key(atlas: Atlas, model: dict) -> tuple:
-    """What changes whenever a model's points do.
-
-    Parameters
-    ----------
-    atlas : Atlas
-        The open atlas.
-    model : dict
-        The model's record.
+    """What changes whenever the points of ``model`` (a record of the open ``atlas``) do.
 
     Returns
     -------
@@ -164,6 +157,12 @@ class WebState:
         The OSC listener whose messages reach the page.
     events : osc.EventHub, optional
         The hub that passes what arrives over OSC to the page's event streams.
+
+    Notes
+    -----
+    The methods that build or load something for a model take the atlas open for the request
+    and the model's record (as ``Atlas.model`` returns it); what they return is kept until the
+    model's points change (``points_key``).
     """
 
     def __init__(self, atlas_dir: Path, *, model: str | None, max_upload_bytes: int,
@@ -191,19 +190,8 @@ class WebState:
             yield atlas
 
     def point_index(self, atlas: Atlas, model: dict) -> PointIndex:
-        """The model's points and KD-tree, rebuilt when its embeddings changed.
-
-        Parameters
-        ----------
-        atlas : Atlas
-            The open atlas.
-        model : dict
-            The model's record.
-
-        Returns
-        -------
-        PointIndex
-        """
+        """The model's points and KD-tree (a :class:`PointIndex`), rebuilt when its
+        embeddings changed."""
         from scipy.spatial import cKDTree
 
         def build() -> PointIndex:
@@ -215,21 +203,9 @@ class WebState:
         return self._cached(self._indexes, model["name"], points_key(atlas, model), build)
 
     def similarity_index(self, atlas: Atlas, model: dict) -> SimilarityIndex:
-        """The model's similarity vectors and index, rebuilt when its embeddings or vectors
-        changed.
-
-        Parameters
-        ----------
-        atlas : Atlas
-            The open atlas.
-        model : dict
-            The model's record.
-
-        Returns
-        -------
-        SimilarityIndex
-            Without a vector for every embedded sample, no index and the message why.
-        """
+        """The model's similarity vectors and index (a :class:`SimilarityIndex`), rebuilt
+        when its embeddings or vectors changed; without a vector for every embedded sample,
+        no index and the message why."""
         from soundatlas.similarity import VectorIndex, missing_message
 
         space = atlas.similarity_space(model["id"])
@@ -247,22 +223,8 @@ class WebState:
         return self._cached(self._vectors, model["name"], key, build)
 
     def frame_index(self, atlas: Atlas, model: dict):
-        """The model's :class:`synth.FrameIndex` (every sounding frame).
-
-        Kept while the model's embeddings stay the same; read from the CLI's cache when that
-        is current, never written (the server only reads the atlas).
-
-        Parameters
-        ----------
-        atlas : Atlas
-            The open atlas.
-        model : dict
-            The model's record.
-
-        Returns
-        -------
-        synth.FrameIndex
-        """
+        """The model's :class:`synth.FrameIndex` (every sounding frame), read from the CLI's
+        cache when that is current, never written (the server only reads the atlas)."""
         from soundatlas.synth import FrameIndex
 
         return self._cached(self._frames, model["name"], points_key(atlas, model),
@@ -306,18 +268,7 @@ class WebState:
         return self._audio
 
     def artifact(self, atlas: Atlas, model: dict):
-        """The model's loaded weights (cached).
-
-        Parameters
-        ----------
-        atlas : Atlas
-            The open atlas.
-        model : dict
-            The model's record.
-
-        Returns
-        -------
-        artifact.ModelArtifact
+        """The model's loaded weights (an :class:`artifact.ModelArtifact`, cached).
 
         Raises
         ------

@@ -32,9 +32,27 @@ def get_label(key: str, request: Request) -> dict:
 
 def label_codes(ids: np.ndarray, labelled: np.ndarray,
                 labelled_values: list[str]) -> tuple[list[str], np.ndarray]:
-    """(values sorted as ``sorted_values`` does, int32 codes aligned with ``ids``): sample
-    ``labelled[i]`` has value ``labelled_values[i]``; ``ids`` ascending; -1 for no value.
+    """One label as values and per-sample codes.
 
+    Parameters
+    ----------
+    ids : numpy.ndarray
+        Every sample id, ascending.
+    labelled : numpy.ndarray
+        The ids of the samples that have the label.
+    labelled_values : list of str
+        Their values: sample ``labelled[i]`` has value ``labelled_values[i]``.
+
+    Returns
+    -------
+    values : list of str
+        The distinct values, sorted as ``sorted_values`` does.
+    codes : numpy.ndarray
+        int32, aligned with ``ids``: the index of each sample's value in ``values``, -1 for
+        none.
+
+    Notes
+    -----
     Python touches each distinct value once; per sample only C loops run (``map`` over a dict
     of the distinct values, ``np.searchsorted`` from ids to rows). At 1M samples of 24 values
     the mapping takes ~35 ms; ``np.unique(..., return_inverse=True)`` over the value strings

@@ -63,7 +63,23 @@ def search(
 
 
 def label_filters(label: list[str]) -> list[tuple[str, str]]:
-    """``KEY:VALUE`` filters as (key, value) pairs; 400 naming the first that is not one."""
+    """Parse the search's label filters.
+
+    Parameters
+    ----------
+    label : list of str
+        ``KEY:VALUE`` filters (the value may be empty or hold colons).
+
+    Returns
+    -------
+    list of (str, str)
+        (key, value) pairs, in the given order.
+
+    Raises
+    ------
+    fastapi.HTTPException
+        400 naming the first filter that is not ``KEY:VALUE``.
+    """
     filters = []
     for f in label:
         key, sep, value = f.partition(":")
@@ -110,6 +126,8 @@ def lookup_post(
 
 
 def lookup(request: Request, ids: list[int]) -> dict:
+    """The answer of both lookup endpoints: ``{"items": [...], "missing": [...]}`` for the
+    checked ``ids`` (see ``sample_items``; a repeated id once, at its first place)."""
     wanted = list(dict.fromkeys(ids))  # a repeated id once, at its first place
     with web_state(request).atlas() as atlas, atlas.snapshot():
         items, missing = sample_items(atlas, wanted)
@@ -122,8 +140,22 @@ def _check_count(n: int) -> None:
 
 
 def sample_items(atlas, ids: list[int]) -> tuple[list[dict], list[int]]:
-    """(``{id, path, labels}`` of those of ``ids`` the atlas holds, in the given order; the
-    ids it does not hold)."""
+    """Samples as the API lists them.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        The open atlas.
+    ids : list of int
+        Sample ids, in the order wanted.
+
+    Returns
+    -------
+    items : list of dict
+        ``{id, path, labels}`` of those of ``ids`` the atlas holds, in the given order.
+    missing : list of int
+        The ids it does not hold.
+    """
     paths = atlas.paths(ids)
     labels = atlas.labels_of(paths)
     items = [{"id": i, "path": paths[i], "labels": labels.get(i, {})} for i in ids if i in paths]
