@@ -49,7 +49,7 @@ VELOCITY = 80
 
 def _can_render() -> bool:
     try:
-        demo._import_fluidsynth()
+        demo.soundfont.import_fluidsynth()
         demo.find_soundfont()
     except (MissingDependencyError, AudioReadError):
         return False
@@ -137,7 +137,7 @@ def test_missing_soundfont_path_is_named(tmp_path):
 
 
 def test_missing_default_soundfont_names_the_debian_package(monkeypatch, tmp_path):
-    monkeypatch.setattr(demo, "DEFAULT_SOUNDFONT", str(tmp_path / "FluidR3_GM.sf2"))
+    monkeypatch.setattr(demo.soundfont, "DEFAULT_SOUNDFONT", str(tmp_path / "FluidR3_GM.sf2"))
     with pytest.raises(MissingDependencyError, match="fluid-soundfont-gm"):
         demo.find_soundfont()
 
@@ -495,7 +495,8 @@ def test_kits_are_recognised_by_program_and_name():
 
 def test_silent_summary_counts_per_instrument_in_plan_order():
     def note(name, pitch):
-        return demo.SkippedNote(demo.Note(name, 0, pitch, 80, "long", 1.8), demo._SILENT_REASON)
+        note = demo.Note(name, 0, pitch, 80, "long", 1.8)
+        return demo.SkippedNote(note, demo.items.SILENT_REASON)
 
     skipped = ([note("violin", p) for p in range(5)] + [note("recorder", 98)] * 2
                + [note("contrabass", p) for p in range(30)])
@@ -717,7 +718,7 @@ def test_a_kit_the_soundfont_lacks_is_named(tmp_path):
 
 @needs_fluidsynth
 def test_a_soundfont_without_melodic_presets_renders_no_gm(monkeypatch, tmp_path):
-    monkeypatch.setattr(demo, "soundfont_presets", lambda soundfont: {(128, 0): "Standard"})
+    monkeypatch.setattr(demo.sets, "soundfont_presets", lambda soundfont: {(128, 0): "Standard"})
     with pytest.raises(ParameterError, match="no preset in bank 0"):
         demo.render_library(tmp_path, sound_set="gm", n_jobs=1)
 

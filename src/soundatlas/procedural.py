@@ -63,19 +63,14 @@ ENVELOPE_FAMILY: dict[str, str] = {
 
 #: drum patch -> (``drum`` label: the GM percussion name it stands for, ``drum_class``)
 DRUM_PATCHES: dict[str, tuple[str, str]] = {
-    "kick": ("bass_drum_1", "kick"),
-    "snare": ("acoustic_snare", "snare"),
+    "kick": ("bass_drum_1", "kick"), "snare": ("acoustic_snare", "snare"),
     "clap": ("hand_clap", "hand_percussion"),
-    "closed_hat": ("closed_hi_hat", "hi-hat"),
-    "open_hat": ("open_hi_hat", "hi-hat"),
-    "low_tom": ("low_tom", "tom"),
-    "mid_tom": ("low_mid_tom", "tom"),
+    "closed_hat": ("closed_hi_hat", "hi-hat"), "open_hat": ("open_hi_hat", "hi-hat"),
+    "low_tom": ("low_tom", "tom"), "mid_tom": ("low_mid_tom", "tom"),
     "high_tom": ("high_tom", "tom"),
-    "crash": ("crash_cymbal_1", "cymbal"),
-    "ride": ("ride_cymbal_1", "cymbal"),
-    "cowbell": ("cowbell", "hand_percussion"),
-    "zap": ("zap", "effect"),
-}
+    "crash": ("crash_cymbal_1", "cymbal"), "ride": ("ride_cymbal_1", "cymbal"),
+    "cowbell": ("cowbell", "hand_percussion"), "zap": ("zap", "effect"),
+}  # fmt: skip
 
 MELODIC_PATCHES: tuple[str, ...] = tuple(f"{o}_{e}" for o in OSCILLATORS for e in ENVELOPES)
 #: every patch, in the order ``index % len(PATCHES)`` picks them
@@ -132,27 +127,60 @@ class Sound:
         return f"{self.patch}/{self.patch}_{self.index:07d}.{extension}"
 
 
-def _check_int(name: str, value, low: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ParameterError(f"{name}={value!r} must be an integer >= {low}")
+def check_int(name: str, value, low: int = 0, high: int | None = None, *, unit: str = "") -> int:
+    """Check that a parameter is an integer in range.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, as the error message gives it.
+    value : object
+        The value to check: an ``int`` or NumPy integer (not a ``bool``).
+    low, high : int, optional
+        The inclusive bounds; no upper bound when ``high`` is None.
+    unit : str, optional
+        Appended to the range in the error message (e.g. ``" Hz"``).
+
+    Returns
+    -------
+    int
+        ``value`` as a Python int.
+
+    Raises
+    ------
+    ParameterError
+        "``name=value`` must be an integer >= low" (or "in low..high" with ``high``).
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bounds = f">= {low}" if high is None else f"in {low}..{high}{unit}"
+        raise ParameterError(f"{name}={value!r} must be an integer {bounds}")
     return int(value)
 
 
 def check_sample_rate(sample_rate, *, low: int = _MIN_SR, high: int = _MAX_SR) -> int:
-    """``sample_rate`` as an int, or a ParameterError naming it unless it is an integer in
-    ``low..high`` Hz."""
-    if (
-        isinstance(sample_rate, bool)
-        or not isinstance(sample_rate, (int, np.integer))
-        or not low <= sample_rate <= high
-    ):
-        raise ParameterError(f"sample_rate={sample_rate!r} must be an integer in {low}..{high} Hz")
-    return int(sample_rate)
+    """Check a sample rate in Hz (:func:`check_int` with ``low..high`` and the unit Hz).
+
+    Returns
+    -------
+    int
+        ``sample_rate`` as a Python int.
+
+    Raises
+    ------
+    ParameterError
+        Unless ``sample_rate`` is an integer in ``low..high``.
+    """
+    return check_int("sample_rate", sample_rate, low, high, unit=" Hz")
 
 
 def patch_of(index: int) -> str:
     """The patch sound ``index`` plays (the same for every seed)."""
-    return PATCHES[_check_int("index", index) % len(PATCHES)]
+    return PATCHES[check_int("index", index) % len(PATCHES)]
 
 
 class _Draw:
@@ -176,8 +204,8 @@ class _Draw:
 
 def describe(seed: int, index: int) -> Sound:
     """The parameters of sound ``index`` of ``seed`` (no audio is made)."""
-    seed = _check_int("seed", seed)
-    index = _check_int("index", index)
+    seed = check_int("seed", seed)
+    index = check_int("index", index)
     patch = patch_of(index)
     d = _Draw(seed, index)
     velocity = d.choice(VELOCITIES)
@@ -284,8 +312,19 @@ def synthesise(sound: Sound, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     if peak > 0:
         y = y * ((0.25 + 0.6 * sound.velocity / 127) / peak)
     n_fade = min(len(y), max(1, round(END_FADE * sr)))
-    y[-n_fade:] *= 0.5 * (1.0 + np.cos(np.pi * np.arange(1, n_fade + 1) / (n_fade + 1)))
+    y[-n_fade:] *= fade_out(n_fade)
     return y.astype(np.float32)
+
+
+def fade_out(n: int) -> np.ndarray:
+    """A half-cosine gain from 1 towards 0 over ``n`` samples.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape (n,); its last value is not yet 0.
+    """
+    return 0.5 * (1.0 + np.cos(np.pi * np.arange(1, n + 1) / (n + 1)))
 
 
 def _midi_hz(pitch: float) -> float:
