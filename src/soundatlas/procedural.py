@@ -84,7 +84,21 @@ _MIN_SR, _MAX_SR = 8000, 192000
 
 @dataclass(frozen=True)
 class Sound:
-    """The parameters of one procedural one-shot (everything :func:`synthesise` needs)."""
+    """The parameters of one procedural one-shot (everything :func:`synthesise` needs).
+
+    Attributes
+    ----------
+    seed, index : int
+        Which sound it is.
+    patch : str
+        One of :data:`PATCHES`.
+    velocity : int
+        40, 80 or 120; sets the peak level.
+    pitch : int or None
+        The MIDI note of a melodic patch; None for drums.
+    params : dict
+        The patch's drawn parameters (envelope, filter, detune, ...).
+    """
 
     seed: int
     index: int
@@ -95,6 +109,7 @@ class Sound:
 
     @property
     def is_drum(self) -> bool:
+        """Whether the patch is one of :data:`DRUM_PATCHES`."""
         return self.patch in DRUM_PATCHES
 
     @property
@@ -179,7 +194,18 @@ def check_sample_rate(sample_rate, *, low: int = _MIN_SR, high: int = _MAX_SR) -
 
 
 def patch_of(index: int) -> str:
-    """The patch sound ``index`` plays (the same for every seed)."""
+    """The patch sound ``index`` plays, the same for every seed.
+
+    Returns
+    -------
+    str
+        ``PATCHES[index % len(PATCHES)]``.
+
+    Raises
+    ------
+    ParameterError
+        Unless ``index`` is an integer >= 0.
+    """
     return PATCHES[check_int("index", index) % len(PATCHES)]
 
 
@@ -203,7 +229,22 @@ class _Draw:
 
 
 def describe(seed: int, index: int) -> Sound:
-    """The parameters of sound ``index`` of ``seed`` (no audio is made)."""
+    """Draw the parameters of a sound (no audio is made).
+
+    Parameters
+    ----------
+    seed, index : int
+        Which sound, each >= 0.
+
+    Returns
+    -------
+    Sound
+
+    Raises
+    ------
+    ParameterError
+        Unless ``seed`` and ``index`` are integers >= 0.
+    """
     seed = check_int("seed", seed)
     index = check_int("index", index)
     patch = patch_of(index)
@@ -292,13 +333,47 @@ def _drum_params(patch: str, d: _Draw) -> dict[str, float | str]:
 def generate(
     seed: int, index: int, *, sample_rate: int = SAMPLE_RATE
 ) -> tuple[np.ndarray, dict[str, str]]:
-    """Sound ``index`` of ``seed``: (float32 mono samples, labels)."""
+    """Make a sound: :func:`describe`, then :func:`synthesise`.
+
+    Parameters
+    ----------
+    seed, index : int
+        Which sound, each >= 0.
+    sample_rate : int, default SAMPLE_RATE
+        Hz.
+
+    Returns
+    -------
+    samples : numpy.ndarray
+        float32 mono.
+    labels : dict
+        :attr:`Sound.labels`.
+    """
     sound = describe(seed, index)
     return synthesise(sound, sample_rate=sample_rate), sound.labels
 
 
 def synthesise(sound: Sound, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """The samples of ``sound``: float32 mono, peak at its velocity's level, faded at the end."""
+    """Synthesise a sound from its parameters.
+
+    Parameters
+    ----------
+    sound : Sound
+        As :func:`describe` draws it.
+    sample_rate : int, default SAMPLE_RATE
+        Hz, 8000..192000.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 mono samples, peaking at 0.25 + 0.6 * velocity / 127 of full scale, the last
+        :data:`END_FADE` seconds faded out.
+
+    Raises
+    ------
+    ParameterError
+        When ``sample_rate`` is out of range.
+    """
     sr = check_sample_rate(sample_rate)
     noise = _Draw(sound.seed, sound.index)
     noise.rng = np.random.Generator(

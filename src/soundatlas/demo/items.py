@@ -139,6 +139,7 @@ class SkippedNote:
 
     @property
     def silent(self) -> bool:
+        """Whether it was skipped for rendering silent (:data:`SILENT_REASON`)."""
         return self.reason.startswith("silent")
 
 
@@ -157,12 +158,30 @@ class PartSummary:
 
 @dataclass
 class RenderSummary:
-    """What :func:`render_library` did.
+    """What :func:`~soundatlas.demo.library.render_library` did.
 
-    ``peak`` is the largest absolute sample over the written files (1.0 = full scale, before
-    clipping); ``clipped`` lists the notes whose float output exceeded full scale. ``parts`` has
-    one entry per (set, bank) rendered; ``messages`` says what the SoundFont lacks (programs,
-    kits) and was therefore not planned.
+    Attributes
+    ----------
+    n_notes, n_files_written : int
+        Items planned, files written.
+    seconds : float
+        Wall time of the render.
+    out : Path
+        The library root.
+    skipped : list of SkippedNote
+        The items not written, silent or not renderable.
+    peak : float
+        The largest absolute sample over the written files (1.0 = full scale, before clipping).
+    clipped : list
+        The items whose float output exceeded full scale.
+    sound_set : str
+        The set rendered.
+    n_bytes : int
+        Bytes written.
+    parts : list of PartSummary
+        One per (set, bank) rendered.
+    messages : list of str
+        What the SoundFont lacks (programs, kits) and was therefore not planned.
     """
 
     n_notes: int
@@ -179,11 +198,18 @@ class RenderSummary:
 
     @property
     def silent(self) -> list[SkippedNote]:
+        """The skipped items that rendered silent."""
         return [s for s in self.skipped if s.silent]
 
     def silent_lines(self) -> list[str]:
-        """One line per part with silent notes: their count and the count per instrument (kit,
-        patch), e.g. "37 silent notes not written: violin 5, recorder 2, contrabass 30"."""
+        """Summarise the silent notes, one line per part that has some.
+
+        Returns
+        -------
+        list of str
+            :func:`silent_summary` of each part's silent notes, prefixed with the part's folder
+            when the render has several parts.
+        """
         by_folder: dict[str, list[SkippedNote]] = {}
         for s in self.silent:
             by_folder.setdefault(s.note.folder, []).append(s)
@@ -195,8 +221,14 @@ class RenderSummary:
 
 
 def silent_summary(skipped: Iterable[SkippedNote]) -> str:
-    """"N silent notes not written: name n, ..." counting by instrument (kit for drums), in the
-    order the names first occur."""
+    """Count silent notes by instrument (kit for drums, patch for procedural sounds).
+
+    Returns
+    -------
+    str
+        E.g. "37 silent notes not written: violin 5, recorder 2, contrabass 30", the names in
+        the order they first occur.
+    """
     counts: dict[str, int] = {}
     for s in skipped:
         counts[s.note.group] = counts.get(s.note.group, 0) + 1
