@@ -387,3 +387,112 @@ def test_evaluate_reference_on_the_command_line(mapped, other_bank):
                           str(other_bank / "nowhere"), "-m", "m", "-q"], capture_output=True,
                          text=True)
     assert bad.returncode == 1 and "no atlas at" in bad.stderr
+
+
+# -- extension points: a baseline is one registered class; one score table, three renderings ---
+
+
+def test_a_baseline_registered_from_outside_is_scored_like_the_others(mapped, monkeypatch):
+    """One class and its registration make a baseline that evaluate scores (and refuses by
+    name once it is gone)."""
+    from soundatlas import baselines
+    from soundatlas.evaluate import label_of, score_points
+
+    monkeypatch.setattr(baselines, "BASELINES", dict(baselines.BASELINES))
+
+    @baselines.register_baseline
+    class FirstBins(baselines.Baseline):
+        """The first ``dims`` values of each window, fitted on nothing."""
+
+        name = "first-bins"
+
+        def fit(self, X, y=None):
+            self.fitted_on_ = len(X)
+            return self
+
+        def transform(self, X):
+            return X[:, :self.dims]
+
+    @baselines.register_baseline
+    class Refuses(baselines.Baseline):
+        name = "refuses"
+
+        def fit(self, X, y=None):
+            raise ParameterError("baseline 'refuses' needs what it lacks")
+
+    assert list(baselines.BASELINES)[-2:] == ["first-bins", "refuses"]
+    with Atlas.open(mapped) as atlas:
+        r = evaluate(atlas, baselines=["first-bins", "refuses"], labels=["instrument"],
+                     n_analogies=0)
+        fs = frame_set(atlas, seed=0)
+        X = input_windows(atlas, fs, seed=0)
+        labels = {"instrument": label_of(atlas, "instrument")}
+    # a baseline that cannot be fitted is one row with its reason, not a failed run
+    assert r["results"]["baseline:refuses"] == {"error": "baseline 'refuses' needs what it lacks"}
+    got = r["results"]["baseline:first-bins"]
+    assert "lda_label" not in got
+    want = score_points(X[:, :3], fs, labels, X_input=X, n_analogies=0, seed=0)
+    assert got["accuracy"] == want["accuracy"] and got["dims"] == 3
+    b = baselines.make_baseline("first-bins", dims=2)
+    assert b.points(X, fs.split == "train").shape == (len(X), 2)
+    assert b.fitted_on_ == int(np.sum(fs.split == "train"))
+    with pytest.raises(ParameterError, match="is registered already"):
+        baselines.register_baseline(type("Other", (baselines.Baseline,), {"name": "pca"}))
+    monkeypatch.undo()
+    with Atlas.open(mapped) as atlas, pytest.raises(ParameterError,
+                                                    match="unknown baseline 'first-bins'"):
+        evaluate(atlas, baselines=["first-bins"])
+
+
+def _toy_scores() -> dict:
+    ok = {"accuracy": {"instrument": {"test_accuracy": 0.5}},
+          "retrieval": {"instrument": {"precision_at_k": 0.25, "map_at_r": 0.125}},
+          "retrieval_similarity": {"error": "no vectors"},
+          "manifold": {"trustworthiness": {10: 0.9}, "continuity": {10: 0.8}},
+          "analogies": {"instrument": {"win_rate": 0.75, "control_win_rate": 0.5},
+                        "pitch": {"win_rate": 0.0, "control_win_rate": 1.0}}}
+    return {"protocol": {"labels": ["instrument"], "n_frames": {"train": 6, "valid": 2,
+                                                                 "test": 4},
+                         "n_samples": 3, "frames_per_file": 8, "ks": [1]},
+            "results": {"m": ok, "baseline:pca": {"error": "too <few> frames"}}}
+
+
+def test_one_score_table_written_as_text_html_and_markdown():
+    from soundatlas import scoretable as st
+
+    ev = _toy_scores()
+    columns = [st.Column("acc", st.accuracy("instrument")),
+               st.Column("P@10 sim", st.precision_similarity("instrument")),
+               st.Column("trust", st.trustworthiness()),
+               st.Column("analogy", st.analogy_win("instrument", control=True))]
+    text = st.text_table(ev["results"], columns)
+    assert text[0].split() == ["map", "acc", "P@10", "sim", "trust", "analogy"]
+    assert text[1].split() == ["m", "0.500", "-", "0.900", "0.750", "(0.500)"]
+    assert text[2].split() == ["baseline:pca", "error:", "too", "<few>", "frames"]
+    assert text[0].index("trust") + len("trust") == text[1].index("0.900") + len("0.900")
+    page = st.html_table(ev["results"], columns)
+    assert "<td>0.500</td><td>–</td><td>0.900</td><td>0.750 (0.500)</td>" in page
+    assert '<tr class="baseline"><td>baseline:pca</td><td colspan=4>too &lt;few&gt; frames' in page
+    md = st.markdown_table(ev["results"], columns)
+    assert md[:3] == ["| map | acc | P@10 sim | trust | analogy |", "|---|---:|---:|---:|---:|",
+                      "| m | 0.500 | – | 0.900 | 0.750 (0.500) |"]
+    assert md[3] == "| baseline:pca | error: too <few> frames | | | |"
+    # read back from JSON (integer keys become text) the table is the same
+    assert st.text_table(json.loads(json.dumps(ev))["results"], columns) == text
+
+
+def test_the_evaluate_commands_table_names_every_column_and_the_protocol():
+    from soundatlas.scoretable import format_scores
+
+    ev = _toy_scores()
+    lines = format_scores(ev).splitlines()
+    assert lines[0].split() == ["map", "instrument", "acc", "instrument", "P@10", "instrument",
+                                "P@10", "sim", "instrument", "MAP@R", "trust@10", "cont@10",
+                                "analogy", "i/p"]
+    assert lines[1].split() == ["m", "0.500", "0.250", "-", "0.125", "0.900", "0.800",
+                                "0.750/0.000"]
+    assert lines[2].startswith("baseline:pca  ") and "error: too <few> frames" in lines[2]
+    assert lines[3].startswith("(4 test frames of 3 samples, 8 per file;")
+    ev["protocol"].update(protocol="cross-bank", reference={"atlas": "/ref"})
+    assert format_scores(ev).splitlines()[4].startswith(
+        "cross-bank: k-NN fitted on 6 training frames of /ref (k chosen on 2 of")

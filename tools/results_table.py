@@ -20,10 +20,6 @@ PAPER = {"instrument": (0.448, None), "pitch": (None, 0.624),
          "input-knn": (None, None)}
 
 
-def _f(v, digits=3):
-    return "–" if v is None else f"{v:.{digits}f}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("evaluation", help="JSON written by `soundatlas evaluate --output`")
@@ -33,45 +29,65 @@ def main() -> None:
 
     ev = json.loads(Path(args.evaluation).read_text())
     with Atlas.open(args.atlas) as atlas:
-        configs = {m["name"]: m["config"] for m in atlas.models()}
-    res = ev["results"]
-
-    print("| map | neighbourhood | preset | iterations | CPU s | instrument acc. | pitch acc. "
-          "| paper: instrument | paper: pitch |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
-    for name, r in res.items():
-        acc = r.get("accuracy", {})
-        inst = acc.get("instrument", {}).get("test_accuracy")
-        pitch = acc.get("pitch", {}).get("test_accuracy")
-        if name.startswith("baseline:"):
-            print(f"| {name} | | | | | {_f(inst)} | {_f(pitch)} | | |")
-            continue
-        cfg = configs.get(name, {})
-        nb = cfg.get("neighbourhood", {}).get("name", "?")
-        tr = cfg.get("training", {})
-        p_inst, p_pitch = PAPER.get(nb, (None, None))
-        print(f"| {name} | {nb} | {cfg.get('preset', '?')} | {tr.get('iterations', '?'):,} | "
-              f"{tr.get('cpu_seconds', 0):,.0f} | {_f(inst)} | {_f(pitch)} | {_f(p_inst)} | "
-              f"{_f(p_pitch)} |")
+        configs = {m.name: m.config for m in atlas.models()}
+    print("\n".join(reproduction_table(ev["results"], configs)))
     print()
-    print("| map | instr. P@10 | instr. MAP@R | pitch P@10 | pitch MAP@R | trust. k=10 | "
-          "cont. k=10 | analogy instr. (control) | analogy pitch (control) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, r in res.items():
-        ret = r.get("retrieval", {})
-        m = r.get("manifold", {})
-        a = r.get("analogies", {})
+    print("\n".join(further_table(ev["results"])))
 
-        def an(key):
-            v = a.get(key)
-            return f"{_f(v['win_rate'])} ({_f(v['control_win_rate'])})" if v else "–"
 
-        print(f"| {name} | {_f(ret.get('instrument', {}).get('precision_at_k'))} | "
-              f"{_f(ret.get('instrument', {}).get('map_at_r'))} | "
-              f"{_f(ret.get('pitch', {}).get('precision_at_k'))} | "
-              f"{_f(ret.get('pitch', {}).get('map_at_r'))} | "
-              f"{_f(m.get('trustworthiness', {}).get('10'))} | "
-              f"{_f(m.get('continuity', {}).get('10'))} | {an('instrument')} | {an('pitch')} |")
+def reproduction_table(results: dict, configs: dict) -> list[str]:
+    """Markdown lines: each map's training and k-NN accuracies beside the paper's figures.
+
+    Parameters
+    ----------
+    results : dict
+        name -> result, as ``evaluate(...)["results"]``.
+    configs : dict
+        model name -> its registered config (baselines have none).
+    """
+    from soundatlas import scoretable as st
+
+    def model(describe):
+        """A cell from the model's config; empty on a baseline's row."""
+        def cell(name, result, fmt):
+            if name.startswith("baseline:"):
+                return ""
+            cfg = configs.get(name, {})
+            return describe(cfg, cfg.get("neighbourhood", {}).get("name", "?"), fmt)
+        return cell
+
+    columns = [
+        st.Column("neighbourhood", model(lambda cfg, nb, fmt: nb), align="left"),
+        st.Column("preset", model(lambda cfg, nb, fmt: str(cfg.get("preset", "?"))),
+                  align="left"),
+        st.Column("iterations", model(
+            lambda cfg, nb, fmt: f"{cfg.get('training', {}).get('iterations', '?'):,}")),
+        st.Column("CPU s", model(
+            lambda cfg, nb, fmt: f"{cfg.get('training', {}).get('cpu_seconds', 0):,.0f}")),
+        st.Column("instrument acc.", st.accuracy("instrument")),
+        st.Column("pitch acc.", st.accuracy("pitch")),
+        st.Column("paper: instrument",
+                  model(lambda cfg, nb, fmt: fmt(PAPER.get(nb, (None, None))[0]))),
+        st.Column("paper: pitch", model(lambda cfg, nb, fmt: fmt(PAPER.get(nb, (None, None))[1]))),
+    ]
+    return st.markdown_table(results, columns)
+
+
+def further_table(results: dict) -> list[str]:
+    """Markdown lines: retrieval, trustworthiness/continuity and analogies of each map."""
+    from soundatlas import scoretable as st
+
+    columns = [
+        st.Column("instr. P@10", st.precision("instrument")),
+        st.Column("instr. MAP@R", st.map_at_r("instrument")),
+        st.Column("pitch P@10", st.precision("pitch")),
+        st.Column("pitch MAP@R", st.map_at_r("pitch")),
+        st.Column("trust. k=10", st.trustworthiness()),
+        st.Column("cont. k=10", st.continuity()),
+        st.Column("analogy instr. (control)", st.analogy_win("instrument", control=True)),
+        st.Column("analogy pitch (control)", st.analogy_win("pitch", control=True)),
+    ]
+    return st.markdown_table(results, columns)
 
 
 if __name__ == "__main__":

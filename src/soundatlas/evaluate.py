@@ -3,8 +3,8 @@
 Protocol (docs/DESIGN.md §1): per-frame embeddings; a k-NN classifier fitted on up to 100k frame
 points of training files, k chosen on validation frames from {1,5,9,15,21,35,51,75,101}, accuracy
 on test frames. Frames are drawn per file with probability proportional to their energy (8 per
-file by default, as in the demo-library measurements of docs/DESIGN.md §1), so the silence after a note,
-which is the same for every instrument, does not dominate the score.
+file by default, as in the demo-library measurements of docs/DESIGN.md §1), so the silence after
+a note, which is the same for every instrument, does not dominate the score.
 
 Beyond the reference (``evaluate``): confusion matrices and per-class accuracy of that k-NN;
 per-sample retrieval (precision at 10, MAP@R; test samples query all others) on the map
@@ -24,23 +24,55 @@ import numpy as np
 
 from soundatlas.errors import AtlasError, ParameterError
 
-__all__ = ["KS", "knn_accuracy", "FrameSet", "frame_set", "score_points",
-           "evaluate"]
+__all__ = ["KS", "knn_accuracy", "FrameSet", "frame_set", "model_frame_points",
+           "sample_points", "score_points", "similarity_retrieval", "sorted_labels", "label_of",
+           "default_labels", "Stages", "evaluate"]
 
 KS = (1, 5, 9, 15, 21, 35, 51, 75, 101)
 
 
 @dataclass
 class FrameSet:
-    """Chosen frames: which sample (atlas id) and which frame, per split."""
+    """Chosen frames: which sample (atlas id) and which frame, per split.
+
+    Attributes
+    ----------
+    sample_ids : ndarray of int64
+        The sample of each chosen frame.
+    frames : ndarray of int64
+        The frame's index in its sample.
+    split : ndarray of str
+        The frame's split: 'train', 'valid' or 'test'.
+    """
 
     sample_ids: np.ndarray
     frames: np.ndarray
-    split: np.ndarray  # 'train' | 'valid' | 'test'
+    split: np.ndarray
 
 
 def frame_set(atlas, *, n_per_file: int = 8, seed: int = 0) -> FrameSet:
-    """Up to ``n_per_file`` energy-weighted frames of every sample, with its split."""
+    """Up to ``n_per_file`` energy-weighted frames of every sample, with its split.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        The atlas whose samples (and split) are evaluated.
+    n_per_file : int, default 8
+        Frames drawn per sample, without replacement, with probability proportional to their
+        energy (fewer where a sample has fewer frames with energy).
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    FrameSet
+        The chosen frames, each sample's in frame order.
+
+    Raises
+    ------
+    ParameterError
+        When ``n_per_file`` is below 1.
+    """
     from soundatlas.embed import frame_energy
 
     if n_per_file < 1:
@@ -65,9 +97,32 @@ def knn_accuracy(
 ) -> dict:
     """Fit k-NN on (at most ``max_train``) training points, pick k on validation, score test.
 
-    Labels are any hashable values; points whose label is None are left out. Returns
-    {'k', 'valid_accuracy', 'test_accuracy', 'valid_by_k', 'n_train', 'n_test'}, and with
-    ``return_predictions`` also 'y_test' and 'predictions' (the labelled test points, as str).
+    Parameters
+    ----------
+    X_train, X_valid, X_test : array-like of shape (n, dims)
+        The points of each split.
+    y_train, y_valid, y_test : array-like of shape (n,)
+        Their labels: any hashable values; points whose label is None are left out.
+    ks : sequence of int
+        The k to choose from (those above the number of training points are dropped).
+    max_train : int
+        At most this many training points, drawn with ``seed``.
+    seed : int
+        Seed of that draw.
+    return_predictions : bool
+        Also return the labelled test points' labels and predictions.
+
+    Returns
+    -------
+    dict
+        {'k', 'valid_accuracy', 'test_accuracy', 'valid_by_k', 'n_train', 'n_test'}, and with
+        ``return_predictions`` also 'y_test' and 'predictions' (as str). Without validation
+        points, k is the smallest of ``ks`` and 'valid_accuracy' is None.
+
+    Raises
+    ------
+    ParameterError
+        When there is no labelled training or test point.
     """
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -121,7 +176,26 @@ def _predict_many(clf, X, ks, y_train):
 
 
 def model_frame_points(atlas, model_id: int, fs: FrameSet) -> np.ndarray:
-    """The model's embedding of each chosen frame (from the stored trajectories)."""
+    """The model's embedding of each chosen frame, from the stored trajectories.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        The atlas holding the model's trajectories.
+    model_id : int
+        The registered model's id.
+    fs : FrameSet
+        The chosen frames.
+
+    Returns
+    -------
+    ndarray of shape (len(fs.sample_ids), dims)
+
+    Raises
+    ------
+    AtlasError
+        When a chosen sample has no trajectory for the model.
+    """
     out = np.zeros((len(fs.sample_ids), 0), np.float32)
     wanted = sorted(set(fs.sample_ids.tolist()))
     trajectories = atlas.trajectories(model_id, wanted)
@@ -136,7 +210,22 @@ def model_frame_points(atlas, model_id: int, fs: FrameSet) -> np.ndarray:
 
 
 def sample_points(points: np.ndarray, fs: FrameSet) -> tuple[np.ndarray, np.ndarray]:
-    """(sample ids, one point per sample): the mean of each sample's evaluated frame points."""
+    """One point per sample: the mean of its evaluated frames' points.
+
+    Parameters
+    ----------
+    points : ndarray of shape (n, dims)
+        One point per frame of ``fs``.
+    fs : FrameSet
+        The frames.
+
+    Returns
+    -------
+    ids : ndarray of int64
+        The sample ids, sorted.
+    points : ndarray of shape (len(ids), dims), float32
+        Each sample's mean point.
+    """
     ids, inverse = np.unique(fs.sample_ids, return_inverse=True)
     sums = np.zeros((len(ids), points.shape[1]), np.float64)
     np.add.at(sums, inverse, points)
@@ -149,8 +238,30 @@ def score_points(points: np.ndarray, fs: FrameSet, labels: dict[str, dict[int, s
                  quality: bool = True) -> dict:
     """Every metric for one set of frame points (a model's or a baseline's).
 
-    ``labels``: label key -> {sample id: value}. ``X_input``: the frames' input windows, for
-    trustworthiness and continuity (skipped when None or ``quality`` is false).
+    Parameters
+    ----------
+    points : ndarray of shape (n, dims)
+        One point per frame of ``fs``.
+    fs : FrameSet
+        The frames and their splits.
+    labels : dict
+        label key -> {sample id: value}.
+    X_input : ndarray of shape (n, n_features), optional
+        The frames' input windows, for trustworthiness and continuity (skipped when None,
+        when ``quality`` is false, or when the points are no fewer dimensions than the windows).
+    n_analogies : int
+        Analogy triples to score (0: none); needs the labels instrument and pitch.
+    seed : int
+        Seed of every random choice.
+    quality : bool
+        Whether to score trustworthiness and continuity.
+
+    Returns
+    -------
+    dict
+        {'dims', 'accuracy': {label: knn_accuracy(...)}, 'confusion': {label: ...},
+        'retrieval': {label: ...}}, with 'manifold' and 'analogies' where scored; a label
+        that cannot be scored has {'error': why} in place of its numbers.
     """
     from soundatlas import metrics
 
@@ -191,20 +302,39 @@ def score_points(points: np.ndarray, fs: FrameSet, labels: dict[str, dict[int, s
 
 def similarity_retrieval(parts, per_atlas, fs: FrameSet, labels: dict[str, dict[int, str]],
                          *, k: int = 10) -> dict:
-    """Per-sample retrieval in the model's similarity space (``soundatlas.similarity``, the
-    stored vectors the page's nearest sounds search), beside ``retrieval`` (on the map): the
-    same samples, queries (test samples) and labels. Returns {'retrieval_similarity': {label:
-    metrics.retrieval(...)}, 'retrieval_spaces': {key: what it searched}}; without vectors for
-    every evaluated sample, 'retrieval_similarity' is {'error': why, with the command that adds
-    them}."""
+    """Per-sample retrieval in the model's similarity space, beside ``retrieval`` (on the map).
+
+    The similarity space is ``soundatlas.similarity``'s: the stored vectors the page's nearest
+    sounds search. The samples, queries (test samples) and labels are those of the map's.
+
+    Parameters
+    ----------
+    parts : list of _Part
+        Each atlas's share of the frames.
+    per_atlas : list of ModelRecord
+        The model's registration in each of those atlases.
+    fs : FrameSet
+        Every evaluated frame (ids shifted per part).
+    labels : dict
+        label key -> {sample id: value}.
+    k : int
+        Neighbours for precision at k.
+
+    Returns
+    -------
+    dict
+        {'retrieval_similarity': {label: metrics.retrieval(...)}, 'retrieval_spaces': {key:
+        what it searched}}; without vectors for every evaluated sample, 'retrieval_similarity'
+        is {'error': why, with the command that adds them}.
+    """
     from soundatlas.similarity import decode, describe, missing_message
 
     spaces = {"retrieval": "map: the 3-D points (each sample's mean evaluated frame point)"}
     ids = np.unique(fs.sample_ids)
     vectors, space = None, None
     for p, m in zip(parts, per_atlas):
-        s = p.atlas.similarity_space(m["id"])
-        have_ids, codes = p.atlas.similarity_vectors(m["id"])
+        s = p.atlas.similarity_space(m.id)
+        have_ids, codes = p.atlas.similarity_vectors(m.id)
         mine = ids[(ids >= p.offset) & (ids < p.offset + _CROSS_OFFSET)] - p.offset
         rows = np.searchsorted(have_ids, mine)
         found = (rows < len(have_ids)) & (have_ids[np.minimum(rows, len(have_ids) - 1)] == mine) \
@@ -246,8 +376,19 @@ def _retrieval(points: np.ndarray, test: np.ndarray, sample_labels: dict[str, np
 
 
 def sorted_labels(values) -> list[str]:
-    """Class names in a readable order: numerically when they all are numbers (MIDI pitches:
-    24, 25, ... 108), else alphabetically."""
+    """Class names in a readable order, each once.
+
+    Parameters
+    ----------
+    values : iterable
+        Label values (written with ``str``).
+
+    Returns
+    -------
+    list of str
+        Numerically sorted when they all are numbers (MIDI pitches: 24, 25, ... 108), else
+        alphabetically.
+    """
     uniq = sorted(set(str(v) for v in values))
     try:
         return sorted(uniq, key=float)
@@ -261,9 +402,24 @@ def _parts(key: str, known: set[str]) -> list[str]:
 
 
 def label_of(atlas, key: str, known: set[str] | None = None) -> dict[int, str]:
-    """sample id -> value of label ``key``; ``A+B`` (when no label has that name) is the pair
-    as one label, ``'a|b'``, for the samples that have both (what the instrument-pitch
-    neighbourhood learns: same instrument and same pitch)."""
+    """Each sample's value of label ``key``.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        The labelled atlas.
+    key : str
+        A label, or ``A+B`` (when no label has that name): the pair as one label, ``'a|b'``,
+        for the samples that have both (what the instrument-pitch neighbourhood learns: same
+        instrument and same pitch).
+    known : set of str, optional
+        The atlas's label names (read from it when None).
+
+    Returns
+    -------
+    dict
+        sample id -> value.
+    """
     known = set(atlas.label_summary()) if known is None else known
     parts = _parts(key, known)
     if len(parts) == 1:
@@ -274,8 +430,19 @@ def label_of(atlas, key: str, known: set[str] | None = None) -> dict[int, str]:
 
 
 def default_labels(atlas) -> list[str]:
-    """The labels scored when none are named: instrument and pitch, those of the two the atlas
-    has; else its folders; else its first label."""
+    """The labels scored when none are named.
+
+    Returns
+    -------
+    list of str
+        instrument and pitch, those of the two the atlas has; else its folders; else its first
+        label.
+
+    Raises
+    ------
+    ParameterError
+        When the atlas has no labels.
+    """
     known = set(atlas.label_summary())
     chosen = [k for k in ("instrument", "pitch") if k in known]
     if chosen:
@@ -291,22 +458,49 @@ def default_labels(atlas) -> list[str]:
 def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
              n_per_file: int = 8, n_analogies: int = 500, seed: int = 0,
              progress=None) -> dict:
-    """Score ``models`` (names in the atlas, each fully embedded) and ``baselines`` on the same
-    frames, split and labels (None: :func:`default_labels`). ``progress(done, total, stage)`` is
-    called between stages.
+    """Score ``models`` and ``baselines`` on the same frames, split and labels.
 
-    ``reference``: another atlas (open), for the cross-bank protocol. The k-NN (and every
-    baseline's projection) is then fitted on the reference's training frames, k chosen on its
-    validation frames, and every frame of this atlas is a test frame: whether a sound of this
-    library lands among the reference's sounds of its class. Labels are compared by value, and
-    the k-NN of a label chooses among the values this atlas has (the reference's frames of other
-    classes are left out of it). Each model must be embedded in both atlases with the same
-    weights.
+    Parameters
+    ----------
+    atlas : Atlas
+        The scored atlas.
+    models : sequence of str
+        Model names in the atlas, each fully embedded.
+    baselines : sequence of str
+        Names in ``soundatlas.baselines.BASELINES``.
+    labels : sequence of str, optional
+        The labels to score (``A+B`` for a pair); None: :func:`default_labels`.
+    reference : Atlas, optional
+        Another open atlas, for the cross-bank protocol. The k-NN (and every baseline's
+        projection) is then fitted on the reference's training frames, k chosen on its
+        validation frames, and every frame of this atlas is a test frame: whether a sound of
+        this library lands among the reference's sounds of its class. Labels are compared by
+        value, and the k-NN of a label chooses among the values this atlas has (the
+        reference's frames of other classes are left out of it). Each model must be embedded
+        in both atlases with the same weights.
+    n_per_file : int
+        Energy-weighted frames per sample (:func:`frame_set`).
+    n_analogies : int
+        Analogy triples per map (0: none).
+    seed : int
+        Seed of the frames, the input noise, the baselines and the metrics.
+    progress : callable, optional
+        ``progress(done, total, stage)``, called after each stage.
 
-    Returns {'protocol': {...}, 'results': {name: score_points(...)}}; baselines are named
-    'baseline:NAME'.
+    Returns
+    -------
+    dict
+        {'protocol': {...}, 'results': {name: score_points(...)}}; baselines are named
+        'baseline:NAME', a baseline that fits on labels (``uses_labels``) says which in
+        'lda_label', and a baseline that could not be fitted has {'error': why}.
+
+    Raises
+    ------
+    ParameterError
+        For an unknown baseline or label, nothing to score, or a reference that does not
+        match (other CQT parameters, other weights).
     """
-    from soundatlas.baselines import BASELINES, baseline_points
+    from soundatlas.baselines import BASELINES, make_baseline
 
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
@@ -331,17 +525,9 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
         if len(per_atlas) == 2 and (_weights_of(reference, per_atlas[0])
                                     != _weights_of(atlas, per_atlas[1])):
             raise ParameterError(
-                f"model {per_atlas[0]['name']!r} differs between the reference atlas and this "
+                f"model {per_atlas[0].name!r} differs between the reference atlas and this "
                 "one; cross-bank scoring needs the same model embedded in both")
-    stages = 2 + len(models) + len(baselines)
-    done = 0
-
-    def step(stage):
-        nonlocal done
-        done += 1
-        if progress:
-            progress(done, stages, stage)
-
+    step = Stages(2 + len(models) + len(baselines), progress)
     parts = [_Part(a, frame_set(a, n_per_file=n_per_file, seed=seed), i)
              for i, a in enumerate(atlases)]
     if reference is not None:  # the reference's test files play no part; all of this atlas's do
@@ -363,22 +549,23 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
     step("input windows")
     results = {}
     for per_atlas in registered:
-        pts = np.concatenate([model_frame_points(p.atlas, m["id"], p.fs)
+        pts = np.concatenate([model_frame_points(p.atlas, m.id, p.fs)
                               for p, m in zip(parts, per_atlas)])
-        results[per_atlas[0]["name"]] = score_points(pts, fs, label_values, X_input=X,
+        results[per_atlas[0].name] = score_points(pts, fs, label_values, X_input=X,
                                                      n_analogies=n_analogies, seed=seed)
-        results[per_atlas[0]["name"]].update(
+        results[per_atlas[0].name].update(
             similarity_retrieval(parts, per_atlas, fs, label_values))
-        step(per_atlas[0]["name"])
+        step(per_atlas[0].name)
     train = fs.split == "train"
     lda_key = "instrument" if "instrument" in label_values else next(iter(label_values), None)
     lda_y = ([label_values[lda_key].get(int(s)) for s in fs.sample_ids] if lda_key else None)
     for b in baselines:
+        baseline = make_baseline(b, seed=seed)
         try:
-            pts = baseline_points(b, X, train, lda_labels=lda_y, seed=seed)
+            pts = baseline.points(X, train, lda_y)
             results[f"baseline:{b}"] = score_points(pts, fs, label_values, X_input=X,
                                                     n_analogies=n_analogies, seed=seed)
-            if b == "pca-lda":
+            if baseline.uses_labels:
                 results[f"baseline:{b}"]["lda_label"] = lda_key
         except ParameterError as exc:
             results[f"baseline:{b}"] = {"error": str(exc)}
@@ -394,6 +581,27 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
                                  "split_seed": int(reference.meta("split_seed") or 0)}
     step("done")
     return {"protocol": protocol, "results": results}
+
+
+class Stages:
+    """Counts the stages of a long task and reports each to a progress callback.
+
+    Parameters
+    ----------
+    total : int
+        The number of stages.
+    progress : callable, optional
+        ``progress(done, total, stage)``, called by each :meth:`__call__`; None: nothing.
+    """
+
+    def __init__(self, total: int, progress=None):
+        self.total, self.progress, self.done = total, progress, 0
+
+    def __call__(self, stage: str) -> None:
+        """Mark stage ``stage`` done."""
+        self.done += 1
+        if self.progress:
+            self.progress(self.done, self.total, stage)
 
 
 #: In a cross-bank frame set, this atlas's sample ids are shifted by this much so that they
@@ -417,24 +625,24 @@ class _Part:
         return input_windows(self.atlas, self.fs, seed=seed)
 
 
-def _fully_embedded(atlas, name: str) -> dict:
+def _fully_embedded(atlas, name: str):
     from soundatlas.errors import SoundAtlasError
 
     m = atlas.model(name)
-    if m["n_embedded"] < atlas.n_samples():
+    if m.n_embedded < atlas.n_samples():
         raise SoundAtlasError(
-            f"model {name} has embedded {m['n_embedded']} of {atlas.n_samples()} samples of "
+            f"model {name} has embedded {m.n_embedded} of {atlas.n_samples()} samples of "
             f"{atlas.path}; run `soundatlas embed --atlas {atlas.path} --model {name}` first")
     return m
 
 
-def _weights_of(atlas, m: dict) -> str:
+def _weights_of(atlas, m) -> str:
     """The digest of a registered model's weights file (a shipped model's or the atlas's own)."""
     import hashlib
 
     from soundatlas.artifact import _model_path
 
-    weights = _model_path(atlas, m["dir"]) / "weights.npz"
+    weights = _model_path(atlas, m.dir) / "weights.npz"
     if not weights.is_file():
-        raise AtlasError(f"model {m['name']!r} has no weights at {weights}")
+        raise AtlasError(f"model {m.name!r} has no weights at {weights}")
     return hashlib.sha256(weights.read_bytes()).hexdigest()

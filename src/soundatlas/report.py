@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from soundatlas import scoretable as st
 from soundatlas.errors import ParameterError
 
 __all__ = ["write_report"]
@@ -25,15 +26,45 @@ VIEWS = ((20, -60), (20, 30), (80, -90))  # (elevation, azimuth) of the 3-D view
 
 def write_report(atlas, output, *, models=(), baselines=(), evaluation: dict | None = None,
                  n_trajectories: int = 6, seed: int = 0, progress=None, **evaluate_kw) -> Path:
-    """Write the report for ``models`` (names in ``atlas``) into directory ``output``.
+    """Write the report for ``models`` into directory ``output``.
 
-    ``evaluation``: a result of ``evaluate`` to reuse (computed here when None, with
-    ``evaluate_kw``). ``progress(done, total, stage)`` is called as it goes. Returns the page.
+    Parameters
+    ----------
+    atlas : Atlas
+        The atlas holding the models.
+    output : str or Path
+        The report's directory (made when missing): ``index.html``, ``evaluation.json`` and
+        ``fig/*.png`` are written there.
+    models : sequence of str
+        Model names in ``atlas``: each gets a section with its figures.
+    baselines : sequence of str
+        Baselines scored beside the models (``soundatlas.baselines.BASELINES``).
+    evaluation : dict, optional
+        A result of ``soundatlas.evaluate.evaluate`` to reuse (computed here when None, with
+        ``evaluate_kw``).
+    n_trajectories : int
+        Notes whose trajectories are drawn per model.
+    seed : int
+        Seed of the evaluation and of the choice of notes.
+    progress : callable, optional
+        ``progress(done, total, stage)``, called after each stage.
+    **evaluate_kw
+        Further arguments of ``evaluate`` (``labels``, ``n_per_file``, ``n_analogies``, ...).
+
+    Returns
+    -------
+    Path
+        The page, ``output/index.html``.
+
+    Raises
+    ------
+    ParameterError
+        When no model is named or ``output`` is a file.
     """
     import matplotlib
 
     matplotlib.use("Agg")
-    from soundatlas.evaluate import evaluate, label_of
+    from soundatlas.evaluate import Stages, evaluate, label_of
 
     if not models:
         raise ParameterError("a report needs at least one model")
@@ -43,15 +74,7 @@ def write_report(atlas, output, *, models=(), baselines=(), evaluation: dict | N
     fig_dir = out / "fig"
     fig_dir.mkdir(parents=True, exist_ok=True)
     registered = [atlas.model(name) for name in models]  # unknown names fail here, first
-    total = 1 + 4 * len(registered) + 1
-    done = 0
-
-    def step(stage):
-        nonlocal done
-        done += 1
-        if progress:
-            progress(done, total, stage)
-
+    step = Stages(1 + 4 * len(registered) + 1, progress)
     if evaluation is None:
         evaluation = evaluate(atlas, models, baselines=baselines, seed=seed, **evaluate_kw)
     step("evaluation")
@@ -61,16 +84,16 @@ def write_report(atlas, output, *, models=(), baselines=(), evaluation: dict | N
         labels["pitch"] = atlas.labels("pitch")
     sections = [_summary_table(evaluation)]
     for m in registered:
-        name = m["name"]
+        name = m.name
         slug = _slug(name)
         r = evaluation["results"].get(name, {})
-        ids, pts = atlas.points(m["id"])
+        ids, pts = atlas.points(m.id)
         figs = [_map_views(pts, ids, labels, fig_dir / f"{slug}-map.png", name)]
         step(f"{name}: map")
         figs.append(_per_class(r, fig_dir / f"{slug}-per-class.png", name))
         figs.append(_confusions(r, fig_dir / f"{slug}-confusion.png", name))
         step(f"{name}: accuracy")
-        figs.append(_trajectories(atlas, m["id"], ids, pts, labels, fig_dir / f"{slug}-traj.png",
+        figs.append(_trajectories(atlas, m.id, ids, pts, labels, fig_dir / f"{slug}-traj.png",
                                   name, n=n_trajectories, seed=seed))
         step(f"{name}: trajectories")
         sections.append(_model_section(name, m, r, [f for f in figs if f], out))
@@ -152,13 +175,9 @@ def _map_views(pts, ids, labels, path: Path, name: str) -> Path | None:
 
 
 def _per_class(result: dict, path: Path, name: str) -> Path | None:
-    import matplotlib.pyplot as plt
+    """Bars of each label's per-class test accuracy, one row per label."""
 
-    conf = result.get("confusion", {})
-    if not conf:
-        return None
-    fig, axes = plt.subplots(len(conf), 1, figsize=(12, 2.8 * len(conf)), squeeze=False)
-    for ax, (key, c) in zip(axes[:, 0], conf.items()):
+    def draw(ax, key, c):
         cls = c["labels"]
         acc = [c["per_class_accuracy"].get(k) for k in cls]
         ax.bar(range(len(cls)), [a if a is not None else 0 for a in acc], color="#4477aa")
@@ -167,21 +186,15 @@ def _per_class(result: dict, path: Path, name: str) -> Path | None:
         ax.set_ylim(0, 1)
         ax.set_ylabel(f"{key} accuracy")
         ax.axhline(1 / max(1, len(cls)), color="k", lw=0.5, ls=":")
-    fig.suptitle(f"{name}: per-class test accuracy (dotted: chance)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+
+    return _per_label_figure(result, path, draw, column=True, size=(12, 2.8),
+                             title=f"{name}: per-class test accuracy (dotted: chance)")
 
 
 def _confusions(result: dict, path: Path, name: str) -> Path | None:
-    import matplotlib.pyplot as plt
+    """Each label's confusion matrix, rows normalised, side by side."""
 
-    conf = result.get("confusion", {})
-    if not conf:
-        return None
-    fig, axes = plt.subplots(1, len(conf), figsize=(7 * len(conf), 6.5), squeeze=False)
-    for ax, (key, c) in zip(axes[0], conf.items()):
+    def draw(ax, key, c):
         m = np.array(c["matrix"], dtype=np.float64)
         rows = m.sum(axis=1, keepdims=True)
         norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
@@ -195,7 +208,28 @@ def _confusions(result: dict, path: Path, name: str) -> Path | None:
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(f"{key} (rows normalised)", fontsize=9)
-    fig.suptitle(f"{name}: confusion matrices of the k-NN on test frames", fontsize=10)
+
+    return _per_label_figure(result, path, draw, column=False, size=(7, 6.5),
+                             title=f"{name}: confusion matrices of the k-NN on test frames")
+
+
+def _per_label_figure(result: dict, path: Path, draw, *, column: bool, size, title: str
+                      ) -> Path | None:
+    """One panel per scored label (``draw(ax, label, confusion)``), in a column or a row of
+    panels of ``size`` inches each way (the column's width is ``size[0]`` in all); None when
+    no label has a confusion matrix."""
+    import matplotlib.pyplot as plt
+
+    conf = result.get("confusion", {})
+    if not conf:
+        return None
+    n = len(conf)
+    grid, figsize = ((n, 1), (size[0], size[1] * n)) if column else \
+        ((1, n), (size[0] * n, size[1]))
+    fig, axes = plt.subplots(*grid, figsize=figsize, squeeze=False)
+    for ax, (key, c) in zip(axes.ravel(), conf.items()):
+        draw(ax, key, c)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -265,35 +299,18 @@ code { background: #f4f4f4; padding: 0 3px; }
 """
 
 
-def _fmt(v, digits=3) -> str:
-    return "–" if v is None else f"{v:.{digits}f}"
-
-
 def _summary_table(ev: dict) -> str:
     labels = ev["protocol"]["labels"]
-    head = ["map"] + [f"{k} acc." for k in labels] + [f"{k} P@10" for k in labels] + \
-        [f"{k} MAP@R" for k in labels] + ["trust. k=10", "cont. k=10", "analogy instr.",
-                                          "analogy pitch"]
-    rows = []
-    for name, r in ev["results"].items():
-        cls = ' class="baseline"' if name.startswith("baseline:") else ""
-        if "error" in r:
-            rows.append(f"<tr{cls}><td>{html.escape(name)}</td>"
-                        f"<td colspan={len(head) - 1}>{html.escape(r['error'])}</td></tr>")
-            continue
-        cells = [_fmt(r["accuracy"].get(k, {}).get("test_accuracy")) for k in labels]
-        cells += [_fmt(r["retrieval"].get(k, {}).get("precision_at_k")) for k in labels]
-        cells += [_fmt(r["retrieval"].get(k, {}).get("map_at_r")) for k in labels]
-        m = r.get("manifold", {})
-        cells += [_fmt(m.get("trustworthiness", {}).get(10)), _fmt(m.get("continuity", {}).get(10))]
-        a = r.get("analogies", {})
-        cells += [_fmt(a.get(k, {}).get("win_rate")) for k in ("instrument", "pitch")]
-        rows.append(f"<tr{cls}><td>{html.escape(name)}</td>" +
-                    "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    columns = [st.Column(f"{k} acc.", st.accuracy(k)) for k in labels] \
+        + [st.Column(f"{k} P@10", st.precision(k)) for k in labels] \
+        + [st.Column(f"{k} MAP@R", st.map_at_r(k)) for k in labels] \
+        + [st.Column("trust. k=10", st.trustworthiness()),
+           st.Column("cont. k=10", st.continuity()),
+           st.Column("analogy instr.", st.analogy_win("instrument")),
+           st.Column("analogy pitch", st.analogy_win("pitch"))]
     p = ev["protocol"]
     return (
-        "<h2>Scores</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) +
-        "</tr>" + "".join(rows) + "</table>"
+        "<h2>Scores</h2>" + st.html_table(ev["results"], columns) +
         f"<p>k-NN accuracy on {p['n_frames']['test']:,} test frames ({p['frames_per_file']} "
         f"energy-weighted frames per file, k chosen on validation from {p['ks']}); retrieval "
         "per sample (test samples query all others); trustworthiness and continuity of the test "
@@ -302,7 +319,7 @@ def _summary_table(ev: dict) -> str:
 
 
 def _model_section(name, m, r, figs, out: Path) -> str:
-    cfg = m["config"] if isinstance(m["config"], dict) else json.loads(m["config"])
+    cfg = m.config
     nb = cfg.get("neighbourhood", {}).get("name", "?")
     training = cfg.get("training", {})
     parts = [f"<h2 id='{_slug(name)}'>{html.escape(name)}</h2>",
@@ -312,15 +329,16 @@ def _model_section(name, m, r, figs, out: Path) -> str:
              f"{training.get('cpu_seconds', '?')} CPU s.</p>"]
     a = r.get("analogies")
     if a and "error" not in a:
+
         parts.append("<h3>Analogies</h3><table><tr><th>expected</th><th>win rate</th>"
                      "<th>share of 10 nearest</th><th>control (b0 alone) win rate</th>"
                      "<th>control share</th></tr>")
         for key in ("instrument", "pitch"):
             v = a.get(key, {})
-            parts.append(f"<tr><td>{key}</td><td>{_fmt(v.get('win_rate'))}</td>"
-                         f"<td>{_fmt(v.get('mean_share'))}</td>"
-                         f"<td>{_fmt(v.get('control_win_rate'))}</td>"
-                         f"<td>{_fmt(v.get('control_mean_share'))}</td></tr>")
+            parts.append(f"<tr><td>{key}</td><td>{st.number(v.get('win_rate'))}</td>"
+                         f"<td>{st.number(v.get('mean_share'))}</td>"
+                         f"<td>{st.number(v.get('control_win_rate'))}</td>"
+                         f"<td>{st.number(v.get('control_mean_share'))}</td></tr>")
         parts.append(f"</table><p>{a.get('n_triples')} random test triples (a0, a1: one "
                      "instrument at two pitches; b0: another instrument at a0's pitch); the "
                      "expected answer has b0's instrument and a1's pitch.</p>")
