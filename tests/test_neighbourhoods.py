@@ -232,7 +232,7 @@ def test_draw_needs_a_fit_on_the_same_data():
 
 
 def test_registry_and_make_neighbourhood():
-    assert list(NEIGHBOURHOODS) == ALL + ["label", "augment-pair", "teacher-knn", "mixture"]
+    assert set(NEIGHBOURHOODS) == set(ALL) | {"label", "augment-pair", "teacher-knn", "mixture"}
     needs = {"label": {"label": "family"},
              "mixture": {"parts": [(Instrument(), 2.0), (make_neighbourhood("label", label="k"),
                                                           1.0)]}}
@@ -255,8 +255,9 @@ def test_registry_and_make_neighbourhood():
 
 
 def test_make_neighbourhood_rejects_bad_names_and_parameters():
-    with pytest.raises(ParameterError, match="unknown neighbourhood 'timbre'.*input-knn, instr"):
+    with pytest.raises(ParameterError, match="unknown neighbourhood 'timbre'") as err:
         make_neighbourhood("timbre")
+    assert all(name in str(err.value) for name in NEIGHBOURHOODS)
     with pytest.raises(ParameterError, match="no parameter 'semitones'"):
         make_neighbourhood("instrument", semitones=2)
     with pytest.raises(ParameterError, match="uses no labels"):

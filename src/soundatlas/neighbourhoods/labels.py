@@ -1,0 +1,260 @@
+"""Label neighbourhoods (the paper's reference sampling): a sample's *key* comes from its labels;
+anchor and positive share a key, the negative lies outside the key's positive set."""
+
+from __future__ import annotations
+
+from typing import Hashable
+
+import numpy as np
+
+from soundatlas.errors import ParameterError
+from soundatlas.frames import TrainingData, draw_centres
+from soundatlas.labels import normalise_pitch
+from soundatlas.neighbourhoods.base import Neighbourhood, Triples, _check_label, _is_int, register
+
+
+class _Sets:
+    """A family of sorted sets of positions in range(universe), stored flat, drawn from vectorised.
+
+    ``pick``: a uniform member; ``pick_other``: a uniform member other than a given member;
+    ``pick_outside``: a uniform position not in the set -- all for one set id per row.
+    """
+
+    def __init__(self, sets: list[np.ndarray], universe: int):
+        self.universe = universe
+        self.counts = np.array([len(s) for s in sets], dtype=np.int64)
+        self.starts = np.zeros(len(sets), dtype=np.int64)
+        np.cumsum(self.counts[:-1], out=self.starts[1:])
+        self.members = np.concatenate(sets).astype(np.int64) if sets else np.zeros(0, np.int64)
+        set_of = np.repeat(np.arange(len(sets), dtype=np.int64), self.counts)
+        rank = np.arange(len(self.members), dtype=np.int64) - self.starts[set_of]
+        stride = universe + 1
+        self._keyed = set_of * stride + self.members  # globally increasing
+        self._gaps = set_of * stride + (self.members - rank)  # non-decreasing
+
+    def pick(self, rng, set_ids):
+        j = rng.integers(0, self.counts[set_ids])
+        return self.members[self.starts[set_ids] + j]
+
+    def pick_other(self, rng, set_ids, member):
+        """Needs counts >= 2 and ``member`` in the set."""
+        stride = self.universe + 1
+        where = np.searchsorted(self._keyed, set_ids * stride + member) - self.starts[set_ids]
+        j = rng.integers(0, self.counts[set_ids] - 1)
+        j = j + (j >= where)
+        return self.members[self.starts[set_ids] + j]
+
+    def pick_outside(self, rng, set_ids):
+        """Needs counts < universe. The j-th non-member is j + #{i : members[i] - i <= j}."""
+        stride = self.universe + 1
+        j = rng.integers(0, self.universe - self.counts[set_ids])
+        t = np.searchsorted(self._gaps, set_ids * stride + j, side="right") - self.starts[set_ids]
+        return j + t
+
+
+class LabelNeighbourhood(Neighbourhood):
+    """Base of the label neighbourhoods: subclasses say what a sample's key is (``_keys``) and,
+    when it differs from "the samples with that key", what a key's positive set is."""
+
+    def _keys(self, data: TrainingData) -> tuple[list[Hashable | None], dict[str, int]]:
+        """Each sample's key (None: left out) and {reason: count} of the samples left out."""
+        raise NotImplementedError
+
+    def _positive_sets(self, keys: list, anchor_sets: list[np.ndarray]) -> list[np.ndarray]:
+        return anchor_sets
+
+    def fit(self, data: TrainingData) -> "LabelNeighbourhood":
+        keys, excluded = self._keys(data)
+        no_frames = 0
+        groups: dict[Hashable, list[int]] = {}
+        eligible: list[int] = []
+        for i, key in enumerate(keys):
+            if key is None:
+                continue
+            if data.lengths[i] == 0:
+                no_frames += 1
+                continue
+            groups.setdefault(key, []).append(len(eligible))
+            eligible.append(i)
+        if no_frames:
+            excluded["no frames"] = no_frames
+        all_keys = sorted(groups)
+        anchor_sets = [np.array(groups[k], dtype=np.int64) for k in all_keys]
+        positive_sets = self._positive_sets(all_keys, anchor_sets)
+        n_eligible = len(eligible)
+        usable = [i for i, pos in enumerate(positive_sets) if 2 <= len(pos) < n_eligible]
+
+        self.excluded_ = {k: v for k, v in excluded.items() if v}
+        self.n_excluded_ = int(sum(self.excluded_.values()))
+        self.n_dropped_keys_ = len(all_keys) - len(usable)
+        self.keys_ = [_json_key(all_keys[i]) for i in usable]
+        if len(usable) < 2:
+            raise ParameterError(
+                f"the {self.name} neighbourhood needs at least 2 keys with 2 or more samples each "
+                f"and others outside them; these data give {len(usable)} "
+                f"({len(all_keys)} keys in {n_eligible} usable samples; "
+                f"{self.n_excluded_} samples left out: {self.excluded_ or 'none'})"
+            )
+        self.n_samples_ = data.n_samples  # set last: a failed fit leaves it unfitted
+        self.eligible_ = np.array(eligible, dtype=np.int64)
+        self._anchors = _Sets([anchor_sets[i] for i in usable], n_eligible)
+        self._positives = _Sets([positive_sets[i] for i in usable], n_eligible)
+        return self
+
+    def summary(self) -> dict:
+        return {
+            "n_keys": len(self.keys_),
+            "n_samples_used": int(len(self.eligible_)),
+            "n_excluded": self.n_excluded_,
+            "excluded": dict(self.excluded_),
+            "n_dropped_keys": self.n_dropped_keys_,
+        }
+
+    def draw(self, rng: np.random.Generator, n: int, data: TrainingData) -> Triples:
+        self._check_draw(n, data)
+        k = rng.integers(0, len(self.keys_), size=n)
+        a = self._anchors.pick(rng, k)
+        p = self._positives.pick_other(rng, k, a)
+        q = self._positives.pick_outside(rng, k)
+        samples = self.eligible_[np.concatenate([a, p, q])]
+        centres = draw_centres(data, samples, rng)
+        return Triples(samples[:n], centres[:n], samples[n : 2 * n], centres[n : 2 * n],
+                       samples[2 * n :], centres[2 * n :])
+
+
+def _json_key(key):
+    return list(key) if isinstance(key, tuple) else key
+
+
+def _pitches(data: TrainingData, label: str) -> tuple[list[int | None], int, int]:
+    """Each sample's MIDI pitch (None when missing or not a pitch), #missing, #unparseable."""
+    out, missing, bad = [], 0, 0
+    for v in data.label(label):
+        if v is None:
+            missing += 1
+            out.append(None)
+            continue
+        midi = normalise_pitch(str(v))
+        if midi is None:
+            bad += 1
+        out.append(None if midi is None else int(midi))
+    return out, missing, bad
+
+
+@register
+class Label(LabelNeighbourhood):
+    """Key = the value of label column ``label`` (family, drum_class, folder, ...): any class
+    partition, so a new label needs no new class. Its origin weight is the paper's for a class
+    partition (its instrument neighbourhood's), 0.001."""
+
+    name = "label"
+    origin_weight = 0.001
+    label_param = "label"
+
+    def __init__(self, label: str):
+        _check_label("label", label)
+        self.label = label
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}:{self.label}"
+
+    @property
+    def label_keys(self) -> tuple[str, ...]:
+        return (self.label,)
+
+    def _keys(self, data):
+        values = data.label(self.label)
+        keys = [None if v is None else str(v) for v in values]
+        return keys, {f"no {self.label}": sum(k is None for k in keys)}
+
+
+@register
+class Instrument(Label):
+    """Key = the value of label ``label`` (instrument class, folder, ...)."""
+
+    name = "instrument"
+
+    def __init__(self, label: str = "instrument"):
+        super().__init__(label)
+
+    @property
+    def spec(self) -> str:
+        return self.name
+
+
+@register
+class Pitch(LabelNeighbourhood):
+    """Key = the MIDI pitch in label ``label`` (MIDI numbers or note names)."""
+
+    name = "pitch"
+    label_param = "label"
+
+    def __init__(self, label: str = "pitch"):
+        _check_label("label", label)
+        self.label = label
+
+    @property
+    def label_keys(self) -> tuple[str, ...]:
+        return (self.label,)
+
+    def _keys(self, data):
+        keys, missing, bad = _pitches(data, self.label)
+        return keys, {f"no {self.label}": missing, f"{self.label} not a pitch": bad}
+
+
+@register
+class InstrumentPitch(LabelNeighbourhood):
+    """Key = (instrument, MIDI pitch)."""
+
+    name = "instrument-pitch"
+    label_param = "instrument_label"
+
+    def __init__(self, instrument_label: str = "instrument", pitch_label: str = "pitch"):
+        _check_label("instrument_label", instrument_label)
+        _check_label("pitch_label", pitch_label)
+        self.instrument_label = instrument_label
+        self.pitch_label = pitch_label
+
+    @property
+    def label_keys(self) -> tuple[str, ...]:
+        return (self.instrument_label, self.pitch_label)
+
+    def _keys(self, data):
+        instruments = data.label(self.instrument_label)
+        pitches, _, _ = _pitches(data, self.pitch_label)
+        keys, reasons = [], {f"no {self.instrument_label}": 0, f"no {self.pitch_label}": 0,
+                             f"{self.pitch_label} not a pitch": 0}
+        for inst, pitch, raw in zip(instruments, pitches, data.label(self.pitch_label)):
+            if inst is None:
+                reasons[f"no {self.instrument_label}"] += 1
+            elif raw is None:
+                reasons[f"no {self.pitch_label}"] += 1
+            elif pitch is None:
+                reasons[f"{self.pitch_label} not a pitch"] += 1
+            keys.append(None if inst is None or pitch is None else (str(inst), pitch))
+        return keys, reasons
+
+
+@register
+class InstrumentPitch2(InstrumentPitch):
+    """Key = (instrument, pitch p); anchors have exactly that key, positives the same instrument
+    and a pitch within p +/- ``semitones``; negatives anything else."""
+
+    name = "instrument-pitch-2"
+
+    def __init__(self, instrument_label: str = "instrument", pitch_label: str = "pitch",
+                 semitones: int = 2):
+        super().__init__(instrument_label, pitch_label)
+        if not _is_int(semitones) or semitones < 0:
+            raise ParameterError(f"semitones={semitones!r} must be a non-negative integer")
+        self.semitones = int(semitones)
+
+    def _positive_sets(self, keys, anchor_sets):
+        by_key = dict(zip(keys, anchor_sets))
+        out = []
+        for inst, pitch in keys:
+            span = range(pitch - self.semitones, pitch + self.semitones + 1)
+            near = [by_key[(inst, q)] for q in span if (inst, q) in by_key]
+            out.append(np.sort(np.concatenate(near)))
+        return out
