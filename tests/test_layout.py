@@ -1,0 +1,182 @@
+"""The package's layout keeps the promises docs/DESIGN.md makes to a newcomer: no import cycle, no
+router importing the app or another router, no module much over 700 lines, no block of code
+written twice."""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+import tokenize
+from collections import defaultdict
+from pathlib import Path
+
+import soundatlas
+
+PACKAGE = Path(soundatlas.__file__).parent
+MAX_LINES = 750  # "no module much over 700 lines"
+MIN_BLOCK = 6  # lines that make a repeated block
+
+
+def _modules(root: Path = PACKAGE) -> dict[str, Path]:
+    """Every module of the package by dotted name (a package by its own name)."""
+    out = {}
+    for f in sorted(root.rglob("*.py")):
+        parts = list(f.relative_to(root.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = f
+    return out
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    inside = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            inside.update(id(n) for n in ast.walk(node))
+    return inside
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> the package's modules it imports, anywhere in its code (inside functions too:
+    an import deferred to dodge a cycle is still a cycle); ``if TYPE_CHECKING:`` blocks aside."""
+    graph = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        skip = _type_checking_nodes(tree)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            if isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([base] if base else []))
+                targets.add(base)
+                targets.update(f"{base}.{a.name}" for a in node.names)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = import_graph(_modules())
+    assert len(graph) > 50 and sum(map(len, graph.values())) > 100  # the graph was read
+    assert cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle(tmp_path):
+    pkg = tmp_path / "toy"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from toy.sub import b\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "b.py").write_text("from ..c import x\n")
+    (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nimport toy.a\n"
+                              "if TYPE_CHECKING:\n    import toy.d\n")
+    (pkg / "d.py").write_text("import toy.c\n")
+    graph = import_graph(_modules(pkg))
+    assert cycles(graph) == [["toy.a", "toy.c", "toy.sub.b"]]
+
+
+def test_routers_import_neither_the_app_nor_each_other():
+    graph = import_graph(_modules())
+    routers = [m for m in graph if m.startswith("soundatlas.web.routers.")]
+    assert len(routers) >= 5
+    for router in routers:
+        assert "soundatlas.web.app" not in graph[router], router
+        assert not [m for m in graph[router] if m.startswith("soundatlas.web.routers.")], router
+
+
+def test_no_module_is_much_over_700_lines():
+    sizes = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
+    assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def _code_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, line with white space folded) of the lines that are code: docstrings,
+    comments, imports, ``__all__`` and lone brackets left out."""
+    tree = ast.parse(text)
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) \
+                and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            skip.update(range(body[0].lineno, body[0].end_lineno + 1))
+        if isinstance(node, (ast.Import, ast.ImportFrom)) or (
+                isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)):
+            skip.update(range(node.lineno, node.end_lineno + 1))
+    comment_at = {tok.start[0]: tok.start[1]
+                  for tok in tokenize.generate_tokens(io.StringIO(text).readline)
+                  if tok.type == tokenize.COMMENT}
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if number in skip:
+            continue
+        line = re.sub(r"\s+", " ", line[: comment_at.get(number, len(line))].strip())
+        if line and not re.fullmatch(r"[()\[\]{}:,]+", line):
+            out.append((number, line))
+    return out
+
+
+def repeated_blocks(files: dict[str, str], n: int = MIN_BLOCK) -> list[list[tuple[str, int]]]:
+    """Places (file, first line) where the same ``n`` code lines stand more than once."""
+    seen: dict[tuple[str, ...], list[tuple[str, int]]] = defaultdict(list)
+    for name, text in files.items():
+        lines = _code_lines(text)
+        for k in range(len(lines) - n + 1):
+            seen[tuple(line for _, line in lines[k : k + n])].append((name, lines[k][0]))
+    return [places for places in seen.values() if len(places) > 1]
+
+
+def test_no_block_of_six_lines_stands_twice():
+    files = {name: path.read_text() for name, path in _modules().items()}
+    assert repeated_blocks(files) == []
+
+
+def test_the_repeat_finder_finds_a_repeat():
+    block = "\n".join(f"    x{i} = compute({i})  # step {i}" for i in range(6))
+    files = {"a": f'"""doc"""\nimport os\n\ndef f():\n{block}\n    return x0\n',
+             "b": f"def g():\n    '''other'''\n{block.replace('  # step', '  # stage')}\n",
+             "c": "\n".join(f"y{i} = {i}" for i in range(5))}
+    assert repeated_blocks(files) == [[("a", 5), ("b", 3)]]
