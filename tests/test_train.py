@@ -15,9 +15,9 @@ from soundatlas.cqt import CQTParams
 from soundatlas.embed import embed_atlas, embed_features, ensure_registered, point_of
 from soundatlas.errors import ParameterError, SoundAtlasError
 from soundatlas.indexing import index_library
-from soundatlas.neighbourhoods import Neighbourhood, Triples
+from soundatlas.neighbourhoods import Neighbourhood, Triples, parse_neighbourhood
 from soundatlas.sampling import draw_centres
-from soundatlas.train import TrainingError, lr_at, settings_for, train
+from soundatlas.train import PRESETS, TrainingError, lr_at, settings_for, train
 
 
 @pytest.fixture(scope="module")
@@ -126,17 +126,24 @@ def test_learning_rate_schedule():
     assert lr_at(s, 99) == pytest.approx(1e-3)
     assert lr_at(s, 550) == pytest.approx(0.5e-3, rel=1e-2)
     assert lr_at(s, 999) < 1e-6
-    assert lr_at(settings_for("paper"), 49_999) == 0.02
-    assert lr_at(settings_for("fast"), 14_999) == 0.04  # constant, twice the paper's
+    for preset in PRESETS.values():  # both constant: the preset's rate from first step to last
+        assert lr_at(preset, 0) == lr_at(preset, preset.iterations - 1) == preset.lr
 
 
 def test_presets_and_bad_settings():
-    paper = settings_for("paper")
+    paper, fast = settings_for("paper"), settings_for("fast")
+    assert (paper, fast) == (PRESETS["paper"], PRESETS["fast"])
+    # the paper's reference training (docs/DESIGN.md §1), in its own arithmetic
     assert (paper.optimizer, paper.lr, paper.momentum, paper.batch_size, paper.iterations) == \
         ("sgd", 0.02, 0.0, 32, 50_000)
-    assert paper.fused_pool == "off" and settings_for("fast").fused_pool == "auto"
-    assert paper.noise_rng == "numpy" and settings_for("fast").noise_rng == "torch"
-    assert paper.augment is None and settings_for("fast").augment is None  # augmentation: opt-in
+    assert (paper.precision, paper.fused_pool, paper.noise_rng, paper.standardize) == \
+        ("fp32", "off", "numpy", False)
+    # fast keeps the paper's network, loss, noise and plain SGD, in fewer steps
+    kept = ("optimizer", "momentum", "batch_size", "m_p", "m_n", "origin_weight", "noise_mean",
+            "noise_std", "augment")
+    assert {k: getattr(fast, k) for k in kept} == {k: getattr(paper, k) for k in kept}
+    assert fast.iterations < paper.iterations
+    assert paper.augment is None  # augmentation is opt-in in every preset
     with pytest.raises(ParameterError, match="fused_pool"):
         settings_for("fast", fused_pool="yes")
     with pytest.raises(ParameterError, match="noise_rng"):
@@ -155,7 +162,8 @@ def test_config_records_what_made_the_model(atlas):
     assert config["neighbourhood"]["name"] == "instrument-pitch-2"
     assert config["seed"] == 5 and config["preset"] == "fast"
     assert config["split"]["n_train"] > 0 and len(config["data"]["fingerprint"]) == 24
-    assert config["settings"]["origin_weight"] == 0.002
+    assert config["settings"]["origin_weight"] == \
+        parse_neighbourhood("instrument-pitch-2").origin_weight  # asked of the neighbourhood
     assert [m["name"] for m in atlas.models()] == ["cfg"]
 
 
@@ -300,7 +308,9 @@ def test_mixture_with_augmentation_resumes_exactly_and_is_recorded(atlas):
         ("instrument", 1.0), ("pitch", 1.0), ("label", 1.0), ("augment-pair", 0.5)]
     assert a.neighbourhood.spec == a.neighbourhood_spec == nb["spec"]
     assert Augment(**a.config["settings"]["augment"]) == Augment.default()
-    assert a.config["settings"]["origin_weight"] == pytest.approx((0.001 + 0.002 + 0.001) / 2.5)
+    served = [(nb, w) for nb, w in parse_neighbourhood(spec).parts if nb.spec != "label:drum_class"]
+    assert a.config["settings"]["origin_weight"] == pytest.approx(  # its served parts' mean
+        sum(w * nb.origin_weight for nb, w in served) / sum(w for _, w in served))
     with pytest.raises(TrainingError, match="other settings"):
         train(atlas, neighbourhood=spec, settings=replace(s, augment=None), seed=3, name="parts",
               resume=True)
