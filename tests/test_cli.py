@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -41,6 +42,10 @@ def test_every_command_describes_every_option(command, capsys):
     out = capsys.readouterr().out
     parser = build_parser()._subparsers._group_actions[0].choices[command]  # noqa: SLF001
     for action in parser._actions:  # noqa: SLF001
+        if action.help == argparse.SUPPRESS:  # a hidden alias: another spelling of a shown option
+            assert any(a.dest == action.dest and a.help != argparse.SUPPRESS
+                       for a in parser._actions), f"{command} {action.dest} is only hidden"  # noqa: SLF001
+            continue
         for flag in action.option_strings:
             assert flag in out
         assert action.help, f"{command} {action.dest} has no help text"
@@ -137,3 +142,74 @@ def test_the_readme_documents_every_command():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for command in COMMANDS:
         assert f"### `soundatlas {command}" in readme or f"`soundatlas {command}`" in readme, command
+
+
+@pytest.mark.parametrize("command", ["synth", "mosaic"])
+def test_sample_rate_has_one_spelling_and_the_old_one_still_works(command, capsys):
+    parser = build_parser()
+    head = [command, "t.wav"] if command == "mosaic" else [command]
+    for flag in ("--sample-rate", "--sr"):
+        args = parser.parse_args([*head, flag, "22050", "-o", "x.wav"])
+        assert args.sample_rate == 22050
+    assert parser.parse_args([*head, "-o", "x.wav"]).sample_rate is None
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert "--sample-rate HZ" in out and "--sr" not in out
+
+
+def test_every_training_setting_is_a_train_flag_generated_from_its_field(monkeypatch):
+    """One edit in TrainSettings adds a setting: its flag follows from the field."""
+    from dataclasses import dataclass, fields
+
+    from soundatlas.cli import train_flags
+    from soundatlas.train import TrainSettings
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]  # noqa: SLF001
+    dests = {a.dest for a in train._actions}  # noqa: SLF001
+    for f in fields(TrainSettings):
+        assert (f.name in dests) != (f.name in train_flags.NOT_ON_COMMAND_LINE), f.name
+
+    @dataclass(frozen=True)
+    class Wider(TrainSettings):
+        toy_steps: int = 3
+        toy_ratio: float | None = None
+        toy_switch: bool = False
+
+    asked = {}
+    monkeypatch.setattr(train_flags, "TrainSettings", Wider)
+    monkeypatch.setattr(train_flags, "settings_for", lambda preset, **kw: asked.update(kw))
+    parser = build_parser()
+    args = parser.parse_args(["train", "-n", "pitch", "--toy-steps", "5", "--toy-ratio", "0.5",
+                              "--toy-switch"])
+    train_flags.train_settings(args)
+    assert (asked["toy_steps"], asked["toy_ratio"], asked["toy_switch"]) == (5, 0.5, True)
+    assert asked["lr"] is None  # not given: the preset's
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "-n", "pitch", "--toy-steps", "0"])  # a count: at least 1
+
+
+def test_a_command_is_one_register_function(capsys):
+    """What a newcomer writes to add a command: a cmd_* function and its register()."""
+    from types import SimpleNamespace
+
+    from soundatlas.cli import COMMAND_MODULES, UsageError
+    from soundatlas.cli.common import ATLAS, add_options, print_json
+
+    def cmd_hello(args):
+        if args.name == "nobody":
+            raise UsageError("--name nobody: say who")
+        print_json({"hello": args.name, "atlas": args.atlas}) if args.json else print("hi")
+        return 0
+
+    def register(sub, parents):
+        p = sub.add_parser("hello", parents=parents, help="say hello")
+        add_options(p, ATLAS)
+        p.add_argument("--name", default="world", help="who")
+        p.set_defaults(func=cmd_hello)
+
+    toy = SimpleNamespace(register=register)
+    assert main(["hello", "--json", "--atlas", "A"], modules=(*COMMAND_MODULES, toy)) == 0
+    assert json.loads(capsys.readouterr().out) == {"hello": "world", "atlas": "A"}
+    assert main(["hello", "--name", "nobody"], modules=(toy,)) == 2
+    assert capsys.readouterr().err == "soundatlas hello: --name nobody: say who\n"

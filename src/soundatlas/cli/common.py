@@ -1,0 +1,354 @@
+"""What every command module of the command line shares.
+
+- Exit statuses and :class:`UsageError`, and :func:`run_command`, which turns the errors a
+  command raises into one line on stderr and its exit status.
+- Argument types (:func:`positive_int`, :func:`positive_float`, :func:`nonnegative_int`,
+  :func:`checked`): each reads an option's text and raises ``argparse.ArgumentTypeError`` for
+  a bad value, which argparse prints as a usage error naming the option (exit 2).
+- :class:`Option`: an option declared once for every command that takes it, with hidden
+  aliases for other spellings; :data:`ATLAS`, :data:`SEED`, :data:`THREADS` and :data:`JOBS`
+  are the options several command groups share, :func:`output_parent` the ``--json`` and
+  ``--quiet`` of every command that prints results.
+- Output and atlas helpers: :func:`progress_bar`, :func:`print_json`, :func:`as_dict`,
+  :func:`atlas_dir`, :func:`open_atlas`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from soundatlas.errors import ParameterError, SoundAtlasError
+
+__all__ = ["EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "UsageError", "run_command",
+           "number", "positive_float", "positive_int", "nonnegative_int", "checked",
+           "Option", "option", "add_options", "output_parent", "ATLAS", "SEED", "THREADS", "JOBS",
+           "progress_bar", "print_json", "as_dict", "atlas_dir", "open_atlas"]
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(SoundAtlasError):
+    """The command line itself is wrong (exit status 2)."""
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the command ``args`` names (``args.func``) and return its exit status.
+
+    A :class:`UsageError` prints one line and returns 2; any other
+    :class:`~soundatlas.errors.SoundAtlasError` prints ``error:`` and one line and returns 1;
+    Ctrl-C says how to resume and returns 130; a closed pipe (``| head``) returns 0.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line; ``args.command`` is the command's name, ``args.func`` its
+        ``cmd_*`` function.
+
+    Returns
+    -------
+    int
+        The process's exit status.
+    """
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"soundatlas {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SoundAtlasError as exc:
+        print(f"soundatlas {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        print(f"soundatlas {args.command}: interrupted; run it again to resume", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+# -- argument types ----------------------------------------------------------------------------
+
+
+def number(text: str, kind: type = float, what: str = "a number"):
+    """``kind(text)``, for argument types; other text is a usage error: ``'x' is not WHAT``."""
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+
+
+def positive_float(text: str) -> float:
+    """An argument type: a number above 0."""
+    value = number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be positive")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argument type: a whole number of at least 1 (a count)."""
+    value = number(text, int, "an integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """An argument type: a whole number of at least 0."""
+    value = number(text, int, "an integer")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must not be negative")
+    return value
+
+
+def checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argument type made of a function that raises the package's ParameterError.
+
+    Use it as a decorator on a function that reads an option's text with the package's own
+    parser (``parse_neighbourhood``, say); that parser's message becomes the usage error.
+
+    Parameters
+    ----------
+    parse : callable
+        Reads an option's text; raises :class:`~soundatlas.errors.ParameterError` when it is
+        wrong.
+
+    Returns
+    -------
+    callable
+        The argument type: what ``parse`` returns; a ParameterError becomes an
+        ``argparse.ArgumentTypeError``, which argparse prints as a usage error naming the option.
+    """
+
+    @functools.wraps(parse)
+    def argument(text: str):
+        try:
+            return parse(text)
+        except ParameterError as exc:
+            raise argparse.ArgumentTypeError(str(exc).strip()) from None
+
+    return argument
+
+
+# -- options shared between commands -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option:
+    """An option (or positional argument) declared once for every command that takes it.
+
+    Parameters
+    ----------
+    flags : tuple of str
+        What ``ArgumentParser.add_argument`` takes first: ``("--model", "-m")``, or a
+        positional argument's name.
+    kwargs : mapping
+        The rest of ``add_argument``'s arguments (``help``, ``type``, ``default``, ...).
+    aliases : tuple of str
+        Other spellings accepted for the same option; ``--help`` shows only ``flags``.
+
+    See Also
+    --------
+    option : builds one as ``add_argument`` is called.
+    """
+
+    flags: tuple[str, ...]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+    def add_to(self, parser: argparse.ArgumentParser) -> argparse.Action:
+        """Add the option (and its hidden aliases) to ``parser``.
+
+        Parameters
+        ----------
+        parser : argparse.ArgumentParser
+            A command's parser.
+
+        Returns
+        -------
+        argparse.Action
+            The option's action (the aliases store into its ``dest``).
+        """
+        action = parser.add_argument(*self.flags, **self.kwargs)
+        for alias in self.aliases:
+            parser.add_argument(alias, **{**self.kwargs, "dest": action.dest,
+                                          "help": argparse.SUPPRESS,
+                                          "default": argparse.SUPPRESS})
+        return action
+
+
+def option(*flags: str, aliases: tuple[str, ...] = (), **kwargs) -> Option:
+    """An :class:`Option`, written as ``ArgumentParser.add_argument`` is called.
+
+    Parameters
+    ----------
+    *flags : str
+        The option strings (``"--model", "-m"``) or a positional argument's name.
+    aliases : tuple of str, optional
+        Other spellings accepted and left out of ``--help``.
+    **kwargs
+        ``add_argument``'s keyword arguments.
+
+    Returns
+    -------
+    Option
+        The declaration; add it to a parser with :func:`add_options`.
+    """
+    return Option(tuple(flags), dict(kwargs), tuple(aliases))
+
+
+def add_options(parser: argparse.ArgumentParser, *options: Option) -> None:
+    """Add ``options`` to ``parser`` in the order given (the order ``--help`` lists them).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        A command's parser.
+    *options : Option
+        The options.
+    """
+    for opt in options:
+        opt.add_to(parser)
+
+
+def output_parent() -> argparse.ArgumentParser:
+    """The parent parser of every command that prints results: ``--json`` and ``--quiet``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        A parser without ``--help``, for ``add_parser(..., parents=[...])``.
+    """
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--json", action="store_true", help="print machine-readable JSON results")
+    parent.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    return parent
+
+
+#: ``--atlas`` of every command that opens an existing atlas.
+ATLAS = option("--atlas", metavar="DIR",
+               help="atlas directory (default: $SOUNDATLAS_ATLAS or ./.soundatlas)")
+#: ``--seed`` of the commands whose randomness starts from one seed (default 0).
+SEED = option("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
+#: ``--threads`` of the commands that run torch.
+THREADS = option("--threads", type=positive_int, metavar="N",
+                 help="torch threads (default: all cores)")
+#: ``--jobs`` of the commands that run worker processes.
+JOBS = option("--jobs", type=positive_int, metavar="N", help="processes (default: one per core)")
+
+
+# -- output and atlas helpers ----------------------------------------------------------------------
+
+
+@contextmanager
+def progress_bar(args: argparse.Namespace, *, desc: str, unit: str) -> Iterator[Callable]:
+    """A tqdm bar on stderr, as a progress callback.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The command line; ``args.quiet`` hides the bar (as does a stderr that is not a
+        terminal).
+    desc, unit : str
+        The bar's label and the unit it counts.
+
+    Yields
+    ------
+    callable
+        ``update(n_done, n_total, **postfix)``: moves the bar to ``n_done`` of ``n_total``
+        and shows ``postfix`` beside it.
+    """
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=desc, unit=unit, disable=True if args.quiet else None,
+               dynamic_ncols=True, smoothing=0.1)
+
+    def update(n_done: int, n_total: int, **postfix) -> None:
+        if bar.total != n_total:
+            bar.total = n_total
+            bar.refresh()
+        if postfix:
+            bar.set_postfix(postfix, refresh=False)
+        bar.update(n_done - bar.n)
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def print_json(obj: Any) -> None:
+    """Print ``obj`` as indented JSON on stdout (what ``--json`` prints).
+
+    Parameters
+    ----------
+    obj : object
+        Anything ``json`` writes; other values (paths, say) are written as ``str(value)``.
+    """
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def as_dict(obj: Any) -> Any:
+    """A dataclass as a dict (for :func:`print_json`); anything else as it is.
+
+    Parameters
+    ----------
+    obj : object
+        A summary a stage returned.
+
+    Returns
+    -------
+    object
+        ``dataclasses.asdict(obj)`` for a dataclass instance, else ``obj``.
+    """
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(obj) if is_dataclass(obj) else obj
+
+
+def atlas_dir(args: argparse.Namespace) -> Path:
+    """The atlas a command works on.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The command line, with ``args.atlas``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``--atlas``, else ``$SOUNDATLAS_ATLAS``, else ``./.soundatlas``.
+    """
+    if args.atlas:
+        return Path(args.atlas)
+    return Path(os.environ.get("SOUNDATLAS_ATLAS", "")) if os.environ.get("SOUNDATLAS_ATLAS") else (
+        Path.cwd() / ".soundatlas"
+    )
+
+
+def open_atlas(args: argparse.Namespace, *, write: bool = False):
+    """Open the atlas of :func:`atlas_dir`.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The command line, with ``args.atlas``.
+    write : bool, optional
+        Open it for writing (default: read-only).
+
+    Returns
+    -------
+    soundatlas.atlas.Atlas
+        The open atlas (a context manager).
+    """
+    from soundatlas.atlas import Atlas
+
+    return Atlas.open(atlas_dir(args), write=write)

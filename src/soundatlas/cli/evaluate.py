@@ -1,0 +1,172 @@
+"""Commands that score maps: ``evaluate`` (a table, or JSON) and ``report`` (an HTML page).
+
+Both run the same scoring, so they take the same options (:func:`scoring_options`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from soundatlas.cli.common import (
+    ATLAS,
+    EXIT_OK,
+    SEED,
+    UsageError,
+    add_options,
+    nonnegative_int,
+    open_atlas,
+    option,
+    positive_int,
+    print_json,
+    progress_bar,
+)
+from soundatlas.errors import SoundAtlasError
+
+__all__ = ["register", "scoring_options", "baseline_list", "cmd_evaluate", "cmd_report"]
+
+
+def scoring_options() -> tuple:
+    """The options of ``evaluate`` and ``report``, which run the same scoring.
+
+    Returns
+    -------
+    tuple of Option
+        ``--baselines`` (its help lists the registered baselines), ``--analogies``,
+        ``--frames-per-file``, ``--seed`` and ``--labels``.
+    """
+    from soundatlas.baselines import BASELINES
+
+    return (
+        option("--baselines", default="all", metavar="LIST",
+               help=f"comma-separated baselines: {', '.join(BASELINES)}; 'all' (default) or "
+               "'none'"),
+        option("--analogies", type=nonnegative_int, default=500, metavar="N",
+               help="random analogy triples per map (default: 500; 0: none)"),
+        option("--frames-per-file", type=positive_int, default=8, metavar="N",
+               help="energy-weighted frames per file (default: 8)"),
+        SEED,
+        option("--labels", nargs="+", metavar="KEY",
+               help="label keys to score (default: instrument and pitch, those of the "
+               "two the atlas has, else folder); A+B scores the pair as one label, e.g. "
+               "instrument+pitch, what the instrument-pitch neighbourhood learns"),
+    )
+
+
+def baseline_list(text: str) -> list[str]:
+    """The baselines ``--baselines`` names.
+
+    Parameters
+    ----------
+    text : str
+        ``all``, ``none`` (or empty) or a comma-separated list of registered baselines.
+
+    Returns
+    -------
+    list of str
+        Baseline names, in the order given (``all``: the registry's order).
+
+    Raises
+    ------
+    UsageError
+        When a name is not a registered baseline.
+    """
+    from soundatlas.baselines import BASELINES
+
+    if text in ("", "none"):
+        return []
+    if text == "all":
+        return list(BASELINES)
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    bad = [b for b in names if b not in BASELINES]
+    if bad:
+        raise UsageError(f"unknown baseline {bad[0]!r} (known: {', '.join(BASELINES)}, all, none)")
+    return names
+
+
+def _add_evaluate(sub, parents) -> None:
+    ev = sub.add_parser("evaluate", parents=parents,
+                        help="score models beside baselines (k-NN, retrieval, analogies, ...)",
+                        description="The reference protocol (k-NN on frame embeddings of "
+                        "training files, k chosen on validation, accuracy on test frames) plus "
+                        "confusion matrices, retrieval (P@10, MAP@R), trustworthiness and "
+                        "continuity, and acoustic analogies, for each model and baseline on the "
+                        "same frames and split.")
+    add_options(ev, *scoring_options(), ATLAS)
+    ev.add_argument("--model", "-m", action="append", metavar="NAME",
+                    help="model to score (repeat for several; none: baselines only)")
+    ev.add_argument("--output", "-o", metavar="FILE", help="also write the full JSON result here")
+    ev.add_argument("--reference", metavar="ATLAS",
+                    help="cross-bank protocol: fit the k-NN and every baseline on this other "
+                    "atlas's training frames (k chosen on its validation frames) and score every "
+                    "frame of --atlas; each model must be embedded in both with the same weights")
+    ev.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``soundatlas evaluate``: score models and baselines; print the table or the JSON."""
+    from contextlib import ExitStack
+
+    from soundatlas.atlas import Atlas
+    from soundatlas.evaluate import evaluate
+    from soundatlas.scoretable import format_scores
+
+    baselines = baseline_list(args.baselines)
+    with ExitStack() as stack:
+        atlas = stack.enter_context(open_atlas(args))
+        reference = (stack.enter_context(Atlas.open(Path(args.reference)))
+                     if args.reference else None)
+        bar = stack.enter_context(progress_bar(args, desc="evaluating", unit="stage"))
+        result = evaluate(atlas, args.model or (), baselines=baselines, labels=args.labels,
+                          reference=reference,
+                          n_per_file=args.frames_per_file, n_analogies=args.analogies,
+                          seed=args.seed, progress=lambda d, t, stage: bar(d, t, stage=stage))
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=2, default=str))
+    if args.json:
+        print_json(result)
+    else:
+        print(format_scores(result))
+    return EXIT_OK
+
+
+def _add_report(sub, parents) -> None:
+    rp = sub.add_parser("report", parents=parents, help="write an HTML report of models",
+                        description="Evaluate models beside baselines and write a self-contained "
+                        "HTML page with tables and figures (3-D views, per-class accuracy, "
+                        "confusion matrices, trajectories, analogies) into a directory.")
+    add_options(rp, *scoring_options(), ATLAS)
+    rp.add_argument("--models", nargs="+", metavar="NAME",
+                    help="models to report (default: every fully embedded model)")
+    rp.add_argument("--output", "-o", required=True, metavar="DIR",
+                    help="directory for index.html, evaluation.json and fig/")
+    rp.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``soundatlas report``: score models and baselines into an HTML page."""
+    from soundatlas.report import write_report
+
+    baselines = baseline_list(args.baselines)
+    with open_atlas(args) as atlas, progress_bar(args, desc="report", unit="stage") as bar:
+        models = args.models or [m["name"] for m in atlas.models()
+                                 if m["n_embedded"] >= atlas.n_samples() > 0]
+        if not models:
+            raise SoundAtlasError("no fully embedded model in the atlas; run `soundatlas embed` "
+                                  "first or name models with --models")
+        page = write_report(atlas, args.output, models=models, baselines=baselines,
+                            seed=args.seed, n_per_file=args.frames_per_file,
+                            n_analogies=args.analogies, labels=args.labels,
+                            progress=lambda d, t, stage: bar(d, t, stage=stage))
+    if args.json:
+        print_json({"page": str(page), "models": models, "baselines": baselines})
+    else:
+        print(f"report written: {page}")
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    """Register ``evaluate`` and ``report`` (see :mod:`soundatlas.cli`)."""
+    for add in (_add_evaluate, _add_report):
+        add(sub, parents)

@@ -1,0 +1,308 @@
+"""Commands that learn maps and place samples on them: ``train``, ``embed``, ``models``,
+``map``, ``adapt``.
+
+``train``'s setting flags are generated from ``TrainSettings`` (:mod:`soundatlas.cli.train_flags`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from soundatlas.adapt import ADAPT_NEIGHBOURHOOD
+from soundatlas.cli.common import (
+    ATLAS,
+    EXIT_OK,
+    SEED,
+    THREADS,
+    add_options,
+    as_dict,
+    atlas_dir,
+    checked,
+    open_atlas,
+    positive_float,
+    positive_int,
+    print_json,
+    progress_bar,
+)
+from soundatlas.cli.library import INDEX_OPTIONS, print_index_summary, run_index
+from soundatlas.cli.train_flags import SettingFlags, train_settings
+
+__all__ = ["register", "cmd_train", "cmd_embed", "cmd_models", "cmd_map", "cmd_adapt"]
+
+
+# -- train ---------------------------------------------------------------------------------------
+
+
+@checked
+def _neighbourhood_spec(text: str) -> str:
+    """``train -n``: checked here, so a bad one is a usage error naming the option."""
+    from soundatlas.neighbourhoods import parse_neighbourhood
+
+    parse_neighbourhood(text)
+    return text
+
+
+def _add_train(sub, parents) -> None:
+    t = sub.add_parser("train", parents=parents, help="learn a map from a neighbourhood",
+                       description="Train the network on the atlas's training split with triples "
+                       "drawn from a neighbourhood; checkpoints as it goes; the model is saved "
+                       "and registered in the atlas.")
+    settings = SettingFlags(t)  # the TrainSettings flags, among the others in --help's order
+    add_options(t, ATLAS)
+    t.add_argument("--neighbourhood", "-n", required=True, metavar="SPEC",
+                   type=_neighbourhood_spec,
+                   help="input-knn | instrument | pitch | instrument-pitch | instrument-pitch-2 | "
+                   "label:KEY (any label column, e.g. label:family) | augment-pair (the same "
+                   "sound under two augmentations); several at once as a weighted mixture, "
+                   "NAME:WEIGHT,..., e.g. instrument:1,label:family:1,input-knn:0.5,"
+                   "augment-pair:0.5 (each triple's part drawn by weight; a part these data "
+                   "cannot serve is left out with a message)")
+    t.add_argument("--label", metavar="KEY",
+                   help="label column playing the instrument's part (e.g. 'folder'; default: "
+                   "instrument); a single neighbourhood only")
+    settings.add("augment")
+    t.add_argument("--init-from", metavar="MODEL",
+                   help="start from this model's weights, input statistics and architecture "
+                   "(a model name or directory) instead of a random network: fine-tuning")
+    settings.add("preset", "iterations", "lr", "batch_size")
+    t.add_argument("--dims", type=positive_int, metavar="D",
+                   help="output dimensions (default: 3, or --init-from's)")
+    add_options(t, SEED)
+    t.add_argument("--name", metavar="NAME",
+                   help="model name (default: NEIGHBOURHOOD-PRESET-sSEED)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the last checkpoint of the same name and settings")
+    t.add_argument("--stop-after", type=positive_int, metavar="N",
+                   help="stop (resumable) after N iterations of this invocation")
+    settings.add("checkpoint_every", "valid_every", "threads")
+    t.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where to train (default: cpu)")
+    settings.add_rest()
+    t.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``soundatlas train``: train a model on the atlas and say how it went."""
+    from soundatlas.train import train
+
+    settings = train_settings(args)
+    with open_atlas(args, write=True) as atlas, \
+            progress_bar(args, desc=f"training {args.neighbourhood}", unit="it") as bar:
+
+        def progress(done, total, stats):
+            shown = {"loss": f"{stats['loss']:.4f}", "triples/s": f"{stats['triples_per_s']:.0f}"}
+            if stats.get("valid_loss") is not None:
+                shown["valid"] = f"{stats['valid_loss']:.4f}"
+            bar(done, total, **shown)
+
+        result = train(atlas, neighbourhood=args.neighbourhood, label=args.label,
+                       settings=settings, seed=args.seed, name=args.name, dims=args.dims,
+                       resume=args.resume, device=args.device, progress=progress,
+                       stop_after=args.stop_after, init_from=args.init_from)
+    out = {"name": result.name, "directory": str(result.directory), "iterations": result.iterations,
+           "of": settings.iterations, "seconds": round(result.seconds, 1),
+           "cpu_seconds": round(result.cpu_seconds, 1), "resumed_from": result.resumed_from,
+           "history": result.history, "neighbourhood": result.neighbourhood}
+    if args.json:
+        print_json(out)
+    else:
+        done = result.iterations >= settings.iterations
+        state = "trained" if done else "paused (resume with --resume)"
+        last_log = result.history[-1] if result.history else {}
+        print(f"{state}: model {result.name}, {result.iterations}/{settings.iterations} "
+              f"iterations in {result.seconds:.0f} s; train loss "
+              f"{last_log.get('train_loss', float('nan')):.4f}, "
+              f"validation loss {last_log.get('valid_loss') or float('nan'):.4f}")
+        parts = result.neighbourhood.get("parts", [result.neighbourhood])
+        for part in parts:
+            excluded = part.get("n_excluded", 0)
+            if excluded:
+                reasons = part.get("excluded", {})
+                whose = f" by {part['spec']}" if "spec" in part else ""
+                print(f"  {excluded} training samples left out{whose}"
+                      + (": " + ", ".join(f"{n} {why}" for why, n in reasons.items())
+                         if reasons else ""))
+        for skipped in result.neighbourhood.get("skipped", []):
+            print(f"  neighbourhood {skipped['spec']} left out: {skipped['reason']}")
+    return EXIT_OK
+
+
+# -- embed, models, map --------------------------------------------------------------------------
+
+
+def _embed(args, atlas):
+    """Embed ``atlas``'s samples with ``args.model`` behind a progress bar; the summary."""
+    from soundatlas.artifact import resolve_model
+    from soundatlas.embed import embed_atlas, ensure_registered
+
+    artifact, registration = resolve_model(atlas, args.model)
+    model_id = ensure_registered(atlas, artifact, registration)
+    with progress_bar(args, desc=f"embedding ({artifact.name})", unit="file") as progress:
+        return embed_atlas(atlas, artifact, model_id, progress=progress)
+
+
+def _add_embed(sub, parents) -> None:
+    e = sub.add_parser("embed", parents=parents, help="embed the atlas's samples with a model",
+                       description="Compute each sample's trajectory (one 3-D point per frame) "
+                       "and its point on the map; only samples without an embedding for the "
+                       "model are computed.")
+    add_options(e, ATLAS)
+    e.add_argument("--model", "-m", metavar="NAME",
+                   help="a model of the atlas, a shipped model or a model directory "
+                   "(default: the shipped 'default')")
+    e.set_defaults(func=cmd_embed)
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    """``soundatlas embed``: embed the samples that have no embedding for the model yet."""
+    with open_atlas(args, write=True) as atlas:
+        summary = _embed(args, atlas)
+    if args.json:
+        print_json(as_dict(summary))
+    else:
+        print(f"model {summary.model}: embedded {summary.n_embedded} samples "
+              f"({summary.n_frames} frames) in {summary.seconds:.1f} s; "
+              f"{summary.n_already} already had embeddings"
+              + (f"; {summary.n_vectors} similarity vectors ({summary.similarity})"
+                 if summary.n_vectors else ""))
+    return EXIT_OK
+
+
+def _model_row(name: str, where: str, config: dict, n_embedded: int | None) -> dict:
+    return {"name": name, "where": where, "neighbourhood":
+            config.get("neighbourhood", {}).get("name"), "preset": config.get("preset"),
+            "iterations": config.get("training", {}).get("iterations"),
+            "n_embedded": n_embedded, "metrics": config.get("metrics", {})}
+
+
+def _add_models(sub, parents) -> None:
+    m = sub.add_parser("models", parents=parents, help="list the atlas's and the shipped models",
+                       description="Models registered in the atlas and shipped with soundatlas.")
+    add_options(m, ATLAS)
+    m.set_defaults(func=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """``soundatlas models``: the atlas's models, then the shipped ones it does not have."""
+    from soundatlas.artifact import CONFIG, SHIPPED_MODELS
+
+    rows = []
+    if (atlas_dir(args) / "atlas.sqlite").is_file():
+        with open_atlas(args) as atlas:
+            rows = [_model_row(m["name"], "atlas", m["config"], m["n_embedded"])
+                    for m in atlas.models()]
+    for d in sorted(SHIPPED_MODELS.glob("*")):
+        if (d / CONFIG).is_file() and not any(r["name"] == d.name for r in rows):
+            rows.append(_model_row(d.name, "shipped", json.loads((d / CONFIG).read_text()), None))
+    if args.json:
+        print_json(rows)
+        return EXIT_OK
+    if not rows:
+        print("no models (train one with `soundatlas train`)")
+    for r in rows:
+        emb = "" if r["n_embedded"] is None else f", {r['n_embedded']} samples embedded"
+        print(f"{r['name']:32s} {r['where']:8s} {r['neighbourhood'] or '?':20s} "
+              f"{r['preset'] or '?'} ({r['iterations']} it){emb}")
+    return EXIT_OK
+
+
+def _add_map(sub, parents) -> None:
+    mp = sub.add_parser("map", parents=parents, help="index a library and embed it (one step)",
+                        description="`soundatlas index LIBRARY` followed by `soundatlas embed` "
+                        "with the shipped default model (or --model).")
+    add_options(mp, *INDEX_OPTIONS)
+    mp.add_argument("--model", "-m", metavar="NAME",
+                    help="model to embed with (default: the shipped 'default')")
+    mp.set_defaults(func=cmd_map)
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    """``soundatlas map``: ``index`` then ``embed``, in one step."""
+    from soundatlas.atlas import Atlas, default_atlas_dir
+
+    index_summary = run_index(args)
+    if not args.json:
+        print_index_summary(index_summary)
+    path = Path(args.atlas) if args.atlas else default_atlas_dir(args.library)
+    with Atlas.open(path, write=True) as atlas:
+        summary = _embed(args, atlas)
+    if args.json:
+        print_json({"index": index_summary.to_dict(), "embed": as_dict(summary)})
+    else:
+        print(f"mapped with model {summary.model}: {summary.n_embedded} new, "
+              f"{summary.n_already} already embedded ({summary.seconds:.1f} s)")
+    return EXIT_OK
+
+
+# -- adapt ---------------------------------------------------------------------------------------
+
+
+def _add_adapt(sub, parents) -> None:
+    ad = sub.add_parser("adapt", parents=parents,
+                        help="fine-tune a model to this library without labels, and embed",
+                        description="Label-free adaptation: fine-tune a model (default: the "
+                        "shipped 'default') on the atlas's own sounds with the two "
+                        "neighbourhoods that need no labels (input-space neighbours and the "
+                        "same sound under two augmentations), register it beside its base as "
+                        "BASE-adapted and embed every sample with it. Resumable (--resume).")
+    add_options(ad, ATLAS)
+    ad.add_argument("--model", "-m", default="default", metavar="NAME",
+                    help="the model to start from (default: the shipped 'default')")
+    ad.add_argument("--name", metavar="NAME", help="the adapted model's name (default: "
+                    "MODEL-adapted)")
+    ad.add_argument("--iterations", type=positive_int, default=3000, metavar="N",
+                    help="training steps of 32 triples (default: 3000)")
+    ad.add_argument("--lr", type=positive_float, default=0.01, metavar="LR",
+                    help="learning rate of the fine-tuning (default: 0.01)")
+    ad.add_argument("--neighbourhood", "-n", default=ADAPT_NEIGHBOURHOOD, metavar="SPEC",
+                    help="label-free neighbourhoods with weights: input-knn (input-space "
+                    "neighbours), teacher-knn (neighbours in the base model's hidden layer), "
+                    f"augment-pair (default: {ADAPT_NEIGHBOURHOOD})")
+    add_options(ad, SEED, THREADS)
+    ad.add_argument("--resume", action="store_true",
+                    help="continue an interrupted adaptation from its checkpoint")
+    ad.add_argument("--stop-after", type=positive_int, metavar="N",
+                    help="pause after N iterations of this call (resumable)")
+    ad.set_defaults(func=cmd_adapt)
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    """``soundatlas adapt``: fine-tune a model to the atlas without labels, and embed."""
+    from soundatlas.adapt import AdaptSettings, adapt
+
+    settings = AdaptSettings(iterations=args.iterations, lr=args.lr,
+                             neighbourhood=args.neighbourhood)
+    with open_atlas(args, write=True) as atlas, \
+            progress_bar(args, desc="adapting", unit="it") as train_bar, \
+            progress_bar(args, desc="embedding", unit="file") as embed_bar:
+
+        def train_progress(done, total, stats):
+            train_bar(done, total, loss=f"{stats['loss']:.4f}",
+                      **{"triples/s": f"{stats['triples_per_s']:.0f}"})
+
+        summary = adapt(atlas, base=args.model, name=args.name, settings=settings,
+                        seed=args.seed, resume=args.resume, stop_after=args.stop_after,
+                        threads=args.threads, train_progress=train_progress,
+                        embed_progress=embed_bar)
+    if args.json:
+        print_json(summary)
+    elif not summary["done"]:
+        print(f"adaptation {summary['name']} paused at iteration {summary['iterations']} of "
+              f"{summary['of']}; continue with `soundatlas adapt --atlas {atlas_dir(args)} "
+              f"--resume`")
+    else:
+        print(f"adapted {summary['base']} to this library without labels "
+              f"({summary['neighbourhood']}, augment {summary['augment']}): model "
+              f"{summary['name']}, {summary['iterations']} iterations in "
+              f"{summary['train_seconds']:.0f} s; embedded {summary['n_embedded']} samples in "
+              f"{summary['embed_seconds']:.0f} s. The page's model switcher offers "
+              f"{summary['base']} and {summary['name']}.")
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    """Register ``train``, ``embed``, ``models``, ``map``, ``adapt`` (see :mod:`soundatlas.cli`)."""
+    for add in (_add_train, _add_embed, _add_models, _add_map, _add_adapt):
+        add(sub, parents)

@@ -1,0 +1,143 @@
+"""``soundatlas serve``: the atlas's page and API over HTTP, with optional OSC in and out."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from soundatlas.cli.common import (
+    ATLAS,
+    EXIT_FAIL,
+    EXIT_OK,
+    UsageError,
+    add_options,
+    atlas_dir,
+    checked,
+    nonnegative_int,
+)
+
+__all__ = ["register", "cmd_serve"]
+
+
+@checked
+def _osc_out(text: str) -> str:
+    """``--osc-out``: HOST:PORT, checked here, so a bad one is a usage error naming the option."""
+    from soundatlas.web.osc import parse_endpoint
+
+    return str(parse_endpoint(text, what="", default_host=None))
+
+
+@checked
+def _osc_in(text: str) -> str:
+    """``--osc-in``: [HOST:]PORT (host 127.0.0.1), checked here like ``--osc-out``."""
+    from soundatlas.web.osc import parse_endpoint
+
+    return str(parse_endpoint(text, what="", default_host="127.0.0.1"))
+
+
+def _listening_socket(host: str, port: int):
+    """A socket bound to ``host:port`` (0: a free port), as uvicorn would bind it."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise UsageError(f"--host {host} --port {port}: cannot listen there "
+                         f"({e.strerror})") from None
+    sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them
+    sock.set_inheritable(True)
+    return sock
+
+
+def _add_serve(sub, parents) -> None:
+    # serve prints no results: no --json or --quiet (parents)
+    sv = sub.add_parser("serve", help="serve the atlas's map and its API in a web browser",
+                        description="Serve the atlas (read-only) over HTTP: the page at / and a "
+                        "JSON/binary API under /api (listed at /docs). Binds 127.0.0.1 unless "
+                        "told otherwise.")
+    add_options(sv, ATLAS)
+    sv.add_argument("--model", "-m", metavar="NAME",
+                    help="model the page shows first (default: the first fully embedded one)")
+    sv.add_argument("--host", default="127.0.0.1", metavar="ADDRESS",
+                    help="address to bind (default: 127.0.0.1; another address exposes the "
+                    "library's files to the network)")
+    sv.add_argument("--port", type=nonnegative_int, default=8000, metavar="N",
+                    help="port to listen on (default: 8000; 0: a free port, printed)")
+    sv.add_argument("--get", metavar="/api/PATH",
+                    help="answer this one GET in-process, print it and exit (0 for a 2xx "
+                    "answer, 1 otherwise) without binding a port")
+    sv.add_argument("--osc-out", type=_osc_out, metavar="HOST:PORT",
+                    help="send the page's hover, select, play and selection events as OSC "
+                    "messages (UDP) to HOST:PORT, e.g. 127.0.0.1:9000 (address space: README)")
+    sv.add_argument("--osc-in", type=_osc_in, metavar="[HOST:]PORT",
+                    help="listen for OSC (UDP) on PORT (host 127.0.0.1 unless given): "
+                    "/soundatlas/cursor x y z moves a cursor in the page and plays the nearest "
+                    "sample; also /soundatlas/cursor/norm u v w, /soundatlas/play id, "
+                    "/soundatlas/select id")
+    sv.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``soundatlas serve``: serve until Ctrl-C, or answer one ``--get`` in-process."""
+    import asyncio
+
+    from soundatlas.web.app import (
+        call,
+        create_app,
+        describe_response,
+        end_streams,
+        is_loopback_host,
+    )
+
+    if args.port > 65535:
+        raise UsageError(f"--port {args.port} must be at most 65535")
+    loopback = is_loopback_host(args.host)
+    allowed = {"127.0.0.1", "localhost", "::1", args.host} if loopback else None
+    live = args.get is None  # one in-process request needs no OSC sockets
+    app = create_app(atlas_dir(args), model=args.model, allowed_hosts=allowed,
+                     osc_out=args.osc_out if live else None,
+                     osc_in=args.osc_in if live else None)
+    if args.get is not None:
+        target = args.get if args.get.startswith("/") else "/" + args.get
+        status, headers, body = asyncio.run(call(app, "GET", target))
+        print(describe_response(status, headers, body))
+        return EXIT_OK if 200 <= status < 300 else EXIT_FAIL
+    import uvicorn
+
+    if not loopback:
+        print(f"soundatlas serve: warning: {args.host} is not a loopback address: anyone who can "
+              "reach this machine can read the library's files", file=sys.stderr)
+    sock = _listening_socket(args.host, args.port)
+    port = sock.getsockname()[1]  # --port 0: the free port the system chose
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"serving {atlas_dir(args)} at http://{shown}:{port}/ "
+          f"(API: http://{shown}:{port}/docs); Ctrl-C stops", flush=True)
+    web = app.state.web
+    if web.osc_out is not None:
+        print(f"OSC out: the page's hover, select, play and selection go to {web.osc_out.endpoint}")
+    if web.osc_in is not None:
+        print(f"OSC in: listening on {web.osc_in.endpoint} for /soundatlas/cursor x y z, "
+              "/soundatlas/cursor/norm u v w, /soundatlas/play id, /soundatlas/select id")
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):  # Ctrl-C: end the page's event streams first
+            end_streams(app)
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                            timeout_graceful_shutdown=2)
+    try:
+        Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn raises the Ctrl-C again once it has stopped cleanly
+        pass
+    print("stopped")
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+    """Register ``serve`` (see :mod:`soundatlas.cli`)."""
+    _add_serve(sub, parents)
