@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import csv
+import dataclasses
 import io
 import json
 import shutil
@@ -301,7 +302,7 @@ def test_the_kd_tree_is_cached_and_rebuilt_when_embeddings_change(mapped, atlas)
     model = atlas.model("m")
     first = web.point_index(atlas, model)
     assert web.point_index(atlas, model) is first
-    rebuilt = web.point_index(atlas, dict(model, n_embedded=model["n_embedded"] - 1))
+    rebuilt = web.point_index(atlas, dataclasses.replace(model, n_embedded=model.n_embedded - 1))
     assert rebuilt is not first and rebuilt.ids.tolist() == first.ids.tolist()
 
 

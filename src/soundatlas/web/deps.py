@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import numpy as np
 from fastapi import Request
 
-from soundatlas.atlas import Atlas, SampleRecord
+from soundatlas.atlas import Atlas, ModelRecord, SampleRecord
 from soundatlas.errors import AtlasError
 from soundatlas.web.responses import api_error
 from soundatlas.web.state import PointIndex, WebState, model_dims
@@ -38,18 +38,18 @@ def web_state(request: Request) -> WebState:
     return request.app.state.web
 
 
-def model_summary(model: dict) -> dict:
+def model_summary(model: ModelRecord) -> dict:
     """What ``/api/atlas`` says of a model's record: a dict of its name, neighbourhood,
     embedded count (``n_embedded``) and dims."""
     return {
-        "name": model["name"],
-        "neighbourhood": model["config"].get("neighbourhood", {}).get("name"),
-        "n_embedded": model["n_embedded"],
+        "name": model.name,
+        "neighbourhood": model.config.get("neighbourhood", {}).get("name"),
+        "n_embedded": model.n_embedded,
         "dims": model_dims(model),
     }
 
 
-def model_or_404(atlas: Atlas, name: str) -> dict:
+def model_or_404(atlas: Atlas, name: str) -> ModelRecord:
     """The model registered as ``name``.
 
     Parameters
@@ -61,8 +61,7 @@ def model_or_404(atlas: Atlas, name: str) -> dict:
 
     Returns
     -------
-    dict
-        The model's record.
+    ModelRecord
 
     Raises
     ------
@@ -72,16 +71,16 @@ def model_or_404(atlas: Atlas, name: str) -> dict:
     try:
         return atlas.model(name)
     except AtlasError:
-        known = ", ".join(m["name"] for m in atlas.models()) or "none"
+        known = ", ".join(m.name for m in atlas.models()) or "none"
         raise api_error(404, f"no model {name!r} in this atlas (known: {known})") from None
 
 
-def require_embeddings(model: dict) -> None:
+def require_embeddings(model: ModelRecord) -> None:
     """Refuse a model that has no embeddings yet.
 
     Parameters
     ----------
-    model : dict
+    model : ModelRecord
         The model's record.
 
     Raises
@@ -89,13 +88,13 @@ def require_embeddings(model: dict) -> None:
     fastapi.HTTPException
         409 naming the command that makes them.
     """
-    if model["n_embedded"] == 0:
-        command = f"soundatlas embed --atlas A --model {model['name']}"
-        raise api_error(409, f"model {model['name']!r} has no embeddings yet; run: {command}",
+    if model.n_embedded == 0:
+        command = f"soundatlas embed --atlas A --model {model.name}"
+        raise api_error(409, f"model {model.name!r} has no embeddings yet; run: {command}",
                         hint=EMBED_HINT)
 
 
-def embedded_model(atlas: Atlas, name: str) -> dict:
+def embedded_model(atlas: Atlas, name: str) -> ModelRecord:
     """The record of the model ``name``, which must have embeddings (``model_or_404``,
     then ``require_embeddings``): else a 404 for an unknown model, a 409 for one without
     embeddings."""
@@ -123,8 +122,8 @@ def default_model(atlas: Atlas, given: str | None) -> str | None:
         return given
     n = atlas.n_samples()
     for m in atlas.models():
-        if n > 0 and m["n_embedded"] >= n:
-            return m["name"]
+        if n > 0 and m.n_embedded >= n:
+            return m.name
     return None
 
 
@@ -142,7 +141,7 @@ def sample_or_404(atlas: Atlas, sample_id: int) -> SampleRecord:
     return found[0]
 
 
-def point_or_404(index: PointIndex, sample_id: int, model: dict) -> np.ndarray:
+def point_or_404(index: PointIndex, sample_id: int, model: ModelRecord) -> np.ndarray:
     """The point of ``sample_id`` in the model's ``index``.
 
     Raises
@@ -152,7 +151,7 @@ def point_or_404(index: PointIndex, sample_id: int, model: dict) -> np.ndarray:
     """
     point = index.point(sample_id)
     if point is None:
-        raise api_error(404, f"sample {sample_id} has no point for model {model['name']!r} "
+        raise api_error(404, f"sample {sample_id} has no point for model {model.name!r} "
                         "(unknown id, or not embedded yet)")
     return point
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from soundatlas.atlas import Atlas
+from soundatlas.atlas import Atlas, ModelRecord
 from soundatlas.errors import SoundAtlasError
 from soundatlas.web.responses import api_error
 
@@ -26,12 +26,12 @@ __all__ = ["PointIndex", "SimilarityIndex", "WebState", "points_key", "model_dim
            "end_streams"]
 
 
-def model_dims(model: dict) -> int:
+def model_dims(model: ModelRecord) -> int:
     """The number of coordinates of a model's points.
 
     Parameters
     ----------
-    model : dict
+    model : ModelRecord
         The model's record, as ``Atlas.model`` returns it.
 
     Returns
@@ -39,7 +39,7 @@ def model_dims(model: dict) -> int:
     int
         The architecture's ``dims`` (3 when the config does not say).
     """
-    return int(model["config"].get("architecture", {}).get("dims", 3))
+    return int(model.config.get("architecture", {}).get("dims", 3))
 
 
 @dataclass
@@ -124,7 +124,7 @@ class SimilarityIndex:
     message: str | None = None
 
 
-def points_key(atlas: Atlas, model: dict) -> tuple:
+def points_key(atlas: Atlas, model: ModelRecord) -> tuple:
     """What changes whenever the points of ``model`` (a record of the open ``atlas``) do.
 
     Returns
@@ -134,8 +134,8 @@ def points_key(atlas: Atlas, model: dict) -> tuple:
         segment: it changes when the model is registered again, or samples are embedded
         (again) or removed.
     """
-    return (model["id"], model["created"], model["n_embedded"],
-            atlas.newest_embedding_segment(model["id"]))
+    return (model.id, model.created, model.n_embedded,
+            atlas.newest_embedding_segment(model.id))
 
 
 class WebState:
@@ -189,45 +189,45 @@ class WebState:
         with Atlas.open(self.atlas_dir) as atlas:
             yield atlas
 
-    def point_index(self, atlas: Atlas, model: dict) -> PointIndex:
+    def point_index(self, atlas: Atlas, model: ModelRecord) -> PointIndex:
         """The model's points and KD-tree (a :class:`PointIndex`), rebuilt when its
         embeddings changed."""
         from scipy.spatial import cKDTree
 
         def build() -> PointIndex:
-            ids, points = atlas.points(model["id"])
+            ids, points = atlas.points(model.id)
             if len(ids) == 0:
                 points = np.zeros((0, model_dims(model)), np.float32)
             return PointIndex(ids, points, cKDTree(points.astype(np.float64)))
 
-        return self._cached(self._indexes, model["name"], points_key(atlas, model), build)
+        return self._cached(self._indexes, model.name, points_key(atlas, model), build)
 
-    def similarity_index(self, atlas: Atlas, model: dict) -> SimilarityIndex:
+    def similarity_index(self, atlas: Atlas, model: ModelRecord) -> SimilarityIndex:
         """The model's similarity vectors and index (a :class:`SimilarityIndex`), rebuilt
         when its embeddings or vectors changed; without a vector for every embedded sample,
         no index and the message why."""
         from soundatlas.similarity import VectorIndex, missing_message
 
-        space = atlas.similarity_space(model["id"])
+        space = atlas.similarity_space(model.id)
         key = (*points_key(atlas, model), None if space is None else
                (space["name"], space["updated"]))
 
         def build() -> SimilarityIndex:
             if space is None:
                 return SimilarityIndex(None, None, missing_message(atlas, model, 0))
-            ids, codes = atlas.similarity_vectors(model["id"])
-            if len(ids) < model["n_embedded"]:
+            ids, codes = atlas.similarity_vectors(model.id)
+            if len(ids) < model.n_embedded:
                 return SimilarityIndex(None, space, missing_message(atlas, model, len(ids)))
             return SimilarityIndex(VectorIndex(ids, codes, scale=space["spec"]["scale"]), space)
 
-        return self._cached(self._vectors, model["name"], key, build)
+        return self._cached(self._vectors, model.name, key, build)
 
-    def frame_index(self, atlas: Atlas, model: dict):
+    def frame_index(self, atlas: Atlas, model: ModelRecord):
         """The model's :class:`synth.FrameIndex` (every sounding frame), read from the CLI's
         cache when that is current, never written (the server only reads the atlas)."""
         from soundatlas.synth import FrameIndex
 
-        return self._cached(self._frames, model["name"], points_key(atlas, model),
+        return self._cached(self._frames, model.name, points_key(atlas, model),
                             lambda: FrameIndex.load(atlas, model, cache="read"))
 
     def _cached(self, store: dict, name: str, key: tuple, build: Callable[[], object]):
@@ -267,7 +267,7 @@ class WebState:
             self._audio = AudioCache(library, sr)
         return self._audio
 
-    def artifact(self, atlas: Atlas, model: dict):
+    def artifact(self, atlas: Atlas, model: ModelRecord):
         """The model's loaded weights (an :class:`artifact.ModelArtifact`, cached).
 
         Raises
@@ -277,11 +277,11 @@ class WebState:
         """
         from soundatlas.artifact import check_cqt, resolve_model
 
-        key = (model["name"], model["id"], model["dir"], model["created"])
+        key = (model.name, model.id, model.dir, model.created)
         with self._lock:
             artifact = self._artifacts.get(key)
         if artifact is None:
-            artifact, _ = resolve_model(atlas, model["name"])
+            artifact, _ = resolve_model(atlas, model.name)
             with self._lock:
                 self._artifacts = {k: v for k, v in self._artifacts.items() if k[0] != key[0]}
                 self._artifacts[key] = artifact

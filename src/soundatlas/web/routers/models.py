@@ -19,6 +19,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from soundatlas.atlas import ModelRecord
 from soundatlas.errors import AtlasError
 from soundatlas.web.deps import (
     MAX_K,
@@ -40,7 +41,7 @@ SPACE = Query(None, description="where to search: similarity (the model's simila
 Space = Literal["similarity", "map"] | None
 
 
-def _search_space(web, atlas, model: dict, asked: str | None):
+def _search_space(web, atlas, model: ModelRecord, asked: str | None):
     """(space name, SimilarityIndex or None, note or None) for a search ``asked`` for."""
     if asked == "map":
         return "map", None, None
@@ -87,7 +88,7 @@ def get_trajectory(name: str, sample_id: int, request: Request) -> Response:
         model = embedded_model(atlas, name)
         sample_or_404(atlas, sample_id)
         try:
-            traj = atlas.trajectory(model["id"], sample_id)
+            traj = atlas.trajectory(model.id, sample_id)
         except AtlasError:
             raise api_error(404, f"sample {sample_id} is not embedded with model {name!r} "
                             "yet") from None
