@@ -496,3 +496,21 @@ def test_the_evaluate_commands_table_names_every_column_and_the_protocol():
     ev["protocol"].update(protocol="cross-bank", reference={"atlas": "/ref"})
     assert format_scores(ev).splitlines()[4].startswith(
         "cross-bank: k-NN fitted on 6 training frames of /ref (k chosen on 2 of")
+
+
+def test_the_results_tables_for_the_docs_read_the_same_score_table():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "results_table.py"
+    spec = importlib.util.spec_from_file_location("results_table", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    results = _toy_scores()["results"]
+    configs = {"m": {"neighbourhood": {"name": "instrument"}, "preset": "fast",
+                     "training": {"iterations": 12000, "cpu_seconds": 1234.4}}}
+    lines = tool.reproduction_table(results, configs)
+    assert lines[1] == "|---|---|---|---:|---:|---:|---:|---:|---:|"
+    assert lines[2] == "| m | instrument | fast | 12,000 | 1,234 | 0.500 | – | 0.448 | – |"
+    further = tool.further_table({"m": results["m"]})
+    assert further[2] == ("| m | 0.250 | 0.125 | – | – | 0.900 | 0.800 | 0.750 (0.500) | "
+                          "0.000 (1.000) |")

@@ -29,8 +29,30 @@ def retrieval(X, y, *, queries=None, k: int = 10) -> dict:
     """precision@k and MAP@R of labelled queries against all other labelled points.
 
     A query never matches itself (excluded by index, so exact duplicates still count as other
-    points). Returns {'precision_at_k', 'k', 'map_at_r', 'n_queries', 'n_skipped'}, where
-    'n_skipped' counts queries left out of MAP@R because no other point has their label.
+    points).
+
+    Parameters
+    ----------
+    X : array-like of shape (n, dims)
+        The points.
+    y : sequence of length n
+        Their labels (None: unlabelled, left out).
+    queries : bool mask or int indices, optional
+        The points that query (default: every labelled point).
+    k : int
+        Neighbours for precision at k.
+
+    Returns
+    -------
+    dict
+        {'precision_at_k', 'k', 'map_at_r', 'n_queries', 'n_skipped'}, where 'n_skipped' counts
+        queries left out of MAP@R because no other point has their label ('map_at_r' is None
+        when that is all of them).
+
+    Raises
+    ------
+    ParameterError
+        For malformed input, no labelled query, or ``k`` above the other labelled points.
     """
     from sklearn.neighbors import NearestNeighbors
 
@@ -76,9 +98,29 @@ def manifold_quality(X_high, X_low, *, ks=(5, 10, 20, 50), max_points: int = 200
                      seed: int = 0) -> dict:
     """Trustworthiness and continuity of the map ``X_low`` of ``X_high`` at each k.
 
-    At most ``max_points`` rows (the same in both) are scored, chosen with a seeded rng. k at or
-    above half the scored points cannot be computed and is listed in 'skipped_ks'. Returns
-    {'trustworthiness': {k: float}, 'continuity': {k: float}, 'n_points', 'skipped_ks'}.
+    Parameters
+    ----------
+    X_high : array-like of shape (n, d_high)
+        The points in the original space.
+    X_low : array-like of shape (n, d_low)
+        The same points on the map.
+    ks : sequence of int
+        Neighbourhood sizes; k at or above half the scored points cannot be computed and is
+        listed in 'skipped_ks'.
+    max_points : int
+        At most this many rows (the same in both) are scored, chosen with ``seed``.
+    seed : int
+        Seed of that choice.
+
+    Returns
+    -------
+    dict
+        {'trustworthiness': {k: float}, 'continuity': {k: float}, 'n_points', 'skipped_ks'}.
+
+    Raises
+    ------
+    ParameterError
+        For malformed input, row counts that differ, or a k or ``max_points`` below 1.
     """
     from sklearn.manifold import trustworthiness
 
@@ -104,12 +146,38 @@ def analogies(X, instrument, pitch, *, n: int = 500, k: int = 10, seed: int = 0,
               candidates=None) -> dict:
     """Score the acoustic analogies a1 - a0 + b0 on up to ``n`` random distinct triples.
 
-    a0, a1 (drawn from ``candidates``, default every point with both labels) share an instrument
-    and differ in pitch; b0 has a0's pitch and another instrument. The k nearest points to the
-    query (among points with both labels, a0, a1 and b0 left out) should carry b0's instrument
-    and a1's pitch. Per label: 'win_rate' (majority label right; ties go to the nearest),
-    'mean_share' (share of neighbours right) and the same for the query b0 alone ('control_').
-    Also 'n_triples', 'k' and 'examples' (the first 5 triples with the labels found).
+    a0, a1 share an instrument and differ in pitch; b0 has a0's pitch and another instrument.
+    The k nearest points to the query (among points with both labels, a0, a1 and b0 left out)
+    should carry b0's instrument and a1's pitch.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_points, dims)
+        The points.
+    instrument, pitch : sequence of length n_points
+        The two labels (None: unknown; such points take no part).
+    n : int
+        Triples to draw (fewer when fewer exist).
+    k : int
+        Neighbours of each query.
+    seed : int
+        Seed of the draw.
+    candidates : bool mask or int indices, optional
+        The points a0, a1 and b0 are drawn from (default: every point with both labels).
+
+    Returns
+    -------
+    dict
+        Per label ('instrument', 'pitch'): 'win_rate' (majority label right; ties go to the
+        nearest), 'mean_share' (share of neighbours right) and the same for the query b0 alone
+        ('control_win_rate', 'control_mean_share'). Also 'n_triples', 'k' and 'examples' (the
+        first 5 triples with the labels found).
+
+    Raises
+    ------
+    ParameterError
+        For malformed input, no valid triple, or ``k`` above the points with both labels
+        minus 3.
     """
     from sklearn.neighbors import NearestNeighbors
 
@@ -166,9 +234,24 @@ def analogies(X, instrument, pitch, *, n: int = 500, k: int = 10, seed: int = 0,
 def confusion(y_true, y_pred, *, labels=None) -> dict:
     """Confusion matrix (rows true, columns predicted), recall per class and their mean.
 
-    Entries whose true label is None are left out. ``labels`` (default: every label seen, sorted)
-    fixes the rows and columns; a class with no true members has recall None and does not count
-    towards 'balanced_accuracy'.
+    Parameters
+    ----------
+    y_true, y_pred : sequence
+        True and predicted labels; entries whose true label is None are left out.
+    labels : sequence, optional
+        The rows and columns, in order (default: every label seen, sorted).
+
+    Returns
+    -------
+    dict
+        {'labels', 'matrix' (lists of int), 'per_class_accuracy' (label -> recall, None for a
+        class with no true members), 'balanced_accuracy' (the mean of the recalls that exist)}.
+
+    Raises
+    ------
+    ParameterError
+        When the lengths differ, no entry is labelled, a prediction is None where the truth is
+        labelled, or ``labels`` holds none of the true labels.
     """
     from sklearn.metrics import confusion_matrix
 

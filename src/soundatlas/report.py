@@ -237,8 +237,25 @@ def _per_label_figure(result: dict, path: Path, draw, *, column: bool, size, tit
 
 
 def choose_notes(ids, labels, *, n: int = 6, seed: int = 0) -> list[int]:
-    """Sample ids of ``n`` sounds of different classes (of the first label other than pitch),
-    each near the middle of its class's pitch range when there is a pitch label."""
+    """Notes of different classes whose trajectories the report draws.
+
+    Parameters
+    ----------
+    ids : sequence of int
+        The sample ids to choose from.
+    labels : dict
+        label key -> {sample id: value}; the classes are the first label other than pitch.
+    n : int
+        At most this many notes (one per class, classes drawn with ``seed``).
+    seed : int
+        Seed of the choice of classes.
+
+    Returns
+    -------
+    list of int
+        Sample ids, each near the middle of its class's pitch range when there is a pitch
+        label; empty without a label other than pitch.
+    """
     rng = np.random.default_rng(seed)
     keys = [k for k in labels if k != "pitch"]
     if not keys:
