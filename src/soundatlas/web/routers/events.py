@@ -13,8 +13,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from soundatlas.web.deps import embedded_model, point_or_404, sample_or_404, web_state
-from soundatlas.web.responses import api_error
 from soundatlas.web.osc import MAX_SELECTION, PREFIX, sse
+from soundatlas.web.responses import api_error
 
 router = APIRouter(prefix="/api/events", tags=["events"])
 
