@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 
 from soundatlas import scoretable as st
 from soundatlas.errors import ParameterError
+from soundatlas.text import slug
 
 __all__ = ["write_report"]
 
@@ -85,15 +85,15 @@ def write_report(atlas, output, *, models=(), baselines=(), evaluation: dict | N
     sections = [_summary_table(evaluation)]
     for m in registered:
         name = m.name
-        slug = _slug(name)
+        stem = slug(name)
         r = evaluation["results"].get(name, {})
         ids, pts = atlas.points(m.id)
-        figs = [_map_views(pts, ids, labels, fig_dir / f"{slug}-map.png", name)]
+        figs = [_map_views(pts, ids, labels, fig_dir / f"{stem}-map.png", name)]
         step(f"{name}: map")
-        figs.append(_per_class(r, fig_dir / f"{slug}-per-class.png", name))
-        figs.append(_confusions(r, fig_dir / f"{slug}-confusion.png", name))
+        figs.append(_per_class(r, fig_dir / f"{stem}-per-class.png", name))
+        figs.append(_confusions(r, fig_dir / f"{stem}-confusion.png", name))
         step(f"{name}: accuracy")
-        figs.append(_trajectories(atlas, m.id, ids, pts, labels, fig_dir / f"{slug}-traj.png",
+        figs.append(_trajectories(atlas, m.id, ids, pts, labels, fig_dir / f"{stem}-traj.png",
                                   name, n=n_trajectories, seed=seed))
         step(f"{name}: trajectories")
         sections.append(_model_section(name, m, r, [f for f in figs if f], out))
@@ -106,10 +106,6 @@ def write_report(atlas, output, *, models=(), baselines=(), evaluation: dict | N
 
 
 # -- figures ---------------------------------------------------------------------------------------
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
 def _pitch_numbers(values) -> np.ndarray:
@@ -339,7 +335,7 @@ def _model_section(name, m, r, figs, out: Path) -> str:
     cfg = m.config
     nb = cfg.get("neighbourhood", {}).get("name", "?")
     training = cfg.get("training", {})
-    parts = [f"<h2 id='{_slug(name)}'>{html.escape(name)}</h2>",
+    parts = [f"<h2 id='{slug(name)}'>{html.escape(name)}</h2>",
              f"<p>neighbourhood <code>{html.escape(str(nb))}</code>, preset "
              f"<code>{html.escape(str(cfg.get('preset')))}</code>, seed {cfg.get('seed')}, "
              f"{training.get('iterations', '?')} iterations, "
