@@ -78,16 +78,10 @@ from fastapi.responses import Response
 import common
 from soundatlas.web.server import ThreadedServer
 
-CHROMIUM = Path("/usr/bin/chromium")
-# the flags of tests/test_web_e2e.py: WebGL in software (SwiftShader through ANGLE), asked for
-# explicitly, no background traffic, sound allowed without a gesture
-LAUNCH_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-    "--autoplay-policy=no-user-gesture-required",
-    "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-]
-VIEWPORT = {"width": 1280, "height": 800}
+sys.path.append(str(common.REPO / "tests"))  # tests/browser.py: the browser the web tests drive
+from browser import MISSING, VIEWPORT, find_chromium, launch  # noqa: E402
+
+CHROMIUM = find_chromium()  # Debian's chromium, as `make setup` installs it (None: missing)
 GOAL_LOAD_S, GOAL_LOAD_N = 3.0, 100_000
 
 MODEL = "bench"
@@ -765,8 +759,7 @@ def bench_page(server: Server, n: int, args, work: Path) -> dict:
     rng = np.random.default_rng([SEED, n, 1])
     runs = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=LAUNCH_ARGS)
+        browser = launch(p, CHROMIUM)
         version = browser.version
         try:
             for r in range(args.repeats):
@@ -1032,7 +1025,9 @@ def main(argv=None) -> int:
     three = (common.REPO / "src/soundatlas/web/static/vendor/three/three.core.js")
     rev = next((line.split("'")[1] for line in three.read_text().splitlines()
                 if line.startswith("const REVISION")), "?") if three.exists() else "absent"
-    browser = not (args.no_browser or args.api_only) and CHROMIUM.exists()
+    browser = not (args.no_browser or args.api_only) and CHROMIUM is not None
+    if CHROMIUM is None and not (args.no_browser or args.api_only):
+        print(f"# page skipped: {MISSING}")
     print(f"# three.js r{rev}; browser: {CHROMIUM if browser else 'none (skipped)'}; viewport "
           f"{VIEWPORT['width']}x{VIEWPORT['height']}; sizes {args.sizes}; {args.repeats} repeats; "
           f"{args.interact_seconds:g} s orbit + {args.interact_seconds:g} s hover per page")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -256,16 +255,14 @@ def _check_every_asset(base: str) -> None:
 
 
 def _load_in_chromium(base: str, n_points: int, tmp_path: Path) -> None:
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
-        pytest.skip("Debian's chromium is not installed (make setup installs it)")
-    from playwright.sync_api import sync_playwright
+    from browser import HOOK, VIEWPORT, launch, require_chromium
 
-    from test_web_e2e import HOOK, LAUNCH_ARGS, VIEWPORT
+    chromium = require_chromium()
+    from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True, args=LAUNCH_ARGS)
+        browser = launch(p, chromium)
         try:
             page = browser.new_page(viewport=VIEWPORT)
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

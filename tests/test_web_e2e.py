@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (make setup installs it)",
-                allow_module_level=True)
+from browser import HOOK, VIEWPORT, launch, require_chromium  # noqa: E402
+
+CHROMIUM = require_chromium()  # skips the module, naming the package, when it is missing
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
@@ -33,16 +32,6 @@ from soundatlas.web.server import ThreadedServer  # noqa: E402
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "web"
 # three instruments over eight pitches, both articulations: 48 notes, two maps of them
 CLASSES = {"flute": (73, 60, 67), "trombone": (57, 60, 67), "violin": (40, 60, 67)}
-LAUNCH_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-    "--autoplay-policy=no-user-gesture-required",
-    # WebGL in software: SwiftShader through ANGLE, asked for explicitly (the automatic fallback
-    # to it is deprecated and may go away)
-    "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-]
-VIEWPORT = {"width": 1280, "height": 800}
-HOOK = "window.soundatlas"
 
 
 # -- the atlas, the servers, the browser -------------------------------------------------------
@@ -97,7 +86,7 @@ def bare_server(unmapped):
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        b = launch(p, CHROMIUM)
         yield b
         b.close()
 
@@ -189,6 +178,29 @@ def _screenshot(page, name: str) -> None:
     """A screenshot mid-test (the fixture takes one at the end of each test)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+# Counts the /synth answers whose body the page has read, each once the page has done all it does
+# at once with it (the count goes up in a task queued after the body came, so every promise
+# continuation that the body resolved -- the page's check whether the answer is still wanted --
+# has run by then).
+COUNT_SYNTH_BODIES = """() => {
+  window.synthBodiesHandled = 0;
+  const blob = Response.prototype.blob;
+  Response.prototype.blob = function () {
+    const synth = this.url.endsWith('/synth');
+    return blob.call(this).then((body) => {
+      if (synth) setTimeout(() => { window.synthBodiesHandled += 1; }, 0);
+      return body;
+    });
+  };
+}"""
+
+
+def _frames_drawn(page, n: int) -> None:
+    """Wait until the page has drawn ``n`` more animation frames."""
+    page.evaluate("n => new Promise(done => { const next = k => k ? requestAnimationFrame("
+                  "() => next(k - 1)) : done(); next(n); })", n)
 
 
 def _state(page, key: str):
@@ -462,6 +474,7 @@ def test_a_path_is_drawn_by_dragging_and_the_map_does_not_turn(page, server):
     page.mouse.up()
     n = _state(page, "path")["points"]
     assert n >= min(5, max(2, int(((xb - xa) ** 2 + (yb - ya) ** 2) ** 0.5 / 16)))
+    _frames_drawn(page, 2)  # the render loop has applied the controls since the drag
     assert _positions(page, [a])[a] == (xa, ya)  # drawing did not orbit the view
     page.click("#path-render")
     page.wait_for_function(f"{HOOK}.state.path.rendered !== null")
@@ -473,8 +486,8 @@ def test_a_path_is_drawn_by_dragging_and_the_map_does_not_turn(page, server):
     page.mouse.down()
     page.mouse.move(xa + 140, ya + 60, steps=5)
     page.mouse.up()
-    page.wait_for_timeout(300)
-    assert _positions(page, [a])[a] != (xa, ya)
+    page.wait_for_function("([id, x, y]) => { const p = window.soundatlas.screenPosition(id); "
+                           "return p !== null && (p.x !== x || p.y !== y); }", arg=[a, xa, ya])
 
 
 def test_a_rendering_of_a_path_since_changed_is_dropped(page, server):
@@ -486,6 +499,7 @@ def test_a_rendering_of_a_path_since_changed_is_dropped(page, server):
     for sample_id in ids[:2]:
         x, y = _positions(page, [sample_id])[sample_id]
         page.mouse.click(x, y)
+    page.evaluate(COUNT_SYNTH_BODIES)
     lock = server.app.state.web.render_lock
     lock.acquire()
     try:
@@ -498,7 +512,7 @@ def test_a_rendering_of_a_path_since_changed_is_dropped(page, server):
     finally:
         if lock.locked():
             lock.release()
-    page.wait_for_timeout(300)
+    page.wait_for_function("window.synthBodiesHandled === 1")  # the page has read it and acted
     assert _state(page, "path") == {"points": 3, "rendered": None}
     assert page.locator("#path-result").is_hidden()
     page.click("#path-render")

@@ -1,0 +1,66 @@
+"""The browser the web tests (and ``benchmarks/bench_web.py``) drive: Debian's ``chromium``
+package, which ``make setup`` installs, headless through Playwright with WebGL in software.
+
+Tests import it as ``from browser import ...``; a test that needs the browser calls
+:func:`require_chromium`, which skips it, naming the package, when the browser is missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+__all__ = ["PACKAGE", "MISSING", "LAUNCH_ARGS", "VIEWPORT", "HOOK", "find_chromium",
+           "require_chromium", "launch"]
+
+PACKAGE = "chromium"  # Debian's package, and the command it installs
+MISSING = (f"Debian's {PACKAGE} package is not installed (no `{PACKAGE}` on PATH): "
+           f"`make setup` installs it (apt-get install {PACKAGE})")
+LAUNCH_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--autoplay-policy=no-user-gesture-required",
+    # WebGL in software: SwiftShader through ANGLE, asked for explicitly (the automatic fallback
+    # to it is deprecated and may go away)
+    "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+]
+VIEWPORT = {"width": 1280, "height": 800}
+HOOK = "window.soundatlas"  # the page's automation hook (documented at the top of app.js)
+
+
+def find_chromium() -> str | None:
+    """The path of the ``chromium`` command on PATH, or None when it is not installed."""
+    return shutil.which(PACKAGE)
+
+
+def require_chromium() -> str:
+    """The path of ``chromium``; skips the calling test (or module, at import) when missing.
+
+    Returns
+    -------
+    str
+        The executable Playwright is to launch.
+    """
+    import pytest
+
+    path = find_chromium()
+    if path is None:
+        pytest.skip(MISSING, allow_module_level=True)
+    return path
+
+
+def launch(playwright, executable: str):
+    """Headless Chromium at ``executable`` with :data:`LAUNCH_ARGS`.
+
+    Parameters
+    ----------
+    playwright
+        The object ``sync_playwright()`` enters as.
+    executable
+        The browser, from :func:`require_chromium` or :func:`find_chromium`.
+
+    Returns
+    -------
+    playwright.sync_api.Browser
+    """
+    return playwright.chromium.launch(executable_path=executable, headless=True,
+                                      args=LAUNCH_ARGS)
