@@ -54,7 +54,7 @@ def test_map_places_same_instrument_samples_closer(rendered_library):
     from soundatlas.atlas import Atlas
 
     with Atlas.open(rendered_library / ".soundatlas") as atlas:
-        model_id = atlas.model(DEFAULT_MODEL)["id"]
+        model_id = atlas.model(DEFAULT_MODEL).id
         ids, points = atlas.points(model_id)
         inst = atlas.labels("instrument")
     y = np.array([inst[i] for i in ids])

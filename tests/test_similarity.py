@@ -142,20 +142,20 @@ def model(atlas) -> dict:
 
 
 def test_every_embedded_sample_has_a_256_byte_vector_of_the_recorded_space(atlas, model):
-    space = atlas.similarity_space(model["id"])
+    space = atlas.similarity_space(model.id)
     assert {k: space[k] for k in ("name", "dims", "dtype")} == {
         "name": "hidden-mean", "dims": 256, "dtype": "int8"}
     assert space["spec"]["scale"] == 1 / 127 and space["spec"]["distance"] == "euclidean"
     assert "energy-weighted" in space["spec"]["pooling"] and space["spec"]["layer"] == "l3"
-    ids, codes = atlas.similarity_vectors(model["id"])
-    point_ids, _ = atlas.points(model["id"])
+    ids, codes = atlas.similarity_vectors(model.id)
+    point_ids, _ = atlas.points(model.id)
     assert len(ids) == atlas.n_samples() == 320
     np.testing.assert_array_equal(ids, point_ids)
     assert codes.dtype == np.int8 and codes.shape == (320, 256)
     sizes = atlas.conn.execute("SELECT DISTINCT length(vector) FROM similarity_vectors"
-                               " WHERE model_id = ?", (model["id"],)).fetchall()
+                               " WHERE model_id = ?", (model.id,)).fetchall()
     assert sizes == [(256,)]
-    assert atlas.without_similarity(model["id"]) == []
+    assert atlas.without_similarity(model.id) == []
 
 
 def test_a_vector_is_the_energy_weighted_mean_of_the_hidden_layer(atlas, model):
@@ -163,8 +163,8 @@ def test_a_vector_is_the_energy_weighted_mean_of_the_hidden_layer(atlas, model):
     from soundatlas.embed import embed_file
 
     artifact, _ = resolve_model(atlas, "default")
-    ids, codes = atlas.similarity_vectors(model["id"])
-    point_ids, points = atlas.points(model["id"])
+    ids, codes = atlas.similarity_vectors(model.id)
+    point_ids, points = atlas.points(model.id)
     spread = points.std(axis=0).mean()
     for row in (0, 111, 319):
         rec = atlas.samples([int(ids[row])])[0]
@@ -177,8 +177,8 @@ def test_a_vector_is_the_energy_weighted_mean_of_the_hidden_layer(atlas, model):
 
 
 def test_the_similarity_space_finds_similar_sounds_better_than_the_map(atlas, model):
-    ids, codes = atlas.similarity_vectors(model["id"])
-    _, points = atlas.points(model["id"])
+    ids, codes = atlas.similarity_vectors(model.id)
+    _, points = atlas.points(model.id)
     inputs = np.stack([atlas.features(r).mean(axis=0) for r in atlas.samples(ids.tolist())])
     y = _label_array(atlas, "drum_class", ids)
     assert np.count_nonzero(y != None) >= 80  # noqa: E711
@@ -202,8 +202,8 @@ def test_an_atlas_from_before_the_vectors_falls_back_to_the_map_until_embed_adds
                            " PRAGMA user_version = 2;")
     with Atlas.open(old) as atlas:  # read-only, as the server opens it
         m = atlas.model("default")
-        assert atlas.similarity_space(m["id"]) is None
-        assert len(atlas.without_similarity(m["id"])) == atlas.n_samples()
+        assert atlas.similarity_space(m.id) is None
+        assert len(atlas.without_similarity(m.id)) == atlas.n_samples()
         result = evaluate(atlas, ["default"], labels=["drum_class"], n_analogies=0)
         scores = result["results"]["default"]
         assert "soundatlas embed" in scores["retrieval_similarity"]["error"]
@@ -224,13 +224,13 @@ def test_an_atlas_from_before_the_vectors_falls_back_to_the_map_until_embed_adds
         artifact, reg = resolve_model(atlas, "default")
         summary = embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, reg))
         assert (summary.n_embedded, summary.n_vectors) == (0, atlas.n_samples())
-        assert atlas.without_similarity(reg["id"]) == []
+        assert atlas.without_similarity(reg.id) == []
     d = client.get("/api/models/default/neighbours/5").json()
     assert d["space"] == "similarity" and "note" not in d
     with Atlas.open(old) as atlas, Atlas.open(synth_atlas) as fresh:
         m_old, m_new = atlas.model("default"), fresh.model("default")
-        np.testing.assert_array_equal(atlas.similarity_vectors(m_old["id"])[1],
-                                      fresh.similarity_vectors(m_new["id"])[1])
+        np.testing.assert_array_equal(atlas.similarity_vectors(m_old.id)[1],
+                                      fresh.similarity_vectors(m_new.id)[1])
 
 
 def test_evaluate_reports_retrieval_in_both_spaces(atlas):
@@ -250,11 +250,11 @@ def test_a_new_space_definition_drops_the_old_vectors(synth_atlas, tmp_path):
     shutil.copytree(synth_atlas, copy)
     with Atlas.open(copy, write=True) as atlas:
         m = atlas.model("default")
-        space = atlas.similarity_space(m["id"])
+        space = atlas.similarity_space(m.id)
         same = {k: space[k] for k in ("name", "dims", "dtype", "spec")}
-        assert atlas.set_similarity_space(m["id"], same) is False
-        assert len(atlas.similarity_vectors(m["id"])[0]) == atlas.n_samples()
+        assert atlas.set_similarity_space(m.id, same) is False
+        assert len(atlas.similarity_vectors(m.id)[0]) == atlas.n_samples()
         other = dict(same, spec={**same["spec"], "version": 2})
-        assert atlas.set_similarity_space(m["id"], other) is True
-        assert len(atlas.similarity_vectors(m["id"])[0]) == 0
-        assert len(atlas.without_similarity(m["id"])) == atlas.n_samples()
+        assert atlas.set_similarity_space(m.id, other) is True
+        assert len(atlas.similarity_vectors(m.id)[0]) == 0
+        assert len(atlas.without_similarity(m.id)) == atlas.n_samples()

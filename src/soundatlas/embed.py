@@ -26,10 +26,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from soundatlas import similarity
 from soundatlas.sampling import frame_energy  # noqa: F401  (one definition, re-exported)
 
 __all__ = ["embed_features", "embed_many", "embed_file", "embed_outside_file", "prediction_noise",
-           "point_of", "frame_energy",
+           "point_of", "sample_vector", "frame_energy",
            "embed_atlas", "EmbedSummary", "ensure_registered", "check_features"]
 
 
@@ -68,8 +69,6 @@ def embed_file(artifact, F: np.ndarray, content_hash: str, *, compression: float
         (trajectory, point); with ``with_vector``, (trajectory, point, vector), the vector as
         int8 codes (``soundatlas.similarity``; None for a model without a hidden layer).
     """
-    from soundatlas import similarity
-
     model = artifact.model.eval()
     space = similarity.space_for(model) if with_vector else None
     out = embed_many(model, [F], noise=prediction_noise(artifact),
@@ -79,7 +78,7 @@ def embed_file(artifact, F: np.ndarray, content_hash: str, *, compression: float
     energy = frame_energy(F)
     if not with_vector:
         return traj, point_of(traj, energy)
-    vector = None if hidden is None else similarity.sample_vector(hidden, energy)
+    vector = None if hidden is None else sample_vector(hidden, energy)
     return traj, point_of(traj, energy), vector
 
 
@@ -154,6 +153,24 @@ def point_of(trajectory: np.ndarray, energy: np.ndarray) -> np.ndarray:
         return trajectory.mean(axis=0).astype(np.float32)
     return (w[:, None] * trajectory).sum(axis=0).astype(np.float32) / np.float32(w.sum())
 
+
+
+def sample_vector(hidden: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """A sample's similarity vector (``soundatlas.similarity``): its hidden activations pooled
+    as its point on the map is (``point_of``), as int8 codes.
+
+    Parameters
+    ----------
+    hidden : ndarray, shape (n_frames, units)
+        The hidden layer's activations per frame.
+    energy : ndarray, shape (n_frames,)
+        The frames' energies.
+
+    Returns
+    -------
+    ndarray of int8, shape (units,)
+    """
+    return similarity.encode(point_of(np.asarray(hidden, dtype=np.float32), energy))
 
 @torch.no_grad()
 def embed_features(
@@ -362,9 +379,9 @@ def embed_atlas(
     Parameters
     ----------
     atlas : Atlas
-        Open for writing.
+        Open for writing; its samples get the embeddings.
     artifact : ModelArtifact
-        The model.
+        The model to embed with (``check_features`` first).
     model_id : int
         Its id in the atlas (``ensure_registered``).
     batch_size : int, default 64
@@ -376,8 +393,6 @@ def embed_atlas(
     -------
     EmbedSummary
     """
-    from soundatlas import similarity
-
     check_features(atlas, artifact)
     start = time.perf_counter()
     model = artifact.model.eval()
@@ -403,7 +418,7 @@ def embed_atlas(
             trajs, hiddens = zip(*out) if space is not None else (out, None)
             energies = [frame_energy(F) for F in feats]
             vectors = None if hiddens is None else [
-                similarity.sample_vector(h, e) for h, e in zip(hiddens, energies)]
+                sample_vector(h, e) for h, e in zip(hiddens, energies)]
             if new:
                 items = [(rec.id, traj, point_of(traj, e))
                          for rec, traj, e in zip(records, trajs, energies)]

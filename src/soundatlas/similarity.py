@@ -9,7 +9,7 @@ there too. The map stays for display and paths.
 A sample's **similarity vector** is the energy-weighted mean over its frames (weights as for its
 point on the map: ``embed.point_of``) of the hidden layer L3's activations, tanh(l3(...)), the 256
 numbers the last layer maps to the 3-D point. It is computed in the same network pass as the
-trajectory (``embed.embed_many(..., with_hidden=True)``) and stored as int8, ``round(127 v)``
+trajectory (``embed.embed_many(..., with_hidden=True)``, then ``embed.sample_vector``) and stored as int8, ``round(127 v)``
 (tanh lies in [-1, 1]): 256 bytes per sample, with no precision lost that the benchmark can see.
 Distances are Euclidean between the decoded vectors ``codes / 127``. Nothing is fitted to the
 library: a sample's vector depends on its file and the model only, so an upload is encoded
@@ -37,16 +37,27 @@ from soundatlas.errors import ParameterError
 if TYPE_CHECKING:
     from soundatlas.atlas.records import ModelRecord
 
-__all__ = ["SPACE_NAME", "space_for", "describe", "encode", "decode", "sample_vector",
-           "VectorIndex", "missing_message"]
+__all__ = ["SPACE_NAME", "space_for", "describe", "encode", "decode", "VectorIndex",
+           "missing_message"]
 
 SPACE_NAME = "hidden-mean"
 SCALE = 127  # int8 code = round(SCALE * activation); tanh activations lie in [-1, 1]
 
 
 def space_for(model) -> dict | None:
-    """The similarity space record for ``model`` ({name, dims, dtype, spec}), as the atlas stores
-    it; None for a network without a hidden layer ``l3``."""
+    """The similarity space of ``model``'s vectors, as the atlas records it.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network.
+
+    Returns
+    -------
+    dict or None
+        name, dims, dtype and spec (what the vector is, its scale and distance); None for a
+        network without a hidden layer ``l3``.
+    """
     l3 = getattr(model, "l3", None)
     if l3 is None or not hasattr(l3, "out_features"):
         return None
@@ -64,23 +75,39 @@ def describe(space: dict) -> str:
 
 
 def encode(vectors: np.ndarray) -> np.ndarray:
-    """int8 codes of activations in [-1, 1] (any leading shape)."""
+    """int8 codes of activations.
+
+    Parameters
+    ----------
+    vectors : array_like
+        Activations in [-1, 1], of any shape.
+
+    Returns
+    -------
+    ndarray of int8
+        ``round(127 v)``, clipped to [-127, 127], of the same shape.
+    """
     v = np.asarray(vectors, dtype=np.float64)
     return np.clip(np.rint(v * SCALE), -SCALE, SCALE).astype(np.int8)
 
 
 def decode(codes: np.ndarray, space: dict | None = None) -> np.ndarray:
-    """float32 vectors of int8 codes (the space's scale; 1/127 by default)."""
+    """Vectors of int8 codes.
+
+    Parameters
+    ----------
+    codes : array_like
+        int8 codes.
+    space : dict, optional
+        The space whose ``spec["scale"]`` decodes them (default 1/127).
+
+    Returns
+    -------
+    ndarray of float32
+        ``codes * scale``.
+    """
     scale = (space or {}).get("spec", {}).get("scale", 1 / SCALE)
     return np.asarray(codes, dtype=np.float32) * np.float32(scale)
-
-
-def sample_vector(hidden: np.ndarray, energy: np.ndarray) -> np.ndarray:
-    """A sample's int8 similarity vector from its hidden activations (frames x units) and the
-    frames' energies."""
-    from soundatlas.embed import point_of
-
-    return encode(point_of(np.asarray(hidden, dtype=np.float32), energy))
 
 
 def missing_message(atlas, model: ModelRecord, n_vectors: int) -> str:
@@ -111,9 +138,26 @@ def missing_message(atlas, model: ModelRecord, n_vectors: int) -> str:
 class VectorIndex:
     """Exact nearest neighbours among int8-coded vectors (Euclidean, on ``codes * scale``).
 
-    ``ids``: int64 sample ids, ascending. ``codes``: n x dims int8. ``brute_below``: up to this
-    many vectors, one float32 product per query; above, the PCA lower bound of the module doc
-    with ``project_dims`` components.
+    Parameters
+    ----------
+    ids : ndarray of int64
+        Sample ids, ascending.
+    codes : ndarray of int8, shape (n, dims)
+        Their vectors' codes.
+    scale : float, default 1/127
+        What a code is worth.
+    brute_below : int, default 50000
+        Up to this many vectors, one float32 product per query; above, the PCA lower bound of
+        the module doc.
+    project_dims : int, default 32
+        Components of that PCA.
+    seed : int, default 0
+        Seeds the sample the PCA is fitted on.
+
+    Raises
+    ------
+    ParameterError
+        When ``codes`` and ``ids`` do not match, or ``ids`` are not ascending and distinct.
     """
 
     def __init__(self, ids: np.ndarray, codes: np.ndarray, *, scale: float = 1 / SCALE,
@@ -179,8 +223,27 @@ class VectorIndex:
         return None
 
     def nearest(self, vector, k: int, *, exclude: Iterable[int] = ()) -> list[tuple[int, float]]:
-        """The ``k`` samples nearest ``vector``, nearest first (ties in id order), none of
-        ``exclude``: [(sample id, Euclidean distance)]."""
+        """The ``k`` samples nearest ``vector``.
+
+        Parameters
+        ----------
+        vector : array_like, shape (dims,)
+            The query, decoded (float).
+        k : int
+            How many neighbours.
+        exclude : iterable of int, default ()
+            Sample ids never answered.
+
+        Returns
+        -------
+        list of (int, float)
+            (sample id, Euclidean distance), nearest first, ties in id order.
+
+        Raises
+        ------
+        ParameterError
+            When the query is not of the space's dimension.
+        """
         q = np.asarray(vector, dtype=np.float64).ravel()
         if q.shape != (self.dims,):
             raise ParameterError(f"a query of {q.size} numbers for a {self.dims}-d space")
