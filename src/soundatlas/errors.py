@@ -10,11 +10,29 @@ class SoundAtlasError(Exception):
 
 
 class ParameterError(SoundAtlasError, ValueError):
-    """A parameter has a value that cannot work; the message names it."""
+    """A parameter has a value that cannot work; the message names it.
+
+    A subclass of ``ValueError`` too, so callers that catch ``ValueError`` also catch it.
+    """
 
 
 class AudioReadError(SoundAtlasError):
-    """A file could not be turned into audio. Carries the path and the reason."""
+    """A file could not be turned into audio. Carries the path and the reason.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file that could not be read.
+    reason : str
+        Why, in words; the message is ``"{path}: {reason}"``.
+
+    Attributes
+    ----------
+    path : str
+        The file, as a string (``os.fspath`` of the argument).
+    reason : str
+        Why it could not be read.
+    """
 
     def __init__(self, path: str | os.PathLike, reason: str):
         self.path = os.fspath(path)

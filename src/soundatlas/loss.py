@@ -23,7 +23,18 @@ __all__ = ["ContrastiveLoss", "safe_norm"]
 
 
 def safe_norm(v: torch.Tensor) -> torch.Tensor:
-    """Row norms of (B, d) -> (B,): exact values, gradient 0 (not NaN) for an all-zero row."""
+    """Euclidean norm of each row, with gradient 0 (not NaN) for an all-zero row.
+
+    Parameters
+    ----------
+    v : torch.Tensor of shape (B, d)
+        The vectors, one per row.
+
+    Returns
+    -------
+    torch.Tensor of shape (B,)
+        ``sqrt(sum v^2)`` per row, exact; its gradient is 0 where the row is exactly 0.
+    """
     sq = (v * v).sum(dim=-1)
     nonzero = sq > 0
     # the inner where keeps sqrt's backward away from 0, the outer one zeroes the gradient there
@@ -34,10 +45,23 @@ def safe_norm(v: torch.Tensor) -> torch.Tensor:
 class ContrastiveLoss(nn.Module):
     """Ternary contrastive loss: margins ``m_p`` (pull), ``m_n`` (push) and an origin penalty.
 
-    Keyword-only: ``m_p=0.0``, ``m_n=1.0`` (both >= 0), ``origin_weight=0.001`` (>= 0; the
-    paper's weight for a neighbourhood is its ``Neighbourhood.origin_weight``).
-    ``forward(z_a, z_p, z_n)`` takes three (B, dims) tensors and
-    returns the scalar loss; ``parts`` returns its terms as floats for logging.
+    ``forward(z_a, z_p, z_n)`` takes three (B, dims) tensors and returns the scalar loss;
+    ``parts`` returns its terms as floats for logging.
+
+    Parameters
+    ----------
+    m_p : float, default=0.0
+        Positive margin (>= 0): positives farther than it from the anchor are pulled in.
+    m_n : float, default=1.0
+        Negative margin (>= 0): negatives nearer than it to the anchor are pushed out.
+    origin_weight : float, default=0.001
+        Weight (>= 0) of the mean anchor norm in the loss; the paper's weight for a
+        neighbourhood is its ``Neighbourhood.origin_weight``.
+
+    Raises
+    ------
+    ParameterError
+        If a margin or the weight is not a finite number >= 0.
     """
 
     def __init__(self, *, m_p: float = 0.0, m_n: float = 1.0, origin_weight: float = 0.001):
@@ -66,14 +90,46 @@ class ContrastiveLoss(nn.Module):
         return pos, neg, origin, d_p, d_n
 
     def forward(self, z_a: torch.Tensor, z_p: torch.Tensor, z_n: torch.Tensor) -> torch.Tensor:
-        """(B, dims) anchors, positives, negatives -> scalar loss."""
+        """The loss of a batch of triples.
+
+        Parameters
+        ----------
+        z_a, z_p, z_n : torch.Tensor of shape (B, dims)
+            Anchor, positive and negative embeddings, B >= 1.
+
+        Returns
+        -------
+        torch.Tensor
+            The scalar loss (pull + push + weighted origin term).
+
+        Raises
+        ------
+        ParameterError
+            If the three shapes differ or are not (B, dims) with B >= 1.
+        """
         pos, neg, origin, _, _ = self._terms(z_a, z_p, z_n)
         return pos + neg + origin
 
     @torch.no_grad()
     def parts(self, z_a: torch.Tensor, z_p: torch.Tensor, z_n: torch.Tensor) -> dict[str, float]:
-        """The loss and its pieces as floats: loss, pos, neg, origin (weighted), d_p and d_n (mean
-        distances), active_neg (fraction of negatives closer than m_n)."""
+        """The loss and its pieces as floats, for logging (no gradient).
+
+        Parameters
+        ----------
+        z_a, z_p, z_n : torch.Tensor of shape (B, dims)
+            Anchor, positive and negative embeddings, as for ``forward``.
+
+        Returns
+        -------
+        dict of str to float
+            'loss', 'pos', 'neg', 'origin' (weighted), 'd_p' and 'd_n' (mean distances),
+            'active_neg' (fraction of negatives closer than ``m_n``).
+
+        Raises
+        ------
+        ParameterError
+            If the three shapes differ or are not (B, dims) with B >= 1.
+        """
         pos, neg, origin, d_p, d_n = self._terms(z_a, z_p, z_n)
         return {
             "loss": float(pos + neg + origin),

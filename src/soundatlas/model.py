@@ -49,9 +49,32 @@ def _check_int(name: str, value, minimum: int) -> int:
 class PaperNet(nn.Module):
     """The paper's convolutional embedding network.
 
-    Parameters (keyword-only): ``n_bins`` CQT bins per frame, ``n_frames`` frames per window (the
-    two pools need at least 10), ``dims`` output dimensions. Layer sizes follow from these; the
-    defaults give the paper's 3,374,907 parameters. Weights start as N(0, 0.01), biases 0.
+    Layer sizes follow from the parameters; the defaults give the paper's 3,374,907 parameters.
+    Weights start as N(0, 0.01), biases 0.
+
+    Parameters
+    ----------
+    n_bins : int, default=192
+        CQT bins per frame (>= 31).
+    n_frames : int, default=10
+        Frames per window (the two pools need at least 10).
+    dims : int, default=3
+        Output dimensions.
+    standardize : bool, default=False
+        Subtract a per-bin mean and divide by a per-bin scale (set by ``set_input_stats``)
+        before the first layer. Not in the paper.
+
+    Attributes
+    ----------
+    feature_shape : tuple of int
+        (channels, time, freq) of what L3 sees: (80, 1, 162) for the defaults.
+    in_mean, in_scale : torch.Tensor of shape (n_bins,)
+        The input statistics, buffers present only when ``standardize`` is on.
+
+    Raises
+    ------
+    ParameterError
+        If a size is not a positive integer, or too small for the network's kernels and pools.
     """
 
     arch = "paper"
@@ -94,7 +117,14 @@ class PaperNet(nn.Module):
         return zip((self.l0, self.l1, self.l2), self.pools)
 
     def get_params(self) -> dict:
-        """The constructor arguments plus the architecture name: what goes into the model's JSON."""
+        """The constructor arguments plus the architecture name: what goes into the model's JSON.
+
+        Returns
+        -------
+        dict
+            {'arch', 'n_bins', 'n_frames', 'dims'}, and 'standardize': True when it is on;
+            ``build_model(**params)`` rebuilds the same shape.
+        """
         params = {"arch": self.arch, "n_bins": self.n_bins, "n_frames": self.n_frames,
                   "dims": self.dims}
         if self.standardize:
@@ -103,7 +133,20 @@ class PaperNet(nn.Module):
 
     @torch.no_grad()
     def set_input_stats(self, mean, scale) -> None:
-        """Per-bin mean and scale of the (noised) training windows, for ``standardize``."""
+        """Set the per-bin mean and scale of the (noised) training windows, for ``standardize``.
+
+        Parameters
+        ----------
+        mean : array-like of shape (n_bins,)
+            Per-bin mean.
+        scale : array-like of shape (n_bins,)
+            Per-bin scale; values below 1e-3 are raised to 1e-3.
+
+        Raises
+        ------
+        ParameterError
+            If the model was built without ``standardize=True``.
+        """
         if not self.standardize:
             raise ParameterError("this model was built without standardize=True")
         self.in_mean.copy_(torch.as_tensor(mean, dtype=self.in_mean.dtype))
@@ -113,10 +156,25 @@ class PaperNet(nn.Module):
         return (x - self.in_mean) / self.in_scale if self.standardize else x
 
     def forward(self, x: torch.Tensor, *, fused_pool: bool = False) -> torch.Tensor:
-        """(B, n_frames, n_bins) log-CQT windows -> (B, dims) embeddings.
+        """Embed a batch of log-CQT windows.
 
-        ``fused_pool``: each tanh + max-pool pair as one ``_MaxPoolTanh`` (pool first): the same
-        output, a faster backward (for training; see there).
+        Parameters
+        ----------
+        x : torch.Tensor of shape (B, n_frames, n_bins)
+            The windows.
+        fused_pool : bool, default=False
+            Run each tanh + max-pool pair as one ``_MaxPoolTanh`` (pool first): the same
+            output, a faster backward (for training; see there).
+
+        Returns
+        -------
+        torch.Tensor of shape (B, dims)
+            The embeddings.
+
+        Raises
+        ------
+        ParameterError
+            If ``x`` is not of shape (B, n_frames, n_bins).
         """
         if x.ndim != 3 or tuple(x.shape[1:]) != (self.n_frames, self.n_bins):
             raise ParameterError(
@@ -137,14 +195,32 @@ class PaperNet(nn.Module):
 
     def embed_frames(self, frames: torch.Tensor, *, chunk_frames: int = 1024,
                      pad_value: float = 0.0) -> torch.Tensor:
-        """Embed the window centred at every frame of a file: (T, n_bins) -> (T, dims).
+        """Embed the window centred at every frame of a file.
 
-        Also takes a batch (B, T, n_bins) -> (B, T, dims). The window of frame ``f`` covers frames
-        ``f - n_frames//2 .. f - n_frames//2 + n_frames - 1``; frames outside the file read as
-        ``pad_value`` (0, as the windows of ``forward`` are zero-padded). Equals ``forward`` on
-        each window. At most ``chunk_frames`` output frames (summed over the batch) are computed
-        per pass, so memory stays bounded for long files. Runs with autograd if it is enabled;
-        wrap calls in ``torch.inference_mode()`` to embed.
+        The window of frame ``f`` covers frames ``f - n_frames//2 .. f - n_frames//2 + n_frames
+        - 1``; frames outside the file read as ``pad_value``. Equals ``forward`` on each window.
+        Runs with autograd if it is enabled; wrap calls in ``torch.inference_mode()`` to embed.
+
+        Parameters
+        ----------
+        frames : array-like of shape (T, n_bins) or (B, T, n_bins)
+            The log-CQT frames of one file, or a batch of files of equal length.
+        chunk_frames : int, default=1024
+            At most this many output frames (summed over the batch) are computed per pass, so
+            memory stays bounded for long files.
+        pad_value : float, default=0.0
+            The value of frames outside the file (0, as the windows of ``forward`` are
+            zero-padded).
+
+        Returns
+        -------
+        torch.Tensor of shape (T, dims) or (B, T, dims)
+            One embedding per frame, batched as ``frames`` is.
+
+        Raises
+        ------
+        ParameterError
+            If ``frames`` has the wrong shape or ``chunk_frames`` is not an integer >= 1.
         """
         chunk_frames = _check_int("chunk_frames", chunk_frames, 1)
         weight = self.l0.weight
@@ -232,7 +308,27 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {"paper": PaperNet}
 
 
 def build_model(arch: str = "paper", **params) -> nn.Module:
-    """A freshly initialised model; ``build_model(**model.get_params())`` rebuilds its shape."""
+    """A freshly initialised model of a registered architecture.
+
+    ``build_model(**model.get_params())`` rebuilds a model's shape.
+
+    Parameters
+    ----------
+    arch : str, default='paper'
+        A key of ``ARCHITECTURES``.
+    **params
+        Keyword arguments of that architecture's constructor.
+
+    Returns
+    -------
+    torch.nn.Module
+        The new model.
+
+    Raises
+    ------
+    ParameterError
+        If ``arch`` is unknown or a parameter is not one of its constructor's.
+    """
     if arch not in ARCHITECTURES:
         raise ParameterError(f"arch={arch!r} is unknown; known: {', '.join(sorted(ARCHITECTURES))}")
     cls = ARCHITECTURES[arch]
@@ -248,9 +344,26 @@ def build_model(arch: str = "paper", **params) -> nn.Module:
 
 def init_weights(model: nn.Module, *, std: float = 0.01,
                  generator: torch.Generator | None = None) -> nn.Module:
-    """Set every conv / linear weight to N(0, std) and every bias to 0, in place; returns model.
+    """Set every conv / linear weight to N(0, std) and every bias to 0, in place.
 
-    Deterministic for a seeded ``generator`` (the global RNG when None).
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model to initialise.
+    std : float, default=0.01
+        Standard deviation of the weights (finite, >= 0).
+    generator : torch.Generator, optional
+        Source of the draws; deterministic when seeded (the global RNG when None).
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model`` itself.
+
+    Raises
+    ------
+    ParameterError
+        If ``std`` is not a finite number >= 0.
     """
     if not np.isfinite(std) or std < 0:
         raise ParameterError(f"std={std} must be a finite number >= 0")
@@ -266,7 +379,25 @@ def init_weights(model: nn.Module, *, std: float = 0.01,
 
 
 def state_to_arrays(model: nn.Module, dtype=np.float32) -> dict[str, np.ndarray]:
-    """The model's state as ``{name: array}`` in ``dtype`` (float16 to ship), for ``np.savez``."""
+    """The model's state as plain arrays, for ``np.savez``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model.
+    dtype : numpy dtype, default=numpy.float32
+        A floating-point type for the arrays (float16 to ship).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``{name: array}`` for every entry of the state dict, C-ordered copies.
+
+    Raises
+    ------
+    ParameterError
+        If ``dtype`` is not floating-point or a value is not finite in it.
+    """
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
         raise ParameterError(f"dtype={dtype} must be a floating-point type")
@@ -280,10 +411,27 @@ def state_to_arrays(model: nn.Module, dtype=np.float32) -> dict[str, np.ndarray]
 
 
 def load_arrays(model: nn.Module, arrays: Mapping[str, np.ndarray]) -> nn.Module:
-    """Copy ``{name: array}`` (any float dtype, e.g. an opened npz) into the model; returns model.
+    """Copy plain arrays into the model's state.
 
-    Every name and shape is checked before anything is copied; the first mismatch raises
-    ParameterError naming it.
+    Every name and shape is checked before anything is copied.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model to fill.
+    arrays : mapping of str to array
+        ``{name: array}`` in any float dtype, e.g. an opened npz.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model`` itself.
+
+    Raises
+    ------
+    ParameterError
+        At the first mismatch, naming it: an array missing, extra, of the wrong shape or not
+        floating-point.
     """
     state = model.state_dict()
     given = list(arrays.keys())
