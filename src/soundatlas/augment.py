@@ -72,8 +72,28 @@ _DB60 = 6.0  # RT60: the power falls by 10^6
 
 @dataclass(frozen=True)
 class AugmentDraw:
-    """The parameters drawn for n windows; a window without a transform has its identity value
-    (shift 0, rt60 0, detune 0, tilt 0, gain 0 dB, snr inf)."""
+    """The parameters drawn for n windows, one array entry per window.
+
+    A window without a transform has its identity value (shift 0, rt60 0, detune 0, tilt 0,
+    gain 0 dB, snr inf). Made by :meth:`Augment.draw`; ``len(draw)`` is n.
+
+    Attributes
+    ----------
+    shift : numpy.ndarray of int64, shape (n,)
+        Frames the window's centre moves by.
+    room_rt60 : numpy.ndarray of shape (n,)
+        The room's RT60 in seconds at the lowest bin; 0: no room.
+    room_level_db : numpy.ndarray of shape (n,)
+        The tail's energy relative to the direct sound's, in dB (-inf: no room).
+    detune : numpy.ndarray of shape (n,)
+        Pitch shift in semitones.
+    tilt : numpy.ndarray of shape (n,)
+        Spectral tilt in dB per octave.
+    gain_db : numpy.ndarray of shape (n,)
+        Gain in dB.
+    snr_db : numpy.ndarray of shape (n,)
+        Signal-to-noise ratio of the added floor in dB; inf: no noise.
+    """
 
     shift: np.ndarray  # int64 frames
     room_rt60: np.ndarray  # seconds at the lowest bin; 0: no room
@@ -102,11 +122,43 @@ class AugmentDraw:
 class Augment:
     """Probabilities and ranges of the window augmentations (see the module doc).
 
-    Every ``<name>_p`` is a probability in [0, 1] (0: off, the default); the ranges are
-    ``gain_db`` (>= 0, +- dB), ``tilt_db_per_octave`` (>= 0, +- dB/octave), ``room_rt60``
-    ((low, high) seconds, 0 < low <= high <= 5), ``room_level_db`` ((low, high) dB <= 20),
-    ``noise_snr_db`` ((low, high) dB), ``shift_frames`` (integer >= 0), ``detune_semitones``
-    (0 to 12).
+    Every ``<name>_p`` is a probability in [0, 1] (0: off, the default); each transform's
+    parameters are drawn uniformly from its range. Immutable; ``Augment(**aug.get_params())``
+    rebuilds it.
+
+    Parameters
+    ----------
+    shift_p : float, default=0.0
+        Probability of the onset shift.
+    shift_frames : int, default=2
+        Largest shift, +- frames (integer >= 0).
+    room_p : float, default=0.0
+        Probability of the room.
+    room_rt60 : (float, float), default=(0.1, 0.8)
+        Range of RT60 in seconds, 0 < low <= high <= 5.
+    room_level_db : (float, float), default=(-18.0, -6.0)
+        Range of the tail's level relative to the direct sound, dB, high <= 20.
+    detune_p : float, default=0.0
+        Probability of the detune.
+    detune_semitones : float, default=0.5
+        Largest detune, +- semitones (0 to 12).
+    tilt_p : float, default=0.0
+        Probability of the tilt EQ.
+    tilt_db_per_octave : float, default=3.0
+        Largest tilt, +- dB/octave (0 to 24).
+    gain_p : float, default=0.0
+        Probability of the gain.
+    gain_db : float, default=6.0
+        Largest gain, +- dB (0 to 60).
+    noise_p : float, default=0.0
+        Probability of the noise floor.
+    noise_snr_db : (float, float), default=(10.0, 40.0)
+        Range of the signal-to-noise ratio, dB.
+
+    Raises
+    ------
+    ParameterError
+        If a probability lies outside [0, 1] or a range is malformed or out of its bounds.
     """
 
     shift_p: float = 0.0
@@ -154,16 +206,39 @@ class Augment:
 
     @classmethod
     def default(cls) -> "Augment":
-        """Every transform on, with the probabilities of :data:`DEFAULT_P` and default ranges."""
+        """Every transform on, with the probabilities of :data:`DEFAULT_P` and default ranges.
+
+        Returns
+        -------
+        Augment
+        """
         return cls(**{f"{name}_p": p for name, p in DEFAULT_P.items()})
 
     @classmethod
     def from_spec(cls, spec: str) -> "Augment | None":
-        """Read ``--augment``: ``none`` (None), ``default``, or a comma list of
-        ``NAME[=RANGE][@P]``: NAME one of :data:`TRANSFORMS` (or ``default`` first, to start from
-        every transform); RANGE one number for the +- ranges (gain, tilt, shift, detune) or
-        ``LOW:HIGH`` (room's RT60 in seconds, noise's SNR in dB; one number: that value); P the
-        probability (default :data:`DEFAULT_P`'s). Transforms not named stay off."""
+        """Read the value of the ``--augment`` option.
+
+        Parameters
+        ----------
+        spec : str
+            ``none`` (or ``off``, or empty), ``default``, or a comma list of
+            ``NAME[=RANGE][@P]``: NAME one of :data:`TRANSFORMS` (or ``default`` first, to start
+            from every transform); RANGE one number for the +- ranges (gain, tilt, shift,
+            detune) or ``LOW:HIGH`` (room's RT60 in seconds, noise's SNR in dB; one number:
+            that value); P the probability (default :data:`DEFAULT_P`'s). Transforms not named
+            stay off.
+
+        Returns
+        -------
+        Augment or None
+            None when nothing is on.
+
+        Raises
+        ------
+        ParameterError
+            If ``spec`` is not a string, has an empty item, an unknown transform, a value that
+            is not a number, or settings out of their bounds.
+        """
         if not isinstance(spec, str):
             raise ParameterError(f"augment={spec!r} must be a string")
         items = [s.strip() for s in spec.split(",")]
@@ -188,12 +263,34 @@ class Augment:
         return cls(**changes).or_none()
 
     def get_params(self) -> dict:
-        """The fields, JSON-ready (ranges as lists): what the model's config records."""
+        """The fields, JSON-ready: what the model's config records.
+
+        Returns
+        -------
+        dict
+            Every field by name, ranges as lists.
+        """
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_params(cls, params: "dict | Augment | str | None") -> "Augment | None":
-        """An Augment from :meth:`get_params` output, a spec string, an Augment or None."""
+        """An Augment from :meth:`get_params` output, a spec string, an Augment or None.
+
+        Parameters
+        ----------
+        params : dict, Augment, str or None
+            Settings by field name, a spec for :meth:`from_spec`, or an Augment or None
+            (returned as is).
+
+        Returns
+        -------
+        Augment or None
+
+        Raises
+        ------
+        ParameterError
+            If ``params`` is of another type, names an unknown setting, or a value is invalid.
+        """
         if params is None or isinstance(params, Augment):
             return params
         if isinstance(params, str):
@@ -213,11 +310,22 @@ class Augment:
         return any(getattr(self, f"{name}_p") > 0 for name in TRANSFORMS)
 
     def or_none(self) -> "Augment | None":
-        """self, or None when nothing is on."""
+        """self, or None when nothing is on.
+
+        Returns
+        -------
+        Augment or None
+        """
         return self if self.active else None
 
     def spec(self) -> str:
-        """A short description, readable by :meth:`from_spec` (with the ranges)."""
+        """A short description, readable by :meth:`from_spec` (with the ranges).
+
+        Returns
+        -------
+        str
+            Comma list of ``NAME=RANGE@P`` for the transforms that are on, or ``none``.
+        """
         out = []
         for name in TRANSFORMS:
             p = getattr(self, f"{name}_p")
@@ -228,12 +336,35 @@ class Augment:
         return ",".join(out) or "none"
 
     def with_p(self, **probabilities: float) -> "Augment":
-        """A copy with some probabilities changed: ``aug.with_p(gain=1.0)``."""
+        """A copy with some probabilities changed: ``aug.with_p(gain=1.0)``.
+
+        Parameters
+        ----------
+        **probabilities : float
+            New probability per transform name (without the ``_p``).
+
+        Returns
+        -------
+        Augment
+        """
         return replace(self, **{f"{k}_p": v for k, v in probabilities.items()})
 
     def context_frames(self, frame_seconds: float) -> int:
-        """Frames before a window that feed the room's tail: until the longest tail has fallen
-        30 dB (half its RT60), 36 dB or more below the sound that made it."""
+        """Frames before a window that feed the room's tail.
+
+        They reach back until the longest tail has fallen 30 dB (half its RT60), 36 dB or more
+        below the sound that made it.
+
+        Parameters
+        ----------
+        frame_seconds : float
+            Duration of one frame (the hop).
+
+        Returns
+        -------
+        int
+            Number of context frames; 0 when the room is off.
+        """
         if self.room_p == 0:
             return 0
         return int(math.ceil(self.room_rt60[1] / 2 / frame_seconds))
@@ -243,7 +374,19 @@ class Augment:
     def draw(self, rng: np.random.Generator, n: int) -> AugmentDraw:
         """Which windows get which transform, with what parameters, for n windows.
 
-        Draws nothing for a transform whose probability is 0."""
+        Draws nothing for a transform whose probability is 0.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            Source of every random number.
+        n : int
+            Number of windows.
+
+        Returns
+        -------
+        AugmentDraw
+        """
         out = {
             "shift": np.zeros(n, np.int64), "room_rt60": np.zeros(n),
             "room_level_db": np.full(n, -np.inf), "detune": np.zeros(n), "tilt": np.zeros(n),
@@ -276,13 +419,41 @@ class Augment:
               valid: np.ndarray | None = None, context: np.ndarray | None = None,
               compression: float = 50.0, bins_per_octave: int = 24,
               frame_seconds: float = 0.05) -> np.ndarray:
-        """The windows ``x`` (n, n_frames, n_bins) log-CQT with the drawn ``d`` applied (all but
-        the shift, which moves the window before it is cut); a new float32 array.
+        """Apply drawn transforms to log-CQT windows.
 
-        ``valid`` (n, n_frames) bool: the frames inside the sample (default: all);
-        ``context`` (len(d.room_rows), k, n_bins) log-CQT: the k frames before each window that
-        gets a room, in ``d.room_rows`` order (k = :meth:`context_frames`; zeros where they
-        precede the sample). ``rng`` draws the noise floor.
+        Every transform but the shift, which moves the window before it is cut.
+
+        Parameters
+        ----------
+        x : array-like of shape (n, n_frames, n_bins)
+            The log-CQT windows.
+        d : AugmentDraw
+            What to apply to each window, from :meth:`draw` (n entries).
+        rng : numpy.random.Generator
+            Draws the noise floor.
+        valid : array-like of bool, shape (n, n_frames), optional
+            The frames inside the sample (default: all).
+        context : array-like of shape (len(d.room_rows), k, n_bins), optional
+            Log-CQT: the k frames before each window that gets a room, in ``d.room_rows``
+            order (k = :meth:`context_frames`; zeros where they precede the sample). Required
+            when any window gets a room.
+        compression : float, default=50.0
+            The log-CQT's compression (``x = log(compression * |C| + 1)``).
+        bins_per_octave : int, default=24
+            CQT resolution, for the detune and tilt.
+        frame_seconds : float, default=0.05
+            Duration of one frame, for the room's decay.
+
+        Returns
+        -------
+        numpy.ndarray of float32, shape (n, n_frames, n_bins)
+            A new array.
+
+        Raises
+        ------
+        ParameterError
+            If ``x`` does not hold one window per draw, or ``context`` is missing or does not
+            hold one entry per window that gets a room.
         """
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 3 or len(x) != len(d):
@@ -334,11 +505,24 @@ class Augment:
 
 
 def shift_bins(lin: np.ndarray, bins: np.ndarray) -> np.ndarray:
-    """Each window of ``lin`` (n, n_frames, n_bins) moved up by ``bins[i]`` bins (fractional:
-    linear interpolation); bins moved in from outside are 0. Returns a new array.
+    """Move each window up along the bins by its own, possibly fractional, amount.
 
     With k = floor(bins[i]) and f = bins[i] - k: out = (1 - f) up(k) + f up(k + 1), up(j) the
-    window moved up by j whole bins; windows are grouped by k, a few slices each."""
+    window moved up by j whole bins (linear interpolation); windows are grouped by k, a few
+    slices each.
+
+    Parameters
+    ----------
+    lin : numpy.ndarray of shape (n, n_frames, n_bins)
+        Windows of linear magnitudes.
+    bins : array-like of shape (n,)
+        Bins to move each window up by (down when negative).
+
+    Returns
+    -------
+    numpy.ndarray of shape (n, n_frames, n_bins)
+        A new array; bins moved in from outside are 0.
+    """
     bins = np.asarray(bins, dtype=np.float64)
     k = np.floor(bins).astype(np.int64)
     f = (bins - k).astype(lin.dtype)
@@ -387,7 +571,23 @@ def _room(lin: np.ndarray, rt60: np.ndarray, level_db: np.ndarray,
 
 
 def parse_augment(spec: "str | None") -> "Augment | None":
-    """``--augment``'s value as an Augment (None for ``none`` or no value)."""
+    """``--augment``'s value as an Augment.
+
+    Parameters
+    ----------
+    spec : str or None
+        The option's value; see :meth:`Augment.from_spec`.
+
+    Returns
+    -------
+    Augment or None
+        None for ``none`` or no value.
+
+    Raises
+    ------
+    ParameterError
+        If the spec cannot be read.
+    """
     return None if spec is None else Augment.from_spec(spec)
 
 

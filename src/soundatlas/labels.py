@@ -38,7 +38,24 @@ NAME_PATTERNS = {
 
 
 def note_to_midi(note: str) -> int:
-    """'A4' -> 69, 'C#4'/'Db4' -> 61, 'C-1' -> 0; raises ParameterError for anything else."""
+    """The MIDI number of a note name: 'A4' -> 69, 'C#4'/'Db4' -> 61, 'C-1' -> 0.
+
+    Parameters
+    ----------
+    note : str
+        A letter A-G (either case), any number of accidentals (``#``, ``♯``, ``s`` raise a
+        semitone; ``b``, ``♭`` lower one) and an octave number; spaces around are ignored.
+
+    Returns
+    -------
+    int
+        The MIDI number, 0 to 127.
+
+    Raises
+    ------
+    ParameterError
+        If ``note`` is not a note name or lies outside the MIDI range.
+    """
     m = _NOTE.match(note.strip())
     if not m:
         raise ParameterError(f"{note!r} is not a note name (expected e.g. C4, C#4, Db4)")
@@ -51,7 +68,19 @@ def note_to_midi(note: str) -> int:
 
 
 def normalise_pitch(value: str) -> str | None:
-    """A pitch label as a MIDI number string, or None when it is neither a note nor a number."""
+    """A pitch label as a MIDI number string.
+
+    Parameters
+    ----------
+    value : str
+        A number (rounded) or a note name (see :func:`note_to_midi`).
+
+    Returns
+    -------
+    str or None
+        The MIDI number as a string, or None when ``value`` is neither a note nor a number in
+        0..127.
+    """
     value = value.strip()
     try:
         midi = round(float(value))
@@ -66,25 +95,76 @@ def normalise_pitch(value: str) -> str | None:
 
 @dataclass
 class LabelSources:
-    """Where labels come from; stored in the atlas so later runs reuse them."""
+    """Where labels come from; stored in the atlas so later runs reuse them.
+
+    Parameters
+    ----------
+    manifest : str, optional
+        A CSV with a 'path' column; its other columns become labels.
+    folder : bool, default=True
+        Label each file with its parent folder's name, as label 'folder'.
+    name_pattern : str, optional
+        A regex with named groups, or a :data:`NAME_PATTERNS` key, read on file names.
+    """
 
     manifest: str | None = None  # CSV with a 'path' column; other columns become labels
     folder: bool = True  # the parent folder's name as label 'folder'
     name_pattern: str | None = None  # regex (or a NAME_PATTERNS key) with named groups
 
     def to_dict(self) -> dict:
+        """The three settings as a dict, as the atlas stores them.
+
+        Returns
+        -------
+        dict
+            {'manifest', 'folder', 'name_pattern'}.
+        """
         return {"manifest": self.manifest, "folder": self.folder, "name_pattern": self.name_pattern}
 
 
 @dataclass
 class Manifest:
+    """What :func:`read_manifest` read from a CSV manifest.
+
+    Attributes
+    ----------
+    labels : dict of str to dict of str to str
+        Labels per file path relative to the library root.
+    columns : list of str
+        The label columns (every column but 'path').
+    problems : list of str
+        One message per row or value left out, naming the file and line.
+    """
+
     labels: dict[str, dict[str, str]] = field(default_factory=dict)  # relpath -> labels
     columns: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
 def read_manifest(csv_path: str | os.PathLike, root: str | os.PathLike) -> Manifest:
-    """Read a CSV manifest; paths may be relative to the CSV's folder or absolute."""
+    """Read a CSV manifest of labels.
+
+    Rows whose path lies outside the library, and pitch values that are not pitches, are left
+    out and reported in ``problems``; pitch values are normalised to MIDI numbers; empty values
+    are left out.
+
+    Parameters
+    ----------
+    csv_path : str or os.PathLike
+        The CSV file; it needs a 'path' column (paths relative to the CSV's folder, or
+        absolute).
+    root : str or os.PathLike
+        The library's root folder, to which the paths are made relative.
+
+    Returns
+    -------
+    Manifest
+
+    Raises
+    ------
+    ParameterError
+        If the file cannot be read, is not a readable CSV, or has no 'path' column.
+    """
     csv_path, root = Path(csv_path), Path(root).resolve()
     out = Manifest()
     try:
@@ -127,13 +207,39 @@ def _relative(path: str, base: Path, root: Path) -> str | None:
 
 
 def folder_labels(relpath: str) -> dict[str, str]:
-    """{'folder': name of the file's parent folder}, or {} for files at the library root."""
+    """The label of a file's parent folder.
+
+    Parameters
+    ----------
+    relpath : str
+        The file's POSIX path relative to the library root.
+
+    Returns
+    -------
+    dict of str to str
+        {'folder': name of the parent folder}, or {} for files at the library root.
+    """
     parent = PurePosixPath(relpath).parent.name
     return {"folder": parent} if parent else {}
 
 
 def compile_name_pattern(pattern: str) -> re.Pattern:
-    """Compile a --name-pattern (a NAME_PATTERNS key or a regex with named groups)."""
+    """Compile a ``--name-pattern``.
+
+    Parameters
+    ----------
+    pattern : str
+        A :data:`NAME_PATTERNS` key or a regular expression with named groups.
+
+    Returns
+    -------
+    re.Pattern
+
+    Raises
+    ------
+    ParameterError
+        If the regular expression is invalid or has no named group.
+    """
     regex = NAME_PATTERNS.get(pattern, pattern)
     try:
         compiled = re.compile(regex)
@@ -148,7 +254,21 @@ def compile_name_pattern(pattern: str) -> re.Pattern:
 
 
 def name_labels(relpath: str, pattern: re.Pattern) -> dict[str, str]:
-    """Labels from the file name (without extension) by the named groups of ``pattern``."""
+    """Labels from a file name (without extension) by the named groups of ``pattern``.
+
+    Parameters
+    ----------
+    relpath : str
+        The file's POSIX path relative to the library root; only its stem is searched.
+    pattern : re.Pattern
+        From :func:`compile_name_pattern`; its first match is used.
+
+    Returns
+    -------
+    dict of str to str
+        One label per named group that matched; a 'pitch' group is normalised to a MIDI number
+        and left out when it is not a pitch.
+    """
     m = pattern.search(PurePosixPath(relpath).stem)
     if not m:
         return {}
