@@ -150,8 +150,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     baselines = baseline_list(args.baselines)
     with open_atlas(args) as atlas, progress_bar(args, desc="report", unit="stage") as bar:
-        models = args.models or [m["name"] for m in atlas.models()
-                                 if m["n_embedded"] >= atlas.n_samples() > 0]
+        models = args.models or [m.name for m in atlas.models()
+                                 if m.n_embedded >= atlas.n_samples() > 0]
         if not models:
             raise SoundAtlasError("no fully embedded model in the atlas; run `soundatlas embed` "
                                   "first or name models with --models")

@@ -191,7 +191,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = []
     if (atlas_dir(args) / "atlas.sqlite").is_file():
         with open_atlas(args) as atlas:
-            rows = [_model_row(m["name"], "atlas", m["config"], m["n_embedded"])
+            rows = [_model_row(m.name, "atlas", m.config, m.n_embedded)
                     for m in atlas.models()]
     for d in sorted(SHIPPED_MODELS.glob("*")):
         if (d / CONFIG).is_file() and not any(r["name"] == d.name for r in rows):

@@ -207,7 +207,7 @@ def cmd_mosaic(args: argparse.Namespace) -> int:
 
     out = _check_output(args.output, ".wav")
     with _map_frames(args) as (atlas, registration, index):
-        result, target = synth.mosaic(atlas, registration["name"], args.target,
+        result, target = synth.mosaic(atlas, registration.name, args.target,
                                       exclude_self=args.exclude_self, exclude=args.exclude or (),
                                       sr=args.sample_rate, grain=args.grain, overlap=args.overlap,
                                       index=index)
@@ -249,13 +249,13 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
         rec = synth.find_sample(atlas, args.sample)
         synth.plot_trajectory(atlas, registration, rec, out)
     result = {"output": str(out), "sample": rec.id, "path": rec.path,
-              "model": registration["name"], "n_frames": rec.n_frames,
+              "model": registration.name, "n_frames": rec.n_frames,
               "duration": rec.duration}
     if args.json:
         print_json(result)
     else:
         print(f"wrote {out}: trajectory of {rec.path} (sample {rec.id}, {rec.n_frames} frames, "
-              f"{rec.duration:.2f} s) under model {registration['name']}")
+              f"{rec.duration:.2f} s) under model {registration.name}")
     return EXIT_OK
 
 
