@@ -68,9 +68,22 @@ _ERRNO_REASONS = {
 class Audio:
     """Decoded audio: mono float32 ``y`` at ``sr``, plus what the file was and how much was read.
 
-    ``duration`` is the seconds in ``y`` (what is analysed); ``file_duration`` the seconds in the
-    file (None when the file does not say); ``truncated`` is True when only the first
-    ``max_duration`` seconds were read.
+    Attributes
+    ----------
+    y : numpy.ndarray of float32, shape (n_samples,)
+        The mono samples, channels averaged.
+    sr : int
+        Sample rate of ``y`` in Hz.
+    orig_sr : int
+        The file's own sample rate in Hz.
+    n_channels : int
+        The file's channel count.
+    duration : float
+        Seconds in ``y`` (what is analysed).
+    file_duration : float or None
+        Seconds in the file (None when the file does not say).
+    truncated : bool
+        True when only the first ``max_duration`` seconds were read.
     """
 
     y: np.ndarray
@@ -84,11 +97,33 @@ class Audio:
 
 def load(path: str | os.PathLike, *, sr: int = 16000, max_duration: float | None = 30.0,
          min_duration: float = MIN_DURATION) -> Audio:
-    """Decode ``path`` to mono float32 ``y`` at ``sr``: its first ``max_duration`` s (None: all).
+    """Decode a file to mono float32 samples at ``sr``.
 
     Channels are averaged; resampling is soxr 'HQ' (skipped when the file is already at ``sr``).
-    Raises AudioReadError(path, reason) when the file gives no valid audio (missing, unreadable,
-    empty, not audio, corrupt, NaN/inf samples, shorter than ``min_duration`` s).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The audio file.
+    sr : int, default=16000
+        Sample rate of the result in Hz.
+    max_duration : float or None, default=30.0
+        Seconds decoded from the start of the file (None: all).
+    min_duration : float, default=MIN_DURATION
+        Shortest file accepted, in seconds (>= 0, at most ``max_duration``).
+
+    Returns
+    -------
+    Audio
+
+    Raises
+    ------
+    AudioReadError
+        With the path and a reason, when the file gives no valid audio (missing, unreadable,
+        empty, not audio, corrupt, NaN/inf samples, shorter than ``min_duration`` s). No other
+        exception escapes for a bad file.
+    ParameterError
+        For a parameter that cannot work, or a ``path`` that is not a str or os.PathLike.
     """
     _check_params(sr, max_duration, min_duration)
     _check_path(path)
@@ -103,7 +138,25 @@ def load(path: str | os.PathLike, *, sr: int = 16000, max_duration: float | None
 def load_many(paths: Iterable[str | os.PathLike], *, sr: int = 16000,
               max_duration: float | None = 30.0,
               min_duration: float = MIN_DURATION) -> list[Audio | AudioReadError]:
-    """Decode a batch: one Audio or AudioReadError per path, in order; a bad file never raises."""
+    """Decode a batch of files; a bad file never raises.
+
+    Parameters
+    ----------
+    paths : iterable of str or os.PathLike
+        The audio files.
+    sr, max_duration, min_duration
+        As for :func:`load`.
+
+    Returns
+    -------
+    list of Audio or AudioReadError
+        One entry per path, in order: the audio, or the error that :func:`load` raised.
+
+    Raises
+    ------
+    ParameterError
+        For a parameter that cannot work.
+    """
     _check_params(sr, max_duration, min_duration)
     out: list[Audio | AudioReadError] = []
     for path in paths:
@@ -176,14 +229,42 @@ def _frame_limit(max_duration: float | None, orig_sr: int) -> int | None:
 
 
 def open_sound(path) -> sf.SoundFile:
-    """``path`` opened with libsndfile for reading as it is (its own rate and channels), after
-    the same checks ``load`` makes; AudioReadError with the same reasons otherwise."""
+    """Open a file with libsndfile for reading as it is (its own rate and channels).
+
+    Makes the same checks as :func:`load` before opening.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The audio file.
+
+    Returns
+    -------
+    soundfile.SoundFile
+        Open for reading; the caller closes it.
+
+    Raises
+    ------
+    AudioReadError
+        With the same reasons as :func:`load`.
+    """
     _check_file(path)
     return _open(path)
 
 
 def decode_reason(exc: Exception) -> str:
-    """The reason ``load`` gives for an exception raised while decoding an opened file."""
+    """The reason :func:`load` gives for an exception raised while decoding an opened file.
+
+    Parameters
+    ----------
+    exc : Exception
+        Raised while reading a file from :func:`open_sound`.
+
+    Returns
+    -------
+    str
+        A short reason, for an ``AudioReadError``.
+    """
     return _exception_reason(exc)
 
 

@@ -62,6 +62,31 @@ class CQTParams:
     ``kernel`` defaults to ``"folded"`` so that params stored without it (atlases and models
     made before it existed) read as what they were made with; new atlases use ``PAPER_CQT``
     (``"multirate"``), and ``dataclasses.replace(PAPER_CQT, ...)`` varies it.
+
+    Parameters
+    ----------
+    sr : int, default=16000
+        Sample rate in Hz (> 0).
+    hop_length : int, default=800
+        Samples between frames (> 0).
+    fmin : float, default=27.5
+        Centre frequency of the lowest bin in Hz (> 0).
+    n_bins : int, default=192
+        Bins per frame (> 0).
+    bins_per_octave : int, default=24
+        Bins per octave (> 0).
+    compression : float, default=50.0
+        Features are ``log(compression * |C| + 1)``.
+    sparsity : float, default=0.01
+        Fraction of each filter's L1 mass dropped, as librosa does, in [0, 1).
+    kernel : {'folded', 'multirate'}, default='folded'
+        How the transform is computed: one of :data:`KERNELS` (module doc).
+
+    Raises
+    ------
+    ParameterError
+        If a number is out of its range, the top filter reaches above ``sr / 2``, or the
+        kernel is unknown.
     """
 
     sr: int = 16000
@@ -96,10 +121,12 @@ class CQTParams:
 
     @property
     def freqs(self) -> np.ndarray:
+        """Centre frequencies of the bins in Hz, geometric from ``fmin``: shape (n_bins,)."""
         return self.fmin * 2.0 ** (np.arange(self.n_bins) / self.bins_per_octave)
 
     @property
     def Q(self) -> float:
+        """The filters' quality factor (centre frequency over bandwidth), librosa's."""
         # librosa's relative bandwidth for geometric spacing: alpha = (r^2 - 1) / (r^2 + 1)
         r2 = 2.0 ** (2.0 / self.bins_per_octave)
         return (r2 + 1) / (r2 - 1)
@@ -115,10 +142,25 @@ class CQTParams:
         return float(self.freqs[-1] * (1 + 0.5 * _HANN_BANDWIDTH / self.Q))
 
     def to_dict(self) -> dict:
+        """The fields as a dict (``CQTParams(**d)`` rebuilds them).
+
+        Returns
+        -------
+        dict
+        """
         return asdict(self)
 
     def differs_only_in_kernel(self, other: "CQTParams") -> bool:
-        """True when ``other`` has the same numbers and another kernel."""
+        """Whether ``other`` has the same numbers and another kernel.
+
+        Parameters
+        ----------
+        other : CQTParams
+
+        Returns
+        -------
+        bool
+        """
         return self.kernel != other.kernel and replace(other, kernel=self.kernel) == self
 
 
@@ -126,12 +168,37 @@ PAPER_CQT = CQTParams(kernel="multirate")
 
 
 def n_frames(n_samples: int, *, hop_length: int = PAPER_CQT.hop_length) -> int:
-    """Frames of a centred transform of ``n_samples`` samples (librosa's count)."""
+    """Frames of a centred transform of ``n_samples`` samples (librosa's count).
+
+    Parameters
+    ----------
+    n_samples : int
+        Length of the clip in samples.
+    hop_length : int, default=PAPER_CQT.hop_length
+        Samples between frames.
+
+    Returns
+    -------
+    int
+        ``1 + n_samples // hop_length``.
+    """
     return 1 + int(n_samples) // hop_length
 
 
 def compress(C: np.ndarray | torch.Tensor, *, compression: float = PAPER_CQT.compression):
-    """``log(compression * |C| + 1)``."""
+    """Compress CQT magnitudes: ``log(compression * |C| + 1)``.
+
+    Parameters
+    ----------
+    C : numpy.ndarray or torch.Tensor
+        Magnitudes ``|C|``.
+    compression : float, default=PAPER_CQT.compression
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor
+        Of the same type and shape as ``C``.
+    """
     if isinstance(C, torch.Tensor):
         return torch.log1p(compression * C)
     return np.log1p(compression * C)
@@ -496,10 +563,28 @@ def cqt_batch(
 ) -> list[np.ndarray]:
     """Constant-Q transform of many clips at once.
 
-    ``ys``: 1-D float arrays at ``params.sr`` (any lengths). Returns, per clip, a float32 array
-    (frames x n_bins) with ``frames = 1 + len(y) // hop_length``: ``log(50|C| + 1)`` when
-    ``compressed`` else ``|C|``. ``params.kernel`` says how (module doc). Clips are grouped by
-    FFT size, and each group is transformed in batched chunks.
+    ``params.kernel`` says how (module doc). Clips are grouped by FFT size, and each group is
+    transformed in batched chunks.
+
+    Parameters
+    ----------
+    ys : list of numpy.ndarray
+        1-D float arrays at ``params.sr``, of any lengths.
+    params : CQTParams, default=PAPER_CQT
+        The transform.
+    compressed : bool, default=True
+        Return ``log(compression * |C| + 1)`` (else ``|C|``).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Per clip, a float32 array of shape (frames, n_bins) with
+        ``frames = 1 + len(y) // hop_length``.
+
+    Raises
+    ------
+    ParameterError
+        If a clip is not 1-D.
     """
     out: list[np.ndarray | None] = [None] * len(ys)
     multirate = params.kernel == "multirate"
@@ -546,5 +631,25 @@ def _cqt_same_size(kernel: _Kernel, ys: list[np.ndarray]) -> torch.Tensor:
 
 
 def cqt(y: np.ndarray, *, params: CQTParams = PAPER_CQT, compressed: bool = True) -> np.ndarray:
-    """Constant-Q transform of one clip: (frames x n_bins) float32; see :func:`cqt_batch`."""
+    """Constant-Q transform of one clip; see :func:`cqt_batch`.
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        1-D float samples at ``params.sr``.
+    params : CQTParams, default=PAPER_CQT
+        The transform.
+    compressed : bool, default=True
+        Return ``log(compression * |C| + 1)`` (else ``|C|``).
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (frames, n_bins)
+        ``frames = 1 + len(y) // hop_length``.
+
+    Raises
+    ------
+    ParameterError
+        If ``y`` is not 1-D.
+    """
     return cqt_batch([y], params=params, compressed=compressed)[0]
