@@ -48,8 +48,16 @@ DEFAULT_NOISE = (0.1, 0.01)  # mean and standard deviation of the noise on linea
 def frame_energy(frames: np.ndarray, *, compression: float = PAPER_CQT.compression) -> np.ndarray:
     """Summed linear CQT magnitude of each frame: sum over bins of expm1(F) / compression.
 
-    ``frames``: (n_frames x n_bins) log-CQT, log(compression * |C| + 1).
-    Returns float64 (n_frames,).
+    Parameters
+    ----------
+    frames : array-like of shape (n_frames, n_bins)
+        Log-CQT frames, log(compression * |C| + 1).
+    compression : float, default=PAPER_CQT.compression
+        The compression the frames were made with.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n_frames,)
     """
     out = np.empty(len(frames), dtype=np.float64)
     step = 16384  # bounded temporaries for ~200k-frame libraries
@@ -64,12 +72,31 @@ class TrainingData:
     """The frames of a set of samples, concatenated in one float32 array, plus their labels.
 
     ``frames[offsets[i] : offsets[i] + lengths[i]]`` are sample ``i``'s log-CQT frames (atlas id
-    ``sample_ids[i]``); ``energy`` is each frame's summed linear magnitude (:func:`frame_energy`);
-    ``labels[key][i]`` is sample ``i``'s value of label ``key`` (a str) or None;
-    ``absent_labels[key]`` says why a label asked for was not loaded (:meth:`label` raises it).
-    ``bins_per_octave`` and ``frame_seconds`` (hop_length / sr) are the CQT's, for augmentation.
-    Treat it as read-only: the energy table used by :func:`draw_centres` is computed once and
-    cached.
+    ``sample_ids[i]``). Treat it as read-only: the energy table used by :func:`draw_centres` is
+    computed once and cached. Built by :meth:`from_atlas` or :meth:`from_arrays`.
+
+    Parameters
+    ----------
+    sample_ids : numpy.ndarray of int64, shape (n_samples,)
+        Atlas id of each sample.
+    frames : numpy.ndarray of float32, shape (total_frames, n_bins)
+        Every sample's log-CQT frames, one after the other.
+    offsets : numpy.ndarray of int64, shape (n_samples,)
+        Row of each sample's first frame in ``frames``.
+    lengths : numpy.ndarray of int64, shape (n_samples,)
+        Frames of each sample.
+    energy : numpy.ndarray of float64, shape (total_frames,)
+        Each frame's summed linear magnitude (:func:`frame_energy`).
+    labels : dict of str to numpy.ndarray of object
+        ``labels[key][i]`` is sample ``i``'s value of label ``key`` (a str) or None.
+    compression : float, default=PAPER_CQT.compression
+        The CQT's compression.
+    bins_per_octave : int, default=PAPER_CQT.bins_per_octave
+        The CQT's resolution, for augmentation.
+    frame_seconds : float, default=hop_length / sr of PAPER_CQT
+        Duration of one frame, for augmentation.
+    absent_labels : dict of str to str
+        Why a label asked for was not loaded, per key (:meth:`label` raises it).
     """
 
     sample_ids: np.ndarray  # int64 (n_samples,)
@@ -96,13 +123,32 @@ class TrainingData:
         compression: float | None = None,
         missing_labels: str = "raise",
     ) -> "TrainingData":
-        """Read the given samples (all of them when None), in that order, and their labels.
+        """Read samples and their labels from an atlas.
 
-        ``compression`` defaults to the atlas's CQT compression (50 for the paper CQT).
-        Raises ParameterError for an id the atlas does not hold, and for a label key it has never
-        seen unless ``missing_labels="skip"``: then the key is left out and :meth:`label` raises
-        that error when it is asked for (a mixture of neighbourhoods leaves out the parts whose
-        labels this atlas lacks).
+        Parameters
+        ----------
+        atlas : Atlas
+            The atlas to read.
+        sample_ids : iterable of int, optional
+            The samples' atlas ids, kept in that order (all samples when None).
+        label_keys : sequence of str, default=()
+            Labels to load.
+        compression : float, optional
+            Defaults to the atlas's CQT compression (50 for the paper CQT).
+        missing_labels : {'raise', 'skip'}, default='raise'
+            For a label key the atlas has never seen: raise, or leave the key out and let
+            :meth:`label` raise that error when it is asked for (a mixture of neighbourhoods
+            leaves out the parts whose labels this atlas lacks).
+
+        Returns
+        -------
+        TrainingData
+
+        Raises
+        ------
+        ParameterError
+            For an id the atlas does not hold, for an unknown label key with
+            ``missing_labels='raise'``, or for another value of ``missing_labels``.
         """
         if missing_labels not in {"raise", "skip"}:
             raise ParameterError(f"missing_labels={missing_labels!r} must be 'raise' or 'skip'")
@@ -164,7 +210,29 @@ class TrainingData:
         bins_per_octave: int = PAPER_CQT.bins_per_octave,
         frame_seconds: float = PAPER_CQT.hop_length / PAPER_CQT.sr,
     ) -> "TrainingData":
-        """Training data from a list of (frames x n_bins) log-CQT arrays (tests, in-memory use)."""
+        """Training data from log-CQT arrays in memory (tests, in-memory use).
+
+        Parameters
+        ----------
+        arrays : sequence of array-like of shape (frames, n_bins)
+            One array per sample, all with the same ``n_bins``.
+        labels : dict of str to sequence of str or None, optional
+            One value per sample per label key (values turned into strings).
+        sample_ids : sequence of int, optional
+            Ids of the samples (default: 0, 1, ...).
+        compression, bins_per_octave, frame_seconds
+            The CQT's, as for the class.
+
+        Returns
+        -------
+        TrainingData
+
+        Raises
+        ------
+        ParameterError
+            If ``arrays`` is empty or not 2-D with one ``n_bins``, or ``sample_ids`` or a
+            label does not have one entry per array.
+        """
         if not arrays:
             raise ParameterError("from_arrays needs at least one frame array")
         n_bins = {np.shape(a)[1] if np.ndim(a) == 2 else -1 for a in arrays}
@@ -201,7 +269,23 @@ class TrainingData:
         )
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> "TrainingData":
-        """A new TrainingData holding the samples at ``indices`` (positions, not atlas ids)."""
+        """A new TrainingData holding some of the samples.
+
+        Parameters
+        ----------
+        indices : sequence of int or numpy.ndarray
+            Positions of the samples (not atlas ids), in the order wanted.
+
+        Returns
+        -------
+        TrainingData
+            With copies of the samples' frames, energy and labels.
+
+        Raises
+        ------
+        ParameterError
+            If an index lies outside [0, n_samples).
+        """
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.n_samples):
             raise ParameterError(f"subset indices must lie in [0, {self.n_samples})")
@@ -224,22 +308,53 @@ class TrainingData:
 
     @property
     def n_samples(self) -> int:
+        """Number of samples."""
         return len(self.sample_ids)
 
     @property
     def n_bins(self) -> int:
+        """CQT bins per frame."""
         return self.frames.shape[1]
 
     @property
     def n_frames_total(self) -> int:
+        """Frames of all samples together."""
         return len(self.frames)
 
     def sample_frames(self, i: int) -> np.ndarray:
-        """Sample ``i``'s frames (a view)."""
+        """Sample ``i``'s frames.
+
+        Parameters
+        ----------
+        i : int
+            Position of the sample.
+
+        Returns
+        -------
+        numpy.ndarray of shape (lengths[i], n_bins)
+            A view into ``frames``.
+        """
         return self.frames[self.offsets[i] : self.offsets[i] + self.lengths[i]]
 
     def label(self, key: str) -> np.ndarray:
-        """The values of label ``key``; ParameterError naming the loaded keys when absent."""
+        """The values of a label, one per sample.
+
+        Parameters
+        ----------
+        key : str
+            The label key.
+
+        Returns
+        -------
+        numpy.ndarray of object, shape (n_samples,)
+            A str or None per sample.
+
+        Raises
+        ------
+        ParameterError
+            When the label was not loaded: the reason from ``absent_labels``, or a message
+            naming the loaded keys.
+        """
         if key in self.absent_labels:
             raise ParameterError(self.absent_labels[key])
         if key not in self.labels:
@@ -300,18 +415,53 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def window_bounds(centres, *, n_frames: int = 10):
-    """First frame and stop of each window centred at ``centres``: c - n_frames // 2, + n_frames."""
+    """First frame and stop of each window centred at ``centres``.
+
+    Parameters
+    ----------
+    centres : array-like of int
+        Centre frames.
+    n_frames : int, default=10
+        Frames per window.
+
+    Returns
+    -------
+    first, stop : numpy.ndarray
+        ``c - n_frames // 2`` and ``first + n_frames`` per centre ``c``.
+    """
     first = np.asarray(centres) - n_frames // 2
     return first, first + n_frames
 
 
 def windows(data: TrainingData, sample_idx, centres, *, n_frames: int = 10,
             before: int = 0) -> np.ndarray:
-    """The windows centred at ``centres`` of samples ``sample_idx``: (n, n_frames, n_bins) float32.
+    """Cut the windows centred at ``centres`` out of samples ``sample_idx``.
 
-    Frames outside a sample are zero (see the module doc for the window convention). With
-    ``before`` > 0 each window starts that many frames earlier: (n, before + n_frames, n_bins),
-    the window proper last.
+    Frames outside a sample are zero (see the module doc for the window convention).
+
+    Parameters
+    ----------
+    data : TrainingData
+        The frames.
+    sample_idx : array-like of int, shape (n,)
+        Positions of the samples in ``data``.
+    centres : array-like of int, shape (n,)
+        Centre frame of each window, within its sample.
+    n_frames : int, default=10
+        Frames per window (>= 1).
+    before : int, default=0
+        Frames (>= 0) to start each window earlier by, for context; the window proper comes
+        last.
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (n, before + n_frames, n_bins)
+        A new array.
+
+    Raises
+    ------
+    ParameterError
+        If ``n_frames`` < 1, ``before`` < 0, or the two index arrays differ in length.
     """
     rows, valid = _window_rows(data, sample_idx, centres, n_frames=n_frames, before=before)
     out = data.frames[rows]  # (n, before + n_frames, n_bins), a fresh array
@@ -320,7 +470,22 @@ def windows(data: TrainingData, sample_idx, centres, *, n_frames: int = 10,
 
 
 def window_valid(data: TrainingData, sample_idx, centres, *, n_frames: int = 10) -> np.ndarray:
-    """(n, n_frames) bool: which frames of each window lie inside its sample."""
+    """Which frames of each window lie inside its sample.
+
+    Parameters
+    ----------
+    data, sample_idx, centres, n_frames
+        As for :func:`windows`.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n, n_frames)
+
+    Raises
+    ------
+    ParameterError
+        If ``n_frames`` < 1 or the two index arrays differ in length.
+    """
     return _window_rows(data, sample_idx, centres, n_frames=n_frames)[1]
 
 
@@ -339,10 +504,25 @@ def _window_rows(data, sample_idx, centres, *, n_frames: int, before: int = 0):
 
 
 def draw_centres(data: TrainingData, sample_idx, rng: np.random.Generator) -> np.ndarray:
-    """One window centre per entry of ``sample_idx``, drawn with probability proportional to the
-    frame's summed linear CQT energy (uniformly over a sample whose energy is all zero).
+    """Draw one window centre per entry of ``sample_idx``, weighted by energy.
 
-    A sample without frames gets centre 0 (its window is all zeros).
+    Each frame is drawn with probability proportional to its summed linear CQT energy
+    (uniformly over a sample whose energy is all zero). A sample without frames gets centre 0
+    (its window is all zeros).
+
+    Parameters
+    ----------
+    data : TrainingData
+        The frames and their energy.
+    sample_idx : array-like of int
+        Positions of the samples in ``data``; repeats draw again.
+    rng : numpy.random.Generator
+        Source of the draws.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        One centre frame per entry, within its sample.
     """
     s = np.asarray(sample_idx, dtype=np.int64).reshape(-1)
     g, last = data._centre_table()
@@ -357,12 +537,34 @@ def draw_centres(data: TrainingData, sample_idx, rng: np.random.Generator) -> np
 
 def add_noise(x, rng=None, *, mean: float = DEFAULT_NOISE[0], std: float = DEFAULT_NOISE[1],
               compression: float = PAPER_CQT.compression):
-    """Gaussian noise N(mean, std) on the *linear* CQT magnitudes of log-CQT input ``x``.
+    """Add Gaussian noise N(mean, std) to the *linear* CQT magnitudes of log-CQT input.
 
-    lin = expm1(x) / compression; lin += noise; returns log1p(compression * max(lin, 0)).
-    ``x`` a numpy array (``rng``: np.random.Generator, or None for a fresh one) or a torch tensor
-    (``rng``: torch.Generator on any device, or None for torch's global generator). Returns the
-    same kind and dtype as ``x``; ``x`` is not modified.
+    lin = expm1(x) / compression; lin += noise; the result is
+    log1p(compression * max(lin, 0)). ``x`` is not modified.
+
+    Parameters
+    ----------
+    x : numpy.ndarray or torch.Tensor
+        Log-CQT input of any shape.
+    rng : numpy.random.Generator or torch.Generator, optional
+        For a numpy ``x``, a numpy Generator (None: a fresh one); for a tensor, a
+        torch.Generator on any device (None: torch's global generator).
+    mean : float, default=DEFAULT_NOISE[0]
+        Mean of the noise.
+    std : float, default=DEFAULT_NOISE[1]
+        Standard deviation of the noise (>= 0).
+    compression : float, default=PAPER_CQT.compression
+        The log-CQT's compression (> 0).
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor
+        The same kind and dtype as ``x`` (float32 for a numpy ``x`` that is not floating-point).
+
+    Raises
+    ------
+    ParameterError
+        If ``std`` < 0, ``compression`` <= 0, or ``rng`` is of the wrong kind for ``x``.
     """
     if std < 0:
         raise ParameterError(f"noise std={std} must not be negative")

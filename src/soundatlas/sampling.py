@@ -55,16 +55,45 @@ class TripleSampler:
 
     Every random choice (keys, samples, centres, augmentation, noise) comes from one PCG64
     generator seeded with ``seed``; :meth:`state` / :meth:`set_state` save and restore it, so a
-    resumed training run sees exactly the batches it would have seen. ``noise=None`` turns the
-    noise off.
-    ``noise_rng``: ``numpy`` draws the noise from that generator (the reference); ``torch`` from
-    a torch generator seeded per batch by it: the same distribution, still one state to save,
-    3x faster (1.4 -> 0.4 ms for a batch of 96 windows, which is most of the sampler's time).
-    ``augment``: the run's :class:`~soundatlas.augment.Augment` for every window, each drawn
-    independently (None: none). Triples whose neighbourhood names its own augmentation
-    (``Triples.augments``, e.g. augment-pair's) get that one instead. Without any augmentation
+    resumed training run sees exactly the batches it would have seen. Without any augmentation
     no extra random number is drawn: a batch is the neighbourhood's windows plus the noise.
-    The neighbourhood is fitted on ``data`` here unless it already is.
+    The neighbourhood is fitted on ``data`` here unless it already is. Iterating yields
+    :meth:`next_batch` without end.
+
+    Parameters
+    ----------
+    data : TrainingData
+        The training frames.
+    neighbourhood : Neighbourhood
+        Draws the triples of (sample, centre frame).
+    batch_size : int, default=32
+        Triples per batch (>= 1).
+    n_frames : int, default=10
+        Frames per window (>= 1).
+    seed : int, default=0
+        Seed of the generator.
+    noise : (float, float) or None, default=DEFAULT_NOISE
+        Mean and standard deviation (>= 0) of the input noise; None turns it off.
+    noise_rng : {'numpy', 'torch'}, default='numpy'
+        ``numpy`` draws the noise from the generator (the reference); ``torch`` from a torch
+        generator seeded per batch by it: the same distribution, still one state to save, 3x
+        faster (1.4 -> 0.4 ms for a batch of 96 windows, which is most of the sampler's time).
+    augment : Augment or None, default=None
+        The run's augmentation for every window, each drawn independently (None: none).
+        Triples whose neighbourhood names its own augmentation (``Triples.augments``, e.g.
+        augment-pair's) get that one instead.
+
+    Attributes
+    ----------
+    rng : numpy.random.Generator
+        The one generator every draw comes from.
+    n_batches : int
+        Batches drawn so far.
+
+    Raises
+    ------
+    ParameterError
+        If a setting is out of its range, or ``augment`` is not an Augment or None.
     """
 
     def __init__(self, data: TrainingData, neighbourhood: "Neighbourhood", *, batch_size: int = 32,
@@ -95,7 +124,12 @@ class TripleSampler:
         self.n_batches = 0
 
     def draw_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The next batch as numpy arrays (batch_size, n_frames, n_bins) float32."""
+        """The next batch as numpy arrays.
+
+        Returns
+        -------
+        anchor, positive, negative : numpy.ndarray of float32, shape (batch_size, n_frames, n_bins)
+        """
         t = self.neighbourhood.draw(self.rng, self.batch_size, self.data)
         s = np.concatenate([t.anchor_sample, t.positive_sample, t.negative_sample])
         c = np.concatenate([t.anchor_centre, t.positive_centre, t.negative_centre])
@@ -153,7 +187,12 @@ class TripleSampler:
         return x
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The next (anchor, positive, negative): each (batch_size, n_frames, n_bins) float32."""
+        """The next batch as tensors.
+
+        Returns
+        -------
+        anchor, positive, negative : torch.Tensor of float32, shape (batch_size, n_frames, n_bins)
+        """
         a, p, n = self.draw_arrays()
         return torch.from_numpy(a), torch.from_numpy(p), torch.from_numpy(n)
 
@@ -176,7 +215,14 @@ class TripleSampler:
         }
 
     def state(self) -> dict:
-        """A JSON-serialisable snapshot: the generator state plus what it must be resumed with."""
+        """A JSON-serialisable snapshot: the generator state plus what it must be resumed with.
+
+        Returns
+        -------
+        dict
+            The settings that must match on resume, 'n_batches', and 'rng' (the PCG64 state,
+            its 128-bit integers as strings).
+        """
         bg = self.rng.bit_generator.state
         return {
             **self._fingerprint(),
@@ -192,10 +238,21 @@ class TripleSampler:
         }
 
     def set_state(self, state: dict) -> None:
-        """Resume from :meth:`state`; ParameterError when it was made with other settings."""
+        """Resume from a snapshot made by :meth:`state`.
+
+        Parameters
+        ----------
+        state : dict
+            From :meth:`state` (after a JSON round trip or not).
+
+        Raises
+        ------
+        ParameterError
+            When it was made with other settings, or with a generator other than PCG64.
+        """
         mine = self._fingerprint()
         for key, value in mine.items():
-            theirs = state.get(key, "numpy" if key == "noise_rng" else None)  # older states
+            theirs = state.get(key, "numpy" if key == "noise_rng" else None)  # no noise_rng: numpy
             if key == "noise" and theirs is not None:
                 theirs = [float(v) for v in theirs]
             if key == "augment":
