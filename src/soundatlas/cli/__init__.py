@@ -31,6 +31,11 @@ To add a command, write its ``_add_NAME`` and ``cmd_NAME`` in the module of its 
 :func:`main` or :func:`build_parser`). A command raises :class:`UsageError` for a wrong
 command line (exit 2) and ``SoundAtlasError`` for a failure (exit 1); :func:`main` prints
 either as one line.
+
+An idea has one spelling on every command (``--sample-rate``); an older spelling stays
+accepted as a hidden alias of the option (``Option(..., aliases=("--sr",))``). A training
+setting is a field of ``TrainSettings``: its ``train`` flag is generated from the field
+(:mod:`~soundatlas.cli.train_flags`).
 """
 
 from __future__ import annotations
