@@ -12,14 +12,33 @@ from soundatlas.neighbourhoods.base import Neighbourhood, Triples, register
 
 @register
 class AugmentPair(Neighbourhood):
-    """No labels: the positive is the anchor's own window (same sample, same centre) under an
-    independent draw of ``augment``; the negative a window of another sample, augmented alike.
+    """The positive is the anchor's own window under another draw of the augmentation.
 
+    No labels: the positive is the anchor's own window (same sample, same centre) under an
+    independent draw of ``augment``; the negative a window of another sample, augmented alike.
     It teaches the map to ignore what the augmentation changes (level, EQ, room, noise floor, a
     small detune, where the onset falls: the augmentation's shift moves the two windows apart).
-    ``augment``: an :class:`~soundatlas.augment.Augment`, its ``get_params()`` or a spec
-    (default: ``Augment.default()``); its windows get it instead of the run's augmentation.
     Anchors are uniform over the samples with frames, centres by energy.
+
+    Parameters
+    ----------
+    augment : Augment, dict or str, default='default'
+        An :class:`~soundatlas.augment.Augment`, its ``get_params()`` or a spec (default:
+        ``Augment.default()``); its windows get it instead of the run's augmentation.
+
+    Attributes
+    ----------
+    n_samples_ : int
+        Samples of the data it was fitted on.
+    eligible_ : numpy.ndarray of int64
+        Positions of the samples with frames.
+    n_excluded_ : int
+        Samples left out (no frames).
+
+    Raises
+    ------
+    ParameterError
+        If ``augment`` cannot be read or changes nothing.
     """
 
     name = "augment-pair"
@@ -32,6 +51,23 @@ class AugmentPair(Neighbourhood):
         self.augment = aug
 
     def fit(self, data: TrainingData) -> "AugmentPair":
+        """Find the samples with frames.
+
+        Parameters
+        ----------
+        data : TrainingData
+            The training samples.
+
+        Returns
+        -------
+        AugmentPair
+            ``self``, fitted.
+
+        Raises
+        ------
+        ParameterError
+            With fewer than 2 samples with frames.
+        """
         eligible = np.flatnonzero(data.lengths > 0)
         if len(eligible) < 2:
             raise ParameterError(f"augment-pair needs at least 2 samples with frames (one for the "
@@ -42,10 +78,38 @@ class AugmentPair(Neighbourhood):
         return self
 
     def summary(self) -> dict:
+        """Counts and the augmentation, for logs and the model config.
+
+        Returns
+        -------
+        dict
+            {'n_samples_used', 'n_excluded', 'augment'} (the augmentation's spec).
+        """
         return {"n_samples_used": int(len(self.eligible_)), "n_excluded": self.n_excluded_,
                 "augment": self.augment.spec()}
 
     def draw(self, rng: np.random.Generator, n: int, data: TrainingData) -> Triples:
+        """Draw n triples: anchor and positive one window, the negative another sample's.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The source of every random choice.
+        n : int
+            Triples to draw (>= 0).
+        data : TrainingData
+            The data it was fitted on.
+
+        Returns
+        -------
+        Triples
+            Every triple names ``augment`` as its augmentation.
+
+        Raises
+        ------
+        ParameterError
+            If not fitted, fitted on other data, or ``n`` < 0.
+        """
         self._check_draw(n, data)
         m = len(self.eligible_)
         ia = rng.integers(0, m, size=n)

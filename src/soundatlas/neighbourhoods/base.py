@@ -19,9 +19,22 @@ from soundatlas.frames import TrainingData
 class Triples:
     """n triples as (sample index into the TrainingData, window centre frame), int64 arrays.
 
-    ``augments`` and ``augment_of``: the augmentations some triples' windows need whatever the
-    run's (``augment_of[i]`` indexes ``augments``; -1 or None: the run's own). ``part``: which
-    part of a :class:`Mixture` drew each triple (None outside a mixture).
+    ``len(triples)`` is n.
+
+    Parameters
+    ----------
+    anchor_sample, anchor_centre : numpy.ndarray of int64, shape (n,)
+        The anchors' sample positions and window centres.
+    positive_sample, positive_centre : numpy.ndarray of int64, shape (n,)
+        The positives'.
+    negative_sample, negative_centre : numpy.ndarray of int64, shape (n,)
+        The negatives'.
+    augments : tuple of Augment, default=()
+        The augmentations some triples' windows need whatever the run's.
+    augment_of : numpy.ndarray of int64, shape (n,), optional
+        ``augment_of[i]`` indexes ``augments``; -1 (or None for all): the run's own.
+    part : numpy.ndarray of int64, shape (n,), optional
+        Which part of a :class:`Mixture` drew each triple (None outside a mixture).
     """
 
     anchor_sample: np.ndarray
@@ -36,7 +49,19 @@ class Triples:
 
     @classmethod
     def concat(cls, chunks: Sequence["Triples"], parts: Sequence[int]) -> "Triples":
-        """The triples of ``chunks`` one after another, ``part`` = the given part of each."""
+        """The triples of ``chunks`` one after another.
+
+        Parameters
+        ----------
+        chunks : sequence of Triples
+            The triples to join; their ``augments`` are joined and ``augment_of`` renumbered.
+        parts : sequence of int
+            The part of each chunk, recorded per triple in ``part``.
+
+        Returns
+        -------
+        Triples
+        """
         cols = ("anchor_sample", "anchor_centre", "positive_sample", "positive_centre",
                 "negative_sample", "negative_centre")
         empty = np.zeros(0, np.int64)
@@ -56,22 +81,36 @@ class Triples:
 
     @property
     def samples(self) -> np.ndarray:
-        """(n, 3): anchor, positive, negative sample indices."""
+        """Anchor, positive, negative sample indices, shape (n, 3)."""
         return np.stack([self.anchor_sample, self.positive_sample, self.negative_sample], axis=1)
 
     @property
     def centres(self) -> np.ndarray:
-        """(n, 3): anchor, positive, negative window centres."""
+        """Anchor, positive, negative window centres, shape (n, 3)."""
         return np.stack([self.anchor_centre, self.positive_centre, self.negative_centre], axis=1)
 
 
 class Neighbourhood:
     """Base class: constructor arguments stored as-is, ``fit(data)``, ``draw(rng, n, data)``.
 
-    Facts the trainer asks of a neighbourhood, with the base's answers: ``label_keys`` (none),
-    ``origin_weight`` (the paper's origin-penalty weight: 0.002), ``label_param`` (the
-    constructor argument ``--label`` sets: none), ``seed_param`` (the constructor argument the
-    run's seed sets: none).
+    A subclass sets ``name``, stores its constructor arguments under their own names (so
+    :meth:`get_params` finds them), learns in :meth:`fit` (state in attributes ending in ``_``,
+    ``n_samples_`` among them) and draws in :meth:`draw`; :func:`register` makes it known by
+    name. Facts the trainer asks of a neighbourhood, with the base's answers, are the class
+    attributes below and :attr:`label_keys` (none).
+
+    Attributes
+    ----------
+    name : str
+        The registry name (class attribute).
+    origin_weight : float
+        The paper's origin-penalty weight for this neighbourhood: 0.002.
+    label_param : str or None
+        The constructor argument ``--label`` sets: none.
+    seed_param : str or None
+        The constructor argument the run's seed sets: none.
+    n_samples_ : int
+        Samples of the data it was fitted on (set by ``fit``).
     """
 
     name: ClassVar[str] = ""
@@ -82,36 +121,81 @@ class Neighbourhood:
     # -- configuration ---------------------------------------------------------------------------
 
     def get_params(self) -> dict:
-        """The constructor arguments, as stored."""
+        """The constructor arguments, as stored.
+
+        Returns
+        -------
+        dict
+            Each named parameter of ``__init__`` with the attribute of the same name.
+        """
         sig = inspect.signature(type(self).__init__)
         return {p: getattr(self, p) for p in sig.parameters
                 if p != "self" and sig.parameters[p].kind not in (inspect.Parameter.VAR_POSITIONAL,
                                                                    inspect.Parameter.VAR_KEYWORD)}
 
     def to_config(self) -> dict:
-        """{"name": ..., "params": ...} (JSON-ready); ``make_neighbourhood(**to_config())``
-        rebuilds it."""
+        """The name and parameters, JSON-ready; ``make_neighbourhood(**to_config())`` rebuilds it.
+
+        Returns
+        -------
+        dict
+            {'name': ..., 'params': {...}}; an Augment or a neighbourhood among the parameters
+            appears as its config.
+        """
         return {"name": self.name, "params": _jsonable(self.get_params())}
 
     def to_model_config(self) -> dict:
-        """What the model's config.json records: {"name": ..., **params};
-        :func:`neighbourhood_from_config` reads it back."""
+        """What the model's config.json records; :func:`neighbourhood_from_config` reads it back.
+
+        Returns
+        -------
+        dict
+            {'name': ..., **params}, JSON-ready.
+        """
         return {"name": self.name, **_jsonable(self.get_params())}
 
     @classmethod
     def from_model_config(cls, params: dict) -> "Neighbourhood":
-        """Rebuild from :meth:`to_model_config`'s params (the entries besides "name")."""
+        """Rebuild from :meth:`to_model_config`'s params.
+
+        Parameters
+        ----------
+        params : dict
+            The entries besides "name".
+
+        Returns
+        -------
+        Neighbourhood
+            Unfitted.
+
+        Raises
+        ------
+        ParameterError
+            For an unknown parameter or a missing required one.
+        """
         return _construct(cls, dict(params))
 
     def clone(self) -> "Neighbourhood":
-        """A new, unfitted neighbourhood with the same parameters (and teacher)."""
+        """A new, unfitted neighbourhood with the same parameters (and teacher).
+
+        Returns
+        -------
+        Neighbourhood
+        """
         twin = type(self)(**self.get_params())
         twin.set_teacher(getattr(self, "teacher_", None))
         return twin
 
     def set_teacher(self, model) -> None:
-        """The network a run starts from (``init_from``), for neighbourhoods that keep its
-        structure (``teacher-knn``); the others ignore it."""
+        """Give the network a run starts from (``init_from``).
+
+        For neighbourhoods that keep its structure (``teacher-knn``); the others ignore it.
+
+        Parameters
+        ----------
+        model : torch.nn.Module or None
+            The starting network.
+        """
 
     @property
     def spec(self) -> str:
@@ -135,16 +219,64 @@ class Neighbourhood:
     # -- learning and drawing -------------------------------------------------------------------
 
     def is_fitted(self) -> bool:
+        """Whether :meth:`fit` has run (``n_samples_`` is set).
+
+        Returns
+        -------
+        bool
+        """
         return hasattr(self, "n_samples_")
 
     def fit(self, data: TrainingData) -> "Neighbourhood":
+        """Learn what drawing needs from the training data (each subclass implements it).
+
+        Parameters
+        ----------
+        data : TrainingData
+            The training samples.
+
+        Returns
+        -------
+        Neighbourhood
+            ``self``, fitted.
+
+        Raises
+        ------
+        ParameterError
+            When the data cannot give a triple (too few samples, labels or classes).
+        """
         raise NotImplementedError
 
     def draw(self, rng: np.random.Generator, n: int, data: TrainingData) -> Triples:
+        """Draw n triples (each subclass implements it).
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The source of every random choice.
+        n : int
+            Triples to draw (>= 0).
+        data : TrainingData
+            The data the neighbourhood was fitted on.
+
+        Returns
+        -------
+        Triples
+
+        Raises
+        ------
+        ParameterError
+            If not fitted, fitted on other data, or ``n`` < 0.
+        """
         raise NotImplementedError
 
     def summary(self) -> dict:
-        """Learned scalar facts (counts) for logs and the model config."""
+        """Learned scalar facts (counts) for logs and the model config.
+
+        Returns
+        -------
+        dict
+        """
         return {}
 
     def _check_draw(self, n: int, data: TrainingData) -> None:
@@ -197,10 +329,31 @@ def register(cls: type[Neighbourhood]) -> type[Neighbourhood]:
 
 def make_neighbourhood(name: str, *, label: str | None = None, params: dict | None = None,
                        **kw) -> Neighbourhood:
-    """A neighbourhood by registry name. ``label`` sets the class's ``label_param`` (the
-    instrument label; for ``pitch`` its pitch label; for ``label`` the column), e.g.
-    ``label="folder"``; other keywords (or ``params``, as in :meth:`Neighbourhood.to_config`)
-    go to the constructor."""
+    """A neighbourhood by registry name.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`NEIGHBOURHOODS`.
+    label : str, optional
+        Sets the class's ``label_param`` (the instrument label; for ``pitch`` its pitch label;
+        for ``label`` the column), e.g. ``label="folder"``.
+    params : dict, optional
+        Constructor arguments, as in :meth:`Neighbourhood.to_config`.
+    **kw
+        More constructor arguments (over ``params``).
+
+    Returns
+    -------
+    Neighbourhood
+        Unfitted.
+
+    Raises
+    ------
+    ParameterError
+        For an unknown name, a ``label`` for a class that uses none, or an unknown or missing
+        constructor argument.
+    """
     if name not in NEIGHBOURHOODS:
         raise ParameterError(
             f"unknown neighbourhood {name!r}; choose one of: {', '.join(NEIGHBOURHOODS)}"
@@ -232,9 +385,25 @@ def _construct(cls: type[Neighbourhood], kw: dict) -> Neighbourhood:
 
 
 def neighbourhood_from_config(config: dict) -> Neighbourhood:
-    """The (unfitted) neighbourhood a model's config records: the flat ``{"name": ..., **params}``
-    of :meth:`Neighbourhood.to_model_config` (every model config so far), or ``{"name": ...,
-    "params": {...}}`` of :meth:`Neighbourhood.to_config`."""
+    """The neighbourhood a model's config records.
+
+    Parameters
+    ----------
+    config : dict
+        The flat ``{"name": ..., **params}`` of :meth:`Neighbourhood.to_model_config` (what
+        model configs hold), or ``{"name": ..., "params": {...}}`` of
+        :meth:`Neighbourhood.to_config`.
+
+    Returns
+    -------
+    Neighbourhood
+        Unfitted.
+
+    Raises
+    ------
+    ParameterError
+        For an unknown name, or parameters the class does not take.
+    """
     if not isinstance(config, dict) or config.get("name") not in NEIGHBOURHOODS:
         name = config.get("name") if isinstance(config, dict) else config
         raise ParameterError(f"unknown neighbourhood {name!r} in the config; known: "

@@ -53,8 +53,29 @@ class _Sets:
 
 
 class LabelNeighbourhood(Neighbourhood):
-    """Base of the label neighbourhoods: subclasses say what a sample's key is (``_keys``) and,
-    when it differs from "the samples with that key", what a key's positive set is."""
+    """Base of the label neighbourhoods.
+
+    Subclasses say what a sample's key is (``_keys``) and, when it differs from "the samples
+    with that key", what a key's positive set is (``_positive_sets``). A draw picks a key
+    uniformly, an anchor with that key, a positive from the key's positive set (not the anchor)
+    and a negative outside it; centres are drawn by energy. Keys with fewer than 2 positives, or
+    whose positive set holds every usable sample, are dropped.
+
+    Attributes
+    ----------
+    n_samples_ : int
+        Samples of the data it was fitted on.
+    eligible_ : numpy.ndarray of int64
+        Positions of the samples used: with a key and with frames.
+    keys_ : list
+        The keys drawn from (tuple keys as lists, JSON-ready).
+    excluded_ : dict of str to int
+        Samples left out, by reason (only reasons with a count).
+    n_excluded_ : int
+        Samples left out in all.
+    n_dropped_keys_ : int
+        Keys dropped for too few positives or no negatives.
+    """
 
     def _keys(self, data: TrainingData) -> tuple[list[Hashable | None], dict[str, int]]:
         """Each sample's key (None: left out) and {reason: count} of the samples left out."""
@@ -64,6 +85,24 @@ class LabelNeighbourhood(Neighbourhood):
         return anchor_sets
 
     def fit(self, data: TrainingData) -> "LabelNeighbourhood":
+        """Group the samples by key.
+
+        Parameters
+        ----------
+        data : TrainingData
+            The training samples, with the labels of :attr:`label_keys` loaded.
+
+        Returns
+        -------
+        LabelNeighbourhood
+            ``self``, fitted.
+
+        Raises
+        ------
+        ParameterError
+            When fewer than 2 keys have 2 or more samples each and others outside them (the
+            neighbourhood stays unfitted), or a label is not loaded.
+        """
         keys, excluded = self._keys(data)
         no_frames = 0
         groups: dict[Hashable, list[int]] = {}
@@ -102,6 +141,13 @@ class LabelNeighbourhood(Neighbourhood):
         return self
 
     def summary(self) -> dict:
+        """Counts for logs and the model config.
+
+        Returns
+        -------
+        dict
+            {'n_keys', 'n_samples_used', 'n_excluded', 'excluded', 'n_dropped_keys'}.
+        """
         return {
             "n_keys": len(self.keys_),
             "n_samples_used": int(len(self.eligible_)),
@@ -111,6 +157,26 @@ class LabelNeighbourhood(Neighbourhood):
         }
 
     def draw(self, rng: np.random.Generator, n: int, data: TrainingData) -> Triples:
+        """Draw n triples: a key, an anchor and a positive of it, a negative outside it.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The source of every random choice.
+        n : int
+            Triples to draw (>= 0).
+        data : TrainingData
+            The data it was fitted on.
+
+        Returns
+        -------
+        Triples
+
+        Raises
+        ------
+        ParameterError
+            If not fitted, fitted on other data, or ``n`` < 0.
+        """
         self._check_draw(n, data)
         k = rng.integers(0, len(self.keys_), size=n)
         a = self._anchors.pick(rng, k)
@@ -143,9 +209,22 @@ def _pitches(data: TrainingData, label: str) -> tuple[list[int | None], int, int
 
 @register
 class Label(LabelNeighbourhood):
-    """Key = the value of label column ``label`` (family, drum_class, folder, ...): any class
-    partition, so a new label needs no new class. Its origin weight is the paper's for a class
-    partition (its instrument neighbourhood's), 0.001."""
+    """Key = the value of label column ``label`` (family, drum_class, folder, ...).
+
+    Any class partition, so a new label needs no new class. Its origin weight is the paper's
+    for a class partition (its instrument neighbourhood's), 0.001. Named ``label:COLUMN`` on
+    the command line.
+
+    Parameters
+    ----------
+    label : str
+        The label column (set by ``--label``).
+
+    Raises
+    ------
+    ParameterError
+        If ``label`` is not a non-empty string.
+    """
 
     name = "label"
     origin_weight = 0.001
@@ -157,10 +236,12 @@ class Label(LabelNeighbourhood):
 
     @property
     def spec(self) -> str:
+        """How the command line names it: ``label:COLUMN``."""
         return f"{self.name}:{self.label}"
 
     @property
     def label_keys(self) -> tuple[str, ...]:
+        """The one label column it reads."""
         return (self.label,)
 
     def _keys(self, data):
@@ -171,7 +252,18 @@ class Label(LabelNeighbourhood):
 
 @register
 class Instrument(Label):
-    """Key = the value of label ``label`` (instrument class, folder, ...)."""
+    """Key = the value of label ``label`` (instrument class, folder, ...).
+
+    Parameters
+    ----------
+    label : str, default='instrument'
+        The instrument label (set by ``--label``).
+
+    Raises
+    ------
+    ParameterError
+        If ``label`` is not a non-empty string.
+    """
 
     name = "instrument"
 
@@ -180,12 +272,26 @@ class Instrument(Label):
 
     @property
     def spec(self) -> str:
+        """How the command line names it: ``instrument``."""
         return self.name
 
 
 @register
 class Pitch(LabelNeighbourhood):
-    """Key = the MIDI pitch in label ``label`` (MIDI numbers or note names)."""
+    """Key = the MIDI pitch in label ``label`` (MIDI numbers or note names).
+
+    Samples whose value is not a pitch are left out.
+
+    Parameters
+    ----------
+    label : str, default='pitch'
+        The pitch label (set by ``--label``).
+
+    Raises
+    ------
+    ParameterError
+        If ``label`` is not a non-empty string.
+    """
 
     name = "pitch"
     label_param = "label"
@@ -196,6 +302,7 @@ class Pitch(LabelNeighbourhood):
 
     @property
     def label_keys(self) -> tuple[str, ...]:
+        """The one label column it reads."""
         return (self.label,)
 
     def _keys(self, data):
@@ -205,7 +312,20 @@ class Pitch(LabelNeighbourhood):
 
 @register
 class InstrumentPitch(LabelNeighbourhood):
-    """Key = (instrument, MIDI pitch)."""
+    """Key = (instrument, MIDI pitch).
+
+    Parameters
+    ----------
+    instrument_label : str, default='instrument'
+        The instrument label (set by ``--label``).
+    pitch_label : str, default='pitch'
+        The pitch label (MIDI numbers or note names).
+
+    Raises
+    ------
+    ParameterError
+        If a label is not a non-empty string.
+    """
 
     name = "instrument-pitch"
     label_param = "instrument_label"
@@ -218,6 +338,7 @@ class InstrumentPitch(LabelNeighbourhood):
 
     @property
     def label_keys(self) -> tuple[str, ...]:
+        """The instrument and pitch label columns."""
         return (self.instrument_label, self.pitch_label)
 
     def _keys(self, data):
@@ -238,8 +359,25 @@ class InstrumentPitch(LabelNeighbourhood):
 
 @register
 class InstrumentPitch2(InstrumentPitch):
-    """Key = (instrument, pitch p); anchors have exactly that key, positives the same instrument
-    and a pitch within p +/- ``semitones``; negatives anything else."""
+    """Key = (instrument, pitch p), with positives over a span of pitches.
+
+    Anchors have exactly that key, positives the same instrument and a pitch within
+    p +/- ``semitones``; negatives anything else.
+
+    Parameters
+    ----------
+    instrument_label : str, default='instrument'
+        The instrument label (set by ``--label``).
+    pitch_label : str, default='pitch'
+        The pitch label (MIDI numbers or note names).
+    semitones : int, default=2
+        Half-width of the positives' pitch span (>= 0).
+
+    Raises
+    ------
+    ParameterError
+        If a label is not a non-empty string or ``semitones`` is not an integer >= 0.
+    """
 
     name = "instrument-pitch-2"
 
