@@ -23,14 +23,38 @@ from soundatlas.neighbourhoods.base import (
 class Mixture(Neighbourhood):
     """K neighbourhoods with weights, one network: the paper's K contrastive partitions.
 
-    ``parts``: (neighbourhood, weight) pairs (or their :meth:`to_model_config` dicts with a
-    ``weight``), weights > 0. ``fit`` fits every part and leaves out, with the reason
-    (``skipped_``), a part that cannot be fitted on these data (e.g. a label this atlas lacks);
-    it fails only when no part fits. ``draw`` picks each triple's part independently with
-    probability proportional to its weight (a multinomial split of the batch, so every batch
-    mixes the parts and the counts follow the weights), then lets each part draw its share; the
-    triples come part by part, ``Triples.part`` saying whose they are. The origin weight is the
-    parts' mean, weighted like the draws.
+    ``fit`` fits every part and leaves out, with the reason (``skipped_``), a part that cannot
+    be fitted on these data (e.g. a label this atlas lacks); it fails only when no part fits.
+    ``draw`` picks each triple's part independently with probability proportional to its weight
+    (a multinomial split of the batch, so every batch mixes the parts and the counts follow the
+    weights), then lets each part draw its share; the triples come part by part,
+    ``Triples.part`` saying whose they are. The origin weight is the parts' mean, weighted like
+    the draws.
+
+    Parameters
+    ----------
+    parts : sequence
+        (neighbourhood, weight) pairs, or their :meth:`to_model_config` dicts with a
+        ``weight`` (default 1); weights finite and > 0.
+
+    Attributes
+    ----------
+    parts : list of (Neighbourhood, float)
+        The parts and their weights, as given.
+    active_ : numpy.ndarray of int64
+        Indices of the parts that were fitted.
+    weights_ : numpy.ndarray of float
+        Their weights, normalised to sum 1.
+    skipped_ : list of dict
+        {'part', 'spec', 'reason'} for each part that could not be fitted.
+    n_samples_ : int
+        Samples of the data it was fitted on.
+
+    Raises
+    ------
+    ParameterError
+        If ``parts`` is empty or a string, a part is not a (Neighbourhood, weight) pair or a
+        config, or a weight is not a finite number > 0.
     """
 
     name = "mixture"
@@ -61,9 +85,25 @@ class Mixture(Neighbourhood):
         self.parts = out
 
     def to_config(self) -> dict:
+        """The name and parts, JSON-ready; ``make_neighbourhood(**to_config())`` rebuilds it.
+
+        Returns
+        -------
+        dict
+            {'name': 'mixture', 'params': {'parts': [...]}}, each part its model config plus
+            'weight'.
+        """
         return {"name": self.name, "params": {"parts": self._part_configs()}}
 
     def to_model_config(self) -> dict:
+        """What the model's config.json records.
+
+        Returns
+        -------
+        dict
+            {'name': 'mixture', 'spec': ..., 'parts': [...]}, each part its model config plus
+            'weight'.
+        """
         return {"name": self.name, "spec": self.spec, "parts": self._part_configs()}
 
     def _part_configs(self) -> list[dict]:
@@ -71,36 +111,88 @@ class Mixture(Neighbourhood):
 
     @classmethod
     def from_model_config(cls, params: dict) -> "Mixture":
+        """Rebuild from :meth:`to_model_config`'s entries besides "name" (its 'parts').
+
+        Parameters
+        ----------
+        params : dict
+            Holds 'parts'; other entries ('spec') are ignored.
+
+        Returns
+        -------
+        Mixture
+            Unfitted.
+
+        Raises
+        ------
+        ParameterError
+            If the parts are missing or cannot be read.
+        """
         return cls(parts=params.get("parts", []))
 
     def clone(self) -> "Mixture":
-        """Unfitted; a fitted mixture's clone holds only the parts that were fitted."""
+        """A new, unfitted mixture of clones of the parts.
+
+        A fitted mixture's clone holds only the parts that were fitted.
+
+        Returns
+        -------
+        Mixture
+        """
         keep = self.active_ if self.is_fitted() else range(len(self.parts))
         return Mixture([(self.parts[i][0].clone(), self.parts[i][1]) for i in keep])
 
     def set_teacher(self, model) -> None:
+        """Give every part the network a run starts from.
+
+        Parameters
+        ----------
+        model : torch.nn.Module or None
+            The starting network.
+        """
         for nb, _ in self.parts:
             nb.set_teacher(model)
 
     @property
     def spec(self) -> str:
+        """How the command line names it: ``PART:WEIGHT,PART:WEIGHT,...``."""
         return ",".join(f"{nb.spec}:{w:g}" for nb, w in self.parts)
 
     @property
     def slug(self) -> str:
+        """The parts' slugs joined by ``+``, for default model names."""
         return "+".join(nb.slug for nb, _ in self.parts)
 
     @property
     def label_keys(self) -> tuple[str, ...]:
+        """Every part's label columns, each once, in order."""
         return tuple(dict.fromkeys(k for nb, _ in self.parts for k in nb.label_keys))
 
     @property
     def origin_weight(self) -> float:
+        """The parts' origin weights averaged with their weights (fitted parts only, once fit)."""
         idx = self.active_ if self.is_fitted() else np.arange(len(self.parts))
         w = np.array([self.parts[i][1] for i in idx])
         return float(np.dot(w, [self.parts[i][0].origin_weight for i in idx]) / w.sum())
 
     def fit(self, data: TrainingData) -> "Mixture":
+        """Fit every part, leaving out those that cannot be fitted on these data.
+
+        Parameters
+        ----------
+        data : TrainingData
+            The training samples.
+
+        Returns
+        -------
+        Mixture
+            ``self``, fitted.
+
+        Raises
+        ------
+        ParameterError
+            When no part can be fitted (for a single part, its own error).
+        """
         active, skipped = [], []
         for i, (nb, _) in enumerate(self.parts):
             try:
@@ -122,6 +214,13 @@ class Mixture(Neighbourhood):
         return self
 
     def summary(self) -> dict:
+        """Each fitted part's spec, weight and summary, and the parts skipped.
+
+        Returns
+        -------
+        dict
+            {'parts': [...], 'skipped': [...]}.
+        """
         return {
             "parts": [{"spec": self.parts[i][0].spec, "weight": self.parts[i][1],
                        **self.parts[i][0].summary()} for i in self.active_],
@@ -129,6 +228,27 @@ class Mixture(Neighbourhood):
         }
 
     def draw(self, rng: np.random.Generator, n: int, data: TrainingData) -> Triples:
+        """Split n triples among the fitted parts by weight and let each draw its share.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The source of every random choice.
+        n : int
+            Triples to draw (>= 0).
+        data : TrainingData
+            The data it was fitted on.
+
+        Returns
+        -------
+        Triples
+            Part by part, ``part`` naming each triple's part index.
+
+        Raises
+        ------
+        ParameterError
+            If not fitted, fitted on other data, or ``n`` < 0.
+        """
         self._check_draw(n, data)
         counts = rng.multinomial(n, self.weights_)
         chunks, parts = [], []
@@ -141,14 +261,32 @@ class Mixture(Neighbourhood):
 
 def parse_neighbourhood(spec: str, *, label: str | None = None,
                         seed: int | None = None) -> Neighbourhood:
-    """The neighbourhood a command line names: ``NAME`` (e.g. ``instrument``), ``NAME:LABEL``
-    (e.g. ``label:family``, ``instrument:folder``: the class's label column), or a weighted
-    mixture ``PART[:WEIGHT],PART[:WEIGHT],...`` (weight 1 when left out), e.g.
-    ``instrument:1,label:family:1,input-knn:0.5,augment-pair:0.5``.
+    """The neighbourhood a command line names.
 
-    A single part is that neighbourhood itself, not a mixture. ``label`` sets a single
-    neighbourhood's label column (as ``--label`` does); ``seed`` goes to each part's
-    ``seed_param`` (input-knn's candidate draw).
+    A single part is that neighbourhood itself, not a mixture.
+
+    Parameters
+    ----------
+    spec : str
+        ``NAME`` (e.g. ``instrument``), ``NAME:LABEL`` (e.g. ``label:family``,
+        ``instrument:folder``: the class's label column), or a weighted mixture
+        ``PART[:WEIGHT],PART[:WEIGHT],...`` (weight 1 when left out), e.g.
+        ``instrument:1,label:family:1,input-knn:0.5,augment-pair:0.5``.
+    label : str, optional
+        A single neighbourhood's label column (as ``--label`` sets it).
+    seed : int, optional
+        Goes to each part's ``seed_param`` (input-knn's candidate draw).
+
+    Returns
+    -------
+    Neighbourhood
+        Unfitted; a :class:`Mixture` for more than one part.
+
+    Raises
+    ------
+    ParameterError
+        For an empty spec or part, an unknown name, a label where none applies or two labels
+        for one part, ``label`` with a mixture, or a bad weight.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ParameterError(f"neighbourhood={spec!r} must name one or more neighbourhoods")
