@@ -61,7 +61,7 @@ def adapt(
     *,
     base: str = "default",
     name: str | None = None,
-    settings: AdaptSettings = AdaptSettings(),
+    settings: AdaptSettings | None = None,
     seed: int = 0,
     resume: bool = False,
     stop_after: int | None = None,
@@ -76,6 +76,7 @@ def adapt(
     from soundatlas.embed import embed_atlas
     from soundatlas.train import train
 
+    settings = settings or AdaptSettings()
     base_artifact, _ = resolve_model(atlas, base)
     name = name or f"{base_artifact.name}-adapted"
     if name == base_artifact.name:
