@@ -74,6 +74,7 @@ class ContrastiveLoss(nn.Module):
         self.origin_weight = float(origin_weight)
 
     def extra_repr(self) -> str:
+        """The margins and the weight, for the module's repr."""
         return f"m_p={self.m_p}, m_n={self.m_n}, origin_weight={self.origin_weight}"
 
     def _terms(self, z_a, z_p, z_n):

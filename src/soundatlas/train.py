@@ -42,12 +42,72 @@ CHECKPOINT = "checkpoint.npz"
 
 
 class TrainingError(SoundAtlasError):
-    """Training cannot go on (e.g. the loss became non-finite)."""
+    """Training cannot go on: the loss became non-finite, or a checkpoint to resume from
+    belongs to a run with other settings."""
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How to train. ``paper`` reproduces the reference; ``fast`` is ours (see PRESETS)."""
+    """How to train. ``paper`` reproduces the reference; ``fast`` is ours (see PRESETS).
+
+    Every field is a ``soundatlas train`` flag unless ``cli.train_flags.NOT_ON_COMMAND_LINE``
+    names it. :meth:`validate` checks the values; :func:`settings_for` builds one from a preset.
+
+    Parameters
+    ----------
+    preset : str, default='paper'
+        The preset these settings come from (a key of :data:`PRESETS`).
+    optimizer : {'sgd', 'adam'}, default='sgd'
+    lr : float, default=0.02
+        Learning rate (after warm-up, before any decay).
+    momentum : float, default=0.0
+        SGD momentum.
+    batch_size : int, default=32
+        Triples per step.
+    iterations : int, default=50000
+        Steps of the run.
+    schedule : {'constant', 'cosine'}, default='constant'
+        Learning-rate schedule after warm-up (:func:`lr_at`).
+    warmup : int, default=0
+        Iterations of linear warm-up.
+    m_p, m_n : float, default=0.0, 1.0
+        The loss's margins (:class:`~soundatlas.loss.ContrastiveLoss`).
+    origin_weight : float or None, default=None
+        The loss's origin weight; None: the neighbourhood's own
+        (``Neighbourhood.origin_weight``).
+    standardize : bool, default=False
+        Per-bin input standardisation (not in the paper; see model.py).
+    noise_mean, noise_std : float, default=0.1, 0.01
+        The input noise on linear CQT magnitudes (:func:`~soundatlas.frames.add_noise`).
+    valid_every : int, default=1000
+        Iterations between validation losses.
+    n_valid_batches : int, default=16
+        Batches of the fixed validation set.
+    checkpoint_every : int, default=1000
+        Iterations between checkpoints.
+    threads : int or None, default=None
+        Torch threads (default: all cores).
+    precision : {'fp32', 'bf16', 'auto'}, default='fp32'
+        Arithmetic of the training forward/backward pass: fp32 (the reference), bf16 (autocast;
+        weights, optimiser and loss stay fp32), or auto (bf16 where the CPU computes it
+        natively, e.g. AVX512-BF16 or AMX, else fp32). Embedding is always fp32.
+    fused_pool : {'on', 'off', 'auto'}, default='off'
+        Each tanh + max-pool pair of the network as one autograd step that pools first
+        (model.py, ``_MaxPoolTanh``): the same forward, ~1.2x faster training steps on the CPU;
+        the gradient differs only at pairs whose tanh rounds equal. off is the reference; auto
+        is on for the CPU, off on CUDA, where a step waits on kernel launches and the library's
+        ops are faster.
+    noise_rng : {'numpy', 'torch'}, default='numpy'
+        Where the training noise comes from (:class:`~soundatlas.sampling.TripleSampler`):
+        numpy (the reference) or a torch generator seeded per batch from the sampler's own: the
+        same noise distribution, ~1 ms less per step. Validation triples and input statistics
+        always use numpy.
+    augment : Augment, dict, str or None, default=None
+        Augmentation of the training windows (:class:`~soundatlas.augment.Augment`, its
+        params or a spec; None: none, the paper's): gain, EQ tilt, a short room, a noise floor,
+        onset shift, detune, each with a probability and a range. Stored as an Augment, or
+        None when nothing is on.
+    """
 
     preset: str = "paper"
     optimizer: str = "sgd"  # sgd | adam
@@ -59,7 +119,7 @@ class TrainSettings:
     warmup: int = 0  # iterations of linear warm-up
     m_p: float = 0.0
     m_n: float = 1.0
-    origin_weight: float | None = None  # None: the neighbourhood's own (Neighbourhood.origin_weight)
+    origin_weight: float | None = None  # None: the neighbourhood's own
     standardize: bool = False  # per-bin input standardisation (not in the paper; see model.py)
     noise_mean: float = 0.1
     noise_std: float = 0.01
@@ -67,22 +127,10 @@ class TrainSettings:
     n_valid_batches: int = 16
     checkpoint_every: int = 1000
     threads: int | None = None  # torch threads (default: all cores)
-    # Arithmetic of the training forward/backward pass: fp32 (the reference), bf16 (autocast;
-    # weights, optimiser and loss stay fp32), or auto (bf16 where the CPU computes it natively,
-    # e.g. AVX512-BF16 or AMX, else fp32). Embedding is always fp32.
-    precision: str = "fp32"
-    # Each tanh + max-pool pair of the network as one autograd step that pools first (model.py,
-    # _MaxPoolTanh): the same forward, ~1.2x faster training steps on the CPU; the gradient
-    # differs only at pairs whose tanh rounds equal. on, off (the reference) or auto: on for the
-    # CPU, off on CUDA, where a step waits on kernel launches and the library's ops are faster.
-    fused_pool: str = "off"
-    # Where the training noise comes from (sampling.TripleSampler): numpy (the reference) or a
-    # torch generator seeded per batch from the sampler's own: the same noise distribution,
-    # ~1 ms less per step. Validation triples and input statistics always use numpy.
-    noise_rng: str = "numpy"
-    # Augmentation of the training windows (augment.Augment; None: none, the paper's): gain, EQ
-    # tilt, a short room, a noise floor, onset shift, detune, each with a probability and a range.
-    augment: Augment | None = None
+    precision: str = "fp32"  # fp32 | bf16 | auto
+    fused_pool: str = "off"  # on | off | auto
+    noise_rng: str = "numpy"  # numpy | torch
+    augment: Augment | None = None  # None: none, the paper's
 
     def __post_init__(self):
         object.__setattr__(self, "augment", Augment.from_params(self.augment))
@@ -90,6 +138,20 @@ class TrainSettings:
             object.__setattr__(self, "augment", self.augment.or_none())
 
     def validate(self) -> "TrainSettings":
+        """Check the values.
+
+        Returns
+        -------
+        TrainSettings
+            ``self``, unchanged.
+
+        Raises
+        ------
+        ParameterError
+            Naming the first setting with a value that cannot work: an unknown optimizer,
+            schedule, precision, fused_pool or noise_rng; a learning rate, batch size, iteration
+            count or interval that is not positive; a negative margin.
+        """
         if self.optimizer not in {"sgd", "adam"}:
             raise ParameterError(f"optimizer={self.optimizer!r} must be 'sgd' or 'adam'")
         if self.schedule not in {"constant", "cosine"}:
@@ -128,7 +190,25 @@ PRESETS: dict[str, TrainSettings] = {
 
 
 def settings_for(preset: str, **overrides) -> TrainSettings:
-    """A preset's settings with some fields overridden (None values are ignored)."""
+    """A preset's settings with some fields overridden.
+
+    Parameters
+    ----------
+    preset : str
+        A key of :data:`PRESETS`.
+    **overrides
+        New values by field name; None values are ignored (the preset's stays).
+
+    Returns
+    -------
+    TrainSettings
+        Validated.
+
+    Raises
+    ------
+    ParameterError
+        For an unknown preset or field, or a value :meth:`TrainSettings.validate` refuses.
+    """
     if preset not in PRESETS:
         raise ParameterError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
     changes = {k: v for k, v in overrides.items() if v is not None}
@@ -140,10 +220,22 @@ def settings_for(preset: str, **overrides) -> TrainSettings:
 
 @contextlib.contextmanager
 def deterministic(device: str):
-    """Run-to-run identical arithmetic on ``device``, so that a resumed run ends where an
-    uninterrupted one does: on CUDA, deterministic cuDNN convolutions (no autotuning) and
-    deterministic algorithms where torch has them (a warning names any op that has none); the
-    CPU kernels used here are deterministic already. Restores the previous settings after."""
+    """Context manager: run-to-run identical arithmetic on ``device``.
+
+    So that a resumed run ends where an uninterrupted one does: on CUDA, deterministic cuDNN
+    convolutions (no autotuning) and deterministic algorithms where torch has them (a warning
+    names any op that has none); the CPU kernels used here are deterministic already. Restores
+    the previous settings after.
+
+    Parameters
+    ----------
+    device : {'cpu', 'cuda'}
+        The device the run computes on; only 'cuda' changes anything.
+
+    Yields
+    ------
+    None
+    """
     if device != "cuda":
         yield
         return
@@ -162,7 +254,17 @@ def deterministic(device: str):
 
 
 def native_bf16(device: str = "cpu") -> bool:
-    """Whether ``device`` computes bfloat16 convolutions and matrix products natively."""
+    """Whether ``device`` computes bfloat16 convolutions and matrix products natively.
+
+    Parameters
+    ----------
+    device : {'cpu', 'cuda'}, default='cpu'
+
+    Returns
+    -------
+    bool
+        For the CPU, what oneDNN reports (False when torch cannot say).
+    """
     if device == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     try:
@@ -172,21 +274,57 @@ def native_bf16(device: str = "cpu") -> bool:
 
 
 def resolve_precision(settings: TrainSettings, device: str = "cpu") -> str:
-    """The precision a run uses: ``auto`` becomes bf16 where it is native, fp32 elsewhere."""
+    """The precision a run uses: ``auto`` becomes bf16 where it is native, fp32 elsewhere.
+
+    Parameters
+    ----------
+    settings : TrainSettings
+    device : {'cpu', 'cuda'}, default='cpu'
+
+    Returns
+    -------
+    {'fp32', 'bf16'}
+    """
     if settings.precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     return settings.precision
 
 
 def resolve_fused_pool(settings: TrainSettings, device: str = "cpu") -> bool:
-    """Whether a run uses the fused tanh + max-pool step: ``auto`` means on the CPU only."""
+    """Whether a run uses the fused tanh + max-pool step: ``auto`` means on the CPU only.
+
+    Parameters
+    ----------
+    settings : TrainSettings
+    device : {'cpu', 'cuda'}, default='cpu'
+
+    Returns
+    -------
+    bool
+    """
     if settings.fused_pool == "auto":
         return device == "cpu"
     return settings.fused_pool == "on"
 
 
 def lr_at(settings: TrainSettings, iteration: int) -> float:
-    """Learning rate at ``iteration`` (0-based): warm-up, then constant or cosine decay."""
+    """Learning rate at an iteration: linear warm-up, then constant or cosine decay.
+
+    A pure function of the iteration, so a resumed run follows the same schedule.
+
+    Parameters
+    ----------
+    settings : TrainSettings
+        Its ``lr``, ``warmup``, ``schedule`` and ``iterations``.
+    iteration : int
+        0-based.
+
+    Returns
+    -------
+    float
+        ``lr * (iteration + 1) / warmup`` during warm-up; then ``lr``, or for the cosine
+        schedule ``lr`` decayed to 0 at the last iteration.
+    """
     if settings.warmup and iteration < settings.warmup:
         return settings.lr * (iteration + 1) / settings.warmup
     if settings.schedule == "cosine":
@@ -198,6 +336,27 @@ def lr_at(settings: TrainSettings, iteration: int) -> float:
 
 @dataclass
 class TrainResult:
+    """What a call to :func:`train` did.
+
+    Attributes
+    ----------
+    name : str
+        The model's name.
+    directory : pathlib.Path
+        The run's folder (checkpoint and, once finished, the model).
+    iterations : int
+        Iterations done so far in the run (all calls together).
+    seconds, cpu_seconds : float
+        Wall-clock and CPU time of the run so far (all calls together).
+    history : list of dict
+        One entry per validation: 'iteration', 'train_loss' (moving average), 'valid_loss'
+        (None without validation triples), 'lr', 'seconds', 'cpu_seconds'.
+    resumed_from : int or None
+        The iteration the run resumed at (None: started afresh).
+    neighbourhood : dict
+        What the neighbourhood kept and left out (its ``summary()``).
+    """
+
     name: str
     directory: Path
     iterations: int
@@ -208,6 +367,7 @@ class TrainResult:
     neighbourhood: dict = field(default_factory=dict)  # what the neighbourhood kept and left out
 
 
+#: ``progress(done, total, info)``, called by :func:`train` after every iteration.
 Progress = Callable[[int, int, dict], None]
 
 
@@ -231,17 +391,67 @@ def train(
 ) -> TrainResult:
     """Train a model on ``atlas``'s training split and register it in the atlas.
 
-    ``neighbourhood``: a :class:`~soundatlas.neighbourhoods.Neighbourhood` (a ``Mixture`` for
-    several), or a command-line spec read by
-    :func:`~soundatlas.neighbourhoods.parse_neighbourhood` with ``label`` and ``seed`` (e.g.
-    ``"instrument"``, ``"instrument:1,label:family:1,augment-pair:0.5"``). Mixture parts that
-    these data cannot serve are left out and listed in the result's ``neighbourhood["skipped"]``.
-    ``arch`` and ``dims``: the network (default ``paper``, 3 dimensions).
-    ``init_from``: a model (an atlas model's or shipped model's name, a model directory, or a
-    ModelArtifact) whose weights, input statistics and architecture the run starts from; its CQT
-    parameters must be the atlas's.
-    ``stop_after``: end the process's work after this many iterations of this call (the
-    checkpoint is written, the run stays resumable) — for tests and for splitting long runs.
+    The model and its checkpoints live in ``atlas.path / "models" / name``. A fixed set of
+    validation triples, drawn from the validation split by a copy of the neighbourhood, gives
+    the validation loss (none when the split is too small for the neighbourhood).
+
+    Parameters
+    ----------
+    atlas : Atlas
+        The atlas to read the samples from and register the model in.
+    neighbourhood : Neighbourhood or str
+        A :class:`~soundatlas.neighbourhoods.Neighbourhood` (a ``Mixture`` for several), or a
+        command-line spec read by :func:`~soundatlas.neighbourhoods.parse_neighbourhood` with
+        ``label`` and ``seed`` (e.g. ``"instrument"``,
+        ``"instrument:1,label:family:1,augment-pair:0.5"``). Mixture parts that these data
+        cannot serve are left out and listed in the result's ``neighbourhood["skipped"]``.
+    label : str, optional
+        The label column of a neighbourhood named by a spec (as ``--label`` sets it).
+    preset : str, default='fast'
+        The preset whose settings are used when ``settings`` is None.
+    settings : TrainSettings, optional
+        The settings (over ``preset``).
+    seed : int, default=0
+        Seeds the weights, the sampler, the validation triples and the neighbourhood's
+        ``seed_param``.
+    name : str, optional
+        The model's name (default ``{neighbourhood slug}-{preset}-s{seed}``).
+    arch : str, optional
+        The network (default ``paper``).
+    dims : int, optional
+        Output dimensions (default 3).
+    resume : bool, default=False
+        Continue from the run's checkpoint when there is one; without it, a checkpoint there
+        is deleted and the run starts afresh.
+    device : {'cpu', 'cuda'}, default='cpu'
+    progress : callable, optional
+        Called after every iteration as ``progress(done, total, info)``, ``info`` holding
+        'loss' (moving average), 'lr', 'triples_per_s' and 'valid_loss' (the latest, or None).
+    command : str, optional
+        The command line recorded in the model's config (default: this process's).
+    stop_after : int, optional
+        End the process's work after this many iterations of this call (the checkpoint is
+        written, the run stays resumable): for tests and for splitting long runs.
+    init_from : str, path or ModelArtifact, optional
+        A model (an atlas model's or shipped model's name, a model directory, or a
+        ModelArtifact) whose weights, input statistics and architecture the run starts from;
+        its CQT parameters must be the atlas's.
+
+    Returns
+    -------
+    TrainResult
+        When the run has done all its iterations, the model is saved and registered in the
+        atlas; when ``stop_after`` ended it earlier, it is only checkpointed.
+
+    Raises
+    ------
+    ParameterError
+        For settings that cannot work, an unknown or unavailable device, ``label`` with a
+        Neighbourhood object, an atlas without training samples, ``arch`` or ``dims`` other than
+        ``init_from``'s, or data the neighbourhood cannot be fitted on.
+    TrainingError
+        When the loss becomes non-finite (the last good checkpoint is kept), or the checkpoint
+        to resume from was made with other settings.
     """
     from soundatlas.artifact import ModelArtifact
     from soundatlas.loss import ContrastiveLoss
