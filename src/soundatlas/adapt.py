@@ -93,7 +93,7 @@ def adapt(
     if not summary["done"]:
         return summary
     artifact, registration = resolve_model(atlas, name)
-    embedded = embed_atlas(atlas, artifact, registration["id"], progress=embed_progress)
+    embedded = embed_atlas(atlas, artifact, registration.id, progress=embed_progress)
     summary.update(n_embedded=embedded.n_embedded, n_already=embedded.n_already,
                    embed_seconds=round(embedded.seconds, 1))
     history = result.history
