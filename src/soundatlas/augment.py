@@ -128,32 +128,22 @@ class Augment:
 
     Parameters
     ----------
-    shift_p : float, default=0.0
-        Probability of the onset shift.
+    shift_p, room_p, detune_p, tilt_p, gain_p, noise_p : float, default=0.0
+        Probability of each transform, in [0, 1].
     shift_frames : int, default=2
-        Largest shift, +- frames (integer >= 0).
-    room_p : float, default=0.0
-        Probability of the room.
+        Largest onset shift, +- frames (integer >= 0).
     room_rt60 : (float, float), default=(0.1, 0.8)
         Range of RT60 in seconds, 0 < low <= high <= 5.
     room_level_db : (float, float), default=(-18.0, -6.0)
         Range of the tail's level relative to the direct sound, dB, high <= 20.
-    detune_p : float, default=0.0
-        Probability of the detune.
     detune_semitones : float, default=0.5
         Largest detune, +- semitones (0 to 12).
-    tilt_p : float, default=0.0
-        Probability of the tilt EQ.
     tilt_db_per_octave : float, default=3.0
-        Largest tilt, +- dB/octave (0 to 24).
-    gain_p : float, default=0.0
-        Probability of the gain.
+        Largest tilt EQ, +- dB/octave (0 to 24).
     gain_db : float, default=6.0
         Largest gain, +- dB (0 to 60).
-    noise_p : float, default=0.0
-        Probability of the noise floor.
     noise_snr_db : (float, float), default=(10.0, 40.0)
-        Range of the signal-to-noise ratio, dB.
+        Range of the noise floor's signal-to-noise ratio, dB.
 
     Raises
     ------

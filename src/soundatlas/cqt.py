@@ -637,10 +637,8 @@ def cqt(y: np.ndarray, *, params: CQTParams = PAPER_CQT, compressed: bool = True
     ----------
     y : numpy.ndarray
         1-D float samples at ``params.sr``.
-    params : CQTParams, default=PAPER_CQT
-        The transform.
-    compressed : bool, default=True
-        Return ``log(compression * |C| + 1)`` (else ``|C|``).
+    params, compressed
+        As for :func:`cqt_batch`.
 
     Returns
     -------

@@ -143,6 +143,7 @@ class TrainingData:
         Returns
         -------
         TrainingData
+            The samples in the order asked, with the labels found.
 
         Raises
         ------

@@ -425,7 +425,7 @@ def load_arrays(model: nn.Module, arrays: Mapping[str, np.ndarray]) -> nn.Module
     Returns
     -------
     torch.nn.Module
-        ``model`` itself.
+        The same ``model``, its state replaced.
 
     Raises
     ------

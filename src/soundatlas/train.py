@@ -279,7 +279,9 @@ def resolve_precision(settings: TrainSettings, device: str = "cpu") -> str:
     Parameters
     ----------
     settings : TrainSettings
+        Its ``precision`` is fp32, bf16 or auto.
     device : {'cpu', 'cuda'}, default='cpu'
+        Where auto asks :func:`native_bf16`.
 
     Returns
     -------
@@ -296,7 +298,9 @@ def resolve_fused_pool(settings: TrainSettings, device: str = "cpu") -> bool:
     Parameters
     ----------
     settings : TrainSettings
+        The run's; ``fused_pool`` says on, off or auto.
     device : {'cpu', 'cuda'}, default='cpu'
+        The run's device, for auto.
 
     Returns
     -------

@@ -51,22 +51,9 @@ class AugmentPair(Neighbourhood):
         self.augment = aug
 
     def fit(self, data: TrainingData) -> "AugmentPair":
-        """Find the samples with frames.
+        """Find the samples with frames; as :meth:`Neighbourhood.fit`.
 
-        Parameters
-        ----------
-        data : TrainingData
-            The training samples.
-
-        Returns
-        -------
-        AugmentPair
-            ``self``, fitted.
-
-        Raises
-        ------
-        ParameterError
-            With fewer than 2 samples with frames.
+        Raises ParameterError with fewer than 2 samples with frames.
         """
         eligible = np.flatnonzero(data.lengths > 0)
         if len(eligible) < 2:
@@ -78,37 +65,16 @@ class AugmentPair(Neighbourhood):
         return self
 
     def summary(self) -> dict:
-        """Counts and the augmentation, for logs and the model config.
-
-        Returns
-        -------
-        dict
-            {'n_samples_used', 'n_excluded', 'augment'} (the augmentation's spec).
-        """
+        """Counts and the augmentation, for logs and the model config: {'n_samples_used',
+        'n_excluded', 'augment'} (the augmentation's spec)."""
         return {"n_samples_used": int(len(self.eligible_)), "n_excluded": self.n_excluded_,
                 "augment": self.augment.spec()}
 
     def draw(self, rng: np.random.Generator, n: int, data: TrainingData) -> Triples:
         """Draw n triples: anchor and positive one window, the negative another sample's.
 
-        Parameters
-        ----------
-        rng : numpy.random.Generator
-            The source of every random choice.
-        n : int
-            Triples to draw (>= 0).
-        data : TrainingData
-            The data it was fitted on.
-
-        Returns
-        -------
-        Triples
-            Every triple names ``augment`` as its augmentation.
-
-        Raises
-        ------
-        ParameterError
-            If not fitted, fitted on other data, or ``n`` < 0.
+        Every triple names ``augment`` as its augmentation. Parameters, result and errors as
+        :meth:`Neighbourhood.draw`.
         """
         self._check_draw(n, data)
         m = len(self.eligible_)

@@ -166,7 +166,7 @@ class Neighbourhood:
         Returns
         -------
         Neighbourhood
-            Unfitted.
+            A new one of this class, not fitted yet.
 
         Raises
         ------
@@ -397,7 +397,7 @@ def neighbourhood_from_config(config: dict) -> Neighbourhood:
     Returns
     -------
     Neighbourhood
-        Unfitted.
+        Of the class the name registers, unfitted.
 
     Raises
     ------

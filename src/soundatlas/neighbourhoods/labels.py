@@ -85,23 +85,11 @@ class LabelNeighbourhood(Neighbourhood):
         return anchor_sets
 
     def fit(self, data: TrainingData) -> "LabelNeighbourhood":
-        """Group the samples by key.
+        """Group the samples by key; as :meth:`Neighbourhood.fit`.
 
-        Parameters
-        ----------
-        data : TrainingData
-            The training samples, with the labels of :attr:`label_keys` loaded.
-
-        Returns
-        -------
-        LabelNeighbourhood
-            ``self``, fitted.
-
-        Raises
-        ------
-        ParameterError
-            When fewer than 2 keys have 2 or more samples each and others outside them (the
-            neighbourhood stays unfitted), or a label is not loaded.
+        ``data`` needs the labels of :attr:`label_keys`. Raises ParameterError when fewer than
+        2 keys have 2 or more samples each and others outside them (the neighbourhood stays
+        unfitted), or a label is not loaded.
         """
         keys, excluded = self._keys(data)
         no_frames = 0
@@ -141,13 +129,8 @@ class LabelNeighbourhood(Neighbourhood):
         return self
 
     def summary(self) -> dict:
-        """Counts for logs and the model config.
-
-        Returns
-        -------
-        dict
-            {'n_keys', 'n_samples_used', 'n_excluded', 'excluded', 'n_dropped_keys'}.
-        """
+        """Counts for logs and the model config: {'n_keys', 'n_samples_used', 'n_excluded',
+        'excluded', 'n_dropped_keys'}."""
         return {
             "n_keys": len(self.keys_),
             "n_samples_used": int(len(self.eligible_)),
@@ -159,23 +142,7 @@ class LabelNeighbourhood(Neighbourhood):
     def draw(self, rng: np.random.Generator, n: int, data: TrainingData) -> Triples:
         """Draw n triples: a key, an anchor and a positive of it, a negative outside it.
 
-        Parameters
-        ----------
-        rng : numpy.random.Generator
-            The source of every random choice.
-        n : int
-            Triples to draw (>= 0).
-        data : TrainingData
-            The data it was fitted on.
-
-        Returns
-        -------
-        Triples
-
-        Raises
-        ------
-        ParameterError
-            If not fitted, fitted on other data, or ``n`` < 0.
+        Parameters, result and errors as :meth:`Neighbourhood.draw`.
         """
         self._check_draw(n, data)
         k = rng.integers(0, len(self.keys_), size=n)
@@ -257,12 +224,7 @@ class Instrument(Label):
     Parameters
     ----------
     label : str, default='instrument'
-        The instrument label (set by ``--label``).
-
-    Raises
-    ------
-    ParameterError
-        If ``label`` is not a non-empty string.
+        The instrument label (set by ``--label``), checked as :class:`Label` checks it.
     """
 
     name = "instrument"
@@ -366,10 +328,8 @@ class InstrumentPitch2(InstrumentPitch):
 
     Parameters
     ----------
-    instrument_label : str, default='instrument'
-        The instrument label (set by ``--label``).
-    pitch_label : str, default='pitch'
-        The pitch label (MIDI numbers or note names).
+    instrument_label, pitch_label : str
+        As for :class:`InstrumentPitch`.
     semitones : int, default=2
         Half-width of the positives' pitch span (>= 0).
 

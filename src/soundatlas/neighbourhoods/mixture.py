@@ -178,20 +178,8 @@ class Mixture(Neighbourhood):
     def fit(self, data: TrainingData) -> "Mixture":
         """Fit every part, leaving out those that cannot be fitted on these data.
 
-        Parameters
-        ----------
-        data : TrainingData
-            The training samples.
-
-        Returns
-        -------
-        Mixture
-            ``self``, fitted.
-
-        Raises
-        ------
-        ParameterError
-            When no part can be fitted (for a single part, its own error).
+        As :meth:`Neighbourhood.fit`; raises ParameterError only when no part can be fitted
+        (for a single part, its own error).
         """
         active, skipped = [], []
         for i, (nb, _) in enumerate(self.parts):
@@ -230,24 +218,8 @@ class Mixture(Neighbourhood):
     def draw(self, rng: np.random.Generator, n: int, data: TrainingData) -> Triples:
         """Split n triples among the fitted parts by weight and let each draw its share.
 
-        Parameters
-        ----------
-        rng : numpy.random.Generator
-            The source of every random choice.
-        n : int
-            Triples to draw (>= 0).
-        data : TrainingData
-            The data it was fitted on.
-
-        Returns
-        -------
-        Triples
-            Part by part, ``part`` naming each triple's part index.
-
-        Raises
-        ------
-        ParameterError
-            If not fitted, fitted on other data, or ``n`` < 0.
+        The triples come part by part, ``part`` naming each one's part index. Parameters,
+        result and errors as :meth:`Neighbourhood.draw`.
         """
         self._check_draw(n, data)
         counts = rng.multinomial(n, self.weights_)
