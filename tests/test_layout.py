@@ -126,6 +126,16 @@ def test_routers_import_neither_the_app_nor_each_other():
         assert not [m for m in graph[router] if m.startswith("soundatlas.web.routers.")], router
 
 
+def test_the_edges_depend_on_the_stages_never_the_other_way():
+    graph = import_graph(_modules())
+    edges = ("soundatlas.cli", "soundatlas.web")
+    wrong = {(m, t) for m, targets in graph.items() for t in targets
+             if t.startswith(edges) and not m.startswith(edges) and m != "soundatlas.__main__"}
+    wrong |= {(m, t) for m, targets in graph.items() for t in targets
+              if m.startswith("soundatlas.web") and t.startswith("soundatlas.cli")}
+    assert wrong == set()
+
+
 def test_no_module_is_much_over_700_lines():
     sizes = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
     assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
