@@ -48,7 +48,7 @@ class AdaptSettings:
 def adapt_settings(adapt: AdaptSettings, **overrides):
     """The TrainSettings of an adaptation: the fast preset with ``adapt``'s numbers."""
     from soundatlas.augment import parse_augment
-    from soundatlas.train import settings_for
+    from soundatlas.settings import settings_for
 
     return settings_for("fast", iterations=adapt.iterations, lr=adapt.lr,
                         augment=parse_augment(adapt.augment),

@@ -1,5 +1,5 @@
 """``soundatlas train``'s setting flags, generated from the fields of
-:class:`~soundatlas.train.TrainSettings`.
+:class:`~soundatlas.settings.TrainSettings`.
 
 Every field is a flag (``batch_size``: ``--batch-size``) unless :data:`NOT_ON_COMMAND_LINE`
 names it. The field's type gives the flag's type: an ``int`` is a count (at least 1, metavar
@@ -20,7 +20,7 @@ import argparse
 from dataclasses import fields
 
 from soundatlas.cli.common import THREADS, checked, nonnegative_int, positive_float, positive_int
-from soundatlas.train import PRESETS, TrainSettings, settings_for
+from soundatlas.settings import PRESETS, TrainSettings, settings_for
 
 __all__ = ["NOT_ON_COMMAND_LINE", "FLAGS", "setting_names", "SettingFlags", "train_settings"]
 
