@@ -1,6 +1,7 @@
-"""Each extension docs/DESIGN.md promises is a one-place change, done here from a test: a
-neighbourhood, a baseline, a command and an endpoint, each registered where the design says and
-then used by the code that was not edited (the trainer, evaluate, the command line, the server)."""
+"""Extensions docs/DESIGN.md promises as one-place changes, done from a test: a neighbourhood
+(used by the trainer) and an endpoint (served by a real server), each registered where the design
+says and used by code that was not edited. The other two are beside the code they extend: a
+baseline in tests/test_evaluate.py, a command and a training setting in tests/test_cli.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
+from fastapi import APIRouter, Request  # module level: the toy endpoint's annotations name them
 
 from soundatlas.atlas import Atlas
 from soundatlas.indexing import index_library
@@ -72,3 +74,58 @@ def test_a_neighbourhood_is_one_class(small_atlas, tmp_path, toy_neighbourhood):
                                                          ("instrument", 1.0)]
     # the origin weight, which the loss reads from the neighbourhood, is the base class's here
     assert config["settings"]["origin_weight"] == pytest.approx((2 * 0.002 + 0.001) / 3)
+
+
+# -- an endpoint ------------------------------------------------------------------------------------
+
+
+def test_an_endpoint_is_one_router(small_atlas):
+    """A router written as web/routers/ modules are, given to create_app, answers on a real
+    uvicorn server with the package's lookups and JSON errors."""
+    import json
+    import socket
+    import threading
+    import urllib.error
+    import urllib.request
+
+    import uvicorn
+
+    from soundatlas.web.app import create_app
+    from soundatlas.web.deps import sample_duration, sample_or_404, web_state
+
+    router = APIRouter(prefix="/api", tags=["toy"])
+
+    @router.get("/toy/duration/{sample_id}")
+    def duration(sample_id: int, request: Request) -> dict:
+        with web_state(request).atlas() as atlas:
+            record = sample_or_404(atlas, sample_id)
+        return {"id": sample_id, "seconds": sample_duration(record)}
+
+    app = create_app(small_atlas, extra_routers=[router])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # the OS's port, held from here on: no race
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        pause = threading.Event()  # never set: a bounded poll of the server's own flag
+        for _ in range(600):
+            if server.started or not thread.is_alive():
+                break
+            pause.wait(0.05)
+        assert server.started
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        with Atlas.open(small_atlas) as atlas:
+            first = int(atlas.sample_ids()[0])
+            expected = sample_duration(atlas.samples([first])[0])
+        with urllib.request.urlopen(f"{base}/api/toy/duration/{first}") as r:
+            assert json.load(r) == {"id": first, "seconds": expected}
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"{base}/api/toy/duration/999999")
+        assert missing.value.code == 404 and "999999" in json.load(missing.value)["error"]
+        with urllib.request.urlopen(f"{base}/api/atlas") as r:  # the package's own, untouched
+            assert json.load(r)["n_samples"] > 0
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
