@@ -151,7 +151,7 @@ class SampleRecord(AudioFacts, FileEntry, _Stored):
 
 
 @dataclass(frozen=True)
-class ModelRecord(dict):
+class ModelRecord:
     """A model registered in the atlas.
 
     Attributes
@@ -171,10 +171,8 @@ class ModelRecord(dict):
 
     Notes
     -----
-    Temporary: the record is also a ``dict`` of the same fields, so that code still written
-    against the dicts models used to be (``m["id"]``, ``m.get("name")``,
-    ``isinstance(m, dict)``) keeps working until it reads attributes. Read it; never write to
-    it as a dict.
+    Temporary: ``m["id"]`` and ``m.get("id")`` read the attribute of that name, for code still
+    written against the dicts models used to be; they go once it reads attributes.
     """
 
     id: int
@@ -184,5 +182,12 @@ class ModelRecord(dict):
     created: float
     n_embedded: int
 
-    def __post_init__(self) -> None:
-        dict.update(self, {f.name: getattr(self, f.name) for f in fields(self)})
+    def __getitem__(self, key: str):
+        """Temporary: the field ``key``, as the model dicts answered it."""
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default=None):
+        """Temporary: the field ``key``, or ``default`` when there is none (as dict.get)."""
+        return getattr(self, key) if key in self.__dataclass_fields__ else default
