@@ -110,6 +110,7 @@ class Atlas(SampleStore, LabelStore, RunStore, ModelStore):
         Returns
         -------
         Atlas
+            Open for writing.
 
         Raises
         ------
