@@ -1044,7 +1044,7 @@ def main(argv=None) -> int:
         pay = None
         if not args.api_only:
             with Atlas.open(atlas_dir) as atlas:
-                ids, points = atlas.points(atlas.model(MODEL)["id"])
+                ids, points = atlas.points(atlas.model(MODEL).id)
             pay = bench_payload(ids, points, args.repeats)
             del ids, points
         app = create_app(atlas_dir)

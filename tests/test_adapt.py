@@ -43,7 +43,7 @@ def unlabelled(rendered_library_master, tmp_path_factory) -> Path:
 
 def _weights(atlas_dir: Path, name: str) -> dict:
     with Atlas.open(atlas_dir) as atlas:
-        d = atlas_dir / atlas.model(name)["dir"]
+        d = atlas_dir / atlas.model(name).dir
     return dict(np.load(d / "weights.npz"))
 
 
@@ -53,10 +53,10 @@ def test_adapt_fine_tunes_without_labels_registers_beside_the_base_and_embeds(un
     with Atlas.open(atlas_dir, write=True) as atlas:
         summary = adapt(atlas, base="b", settings=SETTINGS, seed=3)
         assert summary["done"] and summary["name"] == "b-adapted"
-        names = {m["name"]: m for m in atlas.models()}
+        names = {m.name: m for m in atlas.models()}
         assert set(names) == {"b", "b-adapted"}
-        assert names["b-adapted"]["n_embedded"] == atlas.n_samples() == summary["n_embedded"]
-        config = names["b-adapted"]["config"]
+        assert names["b-adapted"].n_embedded == atlas.n_samples() == summary["n_embedded"]
+        config = names["b-adapted"].config
         assert config["init_from"]["name"] == "b"
         parts = {p["name"] for p in config["neighbourhood"]["parts"]}
         assert parts == {"input-knn", "augment-pair"}
@@ -76,7 +76,7 @@ def test_adapt_killed_and_resumed_ends_where_an_uninterrupted_run_does(unlabelle
     with Atlas.open(halves, write=True) as atlas:
         first = adapt(atlas, base="b", settings=SETTINGS, seed=1, stop_after=25)
         assert not first["done"] and first["iterations"] == 25
-        assert "b-adapted" not in {m["name"] for m in atlas.models()}
+        assert "b-adapted" not in {m.name for m in atlas.models()}
         second = adapt(atlas, base="b", settings=SETTINGS, seed=1, resume=True)
         assert second["done"] and second["resumed_from"] == 25
     a, b = _weights(whole, "b-adapted"), _weights(halves, "b-adapted")
@@ -93,7 +93,7 @@ def test_adapt_keeps_the_base_models_neighbours_with_teacher_knn(unlabelled, tmp
         assert summary["done"] and summary["neighbourhood"] == settings.neighbourhood
         # the validation split's copy of the neighbourhood had the teacher too
         assert summary["valid_loss"]["last"] is not None
-        config = atlas.model("b-adapted")["config"]
+        config = atlas.model("b-adapted").config
         parts = config["neighbourhood"]["parts"]
         assert [p["name"] for p in parts] == ["teacher-knn", "augment-pair"]
         fitted = config["data"]["neighbourhood"]["parts"]

@@ -51,8 +51,8 @@ def test_cuda_training_learns_and_the_model_embeds_on_the_cpu(atlas_dir):
         assert config["precision"] == "fp32"
         artifact, reg = resolve_model(atlas, "gpu")
         assert next(artifact.model.parameters()).device.type == "cpu"
-        assert embed_atlas(atlas, artifact, reg["id"]).n_embedded == atlas.n_samples()
-        ids, points = atlas.points(reg["id"])
+        assert embed_atlas(atlas, artifact, reg.id).n_embedded == atlas.n_samples()
+        ids, points = atlas.points(reg.id)
         assert np.isfinite(points).all() and points.std(axis=0).min() > 0
 
 

@@ -40,7 +40,7 @@ def mapped(tmp_path_factory):
         s = settings_for("fast", iterations=60, batch_size=16, valid_every=60, checkpoint_every=60)
         train(atlas, neighbourhood="instrument-pitch-2", settings=s, seed=0, name="m")
         artifact, reg = resolve_model(atlas, "m")
-        embed_atlas(atlas, artifact, reg["id"])
+        embed_atlas(atlas, artifact, reg.id)
     return root / "atlas"
 
 
@@ -190,7 +190,7 @@ def test_a_pair_of_labels_is_scored_as_one(mapped):
         assert len(set(joint.values())) == len(set(by_hand.values())) > len(set(inst.values()))
         r = evaluate(atlas, ["m"], labels=["instrument", "instrument+pitch"], n_analogies=0)
         fs = frame_set(atlas, n_per_file=8, seed=0)
-        pts = model_frame_points(atlas, atlas.model("m")["id"], fs)
+        pts = model_frame_points(atlas, atlas.model("m").id, fs)
     want = score_points(pts, fs, {"pair": by_hand}, n_analogies=0, seed=0)
     got = r["results"]["m"]["accuracy"]["instrument+pitch"]
     assert got["test_accuracy"] == want["accuracy"]["pair"]["test_accuracy"] > 0
@@ -311,7 +311,7 @@ def other_bank(mapped, tmp_path_factory):
     render_library(root / "lib", classes=HELD_CLASSES, velocities=(120,), n_jobs=2)
     index_library(root / "lib", atlas_dir=root / "atlas", n_jobs=2)
     with Atlas.open(mapped) as ref:
-        model_dir = ref.path / ref.model("m")["dir"]
+        model_dir = ref.path / ref.model("m").dir
     with Atlas.open(root / "atlas", write=True) as atlas:
         artifact, registration = resolve_model(atlas, str(model_dir))
         embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, registration))
@@ -340,10 +340,10 @@ def test_cross_bank_fits_on_the_reference_and_tests_every_frame_of_this_atlas(ma
         assert r["results"]["m"]["confusion"]["instrument"]["labels"] == sorted(HELD_CLASSES)
         names = np.array([label_of(ref, "instrument")[int(s)] for s in within.sample_ids])
         train = (within.split == "train") & np.isin(names, list(HELD_CLASSES))
-        X = model_frame_points(ref, ref.model("m")["id"], within)[train]
+        X = model_frame_points(ref, ref.model("m").id, within)[train]
         y = names[train]
         clf = KNeighborsClassifier(n_neighbors=acc["k"]).fit(X, y)
-        Xh = model_frame_points(atlas, atlas.model("m")["id"], held)
+        Xh = model_frame_points(atlas, atlas.model("m").id, held)
         yh = np.array([label_of(atlas, "instrument")[int(s)] for s in held.sample_ids])
         by_hand = np.mean(clf.predict(Xh) == yh)
         assert acc["test_accuracy"] == pytest.approx(by_hand, abs=0.02)  # vote ties may differ
@@ -357,7 +357,7 @@ def test_cross_bank_refuses_a_model_that_differs_or_is_missing(mapped, other_ban
     copy = tmp_path / "ref"
     shutil.copytree(mapped, copy)
     with Atlas.open(copy, write=True) as ref:
-        weights = copy / ref.model("m")["dir"] / "weights.npz"
+        weights = copy / ref.model("m").dir / "weights.npz"
         data = dict(np.load(weights))
         first = sorted(data)[0]
         data[first] = data[first] + 1

@@ -41,7 +41,7 @@ def atlas_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def points(atlas_dir) -> dict[int, np.ndarray]:
     with Atlas.open(atlas_dir) as atlas:
-        ids, pts = atlas.points(atlas.model("default")["id"])
+        ids, pts = atlas.points(atlas.model("default").id)
         return {int(i): p for i, p in zip(ids, pts)}
 
 

@@ -43,10 +43,10 @@ def test_clicks_and_hats_of_5_to_50_ms_are_mapped_not_refused(tmp_path):
     with Atlas.open(lib / ".soundatlas") as atlas:
         assert atlas.n_samples() == n_files and atlas.failures() == []
         model = atlas.model("default")
-        ids, points = atlas.points(model["id"])
+        ids, points = atlas.points(model.id)
         assert len(ids) == n_files and np.isfinite(points).all()
         for sid in ids:
-            t = atlas.trajectory(model["id"], int(sid))
+            t = atlas.trajectory(model.id, int(sid))
             assert len(t) >= 1 and np.isfinite(t).all()
         paths = atlas.paths(int(i) for i in ids)
     # clicks lie nearer clicks than hats do: the map places them by what they sound like

@@ -377,7 +377,7 @@ def test_web_synth_renders_the_same_audio_as_the_library_call(web, atlas, index)
                                                      "glide": False, "format": "float"})
     y, sr = _wav(r)
     model = atlas.model("default")
-    pts = np.stack([atlas.points(model["id"])[1][list(atlas.points(model["id"])[0]).index(i)]
+    pts = np.stack([atlas.points(model.id)[1][list(atlas.points(model.id)[0]).index(i)]
                     for i in ids])
     direct = synth.render(atlas, None, synth.MapPath(pts, [0.5, 1.0, 0.5, 1.0]), sr=sr, index=index)
     np.testing.assert_array_equal(y, direct.y)  # the same render, byte for byte
@@ -531,7 +531,7 @@ def test_web_renders_follow_a_library_indexed_again_while_serving(library, tmp_p
     index_library(lib, n_jobs=1)
     with Atlas.open(lib / ".soundatlas", write=True) as a:
         artifact, reg = resolve_model(a, "default")
-        embed_atlas(a, artifact, reg["id"])
+        embed_atlas(a, artifact, reg.id)
         ids = [r.id for r in a.samples()]
     r = client.post("/api/models/default/synth", json={"ids": ids[-3:]})
     assert r.status_code == 200, r.text
@@ -559,7 +559,7 @@ def test_web_render_of_a_model_with_any_name_downloads_under_that_name(library, 
     shutil.copytree(library / ".soundatlas", copy)
     with Atlas.open(copy, write=True) as a:
         reg = a.model("default")
-        a.conn.execute("UPDATE models SET name = ? WHERE id = ?", ('模型 "x"', reg["id"]))
+        a.conn.execute("UPDATE models SET name = ? WHERE id = ?", ('模型 "x"', reg.id))
         a.conn.commit()
     client = _web_client(copy)
     name = '模型 "x"'

@@ -52,9 +52,9 @@ def test_loss_falls_and_same_instrument_ends_closer(atlas):
     first, last = result.history[0], result.history[-1]
     assert last["valid_loss"] < first["valid_loss"]
     artifact, reg = resolve_model(atlas, "inst")
-    summary = embed_atlas(atlas, artifact, reg["id"])
+    summary = embed_atlas(atlas, artifact, reg.id)
     assert summary.n_embedded == atlas.n_samples()
-    ids, points = atlas.points(reg["id"])
+    ids, points = atlas.points(reg.id)
     inst = atlas.labels("instrument")
     y = np.array([inst[i] for i in ids])
     d = np.linalg.norm(points[:, None] - points[None], axis=-1)
@@ -164,17 +164,17 @@ def test_config_records_what_made_the_model(atlas):
     assert config["split"]["n_train"] > 0 and len(config["data"]["fingerprint"]) == 24
     assert config["settings"]["origin_weight"] == \
         parse_neighbourhood("instrument-pitch-2").origin_weight  # asked of the neighbourhood
-    assert [m["name"] for m in atlas.models()] == ["cfg"]
+    assert [m.name for m in atlas.models()] == ["cfg"]
 
 
 def test_embedding_is_incremental_and_matches_the_model(atlas):
     train(atlas, neighbourhood="instrument", settings=short(iterations=20), seed=0, name="m")
     artifact, reg = resolve_model(atlas, "m")
-    first = embed_atlas(atlas, artifact, reg["id"])
-    again = embed_atlas(atlas, artifact, reg["id"])
+    first = embed_atlas(atlas, artifact, reg.id)
+    again = embed_atlas(atlas, artifact, reg.id)
     assert first.n_embedded == atlas.n_samples() and again.n_embedded == 0
     rec = atlas.samples()[7]
-    traj = atlas.trajectory(reg["id"], rec.id)
+    traj = atlas.trajectory(reg.id, rec.id)
     assert traj.shape == (rec.n_frames, 3)
     # the stored trajectory is the model on the stored features with the sample's own noise
     from soundatlas.embed import _noise_rng

@@ -50,8 +50,8 @@ def mapped(tmp_path_factory) -> Path:
         s = settings_for("fast", iterations=30, batch_size=16, valid_every=30, checkpoint_every=30)
         train(atlas, neighbourhood="instrument", settings=s, seed=0, name="m")
         artifact, reg = resolve_model(atlas, "m")
-        embed_atlas(atlas, artifact, reg["id"])
-        atlas.register_model("bare", reg["dir"], reg["config"])
+        embed_atlas(atlas, artifact, reg.id)
+        atlas.register_model("bare", reg.dir, reg.config)
     return root / "atlas"
 
 
@@ -68,7 +68,7 @@ def client(mapped):
 
 @pytest.fixture(scope="module")
 def m_id(atlas) -> int:
-    return atlas.model("m")["id"]
+    return atlas.model("m").id
 
 
 def _json_error(r, status: int) -> str:

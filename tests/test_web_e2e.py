@@ -56,7 +56,7 @@ def mapped(tmp_path_factory) -> Path:
                              checkpoint_every=30)
             train(atlas, neighbourhood=neighbourhood, settings=s, seed=seed, name=name)
             artifact, reg = resolve_model(atlas, name)
-            embed_atlas(atlas, artifact, reg["id"])
+            embed_atlas(atlas, artifact, reg.id)
     return root / "atlas"
 
 
@@ -67,7 +67,7 @@ def unmapped(mapped, tmp_path_factory) -> Path:
     shutil.copytree(mapped, bare)
     with Atlas.open(bare, write=True) as atlas:
         for model in atlas.models():
-            atlas.remove_model(model["name"])
+            atlas.remove_model(model.name)
     return bare
 
 
@@ -558,7 +558,7 @@ def test_live_control_over_osc_both_ways(page, mapped):
         a, b = _isolated(page, server, 2)
         with Atlas.open(mapped) as atlas:
             paths = {r.id: r.path for r in atlas.samples()}
-            ids, points = atlas.points(atlas.model("m")["id"])
+            ids, points = atlas.points(atlas.model("m").id)
         point = dict(zip(ids.tolist(), points))
         # out: hovering a plays it; both go out with its path and coordinates
         x, y = _positions(page, [a])[a]

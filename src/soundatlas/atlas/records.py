@@ -168,11 +168,6 @@ class ModelRecord:
         When it was registered (``time.time()``).
     n_embedded : int
         Samples embedded with it.
-
-    Notes
-    -----
-    Temporary: ``m["id"]`` and ``m.get("id")`` read the attribute of that name, for code still
-    written against the dicts models used to be; they go once it reads attributes.
     """
 
     id: int
@@ -182,12 +177,3 @@ class ModelRecord:
     created: float
     n_embedded: int
 
-    def __getitem__(self, key: str):
-        """Temporary: the field ``key``, as the model dicts answered it."""
-        if key not in self.__dataclass_fields__:
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def get(self, key: str, default=None):
-        """Temporary: the field ``key``, or ``default`` when there is none (as dict.get)."""
-        return getattr(self, key) if key in self.__dataclass_fields__ else default
