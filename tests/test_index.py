@@ -175,26 +175,27 @@ def test_killed_run_resumes_to_the_same_atlas(tmp_path):
     for i in range(240):
         write_tone(lib / f"d{i % 4}/t{i:03d}.wav", 100.0 + 7 * i, seconds=0.5, sr=16000)
     killed_atlas = tmp_path / "killed"
-    code = ("import sys; from soundatlas.indexing import index_library; "
-            f"index_library({str(lib)!r}, atlas_dir={str(killed_atlas)!r}, n_jobs=1, batch_size=4)")
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    db = killed_atlas / "atlas.sqlite"
-    deadline = time.time() + 60
-    n = 0
-    while time.time() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=1) as c:
-                    n = c.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
-            except sqlite3.Error:
-                n = 0
-            if n >= 40:
-                break
-        time.sleep(0.02)
-    assert proc.poll() is None, "indexing finished before it could be killed; use more files"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 0 < n < 240
+    # The child says when 40 or more files are committed and then holds still inside its
+    # progress callback, so the kill finds it mid-run however fast the machine is.
+    code = ("import sys, threading\n"
+            "from soundatlas.indexing import index_library\n"
+            "def hold(done, total):\n"
+            "    if done >= 40:\n"
+            "        print(done, flush=True)\n"
+            "        threading.Event().wait()\n"
+            f"index_library({str(lib)!r}, atlas_dir={str(killed_atlas)!r}, n_jobs=1, "
+            "batch_size=4, progress=hold)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        n = int(proc.stdout.readline() or 0)  # blocks until the child is holding (or exits)
+        assert proc.poll() is None, "indexing ended before it reached 40 files"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    assert 40 <= n < 240
+    with sqlite3.connect(killed_atlas / "atlas.sqlite") as c:
+        assert c.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == n
     s = index(lib, killed_atlas, batch_size=4)
     assert s.n_unchanged >= 40 and s.n_indexed + s.n_unchanged == 240 and s.n_samples == 240
     fresh = index(lib, tmp_path / "fresh")
