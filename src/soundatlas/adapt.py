@@ -24,7 +24,25 @@ ADAPT_NEIGHBOURHOOD = "input-knn:1,augment-pair:1"
 
 @dataclass(frozen=True)
 class AdaptSettings:
-    """How an adaptation trains: the fast preset's step at a fine-tuning learning rate."""
+    """How an adaptation trains: the fast preset's step at a fine-tuning learning rate.
+
+    Parameters
+    ----------
+    iterations : int, default=3000
+        Training steps of 32 triples.
+    lr : float, default=0.01
+        The SGD learning rate.
+    augment : str, default='default'
+        The augmentation of the training windows (an :mod:`soundatlas.augment` spec).
+    neighbourhood : str, default=ADAPT_NEIGHBOURHOOD
+        Label-free neighbourhoods with weights (``input-knn``, ``teacher-knn``,
+        ``augment-pair``), as ``train -n`` reads them.
+
+    Raises
+    ------
+    ParameterError
+        When ``iterations`` < 1, ``lr`` is not positive, or the neighbourhood needs labels.
+    """
 
     iterations: int = 3000
     lr: float = 0.01
@@ -46,7 +64,20 @@ class AdaptSettings:
 
 
 def adapt_settings(adapt: AdaptSettings, **overrides):
-    """The TrainSettings of an adaptation: the fast preset with ``adapt``'s numbers."""
+    """The TrainSettings of an adaptation: the fast preset with ``adapt``'s numbers.
+
+    Parameters
+    ----------
+    adapt : AdaptSettings
+        Iterations, learning rate and augmentation.
+    **overrides
+        Further TrainSettings fields (e.g. ``threads``).
+
+    Returns
+    -------
+    TrainSettings
+        Validated; checkpoints and validation every 500 steps (or at the end of a shorter run).
+    """
     from soundatlas.augment import parse_augment
     from soundatlas.settings import settings_for
 
@@ -69,9 +100,42 @@ def adapt(
     train_progress: Callable[[int, int, dict], None] | None = None,
     embed_progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Fine-tune ``base`` on ``atlas`` without labels, register it as ``name`` (default
-    ``BASE-adapted``) and embed every sample with it. Returns a summary (a dict); when
-    ``stop_after`` ends training early, nothing is embedded and ``'done'`` is False."""
+    """Fine-tune ``base`` on ``atlas`` without labels, register it and embed every sample with it.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        Open for writing; it must hold the base model's CQT parameters.
+    base : str, default='default'
+        The model to start from: the atlas's or a shipped one.
+    name : str, optional
+        The adapted model's name (default ``BASE-adapted``); not the base's.
+    settings : AdaptSettings, optional
+        How to train (default: ``AdaptSettings()``).
+    seed : int, default=0
+        Seeds the sampler, the augmentation and the neighbourhoods' draws.
+    resume : bool, default=False
+        Continue from the run's checkpoint: a killed run resumed ends with the weights an
+        uninterrupted one ends with.
+    stop_after : int, optional
+        Pause after this many steps of this call (resumable).
+    threads : int, optional
+        Torch threads (default: all cores).
+    train_progress, embed_progress : callable, optional
+        ``(done, total, stats)`` per logged training step; ``(done, total)`` per embedded batch.
+
+    Returns
+    -------
+    dict
+        The summary: name, base, iterations, seconds, neighbourhood, augmentation, learning rate,
+        seed, ``done`` and, when done, what was embedded and the first and last validation loss.
+        When ``stop_after`` ends training early nothing is embedded and ``done`` is False.
+
+    Raises
+    ------
+    ParameterError
+        For a name equal to the base's, or settings the trainer refuses.
+    """
     from soundatlas.artifact import resolve_model
     from soundatlas.embed import embed_atlas
     from soundatlas.train import train
