@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from soundatlas.augment import Augment
+from soundatlas import frames
 from soundatlas.errors import ParameterError
 from soundatlas.frames import (  # noqa: F401  (re-exported: the sampler's inputs)
     DEFAULT_NOISE,
@@ -36,18 +37,7 @@ from soundatlas.frames import (  # noqa: F401  (re-exported: the sampler's input
 if TYPE_CHECKING:  # pragma: no cover
     from soundatlas.neighbourhoods import Neighbourhood
 
-__all__ = [
-    "TrainingData",
-    "windows",
-    "window_bounds",
-    "window_valid",
-    "draw_centres",
-    "frame_energy",
-    "add_noise",
-    "TripleSampler",
-    "DEFAULT_NOISE",
-    "NOISE_RNGS",
-]
+__all__ = ["TripleSampler", *frames.__all__]
 
 
 class TripleSampler:
