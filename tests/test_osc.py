@@ -7,6 +7,7 @@ import http.client
 import json
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -62,6 +63,7 @@ class EventStream:
     def __init__(self, port: int):
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         self.conn.request("GET", "/api/events/stream")
+        self.sock = self.conn.sock  # kept: close() shuts it, which ends the reader's readline
         self.response = self.conn.getresponse()
         self.events: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -83,6 +85,12 @@ class EventStream:
         return item
 
     def close(self):
+        # shut the connection down, not only close our handle: the reader thread's file object
+        # keeps the socket open otherwise, and the server waits for the stream to drain
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed by the server
         self.conn.close()
 
 
