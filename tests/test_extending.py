@@ -83,15 +83,12 @@ def test_an_endpoint_is_one_router(small_atlas):
     """A router written as web/routers/ modules are, given to create_app, answers on a real
     uvicorn server with the package's lookups and JSON errors."""
     import json
-    import socket
-    import threading
     import urllib.error
     import urllib.request
 
-    import uvicorn
-
     from soundatlas.web.app import create_app
     from soundatlas.web.deps import sample_duration, sample_or_404, web_state
+    from soundatlas.web.server import ThreadedServer
 
     router = APIRouter(prefix="/api", tags=["toy"])
 
@@ -102,19 +99,8 @@ def test_an_endpoint_is_one_router(small_atlas):
         return {"id": sample_id, "seconds": sample_duration(record)}
 
     app = create_app(small_atlas, extra_routers=[router])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))  # the OS's port, held from here on: no race
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        pause = threading.Event()  # never set: a bounded poll of the server's own flag
-        for _ in range(600):
-            if server.started or not thread.is_alive():
-                break
-            pause.wait(0.05)
-        assert server.started
-        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with ThreadedServer(app) as server:  # uvicorn on a port the OS chose
+        base = server.url
         with Atlas.open(small_atlas) as atlas:
             first = int(atlas.sample_ids()[0])
             expected = sample_duration(atlas.samples([first])[0])
@@ -125,7 +111,3 @@ def test_an_endpoint_is_one_router(small_atlas):
         assert missing.value.code == 404 and "999999" in json.load(missing.value)["error"]
         with urllib.request.urlopen(f"{base}/api/atlas") as r:  # the package's own, untouched
             assert json.load(r)["n_samples"] > 0
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
