@@ -7,10 +7,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shlex
 from pathlib import Path
+from types import SimpleNamespace
 
-from soundatlas.adapt import ADAPT_NEIGHBOURHOOD
+from soundatlas.adapt import AdaptSettings
 from soundatlas.cli.common import (
     ATLAS,
     EXIT_OK,
@@ -28,6 +31,9 @@ from soundatlas.cli.common import (
 )
 from soundatlas.cli.library import INDEX_OPTIONS, print_index_summary, run_index
 from soundatlas.cli.train_flags import SettingFlags, train_settings
+
+#: adapt's defaults, read from AdaptSettings' fields (building one would load torch).
+_ADAPT_DEFAULTS = SimpleNamespace(**{f.name: f.default for f in dataclasses.fields(AdaptSettings)})
 
 __all__ = ["register", "cmd_train", "cmd_embed", "cmd_models", "cmd_map", "cmd_adapt"]
 
@@ -243,29 +249,43 @@ def _add_adapt(sub, parents) -> None:
     ad = sub.add_parser("adapt", parents=parents,
                         help="fine-tune a model to this library without labels, and embed",
                         description="Label-free adaptation: fine-tune a model (default: the "
-                        "shipped 'default') on the atlas's own sounds with the two "
-                        "neighbourhoods that need no labels (input-space neighbours and the "
-                        "same sound under two augmentations), register it beside its base as "
-                        "BASE-adapted and embed every sample with it. Resumable (--resume).")
+                        "shipped 'default') on the atlas's own sounds with neighbourhoods that "
+                        "need no labels (by default input-space neighbours and the same sound "
+                        "under two augmentations), register it beside its base as BASE-adapted "
+                        "and embed every sample with it. Resumable (--resume).")
     add_options(ad, ATLAS)
     ad.add_argument("--model", "-m", default="default", metavar="NAME",
                     help="the model to start from (default: the shipped 'default')")
     ad.add_argument("--name", metavar="NAME", help="the adapted model's name (default: "
                     "MODEL-adapted)")
-    ad.add_argument("--iterations", type=positive_int, default=3000, metavar="N",
-                    help="training steps of 32 triples (default: 3000)")
-    ad.add_argument("--lr", type=positive_float, default=0.01, metavar="LR",
-                    help="learning rate of the fine-tuning (default: 0.01)")
-    ad.add_argument("--neighbourhood", "-n", default=ADAPT_NEIGHBOURHOOD, metavar="SPEC",
+    ad.add_argument("--iterations", type=positive_int, default=_ADAPT_DEFAULTS.iterations,
+                    metavar="N", help="training steps of 32 triples (default: "
+                    f"{_ADAPT_DEFAULTS.iterations})")
+    ad.add_argument("--lr", type=positive_float, default=_ADAPT_DEFAULTS.lr, metavar="LR",
+                    help=f"learning rate of the fine-tuning (default: {_ADAPT_DEFAULTS.lr:g})")
+    ad.add_argument("--neighbourhood", "-n", default=_ADAPT_DEFAULTS.neighbourhood, metavar="SPEC",
                     help="label-free neighbourhoods with weights: input-knn (input-space "
                     "neighbours), teacher-knn (neighbours in the base model's hidden layer), "
-                    f"augment-pair (default: {ADAPT_NEIGHBOURHOOD})")
+                    f"augment-pair (default: {_ADAPT_DEFAULTS.neighbourhood})")
     add_options(ad, SEED, THREADS)
     ad.add_argument("--resume", action="store_true",
                     help="continue an interrupted adaptation from its checkpoint")
     ad.add_argument("--stop-after", type=positive_int, metavar="N",
                     help="pause after N iterations of this call (resumable)")
     ad.set_defaults(func=cmd_adapt)
+
+
+def _adapt_resume_command(args: argparse.Namespace) -> str:
+    """The command that continues this adaptation: the same run, so the same settings."""
+    words = ["soundatlas", "adapt", "--atlas", str(atlas_dir(args))]
+    for flag, value, default in (("--model", args.model, "default"), ("--name", args.name, None),
+                                 ("--iterations", args.iterations, _ADAPT_DEFAULTS.iterations),
+                                 ("--lr", args.lr, _ADAPT_DEFAULTS.lr),
+                                 ("-n", args.neighbourhood, _ADAPT_DEFAULTS.neighbourhood),
+                                 ("--seed", args.seed, 0)):
+        if value is not None and value != default:
+            words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return shlex.join(words + ["--resume"])
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
@@ -290,8 +310,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         print_json(summary)
     elif not summary["done"]:
         print(f"adaptation {summary['name']} paused at iteration {summary['iterations']} of "
-              f"{summary['of']}; continue with `soundatlas adapt --atlas {atlas_dir(args)} "
-              f"--resume`")
+              f"{summary['of']}; continue with `{_adapt_resume_command(args)}`")
     else:
         print(f"adapted {summary['base']} to this library without labels "
               f"({summary['neighbourhood']}, augment {summary['augment']}): model "
