@@ -5,6 +5,7 @@ written twice."""
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import re
 import tokenize
@@ -62,6 +63,12 @@ def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
     return graph
 
 
+@functools.cache
+def _package_graph() -> dict[str, set[str]]:
+    """The package's own import graph, read once for the tests below."""
+    return import_graph(_modules())
+
+
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """The strongly connected components of more than one module (Tarjan), each sorted."""
     index: dict[str, int] = {}
@@ -98,7 +105,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_import_graph_has_no_cycle():
-    graph = import_graph(_modules())
+    graph = _package_graph()
     assert len(graph) > 50 and sum(map(len, graph.values())) > 100  # the graph was read
     assert cycles(graph) == []
 
@@ -118,7 +125,7 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path):
 
 
 def test_routers_import_neither_the_app_nor_each_other():
-    graph = import_graph(_modules())
+    graph = _package_graph()
     routers = [m for m in graph if m.startswith("soundatlas.web.routers.")]
     assert len(routers) >= 5
     for router in routers:
@@ -127,7 +134,7 @@ def test_routers_import_neither_the_app_nor_each_other():
 
 
 def test_the_edges_depend_on_the_stages_never_the_other_way():
-    graph = import_graph(_modules())
+    graph = _package_graph()
     edges = ("soundatlas.cli", "soundatlas.web")
     wrong = {(m, t) for m, targets in graph.items() for t in targets
              if t.startswith(edges) and not m.startswith(edges) and m != "soundatlas.__main__"}
