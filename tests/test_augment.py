@@ -32,15 +32,15 @@ def draw(n: int, **values) -> AugmentDraw:
     return AugmentDraw(**d)
 
 
-def random_windows(n=8, n_frames=10, seed=0) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(0, 3, (n, n_frames, N_BINS)).astype(np.float32)
+def random_windows(n=8, window=10, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 3, (n, window, N_BINS)).astype(np.float32)
 
 
-def tone(peak_bin: int, n=4, n_frames=10) -> np.ndarray:
+def tone(peak_bin: int, n=4, window=10) -> np.ndarray:
     """Windows of a steady tone: a peak at ``peak_bin`` falling off over a few bins."""
     b = np.arange(N_BINS)
     lin = 0.5 * np.exp(-0.5 * ((b - peak_bin) / 1.5) ** 2)
-    return log_cqt(np.broadcast_to(lin, (n, n_frames, N_BINS)))
+    return log_cqt(np.broadcast_to(lin, (n, window, N_BINS)))
 
 
 # -- settings ----------------------------------------------------------------------------------

@@ -41,13 +41,13 @@ def features(n_time, n_bins=192, seed=0, batch=None) -> torch.Tensor:
     return torch.rand(shape, generator=g) * 4.0
 
 
-def naive_windows(frames: torch.Tensor, n_frames: int) -> torch.Tensor:
+def naive_windows(frames: torch.Tensor, window: int) -> torch.Tensor:
     """The zero-padded window centred at each frame, one frame copy at a time."""
     n_time, n_bins = frames.shape
-    out = torch.zeros(n_time, n_frames, n_bins)
+    out = torch.zeros(n_time, window, n_bins)
     for f in range(n_time):
-        for i in range(n_frames):
-            src = f - n_frames // 2 + i
+        for i in range(window):
+            src = f - window // 2 + i
             if 0 <= src < n_time:
                 out[f, i] = frames[src]
     return out
@@ -69,13 +69,13 @@ def test_paper_parameter_count():
 def test_forward_shapes_and_other_sizes():
     model = seeded()
     assert model(features(10, batch=5)).shape == (5, 3)
-    other = seeded(n_bins=84, n_frames=20, dims=2)
+    other = seeded(n_bins=84, window=20, dims=2)
     assert other.feature_shape == (80, 3, 54)  # 20 -> 18 -> 9 -> 7 -> 3 in time
     assert other(features(20, n_bins=84, batch=2)).shape == (2, 2)
 
 
 @pytest.mark.parametrize("params", [
-    {"n_frames": 9}, {"n_bins": 30}, {"dims": 0}, {"n_frames": 10.0}, {"dims": True},
+    {"window": 9}, {"n_bins": 30}, {"dims": 0}, {"window": 10.0}, {"dims": True},
 ])
 def test_bad_sizes_raise(params):
     with pytest.raises(ParameterError):
@@ -129,12 +129,12 @@ def test_embed_frames_chunked_and_batched(chunk_frames):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("n_frames", [13, 20])  # odd pool inputs (floor) and a wider L3 kernel
-def test_embed_frames_other_window_lengths(n_frames):
-    model = lively(seed=5, n_bins=64, n_frames=n_frames)
+@pytest.mark.parametrize("window", [13, 20])  # odd pool inputs (floor) and a wider L3 kernel
+def test_embed_frames_other_window_lengths(window):
+    model = lively(seed=5, n_bins=64, window=window)
     frames = features(31, n_bins=64, seed=2)
     with torch.inference_mode():
-        expected = model(naive_windows(frames, n_frames))
+        expected = model(naive_windows(frames, window))
         got = model.embed_frames(frames, chunk_frames=9)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
@@ -201,11 +201,15 @@ def test_embed_frames_matches_window_loop_and_one_batch():
 def test_get_params_and_build_model():
     model = seeded(n_bins=96, dims=2)
     params = model.get_params()
-    assert params == {"arch": "paper", "n_bins": 96, "n_frames": 10, "dims": 2}
+    assert params == {"arch": "paper", "n_bins": 96, "window": 10, "dims": 2}
     rebuilt = build_model(**params)
     assert isinstance(rebuilt, PaperNet) and rebuilt.get_params() == params
     assert isinstance(build_model(), PaperNet)
     assert ARCHITECTURES["paper"] is PaperNet
+    # configs written before the window length had its own name say n_frames
+    legacy = {k if k != "window" else "n_frames": v for k, v in params.items()}
+    assert build_model(**legacy).get_params() == params
+    assert build_model(**dict(legacy, n_frames=20)).window == 20
     with pytest.raises(ParameterError, match="known: paper"):
         build_model("resnet")
     with pytest.raises(ParameterError, match="width"):

@@ -249,7 +249,9 @@ def test_registry_and_make_neighbourhood():
     assert make_neighbourhood("pitch", label="note").label == "note"
     assert InputKNN().get_params() == {
         "k": 10, "n_candidates": 50000, "n_components": 32, "far": 200,
-        "exclude_same_sample": True, "n_frames": 10, "seed": 0}
+        "exclude_same_sample": True, "window": 10, "seed": 0}
+    legacy = {"name": "input-knn", "k": 5, "n_frames": 12}  # a config from before "window"
+    assert neighbourhood_from_config(legacy).get_params() == InputKNN(k=5, window=12).get_params()
     assert Instrument().label_keys == ("instrument",)
     assert InstrumentPitch2().label_keys == ("instrument", "pitch")
 
@@ -284,7 +286,7 @@ def test_input_knn_positives_are_near_and_negatives_far(rendered_data, knn):
     assert np.all(t.anchor_sample != t.negative_sample)
 
     def pca(s, c):
-        return nb.transform(windows(rendered_data, s, c, n_frames=nb.n_frames))
+        return nb.transform(windows(rendered_data, s, c, window=nb.window))
 
     za, zp, zn = pca(t.anchor_sample, t.anchor_centre), pca(t.positive_sample, t.positive_centre), \
         pca(t.negative_sample, t.negative_centre)
@@ -477,7 +479,7 @@ def test_teacher_knn_positives_are_the_teachers_hidden_layer_neighbours(rendered
     assert nb.embedding_.shape == (nb.n_candidates_, 16)
     # the definition, by brute force: the PCA of the teacher's hidden layer, k nearest
     # candidates of other samples
-    w = windows(rendered_data, nb.cand_sample_, nb.cand_centre_, n_frames=teacher.n_frames)
+    w = windows(rendered_data, nb.cand_sample_, nb.cand_centre_, window=teacher.window)
     z = (_hidden(teacher, w) - nb.mean_) @ nb.components_.T
     np.testing.assert_allclose(nb.embedding_, z, rtol=1e-3, atol=1e-3)
     cs = nb.cand_sample_

@@ -101,28 +101,28 @@ def test_from_atlas_reads_frames_and_labels_in_the_given_order(tone_library):
 # -- windows ---------------------------------------------------------------------------------
 
 
-def manual_window(frames: np.ndarray, c: int, n_frames: int) -> np.ndarray:
-    out = np.zeros((n_frames, frames.shape[1]), dtype=np.float32)
-    for j in range(n_frames):
-        r = c - n_frames // 2 + j
+def manual_window(frames: np.ndarray, c: int, window: int) -> np.ndarray:
+    out = np.zeros((window, frames.shape[1]), dtype=np.float32)
+    for j in range(window):
+        r = c - window // 2 + j
         if 0 <= r < len(frames):
             out[j] = frames[r]
     return out
 
 
-@pytest.mark.parametrize("n_frames", [10, 7, 1])
-def test_windows_equal_manual_slicing_with_zero_padding(n_frames):
+@pytest.mark.parametrize("window", [10, 7, 1])
+def test_windows_equal_manual_slicing_with_zero_padding(window):
     arrays = [random_frames(n, seed=n) + 0.5 for n in (20, 3, 12, 0)]
     data = TrainingData.from_arrays(arrays)
     cases = [(0, c) for c in (0, 1, 4, 5, 10, 15, 19)] + [(1, c) for c in (0, 1, 2)] \
         + [(2, c) for c in (0, 6, 11)] + [(3, 0)]
     s, c = map(np.array, zip(*cases))
-    got = windows(data, s, c, n_frames=n_frames)
-    assert got.shape == (len(cases), n_frames, N_BINS) and got.dtype == np.float32
+    got = windows(data, s, c, window=window)
+    assert got.shape == (len(cases), window, N_BINS) and got.dtype == np.float32
     for row, (si, ci) in enumerate(cases):
-        np.testing.assert_array_equal(got[row], manual_window(arrays[si], ci, n_frames))
+        np.testing.assert_array_equal(got[row], manual_window(arrays[si], ci, window))
     # c-5..c+4 for 10 frames: the window centred at 0 has 5 zero frames, then frames 0..4
-    if n_frames == 10:
+    if window == 10:
         assert not got[0, :5].any() and np.array_equal(got[0, 5:], arrays[0][:5])
         assert np.array_equal(got[6, :6], arrays[0][14:]) and not got[6, 6:].any()  # 14..23
     # the source frames are untouched
@@ -250,13 +250,13 @@ def test_sampler_batches_shapes_and_determinism():
 def test_sampler_without_noise_is_windows_of_the_neighbourhood_triples():
     data = labelled_data()
     nb = Instrument().fit(data)
-    sampler = TripleSampler(data, nb, batch_size=5, n_frames=6, seed=11, noise=None)
+    sampler = TripleSampler(data, nb, batch_size=5, window=6, seed=11, noise=None)
     a, p, n = sampler.next_batch()
     t = nb.draw(np.random.default_rng(11), 5, data)
     for got, s, c in ((a, t.anchor_sample, t.anchor_centre),
                       (p, t.positive_sample, t.positive_centre),
                       (n, t.negative_sample, t.negative_centre)):
-        np.testing.assert_array_equal(got.numpy(), windows(data, s, c, n_frames=6))
+        np.testing.assert_array_equal(got.numpy(), windows(data, s, c, window=6))
 
 
 @pytest.mark.parametrize("noise_rng", ["numpy", "torch"])
@@ -292,6 +292,11 @@ def test_sampler_refuses_a_state_from_other_settings():
     TripleSampler(data, Instrument(), batch_size=4, seed=7).set_state(state)
     with pytest.raises(ParameterError, match="noise_rng"):
         TripleSampler(data, Instrument(), batch_size=4, seed=7, noise_rng="torch").set_state(state)
+    # a state saved before the window length had its own name calls it n_frames
+    state["n_frames"] = state.pop("window")
+    TripleSampler(data, Instrument(), batch_size=4, seed=7).set_state(state)
+    with pytest.raises(ParameterError, match="window"):
+        TripleSampler(data, Instrument(), batch_size=4, seed=7, window=12).set_state(state)
 
 
 def test_torch_noise_has_the_reference_distribution():
@@ -319,7 +324,7 @@ def test_sampler_rejects_bad_parameters():
     with pytest.raises(ParameterError):
         TripleSampler(data, Instrument(), batch_size=0)
     with pytest.raises(ParameterError):
-        TripleSampler(data, Instrument(), n_frames=0)
+        TripleSampler(data, Instrument(), window=0)
     with pytest.raises(ParameterError):
         TripleSampler(data, Instrument(), noise=(0.1, -1.0))
     with pytest.raises(ParameterError, match="noise_rng"):

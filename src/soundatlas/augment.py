@@ -415,13 +415,13 @@ class Augment:
 
         Parameters
         ----------
-        x : array-like of shape (n, n_frames, n_bins)
+        x : array-like of shape (n, window, n_bins)
             The log-CQT windows.
         d : AugmentDraw
             What to apply to each window, from :meth:`draw` (n entries).
         rng : numpy.random.Generator
             Draws the noise floor.
-        valid : array-like of bool, shape (n, n_frames), optional
+        valid : array-like of bool, shape (n, window), optional
             The frames inside the sample (default: all).
         context : array-like of shape (len(d.room_rows), k, n_bins), optional
             Log-CQT: the k frames before each window that gets a room, in ``d.room_rows``
@@ -436,7 +436,7 @@ class Augment:
 
         Returns
         -------
-        numpy.ndarray of float32, shape (n, n_frames, n_bins)
+        numpy.ndarray of float32, shape (n, window, n_bins)
             A new array.
 
         Raises
@@ -447,9 +447,9 @@ class Augment:
         """
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 3 or len(x) != len(d):
-            raise ParameterError(f"x has shape {x.shape}; expected ({len(d)}, n_frames, n_bins)")
-        n, n_frames, n_bins = x.shape
-        valid = np.ones((n, n_frames), bool) if valid is None else np.asarray(valid, bool)
+            raise ParameterError(f"x has shape {x.shape}; expected ({len(d)}, window, n_bins)")
+        n, window, n_bins = x.shape
+        valid = np.ones((n, window), bool) if valid is None else np.asarray(valid, bool)
         out = x.copy()
         rows = d.magnitude_rows
         if not len(rows):
@@ -503,14 +503,14 @@ def shift_bins(lin: np.ndarray, bins: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    lin : numpy.ndarray of shape (n, n_frames, n_bins)
+    lin : numpy.ndarray of shape (n, window, n_bins)
         Windows of linear magnitudes.
     bins : array-like of shape (n,)
         Bins to move each window up by (down when negative).
 
     Returns
     -------
-    numpy.ndarray of shape (n, n_frames, n_bins)
+    numpy.ndarray of shape (n, window, n_bins)
         A new array; bins moved in from outside are 0.
     """
     bins = np.asarray(bins, dtype=np.float64)
@@ -542,7 +542,7 @@ def _moved_up(x: np.ndarray, j: int) -> np.ndarray:
 def _room(lin: np.ndarray, rt60: np.ndarray, level_db: np.ndarray,
           frame_seconds: float) -> np.ndarray:
     """The room of the module doc on linear magnitudes (n, frames, n_bins)."""
-    n, n_frames, n_bins = lin.shape
+    n, window, n_bins = lin.shape
     rt = rt60[:, None] * (1 - 0.5 * np.arange(n_bins) / max(n_bins - 1, 1))  # (n, n_bins)
     a = 10 ** (-_DB60 * frame_seconds / rt)  # per-frame power decay
     # an impulse's tail, w * (a + a^2 + ...) = w a / (1 - a), carries level_db of its energy
@@ -552,7 +552,7 @@ def _room(lin: np.ndarray, rt60: np.ndarray, level_db: np.ndarray,
     tail = np.zeros((n, n_bins), np.float32)
     wet = np.empty_like(tail)
     out = np.empty_like(power)
-    for t in range(n_frames):
+    for t in range(window):
         np.multiply(w, tail, out=wet)
         np.add(power[t], wet, out=out[t])
         tail += power[t]

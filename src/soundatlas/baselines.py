@@ -304,7 +304,7 @@ def baseline_points(name: str, X: np.ndarray, train: np.ndarray, *, lda_labels=N
     return make_baseline(name, dims=dims, seed=seed).points(X, train, lda_labels)
 
 
-def input_windows(atlas, fs, *, n_frames: int = 10, noise=(0.1, 0.01), seed: int = 0,
+def input_windows(atlas, fs, *, window: int = 10, noise=(0.1, 0.01), seed: int = 0,
                   chunk: int = 4096) -> np.ndarray:
     """The noised input window of every chosen frame, flattened.
 
@@ -314,7 +314,7 @@ def input_windows(atlas, fs, *, n_frames: int = 10, noise=(0.1, 0.01), seed: int
         The atlas holding the frames' features.
     fs : FrameSet
         The chosen frames (``soundatlas.evaluate.frame_set``).
-    n_frames : int, default 10
+    window : int, default 10
         The window length in frames.
     noise : (mean, std) or None
         The reference input noise, as the network's training adds it; None for none.
@@ -325,17 +325,17 @@ def input_windows(atlas, fs, *, n_frames: int = 10, noise=(0.1, 0.01), seed: int
 
     Returns
     -------
-    ndarray of shape (len(fs.sample_ids), n_frames * n_bins), float32
+    ndarray of shape (len(fs.sample_ids), window * n_bins), float32
     """
     from soundatlas.sampling import TrainingData, add_noise, windows
 
     ids, first = np.unique(fs.sample_ids, return_inverse=True)
     data = TrainingData.from_atlas(atlas, ids.tolist())
     rng = np.random.default_rng(seed)
-    out = np.empty((len(fs.sample_ids), n_frames * data.n_bins), np.float32)
+    out = np.empty((len(fs.sample_ids), window * data.n_bins), np.float32)
     for start in range(0, len(out), chunk):
         sl = slice(start, start + chunk)
-        w = windows(data, first[sl], fs.frames[sl], n_frames=n_frames)
+        w = windows(data, first[sl], fs.frames[sl], window=window)
         if noise is not None:
             w = add_noise(w, rng, mean=noise[0], std=noise[1], compression=data.compression)
         out[sl] = w.reshape(len(w), -1)

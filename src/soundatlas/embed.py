@@ -245,8 +245,8 @@ def embed_many(
 
     if not files:
         return []
-    n_frames = getattr(model, "n_frames", 10)
-    before, after = n_frames // 2, n_frames - 1 - n_frames // 2
+    window = getattr(model, "window", 10)
+    before, after = window // 2, window - 1 - window // 2
     parts, starts, at = [], [], 0
     for i, F in enumerate(files):
         padded = np.pad(np.asarray(F, dtype=np.float32), ((before, after), (0, 0)))

@@ -8,8 +8,8 @@ out, zero-padded at the sample's edges; :func:`add_noise` adds the paper's Gauss
 linear CQT magnitudes. :mod:`soundatlas.sampling` ties these into batches of triples.
 
 Window convention (shared with the model and the embedder): the window *centred* at frame ``c``
-spans frames ``[c - n_frames // 2, c - n_frames // 2 + n_frames)`` -- frames c-5..c+4 for
-``n_frames=10`` -- and frames outside the sample are zeros (in the log domain, i.e. silence).
+spans frames ``[c - window // 2, c - window // 2 + window)`` -- frames c-5..c+4 for
+``window=10`` -- and frames outside the sample are zeros (in the log domain, i.e. silence).
 """
 
 from __future__ import annotations
@@ -415,26 +415,26 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 # -- windows and centres ---------------------------------------------------------------------
 
 
-def window_bounds(centres, *, n_frames: int = 10):
+def window_bounds(centres, *, window: int = 10):
     """First frame and stop of each window centred at ``centres``.
 
     Parameters
     ----------
     centres : array-like of int
         Centre frames.
-    n_frames : int, default=10
+    window : int, default=10
         Frames per window.
 
     Returns
     -------
     first, stop : numpy.ndarray
-        ``c - n_frames // 2`` and ``first + n_frames`` per centre ``c``.
+        ``c - window // 2`` and ``first + window`` per centre ``c``.
     """
-    first = np.asarray(centres) - n_frames // 2
-    return first, first + n_frames
+    first = np.asarray(centres) - window // 2
+    return first, first + window
 
 
-def windows(data: TrainingData, sample_idx, centres, *, n_frames: int = 10,
+def windows(data: TrainingData, sample_idx, centres, *, window: int = 10,
             before: int = 0) -> np.ndarray:
     """Cut the windows centred at ``centres`` out of samples ``sample_idx``.
 
@@ -448,7 +448,7 @@ def windows(data: TrainingData, sample_idx, centres, *, n_frames: int = 10,
         Positions of the samples in ``data``.
     centres : array-like of int, shape (n,)
         Centre frame of each window, within its sample.
-    n_frames : int, default=10
+    window : int, default=10
         Frames per window (>= 1).
     before : int, default=0
         Frames (>= 0) to start each window earlier by, for context; the window proper comes
@@ -456,50 +456,50 @@ def windows(data: TrainingData, sample_idx, centres, *, n_frames: int = 10,
 
     Returns
     -------
-    numpy.ndarray of float32, shape (n, before + n_frames, n_bins)
+    numpy.ndarray of float32, shape (n, before + window, n_bins)
         A new array.
 
     Raises
     ------
     ParameterError
-        If ``n_frames`` < 1, ``before`` < 0, or the two index arrays differ in length.
+        If ``window`` < 1, ``before`` < 0, or the two index arrays differ in length.
     """
-    rows, valid = _window_rows(data, sample_idx, centres, n_frames=n_frames, before=before)
-    out = data.frames[rows]  # (n, before + n_frames, n_bins), a fresh array
+    rows, valid = _window_rows(data, sample_idx, centres, window=window, before=before)
+    out = data.frames[rows]  # (n, before + window, n_bins), a fresh array
     out[~valid] = 0.0
     return out
 
 
-def window_valid(data: TrainingData, sample_idx, centres, *, n_frames: int = 10) -> np.ndarray:
+def window_valid(data: TrainingData, sample_idx, centres, *, window: int = 10) -> np.ndarray:
     """Which frames of each window lie inside its sample.
 
     Parameters
     ----------
-    data, sample_idx, centres, n_frames
+    data, sample_idx, centres, window
         As for :func:`windows`.
 
     Returns
     -------
-    numpy.ndarray of bool, shape (n, n_frames)
+    numpy.ndarray of bool, shape (n, window)
 
     Raises
     ------
     ParameterError
-        If ``n_frames`` < 1 or the two index arrays differ in length.
+        If ``window`` < 1 or the two index arrays differ in length.
     """
-    return _window_rows(data, sample_idx, centres, n_frames=n_frames)[1]
+    return _window_rows(data, sample_idx, centres, window=window)[1]
 
 
-def _window_rows(data, sample_idx, centres, *, n_frames: int, before: int = 0):
-    if n_frames < 1:
-        raise ParameterError(f"n_frames={n_frames} must be at least 1")
+def _window_rows(data, sample_idx, centres, *, window: int, before: int = 0):
+    if window < 1:
+        raise ParameterError(f"window={window} must be at least 1")
     if before < 0:
         raise ParameterError(f"before={before} must not be negative")
     s = np.asarray(sample_idx, dtype=np.int64).reshape(-1)
     c = np.asarray(centres, dtype=np.int64).reshape(-1)
     if len(s) != len(c):
         raise ParameterError(f"{len(s)} sample indices for {len(c)} centres")
-    rel = (c - n_frames // 2 - before)[:, None] + np.arange(before + n_frames, dtype=np.int64)
+    rel = (c - window // 2 - before)[:, None] + np.arange(before + window, dtype=np.int64)
     valid = (rel >= 0) & (rel < data.lengths[s][:, None])
     return np.where(valid, data.offsets[s][:, None] + rel, 0), valid
 

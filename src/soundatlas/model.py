@@ -56,8 +56,8 @@ class PaperNet(nn.Module):
     ----------
     n_bins : int, default=192
         CQT bins per frame (>= 31).
-    n_frames : int, default=10
-        Frames per window (the two pools need at least 10).
+    window : int, default=10
+        Frames per window, the window length (the two pools need at least 10).
     dims : int, default=3
         Output dimensions.
     standardize : bool, default=False
@@ -83,7 +83,7 @@ class PaperNet(nn.Module):
     pools = (2, 2, 1)  # time pooling after each conv
     n_hidden = 256
 
-    def __init__(self, *, n_bins: int = 192, n_frames: int = 10, dims: int = 3,
+    def __init__(self, *, n_bins: int = 192, window: int = 10, dims: int = 3,
                  standardize: bool = False):
         super().__init__()
         # Not in the paper (a named option, off for the reference preset): subtract a per-bin
@@ -95,13 +95,13 @@ class PaperNet(nn.Module):
             self.register_buffer("in_mean", torch.zeros(n_bins))
             self.register_buffer("in_scale", torch.ones(n_bins))
         self.n_bins = _check_int("n_bins", n_bins, 1)
-        self.n_frames = _check_int("n_frames", n_frames, 1)
+        self.window = _check_int("window", window, 1)
         self.dims = _check_int("dims", dims, 1)
-        n_t, n_f = self.n_frames, self.n_bins
+        n_t, n_f = self.window, self.n_bins
         for (k_t, k_f), pool in zip(self.kernels, self.pools):
             n_t, n_f = (n_t - k_t + 1) // pool, n_f - k_f + 1
             if n_t < 1:
-                raise ParameterError(f"n_frames={n_frames} is too short for the network (>= 10)")
+                raise ParameterError(f"window={window} is too short for the network (>= 10)")
             if n_f < 1:
                 raise ParameterError(f"n_bins={n_bins} is too few for the network (>= 31)")
         self.feature_shape = (self.channels[-1], n_t, n_f)  # what L3 sees: 80 x 1 x 162
@@ -122,10 +122,10 @@ class PaperNet(nn.Module):
         Returns
         -------
         dict
-            {'arch', 'n_bins', 'n_frames', 'dims'}, and 'standardize': True when it is on;
+            {'arch', 'n_bins', 'window', 'dims'}, and 'standardize': True when it is on;
             ``build_model(**params)`` rebuilds the same shape.
         """
-        params = {"arch": self.arch, "n_bins": self.n_bins, "n_frames": self.n_frames,
+        params = {"arch": self.arch, "n_bins": self.n_bins, "window": self.window,
                   "dims": self.dims}
         if self.standardize:
             params["standardize"] = True
@@ -160,7 +160,7 @@ class PaperNet(nn.Module):
 
         Parameters
         ----------
-        x : torch.Tensor of shape (B, n_frames, n_bins)
+        x : torch.Tensor of shape (B, window, n_bins)
             The windows.
         fused_pool : bool, default=False
             Run each tanh + max-pool pair as one ``_MaxPoolTanh`` (pool first): the same
@@ -174,11 +174,11 @@ class PaperNet(nn.Module):
         Raises
         ------
         ParameterError
-            If ``x`` is not of shape (B, n_frames, n_bins).
+            If ``x`` is not of shape (B, window, n_bins).
         """
-        if x.ndim != 3 or tuple(x.shape[1:]) != (self.n_frames, self.n_bins):
+        if x.ndim != 3 or tuple(x.shape[1:]) != (self.window, self.n_bins):
             raise ParameterError(
-                f"windows of shape {tuple(x.shape)} given, expected (B, {self.n_frames}, "
+                f"windows of shape {tuple(x.shape)} given, expected (B, {self.window}, "
                 f"{self.n_bins})"
             )
         x = self._standardized(x).unsqueeze(1)
@@ -197,8 +197,7 @@ class PaperNet(nn.Module):
                      pad_value: float = 0.0) -> torch.Tensor:
         """Embed the window centred at every frame of a file.
 
-        The window of frame ``f`` covers frames ``f - n_frames//2 .. f - n_frames//2 + n_frames
-        - 1``; frames outside the file read as ``pad_value``. Equals ``forward`` on each window.
+        The window of frame ``f`` covers frames ``f - window//2 .. f - window//2 + window - 1``; frames outside the file read as ``pad_value``. Equals ``forward`` on each window.
         Runs with autograd if it is enabled; wrap calls in ``torch.inference_mode()`` to embed.
 
         Parameters
@@ -234,18 +233,18 @@ class PaperNet(nn.Module):
         if single:
             x = x.unsqueeze(0)
         n_batch, n_time = x.shape[:2]
-        before = self.n_frames // 2
-        after = self.n_frames - 1 - before
+        before = self.window // 2
+        after = self.window - 1 - before
         x = self._standardized(F.pad(x, (0, 0, before, after), value=pad_value))
         step = max(1, chunk_frames // max(n_batch, 1))
-        out = [self._embed_dense(x[:, start:min(start + step, n_time) + self.n_frames - 1])
+        out = [self._embed_dense(x[:, start:min(start + step, n_time) + self.window - 1])
                for start in range(0, n_time, step)]
         z = torch.cat(out, dim=1) if out else x.new_zeros(n_batch, 0, self.dims)
         return z[0] if single else z
 
     def _embed_dense(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T + n_frames - 1, n_bins) padded frames -> (B, T, dims), one pass per layer."""
-        n_time = x.shape[1] - self.n_frames + 1
+        """(B, T + window - 1, n_bins) padded frames -> (B, T, dims), one pass per layer."""
+        n_time = x.shape[1] - self.window + 1
         x = x.unsqueeze(1)
         dilation = 1  # the time stride the pools so far would have had
         for conv, pool in self._convs():
@@ -306,6 +305,10 @@ class _MaxPoolTanh(torch.autograd.Function):
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {"paper": PaperNet}
 
+# Model configs written before the window length had its own name called it "n_frames"; they
+# are read as they always were.
+_OLD_PARAM_NAMES = {"n_frames": "window"}
+
 
 def build_model(arch: str = "paper", **params) -> nn.Module:
     """A freshly initialised model of a registered architecture.
@@ -317,7 +320,8 @@ def build_model(arch: str = "paper", **params) -> nn.Module:
     arch : str, default='paper'
         A key of ``ARCHITECTURES``.
     **params
-        Keyword arguments of that architecture's constructor.
+        Keyword arguments of that architecture's constructor (``n_frames``, the old name of
+        ``window``, is read as ``window``).
 
     Returns
     -------
@@ -332,6 +336,8 @@ def build_model(arch: str = "paper", **params) -> nn.Module:
     if arch not in ARCHITECTURES:
         raise ParameterError(f"arch={arch!r} is unknown; known: {', '.join(sorted(ARCHITECTURES))}")
     cls = ARCHITECTURES[arch]
+    params = {_OLD_PARAM_NAMES.get(k, k) if _OLD_PARAM_NAMES.get(k) not in params else k: v
+              for k, v in params.items()}
     known = inspect.signature(cls).parameters
     for name in params:
         if name not in known:

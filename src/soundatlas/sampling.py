@@ -58,7 +58,7 @@ class TripleSampler:
         Draws the triples of (sample, centre frame).
     batch_size : int, default=32
         Triples per batch (>= 1).
-    n_frames : int, default=10
+    window : int, default=10
         Frames per window (>= 1).
     seed : int, default=0
         Seed of the generator.
@@ -87,13 +87,13 @@ class TripleSampler:
     """
 
     def __init__(self, data: TrainingData, neighbourhood: "Neighbourhood", *, batch_size: int = 32,
-                 n_frames: int = 10, seed: int = 0,
+                 window: int = 10, seed: int = 0,
                  noise: tuple[float, float] | None = DEFAULT_NOISE, noise_rng: str = "numpy",
                  augment: Augment | None = None):
         if batch_size < 1:
             raise ParameterError(f"batch_size={batch_size} must be at least 1")
-        if n_frames < 1:
-            raise ParameterError(f"n_frames={n_frames} must be at least 1")
+        if window < 1:
+            raise ParameterError(f"window={window} must be at least 1")
         if noise is not None and (len(noise) != 2 or noise[1] < 0):
             raise ParameterError(f"noise={noise!r} must be (mean, std) with std >= 0, or None")
         if augment is not None and not isinstance(augment, Augment):
@@ -101,7 +101,7 @@ class TripleSampler:
         self.data = data
         self.neighbourhood = neighbourhood
         self.batch_size = int(batch_size)
-        self.n_frames = int(n_frames)
+        self.window = int(window)
         self.seed = int(seed)
         if noise_rng not in NOISE_RNGS:
             raise ParameterError(f"noise_rng={noise_rng!r} must be one of {', '.join(NOISE_RNGS)}")
@@ -118,7 +118,7 @@ class TripleSampler:
 
         Returns
         -------
-        anchor, positive, negative : numpy.ndarray of float32, shape (batch_size, n_frames, n_bins)
+        anchor, positive, negative : numpy.ndarray of float32, shape (batch_size, window, n_bins)
         """
         t = self.neighbourhood.draw(self.rng, self.batch_size, self.data)
         s = np.concatenate([t.anchor_sample, t.positive_sample, t.negative_sample])
@@ -127,7 +127,7 @@ class TripleSampler:
         if groups:
             x = self._augmented_windows(s, c, groups)
         else:
-            x = windows(self.data, s, c, n_frames=self.n_frames)
+            x = windows(self.data, s, c, window=self.window)
         if self.noise is not None:
             noise = dict(mean=self.noise[0], std=self.noise[1], compression=self.data.compression)
             if self.noise_rng == "torch":
@@ -154,7 +154,7 @@ class TripleSampler:
         return out
 
     def _augmented_windows(self, s, c, groups) -> np.ndarray:
-        data, n_frames = self.data, self.n_frames
+        data, window = self.data, self.window
         c = c.copy()
         draws = []
         for rows, aug in groups:
@@ -162,14 +162,14 @@ class TripleSampler:
             last = np.maximum(data.lengths[s[rows]] - 1, 0)
             c[rows] = np.clip(c[rows] + d.shift, 0, last)
             draws.append(d)
-        x = windows(data, s, c, n_frames=n_frames)
-        valid = window_valid(data, s, c, n_frames=n_frames)
+        x = windows(data, s, c, window=window)
+        valid = window_valid(data, s, c, window=window)
         for (rows, aug), d in zip(groups, draws):
             context = None
             room = rows[d.room_rows]
             if len(room):
                 k = aug.context_frames(data.frame_seconds)
-                context = windows(data, s[room], c[room], n_frames=n_frames, before=k)[:, :k]
+                context = windows(data, s[room], c[room], window=window, before=k)[:, :k]
             x[rows] = aug.apply(x[rows], d, self.rng, valid=valid[rows], context=context,
                                 compression=data.compression,
                                 bins_per_octave=data.bins_per_octave,
@@ -181,7 +181,7 @@ class TripleSampler:
 
         Returns
         -------
-        anchor, positive, negative : torch.Tensor of float32, shape (batch_size, n_frames, n_bins)
+        anchor, positive, negative : torch.Tensor of float32, shape (batch_size, window, n_bins)
         """
         a, p, n = self.draw_arrays()
         return torch.from_numpy(a), torch.from_numpy(p), torch.from_numpy(n)
@@ -196,7 +196,7 @@ class TripleSampler:
         return {
             "seed": self.seed,
             "batch_size": self.batch_size,
-            "n_frames": self.n_frames,
+            "window": self.window,
             "noise": None if self.noise is None else list(self.noise),
             "noise_rng": self.noise_rng,
             "augment": None if self.augment is None else self.augment.get_params(),
@@ -243,6 +243,8 @@ class TripleSampler:
         mine = self._fingerprint()
         for key, value in mine.items():
             theirs = state.get(key, "numpy" if key == "noise_rng" else None)  # no noise_rng: numpy
+            if key == "window" and key not in state:  # states saved before it had its own name
+                theirs = state.get("n_frames")
             if key == "noise" and theirs is not None:
                 theirs = [float(v) for v in theirs]
             if key == "augment":

@@ -16,7 +16,7 @@ class InputKNN(Neighbourhood):
 
     ``fit`` draws up to ``n_candidates`` distinct candidate windows (every sample in turn, its
     centre by energy; seeded by ``seed``), represents each by its flattened log-CQT window
-    (``n_frames`` x n_bins) reduced by PCA to ``n_components``, and finds every candidate's
+    (``window`` x n_bins) reduced by PCA to ``n_components``, and finds every candidate's
     neighbours once (exact k-NN).
     ``draw``: anchor = a uniform candidate; positive = one of its ``k`` nearest candidates;
     negative = a uniform candidate not among its ``far`` nearest. With ``exclude_same_sample``
@@ -30,11 +30,11 @@ class InputKNN(Neighbourhood):
     _CHUNK = 4096
 
     def __init__(self, k: int = 10, n_candidates: int = 50_000, n_components: int = 32,
-                 far: int = 200, exclude_same_sample: bool = True, n_frames: int = 10,
+                 far: int = 200, exclude_same_sample: bool = True, window: int = 10,
                  seed: int = 0):
         for pname, value, low in (("k", k, 1), ("n_candidates", n_candidates, 2),
                                   ("n_components", n_components, 1), ("far", far, 1),
-                                  ("n_frames", n_frames, 1)):
+                                  ("window", window, 1)):
             if not _is_int(value) or value < low:
                 raise ParameterError(f"{pname}={value!r} must be an integer >= {low}")
         if far < k:
@@ -45,8 +45,16 @@ class InputKNN(Neighbourhood):
         self.n_components = int(n_components)
         self.far = int(far)
         self.exclude_same_sample = bool(exclude_same_sample)
-        self.n_frames = int(n_frames)
+        self.window = int(window)
         self.seed = int(seed)
+
+    @classmethod
+    def from_model_config(cls, params: dict) -> "InputKNN":
+        # model configs written before the window length had its own name call it n_frames
+        params = dict(params)
+        if "n_frames" in params and "window" not in params:
+            params["window"] = params.pop("n_frames")
+        return super().from_model_config(params)
 
     # -- fit -----------------------------------------------------------------------------------
 
@@ -94,7 +102,7 @@ class InputKNN(Neighbourhood):
 
         n = len(s)
         sub = np.sort(rng.choice(n, size=min(n, self._PCA_FIT_WINDOWS), replace=False))
-        x = self._represent(windows(data, s[sub], c[sub], n_frames=self._window_frames))
+        x = self._represent(windows(data, s[sub], c[sub], window=self._window_frames))
         n_comp = min(self.n_components, x.shape[0], x.shape[1])
         pca = PCA(n_components=n_comp, svd_solver="randomized",
                   random_state=int(rng.integers(2**31 - 1)))
@@ -108,13 +116,13 @@ class InputKNN(Neighbourhood):
         z = np.empty((n, n_comp), dtype=np.float64)
         for lo in range(0, n, self._CHUNK):
             w = windows(data, s[lo : lo + self._CHUNK], c[lo : lo + self._CHUNK],
-                        n_frames=self._window_frames)
+                        window=self._window_frames)
             z[lo : lo + self._CHUNK] = self.transform(self._represent(w))
         return z
 
     @property
     def _window_frames(self) -> int:
-        return self.n_frames
+        return self.window
 
     def _represent(self, w: np.ndarray) -> np.ndarray:
         """What is compared, before PCA: here the flattened log-CQT window."""
@@ -196,7 +204,7 @@ class TeacherKNN(InputKNN):
     well (pitch) and away from what its base learned (timbre). The base's hidden layer holds
     more of that than its three output coordinates (the similarity space measures better than
     the map on unseen banks), so its neighbours keep the base's structure while the map adapts.
-    Windows are as long as the teacher's (``n_frames`` is not used); the other parameters are
+    Windows are as long as the teacher's (``window`` is not used); the other parameters are
     input-knn's.
     """
 
@@ -217,7 +225,7 @@ class TeacherKNN(InputKNN):
 
     @property
     def _window_frames(self) -> int:
-        return int(self.teacher_.n_frames)
+        return int(self.teacher_.window)
 
     def _represent(self, w: np.ndarray) -> np.ndarray:
         import torch
