@@ -24,7 +24,7 @@ def test_results_come_in_submission_order_from_processes():
 
 
 def test_a_dying_worker_is_isolated_and_the_run_goes_on():
-    batches = [[1, 2], [3, -4, 5], [6], [7, 8], [9, -10], [11]]
+    batches = [[1, 2], [3, -4, -5, 5], [6], [7, 8], [9, -10], [11]]  # two culprits in one batch
     crashed = []
 
     def on_crash(batch):
@@ -32,7 +32,7 @@ def test_a_dying_worker_is_isolated_and_the_run_goes_on():
 
     out = list(run_batches(square_or_die, batches, n_jobs=2, on_crash=on_crash))
     flat = [x for r in out for x in r if x is not None]
-    assert sorted(crashed) == [-10, -4]
+    assert sorted(crashed) == [-10, -5, -4]
     assert sorted(flat) == sorted(x * x for b in batches for x in b if x >= 0)
 
 

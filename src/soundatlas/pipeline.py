@@ -183,7 +183,10 @@ def run_batches(
     object
         ``fn(batch)`` for each batch, in order.
     """
-    batches = iter(batches)
+    return _run_batches(fn, iter(batches), n_jobs, executor, on_crash, workers_checked=False)
+
+
+def _run_batches(fn, batches, n_jobs, executor, on_crash, *, workers_checked: bool):
     if executor is None and (n_jobs or default_n_jobs()) <= 1:
         for batch in batches:
             yield fn(batch)
@@ -208,9 +211,11 @@ def run_batches(
             raise restart.cause
         rest = [b for b, _ in pending]
         pending.clear()
-        _check_workers_start()
+        if not workers_checked:  # once per run: after that, workers are known to start
+            _check_workers_start()
         yield on_crash(restart.batch)
-        yield from run_batches(fn, itertools.chain(rest, batches), n_jobs=n_jobs, on_crash=on_crash)
+        yield from _run_batches(fn, itertools.chain(rest, batches), n_jobs, None, on_crash,
+                                workers_checked=True)
         return
     finally:
         for _, fut in pending:
@@ -273,8 +278,8 @@ def _process_pool(n_jobs: int) -> ProcessPoolExecutor:
 
 
 def isolate(fn: Callable[[list], list], batch: list, *, crashed: Callable[[object], object]) -> list:
-    """Run ``fn`` on each item of ``batch`` in its own process: the slow path after a worker
-    crash, which finds the culprit.
+    """Run ``fn`` on the items of ``batch`` one at a time in a process of their own, a new one
+    after each item that kills it: the slow path after a worker crash, which finds the culprit.
 
     Parameters
     ----------
@@ -290,11 +295,17 @@ def isolate(fn: Callable[[list], list], batch: list, *, crashed: Callable[[objec
     list
         The results of the items, in order.
     """
-    out = []
-    for item in batch:
-        with _process_pool(1) as pool:
+    out, pool = [], None
+    try:
+        for item in batch:
+            pool = pool or _process_pool(1)  # one process until an item kills it
             try:
                 out.extend(pool.submit(fn, [item]).result())
             except BrokenProcessPool:
                 out.append(crashed(item))
+                pool.shutdown(wait=True)
+                pool = None
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     return out
