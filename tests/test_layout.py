@@ -197,3 +197,22 @@ def test_the_repeat_finder_finds_a_repeat():
              "b": f"def g():\n    '''other'''\n{block.replace('  # step', '  # stage')}\n",
              "c": "\n".join(f"y{i} = {i}" for i in range(5))}
     assert repeated_blocks(files) == [[("a", 5), ("b", 3)]]
+
+
+def test_reading_an_atlas_and_model_configs_does_not_load_torch():
+    """`info`, `models`, `serve` and the command line's checks start in a fraction of a second:
+    what only reads the atlas, model configs, CQT parameters or neighbourhood specs stays free of
+    torch (1.5 s to import), which loads with the first network or transform."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import soundatlas.atlas, soundatlas.artifact, soundatlas.cqt_params, soundatlas.frames\n"
+            "import soundatlas.neighbourhoods, soundatlas.cli, soundatlas.web.app\n"
+            "from soundatlas.neighbourhoods import parse_neighbourhood\n"
+            "parse_neighbourhood('instrument:1,input-knn:1,augment-pair:1')\n"
+            "print('torch' in sys.modules)\n"
+            "import soundatlas.cqt\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"], out.stdout + out.stderr

@@ -14,13 +14,16 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from soundatlas.atlas.records import ModelRecord
-from soundatlas.cqt import CQTParams
+from soundatlas.cqt_params import CQTParams
 from soundatlas.errors import AtlasError, ParameterError, SoundAtlasError
+
+if TYPE_CHECKING:  # torch loads with the first model, not with the module
+    import torch
 
 __all__ = ["ModelArtifact", "SHIPPED_MODELS", "DEFAULT_MODEL", "check_cqt"]
 

@@ -308,7 +308,7 @@ def check_features(atlas, artifact) -> None:
         is unfinished, the message says the command to run.
     """
     from soundatlas.artifact import check_cqt
-    from soundatlas.cqt import PAPER_CQT
+    from soundatlas.cqt_params import PAPER_CQT
     from soundatlas.errors import SoundAtlasError
 
     params, theirs = atlas.cqt_params, artifact.cqt

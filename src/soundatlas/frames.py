@@ -14,13 +14,13 @@ spans frames ``[c - window // 2, c - window // 2 + window)`` -- frames c-5..c+4 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
-import torch
 
-from soundatlas.cqt import PAPER_CQT
+from soundatlas.cqt_params import PAPER_CQT
 from soundatlas.errors import ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -571,7 +571,8 @@ def add_noise(x, rng=None, *, mean: float = DEFAULT_NOISE[0], std: float = DEFAU
         raise ParameterError(f"noise std={std} must not be negative")
     if compression <= 0:
         raise ParameterError(f"compression={compression} must be positive")
-    if isinstance(x, torch.Tensor):
+    torch = sys.modules.get("torch")  # not imported for numpy input: a tensor means it is loaded
+    if torch is not None and isinstance(x, torch.Tensor):
         if rng is not None and not isinstance(rng, torch.Generator):
             raise ParameterError("add_noise on a torch tensor needs a torch.Generator (or None)")
         device = rng.device if rng is not None else x.device

@@ -22,7 +22,7 @@ from typing import Callable
 
 from soundatlas import labels as labels_mod
 from soundatlas.atlas import Atlas, NewSample, default_atlas_dir
-from soundatlas.cqt import PAPER_CQT, CQTParams
+from soundatlas.cqt_params import PAPER_CQT, CQTParams
 from soundatlas.errors import AudioReadError, ParameterError
 from soundatlas.pipeline import Moved, analyse_files, isolate, run_batches
 from soundatlas.scan import FileEntry, scan

@@ -26,7 +26,7 @@ from soundatlas.atlas.models import ModelStore
 from soundatlas.atlas.runs import RunStore
 from soundatlas.atlas.samples import SampleStore
 from soundatlas.atlas.schema import DB_NAME, connect, migrate
-from soundatlas.cqt import PAPER_CQT, CQTParams
+from soundatlas.cqt_params import PAPER_CQT, CQTParams
 from soundatlas.errors import AtlasError
 
 __all__ = ["Atlas", "default_atlas_dir"]

@@ -202,7 +202,7 @@ def run_index(args: argparse.Namespace):
     """
     from dataclasses import replace
 
-    from soundatlas.cqt import PAPER_CQT
+    from soundatlas.cqt_params import PAPER_CQT
     from soundatlas.indexing import cqt_for_model, index_library
 
     # a new atlas gets the CQT its model needs (map: --model; index: the shipped default)
