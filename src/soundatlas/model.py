@@ -248,6 +248,8 @@ class PaperNet(nn.Module):
         x = x.unsqueeze(1)
         dilation = 1  # the time stride the pools so far would have had
         for conv, pool in self._convs():
+            # channels-last: oneDNN's dilated convolutions run about twice as fast in it on the CPU
+            x = x.contiguous(memory_format=torch.channels_last)
             x = torch.tanh(F.conv2d(x, conv.weight, conv.bias, dilation=(dilation, 1)))
             for _ in range(1, pool):  # stride-1 dilated max-pool; 6x faster than max_pool2d
                 x = torch.maximum(x[:, :, :-dilation], x[:, :, dilation:])
