@@ -24,6 +24,7 @@ from soundatlas.neighbourhoods import (
     Neighbourhood,
     Pitch,
     TeacherKNN,
+    TeacherMap,
     Triples,
     make_neighbourhood,
     neighbourhood_from_config,
@@ -232,7 +233,8 @@ def test_draw_needs_a_fit_on_the_same_data():
 
 
 def test_registry_and_make_neighbourhood():
-    assert set(NEIGHBOURHOODS) == set(ALL) | {"label", "augment-pair", "teacher-knn", "mixture"}
+    assert set(NEIGHBOURHOODS) == set(ALL) | {"label", "augment-pair", "teacher-knn", "teacher-map",
+                                              "mixture"}
     needs = {"label": {"label": "family"},
              "mixture": {"parts": [(Instrument(), 2.0), (make_neighbourhood("label", label="k"),
                                                           1.0)]}}
@@ -468,19 +470,25 @@ def _hidden(model, w: np.ndarray) -> np.ndarray:
     return seen[0].numpy()
 
 
-def test_teacher_knn_positives_are_the_teachers_hidden_layer_neighbours(rendered_data):
+@pytest.mark.parametrize("cls", [TeacherKNN, TeacherMap])
+def test_teacher_positives_are_the_teachers_hidden_layer_or_map_neighbours(rendered_data, cls):
+    import torch
+
     from soundatlas.artifact import ModelArtifact, shipped_model_dir
 
     teacher = ModelArtifact.load(shipped_model_dir()).model
     params = dict(k=5, n_candidates=600, n_components=16, far=40, seed=2)
-    nb = TeacherKNN(**params)
+    nb = cls(**params)
     nb.set_teacher(teacher)
     nb.fit(rendered_data)
-    assert nb.embedding_.shape == (nb.n_candidates_, 16)
-    # the definition, by brute force: the PCA of the teacher's hidden layer, k nearest
-    # candidates of other samples
+    dims = 16 if cls is TeacherKNN else teacher.dims  # the map has 3 coordinates: PCA keeps 3
+    assert nb.embedding_.shape == (nb.n_candidates_, dims)
+    # the definition, by brute force: the PCA of the teacher's hidden layer (teacher-knn) or
+    # map (teacher-map), k nearest candidates of other samples
     w = windows(rendered_data, nb.cand_sample_, nb.cand_centre_, window=teacher.window)
-    z = (_hidden(teacher, w) - nb.mean_) @ nb.components_.T
+    with torch.no_grad():
+        rep = _hidden(teacher, w) if cls is TeacherKNN else teacher(torch.from_numpy(w)).numpy()
+    z = (rep - nb.mean_) @ nb.components_.T
     np.testing.assert_allclose(nb.embedding_, z, rtol=1e-3, atol=1e-3)
     cs = nb.cand_sample_
     for a in range(0, nb.n_candidates_, 7):

@@ -35,7 +35,7 @@ class AdaptSettings:
     augment : str, default='default'
         The augmentation of the training windows (an :mod:`soundatlas.augment` spec).
     neighbourhood : str, default=ADAPT_NEIGHBOURHOOD
-        Label-free neighbourhoods with weights (``input-knn``, ``teacher-knn``,
+        Label-free neighbourhoods with weights (``input-knn``, ``teacher-knn``, ``teacher-map``,
         ``augment-pair``), as ``train -n`` reads them.
 
     Raises
@@ -60,7 +60,7 @@ class AdaptSettings:
         if keys:
             raise ParameterError(f"neighbourhood={self.neighbourhood!r} needs labels "
                                  f"({', '.join(keys)}); adaptation uses label-free ones only "
-                                 "(input-knn, teacher-knn, augment-pair)")
+                                 "(input-knn, teacher-knn, teacher-map, augment-pair)")
 
 
 def adapt_settings(adapt: AdaptSettings, **overrides):

@@ -266,7 +266,8 @@ def _add_adapt(sub, parents) -> None:
     ad.add_argument("--neighbourhood", "-n", default=_ADAPT_DEFAULTS.neighbourhood, metavar="SPEC",
                     help="label-free neighbourhoods with weights: input-knn (input-space "
                     "neighbours), teacher-knn (neighbours in the base model's hidden layer), "
-                    f"augment-pair (default: {_ADAPT_DEFAULTS.neighbourhood})")
+                    "teacher-map (neighbours on the base model's map), augment-pair "
+                    f"(default: {_ADAPT_DEFAULTS.neighbourhood})")
     add_options(ad, SEED, THREADS)
     ad.add_argument("--resume", action="store_true",
                     help="continue an interrupted adaptation from its checkpoint")

@@ -38,7 +38,7 @@ part picked by weight (the paper's K contrastive partitions interpolated by one 
 :func:`parse_neighbourhood` reads the command line's ``instrument:1,label:family:1,input-knn:0.5``.
 
 The package's parts: :mod:`.base` (:class:`Triples`, :class:`Neighbourhood`, the registry),
-:mod:`.labels` (the label neighbourhoods), :mod:`.knn` (input-knn, teacher-knn),
+:mod:`.labels` (the label neighbourhoods), :mod:`.knn` (input-knn, teacher-knn, teacher-map),
 :mod:`.augment_pair`, :mod:`.mixture` (:class:`Mixture` and the command line's spec).
 
 Adding a neighbourhood, in one place::
@@ -68,7 +68,7 @@ from soundatlas.neighbourhoods.labels import (
     LabelNeighbourhood,
     Pitch,
 )
-from soundatlas.neighbourhoods.knn import InputKNN, TeacherKNN
+from soundatlas.neighbourhoods.knn import InputKNN, TeacherKNN, TeacherMap
 from soundatlas.neighbourhoods.augment_pair import AugmentPair
 from soundatlas.neighbourhoods.mixture import Mixture, parse_neighbourhood
 
@@ -83,6 +83,7 @@ __all__ = [
     "InstrumentPitch2",
     "InputKNN",
     "TeacherKNN",
+    "TeacherMap",
     "AugmentPair",
     "Mixture",
     "NEIGHBOURHOODS",

@@ -210,16 +210,17 @@ class TeacherKNN(InputKNN):
 
     name = "teacher-knn"
     _BATCH = 2048
+    _layer = "hidden"  # what is compared: the hidden layer; teacher-map's is "map"
 
     def set_teacher(self, model) -> None:
         if model is not None and not hasattr(model, "l3"):
-            raise ParameterError(f"teacher-knn needs a network with a hidden layer (l3); "
+            raise ParameterError(f"{self.name} needs a network with a hidden layer (l3); "
                                  f"{type(model).__name__} has none")
         self.teacher_ = model
 
     def fit(self, data: TrainingData) -> "TeacherKNN":
         if getattr(self, "teacher_", None) is None:
-            raise ParameterError("teacher-knn keeps the neighbours of the model a run starts "
+            raise ParameterError(f"{self.name} keeps the neighbours of the model a run starts "
                                  "from: give one (train --init-from MODEL, or adapt)")
         return super().fit(data)
 
@@ -228,19 +229,33 @@ class TeacherKNN(InputKNN):
         return int(self.teacher_.window)
 
     def _represent(self, w: np.ndarray) -> np.ndarray:
+        """The teacher's hidden layer (``_layer = "hidden"``) or its map ("map") per window."""
         import torch
 
-        model, out = self.teacher_, []
-        hidden: list = []
-        handle = model.l3.register_forward_hook(lambda _m, _i, o: hidden.append(torch.tanh(o)))
+        model, out, hidden = self.teacher_, [], []
+        handle = None
+        if self._layer == "hidden":
+            handle = model.l3.register_forward_hook(lambda _m, _i, o: hidden.append(torch.tanh(o)))
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
                 for lo in range(0, len(w), self._BATCH):
-                    model(torch.as_tensor(np.asarray(w[lo : lo + self._BATCH], np.float32)))
-                    out.append(hidden.pop().numpy())
+                    z = model(torch.as_tensor(np.asarray(w[lo : lo + self._BATCH], np.float32)))
+                    out.append((hidden.pop() if handle is not None else z).numpy())
         finally:
-            handle.remove()
+            if handle is not None:
+                handle.remove()
             model.train(was_training)
         return np.concatenate(out).astype(np.float32)
+
+
+@register
+class TeacherMap(TeacherKNN):
+    """No labels: like ``teacher-knn``, but windows are compared on the teacher's map (its output
+    coordinates), so an adaptation keeps the neighbours its base shows the user and learns from
+    the other parts of its mixture (augment-pair: robustness to the user's recording chain).
+    """
+
+    name = "teacher-map"
+    _layer = "map"
