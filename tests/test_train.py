@@ -170,9 +170,10 @@ def test_config_records_what_made_the_model(atlas):
 def test_embedding_is_incremental_and_matches_the_model(atlas):
     train(atlas, neighbourhood="instrument", settings=short(iterations=20), seed=0, name="m")
     artifact, reg = resolve_model(atlas, "m")
-    first = embed_atlas(atlas, artifact, reg.id)
-    again = embed_atlas(atlas, artifact, reg.id)
+    first = embed_atlas(atlas, artifact, reg.id, precision="fp32")  # the exact path
+    again = embed_atlas(atlas, artifact, reg.id, precision="fp32")
     assert first.n_embedded == atlas.n_samples() and again.n_embedded == 0
+    assert atlas.embed_precision("m") == "fp32"
     rec = atlas.samples()[7]
     traj = atlas.trajectory(reg.id, rec.id)
     assert traj.shape == (rec.n_frames, 3)

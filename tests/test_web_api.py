@@ -50,7 +50,7 @@ def mapped(tmp_path_factory) -> Path:
         s = settings_for("fast", iterations=30, batch_size=16, valid_every=30, checkpoint_every=30)
         train(atlas, neighbourhood="instrument", settings=s, seed=0, name="m")
         artifact, reg = resolve_model(atlas, "m")
-        embed_atlas(atlas, artifact, reg.id)
+        embed_atlas(atlas, artifact, reg.id, precision="fp32")  # uploads follow: the exact path
         atlas.register_model("bare", reg.dir, reg.config)
     return root / "atlas"
 

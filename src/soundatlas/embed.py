@@ -47,7 +47,7 @@ def prediction_noise(artifact) -> tuple[float, float]:
 
 
 def embed_file(artifact, F: np.ndarray, content_hash: str, *, compression: float = 50.0,
-               with_vector: bool = False):
+               with_vector: bool = False, precision: str = "auto"):
     """Embed one file's log-CQT frames exactly as ``embed_atlas`` stores them.
 
     Parameters
@@ -62,6 +62,8 @@ def embed_file(artifact, F: np.ndarray, content_hash: str, *, compression: float
         The CQT's log compression.
     with_vector : bool, default False
         Also compute its similarity vector.
+    precision : {'auto', 'fp32', 'bf16'}, default='auto'
+        The arithmetic (``model.inference_precision``), as ``embed_atlas``'s.
 
     Returns
     -------
@@ -69,11 +71,15 @@ def embed_file(artifact, F: np.ndarray, content_hash: str, *, compression: float
         (trajectory, point); with ``with_vector``, (trajectory, point, vector), the vector as
         int8 codes (``soundatlas.similarity``; None for a model without a hidden layer).
     """
+    from soundatlas.model import inference_precision
+
     model = artifact.model.eval()
+    device = next(model.parameters()).device.type
     space = similarity.space_for(model) if with_vector else None
     out = embed_many(model, [F], noise=prediction_noise(artifact),
                      rngs=[_noise_rng(content_hash)], compression=compression,
-                     with_hidden=space is not None)[0]
+                     with_hidden=space is not None,
+                     precision=inference_precision(precision, device))[0]
     traj, hidden = out if space is not None else (out, None)
     energy = frame_energy(F)
     if not with_vector:
@@ -83,11 +89,12 @@ def embed_file(artifact, F: np.ndarray, content_hash: str, *, compression: float
 
 
 def embed_outside_file(atlas, artifact, path, *, content_hash: str | None = None,
-                       with_vector: bool = False):
+                       with_vector: bool = False, precision: str | None = None):
     """Analyse and embed an audio file that is not in the atlas, exactly as ``index`` then
     ``embed`` would have: decoded up to the atlas's last ``--max-duration``, the atlas's CQT
-    rounded to its feature precision, the model's noise seeded by the file's content hash.
-    Nothing is written to the atlas.
+    rounded to its feature precision, the model's noise seeded by the file's content hash,
+    the network in the arithmetic the atlas's embeddings were made in. Nothing is written to
+    the atlas.
 
     Parameters
     ----------
@@ -101,6 +108,10 @@ def embed_outside_file(atlas, artifact, path, *, content_hash: str | None = None
         Its content hash, when known.
     with_vector : bool, default False
         Also compute its similarity vector.
+    precision : {'auto', 'fp32', 'bf16'}, optional
+        The network's arithmetic (``model.inference_precision``); default: the one the atlas
+        recorded for the model's embeddings (fp32 for embeddings from before it did; ``auto``
+        for a model the atlas has not embedded with).
 
     Returns
     -------
@@ -124,8 +135,14 @@ def embed_outside_file(atlas, artifact, path, *, content_hash: str | None = None
     kw = {"max_duration": summary["max_duration"]} if "max_duration" in summary else {}
     decoded = audio.load(path, sr=params.sr, **kw)
     F = cqt_batch([decoded.y], params=params)[0].astype(FEATURE_DTYPE).astype(np.float32)
+    if precision is None:
+        embedded_with = atlas.embed_precision(artifact.name)
+        registered = embedded_with is not None or any(
+            m.name == artifact.name and m.n_embedded for m in atlas.models())
+        precision = embedded_with or ("fp32" if registered else "auto")
     embedded = embed_file(artifact, F, content_hash or hash_of(path),
-                          compression=params.compression, with_vector=with_vector)
+                          compression=params.compression, with_vector=with_vector,
+                          precision=precision)
     return (decoded, F, *embedded)
 
 
@@ -213,6 +230,7 @@ def embed_many(
     rngs: list[np.random.Generator] | None = None,
     compression: float = 50.0,
     with_hidden: bool = False,
+    precision: str = "fp32",
 ) -> list:
     """Per-frame embeddings of many files in one pass; equal to ``embed_features`` on each.
 
@@ -234,6 +252,9 @@ def embed_many(
         The CQT's log compression.
     with_hidden : bool, default False
         Also return each file's hidden-layer activations.
+    precision : {'fp32', 'bf16'}, default='fp32'
+        The network's arithmetic (``PaperNet.embed_frames``); the files go to the model's
+        device and the results come back as float32 arrays.
 
     Returns
     -------
@@ -257,14 +278,16 @@ def embed_many(
         starts.append(at + before)
         at += len(padded)
     x = torch.from_numpy(np.concatenate(parts).astype(np.float32, copy=False))
+    x = x.to(next(model.parameters()).device)
     if not with_hidden:
-        z = model.embed_frames(x).numpy().astype(np.float32)
+        z = model.embed_frames(x, precision=precision).cpu().numpy().astype(np.float32)
         return [z[s : s + len(F)] for s, F in zip(starts, files)]
-    z, h = _embed_frames_with_hidden(model, x)
+    z, h = _embed_frames_with_hidden(model, x, precision)
     return [(z[s : s + len(F)], h[s : s + len(F)]) for s, F in zip(starts, files)]
 
 
-def _embed_frames_with_hidden(model, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def _embed_frames_with_hidden(model, x: torch.Tensor, precision: str = "fp32"
+                              ) -> tuple[np.ndarray, np.ndarray]:
     """``model.embed_frames(x)`` and, per frame, the hidden layer L3's activations
     (tanh(l3(...)), what L4 maps to the output), read by a forward hook on ``model.l3`` that
     keeps only this thread's calls (a model may be shared between threads)."""
@@ -273,16 +296,16 @@ def _embed_frames_with_hidden(model, x: torch.Tensor) -> tuple[np.ndarray, np.nd
 
     def keep(_module, _inputs, output):
         if threading.get_ident() == me:
-            captured.append(torch.tanh(output))
+            captured.append(torch.tanh(output).float())
 
     handle = model.l3.register_forward_hook(keep)
     try:
-        z = model.embed_frames(x)
+        z = model.embed_frames(x, precision=precision)
     finally:
         handle.remove()
     hidden = torch.cat([c.reshape(-1, c.shape[-1]) for c in captured]) if captured else \
         x.new_zeros(0, model.l3.out_features)
-    return z.numpy().astype(np.float32), hidden.numpy().astype(np.float32)
+    return z.cpu().numpy().astype(np.float32), hidden.cpu().numpy().astype(np.float32)
 
 
 @dataclass
@@ -296,6 +319,8 @@ class EmbedSummary:
     seconds: float
     n_vectors: int = 0  # samples given a similarity vector (soundatlas.similarity) by this run
     similarity: str | None = None  # the similarity space's name; None: the model has none
+    precision: str = "fp32"  # the network's arithmetic: fp32 or bf16
+    device: str = "cpu"
 
 
 def check_features(atlas, artifact) -> None:
@@ -371,6 +396,8 @@ def embed_atlas(
     *,
     batch_size: int = 64,
     progress: Callable[[int, int], None] | None = None,
+    precision: str = "auto",
+    device: str = "cpu",
 ) -> EmbedSummary:
     """Embed every sample of the atlas that has no embedding for the model yet, each with its
     similarity vector (``soundatlas.similarity``) in the same pass; then give a vector to every
@@ -388,14 +415,27 @@ def embed_atlas(
         Samples per network pass and commit.
     progress : callable, optional
         Called with (samples done, samples to do).
+    precision : {'auto', 'fp32', 'bf16'}, default='auto'
+        The network's arithmetic: ``auto`` is bf16 where ``device`` has it natively
+        (``model.inference_precision``), fp32 the exact path.
+    device : {'cpu', 'cuda'}, default='cpu'
+        Where the network runs.
 
     Returns
     -------
     EmbedSummary
+
+    Raises
+    ------
+    ParameterError
+        For an unknown precision, or a device torch cannot use.
     """
+    from soundatlas.model import inference_precision
+
     check_features(atlas, artifact)
     start = time.perf_counter()
-    model = artifact.model.eval()
+    precision = inference_precision(precision, device)
+    model = artifact.model.to(_device(device)).eval()
     noise = prediction_noise(artifact)
     space = similarity.space_for(model)
     if space is not None:
@@ -407,6 +447,8 @@ def embed_atlas(
     n_frames = 0
     if progress:
         progress(n_already, n_total)
+    if todo and atlas.embed_precision(artifact.name) != precision:
+        atlas.set_embed_precision(artifact.name, precision)  # what uploads are embedded with
     done = n_already
     for ids, new in ((todo, True), (fill, False)):
         for i in range(0, len(ids), batch_size):
@@ -414,7 +456,7 @@ def embed_atlas(
             feats = [atlas.features(rec) for rec in records]
             out = embed_many(model, feats, noise=noise, rngs=[_noise_rng(r.hash) for r in records],
                              compression=atlas.cqt_params.compression,
-                             with_hidden=space is not None)
+                             with_hidden=space is not None, precision=precision)
             trajs, hiddens = zip(*out) if space is not None else (out, None)
             energies = [frame_energy(F) for F in feats]
             vectors = None if hiddens is None else [
@@ -431,4 +473,16 @@ def embed_atlas(
                 progress(done, n_total)
     n_vectors = (len(todo) + len(fill)) if space is not None else 0
     return EmbedSummary(artifact.name, len(todo), n_already, n_frames, time.perf_counter() - start,
-                        n_vectors=n_vectors, similarity=space["name"] if space else None)
+                        n_vectors=n_vectors, similarity=space["name"] if space else None,
+                        precision=precision, device=device)
+
+
+def _device(device: str) -> "torch.device":
+    """``device`` as torch names it, refused clearly when torch cannot use it here."""
+    from soundatlas.errors import ParameterError
+
+    if device not in ("cpu", "cuda"):
+        raise ParameterError(f"device={device!r} must be 'cpu' or 'cuda'")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("device='cuda' asked for, but torch sees no CUDA device here")
+    return torch.device(device)

@@ -14,7 +14,11 @@ from dataclasses import dataclass, replace
 from soundatlas.augment import Augment
 from soundatlas.errors import ParameterError
 
-__all__ = ["TrainSettings", "PRESETS", "settings_for", "lr_at"]
+__all__ = ["TrainSettings", "PRESETS", "PRECISIONS", "settings_for", "lr_at"]
+
+#: The network's arithmetic, for training and embedding: ``auto`` is bf16 where the device
+#: computes it natively, else fp32 (``model.inference_precision``, ``train.resolve_precision``).
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,8 @@ class TrainSettings:
     precision : {'fp32', 'bf16', 'auto'}, default='fp32'
         Arithmetic of the training forward/backward pass: fp32 (the reference), bf16 (autocast;
         weights, optimiser and loss stay fp32), or auto (bf16 where the CPU computes it
-        natively, e.g. AVX512-BF16 or AMX, else fp32). Embedding is always fp32.
+        natively, e.g. AVX512-BF16 or AMX, else fp32). Embedding has its own
+        (``embed --precision``).
     fused_pool : {'on', 'off', 'auto'}, default='off'
         Each tanh + max-pool pair of the network as one autograd step that pools first
         (model.py, ``_MaxPoolTanh``): the same forward, ~1.2x faster training steps on the CPU;
@@ -137,7 +142,7 @@ class TrainSettings:
         if self.noise_rng not in NOISE_RNGS:
             raise ParameterError(f"noise_rng={self.noise_rng!r} must be one of "
                                  f"{', '.join(NOISE_RNGS)}")
-        if self.precision not in {"fp32", "bf16", "auto"}:
+        if self.precision not in PRECISIONS:
             raise ParameterError(f"precision={self.precision!r} must be 'fp32', 'bf16' or 'auto'")
         if self.m_p < 0 or self.m_n < 0:
             raise ParameterError(f"margins m_p={self.m_p}, m_n={self.m_n} must be >= 0")

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from soundatlas.errors import ParameterError, SoundAtlasError
+from soundatlas.model import native_bf16
 from soundatlas.settings import PRESETS, TrainSettings, lr_at, settings_for  # noqa: F401
 
 __all__ = ["TrainSettings", "PRESETS", "TrainingError", "train", "settings_for"]
@@ -78,26 +79,6 @@ def deterministic(device: str):
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[:2]
         torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
-
-
-def native_bf16(device: str = "cpu") -> bool:
-    """Whether ``device`` computes bfloat16 convolutions and matrix products natively.
-
-    Parameters
-    ----------
-    device : {'cpu', 'cuda'}, default='cpu'
-
-    Returns
-    -------
-    bool
-        For the CPU, what oneDNN reports (False when torch cannot say).
-    """
-    if device == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # noqa: SLF001
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def resolve_precision(settings: TrainSettings, device: str = "cpu") -> str:

@@ -22,6 +22,8 @@ from soundatlas.errors import AtlasError
 
 __all__ = ["ModelStore"]
 
+_PRECISION_KEY = "embed_precision:"  # + a model's name: a meta key
+
 
 class ModelStore(Store):
     """Registered models, their embeddings and their similarity vectors."""
@@ -82,7 +84,27 @@ class ModelStore(Store):
         """Forget the model ``name`` with its embeddings and vectors (its directory stays)."""
         with self.transaction() as c:
             c.execute("DELETE FROM models WHERE name = ?", (name,))
+            c.execute("DELETE FROM meta WHERE key = ?", (_PRECISION_KEY + name,))
         self.collect_garbage()
+
+    def embed_precision(self, name: str) -> str | None:
+        """The arithmetic ('fp32' or 'bf16') the model's embeddings were last made in.
+
+        Parameters
+        ----------
+        name : str
+            The model's name.
+
+        Returns
+        -------
+        str or None
+            None when none was recorded (embedded before precisions were, in fp32).
+        """
+        return self.meta(_PRECISION_KEY + name)
+
+    def set_embed_precision(self, name: str, precision: str) -> None:
+        """Record the arithmetic of the model's latest embeddings (``embed_precision``)."""
+        self.set_meta(_PRECISION_KEY + name, precision)
 
     # -- embeddings ------------------------------------------------------------------------------
 

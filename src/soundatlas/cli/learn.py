@@ -16,6 +16,8 @@ from types import SimpleNamespace
 from soundatlas.adapt import AdaptSettings
 from soundatlas.cli.common import (
     ATLAS,
+    EMBED_DEVICE,
+    EMBED_PRECISION,
     EXIT_OK,
     SEED,
     THREADS,
@@ -146,7 +148,8 @@ def _embed(args, atlas):
     artifact, registration = resolve_model(atlas, args.model)
     model_id = ensure_registered(atlas, artifact, registration)
     with progress_bar(args, desc=f"embedding ({artifact.name})", unit="file") as progress:
-        return embed_atlas(atlas, artifact, model_id, progress=progress)
+        return embed_atlas(atlas, artifact, model_id, progress=progress,
+                           precision=args.precision, device=args.device)
 
 
 def _add_embed(sub, parents) -> None:
@@ -158,6 +161,7 @@ def _add_embed(sub, parents) -> None:
     e.add_argument("--model", "-m", metavar="NAME",
                    help="a model of the atlas, a shipped model or a model directory "
                    "(default: the shipped 'default')")
+    add_options(e, EMBED_PRECISION, EMBED_DEVICE)
     e.set_defaults(func=cmd_embed)
 
 
@@ -169,7 +173,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         print_json(as_dict(summary))
     else:
         print(f"model {summary.model}: embedded {summary.n_embedded} samples "
-              f"({summary.n_frames} frames) in {summary.seconds:.1f} s; "
+              f"({summary.n_frames} frames, {summary.precision}) in {summary.seconds:.1f} s; "
               f"{summary.n_already} already had embeddings"
               + (f"; {summary.n_vectors} similarity vectors ({summary.similarity})"
                  if summary.n_vectors else ""))
@@ -221,6 +225,7 @@ def _add_map(sub, parents) -> None:
     add_options(mp, *INDEX_OPTIONS)
     mp.add_argument("--model", "-m", metavar="NAME",
                     help="model to embed with (default: the shipped 'default')")
+    add_options(mp, EMBED_PRECISION, EMBED_DEVICE)
     mp.set_defaults(func=cmd_map)
 
 
