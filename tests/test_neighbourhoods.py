@@ -30,7 +30,7 @@ from soundatlas.neighbourhoods import (
     neighbourhood_from_config,
     parse_neighbourhood,
 )
-from soundatlas.sampling import TrainingData, windows
+from soundatlas.sampling import TrainingData, add_noise, windows
 
 N_BINS = 192
 
@@ -484,8 +484,11 @@ def test_teacher_positives_are_the_teachers_hidden_layer_or_map_neighbours(rende
     dims = 16 if cls is TeacherKNN else teacher.dims  # the map has 3 coordinates: PCA keeps 3
     assert nb.embedding_.shape == (nb.n_candidates_, dims)
     # the definition, by brute force: the PCA of the teacher's hidden layer (teacher-knn) or
-    # map (teacher-map), k nearest candidates of other samples
+    # map (teacher-map) on the windows with the input noise it embeds with, k nearest
+    # candidates of other samples
     w = windows(rendered_data, nb.cand_sample_, nb.cand_centre_, window=teacher.window)
+    w = add_noise(w, np.random.default_rng(params["seed"]), mean=0.1, std=0.01,
+                  compression=rendered_data.compression)
     with torch.no_grad():
         rep = _hidden(teacher, w) if cls is TeacherKNN else teacher(torch.from_numpy(w)).numpy()
     z = (rep - nb.mean_) @ nb.components_.T
@@ -505,6 +508,30 @@ def test_teacher_positives_are_the_teachers_hidden_layer_or_map_neighbours(rende
     check_centres(rendered_data, t)
     assert np.all(t.anchor_sample != t.positive_sample)
     assert np.all(t.anchor_sample != t.negative_sample)
+
+
+@pytest.mark.parametrize("cls", [TeacherKNN, TeacherMap])
+def test_the_teacher_reads_windows_as_embed_gives_them_and_its_neighbours_share_labels(
+        rendered_data, cls):
+    """The shipped model learned instrument and pitch on this bank: the windows it places near
+    each other mostly share both, more often than the input space's neighbours share the
+    instrument (without the input noise it embeds with, the teacher's neighbours were barely
+    better than chance)."""
+    from soundatlas.artifact import ModelArtifact, shipped_model_dir
+
+    params = dict(k=5, n_candidates=2000, far=40, seed=3)
+    nb = cls(**params)
+    nb.set_teacher(ModelArtifact.load(shipped_model_dir()).model)
+    nb.fit(rendered_data)
+    plain = InputKNN(**params).fit(rendered_data)
+
+    def same(neighbourhood, key):
+        t = neighbourhood.draw(np.random.default_rng(0), 2000, rendered_data)
+        labels = np.asarray(rendered_data.labels[key])
+        return np.mean(labels[t.anchor_sample] == labels[t.positive_sample])
+
+    assert same(nb, "instrument") >= 0.85 and same(nb, "instrument") > same(plain, "instrument")
+    assert same(nb, "pitch") >= 0.5
 
 
 def test_teacher_knn_needs_a_teacher_and_clones_keep_it(rendered_data):

@@ -275,7 +275,9 @@ def train(
     data = TrainingData.from_atlas(atlas, train_ids, label_keys=nb.label_keys,
                                    missing_labels="skip")
     if base is not None:
-        nb.set_teacher(base.model)
+        from soundatlas.embed import prediction_noise
+
+        nb.set_teacher(base.model, noise=prediction_noise(base))
     nb.fit(data)
     sampler = TripleSampler(data, nb, batch_size=settings.batch_size, seed=seed,
                             noise=(settings.noise_mean, settings.noise_std),

@@ -12,7 +12,7 @@ import numpy as np
 
 from soundatlas.augment import Augment
 from soundatlas.errors import ParameterError
-from soundatlas.frames import TrainingData
+from soundatlas.frames import DEFAULT_NOISE, TrainingData
 
 
 @dataclass(frozen=True)
@@ -183,10 +183,11 @@ class Neighbourhood:
         Neighbourhood
         """
         twin = type(self)(**self.get_params())
-        twin.set_teacher(getattr(self, "teacher_", None))
+        twin.set_teacher(getattr(self, "teacher_", None),
+                         noise=getattr(self, "teacher_noise_", DEFAULT_NOISE))
         return twin
 
-    def set_teacher(self, model) -> None:
+    def set_teacher(self, model, *, noise=DEFAULT_NOISE) -> None:
         """Give the network a run starts from (``init_from``).
 
         For neighbourhoods that keep its structure (``teacher-knn``); the others ignore it.
@@ -195,6 +196,9 @@ class Neighbourhood:
         ----------
         model : torch.nn.Module or None
             The starting network.
+        noise : (float, float), default=DEFAULT_NOISE
+            The input noise it embeds with (``embed.prediction_noise``): it reads windows as
+            ``embed`` gives them to it.
         """
 
     @property

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from soundatlas.errors import ParameterError
-from soundatlas.frames import TrainingData, draw_centres, windows
+from soundatlas.frames import DEFAULT_NOISE, TrainingData, add_noise, draw_centres, windows
 from soundatlas.neighbourhoods.base import Neighbourhood, Triples, _is_int, register
 
 
@@ -212,16 +212,18 @@ class TeacherKNN(InputKNN):
     _BATCH = 2048
     _layer = "hidden"  # what is compared: the hidden layer; teacher-map's is "map"
 
-    def set_teacher(self, model) -> None:
+    def set_teacher(self, model, *, noise=DEFAULT_NOISE) -> None:
         if model is not None and not hasattr(model, "l3"):
             raise ParameterError(f"{self.name} needs a network with a hidden layer (l3); "
                                  f"{type(model).__name__} has none")
         self.teacher_ = model
+        self.teacher_noise_ = (float(noise[0]), float(noise[1]))
 
     def fit(self, data: TrainingData) -> "TeacherKNN":
         if getattr(self, "teacher_", None) is None:
             raise ParameterError(f"{self.name} keeps the neighbours of the model a run starts "
                                  "from: give one (train --init-from MODEL, or adapt)")
+        self.compression_ = data.compression  # for the noise the teacher reads windows with
         return super().fit(data)
 
     @property
@@ -233,6 +235,12 @@ class TeacherKNN(InputKNN):
         import torch
 
         model, out, hidden = self.teacher_, [], []
+        # as embed gives windows to the network: with its input noise (mean 0.1 on the linear
+        # magnitudes sets a floor the network was trained on; without it the teacher's
+        # neighbours are barely better than chance), drawn from the neighbourhood's seed
+        mean, std = self.teacher_noise_
+        w = add_noise(w, np.random.default_rng(self.seed), mean=mean, std=std,
+                      compression=self.compression_)
         handle = None
         if self._layer == "hidden":
             handle = model.l3.register_forward_hook(lambda _m, _i, o: hidden.append(torch.tanh(o)))

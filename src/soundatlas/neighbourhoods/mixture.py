@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from soundatlas.errors import ParameterError
-from soundatlas.frames import TrainingData
+from soundatlas.frames import DEFAULT_NOISE, TrainingData
 from soundatlas.neighbourhoods.base import (
     NEIGHBOURHOODS,
     Neighbourhood,
@@ -142,16 +142,18 @@ class Mixture(Neighbourhood):
         keep = self.active_ if self.is_fitted() else range(len(self.parts))
         return Mixture([(self.parts[i][0].clone(), self.parts[i][1]) for i in keep])
 
-    def set_teacher(self, model) -> None:
+    def set_teacher(self, model, *, noise=DEFAULT_NOISE) -> None:
         """Give every part the network a run starts from.
 
         Parameters
         ----------
         model : torch.nn.Module or None
             The starting network.
+        noise : (float, float), default=DEFAULT_NOISE
+            The input noise it embeds with.
         """
         for nb, _ in self.parts:
-            nb.set_teacher(model)
+            nb.set_teacher(model, noise=noise)
 
     @property
     def spec(self) -> str:
