@@ -216,3 +216,31 @@ def test_reading_an_atlas_and_model_configs_does_not_load_torch():
             "print('torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"], out.stdout + out.stderr
+
+
+def test_every_public_function_class_and_method_has_a_docstring():
+    """Read as ``help()`` shows it: an override may take its base's docstring."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    missing = []
+    for info in pkgutil.walk_packages(soundatlas.__path__, "soundatlas."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+                continue
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                continue
+            if not inspect.getdoc(obj):
+                missing.append(f"{module.__name__}.{name}")
+            for attr, value in (vars(obj).items() if inspect.isclass(obj) else ()):
+                func = getattr(value, "__func__", value)
+                if attr.startswith("_") or not (inspect.isfunction(func)
+                                                or isinstance(value, property)):
+                    continue
+                if not (inspect.getdoc(getattr(obj, attr)) or getattr(value, "__doc__", None)):
+                    missing.append(f"{module.__name__}.{name}.{attr}")
+    assert not missing, "no docstring: " + ", ".join(missing)

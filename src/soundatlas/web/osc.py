@@ -77,17 +77,26 @@ class EventHub:
         self.n_published = 0
 
     def subscribe(self) -> asyncio.Queue:
+        """A new queue that gets every event published from now on (call on the event loop).
+
+        Returns
+        -------
+        asyncio.Queue
+            Bounded by ``max_queued``; ``unsubscribe`` it when done.
+        """
         queue: asyncio.Queue = asyncio.Queue(self.max_queued)
         with self._lock:
             self._subscribers.append((asyncio.get_running_loop(), queue))
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue) -> None:
+        """Stop handing events to ``queue`` (from ``subscribe``); unknown queues are ignored."""
         with self._lock:
             self._subscribers = [(lp, q) for lp, q in self._subscribers if q is not queue]
 
     @property
     def n_subscribers(self) -> int:
+        """How many queues are subscribed now."""
         with self._lock:
             return len(self._subscribers)
 
@@ -126,6 +135,15 @@ class OscOut:
         self.n_sent = 0
 
     def send(self, address: str, args: list) -> None:
+        """Send one OSC message to the endpoint.
+
+        Parameters
+        ----------
+        address : str
+            The OSC address, e.g. ``/soundatlas/hover``.
+        args : list
+            Its arguments (int, float or str each).
+        """
         self.client.send_message(address, args)
         self.n_sent += 1
 
@@ -169,6 +187,7 @@ class OscIn:
                                  f"{exc.strerror or exc}") from None
 
     def start(self) -> "OscIn":
+        """Listen (binding the endpoint if not yet) on a daemon thread; returns ``self``."""
         if self.server is None:
             self.server = self._bind(self.endpoint)
         self.thread = threading.Thread(target=self.server.serve_forever, name="osc-in",
@@ -177,6 +196,7 @@ class OscIn:
         return self
 
     def stop(self) -> None:
+        """Stop listening and close the socket (waits up to 5 s for the thread); idempotent."""
         if self.server is None:
             return
         if self.thread is not None:
