@@ -17,6 +17,8 @@ by example search.
 
 from __future__ import annotations
 
+import collections
+import functools
 import hashlib
 import threading
 import time
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from soundatlas import similarity
+from soundatlas.pipeline import run_batches
 from soundatlas.sampling import frame_energy  # noqa: F401  (one definition, re-exported)
 
 __all__ = ["embed_features", "embed_many", "embed_file", "embed_outside_file", "prediction_noise",
@@ -398,10 +401,16 @@ def embed_atlas(
     progress: Callable[[int, int], None] | None = None,
     precision: str = "auto",
     device: str = "cpu",
+    executor=None,
 ) -> EmbedSummary:
     """Embed every sample of the atlas that has no embedding for the model yet, each with its
     similarity vector (``soundatlas.similarity``) in the same pass; then give a vector to every
     embedded sample that lacks one (embedded before they existed, or of another space).
+
+    This process reads the features and commits the results, batch by batch in order; the
+    network runs here, or with ``executor`` on other processes or machines (a Dask cluster's
+    workers), which need neither the atlas nor the library: a batch's features travel to them
+    and its trajectories, points and vectors come back. The atlas is the same either way.
 
     Parameters
     ----------
@@ -419,7 +428,11 @@ def embed_atlas(
         The network's arithmetic: ``auto`` is bf16 where ``device`` has it natively
         (``model.inference_precision``), fp32 the exact path.
     device : {'cpu', 'cuda'}, default='cpu'
-        Where the network runs.
+        Where the network runs (here; an executor's workers use their CPU).
+    executor : concurrent.futures.Executor, optional
+        Where the batches run instead of this process: a Dask client's executor
+        (``Client(address).get_executor()``), to which the model is sent once, or any other
+        executor, to which it goes with every batch. A batch whose worker dies is run again.
 
     Returns
     -------
@@ -450,31 +463,86 @@ def embed_atlas(
     if todo and atlas.embed_precision(artifact.name) != precision:
         atlas.set_embed_precision(artifact.name, precision)  # what uploads are embedded with
     done = n_already
-    for ids, new in ((todo, True), (fill, False)):
-        for i in range(0, len(ids), batch_size):
-            records = atlas.samples(ids[i : i + batch_size])
-            feats = [atlas.features(rec) for rec in records]
-            out = embed_many(model, feats, noise=noise, rngs=[_noise_rng(r.hash) for r in records],
-                             compression=atlas.cqt_params.compression,
-                             with_hidden=space is not None, precision=precision)
-            trajs, hiddens = zip(*out) if space is not None else (out, None)
-            energies = [frame_energy(F) for F in feats]
-            vectors = None if hiddens is None else [
-                sample_vector(h, e) for h, e in zip(hiddens, energies)]
-            if new:
-                items = [(rec.id, traj, point_of(traj, e))
-                         for rec, traj, e in zip(records, trajs, energies)]
-                n_frames += sum(len(F) for F in feats)
-                atlas.commit_embeddings(model_id, items, similarity=vectors)
-            else:
-                atlas.commit_similarity(model_id, [(r.id, v) for r, v in zip(records, vectors)])
-            done += len(records)
-            if progress:
-                progress(done, n_total)
+    stage = functools.partial(_embed_batch, noise=noise, compression=atlas.cqt_params.compression,
+                              with_vector=space is not None, precision=precision)
+    ref = model if executor is None else _model_ref(model, executor)
+    read: collections.deque = collections.deque()  # what each batch in flight holds, in order
+
+    def batches():
+        for ids, new in ((todo, True), (fill, False)):
+            for i in range(0, len(ids), batch_size):
+                records = atlas.samples(ids[i : i + batch_size])
+                feats = [atlas.features(rec) for rec in records]
+                read.append((records, new, sum(len(F) for F in feats)))
+                yield ref, feats, [r.hash for r in records]
+
+    results = map(stage, batches()) if executor is None else \
+        run_batches(stage, batches(), executor=executor)
+    for out in results:
+        records, new, frames = read.popleft()
+        if new:
+            items = [(rec.id, traj, point) for rec, (traj, point, _v) in zip(records, out)]
+            vectors = None if space is None else [v for _t, _p, v in out]
+            n_frames += frames
+            atlas.commit_embeddings(model_id, items, similarity=vectors)
+        else:
+            atlas.commit_similarity(model_id, [(r.id, v) for r, (_t, _p, v) in zip(records, out)])
+        done += len(records)
+        if progress:
+            progress(done, n_total)
     n_vectors = (len(todo) + len(fill)) if space is not None else 0
     return EmbedSummary(artifact.name, len(todo), n_already, n_frames, time.perf_counter() - start,
                         n_vectors=n_vectors, similarity=space["name"] if space else None,
                         precision=precision, device=device)
+
+
+def _embed_batch(batch, *, noise, compression, with_vector, precision) -> list:
+    """One batch of ``embed_atlas``: (model or its payload, features, content hashes) ->
+    (trajectory, point, similarity vector or None) per file. Runs where the executor puts it."""
+    ref, feats, hashes = batch
+    model = ref if isinstance(ref, torch.nn.Module) else _model_of(ref)
+    out = embed_many(model, feats, noise=noise, rngs=[_noise_rng(h) for h in hashes],
+                     compression=compression, with_hidden=with_vector, precision=precision)
+    rows = []
+    for F, o in zip(feats, out):
+        traj, hidden = o if with_vector else (o, None)
+        energy = frame_energy(F)
+        rows.append((traj, point_of(traj, energy),
+                     None if hidden is None else sample_vector(hidden, energy)))
+    return rows
+
+
+_MODELS: dict[str, torch.nn.Module] = {}  # a worker's models, by the digest of their weights
+
+
+def _model_ref(model, executor):
+    """What a batch names its model by on ``executor``: the model's payload (architecture and
+    weights as arrays), scattered once to every worker of a Dask cluster."""
+    from soundatlas.model import state_to_arrays
+
+    arrays = state_to_arrays(model)
+    digest = hashlib.blake2b(digest_size=16)
+    for name in sorted(arrays):
+        digest.update(name.encode() + arrays[name].tobytes())
+    payload = {"digest": digest.hexdigest(), "architecture": model.get_params(),
+               "arrays": arrays}
+    client = getattr(executor, "_client", None)  # a Dask executor: send the weights once
+    return payload if client is None else client.scatter(payload, broadcast=True, hash=False)
+
+
+def _model_of(payload: dict) -> torch.nn.Module:
+    """The model a payload describes, built once per process (one torch thread: one batch
+    per worker thread)."""
+    from soundatlas.model import build_model, load_arrays
+
+    model = _MODELS.get(payload["digest"])
+    if model is None:
+        torch.set_num_threads(1)
+        arch = dict(payload["architecture"])
+        model = load_arrays(build_model(arch.pop("arch"), **arch), payload["arrays"]).eval()
+        _MODELS.clear()  # one model at a time
+        _MODELS[payload["digest"]] = model
+    return model
 
 
 def _device(device: str) -> "torch.device":

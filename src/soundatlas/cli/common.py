@@ -248,6 +248,12 @@ EMBED_PRECISION = option("--precision", choices=PRECISIONS, default="auto",
                          "fp32; else fp32), fp32 (exact) or bf16 (default: auto)")
 EMBED_DEVICE = option("--device", choices=["cpu", "cuda"], default="cpu",
                       help="where the network runs (default: cpu)")
+#: ``--scheduler`` of the commands that run batches on a Dask cluster (``index``, ``embed``,
+#: ``map``).
+SCHEDULER = option("--scheduler", metavar="ADDRESS",
+                   help="run the batches on a Dask distributed cluster (e.g. tcp://host:8786): "
+                   "index's workers must see the library at the same path; embed's get the "
+                   "features and the model from this process")
 #: ``--jobs`` of the commands that run worker processes.
 JOBS = option("--jobs", type=positive_int, metavar="N", help="processes (default: one per core)")
 

@@ -19,6 +19,7 @@ from soundatlas.cli.common import (
     EMBED_DEVICE,
     EMBED_PRECISION,
     EXIT_OK,
+    SCHEDULER,
     SEED,
     THREADS,
     add_options,
@@ -31,7 +32,7 @@ from soundatlas.cli.common import (
     print_json,
     progress_bar,
 )
-from soundatlas.cli.library import INDEX_OPTIONS, print_index_summary, run_index
+from soundatlas.cli.library import INDEX_OPTIONS, executor_for, print_index_summary, run_index
 from soundatlas.cli.train_flags import SettingFlags, train_settings
 
 #: adapt's defaults, read from AdaptSettings' fields (building one would load torch).
@@ -149,7 +150,8 @@ def _embed(args, atlas):
     model_id = ensure_registered(atlas, artifact, registration)
     with progress_bar(args, desc=f"embedding ({artifact.name})", unit="file") as progress:
         return embed_atlas(atlas, artifact, model_id, progress=progress,
-                           precision=args.precision, device=args.device)
+                           precision=args.precision, device=args.device,
+                           executor=executor_for(args))
 
 
 def _add_embed(sub, parents) -> None:
@@ -161,7 +163,7 @@ def _add_embed(sub, parents) -> None:
     e.add_argument("--model", "-m", metavar="NAME",
                    help="a model of the atlas, a shipped model or a model directory "
                    "(default: the shipped 'default')")
-    add_options(e, EMBED_PRECISION, EMBED_DEVICE)
+    add_options(e, EMBED_PRECISION, EMBED_DEVICE, SCHEDULER)
     e.set_defaults(func=cmd_embed)
 
 

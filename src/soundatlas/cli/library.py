@@ -14,6 +14,7 @@ from soundatlas.cli.common import (
     ATLAS,
     EXIT_OK,
     JOBS,
+    SCHEDULER,
     UsageError,
     add_options,
     as_dict,
@@ -27,7 +28,7 @@ from soundatlas.cli.common import (
 )
 from soundatlas.errors import SoundAtlasError
 
-__all__ = ["register", "INDEX_OPTIONS", "run_index", "print_index_summary", "human_bytes",
+__all__ = ["register", "INDEX_OPTIONS", "run_index", "executor_for", "print_index_summary", "human_bytes",
            "cmd_demo_library", "cmd_index", "cmd_info", "cmd_cqt"]
 
 
@@ -175,9 +176,7 @@ INDEX_OPTIONS = (
            help="analyse every file again with the current CQT kernel (multirate) when "
            "the atlas's features were made with another (an out-of-date atlas names "
            "this)"),
-    option("--scheduler", metavar="ADDRESS",
-           help="run the batches on a Dask distributed cluster (e.g. tcp://host:8786); "
-           "its workers must see the library at the same path"),
+    SCHEDULER,
 )
 
 
@@ -214,7 +213,7 @@ def run_index(args: argparse.Namespace):
             args.library, atlas_dir=args.atlas, label_sources=_label_sources(args),
             params=params, refresh_features=args.refresh_features,
             max_duration=args.max_duration, n_jobs=args.jobs, batch_size=args.batch_size,
-            executor=_executor(args), progress=progress,
+            executor=executor_for(args), progress=progress,
         )
 
 
@@ -227,7 +226,14 @@ def _label_sources(args):
     return None
 
 
-def _executor(args):
+def executor_for(args):
+    """The Dask cluster's executor ``--scheduler`` names (None: this machine).
+
+    Raises
+    ------
+    UsageError
+        When Dask distributed is not installed.
+    """
     if not getattr(args, "scheduler", None):
         return None
     try:

@@ -1,0 +1,158 @@
+"""Embedding on a real Dask cluster started as a user starts one (`dask scheduler`, two `dask
+worker` processes): the atlas equals a local run's, and a worker killed mid-run loses and
+duplicates nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from soundatlas.artifact import resolve_model  # noqa: E402
+from soundatlas.atlas import Atlas  # noqa: E402
+from soundatlas.embed import embed_atlas, ensure_registered  # noqa: E402
+from soundatlas.indexing import cqt_for_model, index_library  # noqa: E402
+
+BIN = Path(sys.executable).parent
+PRECISION = "fp32"  # the same arithmetic on any CPU, so the atlases can be compared exactly
+
+
+def _wait_for(condition, what: str, timeout: float = 120.0) -> None:
+    """Poll ``condition`` until it holds (a start-up wait, not a check that nothing happened)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """`dask scheduler` on a port the OS picks and two single-threaded `dask worker` processes
+    without nannies (a killed worker stays dead), as subprocesses; a client to them."""
+    scheduler_file = tmp_path / "scheduler.json"
+    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--scheduler-file",
+                               str(scheduler_file), "--port", "0", "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        _wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0,
+                  "the scheduler file")
+        for _ in range(2):
+            procs.append(subprocess.Popen(
+                [str(BIN / "dask"), "worker", "--scheduler-file", str(scheduler_file),
+                 "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with distributed.Client(scheduler_file=str(scheduler_file)) as client:
+            client.wait_for_workers(2, timeout=120)
+            yield client, procs[1:]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+@pytest.fixture(scope="module")
+def indexed(rendered_library_master, tmp_path_factory) -> Path:
+    lib = tmp_path_factory.mktemp("dask-embed") / "lib"
+    shutil.copytree(rendered_library_master, lib)
+    index_library(lib, n_jobs=2, params=cqt_for_model(lib, None, "default"))
+    return lib / ".soundatlas"
+
+
+def _embed(src: Path, dst: Path, **kw):
+    """Embed a copy of ``src``; here with one torch thread, as each worker runs (the thread
+    count changes the last bit of some fp32 sums: with the same count the atlases are equal)."""
+    import torch
+
+    shutil.copytree(src, dst)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with Atlas.open(dst, write=True) as atlas:
+            artifact, registration = resolve_model(atlas, "default")
+            model_id = ensure_registered(atlas, artifact, registration)
+            return embed_atlas(atlas, artifact, model_id, precision=PRECISION, batch_size=8,
+                               **kw)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def local(indexed, tmp_path_factory) -> dict:
+    """The atlas as a local run embeds it, and what that run said."""
+    atlas_dir = tmp_path_factory.mktemp("local") / "atlas"
+    summary = _embed(indexed, atlas_dir)
+    return {"summary": summary, **_stored(atlas_dir)}
+
+
+def _stored(atlas_dir: Path) -> dict:
+    with Atlas.open(atlas_dir) as atlas:
+        model_id = atlas.model("default").id
+        ids, points = atlas.points(model_id)
+        trajs = atlas.trajectories(model_id, ids.tolist())
+        vec_ids, vectors = atlas.similarity_vectors(model_id)
+        n_rows = atlas.conn.execute("SELECT COUNT(*) FROM embeddings WHERE model_id = ?",
+                                    (model_id,)).fetchone()[0]
+        return {"ids": ids, "points": points, "trajs": [trajs[i] for i in ids.tolist()],
+                "vec_ids": vec_ids, "vectors": vectors, "n_rows": n_rows,
+                "n_samples": atlas.n_samples()}
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    np.testing.assert_array_equal(a["ids"], b["ids"])
+    np.testing.assert_array_equal(a["points"], b["points"])
+    for x, y in zip(a["trajs"], b["trajs"]):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(a["vec_ids"], b["vec_ids"])
+    np.testing.assert_array_equal(a["vectors"], b["vectors"])
+    assert a["n_rows"] == b["n_rows"] == a["n_samples"]
+
+
+def test_embedding_on_a_cluster_gives_the_atlas_a_local_run_gives(cluster, indexed, local,
+                                                                  tmp_path):
+    client, _workers = cluster
+    remote = _embed(indexed, tmp_path / "cluster", executor=client.get_executor())
+    assert remote.n_embedded == local["summary"].n_embedded == local["n_samples"]
+    _assert_same(_stored(tmp_path / "cluster"), local)
+    # the batches ran on the workers, which hold the model
+    assert any(client.run(lambda: bool(__import__("soundatlas.embed").embed._MODELS)).values())
+
+
+def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, indexed, local, tmp_path):
+    client, workers = cluster
+    killed = []
+
+    def kill_one_worker(done, total):
+        if not killed and done > 0:  # the first batch is committed, others are in flight
+            os.kill(workers[0].pid, signal.SIGKILL)
+            killed.append(done)
+
+    remote = _embed(indexed, tmp_path / "cluster", executor=client.get_executor(),
+                    progress=kill_one_worker)
+    assert killed and killed[0] < remote.n_embedded  # it died before the end
+    workers[0].wait()
+    assert remote.n_embedded == local["summary"].n_embedded
+    _assert_same(_stored(tmp_path / "cluster"), local)
+
+
+def test_embed_takes_the_scheduler_on_the_command_line(cluster, indexed, local, tmp_path):
+    client, _workers = cluster
+    atlas_dir = tmp_path / "atlas"
+    shutil.copytree(indexed, atlas_dir)
+    run = subprocess.run([str(BIN / "soundatlas"), "embed", "--atlas", str(atlas_dir),
+                          "--scheduler", client.scheduler.address, "--precision", PRECISION,
+                          "--json", "-q"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["n_embedded"] == local["n_samples"] > 0
+    _assert_same(_stored(atlas_dir), local)
