@@ -145,14 +145,18 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(cluster, indexed, 
     _assert_same(_stored(tmp_path / "cluster"), local)
 
 
-def test_embed_takes_the_scheduler_on_the_command_line(cluster, indexed, local, tmp_path):
+def test_map_takes_the_scheduler_for_indexing_and_embedding(cluster, indexed, local, tmp_path):
     client, _workers = cluster
-    atlas_dir = tmp_path / "atlas"
-    shutil.copytree(indexed, atlas_dir)
-    run = subprocess.run([str(BIN / "soundatlas"), "embed", "--atlas", str(atlas_dir),
-                          "--scheduler", client.scheduler.address, "--precision", PRECISION,
-                          "--json", "-q"], capture_output=True, text=True, timeout=300)
+    lib = tmp_path / "lib"
+    shutil.copytree(indexed.parent, lib)  # the library with its atlas, nothing embedded yet
+    (lib / "flute" / "new.wav").write_bytes(next((lib / "flute").glob("*.wav")).read_bytes())
+    run = subprocess.run([str(BIN / "soundatlas"), "map", str(lib), "--scheduler",
+                          client.scheduler.address, "--precision", PRECISION, "--json", "-q"],
+                         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
-    assert summary["n_embedded"] == local["n_samples"] > 0
-    _assert_same(_stored(atlas_dir), local)
+    assert summary["index"]["n_indexed"] == 1  # the new file, analysed on a worker
+    assert summary["embed"]["n_embedded"] == local["n_samples"] + 1
+    stored = _stored(lib / ".soundatlas")
+    keep = np.isin(stored["ids"], local["ids"])
+    np.testing.assert_array_equal(stored["points"][keep], local["points"])
