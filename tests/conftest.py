@@ -54,6 +54,18 @@ def rendered_library_master(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def indexed_for_default(rendered_library_master, tmp_path_factory) -> Path:
+    """The small render indexed with the shipped model's CQT, nothing embedded: an atlas to copy,
+    never to change."""
+    from soundatlas.indexing import cqt_for_model, index_library
+
+    lib = tmp_path_factory.mktemp("indexed-for-default") / "lib"
+    shutil.copytree(rendered_library_master, lib)
+    index_library(lib, n_jobs=2, params=cqt_for_model(lib, None, "default"))
+    return lib / ".soundatlas"
+
+
 @pytest.fixture
 def rendered_library(rendered_library_master, tmp_path) -> Path:
     """A private copy of the small render, free to modify."""

@@ -21,7 +21,6 @@ distributed = pytest.importorskip("distributed")
 from soundatlas.artifact import resolve_model  # noqa: E402
 from soundatlas.atlas import Atlas  # noqa: E402
 from soundatlas.embed import embed_atlas, ensure_registered  # noqa: E402
-from soundatlas.indexing import cqt_for_model, index_library  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PRECISION = "fp32"  # the same arithmetic on any CPU, so the atlases can be compared exactly
@@ -62,11 +61,8 @@ def cluster(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def indexed(rendered_library_master, tmp_path_factory) -> Path:
-    lib = tmp_path_factory.mktemp("dask-embed") / "lib"
-    shutil.copytree(rendered_library_master, lib)
-    index_library(lib, n_jobs=2, params=cqt_for_model(lib, None, "default"))
-    return lib / ".soundatlas"
+def indexed(indexed_for_default) -> Path:
+    return indexed_for_default
 
 
 def _embed(src: Path, dst: Path, **kw):

@@ -17,7 +17,6 @@ from soundatlas.artifact import resolve_model
 from soundatlas.atlas import Atlas
 from soundatlas.embed import embed_atlas, ensure_registered
 from soundatlas.errors import ParameterError
-from soundatlas.indexing import cqt_for_model, index_library
 from soundatlas.model import build_model, inference_precision, native_bf16
 from soundatlas.settings import PRECISIONS
 
@@ -25,12 +24,8 @@ BIN = Path(sys.executable).parent / "soundatlas"
 
 
 @pytest.fixture(scope="module")
-def indexed(rendered_library_master, tmp_path_factory) -> Path:
-    """The small render, indexed for the shipped model, nothing embedded yet."""
-    lib = tmp_path_factory.mktemp("precision") / "lib"
-    shutil.copytree(rendered_library_master, lib)
-    index_library(lib, n_jobs=2, params=cqt_for_model(lib, None, "default"))
-    return lib / ".soundatlas"
+def indexed(indexed_for_default) -> Path:
+    return indexed_for_default
 
 
 def _embed_copy(indexed: Path, atlas_dir: Path, precision: str) -> dict:

@@ -22,6 +22,7 @@ import functools
 import hashlib
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -517,7 +518,7 @@ _MODELS: dict[str, torch.nn.Module] = {}  # a worker's models, by the digest of 
 
 def _model_ref(model, executor):
     """What a batch names its model by on ``executor``: the model's payload (architecture and
-    weights as arrays), scattered once to every worker of a Dask cluster."""
+    weights as arrays), or on a Dask cluster a task that gives it, fetched once per worker."""
     from soundatlas.model import state_to_arrays
 
     arrays = state_to_arrays(model)
@@ -527,7 +528,18 @@ def _model_ref(model, executor):
     payload = {"digest": digest.hexdigest(), "architecture": model.get_params(),
                "arrays": arrays}
     client = getattr(executor, "_client", None)  # a Dask executor: send the weights once
-    return payload if client is None else client.scatter(payload, broadcast=True, hash=False)
+    if client is None:
+        return payload
+    # A task that returns the payload, not scattered data: a worker fetches it once from the
+    # worker that holds it, and when every holder dies the scheduler recomputes it from the
+    # task (scattered data would be lost, and with it every batch that needs it).
+    with warnings.catch_warnings():  # "Sending large graph": the weights, once per run
+        warnings.filterwarnings("ignore", message="Sending large graph")
+        return client.submit(_same, payload, pure=False)
+
+
+def _same(x):
+    return x
 
 
 def _model_of(payload: dict) -> torch.nn.Module:
