@@ -132,21 +132,26 @@ def test_adapt_on_the_command_line_pauses_names_its_resume_command_and_registers
     shutil.copytree(unlabelled, atlas_dir)
     run = subprocess.run([str(BIN), "adapt", "--atlas", str(atlas_dir), "-m", "b", "--name", "mine",
                           "--iterations", "20", "--lr", "0.005", "-n", "input-knn:2,augment-pair:1",
-                          "--seed", "2", "--stop-after", "10", "-q"], capture_output=True, text=True)
+                          "--augment", "none", "--seed", "2", "--stop-after", "10", "-q"],
+                         capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     command = run.stdout.split("continue with `")[1].split("`")[0]
     words = shlex.split(command)
     for flag, value in (("-m", "b"), ("--model", "b"), ("--name", "mine"), ("--iterations", "20"),
-                        ("--lr", "0.005"), ("-n", "input-knn:2,augment-pair:1"), ("--seed", "2")):
+                        ("--lr", "0.005"), ("-n", "input-knn:2,augment-pair:1"),
+                        ("--augment", "none"), ("--seed", "2")):
         if flag in words:
             assert words[words.index(flag) + 1] == value
     assert words[-1] == "--resume" and "--model" in words and "-n" in words and "--name" in words
+    assert "--augment" in words
     resumed = subprocess.run([str(BIN), *words[1:], "--json", "-q"], capture_output=True,
                              text=True)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert summary["done"] and summary["resumed_from"] == 10 and summary["lr"] == 0.005
-    assert summary["name"] == "mine" and summary["base"] == "b"
+    assert summary["name"] == "mine" and summary["base"] == "b" and summary["augment"] == "none"
+    with Atlas.open(atlas_dir) as atlas:
+        assert atlas.model("mine").config["settings"]["augment"] is None
     page = subprocess.run([str(BIN), "serve", "--atlas", str(atlas_dir), "--get", "/api/atlas"],
                           capture_output=True, text=True)
     models = json.loads(page.stdout[page.stdout.index("{"):])["models"]

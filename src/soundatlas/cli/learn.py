@@ -275,6 +275,10 @@ def _add_adapt(sub, parents) -> None:
                     "neighbours), teacher-knn (neighbours in the base model's hidden layer), "
                     "teacher-map (neighbours on the base model's map), augment-pair "
                     f"(default: {_ADAPT_DEFAULTS.neighbourhood})")
+    ad.add_argument("--augment", default=_ADAPT_DEFAULTS.augment, metavar="SPEC",
+                    help="augmentation of every training window, as train --augment reads it "
+                    f"('none': off; default: {_ADAPT_DEFAULTS.augment}); augment-pair's own "
+                    "pairs are augmented either way")
     add_options(ad, SEED, THREADS)
     ad.add_argument("--resume", action="store_true",
                     help="continue an interrupted adaptation from its checkpoint")
@@ -290,6 +294,7 @@ def _adapt_resume_command(args: argparse.Namespace) -> str:
                                  ("--iterations", args.iterations, _ADAPT_DEFAULTS.iterations),
                                  ("--lr", args.lr, _ADAPT_DEFAULTS.lr),
                                  ("-n", args.neighbourhood, _ADAPT_DEFAULTS.neighbourhood),
+                                 ("--augment", args.augment, _ADAPT_DEFAULTS.augment),
                                  ("--seed", args.seed, 0)):
         if value is not None and value != default:
             words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
@@ -301,7 +306,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from soundatlas.adapt import AdaptSettings, adapt
 
     settings = AdaptSettings(iterations=args.iterations, lr=args.lr,
-                             neighbourhood=args.neighbourhood)
+                             neighbourhood=args.neighbourhood, augment=args.augment)
     with open_atlas(args, write=True) as atlas, \
             progress_bar(args, desc="adapting", unit="it") as train_bar, \
             progress_bar(args, desc="embedding", unit="file") as embed_bar:
