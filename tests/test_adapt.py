@@ -17,6 +17,7 @@ from soundatlas.atlas import Atlas
 from soundatlas.errors import ParameterError
 from soundatlas.indexing import index_library
 from soundatlas.labels import LabelSources
+from soundatlas.neighbourhoods import parse_neighbourhood
 
 BIN = Path(sys.executable).parent / "soundatlas"
 SETTINGS = AdaptSettings(iterations=40)
@@ -59,7 +60,8 @@ def test_adapt_fine_tunes_without_labels_registers_beside_the_base_and_embeds(un
         config = names["b-adapted"].config
         assert config["init_from"]["name"] == "b"
         parts = {p["name"] for p in config["neighbourhood"]["parts"]}
-        assert parts == {"input-knn", "augment-pair"}
+        assert parts == {"teacher-map", "augment-pair"}
+        assert config["settings"]["lr"] == AdaptSettings().lr
         assert config["settings"]["augment"] is not None
     base, tuned = _weights(atlas_dir, "b"), _weights(atlas_dir, "b-adapted")
     assert base.keys() == tuned.keys()
@@ -109,7 +111,7 @@ def test_adapt_refuses_its_base_name_and_bad_settings(unlabelled):
     with Atlas.open(unlabelled) as atlas:
         with pytest.raises(ParameterError, match="base model's"):
             adapt(atlas, base="b", name="b", settings=SETTINGS)
-    assert ADAPT_NEIGHBOURHOOD.count(",") == 1  # two label-free parts
+    assert not parse_neighbourhood(ADAPT_NEIGHBOURHOOD).label_keys  # the default needs no labels
 
 
 def test_adapt_names_the_kernel_when_the_base_reads_other_features(unlabelled):

@@ -1,11 +1,13 @@
 """Label-free adaptation: fine-tune a model to the user's own library (docs/DESIGN.md §5).
 
-A user's folder has no labels the map could learn from, but two neighbourhoods need none: a
-window's nearest neighbours in the input space (``input-knn``) and the same sound under two
+A user's folder has no labels the map could learn from, but some neighbourhoods need none: a
+window's nearest neighbours on the base model's own map (``teacher-map``), in its hidden layer
+(``teacher-knn``) or in the input space (``input-knn``), and the same sound under two
 augmentations (``augment-pair``). ``adapt`` starts from a model (the shipped ``default`` unless
-told otherwise), trains on a mixture of those two on the atlas's training split, registers the
-result beside its base and embeds the whole library with it, so the page's model switcher offers
-both maps. Everything flows from the seed: a run killed and resumed (``resume=True``) ends with
+told otherwise), trains on a mixture of them (by default ``teacher-map`` and ``augment-pair``,
+chosen on tuning sets: docs/RESULTS.md) on the atlas's training split, registers the result
+beside its base and embeds the whole library with it, so the page's model switcher offers both
+maps. Everything flows from the seed: a run killed and resumed (``resume=True``) ends with
 the weights an uninterrupted one ends with.
 """
 
@@ -18,8 +20,10 @@ from soundatlas.errors import ParameterError
 
 __all__ = ["ADAPT_NEIGHBOURHOOD", "AdaptSettings", "adapt", "adapt_settings"]
 
-#: The label-free neighbourhoods an adaptation trains on, with their weights.
-ADAPT_NEIGHBOURHOOD = "input-knn:1,augment-pair:1"
+#: The label-free neighbourhoods an adaptation trains on, with their weights: keep what the base
+#: shows (its map's neighbours), learn what the user's recordings vary (augment-pair). Chosen
+#: with the learning rate on MuseScore tuning sets, never on the held-out bank (docs/RESULTS.md).
+ADAPT_NEIGHBOURHOOD = "teacher-map:1,augment-pair:1"
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,7 @@ class AdaptSettings:
     ----------
     iterations : int, default=3000
         Training steps of 32 triples.
-    lr : float, default=0.01
+    lr : float, default=0.003
         The SGD learning rate.
     augment : str, default='default'
         The augmentation of the training windows (an :mod:`soundatlas.augment` spec).
@@ -45,7 +49,7 @@ class AdaptSettings:
     """
 
     iterations: int = 3000
-    lr: float = 0.01
+    lr: float = 0.003
     augment: str = "default"
     neighbourhood: str = ADAPT_NEIGHBOURHOOD
 

@@ -257,8 +257,9 @@ def _add_adapt(sub, parents) -> None:
                         help="fine-tune a model to this library without labels, and embed",
                         description="Label-free adaptation: fine-tune a model (default: the "
                         "shipped 'default') on the atlas's own sounds with neighbourhoods that "
-                        "need no labels (by default input-space neighbours and the same sound "
-                        "under two augmentations), register it beside its base as BASE-adapted "
+                        "need no labels (by default the base model's own map neighbours and the "
+                        "same sound under two augmentations), register it beside its base as "
+                        "BASE-adapted "
                         "and embed every sample with it. Resumable (--resume).")
     add_options(ad, ATLAS)
     ad.add_argument("--model", "-m", default="default", metavar="NAME",
