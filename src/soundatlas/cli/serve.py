@@ -107,6 +107,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(describe_response(status, headers, body))
         return EXIT_OK if 200 <= status < 300 else EXIT_FAIL
     import uvicorn
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread per request: the server answers many requests at once on its own threads,
+    # and each nearest-sounds scan asking the BLAS for all cores made 20 concurrent clients wait
+    # on each other (p50 714 ms against 75 ms; benchmarks/RESULTS.md, bench_scale at 10k).
+    threadpool_limits(1, user_api="blas")
 
     if not loopback:
         print(f"soundatlas serve: warning: {args.host} is not a loopback address: anyone who can "
