@@ -80,16 +80,10 @@ def embed_file(artifact, F: np.ndarray, content_hash: str, *, compression: float
     model = artifact.model.eval()
     device = next(model.parameters()).device.type
     space = similarity.space_for(model) if with_vector else None
-    out = embed_many(model, [F], noise=prediction_noise(artifact),
-                     rngs=[_noise_rng(content_hash)], compression=compression,
-                     with_hidden=space is not None,
-                     precision=inference_precision(precision, device))[0]
-    traj, hidden = out if space is not None else (out, None)
-    energy = frame_energy(F)
-    if not with_vector:
-        return traj, point_of(traj, energy)
-    vector = None if hidden is None else sample_vector(hidden, energy)
-    return traj, point_of(traj, energy), vector
+    traj, point, vector = _embed_batch(
+        (model, [F], [content_hash]), noise=prediction_noise(artifact), compression=compression,
+        with_vector=space is not None, precision=inference_precision(precision, device))[0]
+    return (traj, point, vector) if with_vector else (traj, point)
 
 
 def embed_outside_file(atlas, artifact, path, *, content_hash: str | None = None,

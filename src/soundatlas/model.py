@@ -399,8 +399,10 @@ def build_model(arch: str = "paper", **params) -> nn.Module:
     if arch not in ARCHITECTURES:
         raise ParameterError(f"arch={arch!r} is unknown; known: {', '.join(sorted(ARCHITECTURES))}")
     cls = ARCHITECTURES[arch]
-    params = {_OLD_PARAM_NAMES.get(k, k) if _OLD_PARAM_NAMES.get(k) not in params else k: v
-              for k, v in params.items()}
+    params = dict(params)
+    for old, new in _OLD_PARAM_NAMES.items():
+        if old in params and new not in params:
+            params[new] = params.pop(old)
     known = inspect.signature(cls).parameters
     for name in params:
         if name not in known:
