@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 from soundatlas.cli.common import (
@@ -227,7 +228,8 @@ def _label_sources(args):
 
 
 def executor_for(args):
-    """The Dask cluster's executor ``--scheduler`` names (None: this machine).
+    """The Dask cluster's executor ``--scheduler`` names (None: this machine); ``map``'s index
+    and embed steps share one client.
 
     Raises
     ------
@@ -236,11 +238,16 @@ def executor_for(args):
     """
     if not getattr(args, "scheduler", None):
         return None
+    return _dask_client(args.scheduler).get_executor()
+
+
+@functools.lru_cache(maxsize=None)
+def _dask_client(address: str):
     try:
         from distributed import Client
     except ImportError:
         raise UsageError("--scheduler needs Dask distributed: pip install 'distributed'") from None
-    return Client(args.scheduler).get_executor()
+    return Client(address)
 
 
 def print_index_summary(s) -> None:
