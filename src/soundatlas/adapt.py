@@ -34,10 +34,11 @@ class AdaptSettings:
     ----------
     iterations : int, default=3000
         Training steps of 32 triples.
-    lr : float, default=0.003
+    lr : float, default=0.01
         The SGD learning rate.
-    augment : str, default='default'
-        The augmentation of the training windows (an :mod:`soundatlas.augment` spec).
+    augment : str, default='none'
+        The augmentation of the training windows (an :mod:`soundatlas.augment` spec). Off by
+        default: ``augment-pair`` draws its own pairs of augmentations whatever this says.
     neighbourhood : str, default=ADAPT_NEIGHBOURHOOD
         Label-free neighbourhoods with weights (``input-knn``, ``teacher-knn``, ``teacher-map``,
         ``augment-pair``), as ``train -n`` reads them.
@@ -49,8 +50,8 @@ class AdaptSettings:
     """
 
     iterations: int = 3000
-    lr: float = 0.003
-    augment: str = "default"
+    lr: float = 0.01
+    augment: str = "none"
     neighbourhood: str = ADAPT_NEIGHBOURHOOD
 
     def __post_init__(self):

@@ -289,16 +289,16 @@ def _add_adapt(sub, parents) -> None:
 
 
 def _adapt_resume_command(args: argparse.Namespace) -> str:
-    """The command that continues this adaptation: the same run, so the same settings."""
-    words = ["soundatlas", "adapt", "--atlas", str(atlas_dir(args))]
-    for flag, value, default in (("--model", args.model, "default"), ("--name", args.name, None),
-                                 ("--iterations", args.iterations, _ADAPT_DEFAULTS.iterations),
-                                 ("--lr", args.lr, _ADAPT_DEFAULTS.lr),
-                                 ("-n", args.neighbourhood, _ADAPT_DEFAULTS.neighbourhood),
-                                 ("--augment", args.augment, _ADAPT_DEFAULTS.augment),
-                                 ("--seed", args.seed, 0)):
-        if value is not None and value != default:
-            words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    """The command that continues this adaptation: the same run, so the same settings.
+
+    Every training setting is written out, defaults included, so that the command still names
+    this run after a version whose defaults differ.
+    """
+    words = ["soundatlas", "adapt", "--atlas", str(atlas_dir(args)), "--model", args.model]
+    if args.name is not None:
+        words += ["--name", args.name]
+    words += ["--iterations", str(args.iterations), "--lr", f"{args.lr:g}",
+              "-n", args.neighbourhood, "--augment", args.augment, "--seed", str(args.seed)]
     return shlex.join(words + ["--resume"])
 
 
