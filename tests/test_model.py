@@ -348,3 +348,28 @@ def test_model_forward_with_fused_pool_is_the_same_function():
         grads.append([p.grad.clone() for p in model.parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_embed_frames_sees_few_input_shapes_whatever_the_file_lengths():
+    # oneDNN keeps kernels per input shape: a library's many file lengths must not become as many
+    # shapes, or an embed's memory grows with the library (issue 14 §3)
+    model = lively(seed=2)
+    seen = set()
+
+    def keep(_module, inputs, _output):
+        if inputs[0].ndim == 3:  # embed_frames's (B, T, features); forward's windows are 2-D
+            seen.add(tuple(inputs[0].shape))
+
+    handle = model.l3.register_forward_hook(keep)
+    rng = np.random.default_rng(0)
+    try:
+        with torch.inference_mode():
+            for i, n_time in enumerate([1, 37, 300, *rng.integers(1, 1500, size=120)]):
+                frames = features(int(n_time), seed=int(n_time))
+                got = model.embed_frames(frames, chunk_frames=256)
+                if i < 3:  # the rounded chunks' extra frames change nothing
+                    torch.testing.assert_close(got, model(naive_windows(frames, 10)), atol=1e-5,
+                                               rtol=0)
+    finally:
+        handle.remove()
+    assert len(seen) <= 256 // 64 + 1, sorted(seen)

@@ -43,6 +43,10 @@ __all__ = [
     "inference_precision",
 ]
 
+#: ``embed_frames`` computes a short chunk at a length rounded up to a multiple of this many
+#: frames, so that the network sees few distinct input shapes (see there).
+_CHUNK_ROUND = 64
+
 
 def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
@@ -250,9 +254,20 @@ class PaperNet(nn.Module):
         after = self.window - 1 - before
         x = self._standardized(F.pad(x, (0, 0, before, after), value=pad_value))
         step = max(1, chunk_frames // max(n_batch, 1))
+        out = []
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            out = [self._embed_dense(x[:, start:min(start + step, n_time) + self.window - 1])
-                   .to(x.dtype) for start in range(0, n_time, step)]
+            for start in range(0, n_time, step):
+                n = min(step, n_time - start)
+                part = x[:, start:start + n + self.window - 1]
+                # A chunk shorter than ``step`` (the last) is computed at a length rounded up to
+                # a multiple of _CHUNK_ROUND: oneDNN keeps compiled kernels for every input
+                # shape it has seen, and a library's chunk lengths would otherwise take up to
+                # ``step`` shapes (1.4 GB in a 10k-sample embed). The extra frames' outputs are
+                # dropped; the windows of the frames kept never reach them.
+                rounded = min(step, -(-n // _CHUNK_ROUND) * _CHUNK_ROUND)
+                if rounded > n:
+                    part = F.pad(part, (0, 0, 0, rounded - n))
+                out.append(self._embed_dense(part)[:, :n].to(x.dtype))
         z = torch.cat(out, dim=1) if out else x.new_zeros(n_batch, 0, self.dims)
         return z[0] if single else z
 
