@@ -283,3 +283,67 @@ def test_rendered_demo_subset_indexes_with_its_manifest(rendered_library):
 
 def _segment_files(lib: Path) -> set[str]:
     return {p.name for p in (lib / ".soundatlas/features").iterdir()}
+
+
+def _many_empty_files(lib: Path, n: int) -> None:
+    """``n`` empty .wav files in folders of 100 (a scan reads no audio), with a text file and a
+    broken link beside them."""
+    for i in range(n):
+        folder = lib / f"f{i // 100:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"s{i:05d}.wav").touch()
+    (lib / "f000" / "notes.txt").touch()
+    os.symlink("gone.wav", lib / "f001" / "broken.wav")
+
+
+def test_scan_list_is_the_sorted_scan_and_holds_nothing_per_file(tmp_path):
+    import tracemalloc
+
+    from soundatlas.scan import ScanList, scan
+
+    def peak_of_scan_list(lib):
+        tracemalloc.start()
+        try:
+            with ScanList(lib) as found:
+                n = sum(len(chunk) for chunk in found.files(500))
+                found.add_todo(next(found.files(10)))
+            return n, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = tmp_path / "small", tmp_path / "large"
+    _many_empty_files(small, 500)
+    _many_empty_files(large, 5000)
+    whole = scan(large)
+    with ScanList(large) as found:
+        assert [e for chunk in found.files(700) for e in chunk] == whole.files
+        assert [p for chunk in found.problems(1) for p in chunk] == whole.problems
+        assert found.problems and (found.n_files, found.n_ignored) == (5000, 1)
+        found.add_todo(whole.files[7:12])
+        found.add_todo(whole.files[:2])
+        assert [e for chunk in found.todo(3) for e in chunk] == whole.files[7:12] + whole.files[:2]
+        assert found.present(["f000/s00000.wav", "f001/broken.wav", "nowhere.wav"]) == {
+            "f000/s00000.wav", "f001/broken.wav"}
+    n_small, peak_small = peak_of_scan_list(small)
+    n_large, peak_large = peak_of_scan_list(large)
+    assert (n_small, n_large) == (500, 5000)
+    # the list lives on disk: 4,500 more files may not cost 100 bytes each in Python objects
+    # (a list of FileEntry costs about 250); one chunk and one folder's entries are held
+    assert peak_large - peak_small < 4500 * 100, (peak_small, peak_large)
+
+
+def test_index_of_many_files_labels_them_from_a_streamed_manifest(tmp_path):
+    lib = tmp_path / "lib"
+    for i in range(12):
+        write_tone(lib / f"d{i % 3}/t{i:02d}.wav", 220.0 * (1 + i % 4), seconds=0.2)
+    rows = ["path,instrument,pitch"] + [f"d{i % 3}/t{i:02d}.wav,i{i},{40 + i}" for i in range(12)]
+    rows += ["d0/t00.wav,again,C4", "missing.wav,x,", "../outside.wav,y,"]  # later rows win
+    (lib / "metadata.csv").write_text("\n".join(rows) + "\n")
+    s = index(lib, batch_size=5)
+    assert s.n_indexed == 12
+    with Atlas.open(lib / ".soundatlas") as a:
+        labels = {r.path: a.sample_labels(r.id) for r in a.samples()}
+    assert labels["d0/t00.wav"] == {"folder": "d0", "instrument": "again", "pitch": "60"}
+    assert labels["d2/t11.wav"] == {"folder": "d2", "instrument": "i11", "pitch": "51"}
+    assert any("outside the library" in p for p in s.label_problems)
+    assert "1 manifest rows name no indexed sample (missing or failed files)" in s.label_problems

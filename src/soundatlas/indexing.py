@@ -13,7 +13,9 @@ marks every sample stale at once, and runs analyse stale samples as if changed u
 
 from __future__ import annotations
 
+import collections
 import functools
+import json
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -25,7 +27,8 @@ from soundatlas.atlas import Atlas, NewSample, default_atlas_dir
 from soundatlas.cqt_params import PAPER_CQT, CQTParams
 from soundatlas.errors import AudioReadError, ParameterError
 from soundatlas.pipeline import Moved, analyse_files, isolate, run_batches
-from soundatlas.scan import FileEntry, scan
+from soundatlas.scan import FileEntry, ScanList
+from soundatlas.scratch import Scratch, chunks
 
 __all__ = ["IndexSummary", "index_library", "cqt_for_model", "DEFAULT_MANIFEST"]
 
@@ -134,48 +137,52 @@ def index_library(
             library=str(library), atlas=str(atlas_dir), label_sources=sources.to_dict(),
             max_duration=max_duration,
         )
-        found = scan(library)
-        summary.n_scanned = len(found.files)
-        todo, seen_ids = _classify(atlas, found.files, summary, stale)
-        orphans, stale_orphans = _orphans(atlas, seen_ids, stale)
-        run_id = atlas.start_run("index", len(found.files))
-        try:
-            failed = [(p, None, None, reason) for p, reason in found.problems]
-            if failed:
-                atlas.commit_batch([], failed=failed)
-            n_done = summary.n_unchanged
-            if progress:
-                progress(n_done, summary.n_scanned)
-            retry: list[FileEntry] = []
-            for entries in (todo, retry):
-                stage = functools.partial(
-                    _analyse, root=str(library), params=params, max_duration=max_duration,
-                    skip_hashes=frozenset(orphans) if entries is todo else frozenset(),
-                )
-                batches = [entries[i : i + batch_size] for i in range(0, len(entries), batch_size)]
-                on_crash = functools.partial(isolate, stage, crashed=_crashed)
-                results_iter = run_batches(
-                    stage, batches, n_jobs=n_jobs, executor=executor, on_crash=on_crash
-                )
-                for batch, results in zip(batches, results_iter):
-                    n_done += _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done)
-                    if progress:
-                        progress(n_done, summary.n_scanned)
-            removed = [sid for ids in orphans.values() for sid in ids] + stale_orphans
-            atlas.remove_samples(removed)
-            if atlas.feature_refresh_started() is not None and not atlas.stale_sample_ids():
-                atlas.finish_feature_refresh()
-            summary.n_removed = len(removed)
-            keep = {e.path for e in found.files} | {p for p, _ in found.problems}
-            atlas.forget_failures(keep)
-            _update_labels(atlas, library, sources, summary)
-            atlas.collect_garbage()
-            _finish_summary(atlas, summary)
-            summary.seconds = time.perf_counter() - start
-            atlas.finish_run(run_id, status="done", summary=_brief(summary))
-        except BaseException:
-            atlas.finish_run(run_id, status="interrupted", summary=_brief(summary))
-            raise
+        with ScanList(library) as found:
+            summary.n_scanned = found.n_files
+            seen_ids = _classify(atlas, found, summary, stale)
+            orphans, stale_orphans = _orphans(atlas, seen_ids, stale)
+            del seen_ids
+            run_id = atlas.start_run("index", found.n_files)
+            try:
+                for chunk in found.problems():
+                    atlas.commit_batch([], failed=[(p, None, None, reason) for p, reason in chunk])
+                n_done = summary.n_unchanged
+                if progress:
+                    progress(n_done, summary.n_scanned)
+                retry: list[FileEntry] = []  # moved files whose twin took the record first
+                # first the to-do list, where a file may be a moved one; then the retries
+                for skip_hashes, source in ((frozenset(orphans), lambda: found.todo(batch_size)),
+                                            (frozenset(), lambda: chunks(list(retry), batch_size))):
+                    stage = functools.partial(_analyse, root=str(library), params=params,
+                                              max_duration=max_duration, skip_hashes=skip_hashes)
+                    sent: collections.deque = collections.deque()  # the batches in flight
+
+                    def batches(source=source, sent=sent):
+                        for batch in source():
+                            sent.append(batch)
+                            yield batch
+
+                    on_crash = functools.partial(isolate, stage, crashed=_crashed)
+                    for results in run_batches(stage, batches(), n_jobs=n_jobs,
+                                               executor=executor, on_crash=on_crash):
+                        n_done += _commit(atlas, sent.popleft(), results, orphans, retry,
+                                          summary, run_id, n_done)
+                        if progress:
+                            progress(n_done, summary.n_scanned)
+                removed = [sid for ids in orphans.values() for sid in ids] + stale_orphans
+                atlas.remove_samples(removed)
+                if atlas.feature_refresh_started() is not None and not atlas.stale_sample_ids():
+                    atlas.finish_feature_refresh()
+                summary.n_removed = len(removed)
+                atlas.forget_failures(found.present([p for p, _reason in atlas.failures()]))
+                _update_labels(atlas, library, sources, summary)
+                atlas.collect_garbage()
+                _finish_summary(atlas, summary)
+                summary.seconds = time.perf_counter() - start
+                atlas.finish_run(run_id, status="done", summary=_brief(summary))
+            except BaseException:
+                atlas.finish_run(run_id, status="interrupted", summary=_brief(summary))
+                raise
     return summary
 
 
@@ -224,14 +231,19 @@ def _analyse(entries: list[FileEntry], *, root: str, params, max_duration, skip_
     return analyse_files(paths, params=params, max_duration=max_duration, skip_hashes=skip_hashes)
 
 
-def _classify(atlas: Atlas, files: list[FileEntry], summary: IndexSummary, stale: set[int]):
+def _classify(atlas: Atlas, found: "ScanList", summary: IndexSummary, stale: set[int]):
     """Split scanned files into unchanged ones and those to analyse (changed, new, or with
-    ``stale`` features); mark atlas ids seen."""
-    todo: list[FileEntry] = []
+    ``stale`` features), the latter into ``found``'s to-do list; mark atlas ids seen.
+
+    Returns
+    -------
+    bytearray
+        Per atlas id, 1 if seen.
+    """
     seen = bytearray(atlas.max_sample_id() + 1)
-    for i in range(0, len(files), 2000):
-        chunk = files[i : i + 2000]
+    for chunk in found.files(2000):
         known = atlas.lookup_paths([e.path for e in chunk])
+        todo = []
         for e in chunk:
             rec = known.get(e.path)
             if (rec is not None and rec[1] == e.size and rec[2] == e.mtime_ns
@@ -242,7 +254,8 @@ def _classify(atlas: Atlas, files: list[FileEntry], summary: IndexSummary, stale
                 if rec is not None:
                     seen[rec[0]] = 1  # replaced in place when its new analysis commits
                 todo.append(e)
-    return todo, seen
+        found.add_todo(todo)
+    return seen
 
 
 def _orphans(
@@ -308,31 +321,55 @@ def _resolve_label_sources(atlas, library: Path, given):
 
 
 def _update_labels(atlas: Atlas, library: Path, sources, summary: IndexSummary) -> None:
-    manifest = None
-    if sources.manifest:
-        path = Path(sources.manifest)
-        manifest = labels_mod.read_manifest(path if path.is_absolute() else library / path, library)
-        summary.label_problems.extend(manifest.problems[:50])
+    """Every sample's labels from the sources, streamed: the manifest goes to a scratch table
+    and the samples are labelled 900 at a time, so a million rows are never held at once."""
     pattern = labels_mod.compile_name_pattern(sources.name_pattern) if sources.name_pattern else None
-    out: dict[int, dict[str, str]] = {}
-    matched = set()
-    for sid, _digest, path in atlas.iter_ids_hashes():
-        kv: dict[str, str] = {}
-        if sources.folder:
-            kv.update(labels_mod.folder_labels(path))
-        if pattern is not None:
-            kv.update(labels_mod.name_labels(path, pattern))
-        if manifest is not None and path in manifest.labels:
-            kv.update(manifest.labels[path])  # the manifest is the most explicit source: it wins
-            matched.add(path)
-        out[sid] = kv
-    if manifest is not None:
-        unmatched = len(manifest.labels) - len(matched)
-        if unmatched:
+    with Scratch() as scratch:
+        n_manifest = 0
+        if sources.manifest:
+            path = Path(sources.manifest)
+            scratch.conn.execute(
+                "CREATE TABLE manifest(path TEXT PRIMARY KEY, labels TEXT) WITHOUT ROWID")
+            rows: list = []
+
+            def keep(rel, kv):
+                rows.append((rel, json.dumps(kv)))
+                if len(rows) >= 5000:
+                    scratch.insert("INSERT OR REPLACE INTO manifest VALUES (?, ?)", rows)
+
+            manifest = labels_mod.read_manifest(
+                path if path.is_absolute() else library / path, library, on_row=keep)
+            scratch.insert("INSERT OR REPLACE INTO manifest VALUES (?, ?)", rows)
+            summary.label_problems.extend(manifest.problems[:50])
+            n_manifest = scratch.conn.execute("SELECT count(*) FROM manifest").fetchone()[0]
+        matched = 0
+
+        def labelled():
+            nonlocal matched
+            for chunk in chunks(atlas.iter_ids_hashes(), 900):  # 900: SQLite's variable limit
+                listed = {}
+                if n_manifest:
+                    paths = [p for _sid, _digest, p in chunk]
+                    listed = dict(scratch.conn.execute(
+                        "SELECT path, labels FROM manifest WHERE path IN "
+                        f"({','.join('?' * len(paths))})", paths))
+                    matched += len(listed)
+                for sid, _digest, p in chunk:
+                    kv: dict[str, str] = {}
+                    if sources.folder:
+                        kv.update(labels_mod.folder_labels(p))
+                    if pattern is not None:
+                        kv.update(labels_mod.name_labels(p, pattern))
+                    if p in listed:
+                        kv.update(json.loads(listed[p]))  # the most explicit source: it wins
+                    yield sid, kv
+
+        atlas.replace_labels(labelled())
+        if n_manifest and n_manifest > matched:
             summary.label_problems.append(
-                f"{unmatched} manifest rows name no indexed sample (missing or failed files)"
+                f"{n_manifest - matched} manifest rows name no indexed sample (missing or failed "
+                "files)"
             )
-    atlas.replace_labels(out)
 
 
 def _finish_summary(atlas: Atlas, summary: IndexSummary) -> None:

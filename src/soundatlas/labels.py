@@ -11,6 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from soundatlas.errors import ParameterError
 
@@ -141,12 +142,13 @@ class Manifest:
     problems: list[str] = field(default_factory=list)
 
 
-def read_manifest(csv_path: str | os.PathLike, root: str | os.PathLike) -> Manifest:
+def read_manifest(csv_path: str | os.PathLike, root: str | os.PathLike, *,
+                  on_row: Callable[[str, dict[str, str]], None] | None = None) -> Manifest:
     """Read a CSV manifest of labels.
 
     Rows whose path lies outside the library, and pitch values that are not pitches, are left
     out and reported in ``problems``; pitch values are normalised to MIDI numbers; empty values
-    are left out.
+    are left out. Of two rows for one path, the later wins.
 
     Parameters
     ----------
@@ -155,6 +157,9 @@ def read_manifest(csv_path: str | os.PathLike, root: str | os.PathLike) -> Manif
         absolute).
     root : str or os.PathLike
         The library's root folder, to which the paths are made relative.
+    on_row : callable, optional
+        Called with (relative path, labels) for each row, in file order, instead of keeping
+        them in ``labels`` (which stays empty): a manifest of a million rows need not be held.
 
     Returns
     -------
@@ -187,7 +192,10 @@ def read_manifest(csv_path: str | os.PathLike, root: str | os.PathLike) -> Manif
                             out.problems.append(f"{csv_path}:{line}: pitch {row.get(key)!r} is not a pitch")
                     if value:
                         labels[key] = value
-                out.labels[rel] = labels
+                if on_row is None:
+                    out.labels[rel] = labels
+                else:
+                    on_row(rel, labels)
     except OSError as exc:
         raise ParameterError(f"{csv_path}: cannot read the manifest ({exc.strerror or exc})") from exc
     except (UnicodeDecodeError, csv.Error) as exc:

@@ -13,11 +13,12 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable, Iterator
 
 from soundatlas.atlas.records import FileEntry
 from soundatlas.audio import AUDIO_EXTENSIONS
 
-__all__ = ["FileEntry", "ScanResult", "scan"]
+__all__ = ["FileEntry", "ScanList", "ScanResult", "Walk", "scan"]
 
 
 @dataclass
@@ -45,6 +46,8 @@ class ScanResult:
 def scan(root: str | os.PathLike, *, extensions: frozenset[str] = AUDIO_EXTENSIONS) -> ScanResult:
     """Walk ``root`` and list audio candidates (by extension) with size and mtime, sorted by path.
 
+    The whole list in memory; ``index`` streams :class:`Walk` instead.
+
     Parameters
     ----------
     root : path-like
@@ -61,51 +64,89 @@ def scan(root: str | os.PathLike, *, extensions: frozenset[str] = AUDIO_EXTENSIO
     OSError
         When ``root`` itself cannot be read.
     """
-    root = Path(root)
-    result = ScanResult(root=root)
-    seen_dirs: set[tuple[int, int]] = set()
-    _walk(root, "", extensions, result, seen_dirs)
+    walk = Walk(root, extensions=extensions)
+    result = ScanResult(root=Path(root))
+    for item in walk:
+        if isinstance(item, FileEntry):
+            result.files.append(item)
+        else:
+            result.problems.append(item)
     result.files.sort(key=lambda e: e.path)
     result.problems.sort()
+    result.n_ignored = walk.n_ignored
     return result
 
 
-def _walk(top: Path, rel: str, extensions, result: ScanResult, seen_dirs) -> None:
-    try:
-        st = os.stat(top)
-        key = (st.st_dev, st.st_ino)
-        if key in seen_dirs:
-            return  # a symlink back to a folder already walked (a loop, or an alias)
-        seen_dirs.add(key)
-        entries = sorted(os.scandir(top), key=lambda e: e.name)
-    except OSError as exc:
-        if rel:
-            result.problems.append((rel, f"folder cannot be read: {_reason(exc)}"))
-        else:
-            raise
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        relpath = f"{rel}/{entry.name}" if rel else entry.name
-        if not _is_utf8(relpath):
-            result.problems.append((_printable(relpath), "file name is not valid UTF-8"))
-            continue
+class Walk:
+    """The walk of a library as a stream: iterating yields each audio candidate (a
+    :class:`FileEntry`) and each (relative path, reason) that could not be listed, folder by
+    folder (each folder's entries by name), holding one folder's entries per level and nothing
+    per file of the library.
+
+    Parameters
+    ----------
+    root : path-like
+        The library folder.
+    extensions : frozenset of str, default audio.AUDIO_EXTENSIONS
+        Lower-case suffixes (with the dot) of the audio candidates.
+
+    Attributes
+    ----------
+    n_ignored : int
+        Files passed over so far because they are not audio candidates (by extension).
+
+    Raises
+    ------
+    OSError
+        From iterating, when ``root`` itself cannot be read.
+    """
+
+    def __init__(self, root: str | os.PathLike, *,
+                 extensions: frozenset[str] = AUDIO_EXTENSIONS):
+        self.root = Path(root)
+        self.extensions = extensions
+        self.n_ignored = 0
+
+    def __iter__(self) -> Iterator[FileEntry | tuple[str, str]]:
+        return self._walk(self.root, "", set())
+
+    def _walk(self, top: Path, rel: str, seen_dirs: set[tuple[int, int]]):
         try:
-            st = entry.stat(follow_symlinks=True)
+            st = os.stat(top)
+            key = (st.st_dev, st.st_ino)
+            if key in seen_dirs:
+                return  # a symlink back to a folder already walked (a loop, or an alias)
+            seen_dirs.add(key)
+            # one folder's entries, sorted: of two links to the same folder, the first by name
+            # is walked, whatever order the filesystem lists them in
+            entries = sorted(os.scandir(top), key=lambda e: e.name)
         except OSError as exc:
-            if Path(entry.name).suffix.lower() in extensions or entry.is_symlink():
-                result.problems.append((relpath, _reason(exc)))
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            _walk(Path(entry.path), relpath, extensions, result, seen_dirs)
-        elif Path(entry.name).suffix.lower() in extensions:
-            if stat.S_ISREG(st.st_mode):
-                result.files.append(FileEntry(relpath, st.st_size, st.st_mtime_ns))
+            if not rel:
+                raise
+            yield (rel, f"folder cannot be read: {_reason(exc)}")
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            relpath = f"{rel}/{entry.name}" if rel else entry.name
+            if not _is_utf8(relpath):
+                yield (_printable(relpath), "file name is not valid UTF-8")
+                continue
+            try:
+                st = entry.stat(follow_symlinks=True)
+            except OSError as exc:
+                if Path(entry.name).suffix.lower() in self.extensions or entry.is_symlink():
+                    yield (relpath, _reason(exc))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                yield from self._walk(Path(entry.path), relpath, seen_dirs)
+            elif Path(entry.name).suffix.lower() in self.extensions:
+                if stat.S_ISREG(st.st_mode):
+                    yield FileEntry(relpath, st.st_size, st.st_mtime_ns)
+                else:
+                    yield (relpath, "not a regular file")
             else:
-                result.problems.append((relpath, "not a regular file"))
-        else:
-            result.n_ignored += 1
+                self.n_ignored += 1
 
 
 def _reason(exc: OSError) -> str:
@@ -128,3 +169,125 @@ def _is_utf8(name: str) -> bool:
 
 def _printable(name: str) -> str:
     return os.fsencode(name).decode("utf-8", errors="replace")
+
+
+class ScanList:
+    """A walk of the library kept on disk (a :class:`~soundatlas.scratch.Scratch` database), read
+    back sorted by path in chunks: ``index``'s scan, which holds nothing per file in memory.
+
+    Besides the files and problems, it keeps ``index``'s to-do list (``add_todo``, ``todo``).
+    A context manager; ``close`` deletes the database.
+
+    Parameters
+    ----------
+    root : path-like
+        The library folder.
+    extensions : frozenset of str, default audio.AUDIO_EXTENSIONS
+        Lower-case suffixes (with the dot) of the audio candidates.
+
+    Attributes
+    ----------
+    n_files, n_problems, n_ignored : int
+        Audio candidates, entries that could not be listed, other files.
+
+    Raises
+    ------
+    OSError
+        When ``root`` itself cannot be read.
+    """
+
+    def __init__(self, root: str | os.PathLike, *,
+                 extensions: frozenset[str] = AUDIO_EXTENSIONS):
+        from soundatlas.scratch import Scratch
+
+        self._db = Scratch()
+        c = self._db.conn
+        c.execute("CREATE TABLE files(path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)"
+                  " WITHOUT ROWID")
+        c.execute("CREATE TABLE problems(path TEXT, reason TEXT)")
+        c.execute("CREATE TABLE todo(seq INTEGER PRIMARY KEY, path TEXT, size INTEGER,"
+                  " mtime_ns INTEGER)")
+        try:
+            walk = Walk(root, extensions=extensions)
+            files: list = []
+            problems: list = []
+            for item in walk:
+                if isinstance(item, FileEntry):
+                    files.append((item.path, item.size, item.mtime_ns))
+                    if len(files) >= 1000:
+                        self._db.insert("INSERT OR IGNORE INTO files VALUES (?, ?, ?)", files)
+                else:
+                    problems.append(item)
+                    if len(problems) >= 1000:
+                        self._db.insert("INSERT INTO problems VALUES (?, ?)", problems)
+            self._db.insert("INSERT OR IGNORE INTO files VALUES (?, ?, ?)", files)
+            self._db.insert("INSERT INTO problems VALUES (?, ?)", problems)
+            c.execute("CREATE INDEX problems_path ON problems(path)")
+        except BaseException:
+            self._db.close()
+            raise
+        self.n_ignored = walk.n_ignored
+        self.n_files = c.execute("SELECT count(*) FROM files").fetchone()[0]
+        self.n_problems = c.execute("SELECT count(*) FROM problems").fetchone()[0]
+
+    def files(self, size: int = 2000) -> Iterator[list[FileEntry]]:
+        """The audio candidates by path, ``size`` at a time."""
+        after = None
+        while True:
+            rows = self._db.conn.execute(
+                "SELECT path, size, mtime_ns FROM files"
+                + ("" if after is None else " WHERE path > ?") + " ORDER BY path LIMIT ?",
+                (size,) if after is None else (after, size)).fetchall()
+            if not rows:
+                return
+            after = rows[-1][0]
+            yield [FileEntry(*r) for r in rows]
+
+    def problems(self, size: int = 2000) -> Iterator[list[tuple[str, str]]]:
+        """(relative path, reason) of what could not be listed, by path, ``size`` at a time."""
+        offset = 0
+        while rows := self._db.conn.execute(
+                "SELECT path, reason FROM problems ORDER BY path, reason LIMIT ? OFFSET ?",
+                (size, offset)).fetchall():
+            offset += len(rows)
+            yield rows
+
+    def add_todo(self, entries: list[FileEntry]) -> None:
+        """Append files to the to-do list."""
+        self._db.insert("INSERT INTO todo(path, size, mtime_ns) VALUES (?, ?, ?)",
+                        [(e.path, e.size, e.mtime_ns) for e in entries])
+
+    def n_todo(self) -> int:
+        """Files in the to-do list."""
+        return self._db.conn.execute("SELECT count(*) FROM todo").fetchone()[0]
+
+    def todo(self, size: int) -> Iterator[list[FileEntry]]:
+        """The to-do list in the order it was added, ``size`` at a time."""
+        after = 0
+        while rows := self._db.conn.execute(
+                "SELECT seq, path, size, mtime_ns FROM todo WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, size)).fetchall():
+            after = rows[-1][0]
+            yield [FileEntry(*r[1:]) for r in rows]
+
+    def present(self, paths: Iterable[str]) -> set[str]:
+        """Those of ``paths`` the walk found (as a file or as a problem)."""
+        out: set[str] = set()
+        paths = list(paths)
+        for i in range(0, len(paths), 450):  # twice 450 variables: under SQLite's old 999
+            chunk = paths[i : i + 450]
+            marks = ",".join("?" * len(chunk))
+            out.update(p for (p,) in self._db.conn.execute(
+                f"SELECT path FROM files WHERE path IN ({marks})"
+                f" UNION SELECT path FROM problems WHERE path IN ({marks})", chunk + chunk))
+        return out
+
+    def close(self) -> None:
+        """Delete the list."""
+        self._db.close()
+
+    def __enter__(self) -> "ScanList":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

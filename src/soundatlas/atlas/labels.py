@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -18,19 +18,23 @@ class LabelStore(Store):
 
     # -- labels ------------------------------------------------------------------------------------
 
-    def replace_labels(self, labels: dict[int, dict[str, str]]) -> None:
+    def replace_labels(self, labels: "Mapping[int, dict[str, str]] | Iterable[tuple[int, dict]]"
+                       ) -> None:
         """Set the complete label set of every sample, atomically.
 
         Parameters
         ----------
-        labels : dict
-            sample id -> {key: value}; samples not in it get no labels.
+        labels : mapping or iterable of pairs
+            sample id -> {key: value}, or (sample id, {key: value}) pairs, read as they come
+            (a generator need not hold the library's labels at once); samples not in it get no
+            labels.
         """
+        pairs = labels.items() if isinstance(labels, Mapping) else labels
         with self.transaction() as c:
             c.execute("DELETE FROM labels")
             c.executemany(
                 "INSERT INTO labels(sample_id, key, value) VALUES (?, ?, ?)",
-                ((sid, k, v) for sid, kv in labels.items() for k, v in kv.items()),
+                ((sid, k, v) for sid, kv in pairs for k, v in kv.items()),
             )
 
     def labels(self, key: str) -> dict[int, str]:
