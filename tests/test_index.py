@@ -347,3 +347,34 @@ def test_index_of_many_files_labels_them_from_a_streamed_manifest(tmp_path):
     assert labels["d2/t11.wav"] == {"folder": "d2", "instrument": "i11", "pitch": "51"}
     assert any("outside the library" in p for p in s.label_problems)
     assert "1 manifest rows name no indexed sample (missing or failed files)" in s.label_problems
+
+
+@pytest.mark.parametrize("relpath", ["a.wav", "d/a.wav", "d/e/a.b.wav", "d/.hidden", "d/x.", "x",
+                                     "d/e/..wav", "d/e/a..wav", "ü/ß.flac", "d/C#4 take.aif"])
+def test_labels_from_paths_read_them_as_pathlib_does(relpath):
+    # string operations, because pathlib interns every part it parses (a million file names kept)
+    from pathlib import PurePosixPath
+
+    from soundatlas.labels import compile_name_pattern, folder_labels, name_labels
+
+    p = PurePosixPath(relpath)
+    assert folder_labels(relpath) == ({"folder": p.parent.name} if p.parent.name else {})
+    stem = compile_name_pattern(r"^(?P<stem>.*)$")
+    assert name_labels(relpath, stem) == ({"stem": p.stem} if p.stem else {})
+
+
+@pytest.mark.parametrize("base", ["/lib", "/lib/sub", "/elsewhere"])
+@pytest.mark.parametrize("path", ["a.wav", "./a.wav", "../a.wav", "../lib/a.wav", "/lib/a/b.wav",
+                                  "/libx/a.wav", "a//b.wav", "sub/../../lib/c.wav", "/etc/x.wav"])
+def test_manifest_paths_are_made_relative_as_pathlib_does(path, base):
+    import os
+    from pathlib import Path, PurePosixPath
+
+    from soundatlas.labels import _relative
+
+    full = Path(path) if Path(path).is_absolute() else Path(base) / path
+    try:
+        expected = PurePosixPath(Path(os.path.normpath(full)).relative_to("/lib")).as_posix()
+    except ValueError:
+        expected = None
+    assert _relative(path, Path(base), Path("/lib")) == expected

@@ -10,7 +10,7 @@ import csv
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Callable
 
 from soundatlas.errors import ParameterError
@@ -204,18 +204,23 @@ def read_manifest(csv_path: str | os.PathLike, root: str | os.PathLike, *,
 
 
 def _relative(path: str, base: Path, root: Path) -> str | None:
+    """``path`` (absolute, or relative to ``base``) relative to ``root`` with forward slashes;
+    None when it is empty or outside ``root``. String operations, not pathlib (see
+    :func:`_stem`): a manifest may have a million rows."""
     if not path:
         return None
-    p = Path(path)
-    full = p if p.is_absolute() else base / p
-    try:
-        return PurePosixPath(Path(os.path.normpath(full)).relative_to(root)).as_posix()
-    except ValueError:
+    full = os.path.normpath(os.path.join(base, path))  # join keeps an absolute path as it is
+    top = os.path.normpath(root)
+    if full == top:
+        return "."
+    prefix = top if top.endswith(os.sep) else top + os.sep
+    if not full.startswith(prefix):
         return None
+    return full[len(prefix):].replace(os.sep, "/")
 
 
 def folder_labels(relpath: str) -> dict[str, str]:
-    """The label of a file's parent folder.
+    """The label of a file's parent folder (string operations: see :func:`_stem`).
 
     Parameters
     ----------
@@ -227,8 +232,16 @@ def folder_labels(relpath: str) -> dict[str, str]:
     dict of str to str
         {'folder': name of the parent folder}, or {} for files at the library root.
     """
-    parent = PurePosixPath(relpath).parent.name
+    parent = relpath.rstrip("/").rpartition("/")[0].rpartition("/")[2]
     return {"folder": parent} if parent else {}
+
+
+def _stem(relpath: str) -> str:
+    """``PurePosixPath(relpath).stem`` without pathlib, which interns every part of every path
+    it parses (Python 3.11): labelling a million files that way keeps a million names."""
+    name = relpath.rstrip("/").rpartition("/")[2]
+    dot = name.rfind(".")
+    return name[:dot] if 0 < dot < len(name) - 1 else name
 
 
 def compile_name_pattern(pattern: str) -> re.Pattern:
@@ -277,7 +290,7 @@ def name_labels(relpath: str, pattern: re.Pattern) -> dict[str, str]:
         One label per named group that matched; a 'pitch' group is normalised to a MIDI number
         and left out when it is not a pitch.
     """
-    m = pattern.search(PurePosixPath(relpath).stem)
+    m = pattern.search(_stem(relpath))
     if not m:
         return {}
     out = {}
