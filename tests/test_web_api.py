@@ -553,7 +553,7 @@ AWKWARD_PATHS = ["fx/100% wet/Snare_01.wav", "fx/100x wet/Snare-01.wav", "fx/50_
                  "KELVIN/\u212a.wav", "tone/stereo.aif", "tone/hot.wav", "tone/broken.aif"]
 GEN_QUERIES = ["", "snare", "SNARE_0", "100%", "%", "_", "e_0", "e-0", "0_5", "ss", "STRASSE",
                "straße", "é", "É", "éclat", "fi", "FILL", "k.wav", "\u212a", "/", ".WAV",
-               "nope"]
+               "nope", "\\", "\\%"]
 
 
 def _generated_labels(ids: list[int]) -> dict[int, dict[str, str]]:

@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 #: The scratch database's page cache, in KiB (SQLite's negative cache_size): what it may hold
 #: in memory whatever the size of its tables.
-CACHE_KIB = 8192
+CACHE_KIB = 2048
 
 
 class Scratch:
