@@ -188,6 +188,45 @@ def test_the_similarity_space_finds_similar_sounds_better_than_the_map(atlas, mo
     assert p10["similarity"] >= p10["input"], p10
 
 
+_DROP_COUNTS = ("DROP TRIGGER embedding_counts_model; DROP TRIGGER embedding_counts_added;"
+                " DROP TRIGGER embedding_counts_removed; DROP TABLE embedding_counts;")
+
+
+def test_embedded_counts_are_kept_through_embeds_removals_and_migration(synth_atlas, tmp_path):
+    # the page reads a model's count on every request: kept by triggers, not counted (schema 4)
+    copy, old = tmp_path / "copy", tmp_path / "old"
+    shutil.copytree(synth_atlas, copy)
+
+    def counted(atlas, model_id):
+        return atlas.conn.execute("SELECT COUNT(*) FROM embeddings WHERE model_id = ?",
+                                  (model_id,)).fetchone()[0]
+
+    with Atlas.open(copy, write=True) as atlas:
+        m = atlas.model("default")
+        n = atlas.n_samples()
+        assert m.n_embedded == counted(atlas, m.id) == n
+        again = [(sid, atlas.trajectory(m.id, sid), np.zeros(3, np.float32))
+                 for sid in atlas.sample_ids()[:5].tolist()]
+        atlas.commit_embeddings(m.id, again)  # embedded again: replaced, not added
+        assert atlas.model("default").n_embedded == n
+        atlas.remove_samples(atlas.sample_ids()[-4:].tolist())  # cascades to the embeddings
+        assert atlas.model("default").n_embedded == counted(atlas, m.id) == n - 4
+        other = atlas.register_model("other", m.dir, m.config)
+        assert atlas.model("other").n_embedded == 0
+        atlas.commit_embeddings(other, again[:2])
+        assert atlas.model("other").n_embedded == 2 and atlas.model("default").n_embedded == n - 4
+        atlas.register_model("other", m.dir, m.config)  # registered again: its embeddings go
+        assert atlas.model("other").n_embedded == counted(atlas, atlas.model("other").id) == 0
+    shutil.copytree(copy, old)
+    with sqlite3.connect(old / "atlas.sqlite") as conn:  # the schema before the counts
+        conn.executescript(_DROP_COUNTS + " PRAGMA user_version = 3;")
+    with Atlas.open(old) as atlas:  # read-only: counted
+        assert atlas.schema_version == 3 and atlas.model("default").n_embedded == n - 4
+    with Atlas.open(old, write=True) as atlas:  # migrated: the counts filled in
+        assert atlas.schema_version == 4
+        assert {r.name: r.n_embedded for r in atlas.models()} == {"default": n - 4, "other": 0}
+
+
 def test_an_atlas_from_before_the_vectors_falls_back_to_the_map_until_embed_adds_them(
         synth_atlas, tmp_path):
     from soundatlas.artifact import resolve_model
@@ -198,8 +237,8 @@ def test_an_atlas_from_before_the_vectors_falls_back_to_the_map_until_embed_adds
     old = tmp_path / "old"
     shutil.copytree(synth_atlas, old)
     with sqlite3.connect(old / "atlas.sqlite") as conn:  # the schema before similarity vectors
-        conn.executescript("DROP TABLE similarity_vectors; DROP TABLE similarity_spaces;"
-                           " PRAGMA user_version = 2;")
+        conn.executescript(_DROP_COUNTS + "DROP TABLE similarity_vectors;"
+                           " DROP TABLE similarity_spaces; PRAGMA user_version = 2;")
     with Atlas.open(old) as atlas:  # read-only, as the server opens it
         m = atlas.model("default")
         assert atlas.similarity_space(m.id) is None

@@ -56,9 +56,11 @@ class ModelStore(Store):
 
     def models(self) -> list[ModelRecord]:
         """The registered models, by id, each with its number of embedded samples."""
+        count = ("(SELECT COUNT(*) FROM embeddings e WHERE e.model_id = m.id)"
+                 if self.schema_version < 4 else  # read-only, before the counts were kept
+                 "(SELECT n FROM embedding_counts c WHERE c.model_id = m.id)")
         rows = self.conn.execute(
-            "SELECT m.id, m.name, m.dir, m.config, m.created,"
-            " (SELECT COUNT(*) FROM embeddings e WHERE e.model_id = m.id)"
+            f"SELECT m.id, m.name, m.dir, m.config, m.created, {count}"
             " FROM models m ORDER BY m.id"
         ).fetchall()
         return [ModelRecord(id=i, name=name, dir=directory, config=json.loads(config),
