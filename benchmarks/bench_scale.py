@@ -13,7 +13,9 @@ reused by later runs (a marker file records how it was made; another spec render
 The part of size N with index < n is the library of size n, so the evaluation subset of a large
 library is the small library itself.
 
-For each size, in order (every atlas starts fresh, ``--root/atlas-N``):
+For each size, in order (every atlas starts fresh, ``--root/atlas-N``; with ``--resume``, a size
+whose index and embed steps finished in an earlier run keeps its atlas and their figures, saved in
+``--root/map-N.json``, and the run goes on from step 3: a 1M run that outlasts a sitting):
 
 1. ``index LIB --atlas ATLAS``: wall time, files/s, and the peak resident memory (VmHWM) of the
    main process and of its largest worker process, sampled from /proc every 50 ms over the whole
@@ -431,19 +433,13 @@ def eval_summary(result: dict) -> dict:
 
 # --- one size -----------------------------------------------------------------------------------
 
-def bench_size(n: int, args, root: Path, chromium: str | None, done: dict) -> dict:
-    res: dict = {"n": n}
-    print(f"\n## {n:,} samples", flush=True)
-    lib = library(root, n, args.flac_share, args.sample_rate, args.gen_jobs)
-    res["library"] = {k: v for k, v in lib.items() if k != "path"}
-    print(f"library {lib['path']}: {lib['n_files']} files, {lib['bytes'] / 2**20:.0f} MiB"
-          + (f", rendered in {lib['generate_s']:.0f} s" if lib["generated"] else " (reused)"),
-          flush=True)
-    atlas = root / f"atlas-{n}"
-    if atlas.exists():
-        shutil.rmtree(atlas)
-    jobs = ["--jobs", str(args.jobs)] if args.jobs else []
+#: what ``map-N.json`` keeps of a size's results: the index and embed steps (``--resume``)
+MAP_KEYS = ("index", "atlas_facts", "atlas_bytes_indexed", "embed", "map_wall_s", "atlas_bytes",
+            "atlas_bytes_per_sample")
 
+
+def map_steps(res: dict, lib: dict, atlas: Path, jobs: list[str]) -> None:
+    """``index`` then ``embed`` into a fresh atlas, measured: the ``MAP_KEYS`` of ``res``."""
     idx = run_cmd([SOUNDATLAS, "index", str(lib["path"]), "--atlas", str(atlas), "-q", "--json",
                    *jobs])
     r = idx["result"]
@@ -470,9 +466,36 @@ def bench_size(n: int, args, root: Path, chromium: str | None, done: dict) -> di
     print(f"atlas: {res['atlas_bytes'] / 2**20:.1f} MiB = {res['atlas_bytes_per_sample']:.0f} "
           f"bytes/sample", flush=True)
 
+
+def bench_size(n: int, args, root: Path, chromium: str | None, done: dict) -> dict:
+    res: dict = {"n": n}
+    print(f"\n## {n:,} samples", flush=True)
+    lib = library(root, n, args.flac_share, args.sample_rate, args.gen_jobs)
+    res["library"] = {k: v for k, v in lib.items() if k != "path"}
+    print(f"library {lib['path']}: {lib['n_files']} files, {lib['bytes'] / 2**20:.0f} MiB"
+          + (f", rendered in {lib['generate_s']:.0f} s" if lib["generated"] else " (reused)"),
+          flush=True)
+    atlas = root / f"atlas-{n}"
+    jobs = ["--jobs", str(args.jobs)] if args.jobs else []
+    saved = root / f"map-{n}.json"  # the index and embed steps' figures, once both finished
+    if args.resume and atlas.exists() and saved.exists():
+        res.update(json.loads(saved.read_text()))
+        print(f"index and embed: reused from {saved.name} (measured {res['map_measured']}): "
+              f"{res['index']['files_per_s']:.1f} files/s, {res['embed']['frames_per_s']:.0f} "
+              f"frames/s, {res['map_wall_s']:.0f} s together", flush=True)
+    else:
+        saved.unlink(missing_ok=True)
+        if atlas.exists():
+            shutil.rmtree(atlas)
+        map_steps(res, lib, atlas, jobs)
+        res["map_measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        saved.write_text(json.dumps({k: res[k] for k in (*MAP_KEYS, "map_measured")},
+                                    default=str))
+    facts = res["atlas_facts"]
+
     inc = run_cmd([SOUNDATLAS, "index", str(lib["path"]), "--atlas", str(atlas), "-q", "--json",
                    *jobs])
-    inc["ratio_to_full"] = inc["wall_s"] / idx["wall_s"]
+    inc["ratio_to_full"] = inc["wall_s"] / res["index"]["wall_s"]
     res["index_again"] = inc
     print(f"index again: {inc['result']['n_unchanged']} unchanged, {inc['result']['n_indexed']} "
           f"indexed in {inc['wall_s']:.2f} s ({inc['ratio_to_full']:.3f} of the full run)",
@@ -646,7 +669,10 @@ def parse_args(argv=None):
     ap.add_argument("--no-blas1", dest="blas1", action="store_false",
                     help="leave out the API run against a server with one BLAS thread per call")
     ap.add_argument("--page-timeout", type=float, default=600.0, help="seconds")
-    ap.add_argument("--json", help="also write every figure here")
+    ap.add_argument("--json", help="also write every figure here (after each size, too)")
+    ap.add_argument("--resume", action="store_true",
+                    help="reuse a size's atlas and its index and embed figures (ROOT/map-N.json) "
+                    "when an earlier run finished those steps, and measure the rest")
     return ap.parse_args(argv)
 
 
@@ -667,6 +693,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         results.append(bench_size(n, args, root, chromium, done))
         results[-1]["bench_wall_s"] = time.perf_counter() - t
+        common.write_json(args.json, {"machine": facts, "args": vars(args), "results": results})
     print_summary(results, args)
     print(f"\n# whole benchmark: {time.perf_counter() - t0:.0f} s; machine load average now "
           f"{common._loadavg()}")  # noqa: SLF001
