@@ -90,3 +90,27 @@ def map_with_shipped_model(lib: Path, classes: dict) -> Path:
         embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, registration))
     return lib / ".soundatlas"
 
+
+
+# what each migration added (soundatlas.atlas.schema), dropped to make an atlas of an older schema
+_ADDED_BY_MIGRATION = {
+    3: "DROP TABLE similarity_vectors; DROP TABLE similarity_spaces;",
+    4: "DROP TRIGGER embedding_counts_model; DROP TRIGGER embedding_counts_added;"
+       " DROP TRIGGER embedding_counts_removed; DROP TABLE embedding_counts;",
+    5: "DROP TRIGGER IF EXISTS path_trigrams_added; DROP TRIGGER IF EXISTS path_trigrams_removed;"
+       " DROP TRIGGER IF EXISTS path_trigrams_moved; DROP TABLE IF EXISTS path_trigrams;"
+       " DROP INDEX samples_non_ascii;",
+}
+
+
+def downgrade_schema(atlas_dir: Path, version: int) -> None:
+    """Turn an atlas into one of schema ``version``, as an older soundatlas made it."""
+    import sqlite3
+
+    from soundatlas.atlas import SCHEMA_VERSION
+
+    assert set(_ADDED_BY_MIGRATION) == set(range(3, SCHEMA_VERSION + 1)), "a migration to undo"
+    with sqlite3.connect(atlas_dir / "atlas.sqlite") as conn:
+        for v in range(SCHEMA_VERSION, version, -1):
+            conn.executescript(_ADDED_BY_MIGRATION[v])
+        conn.execute(f"PRAGMA user_version = {version}")

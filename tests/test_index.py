@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import make_tone_library, write_tone
+from conftest import downgrade_schema, make_tone_library, write_tone
 from soundatlas.atlas import Atlas
 from soundatlas.cqt import cqt
 from soundatlas import audio
@@ -378,3 +378,44 @@ def test_manifest_paths_are_made_relative_as_pathlib_does(path, base):
     except ValueError:
         expected = None
     assert _relative(path, Path(base), Path("/lib")) == expected
+
+
+def _searched(atlas_dir, needle: str) -> set[str]:
+    with Atlas.open(atlas_dir) as a:
+        assert a._has_path_trigrams()  # schema 5 on an SQLite with FTS5's trigram tokenizer
+        return set(a.paths(a.find_samples(path_contains=needle).tolist()).values())
+
+
+def test_search_by_path_follows_moves_changes_and_deletions_through_its_index(tone_library):
+    # the trigram index of the paths is kept by triggers: every index run's writes show at once
+    index(tone_library)
+    atlas_dir = tone_library / ".soundatlas"
+    assert _searched(atlas_dir, "LOW_03") == {f"low/low_{m:03d}.wav" for m in range(36, 40)}
+    (tone_library / "Éclats").mkdir()
+    shutil.move(tone_library / "low/low_037.wav", tone_library / "Éclats/Straße_037.wav")
+    shutil.rmtree(tone_library / "high")
+    write_tone(tone_library / "mid/mid_060.wav", 300.0, seconds=0.4)  # changed in place
+    s = index(tone_library)
+    assert (s.n_moved, s.n_removed, s.n_indexed) == (1, 6, 1)
+    assert _searched(atlas_dir, "low_037") == set()
+    assert _searched(atlas_dir, "STRASSE") == {"Éclats/Straße_037.wav"}  # not ASCII: casefold
+    assert _searched(atlas_dir, "_037") == {"Éclats/Straße_037.wav"}
+    assert _searched(atlas_dir, "high") == set()
+    assert _searched(atlas_dir, "mid_060") == {"mid/mid_060.wav"}
+    with Atlas.open(atlas_dir) as a:  # the index holds exactly the atlas's paths
+        n = a.conn.execute("SELECT COUNT(*) FROM path_trigrams WHERE path_trigrams MATCH 'wav'"
+                           ).fetchone()[0]
+        assert n == a.n_samples() == 12
+
+
+def test_an_atlas_before_the_path_index_is_searched_by_scanning_then_migrated(tone_library):
+    index(tone_library)
+    atlas_dir = tone_library / ".soundatlas"
+    downgrade_schema(atlas_dir, 4)  # the schema before the index
+    with Atlas.open(atlas_dir) as a:  # read-only: scanned
+        assert a.schema_version == 4 and not a._has_path_trigrams()
+        assert set(a.paths(a.find_samples(path_contains="MID_06").tolist()).values()) == {
+            f"mid/mid_{m:03d}.wav" for m in range(60, 66)}
+    with Atlas.open(atlas_dir, write=True) as a:  # migrated: the index built from the paths
+        assert a.schema_version == 5
+    assert _searched(atlas_dir, "MID_06") == {f"mid/mid_{m:03d}.wav" for m in range(60, 66)}

@@ -5,7 +5,6 @@ better than the 3-D map."""
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import warnings
 from pathlib import Path
 
@@ -14,7 +13,8 @@ import pytest
 import torch
 
 from soundatlas import metrics, similarity
-from soundatlas.atlas import Atlas
+from conftest import downgrade_schema
+from soundatlas.atlas import SCHEMA_VERSION, Atlas
 from soundatlas.similarity import VectorIndex, decode, encode
 
 # -- the index -----------------------------------------------------------------------------------
@@ -188,10 +188,6 @@ def test_the_similarity_space_finds_similar_sounds_better_than_the_map(atlas, mo
     assert p10["similarity"] >= p10["input"], p10
 
 
-_DROP_COUNTS = ("DROP TRIGGER embedding_counts_model; DROP TRIGGER embedding_counts_added;"
-                " DROP TRIGGER embedding_counts_removed; DROP TABLE embedding_counts;")
-
-
 def test_embedded_counts_are_kept_through_embeds_removals_and_migration(synth_atlas, tmp_path):
     # the page reads a model's count on every request: kept by triggers, not counted (schema 4)
     copy, old = tmp_path / "copy", tmp_path / "old"
@@ -218,12 +214,11 @@ def test_embedded_counts_are_kept_through_embeds_removals_and_migration(synth_at
         atlas.register_model("other", m.dir, m.config)  # registered again: its embeddings go
         assert atlas.model("other").n_embedded == counted(atlas, atlas.model("other").id) == 0
     shutil.copytree(copy, old)
-    with sqlite3.connect(old / "atlas.sqlite") as conn:  # the schema before the counts
-        conn.executescript(_DROP_COUNTS + " PRAGMA user_version = 3;")
+    downgrade_schema(old, 3)  # the schema before the counts
     with Atlas.open(old) as atlas:  # read-only: counted
         assert atlas.schema_version == 3 and atlas.model("default").n_embedded == n - 4
     with Atlas.open(old, write=True) as atlas:  # migrated: the counts filled in
-        assert atlas.schema_version == 4
+        assert atlas.schema_version == SCHEMA_VERSION
         assert {r.name: r.n_embedded for r in atlas.models()} == {"default": n - 4, "other": 0}
 
 
@@ -236,9 +231,7 @@ def test_an_atlas_from_before_the_vectors_falls_back_to_the_map_until_embed_adds
 
     old = tmp_path / "old"
     shutil.copytree(synth_atlas, old)
-    with sqlite3.connect(old / "atlas.sqlite") as conn:  # the schema before similarity vectors
-        conn.executescript(_DROP_COUNTS + "DROP TABLE similarity_vectors;"
-                           " DROP TABLE similarity_spaces; PRAGMA user_version = 2;")
+    downgrade_schema(old, 2)  # the schema before similarity vectors
     with Atlas.open(old) as atlas:  # read-only, as the server opens it
         m = atlas.model("default")
         assert atlas.similarity_space(m.id) is None

@@ -117,9 +117,11 @@ class SampleStore(Store):
                      labels: Iterable[tuple[str, str]] = ()) -> np.ndarray:
         """Ids of the samples whose path contains a text and that carry given labels.
 
-        One SQL query: ASCII paths are compared in SQL (SQLite's ``lower`` folds ASCII only,
-        which for an ASCII path is exactly ``str.casefold``); only paths with other characters
-        are handed to ``str.casefold`` in Python, so 'STRASSE' finds 'straße'.
+        One SQL query: ASCII paths are compared in SQL (SQLite folds ASCII only, which for an
+        ASCII path is exactly ``str.casefold``), their candidates taken from the trigram index
+        of the paths (schema 5) when the needle has three characters in a row that are not
+        LIKE wildcards, else from a scan; only paths with other characters are handed to
+        ``str.casefold`` in Python, so 'STRASSE' finds 'straße'.
 
         Parameters
         ----------
@@ -136,14 +138,28 @@ class SampleStore(Store):
         where, args = [], []
         needle = path_contains.casefold()
         if needle:
-            # LIKE ignores ASCII case itself, without building lower(path): 2x instr(lower())
-            # (benchmarks/RESULTS.md); the needle's wildcards are escaped
-            pattern = "%" + re.sub(r"([\\%_])", r"\\\1", needle) + "%"
-            where.append("CASE WHEN length(CAST(path AS BLOB)) = length(path)"
-                         " THEN path LIKE ? ESCAPE '\\' ELSE casefold_contains(path, ?) END")
-            args += [pattern, needle]
             self.conn.create_function("casefold_contains", 2, _casefold_contains,
                                       deterministic=True)
+            if self._has_path_trigrams() and _TRIGRAM_RUN.search(needle):
+                # candidates from the trigram index (its LIKE ignores ASCII case, and the
+                # needle's own % and _ act as wildcards there: more candidates, never fewer),
+                # then the exact test on them; the paths that are not ASCII come from their
+                # partial index and are folded in Python
+                where.append(
+                    "id IN (SELECT s.id FROM path_trigrams t JOIN samples s ON s.id = t.rowid"
+                    " WHERE t.path LIKE ? AND length(CAST(s.path AS BLOB)) = length(s.path)"
+                    " AND instr(lower(s.path), ?) > 0"
+                    " UNION ALL SELECT id FROM samples"
+                    " WHERE length(CAST(path AS BLOB)) != length(path)"
+                    " AND casefold_contains(path, ?))")
+                args += [f"%{needle}%", needle, needle]
+            else:
+                # one scan; LIKE ignores ASCII case itself, without building lower(path): 2x
+                # instr(lower()) (benchmarks/RESULTS.md); the needle's wildcards are escaped
+                pattern = "%" + re.sub(r"([\\%_])", r"\\\1", needle) + "%"
+                where.append("CASE WHEN length(CAST(path AS BLOB)) = length(path)"
+                             " THEN path LIKE ? ESCAPE '\\' ELSE casefold_contains(path, ?) END")
+                args += [pattern, needle]
         for key, value in labels:
             where.append("id IN (SELECT sample_id FROM labels WHERE key = ? AND value = ?)")
             args += [key, value]
@@ -153,6 +169,12 @@ class SampleStore(Store):
             f"SELECT group_concat(id) FROM samples WHERE {' AND '.join(where)}", args
         ).fetchone()[0]
         return np.sort(int_list(text))
+
+    def _has_path_trigrams(self) -> bool:
+        """Whether this atlas has the trigram index of its paths (schema 5, where SQLite has
+        FTS5's trigram tokenizer)."""
+        return self.schema_version >= 5 and self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'path_trigrams'").fetchone() is not None
 
     def features(self, sample_id: int | SampleRecord) -> np.ndarray:
         """A sample's log-CQT frames.
@@ -273,6 +295,11 @@ class SampleStore(Store):
         with self.transaction() as c:
             for chunk in chunked(ids, 900):
                 c.execute(f"DELETE FROM samples WHERE id IN ({placeholders(chunk)})", chunk)
+
+
+#: three characters in a row that are not LIKE wildcards: what the trigram index needs to answer
+#: a LIKE from the index rather than by reading every row
+_TRIGRAM_RUN = re.compile(r"[^%_]{3}")
 
 
 def _casefold_contains(text: str, needle: str) -> bool:

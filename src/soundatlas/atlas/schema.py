@@ -17,8 +17,9 @@ __all__ = ["DB_NAME", "MIGRATIONS", "SCHEMA_VERSION", "READABLE_SCHEMA", "connec
 
 DB_NAME = "atlas.sqlite"
 
-# Migrations: index i brings the schema from version i to i + 1. Append, never edit.
-MIGRATIONS: list[str] = [
+# Migrations: index i brings the schema from version i to i + 1 (SQL, or a function of the
+# connection that gives it). Append, never edit.
+MIGRATIONS: list = [
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE segments (
@@ -136,8 +137,44 @@ MIGRATIONS: list[str] = [
         UPDATE embedding_counts SET n = n - 1 WHERE model_id = old.model_id;
     END;
     """,
+    # 5: search by path from an index. A trigram full-text index of the paths (SQLite FTS5, kept
+    # by triggers) gives the candidates of a substring search; a partial index lists the paths
+    # that are not ASCII, which the search folds in Python. Where this SQLite has no trigram
+    # FTS5, only the partial index is made and searches scan the paths (``_path_index_sql``).
+    lambda conn: _path_index_sql(conn),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+_NON_ASCII_INDEX = """
+    CREATE INDEX samples_non_ascii ON samples(path)
+        WHERE length(CAST(path AS BLOB)) != length(path);  -- covering: the search reads the path
+"""
+_TRIGRAMS = """
+    CREATE VIRTUAL TABLE path_trigrams USING fts5(path, content='samples', content_rowid='id',
+                                                  tokenize='trigram');
+    INSERT INTO path_trigrams(path_trigrams) VALUES ('rebuild');
+    CREATE TRIGGER path_trigrams_added AFTER INSERT ON samples BEGIN
+        INSERT INTO path_trigrams(rowid, path) VALUES (new.id, new.path);
+    END;
+    CREATE TRIGGER path_trigrams_removed AFTER DELETE ON samples BEGIN
+        INSERT INTO path_trigrams(path_trigrams, rowid, path) VALUES ('delete', old.id, old.path);
+    END;
+    CREATE TRIGGER path_trigrams_moved AFTER UPDATE OF path ON samples BEGIN
+        INSERT INTO path_trigrams(path_trigrams, rowid, path) VALUES ('delete', old.id, old.path);
+        INSERT INTO path_trigrams(rowid, path) VALUES (new.id, new.path);
+    END;
+"""
+
+
+def _path_index_sql(conn: sqlite3.Connection) -> str:
+    """Migration 5's SQL for this SQLite: the trigram index only where FTS5 has the trigram
+    tokenizer (SQLite >= 3.34 built with FTS5), so that an atlas opens everywhere."""
+    try:
+        conn.execute("CREATE VIRTUAL TABLE temp.probe USING fts5(x, tokenize='trigram')")
+        conn.execute("DROP TABLE temp.probe")
+    except sqlite3.OperationalError:
+        return _NON_ASCII_INDEX
+    return _NON_ASCII_INDEX + _TRIGRAMS
 #: the oldest schema a read-only open accepts: what later migrations add (only new tables) reads
 #: as empty there, until the atlas is next opened for writing (which migrates it)
 READABLE_SCHEMA = 2
@@ -218,7 +255,6 @@ def migrate(conn: sqlite3.Connection, path: Path, *, write: bool) -> int:
         )
     for v in range(version, SCHEMA_VERSION):
         # one transaction per step: the schema change and its version number land together
-        conn.executescript(
-            f"BEGIN IMMEDIATE; {MIGRATIONS[v]}; PRAGMA user_version = {v + 1}; COMMIT;"
-        )
+        step = MIGRATIONS[v] if isinstance(MIGRATIONS[v], str) else MIGRATIONS[v](conn)
+        conn.executescript(f"BEGIN IMMEDIATE; {step}; PRAGMA user_version = {v + 1}; COMMIT;")
     return SCHEMA_VERSION
