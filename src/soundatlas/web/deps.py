@@ -172,9 +172,10 @@ def neighbour_items(atlas: Atlas, pairs: list[tuple[int, float]]) -> list[dict]:
         ``{id, distance, path, labels}`` in the given order (ids the atlas no longer holds
         left out).
     """
-    records = {r.id: r for r in atlas.samples([sid for sid, _ in pairs])}
-    return [{"id": sid, "distance": d, "path": records[sid].path,
-             "labels": atlas.sample_labels(sid)} for sid, d in pairs if sid in records]
+    paths = atlas.paths([sid for sid, _ in pairs])
+    labels = atlas.labels_of(paths)  # one query for all, not one per sample
+    return [{"id": sid, "distance": d, "path": paths[sid], "labels": labels.get(sid, {})}
+            for sid, d in pairs if sid in paths]
 
 
 def sorted_values(values: Iterable[str]) -> list[str]:
