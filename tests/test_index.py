@@ -419,3 +419,17 @@ def test_an_atlas_before_the_path_index_is_searched_by_scanning_then_migrated(to
     with Atlas.open(atlas_dir, write=True) as a:  # migrated: the index built from the paths
         assert a.schema_version == 5
     assert _searched(atlas_dir, "MID_06") == {f"mid/mid_{m:03d}.wav" for m in range(60, 66)}
+
+
+def test_without_the_trigram_tokenizer_an_atlas_is_made_and_searched_by_scanning(tone_library,
+                                                                                  monkeypatch):
+    from soundatlas.atlas import schema
+
+    monkeypatch.setattr(schema, "trigram_search_available", lambda: False)  # SQLite < 3.34
+    index(tone_library)
+    with Atlas.open(tone_library / ".soundatlas") as a:
+        assert a.schema_version == 5 and not a._has_path_trigrams()
+        assert a.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'path_trigrams'"
+                              ).fetchone() is None
+        assert set(a.paths(a.find_samples(path_contains="LOW_03").tolist()).values()) == {
+            f"low/low_{m:03d}.wav" for m in range(36, 40)}

@@ -171,9 +171,11 @@ class SampleStore(Store):
         return np.sort(int_list(text))
 
     def _has_path_trigrams(self) -> bool:
-        """Whether this atlas has the trigram index of its paths (schema 5, where SQLite has
-        FTS5's trigram tokenizer)."""
-        return self.schema_version >= 5 and self.conn.execute(
+        """Whether this atlas has the trigram index of its paths (schema 5, made where SQLite
+        has FTS5's trigram tokenizer) and this process's SQLite can read it."""
+        from soundatlas.atlas.schema import trigram_search_available
+
+        return self.schema_version >= 5 and trigram_search_available() and self.conn.execute(
             "SELECT 1 FROM sqlite_master WHERE name = 'path_trigrams'").fetchone() is not None
 
     def features(self, sample_id: int | SampleRecord) -> np.ndarray:

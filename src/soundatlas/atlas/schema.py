@@ -8,6 +8,7 @@ a newer one than this soundatlas understands.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from pathlib import Path
 
@@ -168,13 +169,23 @@ _TRIGRAMS = """
 
 def _path_index_sql(conn: sqlite3.Connection) -> str:
     """Migration 5's SQL for this SQLite: the trigram index only where FTS5 has the trigram
-    tokenizer (SQLite >= 3.34 built with FTS5), so that an atlas opens everywhere."""
+    tokenizer (``trigram_search_available``), so that an atlas opens everywhere."""
+    return _NON_ASCII_INDEX + (_TRIGRAMS if trigram_search_available() else "")
+
+
+@functools.cache
+def trigram_search_available() -> bool:
+    """Whether this process's SQLite has FTS5 with the trigram tokenizer (SQLite >= 3.34 built
+    with FTS5): migration 5 makes the index of the paths only then, and an atlas that has one is
+    searched through it only then (an atlas made elsewhere may have it)."""
+    conn = sqlite3.connect(":memory:")
     try:
-        conn.execute("CREATE VIRTUAL TABLE temp.probe USING fts5(x, tokenize='trigram')")
-        conn.execute("DROP TABLE temp.probe")
+        conn.execute("CREATE VIRTUAL TABLE probe USING fts5(x, tokenize='trigram')")
     except sqlite3.OperationalError:
-        return _NON_ASCII_INDEX
-    return _NON_ASCII_INDEX + _TRIGRAMS
+        return False
+    finally:
+        conn.close()
+    return True
 #: the oldest schema a read-only open accepts: what later migrations add (only new tables) reads
 #: as empty there, until the atlas is next opened for writing (which migrates it)
 READABLE_SCHEMA = 2
