@@ -17,6 +17,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["svg.hashsalt"] = "soundatlas"  # the same figures give the same file
 import matplotlib.pyplot as plt  # noqa: E402
 
 PANELS = [  # title, unit, [(label, path into a size's results)], linear reference
