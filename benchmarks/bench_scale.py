@@ -15,7 +15,9 @@ library is the small library itself.
 
 For each size, in order (every atlas starts fresh, ``--root/atlas-N``; with ``--resume``, a size
 whose index and embed steps finished in an earlier run keeps its atlas and their figures, saved in
-``--root/map-N.json``, and the run goes on from step 3: a 1M run that outlasts a sitting):
+``--root/map-N.json``, and the run goes on from step 3; one whose index step alone finished
+(``--root/index-N.json``, an atlas without embeddings; ``--stop-after-index`` stops there) goes on
+from the embed step: a 1M run that outlasts a sitting):
 
 1. ``index LIB --atlas ATLAS``: wall time, files/s, and the peak resident memory (VmHWM) of the
    main process and of its largest worker process, sampled from /proc every 50 ms over the whole
@@ -221,6 +223,15 @@ def library_size(lib: Path) -> dict:
                 n_files[ext] += 1
                 n_bytes += os.stat(os.path.join(dirpath, name)).st_size
     return {"n_files": n_files, "bytes": n_bytes}
+
+
+def n_embeddings(atlas: Path) -> int:
+    """How many embeddings the atlas holds (read-only): 0 for one only indexed."""
+    con = sqlite3.connect(f"file:{atlas / 'atlas.sqlite'}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT count(*) FROM embeddings").fetchone()[0]
+    finally:
+        con.close()
 
 
 def dir_bytes(path: Path) -> int:
@@ -438,21 +449,40 @@ MAP_KEYS = ("index", "atlas_facts", "atlas_bytes_indexed", "embed", "map_wall_s"
             "atlas_bytes_per_sample")
 
 
-def map_steps(res: dict, lib: dict, atlas: Path, jobs: list[str]) -> None:
-    """``index`` then ``embed`` into a fresh atlas, measured: the ``MAP_KEYS`` of ``res``."""
-    idx = run_cmd([SOUNDATLAS, "index", str(lib["path"]), "--atlas", str(atlas), "-q", "--json",
-                   *jobs])
-    r = idx["result"]
-    idx["files_per_s"] = r["n_indexed"] / idx["wall_s"]
-    res["index"] = idx
-    res["atlas_facts"] = facts = atlas_facts(atlas)
-    res["atlas_bytes_indexed"] = dir_bytes(atlas)
+#: what ``index-N.json`` keeps: the index step alone (``--resume`` after ``--stop-after-index``)
+INDEX_KEYS = ("index", "atlas_facts", "atlas_bytes_indexed", "index_measured")
+
+
+def map_steps(res: dict, lib: dict, atlas: Path, jobs: list[str], *, indexed: Path,
+              reuse_index: bool, stop_after_index: bool) -> None:
+    """``index`` then ``embed`` into a fresh atlas, measured: the ``MAP_KEYS`` of ``res``. With
+    ``reuse_index``, the index step's figures come from ``indexed`` (its atlas, not yet embedded,
+    kept); else they are written there once the step finishes."""
+    if reuse_index:
+        res.update(json.loads(indexed.read_text()))
+        idx = res["index"]
+        print(f"index: reused from {indexed.name} (measured {res['index_measured']}): "
+              f"{idx['files_per_s']:.1f} files/s", flush=True)
+    else:
+        idx = run_cmd([SOUNDATLAS, "index", str(lib["path"]), "--atlas", str(atlas), "-q",
+                       "--json", *jobs])
+        idx["files_per_s"] = idx["result"]["n_indexed"] / idx["wall_s"]
+        res["index"] = idx
+        res["atlas_facts"] = atlas_facts(atlas)
+        res["atlas_bytes_indexed"] = dir_bytes(atlas)
+        res["index_measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        indexed.write_text(json.dumps({k: res[k] for k in INDEX_KEYS}, default=str))
+    r, facts = idx["result"], res["atlas_facts"]
     print(f"index: {r['n_indexed']} files ({r['n_failed']} failed), {r['n_frames']} frames in "
           f"{idx['wall_s']:.1f} s = {idx['files_per_s']:.1f} files/s; main "
           f"{idx['main_peak_mb']:.0f} MB, {idx['n_workers']} workers <= "
           f"{idx['worker_peak_mb']:.0f} MB; other load {idx['other_cores']:.2f} cores", flush=True)
     print(f"  distinct content hashes: {facts['n_distinct_hashes']} of {facts['n_samples']}; "
           f"durations (s) {facts['duration_s']}", flush=True)
+    if stop_after_index:
+        print(f"stopped after the index step, as asked: --resume goes on from {indexed.name}",
+              flush=True)
+        sys.exit(0)
 
     emb = run_cmd([SOUNDATLAS, "embed", "--atlas", str(atlas), "-q", "--json"])
     emb["frames_per_s"] = emb["result"]["n_frames"] / emb["wall_s"]
@@ -485,9 +515,15 @@ def bench_size(n: int, args, root: Path, chromium: str | None, done: dict) -> di
               f"frames/s, {res['map_wall_s']:.0f} s together", flush=True)
     else:
         saved.unlink(missing_ok=True)
-        if atlas.exists():
-            shutil.rmtree(atlas)
-        map_steps(res, lib, atlas, jobs)
+        indexed = root / f"index-{n}.json"
+        reuse_index = (args.resume and atlas.exists() and indexed.exists()
+                       and n_embeddings(atlas) == 0)
+        if not reuse_index:
+            indexed.unlink(missing_ok=True)
+            if atlas.exists():
+                shutil.rmtree(atlas)
+        map_steps(res, lib, atlas, jobs, indexed=indexed, reuse_index=reuse_index,
+                  stop_after_index=args.stop_after_index)
         res["map_measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         saved.write_text(json.dumps({k: res[k] for k in (*MAP_KEYS, "map_measured")},
                                     default=str))
@@ -672,7 +708,10 @@ def parse_args(argv=None):
     ap.add_argument("--json", help="also write every figure here (after each size, too)")
     ap.add_argument("--resume", action="store_true",
                     help="reuse a size's atlas and its index and embed figures (ROOT/map-N.json) "
-                    "when an earlier run finished those steps, and measure the rest")
+                    "when an earlier run finished those steps, or its index figures "
+                    "(ROOT/index-N.json) when only the index step finished, and measure the rest")
+    ap.add_argument("--stop-after-index", action="store_true",
+                    help="stop once the (first) size's index step is measured (--resume goes on)")
     return ap.parse_args(argv)
 
 
