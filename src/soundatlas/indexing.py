@@ -24,11 +24,12 @@ from typing import Callable
 
 from soundatlas import labels as labels_mod
 from soundatlas.atlas import Atlas, NewSample, default_atlas_dir
+from soundatlas.atlas.store import chunked
 from soundatlas.cqt_params import PAPER_CQT, CQTParams
 from soundatlas.errors import AudioReadError, ParameterError
 from soundatlas.pipeline import Moved, analyse_files, isolate, run_batches
 from soundatlas.scan import FileEntry, ScanList
-from soundatlas.scratch import Scratch, chunks
+from soundatlas.scratch import Scratch
 
 __all__ = ["IndexSummary", "index_library", "cqt_for_model", "DEFAULT_MANIFEST"]
 
@@ -152,7 +153,7 @@ def index_library(
                 retry: list[FileEntry] = []  # moved files whose twin took the record first
                 # first the to-do list, where a file may be a moved one; then the retries
                 for skip_hashes, source in ((frozenset(orphans), lambda: found.todo(batch_size)),
-                                            (frozenset(), lambda: chunks(list(retry), batch_size))):
+                                            (frozenset(), lambda: chunked(list(retry), batch_size))):
                     stage = functools.partial(_analyse, root=str(library), params=params,
                                               max_duration=max_duration, skip_hashes=skip_hashes)
                     sent: collections.deque = collections.deque()  # the batches in flight
@@ -346,7 +347,7 @@ def _update_labels(atlas: Atlas, library: Path, sources, summary: IndexSummary) 
 
         def labelled():
             nonlocal matched
-            for chunk in chunks(atlas.iter_ids_hashes(), 900):  # 900: SQLite's variable limit
+            for chunk in chunked(atlas.iter_ids_hashes(), 900):  # 900: SQLite's variable limit
                 listed = {}
                 if n_manifest:
                     paths = [p for _sid, _digest, p in chunk]

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from soundatlas.atlas.records import FileEntry
+from soundatlas.atlas.store import chunked, placeholders
 from soundatlas.audio import AUDIO_EXTENSIONS
+from soundatlas.scratch import Scratch
 
 __all__ = ["FileEntry", "ScanList", "ScanResult", "Walk", "scan"]
 
@@ -171,12 +173,12 @@ def _printable(name: str) -> str:
     return os.fsencode(name).decode("utf-8", errors="replace")
 
 
-class ScanList:
+class ScanList(Scratch):
     """A walk of the library kept on disk (a :class:`~soundatlas.scratch.Scratch` database), read
     back sorted by path in chunks: ``index``'s scan, which holds nothing per file in memory.
 
     Besides the files and problems, it keeps ``index``'s to-do list (``add_todo``, ``todo``).
-    A context manager; ``close`` deletes the database.
+    A context manager, as every ``Scratch``; ``close`` deletes the database.
 
     Parameters
     ----------
@@ -198,10 +200,8 @@ class ScanList:
 
     def __init__(self, root: str | os.PathLike, *,
                  extensions: frozenset[str] = AUDIO_EXTENSIONS):
-        from soundatlas.scratch import Scratch
-
-        self._db = Scratch()
-        c = self._db.conn
+        super().__init__()
+        c = self.conn
         c.execute("CREATE TABLE files(path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER)"
                   " WITHOUT ROWID")
         c.execute("CREATE TABLE problems(path TEXT, reason TEXT)")
@@ -215,16 +215,16 @@ class ScanList:
                 if isinstance(item, FileEntry):
                     files.append((item.path, item.size, item.mtime_ns))
                     if len(files) >= 1000:
-                        self._db.insert("INSERT OR IGNORE INTO files VALUES (?, ?, ?)", files)
+                        self.insert("INSERT OR IGNORE INTO files VALUES (?, ?, ?)", files)
                 else:
                     problems.append(item)
                     if len(problems) >= 1000:
-                        self._db.insert("INSERT INTO problems VALUES (?, ?)", problems)
-            self._db.insert("INSERT OR IGNORE INTO files VALUES (?, ?, ?)", files)
-            self._db.insert("INSERT INTO problems VALUES (?, ?)", problems)
+                        self.insert("INSERT INTO problems VALUES (?, ?)", problems)
+            self.insert("INSERT OR IGNORE INTO files VALUES (?, ?, ?)", files)
+            self.insert("INSERT INTO problems VALUES (?, ?)", problems)
             c.execute("CREATE INDEX problems_path ON problems(path)")
         except BaseException:
-            self._db.close()
+            self.close()
             raise
         self.n_ignored = walk.n_ignored
         self.n_files = c.execute("SELECT count(*) FROM files").fetchone()[0]
@@ -234,7 +234,7 @@ class ScanList:
         """The audio candidates by path, ``size`` at a time."""
         after = None
         while True:
-            rows = self._db.conn.execute(
+            rows = self.conn.execute(
                 "SELECT path, size, mtime_ns FROM files"
                 + ("" if after is None else " WHERE path > ?") + " ORDER BY path LIMIT ?",
                 (size,) if after is None else (after, size)).fetchall()
@@ -246,7 +246,7 @@ class ScanList:
     def problems(self, size: int = 2000) -> Iterator[list[tuple[str, str]]]:
         """(relative path, reason) of what could not be listed, by path, ``size`` at a time."""
         offset = 0
-        while rows := self._db.conn.execute(
+        while rows := self.conn.execute(
                 "SELECT path, reason FROM problems ORDER BY path, reason LIMIT ? OFFSET ?",
                 (size, offset)).fetchall():
             offset += len(rows)
@@ -254,17 +254,17 @@ class ScanList:
 
     def add_todo(self, entries: list[FileEntry]) -> None:
         """Append files to the to-do list."""
-        self._db.insert("INSERT INTO todo(path, size, mtime_ns) VALUES (?, ?, ?)",
+        self.insert("INSERT INTO todo(path, size, mtime_ns) VALUES (?, ?, ?)",
                         [(e.path, e.size, e.mtime_ns) for e in entries])
 
     def n_todo(self) -> int:
         """Files in the to-do list."""
-        return self._db.conn.execute("SELECT count(*) FROM todo").fetchone()[0]
+        return self.conn.execute("SELECT count(*) FROM todo").fetchone()[0]
 
     def todo(self, size: int) -> Iterator[list[FileEntry]]:
         """The to-do list in the order it was added, ``size`` at a time."""
         after = 0
-        while rows := self._db.conn.execute(
+        while rows := self.conn.execute(
                 "SELECT seq, path, size, mtime_ns FROM todo WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after, size)).fetchall():
             after = rows[-1][0]
@@ -273,21 +273,9 @@ class ScanList:
     def present(self, paths: Iterable[str]) -> set[str]:
         """Those of ``paths`` the walk found (as a file or as a problem)."""
         out: set[str] = set()
-        paths = list(paths)
-        for i in range(0, len(paths), 450):  # twice 450 variables: under SQLite's old 999
-            chunk = paths[i : i + 450]
-            marks = ",".join("?" * len(chunk))
-            out.update(p for (p,) in self._db.conn.execute(
+        for chunk in chunked(paths, 450):  # twice 450 variables: under SQLite's old 999
+            marks = placeholders(chunk)
+            out.update(p for (p,) in self.conn.execute(
                 f"SELECT path FROM files WHERE path IN ({marks})"
                 f" UNION SELECT path FROM problems WHERE path IN ({marks})", chunk + chunk))
         return out
-
-    def close(self) -> None:
-        """Delete the list."""
-        self._db.close()
-
-    def __enter__(self) -> "ScanList":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -10,12 +10,8 @@ sorted and indexed there with a bounded page cache, and deleted when closed.
 from __future__ import annotations
 
 import sqlite3
-from itertools import islice
-from typing import Iterable, Iterator, TypeVar
 
-__all__ = ["Scratch", "chunks"]
-
-T = TypeVar("T")
+__all__ = ["Scratch"]
 
 #: The scratch database's page cache, in KiB (SQLite's negative cache_size): what it may hold
 #: in memory whatever the size of its tables.
@@ -53,10 +49,3 @@ class Scratch:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """``items`` as lists of ``size`` (the last shorter), read as they are needed."""
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk

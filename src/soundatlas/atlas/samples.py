@@ -15,6 +15,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from soundatlas.atlas.records import NewSample, SampleRecord
+from soundatlas.atlas.schema import NON_ASCII_PATH
 from soundatlas.atlas.store import Store, chunked, id_chunks, int_list, placeholders, write_array
 from soundatlas.errors import AtlasError
 
@@ -149,8 +150,7 @@ class SampleStore(Store):
                     "id IN (SELECT s.id FROM path_trigrams t JOIN samples s ON s.id = t.rowid"
                     " WHERE t.path LIKE ? AND length(CAST(s.path AS BLOB)) = length(s.path)"
                     " AND instr(lower(s.path), ?) > 0"
-                    " UNION ALL SELECT id FROM samples"
-                    " WHERE length(CAST(path AS BLOB)) != length(path)"
+                    f" UNION ALL SELECT id FROM samples WHERE {NON_ASCII_PATH}"
                     " AND casefold_contains(path, ?))")
                 args += [f"%{needle}%", needle, needle]
             else:

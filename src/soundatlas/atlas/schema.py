@@ -14,12 +14,60 @@ from pathlib import Path
 
 from soundatlas.errors import AtlasError
 
-__all__ = ["DB_NAME", "MIGRATIONS", "SCHEMA_VERSION", "READABLE_SCHEMA", "connect", "migrate"]
+__all__ = ["DB_NAME", "MIGRATIONS", "SCHEMA_VERSION", "READABLE_SCHEMA", "NON_ASCII_PATH",
+           "connect", "migrate", "trigram_search_available"]
 
 DB_NAME = "atlas.sqlite"
 
-# Migrations: index i brings the schema from version i to i + 1 (SQL, or a function of the
-# connection that gives it). Append, never edit.
+#: a path that is not ASCII, as SQL: the partial index of migration 5 and the search that folds
+#: such paths in Python (``SampleStore.find_samples``) must say it in the same words, or SQLite
+#: does not use the index
+NON_ASCII_PATH = "length(CAST(path AS BLOB)) != length(path)"
+
+# on the path, not the id: the index covers the search, which reads the path
+_NON_ASCII_INDEX = f"""
+    CREATE INDEX samples_non_ascii ON samples(path) WHERE {NON_ASCII_PATH};
+"""
+_TRIGRAMS = """
+    CREATE VIRTUAL TABLE path_trigrams USING fts5(path, content='samples', content_rowid='id',
+                                                  tokenize='trigram');
+    INSERT INTO path_trigrams(path_trigrams) VALUES ('rebuild');
+    CREATE TRIGGER path_trigrams_added AFTER INSERT ON samples BEGIN
+        INSERT INTO path_trigrams(rowid, path) VALUES (new.id, new.path);
+    END;
+    CREATE TRIGGER path_trigrams_removed AFTER DELETE ON samples BEGIN
+        INSERT INTO path_trigrams(path_trigrams, rowid, path) VALUES ('delete', old.id, old.path);
+    END;
+    CREATE TRIGGER path_trigrams_moved AFTER UPDATE OF path ON samples BEGIN
+        INSERT INTO path_trigrams(path_trigrams, rowid, path) VALUES ('delete', old.id, old.path);
+        INSERT INTO path_trigrams(rowid, path) VALUES (new.id, new.path);
+    END;
+"""
+
+
+def _path_index_sql() -> str:
+    """Migration 5's SQL for this SQLite: the trigram index only where FTS5 has the trigram
+    tokenizer (``trigram_search_available``), so that an atlas opens everywhere."""
+    return _NON_ASCII_INDEX + (_TRIGRAMS if trigram_search_available() else "")
+
+
+@functools.cache
+def trigram_search_available() -> bool:
+    """Whether this process's SQLite has FTS5 with the trigram tokenizer (SQLite >= 3.34 built
+    with FTS5): migration 5 makes the index of the paths only then, and an atlas that has one is
+    searched through it only then (an atlas made elsewhere may have it)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute("CREATE VIRTUAL TABLE probe USING fts5(x, tokenize='trigram')")
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+    return True
+
+
+# Migrations: index i brings the schema from version i to i + 1 (SQL, or a function that
+# gives it for this SQLite). Append, never edit.
 MIGRATIONS: list = [
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -142,50 +190,10 @@ MIGRATIONS: list = [
     # by triggers) gives the candidates of a substring search; a partial index lists the paths
     # that are not ASCII, which the search folds in Python. Where this SQLite has no trigram
     # FTS5, only the partial index is made and searches scan the paths (``_path_index_sql``).
-    lambda conn: _path_index_sql(conn),
+    _path_index_sql,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_NON_ASCII_INDEX = """
-    CREATE INDEX samples_non_ascii ON samples(path)
-        WHERE length(CAST(path AS BLOB)) != length(path);  -- covering: the search reads the path
-"""
-_TRIGRAMS = """
-    CREATE VIRTUAL TABLE path_trigrams USING fts5(path, content='samples', content_rowid='id',
-                                                  tokenize='trigram');
-    INSERT INTO path_trigrams(path_trigrams) VALUES ('rebuild');
-    CREATE TRIGGER path_trigrams_added AFTER INSERT ON samples BEGIN
-        INSERT INTO path_trigrams(rowid, path) VALUES (new.id, new.path);
-    END;
-    CREATE TRIGGER path_trigrams_removed AFTER DELETE ON samples BEGIN
-        INSERT INTO path_trigrams(path_trigrams, rowid, path) VALUES ('delete', old.id, old.path);
-    END;
-    CREATE TRIGGER path_trigrams_moved AFTER UPDATE OF path ON samples BEGIN
-        INSERT INTO path_trigrams(path_trigrams, rowid, path) VALUES ('delete', old.id, old.path);
-        INSERT INTO path_trigrams(rowid, path) VALUES (new.id, new.path);
-    END;
-"""
-
-
-def _path_index_sql(conn: sqlite3.Connection) -> str:
-    """Migration 5's SQL for this SQLite: the trigram index only where FTS5 has the trigram
-    tokenizer (``trigram_search_available``), so that an atlas opens everywhere."""
-    return _NON_ASCII_INDEX + (_TRIGRAMS if trigram_search_available() else "")
-
-
-@functools.cache
-def trigram_search_available() -> bool:
-    """Whether this process's SQLite has FTS5 with the trigram tokenizer (SQLite >= 3.34 built
-    with FTS5): migration 5 makes the index of the paths only then, and an atlas that has one is
-    searched through it only then (an atlas made elsewhere may have it)."""
-    conn = sqlite3.connect(":memory:")
-    try:
-        conn.execute("CREATE VIRTUAL TABLE probe USING fts5(x, tokenize='trigram')")
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        conn.close()
-    return True
 #: the oldest schema a read-only open accepts: what later migrations add (only new tables) reads
 #: as empty there, until the atlas is next opened for writing (which migrates it)
 READABLE_SCHEMA = 2
@@ -266,6 +274,6 @@ def migrate(conn: sqlite3.Connection, path: Path, *, write: bool) -> int:
         )
     for v in range(version, SCHEMA_VERSION):
         # one transaction per step: the schema change and its version number land together
-        step = MIGRATIONS[v] if isinstance(MIGRATIONS[v], str) else MIGRATIONS[v](conn)
+        step = MIGRATIONS[v] if isinstance(MIGRATIONS[v], str) else MIGRATIONS[v]()
         conn.executescript(f"BEGIN IMMEDIATE; {step}; PRAGMA user_version = {v + 1}; COMMIT;")
     return SCHEMA_VERSION

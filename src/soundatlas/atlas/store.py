@@ -14,6 +14,7 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -176,10 +177,12 @@ def write_array(folder: Path, array: np.ndarray) -> Path:
     return folder / name
 
 
-def chunked(seq: list, size: int):
-    """``seq`` in slices of ``size``."""
-    for i in range(0, len(seq), size):
-        yield seq[i : i + size]
+def chunked(items: Iterable, size: int) -> Iterator[list]:
+    """``items`` (any iterable, a generator included) as lists of ``size``, the last shorter,
+    read as they are needed."""
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
 
 
 def id_chunks(ids: Iterable[int]):
