@@ -67,6 +67,120 @@ def test_the_index_refuses_what_it_cannot_answer():
         index.nearest(np.zeros(3), 1)
 
 
+def _clustered(n: int, seed: int) -> np.ndarray:
+    """Codes in 40 loose clusters: the structure an inverted file relies on."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 0.35, (40, 256))
+    return encode(np.tanh(centres[rng.integers(0, 40, n)] + rng.normal(0, 0.12, (n, 256))))
+
+
+def test_the_approximate_index_finds_the_true_neighbours_and_measures_how_many():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from soundatlas.similarity import ApproximateIndex
+
+    codes = _clustered(6000, seed=3)
+    ids = np.arange(len(codes), dtype=np.int64) * 3 + 1
+    index = ApproximateIndex(ids, codes, target_recall=0.9, seed=1)
+    assert index.approximate and 1 <= index.nprobe < index.nlist  # it did not search everything
+    assert index.recall >= 0.9
+    rng = np.random.default_rng(4)
+    rows = rng.choice(len(ids), 100, replace=False)
+    decoded = codes.astype(np.float64) / 127
+    hits = 0
+    for row in rows:
+        q = index.vector(int(ids[row]))
+        got = index.nearest(q, 10, exclude=[int(ids[row])])
+        assert len(got) == 10 and int(ids[row]) not in [g[0] for g in got]
+        exact = np.sqrt(((decoded - q) ** 2).sum(axis=1))
+        for sid, d in got:  # the distances are exact; only candidates can be missed
+            assert d == pytest.approx(exact[(sid - 1) // 3], rel=1e-12, abs=1e-12)
+        assert [d for _, d in got] == sorted(d for _, d in got)
+        exact[row] = np.inf  # excluded
+        want = np.lexsort((ids, exact))[:10]
+        hits += sum(d <= exact[want[-1]] + 1e-12 for _, d in got)
+        assert [g[0] for g in index.nearest(q, 10, exclude=[int(ids[row])], exact=True)] \
+            == ids[want].tolist()
+    assert hits / (10 * len(rows)) >= 0.85  # the recall measured at build time holds on others
+    # more neighbours than the probed cells hold: the exact search answers
+    everyone = index.nearest(codes[0] / 127, len(ids) - 1, exclude=[int(ids[0])])
+    assert [g[0] for g in everyone] == _brute(codes, ids, codes[0] / 127, len(ids) - 1,
+                                              exclude=[int(ids[0])])[0]
+    # searches from many threads at once answer as one at a time
+    queries = [index.vector(int(ids[r])) for r in rows[:64]]
+    alone = [index.nearest(q, 10) for q in queries]
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(lambda q: index.nearest(q, 10), queries)) == alone
+
+
+def test_the_approximate_index_searches_every_cell_to_reach_a_recall_of_one():
+    from soundatlas.errors import ParameterError
+    from soundatlas.similarity import ApproximateIndex, vector_index
+
+    codes = _codes(3000, "uniform", seed=5)  # no structure: few cells cannot find them
+    ids = np.arange(len(codes), dtype=np.int64)
+    index = ApproximateIndex(ids, codes, target_recall=1.0, calibration=16)
+    assert index.nprobe == index.nlist and index.recall == 1.0
+    # every cell searched: the answer is the exact one, for any query, also the fractional
+    # ones of an upload and an analogy's a - b + c, which leaves the codes' range
+    rng = np.random.default_rng(6)
+    for i in range(20):
+        analogy = (codes[i].astype(np.float64) - codes[i + 1] + codes[i + 2]) / 127
+        fractional = np.clip(codes[i] / 127 + rng.normal(0, 0.01, 256), -1, 1)
+        for q in (analogy, fractional):
+            assert index.nearest(q, 10) == index.nearest(q, 10, exact=True)
+    with pytest.raises(ParameterError, match="target_recall"):
+        ApproximateIndex(ids, codes, target_recall=0)
+    assert not vector_index(ids, codes, approximate_above=3000).approximate
+    assert vector_index(ids, codes, approximate_above=2999).approximate
+    assert not vector_index(ids, codes, approximate_above=None).approximate
+
+
+def test_the_server_searches_large_models_approximately_and_exactly_when_asked(synth_atlas):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    from soundatlas.web import create_app
+
+    exact = TestClient(create_app(synth_atlas))  # the default: a small atlas is searched exactly
+    approx = TestClient(create_app(synth_atlas, approximate_above=0))
+    url = "/api/models/default/neighbours/5"
+    want = exact.get(url).json()
+    assert want["exact"] is True and "recall" not in want
+    got = approx.get(url).json()
+    assert got["exact"] is False and 0 < got["recall"] <= 1 and "cells" in got["approximate"]
+    asked = approx.get(url, params={"exact": "true"}).json()
+    assert asked["exact"] is True and asked["neighbours"] == want["neighbours"]
+    assert approx.get(url, params={"exact": "perhaps"}).status_code == 422
+    body = {"a": 1, "b": 2, "c": 3, "k": 5}
+    a_exact = exact.post("/api/models/default/analogy", json=body).json()
+    a_asked = approx.post("/api/models/default/analogy", json={**body, "exact": True}).json()
+    assert a_asked["exact"] is True and a_asked["neighbours"] == a_exact["neighbours"]
+    assert approx.post("/api/models/default/analogy", json=body).json()["exact"] is False
+    assert approx.get(url, params={"space": "map"}).json()["exact"] is True
+
+
+def test_serve_approximate_above_sets_where_approximate_search_starts(synth_atlas):
+    import json
+    import subprocess
+    import sys
+
+    from soundatlas.web.app import APPROXIMATE_ABOVE
+
+    soundatlas = Path(sys.executable).parent / "soundatlas"
+
+    def exact(*flags) -> bool:
+        out = subprocess.run([str(soundatlas), "serve", "--atlas", str(synth_atlas), *flags,
+                              "--get", "/api/models/default/neighbours/5"],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)["exact"]
+
+    assert exact() is True and exact("--approximate-above", "0") is False
+    helped = subprocess.run([str(soundatlas), "serve", "--help"], capture_output=True, text=True)
+    assert f"(default: {APPROXIMATE_ABOVE:,})" in " ".join(helped.stdout.split())
+
+
 def test_codes_round_activations_to_int8():
     v = np.array([-1.0, -0.5, 0.0, 0.3, 1.0, 1.2])
     np.testing.assert_array_equal(encode(v), [-127, -64, 0, 38, 127, 127])

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from soundatlas.atlas.records import ModelRecord
 
 __all__ = ["SPACE_NAME", "space_for", "describe", "encode", "decode", "VectorIndex",
-           "missing_message"]
+           "ApproximateIndex", "vector_index", "missing_message"]
 
 SPACE_NAME = "hidden-mean"
 SCALE = 127  # int8 code = round(SCALE * activation); tanh activations lie in [-1, 1]
@@ -135,6 +135,15 @@ def missing_message(atlas, model: ModelRecord, n_vectors: int) -> str:
             f"{shlex.quote(model.name)}` adds them")
 
 
+def _present(ids: np.ndarray, wanted: set[int]) -> int:
+    """How many of ``wanted`` are among the ascending ``ids`` (binary search, not a pass)."""
+    if not wanted:
+        return 0
+    w = np.fromiter(wanted, dtype=np.int64, count=len(wanted))
+    rows = np.minimum(np.searchsorted(ids, w), max(len(ids) - 1, 0))
+    return int(np.count_nonzero(ids[rows] == w)) if len(ids) else 0
+
+
 class VectorIndex:
     """Exact nearest neighbours among int8-coded vectors (Euclidean, on ``codes * scale``).
 
@@ -222,7 +231,10 @@ class VectorIndex:
             return self.codes[row].astype(np.float64) * self.scale
         return None
 
-    def nearest(self, vector, k: int, *, exclude: Iterable[int] = ()) -> list[tuple[int, float]]:
+    approximate = False  # every answer is exact
+
+    def nearest(self, vector, k: int, *, exclude: Iterable[int] = (),
+                exact: bool = True) -> list[tuple[int, float]]:
         """The ``k`` samples nearest ``vector``.
 
         Parameters
@@ -233,6 +245,8 @@ class VectorIndex:
             How many neighbours.
         exclude : iterable of int, default ()
             Sample ids never answered.
+        exact : bool, default True
+            Accepted for :class:`ApproximateIndex`'s sake: this search is always exact.
 
         Returns
         -------
@@ -249,7 +263,7 @@ class VectorIndex:
             raise ParameterError(f"a query of {q.size} numbers for a {self.dims}-d space")
         n = len(self.ids)
         excluded = {int(i) for i in exclude}
-        skip = int(np.isin(self.ids, list(excluded)).sum()) if excluded else 0
+        skip = _present(self.ids, excluded)
         want = min(n, k + skip)
         if want <= 0:
             return []
@@ -309,3 +323,208 @@ class VectorIndex:
             x = self.codes[rows[i:i + 16384]].astype(np.float64) * self.scale
             out[i:i + len(x)] = ((x - q) ** 2).sum(axis=1)
         return out
+
+
+class ApproximateIndex:
+    """Nearest neighbours among int8-coded vectors through an inverted file (FAISS), with an
+    exact search on demand.
+
+    The vectors are clustered (k-means, ``nlist`` cells, on a seeded sample); a query measures
+    the vectors of the ``nprobe`` cells whose centres are nearest it, so a neighbour in a cell
+    not probed is missed. The cells hold the codes' values exactly (FAISS's fp16 scalar
+    quantiser: integers up to 127 are exact in fp16), compared with the query in float, so
+    distances are not approximated, only the candidates are; the candidates are measured again
+    in float64 and ordered as :class:`VectorIndex` orders them. (FAISS's 8-bit quantisers would
+    hold half the memory, but their integer kernels round the query to 8 bits: an analogy's
+    a - b + c, which leaves the codes' range, then finds the wrong candidates.)
+
+    ``nprobe`` is chosen at build time: starting at 8 cells, doubled until the recall at 10
+    (the share of the exact 10 nearest found, ties counted by distance) of ``calibration``
+    seeded queries (samples of the set, each excluding itself, as a neighbours request does)
+    reaches ``target_recall``. The measured recall is :attr:`recall`.
+
+    Parameters
+    ----------
+    ids : ndarray of int64
+        Sample ids, ascending.
+    codes : ndarray of int8, shape (n, dims)
+        Their vectors' codes.
+    scale : float, default 1/127
+        What a code is worth.
+    nlist : int, optional
+        Cells (default: about the square root of n, between 16 and 4096).
+    target_recall : float, default 0.95
+        The recall at 10 that ``nprobe`` is raised to reach.
+    calibration : int, default 64
+        Queries measured to choose ``nprobe``.
+    seed : int, default 0
+        Seeds the k-means sample and the calibration queries.
+
+    Raises
+    ------
+    ParameterError
+        As :class:`VectorIndex`, or for a ``target_recall`` outside (0, 1].
+
+    Notes
+    -----
+    Why FAISS: it is the field's library for this, and an exact search of 1M vectors of 256
+    numbers cannot answer 20 concurrent clients within 100 ms on two cores (each query reads the
+    whole set's projection; benchmarks/RESULTS.md, "Nearest sounds at a million samples").
+    Searches may run from many threads at once; ``nprobe`` is fixed after the build.
+    """
+
+    approximate = True  # answers are exact only when asked (``exact=True``)
+
+    def __init__(self, ids: np.ndarray, codes: np.ndarray, *, scale: float = 1 / SCALE,
+                 nlist: int | None = None, target_recall: float = 0.95,
+                 calibration: int = 64, seed: int = 0):
+        import threading
+
+        import faiss
+
+        if not 0 < target_recall <= 1:
+            raise ParameterError(f"target_recall {target_recall} must lie in (0, 1]")
+        self._exact_index = None
+        self._exact_lock = threading.Lock()
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.codes = np.asarray(codes)
+        self.scale = float(scale)
+        if self.codes.ndim != 2 or len(self.codes) != len(self.ids):
+            raise ParameterError(f"codes of shape {self.codes.shape} for {len(self.ids)} ids")
+        if len(self.ids) > 1 and np.any(np.diff(self.ids) <= 0):
+            raise ParameterError("ids must be ascending and distinct")
+        n, d = self.codes.shape
+        self.dims = d
+        self.nlist = int(nlist or min(4096, max(16, round(np.sqrt(n)))))
+        self.nlist = max(1, min(self.nlist, n))
+        quantizer = faiss.IndexFlatL2(d)
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, d, self.nlist, faiss.ScalarQuantizer.QT_fp16,
+            faiss.METRIC_L2, False)  # the codes' values, not residuals to the cell's centre
+        index.cp.seed = seed
+        index.cp.niter = 10  # k-means iterations: cells need not be optimal, only reasonable
+        index.cp.min_points_per_centroid = 1  # no warning for a small training sample
+        rng = np.random.default_rng(seed)
+        train = np.sort(rng.choice(n, size=min(n, 40 * self.nlist), replace=False))
+        index.train(self.codes[train].astype(np.float32))
+        for i in range(0, n, 65536):  # row numbers are FAISS's ids
+            index.add(self.codes[i:i + 65536].astype(np.float32))
+        self._faiss = index
+        self._quantizer = quantizer  # the IVF index refers to it: keep it alive
+        self.nprobe, self.recall = self._calibrate(target_recall, calibration, rng)
+        index.nprobe = self.nprobe
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the index holds besides its ids and codes (FAISS's cells and centres)."""
+        return len(self.ids) * (2 * self.dims + 8) + self.nlist * self.dims * 4
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def exact_index(self) -> VectorIndex:
+        """The exact :class:`VectorIndex` of the same vectors (built on first use)."""
+        with self._exact_lock:
+            if self._exact_index is None:
+                self._exact_index = VectorIndex(self.ids, self.codes, scale=self.scale)
+            return self._exact_index
+
+    def vector(self, sample_id: int) -> np.ndarray | None:
+        """A sample's vector (float64, exactly as distances decode it), or None without one."""
+        row = int(np.searchsorted(self.ids, sample_id))
+        if row < len(self.ids) and self.ids[row] == sample_id:
+            return self.codes[row].astype(np.float64) * self.scale
+        return None
+
+    def nearest(self, vector, k: int, *, exclude: Iterable[int] = (),
+                exact: bool = False) -> list[tuple[int, float]]:
+        """The ``k`` samples nearest ``vector`` among those of the probed cells.
+
+        Parameters
+        ----------
+        vector : array_like, shape (dims,)
+            The query, decoded (float).
+        k : int
+            How many neighbours.
+        exclude : iterable of int, default ()
+            Sample ids never answered.
+        exact : bool, default False
+            Search every vector instead (:attr:`exact_index`).
+
+        Returns
+        -------
+        list of (int, float)
+            (sample id, Euclidean distance), nearest first, ties in id order. Fewer than ``k``
+            only where the set has fewer (the probed cells holding too few, the search is
+            exact).
+
+        Raises
+        ------
+        ParameterError
+            When the query is not of the space's dimension.
+        """
+        if exact:
+            return self.exact_index.nearest(vector, k, exclude=exclude)
+        return self._search(vector, k, exclude, self.nprobe)
+
+    def _search(self, vector, k: int, exclude: Iterable[int], nprobe: int):
+        import faiss
+
+        q = np.asarray(vector, dtype=np.float64).ravel()
+        if q.shape != (self.dims,):
+            raise ParameterError(f"a query of {q.size} numbers for a {self.dims}-d space")
+        excluded = {int(i) for i in exclude}
+        skip = _present(self.ids, excluded)
+        want = min(len(self.ids), k + skip)
+        if want <= 0:
+            return []
+        params = faiss.SearchParametersIVF(nprobe=nprobe)
+        _, found = self._faiss.search((q / self.scale).astype(np.float32)[None], want,
+                                      params=params)
+        rows = found[0][found[0] >= 0]
+        if len(rows) < want:  # the probed cells hold too few vectors
+            return self.exact_index.nearest(q, k, exclude=excluded)
+        x = self.codes[rows].astype(np.float64) * self.scale
+        distance = np.sqrt(((x - q) ** 2).sum(axis=1))
+        out = []
+        for j in np.lexsort((rows, distance)):
+            sid = int(self.ids[rows[j]])
+            if sid not in excluded:
+                out.append((sid, float(distance[j])))
+                if len(out) == k:
+                    break
+        return out
+
+    def _calibrate(self, target: float, queries: int, rng) -> tuple[int, float]:
+        """(nprobe, its recall at 10): the fewest cells, doubling from 8, reaching ``target``."""
+        n = len(self.ids)
+        k = min(10, n - 1)
+        if k <= 0:
+            return self.nlist, 1.0
+        rows = rng.choice(n, size=min(n, queries), replace=False)
+        truth = []
+        for r in rows:
+            q = self.codes[r].astype(np.float64) * self.scale
+            found = self.exact_index.nearest(q, k, exclude=[int(self.ids[r])])
+            truth.append((q, int(self.ids[r]), found[-1][1]))
+        nprobe = min(8, self.nlist)
+        while True:
+            hits = 0
+            for q, sid, kth in truth:
+                got = self._search(q, k, [sid], nprobe)
+                # a neighbour at the k-th exact distance or nearer is right (ties count)
+                hits += sum(1 for _, dist in got if dist <= kth * (1 + 1e-9) + 1e-12)
+            recall = hits / (k * len(truth))
+            if recall >= target or nprobe >= self.nlist:
+                return nprobe, recall
+            nprobe = min(self.nlist, 2 * nprobe)
+
+
+def vector_index(ids: np.ndarray, codes: np.ndarray, *, scale: float = 1 / SCALE,
+                 approximate_above: int | None = None, **approximate):
+    """The index of a set of vectors: exact up to ``approximate_above`` vectors, approximate
+    (:class:`ApproximateIndex`, with ``approximate``'s options) above; None: always exact."""
+    if approximate_above is not None and len(ids) > approximate_above:
+        return ApproximateIndex(ids, codes, scale=scale, **approximate)
+    return VectorIndex(ids, codes, scale=scale)

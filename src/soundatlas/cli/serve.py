@@ -78,6 +78,11 @@ def _add_serve(sub, parents) -> None:
                     "/soundatlas/cursor x y z moves a cursor in the page and plays the nearest "
                     "sample; also /soundatlas/cursor/norm u v w, /soundatlas/play id, "
                     "/soundatlas/select id")
+    sv.add_argument("--approximate-above", type=nonnegative_int, metavar="N",
+                    help="search the nearest sounds (neighbours, analogies, query by example) "
+                    "of models with more than N similarity vectors approximately: a FAISS "
+                    "inverted file, its recall measured when it is built and given in each "
+                    "answer; a request may still ask for an exact one (default: 100,000)")
     sv.set_defaults(func=cmd_serve)
 
 
@@ -86,6 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from soundatlas.web.app import (
+        APPROXIMATE_ABOVE,
         call,
         create_app,
         describe_response,
@@ -100,7 +106,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     live = args.get is None  # one in-process request needs no OSC sockets
     app = create_app(atlas_dir(args), model=args.model, allowed_hosts=allowed,
                      osc_out=args.osc_out if live else None,
-                     osc_in=args.osc_in if live else None)
+                     osc_in=args.osc_in if live else None,
+                     approximate_above=(APPROXIMATE_ABOVE if args.approximate_above is None
+                                        else args.approximate_above))
     if args.get is not None:
         target = args.get if args.get.startswith("/") else "/" + args.get
         status, headers, body = asyncio.run(call(app, "GET", target))

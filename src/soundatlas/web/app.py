@@ -35,11 +35,11 @@ from soundatlas.web.routers import atlas as atlas_router
 from soundatlas.web.routers import events, export, files, labels, models, pages, samples, sound
 from soundatlas.web.routers.pages import STATIC_DIR
 from soundatlas.web.security import install_security, is_loopback_host
-from soundatlas.web.state import WebState, end_streams
+from soundatlas.web.state import APPROXIMATE_ABOVE, WebState, end_streams
 
 # the names below are also imported from here by the CLI, the benchmarks and older callers
-__all__ = ["create_app", "ROUTERS", "call", "describe_response", "end_streams",
-           "is_loopback_host", "STATIC_DIR", "EMBED_HINT", "MAX_K", "WebState", "api_error",
+__all__ = ["create_app", "APPROXIMATE_ABOVE", "ROUTERS", "call", "describe_response",
+           "end_streams", "is_loopback_host", "STATIC_DIR", "EMBED_HINT", "MAX_K", "WebState", "api_error",
            "binary_response", "model_or_404", "sorted_values", "web_state"]
 
 #: the API's routers, in the order they are included
@@ -50,7 +50,7 @@ ROUTERS: tuple[APIRouter, ...] = tuple(m.router for m in (
 def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
                max_upload_bytes: int = 50 * 2**20, max_export_bytes: int = 2 * 2**30,
                allowed_hosts: Iterable[str] | None = None, osc_out: str | None = None,
-               osc_in: str | None = None,
+               osc_in: str | None = None, approximate_above: int | None = APPROXIMATE_ABOVE,
                extra_routers: Iterable[APIRouter] = ()) -> FastAPI:
     """The web app for an atlas (opened read-only, never written).
 
@@ -73,6 +73,10 @@ def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
         ``[HOST:]PORT`` (host 127.0.0.1 unless given; port 0 picks a free one): listen for OSC
         there while the app runs (from its startup to its shutdown) and pass what arrives to
         the page (see ``soundatlas.web.osc``).
+    approximate_above : int or None, optional
+        Models with more similarity vectors than this answer nearest-sound searches
+        approximately unless a request asks ``exact`` (default ``APPROXIMATE_ABOVE``); None:
+        always exactly.
     extra_routers : iterable of fastapi.APIRouter, optional
         Routers included after ``ROUTERS`` (an endpoint added without editing this package).
 
@@ -93,6 +97,8 @@ def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
         raise ParameterError(f"max_upload_bytes={max_upload_bytes} must be at least 1")
     if max_export_bytes < 1:
         raise ParameterError(f"max_export_bytes={max_export_bytes} must be at least 1")
+    if approximate_above is not None and approximate_above < 0:
+        raise ParameterError(f"approximate_above={approximate_above} must be at least 0")
     with Atlas.open(atlas_dir) as atlas:  # fail now, with the atlas's own message
         if model is not None:
             atlas.model(model)
@@ -122,7 +128,7 @@ def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
                   "paths rendered as sound and mosaics, audio with HTTP Range, export.")
     app.state.web = WebState(atlas_dir, model=model, max_upload_bytes=max_upload_bytes,
                              max_export_bytes=max_export_bytes, osc_out=out, osc_in=listener,
-                             events=hub)
+                             events=hub, approximate_above=approximate_above)
     install_error_handlers(app)
     install_security(app, allowed_hosts)
     for router in (*ROUTERS, *extra_routers):

@@ -22,8 +22,8 @@ from soundatlas.atlas import Atlas, ModelRecord
 from soundatlas.errors import SoundAtlasError
 from soundatlas.web.responses import api_error
 
-__all__ = ["PointIndex", "SimilarityIndex", "WebState", "points_key", "model_dims",
-           "end_streams"]
+__all__ = ["APPROXIMATE_ABOVE", "PointIndex", "SimilarityIndex", "WebState", "points_key",
+           "model_dims", "end_streams"]
 
 
 def model_dims(model: ModelRecord) -> int:
@@ -40,6 +40,11 @@ def model_dims(model: ModelRecord) -> int:
         The architecture's ``dims`` (3 when the config does not say).
     """
     return int(model.config.get("architecture", {}).get("dims", 3))
+
+
+#: models with more similarity vectors than this search them approximately by default
+#: (benchmarks/RESULTS.md, "Nearest sounds at a million samples")
+APPROXIMATE_ABOVE = 100_000
 
 
 @dataclass
@@ -107,19 +112,20 @@ class PointIndex:
 
 @dataclass
 class SimilarityIndex:
-    """One model's similarity vectors (``soundatlas.similarity``) and their exact index.
+    """One model's similarity vectors (``soundatlas.similarity``) and their index.
 
     Attributes
     ----------
-    index : similarity.VectorIndex or None
-        The index, or None without a complete set of vectors.
+    index : similarity.VectorIndex or similarity.ApproximateIndex or None
+        The index (exact up to ``WebState.approximate_above`` vectors, approximate above), or
+        None without a complete set of vectors.
     space : dict or None
         The atlas's record of the similarity space.
     message : str or None
         When ``index`` is None: why, and the command that adds the vectors.
     """
 
-    index: object | None  # similarity.VectorIndex
+    index: object | None  # similarity.VectorIndex or similarity.ApproximateIndex
     space: dict | None  # the atlas's record of the space
     message: str | None = None
 
@@ -157,6 +163,10 @@ class WebState:
         The OSC listener whose messages reach the page.
     events : osc.EventHub, optional
         The hub that passes what arrives over OSC to the page's event streams.
+    approximate_above : int or None, optional
+        Models with more similarity vectors than this search them approximately
+        (``similarity.ApproximateIndex``) unless a request asks for an exact answer; None:
+        always exactly.
 
     Notes
     -----
@@ -166,8 +176,10 @@ class WebState:
     """
 
     def __init__(self, atlas_dir: Path, *, model: str | None, max_upload_bytes: int,
-                 max_export_bytes: int, osc_out=None, osc_in=None, events=None):
+                 max_export_bytes: int, osc_out=None, osc_in=None, events=None,
+                 approximate_above: int | None = APPROXIMATE_ABOVE):
         self.atlas_dir = atlas_dir
+        self.approximate_above = approximate_above
         self.osc_out = osc_out  # osc.OscOut, or None
         self.osc_in = osc_in  # osc.OscIn, or None
         self.events = events  # osc.EventHub, or None
@@ -206,7 +218,7 @@ class WebState:
         """The model's similarity vectors and index (a :class:`SimilarityIndex`), rebuilt
         when its embeddings or vectors changed; without a vector for every embedded sample,
         no index and the message why."""
-        from soundatlas.similarity import VectorIndex, missing_message
+        from soundatlas.similarity import missing_message, vector_index
 
         space = atlas.similarity_space(model.id)
         key = (*points_key(atlas, model), None if space is None else
@@ -218,7 +230,8 @@ class WebState:
             ids, codes = atlas.similarity_vectors(model.id)
             if len(ids) < model.n_embedded:
                 return SimilarityIndex(None, space, missing_message(atlas, model, len(ids)))
-            return SimilarityIndex(VectorIndex(ids, codes, scale=space["spec"]["scale"]), space)
+            return SimilarityIndex(vector_index(ids, codes, scale=space["spec"]["scale"],
+                                                approximate_above=self.approximate_above), space)
 
         return self._cached(self._vectors, model.name, key, build)
 

@@ -39,6 +39,9 @@ K = Query(10, ge=1, le=MAX_K, description=f"how many neighbours (1 to {MAX_K})")
 SPACE = Query(None, description="where to search: similarity (the model's similarity vectors; "
               "the default where it has them) or map (the 3-D points)")
 Space = Literal["similarity", "map"] | None
+EXACT = Query(False, description="search every similarity vector: an exact answer where the "
+              "model is large enough to be searched approximately by default (\"exact\" in "
+              "the answer says which it got)")
 
 
 def _search_space(web, atlas, model: ModelRecord, asked: str | None):
@@ -53,12 +56,23 @@ def _search_space(web, atlas, model: ModelRecord, asked: str | None):
     return "map", None, sim.message
 
 
-def _space_fields(space: str, sim, note: str | None) -> dict:
+def _space_fields(space: str, sim, note: str | None, exact: bool) -> dict:
+    """``space`` (and its detail or the note why not the similarity space), and ``exact``:
+    whether the answer is exact; when not, ``recall`` estimates the share of the true
+    neighbours it holds (measured when the index was built)."""
     from soundatlas.similarity import describe
 
     out = {"space": space}
     if sim is not None:
         out["space_detail"] = describe(sim.space)
+        approximate = sim.index.approximate and not exact
+        out["exact"] = not approximate
+        if approximate:
+            out["recall"] = round(sim.index.recall, 3)
+            out["approximate"] = (f"FAISS inverted file: {sim.index.nprobe} of "
+                                  f"{sim.index.nlist} cells searched")
+    else:
+        out["exact"] = True  # the map's KD-tree
     if note is not None:
         out["note"] = note
     return out
@@ -101,10 +115,12 @@ def get_trajectory(name: str, sample_id: int, request: Request) -> Response:
 
 @router.get("/{name}/neighbours/{sample_id}", summary="The k samples nearest a sample")
 def get_neighbours(name: str, sample_id: int, request: Request, k: int = K,
-                   space: Space = SPACE) -> dict:
+                   space: Space = SPACE, exact: bool = EXACT) -> dict:
     """Nearest first by Euclidean distance in the similarity space (default) or between points
     on the map (``space=map``); never the sample itself. Each: ``{id, distance, path, labels}``;
-    ``space`` says where the distances were measured."""
+    ``space`` says where the distances were measured, ``exact`` whether every vector was
+    searched (large models search approximately unless asked ``exact=true``; then ``recall``
+    estimates the share of the true neighbours found)."""
     web = web_state(request)
     with web.atlas() as atlas:
         model = embedded_model(atlas, name)
@@ -114,13 +130,14 @@ def get_neighbours(name: str, sample_id: int, request: Request, k: int = K,
             if vector is None:
                 raise api_error(404, f"sample {sample_id} has no similarity vector for model "
                                 f"{name!r} (unknown id, or not embedded yet)")
-            found = sim.index.nearest(vector, k, exclude=[sample_id])
+            found = sim.index.nearest(vector, k, exclude=[sample_id], exact=exact)
         else:
             index = web.point_index(atlas, model)
             point = point_or_404(index, sample_id, model)
             found = index.nearest(point, k, exclude=[sample_id])
         items = neighbour_items(atlas, found)
-    return {"model": name, "id": sample_id, **_space_fields(used, sim, note), "neighbours": items}
+    return {"model": name, "id": sample_id, **_space_fields(used, sim, note, exact),
+            "neighbours": items}
 
 
 class AnalogyRequest(BaseModel):
@@ -131,6 +148,8 @@ class AnalogyRequest(BaseModel):
     space: Literal["similarity", "map"] | None = Field(
         None, description="where to search: similarity (the default where the model has "
         "similarity vectors) or map")
+    exact: bool = Field(False, description="search every similarity vector (large models are "
+                        "searched approximately by default)")
 
 
 @router.post("/{name}/analogy", summary="A - B + C and the samples nearest it")
@@ -151,27 +170,29 @@ def post_analogy(name: str, body: AnalogyRequest, request: Request) -> dict:
             if va is None or vb is None or vc is None:
                 raise api_error(404, f"a sample of {exclude} has no similarity vector for model "
                                 f"{name!r}")
-            found = sim.index.nearest(va - vb + vc, body.k, exclude=exclude)
+            found = sim.index.nearest(va - vb + vc, body.k, exclude=exclude, exact=body.exact)
         else:
             found = index.nearest(point, body.k, exclude=exclude)
         items = neighbour_items(atlas, found)
-    return {"model": name, **_space_fields(used, sim, note), "point": [float(x) for x in point],
-            "neighbours": items}
+    return {"model": name, **_space_fields(used, sim, note, body.exact),
+            "point": [float(x) for x in point], "neighbours": items}
 
 
 @router.post("/{name}/query", summary="Query by example: embed an uploaded file",
              openapi_extra=UPLOAD_BODY,
              responses={400: {"description": "not audio"}, 413: {"description": "too large"}})
-async def post_query(name: str, request: Request, k: int = K, space: Space = SPACE) -> dict:
+async def post_query(name: str, request: Request, k: int = K, space: Space = SPACE,
+                     exact: bool = EXACT) -> dict:
     """Upload one audio file as multipart field ``file``. It is decoded and turned into log-CQT
     frames exactly as indexing does, embedded with the model, and answered with its
     ``trajectory`` (one point per frame), its ``point`` and ``duration``, and the k nearest
     samples in the similarity space (its vector computed as the atlas's are) or on the map
     (``space=map``), as ``space`` says. It is not added to the atlas."""
-    return await run_on_upload(request, _query, name, k, space)
+    return await run_on_upload(request, _query, name, k, space, exact)
 
 
-def _query(web, path: Path, filename: str, name: str, k: int, space: str | None) -> dict:
+def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
+           exact: bool) -> dict:
     from soundatlas.embed import embed_outside_file
     from soundatlas.errors import AudioReadError
 
@@ -189,11 +210,12 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None)
             if codes is None or codes.shape != (sim.index.dims,):
                 raise api_error(409, f"model {name!r} cannot compute the atlas's similarity "
                                 f"vectors ({sim.space['name']}); ask with space=map")
-            found = sim.index.nearest(codes.astype(np.float64) * sim.index.scale, k)
+            found = sim.index.nearest(codes.astype(np.float64) * sim.index.scale, k,
+                                      exact=exact)
         else:
             found = web.point_index(atlas, model).nearest(point, k)
         items = neighbour_items(atlas, found)
     return {"model": name, "file": filename, "duration": decoded.duration,
             "truncated": decoded.truncated, "frame_rate": params.sr / params.hop_length,
             "trajectory": traj.astype(float).tolist(), "point": [float(x) for x in point],
-            **_space_fields(used, sim, note), "neighbours": items}
+            **_space_fields(used, sim, note, exact), "neighbours": items}
