@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import shutil
 import warnings
 import zipfile
@@ -847,3 +848,73 @@ def test_an_unknown_audio_format_is_400_naming_the_allowed(gen_client, gen_atlas
     sid = _gen_id(gen_atlas, "tone/stereo.aif")
     message = _json_error(gen_client.get(f"/api/samples/{sid}/audio?format={fmt}"), 400)
     assert "wav" in message and repr(fmt) in message
+
+
+def test_the_served_socket_turns_nagle_off_on_its_connections():
+    """`soundatlas serve` binds its own socket. asyncio sets TCP_NODELAY only on sockets whose
+    protocol is TCP: a bare socket.socket() made every kept-alive request wait ~40 ms for a
+    delayed ACK (neighbours at 1M: 48 ms a request alone, 3.6 ms after)."""
+    import socket
+    from asyncio.base_events import _set_nodelay
+
+    from soundatlas.cli.serve import _listening_socket
+
+    server = _listening_socket("127.0.0.1", 0)
+    client = socket.create_connection(server.getsockname())
+    conn, _ = server.accept()
+    try:
+        _set_nodelay(conn)  # what the event loop does with every accepted connection
+        assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        for s in (conn, client, server):
+            s.close()
+
+
+def test_a_threads_kept_connection_sees_commits_and_a_replaced_or_migrated_atlas(
+        mapped, tmp_path):
+    from conftest import downgrade_schema
+
+    copy, other = tmp_path / "copy", tmp_path / "other"
+    shutil.copytree(mapped, copy)
+    web = WebState(copy, model=None, max_upload_bytes=1, max_export_bytes=1)
+    with web.atlas() as first:
+        n = first.n_samples()
+    with Atlas.open(copy, write=True) as writer:  # a commit by another process
+        writer.remove_samples(writer.sample_ids()[:3].tolist())
+    with web.atlas() as again:
+        assert again is first and again.n_samples() == n - 3  # kept, and current
+    shutil.copytree(mapped, other)
+    downgrade_schema(other, 4)
+    os.replace(copy, tmp_path / "before")  # the atlas replaced by another at the same path
+    os.replace(other, copy)
+    with web.atlas() as replaced:
+        assert replaced is not first and replaced.n_samples() == n
+        assert replaced.schema_version == 4
+    with Atlas.open(copy, write=True):  # migrated by a writer
+        pass
+    with web.atlas() as migrated:
+        assert migrated is not replaced and migrated.schema_version > 4
+
+
+def test_a_kept_atlas_reads_the_features_of_a_segment_id_used_again(tone_library):
+    """SQLite gives a new segment the id of the last one when that was deleted: features are
+    cached by file, not id, so an atlas kept open (the server's) reads the new file."""
+    from soundatlas.indexing import index_library
+
+    index_library(tone_library, n_jobs=1)
+    atlas_dir = tone_library / ".soundatlas"
+    with Atlas.open(atlas_dir) as reader, Atlas.open(atlas_dir, write=True) as writer:
+        last = max(writer.samples(), key=lambda r: r.segment)
+        in_segment = [r for r in writer.samples() if r.segment == last.segment]
+        n_bins = reader.features(in_segment[0].id).shape[1]  # cached in the reader
+        writer.remove_samples([r.id for r in in_segment])
+        writer.collect_garbage()  # the segment's row and file go
+        from soundatlas.atlas import NewSample
+
+        new = NewSample(path="new.wav", size=1, mtime_ns=1, hash="h", orig_sr=16000,
+                        n_channels=1, duration=1.0, file_duration=1.0, truncated=False,
+                        features=np.full((5, n_bins), 0.5, np.float32))
+        (sid,) = writer.commit_batch([new])
+        rec = writer.samples([sid])[0]
+        assert rec.segment == last.segment  # the id was used again
+        np.testing.assert_allclose(reader.features(sid), 0.5, atol=1e-3)

@@ -195,14 +195,17 @@ class SampleStore(Store):
         return np.asarray(seg[rec.frame_offset : rec.frame_offset + rec.n_frames], dtype=np.float32)
 
     def _segment(self, segment_id: int) -> np.ndarray:
-        if segment_id not in self._segment_cache:
-            row = self.conn.execute("SELECT file FROM segments WHERE id = ?", (segment_id,)).fetchone()
-            if row is None:
-                raise AtlasError(f"segment {segment_id} is missing from {self.path}")
+        # cached by file name, not id: an id may name another file after garbage collection
+        # (SQLite reuses the largest rowid), and an open atlas outlives many commits (the
+        # server keeps one per thread); file names are never reused
+        row = self.conn.execute("SELECT file FROM segments WHERE id = ?", (segment_id,)).fetchone()
+        if row is None:
+            raise AtlasError(f"segment {segment_id} is missing from {self.path}")
+        if row[0] not in self._segment_cache:
             if len(self._segment_cache) > 256:
                 self._segment_cache.clear()
-            self._segment_cache[segment_id] = np.load(self.path / "features" / row[0], mmap_mode="r")
-        return self._segment_cache[segment_id]
+            self._segment_cache[row[0]] = np.load(self.path / "features" / row[0], mmap_mode="r")
+        return self._segment_cache[row[0]]
 
     # -- writing -----------------------------------------------------------------------------------
 

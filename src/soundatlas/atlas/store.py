@@ -55,7 +55,7 @@ class Store:
         self.path = path
         self.conn = conn
         self._read_only = read_only
-        self._segment_cache: dict[int, np.ndarray] = {}
+        self._segment_cache: dict[str, np.ndarray] = {}  # file -> mmap (files never change)
         self._embedding_cache: dict[str, np.ndarray] = {}  # file -> mmap (files never change)
 
     # -- transactions ----------------------------------------------------------------------------

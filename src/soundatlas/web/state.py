@@ -10,6 +10,7 @@ here, each rebuilt when the model's embeddings change.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -194,12 +195,37 @@ class WebState:
         self._frames: dict[str, tuple[tuple, object]] = {}  # name -> (points_key, FrameIndex)
         self._audio: object = None  # synth.AudioCache shared by renders, at one output rate
         self.render_lock = threading.Lock()  # one render at a time: each is CPU-bound anyway
+        self._local = threading.local()  # each thread's (database file id, open Atlas)
 
     @contextmanager
     def atlas(self):
-        """The atlas, read-only, for the calling thread (a context manager)."""
-        with Atlas.open(self.atlas_dir) as atlas:
+        """The atlas, read-only, for the calling thread (a context manager).
+
+        Each thread keeps its connection between requests (opening one per request cost a
+        fifth of a nearest-sounds request at 1M samples, and its page cache with it); it is
+        opened again when the database file was replaced or its schema migrated, and a
+        request never leaves a transaction open on it."""
+        from soundatlas.atlas import DB_NAME
+
+        mine = getattr(self._local, "atlas", None)
+        try:
+            st = os.stat(self.atlas_dir / DB_NAME)
+            here = (st.st_dev, st.st_ino)
+        except OSError:
+            here = None
+        if mine is not None and (mine[0] != here or mine[1].conn.execute(
+                "PRAGMA user_version").fetchone()[0] != mine[1].schema_version):
+            mine[1].close()
+            mine = None
+        if mine is None:
+            mine = (here, Atlas.open(self.atlas_dir))
+            self._local.atlas = mine
+        atlas = mine[1]
+        try:
             yield atlas
+        finally:
+            if atlas.conn.in_transaction:
+                atlas.conn.execute("ROLLBACK")
 
     def point_index(self, atlas: Atlas, model: ModelRecord) -> PointIndex:
         """The model's points and KD-tree (a :class:`PointIndex`), rebuilt when its
