@@ -100,6 +100,8 @@ _ADDED_BY_MIGRATION = {
     5: "DROP TRIGGER IF EXISTS path_trigrams_added; DROP TRIGGER IF EXISTS path_trigrams_removed;"
        " DROP TRIGGER IF EXISTS path_trigrams_moved; DROP TABLE IF EXISTS path_trigrams;"
        " DROP INDEX samples_non_ascii;",
+    6: "DROP TABLE collection_items; DROP TABLE collections; DROP TABLE user_labels;"
+       " DROP TABLE user_items;",
 }
 
 

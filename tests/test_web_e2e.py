@@ -684,3 +684,83 @@ def test_an_atlas_without_embeddings_shows_the_command_that_makes_them(page, bar
     assert page.locator("#loading").is_hidden()
     state = page.evaluate(f"{HOOK}.state")
     assert state["ready"] is False and state["hint"] == hint and state["nPoints"] == 0
+
+
+def test_stars_tags_notes_and_collections_from_the_page(page, mapped, tmp_path):
+    """The page writes the user's layer: a star (key s), a tag (key t), a note, tags and a
+    collection for a selection, a collection shown as a filter, played through and exported;
+    tags colour the map like any label. The atlas holds every write afterwards."""
+    atlas_dir = tmp_path / "atlas"
+    shutil.copytree(mapped, atlas_dir)
+    with ThreadedServer(create_app(atlas_dir)) as srv:
+        ids = _embedded_ids(srv, "m")
+        first, second = ids[0], ids[1]
+        srv.post("/api/collections/duo/add?create=true", {"ids": [second, first]})
+        _open(page, srv)
+        page.evaluate(f"{HOOK}.select({first})")
+        page.wait_for_function(f"{HOOK}.state.curation.selected?.id === {first}")
+        page.locator("#map canvas").focus()
+        page.keyboard.press("s")
+        page.wait_for_function(f"{HOOK}.state.curation.selected?.starred === true")
+        page.keyboard.press("t")
+        page.keyboard.type("bright")
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            f"{HOOK}.state.curation.selected?.tags.includes('bright')")
+        page.fill("#sample-note", "for the chorus")
+        page.locator("#sample-note").dispatch_event("change")
+        page.wait_for_function(f"{HOOK}.state.curation.selected?.note === 'for the chorus'")
+        # the selection: tag all, a new collection of it
+        picked = page.evaluate(f"{HOOK}.selectBox(0, 0, 2000, 2000)")
+        assert len(picked) == len(ids)
+        page.fill("#selection-tag", "mood:dark")
+        page.click("#selection-tag-add")
+        page.wait_for_function(f"{HOOK}.state.curation.tags['mood:dark'] === {len(ids)}")
+        page.fill("#collection-name", "all")
+        page.click("#collection-from-selection")
+        page.wait_for_function(f"{HOOK}.state.curation.collections.includes('all')")
+        page.evaluate(f"{HOOK}.select(null)")
+        # tags are labels: they colour the map
+        page.wait_for_function("[...document.querySelectorAll('#colour-by option')]"
+                               ".some(o => o.value === 'mood')")
+        page.select_option("#colour-by", "mood")
+        page.wait_for_function(f"{HOOK}.state.colourBy === 'mood'")
+        assert "dark" in page.inner_text("#legend")
+        # a collection as a filter, played through, exported
+        assert page.locator("#collection-list li").count() == 2
+        page.select_option("#filter-collection", "duo")
+        page.wait_for_function(f"{HOOK}.state.matches === 2")
+        page.click("#collection-list li[data-name='duo'] button[aria-label='Play duo']")
+        page.wait_for_function(f"{HOOK}.state.curation.playing?.index === 1", timeout=30_000)
+        page.wait_for_function(f"{HOOK}.state.curation.playing === null", timeout=30_000)
+        assert page.evaluate(f"{HOOK}.state.lastPlayed") == first  # the second of duo
+        with page.expect_download() as download:
+            page.click("#collection-list li[data-name='duo'] button:text('ZIP')")
+        with zipfile.ZipFile(download.value.path()) as z, Atlas.open(atlas_dir) as atlas:
+            paths = {r.id: r.path for r in atlas.samples([first, second])}
+            assert z.namelist() == [paths[second], paths[first]]
+    with Atlas.open(atlas_dir) as atlas:
+        cur = atlas.curation_of([first])[first]
+        assert cur["starred"] and cur["tags"] == ["bright", "mood:dark"]
+        assert cur["note"] == "for the chorus" and cur["collections"] == ["all", "duo"]
+        assert len(atlas.collection_members("all")) == len(ids)
+
+
+def test_a_read_only_server_shows_tags_without_the_controls_that_change_them(page, mapped,
+                                                                              tmp_path):
+    atlas_dir = tmp_path / "atlas"
+    shutil.copytree(mapped, atlas_dir)
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        first = int(atlas.sample_ids()[0])
+        atlas.tag([first], add=["kept"])
+    with ThreadedServer(create_app(atlas_dir, read_only=True)) as srv:
+        _open(page, srv)
+        page.evaluate(f"{HOOK}.select({first})")
+        page.wait_for_function(f"{HOOK}.state.curation.selected?.tags.includes('kept')")
+        assert page.evaluate(f"{HOOK}.state.curation.writable") is False
+        assert page.is_visible("#curation-read-only") and page.is_disabled("#star-selected")
+        assert not page.is_visible("#tag-input") and not page.is_visible("#selection-tag")
+        page.keyboard.press("s")  # does nothing on a read-only server
+        page.keyboard.press("t")
+    with Atlas.open(atlas_dir) as atlas:
+        assert atlas.curation_of([first])[first]["starred"] is False

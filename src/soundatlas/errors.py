@@ -16,6 +16,11 @@ class ParameterError(SoundAtlasError, ValueError):
     """
 
 
+class NotFoundError(ParameterError):
+    """A parameter names something the atlas does not hold (a sample id, a collection); the
+    API answers it with 404."""
+
+
 class AudioReadError(SoundAtlasError):
     """A file could not be turned into audio. Carries the path and the reason.
 

@@ -8,6 +8,7 @@ Parts, one module each:
 - ``store``: the connection, transactions, meta and array files the parts share
 - ``samples``: samples, their features, the batch commit
 - ``labels``: labels and failures
+- ``curation``: the user's tags, stars, notes and collections (keyed by content hash)
 - ``runs``: runs and the train/valid/test split
 - ``models``: the model registry, embeddings and similarity vectors
 """

@@ -3,7 +3,8 @@
 Layout::
 
     ATLAS/atlas.sqlite                  samples, labels, failures, segments, runs, splits,
-                                        models, embeddings, similarity vectors, meta (WAL mode)
+                                        models, embeddings, similarity vectors, the user's
+                                        tags and collections, meta (WAL mode)
     ATLAS/features/seg-*.npy            log-CQT frames of a batch of samples, float16
                                         (frames x n_bins)
     ATLAS/embeddings/seg-*.npy          a model's trajectories of a batch of samples, float32
@@ -21,6 +22,7 @@ import shlex
 import time
 from pathlib import Path
 
+from soundatlas.atlas.curation import CurationStore
 from soundatlas.atlas.labels import LabelStore
 from soundatlas.atlas.models import ModelStore
 from soundatlas.atlas.runs import RunStore
@@ -39,13 +41,14 @@ def default_atlas_dir(library: str | os.PathLike) -> Path:
     return Path(library) / ".soundatlas"
 
 
-class Atlas(SampleStore, LabelStore, RunStore, ModelStore):
+class Atlas(SampleStore, LabelStore, CurationStore, RunStore, ModelStore):
     """An atlas directory. Open with ``Atlas.create(dir, library=...)`` or ``Atlas.open(dir)``.
 
     It is a context manager that closes the atlas. Its methods come from its parts:
     ``SampleStore`` (samples, features, the batch commit), ``LabelStore`` (labels, failures),
-    ``RunStore`` (runs, the split), ``ModelStore`` (models, embeddings, similarity vectors) and
-    ``Store`` (transactions, meta, array files).
+    ``CurationStore`` (the user's tags, stars, notes and collections), ``RunStore`` (runs,
+    the split), ``ModelStore`` (models, embeddings, similarity vectors) and ``Store``
+    (transactions, meta, array files).
 
     Attributes
     ----------
@@ -58,7 +61,8 @@ class Atlas(SampleStore, LabelStore, RunStore, ModelStore):
     """
 
     @classmethod
-    def open(cls, path: str | os.PathLike, *, write: bool = False) -> "Atlas":
+    def open(cls, path: str | os.PathLike, *, write: bool = False,
+             tidy: bool = True) -> "Atlas":
         """Open an existing atlas; migrate its schema when opened for writing.
 
         Parameters
@@ -66,7 +70,12 @@ class Atlas(SampleStore, LabelStore, RunStore, ModelStore):
         path : path-like
             The atlas directory.
         write : bool, default False
-            Open for writing (else read-only). Array files left by a crash are removed then.
+            Open for writing (else read-only). Array files left by a crash are removed then,
+            unless ``tidy`` is False.
+        tidy : bool, default True
+            Whether a write open removes array files no row names. Writers that touch no array
+            file (the user's tags and collections) pass False: such a file may be one that an
+            ``index`` or ``embed`` running at the same time has written and not yet committed.
 
         Returns
         -------
@@ -83,7 +92,7 @@ class Atlas(SampleStore, LabelStore, RunStore, ModelStore):
             raise AtlasError(f"no atlas at {path} (run `soundatlas index LIBRARY` first)")
         atlas = cls(path, connect(db, write=write), read_only=not write)
         atlas.schema_version = migrate(atlas.conn, path, write=write)
-        if write:
+        if write and tidy:
             atlas._remove_orphan_segments()
         return atlas
 

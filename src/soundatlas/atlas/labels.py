@@ -1,16 +1,28 @@
 """The atlas's labels (table ``labels``: key = value pairs per sample) and its failures (table
-``failures``: the files that could not be analysed, and why)."""
+``failures``: the files that could not be analysed, and why).
+
+The label reads include the user's labels (tags and stars, ``atlas.curation``): a user's value
+of a key replaces the index's for that sample, and the many-valued key ``tag`` reads as one
+value per sample (``CurationStore.one_tag``) except in ``sample_labels`` and ``labels_of``,
+which list a sample's plain tags joined by ", ".
+"""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Iterable, Mapping
 
 import numpy as np
 
 from soundatlas.atlas.store import Store, id_chunks, int_list, placeholders
 
-__all__ = ["LabelStore"]
+__all__ = ["LabelStore", "LABEL_SUMMARY_META"]
+
+#: meta key of the index's label counts ({key: {value: n}}), written with the labels and dropped
+#: whenever samples are added, replaced or removed: at 1M samples counting them reads 13M rows,
+#: which every `index` run and every page load needed
+LABEL_SUMMARY_META = "label_summary"
 
 
 class LabelStore(Store):
@@ -36,23 +48,71 @@ class LabelStore(Store):
                 "INSERT INTO labels(sample_id, key, value) VALUES (?, ?, ?)",
                 ((sid, k, v) for sid, kv in pairs for k, v in kv.items()),
             )
+            self._set_meta(LABEL_SUMMARY_META, json.dumps(self._count_labels()))
+
+    def _count_labels(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for key, value, n in self.conn.execute(
+            "SELECT key, value, COUNT(*) FROM labels GROUP BY key, value ORDER BY key, value"
+        ):
+            out.setdefault(key, {})[value] = n
+        return out
+
+    def labels_unchanged_since_written(self) -> bool:
+        """Whether no sample was added, replaced or removed since the labels were last written
+        (``replace_labels``): then the labels of the same sources are the same."""
+        return self.meta(LABEL_SUMMARY_META) is not None
 
     def labels(self, key: str) -> dict[int, str]:
         """sample id -> value of label ``key`` (samples without it are absent)."""
-        return dict(self.conn.execute("SELECT sample_id, value FROM labels WHERE key = ?", (key,)))
+        out = dict(self.conn.execute("SELECT sample_id, value FROM labels WHERE key = ?", (key,)))
+        out.update(self._user_values(key))
+        return out
+
+    def _user_values(self, key: str) -> dict[int, str]:
+        """sample id -> the user's one value of ``key`` (``atlas.curation``)."""
+        from soundatlas.atlas.curation import TAG_KEY
+
+        rows = self.user_label_rows(key=key)
+        if key != TAG_KEY:
+            return {sid: value for sid, _, value in rows}
+        ranking = self.tag_ranking()
+        tags: dict[int, list[str]] = {}
+        for sid, _, value in rows:
+            tags.setdefault(sid, []).append(value)
+        return {sid: self.one_tag(t, ranking) for sid, t in tags.items()}
+
+    def _with_user_labels(self, labels: dict[int, dict[str, str]],
+                          ids: Iterable[int]) -> dict[int, dict[str, str]]:
+        """``labels`` (id -> {key: value}) with the user's labels of ``ids`` laid over them."""
+        from soundatlas.atlas.curation import TAG_KEY
+
+        user: dict[int, dict[str, list[str]]] = {}
+        for sid, key, value in self.user_label_rows(ids=ids):
+            user.setdefault(sid, {}).setdefault(key, []).append(value)
+        for sid, kv in user.items():
+            mine = labels.setdefault(sid, {})
+            for key, values in kv.items():
+                mine[key] = ", ".join(sorted(values)) if key == TAG_KEY else values[0]
+            labels[sid] = dict(sorted(mine.items()))
+        return labels
 
     def sample_labels(self, sample_id: int) -> dict[str, str]:
-        """A sample's labels: key -> value."""
-        return dict(
+        """A sample's labels: key -> value (plain tags: joined by ", ")."""
+        own = dict(
             self.conn.execute("SELECT key, value FROM labels WHERE sample_id = ?", (sample_id,))
         )
+        return self._with_user_labels({sample_id: own}, [sample_id]).get(sample_id, {})
 
     def label_keys(self) -> list[str]:
-        """The label keys in use, sorted: one index seek per key, however many labels there are."""
-        return [k for (k,) in self.conn.execute(
+        """The label keys in use, sorted: one index seek per key, however many labels there
+        are (and the keys of the user's labels)."""
+        keys = [k for (k,) in self.conn.execute(
             "WITH RECURSIVE k(key) AS (SELECT MIN(key) FROM labels UNION ALL"
             " SELECT (SELECT MIN(key) FROM labels WHERE key > k.key) FROM k"
             " WHERE k.key IS NOT NULL) SELECT key FROM k WHERE key IS NOT NULL")]
+        user = self.user_label_keys()
+        return sorted(set(keys) | set(user)) if user else keys
 
     def label_column(self, key: str) -> tuple[np.ndarray, list[str]]:
         """Every sample that has label ``key``, and its value: the same pairs as ``labels(key)``
@@ -70,6 +130,9 @@ class LabelStore(Store):
             Their values, aligned with ``ids``.
         """
         with self.snapshot():
+            if key in self.user_label_keys():  # few rows: laid over the index's in Python
+                values = self.labels(key)
+                return np.fromiter(values, np.int64, len(values)), list(values.values())
             n_keys = len(self.label_keys())
             # n_keys x n_samples bounds the table's rows
             scan = n_keys <= 1 or n_keys * self.n_samples() <= 6 * self.conn.execute(
@@ -81,7 +144,9 @@ class LabelStore(Store):
         return int_list(ids), json.loads(values)
 
     def labels_of(self, ids: Iterable[int]) -> dict[int, dict[str, str]]:
-        """id -> {key: value} (keys sorted) of those of ``ids`` that have any label."""
+        """id -> {key: value} (keys sorted) of those of ``ids`` that have any label (plain
+        tags: joined by ", ")."""
+        ids = list(ids)
         out: dict[int, dict[str, str]] = {}
         for chunk in id_chunks(ids):
             for sid, key, value in self.conn.execute(
@@ -89,16 +154,29 @@ class LabelStore(Store):
                 f" WHERE sample_id IN ({placeholders(chunk)}) ORDER BY sample_id, key", chunk
             ):
                 out.setdefault(sid, {})[key] = value
-        return out
+        return self._with_user_labels(out, ids)
 
-    def label_summary(self) -> dict[str, dict[str, int]]:
-        """label key -> {value: number of samples}, keys and values sorted."""
-        out: dict[str, dict[str, int]] = {}
-        for key, value, n in self.conn.execute(
-            "SELECT key, value, COUNT(*) FROM labels GROUP BY key, value ORDER BY key, value"
-        ):
-            out.setdefault(key, {})[value] = n
-        return out
+    def label_summary(self, *, user: bool = True) -> dict[str, dict[str, int]]:
+        """label key -> {value: number of samples}, keys and values sorted.
+
+        Parameters
+        ----------
+        user : bool, default True
+            Include the user's labels (a user's value replaces the index's; every plain tag
+            counts the samples that carry it); False: the index's alone.
+        """
+        from soundatlas.atlas.curation import TAG_KEY
+
+        with self.snapshot():
+            cached = self.meta(LABEL_SUMMARY_META)
+            out = json.loads(cached) if cached is not None else self._count_labels()
+        for key in (self.user_label_keys() if user else []):
+            if key == TAG_KEY:
+                counts = Counter(v for _, _, v in self.user_label_rows(key=key))
+            else:
+                counts = Counter(self.labels(key).values())
+            out[key] = dict(sorted(counts.items()))
+        return dict(sorted(out.items()))
 
     # -- failures ----------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from soundatlas.atlas.labels import LABEL_SUMMARY_META
 from soundatlas.atlas.records import NewSample, SampleRecord
 from soundatlas.atlas.schema import NON_ASCII_PATH
 from soundatlas.atlas.store import Store, chunked, id_chunks, int_list, placeholders, write_array
@@ -60,6 +61,23 @@ class SampleStore(Store):
                 ).fetchall()
             rows.sort()
         return [SampleRecord.from_row(r) for r in rows]
+
+    def ids_under(self, path: str) -> list[int]:
+        """The sample at ``path`` (relative to the library, forward slashes), or every sample
+        in the folder ``path`` and below it, by path ("" or "." : every sample).
+
+        One range of the path index: a folder's paths are those from ``"path/"`` up to, not
+        including, ``"path0"`` ('0' follows '/').
+        """
+        path = path.strip("/")
+        if path in ("", "."):
+            return self.sample_ids().tolist()
+        row = self.conn.execute("SELECT id FROM samples WHERE path = ?", (path,)).fetchone()
+        if row:
+            return [row[0]]
+        return [i for (i,) in self.conn.execute(
+            "SELECT id FROM samples WHERE path >= ? AND path < ? ORDER BY path",
+            (path + "/", path + "0"))]
 
     def lookup_paths(self, paths: list[str]) -> dict[str, tuple[int, int, int, str]]:
         """What the atlas holds at ``paths``.
@@ -129,7 +147,8 @@ class SampleStore(Store):
         path_contains : str, default ""
             Matched ignoring case, as ``needle.casefold() in path.casefold()``.
         labels : iterable of (str, str), default ()
-            (key, value) pairs a sample must all carry.
+            (key, value) pairs a sample must all carry: the index's labels and the user's
+            (``atlas.curation``; ``("tag", T)`` matches any of a sample's plain tags).
 
         Returns
         -------
@@ -160,9 +179,21 @@ class SampleStore(Store):
                 where.append("CASE WHEN length(CAST(path AS BLOB)) = length(path)"
                              " THEN path LIKE ? ESCAPE '\\' ELSE casefold_contains(path, ?) END")
                 args += [pattern, needle]
+        curated = self.schema_version >= 6  # the user's labels (atlas.curation) count too
         for key, value in labels:
-            where.append("id IN (SELECT sample_id FROM labels WHERE key = ? AND value = ?)")
-            args += [key, value]
+            if not curated:
+                where.append("id IN (SELECT sample_id FROM labels WHERE key = ? AND value = ?)")
+                args += [key, value]
+                continue
+            # the index's label where the user gave the key no value, or the user's (any of a
+            # sample's plain tags for key 'tag')
+            where.append(
+                "(id IN (SELECT sample_id FROM labels WHERE key = ? AND value = ?"
+                "  AND sample_id NOT IN (SELECT s.id FROM user_labels u JOIN samples s"
+                "   ON s.hash = u.hash WHERE u.key = ?))"
+                " OR id IN (SELECT s.id FROM user_labels u JOIN samples s ON s.hash = u.hash"
+                "  WHERE u.key = ? AND u.value = ?))")
+            args += [key, value, key, key, value]
         if not where:
             return self.sample_ids()
         text = self.conn.execute(
@@ -273,13 +304,17 @@ class SampleStore(Store):
                     )
                     offset += len(s.features)
                     c.execute("DELETE FROM failures WHERE path = ?", (s.path,))
+                changed = bool(new or moved)
                 for path, size, mtime_ns, reason in failed:
-                    c.execute("DELETE FROM samples WHERE path = ?", (path,))
+                    changed |= c.execute("DELETE FROM samples WHERE path = ?",
+                                         (path,)).rowcount > 0
                     c.execute(
                         "INSERT OR REPLACE INTO failures(path, size, mtime_ns, reason, at)"
                         " VALUES (?,?,?,?,?)",
                         (path, size, mtime_ns, reason, now),
                     )
+                if changed:  # the label counts no longer hold (LabelStore.label_summary)
+                    c.execute("DELETE FROM meta WHERE key = ?", (LABEL_SUMMARY_META,))
                 if run_id is not None and n_done is not None:
                     c.execute("UPDATE runs SET n_done = ? WHERE id = ?", (n_done, run_id))
         except BaseException:
@@ -300,6 +335,8 @@ class SampleStore(Store):
         with self.transaction() as c:
             for chunk in chunked(ids, 900):
                 c.execute(f"DELETE FROM samples WHERE id IN ({placeholders(chunk)})", chunk)
+            if ids:  # their labels went with them
+                c.execute("DELETE FROM meta WHERE key = ?", (LABEL_SUMMARY_META,))
 
 
 #: three characters in a row that are not LIKE wildcards: what the trigram index needs to answer

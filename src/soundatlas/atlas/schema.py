@@ -191,6 +191,39 @@ MIGRATIONS: list = [
     # that are not ASCII, which the search folds in Python. Where this SQLite has no trigram
     # FTS5, only the partial index is made and searches scan the paths (``_path_index_sql``).
     _path_index_sql,
+    # 6: what the user makes (soundatlas.atlas.curation): tags, stars, notes and collections,
+    # keyed by content hash and never written by `index`, so they follow moved files and
+    # survive re-indexing; no foreign key to samples: a deleted file's items stay (missing)
+    """
+    CREATE TABLE user_items (
+        hash TEXT PRIMARY KEY,              -- content hash (samples.hash)
+        path TEXT NOT NULL,                 -- the path last seen, shown when the file is missing
+        note TEXT,
+        updated REAL NOT NULL
+    );
+    CREATE TABLE user_labels (
+        hash TEXT NOT NULL,
+        key TEXT NOT NULL,                  -- 'tag' (plain tags), 'starred', or a KEY:VALUE's key
+        value TEXT NOT NULL,
+        suggested INTEGER NOT NULL DEFAULT 0,  -- 1: stored from the map by `suggest --apply`
+        confidence REAL,
+        created REAL NOT NULL,
+        PRIMARY KEY (hash, key, value)
+    );
+    CREATE INDEX user_labels_key ON user_labels(key, value);
+    CREATE TABLE collections (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created REAL NOT NULL
+    );
+    CREATE TABLE collection_items (
+        collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+        hash TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        added REAL NOT NULL,
+        PRIMARY KEY (collection_id, hash)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -8,6 +8,7 @@ One module per command group, in the order of the flow (and of ``soundatlas --he
 - :mod:`~soundatlas.cli.evaluate`: ``evaluate``, ``report``
 - :mod:`~soundatlas.cli.serve`: ``serve``
 - :mod:`~soundatlas.cli.sound`: ``synth``, ``mosaic``, ``trajectory``
+- :mod:`~soundatlas.cli.curate`: ``tag``, ``star``, ``note``, ``collections``, ``tags``
 
 :mod:`~soundatlas.cli.common` holds what they share: exit statuses and error handling, argument
 types, options declared once for several commands (``--atlas``, ``--seed``, ...), progress bars,
@@ -45,7 +46,7 @@ from collections.abc import Iterable
 from types import ModuleType
 
 from soundatlas import __version__
-from soundatlas.cli import evaluate, learn, library, serve, sound
+from soundatlas.cli import curate, evaluate, learn, library, serve, sound
 from soundatlas.cli.common import (
     EXIT_FAIL,
     EXIT_OK,
@@ -60,7 +61,7 @@ __all__ = ["main", "build_parser", "COMMAND_MODULES", "train_settings", "UsageEr
            "EXIT_OK", "EXIT_FAIL", "EXIT_USAGE"]
 
 #: The command modules, in the order ``soundatlas --help`` lists their commands.
-COMMAND_MODULES: tuple[ModuleType, ...] = (library, learn, evaluate, serve, sound)
+COMMAND_MODULES: tuple[ModuleType, ...] = (library, learn, evaluate, serve, sound, curate)
 
 
 def build_parser(modules: Iterable[ModuleType] = COMMAND_MODULES) -> argparse.ArgumentParser:

@@ -58,9 +58,10 @@ def _listening_socket(host: str, port: int):
 def _add_serve(sub, parents) -> None:
     # serve prints no results: no --json or --quiet (parents)
     sv = sub.add_parser("serve", help="serve the atlas's map and its API in a web browser",
-                        description="Serve the atlas (read-only) over HTTP: the page at / and a "
-                        "JSON/binary API under /api (listed at /docs). Binds 127.0.0.1 unless "
-                        "told otherwise.")
+                        description="Serve the atlas over HTTP: the page at / and a "
+                        "JSON/binary API under /api (listed at /docs). It writes only the "
+                        "user's tags, stars, notes and collections (--read-only: nothing). "
+                        "Binds 127.0.0.1 unless told otherwise.")
     add_options(sv, ATLAS)
     sv.add_argument("--model", "-m", metavar="NAME",
                     help="model the page shows first (default: the first fully embedded one)")
@@ -80,6 +81,9 @@ def _add_serve(sub, parents) -> None:
                     "/soundatlas/cursor x y z moves a cursor in the page and plays the nearest "
                     "sample; also /soundatlas/cursor/norm u v w, /soundatlas/play id, "
                     "/soundatlas/select id")
+    sv.add_argument("--read-only", action="store_true",
+                    help="never write the atlas, not even the tags, stars, notes and "
+                    "collections the page can otherwise edit")
     sv.add_argument("--approximate-above", type=nonnegative_int, metavar="N",
                     help="search the nearest sounds (neighbours, analogies, query by example) "
                     "of models with more than N similarity vectors approximately: a FAISS "
@@ -108,7 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     live = args.get is None  # one in-process request needs no OSC sockets
     app = create_app(atlas_dir(args), model=args.model, allowed_hosts=allowed,
                      osc_out=args.osc_out if live else None,
-                     osc_in=args.osc_in if live else None,
+                     osc_in=args.osc_in if live else None, read_only=args.read_only,
                      approximate_above=(APPROXIMATE_ABOVE if args.approximate_above is None
                                         else args.approximate_above))
     if args.get is not None:

@@ -32,27 +32,50 @@ from soundatlas.web.deps import EMBED_HINT, MAX_K, model_or_404, sorted_values, 
 from soundatlas.web.osc import EventHub, OscIn, OscOut, parse_endpoint
 from soundatlas.web.responses import api_error, binary_response, install_error_handlers
 from soundatlas.web.routers import atlas as atlas_router
-from soundatlas.web.routers import events, export, files, labels, models, pages, samples, sound
+from soundatlas.web.routers import (
+    curation,
+    events,
+    export,
+    files,
+    labels,
+    models,
+    pages,
+    samples,
+    sound,
+)
 from soundatlas.web.routers.pages import STATIC_DIR
 from soundatlas.web.security import install_security, is_loopback_host
 from soundatlas.web.state import APPROXIMATE_ABOVE, WebState, end_streams
 
 # the names below are also imported from here by the CLI, the benchmarks and older callers
 __all__ = ["create_app", "APPROXIMATE_ABOVE", "ROUTERS", "call", "describe_response",
-           "end_streams", "is_loopback_host", "STATIC_DIR", "EMBED_HINT", "MAX_K", "WebState", "api_error",
-           "binary_response", "model_or_404", "sorted_values", "web_state"]
+           "end_streams", "is_loopback_host", "STATIC_DIR", "EMBED_HINT", "MAX_K", "WebState",
+           "api_error", "binary_response", "model_or_404", "sorted_values", "web_state"]
 
 #: the API's routers, in the order they are included
 ROUTERS: tuple[APIRouter, ...] = tuple(m.router for m in (
-    atlas_router, samples, labels, models, sound, files, export, events, pages))
+    atlas_router, samples, labels, curation, models, sound, files, export, events, pages))
+
+
+def _unwritable(atlas_dir: Path) -> str | None:
+    """Why this process cannot write the atlas (its directory, for SQLite's journal, and its
+    database), or None when it can."""
+    from soundatlas.atlas import DB_NAME
+
+    for path in (atlas_dir, atlas_dir / DB_NAME):
+        if not os.access(path, os.W_OK):
+            return f"{path} is not writable by this process"
+    return None
 
 
 def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
                max_upload_bytes: int = 50 * 2**20, max_export_bytes: int = 2 * 2**30,
                allowed_hosts: Iterable[str] | None = None, osc_out: str | None = None,
                osc_in: str | None = None, approximate_above: int | None = APPROXIMATE_ABOVE,
+               read_only: bool = False,
                extra_routers: Iterable[APIRouter] = ()) -> FastAPI:
-    """The web app for an atlas (opened read-only, never written).
+    """The web app for an atlas: it reads the atlas, and writes only the user's layer (tags,
+    stars, notes, collections: ``atlas.curation``) unless ``read_only``.
 
     Parameters
     ----------
@@ -77,6 +100,9 @@ def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
         Models with more similarity vectors than this answer nearest-sound searches
         approximately unless a request asks ``exact`` (default ``APPROXIMATE_ABOVE``); None:
         always exactly.
+    read_only : bool, default False
+        Never write, not even the user's layer (also the case, with the reason in
+        ``/api/curation``, when the atlas's directory or database cannot be written).
     extra_routers : iterable of fastapi.APIRouter, optional
         Routers included after ``ROUTERS`` (an endpoint added without editing this package).
 
@@ -102,6 +128,8 @@ def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
     with Atlas.open(atlas_dir) as atlas:  # fail now, with the atlas's own message
         if model is not None:
             atlas.model(model)
+    why_read_only = ("started read-only (serve --read-only)" if read_only
+                     else _unwritable(atlas_dir))
 
     out = OscOut(parse_endpoint(osc_out, what="osc_out")) if osc_out else None
     hub = EventHub()
@@ -123,12 +151,14 @@ def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
 
     app = FastAPI(title="soundatlas", version=__version__, docs_url=None, redoc_url=None,
                   lifespan=lifespan,
-                  description="The read-only API of a soundatlas atlas: the map's points as "
-                  "binary arrays, samples, labels, neighbours, analogies, query by example, "
-                  "paths rendered as sound and mosaics, audio with HTTP Range, export.")
+                  description="The API of a soundatlas atlas: the map's points as binary "
+                  "arrays, samples, labels, neighbours, analogies, query by example, paths "
+                  "rendered as sound and mosaics, audio with HTTP Range, export; and the "
+                  "user's tags, stars, notes and collections, the one thing it writes.")
     app.state.web = WebState(atlas_dir, model=model, max_upload_bytes=max_upload_bytes,
                              max_export_bytes=max_export_bytes, osc_out=out, osc_in=listener,
-                             events=hub, approximate_above=approximate_above)
+                             events=hub, approximate_above=approximate_above,
+                             read_only=why_read_only)
     install_error_handlers(app)
     install_security(app, allowed_hosts)
     for router in (*ROUTERS, *extra_routers):

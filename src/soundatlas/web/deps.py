@@ -12,6 +12,7 @@ from fastapi import Request
 
 from soundatlas.atlas import Atlas, ModelRecord, SampleRecord
 from soundatlas.errors import AtlasError
+from soundatlas.exports import sample_duration
 from soundatlas.web.responses import api_error
 from soundatlas.web.state import PointIndex, WebState, model_dims
 
@@ -199,8 +200,3 @@ def sorted_values(values: Iterable[str]) -> list[str]:
     if not all(math.isfinite(x) for x in numbers):
         return values
     return [v for _, v in sorted(zip(numbers, values))]
-
-
-def sample_duration(record: SampleRecord) -> float:
-    """The file's length in seconds when known, else the seconds analysed."""
-    return record.file_duration if record.file_duration is not None else record.duration

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
 from soundatlas.atlas import SampleRecord
-from soundatlas.errors import AudioReadError, ParameterError, SoundAtlasError
+from soundatlas.errors import AudioReadError, NotFoundError, ParameterError, SoundAtlasError
 
 __all__ = ["api_error", "install_error_handlers", "attachment_header", "binary_response",
            "media_type_for", "file_response", "temp_file_response", "library_file",
@@ -114,7 +114,8 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 async def _project_error(request: Request, exc: SoundAtlasError) -> JSONResponse:
     # a bad parameter or file is the request's fault; anything else (an atlas gone missing or
     # inconsistent, a model that cannot load) is the server's
-    status = 400 if isinstance(exc, (ParameterError, AudioReadError)) else 500
+    status = (404 if isinstance(exc, NotFoundError) else
+              400 if isinstance(exc, (ParameterError, AudioReadError)) else 500)
     return JSONResponse({"error": str(exc)}, status_code=status)
 
 

@@ -168,6 +168,9 @@ class WebState:
         Models with more similarity vectors than this search them approximately
         (``similarity.ApproximateIndex``) unless a request asks for an exact answer; None:
         always exactly.
+    read_only : str or None, optional
+        Why the user's layer (tags, stars, notes, collections) may not be written, or None
+        when it may.
 
     Notes
     -----
@@ -178,8 +181,10 @@ class WebState:
 
     def __init__(self, atlas_dir: Path, *, model: str | None, max_upload_bytes: int,
                  max_export_bytes: int, osc_out=None, osc_in=None, events=None,
-                 approximate_above: int | None = APPROXIMATE_ABOVE):
+                 approximate_above: int | None = APPROXIMATE_ABOVE,
+                 read_only: str | None = None):
         self.atlas_dir = atlas_dir
+        self.read_only = read_only
         self.approximate_above = approximate_above
         self.osc_out = osc_out  # osc.OscOut, or None
         self.osc_in = osc_in  # osc.OscIn, or None
@@ -226,6 +231,16 @@ class WebState:
         finally:
             if atlas.conn.in_transaction:
                 atlas.conn.execute("ROLLBACK")
+
+    @contextmanager
+    def curation(self):
+        """The atlas open to write the user's layer (``atlas.curation``) and nothing else, for
+        the calling thread (a context manager); a 403 when this server may not write. It never
+        tidies array files (``Atlas.open(tidy=False)``): an ``index`` may be running."""
+        if self.read_only is not None:
+            raise api_error(403, f"this server does not write: {self.read_only}")
+        with Atlas.open(self.atlas_dir, write=True, tidy=False) as atlas:
+            yield atlas
 
     def point_index(self, atlas: Atlas, model: ModelRecord) -> PointIndex:
         """The model's points and KD-tree (a :class:`PointIndex`), rebuilt when its

@@ -1,11 +1,8 @@
-"""``POST /api/export``: a selection of samples as an M3U playlist, a CSV, or a zip of the files."""
+"""``POST /api/export``: a selection of samples as an M3U playlist, a CSV, or a zip of the files
+(the formats of ``soundatlas.exports``)."""
 
 from __future__ import annotations
 
-import csv
-import io
-import os
-import zipfile
 from pathlib import Path
 from typing import Literal
 
@@ -13,7 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from soundatlas.web.deps import sample_duration, web_state
+from soundatlas.exports import csv_text, m3u_text, stem_for, write_zip
+from soundatlas.web.deps import web_state
 from soundatlas.web.responses import api_error, sample_file, temp_file_response
 
 router = APIRouter(prefix="/api", tags=["export"])
@@ -49,23 +47,13 @@ def post_export(body: ExportRequest, request: Request) -> Response:
         # the CSV's columns: every label key of the atlas; its cells: only these samples' labels
         keys = sorted(atlas.label_keys()) if body.format == "csv" else []
         labels = atlas.labels_of(ids) if body.format == "csv" else {}
-    stem = f"soundatlas-{len(records)}-sample{'s' if len(records) != 1 else ''}"
+    stem = stem_for(len(records))
     if body.format == "m3u":
-        lines = ["#EXTM3U"]
-        for r in records:
-            name = os.path.splitext(r.path)[0]
-            lines += [f"#EXTINF:{sample_duration(r):.3f},{name}", os.path.join(root, r.path)]
-        return _attachment(("\n".join(lines) + "\n").encode("utf-8"),
+        return _attachment(m3u_text(records, root).encode("utf-8"),
                            "audio/x-mpegurl; charset=utf-8", f"{stem}.m3u")
     if body.format == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["id", "path", "duration", *keys])
-        for r in records:
-            writer.writerow([r.id, r.path, f"{sample_duration(r):.3f}",
-                             *(labels.get(r.id, {}).get(k, "") for k in keys)])
-        return _attachment(buf.getvalue().encode("utf-8"), "text/csv; charset=utf-8",
-                           f"{stem}.csv")
+        return _attachment(csv_text(records, keys, labels).encode("utf-8"),
+                           "text/csv; charset=utf-8", f"{stem}.csv")
     return _zip(request, records, root, stem, web.max_export_bytes)
 
 
@@ -82,9 +70,7 @@ def _zip(request, records, root, stem: str, limit: int) -> Response:
                         f"limit of {limit} bytes; select fewer")
 
     def write(tmp: Path) -> None:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
-            for rel, path, _ in files:  # audio does not deflate: stored, so it streams at once
-                z.write(path, arcname=rel)
+        write_zip(tmp, ((rel, path) for rel, path, _ in files))
 
     return temp_file_response(request, write, prefix="soundatlas-export-", suffix=".zip",
                               media_type="application/zip", filename=f"{stem}.zip")

@@ -43,7 +43,9 @@ def get_ids(request: Request) -> Response:
 def search(
     request: Request,
     q: str = Query("", description="case-insensitive substring of the sample's path"),
-    label: list[str] = Query([], description="KEY:VALUE, repeatable; all must hold"),
+    label: list[str] = Query([], description="KEY:VALUE, repeatable; all must hold (the "
+                             "user's tags are labels: tag:WORD, starred:yes, KEY:VALUE)"),
+    collection: str | None = Query(None, description="only the samples of this collection"),
     limit: int = Query(100, ge=1, le=MAX_PAGE, description="items on this page"),
     offset: int = Query(0, ge=0, description="items skipped before the page"),
 ) -> dict:
@@ -58,6 +60,9 @@ def search(
                             f"{', '.join(known) or 'none'})")
         # the path test is SQL for ASCII paths and str.casefold for the others: see find_samples
         matches = atlas.find_samples(path_contains=q, labels=filters).tolist()
+        if collection is not None:
+            members = {sid for sid, _ in atlas.collection_members(collection)}
+            matches = [m for m in matches if m in members]
         items = sample_items(atlas, matches[offset : offset + limit])[0]
     return {"total": len(matches), "ids": matches, "items": items}
 
@@ -96,13 +101,19 @@ def lookup_get(
 ) -> dict:
     """The GET twin of ``POST /api/samples/lookup`` for a few ids (a URL holds a few thousand
     characters at most; use POST for more): ``ids=1,2,3``. Same answer and errors."""
+    return lookup(request, parse_ids(ids))
+
+
+def parse_ids(ids: str) -> list[int]:
+    """The ids of an ``ids=1,2,3`` query parameter; 400 naming the first that is not an
+    integer, or when there are more than ``MAX_LOOKUP``."""
     parts = ids.split(",") if ids.strip() else []
     _check_count(len(parts))
     bad = [p for p in parts if not _INTEGER.fullmatch(p.strip())]
     if bad:
         raise api_error(400, f"ids: {bad[0]!r} is not an integer sample id (want e.g. "
                         "ids=1,2,3)")
-    return lookup(request, [int(p) for p in parts])
+    return [int(p) for p in parts]
 
 
 @router.post("/lookup", summary="Paths and labels of many samples at once")

@@ -28,9 +28,13 @@
 //   selectBox(x0, y0, x1, y1) -> ids whose points project inside that client rectangle
 //   selectLasso([[x, y], ...]) -> ids whose points project inside that client polygon
 //   pathOf(id) -> Promise of the sample's path (ids wanted together: one POST /api/samples/lookup)
+//   curation (state.curation): {writable, selected: the selected sample's {id, starred, tags,
+//                suggested, note, collections} once shown, collections: names, tags: {tag: n},
+//                playing: {name, index} while a collection plays through}
 
 import * as THREE from 'three';
 import { Analogy } from './js/analogy.js';
+import { Curation } from './js/curation.js';
 import * as api from './js/api.js';
 import { Player } from './js/audio.js';
 import { UNIFORM, codeCss, hexToRgb, isNumeric, scheme as colourScheme } from './js/colours.js';
@@ -61,6 +65,7 @@ const data = {
   labels: new Map(), // key -> {values, codes}
   scheme: null,
   filters: [], // [[key, value]]
+  collection: null, // the collection the search is limited to, or null
   matchIds: null, // Int32Array ascending, or null: no search
   focusId: null, // the current entry of a list
   trajectory: null,
@@ -98,11 +103,17 @@ const app = {
   onSelection: (ids) => osc?.selection(ids),
   pointIds: () => data.ids,
   show: (list) => { activeList = list; },
+  labelsChanged: (keys) => labelsChanged(keys),
+  filterCollection: () => data.collection,
+  setFilterCollection: (name) => { data.collection = name || null; $('filter-collection').value = name || ''; applyFilter(); },
 };
 const analogy = new Analogy(app);
 const query = new QueryByExample(app);
 const selection = new Selection(app);
 const pathTool = new PathTool(app);
+const curation = new Curation(app);
+app.selection = selection;
+app.playSample = (id, onEnded = null) => playSample(id, onEnded);
 let osc = null; // the OSC link, once /api/atlas says where OSC goes
 
 window.soundatlas = {
@@ -123,6 +134,7 @@ async function boot() {
     const usable = atlas.models.filter((m) => m.n_embedded > 0);
     if (!usable.length) return showEmpty(atlas);
     fillSelects(atlas);
+    await curation.load();
     osc = new OscLink(app, atlas.osc);
     progress(0.06, 'Loading the sample list…');
     data.sampleIds = await api.loadSampleIds();
@@ -160,8 +172,8 @@ function showEmpty(atlas) {
     .forEach((control) => { control.disabled = true; });
 }
 
-function fillSelects(atlas) {
-  $('model').replaceChildren(...atlas.models.map((m) => el('option', {
+function fillSelects(atlas, models = true) {
+  if (models) $('model').replaceChildren(...atlas.models.map((m) => el('option', {
     value: m.name, disabled: m.n_embedded === 0,
     textContent: `${m.name}${m.neighbourhood ? ` · ${m.neighbourhood}` : ''}${m.n_embedded ? '' : ' (not embedded)'}`,
   })));
@@ -288,7 +300,7 @@ async function applyFilter() {
   const q = $('search').value.trim();
   const token = ++tokens.filter;
   renderChips();
-  const active = Boolean(q || data.filters.length);
+  const active = Boolean(q || data.filters.length || data.collection);
   $('filter-clear').hidden = !active;
   if (!active) {
     Object.assign(data, { matchIds: null });
@@ -299,7 +311,7 @@ async function applyFilter() {
     return;
   }
   try {
-    const found = await api.search(q, data.filters);
+    const found = await api.search(q, data.filters, data.collection);
     if (token !== tokens.filter) return;
     data.matchIds = Int32Array.from(found.ids).sort();
     state.matches = found.total;
@@ -331,7 +343,28 @@ function renderChips() {
   $('filter-chips').replaceChildren(...data.filters.map(([key, value], i) => el('button', {
     type: 'button', className: 'chip', textContent: `${key}: ${value} ×`, title: 'Remove this filter',
     onclick: () => { data.filters.splice(i, 1); applyFilter(); },
-  })));
+  })), data.collection ? el('button', {
+    type: 'button', className: 'chip', textContent: `collection: ${data.collection} ×`,
+    title: 'Remove this filter', onclick: () => app.setFilterCollection(null) }) : '');
+}
+
+/** After the user's labels changed (tags, stars): the label list, and what shows ``keys``. */
+async function labelsChanged(keys) {
+  try {
+    const atlas = await api.getJSON('/api/atlas');
+    data.atlas.labels = atlas.labels;
+    const colour = state.colourBy;
+    const filterKey = $('filter-key').value;
+    fillSelects(data.atlas, false);
+    $('filter-key').value = filterKey;
+    fillFilterValues();
+    for (const key of keys) data.labels.delete(key);
+    if (colour && keys.has(colour)) await colourBy(colour in atlas.labels ? colour : '');
+    else $('colour-by').value = colour || '';
+    if (data.filters.some(([key]) => keys.has(key))) applyFilter();
+  } catch (error) {
+    status(error.message, 'error');
+  }
 }
 
 // -- hover, click, double-click ---------------------------------------------------------------
@@ -408,8 +441,8 @@ function onDoubleClick(event) {
 
 // -- sound -----------------------------------------------------------------------------------
 
-function playSample(id) {
-  player.play(id).catch((error) => status(`Cannot play sample ${id}: ${error.message}`, 'error'));
+function playSample(id, onEnded = null) {
+  player.play(id, 'sample', onEnded).catch((error) => status(`Cannot play sample ${id}: ${error.message}`, 'error'));
 }
 
 function playFromList(id, list) {
@@ -516,6 +549,7 @@ async function select(id) {
     $('download-selected').download = basename(info.path);
     renderFacts($('sample-facts'), info);
   }
+  curation.show(id).catch(failed);
   lists.neighbours.fill(near ? near.neighbours : [], near ? near.space : 'map');
   state.neighbours = lists.neighbours.ids;
   activeList = lists.neighbours;
@@ -585,7 +619,10 @@ function onKey(event) {
   const typing = event.target.matches('input, textarea, select, [contenteditable="true"]');
   if (event.key === 'Escape') {
     if (typing) event.target.blur();
-    if (state.mode === 'analogy') {
+    if (curation.playing) {
+      curation.stop();
+      player.stop();
+    } else if (state.mode === 'analogy') {
       analogy.setMode('explore');
     } else if (state.mode === 'path') {
       pathTool.setMode(false);
@@ -610,6 +647,8 @@ function onKey(event) {
     2: () => setView('2d'),
     3: () => setView('3d'),
     f: flyToSelected,
+    s: () => curation.toggleStar(),
+    t: () => { if (state.selected !== null && curation.writable) $('tag-input').focus(); },
     a: toggleAnalogy,
     p: togglePath,
     Backspace: () => { if (state.mode === 'path') pathTool.undo(); },
@@ -658,7 +697,11 @@ function wire() {
   on('filter-add', 'click', () => {
     if ($('filter-key').value) addFilter($('filter-key').value, $('filter-value').value);
   });
-  on('filter-clear', 'click', () => { $('search').value = ''; data.filters = []; applyFilter(); });
+  on('filter-clear', 'click', () => {
+    $('search').value = '';
+    data.filters = [];
+    app.setFilterCollection(null);
+  });
   on('colour-by', 'change', (e) => colourBy(e.target.value).catch((error) => status(error.message, 'error')));
   on('model', 'change', (e) => switchModel(e.target.value));
   on('view-3d', 'click', () => setView('3d'));
@@ -688,6 +731,26 @@ function wire() {
   on('query-clear', 'click', () => query.clear());
   for (const format of ['m3u', 'csv', 'zip']) on(`export-${format}`, 'click', () => selection.export(format));
   on('selection-clear', 'click', () => selection.set([]));
+  on('star-selected', 'click', () => curation.toggleStar());
+  on('tag-input', 'keydown', (e) => {
+    if (e.key === 'Enter' && state.selected !== null) curation.addTagFromInput(e.target, [state.selected]);
+  });
+  on('sample-note', 'change', () => curation.saveNote());
+  on('selection-star', 'click', () => curation.star(state.selection, true));
+  on('selection-unstar', 'click', () => curation.star(state.selection, false));
+  on('selection-tag-add', 'click', () => curation.addTagFromInput($('selection-tag'), state.selection));
+  on('selection-tag', 'keydown', (e) => {
+    if (e.key === 'Enter') curation.addTagFromInput(e.target, state.selection);
+  });
+  on('selection-collect', 'click', () => curation.addToCollection($('collection-target').value, state.selection));
+  on('collection-create', 'click', () => {
+    curation.createCollection($('collection-name').value.trim()).then(() => { $('collection-name').value = ''; });
+  });
+  on('collection-from-selection', 'click', () => {
+    curation.createCollection($('collection-name').value.trim(), state.selection)
+      .then(() => { $('collection-name').value = ''; });
+  });
+  on('filter-collection', 'change', (e) => app.setFilterCollection(e.target.value));
   query.acceptDrops($('drop-zone'));
   query.acceptDrops($('map'));
   analogy.render();

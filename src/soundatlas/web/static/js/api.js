@@ -29,6 +29,15 @@ export async function postJSON(url, body) {
   return (await check(response)).json();
 }
 
+/** Send JSON with ``method`` (PUT, PATCH, DELETE...) and answer the JSON reply. */
+export async function sendJSON(method, url, body = undefined) {
+  const response = await fetch(url, {
+    method, headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return (await check(response)).json();
+}
+
 export async function postForm(url, form) {
   return (await check(await fetch(url, { method: 'POST', body: form }))).json();
 }
@@ -141,10 +150,12 @@ export async function lookupSamples(ids) {
   return { items, missing };
 }
 
-/** Search by path substring and label filters [[key, value], ...]: {total, ids, items}. */
-export function search(q, filters, limit = 50) {
+/** Search by path substring, label filters [[key, value], ...] and a collection (or null):
+ *  {total, ids, items}. */
+export function search(q, filters, collection = null, limit = 50) {
   const params = new URLSearchParams({ q, limit: String(limit) });
   for (const [key, value] of filters) params.append('label', `${key}:${value}`);
+  if (collection) params.set('collection', collection);
   return getJSON(`/api/samples?${params}`);
 }
 

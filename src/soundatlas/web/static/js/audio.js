@@ -121,12 +121,13 @@ export class Player {
   }
 
   /** Play sample ``id``; only the latest call plays (a quick hover over many points plays the
-   *  last one). Resolves true when it started. */
-  async play(id, key = 'sample') {
+   *  last one). Resolves true when it started. ``onEnded`` is called when it plays to its end
+   *  (not when another sound stops it). */
+  async play(id, key = 'sample', onEnded = null) {
     const token = ++this.token;
     const buffer = await this.load(id);
     if (token !== this.token) return false;
-    return this.start(buffer, { id, key });
+    return this.start(buffer, { id, key, onEnded });
   }
 
   /** Play a decoded buffer (an upload) under ``key``. */
@@ -153,7 +154,9 @@ export class Player {
     source.start();
     const current = { ...info, source, gain, startTime: ctx.currentTime, duration: buffer.duration };
     source.onended = () => {
-      if (this.current === current) this.current = null;
+      if (this.current !== current) return; // stopped for another sound
+      this.current = null;
+      current.onEnded?.();
     };
     this.current = current;
     this.onStart(current);

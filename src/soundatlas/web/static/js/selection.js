@@ -98,7 +98,8 @@ export class Selection {
     $('selection-count').textContent = n
       ? `${n} sample${n === 1 ? '' : 's'} selected.`
       : 'Shift+drag on the map to select (Shift+Ctrl adds).';
-    for (const id of ['export-m3u', 'export-csv', 'export-zip', 'selection-clear']) $(id).disabled = !n;
+    for (const id of ['export-m3u', 'export-csv', 'export-zip', 'selection-clear', 'selection-star',
+      'selection-unstar', 'selection-tag-add', 'selection-collect']) $(id).disabled = !n;
     this.app.refreshFlags();
   }
 
@@ -108,16 +109,21 @@ export class Selection {
 
   /** Download the selection as ``format`` (m3u, csv, zip); the server's error is shown. */
   async export(format) {
+    return this.exportIds(Array.from(this.ids), format);
+  }
+
+  /** Download samples ``ids`` (in that order) as ``format``. */
+  async exportIds(ids, format) {
     $('export-error').hidden = true;
     try {
-      const { blob, filename } = await api.postForBlob('/api/export', { ids: Array.from(this.ids), format });
+      const { blob, filename } = await api.postForBlob('/api/export', { ids, format });
       const url = URL.createObjectURL(blob);
       const a = el('a', { href: url, download: filename, hidden: true });
       document.body.append(a);
       a.click();
       a.remove();
       setTimeout(() => URL.revokeObjectURL(url), 60_000);
-      this.app.status(`Exported ${this.ids.length} samples as ${filename}`);
+      this.app.status(`Exported ${ids.length} samples as ${filename}`);
     } catch (error) {
       $('export-error').textContent = error.message;
       $('export-error').hidden = false;

@@ -1,0 +1,392 @@
+"""``soundatlas tag``, ``star``, ``note``, ``collections`` and ``tags``: what the user makes of
+the library (``soundatlas.atlas.curation``), kept in the atlas, never in the library's files.
+
+ITEMS name samples: a sample id, a path as the atlas lists it (relative to the library, or
+absolute inside it), a folder (every sample under it), or ``-`` (one item per line from the
+standard input). These commands write only the user's tables, so they may run while ``index``
+or ``embed`` works on the same atlas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from soundatlas.cli.common import (
+    ATLAS,
+    EXIT_OK,
+    UsageError,
+    add_options,
+    atlas_dir,
+    print_json,
+)
+
+__all__ = ["register", "resolve_items", "cmd_tag", "cmd_star", "cmd_note", "cmd_collections",
+           "cmd_tags"]
+
+ITEMS_HELP = ("sample ids, paths (relative to the library, or absolute inside it), folders "
+              "(every sample under them), or - to read them from the standard input")
+TAG_CSV_COLUMNS = ["path", "hash", "tag", "suggested", "confidence"]
+
+
+def resolve_items(atlas, items: list[str]) -> list[int]:
+    """Sample ids of ITEMS (see the module doc), in the order given, each once.
+
+    Raises
+    ------
+    UsageError
+        Naming every item that names no sample.
+    """
+    if items == ["-"] or "-" in items:
+        items = [i for i in items if i != "-"] + [line.strip() for line in sys.stdin
+                                                   if line.strip()]
+    if not items:
+        raise UsageError("no items: give sample ids, paths or folders (or - for stdin)")
+    root = atlas.library.resolve()
+    out: dict[int, None] = {}
+    unknown = []
+    for item in items:
+        if item.isdigit():
+            found = [int(item)] if atlas.samples([int(item)]) else []
+        else:
+            rel = item
+            p = Path(item)
+            if p.is_absolute():
+                try:
+                    rel = p.resolve().relative_to(root).as_posix()
+                except ValueError:
+                    unknown.append(f"{item} (outside the library {root})")
+                    continue
+            rel = rel.strip("/")
+            found = atlas.ids_under(rel)
+        if not found:
+            unknown.append(item)
+        out.update(dict.fromkeys(found))
+    if unknown:
+        more = f" (and {len(unknown) - 10} more)" if len(unknown) > 10 else ""
+        raise UsageError("no samples at: " + ", ".join(unknown[:10]) + more)
+    return list(out)
+
+
+def _curating(args: argparse.Namespace):
+    """The atlas open for the user's tables (no tidying of array files: see
+    ``Atlas.open(tidy=...)``)."""
+    from soundatlas.atlas import Atlas
+
+    return Atlas.open(atlas_dir(args), write=True, tidy=False)
+
+
+def _report(args, payload: dict, line: str) -> int:
+    if args.json:
+        print_json(payload)
+    elif not args.quiet:
+        print(line)
+    return EXIT_OK
+
+
+# -- tag -------------------------------------------------------------------------------------------
+
+
+def _add_tag(sub, parents) -> None:
+    t = sub.add_parser("tag", parents=parents, help="add and remove tags on samples",
+                       description="Tag samples. A tag is a word (punchy: a value of the label "
+                       "'tag', many per sample) or KEY:VALUE (mood:dark: the label KEY, one "
+                       "value per sample, which replaces the index's). Tags follow a file that "
+                       "is moved or renamed, survive re-indexing, colour the map, filter "
+                       "searches and train neighbourhoods like any label.")
+    add_options(t, ATLAS)
+    t.add_argument("items", nargs="+", metavar="ITEM", help=ITEMS_HELP)
+    t.add_argument("--add", "-a", action="append", default=[], metavar="TAG",
+                   help="a tag to add (repeat for more)")
+    t.add_argument("--remove", "-r", action="append", default=[], metavar="TAG",
+                   help="a tag to remove (KEY:* any value of KEY; * every plain tag)")
+    t.set_defaults(func=cmd_tag)
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    """``soundatlas tag``: add and remove tags."""
+    if not args.add and not args.remove:
+        raise UsageError("nothing to do: give --add TAG or --remove TAG")
+    with _curating(args) as atlas:
+        ids = resolve_items(atlas, args.items)
+        changed = atlas.tag(ids, add=args.add, remove=args.remove)
+    return _report(args, {"samples": len(ids), "changed": changed},
+                   f"{len(ids)} sample{'s' * (len(ids) != 1)}: {changed} tag"
+                   f"{'s' * (changed != 1)} changed")
+
+
+# -- star ------------------------------------------------------------------------------------------
+
+
+def _add_star(sub, parents) -> None:
+    s = sub.add_parser("star", parents=parents, help="star (or unstar) samples",
+                       description="Star samples: the label 'starred' = yes, kept like tags.")
+    add_options(s, ATLAS)
+    s.add_argument("items", nargs="+", metavar="ITEM", help=ITEMS_HELP)
+    s.add_argument("--remove", action="store_true", help="unstar them")
+    s.set_defaults(func=cmd_star)
+
+
+def cmd_star(args: argparse.Namespace) -> int:
+    """``soundatlas star``: star or unstar."""
+    with _curating(args) as atlas:
+        ids = resolve_items(atlas, args.items)
+        changed = atlas.star(ids, starred=not args.remove)
+    verb = "unstarred" if args.remove else "starred"
+    return _report(args, {"samples": len(ids), "changed": changed},
+                   f"{changed} of {len(ids)} sample{'s' * (len(ids) != 1)} {verb}")
+
+
+# -- note ------------------------------------------------------------------------------------------
+
+
+def _add_note(sub, parents) -> None:
+    n = sub.add_parser("note", parents=parents, help="read or write a sample's note",
+                       description="A sample's note: printed without TEXT, replaced with it; "
+                       "--clear removes it.")
+    add_options(n, ATLAS)
+    n.add_argument("item", metavar="ITEM", help="a sample id or path")
+    n.add_argument("text", nargs="?", metavar="TEXT", help="the new note")
+    n.add_argument("--clear", action="store_true", help="remove the note")
+    n.set_defaults(func=cmd_note)
+
+
+def cmd_note(args: argparse.Namespace) -> int:
+    """``soundatlas note``: read or write a note."""
+    if args.clear and args.text is not None:
+        raise UsageError("give TEXT or --clear, not both")
+    with _curating(args) as atlas:
+        ids = resolve_items(atlas, [args.item])
+        if len(ids) != 1:
+            raise UsageError(f"{args.item} names {len(ids)} samples; a note is for one")
+        if args.text is not None or args.clear:
+            atlas.set_note(ids[0], None if args.clear else args.text)
+        note = atlas.curation_of(ids).get(ids[0], {}).get("note")
+    if args.json:
+        print_json({"id": ids[0], "note": note})
+    elif note is not None and args.text is None and not args.clear:
+        print(note)
+    return EXIT_OK
+
+
+# -- collections -----------------------------------------------------------------------------------
+
+
+def _add_collections(sub, parents) -> None:
+    c = sub.add_parser("collections", help="list and edit collections",
+                       description="Named, ordered collections of samples, kept in the atlas "
+                       "(they follow moved files; a deleted file stays, shown as missing).")
+    acts = c.add_subparsers(dest="action", metavar="ACTION")
+
+    def action(name: str, help: str):
+        a = acts.add_parser(name, parents=parents, help=help, description=help[0].upper()
+                            + help[1:] + ".")
+        add_options(a, ATLAS)
+        return a
+
+    action("list", "every collection with its size (the default)")
+    action("show", "a collection's samples in order").add_argument("name", metavar="NAME")
+    for name, help in (("add", "append samples (the collection is made when absent)"),
+                       ("remove", "take samples out")):
+        a = action(name, help)
+        a.add_argument("name", metavar="NAME")
+        a.add_argument("items", nargs="+", metavar="ITEM", help=ITEMS_HELP)
+    ren = action("rename", "rename a collection")
+    ren.add_argument("name", metavar="NAME")
+    ren.add_argument("new_name", metavar="NEW")
+    action("delete", "delete a collection (its samples stay)").add_argument("name",
+                                                                            metavar="NAME")
+    ex = action("export", "write a collection as M3U, CSV or a zip of its files")
+    ex.add_argument("name", metavar="NAME")
+    ex.add_argument("--output", "-o", required=True, metavar="FILE",
+                    help="FILE.m3u, FILE.csv or FILE.zip (the format from the extension)")
+    c.set_defaults(func=cmd_collections)
+
+
+def _defaults(args: argparse.Namespace) -> str:
+    """The action (``list`` when none is given: then no ``--json`` or ``--quiet`` either)."""
+    if args.action is None:
+        args.json = args.quiet = False
+        args.atlas = None
+    return args.action or "list"
+
+
+def cmd_collections(args: argparse.Namespace) -> int:
+    """``soundatlas collections``: list, show, add, remove, rename, delete, export."""
+    action = _defaults(args)
+    if action == "export":
+        return _export_collection(args)
+    with _curating(args) as atlas:
+        if action == "list":
+            rows = atlas.collections()
+            if args.json:
+                print_json(rows)
+            else:
+                for r in rows:
+                    gone = f", {r['n_missing']} missing" if r["n_missing"] else ""
+                    print(f"{r['name']}  ({r['n']} sample{'s' * (r['n'] != 1)}{gone})")
+            return EXIT_OK
+        if action == "show":
+            members = atlas.collection_members(args.name)
+            if args.json:
+                print_json([{"id": sid, "path": path} for sid, path in members])
+            else:
+                for sid, path in members:
+                    print(f"{sid if sid is not None else 'missing':>8}  {path}")
+            return EXIT_OK
+        if action in ("add", "remove"):
+            ids = resolve_items(atlas, args.items)
+            n = (atlas.add_to_collection(args.name, ids, create=True) if action == "add"
+                 else atlas.remove_from_collection(args.name, ids))
+            word = "added to" if action == "add" else "removed from"
+            return _report(args, {"collection": args.name, "changed": n},
+                           f"{n} sample{'s' * (n != 1)} {word} {args.name!r}")
+        if action == "rename":
+            atlas.rename_collection(args.name, args.new_name)
+            return _report(args, {"collection": args.new_name},
+                           f"{args.name!r} is now {args.new_name!r}")
+        atlas.delete_collection(args.name)
+        return _report(args, {"deleted": args.name}, f"deleted {args.name!r}")
+
+
+def _export_collection(args: argparse.Namespace) -> int:
+    from soundatlas.atlas import Atlas
+    from soundatlas.exports import FORMATS, csv_text, m3u_text, write_zip
+
+    out = Path(args.output)
+    fmt = out.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise UsageError(f"--output {out}: the extension says the format: "
+                         f"{', '.join('.' + f for f in FORMATS)}")
+    with Atlas.open(atlas_dir(args)) as atlas:
+        members = atlas.collection_members(args.name)
+        ids = [sid for sid, _ in members if sid is not None]
+        missing = [path for sid, path in members if sid is None]
+        found = {r.id: r for r in atlas.samples(ids)}
+        records = [found[i] for i in ids]
+        root = atlas.library
+        if fmt == "m3u":
+            out.write_text(m3u_text(records, root), encoding="utf-8")
+        elif fmt == "csv":
+            keys = atlas.label_keys()
+            out.write_text(csv_text(records, keys, atlas.labels_of(ids)), encoding="utf-8")
+        else:
+            files = [(r.path, root / r.path) for r in records]
+            absent = [rel for rel, p in files if not p.is_file()]
+            if absent:
+                raise UsageError(f"{len(absent)} file(s) of {args.name!r} are no longer in the "
+                                 f"library: {', '.join(absent[:5])}; run soundatlas index")
+            tmp = out.with_name(out.name + ".part")
+            write_zip(tmp, files)
+            tmp.replace(out)
+    note = f" ({len(missing)} missing left out: {', '.join(missing[:5])})" if missing else ""
+    return _report(args, {"collection": args.name, "output": str(out), "n": len(records),
+                          "missing": missing},
+                   f"wrote {len(records)} sample{'s' * (len(records) != 1)} to {out}{note}")
+
+
+# -- tags ------------------------------------------------------------------------------------------
+
+
+def _add_tags(sub, parents) -> None:
+    t = sub.add_parser("tags", help="list, export and import tags",
+                       description="The atlas's tags: list them with their counts, export them "
+                       "to CSV (path, hash, tag, suggested, confidence; a star is the tag "
+                       "'starred'), import such a CSV (rows find their sample by hash, else by "
+                       "path, so a hand-written path,tag CSV works), list or forget the tags of "
+                       "files no longer in the library.")
+    acts = t.add_subparsers(dest="action", metavar="ACTION")
+
+    def action(name: str, help: str):
+        a = acts.add_parser(name, parents=parents, help=help, description=help[0].upper()
+                            + help[1:] + ".")
+        add_options(a, ATLAS)
+        return a
+
+    action("list", "every tag with its number of samples (the default)")
+    action("export", "write every tag to a CSV file").add_argument("file", metavar="FILE.csv")
+    action("import", "add the tags of a CSV file").add_argument("file", metavar="FILE.csv")
+    action("missing", "what is kept for files no longer in the library")
+    action("forget-missing", "forget what is kept for files no longer there")
+    t.set_defaults(func=cmd_tags)
+
+
+def cmd_tags(args: argparse.Namespace) -> int:
+    """``soundatlas tags``: list, export, import, missing, forget-missing."""
+    from soundatlas.atlas.curation import STAR_KEY, TAG_KEY
+
+    action = _defaults(args)
+    with _curating(args) as atlas:
+        if action == "list":
+            summary = atlas.label_summary()
+            keys = [k for k in atlas.user_label_keys() if k != STAR_KEY]
+            tags = {(v if k == TAG_KEY else f"{k}:{v}"): n for k in keys
+                    for v, n in summary.get(k, {}).items()
+                    if k == TAG_KEY or v in {x for _, _, x in atlas.user_label_rows(key=k)}}
+            n_starred = len(atlas.user_label_rows(key=STAR_KEY))
+            if args.json:
+                print_json({"tags": tags, "starred": n_starred})
+            else:
+                for tag, n in tags.items():
+                    print(f"{n:8d}  {tag}")
+                print(f"{n_starred:8d}  (starred)")
+            return EXIT_OK
+        if action == "export":
+            rows = atlas.tag_rows()
+            with open(args.file, "w", newline="", encoding="utf-8") as f:
+                w = csv.DictWriter(f, TAG_CSV_COLUMNS, lineterminator="\n")
+                w.writeheader()
+                for r in rows:
+                    w.writerow({**r, "suggested": int(r["suggested"]),
+                                "confidence": "" if r["confidence"] is None
+                                else repr(r["confidence"])})
+            return _report(args, {"file": args.file, "rows": len(rows)},
+                           f"wrote {len(rows)} tag{'s' * (len(rows) != 1)} to {args.file}")
+        if action == "import":
+            rows = _read_tag_csv(Path(args.file))
+            result = atlas.import_tag_rows(rows)
+            gone = (f", {result['missing']} for files not in the library (kept as missing)"
+                    if result["missing"] else "")
+            return _report(args, {"file": args.file, **result},
+                           f"{result['changed']} tag{'s' * (result['changed'] != 1)} added or "
+                           f"changed, {result['unchanged']} there already{gone}")
+        if action == "missing":
+            items = atlas.missing_items()
+            if args.json:
+                print_json(items)
+            else:
+                for m in items:
+                    what = [*m["tags"], *(["starred"] if m["starred"] else []),
+                            *(f"in {c!r}" for c in m["collections"]),
+                            *(["a note"] if m["note"] else [])]
+                    print(f"{m['path']}: {', '.join(what)}")
+            return EXIT_OK
+        n = atlas.forget_missing()
+        return _report(args, {"forgotten": n},
+                       f"forgot {n} item{'s' * (n != 1)} no longer in the library")
+
+
+def _read_tag_csv(path: Path) -> list[dict]:
+    """The rows of a tags CSV (UTF-8, a BOM allowed); UsageError naming what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read it ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    reader = csv.DictReader(text.splitlines())
+    fields = reader.fieldnames or []
+    if "tag" not in fields or not ({"path", "hash"} & set(fields)):
+        raise UsageError(f"{path}: needs a 'tag' column and a 'path' or 'hash' column "
+                         f"(it has: {', '.join(fields) or 'none'})")
+    if len(fields) != len(set(fields)):
+        raise UsageError(f"{path}: a column appears twice: {', '.join(fields)}")
+    return list(reader)
+
+
+def register(sub, parents) -> None:
+    """Add ``tag``, ``star``, ``note``, ``collections`` and ``tags`` to ``sub``."""
+    for add in (_add_tag, _add_star, _add_note, _add_collections, _add_tags):
+        add(sub, parents)

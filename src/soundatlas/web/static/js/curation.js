@@ -1,0 +1,251 @@
+// What the user makes of the library: stars, tags, notes and collections (/api/curation and
+// /api/collections). The server keeps them in the atlas by content, so they follow moved files;
+// tags are labels, so after a write the page reloads the labels it colours and filters by.
+// A server started with --read-only (or one that cannot write its atlas) shows them without
+// the controls that change them.
+
+import * as api from './api.js';
+import { basename, el } from './panel.js';
+
+const $ = (id) => document.getElementById(id);
+
+export class Curation {
+  /** ``app``: the page's shared pieces (state, status, selection, playSample, labelsChanged,
+   *  showIds, pathOf). */
+  constructor(app) {
+    this.app = app;
+    this.writable = false;
+    this.current = null; // the selected sample's curation {id, starred, tags, suggested, note, collections}
+    this.collections = [];
+    this.playing = null; // {name, ids, index} while a collection plays through
+    app.state.curation = { writable: false, selected: null, collections: [], tags: {} };
+  }
+
+  async load() {
+    const summary = await api.getJSON('/api/curation');
+    this.writable = summary.writable;
+    this.summary(summary);
+    document.body.classList.toggle('read-only', !this.writable);
+    $('star-selected').disabled = !this.writable;
+    $('sample-note').readOnly = !this.writable;
+    $('curation-read-only').hidden = this.writable;
+    $('curation-read-only').textContent = this.writable ? ''
+      : `Tags and collections are shown, not edited: ${summary.read_only}`;
+  }
+
+  summary(summary) {
+    this.collections = summary.collections;
+    Object.assign(this.app.state.curation, { writable: this.writable,
+      collections: summary.collections.map((c) => c.name), tags: summary.tags });
+    $('tag-suggestions').replaceChildren(...Object.keys(summary.tags).map(
+      (tag) => el('option', { value: tag })));
+    this.renderCollections();
+  }
+
+  async refresh() {
+    this.summary(await api.getJSON('/api/curation'));
+  }
+
+  // -- the selected sample -------------------------------------------------------------------
+
+  async show(id) {
+    this.current = null;
+    this.app.state.curation.selected = null;
+    if (id === null) return;
+    const { items } = await api.getJSON(`/api/curation/items?ids=${id}`);
+    if (this.app.state.selected !== id) return;
+    this.render(items[0]);
+  }
+
+  render(item) {
+    this.current = item;
+    this.app.state.curation.selected = item;
+    const star = $('star-selected');
+    star.textContent = item.starred ? '★' : '☆';
+    star.setAttribute('aria-pressed', String(item.starred));
+    star.title = `${item.starred ? 'Unstar' : 'Star'} (key s)`;
+    const chips = item.tags.map((tag) => {
+      const suggested = tag in item.suggested;
+      return el('span', { className: `chip tag${suggested ? ' suggested' : ''}`,
+        title: suggested ? `suggested from the map (confidence ${item.suggested[tag]?.toFixed?.(2) ?? '?'})` : tag },
+      el('span', { textContent: tag }),
+      this.writable ? el('button', { type: 'button', className: 'chip-x', textContent: '×',
+        ariaLabel: `Remove tag ${tag}`, onclick: () => this.tag([item.id], [], [tag]) }) : null);
+    });
+    $('sample-tags').replaceChildren(...chips);
+    $('sample-note').value = item.note ?? '';
+    $('sample-collections').textContent = item.collections.length
+      ? `In ${item.collections.join(', ')}` : '';
+  }
+
+  async toggleStar() {
+    if (!this.current || !this.writable) return;
+    await this.star([this.current.id], !this.current.starred);
+  }
+
+  async star(ids, starred) {
+    try {
+      const answer = await api.postJSON('/api/curation/star', { ids, starred });
+      this.written(answer, ['starred']);
+      this.app.status(`${starred ? 'Starred' : 'Unstarred'} ${ids.length} sample${ids.length === 1 ? '' : 's'}`);
+    } catch (error) {
+      this.app.status(error.message, 'error');
+    }
+  }
+
+  async tag(ids, add, remove = []) {
+    try {
+      const answer = await api.postJSON('/api/curation/tags', { ids, add, remove });
+      const keys = [...add, ...remove].map((t) => (t.includes(':') ? t.split(':')[0] : 'tag'));
+      this.written(answer, keys);
+      return true;
+    } catch (error) {
+      this.app.status(error.message, 'error');
+      return false;
+    }
+  }
+
+  async addTagFromInput(input, ids) {
+    const tags = input.value.split(',').map((t) => t.trim()).filter(Boolean);
+    if (!tags.length || !ids.length) return;
+    if (await this.tag(ids, tags)) {
+      input.value = '';
+      this.app.status(`Tagged ${ids.length} sample${ids.length === 1 ? '' : 's'} ${tags.join(', ')}`);
+    }
+  }
+
+  async saveNote() {
+    if (!this.current || !this.writable) return;
+    const note = $('sample-note').value;
+    if ((this.current.note ?? '') === note) return;
+    try {
+      const item = await api.sendJSON('PUT', `/api/curation/notes/${this.current.id}`, { note });
+      if (item.id === this.app.state.selected) this.render(item);
+      this.app.status('Note saved');
+    } catch (error) {
+      this.app.status(error.message, 'error');
+    }
+  }
+
+  /** After a write: the selected sample's curation, the summary, and the labels it changed. */
+  written(answer, keys) {
+    const mine = answer.items.find((item) => item.id === this.app.state.selected);
+    if (mine) this.render(mine);
+    this.refresh().catch(() => {});
+    this.app.labelsChanged(new Set(keys));
+  }
+
+  // -- collections ---------------------------------------------------------------------------
+
+  renderCollections() {
+    const list = $('collection-list');
+    list.replaceChildren(...this.collections.map((c) => el('li', { dataset: { name: c.name } },
+      el('span', { className: 'name', textContent: c.name }),
+      el('span', { className: 'n', textContent: `${c.n}${c.n_missing ? ` (${c.n_missing} missing)` : ''}` }),
+      el('button', { type: 'button', className: 'small', textContent: 'Show', onclick: () => this.showCollection(c.name) }),
+      el('button', { type: 'button', className: 'small', textContent: '▶', ariaLabel: `Play ${c.name}`,
+        onclick: () => this.playCollection(c.name) }),
+      el('button', { type: 'button', className: 'small', textContent: 'M3U', onclick: () => this.exportCollection(c.name, 'm3u') }),
+      el('button', { type: 'button', className: 'small', textContent: 'CSV', onclick: () => this.exportCollection(c.name, 'csv') }),
+      el('button', { type: 'button', className: 'small', textContent: 'ZIP', onclick: () => this.exportCollection(c.name, 'zip') }),
+      this.writable ? el('button', { type: 'button', className: 'small', textContent: 'Rename',
+        onclick: () => this.renameCollection(c.name) }) : null,
+      this.writable ? el('button', { type: 'button', className: 'small', textContent: 'Delete',
+        onclick: () => this.deleteCollection(c.name) }) : null)));
+    const options = this.collections.map((c) => el('option', { value: c.name, textContent: c.name }));
+    $('collection-target').replaceChildren(el('option', { value: '', textContent: 'collection…' }),
+      ...options.map((o) => o.cloneNode(true)));
+    $('filter-collection').replaceChildren(el('option', { value: '', textContent: 'collection…' }),
+      ...options);
+    $('filter-collection').value = this.app.filterCollection() ?? '';
+  }
+
+  async members(name) {
+    const { items } = await api.getJSON(`/api/collections/${encodeURIComponent(name)}`);
+    return items;
+  }
+
+  async createCollection(name, ids = []) {
+    if (!name) return;
+    try {
+      if (ids.length) {
+        await api.postJSON(`/api/collections/${encodeURIComponent(name)}/add?create=true`, { ids });
+      } else {
+        await api.postJSON('/api/collections', { name });
+      }
+      await this.refresh();
+      this.app.status(`Collection ${name}${ids.length ? `: ${ids.length} added` : ' made'}`);
+    } catch (error) {
+      this.app.status(error.message, 'error');
+    }
+  }
+
+  async addToCollection(name, ids) {
+    if (!name || !ids.length) return;
+    try {
+      const { added } = await api.postJSON(`/api/collections/${encodeURIComponent(name)}/add`, { ids });
+      await this.refresh();
+      if (this.current && ids.includes(this.current.id)) await this.show(this.current.id);
+      this.app.status(`${added} added to ${name}`);
+    } catch (error) {
+      this.app.status(error.message, 'error');
+    }
+  }
+
+  async renameCollection(name) {
+    const to = window.prompt(`Rename the collection ${name} to`, name);
+    if (!to || to === name) return;
+    try {
+      await api.sendJSON('PATCH', `/api/collections/${encodeURIComponent(name)}`, { name: to });
+      await this.refresh();
+    } catch (error) {
+      this.app.status(error.message, 'error');
+    }
+  }
+
+  async deleteCollection(name) {
+    if (!window.confirm(`Delete the collection ${name}? Its samples stay in the library.`)) return;
+    try {
+      await api.sendJSON('DELETE', `/api/collections/${encodeURIComponent(name)}`);
+      await this.refresh();
+    } catch (error) {
+      this.app.status(error.message, 'error');
+    }
+  }
+
+  async showCollection(name) {
+    this.app.setFilterCollection(name);
+  }
+
+  async exportCollection(name, format) {
+    const ids = (await this.members(name)).filter((m) => m.id !== null).map((m) => m.id);
+    if (!ids.length) return this.app.status(`${name} has no sample in the library`, 'error');
+    return this.app.selection.exportIds(ids, format);
+  }
+
+  /** Play a collection's samples one after the other (Esc or another play stops). */
+  async playCollection(name) {
+    const ids = (await this.members(name)).filter((m) => m.id !== null).map((m) => m.id);
+    this.playing = { name, ids, index: -1 };
+    this.app.state.curation.playing = { name, index: -1 };
+    this.next();
+  }
+
+  stop() {
+    this.playing = null;
+    this.app.state.curation.playing = null;
+  }
+
+  next() {
+    const p = this.playing;
+    if (!p) return;
+    p.index += 1;
+    this.app.state.curation.playing = { name: p.name, index: p.index };
+    if (p.index >= p.ids.length) {
+      this.playing = null;
+      this.app.state.curation.playing = null;
+      return;
+    }
+    this.app.playSample(p.ids[p.index], () => this.next());
+  }
+}

@@ -1,0 +1,443 @@
+"""What the user makes (soundatlas.atlas.curation): tags, stars, notes and collections, keyed by
+content so that they follow moved files, survive re-indexing, and read as labels."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import downgrade_schema, write_tone
+from soundatlas.atlas import Atlas
+from soundatlas.atlas.curation import parse_tag
+from soundatlas.errors import ParameterError
+from soundatlas.indexing import index_library
+
+
+@pytest.fixture
+def indexed(tone_library):
+    index_library(tone_library, n_jobs=1)
+    return tone_library
+
+
+def _ids(atlas: Atlas) -> dict[str, int]:
+    return {r.path: r.id for r in atlas.samples(atlas.sample_ids().tolist())}
+
+
+def test_tags_stars_notes_and_collections_are_stored_and_read_back(indexed):
+    with Atlas.open(indexed / ".soundatlas", write=True) as atlas:
+        ids = _ids(atlas)
+        a, b, c = ids["low/low_036.wav"], ids["low/low_037.wav"], ids["mid/mid_060.wav"]
+        assert atlas.tag([a, b], add=["punchy", "mood:dark"]) == 4
+        assert atlas.tag([a], add=["warm", "mood:bright"]) == 3  # bright replaces dark on a
+        assert atlas.tag([a, b], add=["punchy"]) == 0  # there already
+        assert atlas.star([a, c]) == 2 and atlas.star([c], starred=False) == 1
+        atlas.set_note(b, "the one from the session")
+        assert atlas.add_to_collection("kit", [c, a], create=True) == 2
+        assert atlas.add_to_collection("kit", [a, b]) == 1  # a keeps its place
+        cur = atlas.curation_of([a, b, c])
+        assert cur[a] == {"starred": True, "tags": ["mood:bright", "punchy", "warm"],
+                          "suggested": {}, "note": None, "collections": ["kit"]}
+        assert cur[b]["tags"] == ["mood:dark", "punchy"]
+        assert cur[b]["note"] == "the one from the session" and not cur[b]["starred"]
+        assert cur[c] == {"starred": False, "tags": [], "suggested": {}, "note": None,
+                          "collections": ["kit"]}
+        assert [sid for sid, _ in atlas.collection_members("kit")] == [c, a, b]
+        assert atlas.tag([a], remove=["mood:*", "warm"]) == 2
+        assert atlas.curation_of([a])[a]["tags"] == ["punchy"]
+        assert atlas.ids_with(tag="punchy") == {a, b} and atlas.ids_with(starred=True) == {a}
+        assert atlas.ids_with(tag="punchy", collection="kit") == {a, b}
+        atlas.rename_collection("kit", "drums")
+        assert atlas.collections()[0]["name"] == "drums" and atlas.collections()[0]["n"] == 3
+        assert atlas.remove_from_collection("drums", [c]) == 1
+        atlas.delete_collection("drums")
+        assert atlas.collections() == [] and atlas.curation_of([a])[a]["tags"] == ["punchy"]
+
+
+def test_tags_are_labels_that_override_the_index_and_filter_searches(indexed):
+    with Atlas.open(indexed / ".soundatlas", write=True) as atlas:
+        ids = _ids(atlas)
+        a, b, c = ids["low/low_036.wav"], ids["low/low_037.wav"], ids["high/high_084.wav"]
+        assert atlas.labels("instrument")[a] == "low"
+        atlas.tag([a], add=["instrument:bass", "dark", "warm"])
+        atlas.tag([b, c], add=["warm"])
+        atlas.star([c])
+        assert atlas.labels("instrument")[a] == "bass"  # the user's value wins
+        assert atlas.labels("tag") == {a: "warm", b: "warm", c: "warm"}  # the most carried
+        assert atlas.labels("starred") == {c: "yes"}
+        assert atlas.sample_labels(a)["tag"] == "dark, warm"
+        assert atlas.labels_of([a, c])[c] == {**atlas.labels_of([c])[c], "starred": "yes"}
+        assert {"tag", "starred", "instrument"} <= set(atlas.label_keys())
+        ids_col, values = atlas.label_column("instrument")
+        assert dict(zip(ids_col.tolist(), values)) == atlas.labels("instrument")
+        summary = atlas.label_summary()
+        assert summary["tag"] == {"dark": 1, "warm": 3} and summary["instrument"]["bass"] == 1
+        assert summary["instrument"]["low"] == 5  # a is bass now
+        assert "tag" not in atlas.label_summary(user=False)
+        assert atlas.find_samples(labels=[("tag", "dark")]).tolist() == [a]
+        assert atlas.find_samples(labels=[("tag", "warm")]).tolist() == sorted([a, b, c])
+        assert atlas.find_samples(labels=[("instrument", "low")]).tolist() == sorted(
+            i for p, i in ids.items() if p.startswith("low/") and i != a)
+        assert atlas.find_samples(labels=[("instrument", "bass")]).tolist() == [a]
+
+
+def test_what_the_user_made_follows_moved_files_and_survives_reindexing(indexed):
+    atlas_dir = indexed / ".soundatlas"
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        ids = _ids(atlas)
+        moved, gone = ids["low/low_036.wav"], ids["mid/mid_060.wav"]
+        atlas.tag([moved, gone], add=["keep"])
+        atlas.star([moved])
+        atlas.add_to_collection("set", [gone, moved], create=True)
+    (indexed / "renamed").mkdir()
+    shutil.move(indexed / "low/low_036.wav", indexed / "renamed/kick.wav")
+    (indexed / "mid/mid_060.wav").unlink()
+    index_library(indexed, n_jobs=1)  # the move is found, the deleted file removed
+    with Atlas.open(atlas_dir) as atlas:
+        now = _ids(atlas)
+        assert "mid/mid_060.wav" not in now
+        kick = now["renamed/kick.wav"]
+        assert atlas.curation_of([kick])[kick]["tags"] == ["keep"]
+        assert atlas.curation_of([kick])[kick]["starred"]
+        assert atlas.collection_members("set") == [(None, "mid/mid_060.wav"),
+                                                   (kick, "renamed/kick.wav")]
+        assert atlas.collections()[0]["n_missing"] == 1
+        missing = atlas.missing_items()
+        assert [(m["path"], m["tags"], m["collections"]) for m in missing] == [
+            ("mid/mid_060.wav", ["keep"], ["set"])]
+    write_tone(indexed / "mid/mid_060.wav", 440.0 * 2 ** ((60 - 69) / 12), seconds=0.6,
+               seed=60, noise=0.01)  # the same bytes come back: the items are present again
+    index_library(indexed, n_jobs=1)
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        back = _ids(atlas)["mid/mid_060.wav"]
+        assert atlas.curation_of([back])[back]["tags"] == ["keep"]
+        assert atlas.missing_items() == []
+        (indexed / "mid/mid_060.wav").unlink()
+    index_library(indexed, n_jobs=1)
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        assert atlas.forget_missing() == 1
+        assert atlas.missing_items() == [] and atlas.collections()[0]["n"] == 1
+
+
+def test_tag_rows_round_trip_through_another_atlas_of_the_library(indexed, tmp_path):
+    with Atlas.open(indexed / ".soundatlas", write=True) as atlas:
+        ids = _ids(atlas)
+        atlas.tag(list(ids.values())[:5], add=["warm", "mood:dark"])
+        atlas.tag([ids["high/high_084.wav"]], add=["bright"], suggested=True, confidence=0.8)
+        atlas.star([ids["high/high_085.wav"]])
+        rows = atlas.tag_rows()
+    assert len(rows) == 12 and {"path", "hash", "tag", "suggested", "confidence"} == set(rows[0])
+    other = tmp_path / "other"
+    index_library(indexed, atlas_dir=other, n_jobs=1)
+    with Atlas.open(other, write=True) as atlas:
+        assert atlas.import_tag_rows(rows) == {"changed": 12, "unchanged": 0, "missing": 0}
+        assert atlas.tag_rows() == rows
+        assert atlas.import_tag_rows(rows)["unchanged"] == 12
+        # by path alone, as a hand-written CSV names them
+        by_path = [{"path": "low/low_040.wav", "tag": "hand"}]
+        assert atlas.import_tag_rows(by_path)["changed"] == 1
+        with pytest.raises(ParameterError, match=r"line 2: no sample at 'nope.wav'.*line 3: tag"):
+            atlas.import_tag_rows([{"path": "nope.wav", "tag": "x"},
+                                   {"path": "low/low_040.wav", "tag": "a,b"}])
+        assert len(atlas.tag_rows()) == 13  # nothing written by the refused import
+
+
+@pytest.mark.parametrize("tag, error", [
+    ("", "empty"), (" x", "space"), ("a,b", "comma"), ("x\n", "space"), ("a\x00b", "control"),
+    ("k:", "both"), (":v", "both"), ("k :v", "both"), ("starred:yes", "star"),
+    ("x" * 101, "longer"),
+])
+def test_bad_tags_are_refused_by_name(tag, error):
+    with pytest.raises(ParameterError, match=error):
+        parse_tag(tag)
+
+
+def test_bad_requests_write_nothing(indexed):
+    with Atlas.open(indexed / ".soundatlas", write=True) as atlas:
+        a = int(atlas.sample_ids()[0])
+        with pytest.raises(ParameterError, match="no samples with ids 999999"):
+            atlas.tag([a, 999999], add=["x"])
+        with pytest.raises(ParameterError, match="comma"):
+            atlas.tag([a], add=["fine", "not,fine"])
+        assert atlas.curation_of([a]) == {} and atlas.tag_rows() == []
+        with pytest.raises(ParameterError, match="no collection named 'none'"):
+            atlas.add_to_collection("none", [a])
+        atlas.create_collection("one")
+        with pytest.raises(ParameterError, match="exists already"):
+            atlas.create_collection("one")
+        with pytest.raises(ParameterError, match="collection name"):
+            atlas.create_collection(" padded")
+        with pytest.raises(ParameterError, match="at most"):
+            atlas.set_note(a, "x" * 10_001)
+
+
+def test_an_atlas_from_before_curation_reads_empty_and_migrates(indexed):
+    atlas_dir = indexed / ".soundatlas"
+    downgrade_schema(atlas_dir, 5)
+    with Atlas.open(atlas_dir) as atlas:  # read-only: the tables are not there
+        a = int(atlas.sample_ids()[0])
+        assert atlas.curation_of([a]) == {} and atlas.collections() == []
+        assert "tag" not in atlas.label_keys() and atlas.missing_items() == []
+        assert atlas.find_samples(labels=[("instrument", "low")]).size == 6
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        assert atlas.schema_version == 6
+        atlas.tag([a], add=["now"])
+        assert atlas.labels("tag") == {a: "now"}
+        assert np.array_equal(atlas.find_samples(labels=[("tag", "now")]), [a])
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def _cli(capsys, *args) -> tuple[int, str, str]:
+    from soundatlas.cli import main
+
+    rc = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_the_commands_tag_star_note_and_collect_by_id_path_and_folder(indexed, capsys,
+                                                                         tmp_path):
+    import csv
+    import json
+    import zipfile
+
+    A = ("--atlas", indexed / ".soundatlas")
+    rc, out, _ = _cli(capsys, "tag", *A, "low", "mid/mid_060.wav", "--add", "warm",
+                      "--add", "mood:dark", "--json")
+    assert rc == 0 and json.loads(out) == {"samples": 7, "changed": 14}
+    absolute = indexed / "high/high_084.wav"
+    assert _cli(capsys, "star", *A, absolute)[0] == 0
+    with Atlas.open(indexed / ".soundatlas") as atlas:
+        ids = _ids(atlas)
+        assert atlas.ids_with(tag="warm") == {i for p, i in ids.items()
+                                              if p.startswith("low/") or p == "mid/mid_060.wav"}
+        assert atlas.ids_with(starred=True) == {ids["high/high_084.wav"]}
+    kick = ids["low/low_036.wav"]
+    assert _cli(capsys, "note", *A, kick, "deep one")[0] == 0
+    assert _cli(capsys, "note", *A, "low/low_036.wav")[1] == "deep one\n"
+    rc, _, err = _cli(capsys, "tag", *A, "nope.wav", "999999", "low", "--add", "x")
+    assert rc == 2 and "nope.wav" in err and "999999" in err
+    rc, _, err = _cli(capsys, "tag", *A, "low", "--add", "a,b")
+    assert rc != 0 and "comma" in err
+    rc, _, err = _cli(capsys, "tag", *A, "/elsewhere/x.wav", "--add", "x")
+    assert rc == 2 and "outside the library" in err
+
+    assert _cli(capsys, "collections", "add", *A, "kit", "high/high_084.wav", kick)[0] == 0
+    rc, out, _ = _cli(capsys, "collections", "list", *A, "--json")
+    assert json.loads(out)[0] | {"created": 0} == {"name": "kit", "n": 2, "n_missing": 0,
+                                                   "created": 0}
+    rc, out, _ = _cli(capsys, "collections", "show", *A, "kit", "--json")
+    assert [m["path"] for m in json.loads(out)] == ["high/high_084.wav", "low/low_036.wav"]
+    for ext in ("m3u", "csv", "zip"):
+        target = tmp_path / f"kit.{ext}"
+        assert _cli(capsys, "collections", "export", *A, "kit", "-o", target)[0] == 0
+    assert (tmp_path / "kit.m3u").read_text().splitlines()[2] == str(indexed / "high/high_084.wav")
+    rows = list(csv.DictReader((tmp_path / "kit.csv").open()))
+    assert rows[1]["path"] == "low/low_036.wav" and rows[1]["tag"] == "warm"
+    assert rows[1]["mood"] == "dark" and rows[0]["starred"] == "yes"
+    with zipfile.ZipFile(tmp_path / "kit.zip") as z:
+        assert z.namelist() == ["high/high_084.wav", "low/low_036.wav"]
+        assert z.read("low/low_036.wav") == (indexed / "low/low_036.wav").read_bytes()
+    rc, _, err = _cli(capsys, "collections", "export", *A, "kit", "-o", tmp_path / "kit.txt")
+    assert rc == 2 and ".m3u" in err
+    assert _cli(capsys, "collections", "rename", *A, "kit", "drums")[0] == 0
+    rc, _, err = _cli(capsys, "collections", "show", *A, "kit")
+    assert rc == 1 and "no collection named 'kit'" in err
+    assert _cli(capsys, "collections", "delete", *A, "drums")[0] == 0
+
+
+def test_tags_export_and_import_round_trip_exactly(indexed, capsys, tmp_path):
+    A = ("--atlas", indexed / ".soundatlas")
+    _cli(capsys, "tag", *A, "low", "--add", "warm", "--add", "mood:dark")
+    _cli(capsys, "star", *A, "mid")
+    with Atlas.open(indexed / ".soundatlas", write=True) as atlas:
+        atlas.tag([_ids(atlas)["high/high_084.wav"]], add=["bright"], suggested=True,
+                  confidence=0.8125)
+    first = tmp_path / "tags.csv"
+    assert _cli(capsys, "tags", "export", *A, first)[0] == 0
+    other = tmp_path / "other"
+    index_library(indexed, atlas_dir=other, n_jobs=1)
+    assert _cli(capsys, "tags", "import", "--atlas", other, first)[0] == 0
+    again = tmp_path / "again.csv"
+    assert _cli(capsys, "tags", "export", "--atlas", other, again)[0] == 0
+    assert again.read_bytes() == first.read_bytes()
+    rc, out, _ = _cli(capsys, "tags", "list", "--atlas", other, "--json")
+    import json
+
+    assert json.loads(out) == {"tags": {"bright": 1, "mood:dark": 6, "warm": 6}, "starred": 6}
+    # a hand-written CSV: a BOM, paths only; and refusals that name the line and write nothing
+    hand = tmp_path / "hand.csv"
+    hand.write_text("\ufeffpath,tag\nlow/low_040.wav,by-hand\n", encoding="utf-8")
+    assert _cli(capsys, "tags", "import", "--atlas", other, hand)[0] == 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,tag\nlow/low_040.wav,fine\nmissing.wav,x\n", encoding="utf-8")
+    rc, _, err = _cli(capsys, "tags", "import", "--atlas", other, bad)
+    assert rc == 1 and "line 3: no sample at 'missing.wav'" in err
+    for text, message in (("path,label\nx,y\n", "needs a 'tag' column"),
+                          ("path,tag,tag\nx,y,z\n", "appears twice")):
+        bad.write_text(text, encoding="utf-8")
+        rc, _, err = _cli(capsys, "tags", "import", "--atlas", other, bad)
+        assert rc == 2 and message in err
+    bad.write_bytes(b"path,tag\n\xff\xfe,x\n")
+    rc, _, err = _cli(capsys, "tags", "import", "--atlas", other, bad)
+    assert rc == 2 and "not UTF-8" in err
+    with Atlas.open(other) as atlas:
+        assert "fine" not in atlas.label_summary()["tag"]
+
+
+# -- the server ------------------------------------------------------------------------------------
+
+
+def _client(atlas_dir, **kw):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    from soundatlas.web import create_app
+
+    return TestClient(create_app(atlas_dir, **kw))
+
+
+def test_the_api_writes_tags_stars_notes_and_collections_and_reads_them_as_labels(indexed):
+    client = _client(indexed / ".soundatlas")
+    with Atlas.open(indexed / ".soundatlas") as atlas:
+        ids = _ids(atlas)
+    a, b = ids["low/low_036.wav"], ids["mid/mid_060.wav"]
+    assert client.get("/api/curation").json()["writable"] is True
+    r = client.post("/api/curation/tags", json={"ids": [a, b], "add": ["punchy", "mood:dark"]})
+    assert r.status_code == 200 and r.json()["changed"] == 4
+    assert r.json()["items"][0]["tags"] == ["mood:dark", "punchy"]
+    assert client.post("/api/curation/star", json={"ids": [a]}).json()["changed"] == 1
+    assert client.put(f"/api/curation/notes/{b}", json={"note": "from the session"}
+                      ).json()["note"] == "from the session"
+    assert client.post("/api/collections", json={"name": "kit"}).status_code == 201
+    assert client.post("/api/collections/kit/add", json={"ids": [b, a]}).json()["added"] == 2
+    assert [i["id"] for i in client.get("/api/collections/kit").json()["items"]] == [b, a]
+    # tags are labels: the sample, the label codes, the search
+    assert client.get(f"/api/samples/{a}").json()["labels"]["tag"] == "punchy"
+    assert client.get(f"/api/samples/{a}").json()["labels"]["starred"] == "yes"
+    label = client.get("/api/labels/mood").json()
+    assert label["values"] == ["dark"]
+    found = client.get("/api/samples", params={"label": "tag:punchy"}).json()
+    assert found["ids"] == sorted([a, b])
+    assert client.get("/api/samples", params={"label": "starred:yes"}).json()["ids"] == [a]
+    assert client.get("/api/samples", params={"collection": "kit", "q": "mid"}).json()["ids"] \
+        == [b]
+    summary = client.get("/api/curation").json()
+    assert summary["tags"] == {"mood:dark": 2, "punchy": 2} and summary["starred"] == 1
+    assert summary["collections"][0]["n"] == 2
+    items = client.get("/api/curation/items", params={"ids": f"{b},{a}"}).json()["items"]
+    assert [i["id"] for i in items] == [b, a] and items[0]["note"] == "from the session"
+    assert client.patch("/api/collections/kit", json={"name": "drums"}).status_code == 200
+    assert client.post("/api/collections/drums/remove", json={"ids": [a]}).json()["removed"] == 1
+    assert client.delete("/api/collections/drums").status_code == 200
+    assert client.get("/api/collections").json() == {"collections": []}
+
+
+@pytest.mark.parametrize("method, path, body, status, message", [
+    ("post", "/api/curation/tags", {"ids": [], "add": ["x"]}, 422, "ids"),
+    ("post", "/api/curation/tags", {"ids": "1", "add": ["x"]}, 422, "ids"),
+    ("post", "/api/curation/tags", {"ids": [1], "add": ["a,b"]}, 400, "comma"),
+    ("post", "/api/curation/tags", {"ids": [1, 999999], "add": ["x"]}, 404, "999999"),
+    ("post", "/api/curation/star", {"ids": [1], "starred": "maybe"}, 422, "starred"),
+    ("put", "/api/curation/notes/999999", {"note": "x"}, 404, "999999"),
+    ("put", "/api/curation/notes/1", {"note": "x" * 10_001}, 422, "note"),
+    ("post", "/api/collections", {"name": ""}, 422, "name"),
+    ("post", "/api/collections", {"name": " padded"}, 400, "collection name"),
+    ("post", "/api/collections/none/add", {"ids": [1]}, 404, "no collection named 'none'"),
+    ("get", "/api/collections/none", None, 404, "no collection named 'none'"),
+    ("get", "/api/curation/items?ids=1,x", None, 400, "'x'"),
+])
+def test_bad_writes_get_a_clear_error_and_write_nothing(indexed, method, path, body, status,
+                                                        message):
+    client = _client(indexed / ".soundatlas")
+    r = getattr(client, method)(path, **({"json": body} if body is not None else {}))
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]
+    with Atlas.open(indexed / ".soundatlas") as atlas:
+        assert atlas.tag_rows() == [] and atlas.collections() == []
+
+
+def test_a_read_only_server_refuses_every_write(indexed, tmp_path):
+    client = _client(indexed / ".soundatlas", read_only=True)
+    summary = client.get("/api/curation").json()
+    assert summary["writable"] is False and "--read-only" in summary["read_only"]
+    for method, path, body in (("post", "/api/curation/tags", {"ids": [1], "add": ["x"]}),
+                               ("post", "/api/curation/star", {"ids": [1]}),
+                               ("post", "/api/collections", {"name": "k"})):
+        r = getattr(client, method)(path, json=body)
+        assert r.status_code == 403 and "does not write" in r.json()["error"]
+    with Atlas.open(indexed / ".soundatlas") as atlas:
+        assert atlas.tag_rows() == [] and atlas.collections() == []
+    # another site may not write either (the server's refusal of cross-site work)
+    r = _client(indexed / ".soundatlas").post(
+        "/api/curation/star", json={"ids": [1]}, headers={"origin": "https://evil.example"})
+    assert r.status_code == 403 and "another site" in r.json()["error"]
+
+
+def test_writes_of_20_clients_while_index_runs_are_all_kept(tone_library, tmp_path):
+    """A real ``soundatlas serve`` and a real ``soundatlas index`` adding files to the same
+    atlas: every tag written by 20 concurrent clients is there afterwards, and the index is
+    complete."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import httpx
+
+    index_library(tone_library, n_jobs=1)
+    with Atlas.open(tone_library / ".soundatlas") as atlas:
+        ids = atlas.sample_ids().tolist()
+    for i in range(120):  # new files for the second index to analyse while the clients write
+        write_tone(tone_library / "more" / f"m{i:03d}.wav", 200 + 7 * i, seconds=1.5, seed=i)
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "CI": "1"}
+    server = subprocess.Popen([str(bin_dir / "soundatlas"), "serve", "--atlas",
+                               str(tone_library / ".soundatlas"), "--port", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline()).group(0)
+        started = time.time()
+        index = subprocess.Popen([str(bin_dir / "soundatlas"), "index", str(tone_library),
+                                  "--jobs", "1", "-q"], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = None
+        while first is None or first["status"] != "running":  # the clients start mid-index
+            assert index.poll() is None, index.communicate()
+            with Atlas.open(tone_library / ".soundatlas") as atlas:
+                first = atlas.last_run("index")
+                first = first if first and first["started"] > started else None
+        errors: list[str] = []
+
+        def client(k: int) -> None:
+            with httpx.Client(base_url=url, timeout=120) as c:
+                for j in range(10):
+                    r = c.post("/api/curation/tags",
+                               json={"ids": [ids[(k + j) % len(ids)]], "add": [f"c{k}-{j}"]})
+                    if r.status_code != 200:
+                        errors.append(r.text)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        out, err = index.communicate(timeout=600)
+        assert index.returncode == 0, err
+        assert errors == []
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+    with Atlas.open(tone_library / ".soundatlas") as atlas:
+        rows = atlas.tag_rows()
+        assert {r["tag"] for r in rows} == {f"c{k}-{j}" for k in range(20) for j in range(10)}
+        assert atlas.n_samples() == len(ids) + 120
+        assert atlas.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
