@@ -441,3 +441,85 @@ def test_writes_of_20_clients_while_index_runs_are_all_kept(tone_library, tmp_pa
         assert {r["tag"] for r in rows} == {f"c{k}-{j}" for k in range(20) for j in range(10)}
         assert atlas.n_samples() == len(ids) + 120
         assert atlas.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+# -- labels suggested from the map -----------------------------------------------------------------
+
+
+def test_suggest_fills_in_missing_labels_from_the_nearest_labelled_samples(tone_library, capsys):
+    import json
+
+    manifest = tone_library / "metadata.csv"
+    lines = manifest.read_text().splitlines()
+    unlabelled = {}
+    for i, line in enumerate(lines[1:], start=1):  # the first tone of each folder: no label
+        path, instrument, pitch = line.split(",")
+        if path.endswith(("_036.wav", "_060.wav", "_084.wav")):
+            lines[i] = f"{path},,{pitch}"
+            unlabelled[path] = instrument
+    manifest.write_text("\n".join(lines) + "\n")
+    index_library(tone_library, n_jobs=1)
+    A = ("--atlas", tone_library / ".soundatlas")
+    rc, out, _ = _cli(capsys, "suggest", *A, "--label", "instrument", "--space", "input", "-k",
+                      "3", "--json")
+    assert rc == 0
+    got = {s["path"]: (s["value"], s["confidence"]) for s in json.loads(out)["suggestions"]}
+    assert set(got) == set(unlabelled)  # exactly the samples without the label
+    assert {p: v for p, (v, _) in got.items()} == unlabelled  # their folder's instrument
+    assert all(0 < c <= 1 for _, c in got.values())
+    rc, out, _ = _cli(capsys, "suggest", *A, "--label", "instrument", "--space", "input", "-k",
+                      "3", "--apply", "--min-confidence", "0.5", "--json")
+    applied = json.loads(out)
+    assert rc == 0 and applied["applied"] == sum(c >= 0.5 for _, c in got.values()) > 0
+    with Atlas.open(tone_library / ".soundatlas") as atlas:
+        ids = _ids(atlas)
+        for path, (value, conf) in got.items():
+            cur = atlas.curation_of([ids[path]]).get(ids[path])
+            if conf >= 0.5:
+                assert cur["tags"] == [f"instrument:{value}"]
+                assert cur["suggested"] == {f"instrument:{value}": pytest.approx(conf)}
+                assert atlas.labels("instrument")[ids[path]] == value  # a label now
+            else:
+                assert cur is None
+    rc, out, _ = _cli(capsys, "suggest", *A, "--label", "instrument", "--space", "input", "--json")
+    assert json.loads(out)["n"] == sum(c < 0.5 for _, c in got.values())  # the rest
+    for args, message in ((("--label", "nope", "--space", "input"), "no label 'nope'"),
+                          (("--label", "instrument", "--space", "input", "-k", "0"), "k=0"),
+                          (("--label", "instrument", "--space", "input", "--min-confidence",
+                            "2"), "min_confidence"),
+                          (("--label", "instrument"), "no model")):
+        rc, _, err = _cli(capsys, "suggest", *A, *args)
+        assert rc in (1, 2) and message in err, err
+
+
+def test_hidden_labels_come_back_with_precision_that_rises_with_confidence():
+    from soundatlas.suggest import hidden_label_curve
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (4, 16))
+    n = 400
+    cls = rng.integers(0, 4, n)
+    vectors = (centres[cls] + rng.normal(0, 0.9, (n, 16))).astype(np.float32)
+    ids = np.arange(n) * 2 + 1
+    labels = {int(i): f"c{c}" for i, c in zip(ids, cls)}
+    for hide in (0.1, 0.25, 0.5):
+        r = hidden_label_curve(ids, vectors, labels, hide=hide, k=10, seed=1)
+        assert r["n_hidden"] == round(hide * n) and r["n_known"] == n - r["n_hidden"]
+        curve = r["curve"]
+        assert curve[0]["coverage"] == 1.0 and curve[0]["precision"] > 0.5  # chance: 0.25
+        coverage = [c["coverage"] for c in curve]
+        assert coverage == sorted(coverage, reverse=True)
+        high = [c["precision"] for c in curve if c["precision"] is not None][-1]
+        assert high >= curve[0]["precision"]
+
+
+def test_adding_a_suggested_tag_accepts_it(indexed):
+    with Atlas.open(indexed / ".soundatlas", write=True) as atlas:
+        a = int(atlas.sample_ids()[0])
+        assert atlas.tag([a], add=["mood:dark"], suggested=True, confidence=0.7) == 1
+        assert atlas.curation_of([a])[a]["suggested"] == {"mood:dark": 0.7}
+        assert atlas.tag([a], add=["mood:dark"], suggested=True, confidence=0.9) == 0
+        assert atlas.tag([a], add=["mood:dark"]) == 1  # accepted: the user's now
+        assert atlas.curation_of([a])[a]["suggested"] == {}
+        assert atlas.tag([a], add=["mood:dark"], suggested=True) == 0  # stays the user's
+        assert atlas.curation_of([a])[a]["suggested"] == {}

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from conftest import downgrade_schema, make_tone_library, write_tone
-from soundatlas.atlas import Atlas
+from soundatlas.atlas import SCHEMA_VERSION, Atlas
 from soundatlas.cqt import cqt
 from soundatlas import audio
 from soundatlas.errors import AtlasError, ParameterError
@@ -417,7 +417,7 @@ def test_an_atlas_before_the_path_index_is_searched_by_scanning_then_migrated(to
         assert set(a.paths(a.find_samples(path_contains="MID_06").tolist()).values()) == {
             f"mid/mid_{m:03d}.wav" for m in range(60, 66)}
     with Atlas.open(atlas_dir, write=True) as a:  # migrated: the index built from the paths
-        assert a.schema_version == 5
+        assert a.schema_version == SCHEMA_VERSION
     assert _searched(atlas_dir, "MID_06") == {f"mid/mid_{m:03d}.wav" for m in range(60, 66)}
 
 
@@ -428,7 +428,7 @@ def test_without_the_trigram_tokenizer_an_atlas_is_made_and_searched_by_scanning
     monkeypatch.setattr(schema, "trigram_search_available", lambda: False)  # SQLite < 3.34
     index(tone_library)
     with Atlas.open(tone_library / ".soundatlas") as a:
-        assert a.schema_version == 5 and not a._has_path_trigrams()
+        assert a.schema_version == SCHEMA_VERSION and not a._has_path_trigrams()
         assert a.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'path_trigrams'"
                               ).fetchone() is None
         assert set(a.paths(a.find_samples(path_contains="LOW_03").tolist()).values()) == {

@@ -404,3 +404,35 @@ def test_a_new_space_definition_drops_the_old_vectors(synth_atlas, tmp_path):
         assert atlas.set_similarity_space(m.id, other) is True
         assert len(atlas.similarity_vectors(m.id)[0]) == 0
         assert len(atlas.without_similarity(m.id)) == atlas.n_samples()
+
+
+def test_the_suggest_endpoint_votes_among_labelled_neighbours(synth_atlas, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(synth_atlas, copy)
+    with Atlas.open(copy, write=True) as atlas:
+        ids = atlas.sample_ids().tolist()
+        labels = atlas.labels_of(ids)
+        drums = [sid for sid in ids if "drum_class" in labels.get(sid, {})]
+        bare = drums[::5]
+        truth = {sid: labels[sid].pop("drum_class") for sid in bare}
+        atlas.replace_labels(labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    from soundatlas.web import create_app
+
+    client = TestClient(create_app(copy))
+    url = "/api/models/default/suggest"
+    r = client.post(url, json={"ids": [bare[0], drums[1]], "label": "drum_class", "k": 5})
+    assert r.status_code == 200, r.text
+    first, labelled = r.json()["suggestions"]
+    assert labelled is None  # it has the label
+    assert first["id"] == bare[0] and first["value"] in set(truth.values())
+    assert first["confidence"] in {i / 5 for i in range(1, 6)}
+    answer = client.post(url, json={"ids": bare, "label": "drum_class"}).json()["suggestions"]
+    right = sum(s["value"] == truth[s["id"]] for s in answer if s)
+    assert right > len(bare) / 2  # the similarity space finds the drum class (6 classes)
+    assert client.post(url, json={"ids": bare, "label": "nope"}).status_code == 404
+    assert client.post(url, json={"ids": list(range(1001)), "label": "drum_class"}
+                       ).status_code == 422
+    assert client.post(url, json={"ids": [], "label": "drum_class"}).status_code == 422

@@ -135,6 +135,20 @@ def missing_message(atlas, model: ModelRecord, n_vectors: int) -> str:
             f"{shlex.quote(model.name)}` adds them")
 
 
+def _ranked(ids: np.ndarray, rows: np.ndarray, distance: np.ndarray, excluded: set[int],
+            k: int) -> list[tuple[int, float]]:
+    """The first ``k`` (sample id, distance) of ``rows`` not excluded, by distance, then row
+    (= id) order."""
+    out = []
+    for j in np.lexsort((rows, distance)):
+        sid = int(ids[rows[j]])
+        if sid not in excluded:
+            out.append((sid, float(distance[j])))
+            if len(out) == k:
+                break
+    return out
+
+
 def _present(ids: np.ndarray, wanted: set[int]) -> int:
     """How many of ``wanted`` are among the ascending ``ids`` (binary search, not a pass)."""
     if not wanted:
@@ -285,15 +299,7 @@ class VectorIndex:
             more = np.flatnonzero(maybe)
             rows = np.concatenate([rows, more])
             exact = np.concatenate([exact, self._exact(more, q)])
-        distance = np.sqrt(exact)
-        out = []
-        for j in np.lexsort((rows, distance)):  # by distance, then row (= id) order
-            sid = int(self.ids[rows[j]])
-            if sid not in excluded:
-                out.append((sid, float(distance[j])))
-                if len(out) == k:
-                    break
-        return out
+        return _ranked(self.ids, rows, np.sqrt(exact), excluded, k)
 
     def _lower_bounds(self, q: np.ndarray) -> np.ndarray:
         """A lower bound of every row's squared distance to ``q`` (float32, up to rounding)."""
@@ -486,15 +492,7 @@ class ApproximateIndex:
         if len(rows) < want:  # the probed cells hold too few vectors
             return self.exact_index.nearest(q, k, exclude=excluded)
         x = self.codes[rows].astype(np.float64) * self.scale
-        distance = np.sqrt(((x - q) ** 2).sum(axis=1))
-        out = []
-        for j in np.lexsort((rows, distance)):
-            sid = int(self.ids[rows[j]])
-            if sid not in excluded:
-                out.append((sid, float(distance[j])))
-                if len(out) == k:
-                    break
-        return out
+        return _ranked(self.ids, rows, np.sqrt(((x - q) ** 2).sum(axis=1)), excluded, k)
 
     def _calibrate(self, target: float, queries: int, rng) -> tuple[int, float]:
         """(nprobe, its recall at 10): the fewest cells, doubling from 8, reaching ``target``."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 import unicodedata
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -131,6 +132,16 @@ class CurationStore(Store):
                 " ON CONFLICT(hash) DO UPDATE SET path = excluded.path, updated = excluded.updated",
                 [now, *chunk])
 
+    @contextmanager
+    def _writing(self, ids: Iterable[int]):
+        """A write transaction about samples ``ids``: yields (connection, their distinct
+        content hashes, now), with each hash's current path recorded (``_touch``)."""
+        hashes = self.hashes_of(ids)
+        now = time.time()
+        with self.transaction() as c:
+            self._touch(c, hashes, now)
+            yield c, list(dict.fromkeys(hashes.values())), now
+
     def user_label_rows(self, *, key: str | None = None,
                         ids: Iterable[int] | None = None) -> list[tuple[int, str, str]]:
         """(sample id, key, value) of the user's labels on present samples (tags and stars),
@@ -185,7 +196,8 @@ class CurationStore(Store):
             tag.
         suggested : bool, default False
             Mark the added tags as suggestions from the map (``soundatlas suggest --apply``);
-            a tag the user added stays the user's.
+            a tag the user added stays the user's, and one the user adds that was suggested
+            becomes the user's (accepted).
         confidence : float, optional
             The suggestion's confidence, stored with it.
 
@@ -201,12 +213,9 @@ class CurationStore(Store):
         """
         adds = [parse_tag(t) for t in add]
         removes = [_removal(t) for t in remove]
-        hashes = self.hashes_of(ids)
-        now = time.time()
         changed = 0
-        with self.transaction() as c:
-            self._touch(c, hashes, now)
-            for h in dict.fromkeys(hashes.values()):
+        with self._writing(ids) as (c, hashes, now):
+            for h in hashes:
                 for key, value in removes:
                     if value == "*":
                         changed += c.execute("DELETE FROM user_labels WHERE hash = ? AND key = ?",
@@ -218,20 +227,20 @@ class CurationStore(Store):
                     if key != TAG_KEY:  # one value per key
                         changed += c.execute("DELETE FROM user_labels WHERE hash = ? AND key = ?"
                                              " AND value != ?", (h, key, value)).rowcount
+                    # a tag the user adds is the user's, also one suggested before (accepted)
                     changed += c.execute(
                         "INSERT INTO user_labels(hash, key, value, suggested, confidence, created)"
-                        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(hash, key, value) DO NOTHING",
+                        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(hash, key, value) DO UPDATE SET"
+                        " suggested = 0, confidence = NULL"
+                        " WHERE excluded.suggested = 0 AND user_labels.suggested = 1",
                         (h, key, value, int(suggested), confidence, now)).rowcount
         return changed
 
     def star(self, ids: Iterable[int], starred: bool = True) -> int:
         """Star (or unstar) samples; returns how many changed."""
-        hashes = self.hashes_of(ids)
-        now = time.time()
         changed = 0
-        with self.transaction() as c:
-            self._touch(c, hashes, now)
-            for h in dict.fromkeys(hashes.values()):
+        with self._writing(ids) as (c, hashes, now):
+            for h in hashes:
                 if starred:
                     changed += c.execute(
                         "INSERT INTO user_labels(hash, key, value, suggested, created)"
@@ -375,19 +384,16 @@ class CurationStore(Store):
         """Append samples to a collection (those in it already keep their place); with
         ``create``, make it when absent. Returns how many were added."""
         self._check_name(name)
-        hashes = self.hashes_of(ids)
-        now = time.time()
-        with self.transaction() as c:
+        with self._writing(ids) as (c, hashes, now):
             row = c.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()
             if row is None and not create:
                 raise NotFoundError(f"no collection named {name!r}")
             cid = row[0] if row else c.execute(
                 "INSERT INTO collections(name, created) VALUES (?, ?)", (name, now)).lastrowid
-            self._touch(c, hashes, now)
             end = c.execute("SELECT COALESCE(MAX(position), -1) FROM collection_items"
                             " WHERE collection_id = ?", (cid,)).fetchone()[0]
             added = 0
-            for h in dict.fromkeys(hashes.values()):
+            for h in hashes:
                 n = c.execute("INSERT INTO collection_items(collection_id, hash, position, added)"
                               " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                               (cid, h, end + 1 + added, now)).rowcount

@@ -24,7 +24,7 @@ from soundatlas.cli.common import (
 )
 
 __all__ = ["register", "resolve_items", "cmd_tag", "cmd_star", "cmd_note", "cmd_collections",
-           "cmd_tags"]
+           "cmd_tags", "cmd_suggest"]
 
 ITEMS_HELP = ("sample ids, paths (relative to the library, or absolute inside it), folders "
               "(every sample under them), or - to read them from the standard input")
@@ -174,17 +174,26 @@ def cmd_note(args: argparse.Namespace) -> int:
 # -- collections -----------------------------------------------------------------------------------
 
 
+def _actions(parser, parents):
+    """The actions of a command with sub-actions (``collections list``, ``tags export``):
+    a function ``(name, help) -> parser`` that adds one, with ``--atlas`` and ``parents``."""
+    acts = parser.add_subparsers(dest="action", metavar="ACTION",
+                                 help="what to do (default: list; ACTION --help for its options)")
+
+    def action(name: str, help: str):
+        a = acts.add_parser(name, parents=parents, help=help,
+                            description=help[0].upper() + help[1:] + ".")
+        add_options(a, ATLAS)
+        return a
+
+    return action
+
+
 def _add_collections(sub, parents) -> None:
     c = sub.add_parser("collections", help="list and edit collections",
                        description="Named, ordered collections of samples, kept in the atlas "
                        "(they follow moved files; a deleted file stays, shown as missing).")
-    acts = c.add_subparsers(dest="action", metavar="ACTION")
-
-    def action(name: str, help: str):
-        a = acts.add_parser(name, parents=parents, help=help, description=help[0].upper()
-                            + help[1:] + ".")
-        add_options(a, ATLAS)
-        return a
+    action = _actions(c, parents)
 
     action("list", "every collection with its size (the default)")
     action("show", "a collection's samples in order").add_argument("name", metavar="NAME")
@@ -297,13 +306,7 @@ def _add_tags(sub, parents) -> None:
                        "'starred'), import such a CSV (rows find their sample by hash, else by "
                        "path, so a hand-written path,tag CSV works), list or forget the tags of "
                        "files no longer in the library.")
-    acts = t.add_subparsers(dest="action", metavar="ACTION")
-
-    def action(name: str, help: str):
-        a = acts.add_parser(name, parents=parents, help=help, description=help[0].upper()
-                            + help[1:] + ".")
-        add_options(a, ATLAS)
-        return a
+    action = _actions(t, parents)
 
     action("list", "every tag with its number of samples (the default)")
     action("export", "write every tag to a CSV file").add_argument("file", metavar="FILE.csv")
@@ -386,7 +389,85 @@ def _read_tag_csv(path: Path) -> list[dict]:
     return list(reader)
 
 
+# -- suggest ---------------------------------------------------------------------------------------
+
+
+def _add_suggest(sub, parents) -> None:
+    from soundatlas.suggest import SPACES
+
+    s = sub.add_parser("suggest", parents=parents, help="suggest a label from the map",
+                       description="For every embedded sample without label KEY, the value most "
+                       "of its k nearest samples that have KEY carry, with a confidence (the "
+                       "share of those k that carry it); most confident first. --apply stores "
+                       "those at or above --min-confidence as tags marked suggested.")
+    add_options(s, ATLAS)
+    s.add_argument("--label", "-l", required=True, metavar="KEY",
+                   help="the label to suggest (the user's tag keys count: tag, mood, ...)")
+    s.add_argument("--model", "-m", metavar="NAME",
+                   help="the model whose space is searched (default: the first fully embedded)")
+    s.add_argument("--space", choices=SPACES, default="similarity",
+                   help="where nearness is measured: the model's similarity vectors, its map, "
+                   "or the input space (mean log-CQT; no model) (default: similarity)")
+    s.add_argument("-k", type=int, default=10, metavar="N",
+                   help="labelled neighbours that vote (default: 10)")
+    s.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+                   help="leave out suggestions below P, in 0..1 (default: 0)")
+    s.add_argument("--apply", action="store_true",
+                   help="store the suggestions shown as tags marked suggested")
+    s.add_argument("--limit", type=int, default=50, metavar="N",
+                   help="suggestions printed (default: 50; all with --json or --apply)")
+    s.set_defaults(func=cmd_suggest)
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    """``soundatlas suggest``: labels from the map."""
+    from soundatlas.atlas import Atlas
+    from soundatlas.atlas.curation import TAG_KEY
+    from soundatlas.suggest import suggest
+
+    with Atlas.open(atlas_dir(args), write=args.apply, tidy=False) as atlas:
+        model = None
+        if args.space != "input":
+            if args.model:
+                model = atlas.model(args.model)
+            else:
+                usable = [m for m in atlas.models() if m.n_embedded]
+                if not usable:
+                    raise UsageError("no model has embedded this atlas: run soundatlas map, or "
+                                     "give --space input")
+                model = max(usable, key=lambda m: m.n_embedded)
+        found = suggest(atlas, args.label, model=model, space=args.space, k=args.k,
+                        min_confidence=args.min_confidence)
+        paths = atlas.paths([s.sample_id for s in found[: None if args.json or args.apply
+                                                        else args.limit]])
+        applied = 0
+        if args.apply and found:
+            for conf in sorted({s.confidence for s in found}):
+                by_value: dict[str, list[int]] = {}
+                for s in found:
+                    if s.confidence == conf:
+                        by_value.setdefault(s.value, []).append(s.sample_id)
+                for value, ids in by_value.items():
+                    tag = value if args.label == TAG_KEY else f"{args.label}:{value}"
+                    applied += atlas.tag(ids, add=[tag], suggested=True, confidence=conf)
+    rows = [{"id": s.sample_id, "path": paths.get(s.sample_id), "value": s.value,
+             "confidence": round(s.confidence, 4)} for s in found]
+    if args.json:
+        print_json({"label": args.label, "space": args.space,
+                    "model": model.name if model else None, "k": args.k,
+                    "n": len(rows), "applied": applied, "suggestions": rows})
+        return EXIT_OK
+    if not args.quiet:
+        for r in rows[: args.limit]:
+            print(f"{r['confidence']:5.2f}  {args.label}={r['value']}  {r['path']}")
+        more = len(rows) - min(len(rows), args.limit)
+        print(f"{len(rows)} suggestion{'s' * (len(rows) != 1)}"
+              + (f" ({more} not shown)" if more else "")
+              + (f"; {applied} stored as suggested tags" if args.apply else ""))
+    return EXIT_OK
+
+
 def register(sub, parents) -> None:
-    """Add ``tag``, ``star``, ``note``, ``collections`` and ``tags`` to ``sub``."""
-    for add in (_add_tag, _add_star, _add_note, _add_collections, _add_tags):
+    """Add ``tag``, ``star``, ``note``, ``collections``, ``tags`` and ``suggest`` to ``sub``."""
+    for add in (_add_tag, _add_star, _add_note, _add_collections, _add_tags, _add_suggest):
         add(sub, parents)

@@ -5,6 +5,7 @@ there. Shared by the routers; none of them holds a private copy."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 
 import numpy as np
@@ -16,12 +17,32 @@ from soundatlas.exports import sample_duration
 from soundatlas.web.responses import api_error
 from soundatlas.web.state import PointIndex, WebState, model_dims
 
-__all__ = ["EMBED_HINT", "MAX_K", "web_state", "model_summary", "model_or_404",
-           "require_embeddings", "embedded_model", "default_model", "sample_or_404",
+__all__ = ["EMBED_HINT", "MAX_K", "MAX_LOOKUP", "check_count", "parse_ids", "web_state",
+           "model_summary", "model_or_404", "require_embeddings", "embedded_model", "default_model", "sample_or_404",
            "point_or_404", "neighbour_items", "sorted_values", "sample_duration"]
 
 EMBED_HINT = "run: soundatlas map LIBRARY (or soundatlas embed --atlas A --model M)"
 MAX_K = 200
+MAX_LOOKUP = 10_000  # ids per lookup request
+_INTEGER = re.compile(r"[+-]?[0-9]{1,20}")  # longer cannot be an id (nor parse fast)
+
+
+def check_count(n: int) -> None:
+    """A 400 when a request names more than ``MAX_LOOKUP`` ids."""
+    if n > MAX_LOOKUP:
+        raise api_error(400, f"{n} ids asked, at most {MAX_LOOKUP:,} per request: split them")
+
+
+def parse_ids(ids: str) -> list[int]:
+    """The ids of an ``ids=1,2,3`` query parameter; 400 naming the first that is not an
+    integer, or when there are more than ``MAX_LOOKUP``."""
+    parts = ids.split(",") if ids.strip() else []
+    check_count(len(parts))
+    bad = [p for p in parts if not _INTEGER.fullmatch(p.strip())]
+    if bad:
+        raise api_error(400, f"ids: {bad[0]!r} is not an integer sample id (want e.g. "
+                        "ids=1,2,3)")
+    return [int(p) for p in parts]
 
 
 def web_state(request: Request) -> WebState:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from soundatlas.web.deps import web_state
+from soundatlas.web.deps import parse_ids, web_state
 
 router = APIRouter(tags=["curation"])
 
@@ -85,8 +85,6 @@ def get_items(request: Request, ids: str = Query(..., description="comma-separat
               ) -> dict:
     """``{items: [{id, starred, tags, suggested, note, collections}]}`` in the order asked;
     ids the atlas does not hold are a 404."""
-    from soundatlas.web.routers.samples import parse_ids
-
     wanted = parse_ids(ids)
     with web_state(request).atlas() as atlas, atlas.snapshot():
         atlas.hashes_of(wanted)  # a 404 naming the ids it does not hold
@@ -159,6 +157,7 @@ def patch_collection(name: str, body: NameRequest, request: Request) -> dict:
 
 @router.delete("/api/collections/{name}", summary="Delete a collection (its samples stay)")
 def delete_collection(name: str, request: Request) -> dict:
+    """Answer ``deleted``: the name."""
     with web_state(request).curation() as atlas:
         atlas.delete_collection(name)
     return {"deleted": name}

@@ -219,3 +219,57 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
             "truncated": decoded.truncated, "frame_rate": params.sr / params.hop_length,
             "trajectory": traj.astype(float).tolist(), "point": [float(x) for x in point],
             **_space_fields(used, sim, note, exact), "neighbours": items}
+
+
+class SuggestRequest(BaseModel):
+    ids: list[int] = Field(min_length=1, max_length=1000, description="sample ids (at most 1000)")
+    label: str = Field(min_length=1, description="the label to suggest (a tag key counts)")
+    k: int = Field(10, ge=1, le=100, description="labelled neighbours that vote")
+    space: Literal["similarity", "map"] | None = Field(
+        None, description="where nearness is measured (default: similarity where the model "
+        "has vectors)")
+
+
+@router.post("/{name}/suggest", summary="Suggest a label for samples from their neighbours")
+def post_suggest(name: str, body: SuggestRequest, request: Request) -> dict:
+    """For each of ``ids`` without ``label``: the value most of its ``k`` nearest samples that
+    have ``label`` carry, and the share of them that do (``confidence``), as ``soundatlas
+    suggest`` computes it; ``null`` for a sample that has the label already (or no labelled
+    neighbour among the nearest 50 k). Nothing is stored: accepting one is a tag
+    (``POST /api/curation/tags``)."""
+    from collections import Counter
+
+    web = web_state(request)
+    with web.atlas() as atlas:
+        model = embedded_model(atlas, name)
+        known = atlas.label_keys()
+        if body.label not in known:
+            raise api_error(404, f"no label {body.label!r} in this atlas (known: "
+                            f"{', '.join(known)})")
+        have = atlas.labels(body.label)
+        used, sim, note = _search_space(web, atlas, model, body.space)
+        index = None if sim is not None else web.point_index(atlas, model)
+        out = []
+        for sid in body.ids:
+            if sid in have:
+                out.append(None)
+                continue
+            if sim is not None:
+                vector = sim.index.vector(sid)
+                if vector is None:
+                    raise api_error(404, f"sample {sid} has no similarity vector for model "
+                                    f"{name!r}")
+                near = sim.index.nearest(vector, 50 * body.k, exclude=[sid])
+            else:
+                near = index.nearest(point_or_404(index, sid, model), 50 * body.k, exclude=[sid])
+            values = [have[i] for i, _ in near if i in have][: body.k]
+            if not values:
+                out.append(None)
+                continue
+            votes = Counter(values)
+            top = max(votes.values())
+            out.append({"value": next(v for v in values if votes[v] == top),
+                        "confidence": top / body.k})
+    return {"model": name, "label": body.label, "space": used, "k": body.k,
+            "suggestions": [None if s is None else {"id": i, **s}
+                            for i, s in zip(body.ids, out)]}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import APIRouter, Body, Query, Request
@@ -11,7 +10,7 @@ from fastapi.responses import Response
 from soundatlas.colormaps import cqt_png
 from soundatlas.errors import AudioReadError
 from soundatlas.transcode import transcode_wav
-from soundatlas.web.deps import sample_or_404, web_state
+from soundatlas.web.deps import check_count, parse_ids, sample_or_404, web_state
 from soundatlas.web.responses import (
     api_error,
     binary_response,
@@ -23,9 +22,7 @@ from soundatlas.web.responses import (
 router = APIRouter(prefix="/api/samples", tags=["samples"])
 
 MAX_PAGE = 10_000
-MAX_LOOKUP = 10_000  # ids per lookup request
 AUDIO_FORMATS = ("wav",)  # what ?format= may ask for: 16-bit PCM WAV
-_INTEGER = re.compile(r"[+-]?[0-9]{1,20}")  # longer cannot be an id (nor parse fast)
 
 
 @router.get("/ids", summary="Every sample id, ascending (binary int32 LE)",
@@ -104,16 +101,7 @@ def lookup_get(
     return lookup(request, parse_ids(ids))
 
 
-def parse_ids(ids: str) -> list[int]:
-    """The ids of an ``ids=1,2,3`` query parameter; 400 naming the first that is not an
-    integer, or when there are more than ``MAX_LOOKUP``."""
-    parts = ids.split(",") if ids.strip() else []
-    _check_count(len(parts))
-    bad = [p for p in parts if not _INTEGER.fullmatch(p.strip())]
-    if bad:
-        raise api_error(400, f"ids: {bad[0]!r} is not an integer sample id (want e.g. "
-                        "ids=1,2,3)")
-    return [int(p) for p in parts]
+
 
 
 @router.post("/lookup", summary="Paths and labels of many samples at once")
@@ -129,7 +117,7 @@ def lookup_post(
     ids = body.get("ids") if isinstance(body, dict) else None
     if not isinstance(ids, list):
         raise api_error(400, 'the body must be {"ids": [sample id, ...]}')
-    _check_count(len(ids))
+    check_count(len(ids))
     for i, x in enumerate(ids):
         if isinstance(x, bool) or not isinstance(x, int):
             raise api_error(400, f"ids[{i}]: {x!r} is not an integer sample id")
@@ -145,9 +133,6 @@ def lookup(request: Request, ids: list[int]) -> dict:
     return {"items": items, "missing": missing}
 
 
-def _check_count(n: int) -> None:
-    if n > MAX_LOOKUP:
-        raise api_error(400, f"{n} ids asked, at most {MAX_LOOKUP:,} per request: split them")
 
 
 def sample_items(atlas, ids: list[int]) -> tuple[list[dict], list[int]]:

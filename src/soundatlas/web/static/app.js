@@ -30,7 +30,9 @@
 //   pathOf(id) -> Promise of the sample's path (ids wanted together: one POST /api/samples/lookup)
 //   curation (state.curation): {writable, selected: the selected sample's {id, starred, tags,
 //                suggested, note, collections} once shown, collections: names, tags: {tag: n},
-//                playing: {name, index} while a collection plays through}
+//                playing: {name, index} while a collection plays through, suggestion: the
+//                selected sample's suggested {id, label, value, confidence} (for the colour-by
+//                label), selectionSuggestions: {label, n} waiting to be accepted}
 
 import * as THREE from 'three';
 import { Analogy } from './js/analogy.js';
@@ -649,6 +651,7 @@ function onKey(event) {
     f: flyToSelected,
     s: () => curation.toggleStar(),
     t: () => { if (state.selected !== null && curation.writable) $('tag-input').focus(); },
+    y: () => curation.acceptKey(),
     a: toggleAnalogy,
     p: togglePath,
     Backspace: () => { if (state.mode === 'path') pathTool.undo(); },
@@ -702,7 +705,9 @@ function wire() {
     data.filters = [];
     app.setFilterCollection(null);
   });
-  on('colour-by', 'change', (e) => colourBy(e.target.value).catch((error) => status(error.message, 'error')));
+  on('colour-by', 'change', (e) => colourBy(e.target.value)
+    .then(() => { if (state.selected !== null) curation.show(state.selected); })
+    .catch((error) => status(error.message, 'error')));
   on('model', 'change', (e) => switchModel(e.target.value));
   on('view-3d', 'click', () => setView('3d'));
   on('view-2d', 'click', () => setView('2d'));
@@ -751,6 +756,9 @@ function wire() {
       .then(() => { $('collection-name').value = ''; });
   });
   on('filter-collection', 'change', (e) => app.setFilterCollection(e.target.value));
+  on('sample-suggestion-accept', 'click', () => curation.acceptSuggestion());
+  on('selection-suggest', 'click', () => curation.suggestForSelection(state.selection));
+  on('selection-accept', 'click', () => curation.acceptSelectionSuggestions());
   query.acceptDrops($('drop-zone'));
   query.acceptDrops($('map'));
   analogy.render();

@@ -17,6 +17,8 @@ export class Curation {
     this.writable = false;
     this.current = null; // the selected sample's curation {id, starred, tags, suggested, note, collections}
     this.collections = [];
+    this.suggestion = null; // {id, label, value, confidence} for the selected sample
+    this.selectionSuggestions = null; // {label, found: [{id, value, confidence}]}
     this.playing = null; // {name, ids, index} while a collection plays through
     app.state.curation = { writable: false, selected: null, collections: [], tags: {} };
   }
@@ -50,11 +52,94 @@ export class Curation {
 
   async show(id) {
     this.current = null;
-    this.app.state.curation.selected = null;
+    this.suggestion = null;
+    Object.assign(this.app.state.curation, { selected: null, suggestion: null });
+    $('sample-suggestion').hidden = true;
     if (id === null) return;
     const { items } = await api.getJSON(`/api/curation/items?ids=${id}`);
     if (this.app.state.selected !== id) return;
     this.render(items[0]);
+    await this.suggestForSelected(id);
+  }
+
+  // -- suggestions from the map (for the label the map is coloured by) -----------------------
+
+  async suggest(ids, label) {
+    const model = this.app.state.model;
+    return api.postJSON(`/api/models/${encodeURIComponent(model)}/suggest`,
+      { ids: ids.slice(0, 1000), label });
+  }
+
+  tagOf(label, value) {
+    return label === 'tag' ? value : `${label}:${value}`;
+  }
+
+  async suggestForSelected(id) {
+    const label = this.app.state.colourBy;
+    if (!label || label === 'starred') return;
+    const answer = await this.suggest([id], label);
+    const s = answer.suggestions[0];
+    if (!s || this.app.state.selected !== id) return;
+    this.suggestion = { id, label, value: s.value, confidence: s.confidence };
+    this.app.state.curation.suggestion = this.suggestion;
+    $('sample-suggestion-text').textContent =
+      `Suggested ${label}: ${s.value} (${Math.round(100 * s.confidence)} % of its ${answer.k} nearest labelled)`;
+    $('sample-suggestion').hidden = false;
+  }
+
+  async acceptSuggestion() {
+    const s = this.suggestion;
+    if (!s || !this.writable) return;
+    if (await this.tag([s.id], [this.tagOf(s.label, s.value)])) {
+      this.app.status(`Accepted ${s.label}: ${s.value}`);
+      $('sample-suggestion').hidden = true;
+      this.suggestion = null;
+      this.app.state.curation.suggestion = null;
+    }
+  }
+
+  async suggestForSelection(ids) {
+    const label = this.app.state.colourBy;
+    if (!label || !ids.length) {
+      this.app.status('Colour the map by a label to have it suggested', 'error');
+      return;
+    }
+    try {
+      const answer = await this.suggest(ids, label);
+      const found = answer.suggestions.filter(Boolean);
+      this.selectionSuggestions = { label, found };
+      this.app.state.curation.selectionSuggestions = { label, n: found.length };
+      $('selection-suggestions').textContent = found.length
+        ? `${found.length} of ${Math.min(ids.length, 1000)} without ${label} have a suggestion`
+        : `No suggestion: every selected sample has ${label}, or none has a labelled neighbour`;
+      $('selection-suggestions').hidden = false;
+      $('selection-accept').hidden = !found.length;
+    } catch (error) {
+      this.app.status(error.message, 'error');
+    }
+  }
+
+  async acceptSelectionSuggestions() {
+    const pending = this.selectionSuggestions;
+    if (!pending || !this.writable) return;
+    const byTag = new Map();
+    for (const s of pending.found) {
+      const tag = this.tagOf(pending.label, s.value);
+      if (!byTag.has(tag)) byTag.set(tag, []);
+      byTag.get(tag).push(s.id);
+    }
+    for (const [tag, ids] of byTag) await this.tag(ids, [tag]);
+    this.app.status(`Accepted ${pending.found.length} suggestions of ${pending.label}`);
+    this.selectionSuggestions = null;
+    this.app.state.curation.selectionSuggestions = null;
+    $('selection-suggestions').hidden = true;
+    $('selection-accept').hidden = true;
+  }
+
+  /** Key y: accept the selection's suggestions when some wait, else the sample's. */
+  acceptKey() {
+    if (this.selectionSuggestions?.found.length) return this.acceptSelectionSuggestions();
+    return this.acceptSuggestion();
   }
 
   render(item) {

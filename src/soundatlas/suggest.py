@@ -1,0 +1,198 @@
+"""Labels suggested from the map: for samples without a label, a vote of their nearest
+labelled neighbours.
+
+A sample without label KEY gets the value most of its ``k`` nearest samples *that have KEY*
+carry, with a confidence: the share of those ``k`` that carry it (ties go to the value of the
+nearest). Nearest is measured in a model's similarity space by default (the hidden layer's
+vectors, which find similar sounds better than the 3-D map: ``similarity``), on its map
+(``space="map"``), or in the input space (each sample's mean log-CQT frame, ``space="input"``,
+the baseline). The user's tags count as labels, so suggestions fill in what a user began.
+
+:func:`suggest` answers the suggestions; :func:`hidden_label_curve` measures them by hiding a
+share of the labels that exist and scoring the suggestions against them (precision against
+coverage as the confidence threshold varies; ``benchmarks/bench_suggest.py``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from soundatlas.errors import ParameterError
+
+__all__ = ["Suggestion", "SPACES", "suggest", "vote", "representation", "hidden_label_curve"]
+
+SPACES = ("similarity", "map", "input")
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A value suggested for a sample: ``confidence`` is the share of its ``k`` nearest
+    labelled samples that carry ``value``."""
+
+    sample_id: int
+    value: str
+    confidence: float
+
+
+def representation(atlas, model, space: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ids ascending, float32 vectors) of a space: ``similarity`` (the model's vectors),
+    ``map`` (its points) or ``input`` (each sample's mean log-CQT frame; no model needed).
+
+    Raises
+    ------
+    ParameterError
+        For an unknown space, or a model without similarity vectors for every embedded sample.
+    """
+    from soundatlas.similarity import decode
+
+    if space not in SPACES:
+        raise ParameterError(f"space {space!r}: one of {', '.join(SPACES)}")
+    if space == "input":
+        ids = atlas.sample_ids()
+        out = np.empty((len(ids), atlas.cqt_params.n_bins), np.float32)
+        for i, rec in enumerate(atlas.samples(ids.tolist())):
+            F = atlas.features(rec)
+            out[i] = F.mean(axis=0) if len(F) else 0.0
+        return ids, out
+    if space == "map":
+        ids, points = atlas.points(model.id)
+        return ids, np.asarray(points, np.float32)
+    found = atlas.similarity_space(model.id)
+    ids, codes = atlas.similarity_vectors(model.id)
+    if found is None or len(ids) < model.n_embedded:
+        raise ParameterError(f"model {model.name!r} has no similarity vector for every sample "
+                             "(soundatlas embed adds them); use --space map")
+    return ids, decode(codes, found)
+
+
+def vote(vectors: np.ndarray, labelled: np.ndarray, values: list[str], queries: np.ndarray,
+         k: int, *, batch: int = 4096) -> tuple[list[str], np.ndarray]:
+    """The value and confidence of each query row among its ``k`` nearest labelled rows.
+
+    Parameters
+    ----------
+    vectors : ndarray (n, d)
+        Every row's vector.
+    labelled : ndarray of int
+        Rows that carry a value.
+    values : list of str
+        Their values, aligned with ``labelled``.
+    queries : ndarray of int
+        Rows to suggest for (none of them in ``labelled``).
+    k : int
+        Neighbours that vote.
+
+    Returns
+    -------
+    values : list of str
+        The winning value of each query.
+    confidence : ndarray of float
+        The share of the ``k`` that carry it.
+    """
+    import faiss
+
+    if len(labelled) == 0 or len(queries) == 0:
+        return [], np.zeros(0)
+    k = min(k, len(labelled))
+    index = faiss.IndexFlatL2(vectors.shape[1])  # exact: BLAS over the labelled rows
+    index.add(np.ascontiguousarray(vectors[labelled], np.float32))
+    codes, names = np.unique(np.asarray(values, dtype=object).astype(str), return_inverse=True)
+    out_values: list[str] = []
+    out_conf = np.empty(len(queries))
+    for start in range(0, len(queries), batch):
+        q = np.ascontiguousarray(vectors[queries[start:start + batch]], np.float32)
+        _, nn = index.search(q, k)
+        for j, row in enumerate(nn):
+            votes = Counter(names[row].tolist())
+            top = max(votes.values())
+            # a tie goes to the value of the nearest neighbour among the tied ones
+            winner = next(v for v in names[row].tolist() if votes[v] == top)
+            out_values.append(str(codes[winner]))
+            out_conf[start + j] = top / k
+    return out_values, out_conf
+
+
+def suggest(atlas, key: str, *, model=None, space: str = "similarity", k: int = 10,
+            min_confidence: float = 0.0) -> list[Suggestion]:
+    """Suggestions of label ``key`` for every embedded sample without it, most confident first.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        The open atlas.
+    key : str
+        The label (a user's tag key counts: ``tag``, ``mood``...).
+    model : ModelRecord, optional
+        The model whose space is searched (not needed for ``space="input"``).
+    space : {'similarity', 'map', 'input'}
+        Where nearness is measured.
+    k : int
+        Neighbours that vote.
+    min_confidence : float
+        Suggestions below this are left out.
+
+    Raises
+    ------
+    ParameterError
+        For an unknown label, a bad ``k`` or ``min_confidence``, or a space the model lacks.
+    """
+    if k < 1:
+        raise ParameterError(f"k={k} must be at least 1")
+    if not 0 <= min_confidence <= 1:
+        raise ParameterError(f"min_confidence={min_confidence} must lie in [0, 1]")
+    known = atlas.label_keys()
+    if key not in known:
+        raise ParameterError(f"no label {key!r} in this atlas (known: {', '.join(known) or 'none'})")
+    if model is None and space != "input":
+        raise ParameterError(f"space {space!r} needs a model")
+    ids, vectors = representation(atlas, model, space)
+    have = atlas.labels(key)
+    rows = np.arange(len(ids))
+    mask = np.fromiter((int(i) in have for i in ids), bool, len(ids))
+    labelled, queries = rows[mask], rows[~mask]
+    values, conf = vote(vectors, labelled, [have[int(ids[r])] for r in labelled], queries, k)
+    out = [Suggestion(int(ids[r]), v, float(c)) for r, v, c in zip(queries, values, conf)
+           if c >= min_confidence]
+    return sorted(out, key=lambda s: (-s.confidence, s.sample_id))
+
+
+def hidden_label_curve(ids: np.ndarray, vectors: np.ndarray, labels: dict[int, str], *,
+                       hide: float, k: int = 10, seed: int = 0,
+                       thresholds=(0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)) -> dict:
+    """Hide a share of the labels, suggest them back, and score: precision against coverage.
+
+    Parameters
+    ----------
+    ids, vectors : ndarray
+        A space (:func:`representation`).
+    labels : dict of int to str
+        The true labels (samples without one take no part).
+    hide : float
+        The share of the labelled samples whose label is hidden (seeded).
+    thresholds : sequence of float
+        Confidence thresholds.
+
+    Returns
+    -------
+    dict
+        ``n_hidden``, ``n_known`` and per threshold ``{threshold, coverage (share of the hidden
+        suggested at or above it), precision (share of those right)}``.
+    """
+    if not 0 < hide < 1:
+        raise ParameterError(f"hide={hide} must lie in (0, 1)")
+    rows = np.array([r for r, i in enumerate(ids) if int(i) in labels])
+    rng = np.random.default_rng(seed)
+    hidden = np.sort(rng.choice(rows, size=max(1, round(hide * len(rows))), replace=False))
+    known = np.setdiff1d(rows, hidden)
+    values, conf = vote(vectors, known, [labels[int(ids[r])] for r in known], hidden, k)
+    truth = np.array([labels[int(ids[r])] for r in hidden], dtype=object)
+    right = np.array(values, dtype=object) == truth
+    curve = []
+    for t in thresholds:
+        taken = conf >= t
+        curve.append({"threshold": t, "coverage": float(taken.mean()),
+                      "precision": float(right[taken].mean()) if taken.any() else None})
+    return {"n_hidden": int(len(hidden)), "n_known": int(len(known)), "curve": curve}
