@@ -127,6 +127,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # and each nearest-sounds scan asking the BLAS for all cores made 20 concurrent clients wait
     # on each other (p50 714 ms against 75 ms; benchmarks/RESULTS.md, bench_scale at 10k).
     threadpool_limits(1, user_api="blas")
+    # Requests run on a pool of threads that share the GIL: the default 5 ms between switches
+    # kept a finished request waiting behind others' work. 0.5 ms: neighbours at 1M under 20
+    # clients p99 137-139 -> 118-123 ms, p50 unchanged (benchmarks/RESULTS.md, 1M section).
+    sys.setswitchinterval(0.0005)
 
     if not loopback:
         print(f"soundatlas serve: warning: {args.host} is not a loopback address: anyone who can "
