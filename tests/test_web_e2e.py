@@ -811,3 +811,71 @@ def test_a_label_suggested_from_the_map_is_accepted_with_one_key(page, mapped, t
         assert all(have[s] in CLASSES for s in bare)
         assert not atlas.curation_of(bare)[bare[0]]["suggested"]  # accepted: the user's
         assert len(truth) == len(ids) - len(bare)
+
+
+def test_a_kit_is_built_played_swapped_exported_and_imported(page, mapped, tmp_path):
+    """The kit builder: lanes added from the panel, steps set, played on the audio clock, a
+    lane swapped for its nearest neighbour while it plays (key n), exported as a zip whose MIDI
+    file a MIDI library reads back, and its kit.json imported again."""
+    import mido
+
+    atlas_dir = tmp_path / "atlas"
+    shutil.copytree(mapped, atlas_dir)
+    with ThreadedServer(create_app(atlas_dir)) as srv:
+        ids = _embedded_ids(srv, "m")
+        _open(page, srv)
+        for sid in ids[:3]:
+            page.evaluate(f"{HOOK}.select({sid})")
+            page.wait_for_function(f"{HOOK}.state.curation.selected?.id === {sid}")
+            page.click("#kit-add-selected")
+        assert [lane["id"] for lane in _state(page, "kit")["lanes"]] == ids[:3]
+        for lane, steps in ((0, (0, 4, 8, 12)), (1, (4, 12)), (2, (2, 6, 10, 14))):
+            for s in steps:
+                page.click(f"#kit-lanes li[data-lane='{lane}'] .step[data-step='{s}']")
+        page.fill("#kit-tempo", "150")
+        page.locator("#kit-tempo").dispatch_event("change")
+        page.click("#kit-play")
+        page.wait_for_function(f"{HOOK}.state.kit.scheduled >= 12", timeout=30_000)
+        first = ids[0]
+        page.click("#kit-lanes li[data-lane='0'] .name")  # the lane key n swaps
+        page.locator("#map canvas").focus()
+        page.keyboard.press("n")
+        page.wait_for_function(f"{HOOK}.state.kit.swaps === 1")
+        swapped = _state(page, "kit")["lanes"][0]["id"]
+        near = json.loads(srv.request(f"/api/models/m/neighbours/{first}?k=20")[1])
+        assert swapped != first and swapped in [n["id"] for n in near["neighbours"]]
+        assert _state(page, "kit")["playing"] is True  # swapped while it played
+        page.click("#kit-play")
+        assert _state(page, "kit")["playing"] is False
+        with page.expect_download() as download:
+            page.click("#kit-export")
+        with zipfile.ZipFile(download.value.path()) as z:
+            assert [n for n in z.namelist() if not n.startswith("samples/")] == [
+                "pattern.mid", "kit.json"]
+            assert len([n for n in z.namelist() if n.startswith("samples/")]) == 3
+            midi = mido.MidiFile(file=io.BytesIO(z.read("pattern.mid")))
+            described = json.loads(z.read("kit.json"))
+        hits = [m for m in midi.tracks[0] if m.type == "note_on"]
+        assert len(hits) == 10
+        tempo = next(m.tempo for m in midi.tracks[0] if m.type == "set_tempo")
+        assert round(mido.tempo2bpm(tempo)) == 150
+        assert [lane["id"] for lane in described["lanes"]] == [swapped, *ids[1:3]]
+        # a fresh page imports the kit again
+        kit_json = tmp_path / "kit.json"
+        kit_json.write_text(json.dumps(described))
+        page.click("#kit-clear")
+        assert _state(page, "kit")["lanes"] == []
+        page.set_input_files("#kit-import", str(kit_json))
+        page.wait_for_function(f"{HOOK}.state.kit.lanes.length === 3")
+        kit = _state(page, "kit")
+        assert [lane["id"] for lane in kit["lanes"]] == [swapped, *ids[1:3]]
+        assert [s for s, on in enumerate(kit["lanes"][1]["steps"]) if on] == [4, 12]
+        assert kit["tempo"] == 150
+        # suggest a kit: one sound from each of 4 regions of the map
+        page.select_option("#kit-size", "4")
+        page.click("#kit-suggest")
+        page.wait_for_function(f"{HOOK}.state.kit.lanes.length === 4")
+        assert len({lane["id"] for lane in _state(page, "kit")["lanes"]}) == 4
+        _screenshot(page, "kit_builder")
+        page.wait_for_load_state("networkidle")
+        page.goto("about:blank")  # nothing left asking this server before it stops

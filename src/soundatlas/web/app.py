@@ -37,6 +37,7 @@ from soundatlas.web.routers import (
     events,
     export,
     files,
+    kits,
     labels,
     models,
     pages,
@@ -54,7 +55,8 @@ __all__ = ["create_app", "APPROXIMATE_ABOVE", "ROUTERS", "call", "describe_respo
 
 #: the API's routers, in the order they are included
 ROUTERS: tuple[APIRouter, ...] = tuple(m.router for m in (
-    atlas_router, samples, labels, curation, models, sound, files, export, events, pages))
+    atlas_router, samples, labels, curation, models, sound, files, export, kits, events,
+    pages))
 
 
 def _unwritable(atlas_dir: Path) -> str | None:

@@ -33,10 +33,14 @@
 //                playing: {name, index} while a collection plays through, suggestion: the
 //                selected sample's suggested {id, label, value, confidence} (for the colour-by
 //                label), selectionSuggestions: {label, n} waiting to be accepted}
+//   kit          {lanes: [{id, steps, volume}], tempo, swing, playing, scheduled: hits booked
+//                on the audio clock so far, step: the last step booked, focus: the lane key n
+//                swaps, swaps: how many swaps}
 
 import * as THREE from 'three';
 import { Analogy } from './js/analogy.js';
 import { Curation } from './js/curation.js';
+import { KitBuilder } from './js/kit.js';
 import * as api from './js/api.js';
 import { Player } from './js/audio.js';
 import { UNIFORM, codeCss, hexToRgb, isNumeric, scheme as colourScheme } from './js/colours.js';
@@ -114,6 +118,8 @@ const query = new QueryByExample(app);
 const selection = new Selection(app);
 const pathTool = new PathTool(app);
 const curation = new Curation(app);
+app.knownPath = (id) => data.paths.get(id) ?? null;
+const kit = new KitBuilder(app);
 app.selection = selection;
 app.playSample = (id, onEnded = null) => playSample(id, onEnded);
 let osc = null; // the OSC link, once /api/atlas says where OSC goes
@@ -652,6 +658,8 @@ function onKey(event) {
     s: () => curation.toggleStar(),
     t: () => { if (state.selected !== null && curation.writable) $('tag-input').focus(); },
     y: () => curation.acceptKey(),
+    n: () => kit.swap(),
+    k: () => (kit.timer === null ? kit.play() : kit.stop()),
     a: toggleAnalogy,
     p: togglePath,
     Backspace: () => { if (state.mode === 'path') pathTool.undo(); },
@@ -757,6 +765,21 @@ function wire() {
   });
   on('filter-collection', 'change', (e) => app.setFilterCollection(e.target.value));
   on('sample-suggestion-accept', 'click', () => curation.acceptSuggestion());
+  on('kit-add-selected', 'click', () => state.selected !== null && kit.add([state.selected]));
+  on('kit-add-selection', 'click', () => kit.add(state.selection.slice(0, 16)));
+  on('kit-play', 'click', () => (kit.timer === null ? kit.play() : kit.stop()));
+  on('kit-tempo', 'change', (e) => {
+    kit.tempo = Math.min(400, Math.max(20, Number(e.target.value) || 120));
+    kit.render();
+  });
+  on('kit-swing', 'change', (e) => {
+    kit.swing = Math.min(0.75, Math.max(0.5, Number(e.target.value) || 0.5));
+    kit.render();
+  });
+  on('kit-suggest', 'click', () => kit.suggest(Number($('kit-size').value)));
+  on('kit-export', 'click', () => kit.exportZip());
+  on('kit-import', 'change', (e) => { if (e.target.files[0]) kit.importFile(e.target.files[0]); });
+  on('kit-clear', 'click', () => { kit.stop(); kit.lanes = []; kit.render(); });
   on('selection-suggest', 'click', () => curation.suggestForSelection(state.selection));
   on('selection-accept', 'click', () => curation.acceptSelectionSuggestions());
   query.acceptDrops($('drop-zone'));

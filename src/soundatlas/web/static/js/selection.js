@@ -99,7 +99,8 @@ export class Selection {
       ? `${n} sample${n === 1 ? '' : 's'} selected.`
       : 'Shift+drag on the map to select (Shift+Ctrl adds).';
     for (const id of ['export-m3u', 'export-csv', 'export-zip', 'selection-clear', 'selection-star',
-      'selection-unstar', 'selection-tag-add', 'selection-collect', 'selection-suggest']) $(id).disabled = !n;
+      'selection-unstar', 'selection-tag-add', 'selection-collect', 'selection-suggest',
+      'kit-add-selection']) $(id).disabled = !n;
     this.app.refreshFlags();
   }
 

@@ -1,0 +1,239 @@
+// The kit builder: up to 16 lanes, each a sample with 16 steps, played with Web Audio at a
+// tempo and swing. Hits are scheduled ahead on the audio clock (sample-accurate), never by
+// timers alone: a timer only wakes the scheduler, which books every hit that falls in the next
+// LOOKAHEAD seconds with source.start(when). A lane's sound can be swapped for its nearest
+// neighbour on the map while the pattern plays (key n). The kit exports as a zip (samples,
+// pattern.mid, kit.json: POST /api/kits/export) and imports again from its kit.json.
+
+import * as api from './api.js';
+import { basename, el } from './panel.js';
+
+const $ = (id) => document.getElementById(id);
+const STEPS = 16;
+const MAX_LANES = 16;
+const LOOKAHEAD = 0.12; // seconds booked ahead
+const WAKE_MS = 25; // how often the scheduler looks
+
+export class KitBuilder {
+  /** ``app``: the page's shared pieces (state, player, pathOf, status, pointIds, view). */
+  constructor(app) {
+    this.app = app;
+    this.lanes = []; // [{id, steps: [bool x 16], volume}]
+    this.tempo = 120;
+    this.swing = 0.5;
+    this.focus = 0; // the lane key n swaps
+    this.timer = null;
+    this.buffers = new Map(); // id -> AudioBuffer
+    this.publish();
+  }
+
+  publish() {
+    this.app.state.kit = {
+      lanes: this.lanes.map((l) => ({ id: l.id, steps: [...l.steps], volume: l.volume })),
+      tempo: this.tempo, swing: this.swing, playing: this.timer !== null,
+      scheduled: this.app.state.kit?.scheduled ?? 0, step: this.app.state.kit?.step ?? 0,
+      focus: this.focus, swaps: this.app.state.kit?.swaps ?? 0,
+    };
+  }
+
+  add(ids) {
+    for (const id of ids) {
+      if (this.lanes.length >= MAX_LANES) {
+        this.app.status(`A kit holds ${MAX_LANES} lanes`, 'error');
+        break;
+      }
+      this.lanes.push({ id, steps: Array(STEPS).fill(false), volume: 0.8 });
+    }
+    this.render();
+  }
+
+  remove(i) {
+    this.lanes.splice(i, 1);
+    this.focus = Math.min(this.focus, Math.max(0, this.lanes.length - 1));
+    this.render();
+  }
+
+  toggle(i, step) {
+    this.lanes[i].steps[step] = !this.lanes[i].steps[step];
+    this.focus = i;
+    this.render();
+  }
+
+  /** Swap lane ``i``'s sound for its nearest neighbour on the map not already in the kit. */
+  async swap(i = this.focus) {
+    const lane = this.lanes[i];
+    if (!lane) return;
+    const used = new Set(this.lanes.map((l) => l.id));
+    const near = await api.neighbours(this.app.state.model, lane.id, 20);
+    const next = near.neighbours.find((n) => !used.has(n.id));
+    if (!next) return;
+    lane.id = next.id;
+    this.focus = i;
+    this.app.state.kit.swaps = (this.app.state.kit.swaps ?? 0) + 1;
+    this.render();
+    this.load(next.id).catch(() => {});
+  }
+
+  /** A kit of ``n`` sounds from distinct regions of the map: k-means on the points shown
+   *  (seeded, so the same map gives the same kit), each region's sound nearest its centre. */
+  suggest(n) {
+    const ids = this.app.pointIds();
+    const pos = this.app.view.positions;
+    const count = ids.length;
+    if (!count) return;
+    n = Math.min(n, count);
+    let seed = 12345;
+    const random = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
+    const centres = [];
+    const dist2 = (i, c) => (pos[3 * i] - c[0]) ** 2 + (pos[3 * i + 1] - c[1]) ** 2 + (pos[3 * i + 2] - c[2]) ** 2;
+    centres.push(Array.from(pos.slice(0, 3)));
+    const best = new Float64Array(count).fill(Infinity);
+    while (centres.length < n) { // k-means++: far points more likely
+      let total = 0;
+      for (let i = 0; i < count; i++) { best[i] = Math.min(best[i], dist2(i, centres.at(-1))); total += best[i]; }
+      let r = random() * total;
+      let pick = count - 1;
+      for (let i = 0; i < count; i++) { r -= best[i]; if (r <= 0) { pick = i; break; } }
+      centres.push(Array.from(pos.slice(3 * pick, 3 * pick + 3)));
+    }
+    const owner = new Int32Array(count);
+    for (let iter = 0; iter < 10; iter++) {
+      const sums = centres.map(() => [0, 0, 0, 0]);
+      for (let i = 0; i < count; i++) {
+        let b = 0;
+        for (let c = 1; c < n; c++) if (dist2(i, centres[c]) < dist2(i, centres[b])) b = c;
+        owner[i] = b;
+        for (let j = 0; j < 3; j++) sums[b][j] += pos[3 * i + j];
+        sums[b][3] += 1;
+      }
+      sums.forEach((s, c) => { if (s[3]) centres[c] = [s[0] / s[3], s[1] / s[3], s[2] / s[3]]; });
+    }
+    const chosen = centres.map((c) => {
+      let b = -1;
+      for (let i = 0; i < count; i++) if (b < 0 || dist2(i, c) < dist2(b, c)) b = i;
+      return ids[b];
+    });
+    this.stop();
+    this.lanes = [];
+    this.add([...new Set(chosen)]);
+    this.app.status(`A kit of ${this.lanes.length} sounds from distinct regions of the map`);
+  }
+
+  async load(id) {
+    if (!this.buffers.has(id)) this.buffers.set(id, await this.app.player.load(id));
+    return this.buffers.get(id);
+  }
+
+  async play() {
+    if (!this.lanes.length || this.timer !== null) return;
+    await Promise.all(this.lanes.map((l) => this.load(l.id)));
+    const ctx = this.app.player.context();
+    await ctx.resume().catch(() => {});
+    this.next = ctx.currentTime + 0.05;
+    this.step = 0;
+    this.timer = setInterval(() => this.schedule(), WAKE_MS);
+    this.schedule();
+    this.render();
+  }
+
+  stop() {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    this.render();
+  }
+
+  /** Book every hit of the next LOOKAHEAD seconds on the audio clock. */
+  schedule() {
+    const ctx = this.app.player.context();
+    const sixteenth = 60 / this.tempo / 4;
+    while (this.next < ctx.currentTime + LOOKAHEAD) {
+      const late = this.step % 2 ? (this.swing - 0.5) * 2 * sixteenth : 0;
+      for (const lane of this.lanes) {
+        const buffer = this.buffers.get(lane.id);
+        if (!lane.steps[this.step] || !buffer) continue;
+        const source = ctx.createBufferSource();
+        source.buffer = buffer;
+        const gain = ctx.createGain();
+        gain.gain.value = lane.volume;
+        source.connect(gain).connect(ctx.destination);
+        source.start(this.next + late);
+        this.app.state.kit.scheduled += 1;
+      }
+      this.app.state.kit.step = this.step;
+      this.step = (this.step + 1) % STEPS;
+      this.next += sixteenth;
+    }
+  }
+
+  toJSON() {
+    return { name: $('kit-name').value.trim() || 'kit', tempo: this.tempo, swing: this.swing,
+      lanes: this.lanes.map((l) => ({ id: l.id, steps: l.steps, volume: l.volume })) };
+  }
+
+  async exportZip() {
+    try {
+      const { blob, filename } = await api.postForBlob('/api/kits/export', this.toJSON());
+      const url = URL.createObjectURL(blob);
+      const a = el('a', { href: url, download: filename, hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    } catch (error) {
+      this.app.status(error.message, 'error');
+    }
+  }
+
+  /** A kit.json (as exported) back into the builder; the sounds must be in this atlas. */
+  async importFile(file) {
+    try {
+      const kit = JSON.parse(await file.text());
+      if (!Array.isArray(kit.lanes) || !kit.lanes.length) throw new Error('no lanes in this kit.json');
+      const lanes = kit.lanes.slice(0, MAX_LANES).map((l, i) => {
+        if (!Number.isInteger(l.id) || !Array.isArray(l.steps) || l.steps.length !== STEPS) {
+          throw new Error(`lane ${i + 1}: an id and ${STEPS} steps`);
+        }
+        return { id: l.id, steps: l.steps.map(Boolean), volume: Math.min(1, Math.max(0, Number(l.volume ?? 0.8))) };
+      });
+      const { missing } = await api.lookupSamples(lanes.map((l) => l.id));
+      if (missing.length) throw new Error(`samples ${missing.join(', ')} are not in this atlas`);
+      this.stop();
+      this.lanes = lanes;
+      this.tempo = Number(kit.tempo) || 120;
+      this.swing = Math.min(0.75, Math.max(0.5, Number(kit.swing) || 0.5));
+      $('kit-name').value = kit.name || 'kit';
+      this.render();
+      this.app.status(`Imported the kit ${kit.name || ''} (${lanes.length} lanes)`);
+    } catch (error) {
+      this.app.status(`Cannot import ${file.name}: ${error.message}`, 'error');
+    }
+  }
+
+  render() {
+    $('kit-tempo').value = String(this.tempo);
+    $('kit-swing').value = String(this.swing);
+    $('kit-play').textContent = this.timer === null ? '▶ Play' : '■ Stop';
+    for (const id of ['kit-play', 'kit-export', 'kit-clear']) $(id).disabled = !this.lanes.length;
+    $('kit-lanes').replaceChildren(...this.lanes.map((lane, i) => {
+      const name = this.app.knownPath(lane.id);
+      const label = el('span', { className: 'name', textContent: name ? basename(name) : `sample ${lane.id}`,
+        title: name || '', onclick: () => { this.focus = i; this.render(); } });
+      if (!name) this.app.pathOf(lane.id).then((p) => { label.textContent = basename(p); label.title = p; }).catch(() => {});
+      return el('li', { className: i === this.focus ? 'focus' : '', dataset: { lane: String(i), id: String(lane.id) } },
+        el('button', { type: 'button', className: 'small', textContent: '▶', ariaLabel: 'Play this lane\'s sound',
+          onclick: () => { this.focus = i; this.app.playSample(lane.id); this.render(); } }),
+        label,
+        el('span', { className: 'steps' }, ...lane.steps.map((on, s) => el('button', {
+          type: 'button', className: `step${on ? ' on' : ''}${s % 4 === 0 ? ' beat' : ''}`,
+          dataset: { step: String(s) }, ariaLabel: `Lane ${i + 1} step ${s + 1}`,
+          ariaPressed: String(on), onclick: () => this.toggle(i, s) }))),
+        el('input', { type: 'range', min: '0', max: '1', step: '0.05', value: String(lane.volume),
+          ariaLabel: `Lane ${i + 1} volume`, oninput: (e) => { lane.volume = Number(e.target.value); this.publish(); } }),
+        el('button', { type: 'button', className: 'small', textContent: '↻', title: 'Its nearest neighbour instead (key n)',
+          ariaLabel: `Swap lane ${i + 1}`, onclick: () => this.swap(i) }),
+        el('button', { type: 'button', className: 'small', textContent: '×', ariaLabel: `Remove lane ${i + 1}`,
+          onclick: () => this.remove(i) }));
+    }));
+    this.publish();
+  }
+}
