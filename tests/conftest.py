@@ -102,6 +102,7 @@ _ADDED_BY_MIGRATION = {
        " DROP INDEX samples_non_ascii;",
     6: "DROP TABLE collection_items; DROP TABLE collections; DROP TABLE user_labels;"
        " DROP TABLE user_items;",
+    7: "DROP TABLE audio_labels;",
 }
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import downgrade_schema, write_tone
-from soundatlas.atlas import Atlas
+from soundatlas.atlas import SCHEMA_VERSION, Atlas
 from soundatlas.atlas.curation import parse_tag
 from soundatlas.errors import ParameterError
 from soundatlas.indexing import index_library
@@ -182,7 +182,7 @@ def test_an_atlas_from_before_curation_reads_empty_and_migrates(indexed):
         assert "tag" not in atlas.label_keys() and atlas.missing_items() == []
         assert atlas.find_samples(labels=[("instrument", "low")]).size == 6
     with Atlas.open(atlas_dir, write=True) as atlas:
-        assert atlas.schema_version == 6
+        assert atlas.schema_version == SCHEMA_VERSION
         atlas.tag([a], add=["now"])
         assert atlas.labels("tag") == {a: "now"}
         assert np.array_equal(atlas.find_samples(labels=[("tag", "now")]), [a])

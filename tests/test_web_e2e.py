@@ -879,3 +879,43 @@ def test_a_kit_is_built_played_swapped_exported_and_imported(page, mapped, tmp_p
         _screenshot(page, "kit_builder")
         page.wait_for_load_state("networkidle")
         page.goto("about:blank")  # nothing left asking this server before it stops
+
+
+def test_loops_are_filtered_by_a_tempo_range_and_a_key_with_its_relative(page, tmp_path):
+    import soundfile as sf
+
+    from soundatlas.artifact import resolve_model
+    from soundatlas.demo.loops import PROGRAMS, loop_events
+    from soundatlas.demo.render import NoteSynth
+    from soundatlas.embed import embed_atlas, ensure_registered
+    from soundatlas.indexing import cqt_for_model, index_library
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    with NoteSynth(sample_rate=16000) as synth:
+        for name, tempo, key in (("a", 90.0, "C minor"), ("b", 120.0, "D# major"),
+                                 ("c", 90.0, "F minor")):
+            events, seconds = loop_events(tempo, key)
+            sf.write(lib / f"{name}.wav", synth.render_events(events, seconds, PROGRAMS), 16000,
+                     subtype="PCM_16")
+    index_library(lib, n_jobs=1, params=cqt_for_model(lib, None, "default"))
+    with Atlas.open(lib / ".soundatlas", write=True) as atlas:
+        artifact, reg = resolve_model(atlas, "default")
+        embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, reg))
+        ids = {r.path: r.id for r in atlas.samples()}
+    with ThreadedServer(create_app(lib / ".soundatlas")) as srv:
+        _open(page, srv)
+        assert page.is_visible("#loop-filters")
+        page.fill("#tempo-min", "100")
+        page.wait_for_function(f"{HOOK}.state.matches === 1")
+        assert _list_ids(page, "#match-list") == [ids["b.wav"]]
+        page.fill("#tempo-min", "")
+        page.select_option("#filter-key-of-loop", "C minor")
+        page.wait_for_function(f"{HOOK}.state.matches === 1")
+        page.check("#filter-relative")
+        page.wait_for_function(f"{HOOK}.state.matches === 2")
+        assert sorted(_list_ids(page, "#match-list")) == sorted([ids["a.wav"], ids["b.wav"]])
+        page.click("#filter-clear")
+        page.wait_for_function(f"{HOOK}.state.matches === null")
+        page.wait_for_load_state("networkidle")
+        page.goto("about:blank")  # nothing left asking this server before it stops

@@ -391,8 +391,9 @@ def _write_labels(atlas: Atlas, library: Path, sources, summary: IndexSummary) -
                         "SELECT path, labels FROM manifest WHERE path IN "
                         f"({','.join('?' * len(paths))})", paths))
                     matched += len(listed)
+                heard = atlas.audio_labels_of([sid for sid, _d, _p in chunk])
                 for sid, _digest, p in chunk:
-                    kv: dict[str, str] = {}
+                    kv: dict[str, str] = dict(heard.get(sid, {}))  # the least explicit source
                     if sources.folder:
                         kv.update(labels_mod.folder_labels(p))
                     if pattern is not None:

@@ -127,8 +127,18 @@ def analyse_files(
             results[i] = exc
     features = cqt_batch([a.y for _, _, a in decoded], params=params) if decoded else []
     for (i, digest, a), C in zip(decoded, features):
-        results[i] = Analysis(hash=digest, features=C, **{k: getattr(a, k) for k in _DECODED})
+        results[i] = Analysis(hash=digest, features=C, labels=_audio_labels(a, params.sr),
+                              **{k: getattr(a, k) for k in _DECODED})
     return results  # type: ignore[return-value]
+
+
+def _audio_labels(a, sr: int) -> dict[str, str]:
+    """Labels the audio itself gives: a loop's tempo and key (``soundatlas.rhythm``)."""
+    from soundatlas.rhythm import LOOP_MIN_SECONDS, loop_labels
+
+    if a.duration < LOOP_MIN_SECONDS:
+        return {}
+    return loop_labels(a.y, sr)
 
 
 def _hash_or_explain(path: str, params: CQTParams, max_duration) -> str:

@@ -20,7 +20,7 @@ first, then those of the bases before it, then the record's own)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -82,9 +82,12 @@ class Analysis(AudioFacts):
     ----------
     features : ndarray of shape (n_frames, n_bins)
         float32 log-CQT frames.
+    labels : dict of str to str
+        Labels found in the audio itself (a loop's ``tempo`` and ``key``: ``soundatlas.rhythm``).
     """
 
     features: np.ndarray
+    labels: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,19 @@ class SampleStore(Store):
             rows.sort()
         return [SampleRecord.from_row(r) for r in rows]
 
+    def audio_labels_of(self, ids: Iterable[int]) -> dict[int, dict[str, str]]:
+        """id -> the labels its audio gave (a loop's ``tempo`` and ``key``), for those of
+        ``ids`` that have any (none in an atlas from before schema 7)."""
+        out: dict[int, dict[str, str]] = {}
+        if self.schema_version < 7:
+            return out
+        for chunk in id_chunks(ids):
+            for sid, key, value in self.conn.execute(
+                    "SELECT sample_id, key, value FROM audio_labels"
+                    f" WHERE sample_id IN ({placeholders(chunk)})", chunk):
+                out.setdefault(sid, {})[key] = value
+        return out
+
     def ids_under(self, path: str) -> list[int]:
         """The sample at ``path`` (relative to the library, forward slashes), or every sample
         in the folder ``path`` and below it, by path ("" or "." : every sample).
@@ -303,6 +316,9 @@ class SampleStore(Store):
                         ).lastrowid
                     )
                     offset += len(s.features)
+                    c.executemany("INSERT INTO audio_labels(sample_id, key, value)"
+                                  " VALUES (?, ?, ?)",
+                                  [(ids[-1], k, v) for k, v in s.labels.items()])
                     c.execute("DELETE FROM failures WHERE path = ?", (s.path,))
                 changed = bool(new or moved)
                 for path, size, mtime_ns, reason in failed:

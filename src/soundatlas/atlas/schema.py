@@ -224,6 +224,16 @@ MIGRATIONS: list = [
         PRIMARY KEY (collection_id, hash)
     );
     """,
+    # 7: labels the audio itself gives (a loop's tempo and key: soundatlas.rhythm), kept with
+    # the sample's analysis; `index` lays the label sources over them when it writes labels
+    """
+    CREATE TABLE audio_labels (
+        sample_id INTEGER NOT NULL REFERENCES samples(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (sample_id, key)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

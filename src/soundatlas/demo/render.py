@@ -215,6 +215,49 @@ class NoteSynth:
         self._silence_all(ch)
         return trim_tail(_mono(np.concatenate(chunks)), self.sample_rate)
 
+    def render_events(self, events: list[tuple[float, str, int, int, int]], seconds: float,
+                      programs: dict[int, tuple[int, int]]) -> np.ndarray:
+        """Render timed MIDI events: a loop or any short pattern.
+
+        Parameters
+        ----------
+        events : list of (time, kind, channel, key, velocity)
+            ``kind`` ``"on"`` or ``"off"``; times in seconds, applied at the 64-frame block
+            they fall in.
+        seconds : float
+            The length rendered.
+        programs : dict of channel -> (bank, program)
+            The preset of each channel used (bank 128: a drum kit).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 mono samples (full scale 1.0), the last :data:`END_FADE` faded out.
+        """
+        synth = self._synth
+        for ch in range(16):
+            self._silence_all(ch)
+        synth.system_reset()
+        for ch, (bank, program) in programs.items():
+            if synth.program_select(ch, self._sfid, bank, program) != 0:
+                raise ParameterError(f"the SoundFont has no preset {program} in bank {bank}")
+        total = _n_frames(seconds, self.sample_rate)
+        chunks, done = [], 0
+        for t, kind, ch, key, velocity in sorted(events, key=lambda e: (e[0], e[1] == "on")):
+            at = min(total, _n_frames(t, self.sample_rate))
+            if at > done:
+                chunks.append(self._render(at - done))
+                done = at
+            if kind == "on":
+                synth.noteon(ch, key, velocity)
+            else:
+                synth.noteoff(ch, key)
+        if total > done:
+            chunks.append(self._render(total - done))
+        for ch in range(16):
+            self._silence_all(ch)
+        return _fade_end(_mono(np.concatenate(chunks)), round(END_FADE * self.sample_rate))
+
     def close(self) -> None:
         """Free the FluidSynth instance (the object cannot render after this)."""
         if self._synth is not None:

@@ -43,6 +43,9 @@ def search(
     label: list[str] = Query([], description="KEY:VALUE, repeatable; all must hold (the "
                              "user's tags are labels: tag:WORD, starred:yes, KEY:VALUE)"),
     collection: str | None = Query(None, description="only the samples of this collection"),
+    tempo: str | None = Query(None, description="MIN-MAX beats per minute (label tempo)"),
+    key: str | None = Query(None, description="a key, e.g. 'A minor' (label key)"),
+    relative: bool = Query(False, description="with key: its relative major or minor too"),
     limit: int = Query(100, ge=1, le=MAX_PAGE, description="items on this page"),
     offset: int = Query(0, ge=0, description="items skipped before the page"),
 ) -> dict:
@@ -60,8 +63,47 @@ def search(
         if collection is not None:
             members = {sid for sid, _ in atlas.collection_members(collection)}
             matches = [m for m in matches if m in members]
+        if tempo is not None:
+            low, high = _tempo_range(tempo)
+            bpm = atlas.labels("tempo")
+            matches = [m for m in matches if m in bpm and low <= _number(bpm[m]) <= high]
+        if key is not None:
+            keys = _keys(key, relative)
+            found = atlas.labels("key")
+            matches = [m for m in matches if found.get(m) in keys]
         items = sample_items(atlas, matches[offset : offset + limit])[0]
     return {"total": len(matches), "ids": matches, "items": items}
+
+
+def _tempo_range(text: str) -> tuple[float, float]:
+    """``MIN-MAX`` beats per minute; 400 naming what is wrong."""
+    low, sep, high = text.partition("-")
+    try:
+        lo, hi = float(low), float(high)
+    except ValueError:
+        raise api_error(400, f"tempo {text!r} must be MIN-MAX beats per minute, e.g. 90-110") \
+            from None
+    if not sep or lo > hi:
+        raise api_error(400, f"tempo {text!r} must be MIN-MAX with MIN <= MAX")
+    return lo, hi
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
+def _keys(key: str, relative: bool) -> set[str]:
+    """The keys a key filter accepts; 400 for a key that is not 'NOTE major|minor'."""
+    from soundatlas.rhythm import NOTE_NAMES, relative_key
+
+    parts = key.split()
+    if len(parts) != 2 or parts[0] not in NOTE_NAMES or parts[1] not in ("major", "minor"):
+        raise api_error(400, f"key {key!r} must be a note ({', '.join(NOTE_NAMES)}) and major "
+                        "or minor, e.g. 'A minor'")
+    return {key, relative_key(key)} if relative else {key}
 
 
 def label_filters(label: list[str]) -> list[tuple[str, str]]:

@@ -142,6 +142,7 @@ async function boot() {
     const usable = atlas.models.filter((m) => m.n_embedded > 0);
     if (!usable.length) return showEmpty(atlas);
     fillSelects(atlas);
+    fillLoopFilters(atlas);
     await curation.load();
     osc = new OscLink(app, atlas.osc);
     progress(0.06, 'Loading the sample list…');
@@ -308,7 +309,8 @@ async function applyFilter() {
   const q = $('search').value.trim();
   const token = ++tokens.filter;
   renderChips();
-  const active = Boolean(q || data.filters.length || data.collection);
+  const loops = loopFilters();
+  const active = Boolean(q || data.filters.length || data.collection || loops.tempo || loops.key);
   $('filter-clear').hidden = !active;
   if (!active) {
     Object.assign(data, { matchIds: null });
@@ -319,7 +321,7 @@ async function applyFilter() {
     return;
   }
   try {
-    const found = await api.search(q, data.filters, data.collection);
+    const found = await api.search(q, data.filters, data.collection, loops);
     if (token !== tokens.filter) return;
     data.matchIds = Int32Array.from(found.ids).sort();
     state.matches = found.total;
@@ -354,6 +356,22 @@ function renderChips() {
   })), data.collection ? el('button', {
     type: 'button', className: 'chip', textContent: `collection: ${data.collection} ×`,
     title: 'Remove this filter', onclick: () => app.setFilterCollection(null) }) : '');
+}
+
+/** The tempo range and key filters of loops ({tempo: 'MIN-MAX' or null, key, relative}). */
+function loopFilters() {
+  const lo = $('tempo-min').value;
+  const hi = $('tempo-max').value;
+  const tempo = lo || hi ? `${lo || 0}-${hi || 1000}` : null;
+  return { tempo, key: $('filter-key-of-loop').value || null, relative: $('filter-relative').checked };
+}
+
+/** Show the loop filters when the atlas has tempo or key labels; the keys it has. */
+function fillLoopFilters(atlas) {
+  const keys = Object.keys(atlas.labels.key || {}).sort();
+  $('loop-filters').hidden = !atlas.labels.tempo && !keys.length;
+  $('filter-key-of-loop').replaceChildren(el('option', { value: '', textContent: 'key…' }),
+    ...keys.map((k) => el('option', { value: k, textContent: k })));
 }
 
 /** After the user's labels changed (tags, stars): the label list, and what shows ``keys``. */
@@ -710,6 +728,10 @@ function wire() {
   });
   on('filter-clear', 'click', () => {
     $('search').value = '';
+    $('tempo-min').value = '';
+    $('tempo-max').value = '';
+    $('filter-key-of-loop').value = '';
+    $('filter-relative').checked = false;
     data.filters = [];
     app.setFilterCollection(null);
   });
@@ -764,6 +786,8 @@ function wire() {
       .then(() => { $('collection-name').value = ''; });
   });
   on('filter-collection', 'change', (e) => app.setFilterCollection(e.target.value));
+  for (const id of ['tempo-min', 'tempo-max']) on(id, 'input', scheduleFilter);
+  for (const id of ['filter-key-of-loop', 'filter-relative']) on(id, 'change', applyFilter);
   on('sample-suggestion-accept', 'click', () => curation.acceptSuggestion());
   on('kit-add-selected', 'click', () => state.selected !== null && kit.add([state.selected]));
   on('kit-add-selection', 'click', () => kit.add(state.selection.slice(0, 16)));

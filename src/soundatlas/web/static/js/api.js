@@ -150,12 +150,17 @@ export async function lookupSamples(ids) {
   return { items, missing };
 }
 
-/** Search by path substring, label filters [[key, value], ...] and a collection (or null):
- *  {total, ids, items}. */
-export function search(q, filters, collection = null, limit = 50) {
+/** Search by path substring, label filters [[key, value], ...], a collection (or null) and
+ *  loop filters {tempo: 'MIN-MAX', key, relative}: {total, ids, items}. */
+export function search(q, filters, collection = null, loops = {}, limit = 50) {
   const params = new URLSearchParams({ q, limit: String(limit) });
   for (const [key, value] of filters) params.append('label', `${key}:${value}`);
   if (collection) params.set('collection', collection);
+  if (loops.tempo) params.set('tempo', loops.tempo);
+  if (loops.key) {
+    params.set('key', loops.key);
+    if (loops.relative) params.set('relative', 'true');
+  }
   return getJSON(`/api/samples?${params}`);
 }
 

@@ -1,0 +1,100 @@
+"""Tempo and key of loops: the labels ``tempo`` (beats per minute) and ``key`` (``A minor``)
+that ``index`` gives samples of at least ``LOOP_MIN_SECONDS`` with a steady beat.
+
+Tempo: librosa's beat tracker (dynamic programming over an onset envelope, 8 ms frames); the
+beat is steady when at least 8 beats are found and their intervals vary by less than
+``STEADY_CV`` of their median, and the tempo is then 60 / the slope of a straight line through
+the beat times (the tracker's own tempo, and any single interval, are quantised to its frames:
+2 % off at 128 BPM). Key: the loop's harmonic part (librosa's median-filter HPSS: drums out),
+its constant-Q chroma from C3 up (the bass's overtones put a major third under every minor
+root), correlated with Albrecht and Shanahan's key profiles; the best of the 24 keys when its
+correlation reaches ``KEY_MIN_R``. These choices were made on FluidR3 loops
+(``benchmarks/bench_loops.py --tune``) and are measured on other loops (MuseScore General,
+other tempos and instruments).
+
+Why librosa and not essentia: librosa is already pinned for the project (its CQT is the
+reference the features are tested against), installs everywhere pip does, and gives the beat
+tracker; essentia's extractors are stronger on key but its wheels cover fewer platforms and
+Python versions, and the figures below meet the issue's goals without it
+(``benchmarks/bench_loops.py``; ``docs/RESULTS.md``, "Tempo and key of loops").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["LOOP_MIN_SECONDS", "STEADY_CV", "KEY_MIN_R", "NOTE_NAMES", "estimate_tempo",
+           "estimate_key", "loop_labels", "relative_key"]
+
+LOOP_MIN_SECONDS = 4.0
+STEADY_CV = 0.08
+KEY_MIN_R = 0.5
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+# Albrecht and Shanahan (2013), pitch-class distributions of major and minor pieces from the
+# tonic (on FluidR3 loops: 21 of 24 keys, against 12 for Krumhansl and Kessler's)
+_MAJOR = np.array([0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080,
+                   0.008, 0.081])
+_MINOR = np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022,
+                   0.061, 0.052])
+_HOP = 128  # beat tracking frames: 8 ms at 16 kHz
+
+
+def estimate_tempo(y: np.ndarray, sr: int) -> float | None:
+    """Beats per minute of a steady beat in ``y`` (mono float), or None without one."""
+    import librosa
+
+    if len(y) < LOOP_MIN_SECONDS * sr:
+        return None
+    _, beats = librosa.beat.beat_track(y=y.astype(np.float32), sr=sr, hop_length=_HOP,
+                                       units="time")
+    beats = np.asarray(beats)
+    if len(beats) < 8:
+        return None
+    ibi = np.diff(beats)
+    med = float(np.median(ibi))
+    if med <= 0 or float(np.std(ibi)) / med > STEADY_CV:
+        return None
+    slope = float(np.polyfit(np.arange(len(beats)), beats, 1)[0])
+    return 60.0 / slope
+
+
+def estimate_key(y: np.ndarray, sr: int) -> tuple[str, float] | None:
+    """(``"A minor"``, correlation) of the key that fits ``y``'s mean chroma best, or None when
+    no key reaches ``KEY_MIN_R`` (noise, drums alone)."""
+    import librosa
+
+    harmonic = librosa.effects.harmonic(y.astype(np.float32))
+    chroma = librosa.feature.chroma_cqt(y=harmonic, sr=sr, hop_length=512,
+                                        fmin=librosa.note_to_hz("C3"), n_octaves=5)
+    profile = chroma.mean(axis=1)
+    if not np.isfinite(profile).all() or profile.std() == 0:
+        return None
+    best, best_r = None, -2.0
+    for tonic in range(12):
+        for mode, template in (("major", _MAJOR), ("minor", _MINOR)):
+            r = float(np.corrcoef(profile, np.roll(template, tonic))[0, 1])
+            if r > best_r:
+                best, best_r = f"{NOTE_NAMES[tonic]} {mode}", r
+    return (best, best_r) if best_r >= KEY_MIN_R else None
+
+
+def loop_labels(y: np.ndarray, sr: int) -> dict[str, str]:
+    """The ``tempo`` and ``key`` labels of a loop (either may be missing); {} for a sample
+    shorter than ``LOOP_MIN_SECONDS`` or without a steady beat."""
+    tempo = estimate_tempo(y, sr)
+    if tempo is None:
+        return {}
+    out = {"tempo": f"{tempo:.1f}"}
+    key = estimate_key(y, sr)
+    if key is not None:
+        out["key"] = key[0]
+    return out
+
+
+def relative_key(key: str) -> str:
+    """The relative major or minor of ``"A minor"`` (``"C major"``) and the other way."""
+    name, mode = key.split()
+    i = NOTE_NAMES.index(name)
+    if mode == "minor":
+        return f"{NOTE_NAMES[(i + 3) % 12]} major"
+    return f"{NOTE_NAMES[(i - 3) % 12]} minor"
