@@ -436,40 +436,13 @@ class ApproximateIndex:
                 self._exact_index = VectorIndex(self.ids, self.codes, scale=self.scale)
             return self._exact_index
 
-    def vector(self, sample_id: int) -> np.ndarray | None:
-        """A sample's vector (float64, exactly as distances decode it), or None without one."""
-        row = int(np.searchsorted(self.ids, sample_id))
-        if row < len(self.ids) and self.ids[row] == sample_id:
-            return self.codes[row].astype(np.float64) * self.scale
-        return None
+    vector = VectorIndex.vector  # the same lookup over the same ids and codes
 
     def nearest(self, vector, k: int, *, exclude: Iterable[int] = (),
                 exact: bool = False) -> list[tuple[int, float]]:
-        """The ``k`` samples nearest ``vector`` among those of the probed cells.
-
-        Parameters
-        ----------
-        vector : array_like, shape (dims,)
-            The query, decoded (float).
-        k : int
-            How many neighbours.
-        exclude : iterable of int, default ()
-            Sample ids never answered.
-        exact : bool, default False
-            Search every vector instead (:attr:`exact_index`).
-
-        Returns
-        -------
-        list of (int, float)
-            (sample id, Euclidean distance), nearest first, ties in id order. Fewer than ``k``
-            only where the set has fewer (the probed cells holding too few, the search is
-            exact).
-
-        Raises
-        ------
-        ParameterError
-            When the query is not of the space's dimension.
-        """
+        """The ``k`` samples nearest ``vector`` among those of the probed cells, as
+        :meth:`VectorIndex.nearest` answers (where the probed cells hold too few, the search
+        is exact); ``exact=True`` searches every vector (:attr:`exact_index`)."""
         if exact:
             return self.exact_index.nearest(vector, k, exclude=exclude)
         return self._search(vector, k, exclude, self.nprobe)

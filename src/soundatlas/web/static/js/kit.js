@@ -6,7 +6,7 @@
 // pattern.mid, kit.json: POST /api/kits/export) and imports again from its kit.json.
 
 import * as api from './api.js';
-import { basename, el } from './panel.js';
+import { basename, el, saveBlob } from './panel.js';
 
 const $ = (id) => document.getElementById(id);
 const STEPS = 16;
@@ -173,12 +173,7 @@ export class KitBuilder {
   async exportZip() {
     try {
       const { blob, filename } = await api.postForBlob('/api/kits/export', this.toJSON());
-      const url = URL.createObjectURL(blob);
-      const a = el('a', { href: url, download: filename, hidden: true });
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      saveBlob(blob, filename);
     } catch (error) {
       this.app.status(error.message, 'error');
     }

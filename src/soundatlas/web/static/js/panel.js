@@ -17,6 +17,16 @@ export function el(tag, props = {}, ...children) {
 
 export const basename = (path) => path.split('/').pop();
 
+/** Save a downloaded blob under ``filename`` (a temporary link, clicked). */
+export function saveBlob(blob, filename) {
+  const url = URL.createObjectURL(blob);
+  const a = el('a', { href: url, download: filename, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
 export const seconds = (s) => (s == null ? '–' : `${s < 10 ? s.toFixed(2) : s.toFixed(1)} s`);
 
 const AUDIO_TYPES = {

@@ -3,7 +3,7 @@
 // as an M3U playlist, a CSV or a zip of the files, downloaded under the server's file name.
 
 import * as api from './api.js';
-import { el } from './panel.js';
+import { saveBlob } from './panel.js';
 import { FLAG } from './scene.js';
 
 const $ = (id) => document.getElementById(id);
@@ -118,12 +118,7 @@ export class Selection {
     $('export-error').hidden = true;
     try {
       const { blob, filename } = await api.postForBlob('/api/export', { ids, format });
-      const url = URL.createObjectURL(blob);
-      const a = el('a', { href: url, download: filename, hidden: true });
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      saveBlob(blob, filename);
       this.app.status(`Exported ${ids.length} samples as ${filename}`);
     } catch (error) {
       $('export-error').textContent = error.message;
