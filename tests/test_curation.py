@@ -523,3 +523,23 @@ def test_adding_a_suggested_tag_accepts_it(indexed):
         assert atlas.curation_of([a])[a]["suggested"] == {}
         assert atlas.tag([a], add=["mood:dark"], suggested=True) == 0  # stays the user's
         assert atlas.curation_of([a])[a]["suggested"] == {}
+
+
+def test_a_tag_key_trains_a_neighbourhood_like_any_label(indexed):
+    from soundatlas.frames import TrainingData
+    from soundatlas.neighbourhoods import parse_neighbourhood
+
+    with Atlas.open(indexed / ".soundatlas", write=True) as atlas:
+        ids = _ids(atlas)
+        dark = [i for p, i in ids.items() if p.startswith("low/")]
+        bright = [i for p, i in ids.items() if p.startswith("high/")]
+        atlas.tag(dark, add=["mood:dark"])
+        atlas.tag(bright, add=["mood:bright"])
+        data = TrainingData.from_atlas(atlas, label_keys=["mood"])
+    n = parse_neighbourhood("label:mood").fit(data)
+    assert n.summary()["n_keys"] == 2 and n.summary()["n_samples_used"] == 12
+    triples = n.draw(np.random.default_rng(0), 64, data)
+    mood = data.label("mood")
+    assert all(mood[a] == mood[p] != mood[q]
+               for a, p, q in zip(triples.anchor_sample, triples.positive_sample,
+                                  triples.negative_sample))

@@ -741,9 +741,17 @@ def test_stars_tags_notes_and_collections_from_the_page(page, mapped, tmp_path):
             assert z.namelist() == [paths[second], paths[first]]
         page.wait_for_load_state("networkidle")
         page.goto("about:blank")  # nothing left asking this server before it stops
-    with Atlas.open(atlas_dir) as atlas:
+    with Atlas.open(atlas_dir, write=True) as atlas:
         cur = atlas.curation_of([first])[first]
         assert cur["starred"] and cur["tags"] == ["bright", "mood:dark"]
+        atlas.remove_samples([second])  # as index does when a file is deleted: its items stay
+    with ThreadedServer(create_app(atlas_dir)) as srv:
+        _open(page, srv)
+        page.wait_for_function(f"{HOOK}.state.curation.missing === 1")
+        assert "1 file no longer in the library" in page.inner_text("#curation-missing")
+        page.wait_for_load_state("networkidle")
+        page.goto("about:blank")
+    with Atlas.open(atlas_dir) as atlas:
         assert cur["note"] == "for the chorus" and cur["collections"] == ["all", "duo"]
         assert len(atlas.collection_members("all")) == len(ids)
 

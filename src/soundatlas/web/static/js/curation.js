@@ -37,7 +37,11 @@ export class Curation {
 
   summary(summary) {
     this.collections = summary.collections;
-    Object.assign(this.app.state.curation, { writable: this.writable,
+    $('curation-missing').hidden = !summary.missing;
+    $('curation-missing').textContent = summary.missing
+      ? `Tags, stars or collection places of ${summary.missing} file${summary.missing === 1 ? '' : 's'} no longer in the library are kept (soundatlas tags missing lists them; tags forget-missing forgets them).`
+      : '';
+    Object.assign(this.app.state.curation, { writable: this.writable, missing: summary.missing,
       collections: summary.collections.map((c) => c.name), tags: summary.tags });
     $('tag-suggestions').replaceChildren(...Object.keys(summary.tags).map(
       (tag) => el('option', { value: tag })));
