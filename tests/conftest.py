@@ -103,6 +103,8 @@ _ADDED_BY_MIGRATION = {
     6: "DROP TABLE collection_items; DROP TABLE collections; DROP TABLE user_labels;"
        " DROP TABLE user_items;",
     7: "DROP TABLE audio_labels;",
+    8: "ALTER TABLE segments DROP COLUMN checksum;"
+       " ALTER TABLE embedding_segments DROP COLUMN checksum;",
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from conftest import downgrade_schema, write_tone
-from soundatlas.atlas import Atlas
+from soundatlas.atlas import SCHEMA_VERSION, Atlas
 from soundatlas.demo.loops import PROGRAMS, loop_events
 from soundatlas.demo.render import NoteSynth
 from soundatlas.indexing import index_library
@@ -68,7 +68,7 @@ def test_index_labels_loops_and_a_label_source_wins(loops, tmp_path):
         assert atlas.audio_labels_of(atlas.sample_ids().tolist()) == {}
     index_library(lib, n_jobs=1)
     with Atlas.open(lib / ".soundatlas") as atlas:
-        assert atlas.schema_version == 7
+        assert atlas.schema_version == SCHEMA_VERSION
 
 
 def test_search_filters_by_a_tempo_range_and_a_key_with_its_relative(tmp_path):

@@ -177,7 +177,7 @@ def resolve_model(atlas, name: str | None) -> tuple[ModelArtifact, ModelRecord |
     models = atlas.models()
     for m in models:
         if m.name == name:
-            return ModelArtifact.load(_model_path(atlas, m.dir)), m
+            return ModelArtifact.load(model_path(atlas, m.dir)), m
     candidates = [Path(name), shipped_model_dir(name)]
     for directory in candidates:
         if (directory / CONFIG).is_file():
@@ -188,7 +188,9 @@ def resolve_model(atlas, name: str | None) -> tuple[ModelArtifact, ModelRecord |
     raise ParameterError(f"no model {name!r} (known: {', '.join(known) or 'none'})")
 
 
-def _model_path(atlas, directory: str) -> Path:
+def model_path(atlas, directory: str) -> Path:
+    """The directory a model record names (``ModelRecord.dir``): ``shipped:NAME``, relative to
+    the atlas, or absolute."""
     if directory.startswith("shipped:"):
         return SHIPPED_MODELS / directory.split(":", 1)[1]
     p = Path(directory)

@@ -640,9 +640,9 @@ def _weights_of(atlas, m) -> str:
     """The digest of a registered model's weights file (a shipped model's or the atlas's own)."""
     import hashlib
 
-    from soundatlas.artifact import _model_path
+    from soundatlas.artifact import model_path
 
-    weights = _model_path(atlas, m.dir) / "weights.npz"
+    weights = model_path(atlas, m.dir) / "weights.npz"
     if not weights.is_file():
         raise AtlasError(f"model {m.name!r} has no weights at {weights}")
     return hashlib.sha256(weights.read_bytes()).hexdigest()

@@ -135,12 +135,12 @@ class ModelStore(Store):
         if not items:
             return
         trajectories = np.concatenate([t for _, t, _ in items]).astype(np.float32)
-        file = write_array(self.path / "embeddings", trajectories)
+        file, digest = write_array(self.path / "embeddings", trajectories)
         try:
             with self.transaction() as c:
                 seg = c.execute(
-                    "INSERT INTO embedding_segments(model_id, file, created) VALUES (?, ?, ?)",
-                    (model_id, file.name, time.time()),
+                    "INSERT INTO embedding_segments(model_id, file, created, checksum)"
+                    " VALUES (?, ?, ?, ?)", (model_id, file.name, time.time(), digest),
                 ).lastrowid
                 offset = 0
                 for sid, traj, point in items:

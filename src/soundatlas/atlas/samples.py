@@ -283,7 +283,7 @@ class SampleStore(Store):
         list of int
             The ids of the new samples, in order.
         """
-        segment_file = self._write_segment(new) if new else None
+        segment_file, digest = self._write_segment(new) if new else (None, None)
         ids = []
         try:
             with self.transaction() as c:
@@ -291,8 +291,8 @@ class SampleStore(Store):
                 if segment_file is not None:
                     n = sum(len(s.features) for s in new)
                     seg_id = c.execute(
-                        "INSERT INTO segments(file, n_frames, created) VALUES (?, ?, ?)",
-                        (segment_file.name, n, time.time()),
+                        "INSERT INTO segments(file, n_frames, created, checksum)"
+                        " VALUES (?, ?, ?, ?)", (segment_file.name, n, time.time(), digest),
                     ).lastrowid
                 now = time.time()
                 for sid, path, size, mtime_ns in moved:
@@ -339,7 +339,7 @@ class SampleStore(Store):
             raise
         return ids
 
-    def _write_segment(self, new: list[NewSample]) -> Path:
+    def _write_segment(self, new: list[NewSample]) -> tuple[Path, str]:
         frames = np.concatenate([s.features for s in new]).astype(FEATURE_DTYPE)
         return write_array(self.path / "features", frames)
 

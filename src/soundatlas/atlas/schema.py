@@ -234,6 +234,12 @@ MIGRATIONS: list = [
         PRIMARY KEY (sample_id, key)
     );
     """,
+    # 8: each array file's checksum (blake2b of its bytes), written with its row, so that
+    # `soundatlas check` finds a damaged file; NULL for files written before
+    """
+    ALTER TABLE segments ADD COLUMN checksum TEXT;
+    ALTER TABLE embedding_segments ADD COLUMN checksum TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

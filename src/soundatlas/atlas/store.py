@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-__all__ = ["Store"]
+__all__ = ["Store", "write_array", "checksum", "ARRAY_FOLDERS"]
 
 _SQL_INT_MIN, _SQL_INT_MAX = -(2**63), 2**63 - 1  # the range of an SQLite INTEGER
 #: array folders of the atlas: folder -> (table of its files, table and column pointing at them)
@@ -157,24 +157,41 @@ class Store:
                     f.unlink(missing_ok=True)
 
 
-def write_array(folder: Path, array: np.ndarray) -> Path:
+def write_array(folder: Path, array: np.ndarray) -> tuple[Path, str]:
     """Write ``array`` to a new .npy file in ``folder``: temporary name, fsync, rename.
 
     Returns
     -------
-    Path
-        The new file, under a name no committed segment uses.
+    (Path, str)
+        The new file, under a name no committed segment uses, and the checksum of its bytes
+        (:func:`checksum`), which the row that names it keeps (``soundatlas check``).
     """
+    import io
+
     folder.mkdir(exist_ok=True)
     # time-ordered, plus the pid for parallel writers
     name = f"seg-{time.time_ns():020d}-{os.getpid()}.npy"
     tmp = folder / (name + ".tmp")
+    buf = io.BytesIO()
+    np.save(buf, array)
+    data = buf.getbuffer()
     with open(tmp, "wb") as f:
-        np.save(f, array)
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, folder / name)
-    return folder / name
+    return folder / name, _digest(data)
+
+
+def _digest(data) -> str:
+    import hashlib
+
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def checksum(path: Path) -> str:
+    """The checksum an array file's row keeps: blake2b (16 bytes) of its bytes, in hex."""
+    return _digest(Path(path).read_bytes())
 
 
 def chunked(items: Iterable, size: int) -> Iterator[list]:

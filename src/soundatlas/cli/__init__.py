@@ -2,7 +2,7 @@
 
 One module per command group, in the order of the flow (and of ``soundatlas --help``):
 
-- :mod:`~soundatlas.cli.library`: ``demo-library``, ``index``, ``info``, ``cqt``
+- :mod:`~soundatlas.cli.library`: ``demo-library``, ``index``, ``info``, ``check``, ``cqt``
 - :mod:`~soundatlas.cli.learn`: ``train``, ``embed``, ``models``, ``map``, ``adapt``
   (``train``'s setting flags come from ``TrainSettings``: :mod:`~soundatlas.cli.train_flags`)
 - :mod:`~soundatlas.cli.evaluate`: ``evaluate``, ``report``

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from soundatlas.cli.common import (
     ATLAS,
+    EXIT_FAIL,
     EXIT_OK,
     JOBS,
     SCHEDULER,
@@ -349,6 +350,42 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_check(sub, parents) -> None:
+    c = sub.add_parser("check", parents=parents, help="verify an atlas (and repair it)",
+                       description="Verify an atlas: SQLite integrity, every feature and "
+                       "embedding file present with the shape and checksum its rows say, no "
+                       "file that no row names, models that load, the CQT parameters. One line "
+                       "per problem; exit 1 when there is one. --repair removes the files no "
+                       "row names, marks samples with damaged features for the next index and "
+                       "drops embeddings in damaged files for the next embed; labels, tags and "
+                       "models are never removed. Run --repair when no index or embed runs.")
+    add_options(c, ATLAS)
+    c.add_argument("--repair", action="store_true", help="fix what can be fixed")
+    c.add_argument("--no-models", action="store_true",
+                   help="do not load the models (quicker)")
+    c.set_defaults(func=cmd_check)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``soundatlas check``: one line per problem; exit 1 when any is left."""
+    from soundatlas.check import check_atlas
+
+    report = check_atlas(atlas_dir(args), repair=args.repair, models=not args.no_models)
+    if args.json:
+        print_json({"atlas": report.atlas, "ok": report.ok, "checked": report.checked,
+                    "problems": [p.__dict__ for p in report.problems]})
+    else:
+        for p in report.problems:
+            print(p.line())
+        if not args.quiet:
+            c = report.checked
+            print(f"{'ok' if report.ok else 'problems'}: {c.get('feature_files', 0)} feature "
+                  f"files, {c.get('embedding_files', 0)} embedding files, "
+                  f"{c.get('models', 0)} models checked; {len(report.problems)} problem"
+                  f"{'s' * (len(report.problems) != 1)}")
+    return EXIT_OK if report.ok else EXIT_FAIL
+
+
 def _add_cqt(sub, parents) -> None:
     c = sub.add_parser("cqt", parents=parents, help="write the constant-Q features of one file",
                        description="Decode FILE to 16 kHz mono and write its paper CQT, "
@@ -385,6 +422,7 @@ def cmd_cqt(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    """Register ``demo-library``, ``index``, ``info`` and ``cqt`` (see :mod:`soundatlas.cli`)."""
-    for add in (_add_demo_library, _add_index, _add_info, _add_cqt):
+    """Register ``demo-library``, ``index``, ``info``, ``check`` and ``cqt`` (see
+    :mod:`soundatlas.cli`)."""
+    for add in (_add_demo_library, _add_index, _add_info, _add_check, _add_cqt):
         add(sub, parents)
