@@ -163,11 +163,28 @@ class OscIn:
     one that stays). ``start`` after ``stop`` listens again on the same port."""
 
     def __init__(self, endpoint: Endpoint, hub: EventHub):
+        from pythonosc import osc_packet
         from pythonosc.dispatcher import Dispatcher
 
         self.hub = hub
         self.n_received = 0
-        self.dispatcher = Dispatcher()
+        errors = self._error
+
+        class Checked(Dispatcher):
+            """python-osc drops a packet it cannot parse without a word, and lets a string
+            that is not UTF-8 raise out of the server's thread: both become an error event
+            naming the sender and the reason."""
+
+            def call_handlers_for_packet(self, data, client_address):
+                try:
+                    osc_packet.OscPacket(data)
+                except (osc_packet.ParseError, UnicodeDecodeError, ValueError) as exc:
+                    host, port = client_address[:2]
+                    return errors(f"(a packet of {len(data)} bytes from {host}:{port})", (),
+                                  f"is not an OSC message ({type(exc).__name__}: {exc})")
+                return super().call_handlers_for_packet(data, client_address)
+
+        self.dispatcher = Checked()
         self.dispatcher.map(f"{PREFIX}/cursor", self._cursor, "point")
         self.dispatcher.map(f"{PREFIX}/cursor/norm", self._cursor, "norm")
         self.dispatcher.map(f"{PREFIX}/play", self._sample, "play")
