@@ -110,3 +110,22 @@ def test_damage_is_reported_one_line_each_and_repaired_without_losing_tags(whole
     with Atlas.open(atlas_dir) as atlas:
         assert {r.path for r in atlas.samples(list(atlas.ids_with(tag="keep")))} == tagged
         assert atlas.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_one_writer_at_a_time_the_second_refuses_naming_the_first(whole, tmp_path):
+    lib = tmp_path / "lib"
+    shutil.copytree(whole, lib, symlinks=True)
+    atlas_dir = lib / ".soundatlas"
+    with Atlas.open(atlas_dir, write=True) as first:  # holds the writer lock, as index does
+        with Atlas.open(atlas_dir, write=True):  # the same process again: re-entrant
+            pass
+        for args in (("index", lib), ("embed", "--atlas", atlas_dir),
+                     ("check", "--atlas", atlas_dir, "--repair")):
+            out = _run(*args, "-q")
+            assert out.returncode == 1, (args, out.stdout, out.stderr)
+            assert f"being written by pid {os.getpid()}" in out.stderr, out.stderr
+        # the user's layer is not locked out: tags may be written meanwhile
+        out = _run("tag", "--atlas", atlas_dir, first.sample_ids()[0], "--add", "while")
+        assert out.returncode == 0, out.stderr
+    out = _run("index", lib, "-q")  # once the first is done, the next may write
+    assert out.returncode == 0, out.stderr

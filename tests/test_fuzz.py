@@ -223,3 +223,21 @@ def test_osc_packets_give_an_event_or_an_error_never_an_exception(raw, address, 
         osc.stop()
     assert seen, "a packet always gives an event or an error event"
     assert all(isinstance(e, dict) and e.get("type") for e in seen)
+
+
+@EXAMPLES
+@given(st.one_of(JSONISH, st.fixed_dictionaries({"architecture": JSONISH}),
+                 st.fixed_dictionaries({"architecture": st.fixed_dictionaries(
+                     {"arch": st.sampled_from(["paper", "nope", 3]), "dims": JSONISH})})))
+def test_a_models_config_loads_or_says_what_is_wrong(tmp_path_factory, config):
+    import shutil
+
+    from soundatlas.artifact import ModelArtifact, shipped_model_dir
+
+    d = tmp_path_factory.mktemp("model") / "m"
+    shutil.copytree(shipped_model_dir("default"), d)
+    (d / "config.json").write_text(json.dumps(config))
+    try:
+        ModelArtifact.load(d)
+    except Exception as exc:  # noqa: BLE001
+        assert _clear(exc), repr(exc)

@@ -131,9 +131,17 @@ class ModelArtifact:
             raise AtlasError(f"{directory} is not a model directory (missing {Path(exc.filename).name})") from exc
         except (ValueError, OSError, json.JSONDecodeError) as exc:
             raise AtlasError(f"cannot read the model in {directory}: {exc}") from exc
-        arch = dict(config["architecture"])
-        model = build_model(arch.pop("arch"), **arch)
-        load_arrays(model, arrays)
+        arch = config.get("architecture") if isinstance(config, dict) else None
+        if not isinstance(arch, dict) or not isinstance(arch.get("arch"), str):
+            raise AtlasError(f"the model in {directory} has no architecture in its {CONFIG} "
+                             "(an object with 'arch' and its parameters)")
+        arch = dict(arch)
+        try:
+            model = build_model(arch.pop("arch"), **arch)
+            load_arrays(model, arrays)
+        except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+            raise AtlasError(f"the model in {directory} does not match its {CONFIG}: "
+                             f"{type(exc).__name__}: {exc}") from None
         model.eval()
         return cls(name=config.get("name", directory.name), config=config, model=model,
                    source=directory.resolve())

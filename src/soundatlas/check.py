@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from soundatlas.atlas import DB_NAME, Atlas
+from soundatlas.atlas.core import lock_writer, unlock_writer
 from soundatlas.atlas.store import ARRAY_FOLDERS, checksum
 from soundatlas.errors import AtlasError, SoundAtlasError
 
@@ -111,37 +112,50 @@ def check_atlas(path: str | os.PathLike, *, repair: bool = False,
     add = report.problems.append
     wal = path / (DB_NAME + "-wal")
     stale_wal = wal.is_file() and wal.stat().st_size > 0 and not _in_use(path / DB_NAME)
-    with Atlas.open(path, write=repair, tidy=False) as atlas:
-        conn = atlas.conn
-        try:
-            rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
-        except sqlite3.DatabaseError as exc:
-            raise AtlasError(f"{path}: the database cannot be checked: {exc}") from exc
-        if rows != ["ok"]:
-            for r in rows[:20]:
-                add(Problem("database", DB_NAME, r))
-        for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check").fetchall()[:20]:
-            add(Problem("database", DB_NAME, f"{table} row {rowid} names a missing {parent}"))
-        if stale_wal:
-            done = None
-            if repair:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                done = "checkpointed"
-            add(Problem("log", wal.name, f"{wal.stat().st_size if wal.exists() else 0} bytes "
-                        "left by a process that did not close the atlas", done))
-        try:
-            params = atlas.cqt_params
-            n_bins = params.n_bins
-        except (TypeError, ValueError) as exc:
-            add(Problem("cqt", "meta", f"the CQT parameters cannot be read: {exc}"))
-            n_bins = None
-        damaged_samples = _check_features(atlas, n_bins, add, repair, report)
-        _check_embeddings(atlas, add, repair, report)
-        _check_orphans(atlas, add, repair, report)
-        if models:
-            _check_models(atlas, add, report)
-        report.checked["damaged_samples"] = damaged_samples
+    if repair:  # no index or embed may write meanwhile: their files not yet committed
+        lock_writer(path)  # would look like orphans
+    try:
+        with Atlas.open(path, write=repair, tidy=False) as atlas:
+            _check(atlas, path, report, add, stale_wal, repair, models)
+    finally:
+        if repair:
+            unlock_writer(path)
     return report
+
+
+def _check(atlas, path: Path, report: CheckReport, add, stale_wal: bool, repair: bool,
+           models: bool) -> None:
+    """The checks of :func:`check_atlas`, on the open atlas."""
+    wal = path / (DB_NAME + "-wal")
+    conn = atlas.conn
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+    except sqlite3.DatabaseError as exc:
+        raise AtlasError(f"{path}: the database cannot be checked: {exc}") from exc
+    if rows != ["ok"]:
+        for r in rows[:20]:
+            add(Problem("database", DB_NAME, r))
+    for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check").fetchall()[:20]:
+        add(Problem("database", DB_NAME, f"{table} row {rowid} names a missing {parent}"))
+    if stale_wal:
+        done = None
+        if repair:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            done = "checkpointed"
+        add(Problem("log", wal.name, f"{wal.stat().st_size if wal.exists() else 0} bytes "
+                    "left by a process that did not close the atlas", done))
+    try:
+        params = atlas.cqt_params
+        n_bins = params.n_bins
+    except (TypeError, ValueError) as exc:
+        add(Problem("cqt", "meta", f"the CQT parameters cannot be read: {exc}"))
+        n_bins = None
+    damaged_samples = _check_features(atlas, n_bins, add, repair, report)
+    _check_embeddings(atlas, add, repair, report)
+    _check_orphans(atlas, add, repair, report)
+    if models:
+        _check_models(atlas, add, report)
+    report.checked["damaged_samples"] = damaged_samples
 
 
 def _in_use(db: Path) -> bool:

@@ -31,9 +31,60 @@ from soundatlas.atlas.schema import DB_NAME, connect, migrate
 from soundatlas.cqt_params import PAPER_CQT, CQTParams
 from soundatlas.errors import AtlasError
 
-__all__ = ["Atlas", "default_atlas_dir"]
+__all__ = ["Atlas", "default_atlas_dir", "lock_writer", "unlock_writer", "WRITER_LOCK"]
 
 _REFRESH_META = "cqt_refresh_started"  # meta: time.time() when an unfinished refresh began
+WRITER_LOCK = "writer.lock"
+_held: dict[Path, list] = {}  # atlas dir -> [file object holding the lock, opens in this process]
+
+
+def lock_writer(path: Path) -> None:
+    """Take the atlas's writer lock (an exclusive ``flock`` on ``ATLAS/writer.lock``), held
+    until the atlas closes: one ``index``, ``embed``, ``train`` or ``adapt`` at a time, so two
+    never interleave their commits and one never removes the files the other has written and
+    not yet committed. Re-entrant within a process; where ``fcntl`` is missing, a no-op.
+
+    Raises
+    ------
+    AtlasError
+        When another process holds it, naming that process.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return
+    key = path.resolve()
+    if key in _held:
+        _held[key][1] += 1
+        return
+    f = open(path / WRITER_LOCK, "a+")  # noqa: SIM115 (held open as long as the lock)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise AtlasError(f"the atlas at {path} is being written by {holder}; wait until it "
+                         "ends (one index, embed, train or adapt at a time)") from None
+    import sys
+
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} ({' '.join(sys.argv)[:200]}, since {time.ctime()})\n")
+    f.flush()
+    _held[key] = [f, 1]
+
+
+def unlock_writer(path: Path) -> None:
+    """Let go of the writer lock :func:`lock_writer` took (the last of this process's)."""
+    key = path.resolve()
+    held = _held.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] == 0:
+        del _held[key]
+        held[0].close()  # closing the file releases the flock
 
 
 def default_atlas_dir(library: str | os.PathLike) -> Path:
@@ -73,9 +124,10 @@ class Atlas(SampleStore, LabelStore, CurationStore, RunStore, ModelStore):
             Open for writing (else read-only). Array files left by a crash are removed then,
             unless ``tidy`` is False.
         tidy : bool, default True
-            Whether a write open removes array files no row names. Writers that touch no array
-            file (the user's tags and collections) pass False: such a file may be one that an
-            ``index`` or ``embed`` running at the same time has written and not yet committed.
+            Whether a write open removes array files no row names, and takes the writer lock
+            (one tidying writer at a time). Writers that touch no array file (the user's tags
+            and collections) pass False: they may run beside an ``index`` or ``embed``, whose
+            files not yet committed must stay.
 
         Returns
         -------
@@ -90,8 +142,16 @@ class Atlas(SampleStore, LabelStore, CurationStore, RunStore, ModelStore):
         db = path / DB_NAME
         if not db.is_file():
             raise AtlasError(f"no atlas at {path} (run `soundatlas index LIBRARY` first)")
-        atlas = cls(path, connect(db, write=write), read_only=not write)
-        atlas.schema_version = migrate(atlas.conn, path, write=write)
+        if write and tidy:
+            lock_writer(path)
+        try:
+            atlas = cls(path, connect(db, write=write), read_only=not write)
+            atlas.schema_version = migrate(atlas.conn, path, write=write)
+        except BaseException:
+            if write and tidy:
+                unlock_writer(path)
+            raise
+        atlas._writer_lock = write and tidy
         if write and tidy:
             atlas._remove_orphan_segments()
         return atlas
@@ -151,7 +211,9 @@ class Atlas(SampleStore, LabelStore, CurationStore, RunStore, ModelStore):
             (path / "features").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise AtlasError(f"cannot create the atlas directory {path}: {exc.strerror}") from exc
+        lock_writer(path)
         atlas = cls(path, connect(path / DB_NAME, write=True))
+        atlas._writer_lock = True
         atlas.schema_version = migrate(atlas.conn, path, write=True)
         with atlas.transaction():
             atlas._set_meta("library", str(Path(library).resolve()))
@@ -159,11 +221,16 @@ class Atlas(SampleStore, LabelStore, CurationStore, RunStore, ModelStore):
             atlas._set_meta("created", str(time.time()))
         return atlas
 
+    _writer_lock = False  # whether this open holds the writer lock
+
     def close(self) -> None:
-        """Close the database and drop the cached array files."""
+        """Close the database, drop the cached array files and let go of the writer lock."""
         self._segment_cache.clear()
         self._embedding_cache.clear()
         self.conn.close()
+        if self._writer_lock:
+            self._writer_lock = False
+            unlock_writer(self.path)
 
     def __enter__(self):
         return self
