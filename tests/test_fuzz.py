@@ -241,3 +241,60 @@ def test_a_models_config_loads_or_says_what_is_wrong(tmp_path_factory, config):
         ModelArtifact.load(d)
     except Exception as exc:  # noqa: BLE001
         assert _clear(exc), repr(exc)
+
+
+# -- audio files: truncated and lying headers of the formats libsndfile reads ---------------------
+
+_FORMATS = {"WAV": ("wav", "PCM_16"), "AIFF": ("aiff", "PCM_16"), "FLAC": ("flac", "PCM_16"),
+            "OGG": ("ogg", "VORBIS"), "AU": ("au", "PCM_16"), "CAF": ("caf", "PCM_16"),
+            "W64": ("w64", "PCM_16"), "RF64": ("rf64", "PCM_16"), "IRCAM": ("sf", "PCM_16"),
+            "NIST": ("nist", "PCM_16"), "VOC": ("voc", "PCM_16"), "WAVEX": ("wav", "PCM_16")}
+
+
+def _valid_file(fmt: str) -> bytes:
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    ext, subtype = _FORMATS[fmt]
+    t = np.arange(8000) / 8000
+    buf = io.BytesIO()
+    sf.write(buf, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 8000, format=fmt,
+             subtype=subtype)
+    return buf.getvalue()
+
+
+_VALID: dict[str, bytes] = {}
+
+
+@EXAMPLES
+@given(st.sampled_from(sorted(_FORMATS)), st.floats(0, 1),
+       st.lists(st.tuples(st.integers(0, 127), st.integers(0, 255)), max_size=6),
+       st.booleans())
+def test_a_truncated_or_lying_audio_file_decodes_or_says_why(tmp_path_factory, fmt, keep,
+                                                             flips, huge):
+    """A file of each format, cut anywhere and with bytes of its header changed (or its WAV
+    data size claiming 4 GB): decoded to finite samples, or one AudioReadError with a reason;
+    never another exception, never a hang (what is decoded is capped by max_duration)."""
+    import numpy as np
+
+    from soundatlas import audio
+    from soundatlas.errors import AudioReadError
+
+    if fmt not in _VALID:
+        _VALID[fmt] = _valid_file(fmt)
+    data = bytearray(_VALID[fmt][: max(0, int(len(_VALID[fmt]) * keep))])
+    for at, value in flips:
+        if at < len(data):
+            data[at] = value
+    if huge and fmt == "WAV" and len(data) >= 44:
+        data[40:44] = b"\xff\xff\xff\xff"  # the data chunk says 4 GB
+    f = tmp_path_factory.mktemp("audio") / f"x.{_FORMATS[fmt][0]}"
+    f.write_bytes(bytes(data))
+    try:
+        a = audio.load(f, sr=16000, max_duration=2.0)
+    except AudioReadError as exc:
+        assert exc.reason
+    else:
+        assert np.isfinite(a.y).all() and a.duration <= 2.0 + 1e-6
