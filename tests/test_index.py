@@ -433,3 +433,31 @@ def test_without_the_trigram_tokenizer_an_atlas_is_made_and_searched_by_scanning
                               ).fetchone() is None
         assert set(a.paths(a.find_samples(path_contains="LOW_03").tolist()).values()) == {
             f"low/low_{m:03d}.wav" for m in range(36, 40)}
+
+
+def test_files_that_change_or_vanish_between_scan_and_analysis(tmp_path):
+    """While `index` runs (its progress callback, after the first batch), one file not yet
+    analysed is deleted and another rewritten: the run ends, the deleted file is a failure
+    naming why, the rewritten one is analysed as it is now or again by the next run, and the
+    next run leaves an atlas that matches the library."""
+    lib = tmp_path / "lib"
+    for i in range(24):
+        write_tone(lib / f"t{i:02d}.wav", 200.0 + 10 * i, seconds=0.5, sr=16000)
+    state = {"done": False}
+
+    def meddle(done, total):
+        if done >= 4 and not state["done"]:
+            state["done"] = True
+            (lib / "t20.wav").unlink()
+            write_tone(lib / "t21.wav", 999.0, seconds=0.8, sr=16000)
+
+    s = index_library(lib, n_jobs=1, batch_size=4, progress=meddle)
+    assert state["done"] and s.n_scanned == 24
+    assert s.failures == [("t20.wav", "file does not exist")]
+    again = index_library(lib, n_jobs=1)
+    with Atlas.open(lib / ".soundatlas") as atlas:
+        paths = {r.path: r for r in atlas.samples()}
+        assert set(paths) == {f"t{i:02d}.wav" for i in range(24) if i != 20}
+        assert atlas.failures() == []  # the deleted file's failure is forgotten
+        assert abs(paths["t21.wav"].duration - 0.8) < 0.05  # as the file is now
+    assert again.n_failed == 0
