@@ -189,3 +189,42 @@ def test_embed_killed_anywhere_resumes_to_the_atlas_an_uninterrupted_run_makes(
         assert np.abs(va.astype(int) - vb.astype(int)).max() <= 1  # int8 codes: a rounding
         assert a.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert check_atlas(atlas_dir, models=False).problems == []  # no orphan left by the kill
+
+
+@pytest.fixture
+def read_only_view(whole, tmp_path):
+    """The atlas's library seen through a read-only bind mount (root can write through chmod,
+    not through a read-only mount); skipped, saying why, where mounting is refused."""
+    src, view = tmp_path / "lib", tmp_path / "ro"
+    shutil.copytree(whole, src, symlinks=True)
+    view.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(src), str(view)], capture_output=True,
+                             text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot bind-mount here ({mounted.stderr.strip() or 'mount refused'}): "
+                    "the read-only atlas is tested where the test may mount")
+    try:
+        ro = subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], capture_output=True,
+                            text=True)
+        if ro.returncode:
+            pytest.skip(f"cannot remount read-only here ({ro.stderr.strip()})")
+        yield view
+    finally:
+        subprocess.run(["umount", str(view)], capture_output=True)
+
+
+def test_an_atlas_on_a_read_only_filesystem_is_served_read_only_and_writers_say_why(
+        read_only_view):
+    atlas = read_only_view / ".soundatlas"
+    out = _run("serve", "--atlas", atlas, "--get", "/api/curation")
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert d["writable"] is False and "not writable" in d["read_only"]
+    out = _run("serve", "--atlas", atlas, "--get", "/api/models/default/neighbours/1")
+    assert out.returncode == 0 and json.loads(out.stdout)["neighbours"], out.stdout
+    assert _run("check", "--atlas", atlas, "--no-models").returncode == 0
+    for args in (("index", read_only_view), ("tag", "--atlas", atlas, "1", "--add", "x"),
+                 ("embed", "--atlas", atlas)):
+        out = _run(*args)
+        assert out.returncode == 1, (args, out.stderr)
+        assert "read-only" in out.stderr.lower() and "Traceback" not in out.stderr, out.stderr

@@ -57,7 +57,10 @@ def lock_writer(path: Path) -> None:
     if key in _held:
         _held[key][1] += 1
         return
-    f = open(path / WRITER_LOCK, "a+")  # noqa: SIM115 (held open as long as the lock)
+    try:
+        f = open(path / WRITER_LOCK, "a+")  # noqa: SIM115 (held open as long as the lock)
+    except OSError as exc:
+        raise AtlasError(f"cannot write the atlas at {path}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

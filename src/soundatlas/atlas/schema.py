@@ -277,11 +277,26 @@ def connect(db: Path, *, write: bool) -> sqlite3.Connection:
             # as_uri() needs an absolute path: a relative --atlas must open too
             conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True,
                                    isolation_level=None, timeout=30)
+            try:
+                conn.execute("PRAGMA user_version").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "unable to open" not in str(exc):
+                    raise
+                # a WAL database on a read-only filesystem: SQLite cannot make the shared
+                # memory file beside it; nothing can write there, so read it as immutable
+                conn.close()
+                conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro&immutable=1",
+                                       uri=True, isolation_level=None, timeout=30)
         conn.execute("PRAGMA foreign_keys = ON")
         # the implicit delete of INSERT OR REPLACE fires delete triggers (embedding_counts)
         conn.execute("PRAGMA recursive_triggers = ON")
         return conn
     except sqlite3.DatabaseError as exc:
+        import os
+
+        if write and db.is_file() and not os.access(db.parent, os.W_OK):
+            raise AtlasError(f"cannot write the atlas at {db.parent}: it is read-only here "
+                             f"({exc})") from exc
         raise AtlasError(f"{db} is not a readable atlas database: {exc}") from exc
 
 
