@@ -268,6 +268,10 @@ def connect(db: Path, *, write: bool) -> sqlite3.Connection:
     AtlasError
         When ``db`` is not an SQLite database.
     """
+    import os
+
+    if write and db.exists() and not (os.access(db, os.W_OK) and os.access(db.parent, os.W_OK)):
+        raise AtlasError(f"cannot write the atlas at {db.parent}: it is read-only here")
     try:
         if write:
             conn = sqlite3.connect(db, isolation_level=None, timeout=30)
@@ -292,11 +296,6 @@ def connect(db: Path, *, write: bool) -> sqlite3.Connection:
         conn.execute("PRAGMA recursive_triggers = ON")
         return conn
     except sqlite3.DatabaseError as exc:
-        import os
-
-        if write and db.is_file() and not os.access(db.parent, os.W_OK):
-            raise AtlasError(f"cannot write the atlas at {db.parent}: it is read-only here "
-                             f"({exc})") from exc
         raise AtlasError(f"{db} is not a readable atlas database: {exc}") from exc
 
 
