@@ -918,3 +918,18 @@ def test_a_kept_atlas_reads_the_features_of_a_segment_id_used_again(tone_library
         rec = writer.samples([sid])[0]
         assert rec.segment == last.segment  # the id was used again
         np.testing.assert_allclose(reader.features(sid), 0.5, atol=1e-3)
+
+
+def test_a_kept_atlas_maps_no_array_file_between_requests(mapped):
+    """Each thread keeps its atlas, but not the array files a request mapped: every map holds
+    a file descriptor, and a server's threads each keeping hundreds ran out of them."""
+    web = WebState(mapped, model=None, max_upload_bytes=1, max_export_bytes=1)
+    with web.atlas() as atlas:
+        m = atlas.models()[0]
+        sid = int(atlas.sample_ids()[0])
+        atlas.features(sid)
+        atlas.trajectory(m.id, sid)
+        assert atlas._segment_cache and atlas._embedding_cache  # noqa: SLF001
+    assert not atlas._segment_cache and not atlas._embedding_cache  # noqa: SLF001
+    with web.atlas() as again:
+        assert again is atlas  # the connection stays

@@ -209,7 +209,7 @@ class WebState:
         Each thread keeps its connection between requests (opening one per request cost a
         fifth of a nearest-sounds request at 1M samples, and its page cache with it); it is
         opened again when the database file was replaced or its schema migrated, and a
-        request never leaves a transaction open on it."""
+        request never leaves a transaction open on it, nor array files mapped."""
         from soundatlas.atlas import DB_NAME
 
         mine = getattr(self._local, "atlas", None)
@@ -231,6 +231,10 @@ class WebState:
         finally:
             if atlas.conn.in_transaction:
                 atlas.conn.execute("ROLLBACK")
+            # the array files it mapped go with the request: each map holds a file descriptor,
+            # and 40 threads each keeping 512 of them ran out (benchmarks/bench_soak.py)
+            atlas._segment_cache.clear()  # noqa: SLF001
+            atlas._embedding_cache.clear()  # noqa: SLF001
 
     @contextmanager
     def curation(self):
