@@ -135,6 +135,18 @@ def missing_message(atlas, model: ModelRecord, n_vectors: int) -> str:
             f"{shlex.quote(model.name)}` adds them")
 
 
+def _checked(ids, codes) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 ids, codes) as arrays; ParameterError when they do not match, or the ids are not
+    ascending and distinct."""
+    ids = np.asarray(ids, dtype=np.int64)
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or len(codes) != len(ids):
+        raise ParameterError(f"codes of shape {codes.shape} for {len(ids)} ids")
+    if len(ids) > 1 and np.any(np.diff(ids) <= 0):
+        raise ParameterError("ids must be ascending and distinct")
+    return ids, codes
+
+
 def _ranked(ids: np.ndarray, rows: np.ndarray, distance: np.ndarray, excluded: set[int],
             k: int) -> list[tuple[int, float]]:
     """The first ``k`` (sample id, distance) of ``rows`` not excluded, by distance, then row
@@ -185,12 +197,7 @@ class VectorIndex:
 
     def __init__(self, ids: np.ndarray, codes: np.ndarray, *, scale: float = 1 / SCALE,
                  brute_below: int = 50_000, project_dims: int = 32, seed: int = 0):
-        ids = np.asarray(ids, dtype=np.int64)
-        codes = np.asarray(codes)
-        if codes.ndim != 2 or len(codes) != len(ids):
-            raise ParameterError(f"codes of shape {codes.shape} for {len(ids)} ids")
-        if len(ids) > 1 and np.any(np.diff(ids) <= 0):
-            raise ParameterError("ids must be ascending and distinct")
+        ids, codes = _checked(ids, codes)
         self.ids, self.codes, self.scale = ids, codes, float(scale)
         n, d = codes.shape
         self.dims = d
@@ -392,13 +399,8 @@ class ApproximateIndex:
             raise ParameterError(f"target_recall {target_recall} must lie in (0, 1]")
         self._exact_index = None
         self._exact_lock = threading.Lock()
-        self.ids = np.asarray(ids, dtype=np.int64)
-        self.codes = np.asarray(codes)
+        self.ids, self.codes = _checked(ids, codes)
         self.scale = float(scale)
-        if self.codes.ndim != 2 or len(self.codes) != len(self.ids):
-            raise ParameterError(f"codes of shape {self.codes.shape} for {len(self.ids)} ids")
-        if len(self.ids) > 1 and np.any(np.diff(self.ids) <= 0):
-            raise ParameterError("ids must be ascending and distinct")
         n, d = self.codes.shape
         self.dims = d
         self.nlist = int(nlist or min(4096, max(16, round(np.sqrt(n)))))

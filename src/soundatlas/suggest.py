@@ -22,7 +22,7 @@ import numpy as np
 
 from soundatlas.errors import ParameterError
 
-__all__ = ["Suggestion", "SPACES", "suggest", "vote", "representation", "hidden_label_curve"]
+__all__ = ["Suggestion", "SPACES", "suggest", "vote", "majority", "representation", "hidden_label_curve"]
 
 SPACES = ("similarity", "map", "input")
 
@@ -68,6 +68,14 @@ def representation(atlas, model, space: str) -> tuple[np.ndarray, np.ndarray]:
     return ids, decode(codes, found)
 
 
+def majority(values: list):
+    """(the value most of ``values`` are, how many are), ``values`` nearest first: a tie goes
+    to the value of the nearest among the tied ones."""
+    votes = Counter(values)
+    top = max(votes.values())
+    return next(v for v in values if votes[v] == top), top
+
+
 def vote(vectors: np.ndarray, labelled: np.ndarray, values: list[str], queries: np.ndarray,
          k: int, *, batch: int = 4096) -> tuple[list[str], np.ndarray]:
     """The value and confidence of each query row among its ``k`` nearest labelled rows.
@@ -106,12 +114,9 @@ def vote(vectors: np.ndarray, labelled: np.ndarray, values: list[str], queries: 
         q = np.ascontiguousarray(vectors[queries[start:start + batch]], np.float32)
         _, nn = index.search(q, k)
         for j, row in enumerate(nn):
-            votes = Counter(names[row].tolist())
-            top = max(votes.values())
-            # a tie goes to the value of the nearest neighbour among the tied ones
-            winner = next(v for v in names[row].tolist() if votes[v] == top)
+            winner, n = majority(names[row].tolist())
             out_values.append(str(codes[winner]))
-            out_conf[start + j] = top / k
+            out_conf[start + j] = n / k
     return out_values, out_conf
 
 

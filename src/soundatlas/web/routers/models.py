@@ -237,7 +237,7 @@ def post_suggest(name: str, body: SuggestRequest, request: Request) -> dict:
     suggest`` computes it; ``null`` for a sample that has the label already (or no labelled
     neighbour among the nearest 50 k). Nothing is stored: accepting one is a tag
     (``POST /api/curation/tags``)."""
-    from collections import Counter
+    from soundatlas.suggest import majority
 
     web = web_state(request)
     with web.atlas() as atlas:
@@ -266,10 +266,8 @@ def post_suggest(name: str, body: SuggestRequest, request: Request) -> dict:
             if not values:
                 out.append(None)
                 continue
-            votes = Counter(values)
-            top = max(votes.values())
-            out.append({"value": next(v for v in values if votes[v] == top),
-                        "confidence": top / body.k})
+            value, n = majority(values)
+            out.append({"value": value, "confidence": n / body.k})
     return {"model": name, "label": body.label, "space": used, "k": body.k,
             "suggestions": [None if s is None else {"id": i, **s}
                             for i, s in zip(body.ids, out)]}
