@@ -131,6 +131,37 @@ def test_one_writer_at_a_time_the_second_refuses_naming_the_first(whole, tmp_pat
     assert out.returncode == 0, out.stderr
 
 
+def test_train_runs_beside_a_writer_and_locks_only_its_own_model(whole, tmp_path):
+    """train writes no array file: it runs while an index or embed holds the atlas (two
+    trainings of different models side by side), and refuses only a second run of the same
+    model, naming the first."""
+    from soundatlas.atlas.core import lock_writer, unlock_writer
+
+    lib = tmp_path / "lib"
+    shutil.copytree(whole, lib, symlinks=True)
+    atlas_dir = lib / ".soundatlas"
+    quick = ("-n", "instrument", "--iterations", "3", "--batch-size", "4", "--threads", "1", "-q")
+    busy = atlas_dir / "models" / "busy"
+    busy.mkdir(parents=True)
+    with Atlas.open(atlas_dir, write=True):  # the atlas's writer lock, as index holds it
+        out = _run("train", "--atlas", atlas_dir, "--name", "beside", *quick)
+        assert out.returncode == 0, out.stderr
+        lock_writer(busy, what="the model 'busy'")  # a run of 'busy' in progress
+        try:
+            out = _run("train", "--atlas", atlas_dir, "--name", "busy", *quick)
+        finally:
+            unlock_writer(busy)
+        assert out.returncode == 1
+        assert f"the model 'busy' of the atlas at {atlas_dir} is being written by pid " \
+               f"{os.getpid()}" in out.stderr, out.stderr
+    with Atlas.open(atlas_dir) as atlas:
+        assert {m.name for m in atlas.models()} >= {"beside"}
+        assert "busy" not in {m.name for m in atlas.models()}
+    out = _run("train", "--atlas", atlas_dir, "--name", "busy", *quick)  # free again
+    assert out.returncode == 0, out.stderr
+    assert check_atlas(atlas_dir).ok
+
+
 @pytest.mark.parametrize("kill_after", [8, 24])
 def test_embed_killed_anywhere_resumes_to_the_atlas_an_uninterrupted_run_makes(
         whole, tmp_path, kill_after):

@@ -131,6 +131,31 @@ def test_instrument_pitch_2_triples(rendered_data):
     assert np.any(inst[a] == inst[n])
 
 
+def test_a_composite_label_keeps_positives_within_both_parts(rendered_library_master,
+                                                             tmp_path):
+    """``A+B`` is the pair of labels A and B: instrument-pitch-2 keyed on
+    articulation+instrument draws positives of the same instrument *and* articulation (as
+    ``bank+instrument`` keeps "same instrument" within one maker)."""
+    atlas_dir = tmp_path / "atlas"
+    index_library(rendered_library_master, atlas_dir=atlas_dir, n_jobs=1)
+    with Atlas.open(atlas_dir) as atlas:
+        data = TrainingData.from_atlas(
+            atlas, label_keys=("articulation+instrument", "instrument", "articulation", "pitch"))
+        with pytest.raises(ParameterError, match="label 'maker' is not in the atlas"):
+            TrainingData.from_atlas(atlas, label_keys=("maker+instrument",))
+    pair = data.label("articulation+instrument")
+    joined = [f"{a} / {i}" for a, i in zip(data.label("articulation"), data.label("instrument"))]
+    assert list(pair) == joined and len(set(joined)) == 6  # 3 instruments x 2 articulations
+    nb = parse_neighbourhood("instrument-pitch-2:articulation+instrument").fit(data)
+    t = nb.draw(np.random.default_rng(0), 3000, data)
+    a, p = t.anchor_sample, t.positive_sample
+    art, inst = data.label("articulation"), data.label("instrument")
+    assert np.all((art[a] == art[p]) & (inst[a] == inst[p]))
+    # without the composite, positives cross articulations
+    plain = InstrumentPitch2().fit(data).draw(np.random.default_rng(0), 3000, data)
+    assert np.any(art[plain.anchor_sample] != art[plain.positive_sample])
+
+
 ALL = ["input-knn", "instrument", "pitch", "instrument-pitch", "instrument-pitch-2"]
 
 

@@ -170,8 +170,9 @@ class TrainingData:
         if label_keys:
             known = set(atlas.label_summary())
             for key in label_keys:
-                if key not in known:
-                    absent[key] = (f"label {key!r} is not in the atlas {atlas.path}; "
+                lacking = [p for p in label_parts(key, known) if p not in known]
+                if lacking:
+                    absent[key] = (f"label {lacking[0]!r} is not in the atlas {atlas.path}; "
                                    f"available labels: {', '.join(sorted(known)) or '(none)'}")
             if absent and missing_labels == "raise":
                 raise ParameterError(next(iter(absent.values())))
@@ -185,8 +186,8 @@ class TrainingData:
                 frames[off : off + rec.n_frames] = atlas.features(rec)
         labels = {}
         for key in label_keys:
-            values = atlas.labels(key)
-            labels[key] = _object_array([values.get(r.id) for r in records])
+            parts = [atlas.labels(p) for p in label_parts(key, known)]
+            labels[key] = _object_array([_joined([v.get(r.id) for v in parts]) for r in records])
         return cls(
             sample_ids=np.array([r.id for r in records], dtype=np.int64),
             frames=frames,
@@ -395,6 +396,25 @@ def _object_array(values: list) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
+
+
+def label_parts(key: str, known) -> list[str]:
+    """The label columns a label key reads: ``[key]``, or for a composite ``A+B`` (a key the
+    atlas does not hold itself) ``['A', 'B']``.
+
+    A composite label's value is its parts' values joined by ``' / '`` (``FluidR3 / violin``),
+    and absent where any part is: ``instrument-pitch-2:bank+instrument`` keeps "same
+    instrument" within one maker.
+    """
+    if key in known or "+" not in key:
+        return [key]
+    return [p.strip() for p in key.split("+")]
+
+
+def _joined(values: list) -> str | None:
+    if any(v is None for v in values):
+        return None
+    return values[0] if len(values) == 1 else " / ".join(str(v) for v in values)
 
 
 def _offsets(lengths: np.ndarray) -> np.ndarray:

@@ -238,11 +238,7 @@ def train(
         When the loss becomes non-finite (the last good checkpoint is kept), or the checkpoint
         to resume from was made with other settings.
     """
-    from soundatlas.artifact import ModelArtifact
-    from soundatlas.loss import ContrastiveLoss
-    from soundatlas.model import build_model, init_weights
     from soundatlas.neighbourhoods import Neighbourhood, parse_neighbourhood
-    from soundatlas.sampling import TrainingData, TripleSampler
 
     settings = (settings or settings_for(preset)).validate()
     if device not in {"cpu", "cuda"}:
@@ -266,6 +262,21 @@ def train(
         settings = replace(settings, standardize=bool(arch_params.get("standardize", False)))
     name = name or f"{nb.slug}-{settings.preset}-s{seed}"
     run_dir = atlas.path / "models" / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # one run per model at a time; other models, and an index, may run beside it
+    with model_lock(run_dir, f"the model {name!r} of the atlas at {atlas.path}"):
+        return _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params,
+                          label=label, command=command, resume=resume, device=device,
+                          progress=progress, stop_after=stop_after)
+
+
+def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, label, command,
+               resume, device, progress, stop_after) -> TrainResult:
+    """The run :func:`train` has set up, under the model's lock: fit, train, checkpoint, save."""
+    from soundatlas.artifact import ModelArtifact
+    from soundatlas.loss import ContrastiveLoss
+    from soundatlas.model import build_model, init_weights
+    from soundatlas.sampling import TrainingData, TripleSampler
 
     split = atlas.splits(seed=None)
     train_ids = sorted(i for i, s in split.items() if s == "train")
@@ -389,6 +400,23 @@ def train(
     artifact.save(run_dir)
     atlas.register_model(name, str(run_dir.relative_to(atlas.path)), artifact.config)
     return result
+
+
+def model_lock(run_dir: Path, what: str):
+    """Hold the lock of one model's folder (``MODEL/writer.lock``) for a ``with`` block."""
+    from contextlib import contextmanager
+
+    from soundatlas.atlas.core import lock_writer, unlock_writer
+
+    @contextmanager
+    def held():
+        lock_writer(run_dir, what=what)
+        try:
+            yield
+        finally:
+            unlock_writer(run_dir)
+
+    return held()
 
 
 def _base_model(atlas, init_from):

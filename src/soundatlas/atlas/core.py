@@ -38,11 +38,14 @@ WRITER_LOCK = "writer.lock"
 _held: dict[Path, list] = {}  # atlas dir -> [file object holding the lock, opens in this process]
 
 
-def lock_writer(path: Path) -> None:
+def lock_writer(path: Path, *, what: str | None = None) -> None:
     """Take the atlas's writer lock (an exclusive ``flock`` on ``ATLAS/writer.lock``), held
-    until the atlas closes: one ``index``, ``embed``, ``train`` or ``adapt`` at a time, so two
-    never interleave their commits and one never removes the files the other has written and
-    not yet committed. Re-entrant within a process; where ``fcntl`` is missing, a no-op.
+    until the atlas closes: one ``index``, ``embed`` or ``adapt`` at a time, so two never
+    interleave their commits and one never removes the files the other has written and not yet
+    committed. Re-entrant within a process; where ``fcntl`` is missing, a no-op.
+
+    ``train`` takes the same lock on its model's folder instead (``what`` names it): it writes
+    no array file, so trainings of different models run side by side, and beside an ``index``.
 
     Raises
     ------
@@ -67,8 +70,11 @@ def lock_writer(path: Path) -> None:
         f.seek(0)
         holder = f.read().strip() or "another process"
         f.close()
+        if what is not None:
+            raise AtlasError(f"{what} is being written by {holder}; wait until it ends, or "
+                             "give this run another --name") from None
         raise AtlasError(f"the atlas at {path} is being written by {holder}; wait until it "
-                         "ends (one index, embed, train or adapt at a time)") from None
+                         "ends (one index, embed or adapt at a time)") from None
     import sys
 
     f.seek(0)

@@ -348,7 +348,7 @@ def atlas_dir(args: argparse.Namespace) -> Path:
     )
 
 
-def open_atlas(args: argparse.Namespace, *, write: bool = False):
+def open_atlas(args: argparse.Namespace, *, write: bool = False, tidy: bool = True):
     """Open the atlas of :func:`atlas_dir`.
 
     Parameters
@@ -357,6 +357,8 @@ def open_atlas(args: argparse.Namespace, *, write: bool = False):
         The command line, with ``args.atlas``.
     write : bool, optional
         Open it for writing (default: read-only).
+    tidy : bool, optional
+        As ``Atlas.open``'s: False for a writer that writes no array file (``train``).
 
     Returns
     -------
@@ -365,4 +367,4 @@ def open_atlas(args: argparse.Namespace, *, write: bool = False):
     """
     from soundatlas.atlas import Atlas
 
-    return Atlas.open(atlas_dir(args), write=write)
+    return Atlas.open(atlas_dir(args), write=write, tidy=tidy)

@@ -97,7 +97,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from soundatlas.train import train
 
     settings = train_settings(args)
-    with open_atlas(args, write=True) as atlas, \
+    # no writer lock on the atlas: train writes no array file and locks its model's folder
+    with open_atlas(args, write=True, tidy=False) as atlas, \
             progress_bar(args, desc=f"training {args.neighbourhood}", unit="it") as bar:
 
         def progress(done, total, stats):
