@@ -144,7 +144,7 @@ def test_a_composite_label_keeps_positives_within_both_parts(rendered_library_ma
         with pytest.raises(ParameterError, match="label 'maker' is not in the atlas"):
             TrainingData.from_atlas(atlas, label_keys=("maker+instrument",))
     pair = data.label("articulation+instrument")
-    joined = [f"{a} / {i}" for a, i in zip(data.label("articulation"), data.label("instrument"))]
+    joined = [f"{a}|{i}" for a, i in zip(data.label("articulation"), data.label("instrument"))]
     assert list(pair) == joined and len(set(joined)) == 6  # 3 instruments x 2 articulations
     nb = parse_neighbourhood("instrument-pitch-2:articulation+instrument").fit(data)
     t = nb.draw(np.random.default_rng(0), 3000, data)

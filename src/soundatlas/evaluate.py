@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from soundatlas.errors import AtlasError, ParameterError
+from soundatlas.labels import label_of, label_parts
 
 __all__ = ["KS", "knn_accuracy", "FrameSet", "frame_set", "model_frame_points",
            "sample_points", "score_points", "similarity_retrieval", "sorted_labels", "label_of",
@@ -396,39 +397,6 @@ def sorted_labels(values) -> list[str]:
         return uniq
 
 
-def _parts(key: str, known: set[str]) -> list[str]:
-    """The labels a key names: itself, or for ``A+B`` (not itself a label) A and B."""
-    return [key] if key in known or "+" not in key else key.split("+")
-
-
-def label_of(atlas, key: str, known: set[str] | None = None) -> dict[int, str]:
-    """Each sample's value of label ``key``.
-
-    Parameters
-    ----------
-    atlas : Atlas
-        The labelled atlas.
-    key : str
-        A label, or ``A+B`` (when no label has that name): the pair as one label, ``'a|b'``,
-        for the samples that have both (what the instrument-pitch neighbourhood learns: same
-        instrument and same pitch).
-    known : set of str, optional
-        The atlas's label names (read from it when None).
-
-    Returns
-    -------
-    dict
-        sample id -> value.
-    """
-    known = set(atlas.label_summary()) if known is None else known
-    parts = _parts(key, known)
-    if len(parts) == 1:
-        return atlas.labels(key)
-    columns = [atlas.labels(p) for p in parts]
-    common = set(columns[0]).intersection(*columns[1:])
-    return {sid: "|".join(c[sid] for c in columns) for sid in common}
-
-
 def default_labels(atlas) -> list[str]:
     """The labels scored when none are named.
 
@@ -512,7 +480,7 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
     labels = default_labels(atlas) if not labels else list(labels)
     for a in atlases[::-1]:  # this atlas first
         have = set(a.label_summary())
-        missing = [part for k in labels for part in _parts(k, known) if part not in have]
+        missing = [part for k in labels for part in label_parts(k, known) if part not in have]
         if missing:
             where = "the atlas" if a is atlas else f"the reference atlas {a.path}"
             raise ParameterError(f"label {missing[0]!r} is not in {where}; available: "

@@ -22,6 +22,7 @@ import numpy as np
 
 from soundatlas.cqt_params import PAPER_CQT
 from soundatlas.errors import ParameterError
+from soundatlas.labels import label_of, label_parts
 
 if TYPE_CHECKING:  # pragma: no cover
     from soundatlas.atlas import Atlas
@@ -186,8 +187,8 @@ class TrainingData:
                 frames[off : off + rec.n_frames] = atlas.features(rec)
         labels = {}
         for key in label_keys:
-            parts = [atlas.labels(p) for p in label_parts(key, known)]
-            labels[key] = _object_array([_joined([v.get(r.id) for v in parts]) for r in records])
+            values = label_of(atlas, key, known)
+            labels[key] = _object_array([values.get(r.id) for r in records])
         return cls(
             sample_ids=np.array([r.id for r in records], dtype=np.int64),
             frames=frames,
@@ -396,25 +397,6 @@ def _object_array(values: list) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
-
-
-def label_parts(key: str, known) -> list[str]:
-    """The label columns a label key reads: ``[key]``, or for a composite ``A+B`` (a key the
-    atlas does not hold itself) ``['A', 'B']``.
-
-    A composite label's value is its parts' values joined by ``' / '`` (``FluidR3 / violin``),
-    and absent where any part is: ``instrument-pitch-2:bank+instrument`` keeps "same
-    instrument" within one maker.
-    """
-    if key in known or "+" not in key:
-        return [key]
-    return [p.strip() for p in key.split("+")]
-
-
-def _joined(values: list) -> str | None:
-    if any(v is None for v in values):
-        return None
-    return values[0] if len(values) == 1 else " / ".join(str(v) for v in values)
 
 
 def _offsets(lengths: np.ndarray) -> np.ndarray:

@@ -24,6 +24,8 @@ __all__ = [
     "folder_labels",
     "name_labels",
     "compile_name_pattern",
+    "label_parts",
+    "label_of",
 ]
 
 _NOTE = re.compile(r"^([A-Ga-g])([#♯sb♭]*)(-?\d+)$")
@@ -303,3 +305,38 @@ def name_labels(relpath: str, pattern: re.Pattern) -> dict[str, str]:
                 continue
         out[key] = value
     return out
+
+
+def label_parts(key: str, known) -> list[str]:
+    """The label columns a label key names: ``[key]``, or for a composite ``A+B`` (a key that is
+    not itself one of the ``known`` labels) ``['A', 'B']``."""
+    return [key] if key in known or "+" not in key else [p.strip() for p in key.split("+")]
+
+
+def label_of(atlas, key: str, known=None) -> dict[int, str]:
+    """Each sample's value of label ``key``.
+
+    Parameters
+    ----------
+    atlas : Atlas
+        The labelled atlas.
+    key : str
+        A label, or ``A+B`` (when no label has that name): the pair as one label, ``'a|b'``,
+        for the samples that have both. ``evaluate --labels instrument+pitch`` scores what the
+        instrument-pitch neighbourhood learns; ``instrument-pitch-2:bank+instrument`` keeps
+        "same instrument" within one maker.
+    known : set of str, optional
+        The atlas's label names (read from it when None).
+
+    Returns
+    -------
+    dict
+        sample id -> value.
+    """
+    known = set(atlas.label_summary()) if known is None else known
+    parts = label_parts(key, known)
+    if len(parts) == 1:
+        return atlas.labels(key)
+    columns = [atlas.labels(p) for p in parts]
+    common = set(columns[0]).intersection(*columns[1:])
+    return {sid: "|".join(c[sid] for c in columns) for sid in common}
