@@ -585,3 +585,88 @@ def test_trajectories_in_bulk_equal_one_at_a_time(atlas, index):
     assert sorted(bulk) == ids
     for sid in ids[::7]:
         np.testing.assert_array_equal(bulk[sid], atlas.trajectory(index.model_id, sid))
+
+
+def test_render_stops_at_the_next_grain_once_cancelled(atlas, index):
+    """synth.cancellable: a render whose caller no longer wants it raises RenderCancelled
+    (the server passes "the client has disconnected")."""
+    asked = []
+
+    def cancelled():
+        asked.append(1)
+        return len(asked) > 20  # wanted for 20 grains, then not
+
+    path = synth.MapPath(index.points[:1].astype(np.float64), np.array([30.0]))
+    with synth.cancellable(cancelled), pytest.raises(synth.RenderCancelled):
+        synth.render(atlas, None, path, index=index)
+    assert len(asked) == 21
+    result = synth.render(atlas, None, path, index=index)  # outside the block: not asked
+    assert result.duration == pytest.approx(30.0) and len(asked) == 21
+
+
+def _raw_post(server, path: str, body: dict):
+    """POST ``body`` on a socket of its own, the answer not yet read (close it to hang up)."""
+    import json
+    import socket
+
+    data = json.dumps(body).encode()
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+    return sock
+
+
+def _until(server, **want):
+    """Poll ``GET /api/renders`` until its counts include ``want`` (30 s at most)."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        status = server.get("/api/renders")
+        if all(status[k] == v for k, v in want.items()):
+            return status
+        assert time.monotonic() < deadline, (want, status)
+        time.sleep(0.02)
+
+
+def test_web_renders_queue_refuse_beyond_the_queue_and_stop_when_the_client_goes(library, atlas):
+    """One render runs, `render_queue` wait, one more is refused 503 with Retry-After; a
+    client that hangs up stops its render, running or waiting, and the next one then runs."""
+    import urllib.error
+
+    from soundatlas.web import create_app
+    from soundatlas.web.server import ThreadedServer
+
+    model = atlas.models()[0].name
+    sid = int(atlas.sample_ids()[0])
+    url = f"/api/models/{model}/synth"
+    # 300 s of 10 ms grains at 95 % overlap: 600,000 grains, far longer than the test's steps
+    endless = {"ids": [sid], "duration": 300, "grain": 0.01, "overlap": 0.95}
+    short = {"ids": [sid], "duration": 0.5}
+    app = create_app(library / ".soundatlas", render_queue=1)
+    with ThreadedServer(app) as server:
+        running = _raw_post(server, url, endless)
+        _until(server, running=1)
+        waiting = _raw_post(server, url, short)
+        _until(server, running=1, waiting=1)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            server.request(url, body=short)
+        assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "5"
+        assert "busy rendering" in refused.value.read().decode()
+        running.close()  # the client of the long render hangs up: it stops
+        _until(server, cancelled=1, refused=1)
+        answer = b""
+        while chunk := waiting.recv(65536):  # the waiting render ran, and answered
+            answer += chunk
+        waiting.close()
+        assert answer.startswith(b"HTTP/1.1 200") and b"audio/wav" in answer
+        _until(server, running=0, waiting=0, completed=1, cancelled=1)
+        # a client that hangs up while its render waits: it leaves the queue
+        with app.state.web.render_lock:  # as if a render were running
+            gone = _raw_post(server, url, short)
+            _until(server, waiting=1)
+            gone.close()
+            _until(server, waiting=0, cancelled=2)
+        assert server.get("/api/renders") == {
+            "running": 0, "waiting": 0, "completed": 1, "cancelled": 2, "refused": 1,
+            "failed": 0, "max_running": 1, "max_waiting": 1}

@@ -89,6 +89,10 @@ def _add_serve(sub, parents) -> None:
                     "of models with more than N similarity vectors approximately: a FAISS "
                     "inverted file, its recall measured when it is built and given in each "
                     "answer; a request may still ask for an exact one (default: 100,000)")
+    sv.add_argument("--render-queue", type=nonnegative_int, default=4, metavar="N",
+                    help="renders (paths played as sound, mosaics) that may wait while one "
+                    "runs; one more is answered 503 with Retry-After, and a render whose client "
+                    "disconnects stops (default: 4)")
     sv.set_defaults(func=cmd_serve)
 
 
@@ -113,6 +117,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(atlas_dir(args), model=args.model, allowed_hosts=allowed,
                      osc_out=args.osc_out if live else None,
                      osc_in=args.osc_in if live else None, read_only=args.read_only,
+                     render_queue=args.render_queue,
                      approximate_above=(APPROXIMATE_ABOVE if args.approximate_above is None
                                         else args.approximate_above))
     if args.get is not None:

@@ -12,7 +12,8 @@ library's original files. Its parts, in the order a render uses them:
 - :mod:`~soundatlas.synth.cache`: :class:`AudioCache`, grains of the original files at the
   output rate.
 - :mod:`~soundatlas.synth.render`: :func:`render`, concatenative synthesis along a path (the
-  rendering and loudness rules are in its doc), and :class:`Rendering`.
+  rendering and loudness rules are in its doc), :class:`Rendering`, and :func:`cancellable`
+  (a render stopped when its caller is gone).
 - :mod:`~soundatlas.synth.mosaic`: :func:`mosaic`, an audio file rebuilt from the library.
 - :mod:`~soundatlas.synth.wav`: :func:`write_wav` and :func:`wav_bytes`.
 
@@ -25,12 +26,22 @@ from soundatlas.synth.exclusions import find_sample, resolve_exclusions, self_ex
 from soundatlas.synth.index import SILENCE, FrameIndex, embedded_model
 from soundatlas.synth.mosaic import mosaic
 from soundatlas.synth.paths import MAX_DURATION, MapPath, knn_walk, random_walk, read_path
-from soundatlas.synth.render import CEILING, MAX_GAIN, Rendering, hann, render, window_ripple
+from soundatlas.synth.render import (
+    CEILING,
+    MAX_GAIN,
+    RenderCancelled,
+    Rendering,
+    cancellable,
+    hann,
+    render,
+    window_ripple,
+)
 from soundatlas.synth.wav import WAV_SUBTYPES, wav_bytes, write_wav
 
 __all__ = [
     "SILENCE", "MAX_GAIN", "CEILING", "MAX_DURATION", "FrameIndex", "MapPath", "Rendering",
     "AudioCache", "embedded_model", "read_path", "random_walk", "knn_walk", "resolve_exclusions",
     "self_exclusions", "render", "mosaic", "find_sample", "plot_trajectory", "write_wav",
-    "wav_bytes", "hann", "window_ripple", "decode_original", "WAV_SUBTYPES",
+    "wav_bytes", "hann", "window_ripple", "decode_original", "WAV_SUBTYPES", "RenderCancelled",
+    "cancellable",
 ]

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -47,6 +49,32 @@ MAX_GAIN = 8.0         # the most a grain is amplified to meet the loudness targ
 CEILING = 0.977        # the limiter's ceiling (-0.2 dBFS)
 LIMITER_S = 0.010      # the limiter's look-ahead and smoothing, seconds
 FADE_S = 0.010         # the output's fade in and out, seconds
+
+
+class RenderCancelled(SoundAtlasError):
+    """A render stopped because the one who asked for it no longer wants it (see
+    :func:`cancellable`)."""
+
+
+_cancelled: ContextVar[Callable[[], bool] | None] = ContextVar("render_cancelled", default=None)
+
+
+@contextmanager
+def cancellable(cancelled: Callable[[], bool]):
+    """Renders (and mosaics) in this block stop with :class:`RenderCancelled` as soon as
+    ``cancelled()`` is true: it is asked before each grain is read. The server passes "the
+    client has disconnected"."""
+    token = _cancelled.set(cancelled)
+    try:
+        yield
+    finally:
+        _cancelled.reset(token)
+
+
+def _check_cancelled() -> None:
+    cancelled = _cancelled.get()
+    if cancelled is not None and cancelled():
+        raise RenderCancelled("the render was cancelled")
 
 
 @dataclass(eq=False)
@@ -350,6 +378,7 @@ class _Grains:
 
     def windowed(self, k: int) -> np.ndarray:
         """Grain ``k`` under the window, read (again: from the cache when kept)."""
+        _check_cancelled()
         rec = self.records[int(self.sids[k])]
         return self.cache.grain(rec, self.sources[k], len(self.window)) * self.window
 

@@ -74,7 +74,7 @@ def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
                max_upload_bytes: int = 50 * 2**20, max_export_bytes: int = 2 * 2**30,
                allowed_hosts: Iterable[str] | None = None, osc_out: str | None = None,
                osc_in: str | None = None, approximate_above: int | None = APPROXIMATE_ABOVE,
-               read_only: bool = False,
+               read_only: bool = False, render_queue: int = 4,
                extra_routers: Iterable[APIRouter] = ()) -> FastAPI:
     """The web app for an atlas: it reads the atlas, and writes only the user's layer (tags,
     stars, notes, collections: ``atlas.curation``) unless ``read_only``.
@@ -105,6 +105,10 @@ def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
     read_only : bool, default False
         Never write, not even the user's layer (also the case, with the reason in
         ``/api/curation``, when the atlas's directory or database cannot be written).
+    render_queue : int, default 4
+        Renders (``synth``, ``mosaic``) that may wait while one runs; one more is answered 503
+        with Retry-After. A render whose client disconnects stops (``GET /api/renders`` counts
+        them).
     extra_routers : iterable of fastapi.APIRouter, optional
         Routers included after ``ROUTERS`` (an endpoint added without editing this package).
 
@@ -116,7 +120,7 @@ def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
     Raises
     ------
     ParameterError
-        For a limit below 1 or a bad OSC address.
+        For a limit below 1, a render queue below 0 or a bad OSC address.
     AtlasError
         When the atlas cannot be opened or has no model ``model``.
     """
@@ -127,6 +131,8 @@ def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
         raise ParameterError(f"max_export_bytes={max_export_bytes} must be at least 1")
     if approximate_above is not None and approximate_above < 0:
         raise ParameterError(f"approximate_above={approximate_above} must be at least 0")
+    if isinstance(render_queue, bool) or not isinstance(render_queue, int) or render_queue < 0:
+        raise ParameterError(f"render_queue={render_queue!r} must be an integer >= 0")
     with Atlas.open(atlas_dir) as atlas:  # fail now, with the atlas's own message
         if model is not None:
             atlas.model(model)
@@ -160,7 +166,7 @@ def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
     app.state.web = WebState(atlas_dir, model=model, max_upload_bytes=max_upload_bytes,
                              max_export_bytes=max_export_bytes, osc_out=out, osc_in=listener,
                              events=hub, approximate_above=approximate_above,
-                             read_only=why_read_only)
+                             read_only=why_read_only, render_queue=render_queue)
     install_error_handlers(app)
     install_security(app, allowed_hosts)
     for router in (*ROUTERS, *extra_routers):

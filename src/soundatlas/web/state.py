@@ -145,6 +145,79 @@ def points_key(atlas: Atlas, model: ModelRecord) -> tuple:
             atlas.newest_embedding_segment(model.id))
 
 
+class RenderSlots:
+    """Renders (``synth``, ``mosaic``) one at a time, at most ``max_waiting`` more queued.
+
+    A render is CPU-bound and they share the decoded originals (``WebState.audio_cache``), so
+    one runs at a time; a request beyond the queue is refused at once (``Busy``: the app
+    answers 503 with Retry-After) instead of holding a server thread for minutes. A queued or
+    running render whose client has gone stops (``synth.cancellable``).
+
+    Parameters
+    ----------
+    max_waiting : int
+        Renders that may wait for the one running.
+
+    Attributes
+    ----------
+    lock : threading.Lock
+        Held by the running render.
+    counts : dict of str to int
+        'running', 'waiting' (now), 'completed', 'cancelled', 'refused', 'failed' (so far).
+    """
+
+    class Busy(Exception):
+        """The queue is full."""
+
+    def __init__(self, max_waiting: int = 4):
+        self.max_waiting = int(max_waiting)
+        self.lock = threading.Lock()
+        self._counts_lock = threading.Lock()
+        self.counts = dict.fromkeys(("running", "waiting", "completed", "cancelled", "refused",
+                                     "failed"), 0)
+
+    def _add(self, **delta) -> None:
+        with self._counts_lock:
+            for k, v in delta.items():
+                self.counts[k] += v
+
+    @contextmanager
+    def slot(self, cancelled: Callable[[], bool]):
+        """Wait for the render slot (refused with ``Busy`` when the queue is full), then hold
+        it for the ``with`` block with renders in it cancelled once ``cancelled()`` is true."""
+        from soundatlas.synth import RenderCancelled, cancellable
+
+        with self._counts_lock:
+            if self.counts["running"] + self.counts["waiting"] > self.max_waiting:
+                self.counts["refused"] += 1
+                raise self.Busy()
+            self.counts["waiting"] += 1
+        try:
+            while not self.lock.acquire(timeout=0.05):
+                if cancelled():
+                    raise RenderCancelled("the render was cancelled while it waited")
+        except RenderCancelled:
+            self._add(waiting=-1, cancelled=1)
+            raise
+        self._add(waiting=-1, running=1)
+        outcome = "failed"
+        try:
+            with cancellable(cancelled):
+                yield
+            outcome = "completed"
+        except RenderCancelled:
+            outcome = "cancelled"
+            raise
+        finally:
+            self.lock.release()
+            self._add(running=-1, **{outcome: 1})
+
+    def status(self) -> dict:
+        """The counts, with ``max_running`` (1) and ``max_waiting``."""
+        with self._counts_lock:
+            return {**self.counts, "max_running": 1, "max_waiting": self.max_waiting}
+
+
 class WebState:
     """What the app keeps between requests: where the atlas is, settings and caches.
 
@@ -171,6 +244,8 @@ class WebState:
     read_only : str or None, optional
         Why the user's layer (tags, stars, notes, collections) may not be written, or None
         when it may.
+    render_queue : int, default 4
+        Renders that may wait for the running one (:class:`RenderSlots`).
 
     Notes
     -----
@@ -182,7 +257,7 @@ class WebState:
     def __init__(self, atlas_dir: Path, *, model: str | None, max_upload_bytes: int,
                  max_export_bytes: int, osc_out=None, osc_in=None, events=None,
                  approximate_above: int | None = APPROXIMATE_ABOVE,
-                 read_only: str | None = None):
+                 read_only: str | None = None, render_queue: int = 4):
         self.atlas_dir = atlas_dir
         self.read_only = read_only
         self.approximate_above = approximate_above
@@ -199,7 +274,8 @@ class WebState:
         self._artifacts: dict[tuple, object] = {}
         self._frames: dict[str, tuple[tuple, object]] = {}  # name -> (points_key, FrameIndex)
         self._audio: object = None  # synth.AudioCache shared by renders, at one output rate
-        self.render_lock = threading.Lock()  # one render at a time: each is CPU-bound anyway
+        self.renders = RenderSlots(max_waiting=render_queue)
+        self.render_lock = self.renders.lock  # held by the render running
         self._local = threading.local()  # each thread's (database file id, open Atlas)
 
     @contextmanager

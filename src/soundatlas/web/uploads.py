@@ -90,7 +90,7 @@ async def receive_upload(request: Request, limit: int) -> tuple[Path, str]:
         await form.close()
 
 
-async def run_on_upload(request: Request, work, *args):
+async def run_on_upload(request: Request, work, *args, runner=None):
     """Receive the request's upload, hand it to ``work`` in a worker thread, then remove it.
 
     Parameters
@@ -103,6 +103,9 @@ async def run_on_upload(request: Request, work, *args):
         the upload's file name, then ``args``.
     *args
         Passed on to ``work``.
+    runner : callable, optional
+        ``await runner(work, web, path, filename, *args)`` runs it (default: in the thread
+        pool; renders pass one that queues them and stops them when the client goes).
 
     Returns
     -------
@@ -112,6 +115,6 @@ async def run_on_upload(request: Request, work, *args):
     web = web_state(request)
     path, filename = await receive_upload(request, web.max_upload_bytes)
     try:
-        return await run_in_threadpool(work, web, path, filename, *args)
+        return await (runner or run_in_threadpool)(work, web, path, filename, *args)
     finally:
         path.unlink(missing_ok=True)

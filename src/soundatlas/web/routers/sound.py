@@ -1,18 +1,26 @@
 """``/api/models/{name}/synth`` and ``/mosaic``: the map as an instrument. A path drawn on the map
 is rendered by concatenative synthesis, and an uploaded sound is rebuilt from the library's
 grains (exactly as ``soundatlas synth`` and ``soundatlas mosaic`` do); both answer a WAV file.
-Nothing is written to the atlas."""
+Nothing is written to the atlas.
+
+Renders are bounded: a path lasts at most ``MAX_SECONDS``, one render runs at a time and a few
+wait (``WebState.renders``; beyond them 503 with Retry-After), and a render whose client has
+disconnected stops at its next grain. ``GET /api/renders`` counts them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import threading
+from functools import partial
 from typing import Literal
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from soundatlas.errors import AudioReadError, ParameterError, SoundAtlasError
 from soundatlas.web.deps import embedded_model, web_state
@@ -20,11 +28,13 @@ from soundatlas.web.responses import api_error, attachment_header
 from soundatlas.web.state import model_dims
 from soundatlas.web.uploads import UPLOAD_BODY, run_on_upload
 
-router = APIRouter(prefix="/api/models", tags=["sound"])
+router = APIRouter(prefix="/api", tags=["sound"])
 
 MAX_POINTS = 10_000
 MAX_LISTED = 500  # sample ids listed in X-Render (a header must stay small)
 MAX_SECONDS = 300.0  # the longest render the page may ask for (the CLI allows 600 s)
+RETRY_AFTER = 5  # seconds a client refused for a full render queue is told to wait
+_POLL = 0.05  # seconds between two looks at whether a render's client is still there
 _WAV = {200: {"content": {"audio/wav": {}}}}
 
 
@@ -43,18 +53,22 @@ class SynthRequest(BaseModel):
     format: Literal["pcm16", "float"] = Field("pcm16", description="WAV sample format")
 
 
-@router.post("/{name}/synth", summary="Render a path through the map as audio (WAV)",
+@router.post("/models/{name}/synth", summary="Render a path through the map as audio (WAV)",
              response_class=Response, responses=_WAV)
-def post_synth(name: str, body: SynthRequest, request: Request) -> Response:
+async def post_synth(name: str, body: SynthRequest, request: Request) -> Response:
     """Each point of the path (``points`` in the model's coordinates, or the points of the
     samples ``ids``) lasts its duration; grains of the original files at the nearest sounding
     frame of the whole library are overlap-added with a Hann window, loudness-matched and
     limited. Answers the WAV; headers ``X-Duration``, ``X-Sample-Rate``, ``X-Grains``,
     ``X-Samples-Used`` and ``X-Render`` (the whole summary as JSON, with ``sample_ids``: the
-    samples heard, in order of first use, at most 500)."""
+    samples heard, in order of first use, at most 500). 503 with Retry-After when the render
+    queue is full."""
+    return await run_render(request, _synth, web_state(request), name, body)
+
+
+def _synth(web, name: str, body: SynthRequest) -> Response:
     from soundatlas import synth
 
-    web = web_state(request)
     if (body.points is None) == (body.ids is None):
         raise api_error(400, "give the path as either 'points' or 'ids' (exactly one)")
     n = len(body.points if body.points is not None else body.ids)
@@ -86,25 +100,72 @@ def post_synth(name: str, body: SynthRequest, request: Request) -> Response:
             path = synth.MapPath(points, np.asarray(durations, dtype=np.float64), glide=body.glide)
             frames = web.frame_index(atlas, model)
             exclude = _known(atlas, body.exclude)
-            with web.render_lock:
-                sr = frames.without(exclude).most_common_sr() if len(frames) else 44100
-                result = synth.render(atlas, model, path, sr=sr, grain=body.grain,
-                                      overlap=body.overlap, exclude=exclude, index=frames,
-                                      cache=web.audio_cache(atlas.library, sr))
+            sr = frames.without(exclude).most_common_sr() if len(frames) else 44100
+            result = synth.render(atlas, model, path, sr=sr, grain=body.grain,
+                                  overlap=body.overlap, exclude=exclude, index=frames,
+                                  cache=web.audio_cache(atlas.library, sr))
         except SoundAtlasError as exc:
             raise _render_error(exc) from None
     return _wav_response(result, body.format, f"path-{name}.wav")
 
 
+async def run_render(request: Request, work, web, *args) -> Response:
+    """Run ``work(web, *args)`` in a worker thread in the render slot (``web.renders``), and
+    stop it once the client has disconnected: a task looks every ``_POLL`` s meanwhile."""
+    done = threading.Event()
+    gone = threading.Event()
+
+    async def watch():
+        while not done.is_set():
+            if await request.is_disconnected():
+                gone.set()
+                return
+            await asyncio.sleep(_POLL)
+
+    def in_slot():
+        from soundatlas.synth import RenderCancelled
+
+        try:
+            with web.renders.slot(gone.is_set):
+                return work(web, *args)
+        except RenderCancelled as exc:
+            raise api_error(499, str(exc)) from None  # nobody reads it: the client has gone
+        except web.renders.Busy:
+            raise api_error(503, "the server is busy rendering: "
+                            f"{web.renders.max_waiting + 1} renders are queued or running; "
+                            f"try again in {RETRY_AFTER} s",
+                            headers={"Retry-After": str(RETRY_AFTER)}) from None
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await run_in_threadpool(in_slot)
+    finally:
+        done.set()
+        watcher.cancel()
+
+
+@router.get("/renders", summary="Renders running, queued, done, cancelled and refused")
+def get_renders(request: Request) -> dict:
+    """``running`` and ``waiting`` now; ``completed``, ``cancelled`` (the client went away),
+    ``refused`` (the queue was full) and ``failed`` since the server started; ``max_running``
+    and ``max_waiting`` (``serve --render-queue``)."""
+    return web_state(request).renders.status()
+
+
 def _render_error(exc: SoundAtlasError, upload: str | None = None):
     """What a failed render answers: 400 for a wrong parameter (or an upload that is not
-    audio), 409 for the library's state (nothing left to render with, no readable file)."""
+    audio), 409 for the library's state (nothing left to render with, no readable file). A
+    cancelled render (``RenderCancelled``) is raised again, for the render slot to count."""
+    from soundatlas.synth import RenderCancelled
+
+    if isinstance(exc, RenderCancelled):
+        return exc
     if upload is not None and isinstance(exc, AudioReadError):
         return api_error(400, f"{upload}: {exc.reason}")
     return api_error(400 if isinstance(exc, ParameterError) else 409, str(exc))
 
 
-@router.post("/{name}/mosaic", summary="Rebuild an uploaded sound from the library (WAV)",
+@router.post("/models/{name}/mosaic", summary="Rebuild an uploaded sound from the library (WAV)",
              openapi_extra=UPLOAD_BODY, response_class=Response,
              responses={**_WAV, 400: {"description": "not audio"},
                         413: {"description": "too large"}})
@@ -118,8 +179,9 @@ async def post_mosaic(
     """Upload one audio file as multipart field ``file``. It is embedded with the model as a
     query is, and its trajectory followed with grains of the library, each scaled to the
     upload's own loudness at that time. Answers the WAV (headers as for ``synth``). The upload
-    is not kept."""
-    return await run_on_upload(request, _mosaic, name, exclude_self, grain, overlap, format)
+    is not kept. 503 with Retry-After when the render queue is full."""
+    return await run_on_upload(request, _mosaic, name, exclude_self, grain, overlap, format,
+                               runner=partial(run_render, request))
 
 
 def _mosaic(web, path, filename, name, exclude_self, grain, overlap, fmt) -> Response:
@@ -130,11 +192,10 @@ def _mosaic(web, path, filename, name, exclude_self, grain, overlap, fmt) -> Res
         web.artifact(atlas, model)  # 409 when its CQT differs from the atlas's
         try:
             frames = web.frame_index(atlas, model)
-            with web.render_lock:
-                sr = frames.most_common_sr()
-                result, facts = synth.mosaic(atlas, name, path, exclude_self=exclude_self,
-                                             grain=grain, overlap=overlap, sr=sr, index=frames,
-                                             cache=web.audio_cache(atlas.library, sr))
+            sr = frames.most_common_sr()
+            result, facts = synth.mosaic(atlas, name, path, exclude_self=exclude_self,
+                                         grain=grain, overlap=overlap, sr=sr, index=frames,
+                                         cache=web.audio_cache(atlas.library, sr))
         except SoundAtlasError as exc:
             raise _render_error(exc, upload=filename) from None
     stem = filename.rsplit(".", 1)[0][:60] or "upload"
