@@ -259,3 +259,64 @@ def test_an_atlas_on_a_read_only_filesystem_is_served_read_only_and_writers_say_
         out = _run(*args)
         assert out.returncode == 1, (args, out.stderr)
         assert "read-only" in out.stderr.lower() and "Traceback" not in out.stderr, out.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A tmpfs of 256 KiB to fill (``remount(size)`` resizes it); skipped, saying why, where
+    mounting is refused."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'mount refused'}): "
+                    "a full disk is tested where the test may mount one")
+
+    def remount(size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(disk)], check=True)
+
+    def used_kib() -> int:
+        st = os.statvfs(disk)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize // 1024
+
+    try:
+        yield disk, remount, used_kib
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_a_full_disk_stops_index_and_embed_clearly_and_the_next_run_completes(
+        rendered_library_master, small_disk, tmp_path):
+    """Disk full during `index`, then during `embed`: one clear line and exit 1, no traceback;
+    once space is freed the next run completes to the atlas a run with room makes."""
+    import numpy as np
+
+    disk, remount, used_kib = small_disk
+    lib, full, roomy = rendered_library_master, disk / "atlas", tmp_path / "roomy"
+    out = _run("index", lib, "--atlas", full, "-q")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"no space left on the device holding {full}" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    remount("16m")
+    for target in (full, roomy):
+        assert _run("index", lib, "--atlas", target, "-q").returncode == 0
+    remount(f"{used_kib() + 40}k")  # room for the log, not for the embeddings
+    out = _run("embed", "--atlas", full, "-q")
+    assert out.returncode == 1 and "no space left on the device" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    remount("16m")
+    for target in (full, roomy):
+        out = _run("embed", "--atlas", target, "--precision", "fp32", "-q")
+        assert out.returncode == 0, out.stderr
+    with Atlas.open(full) as a, Atlas.open(roomy) as b:
+        recs_a = {r.path: r for r in a.samples()}
+        recs_b = {r.path: r for r in b.samples()}
+        assert recs_a.keys() == recs_b.keys() and len(recs_a) > 0
+        for path in sorted(recs_a)[::5]:
+            np.testing.assert_array_equal(a.features(recs_a[path]), b.features(recs_b[path]))
+        ma, mb = a.model("default"), b.model("default")
+        assert ma.n_embedded == mb.n_embedded == len(recs_a)
+        np.testing.assert_allclose(a.points(ma.id)[1], b.points(mb.id)[1], atol=1e-5)
+        assert a.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert check_atlas(full).problems == []

@@ -53,5 +53,23 @@ class AtlasError(SoundAtlasError):
     """The atlas is missing, from an incompatible version, or inconsistent."""
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device is full (or the user's quota spent): an OSError, or
+    SQLite's "database or disk is full"."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
+
+
+def disk_full(where) -> AtlasError:
+    """The error for a write that found no space left on the device holding ``where``."""
+    return AtlasError(f"no space left on the device holding {where}: free some space, then run "
+                      "the command again (what was committed so far is kept and it goes on "
+                      "from there)")
+
+
 class MissingDependencyError(SoundAtlasError):
     """A system package or file the command needs is not installed."""

@@ -14,9 +14,11 @@ marks every sample stale at once, and runs analyse stale samples as if changed u
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import json
 import os
+import sqlite3
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -26,7 +28,7 @@ from soundatlas import labels as labels_mod
 from soundatlas.atlas import Atlas, NewSample, default_atlas_dir
 from soundatlas.atlas.store import chunked
 from soundatlas.cqt_params import PAPER_CQT, CQTParams
-from soundatlas.errors import AudioReadError, ParameterError
+from soundatlas.errors import AudioReadError, ParameterError, SoundAtlasError
 from soundatlas.pipeline import Moved, analyse_files, isolate, run_batches
 from soundatlas.scan import FileEntry, ScanList
 from soundatlas.scratch import Scratch
@@ -182,7 +184,10 @@ def index_library(
                 summary.seconds = time.perf_counter() - start
                 atlas.finish_run(run_id, status="done", summary=_brief(summary))
             except BaseException:
-                atlas.finish_run(run_id, status="interrupted", summary=_brief(summary))
+                # recorded when it can be; a full disk may refuse this too, and the first
+                # error is the one to tell
+                with contextlib.suppress(SoundAtlasError, sqlite3.Error):
+                    atlas.finish_run(run_id, status="interrupted", summary=_brief(summary))
                 raise
     return summary
 

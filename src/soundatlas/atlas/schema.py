@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+from contextlib import suppress
 from pathlib import Path
 
-from soundatlas.errors import AtlasError
+from soundatlas.errors import AtlasError, disk_full, is_disk_full
 
 __all__ = ["DB_NAME", "MIGRATIONS", "SCHEMA_VERSION", "READABLE_SCHEMA", "NON_ASCII_PATH",
            "connect", "migrate", "trigram_search_available"]
@@ -338,5 +339,14 @@ def migrate(conn: sqlite3.Connection, path: Path, *, write: bool) -> int:
     for v in range(version, SCHEMA_VERSION):
         # one transaction per step: the schema change and its version number land together
         step = MIGRATIONS[v] if isinstance(MIGRATIONS[v], str) else MIGRATIONS[v]()
-        conn.executescript(f"BEGIN IMMEDIATE; {step}; PRAGMA user_version = {v + 1}; COMMIT;")
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE; {step}; PRAGMA user_version = {v + 1}; "
+                               "COMMIT;")
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if is_disk_full(exc):
+                raise disk_full(path) from None
+            raise
     return SCHEMA_VERSION

@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
+
+from soundatlas.errors import disk_full, is_disk_full
 
 __all__ = ["Store", "write_array", "checksum", "ARRAY_FOLDERS"]
 
@@ -72,11 +74,23 @@ class Store:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+        except BaseException as exc:
+            if self.conn.in_transaction:
+                with suppress(sqlite3.Error):  # a full disk may refuse even this
+                    self.conn.execute("ROLLBACK")
+            if is_disk_full(exc):
+                raise disk_full(self.path) from None
             raise
         else:
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if self.conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self.conn.execute("ROLLBACK")
+                if is_disk_full(exc):
+                    raise disk_full(self.path) from None
+                raise
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -175,11 +189,17 @@ def write_array(folder: Path, array: np.ndarray) -> tuple[Path, str]:
     buf = io.BytesIO()
     np.save(buf, array)
     data = buf.getbuffer()
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, folder / name)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / name)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full(folder.parent) from None
+        raise
     return folder / name, _digest(data)
 
 

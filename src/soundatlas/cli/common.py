@@ -19,6 +19,7 @@ import argparse
 import functools
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from soundatlas.errors import ParameterError, SoundAtlasError
+from soundatlas.errors import ParameterError, SoundAtlasError, is_disk_full
 from soundatlas.settings import PRECISIONS
 
 __all__ = ["EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "UsageError", "run_command",
@@ -46,7 +47,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     A :class:`UsageError` prints one line and returns 2; any other
     :class:`~soundatlas.errors.SoundAtlasError` prints ``error:`` and one line and returns 1;
-    Ctrl-C says how to resume and returns 130; a closed pipe (``| head``) returns 0.
+    Ctrl-C says how to resume and returns 130; a closed pipe (``| head``) returns 0; a full
+    disk prints what to do and returns 1.
 
     Parameters
     ----------
@@ -72,6 +74,13 @@ def run_command(args: argparse.Namespace) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except (OSError, sqlite3.OperationalError) as exc:
+        if not is_disk_full(exc):
+            raise
+        where = f" writing {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"soundatlas {args.command}: error: no space left on the device{where}: free "
+              "some space, then run the command again", file=sys.stderr)
+        return EXIT_FAIL
 
 
 # -- argument types ----------------------------------------------------------------------------
