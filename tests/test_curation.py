@@ -443,6 +443,101 @@ def test_writes_of_20_clients_while_index_runs_are_all_kept(tone_library, tmp_pa
         assert atlas.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+def test_reads_while_map_adds_and_removes_files_are_consistent_and_then_show_the_change(
+        tone_library):
+    """A real ``soundatlas serve`` answers 8 clients reading points, ids, neighbours and samples
+    while a real ``soundatlas map`` removes 6 files and adds 60: every answer is whole (counts
+    match, ids ascending, neighbours distinct and in order of distance; a sample removed
+    meanwhile is a clean 404), and once the map is done the next read shows the new library."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import threading
+
+    import httpx
+
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "CI": "1"}
+
+    def sa(*args):
+        return [str(bin_dir / "soundatlas"), *map(str, args)]
+
+    assert subprocess.run(sa("map", tone_library, "-q"), env=env).returncode == 0
+    removed = sorted((tone_library / "high").glob("*.wav"))
+    for path in removed:
+        path.unlink()
+    for i in range(60):
+        write_tone(tone_library / "more" / f"m{i:03d}.wav", 150 + 11 * i, seconds=1.5, seed=i)
+    server = subprocess.Popen(sa("serve", "--atlas", tone_library / ".soundatlas", "--port", "0"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    problems: list[str] = []
+    counts = {"points": 0, "neighbours": 0, "gone": 0}
+    try:
+        url = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline()).group(0)
+        mapping = subprocess.Popen(sa("map", tone_library, "--jobs", "1", "-q"), env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def client(k: int) -> None:
+            rng = np.random.default_rng(k)
+            rounds = 0
+            with httpx.Client(base_url=url, timeout=120) as c:
+                while mapping.poll() is None or rounds < 3:
+                    rounds += 1
+                    r = c.get("/api/models/default/points")
+                    if r.status_code != 200:
+                        problems.append(f"points {r.status_code} {r.text[:200]}")
+                        continue
+                    n, dims = int(r.headers["x-count"]), int(r.headers["x-dims"])
+                    if len(r.content) != 4 * n * (1 + dims):
+                        problems.append(f"points: {len(r.content)} bytes for {n} x {dims}")
+                        continue
+                    ids = np.frombuffer(r.content[: 4 * n], dtype="<i4")
+                    points = np.frombuffer(r.content[4 * n:], dtype="<f4")
+                    if np.any(np.diff(ids) <= 0) or not np.all(np.isfinite(points)):
+                        problems.append("points: ids not ascending or a point not finite")
+                    counts["points"] += 1
+                    sid = int(rng.choice(ids))
+                    r = c.get(f"/api/models/default/neighbours/{sid}", params={"k": 5})
+                    if r.status_code == 404:  # removed since the points were read
+                        counts["gone"] += 1
+                        continue
+                    if r.status_code != 200:
+                        problems.append(f"neighbours {r.status_code} {r.text[:200]}")
+                        continue
+                    near = r.json()["neighbours"]
+                    got = [x["id"] for x in near]
+                    dist = [x["distance"] for x in near]
+                    if sid in got or len(set(got)) != len(got) or dist != sorted(dist):
+                        problems.append(f"neighbours of {sid}: {near}")
+                    counts["neighbours"] += 1
+                    r = c.get(f"/api/samples/{got[0]}") if got else None
+                    if r is not None and r.status_code not in (200, 404):
+                        problems.append(f"sample {r.status_code} {r.text[:200]}")
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        _, err = mapping.communicate(timeout=600)
+        assert mapping.returncode == 0, err
+        assert problems == [], problems[:5]
+        assert counts["points"] >= 24 and counts["neighbours"] > 0
+        with httpx.Client(base_url=url, timeout=60) as c:  # the page reloaded: the new library
+            n_now = 18 - len(removed) + 60
+            assert c.get("/api/atlas").json()["n_samples"] == n_now
+            r = c.get("/api/models/default/points")
+            ids = np.frombuffer(r.content[: 4 * n_now], dtype="<i4")
+            assert int(r.headers["x-count"]) == n_now
+            found = c.get("/api/samples", params={"q": "more/", "limit": 100}).json()
+            assert found["total"] == 60 and set(found["ids"]) <= set(ids.tolist())
+            assert c.get("/api/samples", params={"q": "high/"}).json()["total"] == 0
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+
 # -- labels suggested from the map -----------------------------------------------------------------
 
 
