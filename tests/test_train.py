@@ -112,6 +112,53 @@ def test_resume_after_a_stop_gives_the_same_weights(atlas):
     assert [h["valid_loss"] for h in hist_a] == [h["valid_loss"] for h in hist_b]
 
 
+@pytest.mark.parametrize("kill_at", [13, 40])
+def test_train_killed_anywhere_resumes_to_the_weights_of_an_uninterrupted_run(
+        rendered_atlas, tmp_path, kill_at):
+    """SIGKILL between two checkpoints (13) or after the last step, before the model is saved
+    (40), each held still in the progress callback so the kill lands there on any machine;
+    `train --resume` then ends with the weights a run never interrupted has."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    shutil.copytree(rendered_atlas, killed)
+    shutil.copytree(rendered_atlas, whole)
+    kw = dict(iterations=40, checkpoint_every=10, valid_every=20, batch_size=16, threads=1)
+    code = ("import sys, threading\n"
+            "from soundatlas.atlas import Atlas\n"
+            "from soundatlas.train import settings_for, train\n"
+            "def hold(done, total, info):\n"
+            f"    if done >= {kill_at}:\n"
+            "        print(done, flush=True)\n"
+            "        threading.Event().wait()\n"
+            "with Atlas.open(sys.argv[1], write=True, tidy=False) as atlas:\n"
+            f"    train(atlas, neighbourhood='pitch', settings=settings_for('fast', **{kw!r}),\n"
+            "          seed=3, name='m', progress=hold)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(killed)], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert int(proc.stdout.readline()) == kill_at
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    with Atlas.open(killed) as a:
+        assert "m" not in {m.name for m in a.models()}  # not a model yet
+    with Atlas.open(killed, write=True, tidy=False) as a:
+        rest = train(a, neighbourhood="pitch", settings=settings_for("fast", **kw), seed=3,
+                     name="m", resume=True)
+        assert 0 < rest.resumed_from <= kill_at  # from the last checkpoint it wrote
+    with Atlas.open(whole, write=True, tidy=False) as a:
+        train(a, neighbourhood="pitch", settings=settings_for("fast", **kw), seed=3, name="m")
+    x = ModelArtifact.load(killed / "models/m").model.state_dict()
+    y = ModelArtifact.load(whole / "models/m").model.state_dict()
+    for k in x:
+        torch.testing.assert_close(x[k], y[k], rtol=0, atol=0)
+
+
 def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(atlas):
     s = short(preset="paper", iterations=200, lr=1e30, checkpoint_every=1, valid_every=1000)
     with pytest.raises(TrainingError, match="loss became") as exc:
