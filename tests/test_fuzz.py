@@ -298,3 +298,42 @@ def test_a_truncated_or_lying_audio_file_decodes_or_says_why(tmp_path_factory, f
         assert exc.reason
     else:
         assert np.isfinite(a.y).all() and a.duration <= 2.0 + 1e-6
+
+
+# -- a small upload that decodes to gigabytes --------------------------------------------------
+
+
+def test_an_audio_bomb_decodes_only_what_it_needs(api, tmp_path):
+    """A FLAC of 8 channels at 192 kHz and 64 s of silence: about 1 MB that decodes to 393 MB.
+    `audio.load` (what `index`, uploads and mosaics use) reads the first 30 s mixed to mono
+    block by block, so the peak memory stays a fraction of the whole decode; the query
+    endpoint answers it."""
+    import tracemalloc
+
+    import numpy as np
+
+    import soundfile as sf
+
+    from soundatlas import audio
+
+    bomb = tmp_path / "bomb.flac"
+    sr, channels, seconds = 192_000, 8, 64
+    with sf.SoundFile(bomb, "w", samplerate=sr, channels=channels, format="FLAC",
+                      subtype="PCM_16") as f:
+        block = np.zeros((sr, channels), dtype=np.int16)
+        for _ in range(seconds):
+            f.write(block)
+    whole = sr * channels * seconds * 4  # float32, every channel
+    assert bomb.stat().st_size < whole / 100
+    tracemalloc.start()
+    try:
+        a = audio.load(bomb, sr=16000, min_duration=0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert a.truncated and a.duration == pytest.approx(30.0) and a.n_channels == channels
+    assert peak < whole / 4, f"peak {peak / 2**20:.0f} MiB for a {whole / 2**20:.0f} MiB decode"
+    client, _ = api
+    r = client.post("/api/models/default/query", files={"file": ("bomb.flac",
+                                                                 bomb.read_bytes())})
+    _answer_is_clear(r)
