@@ -2,13 +2,15 @@
 time, mixed reads and writes; then a burst of many more clients.
 
     python benchmarks/bench_soak.py ATLAS [--clients 50] [--duration 600]
-        [--burst-clients 200] [--burst-duration 60] [--json OUT.json]
+        [--burst-clients 200] [--burst-duration 60] [--renders] [--json OUT.json]
 
 The soak: ``--clients`` kept-alive clients for ``--duration`` seconds, each request drawn at
 random from points, neighbours, search, audio (a Range of bytes), trajectories, analogies and
-tag writes (a tag unique to the request). Reported: errors, p50/p99 per endpoint, the server's
-RSS and open file descriptors at the start, middle and end, and whether every tag written is in
-the atlas afterwards. The burst: ``--burst-clients`` clients for ``--burst-duration`` seconds of
+tag writes (a tag unique to the request); with ``--renders`` also paths rendered as sound (2 s
+of three samples) and long renders whose client hangs up after 0.3 s. Reported: errors, p50/p99
+per endpoint, the server's RSS and open file descriptors at the start, middle and end and every
+10 s, whether every tag written is in the atlas afterwards, and with ``--renders`` the server's
+render counts (``GET /api/renders``: completed, refused with 503, cancelled by a hang-up). The burst: ``--burst-clients`` clients for ``--burst-duration`` seconds of
 neighbours and search: how many answered, were refused (503) or timed out, and whether the
 server still answers afterwards. Clients and server share the machine: the latencies include
 the queue.
@@ -49,6 +51,7 @@ def run_clients(url: str, n: int, seconds: float, kinds: list[str], ids: np.ndar
     errors: dict[str, int] = {k: 0 for k in kinds}
     refused = timeouts = 0
     written: list[str] = []
+    hung_up = [0]
     lock = threading.Lock()
     stop = time.monotonic() + seconds
 
@@ -68,6 +71,18 @@ def run_clients(url: str, n: int, seconds: float, kinds: list[str], ids: np.ndar
         if kind == "analogy":
             a, b, cc = (int(x) for x in rng.choice(ids, 3, replace=False))
             return c.post(f"/api/models/{MODEL}/analogy", json={"a": a, "b": b, "c": cc})
+        if kind == "render":
+            return c.post(f"/api/models/{MODEL}/synth",
+                          json={"ids": [int(x) for x in rng.choice(ids, 3)], "duration": 0.7})
+        if kind == "hangup":  # a long render, abandoned: the server should stop it
+            try:
+                return c.post(f"/api/models/{MODEL}/synth", timeout=0.3,
+                              json={"ids": [sid], "duration": 60, "grain": 0.05,
+                                    "overlap": 0.9})
+            except httpx.TimeoutException:
+                with lock:
+                    hung_up[0] += 1
+                return None
         tag = f"soak-{seed}-{k}-{j}"
         r = c.post("/api/curation/tags", json={"ids": [sid], "add": [tag]})
         if r.status_code == 200:
@@ -85,6 +100,8 @@ def run_clients(url: str, n: int, seconds: float, kinds: list[str], ids: np.ndar
                 t = time.perf_counter()
                 try:
                     r = one(c, rng, kind, k, j)
+                    if r is None:  # hung up on purpose
+                        continue
                     r.read()
                 except httpx.TimeoutException:
                     with lock:
@@ -109,7 +126,8 @@ def run_clients(url: str, n: int, seconds: float, kinds: list[str], ids: np.ndar
     for t in threads:
         t.start()
     return {"threads": threads, "lat": lat, "errors": errors, "written": written,
-            "refused": lambda: refused, "timeouts": lambda: timeouts}
+            "refused": lambda: refused, "timeouts": lambda: timeouts,
+            "hung_up": lambda: hung_up[0]}
 
 
 def summary(run: dict, wall: float) -> dict:
@@ -122,6 +140,7 @@ def summary(run: dict, wall: float) -> dict:
     out["requests_per_s"] = sum(len(x) for x in run["lat"].values()) / wall
     out["refused_503"] = run["refused"]()
     out["timeouts"] = run["timeouts"]()
+    out["hung_up_on_purpose"] = run["hung_up"]()
     return out
 
 
@@ -132,6 +151,8 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, default=600)
     ap.add_argument("--burst-clients", type=int, default=200)
     ap.add_argument("--burst-duration", type=float, default=60)
+    ap.add_argument("--renders", action="store_true",
+                    help="also render paths, and abandon long renders (hang up after 0.3 s)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     common.print_facts(common.machine_facts())
@@ -150,16 +171,31 @@ def main(argv=None) -> int:
             c.get(f"/api/models/{MODEL}/points")
         facts = {"start": proc_facts(server.pid)}
         kinds = ["points", "neighbours", "search", "audio", "trajectory", "analogy", "tag"]
+        if args.renders:
+            kinds += ["render", "hangup"]
         t0 = time.perf_counter()
         soak = run_clients(url, args.clients, args.duration, kinds, ids, seed=1)
-        time.sleep(args.duration / 2)
-        facts["middle"] = proc_facts(server.pid)
+        trace = []
+        while any(t.is_alive() for t in soak["threads"]):
+            elapsed = time.perf_counter() - t0
+            trace.append({"s": round(elapsed, 1), **proc_facts(server.pid)})
+            if "middle" not in facts and elapsed >= args.duration / 2:
+                facts["middle"] = proc_facts(server.pid)
+            time.sleep(10)
         for t in soak["threads"]:
             t.join()
+        facts["trace"] = trace
         wall = time.perf_counter() - t0
         facts["end"] = proc_facts(server.pid)
         result["soak"] = summary(soak, wall)
         result["server"] = facts
+        if args.renders:
+            with httpx.Client(base_url=url, timeout=60) as c:
+                deadline = time.monotonic() + 120  # abandoned renders stop within a grain
+                while (renders := c.get("/api/renders").json())["running"] \
+                        + renders["waiting"] and time.monotonic() < deadline:
+                    time.sleep(0.5)
+            result["renders"] = renders
         from soundatlas.atlas import Atlas
 
         with Atlas.open(args.atlas) as atlas:
@@ -167,7 +203,8 @@ def main(argv=None) -> int:
         result["tags_written"] = len(soak["written"])
         result["tags_missing"] = len(set(soak["written"]) - stored)
         print(json.dumps({k: result[k] for k in ("soak", "server", "tags_written",
-                                                 "tags_missing")}, indent=1), flush=True)
+                                                 "tags_missing", "renders") if k in result},
+                         indent=1), flush=True)
         t0 = time.perf_counter()
         burst = run_clients(url, args.burst_clients, args.burst_duration,
                             ["neighbours", "search"], ids, seed=2)
