@@ -3,8 +3,10 @@ that ``index`` gives samples of at least ``LOOP_MIN_SECONDS`` with a steady beat
 
 Tempo: librosa's beat tracker (dynamic programming over an onset envelope, 8 ms frames); the
 beat is steady when at least 8 beats are found and their intervals vary by less than
-``STEADY_CV`` of their median, and the tempo is then 60 / the slope of a straight line through
-the beat times (the tracker's own tempo, and any single interval, are quantised to its frames:
+``STEADY_CV`` of their median, and the level holds (the last quarter's RMS within
+``MAX_DECAY_DB`` of the first quarter's: a single ride cymbal or bell of 4 s, which decays by
+about 35 dB, gave the tracker eight even "beats" in its shimmer), and the tempo is then 60 / the
+slope of a straight line through the beat times (the tracker's own tempo, and any single interval, are quantised to its frames:
 2 % off at 128 BPM). Key: the loop's harmonic part (librosa's median-filter HPSS: drums out),
 its constant-Q chroma from C3 up (the bass's overtones put a major third under every minor
 root), correlated with Albrecht and Shanahan's key profiles; the best of the 24 keys when its
@@ -23,11 +25,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LOOP_MIN_SECONDS", "STEADY_CV", "KEY_MIN_R", "NOTE_NAMES", "estimate_tempo",
+__all__ = ["LOOP_MIN_SECONDS", "STEADY_CV", "MAX_DECAY_DB", "KEY_MIN_R", "NOTE_NAMES", "estimate_tempo",
            "estimate_key", "loop_labels", "relative_key"]
 
 LOOP_MIN_SECONDS = 4.0
 STEADY_CV = 0.08
+MAX_DECAY_DB = 24.0
 KEY_MIN_R = 0.5
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 # Albrecht and Shanahan (2013), pitch-class distributions of major and minor pieces from the
@@ -43,7 +46,7 @@ def estimate_tempo(y: np.ndarray, sr: int) -> float | None:
     """Beats per minute of a steady beat in ``y`` (mono float), or None without one."""
     import librosa
 
-    if len(y) < LOOP_MIN_SECONDS * sr:
+    if len(y) < LOOP_MIN_SECONDS * sr or _decay_db(y) > MAX_DECAY_DB:
         return None
     _, beats = librosa.beat.beat_track(y=y.astype(np.float32), sr=sr, hop_length=_HOP,
                                        units="time")
@@ -56,6 +59,14 @@ def estimate_tempo(y: np.ndarray, sr: int) -> float | None:
         return None
     slope = float(np.polyfit(np.arange(len(beats)), beats, 1)[0])
     return 60.0 / slope
+
+
+def _decay_db(y: np.ndarray) -> float:
+    """How far the last quarter of ``y`` is below its first quarter, in dB of RMS."""
+    n = max(1, len(y) // 4)
+    head = float(np.sqrt(np.mean(np.square(y[:n], dtype=np.float64))))
+    tail = float(np.sqrt(np.mean(np.square(y[-n:], dtype=np.float64))))
+    return 20 * np.log10(max(head, 1e-12) / max(tail, 1e-12))
 
 
 def estimate_key(y: np.ndarray, sr: int) -> tuple[str, float] | None:
