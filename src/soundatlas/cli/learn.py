@@ -63,7 +63,9 @@ def _add_train(sub, parents) -> None:
     t.add_argument("--neighbourhood", "-n", required=True, metavar="SPEC",
                    type=_neighbourhood_spec,
                    help="input-knn | instrument | pitch | instrument-pitch | instrument-pitch-2 | "
-                   "label:KEY (any label column, e.g. label:family) | augment-pair (the same "
+                   "label:KEY (any label column, e.g. label:family; A+B the pair of two, e.g. "
+                   "instrument-pitch-2:bank+instrument: same instrument from the same maker) | "
+                   "augment-pair (the same "
                    "sound under two augmentations); several at once as a weighted mixture, "
                    "NAME:WEIGHT,..., e.g. instrument:1,label:family:1,input-knn:0.5,"
                    "augment-pair:0.5 (each triple's part drawn by weight; a part these data "
