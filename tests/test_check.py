@@ -112,6 +112,34 @@ def test_damage_is_reported_one_line_each_and_repaired_without_losing_tags(whole
         assert atlas.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+def test_a_model_replaced_or_removed_takes_its_embedding_files_with_it(whole, tmp_path):
+    """Registering a model again under its name (as a second `adapt` or `train` does) or
+    removing it deletes its embedding files at once; they were left as orphans before
+    (found by benchmarks/bench_kill.py: `adapt` run twice)."""
+    from soundatlas.artifact import resolve_model
+    from soundatlas.embed import embed_atlas
+
+    lib = tmp_path / "lib"
+    shutil.copytree(whole, lib, symlinks=True)
+    atlas_dir = lib / ".soundatlas"
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        record = atlas.model("copy")
+        files = {f for (f,) in atlas.conn.execute(
+            "SELECT file FROM embedding_segments WHERE model_id = ?", (record.id,))}
+        assert files and all((atlas_dir / "embeddings" / f).is_file() for f in files)
+        atlas.register_model("copy", record.dir, record.config)  # replaced: not embedded now
+        assert not any((atlas_dir / "embeddings" / f).exists() for f in files)
+    assert check_atlas(atlas_dir).problems == []
+    with Atlas.open(atlas_dir, write=True, tidy=False) as atlas:  # tidy=False: tidying hides
+        artifact, reg = resolve_model(atlas, "copy")
+        embed_atlas(atlas, artifact, reg.id)
+        files = {f for (f,) in atlas.conn.execute(
+            "SELECT file FROM embedding_segments WHERE model_id = ?", (reg.id,))}
+        atlas.remove_model("copy")
+        assert not any((atlas_dir / "embeddings" / f).exists() for f in files)
+    assert check_atlas(atlas_dir).problems == []
+
+
 def test_one_writer_at_a_time_the_second_refuses_naming_the_first(whole, tmp_path):
     lib = tmp_path / "lib"
     shutil.copytree(whole, lib, symlinks=True)

@@ -48,11 +48,30 @@ class ModelStore(Store):
             The model's id.
         """
         with self.transaction() as c:
-            c.execute("DELETE FROM models WHERE name = ?", (name,))
-            return c.execute(
+            dropped = self._drop_model(c, name)
+            model_id = c.execute(
                 "INSERT INTO models(name, dir, config, created) VALUES (?, ?, ?, ?)",
                 (name, directory, json.dumps(config), time.time()),
             ).lastrowid
+        self._unlink_embedding_files(dropped)
+        return model_id
+
+    def _drop_model(self, c, name: str) -> list[str]:
+        """Delete the model ``name`` (its embeddings and vectors go with it, by the schema's
+        cascades) and say which embedding files its segments named: the caller removes them
+        once the transaction has committed, or they would stay as orphans until the next
+        tidying open (``soundatlas check`` found them after an ``adapt`` run twice)."""
+        files = [f for (f,) in c.execute(
+            "SELECT s.file FROM embedding_segments s JOIN models m ON m.id = s.model_id"
+            " WHERE m.name = ?", (name,))]
+        c.execute("DELETE FROM models WHERE name = ?", (name,))
+        return files
+
+    def _unlink_embedding_files(self, files: list[str]) -> None:
+        for f in files:
+            (self.path / "embeddings" / f).unlink(missing_ok=True)
+        if files:
+            self._embedding_cache.clear()
 
     def models(self) -> list[ModelRecord]:
         """The registered models, by id, each with its number of embedded samples."""
@@ -85,8 +104,9 @@ class ModelStore(Store):
     def remove_model(self, name: str) -> None:
         """Forget the model ``name`` with its embeddings and vectors (its directory stays)."""
         with self.transaction() as c:
-            c.execute("DELETE FROM models WHERE name = ?", (name,))
+            dropped = self._drop_model(c, name)
             c.execute("DELETE FROM meta WHERE key = ?", (_PRECISION_KEY + name,))
+        self._unlink_embedding_files(dropped)
         self.collect_garbage()
 
     def embed_precision(self, name: str) -> str | None:
