@@ -176,7 +176,8 @@ def train(
 ) -> TrainResult:
     """Train a model on ``atlas``'s training split and register it in the atlas.
 
-    The model and its checkpoints live in ``atlas.path / "models" / name``. A fixed set of
+    The model and its checkpoints live in ``atlas.path / "models" / name``; one run of a model
+    at a time (a lock in that folder), runs of other models beside it. A fixed set of
     validation triples, drawn from the validation split by a copy of the neighbourhood, gives
     the validation loss (none when the split is too small for the neighbourhood).
 
@@ -237,6 +238,8 @@ def train(
     TrainingError
         When the loss becomes non-finite (the last good checkpoint is kept), or the checkpoint
         to resume from was made with other settings.
+    AtlasError
+        When another process is training the same model in this atlas.
     """
     from soundatlas.neighbourhoods import Neighbourhood, parse_neighbourhood
 
