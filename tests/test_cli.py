@@ -213,3 +213,15 @@ def test_a_command_is_one_register_function(capsys):
     assert json.loads(capsys.readouterr().out) == {"hello": "world", "atlas": "A"}
     assert main(["hello", "--name", "nobody"], modules=(toy,)) == 2
     assert capsys.readouterr().err == "soundatlas hello: --name nobody: say who\n"
+
+
+def test_serve_can_limit_the_allocators_arenas():
+    """`serve` asks glibc for two malloc arenas (a soak's RSS crept with one per thread); the
+    call takes where glibc is the C library (and says False elsewhere instead of failing)."""
+    import platform
+
+    from soundatlas.cli.serve import limit_malloc_arenas
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's mallopt is what is tested; this C library is another")
+    assert limit_malloc_arenas(2) is True

@@ -136,6 +136,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # kept a finished request waiting behind others' work. 0.5 ms: neighbours at 1M under 20
     # clients p99 137-139 -> 118-123 ms, p50 unchanged (benchmarks/RESULTS.md, 1M section).
     sys.setswitchinterval(0.0005)
+    # Each server thread would get a malloc arena of its own, and their free memory is not
+    # returned: RSS crept by 55 MB over the second five minutes of a soak with renders, and by
+    # 10 MB with two arenas, at the same throughput (benchmarks/RESULTS.md, the soak).
+    limit_malloc_arenas(2)
 
     if not loopback:
         print(f"soundatlas serve: warning: {args.host} is not a loopback address: anyone who can "
@@ -170,3 +174,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
     """Register ``serve`` (see :mod:`soundatlas.cli`)."""
     _add_serve(sub, parents)
+
+
+def limit_malloc_arenas(n: int) -> bool:
+    """Ask glibc's allocator for at most ``n`` arenas (``mallopt(M_ARENA_MAX, n)``) before the
+    server's threads start; what the environment's ``MALLOC_ARENA_MAX`` would do, for a
+    process already running.
+
+    Returns
+    -------
+    bool
+        True when glibc took it; False elsewhere (another C library, not Linux).
+    """
+    import ctypes
+    import ctypes.util
+
+    m_arena_max = -8  # malloc.h
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(m_arena_max, int(n)))
+    except (OSError, AttributeError):
+        return False
