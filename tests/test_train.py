@@ -147,12 +147,17 @@ def test_train_killed_anywhere_resumes_to_the_weights_of_an_uninterrupted_run(
         proc.stdout.close()
     with Atlas.open(killed) as a:
         assert "m" not in {m.name for m in a.models()}  # not a model yet
-    with Atlas.open(killed, write=True, tidy=False) as a:
-        rest = train(a, neighbourhood="pitch", settings=settings_for("fast", **kw), seed=3,
-                     name="m", resume=True)
-        assert 0 < rest.resumed_from <= kill_at  # from the last checkpoint it wrote
-    with Atlas.open(whole, write=True, tidy=False) as a:
-        train(a, neighbourhood="pitch", settings=settings_for("fast", **kw), seed=3, name="m")
+    threads = torch.get_num_threads()  # train sets the process's; later tests expect theirs
+    try:
+        with Atlas.open(killed, write=True, tidy=False) as a:
+            rest = train(a, neighbourhood="pitch", settings=settings_for("fast", **kw), seed=3,
+                         name="m", resume=True)
+            assert 0 < rest.resumed_from <= kill_at  # from the last checkpoint it wrote
+        with Atlas.open(whole, write=True, tidy=False) as a:
+            train(a, neighbourhood="pitch", settings=settings_for("fast", **kw), seed=3,
+                  name="m")
+    finally:
+        torch.set_num_threads(threads)
     x = ModelArtifact.load(killed / "models/m").model.state_dict()
     y = ModelArtifact.load(whole / "models/m").model.state_dict()
     for k in x:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from contextlib import suppress
 from pathlib import Path
 
-from soundatlas.errors import AtlasError, disk_full, is_disk_full
+from soundatlas.atlas.store import roll_back
+from soundatlas.errors import AtlasError
 
 __all__ = ["DB_NAME", "MIGRATIONS", "SCHEMA_VERSION", "READABLE_SCHEMA", "NON_ASCII_PATH",
            "connect", "migrate", "trigram_search_available"]
@@ -343,10 +343,6 @@ def migrate(conn: sqlite3.Connection, path: Path, *, write: bool) -> int:
             conn.executescript(f"BEGIN IMMEDIATE; {step}; PRAGMA user_version = {v + 1}; "
                                "COMMIT;")
         except sqlite3.OperationalError as exc:
-            if conn.in_transaction:
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            if is_disk_full(exc):
-                raise disk_full(path) from None
+            roll_back(conn, exc, path)
             raise
     return SCHEMA_VERSION

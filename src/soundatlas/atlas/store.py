@@ -75,21 +75,13 @@ class Store:
         try:
             yield self.conn
         except BaseException as exc:
-            if self.conn.in_transaction:
-                with suppress(sqlite3.Error):  # a full disk may refuse even this
-                    self.conn.execute("ROLLBACK")
-            if is_disk_full(exc):
-                raise disk_full(self.path) from None
+            roll_back(self.conn, exc, self.path)
             raise
         else:
             try:
                 self.conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
-                if self.conn.in_transaction:
-                    with suppress(sqlite3.Error):
-                        self.conn.execute("ROLLBACK")
-                if is_disk_full(exc):
-                    raise disk_full(self.path) from None
+                roll_back(self.conn, exc, self.path)
                 raise
 
     @contextmanager
@@ -169,6 +161,17 @@ class Store:
             for f in (self.path / folder).iterdir():
                 if f.name not in known:
                     f.unlink(missing_ok=True)
+
+
+def roll_back(conn: sqlite3.Connection, exc: BaseException, where: Path) -> None:
+    """After ``exc`` inside a write transaction: roll it back (a full disk may refuse even
+    that), and raise the atlas's "no space left" error instead when ``exc`` says the disk is
+    full; otherwise return, for the caller to raise ``exc``."""
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+    if is_disk_full(exc):
+        raise disk_full(where) from None
 
 
 def write_array(folder: Path, array: np.ndarray) -> tuple[Path, str]:
