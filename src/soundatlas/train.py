@@ -405,21 +405,16 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
     return result
 
 
+@contextlib.contextmanager
 def model_lock(run_dir: Path, what: str):
     """Hold the lock of one model's folder (``MODEL/writer.lock``) for a ``with`` block."""
-    from contextlib import contextmanager
-
     from soundatlas.atlas.core import lock_writer, unlock_writer
 
-    @contextmanager
-    def held():
-        lock_writer(run_dir, what=what)
-        try:
-            yield
-        finally:
-            unlock_writer(run_dir)
-
-    return held()
+    lock_writer(run_dir, what=what)
+    try:
+        yield
+    finally:
+        unlock_writer(run_dir)
 
 
 def _base_model(atlas, init_from):
