@@ -326,6 +326,43 @@ def test_a_note_does_not_depend_on_the_other_classes_rendered(library, tmp_path)
         assert (alone / path).read_bytes() == (out / path).read_bytes(), path
 
 
+def _other_bank(tmp_path: Path) -> Path:
+    """The default SoundFont under another name: another bank (a hard link where possible)."""
+    import os
+    import shutil
+
+    other = tmp_path / "OtherMaker.sf2"
+    source = demo.find_soundfont()
+    try:
+        os.link(source, other)
+    except OSError:
+        shutil.copyfile(source, other)
+    return other
+
+
+@needs_fluidsynth
+def test_a_second_banks_demo_set_does_not_overwrite_the_first(library, tmp_path):
+    out, _, _ = library
+    mixed = tmp_path / "mixed"
+    demo.render_library(mixed, classes=["violin"], velocities=[VELOCITY], n_jobs=1)
+    before = {p: (mixed / p).read_bytes() for p in _wav_files(mixed) + ["metadata.csv"]}
+    assert (mixed / demo.DEMO_BANK_FILE).read_text().strip() == "FluidR3_GM"
+    other = _other_bank(tmp_path)
+    with pytest.raises(ParameterError, match=r"FluidR3_GM.*OtherMaker.*another folder"):
+        demo.render_library(mixed, classes=["violin"], velocities=[VELOCITY], n_jobs=1,
+                            soundfont=other)
+    assert {p: (mixed / p).read_bytes() for p in _wav_files(mixed) + ["metadata.csv"]} == before
+    with pytest.raises(ParameterError, match="FluidR3_GM"):  # nor beside it, in new folders
+        demo.render_library(mixed, classes=["flute"], velocities=[VELOCITY], n_jobs=1,
+                            soundfont=other)
+    assert not (mixed / "flute").exists()
+    demo.render_library(mixed, classes=["violin"], velocities=[VELOCITY], n_jobs=1)  # same bank
+    assert {p: (mixed / p).read_bytes() for p in _wav_files(mixed) + ["metadata.csv"]} == before
+    demo.render_library(tmp_path / "other", classes=["violin"], velocities=[VELOCITY], n_jobs=1,
+                        soundfont=other)
+    assert (tmp_path / "other" / demo.DEMO_BANK_FILE).read_text().strip() == "OtherMaker"
+
+
 @needs_fluidsynth
 def test_render_note_matches_the_written_file(library):
     out, _, _ = library

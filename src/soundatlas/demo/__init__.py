@@ -9,6 +9,10 @@ Sets (``render_library(sound_set=...)``, ``soundatlas demo-library --set``):
 
         OUT/<instrument>/<instrument>_<pitch:03d>_v<velocity:03d>_<articulation>.wav
         OUT/metadata.csv   path, instrument, pitch, velocity, articulation (sorted by path)
+        OUT/.demo-bank     the SoundFont it came from (its ``bank``)
+
+    Its paths carry no bank, so a folder holds one SoundFont's demo set: rendering another's
+    into it is refused (use another folder, or the gm set, which has a folder per bank).
 
 ``gm``
     The 128 General MIDI programs of bank 0 (:data:`GM_PROGRAMS`), labelled ``instrument`` (the
@@ -128,7 +132,7 @@ from soundatlas.demo.items import (
     SynthSound,
     silent_summary,
 )
-from soundatlas.demo.library import render_library
+from soundatlas.demo.library import DEMO_BANK_FILE, render_library
 from soundatlas.demo.manifests import (
     LABEL_COLUMNS,
     METADATA_COLUMNS,
@@ -170,7 +174,7 @@ from soundatlas.demo.soundfont import (
 
 __all__ = [
     "AUDIO_FORMATS", "DEFAULT_ARTICULATIONS", "DEFAULT_CLASSES", "DEFAULT_SOUNDFONT",
-    "DEFAULT_VELOCITIES", "DRUM_CLASSES", "DRUM_CLASS_NAMES", "DRUM_MAX_SECONDS",
+    "DEFAULT_VELOCITIES", "DEMO_BANK_FILE", "DRUM_CLASSES", "DRUM_CLASS_NAMES", "DRUM_MAX_SECONDS",
     "DRUM_TAIL_MARGIN", "DRUM_TRIM_DB", "END_FADE", "GM_FAMILIES", "GM_FAMILY_RANGES", "GM_KITS",
     "GM_PERCUSSION", "GM_PITCH_STEP", "GM_PROGRAMS", "GM_RANGES", "GS_SFX", "LABEL_COLUMNS",
     "METADATA_COLUMNS", "METADATA_FILE", "RELEASE_TAIL", "SETS", "SET_FOLDERS", "SILENT_FILE",

@@ -37,6 +37,11 @@ from soundatlas.errors import AudioReadError, ParameterError
 # (index in the plan, peak of the float output, reason it was skipped or None, bytes written)
 _Result = tuple[int, float, str | None, int]
 
+#: In OUT: the bank (SoundFont) the demo set's files were rendered from. The demo set's paths
+#: carry no bank, so a second SoundFont's demo set would overwrite the first's files and leave
+#: the notes only the first had: one folder would silently hold two makers' sounds.
+DEMO_BANK_FILE = ".demo-bank"
+
 
 def render_library(
     out: str | os.PathLike,
@@ -126,6 +131,9 @@ def render_library(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    for part in parts:
+        if part.sound_set == "demo":
+            _claim_demo_folder(out, part)
     kept_rows, kept_silent = (None, None) if "demo" in sets else demo_rows(out)
     _prepare_folders(out, parts)
 
@@ -166,6 +174,30 @@ def render_library(
     write_root_manifests(out, kept_rows, kept_silent)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _claim_demo_folder(out: Path, part: Part) -> None:
+    """Record that OUT's demo set comes from the part's bank; refuse to overwrite another bank's.
+
+    Raises
+    ------
+    ParameterError
+        When OUT holds a demo set (its manifest's rows, or files this render would write)
+        rendered from another SoundFont.
+    """
+    marker, bank = out / DEMO_BANK_FILE, part.bank
+    try:
+        previous = marker.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        previous = ""
+    if previous and previous != bank and (
+            demo_rows(out)[0] or any((out / item.path).exists() for item in part.items)):
+        raise ParameterError(
+            f"{out} already holds the demo set rendered from {previous!r}; rendering {bank!r}'s "
+            "over it would mix two makers' notes under the same paths. Render it into another "
+            f"folder, or use --set gm or --set drums, whose files sit in a folder per bank")
+    if previous != bank:
+        marker.write_text(bank + "\n", encoding="utf-8")
 
 
 def _prepare_folders(out: Path, parts: list[Part]) -> None:
