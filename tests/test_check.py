@@ -273,7 +273,7 @@ def read_only_view(whole, tmp_path):
 
 
 def test_an_atlas_on_a_read_only_filesystem_is_served_read_only_and_writers_say_why(
-        read_only_view):
+        read_only_view, tmp_path):
     atlas = read_only_view / ".soundatlas"
     out = _run("serve", "--atlas", atlas, "--get", "/api/curation")
     assert out.returncode == 0, out.stderr
@@ -287,6 +287,13 @@ def test_an_atlas_on_a_read_only_filesystem_is_served_read_only_and_writers_say_
         out = _run(*args)
         assert out.returncode == 1, (args, out.stderr)
         assert "read-only" in out.stderr.lower() and "Traceback" not in out.stderr, out.stderr
+    # a library on a read-only filesystem indexes into an atlas elsewhere, every file read
+    elsewhere = tmp_path / "elsewhere"
+    out = _run("index", read_only_view, "--atlas", elsewhere, "--json")
+    assert out.returncode == 0, out.stderr
+    with Atlas.open(elsewhere) as mine, Atlas.open(atlas) as theirs:
+        ours = sorted(mine.paths(mine.sample_ids().tolist()).values())
+        assert ours and ours == sorted(theirs.paths(theirs.sample_ids().tolist()).values())
 
 
 @pytest.fixture

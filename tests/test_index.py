@@ -461,3 +461,14 @@ def test_files_that_change_or_vanish_between_scan_and_analysis(tmp_path):
         assert atlas.failures() == []  # the deleted file's failure is forgotten
         assert abs(paths["t21.wav"].duration - 0.8) < 0.05  # as the file is now
     assert again.n_failed == 0
+
+
+def test_atlas_queries_by_id_take_numpy_ids(indexed_for_default):
+    # sqlite3 binds a NumPy integer as a BLOB, which matches no row: the lookups would come back
+    # empty, not wrong-typed, if the ids were not made Python ints
+    with Atlas.open(indexed_for_default) as atlas:
+        ids = atlas.sample_ids()
+        assert ids.dtype.kind == "i" and len(ids)
+        paths = atlas.paths(ids)
+        assert paths == atlas.paths(ids.tolist()) and len(paths) == len(ids)
+        assert atlas.paths(ids.astype(np.int32)[:3]) == {int(i): paths[int(i)] for i in ids[:3]}

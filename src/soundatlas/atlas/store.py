@@ -228,8 +228,9 @@ def chunked(items: Iterable, size: int) -> Iterator[list]:
 def id_chunks(ids: Iterable[int]):
     """Sample ids for ``... WHERE id IN (?, ...)`` queries, 900 at a time (SQLite's limit on
     parameters), without those outside an SQLite INTEGER: no sample can have them, and SQLite
-    would refuse them with an OverflowError rather than find nothing."""
-    return chunked([i for i in ids if _SQL_INT_MIN <= i <= _SQL_INT_MAX], 900)
+    would refuse them with an OverflowError rather than find nothing. NumPy integers become
+    Python ones: sqlite3 binds a NumPy scalar as a BLOB (its buffer), which matches no id."""
+    return chunked([int(i) for i in ids if _SQL_INT_MIN <= i <= _SQL_INT_MAX], 900)
 
 
 def placeholders(chunk: list) -> str:
