@@ -19,6 +19,7 @@ from soundatlas.neighbourhoods import (
     Instrument,
     InstrumentPitch,
     InstrumentPitch2,
+    PitchWithin,
     Label,
     Mixture,
     Neighbourhood,
@@ -131,6 +132,36 @@ def test_instrument_pitch_2_triples(rendered_data):
     assert np.any(inst[a] == inst[n])
 
 
+def test_pitch_within_draws_every_negative_from_the_anchors_instrument(rendered_data):
+    nb = PitchWithin().fit(rendered_data)
+    inst = rendered_data.labels["instrument"]
+    pitch = rendered_data.labels["pitch"].astype(int)
+    t = nb.draw(np.random.default_rng(4), 4000, rendered_data)
+    a, p, n = t.anchor_sample, t.positive_sample, t.negative_sample
+    assert np.all((inst[a] == inst[p]) & (np.abs(pitch[a] - pitch[p]) <= 2) & (a != p))
+    assert np.all((inst[a] == inst[n]) & (np.abs(pitch[a] - pitch[n]) > 2))
+    # negatives reach both sides of the span, far and near
+    gap = pitch[n] - pitch[a]
+    assert (gap < 0).any() and (gap > 0).any() and np.abs(gap).min() == 3
+    check_centres(rendered_data, t)
+    # the reference's negatives are mostly other instruments
+    ref = InstrumentPitch2().fit(rendered_data).draw(np.random.default_rng(4), 4000,
+                                                      rendered_data)
+    assert np.mean(inst[ref.anchor_sample] == inst[ref.negative_sample]) < 0.5
+
+
+def test_pitch_within_drops_keys_whose_instrument_has_no_far_pitch():
+    # x spans 60-62 only: every x sample is a positive of every x key, so no x negative exists
+    data = tiny_data(["x", "x", "x", "y", "y", "y", "y"], [60, 61, 62, 60, 60, 70, 70])
+    nb = PitchWithin().fit(data)
+    assert nb.keys_ == [["y", 60], ["y", 70]] and nb.n_dropped_keys_ == 3
+    t = nb.draw(np.random.default_rng(0), 500, data)
+    assert set(t.negative_sample[t.anchor_sample < 5]) == {5, 6}
+    assert set(t.negative_sample[t.anchor_sample >= 5]) == {3, 4}
+    with pytest.raises(ParameterError, match="2 keys"):
+        PitchWithin().fit(tiny_data(["x", "x", "x"], [60, 61, 62]))
+
+
 def test_a_composite_label_keeps_positives_within_both_parts(rendered_library_master,
                                                              tmp_path):
     """``A+B`` is the pair of labels A and B: instrument-pitch-2 keyed on
@@ -156,7 +187,8 @@ def test_a_composite_label_keeps_positives_within_both_parts(rendered_library_ma
     assert np.any(art[plain.anchor_sample] != art[plain.positive_sample])
 
 
-ALL = ["input-knn", "instrument", "pitch", "instrument-pitch", "instrument-pitch-2"]
+ALL = ["input-knn", "instrument", "pitch", "instrument-pitch", "instrument-pitch-2",
+       "pitch-within"]
 
 
 @pytest.mark.parametrize("name", ALL)

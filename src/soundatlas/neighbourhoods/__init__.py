@@ -22,6 +22,8 @@ by frame energy (:func:`~soundatlas.sampling.draw_centres`).
 - :class:`InstrumentPitch` -- key = (instrument, pitch);
 - :class:`InstrumentPitch2` -- key = (instrument, pitch); positives: same instrument within
   +/- ``semitones``.
+- :class:`PitchWithin` -- as InstrumentPitch2, with negatives of the same instrument beyond the
+  span (pitch order inside each instrument, nothing for or against instruments; not the paper's).
 
 Samples lacking a needed label (or whose pitch is not a pitch, or that have no frames) are left out
 and counted (``n_excluded_``, ``excluded_``). A key whose positive set holds a single sample
@@ -67,6 +69,7 @@ from soundatlas.neighbourhoods.labels import (
     Label,
     LabelNeighbourhood,
     Pitch,
+    PitchWithin,
 )
 from soundatlas.neighbourhoods.knn import InputKNN, TeacherKNN, TeacherMap
 from soundatlas.neighbourhoods.augment_pair import AugmentPair
@@ -81,6 +84,7 @@ __all__ = [
     "Pitch",
     "InstrumentPitch",
     "InstrumentPitch2",
+    "PitchWithin",
     "InputKNN",
     "TeacherKNN",
     "TeacherMap",

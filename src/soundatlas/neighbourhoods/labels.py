@@ -84,6 +84,12 @@ class LabelNeighbourhood(Neighbourhood):
     def _positive_sets(self, keys: list, anchor_sets: list[np.ndarray]) -> list[np.ndarray]:
         return anchor_sets
 
+    def _negative_sets(self, keys: list, anchor_sets: list[np.ndarray],
+                       positive_sets: list[np.ndarray]) -> list[np.ndarray] | None:
+        """Each key's negatives, when not "every usable sample outside its positive set"
+        (None, the reference). A key with no negative is dropped."""
+        return None
+
     def fit(self, data: TrainingData) -> "LabelNeighbourhood":
         """Group the samples by key; as :meth:`Neighbourhood.fit`.
 
@@ -108,8 +114,10 @@ class LabelNeighbourhood(Neighbourhood):
         all_keys = sorted(groups)
         anchor_sets = [np.array(groups[k], dtype=np.int64) for k in all_keys]
         positive_sets = self._positive_sets(all_keys, anchor_sets)
+        negative_sets = self._negative_sets(all_keys, anchor_sets, positive_sets)
         n_eligible = len(eligible)
-        usable = [i for i, pos in enumerate(positive_sets) if 2 <= len(pos) < n_eligible]
+        usable = [i for i, pos in enumerate(positive_sets) if 2 <= len(pos) < n_eligible
+                  and (negative_sets is None or len(negative_sets[i]))]
 
         self.excluded_ = {k: v for k, v in excluded.items() if v}
         self.n_excluded_ = int(sum(self.excluded_.values()))
@@ -126,6 +134,8 @@ class LabelNeighbourhood(Neighbourhood):
         self.eligible_ = np.array(eligible, dtype=np.int64)
         self._anchors = _Sets([anchor_sets[i] for i in usable], n_eligible)
         self._positives = _Sets([positive_sets[i] for i in usable], n_eligible)
+        self._negatives = (None if negative_sets is None
+                           else _Sets([negative_sets[i] for i in usable], n_eligible))
         return self
 
     def summary(self) -> dict:
@@ -140,7 +150,8 @@ class LabelNeighbourhood(Neighbourhood):
         }
 
     def draw(self, rng: np.random.Generator, n: int, data: TrainingData) -> Triples:
-        """Draw n triples: a key, an anchor and a positive of it, a negative outside it.
+        """Draw n triples: a key, an anchor and a positive of it, a negative outside it (or
+        from the key's own negatives, where the class has them).
 
         Parameters, result and errors as :meth:`Neighbourhood.draw`.
         """
@@ -148,7 +159,8 @@ class LabelNeighbourhood(Neighbourhood):
         k = rng.integers(0, len(self.keys_), size=n)
         a = self._anchors.pick(rng, k)
         p = self._positives.pick_other(rng, k, a)
-        q = self._positives.pick_outside(rng, k)
+        q = (self._positives.pick_outside(rng, k) if self._negatives is None
+             else self._negatives.pick(rng, k))
         samples = self.eligible_[np.concatenate([a, p, q])]
         centres = draw_centres(data, samples, rng)
         return Triples(samples[:n], centres[:n], samples[n : 2 * n], centres[n : 2 * n],
@@ -356,3 +368,34 @@ class InstrumentPitch2(InstrumentPitch):
             near = [by_key[(inst, q)] for q in span if (inst, q) in by_key]
             out.append(np.sort(np.concatenate(near)))
         return out
+
+
+@register
+class PitchWithin(InstrumentPitch2):
+    """Pitch order inside each instrument: :class:`InstrumentPitch2`'s anchors and positives,
+    with negatives of the *same* instrument beyond the span.
+
+    The reference draws the negatives of ``instrument-pitch-2`` from every other sample, so with
+    24 instruments 23 of 24 negatives are another instrument: the map learns instrument far
+    more than pitch. Here anchor, positive and negative share the instrument, so the triple
+    says only "nearer pitches nearer" and nothing for or against any instrument; mixed in
+    beside ``instrument-pitch-2`` it sharpens pitch inside each instrument's region. Keys whose
+    instrument has no pitch beyond the span are dropped. Not a neighbourhood of the paper.
+
+    Parameters
+    ----------
+    instrument_label, pitch_label : str
+        As for :class:`InstrumentPitch`.
+    semitones : int, default=2
+        Half-width of the positives' pitch span (>= 0); negatives lie beyond it.
+    """
+
+    name = "pitch-within"
+
+    def _negative_sets(self, keys, anchor_sets, positive_sets):
+        by_instrument: dict[str, list[np.ndarray]] = {}
+        for (inst, _), anchors in zip(keys, anchor_sets):
+            by_instrument.setdefault(inst, []).append(anchors)
+        same = {inst: np.sort(np.concatenate(sets)) for inst, sets in by_instrument.items()}
+        return [np.setdiff1d(same[inst], pos, assume_unique=True)
+                for (inst, _), pos in zip(keys, positive_sets)]
