@@ -63,6 +63,7 @@ def _add_train(sub, parents) -> None:
     t.add_argument("--neighbourhood", "-n", required=True, metavar="SPEC",
                    type=_neighbourhood_spec,
                    help="input-knn | instrument | pitch | instrument-pitch | instrument-pitch-2 | "
+                   "pitch-within (instrument-pitch-2 with negatives of the same instrument) | "
                    "label:KEY (any label column, e.g. label:family; A+B the pair of two, e.g. "
                    "instrument-pitch-2:bank+instrument: same instrument from the same maker) | "
                    "augment-pair (the same "
