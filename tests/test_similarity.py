@@ -269,7 +269,7 @@ def test_every_embedded_sample_has_a_256_byte_vector_of_the_recorded_space(atlas
     sizes = atlas.conn.execute("SELECT DISTINCT length(vector) FROM similarity_vectors"
                                " WHERE model_id = ?", (model.id,)).fetchall()
     assert sizes == [(256,)]
-    assert atlas.without_similarity(model.id) == []
+    assert len(atlas.without_similarity(model.id)) == 0
 
 
 def test_a_vector_is_the_energy_weighted_mean_of_the_hidden_layer(atlas, model):
@@ -325,6 +325,13 @@ def test_embedded_counts_are_kept_through_embeds_removals_and_migration(synth_at
         assert atlas.model("other").n_embedded == 0
         atlas.commit_embeddings(other, again[:2])
         assert atlas.model("other").n_embedded == 2 and atlas.model("default").n_embedded == n - 4
+        # what embed still has to do: every other sample, as int64 ids the lookups accept
+        todo = atlas.unembedded(other)
+        assert todo.dtype == np.int64
+        assert todo.tolist() == [s for s in atlas.sample_ids().tolist()
+                                 if s not in {again[0][0], again[1][0]}]
+        assert [r.id for r in atlas.samples(todo[:3])] == todo[:3].tolist()
+        assert len(atlas.unembedded(m.id)) == 0
         atlas.register_model("other", m.dir, m.config)  # registered again: its embeddings go
         assert atlas.model("other").n_embedded == counted(atlas, atlas.model("other").id) == 0
     shutil.copytree(copy, old)
@@ -370,7 +377,7 @@ def test_an_atlas_from_before_the_vectors_falls_back_to_the_map_until_embed_adds
         artifact, reg = resolve_model(atlas, "default")
         summary = embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, reg))
         assert (summary.n_embedded, summary.n_vectors) == (0, atlas.n_samples())
-        assert atlas.without_similarity(reg.id) == []
+        assert len(atlas.without_similarity(reg.id)) == 0
     d = client.get("/api/models/default/neighbours/5").json()
     assert d["space"] == "similarity" and "note" not in d
     with Atlas.open(old) as atlas, Atlas.open(synth_atlas) as fresh:

@@ -449,13 +449,13 @@ def embed_atlas(
     if space is not None:
         atlas.set_similarity_space(model_id, space)
     todo = atlas.unembedded(model_id)
-    fill = atlas.without_similarity(model_id) if space is not None else []
+    fill = atlas.without_similarity(model_id) if space is not None else np.empty(0, np.int64)
     n_total = atlas.n_samples() + len(fill)
     n_already = n_total - len(todo) - len(fill)
     n_frames = 0
     if progress:
         progress(n_already, n_total)
-    if todo and atlas.embed_precision(artifact.name) != precision:
+    if len(todo) and atlas.embed_precision(artifact.name) != precision:
         atlas.set_embed_precision(artifact.name, precision)  # what uploads are embedded with
     done = n_already
     stage = functools.partial(_embed_batch, noise=noise, compression=atlas.cqt_params.compression,
