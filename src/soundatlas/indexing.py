@@ -60,6 +60,7 @@ class IndexSummary:
     label_counts: dict[str, int] = field(default_factory=dict)  # key -> samples with it
     label_problems: list[str] = field(default_factory=list)
     label_sources: dict = field(default_factory=dict)
+    repairs: list[str] = field(default_factory=list)  # e.g. a broken numba cache, cleared
     max_duration: float | None = None
     seconds: float = 0.0
 
@@ -153,6 +154,7 @@ def index_library(
                 if progress:
                     progress(n_done, summary.n_scanned)
                 retry: list[FileEntry] = []  # moved files whose twin took the record first
+                checked: list[bool] = []  # numba_guard.check() ran in this run
                 # first the to-do list, where a file may be a moved one; then the retries
                 for skip_hashes, source in ((frozenset(orphans), lambda: found.todo(batch_size)),
                                             (frozenset(), lambda: chunked(list(retry), batch_size))):
@@ -165,7 +167,7 @@ def index_library(
                             sent.append(batch)
                             yield batch
 
-                    on_crash = functools.partial(isolate, stage, crashed=_crashed)
+                    on_crash = functools.partial(_on_crash, stage, summary, checked)
                     for results in run_batches(stage, batches(), n_jobs=n_jobs,
                                                executor=executor, on_crash=on_crash):
                         n_done += _commit(atlas, sent.popleft(), results, orphans, retry,
@@ -228,7 +230,22 @@ def cqt_for_model(
 
 
 def _crashed(entry: FileEntry) -> AudioReadError:
-    return AudioReadError(entry.path, "the decoder crashed on this file (its process died)")
+    return AudioReadError(entry.path, "analysing this file crashed its process (in the decoder "
+                          "or a native library)")
+
+
+def _on_crash(stage, summary: IndexSummary, checked: list, batch: list) -> list:
+    """A worker died on ``batch``: after the run's first crash, check librosa's numba cache
+    (a broken one kills every worker that tracks a loop's beat, whatever the file), then find
+    the file to blame one at a time."""
+    if not checked:
+        checked.append(True)
+        from soundatlas import numba_guard
+
+        line = numba_guard.check()
+        if line:
+            summary.repairs.append(line)
+    return isolate(stage, batch, crashed=_crashed)
 
 
 def _analyse(entries: list[FileEntry], *, root: str, params, max_duration, skip_hashes):

@@ -44,7 +44,9 @@ _HOP = 128  # beat tracking frames: 8 ms at 16 kHz
 
 def estimate_tempo(y: np.ndarray, sr: int) -> float | None:
     """Beats per minute of a steady beat in ``y`` (mono float), or None without one."""
-    import librosa
+    from soundatlas.numba_guard import import_librosa
+
+    librosa = import_librosa()
 
     if len(y) < LOOP_MIN_SECONDS * sr or _decay_db(y) > MAX_DECAY_DB:
         return None
@@ -72,7 +74,9 @@ def _decay_db(y: np.ndarray) -> float:
 def estimate_key(y: np.ndarray, sr: int) -> tuple[str, float] | None:
     """(``"A minor"``, correlation) of the key that fits ``y``'s mean chroma best, or None when
     no key reaches ``KEY_MIN_R`` (noise, drums alone)."""
-    import librosa
+    from soundatlas.numba_guard import import_librosa
+
+    librosa = import_librosa()
 
     harmonic = librosa.effects.harmonic(y.astype(np.float32))
     chroma = librosa.feature.chroma_cqt(y=harmonic, sr=sr, hop_length=512,

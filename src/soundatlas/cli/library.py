@@ -268,6 +268,8 @@ def print_index_summary(s) -> None:
               f"(--max-duration), e.g. {s.truncated[0]}")
     if s.label_counts:
         print("  labels: " + ", ".join(f"{k} ({n})" for k, n in sorted(s.label_counts.items())))
+    for line in s.repairs:
+        print(f"  repaired: {line}")
     for problem in s.label_problems[:10]:
         print(f"  label problem: {problem}")
     if s.failures:
