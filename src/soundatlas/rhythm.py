@@ -46,10 +46,9 @@ def estimate_tempo(y: np.ndarray, sr: int) -> float | None:
     """Beats per minute of a steady beat in ``y`` (mono float), or None without one."""
     from soundatlas.numba_guard import import_librosa
 
-    librosa = import_librosa()
-
     if len(y) < LOOP_MIN_SECONDS * sr or _decay_db(y) > MAX_DECAY_DB:
         return None
+    librosa = import_librosa()  # its compiled modules: seconds on a process's first loop
     _, beats = librosa.beat.beat_track(y=y.astype(np.float32), sr=sr, hop_length=_HOP,
                                        units="time")
     beats = np.asarray(beats)
