@@ -125,3 +125,11 @@ def test_import_librosa_loads_the_compiled_modules_once():
     assert all(name in sys.modules for name in numba_guard.COMPILED_MODULES)
     assert numba_guard.import_librosa() is librosa
     assert np.isfinite(librosa.beat.beat_track(y=np.zeros(16000, np.float32), sr=16000)[0]).all()
+
+
+def test_the_default_probe_says_its_cache_folders_and_analyses_a_loop():
+    probe = subprocess.run([sys.executable, "-m", "soundatlas.rhythm"], capture_output=True,
+                           text=True, timeout=900, check=False)
+    assert probe.returncode == 0, probe.stderr
+    dirs = json.loads(probe.stdout.splitlines()[0])
+    assert dirs == numba_guard.cache_dirs()

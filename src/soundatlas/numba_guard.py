@@ -13,7 +13,7 @@ Two defences:
 
 - :func:`import_librosa` imports librosa's compiled modules under a lock file that every
   soundatlas process on the machine shares, so one process at a time compiles and caches them;
-- :func:`check` runs the loop analysis (``soundatlas.rhythm.loop_labels``) in a process of its
+- :func:`check` runs the loop analysis (``python -m soundatlas.rhythm``) in a process of its
   own; when that process dies of a signal, it removes those modules' numba cache files (numba
   builds them again) and tries once more. ``index`` calls it after a run's first worker crash,
   before it looks for a file to blame.
@@ -136,7 +136,7 @@ def clear_cache(dirs: dict[str, str]) -> int:
     return removed
 
 
-def check(timeout: float = 900.0, probe: str = __name__) -> str | None:
+def check(timeout: float = 900.0, probe: str = "soundatlas.rhythm") -> str | None:
     """Analyse a synthetic loop in a process of its own; if that process dies of a signal, clear
     librosa's numba caches and try again.
 
@@ -146,8 +146,8 @@ def check(timeout: float = 900.0, probe: str = __name__) -> str | None:
         Seconds each try may take (a cold cache compiles for up to a minute on a busy machine).
     probe : str
         The module run as ``python -m PROBE``: it prints the JSON of :func:`cache_dirs` of what it
-        uses on its first line, then runs the compiled code (default: this module, whose probe
-        is the loop analysis).
+        uses on its first line, then runs the compiled code (default: ``soundatlas.rhythm``,
+        whose probe is the loop analysis).
 
     Returns
     -------
@@ -180,24 +180,3 @@ def _self_test(probe: str, timeout: float) -> subprocess.CompletedProcess | None
                               capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return None
-
-
-def _main() -> int:
-    import numpy as np
-
-    from soundatlas.rhythm import loop_labels
-
-    # the folders first: a crash below leaves them for check() to clear
-    print(json.dumps(cache_dirs()), flush=True)
-    sr = 16000
-    t = np.arange(5 * sr) / sr
-    y = 0.3 * np.sin(2 * np.pi * 220.0 * t)
-    for beat in np.arange(0, 5.0, 0.5):  # 120 BPM clicks over a tone
-        i = int(beat * sr)
-        y[i:i + 160] += np.hanning(320)[160:] * 0.9
-    loop_labels(y.astype(np.float32), sr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

@@ -112,3 +112,27 @@ def relative_key(key: str) -> str:
     if mode == "minor":
         return f"{NOTE_NAMES[(i + 3) % 12]} major"
     return f"{NOTE_NAMES[(i - 3) % 12]} minor"
+
+
+def _probe() -> int:
+    """``python -m soundatlas.rhythm``: ``numba_guard.check``'s probe. Prints the numba cache
+    folders of librosa's compiled modules (first, so that a crash leaves them said), then
+    analyses a synthetic loop: 120 BPM clicks over a tone."""
+    import json
+
+    from soundatlas.numba_guard import cache_dirs
+
+    print(json.dumps(cache_dirs()), flush=True)
+    sr = 16000
+    y = 0.3 * np.sin(2 * np.pi * 220.0 * np.arange(5 * sr) / sr)
+    for beat in np.arange(0, 5.0, 0.5):
+        i = int(beat * sr)
+        y[i:i + 160] += np.hanning(320)[160:] * 0.9
+    loop_labels(y.astype(np.float32), sr)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_probe())
