@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from soundatlas.artifact import DEFAULT_MODEL, SHIPPED_MODELS, ModelArtifact
 from soundatlas.cqt import PAPER_CQT, CQTParams
@@ -90,3 +91,59 @@ def test_made_by_gives_the_command_line_that_trains_the_same_settings():
         # a setting the config does not know did not exist yet: the run had the reference's
         expected = trained.get(key, getattr(PRESETS["paper"], key))
         assert value == expected, f"{key}: the command gives {value!r}, the model had {expected!r}"
+
+
+def test_an_atlas_embedded_by_an_earlier_shipped_model_is_embedded_anew(tmp_path):
+    """A later soundatlas ships another `default`: the atlas's stored points are the earlier
+    model's, so placing new sounds beside them is refused with the command that fixes it, and
+    `embed` drops them and embeds every sample with the model that ships now."""
+    from conftest import make_tone_library, write_tone
+    from soundatlas.artifact import check_current, resolve_model
+    from soundatlas.atlas import Atlas
+    from soundatlas.embed import embed_atlas
+    from soundatlas.errors import SoundAtlasError
+    from soundatlas.indexing import index_library
+    from soundatlas.synth.mosaic import mosaic
+
+    shipped = ModelArtifact.load(SHIPPED)
+    lib = make_tone_library(tmp_path / "lib", n_per_folder=2)
+    atlas_dir = tmp_path / "atlas"
+    index_library(lib, atlas_dir=atlas_dir, params=shipped.cqt, n_jobs=1)
+    earlier = {**shipped.config, "trained_as": "an-earlier-default", "command": "soundatlas train"}
+    with Atlas.open(atlas_dir, write=True) as atlas:  # the state an earlier soundatlas left
+        old_id = atlas.register_model(DEFAULT_MODEL, f"shipped:{DEFAULT_MODEL}", earlier)
+        embed_atlas(atlas, shipped, old_id)
+        artifact, registration = resolve_model(atlas, DEFAULT_MODEL)
+        with pytest.raises(SoundAtlasError, match="earlier version of the shipped model") as refused:
+            check_current(atlas, registration, artifact)
+        assert f"soundatlas embed --atlas {atlas.path}" in str(refused.value)
+        target = write_tone(tmp_path / "target.wav", 220.0, seconds=1.0)
+        with pytest.raises(SoundAtlasError, match="earlier version"):
+            mosaic(atlas, DEFAULT_MODEL, target)
+    import warnings
+
+    from soundatlas.web import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    with TestClient(create_app(atlas_dir)) as client:  # the page's query by example
+        r = client.post(f"/api/models/{DEFAULT_MODEL}/query",
+                        files={"file": ("t.wav", target.read_bytes(), "audio/wav")})
+        assert r.status_code == 409 and "earlier version" in r.json()["error"]
+
+    cli = str(Path(sys.executable).parent / "soundatlas")
+    proc = subprocess.run([cli, "embed", "--atlas", str(atlas_dir), "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "every sample is embedded again" in proc.stderr
+    assert json.loads(proc.stdout)["n_embedded"] == 6
+    with Atlas.open(atlas_dir) as atlas:
+        record = atlas.model(DEFAULT_MODEL)
+        assert record.config == shipped.config  # registered again: the earlier points dropped
+        assert record.n_embedded == 6
+        check_current(atlas, record, shipped)  # current now: no error
+    again = subprocess.run([cli, "embed", "--atlas", str(atlas_dir), "--json"],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "embedded again" not in again.stderr
+    assert json.loads(again.stdout)["n_embedded"] == 0

@@ -25,7 +25,8 @@ from soundatlas.errors import AtlasError, ParameterError, SoundAtlasError
 if TYPE_CHECKING:  # torch loads with the first model, not with the module
     import torch
 
-__all__ = ["ModelArtifact", "SHIPPED_MODELS", "DEFAULT_MODEL", "check_cqt"]
+__all__ = ["ModelArtifact", "SHIPPED_MODELS", "DEFAULT_MODEL", "check_cqt", "shipped_changed",
+           "check_current"]
 
 SHIPPED_MODELS = Path(__file__).parent / "models"
 DEFAULT_MODEL = "default"
@@ -203,6 +204,40 @@ def model_path(atlas, directory: str) -> Path:
         return SHIPPED_MODELS / directory.split(":", 1)[1]
     p = Path(directory)
     return p if p.is_absolute() else atlas.path / p
+
+
+def shipped_changed(registration: ModelRecord | None, artifact: ModelArtifact) -> bool:
+    """Whether the atlas's points for a shipped model were made by another version of it.
+
+    An atlas registers a shipped model by name (``shipped:NAME``) with the config it had then;
+    a later soundatlas may ship another model under the same name (a new ``default``), whose
+    points would not sit on the same map as the stored ones.
+
+    Parameters
+    ----------
+    registration : ModelRecord or None
+        The model's registration in the atlas (``resolve_model``'s second value).
+    artifact : ModelArtifact
+        The model as it loads now.
+    """
+    return (registration is not None and registration.dir.startswith("shipped:")
+            and registration.config != artifact.config)
+
+
+def check_current(atlas, registration: ModelRecord | None, artifact: ModelArtifact) -> None:
+    """Refuse to place new sounds with a shipped model that changed since the atlas was embedded.
+
+    Raises
+    ------
+    SoundAtlasError
+        Naming the command that embeds the atlas again (``shipped_changed``).
+    """
+    if shipped_changed(registration, artifact):
+        raise SoundAtlasError(
+            f"the atlas's points for model {artifact.name!r} were made by an earlier version of "
+            f"the shipped model; `soundatlas embed --atlas {atlas.path} --model {artifact.name}` "
+            "makes them again with this one"
+        )
 
 
 def check_cqt(artifact: ModelArtifact, params: CQTParams) -> None:

@@ -371,20 +371,26 @@ def ensure_registered(atlas, artifact, registration) -> int:
     Returns
     -------
     int
-        The model's id.
+        The model's id; a new one, with no embeddings, when the atlas's registration of a
+        shipped model is of an earlier version of it (``artifact.shipped_changed``).
 
     Raises
     ------
     SoundAtlasError
         When the model was not made for the atlas's features (``check_features``).
     """
+    from soundatlas.artifact import shipped_changed
+
     check_features(atlas, artifact)
-    if registration is not None:
-        return registration.id
-    for m in atlas.models():
-        if m.name == artifact.name:
-            return m.id
-    return atlas.register_model(artifact.name, artifact.registry_dir, artifact.config)
+    if registration is None:
+        registration = next((m for m in atlas.models() if m.name == artifact.name), None)
+    if registration is None:
+        return atlas.register_model(artifact.name, artifact.registry_dir, artifact.config)
+    if shipped_changed(registration, artifact):
+        # another soundatlas shipped another model under this name: the stored points are the
+        # earlier model's, so registering it again drops them and every sample is embedded anew
+        return atlas.register_model(artifact.name, registration.dir, artifact.config)
+    return registration.id
 
 
 def embed_atlas(

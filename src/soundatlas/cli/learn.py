@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import shlex
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -147,11 +148,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _embed(args, atlas):
     """Embed ``atlas``'s samples with ``args.model`` behind a progress bar; the summary."""
-    from soundatlas.artifact import resolve_model
+    from soundatlas.artifact import resolve_model, shipped_changed
     from soundatlas.embed import embed_atlas, ensure_registered
 
     artifact, registration = resolve_model(atlas, args.model)
+    changed = shipped_changed(registration, artifact)
     model_id = ensure_registered(atlas, artifact, registration)
+    if changed:
+        print(f"the shipped model {artifact.name!r} is not the one this atlas was embedded with "
+              "(an earlier soundatlas shipped another): every sample is embedded again",
+              file=sys.stderr)
     with progress_bar(args, desc=f"embedding ({artifact.name})", unit="file") as progress:
         return embed_atlas(atlas, artifact, model_id, progress=progress,
                            precision=args.precision, device=args.device,

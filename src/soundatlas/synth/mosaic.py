@@ -58,16 +58,20 @@ def mosaic(atlas, model: str | None, target: str | os.PathLike, *, exclude_self:
         An argument is out of range.
     AtlasError
         The model is unknown or has no embeddings.
+    SoundAtlasError
+        The atlas's points are of an earlier version of a shipped model
+        (``artifact.check_current``).
     AudioReadError
         The target cannot be read.
     """
-    from soundatlas.artifact import check_cqt, resolve_model
+    from soundatlas.artifact import check_cqt, check_current, resolve_model
     from soundatlas.embed import embed_outside_file
     from soundatlas.pipeline import content_hash
 
     check_grain(grain, overlap)
     reg = embedded_model(atlas, model)
     artifact, _ = resolve_model(atlas, reg.name)
+    check_current(atlas, reg, artifact)
     check_cqt(artifact, atlas.cqt_params)
     params = atlas.cqt_params
     digest = content_hash(target)

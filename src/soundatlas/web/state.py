@@ -407,9 +407,10 @@ class WebState:
         Raises
         ------
         fastapi.HTTPException
-            409 when the model's CQT differs from the atlas's.
+            409 when the model's CQT differs from the atlas's, or when the shipped model of
+            that name changed since the atlas was embedded (``artifact.check_current``).
         """
-        from soundatlas.artifact import check_cqt, resolve_model
+        from soundatlas.artifact import check_cqt, check_current, resolve_model
 
         key = (model.name, model.id, model.dir, model.created)
         with self._lock:
@@ -420,6 +421,7 @@ class WebState:
                 self._artifacts = {k: v for k, v in self._artifacts.items() if k[0] != key[0]}
                 self._artifacts[key] = artifact
         try:
+            check_current(atlas, model, artifact)
             check_cqt(artifact, atlas.cqt_params)
         except SoundAtlasError as exc:
             raise api_error(409, str(exc)) from None
