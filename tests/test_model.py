@@ -364,7 +364,7 @@ def test_embed_frames_sees_few_input_shapes_whatever_the_file_lengths():
     rng = np.random.default_rng(0)
     try:
         with torch.inference_mode():
-            for i, n_time in enumerate([1, 37, 300, *rng.integers(1, 1500, size=120)]):
+            for i, n_time in enumerate([1, 37, 300, *rng.integers(1, 700, size=40)]):
                 frames = features(int(n_time), seed=int(n_time))
                 got = model.embed_frames(frames, chunk_frames=256)
                 if i < 3:  # the rounded chunks' extra frames change nothing
