@@ -472,3 +472,34 @@ def test_atlas_queries_by_id_take_numpy_ids(indexed_for_default):
         paths = atlas.paths(ids)
         assert paths == atlas.paths(ids.tolist()) and len(paths) == len(ids)
         assert atlas.paths(ids.astype(np.int32)[:3]) == {int(i): paths[int(i)] for i in ids[:3]}
+
+
+def test_an_atlas_whose_creation_stopped_half_way_is_made_again_with_the_cqt_asked(tmp_path):
+    """A first run that stopped after the database file appeared but before the atlas recorded
+    its CQT (a full disk, a kill) leaves no atlas: the next run makes it with the CQT asked for
+    (or the model's), not the kernel parameters stored without one mean."""
+    from conftest import make_tone_library
+    from soundatlas.artifact import DEFAULT_MODEL, SHIPPED_MODELS, ModelArtifact
+    from soundatlas.atlas import Atlas
+    from soundatlas.atlas.schema import DB_NAME, connect, migrate
+    from soundatlas.cqt_params import PAPER_CQT, CQTParams
+    from soundatlas.indexing import cqt_for_model, index_library
+
+    lib = make_tone_library(tmp_path / "lib", n_per_folder=1)
+    for kernel_asked, atlas_dir in ((None, tmp_path / "a"), (CQTParams(), tmp_path / "b")):
+        atlas_dir.mkdir()
+        conn = connect(atlas_dir / DB_NAME, write=True)  # tables made, nothing recorded yet
+        migrate(conn, atlas_dir, write=True)
+        conn.close()
+        assert not Atlas.exists(atlas_dir)
+        shipped = ModelArtifact.load(SHIPPED_MODELS / DEFAULT_MODEL)
+        assert cqt_for_model(lib, atlas_dir, None) == shipped.cqt
+        summary = index_library(lib, atlas_dir=atlas_dir, params=kernel_asked, n_jobs=1)
+        assert summary.n_indexed == 3
+        assert Atlas.exists(atlas_dir)
+        with Atlas.open(atlas_dir) as atlas:
+            assert atlas.cqt_params == (kernel_asked or PAPER_CQT)
+        assert cqt_for_model(lib, atlas_dir, None) is None  # now an atlas: it keeps its own
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / DB_NAME).write_bytes(b"not a database at all")
+    assert Atlas.exists(tmp_path / "c")  # opening it says what is wrong; nothing is remade

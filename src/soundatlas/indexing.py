@@ -217,10 +217,10 @@ def cqt_for_model(
     import json
 
     from soundatlas.artifact import CONFIG, DEFAULT_MODEL, shipped_model_dir
-    from soundatlas.atlas import DB_NAME
+    from soundatlas.atlas import Atlas
 
     atlas_dir = Path(atlas_dir) if atlas_dir is not None else default_atlas_dir(library)
-    if (atlas_dir / DB_NAME).is_file():
+    if Atlas.exists(atlas_dir):
         return None
     name = model or DEFAULT_MODEL
     for directory in (Path(name), shipped_model_dir(name)):

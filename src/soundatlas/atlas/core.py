@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sqlite3
 import time
 from pathlib import Path
 
@@ -197,7 +198,7 @@ class Atlas(SampleStore, LabelStore, CurationStore, RunStore, ModelStore):
             what to do), or the directory cannot be created.
         """
         path = Path(path)
-        if (path / DB_NAME).is_file():
+        if cls.exists(path):
             atlas = cls.open(path, write=True)
             stored = atlas.cqt_params
             if params is not None and stored != params:
@@ -229,6 +230,31 @@ class Atlas(SampleStore, LabelStore, CurationStore, RunStore, ModelStore):
             atlas._set_meta("cqt", json.dumps(params.to_dict()))
             atlas._set_meta("created", str(time.time()))
         return atlas
+
+    @staticmethod
+    def exists(path: str | os.PathLike) -> bool:
+        """Whether ``path`` holds an atlas whose creation finished.
+
+        A database without the CQT it was made with is a creation that stopped half-way (the
+        disk filled, the process was killed): ``create`` makes it again rather than reading it
+        as an atlas of the kernel parameters stored without one mean (``folded``).
+        """
+        db = Path(path) / DB_NAME
+        if not db.is_file():
+            return False
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            try:
+                row = conn.execute("SELECT 1 FROM meta WHERE key = 'cqt'").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):  # stopped before its tables were made
+                return False
+            return True  # locked, unreadable: opening it says what is wrong
+        except sqlite3.DatabaseError:
+            return True
+        return row is not None
 
     _writer_lock = False  # whether this open holds the writer lock
 
