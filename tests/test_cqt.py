@@ -2,7 +2,8 @@
 
 ``PAPER_CQT`` (the multirate kernel) is held to librosa on every frame, edges included, for pure
 tones in every octave, clicks and sharp onsets; the folded kernel (``CQTParams()``, what params
-stored without a kernel mean) must keep giving the features the shipped model was trained on.
+stored without a kernel mean) must keep giving the features that models trained on it (the
+shipped model before 2026-12-03, and those users trained then) read.
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ def test_per_frame_and_folded_octaves_compute_the_same(monkeypatch):
         cqt_module._tail_and_top.cache_clear()
 
 
-# --- the folded kernel: the features the shipped model was trained on -----------------------------
+# --- the folded kernel: the features the models trained on it read ---------------------------------
 
 
 def _folded_probe() -> np.ndarray:
@@ -257,10 +258,10 @@ def test_params_stored_without_a_kernel_read_as_folded():
     assert not FOLDED.differs_only_in_kernel(replace(PAPER_CQT, hop_length=400))
 
 
-def test_shipped_model_reads_folded_features():
+def test_shipped_model_reads_the_paper_cqt_with_the_multirate_kernel():
     from soundatlas.artifact import DEFAULT_MODEL, SHIPPED_MODELS, ModelArtifact
 
-    assert ModelArtifact.load(SHIPPED_MODELS / DEFAULT_MODEL).cqt == FOLDED
+    assert ModelArtifact.load(SHIPPED_MODELS / DEFAULT_MODEL).cqt == PAPER_CQT
 
 
 # --- atlases made with the folded kernel ---------------------------------------------------------
@@ -291,7 +292,10 @@ def test_an_atlas_keeps_its_kernel_and_refresh_features_brings_it_up_to_date(tmp
     lib = make_tone_library(tmp_path / "lib", n_per_folder=2)
     atlas_dir = tmp_path / "atlas"
     index_library(lib, atlas_dir=atlas_dir, params=FOLDED, n_jobs=1)
-    shipped = ModelArtifact.load(SHIPPED_MODELS / DEFAULT_MODEL)  # trained on folded features
+    shipped = ModelArtifact.load(SHIPPED_MODELS / DEFAULT_MODEL)
+    # one network, said to be trained on each kernel's features
+    older = ModelArtifact(name="older", config={**shipped.config, "cqt": FOLDED.to_dict()},
+                          model=shipped.model)
     newer = ModelArtifact(name="newer", config={**shipped.config, "cqt": PAPER_CQT.to_dict()},
                           model=shipped.model)
 
@@ -301,7 +305,7 @@ def test_an_atlas_keeps_its_kernel_and_refresh_features_brings_it_up_to_date(tmp
         assert _features(atlas).keys() == _expected(lib, FOLDED).keys()
         for path, F in _expected(lib, FOLDED).items():
             np.testing.assert_array_equal(_features(atlas)[path], F)
-        check_features(atlas, shipped)
+        check_features(atlas, older)
         with pytest.raises(SoundAtlasError) as refused:
             check_features(atlas, newer)
     command = f"soundatlas index {lib.resolve()} --atlas {atlas_dir.resolve()} --refresh-features"
@@ -325,14 +329,16 @@ def test_an_atlas_keeps_its_kernel_and_refresh_features_brings_it_up_to_date(tmp
             np.testing.assert_array_equal(_features(atlas)[path], F)
         check_features(atlas, newer)
         with pytest.raises(SoundAtlasError, match="trained on features of the 'folded'"):
-            check_features(atlas, shipped)
+            check_features(atlas, older)
     assert index_library(lib, atlas_dir=atlas_dir, n_jobs=1).n_indexed == 0
 
     # `map`: a new atlas gets the CQT of the model that embeds it; an existing one keeps its own
     from soundatlas.indexing import cqt_for_model
 
-    assert cqt_for_model(lib, tmp_path / "new", None) == FOLDED == shipped.cqt
-    assert cqt_for_model(lib, tmp_path / "new", str(SHIPPED_MODELS / DEFAULT_MODEL)) == FOLDED
+    assert cqt_for_model(lib, tmp_path / "new", None) == PAPER_CQT == shipped.cqt
+    assert cqt_for_model(lib, tmp_path / "new", str(SHIPPED_MODELS / DEFAULT_MODEL)) == PAPER_CQT
+    older.save(tmp_path / "older-model")
+    assert cqt_for_model(lib, tmp_path / "new", str(tmp_path / "older-model")) == FOLDED
     assert cqt_for_model(lib, atlas_dir, None) is None
     assert cqt_for_model(lib, tmp_path / "new", "no-such-model") is None
 

@@ -502,7 +502,11 @@ def test_shipped_model_config_reads_back_as_its_neighbourhood():
 
     config = json.loads((SHIPPED_MODELS / "default" / "config.json").read_text())
     nb = neighbourhood_from_config(config["neighbourhood"])
-    assert isinstance(nb, InstrumentPitch2) and nb.semitones == 2
+    # its second phase's mixture: same instrument of the same maker within two semitones, pitch
+    # order inside each instrument, same GM drum
+    assert [(type(part).__name__, weight) for part, weight in nb.parts] == [
+        ("InstrumentPitch2", 1.0), ("PitchWithin", 0.5), ("Label", 0.25)]
+    assert nb.parts[0][0].instrument_label == "bank+instrument" and nb.parts[0][0].semitones == 2
     assert nb.to_model_config() == config["neighbourhood"]
     mix = parse_neighbourhood("instrument:2,augment-pair:1")
     back = neighbourhood_from_config(json.loads(json.dumps(mix.to_model_config())))
