@@ -17,7 +17,7 @@ from typing import Iterable
 import numpy as np
 
 from soundatlas.atlas.records import ModelRecord
-from soundatlas.atlas.store import Store, id_chunks, int_list, placeholders, write_array
+from soundatlas.atlas.store import Store, id_chunks, int_list, open_array, placeholders, write_array
 from soundatlas.errors import AtlasError
 
 __all__ = ["ModelStore"]
@@ -392,6 +392,6 @@ class ModelStore(Store):
         if file not in cache:
             if len(cache) > 256:
                 cache.clear()
-            cache[file] = np.load(self.path / "embeddings" / file, mmap_mode="r")
+            cache[file] = open_array(self.path / "embeddings" / file)
         return cache[file]
 

@@ -17,7 +17,8 @@ import numpy as np
 from soundatlas.atlas.labels import LABEL_SUMMARY_META
 from soundatlas.atlas.records import NewSample, SampleRecord
 from soundatlas.atlas.schema import NON_ASCII_PATH
-from soundatlas.atlas.store import Store, chunked, id_chunks, int_list, placeholders, write_array
+from soundatlas.atlas.store import (Store, chunked, id_chunks, int_list, open_array, placeholders,
+                                    write_array)
 from soundatlas.errors import AtlasError
 
 __all__ = ["SampleStore", "FEATURE_DTYPE"]
@@ -248,7 +249,7 @@ class SampleStore(Store):
         if row[0] not in self._segment_cache:
             if len(self._segment_cache) > 256:
                 self._segment_cache.clear()
-            self._segment_cache[row[0]] = np.load(self.path / "features" / row[0], mmap_mode="r")
+            self._segment_cache[row[0]] = open_array(self.path / "features" / row[0])
         return self._segment_cache[row[0]]
 
     # -- writing -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager, suppress
 from itertools import islice
@@ -22,7 +23,19 @@ import numpy as np
 
 from soundatlas.errors import disk_full, is_disk_full
 
-__all__ = ["Store", "write_array", "checksum", "ARRAY_FOLDERS"]
+__all__ = ["Store", "write_array", "checksum", "ARRAY_FOLDERS", "open_array"]
+
+# numpy parses each .npy header with ast.literal_eval, and CPython 3.11 keeps the AST builder's
+# recursion depth in per-interpreter state: two threads parsing at once can fail with "SystemError:
+# AST constructor recursion depth mismatch" (python/cpython#106905; the server's threads read
+# segments side by side, and once answered a 500 for it). One parse at a time: a header is small.
+_HEADER_LOCK = threading.Lock()
+
+
+def open_array(path: str | os.PathLike) -> np.ndarray:
+    """An array file (``.npy``) memory-mapped read-only, its header parsed under a lock."""
+    with _HEADER_LOCK:
+        return np.load(path, mmap_mode="r")
 
 _SQL_INT_MIN, _SQL_INT_MAX = -(2**63), 2**63 - 1  # the range of an SQLite INTEGER
 #: array folders of the atlas: folder -> (table of its files, table and column pointing at them)
