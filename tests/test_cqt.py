@@ -216,7 +216,7 @@ def test_per_frame_and_folded_octaves_compute_the_same(monkeypatch):
         cqt_module._tail_and_top.cache_clear()
 
 
-# --- the folded kernel: the features the models trained on it read ---------------------------------
+# --- the folded kernel: the features the models trained on it read -------------------------------
 
 
 def _folded_probe() -> np.ndarray:

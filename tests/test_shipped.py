@@ -114,9 +114,9 @@ def test_an_atlas_embedded_by_an_earlier_shipped_model_is_embedded_anew(tmp_path
         old_id = atlas.register_model(DEFAULT_MODEL, f"shipped:{DEFAULT_MODEL}", earlier)
         embed_atlas(atlas, shipped, old_id)
         artifact, registration = resolve_model(atlas, DEFAULT_MODEL)
-        with pytest.raises(SoundAtlasError, match="earlier version of the shipped model") as refused:
+        with pytest.raises(SoundAtlasError, match="earlier version of the shipped model") as no:
             check_current(atlas, registration, artifact)
-        assert f"soundatlas embed --atlas {atlas.path}" in str(refused.value)
+        assert f"soundatlas embed --atlas {atlas.path}" in str(no.value)
         target = write_tone(tmp_path / "target.wav", 220.0, seconds=1.0)
         with pytest.raises(SoundAtlasError, match="earlier version"):
             mosaic(atlas, DEFAULT_MODEL, target)

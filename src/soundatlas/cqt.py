@@ -24,9 +24,9 @@ agrees with librosa on the first and last frames, on clicks and on onsets as in 
 (``tests/test_cqt.py``: correlation >= 0.995 on each; ``benchmarks/bench_cqt.py`` measures it).
 
 ``"folded"`` (the default of ``CQTParams()``: params stored without a ``kernel`` are this one) is
-the single-rate kernel the shipped model before 2026-12-03 was trained on: every bin of a clip from one FFT of the
-whole clip, each filter's frequency response sparsified at that FFT size, folded modulo ``M`` and
-finished with an inverse FFT of size ``M``. It departs from librosa twice. Sparsifying at the
+the single-rate kernel the shipped model before 2026-12-03 was trained on: every bin of a clip
+from one FFT of the whole clip, each filter's frequency response sparsified at that FFT size,
+folded modulo ``M`` and finished with an inverse FFT of size ``M``. It departs from librosa twice. Sparsifying at the
 clip's FFT size keeps other side lobes than librosa's per-octave size does, and spreads what it
 drops over the whole clip (a floor some 50 dB under the peak: pre-echo before onsets). And it
 correlates the clip at its own rate, where librosa's lower octaves read resampled copies that
