@@ -503,3 +503,24 @@ def test_an_atlas_whose_creation_stopped_half_way_is_made_again_with_the_cqt_ask
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / DB_NAME).write_bytes(b"not a database at all")
     assert Atlas.exists(tmp_path / "c")  # opening it says what is wrong; nothing is remade
+
+
+def test_a_model_registered_again_is_read_with_its_new_config(tmp_path):
+    """Model configs are parsed once per open atlas; registering a model again (by this open or
+    another process's) must still be seen, as the server's long-lived reader sees it."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    with Atlas.create(lib / ".soundatlas", library=lib) as writer, \
+            Atlas.open(lib / ".soundatlas") as reader:
+        writer.register_model("m", "m", {"version": 1})
+        assert reader.model("m").config == {"version": 1}
+        assert reader.model("m") == writer.model("m")
+        writer.register_model("m", "m", {"version": 2, "big": list(range(1000))})
+        assert reader.model("m").config["version"] == 2
+        assert writer.model("m").config["version"] == 2
+        writer.register_model("other", "o", {"version": 3})
+        assert [(m.name, m.config["version"]) for m in reader.models()] == [("m", 2),
+                                                                           ("other", 3)]
+        writer.remove_model("m")
+        with pytest.raises(AtlasError, match="known: other"):
+            reader.model("m")

@@ -160,6 +160,38 @@ def test_the_server_searches_large_models_approximately_and_exactly_when_asked(s
     assert approx.get(url, params={"space": "map"}).json()["exact"] is True
 
 
+def test_a_request_finds_the_indexes_the_first_one_built(synth_atlas):
+    """Neighbours are answered on the event loop only from an index already built
+    (``build=False`` never builds one); the first request builds it on a worker thread."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    from soundatlas.web import create_app
+
+    app = create_app(synth_atlas, approximate_above=0)
+    web = app.state.web
+    client = TestClient(app)
+    with web.atlas() as atlas:
+        model = atlas.model("default")
+        assert web.similarity_index(atlas, model, build=False) is None
+        assert web.point_index(atlas, model, build=False) is None
+    url = "/api/models/default/neighbours/5"
+    first = client.get(url).json()
+    with web.atlas() as atlas:
+        model = atlas.model("default")
+        built = web.similarity_index(atlas, model, build=False)
+        assert built is not None and built.index.approximate
+        assert web.similarity_index(atlas, model) is built
+        assert web.point_index(atlas, model, build=False) is None  # not asked for yet
+    assert client.get(url).json() == first
+    on_map = client.get(url, params={"space": "map"}).json()
+    with web.atlas() as atlas:
+        assert web.point_index(atlas, atlas.model("default"), build=False) is not None
+    assert client.get(url, params={"space": "map"}).json() == on_map
+    assert client.get("/api/models/default/neighbours/999999").status_code == 404
+    assert client.get("/api/models/nope/neighbours/5").status_code == 404
+
+
 def test_serve_approximate_above_sets_where_approximate_search_starts(synth_atlas):
     import json
     import subprocess

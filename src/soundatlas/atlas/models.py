@@ -80,16 +80,7 @@ class ModelStore(Store):
 
     def models(self) -> list[ModelRecord]:
         """The registered models, by id, each with its number of embedded samples."""
-        count = ("(SELECT COUNT(*) FROM embeddings e WHERE e.model_id = m.id)"
-                 if self.schema_version < 4 else  # read-only, before the counts were kept
-                 "(SELECT n FROM embedding_counts c WHERE c.model_id = m.id)")
-        rows = self.conn.execute(
-            f"SELECT m.id, m.name, m.dir, m.config, m.created, {count}"
-            " FROM models m ORDER BY m.id"
-        ).fetchall()
-        return [ModelRecord(id=i, name=name, dir=directory, config=json.loads(config),
-                            created=created, n_embedded=n)
-                for i, name, directory, config, created, n in rows]
+        return self._model_records("")
 
     def model(self, name: str) -> ModelRecord:
         """The model registered as ``name``.
@@ -99,12 +90,42 @@ class ModelStore(Store):
         AtlasError
             When no model has that name (the message lists those that do).
         """
-        models = self.models()
-        for m in models:
-            if m.name == name:
-                return m
-        known = ", ".join(m.name for m in models) or "none"
+        found = self._model_records(" WHERE m.name = ?", (name,))
+        if found:
+            return found[0]
+        known = ", ".join(m.name for m in self.models()) or "none"
         raise AtlasError(f"no model named {name!r} in {self.path} (known: {known})")
+
+    def _model_records(self, where: str, args: tuple = ()) -> list[ModelRecord]:
+        """The models' records, their configs parsed once per open atlas.
+
+        A config is tens of kilobytes of JSON (a shipped model's holds its evaluation), and the
+        server looks its model up on every request: parsing it each time was a sixth of a
+        neighbours request. A record's config is therefore shared between the records read from
+        one open atlas, keyed by the model's id and registration time (registering again under
+        the same name gives a new time); callers read it and never change it.
+        """
+        count = ("(SELECT COUNT(*) FROM embeddings e WHERE e.model_id = m.id)"
+                 if self.schema_version < 4 else  # read-only, before the counts were kept
+                 "(SELECT n FROM embedding_counts c WHERE c.model_id = m.id)")
+        rows = self.conn.execute(
+            f"SELECT m.id, m.name, m.dir, m.created, {count} FROM models m{where} ORDER BY m.id",
+            args).fetchall()
+        cache = self._config_cache
+        records = []
+        for i, name, directory, created, n in rows:
+            config = cache.get((i, created))
+            if config is None:
+                row = self.conn.execute("SELECT config FROM models WHERE id = ? AND created = ?",
+                                        (i, created)).fetchone()
+                if row is None:  # removed or registered again by another process meanwhile
+                    continue
+                if len(cache) >= 64:  # models registered again and again (adapt runs)
+                    cache.clear()
+                config = cache[(i, created)] = json.loads(row[0])
+            records.append(ModelRecord(id=i, name=name, dir=directory, config=config,
+                                       created=created, n_embedded=n))
+        return records
 
     def remove_model(self, name: str) -> None:
         """Forget the model ``name`` with its embeddings and vectors (its directory stays)."""

@@ -322,30 +322,33 @@ class WebState:
         with Atlas.open(self.atlas_dir, write=True, tidy=False) as atlas:
             yield atlas
 
-    def point_index(self, atlas: Atlas, model: ModelRecord) -> PointIndex:
+    def point_index(self, atlas: Atlas, model: ModelRecord, *,
+                    build: bool = True) -> PointIndex | None:
         """The model's points and KD-tree (a :class:`PointIndex`), rebuilt when its
-        embeddings changed."""
+        embeddings changed; with ``build=False``, None instead of building it."""
         from scipy.spatial import cKDTree
 
-        def build() -> PointIndex:
+        def make() -> PointIndex:
             ids, points = atlas.points(model.id)
             if len(ids) == 0:
                 points = np.zeros((0, model_dims(model)), np.float32)
             return PointIndex(ids, points, cKDTree(points.astype(np.float64)))
 
-        return self._cached(self._indexes, model.name, points_key(atlas, model), build)
+        return self._cached(self._indexes, model.name, points_key(atlas, model), make,
+                            build_now=build)
 
-    def similarity_index(self, atlas: Atlas, model: ModelRecord) -> SimilarityIndex:
+    def similarity_index(self, atlas: Atlas, model: ModelRecord, *,
+                         build: bool = True) -> SimilarityIndex | None:
         """The model's similarity vectors and index (a :class:`SimilarityIndex`), rebuilt
         when its embeddings or vectors changed; without a vector for every embedded sample,
-        no index and the message why."""
+        no index and the message why. With ``build=False``, None where it would be built."""
         from soundatlas.similarity import missing_message, vector_index
 
         space = atlas.similarity_space(model.id)
         key = (*points_key(atlas, model), None if space is None else
                (space["name"], space["updated"]))
 
-        def build() -> SimilarityIndex:
+        def make() -> SimilarityIndex:
             if space is None:
                 return SimilarityIndex(None, None, missing_message(atlas, model, 0))
             ids, codes = atlas.similarity_vectors(model.id)
@@ -354,7 +357,7 @@ class WebState:
             return SimilarityIndex(vector_index(ids, codes, scale=space["spec"]["scale"],
                                                 approximate_above=self.approximate_above), space)
 
-        return self._cached(self._vectors, model.name, key, build)
+        return self._cached(self._vectors, model.name, key, make, build_now=build)
 
     def frame_index(self, atlas: Atlas, model: ModelRecord):
         """The model's :class:`synth.FrameIndex` (every sounding frame), read from the CLI's
@@ -364,13 +367,17 @@ class WebState:
         return self._cached(self._frames, model.name, points_key(atlas, model),
                             lambda: FrameIndex.load(atlas, model, cache="read"))
 
-    def _cached(self, store: dict, name: str, key: tuple, build: Callable[[], object]):
-        """``store[name]``'s value while its key is ``key``, else ``build()``'s, stored. Builds
-        run one at a time, so requests arriving together build a large index once."""
+    def _cached(self, store: dict, name: str, key: tuple, build: Callable[[], object], *,
+                build_now: bool = True):
+        """``store[name]``'s value while its key is ``key``, else ``build()``'s, stored (or
+        None with ``build_now=False``). Builds run one at a time, so requests arriving
+        together build a large index once."""
         with self._lock:
             cached = store.get(name)
         if cached and cached[0] == key:
             return cached[1]
+        if not build_now:
+            return None
         with self._build_lock:
             with self._lock:  # built by another request meanwhile?
                 cached = store.get(name)

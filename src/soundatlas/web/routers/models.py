@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -44,11 +45,14 @@ EXACT = Query(False, description="search every similarity vector: an exact answe
               "the answer says which it got)")
 
 
-def _search_space(web, atlas, model: ModelRecord, asked: str | None):
-    """(space name, SimilarityIndex or None, note or None) for a search ``asked`` for."""
+def _search_space(web, atlas, model: ModelRecord, asked: str | None, *, build: bool = True):
+    """(space name, SimilarityIndex or None, note or None) for a search ``asked`` for; None
+    with ``build=False`` when the similarity index would have to be built first."""
     if asked == "map":
         return "map", None, None
-    sim = web.similarity_index(atlas, model)
+    sim = web.similarity_index(atlas, model, build=build)
+    if sim is None:
+        return None
     if sim.index is not None:
         return "similarity", sim, None
     if asked == "similarity":
@@ -114,25 +118,49 @@ def get_trajectory(name: str, sample_id: int, request: Request) -> Response:
 
 
 @router.get("/{name}/neighbours/{sample_id}", summary="The k samples nearest a sample")
-def get_neighbours(name: str, sample_id: int, request: Request, k: int = K,
-                   space: Space = SPACE, exact: bool = EXACT) -> dict:
+async def get_neighbours(name: str, sample_id: int, request: Request, k: int = K,
+                         space: Space = SPACE, exact: bool = EXACT) -> dict:
     """Nearest first by Euclidean distance in the similarity space (default) or between points
     on the map (``space=map``); never the sample itself. Each: ``{id, distance, path, labels}``;
     ``space`` says where the distances were measured, ``exact`` whether every vector was
     searched (large models search approximately unless asked ``exact=true``; then ``recall``
     estimates the share of the true neighbours found)."""
     web = web_state(request)
+    # Searching an index already built takes a millisecond or two: it is answered on the event
+    # loop, which spares handing the request to a worker thread and back (at a million samples
+    # with 20 clients on two cores that hand-over was a third of the server's CPU for each
+    # request, and the queue it made was the latency). Building an index, or an exact search
+    # of one too large to search whole in a few milliseconds, runs on a worker thread, where it
+    # does not hold up the other requests.
+    answer = _neighbours(web, name, sample_id, k, space, exact, build=False)
+    if answer is None:
+        answer = await run_in_threadpool(_neighbours, web, name, sample_id, k, space, exact,
+                                         build=True)
+    return answer
+
+
+def _neighbours(web, name: str, sample_id: int, k: int, space: str | None, exact: bool, *,
+                build: bool) -> dict | None:
+    """``get_neighbours``'s answer; None with ``build=False`` when the answer needs an index
+    built first or a search of every vector of an approximately searched model."""
     with web.atlas() as atlas:
         model = embedded_model(atlas, name)
-        used, sim, note = _search_space(web, atlas, model, space)
+        chosen = _search_space(web, atlas, model, space, build=build)
+        if chosen is None:
+            return None
+        used, sim, note = chosen
         if sim is not None:
+            if exact and sim.index.approximate and not build:
+                return None
             vector = sim.index.vector(sample_id)
             if vector is None:
                 raise api_error(404, f"sample {sample_id} has no similarity vector for model "
                                 f"{name!r} (unknown id, or not embedded yet)")
             found = sim.index.nearest(vector, k, exclude=[sample_id], exact=exact)
         else:
-            index = web.point_index(atlas, model)
+            index = web.point_index(atlas, model, build=build)
+            if index is None:
+                return None
             point = point_or_404(index, sample_id, model)
             found = index.nearest(point, k, exclude=[sample_id])
         items = neighbour_items(atlas, found)
