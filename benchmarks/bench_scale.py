@@ -40,7 +40,9 @@ from the embed step: a 1M run that outlasts a sitting):
    ``POST /api/samples/lookup`` of 100 random ids. p50 and p99 per endpoint, requests/s, and
    the first ("cold") request of each endpoint alone before the clients start; the peak RSS of
    the server over all of it. The clients share the machine's cores with the server (and, in
-   one Python process, the GIL), so their latencies include client time. Then the same clients
+   one Python process, the GIL), so their latencies include client time; this process's
+   garbage collector is off while they run (its pauses would stop every client at once). Then
+   the same clients
    against a second server started with OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and
    MKL_NUM_THREADS set to 1 (the comparison: each request's matrix products on one BLAS
    thread, so concurrent requests do not fight over the BLAS's own threads; ``--no-blas1``
@@ -75,6 +77,7 @@ makes it smaller); the script refuses to render a library the free space cannot 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import queue
@@ -404,12 +407,21 @@ def api_latency(url: str, server_pid: int, clients: int, requests: int, seed: in
         threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
         for th in threads:
             th.start()
-        barrier.wait()
-        with common.OtherLoad([os.getpid(), server_pid]) as load:
-            t = time.perf_counter()
-            for th in threads:
-                th.join()
-            wall = time.perf_counter() - t
+        # the clients' own garbage collections stop all of them at once and would count as the
+        # server's latency: none while they run (as in bench_neighbours.py)
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        try:
+            barrier.wait()
+            with common.OtherLoad([os.getpid(), server_pid]) as load:
+                t = time.perf_counter()
+                for th in threads:
+                    th.join()
+                wall = time.perf_counter() - t
+        finally:
+            gc.enable()
+            gc.unfreeze()
         all_lat = np.concatenate([np.array(x) for x in lat]) * 1000
         out[kind] = {"cold_ms": cold * 1000, "p50_ms": float(np.percentile(all_lat, 50)),
                      "p99_ms": float(np.percentile(all_lat, 99)),

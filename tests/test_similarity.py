@@ -106,6 +106,24 @@ def test_the_approximate_index_finds_the_true_neighbours_and_measures_how_many()
     everyone = index.nearest(codes[0] / 127, len(ids) - 1, exclude=[int(ids[0])])
     assert [g[0] for g in everyone] == _brute(codes, ids, codes[0] / 127, len(ids) - 1,
                                               exclude=[int(ids[0])])[0]
+    # the cells hold the codes exactly: FAISS's own distances (squared, in code units) of code
+    # queries are the exact ones
+    import faiss
+
+    d2, found = index._faiss.search(codes[:5].astype(np.float32), 5,  # noqa: SLF001
+                                    params=faiss.SearchParametersIVF(nprobe=index.nlist))
+    want2 = ((codes[found].astype(np.float64) - codes[:5, None].astype(np.float64)) ** 2).sum(-1)
+    np.testing.assert_array_equal(d2, want2)
+    # a query that is not a code (an upload's vector between codes, an analogy's a - b + c
+    # beyond their range) would be rounded by FAISS's 8-bit kernel: it is searched whole
+    for row in rows[:10]:
+        assert not index.searches_all(index.vector(int(ids[row])))
+        between = np.clip(decoded[row] + rng.normal(0, 0.01, 256), -1, 1)
+        beyond = decoded[row] - decoded[row + 1] + decoded[row + 2]
+        assert beyond.max() > 1 or beyond.min() < -1
+        for q in (between, beyond):
+            assert index.searches_all(q)
+            assert index.nearest(q, 10) == index.nearest(q, 10, exact=True)
     # searches from many threads at once answer as one at a time
     queries = [index.vector(int(ids[r])) for r in rows[:64]]
     alone = [index.nearest(q, 10) for q in queries]
@@ -156,7 +174,12 @@ def test_the_server_searches_large_models_approximately_and_exactly_when_asked(s
     a_exact = exact.post("/api/models/default/analogy", json=body).json()
     a_asked = approx.post("/api/models/default/analogy", json={**body, "exact": True}).json()
     assert a_asked["exact"] is True and a_asked["neighbours"] == a_exact["neighbours"]
-    assert approx.post("/api/models/default/analogy", json=body).json()["exact"] is False
+    # a - b + c is no code: searched whole (FAISS's 8-bit kernel would round it), and said so
+    a_default = approx.post("/api/models/default/analogy", json=body).json()
+    assert a_default["exact"] is True and a_default["neighbours"] == a_exact["neighbours"]
+    # a - b + b is a's own code: searched approximately, and said so
+    a_self = approx.post("/api/models/default/analogy", json={**body, "c": 2}).json()
+    assert a_self["exact"] is False and "recall" in a_self
     assert approx.get(url, params={"space": "map"}).json()["exact"] is True
 
 
@@ -189,6 +212,19 @@ def test_a_request_finds_the_indexes_the_first_one_built(synth_atlas):
         assert web.point_index(atlas, atlas.model("default"), build=False) is not None
     assert client.get(url, params={"space": "map"}).json() == on_map
     assert client.get("/api/models/default/neighbours/999999").status_code == 404
+    # as serve runs it: what an index build leaves alive is frozen out of the collector's sight
+    import gc
+
+    web.freeze_gc = True
+    frozen = gc.get_freeze_count()
+    try:
+        assert client.get(url).json() == first
+        assert gc.get_freeze_count() == frozen  # a cached index: nothing built, nothing frozen
+        with web.atlas() as atlas:
+            web.frame_index(atlas, atlas.model("default"))  # a build
+        assert gc.get_freeze_count() > frozen
+    finally:
+        gc.unfreeze()
     assert client.get("/api/models/nope/neighbours/5").status_code == 404
 
 

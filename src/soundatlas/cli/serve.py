@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 
 from soundatlas.cli.common import (
@@ -140,6 +141,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # returned: RSS crept by 55 MB over the second five minutes of a soak with renders, and by
     # 10 MB with two arenas, at the same throughput (benchmarks/RESULTS.md, the soak).
     limit_malloc_arenas(2)
+    # Long-lived objects out of the collector's sight (``WebState.freeze_gc``): those of the
+    # app now, and those of each index when it is built.
+    app.state.web.freeze_gc = True
+    gc.freeze()
 
     if not loopback:
         print(f"soundatlas serve: warning: {args.host} is not a loopback address: anyone who can "

@@ -60,16 +60,18 @@ def _search_space(web, atlas, model: ModelRecord, asked: str | None, *, build: b
     return "map", None, sim.message
 
 
-def _space_fields(space: str, sim, note: str | None, exact: bool) -> dict:
+def _space_fields(space: str, sim, note: str | None, exact: bool, query=None) -> dict:
     """``space`` (and its detail or the note why not the similarity space), and ``exact``:
-    whether the answer is exact; when not, ``recall`` estimates the share of the true
-    neighbours it holds (measured when the index was built)."""
+    whether the answer is exact (asked for, or a ``query`` the index searches whole); when
+    not, ``recall`` estimates the share of the true neighbours it holds (measured when the
+    index was built)."""
     from soundatlas.similarity import describe
 
     out = {"space": space}
     if sim is not None:
         out["space_detail"] = describe(sim.space)
-        approximate = sim.index.approximate and not exact
+        approximate = sim.index.approximate and not exact and not (
+            query is not None and sim.index.searches_all(query))
         out["exact"] = not approximate
         if approximate:
             out["recall"] = round(sim.index.recall, 3)
@@ -198,11 +200,13 @@ def post_analogy(name: str, body: AnalogyRequest, request: Request) -> dict:
             if va is None or vb is None or vc is None:
                 raise api_error(404, f"a sample of {exclude} has no similarity vector for model "
                                 f"{name!r}")
-            found = sim.index.nearest(va - vb + vc, body.k, exclude=exclude, exact=body.exact)
+            query = va - vb + vc
+            found = sim.index.nearest(query, body.k, exclude=exclude, exact=body.exact)
         else:
+            query = None
             found = index.nearest(point, body.k, exclude=exclude)
         items = neighbour_items(atlas, found)
-    return {"model": name, **_space_fields(used, sim, note, body.exact),
+    return {"model": name, **_space_fields(used, sim, note, body.exact, query),
             "point": [float(x) for x in point], "neighbours": items}
 
 
@@ -238,15 +242,16 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
             if codes is None or codes.shape != (sim.index.dims,):
                 raise api_error(409, f"model {name!r} cannot compute the atlas's similarity "
                                 f"vectors ({sim.space['name']}); ask with space=map")
-            found = sim.index.nearest(codes.astype(np.float64) * sim.index.scale, k,
-                                      exact=exact)
+            query = codes.astype(np.float64) * sim.index.scale
+            found = sim.index.nearest(query, k, exact=exact)
         else:
+            query = None
             found = web.point_index(atlas, model).nearest(point, k)
         items = neighbour_items(atlas, found)
     return {"model": name, "file": filename, "duration": decoded.duration,
             "truncated": decoded.truncated, "frame_rate": params.sr / params.hop_length,
             "trajectory": traj.astype(float).tolist(), "point": [float(x) for x in point],
-            **_space_fields(used, sim, note, exact), "neighbours": items}
+            **_space_fields(used, sim, note, exact, query), "neighbours": items}
 
 
 class SuggestRequest(BaseModel):
