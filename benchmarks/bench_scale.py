@@ -6,12 +6,15 @@ The library. N procedural one-shots of :mod:`soundatlas.procedural` (oscillators
 noise layers, envelopes, synthetic drums; 0.02-3.5 s, most 0.15-2.6 s), rendered with
 ``soundatlas demo-library LIB --set synth`` in two parts so that WAV and FLAC mix: seed 1 as
 16-bit WAV (``synth/procedural_s1/``) and seed 2 as FLAC (``synth/procedural_s2/``, a share
-``--flac-share`` of the files, default one half). Every sound is a pure function of (seed, index),
-so files are distinct by construction; the script checks it after indexing (the atlas's content
-hashes: one per file, none shared). The library is written once under ``--root`` as ``lib-N`` and
-reused by later runs (a marker file records how it was made; another spec renders it again).
-The part of size N with index < n is the library of size n, so the evaluation subset of a large
-library is the small library itself.
+``--flac-share`` of the files, default one half). A format with more than ``CHUNK`` (100,000)
+files is rendered in chunks of that many, seeds 11, 21, ... (WAV) and 12, 22, ... (FLAC) after
+the first, each in its own folder. Every sound is a pure function of (seed, index), so files are
+distinct by construction; the script checks it after indexing (the atlas's content hashes: one
+per file, none shared). The library is written once under ``--root`` as ``lib-N`` and reused by
+later runs (a marker file records how it was made; another spec renders it again); a render cut
+short (a 1M library takes hours) goes on from its last finished chunk when the script runs again
+with the same spec. The part of size N with index < n is the library of size n (up to 100,000
+files of a format), so the evaluation subset of a large library is the small library itself.
 
 For each size, in order (every atlas starts fresh, ``--root/atlas-N``; with ``--resume``, a size
 whose index and embed steps finished in an earlier run keeps its atlas and their figures, saved in
@@ -102,6 +105,7 @@ from bench_index import TreeSampler  # noqa: E402
 SOUNDATLAS = str(Path(sys.executable).with_name("soundatlas"))
 SEEDS = {"wav": 1, "flac": 2}
 SPEC_FILE = ".bench-scale.json"  # marker of a complete library: how it was made
+CHUNK = 100_000  # files per demo-library run (a cut-short render resumes from its last chunk)
 BYTES_PER_FILE = {"wav": 100_000, "flac": 48_000}  # at 44.1 kHz, with a margin (measured ~95/45)
 MODEL = "default"
 EVAL_LABEL = "instrument"  # the melodic half of the synth set has it (the patch)
@@ -187,8 +191,23 @@ def split_counts(n: int, flac_share: float) -> dict[str, int]:
     return {"wav": n - n_flac, "flac": n_flac}
 
 
+def chunks(counts: dict[str, int]) -> list[tuple[str, int, int]]:
+    """(format, seed, count) of each render of a library: at most CHUNK files each, so that a
+    render cut short (a 1M library takes hours) goes on from its last finished chunk. A
+    format's first chunk has its seed of SEEDS, so that libraries of up to CHUNK files per
+    format are the ones rendered before chunks existed."""
+    out = []
+    for fmt, count in counts.items():
+        for i, start in enumerate(range(0, count, CHUNK)):
+            out.append((fmt, SEEDS[fmt] + 10 * i, min(CHUNK, count - start)))
+    return out
+
+
 def library(root: Path, n: int, flac_share: float, sample_rate: int, jobs: int | None) -> dict:
-    """``root/lib-n``, rendered unless a complete one with the same spec is there."""
+    """``root/lib-n``, rendered unless a complete one with the same spec is there; a render
+    of the same spec cut short goes on from its last finished chunk."""
+    from soundatlas.demo.manifests import demo_rows, write_root_manifests
+
     lib = root / f"lib-{n}"
     counts = split_counts(n, flac_share)
     spec = {"count": n, "counts": counts, "seeds": SEEDS, "sample_rate": sample_rate,
@@ -196,23 +215,37 @@ def library(root: Path, n: int, flac_share: float, sample_rate: int, jobs: int |
     marker = lib / SPEC_FILE
     if marker.exists() and json.loads(marker.read_text()) == spec:
         return {"path": lib, "generated": False, "spec": spec, **library_size(lib)}
-    need = sum(BYTES_PER_FILE[f] * c for f, c in counts.items()) * sample_rate / 44100
-    free = shutil.disk_usage(root).free
-    if need > 0.9 * free:
-        raise SystemExit(f"lib-{n} needs about {need / 1e9:.1f} GB and {root} has "
-                         f"{free / 1e9:.1f} GB free: raise --flac-share or lower --sample-rate")
-    if lib.exists():
+    started = lib / (SPEC_FILE + ".partial")  # the spec of a render under way
+    if lib.exists() and not (started.exists() and json.loads(started.read_text()) == spec):
         shutil.rmtree(lib)
+    if not lib.exists():
+        need = sum(BYTES_PER_FILE[f] * c for f, c in counts.items()) * sample_rate / 44100
+        free = shutil.disk_usage(root).free
+        if need > 0.9 * free:
+            raise SystemExit(f"lib-{n} needs about {need / 1e9:.1f} GB and {root} has "
+                             f"{free / 1e9:.1f} GB free: raise --flac-share or lower "
+                             "--sample-rate")
+        lib.mkdir(parents=True)
+        started.write_text(json.dumps(spec))
     t = time.perf_counter()
-    for fmt, count in counts.items():
-        if count:
-            cmd = [SOUNDATLAS, "demo-library", str(lib), "--set", "synth", "--count", str(count),
-                   "--seed", str(SEEDS[fmt]), "--format", fmt, "--sample-rate", str(sample_rate),
-                   "-q", "--json"]
-            subprocess.run(cmd + (["--jobs", str(jobs)] if jobs else []), check=True,
-                           stdout=subprocess.DEVNULL)
+    plan = chunks(counts)
+    for k, (fmt, seed, count) in enumerate(plan):
+        # demo-library writes a part's metadata.csv last: its presence marks the chunk finished
+        if (lib / "synth" / f"procedural_s{seed}" / "metadata.csv").is_file():
+            print(f"  lib-{n}: chunk {k + 1}/{len(plan)} ({fmt}, seed {seed}) already rendered",
+                  flush=True)
+            continue
+        print(f"  lib-{n}: rendering chunk {k + 1}/{len(plan)} ({count:,} {fmt}, seed {seed})",
+              flush=True)
+        cmd = [SOUNDATLAS, "demo-library", str(lib), "--set", "synth", "--count", str(count),
+               "--seed", str(seed), "--format", fmt, "--sample-rate", str(sample_rate),
+               "-q", "--json"]
+        subprocess.run(cmd + (["--jobs", str(jobs)] if jobs else []), check=True,
+                       stdout=subprocess.DEVNULL)
+    write_root_manifests(lib, *demo_rows(lib))  # every chunk's files, however many runs it took
     generate_s = time.perf_counter() - t
     marker.write_text(json.dumps(spec))
+    started.unlink()
     return {"path": lib, "generated": True, "generate_s": generate_s, "spec": spec,
             **library_size(lib)}
 
