@@ -147,3 +147,33 @@ def test_an_atlas_embedded_by_an_earlier_shipped_model_is_embedded_anew(tmp_path
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "embedded again" not in again.stderr
     assert json.loads(again.stdout)["n_embedded"] == 0
+
+
+def _ship_model_tool():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "ship_model.py"
+    spec = importlib.util.spec_from_file_location("ship_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_shipped_config_names_no_machine_path():
+    """tools/ship_model.py replaces the paths a training recorded and refuses one it missed; the
+    shipped config itself holds none."""
+    from soundatlas.artifact import CONFIG, shipped_model_dir
+
+    tool = _ship_model_tool()
+    recorded = {"command": "soundatlas train --atlas /srv/runs/gen/corpus/.soundatlas -n x",
+                "options": ["--cache=/home/me/cache", "models/default"], "seed": 3,
+                "source": "https://example.org/a/b"}
+    assert sorted(tool.absolute_paths(recorded)) == ["/home/me/cache",
+                                                    "/srv/runs/gen/corpus/.soundatlas"]
+    shipped = tool.replace_paths(recorded, {"/srv/runs/gen": "WORK", "/home/me": "HOME"})
+    assert shipped["command"] == "soundatlas train --atlas WORK/corpus/.soundatlas -n x"
+    assert shipped["options"] == ["--cache=HOME/cache", "models/default"]
+    assert shipped["seed"] == 3 and shipped["source"] == recorded["source"]
+    assert tool.absolute_paths(shipped) == []
+    config = json.loads((shipped_model_dir() / CONFIG).read_text())
+    assert tool.absolute_paths(config) == []
