@@ -121,13 +121,13 @@ class ModelArtifact:
         AtlasError
             When the directory is not a readable model directory.
         """
+        from soundatlas.atlas.store import read_arrays
         from soundatlas.model import build_model, load_arrays
 
         directory = Path(directory)
         try:
             config = json.loads((directory / CONFIG).read_text())
-            with np.load(directory / WEIGHTS, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
+            arrays = read_arrays(directory / WEIGHTS)  # a server's threads load models too
         except FileNotFoundError as exc:
             raise AtlasError(f"{directory} is not a model directory (missing {Path(exc.filename).name})") from exc
         except (ValueError, OSError, json.JSONDecodeError) as exc:

@@ -23,7 +23,7 @@ import numpy as np
 
 from soundatlas.errors import disk_full, is_disk_full
 
-__all__ = ["Store", "write_array", "checksum", "ARRAY_FOLDERS", "open_array"]
+__all__ = ["Store", "write_array", "checksum", "ARRAY_FOLDERS", "open_array", "read_arrays"]
 
 # numpy parses each .npy header with ast.literal_eval, and CPython 3.11 keeps the AST builder's
 # recursion depth in per-interpreter state: two threads parsing at once can fail with "SystemError:
@@ -36,6 +36,17 @@ def open_array(path: str | os.PathLike) -> np.ndarray:
     """An array file (``.npy``) memory-mapped read-only, its header parsed under a lock."""
     with _HEADER_LOCK:
         return np.load(path, mmap_mode="r")
+
+
+def read_arrays(path: str | os.PathLike, *, unless: tuple[str, str] | None = None
+                ) -> dict[str, np.ndarray] | None:
+    """Every array of an ``.npz`` file, read under the lock of :func:`open_array` (each array's
+    header is parsed as a ``.npy`` header is); None when ``unless`` = (key, text) and the
+    file's ``key`` array is not ``text`` (a stale cache: nothing else is read)."""
+    with _HEADER_LOCK, np.load(path, allow_pickle=False) as npz:
+        if unless is not None and str(npz[unless[0]]) != unless[1]:
+            return None
+        return {k: npz[k] for k in npz.files}
 
 _SQL_INT_MIN, _SQL_INT_MAX = -(2**63), 2**63 - 1  # the range of an SQLite INTEGER
 #: array folders of the atlas: folder -> (table of its files, table and column pointing at them)

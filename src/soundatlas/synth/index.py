@@ -269,11 +269,13 @@ def _build_arrays(atlas, model_id: int, ids: np.ndarray, progress) -> dict[str, 
 
 
 def _read_cache(file: Path, stamp: str) -> dict[str, np.ndarray] | None:
+    from soundatlas.atlas.store import read_arrays
+
     try:
-        with np.load(file, allow_pickle=False) as npz:
-            if str(npz["stamp"]) != stamp:
-                return None
-            return {k: npz[k] for k in npz.files if k != "stamp"}
+        arrays = read_arrays(file, unless=("stamp", stamp))
+        if arrays is None:
+            return None
+        return {k: v for k, v in arrays.items() if k != "stamp"}
     except Exception:  # noqa: BLE001 - absent, stale or damaged (OSError, BadZipFile, ...): rebuild
         return None
 
