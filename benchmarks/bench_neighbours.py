@@ -129,7 +129,7 @@ def baseline_src(work: Path, ref: str) -> tuple[Path, str]:
     sha = subprocess.run(["git", "-C", str(common.REPO), "rev-parse", "--short", ref],
                          capture_output=True, text=True, check=True).stdout.strip()
     out = work / f"baseline-{sha}"
-    if not (out / "src" / "soundatlas").is_dir():
+    if not (out / "extracted").is_file():  # written last: an extraction cut short starts over
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         archive = subprocess.run(["git", "-C", str(common.REPO), "archive", sha, "src"],
@@ -139,6 +139,7 @@ def baseline_src(work: Path, ref: str) -> tuple[Path, str]:
             f.seek(0)
             with tarfile.open(fileobj=f) as tar:
                 tar.extractall(out, filter="data")
+        (out / "extracted").write_text(sha + "\n")
     return out / "src", sha
 
 
@@ -198,7 +199,7 @@ def run_once(atlas: Path, src: Path, ids: np.ndarray, clients: int, requests: in
         plans = [rng.choice(ids, requests) for _ in range(clients)]
         lat: list[list[float]] = [[] for _ in range(clients)]
         errors = [0] * clients
-        barrier = threading.Barrier(clients + 1)
+        barrier = threading.Barrier(clients + 1, timeout=600)  # a client that died: no hang
 
         def client(k: int) -> None:
             with httpx.Client(base_url=server.url, timeout=600) as c:

@@ -114,8 +114,8 @@ def test_the_approximate_index_finds_the_true_neighbours_and_measures_how_many()
                                     params=faiss.SearchParametersIVF(nprobe=index.nlist))
     want2 = ((codes[found].astype(np.float64) - codes[:5, None].astype(np.float64)) ** 2).sum(-1)
     np.testing.assert_array_equal(d2, want2)
-    # a query that is not a code (an upload's vector between codes, an analogy's a - b + c
-    # beyond their range) would be rounded by FAISS's 8-bit kernel: it is searched whole
+    # a query that is not a code (a vector between codes, an analogy's a - b + c beyond their
+    # range) would be turned into one by FAISS's 8-bit kernel: it is searched whole
     for row in rows[:10]:
         assert not index.searches_all(index.vector(int(ids[row])))
         between = np.clip(decoded[row] + rng.normal(0, 0.01, 256), -1, 1)
@@ -183,14 +183,23 @@ def test_the_server_searches_large_models_approximately_and_exactly_when_asked(s
     assert approx.get(url, params={"space": "map"}).json()["exact"] is True
 
 
-def test_a_request_finds_the_indexes_the_first_one_built(synth_atlas):
+def test_a_request_finds_the_indexes_the_first_one_built(synth_atlas, monkeypatch):
     """Neighbours are answered on the event loop only from an index already built
-    (``build=False`` never builds one); the first request builds it on a worker thread."""
+    (``build=False`` never builds one) and only when no search of every vector of a large set
+    is needed; the rest goes to a worker thread."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
     from soundatlas.web import create_app
+    from soundatlas.web.routers import models as routes
 
+    handed = []  # the requests handed to a worker thread
+
+    async def counted(fn, *args, **kwargs):
+        handed.append(kwargs.get("build"))
+        return fn(*args, **kwargs)
+
+    monkeypatch.setattr(routes, "run_in_threadpool", counted)
     app = create_app(synth_atlas, approximate_above=0)
     web = app.state.web
     client = TestClient(app)
@@ -200,6 +209,7 @@ def test_a_request_finds_the_indexes_the_first_one_built(synth_atlas):
         assert web.point_index(atlas, model, build=False) is None
     url = "/api/models/default/neighbours/5"
     first = client.get(url).json()
+    assert handed == [True]  # the index was built on a worker thread
     with web.atlas() as atlas:
         model = atlas.model("default")
         built = web.similarity_index(atlas, model, build=False)
@@ -207,10 +217,23 @@ def test_a_request_finds_the_indexes_the_first_one_built(synth_atlas):
         assert web.similarity_index(atlas, model) is built
         assert web.point_index(atlas, model, build=False) is None  # not asked for yet
     assert client.get(url).json() == first
+    assert handed == [True]  # answered on the event loop
+    assert client.get(url, params={"exact": "true"}).json()["exact"] is True
+    assert handed == [True, True]  # every vector searched: a worker thread
     on_map = client.get(url, params={"space": "map"}).json()
     with web.atlas() as atlas:
         assert web.point_index(atlas, atlas.model("default"), build=False) is not None
     assert client.get(url, params={"space": "map"}).json() == on_map
+    assert handed == [True, True, True]  # the KD-tree built once, then searched on the loop
+    # an exact index: searched on the loop up to INLINE_EXACT vectors, on a thread above
+    small = TestClient(create_app(synth_atlas))
+    handed.clear()
+    small.get(url)
+    small.get(url)
+    assert handed == [True]
+    monkeypatch.setattr(routes, "INLINE_EXACT", 10)
+    small.get(url)
+    assert handed == [True, True]
     assert client.get("/api/models/default/neighbours/999999").status_code == 404
     # as serve runs it: what an index build leaves alive is frozen out of the collector's sight
     import gc

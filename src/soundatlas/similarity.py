@@ -352,11 +352,10 @@ class ApproximateIndex:
     "direct" scalar quantiser: 256 bytes a vector, and a scan twice as fast as in fp16, which
     was the largest part of a nearest-sounds request at 1M samples), so distances are not
     approximated, only the candidates are; the candidates are measured again in float64 and
-    ordered as :class:`VectorIndex` orders them. FAISS's 8-bit kernels round the *query* to a
-    code too, which is exact for the query a nearest-sounds request makes (a sample's own
-    vector) and wrong for any other (an analogy's a - b + c, which may leave the codes' range;
-    an upload's vector between codes): such a query is searched exactly
-    (:meth:`searches_all` says which).
+    ordered as :class:`VectorIndex` orders them. FAISS's 8-bit kernels turn the *query* into a
+    code too, which is exact for a query that is one (a sample's own vector, an uploaded file's
+    int8 vector) and wrong for any other (an analogy's a - b + c beyond the codes' range, or a
+    vector between codes): such a query is searched exactly (:meth:`searches_all` says which).
 
     ``nprobe`` is chosen at build time: starting at 8 cells, doubled until the recall at 10
     (the share of the exact 10 nearest found, ties counted by distance) of ``calibration``
@@ -455,17 +454,19 @@ class ApproximateIndex:
         return not (c.shape == (self.dims,) and np.all((c >= -128 - 1e-6) & (c <= 127 + 1e-6))
                     and np.all(np.abs(c - np.round(c)) <= 1e-6))
 
-    def nearest(self, vector, k: int, *, exclude: Iterable[int] = (),
-                exact: bool = False) -> list[tuple[int, float]]:
+    def nearest(self, vector, k: int, *, exclude: Iterable[int] = (), exact: bool = False,
+                fall_back: bool = True) -> list[tuple[int, float]] | None:
         """The ``k`` samples nearest ``vector`` among those of the probed cells, as
         :meth:`VectorIndex.nearest` answers (where the probed cells hold too few, the search
         is exact); ``exact=True``, or a query that is not a code (:meth:`searches_all`),
-        searches every vector (:attr:`exact_index`)."""
+        searches every vector (:attr:`exact_index`). With ``fall_back=False``, None instead
+        of any search of every vector (a caller that must not take that long)."""
         if exact or self.searches_all(vector):
-            return self.exact_index.nearest(vector, k, exclude=exclude)
-        return self._search(vector, k, exclude, self.nprobe)
+            return self.exact_index.nearest(vector, k, exclude=exclude) if fall_back else None
+        return self._search(vector, k, exclude, self.nprobe, fall_back=fall_back)
 
-    def _search(self, vector, k: int, exclude: Iterable[int], nprobe: int):
+    def _search(self, vector, k: int, exclude: Iterable[int], nprobe: int, *,
+                fall_back: bool = True):
         import faiss
 
         q = np.asarray(vector, dtype=np.float64).ravel()
@@ -477,11 +478,12 @@ class ApproximateIndex:
         if want <= 0:
             return []
         params = faiss.SearchParametersIVF(nprobe=nprobe)
-        _, found = self._faiss.search((q / self.scale).astype(np.float32)[None], want,
+        # a code's integers exactly (FAISS's 8-bit kernel truncates x + 128 to a byte)
+        _, found = self._faiss.search(np.rint(q / self.scale).astype(np.float32)[None], want,
                                       params=params)
         rows = found[0][found[0] >= 0]
         if len(rows) < want:  # the probed cells hold too few vectors
-            return self.exact_index.nearest(q, k, exclude=excluded)
+            return self.exact_index.nearest(q, k, exclude=excluded) if fall_back else None
         x = self.codes[rows].astype(np.float64) * self.scale
         return _ranked(self.ids, rows, np.sqrt(((x - q) ** 2).sum(axis=1)), excluded, k)
 

@@ -101,29 +101,27 @@ class ModelStore(Store):
 
         A config is tens of kilobytes of JSON (a shipped model's holds its evaluation), and the
         server looks its model up on every request: parsing it each time was a sixth of a
-        neighbours request. A record's config is therefore shared between the records read from
-        one open atlas, keyed by the model's id and registration time (registering again under
-        the same name gives a new time); callers read it and never change it.
+        neighbours request. Its text is read with the row (one query, so a model registered
+        again meanwhile is read whole), and parsed only when the model's id and registration
+        time differ from those of the config parsed last for that id; the records of one open
+        atlas share it, and callers read it, never change it.
         """
         count = ("(SELECT COUNT(*) FROM embeddings e WHERE e.model_id = m.id)"
                  if self.schema_version < 4 else  # read-only, before the counts were kept
                  "(SELECT n FROM embedding_counts c WHERE c.model_id = m.id)")
         rows = self.conn.execute(
-            f"SELECT m.id, m.name, m.dir, m.created, {count} FROM models m{where} ORDER BY m.id",
-            args).fetchall()
+            f"SELECT m.id, m.name, m.dir, m.created, {count}, m.config FROM models m{where}"
+            " ORDER BY m.id", args).fetchall()
         cache = self._config_cache
+        if not where:  # every model: forget those gone
+            for gone in set(cache) - {i for i, *_ in rows}:
+                del cache[gone]
         records = []
-        for i, name, directory, created, n in rows:
-            config = cache.get((i, created))
-            if config is None:
-                row = self.conn.execute("SELECT config FROM models WHERE id = ? AND created = ?",
-                                        (i, created)).fetchone()
-                if row is None:  # removed or registered again by another process meanwhile
-                    continue
-                if len(cache) >= 64:  # models registered again and again (adapt runs)
-                    cache.clear()
-                config = cache[(i, created)] = json.loads(row[0])
-            records.append(ModelRecord(id=i, name=name, dir=directory, config=config,
+        for i, name, directory, created, n, text in rows:
+            kept = cache.get(i)
+            if kept is None or kept[0] != created:
+                kept = cache[i] = (created, json.loads(text))
+            records.append(ModelRecord(id=i, name=name, dir=directory, config=kept[1],
                                        created=created, n_embedded=n))
         return records
 

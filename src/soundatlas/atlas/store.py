@@ -83,7 +83,7 @@ class Store:
         self._read_only = read_only
         self._segment_cache: dict[str, np.ndarray] = {}  # file -> mmap (files never change)
         self._embedding_cache: dict[str, np.ndarray] = {}  # file -> mmap (files never change)
-        self._config_cache: dict[tuple[int, float], dict] = {}  # (model id, created) -> config
+        self._config_cache: dict[int, tuple[float, dict]] = {}  # model id -> (created, config)
 
     # -- transactions ----------------------------------------------------------------------------
 

@@ -144,6 +144,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Long-lived objects out of the collector's sight (``WebState.freeze_gc``): those of the
     # app now, and those of each index when it is built.
     app.state.web.freeze_gc = True
+    gc.collect()
     gc.freeze()
 
     if not loopback:

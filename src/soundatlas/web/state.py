@@ -392,7 +392,8 @@ class WebState:
             value = build()
             with self._lock:
                 store[name] = (key, value)
-            if self.freeze_gc:
+            if self.freeze_gc:  # garbage first: frozen cycles would never be reclaimed
+                gc.collect()
                 gc.freeze()
         return value
 

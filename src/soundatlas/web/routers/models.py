@@ -131,9 +131,9 @@ async def get_neighbours(name: str, sample_id: int, request: Request, k: int = K
     # Searching an index already built takes a millisecond or two: it is answered on the event
     # loop, which spares handing the request to a worker thread and back (at a million samples
     # with 20 clients on two cores that hand-over was a third of the server's CPU for each
-    # request, and the queue it made was the latency). Building an index, or an exact search
-    # of one too large to search whole in a few milliseconds, runs on a worker thread, where it
-    # does not hold up the other requests.
+    # request, and the queue it made was the latency). Building an index, or a search of every
+    # vector of more than INLINE_EXACT, runs on a worker thread, where it does not hold up the
+    # other requests.
     answer = _neighbours(web, name, sample_id, k, space, exact, build=False)
     if answer is None:
         answer = await run_in_threadpool(_neighbours, web, name, sample_id, k, space, exact,
@@ -141,10 +141,16 @@ async def get_neighbours(name: str, sample_id: int, request: Request, k: int = K
     return answer
 
 
+#: an exact similarity index of up to this many vectors is searched on the event loop (a few
+#: milliseconds at worst); a larger one on a worker thread (55 ms for 100,000 unclustered
+#: vectors, which would hold up every other request)
+INLINE_EXACT = 10_000
+
+
 def _neighbours(web, name: str, sample_id: int, k: int, space: str | None, exact: bool, *,
                 build: bool) -> dict | None:
     """``get_neighbours``'s answer; None with ``build=False`` when the answer needs an index
-    built first or a search of every vector of an approximately searched model."""
+    built first, or a search of every vector of more than ``INLINE_EXACT``."""
     with web.atlas() as atlas:
         model = embedded_model(atlas, name)
         chosen = _search_space(web, atlas, model, space, build=build)
@@ -152,13 +158,19 @@ def _neighbours(web, name: str, sample_id: int, k: int, space: str | None, exact
             return None
         used, sim, note = chosen
         if sim is not None:
-            if exact and sim.index.approximate and not build:
-                return None
+            if not build and not (sim.index.approximate or len(sim.index) <= INLINE_EXACT):
+                return None  # an exact search of many vectors: tens of milliseconds
             vector = sim.index.vector(sample_id)
             if vector is None:
                 raise api_error(404, f"sample {sample_id} has no similarity vector for model "
                                 f"{name!r} (unknown id, or not embedded yet)")
-            found = sim.index.nearest(vector, k, exclude=[sample_id], exact=exact)
+            if sim.index.approximate:
+                found = sim.index.nearest(vector, k, exclude=[sample_id], exact=exact,
+                                          fall_back=build)
+                if found is None:  # it would search every vector
+                    return None
+            else:
+                found = sim.index.nearest(vector, k, exclude=[sample_id])
         else:
             index = web.point_index(atlas, model, build=build)
             if index is None:
