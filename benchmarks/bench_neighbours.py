@@ -37,7 +37,6 @@ among themselves; this process's garbage collector is off while they run, so tha
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import re
@@ -215,12 +214,7 @@ def run_once(atlas: Path, src: Path, ids: np.ndarray, clients: int, requests: in
         threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
         for th in threads:
             th.start()
-        # the clients' own garbage collections would stop all 20 of them at once and count as
-        # the server's latency (a full one here takes tens of milliseconds): none while they run
-        gc.collect()
-        gc.freeze()
-        gc.disable()
-        try:
+        with common.no_gc():  # its pauses would stop all clients at once (tens of ms)
             barrier.wait()
             cpu0 = server.cpu_jiffies()
             mine0 = common.process_jiffies(os.getpid(), children=False)
@@ -229,9 +223,6 @@ def run_once(atlas: Path, src: Path, ids: np.ndarray, clients: int, requests: in
                 for th in threads:
                     th.join()
                 wall = time.perf_counter() - t
-        finally:
-            gc.enable()
-            gc.unfreeze()
         cpu = (server.cpu_jiffies() - cpu0) / common.CLK_TCK
         mine = (common.process_jiffies(os.getpid(), children=False) - mine0) / common.CLK_TCK
     finally:

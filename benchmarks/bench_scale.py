@@ -80,7 +80,6 @@ makes it smaller); the script refuses to render a library the free space cannot 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import queue
@@ -440,21 +439,13 @@ def api_latency(url: str, server_pid: int, clients: int, requests: int, seed: in
         threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
         for th in threads:
             th.start()
-        # the clients' own garbage collections stop all of them at once and would count as the
-        # server's latency: none while they run (as in bench_neighbours.py)
-        gc.collect()
-        gc.freeze()
-        gc.disable()
-        try:
+        with common.no_gc():  # its pauses would stop all clients at once
             barrier.wait()
             with common.OtherLoad([os.getpid(), server_pid]) as load:
                 t = time.perf_counter()
                 for th in threads:
                     th.join()
                 wall = time.perf_counter() - t
-        finally:
-            gc.enable()
-            gc.unfreeze()
         all_lat = np.concatenate([np.array(x) for x in lat]) * 1000
         out[kind] = {"cold_ms": cold * 1000, "p50_ms": float(np.percentile(all_lat, 50)),
                      "p99_ms": float(np.percentile(all_lat, 99)),

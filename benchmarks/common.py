@@ -8,6 +8,7 @@ less so).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
@@ -167,6 +168,21 @@ def environ(**values):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextmanager
+def no_gc():
+    """This process's garbage collector off (what is alive frozen out of its sight), on again
+    after. For concurrent benchmark clients: a collection stops all of them at once, and the
+    pause would count as the latency of the server they measure."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
 
 
 class OtherLoad:
