@@ -67,19 +67,13 @@ def build_atlas(work: Path, n: int, clusters: int) -> tuple[Path, float | None]:
     """The atlas of ``n`` synthetic samples under ``work``; (path, seconds to build, None when
     it came from the cache). Only the atlas's public write API, no SQL of our own."""
     from soundatlas.artifact import CONFIG, shipped_model_dir
-    from soundatlas.atlas import DB_NAME, Atlas, NewSample
-    from soundatlas.errors import AtlasError
+    from soundatlas.atlas import Atlas, NewSample
     from soundatlas.similarity import SCALE, space_for
 
     path = work / f"atlas-{n}-{clusters}"
     tag = f"{BUILD_TAG} n={n} clusters={clusters}"
-    if (path / DB_NAME).is_file():
-        try:
-            with Atlas.open(path) as atlas:
-                if atlas.meta("bench_neighbours") == tag:
-                    return path, None
-        except AtlasError:
-            pass
+    if common.built_atlas(path, "bench_neighbours", tag):
+        return path, None
     shutil.rmtree(path, ignore_errors=True)
     library = work / "library"  # empty: a neighbours request never reads a sample's file
     library.mkdir(parents=True, exist_ok=True)

@@ -123,18 +123,12 @@ def build_atlas(work: Path, n: int) -> tuple[Path, float | None]:
     Everything goes through the atlas's public write API (``commit_batch``, ``register_model``,
     ``commit_embeddings``, ``replace_labels``) in batches of BATCH samples; no SQL of our own.
     """
-    from soundatlas.atlas import DB_NAME, Atlas, NewSample
-    from soundatlas.errors import AtlasError
+    from soundatlas.atlas import Atlas, NewSample
 
     path = work / f"atlas-{n}"
     tag = f"{BUILD_TAG} n={n}"
-    if (path / DB_NAME).is_file():
-        try:
-            with Atlas.open(path) as atlas:
-                if atlas.meta("bench_web") == tag:
-                    return path, None
-        except AtlasError:
-            pass
+    if common.built_atlas(path, "bench_web", tag):
+        return path, None
     shutil.rmtree(path, ignore_errors=True)
     library = work / "library"  # empty: the page never needs a sample's file except its sound
     library.mkdir(parents=True, exist_ok=True)

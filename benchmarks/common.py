@@ -170,6 +170,21 @@ def environ(**values):
                 os.environ[k] = v
 
 
+def built_atlas(path: Path, key: str, tag: str) -> bool:
+    """Whether ``path`` holds a synthetic atlas a benchmark finished building as ``tag``: its
+    meta ``key`` is written last, so an atlas whose build was cut short is not one."""
+    from soundatlas.atlas import DB_NAME, Atlas
+    from soundatlas.errors import AtlasError
+
+    if not (path / DB_NAME).is_file():
+        return False
+    try:
+        with Atlas.open(path) as atlas:
+            return atlas.meta(key) == tag
+    except AtlasError:
+        return False
+
+
 @contextmanager
 def no_gc():
     """This process's garbage collector off (what is alive frozen out of its sight), on again
