@@ -374,3 +374,48 @@ def test_cli_cqt_bad_file_one_line_exit_1(tmp_path, capsys):
     assert main(["cqt", str(bad), "--output", str(tmp_path / "x.npy")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.wav" in err[0]
+
+
+# --- the kernel cache ------------------------------------------------------------------------------
+
+def test_a_library_of_many_lengths_builds_each_kernel_once(monkeypatch):
+    """One-shots of many lengths need many FFT sizes; a batch after batch of them must not build
+    the same kernels again (a 16-kernel cache did: a third of indexing's time)."""
+    cache = cqt_module._multirate_kernel
+    cache.cache_clear()
+    lengths = sorted({int(n) for n in np.geomspace(0.005 * SR, 2.0 * SR, 400)})
+    sizes = {cqt_module._multirate_size(PAPER_CQT, n) for n in lengths}
+    assert len(sizes) > 40  # the point: more sizes than the old cache held
+    rng = np.random.default_rng(3)
+    clips = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in lengths]
+    first = cqt_batch(clips)
+    assert cache.builds == len(sizes)
+    for batch in (clips[::-1][i : i + 32] for i in range(0, len(clips), 32)):
+        cqt_batch(batch)  # batches as index makes them
+    assert cache.builds == len(sizes)
+    again = cqt_batch(clips)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_kernel_cache_keeps_to_its_budget():
+    built = []
+
+    def build(params, size):
+        built.append(size)
+        return np.zeros(size, np.uint8)  # a "kernel" of `size` bytes
+
+    cache = cqt_module._KernelCache(build, budget=1000)
+    for size in (400, 300, 200):
+        cache(PAPER_CQT, size)
+    cache(PAPER_CQT, 400)  # used again: now the most recent
+    cache(PAPER_CQT, 500)  # 1,400 bytes: the least recently used go (300, then 200)
+    assert built == [400, 300, 200, 500]
+    cache(PAPER_CQT, 400)
+    assert built == [400, 300, 200, 500]  # still held
+    cache(PAPER_CQT, 300)
+    assert built[-1] == 300 and cache.builds == 5
+    cache(PAPER_CQT, 5000)  # larger than the budget alone: kept, the others go
+    assert cache(PAPER_CQT, 5000) is cache(PAPER_CQT, 5000) and cache.builds == 6
+    cache(PAPER_CQT, 400)
+    assert cache.builds == 7

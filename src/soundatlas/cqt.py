@@ -39,10 +39,13 @@ redesigns the filters per call; see benchmarks/RESULTS.md for the measured ratio
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
+import threading
 import warnings
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -146,9 +149,71 @@ def _significant(H: np.ndarray, sparsity: float) -> np.ndarray:
     return np.sort(order[n_drop:])
 
 
-@functools.lru_cache(maxsize=16)
-def _kernel(params: CQTParams, M: int) -> _Kernel:
-    return _Kernel(params, M)
+class _KernelCache:
+    """Kernels by (params, FFT size), built on first use, the least recently used dropped once
+    they hold more than ``budget`` bytes (the budget is per process: each index worker has its
+    own).
+
+    A kernel serves the clips of one FFT size, and a library's clips have many: one-shots of
+    5 ms to 2 s need 69 multirate sizes at 16 kHz (135 MiB of kernels), each built in about
+    25 ms. A cache of 16 kernels rebuilt them batch after batch: a third of ``index``'s time
+    on a library of one-shots (py-spy, session 16), the budget's whole point.
+    """
+
+    def __init__(self, build: Callable, budget: int):
+        self.build, self.budget = build, budget
+        self._kernels: collections.OrderedDict = collections.OrderedDict()
+        self._sizes: dict = {}
+        self._lock = threading.Lock()
+        self.builds = 0  # kernels built since the last cache_clear (tests read it)
+
+    def __call__(self, params: CQTParams, size: int):
+        key = (params, size)
+        with self._lock:
+            kernel = self._kernels.get(key)
+            if kernel is not None:
+                self._kernels.move_to_end(key)
+                return kernel
+        kernel = self.build(params, size)  # outside the lock: other sizes need not wait
+        with self._lock:
+            if key in self._kernels:  # another thread built it meanwhile
+                return self._kernels[key]
+            self.builds += 1
+            self._kernels[key] = kernel
+            self._sizes[key] = _nbytes(kernel)
+            while sum(self._sizes.values()) > self.budget and len(self._kernels) > 1:
+                old, _ = self._kernels.popitem(last=False)
+                del self._sizes[old]
+        return kernel
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._kernels.clear()
+            self._sizes.clear()
+            self.builds = 0
+
+
+def _nbytes(obj) -> int:
+    """Bytes of the arrays and tensors an object holds (in its attributes, dicts, tuples)."""
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, torch.Tensor):
+        if obj.layout == torch.sparse_csr:
+            return sum(_nbytes(t) for t in (obj.crow_indices(), obj.col_indices(), obj.values()))
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (tuple, list)):
+        return sum(_nbytes(v) for v in obj)
+    if hasattr(obj, "__dict__") and not isinstance(obj, (CQTParams, type)):
+        return sum(_nbytes(v) for v in vars(obj).values())
+    return 0
+
+
+#: bytes of kernels each process keeps (``_KernelCache``)
+KERNEL_CACHE_BYTES = 256 << 20
+
+_kernel = _KernelCache(lambda params, M: _Kernel(params, M), KERNEL_CACHE_BYTES)
 
 
 def _frames_for(params: CQTParams, n_samples: int) -> int:
@@ -233,6 +298,7 @@ def _sparsify_rows(x: np.ndarray, quantile: float) -> np.ndarray:
     return np.where(mags >= threshold[:, None], x, 0).astype(x.dtype)
 
 
+@functools.lru_cache(maxsize=64)
 def _octave_basis(params: CQTParams, octave: _Octave) -> np.ndarray:
     """librosa's sparsified filter spectra for one octave, (bins, n_fft // 2 + 1), divided by
     ``sqrt(length)``. librosa also multiplies by ``d`` (``sqrt(d)`` for the resampled filters,
@@ -258,7 +324,9 @@ def _octave_basis(params: CQTParams, octave: _Octave) -> np.ndarray:
     filters *= lengths[:, None] / float(octave.n_fft)
     spectra = np.fft.fft(filters, axis=1)[:, : octave.n_fft // 2 + 1]
     spectra = _sparsify_rows(spectra, params.sparsity)
-    return spectra.astype(np.complex128) / np.sqrt(q * params.sr / f)[:, None]
+    basis = spectra.astype(np.complex128) / np.sqrt(q * params.sr / f)[:, None]
+    basis.flags.writeable = False  # cached: every kernel of every FFT size shares it
+    return basis
 
 
 def _uses_frames(octave: _Octave) -> bool:
@@ -368,9 +436,8 @@ def _rolloff(n_bins: int) -> tuple[int, torch.Tensor]:
     return start, torch.from_numpy(gain[start:].astype(np.float32))
 
 
-@functools.lru_cache(maxsize=16)
-def _multirate_kernel(params: CQTParams, N: int) -> _MultirateKernel:
-    return _MultirateKernel(params, N)
+_multirate_kernel = _KernelCache(lambda params, N: _MultirateKernel(params, N),
+                                 KERNEL_CACHE_BYTES)
 
 
 def _multirate_same_size(kernel: _MultirateKernel, ys: list[np.ndarray]) -> torch.Tensor:
