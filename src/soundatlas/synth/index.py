@@ -143,10 +143,12 @@ class FrameIndex:
         if silence == 0:
             keep &= arrays["level"] > 0
         params = atlas.cqt_params
-        return cls(model=reg.name, model_id=int(reg.id),
-                   sample_ids=arrays["sample_ids"][keep].astype(np.int64),
-                   frames=arrays["frames"][keep].astype(np.int32),
-                   points=np.ascontiguousarray(arrays["points"][keep], dtype=np.float32),
+        # each column filtered, then let go of, so the whole and the kept never all coexist
+        sample_ids = arrays.pop("sample_ids")[keep].astype(np.int64, copy=False)
+        frames = arrays.pop("frames")[keep].astype(np.int32, copy=False)
+        points = np.ascontiguousarray(arrays.pop("points")[keep], dtype=np.float32)
+        return cls(model=reg.name, model_id=int(reg.id), sample_ids=sample_ids, frames=frames,
+                   points=points,
                    frame_period=params.hop_length / params.sr,
                    sample_rates=dict(zip(arrays["rate_ids"].tolist(), arrays["rates"].tolist())),
                    from_cache=from_cache)
@@ -237,11 +239,18 @@ def _build_arrays(atlas, model_id: int, ids: np.ndarray, progress) -> dict[str, 
     from soundatlas.embed import frame_energy
 
     compression = atlas.cqt_params.compression
-    sids, frames, points, levels, rate_ids, rates = [], [], [], [], [], []
+    # One array per column per chunk of 256 samples, not per sample: at a million samples the
+    # per-sample arrays were four million small numpy objects (about 100 bytes each beside their
+    # data) alive until the final concatenation, a fifth of the build's peak memory.
+    parts: dict[str, list[np.ndarray]] = {"sample_ids": [], "frames": [], "points": [],
+                                          "level": []}
+    rate_ids, rates = [], []
+    dims = 3
     done = 0
     for start in range(0, len(ids), 256):
         chunk = ids[start : start + 256].tolist()
         trajectories = atlas.trajectories(model_id, chunk)
+        sids, frames, points, levels = [], [], [], []
         for rec in atlas.samples(chunk):
             traj = trajectories[rec.id]
             energy = frame_energy(atlas.features(rec), compression=compression)
@@ -253,19 +262,22 @@ def _build_arrays(atlas, model_id: int, ids: np.ndarray, progress) -> dict[str, 
             levels.append((energy[:n] / peak if peak > 0 else np.zeros(n)).astype(np.float32))
             rate_ids.append(rec.id)
             rates.append(rec.orig_sr)
+            dims = traj.shape[1]
+        if sids:
+            parts["sample_ids"].append(np.concatenate(sids))
+            parts["frames"].append(np.concatenate(frames))
+            parts["points"].append(np.concatenate(points).astype(np.float32, copy=False))
+            parts["level"].append(np.concatenate(levels))
         done = min(len(ids), start + 256)
         if progress:
             progress(done, len(ids))
-    dims = points[0].shape[1] if points else 3
-    return {
-        "sample_ids": np.concatenate(sids) if sids else np.zeros(0, np.int64),
-        "frames": np.concatenate(frames) if frames else np.zeros(0, np.int32),
-        "points": (np.concatenate(points).astype(np.float32) if points
-                   else np.zeros((0, dims), np.float32)),
-        "level": np.concatenate(levels) if levels else np.zeros(0, np.float32),
-        "rate_ids": np.array(rate_ids, np.int64),
-        "rates": np.array(rates, np.int64),
-    }
+    empty = {"sample_ids": np.zeros(0, np.int64), "frames": np.zeros(0, np.int32),
+             "points": np.zeros((0, dims), np.float32), "level": np.zeros(0, np.float32)}
+    arrays = {}
+    for key in ("sample_ids", "frames", "points", "level"):
+        arrays[key] = np.concatenate(parts[key]) if parts[key] else empty[key]
+        parts[key] = []  # each column's chunks go as soon as it is joined
+    return {**arrays, "rate_ids": np.array(rate_ids, np.int64), "rates": np.array(rates, np.int64)}
 
 
 def _read_cache(file: Path, stamp: str) -> dict[str, np.ndarray] | None:
