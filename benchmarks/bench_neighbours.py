@@ -43,7 +43,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -116,25 +115,6 @@ def build_atlas(work: Path, n: int, clusters: int) -> tuple[Path, float | None]:
 
 
 # --- the two servers ----------------------------------------------------------------------------
-
-def baseline_src(work: Path, ref: str) -> tuple[Path, str]:
-    """``ref``'s ``src`` exported under ``work`` (once per commit); (its folder, the commit)."""
-    sha = subprocess.run(["git", "-C", str(common.REPO), "rev-parse", "--short", ref],
-                         capture_output=True, text=True, check=True).stdout.strip()
-    out = work / f"baseline-{sha}"
-    if not (out / "extracted").is_file():  # written last: an extraction cut short starts over
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
-        archive = subprocess.run(["git", "-C", str(common.REPO), "archive", sha, "src"],
-                                 capture_output=True, check=True).stdout
-        with tempfile.TemporaryFile() as f:
-            f.write(archive)
-            f.seek(0)
-            with tarfile.open(fileobj=f) as tar:
-                tar.extractall(out, filter="data")
-        (out / "extracted").write_text(sha + "\n")
-    return out / "src", sha
-
 
 class Server:
     """``python -m soundatlas serve --atlas A --port 0`` with ``src`` first on its path."""
@@ -266,7 +246,7 @@ def main() -> None:
     with Atlas.open(atlas) as a:
         ids, _ = a.points(a.model("default").id)
     servers = {"ours": common.REPO / "src"}
-    servers["baseline"], sha = baseline_src(args.work, args.baseline)
+    servers["baseline"], sha = common.baseline_src(args.work, args.baseline)
     runs: dict[str, list[dict]] = {name: [] for name in servers}
     for r in range(args.repeats):
         for name, src in servers.items():

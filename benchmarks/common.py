@@ -13,8 +13,11 @@ import json
 import os
 import platform
 import statistics
+import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -168,6 +171,25 @@ def environ(**values):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def baseline_src(work: Path, ref: str) -> tuple[Path, str]:
+    """``ref``'s ``src`` exported under ``work`` (once per commit); (its folder, the commit)."""
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", ref],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    out = work / f"baseline-{sha}"
+    if not (out / "extracted").is_file():  # written last: an extraction cut short starts over
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", sha, "src"],
+                                 capture_output=True, check=True).stdout
+        with tempfile.TemporaryFile() as f:
+            f.write(archive)
+            f.seek(0)
+            with tarfile.open(fileobj=f) as tar:
+                tar.extractall(out, filter="data")
+        (out / "extracted").write_text(sha + "\n")
+    return out / "src", sha
 
 
 def built_atlas(path: Path, key: str, tag: str) -> bool:

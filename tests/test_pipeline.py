@@ -100,3 +100,74 @@ def test_workers_that_cannot_start_give_one_clear_error(tmp_path):
                           timeout=300)
     assert proc.returncode != 0
     assert "__main__" in proc.stderr and "worker processes die" in proc.stderr
+
+
+# --- read-ahead: a batch's reads in flight together ---------------------------------------------
+
+def _resident(path) -> float:
+    """Share of ``path``'s pages in the page cache (mincore over a shared read-only mapping)."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = os.path.getsize(path)
+    pages = -(-size // mmap.PAGESIZE)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+        try:
+            vec = (ctypes.c_ubyte * pages)()
+            assert libc.mincore(addr, size, vec) == 0, ctypes.get_errno()
+            return sum(v & 1 for v in vec) / pages
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise here")
+def test_read_ahead_brings_a_batch_into_memory(tmp_path):
+    import threading
+
+    from soundatlas.pipeline import read_ahead
+
+    paths = []
+    for i in range(6):
+        p = tmp_path / f"f{i}.wav"
+        with open(p, "wb") as f:
+            f.write(os.urandom(256 << 10))
+            f.flush()
+            os.fsync(f.fileno())
+        fd = os.open(p, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+        paths.append(p)
+    if max(_resident(p) for p in paths) > 0:
+        pytest.skip("this file system keeps its pages in memory (tmpfs): nothing to read ahead")
+    for future in read_ahead(paths):
+        future.result(timeout=30)
+    # the advice starts the reads and returns; wait (bounded) until the disk has answered
+    done = threading.Event()
+    for _ in range(3000):
+        if all(_resident(p) == 1.0 for p in paths):
+            break
+        done.wait(0.01)
+    assert [_resident(p) for p in paths] == [1.0] * len(paths)
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise here")
+def test_read_ahead_passes_over_what_it_cannot_read(tmp_path):
+    """A FIFO named like audio does not hold a thread in open(); a missing file raises nothing
+    (the read that follows says what is wrong)."""
+    from soundatlas.pipeline import read_ahead
+
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    futures = read_ahead([fifo, tmp_path / "gone.wav", tmp_path])
+    assert [f.result(timeout=30) for f in futures] == [None, None, None]

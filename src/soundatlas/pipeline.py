@@ -14,7 +14,8 @@ import itertools
 import hashlib
 import multiprocessing
 import os
-from concurrent.futures import Executor, ProcessPoolExecutor
+import threading
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -25,7 +26,8 @@ from soundatlas.cqt import PAPER_CQT, CQTParams, cqt_batch
 from soundatlas.errors import AudioReadError, SoundAtlasError
 
 __all__ = [
-    "Analysis", "Moved", "analyse_files", "content_hash", "run_batches", "isolate", "default_n_jobs",
+    "Analysis", "Moved", "analyse_files", "content_hash", "read_ahead", "run_batches", "isolate",
+    "default_n_jobs",
 ]
 
 T = TypeVar("T")
@@ -53,6 +55,65 @@ class Moved:
 
     path: str
     hash: str
+
+
+#: threads that open a batch's files to ask the kernel to read them (``read_ahead``)
+READ_AHEAD_THREADS = 8
+#: how much of a file ``read_ahead`` asks for: its head (the hash and up to 30 s of audio of
+#: most formats) and its tail (the hash of a file over 4 MiB)
+_AHEAD_HEAD = 8 << 20
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (the process that made it, the pool)
+_pool_lock = threading.Lock()
+
+
+def read_ahead(paths: Iterable[str | os.PathLike]) -> list[Future]:
+    """Ask the kernel to start reading files now, all at once, and return without waiting.
+
+    A batch's files are hashed and decoded one after the other, and each read waits for the
+    disk. On storage where a read takes milliseconds (a network block device, a NAS, a spinning
+    disk) that wait, not the CQT, set the pace: a million-file library on this project's test
+    machine (6 ms a read) indexed at 222 files/s with two workers, each with one read
+    outstanding. ``POSIX_FADV_WILLNEED`` on every file of the batch puts their reads in flight
+    together; the reads that follow then find the pages in memory. The files are opened from a
+    few threads because opening one can itself wait for the disk (its directory entry and
+    inode). Nothing here reports errors: the reads that follow do. Where the system has no
+    ``posix_fadvise`` (macOS, Windows) this does nothing.
+
+    Parameters
+    ----------
+    paths : iterable of path-like
+        The files.
+
+    Returns
+    -------
+    list of Future
+        One per file, done when its advice is given (tests wait on them; callers need not).
+    """
+    if not hasattr(os, "posix_fadvise"):
+        return []
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():  # a forked child has no threads of its own
+            _pool = (os.getpid(), ThreadPoolExecutor(READ_AHEAD_THREADS,
+                                                     thread_name_prefix="soundatlas-read-ahead"))
+        pool = _pool[1]
+    return [pool.submit(_will_need, os.fspath(p)) for p in paths]
+
+
+def _will_need(path: str) -> None:
+    try:  # O_NONBLOCK: a FIFO named like audio must not hold a thread in open()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return
+    try:
+        size = os.fstat(fd).st_size
+        os.posix_fadvise(fd, 0, min(size, _AHEAD_HEAD), os.POSIX_FADV_WILLNEED)
+        if size > _AHEAD_HEAD:
+            os.posix_fadvise(fd, size - _EDGE, _EDGE, os.POSIX_FADV_WILLNEED)
+    except OSError:  # not a regular file (ESPIPE), or a file system that refuses advice
+        pass
+    finally:
+        os.close(fd)
 
 
 def content_hash(path: str | os.PathLike) -> str:
@@ -113,6 +174,7 @@ def analyse_files(
     list of Analysis, Moved or AudioReadError
         Aligned with ``paths``; an AudioReadError says why a file gives no audio.
     """
+    read_ahead(paths)  # every file's read in flight at once, not one after the other
     results: list[Analysis | Moved | AudioReadError | None] = [None] * len(paths)
     decoded: list[tuple[int, str, audio.Audio]] = []
     for i, path in enumerate(paths):
