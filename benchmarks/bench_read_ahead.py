@@ -7,29 +7,34 @@ kernel for every file of a batch at once. This script measures what that changes
 matters: with the page cache emptied before every run.
 
 Each run indexes ``--files`` audio files of ``--library`` that no earlier run read: run ``i``
-takes the ``i``-th slice of the library's files in sorted path order, hard-linked into
-``--work`` (a copy where the work folder is on another file system). Fresh files matter beyond
-the page cache: a virtual machine's disk has a cache of its own on the host, which
-``drop_caches`` does not reach (a second read of the same files took 0.2 ms a read against
-2.6 ms the first time). The rounds alternate the contenders' order, each run into a fresh atlas,
-in a fresh process:
+takes the ``i``-th slice of the library's files shuffled with ``--seed`` (so that every slice
+has the library's mix of kinds and lengths; a second run wants another seed), hard-linked into ``--work``; the work folder must
+be on the library's file system, since a copy would be fresh in every cache. Fresh files
+matter beyond the page cache: a virtual machine's disk has a cache of its own on the host,
+which ``drop_caches`` does not reach (a second read of the same files took 0.2 ms a read
+against 2.6 ms the first time). The rounds alternate the contenders' order, each run into a
+fresh atlas, in a fresh process:
 
 - ``baseline``: ``--baseline`` (a git ref; default ``9e25c56``, the commit before read-ahead),
   its ``src`` exported with ``git archive``;
 - ``ours``: this checkout's ``src``.
 
-Before each run: ``sync`` and ``echo 3 > /proc/sys/vm/drop_caches`` where permitted (root).
-Reported per run: wall time, files/s, the block device's reads and their mean latency; then the
-median files/s of each and the ratio. The library needs ``2 x --repeats x --files`` files.
+Before each run: ``sync`` and ``echo 3 > /proc/sys/vm/drop_caches`` where permitted (root),
+then the contender's imports once (Python, torch, librosa and soundatlas read from disk again
+would otherwise count in the first seconds of the run). Reported per run: wall time, files/s,
+the block device's reads and their mean time (a mean per request: read-ahead makes requests of
+other sizes, so compare files/s, not these); then the median files/s of each and the ratio. The
+library needs ``2 x --repeats x --files`` files.
 
     sudo .venv/bin/python benchmarks/bench_read_ahead.py --library LIB [--files 10000]
-        [--repeats 3] [--work DIR] [--json PATH]
+        [--repeats 3] [--seed 0] [--work DIR] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -52,15 +57,16 @@ def audio_files(library: Path) -> list[Path]:
 
 
 def linked(files: list[Path], library: Path, out: Path) -> Path:
-    """``files`` linked (or copied) under ``out``, keeping their paths in ``library``."""
+    """``files`` hard-linked under ``out``, keeping their paths in ``library``."""
     shutil.rmtree(out, ignore_errors=True)
     for src in files:
         dst = out / src.relative_to(library)
         dst.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(src, dst)
-        except OSError:  # another file system: a copy
-            shutil.copy2(src, dst)
+        except OSError as exc:
+            sys.exit(f"cannot hard-link {src} into {out} ({exc}): put --work on the library's "
+                     f"file system (a copy would be fresh in every cache)")
     return out
 
 
@@ -97,9 +103,14 @@ def disk_reads(device: str | None) -> tuple[int, int]:
     return 0, 0
 
 
+WARM_IMPORTS = "import torch, librosa, soundatlas.indexing, soundatlas.cli"
+
+
 def index_once(src: Path, library: Path, atlas: Path, device: str | None) -> dict:
     shutil.rmtree(atlas, ignore_errors=True)
     dropped = drop_caches()
+    subprocess.run([sys.executable, "-c", WARM_IMPORTS], check=True,
+                   env={**os.environ, "PYTHONPATH": str(src)})
     r0, ms0 = disk_reads(device)
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "soundatlas", "index", str(library), "--atlas",
@@ -118,6 +129,8 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=10000,
                     help="files each run indexes (default 10000)")
     ap.add_argument("--repeats", type=int, default=3, help="rounds (default 3)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the shuffle's seed: another seed, other slices (for a second run)")
     ap.add_argument("--baseline", default="9e25c56", help="the git ref to compare against")
     ap.add_argument("--work", type=Path,
                     default=Path(tempfile.gettempdir()) / "soundatlas-bench-read-ahead")
@@ -129,6 +142,7 @@ def main() -> None:
     common.print_facts(facts)
     args.work.mkdir(parents=True, exist_ok=True)
     files = audio_files(args.library)
+    random.Random(args.seed).shuffle(files)
     need = 2 * args.repeats * args.files
     if len(files) < need:
         sys.exit(f"--library has {len(files)} audio files; {args.repeats} rounds of two runs of "
@@ -136,6 +150,9 @@ def main() -> None:
     base_src, sha = common.baseline_src(args.work, args.baseline)
     contenders = {"baseline": base_src, "ours": common.REPO / "src"}
     device = device_of(args.work)
+    if device is None:
+        print("the work folder's file system has no block device of its own (btrfs, overlayfs, "
+              "NFS, ZFS, tmpfs): disk reads are not reported", flush=True)
     print(f"{len(files)} files in {args.library}; each run indexes {args.files} of them that no "
           f"run read before; device {device}; baseline {sha}", flush=True)
     runs: dict[str, list[dict]] = {k: [] for k in contenders}

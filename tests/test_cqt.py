@@ -378,24 +378,29 @@ def test_cli_cqt_bad_file_one_line_exit_1(tmp_path, capsys):
 
 # --- the kernel cache ------------------------------------------------------------------------------
 
-def test_a_library_of_many_lengths_builds_each_kernel_once(monkeypatch):
+def test_a_library_of_many_lengths_builds_each_kernel_once():
     """One-shots of many lengths need many FFT sizes; a batch after batch of them must not build
     the same kernels again (a 16-kernel cache did: a third of indexing's time)."""
     cache = cqt_module._multirate_kernel
     cache.cache_clear()
-    lengths = sorted({int(n) for n in np.geomspace(0.005 * SR, 2.0 * SR, 400)})
-    sizes = {cqt_module._multirate_size(PAPER_CQT, n) for n in lengths}
-    assert len(sizes) > 40  # the point: more sizes than the old cache held
-    rng = np.random.default_rng(3)
-    clips = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in lengths]
-    first = cqt_batch(clips)
-    assert cache.builds == len(sizes)
-    for batch in (clips[::-1][i : i + 32] for i in range(0, len(clips), 32)):
-        cqt_batch(batch)  # batches as index makes them
-    assert cache.builds == len(sizes)
-    again = cqt_batch(clips)
-    for a, b in zip(first, again):
-        np.testing.assert_array_equal(a, b)
+    try:
+        lengths = sorted({int(n) for n in np.geomspace(0.005 * SR, 2.0 * SR, 400)})
+        sizes = {cqt_module._multirate_size(PAPER_CQT, n) for n in lengths}
+        assert len(sizes) > 40  # the point: more sizes than the old cache held
+        rng = np.random.default_rng(3)
+        clips = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in lengths]
+        first = cqt_batch(clips)
+        assert cache.builds == len(sizes)
+        for batch in (clips[::-1][i : i + 32] for i in range(0, len(clips), 32)):
+            cqt_batch(batch)  # batches as index makes them
+        assert cache.builds == len(sizes)
+        again = cqt_batch(clips)
+        for a, b in zip(first, again):
+            np.testing.assert_array_equal(a, b)
+        for y, C in zip(clips[::37], first[::37]):  # each clip alone: a kernel of its own size
+            np.testing.assert_allclose(cqt_batch([y])[0], C, atol=1e-5)
+    finally:
+        cache.cache_clear()  # 69 kernels: not for the rest of the session
 
 
 def test_the_kernel_cache_keeps_to_its_budget():

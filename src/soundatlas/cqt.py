@@ -42,6 +42,7 @@ from __future__ import annotations
 import collections
 import functools
 import math
+import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -151,8 +152,8 @@ def _significant(H: np.ndarray, sparsity: float) -> np.ndarray:
 
 class _KernelCache:
     """Kernels by (params, FFT size), built on first use, the least recently used dropped once
-    they hold more than ``budget`` bytes (the budget is per process: each index worker has its
-    own).
+    they hold more than ``budget`` bytes (the budget is per cache and process: each index worker
+    has its own).
 
     A kernel serves the clips of one FFT size, and a library's clips have many: one-shots of
     5 ms to 2 s need 69 multirate sizes at 16 kHz (135 MiB of kernels), each built in about
@@ -166,6 +167,11 @@ class _KernelCache:
         self._sizes: dict = {}
         self._lock = threading.Lock()
         self.builds = 0  # kernels built since the last cache_clear (tests read it)
+        if hasattr(os, "register_at_fork"):  # a fork while a thread held the lock must not hang
+            os.register_at_fork(after_in_child=self._new_lock)
+
+    def _new_lock(self) -> None:
+        self._lock = threading.Lock()
 
     def __call__(self, params: CQTParams, size: int):
         key = (params, size)
@@ -210,7 +216,8 @@ def _nbytes(obj) -> int:
     return 0
 
 
-#: bytes of kernels each process keeps (``_KernelCache``)
+#: bytes of kernels each of a process's two kernel caches (multirate, folded) keeps
+#: (``_KernelCache``); a process uses one of them unless it reads atlases of both kernels
 KERNEL_CACHE_BYTES = 256 << 20
 
 _kernel = _KernelCache(lambda params, M: _Kernel(params, M), KERNEL_CACHE_BYTES)
@@ -368,7 +375,9 @@ class _MultirateKernel:
         self.stages = list(zip([1] + ds[:-1], ds)) if ds[0] != 1 else list(zip(ds[:-1], ds[1:]))
         self.rolloff = {d: _rolloff(N // d // 2 + 1) for _, d in self.stages}
         self.frames: dict[int, tuple] = {}  # octave index -> (first rfft bin, basis (bins', bins))
-        self._frame_index: dict[tuple[int, int], torch.Tensor] = {}
+        # octave index -> where the frames of the longest clip read (frame_index): built here,
+        # whole, so that the kernel cache's budget counts it
+        self._frame_index: dict[int, torch.Tensor] = {}
         # d -> (lo, hi, size N', M', the kernel as real numbers (M', 2 hop, 2 bins))
         self.folds: dict[int, tuple] = {}
         fold_octaves: dict[int, list[tuple[_Octave, np.ndarray]]] = {}
@@ -378,22 +387,21 @@ class _MultirateKernel:
                 used = np.flatnonzero(np.any(spectra != 0, axis=0))  # the octave's band
                 band = spectra[:, used[0] : used[-1] + 1].T.astype(np.complex64)
                 self.frames[i] = (int(used[0]), torch.from_numpy(np.ascontiguousarray(band)))
+                most = n_frames(self.n_max, hop_length=params.hop_length)
+                starts = np.arange(most) * octave.hop - octave.n_fft // 2
+                index = (starts[:, None] + np.arange(octave.n_fft)[None, :]) % (N // octave.d)
+                self._frame_index[i] = torch.from_numpy(index.reshape(-1))
             else:
                 fold_octaves.setdefault(octave.d, []).append((octave, spectra))
         for d, members in fold_octaves.items():
             self.folds[d] = self._fold(d, members)
 
-    def frame_index(self, i: int, n_frames: int) -> torch.Tensor:
-        """Where octave i's centred frames read its signal, frame after frame; frames reaching
-        past either end read the signal's zero tail."""
-        key = (i, n_frames)
-        index = self._frame_index.get(key)
-        if index is None:
-            octave = self.octaves[i]
-            starts = np.arange(n_frames) * octave.hop - octave.n_fft // 2
-            index = (starts[:, None] + np.arange(octave.n_fft)[None, :]) % (self.N // octave.d)
-            index = self._frame_index[key] = torch.from_numpy(index.reshape(-1))
-        return index
+    def frame_index(self, i: int, count: int) -> torch.Tensor:
+        """Where octave i's first ``count`` centred frames read its signal, frame after frame
+        (``count`` x n_fft positions); frames reaching past either end read the signal's zero
+        tail. A frame's positions do not depend on how many follow it, so this is a prefix of
+        the index of the longest clip the kernel holds."""
+        return self._frame_index[i][: count * self.octaves[i].n_fft]
 
     def _fold(self, d: int, members: list[tuple[_Octave, np.ndarray]]) -> tuple:
         """The octaves at rate d as time-domain correlations folded modulo M' (module doc)."""

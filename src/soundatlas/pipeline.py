@@ -14,8 +14,9 @@ import itertools
 import hashlib
 import multiprocessing
 import os
+import queue
 import threading
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -62,8 +63,14 @@ READ_AHEAD_THREADS = 8
 #: how much of a file ``read_ahead`` asks for: its head (the hash and up to 30 s of audio of
 #: most formats) and its tail (the hash of a file over 4 MiB)
 _AHEAD_HEAD = 8 << 20
-_pool: tuple[int, ThreadPoolExecutor] | None = None  # (the process that made it, the pool)
-_pool_lock = threading.Lock()
+#: bytes per advice: Linux reads at most max(read_ahead_kb, max_sectors_kb) of one
+#: ``POSIX_FADV_WILLNEED``, 128 KiB with the usual defaults, so a longer range is asked for in
+#: pieces of this size
+_AHEAD_PIECE = 128 << 10
+_queue: tuple[int, queue.SimpleQueue] | None = None  # (the process whose threads serve it, it)
+_queue_lock = threading.Lock()
+if hasattr(os, "register_at_fork"):  # a fork while another thread held the lock must not hang
+    os.register_at_fork(after_in_child=lambda: globals().update(_queue_lock=threading.Lock()))
 
 
 def read_ahead(paths: Iterable[str | os.PathLike]) -> list[Future]:
@@ -75,9 +82,10 @@ def read_ahead(paths: Iterable[str | os.PathLike]) -> list[Future]:
     machine (6 ms a read) indexed at 222 files/s with two workers, each with one read
     outstanding. ``POSIX_FADV_WILLNEED`` on every file of the batch puts their reads in flight
     together; the reads that follow then find the pages in memory. The files are opened from a
-    few threads because opening one can itself wait for the disk (its directory entry and
-    inode). Nothing here reports errors: the reads that follow do. Where the system has no
-    ``posix_fadvise`` (macOS, Windows) this does nothing.
+    few daemon threads, because opening one can itself wait for the disk (its directory entry
+    and inode), and a thread stuck there (a hung network mount) must not keep the process from
+    exiting. Advice is optional: nothing here raises or reports errors, the reads that follow
+    do. Where the system has no ``posix_fadvise`` (macOS, Windows) this does nothing.
 
     Parameters
     ----------
@@ -87,17 +95,43 @@ def read_ahead(paths: Iterable[str | os.PathLike]) -> list[Future]:
     Returns
     -------
     list of Future
-        One per file, done when its advice is given (tests wait on them; callers need not).
+        One per file, done when its advice is given (tests wait on them; callers need not);
+        empty where no advice can be given.
     """
     if not hasattr(os, "posix_fadvise"):
         return []
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool[0] != os.getpid():  # a forked child has no threads of its own
-            _pool = (os.getpid(), ThreadPoolExecutor(READ_AHEAD_THREADS,
-                                                     thread_name_prefix="soundatlas-read-ahead"))
-        pool = _pool[1]
-    return [pool.submit(_will_need, os.fspath(p)) for p in paths]
+    try:
+        jobs = _advice_queue()
+        futures = []
+        for p in paths:
+            future: Future = Future()
+            jobs.put((os.fspath(p), future))
+            futures.append(future)
+        return futures
+    except Exception:  # noqa: BLE001 - no thread to be had (a limit, shutdown), an odd path
+        return []
+
+
+def _advice_queue() -> queue.SimpleQueue:
+    global _queue
+    with _queue_lock:
+        if _queue is None or _queue[0] != os.getpid():  # a forked child has no threads of its own
+            jobs: queue.SimpleQueue = queue.SimpleQueue()
+            for i in range(READ_AHEAD_THREADS):
+                threading.Thread(target=_advise, args=(jobs,), daemon=True,
+                                 name=f"soundatlas-read-ahead-{i}").start()
+            _queue = (os.getpid(), jobs)
+        return _queue[1]
+
+
+def _advise(jobs: queue.SimpleQueue) -> None:
+    while True:
+        path, future = jobs.get()
+        try:
+            _will_need(path)
+        except Exception:  # noqa: BLE001 - a path open() refuses (a NUL byte): no advice
+            pass
+        future.set_result(None)
 
 
 def _will_need(path: str) -> None:
@@ -107,9 +141,13 @@ def _will_need(path: str) -> None:
         return
     try:
         size = os.fstat(fd).st_size
-        os.posix_fadvise(fd, 0, min(size, _AHEAD_HEAD), os.POSIX_FADV_WILLNEED)
+        ranges = [(0, min(size, _AHEAD_HEAD))]
         if size > _AHEAD_HEAD:
-            os.posix_fadvise(fd, size - _EDGE, _EDGE, os.POSIX_FADV_WILLNEED)
+            ranges.append((size - _EDGE, size))
+        for lo, hi in ranges:
+            for offset in range(lo, hi, _AHEAD_PIECE):
+                os.posix_fadvise(fd, offset, min(_AHEAD_PIECE, hi - offset),
+                                 os.POSIX_FADV_WILLNEED)
     except OSError:  # not a regular file (ESPIPE), or a file system that refuses advice
         pass
     finally:
