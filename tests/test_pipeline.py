@@ -218,3 +218,65 @@ def test_read_ahead_passes_over_what_it_cannot_read(tmp_path):
     os.mkfifo(fifo)
     futures = read_ahead([fifo, tmp_path / "gone.wav", tmp_path, "nul\0byte.wav"])
     assert [f.result(timeout=30) for f in futures] == [None] * 4
+
+
+# --- workers end with the process that started them ----------------------------------------------
+
+ORPHAN_SCRIPT = r"""
+import os, sys, threading
+from pathlib import Path
+
+def stuck(batch):  # each worker says who it is, then never returns
+    Path(sys.argv[1], str(os.getpid())).touch()
+    threading.Event().wait()
+
+if __name__ == "__main__":
+    from soundatlas.pipeline import run_batches
+    for _ in run_batches(stuck, [[i] for i in range(8)], n_jobs=2):
+        pass
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            state = next(line for line in f if line.startswith("State:"))
+        return "Z" not in state.split()[1]  # a zombie has ended
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+def test_workers_end_when_the_process_that_started_them_is_killed(tmp_path):
+    """``kill -9`` of an indexing process: its workers, busy or waiting, end too (they once
+    stayed blocked for good, holding their memory)."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    script = tmp_path / "stuck.py"
+    script.write_text(ORPHAN_SCRIPT)
+    seen = tmp_path / "pids"
+    seen.mkdir()
+    proc = subprocess.Popen([sys.executable, str(script), str(seen)])
+    tick = threading.Event()
+    try:
+        for _ in range(1200):  # until both workers are in their batch (bounded: 60 s)
+            if len(list(seen.iterdir())) == 2 or proc.poll() is not None:
+                break
+            tick.wait(0.05)
+        workers = [int(p.name) for p in seen.iterdir()]
+        assert len(workers) == 2, proc.poll()
+        assert all(_alive(pid) for pid in workers)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    for _ in range(600):  # they notice within a second or two (bounded: 30 s)
+        if not any(_alive(pid) for pid in workers):
+            break
+        tick.wait(0.05)
+    left = [pid for pid in workers if _alive(pid)]
+    for pid in left:  # do not leave them to the rest of the session
+        os.kill(pid, signal.SIGKILL)
+    assert left == []

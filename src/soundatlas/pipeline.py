@@ -255,10 +255,34 @@ def default_n_jobs() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
+    end_with_parent(parent)
     import torch
 
     torch.set_num_threads(1)  # one process per core; threads would fight over the same cores
+
+
+#: seconds between a worker's looks at whether the process that started it is still there
+ORPHAN_CHECK_S = 1.0
+
+
+def end_with_parent(parent: int) -> None:
+    """End this worker when ``parent``, the process that started it, is gone.
+
+    A pool's workers end when the pool is shut down, and when its process is interrupted from
+    the terminal (the signal reaches the whole process group). But ``kill PID`` of ``soundatlas
+    index`` left its workers blocked for good on the result pipe that no one read any more,
+    holding some 450 MB each. A daemon thread notices that the worker was handed to another
+    parent (``os.getppid`` changes when the parent dies) and ends the process.
+    """
+
+    def watch() -> None:
+        tick = threading.Event()
+        while os.getppid() == parent:
+            tick.wait(ORPHAN_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="soundatlas-orphan-check").start()
 
 
 def run_batches(
@@ -384,6 +408,7 @@ def _process_pool(n_jobs: int) -> ProcessPoolExecutor:
         max_workers=n_jobs,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
+        initargs=(os.getpid(),),
     )
 
 

@@ -229,8 +229,11 @@ class _WorkerInitError(RuntimeError):
     """A worker could not load FluidSynth or the SoundFont (picklable; re-raised by the parent)."""
 
 
-def _init_worker(soundfont: str | None, sample_rate: int) -> None:
+def _init_worker(soundfont: str | None, sample_rate: int, parent: int) -> None:
+    from soundatlas.pipeline import end_with_parent
+
     global _worker_synth, _worker_error, _worker_rate
+    end_with_parent(parent)  # a killed render leaves no worker behind
     _worker_rate = sample_rate
     if soundfont is None:
         return
@@ -275,7 +278,7 @@ def _render_all(items, out, soundfont, sample_rate, n_jobs, report) -> list[_Res
         max_workers=n_jobs,
         mp_context=_mp_context(),
         initializer=_init_worker,
-        initargs=(sf_path, sample_rate),
+        initargs=(sf_path, sample_rate, os.getpid()),
     ) as pool:
         futures = [pool.submit(_worker_render_chunk, chunk, os.fspath(out)) for chunk in chunks]
         try:
