@@ -231,9 +231,18 @@ def stuck(batch):  # each worker says who it is, then never returns
     threading.Event().wait()
 
 if __name__ == "__main__":
-    from soundatlas.pipeline import run_batches
-    for _ in run_batches(stuck, [[i] for i in range(8)], n_jobs=2):
-        pass
+    if sys.argv[2] == "spawn":  # index's and embed's pools
+        from soundatlas.pipeline import run_batches
+        for _ in run_batches(stuck, [[i] for i in range(8)], n_jobs=2):
+            pass
+    else:  # the demo library's: workers are the fork server's children, not ours
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from soundatlas.pipeline import end_with_parent
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context(sys.argv[2]),
+                                 initializer=end_with_parent, initargs=(os.getpid(),)) as pool:
+            for f in [pool.submit(stuck, [i]) for i in range(8)]:
+                f.result()
 """
 
 
@@ -247,7 +256,8 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
-def test_workers_end_when_the_process_that_started_them_is_killed(tmp_path):
+@pytest.mark.parametrize("context", ["spawn", "forkserver"])
+def test_workers_end_when_the_process_that_started_them_is_killed(tmp_path, context):
     """``kill -9`` of an indexing process: its workers, busy or waiting, end too (they once
     stayed blocked for good, holding their memory)."""
     import signal
@@ -259,7 +269,7 @@ def test_workers_end_when_the_process_that_started_them_is_killed(tmp_path):
     script.write_text(ORPHAN_SCRIPT)
     seen = tmp_path / "pids"
     seen.mkdir()
-    proc = subprocess.Popen([sys.executable, str(script), str(seen)])
+    proc = subprocess.Popen([sys.executable, str(script), str(seen), context])
     tick = threading.Event()
     try:
         for _ in range(1200):  # until both workers are in their batch (bounded: 60 s)
