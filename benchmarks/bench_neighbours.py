@@ -30,8 +30,13 @@ ratios ours / baseline. The clients share the machine's two cores with the serve
 among themselves; this process's garbage collector is off while they run, so that its pauses
 (which stop every client at once) are not counted as the server's latency.
 
+With ``--atlas A`` the servers serve an existing atlas instead (``bench_scale.py``'s, say: real
+paths and labels, a database of gigabytes); with ``--cold`` the page cache is emptied (``sync``;
+``echo 3 > /proc/sys/vm/drop_caches``: root only) before each server starts, as after a reboot,
+so that what the server reads from disk is measured with it.
+
     python benchmarks/bench_neighbours.py [--n 1000000] [--clients 20] [--requests 100]
-        [--repeats 3] [--baseline REF] [--work DIR] [--json FILE]
+        [--repeats 3] [--baseline REF] [--work DIR] [--atlas A] [--cold] [--json FILE]
 """
 
 from __future__ import annotations
@@ -231,25 +236,41 @@ def main() -> None:
                     "baseline (default 82b17e8)")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) /
                     "soundatlas-bench-neighbours", help="cache of the atlas and the baseline")
+    ap.add_argument("--atlas", type=Path, help="serve this atlas (its model 'default') instead "
+                    "of the synthetic one")
+    ap.add_argument("--cold", action="store_true", help="empty the page cache before each "
+                    "server starts (root only)")
     ap.add_argument("--json", help="also write every figure here")
     args = ap.parse_args()
+    if args.cold and not common.drop_caches():
+        ap.error("--cold empties the page cache, which takes root (writing "
+                 "/proc/sys/vm/drop_caches was refused)")
 
     facts = common.machine_facts()
     common.print_facts(facts)
     args.work.mkdir(parents=True, exist_ok=True)
-    atlas, built_s = build_atlas(args.work, args.n, args.clusters)
-    print(f"atlas: {args.n:,} synthetic samples, "
-          + (f"built in {built_s:.0f} s" if built_s is not None else "from the cache"),
-          flush=True)
     from soundatlas.atlas import Atlas
 
-    with Atlas.open(atlas) as a:
-        ids, _ = a.points(a.model("default").id)
+    if args.atlas is not None:
+        atlas, built_s = args.atlas, None
+        with Atlas.open(atlas) as a:
+            ids, _ = a.points(a.model("default").id)
+        args.n = len(ids)
+        print(f"atlas: {atlas}, {args.n:,} samples embedded with 'default'", flush=True)
+    else:
+        atlas, built_s = build_atlas(args.work, args.n, args.clusters)
+        print(f"atlas: {args.n:,} synthetic samples, "
+              + (f"built in {built_s:.0f} s" if built_s is not None else "from the cache"),
+              flush=True)
+        with Atlas.open(atlas) as a:
+            ids, _ = a.points(a.model("default").id)
     servers = {"ours": common.REPO / "src"}
     servers["baseline"], sha = common.baseline_src(args.work, args.baseline)
     runs: dict[str, list[dict]] = {name: [] for name in servers}
     for r in range(args.repeats):
         for name, src in servers.items():
+            if args.cold:
+                common.drop_caches()
             res = run_once(atlas, src, ids, args.clients, args.requests, seed=r)
             runs[name].append(res)
             print(f"  {name:8s} run {r + 1}: " + "  ".join(
@@ -260,13 +281,16 @@ def main() -> None:
     medians = {name: {key: common.median(x[key] for x in rs) for key, _ in FIGURES}
                for name, rs in runs.items()}
     print(f"\nneighbours at {args.n:,} samples, {args.clients} clients x {args.requests} "
-          f"requests, medians of {args.repeats} runs; baseline = the server at {sha}")
+          f"requests, medians of {args.repeats} runs; baseline = the server at {sha}"
+          + ("; page cache emptied before each server" if args.cold else ""))
     for key, label in FIGURES:
         o, b = medians["ours"][key], medians["baseline"][key]
         print(f"  {label:18s} ours {o:9.2f}  baseline {b:9.2f}  ours/baseline {o / b:5.2f}")
     p99 = medians["ours"]["p99_ms"]
     print(f"neighbours p99 {p99:.1f} ms (goal under 100 ms: {'met' if p99 < 100 else 'MISSED'})")
     common.write_json(args.json, {"facts": facts, "n": args.n, "clusters": args.clusters,
+                                  "atlas": str(args.atlas) if args.atlas else None,
+                                  "cold": args.cold,
                                   "clients": args.clients, "requests": args.requests,
                                   "baseline": sha, "built_s": built_s, "runs": runs,
                                   "medians": medians})

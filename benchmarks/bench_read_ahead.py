@@ -70,17 +70,6 @@ def linked(files: list[Path], library: Path, out: Path) -> Path:
     return out
 
 
-def drop_caches() -> bool:
-    """Empty the page cache (root only); whether it was."""
-    os.sync()
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-        return True
-    except OSError:
-        return False
-
-
 def device_of(path: Path) -> str | None:
     """The /proc/diskstats name of the block device holding ``path`` (its whole disk)."""
     dev = os.stat(path).st_dev
@@ -108,7 +97,7 @@ WARM_IMPORTS = "import torch, librosa, soundatlas.indexing, soundatlas.cli"
 
 def index_once(src: Path, library: Path, atlas: Path, device: str | None) -> dict:
     shutil.rmtree(atlas, ignore_errors=True)
-    dropped = drop_caches()
+    dropped = common.drop_caches()
     subprocess.run([sys.executable, "-c", WARM_IMPORTS], check=True,
                    env={**os.environ, "PYTHONPATH": str(src)})
     r0, ms0 = disk_reads(device)

@@ -207,6 +207,17 @@ def built_atlas(path: Path, key: str, tag: str) -> bool:
         return False
 
 
+def drop_caches() -> bool:
+    """Empty the page cache (root only); whether it was."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
 @contextmanager
 def no_gc():
     """This process's garbage collector off (what is alive frozen out of its sight), on again

@@ -9,6 +9,8 @@ import pytest
 from soundatlas.errors import AudioReadError
 from soundatlas.pipeline import analyse_files, content_hash, isolate, run_batches
 
+from pagecache import evict, skip_unless_page_cache_shows, wait_resident
+
 
 def square_or_die(batch: list[int]) -> list[int]:
     """A stage whose process really dies (as a native crash would) on a negative item."""
@@ -104,39 +106,6 @@ def test_workers_that_cannot_start_give_one_clear_error(tmp_path):
 
 # --- read-ahead: a batch's reads in flight together ---------------------------------------------
 
-def _resident(path) -> float:
-    """Share of ``path``'s pages in the page cache (mincore over a shared read-only mapping)."""
-    import ctypes
-    import mmap
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                          ctypes.c_int, ctypes.c_long]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    size = os.path.getsize(path)
-    pages = -(-size // mmap.PAGESIZE)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        assert addr not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
-        try:
-            vec = (ctypes.c_ubyte * pages)()
-            assert libc.mincore(addr, size, vec) == 0, ctypes.get_errno()
-            return sum(v & 1 for v in vec) / pages
-        finally:
-            libc.munmap(addr, size)
-    finally:
-        os.close(fd)
-
-
-def _evict(path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    os.close(fd)
-
-
 @pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise here")
 def test_read_ahead_brings_a_batch_into_memory(tmp_path):
     import threading
@@ -150,26 +119,13 @@ def test_read_ahead_brings_a_batch_into_memory(tmp_path):
             f.write(os.urandom(1 << 20))
             f.flush()
             os.fsync(f.fileno())
-        _evict(p)
+        evict(p)
         paths.append(p)
-    # what this file system shows: pages that leave on DONTNEED and come back on a read (not so
-    # on tmpfs, which keeps them, nor on ZFS, whose cache is its own)
-    if max(_resident(p) for p in paths) > 0:
-        pytest.skip("this file system keeps its pages in memory: nothing to read ahead")
-    paths[0].read_bytes()
-    seen = _resident(paths[0])
-    _evict(paths[0])
-    if seen < 1.0 or _resident(paths[0]) > 0:
-        pytest.skip("this file system's cache is not the page cache that mincore sees")
+    skip_unless_page_cache_shows(paths)
     for future in read_ahead(paths):
         future.result(timeout=30)
     # the advice starts the reads and returns; wait (bounded) until the disk has answered
-    done = threading.Event()
-    for _ in range(3000):
-        if all(_resident(p) == 1.0 for p in paths):
-            break
-        done.wait(0.01)
-    assert [_resident(p) for p in paths] == [1.0] * len(paths)
+    assert wait_resident(paths) == [1.0] * len(paths)
     threads = [t for t in threading.enumerate() if t.name.startswith("soundatlas-read-ahead")]
     assert threads and all(t.daemon for t in threads)  # never keep a process from exiting
 
@@ -177,7 +133,8 @@ def test_read_ahead_brings_a_batch_into_memory(tmp_path):
 @pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise here")
 def test_read_ahead_asks_in_pieces_for_the_head_and_the_tail(tmp_path, monkeypatch):
     """Linux reads at most max(read_ahead_kb, max_sectors_kb) of one advice (128 KiB by
-    default): a long file's head (8 MiB) and tail (2 MiB) are asked for in pieces that size."""
+    default): a long file's head (8 MiB) and tail (2 MiB), or with ``whole`` all of it, are
+    asked for in pieces that size."""
     from soundatlas import pipeline
 
     asked = []
@@ -201,6 +158,13 @@ def test_read_ahead_asks_in_pieces_for_the_head_and_the_tail(tmp_path, monkeypat
     head = set(range(0, (8 << 20) // 4096))
     tail = set(range((size - (2 << 20)) // 4096, -(-size // 4096)))
     assert head | tail == covered
+    asked.clear()
+    pipeline._will_need(str(big), whole=True)  # every byte, still in pieces
+    assert max(length for _, length in asked) <= piece
+    covered = set()
+    for offset, length in asked:
+        covered.update(range(offset // 4096, -(-(offset + length) // 4096)))
+    assert covered == set(range(-(-size // 4096)))
     asked.clear()
     empty = tmp_path / "empty.wav"
     empty.touch()

@@ -23,6 +23,8 @@ from soundatlas.web.client import call
 from soundatlas.web.deps import EMBED_HINT, sorted_values
 from soundatlas.web.state import WebState
 
+from pagecache import evict, skip_unless_page_cache_shows, wait_resident
+
 # three instruments over eight shared pitches, one velocity, both articulations: 48 notes
 CLASSES = {"flute": (73, 60, 67), "trombone": (57, 60, 67), "violin": (40, 60, 67)}
 
@@ -81,6 +83,38 @@ def _json_error(r, status: int) -> str:
 
 
 # -- atlas, ids, labels -----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise here")
+def test_the_server_reads_its_database_into_memory_as_it_starts(mapped):
+    """A nearest-sounds answer reads pages scattered over the database: at a million samples
+    each one the page cache lacks is a disk read that holds the event loop."""
+    from soundatlas.atlas import DB_NAME
+
+    app = create_app(mapped)  # opening the atlas reads some of it
+    files = [p for p in (mapped / DB_NAME, mapped / f"{DB_NAME}-wal")
+             if p.is_file() and p.stat().st_size]
+    for p in files:
+        evict(p)
+    skip_unless_page_cache_shows(files)
+    with _client(app):  # its start (the lifespan) asks for the whole database
+        assert wait_resident(files) == [1.0] * len(files)
+
+
+def test_the_server_leaves_a_database_larger_than_its_share_of_memory_on_disk(mapped,
+                                                                             monkeypatch):
+    from soundatlas.web import state
+
+    web = create_app(mapped).state.web
+    assert state.memory_available() > 0  # Linux says (/proc/meminfo)
+    assert len(web.warm()) >= 1  # the database, and its log where there is one
+    monkeypatch.setattr(state, "WARM_SHARE", 0.0)
+    assert web.warm() == []
+    monkeypatch.setattr(state, "WARM_SHARE", 0.25)
+    monkeypatch.setattr(state, "memory_available", lambda: None)  # the system cannot say
+    assert web.warm() == []
+
+
 
 
 def test_atlas_names_library_labels_models_and_default_model(client, atlas):
