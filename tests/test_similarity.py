@@ -220,11 +220,17 @@ def test_a_request_finds_the_indexes_the_first_one_built(synth_atlas, monkeypatc
     assert handed == [True]  # answered on the event loop
     assert client.get(url, params={"exact": "true"}).json()["exact"] is True
     assert handed == [True, True]  # every vector searched: a worker thread
-    on_map = client.get(url, params={"space": "map"}).json()
+    client.get("/api/models/default/points").raise_for_status()  # the page's first request
     with web.atlas() as atlas:
-        assert web.point_index(atlas, atlas.model("default"), build=False) is not None
+        loaded = web.point_index(atlas, atlas.model("default"), build=False)
+        assert loaded is not None and not loaded.has_tree  # the points wait for no tree
+    on_map = client.get(url, params={"space": "map"}).json()
+    assert handed == [True, True, True]  # the KD-tree built on a worker thread
+    with web.atlas() as atlas:
+        assert web.point_index(atlas, atlas.model("default"), build=False) is loaded
+    assert loaded.has_tree
     assert client.get(url, params={"space": "map"}).json() == on_map
-    assert handed == [True, True, True]  # the KD-tree built once, then searched on the loop
+    assert handed == [True, True, True]  # built once, then searched on the loop
     # an exact index: searched on the loop up to INLINE_EXACT vectors, on a thread above
     small = TestClient(create_app(synth_atlas))
     handed.clear()

@@ -173,8 +173,8 @@ def _neighbours(web, name: str, sample_id: int, k: int, space: str | None, exact
                 found = sim.index.nearest(vector, k, exclude=[sample_id])
         else:
             index = web.point_index(atlas, model, build=build)
-            if index is None:
-                return None
+            if index is None or not (build or index.has_tree):
+                return None  # the points or their tree to be built: on a worker thread
             point = point_or_404(index, sample_id, model)
             found = index.nearest(point, k, exclude=[sample_id])
         items = neighbour_items(atlas, found)
