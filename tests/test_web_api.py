@@ -23,7 +23,7 @@ from soundatlas.web.client import call
 from soundatlas.web.deps import EMBED_HINT, sorted_values
 from soundatlas.web.state import WebState
 
-from pagecache import evict, skip_unless_page_cache_shows, wait_resident
+from pagecache import evict, resident, skip_unless_page_cache_shows
 
 # three instruments over eight shared pitches, one velocity, both articulations: 48 notes
 CLASSES = {"flute": (73, 60, 67), "trombone": (57, 60, 67), "violin": (40, 60, 67)}
@@ -97,8 +97,12 @@ def test_the_server_reads_its_database_into_memory_as_it_starts(mapped):
     for p in files:
         evict(p)
     skip_unless_page_cache_shows(files)
-    with _client(app):  # its start (the lifespan) asks for the whole database
-        assert wait_resident(files) == [1.0] * len(files)
+    with _client(app):  # its start (the lifespan) reads the whole database
+        reader = app.state.web.warming
+        assert reader is not None and reader.daemon  # never keeps the server from exiting
+        reader.join(timeout=60)
+        assert not reader.is_alive()
+        assert [resident(p) for p in files] == [1.0] * len(files)
 
 
 def test_the_server_leaves_a_database_larger_than_its_share_of_memory_on_disk(mapped,
@@ -107,12 +111,37 @@ def test_the_server_leaves_a_database_larger_than_its_share_of_memory_on_disk(ma
 
     web = create_app(mapped).state.web
     assert state.memory_available() > 0  # Linux says (/proc/meminfo)
-    assert len(web.warm()) >= 1  # the database, and its log where there is one
+    assert web.warm() is not None
     monkeypatch.setattr(state, "WARM_SHARE", 0.0)
-    assert web.warm() == []
+    assert web.warm() is None
     monkeypatch.setattr(state, "WARM_SHARE", 0.25)
     monkeypatch.setattr(state, "memory_available", lambda: None)  # the system cannot say
-    assert web.warm() == []
+    assert web.warm() is None
+
+
+def test_the_database_reader_passes_over_what_it_cannot_read(tmp_path):
+    from soundatlas.web.state import _read_through
+
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # opening it to read would wait for a writer
+    readable = tmp_path / "db"
+    readable.write_bytes(b"x" * 3000)
+    errors = []
+
+    def read() -> None:
+        try:
+            _read_through([tmp_path / "gone", tmp_path, fifo, "nul\0byte", readable],
+                          chunk=1024)
+        except Exception as exc:  # noqa: BLE001 - the test's finding
+            errors.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    assert not reader.is_alive()  # nothing held it up, and it raised nothing (below)
+    assert errors == []
 
 
 

@@ -73,7 +73,7 @@ if hasattr(os, "register_at_fork"):  # a fork while another thread held the lock
     os.register_at_fork(after_in_child=lambda: globals().update(_queue_lock=threading.Lock()))
 
 
-def read_ahead(paths: Iterable[str | os.PathLike], *, whole: bool = False) -> list[Future]:
+def read_ahead(paths: Iterable[str | os.PathLike]) -> list[Future]:
     """Ask the kernel to start reading files now, all at once, and return without waiting.
 
     A batch's files are hashed and decoded one after the other, and each read waits for the
@@ -91,10 +91,6 @@ def read_ahead(paths: Iterable[str | os.PathLike], *, whole: bool = False) -> li
     ----------
     paths : iterable of path-like
         The files.
-    whole : bool, default False
-        Ask for every byte of each file; by default only what indexing reads of it: its head
-        (8 MiB: the hash and up to 30 s of audio of most formats) and its tail (2 MiB: the hash
-        of a file over 4 MiB).
 
     Returns
     -------
@@ -109,7 +105,7 @@ def read_ahead(paths: Iterable[str | os.PathLike], *, whole: bool = False) -> li
         futures = []
         for p in paths:
             future: Future = Future()
-            jobs.put((os.fspath(p), whole, future))
+            jobs.put((os.fspath(p), future))
             futures.append(future)
         return futures
     except Exception:  # noqa: BLE001 - no thread to be had (a limit, shutdown), an odd path
@@ -130,23 +126,23 @@ def _advice_queue() -> queue.SimpleQueue:
 
 def _advise(jobs: queue.SimpleQueue) -> None:
     while True:
-        path, whole, future = jobs.get()
+        path, future = jobs.get()
         try:
-            _will_need(path, whole=whole)
+            _will_need(path)
         except Exception:  # noqa: BLE001 - a path open() refuses (a NUL byte): no advice
             pass
         future.set_result(None)
 
 
-def _will_need(path: str, *, whole: bool = False) -> None:
+def _will_need(path: str) -> None:
     try:  # O_NONBLOCK: a FIFO named like audio must not hold a thread in open()
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return
     try:
         size = os.fstat(fd).st_size
-        ranges = [(0, size if whole else min(size, _AHEAD_HEAD))]
-        if size > _AHEAD_HEAD and not whole:
+        ranges = [(0, min(size, _AHEAD_HEAD))]
+        if size > _AHEAD_HEAD:
             ranges.append((size - _EDGE, size))
         for lo, hi in ranges:
             for offset in range(lo, hi, _AHEAD_PIECE):

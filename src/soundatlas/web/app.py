@@ -148,7 +148,7 @@ def create_app(atlas_dir: str | os.PathLike, *, model: str | None = None,
 
     @asynccontextmanager
     async def lifespan(app):
-        app.state.web.warm()  # the database into memory, in the background
+        app.state.web.warm()  # the database read through once, in the background
         if listener is not None:
             listener.start()
         try:

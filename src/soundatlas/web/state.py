@@ -65,6 +65,27 @@ def memory_available() -> int | None:
     return None
 
 
+def _read_through(paths: Iterable[Path], chunk: int = 1 << 20) -> None:
+    """Read each file from start to end into one reused buffer (``WebState.warm``); a file
+    that cannot be read is passed over."""
+    import stat
+
+    buf = bytearray(chunk)
+    for path in paths:
+        try:  # O_NONBLOCK: a FIFO in the file's place must not hold the thread in open()
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except (OSError, ValueError):  # ValueError: a NUL in the path
+            continue
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                while os.readv(fd, [buf]):
+                    pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
 @dataclass
 class PointIndex:
     """One model's points (ids ascending) and a KD-tree over them, built when first asked for.
@@ -319,28 +340,29 @@ class WebState:
         # referenced). A full collection walked all of it: 54 ms at 1M samples, about once in
         # 2,000 nearest-sounds requests, a pause every request queued behind it waited through.
         self.freeze_gc = False
+        self.warming: threading.Thread | None = None  # ``warm``'s reader, once started
 
-    def warm(self) -> list:
-        """Ask the kernel to read the atlas's database into memory now, without waiting for it.
+    def warm(self) -> threading.Thread | None:
+        """Read the atlas's database through once, in the background, so that the page cache
+        holds it.
 
         A nearest-sounds answer reads its neighbours' paths and labels: a score of pages
-        scattered over the database, each a disk read while the page cache does not hold it,
-        and these reads hold the event loop. At a million samples (a 1.4 GB database, a disk
-        answering in milliseconds) 20 clients waited p50 219 ms, p99 1,482 ms on a server just
-        started, and 68 ms, 178 ms once the file was in memory (benchmarks/RESULTS.md). The
-        whole file takes seconds to read; it is asked for in the background
-        (``pipeline.read_ahead``) while the first requests are answered. Not done where the
-        database would take more than ``WARM_SHARE`` of the memory available, nor where the
-        system cannot say how much that is.
+        scattered over the database, each a disk read while the page cache lacks it, and these
+        reads hold the event loop. At a million samples (a 1.4 GB database, a disk answering in
+        milliseconds) 20 clients of a server just started waited p99 120 ms, against 76 ms once
+        the file was in memory (benchmarks/RESULTS.md). A daemon thread reads the file from
+        start to end, 1 MiB at a time: one read in flight, so the requests' own reads are not
+        queued behind a gigabyte of advice (``POSIX_FADV_WILLNEED`` on the whole file made the
+        first ``/api/atlas`` wait 2.7 s for it). Not done where the database would take more
+        than ``WARM_SHARE`` of the memory available, nor where the system cannot say how much
+        that is.
 
         Returns
         -------
-        list of Future
-            One per file asked for (the database and its write-ahead log); empty when nothing
-            was asked.
+        threading.Thread or None
+            The reading thread (also ``self.warming``), started; None when nothing is read.
         """
         from soundatlas.atlas import DB_NAME
-        from soundatlas.pipeline import read_ahead
 
         files, size = [], 0
         for p in (self.atlas_dir / DB_NAME, self.atlas_dir / f"{DB_NAME}-wal"):
@@ -351,8 +373,11 @@ class WebState:
                 continue
         available = memory_available()
         if not files or available is None or size > WARM_SHARE * available:
-            return []
-        return read_ahead(files, whole=True)
+            return None
+        self.warming = threading.Thread(target=_read_through, args=(files,), daemon=True,
+                                        name="soundatlas-warm")
+        self.warming.start()
+        return self.warming
 
     @contextmanager
     def atlas(self):
