@@ -185,10 +185,13 @@ def run_once(atlas: Path, src: Path, ids: np.ndarray, clients: int, requests: in
                 barrier.wait()
                 for sid in plans[k]:
                     t = time.perf_counter()
-                    r = c.get(url.format(int(sid)), params={"k": 10})
-                    r.read()
+                    try:
+                        r = c.get(url.format(int(sid)), params={"k": 10})
+                        r.read()
+                        errors[k] += r.status_code != 200
+                    except httpx.TransportError:  # closed or reset: an error, and go on
+                        errors[k] += 1
                     lat[k].append(time.perf_counter() - t)
-                    errors[k] += r.status_code != 200
 
         threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
         for th in threads:

@@ -423,7 +423,7 @@ def api_latency(url: str, server_pid: int, clients: int, requests: int, seed: in
             cold = time.perf_counter() - t
         lat: list[list[float]] = [[] for _ in range(clients)]
         errors = [0] * clients
-        barrier = threading.Barrier(clients + 1)
+        barrier = threading.Barrier(clients + 1, timeout=600)  # a client that died: no hang
 
         def client(k: int) -> None:
             with httpx.Client(base_url=url, timeout=300) as c:
@@ -431,10 +431,13 @@ def api_latency(url: str, server_pid: int, clients: int, requests: int, seed: in
                 barrier.wait()
                 for method, path, kw in plans[k]:
                     t = time.perf_counter()
-                    r = c.request(method, path, **kw)
-                    r.read()
+                    try:
+                        r = c.request(method, path, **kw)
+                        r.read()
+                        errors[k] += r.status_code >= 400
+                    except httpx.TransportError:  # closed or reset: an error, and go on
+                        errors[k] += 1
                     lat[k].append(time.perf_counter() - t)
-                    errors[k] += r.status_code >= 400
 
         threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
         for th in threads:
