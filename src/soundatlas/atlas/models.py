@@ -324,7 +324,8 @@ class ModelStore(Store):
         ids : ndarray of int64
             The samples that have one, ascending (empty without a space).
         vectors : ndarray of shape (n, dims)
-            Their vectors, in the space's dtype.
+            Their vectors, in the space's dtype; read-only where they are the database's own
+            bytes.
 
         Raises
         ------
@@ -349,8 +350,11 @@ class ModelStore(Store):
             raise AtlasError(f"sample {bad}'s similarity vector for model {model_id} is not "
                              f"{space['dims']} x {dtype.name}")
         vectors = np.frombuffer(blob, dtype=dtype).reshape(len(ids), space["dims"])
-        order = np.argsort(ids, kind="stable")
-        return ids[order], vectors[order].astype(dtype.newbyteorder("="))
+        if len(ids) > 1 and np.any(ids[1:] <= ids[:-1]):  # the rows come in order; a guard
+            order = np.argsort(ids, kind="stable")
+            ids, vectors = ids[order], vectors[order]
+        # no copy where none is needed (int8 codes): two copies of 256 MB took 1.9 s at 1M
+        return ids, vectors.astype(dtype.newbyteorder("="), copy=False)
 
     def without_similarity(self, model_id: int) -> np.ndarray:
         """Ids (int64, ascending) of samples embedded with the model that have no similarity
