@@ -47,11 +47,14 @@ def run_once(atlas: Path, src: Path, label: str) -> dict:
 
             facts, out["atlas_s"] = timed_get("/api/atlas")
             model = facts.json()["default_model"]
-            ids, out["ids_s"] = timed_get("/api/samples/ids")
-            _, out["points_s"] = timed_get(f"/api/models/{model}/points")
+            if model is None or label not in facts.json()["labels"]:
+                raise SystemExit(f"{atlas}: needs a default model with embeddings and the label "
+                                 f"{label!r} (--label)")
+            _, out["ids_s"] = timed_get("/api/samples/ids")
+            points, out["points_s"] = timed_get(f"/api/models/{model}/points")
             out["to_points_s"] = time.perf_counter() - t0
             _, out["labels_s"] = timed_get(f"/api/labels/{label}")
-            first = int(np.frombuffer(ids.content, "<i4")[0])
+            first = int(np.frombuffer(points.content, "<i4", count=1)[0])  # an embedded sample
             _, out["neighbours_s"] = timed_get(f"/api/models/{model}/neighbours/{first}",
                                                params={"k": 10})
     finally:

@@ -225,6 +225,11 @@ class ModelStore(Store):
             The samples, ascending.
         points : ndarray of float32, shape (n, dims)
             Their points ((0, 0) when none is embedded).
+
+        Raises
+        ------
+        AtlasError
+            When a stored point is not of the others' size.
         """
         rows = self.conn.execute(
             "SELECT sample_id, point FROM embeddings WHERE model_id = ? ORDER BY sample_id",
@@ -234,8 +239,13 @@ class ModelStore(Store):
         if not rows:
             return ids, np.zeros((0, 0), np.float32)
         # one buffer for all: an array per row cost seconds at a million samples
-        points = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-        return ids, points.reshape(len(rows), len(rows[0][1]) // 4).copy()
+        blob = b"".join(r[1] for r in rows)
+        width = len(rows[0][1])
+        if width % 4 or len(blob) != len(rows) * width:
+            bad = next((sid for sid, p in rows if len(p) != width), rows[0][0])
+            raise AtlasError(f"sample {bad}'s point for model {model_id} is {len(dict(rows)[bad])}"
+                             f" bytes, not a float32 vector of the others' size ({width})")
+        return ids, np.frombuffer(blob, dtype=np.float32).reshape(len(rows), width // 4).copy()
 
     # -- similarity vectors: one per sample per model, in the space soundatlas.similarity names ---
 

@@ -24,8 +24,8 @@ from soundatlas.atlas import Atlas, ModelRecord
 from soundatlas.errors import SoundAtlasError
 from soundatlas.web.responses import api_error
 
-__all__ = ["APPROXIMATE_ABOVE", "WARM_SHARE", "PointIndex", "SimilarityIndex", "WebState", "points_key",
-           "model_dims", "end_streams"]
+__all__ = ["APPROXIMATE_ABOVE", "WARM_SHARE", "PointIndex", "SimilarityIndex", "WebState",
+           "points_key", "model_dims", "end_streams"]
 
 
 def model_dims(model: ModelRecord) -> int:
@@ -65,12 +65,13 @@ def memory_available() -> int | None:
     return None
 
 
-def _read_through(paths: Iterable[Path], chunk: int = 1 << 20) -> None:
+def _read_through(paths: Iterable[Path], chunk: int = 1 << 20) -> int:
     """Read each file from start to end into one reused buffer (``WebState.warm``); a file
-    that cannot be read is passed over."""
+    that cannot be read, or is not a regular file, is passed over. Returns the bytes read."""
     import stat
 
     buf = bytearray(chunk)
+    total = 0
     for path in paths:
         try:  # O_NONBLOCK: a FIFO in the file's place must not hold the thread in open()
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -78,12 +79,13 @@ def _read_through(paths: Iterable[Path], chunk: int = 1 << 20) -> None:
             continue
         try:
             if stat.S_ISREG(os.fstat(fd).st_mode):
-                while os.readv(fd, [buf]):
-                    pass
+                while n := os.readv(fd, [buf]):
+                    total += n
         except OSError:
             pass
         finally:
             os.close(fd)
+    return total
 
 
 @dataclass
@@ -349,13 +351,15 @@ class WebState:
         A nearest-sounds answer reads its neighbours' paths and labels: a score of pages
         scattered over the database, each a disk read while the page cache lacks it, and these
         reads hold the event loop. At a million samples (a 1.4 GB database, a disk answering in
-        milliseconds) 20 clients of a server just started waited p99 120 ms, against 76 ms once
-        the file was in memory (benchmarks/RESULTS.md). A daemon thread reads the file from
-        start to end, 1 MiB at a time: one read in flight, so the requests' own reads are not
-        queued behind a gigabyte of advice (``POSIX_FADV_WILLNEED`` on the whole file made the
-        first ``/api/atlas`` wait 2.7 s for it). Not done where the database would take more
-        than ``WARM_SHARE`` of the memory available, nor where the system cannot say how much
-        that is.
+        milliseconds) 20 clients of a server started on an empty page cache waited p99 133 ms
+        without this and 62 ms with it (benchmarks/RESULTS.md). A daemon thread reads the file
+        from start to end, 1 MiB at a time: one read in flight, so the requests' own reads are
+        not queued behind a gigabyte of advice (``POSIX_FADV_WILLNEED`` on the whole file made
+        the first ``/api/atlas`` wait 2.7 s for it). Not done where the database would take
+        more than ``WARM_SHARE`` of the memory available, nor where the system cannot say how
+        much that is (``memory_available``: Linux only; it does not see a container's memory
+        limit, which is harmless: the page cache gives way). It never raises: the server runs
+        the same without it, only its first answers wait for the disk.
 
         Returns
         -------
@@ -369,15 +373,19 @@ class WebState:
             try:
                 size += p.stat().st_size
                 files.append(p)
-            except OSError:  # no log (none written yet, or just checkpointed away)
+            except (OSError, ValueError):  # no log (none written yet, or checkpointed away)
                 continue
         available = memory_available()
         if not files or available is None or size > WARM_SHARE * available:
             return None
-        self.warming = threading.Thread(target=_read_through, args=(files,), daemon=True,
-                                        name="soundatlas-warm")
-        self.warming.start()
-        return self.warming
+        reader = threading.Thread(target=_read_through, args=(files,), daemon=True,
+                                  name="soundatlas-warm")
+        try:
+            reader.start()
+        except RuntimeError:  # no thread to be had (a limit): serve without it
+            return None
+        self.warming = reader
+        return reader
 
     @contextmanager
     def atlas(self):
