@@ -71,8 +71,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--atlas", type=Path, required=True, help="an atlas with a default model")
-    ap.add_argument("--cold", action="store_true", help="empty the page cache before each "
-                    "server starts (root only)")
+    common.add_cold_option(ap)
     ap.add_argument("--repeats", type=int, default=3, help="runs of each server (default 3)")
     ap.add_argument("--baseline", default="d1a5d80", help="the commit whose server is the "
                     "baseline (default d1a5d80: before the database was read ahead and the "
@@ -82,24 +81,18 @@ def main() -> None:
                     "soundatlas-bench-first-load", help="where the baseline is exported")
     ap.add_argument("--json", help="also write every figure here")
     args = ap.parse_args()
-    if args.cold and not common.drop_caches():
-        ap.error("--cold empties the page cache, which takes root (writing "
-                 "/proc/sys/vm/drop_caches was refused)")
+    common.check_cold(ap, args)
 
     facts = common.machine_facts()
     common.print_facts(facts)
     args.work.mkdir(parents=True, exist_ok=True)
     servers = {"ours": common.REPO / "src"}
     servers["baseline"], sha = common.baseline_src(args.work, args.baseline)
-    runs: dict[str, list[dict]] = {name: [] for name in servers}
-    for r in range(args.repeats):
-        for name, src in servers.items():
-            if args.cold:
-                common.drop_caches()
-            res = run_once(args.atlas, src, args.label)
-            runs[name].append(res)
-            print(f"  {name:8s} run {r + 1}: " + "  ".join(
-                f"{label} {res[key]:.2f} s" for key, label in FIGURES), flush=True)
+    runs = common.servers_alternated(
+        servers, args.repeats, lambda src, r: run_once(args.atlas, src, args.label),
+        cold=args.cold, show=lambda name, r, res: print(
+            f"  {name:8s} run {r + 1}: " + "  ".join(
+                f"{label} {res[key]:.2f} s" for key, label in FIGURES), flush=True))
     medians = {name: {key: common.median(x[key] for x in rs) for key, _ in FIGURES}
                for name, rs in runs.items()}
     print(f"\nfirst requests of a fresh server on {args.atlas.name}, medians of {args.repeats} "

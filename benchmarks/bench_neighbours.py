@@ -241,13 +241,10 @@ def main() -> None:
                     "soundatlas-bench-neighbours", help="cache of the atlas and the baseline")
     ap.add_argument("--atlas", type=Path, help="serve this atlas (its model 'default') instead "
                     "of the synthetic one")
-    ap.add_argument("--cold", action="store_true", help="empty the page cache before each "
-                    "server starts (root only)")
+    common.add_cold_option(ap)
     ap.add_argument("--json", help="also write every figure here")
     args = ap.parse_args()
-    if args.cold and not common.drop_caches():
-        ap.error("--cold empties the page cache, which takes root (writing "
-                 "/proc/sys/vm/drop_caches was refused)")
+    common.check_cold(ap, args)
 
     facts = common.machine_facts()
     common.print_facts(facts)
@@ -269,18 +266,17 @@ def main() -> None:
             ids, _ = a.points(a.model("default").id)
     servers = {"ours": common.REPO / "src"}
     servers["baseline"], sha = common.baseline_src(args.work, args.baseline)
-    runs: dict[str, list[dict]] = {name: [] for name in servers}
-    for r in range(args.repeats):
-        for name, src in servers.items():
-            if args.cold:
-                common.drop_caches()
-            res = run_once(atlas, src, ids, args.clients, args.requests, seed=r)
-            runs[name].append(res)
-            print(f"  {name:8s} run {r + 1}: " + "  ".join(
-                f"{label} {res[key]:.1f}" for key, label in FIGURES)
-                + f"  errors {res['errors']}  other load {res['other_cores']:.2f} cores  "
-                f"(exact {res['exact']}, recall {res['recall']}, {res['approximate']})",
-                flush=True)
+
+    def show(name: str, r: int, res: dict) -> None:
+        print(f"  {name:8s} run {r + 1}: " + "  ".join(
+            f"{label} {res[key]:.1f}" for key, label in FIGURES)
+            + f"  errors {res['errors']}  other load {res['other_cores']:.2f} cores  "
+            f"(exact {res['exact']}, recall {res['recall']}, {res['approximate']})", flush=True)
+
+    runs = common.servers_alternated(
+        servers, args.repeats,
+        lambda src, r: run_once(atlas, src, ids, args.clients, args.requests, seed=r),
+        cold=args.cold, show=show)
     medians = {name: {key: common.median(x[key] for x in rs) for key, _ in FIGURES}
                for name, rs in runs.items()}
     print(f"\nneighbours at {args.n:,} samples, {args.clients} clients x {args.requests} "

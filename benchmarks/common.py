@@ -218,6 +218,37 @@ def drop_caches() -> bool:
         return False
 
 
+def add_cold_option(ap) -> None:
+    """``--cold``: the page cache emptied before each server starts (``servers_alternated``)."""
+    ap.add_argument("--cold", action="store_true", help="empty the page cache before each "
+                    "server starts (root only)")
+
+
+def check_cold(ap, args) -> None:
+    """Stop with a usage error when ``--cold`` was asked and the page cache cannot be emptied."""
+    if args.cold and not drop_caches():
+        ap.error("--cold empties the page cache, which takes root (writing "
+                 "/proc/sys/vm/drop_caches was refused)")
+
+
+def servers_alternated(servers: dict[str, Path], repeats: int, run: Callable[[Path, int], dict],
+                       *, cold: bool = False,
+                       show: Callable[[str, int, dict], None] | None = None
+                       ) -> dict[str, list[dict]]:
+    """``run(src, repeat)`` for each server's ``src`` in turn, ``repeats`` rounds (the page cache
+    emptied before each with ``cold``); every result by server name, ``show``n as it comes."""
+    runs: dict[str, list[dict]] = {name: [] for name in servers}
+    for r in range(repeats):
+        for name, src in servers.items():
+            if cold:
+                drop_caches()
+            res = run(src, r)
+            runs[name].append(res)
+            if show is not None:
+                show(name, r, res)
+    return runs
+
+
 @contextmanager
 def no_gc():
     """This process's garbage collector off (what is alive frozen out of its sight), on again
