@@ -93,14 +93,10 @@ def main() -> None:
         cold=args.cold, show=lambda name, r, res: print(
             f"  {name:8s} run {r + 1}: " + "  ".join(
                 f"{label} {res[key]:.2f} s" for key, label in FIGURES), flush=True))
-    medians = {name: {key: common.median(x[key] for x in rs) for key, _ in FIGURES}
-               for name, rs in runs.items()}
     print(f"\nfirst requests of a fresh server on {args.atlas.name}, medians of {args.repeats} "
           f"runs; baseline = the server at {sha}"
           + ("; page cache emptied before each server" if args.cold else ""))
-    for key, label in FIGURES:
-        o, b = medians["ours"][key], medians["baseline"][key]
-        print(f"  {label:17s} ours {o:7.2f} s  baseline {b:7.2f} s  ours/baseline {o / b:5.2f}")
+    medians = common.ours_against_baseline(runs, FIGURES, " s")
     common.write_json(args.json, {"facts": facts, "atlas": str(args.atlas), "cold": args.cold,
                                   "baseline": sha, "runs": runs, "medians": medians})
 

@@ -277,14 +277,10 @@ def main() -> None:
         servers, args.repeats,
         lambda src, r: run_once(atlas, src, ids, args.clients, args.requests, seed=r),
         cold=args.cold, show=show)
-    medians = {name: {key: common.median(x[key] for x in rs) for key, _ in FIGURES}
-               for name, rs in runs.items()}
     print(f"\nneighbours at {args.n:,} samples, {args.clients} clients x {args.requests} "
           f"requests, medians of {args.repeats} runs; baseline = the server at {sha}"
           + ("; page cache emptied before each server" if args.cold else ""))
-    for key, label in FIGURES:
-        o, b = medians["ours"][key], medians["baseline"][key]
-        print(f"  {label:18s} ours {o:9.2f}  baseline {b:9.2f}  ours/baseline {o / b:5.2f}")
+    medians = common.ours_against_baseline(runs, FIGURES)
     p99 = medians["ours"]["p99_ms"]
     print(f"neighbours p99 {p99:.1f} ms (goal under 100 ms: {'met' if p99 < 100 else 'MISSED'})")
     common.write_json(args.json, {"facts": facts, "n": args.n, "clusters": args.clusters,

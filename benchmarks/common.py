@@ -249,6 +249,18 @@ def servers_alternated(servers: dict[str, Path], repeats: int, run: Callable[[Pa
     return runs
 
 
+def ours_against_baseline(runs: dict[str, list[dict]], figures, unit: str = "") -> dict:
+    """Print each figure's median for ``ours`` and ``baseline`` and their ratio; return the
+    medians by server name (``figures``: (key, label) pairs)."""
+    medians = {name: {key: median(x[key] for x in rs) for key, _ in figures}
+               for name, rs in runs.items()}
+    for key, label in figures:
+        o, b = medians["ours"][key], medians["baseline"][key]
+        print(f"  {label:18s} ours {o:9.2f}{unit}  baseline {b:9.2f}{unit}  "
+              f"ours/baseline {o / b:5.2f}")
+    return medians
+
+
 @contextmanager
 def no_gc():
     """This process's garbage collector off (what is alive frozen out of its sight), on again
