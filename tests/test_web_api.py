@@ -388,6 +388,8 @@ def test_the_kd_tree_is_cached_and_rebuilt_when_embeddings_change(mapped, atlas)
     assert web.point_index(atlas, model) is first
     rebuilt = web.point_index(atlas, dataclasses.replace(model, n_embedded=model.n_embedded - 1))
     assert rebuilt is not first and rebuilt.ids.tolist() == first.ids.tolist()
+    assert first.payload is first.payload  # the points endpoint's body, made once
+    assert rebuilt.payload == first.payload and rebuilt.payload is not first.payload
 
 
 # -- search and sample details ----------------------------------------------------------------

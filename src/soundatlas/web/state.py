@@ -108,6 +108,17 @@ class PointIndex:
     _tree: object = field(default=None, repr=False, compare=False)
     _tree_lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
                                        compare=False)
+    _payload: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def payload(self) -> bytes:
+        """The points endpoint's body: int32 ids then float32 points, little-endian; made on
+        first use and kept (16 MB at a million samples, which took 14 ms to make on every
+        request)."""
+        if self._payload is None:
+            self._payload = (self.ids.astype("<i4").tobytes()
+                             + self.points.astype("<f4").tobytes())
+        return self._payload
 
     @property
     def has_tree(self) -> bool:

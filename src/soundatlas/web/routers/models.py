@@ -95,8 +95,7 @@ def get_points(name: str, request: Request) -> Response:
     with web.atlas() as atlas:
         model = embedded_model(atlas, name)
         index = web.point_index(atlas, model)
-    payload = index.ids.astype("<i4").tobytes() + index.points.astype("<f4").tobytes()
-    return binary_response(payload, {"X-Count": len(index.ids), "X-Dims": index.dims})
+    return binary_response(index.payload, {"X-Count": len(index.ids), "X-Dims": index.dims})
 
 
 @router.get("/{name}/trajectory/{sample_id}", summary="A sample's per-frame path (binary)",
