@@ -15,6 +15,7 @@ Each runs on the files ``soundatlas embed`` would batch (64 files per pass), wit
 threads of the machine unless ``--threads``. Goals: (c) >= 5x (a); (d) >= 3x (b).
 
     python benchmarks/bench_embed.py --atlas ATLAS [--n-files 256] [--repeats 5] [--threads N]
+                                      [--skip-loop] [--with-hidden] [--json FILE]
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--skip-loop", action="store_true", help="leave out (a), the slowest")
+    ap.add_argument("--with-hidden", action="store_true",
+                    help="(c) and (d) also return the hidden layer, as `embed` does for the "
+                         "similarity vectors")
     ap.add_argument("--json")
     args = ap.parse_args()
     if args.threads:
@@ -96,7 +100,7 @@ def main() -> None:
         def run():
             for batch in batches:
                 embed_many(model, batch, rngs=[np.random.default_rng(0)] * len(batch),
-                           precision=precision)
+                           precision=precision, with_hidden=args.with_hidden)
         return run
 
     runs = {"per-window loop": per_window, "before (fp32, contiguous)": before,

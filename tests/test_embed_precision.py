@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 
 from soundatlas.artifact import resolve_model
 from soundatlas.atlas import Atlas
-from soundatlas.embed import embed_atlas, ensure_registered
+from soundatlas.embed import _thread_pool, embed_atlas, ensure_registered
 from soundatlas.errors import ParameterError
 from soundatlas.model import build_model, inference_precision, native_bf16
 from soundatlas.settings import PRECISIONS
@@ -28,13 +29,13 @@ def indexed(indexed_for_default) -> Path:
     return indexed_for_default
 
 
-def _embed_copy(indexed: Path, atlas_dir: Path, precision: str) -> dict:
+def _embed_copy(indexed: Path, atlas_dir: Path, precision: str, **kw) -> dict:
     """Embed a copy of the atlas with the shipped model at ``precision``; what it stored."""
     shutil.copytree(indexed, atlas_dir)
     with Atlas.open(atlas_dir, write=True) as atlas:
         artifact, registration = resolve_model(atlas, "default")
         model_id = ensure_registered(atlas, artifact, registration)
-        summary = embed_atlas(atlas, artifact, model_id, precision=precision)
+        summary = embed_atlas(atlas, artifact, model_id, precision=precision, **kw)
         ids, points = atlas.points(model_id)
         trajs = atlas.trajectories(model_id, ids.tolist())
         _, vectors = atlas.similarity_vectors(model_id)
@@ -79,6 +80,46 @@ def test_fp32_is_the_exact_path(both, indexed):
                                    rng=_noise_rng(rec.hash),
                                    compression=atlas.cqt_params.compression)
             np.testing.assert_allclose(traj, alone, atol=1e-5, rtol=0)
+
+
+def test_batches_run_one_per_thread_and_give_what_one_thread_gives(indexed, tmp_path):
+    """With several torch threads, embed runs one batch per thread, each thread's operations on
+    one core; the atlas is the one a single-threaded run makes, bit for bit."""
+    def threads_seen(into):
+        return lambda _done, _total: into.update(t.name for t in threading.enumerate())
+
+    before = torch.get_num_threads()
+    pooled_threads, serial_threads = set(), set()
+    try:
+        torch.set_num_threads(2)
+        pooled = _embed_copy(indexed, tmp_path / "pooled", "fp32", batch_size=4,
+                             progress=threads_seen(pooled_threads))
+        assert torch.get_num_threads() == 2  # this thread's count is left as it was
+        torch.set_num_threads(1)
+        serial = _embed_copy(indexed, tmp_path / "serial", "fp32", batch_size=4,
+                             progress=threads_seen(serial_threads))
+    finally:
+        torch.set_num_threads(before)
+    assert {n for n in pooled_threads if n.startswith("soundatlas-embed")} == \
+        {"soundatlas-embed_0", "soundatlas-embed_1"}
+    assert not any(n.startswith("soundatlas-embed") for n in serial_threads)
+    assert not any(t.name.startswith("soundatlas-embed") for t in threading.enumerate())
+    assert pooled["summary"].n_embedded == serial["summary"].n_embedded > 8
+    np.testing.assert_array_equal(pooled["ids"], serial["ids"])
+    np.testing.assert_array_equal(pooled["points"], serial["points"])
+    for a, b in zip(pooled["trajs"], serial["trajs"]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(pooled["vectors"], serial["vectors"])
+    # each of the pool's threads computes on one core: two batches at once, not four threads
+    try:
+        torch.set_num_threads(2)
+        pool = _thread_pool(build_model())
+        assert list(pool.map(lambda _: torch.get_num_threads(), range(4))) == [1] * 4
+        pool.shutdown()
+        torch.set_num_threads(1)
+        assert _thread_pool(build_model()) is None  # one thread: no pool
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_auto_is_bf16_where_it_is_native_and_bad_values_are_refused():

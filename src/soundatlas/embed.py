@@ -20,9 +20,9 @@ from __future__ import annotations
 import collections
 import functools
 import hashlib
-import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -287,22 +287,8 @@ def embed_many(
 def _embed_frames_with_hidden(model, x: torch.Tensor, precision: str = "fp32"
                               ) -> tuple[np.ndarray, np.ndarray]:
     """``model.embed_frames(x)`` and, per frame, the hidden layer L3's activations
-    (tanh(l3(...)), what L4 maps to the output), read by a forward hook on ``model.l3`` that
-    keeps only this thread's calls (a model may be shared between threads)."""
-    me = threading.get_ident()
-    captured: list[torch.Tensor] = []
-
-    def keep(_module, _inputs, output):
-        if threading.get_ident() == me:
-            captured.append(torch.tanh(output).float())
-
-    handle = model.l3.register_forward_hook(keep)
-    try:
-        z = model.embed_frames(x, precision=precision)
-    finally:
-        handle.remove()
-    hidden = torch.cat([c.reshape(-1, c.shape[-1]) for c in captured]) if captured else \
-        x.new_zeros(0, model.l3.out_features)
+    (tanh(l3(...)), what L4 maps to the output)."""
+    z, hidden = model.embed_frames(x, precision=precision, with_hidden=True)
     return z.cpu().numpy().astype(np.float32), hidden.cpu().numpy().astype(np.float32)
 
 
@@ -467,6 +453,7 @@ def embed_atlas(
     stage = functools.partial(_embed_batch, noise=noise, compression=atlas.cqt_params.compression,
                               with_vector=space is not None, precision=precision)
     ref = model if executor is None else _model_ref(model, executor)
+    pool = _thread_pool(model) if executor is None else None
     read: collections.deque = collections.deque()  # what each batch in flight holds, in order
 
     def batches():
@@ -477,20 +464,27 @@ def embed_atlas(
                 read.append((records, new, sum(len(F) for F in feats)))
                 yield ref, feats, [r.hash for r in records]
 
-    results = map(stage, batches()) if executor is None else \
-        run_batches(stage, batches(), executor=executor)
-    for out in results:
-        records, new, frames = read.popleft()
-        if new:
-            items = [(rec.id, traj, point) for rec, (traj, point, _v) in zip(records, out)]
-            vectors = None if space is None else [v for _t, _p, v in out]
-            n_frames += frames
-            atlas.commit_embeddings(model_id, items, similarity=vectors)
-        else:
-            atlas.commit_similarity(model_id, [(r.id, v) for r, (_t, _p, v) in zip(records, out)])
-        done += len(records)
-        if progress:
-            progress(done, n_total)
+    if executor is None and pool is None:
+        results = map(stage, batches())
+    else:
+        results = run_batches(stage, batches(), executor=executor or pool)
+    try:
+        for out in results:
+            records, new, frames = read.popleft()
+            if new:
+                items = [(rec.id, traj, point) for rec, (traj, point, _v) in zip(records, out)]
+                vectors = None if space is None else [v for _t, _p, v in out]
+                n_frames += frames
+                atlas.commit_embeddings(model_id, items, similarity=vectors)
+            else:
+                atlas.commit_similarity(model_id,
+                                        [(r.id, v) for r, (_t, _p, v) in zip(records, out)])
+            done += len(records)
+            if progress:
+                progress(done, n_total)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     n_vectors = (len(todo) + len(fill)) if space is not None else 0
     return EmbedSummary(artifact.name, len(todo), n_already, n_frames, time.perf_counter() - start,
                         n_vectors=n_vectors, similarity=space["name"] if space else None,
@@ -514,6 +508,23 @@ def _embed_batch(batch, *, noise, compression, with_vector, precision) -> list:
 
 
 _MODELS: dict[str, torch.nn.Module] = {}  # a worker's models, by the digest of their weights
+
+
+def _thread_pool(model) -> ThreadPoolExecutor | None:
+    """Threads that run one batch each, each thread's torch operations on one core; None where
+    torch has one thread here, or the model is not on the CPU.
+
+    On a 2-core CPU this gives 1.2x the frames/s of one batch at a time on both cores (the
+    small convolutions, tanh and pools of a batch split poorly between threads), and the
+    reading and committing of this process overlap the network (benchmarks/RESULTS.md,
+    "Embedding without AMX"). A batch's result does not depend on the thread that made it.
+    """
+    n = torch.get_num_threads()
+    if n <= 1 or next(model.parameters()).device.type != "cpu":
+        return None
+    # torch's thread count set in a thread holds for that thread's operations only
+    return ThreadPoolExecutor(n, initializer=torch.set_num_threads, initargs=(1,),
+                              thread_name_prefix="soundatlas-embed")
 
 
 def _model_ref(model, executor):

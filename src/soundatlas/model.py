@@ -201,8 +201,9 @@ class PaperNet(nn.Module):
         x = torch.tanh(self.l3(x.flatten(1)))
         return self.l4(x)
 
-    def embed_frames(self, frames: torch.Tensor, *, chunk_frames: int = 1024,
-                     pad_value: float = 0.0, precision: str = "fp32") -> torch.Tensor:
+    def embed_frames(self, frames: torch.Tensor, *, chunk_frames: int = 256,
+                     pad_value: float = 0.0, precision: str = "fp32",
+                     with_hidden: bool = False):
         """Embed the window centred at every frame of a file.
 
         The window of frame ``f`` covers frames ``f - window//2 .. f - window//2 + window - 1``;
@@ -214,9 +215,11 @@ class PaperNet(nn.Module):
         ----------
         frames : array-like of shape (T, n_bins) or (B, T, n_bins)
             The log-CQT frames of one file, or a batch of files of equal length.
-        chunk_frames : int, default=1024
+        chunk_frames : int, default=256
             At most this many output frames (summed over the batch) are computed per pass, so
-            memory stays bounded for long files.
+            memory stays bounded for long files. 256 keeps a pass's activations (about 7 MB per
+            layer) in the CPU's caches: 1.1x the frames/s of 1024 on a 2-core VM
+            (benchmarks/RESULTS.md, "Embedding without AMX").
         pad_value : float, default=0.0
             The value of frames outside the file (0, as the windows of ``forward`` are
             zero-padded).
@@ -224,11 +227,14 @@ class PaperNet(nn.Module):
             The arithmetic of the convolutions and matrix products: fp32 (exact), or bf16
             (autocast, about 3x faster where the CPU has it natively; see
             :func:`inference_precision`). The input standardisation and the output stay fp32.
+        with_hidden : bool, default=False
+            Also return the hidden layer per frame: tanh of L3, what L4 maps to the output.
 
         Returns
         -------
         torch.Tensor of shape (T, dims) or (B, T, dims)
-            One embedding per frame, batched as ``frames`` is, in the model's dtype.
+            One embedding per frame, batched as ``frames`` is, in the model's dtype. With
+            ``with_hidden``, a pair of it and the hidden layer, (T, 256) or (B, T, 256), float32.
 
         Raises
         ------
@@ -254,8 +260,18 @@ class PaperNet(nn.Module):
         after = self.window - 1 - before
         x = self._standardized(F.pad(x, (0, 0, before, after), value=pad_value))
         step = max(1, chunk_frames // max(n_batch, 1))
-        out = []
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        out, hidden = [], []
+        bf16 = precision == "bf16"
+        # bf16 inference on the CPU runs each convolution and its tanh as one oneDNN step
+        fused = bf16 and not torch.is_grad_enabled() and _fused_conv_tanh(x.device)
+        if fused:
+            x = x.to(torch.bfloat16)  # the fused step is not autocast: it is given bf16
+            convs = [(c.weight.to(torch.bfloat16), c.bias.to(torch.bfloat16))
+                     for c in (self.l0, self.l1, self.l2)]
+        else:
+            convs = [(c.weight, c.bias) for c in (self.l0, self.l1, self.l2)]
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            w3 = self._l3_weight_channels_last(torch.bfloat16 if bf16 else None)
             for start in range(0, n_time, step):
                 n = min(step, n_time - start)
                 part = x[:, start:start + n + self.window - 1]
@@ -267,30 +283,97 @@ class PaperNet(nn.Module):
                 rounded = min(step, -(-n // _CHUNK_ROUND) * _CHUNK_ROUND)
                 if rounded > n:
                     part = F.pad(part, (0, 0, 0, rounded - n))
-                out.append(self._embed_dense(part)[:, :n].to(x.dtype))
-        z = torch.cat(out, dim=1) if out else x.new_zeros(n_batch, 0, self.dims)
-        return z[0] if single else z
+                z, h = self._embed_dense(part, convs, w3, fused=fused)
+                out.append(z[:, :n].to(weight.dtype))
+                if with_hidden:
+                    hidden.append(h[:, :n].float())
+        z = torch.cat(out, dim=1) if out else weight.new_zeros(n_batch, 0, self.dims)
+        if not with_hidden:
+            return z[0] if single else z
+        h = torch.cat(hidden, dim=1) if hidden else weight.new_zeros(n_batch, 0, self.n_hidden)
+        return (z[0], h[0]) if single else (z, h)
 
-    def _embed_dense(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T + window - 1, n_bins) padded frames -> (B, T, dims), one pass per layer."""
+    def _l3_weight_channels_last(self, dtype=None) -> torch.Tensor:
+        """L3's weight with its inputs in the order ``_embed_dense`` has them in memory, (t3,
+        f3, C) instead of (C, t3, f3): then the features of a frame are a view, not a copy of
+        12,960 values per frame (5 % of an embed's time). In ``dtype`` if given (bf16: cast once
+        per call, not once per chunk)."""
+        n_c, n_t3, n_f3 = self.feature_shape
+        w = self.l3.weight.view(self.n_hidden, n_c, n_t3, n_f3).permute(0, 2, 3, 1)
+        w = w.reshape(self.n_hidden, -1)
+        return w if dtype is None else w.to(dtype)
+
+    def _embed_dense(self, x: torch.Tensor, convs: list, w3: torch.Tensor, *,
+                     fused: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T + window - 1, n_bins) padded frames -> (B, T, dims) and the hidden layer (B, T,
+        256), one pass per layer; ``convs`` is (weight, bias) of L0-L2, ``w3`` is
+        ``_l3_weight_channels_last()``, ``fused`` runs each convolution and its tanh as one
+        oneDNN step (bf16 tensors, no autograd)."""
         n_time = x.shape[1] - self.window + 1
         x = x.unsqueeze(1)
         dilation = 1  # the time stride the pools so far would have had
-        for conv, pool in self._convs():
+        for (weight, bias), pool in zip(convs, self.pools):
             # channels-last: oneDNN's dilated convolutions run about twice as fast in it on the CPU
             x = x.contiguous(memory_format=torch.channels_last)
-            x = torch.tanh(F.conv2d(x, conv.weight, conv.bias, dilation=(dilation, 1)))
+            # a kernel one frame long is not dilated (oneDNN may pick a slower dilated path)
+            dil = dilation if weight.shape[2] > 1 else 1
+            if fused:  # tanh then max equals max then tanh: tanh is increasing
+                x = torch.ops.mkldnn._convolution_pointwise(
+                    x, weight, bias, [0, 0], [1, 1], [dil, 1], 1, "tanh", [], "")
+            else:
+                x = F.conv2d(x, weight, bias, dilation=(dil, 1))
             for _ in range(1, pool):  # stride-1 dilated max-pool; 6x faster than max_pool2d
                 x = torch.maximum(x[:, :, :-dilation], x[:, :, dilation:])
+            if not fused:  # in place when nothing needs the pre-activation (a new tensor
+                # costs as much again)
+                x = torch.tanh(x) if torch.is_grad_enabled() else x.tanh_()
             dilation *= pool
         # L3 as a convolution whose kernel is its own weight viewed as (256, 80, t3, f3) with time
-        # dilation: gather each frame's t3 dilated rows (a view), then one matmul with the weight as
-        # is (3x faster here than conv2d, which reorders the 3.3 M weights on every call)
+        # dilation: gather each frame's t3 dilated rows, then one matmul. In channels-last memory
+        # x is (B, T', f3, C), so with w3's (t3, f3, C) order a frame's features are a view
+        # when t3 is 1 (the paper's window); conv2d would reorder the 3.3 M weights on every call
         n_t3 = self.feature_shape[1]
-        x = x.unfold(2, (n_t3 - 1) * dilation + 1, 1)[..., ::dilation]  # (B, C, T', f3, t3)
-        x = x[:, :, :n_time].permute(0, 2, 1, 4, 3).flatten(2)  # (B, T, C * t3 * f3), L3's order
-        x = torch.tanh(self.l3(x))  # floor pooling may have left rows past T: dropped above
-        return self.l4(x)
+        x = x.permute(0, 2, 3, 1)  # (B, T', f3, C)
+        if n_t3 > 1:
+            x = x.unfold(1, (n_t3 - 1) * dilation + 1, 1)[..., ::dilation]  # (B, T', f3, C, t3)
+            x = x.permute(0, 1, 4, 2, 3)  # (B, T', t3, f3, C)
+        x = x[:, :n_time].flatten(2)  # floor pooling may have left rows past T: dropped
+        h = torch.tanh(F.linear(x, w3, self.l3.bias))
+        return self.l4(h), h
+
+
+_FUSED_OK: dict[str, bool] = {}  # device type -> whether the fused convolution + tanh runs
+
+
+def _fused_conv_tanh(device: torch.device) -> bool:
+    """Whether oneDNN's fused convolution + tanh (the step torch.compile fuses into on the CPU)
+    runs here, in bf16: on a 2-core VM without AMX it makes a bf16 embed 1.1x faster (a tanh
+    is a fifth of the network's time otherwise: benchmarks/RESULTS.md, "Embedding without
+    AMX"). Tried once per device type on a small input against the unfused steps; where the
+    step is missing (another torch build) or disagrees, the unfused steps run."""
+    if device.type != "cpu":
+        return False
+    ok = _FUSED_OK.get(device.type)
+    if ok is None:
+        ok = False
+        try:
+            if torch.backends.mkldnn.is_available():
+                gen = torch.Generator().manual_seed(0)
+                x = torch.randn(1, 2, 5, 7, generator=gen).to(torch.bfloat16)
+                w = torch.randn(3, 2, 2, 3, generator=gen).to(torch.bfloat16)
+                b = torch.randn(3, generator=gen).to(torch.bfloat16)
+                x = x.contiguous(memory_format=torch.channels_last)
+                with torch.no_grad():
+                    got = torch.ops.mkldnn._convolution_pointwise(
+                        x, w, b, [0, 0], [1, 1], [2, 1], 1, "tanh", [], "")
+                    want = torch.tanh(F.conv2d(x.float(), w.float(), b.float(),
+                                               dilation=(2, 1)))
+                ok = got.shape == want.shape and bool(
+                    torch.allclose(got.float(), want, atol=0.02, rtol=0))
+        except (AttributeError, RuntimeError, NotImplementedError):
+            ok = False
+        _FUSED_OK[device.type] = ok
+    return ok
 
 
 class _MaxPoolTanh(torch.autograd.Function):
