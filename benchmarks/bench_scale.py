@@ -34,7 +34,11 @@ from the embed step: a 1M run that outlasts a sitting):
    (headless Chromium, launched beforehand, as tests/browser.py does) until the port is printed,
    and until the page's ``window.soundatlas.state.ready`` (the first points drawn, with all N of
    them in the geometry); with ``--no-browser``, or without Chromium/Playwright, until
-   ``GET /api/models/M/points`` answers instead (said so in the output). Then API latency with
+   ``GET /api/models/M/points`` answers instead (said so in the output). A page that does not
+   draw within ``--page-timeout`` fails the step, not the run: the output and the JSON then say
+   what the page showed and logged, which of its API requests had finished, whether the server
+   still answered ``/api/atlas`` and how busy it was (CPU, threads' states), and the rest goes on
+   against a fresh server. Then API latency with
    ``--clients`` (20) concurrent clients, one endpoint at a time, each client a thread with its
    own kept-alive httpx connection making ``--requests`` requests:
    ``GET .../points`` (all points, binary; the page has just asked for them once),
@@ -349,40 +353,135 @@ LOAD_JS = """() => { const s = window.soundatlas.state; const res = {};
           resources: res}; }"""
 
 
+class PageNotDrawn(RuntimeError):
+    """The page did not draw its points: what it and the server were doing (``diagnostics``)."""
+
+    def __init__(self, message: str, diagnostics: dict):
+        super().__init__(message)
+        self.diagnostics = diagnostics
+
+
+PAGE_STATE_JS = """() => { const s = window.soundatlas && window.soundatlas.state; const res = {};
+  for (const e of performance.getEntriesByType('resource')) {
+    const p = new URL(e.name).pathname;
+    if (p.startsWith('/api/')) res[p] = {start: e.startTime, end: e.responseEnd}; }
+  const t = document.getElementById('progress-text');
+  return {hook: !!s, ready: s ? s.ready : null, error: s ? s.error : null,
+          nPoints: s ? s.nPoints : null, progress: t ? t.textContent : null,
+          now: performance.now(), finished_requests: res}; }"""
+
+
+def process_facts(pid: int) -> dict:
+    """A process's state, CPU seconds and resident memory from /proc, with each thread's state
+    (R running, S sleeping, D waiting on the disk): busy or waiting, and on what."""
+    out: dict = {"pid": pid}
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        out.update(state=stat[0], cpu_s=(int(stat[11]) + int(stat[12])) / common.CLK_TCK)
+        status = Path(f"/proc/{pid}/status").read_text()
+        out["rss_mb"] = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+        threads = {}
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                name = (task / "comm").read_text().strip()
+                state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            threads[f"{name} {state}"] = threads.get(f"{name} {state}", 0) + 1
+        out["threads"] = threads
+    except (OSError, AttributeError, IndexError, ValueError) as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def page_diagnostics(page, server: "Serve", messages: list[str]) -> dict:
+    """What a page that did not draw shows, what it fetched, what it logged, and whether the
+    server still answers (``/api/atlas``, 30 s at most) and is busy."""
+    import httpx
+
+    diag: dict = {"messages": messages[-50:], "server": process_facts(server.proc.pid),
+                  "server_exit_code": server.proc.poll()}
+    try:
+        diag["page"] = page.evaluate(PAGE_STATE_JS)
+    except Exception as exc:  # noqa: BLE001 - a crashed page answers nothing: say so
+        diag["page"] = f"{type(exc).__name__}: {exc}"
+    t = time.perf_counter()
+    try:
+        r = httpx.get(server.url + "/api/atlas", timeout=30)
+        diag["server_atlas"] = {"status": r.status_code, "s": time.perf_counter() - t}
+    except httpx.HTTPError as exc:
+        diag["server_atlas"] = {"error": f"{type(exc).__name__}: {exc}",
+                                "s": time.perf_counter() - t}
+    time.sleep(1.0)  # the CPU it spends in a second: busy (a loop, a build) or stuck waiting
+    later = process_facts(server.proc.pid)
+    if "cpu_s" in later and "cpu_s" in diag["server"]:
+        diag["server_cpu_per_s"] = later["cpu_s"] - diag["server"]["cpu_s"]
+    return diag
+
+
 def serve_startup(atlas: Path, n: int, chromium: str | None,
                   timeout_s: float) -> tuple[Serve, dict]:
-    """Start the server; seconds until it listens and until the page (or the API) has points."""
+    """Start the server; seconds until it listens and until the page (or the API) has points.
+
+    Raises
+    ------
+    PageNotDrawn
+        When the page did not draw all ``n`` points within ``timeout_s`` (or reported an
+        error); the server is stopped and the exception holds what the page and the server
+        were doing (:func:`page_diagnostics`).
+    """
     import httpx
 
     out: dict = {}
     if chromium:
+        from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
 
         sys.path.append(str(common.REPO / "tests"))
         from browser import VIEWPORT, launch
 
+        messages: list[str] = []
         with sync_playwright() as pw:
             browser = launch(pw, chromium)  # launched before the clock starts
             context = browser.new_context(viewport=VIEWPORT)
             page = context.new_page()
+            page.on("console", lambda m: messages.append(f"console {m.type}: {m.text[:300]}")
+                    if m.type in ("error", "warning") and "GL Driver Message" not in m.text
+                    else None)  # SwiftShader's performance notes are not the page's
+            page.on("pageerror", lambda e: messages.append(f"page error: {e}"))
+            page.on("crash", lambda _: messages.append("the page crashed"))
+            page.on("requestfailed", lambda r: messages.append(
+                f"request failed: {r.url} ({r.failure})"))
             page.goto("about:blank")
             load0 = common._loadavg()  # noqa: SLF001
             server = Serve(atlas)  # the clock starts here
             t_nav = time.perf_counter()
-            page.goto(server.url + "/", wait_until="commit", timeout=timeout_s * 1000)
-            page.wait_for_function(READY_JS, polling=50, timeout=timeout_s * 1000)
-            ready_s = time.perf_counter() - server.t0
-            info = page.evaluate(LOAD_JS)
+            try:
+                page.goto(server.url + "/", wait_until="commit", timeout=timeout_s * 1000)
+                page.wait_for_function(READY_JS, polling=50, timeout=timeout_s * 1000)
+                ready_s = time.perf_counter() - server.t0
+                info = page.evaluate(LOAD_JS)
+                failed = None
+                if info["error"] or info["nPoints"] != n:
+                    failed = f"the page did not draw {n} points: {info}"
+            except PlaywrightError as exc:
+                failed = (f"the page did not draw its points within {timeout_s:g} s "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0]})")
+            if failed:
+                diag = page_diagnostics(page, server, messages)
+                diag["waited_s"] = time.perf_counter() - server.t0
             context.close()
             browser.close()
-        if info["error"] or info["nPoints"] != n:
-            raise RuntimeError(f"the page did not draw {n} points: {info}")
+        if failed:
+            diag["server_memory"] = server.stop()
+            raise PageNotDrawn(failed, diag)
         pts = info["resources"].get(f"/api/models/{MODEL}/points", {})
         out.update(method="browser: window.soundatlas.state.ready", ready_s=ready_s,
                    listen_s=server.listen_s, navigate_at_s=t_nav - server.t0,
                    page_points_received_s=pts.get("end", float("nan")) / 1000,
                    page_ready_s=info["now"] / 1000, points_bytes=pts.get("bytes"),
-                   loadavg_before=load0, resources=info["resources"])
+                   loadavg_before=load0, resources=info["resources"],
+                   page_messages=messages[-20:])
         return server, out
     server = Serve(atlas)
     with httpx.Client(base_url=server.url, timeout=timeout_s) as client:
@@ -576,11 +675,17 @@ def bench_size(n: int, args, root: Path, chromium: str | None, done: dict) -> di
           f"indexed in {inc['wall_s']:.2f} s ({inc['ratio_to_full']:.3f} of the full run)",
           flush=True)
 
-    server, start = serve_startup(atlas, facts["n_samples"], chromium, args.page_timeout)
     try:
-        res["serve"] = start
+        server, start = serve_startup(atlas, facts["n_samples"], chromium, args.page_timeout)
         print(f"serve: listening after {start['listen_s']:.2f} s; points drawn after "
               f"{start['ready_s']:.2f} s ({start['method']})", flush=True)
+    except PageNotDrawn as exc:  # say what the page and the server did; measure the rest
+        start = {"error": str(exc), "ready_s": float("nan"), "diagnostics": exc.diagnostics}
+        print(f"serve: FAILED: {exc}\n  what the page and the server were doing: "
+              f"{json.dumps(exc.diagnostics, default=str)}", flush=True)
+        server = Serve(atlas)  # the API steps need no page
+    try:
+        res["serve"] = start
         res["api"] = api_latency(server.url, server.proc.pid, args.clients, args.requests)
     finally:
         res["serve"]["memory"] = server.stop()
