@@ -109,14 +109,52 @@ def test_adapt_keeps_the_base_models_neighbours_with_teacher_knn(unlabelled, tmp
         assert config["init_from"]["name"] == "b"
 
 
+def _moved(atlas_dir: Path, name: str, base: str = "b") -> float:
+    """How far ``name``'s points lie from ``base``'s: the mean squared distance over the base
+    map's spread (embedding the base first)."""
+    from soundatlas.artifact import resolve_model
+    from soundatlas.embed import embed_atlas
+
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        artifact, registration = resolve_model(atlas, base)
+        embed_atlas(atlas, artifact, registration.id)
+        ids_b, b = atlas.points(atlas.model(base).id)
+        ids_m, m = atlas.points(atlas.model(name).id)
+    np.testing.assert_array_equal(ids_b, ids_m)
+    return float(np.square(m - b).sum(1).mean() / np.square(b - b.mean(0)).sum(1).mean())
+
+
+def test_adapt_with_an_anchor_keeps_the_base_models_map(unlabelled, tmp_path):
+    moved = {}
+    for anchor in (0.0, 5.0):  # the same run (seed, steps, a rate that moves the map) but it
+        atlas_dir = tmp_path / f"anchor-{anchor:g}"
+        shutil.copytree(unlabelled, atlas_dir)
+        settings = AdaptSettings(iterations=40, lr=0.01, anchor=anchor)
+        with Atlas.open(atlas_dir, write=True) as atlas:
+            summary = adapt(atlas, base="b", settings=settings, seed=3)
+            assert summary["done"] and summary["anchor"] == anchor
+            assert atlas.model("b-adapted").config["settings"]["anchor"] == anchor
+        moved[anchor] = _moved(atlas_dir, "b-adapted")
+    assert moved[0.0] > 0.01, f"without the anchor the map hardly moved: {moved}"
+    assert moved[5.0] < 0.5 * moved[0.0], moved
+
+
 def test_adapt_refuses_its_base_name_and_bad_settings(unlabelled):
     with pytest.raises(ParameterError, match="iterations=0"):
         AdaptSettings(iterations=0)
+    for bad in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(ParameterError, match="anchor="):
+            AdaptSettings(anchor=bad)
     with pytest.raises(ParameterError, match="needs labels \\(instrument\\)"):
         AdaptSettings(neighbourhood="instrument:1,augment-pair:1")
     with Atlas.open(unlabelled) as atlas:
         with pytest.raises(ParameterError, match="base model's"):
             adapt(atlas, base="b", name="b", settings=SETTINGS)
+        from soundatlas.train import settings_for, train
+
+        with pytest.raises(ParameterError, match="anchor=1 .* give init_from"):
+            train(atlas, neighbourhood="input-knn", name="c",
+                  settings=settings_for("fast", iterations=1, anchor=1.0))
     assert not parse_neighbourhood(ADAPT_NEIGHBOURHOOD).label_keys  # the default needs no labels
 
 
@@ -144,7 +182,8 @@ def test_adapt_on_the_command_line_pauses_names_its_resume_command_and_registers
     shutil.copytree(unlabelled, atlas_dir)
     run = subprocess.run([str(BIN), "adapt", "--atlas", str(atlas_dir), "-m", "b", "--name", "mine",
                           "--iterations", "20", "--lr", "0.005", "-n", "input-knn:2,augment-pair:1",
-                          "--augment", "none", "--seed", "2", "--stop-after", "10", "-q"],
+                          "--augment", "none", "--anchor", "0.5", "--seed", "2", "--stop-after",
+                          "10", "-q"],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     command = run.stdout.split("continue with `")[1].split("`")[0]
@@ -153,7 +192,7 @@ def test_adapt_on_the_command_line_pauses_names_its_resume_command_and_registers
     # still continues this run under a version whose defaults differ
     for flag, value in (("--model", "b"), ("--name", "mine"), ("--iterations", "20"),
                         ("--lr", "0.005"), ("-n", "input-knn:2,augment-pair:1"),
-                        ("--augment", "none"), ("--seed", "2")):
+                        ("--augment", "none"), ("--anchor", "0.5"), ("--seed", "2")):
         assert words[words.index(flag) + 1] == value, flag
     assert words[-1] == "--resume"
     resumed = subprocess.run([str(BIN), *words[1:], "--json", "-q"], capture_output=True,
@@ -162,8 +201,10 @@ def test_adapt_on_the_command_line_pauses_names_its_resume_command_and_registers
     summary = json.loads(resumed.stdout)
     assert summary["done"] and summary["resumed_from"] == 10 and summary["lr"] == 0.005
     assert summary["name"] == "mine" and summary["base"] == "b" and summary["augment"] == "none"
+    assert summary["anchor"] == 0.5
     with Atlas.open(atlas_dir) as atlas:
         assert atlas.model("mine").config["settings"]["augment"] is None
+        assert atlas.model("mine").config["settings"]["anchor"] == 0.5
     page = subprocess.run([str(BIN), "serve", "--atlas", str(atlas_dir), "--get", "/api/atlas"],
                           capture_output=True, text=True)
     models = json.loads(page.stdout[page.stdout.index("{"):])["models"]

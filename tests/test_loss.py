@@ -202,3 +202,45 @@ def test_a_mixtures_origin_weight_is_its_parts_weighted_mean():
     assert mix.origin_weight == pytest.approx(expected)
     assert len({nb.origin_weight for nb, _ in mix.parts}) == 2  # the mean is not one part's
 
+
+
+def naive_anchor(z, z_base, scale=1.0):
+    """anchor_loss by hand: the mean squared move, in units of ``scale``."""
+    moved = sum(sum((x - y) ** 2 for x, y in zip(a, b)) for a, b in zip(z, z_base)) / len(z)
+    return moved / scale**2
+
+
+def test_anchor_loss_is_the_mean_squared_move_in_units_of_the_margin():
+    from soundatlas.loss import anchor_loss
+
+    z_base = [t[0] for t in TRIPLES]
+    z = [t[1] for t in TRIPLES]
+    for scale in (1.0, 0.5, 2.0):
+        want = naive_anchor(z, z_base, scale)
+        got = anchor_loss(torch.tensor(z, dtype=torch.float64),
+                          torch.tensor(z_base, dtype=torch.float64), scale)
+        assert got.item() == pytest.approx(want, rel=1e-12)
+    # a map moved as a whole costs its move; one left where it was costs nothing
+    shifted = anchor_loss(torch.tensor(z_base, dtype=torch.float64) + 0.5,
+                          torch.tensor(z_base, dtype=torch.float64))
+    assert shifted.item() == pytest.approx(3 * 0.25, rel=1e-12)
+    assert anchor_loss(torch.tensor(z_base), torch.tensor(z_base)).item() == 0.0
+    # the gradient moves the points only, never the base (it is held fixed)
+    moving = torch.tensor(z, dtype=torch.float64, requires_grad=True)
+    base = torch.tensor(z_base, dtype=torch.float64, requires_grad=True)
+    anchor_loss(moving, base, 2.0).backward()
+    assert base.grad is None
+    expected = [2 * (a - b) / (len(z) * 4.0) for ra, rb in zip(z, z_base) for a, b in zip(ra, rb)]
+    assert sum(moving.grad.tolist(), []) == pytest.approx(expected, rel=1e-9)
+
+
+def test_anchor_loss_refuses_shapes_and_scales_it_cannot_use():
+    from soundatlas.loss import anchor_loss
+
+    with pytest.raises(ParameterError, match="expected two equal"):
+        anchor_loss(torch.zeros(4, 3), torch.zeros(4, 2))
+    with pytest.raises(ParameterError, match="B >= 1"):
+        anchor_loss(torch.zeros(0, 3), torch.zeros(0, 3))
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ParameterError, match="scale="):
+            anchor_loss(torch.zeros(2, 3), torch.zeros(2, 3), bad)

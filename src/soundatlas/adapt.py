@@ -42,23 +42,31 @@ class AdaptSettings:
     neighbourhood : str, default=ADAPT_NEIGHBOURHOOD
         Label-free neighbourhoods with weights (``input-knn``, ``teacher-knn``, ``teacher-map``,
         ``augment-pair``), as ``train -n`` reads them.
+    anchor : float, default=0.0
+        Weight of the pull towards the base model's points (``TrainSettings.anchor``); 0: none.
 
     Raises
     ------
     ParameterError
-        When ``iterations`` < 1, ``lr`` is not positive, or the neighbourhood needs labels.
+        When ``iterations`` < 1, ``lr`` is not positive, ``anchor`` is negative or not finite,
+        or the neighbourhood needs labels.
     """
 
     iterations: int = 3000
     lr: float = 0.001  # chosen with the shipped model on tuning sets (docs/RESULTS.md)
     augment: str = "none"
     neighbourhood: str = ADAPT_NEIGHBOURHOOD
+    anchor: float = 0.0
 
     def __post_init__(self):
+        import math
+
         if self.iterations < 1:
             raise ParameterError(f"iterations={self.iterations} must be at least 1")
         if not self.lr > 0:
             raise ParameterError(f"lr={self.lr} must be positive")
+        if not (math.isfinite(self.anchor) and self.anchor >= 0):
+            raise ParameterError(f"anchor={self.anchor} must be a finite number >= 0")
         from soundatlas.neighbourhoods import parse_neighbourhood
 
         keys = parse_neighbourhood(self.neighbourhood).label_keys
@@ -74,7 +82,7 @@ def adapt_settings(adapt: AdaptSettings, **overrides):
     Parameters
     ----------
     adapt : AdaptSettings
-        Iterations, learning rate and augmentation.
+        Iterations, learning rate, augmentation and anchor weight.
     **overrides
         Further TrainSettings fields (e.g. ``threads``).
 
@@ -87,7 +95,7 @@ def adapt_settings(adapt: AdaptSettings, **overrides):
     from soundatlas.settings import settings_for
 
     return settings_for("fast", iterations=adapt.iterations, lr=adapt.lr,
-                        augment=parse_augment(adapt.augment),
+                        augment=parse_augment(adapt.augment), anchor=adapt.anchor,
                         checkpoint_every=min(500, adapt.iterations),
                         valid_every=min(500, adapt.iterations), **overrides)
 
@@ -157,7 +165,7 @@ def adapt(
     summary = {"name": name, "base": base_artifact.name, "iterations": result.iterations,
                "of": settings.iterations, "train_seconds": round(result.seconds, 1),
                "neighbourhood": settings.neighbourhood, "augment": settings.augment,
-               "lr": settings.lr, "seed": seed, "resumed_from": result.resumed_from,
+               "lr": settings.lr, "anchor": settings.anchor, "seed": seed, "resumed_from": result.resumed_from,
                "done": result.iterations >= settings.iterations}
     if not summary["done"]:
         return summary

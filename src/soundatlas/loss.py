@@ -19,7 +19,7 @@ from torch import nn
 
 from soundatlas.errors import ParameterError
 
-__all__ = ["ContrastiveLoss", "safe_norm"]
+__all__ = ["ContrastiveLoss", "anchor_loss", "safe_norm"]
 
 
 def safe_norm(v: torch.Tensor) -> torch.Tensor:
@@ -40,6 +40,42 @@ def safe_norm(v: torch.Tensor) -> torch.Tensor:
     # the inner where keeps sqrt's backward away from 0, the outer one zeroes the gradient there
     return torch.where(nonzero, torch.sqrt(torch.where(nonzero, sq, torch.ones_like(sq))),
                        torch.zeros_like(sq))
+
+
+def anchor_loss(z: torch.Tensor, z_base: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """How far a batch's points moved from where the model a run started from puts them.
+
+    The mean squared distance between each window's point and its point under the base model,
+    in units of ``scale`` (the contrastive loss's negative margin, which sets the map's scale):
+    a point moved by one margin costs 1. ``train``'s ``anchor`` weighs it
+    (``TrainSettings.anchor``): a fine-tuning that keeps what the base model knows while the
+    neighbourhoods teach it the new sounds.
+
+    Parameters
+    ----------
+    z : torch.Tensor of shape (B, dims)
+        The points of the model being trained (with gradient).
+    z_base : torch.Tensor of shape (B, dims)
+        The same windows' points under the base model (held fixed: no gradient reaches them).
+    scale : float, default=1.0
+        The length that counts as 1 (> 0).
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar term.
+
+    Raises
+    ------
+    ParameterError
+        If the shapes differ or are not (B, dims) with B >= 1, or ``scale`` is not positive.
+    """
+    if z.ndim != 2 or z.shape[0] < 1 or z_base.shape != z.shape:
+        raise ParameterError(f"z and z_base have shapes {tuple(z.shape)} and "
+                             f"{tuple(z_base.shape)}; expected two equal (B, dims) with B >= 1")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ParameterError(f"scale={scale!r} must be a positive number")
+    return (z - z_base.detach()).square().sum(dim=1).mean() / (scale * scale)
 
 
 class ContrastiveLoss(nn.Module):

@@ -83,6 +83,11 @@ class TrainSettings:
         params or a spec; None: none, the paper's): gain, EQ tilt, a short room, a noise floor,
         onset shift, detune, each with a probability and a range. Stored as an Augment, or
         None when nothing is on.
+    anchor : float, default=0.0
+        Weight of a term that holds the points near where the model the run starts from
+        (``train(init_from=...)``) puts them (:func:`~soundatlas.loss.anchor_loss`: the mean
+        squared move in units of the negative margin ``m_n``), beside the contrastive loss;
+        0: none (the paper's). For fine-tuning: ``adapt`` keeps its base's map with it.
     """
 
     preset: str = "paper"
@@ -107,6 +112,7 @@ class TrainSettings:
     fused_pool: str = "off"  # on | off | auto
     noise_rng: str = "numpy"  # numpy | torch
     augment: Augment | None = None  # None: none, the paper's
+    anchor: float = 0.0  # weight of the pull towards the base model's points (init_from)
 
     def __post_init__(self):
         object.__setattr__(self, "augment", Augment.from_params(self.augment))
@@ -126,7 +132,7 @@ class TrainSettings:
         ParameterError
             Naming the first setting with a value that cannot work: an unknown optimizer,
             schedule, precision, fused_pool or noise_rng; a learning rate, batch size, iteration
-            count or interval that is not positive; a negative margin.
+            count or interval that is not positive; a negative margin or anchor weight.
         """
         if self.optimizer not in {"sgd", "adam"}:
             raise ParameterError(f"optimizer={self.optimizer!r} must be 'sgd' or 'adam'")
@@ -144,6 +150,8 @@ class TrainSettings:
                                  f"{', '.join(NOISE_RNGS)}")
         if self.precision not in PRECISIONS:
             raise ParameterError(f"precision={self.precision!r} must be 'fp32', 'bf16' or 'auto'")
+        if not (math.isfinite(self.anchor) and self.anchor >= 0):
+            raise ParameterError(f"anchor={self.anchor} must be a finite number >= 0")
         if self.m_p < 0 or self.m_n < 0:
             raise ParameterError(f"margins m_p={self.m_p}, m_n={self.m_n} must be >= 0")
         return self

@@ -233,7 +233,7 @@ def train(
     ------
     ParameterError
         For settings that cannot work, an unknown or unavailable device, ``label`` with a
-        Neighbourhood object, an atlas without training samples, ``arch`` or ``dims`` other than
+        Neighbourhood object, an ``anchor`` without ``init_from``, an atlas without training samples, ``arch`` or ``dims`` other than
         ``init_from``'s, or data the neighbourhood cannot be fitted on.
     TrainingError
         When the loss becomes non-finite (the last good checkpoint is kept), or the checkpoint
@@ -259,6 +259,9 @@ def train(
         nb = neighbourhood
     else:
         nb = parse_neighbourhood(neighbourhood, label=label, seed=seed)
+    if settings.anchor > 0 and init_from is None:
+        raise ParameterError(f"anchor={settings.anchor:g} holds the points near a starting "
+                             "model's, and there is none: give init_from (--init-from)")
     base = _base_model(atlas, init_from) if init_from is not None else None
     arch_params = _architecture(atlas, base, arch, dims, settings)
     if base is not None:
@@ -277,7 +280,7 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
                resume, device, progress, stop_after) -> TrainResult:
     """The run :func:`train` has set up, under the model's lock: fit, train, checkpoint, save."""
     from soundatlas.artifact import ModelArtifact
-    from soundatlas.loss import ContrastiveLoss
+    from soundatlas.loss import ContrastiveLoss, anchor_loss
     from soundatlas.model import build_model, init_weights
     from soundatlas.sampling import TrainingData, TripleSampler
 
@@ -308,6 +311,11 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
             model.set_input_stats(*_input_stats(data, nb, settings, seed))
     # channels_last: the same arithmetic, ~1.4x faster convolutions on the CPU (oneDNN)
     model.to(device=device, memory_format=torch.channels_last)
+    anchor = None  # the starting model, frozen: where settings.anchor holds the points
+    if settings.anchor > 0:
+        anchor = build_model(**arch_params)
+        anchor.load_state_dict(base.model.state_dict())
+        anchor.to(device=device, memory_format=torch.channels_last).eval().requires_grad_(False)
     origin = settings.origin_weight
     if origin is None:
         origin = nb.origin_weight
@@ -359,10 +367,16 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(settings, it)
             a, p, n = (t.to(device) for t in sampler.next_batch())
+            x = torch.cat([a, p, n])
             with autocast:
-                z = model(torch.cat([a, p, n]), fused_pool=fused_pool)
+                z = model(x, fused_pool=fused_pool)
             za, zp, zn = z.float().split(len(a))
             loss = loss_fn(za, zp, zn)
+            if anchor is not None:  # the same windows, noise and all, through the start model
+                with torch.no_grad(), autocast:
+                    z_base = anchor(x, fused_pool=fused_pool)
+                loss = loss + settings.anchor * anchor_loss(z.float(), z_base.float(),
+                                                            settings.m_n or 1.0)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss.item()} at iteration {it}; the last good checkpoint "

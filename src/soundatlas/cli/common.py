@@ -3,7 +3,7 @@
 - Exit statuses and :class:`UsageError`, and :func:`run_command`, which turns the errors a
   command raises into one line on stderr and its exit status.
 - Argument types (:func:`positive_int`, :func:`positive_float`, :func:`nonnegative_int`,
-  :func:`checked`): each reads an option's text and raises ``argparse.ArgumentTypeError`` for
+  :func:`nonnegative_float`, :func:`checked`): each reads an option's text and raises ``argparse.ArgumentTypeError`` for
   a bad value, which argparse prints as a usage error naming the option (exit 2).
 - :class:`Option`: an option declared once for every command that takes it, with hidden
   aliases for other spellings; :data:`ATLAS`, :data:`SEED`, :data:`THREADS` and :data:`JOBS`
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import sqlite3
 import sys
@@ -31,7 +32,7 @@ from soundatlas.errors import ParameterError, SoundAtlasError, is_disk_full
 from soundatlas.settings import PRECISIONS
 
 __all__ = ["EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "UsageError", "run_command",
-           "number", "positive_float", "positive_int", "nonnegative_int", "checked",
+           "number", "positive_float", "nonnegative_float", "positive_int", "nonnegative_int", "checked",
            "Option", "option", "add_options", "output_parent", "ATLAS", "SEED", "THREADS", "JOBS",
            "progress_bar", "print_json", "as_dict", "atlas_dir", "open_atlas"]
 
@@ -99,6 +100,14 @@ def positive_float(text: str) -> float:
     value = number(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text} must be positive")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """An argument type: a finite number of at least 0 (a weight)."""
+    value = number(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
     return value
 
 

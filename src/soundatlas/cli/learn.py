@@ -27,6 +27,7 @@ from soundatlas.cli.common import (
     as_dict,
     atlas_dir,
     checked,
+    nonnegative_float,
     open_atlas,
     positive_float,
     positive_int,
@@ -290,6 +291,10 @@ def _add_adapt(sub, parents) -> None:
                     help="augmentation of every training window, as train --augment reads it "
                     f"('none': off; default: {_ADAPT_DEFAULTS.augment}); augment-pair's own "
                     "pairs are augmented either way")
+    ad.add_argument("--anchor", type=nonnegative_float, default=_ADAPT_DEFAULTS.anchor,
+                    metavar="W", help="weight of a pull towards the points the base model gives "
+                    "each window, beside the neighbourhoods: more keeps more of the base's map "
+                    f"(default: {_ADAPT_DEFAULTS.anchor:g}; 0: none)")
     add_options(ad, SEED, THREADS)
     ad.add_argument("--resume", action="store_true",
                     help="continue an interrupted adaptation from its checkpoint")
@@ -308,7 +313,8 @@ def _adapt_resume_command(args: argparse.Namespace) -> str:
     if args.name is not None:
         words += ["--name", args.name]
     words += ["--iterations", str(args.iterations), "--lr", f"{args.lr:g}",
-              "-n", args.neighbourhood, "--augment", args.augment, "--seed", str(args.seed)]
+              "-n", args.neighbourhood, "--augment", args.augment,
+              "--anchor", f"{args.anchor:g}", "--seed", str(args.seed)]
     return shlex.join(words + ["--resume"])
 
 
@@ -317,7 +323,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from soundatlas.adapt import AdaptSettings, adapt
 
     settings = AdaptSettings(iterations=args.iterations, lr=args.lr,
-                             neighbourhood=args.neighbourhood, augment=args.augment)
+                             neighbourhood=args.neighbourhood, augment=args.augment,
+                             anchor=args.anchor)
     with open_atlas(args, write=True) as atlas, \
             progress_bar(args, desc="adapting", unit="it") as train_bar, \
             progress_bar(args, desc="embedding", unit="file") as embed_bar:

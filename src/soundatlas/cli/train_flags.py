@@ -19,7 +19,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from soundatlas.cli.common import THREADS, checked, nonnegative_int, positive_float, positive_int
+from soundatlas.cli.common import (THREADS, checked, nonnegative_float, nonnegative_int,
+                                   positive_float, positive_int)
 from soundatlas.settings import PRESETS, TrainSettings, settings_for
 
 __all__ = ["NOT_ON_COMMAND_LINE", "FLAGS", "setting_names", "SettingFlags", "train_settings"]
@@ -76,6 +77,10 @@ FLAGS: dict[str, dict] = {
                     "dB, 10:40), shift (+-frames, 2), detune (+-semitones, 0.5), P the "
                     "probability per window (shift 0.5, room 0.3, detune 0.3, tilt 0.5, gain "
                     "0.5, noise 0.3), e.g. gain=9,noise=20:40@0.5"),
+    "anchor": dict(type=nonnegative_float, metavar="W",
+                   help="with --init-from: weight of a pull towards the points the starting "
+                   "model gives each window (their mean squared move, the negative margin being 1), "
+                   "beside the contrastive loss; 0: none (the default, and the paper's)"),
 }
 
 #: The flag a field's type gives, before FLAGS.
