@@ -228,6 +228,60 @@ def test_points_are_ids_then_float32_points_of_every_embedded_sample(client, atl
     np.testing.assert_array_equal(points, want_points)
 
 
+def _prebuilds() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "soundatlas-prebuild"]
+
+
+def test_the_points_start_building_the_similarity_index_the_nearest_sounds_need(mapped):
+    """The page asks for a map's points, then for nearest sounds: the index those search is
+    built in the background from the first, so the first click does not wait for it."""
+    app = create_app(mapped)
+    web = app.state.web
+    with _client(app) as client, Atlas.open(mapped) as atlas:
+        model = atlas.model("m")
+        assert web.similarity_index(atlas, model, build=False) is None  # nothing built yet
+        assert client.get("/api/models/m/points").status_code == 200
+        for thread in _prebuilds():
+            thread.join(timeout=120)
+            assert not thread.is_alive()
+        built = web.similarity_index(atlas, model, build=False)  # no request asked for it
+        assert built is not None and built.index is not None and len(built.index) == 48
+        assert web.prebuild_similarity("m") is not None  # nothing runs for it now: it may start
+        for thread in _prebuilds():
+            thread.join(timeout=120)
+        r = client.get("/api/models/m/neighbours/%d" % int(atlas.points(model.id)[0][0]))
+        assert r.status_code == 200 and r.json()["space"] == "similarity"
+        assert web.similarity_index(atlas, model, build=False) is built  # searched, not rebuilt
+        # a model that cannot be built (no embeddings) leaves no thread behind, and no error
+        web.prebuild_similarity("bare")
+        web.prebuild_similarity("no such model")
+        for thread in _prebuilds():
+            thread.join(timeout=120)
+            assert not thread.is_alive()
+        assert not web._prebuilding  # noqa: SLF001
+
+
+def test_a_maps_points_do_not_wait_for_a_similarity_index_being_built(mapped):
+    import threading
+
+    web = create_app(mapped).state.web
+    read = []
+
+    def points() -> None:
+        with web.atlas() as atlas:
+            read.append(len(web.point_index(atlas, atlas.model("m")).ids))
+
+    with web._build_locks[id(web._vectors)]:  # noqa: SLF001 - a similarity build under way
+        reader = threading.Thread(target=points, daemon=True)
+        reader.start()
+        reader.join(timeout=120)
+        waited = reader.is_alive()
+    reader.join(timeout=120)
+    assert not waited and read == [48], "the points waited for the similarity index's build"
+
+
 def test_a_model_without_embeddings_is_409_with_the_command(client):
     r = client.get("/api/models/bare/points")
     message = _json_error(r, 409)

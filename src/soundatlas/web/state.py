@@ -339,11 +339,15 @@ class WebState:
         self.max_upload_bytes = max_upload_bytes
         self.max_export_bytes = max_export_bytes
         self._lock = threading.Lock()
-        self._build_lock = threading.Lock()  # one build of an index at a time (they are large)
         self._indexes: dict[str, tuple[tuple, PointIndex]] = {}  # name -> (points_key, index)
         self._vectors: dict[str, tuple[tuple, SimilarityIndex]] = {}  # name -> (key, index)
         self._artifacts: dict[tuple, object] = {}
         self._frames: dict[str, tuple[tuple, object]] = {}  # name -> (points_key, FrameIndex)
+        # one build of each kind at a time (they are large); a kind does not wait for another
+        # (a map's points are not held up by a similarity index being built in the background)
+        self._build_locks = {id(store): threading.Lock()
+                             for store in (self._indexes, self._vectors, self._frames)}
+        self._prebuilding: set[str] = set()  # models whose similarity index a thread builds
         self._audio: object = None  # synth.AudioCache shared by renders, at one output rate
         self.renders = RenderSlots(max_waiting=render_queue)
         self.render_lock = self.renders.lock  # held by the render running
@@ -479,6 +483,49 @@ class WebState:
 
         return self._cached(self._vectors, model.name, key, make, build_now=build)
 
+    def prebuild_similarity(self, name: str) -> threading.Thread | None:
+        """Build a model's similarity index on a background thread, unless it is built or
+        being built: the points endpoint calls it, so that the index is ready by the time the
+        page asks for its first nearest sounds (at a million samples the build took 12-16 s,
+        which the first click waited through).
+
+        Never raises: a build that fails is left to the request that needs the index, which
+        builds it again and reports the error.
+
+        Parameters
+        ----------
+        name : str
+            The model's name.
+
+        Returns
+        -------
+        threading.Thread or None
+            The building thread, started; None when nothing was started.
+        """
+        with self._lock:
+            if name in self._prebuilding:
+                return None
+            self._prebuilding.add(name)
+
+        def build() -> None:
+            try:
+                with Atlas.open(self.atlas_dir) as atlas:
+                    self.similarity_index(atlas, atlas.model(name))
+            except Exception:  # noqa: BLE001 - the request that needs it builds it and says why
+                pass
+            finally:
+                with self._lock:
+                    self._prebuilding.discard(name)
+
+        thread = threading.Thread(target=build, daemon=True, name="soundatlas-prebuild")
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had: the first request builds it
+            with self._lock:
+                self._prebuilding.discard(name)
+            return None
+        return thread
+
     def frame_index(self, atlas: Atlas, model: ModelRecord):
         """The model's :class:`synth.FrameIndex` (every sounding frame), read from the CLI's
         cache when that is current, never written (the server only reads the atlas)."""
@@ -490,15 +537,15 @@ class WebState:
     def _cached(self, store: dict, name: str, key: tuple, build: Callable[[], object], *,
                 build_now: bool = True):
         """``store[name]``'s value while its key is ``key``, else ``build()``'s, stored (or
-        None with ``build_now=False``). Builds run one at a time, so requests arriving
-        together build a large index once."""
+        None with ``build_now=False``). Builds of one store run one at a time, so requests
+        arriving together build a large index once."""
         with self._lock:
             cached = store.get(name)
         if cached and cached[0] == key:
             return cached[1]
         if not build_now:
             return None
-        with self._build_lock:
+        with self._build_locks[id(store)]:
             with self._lock:  # built by another request meanwhile?
                 cached = store.get(name)
             if cached and cached[0] == key:

@@ -90,11 +90,15 @@ def _space_fields(space: str, sim, note: str | None, exact: bool, query=None) ->
                        409: {"description": "the model has no embeddings yet"}})
 def get_points(name: str, request: Request) -> Response:
     """Body: ``X-Count`` int32 ids (ascending) followed by ``X-Count`` x ``X-Dims`` float32
-    points, all little-endian. Only samples embedded with the model appear."""
+    points, all little-endian. Only samples embedded with the model appear. The page's nearest
+    sounds come next, so the model's similarity index starts building in the background
+    (``WebState.prebuild_similarity``) unless it is built."""
     web = web_state(request)
     with web.atlas() as atlas:
         model = embedded_model(atlas, name)
         index = web.point_index(atlas, model)
+        if web.similarity_index(atlas, model, build=False) is None:
+            web.prebuild_similarity(model.name)
     return binary_response(index.payload, {"X-Count": len(index.ids), "X-Dims": index.dims})
 
 
