@@ -165,7 +165,8 @@ def adapt(
     summary = {"name": name, "base": base_artifact.name, "iterations": result.iterations,
                "of": settings.iterations, "train_seconds": round(result.seconds, 1),
                "neighbourhood": settings.neighbourhood, "augment": settings.augment,
-               "lr": settings.lr, "anchor": settings.anchor, "seed": seed, "resumed_from": result.resumed_from,
+               "lr": settings.lr, "anchor": settings.anchor, "seed": seed,
+               "resumed_from": result.resumed_from,
                "done": result.iterations >= settings.iterations}
     if not summary["done"]:
         return summary
