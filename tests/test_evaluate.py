@@ -74,6 +74,33 @@ def test_model_and_every_baseline_are_scored_on_the_same_frames(full):
             assert set(r["manifold"]["trustworthiness"]) <= {5, 10, 20, 50}
 
 
+def test_each_accuracy_has_an_interval_and_each_map_its_difference_from_the_model(full):
+    assert "bootstrap over test files" in full["protocol"]["interval"]
+    model = full["results"]["m"]["accuracy"]
+    for name, r in full["results"].items():
+        for key in ("instrument", "pitch"):
+            acc = r["accuracy"][key]
+            low, high = acc["test_interval"]
+            assert 0 <= low <= acc["test_accuracy"] <= high <= 1 and low < high
+            if name == "m":
+                assert "against" not in acc
+                continue
+            against = acc["against"]
+            assert against["model"] == "m"
+            assert against["difference"] == pytest.approx(
+                acc["test_accuracy"] - model[key]["test_accuracy"])
+            d_low, d_high = against["interval"]
+            assert d_low <= against["difference"] <= d_high
+    # the largest difference from the model (here far more than a few files' worth) is one
+    # the interval is sure of: it leaves zero out, on the difference's side
+    against = max((r["accuracy"][key]["against"] for name, r in full["results"].items()
+                   if name != "m" for key in ("instrument", "pitch")),
+                  key=lambda a: abs(a["difference"]))
+    assert abs(against["difference"]) > 0.2
+    assert np.sign(against["interval"][0]) == np.sign(against["interval"][1]) \
+        == np.sign(against["difference"])
+
+
 def test_the_input_space_and_lda_separate_instruments_well_above_chance(full):
     chance = 1 / len(CLASSES)
     for name in ("baseline:input", "baseline:pca-lda"):
@@ -265,7 +292,10 @@ def test_report_takes_labels_and_the_table_names_them_in_full(drums, tmp_path):
     assert run.returncode == 0, run.stderr
     ev = json.loads((out / "evaluation.json").read_text())
     assert ev["protocol"]["labels"] == ["drum_class", "tuning"]
-    assert "drum_class acc." in (out / "index.html").read_text()
+    page = (out / "index.html").read_text()
+    assert "drum_class acc." in page
+    low, high = ev["results"]["default"]["accuracy"]["drum_class"]["test_interval"]
+    assert "<th>drum_class acc. 95 %</th>" in page and f"<td>{low:.3f}-{high:.3f}</td>" in page
 
     run = subprocess.run([str(BIN), "evaluate", "--atlas", str(drums), "-m", "default",
                           "--labels", "drum_class", "--baselines", "none", "-q"],
@@ -486,16 +516,29 @@ def test_the_evaluate_commands_table_names_every_column_and_the_protocol():
 
     ev = _toy_scores()
     lines = format_scores(ev).splitlines()
-    assert lines[0].split() == ["map", "instrument", "acc", "instrument", "P@10", "instrument",
-                                "P@10", "sim", "instrument", "MAP@R", "trust@10", "cont@10",
-                                "analogy", "i/p"]
-    assert lines[1].split() == ["m", "0.500", "0.250", "-", "0.125", "0.900", "0.800",
+    assert lines[0].split() == ["map", "instrument", "acc", "instrument", "95%", "instrument",
+                                "P@10", "instrument", "P@10", "sim", "instrument", "MAP@R",
+                                "trust@10", "cont@10", "analogy", "i/p"]
+    assert lines[1].split() == ["m", "0.500", "-", "0.250", "-", "0.125", "0.900", "0.800",
                                 "0.750/0.000"]
     assert lines[2].startswith("baseline:pca  ") and "error: too <few> frames" in lines[2]
-    assert lines[3].startswith("(4 test frames of 3 samples, 8 per file;")
+    assert lines[3].startswith("(4 test frames of 3 samples, 8 per file; 95%: ")
+    assert "vs " not in lines[3]
     ev["protocol"].update(protocol="cross-bank", reference={"atlas": "/ref"})
     assert format_scores(ev).splitlines()[4].startswith(
         "cross-bank: k-NN fitted on 6 training frames of /ref (k chosen on 2 of")
+    # with an interval, and a second map compared with the first model on the same frames
+    ev["results"]["m"]["accuracy"]["instrument"]["test_interval"] = [0.25, 0.75]
+    ev["results"]["m2"] = {"accuracy": {"instrument": {
+        "test_accuracy": 0.625, "test_interval": [0.375, 0.875],
+        "against": {"model": "m", "difference": 0.125, "interval": [-0.125, 0.25]}}}}
+    lines = format_scores(ev).splitlines()
+    assert lines[0].split()[3:7] == ["instrument", "95%", "instrument", "vs"]
+    assert lines[0].split()[7] == "m"
+    assert lines[1].split()[:4] == ["m", "0.500", "0.250-0.750", "-"]
+    assert lines[3].split()[:6] == ["m2", "0.625", "0.375-0.875", "+0.125", "(-0.125,",
+                                    "+0.250)"]
+    assert "vs m: the accuracy minus m's on the same frames" in lines[4]
 
 
 def test_the_results_tables_for_the_docs_read_the_same_score_table():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from soundatlas.errors import ParameterError
-from soundatlas.metrics import analogies, confusion, manifold_quality, retrieval
+from soundatlas.metrics import accuracy_interval, analogies, confusion, manifold_quality, retrieval
 
 # ------------------------------------------------------------------------------------ retrieval
 
@@ -306,3 +306,55 @@ def test_confusion_rejects_bad_inputs():
         confusion([None], ["a"])
     with pytest.raises(ParameterError, match="none of the true labels"):
         confusion(["a"], ["a"], labels=["x"])
+
+
+# --------------------------------------------------------------------------- accuracy interval
+
+def _files(n_files=200, frames=8, p=0.7, seed=0):
+    """Outcomes that are alike within a file (each file all right or all wrong)."""
+    right = np.random.default_rng(seed).random(n_files) < p
+    return np.repeat(right, frames), np.repeat(np.arange(n_files), frames)
+
+
+def test_the_accuracy_interval_resamples_files_not_frames():
+    correct, files = _files()
+    low, high = accuracy_interval(correct, files)
+    assert low < correct.mean() < high
+    # eight copies of each file's outcome say no more than one: the same interval
+    one_each = accuracy_interval(correct[::8], files[::8])
+    assert [low, high] == pytest.approx(one_each, abs=0.02)
+    # taken as independent frames, the same outcomes would look far more certain
+    f_low, f_high = accuracy_interval(correct, np.arange(len(correct)))
+    assert f_high - f_low < 0.5 * (high - low)
+    # more files, a narrower interval
+    many, many_files = _files(n_files=3200)
+    m_low, m_high = accuracy_interval(many, many_files)
+    assert m_high - m_low < 0.5 * (high - low)
+
+
+def test_the_paired_difference_resamples_the_same_files_for_both_maps():
+    correct, files = _files()
+    assert accuracy_interval(correct, files, against=correct) == [0.0, 0.0]
+    other = correct.copy()
+    other[files < 10] = True  # the second map gets ten more files right, or the same
+    gain = other.mean() - correct.mean()
+    assert gain > 0
+    low, high = accuracy_interval(other, files, against=correct)
+    assert 0 <= low <= gain <= high
+    # paired, the difference is much surer than either accuracy alone
+    a_low, a_high = accuracy_interval(other, files)
+    assert high - low < 0.5 * (a_high - a_low)
+
+
+def test_the_accuracy_interval_is_seeded_and_refuses_bad_input():
+    correct, files = _files()
+    assert accuracy_interval(correct, files, seed=3) == accuracy_interval(correct, files, seed=3)
+    assert accuracy_interval(correct[:8], files[:8]) is None  # one file: no interval
+    with pytest.raises(ParameterError, match="groups has 3 entries for 4 outcomes"):
+        accuracy_interval([1, 0, 1, 1], [0, 1, 2])
+    with pytest.raises(ParameterError, match="against has 2 entries"):
+        accuracy_interval([1, 0, 1], [0, 1, 2], against=[1, 0])
+    with pytest.raises(ParameterError, match="level=1.5"):
+        accuracy_interval(correct, files, level=1.5)
+    with pytest.raises(ParameterError, match="n_resamples=0"):
+        accuracy_interval(correct, files, n_resamples=0)

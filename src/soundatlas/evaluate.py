@@ -236,7 +236,7 @@ def sample_points(points: np.ndarray, fs: FrameSet) -> tuple[np.ndarray, np.ndar
 
 def score_points(points: np.ndarray, fs: FrameSet, labels: dict[str, dict[int, str]], *,
                  X_input: np.ndarray | None = None, n_analogies: int = 500, seed: int = 0,
-                 quality: bool = True) -> dict:
+                 quality: bool = True, outcomes: dict | None = None) -> dict:
     """Every metric for one set of frame points (a model's or a baseline's).
 
     Parameters
@@ -256,13 +256,18 @@ def score_points(points: np.ndarray, fs: FrameSet, labels: dict[str, dict[int, s
         Seed of every random choice.
     quality : bool
         Whether to score trustworthiness and continuity.
+    outcomes : dict, optional
+        Filled with label -> (each labelled test frame's sample id, whether the k-NN got it
+        right), for comparing maps on the same frames.
 
     Returns
     -------
     dict
-        {'dims', 'accuracy': {label: knn_accuracy(...)}, 'confusion': {label: ...},
-        'retrieval': {label: ...}}, with 'manifold' and 'analogies' where scored; a label
-        that cannot be scored has {'error': why} in place of its numbers.
+        {'dims', 'accuracy': {label: knn_accuracy(...) and 'test_interval'}, 'confusion':
+        {label: ...}, 'retrieval': {label: ...}}, with 'manifold' and 'analogies' where
+        scored; a label that cannot be scored has {'error': why} in place of its numbers.
+        'test_interval' is the 95 % bootstrap interval of the test accuracy over test files
+        (:func:`soundatlas.metrics.accuracy_interval`), None with fewer than two.
     """
     from soundatlas import metrics
 
@@ -280,6 +285,12 @@ def score_points(points: np.ndarray, fs: FrameSet, labels: dict[str, dict[int, s
             out["accuracy"][key] = {"error": str(exc)}
             continue
         y_test, pred = r.pop("y_test"), r.pop("predictions")
+        labelled = np.array([v is not None for v in y[parts["test"]]], dtype=bool)
+        test_ids = fs.sample_ids[parts["test"]][labelled]  # as knn_accuracy keeps them
+        correct = pred == y_test
+        r["test_interval"] = metrics.accuracy_interval(correct, test_ids, seed=seed)
+        if outcomes is not None:
+            outcomes[key] = (test_ids, correct)
         out["accuracy"][key] = r
         out["confusion"][key] = metrics.confusion(
             y_test, pred, labels=sorted_labels(np.concatenate([y_test, pred])))
@@ -460,7 +471,10 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
     dict
         {'protocol': {...}, 'results': {name: score_points(...)}}; baselines are named
         'baseline:NAME', a baseline that fits on labels (``uses_labels``) says which in
-        'lda_label', and a baseline that could not be fitted has {'error': why}.
+        'lda_label', and a baseline that could not be fitted has {'error': why}. Every map
+        after the first model has, in each label's accuracy, 'against': {'model': the first
+        model, 'difference': its accuracy minus the first model's, 'interval': the 95 %
+        bootstrap interval of that difference, test files resampled alike for both}.
 
     Raises
     ------
@@ -515,12 +529,13 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
                 del values[sid]
     X = np.concatenate([p.windows(seed) for p in parts])
     step("input windows")
-    results = {}
+    results, outcomes = {}, {}
     for per_atlas in registered:
         pts = np.concatenate([model_frame_points(p.atlas, m.id, p.fs)
                               for p, m in zip(parts, per_atlas)])
-        results[per_atlas[0].name] = score_points(pts, fs, label_values, X_input=X,
-                                                     n_analogies=n_analogies, seed=seed)
+        results[per_atlas[0].name] = score_points(
+            pts, fs, label_values, X_input=X, n_analogies=n_analogies, seed=seed,
+            outcomes=outcomes.setdefault(per_atlas[0].name, {}))
         results[per_atlas[0].name].update(
             similarity_retrieval(parts, per_atlas, fs, label_values))
         step(per_atlas[0].name)
@@ -531,15 +546,19 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
         baseline = make_baseline(b, seed=seed)
         try:
             pts = baseline.points(X, train, lda_y)
-            results[f"baseline:{b}"] = score_points(pts, fs, label_values, X_input=X,
-                                                    n_analogies=n_analogies, seed=seed)
+            results[f"baseline:{b}"] = score_points(
+                pts, fs, label_values, X_input=X, n_analogies=n_analogies, seed=seed,
+                outcomes=outcomes.setdefault(f"baseline:{b}", {}))
             if baseline.uses_labels:
                 results[f"baseline:{b}"]["lda_label"] = lda_key
         except ParameterError as exc:
             results[f"baseline:{b}"] = {"error": str(exc)}
         step(f"baseline {b}")
+    if registered:
+        _compare(results, outcomes, registered[0][0].name, seed=seed)
     counts = {name: int(np.sum(fs.split == name)) for name in ("train", "valid", "test")}
     protocol = {"frames_per_file": n_per_file, "seed": seed, "labels": list(labels),
+                "interval": "95 % percentile bootstrap over test files, 1,000 resamples",
                 "n_frames": counts, "n_samples": int(len(np.unique(fs.sample_ids))),
                 "split_seed": int(atlas.meta("split_seed") or 0), "ks": list(KS),
                 "protocol": "within-set" if reference is None else "cross-bank"}
@@ -549,6 +568,26 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
                                  "split_seed": int(reference.meta("split_seed") or 0)}
     step("done")
     return {"protocol": protocol, "results": results}
+
+
+def _compare(results: dict, outcomes: dict, first: str, *, seed: int) -> None:
+    """Give every other map's accuracy its difference from the first model's, on the same
+    test frames, with the paired bootstrap interval of that difference ('against')."""
+    from soundatlas.metrics import accuracy_interval
+
+    for name, by_label in outcomes.items():
+        if name == first:
+            continue
+        for key, (ids, correct) in by_label.items():
+            if key not in outcomes[first]:
+                continue
+            first_ids, first_correct = outcomes[first][key]
+            if not np.array_equal(ids, first_ids):  # cannot happen with one frame set
+                continue
+            results[name]["accuracy"][key]["against"] = {
+                "model": first,
+                "difference": float(np.mean(correct) - np.mean(first_correct)),
+                "interval": accuracy_interval(correct, ids, against=first_correct, seed=seed)}
 
 
 class Stages:

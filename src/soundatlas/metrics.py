@@ -9,6 +9,9 @@
   at a0's pitch) should land among points with b0's instrument and a1's pitch; scored by the
   majority label of its k nearest points, against a control that queries b0 alone.
 - confusion: confusion matrix, recall per class and balanced accuracy (their mean).
+- accuracy_interval: how far an accuracy (or the difference of two maps' accuracies on the same
+  test frames) could move with other test files: a percentile bootstrap that resamples whole
+  files, since the frames of one file are not independent draws.
 
 Labels are arrays of hashable values; None marks an unlabelled point, which these functions leave
 out. Point subsets (``queries``, ``candidates``) are boolean masks or integer indices.
@@ -22,7 +25,7 @@ import numpy as np
 
 from soundatlas.errors import ParameterError
 
-__all__ = ["retrieval", "manifold_quality", "analogies", "confusion"]
+__all__ = ["retrieval", "manifold_quality", "analogies", "confusion", "accuracy_interval"]
 
 
 def retrieval(X, y, *, queries=None, k: int = 10) -> dict:
@@ -279,6 +282,68 @@ def confusion(y_true, y_pred, *, labels=None) -> dict:
     return {"labels": labels, "matrix": matrix.astype(int).tolist(),
             "per_class_accuracy": recall,
             "balanced_accuracy": float(np.mean(present)) if present else None}
+
+
+def accuracy_interval(correct, groups, *, against=None, level: float = 0.95,
+                      n_resamples: int = 1000, seed: int = 0) -> list[float] | None:
+    """A bootstrap interval of an accuracy over frames, resampling whole groups (files).
+
+    The frames of one file are alike, so resampling frames would make the interval too narrow:
+    each resample draws as many files as there are, with replacement, and scores all of their
+    frames. With ``against``, the interval is of the paired difference ``mean(correct) -
+    mean(against)``: the same frames scored by two maps, each resample drawing the same files
+    for both. The percentile interval of ``scipy.stats.bootstrap``.
+
+    Parameters
+    ----------
+    correct : array-like of bool, shape (n,)
+        Whether each test frame was predicted right.
+    groups : array-like, shape (n,)
+        Each frame's file (any hashable ids).
+    against : array-like of bool, shape (n,), optional
+        Another map's outcome on the same frames.
+    level : float
+        The interval's confidence level, in (0, 1).
+    n_resamples : int
+        Bootstrap resamples.
+    seed : int
+        Seed of the resampling.
+
+    Returns
+    -------
+    list of float or None
+        ``[low, high]``; None when there are fewer than two files.
+
+    Raises
+    ------
+    ParameterError
+        When the arrays differ in length or ``level`` or ``n_resamples`` is out of range.
+    """
+    from scipy.stats import bootstrap
+
+    values = np.asarray(correct, dtype=np.float64).ravel()
+    groups = np.asarray(groups).ravel()
+    if len(groups) != len(values):
+        raise ParameterError(f"groups has {len(groups)} entries for {len(values)} outcomes")
+    if against is not None:
+        other = np.asarray(against, dtype=np.float64).ravel()
+        if len(other) != len(values):
+            raise ParameterError(f"against has {len(other)} entries for {len(values)} outcomes")
+        values = values - other
+    if not 0 < level < 1:
+        raise ParameterError(f"level={level} must be between 0 and 1")
+    if not isinstance(n_resamples, numbers.Integral) or n_resamples < 1:
+        raise ParameterError(f"n_resamples={n_resamples!r} must be a positive integer")
+    codes = np.unique(groups, return_inverse=True)[1].ravel()
+    sums, counts = np.bincount(codes, weights=values), np.bincount(codes).astype(np.float64)
+    if len(counts) < 2:
+        return None
+    if np.all(sums / counts == sums[0] / counts[0]):  # every file alike: nothing to resample
+        return [float(sums[0] / counts[0])] * 2
+    res = bootstrap((sums, counts), lambda s, n, axis: s.sum(axis) / n.sum(axis), paired=True,
+                    vectorized=True, n_resamples=n_resamples, confidence_level=level,
+                    method="percentile", rng=np.random.default_rng(seed))
+    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
 
 
 def _points(X, name: str) -> np.ndarray:

@@ -315,6 +315,7 @@ code { background: #f4f4f4; padding: 0 3px; }
 def _summary_table(ev: dict) -> str:
     labels = ev["protocol"]["labels"]
     columns = [st.Column(f"{k} acc.", st.accuracy(k)) for k in labels] \
+        + [st.Column(f"{k} acc. 95 %", st.accuracy_range(k)) for k in labels] \
         + [st.Column(f"{k} P@10", st.precision(k)) for k in labels] \
         + [st.Column(f"{k} MAP@R", st.map_at_r(k)) for k in labels] \
         + [st.Column("trust. k=10", st.trustworthiness()),
@@ -325,7 +326,8 @@ def _summary_table(ev: dict) -> str:
     return (
         "<h2>Scores</h2>" + st.html_table(ev["results"], columns) +
         f"<p>k-NN accuracy on {p['n_frames']['test']:,} test frames ({p['frames_per_file']} "
-        f"energy-weighted frames per file, k chosen on validation from {p['ks']}); retrieval "
+        f"energy-weighted frames per file, k chosen on validation from {p['ks']}; 95 %: "
+        "the interval of a bootstrap that resamples the test files); retrieval "
         "per sample (test samples query all others); trustworthiness and continuity of the test "
         "frames' map against their input windows; analogies a1 − a0 + b0 over test samples "
         "(win rate of the expected class among the 10 nearest).</p>")

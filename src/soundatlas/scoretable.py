@@ -16,7 +16,8 @@ import html
 from dataclasses import dataclass
 from typing import Callable
 
-__all__ = ["Column", "number", "value", "metric", "accuracy", "precision", "precision_similarity",
+__all__ = ["Column", "number", "value", "metric", "accuracy", "accuracy_range", "difference",
+           "precision", "precision_similarity",
            "map_at_r", "trustworthiness", "continuity", "analogy_win", "analogy_pair",
            "score_rows", "text_table", "html_table", "markdown_table", "format_scores"]
 
@@ -69,6 +70,29 @@ def metric(*path) -> Cell:
 def accuracy(label: str) -> Cell:
     """k-NN test accuracy of ``label``."""
     return metric("accuracy", label, "test_accuracy")
+
+
+def accuracy_range(label: str) -> Cell:
+    """The 95 % interval of ``label``'s test accuracy over test files, as ``low-high``."""
+    def cell(name, result, fmt):
+        v = value(result, "accuracy", label, "test_interval")
+        return f"{fmt(v[0])}-{fmt(v[1])}" if v else fmt(None)
+
+    return cell
+
+
+def difference(label: str) -> Cell:
+    """``label``'s accuracy minus the first model's on the same test frames, with the 95 %
+    interval of that difference: ``+0.007 (-0.010, +0.024)``; a dash for the first model."""
+    def cell(name, result, fmt):
+        v = value(result, "accuracy", label, "against")
+        if not v:
+            return fmt(None)
+        low_high = v.get("interval")
+        spread = f" ({low_high[0]:+.3f}, {low_high[1]:+.3f})" if low_high else ""
+        return f"{v['difference']:+.3f}{spread}"
+
+    return cell
 
 
 def precision(label: str) -> Cell:
@@ -227,7 +251,11 @@ def format_scores(result: dict) -> str:
         The table and a note on the protocol (and on the reference, for cross-bank scoring).
     """
     labels = result["protocol"]["labels"]
+    first = next((value(r, "accuracy", k, "against", "model") for r in result["results"].values()
+                  for k in labels if value(r, "accuracy", k, "against")), None)
     columns = [Column(f"{k} acc", accuracy(k)) for k in labels] \
+        + [Column(f"{k} 95%", accuracy_range(k)) for k in labels] \
+        + ([Column(f"{k} vs {first}", difference(k)) for k in labels] if first else []) \
         + [Column(f"{k} P@10", precision(k)) for k in labels] \
         + [Column(f"{k} P@10 sim", precision_similarity(k)) for k in labels] \
         + [Column(f"{k} MAP@R", map_at_r(k)) for k in labels] \
@@ -236,7 +264,11 @@ def format_scores(result: dict) -> str:
     lines = text_table(result["results"], columns)
     p = result["protocol"]
     lines.append(f"({p['n_frames']['test']} test frames of {p['n_samples']} samples, "
-                 f"{p['frames_per_file']} per file; trust/cont: the test frames' map against "
+                 f"{p['frames_per_file']} per file; 95%: where the accuracy could be with other "
+                 "test files (a bootstrap over them)"
+                 + (f"; vs {first}: the accuracy minus {first}'s on the same frames, and its "
+                    "95 % interval" if first else "")
+                 + "; trust/cont: the test frames' map against "
                  "their input windows at k=10; analogy: win rate of a1 - a0 + b0; P@10 sim: "
                  "precision at 10 in the model's similarity space, which the page's nearest "
                  "sounds search)")
