@@ -299,7 +299,10 @@ class Serve:
 
     def __init__(self, atlas: Path, env: dict | None = None):
         self.t0 = time.perf_counter()
-        self.stderr = open(atlas.parent / f"serve-{atlas.name}.stderr", "w")  # never blocks
+        # appended to: a server started after one that failed keeps the failed one's log
+        self.stderr_path = atlas.parent / f"serve-{atlas.name}.stderr"
+        self.stderr = open(self.stderr_path, "a")  # a file: never blocks the server
+        self.stderr_start = self.stderr.seek(0, os.SEEK_END)
         self.proc = subprocess.Popen([SOUNDATLAS, "serve", "--atlas", str(atlas), "--port", "0"],
                                      stdout=subprocess.PIPE, stderr=self.stderr, text=True,
                                      env={**os.environ, **(env or {})})
@@ -319,6 +322,13 @@ class Serve:
                 self.listen_s = time.perf_counter() - self.t0
                 break
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def stderr_tail(self, n_bytes: int = 4096) -> str:
+        """The end of what this server wrote to stderr (its traceback, if it failed)."""
+        self.stderr.flush()
+        with open(self.stderr_path, "rb") as f:
+            f.seek(max(self.stderr_start, f.seek(0, os.SEEK_END) - n_bytes))
+            return f.read().decode(errors="replace")
 
     def stop(self) -> dict:
         self.proc.send_signal(signal.SIGINT)
@@ -396,15 +406,14 @@ def process_facts(pid: int) -> dict:
 
 def page_diagnostics(page, server: "Serve", messages: list[str]) -> dict:
     """What a page that did not draw shows, what it fetched, what it logged, and whether the
-    server still answers (``/api/atlas``, 30 s at most) and is busy."""
+    server still answers (``/api/atlas``, 30 s at most) and is busy.
+
+    The server's facts come first, and the page is asked last and for 10 s at most: a page
+    whose main thread is stuck in a long task would never answer a plain ``evaluate``."""
     import httpx
 
     diag: dict = {"messages": messages[-50:], "server": process_facts(server.proc.pid),
-                  "server_exit_code": server.proc.poll()}
-    try:
-        diag["page"] = page.evaluate(PAGE_STATE_JS)
-    except Exception as exc:  # noqa: BLE001 - a crashed page answers nothing: say so
-        diag["page"] = f"{type(exc).__name__}: {exc}"
+                  "server_exit_code": server.proc.poll(), "server_stderr": server.stderr_tail()}
     t = time.perf_counter()
     try:
         r = httpx.get(server.url + "/api/atlas", timeout=30)
@@ -416,6 +425,11 @@ def page_diagnostics(page, server: "Serve", messages: list[str]) -> dict:
     later = process_facts(server.proc.pid)
     if "cpu_s" in later and "cpu_s" in diag["server"]:
         diag["server_cpu_per_s"] = later["cpu_s"] - diag["server"]["cpu_s"]
+    try:  # wait_for_function keeps to its timeout where evaluate would wait for good
+        diag["page"] = page.wait_for_function(f"() => ({PAGE_STATE_JS})()",
+                                              timeout=10_000).json_value()
+    except Exception as exc:  # noqa: BLE001 - a stuck or crashed page answers nothing: say so
+        diag["page"] = f"{type(exc).__name__}: {exc}"
     return diag
 
 

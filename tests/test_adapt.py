@@ -92,6 +92,33 @@ def test_adapt_killed_and_resumed_ends_where_an_uninterrupted_run_does(unlabelle
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+def test_a_checkpoint_from_before_the_anchor_resumes_only_without_one(unlabelled, tmp_path):
+    from dataclasses import replace
+
+    from soundatlas.train import TrainingError
+
+    shutil.copytree(unlabelled, tmp_path / "a")
+    with Atlas.open(tmp_path / "a", write=True) as atlas:
+        first = adapt(atlas, base="b", settings=replace(SETTINGS, anchor=0.0), seed=1,
+                      stop_after=20)
+        assert not first["done"]
+        # the checkpoint as a soundatlas without the anchor wrote it: no such setting
+        ckpt = tmp_path / "a" / "models" / "b-adapted" / "checkpoint.npz"
+        with np.load(ckpt) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        meta = json.loads(arrays["meta.json"].tobytes())
+        del meta["config_key"]["settings"]["anchor"]
+        arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        np.savez(ckpt, **arrays)
+        # that run had no anchor: resuming it with adapt's default would mix two objectives
+        with pytest.raises(TrainingError, match=r"settings\.anchor: 0\.0 in the checkpoint, "
+                                                r"4\.0 here"):
+            adapt(atlas, base="b", settings=replace(SETTINGS, anchor=4.0), seed=1, resume=True)
+        done = adapt(atlas, base="b", settings=replace(SETTINGS, anchor=0.0), seed=1,
+                     resume=True)
+        assert done["done"] and done["resumed_from"] == 20
+
+
 def test_adapt_keeps_the_base_models_neighbours_with_teacher_knn(unlabelled, tmp_path):
     atlas_dir = tmp_path / "atlas"
     shutil.copytree(unlabelled, atlas_dir)
@@ -182,7 +209,7 @@ def test_adapt_on_the_command_line_pauses_names_its_resume_command_and_registers
     shutil.copytree(unlabelled, atlas_dir)
     run = subprocess.run([str(BIN), "adapt", "--atlas", str(atlas_dir), "-m", "b", "--name", "mine",
                           "--iterations", "20", "--lr", "0.005", "-n", "input-knn:2,augment-pair:1",
-                          "--augment", "none", "--anchor", "0.5", "--seed", "2", "--stop-after",
+                          "--augment", "none", "--anchor", "0.1234567", "--seed", "2", "--stop-after",
                           "10", "-q"],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
@@ -192,8 +219,8 @@ def test_adapt_on_the_command_line_pauses_names_its_resume_command_and_registers
     # still continues this run under a version whose defaults differ
     for flag, value in (("--model", "b"), ("--name", "mine"), ("--iterations", "20"),
                         ("--lr", "0.005"), ("-n", "input-knn:2,augment-pair:1"),
-                        ("--augment", "none"), ("--anchor", "0.5"), ("--seed", "2")):
-        assert words[words.index(flag) + 1] == value, flag
+                        ("--augment", "none"), ("--anchor", "0.1234567"), ("--seed", "2")):
+        assert words[words.index(flag) + 1] == value, flag  # all its digits: the same run
     assert words[-1] == "--resume"
     resumed = subprocess.run([str(BIN), *words[1:], "--json", "-q"], capture_output=True,
                              text=True)
@@ -201,10 +228,10 @@ def test_adapt_on_the_command_line_pauses_names_its_resume_command_and_registers
     summary = json.loads(resumed.stdout)
     assert summary["done"] and summary["resumed_from"] == 10 and summary["lr"] == 0.005
     assert summary["name"] == "mine" and summary["base"] == "b" and summary["augment"] == "none"
-    assert summary["anchor"] == 0.5
+    assert summary["anchor"] == 0.1234567
     with Atlas.open(atlas_dir) as atlas:
         assert atlas.model("mine").config["settings"]["augment"] is None
-        assert atlas.model("mine").config["settings"]["anchor"] == 0.5
+        assert atlas.model("mine").config["settings"]["anchor"] == 0.1234567
     page = subprocess.run([str(BIN), "serve", "--atlas", str(atlas_dir), "--get", "/api/atlas"],
                           capture_output=True, text=True)
     models = json.loads(page.stdout[page.stdout.index("{"):])["models"]

@@ -263,6 +263,27 @@ def test_the_points_start_building_the_similarity_index_the_nearest_sounds_need(
         assert not web._prebuilding  # noqa: SLF001
 
 
+def test_a_background_build_that_fails_says_so_once_and_is_not_repeated(mapped, monkeypatch,
+                                                                          capfd):
+    web = create_app(mapped).state.web
+    tries = []
+
+    def fails(atlas, model, build=True):
+        tries.append(model.name)
+        raise MemoryError("no room for the index")
+
+    monkeypatch.setattr(web, "similarity_index", fails)
+    for _ in range(3):  # three page loads on the same embeddings
+        thread = web.prebuild_similarity("m")
+        thread.join(timeout=120)
+        assert not thread.is_alive()
+    assert tries == ["m"]
+    err = capfd.readouterr().err
+    assert err.count("the similarity index of model 'm' could not be built in the background "
+                     "(MemoryError: no room for the index)") == 1
+    assert not web._prebuilding  # noqa: SLF001
+
+
 def test_a_maps_points_do_not_wait_for_a_similarity_index_being_built(mapped):
     import threading
 

@@ -579,8 +579,8 @@ def _compare(results: dict, outcomes: dict, first: str, *, seed: int) -> None:
         if name == first:
             continue
         for key, (ids, correct) in by_label.items():
-            if key not in outcomes[first]:
-                continue
+            if key not in outcomes[first] or key not in results[name].get("accuracy", {}):
+                continue  # (a map whose scoring failed after this label has no accuracy)
             first_ids, first_correct = outcomes[first][key]
             if not np.array_equal(ids, first_ids):  # cannot happen with one frame set
                 continue

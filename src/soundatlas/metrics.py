@@ -340,8 +340,10 @@ def accuracy_interval(correct, groups, *, against=None, level: float = 0.95,
         return None
     if np.all(sums / counts == sums[0] / counts[0]):  # every file alike: nothing to resample
         return [float(sums[0] / counts[0])] * 2
+    # batch: resamples at a time, so that memory stays near 100 x the number of files (all
+    # 1,000 at once took 2.4 GB for 100k test files)
     res = bootstrap((sums, counts), lambda s, n, axis: s.sum(axis) / n.sum(axis), paired=True,
-                    vectorized=True, n_resamples=n_resamples, confidence_level=level,
+                    vectorized=True, n_resamples=n_resamples, batch=100, confidence_level=level,
                     method="percentile", rng=np.random.default_rng(seed))
     return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
 

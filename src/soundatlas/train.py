@@ -559,9 +559,11 @@ def _load_checkpoint(run_dir: Path, model, optimizer, sampler, key: dict) -> dic
     with np.load(run_dir / CHECKPOINT, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     meta = json.loads(arrays.pop("meta.json").tobytes())
-    if not _same_run(meta["config_key"], key):
-        raise TrainingError(f"the checkpoint in {run_dir} was made with other settings; "
-                            "train under another --name or without --resume")
+    differ = _run_differences(meta["config_key"], key)
+    if differ:
+        raise TrainingError(f"the checkpoint in {run_dir} was made with other settings "
+                            f"({'; '.join(differ)}); resume with those, or train under "
+                            "another --name or without --resume")
     load_arrays(model, {k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
     opt_meta = meta["optimizer"]
     state = {}
@@ -591,9 +593,18 @@ def _config_key(config: dict) -> dict:
     return json.loads(json.dumps(keep, default=str))
 
 
-def _same_run(stored: dict, current: dict) -> bool:
-    """Whether a checkpoint belongs to this run: equal on every setting both know about
-    (a newer soundatlas may add settings; their defaults must not orphan old checkpoints)."""
+#: Settings added after checkpoints were first written, with the value a checkpoint that
+#: does not name them was made with (what the run did before the setting existed).
+_IMPLIED_BEFORE = {"settings.anchor": 0.0}
+
+
+def _run_differences(stored: dict, current: dict) -> list[str]:
+    """How a checkpoint's run differs from this one: ``'KEY: STORED in the checkpoint,
+    CURRENT here'`` for each setting that differs (none: the checkpoint belongs to this run).
+
+    Settings are compared where both know them (a newer soundatlas may add settings; their
+    defaults must not orphan old checkpoints), and where the checkpoint predates a setting
+    that changes the run, by the value it implied (``_IMPLIED_BEFORE``)."""
     def flat(d, prefix=""):
         out = {}
         for k, v in d.items():
@@ -607,7 +618,9 @@ def _same_run(stored: dict, current: dict) -> bool:
     # how the work is spread and logged does not change the run
     free = {"settings.threads", "settings.valid_every", "settings.checkpoint_every"}
     a, b = flat(stored), flat(current)
-    return all(a[k] == b[k] for k in (a.keys() & b.keys()) - free)
+    a.update({k: v for k, v in _IMPLIED_BEFORE.items() if k not in a and k in b})
+    return [f"{k}: {a[k]!r} in the checkpoint, {b[k]!r} here"
+            for k in sorted((a.keys() & b.keys()) - free) if a[k] != b[k]]
 
 
 def _fingerprint(atlas, ids: list[int]) -> str:

@@ -312,9 +312,11 @@ def _adapt_resume_command(args: argparse.Namespace) -> str:
     words = ["soundatlas", "adapt", "--atlas", str(atlas_dir(args)), "--model", args.model]
     if args.name is not None:
         words += ["--name", args.name]
-    words += ["--iterations", str(args.iterations), "--lr", f"{args.lr:g}",
+    # repr: the shortest text that reads back as the same float (":g" kept six digits, and a
+    # rounded rate or anchor is another run, which --resume refuses)
+    words += ["--iterations", str(args.iterations), "--lr", repr(args.lr),
               "-n", args.neighbourhood, "--augment", args.augment,
-              "--anchor", f"{args.anchor:g}", "--seed", str(args.seed)]
+              "--anchor", repr(args.anchor), "--seed", str(args.seed)]
     return shlex.join(words + ["--resume"])
 
 

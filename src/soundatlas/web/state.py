@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -348,6 +349,8 @@ class WebState:
         self._build_locks = {id(store): threading.Lock()
                              for store in (self._indexes, self._vectors, self._frames)}
         self._prebuilding: set[str] = set()  # models whose similarity index a thread builds
+        # name -> the points_key on which a background build failed (not tried again on it)
+        self._prebuild_failed: dict[str, tuple] = {}
         self._audio: object = None  # synth.AudioCache shared by renders, at one output rate
         self.renders = RenderSlots(max_waiting=render_queue)
         self.render_lock = self.renders.lock  # held by the render running
@@ -489,8 +492,9 @@ class WebState:
         page asks for its first nearest sounds (at a million samples the build took 12-16 s,
         which the first click waited through).
 
-        Never raises: a build that fails is left to the request that needs the index, which
-        builds it again and reports the error.
+        Never raises: a build that fails says so on stderr and is not tried again in the
+        background until the model's embeddings change; the request that needs the index builds
+        it again and reports the error.
 
         Parameters
         ----------
@@ -510,8 +514,19 @@ class WebState:
         def build() -> None:
             try:
                 with Atlas.open(self.atlas_dir) as atlas:
-                    self.similarity_index(atlas, atlas.model(name))
-            except Exception:  # noqa: BLE001 - the request that needs it builds it and says why
+                    model = atlas.model(name)
+                    key = points_key(atlas, model)
+                    if self._prebuild_failed.get(name) == key:
+                        return  # failed on these embeddings: each page load would fail again
+                    try:
+                        self.similarity_index(atlas, model)
+                    except Exception as exc:  # noqa: BLE001 - a thread of its own: say it here
+                        self._prebuild_failed[name] = key
+                        print(f"soundatlas serve: the similarity index of model {name!r} could "
+                              f"not be built in the background ({type(exc).__name__}: {exc}); "
+                              "a nearest-sounds request builds it again and says why",
+                              file=sys.stderr)
+            except Exception:  # noqa: BLE001 - the model is gone: its points request said so
                 pass
             finally:
                 with self._lock:
