@@ -92,7 +92,9 @@ def _add_evaluate(sub, parents) -> None:
                         "training files, k chosen on validation, accuracy on test frames) plus "
                         "confusion matrices, retrieval (P@10, MAP@R), trustworthiness and "
                         "continuity, and acoustic analogies, for each model and baseline on the "
-                        "same frames and split.")
+                        "same frames and split. Each accuracy has a 95 % interval over test "
+                        "files, and each map after the first model its difference from that "
+                        "model on the same frames, with the interval of the difference.")
     add_options(ev, *scoring_options(), ATLAS)
     ev.add_argument("--model", "-m", action="append", metavar="NAME",
                     help="model to score (repeat for several; none: baselines only)")
