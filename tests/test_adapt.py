@@ -119,6 +119,54 @@ def test_a_checkpoint_from_before_the_anchor_resumes_only_without_one(unlabelled
         assert done["done"] and done["resumed_from"] == 20
 
 
+def test_adapt_with_a_time_limit_finishes_the_model_at_the_step_it_reached(unlabelled, tmp_path):
+    from dataclasses import replace
+
+    shutil.copytree(unlabelled, tmp_path / "timed")
+    shutil.copytree(unlabelled, tmp_path / "counted")
+    with Atlas.open(tmp_path / "timed", write=True) as atlas:
+        # a limit the first step always outlasts: the run ends after it, whatever the machine
+        summary = adapt(atlas, base="b", settings=replace(SETTINGS, iterations=500), seed=1,
+                        minutes=1e-9)
+        assert summary["done"] and summary["time_limited"] and summary["minutes"] == 1e-9
+        assert summary["iterations"] == 1 and summary["of"] == 500
+        assert summary["n_embedded"] == atlas.model("b-adapted").n_embedded > 0
+        recorded = atlas.model("b-adapted").config
+        assert recorded["settings"]["iterations"] == 1  # the run it was, not the one asked for
+        assert recorded["training"]["iterations"] == 1
+        assert recorded["training"]["history"][-1]["iteration"] == 1
+    with Atlas.open(tmp_path / "counted", write=True) as atlas:
+        counted = adapt(atlas, base="b", settings=replace(SETTINGS, iterations=1), seed=1)
+        assert counted["done"] and not counted["time_limited"]
+    a, b = _weights(tmp_path / "timed", "b-adapted"), _weights(tmp_path / "counted", "b-adapted")
+    for k in a:  # the steps it took, asked for as iterations, make the same model
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    run = subprocess.run([str(BIN), "adapt", "--atlas", str(tmp_path / "counted"), "-m", "b",
+                          "--name", "cli", "--iterations", "500", "--minutes", "1e-9", "-q"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "model cli, 1 iterations in" in run.stdout and "(the 1e-09 minutes' limit)" in run.stdout
+    with Atlas.open(tmp_path / "counted", write=True) as atlas:
+        for bad in (0, -1.0, float("nan"), float("inf")):
+            with pytest.raises(ParameterError, match="minutes="):
+                adapt(atlas, base="b", name="x", settings=SETTINGS, minutes=bad)
+
+
+def test_a_time_limit_needs_a_schedule_that_does_not_depend_on_the_last_step(unlabelled,
+                                                                             tmp_path):
+    from soundatlas.train import settings_for, train
+
+    shutil.copytree(unlabelled, tmp_path / "a")
+    with Atlas.open(tmp_path / "a", write=True) as atlas:
+        with pytest.raises(ParameterError, match="cosine schedule"):
+            train(atlas, neighbourhood="input-knn", name="c", time_limit=5.0,
+                  settings=settings_for("fast", iterations=10, schedule="cosine"))
+        with pytest.raises(ParameterError, match="time_limit=0"):
+            train(atlas, neighbourhood="input-knn", name="c", time_limit=0,
+                  settings=settings_for("fast", iterations=10))
+        assert "c" not in {m.name for m in atlas.models()}
+
+
 def test_adapt_keeps_the_base_models_neighbours_with_teacher_knn(unlabelled, tmp_path):
     atlas_dir = tmp_path / "atlas"
     shutil.copytree(unlabelled, atlas_dir)
@@ -209,7 +257,8 @@ def test_adapt_on_the_command_line_pauses_names_its_resume_command_and_registers
     shutil.copytree(unlabelled, atlas_dir)
     run = subprocess.run([str(BIN), "adapt", "--atlas", str(atlas_dir), "-m", "b", "--name", "mine",
                           "--iterations", "20", "--lr", "0.005", "-n", "input-knn:2,augment-pair:1",
-                          "--augment", "none", "--anchor", "0.1234567", "--seed", "2", "--stop-after",
+                          "--augment", "none", "--anchor", "0.1234567", "--seed", "2",
+                          "--minutes", "30", "--stop-after",
                           "10", "-q"],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
@@ -219,7 +268,8 @@ def test_adapt_on_the_command_line_pauses_names_its_resume_command_and_registers
     # still continues this run under a version whose defaults differ
     for flag, value in (("--model", "b"), ("--name", "mine"), ("--iterations", "20"),
                         ("--lr", "0.005"), ("-n", "input-knn:2,augment-pair:1"),
-                        ("--augment", "none"), ("--anchor", "0.1234567"), ("--seed", "2")):
+                        ("--augment", "none"), ("--anchor", "0.1234567"), ("--seed", "2"),
+                        ("--minutes", "30.0")):
         assert words[words.index(flag) + 1] == value, flag  # all its digits: the same run
     assert words[-1] == "--resume"
     resumed = subprocess.run([str(BIN), *words[1:], "--json", "-q"], capture_output=True,
@@ -228,7 +278,8 @@ def test_adapt_on_the_command_line_pauses_names_its_resume_command_and_registers
     summary = json.loads(resumed.stdout)
     assert summary["done"] and summary["resumed_from"] == 10 and summary["lr"] == 0.005
     assert summary["name"] == "mine" and summary["base"] == "b" and summary["augment"] == "none"
-    assert summary["anchor"] == 0.1234567
+    assert summary["anchor"] == 0.1234567 and summary["minutes"] == 30.0
+    assert not summary["time_limited"] and summary["iterations"] == 20
     with Atlas.open(atlas_dir) as atlas:
         assert atlas.model("mine").config["settings"]["augment"] is None
         assert atlas.model("mine").config["settings"]["anchor"] == 0.1234567

@@ -13,6 +13,7 @@ the weights an uninterrupted one ends with.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -109,6 +110,7 @@ def adapt(
     seed: int = 0,
     resume: bool = False,
     stop_after: int | None = None,
+    minutes: float | None = None,
     threads: int | None = None,
     train_progress: Callable[[int, int, dict], None] | None = None,
     embed_progress: Callable[[int, int], None] | None = None,
@@ -132,6 +134,10 @@ def adapt(
         uninterrupted one ends with.
     stop_after : int, optional
         Pause after this many steps of this call (resumable).
+    minutes : float, optional
+        Train for at most this many minutes in this call, then finish the model at the step
+        reached (``settings.iterations`` steps at most; the embedding follows, not counted).
+        ``iterations`` set to the steps taken makes the same model.
     threads : int, optional
         Torch threads (default: all cores).
     train_progress, embed_progress : callable, optional
@@ -142,12 +148,14 @@ def adapt(
     dict
         The summary: name, base, iterations, seconds, neighbourhood, augmentation, learning rate,
         seed, ``done`` and, when done, what was embedded and the first and last validation loss.
-        When ``stop_after`` ends training early nothing is embedded and ``done`` is False.
+        When ``stop_after`` ends training early nothing is embedded and ``done`` is False; when
+        ``minutes`` ended it, ``time_limited`` is True and ``iterations`` says how far it got.
 
     Raises
     ------
     ParameterError
-        For a name equal to the base's, or settings the trainer refuses.
+        For a name equal to the base's, ``minutes`` that is not a positive number, or settings
+        the trainer refuses.
     """
     from soundatlas.artifact import resolve_model
     from soundatlas.embed import embed_atlas
@@ -158,16 +166,20 @@ def adapt(
     name = name or f"{base_artifact.name}-adapted"
     if name == base_artifact.name:
         raise ParameterError(f"name={name!r} is the base model's: the adapted model goes beside it")
+    if minutes is not None and not (isinstance(minutes, (int, float)) and 0 < minutes < math.inf):
+        raise ParameterError(f"minutes={minutes!r} must be a positive number")
     overrides = {"threads": threads} if threads else {}
     result = train(atlas, neighbourhood=settings.neighbourhood, init_from=base_artifact,
                    settings=adapt_settings(settings, **overrides), seed=seed, name=name,
-                   resume=resume, stop_after=stop_after, progress=train_progress)
+                   resume=resume, stop_after=stop_after, progress=train_progress,
+                   time_limit=None if minutes is None else 60.0 * minutes)
     summary = {"name": name, "base": base_artifact.name, "iterations": result.iterations,
                "of": settings.iterations, "train_seconds": round(result.seconds, 1),
                "neighbourhood": settings.neighbourhood, "augment": settings.augment,
                "lr": settings.lr, "anchor": settings.anchor, "seed": seed,
-               "resumed_from": result.resumed_from,
-               "done": result.iterations >= settings.iterations}
+               "resumed_from": result.resumed_from, "minutes": minutes,
+               "time_limited": result.time_limited,
+               "done": result.iterations >= settings.iterations or result.time_limited}
     if not summary["done"]:
         return summary
     artifact, registration = resolve_model(atlas, name)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shlex
 import sys
@@ -140,6 +141,8 @@ class TrainResult:
         The iteration the run resumed at (None: started afresh).
     neighbourhood : dict
         What the neighbourhood kept and left out (its ``summary()``).
+    time_limited : bool
+        Whether ``time_limit`` ended the run, the model finished at ``iterations``.
     """
 
     name: str
@@ -150,6 +153,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     resumed_from: int | None = None
     neighbourhood: dict = field(default_factory=dict)  # what the neighbourhood kept and left out
+    time_limited: bool = False  # ended by ``time_limit``, finished at ``iterations``
 
 
 #: ``progress(done, total, info)``, called by :func:`train` after every iteration.
@@ -173,6 +177,7 @@ def train(
     command: str | None = None,
     stop_after: int | None = None,
     init_from=None,
+    time_limit: float | None = None,
 ) -> TrainResult:
     """Train a model on ``atlas``'s training split and register it in the atlas.
 
@@ -222,19 +227,27 @@ def train(
         A model (an atlas model's or shipped model's name, a model directory, or a
         ModelArtifact) whose weights, input statistics and architecture the run starts from;
         its CQT parameters must be the atlas's.
+    time_limit : float, optional
+        Seconds of training steps this call may take: when they are spent, the run ends at
+        the step reached and the model is saved with that many iterations, the same model a
+        run with ``iterations`` set to them makes (so not with the cosine schedule, whose rates
+        depend on the total).
 
     Returns
     -------
     TrainResult
-        When the run has done all its iterations, the model is saved and registered in the
-        atlas; when ``stop_after`` ended it earlier, it is only checkpointed.
+        When the run has done all its iterations (or ``time_limit`` ended it), the model is
+        saved and registered in the atlas; when ``stop_after`` ended it earlier, it is only
+        checkpointed.
 
     Raises
     ------
     ParameterError
         For settings that cannot work, an unknown or unavailable device, ``label`` with a
-        Neighbourhood object, an ``anchor`` without ``init_from``, an atlas without training samples, ``arch`` or ``dims`` other than
-        ``init_from``'s, or data the neighbourhood cannot be fitted on.
+        Neighbourhood object, an ``anchor`` without ``init_from``, an atlas without training
+        samples, ``arch`` or ``dims`` other than ``init_from``'s, a ``time_limit`` that is not a
+        positive number or comes with the cosine schedule, or data the neighbourhood cannot be
+        fitted on.
     TrainingError
         When the loss becomes non-finite (the last good checkpoint is kept), or the checkpoint
         to resume from was made with other settings.
@@ -259,6 +272,14 @@ def train(
         nb = neighbourhood
     else:
         nb = parse_neighbourhood(neighbourhood, label=label, seed=seed)
+    if time_limit is not None:
+        if not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit)
+                and time_limit > 0):
+            raise ParameterError(f"time_limit={time_limit!r} must be a positive number of seconds")
+        if settings.schedule == "cosine":
+            raise ParameterError("a time limit ends the run at a step it cannot know in advance, "
+                                 "and the cosine schedule's rates depend on the last step: "
+                                 "give iterations instead")
     if settings.anchor > 0 and init_from is None:
         raise ParameterError(f"anchor={settings.anchor:g} holds the points near a starting "
                              "model's, and there is none: give init_from (--init-from)")
@@ -273,11 +294,11 @@ def train(
     with model_lock(run_dir, f"the model {name!r} of the atlas at {atlas.path}"):
         return _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params,
                           label=label, command=command, resume=resume, device=device,
-                          progress=progress, stop_after=stop_after)
+                          progress=progress, stop_after=stop_after, time_limit=time_limit)
 
 
 def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, label, command,
-               resume, device, progress, stop_after) -> TrainResult:
+               resume, device, progress, stop_after, time_limit=None) -> TrainResult:
     """The run :func:`train` has set up, under the model's lock: fit, train, checkpoint, save."""
     from soundatlas.artifact import ModelArtifact
     from soundatlas.loss import ContrastiveLoss, anchor_loss
@@ -360,7 +381,7 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
     prev_cpu = history[-1]["cpu_seconds"] if history else 0.0
     ema = None
     end = settings.iterations if stop_after is None else min(settings.iterations, start_it + stop_after)
-    it = start_it
+    it, timed_out = start_it, False
     model.train()
     with deterministic(device):
         for it in range(start_it, end):
@@ -403,11 +424,20 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
                 })
             if done % settings.checkpoint_every == 0 or done == end:
                 _save_checkpoint(run_dir, model, optimizer, sampler, done, history, _config_key(config))
+            if time_limit is not None and done < end and time.perf_counter() - t0 >= time_limit:
+                timed_out = True
+                break
     seconds = prev_seconds + time.perf_counter() - t0
     cpu_seconds = prev_cpu + time.process_time() - c0
     done = it + 1 if end > start_it else start_it
+    if timed_out:  # the run is the one whose last step this is: record it so
+        settings = replace(settings, iterations=done)
+        config["settings"] = asdict(replace(settings, origin_weight=origin))
+        if not history or history[-1]["iteration"] != done:
+            history.append(_log_entry(model, loss_fn, valid_batches, done, ema, settings, device,
+                                      seconds, cpu_seconds))
     result = TrainResult(name, run_dir, done, seconds, cpu_seconds, history, resumed_from,
-                         nb.summary())
+                         nb.summary(), time_limited=timed_out)
     if done < settings.iterations:
         return result  # stopped early on purpose: resumable, not yet a model
     model.eval()

@@ -280,6 +280,10 @@ def _add_adapt(sub, parents) -> None:
     ad.add_argument("--iterations", type=positive_int, default=_ADAPT_DEFAULTS.iterations,
                     metavar="N", help="training steps of 32 triples (default: "
                     f"{_ADAPT_DEFAULTS.iterations})")
+    ad.add_argument("--minutes", type=positive_float, metavar="M",
+                    help="train for at most M minutes (at most --iterations steps), then finish "
+                    "the model at the step reached and embed; --iterations set to the steps "
+                    "taken makes the same model")
     ad.add_argument("--lr", type=positive_float, default=_ADAPT_DEFAULTS.lr, metavar="LR",
                     help=f"learning rate of the fine-tuning (default: {_ADAPT_DEFAULTS.lr:g})")
     ad.add_argument("--neighbourhood", "-n", default=_ADAPT_DEFAULTS.neighbourhood, metavar="SPEC",
@@ -317,6 +321,8 @@ def _adapt_resume_command(args: argparse.Namespace) -> str:
     words += ["--iterations", str(args.iterations), "--lr", repr(args.lr),
               "-n", args.neighbourhood, "--augment", args.augment,
               "--anchor", repr(args.anchor), "--seed", str(args.seed)]
+    if args.minutes is not None:
+        words += ["--minutes", repr(args.minutes)]
     return shlex.join(words + ["--resume"])
 
 
@@ -337,7 +343,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
         summary = adapt(atlas, base=args.model, name=args.name, settings=settings,
                         seed=args.seed, resume=args.resume, stop_after=args.stop_after,
-                        threads=args.threads, train_progress=train_progress,
+                        minutes=args.minutes, threads=args.threads, train_progress=train_progress,
                         embed_progress=embed_bar)
     if args.json:
         print_json(summary)
@@ -348,7 +354,9 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         print(f"adapted {summary['base']} to this library without labels "
               f"({summary['neighbourhood']}, augment {summary['augment']}): model "
               f"{summary['name']}, {summary['iterations']} iterations in "
-              f"{summary['train_seconds']:.0f} s; embedded {summary['n_embedded']} samples in "
+              f"{summary['train_seconds']:.0f} s"
+              + (f" (the {args.minutes:g} minutes' limit)" if summary["time_limited"] else "")
+              + f"; embedded {summary['n_embedded']} samples in "
               f"{summary['embed_seconds']:.0f} s. The page's model switcher offers "
               f"{summary['base']} and {summary['name']}.")
     return EXIT_OK
