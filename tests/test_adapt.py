@@ -152,6 +152,26 @@ def test_adapt_with_a_time_limit_finishes_the_model_at_the_step_it_reached(unlab
                 adapt(atlas, base="b", name="x", settings=SETTINGS, minutes=bad)
 
 
+def test_map_with_adapt_indexes_embeds_and_adapts_in_one_command(unlabelled, tmp_path):
+    shutil.copytree(unlabelled.parent / "lib", tmp_path / "lib")
+    shutil.copytree(unlabelled, tmp_path / "atlas")
+    base = [str(BIN), "map", str(tmp_path / "lib"), "--atlas", str(tmp_path / "atlas"),
+            "-m", "b", "-q"]
+    refused = subprocess.run(base + ["--minutes", "1"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "give --adapt with it" in refused.stderr
+    run = subprocess.run(base + ["--adapt", "--minutes", "1e-9", "--json"], capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["embed"]["model"] == "b" and "index" in out
+    adapted = out["adapt"]
+    assert adapted["name"] == "b-adapted" and adapted["base"] == "b" and adapted["done"]
+    assert adapted["time_limited"] and adapted["iterations"] == 1
+    assert adapted["anchor"] == AdaptSettings().anchor  # adapt's defaults
+    with Atlas.open(tmp_path / "atlas") as atlas:
+        assert atlas.model("b-adapted").n_embedded == atlas.model("b").n_embedded > 0
+
+
 def test_a_time_limit_needs_a_schedule_that_does_not_depend_on_the_last_step(unlabelled,
                                                                              tmp_path):
     from soundatlas.train import settings_for, train

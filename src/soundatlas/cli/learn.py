@@ -23,6 +23,7 @@ from soundatlas.cli.common import (
     SCHEDULER,
     SEED,
     THREADS,
+    UsageError,
     add_options,
     as_dict,
     atlas_dir,
@@ -239,6 +240,12 @@ def _add_map(sub, parents) -> None:
     mp.add_argument("--model", "-m", metavar="NAME",
                     help="model to embed with (default: the shipped 'default')")
     add_options(mp, EMBED_PRECISION, EMBED_DEVICE)
+    mp.add_argument("--adapt", action="store_true",
+                    help="then fine-tune the model to this library without labels and embed "
+                    "with it too (`soundatlas adapt` with its defaults): the page offers both "
+                    "maps")
+    mp.add_argument("--minutes", type=positive_float, metavar="M",
+                    help="with --adapt: train for at most M minutes (as adapt --minutes)")
     mp.set_defaults(func=cmd_map)
 
 
@@ -246,17 +253,27 @@ def cmd_map(args: argparse.Namespace) -> int:
     """``soundatlas map``: ``index`` then ``embed``, in one step."""
     from soundatlas.atlas import Atlas, default_atlas_dir
 
+    from soundatlas.adapt import AdaptSettings
+
+    if args.minutes is not None and not args.adapt:
+        raise UsageError("--minutes limits the adaptation: give --adapt with it")
     index_summary = run_index(args)
     if not args.json:
         print_index_summary(index_summary)
     path = Path(args.atlas) if args.atlas else default_atlas_dir(args.library)
     with Atlas.open(path, write=True) as atlas:
         summary = _embed(args, atlas)
+        if not args.json:
+            print(f"mapped with model {summary.model}: {summary.n_embedded} new, "
+                  f"{summary.n_already} already embedded ({summary.seconds:.1f} s)")
+        adapted = (_adapt_with_progress(args, atlas, base=args.model or "default",
+                                        settings=AdaptSettings(), minutes=args.minutes)
+                   if args.adapt else None)
     if args.json:
-        print_json({"index": index_summary.to_dict(), "embed": as_dict(summary)})
-    else:
-        print(f"mapped with model {summary.model}: {summary.n_embedded} new, "
-              f"{summary.n_already} already embedded ({summary.seconds:.1f} s)")
+        print_json({"index": index_summary.to_dict(), "embed": as_dict(summary),
+                    **({"adapt": adapted} if adapted else {})})
+    elif adapted:
+        print(_adapted_line(adapted, args.minutes))
     return EXIT_OK
 
 
@@ -326,39 +343,51 @@ def _adapt_resume_command(args: argparse.Namespace) -> str:
     return shlex.join(words + ["--resume"])
 
 
-def cmd_adapt(args: argparse.Namespace) -> int:
-    """``soundatlas adapt``: fine-tune a model to the atlas without labels, and embed."""
-    from soundatlas.adapt import AdaptSettings, adapt
+def _adapt_with_progress(args: argparse.Namespace, atlas, *, base: str, settings, minutes,
+                         **kw) -> dict:
+    """``adapt.adapt`` with a progress bar for its training and one for its embedding."""
+    from soundatlas.adapt import adapt
 
-    settings = AdaptSettings(iterations=args.iterations, lr=args.lr,
-                             neighbourhood=args.neighbourhood, augment=args.augment,
-                             anchor=args.anchor)
-    with open_atlas(args, write=True) as atlas, \
-            progress_bar(args, desc="adapting", unit="it") as train_bar, \
+    with progress_bar(args, desc="adapting", unit="it") as train_bar, \
             progress_bar(args, desc="embedding", unit="file") as embed_bar:
 
         def train_progress(done, total, stats):
             train_bar(done, total, loss=f"{stats['loss']:.4f}",
                       **{"triples/s": f"{stats['triples_per_s']:.0f}"})
 
-        summary = adapt(atlas, base=args.model, name=args.name, settings=settings,
-                        seed=args.seed, resume=args.resume, stop_after=args.stop_after,
-                        minutes=args.minutes, threads=args.threads, train_progress=train_progress,
-                        embed_progress=embed_bar)
+        return adapt(atlas, base=base, settings=settings, minutes=minutes,
+                     train_progress=train_progress, embed_progress=embed_bar, **kw)
+
+
+def _adapted_line(summary: dict, minutes: float | None) -> str:
+    """The sentence that reports a finished adaptation."""
+    return (f"adapted {summary['base']} to this library without labels "
+            f"({summary['neighbourhood']}, augment {summary['augment']}): model "
+            f"{summary['name']}, {summary['iterations']} iterations in "
+            f"{summary['train_seconds']:.0f} s"
+            + (f" (the {minutes:g} minutes' limit)" if summary["time_limited"] else "")
+            + f"; embedded {summary['n_embedded']} samples in "
+            f"{summary['embed_seconds']:.0f} s. The page's model switcher offers "
+            f"{summary['base']} and {summary['name']}.")
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    """``soundatlas adapt``: fine-tune a model to the atlas without labels, and embed."""
+    settings = AdaptSettings(iterations=args.iterations, lr=args.lr,
+                             neighbourhood=args.neighbourhood, augment=args.augment,
+                             anchor=args.anchor)
+    with open_atlas(args, write=True) as atlas:
+        summary = _adapt_with_progress(args, atlas, base=args.model, settings=settings,
+                                       minutes=args.minutes, name=args.name, seed=args.seed,
+                                       resume=args.resume, stop_after=args.stop_after,
+                                       threads=args.threads)
     if args.json:
         print_json(summary)
     elif not summary["done"]:
         print(f"adaptation {summary['name']} paused at iteration {summary['iterations']} of "
               f"{summary['of']}; continue with `{_adapt_resume_command(args)}`")
     else:
-        print(f"adapted {summary['base']} to this library without labels "
-              f"({summary['neighbourhood']}, augment {summary['augment']}): model "
-              f"{summary['name']}, {summary['iterations']} iterations in "
-              f"{summary['train_seconds']:.0f} s"
-              + (f" (the {args.minutes:g} minutes' limit)" if summary["time_limited"] else "")
-              + f"; embedded {summary['n_embedded']} samples in "
-              f"{summary['embed_seconds']:.0f} s. The page's model switcher offers "
-              f"{summary['base']} and {summary['name']}.")
+        print(_adapted_line(summary, args.minutes))
     return EXIT_OK
 
 
