@@ -253,8 +253,6 @@ def cmd_map(args: argparse.Namespace) -> int:
     """``soundatlas map``: ``index`` then ``embed``, in one step."""
     from soundatlas.atlas import Atlas, default_atlas_dir
 
-    from soundatlas.adapt import AdaptSettings
-
     if args.minutes is not None and not args.adapt:
         raise UsageError("--minutes limits the adaptation: give --adapt with it")
     index_summary = run_index(args)
