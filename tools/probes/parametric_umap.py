@@ -5,8 +5,8 @@ import sys, json, time, copy, argparse
 import numpy as np, torch
 from soundatlas.atlas import Atlas
 from soundatlas.artifact import resolve_model
-from soundatlas.evaluate import frame_set, knn_accuracy, label_of
-from soundatlas.embed import embed_many, prediction_noise, _noise_rng
+from soundatlas.embed import prediction_noise
+from common import frame_points, knn_scores
 from soundatlas.frames import TrainingData, windows, add_noise
 from soundatlas.neighbourhoods.knn import TeacherKNN, TeacherMap
 ap = argparse.ArgumentParser()
@@ -62,22 +62,5 @@ for it in range(a.steps):
     if it % 500 == 0:
         print(it, float(att), float(rep), time.time() - t, file=sys.stderr, flush=True)
 model.eval()
-fs = frame_set(atlas, n_per_file=8, seed=0)
-recs = {r.id: r for r in atlas.samples()}
-ids = sorted(set(fs.sample_ids.tolist()))
-pts = {}
-with torch.no_grad():
-    for lo in range(0, len(ids), 64):
-        ch = ids[lo:lo + 64]
-        out = embed_many(model, [atlas.features(recs[i]) for i in ch], noise=noise,
-                         rngs=[_noise_rng(recs[i].hash) for i in ch], precision="bf16")
-        for i, z in zip(ch, out):
-            pts[i] = z
-P = np.stack([pts[x][f] for x, f in zip(fs.sample_ids, fs.frames)])
-known = set(atlas.label_summary()); sp = fs.split; row = {}
-for k in a.labels.split(","):
-    lab = label_of(atlas, k, known)
-    y = np.array([lab.get(int(x)) for x in fs.sample_ids], dtype=object)
-    r = knn_accuracy(P[sp == "train"], y[sp == "train"], P[sp == "valid"], y[sp == "valid"], P[sp == "test"], y[sp == "test"])
-    row[k] = round(r["test_accuracy"], 3)
-print(a.tag, vars(a), json.dumps(row), flush=True)
+fs, P = frame_points(atlas, model, noise)
+print(a.tag, vars(a), json.dumps(knn_scores(atlas, fs, P, a.labels.split(","))), flush=True)

@@ -1,0 +1,42 @@
+"""What the probes share: a model's frame points on an atlas's evaluated frames, and their
+within-set k-NN test accuracy (the reference protocol, as ``soundatlas evaluate`` scores it)."""
+import numpy as np
+import torch
+
+from soundatlas.embed import _noise_rng, embed_many
+from soundatlas.evaluate import frame_set, knn_accuracy, label_of
+
+
+def frame_points(atlas, model, noise, *, with_hidden=False):
+    """(FrameSet, points per frame[, hidden layer per frame]) of ``model`` on the 8
+    energy-weighted frames per file that ``evaluate`` draws (seed 0), embedded in bf16 as
+    ``embed`` does on a CPU that has it."""
+    fs = frame_set(atlas, n_per_file=8, seed=0)
+    recs = {r.id: r for r in atlas.samples()}
+    ids = sorted(set(fs.sample_ids.tolist()))
+    pts, hid = {}, {}
+    with torch.no_grad():
+        for lo in range(0, len(ids), 64):
+            ch = ids[lo:lo + 64]
+            out = embed_many(model, [atlas.features(recs[i]) for i in ch], noise=noise,
+                             rngs=[_noise_rng(recs[i].hash) for i in ch],
+                             with_hidden=with_hidden, precision="bf16")
+            for i, o in zip(ch, out):
+                pts[i], hid[i] = o if with_hidden else (o, None)
+    P = np.stack([pts[s][f] for s, f in zip(fs.sample_ids, fs.frames)])
+    if not with_hidden:
+        return fs, P
+    return fs, P, np.stack([hid[s][f] for s, f in zip(fs.sample_ids, fs.frames)])
+
+
+def knn_scores(atlas, fs, Z, labels):
+    """{label: k-NN test accuracy} of the frame points ``Z``, fitted on the training frames, k
+    chosen on the validation frames."""
+    known, sp, row = set(atlas.label_summary()), fs.split, {}
+    for key in labels:
+        lab = label_of(atlas, key, known)
+        y = np.array([lab.get(int(s)) for s in fs.sample_ids], dtype=object)
+        r = knn_accuracy(Z[sp == "train"], y[sp == "train"], Z[sp == "valid"], y[sp == "valid"],
+                         Z[sp == "test"], y[sp == "test"])
+        row[key] = round(r["test_accuracy"], 3)
+    return row
