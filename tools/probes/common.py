@@ -40,3 +40,38 @@ def knn_scores(atlas, fs, Z, labels):
                          Z[sp == "test"], y[sp == "test"])
         row[key] = round(r["test_accuracy"], 3)
     return row
+
+
+def teacher_candidates(path, n_candidates):
+    """The shipped model on an atlas's training windows, as ``adapt``'s teacher sees them.
+
+    Returns (atlas, artifact, base network, training data, input noise, TeacherKNN fitted on
+    up to ``n_candidates`` windows by energy (its ``embedding_`` is the hidden layer's PCA-64,
+    ``positives_`` each window's 10 nearest there), the base map's point of every candidate)."""
+    import sys
+    import time
+
+    from soundatlas.artifact import resolve_model
+    from soundatlas.atlas import Atlas
+    from soundatlas.embed import prediction_noise
+    from soundatlas.frames import TrainingData, windows
+    from soundatlas.neighbourhoods.knn import TeacherKNN, TeacherMap
+
+    atlas = Atlas.open(path)
+    art, _ = resolve_model(atlas, "default")
+    base = art.model.eval()
+    split = atlas.splits(seed=None)
+    data = TrainingData.from_atlas(atlas, sorted(i for i, s in split.items() if s == "train"))
+    noise = prediction_noise(art)
+    t = time.time()
+    nb = TeacherKNN(n_candidates=n_candidates, n_components=64, k=10, far=200)
+    nb.set_teacher(base, noise=noise)
+    nb.fit(data)
+    print("teacher hidden", nb.embedding_.shape, time.time() - t, file=sys.stderr, flush=True)
+    nm = TeacherMap(n_candidates=n_candidates, n_components=3, k=10, far=200)
+    nm.set_teacher(base, noise=noise)
+    nm.fit(data)  # the same seed draws the same candidates
+    s, c = nb.cand_sample_, nb.cand_centre_
+    assert (nm.cand_sample_ == s).all() and (nm.cand_centre_ == c).all()
+    M = nm._represent(windows(data, s, c, window=base.window))
+    return atlas, art, base, data, noise, nb, M

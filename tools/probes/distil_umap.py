@@ -2,12 +2,8 @@
 its own hidden layer on the library's windows (label-free), then score within-set k-NN."""
 import sys, json, time, copy, argparse
 import numpy as np, torch
-from soundatlas.atlas import Atlas
-from soundatlas.artifact import resolve_model
-from soundatlas.embed import prediction_noise
-from common import frame_points, knn_scores
-from soundatlas.frames import TrainingData, windows, add_noise
-from soundatlas.neighbourhoods.knn import TeacherKNN, TeacherMap
+from common import frame_points, knn_scores, teacher_candidates
+from soundatlas.frames import windows, add_noise
 ap = argparse.ArgumentParser()
 ap.add_argument("atlas"); ap.add_argument("labels")
 ap.add_argument("--cands", type=int, default=50000); ap.add_argument("--steps", type=int, default=3000)
@@ -16,22 +12,8 @@ ap.add_argument("--min-dist", type=float, default=0.1); ap.add_argument("--batch
 ap.add_argument("--tag", default="d")
 a = ap.parse_args()
 torch.set_num_threads(2); torch.manual_seed(0)
-atlas = Atlas.open(a.atlas)
-art, _ = resolve_model(atlas, "default")
-base = art.model.eval()
-split = atlas.splits(seed=None)
-train_ids = sorted(i for i, s in split.items() if s == "train")
-data = TrainingData.from_atlas(atlas, train_ids)
-noise = prediction_noise(art)
-t = time.time()
-nb = TeacherKNN(n_candidates=a.cands, n_components=64, k=10, far=200)
-nb.set_teacher(base, noise=noise); nb.fit(data)
+atlas, art, base, data, noise, nb, M = teacher_candidates(a.atlas, a.cands)
 H = nb.embedding_.astype(np.float32); s, c = nb.cand_sample_, nb.cand_centre_
-print("teacher hidden", H.shape, time.time() - t, file=sys.stderr, flush=True)
-nm = TeacherMap(n_candidates=a.cands, n_components=3, k=10, far=200)  # base map on same cands
-nm.set_teacher(base, noise=noise); nm.fit(data)
-assert (nm.cand_sample_ == s).all() and (nm.cand_centre_ == c).all()
-M = nm._represent(windows(data, s, c, window=base.window))  # base 3-D map points
 import umap, warnings
 t = time.time()
 with warnings.catch_warnings():
