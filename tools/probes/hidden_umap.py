@@ -12,7 +12,7 @@ if len(sys.argv) != 3:
     sys.exit("usage: hidden_umap.py ATLAS LABEL,LABEL,...")
 path, labels = sys.argv[1], sys.argv[2].split(",")
 atlas = Atlas.open(path)
-art, reg = resolve_model(atlas, "default")
+art, _ = resolve_model(atlas, "default")
 model = art.model.eval()
 fs, P, H = frame_points(atlas, model, prediction_noise(art), with_hidden=True)
 X = input_windows(atlas, fs)

@@ -6,12 +6,11 @@ import sys, json, time, argparse
 import numpy as np, torch
 from soundatlas.atlas import Atlas
 from soundatlas.artifact import resolve_model
-from soundatlas.embed import prediction_noise, _noise_rng, frame_energy
+from soundatlas.embed import prediction_noise, _noise_rng, frame_energy, point_of
 from soundatlas.frames import TrainingData
 from soundatlas.sampling import TripleSampler, add_noise
 from soundatlas.neighbourhoods import parse_neighbourhood
 from soundatlas.loss import ContrastiveLoss
-from soundatlas.metrics import retrieval
 ap = argparse.ArgumentParser()
 ap.add_argument("--corpus", required=True, help="the training corpus atlas (tools/generalist.sh WORK/corpus)")
 ap.add_argument("--val", required=True, help="the tuning atlas (never the held-out bank)")
@@ -24,13 +23,14 @@ torch.set_num_threads(2); torch.manual_seed(0)
 art, _ = resolve_model(Atlas.open(a.val), "default")
 net = art.model.eval().requires_grad_(False)
 noise = prediction_noise(art)
-def trunk(x):  # (B, window, bins) -> (B, 12960): L2 output, as forward computes it
-    x = net._standardized(x).unsqueeze(1)
-    for conv, pool in net._convs():
-        x = torch.tanh(conv(x))
-        if pool > 1:
-            x = torch.nn.functional.max_pool2d(x, (pool, 1))
-    return x.flatten(1)
+def trunk(x):  # (B, window, bins) -> (B, 12960): what L3 reads, from the network's own forward
+    seen = []
+    hook = net.l3.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    try:
+        net(x)
+    finally:
+        hook.remove()
+    return seen[0]
 head = torch.nn.Linear(12960, a.dims)
 torch.nn.init.normal_(head.weight, std=0.01); torch.nn.init.zeros_(head.bias)
 if a.from_l3:  # nonlinear head: a trainable copy of L3 (starts as the hidden layer) -> D
@@ -49,21 +49,17 @@ def sample_vectors(atlas, fn):
         win = np.lib.stride_tricks.sliding_window_view(P, (W, P.shape[1]))[:, 0]
         with torch.no_grad():
             v = fn(torch.from_numpy(np.ascontiguousarray(win)))
-        e = frame_energy(F); e = e / e.sum() if e.sum() > 0 else np.full(len(e), 1 / len(e))
-        out[r.id] = (e[:, None] * v.numpy()).sum(0)
+        out[r.id] = point_of(v.numpy(), frame_energy(F))
     return out
 def p10(atlas, vecs, labels):
-    split = atlas.splits(); known = set(atlas.label_summary())
-    from soundatlas.evaluate import label_of
+    """Per-sample P@10 as ``evaluate`` reports it: the labelled test samples query all others."""
+    from soundatlas.evaluate import _retrieval, label_of
+    split, known = atlas.splits(), set(atlas.label_summary())
     ids = np.array(sorted(vecs)); X = np.stack([vecs[i] for i in ids])
     test = np.array([split[i] == "test" for i in ids])
-    row = {}
-    for k in labels:
-        lab = label_of(atlas, k, known)
-        y = np.array([lab.get(int(i)) for i in ids], dtype=object)
-        r = retrieval(X, y, queries=test & np.array([v is not None for v in y]), k=10)
-        row[k] = round(r["precision_at_k"], 3)
-    return row
+    y = {k: np.array([label_of(atlas, k, known).get(int(i)) for i in ids], dtype=object)
+         for k in labels}
+    return {k: round(r["precision_at_k"], 3) for k, r in _retrieval(X, test, y, k=10).items()}
 val = Atlas.open(a.val); labels = ["instrument", "pitch", "drum_class"]
 if a.probe_only:
     t = time.time()
