@@ -5,7 +5,8 @@ Each library (a folder with a ``metadata.csv``, e.g. from ``soundatlas demo-libr
 with the shipped model's CQT parameters and embedded with it once (cached under ``--work``).
 Per sample: the map point (energy-weighted mean of the trajectory, as the atlas stores it), the
 energy-weighted and plain means of the hidden layer L3 (256 tanh units) over the frames, and the
-plain and energy-weighted means of the log-CQT frames (the "input space", 192-d).
+plain and energy-weighted means of the log-CQT frames (the "input space", 192-d), and the pitch
+profile of the energy-weighted mean frame (``soundatlas.similarity.pitch_block``, 96-d).
 
 Every candidate is scored per label by per-sample retrieval (``soundatlas.metrics.retrieval``:
 precision at 10 and MAP@R, a query never matching itself) and by k-NN accuracy (k=5, 5-fold,
@@ -43,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 #: a pseudo-label: relevant = same instrument, pitch within 2 semitones (a "near note")
 NEAR_NOTE = "near-note"
 #: the representation chosen (soundatlas.similarity): int8 codes of the energy-weighted mean
-#: hidden layer, decoded
-CHOSEN = "chosen: hidden 256 int8 (soundatlas.similarity)"
+#: hidden layer beside the pitch profile, decoded
+CHOSEN = "chosen: hidden 256 + pitch profile 96, int8 (soundatlas.similarity)"
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -55,12 +56,14 @@ def prepare(name: str, library: Path, work: Path, *, jobs: int) -> dict:
     from soundatlas.atlas import Atlas
     from soundatlas.embed import _noise_rng, embed_many, frame_energy, point_of, prediction_noise
     from soundatlas.indexing import index_library
+    from soundatlas.similarity import pitch_block
 
     cache = work / f"{name}.npz"
     if cache.is_file():
         data = dict(np.load(cache, allow_pickle=False))
-        data["labels"] = json.loads(str(data["labels"]))
-        return data
+        if "pitch" in data:  # else made before the pitch profile: made again
+            data["labels"] = json.loads(str(data["labels"]))
+            return data
     atlas_dir = work / f"{name}-atlas"
     artifact = _shipped()
     t = time.perf_counter()
@@ -74,7 +77,7 @@ def prepare(name: str, library: Path, work: Path, *, jobs: int) -> dict:
         splits = atlas.splits()
         keys = sorted(atlas.label_summary())
         labels = {k: atlas.labels(k) for k in keys}
-        blocks = {b: [] for b in ("map", "hid_ew", "hid", "cqt", "cqt_ew", "cqt_sd")}
+        blocks = {b: [] for b in ("map", "hid_ew", "hid", "cqt", "cqt_ew", "cqt_sd", "pitch")}
         for i in range(0, len(records), 64):
             recs = records[i:i + 64]
             feats = [atlas.features(r) for r in recs]
@@ -88,6 +91,8 @@ def prepare(name: str, library: Path, work: Path, *, jobs: int) -> dict:
                 blocks["cqt"].append(F.mean(axis=0))
                 blocks["cqt_ew"].append(point_of(F, e))
                 blocks["cqt_sd"].append(F.std(axis=0))
+                blocks["pitch"].append(pitch_block(point_of(F, e),
+                                                   atlas.cqt_params.bins_per_octave))
     print(f"# {name}: embedded {len(records)} samples in {time.perf_counter() - t:.0f} s",
           flush=True)
     ids = np.array([r.id for r in records], np.int64)
@@ -131,7 +136,9 @@ def main_candidates(d: dict) -> dict[str, tuple[np.ndarray, int]]:
     ``:eval`` (scored after the choice, never used for it) is scored on."""
     from soundatlas.similarity import decode, encode
 
-    return {"map (3-D)": (d["map"], 12), CHOSEN: (decode(encode(d["hid_ew"])), 256),
+    return {"map (3-D)": (d["map"], 12),
+            CHOSEN: (decode(encode(np.hstack([d["hid_ew"], d["pitch"]]))), 352),
+            "hidden 256 int8 (the space until 2026-12-04)": (decode(encode(d["hid_ew"])), 256),
             "input: mean log-CQT 192": (d["cqt"], 768)}
 
 
@@ -159,8 +166,10 @@ def candidates(d: dict, ref: dict | None) -> dict[str, tuple[np.ndarray, int]]:
     h, c = _centre_scale(d["hid_ew"], d["hid_ew"]), _centre_scale(d["cqt"], d["cqt"])
     out["hidden + input + sd, per-block scaled (own)"] = (
         np.hstack([h, c, _centre_scale(d["cqt_sd"], d["cqt_sd"])]), 2560)
-    # what fits 256 bytes without fitting anything to the library
-    out[CHOSEN] = (decode(encode(d["hid_ew"])), 256)
+    # what fits a few hundred bytes without fitting anything to the library
+    out["hidden 256 int8 (the space until 2026-12-04)"] = (decode(encode(d["hid_ew"])), 256)
+    out["pitch profile 96 int8"] = (decode(encode(d["pitch"])), 96)
+    out[CHOSEN] = (decode(encode(np.hstack([d["hid_ew"], d["pitch"]]))), 352)
     out["input uint8 (x20)"] = (np.clip(np.round(d["cqt"] * 20), 0, 255) / 20, 192)
     if ref is not None:  # transforms fitted on another library (the model's own training bank)
         for k in (16, 32, 64):

@@ -364,7 +364,7 @@ def test_neighbours_exclude_self_nearest_first_as_brute_force_finds(client, atla
 def test_neighbours_come_from_the_similarity_space_by_default_as_brute_force_finds(
         client, atlas, m_id, k):
     ids, codes = atlas.similarity_vectors(m_id)
-    assert codes.shape == (48, 256) and codes.dtype == np.int8
+    assert codes.shape == (48, 352) and codes.dtype == np.int8
     vectors = codes.astype(np.float64) * (1 / 127)
     for row in (0, 17, 47):
         sid = int(ids[row])

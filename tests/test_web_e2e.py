@@ -333,6 +333,18 @@ def test_clicking_a_point_selects_it_with_neighbours_cqt_and_trajectory(page, se
     want = [n["id"] for n in near]
     assert _state(page, "neighbours") == want
     assert _list_ids(page, "#neighbours") == want
+    # "by timbre" and "by the map" list what the server answers in those spaces; back to the
+    # default, sound and pitch
+    listed = []
+    for space, asked in (("timbre", "&space=timbre"), ("map", "&space=map"), ("similarity", "")):
+        page.select_option("#near-space", space)
+        near_in = server.get(f"/api/models/m/neighbours/{sample_id}?k=10{asked}")
+        assert near_in["space"] == space
+        ids = json.dumps([n["id"] for n in near_in["neighbours"]], separators=(",", ":"))
+        page.wait_for_function(f"JSON.stringify({HOOK}.state.neighbours) === {json.dumps(ids)}")
+        listed.append(_list_ids(page, "#neighbours"))
+        assert listed[-1] == json.loads(ids)
+    assert listed[1] != listed[0] and listed[-1] == want  # the choice reached the server
     # an entry drags out as its audio file (to the desktop, or a DAW)
     drag = page.evaluate("""() => {
         const dt = new DataTransfer();

@@ -79,10 +79,11 @@ def embed_file(artifact, F: np.ndarray, content_hash: str, *, compression: float
 
     model = artifact.model.eval()
     device = next(model.parameters()).device.type
-    space = similarity.space_for(model) if with_vector else None
+    space = similarity.space_for(model, artifact.cqt) if with_vector else None
     traj, point, vector = _embed_batch(
         (model, [F], [content_hash]), noise=prediction_noise(artifact), compression=compression,
-        with_vector=space is not None, precision=inference_precision(precision, device))[0]
+        with_vector=space is not None, precision=inference_precision(precision, device),
+        bins_per_octave=artifact.cqt.bins_per_octave)[0]
     return (traj, point, vector) if with_vector else (traj, point)
 
 
@@ -170,9 +171,11 @@ def point_of(trajectory: np.ndarray, energy: np.ndarray) -> np.ndarray:
 
 
 
-def sample_vector(hidden: np.ndarray, energy: np.ndarray) -> np.ndarray:
-    """A sample's similarity vector (``soundatlas.similarity``): its hidden activations pooled
-    as its point on the map is (``point_of``), as int8 codes.
+def sample_vector(hidden: np.ndarray, energy: np.ndarray, frames: np.ndarray,
+                  bins_per_octave: int) -> np.ndarray:
+    """A sample's similarity vector (``soundatlas.similarity``), as int8 codes: its hidden
+    activations pooled as its point on the map is (``point_of``), beside the pitch profile of
+    its log-CQT frames pooled the same way (``similarity.pitch_block``).
 
     Parameters
     ----------
@@ -180,12 +183,20 @@ def sample_vector(hidden: np.ndarray, energy: np.ndarray) -> np.ndarray:
         The hidden layer's activations per frame.
     energy : ndarray, shape (n_frames,)
         The frames' energies.
+    frames : ndarray, shape (n_frames, n_bins)
+        The sample's log-CQT frames (without the network's input noise).
+    bins_per_octave : int
+        Their CQT's bins per octave.
 
     Returns
     -------
-    ndarray of int8, shape (units,)
+    ndarray of int8, shape (units + pitch numbers,)
     """
-    return similarity.encode(point_of(np.asarray(hidden, dtype=np.float32), energy))
+    timbre = point_of(np.asarray(hidden, dtype=np.float32), energy)
+    pitch = similarity.pitch_block(point_of(np.asarray(frames, dtype=np.float32), energy),
+                                   bins_per_octave)
+    return similarity.encode(np.concatenate([timbre, pitch]))
+
 
 @torch.no_grad()
 def embed_features(
@@ -437,7 +448,7 @@ def embed_atlas(
     precision = inference_precision(precision, device)
     model = artifact.model.to(_device(device)).eval()
     noise = prediction_noise(artifact)
-    space = similarity.space_for(model)
+    space = similarity.space_for(model, atlas.cqt_params)
     if space is not None:
         atlas.set_similarity_space(model_id, space)
     todo = atlas.unembedded(model_id)
@@ -451,7 +462,8 @@ def embed_atlas(
         atlas.set_embed_precision(artifact.name, precision)  # what uploads are embedded with
     done = n_already
     stage = functools.partial(_embed_batch, noise=noise, compression=atlas.cqt_params.compression,
-                              with_vector=space is not None, precision=precision)
+                              with_vector=space is not None, precision=precision,
+                              bins_per_octave=atlas.cqt_params.bins_per_octave)
     ref = model if executor is None else _model_ref(model, executor)
     pool = _thread_pool(model) if executor is None else None
     read: collections.deque = collections.deque()  # what each batch in flight holds, in order
@@ -491,7 +503,7 @@ def embed_atlas(
                         precision=precision, device=device)
 
 
-def _embed_batch(batch, *, noise, compression, with_vector, precision) -> list:
+def _embed_batch(batch, *, noise, compression, with_vector, precision, bins_per_octave) -> list:
     """One batch of ``embed_atlas``: (model or its payload, features, content hashes) ->
     (trajectory, point, similarity vector or None) per file. Runs where the executor puts it."""
     ref, feats, hashes = batch
@@ -502,8 +514,8 @@ def _embed_batch(batch, *, noise, compression, with_vector, precision) -> list:
     for F, o in zip(feats, out):
         traj, hidden = o if with_vector else (o, None)
         energy = frame_energy(F)
-        rows.append((traj, point_of(traj, energy),
-                     None if hidden is None else sample_vector(hidden, energy)))
+        rows.append((traj, point_of(traj, energy), None if hidden is None
+                     else sample_vector(hidden, energy, F, bins_per_octave)))
     return rows
 
 

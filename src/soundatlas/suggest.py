@@ -3,8 +3,8 @@ labelled neighbours.
 
 A sample without label KEY gets the value most of its ``k`` nearest samples *that have KEY*
 carry, with a confidence: the share of those ``k`` that carry it (ties go to the value of the
-nearest). Nearest is measured in a model's similarity space by default (the hidden layer's
-vectors, which find similar sounds better than the 3-D map: ``similarity``), on its map
+nearest). Nearest is measured in a model's similarity space by default (the hidden layer
+beside a pitch profile, which find similar sounds better than the 3-D map: ``similarity``), on its map
 (``space="map"``), or in the input space (each sample's mean log-CQT frame, ``space="input"``,
 the baseline). The user's tags count as labels, so suggestions fill in what a user began.
 
@@ -24,7 +24,7 @@ from soundatlas.errors import ParameterError
 
 __all__ = ["Suggestion", "SPACES", "suggest", "vote", "majority", "representation", "hidden_label_curve"]
 
-SPACES = ("similarity", "map", "input")
+SPACES = ("similarity", "timbre", "map", "input")
 
 
 @dataclass(frozen=True)
@@ -39,14 +39,15 @@ class Suggestion:
 
 def representation(atlas, model, space: str) -> tuple[np.ndarray, np.ndarray]:
     """(ids ascending, float32 vectors) of a space: ``similarity`` (the model's vectors),
-    ``map`` (its points) or ``input`` (each sample's mean log-CQT frame; no model needed).
+    ``timbre`` (their hidden-layer block, without the pitch profile), ``map`` (its points) or
+    ``input`` (each sample's mean log-CQT frame; no model needed).
 
     Raises
     ------
     ParameterError
         For an unknown space, or a model without similarity vectors for every embedded sample.
     """
-    from soundatlas.similarity import decode
+    from soundatlas.similarity import decode, timbre, timbre_space
 
     if space not in SPACES:
         raise ParameterError(f"space {space!r}: one of {', '.join(SPACES)}")
@@ -65,6 +66,8 @@ def representation(atlas, model, space: str) -> tuple[np.ndarray, np.ndarray]:
     if found is None or len(ids) < model.n_embedded:
         raise ParameterError(f"model {model.name!r} has no similarity vector for every sample "
                              "(soundatlas embed adds them); use --space map")
+    if space == "timbre":
+        return ids, decode(timbre(codes, found), timbre_space(found))
     return ids, decode(codes, found)
 
 
@@ -132,7 +135,7 @@ def suggest(atlas, key: str, *, model=None, space: str = "similarity", k: int = 
         The label (a user's tag key counts: ``tag``, ``mood``...).
     model : ModelRecord, optional
         The model whose space is searched (not needed for ``space="input"``).
-    space : {'similarity', 'map', 'input'}
+    space : {'similarity', 'timbre', 'map', 'input'}
         Where nearness is measured.
     k : int
         Neighbours that vote.

@@ -406,8 +406,9 @@ def _add_suggest(sub, parents) -> None:
     s.add_argument("--model", "-m", metavar="NAME",
                    help="the model whose space is searched (default: the first fully embedded)")
     s.add_argument("--space", choices=SPACES, default="similarity",
-                   help="where nearness is measured: the model's similarity vectors, its map, "
-                   "or the input space (mean log-CQT; no model) (default: similarity)")
+                   help="where nearness is measured: the model's similarity vectors (its hidden "
+                   "layer beside a pitch profile), their timbre block alone (the hidden layer), "
+                   "its map, or the input space (mean log-CQT; no model) (default: similarity)")
     s.add_argument("-k", type=int, default=10, metavar="N",
                    help="labelled neighbours that vote (default: 10)")
     s.add_argument("--min-confidence", type=float, default=0.0, metavar="P",

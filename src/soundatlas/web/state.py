@@ -341,7 +341,8 @@ class WebState:
         self.max_export_bytes = max_export_bytes
         self._lock = threading.Lock()
         self._indexes: dict[str, tuple[tuple, PointIndex]] = {}  # name -> (points_key, index)
-        self._vectors: dict[str, tuple[tuple, SimilarityIndex]] = {}  # name -> (key, index)
+        # (model name, timbre) -> (key, index)
+        self._vectors: dict[tuple[str, bool], tuple[tuple, SimilarityIndex]] = {}
         self._artifacts: dict[tuple, object] = {}
         self._frames: dict[str, tuple[tuple, object]] = {}  # name -> (points_key, FrameIndex)
         # one build of each kind at a time (they are large); a kind does not wait for another
@@ -464,16 +465,18 @@ class WebState:
         return self._cached(self._indexes, model.name, points_key(atlas, model), make,
                             build_now=build)
 
-    def similarity_index(self, atlas: Atlas, model: ModelRecord, *,
-                         build: bool = True) -> SimilarityIndex | None:
+    def similarity_index(self, atlas: Atlas, model: ModelRecord, *, build: bool = True,
+                         timbre: bool = False) -> SimilarityIndex | None:
         """The model's similarity vectors and index (a :class:`SimilarityIndex`), rebuilt
         when its embeddings or vectors changed; without a vector for every embedded sample,
-        no index and the message why. With ``build=False``, None where it would be built."""
+        no index and the message why. With ``build=False``, None where it would be built. With
+        ``timbre``, the index of the vectors' timbre block alone (``similarity.timbre``)."""
+        from soundatlas import similarity
         from soundatlas.similarity import missing_message, vector_index
 
         space = atlas.similarity_space(model.id)
         key = (*points_key(atlas, model), None if space is None else
-               (space["name"], space["updated"]))
+               (space["name"], space["updated"]), timbre)
 
         def make() -> SimilarityIndex:
             if space is None:
@@ -481,10 +484,14 @@ class WebState:
             ids, codes = atlas.similarity_vectors(model.id)
             if len(ids) < model.n_embedded:
                 return SimilarityIndex(None, space, missing_message(atlas, model, len(ids)))
+            searched = space
+            if timbre:
+                codes, searched = similarity.timbre(codes, space), similarity.timbre_space(space)
             return SimilarityIndex(vector_index(ids, codes, scale=space["spec"]["scale"],
-                                                approximate_above=self.approximate_above), space)
+                                                approximate_above=self.approximate_above),
+                                   searched)
 
-        return self._cached(self._vectors, model.name, key, make, build_now=build)
+        return self._cached(self._vectors, (model.name, timbre), key, make, build_now=build)
 
     def prebuild_similarity(self, name: str) -> threading.Thread | None:
         """Build a model's similarity index on a background thread, unless it is built or
@@ -549,7 +556,7 @@ class WebState:
         return self._cached(self._frames, model.name, points_key(atlas, model),
                             lambda: FrameIndex.load(atlas, model, cache="read"))
 
-    def _cached(self, store: dict, name: str, key: tuple, build: Callable[[], object], *,
+    def _cached(self, store: dict, name, key: tuple, build: Callable[[], object], *,
                 build_now: bool = True):
         """``store[name]``'s value while its key is ``key``, else ``build()``'s, stored (or
         None with ``build_now=False``). Builds of one store run one at a time, so requests

@@ -2,11 +2,12 @@
 and query by example (an uploaded file embedded with the model, never added to the atlas).
 
 Neighbours and query by example search the model's similarity space (``soundatlas.similarity``:
-the hidden layer's 256 units per sample) by default, or the 3-D map with ``space=map``; so do
-analogies (a - b + c of the vectors; their ``point`` is always the map's, for drawing). The JSON
-says which (``"space"``). A model without similarity vectors (an atlas embedded before they
+the hidden layer's 256 units per sample beside its pitch profile) by default, its timbre block
+alone (the hidden layer: the same instrument at any pitch) with ``space=timbre``, or the 3-D map
+with ``space=map``; so do analogies (a - b + c of the vectors; their ``point`` is always the
+map's, for drawing). The JSON says which (``"space"``). A model without similarity vectors (an atlas embedded before they
 existed) answers from the map, with a ``"note"`` that says so and names the command that adds
-them; ``space=similarity`` is then a 409.
+them; ``space=similarity`` and ``space=timbre`` are then a 409.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ from soundatlas.web.uploads import UPLOAD_BODY, run_on_upload
 router = APIRouter(prefix="/api/models", tags=["models"])
 
 K = Query(10, ge=1, le=MAX_K, description=f"how many neighbours (1 to {MAX_K})")
-SPACE = Query(None, description="where to search: similarity (the model's similarity vectors; "
-              "the default where it has them) or map (the 3-D points)")
-Space = Literal["similarity", "map"] | None
+SPACE = Query(None, description="where to search: similarity (the model's similarity vectors, "
+              "sound and pitch; the default where it has them), timbre (their hidden-layer "
+              "block alone: the same instrument at any pitch) or map (the 3-D points)")
+Space = Literal["similarity", "timbre", "map"] | None
 EXACT = Query(False, description="search every similarity vector: an exact answer where the "
               "model is large enough to be searched approximately by default (\"exact\" in "
               "the answer says which it got)")
@@ -50,12 +52,12 @@ def _search_space(web, atlas, model: ModelRecord, asked: str | None, *, build: b
     with ``build=False`` when the similarity index would have to be built first."""
     if asked == "map":
         return "map", None, None
-    sim = web.similarity_index(atlas, model, build=build)
+    sim = web.similarity_index(atlas, model, build=build, timbre=asked == "timbre")
     if sim is None:
         return None
     if sim.index is not None:
-        return "similarity", sim, None
-    if asked == "similarity":
+        return asked or "similarity", sim, None
+    if asked is not None:
         raise api_error(409, sim.message)
     return "map", None, sim.message
 
@@ -190,9 +192,9 @@ class AnalogyRequest(BaseModel):
     b: int = Field(description="sample id: what to take away")
     c: int = Field(description="sample id: what to add")
     k: int = Field(10, ge=1, le=MAX_K, description=f"how many neighbours (1 to {MAX_K})")
-    space: Literal["similarity", "map"] | None = Field(
+    space: Space = Field(
         None, description="where to search: similarity (the default where the model has "
-        "similarity vectors) or map")
+        "similarity vectors), timbre (their hidden-layer block alone) or map")
     exact: bool = Field(False, description="search every similarity vector (large models are "
                         "searched approximately by default)")
 
@@ -242,6 +244,7 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
            exact: bool) -> dict:
     from soundatlas.embed import embed_outside_file
     from soundatlas.errors import AudioReadError
+    from soundatlas.similarity import embed_command, timbre
 
     with web.atlas() as atlas:
         model = embedded_model(atlas, name)
@@ -254,9 +257,13 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
         except AudioReadError as exc:
             raise api_error(400, f"{filename}: {exc.reason}") from None
         if sim is not None:
+            if codes is not None and used == "timbre":
+                codes = timbre(codes, atlas.similarity_space(model.id))
             if codes is None or codes.shape != (sim.index.dims,):
-                raise api_error(409, f"model {name!r} cannot compute the atlas's similarity "
-                                f"vectors ({sim.space['name']}); ask with space=map")
+                raise api_error(409, f"the atlas's similarity vectors for model {name!r} are "
+                                f"of another space ({sim.space['name']}) than an upload's: "
+                                f"`{embed_command(atlas, model)}` brings them up to date; or "
+                                "ask with space=map")
             query = codes.astype(np.float64) * sim.index.scale
             found = sim.index.nearest(query, k, exact=exact)
         else:
@@ -273,9 +280,9 @@ class SuggestRequest(BaseModel):
     ids: list[int] = Field(min_length=1, max_length=1000, description="sample ids (at most 1000)")
     label: str = Field(min_length=1, description="the label to suggest (a tag key counts)")
     k: int = Field(10, ge=1, le=100, description="labelled neighbours that vote")
-    space: Literal["similarity", "map"] | None = Field(
-        None, description="where nearness is measured (default: similarity where the model "
-        "has vectors)")
+    space: Space = Field(
+        None, description="where nearness is measured: similarity, timbre or map (default: "
+        "similarity where the model has vectors)")
 
 
 @router.post("/{name}/suggest", summary="Suggest a label for samples from their neighbours")

@@ -94,6 +94,7 @@ const lists = {
 let activeList = lists.neighbours; // the list the arrow keys step through
 const tokens = { select: 0, filter: 0 };
 const k = () => Number($('k').value);
+const nearSpace = () => $('near-space').value;
 const worldOf = (values) => new THREE.Vector3().fromArray(toWorld(values, 1, values.length, data.norm));
 const indexOf = (id) => search(data.ids, id);
 
@@ -567,7 +568,7 @@ async function select(id) {
   const model = state.model;
   const failed = (error) => { status(error.message, 'error'); return null; };
   const [info, near, traj] = await Promise.all([sampleInfo(id).catch(failed),
-    api.neighbours(model, id, k()).catch(failed), api.loadTrajectory(model, id).catch(failed)]);
+    api.neighbours(model, id, k(), nearSpace()).catch(failed), api.loadTrajectory(model, id).catch(failed)]);
   if (token !== tokens.select) return;
   if (info) {
     $('sample-name').textContent = basename(info.path);
@@ -761,6 +762,7 @@ function wire() {
   on('add-selected', 'click', () => state.selected !== null && selection.add([state.selected]));
   on('add-neighbours', 'click', () => selection.add(state.neighbours));
   on('k', 'change', () => { if (state.selected !== null) select(state.selected); });
+  on('near-space', 'change', () => { if (state.selected !== null) select(state.selected); });
   on('query-file', 'change', (e) => { if (e.target.files[0]) query.run(e.target.files[0]); });
   on('query-play', 'click', () => query.play());
   on('query-clear', 'click', () => query.clear());

@@ -116,7 +116,10 @@ export async function loadTrajectory(name, id) {
   };
 }
 
-export const neighbours = (name, id, k) => getJSON(`${model(name)}/neighbours/${id}?k=${k}`);
+/** The ``k`` samples nearest ``id``; ``space``: 'similarity' (sound and pitch), 'timbre' or 'map'
+ *  (the server falls back to the map for 'similarity' where the model has no vectors yet). */
+export const neighbours = (name, id, k, space = 'similarity') => getJSON(
+  `${model(name)}/neighbours/${id}?k=${k}${space === 'similarity' ? '' : `&space=${space}`}`);
 export const analogy = (name, a, b, c, k) => postJSON(`${model(name)}/analogy`, { a, b, c, k });
 export const sample = (id) => getJSON(`/api/samples/${id}`);
 /** A sample's file as it is (HTTP Range), or with ``format`` 'wav' decoded by the server to

@@ -52,7 +52,8 @@ export function setDragData(dataTransfer, id, path) {
  */
 const SPACE_TITLES = {
   map: 'distance on the map',
-  similarity: 'distance by sound (the network\'s 256-unit hidden layer, not the 3-D map)',
+  similarity: 'distance by sound and pitch (the network\'s 256-unit hidden layer beside a pitch profile, not the 3-D map)',
+  timbre: 'distance by timbre (the network\'s 256-unit hidden layer alone: the same instrument at any pitch)',
 };
 
 export class SampleList {
