@@ -1,0 +1,77 @@
+"""Probe: per-sample precision at 10, as ``evaluate`` reports it, of the stored hidden layer, the
+input space (each sample's mean evaluated window), the pitch profile alone and the hidden layer
+beside tanh(g x pitch profile) for each gain g: the similarity space of ``soundatlas.similarity``
+(g = 20 there) and the gains it was chosen among, on the tuning set.
+
+    python tools/probes/pitch_profile.py ATLAS LABEL,LABEL,... [--gains 2,5,10,20,40]
+
+The atlas is embedded with ``default``; the hidden layer is the timbre block of its stored
+vectors (either space), the pitch profile is computed here from the features at each gain."""
+import argparse
+import json
+
+import numpy as np
+
+from soundatlas import similarity
+from soundatlas.artifact import resolve_model
+from soundatlas.atlas import Atlas
+from soundatlas.baselines import input_windows
+from soundatlas.embed import frame_energy, point_of
+from soundatlas.evaluate import _retrieval, _test_samples, frame_set, label_of, sample_points
+
+ap = argparse.ArgumentParser()
+ap.add_argument("atlas"); ap.add_argument("labels")
+ap.add_argument("--gains", default="2,5,10,20,40")
+ap.add_argument("--raw", default="", help="also gains c of tanh(c x profile) without unit length "
+                "(the profile in log-CQT units), comma-separated")
+a = ap.parse_args()
+
+atlas = Atlas.open(a.atlas)
+_, rec = resolve_model(atlas, "default")
+fs = frame_set(atlas, n_per_file=8, seed=0)
+ids = np.unique(fs.sample_ids)
+space = atlas.similarity_space(rec.id)
+have, codes = atlas.similarity_vectors(rec.id)
+H = similarity.decode(similarity.timbre(codes[np.searchsorted(have, ids)], space))
+bpo = atlas.cqt_params.bins_per_octave
+records = {r.id: r for r in atlas.samples(ids.tolist())}
+frames = [atlas.features(records[int(i)]).astype(np.float32) for i in ids]
+means = [point_of(F, frame_energy(F, compression=atlas.cqt_params.compression)) for F in frames]
+test = _test_samples(ids, fs)
+known = set(atlas.label_summary())
+labels = {k: np.array([label_of(atlas, k, known).get(int(i)) for i in ids], dtype=object)
+          for k in a.labels.split(",")}
+
+
+def score(name, Z):
+    r = _retrieval(np.ascontiguousarray(Z, dtype=np.float32), test, labels)
+    print(name, json.dumps({k: round(v["precision_at_k"], 3) for k, v in r.items()}), flush=True)
+
+
+score("hidden", H)
+score("input", sample_points(input_windows(atlas, fs), fs)[1])
+for g in [float(x) for x in a.gains.split(",")]:
+    saved, similarity.PITCH_GAIN = similarity.PITCH_GAIN, g
+    try:
+        P = similarity.decode(similarity.encode(np.stack([similarity.pitch_block(m, bpo)
+                                                          for m in means])))
+    finally:
+        similarity.PITCH_GAIN = saved
+    if g == similarity.PITCH_GAIN:
+        score(f"profile alone, tanh({g:g} x)", P)
+    score(f"hidden + tanh({g:g} x profile)", np.hstack([H, P]))
+
+
+def raw_profile(m, bins_per_octave):
+    """The profile before unit length: the flattened frame averaged over each semitone."""
+    from scipy.ndimage import uniform_filter1d
+
+    flat = m - uniform_filter1d(np.asarray(m, np.float64), size=bins_per_octave, mode="nearest")
+    pool = similarity._semitone_pool(bins_per_octave)
+    return flat[: len(flat) // pool * pool].reshape(-1, pool).mean(axis=1)
+
+
+for c in [float(x) for x in a.raw.split(",") if x]:
+    P = similarity.decode(similarity.encode(np.tanh(c * np.stack([raw_profile(m, bpo)
+                                                                  for m in means]))))
+    score(f"hidden + tanh({c:g} x raw profile)", np.hstack([H, P]))
