@@ -604,6 +604,15 @@ def test_an_atlas_with_the_space_before_the_pitch_profile_searches_it_until_embe
     assert d["space"] == "similarity" and d["space_detail"].startswith("hidden-mean:")
     assert [n["id"] for n in d["neighbours"]] == _brute_ids(decode(codes[:, :256]), ids, 7, 10)
     assert client.get(url, params={"space": "timbre"}).json()["neighbours"] == d["neighbours"]
+    # an upload (encoded with the pitch profile) is searched by its hidden-layer block there:
+    # a library file finds itself
+    with Atlas.open(old) as atlas:
+        rec = atlas.samples([int(ids[7])])[0]
+        path = atlas.library / rec.path
+    q = client.post("/api/models/default/query", params={"k": 3},
+                    files={"file": (path.name, path.read_bytes(), "audio/wav")}).json()
+    assert q["space"] == "similarity" and q["neighbours"][0]["id"] == int(ids[7])
+    assert q["neighbours"][0]["distance"] == 0
     with Atlas.open(old, write=True) as atlas:  # embed brings the vectors up to date
         artifact, reg = resolve_model(atlas, "default")
         summary = embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, reg))

@@ -4,8 +4,8 @@ labelled neighbours.
 A sample without label KEY gets the value most of its ``k`` nearest samples *that have KEY*
 carry, with a confidence: the share of those ``k`` that carry it (ties go to the value of the
 nearest). Nearest is measured in a model's similarity space by default (the hidden layer
-beside a pitch profile, which find similar sounds better than the 3-D map: ``similarity``), on its map
-(``space="map"``), or in the input space (each sample's mean log-CQT frame, ``space="input"``,
+beside a pitch profile, which finds similar sounds better than the 3-D map: ``similarity``), in
+its timbre block alone (``space="timbre"``), on its map (``space="map"``), or in the input space (each sample's mean log-CQT frame, ``space="input"``,
 the baseline). The user's tags count as labels, so suggestions fill in what a user began.
 
 :func:`suggest` answers the suggestions; :func:`hidden_label_curve` measures them by hiding a

@@ -5,9 +5,9 @@ Neighbours and query by example search the model's similarity space (``soundatla
 the hidden layer's 256 units per sample beside its pitch profile) by default, its timbre block
 alone (the hidden layer: the same instrument at any pitch) with ``space=timbre``, or the 3-D map
 with ``space=map``; so do analogies (a - b + c of the vectors; their ``point`` is always the
-map's, for drawing). The JSON says which (``"space"``). A model without similarity vectors (an atlas embedded before they
-existed) answers from the map, with a ``"note"`` that says so and names the command that adds
-them; ``space=similarity`` and ``space=timbre`` are then a 409.
+map's, for drawing). The JSON says which (``"space"``). A model without similarity vectors (an
+atlas embedded before they existed) answers from the map, with a ``"note"`` that says so and
+names the command that adds them; ``space=similarity`` and ``space=timbre`` are then a 409.
 """
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
            exact: bool) -> dict:
     from soundatlas.embed import embed_outside_file
     from soundatlas.errors import AudioReadError
-    from soundatlas.similarity import embed_command, timbre
+    from soundatlas.similarity import HIDDEN_ONLY, embed_command
 
     with web.atlas() as atlas:
         model = embedded_model(atlas, name)
@@ -257,8 +257,10 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
         except AudioReadError as exc:
             raise api_error(400, f"{filename}: {exc.reason}") from None
         if sim is not None:
-            if codes is not None and used == "timbre":
-                codes = timbre(codes, atlas.similarity_space(model.id))
+            if codes is not None and sim.space["name"] == HIDDEN_ONLY:
+                # the hidden layer alone (space=timbre, or an atlas embedded before the pitch
+                # profile): an upload's vector starts with it
+                codes = codes[: sim.space["dims"]]
             if codes is None or codes.shape != (sim.index.dims,):
                 raise api_error(409, f"the atlas's similarity vectors for model {name!r} are "
                                 f"of another space ({sim.space['name']}) than an upload's: "
