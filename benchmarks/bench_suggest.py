@@ -1,8 +1,8 @@
 """Labels suggested from the map, measured: hide a share of a label, suggest it back, score.
 
-For each atlas and label, and each space (every model's similarity space and map, and the input
-space: the mean log-CQT, the baseline), a seeded 10 %, 25 % and 50 % of the labelled samples
-have their label hidden; ``soundatlas.suggest.vote`` (what ``soundatlas suggest`` runs) suggests
+For each atlas and label, and each space (every model's similarity space, its timbre block
+where the space has a pitch profile, its map, and the input space: the mean log-CQT, the
+baseline), a seeded 10 %, 25 % and 50 % of the labelled samples have their label hidden; ``soundatlas.suggest.vote`` (what ``soundatlas suggest`` runs) suggests
 it from the k nearest samples that kept theirs. Printed: precision (the share right) against
 coverage (the share of the hidden that get a suggestion at or above the threshold) as the
 confidence threshold rises, and the whole table as JSON with --json.
@@ -40,6 +40,8 @@ def spaces(atlas, models: list[str] | None) -> list[tuple[str, object, str]]:
         if not m.n_embedded or (models and m.name not in models):
             continue
         out.append((f"{m.name}: similarity", m, "similarity"))
+        if (atlas.similarity_space(m.id) or {}).get("spec", {}).get("blocks"):
+            out.append((f"{m.name}: timbre", m, "timbre"))  # the hidden layer alone
         out.append((f"{m.name}: map", m, "map"))
     out.append(("input space", None, "input"))
     return out

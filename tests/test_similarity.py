@@ -4,6 +4,7 @@ better than the 3-D map."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from pathlib import Path
@@ -648,7 +649,7 @@ def test_a_new_space_definition_drops_the_old_vectors(synth_atlas, tmp_path):
         assert len(atlas.without_similarity(m.id)) == atlas.n_samples()
 
 
-def test_the_suggest_endpoint_votes_among_labelled_neighbours(synth_atlas, tmp_path):
+def test_the_suggest_endpoint_votes_among_labelled_neighbours(synth_atlas, tmp_path, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(synth_atlas, copy)
     with Atlas.open(copy, write=True) as atlas:
@@ -671,9 +672,23 @@ def test_the_suggest_endpoint_votes_among_labelled_neighbours(synth_atlas, tmp_p
     assert labelled is None  # it has the label
     assert first["id"] == bare[0] and first["value"] in set(truth.values())
     assert first["confidence"] in {i / 5 for i in range(1, 6)}
-    answer = client.post(url, json={"ids": bare, "label": "drum_class"}).json()["suggestions"]
-    right = sum(s["value"] == truth[s["id"]] for s in answer if s)
-    assert right > len(bare) / 2  # the similarity space finds the drum class (6 classes)
+    answer = client.post(url, json={"ids": bare, "label": "drum_class"}).json()
+    assert answer["space"] == "timbre"  # the default: the hidden layer, without the pitch profile
+    right = sum(s["value"] == truth[s["id"]] for s in answer["suggestions"] if s)
+    assert right > len(bare) / 2  # the hidden layer finds the drum class (6 classes)
+    whole = client.post(url, json={"ids": bare, "label": "drum_class", "space": "similarity"})
+    assert whole.json()["space"] == "similarity"
+    # the command line votes as the page does, in the same space by default
+    from soundatlas.cli import main
+
+    capsys.readouterr()
+    assert main(["suggest", "--atlas", str(copy), "--label", "drum_class", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert cli["space"] == "timbre"
+    by_id = {s["id"]: s for s in cli["suggestions"]}
+    for s in filter(None, answer["suggestions"]):
+        assert by_id[s["id"]]["value"] == s["value"]
+        assert by_id[s["id"]]["confidence"] == pytest.approx(s["confidence"], abs=1e-4)
     assert client.post(url, json={"ids": bare, "label": "nope"}).status_code == 404
     assert client.post(url, json={"ids": list(range(1001)), "label": "drum_class"}
                        ).status_code == 422

@@ -3,10 +3,12 @@ labelled neighbours.
 
 A sample without label KEY gets the value most of its ``k`` nearest samples *that have KEY*
 carry, with a confidence: the share of those ``k`` that carry it (ties go to the value of the
-nearest). Nearest is measured in a model's similarity space by default (the hidden layer
-beside a pitch profile, which finds similar sounds better than the 3-D map: ``similarity``), in
-its timbre block alone (``space="timbre"``), on its map (``space="map"``), or in the input space (each sample's mean log-CQT frame, ``space="input"``,
-the baseline). The user's tags count as labels, so suggestions fill in what a user began.
+nearest). Nearest is measured by default in the timbre block of a model's similarity vectors
+(``space="timbre"``: its hidden layer, which suggests labels better than the 3-D map and, for
+instruments, better than the whole vectors, whose pitch profile draws same-pitch notes of other
+instruments near: ``docs/RESULTS.md``, "Label suggestions beside the pitch profile"), in the
+whole vectors (``space="similarity"``, better for drum classes), on its map (``space="map"``),
+or in the input space (each sample's mean log-CQT frame, ``space="input"``, the baseline). The user's tags count as labels, so suggestions fill in what a user began.
 
 :func:`suggest` answers the suggestions; :func:`hidden_label_curve` measures them by hiding a
 share of the labels that exist and scoring the suggestions against them (precision against
@@ -123,7 +125,7 @@ def vote(vectors: np.ndarray, labelled: np.ndarray, values: list[str], queries: 
     return out_values, out_conf
 
 
-def suggest(atlas, key: str, *, model=None, space: str = "similarity", k: int = 10,
+def suggest(atlas, key: str, *, model=None, space: str = "timbre", k: int = 10,
             min_confidence: float = 0.0) -> list[Suggestion]:
     """Suggestions of label ``key`` for every embedded sample without it, most confident first.
 

@@ -405,10 +405,11 @@ def _add_suggest(sub, parents) -> None:
                    help="the label to suggest (the user's tag keys count: tag, mood, ...)")
     s.add_argument("--model", "-m", metavar="NAME",
                    help="the model whose space is searched (default: the first fully embedded)")
-    s.add_argument("--space", choices=SPACES, default="similarity",
-                   help="where nearness is measured: the model's similarity vectors (its hidden "
-                   "layer beside a pitch profile), their timbre block alone (the hidden layer), "
-                   "its map, or the input space (mean log-CQT; no model) (default: similarity)")
+    s.add_argument("--space", choices=SPACES, default="timbre",
+                   help="where nearness is measured: the timbre block of the model's similarity "
+                   "vectors (its hidden layer), the whole vectors (the hidden layer beside a "
+                   "pitch profile), its map, or the input space (mean log-CQT; no model) "
+                   "(default: timbre)")
     s.add_argument("-k", type=int, default=10, metavar="N",
                    help="labelled neighbours that vote (default: 10)")
     s.add_argument("--min-confidence", type=float, default=0.0, metavar="P",

@@ -47,16 +47,19 @@ EXACT = Query(False, description="search every similarity vector: an exact answe
               "the answer says which it got)")
 
 
-def _search_space(web, atlas, model: ModelRecord, asked: str | None, *, build: bool = True):
-    """(space name, SimilarityIndex or None, note or None) for a search ``asked`` for; None
-    with ``build=False`` when the similarity index would have to be built first."""
+def _search_space(web, atlas, model: ModelRecord, asked: str | None, *, build: bool = True,
+                  default: str = "similarity"):
+    """(space name, SimilarityIndex or None, note or None) for a search ``asked`` for (None:
+    ``default``, or the map where the model has no similarity vectors); None with
+    ``build=False`` when the similarity index would have to be built first."""
     if asked == "map":
         return "map", None, None
-    sim = web.similarity_index(atlas, model, build=build, timbre=asked == "timbre")
+    wanted = asked or default
+    sim = web.similarity_index(atlas, model, build=build, timbre=wanted == "timbre")
     if sim is None:
         return None
     if sim.index is not None:
-        return asked or "similarity", sim, None
+        return wanted, sim, None
     if asked is not None:
         raise api_error(409, sim.message)
     return "map", None, sim.message
@@ -283,8 +286,8 @@ class SuggestRequest(BaseModel):
     label: str = Field(min_length=1, description="the label to suggest (a tag key counts)")
     k: int = Field(10, ge=1, le=100, description="labelled neighbours that vote")
     space: Space = Field(
-        None, description="where nearness is measured: similarity, timbre or map (default: "
-        "similarity where the model has vectors)")
+        None, description="where nearness is measured: timbre, similarity or map (default: "
+        "timbre where the model has similarity vectors, else the map)")
 
 
 @router.post("/{name}/suggest", summary="Suggest a label for samples from their neighbours")
@@ -304,7 +307,7 @@ def post_suggest(name: str, body: SuggestRequest, request: Request) -> dict:
             raise api_error(404, f"no label {body.label!r} in this atlas (known: "
                             f"{', '.join(known)})")
         have = atlas.labels(body.label)
-        used, sim, note = _search_space(web, atlas, model, body.space)
+        used, sim, note = _search_space(web, atlas, model, body.space, default="timbre")
         index = None if sim is not None else web.point_index(atlas, model)
         out = []
         for sid in body.ids:
