@@ -4,9 +4,9 @@
 The atlas is synthetic, built once through the atlas's own write API (cached under ``--work``):
 N samples of one silent feature frame each with four labels, and a model ``default`` registered
 with the shipped default model's config (the real one, tens of kilobytes of JSON, as every real
-atlas holds it), whose 3-D points come from a mixture of 24 classes and whose 256-byte similarity
-vectors come from a mixture of ``--clusters`` centres in 256 dimensions (int8 codes, as
-``embed`` stores them). No audio files exist: a neighbours request never reads one. Above
+atlas holds it), whose 3-D points come from a mixture of 24 classes and whose similarity vectors,
+of the size ``embed`` stores (352 bytes: the hidden layer and the pitch profile), come from a
+mixture of ``--clusters`` centres (int8 codes, as ``embed`` stores them). No audio files exist: a neighbours request never reads one. Above
 ``serve``'s ``--approximate-above`` (100,000) the server searches these vectors with its FAISS
 inverted file, as it does a real library of that size; the answer's ``recall`` and cells
 searched are printed, since they depend on how clustered the vectors are (the generated library
@@ -58,7 +58,7 @@ import numpy as np
 
 import common
 
-BUILD_TAG = "bench_neighbours v1"  # change when the synthetic atlas changes: it is rebuilt
+BUILD_TAG = "bench_neighbours v2"  # change when the synthetic atlas changes: it is rebuilt
 SEED = 11
 BATCH = 20_000
 CLASSES = 24
@@ -72,6 +72,7 @@ def build_atlas(work: Path, n: int, clusters: int) -> tuple[Path, float | None]:
     it came from the cache). Only the atlas's public write API, no SQL of our own."""
     from soundatlas.artifact import CONFIG, shipped_model_dir
     from soundatlas.atlas import Atlas, NewSample
+    from soundatlas.cqt_params import PAPER_CQT
     from soundatlas.similarity import SCALE, space_for
 
     path = work / f"atlas-{n}-{clusters}"
@@ -86,7 +87,9 @@ def build_atlas(work: Path, n: int, clusters: int) -> tuple[Path, float | None]:
     classes = rng.integers(0, CLASSES, n)
     centres3 = rng.normal(0.0, 3.0, (CLASSES, 3))
     points = (centres3[classes] + rng.normal(0.0, 0.6, (n, 3))).astype(np.float32)
-    centres = rng.normal(0.0, 0.35, (clusters, 256))
+    space = space_for(SimpleNamespace(l3=SimpleNamespace(out_features=256)), PAPER_CQT)
+    dims = space["dims"]  # the shipped model's space on the shipped CQT
+    centres = rng.normal(0.0, 0.35, (clusters, dims))
     cluster = rng.integers(0, clusters, n)
     config = json.loads((shipped_model_dir() / CONFIG).read_text())
     config["synthetic"] = "benchmarks/bench_neighbours.py"
@@ -103,11 +106,10 @@ def build_atlas(work: Path, n: int, clusters: int) -> tuple[Path, float | None]:
                    for i in range(start, min(n, start + BATCH))]
             ids += atlas.commit_batch(new)
         model_id = atlas.register_model("default", "models/bench-neighbours-synthetic", config)
-        atlas.set_similarity_space(model_id, space_for(
-            SimpleNamespace(l3=SimpleNamespace(out_features=256))))
+        atlas.set_similarity_space(model_id, space)
         for start in range(0, n, BATCH):
             stop = min(n, start + BATCH)
-            x = centres[cluster[start:stop]] + rng.normal(0.0, 0.08, (stop - start, 256))
+            x = centres[cluster[start:stop]] + rng.normal(0.0, 0.08, (stop - start, dims))
             codes = np.clip(np.round(x * SCALE), -SCALE, SCALE).astype(np.int8)
             atlas.commit_embeddings(model_id, [(ids[i], points[i][None], points[i])
                                                for i in range(start, stop)],
