@@ -573,7 +573,22 @@ def test_timbre_searches_the_hidden_layer_alone_and_similarity_the_whole_vector(
     assert [n["id"] for n in whole["neighbours"]] == _brute_ids(decode(codes), ids, row, 10)
     assert [n["id"] for n in alone["neighbours"]] == _brute_ids(decode(codes[:, :256]), ids,
                                                                  row, 10)
-    assert whole["neighbours"] != alone["neighbours"]  # the profile moves some neighbours
+    # the profile moves some neighbours
+    assert [n["id"] for n in whole["neighbours"]] != [n["id"] for n in alone["neighbours"]]
+    # an upload is searched by its hidden-layer block: a library file finds itself
+    with Atlas.open(synth_atlas) as atlas:
+        path = atlas.library / atlas.samples([int(ids[row])])[0].path
+    for space in ("timbre", "similarity"):
+        q = client.post("/api/models/default/query", params={"k": 3, "space": space},
+                        files={"file": (path.name, path.read_bytes(), "audio/wav")}).json()
+        assert q["space"] == space and q["neighbours"][0]["id"] == int(ids[row])
+        assert q["neighbours"][0]["distance"] == 0
+    # the approximate index (FAISS) of the timbre block finds what the exact one does
+    approx = TestClient(create_app(synth_atlas, approximate_above=0))
+    got = approx.get(url, params={"space": "timbre", "exact": "true"}).json()
+    assert got["exact"] is True and got["neighbours"] == alone["neighbours"]
+    near = approx.get(url, params={"space": "timbre"}).json()
+    assert near["exact"] is False and near["space"] == "timbre" and 0 < near["recall"] <= 1
     # analogies and label suggestions take the same choice
     body = {"a": int(ids[1]), "b": int(ids[2]), "c": int(ids[3]), "k": 5, "space": "timbre"}
     assert client.post("/api/models/default/analogy", json=body).json()["space"] == "timbre"
@@ -603,6 +618,7 @@ def test_an_atlas_with_the_space_before_the_pitch_profile_searches_it_until_embe
     url = f"/api/models/default/neighbours/{int(ids[7])}"
     d = client.get(url).json()
     assert d["space"] == "similarity" and d["space_detail"].startswith("hidden-mean:")
+    assert "before the pitch profile" in d["note"] and "soundatlas embed" in d["note"]
     assert [n["id"] for n in d["neighbours"]] == _brute_ids(decode(codes[:, :256]), ids, 7, 10)
     assert client.get(url, params={"space": "timbre"}).json()["neighbours"] == d["neighbours"]
     # an upload (encoded with the pitch profile) is searched by its hidden-layer block there:
@@ -619,7 +635,29 @@ def test_an_atlas_with_the_space_before_the_pitch_profile_searches_it_until_embe
         summary = embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, reg))
         assert (summary.n_embedded, summary.n_vectors) == (0, len(ids))
         np.testing.assert_array_equal(atlas.similarity_vectors(reg.id)[1], codes)
-    assert client.get(url).json()["space_detail"].startswith("hidden-mean+pitch:")
+    d = client.get(url).json()
+    assert d["space_detail"].startswith("hidden-mean+pitch:") and "note" not in d
+
+
+def test_vectors_added_alone_are_made_in_the_arithmetic_the_atlas_recorded(synth_atlas, tmp_path):
+    from soundatlas.artifact import resolve_model
+    from soundatlas.embed import embed_atlas, embed_file, ensure_registered
+    from soundatlas.model import inference_precision
+
+    copy = tmp_path / "copy"
+    shutil.copytree(synth_atlas, copy)
+    other = "fp32" if inference_precision("auto") == "bf16" else "bf16"
+    with Atlas.open(copy, write=True) as atlas:
+        artifact, reg = resolve_model(atlas, "default")
+        atlas.set_embed_precision("default", other)  # as if embedded elsewhere
+        atlas.set_similarity_space(reg.id, similarity.space_for(artifact.model))  # drops them
+        summary = embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, reg))
+        assert (summary.n_embedded, summary.precision) == (0, other)
+        ids, codes = atlas.similarity_vectors(reg.id)
+        rec = atlas.samples([int(ids[3])])[0]
+        _, _, vector = embed_file(artifact, atlas.features(rec), rec.hash, with_vector=True,
+                                  precision=other)
+    np.testing.assert_array_equal(codes[3], vector)  # what an upload of the file computes
 
 
 def test_evaluate_reports_retrieval_in_both_spaces(atlas):

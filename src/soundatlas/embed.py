@@ -424,7 +424,9 @@ def embed_atlas(
         Called with (samples done, samples to do).
     precision : {'auto', 'fp32', 'bf16'}, default='auto'
         The network's arithmetic: ``auto`` is bf16 where ``device`` has it natively
-        (``model.inference_precision``), fp32 the exact path.
+        (``model.inference_precision``), fp32 the exact path. When only vectors are to be
+        added, ``auto`` is the arithmetic the atlas recorded for the model's embeddings (fp32
+        for embeddings from before it did).
     device : {'cpu', 'cuda'}, default='cpu'
         Where the network runs (here; an executor's workers use their CPU).
     executor : concurrent.futures.Executor, optional
@@ -445,7 +447,7 @@ def embed_atlas(
 
     check_features(atlas, artifact)
     start = time.perf_counter()
-    precision = inference_precision(precision, device)
+    asked, precision = precision, inference_precision(precision, device)
     model = artifact.model.to(_device(device)).eval()
     noise = prediction_noise(artifact)
     space = similarity.space_for(model, atlas.cqt_params)
@@ -453,6 +455,10 @@ def embed_atlas(
         atlas.set_similarity_space(model_id, space)
     todo = atlas.unembedded(model_id)
     fill = atlas.without_similarity(model_id) if space is not None else np.empty(0, np.int64)
+    if not len(todo) and len(fill) and asked == "auto":
+        # vectors only (an atlas of another space): in the arithmetic its points were made in,
+        # which uploads are embedded in too, so that a library file still finds itself
+        precision = atlas.embed_precision(artifact.name) or "fp32"
     n_total = atlas.n_samples() + len(fill)
     n_already = n_total - len(todo) - len(fill)
     n_frames = 0

@@ -453,13 +453,14 @@ class ApproximateIndex:
     The vectors are clustered (k-means, ``nlist`` cells, on a seeded sample); a query measures
     the vectors of the ``nprobe`` cells whose centres are nearest it, so a neighbour in a cell
     not probed is missed. The cells hold the int8 codes themselves (FAISS's signed 8-bit
-    "direct" scalar quantiser: 256 bytes a vector, and a scan twice as fast as in fp16, which
-    was the largest part of a nearest-sounds request at 1M samples), so distances are not
-    approximated, only the candidates are; the candidates are measured again in float64 and
-    ordered as :class:`VectorIndex` orders them. FAISS's 8-bit kernels turn the *query* into a
-    code too, which is exact for a query that is one (a sample's own vector, an uploaded file's
-    int8 vector) and wrong for any other (an analogy's a - b + c beyond the codes' range, or a
-    vector between codes): such a query is searched exactly (:meth:`searches_all` says which).
+    "direct" scalar quantiser: a byte a number, 352 a vector of the shipped space, and a scan
+    twice as fast as in fp16, which was the largest part of a nearest-sounds request at 1M
+    samples), so distances are not approximated, only the candidates are; the candidates are
+    measured again in float64 and ordered as :class:`VectorIndex` orders them. FAISS's 8-bit
+    kernels turn the *query* into a code too, which is exact for a query that is one (a
+    sample's own vector, an uploaded file's int8 vector) and wrong for any other (an analogy's
+    a - b + c beyond the codes' range, or a vector between codes): such a query is searched
+    exactly (:meth:`searches_all` says which).
 
     ``nprobe`` is chosen at build time: starting at 8 cells, doubled until the recall at 10
     (the share of the exact 10 nearest found, ties counted by distance) of ``calibration``

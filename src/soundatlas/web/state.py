@@ -475,6 +475,8 @@ class WebState:
         from soundatlas.similarity import missing_message, vector_index
 
         space = atlas.similarity_space(model.id)
+        # a space without a pitch profile is all timbre: its one index serves both
+        timbre = timbre and bool(space and space["spec"].get("blocks"))
         key = (*points_key(atlas, model), None if space is None else
                (space["name"], space["updated"]), timbre)
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from soundatlas.atlas import ModelRecord
 from soundatlas.errors import AtlasError
+from soundatlas.similarity import HIDDEN_ONLY, describe, embed_command
 from soundatlas.web.deps import (
     MAX_K,
     embedded_model,
@@ -59,7 +60,12 @@ def _search_space(web, atlas, model: ModelRecord, asked: str | None, *, build: b
     if sim is None:
         return None
     if sim.index is not None:
-        return wanted, sim, None
+        note = None
+        if wanted == "similarity" and sim.space["name"] == HIDDEN_ONLY:
+            note = (f"model {model.name!r}'s similarity vectors are the hidden layer alone, "
+                    "made before the pitch profile joined it; "
+                    f"`{embed_command(atlas, model)}` adds it")
+        return wanted, sim, note
     if asked is not None:
         raise api_error(409, sim.message)
     return "map", None, sim.message
@@ -70,8 +76,6 @@ def _space_fields(space: str, sim, note: str | None, exact: bool, query=None) ->
     whether the answer is exact (asked for, or a ``query`` the index searches whole); when
     not, ``recall`` estimates the share of the true neighbours it holds (measured when the
     index was built)."""
-    from soundatlas.similarity import describe
-
     out = {"space": space}
     if sim is not None:
         out["space_detail"] = describe(sim.space)
@@ -247,7 +251,6 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
            exact: bool) -> dict:
     from soundatlas.embed import embed_outside_file
     from soundatlas.errors import AudioReadError
-    from soundatlas.similarity import HIDDEN_ONLY, embed_command
 
     with web.atlas() as atlas:
         model = embedded_model(atlas, name)

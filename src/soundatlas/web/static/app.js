@@ -578,6 +578,7 @@ async function select(id) {
   }
   curation.show(id).catch(failed);
   lists.neighbours.fill(near ? near.neighbours : [], near ? near.space : 'map');
+  if (near && near.note) status(near.note); // searched elsewhere than asked, and the command that mends it
   state.neighbours = lists.neighbours.ids;
   activeList = lists.neighbours;
   data.focusId = null;
