@@ -75,3 +75,34 @@ def teacher_candidates(path, n_candidates):
     assert (nm.cand_sample_ == s).all() and (nm.cand_centre_ == c).all()
     M = nm._represent(windows(data, s, c, window=base.window))
     return atlas, art, base, data, noise, nb, M
+
+
+def sample_retrieval(atlas, label_keys):
+    """What the nearest-sounds probes share, on the samples ``evaluate`` draws (8 frames each,
+    seed 0): (sample ids, their hidden-layer vectors under ``default`` (the timbre block of the
+    stored similarity vectors, of either space), the input space (each sample's mean evaluated
+    window), ``score(name, Z)``: prints per-sample P@10 of ``Z`` per label, test samples
+    querying all, as ``evaluate`` reports it)."""
+    import json
+
+    from soundatlas import similarity
+    from soundatlas.artifact import resolve_model
+    from soundatlas.baselines import input_windows
+    from soundatlas.evaluate import _retrieval, _test_samples, sample_points
+
+    _, rec = resolve_model(atlas, "default")
+    fs = frame_set(atlas, n_per_file=8, seed=0)
+    ids, X = sample_points(input_windows(atlas, fs), fs)
+    have, codes = atlas.similarity_vectors(rec.id)
+    H = similarity.decode(similarity.timbre(codes[np.searchsorted(have, ids)],
+                                            atlas.similarity_space(rec.id)))
+    test, known = _test_samples(ids, fs), set(atlas.label_summary())
+    labels = {k: np.array([label_of(atlas, k, known).get(int(i)) for i in ids], dtype=object)
+              for k in label_keys}
+
+    def score(name, Z):
+        r = _retrieval(np.ascontiguousarray(Z, dtype=np.float32), test, labels)
+        print(name, json.dumps({k: round(v["precision_at_k"], 3) for k, v in r.items()}),
+              flush=True)
+
+    return ids, H, X, score

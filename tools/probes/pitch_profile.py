@@ -8,16 +8,13 @@ beside tanh(g x pitch profile) for each gain g: the similarity space of ``sounda
 The atlas is embedded with ``default``; the hidden layer is the timbre block of its stored
 vectors (either space), the pitch profile is computed here from the features at each gain."""
 import argparse
-import json
 
 import numpy as np
 
+from common import sample_retrieval
 from soundatlas import similarity
-from soundatlas.artifact import resolve_model
 from soundatlas.atlas import Atlas
-from soundatlas.baselines import input_windows
 from soundatlas.embed import frame_energy, point_of
-from soundatlas.evaluate import _retrieval, _test_samples, frame_set, label_of, sample_points
 
 ap = argparse.ArgumentParser()
 ap.add_argument("atlas"); ap.add_argument("labels")
@@ -27,29 +24,13 @@ ap.add_argument("--raw", default="", help="also gains c of tanh(c x profile) wit
 a = ap.parse_args()
 
 atlas = Atlas.open(a.atlas)
-_, rec = resolve_model(atlas, "default")
-fs = frame_set(atlas, n_per_file=8, seed=0)
-ids = np.unique(fs.sample_ids)
-space = atlas.similarity_space(rec.id)
-have, codes = atlas.similarity_vectors(rec.id)
-H = similarity.decode(similarity.timbre(codes[np.searchsorted(have, ids)], space))
+ids, H, X, score = sample_retrieval(atlas, a.labels.split(","))
 bpo = atlas.cqt_params.bins_per_octave
 records = {r.id: r for r in atlas.samples(ids.tolist())}
 frames = [atlas.features(records[int(i)]).astype(np.float32) for i in ids]
 means = [point_of(F, frame_energy(F, compression=atlas.cqt_params.compression)) for F in frames]
-test = _test_samples(ids, fs)
-known = set(atlas.label_summary())
-labels = {k: np.array([label_of(atlas, k, known).get(int(i)) for i in ids], dtype=object)
-          for k in a.labels.split(",")}
-
-
-def score(name, Z):
-    r = _retrieval(np.ascontiguousarray(Z, dtype=np.float32), test, labels)
-    print(name, json.dumps({k: round(v["precision_at_k"], 3) for k, v in r.items()}), flush=True)
-
-
 score("hidden", H)
-score("input", sample_points(input_windows(atlas, fs), fs)[1])
+score("input", X)
 for g in [float(x) for x in a.gains.split(",")]:
     saved, similarity.PITCH_GAIN = similarity.PITCH_GAIN, g
     try:

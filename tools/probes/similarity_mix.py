@@ -4,16 +4,12 @@ timbre-flattened spectrum (the mean log-CQT frame minus its running mean across 
 bins: the harmonic peaks without the spectral envelope, a pitch feature) and concatenations of the
 hidden layer with each, every block scaled to unit RMS norm, the second weighted by w."""
 import argparse
-import json
 
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-from soundatlas.artifact import resolve_model
+from common import sample_retrieval
 from soundatlas.atlas import Atlas
-from soundatlas.baselines import input_windows
-from soundatlas.evaluate import _retrieval, _test_samples, frame_set, label_of, sample_points
-from soundatlas.similarity import decode
 
 ap = argparse.ArgumentParser()
 ap.add_argument("atlas"); ap.add_argument("labels")
@@ -24,17 +20,7 @@ ap.add_argument("--pool", type=int, default=1,
 a = ap.parse_args()
 
 atlas = Atlas.open(a.atlas)
-_, rec = resolve_model(atlas, "default")
-fs = frame_set(atlas, n_per_file=8, seed=0)
-ids, X = sample_points(input_windows(atlas, fs), fs)
-have, codes = atlas.similarity_vectors(rec.id)
-H = decode(codes[np.searchsorted(have, ids)], atlas.similarity_space(rec.id))
-test = _test_samples(ids, fs)
-known = set(atlas.label_summary())
-labels = {}
-for key in a.labels.split(","):
-    lab = label_of(atlas, key, known)
-    labels[key] = np.array([lab.get(int(i)) for i in ids], dtype=object)
+ids, H, X, score = sample_retrieval(atlas, a.labels.split(","))
 n_bins = atlas.cqt_params.n_bins
 mean_frame = X.reshape(len(X), -1, n_bins).mean(1)
 
@@ -46,11 +32,6 @@ def unit(Z):
 
 def rms(Z):
     return float(np.sqrt(((Z - Z.mean(0)) ** 2).sum(1).mean()))
-
-
-def score(name, Z):
-    r = _retrieval(np.ascontiguousarray(Z, dtype=np.float32), test, labels)
-    print(name, json.dumps({k: round(v["precision_at_k"], 3) for k, v in r.items()}), flush=True)
 
 
 score("hidden", H)
