@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from soundatlas.atlas import Atlas  # noqa: E402
+from soundatlas.similarity import has_pitch  # noqa: E402
 from soundatlas.suggest import hidden_label_curve, representation  # noqa: E402
 
 HIDE = (0.1, 0.25, 0.5)
@@ -40,7 +41,7 @@ def spaces(atlas, models: list[str] | None) -> list[tuple[str, object, str]]:
         if not m.n_embedded or (models and m.name not in models):
             continue
         out.append((f"{m.name}: similarity", m, "similarity"))
-        if (atlas.similarity_space(m.id) or {}).get("spec", {}).get("blocks"):
+        if has_pitch(atlas.similarity_space(m.id)):
             out.append((f"{m.name}: timbre", m, "timbre"))  # the hidden layer alone
         out.append((f"{m.name}: map", m, "map"))
     out.append(("input space", None, "input"))

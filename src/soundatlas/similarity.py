@@ -49,8 +49,8 @@ from soundatlas.errors import ParameterError
 if TYPE_CHECKING:
     from soundatlas.atlas.records import ModelRecord
 
-__all__ = ["SPACE_NAME", "space_for", "pitch_block", "timbre", "timbre_space", "describe", "encode",
-           "decode", "VectorIndex", "ApproximateIndex", "vector_index", "missing_message",
+__all__ = ["SPACE_NAME", "space_for", "semitone_peaks", "pitch_block", "has_pitch", "timbre", "timbre_space",
+           "describe", "encode", "decode", "VectorIndex", "ApproximateIndex", "vector_index", "missing_message",
            "embed_command"]
 
 SPACE_NAME = "hidden-mean+pitch"
@@ -103,6 +103,17 @@ def space_for(model, cqt=None) -> dict | None:
     return {"name": SPACE_NAME, "dims": hidden + n_pitch, "dtype": "int8", "spec": spec}
 
 
+def semitone_peaks(mean_frame: np.ndarray, bins_per_octave: int) -> np.ndarray:
+    """The pitch profile before its length and squash: the frame less its running mean over
+    one octave, averaged over each semitone's bins (float64, in log-CQT units)."""
+    from scipy.ndimage import uniform_filter1d
+
+    m = np.asarray(mean_frame, dtype=np.float64)
+    flat = m - uniform_filter1d(m, size=max(1, int(bins_per_octave)), mode="nearest")
+    pool = _semitone_pool(bins_per_octave)
+    return flat[: len(flat) // pool * pool].reshape(-1, pool).mean(axis=1)
+
+
 def pitch_block(mean_frame: np.ndarray, bins_per_octave: int) -> np.ndarray:
     """A sample's pitch profile (the second block of its similarity vector), before encoding.
 
@@ -120,16 +131,17 @@ def pitch_block(mean_frame: np.ndarray, bins_per_octave: int) -> np.ndarray:
         over each semitone's bins, at unit length (all 0 for a frame with no peaks: silence, or
         a flat spectrum).
     """
-    from scipy.ndimage import uniform_filter1d
-
-    m = np.asarray(mean_frame, dtype=np.float64)
-    flat = m - uniform_filter1d(m, size=max(1, int(bins_per_octave)), mode="nearest")
-    pool = _semitone_pool(bins_per_octave)
-    p = flat[: len(flat) // pool * pool].reshape(-1, pool).mean(axis=1)
+    p = semitone_peaks(mean_frame, bins_per_octave)
     norm = np.linalg.norm(p)
     if not np.isfinite(norm) or norm <= 1e-12:
         return np.zeros(len(p), np.float32)
     return np.tanh(PITCH_GAIN * p / norm).astype(np.float32)
+
+
+def has_pitch(space: dict | None) -> bool:
+    """Whether a space's vectors hold a pitch profile beside the hidden layer (``hidden-mean``,
+    the space of atlases embedded before it, does not)."""
+    return bool(space and space["spec"].get("blocks"))
 
 
 def timbre(codes: np.ndarray, space: dict) -> np.ndarray:
@@ -155,11 +167,10 @@ def timbre(codes: np.ndarray, space: dict) -> np.ndarray:
 
 def timbre_space(space: dict) -> dict:
     """The record of :func:`timbre`'s vectors: ``space`` less its pitch profile."""
-    blocks = space["spec"].get("blocks")
-    if not blocks:
+    if not has_pitch(space):
         return space
     spec = {k: v for k, v in space["spec"].items() if k not in ("blocks", "pitch")}
-    return {**space, "name": HIDDEN_ONLY, "dims": blocks["hidden"], "spec": spec}
+    return {**space, "name": HIDDEN_ONLY, "dims": space["spec"]["blocks"]["hidden"], "spec": spec}
 
 
 def describe(space: dict) -> str:

@@ -43,16 +43,7 @@ for g in [float(x) for x in a.gains.split(",")]:
     score(f"hidden + tanh({g:g} x profile)", np.hstack([H, P]))
 
 
-def raw_profile(m, bins_per_octave):
-    """The profile before unit length: the flattened frame averaged over each semitone."""
-    from scipy.ndimage import uniform_filter1d
-
-    flat = m - uniform_filter1d(np.asarray(m, np.float64), size=bins_per_octave, mode="nearest")
-    pool = similarity._semitone_pool(bins_per_octave)
-    return flat[: len(flat) // pool * pool].reshape(-1, pool).mean(axis=1)
-
-
 for c in [float(x) for x in a.raw.split(",") if x]:
-    P = similarity.decode(similarity.encode(np.tanh(c * np.stack([raw_profile(m, bpo)
-                                                                  for m in means]))))
+    raw = np.stack([similarity.semitone_peaks(m, bpo) for m in means])
+    P = similarity.decode(similarity.encode(np.tanh(c * raw)))
     score(f"hidden + tanh({c:g} x raw profile)", np.hstack([H, P]))

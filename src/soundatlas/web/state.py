@@ -476,7 +476,7 @@ class WebState:
 
         space = atlas.similarity_space(model.id)
         # a space without a pitch profile is all timbre: its one index serves both
-        timbre = timbre and bool(space and space["spec"].get("blocks"))
+        timbre = timbre and similarity.has_pitch(space)
         key = (*points_key(atlas, model), None if space is None else
                (space["name"], space["updated"]), timbre)
 

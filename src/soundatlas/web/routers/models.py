@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from soundatlas.atlas import ModelRecord
 from soundatlas.errors import AtlasError
-from soundatlas.similarity import HIDDEN_ONLY, describe, embed_command
+from soundatlas.similarity import describe, embed_command, has_pitch
 from soundatlas.web.deps import (
     MAX_K,
     embedded_model,
@@ -61,7 +61,7 @@ def _search_space(web, atlas, model: ModelRecord, asked: str | None, *, build: b
         return None
     if sim.index is not None:
         note = None
-        if wanted == "similarity" and sim.space["name"] == HIDDEN_ONLY:
+        if wanted == "similarity" and not has_pitch(sim.space):
             note = (f"model {model.name!r}'s similarity vectors are the hidden layer alone, "
                     "made before the pitch profile joined it; "
                     f"`{embed_command(atlas, model)}` adds it")
@@ -263,7 +263,7 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
         except AudioReadError as exc:
             raise api_error(400, f"{filename}: {exc.reason}") from None
         if sim is not None:
-            if codes is not None and sim.space["name"] == HIDDEN_ONLY:
+            if codes is not None and not has_pitch(sim.space):
                 # the hidden layer alone (space=timbre, or an atlas embedded before the pitch
                 # profile): an upload's vector starts with it
                 codes = codes[: sim.space["dims"]]
