@@ -131,14 +131,18 @@ def _l2(X):
     return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
 
-def main_candidates(d: dict) -> dict[str, tuple[np.ndarray, int]]:
-    """The 3-D map, the chosen similarity space and the input space: what a library given with
-    ``:eval`` (scored after the choice, never used for it) is scored on."""
+def _stored(d: dict) -> dict[str, tuple[np.ndarray, int]]:
+    """What the atlas stores, decoded: the chosen space and the one before it."""
     from soundatlas.similarity import decode, encode
 
-    return {"map (3-D)": (d["map"], 12),
-            CHOSEN: (decode(encode(np.hstack([d["hid_ew"], d["pitch"]]))), 352),
-            "hidden 256 int8 (the space until 2026-12-04)": (decode(encode(d["hid_ew"])), 256),
+    return {CHOSEN: (decode(encode(np.hstack([d["hid_ew"], d["pitch"]]))), 352),
+            "hidden 256 int8 (the space until 2026-12-04)": (decode(encode(d["hid_ew"])), 256)}
+
+
+def main_candidates(d: dict) -> dict[str, tuple[np.ndarray, int]]:
+    """The 3-D map, the stored similarity spaces and the input space: what a library given with
+    ``:eval`` (scored after the choice, never used for it) is scored on."""
+    return {"map (3-D)": (d["map"], 12), **_stored(d),
             "input: mean log-CQT 192": (d["cqt"], 768)}
 
 
@@ -167,9 +171,8 @@ def candidates(d: dict, ref: dict | None) -> dict[str, tuple[np.ndarray, int]]:
     out["hidden + input + sd, per-block scaled (own)"] = (
         np.hstack([h, c, _centre_scale(d["cqt_sd"], d["cqt_sd"])]), 2560)
     # what fits a few hundred bytes without fitting anything to the library
-    out["hidden 256 int8 (the space until 2026-12-04)"] = (decode(encode(d["hid_ew"])), 256)
     out["pitch profile 96 int8"] = (decode(encode(d["pitch"])), 96)
-    out[CHOSEN] = (decode(encode(np.hstack([d["hid_ew"], d["pitch"]]))), 352)
+    out.update(_stored(d))
     out["input uint8 (x20)"] = (np.clip(np.round(d["cqt"] * 20), 0, 255) / 20, 192)
     if ref is not None:  # transforms fitted on another library (the model's own training bank)
         for k in (16, 32, 64):
