@@ -432,3 +432,34 @@ def test_train_command_line_reads_mixtures_and_augmentation():
         with pytest.raises(SystemExit) as exc:
             parser.parse_args(["train", *bad])
         assert exc.value.code == 2
+
+
+def test_a_pitch_axis_model_trains_its_plane_and_keeps_the_measured_height(atlas):
+    """`train --pitch-axis`: L4 learns two coordinates, the third is the frame's pitch, in
+    training, in the stored trajectories and after fine-tuning; a base without the axis is not
+    given one by --init-from."""
+    from soundatlas.embed import _noise_rng
+    from soundatlas.pitch_axis import frame_height
+
+    r = train(atlas, neighbourhood="instrument", settings=short(), seed=0, name="pa",
+              pitch_axis=True)
+    assert r.history[-1]["train_loss"] < r.history[0]["train_loss"]
+    artifact, reg = resolve_model(atlas, "pa")
+    assert artifact.config["architecture"]["pitch_axis"] is True
+    assert artifact.model.l4.out_features == 2
+    embed_atlas(atlas, artifact, reg.id, precision="fp32")
+    for rec in atlas.samples()[:5]:
+        traj = atlas.trajectory(reg.id, rec.id)
+        height = frame_height(torch.from_numpy(atlas.features(rec)), 24).numpy()
+        assert traj.shape == (rec.n_frames, 3)
+        np.testing.assert_array_equal(traj[:, 2], height)
+        again = embed_features(artifact.model, atlas.features(rec), rng=_noise_rng(rec.hash))
+        np.testing.assert_allclose(again, traj, atol=1e-5)
+    s = short(iterations=20, lr=1e-3)
+    train(atlas, neighbourhood="pitch", settings=s, seed=1, name="pa2", init_from="pa")
+    tuned = ModelArtifact.load(atlas.path / "models/pa2")
+    assert tuned.config["architecture"] == artifact.config["architecture"]
+    assert not torch.equal(tuned.model.l4.weight, artifact.model.l4.weight)
+    train(atlas, neighbourhood="instrument", settings=short(iterations=20), seed=0, name="flat")
+    with pytest.raises(ParameterError, match="pitch_axis=True"):
+        train(atlas, neighbourhood="pitch", settings=s, init_from="flat", pitch_axis=True)

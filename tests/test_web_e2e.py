@@ -40,7 +40,8 @@ CLASSES = {"flute": (73, 60, 67), "trombone": (57, 60, 67), "violin": (40, 60, 6
 @pytest.fixture(scope="module")
 def mapped(tmp_path_factory) -> Path:
     """The render indexed, with two tiny models embedded: 'm' (instrument neighbourhood, the
-    default) and 'p' (pitch), so that the page has two maps to switch between."""
+    default) and 'p' (pitch, with a measured pitch axis), so that the page has two maps to
+    switch between."""
     from soundatlas.artifact import resolve_model
     from soundatlas.demo import render_library
     from soundatlas.embed import embed_atlas
@@ -54,7 +55,8 @@ def mapped(tmp_path_factory) -> Path:
         for name, neighbourhood, seed in (("m", "instrument", 0), ("p", "pitch", 1)):
             s = settings_for("fast", iterations=30, batch_size=16, valid_every=30,
                              checkpoint_every=30)
-            train(atlas, neighbourhood=neighbourhood, settings=s, seed=seed, name=name)
+            train(atlas, neighbourhood=neighbourhood, settings=s, seed=seed, name=name,
+                  pitch_axis=name == "p")
             artifact, reg = resolve_model(atlas, name)
             embed_atlas(atlas, artifact, reg.id)
     return root / "atlas"
@@ -668,10 +670,29 @@ def test_box_and_lasso_selection_and_export_as_m3u_csv_zip(page, server, mapped)
     assert _state(page, "selection") == [] and page.is_disabled("#export-zip")
 
 
+def _served(server, model: str):
+    """(ids, points n x dims, headers) of a model's points as the server sends them."""
+    import numpy as np
+
+    headers, body = server.request(f"/api/models/{model}/points")
+    n, dims = int(headers["x-count"]), int(headers["x-dims"])
+    ids = np.frombuffer(body[: 4 * n], dtype="<i4")
+    return ids, np.frombuffer(body[4 * n:], dtype="<f4").reshape(n, dims), headers
+
+
+def _up_follows(page, ids, values) -> float:
+    """Correlation of ``values`` with how high each point is drawn (the 2-D view, xy plane)."""
+    import numpy as np
+
+    pos = _positions(page, [int(i) for i in ids])
+    return float(np.corrcoef(values, [-pos[int(i)][1] for i in ids])[0, 1])
+
+
 def test_switching_the_model_moves_the_points(page, server):
     _open(page, server)
     ids = _embedded_ids(server, "m")
     before = _positions(page, ids)
+    assert page.locator("#pitch-axis").is_hidden()
     page.select_option("#model", "p")
     page.wait_for_function(f"{HOOK}.state.model === 'p' && !{HOOK}.state.moving")
     assert _state(page, "nPoints") == len(_embedded_ids(server, "p")) == 48
@@ -679,10 +700,21 @@ def test_switching_the_model_moves_the_points(page, server):
     moved = [((before[i][0] - after[i][0]) ** 2 + (before[i][1] - after[i][1]) ** 2) ** 0.5
              for i in ids]
     assert sorted(moved)[len(moved) // 2] > 5  # most points went somewhere else
+    # 'p' has a measured pitch axis, its last coordinate: the page says so and draws it upwards
+    assert page.locator("#pitch-axis").is_visible()
+    p_ids, p_points, headers = _served(server, "p")
+    assert headers["x-pitch-axis"] == "2"
     # the 2-D view (key 2) looks down an axis; 3 goes back
     page.keyboard.press("2")
     assert _state(page, "view") == "2d"
     assert page.get_attribute("#view-2d", "aria-pressed") == "true"
+    assert _up_follows(page, p_ids, p_points[:, 2]) > 0.999
+    page.select_option("#model", "m")  # without one, up is the second coordinate
+    page.wait_for_function(f"{HOOK}.state.model === 'm' && !{HOOK}.state.moving")
+    assert page.locator("#pitch-axis").is_hidden()
+    m_ids, m_points, headers = _served(server, "m")
+    assert "x-pitch-axis" not in headers
+    assert _up_follows(page, m_ids, m_points[:, 1]) > 0.999
     page.keyboard.press("3")
     assert _state(page, "view") == "3d"
 

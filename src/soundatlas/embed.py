@@ -277,9 +277,10 @@ def embed_many(
         return []
     window = getattr(model, "window", 10)
     before, after = window // 2, window - 1 - window // 2
-    parts, starts, at = [], [], 0
+    parts, clean, starts, at = [], [], [], 0
     for i, F in enumerate(files):
         padded = np.pad(np.asarray(F, dtype=np.float32), ((before, after), (0, 0)))
+        clean.append(padded)
         if noise is not None:
             rng = rngs[i] if rngs is not None else np.random.default_rng(0)
             padded = add_noise(padded, rng, mean=noise[0], std=noise[1], compression=compression)
@@ -288,19 +289,14 @@ def embed_many(
         at += len(padded)
     x = torch.from_numpy(np.concatenate(parts).astype(np.float32, copy=False))
     x = x.to(next(model.parameters()).device)
+    # a pitch axis reads the pitch of the frames as they are, not under the prediction noise
+    heights = {"height_frames": np.concatenate(clean)} if getattr(model, "pitch_axis", False) else {}
     if not with_hidden:
-        z = model.embed_frames(x, precision=precision).cpu().numpy().astype(np.float32)
+        z = model.embed_frames(x, precision=precision, **heights).cpu().numpy().astype(np.float32)
         return [z[s : s + len(F)] for s, F in zip(starts, files)]
-    z, h = _embed_frames_with_hidden(model, x, precision)
+    z, h = model.embed_frames(x, precision=precision, with_hidden=True, **heights)
+    z, h = z.cpu().numpy().astype(np.float32), h.cpu().numpy().astype(np.float32)
     return [(z[s : s + len(F)], h[s : s + len(F)]) for s, F in zip(starts, files)]
-
-
-def _embed_frames_with_hidden(model, x: torch.Tensor, precision: str = "fp32"
-                              ) -> tuple[np.ndarray, np.ndarray]:
-    """``model.embed_frames(x)`` and, per frame, the hidden layer L3's activations
-    (tanh(l3(...)), what L4 maps to the output)."""
-    z, hidden = model.embed_frames(x, precision=precision, with_hidden=True)
-    return z.cpu().numpy().astype(np.float32), hidden.cpu().numpy().astype(np.float32)
 
 
 @dataclass

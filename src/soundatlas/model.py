@@ -9,6 +9,10 @@ time x freq:
     L3  fully connected 12960 -> 256, tanh
     L4  fully connected 256 -> dims, linear
 
+With ``pitch_axis=True`` (not in the paper) L4 maps to ``dims - 1`` coordinates and the last one
+is the centre frame's measured pitch (``soundatlas.pitch_axis.frame_height``): a learned timbre
+plane beside a pitch height that nothing learns.
+
 ``forward`` embeds a batch of windows (training). ``embed_frames`` embeds the window centred at
 every frame of a whole file at once, fully convolutionally: each layer runs once over the file
 with stride-1 pooling, the layers after a pool dilated in time (a trous / shift-and-stitch), and L3
@@ -71,6 +75,12 @@ class PaperNet(nn.Module):
     standardize : bool, default=False
         Subtract a per-bin mean and divide by a per-bin scale (set by ``set_input_stats``)
         before the first layer. Not in the paper.
+    pitch_axis : bool, default=False
+        The last output coordinate is the window's centre frame's pitch in octaves
+        (``pitch_axis.frame_height`` of the frame as given, before any standardisation); L4
+        maps to the other ``dims - 1``. Not in the paper.
+    bins_per_octave : int, default=24
+        The CQT's bins per octave, for the pitch axis (unused without it).
 
     Attributes
     ----------
@@ -92,7 +102,7 @@ class PaperNet(nn.Module):
     n_hidden = 256
 
     def __init__(self, *, n_bins: int = 192, window: int = 10, dims: int = 3,
-                 standardize: bool = False):
+                 standardize: bool = False, pitch_axis: bool = False, bins_per_octave: int = 24):
         super().__init__()
         # Not in the paper (a named option, off for the reference preset): subtract a per-bin
         # mean and divide by a per-bin scale measured on the training windows. Without it, Adam
@@ -104,7 +114,9 @@ class PaperNet(nn.Module):
             self.register_buffer("in_scale", torch.ones(n_bins))
         self.n_bins = _check_int("n_bins", n_bins, 1)
         self.window = _check_int("window", window, 1)
-        self.dims = _check_int("dims", dims, 1)
+        self.pitch_axis = bool(pitch_axis)
+        self.dims = _check_int("dims", dims, 2 if self.pitch_axis else 1)
+        self.bins_per_octave = _check_int("bins_per_octave", bins_per_octave, 1)
         n_t, n_f = self.window, self.n_bins
         for (k_t, k_f), pool in zip(self.kernels, self.pools):
             n_t, n_f = (n_t - k_t + 1) // pool, n_f - k_f + 1
@@ -118,7 +130,7 @@ class PaperNet(nn.Module):
             self.add_module(f"l{i}", nn.Conv2d(n_in, n_out, kernel))
             n_in = n_out
         self.l3 = nn.Linear(int(np.prod(self.feature_shape)), self.n_hidden)
-        self.l4 = nn.Linear(self.n_hidden, self.dims)
+        self.l4 = nn.Linear(self.n_hidden, self.dims - self.pitch_axis)
         init_weights(self)
 
     def _convs(self):
@@ -130,14 +142,27 @@ class PaperNet(nn.Module):
         Returns
         -------
         dict
-            {'arch', 'n_bins', 'window', 'dims'}, and 'standardize': True when it is on;
-            ``build_model(**params)`` rebuilds the same shape.
+            {'arch', 'n_bins', 'window', 'dims'}, and 'standardize': True when it is on,
+            'pitch_axis': True and 'bins_per_octave' when that is; ``build_model(**params)``
+            rebuilds the same shape.
         """
         params = {"arch": self.arch, "n_bins": self.n_bins, "window": self.window,
                   "dims": self.dims}
         if self.standardize:
             params["standardize"] = True
+        if self.pitch_axis:
+            params.update(pitch_axis=True, bins_per_octave=self.bins_per_octave)
         return params
+
+    def _with_height(self, points: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """``points`` (..., dims - 1) with the height of ``frames`` (..., n_bins) as the last
+        coordinate, when the model has a pitch axis; else ``points``."""
+        if not self.pitch_axis:
+            return points
+        from soundatlas.pitch_axis import frame_height
+
+        height = frame_height(frames, self.bins_per_octave).to(points.device, points.dtype)
+        return torch.cat([points, height.unsqueeze(-1)], dim=-1)
 
     @torch.no_grad()
     def set_input_stats(self, mean, scale) -> None:
@@ -189,6 +214,7 @@ class PaperNet(nn.Module):
                 f"windows of shape {tuple(x.shape)} given, expected (B, {self.window}, "
                 f"{self.n_bins})"
             )
+        centre = x[:, self.window // 2]
         x = self._standardized(x).unsqueeze(1)
         for conv, pool in self._convs():
             x = conv(x)
@@ -199,11 +225,11 @@ class PaperNet(nn.Module):
             if pool > 1:
                 x = F.max_pool2d(x, (pool, 1))
         x = torch.tanh(self.l3(x.flatten(1)))
-        return self.l4(x)
+        return self._with_height(self.l4(x), centre)
 
     def embed_frames(self, frames: torch.Tensor, *, chunk_frames: int = 256,
                      pad_value: float = 0.0, precision: str = "fp32",
-                     with_hidden: bool = False):
+                     with_hidden: bool = False, height_frames=None):
         """Embed the window centred at every frame of a file.
 
         The window of frame ``f`` covers frames ``f - window//2 .. f - window//2 + window - 1``;
@@ -229,6 +255,10 @@ class PaperNet(nn.Module):
             :func:`inference_precision`). The input standardisation and the output stay fp32.
         with_hidden : bool, default=False
             Also return the hidden layer per frame: tanh of L3, what L4 maps to the output.
+        height_frames : array-like of the shape of ``frames``, optional
+            With a pitch axis: the frames whose pitch is the height (``embed_many`` gives the
+            frames before the prediction noise, which moves the pitch of a tenth of frames);
+            by default ``frames`` themselves.
 
         Returns
         -------
@@ -256,6 +286,9 @@ class PaperNet(nn.Module):
         if single:
             x = x.unsqueeze(0)
         n_batch, n_time = x.shape[:2]
+        raw = x
+        if self.pitch_axis and height_frames is not None:
+            raw = torch.as_tensor(height_frames, dtype=torch.float32).reshape(x.shape)
         before = self.window // 2
         after = self.window - 1 - before
         x = self._standardized(F.pad(x, (0, 0, before, after), value=pad_value))
@@ -287,7 +320,8 @@ class PaperNet(nn.Module):
                 out.append(z[:, :n].to(weight.dtype))
                 if with_hidden:
                     hidden.append(h[:, :n].float())
-        z = torch.cat(out, dim=1) if out else weight.new_zeros(n_batch, 0, self.dims)
+        z = torch.cat(out, dim=1) if out else weight.new_zeros(n_batch, 0, self.l4.out_features)
+        z = self._with_height(z, raw)
         if not with_hidden:
             return z[0] if single else z
         h = torch.cat(hidden, dim=1) if hidden else weight.new_zeros(n_batch, 0, self.n_hidden)

@@ -171,6 +171,7 @@ def train(
     name: str | None = None,
     arch: str | None = None,
     dims: int | None = None,
+    pitch_axis: bool = False,
     resume: bool = False,
     device: str = "cpu",
     progress: Progress | None = None,
@@ -211,6 +212,9 @@ def train(
         The network (default ``paper``).
     dims : int, optional
         Output dimensions (default 3).
+    pitch_axis : bool, default=False
+        The last dimension is each window's measured pitch (``PaperNet(pitch_axis=True)``);
+        the network learns the others. Not in the paper.
     resume : bool, default=False
         Continue from the run's checkpoint when there is one; without it, a checkpoint there
         is deleted and the run starts afresh.
@@ -284,7 +288,7 @@ def train(
         raise ParameterError(f"anchor={settings.anchor:g} holds the points near a starting "
                              "model's, and there is none: give init_from (--init-from)")
     base = _base_model(atlas, init_from) if init_from is not None else None
-    arch_params = _architecture(atlas, base, arch, dims, settings)
+    arch_params = _architecture(atlas, base, arch, dims, settings, pitch_axis)
     if base is not None:
         settings = replace(settings, standardize=bool(arch_params.get("standardize", False)))
     name = name or f"{nb.slug}-{settings.preset}-s{seed}"
@@ -472,12 +476,13 @@ def _base_model(atlas, init_from):
     return base
 
 
-def _architecture(atlas, base, arch, dims, settings) -> dict:
-    """build_model's arguments: the base model's when fine-tuning (``arch``/``dims`` must agree),
-    else ``arch`` (paper) with the atlas's bins, ``dims`` (3) and the settings' standardize."""
+def _architecture(atlas, base, arch, dims, settings, pitch_axis=False) -> dict:
+    """build_model's arguments: the base model's when fine-tuning (``arch``/``dims`` must agree,
+    and a pitch axis asked for must be there), else ``arch`` (paper) with the atlas's bins,
+    ``dims`` (3), the settings' standardize and the pitch axis when asked for."""
     if base is not None:
         params = dict(base.config["architecture"])
-        for key, asked in (("arch", arch), ("dims", dims)):
+        for key, asked in (("arch", arch), ("dims", dims), ("pitch_axis", pitch_axis or None)):
             if asked is not None and asked != params.get(key):
                 raise ParameterError(f"{key}={asked!r}, but the model to start from, "
                                      f"{base.name!r}, has {key}={params.get(key)!r}")
@@ -485,6 +490,8 @@ def _architecture(atlas, base, arch, dims, settings) -> dict:
     params = {"arch": arch or "paper", "n_bins": atlas.cqt_params.n_bins, "dims": dims or 3}
     if settings.standardize:
         params["standardize"] = True
+    if pitch_axis:
+        params.update(pitch_axis=True, bins_per_octave=atlas.cqt_params.bins_per_octave)
     return params
 
 

@@ -84,6 +84,10 @@ def _add_train(sub, parents) -> None:
     settings.add("preset", "iterations", "lr", "batch_size")
     t.add_argument("--dims", type=positive_int, metavar="D",
                    help="output dimensions (default: 3, or --init-from's)")
+    t.add_argument("--pitch-axis", action="store_true",
+                   help="the last dimension is each window's measured pitch (harmonic "
+                   "summation over the CQT), the network learns the others: a timbre plane "
+                   "under a pitch height (not in the paper)")
     add_options(t, SEED)
     t.add_argument("--name", metavar="NAME",
                    help="model name (default: NEIGHBOURHOOD-PRESET-sSEED)")
@@ -115,7 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         result = train(atlas, neighbourhood=args.neighbourhood, label=args.label,
                        settings=settings, seed=args.seed, name=args.name, dims=args.dims,
-                       resume=args.resume, device=args.device, progress=progress,
+                       pitch_axis=args.pitch_axis, resume=args.resume, device=args.device, progress=progress,
                        stop_after=args.stop_after, init_from=args.init_from)
     out = {"name": result.name, "directory": str(result.directory), "iterations": result.iterations,
            "of": settings.iterations, "seconds": round(result.seconds, 1),
@@ -198,7 +202,8 @@ def _model_row(name: str, where: str, config: dict, n_embedded: int | None) -> d
     return {"name": name, "where": where, "neighbourhood":
             config.get("neighbourhood", {}).get("name"), "preset": config.get("preset"),
             "iterations": config.get("training", {}).get("iterations"),
-            "n_embedded": n_embedded, "metrics": config.get("metrics", {})}
+            "n_embedded": n_embedded, "metrics": config.get("metrics", {}),
+            "pitch_axis": bool(config.get("architecture", {}).get("pitch_axis"))}
 
 
 def _add_models(sub, parents) -> None:
@@ -227,8 +232,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("no models (train one with `soundatlas train`)")
     for r in rows:
         emb = "" if r["n_embedded"] is None else f", {r['n_embedded']} samples embedded"
+        axis = ", height = measured pitch" if r["pitch_axis"] else ""
         print(f"{r['name']:32s} {r['where']:8s} {r['neighbourhood'] or '?':20s} "
-              f"{r['preset'] or '?'} ({r['iterations']} it){emb}")
+              f"{r['preset'] or '?'} ({r['iterations']} it){axis}{emb}")
     return EXIT_OK
 
 

@@ -26,7 +26,7 @@ from soundatlas.errors import SoundAtlasError
 from soundatlas.web.responses import api_error
 
 __all__ = ["APPROXIMATE_ABOVE", "WARM_SHARE", "PointIndex", "SimilarityIndex", "WebState",
-           "points_key", "model_dims", "end_streams"]
+           "points_key", "model_dims", "pitch_axis", "end_streams"]
 
 
 def model_dims(model: ModelRecord) -> int:
@@ -43,6 +43,13 @@ def model_dims(model: ModelRecord) -> int:
         The architecture's ``dims`` (3 when the config does not say).
     """
     return int(model.config.get("architecture", {}).get("dims", 3))
+
+
+def pitch_axis(model: ModelRecord) -> int | None:
+    """The coordinate of ``model``'s points that is a measured pitch (``PaperNet(pitch_axis=
+    True)``: the last), or None when the map has none."""
+    arch = model.config.get("architecture", {})
+    return model_dims(model) - 1 if arch.get("pitch_axis") else None
 
 
 #: models with more similarity vectors than this search them approximately by default

@@ -33,7 +33,7 @@ from soundatlas.web.deps import (
     web_state,
 )
 from soundatlas.web.responses import api_error, binary_response
-from soundatlas.web.state import model_dims
+from soundatlas.web.state import model_dims, pitch_axis
 from soundatlas.web.uploads import UPLOAD_BODY, run_on_upload
 
 router = APIRouter(prefix="/api/models", tags=["models"])
@@ -99,7 +99,9 @@ def _space_fields(space: str, sim, note: str | None, exact: bool, query=None) ->
                        409: {"description": "the model has no embeddings yet"}})
 def get_points(name: str, request: Request) -> Response:
     """Body: ``X-Count`` int32 ids (ascending) followed by ``X-Count`` x ``X-Dims`` float32
-    points, all little-endian. Only samples embedded with the model appear. The page's nearest
+    points, all little-endian. Only samples embedded with the model appear. ``X-Pitch-Axis``,
+    present when the model has one, is the coordinate that is a measured pitch (the page turns
+    it up). The page's nearest
     sounds come next, so the model's similarity index starts building in the background
     (``WebState.prebuild_similarity``) unless it is built."""
     web = web_state(request)
@@ -108,7 +110,10 @@ def get_points(name: str, request: Request) -> Response:
         index = web.point_index(atlas, model)
         if web.similarity_index(atlas, model, build=False) is None:
             web.prebuild_similarity(model.name)
-    return binary_response(index.payload, {"X-Count": len(index.ids), "X-Dims": index.dims})
+    headers = {"X-Count": len(index.ids), "X-Dims": index.dims}
+    if (axis := pitch_axis(model)) is not None:
+        headers["X-Pitch-Axis"] = axis
+    return binary_response(index.payload, headers)
 
 
 @router.get("/{name}/trajectory/{sample_id}", summary="A sample's per-frame path (binary)",

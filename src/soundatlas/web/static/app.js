@@ -45,7 +45,7 @@ import * as api from './js/api.js';
 import { Player } from './js/audio.js';
 import { UNIFORM, codeCss, hexToRgb, isNumeric, scheme as colourScheme } from './js/colours.js';
 import { SampleList, basename, el, renderFacts, renderLegend } from './js/panel.js';
-import { matchedPositions, maskOf, medianOf, normaliser, rowsOf, search, toWorld } from './js/points.js';
+import { fromWorld, matchedPositions, maskOf, medianOf, normaliser, rowsOf, search, toWorld } from './js/points.js';
 import { OscLink } from './js/osc.js';
 import { PathTool } from './js/path.js';
 import { QueryByExample } from './js/query.js';
@@ -102,7 +102,7 @@ const indexOf = (id) => search(data.ids, id);
 const app = {
   state, view, player, lists, k, worldOf, indexOf, pathOf, status, refreshFlags,
   world: (values, n, dims) => toWorld(values, n, dims, data.norm),
-  fromWorld: (v) => [0, 1, 2].map((j) => v.getComponent(j) / data.norm.scale + data.norm.center[j]),
+  fromWorld: (v) => fromWorld(v.toArray(), data.norm),
   dims: () => data.dims,
   playSample: (id) => playSample(id),
   libraryName: () => data.atlas?.library ?? null,
@@ -205,8 +205,8 @@ function defaultColourKey(labels) {
 
 /** Load model ``name``'s points and draw them (moving from the current map when ``animate``). */
 async function showModel(name, animate, onProgress = null) {
-  const { ids, points, dims } = await api.loadPoints(name, onProgress);
-  const norm = normaliser(points, ids.length, dims);
+  const { ids, points, dims, pitchAxis } = await api.loadPoints(name, onProgress);
+  const norm = normaliser(points, ids.length, dims, pitchAxis);
   const world = toWorld(points, ids.length, dims, norm);
   const from = animate ? matchedPositions(data.ids, view.positions, ids, world) : null;
   Object.assign(data, { ids, dims, norm, rowOfPoint: rowsOf(data.sampleIds, ids) });
@@ -214,6 +214,7 @@ async function showModel(name, animate, onProgress = null) {
   state.model = name;
   state.nPoints = ids.length;
   $('model').value = name;
+  $('pitch-axis').hidden = pitchAxis === null;
   recolour();
   refreshFlags();
 }

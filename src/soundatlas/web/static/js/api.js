@@ -87,15 +87,18 @@ export async function loadSampleIds() {
   return new Int32Array(buffer);
 }
 
-/** A model's points: {ids: Int32Array (ascending), points: Float32Array n x dims, dims}. */
+/** A model's points: {ids: Int32Array (ascending), points: Float32Array n x dims, dims,
+ *  pitchAxis: the coordinate that is a measured pitch, or null}. */
 export async function loadPoints(name, onProgress) {
   const { buffer, headers } = await getBytes(`${model(name)}/points`, onProgress);
   const count = Number(headers.get('x-count'));
   const dims = Number(headers.get('x-dims'));
+  const axis = headers.get('x-pitch-axis');
   return {
     ids: new Int32Array(buffer, 0, count),
     points: new Float32Array(buffer, count * 4, count * dims),
     dims,
+    pitchAxis: axis === null ? null : Number(axis),
   };
 }
 

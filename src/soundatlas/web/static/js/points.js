@@ -1,8 +1,18 @@
 // Typed-array helpers for point sets: served coordinates -> the map's world (about unit radius),
 // id lookups by binary search and merge walks over ascending ids. No per-point objects.
 
-/** How to bring a model's points (n x dims) to a map of about unit radius: {center, scale}. */
-export function normaliser(points, n, dims) {
+/** Which served coordinate each world axis shows: the identity, or with a pitch axis
+ *  (``up``, a served coordinate) that coordinate on world y, the page's up. A swap, so it is
+ *  its own inverse. */
+export function axisOrder(up) {
+  const order = [0, 1, 2];
+  if (up === 0 || up === 2) [order[1], order[up]] = [up, 1];
+  return order;
+}
+
+/** How to bring a model's points (n x dims) to a map of about unit radius: {center, scale,
+ *  order} (``center`` per served coordinate, ``order`` from ``axisOrder(up)``). */
+export function normaliser(points, n, dims, up = null) {
   const d = Math.min(dims, 3);
   const center = [0, 0, 0];
   for (let j = 0; j < d; j++) {
@@ -24,17 +34,28 @@ export function normaliser(points, n, dims) {
   radius.sort();
   // the 98th percentile: a few far outliers do not shrink the rest of the map
   const r = radius[Math.floor(0.98 * (n - 1))] || radius[n - 1] || 1;
-  return { center, scale: 1 / r };
+  return { center, scale: 1 / r, order: axisOrder(up) };
 }
 
-/** ``n`` rows of ``dims`` served coordinates as world x, y, z (a 4th dimension on is dropped;
- *  a 2-D map lies in z = 0). */
+/** ``n`` rows of ``dims`` served coordinates as world x, y, z, in ``norm.order`` (a 4th
+ *  dimension on is dropped; a 2-D map lies in z = 0). */
 export function toWorld(values, n, dims, norm) {
   const out = new Float32Array(n * 3);
-  const d = Math.min(dims, 3);
+  const order = norm.order || [0, 1, 2];
   for (let i = 0; i < n; i++) {
-    for (let j = 0; j < d; j++) out[3 * i + j] = (values[i * dims + j] - norm.center[j]) * norm.scale;
+    for (let w = 0; w < 3; w++) {
+      const j = order[w];
+      if (j < dims) out[3 * i + w] = (values[i * dims + j] - norm.center[j]) * norm.scale;
+    }
   }
+  return out;
+}
+
+/** A world point (x, y, z) back in served coordinates (the inverse of ``toWorld``). */
+export function fromWorld(world, norm) {
+  const order = norm.order || [0, 1, 2];
+  const out = [0, 0, 0];
+  for (let w = 0; w < 3; w++) out[order[w]] = world[w] / norm.scale + norm.center[order[w]];
   return out;
 }
 
