@@ -97,3 +97,22 @@ def test_cuda_resume_gives_the_same_weights(atlas_dir):
         b = ModelArtifact.load(atlas.path / "models/parts").model.state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_cuda_trains_a_pitch_axis_model_whose_height_is_the_cpus(atlas_dir):
+    """`train --pitch-axis --device cuda`: the height is computed on the GPU in training and the
+    model embeds on the CPU with the same height as the frames' own pitch."""
+    from soundatlas.pitch_axis import frame_height
+
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        result = train(atlas, neighbourhood="instrument", settings=_settings(precision="fp32"),
+                       seed=0, name="gpu-pa", device="cuda", pitch_axis=True)
+        assert result.history[-1]["valid_loss"] < result.history[0]["valid_loss"]
+        artifact, reg = resolve_model(atlas, "gpu-pa")
+        assert artifact.config["architecture"]["pitch_axis"] is True
+        embed_atlas(atlas, artifact, reg.id)
+        rec = atlas.samples()[0]
+        height = frame_height(torch.from_numpy(atlas.features(rec)), 24).numpy()
+        np.testing.assert_array_equal(atlas.trajectory(reg.id, rec.id)[:, 2], height)
+        x = torch.from_numpy(atlas.features(rec)[:16]).cuda()
+        np.testing.assert_array_equal(frame_height(x, 24).cpu().numpy(), height[:16])

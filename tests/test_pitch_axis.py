@@ -164,3 +164,22 @@ def test_plane_start_takes_the_maps_directions_once_the_height_is_regressed_out(
     cos = np.abs(start @ l4.T) / np.linalg.norm(start, axis=1)[:, None] / np.linalg.norm(l4, axis=1)
     assert cos[0, 2] > 0.99 and cos[1, 1] > 0.99
     assert cos[:, 0].max() < 0.05
+
+
+def test_the_teacher_map_of_a_pitch_axis_model_reads_heights_before_the_noise():
+    """adapt's default neighbourhood compares windows on the base map: its heights must be the
+    ones embed gives (noise-free), or quiet and noisy sounds get neighbours at random heights."""
+    from soundatlas.frames import TrainingData, windows
+    from soundatlas.neighbourhoods.knn import TeacherMap
+
+    quiet = [middle_frames(harmonic_tone(m, n_harmonics=2) * 0.001) for m in (40, 52, 64, 76)]
+    data = TrainingData.from_arrays(quiet)
+    teacher = TeacherMap(n_candidates=40, k=3, far=10)
+    teacher.set_teacher(pitch_axis_net(), noise=(0.1, 0.01))
+    teacher.fit(data)
+    s = np.repeat(np.arange(4), 5)
+    c = np.tile(np.arange(5, 10), 4)
+    w = windows(data, s, c, window=10)
+    got = teacher._represent(w)[:, 2]
+    np.testing.assert_array_equal(got, frame_height(torch.from_numpy(w[:, 5]), 24).numpy())
+    np.testing.assert_allclose(np.unique(got), (np.array([40, 52, 64, 76]) - 69) / 12, atol=1e-6)

@@ -419,3 +419,22 @@ def test_augment_pair_windows_are_one_window_under_two_augmentations():
         r = np.expm1(a[row][sound]) / np.expm1(p[row][sound])
         assert np.ptp(r) < 1e-4 * r.mean()  # one factor for the whole window
         assert abs(20 * np.log10(r.mean())) <= 12 and abs(r.mean() - 1) > 1e-6
+
+
+def test_centres_are_the_windows_middle_frames_before_the_noise_and_change_no_draw():
+    """What a pitch-axis model reads its height from in training: each window's centre frame
+    as ``embed`` reads it, without the input noise; asking for them draws the same batch."""
+    data = labelled_data()
+    nb = Instrument().fit(data)
+    plain = TripleSampler(data, nb, batch_size=5, seed=11)
+    with_c = TripleSampler(data, nb, batch_size=5, seed=11)
+    a, p, n = plain.draw_arrays()
+    a2, p2, n2, centres = with_c.draw_arrays(with_centres=True)
+    assert all(np.array_equal(u, v) for u, v in ((a, a2), (p, p2), (n, n2)))
+    t = nb.draw(np.random.default_rng(11), 5, data)
+    s_ = np.concatenate([t.anchor_sample, t.positive_sample, t.negative_sample])
+    c_ = np.concatenate([t.anchor_centre, t.positive_centre, t.negative_centre])
+    np.testing.assert_array_equal(centres, windows(data, s_, c_, window=10)[:, 5])
+    assert np.all(np.concatenate([a, p, n])[:, 5] > centres)  # the noise raised every bin
+    assert [tuple(x.shape) for x in with_c.next_batch(with_centres=True)] == \
+        [(5, 10, N_BINS)] * 3 + [(15, N_BINS)]

@@ -425,6 +425,7 @@ def test_every_embedded_sample_has_a_352_byte_vector_of_the_recorded_space(atlas
 def test_a_vector_is_the_pooled_hidden_layer_beside_the_pooled_frames_pitch_profile(atlas, model):
     from soundatlas.artifact import resolve_model
     from soundatlas.embed import embed_file, frame_energy, point_of
+    from soundatlas.pitch_axis import frame_height
     from soundatlas.similarity import encode, pitch_block
 
     artifact, _ = resolve_model(atlas, "default")
@@ -438,8 +439,13 @@ def test_a_vector_is_the_pooled_hidden_layer_beside_the_pooled_frames_pitch_prof
         np.testing.assert_array_equal(vector, codes[row])  # what query by example computes
         with torch.no_grad():  # L4 is linear: it maps the mean hidden vector to the point
             mapped = artifact.model.l4(torch.from_numpy(decode(codes[row])[:256])).numpy()
-        np.testing.assert_allclose(mapped, points[row], atol=0.02 * spread)
+        n = len(mapped)  # the learned coordinates; after them, the shipped map's height
+        np.testing.assert_allclose(mapped, points[row][:n], atol=0.02 * spread)
         F = atlas.features(rec).astype(np.float32)
+        assert artifact.model.pitch_axis and n == 2
+        height = frame_height(torch.from_numpy(F), atlas.cqt_params.bins_per_octave).numpy()
+        np.testing.assert_allclose(point_of(height[:, None], frame_energy(F)), points[row][n:],
+                                   atol=1e-3)  # the energy-weighted mean of the frames' pitch
         profile = pitch_block(point_of(F, frame_energy(F)), atlas.cqt_params.bins_per_octave)
         np.testing.assert_array_equal(codes[row][256:], encode(profile))
 

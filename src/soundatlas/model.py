@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from soundatlas.errors import ParameterError
+from soundatlas.pitch_axis import frame_height
 from soundatlas.settings import PRECISIONS
 
 __all__ = [
@@ -159,8 +160,6 @@ class PaperNet(nn.Module):
         coordinate, when the model has a pitch axis; else ``points``."""
         if not self.pitch_axis:
             return points
-        from soundatlas.pitch_axis import frame_height
-
         height = frame_height(frames, self.bins_per_octave).to(points.device, points.dtype)
         return torch.cat([points, height.unsqueeze(-1)], dim=-1)
 
@@ -188,7 +187,8 @@ class PaperNet(nn.Module):
     def _standardized(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.in_mean) / self.in_scale if self.standardize else x
 
-    def forward(self, x: torch.Tensor, *, fused_pool: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, fused_pool: bool = False,
+                height_frames: torch.Tensor | None = None) -> torch.Tensor:
         """Embed a batch of log-CQT windows.
 
         Parameters
@@ -198,6 +198,10 @@ class PaperNet(nn.Module):
         fused_pool : bool, default=False
             Run each tanh + max-pool pair as one ``_MaxPoolTanh`` (pool first): the same
             output, a faster backward (for training; see there).
+        height_frames : torch.Tensor of shape (B, n_bins), optional
+            With a pitch axis: the frames the height is read from (the trainer gives the centre
+            frames before the input noise, as ``embed`` reads them); by default each window's
+            centre frame as given.
 
         Returns
         -------
@@ -214,7 +218,7 @@ class PaperNet(nn.Module):
                 f"windows of shape {tuple(x.shape)} given, expected (B, {self.window}, "
                 f"{self.n_bins})"
             )
-        centre = x[:, self.window // 2]
+        centre = x[:, self.window // 2] if height_frames is None else height_frames
         x = self._standardized(x).unsqueeze(1)
         for conv, pool in self._convs():
             x = conv(x)

@@ -113,12 +113,21 @@ class TripleSampler:
         self.rng = np.random.default_rng(self.seed)
         self.n_batches = 0
 
-    def draw_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def draw_arrays(self, *, with_centres: bool = False) -> tuple[np.ndarray, ...]:
         """The next batch as numpy arrays.
+
+        Parameters
+        ----------
+        with_centres : bool, default=False
+            Also return every window's centre frame before the input noise (anchors, then
+            positives, then negatives): what a model with a pitch axis reads its height from,
+            as ``embed`` does. The draws are the same either way.
 
         Returns
         -------
         anchor, positive, negative : numpy.ndarray of float32, shape (batch_size, window, n_bins)
+        centres : numpy.ndarray of float32, shape (3 * batch_size, n_bins)
+            With ``with_centres`` only.
         """
         t = self.neighbourhood.draw(self.rng, self.batch_size, self.data)
         s = np.concatenate([t.anchor_sample, t.positive_sample, t.negative_sample])
@@ -128,6 +137,7 @@ class TripleSampler:
             x = self._augmented_windows(s, c, groups)
         else:
             x = windows(self.data, s, c, window=self.window)
+        centres = x[:, self.window // 2].copy() if with_centres else None
         if self.noise is not None:
             noise = dict(mean=self.noise[0], std=self.noise[1], compression=self.data.compression)
             if self.noise_rng == "torch":
@@ -138,7 +148,8 @@ class TripleSampler:
                 x = add_noise(x, self.rng, **noise)
         self.n_batches += 1
         b = self.batch_size
-        return x[:b], x[b : 2 * b], x[2 * b :]
+        out = (x[:b], x[b : 2 * b], x[2 * b :])
+        return out + (centres,) if with_centres else out
 
     def _augment_groups(self, t) -> list[tuple[np.ndarray, Augment]]:
         """(window rows, augmentation) pairs: the run's for triples that name none, each
@@ -176,15 +187,16 @@ class TripleSampler:
                                 frame_seconds=data.frame_seconds)
         return x
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The next batch as tensors.
+    def next_batch(self, *, with_centres: bool = False) -> tuple[torch.Tensor, ...]:
+        """The next batch as tensors (``draw_arrays``'s).
 
         Returns
         -------
         anchor, positive, negative : torch.Tensor of float32, shape (batch_size, window, n_bins)
+        centres : torch.Tensor of float32, shape (3 * batch_size, n_bins)
+            With ``with_centres`` only: the windows' centre frames before the input noise.
         """
-        a, p, n = self.draw_arrays()
-        return torch.from_numpy(a), torch.from_numpy(p), torch.from_numpy(n)
+        return tuple(torch.from_numpy(a) for a in self.draw_arrays(with_centres=with_centres))
 
     def __iter__(self):
         while True:

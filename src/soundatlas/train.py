@@ -324,7 +324,10 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
     sampler = TripleSampler(data, nb, batch_size=settings.batch_size, seed=seed,
                             noise=(settings.noise_mean, settings.noise_std),
                             noise_rng=settings.noise_rng, augment=settings.augment)
-    valid_batches = _validation_batches(atlas, valid_ids, nb, settings, seed)
+    # a pitch axis reads its height from the windows' centre frames before the input noise, as
+    # embed does: the sampler gives them beside the noised windows
+    heights = bool(arch_params.get("pitch_axis"))
+    valid_batches = _validation_batches(atlas, valid_ids, nb, settings, seed, heights)
 
     torch.manual_seed(seed)
     model = build_model(**arch_params)
@@ -391,15 +394,16 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
         for it in range(start_it, end):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(settings, it)
-            a, p, n = (t.to(device) for t in sampler.next_batch())
+            a, p, n, *centres = (t.to(device) for t in sampler.next_batch(with_centres=heights))
             x = torch.cat([a, p, n])
+            read = {"height_frames": centres[0]} if centres else {}  # the height, noise-free
             with autocast:
-                z = model(x, fused_pool=fused_pool)
+                z = model(x, fused_pool=fused_pool, **read)
             za, zp, zn = z.float().split(len(a))
             loss = loss_fn(za, zp, zn)
             if anchor is not None:  # the same windows, noise and all, through the start model
                 with torch.no_grad(), autocast:
-                    z_base = anchor(x, fused_pool=fused_pool)
+                    z_base = anchor(x, fused_pool=fused_pool, **read)
                 loss = loss + settings.anchor * anchor_loss(z.float(), z_base.float(),
                                                             settings.m_n or 1.0)
             if not torch.isfinite(loss):
@@ -519,7 +523,7 @@ def _input_stats(data, nb, settings, seed, n_batches: int = 32):
     return x.mean(dim=0).float(), x.std(dim=0).float()
 
 
-def _validation_batches(atlas, valid_ids, nb, settings, seed):
+def _validation_batches(atlas, valid_ids, nb, settings, seed, heights=False):
     """A fixed set of validation triples (the same at every evaluation and after resume), drawn
     by a fresh copy of the training neighbourhood fitted on the validation split."""
     from soundatlas.sampling import TrainingData, TripleSampler
@@ -536,7 +540,7 @@ def _validation_batches(atlas, valid_ids, nb, settings, seed):
     sampler = TripleSampler(data, nb, batch_size=settings.batch_size, seed=seed + 10_007,
                             noise=(settings.noise_mean, settings.noise_std),
                             augment=settings.augment)
-    return [sampler.next_batch() for _ in range(settings.n_valid_batches)]
+    return [sampler.next_batch(with_centres=heights) for _ in range(settings.n_valid_batches)]
 
 
 @torch.no_grad()
@@ -545,8 +549,9 @@ def _log_entry(model, loss_fn, valid_batches, iteration, ema, settings, device, 
     valid = None
     if valid_batches:
         losses = []
-        for a, p, n in valid_batches:
-            z = model(torch.cat([a, p, n]).to(device))
+        for a, p, n, *centres in valid_batches:
+            read = {"height_frames": centres[0].to(device)} if centres else {}
+            z = model(torch.cat([a, p, n]).to(device), **read)
             losses.append(loss_fn(*z.split(len(a))).item())
         valid = float(np.mean(losses))
     return {"iteration": iteration, "train_loss": ema, "valid_loss": valid,

@@ -239,6 +239,8 @@ class TeacherKNN(InputKNN):
         # magnitudes sets a floor the network was trained on; without it the teacher's
         # neighbours are barely better than chance), drawn from the neighbourhood's seed
         mean, std = self.teacher_noise_
+        heights = getattr(model, "pitch_axis", False)  # read from the frames before the noise
+        clean = np.asarray(w, np.float32)[:, model.window // 2] if heights else None
         w = add_noise(w, np.random.default_rng(self.seed), mean=mean, std=std,
                       compression=self.compression_)
         handle = None
@@ -249,7 +251,10 @@ class TeacherKNN(InputKNN):
         try:
             with torch.no_grad():
                 for lo in range(0, len(w), self._BATCH):
-                    z = model(torch.as_tensor(np.asarray(w[lo : lo + self._BATCH], np.float32)))
+                    read = ({"height_frames": torch.from_numpy(clean[lo : lo + self._BATCH])}
+                            if heights else {})
+                    z = model(torch.as_tensor(np.asarray(w[lo : lo + self._BATCH], np.float32)),
+                              **read)
                     out.append((hidden.pop() if handle is not None else z).numpy())
         finally:
             if handle is not None:
