@@ -126,6 +126,10 @@ def test_train_embed_models_evaluate_from_the_command_line(rendered_library):
     assert emb["n_embedded"] > 0
     models = json.loads(run("models", "--atlas", atlas, "--json", check_rc=0).stdout)
     assert models[0]["name"] == "m" and models[0]["n_embedded"] == emb["n_embedded"]
+    shipped = {r["name"]: r for r in models if r["where"] == "shipped"}
+    assert models[0]["pitch_axis"] is False and shipped["default"]["pitch_axis"] is True
+    listing = run("models", "--atlas", atlas, check_rc=0).stdout.splitlines()
+    assert [line.split()[0] for line in listing if "height = measured pitch" in line] == ["default"]
     ev = json.loads(run("evaluate", "--atlas", atlas, "--model", "m", "--baselines", "none",
                         "--json", check_rc=0).stdout)
     acc = ev["results"]["m"]["accuracy"]["instrument"]

@@ -177,3 +177,24 @@ def test_the_shipped_config_names_no_machine_path():
     assert tool.absolute_paths(shipped) == []
     config = json.loads((shipped_model_dir() / CONFIG).read_text())
     assert tool.absolute_paths(config) == []
+
+
+def test_the_shipped_map_puts_a_sounds_pitch_on_its_height():
+    """The default map's third coordinate is the measured pitch: notes an octave apart sit one
+    unit apart, A4 at 0, whatever the instrument-like timbre."""
+    from soundatlas.cqt import cqt
+    from soundatlas.embed import embed_features
+
+    artifact = ModelArtifact.load(SHIPPED)
+    assert artifact.config["architecture"]["pitch_axis"] is True
+    assert artifact.model.l4.out_features == 2
+    assert artifact.config["pitch_axis"]["command"].startswith("python tools/pitch_axis_model.py")
+    sr = artifact.cqt.sr
+    t = np.arange(sr) / sr
+
+    for midi, n_harmonics in ((45, 6), (57, 2), (69, 4), (81, 3)):
+        f0 = 440.0 * 2 ** ((midi - 69) / 12)
+        y = sum(np.sin(2 * np.pi * h * f0 * t) / h for h in range(1, n_harmonics + 1))
+        traj = embed_features(artifact.model, cqt((0.2 * y).astype(np.float32), params=artifact.cqt))
+        middle = traj[len(traj) // 4: 3 * len(traj) // 4, 2]
+        assert np.all(middle == np.float32((midi - 69) / 12)), (midi, middle)

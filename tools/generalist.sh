@@ -4,7 +4,8 @@
 # 16 kHz from the training banks (never the held-out TimGM6mb), indexes it with the multirate
 # CQT and trains in two phases. Resumable: run it again after an interruption (each step that
 # finished is skipped; a phase goes on from its last checkpoint). About 45 minutes on two cores:
-# rendering and indexing 12,723 files, then 12,000 + 3,000 iterations of training.
+# rendering and indexing 12,723 files, then 12,000 + 3,000 iterations of training and the
+# pitch axis's plane.
 #
 #   tools/generalist.sh WORK [--seed N] [--iterations N] [--pitch-iterations N] [--name NAME]
 #
@@ -14,7 +15,9 @@
 # Phase 1 (NAME-phase1): instrument-pitch-2 within each maker and same GM drum (weight 0.25),
 # Adam lr 0.0005, cosine schedule, standardised input, 12,000 iterations. Phase 2 (NAME) starts
 # from it (--init-from: its weights and input statistics) and adds pitch order inside each
-# instrument (`pitch-within`, weight 0.5) for 3,000 iterations at lr 0.0002.
+# instrument (`pitch-within`, weight 0.5) for 3,000 iterations at lr 0.0002. Last, NAME-pa keeps
+# NAME's network and replaces its last layer by a plane fitted beside each frame's measured
+# pitch (tools/pitch_axis_model.py, about 4 minutes): the shipped default.
 #
 # Needs the Debian packages fluid-soundfont-gm fluid-soundfont-gs opl3-soundfont (installed here
 # when missing) and `make setup`.
@@ -86,3 +89,8 @@ PHASE2="instrument-pitch-2:bank+instrument:1,pitch-within:bank+instrument:0.5,la
 "$SA" train --atlas "$C/.soundatlas" --name "$NAME" --init-from "$NAME-phase1" -n "$PHASE2" \
   --preset fast --optimizer adam --lr 0.0002 --schedule cosine --warmup 100 \
   --iterations "$PITCH_ITERATIONS" --seed "$SEED" --threads 1 --resume
+# the pitch axis: NAME's L0-L3, a plane fitted beside each frame's measured pitch (NAME-pa)
+if [ ! -f "$C/.soundatlas/models/$NAME-pa/weights.npz" ]; then
+  "$ROOT/.venv/bin/python" "$ROOT/tools/pitch_axis_model.py" --atlas "$C/.soundatlas" \
+    --base "$NAME" --name "$NAME-pa" --seed "$SEED"
+fi

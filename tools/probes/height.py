@@ -13,7 +13,7 @@ from scipy.ndimage import uniform_filter1d
 from common import knn_scores
 from nca3r import train_head
 from pitch_axis import HARMONICS
-from pitch_plane import corpus_classes, load
+from pitch_plane import cache_of, corpus_classes, load
 from soundatlas.atlas import Atlas
 
 
@@ -45,7 +45,7 @@ def frame_stats(path, fs):
 def main(corpus, targets):
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    fs, P, H, z = load(corpus, "/tmp/pp-corpus.npz")
+    fs, P, H, z = load(corpus, cache_of(corpus))
     y = corpus_classes(corpus, fs)
     st = frame_stats(corpus, fs)
     drum = np.array([str(v).startswith("d:") for v in y])
@@ -62,7 +62,7 @@ def main(corpus, targets):
     tables = []
     for t in targets:
         path, labels = t.split(":")
-        tfs, tP, tH, _ = load(path, "/tmp/pp-%s.npz" % path.strip("/").replace("/", "_"))
+        tfs, tP, tH, _ = load(path, cache_of(path))
         tables.append((path, Atlas.open(path), labels.split(","), tP, tH, tfs, height(frame_stats(path, tfs))))
     from soundatlas.artifact import resolve_model
     art, _ = resolve_model(Atlas.open(corpus), "default")
@@ -77,7 +77,6 @@ def main(corpus, targets):
     mlp = torch.nn.Sequential(torch.nn.Linear(256, 128), torch.nn.Tanh(), torch.nn.Linear(128, 2))
     for name, head in (("linear", lin), ("mlp", mlp)):
         f = train_head(head, H, hc, y)
-        torch.save(head.state_dict(), f"/tmp/height-{name}.pt")
         for path, atlas, labels, tP, tH, tfs, th in tables:
             Z = np.c_[f(tP, tH, th), (th - 60) / 12]
             print(path, "height-" + name, knn_scores(atlas, tfs, Z, labels), flush=True)

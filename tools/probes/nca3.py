@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from common import knn_scores
-from pitch_plane import corpus_classes, load
+from pitch_plane import cache_of, corpus_classes, load
 from soundatlas.atlas import Atlas
 
 
@@ -43,7 +43,7 @@ def train_plane(H, z, y, W0, *, steps=3000, batch=1024, lr=0.01, seed=0):
 def main(corpus, targets):
     from sklearn.neighbors import NeighborhoodComponentsAnalysis
     torch.set_num_threads(2)
-    fs, P, H, z = load(corpus, "/tmp/pp-corpus.npz")
+    fs, P, H, z = load(corpus, cache_of(corpus))
     y = corpus_classes(corpus, fs)
     rng = np.random.default_rng(0)
     sub = rng.choice(len(y), 6000, replace=False)
@@ -67,10 +67,9 @@ def main(corpus, targets):
     tables = []
     for t in targets:
         path, labels = t.split(":")
-        tables.append((path, Atlas.open(path), labels.split(","), load(path, "/tmp/pp-%s.npz" % path.strip("/").replace("/", "_"))))
+        tables.append((path, Atlas.open(path), labels.split(","), load(path, cache_of(path))))
     for name, W0 in inits.items():
         f, Wn = train_plane(H, z, y, W0)
-        np.save(f"/tmp/nca3-{name}.npy", Wn)
         for path, atlas, labels, (tfs, tP, tH, tz) in tables:
             Z = np.c_[f(tP, tH, tz), (tz - 60) / 12]
             print(path, "nca3-" + name, knn_scores(atlas, tfs, Z, labels), flush=True)

@@ -3,14 +3,15 @@ the pitch axis; a linear head and a small MLP on the frozen hidden layer. A prob
 
     python tools/probes/nca3r.py CORPUS ATLAS:labels [ATLAS:labels ...]
 """
+import os
 import sys
+import tempfile
 
 import numpy as np
 import torch
 
 from common import knn_scores
-from nca3 import main as _unused  # noqa: F401  (same setup)
-from pitch_plane import corpus_classes, load
+from pitch_plane import cache_of, corpus_classes, load
 from soundatlas.atlas import Atlas
 
 
@@ -55,14 +56,13 @@ def train_head(head, H, z, y, *, steps=3000, batch=1024, lr=0.003, seed=0):
 def main(corpus, targets):
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    fs, P, H, z = load(corpus, "/tmp/pp-corpus.npz")
+    fs, P, H, z = load(corpus, cache_of(corpus))
     y = corpus_classes(corpus, fs)
-    W0 = np.load("/tmp/nca3-pca-init.npy") if False else None  # noqa
     tables = []
     for t in targets:
         path, labels = t.split(":")
         tables.append((path, Atlas.open(path), labels.split(","),
-                       load(path, "/tmp/pp-%s.npz" % path.strip("/").replace("/", "_"))))
+                       load(path, cache_of(path))))
     from soundatlas.artifact import resolve_model
     art, _ = resolve_model(Atlas.open(corpus), "default")
     L4 = art.model.l4.weight.detach().float().numpy()
@@ -79,7 +79,7 @@ def main(corpus, targets):
         if name == "linear":  # the plane as one affine map of the hidden layer, as an L4 holds it
             W = head.weight.detach().numpy() / f.state["r"]
             b = -(f.state["mu"] @ head.weight.detach().numpy().T + f.state["m"]) / f.state["r"]
-            np.savez("/tmp/nca3r-linear.npz", weight=W, bias=b)
+            np.savez(os.path.join(tempfile.gettempdir(), "nca3r-linear.npz"), weight=W, bias=b)
         for path, atlas, labels, (tfs, tP, tH, tz) in tables:
             Z = np.c_[f(tP, tH, tz), (tz - 60) / 12]
             print(path, "nca3r-" + name, knn_scores(atlas, tfs, Z, labels), flush=True)

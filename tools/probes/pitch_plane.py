@@ -8,6 +8,7 @@ radius on the corpus. A probe: it prints figures and changes nothing.
 """
 import os
 import sys
+import tempfile
 
 import numpy as np
 
@@ -17,6 +18,11 @@ from soundatlas.artifact import resolve_model
 from soundatlas.atlas import Atlas
 from soundatlas.embed import prediction_noise
 from soundatlas.evaluate import label_of
+
+
+def cache_of(path):
+    """Where ``load`` keeps an atlas's frames between runs (the temporary directory)."""
+    return os.path.join(tempfile.gettempdir(), "pp-" + str(path).strip("/").replace("/", "_") + ".npz")
 
 
 def load(path, cache=None):
@@ -55,7 +61,7 @@ def main(corpus, targets):
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     from sklearn.neighbors import NeighborhoodComponentsAnalysis
 
-    fs, P, H, z = load(corpus, "/tmp/pp-corpus.npz")
+    fs, P, H, z = load(corpus, cache_of(corpus))
     y = corpus_classes(corpus, fs)
     ok = np.array([v is not None for v in y])
     print("corpus frames", len(z), "labelled", int(ok.sum()), flush=True)
@@ -86,7 +92,7 @@ def main(corpus, targets):
         path, labels = t.split(":")
         labels = labels.split(",")
         atlas = Atlas.open(path)
-        tfs, tP, tH, tz = load(path, "/tmp/pp-%s.npz" % path.strip("/").replace("/", "_"))
+        tfs, tP, tH, tz = load(path, cache_of(path))
         print(path, "map", knn_scores(atlas, tfs, tP, labels), flush=True)
         for name, f in planes.items():
             Q = f(tP, tH, tz)
