@@ -15,6 +15,7 @@ from nca3r import train_head
 from pitch_axis import HARMONICS
 from pitch_plane import cache_of, corpus_classes, load
 from soundatlas.atlas import Atlas
+from soundatlas.pitch_axis import plane_start
 
 
 def frame_stats(path, fs):
@@ -67,13 +68,9 @@ def main(corpus, targets):
     from soundatlas.artifact import resolve_model
     art, _ = resolve_model(Atlas.open(corpus), "default")
     L4 = art.model.l4.weight.detach().float().numpy()
-    A = np.c_[np.ones(len(hc)), hc]
-    beta = np.linalg.lstsq(A, P, rcond=None)[0]
-    Pr = P - A @ beta
-    _, _, vtr = np.linalg.svd(Pr - Pr.mean(0), full_matrices=False)
     lin = torch.nn.Linear(256, 2, bias=False)
     with torch.no_grad():
-        lin.weight.copy_(torch.tensor(vtr[:2] @ L4, dtype=torch.float32))
+        lin.weight.copy_(torch.tensor(plane_start(P, hc, L4), dtype=torch.float32))
     mlp = torch.nn.Sequential(torch.nn.Linear(256, 128), torch.nn.Tanh(), torch.nn.Linear(128, 2))
     for name, head in (("linear", lin), ("mlp", mlp)):
         f = train_head(head, H, hc, y)

@@ -12,6 +12,7 @@ import torch
 from common import knn_scores
 from pitch_plane import cache_of, corpus_classes, load
 from soundatlas.atlas import Atlas
+from soundatlas.pitch_axis import plane_start
 
 
 def train_plane(H, z, y, W0, *, steps=3000, batch=1024, lr=0.01, seed=0):
@@ -49,14 +50,10 @@ def main(corpus, targets):
     sub = rng.choice(len(y), 6000, replace=False)
     nca = NeighborhoodComponentsAnalysis(n_components=2, init="lda", max_iter=100, random_state=0)
     nca.fit(H[sub], y[sub].astype(str))
-    A = np.c_[np.ones(len(z)), z]
-    beta = np.linalg.lstsq(A, P, rcond=None)[0]
-    Pr = P - A @ beta
-    _, _, vtr = np.linalg.svd(Pr - Pr.mean(0), full_matrices=False)
     from soundatlas.artifact import resolve_model
     art, _ = resolve_model(Atlas.open(corpus), "default")
     L4 = art.model.l4.weight.detach().float().numpy()  # (3, 256)
-    W_pca = vtr[:2] @ L4  # the plane pca2-map-no-z as a map of the hidden layer (up to a shift)
+    W_pca = plane_start(P, z, L4)  # the plane pca2-map-no-z as a map of the hidden layer
     W_nca = nca.components_
     # start where a 3-D neighbourhood is about one octave wide: scale each init to unit r.m.s.
     hc = H - H.mean(0)

@@ -13,6 +13,7 @@ import torch
 from common import knn_scores
 from pitch_plane import cache_of, corpus_classes, load
 from soundatlas.atlas import Atlas
+from soundatlas.pitch_axis import plane_start
 
 
 def train_head(head, H, z, y, *, steps=3000, batch=1024, lr=0.003, seed=0):
@@ -66,13 +67,9 @@ def main(corpus, targets):
     from soundatlas.artifact import resolve_model
     art, _ = resolve_model(Atlas.open(corpus), "default")
     L4 = art.model.l4.weight.detach().float().numpy()
-    A = np.c_[np.ones(len(z)), z]
-    beta = np.linalg.lstsq(A, P, rcond=None)[0]
-    Pr = P - A @ beta
-    _, _, vtr = np.linalg.svd(Pr - Pr.mean(0), full_matrices=False)
     lin = torch.nn.Linear(256, 2, bias=False)
     with torch.no_grad():
-        lin.weight.copy_(torch.tensor(vtr[:2] @ L4, dtype=torch.float32))
+        lin.weight.copy_(torch.tensor(plane_start(P, z, L4), dtype=torch.float32))
     mlp = torch.nn.Sequential(torch.nn.Linear(256, 128), torch.nn.Tanh(), torch.nn.Linear(128, 2))
     for name, head in (("linear", lin), ("mlp", mlp)):
         f = train_head(head, H, z, y)

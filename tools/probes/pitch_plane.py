@@ -1,5 +1,9 @@
 """Which 2-D plane goes best beside a measured pitch axis? (the sequel of pitch_axis.py)
 
+They ran (2026-12-04) while ``default`` was ``generalist-s0``, the model shipped before the
+pitch axis: to run them again, register that model (``git show
+4bb5b54:src/soundatlas/models/default/...``) in each atlas as ``default``.
+
 Every plane is fitted on the training corpus's evaluated frames (8 per file, seed 0) and scored
 on other atlases by k-NN test accuracy of [plane, c * r * pitch / 12], r the plane's r.m.s.
 radius on the corpus. A probe: it prints figures and changes nothing.
