@@ -463,3 +463,32 @@ def test_a_pitch_axis_model_trains_its_plane_and_keeps_the_measured_height(atlas
     train(atlas, neighbourhood="instrument", settings=short(iterations=20), seed=0, name="flat")
     with pytest.raises(ParameterError, match="pitch_axis=True"):
         train(atlas, neighbourhood="pitch", settings=s, init_from="flat", pitch_axis=True)
+
+
+def test_the_pitch_axis_tool_keeps_the_network_and_fits_a_plane_beside_the_height(atlas):
+    """tools/pitch_axis_model.py (how the shipped model was made): the new model has the
+    base's layers L0-L3, a 2-D L4 and the measured height, and is registered in the atlas."""
+    import importlib.util
+    from pathlib import Path
+
+    from soundatlas.pitch_axis import frame_height
+
+    train(atlas, neighbourhood="instrument", settings=short(iterations=20), seed=0, name="base")
+    path = Path(__file__).resolve().parents[1] / "tools" / "pitch_axis_model.py"
+    spec = importlib.util.spec_from_file_location("pitch_axis_model", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tool.main(["--atlas", str(atlas.path), "--base", "base", "--name", "base-pa", "--steps", "30"])
+    base = ModelArtifact.load(atlas.path / "models/base")
+    with Atlas.open(atlas.path) as again:
+        made, reg = resolve_model(again, "base-pa")
+    assert made.config["architecture"]["pitch_axis"] is True
+    assert made.config["pitch_axis"]["base"] == "base" and made.config["pitch_axis"]["steps"] == 30
+    for key, value in base.model.state_dict().items():
+        if not key.startswith("l4."):
+            assert torch.equal(made.model.state_dict()[key], value), key
+    assert made.model.l4.weight.shape == (2, 256)
+    rec = atlas.samples()[3]
+    traj = embed_features(made.model, atlas.features(rec))
+    np.testing.assert_array_equal(traj[:, 2], frame_height(torch.from_numpy(atlas.features(rec)),
+                                                           24).numpy())

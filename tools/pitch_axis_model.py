@@ -42,8 +42,9 @@ def frames_of(atlas, artifact):
         for lo in range(0, len(ids), 64):
             chunk = ids[lo:lo + 64]
             feats = [atlas.features(recs[i]) for i in chunk]
-            out = embed_many(model, feats, noise=noise, rngs=[_noise_rng(recs[i].hash) for i in chunk],
-                             with_hidden=True, precision="bf16")
+            rngs = [_noise_rng(recs[i].hash) for i in chunk]
+            out = embed_many(model, feats, noise=noise, rngs=rngs, with_hidden=True,
+                             precision="bf16")
             for i, f, (p, h) in zip(chunk, feats, out):
                 per[i] = (p, h, frame_height(torch.from_numpy(np.asarray(f)), bpo).numpy())
             print(f"\rframes of {min(lo + 64, len(ids))}/{len(ids)} files", end="", file=sys.stderr)
@@ -52,7 +53,8 @@ def frames_of(atlas, artifact):
     known = set(atlas.label_summary())
     bank, ins, drum = (label_of(atlas, k, known) for k in ("bank", "instrument", "drum"))
     classes = np.array([f"drum:{drum[s]}" if drum.get(s) else
-                        (f"{bank.get(s)}|{ins[s]}" if ins.get(s) else "") for s in map(int, fs.sample_ids)])
+                        (f"{bank.get(s)}|{ins[s]}" if ins.get(s) else "")
+                        for s in map(int, fs.sample_ids)])
     keep = classes != ""
     P, H, Z = (np.stack([r[k] for r in rows]) for k in range(3))
     return P[keep], H[keep], Z[keep], classes[keep]

@@ -290,7 +290,8 @@ def embed_many(
     x = torch.from_numpy(np.concatenate(parts).astype(np.float32, copy=False))
     x = x.to(next(model.parameters()).device)
     # a pitch axis reads the pitch of the frames as they are, not under the prediction noise
-    heights = {"height_frames": np.concatenate(clean)} if getattr(model, "pitch_axis", False) else {}
+    heights = ({"height_frames": np.concatenate(clean)} if getattr(model, "pitch_axis", False)
+               else {})
     if not with_hidden:
         z = model.embed_frames(x, precision=precision, **heights).cpu().numpy().astype(np.float32)
         return [z[s : s + len(F)] for s, F in zip(starts, files)]

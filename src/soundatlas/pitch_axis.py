@@ -45,7 +45,8 @@ def frame_height(frames: torch.Tensor, bins_per_octave: int) -> torch.Tensor:
     Returns
     -------
     torch.Tensor of shape (...), float32
-        The height of each frame. A frame with no peak (silence, or a flat spectrum: salience below 0.001) is at 0.
+        The height of each frame. A frame with no peak (silence, or a flat spectrum: salience
+        below 0.001) is at 0.
     """
     if bins_per_octave < 1:
         raise ParameterError(f"bins_per_octave={bins_per_octave!r} must be >= 1")
@@ -138,7 +139,7 @@ def fit_plane(hidden: np.ndarray, height: np.ndarray, classes: np.ndarray, start
         loss.backward()
         opt.step()
         if progress is not None and (step % 100 == 0 or step == steps - 1):
-            progress(step, float(loss))
+            progress(step, loss.item())
     with torch.no_grad():
         q = (h_all - mean) @ weight.T
         centre = q.mean(0)

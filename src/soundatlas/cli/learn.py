@@ -119,8 +119,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         result = train(atlas, neighbourhood=args.neighbourhood, label=args.label,
                        settings=settings, seed=args.seed, name=args.name, dims=args.dims,
-                       pitch_axis=args.pitch_axis, resume=args.resume, device=args.device, progress=progress,
-                       stop_after=args.stop_after, init_from=args.init_from)
+                       pitch_axis=args.pitch_axis, resume=args.resume, device=args.device,
+                       progress=progress, stop_after=args.stop_after, init_from=args.init_from)
     out = {"name": result.name, "directory": str(result.directory), "iterations": result.iterations,
            "of": settings.iterations, "seconds": round(result.seconds, 1),
            "cpu_seconds": round(result.cpu_seconds, 1), "resumed_from": result.resumed_from,
