@@ -545,13 +545,17 @@ def test_teacher_positives_are_the_teachers_hidden_layer_or_map_neighbours(rende
     dims = 16 if cls is TeacherKNN else teacher.dims  # the map has 3 coordinates: PCA keeps 3
     assert nb.embedding_.shape == (nb.n_candidates_, dims)
     # the definition, by brute force: the PCA of the teacher's hidden layer (teacher-knn) or
-    # map (teacher-map) on the windows with the input noise it embeds with, k nearest
+    # map (teacher-map) on the windows with the input noise it embeds with (the shipped map's
+    # height read from the centre frames before the noise, as embed reads it), k nearest
     # candidates of other samples
     w = windows(rendered_data, nb.cand_sample_, nb.cand_centre_, window=teacher.window)
+    assert teacher.pitch_axis
+    heights = torch.from_numpy(np.ascontiguousarray(w[:, teacher.window // 2]))
     w = add_noise(w, np.random.default_rng(params["seed"]), mean=0.1, std=0.01,
                   compression=rendered_data.compression)
     with torch.no_grad():
-        rep = _hidden(teacher, w) if cls is TeacherKNN else teacher(torch.from_numpy(w)).numpy()
+        rep = (_hidden(teacher, w) if cls is TeacherKNN
+               else teacher(torch.from_numpy(w), height_frames=heights).numpy())
     z = (rep - nb.mean_) @ nb.components_.T
     np.testing.assert_allclose(nb.embedding_, z, rtol=1e-3, atol=1e-3)
     cs = nb.cand_sample_
