@@ -277,10 +277,13 @@ def embed_many(
         return []
     window = getattr(model, "window", 10)
     before, after = window // 2, window - 1 - window // 2
+    # a pitch axis reads the pitch of the frames as they are, not under the prediction noise
+    pitch_axis = getattr(model, "pitch_axis", False)
     parts, clean, starts, at = [], [], [], 0
     for i, F in enumerate(files):
         padded = np.pad(np.asarray(F, dtype=np.float32), ((before, after), (0, 0)))
-        clean.append(padded)
+        if pitch_axis:
+            clean.append(padded)
         if noise is not None:
             rng = rngs[i] if rngs is not None else np.random.default_rng(0)
             padded = add_noise(padded, rng, mean=noise[0], std=noise[1], compression=compression)
@@ -289,13 +292,12 @@ def embed_many(
         at += len(padded)
     x = torch.from_numpy(np.concatenate(parts).astype(np.float32, copy=False))
     x = x.to(next(model.parameters()).device)
-    # a pitch axis reads the pitch of the frames as they are, not under the prediction noise
-    heights = ({"height_frames": np.concatenate(clean)} if getattr(model, "pitch_axis", False)
-               else {})
+    heights = np.concatenate(clean) if pitch_axis else None
     if not with_hidden:
-        z = model.embed_frames(x, precision=precision, **heights).cpu().numpy().astype(np.float32)
+        z = model.embed_frames(x, precision=precision, height_frames=heights)
+        z = z.cpu().numpy().astype(np.float32)
         return [z[s : s + len(F)] for s, F in zip(starts, files)]
-    z, h = model.embed_frames(x, precision=precision, with_hidden=True, **heights)
+    z, h = model.embed_frames(x, precision=precision, with_hidden=True, height_frames=heights)
     z, h = z.cpu().numpy().astype(np.float32), h.cpu().numpy().astype(np.float32)
     return [(z[s : s + len(F)], h[s : s + len(F)]) for s, F in zip(starts, files)]
 

@@ -396,14 +396,14 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
                 group["lr"] = lr_at(settings, it)
             a, p, n, *centres = (t.to(device) for t in sampler.next_batch(with_centres=heights))
             x = torch.cat([a, p, n])
-            read = {"height_frames": centres[0]} if centres else {}  # the height, noise-free
+            heights_of = centres[0] if centres else None  # the height, read noise-free
             with autocast:
-                z = model(x, fused_pool=fused_pool, **read)
+                z = model(x, fused_pool=fused_pool, height_frames=heights_of)
             za, zp, zn = z.float().split(len(a))
             loss = loss_fn(za, zp, zn)
             if anchor is not None:  # the same windows, noise and all, through the start model
                 with torch.no_grad(), autocast:
-                    z_base = anchor(x, fused_pool=fused_pool, **read)
+                    z_base = anchor(x, fused_pool=fused_pool, height_frames=heights_of)
                 loss = loss + settings.anchor * anchor_loss(z.float(), z_base.float(),
                                                             settings.m_n or 1.0)
             if not torch.isfinite(loss):
@@ -550,8 +550,8 @@ def _log_entry(model, loss_fn, valid_batches, iteration, ema, settings, device, 
     if valid_batches:
         losses = []
         for a, p, n, *centres in valid_batches:
-            read = {"height_frames": centres[0].to(device)} if centres else {}
-            z = model(torch.cat([a, p, n]).to(device), **read)
+            z = model(torch.cat([a, p, n]).to(device),
+                      height_frames=centres[0].to(device) if centres else None)
             losses.append(loss_fn(*z.split(len(a))).item())
         valid = float(np.mean(losses))
     return {"iteration": iteration, "train_loss": ema, "valid_loss": valid,

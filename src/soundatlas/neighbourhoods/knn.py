@@ -251,10 +251,9 @@ class TeacherKNN(InputKNN):
         try:
             with torch.no_grad():
                 for lo in range(0, len(w), self._BATCH):
-                    read = ({"height_frames": torch.from_numpy(clean[lo : lo + self._BATCH])}
-                            if heights else {})
                     z = model(torch.as_tensor(np.asarray(w[lo : lo + self._BATCH], np.float32)),
-                              **read)
+                              height_frames=None if clean is None
+                              else torch.from_numpy(clean[lo : lo + self._BATCH]))
                     out.append((hidden.pop() if handle is not None else z).numpy())
         finally:
             if handle is not None:
