@@ -41,7 +41,7 @@ export function normaliser(points, n, dims, up = null) {
  *  dimension on is dropped; a 2-D map lies in z = 0). */
 export function toWorld(values, n, dims, norm) {
   const out = new Float32Array(n * 3);
-  const order = norm.order || [0, 1, 2];
+  const { order } = norm;
   for (let i = 0; i < n; i++) {
     for (let w = 0; w < 3; w++) {
       const j = order[w];
@@ -53,7 +53,7 @@ export function toWorld(values, n, dims, norm) {
 
 /** A world point (x, y, z) back in served coordinates (the inverse of ``toWorld``). */
 export function fromWorld(world, norm) {
-  const order = norm.order || [0, 1, 2];
+  const { order } = norm;
   const out = [0, 0, 0];
   for (let w = 0; w < 3; w++) out[order[w]] = world[w] / norm.scale + norm.center[order[w]];
   return out;
