@@ -492,3 +492,14 @@ def test_the_pitch_axis_tool_keeps_the_network_and_fits_a_plane_beside_the_heigh
     traj = embed_features(made.model, atlas.features(rec))
     np.testing.assert_array_equal(traj[:, 2], frame_height(torch.from_numpy(atlas.features(rec)),
                                                            24).numpy())
+    assert made.config["pitch_axis"]["classes"] == "drum, bank+instrument, instrument"
+    # other classes, another plane on the same network; a label the atlas lacks is named
+    tool.main(["--atlas", str(atlas.path), "--base", "base", "--name", "base-pp", "--steps", "30",
+               "--classes", "pitch"])
+    with Atlas.open(atlas.path) as again:
+        by_pitch, _ = resolve_model(again, "base-pp")
+    assert by_pitch.config["pitch_axis"]["classes"] == "pitch"
+    assert not torch.equal(by_pitch.model.l4.weight, made.model.l4.weight)
+    with pytest.raises(SystemExit, match="--classes no_such_label"):
+        tool.main(["--atlas", str(atlas.path), "--base", "base", "--name", "bad", "--steps", "3",
+                   "--classes", "no_such_label"])

@@ -1,13 +1,16 @@
 """Give a trained model a measured pitch axis: its network, a learned timbre plane, a height.
 
     python tools/pitch_axis_model.py --atlas WORK/corpus/.soundatlas --base generalist-s0 \
-        --name generalist-s0-pa [--steps 3000] [--seed 0]
+        --name generalist-s0-pa [--classes drum,bank+instrument,instrument] [--steps 3000] [--seed 0]
 
 The new model keeps the base model's L0-L3 (so its hidden layer, and the similarity space made
 from it, are the base model's) and replaces L4 by a plane fitted with
 ``soundatlas.pitch_axis.fit_plane`` on the atlas's evaluated frames (8 per file, seed 0, as
-``evaluate`` draws them): the classes are "same instrument, same maker" (``bank+instrument``)
-and "same GM drum" (``drum``), the labels of the training corpus of ``tools/generalist.sh``. The
+``evaluate`` draws them). A frame's class is its file's value of the first label of ``--classes``
+the file has; the default, ``drum,bank+instrument,instrument``, is "same GM drum" and "same
+instrument, same maker" (the labels of the training corpus of ``tools/generalist.sh``; "same
+instrument" where a file names no maker), and ``drum,instrument`` gathers an instrument across
+makers. The
 height is each frame's measured pitch (``pitch_axis.frame_height``). The result is registered in
 the atlas as NAME, like a model ``soundatlas train`` makes; ``tools/ship_model.py`` ships it.
 """
@@ -30,8 +33,9 @@ from soundatlas.model import build_model
 from soundatlas.pitch_axis import fit_plane, frame_height, plane_start
 
 
-def frames_of(atlas, artifact):
-    """(base points, hidden layer, height, class) of the atlas's evaluated frames."""
+def frames_of(atlas, artifact, class_keys=("drum", "bank+instrument", "instrument")):
+    """(base points, hidden layer, height, class) of the atlas's evaluated frames that have a
+    class: the first of ``class_keys`` (labels, or ``A+B`` pairs) their file has."""
     fs = frame_set(atlas, n_per_file=8, seed=0)
     recs = {r.id: r for r in atlas.samples()}
     ids = sorted(set(fs.sample_ids.tolist()))
@@ -51,9 +55,8 @@ def frames_of(atlas, artifact):
     print(file=sys.stderr)
     rows = [(per[s][0][f], per[s][1][f], per[s][2][f]) for s, f in zip(fs.sample_ids, fs.frames)]
     known = set(atlas.label_summary())
-    bank, ins, drum = (label_of(atlas, k, known) for k in ("bank", "instrument", "drum"))
-    classes = np.array([f"drum:{drum[s]}" if drum.get(s) else
-                        (f"{bank.get(s)}|{ins[s]}" if ins.get(s) else "")
+    values = [(key, label_of(atlas, key, known)) for key in class_keys]
+    classes = np.array([next((f"{key}:{v[s]}" for key, v in values if v.get(s)), "")
                         for s in map(int, fs.sample_ids)])
     keep = classes != ""
     P, H, Z = (np.stack([r[k] for r in rows]) for k in range(3))
@@ -65,6 +68,8 @@ def main(argv=None) -> None:
     ap.add_argument("--atlas", required=True, help="the training corpus's atlas")
     ap.add_argument("--base", required=True, help="the model whose network is kept")
     ap.add_argument("--name", required=True, help="the new model's name in the atlas")
+    ap.add_argument("--classes", default="drum,bank+instrument,instrument",
+                    help="label keys, in order: a frame's class is the first its file has")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -72,7 +77,11 @@ def main(argv=None) -> None:
     t0 = time.time()
     with Atlas.open(args.atlas, write=True) as atlas:
         base, _ = resolve_model(atlas, args.base)
-        P, H, Z, classes = frames_of(atlas, base)
+        class_keys = [k.strip() for k in args.classes.split(",") if k.strip()]
+        P, H, Z, classes = frames_of(atlas, base, class_keys)
+        if len(set(classes)) < 2:
+            raise SystemExit(f"--classes {args.classes}: fewer than two classes among the "
+                             f"atlas's labelled frames ({sorted(atlas.label_summary())})")
         print(f"{len(P)} frames, {len(set(classes))} classes", file=sys.stderr)
         start = plane_start(P, Z, base.model.l4.weight.detach().float().numpy())
         weight, bias = fit_plane(
@@ -95,7 +104,7 @@ def main(argv=None) -> None:
         config["architecture"] = model.get_params()
         config["pitch_axis"] = {
             "base": base.name, "plane": "fit_plane", "steps": args.steps, "seed": args.seed,
-            "frames": int(len(P)), "classes": "bank+instrument, drum",
+            "frames": int(len(P)), "classes": ", ".join(class_keys),
             "command": "python tools/pitch_axis_model.py " + shlex.join(sys.argv[1:] if argv is None else argv),
             "seconds": round(time.time() - t0, 1)}
         out = atlas.path / "models" / args.name
