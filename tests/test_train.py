@@ -499,6 +499,14 @@ def test_the_pitch_axis_tool_keeps_the_network_and_fits_a_plane_beside_the_heigh
     with Atlas.open(atlas.path) as again:
         by_pitch, _ = resolve_model(again, "base-pp")
     assert by_pitch.config["pitch_axis"]["classes"] == "pitch"
+    assert by_pitch.config["pitch_axis"]["frames"] == made.config["pitch_axis"]["frames"]
+    # --also: another atlas's frames join the fit (here the same atlas again: twice the frames)
+    tool.main(["--atlas", str(atlas.path), "--base", "base", "--name", "base-2x", "--steps", "3",
+               "--also", str(atlas.path)])
+    with Atlas.open(atlas.path) as again:
+        twice, _ = resolve_model(again, "base-2x")
+    assert twice.config["pitch_axis"]["frames"] == 2 * made.config["pitch_axis"]["frames"]
+    assert twice.config["pitch_axis"]["also"] == [str(atlas.path)]
     assert not torch.equal(by_pitch.model.l4.weight, made.model.l4.weight)
     with pytest.raises(SystemExit, match="--classes no_such_label"):
         tool.main(["--atlas", str(atlas.path), "--base", "base", "--name", "bad", "--steps", "3",

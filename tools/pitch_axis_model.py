@@ -1,7 +1,8 @@
 """Give a trained model a measured pitch axis: its network, a learned timbre plane, a height.
 
     python tools/pitch_axis_model.py --atlas WORK/corpus/.soundatlas --base generalist-s0 \
-        --name generalist-s0-pa [--classes drum,bank+instrument,instrument] [--steps 3000] [--seed 0]
+        --name generalist-s0-pa [--classes drum,bank+instrument,instrument] [--also ATLAS]
+        [--steps 3000] [--seed 0]
 
 The new model keeps the base model's L0-L3 (so its hidden layer, and the similarity space made
 from it, are the base model's) and replaces L4 by a plane fitted with
@@ -10,9 +11,10 @@ from it, are the base model's) and replaces L4 by a plane fitted with
 the file has; the default, ``drum,bank+instrument,instrument``, is "same GM drum" and "same
 instrument, same maker" (the labels of the training corpus of ``tools/generalist.sh``; "same
 instrument" where a file names no maker), and ``drum,instrument`` gathers an instrument across
-makers. The
-height is each frame's measured pitch (``pitch_axis.frame_height``). The result is registered in
-the atlas as NAME, like a model ``soundatlas train`` makes; ``tools/ship_model.py`` ships it.
+makers. ``--also`` adds the labelled frames of other atlases (other renders of training banks) to
+the fit. The height is each frame's measured pitch (``pitch_axis.frame_height``). The result is
+registered in the atlas as NAME, like a model ``soundatlas train`` makes;
+``tools/ship_model.py`` ships it.
 """
 
 from __future__ import annotations
@@ -70,25 +72,33 @@ def main(argv=None) -> None:
     ap.add_argument("--name", required=True, help="the new model's name in the atlas")
     ap.add_argument("--classes", default="drum,bank+instrument,instrument",
                     help="label keys, in order: a frame's class is the first its file has")
+    ap.add_argument("--also", action="append", default=[], metavar="ATLAS",
+                    help="another atlas whose labelled frames join the fit (repeatable)")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.manual_seed(args.seed)
     t0 = time.time()
-    with Atlas.open(args.atlas, write=True) as atlas:
+    class_keys = [k.strip() for k in args.classes.split(",") if k.strip()]
+    parts = []
+    with Atlas.open(args.atlas) as atlas:  # read only: embedding elsewhere may go on meanwhile
         base, _ = resolve_model(atlas, args.base)
-        class_keys = [k.strip() for k in args.classes.split(",") if k.strip()]
-        P, H, Z, classes = frames_of(atlas, base, class_keys)
-        if len(set(classes)) < 2:
-            raise SystemExit(f"--classes {args.classes}: fewer than two classes among the "
-                             f"atlas's labelled frames ({sorted(atlas.label_summary())})")
-        print(f"{len(P)} frames, {len(set(classes))} classes", file=sys.stderr)
-        start = plane_start(P, Z, base.model.l4.weight.detach().float().numpy())
-        weight, bias = fit_plane(
-            H, Z, classes, start, steps=args.steps, seed=args.seed,
-            progress=lambda step, loss: print(f"\rstep {step}/{args.steps} loss {loss:.3f}",
-                                              end="", file=sys.stderr))
-        print(file=sys.stderr)
+        parts.append(frames_of(atlas, base, class_keys))
+    for extra in args.also:
+        with Atlas.open(extra) as other:
+            parts.append(frames_of(other, base, class_keys))
+    P, H, Z, classes = (np.concatenate([part[k] for part in parts]) for k in range(4))
+    if len(set(classes)) < 2:
+        raise SystemExit(f"--classes {args.classes}: fewer than two classes among the labelled "
+                         f"frames of {', '.join([args.atlas, *args.also])}")
+    print(f"{len(P)} frames, {len(set(classes))} classes", file=sys.stderr)
+    start = plane_start(P, Z, base.model.l4.weight.detach().float().numpy())
+    weight, bias = fit_plane(
+        H, Z, classes, start, steps=args.steps, seed=args.seed,
+        progress=lambda step, loss: print(f"\rstep {step}/{args.steps} loss {loss:.3f}",
+                                          end="", file=sys.stderr))
+    print(file=sys.stderr)
+    with Atlas.open(args.atlas, write=True) as atlas:
         params = dict(base.model.get_params(), pitch_axis=True,
                       bins_per_octave=base.cqt.bins_per_octave)
         model = build_model(**params)
@@ -105,6 +115,7 @@ def main(argv=None) -> None:
         config["pitch_axis"] = {
             "base": base.name, "plane": "fit_plane", "steps": args.steps, "seed": args.seed,
             "frames": int(len(P)), "classes": ", ".join(class_keys),
+            "also": list(args.also),
             "command": "python tools/pitch_axis_model.py " + shlex.join(sys.argv[1:] if argv is None else argv),
             "seconds": round(time.time() - t0, 1)}
         out = atlas.path / "models" / args.name
