@@ -500,9 +500,16 @@ def test_the_pitch_axis_tool_keeps_the_network_and_fits_a_plane_beside_the_heigh
         by_pitch, _ = resolve_model(again, "base-pp")
     assert by_pitch.config["pitch_axis"]["classes"] == "pitch"
     assert by_pitch.config["pitch_axis"]["frames"] == made.config["pitch_axis"]["frames"]
-    # --also: another atlas's frames join the fit (here the same atlas again: twice the frames)
-    tool.main(["--atlas", str(atlas.path), "--base", "base", "--name", "base-2x", "--steps", "3",
-               "--also", str(atlas.path)])
+    # --also: another atlas's frames join the fit (here the same atlas again: twice the frames).
+    # The tool runs in another process while this one holds the atlas's writer lock (the
+    # fixture's), as beside an `embed`: registering a model writes no array file.
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(path), "--atlas", str(atlas.path), "--base", "base",
+                           "--name", "base-2x", "--steps", "3", "--also", str(atlas.path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
     with Atlas.open(atlas.path) as again:
         twice, _ = resolve_model(again, "base-2x")
     assert twice.config["pitch_axis"]["frames"] == 2 * made.config["pitch_axis"]["frames"]

@@ -81,7 +81,7 @@ def main(argv=None) -> None:
     t0 = time.time()
     class_keys = [k.strip() for k in args.classes.split(",") if k.strip()]
     parts = []
-    with Atlas.open(args.atlas) as atlas:  # read only: embedding elsewhere may go on meanwhile
+    with Atlas.open(args.atlas) as atlas:
         base, _ = resolve_model(atlas, args.base)
         parts.append(frames_of(atlas, base, class_keys))
     for extra in args.also:
@@ -98,7 +98,8 @@ def main(argv=None) -> None:
         progress=lambda step, loss: print(f"\rstep {step}/{args.steps} loss {loss:.3f}",
                                           end="", file=sys.stderr))
     print(file=sys.stderr)
-    with Atlas.open(args.atlas, write=True) as atlas:
+    # registering writes no array file: like `train`, it may run beside an index or embed
+    with Atlas.open(args.atlas, write=True, tidy=False) as atlas:
         params = dict(base.model.get_params(), pitch_axis=True,
                       bins_per_octave=base.cqt.bins_per_octave)
         model = build_model(**params)
