@@ -460,6 +460,9 @@ def test_a_pitch_axis_model_trains_its_plane_and_keeps_the_measured_height(atlas
     tuned = ModelArtifact.load(atlas.path / "models/pa2")
     assert tuned.config["architecture"] == artifact.config["architecture"]
     assert not torch.equal(tuned.model.l4.weight, artifact.model.l4.weight)
+    # its config says how its base was made: the lineage of a shipped model is in its config
+    assert tuned.config["init_from"]["made_by"]["command"] == artifact.config["command"]
+    assert tuned.config["init_from"]["made_by"].get("init_from") == artifact.config.get("init_from")
     train(atlas, neighbourhood="instrument", settings=short(iterations=20), seed=0, name="flat")
     with pytest.raises(ParameterError, match="pitch_axis=True"):
         train(atlas, neighbourhood="pitch", settings=s, init_from="flat", pitch_axis=True)

@@ -373,7 +373,11 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
         "fused_pool": fused_pool,
     }
     if base is not None:
-        config["init_from"] = {"name": base.name, "weights": _weights_digest(base.model)}
+        # how the base was made, so that a model's config holds its whole lineage
+        made_by = {k: base.config[k] for k in ("command", "init_from", "pitch_axis")
+                   if k in base.config}
+        config["init_from"] = {"name": base.name, "weights": _weights_digest(base.model),
+                               "made_by": made_by}
 
     start_it, history, resumed_from = 0, [], None
     if resume:
@@ -630,7 +634,8 @@ def _checkpoint_iteration(run_dir: Path) -> int | None:
 
 def _config_key(config: dict) -> dict:
     keep = {k: config[k] for k in ("architecture", "cqt", "neighbourhood", "label", "settings", "seed")}
-    keep["init_from"] = config.get("init_from")
+    start = config.get("init_from")  # the base's weights; its lineage is a record only
+    keep["init_from"] = start and {k: start[k] for k in ("name", "weights")}
     keep["data"] = config["data"]["fingerprint"]
     return json.loads(json.dumps(keep, default=str))
 
