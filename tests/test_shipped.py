@@ -188,7 +188,10 @@ def test_the_shipped_map_puts_a_sounds_pitch_on_its_height():
     artifact = ModelArtifact.load(SHIPPED)
     assert artifact.config["architecture"]["pitch_axis"] is True
     assert artifact.model.l4.out_features == 2
-    assert artifact.config["pitch_axis"]["command"].startswith("python tools/pitch_axis_model.py")
+    # its lineage: the plane fitted by the tool, then the whole network tuned with the height in place
+    made_by = artifact.config["init_from"]["made_by"]
+    assert made_by["pitch_axis"]["command"].startswith("python tools/pitch_axis_model.py")
+    assert "--pitch-axis" in artifact.config["command"]
     sr = artifact.cqt.sr
     t = np.arange(sr) / sr
 
