@@ -521,3 +521,29 @@ def test_the_pitch_axis_tool_keeps_the_network_and_fits_a_plane_beside_the_heigh
     with pytest.raises(SystemExit, match="--classes no_such_label"):
         tool.main(["--atlas", str(atlas.path), "--base", "base", "--name", "bad", "--steps", "3",
                    "--classes", "no_such_label"])
+
+
+
+def test_the_pitch_axis_tool_refuses_an_atlas_of_other_features(atlas, rendered_library_master,
+                                                                  tmp_path):
+    """``--also`` an atlas whose CQT differs from the model's: refused, naming that atlas, before
+    any fitting (its frames would be another transform's)."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    lib = tmp_path / "other"
+    lib.mkdir()
+    for wav in sorted(Path(rendered_library_master).rglob("*.wav"))[:3]:
+        shutil.copy(wav, lib / wav.name)
+    index_library(lib, atlas_dir=tmp_path / "other-atlas", params=CQTParams(hop_length=400),
+                  n_jobs=1)
+    train(atlas, neighbourhood="instrument", settings=short(iterations=5), seed=0, name="base")
+    path = Path(__file__).resolve().parents[1] / "tools" / "pitch_axis_model.py"
+    spec = importlib.util.spec_from_file_location("pitch_axis_model", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    with pytest.raises(SystemExit, match=r"--also .*other-atlas: .*hop_length"):
+        tool.main(["--atlas", str(atlas.path), "--base", "base", "--name", "x", "--steps", "3",
+                   "--also", str(tmp_path / "other-atlas")])
+    assert not (atlas.path / "models" / "x").exists()

@@ -29,7 +29,8 @@ import torch
 
 from soundatlas.artifact import ModelArtifact, resolve_model
 from soundatlas.atlas import Atlas
-from soundatlas.embed import _noise_rng, embed_many, prediction_noise
+from soundatlas.embed import _noise_rng, check_features, embed_many, prediction_noise
+from soundatlas.errors import SoundAtlasError
 from soundatlas.evaluate import frame_set, label_of
 from soundatlas.model import build_model
 from soundatlas.pitch_axis import fit_plane, frame_height, plane_start
@@ -37,7 +38,9 @@ from soundatlas.pitch_axis import fit_plane, frame_height, plane_start
 
 def frames_of(atlas, artifact, class_keys=("drum", "bank+instrument", "instrument")):
     """(base points, hidden layer, height, class) of the atlas's evaluated frames that have a
-    class: the first of ``class_keys`` (labels, or ``A+B`` pairs) their file has."""
+    class: the first of ``class_keys`` (labels, or ``A+B`` pairs) their file has. An atlas of
+    other features than the model's is refused (``embed.check_features``)."""
+    check_features(atlas, artifact)
     fs = frame_set(atlas, n_per_file=8, seed=0)
     recs = {r.id: r for r in atlas.samples()}
     ids = sorted(set(fs.sample_ids.tolist()))
@@ -86,7 +89,10 @@ def main(argv=None) -> None:
         parts.append(frames_of(atlas, base, class_keys))
     for extra in args.also:
         with Atlas.open(extra) as other:
-            parts.append(frames_of(other, base, class_keys))
+            try:
+                parts.append(frames_of(other, base, class_keys))
+            except SoundAtlasError as exc:
+                raise SystemExit(f"--also {extra}: {exc}") from None
     P, H, Z, classes = (np.concatenate([part[k] for part in parts]) for k in range(4))
     if len(set(classes)) < 2:
         raise SystemExit(f"--classes {args.classes}: fewer than two classes among the labelled "
