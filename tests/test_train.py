@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -468,19 +469,26 @@ def test_a_pitch_axis_model_trains_its_plane_and_keeps_the_measured_height(atlas
         train(atlas, neighbourhood="pitch", settings=s, init_from="flat", pitch_axis=True)
 
 
+PITCH_AXIS_TOOL = Path(__file__).resolve().parents[1] / "tools" / "pitch_axis_model.py"
+
+
+def _pitch_axis_tool():
+    """tools/pitch_axis_model.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pitch_axis_model", PITCH_AXIS_TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
 def test_the_pitch_axis_tool_keeps_the_network_and_fits_a_plane_beside_the_height(atlas):
     """tools/pitch_axis_model.py (how the shipped model was made): the new model has the
     base's layers L0-L3, a 2-D L4 and the measured height, and is registered in the atlas."""
-    import importlib.util
-    from pathlib import Path
-
     from soundatlas.pitch_axis import frame_height
 
     train(atlas, neighbourhood="instrument", settings=short(iterations=20), seed=0, name="base")
-    path = Path(__file__).resolve().parents[1] / "tools" / "pitch_axis_model.py"
-    spec = importlib.util.spec_from_file_location("pitch_axis_model", path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = _pitch_axis_tool()
     tool.main(["--atlas", str(atlas.path), "--base", "base", "--name", "base-pa", "--steps", "30"])
     base = ModelArtifact.load(atlas.path / "models/base")
     with Atlas.open(atlas.path) as again:
@@ -509,7 +517,7 @@ def test_the_pitch_axis_tool_keeps_the_network_and_fits_a_plane_beside_the_heigh
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, str(path), "--atlas", str(atlas.path), "--base", "base",
+    proc = subprocess.run([sys.executable, str(PITCH_AXIS_TOOL), "--atlas", str(atlas.path), "--base", "base",
                            "--name", "base-2x", "--steps", "3", "--also", str(atlas.path)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -528,9 +536,7 @@ def test_the_pitch_axis_tool_refuses_an_atlas_of_other_features(atlas, rendered_
                                                                   tmp_path):
     """``--also`` an atlas whose CQT differs from the model's: refused, naming that atlas, before
     any fitting (its frames would be another transform's)."""
-    import importlib.util
     import shutil
-    from pathlib import Path
 
     lib = tmp_path / "other"
     lib.mkdir()
@@ -539,10 +545,7 @@ def test_the_pitch_axis_tool_refuses_an_atlas_of_other_features(atlas, rendered_
     index_library(lib, atlas_dir=tmp_path / "other-atlas", params=CQTParams(hop_length=400),
                   n_jobs=1)
     train(atlas, neighbourhood="instrument", settings=short(iterations=5), seed=0, name="base")
-    path = Path(__file__).resolve().parents[1] / "tools" / "pitch_axis_model.py"
-    spec = importlib.util.spec_from_file_location("pitch_axis_model", path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = _pitch_axis_tool()
     with pytest.raises(SystemExit, match=r"--also .*other-atlas: .*hop_length"):
         tool.main(["--atlas", str(atlas.path), "--base", "base", "--name", "x", "--steps", "3",
                    "--also", str(tmp_path / "other-atlas")])
