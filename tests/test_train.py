@@ -526,6 +526,20 @@ def test_the_pitch_axis_tool_keeps_the_network_and_fits_a_plane_beside_the_heigh
     assert twice.config["pitch_axis"]["frames"] == 2 * made.config["pitch_axis"]["frames"]
     assert twice.config["pitch_axis"]["also"] == [str(atlas.path)]
     assert not torch.equal(by_pitch.model.l4.weight, made.model.l4.weight)
+    # a base that has a pitch axis already: its plane is refitted from where it is, the network
+    # and the height kept
+    tool.main(["--atlas", str(atlas.path), "--base", "base-pa", "--name", "base-pa-re", "--steps",
+               "30", "--classes", "pitch"])
+    with Atlas.open(atlas.path) as again:
+        refit, _ = resolve_model(again, "base-pa-re")
+    assert refit.config["pitch_axis"]["base"] == "base-pa"
+    for key, value in base.model.state_dict().items():
+        if not key.startswith("l4."):
+            assert torch.equal(refit.model.state_dict()[key], value), key
+    assert refit.model.l4.weight.shape == (2, 256)
+    assert not torch.equal(refit.model.l4.weight, made.model.l4.weight)
+    np.testing.assert_array_equal(embed_features(refit.model, atlas.features(rec))[:, 2],
+                                  traj[:, 2])
     with pytest.raises(SystemExit, match="--classes no_such_label"):
         tool.main(["--atlas", str(atlas.path), "--base", "base", "--name", "bad", "--steps", "3",
                    "--classes", "no_such_label"])

@@ -12,7 +12,9 @@ the file has; the default, ``drum,bank+instrument,instrument``, is "same GM drum
 instrument, same maker" (the labels of the training corpus of ``tools/generalist.sh``; "same
 instrument" where a file names no maker), and ``drum,instrument`` gathers an instrument across
 makers. ``--also`` adds the labelled frames of other atlases (other renders of training banks) to
-the fit. The height is each frame's measured pitch (``pitch_axis.frame_height``). The result is
+the fit. The height is each frame's measured pitch (``pitch_axis.frame_height``). The fit
+starts from the base map's two main directions beside the height (``plane_start``), or from the
+base's own plane when the base already has a pitch axis. The result is
 registered in the atlas as NAME, like a model ``soundatlas train`` makes;
 ``tools/ship_model.py`` ships it.
 """
@@ -98,7 +100,10 @@ def main(argv=None) -> None:
         raise SystemExit(f"--classes {args.classes}: fewer than two classes among the labelled "
                          f"frames of {', '.join([args.atlas, *args.also])}")
     print(f"{len(P)} frames, {len(set(classes))} classes", file=sys.stderr)
-    start = plane_start(P, Z, base.model.l4.weight.detach().float().numpy())
+    l4 = base.model.l4.weight.detach().float().numpy()
+    # a base that already has a pitch axis has a plane: the new fit starts from it (its 3-D
+    # points hold the height, so the base map's directions have no meaning beside it)
+    start = l4 if base.model.pitch_axis else plane_start(P, Z, l4)
     weight, bias = fit_plane(
         H, Z, classes, start, steps=args.steps, seed=args.seed,
         progress=lambda step, loss: print(f"\rstep {step}/{args.steps} loss {loss:.3f}",
