@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := data/demo
 # chromium: the browser the web tests drive (headless, through Playwright; it bundles the
-# SwiftShader software WebGL it needs); fonts-liberation: text for its pages and screenshots
-APT_PACKAGES := fluidsynth fluid-soundfont-gm chromium fonts-liberation
+# SwiftShader software WebGL it needs); fonts-liberation: text for its pages and screenshots;
+# musescore-general-soundfont-small: an .sf3 bank (Vorbis-compressed samples), which the test of
+# rendering from an .sf3 SoundFont needs
+APT_PACKAGES := fluidsynth fluid-soundfont-gm musescore-general-soundfont-small chromium fonts-liberation
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # WHEELS=DIR: a local folder of wheels pip may take packages from (used when given, never needed).
 # PIP_EXTRA: more pip options, e.g. the CPU-only torch build on a machine without one on disk:
