@@ -533,6 +533,8 @@ def test_the_pitch_axis_tool_keeps_the_network_and_fits_a_plane_beside_the_heigh
     with Atlas.open(atlas.path) as again:
         refit, _ = resolve_model(again, "base-pa-re")
     assert refit.config["pitch_axis"]["base"] == "base-pa"
+    assert refit.config["pitch_axis"]["base_fit"] == made.config["pitch_axis"]
+    assert "base_fit" not in made.config["pitch_axis"]
     for key, value in base.model.state_dict().items():
         if not key.startswith("l4."):
             assert torch.equal(refit.model.state_dict()[key], value), key

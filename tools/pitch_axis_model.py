@@ -130,6 +130,8 @@ def main(argv=None) -> None:
             "also": list(args.also),
             "command": "python tools/pitch_axis_model.py " + shlex.join(sys.argv[1:] if argv is None else argv),
             "seconds": round(time.time() - t0, 1)}
+        if base.config.get("pitch_axis"):  # the base's own fit, so the lineage stays whole
+            config["pitch_axis"]["base_fit"] = base.config["pitch_axis"]
         out = atlas.path / "models" / args.name
         ModelArtifact(args.name, config, model).save(out)
         atlas.register_model(args.name, str(out.relative_to(atlas.path)), config)
