@@ -482,6 +482,13 @@ def _pitch_axis_tool():
     return tool
 
 
+def _assert_network_kept(model, base):
+    """``model`` has ``base``'s layers L0-L3 (and input statistics), weight for weight."""
+    for key, value in base.state_dict().items():
+        if not key.startswith("l4."):
+            assert torch.equal(model.state_dict()[key], value), key
+
+
 def test_the_pitch_axis_tool_keeps_the_network_and_fits_a_plane_beside_the_height(atlas):
     """tools/pitch_axis_model.py (how the shipped model was made): the new model has the
     base's layers L0-L3, a 2-D L4 and the measured height, and is registered in the atlas."""
@@ -495,9 +502,7 @@ def test_the_pitch_axis_tool_keeps_the_network_and_fits_a_plane_beside_the_heigh
         made, reg = resolve_model(again, "base-pa")
     assert made.config["architecture"]["pitch_axis"] is True
     assert made.config["pitch_axis"]["base"] == "base" and made.config["pitch_axis"]["steps"] == 30
-    for key, value in base.model.state_dict().items():
-        if not key.startswith("l4."):
-            assert torch.equal(made.model.state_dict()[key], value), key
+    _assert_network_kept(made.model, base.model)
     assert made.model.l4.weight.shape == (2, 256)
     rec = atlas.samples()[3]
     traj = embed_features(made.model, atlas.features(rec))
@@ -535,9 +540,7 @@ def test_the_pitch_axis_tool_keeps_the_network_and_fits_a_plane_beside_the_heigh
     assert refit.config["pitch_axis"]["base"] == "base-pa"
     assert refit.config["pitch_axis"]["base_fit"] == made.config["pitch_axis"]
     assert "base_fit" not in made.config["pitch_axis"]
-    for key, value in base.model.state_dict().items():
-        if not key.startswith("l4."):
-            assert torch.equal(refit.model.state_dict()[key], value), key
+    _assert_network_kept(refit.model, base.model)
     assert refit.model.l4.weight.shape == (2, 256)
     assert not torch.equal(refit.model.l4.weight, made.model.l4.weight)
     np.testing.assert_array_equal(embed_features(refit.model, atlas.features(rec))[:, 2],
@@ -545,7 +548,6 @@ def test_the_pitch_axis_tool_keeps_the_network_and_fits_a_plane_beside_the_heigh
     with pytest.raises(SystemExit, match="--classes no_such_label"):
         tool.main(["--atlas", str(atlas.path), "--base", "base", "--name", "bad", "--steps", "3",
                    "--classes", "no_such_label"])
-
 
 
 def test_the_pitch_axis_tool_refuses_an_atlas_of_other_features(atlas, rendered_library_master,
