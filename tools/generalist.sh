@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Makes the generalist model from scratch with the recipe of the shipped default
-# (docs/RESULTS.md, "A pitch phase after an instrument phase" and "The whole network tuned with the
-# pitch axis in place"): renders the training corpus at 16 kHz from the training banks (never the
-# held-out TimGM6mb), indexes it with the multirate CQT and trains in three phases around a pitch
-# axis. Resumable: run it again after an interruption (each step that finished is skipped; a
-# phase goes on from its last checkpoint). About 50 minutes on two cores: rendering and indexing
-# 12,723 files, then 12,000 + 3,000 iterations of training, the pitch axis's plane and 3,000
-# more iterations.
+# (docs/RESULTS.md, "A pitch phase after an instrument phase", "The whole network tuned with the
+# pitch axis in place" and "Two seeds a recipe"): renders the training corpus at 16 kHz from the
+# training banks (never the held-out TimGM6mb), indexes it with the multirate CQT and trains in
+# four phases around a pitch axis. Resumable: run it again after an interruption (each step that
+# finished is skipped; a phase goes on from its last checkpoint). About 70 minutes on two cores:
+# rendering and indexing 12,723 files, 12,000 + 3,000 iterations of training, the pitch axis's
+# plane and 3,000 more iterations; then rendering and indexing the 128 GM programs (27,135 files
+# in all) and 3,000 iterations on them.
 #
 #   tools/generalist.sh WORK [--seed N] [--iterations N] [--pitch-iterations N] [--name NAME]
 #
@@ -18,9 +19,12 @@
 # from it (--init-from: its weights and input statistics) and adds pitch order inside each
 # instrument (`pitch-within`, weight 0.5) for 3,000 iterations at lr 0.0002. NAME-pa keeps
 # NAME's network and replaces its last layer by a plane fitted beside each frame's measured
-# pitch (tools/pitch_axis_model.py, about 4 minutes). Last, phase 3 (NAME-pa-tuned, the shipped
-# default) trains the whole network again with that height in place, on phase 1's mixture, for
-# 3,000 iterations at lr 0.0002 (about 5 minutes).
+# pitch (tools/pitch_axis_model.py, about 4 minutes). Phase 3 (NAME-pa-tuned) trains the whole
+# network again with that height in place, on phase 1's mixture, for 3,000 iterations at lr
+# 0.0002 (about 5 minutes). Last, phase 4 (NAME-pa-gm, the shipped default) goes on from it on
+# WORK/corpus-gm, the corpus and the 128 GM programs of FluidR3 GM and OPL3 (hard links to
+# WORK/corpus's files beside WORK/gm128's renders, one manifest), with the drum part at weight
+# 0.5 and every point held near where phase 3 puts it (--anchor 1), for 3,000 iterations.
 #
 # Needs the Debian packages fluid-soundfont-gm fluid-soundfont-gs opl3-soundfont (installed here
 # when missing) and `make setup`.
@@ -101,3 +105,37 @@ fi
 "$SA" train --atlas "$C/.soundatlas" --name "$NAME-pa-tuned" --init-from "$NAME-pa" --pitch-axis \
   -n "$PHASE1" --preset fast --optimizer adam --lr 0.0002 --schedule cosine --warmup 100 \
   --iterations "$PITCH_ITERATIONS" --seed "$SEED" --threads 1 --resume
+# phase 4: the corpus and the 128 GM programs, held near phase 3's map (NAME-pa-gm, the shipped default)
+G="$WORK/corpus-gm"
+if [ ! -f "$G/.rendered" ]; then
+  for bank in FluidR3_GM OPL-3_FM_128M; do
+    "$SA" demo-library "$WORK/gm128" --set gm --soundfont "$SF2/$bank.sf2" --sample-rate 16000 -q
+  done
+  rm -rf "$G"
+  mkdir -p "$G"
+  for folder in fluidr3 opl3 kits; do cp -al "$C/$folder" "$G/$folder"; done
+  cp -al "$WORK/gm128/gm" "$G/gm"
+  # one manifest: the corpus's rows, then the 128 programs' (paths under gm/, a family column)
+  "$PY" - "$C" "$WORK/gm128" "$G" <<'EOF'
+import csv, sys
+from pathlib import Path
+rows, columns = [], []
+for folder in sys.argv[1:3]:
+    with open(Path(folder) / "metadata.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        columns += [k for k in reader.fieldnames if k not in columns]
+        rows += list(reader)
+with open(Path(sys.argv[3]) / "metadata.csv", "w", newline="") as f:
+    writer = csv.DictWriter(f, columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+print(f"{Path(sys.argv[3]) / 'metadata.csv'}: {len(rows)} files")
+EOF
+  touch "$G/.rendered"
+fi
+"$SA" index "$G" --cqt-kernel multirate -q
+"$SA" train --atlas "$G/.soundatlas" --name "$NAME-pa-gm" \
+  --init-from "$C/.soundatlas/models/$NAME-pa-tuned" --pitch-axis \
+  -n "instrument-pitch-2:bank+instrument:1,label:drum:0.5" --anchor 1 --preset fast \
+  --optimizer adam --lr 0.0002 --schedule cosine --warmup 100 --iterations "$PITCH_ITERATIONS" \
+  --seed "$SEED" --threads 1 --resume
