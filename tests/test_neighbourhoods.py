@@ -502,11 +502,12 @@ def test_shipped_model_config_reads_back_as_its_neighbourhood():
 
     config = json.loads((SHIPPED_MODELS / "default" / "config.json").read_text())
     nb = neighbourhood_from_config(config["neighbourhood"])
-    # its last phase's mixture (phase 1's, with the pitch axis in place): same instrument of the
-    # same maker within two semitones, same GM drum
+    # its last phase's mixture (phase 4, with the pitch axis in place): same instrument of the
+    # same maker within two semitones, same GM drum at half weight
     assert [(type(part).__name__, weight) for part, weight in nb.parts] == [
-        ("InstrumentPitch2", 1.0), ("Label", 0.25)]
+        ("InstrumentPitch2", 1.0), ("Label", 0.5)]
     assert nb.parts[0][0].instrument_label == "bank+instrument" and nb.parts[0][0].semitones == 2
+    assert nb.parts[1][0].label == "drum"
     assert nb.to_model_config() == config["neighbourhood"]
     mix = parse_neighbourhood("instrument:2,augment-pair:1")
     back = neighbourhood_from_config(json.loads(json.dumps(mix.to_model_config())))
