@@ -108,6 +108,7 @@ fi
 # phase 4: the corpus and the 128 GM programs, held near phase 3's map (NAME-pa-gm, the shipped default)
 G="$WORK/corpus-gm"
 if [ ! -f "$G/.rendered" ]; then
+  rm -rf "$WORK/gm128"  # a render cut short starts again: the two banks share one manifest
   for bank in FluidR3_GM OPL-3_FM_128M; do
     "$SA" demo-library "$WORK/gm128" --set gm --soundfont "$SF2/$bank.sf2" --sample-rate 16000 -q
   done
