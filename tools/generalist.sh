@@ -67,23 +67,16 @@ if [ ! -f "$C/.rendered" ]; then
   done
   # One manifest for the corpus; the demo sets' own manifests have no bank column.
   "$PY" - "$C" <<'EOF'
-import csv, sys
+import sys
 from pathlib import Path
+from soundatlas.demo.manifests import METADATA_FILE, read_rows, write_rows
 corpus = Path(sys.argv[1])
-rows, columns = [], ["path"]
+rows = []
 for folder, bank in (("fluidr3", "FluidR3_GM"), ("opl3", "OPL-3_FM_128M"), ("kits", None)):
-    with open(corpus / folder / "metadata.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            row["path"] = f"{folder}/{row['path']}"
-            if bank:
-                row["bank"] = bank
-            rows.append(row)
-            columns += [k for k in row if k not in columns]
-with open(corpus / "metadata.csv", "w", newline="") as f:
-    writer = csv.DictWriter(f, columns, restval="")
-    writer.writeheader()
-    writer.writerows(rows)
-print(f"{corpus / 'metadata.csv'}: {len(rows)} files")
+    for row in read_rows(corpus / folder / METADATA_FILE, prefix=f"{folder}/"):
+        rows.append({**row, "bank": bank} if bank else row)
+write_rows(corpus / METADATA_FILE, rows)
+print(f"{corpus / METADATA_FILE}: {len(rows)} files")
 EOF
   touch "$C/.rendered"
 fi
@@ -116,21 +109,15 @@ if [ ! -f "$G/.rendered" ]; then
   mkdir -p "$G"
   for folder in fluidr3 opl3 kits; do cp -al "$C/$folder" "$G/$folder"; done
   cp -al "$WORK/gm128/gm" "$G/gm"
-  # one manifest: the corpus's rows, then the 128 programs' (paths under gm/, a family column)
+  # one manifest: the corpus's and the 128 programs' (paths under gm/, with a family column)
   "$PY" - "$C" "$WORK/gm128" "$G" <<'EOF'
-import csv, sys
+import sys
 from pathlib import Path
-rows, columns = [], []
-for folder in sys.argv[1:3]:
-    with open(Path(folder) / "metadata.csv", newline="") as f:
-        reader = csv.DictReader(f)
-        columns += [k for k in reader.fieldnames if k not in columns]
-        rows += list(reader)
-with open(Path(sys.argv[3]) / "metadata.csv", "w", newline="") as f:
-    writer = csv.DictWriter(f, columns, restval="")
-    writer.writeheader()
-    writer.writerows(rows)
-print(f"{Path(sys.argv[3]) / 'metadata.csv'}: {len(rows)} files")
+from soundatlas.demo.manifests import METADATA_FILE, read_rows, write_rows
+corpus, programs, out = map(Path, sys.argv[1:4])
+rows = read_rows(corpus / METADATA_FILE) + read_rows(programs / METADATA_FILE)
+write_rows(out / METADATA_FILE, rows)
+print(f"{out / METADATA_FILE}: {len(rows)} files")
 EOF
   touch "$G/.rendered"
 fi
