@@ -94,7 +94,7 @@ if [ ! -f "$C/.soundatlas/models/$NAME-pa/weights.npz" ]; then
   "$ROOT/.venv/bin/python" "$ROOT/tools/pitch_axis_model.py" --atlas "$C/.soundatlas" \
     --base "$NAME" --name "$NAME-pa" --seed "$SEED"
 fi
-# phase 3: the whole network again with the pitch axis in place (NAME-pa-tuned, the shipped default)
+# phase 3: the whole network again with the pitch axis in place (NAME-pa-tuned)
 "$SA" train --atlas "$C/.soundatlas" --name "$NAME-pa-tuned" --init-from "$NAME-pa" --pitch-axis \
   -n "$PHASE1" --preset fast --optimizer adam --lr 0.0002 --schedule cosine --warmup 100 \
   --iterations "$PITCH_ITERATIONS" --seed "$SEED" --threads 1 --resume
