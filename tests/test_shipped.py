@@ -205,3 +205,47 @@ def test_the_shipped_map_puts_a_sounds_pitch_on_its_height():
         traj = embed_features(artifact.model, cqt((0.2 * y).astype(np.float32), params=artifact.cqt))
         middle = traj[len(traj) // 4: 3 * len(traj) // 4, 2]
         assert np.all(middle == np.float32((midi - 69) / 12)), (midi, middle)
+
+
+def test_a_model_directory_named_like_a_registered_model_is_refused_and_loses_nothing(tmp_path):
+    """Two model directories whose configs give the same name: the second is another model, so
+    `embed` refuses it, naming both, and keeps the first one's points (it used to answer
+    "already had embeddings" and leave the first model's points standing for the second's)."""
+    import shutil
+
+    from conftest import make_tone_library
+    from soundatlas.atlas import Atlas
+    from soundatlas.indexing import index_library
+
+    shipped = ModelArtifact.load(SHIPPED)
+    lib = make_tone_library(tmp_path / "lib", n_per_folder=2)
+    atlas_dir = tmp_path / "atlas"
+    index_library(lib, atlas_dir=atlas_dir, params=shipped.cqt, n_jobs=1)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for d in (first, second):
+        shutil.copytree(SHIPPED, d)
+        config = json.loads((d / "config.json").read_text())
+        (d / "config.json").write_text(json.dumps({**config, "name": "twin"}))
+    cli = str(Path(sys.executable).parent / "soundatlas")
+
+    def embed(model):
+        return subprocess.run([cli, "embed", "--atlas", str(atlas_dir), "-m", str(model), "--json"],
+                              capture_output=True, text=True, timeout=600)
+
+    done = embed(first)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["n_embedded"] == 6
+    with Atlas.open(atlas_dir) as atlas:
+        before = {m.name: m.dir for m in atlas.models()}
+        ids, points = atlas.points(atlas.model("twin").id)
+    refused = embed(second)
+    assert refused.returncode == 1
+    assert "already has a model named 'twin'" in refused.stderr
+    assert str(first) in refused.stderr and str(second) in refused.stderr
+    with Atlas.open(atlas_dir) as atlas:
+        assert {m.name: m.dir for m in atlas.models()} == before
+        ids_after, after = atlas.points(atlas.model("twin").id)
+    assert len(ids) == 6 and np.array_equal(ids, ids_after) and np.array_equal(points, after)
+    again = embed(first)  # the same directory again is the same model
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["n_embedded"] == 0

@@ -373,13 +373,23 @@ def ensure_registered(atlas, artifact, registration) -> int:
     Raises
     ------
     SoundAtlasError
-        When the model was not made for the atlas's features (``check_features``).
+        When the model was not made for the atlas's features (``check_features``), or when it
+        comes from a directory and the atlas has another model of its name.
     """
-    from soundatlas.artifact import shipped_changed
+    from soundatlas.artifact import model_path, shipped_changed
+    from soundatlas.errors import SoundAtlasError
 
     check_features(atlas, artifact)
     if registration is None:
         registration = next((m for m in atlas.models() if m.name == artifact.name), None)
+        if (registration is not None and artifact.source is not None
+                and model_path(atlas, registration.dir).resolve() != artifact.source.resolve()):
+            # another model of the same name: its points are not this one's, and replacing it
+            # would lose them
+            raise SoundAtlasError(
+                f"the atlas already has a model named {artifact.name!r}, from "
+                f"{model_path(atlas, registration.dir)}; the model at {artifact.source} has the "
+                "same name: give one of them another name (the 'name' in its config.json)")
     if registration is None:
         return atlas.register_model(artifact.name, artifact.registry_dir, artifact.config)
     if shipped_changed(registration, artifact):
