@@ -382,14 +382,14 @@ def ensure_registered(atlas, artifact, registration) -> int:
     check_features(atlas, artifact)
     if registration is None:
         registration = next((m for m in atlas.models() if m.name == artifact.name), None)
-        if (registration is not None and artifact.source is not None
-                and model_path(atlas, registration.dir).resolve() != artifact.source.resolve()):
+        registered = registration and model_path(atlas, registration.dir)
+        if registered and artifact.source and registered.resolve() != artifact.source.resolve():
             # another model of the same name: its points are not this one's, and replacing it
             # would lose them
             raise SoundAtlasError(
-                f"the atlas already has a model named {artifact.name!r}, from "
-                f"{model_path(atlas, registration.dir)}; the model at {artifact.source} has the "
-                "same name: give one of them another name (the 'name' in its config.json)")
+                f"the atlas already has a model named {artifact.name!r}, from {registered}; the "
+                f"model at {artifact.source} has the same name: give one of them another name "
+                "(the 'name' in its config.json)")
     if registration is None:
         return atlas.register_model(artifact.name, artifact.registry_dir, artifact.config)
     if shipped_changed(registration, artifact):
