@@ -9,15 +9,18 @@ interleaved rounds (medians reported):
       over batch sizes and thread settings (workers warmed up first; start-up, imports and clip
       generation are not timed; results stay in the workers);
   (c) ours: ``cqt_batch(list_of_clips)`` with ``PAPER_CQT`` (the multirate kernel) in this
-      process, torch using every core, compression included; for information, the same with
-      one thread and with the folded kernel (``CQTParams()``).
+      process, with as many threads as torch has (every core), compression included; for
+      information, the same with one thread and with the folded kernel (``CQTParams()``);
+      with ``--baseline-rev REV``, also ``cqt_batch`` as it was at git revision REV (with
+      every core and with one thread), and how many values batching changes in each.
 
 Then: the numerical agreement of (c) and of the folded kernel with librosa, on the workload and
 on the signals that show a kernel's leakage (pure sines in every octave, clicks at the ends,
 sharp onsets; first and last frames looked at alone), the ratios (c)/(b) and (c)/(a) against the
 goals, and a breakdown of where our time goes.
 
-    .venv/bin/python benchmarks/bench_cqt.py [--quick] [--json benchmarks/results-cqt.json]
+    .venv/bin/python benchmarks/bench_cqt.py [--quick] [--baseline-rev REV] \
+        [--json benchmarks/results-cqt.json]
 """
 
 from __future__ import annotations
@@ -131,6 +134,27 @@ def ours(clips: list[np.ndarray], params=None) -> list[np.ndarray]:
     return cqt_batch(clips, params=params or PAPER_CQT)
 
 
+def cqt_at(rev: str):
+    """``soundatlas.cqt`` as it was at git revision ``rev``, loaded beside today's."""
+    import importlib.util
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    source = subprocess.run(["git", "show", f"{rev}:src/soundatlas/cqt.py"], cwd=root,
+                            check=True, capture_output=True, text=True).stdout
+    spec = importlib.util.spec_from_loader(f"soundatlas_cqt_at_{rev}", loader=None)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    exec(compile(source, f"{rev}:src/soundatlas/cqt.py", "exec"), module.__dict__)
+    return module
+
+
+def batch_changes(cqt_batch, clips: list[np.ndarray]) -> int:
+    """Values of ``cqt_batch(clips)`` that differ from each clip's own ``cqt_batch([clip])``."""
+    together = cqt_batch(clips)
+    return sum(int((C != cqt_batch([y])[0]).sum()) for y, C in zip(clips, together))
+
+
 def folded_params():
     """The folded kernel (``CQTParams()``), timed and checked beside ``PAPER_CQT``."""
     from soundatlas.cqt import CQTParams
@@ -139,11 +163,26 @@ def folded_params():
 
 
 def breakdown(clips: list[np.ndarray], repeats: int) -> dict:
-    """Time each step of our pipeline on one chunk, as ``cqt_batch`` runs it (manual timers).
+    """Time each step of our pipeline on one chunk, as one of ``cqt_batch``'s threads runs it
+    (manual timers, one thread).
 
-    Mirrors ``soundatlas.cqt._multirate_same_size`` plus the tail of ``cqt_batch`` (compress,
-    to numpy, split per clip). Returns per-step medians in microseconds per clip.
+    Calls the steps of ``soundatlas.cqt._multirate_same_size`` one by one, then the tail of
+    ``cqt_batch`` (compress, split per clip). Returns per-step medians in microseconds per clip.
     """
+    import torch
+
+    from soundatlas import cqt as cqt_mod
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with cqt_mod._blas_controller().limit(limits=1, user_api="blas"):
+            return _breakdown(clips, repeats)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _breakdown(clips: list[np.ndarray], repeats: int) -> dict:
     import torch
 
     from soundatlas import cqt as cqt_mod
@@ -155,6 +194,8 @@ def breakdown(clips: list[np.ndarray], repeats: int) -> dict:
     B = len(ys)
     lengths = np.array([len(y) for y in ys])
     n_out = cqt_mod.n_frames(int(lengths.max()), hop_length=params.hop_length)
+    counts = [cqt_mod.n_frames(len(y), hop_length=params.hop_length) for y in ys]
+    workers = 1
     steps: dict[str, list[float]] = {}
 
     def tick(name, fn):
@@ -162,53 +203,27 @@ def breakdown(clips: list[np.ndarray], repeats: int) -> dict:
         steps.setdefault(name, []).append(dt)
         return out
 
-    def fill():
-        batch = np.zeros((B, N), dtype=np.float32)
-        for b, y in enumerate(ys):
-            batch[b, : len(y)] = y
-        return torch.from_numpy(batch)
-
-    def stage(z, n, parent, d):
-        start, gain = kernel.rolloff[d]
-        band = torch.fft.rfft(z, dim=1)[:, : start + len(gain)]
-        band[:, start:].mul_(gain)
-        z = torch.fft.irfft(band, n=N // d, dim=1)
-        n = -(-n // (d // parent))
-        cqt_mod._cut(z, n)
-        return z, n
-
-    def frames_octave(i, octave, signals, C):
-        first, basis = kernel.frames[i]
-        z, _ = signals[octave.d]
-        frames = z.index_select(1, kernel.frame_index(i, n_out)).view(B, n_out, octave.n_fft)
-        spectra = torch.fft.rfft(frames, dim=2)[:, :, first : first + len(basis)]
-        C[:, :, octave.lo : octave.hi] = spectra @ basis
-
-    def fold_group(d, lo, hi, size, M, G, signals, C):
-        z, n = signals[d]
-        Z = torch.fft.fft(z[:, : max(1, int(n.max()))], n=size, dim=1)
-        Z = torch.view_as_real(Z.view(B, -1, M).permute(2, 0, 1).contiguous())
-        folded = torch.view_as_complex(torch.bmm(Z.view(M, B, -1), G).view(M, B, -1, 2))
-        C[:, :, lo:hi] = torch.fft.ifft(folded, dim=0, norm="forward")[:n_out].permute(1, 0, 2)
-
     for _ in range(repeats + 1):  # the first round warms up
-        x = tick("copy into padded batch", fill)
+        x = tick("copy into padded batch", lambda: cqt_mod._padded(ys, N))
         signals = {1: (x, lengths)}
         for parent, d in kernel.stages:
             signals[d] = tick(f"stage 1/{d}: rfft, roll-off, irfft, cut",
-                              lambda: stage(*signals[parent], parent, d))
-        C = torch.empty((B, n_out, params.n_bins), dtype=torch.complex64)
-        for i, octave in enumerate(kernel.octaves):
-            if i in kernel.frames:
-                tick(f"octave {i} (1/{octave.d}): frames, rfft {octave.n_fft}, x basis",
-                     lambda: frames_octave(i, octave, signals, C))
+                              lambda: cqt_mod._decimated(kernel, *signals[parent], parent, d,
+                                                         workers))
+        C = np.zeros((B, n_out, params.n_bins), dtype=np.complex64)
+        for i in kernel.frames:
+            octave = kernel.octaves[i]
+            tick(f"octave {i} (1/{octave.d}): frames, rfft {octave.n_fft}, x basis per clip",
+                 lambda: cqt_mod._frames_octave(kernel, i, signals[octave.d][0], counts, C,
+                                                workers))
         for d, (lo, hi, size, M, G) in kernel.folds.items():
-            tick(f"bins {lo}-{hi - 1} (1/{d}): fft {size}, fold (real bmm), ifft {M}",
-                 lambda: fold_group(d, lo, hi, size, M, G, signals, C))
+            tick(f"bins {lo}-{hi - 1} (1/{d}): fft {size}, fold (real product, rows padded "
+                 f"to {cqt_mod._FOLD_ROWS}s), ifft {M}",
+                 lambda: cqt_mod._folded_octaves(kernel, d, *signals[d], C, workers))
         out = tick("magnitude", lambda: cqt_mod._magnitude(C))
-        tick("compress + numpy + split per clip", lambda: [
-            C[: cqt_mod.n_frames(len(y), hop_length=params.hop_length)].copy()
-            for y, C in zip(ys, torch.log1p(out.mul_(params.compression)).numpy())])
+        tick("compress + split per clip", lambda: [
+            C[:count].copy() for count, C in zip(
+                counts, np.log1p(np.multiply(out, params.compression, out=out), out=out))])
     total_end_to_end = []
     for _ in range(repeats):
         dt, _ = common.timed(lambda: cqt_mod.cqt_batch(ys))
@@ -227,15 +242,20 @@ def breakdown(clips: list[np.ndarray], repeats: int) -> dict:
 
 
 def profile_top(clips: list[np.ndarray], n_rows: int = 12) -> str:
-    """torch.profiler's table of the top operators for one chunk (self CPU time)."""
-    import torch.profiler
+    """cProfile's top functions (own time) for one chunk."""
+    import cProfile
+    import io
+    import pstats
 
     from soundatlas import cqt as cqt_mod
 
     N = cqt_mod._multirate_size(cqt_mod.PAPER_CQT, len(clips[0]))
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        cqt_mod.cqt_batch(clips[: max(1, cqt_mod._MULTIRATE_CHUNK // N)])
-    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=n_rows)
+    chunk = clips[: max(1, cqt_mod._MULTIRATE_CHUNK // N)]
+    profiler = cProfile.Profile()
+    profiler.runcall(cqt_mod.cqt_batch, chunk)
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(n_rows)
+    return out.getvalue()
 
 
 # --- agreement ----------------------------------------------------------------------------------
@@ -319,7 +339,10 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true",
                    help="small run: 300 clips, 30 single-call clips, batch sizes 50,150")
-    p.add_argument("--profile", action="store_true", help="also print torch.profiler's top ops")
+    p.add_argument("--profile", action="store_true", help="also print cProfile's top functions")
+    p.add_argument("--baseline-rev", metavar="REV",
+                   help="also time src/soundatlas/cqt.py as it was at git revision REV, in the "
+                        "same rounds, and count the values a batch changes in each")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     args = p.parse_args(argv)
     if args.quick:  # shrink what was left at its default
@@ -378,10 +401,13 @@ def main(argv=None) -> int:
             pool.close()
     print(f"(b) = {best['config']}, batch {best['batch_size']} (fastest in the scan)")
 
-    # warm up (a), (c) and the folded kernel in this process
+    # warm up (a), (c), the folded kernel and the baseline revision in this process
     librosa_cqt(clips[0])
     ours(clips[: min(len(clips), 100)])
     ours(clips[: min(len(clips), 100)], folded_params())
+    at_rev = cqt_at(args.baseline_rev) if args.baseline_rev else None
+    if at_rev is not None:
+        at_rev.cqt_batch(clips[: min(len(clips), 100)])
 
     rounds = []
     single = clips[: args.n_single]
@@ -409,6 +435,20 @@ def main(argv=None) -> int:
                        "other_a": load_a.cores, "other_b": load_b.cores,
                        "other_c": load_c.cores, "other_c1": load_c1.cores,
                        "other_folded": load_f.cores})
+        if at_rev is not None:
+            with common.OtherLoad() as load_r:
+                tr, _ = common.timed(lambda: at_rev.cqt_batch(clips))
+            torch.set_num_threads(1)
+            try:
+                with common.OtherLoad() as load_r1:
+                    tr1, _ = common.timed(lambda: at_rev.cqt_batch(clips))
+            finally:
+                torch.set_num_threads(threads)
+            rounds[-1].update({"rev": len(clips) / tr, "rev1": len(clips) / tr1,
+                               "other_rev": load_r.cores, "other_rev1": load_r1.cores})
+            print(f"  round {r + 1}: {args.baseline_rev} {rounds[-1]['rev']:.1f} (other "
+                  f"{load_r.cores:.2f})  {args.baseline_rev}@1 thread {rounds[-1]['rev1']:.1f} "
+                  f"(other {load_r1.cores:.2f})", flush=True)
         print(f"  round {r + 1}: a {rounds[-1]['a']:.1f} (other {load_a.cores:.2f})  "
               f"b {rounds[-1]['b']:.1f} (other {load_b.cores:.2f})  "
               f"c {rounds[-1]['c']:.1f} (other {load_c.cores:.2f})  "
@@ -435,6 +475,18 @@ def main(argv=None) -> int:
         {"name": f"(info) the folded kernel, 1 process x {torch.get_num_threads()} threads",
          "clips": args.n_clips, "cps": cf, "ms": 1000 / cf, "rel": cf / b},
     ]
+    vs_rev = None
+    if at_rev is not None:
+        for key, name in (("rev", f"{torch.get_num_threads()} threads"), ("rev1", "1 thread")):
+            cps = common.median(r[key] for r in rounds)
+            rows.append({"name": f"(info) cqt_batch at {args.baseline_rev}, 1 process x {name}",
+                         "clips": args.n_clips, "cps": cps, "ms": 1000 / cps, "rel": cps / b})
+        subset = clips[: min(len(clips), 100)]
+        vs_rev = {"c_over_rev": common.median(r["c"] / r["rev"] for r in rounds),
+                  "c1_over_rev1": common.median(r["c1"] / r["rev1"] for r in rounds),
+                  "batch_changes": batch_changes(ours, subset),
+                  "batch_changes_rev": batch_changes(at_rev.cqt_batch, subset),
+                  "batch_changes_clips": len(subset), "rev": args.baseline_rev}
     print(f"\nCQT throughput, medians of {args.repeats} rounds ({args.duration} s clips, "
           f"compression included)")
     common.print_table(rows, [("name", "contender", ""), ("clips", "clips", "d"),
@@ -443,6 +495,12 @@ def main(argv=None) -> int:
     line_cb = common.goal_line("(c)/(b) ours vs librosa at its best", ratio_cb, GOAL_VS_BEST)
     line_ca = common.goal_line("(c)/(a) ours vs librosa per clip", ratio_ca, GOAL_VS_SINGLE)
     print(line_cb + "\n" + line_ca + "   (per-round ratios, median)")
+    if vs_rev is not None:
+        print(f"ours / {vs_rev['rev']}: {vs_rev['c_over_rev']:.2f}x with "
+              f"{torch.get_num_threads()} threads, {vs_rev['c1_over_rev1']:.2f}x with 1 "
+              f"(per-round ratios, median). Values that batching {vs_rev['batch_changes_clips']} "
+              f"clips together changes against each alone: ours {vs_rev['batch_changes']}, "
+              f"{vs_rev['rev']} {vs_rev['batch_changes_rev']}")
 
     check = agreement(clips, list(range(min(9, len(clips)))))
     check_folded = agreement(clips, list(range(min(9, len(clips)))), folded_params())
@@ -469,7 +527,7 @@ def main(argv=None) -> int:
     octaves = ", ".join(f"{o['bins'][0]}-{o['bins'][1] - 1} {o['method']}" for o in bd["octaves"])
     print(f"\nwhere our time goes{' (a goal was missed)' if missed else ''}: one chunk of "
           f"{bd['chunk_clips']} clips, FFT size N={bd['N']}, decimation stages {stages}, "
-          f"octaves (bins) {octaves}, {bd['torch_threads']} threads")
+          f"octaves (bins) {octaves}, {bd['torch_threads']} thread(s)")
     total = bd["sum_of_steps_us_per_clip"]
     steps = [{"step": k, "us": v, "share": 100 * v / total}
              for k, v in bd["steps_us_per_clip"].items()]
@@ -490,7 +548,7 @@ def main(argv=None) -> int:
         "ratios": {"c_over_b": ratio_cb, "c_over_a": ratio_ca,
                    "goal_c_over_b": GOAL_VS_BEST, "goal_c_over_a": GOAL_VS_SINGLE},
         "agreement": check, "agreement_folded": check_folded, "edge_agreement": edges,
-        "breakdown": bd, "profile": prof,
+        "breakdown": bd, "profile": prof, "against_baseline_rev": vs_rev,
     })
     return 0
 

@@ -13,6 +13,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
+from threadpoolctl import threadpool_limits
 
 librosa = pytest.importorskip("librosa")
 
@@ -85,14 +87,33 @@ def test_rendered_notes_correlate(rendered_library_master):
         assert corr(ours, ref) >= 0.995
 
 
-def test_batch_equals_one_by_one_for_mixed_lengths():
+@pytest.mark.parametrize("params", [PAPER_CQT, FOLDED], ids=["multirate", "folded"])
+def test_a_clips_features_depend_on_that_clip_alone(params):
+    """Bit for bit, a clip gives the same features alone, in a batch with clips of its own FFT
+    size (more than one product's rows of them) and of others, in any order, and with any number
+    of threads (a clip of 70 s gets threaded FFTs when it has threads): an atlas's features must
+    not depend on how indexing batched its files."""
     rng = np.random.default_rng(2)
-    ys = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (1, 799, 800, 12345, 40000, 160000)]
-    batched = cqt_batch(ys)
-    for y, C in zip(ys, batched):
-        assert C.shape == (n_frames(len(y)), 192)
-        assert C.dtype == np.float32
-        np.testing.assert_allclose(C, cqt(y), rtol=1e-5, atol=1e-5)
+    lengths = [1, 80, 799, 800, 12345, 40000, 160000, 1_120_000, *[24000] * 20,
+               *rng.integers(100, 50000, 12)]
+    ys = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in lengths]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        alone = [cqt(y, params=params) for y in ys]
+        for y, C in zip(ys, alone):
+            assert C.shape == (n_frames(len(y)), 192) and C.dtype == np.float32
+        for n_threads in (1, 2):
+            torch.set_num_threads(n_threads)
+            with threadpool_limits(n_threads):
+                order = rng.permutation(len(ys))
+                batched = cqt_batch([ys[i] for i in order], params=params)
+            for C, i in zip(batched, order):
+                assert np.array_equal(C, alone[i]), (
+                    f"clip {i} ({lengths[i]} samples), {n_threads} thread(s): "
+                    f"{int((C != alone[i]).sum())} values differ from the clip alone")
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_silence_is_zero_and_compression_is_log50():

@@ -47,6 +47,21 @@ def test_index_stores_features_equal_to_the_cqt_of_the_decoded_file(tone_library
             assert rec.orig_sr == 44100 and rec.n_channels == 1 and not rec.truncated
 
 
+def test_features_do_not_depend_on_how_files_were_batched(tone_library, tmp_path):
+    """Each file alone in one process, or many to a batch in two: the same stored features, bit
+    for bit (the CQT of a clip depends on that clip alone, tests/test_cqt.py)."""
+    index(tone_library, tmp_path / "one", batch_size=1, n_jobs=1)
+    index(tone_library, tmp_path / "many", batch_size=18, n_jobs=2)
+    with Atlas.open(tmp_path / "one") as one, Atlas.open(tmp_path / "many") as many:
+        by_path = {r.path: r for r in many.samples()}
+        records = list(one.samples())
+        assert len(records) == len(by_path) == 18
+        for rec in records:
+            a, b = one.features(rec), many.features(by_path[rec.path])
+            assert a.shape == b.shape
+            assert np.array_equal(a, b), f"{rec.path}: {int((a != b).sum())} values differ"
+
+
 def test_labels_from_manifest_folder_and_name_pattern(tone_library):
     index(tone_library)
     with Atlas.open(tone_library / ".soundatlas") as a:

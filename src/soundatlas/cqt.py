@@ -33,6 +33,18 @@ correlates the clip at its own rate, where librosa's lower octaves read resample
 end where its resampler ends them, so frames near the end of a tone or a click differ most (up
 to about one log unit on quiet bins).
 
+A clip's features depend on that clip alone, bit for bit: not on the other clips of its batch,
+their order or number, nor on the number of threads. So an atlas's features do not depend on how
+indexing batched its files, in how many processes, or where a run was resumed. Three choices
+make it so. Every FFT is scipy's (pocketfft), which transforms each row on its own, whatever the
+batch and the threads (torch's MKL FFT rounds a row otherwise in a batch than alone, or with two
+threads than with one). Each clip's frames meet an octave's basis in a product of their own,
+whose shape follows from the clip's length alone. And the products that do take the batch (the
+folds, and the folded kernel's sparse product) take it in multiples of ``_FOLD_ROWS`` rows or
+columns, zeros filling the last: a single row would go another way (a matrix-vector product)
+whose sums round otherwise, while at 16 and more a row's sums do not depend on the other rows,
+as ``tests/test_cqt.py`` checks.
+
 Why our own instead of librosa: librosa (even batched) resamples each octave with soxr and
 redesigns the filters per call; see benchmarks/RESULTS.md for the measured ratio.
 """
@@ -45,10 +57,12 @@ import math
 import os
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import scipy.fft
 import torch
 
 from soundatlas.cqt_params import _HANN_BANDWIDTH, KERNELS, PAPER_CQT, CQTParams, n_frames
@@ -233,9 +247,14 @@ def _frames_for(params: CQTParams, n_samples: int) -> int:
 
 _PASSBAND = 0.913  # soxr HQ's passband edge, a fraction of the new Nyquist frequency
 _MIN_TAIL = 32  # zero samples after a clip at the lowest rate, where the roll-off's ringing dies
-# samples (clips x N) transformed at once: the kernel runs some 50 torch operations per chunk,
-# and on a busy machine each multi-threaded one can wait for a descheduled thread
-_MULTIRATE_CHUNK = 1 << 23
+# samples (clips x N) transformed at once: 2^21 (8 MB) was fastest of 2^19..2^23 on clips of
+# 2.5 s and of 10 s, with one thread and two (2026-12-05, 2 cores; 2^23 was 15-25 % slower)
+_MULTIRATE_CHUNK = 1 << 21
+# the batch's rows in a fold's product (and the folded kernel's columns) come in multiples of
+# this, so that one clip alone takes the same path as in a batch (module doc)
+_FOLD_ROWS = 16
+# samples (clips x N) from which a lone chunk's FFTs use more than one thread
+_THREADED_CHUNK = 1 << 20
 
 
 def _twos(x: int) -> int:
@@ -377,7 +396,7 @@ class _MultirateKernel:
         self.frames: dict[int, tuple] = {}  # octave index -> (first rfft bin, basis (bins', bins))
         # octave index -> where the frames of the longest clip read (frame_index): built here,
         # whole, so that the kernel cache's budget counts it
-        self._frame_index: dict[int, torch.Tensor] = {}
+        self._frame_index: dict[int, np.ndarray] = {}
         # d -> (lo, hi, size N', M', the kernel as real numbers (M', 2 hop, 2 bins))
         self.folds: dict[int, tuple] = {}
         fold_octaves: dict[int, list[tuple[_Octave, np.ndarray]]] = {}
@@ -386,17 +405,17 @@ class _MultirateKernel:
             if _uses_frames(octave):
                 used = np.flatnonzero(np.any(spectra != 0, axis=0))  # the octave's band
                 band = spectra[:, used[0] : used[-1] + 1].T.astype(np.complex64)
-                self.frames[i] = (int(used[0]), torch.from_numpy(np.ascontiguousarray(band)))
+                self.frames[i] = (int(used[0]), np.ascontiguousarray(band))
                 most = n_frames(self.n_max, hop_length=params.hop_length)
                 starts = np.arange(most) * octave.hop - octave.n_fft // 2
                 index = (starts[:, None] + np.arange(octave.n_fft)[None, :]) % (N // octave.d)
-                self._frame_index[i] = torch.from_numpy(index.reshape(-1))
+                self._frame_index[i] = index.reshape(-1)
             else:
                 fold_octaves.setdefault(octave.d, []).append((octave, spectra))
         for d, members in fold_octaves.items():
             self.folds[d] = self._fold(d, members)
 
-    def frame_index(self, i: int, count: int) -> torch.Tensor:
+    def frame_index(self, i: int, count: int) -> np.ndarray:
         """Where octave i's first ``count`` centred frames read its signal, frame after frame
         (``count`` x n_fft positions); frames reaching past either end read the signal's zero
         tail. A frame's positions do not depend on how many follow it, so this is a prefix of
@@ -420,19 +439,19 @@ class _MultirateKernel:
             buf[:, (np.arange(octave.n_fft) - octave.n_fft // 2) % size] = h
             rows.append(np.fft.ifft(buf, axis=1))  # G / N', negative frequencies included
         G = np.concatenate(rows).reshape(-1, hop, M).transpose(2, 1, 0)  # (M, hop, bins)
-        # as real numbers (torch's complex bmm is many times slower than its real one): for
+        # as real numbers (a complex product is several times slower than a real one): for
         # interleaved (re, im) inputs, out_re = re c - im d and out_im = re d + im c
         c, d_ = G.real.astype(np.float32), G.imag.astype(np.float32)
         kernel = np.empty((M, hop, 2, G.shape[2], 2), np.float32)
         kernel[:, :, 0, :, 0], kernel[:, :, 1, :, 0] = c, -d_
         kernel[:, :, 0, :, 1], kernel[:, :, 1, :, 1] = d_, c
-        kernel = torch.from_numpy(kernel.reshape(M, 2 * hop, 2 * G.shape[2]))
+        kernel = kernel.reshape(M, 2 * hop, 2 * G.shape[2])
         lo = min(o.lo for o, _ in members)
         hi = max(o.hi for o, _ in members)
         return lo, hi, size, M, kernel
 
 
-def _rolloff(n_bins: int) -> tuple[int, torch.Tensor]:
+def _rolloff(n_bins: int) -> tuple[int, np.ndarray]:
     """The band a decimation stage keeps, as rfft bins 0..n_bins-1 of the new size: gain 1 up to
     _PASSBAND of the new Nyquist frequency, then a raised cosine down to 0 at it. Returns the
     first bin below 1 and the gains from there on."""
@@ -441,64 +460,95 @@ def _rolloff(n_bins: int) -> tuple[int, torch.Tensor]:
     gain = 0.5 * (1 + np.cos(np.pi * r))
     gain[-1] = 0.0
     start = int(np.argmax(gain < 1))
-    return start, torch.from_numpy(gain[start:].astype(np.float32))
+    return start, gain[start:].astype(np.float32)
 
 
 _multirate_kernel = _KernelCache(lambda params, N: _MultirateKernel(params, N),
                                  KERNEL_CACHE_BYTES)
 
 
-def _multirate_same_size(kernel: _MultirateKernel, ys: list[np.ndarray]) -> torch.Tensor:
-    """|C| for clips that share one FFT size: (batch, frames, n_bins) float32."""
+def _multirate_same_size(kernel: _MultirateKernel, ys: list[np.ndarray],
+                         workers: int = 1) -> np.ndarray:
+    """|C| for clips that share one FFT size: (batch, frames, n_bins) float32, each clip's rows
+    a function of that clip alone (module doc); ``workers``: threads for each FFT."""
     params, N, B = kernel.params, kernel.N, len(ys)
     lengths = np.array([len(y) for y in ys], np.int64)
     n_out = n_frames(int(lengths.max()), hop_length=params.hop_length)
-    batch = np.zeros((B, N), dtype=np.float32)
+    signals = {1: (_padded(ys, N), lengths)}
+    for parent, d in kernel.stages:
+        signals[d] = _decimated(kernel, *signals[parent], parent, d, workers)
+    out = np.zeros((B, n_out, params.n_bins), dtype=np.complex64)
+    counts = [n_frames(len(y), hop_length=params.hop_length) for y in ys]
+    for i in kernel.frames:
+        _frames_octave(kernel, i, signals[kernel.octaves[i].d][0], counts, out, workers)
+    for d in kernel.folds:
+        _folded_octaves(kernel, d, *signals[d], out, workers)
+    return _magnitude(out)
+
+
+def _padded(ys: list[np.ndarray], N: int) -> np.ndarray:
+    """The clips as rows of a (batch, N) float32 array, zero after each clip."""
+    batch = np.zeros((len(ys), N), dtype=np.float32)
     for b, y in enumerate(ys):
         batch[b, : len(y)] = y
-    # d -> (the clips at rate sr / d, times d: the stages keep the band, not the 1 / factor
-    # amplitude of a decimated signal, which the basis makes up; their lengths)
-    signals = {1: (torch.from_numpy(batch), lengths)}
-    for parent, d in kernel.stages:
-        z, n = signals[parent]
-        start, gain = kernel.rolloff[d]
-        band = torch.fft.rfft(z, dim=1)[:, : start + len(gain)]
-        band[:, start:].mul_(gain)
-        z = torch.fft.irfft(band, n=N // d, dim=1)
-        n = -(-n // (d // parent))  # librosa's resampler returns ceil(len / factor) samples
-        _cut(z, n)
-        signals[d] = (z, n)
-    C = torch.empty((B, n_out, params.n_bins), dtype=torch.complex64)
-    for i, octave in enumerate(kernel.octaves):
-        if i not in kernel.frames:
-            continue
-        first, basis = kernel.frames[i]
-        z, _ = signals[octave.d]
-        frames = z.index_select(1, kernel.frame_index(i, n_out)).view(B, n_out, octave.n_fft)
-        spectra = torch.fft.rfft(frames, dim=2)[:, :, first : first + len(basis)]
-        C[:, :, octave.lo : octave.hi] = spectra @ basis
-    for d, (lo, hi, size, M, G) in kernel.folds.items():
-        z, n = signals[d]
-        Z = torch.fft.fft(z[:, : max(1, int(n.max()))], n=size, dim=1)  # N' = hop * M
-        Z = torch.view_as_real(Z.view(B, -1, M).permute(2, 0, 1).contiguous())  # q = k M + r
-        folded = torch.view_as_complex(torch.bmm(Z.view(M, B, -1), G).view(M, B, -1, 2))
-        C[:, :, lo:hi] = torch.fft.ifft(folded, dim=0, norm="forward")[:n_out].permute(1, 0, 2)
-    return _magnitude(C)
+    return batch
 
 
-def _magnitude(C: torch.Tensor) -> torch.Tensor:
-    """|C| as sqrt(re^2 + im^2): a few times faster than torch.abs on complex tensors."""
-    parts = torch.view_as_real(C)
-    re, im = parts[..., 0], parts[..., 1]
-    return torch.addcmul(re * re, im, im).sqrt_()
+def _decimated(kernel: _MultirateKernel, z: np.ndarray, n: np.ndarray, parent: int, d: int,
+               workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """One halving stage: the clips at rate sr / parent to sr / d, and their lengths. The stages
+    keep the band, not the 1 / factor amplitude of a decimated signal, which the basis makes up."""
+    start, gain = kernel.rolloff[d]
+    band = scipy.fft.rfft(z, axis=1, workers=workers)[:, : start + len(gain)]
+    band[:, start:] *= gain
+    z = scipy.fft.irfft(band, n=kernel.N // d, axis=1, workers=workers)
+    n = -(-n // (d // parent))  # librosa's resampler returns ceil(len / factor) samples
+    _cut(z, n)
+    return z, n
 
 
-def _cut(z: torch.Tensor, n: np.ndarray) -> None:
+def _frames_octave(kernel: _MultirateKernel, i: int, z: np.ndarray, counts: list[int],
+                   out: np.ndarray, workers: int) -> None:
+    """Octave i's bins from an FFT per frame, into ``out``; each clip's frames times the basis
+    in a product of its own (a clip's frame count depends on its length alone)."""
+    octave = kernel.octaves[i]
+    first, basis = kernel.frames[i]
+    B, n_out = out.shape[:2]
+    frames = np.take(z, kernel.frame_index(i, n_out), axis=1).reshape(B, n_out, octave.n_fft)
+    spectra = scipy.fft.rfft(frames, axis=2, workers=workers)[:, :, first : first + len(basis)]
+    for b, count in enumerate(counts):
+        out[b, :count, octave.lo : octave.hi] = spectra[b, :count] @ basis
+
+
+def _folded_octaves(kernel: _MultirateKernel, d: int, z: np.ndarray, n: np.ndarray,
+                    out: np.ndarray, workers: int) -> None:
+    """The octaves at rate sr / d, folded from one FFT of each decimated clip, into ``out``.
+
+    The fold is a product per frame offset r of the clips' (2 hop) spectrum slices with that
+    offset's kernel, one row per clip. Zero rows pad the batch to a multiple of ``_FOLD_ROWS``,
+    so that every product takes the same path whatever the batch (module doc)."""
+    lo, hi, size, M, G = kernel.folds[d]
+    B, n_out = out.shape[:2]
+    Z = scipy.fft.fft(z[:, : max(1, int(n.max()))], n=size, axis=1, workers=workers)  # N' = hop M
+    rows = np.zeros((M, -(-B // _FOLD_ROWS) * _FOLD_ROWS, size // M), np.complex64)
+    rows[:, :B] = Z.reshape(B, -1, M).transpose(2, 0, 1)  # q = k M + r: rows[r, b, k] = Z[b, q]
+    # as (re, im) pairs for the real kernel: (M, rows, 2 hop) @ (M, 2 hop, 2 bins)
+    product = np.matmul(rows.view(np.float32), G).view(np.complex64)
+    C = scipy.fft.ifft(product[:, :B], axis=0, norm="forward", workers=workers)
+    out[:, :, lo:hi] = C[:n_out].transpose(1, 0, 2)
+
+
+def _magnitude(C: np.ndarray) -> np.ndarray:
+    """|C| as sqrt(re^2 + im^2), float32: about twice as fast as numpy.abs (hypot) on complex64."""
+    mag = np.square(C.real)
+    mag += np.square(C.imag)
+    return np.sqrt(mag, out=mag)
+
+
+def _cut(z: np.ndarray, n: np.ndarray) -> None:
     """Zero each row of ``z`` from its length on (librosa's resampled signals end there)."""
-    if (n == n[0]).all():
-        z[:, int(n[0]) :] = 0
-    else:
-        z.masked_fill_(torch.arange(z.shape[1])[None, :] >= torch.from_numpy(n)[:, None], 0)
+    for row, length in zip(z, n):
+        row[int(length) :] = 0
 
 
 def cqt_batch(
@@ -507,7 +557,8 @@ def cqt_batch(
     """Constant-Q transform of many clips at once.
 
     ``params.kernel`` says how (module doc). Clips are grouped by FFT size, and each group is
-    transformed in batched chunks.
+    transformed in batched chunks. Each clip's result is the one it would get alone, bit for
+    bit, with any number of threads (module doc).
 
     Parameters
     ----------
@@ -538,18 +589,52 @@ def cqt_batch(
         if y.ndim != 1:
             raise ParameterError(f"clip {i} has shape {y.shape}; expected 1-D mono samples")
         groups.setdefault(size(params, len(y)), []).append(i)
-    for key, idx in groups.items():
-        kernel = _multirate_kernel(params, key) if multirate else _kernel(params, key)
-        chunk_samples = _MULTIRATE_CHUNK if multirate else 1 << 22
-        for chunk in _chunks(idx, max(1, chunk_samples // kernel.N)):
-            run = _multirate_same_size if multirate else _cqt_same_size
-            mags = run(kernel, [ys[i] for i in chunk])
-            if compressed:  # once per chunk: per-clip torch calls are slow on a busy machine
-                torch.log1p(mags.mul_(params.compression), out=mags)
-            mags = mags.numpy()
-            for i, C in zip(chunk, mags):
-                out[i] = C[: n_frames(len(ys[i]), hop_length=params.hop_length)].copy()
+    run = _multirate_same_size if multirate else _cqt_same_size
+    threads = torch.get_num_threads()  # the threads this process gives its transforms
+
+    def transform(kernel, chunk: list[int], workers: int) -> None:
+        mags = run(kernel, [ys[i] for i in chunk], workers)
+        if compressed:  # once per chunk: per-clip calls are slow on a busy machine
+            np.log1p(np.multiply(mags, params.compression, out=mags), out=mags)
+        for i, C in zip(chunk, mags):
+            out[i] = C[: n_frames(len(ys[i]), hop_length=params.hop_length)].copy()
+
+    # With more than one thread, a group's chunks go to a pool, one chunk per thread at least;
+    # a clip's result does not depend on its chunk (module doc), so neither does the output.
+    # BLAS gets one thread: the products are small, and its threads would fight the pool's.
+    pool = ThreadPoolExecutor(threads) if threads > 1 and len(ys) > 1 else None
+    try:
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            for key, idx in groups.items():
+                kernel = _multirate_kernel(params, key) if multirate else _kernel(params, key)
+                chunk_samples = _MULTIRATE_CHUNK if multirate else 1 << 22
+                per_chunk = max(1, chunk_samples // kernel.N)
+                if pool is not None:
+                    per_chunk = min(per_chunk, -(-len(idx) // threads))
+                chunks = list(_chunks(idx, per_chunk))
+                if pool is None or len(chunks) == 1:
+                    big = len(chunks) == 1 and len(idx) * kernel.N >= _THREADED_CHUNK
+                    for chunk in chunks:
+                        transform(kernel, chunk, threads if big else 1)
+                else:
+                    for _ in pool.map(lambda chunk: transform(kernel, chunk, 1), chunks):
+                        pass
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return out  # type: ignore[return-value]
+
+
+_BLAS: list = []  # threadpoolctl's controller of the loaded BLAS, made on first use
+
+
+def _blas_controller():
+    """threadpoolctl's controller (it looks the libraries up once: 1 ms; a limit then costs 10 us)."""
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0]
 
 
 def _chunks(seq: list[int], size: int):
@@ -557,20 +642,29 @@ def _chunks(seq: list[int], size: int):
         yield seq[start : start + size]
 
 
-def _cqt_same_size(kernel: _Kernel, ys: list[np.ndarray]) -> torch.Tensor:
-    """|C| for clips that share one FFT size: (batch, M, n_bins) float32."""
+def _cqt_same_size(kernel: _Kernel, ys: list[np.ndarray], workers: int = 1) -> np.ndarray:
+    """|C| for clips that share one FFT size: (batch, M, n_bins) float32; ``workers``: threads
+    for each FFT."""
     params = kernel.params
     # the batch is laid out (N, B) directly, so the sparse product reads a contiguous
     # (N/2 + 1, B) spectrum (transposing the real signal is cheaper than the complex spectrum)
-    batch = np.zeros((kernel.N, len(ys)), dtype=np.float32)
+    # zero columns fill the last group of _FOLD_ROWS clips: every sparse product has one shape
+    # (one clip alone would take another path, whose sums round otherwise)
+    B = len(ys)
+    width = -(-B // _FOLD_ROWS) * _FOLD_ROWS
+    batch = np.zeros((kernel.N, width), dtype=np.float32)
     for b, y in enumerate(ys):
         batch[: len(y), b] = y
-    Y = torch.fft.rfft(torch.from_numpy(batch), dim=0)
+    Y = scipy.fft.rfft(batch, axis=0, workers=workers)
+    folded = np.empty((kernel.fold.shape[0], width), np.complex64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-        folded = kernel.fold @ Y  # (n_bins * M, B)
-    C = torch.fft.ifft(folded.view(params.n_bins, kernel.M, len(ys)), dim=1, norm="forward")
-    return C.abs().permute(2, 1, 0).contiguous()
+        for g in range(0, width, _FOLD_ROWS):
+            group = torch.from_numpy(np.ascontiguousarray(Y[:, g : g + _FOLD_ROWS]))
+            folded[:, g : g + _FOLD_ROWS] = (kernel.fold @ group).numpy()  # (n_bins * M, 16)
+    C = scipy.fft.ifft(folded[:, :B].reshape(params.n_bins, kernel.M, B), axis=1,
+                       norm="forward", workers=workers)
+    return np.ascontiguousarray(_magnitude(C).transpose(2, 1, 0))
 
 
 def cqt(y: np.ndarray, *, params: CQTParams = PAPER_CQT, compressed: bool = True) -> np.ndarray:
