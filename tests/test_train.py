@@ -276,8 +276,10 @@ def test_embed_many_equals_one_file_at_a_time():
 
 
 def test_fused_pool_trains_the_same_function(atlas, monkeypatch):
-    """In fp32 the fused tanh + max-pool step gives the reference run's weights (its gradient
-    differs only where tanh rounds two values equal), and the trainer really uses it."""
+    """In fp32 the fused tanh + max-pool step gives the reference run's weights up to the pairs
+    whose tanh rounds equal (there its gradient goes to the larger value, test_model.py), and
+    the trainer really uses it. On this data those pairs move the weights by about 2.5e-7 in 30
+    steps; a backward that sends every gradient to a pair's first row moves them by 1.1e-4."""
     import soundatlas.model as model_module
 
     calls = []
@@ -295,7 +297,7 @@ def test_fused_pool_trains_the_same_function(atlas, monkeypatch):
     a = ModelArtifact.load(atlas.path / "models/fused").model.state_dict()
     b = ModelArtifact.load(atlas.path / "models/layers").model.state_dict()
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-7)
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=2e-6)
     config = json.loads((atlas.path / "models/fused/config.json").read_text())
     assert config["settings"]["fused_pool"] == "auto" and config["fused_pool"] is True
 

@@ -97,7 +97,7 @@ def _add_evaluate(sub, parents) -> None:
                         "model on the same frames, with the interval of the difference.")
     add_options(ev, *scoring_options(), ATLAS)
     ev.add_argument("--model", "-m", action="append", metavar="NAME",
-                    help="model to score (repeat for several; none: baselines only)")
+                    help="model to score (repeat for several; without it: baselines only)")
     ev.add_argument("--output", "-o", metavar="FILE", help="also write the full JSON result here")
     ev.add_argument("--reference", metavar="ATLAS",
                     help="cross-bank protocol: fit the k-NN and every baseline on this other "
