@@ -646,10 +646,9 @@ def _cqt_same_size(kernel: _Kernel, ys: list[np.ndarray], workers: int = 1) -> n
     """|C| for clips that share one FFT size: (batch, M, n_bins) float32; ``workers``: threads
     for each FFT."""
     params = kernel.params
-    # the batch is laid out (N, B) directly, so the sparse product reads a contiguous
-    # (N/2 + 1, B) spectrum (transposing the real signal is cheaper than the complex spectrum)
-    # zero columns fill the last group of _FOLD_ROWS clips: every sparse product has one shape
-    # (one clip alone would take another path, whose sums round otherwise)
+    # the batch is laid out (N, B): the sparse product reads the spectrum's columns, _FOLD_ROWS
+    # at a time, and zero columns fill the last group, so every sparse product has one shape
+    # (one clip alone would take a matrix-vector path, whose sums round otherwise)
     B = len(ys)
     width = -(-B // _FOLD_ROWS) * _FOLD_ROWS
     batch = np.zeros((kernel.N, width), dtype=np.float32)
