@@ -612,29 +612,25 @@ def cqt_batch(
                 if pool is not None:
                     per_chunk = min(per_chunk, -(-len(idx) // threads))
                 chunks = list(_chunks(idx, per_chunk))
-                if pool is None or len(chunks) == 1:
-                    big = len(chunks) == 1 and len(idx) * kernel.N >= _THREADED_CHUNK
+                if pool is not None and len(chunks) > 1:
+                    list(pool.map(lambda chunk: transform(kernel, chunk, 1), chunks))
+                else:  # one chunk, or one thread: the FFTs take the threads where it pays
+                    workers = threads if len(idx) * kernel.N >= _THREADED_CHUNK else 1
                     for chunk in chunks:
-                        transform(kernel, chunk, threads if big else 1)
-                else:
-                    for _ in pool.map(lambda chunk: transform(kernel, chunk, 1), chunks):
-                        pass
+                        transform(kernel, chunk, workers)
     finally:
         if pool is not None:
             pool.shutdown()
     return out  # type: ignore[return-value]
 
 
-_BLAS: list = []  # threadpoolctl's controller of the loaded BLAS, made on first use
-
-
+@functools.cache
 def _blas_controller():
-    """threadpoolctl's controller (it looks the libraries up once: 1 ms; a limit then costs 10 us)."""
-    if not _BLAS:
-        from threadpoolctl import ThreadpoolController
+    """threadpoolctl's controller of the loaded BLAS, made on first use (it looks the libraries
+    up once: 1 ms; a limit then costs 10 us)."""
+    from threadpoolctl import ThreadpoolController
 
-        _BLAS.append(ThreadpoolController())
-    return _BLAS[0]
+    return ThreadpoolController()
 
 
 def _chunks(seq: list[int], size: int):
