@@ -4,7 +4,7 @@
 # pitch axis in place" and "Two seeds a recipe"): renders the training corpus at 16 kHz from the
 # training banks (never the held-out TimGM6mb), indexes it with the multirate CQT and trains in
 # four phases around a pitch axis. Resumable: run it again after an interruption (each step that
-# finished is skipped; a phase goes on from its last checkpoint). 50 to 70 minutes on two cores:
+# finished is skipped; a phase goes on from its last checkpoint). 40 to 70 minutes on two cores:
 # rendering and indexing 12,723 files, 12,000 + 3,000 iterations of training, the pitch axis's
 # plane and 3,000 more iterations; then rendering and indexing the 128 GM programs (27,135 files
 # in all) and 3,000 iterations on them.
