@@ -27,11 +27,11 @@ import soundfile as sf
 from scipy.signal import butter, sosfilt
 
 from soundatlas.demo.gm import DEFAULT_CLASSES
+from soundatlas.demo.render import RELEASE_TAIL
+from soundatlas.demo.sets import DEFAULT_ARTICULATIONS, DEFAULT_VELOCITIES
+from soundatlas.procedural import fade_out
 
 SR = 16000
-VELOCITIES = (40, 80, 120)
-ARTICULATIONS = {"short": 0.4, "long": 1.8}
-RELEASE_TAIL = 0.6
 
 # class -> (source, formants [(Hz, gain dB, bandwidth ratio)], tilt dB/oct, attack s, release s,
 #           vibrato cents, breath noise level, gamma: how much brighter loud is)
@@ -113,13 +113,13 @@ def note(cls, pitch, velocity, held, rng):
     breath *= rng.uniform(0.6, 1.5)
     vel = velocity / 127.0
     f0 = midi_hz(pitch + rng.uniform(-0.05, 0.05))
-    plucked = source in ("pluck", "dist")
+    plucked = source in ("pluck", "dist")  # inharmonic partials; only "pluck" decays per partial
     tau = rng.uniform(1.2, 2.5) if source == "pluck" else rng.uniform(2.0, 4.0)
     tau = tau * (f0 / 200.0) ** -0.4  # a plucked string's decay: lower rings longer
     n_held = round(held * sr)
     n = n_held + round(RELEASE_TAIL * sr)
     t = np.arange(n) / sr
-    env = envelope(n_held, n, attack, release, sr, plucked and source != "dist", tau)
+    env = envelope(n_held, n, attack, release, sr, source == "pluck", tau)
     # vibrato with a delayed onset
     vib_gain = np.clip((t - 0.25) / 0.3, 0, 1) if vib_cents else 0.0
     freq = f0 * 2.0 ** (vib_cents * vib_gain * np.sin(2 * np.pi * vib_rate * t) / 1200.0)
@@ -156,7 +156,7 @@ def note(cls, pitch, velocity, held, rng):
         fk_ratio = k * math.sqrt(1.0 + inharm * k * k)
         if fk_ratio * f0 > 7800:
             break
-        if plucked and source != "dist":
+        if source == "pluck":
             ek = env * np.exp(-t * (k - 1) * 0.08 / tau * (1 + 2 * (k * f0 > 2000)))
         else:
             # louder = brighter; in the attack, the top harmonics come in last
@@ -183,7 +183,7 @@ def note(cls, pitch, velocity, held, rng):
         y += breath * np.std(y) * 3.0 * nz / (np.std(nz) + 1e-9) * env * chiff
     y = y / (np.max(np.abs(y)) + 1e-9) * (0.25 + 0.6 * vel)
     nf = round(0.005 * sr)
-    y[-nf:] *= 0.5 * (1 + np.cos(np.pi * np.arange(1, nf + 1) / (nf + 1)))
+    y[-nf:] *= fade_out(nf)
     return y.astype(np.float32)
 
 
@@ -193,8 +193,8 @@ def main(out):
     for ci, (cls, (_, low, high)) in enumerate(sorted(DEFAULT_CLASSES.items())):
         (out / "synthgm" / cls).mkdir(parents=True, exist_ok=True)
         for pitch in range(low, high + 1):
-            for v in VELOCITIES:
-                for art, held in ARTICULATIONS.items():
+            for v in DEFAULT_VELOCITIES:
+                for art, held in DEFAULT_ARTICULATIONS.items():
                     rng = np.random.default_rng([29, ci, pitch, v, int(held * 10)])
                     y = note(cls, pitch, v, held, rng)
                     rel = f"synthgm/{cls}/{cls}_{pitch:03d}_v{v:03d}_{art}.wav"
