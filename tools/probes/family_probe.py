@@ -1,0 +1,43 @@
+"""Probe (analysis; docs/RESULTS.md, "The plane's scale, family within a maker, and a plane
+refitted on the 128 programs"): where a pitch-axis map loses family. k-NN family accuracy on the
+model's evaluated frame points (evaluate's protocol: 8 energy-weighted frames per file, k chosen
+on validation), overall and per family, with the height as measured, without it (the plane
+alone), replaced by the labelled pitch ((MIDI - 69) / 12 octaves), and alone.
+
+    python tools/probes/family_probe.py ATLAS [MODEL]
+"""
+import sys
+
+import numpy as np
+
+from soundatlas.atlas import Atlas
+from soundatlas.evaluate import frame_set, knn_accuracy, model_frame_points
+from soundatlas.labels import label_of, normalise_pitch
+
+atlas = Atlas.open(sys.argv[1])
+model = sys.argv[2] if len(sys.argv) > 2 else "default"
+fs = frame_set(atlas, n_per_file=8, seed=0)
+points = model_frame_points(atlas, atlas.model(model).id, fs)
+family, pitch = label_of(atlas, "family"), label_of(atlas, "pitch")
+y = np.array([family.get(int(s)) for s in fs.sample_ids], dtype=object)
+midi = np.array([float(normalise_pitch(pitch[int(s)])) if int(s) in pitch else np.nan
+                 for s in fs.sample_ids])
+variants = {
+    "3-D as is": points,
+    "plane only": points[:, :2],
+    "plane + labelled pitch": np.c_[points[:, :2], (midi - 69) / 12],
+    "height only": points[:, 2:],
+}
+split = fs.split
+per = {}
+for name, X in variants.items():
+    if name == "plane + labelled pitch" and np.isnan(midi).any():
+        continue
+    r = knn_accuracy(*(a for s in ("train", "valid", "test") for a in (X[split == s], y[split == s])),
+                     return_predictions=True)
+    per[name] = {c: float(np.mean(r["predictions"][r["y_test"] == c] == c))
+                 for c in sorted(set(r["y_test"]))}
+    print(f"{name:24s} family {r['test_accuracy']:.3f} (k={r['k']})")
+print("family".ljust(22) + "".join(n[:15].rjust(17) for n in per))
+for c in next(iter(per.values())):
+    print(c.ljust(22) + "".join(f"{per[n][c]:17.3f}" for n in per))
