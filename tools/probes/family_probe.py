@@ -2,17 +2,20 @@
 refitted on the 128 programs"): where a pitch-axis map loses family. k-NN family accuracy on the
 model's evaluated frame points (evaluate's protocol: 8 energy-weighted frames per file, k chosen
 on validation), overall and per family, with the height as measured, without it (the plane
-alone), replaced by the labelled pitch ((MIDI - 69) / 12 octaves), and alone.
+alone), replaced by a steadier measured height (its median over 5 frames around the frame, or
+over the whole clip), replaced by the labelled pitch ((MIDI - 69) / 12 octaves), and alone.
 
     python tools/probes/family_probe.py ATLAS [MODEL]
 """
 import sys
 
 import numpy as np
+import torch
 
 from soundatlas.atlas import Atlas
 from soundatlas.evaluate import frame_set, knn_accuracy, model_frame_points
 from soundatlas.labels import label_of, normalise_pitch
+from soundatlas.pitch_axis import frame_height
 
 atlas = Atlas.open(sys.argv[1])
 model = sys.argv[2] if len(sys.argv) > 2 else "default"
@@ -22,9 +25,20 @@ family, pitch = label_of(atlas, "family"), label_of(atlas, "pitch")
 y = np.array([family.get(int(s)) for s in fs.sample_ids], dtype=object)
 midi = np.array([float(normalise_pitch(pitch[int(s)])) if int(s) in pitch else np.nan
                  for s in fs.sample_ids])
+records = {r.id: r for r in atlas.samples()}
+bpo = atlas.cqt_params.bins_per_octave
+median5, clip_median, last = [], [], None
+for sid, f in zip(fs.sample_ids.tolist(), fs.frames.tolist()):
+    if sid != last:  # the frame set holds each sample's frames together
+        feats = torch.from_numpy(np.asarray(atlas.features(records[sid]), dtype=np.float32))
+        height, last = frame_height(feats, bpo).numpy(), sid
+    median5.append(np.median(height[max(0, f - 2):f + 3]))
+    clip_median.append(np.median(height))
 variants = {
     "3-D as is": points,
     "plane only": points[:, :2],
+    "height: median of 5": np.c_[points[:, :2], median5],
+    "height: clip median": np.c_[points[:, :2], clip_median],
     "plane + labelled pitch": np.c_[points[:, :2], (midi - 69) / 12],
     "height only": points[:, 2:],
 }
