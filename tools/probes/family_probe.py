@@ -1,9 +1,9 @@
-"""Probe (analysis; docs/RESULTS.md, "The plane's scale, family within a maker, and a plane
-refitted on the 128 programs"): where a pitch-axis map loses family. k-NN family accuracy on the
+"""Probe (analysis; docs/RESULTS.md, "The plane's scale, family within a maker, a refitted plane, and
+`adapt` on synthetic drums"): where a pitch-axis map loses family. k-NN family accuracy on the
 model's evaluated frame points (evaluate's protocol: 8 energy-weighted frames per file, k chosen
-on validation), overall and per family, with the height as measured, without it (the plane
-alone), replaced by a steadier measured height (its median over 5 frames around the frame, or
-over the whole clip), replaced by the labelled pitch ((MIDI - 69) / 12 octaves), and alone.
+on validation), overall and per family, with the height as measured, without it (the plane alone),
+replaced by a steadier measured height (its median over 5 frames around the frame, or over the
+whole clip), replaced by the labelled pitch ((MIDI - 69) / 12 octaves), and alone.
 
     python tools/probes/family_probe.py ATLAS [MODEL]
 """

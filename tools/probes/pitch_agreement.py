@@ -1,8 +1,8 @@
-"""Probe (analysis; docs/RESULTS.md, "The plane's scale, family within a maker, and a plane
-refitted on the 128 programs"): how often the measured pitch (``pitch_axis.frame_height``, the
-height of a pitch-axis map) agrees with the labelled pitch, on evaluate's frames (8
-energy-weighted per file), overall and per family: within a semitone, an octave up or down, two
-octaves, a twelfth, a fifth, or other.
+"""Probe (analysis; docs/RESULTS.md, "The plane's scale, family within a maker, a refitted plane, and
+`adapt` on synthetic drums"): how often the measured pitch (``pitch_axis.frame_height``, the
+height of a pitch-axis map) agrees with the labelled pitch, on evaluate's frames (8 energy-
+weighted per file), overall and per family: within a semitone, an octave up or down, two octaves,
+a twelfth, a fifth, or other.
 
     python tools/probes/pitch_agreement.py ATLAS
 """
