@@ -1,10 +1,12 @@
-"""What the probes share: a model's frame points on an atlas's evaluated frames, and their
-within-set k-NN test accuracy (the reference protocol, as ``soundatlas evaluate`` scores it)."""
+"""What the probes share: a model's frame points on an atlas's evaluated frames, their
+within-set k-NN test accuracy (the reference protocol, as ``soundatlas evaluate`` scores it), and
+the measured pitch of each sample's frames."""
 import numpy as np
 import torch
 
 from soundatlas.embed import _noise_rng, embed_many
 from soundatlas.evaluate import frame_set, knn_accuracy, label_of
+from soundatlas.pitch_axis import frame_height
 
 
 def frame_points(atlas, model, noise, *, with_hidden=False):
@@ -27,6 +29,22 @@ def frame_points(atlas, model, noise, *, with_hidden=False):
     if not with_hidden:
         return fs, P
     return fs, P, np.stack([hid[s][f] for s, f in zip(fs.sample_ids, fs.frames)])
+
+
+def clip_heights(atlas, sample_ids):
+    """{sample id: the measured pitch of each of its frames} (``pitch_axis.frame_height``, the
+    height of a pitch-axis map: octaves from the CQT's middle bin), each sample read once."""
+    recs = {r.id: r for r in atlas.samples()}
+    bpo = atlas.cqt_params.bins_per_octave
+    return {sid: frame_height(torch.from_numpy(np.asarray(atlas.features(recs[sid]), np.float32)),
+                              bpo).numpy()
+            for sid in sorted(set(int(s) for s in sample_ids))}
+
+
+def middle_midi(cqt):
+    """The MIDI pitch of the CQT's middle bin, where ``frame_height`` is 0 (A4, 69, with the
+    default fmin of 27.5 Hz and 192 bins)."""
+    return 69 + 12 * np.log2(cqt.fmin * 2 ** ((cqt.n_bins // 2) / cqt.bins_per_octave) / 440)
 
 
 def knn_scores(atlas, fs, Z, labels):

@@ -1,21 +1,21 @@
-"""Probe (analysis; docs/RESULTS.md, "The plane's scale, family within a maker, a refitted plane, and
-`adapt` on synthetic drums"): where a pitch-axis map loses family. k-NN family accuracy on the
-model's evaluated frame points (evaluate's protocol: 8 energy-weighted frames per file, k chosen
-on validation), overall and per family, with the height as measured, without it (the plane alone),
-replaced by a steadier measured height (its median over 5 frames around the frame, or over the
-whole clip), replaced by the labelled pitch ((MIDI - 69) / 12 octaves), and alone.
+"""Probe (analysis; docs/RESULTS.md, "The plane's scale, family within a maker, a refitted plane,
+and `adapt` on synthetic drums"): where a pitch-axis map loses family. k-NN family accuracy on
+the model's evaluated frame points (evaluate's protocol: 8 energy-weighted frames per file, k
+chosen on validation), overall and per family, with the height as measured, without it (the
+plane alone), replaced by a steadier measured height (its median over 5 frames around the frame,
+or over the whole clip), replaced by the labelled pitch (in octaves from the CQT's middle bin),
+and alone.
 
     python tools/probes/family_probe.py ATLAS [MODEL]
 """
 import sys
 
 import numpy as np
-import torch
 
+from common import clip_heights, middle_midi
 from soundatlas.atlas import Atlas
 from soundatlas.evaluate import frame_set, knn_accuracy, model_frame_points
 from soundatlas.labels import label_of, normalise_pitch
-from soundatlas.pitch_axis import frame_height
 
 atlas = Atlas.open(sys.argv[1])
 model = sys.argv[2] if len(sys.argv) > 2 else "default"
@@ -25,21 +25,17 @@ family, pitch = label_of(atlas, "family"), label_of(atlas, "pitch")
 y = np.array([family.get(int(s)) for s in fs.sample_ids], dtype=object)
 midi = np.array([float(normalise_pitch(pitch[int(s)])) if int(s) in pitch else np.nan
                  for s in fs.sample_ids])
-records = {r.id: r for r in atlas.samples()}
-bpo = atlas.cqt_params.bins_per_octave
-median5, clip_median, last = [], [], None
-for sid, f in zip(fs.sample_ids.tolist(), fs.frames.tolist()):
-    if sid != last:  # the frame set holds each sample's frames together
-        feats = torch.from_numpy(np.asarray(atlas.features(records[sid]), dtype=np.float32))
-        height, last = frame_height(feats, bpo).numpy(), sid
-    median5.append(np.median(height[max(0, f - 2):f + 3]))
-    clip_median.append(np.median(height))
+heights = clip_heights(atlas, fs.sample_ids)
+median5 = [np.median(heights[s][max(0, f - 2):f + 3])
+           for s, f in zip(fs.sample_ids.tolist(), fs.frames.tolist())]
+clip_median = [np.median(heights[s]) for s in fs.sample_ids.tolist()]
+labelled_height = (midi - middle_midi(atlas.cqt_params)) / 12
 variants = {
     "3-D as is": points,
     "plane only": points[:, :2],
     "height: median of 5": np.c_[points[:, :2], median5],
     "height: clip median": np.c_[points[:, :2], clip_median],
-    "plane + labelled pitch": np.c_[points[:, :2], (midi - 69) / 12],
+    "plane + labelled pitch": np.c_[points[:, :2], labelled_height],
     "height only": points[:, 2:],
 }
 split = fs.split
@@ -47,8 +43,8 @@ per = {}
 for name, X in variants.items():
     if name == "plane + labelled pitch" and np.isnan(midi).any():
         continue
-    r = knn_accuracy(*(a for s in ("train", "valid", "test") for a in (X[split == s], y[split == s])),
-                     return_predictions=True)
+    splits = [a for s in ("train", "valid", "test") for a in (X[split == s], y[split == s])]
+    r = knn_accuracy(*splits, return_predictions=True)
     per[name] = {c: float(np.mean(r["predictions"][r["y_test"] == c] == c))
                  for c in sorted(set(r["y_test"]))}
     print(f"{name:24s} family {r['test_accuracy']:.3f} (k={r['k']})")

@@ -1,8 +1,8 @@
-"""Probe (analysis; docs/RESULTS.md, "The plane's scale, family within a maker, a refitted plane, and
-`adapt` on synthetic drums"): how often the measured pitch (``pitch_axis.frame_height``, the
+"""Probe (analysis; docs/RESULTS.md, "The plane's scale, family within a maker, a refitted plane,
+and `adapt` on synthetic drums"): how often the measured pitch (``pitch_axis.frame_height``, the
 height of a pitch-axis map) agrees with the labelled pitch, on evaluate's frames (8 energy-
-weighted per file), overall and per family: within a semitone, an octave up or down, two octaves,
-a twelfth, a fifth, or other.
+weighted per file), overall and per family: within a semitone, an octave up or down, two
+octaves, a twelfth, a fifth, or other.
 
     python tools/probes/pitch_agreement.py ATLAS
 """
@@ -10,12 +10,11 @@ import sys
 from collections import Counter
 
 import numpy as np
-import torch
 
+from common import clip_heights, middle_midi
 from soundatlas.atlas import Atlas
 from soundatlas.evaluate import frame_set
 from soundatlas.labels import label_of, normalise_pitch
-from soundatlas.pitch_axis import frame_height
 
 CLASSES = (("within a semitone", 0), ("octave up", 12), ("octave down", -12), ("twelfth up", 19),
            ("two octaves up", 24), ("two octaves down", -24), ("fifth up", 7), ("fifth down", -7))
@@ -30,24 +29,14 @@ def error_class(semitones: float) -> str:
 
 atlas = Atlas.open(sys.argv[1])
 fs = frame_set(atlas, n_per_file=8, seed=0)
-records = {r.id: r for r in atlas.samples()}
 pitch = label_of(atlas, "pitch")
 family = label_of(atlas, "family") if "family" in atlas.label_summary() else {}
-cqt = atlas.cqt_params
-bpo = cqt.bins_per_octave
-# height 0 is the CQT's middle bin (A4, MIDI 69, with the default fmin of 27.5 Hz and 192 bins)
-middle_midi = 69 + 12 * np.log2(cqt.fmin * 2 ** ((cqt.n_bins // 2) / bpo) / 440)
-errors, families, last = [], [], None
-for sid, f in zip(fs.sample_ids.tolist(), fs.frames.tolist()):
-    if sid not in pitch:
-        continue
-    if sid != last:
-        feats = torch.from_numpy(np.asarray(atlas.features(records[sid]), dtype=np.float32))
-        height, last = frame_height(feats, bpo).numpy(), sid
-    errors.append(middle_midi + 12 * height[f] - float(normalise_pitch(pitch[sid])))
-    families.append(family.get(sid, "-"))
+middle = middle_midi(atlas.cqt_params)
+frames = [(s, f) for s, f in zip(fs.sample_ids.tolist(), fs.frames.tolist()) if s in pitch]
+heights = clip_heights(atlas, [s for s, _ in frames])
+errors = [middle + 12 * heights[s][f] - float(normalise_pitch(pitch[s])) for s, f in frames]
+families = np.array([family.get(s, "-") for s, _ in frames])
 classes = np.array([error_class(e) for e in errors])
-families = np.array(families)
 names = [n for n, _ in CLASSES] + ["other"]
 print(f"{len(classes)} frames: " + ", ".join(f"{n} {np.mean(classes == n):.3f}" for n in names))
 if family:

@@ -1,7 +1,7 @@
-"""Probe (analysis; docs/RESULTS.md, "The plane's scale, family within a maker, a refitted plane, and
-`adapt` on synthetic drums"): copy a pitch-axis model with its timbre plane (L4's weight and bias)
-multiplied by C, so that the plane's spread against the height (octaves) changes and nothing else
-does. The copy is named after OUT_MODEL_DIR and keeps the model's dtype.
+"""Probe (analysis; docs/RESULTS.md, "The plane's scale, family within a maker, a refitted plane,
+and `adapt` on synthetic drums"): copy a pitch-axis model with its timbre plane (L4's weight and
+bias) multiplied by C, so that the plane's spread against the height (octaves) changes and
+nothing else does. The copy is named after OUT_MODEL_DIR and keeps the model's dtype.
 
     python tools/probes/plane_scale.py MODEL_DIR C OUT_MODEL_DIR
 """
