@@ -9,7 +9,7 @@ import pytest
 from soundatlas.errors import AudioReadError
 from soundatlas.pipeline import analyse_files, content_hash, isolate, run_batches
 
-from pagecache import evict, skip_unless_page_cache_shows, wait_resident
+from pagecache import evict, skip_unless_page_cache_shows, wait_seen_resident
 
 
 def square_or_die(batch: list[int]) -> list[int]:
@@ -125,7 +125,7 @@ def test_read_ahead_brings_a_batch_into_memory(tmp_path):
     for future in read_ahead(paths):
         future.result(timeout=30)
     # the advice starts the reads and returns; wait (bounded) until the disk has answered
-    assert wait_resident(paths) == [1.0] * len(paths)
+    assert wait_seen_resident(paths) == [1.0] * len(paths)
     threads = [t for t in threading.enumerate() if t.name.startswith("soundatlas-read-ahead")]
     assert threads and all(t.daemon for t in threads)  # never keep a process from exiting
 
