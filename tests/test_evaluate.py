@@ -363,6 +363,10 @@ def test_cross_bank_fits_on_the_reference_and_tests_every_frame_of_this_atlas(ma
         assert p["n_frames"] == {"train": int(np.sum(within.split == "train")),  # all, labelled or not
                                  "valid": int(np.sum(within.split == "valid")),
                                  "test": len(held.sample_ids)}
+        # samples: this atlas's, and apart from them the reference's that the k-NN may use
+        assert p["n_samples"] == len(np.unique(held.sample_ids))
+        fitted_on = within.sample_ids[within.split != "test"]
+        assert p["reference"]["n_samples"] == len(np.unique(fitted_on))
         acc = r["results"]["m"]["accuracy"]["instrument"]
         assert acc["n_test"] == len(held.sample_ids)
         # the same number by hand: k-NN on the reference's training frames, the chosen k

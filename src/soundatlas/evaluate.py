@@ -559,7 +559,8 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
     counts = {name: int(np.sum(fs.split == name)) for name in ("train", "valid", "test")}
     protocol = {"frames_per_file": n_per_file, "seed": seed, "labels": list(labels),
                 "interval": "95 % percentile bootstrap over test files, 1,000 resamples",
-                "n_frames": counts, "n_samples": int(len(np.unique(fs.sample_ids))),
+                "n_frames": counts,  # this atlas's samples: the reference's are below
+                "n_samples": int(len(np.unique(parts[-1].fs.sample_ids))),
                 "split_seed": int(atlas.meta("split_seed") or 0), "ks": list(KS),
                 "protocol": "within-set" if reference is None else "cross-bank"}
     if reference is not None:
