@@ -438,3 +438,20 @@ def test_centres_are_the_windows_middle_frames_before_the_noise_and_change_no_dr
     assert np.all(np.concatenate([a, p, n])[:, 5] > centres)  # the noise raised every bin
     assert [tuple(x.shape) for x in with_c.next_batch(with_centres=True)] == \
         [(5, 10, N_BINS)] * 3 + [(15, N_BINS)]
+
+
+def test_the_sounding_span_leaves_out_near_silence_at_both_ends_only():
+    from soundatlas.frames import SILENCE, sounding_span
+
+    compression = 100.0
+    share = np.array([0.0, 0.01, 1.0, 0.5, 0.04, 0.06, 0.001])  # of the loudest frame
+    mags = np.outer(share, np.full(8, 0.02))  # each frame's summed magnitude: 0.16 x share
+    frames = np.log1p(compression * mags)
+    assert SILENCE == 0.05
+    # a quiet frame between sounding ones (0.04) stays: the span is from first to last
+    assert sounding_span(frames, compression=compression) == (2, 5)
+    assert sounding_span(frames, compression=compression, silence=0.005) == (1, 5)
+    assert sounding_span(frames, compression=compression, silence=0.4) == (2, 3)
+    assert sounding_span(np.zeros((4, 8)), compression=compression) == (0, 3)  # all silence
+    with pytest.raises(ParameterError, match="at least one frame"):
+        sounding_span(np.zeros((0, 8)), compression=compression)

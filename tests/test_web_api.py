@@ -330,6 +330,22 @@ def test_trajectory_is_one_float32_point_per_frame(client, atlas, m_id):
     _json_error(client.get("/api/models/m/trajectory/99999"), 404)
 
 
+def test_trajectory_says_which_frames_sound(client, atlas):
+    """The page draws a trajectory from its first to its last frame at least 5 % as loud as
+    the loudest: rendered notes end in a release that fades to near-silence."""
+    from soundatlas.frames import sounding_span
+
+    trimmed = 0
+    for rec in atlas.samples():
+        h = client.get(f"/api/models/m/trajectory/{rec.id}").headers
+        first, last = int(h["x-sounding-first"]), int(h["x-sounding-last"])
+        assert (first, last) == sounding_span(atlas.features(rec),
+                                              compression=atlas.cqt_params.compression)
+        assert 0 <= first <= last < int(h["x-frames"])
+        trimmed += last < int(h["x-frames"]) - 1
+    assert trimmed > 0  # the near-silence after a note is left out
+
+
 # -- neighbours and analogies ----------------------------------------------------------------
 
 
@@ -629,6 +645,8 @@ def test_query_with_a_copy_of_a_library_file_finds_that_file_first(client, atlas
     d = r.json()
     assert d["duration"] == pytest.approx(rec.duration)
     assert len(d["trajectory"]) == rec.n_frames and len(d["trajectory"][0]) == 3
+    h = client.get(f"/api/models/m/trajectory/{rec.id}").headers  # the same sounding part
+    assert d["sounding"] == [int(h["x-sounding-first"]), int(h["x-sounding-last"])]
     first, second = d["neighbours"][0], d["neighbours"][1]
     assert len(d["neighbours"]) == 4 and first["id"] == rec.id and first["path"] == rec.path
     # the same bytes embed to the same place (features at the atlas's precision, noise seeded by

@@ -361,7 +361,10 @@ def test_clicking_a_point_selects_it_with_neighbours_cqt_and_trajectory(page, se
     page.wait_for_function("document.querySelector('#cqt').complete && "
                            "document.querySelector('#cqt').naturalWidth > 0")
     headers, _ = server.request(f"/api/models/m/trajectory/{sample_id}")
-    assert _state(page, "trajectory") == {"id": sample_id, "nFrames": int(headers["x-frames"])}
+    first, last = int(headers["x-sounding-first"]), int(headers["x-sounding-last"])
+    # the path drawn is the sounding part, not the near-silence after the note
+    assert _state(page, "trajectory") == {"id": sample_id, "nFrames": int(headers["x-frames"]),
+                                          "drawn": [first, last], "points": last - first + 1}
     # the keyboard walks the list: the first neighbour plays; Space plays the selected sample
     page.keyboard.press("ArrowDown")
     page.wait_for_function(f"{HOOK}.state.lastPlayed === {want[0]}")

@@ -33,7 +33,9 @@ __all__ = [
     "window_bounds",
     "window_valid",
     "draw_centres",
+    "SILENCE",
     "frame_energy",
+    "sounding_span",
     "add_noise",
     "DEFAULT_NOISE",
     "NOISE_RNGS",
@@ -44,6 +46,45 @@ DEFAULT_NOISE = (0.1, 0.01)  # mean and standard deviation of the noise on linea
 
 
 # -- the training data, in memory --------------------------------------------------------------
+
+
+#: frames quieter than this share of their sample's loudest frame are near-silence: a map path
+#: never snaps to them (``soundatlas.synth``) and the page does not draw them at a trajectory's
+#: ends, where their measured pitch (none, or the noise floor's) would swing the path's height
+SILENCE = 0.05
+
+
+def sounding_span(frames: np.ndarray, *, compression: float = PAPER_CQT.compression,
+                  silence: float = SILENCE) -> tuple[int, int]:
+    """The first and the last frame of a sample at least ``silence`` x its loudest frame's
+    energy (:func:`frame_energy`): its sounding part, without the near-silence before and after.
+
+    Parameters
+    ----------
+    frames : array-like of shape (n_frames, n_bins)
+        The sample's log-CQT frames (at least one).
+    compression : float, default=PAPER_CQT.compression
+        The compression the frames were made with.
+    silence : float, default SILENCE
+        The share of the loudest frame below which a frame is near-silence.
+
+    Returns
+    -------
+    (int, int)
+        Row indices, first <= last; (0, n_frames - 1) for a sample that is all silence.
+
+    Raises
+    ------
+    ParameterError
+        For no frames.
+    """
+    energy = frame_energy(frames, compression=compression)
+    if not len(energy):
+        raise ParameterError("a sample has at least one frame")
+    loud = np.flatnonzero(energy >= silence * energy.max()) if energy.max() > 0 else []
+    if not len(loud):
+        return 0, len(energy) - 1
+    return int(loud[0]), int(loud[-1])
 
 
 def frame_energy(frames: np.ndarray, *, compression: float = PAPER_CQT.compression) -> np.ndarray:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 import numpy as np
 
 from soundatlas.errors import AtlasError, ParameterError, SoundAtlasError
+from soundatlas.frames import SILENCE
 from soundatlas.text import slug
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,7 +30,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["SILENCE", "FrameIndex", "embedded_model"]
 
-SILENCE = 0.05   # frames below this fraction of their sample's loudest frame never sound
 CACHE_VERSION = 1
 
 

@@ -120,20 +120,34 @@ def get_points(name: str, request: Request) -> Response:
             response_class=Response, responses={200: {"content": {"application/octet-stream": {}}}})
 def get_trajectory(name: str, sample_id: int, request: Request) -> Response:
     """Body: ``X-Frames`` x ``X-Dims`` float32 little-endian, one point per frame at
-    ``X-Frame-Rate`` frames per second."""
+    ``X-Frame-Rate`` frames per second. ``X-Sounding-First`` and ``X-Sounding-Last`` are the
+    first and last frame at least 5 % as loud as the sample's loudest (``frames.sounding_span``):
+    the page draws that part, because the near-silence after a note has no pitch of its own and
+    its height swings away from the note's."""
     with web_state(request).atlas() as atlas:
         model = embedded_model(atlas, name)
-        sample_or_404(atlas, sample_id)
+        rec = sample_or_404(atlas, sample_id)
         try:
             traj = atlas.trajectory(model.id, sample_id)
         except AtlasError:
             raise api_error(404, f"sample {sample_id} is not embedded with model {name!r} "
                             "yet") from None
         params = atlas.cqt_params
+        first, last = _sounding(atlas.features(rec), len(traj), params.compression)
     rate = params.sr / params.hop_length
     return binary_response(traj.astype("<f4").tobytes(), {
         "X-Frames": traj.shape[0], "X-Dims": traj.shape[1] if traj.ndim == 2 else model_dims(model),
-        "X-Frame-Rate": f"{rate:g}"})
+        "X-Frame-Rate": f"{rate:g}", "X-Sounding-First": first, "X-Sounding-Last": last})
+
+
+def _sounding(features, n_frames: int, compression: float) -> tuple[int, int]:
+    """``frames.sounding_span`` of a sample's features; all of its ``n_frames`` where the
+    features and the trajectory do not match frame for frame (an atlas indexed again since)."""
+    from soundatlas.frames import sounding_span
+
+    if n_frames == 0 or len(features) != n_frames:
+        return 0, max(n_frames - 1, 0)
+    return sounding_span(features, compression=compression)
 
 
 @router.get("/{name}/neighbours/{sample_id}", summary="The k samples nearest a sample")
@@ -246,9 +260,10 @@ async def post_query(name: str, request: Request, k: int = K, space: Space = SPA
                      exact: bool = EXACT) -> dict:
     """Upload one audio file as multipart field ``file``. It is decoded and turned into log-CQT
     frames exactly as indexing does, embedded with the model, and answered with its
-    ``trajectory`` (one point per frame), its ``point`` and ``duration``, and the k nearest
-    samples in the similarity space (its vector computed as the atlas's are) or on the map
-    (``space=map``), as ``space`` says. It is not added to the atlas."""
+    ``trajectory`` (one point per frame; ``sounding``: its first and last frame at least 5 % as
+    loud as its loudest, as for a sample's trajectory), its ``point`` and ``duration``, and the
+    k nearest samples in the similarity space (its vector computed as the atlas's are) or on
+    the map (``space=map``), as ``space`` says. It is not added to the atlas."""
     return await run_on_upload(request, _query, name, k, space, exact)
 
 
@@ -263,8 +278,8 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
         artifact = web.artifact(atlas, model)
         params = atlas.cqt_params
         try:
-            decoded, _F, traj, point, codes = embed_outside_file(atlas, artifact, path,
-                                                                 with_vector=True)
+            decoded, features, traj, point, codes = embed_outside_file(atlas, artifact, path,
+                                                                       with_vector=True)
         except AudioReadError as exc:
             raise api_error(400, f"{filename}: {exc.reason}") from None
         if sim is not None:
@@ -285,8 +300,9 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
         items = neighbour_items(atlas, found)
     return {"model": name, "file": filename, "duration": decoded.duration,
             "truncated": decoded.truncated, "frame_rate": params.sr / params.hop_length,
-            "trajectory": traj.astype(float).tolist(), "point": [float(x) for x in point],
-            **_space_fields(used, sim, note, exact, query), "neighbours": items}
+            "trajectory": traj.astype(float).tolist(),
+            "sounding": list(_sounding(features, len(traj), params.compression)),
+            "point": [float(x) for x in point], **_space_fields(used, sim, note, exact, query), "neighbours": items}
 
 
 class SuggestRequest(BaseModel):

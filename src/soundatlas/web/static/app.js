@@ -6,7 +6,8 @@
 //     ready        true once the points are drawn          model     the model shown
 //     nPoints      points in the geometry                  colourBy  label key colouring them (null: none)
 //     selected     the selected sample id, or null         neighbours  its neighbours' ids, as listed
-//     trajectory   {id, nFrames} of the drawn trajectory of the selected sample, or null
+//     trajectory   {id, nFrames, drawn: [first, last], points} of the selected sample's trajectory:
+//                  its frames, the sounding part drawn, the drawn path's points; or null
 //     matches      samples the search and filters match (null: no search)
 //     dimmed       points dimmed because they do not match
 //     lastPlayed   id of the last sample that started playing; each start also dispatches
@@ -45,7 +46,7 @@ import * as api from './js/api.js';
 import { Player } from './js/audio.js';
 import { UNIFORM, codeCss, hexToRgb, isNumeric, scheme as colourScheme } from './js/colours.js';
 import { SampleList, basename, el, renderFacts, renderLegend } from './js/panel.js';
-import { fromWorld, matchedPositions, maskOf, medianOf, normaliser, rowsOf, search, toWorld } from './js/points.js';
+import { fromWorld, matchedPositions, maskOf, medianOf, normaliser, rowsOf, search, sounding, toWorld } from './js/points.js';
 import { OscLink } from './js/osc.js';
 import { PathTool } from './js/path.js';
 import { QueryByExample } from './js/query.js';
@@ -494,10 +495,11 @@ view.onFrame = () => { // move the trace along the trajectory of what is playing
   const now = player.current;
   let key = null;
   let rate = 0;
+  let from = 0; // the drawn path starts at the sounding part's first frame
   if (now?.key === 'sample' && now.id === state.selected && data.trajectory) {
-    [key, rate] = ['trajectory', data.trajectory.frameRate];
+    [key, rate, from] = ['trajectory', data.trajectory.frameRate, data.trajectory.sounding[0]];
   } else if (now?.key === 'query' && state.query) {
-    [key, rate] = ['query', state.query.frame_rate];
+    [key, rate, from] = ['query', state.query.frame_rate, state.query.sounding[0]];
   } else if (now?.key === 'path' && pathTool.render) {
     key = 'path';
   }
@@ -505,7 +507,7 @@ view.onFrame = () => { // move the trace along the trajectory of what is playing
   tracing = key;
   if (!key) return false;
   const elapsed = player.ctx.currentTime - now.startTime;
-  view.trace(key, key === 'path' ? pathTool.traceAt(elapsed) : elapsed * rate);
+  view.trace(key, key === 'path' ? pathTool.traceAt(elapsed) : Math.max(0, elapsed * rate - from));
   return true;
 };
 
@@ -600,15 +602,18 @@ function clearSelected() {
   refreshFlags();
 }
 
+/** The sample's path over its sounding part: the near-silence before and after a note has no
+ *  pitch of its own, and its height would swing the path away from the note's. */
 function drawTrajectory(id, traj) {
-  const world = toWorld(traj.frames, traj.nFrames, traj.dims, data.norm);
+  const [first, last] = traj.sounding;
+  const world = sounding(toWorld(traj.frames, traj.nFrames, traj.dims, data.norm), traj.sounding);
   view.setPath('trajectory', world, '#3ddc84', '#ff5d73');
   const at = (i) => new THREE.Vector3().fromArray(world, 3 * i);
   view.setMarker('trajectory:start', at(0), '#3ddc84', 'S', 18);
   view.setMarker('trajectory:median', new THREE.Vector3(...medianOf(world)), '#ffcf5c', 'M', 18);
-  view.setMarker('trajectory:end', at(traj.nFrames - 1), '#ff5d73', 'E', 18);
+  view.setMarker('trajectory:end', at(last - first), '#ff5d73', 'E', 18);
   data.trajectory = traj;
-  state.trajectory = { id, nFrames: traj.nFrames };
+  state.trajectory = { id, nFrames: traj.nFrames, drawn: [first, last], points: world.length / 3 };
 }
 
 // -- models and views ------------------------------------------------------------------------

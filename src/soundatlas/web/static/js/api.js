@@ -108,7 +108,8 @@ export async function loadLabel(key) {
   return { key, values: body.values, codes: base64Int32(body.codes) };
 }
 
-/** A sample's frames on the map: {frames: Float32Array n x dims, nFrames, dims, frameRate}. */
+/** A sample's frames on the map: {frames: Float32Array n x dims, nFrames, dims, frameRate,
+ *  sounding: [first, last] frame of its sounding part}. */
 export async function loadTrajectory(name, id) {
   const { buffer, headers } = await getBytes(`${model(name)}/trajectory/${id}`);
   return {
@@ -116,6 +117,7 @@ export async function loadTrajectory(name, id) {
     nFrames: Number(headers.get('x-frames')),
     dims: Number(headers.get('x-dims')),
     frameRate: Number(headers.get('x-frame-rate')),
+    sounding: [Number(headers.get('x-sounding-first')), Number(headers.get('x-sounding-last'))],
   };
 }
 

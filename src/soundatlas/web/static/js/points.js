@@ -105,6 +105,12 @@ export function search(sorted, id) {
   return -1;
 }
 
+/** Frames ``first``..``last`` (inclusive) of world points ``world`` (n x 3): a trajectory's
+ *  sounding part (the server's X-Sounding-First and -Last, or a query's ``sounding``). */
+export function sounding(world, [first, last]) {
+  return world.subarray(3 * first, 3 * (last + 1));
+}
+
 /** The per-axis median of world points (n x 3), as [x, y, z]. */
 export function medianOf(world) {
   const n = world.length / 3;

@@ -3,6 +3,7 @@
 // listed. The upload itself can be played (decoded here) while its trajectory is traced.
 
 import * as api from './api.js';
+import { sounding } from './points.js';
 import { RenderedSound } from './rendered.js';
 import { seconds } from './panel.js';
 
@@ -31,8 +32,10 @@ export class QueryByExample {
       if (token !== this.token) return;
       state.query = answer;
       const frames = Float32Array.from(answer.trajectory.flat());
-      view.setPath('query', this.app.world(frames, answer.trajectory.length, answer.point.length),
-        '#ffd166', '#ef476f');
+      const n = answer.trajectory.length;
+      // its sounding part, as for a sample's trajectory
+      view.setPath('query', sounding(this.app.world(frames, n, answer.point.length),
+        answer.sounding), '#ffd166', '#ef476f');
       view.setMarker('query:point', this.app.worldOf(answer.point), '#ffd166', 'Q', 24);
       lists.query.fill(answer.neighbours, answer.space);
       this.app.show(lists.query);
