@@ -311,6 +311,18 @@ def test_cli_synth_mosaic_and_trajectory_end_to_end(library, index, tmp_path):
                   "--output", fig, check_rc=0).stdout
     assert "trajectory of flute/flute_064_v080_long.wav" in out
     assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and fig.stat().st_size > 10_000
+    # the figure draws the sounding part and marks its start, middle and end; the JSON says which
+    result = json.loads(run_cli("trajectory", "flute/flute_064_v080_long.wav", "--atlas",
+                                atlas_dir, "--output", fig, "--json", check_rc=0).stdout)
+    from soundatlas.figures import key_frames
+    from soundatlas.frames import sounding_span
+
+    with Atlas.open(atlas_dir) as atlas:
+        rec = synth.find_sample(atlas, "flute/flute_064_v080_long.wav")
+        want = sounding_span(atlas.features(rec), compression=atlas.cqt_params.compression)
+    assert result["sounding"] == list(want) and want[1] < result["n_frames"] - 1  # a release
+    assert f"sounding frames {want[0]}-{want[1]} drawn" in out
+    assert key_frames(want) == (want[0], (want[0] + want[1]) // 2, want[1])
 
 
 def test_cli_bad_input_is_one_clear_line(library, tone_library, tmp_path, capsys):

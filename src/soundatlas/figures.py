@@ -26,10 +26,12 @@ def plot_trajectory(atlas, model: ModelRecord, sample: SampleRecord, output: str
                     *, dpi: int = 100) -> Path:
     """Draw a sample's trajectory over the map, beside its coordinates and loudness over time.
 
-    The left panel shows the trajectory in 3-D over the faint map of every sample, its start,
-    middle (the median frame) and end marked as in the report (o, ■, X) and the sample's point
-    as a star; the right panel its coordinates over time over the frames' loudness (CQT
-    energy).
+    The left panel shows the trajectory in 3-D over the faint map of every sample: its sounding
+    part (``frames.sounding_span``: from the first to the last frame at least 5 % as loud as
+    the loudest) drawn, the near-silence before and after it dotted, its start, middle and end
+    marked as in the report (o, ■, X), and the sample's point as a star. The right panel shows
+    its coordinates over time over the frames' loudness (CQT energy), the same three frames
+    marked.
 
     Parameters
     ----------
@@ -61,7 +63,7 @@ def plot_trajectory(atlas, model: ModelRecord, sample: SampleRecord, output: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from soundatlas.embed import frame_energy
+    from soundatlas.frames import frame_energy, sample_sounding_span
 
     try:
         t = atlas.trajectory(model.id, sample.id)
@@ -75,6 +77,7 @@ def plot_trajectory(atlas, model: ModelRecord, sample: SampleRecord, output: str
                              "figure needs 3")
     point = pts[np.searchsorted(ids, sample.id)]
     energy = frame_energy(atlas.features(sample), compression=atlas.cqt_params.compression)
+    span = sample_sounding_span(atlas, sample, len(t))
     period = atlas.cqt_params.hop_length / atlas.cqt_params.sr
     secs = np.arange(len(t)) * period
     labels = atlas.sample_labels(sample.id)
@@ -82,8 +85,8 @@ def plot_trajectory(atlas, model: ModelRecord, sample: SampleRecord, output: str
                           if labels else "")
 
     fig = plt.figure(figsize=(13, 6))
-    _draw_over_map(fig, plt, t, secs, pts, point, model.name)
-    _draw_over_time(fig, t, secs, energy)
+    _draw_over_map(fig, plt, t, secs, pts, point, model.name, span)
+    _draw_over_time(fig, t, secs, energy, span)
     fig.suptitle(name, fontsize=10)
     fig.tight_layout()
     out = Path(output)
@@ -92,21 +95,30 @@ def plot_trajectory(atlas, model: ModelRecord, sample: SampleRecord, output: str
     return out
 
 
-def _key_frames(t: np.ndarray) -> tuple[int, int, int]:
-    """The rows of a trajectory's start, median frame and end."""
-    return 0, len(t) // 2, len(t) - 1
+def key_frames(span: tuple[int, int]) -> tuple[int, int, int]:
+    """The rows of a trajectory's start, middle and end: the first, middle and last frame of
+    its sounding part ``span`` (first, last)."""
+    first, last = span
+    return first, (first + last) // 2, last
 
 
 def _draw_over_map(fig, plt, t: np.ndarray, secs: np.ndarray, pts: np.ndarray,
-                   point: np.ndarray, model_name: str) -> None:
-    """The left panel: trajectory ``t`` (coloured by ``secs``) in 3-D over the map ``pts``."""
+                   point: np.ndarray, model_name: str, span: tuple[int, int]) -> None:
+    """The left panel: trajectory ``t`` (its sounding part ``span`` coloured by ``secs``, the
+    near-silence around it dotted) in 3-D over the map ``pts``."""
     from soundatlas.report import VIEWS
 
     ax = fig.add_subplot(1, 2, 1, projection="3d")
     ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c="#cccccc", s=2, linewidths=0, alpha=0.35)
-    ax.plot(t[:, 0], t[:, 1], t[:, 2], color="#333333", lw=0.8, alpha=0.7)
-    sc = ax.scatter(t[:, 0], t[:, 1], t[:, 2], c=secs, cmap="viridis", s=10, linewidths=0)
-    start, mid, end = _key_frames(t)
+    first, last = span
+    for quiet in (t[: first + 1], t[last:]):
+        if len(quiet) > 1:
+            ax.plot(quiet[:, 0], quiet[:, 1], quiet[:, 2], color="#999999", lw=0.6, ls=":")
+    part, part_secs = t[first : last + 1], secs[first : last + 1]
+    ax.plot(part[:, 0], part[:, 1], part[:, 2], color="#333333", lw=0.8, alpha=0.7)
+    sc = ax.scatter(part[:, 0], part[:, 1], part[:, 2], c=part_secs, cmap="viridis", s=10,
+                    linewidths=0, vmin=secs[0], vmax=secs[-1])
+    start, mid, end = key_frames(span)
     for i, marker, size, what in ((start, "o", 60, "start"), (mid, "s", 60, "median frame"),
                                   (end, "X", 90, "end")):
         colour = plt.get_cmap("viridis")(i / max(1, len(t) - 1))
@@ -121,12 +133,13 @@ def _draw_over_map(fig, plt, t: np.ndarray, secs: np.ndarray, pts: np.ndarray,
     ax.set_title(f"trajectory over the map of {model_name!r} (grey: every sample)", fontsize=9)
 
 
-def _draw_over_time(fig, t: np.ndarray, secs: np.ndarray, energy: np.ndarray) -> None:
+def _draw_over_time(fig, t: np.ndarray, secs: np.ndarray, energy: np.ndarray,
+                    span: tuple[int, int]) -> None:
     """The right panel: the coordinates of ``t`` over ``secs``, over the frames' loudness."""
     ax2 = fig.add_subplot(1, 2, 2)
     for d, colour in zip(range(min(3, t.shape[1])), AXIS_COLOURS):
         ax2.plot(secs, t[:, d], color=colour, lw=1.2, label="xyz"[d])
-    for i in _key_frames(t):
+    for i in key_frames(span):
         ax2.axvline(secs[i], color="k", lw=0.5, ls=":")
     ax2.set_xlabel("seconds")
     ax2.set_ylabel("coordinate")

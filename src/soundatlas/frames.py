@@ -36,6 +36,7 @@ __all__ = [
     "SILENCE",
     "frame_energy",
     "sounding_span",
+    "sample_sounding_span",
     "add_noise",
     "DEFAULT_NOISE",
     "NOISE_RNGS",
@@ -85,6 +86,31 @@ def sounding_span(frames: np.ndarray, *, compression: float = PAPER_CQT.compress
     if not len(loud):
         return 0, len(energy) - 1
     return int(loud[0]), int(loud[-1])
+
+
+def sample_sounding_span(atlas, sample, n_frames: int) -> tuple[int, int]:
+    """:func:`sounding_span` of a sample's stored features, for a trajectory of ``n_frames``
+    frames; all of them where features and trajectory do not match frame for frame (the file
+    was indexed again since it was embedded).
+
+    Parameters
+    ----------
+    atlas : Atlas
+        The open atlas.
+    sample : SampleRecord
+        The sample.
+    n_frames : int
+        Frames of its trajectory.
+
+    Returns
+    -------
+    (int, int)
+        The first and last frame of its sounding part; (0, 0) for no frames.
+    """
+    features = atlas.features(sample)
+    if n_frames == 0 or len(features) != n_frames:
+        return 0, max(n_frames - 1, 0)
+    return sounding_span(features, compression=atlas.cqt_params.compression)
 
 
 def frame_energy(frames: np.ndarray, *, compression: float = PAPER_CQT.compression) -> np.ndarray:

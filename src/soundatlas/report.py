@@ -275,6 +275,9 @@ def choose_notes(ids, labels, *, n: int = 6, seed: int = 0) -> list[int]:
 def _trajectories(atlas, model_id, ids, pts, labels, path: Path, name: str, *, n, seed):
     import matplotlib.pyplot as plt
 
+    from soundatlas.figures import key_frames
+    from soundatlas.frames import sample_sounding_span
+
     chosen = choose_notes(ids, labels, n=n, seed=seed)
     if not chosen or pts.shape[1] < 3:
         return None
@@ -282,18 +285,22 @@ def _trajectories(atlas, model_id, ids, pts, labels, path: Path, name: str, *, n
     ax = fig.add_subplot(1, 1, 1, projection="3d")
     ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c="#cccccc", s=1, linewidths=0, alpha=0.4)
     colours = plt.get_cmap("tab10")
+    recs = {r.id: r for r in atlas.samples(chosen)}
     for j, sid in enumerate(chosen):
         t = atlas.trajectory(model_id, sid)
         if len(t) == 0:
             continue
         c = colours(j % 10)
         label = " ".join(str(labels[k].get(sid, "")) for k in labels)
-        ax.plot(t[:, 0], t[:, 1], t[:, 2], color=c, lw=1.2, label=label)
-        ax.scatter(*t[0], color=c, marker="o", s=40, edgecolors="k")  # start
-        ax.scatter(*t[len(t) // 2], color=c, marker="s", s=40, edgecolors="k")  # middle
-        ax.scatter(*t[-1], color=c, marker="X", s=60, edgecolors="k")  # end
+        # the sounding part: the near-silence after a note has no pitch of its own
+        span = sample_sounding_span(atlas, recs[sid], len(t))
+        part = t[span[0] : span[1] + 1]
+        ax.plot(part[:, 0], part[:, 1], part[:, 2], color=c, lw=1.2, label=label)
+        for i, marker, size in zip(key_frames(span), "osX", (40, 40, 60)):
+            ax.scatter(*t[i], color=c, marker=marker, s=size, edgecolors="k")
     ax.legend(fontsize=7, loc="upper left")
-    ax.set_title(f"{name}: trajectories of single notes (o start, ■ middle, X end)", fontsize=9)
+    ax.set_title(f"{name}: trajectories of single notes, their sounding part "
+                 "(o start, ■ middle, X end)", fontsize=9)
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path

@@ -230,8 +230,10 @@ def cmd_mosaic(args: argparse.Namespace) -> int:
 def _add_trajectory(sub, parents) -> None:
     tj = sub.add_parser("trajectory", parents=parents, help="draw one sample's trajectory",
                         description="Draw SAMPLE's trajectory (one point per frame) in 3-D over "
-                        "the faint map, start, median frame and end marked, beside its "
-                        "coordinates and loudness over time. Writes a PNG.")
+                        "the faint map: its sounding part (the first to the last frame at least "
+                        "5 % as loud as the loudest) with start, median frame and end marked, "
+                        "the near-silence around it dotted; beside it, its coordinates and "
+                        "loudness over time. Writes a PNG.")
     tj.add_argument("sample", metavar="SAMPLE",
                     help="a sample id or a path relative to the library")
     add_options(tj, ATLAS, MAP_MODEL)
@@ -242,20 +244,23 @@ def _add_trajectory(sub, parents) -> None:
 def cmd_trajectory(args: argparse.Namespace) -> int:
     """``soundatlas trajectory``: draw one sample's trajectory under a model as a PNG."""
     from soundatlas import synth
+    from soundatlas.frames import sample_sounding_span
 
     out = _check_output(args.output, ".png")
     with open_atlas(args) as atlas:
         registration = synth.embedded_model(atlas, args.model)
         rec = synth.find_sample(atlas, args.sample)
         synth.plot_trajectory(atlas, registration, rec, out)
+        span = sample_sounding_span(atlas, rec, rec.n_frames)
     result = {"output": str(out), "sample": rec.id, "path": rec.path,
               "model": registration.name, "n_frames": rec.n_frames,
-              "duration": rec.duration}
+              "duration": rec.duration, "sounding": list(span)}
     if args.json:
         print_json(result)
     else:
         print(f"wrote {out}: trajectory of {rec.path} (sample {rec.id}, {rec.n_frames} frames, "
-              f"{rec.duration:.2f} s) under model {registration.name}")
+              f"{rec.duration:.2f} s; sounding frames {span[0]}-{span[1]} drawn) under model "
+              f"{registration.name}")
     return EXIT_OK
 
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from soundatlas.atlas import ModelRecord
 from soundatlas.errors import AtlasError
+from soundatlas.frames import sample_sounding_span, sounding_span
 from soundatlas.similarity import describe, embed_command, has_pitch
 from soundatlas.web.deps import (
     MAX_K,
@@ -133,21 +134,11 @@ def get_trajectory(name: str, sample_id: int, request: Request) -> Response:
             raise api_error(404, f"sample {sample_id} is not embedded with model {name!r} "
                             "yet") from None
         params = atlas.cqt_params
-        first, last = _sounding(atlas.features(rec), len(traj), params.compression)
+        first, last = sample_sounding_span(atlas, rec, len(traj))
     rate = params.sr / params.hop_length
     return binary_response(traj.astype("<f4").tobytes(), {
         "X-Frames": traj.shape[0], "X-Dims": traj.shape[1] if traj.ndim == 2 else model_dims(model),
         "X-Frame-Rate": f"{rate:g}", "X-Sounding-First": first, "X-Sounding-Last": last})
-
-
-def _sounding(features, n_frames: int, compression: float) -> tuple[int, int]:
-    """``frames.sounding_span`` of a sample's features; all of its ``n_frames`` where the
-    features and the trajectory do not match frame for frame (an atlas indexed again since)."""
-    from soundatlas.frames import sounding_span
-
-    if n_frames == 0 or len(features) != n_frames:
-        return 0, max(n_frames - 1, 0)
-    return sounding_span(features, compression=compression)
 
 
 @router.get("/{name}/neighbours/{sample_id}", summary="The k samples nearest a sample")
@@ -301,7 +292,7 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
     return {"model": name, "file": filename, "duration": decoded.duration,
             "truncated": decoded.truncated, "frame_rate": params.sr / params.hop_length,
             "trajectory": traj.astype(float).tolist(),
-            "sounding": list(_sounding(features, len(traj), params.compression)),
+            "sounding": list(sounding_span(features, compression=params.compression)),
             "point": [float(x) for x in point], **_space_fields(used, sim, note, exact, query), "neighbours": items}
 
 
