@@ -293,7 +293,8 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
             "truncated": decoded.truncated, "frame_rate": params.sr / params.hop_length,
             "trajectory": traj.astype(float).tolist(),
             "sounding": list(sounding_span(features, compression=params.compression)),
-            "point": [float(x) for x in point], **_space_fields(used, sim, note, exact, query), "neighbours": items}
+            "point": [float(x) for x in point], **_space_fields(used, sim, note, exact, query),
+            "neighbours": items}
 
 
 class SuggestRequest(BaseModel):
