@@ -314,7 +314,7 @@ def test_cli_synth_mosaic_and_trajectory_end_to_end(library, index, tmp_path):
     # the figure draws the sounding part and marks its start, middle and end; the JSON says which
     result = json.loads(run_cli("trajectory", "flute/flute_064_v080_long.wav", "--atlas",
                                 atlas_dir, "--output", fig, "--json", check_rc=0).stdout)
-    from soundatlas.figures import key_frames
+    from soundatlas.report import key_frames
     from soundatlas.frames import sounding_span
 
     with Atlas.open(atlas_dir) as atlas:

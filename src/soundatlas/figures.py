@@ -95,18 +95,11 @@ def plot_trajectory(atlas, model: ModelRecord, sample: SampleRecord, output: str
     return out
 
 
-def key_frames(span: tuple[int, int]) -> tuple[int, int, int]:
-    """The rows of a trajectory's start, middle and end: the first, middle and last frame of
-    its sounding part ``span`` (first, last)."""
-    first, last = span
-    return first, (first + last) // 2, last
-
-
 def _draw_over_map(fig, plt, t: np.ndarray, secs: np.ndarray, pts: np.ndarray,
                    point: np.ndarray, model_name: str, span: tuple[int, int]) -> None:
     """The left panel: trajectory ``t`` (its sounding part ``span`` coloured by ``secs``, the
     near-silence around it dotted) in 3-D over the map ``pts``."""
-    from soundatlas.report import VIEWS
+    from soundatlas.report import VIEWS, key_frames
 
     ax = fig.add_subplot(1, 2, 1, projection="3d")
     ax.scatter(pts[:, 0], pts[:, 1], pts[:, 2], c="#cccccc", s=2, linewidths=0, alpha=0.35)
@@ -136,6 +129,8 @@ def _draw_over_map(fig, plt, t: np.ndarray, secs: np.ndarray, pts: np.ndarray,
 def _draw_over_time(fig, t: np.ndarray, secs: np.ndarray, energy: np.ndarray,
                     span: tuple[int, int]) -> None:
     """The right panel: the coordinates of ``t`` over ``secs``, over the frames' loudness."""
+    from soundatlas.report import key_frames
+
     ax2 = fig.add_subplot(1, 2, 2)
     for d, colour in zip(range(min(3, t.shape[1])), AXIS_COLOURS):
         ax2.plot(secs, t[:, d], color=colour, lw=1.2, label="xyz"[d])

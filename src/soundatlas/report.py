@@ -19,7 +19,7 @@ from soundatlas import scoretable as st
 from soundatlas.errors import ParameterError
 from soundatlas.text import slug
 
-__all__ = ["write_report"]
+__all__ = ["key_frames", "write_report"]
 
 VIEWS = ((20, -60), (20, 30), (80, -90))  # (elevation, azimuth) of the 3-D views
 
@@ -272,10 +272,16 @@ def choose_notes(ids, labels, *, n: int = 6, seed: int = 0) -> list[int]:
     return chosen
 
 
+def key_frames(span: tuple[int, int]) -> tuple[int, int, int]:
+    """The frames a trajectory figure marks as start, middle and end: the first, middle and
+    last frame of its sounding part ``span`` (first, last)."""
+    first, last = span
+    return first, (first + last) // 2, last
+
+
 def _trajectories(atlas, model_id, ids, pts, labels, path: Path, name: str, *, n, seed):
     import matplotlib.pyplot as plt
 
-    from soundatlas.figures import key_frames
     from soundatlas.frames import sample_sounding_span
 
     chosen = choose_notes(ids, labels, n=n, seed=seed)
