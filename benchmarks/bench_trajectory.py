@@ -70,11 +70,7 @@ def main() -> None:
     ap.add_argument("--json", help="also write every figure here")
     args = ap.parse_args()
 
-    facts = common.machine_facts()
-    common.print_facts(facts)
-    args.work.mkdir(parents=True, exist_ok=True)
-    servers = {"ours": common.REPO / "src"}
-    servers["baseline"], sha = common.baseline_src(args.work, args.baseline)
+    facts, servers, sha = common.ours_and_baseline(args.work, args.baseline)
     runs = common.servers_alternated(
         servers, args.repeats, lambda src, r: run_once(args.atlas, src, args.samples),
         show=lambda name, r, res: print(

@@ -192,6 +192,17 @@ def baseline_src(work: Path, ref: str) -> tuple[Path, str]:
     return out / "src", sha
 
 
+def ours_and_baseline(work: Path, ref: str) -> tuple[dict, dict[str, Path], str]:
+    """The start of a run against an earlier commit: the machine's facts (printed), the two
+    ``src`` folders, this checkout's as 'ours' and ``ref``'s exported under ``work`` as
+    'baseline', and that commit."""
+    facts = machine_facts()
+    print_facts(facts)
+    work.mkdir(parents=True, exist_ok=True)
+    baseline, sha = baseline_src(work, ref)
+    return facts, {"ours": REPO / "src", "baseline": baseline}, sha
+
+
 def built_atlas(path: Path, key: str, tag: str) -> bool:
     """Whether ``path`` holds a synthetic atlas a benchmark finished building as ``tag``: its
     meta ``key`` is written last, so an atlas whose build was cut short is not one."""
