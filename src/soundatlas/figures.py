@@ -76,8 +76,9 @@ def plot_trajectory(atlas, model: ModelRecord, sample: SampleRecord, output: str
         raise ParameterError(f"model {model.name!r} maps to {t.shape[1]} dimensions; a 3-D "
                              "figure needs 3")
     point = pts[np.searchsorted(ids, sample.id)]
-    energy = frame_energy(atlas.features(sample), compression=atlas.cqt_params.compression)
-    span = sample_sounding_span(atlas, sample, len(t))
+    features = atlas.features(sample)
+    energy = frame_energy(features, compression=atlas.cqt_params.compression)
+    span = sample_sounding_span(atlas, sample, len(t), features=features)
     period = atlas.cqt_params.hop_length / atlas.cqt_params.sr
     secs = np.arange(len(t)) * period
     labels = atlas.sample_labels(sample.id)

@@ -88,7 +88,8 @@ def sounding_span(frames: np.ndarray, *, compression: float = PAPER_CQT.compress
     return int(loud[0]), int(loud[-1])
 
 
-def sample_sounding_span(atlas, sample, n_frames: int) -> tuple[int, int]:
+def sample_sounding_span(atlas, sample, n_frames: int, *,
+                         features: np.ndarray | None = None) -> tuple[int, int]:
     """:func:`sounding_span` of a sample's stored features, for a trajectory of ``n_frames``
     frames; all of them where features and trajectory do not match frame for frame (the file
     was indexed again since it was embedded).
@@ -101,13 +102,16 @@ def sample_sounding_span(atlas, sample, n_frames: int) -> tuple[int, int]:
         The sample.
     n_frames : int
         Frames of its trajectory.
+    features : array-like of shape (n_frames, n_bins), optional
+        The sample's features, where the caller has already read them.
 
     Returns
     -------
     (int, int)
         The first and last frame of its sounding part; (0, 0) for no frames.
     """
-    features = atlas.features(sample)
+    if features is None:
+        features = atlas.features(sample)
     if n_frames == 0 or len(features) != n_frames:
         return 0, max(n_frames - 1, 0)
     return sounding_span(features, compression=atlas.cqt_params.compression)
