@@ -23,7 +23,7 @@ AXIS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c")
 
 
 def plot_trajectory(atlas, model: ModelRecord, sample: SampleRecord, output: str | os.PathLike,
-                    *, dpi: int = 100) -> Path:
+                    *, dpi: int = 100) -> tuple[Path, tuple[int, int]]:
     """Draw a sample's trajectory over the map, beside its coordinates and loudness over time.
 
     The left panel shows the trajectory in 3-D over the faint map of every sample: its sounding
@@ -48,8 +48,10 @@ def plot_trajectory(atlas, model: ModelRecord, sample: SampleRecord, output: str
 
     Returns
     -------
-    Path
+    path : Path
         ``output``.
+    sounding : tuple of int
+        The first and the last frame of the sounding part drawn (``frames.sample_sounding_span``).
 
     Raises
     ------
@@ -93,7 +95,7 @@ def plot_trajectory(atlas, model: ModelRecord, sample: SampleRecord, output: str
     out = Path(output)
     fig.savefig(out, dpi=dpi)
     plt.close(fig)
-    return out
+    return out, span
 
 
 def _draw_over_map(fig, plt, t: np.ndarray, secs: np.ndarray, pts: np.ndarray,

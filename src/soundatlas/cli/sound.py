@@ -244,14 +244,12 @@ def _add_trajectory(sub, parents) -> None:
 def cmd_trajectory(args: argparse.Namespace) -> int:
     """``soundatlas trajectory``: draw one sample's trajectory under a model as a PNG."""
     from soundatlas import synth
-    from soundatlas.frames import sample_sounding_span
 
     out = _check_output(args.output, ".png")
     with open_atlas(args) as atlas:
         registration = synth.embedded_model(atlas, args.model)
         rec = synth.find_sample(atlas, args.sample)
-        synth.plot_trajectory(atlas, registration, rec, out)
-        span = sample_sounding_span(atlas, rec, rec.n_frames)
+        out, span = synth.plot_trajectory(atlas, registration, rec, out)
     result = {"output": str(out), "sample": rec.id, "path": rec.path,
               "model": registration.name, "n_frames": rec.n_frames,
               "duration": rec.duration, "sounding": list(span)}
