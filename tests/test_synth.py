@@ -473,6 +473,60 @@ def test_web_mosaic_rebuilds_an_upload_without_its_own_grains(web, library, atla
     assert r.status_code == 400 and "grain" in r.json()["error"]
 
 
+def test_web_wrong_renders_are_answered_at_once_not_queued(library, atlas):
+    """A wrong synth or mosaic request (parameters, model, sample, an upload that is not audio)
+    is answered while another render holds the slot, takes no place in the queue and is not
+    counted as a render."""
+    import threading
+
+    from soundatlas.web import create_app
+
+    target = (library / "flute" / "flute_066_v080_long.wav").read_bytes()
+    app = create_app(library / ".soundatlas", render_queue=0)
+    client = _client_of(app)
+    wrong = [
+        ("synth", {"json": {"ids": []}}, 400, "1 to 10000 points"),
+        ("synth", {"json": {"ids": [1], "grain": 20}}, 400, "grain=20.0"),
+        ("synth", {"json": {"ids": [999999]}}, 404, "sample 999999"),
+        ("synth", {"json": {"ids": [1], "exclude": [424242]}}, 400, "424242"),
+        ("synth", {"json": {"points": [[0, 0]]}}, 400, "3 coordinates"),
+        ("mosaic?grain=0", {"files": {"file": ("a.wav", target)}}, 400, "grain"),
+        ("mosaic", {"files": {"file": ("notes.wav", b"not audio at all")}}, 400, "notes.wav"),
+    ]
+    answers = {}
+
+    def ask():
+        for path, kwargs, *_ in wrong:
+            answers[path, str(kwargs)[:60]] = client.post(f"/api/models/default/{path}", **kwargs)
+        for path in ("synth", "mosaic"):
+            kwargs = {"json": {"ids": [1]}} if path == "synth" else {
+                "files": {"file": ("a.wav", target)}}
+            answers["nope", path] = client.post(f"/api/models/nope/{path}", **kwargs)
+
+    with app.state.web.render_lock:  # as if a long render were running
+        asker = threading.Thread(target=ask, daemon=True)
+        asker.start()
+        asker.join(60)
+        assert not asker.is_alive(), "a wrong request waited for the render slot"
+        status = client.get("/api/renders").json()
+    for path, kwargs, code, words in wrong:
+        r = answers[path, str(kwargs)[:60]]
+        assert r.status_code == code and words in r.json()["error"], (path, r.text)
+    for path in ("synth", "mosaic"):
+        assert answers["nope", path].status_code == 404
+    assert {k: status[k] for k in ("running", "waiting", "failed", "refused")} == dict.fromkeys(
+        ("running", "waiting", "failed", "refused"), 0)
+
+
+def _client_of(app):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    return TestClient(app)
+
+
 # -- reading only the grains ----------------------------------------------------------------------
 
 

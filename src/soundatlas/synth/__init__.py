@@ -32,6 +32,7 @@ from soundatlas.synth.render import (
     RenderCancelled,
     Rendering,
     cancellable,
+    check_grain,
     hann,
     render,
     window_ripple,
@@ -43,5 +44,5 @@ __all__ = [
     "AudioCache", "embedded_model", "read_path", "random_walk", "knn_walk", "resolve_exclusions",
     "self_exclusions", "render", "mosaic", "find_sample", "plot_trajectory", "write_wav",
     "wav_bytes", "hann", "window_ripple", "decode_original", "WAV_SUBTYPES", "RenderCancelled",
-    "cancellable",
+    "cancellable", "check_grain",
 ]

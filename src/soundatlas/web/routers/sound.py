@@ -61,12 +61,16 @@ async def post_synth(name: str, body: SynthRequest, request: Request) -> Respons
     frame of the whole library are overlap-added with a Hann window, loudness-matched and
     limited. Answers the WAV; headers ``X-Duration``, ``X-Sample-Rate``, ``X-Grains``,
     ``X-Samples-Used`` and ``X-Render`` (the whole summary as JSON, with ``sample_ids``: the
-    samples heard, in order of first use, at most 500). 503 with Retry-After when the render
-    queue is full."""
-    return await run_render(request, _synth, web_state(request), name, body)
+    samples heard, in order of first use, at most 500). A wrong request is answered at once,
+    never queued; 503 with Retry-After when the render queue is full."""
+    web = web_state(request)
+    path, exclude = await run_in_threadpool(_synth_path, web, name, body)
+    return await run_render(request, _synth, web, name, body, path, exclude)
 
 
-def _synth(web, name: str, body: SynthRequest) -> Response:
+def _synth_path(web, name: str, body: SynthRequest):
+    """The request's path (``synth.MapPath``) and the ids it excludes, checked: every wrong
+    parameter, model or sample is a 4xx before the render queue."""
     from soundatlas import synth
 
     if (body.points is None) == (body.ids is None):
@@ -97,9 +101,20 @@ def _synth(web, name: str, body: SynthRequest) -> Response:
                 raise api_error(400, f"each point needs {dims} coordinates for model {name!r}")
             points = np.asarray(body.points, dtype=np.float64)
         try:
+            synth.check_grain(body.grain, body.overlap)
             path = synth.MapPath(points, np.asarray(durations, dtype=np.float64), glide=body.glide)
+        except SoundAtlasError as exc:
+            raise _render_error(exc) from None
+        return path, _known(atlas, body.exclude)
+
+
+def _synth(web, name: str, body: SynthRequest, path, exclude: set[int]) -> Response:
+    from soundatlas import synth
+
+    with web.atlas() as atlas:
+        model = embedded_model(atlas, name)  # it may have gone while the render waited
+        try:
             frames = web.frame_index(atlas, model)
-            exclude = _known(atlas, body.exclude)
             sr = frames.without(exclude).most_common_sr() if len(frames) else 44100
             result = synth.render(atlas, model, path, sr=sr, grain=body.grain,
                                   overlap=body.overlap, exclude=exclude, index=frames,
@@ -179,9 +194,33 @@ async def post_mosaic(
     """Upload one audio file as multipart field ``file``. It is embedded with the model as a
     query is, and its trajectory followed with grains of the library, each scaled to the
     upload's own loudness at that time. Answers the WAV (headers as for ``synth``). The upload
-    is not kept. 503 with Retry-After when the render queue is full."""
+    is not kept. A wrong request is answered at once, never queued; 503 with Retry-After when
+    the render queue is full."""
     return await run_on_upload(request, _mosaic, name, exclude_self, grain, overlap, format,
-                               runner=partial(run_render, request))
+                               runner=partial(_checked_render, request))
+
+
+async def _checked_render(request: Request, work, web, path, filename, name, *args) -> Response:
+    """``run_render`` for a mosaic, once its model, its grain and the upload's being audio are
+    known to be right (a 4xx before the render queue, not after it)."""
+    await run_in_threadpool(_check_mosaic, web, path, filename, name, *args)
+    return await run_render(request, work, web, path, filename, name, *args)
+
+
+def _check_mosaic(web, path, filename, name, exclude_self, grain, overlap, fmt) -> None:
+    from soundatlas import synth
+    from soundatlas.audio import open_sound
+
+    try:
+        synth.check_grain(grain, overlap)
+    except SoundAtlasError as exc:
+        raise _render_error(exc) from None
+    with web.atlas() as atlas:
+        web.artifact(atlas, embedded_model(atlas, name))  # 409 when its CQT differs
+    try:
+        open_sound(path).close()  # its header: a file that is not audio is not queued
+    except AudioReadError as exc:
+        raise _render_error(exc, upload=filename) from None
 
 
 def _mosaic(web, path, filename, name, exclude_self, grain, overlap, fmt) -> Response:
