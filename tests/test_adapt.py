@@ -245,6 +245,8 @@ def test_adapt_refuses_its_base_name_and_bad_settings(unlabelled):
     with Atlas.open(unlabelled) as atlas:
         with pytest.raises(ParameterError, match="base model's"):
             adapt(atlas, base="b", name="b", settings=SETTINGS)
+        with pytest.raises(ParameterError, match="model name 'b/x'"):
+            adapt(atlas, base="b", name="b/x", settings=SETTINGS)
         from soundatlas.train import settings_for, train
 
         with pytest.raises(ParameterError, match="anchor=1 .* give init_from"):

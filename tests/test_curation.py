@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -336,6 +337,22 @@ def test_the_api_writes_tags_stars_notes_and_collections_and_reads_them_as_label
     assert client.patch("/api/collections/kit", json={"name": "drums"}).status_code == 200
     assert client.post("/api/collections/drums/remove", json={"ids": [a]}).json()["removed"] == 1
     assert client.delete("/api/collections/drums").status_code == 200
+    assert client.get("/api/collections").json() == {"collections": []}
+    # a name with '/' is reached as the page asks for it (encodeURIComponent); '.' and '..' are
+    # refused: a browser drops them from the URL
+    slash = "/api/collections/" + quote("drums/kicks", safe="")
+    assert client.post("/api/collections", json={"name": "drums/kicks"}).status_code == 201
+    assert client.post(f"{slash}/add", json={"ids": [a, b]}).json()["added"] == 2
+    assert [i["id"] for i in client.get(slash).json()["items"]] == [a, b]
+    assert client.post(f"{slash}/remove", json={"ids": [a]}).json()["removed"] == 1
+    r = client.patch(slash, json={"name": "kits/add"})  # a name ending like a route
+    assert r.json() == {"name": "kits/add", "was": "drums/kicks"}
+    assert client.post("/api/collections/kits%2Fadd/add", json={"ids": [a]}).json()["added"] == 1
+    assert [i["id"] for i in client.get("/api/collections/kits%2Fadd").json()["items"]] == [b, a]
+    assert client.delete("/api/collections/kits%2Fadd").json() == {"deleted": "kits/add"}
+    for dots in (".", ".."):
+        r = client.post("/api/collections", json={"name": dots})
+        assert r.status_code == 400 and "not '.' or '..'" in r.json()["error"]
     assert client.get("/api/collections").json() == {"collections": []}
 
 

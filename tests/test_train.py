@@ -379,6 +379,18 @@ def test_a_lone_neighbourhood_whose_label_is_missing_fails_clearly(atlas):
         train(atlas, neighbourhood="label:drum_class,label:genre", settings=short(iterations=5))
 
 
+@pytest.mark.parametrize("name", ["a/b", "../../outside", "..", ".", " x", "x\n", "a\\b",
+                                  "x" * 101])
+def test_a_model_name_that_cannot_be_a_folder_and_a_url_segment_is_refused(atlas, name):
+    before = sorted(p.name for p in (atlas.path / "models").iterdir()) \
+        if (atlas.path / "models").exists() else []
+    with pytest.raises(ParameterError, match="model name"):
+        train(atlas, neighbourhood="instrument", settings=short(iterations=1), seed=0, name=name)
+    after = sorted(p.name for p in (atlas.path / "models").iterdir()) \
+        if (atlas.path / "models").exists() else []
+    assert after == before and not (atlas.path.parent / "outside").exists()  # nothing made
+
+
 def test_init_from_fine_tunes_a_model_label_free_and_resumes_exactly(atlas):
     from soundatlas.neighbourhoods import AugmentPair, InputKNN, Mixture
 

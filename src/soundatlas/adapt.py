@@ -124,7 +124,8 @@ def adapt(
     base : str, default='default'
         The model to start from: the atlas's or a shipped one.
     name : str, optional
-        The adapted model's name (default ``BASE-adapted``); not the base's.
+        The adapted model's name (default ``BASE-adapted``); not the base's
+        (``atlas.models.check_model_name``).
     settings : AdaptSettings, optional
         How to train (default: ``AdaptSettings()``).
     seed : int, default=0
@@ -158,12 +159,13 @@ def adapt(
         the trainer refuses.
     """
     from soundatlas.artifact import resolve_model
+    from soundatlas.atlas.models import check_model_name
     from soundatlas.embed import embed_atlas
     from soundatlas.train import train
 
     settings = settings or AdaptSettings()
     base_artifact, _ = resolve_model(atlas, base)
-    name = name or f"{base_artifact.name}-adapted"
+    name = check_model_name(name or f"{base_artifact.name}-adapted")
     if name == base_artifact.name:
         raise ParameterError(f"name={name!r} is the base model's: the adapted model goes beside it")
     if minutes is not None and not (isinstance(minutes, (int, float)) and 0 < minutes < math.inf):

@@ -207,7 +207,8 @@ def train(
         Seeds the weights, the sampler, the validation triples and the neighbourhood's
         ``seed_param``.
     name : str, optional
-        The model's name (default ``{neighbourhood slug}-{preset}-s{seed}``).
+        The model's name (default ``{neighbourhood slug}-{preset}-s{seed}``;
+        ``atlas.models.check_model_name`` says which names are refused).
     arch : str, optional
         The network (default ``paper``).
     dims : int, optional
@@ -258,6 +259,7 @@ def train(
     AtlasError
         When another process is training the same model in this atlas.
     """
+    from soundatlas.atlas.models import check_model_name
     from soundatlas.neighbourhoods import Neighbourhood, parse_neighbourhood
 
     settings = (settings or settings_for(preset)).validate()
@@ -291,7 +293,7 @@ def train(
     arch_params = _architecture(atlas, base, arch, dims, settings, pitch_axis)
     if base is not None:
         settings = replace(settings, standardize=bool(arch_params.get("standardize", False)))
-    name = name or f"{nb.slug}-{settings.preset}-s{seed}"
+    name = check_model_name(name or f"{nb.slug}-{settings.preset}-s{seed}")
     run_dir = atlas.path / "models" / name
     run_dir.mkdir(parents=True, exist_ok=True)
     # one run per model at a time; other models, and an index, may run beside it

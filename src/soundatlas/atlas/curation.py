@@ -351,10 +351,12 @@ class CurationStore(Store):
     @staticmethod
     def _check_name(name: str) -> str:
         if not isinstance(name, str) or not name.strip() or name != name.strip() \
-                or len(name) > MAX_TAG_LENGTH \
+                or len(name) > MAX_TAG_LENGTH or name in (".", "..") \
                 or any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
+            # '.' and '..' would be a URL's dot segments (browsers drop them from the page's
+            # /api/collections/NAME); a '/' is fine, the routes take the rest of the path
             raise ParameterError(f"collection name {name!r}: 1 to {MAX_TAG_LENGTH} characters, "
-                                 "no control characters, no space at either end")
+                                 "not '.' or '..', no control characters, no space at either end")
         return name
 
     def create_collection(self, name: str) -> None:

@@ -12,17 +12,45 @@ from __future__ import annotations
 
 import json
 import time
+import unicodedata
 from typing import Iterable
 
 import numpy as np
 
 from soundatlas.atlas.records import ModelRecord
 from soundatlas.atlas.store import Store, id_chunks, int_list, open_array, placeholders, write_array
-from soundatlas.errors import AtlasError
+from soundatlas.errors import AtlasError, ParameterError
 
-__all__ = ["ModelStore"]
+__all__ = ["ModelStore", "check_model_name", "MAX_MODEL_NAME"]
 
 _PRECISION_KEY = "embed_precision:"  # + a model's name: a meta key
+MAX_MODEL_NAME = 100
+
+
+def check_model_name(name: str) -> str:
+    """Check the name of a model about to be made (``train --name``, ``adapt --name``).
+
+    A model's name is a folder of the atlas's ``models/`` and one segment of the page's URLs
+    (``/api/models/NAME/...``), so it holds no ``/`` or ``\\``, is not ``.`` or ``..``, has no
+    control characters and no space at either end, and is 1 to ``MAX_MODEL_NAME`` characters.
+
+    Returns
+    -------
+    str
+        ``name``.
+
+    Raises
+    ------
+    ParameterError
+        Naming what is wrong with it.
+    """
+    if not isinstance(name, str) or not name.strip() or name != name.strip() \
+            or len(name) > MAX_MODEL_NAME or name in (".", "..") or "/" in name \
+            or "\\" in name or any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
+        raise ParameterError(f"model name {name!r}: 1 to {MAX_MODEL_NAME} characters, no '/' "
+                             "or '\\', not '.' or '..', no control characters, no space at "
+                             "either end (it names a folder and a part of the page's URLs)")
+    return name
 
 
 def _ids(cursor) -> np.ndarray:

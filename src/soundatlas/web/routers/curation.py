@@ -138,7 +138,7 @@ def post_collection(body: NameRequest, request: Request) -> dict:
         return {"name": body.name, "items": []}
 
 
-@router.get("/api/collections/{name}", summary="A collection's samples in order")
+@router.get("/api/collections/{name:path}", summary="A collection's samples in order")
 def get_collection(name: str, request: Request) -> dict:
     """``items``: ``{id, path}`` in order; ``id`` is null for a file no longer in the
     library (``path``: where it was last seen)."""
@@ -147,7 +147,7 @@ def get_collection(name: str, request: Request) -> dict:
     return {"name": name, "items": [{"id": sid, "path": path} for sid, path in members]}
 
 
-@router.patch("/api/collections/{name}", summary="Rename a collection")
+@router.patch("/api/collections/{name:path}", summary="Rename a collection")
 def patch_collection(name: str, body: NameRequest, request: Request) -> dict:
     """``{"name": NEW}``."""
     with web_state(request).curation() as atlas:
@@ -155,7 +155,7 @@ def patch_collection(name: str, body: NameRequest, request: Request) -> dict:
     return {"name": body.name, "was": name}
 
 
-@router.delete("/api/collections/{name}", summary="Delete a collection (its samples stay)")
+@router.delete("/api/collections/{name:path}", summary="Delete a collection (its samples stay)")
 def delete_collection(name: str, request: Request) -> dict:
     """Answer ``deleted``: the name."""
     with web_state(request).curation() as atlas:
@@ -163,7 +163,7 @@ def delete_collection(name: str, request: Request) -> dict:
     return {"deleted": name}
 
 
-@router.post("/api/collections/{name}/add", summary="Append samples to a collection")
+@router.post("/api/collections/{name:path}/add", summary="Append samples to a collection")
 def post_collection_add(name: str, body: IdsRequest, request: Request,
                         create: bool = Query(False, description="make it when absent")
                         ) -> dict:
@@ -172,7 +172,7 @@ def post_collection_add(name: str, body: IdsRequest, request: Request,
         return {"name": name, "added": atlas.add_to_collection(name, body.ids, create=create)}
 
 
-@router.post("/api/collections/{name}/remove", summary="Take samples out of a collection")
+@router.post("/api/collections/{name:path}/remove", summary="Take samples out of a collection")
 def post_collection_remove(name: str, body: IdsRequest, request: Request) -> dict:
     """Answer ``removed``."""
     with web_state(request).curation() as atlas:
