@@ -350,6 +350,13 @@ def test_the_api_writes_tags_stars_notes_and_collections_and_reads_them_as_label
     assert client.post("/api/collections/kits%2Fadd/add", json={"ids": [a]}).json()["added"] == 1
     assert [i["id"] for i in client.get("/api/collections/kits%2Fadd").json()["items"]] == [b, a]
     assert client.delete("/api/collections/kits%2Fadd").json() == {"deleted": "kits/add"}
+    # a filter on the user's stars or tags answers nothing, not 400, once the last one is gone
+    assert client.post("/api/curation/star", json={"ids": [a], "starred": False}).status_code == 200
+    client.post("/api/curation/tags", json={"ids": [a, b], "remove": ["punchy", "mood:dark"]})
+    for label in ("starred:yes", "tag:punchy"):
+        r = client.get("/api/samples", params={"label": label})
+        assert r.status_code == 200 and r.json()["total"] == 0, r.text
+    assert client.get("/api/samples", params={"label": "mood:dark"}).status_code == 400
     for dots in (".", ".."):
         r = client.post("/api/collections", json={"name": dots})
         assert r.status_code == 400 and "not '.' or '..'" in r.json()["error"]

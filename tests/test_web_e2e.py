@@ -803,6 +803,36 @@ def test_stars_tags_notes_and_collections_from_the_page(page, mapped, tmp_path):
         assert len(atlas.collection_members("all")) == len(ids)
 
 
+def test_a_filter_on_a_tag_the_user_took_away_shows_no_match_not_an_error(page, mapped, tmp_path):
+    """Filtering on a tag's key (mood:dark), then removing the last such tag: the filter matches
+    nothing, and the page says so instead of showing the server's 'no label' error."""
+    atlas_dir = tmp_path / "atlas"
+    shutil.copytree(mapped, atlas_dir)
+    with ThreadedServer(create_app(atlas_dir)) as srv:
+        first = _embedded_ids(srv, "m")[0]
+        _open(page, srv)
+        page.evaluate(f"{HOOK}.select({first})")
+        page.wait_for_function(f"{HOOK}.state.curation.selected?.id === {first}")
+        page.locator("#map canvas").focus()
+        page.keyboard.press("t")
+        page.keyboard.type("mood:dark")
+        page.keyboard.press("Enter")
+        page.wait_for_function(f"{HOOK}.state.curation.selected?.tags.includes('mood:dark')")
+        page.wait_for_function("[...document.querySelectorAll('#filter-key option')]"
+                               ".some(o => o.value === 'mood')")
+        page.select_option("#filter-key", "mood")
+        page.select_option("#filter-value", "dark")
+        page.click("#filter-add")
+        page.wait_for_function(f"{HOOK}.state.matches === 1")
+        page.click("#sample-tags button[aria-label='Remove tag mood:dark']")
+        page.wait_for_function(f"{HOOK}.state.matches === 0")
+        assert "0 of" in page.inner_text("#match-count")
+        assert not page.evaluate("document.getElementById('status').classList.contains('error')"), \
+            page.inner_text("#status")
+        page.wait_for_load_state("networkidle")
+        page.goto("about:blank")
+
+
 def test_a_read_only_server_shows_tags_without_the_controls_that_change_them(page, mapped,
                                                                               tmp_path):
     atlas_dir = tmp_path / "atlas"

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
 
+from soundatlas.atlas.curation import STAR_KEY, TAG_KEY
 from soundatlas.colormaps import cqt_png
 from soundatlas.errors import AudioReadError
 from soundatlas.transcode import transcode_wav
@@ -54,7 +55,8 @@ def search(
     filters = label_filters(label)
     with web_state(request).atlas() as atlas, atlas.snapshot():
         known = atlas.label_keys()
-        unknown = [k for k, _ in filters if k not in known]
+        # the user's tags and stars are filters even when none is left: no 400 after the last
+        unknown = [k for k, _ in filters if k not in known and k not in (TAG_KEY, STAR_KEY)]
         if unknown:
             raise api_error(400, f"no label {unknown[0]!r} in this atlas (known: "
                             f"{', '.join(known) or 'none'})")

@@ -323,8 +323,11 @@ async function applyFilter() {
     refreshFlags();
     return;
   }
+  // a filter on a label the user's last tag or star of it has taken away matches nothing
+  const gone = data.filters.some(([key]) => !(key in data.atlas.labels));
   try {
-    const found = await api.search(q, data.filters, data.collection, loops);
+    const found = gone ? { ids: [], items: [], total: 0 }
+      : await api.search(q, data.filters, data.collection, loops);
     if (token !== tokens.filter) return;
     data.matchIds = Int32Array.from(found.ids).sort();
     state.matches = found.total;
