@@ -366,6 +366,9 @@ def test_the_api_writes_tags_stars_notes_and_collections_and_reads_them_as_label
 @pytest.mark.parametrize("method, path, body, status, message", [
     ("post", "/api/curation/tags", {"ids": [], "add": ["x"]}, 422, "ids"),
     ("post", "/api/curation/tags", {"ids": "1", "add": ["x"]}, 422, "ids"),
+    ("post", "/api/curation/tags", {"ids": [True], "add": ["x"]}, 422, "ids"),  # not sample 1
+    ("post", "/api/curation/star", {"ids": ["2"]}, 422, "ids"),
+    ("post", "/api/curation/star", {"ids": [2.0]}, 422, "ids"),
     ("post", "/api/curation/tags", {"ids": [1], "add": ["a,b"]}, 400, "comma"),
     ("post", "/api/curation/tags", {"ids": [1, 999999], "add": ["x"]}, 404, "999999"),
     ("post", "/api/curation/star", {"ids": [1], "starred": "maybe"}, 422, "starred"),

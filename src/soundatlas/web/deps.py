@@ -7,9 +7,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from typing import Annotated
 
 import numpy as np
 from fastapi import Request
+from pydantic import Strict
 
 from soundatlas.atlas import Atlas, ModelRecord, SampleRecord
 from soundatlas.errors import AtlasError
@@ -17,7 +19,7 @@ from soundatlas.exports import sample_duration
 from soundatlas.web.responses import api_error
 from soundatlas.web.state import PointIndex, WebState, model_dims
 
-__all__ = ["EMBED_HINT", "MAX_K", "MAX_LOOKUP", "check_count", "parse_ids", "web_state",
+__all__ = ["EMBED_HINT", "MAX_K", "MAX_LOOKUP", "SampleId", "check_count", "parse_ids", "web_state",
            "model_summary", "model_or_404", "require_embeddings", "embedded_model", "default_model", "sample_or_404",
            "point_or_404", "neighbour_items", "sorted_values", "sample_duration"]
 
@@ -25,6 +27,9 @@ EMBED_HINT = "run: soundatlas map LIBRARY (or soundatlas embed --atlas A --model
 MAX_K = 200
 MAX_LOOKUP = 10_000  # ids per lookup request
 _INTEGER = re.compile(r"[+-]?[0-9]{1,20}")  # longer cannot be an id (nor parse fast)
+#: A sample id in a JSON body: a JSON integer only. Lax validation took ``true`` as 1, ``"2"``
+#: and ``2.0`` as 2: a wrong id that writes (a tag, a star) is a 422 instead.
+SampleId = Annotated[int, Strict()]
 
 
 def check_count(n: int) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from soundatlas.web.deps import parse_ids, web_state
+from soundatlas.web.deps import SampleId, parse_ids, web_state
 
 router = APIRouter(tags=["curation"])
 
@@ -24,7 +24,7 @@ Ids = Field(min_length=1, max_length=MAX_IDS, description="sample ids")
 
 
 class TagRequest(BaseModel):
-    ids: list[int] = Ids
+    ids: list[SampleId] = Ids
     add: list[str] = Field([], max_length=MAX_TAGS,
                            description="tags to add: a word, or KEY:VALUE (one per key)")
     remove: list[str] = Field([], max_length=MAX_TAGS,
@@ -33,7 +33,7 @@ class TagRequest(BaseModel):
 
 
 class StarRequest(BaseModel):
-    ids: list[int] = Ids
+    ids: list[SampleId] = Ids
     starred: bool = Field(True, description="false: unstar")
 
 
@@ -46,7 +46,7 @@ class NameRequest(BaseModel):
 
 
 class IdsRequest(BaseModel):
-    ids: list[int] = Ids
+    ids: list[SampleId] = Ids
 
 
 def _items(atlas, ids: list[int]) -> list[dict]:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from soundatlas.web.deps import embedded_model, point_or_404, sample_or_404, web_state
+from soundatlas.web.deps import SampleId, embedded_model, point_or_404, sample_or_404, web_state
 from soundatlas.web.osc import MAX_SELECTION, PREFIX, sse
 from soundatlas.web.responses import api_error
 
@@ -24,10 +24,10 @@ KEEPALIVE_S = 15.0
 class PageEvent(BaseModel):
     type: Literal["hover", "select", "play", "selection"] = Field(
         description="what happened in the page")
-    id: int | None = Field(None, ge=0, lt=2**31, description="the sample (hover, select, play)")
+    id: SampleId | None = Field(None, ge=0, lt=2**31, description="the sample (hover, select, play)")
     model: str | None = Field(None, description="the model whose coordinates to send (hover, "
                               "select, play)")
-    ids: list[Annotated[int, Field(ge=0, lt=2**31)]] | None = Field(
+    ids: list[Annotated[SampleId, Field(ge=0, lt=2**31)]] | None = Field(
         None, max_length=MAX_SELECTION,
         description=f"the selected samples (selection; the first {MAX_SELECTION} are enough)")
     count: int | None = Field(None, ge=0, description="how many samples are selected in all "

@@ -11,14 +11,14 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from soundatlas.exports import csv_text, m3u_text, stem_for, write_zip
-from soundatlas.web.deps import web_state
+from soundatlas.web.deps import SampleId, web_state
 from soundatlas.web.responses import api_error, sample_file, temp_file_response
 
 router = APIRouter(prefix="/api", tags=["export"])
 
 
 class ExportRequest(BaseModel):
-    ids: list[int] = Field(description="sample ids, in the order wanted")
+    ids: list[SampleId] = Field(description="sample ids, in the order wanted")
     format: Literal["m3u", "csv", "zip"] = Field(description="m3u | csv | zip")
 
 

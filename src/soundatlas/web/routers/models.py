@@ -27,6 +27,7 @@ from soundatlas.frames import sample_sounding_span, sounding_span
 from soundatlas.similarity import describe, embed_command, has_pitch
 from soundatlas.web.deps import (
     MAX_K,
+    SampleId,
     embedded_model,
     neighbour_items,
     point_or_404,
@@ -205,9 +206,9 @@ def _neighbours(web, name: str, sample_id: int, k: int, space: str | None, exact
 
 
 class AnalogyRequest(BaseModel):
-    a: int = Field(description="sample id: the sound to transform")
-    b: int = Field(description="sample id: what to take away")
-    c: int = Field(description="sample id: what to add")
+    a: SampleId = Field(description="sample id: the sound to transform")
+    b: SampleId = Field(description="sample id: what to take away")
+    c: SampleId = Field(description="sample id: what to add")
     k: int = Field(10, ge=1, le=MAX_K, description=f"how many neighbours (1 to {MAX_K})")
     space: Space = Field(
         None, description="where to search: similarity (the default where the model has "
@@ -298,7 +299,7 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
 
 
 class SuggestRequest(BaseModel):
-    ids: list[int] = Field(min_length=1, max_length=1000, description="sample ids (at most 1000)")
+    ids: list[SampleId] = Field(min_length=1, max_length=1000, description="sample ids (at most 1000)")
     label: str = Field(min_length=1, description="the label to suggest (a tag key counts)")
     k: int = Field(10, ge=1, le=100, description="labelled neighbours that vote")
     space: Space = Field(

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from soundatlas.errors import AudioReadError, ParameterError, SoundAtlasError
-from soundatlas.web.deps import embedded_model, web_state
+from soundatlas.web.deps import SampleId, embedded_model, web_state
 from soundatlas.web.responses import api_error, attachment_header
 from soundatlas.web.state import model_dims
 from soundatlas.web.uploads import UPLOAD_BODY, run_on_upload
@@ -41,7 +41,7 @@ _WAV = {200: {"content": {"audio/wav": {}}}}
 class SynthRequest(BaseModel):
     points: list[list[float]] | None = Field(
         None, description="the path's points in the model's coordinates (or give ids)")
-    ids: list[int] | None = Field(
+    ids: list[SampleId] | None = Field(
         None, description="sample ids whose points make the path (instead of points)")
     durations: list[float] | None = Field(
         None, description="seconds each point lasts (one per point)")
@@ -49,7 +49,7 @@ class SynthRequest(BaseModel):
     glide: bool = Field(True, description="move in a straight line to the next point (else hold)")
     grain: float = Field(0.5, description="grain length in seconds (0.01 to 10)")
     overlap: float = Field(0.5, description="fraction of a grain shared with the next (0 to 0.95)")
-    exclude: list[int] = Field([], description="sample ids never used")
+    exclude: list[SampleId] = Field([], description="sample ids never used")
     format: Literal["pcm16", "float"] = Field("pcm16", description="WAV sample format")
 
 
