@@ -17,10 +17,10 @@ BIN = Path(sys.executable).parent / "soundatlas"
 COMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
 
 
-def run(*args, check_rc=None, cwd=None):
+def run(*args, check_rc=None, cwd=None, env=None):
     # CI=1 as on the CI machine: some libraries (pyfluidsynth) print to stdout when it is set,
     # and stdout must stay clean for --json.
-    env = {**os.environ, "CI": "1"}
+    env = {**os.environ, "CI": "1", **(env or {})}
     proc = subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True,
                           timeout=300, env=env, cwd=cwd)
     if check_rc is not None:
@@ -229,3 +229,129 @@ def test_serve_can_limit_the_allocators_arenas():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("glibc's mallopt is what is tested; this C library is another")
     assert limit_malloc_arenas(2) is True
+
+
+# -- a wrong argument is one line, before the work it would spoil ---------------------------------
+
+
+def one_line(proc) -> str:
+    """The stderr of a command that failed cleanly: one line, no traceback."""
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0, proc.stderr
+    return proc.stderr
+
+
+def in_process(capsys, *args) -> tuple[int, str]:
+    """``soundatlas ARGS`` run here, quicker than a process: its exit status and stderr (an
+    exception that is not the package's own would fail the test)."""
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse's usage error
+        rc = exc.code
+    return rc, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory) -> Path:
+    """A tiny library (two flute pitches, short and long) mapped with the shipped model; the
+    tests only read its atlas."""
+    from conftest import map_with_shipped_model
+
+    return map_with_shipped_model(tmp_path_factory.mktemp("mapped") / "lib",
+                                  {"flute": (73, 60, 61)})
+
+
+def test_cqt_writes_the_npy_file_it_reports_and_refuses_any_other_output(tmp_path, capsys):
+    import numpy as np
+    from conftest import write_tone
+
+    tone = write_tone(tmp_path / "tone.wav", 440.0)
+    (tmp_path / "d.npy").mkdir()
+    for out, says in (("x.txt", "x.txt must end in .npy"),
+                      ("somedir", "somedir must end in .npy"),  # np.save wrote somedir.npy
+                      ("d.npy", "d.npy is a directory"),
+                      ("nodir/x.npy", f"x.npy: the folder {tmp_path / 'nodir'} does not exist"),
+                      ("t" * 300 + ".npy", "tt.npy: File name too long")):
+        rc, err = in_process(capsys, "cqt", tone, "-o", tmp_path / out)
+        assert rc == 2 and err.startswith(f"soundatlas cqt: --output {tmp_path}") and says in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npy", "tone.wav"]
+    # the very name given, in any case: np.save given the name alone adds .npy to x.NPY
+    proc = run("cqt", tone, "-o", "x.NPY", check_rc=0, cwd=tmp_path)
+    assert proc.stdout.startswith("x.NPY: ")
+    assert np.load(tmp_path / "x.NPY").shape[1] == 192 and not (tmp_path / "x.NPY.npy").exists()
+
+
+def test_a_bad_output_path_is_refused_before_the_work_and_a_failed_write_named(mapped, tmp_path,
+                                                                               capsys):
+    (tmp_path / "file").write_text("kept")
+    # refused before the atlas is even opened: an evaluation is not run to be lost
+    rc, err = in_process(capsys, "evaluate", "--atlas", tmp_path / "no-atlas",
+                         "-o", tmp_path / "nodir/x.json")
+    assert (rc, err) == (2, f"soundatlas evaluate: --output {tmp_path / 'nodir/x.json'}: the "
+                            f"folder {tmp_path / 'nodir'} does not exist\n")
+    rc, err = in_process(capsys, "evaluate", "--atlas", mapped, "-o", tmp_path)
+    assert (rc, err) == (2, f"soundatlas evaluate: --output {tmp_path} is a directory\n")
+    rc, err = in_process(capsys, "tags", "export", tmp_path / "file/t.csv", "--atlas", mapped)
+    assert rc == 2 and f"the folder {tmp_path / 'file'} is not a folder" in err
+    rc, err = in_process(capsys, "collections", "export", "k", "--atlas", mapped,
+                         "-o", tmp_path / "nodir/k.m3u")
+    assert rc == 2 and f"--output {tmp_path / 'nodir/k.m3u'}: the folder" in err
+    proc = run("demo-library", tmp_path / "file", "--classes", "piccolo", check_rc=1)
+    assert f"{tmp_path / 'file'} is a file" in one_line(proc)
+    assert (tmp_path / "file").read_text() == "kept"
+    # a write that fails after the check (a link to a folder that does not exist): one line
+    # naming the file
+    (tmp_path / "t.csv").symlink_to(tmp_path / "gone/t.csv")
+    proc = run("tags", "export", tmp_path / "t.csv", "--atlas", mapped, check_rc=1)
+    assert f"cannot write {tmp_path / 't.csv'}: No such file" in one_line(proc)
+
+
+def test_mosaic_of_a_target_that_is_no_file_names_it(mapped, tmp_path):
+    for target, reason in ((tmp_path / "nope.wav", "file does not exist"),
+                           (tmp_path, "is a directory")):
+        proc = run("mosaic", target, "--atlas", mapped, "-o", tmp_path / "o.wav", "-q",
+                   check_rc=1)
+        assert f"{target}: {reason}" in one_line(proc)
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_a_scheduler_that_does_not_answer_is_a_usage_error(mapped, tmp_path):
+    import socket
+
+    (tmp_path / "lib").mkdir()
+    proc = run("index", tmp_path / "lib", "--scheduler", "garbage", check_rc=2)
+    assert "--scheduler garbage: missing port number" in one_line(proc)
+    assert not (tmp_path / "lib/.soundatlas").exists()  # refused before anything started
+    with socket.socket() as s:  # a local port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    # Dask's own connect timeout, at 1 s instead of its 30 s, so that the test does not wait
+    proc = run("embed", "--atlas", mapped, "--scheduler", address, check_rc=2,
+               env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"})
+    assert f"--scheduler {address}: " in one_line(proc)
+
+
+def test_train_refuses_a_momentum_or_learning_rate_that_cannot_work(tmp_path, capsys):
+    from soundatlas.settings import PRESETS, settings_for
+
+    for preset in PRESETS:
+        assert settings_for(preset, momentum=0.9).momentum == 0.9
+    for flag, value, says in (("--momentum", "-1", "momentum=-1.0 must be"),
+                              ("--momentum", "nan", "momentum=nan must be"),
+                              ("--momentum", "1", "momentum=1.0 must be"),
+                              ("--lr", "inf", "lr=inf must be")):
+        # refused before the atlas is opened
+        rc, err = in_process(capsys, "train", "--atlas", tmp_path, "-n", "pitch", flag, value)
+        assert rc == 1 and err.startswith(f"soundatlas train: error: {says}")
+
+
+def test_the_weight_of_a_single_neighbourhood_is_checked_as_in_a_mixture(tmp_path, capsys):
+    rc, err = in_process(capsys, "train", "--atlas", tmp_path, "-n", "label:family:-3")
+    assert rc == 2 and "the weight of label:family is -3.0; it must be a finite number > 0" in err
+    rc, err = in_process(capsys, "adapt", "--atlas", tmp_path, "-n", "teacher-map:-1")
+    assert rc == 1 and "the weight of teacher-map is -1.0" in err
+
+
+def test_suggest_limit_is_a_count(tmp_path, capsys):
+    assert build_parser().parse_args(["suggest", "-l", "tag", "--limit", "0"]).limit == 0
+    rc, err = in_process(capsys, "suggest", "--atlas", tmp_path, "-l", "tag", "--limit", "-2")
+    assert rc == 2 and "--limit: -2 must not be negative" in err

@@ -497,6 +497,19 @@ def test_parse_neighbourhood_forms_and_errors():
         parse_neighbourhood("instrument,pitch", label="folder")
 
 
+def test_a_single_neighbourhoods_weight_is_checked_as_a_mixtures():
+    """One part is that neighbourhood itself, so its weight has no use; a wrong one is refused
+    all the same, with the mixture's words, not ignored."""
+    assert parse_neighbourhood("label:family:2").label == "family"  # a good weight: accepted
+    for spec, whose in (("label:family:-3", "label:family"), ("teacher-map:-1", "teacher-map"),
+                        ("pitch:0", "pitch"), ("instrument:nan", "instrument"),
+                        ("input-knn:inf", "input-knn")):
+        with pytest.raises(ParameterError, match=f"the weight of {whose} is .*finite number > 0"):
+            parse_neighbourhood(spec)
+        with pytest.raises(ParameterError, match=f"the weight of {whose} is"):
+            parse_neighbourhood(f"{spec},augment-pair")  # the same words in a mixture
+
+
 def test_shipped_model_config_reads_back_as_its_neighbourhood():
     from soundatlas.artifact import SHIPPED_MODELS
 

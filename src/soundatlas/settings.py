@@ -36,7 +36,7 @@ class TrainSettings:
     lr : float, default=0.02
         Learning rate (after warm-up, before any decay).
     momentum : float, default=0.0
-        SGD momentum.
+        SGD momentum, from 0 (none) to below 1.
     batch_size : int, default=32
         Triples per step.
     iterations : int, default=50000
@@ -132,7 +132,8 @@ class TrainSettings:
         ParameterError
             Naming the first setting with a value that cannot work: an unknown optimizer,
             schedule, precision, fused_pool or noise_rng; a learning rate, batch size, iteration
-            count or interval that is not positive; a negative margin or anchor weight.
+            count or interval that is not positive; a learning rate that is not finite; a
+            momentum outside [0, 1); a negative margin or anchor weight.
         """
         if self.optimizer not in {"sgd", "adam"}:
             raise ParameterError(f"optimizer={self.optimizer!r} must be 'sgd' or 'adam'")
@@ -141,6 +142,13 @@ class TrainSettings:
         for name in ("lr", "batch_size", "iterations", "valid_every", "checkpoint_every"):
             if not getattr(self, name) > 0:
                 raise ParameterError(f"{name}={getattr(self, name)} must be positive")
+        if not math.isfinite(self.lr):  # inf passes > 0 and turns every weight into NaN
+            raise ParameterError(f"lr={self.lr} must be a finite number > 0")
+        # torch refuses a negative momentum; at 1 or more past gradients never fade from the
+        # steps, which grow without bound
+        if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
+            raise ParameterError(f"momentum={self.momentum} must be a finite number >= 0 and "
+                                 "< 1")
         if self.fused_pool not in {"on", "off", "auto"}:
             raise ParameterError(f"fused_pool={self.fused_pool!r} must be 'on', 'off' or 'auto'")
         from soundatlas.sampling import NOISE_RNGS

@@ -9,8 +9,10 @@
   aliases for other spellings; :data:`ATLAS`, :data:`SEED`, :data:`THREADS` and :data:`JOBS`
   are the options several command groups share, :func:`output_parent` the ``--json`` and
   ``--quiet`` of every command that prints results.
-- Output and atlas helpers: :func:`progress_bar`, :func:`print_json`, :func:`as_dict`,
-  :func:`atlas_dir`, :func:`open_atlas`.
+- Output and atlas helpers: :func:`check_output` and :func:`writing` (a file a command writes:
+  refused before the work when it cannot be written, a failed write one line naming it),
+  :func:`progress_bar`, :func:`print_json`, :func:`as_dict`, :func:`atlas_dir`,
+  :func:`open_atlas`.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from soundatlas.settings import PRECISIONS
 __all__ = ["EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "UsageError", "run_command",
            "number", "positive_float", "nonnegative_float", "positive_int", "nonnegative_int", "checked",
            "Option", "option", "add_options", "output_parent", "ATLAS", "SEED", "THREADS", "JOBS",
-           "progress_bar", "print_json", "as_dict", "atlas_dir", "open_atlas"]
+           "check_output", "writing", "progress_bar", "print_json", "as_dict", "atlas_dir",
+           "open_atlas"]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -277,6 +280,76 @@ JOBS = option("--jobs", type=positive_int, metavar="N", help="processes (default
 
 
 # -- output and atlas helpers ----------------------------------------------------------------------
+
+
+def check_output(path: str | os.PathLike, suffix: str | None = None, *,
+                 flag: str | None = "--output") -> Path:
+    """A file a command will write, checked before the work, so that a wrong path does not
+    lose it: a new or existing file (not a folder), ending in ``suffix``, in a folder that
+    exists.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file, as the command line gives it.
+    suffix : str, optional
+        The extension it must end in (``".wav"``; any case); None: any.
+    flag : str or None, optional
+        The option that gave it, to name in the message (default ``--output``); None for a
+        positional argument (the message starts with the path).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    UsageError
+        Naming the option and the path, when the path cannot be the file asked for.
+    """
+    out = Path(path)
+    named = f"{flag} {out}" if flag else str(out)
+    if suffix is not None and out.suffix.lower() != suffix:
+        raise UsageError(f"{named} must end in {suffix}")
+    try:
+        if out.is_dir():
+            raise UsageError(f"{named} is a directory")
+        if not out.parent.is_dir():
+            what = "is not a folder" if out.parent.exists() else "does not exist"
+            raise UsageError(f"{named}: the folder {out.parent} {what}")
+    except OSError as exc:  # a name longer than the file system allows, a loop of links
+        raise UsageError(f"{named}: {exc.strerror or exc}") from None
+    return out
+
+
+@contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """A block that writes ``path``: an OSError in it becomes one line naming the file.
+
+    A full disk is left to :func:`run_command`, which says what to do about it. The message
+    names the file the OSError names when that is another (a library file a zip reads, say).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file the block writes.
+
+    Raises
+    ------
+    SoundAtlasError
+        ``cannot write PATH: REASON``, when writing fails for another reason than a full disk
+        (a folder removed since :func:`check_output`, no permission, ...).
+    """
+    try:
+        yield
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        name = exc.filename  # may be None, or a descriptor
+        named = isinstance(name, (str, bytes, os.PathLike))
+        where = f"{os.fsdecode(name)}: " if named and os.fsdecode(name) != os.fsdecode(path) else ""
+        raise SoundAtlasError(f"cannot write {path}: {where}{exc.strerror or exc}") from exc
 
 
 @contextmanager

@@ -20,7 +20,10 @@ from soundatlas.cli.common import (
     UsageError,
     add_options,
     atlas_dir,
+    check_output,
+    nonnegative_int,
     print_json,
+    writing,
 )
 
 __all__ = ["register", "resolve_items", "cmd_tag", "cmd_star", "cmd_note", "cmd_collections",
@@ -269,6 +272,7 @@ def _export_collection(args: argparse.Namespace) -> int:
     if fmt not in FORMATS:
         raise UsageError(f"--output {out}: the extension says the format: "
                          f"{', '.join('.' + f for f in FORMATS)}")
+    check_output(out)
     with Atlas.open(atlas_dir(args)) as atlas:
         members = atlas.collection_members(args.name)
         ids = [sid for sid, _ in members if sid is not None]
@@ -277,10 +281,13 @@ def _export_collection(args: argparse.Namespace) -> int:
         records = [found[i] for i in ids]
         root = atlas.library
         if fmt == "m3u":
-            out.write_text(m3u_text(records, root), encoding="utf-8")
+            with writing(out):
+                out.write_text(m3u_text(records, root), encoding="utf-8")
         elif fmt == "csv":
             keys = atlas.label_keys()
-            out.write_text(csv_text(records, keys, atlas.labels_of(ids)), encoding="utf-8")
+            text = csv_text(records, keys, atlas.labels_of(ids))
+            with writing(out):
+                out.write_text(text, encoding="utf-8")
         else:
             files = [(r.path, root / r.path) for r in records]
             absent = [rel for rel, p in files if not p.is_file()]
@@ -288,8 +295,9 @@ def _export_collection(args: argparse.Namespace) -> int:
                 raise UsageError(f"{len(absent)} file(s) of {args.name!r} are no longer in the "
                                  f"library: {', '.join(absent[:5])}; run soundatlas index")
             tmp = out.with_name(out.name + ".part")
-            write_zip(tmp, files)
-            tmp.replace(out)
+            with writing(out):
+                write_zip(tmp, files)
+                tmp.replace(out)
     note = f" ({len(missing)} missing left out: {', '.join(missing[:5])})" if missing else ""
     return _report(args, {"collection": args.name, "output": str(out), "n": len(records),
                           "missing": missing},
@@ -321,6 +329,8 @@ def cmd_tags(args: argparse.Namespace) -> int:
     from soundatlas.atlas.curation import STAR_KEY, TAG_KEY
 
     action = _defaults(args)
+    if action == "export":
+        check_output(args.file, flag=None)
     with _curating(args) as atlas:
         if action == "list":
             summary = atlas.label_summary()
@@ -338,7 +348,7 @@ def cmd_tags(args: argparse.Namespace) -> int:
             return EXIT_OK
         if action == "export":
             rows = atlas.tag_rows()
-            with open(args.file, "w", newline="", encoding="utf-8") as f:
+            with writing(args.file), open(args.file, "w", newline="", encoding="utf-8") as f:
                 w = csv.DictWriter(f, TAG_CSV_COLUMNS, lineterminator="\n")
                 w.writeheader()
                 for r in rows:
@@ -416,7 +426,7 @@ def _add_suggest(sub, parents) -> None:
                    help="leave out suggestions below P, in 0..1 (default: 0)")
     s.add_argument("--apply", action="store_true",
                    help="store the suggestions shown as tags marked suggested")
-    s.add_argument("--limit", type=int, default=50, metavar="N",
+    s.add_argument("--limit", type=nonnegative_int, default=50, metavar="N",
                    help="suggestions printed (default: 50; all with --json or --apply)")
     s.set_defaults(func=cmd_suggest)
 

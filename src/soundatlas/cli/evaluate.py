@@ -15,12 +15,14 @@ from soundatlas.cli.common import (
     SEED,
     UsageError,
     add_options,
+    check_output,
     nonnegative_int,
     open_atlas,
     option,
     positive_int,
     print_json,
     progress_bar,
+    writing,
 )
 from soundatlas.errors import SoundAtlasError
 
@@ -115,6 +117,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from soundatlas.scoretable import format_scores
 
     baselines = baseline_list(args.baselines)
+    out = check_output(args.output) if args.output else None  # before the work a bad path loses
     with ExitStack() as stack:
         atlas = stack.enter_context(open_atlas(args))
         reference = (stack.enter_context(Atlas.open(Path(args.reference)))
@@ -124,8 +127,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                           reference=reference,
                           n_per_file=args.frames_per_file, n_analogies=args.analogies,
                           seed=args.seed, progress=lambda d, t, stage: bar(d, t, stage=stage))
-    if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2, default=str))
+    if out is not None:
+        with writing(out):
+            out.write_text(json.dumps(result, indent=2, default=str))
     if args.json:
         print_json(result)
     else:

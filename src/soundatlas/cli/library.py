@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-from pathlib import Path
 
 from soundatlas.cli.common import (
     ATLAS,
@@ -21,14 +20,15 @@ from soundatlas.cli.common import (
     add_options,
     as_dict,
     atlas_dir,
+    check_output,
     nonnegative_int,
     option,
     positive_float,
     positive_int,
     print_json,
     progress_bar,
+    writing,
 )
-from soundatlas.errors import SoundAtlasError
 
 __all__ = ["register", "INDEX_OPTIONS", "run_index", "executor_for", "print_index_summary", "human_bytes",
            "cmd_demo_library", "cmd_index", "cmd_info", "cmd_cqt"]
@@ -199,7 +199,8 @@ def run_index(args: argparse.Namespace):
     Raises
     ------
     UsageError
-        When ``--scheduler`` is given and Dask distributed is not installed.
+        When ``--scheduler`` is given and Dask distributed is not installed or no scheduler
+        answers there.
     """
     from dataclasses import replace
 
@@ -235,7 +236,8 @@ def executor_for(args):
     Raises
     ------
     UsageError
-        When Dask distributed is not installed.
+        When Dask distributed is not installed, or no scheduler answers at ``--scheduler``
+        (an address Dask cannot read, or nothing listening there).
     """
     if not getattr(args, "scheduler", None):
         return None
@@ -248,7 +250,11 @@ def _dask_client(address: str):
         from distributed import Client
     except ImportError:
         raise UsageError("--scheduler needs Dask distributed: pip install 'distributed'") from None
-    return Client(address)
+    try:
+        # waits as long as Dask's distributed.comm.timeouts.connect says (30 s by default)
+        return Client(address)
+    except (OSError, ValueError) as exc:  # no scheduler answers; an address Dask cannot read
+        raise UsageError(f"--scheduler {address}: {exc}") from None
 
 
 def print_index_summary(s) -> None:
@@ -406,13 +412,13 @@ def cmd_cqt(args: argparse.Namespace) -> int:
     from soundatlas import audio
     from soundatlas.cqt import PAPER_CQT, cqt
 
+    out = check_output(args.output, ".npy")  # before the work, which a bad path would lose
     a = audio.load(args.file, sr=PAPER_CQT.sr, max_duration=args.max_duration)
     C = cqt(a.y)
-    out = Path(args.output)
-    try:
-        np.save(out, C)
-    except OSError as exc:
-        raise SoundAtlasError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    # through an open file: np.save given a name adds .npy to one that lacks it (x.NPY), and
+    # the file written must be the one reported
+    with writing(out), open(out, "wb") as f:
+        np.save(f, C)
     result = {"file": str(args.file), "output": str(out), "shape": list(C.shape),
               "duration": a.duration, "truncated": a.truncated}
     if args.json:

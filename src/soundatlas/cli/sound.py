@@ -18,6 +18,7 @@ from soundatlas.cli.common import (
     EXIT_OK,
     UsageError,
     add_options,
+    check_output,
     number,
     open_atlas,
     option,
@@ -62,18 +63,6 @@ WAV_OUTPUT = option("--output", "-o", required=True, metavar="OUT.wav", help="WA
 
 def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _check_output(path: str, suffix: str) -> Path:
-    """``--output``: a new or existing file ending in ``suffix`` in a folder that exists."""
-    out = Path(path)
-    if out.suffix.lower() != suffix:
-        raise UsageError(f"--output {out} must end in {suffix}")
-    if out.is_dir():
-        raise UsageError(f"--output {out} is a directory")
-    if not out.parent.is_dir():
-        raise UsageError(f"--output {out}: the folder {out.parent} does not exist")
-    return out
 
 
 @contextmanager
@@ -155,7 +144,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     from soundatlas import synth
 
-    out = _check_output(args.output, ".wav")
+    out = check_output(args.output, ".wav")
     _check_synth_args(args)
     path = synth.read_path(args.path) if args.path else None  # a bad file fails before the atlas
     if path is not None and args.glide:
@@ -204,8 +193,10 @@ def _add_mosaic(sub, parents) -> None:
 def cmd_mosaic(args: argparse.Namespace) -> int:
     """``soundatlas mosaic``: rebuild a target sound from the library's grains as a WAV."""
     from soundatlas import synth
+    from soundatlas.audio import open_sound
 
-    out = _check_output(args.output, ".wav")
+    out = check_output(args.output, ".wav")
+    open_sound(args.target).close()  # a target that is not audio fails before the frame index
     with _map_frames(args) as (atlas, registration, index):
         result, target = synth.mosaic(atlas, registration.name, args.target,
                                       exclude_self=args.exclude_self, exclude=args.exclude or (),
@@ -245,7 +236,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
     """``soundatlas trajectory``: draw one sample's trajectory under a model as a PNG."""
     from soundatlas import synth
 
-    out = _check_output(args.output, ".png")
+    out = check_output(args.output, ".png")
     with open_atlas(args) as atlas:
         registration = synth.embedded_model(atlas, args.model)
         rec = synth.find_sample(atlas, args.sample)

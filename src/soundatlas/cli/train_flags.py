@@ -47,7 +47,7 @@ FLAGS: dict[str, dict] = {
                    "fast: ours, see docs/DESIGN.md §6 (default)"),
     "optimizer": dict(choices=["sgd", "adam"]),
     "lr": dict(metavar="LR"),
-    "momentum": dict(type=float, metavar="M", help=f"SGD momentum ({_OVERRIDE})"),
+    "momentum": dict(type=float, metavar="M", help=f"SGD momentum, 0 to below 1 ({_OVERRIDE})"),
     "batch_size": dict(help=f"triples per step ({_OVERRIDE})"),
     "schedule": dict(choices=["constant", "cosine"],
                      help=f"learning-rate schedule after warm-up ({_OVERRIDE})"),

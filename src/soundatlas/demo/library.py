@@ -32,7 +32,7 @@ from soundatlas.demo.sets import (
     Part,
     plan_parts,
 )
-from soundatlas.errors import AudioReadError, ParameterError
+from soundatlas.errors import AudioReadError, ParameterError, is_disk_full
 
 # (index in the plan, peak of the float output, reason it was skipped or None, bytes written)
 _Result = tuple[int, float, str | None, int]
@@ -103,7 +103,8 @@ def render_library(
     Raises
     ------
     ParameterError
-        When an option is invalid or nothing is left to render.
+        When an option is invalid, nothing is left to render, or ``out`` is a file or cannot
+        be created.
     MissingDependencyError
         When a SoundFont set is asked for and FluidSynth or the SoundFont is missing.
     AudioReadError
@@ -117,6 +118,10 @@ def render_library(
     n_jobs = (os.cpu_count() or 1) if n_jobs is None else n_jobs
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
         raise ParameterError(f"n_jobs={n_jobs!r} must be a positive integer")
+    out = Path(out)
+    if out.exists() and not out.is_dir():  # before the plan, which may read a SoundFont
+        raise ParameterError(f"{out} is a file; the library goes into a folder (new or "
+                             "existing)")
     sets = ("gm", "drums", "synth") if sound_set == "all" else (sound_set,)
     parts, messages, soundfont = plan_parts(
         sets, soundfont=soundfont, classes=classes, velocities=velocities, pitch_step=pitch_step,
@@ -129,8 +134,12 @@ def render_library(
             f"nothing to render for --set {sound_set}: " + "; ".join(messages or ["empty plan"])
         )
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        raise ParameterError(f"cannot create the folder {out}: {exc.strerror or exc}") from exc
     for part in parts:
         if part.sound_set == "demo":
             _claim_demo_folder(out, part)

@@ -77,11 +77,7 @@ class Mixture(Neighbourhood):
                                          "weight) pair") from None
             if not isinstance(nb, Neighbourhood):
                 raise ParameterError(f"mixture part {nb!r} is not a Neighbourhood")
-            if (isinstance(weight, bool) or not isinstance(weight, (int, float, np.number))
-                    or not np.isfinite(weight) or weight <= 0):
-                raise ParameterError(f"the weight of {nb.spec} is {weight!r}; it must be a "
-                                     "finite number > 0")
-            out.append((nb, float(weight)))
+            out.append((nb, _check_weight(nb, weight)))
         self.parts = out
 
     def to_config(self) -> dict:
@@ -274,8 +270,20 @@ def parse_neighbourhood(spec: str, *, label: str | None = None,
     parts = []
     for item in items:
         name, weight = _split_weight(item)
-        parts.append((_parse_one(name, label=label, seed=seed), weight))
+        nb = _parse_one(name, label=label, seed=seed)
+        # a single part is no mixture and its weight has no use, but a wrong one is as wrong
+        # there: refused as a mixture refuses it, not ignored
+        parts.append((nb, _check_weight(nb, weight)))
     return parts[0][0] if len(parts) == 1 else Mixture(parts)
+
+
+def _check_weight(nb: Neighbourhood, weight) -> float:
+    """``weight`` as a float; ParameterError naming ``nb`` unless it is a finite number > 0."""
+    if (isinstance(weight, bool) or not isinstance(weight, (int, float, np.number))
+            or not np.isfinite(weight) or weight <= 0):
+        raise ParameterError(f"the weight of {nb.spec} is {weight!r}; it must be a finite "
+                             "number > 0")
+    return float(weight)
 
 
 def _split_weight(item: str) -> tuple[str, float]:

@@ -65,10 +65,14 @@ def mosaic(atlas, model: str | None, target: str | os.PathLike, *, exclude_self:
         The target cannot be read.
     """
     from soundatlas.artifact import check_cqt, check_current, resolve_model
+    from soundatlas.audio import open_sound
     from soundatlas.embed import embed_outside_file
     from soundatlas.pipeline import content_hash
 
     check_grain(grain, overlap)
+    # the decoder's checks and its header first: the content hash below would read a missing
+    # file or a folder as a bare OSError, and a file that is not audio fails before the model
+    open_sound(target).close()
     reg = embedded_model(atlas, model)
     artifact, _ = resolve_model(atlas, reg.name)
     check_current(atlas, reg, artifact)
