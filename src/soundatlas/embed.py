@@ -13,6 +13,10 @@ after it does not (a silent sample gets the plain mean).
 The same pass gives each sample its similarity vector (``soundatlas.similarity``): the same
 energy-weighted mean of the hidden layer's activations, which the page's nearest sounds and query
 by example search.
+
+A sample whose feature file is missing or damaged is left out and named in the summary, with the
+command that makes it whole; every other sample is embedded (as ``index`` goes on past a file it
+cannot decode).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import hashlib
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -315,6 +319,9 @@ class EmbedSummary:
     similarity: str | None = None  # the similarity space's name; None: the model has none
     precision: str = "fp32"  # the network's arithmetic: fp32 or bf16
     device: str = "cpu"
+    n_skipped: int = 0  # samples left out: their features cannot be read
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (sample path, why), by path
+    repair: str | None = None  # the command line that makes their features whole again
 
 
 def check_features(atlas, artifact) -> None:
@@ -452,6 +459,7 @@ def embed_atlas(
     ParameterError
         For an unknown precision, or a device torch cannot use.
     """
+    from soundatlas.atlas.samples import DamagedFeaturesError
     from soundatlas.model import inference_precision
 
     check_features(atlas, artifact)
@@ -476,6 +484,7 @@ def embed_atlas(
     if len(todo) and atlas.embed_precision(artifact.name) != precision:
         atlas.set_embed_precision(artifact.name, precision)  # what uploads are embedded with
     done = n_already
+    unreadable: list = []  # (record, in todo, DamagedFeaturesError) of each sample left out
     stage = functools.partial(_embed_batch, noise=noise, compression=atlas.cqt_params.compression,
                               with_vector=space is not None, precision=precision,
                               bins_per_octave=atlas.cqt_params.bins_per_octave)
@@ -484,10 +493,20 @@ def embed_atlas(
     read: collections.deque = collections.deque()  # what each batch in flight holds, in order
 
     def batches():
+        # features are read here, in this process, for both the local and the executor's
+        # batches: a sample whose file is damaged is left out before any batch goes out
         for ids, new in ((todo, True), (fill, False)):
             for i in range(0, len(ids), batch_size):
-                records = atlas.samples(ids[i : i + batch_size])
-                feats = [atlas.features(rec) for rec in records]
+                records, feats = [], []
+                for rec in atlas.samples(ids[i : i + batch_size]):
+                    try:
+                        feats.append(atlas.features(rec))
+                    except DamagedFeaturesError as exc:
+                        unreadable.append((rec, new, exc))
+                        continue
+                    records.append(rec)
+                if not records:
+                    continue
                 read.append((records, new, sum(len(F) for F in feats)))
                 yield ref, feats, [r.hash for r in records]
 
@@ -507,15 +526,23 @@ def embed_atlas(
                 atlas.commit_similarity(model_id,
                                         [(r.id, v) for r, (_t, _p, v) in zip(records, out)])
             done += len(records)
-            if progress:
-                progress(done, n_total)
+            if progress:  # the samples left out so far count as dealt with
+                progress(done + len(unreadable), n_total)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    n_vectors = (len(todo) + len(fill)) if space is not None else 0
-    return EmbedSummary(artifact.name, len(todo), n_already, n_frames, time.perf_counter() - start,
-                        n_vectors=n_vectors, similarity=space["name"] if space else None,
-                        precision=precision, device=device)
+    if progress and unreadable:  # the last batches may all have been left out
+        progress(done + len(unreadable), n_total)
+    n_new_skipped = sum(new for _, new, _ in unreadable)
+    n_done = len(todo) + len(fill) - len(unreadable)
+    return EmbedSummary(artifact.name, len(todo) - n_new_skipped, n_already, n_frames,
+                        time.perf_counter() - start,
+                        n_vectors=n_done if space is not None else 0,
+                        similarity=space["name"] if space else None,
+                        precision=precision, device=device, n_skipped=len(unreadable),
+                        skipped=sorted((rec.path, f"{exc.file}: {exc.reason}")
+                                       for rec, _, exc in unreadable),
+                        repair=unreadable[0][2].fix if unreadable else None)
 
 
 def _embed_batch(batch, *, noise, compression, with_vector, precision, bins_per_octave) -> list:

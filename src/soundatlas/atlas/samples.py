@@ -2,12 +2,16 @@
 
 A batch's features are written to a new segment file (``features/seg-*.npy``, float16, frames x
 n_bins) before the transaction that inserts the segment and points the batch's samples at it
-commits (``Store``); nothing a committed row points at is ever rewritten in place.
+commits (``Store``); nothing a committed row points at is ever rewritten in place. A segment
+file found missing or damaged when read raises :class:`DamagedFeaturesError`, which names it and
+the commands that make it whole.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -17,13 +21,40 @@ import numpy as np
 from soundatlas.atlas.labels import LABEL_SUMMARY_META
 from soundatlas.atlas.records import NewSample, SampleRecord
 from soundatlas.atlas.schema import NON_ASCII_PATH
-from soundatlas.atlas.store import (Store, chunked, id_chunks, int_list, open_array, placeholders,
-                                    write_array)
+from soundatlas.atlas.store import (Store, array_problem, chunked, id_chunks, int_list, open_array,
+                                    placeholders, write_array)
 from soundatlas.errors import AtlasError
 
-__all__ = ["SampleStore", "FEATURE_DTYPE"]
+__all__ = ["SampleStore", "FEATURE_DTYPE", "DamagedFeaturesError"]
 
 FEATURE_DTYPE = np.float16  # log-CQT values lie in [0, ~12]; float16 keeps ~3 significant digits
+
+
+class DamagedFeaturesError(AtlasError):
+    """A feature file the atlas names is missing, truncated or not an array: the features of
+    its samples cannot be read until ``soundatlas check --repair`` marks them and ``soundatlas
+    index`` analyses their audio again (``fix``). The message says all three.
+
+    Parameters
+    ----------
+    file : str or os.PathLike
+        The feature file.
+    reason : str
+        What is wrong with it, in words.
+    fix : str
+        The command line that makes it whole.
+    """
+
+    def __init__(self, file: str | os.PathLike, reason: str, fix: str):
+        self.file = os.fspath(file)
+        self.reason = reason
+        self.fix = fix
+        super().__init__(f"the feature file {self.file} cannot be read: {reason}; run `{fix}` "
+                         "(check marks its samples, index analyses their audio again)")
+
+    def __reduce__(self):
+        # picklable, as AudioReadError: it may travel back from a worker as a value
+        return (type(self), (self.file, self.reason, self.fix))
 
 
 class SampleStore(Store):
@@ -236,21 +267,50 @@ class SampleStore(Store):
         ndarray of float32, shape (n_frames, n_bins)
         """
         rec = sample_id if isinstance(sample_id, SampleRecord) else self.samples([sample_id])[0]
-        seg = self._segment(rec.segment)
+        seg = self._segment(rec.segment, rec.frame_offset + rec.n_frames)
         return np.asarray(seg[rec.frame_offset : rec.frame_offset + rec.n_frames], dtype=np.float32)
 
-    def _segment(self, segment_id: int) -> np.ndarray:
+    def _segment(self, segment_id: int, n_frames: int = 0) -> np.ndarray:
+        """A segment file, memory-mapped, that holds at least ``n_frames`` frames.
+
+        Raises
+        ------
+        DamagedFeaturesError
+            When the file is missing, cut short or not an array of frames.
+        """
         # cached by file name, not id: an id may name another file after garbage collection
         # (SQLite reuses the largest rowid), and an open atlas outlives many commits (the
         # server keeps one per thread); file names are never reused
         row = self.conn.execute("SELECT file FROM segments WHERE id = ?", (segment_id,)).fetchone()
         if row is None:
             raise AtlasError(f"segment {segment_id} is missing from {self.path}")
-        if row[0] not in self._segment_cache:
+        file = self.path / "features" / row[0]
+        seg = self._segment_cache.get(row[0])
+        if seg is None:
+            try:
+                seg = open_array(file)
+            except (OSError, ValueError, EOFError) as exc:  # what np.load raises for these
+                raise DamagedFeaturesError(file, array_problem(file, exc),
+                                           self.features_repair_command()) from None
             if len(self._segment_cache) > 256:
                 self._segment_cache.clear()
-            self._segment_cache[row[0]] = open_array(self.path / "features" / row[0])
-        return self._segment_cache[row[0]]
+            self._segment_cache[row[0]] = seg
+        if seg.ndim != 2 or len(seg) < n_frames:
+            # a whole array, but not the one the rows were written with: slicing it would hand
+            # out fewer frames than the sample has, silently
+            raise DamagedFeaturesError(file, f"holds an array of shape {seg.shape}, its samples "
+                                       f"need at least {n_frames} frames",
+                                       self.features_repair_command())
+        return seg
+
+    def features_repair_command(self) -> str:
+        """The command line that makes damaged feature files whole: ``check --repair`` marks
+        their samples as changed, and ``index`` then analyses their audio again (``index`` alone
+        sees their files unchanged and keeps the damaged features)."""
+        atlas = shlex.quote(str(self.path.resolve()))
+        library = shlex.quote(self.meta("library") or ".")
+        return (f"soundatlas check --atlas {atlas} --repair && "
+                f"soundatlas index {library} --atlas {atlas}")
 
     # -- writing -----------------------------------------------------------------------------------
 

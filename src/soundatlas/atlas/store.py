@@ -23,7 +23,8 @@ import numpy as np
 
 from soundatlas.errors import disk_full, is_disk_full
 
-__all__ = ["Store", "write_array", "checksum", "ARRAY_FOLDERS", "open_array", "read_arrays"]
+__all__ = ["Store", "write_array", "checksum", "ARRAY_FOLDERS", "open_array", "array_problem",
+           "read_arrays"]
 
 # numpy parses each .npy header with ast.literal_eval, and CPython 3.11 keeps the AST builder's
 # recursion depth in per-interpreter state: two threads parsing at once can fail with "SystemError:
@@ -36,6 +37,27 @@ def open_array(path: str | os.PathLike) -> np.ndarray:
     """An array file (``.npy``) memory-mapped read-only, its header parsed under a lock."""
     with _HEADER_LOCK:
         return np.load(path, mmap_mode="r")
+
+
+def array_problem(path: str | os.PathLike, exc: BaseException) -> str:
+    """Why the array file at ``path`` did not open (``exc``, what :func:`open_array` raised),
+    in words: missing, truncated (the bytes its header promises are not all there: numpy only
+    says "mmap length is greater than file size"), or not an array file at all."""
+    if isinstance(exc, FileNotFoundError):
+        return "missing"
+    try:
+        with _HEADER_LOCK, open(path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read = (np.lib.format.read_array_header_1_0 if major == 1
+                    else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read(f)
+            expected = f.tell() + dtype.itemsize * int(np.prod(shape))
+        size = os.path.getsize(path)
+    except (OSError, ValueError, EOFError) as header_exc:
+        return f"not a readable array file ({header_exc})"
+    if size < expected:
+        return f"truncated: {size} bytes, its header says {expected}"
+    return f"cannot be read ({type(exc).__name__}: {exc})"
 
 
 def read_arrays(path: str | os.PathLike, *, unless: tuple[str, str] | None = None

@@ -195,7 +195,21 @@ def cmd_embed(args: argparse.Namespace) -> int:
               f"{summary.n_already} already had embeddings"
               + (f"; {summary.n_vectors} similarity vectors ({summary.similarity})"
                  if summary.n_vectors else ""))
+        print_skipped(summary)
     return EXIT_OK
+
+
+def print_skipped(summary) -> None:
+    """Print the samples an embed run left out (their features cannot be read) and the command
+    that makes them whole, as ``index`` prints the files it could not decode."""
+    if not summary.n_skipped:
+        return
+    print(f"  {summary.n_skipped} samples left out: their features cannot be read:")
+    for path, why in summary.skipped[:50]:
+        print(f"    {path}: {why}")
+    if summary.n_skipped > 50:
+        print(f"    ... and {summary.n_skipped - 50} more (--json lists all)")
+    print(f"  to repair them: {summary.repair}")
 
 
 def _model_row(name: str, where: str, config: dict, n_embedded: int | None) -> dict:
@@ -270,6 +284,7 @@ def cmd_map(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"mapped with model {summary.model}: {summary.n_embedded} new, "
                   f"{summary.n_already} already embedded ({summary.seconds:.1f} s)")
+            print_skipped(summary)
         adapted = (_adapt_with_progress(args, atlas, base=args.model or "default",
                                         settings=AdaptSettings(), minutes=args.minutes)
                    if args.adapt else None)

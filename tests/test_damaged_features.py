@@ -1,0 +1,177 @@
+"""A feature file damaged or deleted after indexing: reading it names the file and the commands
+that make it whole, `embed` leaves its samples out and embeds every other one (locally and on a
+Dask cluster), `train` refuses in one line, and the commands named do repair it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_tone_library
+from soundatlas.atlas import Atlas
+from soundatlas.errors import AtlasError
+from soundatlas.indexing import index_library
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def indexed_master(tmp_path_factory) -> Path:
+    """Six tones indexed two to a feature file (three files): a library to copy, never to
+    change."""
+    lib = make_tone_library(tmp_path_factory.mktemp("damaged") / "lib", n_per_folder=2)
+    index_library(lib, n_jobs=1, batch_size=2)
+    return lib
+
+
+@pytest.fixture
+def lib(indexed_master, tmp_path) -> Path:
+    """A private copy of the indexed library (file times kept: nothing in it looks changed),
+    its atlas pointing at the copy."""
+    lib = tmp_path / "lib"
+    shutil.copytree(indexed_master, lib)
+    with Atlas.open(lib / ".soundatlas", write=True) as atlas:
+        atlas.set_meta("library", str(lib.resolve()))
+    return lib
+
+
+def _segment_of(atlas_dir: Path, *, split: str | None = None) -> tuple[Path, set[str]]:
+    """A feature file (the first, or the first holding a sample of ``split``) and the paths of
+    the samples in it."""
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        splits = atlas.splits()
+        rows = atlas.conn.execute(
+            "SELECT s.id, s.path, g.file FROM samples s JOIN segments g ON g.id = s.segment"
+            " ORDER BY g.id, s.id").fetchall()
+    file = next(f for sid, _, f in rows if split is None or splits[sid] == split)
+    return atlas_dir / "features" / file, {p for _, p, f in rows if f == file}
+
+
+def _damage(file: Path, how: str) -> str:
+    """Damage ``file``; what a reader should say about it."""
+    if how == "truncated":
+        with open(file, "r+b") as f:
+            f.truncate(os.path.getsize(file) // 2)
+        return "truncated"
+    if how == "deleted":
+        file.unlink()
+        return "missing"
+    if how == "not an array":
+        file.write_bytes(b"not an array")
+        return "not a readable array file"
+    np.save(file, np.zeros((1, 192), np.float16))  # a whole array, of fewer frames than its rows
+    return "holds an array of shape (1, 192)"
+
+
+def _run(*args, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "soundatlas"), *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "CI": "1"})
+
+
+@pytest.mark.parametrize("how", ["truncated", "deleted", "not an array", "too short"])
+def test_reading_a_damaged_feature_file_names_it_and_the_repair(lib, how):
+    atlas_dir = lib / ".soundatlas"
+    file, paths = _segment_of(atlas_dir)
+    said = _damage(file, how)
+    with Atlas.open(atlas_dir) as atlas:
+        records = atlas.samples()
+        damaged = [r for r in records if r.path in paths]
+        for rec in damaged:
+            with pytest.raises(AtlasError) as caught:
+                atlas.features(rec)
+            message = str(caught.value)
+            assert str(file) in message and said in message, message
+            assert f"soundatlas check --atlas {atlas_dir.resolve()} --repair" in message
+            assert f"soundatlas index {lib.resolve()} --atlas {atlas_dir.resolve()}" in message
+        for rec in records:  # the other files read as before
+            if rec.path not in paths:
+                assert atlas.features(rec).shape == (rec.n_frames, 192)
+
+
+def test_embed_leaves_out_the_damaged_files_samples_embeds_the_rest_and_the_repair_works(lib):
+    atlas_dir = lib / ".soundatlas"
+    file, paths = _segment_of(atlas_dir)
+    _damage(file, "truncated")
+
+    out = _run("embed", "--atlas", atlas_dir, "--precision", "fp32", "--json", "-q")
+    assert out.returncode == 0, out.stderr  # as index with a file it cannot decode
+    assert "Traceback" not in out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["n_embedded"] == 4 and summary["n_skipped"] == 2
+    assert {p for p, _ in summary["skipped"]} == paths
+    assert all(why.startswith(f"{file}: truncated") for _, why in summary["skipped"])
+    with Atlas.open(atlas_dir) as atlas:  # the undamaged samples' embeddings were stored
+        model = atlas.model("default")
+        ids, _ = atlas.points(model.id)
+        assert {r.path for r in atlas.samples(ids.tolist())} == \
+            {r.path for r in atlas.samples()} - paths
+        assert model.n_embedded == 4
+
+    # in words too: the next embed leaves them out again and says which, and how to repair
+    text = _run("embed", "--atlas", atlas_dir, "--precision", "fp32", "-q")
+    assert text.returncode == 0, text.stderr
+    assert "2 samples left out: their features cannot be read" in text.stdout
+    assert all(f"    {p}: {file}: truncated" in text.stdout for p in paths)
+    assert f"to repair them: {summary['repair']}" in text.stdout
+
+    # the command it names makes the atlas whole; the next embed does the two left out
+    for command in summary["repair"].split(" && "):
+        done = _run(*shlex.split(command)[1:])
+        assert done.returncode == 0, command + "\n" + done.stdout + done.stderr
+    again = _run("embed", "--atlas", atlas_dir, "--precision", "fp32", "--json", "-q")
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert (summary["n_embedded"], summary["n_already"], summary["n_skipped"]) == (2, 4, 0)
+    assert summary["skipped"] == [] and summary["repair"] is None
+    assert _run("check", "--atlas", atlas_dir, "--no-models").returncode == 0
+
+
+def test_embed_on_a_dask_cluster_leaves_out_a_deleted_files_samples(lib):
+    distributed = pytest.importorskip("distributed")
+    from soundatlas.artifact import resolve_model
+    from soundatlas.embed import embed_atlas, ensure_registered
+
+    atlas_dir = lib / ".soundatlas"
+    file, paths = _segment_of(atlas_dir)
+    _damage(file, "deleted")
+    seen = []
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client, Atlas.open(atlas_dir, write=True) as atlas:
+        artifact, registration = resolve_model(atlas, "default")
+        model_id = ensure_registered(atlas, artifact, registration)
+        # batches of two: the damaged file's samples are one whole batch, which is left out
+        summary = embed_atlas(atlas, artifact, model_id, precision="fp32", batch_size=2,
+                              executor=client.get_executor(),
+                              progress=lambda done, total: seen.append((done, total)))
+        ids, _ = atlas.points(model_id)
+        embedded = {r.path for r in atlas.samples(ids.tolist())}
+        everything = {r.path for r in atlas.samples()}
+    assert (summary.n_embedded, summary.n_skipped) == (4, 2)
+    assert {p for p, _ in summary.skipped} == paths
+    assert all(why == f"{file}: missing" for _, why in summary.skipped)
+    assert summary.repair.startswith(f"soundatlas check --atlas {atlas_dir.resolve()} --repair")
+    assert embedded == everything - paths
+    assert seen[-1] == (6, 6)  # the bar ends full: the samples left out count as dealt with
+
+
+def test_train_refuses_in_one_line_naming_the_file_and_the_repair(lib):
+    atlas_dir = lib / ".soundatlas"
+    file, _ = _segment_of(atlas_dir, split="train")
+    _damage(file, "truncated")
+    out = _run("train", "--atlas", atlas_dir, "-n", "input-knn", "--iterations", "2", "-q")
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith(f"soundatlas train: error: the feature file {file} cannot be "
+                               "read: truncated")
+    assert f"soundatlas check --atlas {atlas_dir.resolve()} --repair" in lines[0]
