@@ -563,6 +563,13 @@ def test_audio_streams_the_original_file_with_ranges(client, atlas):
         assert r.headers["content-range"] == f"bytes */{len(data)}"
     _json_error(client.get(url, headers={"Range": "lines=1-2"}), 400)
     _json_error(client.get("/api/samples/99999/audio"), 404)
+    # HEAD: the same headers, no bytes, here and for the file by its path
+    for head_url in (url, f"/api/files/{rec.path}"):
+        r = client.head(head_url)
+        assert r.status_code == 200 and r.content == b"", head_url
+        assert int(r.headers["content-length"]) == len(data) and \
+            r.headers["accept-ranges"] == "bytes" and r.headers["content-type"] == "audio/wav"
+    assert client.head("/api/files/no/such.wav").status_code == 404
 
 
 # -- export ----------------------------------------------------------------------------------

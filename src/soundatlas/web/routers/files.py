@@ -20,8 +20,10 @@ router = APIRouter(prefix="/api", tags=["files"])
 @router.get("/files/{path:path}", summary="A library file by relative path (HTTP Range)",
             response_class=Response, responses={206: {"description": "the requested range"},
                                                 404: {"description": "not a file of the library"}})
+@router.head("/files/{path:path}", include_in_schema=False)  # GET's headers, no bytes
 def get_file(path: str, request: Request) -> Response:
-    """``path`` is relative to the library root, with forward slashes."""
+    """``path`` is relative to the library root, with forward slashes. HEAD answers the same
+    headers (length, type, ranges) without the bytes."""
     web = web_state(request)
     with web.atlas() as atlas:
         root = atlas.library

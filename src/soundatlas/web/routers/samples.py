@@ -227,6 +227,7 @@ def get_cqt_png(sample_id: int, request: Request) -> Response:
 @router.get("/{sample_id}/audio", summary="The sample's file (HTTP Range), or decoded to WAV",
             response_class=Response, responses={200: {"content": {"audio/*": {}}},
                                                 206: {"description": "the requested range"}})
+@router.head("/{sample_id}/audio", include_in_schema=False)  # GET's headers, no bytes
 def get_audio(
     sample_id: int,
     request: Request,
@@ -242,7 +243,7 @@ def get_audio(
     channel count, values beyond full scale clipped. It is written block by block to a temporary
     file (memory stays bounded however long the file), which is then served like an original,
     Range included, and removed. 400 naming the file and the reason when it cannot be decoded;
-    400 for another ``format``."""
+    400 for another ``format``. HEAD answers the same headers without the bytes."""
     if audio_format is not None and audio_format not in AUDIO_FORMATS:
         raise api_error(400, f"format={audio_format!r} is not one of: "
                         f"{', '.join(AUDIO_FORMATS)} (leave it out for the original file)")
