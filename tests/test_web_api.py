@@ -696,6 +696,11 @@ def test_query_refuses_non_audio_and_oversize_uploads(mapped, atlas):
     status, _, answer = asyncio.run(
         call(client.app, "POST", "/api/models/m/query", body=body, headers=multipart))
     assert status == 413 and "20000" in json.loads(answer)["error"]
+    # a body cut short before its closing boundary: said so, not "no file"
+    cut = body[:8_000]
+    status, _, answer = asyncio.run(
+        call(client.app, "POST", "/api/models/m/query", body=cut, headers=multipart))
+    assert status == 400 and "cut short" in json.loads(answer)["error"]
     assert "file" in _json_error(client.post("/api/models/m/query",
                                              files={"other": ("a.wav", b"RIFF", "audio/wav")}), 400)
     assert "multipart" in _json_error(client.post("/api/models/m/query", content=b"RIFF"), 400)

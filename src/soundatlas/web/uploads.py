@@ -58,12 +58,17 @@ async def receive_upload(request: Request, limit: int) -> tuple[Path, str]:
     if declared.isdigit() and int(declared) > limit + _UPLOAD_SLACK:
         raise too_large
 
+    closing = _closing_delimiter(request.headers["content-type"])
+    tail = bytearray()  # the body's last bytes: did it end with its closing boundary?
+
     async def limited():
         n = 0
         async for chunk in request.stream():
             n += len(chunk)
             if n > limit + _UPLOAD_SLACK:
                 raise _TooLarge
+            if closing:
+                tail[:] = (bytes(tail) + chunk)[-(len(closing) + 4):]
             yield chunk
 
     parser = MultiPartParser(request.headers, limited(), max_files=1, max_fields=16)
@@ -76,6 +81,9 @@ async def receive_upload(request: Request, limit: int) -> tuple[Path, str]:
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
+            if closing and closing not in tail:  # the parser drops a part cut short
+                raise api_error(400, "the upload was cut short: the multipart body ended "
+                                "before its closing boundary; send the whole file")
             raise api_error(400, "no file in the upload: send it in a multipart field named 'file'")
         if upload.size is not None and upload.size > limit:
             raise too_large
@@ -88,6 +96,16 @@ async def receive_upload(request: Request, limit: int) -> tuple[Path, str]:
         return Path(tmp), filename
     finally:
         await form.close()
+
+
+def _closing_delimiter(content_type: str) -> bytes:
+    """``--BOUNDARY--``, which ends a whole multipart body (RFC 2046), read from the
+    Content-Type as starlette's parser reads it; empty when it names no boundary."""
+    from starlette.formparsers import parse_options_header
+
+    _, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    return b"--" + boundary + b"--" if boundary else b""
 
 
 async def run_on_upload(request: Request, work, *args, runner=None):
