@@ -355,3 +355,29 @@ def test_suggest_limit_is_a_count(tmp_path, capsys):
     assert build_parser().parse_args(["suggest", "-l", "tag", "--limit", "0"]).limit == 0
     rc, err = in_process(capsys, "suggest", "--atlas", tmp_path, "-l", "tag", "--limit", "-2")
     assert rc == 2 and "--limit: -2 must not be negative" in err
+
+
+def test_an_interrupted_command_says_how_to_go_on(capsys):
+    """Ctrl-C: train and adapt keep their checkpoint but start again without --resume, so they
+    say so; index, embed and map go on when run again; the rest only say they stopped."""
+    import argparse
+
+    from soundatlas.cli.common import run_command
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    said = {}
+    for command, extra in (("train", {"resume": False}), ("adapt", {"resume": False}),
+                           ("index", {}), ("embed", {}), ("map", {}), ("evaluate", {})):
+        args = argparse.Namespace(command=command, func=interrupted, **extra)
+        assert run_command(args) == 130
+        said[command] = capsys.readouterr().err
+    for command in ("train", "adapt"):
+        assert "run the same command with --resume" in said[command]
+    for command in ("index", "embed", "map"):
+        assert said[command] == f"soundatlas {command}: interrupted; run it again to go on: " \
+                                "what it finished is kept\n"
+    assert said["evaluate"] == "soundatlas evaluate: interrupted\n"
+    assert all(hasattr(build_parser().parse_args([c, *a]), "resume")
+               for c, a in (("train", ["-n", "pitch"]), ("adapt", [])))

@@ -51,7 +51,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     A :class:`UsageError` prints one line and returns 2; any other
     :class:`~soundatlas.errors.SoundAtlasError` prints ``error:`` and one line and returns 1;
-    Ctrl-C says how to resume and returns 130; a closed pipe (``| head``) returns 0; a full
+    Ctrl-C says how to go on (where there is a way) and returns 130; a closed pipe (``| head``) returns 0; a full
     disk prints what to do and returns 1.
 
     Parameters
@@ -74,7 +74,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"soundatlas {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAIL
     except KeyboardInterrupt:
-        print(f"soundatlas {args.command}: interrupted; run it again to resume", file=sys.stderr)
+        print(f"soundatlas {args.command}: interrupted{_after_interrupt(args)}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return EXIT_OK
@@ -85,6 +85,21 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"soundatlas {args.command}: error: no space left on the device{where}: free "
               "some space, then run the command again", file=sys.stderr)
         return EXIT_FAIL
+
+
+#: commands that, run again, go on from what an interrupted run left (files analysed, samples
+#: embedded are kept and skipped)
+_RERUN_GOES_ON = frozenset({"index", "embed", "map"})
+
+
+def _after_interrupt(args: argparse.Namespace) -> str:
+    """What the interrupted message adds: how to go on, where there is a way."""
+    if hasattr(args, "resume"):  # train, adapt: a checkpoint, used only when asked for
+        return ("; its last checkpoint is kept: run the same command with --resume to go on "
+                "from it (without --resume it starts again from the beginning)")
+    if args.command in _RERUN_GOES_ON:
+        return "; run it again to go on: what it finished is kept"
+    return ""
 
 
 # -- argument types ----------------------------------------------------------------------------
