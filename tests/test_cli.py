@@ -381,3 +381,16 @@ def test_an_interrupted_command_says_how_to_go_on(capsys):
     assert said["evaluate"] == "soundatlas evaluate: interrupted\n"
     assert all(hasattr(build_parser().parse_args([c, *a]), "resume")
                for c, a in (("train", ["-n", "pitch"]), ("adapt", [])))
+
+
+def test_quiet_hides_progress_bars_not_results(mapped, tmp_path, capsys):
+    """-q is "no progress bars" (README, --help): what a command did is printed all the same."""
+    import shutil
+
+    atlas = tmp_path / "atlas"
+    shutil.copytree(mapped, atlas)
+    rc = main(["check", "--atlas", str(atlas), "-q"])
+    out = capsys.readouterr().out
+    assert rc == 0 and out.startswith("ok: ") and "problem" in out
+    rc = main(["star", "1", "--atlas", str(atlas), "-q"])
+    assert rc == 0 and "1" in capsys.readouterr().out

@@ -360,7 +360,8 @@ def test_index_of_many_files_labels_them_from_a_streamed_manifest(tmp_path):
         labels = {r.path: a.sample_labels(r.id) for r in a.samples()}
     assert labels["d0/t00.wav"] == {"folder": "d0", "instrument": "again", "pitch": "60"}
     assert labels["d2/t11.wav"] == {"folder": "d2", "instrument": "i11", "pitch": "51"}
-    assert any("outside the library" in p for p in s.label_problems)
+    assert any(f"'../outside.wav' is outside the library {lib.resolve()} (a relative path is "
+               f"read from the manifest's folder, {lib.resolve()})" in p for p in s.label_problems)
     assert "1 manifest rows name no indexed sample (missing or failed files)" in s.label_problems
 
 

@@ -173,6 +173,7 @@ def read_manifest(csv_path: str | os.PathLike, root: str | os.PathLike, *,
         If the file cannot be read, is not a readable CSV, or has no 'path' column.
     """
     csv_path, root = Path(csv_path), Path(root).resolve()
+    base = csv_path.parent.resolve()  # relative paths are the manifest's own folder's
     out = Manifest()
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
@@ -181,9 +182,11 @@ def read_manifest(csv_path: str | os.PathLike, root: str | os.PathLike, *,
                 raise ParameterError(f"{csv_path}: the manifest needs a 'path' column")
             out.columns = [c for c in reader.fieldnames if c != "path"]
             for line, row in enumerate(reader, start=2):
-                rel = _relative(row.get("path") or "", csv_path.parent.resolve(), root)
+                rel = _relative(row.get("path") or "", base, root)
                 if rel is None:
-                    out.problems.append(f"{csv_path}:{line}: path {row.get('path')!r} is outside the library")
+                    out.problems.append(
+                        f"{csv_path}:{line}: path {row.get('path')!r} is outside the library {root}"
+                        f" (a relative path is read from the manifest's folder, {base})")
                     continue
                 labels = {}
                 for key in out.columns:

@@ -84,7 +84,7 @@ def _curating(args: argparse.Namespace):
 def _report(args, payload: dict, line: str) -> int:
     if args.json:
         print_json(payload)
-    elif not args.quiet:
+    else:  # -q hides progress bars, never the result
         print(line)
     return EXIT_OK
 
@@ -469,13 +469,12 @@ def cmd_suggest(args: argparse.Namespace) -> int:
                     "model": model.name if model else None, "k": args.k,
                     "n": len(rows), "applied": applied, "suggestions": rows})
         return EXIT_OK
-    if not args.quiet:
-        for r in rows[: args.limit]:
-            print(f"{r['confidence']:5.2f}  {args.label}={r['value']}  {r['path']}")
-        more = len(rows) - min(len(rows), args.limit)
-        print(f"{len(rows)} suggestion{'s' * (len(rows) != 1)}"
-              + (f" ({more} not shown)" if more else "")
-              + (f"; {applied} stored as suggested tags" if args.apply else ""))
+    for r in rows[: args.limit]:
+        print(f"{r['confidence']:5.2f}  {args.label}={r['value']}  {r['path']}")
+    more = len(rows) - min(len(rows), args.limit)
+    print(f"{len(rows)} suggestion{'s' * (len(rows) != 1)}"
+          + (f" ({more} not shown)" if more else "")
+          + (f"; {applied} stored as suggested tags" if args.apply else ""))
     return EXIT_OK
 
 

@@ -157,8 +157,9 @@ INDEX_OPTIONS = (
     option("library", metavar="LIBRARY", help="folder of samples"),
     option("--atlas", metavar="DIR", help="atlas directory (default: LIBRARY/.soundatlas)"),
     option("--labels", metavar="CSV",
-           help="CSV manifest with a 'path' column; other columns become labels "
-           "(default: LIBRARY/metadata.csv when it exists)"),
+           help="CSV manifest with a 'path' column (absolute, or relative to the CSV's own "
+           "folder); other columns become labels (default: LIBRARY/metadata.csv when it "
+           "exists)"),
     option("--name-pattern", metavar="REGEX",
            help="labels from file names: a regex with named groups, or 'note' (note "
            "names such as C#4/Db4 into pitch) or 'midi' (a MIDI number into pitch)"),
@@ -385,12 +386,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         for p in report.problems:
             print(p.line())
-        if not args.quiet:
-            c = report.checked
-            print(f"{'ok' if report.ok else 'problems'}: {c.get('feature_files', 0)} feature "
-                  f"files, {c.get('embedding_files', 0)} embedding files, "
-                  f"{c.get('models', 0)} models checked; {len(report.problems)} problem"
-                  f"{'s' * (len(report.problems) != 1)}")
+        c = report.checked
+        print(f"{'ok' if report.ok else 'problems'}: {c.get('feature_files', 0)} feature "
+              f"files, {c.get('embedding_files', 0)} embedding files, "
+              f"{c.get('models', 0)} models checked; {len(report.problems)} problem"
+              f"{'s' * (len(report.problems) != 1)}")
     return EXIT_OK if report.ok else EXIT_FAIL
 
 
