@@ -156,6 +156,8 @@ def test_page_events_go_out_as_osc_with_path_and_coordinates(atlas_dir, points):
     ({"type": "play", "id": 2**70, "model": "default"}, 422, "id"),
     ({"type": "selection", "ids": [1, 2**40]}, 422, "ids"),
     ({"type": "selection", "ids": list(range(1025))}, 422, "ids"),
+    ({"type": "selection", "ids": [1, 2, 3, 2], "count": 2}, 400, "count=2 is fewer than the 3"),
+    ({"type": "hover", "id": True, "model": "default"}, 422, "id"),  # not sample 1
 ])
 def test_bad_page_events_are_refused_and_nothing_is_sent(atlas_dir, body, status, words):
     with Receiver() as rx:

@@ -509,6 +509,7 @@ def test_search_by_path_substring_and_label_filters(client, atlas):
 
 def test_search_refuses_bad_filters_and_limits(client):
     assert "KEY:VALUE" in _json_error(client.get("/api/samples?label=violin"), 400)
+    assert "NUL" in _json_error(client.get("/api/samples?q=%00"), 400)  # LIKE matched them all
     assert "colour" in _json_error(client.get("/api/samples?label=colour:red"), 400)
     _json_error(client.get("/api/samples?limit=10001"), 422)
     _json_error(client.get("/api/samples?limit=0"), 422)

@@ -48,6 +48,9 @@ def post_event(body: PageEvent, request: Request) -> dict:
         if body.ids is None:
             raise api_error(400, "a selection event needs 'ids'")
         ids = list(dict.fromkeys(body.ids))  # in the page's order, each once
+        if body.count is not None and body.count < len(ids):
+            raise api_error(400, f"count={body.count} is fewer than the {len(ids)} distinct ids "
+                            "given: it is how many are selected in all")
         args = [body.count if body.count is not None else len(ids), *ids]
     else:
         if body.id is None or body.model is None:

@@ -52,6 +52,8 @@ def search(
 ) -> dict:
     """``total`` and ``ids``: every match (ascending id), so a page can highlight them all;
     ``items``: ``{id, path, labels}`` of the matches from ``offset``, at most ``limit``."""
+    if "\x00" in q:  # SQLite's LIKE would stop at it and match every path
+        raise api_error(400, "q holds a NUL character, which no path has")
     filters = label_filters(label)
     with web_state(request).atlas() as atlas, atlas.snapshot():
         known = atlas.label_keys()
