@@ -182,23 +182,6 @@ def _screenshot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
-# Counts the /synth answers whose body the page has read, each once the page has done all it does
-# at once with it (the count goes up in a task queued after the body came, so every promise
-# continuation that the body resolved -- the page's check whether the answer is still wanted --
-# has run by then).
-COUNT_SYNTH_BODIES = """() => {
-  window.synthBodiesHandled = 0;
-  const blob = Response.prototype.blob;
-  Response.prototype.blob = function () {
-    const synth = this.url.endsWith('/synth');
-    return blob.call(this).then((body) => {
-      if (synth) setTimeout(() => { window.synthBodiesHandled += 1; }, 0);
-      return body;
-    });
-  };
-}"""
-
-
 def _frames_drawn(page, n: int) -> None:
     """Wait until the page has drawn ``n`` more animation frames."""
     page.evaluate("n => new Promise(done => { const next = k => k ? requestAnimationFrame("
@@ -507,34 +490,47 @@ def test_a_path_is_drawn_by_dragging_and_the_map_does_not_turn(page, server):
                            "return p !== null && (p.x !== x || p.y !== y); }", arg=[a, xa, ya])
 
 
-def test_a_rendering_of_a_path_since_changed_is_dropped(page, server):
-    """The path changes while its rendering is on its way: that rendering is not offered as the
-    path's (held back by holding the server's render lock)."""
+def _renders_until(server, **want) -> dict:
+    """Poll ``GET /api/renders`` until its counts include ``want`` (30 s at most)."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        status = server.get("/api/renders")
+        if all(status[k] == v for k, v in want.items()):
+            return status
+        assert time.monotonic() < deadline, (want, status)
+        time.sleep(0.02)
+
+
+def test_a_rendering_of_a_path_since_changed_is_dropped_and_stopped(page, server):
+    """The path changes while its rendering waits for the server (held back by holding its
+    render lock): the page hangs up, so the server stops that render and frees its place in the
+    queue, and nothing of it is offered as the path's."""
     _open(page, server)
     ids = _isolated(page, server, 3)
     page.keyboard.press("p")
     for sample_id in ids[:2]:
         x, y = _positions(page, [sample_id])[sample_id]
         page.mouse.click(x, y)
-    page.evaluate(COUNT_SYNTH_BODIES)
+    before = server.get("/api/renders")
     lock = server.app.state.web.render_lock
     lock.acquire()
     try:
-        with page.expect_response(lambda r: r.url.endswith("/synth")) as answer:
+        with page.expect_event("requestfailed", lambda r: r.url.endswith("/synth")):
             page.click("#path-render")
+            _renders_until(server, waiting=before["waiting"] + 1)  # queued behind the lock
             x, y = _positions(page, [ids[2]])[ids[2]]
-            page.mouse.click(x, y)  # a third point while the two-point path renders
-            lock.release()
-        assert answer.value.status == 200
+            page.mouse.click(x, y)  # a third point while the two-point path waits
+        _renders_until(server, waiting=before["waiting"], cancelled=before["cancelled"] + 1)
     finally:
-        if lock.locked():
-            lock.release()
-    page.wait_for_function("window.synthBodiesHandled === 1")  # the page has read it and acted
+        lock.release()
     assert _state(page, "path") == {"points": 3, "rendered": None}
     assert page.locator("#path-result").is_hidden()
     page.click("#path-render")
     page.wait_for_function(f"{HOOK}.state.path.rendered !== null")
     assert _state(page, "path")["rendered"]["duration"] == pytest.approx(1.5, abs=1e-3)
+    assert server.get("/api/renders")["completed"] == before["completed"] + 1
 
 
 def test_mosaic_this_rebuilds_an_upload_from_the_library(page, server, mapped):

@@ -187,17 +187,20 @@ async function wavAnswer(response) {
   return { ...answer, summary, selfExcluded };
 }
 
-/** Render a path (POST /api/models/{m}/synth): body {ids | points, durations, glide, grain}. */
-export async function synth(name, body) {
+/** Render a path (POST /api/models/{m}/synth): body {ids | points, durations, glide, grain};
+ *  ``signal`` (an AbortSignal) hangs up, which stops the render. */
+export async function synth(name, body, signal = undefined) {
   return wavAnswer(await fetch(`${model(name)}/synth`, {
     method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+    signal,
   }));
 }
 
-/** Rebuild an uploaded ``file`` from the library's grains (POST /api/models/{m}/mosaic). */
-export async function mosaic(name, file, excludeSelf = true) {
+/** Rebuild an uploaded ``file`` from the library's grains (POST /api/models/{m}/mosaic);
+ *  ``signal`` (an AbortSignal) hangs up, which stops the render. */
+export async function mosaic(name, file, excludeSelf = true, signal = undefined) {
   const form = new FormData();
   form.append('file', file, file.name);
   return wavAnswer(await fetch(`${model(name)}/mosaic?exclude_self=${excludeSelf}`,
-    { method: 'POST', body: form }));
+    { method: 'POST', body: form, signal }));
 }

@@ -157,7 +157,7 @@ export class PathTool {
     const { state, status } = this.app;
     if (!this.waypoints.length) return;
     let body = null; // made inside the request, so that its refusal shows like the server's
-    const answer = await this.sound.fetch(() => api.synth(state.model, body = this.body()),
+    const answer = await this.sound.fetch((signal) => api.synth(state.model, body = this.body(), signal),
       `Rendering ${(this.waypoints.length * this.step).toFixed(1)} s…`,
       (error) => status(error.message, 'error'));
     if (!answer) return;

@@ -59,7 +59,7 @@ export class QueryByExample {
     if (!this.file) return;
     this.forgetMosaic();
     const answer = await this.mosaicSound.fetch(
-      () => api.mosaic(state.model, this.file, $('mosaic-self').checked),
+      (signal) => api.mosaic(state.model, this.file, $('mosaic-self').checked, signal),
       `Rebuilding ${this.file.name} from the library…`);
     if (!answer) return;
     state.mosaic = { ...answer.summary, bytes: answer.blob.size, selfExcluded: answer.selfExcluded };
