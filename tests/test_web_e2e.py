@@ -390,6 +390,26 @@ def test_an_upload_is_placed_and_its_neighbours_listed(page, server, mapped, tmp
     assert server.get("/api/atlas")["n_samples"] == 48
 
 
+def test_an_upload_over_the_servers_limit_is_refused_by_the_page_naming_the_limit(page, mapped):
+    """The page knows the server's upload limit (/api/atlas) and refuses a larger file before
+    sending it, naming the limit (a browser still sending a large body often sees the connection
+    closed, not the server's 413)."""
+    with Atlas.open(mapped) as atlas:
+        path = atlas.library / atlas.samples()[20].path
+    limit = path.stat().st_size - 1
+    with ThreadedServer(create_app(mapped, max_upload_bytes=limit)) as srv:
+        assert srv.get("/api/atlas")["max_upload_bytes"] == limit
+        _open(page, srv)
+        sent = []
+        page.on("request", lambda r: sent.append(r.url) if "/query" in r.url else None)
+        page.set_input_files("#query-file", str(path))
+        page.wait_for_selector("#query-error:visible")
+        assert f"larger than the server's upload limit of {limit} bytes" in \
+            page.inner_text("#query-error")
+        assert sent == [] and _state(page, "query") is None
+        page.goto("about:blank")
+
+
 def test_an_analogy_picked_on_the_map_matches_the_api(page, server):
     _open(page, server)
     a, b, c = _isolated(page, server, 3)

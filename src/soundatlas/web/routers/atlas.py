@@ -14,7 +14,9 @@ def get_atlas(request: Request) -> dict:
     """Sample count, the library folder's name, every label key with its values and counts, the
     models with how many samples each has embedded, and the model to show first. When no model
     has embeddings, ``hint`` names the command that makes them. ``osc``: where the page's events
-    go out over OSC and where OSC comes in (null when off)."""
+    go out over OSC and where OSC comes in (null when off). ``max_upload_bytes``: the largest
+    upload (query by example, mosaic) the server takes; the page checks a file against it before
+    sending it."""
     web = web_state(request)
     with web.atlas() as atlas:
         models = [model_summary(m) for m in atlas.models()]
@@ -28,6 +30,7 @@ def get_atlas(request: Request) -> dict:
             "default_model": default_model(atlas, web.model),
             "osc": {"out": str(web.osc_out.endpoint) if web.osc_out else None,
                     "in": str(web.osc_in.endpoint) if web.osc_in else None},
+            "max_upload_bytes": web.max_upload_bytes,
         }
     if not any(m["n_embedded"] > 0 for m in models):
         out["hint"] = EMBED_HINT

@@ -139,6 +139,7 @@ async function boot() {
     progress(0.02, 'Loading the atlas…');
     const atlas = await api.getJSON('/api/atlas');
     data.atlas = atlas;
+    api.setUploadLimit(atlas.max_upload_bytes);
     $('library-name').textContent = atlas.library;
     document.title = `${atlas.library} · soundatlas`;
     const usable = atlas.models.filter((m) => m.n_embedded > 0);

@@ -135,9 +135,27 @@ export const audioURL = (id, format = null) => (format
 export const cqtURL = (id) => `/api/samples/${id}/cqt.png`;
 
 export function query(name, file, k) {
+  checkUpload(file);
   const form = new FormData();
   form.append('file', file, file.name);
   return postForm(`${model(name)}/query?k=${k}`, form);
+}
+
+let uploadLimit = Infinity;
+
+/** The server's upload limit in bytes (``/api/atlas``'s ``max_upload_bytes``). A larger file is
+ *  refused here, before it is sent: the server refuses it too, but a browser still sending a
+ *  large body often sees the connection closed ("Failed to fetch"), not the server's 413. */
+export function setUploadLimit(bytes) {
+  uploadLimit = bytes > 0 ? bytes : Infinity;
+}
+
+function checkUpload(file) {
+  if (file.size > uploadLimit) {
+    const mb = (n) => `${(n / 2 ** 20).toFixed(1)} MB`;
+    throw new Error(`${file.name} is ${mb(file.size)}: larger than the server's upload limit of `
+      + `${uploadLimit} bytes (${mb(uploadLimit)})`);
+  }
 }
 
 /** The most ids one POST /api/samples/lookup takes. */
@@ -199,6 +217,7 @@ export async function synth(name, body, signal = undefined) {
 /** Rebuild an uploaded ``file`` from the library's grains (POST /api/models/{m}/mosaic);
  *  ``signal`` (an AbortSignal) hangs up, which stops the render. */
 export async function mosaic(name, file, excludeSelf = true, signal = undefined) {
+  checkUpload(file);
   const form = new FormData();
   form.append('file', file, file.name);
   return wavAnswer(await fetch(`${model(name)}/mosaic?exclude_self=${excludeSelf}`,
