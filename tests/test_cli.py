@@ -394,3 +394,33 @@ def test_quiet_hides_progress_bars_not_results(mapped, tmp_path, capsys):
     assert rc == 0 and out.startswith("ok: ") and "problem" in out
     rc = main(["star", "1", "--atlas", str(atlas), "-q"])
     assert rc == 0 and "1" in capsys.readouterr().out
+
+
+def test_an_unknown_model_is_named_with_each_known_model_once(mapped, capsys):
+    """An atlas embedded with the shipped default registers it too: the list says it once."""
+    rc, err = in_process(capsys, "embed", "--atlas", mapped, "--model", "nope")
+    assert rc == 1 and "no model 'nope' (known: default)" in err, err
+
+
+def test_collections_and_tags_take_the_atlas_before_or_after_the_action(mapped, capsys):
+    """`collections --atlas A` (the default action, list), `collections --atlas A list` and
+    `collections list --atlas A` all read A; so does `tags`."""
+    for command in ("collections", "tags"):
+        for argv in ([command, "--atlas", mapped], [command, "--atlas", mapped, "list"],
+                     [command, "list", "--atlas", mapped]):
+            rc, err = in_process(capsys, *argv)
+            assert rc == 0 and err == "", (argv, err)
+    rc, err = in_process(capsys, "collections", "--atlas", mapped / "nowhere")
+    assert rc == 1 and "nowhere" in err
+
+
+def test_a_run_paused_before_its_first_log_says_so_not_nan(tone_library, capsys):
+    from soundatlas.indexing import index_library
+
+    index_library(tone_library, n_jobs=1)
+    rc = main(["train", "--atlas", str(tone_library / ".soundatlas"), "-n", "label:folder",
+               "--iterations", "50", "--stop-after", "2", "--batch-size", "4", "--name", "p",
+               "-q"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "paused" in out and "2/50 iterations" in out
+    assert "no loss logged yet (every 1000 iterations)" in out and "nan" not in out

@@ -274,6 +274,8 @@ def test_bad_arguments_are_named(tmp_path, tone_library):
         index(tone_library, label_sources=LabelSources(name_pattern="(unclosed"))
     with pytest.raises(ParameterError, match="does not exist"):
         index(tone_library, label_sources=LabelSources(manifest="nope.csv"))
+    with pytest.raises(ParameterError, match="is a directory, not a CSV file"):
+        index(tone_library, label_sources=LabelSources(manifest=str(tmp_path)))
     with pytest.raises(AtlasError, match="no atlas"):
         Atlas.open(tmp_path / "nothing")
 

@@ -191,9 +191,8 @@ def resolve_model(atlas, name: str | None) -> tuple[ModelArtifact, ModelRecord |
     for directory in candidates:
         if (directory / CONFIG).is_file():
             return ModelArtifact.load(directory), None
-    known = [m.name for m in models] + sorted(
-        p.name for p in SHIPPED_MODELS.glob("*") if (p / CONFIG).is_file()
-    )
+    known = list(dict.fromkeys([m.name for m in models] + sorted(  # 'default': both, once
+        p.name for p in SHIPPED_MODELS.glob("*") if (p / CONFIG).is_file())))
     raise ParameterError(f"no model {name!r} (known: {', '.join(known) or 'none'})")
 
 

@@ -337,7 +337,8 @@ def _resolve_label_sources(atlas, library: Path, given):
         manifest = Path(given.manifest)
         if not (manifest if manifest.is_absolute() else library / manifest).is_file():
             if not manifest.is_file():
-                raise ParameterError(f"label manifest {given.manifest} does not exist")
+                what = "is a directory, not a CSV file" if manifest.is_dir() else "does not exist"
+                raise ParameterError(f"label manifest {given.manifest} {what}")
             given.manifest = str(manifest.resolve())
     atlas.set_meta("label_sources", json.dumps(given.to_dict()))
     return given

@@ -180,6 +180,12 @@ def cmd_note(args: argparse.Namespace) -> int:
 def _actions(parser, parents):
     """The actions of a command with sub-actions (``collections list``, ``tags export``):
     a function ``(name, help) -> parser`` that adds one, with ``--atlas`` and ``parents``."""
+    # --atlas before the action too (`collections --atlas A`, the default action): its own dest,
+    # since an action's own --atlas default would overwrite it (argparse sets a subparser's
+    # defaults over the command's values)
+    parser.add_argument("--atlas", dest="command_atlas", metavar="DIR",
+                        help="atlas directory, before ACTION or for the default one (default: "
+                        "$SOUNDATLAS_ATLAS or ./.soundatlas)")
     acts = parser.add_subparsers(dest="action", metavar="ACTION",
                                  help="what to do (default: list; ACTION --help for its options)")
 
@@ -218,10 +224,13 @@ def _add_collections(sub, parents) -> None:
 
 
 def _defaults(args: argparse.Namespace) -> str:
-    """The action (``list`` when none is given: then no ``--json`` or ``--quiet`` either)."""
+    """The action (``list`` when none is given: then no ``--json`` or ``--quiet`` either), and
+    ``args.atlas`` from whichever ``--atlas`` was given (the action's wins)."""
     if args.action is None:
         args.json = args.quiet = False
         args.atlas = None
+    if args.atlas is None:
+        args.atlas = args.command_atlas
     return args.action or "list"
 
 

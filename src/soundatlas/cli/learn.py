@@ -131,10 +131,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         done = result.iterations >= settings.iterations
         state = "trained" if done else "paused (resume with --resume)"
         last_log = result.history[-1] if result.history else {}
+        losses = (f"train loss {last_log['train_loss']:.4f}, validation loss "
+                  + (f"{last_log['valid_loss']:.4f}" if last_log.get("valid_loss") is not None
+                     else "not measured yet")
+                  if "train_loss" in last_log else
+                  f"no loss logged yet (every {settings.valid_every} iterations)")
         print(f"{state}: model {result.name}, {result.iterations}/{settings.iterations} "
-              f"iterations in {result.seconds:.0f} s; train loss "
-              f"{last_log.get('train_loss', float('nan')):.4f}, "
-              f"validation loss {last_log.get('valid_loss') or float('nan'):.4f}")
+              f"iterations in {result.seconds:.0f} s; {losses}")
         parts = result.neighbourhood.get("parts", [result.neighbourhood])
         for part in parts:
             excluded = part.get("n_excluded", 0)
