@@ -297,6 +297,15 @@ def test_confusion_on_a_hand_written_example():
     assert given["per_class_accuracy"]["d"] is None
 
 
+def test_confusion_of_one_class_is_its_one_cell_without_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sklearn warns of a 1 x 1 matrix; evaluate printed it
+        out = confusion(["a", "a", "a"], ["a", "a", "a"])
+    assert out["matrix"] == [[3]] and out["balanced_accuracy"] == 1.0
+
+
 def test_confusion_rejects_bad_inputs():
     with pytest.raises(ParameterError, match="y_pred has 1"):
         confusion(["a", "b"], ["a"])

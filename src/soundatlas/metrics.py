@@ -20,6 +20,7 @@ out. Point subsets (``queries``, ``candidates``) are boolean masks or integer in
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 
@@ -274,7 +275,10 @@ def confusion(y_true, y_pred, *, labels=None) -> dict:
         labels = list(labels)
         if not set(labels) & set(y_true):
             raise ParameterError(f"labels={labels} contains none of the true labels")
-    matrix = confusion_matrix(list(y_true), list(y_pred), labels=labels)
+    with warnings.catch_warnings():  # one class is a 1 x 1 matrix, which sklearn warns about
+        # even with every label passed; it is the right answer here
+        warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
+        matrix = confusion_matrix(list(y_true), list(y_pred), labels=labels)
     support = matrix.sum(axis=1)
     recall = {lab: (float(matrix[i, i] / support[i]) if support[i] else None)
               for i, lab in enumerate(labels)}
