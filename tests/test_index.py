@@ -542,3 +542,75 @@ def test_a_model_registered_again_is_read_with_its_new_config(tmp_path):
         writer.remove_model("m")
         with pytest.raises(AtlasError, match="known: other"):
             reader.model("m")
+
+
+def test_a_label_option_changes_only_what_it_names(tone_library):
+    """`--name-pattern` or `--no-folder-labels` alone keep the manifest (the library's
+    metadata.csv, or the one stored); `--labels` alone keeps a stored pattern."""
+    from soundatlas.cli import main
+
+    atlas = tone_library / ".soundatlas"
+    pattern = r"(?P<stem>[a-z]+)_\d+"
+    assert main(["index", str(tone_library), "--name-pattern", pattern, "-q"]) == 0
+    with Atlas.open(atlas) as a:
+        assert {"instrument", "pitch", "folder", "stem"} <= set(a.label_keys())
+    assert main(["index", str(tone_library), "--no-folder-labels", "-q"]) == 0
+    with Atlas.open(atlas) as a:
+        keys = set(a.label_keys())
+        stored = a.meta("label_sources")
+    assert {"instrument", "pitch", "stem"} <= keys and "folder" not in keys
+    assert '"folder": false' in stored and '"name_pattern": "(?P<stem>' in stored
+    other = tone_library / "other.csv"
+    other.write_text("path,mood\nlow/low_036.wav,dark\n")
+    assert main(["index", str(tone_library), "--labels", str(other), "-q"]) == 0
+    with Atlas.open(atlas) as a:
+        keys = set(a.label_keys())
+    assert {"mood", "stem"} <= keys and "instrument" not in keys  # the new manifest replaces it
+
+
+def test_wrong_label_options_change_nothing(tone_library):
+    """A manifest that is not there or a pattern that does not compile is refused before an
+    atlas is made, and before an existing one starts recomputing its features."""
+    from soundatlas.cqt_params import PAPER_CQT
+    from dataclasses import replace
+
+    atlas = tone_library / ".soundatlas"
+    for bad in ({"manifest": "nope.csv"}, {"name_pattern": "(?P<x"}):
+        with pytest.raises(ParameterError):
+            index(tone_library, label_sources=bad)
+        assert not atlas.exists()
+    index(tone_library, params=replace(PAPER_CQT, kernel="folded"))
+    with pytest.raises(ParameterError, match="nope.csv does not exist"):
+        index(tone_library, label_sources={"manifest": "nope.csv"}, refresh_features=True)
+    with Atlas.open(atlas) as a:
+        assert a.feature_refresh_started() is None and a.cqt_params.kernel == "folded"
+
+
+def test_a_run_with_nothing_to_do_records_every_file_dealt_with(tone_library):
+    index(tone_library)
+    index(tone_library)  # every file unchanged: no batch is committed
+    with Atlas.open(tone_library / ".soundatlas") as a:
+        run = a.last_run("index")
+    assert run["status"] == "done" and run["n_done"] == run["n_total"] == 18
+
+
+def test_a_file_moved_after_check_repair_marked_it_is_analysed_not_taken_as_moved(tone_library):
+    """check --repair marks the samples of a damaged feature file for the next index; a file
+    of them renamed meanwhile gets new features, not the damaged ones under its new name."""
+    from soundatlas.check import check_atlas
+
+    index(tone_library, batch_size=6)
+    atlas_dir = tone_library / ".soundatlas"
+    with Atlas.open(atlas_dir) as a:
+        rec = next(r for r in a.samples() if r.path == "low/low_036.wav")
+        file = a.conn.execute("SELECT file FROM segments WHERE id = ?",
+                              (rec.segment,)).fetchone()[0]
+    seg = atlas_dir / "features" / file
+    data = bytearray(seg.read_bytes())
+    data[-2:] = b"\xff\x7b"  # the last value changed, the size kept: only the checksum sees it
+    seg.write_bytes(bytes(data))
+    assert check_atlas(atlas_dir, repair=True).checked["damaged_samples"] == 6  # marked
+    (tone_library / "low/low_036.wav").rename(tone_library / "low/renamed.wav")
+    s = index(tone_library, batch_size=6)
+    assert s.n_moved == 0 and s.n_indexed >= 1
+    assert check_atlas(atlas_dir).ok  # nothing damaged is left

@@ -73,7 +73,7 @@ def index_library(
     library: str | os.PathLike,
     *,
     atlas_dir: str | os.PathLike | None = None,
-    label_sources: labels_mod.LabelSources | None = None,
+    label_sources: labels_mod.LabelSources | dict | None = None,
     params: CQTParams | None = None,
     refresh_features: bool = False,
     max_duration: float | None = 30.0,
@@ -90,9 +90,11 @@ def index_library(
         The library folder.
     atlas_dir : path-like, optional
         The atlas directory (default ``LIBRARY/.soundatlas``).
-    label_sources : labels.LabelSources, optional
+    label_sources : labels.LabelSources or dict, optional
         Where labels come from; stored in the atlas (default: what it stores, else the
-        defaults, with ``metadata.csv`` when the library has one).
+        defaults, with ``metadata.csv`` when the library has one). A ``LabelSources`` replaces
+        them all; a dict of some of its fields (``manifest``, ``folder``, ``name_pattern``)
+        changes only those, the others staying as stored (or the defaults).
     params : CQTParams, optional
         The CQT of a new atlas (default ``PAPER_CQT``); an existing atlas keeps the one it holds
         (None) and refuses others.
@@ -131,12 +133,13 @@ def index_library(
     if max_duration is not None and max_duration <= 0:
         raise ParameterError(f"max_duration={max_duration} must be positive (or None for no limit)")
     atlas_dir = Path(atlas_dir) if atlas_dir is not None else default_atlas_dir(library)
+    _check_label_sources(library, label_sources)  # before the atlas is made or changed
     with Atlas.create(atlas_dir, library=library, params=params) as atlas:
+        sources = _resolve_label_sources(atlas, library, label_sources)
         if refresh_features and atlas.cqt_params.kernel != PAPER_CQT.kernel:
             atlas.start_feature_refresh(replace(atlas.cqt_params, kernel=PAPER_CQT.kernel))
         params = atlas.cqt_params
         stale = atlas.stale_sample_ids()  # analysed with the kernel a refresh replaces
-        sources = _resolve_label_sources(atlas, library, label_sources)
         summary = IndexSummary(
             library=str(library), atlas=str(atlas_dir), label_sources=sources.to_dict(),
             max_duration=max_duration,
@@ -144,7 +147,9 @@ def index_library(
         with ScanList(library) as found:
             summary.n_scanned = found.n_files
             seen_ids = _classify(atlas, found, summary, stale)
-            orphans, stale_orphans = _orphans(atlas, seen_ids, stale)
+            # a moved file never takes over features that are stale or damaged (marked by check
+            # --repair): it is analysed
+            orphans, stale_orphans = _orphans(atlas, seen_ids, stale | atlas.marked_sample_ids())
             del seen_ids
             run_id = atlas.start_run("index", found.n_files)
             try:
@@ -184,7 +189,8 @@ def index_library(
                 atlas.collect_garbage()
                 _finish_summary(atlas, summary)
                 summary.seconds = time.perf_counter() - start
-                atlas.finish_run(run_id, status="done", summary=_brief(summary))
+                atlas.finish_run(run_id, status="done", summary=_brief(summary),
+                                 n_done=found.n_files)
             except BaseException:
                 # recorded when it can be; a full disk may refuse this too, and the first
                 # error is the one to tell
@@ -320,28 +326,52 @@ def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done) -> i
     return n
 
 
+def _check_label_sources(library: Path, given) -> None:
+    """A ParameterError for a name pattern that does not compile or a manifest that is not a
+    file, before anything is written."""
+    fields = given.to_dict() if isinstance(given, labels_mod.LabelSources) else (given or {})
+    unknown = set(fields) - {"manifest", "folder", "name_pattern"}
+    if unknown:
+        raise ParameterError(f"label_sources: unknown setting {sorted(unknown)[0]!r}")
+    if fields.get("name_pattern"):
+        labels_mod.compile_name_pattern(fields["name_pattern"])
+    if fields.get("manifest"):
+        _manifest_path(library, fields["manifest"])
+
+
+def _manifest_path(library: Path, given: str) -> str:
+    """The manifest as stored: relative to the library when it is there, else absolute."""
+    manifest = Path(given)
+    if (manifest if manifest.is_absolute() else library / manifest).is_file():
+        return given
+    if not manifest.is_file():
+        what = "is a directory, not a CSV file" if manifest.is_dir() else "does not exist"
+        raise ParameterError(f"label manifest {given} {what}")
+    return str(manifest.resolve())
+
+
 def _resolve_label_sources(atlas, library: Path, given):
-    """Given sources win (and are stored); else the stored ones; else the defaults."""
+    """Given sources (a LabelSources) win, and are stored; given fields (a dict) change only
+    themselves; what is not given stays as stored, else the defaults (``metadata.csv`` when
+    the library has one, folder labels)."""
     import json
 
-    if given is None:
+    if isinstance(given, labels_mod.LabelSources):
+        given = given.to_dict()
+        base = {}
+    else:
+        given = dict(given or {})
         stored = atlas.meta("label_sources")
-        if stored:
+        if stored and not given:
             return labels_mod.LabelSources(**json.loads(stored))
-        given = labels_mod.LabelSources()
-        if (library / DEFAULT_MANIFEST).is_file():
-            given.manifest = DEFAULT_MANIFEST
-    if given.name_pattern:
-        labels_mod.compile_name_pattern(given.name_pattern)  # fail early on a bad pattern
-    if given.manifest:
-        manifest = Path(given.manifest)
-        if not (manifest if manifest.is_absolute() else library / manifest).is_file():
-            if not manifest.is_file():
-                what = "is a directory, not a CSV file" if manifest.is_dir() else "does not exist"
-                raise ParameterError(f"label manifest {given.manifest} {what}")
-            given.manifest = str(manifest.resolve())
-    atlas.set_meta("label_sources", json.dumps(given.to_dict()))
-    return given
+        base = json.loads(stored) if stored else {
+            "manifest": DEFAULT_MANIFEST if (library / DEFAULT_MANIFEST).is_file() else None}
+    _check_label_sources(library, given)
+    if given.get("manifest"):
+        given["manifest"] = _manifest_path(library, given["manifest"])
+    sources = labels_mod.LabelSources(**{**base, **given})
+    atlas.set_meta("label_sources", json.dumps(sources.to_dict()))
+    return sources
 
 
 _LABEL_INPUTS_META = "label_inputs"  # meta: what the labels were last made from (JSON)

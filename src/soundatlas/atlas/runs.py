@@ -46,12 +46,16 @@ class RunStore(Store):
                 (kind, time.time(), n_total),
             ).lastrowid
 
-    def finish_run(self, run_id: int, *, status: str, summary: dict) -> None:
-        """Record the end of a run: its status (``done``, ``interrupted``) and a JSON summary."""
+    def finish_run(self, run_id: int, *, status: str, summary: dict,
+                   n_done: int | None = None) -> None:
+        """Record the end of a run: its status (``done``, ``interrupted``), a JSON summary and,
+        when given, how many of its files are dealt with (a run with nothing to analyse
+        commits no batch that would say so)."""
         with self.transaction() as c:
             c.execute(
-                "UPDATE runs SET finished = ?, status = ?, summary = ? WHERE id = ?",
-                (time.time(), status, json.dumps(summary), run_id),
+                "UPDATE runs SET finished = ?, status = ?, summary = ?,"
+                " n_done = COALESCE(?, n_done) WHERE id = ?",
+                (time.time(), status, json.dumps(summary), n_done, run_id),
             )
 
     def last_run(self, kind: str) -> dict | None:

@@ -145,6 +145,11 @@ class SampleStore(Store):
         """The largest sample id (0 for an empty atlas)."""
         return self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM samples").fetchone()[0]
 
+    def marked_sample_ids(self) -> set[int]:
+        """Samples ``check --repair`` marked for the next index (their features are damaged):
+        size and mtime -1, so that their files look changed."""
+        return {sid for (sid,) in self.conn.execute("SELECT id FROM samples WHERE size < 0")}
+
     def iter_ids_hashes(self) -> Iterator[tuple[int, str, str]]:
         """(id, hash, path) of every sample, by id, streamed."""
         yield from self.conn.execute("SELECT id, hash, path FROM samples ORDER BY id")

@@ -221,13 +221,17 @@ def run_index(args: argparse.Namespace):
         )
 
 
-def _label_sources(args):
-    from soundatlas.labels import LabelSources
-
-    if args.labels or args.name_pattern or args.no_folder_labels:
-        return LabelSources(manifest=args.labels, folder=not args.no_folder_labels,
-                            name_pattern=args.name_pattern)
-    return None
+def _label_sources(args) -> dict:
+    """The label settings given on the command line, and only those: the others stay as the
+    atlas stores them (``--name-pattern`` alone keeps the manifest)."""
+    given = {}
+    if args.labels:
+        given["manifest"] = args.labels
+    if args.name_pattern:
+        given["name_pattern"] = args.name_pattern
+    if args.no_folder_labels:
+        given["folder"] = False
+    return given
 
 
 def executor_for(args):
