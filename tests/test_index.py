@@ -614,3 +614,27 @@ def test_a_file_moved_after_check_repair_marked_it_is_analysed_not_taken_as_move
     s = index(tone_library, batch_size=6)
     assert s.n_moved == 0 and s.n_indexed >= 1
     assert check_atlas(atlas_dir).ok  # nothing damaged is left
+
+
+def test_samples_behind_a_folder_that_cannot_be_read_are_kept(tmp_path):
+    """A folder link whose drive is not there (the target renamed here) is a problem of the
+    run, not a deletion: its samples keep their features and ids, and the run once it is back
+    finds them unchanged."""
+    lib, outside = tmp_path / "lib", tmp_path / "drive"
+    for i in range(2):
+        write_tone(lib / f"here/h{i}.wav", 300.0 + 50 * i, seconds=0.3)
+        write_tone(outside / f"x{i}.wav", 500.0 + 50 * i, seconds=0.3)
+    (lib / "ext").symlink_to(outside, target_is_directory=True)
+    index(lib)
+    with Atlas.open(lib / ".soundatlas") as a:
+        before = {r.path: r.id for r in a.samples()}
+    assert set(before) == {"here/h0.wav", "here/h1.wav", "ext/x0.wav", "ext/x1.wav"}
+    outside.rename(tmp_path / "unmounted")
+    s = index(lib)
+    assert (s.n_removed, s.n_kept_unreadable, s.n_samples) == (0, 2, 4)
+    assert [p for p, _ in s.failures] == ["ext"]
+    with Atlas.open(lib / ".soundatlas") as a:
+        assert {r.path: r.id for r in a.samples()} == before
+    (tmp_path / "unmounted").rename(outside)
+    s = index(lib)
+    assert (s.n_unchanged, s.n_indexed, s.n_removed, s.n_failed) == (4, 0, 0, 0)

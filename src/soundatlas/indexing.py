@@ -51,6 +51,7 @@ class IndexSummary:
     n_unchanged: int = 0
     n_moved: int = 0
     n_removed: int = 0
+    n_kept_unreadable: int = 0  # kept, though their file or folder could not be read this run
     n_failed: int = 0
     n_truncated: int = 0
     n_samples: int = 0  # in the atlas after the run
@@ -147,6 +148,7 @@ def index_library(
         with ScanList(library) as found:
             summary.n_scanned = found.n_files
             seen_ids = _classify(atlas, found, summary, stale)
+            _keep_unreadable(atlas, found, seen_ids, summary)
             # a moved file never takes over features that are stale or damaged (marked by check
             # --repair): it is analysed
             orphans, stale_orphans = _orphans(atlas, seen_ids, stale | atlas.marked_sample_ids())
@@ -285,6 +287,23 @@ def _classify(atlas: Atlas, found: "ScanList", summary: IndexSummary, stale: set
                 todo.append(e)
         found.add_todo(todo)
     return seen
+
+
+def _keep_unreadable(atlas: Atlas, found: "ScanList", seen: bytearray,
+                     summary: IndexSummary) -> None:
+    """Mark seen the samples at or under a path the scan could not read (a folder without
+    permission, a link to a drive not mounted): what is there may well still exist, and
+    dropping it would throw away its features, embeddings and split, analysed again once it
+    can be read. A path that is there but is no regular file any more (a FIFO, say) is not
+    kept."""
+    for chunk in found.problems():
+        for path, reason in chunk:
+            if reason == "not a regular file":
+                continue
+            for sid in atlas.ids_at_or_under(path):
+                if sid < len(seen) and not seen[sid]:
+                    seen[sid] = 1
+                    summary.n_kept_unreadable += 1
 
 
 def _orphans(

@@ -274,6 +274,9 @@ def print_index_summary(s) -> None:
     print(f"atlas {s.atlas}: {s.n_samples} samples, {s.n_frames} frames")
     print(f"  indexed {s.n_indexed} · unchanged {s.n_unchanged} · moved {s.n_moved} · "
           f"removed {s.n_removed} · failed {s.n_failed}   ({s.seconds:.1f} s, {rate:.0f} files/s)")
+    if s.n_kept_unreadable:
+        print(f"  {s.n_kept_unreadable} samples kept as they were: their file or folder could "
+              "not be read this time (listed below)")
     if s.n_truncated:
         print(f"  {s.n_truncated} long files: only the first {s.max_duration:g} s analysed "
               f"(--max-duration), e.g. {s.truncated[0]}")
