@@ -355,3 +355,91 @@ def test_a_full_disk_stops_index_and_embed_clearly_and_the_next_run_completes(
         np.testing.assert_allclose(a.points(ma.id)[1], b.points(mb.id)[1], atol=1e-5)
         assert a.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert check_atlas(full).problems == []
+
+
+def _where_modes_bind() -> list[str]:
+    """The command prefix under which a folder's mode binds: none for a user; for root (who
+    overrides it) ``setpriv`` without that power. Skips where root cannot drop it here."""
+    if os.geteuid() != 0:
+        return []
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    if shutil.which("setpriv") is None:
+        pytest.skip("no setpriv: root overrides folder modes, so one cannot refuse a write")
+    probe = subprocess.run([*prefix, "true"], capture_output=True, text=True)
+    if probe.returncode:
+        pytest.skip(f"setpriv cannot drop the power to override modes here: "
+                    f"{probe.stderr.strip()}")
+    return prefix
+
+
+def test_a_features_folder_that_cannot_be_written_stops_index_in_one_line_losing_nothing(
+        tone_library):
+    from conftest import write_tone
+
+    prefix = _where_modes_bind()
+    lib, atlas_dir = tone_library, tone_library / ".soundatlas"
+    assert _run("index", lib, "--jobs", "1", "-q").returncode == 0
+    features = atlas_dir / "features"
+    files = sorted(os.listdir(features))
+    with Atlas.open(atlas_dir) as atlas:
+        paths = sorted(atlas.paths(atlas.sample_ids().tolist()).values())
+    write_tone(lib / "new" / "new_440.wav", 440.0)
+    features.chmod(0o555)
+    try:
+        out = subprocess.run([*prefix, BIN, "index", str(lib), "--jobs", "1", "-q"],
+                             capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "CI": "1"})
+    finally:
+        features.chmod(0o755)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+    assert f"cannot write the atlas at {atlas_dir}: features/: Permission denied" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert sorted(os.listdir(features)) == files
+    with Atlas.open(atlas_dir) as atlas:
+        assert sorted(atlas.paths(atlas.sample_ids().tolist()).values()) == paths
+    assert _run("index", lib, "--jobs", "1", "-q").returncode == 0  # the next run completes
+    with Atlas.open(atlas_dir) as atlas:
+        assert len(atlas.sample_ids()) == len(paths) + 1
+    assert check_atlas(atlas_dir).problems == []
+
+
+def _digests(atlas_dir) -> dict:
+    import hashlib
+
+    return {name: hashlib.blake2b((atlas_dir / name).read_bytes()).hexdigest()
+            for name in ("atlas.sqlite", "atlas.sqlite-wal")}
+
+
+def test_a_log_left_by_a_killed_writer_is_reported_with_its_size_and_check_writes_nothing(
+        tmp_path):
+    atlas_dir = tmp_path / "atlas"
+    Atlas.create(atlas_dir, library=tmp_path).close()
+    code = ("import os, sys; from soundatlas.atlas import Atlas\n"
+            "a = Atlas.open(sys.argv[1], write=True, tidy=False)\n"
+            "a.set_meta('touched', '1')\n"
+            "os._exit(0)\n")
+    subprocess.run([sys.executable, "-c", code, str(atlas_dir)], check=True)
+    size = (atlas_dir / "atlas.sqlite-wal").stat().st_size
+    before = _digests(atlas_dir)
+    assert size > 0
+    for _ in range(2):  # the same answer each time: the first check did not write the atlas
+        out = _run("check", "--atlas", atlas_dir)
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert out.stdout.splitlines()[0] == (f"log: atlas.sqlite-wal: {size} bytes left by a "
+                                              "process that did not close the atlas")
+        assert _digests(atlas_dir) == before
+
+    # a log that an open connection holds is not stale, even while nothing is being written
+    with Atlas.open(atlas_dir, write=True, tidy=False) as live:
+        live.set_meta("touched", "2")
+        assert live.meta("touched") == "2"
+        out = _run("check", "--atlas", atlas_dir)
+        assert out.returncode == 0 and "log:" not in out.stdout, out.stdout + out.stderr
+
+    subprocess.run([sys.executable, "-c", code, str(atlas_dir)], check=True)
+    report = check_atlas(atlas_dir, repair=True)
+    assert [(p.kind, p.repaired) for p in report.problems] == [("log", "checkpointed")]
+    assert check_atlas(atlas_dir).problems == []
+    with Atlas.open(atlas_dir) as atlas:
+        assert atlas.meta("touched") == "1"

@@ -111,7 +111,9 @@ def check_atlas(path: str | os.PathLike, *, repair: bool = False,
     report = CheckReport(str(path))
     add = report.problems.append
     wal = path / (DB_NAME + "-wal")
-    stale_wal = wal.is_file() and wal.stat().st_size > 0 and not _in_use(path / DB_NAME)
+    # measured before anything opens the database: the last connection to close checkpoints
+    wal_size = wal.stat().st_size if wal.is_file() else 0
+    stale_wal = wal_size if wal_size and not _in_use(path / DB_NAME) else 0
     if repair:  # no index or embed may write meanwhile: their files not yet committed
         lock_writer(path)  # would look like orphans
     try:
@@ -123,9 +125,10 @@ def check_atlas(path: str | os.PathLike, *, repair: bool = False,
     return report
 
 
-def _check(atlas, path: Path, report: CheckReport, add, stale_wal: bool, repair: bool,
+def _check(atlas, path: Path, report: CheckReport, add, stale_wal: int, repair: bool,
            models: bool) -> None:
-    """The checks of :func:`check_atlas`, on the open atlas."""
+    """The checks of :func:`check_atlas`, on the open atlas; ``stale_wal`` is the size of a
+    log no process holds open (0: none)."""
     wal = path / (DB_NAME + "-wal")
     conn = atlas.conn
     try:
@@ -142,8 +145,8 @@ def _check(atlas, path: Path, report: CheckReport, add, stale_wal: bool, repair:
         if repair:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             done = "checkpointed"
-        add(Problem("log", wal.name, f"{wal.stat().st_size if wal.exists() else 0} bytes "
-                    "left by a process that did not close the atlas", done))
+        add(Problem("log", wal.name, f"{stale_wal} bytes left by a process that did not close "
+                    "the atlas", done))
     try:
         params = atlas.cqt_params
         n_bins = params.n_bins
@@ -158,19 +161,34 @@ def _check(atlas, path: Path, report: CheckReport, add, stale_wal: bool, repair:
     report.checked["damaged_samples"] = damaged_samples
 
 
+# SQLite's unix locking: every connection to a database in WAL mode holds a read lock on these
+# bytes of the database file for as long as it is open (os_unix.c: SHARED_FIRST, SHARED_SIZE)
+_SHARED_FIRST, _SHARED_SIZE = 0x40000000 + 2, 510
+_LOCK_PROBE = f"""
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, {_SHARED_SIZE}, {_SHARED_FIRST})
+except OSError:
+    sys.exit(3)
+"""
+
+
 def _in_use(db: Path) -> bool:
-    """Whether another connection holds the database open (a writer is running): then a WAL
-    is not stale. Tested by taking the write lock for an instant."""
+    """Whether a connection (a writer, a server, a reader) holds the database open: then its
+    log is not stale. Asked of the locks, by a child process (closing the file here would drop
+    the locks this process's own connections hold on it), without opening the database: the
+    last connection to close checkpoints the log into it, and a plain ``check`` writes nothing.
+    Where it cannot be asked (no ``fcntl``, a database this user cannot write), in use."""
+    import subprocess
+    import sys
+
     try:
-        conn = sqlite3.connect(db, timeout=0)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("ROLLBACK")
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:
+        probe = subprocess.run([sys.executable, "-I", "-S", "-c", _LOCK_PROBE, str(db)],
+                               capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
         return True
-    return False
+    return probe.returncode != 0
 
 
 def _check_features(atlas, n_bins, add, repair: bool, report: CheckReport) -> int:

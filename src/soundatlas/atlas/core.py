@@ -30,7 +30,7 @@ from soundatlas.atlas.runs import RunStore
 from soundatlas.atlas.samples import SampleStore
 from soundatlas.atlas.schema import DB_NAME, connect, migrate
 from soundatlas.cqt_params import PAPER_CQT, CQTParams
-from soundatlas.errors import AtlasError
+from soundatlas.errors import AtlasError, ParameterError
 
 __all__ = ["Atlas", "default_atlas_dir", "lock_writer", "unlock_writer", "WRITER_LOCK"]
 
@@ -62,7 +62,9 @@ def lock_writer(path: Path, *, what: str | None = None) -> None:
         _held[key][1] += 1
         return
     try:
-        f = open(path / WRITER_LOCK, "a+")  # noqa: SIM115 (held open as long as the lock)
+        # held open as long as the lock; an argument in no encoding is written as \xNN
+        f = open(path / WRITER_LOCK, "a+", encoding="utf-8",  # noqa: SIM115
+                 errors="backslashreplace")
     except OSError as exc:
         raise AtlasError(f"cannot write the atlas at {path}: {exc.strerror or exc}") from None
     try:
@@ -80,9 +82,19 @@ def lock_writer(path: Path, *, what: str | None = None) -> None:
 
     f.seek(0)
     f.truncate()
-    f.write(f"pid {os.getpid()} ({' '.join(sys.argv)[:200]}, since {time.ctime()})\n")
+    command = " ".join(_printable(a) for a in sys.argv)
+    f.write(f"pid {os.getpid()} ({command[:200]}, since {time.ctime()})\n")
     f.flush()
     _held[key] = [f, 1]
+
+
+def _printable(text: str) -> str:
+    """``text`` (a path or argument, maybe holding bytes that are not UTF-8, which Python keeps
+    as surrogates) with those bytes written ``\\xNN``: it can be written and printed."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def unlock_writer(path: Path) -> None:
@@ -196,6 +208,9 @@ class Atlas(SampleStore, LabelStore, CurationStore, RunStore, ModelStore):
         AtlasError
             When an existing atlas holds features of other CQT parameters (the message says
             what to do), or the directory cannot be created.
+        ParameterError
+            When a new atlas's library path is not valid UTF-8 (the database can only record
+            text); nothing is created then.
         """
         path = Path(path)
         if cls.exists(path):
@@ -217,6 +232,11 @@ class Atlas(SampleStore, LabelStore, CurationStore, RunStore, ModelStore):
                 )
             return atlas
         params = PAPER_CQT if params is None else params
+        library = str(Path(library).resolve())
+        if _printable(library) != library:
+            raise ParameterError(f"the library path {_printable(library)} is not valid UTF-8, "
+                                 "so the atlas cannot record it; rename the folder (for "
+                                 "example with `convmv`) and index it again")
         try:
             (path / "features").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -226,7 +246,7 @@ class Atlas(SampleStore, LabelStore, CurationStore, RunStore, ModelStore):
         atlas._writer_lock = True
         atlas.schema_version = migrate(atlas.conn, path, write=True)
         with atlas.transaction():
-            atlas._set_meta("library", str(Path(library).resolve()))
+            atlas._set_meta("library", library)
             atlas._set_meta("cqt", json.dumps(params.to_dict()))
             atlas._set_meta("created", str(time.time()))
         return atlas

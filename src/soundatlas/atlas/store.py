@@ -21,7 +21,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from soundatlas.errors import disk_full, is_disk_full
+from soundatlas.errors import AtlasError, disk_full, is_disk_full
 
 __all__ = ["Store", "write_array", "checksum", "ARRAY_FOLDERS", "open_array", "array_problem",
            "read_arrays"]
@@ -229,10 +229,15 @@ def write_array(folder: Path, array: np.ndarray) -> tuple[Path, str]:
     (Path, str)
         The new file, under a name no committed segment uses, and the checksum of its bytes
         (:func:`checksum`), which the row that names it keeps (``soundatlas check``).
+
+    Raises
+    ------
+    AtlasError
+        When the file cannot be written (no space left, ``folder`` not writable), naming the
+        atlas and the reason; nothing is left behind.
     """
     import io
 
-    folder.mkdir(exist_ok=True)
     # time-ordered, plus the pid for parallel writers
     name = f"seg-{time.time_ns():020d}-{os.getpid()}.npy"
     tmp = folder / (name + ".tmp")
@@ -240,16 +245,19 @@ def write_array(folder: Path, array: np.ndarray) -> tuple[Path, str]:
     np.save(buf, array)
     data = buf.getbuffer()
     try:
+        folder.mkdir(exist_ok=True)
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, folder / name)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with suppress(OSError):  # not there, or the folder refuses that too
+            tmp.unlink(missing_ok=True)
         if is_disk_full(exc):
             raise disk_full(folder.parent) from None
-        raise
+        raise AtlasError(f"cannot write the atlas at {folder.parent}: {folder.name}/: "
+                         f"{exc.strerror or exc}") from None
     return folder / name, _digest(data)
 
 
