@@ -198,6 +198,37 @@ def test_exclude_a_folder_removes_its_samples(atlas, index):
         synth.resolve_exclusions(atlas, ["violin"])
 
 
+def test_exclude_digits_are_a_folder_where_no_sample_has_that_id_and_both_are_refused(tmp_path):
+    """An ITEM of digits is a sample id, a folder of the library (808/) where no sample has
+    that id, and refused, naming both readings and how to give each, where it is both."""
+    from conftest import make_tone_library
+    from soundatlas.indexing import index_library
+
+    lib = make_tone_library(tmp_path / "lib", n_per_folder=3, folders=("5", "808", "low"))
+    index_library(lib, n_jobs=1)
+    with Atlas.open(lib / ".soundatlas") as atlas:
+        ids = {r.path: r.id for r in atlas.samples()}
+        under = {f: {sid for p, sid in ids.items() if p.startswith(f + "/")}
+                 for f in ("5", "808", "low")}
+        assert 808 not in ids.values() and 5 in ids.values() and 5 not in under["5"]
+        five = next(p for p, sid in ids.items() if sid == 5)
+        assert synth.resolve_exclusions(atlas, ["808"]) == under["808"]
+        assert synth.resolve_exclusions(atlas, [" 808 ", "808/"]) == under["808"]
+        with pytest.raises(ParameterError) as exc:
+            synth.resolve_exclusions(atlas, ["5"])
+        message = str(exc.value)
+        assert "ambiguous" in message and "sample id 5" in message and five in message
+        assert "give 5/ for the folder" in message
+        assert synth.resolve_exclusions(atlas, ["5/"]) == under["5"]
+        assert synth.resolve_exclusions(atlas, ["./5"]) == under["5"]
+        assert synth.resolve_exclusions(atlas, [five]) == {5}
+        assert synth.resolve_exclusions(atlas, [5]) == {5}  # a number is always an id
+        # an id with no folder of that name stays an id
+        assert synth.resolve_exclusions(atlas, [str(max(under["low"]))]) == {max(under["low"])}
+        with pytest.raises(ParameterError, match="no sample with that id, nor a folder"):
+            synth.resolve_exclusions(atlas, ["999"])
+
+
 def test_walks_are_deterministic_for_a_seed(index):
     for walk in (synth.random_walk, synth.knn_walk):
         a, b = walk(index, duration=6, seed=3), walk(index, duration=6, seed=3)
@@ -266,6 +297,30 @@ def test_malformed_path_files_say_what_is_wrong(tmp_path, content, message):
     with pytest.raises(ParameterError) as exc:
         synth.read_path(f)
     assert message in str(exc.value) and str(f) in str(exc.value)
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"points": [[%s, 0, 0]], "duration": 1}' % ("9" * 400), "(400 digits) is too large"),
+    ('{"points": [[-%s, 0, 0]], "duration": 1}' % ("9" * 400), "(400 digits) is too large"),
+    ('{"points": [[0, 0, 0]], "duration": %s}' % ("1" * 5000), "(5000 digits) is too large"),
+    ('{"points": %s, "duration": 1}' % ("[" * 100_000 + "]" * 100_000), "nested too deeply"),
+])
+def test_path_files_beyond_what_json_reads_say_what_is_wrong(tmp_path, capsys, content,
+                                                              message):
+    """Numbers no float holds and nesting past the decoder's depth are the file's fault: one
+    line naming the file, never an OverflowError, a digit-limit ValueError or RecursionError."""
+    from soundatlas.cli import main
+
+    f = tmp_path / "path.json"
+    f.write_text(content)
+    with pytest.raises(ParameterError) as exc:
+        synth.read_path(f)
+    assert message in str(exc.value) and str(f) in str(exc.value)
+    assert len(str(exc.value)) < 200  # the number shortened, not quoted whole
+    assert main(["synth", "--atlas", str(tmp_path / "no-atlas"), "--path", str(f), "-o",
+                 str(tmp_path / "a.wav"), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
 
 
 def test_a_path_file_holds_or_glides(tmp_path):

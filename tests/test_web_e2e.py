@@ -982,6 +982,60 @@ def test_a_kit_is_built_played_swapped_exported_and_imported(page, mapped, tmp_p
         page.goto("about:blank")  # nothing left asking this server before it stops
 
 
+def test_an_imported_kit_finds_each_sound_by_its_path_when_its_id_names_another_file(
+        page, mapped, tmp_path):
+    """A kit.json imported after the library changed: a lane's file deleted (SQLite gives its
+    id, the largest, to the next new file) and back under a new id is found by its path, and the
+    page says so; a lane whose file is gone is named and nothing is imported."""
+    from conftest import write_tone
+
+    from soundatlas.indexing import index_library
+
+    lib, atlas_dir = tmp_path / "lib", tmp_path / "atlas"
+    shutil.copytree(mapped.parent / "lib", lib)
+    shutil.copytree(mapped, atlas_dir)
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        atlas.set_meta("library", str(lib.resolve()))
+        paths = {r.id: r.path for r in atlas.samples()}
+    last, first = max(paths), min(paths)
+    kit = {"name": "reused", "tempo": 100, "swing": 0.5,
+           "lanes": [{"id": sid, "steps": [s % 4 == 0 for s in range(16)], "volume": 0.8}
+                     for sid in (last, first)]}
+    with ThreadedServer(create_app(atlas_dir)) as srv:
+        with zipfile.ZipFile(io.BytesIO(srv.request("/api/kits/export", body=kit)[1])) as z:
+            described = json.loads(z.read("kit.json"))
+    assert [lane["path"] for lane in described["lanes"]] == [paths[last], paths[first]]
+    kept = tmp_path / "kept.wav"
+    shutil.move(lib / paths[last], kept)
+    index_library(lib, atlas_dir=atlas_dir, n_jobs=1)  # its id is free again
+    write_tone(lib / "added" / "tone.wav", 330.0, seconds=0.5)
+    index_library(lib, atlas_dir=atlas_dir, n_jobs=1)  # and another file's
+    shutil.move(kept, lib / paths[last])
+    index_library(lib, atlas_dir=atlas_dir, n_jobs=1)  # back, under a new id
+    with Atlas.open(atlas_dir) as atlas:
+        now = {r.path: r.id for r in atlas.samples()}
+    assert now["added/tone.wav"] == last and now[paths[last]] == last + 1
+    with ThreadedServer(create_app(atlas_dir)) as srv:
+        _open(page, srv)
+        kit_json = tmp_path / "kit.json"
+        kit_json.write_text(json.dumps(described))
+        page.set_input_files("#kit-import", str(kit_json))
+        page.wait_for_function(f"{HOOK}.state.kit.lanes.length === 2")
+        assert [lane["id"] for lane in _state(page, "kit")["lanes"]] == [last + 1, first]
+        said = page.inner_text("#status")
+        assert f"lane 1: {paths[last]} is now sample {last + 1} (was {last})" in said, said
+        described["lanes"][1]["path"] = "gone/nothing.wav"  # its id is still a sample's
+        gone_json = tmp_path / "gone.json"
+        gone_json.write_text(json.dumps(described))
+        page.set_input_files("#kit-import", str(gone_json))
+        page.wait_for_function("document.getElementById('status').classList.contains('error')")
+        said = page.inner_text("#status")
+        assert "Cannot import gone.json" in said and "lane 2: gone/nothing.wav" in said, said
+        assert [lane["id"] for lane in _state(page, "kit")["lanes"]] == [last + 1, first]
+        page.wait_for_load_state("networkidle")
+        page.goto("about:blank")  # nothing left asking this server before it stops
+
+
 def test_loops_are_filtered_by_a_tempo_range_and_a_key_with_its_relative(page, tmp_path):
     import soundfile as sf
 

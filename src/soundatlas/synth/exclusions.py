@@ -3,6 +3,7 @@ samples a render leaves out, those that share a target's content, one sample by 
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 from typing import Iterable
@@ -21,7 +22,9 @@ def resolve_exclusions(atlas, items: Iterable[str | int]) -> set[int]:
         The open atlas.
     items : iterable of str or int
         Sample ids (numbers) or folders / files of the library (paths relative to it, or
-        absolute inside it; a folder names every sample below it).
+        absolute inside it; a folder names every sample below it). A text of digits is a
+        sample id unless no sample has that id and a folder of the library has that name;
+        ``5/`` or ``./5`` is always the folder.
 
     Returns
     -------
@@ -31,33 +34,56 @@ def resolve_exclusions(atlas, items: Iterable[str | int]) -> set[int]:
     Raises
     ------
     ParameterError
-        An item matches no sample, or lies outside the library.
+        An item matches no sample, lies outside the library, or is digits naming both a sample
+        id and a folder of other samples (the message says how to give each).
     """
     items = list(items)
     if not items:
         return set()
     rows = [(sid, p) for sid, _h, p in atlas.iter_ids_hashes()]
-    known_ids = {sid for sid, _ in rows}
+    paths = dict(rows)
     library = atlas.library.resolve()
     out: set[int] = set()
     for item in items:
         text = str(item).strip()
-        if isinstance(item, int) or text.isdigit():
-            sid = int(text)
-            if sid not in known_ids:
+        if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+            if int(item) not in paths:
                 raise ParameterError(f"exclude {text}: no sample with that id")
-            out.add(sid)
+            out.add(int(item))
             continue
         rel = _relative(atlas, text)
         if rel is None:
             raise ParameterError(f"exclude {text!r} is outside the library {library}")
         matched = {sid for sid, p in rows
                    if rel in ("", ".") or p == rel or p.startswith(rel + "/")}
+        if _is_id(text):  # a sample id, or a folder named with digits (files have a suffix)
+            sid = int(text)
+            if sid in paths and matched and matched != {sid}:
+                raise ParameterError(
+                    f"exclude {text} is ambiguous: sample id {text} ({paths[sid]}) or the "
+                    f"folder {text} of the library ({_plural(len(matched))}); give {text}/ for "
+                    f"the folder, or {paths[sid]} for sample {text}")
+            if sid in paths:
+                out.add(sid)
+                continue
+            if not matched:
+                raise ParameterError(f"exclude {text}: no sample with that id, nor a folder of "
+                                     "that name in the library")
         if not matched:
             raise ParameterError(f"exclude {text!r} matches no sample (give a sample id or a "
                                  "folder or file relative to the library)")
         out |= matched
     return out
+
+
+def _is_id(text: str) -> bool:
+    """Whether ``text`` reads as a sample id: ASCII digits, few enough for an int64 (an
+    all-digit text may still name a folder of the library)."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
+def _plural(n: int) -> str:
+    return f"{n} sample" if n == 1 else f"{n} samples"
 
 
 def _relative(atlas, text: str) -> str | None:
@@ -122,7 +148,7 @@ def find_sample(atlas, text: str | int):
         No sample has that id or path.
     """
     s = str(text).strip()
-    if isinstance(text, int) or s.isdigit():
+    if (isinstance(text, numbers.Integral) and not isinstance(text, bool)) or _is_id(s):
         recs = atlas.samples([int(s)])
         if recs:
             return recs[0]

@@ -122,7 +122,7 @@ def read_path(file: str | os.PathLike, *, dims: int | None = None) -> MapPath:
     """
     file = Path(file)
     try:
-        obj = json.loads(file.read_text(encoding="utf-8"))
+        obj = json.loads(file.read_text(encoding="utf-8"), parse_int=_json_int)
     except FileNotFoundError:
         raise ParameterError(f"path file {file} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -130,6 +130,12 @@ def read_path(file: str | os.PathLike, *, dims: int | None = None) -> MapPath:
     except json.JSONDecodeError as exc:
         raise ParameterError(f"{file}: not valid JSON ({exc.msg} at line {exc.lineno}, "
                              f"column {exc.colno})") from None
+    except _HugeNumber as exc:
+        raise ParameterError(f"{file}: the number {exc} is too large for a coordinate or "
+                             "seconds") from None
+    except RecursionError:
+        raise ParameterError(f"{file}: lists or objects nested too deeply to read (a point is "
+                             "[x, y, z])") from None
     where = f"{file}:"
     if not isinstance(obj, dict):
         raise ParameterError(f"{where} expected an object {{\"points\": [...], \"durations\": "
@@ -176,6 +182,20 @@ def read_path(file: str | os.PathLike, *, dims: int | None = None) -> MapPath:
                        glide=glide)
     except ParameterError as exc:
         raise ParameterError(f"{where} {exc}") from None
+
+
+class _HugeNumber(Exception):
+    """An integer of a path file beyond any float (its text, shortened, is the message)."""
+
+
+def _json_int(text: str) -> int:
+    """An integer of a path file, refused (:class:`_HugeNumber`) where no float holds it: such
+    a number is no coordinate or duration, and its digits may be past Python's limit on
+    converting them."""
+    if not math.isfinite(float(text)):
+        short = text if len(text) <= 24 else f"{text[:12]}...{text[-6:]}"
+        raise _HugeNumber(f"{short} ({len(text.lstrip('-'))} digits)")
+    return int(text)
 
 
 def _is_number(x) -> bool:

@@ -3,7 +3,8 @@
 // timers alone: a timer only wakes the scheduler, which books every hit that falls in the next
 // LOOKAHEAD seconds with source.start(when). A lane's sound can be swapped for its nearest
 // neighbour on the map while the pattern plays (key n). The kit exports as a zip (samples,
-// pattern.mid, kit.json: POST /api/kits/export) and imports again from its kit.json.
+// pattern.mid, kit.json: POST /api/kits/export) and imports again from its kit.json, each lane's
+// sound found by its path.
 
 import * as api from './api.js';
 import { basename, el, saveBlob } from './panel.js';
@@ -13,6 +14,21 @@ const STEPS = 16;
 const MAX_LANES = 16;
 const LOOKAHEAD = 0.12; // seconds booked ahead
 const WAKE_MS = 25; // how often the scheduler looks
+
+const SEARCH_PAGE = 1000; // matches asked at once when looking a path up
+
+/** The id of the sample at exactly ``path`` (null: none): the search by path substring
+ *  (GET /api/samples?q=, which ignores case), paged until one match is the path itself. */
+async function findByPath(path) {
+  for (let offset = 0; ;) {
+    const params = new URLSearchParams({ q: path, limit: String(SEARCH_PAGE), offset: String(offset) });
+    const page = await api.getJSON(`/api/samples?${params}`);
+    const hit = page.items.find((item) => item.path === path);
+    if (hit) return hit.id;
+    offset += page.items.length;
+    if (!page.items.length || offset >= page.total) return null;
+  }
+}
 
 export class KitBuilder {
   /** ``app``: the page's shared pieces (state, player, pathOf, status, pointIds, view). */
@@ -179,26 +195,43 @@ export class KitBuilder {
     }
   }
 
-  /** A kit.json (as exported) back into the builder; the sounds must be in this atlas. */
+  /** A kit.json (as exported) back into the builder; the sounds must be in this atlas. Each
+   *  lane's sound is found by its path (an id may name another file since the export: ids of
+   *  deleted files are given to new ones), by its id only when the lane has no path. */
   async importFile(file) {
     try {
       const kit = JSON.parse(await file.text());
       if (!Array.isArray(kit.lanes) || !kit.lanes.length) throw new Error('no lanes in this kit.json');
       const lanes = kit.lanes.slice(0, MAX_LANES).map((l, i) => {
-        if (!Number.isInteger(l.id) || !Array.isArray(l.steps) || l.steps.length !== STEPS) {
-          throw new Error(`lane ${i + 1}: an id and ${STEPS} steps`);
+        const hasPath = typeof l.path === 'string' && l.path !== '';
+        if ((!hasPath && !Number.isInteger(l.id)) || !Array.isArray(l.steps) || l.steps.length !== STEPS) {
+          throw new Error(`lane ${i + 1}: a path or an id and ${STEPS} steps`);
         }
-        return { id: l.id, steps: l.steps.map(Boolean), volume: Math.min(1, Math.max(0, Number(l.volume ?? 0.8))) };
+        return { id: l.id, path: hasPath ? l.path : null, steps: l.steps.map(Boolean),
+          volume: Math.min(1, Math.max(0, Number(l.volume ?? 0.8))) };
       });
-      const { missing } = await api.lookupSamples(lanes.map((l) => l.id));
-      if (missing.length) throw new Error(`samples ${missing.join(', ')} are not in this atlas`);
+      const found = await Promise.all(lanes.map((l) => (l.path === null ? l.id : findByPath(l.path))));
+      const byId = lanes.filter((l) => l.path === null).map((l) => l.id);
+      const { missing } = byId.length ? await api.lookupSamples(byId) : { missing: [] };
+      const gone = [];
+      const moved = [];
+      lanes.forEach((l, i) => {
+        if (l.path === null ? missing.includes(l.id) : found[i] === null) {
+          gone.push(l.path === null ? `lane ${i + 1}: sample ${l.id}` : `lane ${i + 1}: ${l.path}`);
+        } else if (found[i] !== l.id) {
+          const was = Number.isInteger(l.id) ? ` (was ${l.id})` : '';
+          moved.push(`lane ${i + 1}: ${l.path} is now sample ${found[i]}${was}`);
+        }
+      });
+      if (gone.length) throw new Error(`not in this atlas: ${gone.join('; ')}`);
       this.stop();
-      this.lanes = lanes;
+      this.lanes = lanes.map((l, i) => ({ id: found[i], steps: l.steps, volume: l.volume }));
       this.tempo = Number(kit.tempo) || 120;
       this.swing = Math.min(0.75, Math.max(0.5, Number(kit.swing) || 0.5));
       $('kit-name').value = kit.name || 'kit';
       this.render();
-      this.app.status(`Imported the kit ${kit.name || ''} (${lanes.length} lanes)`);
+      const also = moved.length ? `; ${moved.join('; ')}` : '';
+      this.app.status(`Imported the kit ${kit.name || ''} (${lanes.length} lanes)${also}`);
     } catch (error) {
       this.app.status(`Cannot import ${file.name}: ${error.message}`, 'error');
     }
