@@ -424,3 +424,27 @@ def test_a_run_paused_before_its_first_log_says_so_not_nan(tone_library, capsys)
     out = capsys.readouterr().out
     assert rc == 0 and "paused" in out and "2/50 iterations" in out
     assert "no loss logged yet (every 1000 iterations)" in out and "nan" not in out
+
+
+def test_curation_items_of_digits_are_a_folder_where_no_sample_has_that_id(tmp_path, capsys):
+    """`tag 808 --add x` tags the folder 808/ (there is no sample 808); digits that are both
+    an id and a folder are refused naming both; `5/` is always the folder."""
+    from conftest import write_tone
+    from soundatlas.indexing import index_library
+
+    lib = tmp_path / "lib"
+    for i, rel in enumerate(("808/kick.wav", "808/snare.wav", "2/hat.wav", "low/a.wav")):
+        write_tone(lib / rel, 220.0 + 110 * i, seconds=0.2)  # each its own content
+    index_library(lib, n_jobs=1)
+    atlas = str(lib / ".soundatlas")
+    assert main(["tag", "808", "--add", "boom", "--atlas", atlas]) == 0
+    assert "2 samples" in capsys.readouterr().out
+    rc, err = in_process(capsys, "star", "2", "--atlas", atlas)  # sample 2 and the folder 2/
+    assert rc == 2 and "2 is both sample 2" in err and "give 2/ for the folder" in err
+    assert main(["star", "2/", "--atlas", atlas]) == 0
+    from soundatlas.atlas import Atlas
+
+    with Atlas.open(lib / ".soundatlas") as a:
+        tagged = {r.path for r in a.samples() if a.sample_labels(r.id).get("tag") == "boom"}
+        starred = {r.path for r in a.samples() if a.sample_labels(r.id).get("starred")}
+    assert tagged == {"808/kick.wav", "808/snare.wav"} and starred == {"2/hat.wav"}

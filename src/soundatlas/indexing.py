@@ -300,7 +300,7 @@ def _keep_unreadable(atlas: Atlas, found: "ScanList", seen: bytearray,
         for path, reason in chunk:
             if reason == "not a regular file":
                 continue
-            for sid in atlas.ids_at_or_under(path):
+            for sid in atlas.ids_under(path):
                 if sid < len(seen) and not seen[sid]:
                     seen[sid] = 1
                     summary.n_kept_unreadable += 1

@@ -141,13 +141,6 @@ class SampleStore(Store):
                 out[row[0]] = tuple(row[1:])
         return out
 
-    def ids_at_or_under(self, path: str) -> list[int]:
-        """Ids of the sample at ``path`` and of every sample in the folder ``path``."""
-        # 'path/' up to 'path0' ('0' follows '/'): the folder's range on the path index
-        return [sid for (sid,) in self.conn.execute(
-            "SELECT id FROM samples WHERE path = ? OR (path >= ? AND path < ?)",
-            (path, f"{path}/", f"{path}0"))]
-
     def max_sample_id(self) -> int:
         """The largest sample id (0 for an empty atlas)."""
         return self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM samples").fetchone()[0]

@@ -3,7 +3,8 @@ the library (``soundatlas.atlas.curation``), kept in the atlas, never in the lib
 
 ITEMS name samples: a sample id, a path as the atlas lists it (relative to the library, or
 absolute inside it), a folder (every sample under it), or ``-`` (one item per line from the
-standard input). These commands write only the user's tables, so they may run while ``index``
+standard input). Digits are a sample id, or a folder of that name where no sample has that id
+(``808/`` is always the folder). These commands write only the user's tables, so they may run while ``index``
 or ``embed`` works on the same atlas.
 """
 
@@ -51,8 +52,16 @@ def resolve_items(atlas, items: list[str]) -> list[int]:
     out: dict[int, None] = {}
     unknown = []
     for item in items:
-        if item.isdigit():
-            found = [int(item)] if atlas.samples([int(item)]) else []
+        if item.isascii() and item.isdigit() and len(item) <= 18:
+            # a sample id, or a folder named with digits (files have a suffix): the id where
+            # there is one, the folder where there is not, and refused where both are
+            by_id = [int(item)] if atlas.samples([int(item)]) else []
+            folder = atlas.ids_under(item)
+            if by_id and folder and folder != by_id:
+                raise UsageError(f"{item} is both sample {item} ({atlas.samples(by_id)[0].path})"
+                                 f" and the folder {item}/: give {item}/ for the folder, or the "
+                                 "sample's path")
+            found = by_id or folder
         else:
             rel = item
             p = Path(item)
