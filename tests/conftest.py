@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +121,18 @@ def downgrade_schema(atlas_dir: Path, version: int) -> None:
         for v in range(SCHEMA_VERSION, version, -1):
             conn.executescript(_ADDED_BY_MIGRATION[v])
         conn.execute(f"PRAGMA user_version = {version}")
+
+
+def where_modes_bind() -> list[str]:
+    """The command prefix under which a folder's mode binds: none for a user; for root (who
+    overrides it) ``setpriv`` without that power. Skips where root cannot drop it here."""
+    if os.geteuid() != 0:
+        return []
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    if shutil.which("setpriv") is None:
+        pytest.skip("no setpriv: root overrides folder modes, so one cannot refuse a write")
+    probe = subprocess.run([*prefix, "true"], capture_output=True, text=True)
+    if probe.returncode:
+        pytest.skip(f"setpriv cannot drop the power to override modes here: "
+                    f"{probe.stderr.strip()}")
+    return prefix

@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from conftest import where_modes_bind
 from soundatlas.atlas import Atlas
 from soundatlas.check import check_atlas
 
@@ -357,26 +358,11 @@ def test_a_full_disk_stops_index_and_embed_clearly_and_the_next_run_completes(
     assert check_atlas(full).problems == []
 
 
-def _where_modes_bind() -> list[str]:
-    """The command prefix under which a folder's mode binds: none for a user; for root (who
-    overrides it) ``setpriv`` without that power. Skips where root cannot drop it here."""
-    if os.geteuid() != 0:
-        return []
-    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
-    if shutil.which("setpriv") is None:
-        pytest.skip("no setpriv: root overrides folder modes, so one cannot refuse a write")
-    probe = subprocess.run([*prefix, "true"], capture_output=True, text=True)
-    if probe.returncode:
-        pytest.skip(f"setpriv cannot drop the power to override modes here: "
-                    f"{probe.stderr.strip()}")
-    return prefix
-
-
 def test_a_features_folder_that_cannot_be_written_stops_index_in_one_line_losing_nothing(
         tone_library):
     from conftest import write_tone
 
-    prefix = _where_modes_bind()
+    prefix = where_modes_bind()
     lib, atlas_dir = tone_library, tone_library / ".soundatlas"
     assert _run("index", lib, "--jobs", "1", "-q").returncode == 0
     features = atlas_dir / "features"

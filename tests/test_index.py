@@ -638,3 +638,20 @@ def test_samples_behind_a_folder_that_cannot_be_read_are_kept(tmp_path):
     (tmp_path / "unmounted").rename(outside)
     s = index(lib)
     assert (s.n_unchanged, s.n_indexed, s.n_removed, s.n_failed) == (4, 0, 0, 0)
+
+
+def test_a_library_that_cannot_be_listed_is_one_line_not_a_traceback(tone_library):
+    from conftest import where_modes_bind
+
+    prefix = where_modes_bind()
+    tone_library.chmod(0o111)  # can be entered, not listed (by its owner either)
+    try:
+        out = subprocess.run([*prefix, str(Path(sys.executable).parent / "soundatlas"), "index",
+                              str(tone_library), "--atlas", str(tone_library.parent / "atlas"),
+                              "-q"], capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "CI": "1"})
+    finally:
+        tone_library.chmod(0o755)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip() == (f"soundatlas index: error: library {tone_library} cannot be "
+                                  "read: permission denied")

@@ -18,6 +18,7 @@ from typing import Iterable, Iterator
 from soundatlas.atlas.records import FileEntry
 from soundatlas.atlas.store import chunked, placeholders
 from soundatlas.audio import AUDIO_EXTENSIONS
+from soundatlas.errors import ParameterError
 from soundatlas.scratch import Scratch
 
 __all__ = ["FileEntry", "ScanList", "ScanResult", "Walk", "scan"]
@@ -63,8 +64,8 @@ def scan(root: str | os.PathLike, *, extensions: frozenset[str] = AUDIO_EXTENSIO
 
     Raises
     ------
-    OSError
-        When ``root`` itself cannot be read.
+    ParameterError
+        When ``root`` itself cannot be read (naming it and why).
     """
     walk = Walk(root, extensions=extensions)
     result = ScanResult(root=Path(root))
@@ -99,8 +100,8 @@ class Walk:
 
     Raises
     ------
-    OSError
-        From iterating, when ``root`` itself cannot be read.
+    ParameterError
+        From iterating, when ``root`` itself cannot be read (naming it and why).
     """
 
     def __init__(self, root: str | os.PathLike, *,
@@ -124,7 +125,7 @@ class Walk:
             entries = sorted(os.scandir(top), key=lambda e: e.name)
         except OSError as exc:
             if not rel:
-                raise
+                raise ParameterError(f"library {top} cannot be read: {_reason(exc)}") from None
             yield (rel, f"folder cannot be read: {_reason(exc)}")
             return
         for entry in entries:
@@ -194,8 +195,8 @@ class ScanList(Scratch):
 
     Raises
     ------
-    OSError
-        When ``root`` itself cannot be read.
+    ParameterError
+        When ``root`` itself cannot be read (naming it and why).
     """
 
     def __init__(self, root: str | os.PathLike, *,
