@@ -136,3 +136,17 @@ def where_modes_bind() -> list[str]:
         pytest.skip(f"setpriv cannot drop the power to override modes here: "
                     f"{probe.stderr.strip()}")
     return prefix
+
+
+def renders_until(server, **want) -> dict:
+    """Poll ``GET /api/renders`` of a running ``ThreadedServer`` until its counts include
+    ``want`` (30 s at most); its last answer."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        status = server.get("/api/renders")
+        if all(status[k] == v for k, v in want.items()):
+            return status
+        assert time.monotonic() < deadline, (want, status)
+        time.sleep(0.02)

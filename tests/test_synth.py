@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import renders_until
 from soundatlas import synth
 from soundatlas.atlas import Atlas
 from soundatlas.embed import frame_energy
@@ -737,19 +738,6 @@ def _raw_post(server, path: str, body: dict):
     return sock
 
 
-def _until(server, **want):
-    """Poll ``GET /api/renders`` until its counts include ``want`` (30 s at most)."""
-    import time
-
-    deadline = time.monotonic() + 30
-    while True:
-        status = server.get("/api/renders")
-        if all(status[k] == v for k, v in want.items()):
-            return status
-        assert time.monotonic() < deadline, (want, status)
-        time.sleep(0.02)
-
-
 def test_web_renders_queue_refuse_beyond_the_queue_and_stop_when_the_client_goes(library, atlas):
     """One render runs, `render_queue` wait, one more is refused 503 with Retry-After; a
     client that hangs up stops its render, running or waiting, and the next one then runs."""
@@ -767,27 +755,27 @@ def test_web_renders_queue_refuse_beyond_the_queue_and_stop_when_the_client_goes
     app = create_app(library / ".soundatlas", render_queue=1)
     with ThreadedServer(app) as server:
         running = _raw_post(server, url, endless)
-        _until(server, running=1)
+        renders_until(server, running=1)
         waiting = _raw_post(server, url, short)
-        _until(server, running=1, waiting=1)
+        renders_until(server, running=1, waiting=1)
         with pytest.raises(urllib.error.HTTPError) as refused:
             server.request(url, body=short)
         assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "5"
         assert "busy rendering" in refused.value.read().decode()
         running.close()  # the client of the long render hangs up: it stops
-        _until(server, cancelled=1, refused=1)
+        renders_until(server, cancelled=1, refused=1)
         answer = b""
         while chunk := waiting.recv(65536):  # the waiting render ran, and answered
             answer += chunk
         waiting.close()
         assert answer.startswith(b"HTTP/1.1 200") and b"audio/wav" in answer
-        _until(server, running=0, waiting=0, completed=1, cancelled=1)
+        renders_until(server, running=0, waiting=0, completed=1, cancelled=1)
         # a client that hangs up while its render waits: it leaves the queue
         with app.state.web.render_lock:  # as if a render were running
             gone = _raw_post(server, url, short)
-            _until(server, waiting=1)
+            renders_until(server, waiting=1)
             gone.close()
-            _until(server, waiting=0, cancelled=2)
+            renders_until(server, waiting=0, cancelled=2)
         assert server.get("/api/renders") == {
             "running": 0, "waiting": 0, "completed": 1, "cancelled": 2, "refused": 1,
             "failed": 0, "max_running": 1, "max_waiting": 1}

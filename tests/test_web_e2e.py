@@ -25,6 +25,7 @@ CHROMIUM = require_chromium()  # skips the module, naming the package, when it i
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
+from conftest import renders_until  # noqa: E402
 from soundatlas.atlas import Atlas  # noqa: E402
 from soundatlas.web import create_app  # noqa: E402
 from soundatlas.web.server import ThreadedServer  # noqa: E402
@@ -510,19 +511,6 @@ def test_a_path_is_drawn_by_dragging_and_the_map_does_not_turn(page, server):
                            "return p !== null && (p.x !== x || p.y !== y); }", arg=[a, xa, ya])
 
 
-def _renders_until(server, **want) -> dict:
-    """Poll ``GET /api/renders`` until its counts include ``want`` (30 s at most)."""
-    import time
-
-    deadline = time.monotonic() + 30
-    while True:
-        status = server.get("/api/renders")
-        if all(status[k] == v for k, v in want.items()):
-            return status
-        assert time.monotonic() < deadline, (want, status)
-        time.sleep(0.02)
-
-
 def test_a_rendering_of_a_path_since_changed_is_dropped_and_stopped(page, server):
     """The path changes while its rendering waits for the server (held back by holding its
     render lock): the page hangs up, so the server stops that render and frees its place in the
@@ -539,10 +527,10 @@ def test_a_rendering_of_a_path_since_changed_is_dropped_and_stopped(page, server
     try:
         with page.expect_event("requestfailed", lambda r: r.url.endswith("/synth")):
             page.click("#path-render")
-            _renders_until(server, waiting=before["waiting"] + 1)  # queued behind the lock
+            renders_until(server, waiting=before["waiting"] + 1)  # queued behind the lock
             x, y = _positions(page, [ids[2]])[ids[2]]
             page.mouse.click(x, y)  # a third point while the two-point path waits
-        _renders_until(server, waiting=before["waiting"], cancelled=before["cancelled"] + 1)
+        renders_until(server, waiting=before["waiting"], cancelled=before["cancelled"] + 1)
     finally:
         lock.release()
     assert _state(page, "path") == {"points": 3, "rendered": None}
