@@ -251,6 +251,46 @@ def test_the_commands_tag_star_note_and_collect_by_id_path_and_folder(indexed, c
     assert _cli(capsys, "collections", "delete", *A, "drums")[0] == 0
 
 
+def _m3u_entries(text: str) -> list[Path]:
+    """The files an M3U lists, read the way players do: one entry a line, a ``file://`` URI
+    percent-decoded."""
+    from urllib.parse import unquote, urlparse
+
+    lines = text.split("\n")
+    assert lines[0] == "#EXTM3U" and lines[-1] == ""
+    out = []
+    for info, entry in zip(lines[1:-1:2], lines[2:-1:2]):
+        assert info.startswith("#EXTINF:") and not entry.startswith("#")
+        assert "\r" not in info + entry
+        out.append(Path(unquote(urlparse(entry).path) if entry.startswith("file://") else entry))
+    assert len(lines) == 2 + 2 * len(out)  # nothing else: each entry is one line
+    return out
+
+
+def test_a_file_name_with_a_line_break_is_one_m3u_entry(tone_library, capsys, tmp_path):
+    """A newline (or CR) in a file name would split its M3U entry in two: such a path is written
+    as a ``file://`` URI and the title on one line, from the command and from the page."""
+    odd = [write_tone(tone_library / "odd" / "two\nlines.wav", 330.0),
+           write_tone(tone_library / "odd" / "cr\r\nhere é.wav", 350.0)]
+    index_library(tone_library, n_jobs=1)
+    with Atlas.open(tone_library / ".soundatlas") as atlas:
+        ids = _ids(atlas)
+    picked = ["odd/two\nlines.wav", "low/low_036.wav", "odd/cr\r\nhere é.wav"]
+    want = [tone_library / p for p in picked]
+    assert want[0] == odd[0] and want[2] == odd[1]
+    A = ("--atlas", tone_library / ".soundatlas")
+    assert _cli(capsys, "collections", "add", *A, "odd", *(ids[p] for p in picked))[0] == 0
+    target = tmp_path / "odd.m3u"
+    assert _cli(capsys, "collections", "export", *A, "odd", "-o", target)[0] == 0
+    text = target.read_text(encoding="utf-8")
+    assert _m3u_entries(text) == want
+    assert text.split("\n")[4] == str(want[1])  # an ordinary path stays a plain path
+    assert "#EXTINF:1.000,odd/two lines\n" in text
+    r = _client(tone_library / ".soundatlas").post(
+        "/api/export", json={"ids": [ids[p] for p in picked], "format": "m3u"})
+    assert r.status_code == 200 and _m3u_entries(r.text) == want
+
+
 def test_tags_export_and_import_round_trip_exactly(indexed, capsys, tmp_path):
     A = ("--atlas", indexed / ".soundatlas")
     _cli(capsys, "tag", *A, "low", "--add", "warm", "--add", "mood:dark")
@@ -612,6 +652,32 @@ def test_suggest_fills_in_missing_labels_from_the_nearest_labelled_samples(tone_
                           (("--label", "instrument"), "no model")):
         rc, _, err = _cli(capsys, "suggest", *A, *args)
         assert rc in (1, 2) and message in err, err
+
+
+def test_with_fewer_labelled_samples_than_k_the_confidence_is_still_a_share_of_k(indexed,
+                                                                                   capsys):
+    """One sample tagged is one vote of the k asked for, not full confidence."""
+    import json
+
+    from soundatlas.suggest import vote
+
+    vectors = np.arange(12, dtype=np.float32).reshape(6, 2)
+    values, conf = vote(vectors, np.array([0, 1, 2]), ["a", "a", "b"], np.array([3, 4, 5]), 10)
+    assert values == ["a"] * 3 and conf.tolist() == [0.2] * 3  # 2 of the 10 asked for
+    A = ("--atlas", indexed / ".soundatlas")
+    assert _cli(capsys, "tag", *A, "low/low_036.wav", "--add", "mood:deep")[0] == 0
+    rc, out, _ = _cli(capsys, "suggest", *A, "--label", "mood", "--space", "input", "--json")
+    got = json.loads(out)["suggestions"]
+    assert rc == 0 and len(got) > 1 and {s["value"] for s in got} == {"deep"}
+    assert {s["confidence"] for s in got} == {0.1}  # 1 of k=10
+    rc, out, _ = _cli(capsys, "suggest", *A, "--label", "mood", "--space", "input",
+                      "--min-confidence", "0.9", "--apply", "--json")
+    assert rc == 0 and json.loads(out)["applied"] == 0
+    with Atlas.open(indexed / ".soundatlas") as atlas:
+        assert list(atlas.labels("mood").values()) == ["deep"]  # nothing tagged
+    rc, out, _ = _cli(capsys, "suggest", *A, "--label", "mood", "--space", "input", "-k", "1",
+                      "--json")
+    assert {s["confidence"] for s in json.loads(out)["suggestions"]} == {1.0}  # 1 of k=1
 
 
 def test_hidden_labels_come_back_with_precision_that_rises_with_confidence():

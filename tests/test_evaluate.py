@@ -545,6 +545,77 @@ def test_the_evaluate_commands_table_names_every_column_and_the_protocol():
     assert "vs m: the accuracy minus m's on the same frames" in lines[4]
 
 
+def test_figures_that_could_not_be_scored_are_named_beneath_the_table():
+    from soundatlas import scoretable as st
+
+    ev = _toy_scores()
+    ev["results"]["m"]["retrieval"]["pitch"] = {"error": "k=10 must be at most 4"}
+    ev["results"]["m2"] = {"accuracy": {"instrument": {"test_accuracy": 0.5}},
+                           "retrieval": {"pitch": {"error": "k=10 must be at most 4"}},
+                           "manifold": {"error": "0 test frames: ... need at least 2"}}
+    assert st.score_errors(ev["results"]) == [
+        "retrieval of 'pitch' (m, m2): k=10 must be at most 4",  # one line for both maps
+        "retrieval in the similarity space (m): no vectors",
+        "trustworthiness and continuity (m2): 0 test frames: ... need at least 2"]
+    lines = st.format_scores(ev).splitlines()
+    assert lines[-3:] == [f"not scored: {line}" for line in st.score_errors(ev["results"])]
+    assert not any("too <few>" in line for line in lines[-3:])  # the table's row says that
+
+
+@pytest.fixture(scope="module", params=[1, 2, 5])
+def tiny(request, tmp_path_factory) -> tuple[int, Path]:
+    """An atlas of 1, 2 or 5 tones (one folder, or two of one tone each) embedded with the
+    shipped model: too small for precision at 10, and the first two have no test frame."""
+    from conftest import make_tone_library
+    from soundatlas.artifact import resolve_model
+    from soundatlas.embed import embed_atlas, ensure_registered
+    from soundatlas.indexing import cqt_for_model
+
+    n = request.param
+    lib = make_tone_library(tmp_path_factory.mktemp(f"tiny{n}") / "lib",
+                            n_per_folder=1 if n == 2 else n,
+                            folders=("low", "high") if n == 2 else ("low",))
+    index_library(lib, n_jobs=1, params=cqt_for_model(lib, None, "default"))
+    with Atlas.open(lib / ".soundatlas", write=True) as atlas:
+        assert atlas.n_samples() == n
+        artifact, registration = resolve_model(atlas, "default")
+        embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, registration))
+    return n, lib / ".soundatlas"
+
+
+def test_a_tiny_atlas_is_evaluated_and_reported_naming_what_could_not_be_scored(tiny, tmp_path):
+    n, atlas_dir = tiny
+
+    def run(*args):
+        return subprocess.run([str(BIN), *args, "--atlas", str(atlas_dir), "-q"],
+                              capture_output=True, text=True, timeout=300)
+
+    proc = run("evaluate", "-m", "default", "--baselines", "pca", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    scores = result["results"]["default"]
+    for key in ("instrument", "pitch"):
+        why = scores["retrieval"][key]["error"]
+        assert why == ("k=10 must be at most the number of other labelled points (4)" if n == 5
+                       else f"no labelled test sample for {key!r}")
+    if result["protocol"]["n_frames"]["test"] < 2:
+        assert scores["manifold"] == {"error": "0 test frames: trustworthiness and continuity "
+                                               "need at least 2"}
+    else:
+        assert scores["manifold"]["skipped_ks"] == [5, 10, 20, 50]  # too few for any k
+    assert n != 5 or scores["accuracy"]["instrument"]["test_accuracy"] == 1.0  # the rest goes on
+    proc = run("evaluate", "-m", "default", "--baselines", "pca")
+    assert proc.returncode == 0, proc.stderr
+    # (with one sample, baseline:pca fails as a whole: its row says so, not these lines)
+    assert "not scored: retrieval of 'instrument' (default" in proc.stdout
+    proc = run("report", "--models", "default", "--baselines", "pca", "--output",
+               str(tmp_path / "report"))
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "<p>Not scored:</p>" in page
+    assert "<li>retrieval of &#x27;pitch&#x27; (default" in page
+
+
 def test_the_results_tables_for_the_docs_read_the_same_score_table():
     import importlib.util
 

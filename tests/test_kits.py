@@ -108,3 +108,33 @@ def test_the_api_exports_samples_pattern_and_a_kit_json_that_round_trips(tone_li
     body["lanes"][0]["id"] = 999999
     missing = client.post("/api/kits/export", json=body)
     assert missing.status_code == 404 and "999999" in missing.json()["error"]
+
+
+@pytest.mark.parametrize("name, in_midi", [("Kick ☃", "Kick ?"), ("日本", "??"),
+                                           ("Café", "Café")])
+def test_a_name_outside_latin1_names_the_midi_track_and_stays_whole_in_kit_json(
+        tone_library, name, in_midi):
+    """MIDI text is Latin-1: the track name keeps what it can hold, kit.json the full name."""
+    from soundatlas.atlas import Atlas
+    from soundatlas.indexing import index_library
+    from soundatlas.web import create_app
+
+    mid, _, _ = _notes(pattern_midi(_kit(name=name), [(0, 60)] * 3))
+    assert [m.name for m in mid.tracks[0] if m.type == "track_name"] == [in_midi]
+    index_library(tone_library, n_jobs=1)
+    with Atlas.open(tone_library / ".soundatlas") as atlas:
+        ids = [r.id for r in atlas.samples()[:3]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    client = TestClient(create_app(tone_library / ".soundatlas"))
+    body = _kit(name=name).to_dict()
+    for lane, i in zip(body["lanes"], ids):
+        lane["id"] = i
+    r = client.post("/api/kits/export", json=body)
+    assert r.status_code == 200, r.text
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        assert json.loads(z.read("kit.json"))["name"] == name
+        mid, _, hits = _notes(z.read("pattern.mid"))
+    assert [m.name for m in mid.tracks[0] if m.type == "track_name"] == [in_midi]
+    assert len(hits) == 22

@@ -157,6 +157,8 @@ def test_page_events_go_out_as_osc_with_path_and_coordinates(atlas_dir, points):
     ({"type": "selection", "ids": [1, 2**40]}, 422, "ids"),
     ({"type": "selection", "ids": list(range(1025))}, 422, "ids"),
     ({"type": "selection", "ids": [1, 2, 3, 2], "count": 2}, 400, "count=2 is fewer than the 3"),
+    ({"type": "selection", "ids": [1, 2], "count": 2**31}, 422, "count"),  # not int64 ('h')
+    ({"type": "selection", "ids": [1, 2], "count": 2**63}, 422, "count"),
     ({"type": "hover", "id": True, "model": "default"}, 422, "id"),  # not sample 1
 ])
 def test_bad_page_events_are_refused_and_nothing_is_sent(atlas_dir, body, status, words):
@@ -218,6 +220,30 @@ def test_incoming_osc_reaches_the_event_stream_and_bad_messages_are_named(atlas_
     # stopped with the app: the port is free again
     again = ThreadingOSCUDPServer(("127.0.0.1", port), Dispatcher())
     again.server_close()
+
+
+def test_a_malformed_packet_is_named_on_the_stream_without_a_traceback(atlas_dir, capfd):
+    """A datagram that is not OSC becomes one error event and one line on stderr (not the
+    socket server's traceback), and the next good message is handled."""
+    app = create_app(atlas_dir, osc_in="127.0.0.1:0")
+    port = app.state.web.osc_in.endpoint.port
+    with ThreadedServer(app) as server:
+        stream = EventStream(server.port)
+        try:
+            assert stream.next()["type"] == "hello"
+            play = b"/soundatlas/play\0\0\0\0,i\0\0"  # address and type tag: 24 bytes
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+                raw.sendto(play, ("127.0.0.1", port))  # an int promised and cut off
+                event = stream.next()
+                assert event["type"] == "error" and "is not an OSC message" in event["message"]
+                assert "a packet of 24 bytes" in event["message"]
+                raw.sendto(play + (6).to_bytes(4, "big"), ("127.0.0.1", port))
+                assert stream.next() == {"type": "play", "id": 6, "address": "/soundatlas/play"}
+        finally:
+            stream.close()
+    err = capfd.readouterr().err
+    assert "is not an OSC message" in err
+    assert "Traceback" not in err and "Exception occurred during processing" not in err, err
 
 
 def test_serve_refuses_bad_osc_addresses_in_one_line(atlas_dir):

@@ -265,8 +265,9 @@ def score_points(points: np.ndarray, fs: FrameSet, labels: dict[str, dict[int, s
     dict
         {'dims', 'accuracy': {label: knn_accuracy(...) and 'test_interval'}, 'confusion':
         {label: ...}, 'retrieval': {label: ...}}, with 'manifold' and 'analogies' where
-        scored; a label that cannot be scored has {'error': why} in place of its numbers.
-        'test_interval' is the 95 % bootstrap interval of the test accuracy over test files
+        scored; a label that cannot be scored has {'error': why} in place of its numbers, and
+        so has 'manifold' with fewer than two test frames. 'test_interval' is the 95 %
+        bootstrap interval of the test accuracy over test files
         (:func:`soundatlas.metrics.accuracy_interval`), None with fewer than two.
     """
     from soundatlas import metrics
@@ -301,7 +302,11 @@ def score_points(points: np.ndarray, fs: FrameSet, labels: dict[str, dict[int, s
     out["retrieval"] = _retrieval(spoints, test, sample_labels)
     if quality and X_input is not None and points.shape[1] < X_input.shape[1]:
         t = fs.split == "test"
-        out["manifold"] = metrics.manifold_quality(X_input[t], points[t], seed=seed)
+        if t.sum() < 2:  # a tiny atlas: no neighbourhood to keep or break
+            out["manifold"] = {"error": f"{int(t.sum())} test frame{'s' if t.sum() != 1 else ''}"
+                               ": trustworthiness and continuity need at least 2"}
+        else:
+            out["manifold"] = metrics.manifold_quality(X_input[t], points[t], seed=seed)
     if n_analogies and {"instrument", "pitch"} <= set(sample_labels):
         try:
             out["analogies"] = metrics.analogies(
@@ -374,7 +379,9 @@ def _test_samples(ids: np.ndarray, fs: FrameSet) -> np.ndarray:
 
 def _retrieval(points: np.ndarray, test: np.ndarray, sample_labels: dict[str, np.ndarray], *,
                k: int = 10) -> dict:
-    """Per-sample retrieval for each label: the labelled test samples query all others."""
+    """Per-sample retrieval for each label: the labelled test samples query all others; a
+    label that cannot be scored (no labelled test sample, or no more than ``k`` labelled
+    samples) has {'error': why}."""
     from soundatlas import metrics
 
     out = {}
@@ -383,7 +390,10 @@ def _retrieval(points: np.ndarray, test: np.ndarray, sample_labels: dict[str, np
         if not queries.any():
             out[key] = {"error": f"no labelled test sample for {key!r}"}
             continue
-        out[key] = metrics.retrieval(points, y, queries=queries, k=k)
+        try:
+            out[key] = metrics.retrieval(points, y, queries=queries, k=k)
+        except ParameterError as exc:  # too few labelled samples for k: this label, not all
+            out[key] = {"error": str(exc)}
     return out
 
 

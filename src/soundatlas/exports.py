@@ -29,12 +29,24 @@ def stem_for(n: int) -> str:
 
 
 def m3u_text(records: Iterable[SampleRecord], root: Path) -> str:
-    """``#EXTM3U``, then per sample ``#EXTINF:seconds,name`` and its absolute path."""
+    """``#EXTM3U``, then per sample ``#EXTINF:seconds,name`` and its absolute path.
+
+    An M3U entry is one line: a path with a line break in it is written as a percent-encoded
+    ``file://`` URI (which players read as one entry), and the title has its line breaks
+    turned into spaces."""
     lines = ["#EXTM3U"]
     for r in records:
-        name = os.path.splitext(r.path)[0]
-        lines += [f"#EXTINF:{sample_duration(r):.3f},{name}", os.path.join(root, r.path)]
+        name = _one_line(os.path.splitext(r.path)[0])
+        path = os.path.join(root, r.path)
+        if _one_line(path) != path:
+            path = Path(os.path.abspath(path)).as_uri()  # percent-encodes CR and LF
+        lines += [f"#EXTINF:{sample_duration(r):.3f},{name}", path]
     return "\n".join(lines) + "\n"
+
+
+def _one_line(text: str) -> str:
+    """``text`` with each CR, LF (and the other characters that end a line) as a space."""
+    return " ".join(text.splitlines())
 
 
 def csv_text(records: Iterable[SampleRecord], keys: list[str],

@@ -110,7 +110,7 @@ def lane_notes(lane_labels: list[dict[str, str]]) -> list[tuple[int, int]]:
 def pattern_midi(kit: Kit, notes: list[tuple[int, int]]) -> bytes:
     """The kit's bar as a type-0 standard MIDI file (480 ticks a beat, the kit's tempo; each hit
     lasts until the next step begins, its velocity the lane's volume; odd steps late by the
-    swing)."""
+    swing). The track is named after the kit, with "?" for any character outside Latin-1."""
     import mido
 
     step = TICKS_PER_BEAT // 4
@@ -128,7 +128,10 @@ def pattern_midi(kit: Kit, notes: list[tuple[int, int]]) -> bytes:
             events.append(((i + 1) * step - 1, 0, mido.Message("note_off", channel=channel,
                                                                note=note, velocity=0)))
     track = mido.MidiTrack()
-    track.append(mido.MetaMessage("track_name", name=kit.name, time=0))
+    # a MIDI meta text is Latin-1 to mido (it raises on anything else): a name such as
+    # "Kick ☃" keeps what Latin-1 can hold, with "?" for the rest; kit.json keeps the full name
+    track_name = kit.name.encode("latin-1", "replace").decode("latin-1")
+    track.append(mido.MetaMessage("track_name", name=track_name, time=0))
     track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(kit.tempo), time=0))
     track.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
     now = 0

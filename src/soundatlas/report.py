@@ -343,7 +343,16 @@ def _summary_table(ev: dict) -> str:
         "the interval of a bootstrap that resamples the test files); retrieval "
         "per sample (test samples query all others); trustworthiness and continuity of the test "
         "frames' map against their input windows; analogies a1 − a0 + b0 over test samples "
-        "(win rate of the expected class among the 10 nearest).</p>")
+        "(win rate of the expected class among the 10 nearest).</p>" + _not_scored(ev))
+
+
+def _not_scored(ev: dict) -> str:
+    """The figures the table shows as dashes because they could not be scored, and why."""
+    lines = st.score_errors(ev["results"])
+    if not lines:
+        return ""
+    return ("<p>Not scored:</p><ul>" +
+            "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>")
 
 
 def _model_section(name, m, r, figs, out: Path) -> str:

@@ -8,6 +8,8 @@ evaluate``'s table, :func:`format_scores`), :func:`html_table` (the report's) an
 
 Cells read their numbers with :func:`value` (accuracy, retrieval, manifold and analogy figures
 by their path in the result) and write them with three decimals; a missing number is a dash.
+A figure that could not be scored (an ``{"error": why}`` entry in a result, as on an atlas too
+small for it) is a dash too, and :func:`score_errors` says why beneath the table.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Callable
 __all__ = ["Column", "number", "value", "metric", "accuracy", "accuracy_range", "difference",
            "precision", "precision_similarity",
            "map_at_r", "trustworthiness", "continuity", "analogy_win", "analogy_pair",
-           "score_rows", "text_table", "html_table", "markdown_table", "format_scores"]
+           "score_rows", "score_errors", "text_table", "html_table", "markdown_table",
+           "format_scores"]
 
 #: A cell: (row name, result, number formatter) -> the cell's text.
 Cell = Callable[[str, dict, Callable[[object], str]], str]
@@ -174,6 +177,48 @@ def score_rows(results: dict, columns: list[Column], *, missing: str = "–"
     return rows
 
 
+#: The parts of a result that hold an ``{"error": why}`` entry, in place of their numbers or
+#: per label, where they cannot be scored; and how a note names them.
+SCORED_PARTS = {"accuracy": "k-NN accuracy", "retrieval": "retrieval",
+                "retrieval_similarity": "retrieval in the similarity space",
+                "manifold": "trustworthiness and continuity", "analogies": "analogies"}
+
+
+def score_errors(results: dict) -> list[str]:
+    """Why figures of the results are missing: one line per part (and label) that could not be
+    scored, naming the maps it concerns and the reason; a failed result (one whole-row error,
+    which the table shows) is not repeated.
+
+    Parameters
+    ----------
+    results : dict
+        name -> result, as ``evaluate(...)["results"]``.
+
+    Returns
+    -------
+    list of str
+        Lines such as ``retrieval of 'pitch' (default, baseline:pca): k=10 must be ...``, in the
+        order first met.
+    """
+    found: dict[tuple[str, str], list[str]] = {}
+    for name, r in results.items():
+        if "error" in r:
+            continue
+        for part, words in SCORED_PARTS.items():
+            entry = r.get(part)
+            if not isinstance(entry, dict):
+                continue
+            if "error" in entry:
+                found.setdefault((words, str(entry["error"])), []).append(name)
+                continue
+            for label, v in entry.items():
+                if isinstance(v, dict) and "error" in v:
+                    found.setdefault((f"{words} of {label!r}", str(v["error"])),
+                                     []).append(name)
+    return [f"{what} ({', '.join(names)}): {why}"
+            for (what, why), names in found.items()]
+
+
 def text_table(results: dict, columns: list[Column], *, first: str = "map",
                min_width: int = 11) -> list[str]:
     """The table as aligned plain-text lines (a failed result shows ``error: ...``).
@@ -248,7 +293,8 @@ def format_scores(result: dict) -> str:
     Returns
     -------
     str
-        The table and a note on the protocol (and on the reference, for cross-bank scoring).
+        The table, a note on the protocol (and on the reference, for cross-bank scoring), then
+        a line for each figure that could not be scored (:func:`score_errors`).
     """
     labels = result["protocol"]["labels"]
     first = next((value(r, "accuracy", k, "against", "model") for r in result["results"].values()
@@ -276,4 +322,5 @@ def format_scores(result: dict) -> str:
         lines.append(f"cross-bank: k-NN fitted on {p['n_frames']['train']} training frames of "
                      f"{p['reference']['atlas']} (k chosen on {p['n_frames']['valid']} of its "
                      "validation frames); every frame of this atlas is a test frame")
+    lines += [f"not scored: {line}" for line in score_errors(result["results"])]
     return "\n".join(lines)

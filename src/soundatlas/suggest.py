@@ -3,7 +3,8 @@ labelled neighbours.
 
 A sample without label KEY gets the value most of its ``k`` nearest samples *that have KEY*
 carry, with a confidence: the share of those ``k`` that carry it (ties go to the value of the
-nearest). Nearest is measured by default in the timbre block of a model's similarity vectors
+nearest; with fewer than ``k`` samples labelled, all of them vote and the share is still one
+of ``k``). Nearest is measured by default in the timbre block of a model's similarity vectors
 (``space="timbre"``: its hidden layer, which suggests labels better than the 3-D map and, for
 instruments, better than the whole vectors, whose pitch profile draws same-pitch notes of other
 instruments near: ``docs/RESULTS.md``, "Label suggestions beside the pitch profile"), in the
@@ -103,13 +104,16 @@ def vote(vectors: np.ndarray, labelled: np.ndarray, values: list[str], queries: 
     values : list of str
         The winning value of each query.
     confidence : ndarray of float
-        The share of the ``k`` that carry it.
+        The share of the ``k`` that carry it (with fewer than ``k`` labelled rows, still a
+        share of ``k``: 1 only when ``k`` neighbours agree).
     """
     import faiss
 
     if len(labelled) == 0 or len(queries) == 0:
         return [], np.zeros(0)
-    k = min(k, len(labelled))
+    # fewer labelled rows than k: all of them vote, but the share stays one of the k asked
+    # for (one labelled neighbour is not the agreement of ten; the page's suggest does the same)
+    n_search = min(k, len(labelled))
     index = faiss.IndexFlatL2(vectors.shape[1])  # exact: BLAS over the labelled rows
     index.add(np.ascontiguousarray(vectors[labelled], np.float32))
     codes, names = np.unique(np.asarray(values, dtype=object).astype(str), return_inverse=True)
@@ -117,7 +121,7 @@ def vote(vectors: np.ndarray, labelled: np.ndarray, values: list[str], queries: 
     out_conf = np.empty(len(queries))
     for start in range(0, len(queries), batch):
         q = np.ascontiguousarray(vectors[queries[start:start + batch]], np.float32)
-        _, nn = index.search(q, k)
+        _, nn = index.search(q, n_search)
         for j, row in enumerate(nn):
             winner, n = majority(names[row].tolist())
             out_values.append(str(codes[winner]))

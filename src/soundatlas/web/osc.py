@@ -180,8 +180,9 @@ class OscIn:
                     osc_packet.OscPacket(data)
                 except (osc_packet.ParseError, UnicodeDecodeError, ValueError) as exc:
                     host, port = client_address[:2]
-                    return errors(f"(a packet of {len(data)} bytes from {host}:{port})", (),
-                                  f"is not an OSC message ({type(exc).__name__}: {exc})")
+                    errors(f"(a packet of {len(data)} bytes from {host}:{port})", (),
+                           f"is not an OSC message ({type(exc).__name__}: {exc})")
+                    return []  # no replies: the server iterates what this returns
                 return super().call_handlers_for_packet(data, client_address)
 
         self.dispatcher = Checked()

@@ -30,16 +30,17 @@ class PageEvent(BaseModel):
     ids: list[Annotated[SampleId, Field(ge=0, lt=2**31)]] | None = Field(
         None, max_length=MAX_SELECTION,
         description=f"the selected samples (selection; the first {MAX_SELECTION} are enough)")
-    count: int | None = Field(None, ge=0, description="how many samples are selected in all "
-                              "(selection; default: the distinct ids given)")
+    count: int | None = Field(None, ge=0, lt=2**31, description="how many samples are selected "
+                              "in all (selection; default: the distinct ids given; int32 as OSC "
+                              "sends it)")
 
 
 @router.post("", summary="Send a page event out over OSC (--osc-out)")
 def post_event(body: PageEvent, request: Request) -> dict:
     """``hover``, ``select`` and ``play`` send ``/soundatlas/TYPE id path x y z`` with the
     sample's point on ``model``; ``selection`` sends ``/soundatlas/selection n id...`` (the first
-    1024: the page sends those and ``count``). Ids are int32 as OSC sends them. Answers what was
-    sent. 409 when the server was started without ``--osc-out``."""
+    1024: the page sends those and ``count``). Ids and ``count`` are int32 as OSC sends them.
+    Answers what was sent. 409 when the server was started without ``--osc-out``."""
     web = web_state(request)
     if web.osc_out is None:
         raise api_error(409, "OSC output is off: start the server with "
