@@ -3,6 +3,7 @@ event stream, on a small rendered library mapped with the shipped model."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import queue
@@ -222,25 +223,33 @@ def test_incoming_osc_reaches_the_event_stream_and_bad_messages_are_named(atlas_
     again.server_close()
 
 
-def test_a_malformed_packet_is_named_on_the_stream_without_a_traceback(atlas_dir, capfd):
-    """A datagram that is not OSC becomes one error event and one line on stderr (not the
-    socket server's traceback), and the next good message is handled."""
+@contextlib.contextmanager
+def _listening(atlas_dir):
+    """A served app with ``--osc-in`` on a free port: its event stream, past the hello, and
+    that port."""
     app = create_app(atlas_dir, osc_in="127.0.0.1:0")
     port = app.state.web.osc_in.endpoint.port
     with ThreadedServer(app) as server:
         stream = EventStream(server.port)
         try:
             assert stream.next()["type"] == "hello"
-            play = b"/soundatlas/play\0\0\0\0,i\0\0"  # address and type tag: 24 bytes
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
-                raw.sendto(play, ("127.0.0.1", port))  # an int promised and cut off
-                event = stream.next()
-                assert event["type"] == "error" and "is not an OSC message" in event["message"]
-                assert "a packet of 24 bytes" in event["message"]
-                raw.sendto(play + (6).to_bytes(4, "big"), ("127.0.0.1", port))
-                assert stream.next() == {"type": "play", "id": 6, "address": "/soundatlas/play"}
+            yield stream, port
         finally:
             stream.close()
+
+
+def test_a_malformed_packet_is_named_on_the_stream_without_a_traceback(atlas_dir, capfd):
+    """A datagram that is not OSC becomes one error event and one line on stderr (not the
+    socket server's traceback), and the next good message is handled."""
+    with _listening(atlas_dir) as (stream, port):
+        play = b"/soundatlas/play\0\0\0\0,i\0\0"  # address and type tag: 24 bytes
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+            raw.sendto(play, ("127.0.0.1", port))  # an int promised and cut off
+            event = stream.next()
+            assert event["type"] == "error" and "is not an OSC message" in event["message"]
+            assert "a packet of 24 bytes" in event["message"]
+            raw.sendto(play + (6).to_bytes(4, "big"), ("127.0.0.1", port))
+            assert stream.next() == {"type": "play", "id": 6, "address": "/soundatlas/play"}
     err = capfd.readouterr().err
     assert "is not an OSC message" in err
     assert "Traceback" not in err and "Exception occurred during processing" not in err, err
@@ -323,29 +332,22 @@ def _first_line(proc: subprocess.Popen, timeout: float) -> str:
 
 
 def test_a_burst_of_osc_arrives_in_order_and_the_last_position_stays(atlas_dir):
-    app = create_app(atlas_dir, osc_in="127.0.0.1:0")
-    port = app.state.web.osc_in.endpoint.port
-    with ThreadedServer(app) as server:
-        stream = EventStream(server.port)
-        try:
-            assert stream.next()["type"] == "hello"
-            osc = SimpleUDPClient("127.0.0.1", port)
-            for i in range(300):  # a fader swept fast: 300 messages in about 0.3 s
-                osc.send_message("/soundatlas/cursor/norm", [i / 299])
-                time.sleep(0.001)  # the fader's pace
-            seen = []
-            for _ in range(40):  # the end marker, sent again until one is back (UDP may drop it)
-                osc.send_message("/soundatlas/play", 1)
-                try:
-                    while (event := stream.next(timeout=0.5))["type"] != "play":
-                        seen.append(event["norm"][0])
-                    break
-                except queue.Empty:
-                    continue
-            else:
-                raise AssertionError("no end marker came back in 20 s")
-        finally:
-            stream.close()
+    with _listening(atlas_dir) as (stream, port):
+        osc = SimpleUDPClient("127.0.0.1", port)
+        for i in range(300):  # a fader swept fast: 300 messages in about 0.3 s
+            osc.send_message("/soundatlas/cursor/norm", [i / 299])
+            time.sleep(0.001)  # the fader's pace
+        seen = []
+        for _ in range(40):  # the end marker, sent again until one is back (UDP may drop it)
+            osc.send_message("/soundatlas/play", 1)
+            try:
+                while (event := stream.next(timeout=0.5))["type"] != "play":
+                    seen.append(event["norm"][0])
+                break
+            except queue.Empty:
+                continue
+        else:
+            raise AssertionError("no end marker came back in 20 s")
     # handled in the order sent (one thread), so the last position to arrive is the one that
     # stays; UDP itself may drop a few datagrams on a loaded machine
     assert seen == sorted(seen), "messages were handled out of order"
