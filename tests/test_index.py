@@ -655,3 +655,36 @@ def test_a_library_that_cannot_be_listed_is_one_line_not_a_traceback(tone_librar
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.strip() == (f"soundatlas index: error: library {tone_library} cannot be "
                                   "read: permission denied")
+
+
+def test_a_large_file_sharing_a_vanished_ones_fingerprint_is_analysed_not_taken_as_moved(
+        tmp_path):
+    """Files over 4 MiB are fingerprinted by size, head and tail: two stems of one song, silent
+    at both ends and as long, share it. One replacing the other is analysed, not given the
+    other's features as a moved file."""
+    from soundatlas.pipeline import content_hash, hash_is_whole
+
+    sr, seconds = 48000, 20.0
+    t = np.arange(int(sr * seconds)) / sr
+    edge = (t > 7.6) & (t < 12.4)  # 2 MiB of 24-bit stereo at 48 kHz is 7.3 s: ends silent
+
+    def stem(path, freq):
+        y = np.where(edge, 0.5 * np.sin(2 * np.pi * freq * t), 0.0).astype(np.float32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, np.stack([y, y], axis=1), sr, subtype="PCM_24")  # no PEAK chunk
+        return path
+
+    lib = tmp_path / "lib"
+    bass = stem(lib / "stems/bass.wav", 80.0)
+    lead = stem(tmp_path / "lead.wav", 1760.0)
+    assert not hash_is_whole(bass.stat().st_size) and content_hash(bass) == content_hash(lead)
+    index(lib)
+    bass.unlink()
+    lead.rename(lib / "stems/lead.wav")
+    s = index(lib)
+    assert (s.n_moved, s.n_indexed, s.n_removed) == (0, 1, 1)
+    with Atlas.open(lib / ".soundatlas") as a:
+        (rec,) = a.samples()
+        F = a.features(rec)
+    want = cqt(audio.load(lib / "stems/lead.wav", sr=16000).y)
+    assert rec.path == "stems/lead.wav" and np.abs(F - want).max() < 0.05  # its own features

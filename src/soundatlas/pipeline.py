@@ -27,7 +27,8 @@ from soundatlas.cqt import PAPER_CQT, CQTParams, cqt_batch
 from soundatlas.errors import AudioReadError, SoundAtlasError
 
 __all__ = [
-    "Analysis", "Moved", "analyse_files", "content_hash", "read_ahead", "run_batches", "isolate",
+    "Analysis", "Moved", "analyse_files", "content_hash", "hash_is_whole", "read_ahead",
+    "run_batches", "isolate",
     "default_n_jobs",
 ]
 
@@ -154,6 +155,12 @@ def _will_need(path: str) -> None:
         os.close(fd)
 
 
+def hash_is_whole(size: int) -> bool:
+    """Whether :func:`content_hash` of a file of ``size`` bytes reads all of it (else it is a
+    fingerprint of its size, head and tail, which two different files may share)."""
+    return size <= _FULL_HASH_LIMIT
+
+
 def content_hash(path: str | os.PathLike) -> str:
     """blake2b of the file's bytes; files over 4 MiB hash their size, first and last 2 MiB.
 
@@ -205,7 +212,10 @@ def analyse_files(
     max_duration : float or None, default 30.0
         Seconds of each file analysed (None: all).
     skip_hashes : frozenset of str, default empty
-        Content hashes whose files are not decoded (their result is ``Moved``).
+        Content hashes whose files are not decoded (their result is ``Moved``), when the hash
+        covers the whole file (:func:`hash_is_whole`): a larger file's fingerprint (size, head
+        and tail) may be another's too, such as two stems of one song silent at both ends, and
+        the features it would take over would be that other file's.
 
     Returns
     -------
@@ -218,7 +228,7 @@ def analyse_files(
     for i, path in enumerate(paths):
         try:
             digest = _hash_or_explain(path, params, max_duration)
-            if digest in skip_hashes:
+            if digest in skip_hashes and _whole(path):
                 results[i] = Moved(path, digest)
                 continue
             y = audio.load(path, sr=params.sr, max_duration=max_duration)
@@ -239,6 +249,14 @@ def _audio_labels(a, sr: int) -> dict[str, str]:
     if a.duration < LOOP_MIN_SECONDS:
         return {}
     return loop_labels(a.y, sr)
+
+
+def _whole(path: str) -> bool:
+    """:func:`hash_is_whole` of the file (False when it cannot be told: analysed, then)."""
+    try:
+        return hash_is_whole(os.path.getsize(path))
+    except OSError:
+        return False
 
 
 def _hash_or_explain(path: str, params: CQTParams, max_duration) -> str:
