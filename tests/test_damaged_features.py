@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -175,3 +176,26 @@ def test_train_refuses_in_one_line_naming_the_file_and_the_repair(lib):
     assert lines[0].startswith(f"soundatlas train: error: the feature file {file} cannot be "
                                "read: truncated")
     assert f"soundatlas check --atlas {atlas_dir.resolve()} --repair" in lines[0]
+
+
+def test_a_damaged_embedding_file_names_itself_and_the_commands_that_make_it_whole(lib):
+    atlas_dir = lib / ".soundatlas"
+    assert _run("embed", "--atlas", atlas_dir, "--precision", "fp32", "-q").returncode == 0
+    with Atlas.open(atlas_dir) as atlas:
+        model = atlas.model("default")
+        (file,) = [f for (f,) in atlas.conn.execute(
+            "SELECT file FROM embedding_segments WHERE model_id = ?", (model.id,))]
+        sid = int(atlas.sample_ids()[0])
+    path = atlas_dir / "embeddings" / file
+    _damage(path, "truncated")
+    with Atlas.open(atlas_dir) as atlas, pytest.raises(AtlasError) as caught:
+        atlas.trajectory(model.id, sid)
+    message = str(caught.value)
+    assert str(path) in message and "truncated" in message
+    commands = re.findall(r"`(soundatlas [^`]+)`", message)
+    assert [c.split()[1] for c in commands] == ["check", "embed"]
+    for command in commands:  # as the message says, with the model named
+        done = _run(*shlex.split(command.replace("MODEL", "default"))[1:])
+        assert done.returncode == 0, command + done.stdout + done.stderr
+    with Atlas.open(atlas_dir) as atlas:
+        assert atlas.trajectory(atlas.model("default").id, sid).shape[1] == 3

@@ -11,6 +11,7 @@ the model.
 from __future__ import annotations
 
 import json
+import shlex
 import time
 import unicodedata
 from typing import Iterable
@@ -18,7 +19,8 @@ from typing import Iterable
 import numpy as np
 
 from soundatlas.atlas.records import ModelRecord
-from soundatlas.atlas.store import Store, id_chunks, int_list, open_array, placeholders, write_array
+from soundatlas.atlas.store import (Store, array_problem, id_chunks, int_list, open_array,
+                                    placeholders, write_array)
 from soundatlas.errors import AtlasError, ParameterError
 
 __all__ = ["ModelStore", "check_model_name", "MAX_MODEL_NAME"]
@@ -450,11 +452,29 @@ class ModelStore(Store):
         return out
 
     def _embedding_segment(self, file: str) -> np.ndarray:
-        """An embedding segment file, memory-mapped, kept open (at most 256 at a time)."""
+        """An embedding segment file, memory-mapped, kept open (at most 256 at a time).
+
+        Raises
+        ------
+        AtlasError
+            When the file is missing, cut short or not an array: naming it, what is wrong and
+            the commands that make it whole (``check --repair`` drops its embeddings, ``embed``
+            computes them again).
+        """
         cache = self._embedding_cache
         if file not in cache:
+            path = self.path / "embeddings" / file
+            try:
+                arr = open_array(path)
+            except (OSError, ValueError, EOFError) as exc:  # what np.load raises for these
+                atlas = shlex.quote(str(self.path.resolve()))
+                raise AtlasError(f"the embedding file {path} cannot be read: "
+                                 f"{array_problem(path, exc)}; run `soundatlas check --atlas "
+                                 f"{atlas} --repair`, then `soundatlas embed --atlas {atlas} "
+                                 "--model MODEL` (check drops its embeddings, embed computes "
+                                 "them again)") from None
             if len(cache) > 256:
                 cache.clear()
-            cache[file] = open_array(self.path / "embeddings" / file)
+            cache[file] = arr
         return cache[file]
 
