@@ -448,3 +448,28 @@ def test_curation_items_of_digits_are_a_folder_where_no_sample_has_that_id(tmp_p
         tagged = {r.path for r in a.samples() if a.sample_labels(r.id).get("tag") == "boom"}
         starred = {r.path for r in a.samples() if a.sample_labels(r.id).get("starred")}
     assert tagged == {"808/kick.wav", "808/snare.wav"} and starred == {"2/hat.wav"}
+
+
+def test_a_zip_export_that_fails_names_the_file_and_leaves_no_part_file(tmp_path):
+    """A library file that cannot be read while the zip is written: one line naming it, and
+    neither the zip nor its .part file is left."""
+    from conftest import where_modes_bind, write_tone
+
+    prefix = where_modes_bind()
+    lib = tmp_path / "lib"
+    for i, name in enumerate(("a.wav", "b.wav")):
+        write_tone(lib / name, 300.0 + 100 * i, seconds=0.2)
+    run("index", lib, "-q", check_rc=0)
+    atlas = lib / ".soundatlas"
+    run("collections", "add", "k", "a.wav", "b.wav", "--atlas", atlas, check_rc=0)
+    (lib / "b.wav").chmod(0o000)
+    out = tmp_path / "k.zip"
+    try:
+        proc = subprocess.run([*prefix, str(BIN), "collections", "export", "k", "-o", str(out),
+                               "--atlas", str(atlas)], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "CI": "1"})
+    finally:
+        (lib / "b.wav").chmod(0o644)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"cannot write {out}: {lib / 'b.wav'}: Permission denied" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lib"]

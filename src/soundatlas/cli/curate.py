@@ -314,8 +314,12 @@ def _export_collection(args: argparse.Namespace) -> int:
                                  f"library: {', '.join(absent[:5])}; run soundatlas index")
             tmp = out.with_name(out.name + ".part")
             with writing(out):
-                write_zip(tmp, files)
-                tmp.replace(out)
+                try:
+                    write_zip(tmp, files)
+                    tmp.replace(out)
+                except BaseException:  # a file that cannot be read, a full disk, Ctrl-C
+                    tmp.unlink(missing_ok=True)
+                    raise
     note = f" ({len(missing)} missing left out: {', '.join(missing[:5])})" if missing else ""
     return _report(args, {"collection": args.name, "output": str(out), "n": len(records),
                           "missing": missing},
