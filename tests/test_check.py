@@ -429,3 +429,14 @@ def test_a_log_left_by_a_killed_writer_is_reported_with_its_size_and_check_write
     assert check_atlas(atlas_dir).problems == []
     with Atlas.open(atlas_dir) as atlas:
         assert atlas.meta("touched") == "1"
+
+
+def test_check_reports_its_progress_over_every_array_file(whole):
+    """The checksums are the long part on a large atlas: progress goes over every feature and
+    embedding file, from 0 to all of them."""
+    seen = []
+    report = check_atlas(whole / ".soundatlas", models=False,
+                         progress=lambda done, total: seen.append((done, total)))
+    n = report.checked["feature_files"] + report.checked["embedding_files"]
+    assert n > 1 and seen == [(i, n) for i in range(n + 1)]
+

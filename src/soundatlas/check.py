@@ -25,6 +25,7 @@ import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -98,9 +99,11 @@ def _file_problem(path: Path, want_checksum: str | None, n_frames: int, n_cols: 
     return None
 
 
-def check_atlas(path: str | os.PathLike, *, repair: bool = False,
-                models: bool = True) -> CheckReport:
+def check_atlas(path: str | os.PathLike, *, repair: bool = False, models: bool = True,
+                progress: Callable[[int, int], None] | None = None) -> CheckReport:
     """Check the atlas at ``path`` (see the module doc); with ``repair``, fix what can be.
+    ``progress`` is called with (array files checked, array files in all) as their checksums
+    are read, the long part on a large atlas.
 
     Raises
     ------
@@ -118,7 +121,7 @@ def check_atlas(path: str | os.PathLike, *, repair: bool = False,
         lock_writer(path)  # would look like orphans
     try:
         with Atlas.open(path, write=repair, tidy=False) as atlas:
-            _check(atlas, path, report, add, stale_wal, repair, models)
+            _check(atlas, path, report, add, stale_wal, repair, models, progress)
     finally:
         if repair:
             unlock_writer(path)
@@ -126,7 +129,7 @@ def check_atlas(path: str | os.PathLike, *, repair: bool = False,
 
 
 def _check(atlas, path: Path, report: CheckReport, add, stale_wal: int, repair: bool,
-           models: bool) -> None:
+           models: bool, progress=None) -> None:
     """The checks of :func:`check_atlas`, on the open atlas; ``stale_wal`` is the size of a
     log no process holds open (0: none)."""
     wal = path / (DB_NAME + "-wal")
@@ -153,8 +156,19 @@ def _check(atlas, path: Path, report: CheckReport, add, stale_wal: int, repair: 
     except (TypeError, ValueError) as exc:
         add(Problem("cqt", "meta", f"the CQT parameters cannot be read: {exc}"))
         n_bins = None
-    damaged_samples = _check_features(atlas, n_bins, add, repair, report)
-    _check_embeddings(atlas, add, repair, report)
+    n_files = sum(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                  for t in ("segments", "embedding_segments"))
+    counted = [0]
+
+    def tick() -> None:
+        counted[0] += 1
+        if progress:
+            progress(counted[0], n_files)
+
+    if progress:
+        progress(0, n_files)
+    damaged_samples = _check_features(atlas, n_bins, add, repair, report, tick)
+    _check_embeddings(atlas, add, repair, report, tick)
     _check_orphans(atlas, add, repair, report)
     if models:
         _check_models(atlas, add, report)
@@ -191,7 +205,7 @@ def _in_use(db: Path) -> bool:
     return probe.returncode != 0
 
 
-def _check_features(atlas, n_bins, add, repair: bool, report: CheckReport) -> int:
+def _check_features(atlas, n_bins, add, repair: bool, report: CheckReport, tick) -> int:
     from soundatlas.atlas.samples import FEATURE_DTYPE
 
     has_sum = atlas.schema_version >= 8
@@ -204,6 +218,7 @@ def _check_features(atlas, n_bins, add, repair: bool, report: CheckReport) -> in
     for seg_id, file, n_frames, digest, needed in segs:
         why = _file_problem(atlas.path / "features" / file, digest, max(n_frames, needed),
                             n_bins, FEATURE_DTYPE)
+        tick()
         if why is None:
             continue
         ids = [i for (i,) in atlas.conn.execute("SELECT id FROM samples WHERE segment = ?",
@@ -219,7 +234,7 @@ def _check_features(atlas, n_bins, add, repair: bool, report: CheckReport) -> in
     return damaged
 
 
-def _check_embeddings(atlas, add, repair: bool, report: CheckReport) -> None:
+def _check_embeddings(atlas, add, repair: bool, report: CheckReport, tick) -> None:
     has_sum = atlas.schema_version >= 8
     segs = atlas.conn.execute(
         f"SELECT s.id, s.file, m.name, {'s.checksum' if has_sum else 'NULL'}, m.config,"
@@ -231,6 +246,7 @@ def _check_embeddings(atlas, add, repair: bool, report: CheckReport) -> None:
     for seg_id, file, model, digest, config, needed in segs:
         dims = json.loads(config).get("architecture", {}).get("dims", 3)
         why = _file_problem(atlas.path / "embeddings" / file, digest, needed, dims, np.float32)
+        tick()
         if why is None:
             continue
         n = atlas.conn.execute("SELECT COUNT(*) FROM embeddings WHERE segment = ?",

@@ -386,7 +386,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     """``soundatlas check``: one line per problem; exit 1 when any is left."""
     from soundatlas.check import check_atlas
 
-    report = check_atlas(atlas_dir(args), repair=args.repair, models=not args.no_models)
+    with progress_bar(args, desc="checking", unit="file") as progress:
+        report = check_atlas(atlas_dir(args), repair=args.repair, models=not args.no_models,
+                             progress=progress)
     if args.json:
         print_json({"atlas": report.atlas, "ok": report.ok, "checked": report.checked,
                     "problems": [p.__dict__ for p in report.problems]})
