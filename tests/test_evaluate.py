@@ -608,6 +608,9 @@ def test_a_tiny_atlas_is_evaluated_and_reported_naming_what_could_not_be_scored(
     assert proc.returncode == 0, proc.stderr
     # (with one sample, baseline:pca fails as a whole: its row says so, not these lines)
     assert "not scored: retrieval of 'instrument' (default" in proc.stdout
+    if result["protocol"]["n_frames"]["test"] >= 2:  # the dashes of trust@10 and cont@10
+        assert "not scored: trustworthiness and continuity at k = 5, 10, 20, 50 (default" \
+            in proc.stdout
     proc = run("report", "--models", "default", "--baselines", "pca", "--output",
                str(tmp_path / "report"))
     assert proc.returncode == 0, proc.stderr

@@ -215,6 +215,13 @@ def score_errors(results: dict) -> list[str]:
                 if isinstance(v, dict) and "error" in v:
                     found.setdefault((f"{words} of {label!r}", str(v["error"])),
                                      []).append(name)
+        skipped = (r.get("manifold") or {}).get("skipped_ks")
+        if skipped:  # scored, but not at every k: too few test frames for the larger ones
+            n = r["manifold"].get("n_points")
+            found.setdefault((f"trustworthiness and continuity at k = "
+                              f"{', '.join(map(str, skipped))}",
+                              f"{n} test frames: a k must be below half of them"),
+                             []).append(name)
     return [f"{what} ({', '.join(names)}): {why}"
             for (what, why), names in found.items()]
 
