@@ -372,7 +372,7 @@ def _manifest_path(library: Path, given: str) -> str:
 def _resolve_label_sources(atlas, library: Path, given):
     """Given sources (a LabelSources) win, and are stored; given fields (a dict) change only
     themselves; what is not given stays as stored, else the defaults (``metadata.csv`` when
-    the library has one, folder labels)."""
+    the library has one, folder labels). ``given`` has passed :func:`_check_label_sources`."""
     import json
 
     if isinstance(given, labels_mod.LabelSources):
@@ -385,7 +385,6 @@ def _resolve_label_sources(atlas, library: Path, given):
             return labels_mod.LabelSources(**json.loads(stored))
         base = json.loads(stored) if stored else {
             "manifest": DEFAULT_MANIFEST if (library / DEFAULT_MANIFEST).is_file() else None}
-    _check_label_sources(library, given)
     if given.get("manifest"):
         given["manifest"] = _manifest_path(library, given["manifest"])
     sources = labels_mod.LabelSources(**{**base, **given})
