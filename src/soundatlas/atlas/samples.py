@@ -25,9 +25,16 @@ from soundatlas.atlas.store import (Store, array_problem, chunked, id_chunks, in
                                     placeholders, write_array)
 from soundatlas.errors import AtlasError
 
-__all__ = ["SampleStore", "FEATURE_DTYPE", "DamagedFeaturesError"]
+__all__ = ["SampleStore", "FEATURE_DTYPE", "DamagedFeaturesError", "is_id_text"]
 
 FEATURE_DTYPE = np.float16  # log-CQT values lie in [0, ~12]; float16 keeps ~3 significant digits
+
+
+def is_id_text(text: str) -> bool:
+    """Whether an item given as text reads as a sample id: ASCII digits, few enough for an
+    int64. (It may still name a folder of the library: files have a suffix, folders need not;
+    the commands that take ITEMS decide between the two readings.)"""
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 class DamagedFeaturesError(AtlasError):

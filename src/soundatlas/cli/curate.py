@@ -43,6 +43,8 @@ def resolve_items(atlas, items: list[str]) -> list[int]:
     UsageError
         Naming every item that names no sample.
     """
+    from soundatlas.atlas.samples import is_id_text
+
     if items == ["-"] or "-" in items:
         items = [i for i in items if i != "-"] + [line.strip() for line in sys.stdin
                                                    if line.strip()]
@@ -52,7 +54,7 @@ def resolve_items(atlas, items: list[str]) -> list[int]:
     out: dict[int, None] = {}
     unknown = []
     for item in items:
-        if item.isascii() and item.isdigit() and len(item) <= 18:
+        if is_id_text(item):
             # a sample id, or a folder named with digits (files have a suffix): the id where
             # there is one, the folder where there is not, and refused where both are
             by_id = [int(item)] if atlas.samples([int(item)]) else []

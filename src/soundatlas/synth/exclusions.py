@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from soundatlas.atlas.samples import is_id_text
 from soundatlas.errors import ParameterError
 
 __all__ = ["resolve_exclusions", "self_exclusions", "find_sample"]
@@ -56,7 +57,7 @@ def resolve_exclusions(atlas, items: Iterable[str | int]) -> set[int]:
             raise ParameterError(f"exclude {text!r} is outside the library {library}")
         matched = {sid for sid, p in rows
                    if rel in ("", ".") or p == rel or p.startswith(rel + "/")}
-        if _is_id(text):  # a sample id, or a folder named with digits (files have a suffix)
+        if is_id_text(text):  # a sample id, or a folder named with digits (files have a suffix)
             sid = int(text)
             if sid in paths and matched and matched != {sid}:
                 raise ParameterError(
@@ -74,12 +75,6 @@ def resolve_exclusions(atlas, items: Iterable[str | int]) -> set[int]:
                                  "folder or file relative to the library)")
         out |= matched
     return out
-
-
-def _is_id(text: str) -> bool:
-    """Whether ``text`` reads as a sample id: ASCII digits, few enough for an int64 (an
-    all-digit text may still name a folder of the library)."""
-    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 def _plural(n: int) -> str:
@@ -148,7 +143,7 @@ def find_sample(atlas, text: str | int):
         No sample has that id or path.
     """
     s = str(text).strip()
-    if (isinstance(text, numbers.Integral) and not isinstance(text, bool)) or _is_id(s):
+    if (isinstance(text, numbers.Integral) and not isinstance(text, bool)) or is_id_text(s):
         recs = atlas.samples([int(s)])
         if recs:
             return recs[0]
