@@ -114,6 +114,34 @@ def test_changed_file_is_reanalysed_in_place(tone_library):
         assert a.sample_labels(new.id)["instrument"] == "mid"
 
 
+def test_a_file_with_a_new_date_but_the_same_content_keeps_its_record(tone_library):
+    """`touch`, or a copy that did not keep the dates: the file is read to hash it, not analysed,
+    and keeps its sample id (its embeddings and split), features and labels."""
+    index(tone_library)
+    touched = tone_library / "mid/mid_060.wav"
+    rewritten = tone_library / "low/low_037.wav"
+    with Atlas.open(tone_library / ".soundatlas") as a:
+        before = {r.path: r for r in a.samples()}
+    os.utime(touched, ns=(time.time_ns(), time.time_ns() + 10**9))
+    data = rewritten.read_bytes()
+    rewritten.unlink()
+    rewritten.write_bytes(data)  # a new inode and date, the same bytes
+    os.utime(rewritten, ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
+    s = index(tone_library)
+    assert (s.n_indexed, s.n_touched, s.n_unchanged, s.n_moved, s.n_removed) == (0, 2, 16, 0, 0)
+    with Atlas.open(tone_library / ".soundatlas") as a:
+        after = {r.path: r for r in a.samples()}
+        for f in (touched, rewritten):
+            rel = f.relative_to(tone_library).as_posix()
+            old, new = before[rel], after[rel]
+            assert (new.id, new.segment, new.frame_offset, new.hash) == (
+                old.id, old.segment, old.frame_offset, old.hash)
+            assert new.mtime_ns == f.stat().st_mtime_ns != old.mtime_ns
+            assert a.sample_labels(new.id) == a.sample_labels(old.id)
+    again = index(tone_library)  # the new dates are stored: nothing to look at
+    assert (again.n_touched, again.n_unchanged) == (0, 18)
+
+
 def test_moved_and_renamed_files_keep_their_record_without_reanalysis(tone_library):
     index(tone_library)
     with Atlas.open(tone_library / ".soundatlas") as a:
@@ -657,34 +685,113 @@ def test_a_library_that_cannot_be_listed_is_one_line_not_a_traceback(tone_librar
                                   "read: permission denied")
 
 
-def test_a_large_file_sharing_a_vanished_ones_fingerprint_is_analysed_not_taken_as_moved(
-        tmp_path):
-    """Files over 4 MiB are fingerprinted by size, head and tail: two stems of one song, silent
-    at both ends and as long, share it. One replacing the other is analysed, not given the
-    other's features as a moved file."""
-    from soundatlas.pipeline import content_hash, hash_is_whole
-
-    sr, seconds = 48000, 20.0
+def _stem(path, freq, *, sr=48000, seconds=20.0):
+    """A 20 s stereo 24-bit stem sounding only between 7.6 and 12.4 s: over 4 MiB, and silent
+    for more than its first and last 2 MiB (7.3 s), as long and as silent at both ends as any
+    other stem made so."""
     t = np.arange(int(sr * seconds)) / sr
-    edge = (t > 7.6) & (t < 12.4)  # 2 MiB of 24-bit stereo at 48 kHz is 7.3 s: ends silent
+    y = np.where((t > 7.6) & (t < 12.4), 0.5 * np.sin(2 * np.pi * freq * t), 0.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    y = y.astype(np.float32)
+    sf.write(path, np.stack([y, y], axis=1), sr, subtype="PCM_24")  # no PEAK chunk
+    return path
 
-    def stem(path, freq):
-        y = np.where(edge, 0.5 * np.sin(2 * np.pi * freq * t), 0.0).astype(np.float32)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(path, np.stack([y, y], axis=1), sr, subtype="PCM_24")  # no PEAK chunk
-        return path
+
+def test_a_large_file_replacing_a_vanished_one_with_the_same_head_and_tail_is_analysed(tmp_path):
+    """Two stems of one song, silent at both ends and as long, share their size, head and tail
+    (what an older soundatlas hashed a file over 4 MiB by). One replacing the other is analysed,
+    not given the other's features as a moved file; a stem that did move keeps its record."""
+    from soundatlas.pipeline import content_hash, legacy_fingerprint
 
     lib = tmp_path / "lib"
-    bass = stem(lib / "stems/bass.wav", 80.0)
-    lead = stem(tmp_path / "lead.wav", 1760.0)
-    assert not hash_is_whole(bass.stat().st_size) and content_hash(bass) == content_hash(lead)
+    bass = _stem(lib / "stems/bass.wav", 80.0)
+    drums = _stem(lib / "stems/drums.wav", 200.0)
+    lead = _stem(tmp_path / "lead.wav", 1760.0)
+    assert bass.stat().st_size > 4 << 20
+    assert legacy_fingerprint(bass) == legacy_fingerprint(lead) != content_hash(lead)
+    assert content_hash(bass) != content_hash(lead)
     index(lib)
+    with Atlas.open(lib / ".soundatlas") as a:
+        drums_before = {r.path: r for r in a.samples()}["stems/drums.wav"]
     bass.unlink()
     lead.rename(lib / "stems/lead.wav")
+    drums.rename(lib / "drums.wav")
     s = index(lib)
-    assert (s.n_moved, s.n_indexed, s.n_removed) == (0, 1, 1)
+    assert (s.n_moved, s.n_indexed, s.n_removed) == (1, 1, 1)
     with Atlas.open(lib / ".soundatlas") as a:
-        (rec,) = a.samples()
-        F = a.features(rec)
+        recs = {r.path: r for r in a.samples()}
+        assert set(recs) == {"stems/lead.wav", "drums.wav"}
+        assert (recs["drums.wav"].id, recs["drums.wav"].segment) == (
+            drums_before.id, drums_before.segment)
+        F = a.features(recs["stems/lead.wav"])
     want = cqt(audio.load(lib / "stems/lead.wav", sr=16000).y)
-    assert rec.path == "stems/lead.wav" and np.abs(F - want).max() < 0.05  # its own features
+    assert np.abs(F - want).max() < 0.05  # its own features
+
+
+def test_long_files_an_older_soundatlas_fingerprinted_are_hashed_whole_keeping_curation(
+        tmp_path):
+    """Before atlas schema 9 a file over 4 MiB was hashed by its size, head and tail, and the
+    user's tags, stars and collections are keyed by the hash. The first index after the upgrade
+    hashes such files whole, keeping their records, and carries the curation over: to both of
+    two stems that shared one fingerprint (which then stop sharing), to a stem whose date
+    changed and to one that moved (both analysed again); the fingerprint's own rows go."""
+    from soundatlas.pipeline import content_hash, legacy_fingerprint
+
+    lib = tmp_path / "lib"
+    stems = {name: _stem(lib / f"stems/{name}.wav", freq, seconds=seconds)
+             for name, freq, seconds in [("bass", 80.0, 20.0), ("lead", 1760.0, 20.0),
+                                         ("pad", 330.0, 21.0), ("keys", 523.0, 22.0)]}
+    write_tone(lib / "click.wav", 1000.0, seconds=0.2)
+    index(lib)
+    atlas_dir = lib / ".soundatlas"
+    old = {name: legacy_fingerprint(f) for name, f in stems.items()}
+    assert old["bass"] == old["lead"] and len(set(old.values())) == 3
+    with sqlite3.connect(atlas_dir / "atlas.sqlite") as conn:  # the hashes an older one took
+        for name, f in stems.items():
+            conn.execute("UPDATE samples SET hash = ? WHERE path = ?",
+                         (old[name], f"stems/{name}.wav"))
+    with Atlas.open(atlas_dir, write=True) as a:
+        ids = {Path(r.path).stem: r.id for r in a.samples()}
+        a.tag([ids["bass"]], add=["low end", "mood:dark"])  # tags the lead too: one hash
+        a.tag([ids["pad"], ids["keys"]], add=["keep"])
+        a.tag([ids["click"]], add=["short"])
+        a.star([ids["keys"]])
+        a.set_note(ids["pad"], "the warm one")
+        a.add_to_collection("song", [ids["keys"], ids["lead"], ids["click"]], create=True)
+        before = {r.path: r for r in a.samples()}
+        assert len(a.collection_members("song")) == 3  # the bass and the lead: one item
+    downgrade_schema(atlas_dir, 8)
+    os.utime(stems["pad"], ns=(time.time_ns(), time.time_ns() + 10**9))
+    stems["keys"].rename(lib / "keys.wav")
+
+    s = index(lib)
+    assert (s.n_rehashed, s.n_indexed, s.n_removed, s.n_moved) == (2, 2, 1, 0)
+    with Atlas.open(atlas_dir) as a:
+        recs = {r.path: r for r in a.samples()}
+        ids = {Path(p).stem: r.id for p, r in recs.items()}
+        for name in ("bass", "lead"):  # unchanged: the same record, its whole hash now
+            rec = recs[f"stems/{name}.wav"]
+            assert rec.id == before[f"stems/{name}.wav"].id
+            assert rec.hash == content_hash(stems[name])
+        assert recs["keys.wav"].hash == content_hash(lib / "keys.wav")
+        assert recs["stems/pad.wav"].hash == content_hash(stems["pad"])
+        cur = a.curation_of(ids.values())
+        assert set(cur[ids["bass"]]["tags"]) == set(cur[ids["lead"]]["tags"]) == {
+            "low end", "mood:dark"}
+        assert cur[ids["pad"]]["tags"] == ["keep"] and cur[ids["pad"]]["note"] == "the warm one"
+        assert cur[ids["keys"]]["tags"] == ["keep"] and cur[ids["keys"]]["starred"]
+        assert cur[ids["click"]]["tags"] == ["short"]
+        members = [sid for sid, _path in a.collection_members("song")]
+        assert members[0] == ids["keys"] and members[3] == ids["click"]
+        assert sorted(members[1:3]) == sorted([ids["bass"], ids["lead"]])  # two, where one was
+        assert a.missing_items() == [] and a.legacy_hashes() == set()
+        left = {h for (h,) in a.conn.execute(
+            "SELECT hash FROM user_labels UNION SELECT hash FROM user_items"
+            " UNION SELECT hash FROM collection_items")}
+        assert not left & set(old.values())
+    with Atlas.open(atlas_dir, write=True) as a:  # the two stems no longer share their tags
+        a.tag([ids["bass"]], remove=["low end"])
+        cur = a.curation_of([ids["bass"], ids["lead"]])
+        assert "low end" in cur[ids["lead"]]["tags"] and "low end" not in cur[ids["bass"]]["tags"]
+    again = index(lib)
+    assert (again.n_rehashed, again.n_indexed, again.n_unchanged) == (0, 0, 5)

@@ -29,8 +29,9 @@ from soundatlas.atlas import Atlas, NewSample, default_atlas_dir
 from soundatlas.atlas.store import chunked
 from soundatlas.cqt_params import PAPER_CQT, CQTParams
 from soundatlas.errors import AudioReadError, ParameterError, SoundAtlasError
-from soundatlas.pipeline import Moved, analyse_files, isolate, run_batches
-from soundatlas.scan import FileEntry, ScanList
+from soundatlas.pipeline import (LEGACY_WHOLE_LIMIT, Moved, analyse_files, content_hash,
+                                 default_n_jobs, isolate, legacy_fingerprint, run_batches)
+from soundatlas.scan import FileEntry, ScanList, TodoEntry
 from soundatlas.scratch import Scratch
 
 __all__ = ["IndexSummary", "index_library", "cqt_for_model", "DEFAULT_MANIFEST"]
@@ -49,6 +50,8 @@ class IndexSummary:
     n_scanned: int = 0
     n_indexed: int = 0  # new or changed files analysed in this run
     n_unchanged: int = 0
+    n_touched: int = 0  # of those analysed for a new size or date, the same content: kept
+    n_rehashed: int = 0  # files an older soundatlas hashed by size, head and tail: hashed whole
     n_moved: int = 0
     n_removed: int = 0
     n_kept_unreadable: int = 0  # kept, though their file or folder could not be read this run
@@ -145,6 +148,8 @@ def index_library(
             library=str(library), atlas=str(atlas_dir), label_sources=sources.to_dict(),
             max_duration=max_duration,
         )
+        _rehash_legacy(atlas, library, n_jobs, progress, summary)
+        legacy = _legacy_follower(library, atlas.legacy_hashes())
         with ScanList(library) as found:
             summary.n_scanned = found.n_files
             seen_ids = _classify(atlas, found, summary, stale)
@@ -178,11 +183,12 @@ def index_library(
                     for results in run_batches(stage, batches(), n_jobs=n_jobs,
                                                executor=executor, on_crash=on_crash):
                         n_done += _commit(atlas, sent.popleft(), results, orphans, retry,
-                                          summary, run_id, n_done)
+                                          summary, run_id, n_done, legacy)
                         if progress:
                             progress(n_done, summary.n_scanned)
                 removed = [sid for ids in orphans.values() for sid in ids] + stale_orphans
                 atlas.remove_samples(removed)
+                atlas.settle_legacy_hashes()
                 if atlas.feature_refresh_started() is not None and not atlas.stale_sample_ids():
                     atlas.finish_feature_refresh()
                 summary.n_removed = len(removed)
@@ -259,7 +265,13 @@ def _on_crash(stage, summary: IndexSummary, checked: list, batch: list) -> list:
 def _analyse(entries: list[FileEntry], *, root: str, params, max_duration, skip_hashes):
     """The batch stage as the pool runs it: relative entries in, results out."""
     paths = [os.path.join(root, e.path) for e in entries]
-    return analyse_files(paths, params=params, max_duration=max_duration, skip_hashes=skip_hashes)
+    return analyse_files(paths, params=params, max_duration=max_duration, skip_hashes=skip_hashes,
+                         stored_hashes=[_stored_hash(e) for e in entries])
+
+
+def _stored_hash(entry: FileEntry) -> str | None:
+    stored = getattr(entry, "stored", None)  # a retried moved file is a plain entry
+    return stored[1] if stored else None
 
 
 def _classify(atlas: Atlas, found: "ScanList", summary: IndexSummary, stale: set[int]):
@@ -284,6 +296,9 @@ def _classify(atlas: Atlas, found: "ScanList", summary: IndexSummary, stale: set
             else:
                 if rec is not None:
                     seen[rec[0]] = 1  # replaced in place when its new analysis commits
+                    if rec[0] not in stale and rec[1] >= 0:  # not marked by check --repair:
+                        # the record is kept if the content is the same (a touched file)
+                        e = TodoEntry(e.path, e.size, e.mtime_ns, stored=(rec[0], rec[3]))
                 todo.append(e)
         found.add_todo(todo)
     return seen
@@ -322,10 +337,14 @@ def _orphans(
     return out, dropped
 
 
-def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done) -> int:
-    new, moved, failed = [], [], []
+def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, legacy) -> int:
+    new, moved, failed, follows = [], [], [], []
     for entry, result in zip(batch, results):
-        if isinstance(result, Moved):
+        if isinstance(result, Moved) and _stored_hash(entry) == result.hash:
+            # only its size or date changed (touched, copied without its dates): kept as it is
+            moved.append((entry.stored[0], entry.path, entry.size, entry.mtime_ns))
+            summary.n_touched += 1
+        elif isinstance(result, Moved):
             ids = orphans.get(result.hash)
             if ids:
                 sid = ids.pop()
@@ -340,9 +359,66 @@ def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done) -> i
         else:
             new.append(NewSample.of(entry, result))
             summary.n_indexed += 1
+            old = legacy(entry, result.hash) if legacy else None
+            if old is not None:
+                follows.append((old, result.hash))
     n = len(new) + len(moved) + len(failed)
-    atlas.commit_batch(new, moved=moved, failed=failed, run_id=run_id, n_done=n_done + n)
+    atlas.commit_batch(new, moved=moved, failed=failed, run_id=run_id, n_done=n_done + n,
+                       follows=follows)
     return n
+
+
+def _rehash_legacy(atlas: Atlas, library: Path, n_jobs, progress, summary) -> None:
+    """Hash whole the files an older soundatlas hashed by their size, head and tail (atlas
+    schema 9), where the file has not changed since, and carry their curation over; once per
+    atlas. Files that changed, moved or cannot be read now are left to the run
+    (:func:`_legacy_follower`) or the next one."""
+    todo = []
+    for sid, path, size, mtime_ns, _digest in atlas.legacy_samples():
+        try:
+            st = os.stat(library / path)
+        except OSError:
+            continue
+        if (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
+            todo.append((sid, library / path))
+    if not todo:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    def whole(item):
+        try:
+            return content_hash(item[1])  # hashlib lets go of the GIL: threads read in parallel
+        except OSError:
+            return None
+
+    done = 0
+    with ThreadPoolExecutor(n_jobs or default_n_jobs()) as pool:
+        for chunk in chunked(todo, 64):
+            hashes = {sid: h for (sid, _), h in zip(chunk, pool.map(whole, chunk)) if h}
+            atlas.rehash(hashes)
+            summary.n_rehashed += len(hashes)
+            done += len(chunk)
+            if progress:
+                progress(done, len(todo))
+
+
+def _legacy_follower(library: Path, legacy: set[str]):
+    """For a run whose atlas still lists hashes an older soundatlas took (a long file's size,
+    head and tail): (entry, its new hash) -> that legacy hash when the file had one of them
+    (it moved, or changed its date, since), else None. None when there are none to match."""
+    if not legacy:
+        return None
+
+    def old_hash(entry: FileEntry, digest: str) -> str | None:
+        if entry.size <= LEGACY_WHOLE_LIMIT:  # hashed whole then too
+            return digest if digest in legacy else None
+        try:
+            fingerprint = legacy_fingerprint(library / entry.path)
+        except OSError:
+            return None
+        return fingerprint if fingerprint in legacy else None
+
+    return old_hash
 
 
 def _check_label_sources(library: Path, given) -> None:

@@ -19,7 +19,7 @@ import threading
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from soundatlas import audio
 from soundatlas.atlas.records import Analysis, AudioFacts
@@ -27,7 +27,7 @@ from soundatlas.cqt import PAPER_CQT, CQTParams, cqt_batch
 from soundatlas.errors import AudioReadError, SoundAtlasError
 
 __all__ = [
-    "Analysis", "Moved", "analyse_files", "content_hash", "hash_is_whole", "read_ahead",
+    "Analysis", "Moved", "analyse_files", "content_hash", "legacy_fingerprint", "read_ahead",
     "run_batches", "isolate",
     "default_n_jobs",
 ]
@@ -35,8 +35,10 @@ __all__ = [
 T = TypeVar("T")
 R = TypeVar("R")
 
-_FULL_HASH_LIMIT = 4 << 20  # bytes; larger files are fingerprinted by size, head and tail
-_EDGE = 2 << 20
+#: soundatlas before atlas schema 9 hashed files over this many bytes by their size, head and
+#: tail (:func:`legacy_fingerprint`)
+LEGACY_WHOLE_LIMIT = 4 << 20
+_LEGACY_EDGE = 2 << 20
 
 
 #: what decoding tells (``audio.Audio``'s attributes of the same names)
@@ -45,7 +47,8 @@ _DECODED = tuple(f.name for f in fields(AudioFacts) if f.name != "hash")
 
 @dataclass(frozen=True)
 class Moved:
-    """The file's content is already in the atlas under a path that disappeared.
+    """The file's content is already in the atlas: under a path that disappeared, or under
+    this path with another size or date.
 
     Attributes
     ----------
@@ -61,8 +64,9 @@ class Moved:
 
 #: threads that open a batch's files to ask the kernel to read them (``read_ahead``)
 READ_AHEAD_THREADS = 8
-#: how much of a file ``read_ahead`` asks for: its head (the hash and up to 30 s of audio of
-#: most formats) and its tail (the hash of a file over 4 MiB)
+#: how much of a file ``read_ahead`` asks for: its head, all of a one-shot's bytes and up to
+#: 30 s of audio of most formats (the hash reads on through a longer file in order, which the
+#: kernel's own read-ahead serves)
 _AHEAD_HEAD = 8 << 20
 #: bytes per advice: Linux reads at most max(read_ahead_kb, max_sectors_kb) of one
 #: ``POSIX_FADV_WILLNEED``, 128 KiB with the usual defaults, so a longer range is asked for in
@@ -142,29 +146,23 @@ def _will_need(path: str) -> None:
         return
     try:
         size = os.fstat(fd).st_size
-        ranges = [(0, min(size, _AHEAD_HEAD))]
-        if size > _AHEAD_HEAD:
-            ranges.append((size - _EDGE, size))
-        for lo, hi in ranges:
-            for offset in range(lo, hi, _AHEAD_PIECE):
-                os.posix_fadvise(fd, offset, min(_AHEAD_PIECE, hi - offset),
-                                 os.POSIX_FADV_WILLNEED)
+        head = min(size, _AHEAD_HEAD)
+        for offset in range(0, head, _AHEAD_PIECE):
+            os.posix_fadvise(fd, offset, min(_AHEAD_PIECE, head - offset),
+                             os.POSIX_FADV_WILLNEED)
     except OSError:  # not a regular file (ESPIPE), or a file system that refuses advice
         pass
     finally:
         os.close(fd)
 
 
-def hash_is_whole(size: int) -> bool:
-    """Whether :func:`content_hash` of a file of ``size`` bytes reads all of it (else it is a
-    fingerprint of its size, head and tail, which two different files may share)."""
-    return size <= _FULL_HASH_LIMIT
-
-
 def content_hash(path: str | os.PathLike) -> str:
-    """blake2b of the file's bytes; files over 4 MiB hash their size, first and last 2 MiB.
+    """blake2b of all of the file's bytes.
 
-    The fingerprint recognises moved and renamed files without reading whole long recordings.
+    Two files have the same hash only when they hold the same bytes: the hash recognises moved
+    and renamed files and keys the user's tags, stars and collections. (A fingerprint of a
+    long file's size, head and tail, as soundatlas took before, is shared by files that
+    differ: two stems of one song, silent at both ends and as long.)
 
     Parameters
     ----------
@@ -181,16 +179,33 @@ def content_hash(path: str | os.PathLike) -> str:
     OSError
         When the file cannot be read.
     """
-    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, _blake2b_16).hexdigest()
+
+
+def _blake2b_16():
+    return hashlib.blake2b(digest_size=16)
+
+
+def legacy_fingerprint(path: str | os.PathLike) -> str:
+    """The hash soundatlas took before atlas schema 9: :func:`content_hash` for a file of up to
+    4 MiB, else blake2b of its size, first and last 2 MiB. ``index`` matches it to carry the
+    curation of a file hashed so over to its whole hash, nothing else.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be read.
+    """
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        if size <= _FULL_HASH_LIMIT:
-            h.update(f.read())
-        else:
-            h.update(size.to_bytes(8, "little"))
-            h.update(f.read(_EDGE))
-            f.seek(size - _EDGE)
-            h.update(f.read(_EDGE))
+        if size <= LEGACY_WHOLE_LIMIT:
+            return hashlib.file_digest(f, _blake2b_16).hexdigest()
+        h = _blake2b_16()
+        h.update(size.to_bytes(8, "little"))
+        h.update(f.read(_LEGACY_EDGE))
+        f.seek(size - _LEGACY_EDGE)
+        h.update(f.read(_LEGACY_EDGE))
     return h.hexdigest()
 
 
@@ -200,6 +215,7 @@ def analyse_files(
     params: CQTParams = PAPER_CQT,
     max_duration: float | None = 30.0,
     skip_hashes: frozenset[str] = frozenset(),
+    stored_hashes: Sequence[str | None] | None = None,
 ) -> list[Analysis | Moved | AudioReadError]:
     """Hash, decode and transform a batch of files; one result per path, errors as values.
 
@@ -212,10 +228,11 @@ def analyse_files(
     max_duration : float or None, default 30.0
         Seconds of each file analysed (None: all).
     skip_hashes : frozenset of str, default empty
-        Content hashes whose files are not decoded (their result is ``Moved``), when the hash
-        covers the whole file (:func:`hash_is_whole`): a larger file's fingerprint (size, head
-        and tail) may be another's too, such as two stems of one song silent at both ends, and
-        the features it would take over would be that other file's.
+        Content hashes whose files are not decoded (their result is ``Moved``).
+    stored_hashes : sequence of str or None, optional
+        Aligned with ``paths``: the content hash the atlas holds for that path, for a file
+        whose size or date changed. When the content is still that, the file is not decoded
+        either: its result is ``Moved`` with that hash.
 
     Returns
     -------
@@ -228,7 +245,8 @@ def analyse_files(
     for i, path in enumerate(paths):
         try:
             digest = _hash_or_explain(path, params, max_duration)
-            if digest in skip_hashes and _whole(path):
+            same = stored_hashes is not None and stored_hashes[i] == digest
+            if same or digest in skip_hashes:
                 results[i] = Moved(path, digest)
                 continue
             y = audio.load(path, sr=params.sr, max_duration=max_duration)
@@ -249,14 +267,6 @@ def _audio_labels(a, sr: int) -> dict[str, str]:
     if a.duration < LOOP_MIN_SECONDS:
         return {}
     return loop_labels(a.y, sr)
-
-
-def _whole(path: str) -> bool:
-    """:func:`hash_is_whole` of the file (False when it cannot be told: analysed, then)."""
-    try:
-        return hash_is_whole(os.path.getsize(path))
-    except OSError:
-        return False
 
 
 def _hash_or_explain(path: str, params: CQTParams, max_duration) -> str:

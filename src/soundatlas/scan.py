@@ -21,7 +21,7 @@ from soundatlas.audio import AUDIO_EXTENSIONS
 from soundatlas.errors import ParameterError
 from soundatlas.scratch import Scratch
 
-__all__ = ["FileEntry", "ScanList", "ScanResult", "Walk", "scan"]
+__all__ = ["FileEntry", "ScanList", "ScanResult", "TodoEntry", "Walk", "scan"]
 
 
 @dataclass
@@ -78,6 +78,20 @@ def scan(root: str | os.PathLike, *, extensions: frozenset[str] = AUDIO_EXTENSIO
     result.problems.sort()
     result.n_ignored = walk.n_ignored
     return result
+
+
+@dataclass(frozen=True)
+class TodoEntry(FileEntry):
+    """A file on ``index``'s to-do list.
+
+    Attributes
+    ----------
+    stored : (int, str) or None
+        For a file the atlas holds at this path with another size or date: that record's
+        sample id and content hash (the record is kept when the content is the same).
+    """
+
+    stored: tuple[int, str] | None = None
 
 
 class Walk:
@@ -207,7 +221,7 @@ class ScanList(Scratch):
                   " WITHOUT ROWID")
         c.execute("CREATE TABLE problems(path TEXT, reason TEXT)")
         c.execute("CREATE TABLE todo(seq INTEGER PRIMARY KEY, path TEXT, size INTEGER,"
-                  " mtime_ns INTEGER)")
+                  " mtime_ns INTEGER, stored_id INTEGER, stored_hash TEXT)")
         try:
             walk = Walk(root, extensions=extensions)
             files: list = []
@@ -255,21 +269,26 @@ class ScanList(Scratch):
 
     def add_todo(self, entries: list[FileEntry]) -> None:
         """Append files to the to-do list."""
-        self.insert("INSERT INTO todo(path, size, mtime_ns) VALUES (?, ?, ?)",
-                        [(e.path, e.size, e.mtime_ns) for e in entries])
+        self.insert("INSERT INTO todo(path, size, mtime_ns, stored_id, stored_hash)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(e.path, e.size, e.mtime_ns, *(getattr(e, "stored", None) or (None, None)))
+                     for e in entries])
 
     def n_todo(self) -> int:
         """Files in the to-do list."""
         return self.conn.execute("SELECT count(*) FROM todo").fetchone()[0]
 
     def todo(self, size: int) -> Iterator[list[FileEntry]]:
-        """The to-do list in the order it was added, ``size`` at a time."""
+        """The to-do list in the order it was added, ``size`` at a time (a ``TodoEntry`` where
+        it was added as one)."""
         after = 0
         while rows := self.conn.execute(
-                "SELECT seq, path, size, mtime_ns FROM todo WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after, size)).fetchall():
+                "SELECT seq, path, size, mtime_ns, stored_id, stored_hash FROM todo"
+                " WHERE seq > ? ORDER BY seq LIMIT ?", (after, size)).fetchall():
             after = rows[-1][0]
-            yield [FileEntry(*r[1:]) for r in rows]
+            yield [FileEntry(path, n, mtime) if sid is None
+                   else TodoEntry(path, n, mtime, (sid, digest))
+                   for _seq, path, n, mtime, sid, digest in rows]
 
     def present(self, paths: Iterable[str]) -> set[str]:
         """Those of ``paths`` the walk found (as a file or as a problem)."""

@@ -112,7 +112,7 @@ class NewSample(Analysis, FileEntry):
         -------
         NewSample
         """
-        return cls(**vars(entry), **vars(analysis))
+        return cls(path=entry.path, size=entry.size, mtime_ns=entry.mtime_ns, **vars(analysis))
 
 
 @dataclass(frozen=True)

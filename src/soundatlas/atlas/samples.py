@@ -18,6 +18,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from soundatlas.atlas.curation import follow
 from soundatlas.atlas.labels import LABEL_SUMMARY_META
 from soundatlas.atlas.records import NewSample, SampleRecord
 from soundatlas.atlas.schema import NON_ASCII_PATH
@@ -334,6 +335,7 @@ class SampleStore(Store):
         failed: list[tuple[str, int | None, int | None, str]] = (),
         run_id: int | None = None,
         n_done: int | None = None,
+        follows: list[tuple[str, str]] = (),
     ) -> list[int]:
         """Write one batch: analysed samples (with their features), moves and failures, atomically.
 
@@ -350,6 +352,9 @@ class SampleStore(Store):
             (path, size, mtime_ns, reason) of files that could not be analysed.
         run_id, n_done : int, optional
             With both, the run's progress is set to ``n_done`` in the same transaction.
+        follows : list of (str, str), default ()
+            (legacy hash, whole hash): the curation of a file an older soundatlas
+            fingerprinted goes over to the hash it has now (``curation.follow``).
 
         Returns
         -------
@@ -393,6 +398,8 @@ class SampleStore(Store):
                                   " VALUES (?, ?, ?)",
                                   [(ids[-1], k, v) for k, v in s.labels.items()])
                     c.execute("DELETE FROM failures WHERE path = ?", (s.path,))
+                if follows:
+                    follow(c, follows)
                 changed = bool(new or moved)
                 for path, size, mtime_ns, reason in failed:
                     changed |= c.execute("DELETE FROM samples WHERE path = ?",

@@ -241,6 +241,18 @@ MIGRATIONS: list = [
     ALTER TABLE segments ADD COLUMN checksum TEXT;
     ALTER TABLE embedding_segments ADD COLUMN checksum TEXT;
     """,
+    # 9: content hashes read the whole file. Before, a file over 4 MiB was hashed by its size,
+    # head and tail (pipeline.legacy_fingerprint), which two different files can share; those
+    # hashes are listed here until `index` has hashed their files whole and carried the
+    # curation keyed by them over (followed = 1 once carried; CurationStore.follow)
+    """
+    CREATE TABLE legacy_hashes (
+        hash TEXT PRIMARY KEY,
+        followed INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT OR IGNORE INTO legacy_hashes(hash)
+        SELECT hash FROM samples WHERE size > 4194304 OR size < 0;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -274,6 +274,12 @@ def print_index_summary(s) -> None:
     print(f"atlas {s.atlas}: {s.n_samples} samples, {s.n_frames} frames")
     print(f"  indexed {s.n_indexed} · unchanged {s.n_unchanged} · moved {s.n_moved} · "
           f"removed {s.n_removed} · failed {s.n_failed}   ({s.seconds:.1f} s, {rate:.0f} files/s)")
+    if s.n_rehashed:
+        print(f"  {s.n_rehashed} long files hashed whole (an older soundatlas hashed their size, "
+              "head and tail); their tags, stars and collections kept")
+    if s.n_touched:
+        print(f"  {s.n_touched} files with a new date but the same content kept as they were "
+              "(not analysed again)")
     if s.n_kept_unreadable:
         print(f"  {s.n_kept_unreadable} samples kept as they were: their file or folder could "
               "not be read this time (listed below)")
