@@ -154,6 +154,78 @@ def test_other_overlaps_are_normalised_and_click_free(atlas, index):
         assert click_ratio(r.y) < CLICK
 
 
+def best_alignment(y: np.ndarray, x: np.ndarray) -> float:
+    """The highest normalised correlation of ``y`` with any stretch of ``x`` as long."""
+    from scipy.signal import correlate, fftconvolve
+
+    y, x = np.asarray(y, dtype=np.float64), np.asarray(x, dtype=np.float64)
+    energy = np.sqrt(np.maximum(fftconvolve(x**2, np.ones(len(y)), mode="valid"), 1e-20))
+    return float((correlate(x, y, mode="valid") / (energy * np.linalg.norm(y))).max())
+
+
+def test_a_held_point_plays_on_through_its_sound_instead_of_comb_filtering_it(atlas, index):
+    """A path held 1.5 s on one frame of a long tuba note: every grain snaps to that frame.
+    With hold="advance" (the default) each grain reads on from the one before, so overlapping
+    halves are one stretch of the file: the output is the note played on (a part of it matches
+    the original at > 0.99). With hold="repeat" (the reference) each grain re-reads the frame,
+    and copies 0.25 s apart of a low tone interfere: nothing in the original matches as well."""
+    row = loud_rows(index, atlas, "tuba", 1)
+    path = synth.MapPath(index.points[row], [1.5])
+    on = synth.render(atlas, None, path, index=index)
+    again = synth.render(atlas, None, path, index=index, hold="repeat")
+    assert on.hold == "advance" and again.hold == "repeat"
+    assert len(set(on.grains)) == len(set(again.grains)) == 1  # one frame throughout
+    (rec,) = atlas.samples([on.grains[0][0]])
+    x = synth.AudioCache(atlas.library, on.sr).get(rec)
+    middle = slice(int(0.5 * on.sr), int(1.0 * on.sr))
+    assert best_alignment(on.y[middle], x) > 0.99
+    assert best_alignment(again.y[middle], x) < 0.9
+    assert click_ratio(on.y) < CLICK
+    with pytest.raises(ParameterError, match="hold='loop' must be one of advance, repeat"):
+        synth.render(atlas, None, path, index=index, hold="loop")
+
+
+def test_a_point_held_past_its_sounds_end_loops_over_the_sounding_part(atlas, index):
+    """Held 4 s on the first sounding frame of a short note: reading on would run out of sound
+    (grains of silence, a gap), so each time the next grain would pass the last sounding frame
+    it starts over from the held one. Every grain sounds, and no join clicks."""
+    short = sorted(r.id for r in atlas.samples() if r.path.startswith("flute/")
+                   and "short" in r.path)
+    row = int(np.flatnonzero(index.sample_ids == short[0])[0])
+    sounding = np.count_nonzero(index.sample_ids == short[0]) * index.frame_period
+    path = synth.MapPath(index.points[[row]], [4.0])
+    r = synth.render(atlas, None, path, index=index)
+    assert sounding < 2.0  # the hold outlasts the sound: it loops
+    steady = (r.times > 0.3) & (r.times < 3.7)
+    assert np.all(r.gains[steady] > 0)
+    rms = [np.sqrt(np.mean(r.y[int(t * r.sr) : int((t + 0.25) * r.sr)].astype(float) ** 2))
+           for t in np.arange(0.25, 3.5, 0.25)]
+    assert 20 * np.log10(max(rms) / min(rms)) < 12  # never a gap
+    assert click_ratio(r.y) < CLICK
+
+
+def test_held_grains_read_on_and_start_over_at_the_last_sounding_frame():
+    """Where each grain starts in its file: grains that snap to the row before theirs read on by
+    the hop; one whose centre would pass the sample's last sounding frame goes back to the
+    held frame's start; a new row starts where it snapped."""
+    from soundatlas.synth.render import _held_sources
+
+    # sample 7 sounds on frames 2..6 (0.05 s apart: 800 samples at 16 kHz), sample 9 on 0..3
+    frames = synth.FrameIndex("m", 1, np.array([7] * 5 + [9] * 4), np.array([2, 3, 4, 5, 6,
+                              0, 1, 2, 3], dtype=np.int32), np.zeros((9, 3), np.float32), 0.05)
+    half, hop = 400, 400
+    rows = np.array([1, 1, 1, 1, 1, 1, 5, 5, 8])  # frame 3 of 7 held six grains, then 9
+    sources = [int(round(frames.frames[r] * 800)) - half for r in rows]
+    got = _held_sources(rows, sources, frames, hop, half, 800.0)
+    # frame 3's centre is 2400; the last sounding frame's (6) is 4800: centres 2400, 2800, ...,
+    # 4800, then back to 2400
+    assert [g + half for g in got[:6]] == [2400, 2800, 3200, 3600, 4000, 4400]
+    assert [g + half for g in _held_sources(np.array([1] * 9), [2000] * 9, frames, hop, half,
+                                            800.0)] == [2400, 2800, 3200, 3600, 4000, 4400,
+                                                        4800, 2400, 2800]
+    assert [g + half for g in got[6:]] == [0, 400, 2400]  # sample 9: frame 0, on, then frame 3
+
+
 def test_loudness_is_matched_and_the_limiter_never_lets_it_clip(atlas, index):
     """Release tails and loudest frames in turn: raw, their grains differ by over 10 dB; matched
     to the median grain RMS, every second of the output is within 3 dB of the others."""
@@ -346,7 +418,7 @@ def test_cli_synth_mosaic_and_trajectory_end_to_end(library, index, tmp_path):
     info = sf.info(tmp_path / "walk.wav")
     assert info.samplerate == result["sr"] == 44100 and info.subtype == "PCM_16"
     assert abs(info.duration - 4.0) < 1e-3 and result["n_grains"] == 17
-    assert result["n_excluded"] == 24 and result["seconds"] < 4.0
+    assert result["n_excluded"] == 24 and result["hold"] == "advance"
 
     path = tmp_path / "path.json"
     path.write_text(json.dumps({"points": index.points[:3].tolist(), "duration": 0.5}))
@@ -356,10 +428,11 @@ def test_cli_synth_mosaic_and_trajectory_end_to_end(library, index, tmp_path):
     assert sf.info(tmp_path / "path.wav").subtype == "FLOAT"
 
     target = library / "flute" / "flute_064_v080_short.wav"
-    out = run_cli("mosaic", target, "--atlas", atlas_dir, "--exclude-self", "--output",
-                  tmp_path / "mosaic.wav", "--json", check_rc=0)
+    out = run_cli("mosaic", target, "--atlas", atlas_dir, "--exclude-self", "--hold", "repeat",
+                  "--output", tmp_path / "mosaic.wav", "--json", check_rc=0)
     result = json.loads(out.stdout)
     assert result["target"]["n_self_excluded"] == 1 and result["n_grains"] > 0
+    assert result["hold"] == "repeat"
     assert abs(sf.info(tmp_path / "mosaic.wav").duration - result["target"]["duration"]) < 1e-3
 
     fig = tmp_path / "traj.png"
@@ -451,6 +524,14 @@ def test_web_synth_renders_the_same_audio_as_the_library_call(web, atlas, index)
     np.testing.assert_array_equal(y, direct.y)  # the same render, byte for byte
     summary = json.loads(r.headers["x-render"])
     assert summary["n_grains"] == int(r.headers["x-grains"]) == len(direct.grains)
+    assert summary["hold"] == "advance"
+    r = web.post("/api/models/default/synth", json={"ids": ids, "durations": [0.5, 1.0, 0.5, 1.0],
+                                                     "glide": False, "format": "float",
+                                                     "hold": "repeat"})
+    reference = synth.render(atlas, None, synth.MapPath(pts, [0.5, 1.0, 0.5, 1.0]), sr=sr,
+                             index=index, hold="repeat")
+    np.testing.assert_array_equal(_wav(r)[0], reference.y)
+    assert not np.array_equal(reference.y, direct.y)  # the held points sound otherwise
     assert abs(float(r.headers["x-duration"]) - 3.0) < 1e-3
     # the same path as coordinates, gliding: the length still follows the durations
     r = web.post("/api/models/default/synth", json={"points": pts.tolist(), "duration": 0.25})
@@ -496,6 +577,7 @@ def test_web_synth_excludes_and_never_writes_the_atlas(library, atlas, tmp_path)
     ({"ids": [1], "overlap": 0.99}, 400, "overlap=0.99"),
     ({"ids": [1], "exclude": [424242]}, 400, "no sample with id 424242"),
     ({"ids": [1], "format": "mp3"}, 422, "format"),
+    ({"ids": [1], "hold": "loop"}, 422, "hold"),
     ({"points": [[0, 0, float("nan")]]}, 400, "not finite"),
 ])
 def test_web_synth_refuses_bad_requests_with_a_message(web, body, status, words):

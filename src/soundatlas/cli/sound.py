@@ -28,7 +28,7 @@ from soundatlas.cli.common import (
     progress_bar,
 )
 
-__all__ = ["register", "MAP_MODEL", "GRAIN", "OVERLAP", "EXCLUDE", "SAMPLE_RATE", "WAV_FORMAT",
+__all__ = ["register", "MAP_MODEL", "GRAIN", "OVERLAP", "HOLD", "EXCLUDE", "SAMPLE_RATE", "WAV_FORMAT",
            "WAV_OUTPUT", "cmd_synth", "cmd_mosaic", "cmd_trajectory"]
 
 
@@ -50,6 +50,10 @@ GRAIN = option("--grain", type=positive_float, default=0.5, metavar="SECONDS",
 OVERLAP = option("--overlap", type=_overlap, default=0.5, metavar="FRACTION",
                  help="fraction of a grain shared with the next, 0 to 0.95 (default: 0.5, the "
                  "reference; 0.9 puts a grain on every frame)")
+HOLD = option("--hold", choices=["advance", "repeat"], default="advance",
+              help="where the path stays on one frame: advance (default) plays on through that "
+              "sound, each grain reading on from the last; repeat re-reads the frame's grain "
+              "(the reference: a tone comb-filters)")
 EXCLUDE = option("--exclude", nargs="+", action="extend", metavar="ITEM",
                  help="never use these samples: sample ids or folders/files relative to the "
                  "library (repeatable)")
@@ -134,7 +138,7 @@ def _add_synth(sub, parents) -> None:
     sy.add_argument("--glide", action="store_true",
                     help="move in straight lines between a path file's points instead of holding "
                     "each for its duration")
-    add_options(sy, GRAIN, OVERLAP, EXCLUDE, SAMPLE_RATE, WAV_FORMAT, WAV_OUTPUT)
+    add_options(sy, GRAIN, OVERLAP, HOLD, EXCLUDE, SAMPLE_RATE, WAV_FORMAT, WAV_OUTPUT)
     sy.set_defaults(func=cmd_synth)
 
 
@@ -161,7 +165,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
                 path = synth.knn_walk(on, duration=duration, seed=seed, k=args.k,
                                       step=args.grain * (1 - args.overlap))
         result = synth.render(atlas, registration, path, sr=args.sample_rate, grain=args.grain,
-                              overlap=args.overlap, exclude=excluded, index=index)
+                              overlap=args.overlap, hold=args.hold, exclude=excluded,
+                              index=index)
     synth.write_wav(out, result.y, result.sr, fmt=args.format)
     if args.json:
         print_json({"output": str(out), "format": synth.WAV_SUBTYPES[args.format][1],
@@ -186,7 +191,7 @@ def _add_mosaic(sub, parents) -> None:
     mo.add_argument("--exclude-self", action="store_true",
                     help="never use the target itself: samples with its content (hash) or at "
                     "its path in the library")
-    add_options(mo, EXCLUDE, GRAIN, OVERLAP, SAMPLE_RATE, WAV_FORMAT, WAV_OUTPUT)
+    add_options(mo, EXCLUDE, GRAIN, OVERLAP, HOLD, SAMPLE_RATE, WAV_FORMAT, WAV_OUTPUT)
     mo.set_defaults(func=cmd_mosaic)
 
 
@@ -201,7 +206,7 @@ def cmd_mosaic(args: argparse.Namespace) -> int:
         result, target = synth.mosaic(atlas, registration.name, args.target,
                                       exclude_self=args.exclude_self, exclude=args.exclude or (),
                                       sr=args.sample_rate, grain=args.grain, overlap=args.overlap,
-                                      index=index)
+                                      hold=args.hold, index=index)
     synth.write_wav(out, result.y, result.sr, fmt=args.format)
     if args.json:
         target = {k: v for k, v in target.items() if k != "excluded_ids"}

@@ -28,11 +28,13 @@ from soundatlas.synth.mosaic import mosaic
 from soundatlas.synth.paths import MAX_DURATION, MapPath, knn_walk, random_walk, read_path
 from soundatlas.synth.render import (
     CEILING,
+    HOLDS,
     MAX_GAIN,
     RenderCancelled,
     Rendering,
     cancellable,
     check_grain,
+    check_hold,
     hann,
     render,
     window_ripple,
@@ -44,5 +46,5 @@ __all__ = [
     "AudioCache", "embedded_model", "read_path", "random_walk", "knn_walk", "resolve_exclusions",
     "self_exclusions", "render", "mosaic", "find_sample", "plot_trajectory", "write_wav",
     "wav_bytes", "hann", "window_ripple", "decode_original", "WAV_SUBTYPES", "RenderCancelled",
-    "cancellable", "check_grain",
+    "cancellable", "check_grain", "check_hold", "HOLDS",
 ]

@@ -13,14 +13,15 @@ from soundatlas.synth.cache import AudioCache
 from soundatlas.synth.exclusions import resolve_exclusions, self_exclusions
 from soundatlas.synth.index import FrameIndex, embedded_model
 from soundatlas.synth.paths import MapPath
-from soundatlas.synth.render import MAX_GAIN, Rendering, check_grain, hann, render
+from soundatlas.synth.render import MAX_GAIN, Rendering, check_grain, check_hold, hann, render
 
 __all__ = ["mosaic"]
 
 
 def mosaic(atlas, model: str | None, target: str | os.PathLike, *, exclude_self: bool = False,
            exclude: Iterable[str | int] = (), sr: int | None = None, grain: float = 0.5,
-           overlap: float = 0.5, max_gain: float = MAX_GAIN, index: FrameIndex | None = None,
+           overlap: float = 0.5, hold: str = "advance", max_gain: float = MAX_GAIN,
+           index: FrameIndex | None = None,
            cache: AudioCache | None = None) -> tuple[Rendering, dict]:
     """Rebuild an audio file from the library's grains.
 
@@ -41,7 +42,7 @@ def mosaic(atlas, model: str | None, target: str | os.PathLike, *, exclude_self:
         Leave out the samples with the target's content hash or path.
     exclude : iterable of str or int, default ()
         Sample ids or library folders / files never used.
-    sr, grain, overlap, max_gain, index, cache
+    sr, grain, overlap, hold, max_gain, index, cache
         As for :func:`~soundatlas.synth.render.render`.
 
     Returns
@@ -70,6 +71,7 @@ def mosaic(atlas, model: str | None, target: str | os.PathLike, *, exclude_self:
     from soundatlas.pipeline import content_hash
 
     check_grain(grain, overlap)
+    check_hold(hold)
     # the decoder's checks and its header first: the content hash below would read a missing
     # file or a folder as a bare OSError, and a file that is not audio fails before the model
     open_sound(target).close()
@@ -101,7 +103,8 @@ def mosaic(atlas, model: str | None, target: str | os.PathLike, *, exclude_self:
             out[k] = math.sqrt(float(np.dot(seg * w, seg * w)) / float(np.dot(w, w)))
         return out
 
-    result = render(atlas, reg, path, sr=sr, grain=grain, overlap=overlap, exclude=excluded,
+    result = render(atlas, reg, path, sr=sr, grain=grain, overlap=overlap, hold=hold,
+                    exclude=excluded,
                     duration=decoded.duration, loudness=loudness, max_gain=max_gain,
                     index=index if index is not None else FrameIndex.load(atlas, reg), cache=cache)
     facts = {"target": str(target), "hash": digest, "duration": decoded.duration,

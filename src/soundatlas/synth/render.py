@@ -11,6 +11,15 @@ is multiplied by a periodic Hann window and added in. The windows' sum is consta
 of 1 - 1/n (0.5, 0.75, ...): then nothing else happens; for other overlaps the output is divided
 by the windows' sum (floored at a tenth of its mean, so gaps fade rather than blow up).
 
+**A held point** (``hold``). Where consecutive grains snap to the same frame (the path stays
+on one point, or near it), ``hold="advance"`` (the default) reads each grain on from where the
+last one was, ``hop`` further into the file: the halves that overlap are then the same stretch
+of the file, and the output is the sound itself, played on from that frame. When the next grain's
+centre would pass the sample's last sounding frame, it goes back to the held frame (a loop,
+crossfaded by the windows). ``hold="repeat"``, the reference, re-reads the frame's grain every
+time; a tone's copies ``hop`` apart then interfere (a comb filter: at 110 Hz and the default
+grain, dips of more than 20 dB).
+
 **Loudness rule.** Each grain gets one gain: target RMS / the grain's windowed RMS, at most
 ``max_gain`` (8, +18 dB, so a quiet tail is not pumped into noise). The target is the median
 grain RMS of the render for :func:`render` (a level line: every grain as loud as the typical
@@ -43,12 +52,14 @@ from soundatlas.synth.paths import MapPath, check_duration
 if TYPE_CHECKING:  # pragma: no cover
     from soundatlas.atlas import ModelRecord
 
-__all__ = ["MAX_GAIN", "CEILING", "Rendering", "render", "hann", "window_ripple", "check_grain"]
+__all__ = ["MAX_GAIN", "CEILING", "HOLDS", "Rendering", "render", "hann", "window_ripple",
+           "check_grain", "check_hold"]
 
 MAX_GAIN = 8.0         # the most a grain is amplified to meet the loudness target (+18 dB)
 CEILING = 0.977        # the limiter's ceiling (-0.2 dBFS)
 LIMITER_S = 0.010      # the limiter's look-ahead and smoothing, seconds
 FADE_S = 0.010         # the output's fade in and out, seconds
+HOLDS = ("advance", "repeat")  # what grains snapped to one frame read (see the module doc)
 
 
 class RenderCancelled(SoundAtlasError):
@@ -111,6 +122,9 @@ class Rendering:
         Samples left out by the exclusions.
     n_decoded : int
         Files read for this render.
+    hold : str
+        What grains snapped to the frame before theirs read (:data:`HOLDS`); a grain's frame in
+        ``grains`` is the one it snapped to, which with "advance" it may read on from.
     """
 
     y: np.ndarray
@@ -128,6 +142,7 @@ class Rendering:
     failures: list[tuple[str, str]] = field(default_factory=list)
     n_excluded: int = 0
     n_decoded: int = 0
+    hold: str = "advance"
 
     @property
     def duration(self) -> float:
@@ -144,7 +159,7 @@ class Rendering:
         return {
             "model": self.model, "duration": round(self.duration, 4), "sr": self.sr,
             "n_grains": len(self.grains), "n_samples_used": self.n_samples_used,
-            "grain": self.grain, "overlap": self.overlap,
+            "grain": self.grain, "overlap": self.overlap, "hold": self.hold,
             "mean_snap_distance": (round(float(self.distances.mean()), 5) if len(self.grains)
                                    else None),
             "window_ripple": round(self.window_ripple, 6), "limiter_db": round(self.limiter_db, 2),
@@ -219,8 +234,15 @@ def check_grain(grain: float, overlap: float) -> None:
         raise ParameterError(f"overlap={overlap} must be between 0 and 0.95")
 
 
+def check_hold(hold: str) -> None:
+    """Check a ``hold`` (one of :data:`HOLDS`); a ParameterError naming them otherwise."""
+    if hold not in HOLDS:
+        raise ParameterError(f"hold={hold!r} must be one of {', '.join(HOLDS)}")
+
+
 def render(atlas, model: ModelRecord | str | None, path: MapPath, *, sr: int | None = None,
-           grain: float = 0.5, overlap: float = 0.5, exclude: Iterable[str | int] = (),
+           grain: float = 0.5, overlap: float = 0.5, hold: str = "advance",
+           exclude: Iterable[str | int] = (),
            duration: float | None = None,
            loudness: Callable[[np.ndarray, float], np.ndarray] | None = None,
            max_gain: float = MAX_GAIN, index: FrameIndex | None = None,
@@ -241,6 +263,9 @@ def render(atlas, model: ModelRecord | str | None, path: MapPath, *, sr: int | N
         Seconds per grain.
     overlap : float, default 0.5
         The fraction of a grain shared with the next.
+    hold : {"advance", "repeat"}, default "advance"
+        What grains that snap to the frame the grain before them snapped to read: on through
+        the file from there, or that frame again (the reference; see the module doc).
     exclude : iterable of str or int, default ()
         Sample ids or library folders / files never used (see :func:`resolve_exclusions`).
     duration : float, optional
@@ -268,6 +293,7 @@ def render(atlas, model: ModelRecord | str | None, path: MapPath, *, sr: int | N
     """
     start_time = time.perf_counter()
     check_grain(grain, overlap)
+    check_hold(hold)
     if not max_gain >= 1:
         raise ParameterError(f"max_gain={max_gain} must be at least 1")
     if sr is not None and not (isinstance(sr, (int, np.integer)) and 1000 <= sr <= 384000):
@@ -299,7 +325,7 @@ def render(atlas, model: ModelRecord | str | None, path: MapPath, *, sr: int | N
     cache = cache if cache is not None and cache.sr == sr else AudioCache(atlas.library, sr)
     n_decoded_before = cache.n_decoded
     grains = _Grains.read(atlas, candidates, points, cache, hann(n_win), sr,
-                          frame_period=index.frame_period)
+                          frame_period=index.frame_period, advance=hop if hold == "advance" else 0)
     if loudness is None:
         sounding = grains.rms[grains.rms > 0]
         target = np.full(len(grains.rms), float(np.median(sounding)) if len(sounding) else 0.0)
@@ -316,7 +342,7 @@ def render(atlas, model: ModelRecord | str | None, path: MapPath, *, sr: int | N
         distances=grains.distances, gains=gains, model=index.model, grain=grain, overlap=overlap,
         window_ripple=ripple, limiter_db=limiter_db, seconds=time.perf_counter() - start_time,
         failures=grains.failures, n_excluded=len(excluded),
-        n_decoded=cache.n_decoded - n_decoded_before)
+        n_decoded=cache.n_decoded - n_decoded_before, hold=hold)
 
 
 @dataclass(eq=False)
@@ -336,9 +362,12 @@ class _Grains:
 
     @classmethod
     def read(cls, atlas, candidates: FrameIndex, points: np.ndarray, cache: AudioCache,
-             window: np.ndarray, sr: int, *, frame_period: float) -> "_Grains":
+             window: np.ndarray, sr: int, *, frame_period: float, advance: int = 0
+             ) -> "_Grains":
         """Snap ``points`` to ``candidates`` and measure each grain's RMS under ``window``; a
-        file that fails now is left out and its grains snap again."""
+        file that fails now is left out and its grains snap again. With ``advance`` (samples),
+        a grain that snaps to the frame the grain before it did reads on from that one
+        (:func:`_held_sources`)."""
         half = len(window) // 2
         w2 = float((window.astype(np.float64) ** 2).sum())
         failures: list[tuple[str, str]] = []
@@ -351,6 +380,9 @@ class _Grains:
                 records[rec.id] = rec
             frames = candidates.frames[rows]
             sources = [int(round(f * frame_period * sr)) - half for f in frames.tolist()]
+            if advance:
+                sources = _held_sources(rows, sources, candidates, advance, half,
+                                        frame_period * sr)
             grains = cls(sids, frames, dist, np.zeros(len(points)), failures, window, cache,
                          records, sources)
             bad: set[int] = set()
@@ -381,6 +413,28 @@ class _Grains:
         _check_cancelled()
         rec = self.records[int(self.sids[k])]
         return self.cache.grain(rec, self.sources[k], len(self.window)) * self.window
+
+
+def _held_sources(rows: np.ndarray, sources: list[int], candidates: FrameIndex, advance: int,
+                  half: int, frame_samples: float) -> list[int]:
+    """Where each grain starts in its file when grains that snap to the row the grain before
+    them did read on, ``advance`` samples further each; one whose centre would pass its
+    sample's last sounding frame starts again at the held frame."""
+    out = list(sources)
+    if len(rows) < 2:
+        return out
+    held = np.flatnonzero(rows[1:] == rows[:-1]) + 1
+    if len(held) == 0:
+        return out
+    # rows are sorted by sample, then frame: a sample's last row is its last sounding frame
+    sids = candidates.sample_ids[rows[held]]
+    last = candidates.frames[np.searchsorted(candidates.sample_ids, sids, side="right") - 1]
+    ends = dict(zip(held.tolist(), (np.round(last * frame_samples)).astype(np.int64).tolist()))
+    for k in held.tolist():
+        on = out[k - 1] + advance
+        if on + half <= ends[k]:
+            out[k] = on
+    return out
 
 
 def _overlap_add(grains: _Grains, gains: np.ndarray, centres: np.ndarray, n_out: int,

@@ -49,6 +49,9 @@ class SynthRequest(BaseModel):
     glide: bool = Field(True, description="move in a straight line to the next point (else hold)")
     grain: float = Field(0.5, description="grain length in seconds (0.01 to 10)")
     overlap: float = Field(0.5, description="fraction of a grain shared with the next (0 to 0.95)")
+    hold: Literal["advance", "repeat"] = Field(
+        "advance", description="where the path stays on one frame: play on through that sound "
+        "(advance) or re-read the frame's grain (repeat, the reference)")
     exclude: list[SampleId] = Field([], description="sample ids never used")
     format: Literal["pcm16", "float"] = Field("pcm16", description="WAV sample format")
 
@@ -117,7 +120,8 @@ def _synth(web, name: str, body: SynthRequest, path, exclude: set[int]) -> Respo
             frames = web.frame_index(atlas, model)
             sr = frames.without(exclude).most_common_sr() if len(frames) else 44100
             result = synth.render(atlas, model, path, sr=sr, grain=body.grain,
-                                  overlap=body.overlap, exclude=exclude, index=frames,
+                                  overlap=body.overlap, hold=body.hold, exclude=exclude,
+                                  index=frames,
                                   cache=web.audio_cache(atlas.library, sr))
         except SoundAtlasError as exc:
             raise _render_error(exc) from None
@@ -189,6 +193,9 @@ async def post_mosaic(
     exclude_self: bool = Query(True, description="never use a sample with the upload's content"),
     grain: float = Query(0.5, description="grain length in seconds (0.01 to 10)"),
     overlap: float = Query(0.5, description="fraction of a grain shared with the next"),
+    hold: Literal["advance", "repeat"] = Query(
+        "advance", description="where the upload's path stays on one frame: play on through "
+        "that sound (advance) or re-read the frame's grain (repeat, the reference)"),
     format: Literal["pcm16", "float"] = Query("pcm16", description="WAV sample format"),
 ) -> Response:
     """Upload one audio file as multipart field ``file``. It is embedded with the model as a
@@ -196,8 +203,8 @@ async def post_mosaic(
     upload's own loudness at that time. Answers the WAV (headers as for ``synth``). The upload
     is not kept. A wrong request is answered at once, never queued; 503 with Retry-After when
     the render queue is full."""
-    return await run_on_upload(request, _mosaic, name, exclude_self, grain, overlap, format,
-                               runner=partial(_checked_render, request))
+    return await run_on_upload(request, _mosaic, name, exclude_self, grain, overlap, hold,
+                               format, runner=partial(_checked_render, request))
 
 
 async def _checked_render(request: Request, work, web, path, filename, name, *args) -> Response:
@@ -207,7 +214,7 @@ async def _checked_render(request: Request, work, web, path, filename, name, *ar
     return await run_render(request, work, web, path, filename, name, *args)
 
 
-def _check_mosaic(web, path, filename, name, exclude_self, grain, overlap, fmt) -> None:
+def _check_mosaic(web, path, filename, name, exclude_self, grain, overlap, hold, fmt) -> None:
     from soundatlas import synth
     from soundatlas.audio import open_sound
 
@@ -223,7 +230,7 @@ def _check_mosaic(web, path, filename, name, exclude_self, grain, overlap, fmt) 
         raise _render_error(exc, upload=filename) from None
 
 
-def _mosaic(web, path, filename, name, exclude_self, grain, overlap, fmt) -> Response:
+def _mosaic(web, path, filename, name, exclude_self, grain, overlap, hold, fmt) -> Response:
     from soundatlas import synth
 
     with web.atlas() as atlas:
@@ -233,7 +240,8 @@ def _mosaic(web, path, filename, name, exclude_self, grain, overlap, fmt) -> Res
             frames = web.frame_index(atlas, model)
             sr = frames.most_common_sr()
             result, facts = synth.mosaic(atlas, name, path, exclude_self=exclude_self,
-                                         grain=grain, overlap=overlap, sr=sr, index=frames,
+                                         grain=grain, overlap=overlap, hold=hold, sr=sr,
+                                         index=frames,
                                          cache=web.audio_cache(atlas.library, sr))
         except SoundAtlasError as exc:
             raise _render_error(exc, upload=filename) from None
