@@ -178,6 +178,24 @@ def test_train_refuses_in_one_line_naming_the_file_and_the_repair(lib):
     assert f"soundatlas check --atlas {atlas_dir.resolve()} --repair" in lines[0]
 
 
+def test_train_names_every_damaged_feature_file_at_once(lib):
+    """Two of the three feature files damaged: one run says both (and how many samples), not
+    the first, then after its repair the second."""
+    atlas_dir = lib / ".soundatlas"
+    files = sorted((atlas_dir / "features").glob("seg-*.npy"))
+    assert len(files) == 3
+    _damage(files[0], "truncated")
+    _damage(files[2], "deleted")
+    out = _run("train", "--atlas", atlas_dir, "-n", "input-knn", "--iterations", "2", "-q")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert re.match(r"soundatlas train: error: 2 feature files cannot be read \([1-4] samples\)",
+                    line)  # those of the files' samples that training reads
+    assert f"{files[0]}: truncated" in line and f"{files[2]}: missing" in line
+    assert str(files[1]) not in line
+    assert f"soundatlas check --atlas {atlas_dir.resolve()} --repair" in line
+
+
 def test_a_damaged_embedding_file_names_itself_and_the_commands_that_make_it_whole(lib):
     atlas_dir = lib / ".soundatlas"
     assert _run("embed", "--atlas", atlas_dir, "--precision", "fp32", "-q").returncode == 0

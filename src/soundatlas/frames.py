@@ -222,7 +222,12 @@ class TrainingData:
         ParameterError
             For an id the atlas does not hold, for an unknown label key with
             ``missing_labels='raise'``, or for another value of ``missing_labels``.
+        AtlasError
+            When feature files cannot be read: every damaged one is named, with the repair
+            (``atlas.samples.damaged_features``).
         """
+        from soundatlas.atlas.samples import DamagedFeaturesError, damaged_features
+
         if missing_labels not in {"raise", "skip"}:
             raise ParameterError(f"missing_labels={missing_labels!r} must be 'raise' or 'skip'")
         if compression is None:
@@ -253,9 +258,17 @@ class TrainingData:
         offsets = _offsets(lengths)
         n_bins = atlas.cqt_params.n_bins
         frames = np.empty((int(lengths.sum()), n_bins), dtype=np.float32)
+        damaged: dict[str, DamagedFeaturesError] = {}  # file -> its error: all named at once
+        n_damaged = 0
         for rec, off in zip(records, offsets):
             if rec.n_frames:
-                frames[off : off + rec.n_frames] = atlas.features(rec)
+                try:
+                    frames[off : off + rec.n_frames] = atlas.features(rec)
+                except DamagedFeaturesError as exc:
+                    damaged.setdefault(exc.file, exc)
+                    n_damaged += 1
+        if damaged:
+            raise damaged_features(list(damaged.values()), n_damaged)
         labels = {}
         for key in label_keys:
             values = label_of(atlas, key, known)

@@ -26,7 +26,8 @@ from soundatlas.atlas.store import (Store, array_problem, chunked, id_chunks, in
                                     placeholders, write_array)
 from soundatlas.errors import AtlasError
 
-__all__ = ["SampleStore", "FEATURE_DTYPE", "DamagedFeaturesError", "is_id_text"]
+__all__ = ["SampleStore", "FEATURE_DTYPE", "DamagedFeaturesError", "damaged_features",
+           "is_id_text"]
 
 FEATURE_DTYPE = np.float16  # log-CQT values lie in [0, ~12]; float16 keeps ~3 significant digits
 
@@ -63,6 +64,19 @@ class DamagedFeaturesError(AtlasError):
     def __reduce__(self):
         # picklable, as AudioReadError: it may travel back from a worker as a value
         return (type(self), (self.file, self.reason, self.fix))
+
+
+def damaged_features(errors: list[DamagedFeaturesError], n_samples: int) -> AtlasError:
+    """One error for every damaged feature file a read of many samples met: the one file's
+    own error, or each file with what is wrong with it (ten at most), ``n_samples`` samples
+    that could not be read, and the command that makes them whole."""
+    if len(errors) == 1:
+        return errors[0]
+    shown = "; ".join(f"{e.file}: {e.reason}" for e in errors[:10])
+    more = f"; and {len(errors) - 10} more" if len(errors) > 10 else ""
+    return AtlasError(f"{len(errors)} feature files cannot be read ({n_samples} samples): "
+                      f"{shown}{more}; run `{errors[0].fix}` (check marks their samples, index "
+                      "analyses their audio again)")
 
 
 class SampleStore(Store):
