@@ -178,7 +178,7 @@ def test_train_refuses_in_one_line_naming_the_file_and_the_repair(lib):
     assert f"soundatlas check --atlas {atlas_dir.resolve()} --repair" in lines[0]
 
 
-def test_train_names_every_damaged_feature_file_at_once(lib):
+def test_train_and_evaluate_name_every_damaged_feature_file_at_once(lib):
     """Two of the three feature files damaged: one run says both (and how many samples), not
     the first, then after its repair the second."""
     atlas_dir = lib / ".soundatlas"
@@ -194,6 +194,11 @@ def test_train_names_every_damaged_feature_file_at_once(lib):
     assert f"{files[0]}: truncated" in line and f"{files[2]}: missing" in line
     assert str(files[1]) not in line
     assert f"soundatlas check --atlas {atlas_dir.resolve()} --repair" in line
+    out = _run("evaluate", "--atlas", atlas_dir, "--baselines", "input", "--analogies", "0", "-q")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert "2 feature files cannot be read (4 samples)" in line
+    assert f"{files[0]}: truncated" in line and f"{files[2]}: missing" in line
 
 
 def test_a_damaged_embedding_file_names_itself_and_the_commands_that_make_it_whole(lib):
