@@ -43,40 +43,43 @@ import common
 BASELINE = "efeac6c"  # before content hashes read the whole file and touched files were kept
 
 
-def long_library(work: Path, n: int, seconds: float) -> Path:
-    lib = work / f"long-{n}x{seconds:g}"
-    if (lib / ".done").is_file():
-        return lib
-    shutil.rmtree(lib, ignore_errors=True)
-    lib.mkdir(parents=True)
-    sr = 48000
-    t = np.arange(int(sr * seconds)) / sr
-    for i in range(n):
-        rng = np.random.default_rng(i)
-        y = 0.3 * np.sin(2 * np.pi * (55 + 20 * i) * t) + 0.05 * rng.standard_normal(t.size)
-        stereo = np.stack([y, np.roll(y, 7)], axis=1).astype(np.float32)
-        sf.write(lib / f"stem_{i:03d}.wav", stereo, sr, subtype="PCM_24")
-    (lib / ".done").touch()
+def made_once(lib: Path, write) -> Path:
+    """``lib``, written by ``write(lib)`` unless a run before finished writing it."""
+    if not (lib / ".done").is_file():
+        shutil.rmtree(lib, ignore_errors=True)
+        lib.mkdir(parents=True)
+        write(lib)
+        (lib / ".done").touch()
     return lib
+
+
+def long_library(work: Path, n: int, seconds: float) -> Path:
+    def write(lib: Path) -> None:
+        sr = 48000
+        t = np.arange(int(sr * seconds)) / sr
+        for i in range(n):
+            rng = np.random.default_rng(i)
+            y = 0.3 * np.sin(2 * np.pi * (55 + 20 * i) * t) + 0.05 * rng.standard_normal(t.size)
+            stereo = np.stack([y, np.roll(y, 7)], axis=1).astype(np.float32)
+            sf.write(lib / f"stem_{i:03d}.wav", stereo, sr, subtype="PCM_24")
+
+    return made_once(work / f"long-{n}x{seconds:g}", write)
 
 
 def short_library(work: Path, n: int) -> Path:
-    lib = work / f"short-{n}"
-    if (lib / ".done").is_file():
-        return lib
-    shutil.rmtree(lib, ignore_errors=True)
-    lib.mkdir(parents=True)
-    sr = 44100
-    t = np.arange(sr) / sr
-    for i in range(n):
-        rng = np.random.default_rng(10_000 + i)
-        f0 = 55.0 * 2 ** (rng.uniform(0, 60) / 12)
-        y = np.exp(-4 * t) * np.sin(2 * np.pi * f0 * t) + 0.02 * rng.standard_normal(t.size)
-        folder = lib / f"kit{i % 20:02d}"
-        folder.mkdir(exist_ok=True)
-        sf.write(folder / f"hit_{i:05d}.wav", (0.5 * y).astype(np.float32), sr, subtype="PCM_16")
-    (lib / ".done").touch()
-    return lib
+    def write(lib: Path) -> None:
+        sr = 44100
+        t = np.arange(sr) / sr
+        for i in range(n):
+            rng = np.random.default_rng(10_000 + i)
+            f0 = 55.0 * 2 ** (rng.uniform(0, 60) / 12)
+            y = np.exp(-4 * t) * np.sin(2 * np.pi * f0 * t) + 0.02 * rng.standard_normal(t.size)
+            folder = lib / f"kit{i % 20:02d}"
+            folder.mkdir(exist_ok=True)
+            sf.write(folder / f"hit_{i:05d}.wav", (0.5 * y).astype(np.float32), sr,
+                     subtype="PCM_16")
+
+    return made_once(work / f"short-{n}", write)
 
 
 def soundatlas(src: Path, *args) -> dict:
