@@ -784,7 +784,7 @@ def test_long_files_an_older_soundatlas_fingerprinted_are_hashed_whole_keeping_c
         members = [sid for sid, _path in a.collection_members("song")]
         assert members[0] == ids["keys"] and members[3] == ids["click"]
         assert sorted(members[1:3]) == sorted([ids["bass"], ids["lead"]])  # two, where one was
-        assert a.missing_items() == [] and a.legacy_hashes() == set()
+        assert a.missing_items() == [] and a.legacy_holders() == []
         left = {h for (h,) in a.conn.execute(
             "SELECT hash FROM user_labels UNION SELECT hash FROM user_items"
             " UNION SELECT hash FROM collection_items")}
@@ -795,3 +795,91 @@ def test_long_files_an_older_soundatlas_fingerprinted_are_hashed_whole_keeping_c
         assert "low end" in cur[ids["lead"]]["tags"] and "low end" not in cur[ids["bass"]]["tags"]
     again = index(lib)
     assert (again.n_rehashed, again.n_indexed, again.n_unchanged) == (0, 0, 5)
+
+
+def test_an_older_fingerprint_goes_to_the_files_that_had_it_and_to_no_other(tmp_path):
+    """The holders of an old hash are each file that had it: a new file that only shares the
+    fingerprint of a stem still in place takes nothing; a stem away during the upgrade, and a
+    file already missing before it, take their curation when they come back; a copy goes to
+    its file's split; a tags CSV written before the upgrade still finds its files."""
+    from soundatlas.pipeline import legacy_fingerprint
+
+    lib, away = tmp_path / "lib", tmp_path / "away"
+    bass = _stem(lib / "song/bass.wav", 80.0)
+    lead = _stem(lib / "song/lead.wav", 1760.0)  # the bass's size, head and tail
+    pad = _stem(lib / "drive/pad.wav", 330.0, seconds=21.0)
+    write_tone(lib / "click.wav", 1000.0, seconds=0.2)
+    index(lib)
+    atlas_dir = lib / ".soundatlas"
+    old = {f.name: legacy_fingerprint(f) for f in (bass, lead, pad)}
+    with sqlite3.connect(atlas_dir / "atlas.sqlite") as conn:
+        for f in (bass, lead, pad):
+            conn.execute("UPDATE samples SET hash = ? WHERE path = ?",
+                         (old[f.name], f.relative_to(lib).as_posix()))
+    with Atlas.open(atlas_dir, write=True) as a:
+        ids = {Path(r.path).stem: r.id for r in a.samples()}
+        a.tag([ids["bass"]], add=["low"])  # the lead too: one hash
+        a.tag([ids["pad"]], add=["warm"])
+        csv_rows = a.tag_rows()
+    away.mkdir()
+    pad.rename(away / "pad.wav")
+    index(lib)  # an older soundatlas forgot the pad's sample; its tag stays, missing
+    with sqlite3.connect(atlas_dir / "atlas.sqlite") as conn:  # check --repair marked it
+        conn.execute("UPDATE samples SET size = -1, mtime_ns = -1 WHERE path = 'click.wav'")
+    downgrade_schema(atlas_dir, 8)
+    lead.rename(away / "lead.wav")  # away during the upgrade
+    _stem(lib / "song/drums.wav", 200.0)  # new: the bass's fingerprint, not its content
+
+    s = index(lib, n_jobs=-1)
+    assert (s.n_rehashed, s.n_indexed, s.n_removed) == (1, 2, 1), s  # the bass; drums, click
+    with Atlas.open(atlas_dir) as a:
+        ids = {Path(r.path).stem: r.id for r in a.samples()}
+        cur = a.curation_of(ids.values())
+        assert cur[ids["bass"]]["tags"] == ["low"]
+        assert ids["drums"] not in cur  # nothing of the bass's
+        missing = {m["path"]: m["tags"] for m in a.missing_items()}
+        assert missing == {"song/lead.wav": ["low"], "drive/pad.wav": ["warm"]}
+
+    (away / "lead.wav").rename(lib / "song/lead2.wav")  # back, elsewhere
+    (away / "pad.wav").rename(lib / "pad.wav")
+    shutil.copy2(bass, lib / "bass copy.wav")
+    index(lib)
+    with Atlas.open(atlas_dir, write=True) as a:
+        recs = {r.path: r for r in a.samples()}
+        ids = {Path(p).stem: r.id for p, r in recs.items()}
+        cur = a.curation_of(ids.values())
+        assert cur[ids["lead2"]]["tags"] == cur[ids["bass copy"]]["tags"] == ["low"], (ids, cur)
+        assert cur[ids["pad"]]["tags"] == ["warm"] and ids["drums"] not in cur
+        assert a.missing_items() == [] and a.legacy_holders() == []
+        splits = a.splits()
+        assert splits[ids["bass copy"]] == splits[ids["bass"]]  # the copy goes with its file
+        a.tag([ids["bass"], ids["lead2"], ids["pad"]], remove=["low", "warm"])
+        assert len(csv_rows) == 2  # the bass and the lead: one hash, one row
+        assert a.import_tag_rows(csv_rows) == {"changed": 3, "unchanged": 0, "missing": 0}
+        cur = a.curation_of(ids.values())
+        assert cur[ids["bass"]]["tags"] == cur[ids["lead2"]]["tags"] == ["low"]
+        assert cur[ids["pad"]]["tags"] == ["warm"]
+
+
+def test_a_copy_goes_to_the_split_its_file_has_even_where_that_was_drawn_from_another_hash(
+        tone_library):
+    """A sample keeps its split when its hash changes (a long file an older soundatlas
+    fingerprinted, hashed whole now): a copy added later goes with it, not where its own hash
+    would draw it, so one content never straddles two splits."""
+    from soundatlas.atlas import split_of
+
+    index(tone_library)
+    src = tone_library / "low/low_037.wav"
+    with Atlas.open(tone_library / ".soundatlas", write=True) as a:
+        rec = {r.path: r for r in a.samples()}["low/low_037.wav"]
+        drawn = split_of(rec.hash, 0)
+        kept = "test" if drawn != "test" else "train"  # drawn from another hash, once
+        a.splits()  # drawn and stored
+        with a.transaction() as c:
+            c.execute("UPDATE splits SET split = ? WHERE sample_id = ?", (kept, rec.id))
+    shutil.copy2(src, tone_library / "copy.wav")
+    index(tone_library)
+    with Atlas.open(tone_library / ".soundatlas", write=True) as a:
+        ids = {r.path: r.id for r in a.samples()}
+        splits = a.splits()
+        assert splits[ids["copy.wav"]] == splits[ids["low/low_037.wav"]] == kept

@@ -148,11 +148,12 @@ def index_library(
             library=str(library), atlas=str(atlas_dir), label_sources=sources.to_dict(),
             max_duration=max_duration,
         )
-        _rehash_legacy(atlas, library, n_jobs, progress, summary)
-        legacy = _legacy_follower(library, atlas.legacy_hashes())
+        atlas.sign_legacy_holders()  # while the samples whose curation may move are there
+        _rehash_legacy(atlas, library, n_jobs, progress, summary, stale)
         with ScanList(library) as found:
             summary.n_scanned = found.n_files
             seen_ids = _classify(atlas, found, summary, stale)
+            legacy = _LegacyFollower.of(atlas, library, found)
             _keep_unreadable(atlas, found, seen_ids, summary)
             # a moved file never takes over features that are stale or damaged (marked by check
             # --repair): it is analysed
@@ -188,7 +189,7 @@ def index_library(
                             progress(n_done, summary.n_scanned)
                 removed = [sid for ids in orphans.values() for sid in ids] + stale_orphans
                 atlas.remove_samples(removed)
-                atlas.settle_legacy_hashes()
+                atlas.settle_legacy()
                 if atlas.feature_refresh_started() is not None and not atlas.stale_sample_ids():
                     atlas.finish_feature_refresh()
                 summary.n_removed = len(removed)
@@ -359,66 +360,112 @@ def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, lega
         else:
             new.append(NewSample.of(entry, result))
             summary.n_indexed += 1
-            old = legacy(entry, result.hash) if legacy else None
-            if old is not None:
-                follows.append((old, result.hash))
+            taken = legacy.take(entry, result.hash, result.features) if legacy else None
+            if taken is not None:
+                follows.append((taken[0], result.hash, entry.path, taken[1]))
     n = len(new) + len(moved) + len(failed)
     atlas.commit_batch(new, moved=moved, failed=failed, run_id=run_id, n_done=n_done + n,
                        follows=follows)
     return n
 
 
-def _rehash_legacy(atlas: Atlas, library: Path, n_jobs, progress, summary) -> None:
-    """Hash whole the files an older soundatlas hashed by their size, head and tail (atlas
-    schema 9), where the file has not changed since, and carry their curation over; once per
-    atlas. Files that changed, moved or cannot be read now are left to the run
-    (:func:`_legacy_follower`) or the next one."""
+def _rehash_legacy(atlas: Atlas, library: Path, n_jobs, progress, summary, stale) -> None:
+    """Hash whole the files over 4 MiB that an older soundatlas hashed by their size, head and
+    tail (``atlas.legacy``), where the file has not changed since, and carry their curation
+    over; once per atlas. Files that changed, moved or cannot be read now, and ``stale`` ones
+    (analysed again in this run), are left to :class:`_LegacyFollower` or the next run."""
     todo = []
-    for sid, path, size, mtime_ns, _digest in atlas.legacy_samples():
+    for sid, path, size, mtime_ns, old in atlas.legacy_samples():
+        if sid in stale:
+            continue
         try:
             st = os.stat(library / path)
         except OSError:
             continue
         if (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
-            todo.append((sid, library / path))
+            todo.append((sid, path, old))
     if not todo:
         return
     from concurrent.futures import ThreadPoolExecutor
 
     def whole(item):
         try:
-            return content_hash(item[1])  # hashlib lets go of the GIL: threads read in parallel
+            return content_hash(library / item[1])  # hashlib lets go of the GIL: in parallel
         except OSError:
             return None
 
     done = 0
-    with ThreadPoolExecutor(n_jobs or default_n_jobs()) as pool:
+    with ThreadPoolExecutor(max(1, n_jobs or default_n_jobs())) as pool:
         for chunk in chunked(todo, 64):
-            hashes = {sid: h for (sid, _), h in zip(chunk, pool.map(whole, chunk)) if h}
-            atlas.rehash(hashes)
-            summary.n_rehashed += len(hashes)
+            items = [(sid, path, old, new)
+                     for (sid, path, old), new in zip(chunk, pool.map(whole, chunk)) if new]
+            atlas.rehash(items)
+            summary.n_rehashed += len(items)
             done += len(chunk)
             if progress:
                 progress(done, len(todo))
 
 
-def _legacy_follower(library: Path, legacy: set[str]):
-    """For a run whose atlas still lists hashes an older soundatlas took (a long file's size,
-    head and tail): (entry, its new hash) -> that legacy hash when the file had one of them
-    (it moved, or changed its date, since), else None. None when there are none to match."""
-    if not legacy:
-        return None
+class _LegacyFollower:
+    """Which holder of an old hash (``atlas.legacy``) a file analysed in this run takes its
+    curation from: one at its own path, else a *vacant* one (whose path holds no file now: the
+    file moved, or was away); the old hash must be the file's, and where the holder was a sample
+    its features must be the file's too. Each holder is taken once."""
 
-    def old_hash(entry: FileEntry, digest: str) -> str | None:
-        if entry.size <= LEGACY_WHOLE_LIMIT:  # hashed whole then too
-            return digest if digest in legacy else None
-        try:
-            fingerprint = legacy_fingerprint(library / entry.path)
-        except OSError:
+    def __init__(self, library: Path, holders: list[tuple[str, str, str | None]],
+                 present: set[str]):
+        self.library = library
+        self.at: dict[str, dict[str, str | None]] = {}  # path -> {old hash: signature}
+        self.vacant: dict[str, list[tuple[str, str | None]]] = {}  # old hash -> holders
+        for path, old, signature in holders:
+            if path in present:
+                self.at.setdefault(path, {})[old] = signature
+            else:
+                self.vacant.setdefault(old, []).append((path, signature))
+
+    @classmethod
+    def of(cls, atlas: Atlas, library: Path, found: "ScanList") -> "_LegacyFollower | None":
+        """The follower of this run, or None when the atlas lists no holder."""
+        holders = atlas.legacy_holders()
+        if not holders:
             return None
-        return fingerprint if fingerprint in legacy else None
+        return cls(library, holders, found.present([p for p, _, _ in holders]))
 
-    return old_hash
+    def take(self, entry: FileEntry, digest: str, features) -> tuple[str, str] | None:
+        """(old hash, holder's path) whose curation the analysed ``entry`` (whole hash
+        ``digest``, ``features`` as analysed) takes, that holder used up; None."""
+        from soundatlas.atlas.legacy import features_signature
+
+        here = self.at.get(entry.path, {})
+        if not here and not self.vacant:
+            return None  # nothing it could take: its old hash is not read
+        if entry.size <= LEGACY_WHOLE_LIMIT:
+            old = digest  # hashed whole then too
+        else:
+            try:
+                old = legacy_fingerprint(self.library / entry.path)
+            except OSError:
+                return None
+        mine: list[str] = []  # its signature, computed once if asked for
+
+        def same(signature: str | None) -> bool:
+            if signature is None:  # a missing item: the old hash alone decides
+                return True
+            if not mine:
+                mine.append(features_signature(features))
+            return mine[0] == signature
+
+        if old in here and same(here[old]):
+            del here[old]
+            return old, entry.path
+        holders = self.vacant.get(old, [])
+        for i, (path, signature) in enumerate(holders):
+            if same(signature):
+                del holders[i]
+                if not holders:
+                    del self.vacant[old]
+                return old, path
+        return None
 
 
 def _check_label_sources(library: Path, given) -> None:

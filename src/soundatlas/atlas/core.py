@@ -25,6 +25,7 @@ from pathlib import Path
 
 from soundatlas.atlas.curation import CurationStore
 from soundatlas.atlas.labels import LabelStore
+from soundatlas.atlas.legacy import LegacyStore
 from soundatlas.atlas.models import ModelStore
 from soundatlas.atlas.runs import RunStore
 from soundatlas.atlas.samples import SampleStore
@@ -114,12 +115,13 @@ def default_atlas_dir(library: str | os.PathLike) -> Path:
     return Path(library) / ".soundatlas"
 
 
-class Atlas(SampleStore, LabelStore, CurationStore, RunStore, ModelStore):
+class Atlas(SampleStore, LabelStore, CurationStore, LegacyStore, RunStore, ModelStore):
     """An atlas directory. Open with ``Atlas.create(dir, library=...)`` or ``Atlas.open(dir)``.
 
     It is a context manager that closes the atlas. Its methods come from its parts:
     ``SampleStore`` (samples, features, the batch commit), ``LabelStore`` (labels, failures),
-    ``CurationStore`` (the user's tags, stars, notes and collections), ``RunStore`` (runs,
+    ``CurationStore`` (the user's tags, stars, notes and collections), ``LegacyStore`` (hashes
+    an older soundatlas took, carried over to whole ones), ``RunStore`` (runs,
     the split), ``ModelStore`` (models, embeddings, similarity vectors) and ``Store``
     (transactions, meta, array files).
 

@@ -3,7 +3,7 @@
 Everything here is keyed by a file's content hash, not by its sample id or path, so it follows
 a file that is moved or renamed and survives re-indexing and new models: ``index`` writes these
 tables only to carry the curation of a hash an older soundatlas took over to the file's whole
-hash (:func:`follow`, schema 9), and removing a sample leaves them alone. What a hash no sample has any more is
+hash (``atlas.legacy``, schema 9), and removing a sample leaves them alone. What a hash no sample has any more is
 *missing* (the file was deleted, or changed): it is kept, shown with the path it last had,
 until the user forgets it (:meth:`CurationStore.forget_missing`). Two files with the same bytes
 are one item.
@@ -43,7 +43,6 @@ STAR_VALUE = "yes"
 MAX_TAG_LENGTH = 100
 MAX_NOTE_LENGTH = 10_000
 CURATION_SCHEMA = 6  #: the schema version that has these tables
-LEGACY_SCHEMA = 9  #: the schema version that lists hashes an older soundatlas took
 
 
 def parse_tag(text: str) -> tuple[str, str]:
@@ -446,57 +445,6 @@ class CurationStore(Store):
                             "tags": [tag_text(k, v) for k, v in rows if k != STAR_KEY]})
         return out
 
-    # -- hashes an older soundatlas took (schema 9) ----------------------------------------------
-
-    def legacy_hashes(self) -> set[str]:
-        """Content hashes that an older soundatlas took from a long file's size, head and tail
-        (``pipeline.legacy_fingerprint``) and that ``index`` has not yet replaced."""
-        if self.schema_version < LEGACY_SCHEMA:
-            return set()
-        return {h for (h,) in self.conn.execute("SELECT hash FROM legacy_hashes")}
-
-    def legacy_samples(self) -> list[tuple[int, str, int, int, str]]:
-        """(id, path, size, mtime_ns, hash) of the samples holding a legacy hash, but those
-        marked by ``check --repair`` (analysed again by the next index)."""
-        if self.schema_version < LEGACY_SCHEMA:
-            return []
-        return self.conn.execute(
-            "SELECT id, path, size, mtime_ns, hash FROM samples WHERE size >= 0"
-            " AND hash IN (SELECT hash FROM legacy_hashes) ORDER BY id").fetchall()
-
-    def rehash(self, new_hashes: dict[int, str]) -> None:
-        """Give samples the whole hash of their file, which has not changed since it was
-        fingerprinted, and carry the curation of the old hash over (:func:`follow`), in one
-        transaction."""
-        with self.transaction() as c:
-            pairs = []
-            for chunk in id_chunks(list(new_hashes)):
-                old = dict(c.execute(
-                    f"SELECT id, hash FROM samples WHERE id IN ({placeholders(chunk)})", chunk))
-                for sid, digest in old.items():
-                    c.execute("UPDATE samples SET hash = ? WHERE id = ?", (new_hashes[sid], sid))
-                    pairs.append((digest, new_hashes[sid]))
-            follow(c, pairs)
-
-    def settle_legacy_hashes(self) -> None:
-        """Forget the legacy hashes no sample holds any more: with the curation keyed by them
-        once it has been carried over to whole hashes; one whose curation was not carried
-        anywhere (its file was deleted) stays, as every missing item does, until nothing is
-        keyed by it."""
-        if self.schema_version < LEGACY_SCHEMA:
-            return
-        unheld = "SELECT hash FROM legacy_hashes l WHERE NOT EXISTS" \
-                 " (SELECT 1 FROM samples s WHERE s.hash = l.hash)"
-        with self.transaction() as c:
-            for table in ("user_labels", "collection_items", "user_items"):
-                c.execute(f"DELETE FROM {table} WHERE hash IN ({unheld} AND followed = 1)")
-            c.execute(f"DELETE FROM legacy_hashes WHERE hash IN ({unheld}) AND (followed = 1"
-                      " OR NOT EXISTS (SELECT 1 FROM user_items i WHERE i.hash = legacy_hashes.hash)"
-                      " AND NOT EXISTS (SELECT 1 FROM user_labels u"
-                      " WHERE u.hash = legacy_hashes.hash)"
-                      " AND NOT EXISTS (SELECT 1 FROM collection_items ci"
-                      " WHERE ci.hash = legacy_hashes.hash))")
-
     def forget_missing(self) -> int:
         """Forget the tags, stars, notes and collection places of content no sample has.
         Returns how many items were forgotten."""
@@ -530,7 +478,8 @@ class CurationStore(Store):
     def import_tag_rows(self, rows: list[dict]) -> dict:
         """Add tags from rows of a tags CSV (:meth:`tag_rows`), in one transaction.
 
-        A row names its item by ``hash`` (of content this atlas has, or had) or else by
+        A row names its item by ``hash`` (of content this atlas has, or had; a long file's
+        hash from before schema 9 names the files it went over to, ``atlas.legacy``) or else by
         ``path`` (of a present sample); ``tag`` ``starred`` is a star.
 
         Returns
@@ -577,7 +526,10 @@ class CurationStore(Store):
             except ValueError:
                 problems.append(f"line {i}: confidence {conf!r} is not a number")
                 continue
-            resolved.append((h, path, key, value, suggested, conf))
+            # a hash an older soundatlas took for a long file (a CSV exported before the
+            # upgrade) names the files whose whole hashes its curation went over to
+            for target in (path_of(h) is None and self.followed_hashes(h)) or [h]:
+                resolved.append((target, path, key, value, suggested, conf))
         if problems:
             more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
             raise ParameterError("; ".join(problems[:20]) + more)
@@ -602,25 +554,3 @@ class CurationStore(Store):
                 unchanged += 1 - n
                 missing += here is None
         return {"changed": changed, "unchanged": unchanged, "missing": missing}
-
-
-def follow(c, pairs: Iterable[tuple[str, str]]) -> None:
-    """Carry the curation keyed by each ``old`` content hash over to its ``new`` one, inside the
-    caller's transaction: a file an older soundatlas fingerprinted by its size, head and tail
-    (schema 9), hashed whole now. The old rows stay while a sample still holds the old hash
-    (two files that shared it: each takes a copy); ``settle_legacy_hashes`` drops them after.
-    A label key the new hash already has a value for keeps that value (plain tags add up)."""
-    for old, new in pairs:
-        if old == new:  # a file of up to 4 MiB: its hash was always the whole hash
-            c.execute("DELETE FROM legacy_hashes WHERE hash = ?", (old,))
-            continue
-        c.execute("INSERT OR IGNORE INTO user_items(hash, path, note, updated)"
-                  " SELECT ?, path, note, updated FROM user_items WHERE hash = ?", (new, old))
-        c.execute("INSERT OR IGNORE INTO user_labels(hash, key, value, suggested, confidence,"
-                  " created) SELECT ?, key, value, suggested, confidence, created"
-                  " FROM user_labels WHERE hash = ? AND (key = ? OR key NOT IN"
-                  " (SELECT key FROM user_labels WHERE hash = ?))", (new, old, TAG_KEY, new))
-        c.execute("INSERT OR IGNORE INTO collection_items(collection_id, hash, position, added)"
-                  " SELECT collection_id, ?, position, added FROM collection_items"
-                  " WHERE hash = ?", (new, old))
-        c.execute("UPDATE legacy_hashes SET followed = 1 WHERE hash = ?", (old,))

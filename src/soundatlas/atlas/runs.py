@@ -110,9 +110,16 @@ class RunStore(Store):
                 f"({seed}) would mix training and test files"
             )
         out = dict(self.conn.execute("SELECT sample_id, split FROM splits"))
-        missing = [(sid, h) for sid, h, _ in self.iter_ids_hashes() if sid not in out]
+        missing, held = [], {}  # held: content hash -> the split a sample with it has
+        for sid, h, _ in self.iter_ids_hashes():
+            if sid in out:
+                held.setdefault(h, out[sid])
+            else:
+                missing.append((sid, h))
         if missing:
-            new = {sid: split_of(h, int(stored)) for sid, h in missing}
+            # a copy of a file goes where the file is: its split may have been drawn from
+            # another hash (an older soundatlas's fingerprint of a long file, atlas.legacy)
+            new = {sid: held.get(h) or split_of(h, int(stored)) for sid, h in missing}
             out.update(new)
             if self._writable():
                 with self.transaction() as c:

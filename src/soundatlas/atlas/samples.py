@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from soundatlas.atlas.curation import follow
+from soundatlas.atlas.legacy import follow
 from soundatlas.atlas.labels import LABEL_SUMMARY_META
 from soundatlas.atlas.records import NewSample, SampleRecord
 from soundatlas.atlas.schema import NON_ASCII_PATH
@@ -366,9 +366,9 @@ class SampleStore(Store):
             (path, size, mtime_ns, reason) of files that could not be analysed.
         run_id, n_done : int, optional
             With both, the run's progress is set to ``n_done`` in the same transaction.
-        follows : list of (str, str), default ()
-            (legacy hash, whole hash): the curation of a file an older soundatlas
-            fingerprinted goes over to the hash it has now (``curation.follow``).
+        follows : list of (str, str, str, str), default ()
+            (old hash, whole hash, path, holder's path): the curation of a file an older
+            soundatlas fingerprinted goes over to the hash it has now (``legacy.follow``).
 
         Returns
         -------

@@ -242,16 +242,27 @@ MIGRATIONS: list = [
     ALTER TABLE embedding_segments ADD COLUMN checksum TEXT;
     """,
     # 9: content hashes read the whole file. Before, a file over 4 MiB was hashed by its size,
-    # head and tail (pipeline.legacy_fingerprint), which two different files can share; those
-    # hashes are listed here until `index` has hashed their files whole and carried the
-    # curation keyed by them over (followed = 1 once carried; CurationStore.follow)
+    # head and tail (pipeline.legacy_fingerprint), which two different files can share. The
+    # holders of such hashes (a sample's path, or a missing item's last one) are listed until
+    # `index` has hashed their files whole and carried the curation keyed by them over
+    # (atlas.legacy); legacy_followed keeps which whole hashes an old one went to
     """
-    CREATE TABLE legacy_hashes (
-        hash TEXT PRIMARY KEY,
-        followed INTEGER NOT NULL DEFAULT 0
+    CREATE TABLE legacy_holders (
+        path TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        features TEXT,                      -- legacy.features_signature of its sample's features
+        PRIMARY KEY (path, hash)
     );
-    INSERT OR IGNORE INTO legacy_hashes(hash)
-        SELECT hash FROM samples WHERE size > 4194304 OR size < 0;
+    CREATE TABLE legacy_followed (
+        old TEXT NOT NULL,
+        new TEXT NOT NULL,
+        PRIMARY KEY (old, new)
+    );
+    INSERT OR IGNORE INTO legacy_holders(path, hash)
+        SELECT path, hash FROM samples WHERE size > 4194304 OR size < 0;
+    INSERT OR IGNORE INTO legacy_holders(path, hash)
+        SELECT i.path, i.hash FROM user_items i
+        WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.hash = i.hash);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
