@@ -178,27 +178,39 @@ def test_train_refuses_in_one_line_naming_the_file_and_the_repair(lib):
     assert f"soundatlas check --atlas {atlas_dir.resolve()} --repair" in lines[0]
 
 
-def test_train_and_evaluate_name_every_damaged_feature_file_at_once(lib):
-    """Two of the three feature files damaged: one run says both (and how many samples), not
-    the first, then after its repair the second."""
+def test_every_reader_of_many_samples_names_every_damaged_feature_file_at_once(lib):
+    """Two of the three feature files damaged, one holding training samples and one holding
+    only validation samples: `train`, `evaluate` and the frame index of `synth` each say both
+    (and their samples) in one line, not the first and then, after its repair, the next."""
     atlas_dir = lib / ".soundatlas"
     files = sorted((atlas_dir / "features").glob("seg-*.npy"))
     assert len(files) == 3
+    assert _run("embed", "--atlas", atlas_dir, "--precision", "fp32", "-q").returncode == 0
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        atlas.splits()
+        rows = atlas.conn.execute("SELECT s.id, g.file FROM samples s JOIN segments g"
+                                  " ON g.id = s.segment").fetchall()
+        with atlas.transaction() as c:  # the first file's samples train, the last's validate
+            for sid, file in rows:
+                split = {files[0].name: "train", files[2].name: "valid"}.get(file, "train")
+                c.execute("UPDATE splits SET split = ? WHERE sample_id = ?", (split, sid))
     _damage(files[0], "truncated")
     _damage(files[2], "deleted")
-    out = _run("train", "--atlas", atlas_dir, "-n", "input-knn", "--iterations", "2", "-q")
-    assert out.returncode == 1 and "Traceback" not in out.stderr
-    (line,) = out.stderr.strip().splitlines()
-    assert re.match(r"soundatlas train: error: 2 feature files cannot be read \([1-4] samples\)",
-                    line)  # those of the files' samples that training reads
-    assert f"{files[0]}: truncated" in line and f"{files[2]}: missing" in line
-    assert str(files[1]) not in line
-    assert f"soundatlas check --atlas {atlas_dir.resolve()} --repair" in line
-    out = _run("evaluate", "--atlas", atlas_dir, "--baselines", "input", "--analogies", "0", "-q")
-    assert out.returncode == 1 and "Traceback" not in out.stderr
-    (line,) = out.stderr.strip().splitlines()
-    assert "2 feature files cannot be read (4 samples)" in line
-    assert f"{files[0]}: truncated" in line and f"{files[2]}: missing" in line
+    out_dir = lib.parent / "out"
+    out_dir.mkdir()
+    for command in (["train", "--atlas", atlas_dir, "-n", "input-knn", "--iterations", "2"],
+                    ["evaluate", "--atlas", atlas_dir, "--baselines", "input", "--analogies",
+                     "0"],
+                    ["synth", "--atlas", atlas_dir, "--walk", "random", "--duration", "1",
+                     "--output", out_dir / "walk.wav"]):
+        out = _run(*command, "-q")
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        (line,) = out.stderr.strip().splitlines()
+        assert line.startswith(f"soundatlas {command[0]}: error: 2 feature files cannot be "
+                               "read (4 samples): "), line
+        assert re.search(re.escape(f"{files[0]}: truncated") + r"[^;]* \(2 samples\)", line)
+        assert f"{files[2]}: missing (2 samples)" in line and str(files[1]) not in line
+        assert f"soundatlas check --atlas {atlas_dir.resolve()} --repair" in line
 
 
 def test_a_damaged_embedding_file_names_itself_and_the_commands_that_make_it_whole(lib):

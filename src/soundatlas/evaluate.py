@@ -76,7 +76,6 @@ def frame_set(atlas, *, n_per_file: int = 8, seed: int = 0) -> FrameSet:
     AtlasError
         When feature files cannot be read (every damaged one named, with the repair).
     """
-    from soundatlas.atlas.samples import DamagedFeaturesError, damaged_features
     from soundatlas.embed import frame_energy
 
     if n_per_file < 1:
@@ -84,23 +83,14 @@ def frame_set(atlas, *, n_per_file: int = 8, seed: int = 0) -> FrameSet:
     rng = np.random.default_rng(seed)
     splits = atlas.splits()
     sids, frames, split = [], [], []
-    damaged: dict[str, DamagedFeaturesError] = {}  # file -> its error: all named at once
-    n_damaged = 0
-    for rec in atlas.samples():
-        try:
-            energy = frame_energy(atlas.features(rec))
-        except DamagedFeaturesError as exc:
-            damaged.setdefault(exc.file, exc)
-            n_damaged += 1
-            continue
+    for rec, F in atlas.each_features(atlas.samples()):
+        energy = frame_energy(F)
         p = energy / energy.sum() if energy.sum() > 0 else None
         n = min(n_per_file, int(np.count_nonzero(energy)) if p is not None else len(energy))
         chosen = rng.choice(len(energy), size=max(1, n), replace=False, p=p)
         sids += [rec.id] * len(chosen)
         frames += list(np.sort(chosen))
         split += [splits[rec.id]] * len(chosen)
-    if damaged:
-        raise damaged_features(list(damaged.values()), n_damaged)
     return FrameSet(np.array(sids, np.int64), np.array(frames, np.int64), np.array(split))
 
 

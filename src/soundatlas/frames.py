@@ -224,10 +224,8 @@ class TrainingData:
             ``missing_labels='raise'``, or for another value of ``missing_labels``.
         AtlasError
             When feature files cannot be read: every damaged one is named, with the repair
-            (``atlas.samples.damaged_features``).
+            (``Atlas.each_features``).
         """
-        from soundatlas.atlas.samples import DamagedFeaturesError, damaged_features
-
         if missing_labels not in {"raise", "skip"}:
             raise ParameterError(f"missing_labels={missing_labels!r} must be 'raise' or 'skip'")
         if compression is None:
@@ -258,17 +256,10 @@ class TrainingData:
         offsets = _offsets(lengths)
         n_bins = atlas.cqt_params.n_bins
         frames = np.empty((int(lengths.sum()), n_bins), dtype=np.float32)
-        damaged: dict[str, DamagedFeaturesError] = {}  # file -> its error: all named at once
-        n_damaged = 0
-        for rec, off in zip(records, offsets):
-            if rec.n_frames:
-                try:
-                    frames[off : off + rec.n_frames] = atlas.features(rec)
-                except DamagedFeaturesError as exc:
-                    damaged.setdefault(exc.file, exc)
-                    n_damaged += 1
-        if damaged:
-            raise damaged_features(list(damaged.values()), n_damaged)
+        offset_of = dict(zip((r.id for r in records), offsets.tolist()))
+        for rec, F in atlas.each_features(r for r in records if r.n_frames):
+            off = offset_of[rec.id]
+            frames[off : off + rec.n_frames] = F
         labels = {}
         for key in label_keys:
             values = label_of(atlas, key, known)

@@ -57,8 +57,7 @@ def representation(atlas, model, space: str) -> tuple[np.ndarray, np.ndarray]:
     if space == "input":
         ids = atlas.sample_ids()
         out = np.empty((len(ids), atlas.cqt_params.n_bins), np.float32)
-        for i, rec in enumerate(atlas.samples(ids.tolist())):
-            F = atlas.features(rec)
+        for i, (_rec, F) in enumerate(atlas.each_features(atlas.samples(ids.tolist()))):
             out[i] = F.mean(axis=0) if len(F) else 0.0
         return ids, out
     if space == "map":

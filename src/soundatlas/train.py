@@ -316,6 +316,8 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
     valid_ids = sorted(i for i, s in split.items() if s == "valid")
     if not train_ids:
         raise ParameterError("the atlas has no training samples; index a library first")
+    for _ in atlas.each_features(atlas.samples(train_ids + valid_ids)):
+        pass  # every damaged feature file of both splits named now, not one split per run
     data = TrainingData.from_atlas(atlas, train_ids, label_keys=nb.label_keys,
                                    missing_labels="skip")
     if base is not None:

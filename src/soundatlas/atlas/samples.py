@@ -66,16 +66,19 @@ class DamagedFeaturesError(AtlasError):
         return (type(self), (self.file, self.reason, self.fix))
 
 
-def damaged_features(errors: list[DamagedFeaturesError], n_samples: int) -> AtlasError:
-    """One error for every damaged feature file a read of many samples met: the one file's
-    own error, or each file with what is wrong with it (ten at most), ``n_samples`` samples
-    that could not be read, and the command that makes them whole."""
-    if len(errors) == 1:
-        return errors[0]
-    shown = "; ".join(f"{e.file}: {e.reason}" for e in errors[:10])
-    more = f"; and {len(errors) - 10} more" if len(errors) > 10 else ""
-    return AtlasError(f"{len(errors)} feature files cannot be read ({n_samples} samples): "
-                      f"{shown}{more}; run `{errors[0].fix}` (check marks their samples, index "
+def damaged_features(damaged: dict[str, tuple[DamagedFeaturesError, int]]) -> AtlasError:
+    """One error for every damaged feature file a read of many samples met (``damaged``: file
+    -> (its error, the samples of it that were asked for)): the one file's own error, or each
+    file (ten at most) with what is wrong with it and its samples, and the command that makes
+    them whole."""
+    if len(damaged) == 1:
+        return next(iter(damaged.values()))[0]
+    items = list(damaged.values())
+    shown = "; ".join(f"{e.file}: {e.reason} ({n} samples)" for e, n in items[:10])
+    more = f"; and {len(items) - 10} more" if len(items) > 10 else ""
+    total = sum(n for _e, n in items)
+    return AtlasError(f"{len(items)} feature files cannot be read ({total} samples): "
+                      f"{shown}{more}; run `{items[0][0].fix}` (check marks their samples, index "
                       "analyses their audio again)")
 
 
@@ -329,6 +332,37 @@ class SampleStore(Store):
                                        f"need at least {n_frames} frames",
                                        self.features_repair_command())
         return seg
+
+    def each_features(self, records: Iterable[SampleRecord], *,
+                      damaged: dict | None = None) -> Iterator[tuple[SampleRecord, np.ndarray]]:
+        """(record, features) of each record whose features can be read, in order; after the
+        last, one error naming every damaged feature file met (:func:`damaged_features`), so
+        that one repair mends them all.
+
+        Parameters
+        ----------
+        records : iterable of SampleRecord
+            The samples.
+        damaged : dict, optional
+            Where to collect the damaged files instead of raising (file -> (error, samples)),
+            across several calls; ``damaged_features(damaged)`` is then the error to raise.
+
+        Raises
+        ------
+        AtlasError
+            After the readable ones, when feature files cannot be read (without ``damaged``).
+        """
+        log = {} if damaged is None else damaged
+        for rec in records:
+            try:
+                F = self.features(rec)
+            except DamagedFeaturesError as exc:
+                first, n = log.get(exc.file, (exc, 0))
+                log[exc.file] = (first, n + 1)
+                continue
+            yield rec, F
+        if damaged is None and log:
+            raise damaged_features(log)
 
     def features_repair_command(self) -> str:
         """The command line that makes damaged feature files whole: ``check --repair`` marks

@@ -247,13 +247,14 @@ def _build_arrays(atlas, model_id: int, ids: np.ndarray, progress) -> dict[str, 
     rate_ids, rates = [], []
     dims = 3
     done = 0
+    damaged: dict = {}  # every damaged feature file, named once all are read
     for start in range(0, len(ids), 256):
         chunk = ids[start : start + 256].tolist()
         trajectories = atlas.trajectories(model_id, chunk)
         sids, frames, points, levels = [], [], [], []
-        for rec in atlas.samples(chunk):
+        for rec, F in atlas.each_features(atlas.samples(chunk), damaged=damaged):
             traj = trajectories[rec.id]
-            energy = frame_energy(atlas.features(rec), compression=compression)
+            energy = frame_energy(F, compression=compression)
             n = min(len(traj), len(energy))
             peak = float(energy[:n].max()) if n else 0.0
             sids.append(np.full(n, rec.id, np.int64))
@@ -271,6 +272,10 @@ def _build_arrays(atlas, model_id: int, ids: np.ndarray, progress) -> dict[str, 
         done = min(len(ids), start + 256)
         if progress:
             progress(done, len(ids))
+    if damaged:
+        from soundatlas.atlas.samples import damaged_features
+
+        raise damaged_features(damaged)
     empty = {"sample_ids": np.zeros(0, np.int64), "frames": np.zeros(0, np.int32),
              "points": np.zeros((0, dims), np.float32), "level": np.zeros(0, np.float32)}
     arrays = {}
