@@ -128,6 +128,20 @@ class AudioCache:
             self._keep(key, y)
         return y
 
+    def length(self, rec) -> int:
+        """Samples of ``rec``'s decoded part at ``sr`` (what :meth:`grain` cuts from).
+
+        Raises
+        ------
+        AudioReadError
+            The file cannot be read now.
+        """
+        whole = self._recall(rec.path)
+        if whole is not None:
+            return len(whole)
+        length = self._length(rec) if self.spans else None
+        return length if length is not None else len(self.get(rec))
+
     def _length(self, rec) -> int | None:
         """Samples of ``rec``'s decoded part when grains can be read as spans (the file is at
         ``sr`` and seekable), else None. Raises AudioReadError when it cannot be opened."""

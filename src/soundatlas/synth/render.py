@@ -12,13 +12,16 @@ of 1 - 1/n (0.5, 0.75, ...): then nothing else happens; for other overlaps the o
 by the windows' sum (floored at a tenth of its mean, so gaps fade rather than blow up).
 
 **A held point** (``hold``). Where consecutive grains snap to the same frame (the path stays
-on one point, or near it), ``hold="advance"`` (the default) reads each grain on from where the
-last one was, ``hop`` further into the file: the halves that overlap are then the same stretch
-of the file, and the output is the sound itself, played on from that frame. When the next grain's
-centre would pass the sample's last sounding frame, it goes back to the held frame (a loop,
-crossfaded by the windows). ``hold="repeat"``, the reference, re-reads the frame's grain every
-time; a tone's copies ``hop`` apart then interfere (a comb filter: at 110 Hz and the default
-grain, dips of more than 20 dB).
+on one point, or near it), ``hold="advance"`` (the default) reads each grain ``hop`` further into
+the file than the one before was read (where a grain near the file's start or end is shifted to
+lie inside it, from there): the parts of grains that overlap are then the same stretch of the
+file, and the output is the sound itself, played on from that frame. A grain whose centre would
+pass the sample's last sounding frame, or whose end would pass the file's decoded part, goes
+back to the held frame (a loop back, crossfaded by the windows): a frame less than a hop before
+the sound's end, or a file shorter than a grain, repeats as with "repeat". Grains before the
+output's start (overlaps above 0.5) lead up to the first one, which reads the snapped frame.
+``hold="repeat"``, the reference, re-reads the frame's grain every time; a tone's copies ``hop``
+apart then interfere (a comb filter: at 110 Hz and the default grain, dips of more than 20 dB).
 
 **Loudness rule.** Each grain gets one gain: target RMS / the grain's windowed RMS, at most
 ``max_gain`` (8, +18 dB, so a quiet tail is not pumped into noise). The target is the median
@@ -325,7 +328,8 @@ def render(atlas, model: ModelRecord | str | None, path: MapPath, *, sr: int | N
     cache = cache if cache is not None and cache.sr == sr else AudioCache(atlas.library, sr)
     n_decoded_before = cache.n_decoded
     grains = _Grains.read(atlas, candidates, points, cache, hann(n_win), sr,
-                          frame_period=index.frame_period, advance=hop if hold == "advance" else 0)
+                          frame_period=index.frame_period, advance=hop if hold == "advance" else 0,
+                          first=int(np.searchsorted(centres, 0)))
     if loudness is None:
         sounding = grains.rms[grains.rms > 0]
         target = np.full(len(grains.rms), float(np.median(sounding)) if len(sounding) else 0.0)
@@ -362,12 +366,12 @@ class _Grains:
 
     @classmethod
     def read(cls, atlas, candidates: FrameIndex, points: np.ndarray, cache: AudioCache,
-             window: np.ndarray, sr: int, *, frame_period: float, advance: int = 0
-             ) -> "_Grains":
+             window: np.ndarray, sr: int, *, frame_period: float, advance: int = 0,
+             first: int = 0) -> "_Grains":
         """Snap ``points`` to ``candidates`` and measure each grain's RMS under ``window``; a
         file that fails now is left out and its grains snap again. With ``advance`` (samples),
         a grain that snaps to the frame the grain before it did reads on from that one
-        (:func:`_held_sources`)."""
+        (:func:`_held_sources`; ``first``: the first grain centred in the output)."""
         half = len(window) // 2
         w2 = float((window.astype(np.float64) ** 2).sum())
         failures: list[tuple[str, str]] = []
@@ -381,8 +385,15 @@ class _Grains:
             frames = candidates.frames[rows]
             sources = [int(round(f * frame_period * sr)) - half for f in frames.tolist()]
             if advance:
-                sources = _held_sources(rows, sources, candidates, advance, half,
-                                        frame_period * sr)
+
+                def length(sid: int) -> int:
+                    try:
+                        return cache.length(records[sid]) if sid in records else 0
+                    except AudioReadError:
+                        return 0  # read below, and left out
+
+                sources = _held_sources(rows, sources, candidates, advance, len(window),
+                                        frame_period * sr, length, first=first)
             grains = cls(sids, frames, dist, np.zeros(len(points)), failures, window, cache,
                          records, sources)
             bad: set[int] = set()
@@ -416,24 +427,55 @@ class _Grains:
 
 
 def _held_sources(rows: np.ndarray, sources: list[int], candidates: FrameIndex, advance: int,
-                  half: int, frame_samples: float) -> list[int]:
+                  n_win: int, frame_samples: float, length: Callable[[int], int], *,
+                  first: int = 0) -> list[int]:
     """Where each grain starts in its file when grains that snap to the row the grain before
-    them did read on, ``advance`` samples further each; one whose centre would pass its
-    sample's last sounding frame starts again at the held frame."""
+    them did read on (see the module doc).
+
+    Parameters
+    ----------
+    rows : ndarray
+        Each grain's row of ``candidates``.
+    sources : list of int
+        Each grain's start when it reads its snapped frame.
+    candidates : FrameIndex
+        The index the rows are of (its rows sorted by sample, then frame).
+    advance : int
+        Samples a held grain reads further on than the one before.
+    n_win : int
+        Samples per grain.
+    frame_samples : float
+        Samples per frame.
+    length : callable
+        Sample id -> samples of its decoded file (0: unknown).
+    first : int, default 0
+        The first grain centred at or after the output's start: a held run that begins before
+        it reads the snapped frame there, the grains before leading up to it.
+    """
     out = list(sources)
-    if len(rows) < 2:
+    if len(rows) < 2 or not (rows[1:] == rows[:-1]).any():
         return out
-    held = np.flatnonzero(rows[1:] == rows[:-1]) + 1
-    if len(held) == 0:
-        return out
+    half = n_win // 2
+    sids = candidates.sample_ids[rows]
     # rows are sorted by sample, then frame: a sample's last row is its last sounding frame
-    sids = candidates.sample_ids[rows[held]]
     last = candidates.frames[np.searchsorted(candidates.sample_ids, sids, side="right") - 1]
-    ends = dict(zip(held.tolist(), (np.round(last * frame_samples)).astype(np.int64).tolist()))
-    for k in held.tolist():
-        on = out[k - 1] + advance
-        if on + half <= ends[k]:
-            out[k] = on
+    end_centres = np.round(last * frame_samples).astype(np.int64)
+
+    def placed(start: int, n: int) -> int:  # where the cache cuts a grain asked for at start
+        return min(max(start, 0), n - n_win)
+
+    for k in range(max(1, first + 1), len(rows)):
+        n = length(int(sids[k]))
+        if rows[k] != rows[k - 1] or n < n_win:
+            continue  # a new frame, or a file shorter than a grain: read as snapped
+        on = placed(out[k - 1], n) + advance
+        if on + half <= end_centres[k] and on + n_win <= n:
+            out[k] = on  # else back to the held frame
+    for k in range(min(first, len(rows) - 1) - 1, -1, -1):
+        n = length(int(sids[k]))
+        if rows[k] != rows[k + 1] or n < n_win:
+            break
+        out[k] = placed(out[k + 1], n) - advance
     return out
 
 
