@@ -9,7 +9,9 @@ In the same run, on the same path, atlas and output rate:
     tree query for all grains, each grain read alone from its file (a file at the output rate
     that can seek) or cut from the file decoded once, the grains overlap-added, the limiter;
 (c) (for comparison) ours with every file decoded whole once (``AudioCache(spans=False)``), so
-    the gain of reading grains alone shows in the same run.
+    the gain of reading grains alone shows in the same run;
+(d) ours with ``hold="repeat"`` (the reference): what reading on through a held frame (the
+    default, ``hold="advance"``) costs. ``--walk held`` holds random sounding frames 1 s each.
 
 Medians over repeats, in seconds and in x real time (path seconds / wall seconds), and the ratio.
 Goal: ours >= 20x real time. The two outputs are compared (correlation), so the baseline does the
@@ -20,7 +22,7 @@ Needs an atlas with an embedded model, e.g. the demo library mapped with the shi
     soundatlas demo-library data/demo && soundatlas map data/demo
     # a small one: soundatlas demo-library SMALL --classes flute tuba --velocities 80
     #              soundatlas map SMALL
-    python benchmarks/bench_synth.py --atlas data/demo/.soundatlas [--walk random|knn]
+    python benchmarks/bench_synth.py --atlas data/demo/.soundatlas [--walk random|knn|held]
         [--duration 30] [--seed 0] [--sr HZ] [--repeats 5] [--json FILE]
 """
 
@@ -78,8 +80,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--atlas", required=True, help="atlas directory with an embedded model")
     ap.add_argument("--model", help="model name (default: 'default' or the first embedded)")
-    ap.add_argument("--walk", choices=["random", "knn"], default="random",
-                    help="the path: a random or a knn walk (default: random)")
+    ap.add_argument("--walk", choices=["random", "knn", "held"], default="random",
+                    help="the path: a random or a knn walk, or held: sounding frames drawn at "
+                    "random, each held 1 s (default: random)")
     ap.add_argument("--duration", type=float, default=30.0, help="path seconds (default: 30)")
     ap.add_argument("--seed", type=int, default=0, help="walk seed (default: 0)")
     ap.add_argument("--sr", type=int, help="output rate (default: the most common original rate; "
@@ -98,8 +101,12 @@ def main() -> None:
         t_build, _ = common.timed(lambda: synth.FrameIndex.load(atlas, registration, cache=False))
         index = synth.FrameIndex.load(atlas, registration)  # writes the cache when absent
         t_cached, _ = common.timed(lambda: synth.FrameIndex.load(atlas, registration))
-        walk = synth.random_walk if args.walk == "random" else synth.knn_walk
-        path = walk(index, duration=args.duration, seed=args.seed)
+        if args.walk == "held":
+            rows = np.random.default_rng(args.seed).choice(len(index), max(1, int(args.duration)))
+            path = synth.MapPath(index.points[rows], np.full(len(rows), args.duration / len(rows)))
+        else:
+            walk = synth.random_walk if args.walk == "random" else synth.knn_walk
+            path = walk(index, duration=args.duration, seed=args.seed)
         sr = args.sr or index.most_common_sr()
 
         def ours():
@@ -109,16 +116,20 @@ def main() -> None:
         def naive():
             return naive_render(atlas, index, path, sr=sr)
 
+        def repeat():
+            return synth.render(atlas, registration, path, sr=sr, hold="repeat",
+                                index=synth.FrameIndex.load(atlas, registration))
+
         def whole_files():
             return synth.render(atlas, registration, path, sr=sr,
                                 index=synth.FrameIndex.load(atlas, registration),
                                 cache=synth.AudioCache(atlas.library, sr, spans=False))
 
-        ours(), naive(), whole_files()  # warm-up: imports, the OS file cache
+        ours(), naive(), whole_files(), repeat()  # warm-up: imports, the OS file cache
         times = {"naive per-grain loop": [], "ours (synth.render)": [],
-                 "ours, whole files decoded": []}
+                 "ours, whole files decoded": [], "ours, hold=repeat": []}
         for _ in range(args.repeats):
-            for name, fn in zip(times, (naive, ours, whole_files)):
+            for name, fn in zip(times, (naive, ours, whole_files, repeat)):
                 dt, out = common.timed(fn)
                 times[name].append(dt)
         r, base_y = ours(), naive()
@@ -134,7 +145,11 @@ def main() -> None:
             for k, v in med.items()]
     common.print_table(rows, [("method", "method", ""), ("median_s", "median s", ".4f"),
                               ("realtime", "x real time", ".1f"), ("ratio", "vs naive", ".2f")])
-    print(f"outputs agree: correlation {corr:.4f} (ours adds the 10 ms end fades and the limiter)")
+    print(f"outputs agree: correlation {corr:.4f} (ours adds the 10 ms end fades and the "
+          "limiter; where the path holds a frame, ours reads on through the sound and the naive "
+          "loop re-reads the frame, as hold=repeat)")
+    print(f"hold=advance / hold=repeat, time: "
+          f"{med['ours (synth.render)'] / med['ours, hold=repeat']:.2f}")
     print(common.goal_line("ours, x real time", args.duration / med["ours (synth.render)"], 20.0))
     common.write_json(args.json, {
         "machine": facts, "atlas": args.atlas, "walk": args.walk, "duration": args.duration,
