@@ -107,7 +107,8 @@ _ADDED_BY_MIGRATION = {
     7: "DROP TABLE audio_labels;",
     8: "ALTER TABLE segments DROP COLUMN checksum;"
        " ALTER TABLE embedding_segments DROP COLUMN checksum;",
-    9: "DROP TABLE legacy_followed; DROP TABLE legacy_holders;",
+    9: "DROP TABLE legacy_followed; DROP TABLE legacy_holders;"
+       " DROP INDEX collection_items_hash;",
 }
 
 

@@ -839,6 +839,9 @@ def test_an_older_fingerprint_goes_to_the_files_that_had_it_and_to_no_other(tmp_
         assert ids["drums"] not in cur  # nothing of the bass's
         missing = {m["path"]: m["tags"] for m in a.missing_items()}
         assert missing == {"song/lead.wav": ["low"], "drive/pad.wav": ["warm"]}
+    with Atlas.open(atlas_dir, write=True) as a:  # forgotten, then brought back from the CSV
+        assert a.forget_missing() == 2 and a.missing_items() == []
+        assert a.import_tag_rows(csv_rows)["missing"] == 2  # the lead's and the pad's, waiting
 
     (away / "lead.wav").rename(lib / "song/lead2.wav")  # back, elsewhere
     (away / "pad.wav").rename(lib / "pad.wav")
@@ -856,6 +859,7 @@ def test_an_older_fingerprint_goes_to_the_files_that_had_it_and_to_no_other(tmp_
         a.tag([ids["bass"], ids["lead2"], ids["pad"]], remove=["low", "warm"])
         assert len(csv_rows) == 2  # the bass and the lead: one hash, one row
         assert a.import_tag_rows(csv_rows) == {"changed": 3, "unchanged": 0, "missing": 0}
+        assert a.missing_items() == []
         cur = a.curation_of(ids.values())
         assert cur[ids["bass"]]["tags"] == cur[ids["lead2"]]["tags"] == ["low"]
         assert cur[ids["pad"]]["tags"] == ["warm"]
@@ -883,3 +887,104 @@ def test_a_copy_goes_to_the_split_its_file_has_even_where_that_was_drawn_from_an
         ids = {r.path: r.id for r in a.samples()}
         splits = a.splits()
         assert splits[ids["copy.wav"]] == splits[ids["low/low_037.wav"]] == kept
+
+
+def _as_before_schema_9(lib: Path, stems: list[Path]) -> None:
+    """Turn ``lib``'s atlas into what an older soundatlas left: the long files' hashes their
+    size, head and tail, and schema 8."""
+    from soundatlas.pipeline import legacy_fingerprint
+
+    atlas_dir = lib / ".soundatlas"
+    with sqlite3.connect(atlas_dir / "atlas.sqlite") as conn:
+        for f in stems:
+            conn.execute("UPDATE samples SET hash = ? WHERE path = ?",
+                         (legacy_fingerprint(f), f.relative_to(lib).as_posix()))
+    downgrade_schema(atlas_dir, 8)
+
+
+def test_the_upgrade_run_keeps_curation_and_splits_through_refresh_dates_and_names(tmp_path):
+    """The first index after the upgrade, with what a user may do at the same time: a feature
+    refresh (the unchanged stems keep theirs by path); a stem touched and analysed with another
+    --max-duration (at its own path its old hash suffices; it keeps its split); a stem behind a
+    folder that cannot be read (no copy of it takes its curation); a missing item whose file
+    comes back under its name elsewhere (it takes it) while a new stem with another name and the
+    same fingerprint does not."""
+    from dataclasses import replace as with_
+
+    from soundatlas.atlas import split_of
+    from soundatlas.cqt_params import PAPER_CQT
+    from soundatlas.pipeline import content_hash
+
+    lib = tmp_path / "lib"
+    bass = _stem(lib / "song/bass.wav", 80.0)
+    lead = _stem(lib / "song/lead.wav", 1760.0, seconds=21.0)
+    keys = _stem(lib / "vault/keys.wav", 523.0, seconds=22.0)
+    pad = _stem(lib / "pad.wav", 330.0, seconds=23.0)
+    other = "folded" if PAPER_CQT.kernel != "folded" else "multirate"
+    index(lib, params=with_(PAPER_CQT, kernel=other))  # features a refresh analyses again
+    atlas_dir = lib / ".soundatlas"
+    _as_before_schema_9(lib, [bass, lead, keys, pad])
+    with Atlas.open(atlas_dir, write=True) as a:
+        ids = {Path(r.path).stem: r.id for r in a.samples()}
+        for name in ("bass", "lead", "keys", "pad"):
+            a.tag([ids[name]], add=[name])
+        a.splits()
+        drawn = split_of(content_hash(lead), 0)  # where its whole hash would put it
+        lead_split = "test" if drawn != "test" else "train"
+        with a.transaction() as c:
+            c.execute("UPDATE splits SET split = ? WHERE sample_id = ?", (lead_split, ids["lead"]))
+    downgrade_schema(atlas_dir, 8)
+    away = tmp_path / "away"
+    away.mkdir()
+    pad.rename(away / "pad.wav")
+    with sqlite3.connect(atlas_dir / "atlas.sqlite") as conn:  # as an older index forgot it
+        conn.execute("DELETE FROM samples WHERE path = 'pad.wav'")  # its tag stays, missing
+    os.utime(lead, ns=(time.time_ns(), time.time_ns() + 10**9))
+    (lib / "vault").rename(tmp_path / "vault")
+    (lib / "vault").symlink_to(tmp_path / "nowhere")  # a drive not mounted
+    shutil.copy2(tmp_path / "vault/keys.wav", lib / "keys copy.wav")
+    _stem(lib / "drums.wav", 200.0, seconds=23.0)  # the pad's fingerprint, another name
+    (lib / "restored").mkdir()
+    (away / "pad.wav").rename(lib / "restored/pad.wav")
+
+    s = index(lib, max_duration=10.0, refresh_features=True)
+    assert s.n_kept_unreadable == 1
+    with Atlas.open(atlas_dir, write=True) as a:
+        recs = {r.path: r for r in a.samples()}
+        cur = a.curation_of([r.id for r in recs.values()])
+        tags = {p: cur.get(r.id, {}).get("tags", []) for p, r in recs.items()}
+        assert tags == {"song/bass.wav": ["bass"], "song/lead.wav": ["lead"],
+                        "vault/keys.wav": ["keys"], "keys copy.wav": [], "drums.wav": [],
+                        "restored/pad.wav": ["pad"]}, (s, tags)
+        assert recs["song/lead.wav"].id != ids["lead"]  # analysed again
+        assert a.splits()[recs["song/lead.wav"].id] == lead_split
+        assert a.missing_items() == []
+        # what still waits: the keys behind the folder that cannot be read, at its path
+        assert [(p, sid is not None) for p, _h, _f, sid in a.legacy_holders()] == [
+            ("vault/keys.wav", True)]
+        plan = " ".join(row[-1] for row in a.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT path FROM legacy_holders WHERE hash = ?", ("x",)))
+        assert "legacy_holders_hash" in plan  # no scan per carried file
+
+
+def test_a_carried_old_hash_leaves_no_missing_item_behind_even_before_the_run_ends(tone_library):
+    """Once the one file that had an old hash has its whole hash, the old hash's tags, notes
+    and collection places go in the same transaction: a page reading the atlas while index
+    runs never shows the file twice (once present, once missing)."""
+    index(tone_library)
+    atlas_dir = tone_library / ".soundatlas"
+    with sqlite3.connect(atlas_dir / "atlas.sqlite") as conn:  # a long file, as an older one saw it
+        conn.execute("UPDATE samples SET size = 5000000, hash = 'f1ngerpr1nt'"
+                     " WHERE path = 'low/low_037.wav'")
+    with Atlas.open(atlas_dir, write=True) as a:
+        sid = {r.path: r.id for r in a.samples()}["low/low_037.wav"]
+        a.tag([sid], add=["deep"])
+        a.add_to_collection("set", [sid], create=True)
+    downgrade_schema(atlas_dir, 8)
+    with Atlas.open(atlas_dir, write=True) as a:  # migrated: the long file is a holder
+        assert [(p, h) for p, h, _f, _s in a.legacy_holders()] == [
+            ("low/low_037.wav", "f1ngerpr1nt")]
+        a.rehash([(sid, "low/low_037.wav", "f1ngerpr1nt", "0" * 32)])
+        assert a.missing_items() == [] and a.legacy_holders() == []
+        assert a.curation_of([sid])[sid]["tags"] == ["deep"]
+        assert [i for i, _p in a.collection_members("set")] == [sid]

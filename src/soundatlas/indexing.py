@@ -26,6 +26,7 @@ from typing import Callable
 
 from soundatlas import labels as labels_mod
 from soundatlas.atlas import Atlas, NewSample, default_atlas_dir
+from soundatlas.atlas.legacy import features_signature, file_name
 from soundatlas.atlas.store import chunked
 from soundatlas.cqt_params import PAPER_CQT, CQTParams
 from soundatlas.errors import AudioReadError, ParameterError, SoundAtlasError
@@ -148,13 +149,13 @@ def index_library(
             library=str(library), atlas=str(atlas_dir), label_sources=sources.to_dict(),
             max_duration=max_duration,
         )
+        _rehash_legacy(atlas, library, n_jobs, progress, summary)
         atlas.sign_legacy_holders()  # while the samples whose curation may move are there
-        _rehash_legacy(atlas, library, n_jobs, progress, summary, stale)
         with ScanList(library) as found:
             summary.n_scanned = found.n_files
             seen_ids = _classify(atlas, found, summary, stale)
-            legacy = _LegacyFollower.of(atlas, library, found)
             _keep_unreadable(atlas, found, seen_ids, summary)
+            legacy = _LegacyFollower.of(atlas, library, seen_ids)
             # a moved file never takes over features that are stale or damaged (marked by check
             # --repair): it is analysed
             orphans, stale_orphans = _orphans(atlas, seen_ids, stale | atlas.marked_sample_ids())
@@ -362,22 +363,21 @@ def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, lega
             summary.n_indexed += 1
             taken = legacy.take(entry, result.hash, result.features) if legacy else None
             if taken is not None:
-                follows.append((taken[0], result.hash, entry.path, taken[1]))
+                follows.append((taken[0], result.hash, entry.path, taken[1], taken[2]))
     n = len(new) + len(moved) + len(failed)
     atlas.commit_batch(new, moved=moved, failed=failed, run_id=run_id, n_done=n_done + n,
                        follows=follows)
     return n
 
 
-def _rehash_legacy(atlas: Atlas, library: Path, n_jobs, progress, summary, stale) -> None:
+def _rehash_legacy(atlas: Atlas, library: Path, n_jobs, progress, summary) -> None:
     """Hash whole the files over 4 MiB that an older soundatlas hashed by their size, head and
     tail (``atlas.legacy``), where the file has not changed since, and carry their curation
-    over; once per atlas. Files that changed, moved or cannot be read now, and ``stale`` ones
-    (analysed again in this run), are left to :class:`_LegacyFollower` or the next run."""
+    over; once per atlas (a file whose features a refresh analyses again too: its curation goes
+    with it here, by its path). Files that changed, moved or cannot be read now are left to
+    :class:`_LegacyFollower` or the next run."""
     todo = []
     for sid, path, size, mtime_ns, old in atlas.legacy_samples():
-        if sid in stale:
-            continue
         try:
             st = os.stat(library / path)
         except OSError:
@@ -407,37 +407,47 @@ def _rehash_legacy(atlas: Atlas, library: Path, n_jobs, progress, summary, stale
 
 
 class _LegacyFollower:
-    """Which holder of an old hash (``atlas.legacy``) a file analysed in this run takes its
-    curation from: one at its own path, else a *vacant* one (whose path holds no file now: the
-    file moved, or was away); the old hash must be the file's, and where the holder was a sample
-    its features must be the file's too. Each holder is taken once."""
+    """Which holder of an old hash (``atlas.legacy``) a file analysed in this run takes: the one
+    at its own path whose sample is still there, on the old hash alone; else a vacant one (its
+    sample gone, or a missing item) on the old hash and the features the sample had, or, with
+    no features known, the old hash and the same file name. Each holder is taken once."""
 
-    def __init__(self, library: Path, holders: list[tuple[str, str, str | None]],
-                 present: set[str]):
+    def __init__(self, atlas: Atlas, library: Path, holders, seen: bytearray):
+        self.atlas = atlas
         self.library = library
-        self.at: dict[str, dict[str, str | None]] = {}  # path -> {old hash: signature}
-        self.vacant: dict[str, list[tuple[str, str | None]]] = {}  # old hash -> holders
-        for path, old, signature in holders:
-            if path in present:
-                self.at.setdefault(path, {})[old] = signature
+        self.at: dict[str, dict[str, int]] = {}  # path -> {old hash: its sample there}
+        self.vacant: dict[str, list[tuple[str, str | None, int | None]]] = {}
+        self.names: dict[str, int] = {}  # file name -> unsigned vacant holders with it
+        for path, old, signature, sid in holders:
+            if sid is not None and sid < len(seen) and seen[sid]:
+                self.at.setdefault(path, {})[old] = sid
             else:
-                self.vacant.setdefault(old, []).append((path, signature))
+                self.vacant.setdefault(old, []).append((path, signature, sid))
+                if signature is None:
+                    self.names[file_name(path)] = self.names.get(file_name(path), 0) + 1
+        self.n_signed = sum(1 for hs in self.vacant.values() for _p, sig, _s in hs if sig)
 
     @classmethod
-    def of(cls, atlas: Atlas, library: Path, found: "ScanList") -> "_LegacyFollower | None":
-        """The follower of this run, or None when the atlas lists no holder."""
+    def of(cls, atlas: Atlas, library: Path, seen: bytearray) -> "_LegacyFollower | None":
+        """The follower of this run (``seen``: the atlas ids whose file is there, or kept), or
+        None when the atlas lists no holder."""
         holders = atlas.legacy_holders()
-        if not holders:
+        return cls(atlas, library, holders, seen) if holders else None
+
+    def _split(self, sid: int | None) -> str | None:
+        if sid is None:
             return None
-        return cls(library, holders, found.present([p for p, _, _ in holders]))
+        row = self.atlas.conn.execute("SELECT split FROM splits WHERE sample_id = ?",
+                                      (sid,)).fetchone()
+        return row[0] if row else None
 
-    def take(self, entry: FileEntry, digest: str, features) -> tuple[str, str] | None:
-        """(old hash, holder's path) whose curation the analysed ``entry`` (whole hash
-        ``digest``, ``features`` as analysed) takes, that holder used up; None."""
-        from soundatlas.atlas.legacy import features_signature
-
+    def take(self, entry: FileEntry, digest: str, features
+             ) -> tuple[str, str, str | None] | None:
+        """(old hash, holder's path, the split its sample had) that the analysed ``entry``
+        (whole hash ``digest``, ``features`` as analysed) takes, that holder used up; None."""
         here = self.at.get(entry.path, {})
-        if not here and not self.vacant:
+        name = file_name(entry.path)
+        if not here and not self.n_signed and not self.names.get(name):
             return None  # nothing it could take: its old hash is not read
         if entry.size <= LEGACY_WHOLE_LIMIT:
             old = digest  # hashed whole then too
@@ -446,25 +456,29 @@ class _LegacyFollower:
                 old = legacy_fingerprint(self.library / entry.path)
             except OSError:
                 return None
-        mine: list[str] = []  # its signature, computed once if asked for
+        if old in here:
+            sid = here.pop(old)
+            return old, entry.path, self._split(sid)
+        mine: list[str] = []  # its features' signature, computed once if asked for
 
-        def same(signature: str | None) -> bool:
-            if signature is None:  # a missing item: the old hash alone decides
-                return True
+        def matches(path: str, signature: str | None) -> bool:
+            if signature is None:
+                return file_name(path) == name
             if not mine:
                 mine.append(features_signature(features))
             return mine[0] == signature
 
-        if old in here and same(here[old]):
-            del here[old]
-            return old, entry.path
         holders = self.vacant.get(old, [])
-        for i, (path, signature) in enumerate(holders):
-            if same(signature):
+        for i, (path, signature, sid) in enumerate(holders):
+            if matches(path, signature):
                 del holders[i]
                 if not holders:
                     del self.vacant[old]
-                return old, path
+                if signature is None:
+                    self.names[file_name(path)] -= 1
+                else:
+                    self.n_signed -= 1
+                return old, path, self._split(sid)
         return None
 
 

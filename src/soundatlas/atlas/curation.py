@@ -528,7 +528,11 @@ class CurationStore(Store):
                 continue
             # a hash an older soundatlas took for a long file (a CSV exported before the
             # upgrade) names the files whose whole hashes its curation went over to
-            for target in (path_of(h) is None and self.followed_hashes(h)) or [h]:
+            targets = [h]
+            if path_of(h) is None and self.followed_hashes(h):
+                # still waited for by a file away from the library: kept under it too
+                targets = self.followed_hashes(h) + ([h] if self.has_legacy_holder(h) else [])
+            for target in targets:
                 resolved.append((target, path, key, value, suggested, conf))
         if problems:
             more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""

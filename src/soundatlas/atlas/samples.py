@@ -383,7 +383,7 @@ class SampleStore(Store):
         failed: list[tuple[str, int | None, int | None, str]] = (),
         run_id: int | None = None,
         n_done: int | None = None,
-        follows: list[tuple[str, str]] = (),
+        follows: list[tuple[str, str, str, str, str | None]] = (),
     ) -> list[int]:
         """Write one batch: analysed samples (with their features), moves and failures, atomically.
 
@@ -400,9 +400,10 @@ class SampleStore(Store):
             (path, size, mtime_ns, reason) of files that could not be analysed.
         run_id, n_done : int, optional
             With both, the run's progress is set to ``n_done`` in the same transaction.
-        follows : list of (str, str, str, str), default ()
-            (old hash, whole hash, path, holder's path): the curation of a file an older
-            soundatlas fingerprinted goes over to the hash it has now (``legacy.follow``).
+        follows : list of (str, str, str, str, str or None), default ()
+            (old hash, whole hash, path, holder's path, split to keep): the curation of a file
+            an older soundatlas fingerprinted goes over to the hash it has now, and the new
+            sample keeps the split of the one it replaces (``legacy.follow``).
 
         Returns
         -------

@@ -258,6 +258,8 @@ MIGRATIONS: list = [
         new TEXT NOT NULL,
         PRIMARY KEY (old, new)
     );
+    CREATE INDEX legacy_holders_hash ON legacy_holders(hash);
+    CREATE INDEX IF NOT EXISTS collection_items_hash ON collection_items(hash);
     INSERT OR IGNORE INTO legacy_holders(path, hash)
         SELECT path, hash FROM samples WHERE size > 4194304 OR size < 0;
     INSERT OR IGNORE INTO legacy_holders(path, hash)

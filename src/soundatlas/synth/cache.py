@@ -112,12 +112,9 @@ class AudioCache:
         AudioReadError
             The file cannot be read now.
         """
-        whole = self._recall(rec.path)
+        whole, length = self._source(rec)
         if whole is not None:
             return _cut(whole, start, n)
-        length = self._length(rec) if self.spans else None
-        if length is None:
-            return _cut(self.get(rec), start, n)
         key = (rec.path, start, n)
         y = self._recall(key)
         if y is None:
@@ -136,11 +133,17 @@ class AudioCache:
         AudioReadError
             The file cannot be read now.
         """
+        whole, length = self._source(rec)
+        return len(whole) if whole is not None else length
+
+    def _source(self, rec) -> tuple[np.ndarray | None, int]:
+        """(the decoded file, 0) when it is kept or must be decoded whole; else (None, the
+        length of the file its grains are read from as spans)."""
         whole = self._recall(rec.path)
         if whole is not None:
-            return len(whole)
+            return whole, 0
         length = self._length(rec) if self.spans else None
-        return length if length is not None else len(self.get(rec))
+        return (self.get(rec), 0) if length is None else (None, length)
 
     def _length(self, rec) -> int | None:
         """Samples of ``rec``'s decoded part when grains can be read as spans (the file is at
