@@ -3,10 +3,10 @@
 Everything here is keyed by a file's content hash, not by its sample id or path, so it follows
 a file that is moved or renamed and survives re-indexing and new models: ``index`` writes these
 tables only to carry the curation of a hash an older soundatlas took over to the file's whole
-hash (``atlas.legacy``, schema 9), and removing a sample leaves them alone. What a hash no sample has any more is
-*missing* (the file was deleted, or changed): it is kept, shown with the path it last had,
-until the user forgets it (:meth:`CurationStore.forget_missing`). Two files with the same bytes
-are one item.
+hash (``atlas.legacy``, schema 9), and removing a sample leaves them alone. What a hash no
+sample has any more is *missing* (the file was deleted, or changed): it is kept, shown with the
+path it last had, until the user forgets it (:meth:`CurationStore.forget_missing`). Two files
+with the same bytes are one item.
 
 Tags are labels. A tag is either a plain word (``punchy``), one of the values of the
 many-valued label ``tag``, or ``KEY:VALUE`` (``mood:dark``), the label ``KEY`` of that sample

@@ -28,8 +28,8 @@ from soundatlas.cli.common import (
     progress_bar,
 )
 
-__all__ = ["register", "MAP_MODEL", "GRAIN", "OVERLAP", "HOLD", "EXCLUDE", "SAMPLE_RATE", "WAV_FORMAT",
-           "WAV_OUTPUT", "cmd_synth", "cmd_mosaic", "cmd_trajectory"]
+__all__ = ["register", "MAP_MODEL", "GRAIN", "OVERLAP", "HOLD", "EXCLUDE", "SAMPLE_RATE",
+           "WAV_FORMAT", "WAV_OUTPUT", "cmd_synth", "cmd_mosaic", "cmd_trajectory"]
 
 
 def _overlap(text: str) -> float:
