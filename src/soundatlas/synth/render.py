@@ -465,15 +465,16 @@ def _held_sources(rows: np.ndarray, sources: list[int], candidates: FrameIndex, 
         return min(max(start, 0), n - n_win)
 
     for k in range(max(1, first + 1), len(rows)):
+        if rows[k] != rows[k - 1]:
+            continue  # a new frame: read as snapped
         n = length(int(sids[k]))
-        if rows[k] != rows[k - 1] or n < n_win:
-            continue  # a new frame, or a file shorter than a grain: read as snapped
+        if n < n_win:
+            continue  # a file shorter than a grain: nothing to read on into
         on = placed(out[k - 1], n) + advance
         if on + half <= end_centres[k] and on + n_win <= n:
             out[k] = on  # else back to the held frame
     for k in range(min(first, len(rows) - 1) - 1, -1, -1):
-        n = length(int(sids[k]))
-        if rows[k] != rows[k + 1] or n < n_win:
+        if rows[k] != rows[k + 1] or (n := length(int(sids[k]))) < n_win:
             break
         out[k] = placed(out[k + 1], n) - advance
     return out
