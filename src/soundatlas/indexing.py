@@ -26,7 +26,7 @@ from typing import Callable
 
 from soundatlas import labels as labels_mod
 from soundatlas.atlas import Atlas, NewSample, default_atlas_dir
-from soundatlas.atlas.legacy import features_signature, file_name
+from soundatlas.atlas.legacy import features_summary, file_name, is_silent, summaries_match
 from soundatlas.atlas.store import chunked
 from soundatlas.cqt_params import PAPER_CQT, CQTParams
 from soundatlas.errors import AudioReadError, ParameterError, SoundAtlasError
@@ -409,45 +409,46 @@ def _rehash_legacy(atlas: Atlas, library: Path, n_jobs, progress, summary) -> No
 class _LegacyFollower:
     """Which holder of an old hash (``atlas.legacy``) a file analysed in this run takes: the one
     at its own path whose sample is still there, on the old hash alone; else a vacant one (its
-    sample gone, or a missing item) on the old hash and the features the sample had, or, with
-    no features known, the old hash and the same file name. Each holder is taken once."""
+    sample gone, or a missing item) on the old hash and features close to the ones that sample
+    had, or, with no telling features (none known, or silence), the old hash and the same file
+    name; where several match, the one with the file's name. Each holder is taken once."""
 
-    def __init__(self, atlas: Atlas, library: Path, holders, seen: bytearray):
-        self.atlas = atlas
+    def __init__(self, library: Path, holders, seen: bytearray):
         self.library = library
-        self.at: dict[str, dict[str, int]] = {}  # path -> {old hash: its sample there}
-        self.vacant: dict[str, list[tuple[str, str | None, int | None]]] = {}
-        self.names: dict[str, int] = {}  # file name -> unsigned vacant holders with it
-        for path, old, signature, sid in holders:
+        self.at: dict[str, dict[str, str | None]] = {}  # path -> {old hash: split}
+        # old hash -> [holder's path, features summary or None (none that tells), split]
+        self.vacant: dict[str, list[tuple[str, str | None, str | None]]] = {}
+        self.names: dict[str, int] = {}  # file name -> vacant holders matched by name
+        self.n_summaries = 0  # vacant holders matched by features
+        for path, old, summary, sid, split in holders:
             if sid is not None and sid < len(seen) and seen[sid]:
-                self.at.setdefault(path, {})[old] = sid
-            else:
-                self.vacant.setdefault(old, []).append((path, signature, sid))
-                if signature is None:
-                    self.names[file_name(path)] = self.names.get(file_name(path), 0) + 1
-        self.n_signed = sum(1 for hs in self.vacant.values() for _p, sig, _s in hs if sig)
+                self.at.setdefault(path, {})[old] = split
+                continue
+            if summary is not None and is_silent(summary):
+                summary = None
+            self.vacant.setdefault(old, []).append((path, summary, split))
+            self._count(path, summary, +1)
+
+    def _count(self, path: str, summary: str | None, step: int) -> None:
+        if summary is None:
+            self.names[file_name(path)] = self.names.get(file_name(path), 0) + step
+        else:
+            self.n_summaries += step
 
     @classmethod
     def of(cls, atlas: Atlas, library: Path, seen: bytearray) -> "_LegacyFollower | None":
         """The follower of this run (``seen``: the atlas ids whose file is there, or kept), or
         None when the atlas lists no holder."""
         holders = atlas.legacy_holders()
-        return cls(atlas, library, holders, seen) if holders else None
-
-    def _split(self, sid: int | None) -> str | None:
-        if sid is None:
-            return None
-        row = self.atlas.conn.execute("SELECT split FROM splits WHERE sample_id = ?",
-                                      (sid,)).fetchone()
-        return row[0] if row else None
+        return cls(library, holders, seen) if holders else None
 
     def take(self, entry: FileEntry, digest: str, features
              ) -> tuple[str, str, str | None] | None:
-        """(old hash, holder's path, the split its sample had) that the analysed ``entry``
-        (whole hash ``digest``, ``features`` as analysed) takes, that holder used up; None."""
+        """(old hash, holder's path, the split to keep) that the analysed ``entry`` (whole hash
+        ``digest``, ``features`` as analysed) takes, that holder used up; None."""
         here = self.at.get(entry.path, {})
         name = file_name(entry.path)
-        if not here and not self.n_signed and not self.names.get(name):
+        if not here and not self.n_summaries and not self.names.get(name):
             return None  # nothing it could take: its old hash is not read
         if entry.size <= LEGACY_WHOLE_LIMIT:
             old = digest  # hashed whole then too
@@ -457,29 +458,23 @@ class _LegacyFollower:
             except OSError:
                 return None
         if old in here:
-            sid = here.pop(old)
-            return old, entry.path, self._split(sid)
-        mine: list[str] = []  # its features' signature, computed once if asked for
-
-        def matches(path: str, signature: str | None) -> bool:
-            if signature is None:
-                return file_name(path) == name
-            if not mine:
-                mine.append(features_signature(features))
-            return mine[0] == signature
-
+            return old, entry.path, here.pop(old)
         holders = self.vacant.get(old, [])
-        for i, (path, signature, sid) in enumerate(holders):
-            if matches(path, signature):
-                del holders[i]
-                if not holders:
-                    del self.vacant[old]
-                if signature is None:
-                    self.names[file_name(path)] -= 1
-                else:
-                    self.n_signed -= 1
-                return old, path, self._split(sid)
-        return None
+        if not holders:
+            return None
+        mine = features_summary(features)
+        matches = [i for i, (path, summary, _split) in enumerate(holders)
+                   if (file_name(path) == name if summary is None
+                       else summaries_match(mine, summary))]
+        if len(matches) > 1:  # alike (two takes of one part): the name decides, or nothing
+            matches = [i for i in matches if file_name(holders[i][0]) == name][:1]
+        if not matches:
+            return None
+        path, summary, split = holders.pop(matches[0])
+        if not holders:
+            del self.vacant[old]
+        self._count(path, summary, -1)
+        return old, path, split
 
 
 def _check_label_sources(library: Path, given) -> None:

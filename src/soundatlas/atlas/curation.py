@@ -529,9 +529,8 @@ class CurationStore(Store):
             # a hash an older soundatlas took for a long file (a CSV exported before the
             # upgrade) names the files whose whole hashes its curation went over to
             targets = [h]
-            if path_of(h) is None and self.followed_hashes(h):
-                # still waited for by a file away from the library: kept under it too
-                targets = self.followed_hashes(h) + ([h] if self.has_legacy_holder(h) else [])
+            if self.followed_hashes(h):  # and under it too while a file still has or awaits it
+                targets = self.followed_hashes(h) + ([h] if self.still_held(h) else [])
             for target in targets:
                 resolved.append((target, path, key, value, suggested, conf))
         if problems:

@@ -17,30 +17,34 @@ it was last seen: its file may come back). ``index`` then:
     marked): when the file's old hash is that hash;
   - else a *vacant* holder (no sample that is still there holds it: the file moved, was away,
     or is a missing item): when the file's old hash is that hash and, where the holder was a
-    sample, the file's features are the ones that sample had (a signature of them, taken before
-    the samples go: :meth:`LegacyStore.sign_legacy_holders`); a holder without that signature
-    (a missing item, a sample whose features were damaged) also needs the same file name;
-- each take uses its holder up, so one old hash goes to as many files as had it and never to a
-  new file that only shares the fingerprint. The taker keeps the replaced sample's split (its
-  content did not change). ``legacy_followed`` records (old, new) pairs, which also resolve a
-  tags CSV exported before the upgrade. The old hash's own rows go as soon as no holder and no
-  sample has it (:func:`follow`, :meth:`LegacyStore.settle_legacy`).
+    sample, the file's features are close to the ones that sample had (a coarse summary of
+    them, taken before the samples go: :meth:`LegacyStore.sign_legacy_holders`; close, because
+    an older soundatlas's features may differ by a float16 step). A holder without a summary
+    (a missing item, a sample whose features were damaged) or with a silent one (the analysed
+    part holds no sound) needs the same file name instead; where several holders match, the
+    one with the file's name is taken, and none if no name decides;
+- each take uses its holder up, so one old hash goes to as many files as had it and not to a
+  new file that only shares the fingerprint. The taker keeps the split of the sample the holder
+  was (its content did not change). ``legacy_followed`` records (old, new) pairs, which also
+  resolve a tags CSV exported before the upgrade. The old hash's own rows go as soon as no
+  holder and no sample has it (:func:`follow`, :meth:`LegacyStore.settle_legacy`).
 
-A file moved before the upgrade and analysed differently after it (another ``--max-duration``,
-``--refresh-features``) does not match its signature: its curation stays, as a missing item at
-the path it had.
+A file moved before the upgrade and analysed differently after it (another ``--max-duration``)
+does not match its summary: its curation stays, as a missing item at the path it had.
 """
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import os
 
 import numpy as np
 
 from soundatlas.atlas.store import Store, chunked, placeholders
+from soundatlas.errors import AtlasError
 
-__all__ = ["LegacyStore", "LEGACY_SCHEMA", "follow", "features_signature"]
+__all__ = ["LegacyStore", "LEGACY_SCHEMA", "follow", "features_summary", "summaries_match",
+           "is_silent", "file_name"]
 
 LEGACY_SCHEMA = 9  #: the schema version that lists the holders of old hashes
 _CURATION_TABLES = ("user_labels", "collection_items", "user_items")
@@ -52,14 +56,16 @@ class LegacyStore(Store):
     def _has_legacy(self) -> bool:
         return self.schema_version >= LEGACY_SCHEMA
 
-    def legacy_holders(self) -> list[tuple[str, str, str | None, int | None]]:
-        """(path, old hash, features signature or None, id of the sample at that path holding
-        that hash or None) of every holder not yet carried over, by path."""
+    def legacy_holders(self) -> list[tuple[str, str, str | None, int | None, str | None]]:
+        """(path, old hash, features summary or None, id of the sample at that path holding
+        that hash or None, the split it had or None) of every holder not yet carried over, by
+        path."""
         if not self._has_legacy():
             return []
         return self.conn.execute(
-            "SELECT h.path, h.hash, h.features, s.id FROM legacy_holders h"
-            " LEFT JOIN samples s ON s.path = h.path AND s.hash = h.hash"
+            "SELECT h.path, h.hash, h.features, s.id,"
+            " COALESCE((SELECT p.split FROM splits p WHERE p.sample_id = s.id), h.split)"
+            " FROM legacy_holders h LEFT JOIN samples s ON s.path = h.path AND s.hash = h.hash"
             " ORDER BY h.path, h.hash").fetchall()
 
     def legacy_samples(self) -> list[tuple[int, str, int, int, str]]:
@@ -74,29 +80,36 @@ class LegacyStore(Store):
             " WHERE s.size > 4194304 ORDER BY s.id").fetchall()
 
     def sign_legacy_holders(self) -> None:
-        """Store the signature of the features of each holder that is a sample (not one
-        ``check --repair`` marked), where not yet stored; a damaged feature file leaves it
-        unsigned."""
-        from soundatlas.atlas.samples import DamagedFeaturesError
-
+        """Store, for each holder that is a sample, the summary of its features (not for one
+        ``check --repair`` marked, or whose feature file is damaged) and its stored split, where
+        not yet stored: what the file that takes it is matched by and keeps, after the sample
+        has gone."""
         if not self._has_legacy():
             return
         rows = self.conn.execute(
-            "SELECT s.id, h.path, h.hash FROM legacy_holders h JOIN samples s"
+            "SELECT s.id, h.path, h.hash, s.size, (SELECT p.split FROM splits p"
+            " WHERE p.sample_id = s.id) FROM legacy_holders h JOIN samples s"
             " ON s.path = h.path AND s.hash = h.hash"
-            " WHERE h.features IS NULL AND s.size >= 0").fetchall()
+            " WHERE h.features IS NULL AND h.split IS NULL").fetchall()
         if not rows:
             return
-        records = {rec.id: rec for rec in self.samples([sid for sid, _, _ in rows])}
+        records = {rec.id: rec for rec in self.samples([row[0] for row in rows])}
         signed = []
-        for sid, path, old in rows:
-            try:
-                signed.append((features_signature(self.features(records[sid])), path, old))
-            except DamagedFeaturesError:
-                continue
+        for sid, path, old, size, split in rows:
+            summary = None
+            if size >= 0:
+                try:
+                    summary = features_summary(self.features(records[sid]))
+                except AtlasError:  # a damaged feature file: matched by its name instead
+                    pass
+            signed.append((summary, split, path, old))
         with self.transaction() as c:
-            c.executemany("UPDATE legacy_holders SET features = ? WHERE path = ? AND hash = ?",
-                          signed)
+            c.executemany("UPDATE legacy_holders SET features = ?, split = ?"
+                          " WHERE path = ? AND hash = ?", signed)
+
+    def _follow(self, c, items) -> None:
+        """:func:`follow`, for ``SampleStore.commit_batch`` (which has no import of it)."""
+        follow(c, items)
 
     def rehash(self, items: list[tuple[int, str, str, str]]) -> None:
         """Give samples the whole hash of their unchanged file and carry the curation of their
@@ -119,11 +132,15 @@ class LegacyStore(Store):
         that no holder and no sample has any more."""
         if not self._has_legacy():
             return
-        with self.transaction() as c:
+        with self.transaction() as c:  # curation: a label, a collection place or a note
             c.execute("DELETE FROM legacy_holders WHERE NOT EXISTS (SELECT 1 FROM samples s"
-                      " WHERE s.hash = legacy_holders.hash) AND " + " AND ".join(
-                          f"NOT EXISTS (SELECT 1 FROM {t} x WHERE x.hash = legacy_holders.hash)"
-                          for t in _CURATION_TABLES))
+                      " WHERE s.hash = legacy_holders.hash)"
+                      " AND NOT EXISTS (SELECT 1 FROM user_labels u"
+                      " WHERE u.hash = legacy_holders.hash)"
+                      " AND NOT EXISTS (SELECT 1 FROM collection_items x"
+                      " WHERE x.hash = legacy_holders.hash)"
+                      " AND NOT EXISTS (SELECT 1 FROM user_items i"
+                      " WHERE i.hash = legacy_holders.hash AND i.note IS NOT NULL)")
             done = [old for (old,) in c.execute(
                 "SELECT DISTINCT old FROM legacy_followed f"
                 " WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.hash = f.old)"
@@ -140,10 +157,13 @@ class LegacyStore(Store):
         return [new for (new,) in self.conn.execute(
             "SELECT new FROM legacy_followed WHERE old = ? ORDER BY new", (old,))]
 
-    def has_legacy_holder(self, old: str) -> bool:
-        """Whether a holder of the old hash is still waiting for its file."""
-        return self._has_legacy() and self.conn.execute(
-            "SELECT 1 FROM legacy_holders WHERE hash = ? LIMIT 1", (old,)).fetchone() is not None
+    def still_held(self, old: str) -> bool:
+        """Whether a sample, or a holder waiting for its file, still has the old hash."""
+        return (self.conn.execute("SELECT 1 FROM samples WHERE hash = ? LIMIT 1",
+                                  (old,)).fetchone() is not None
+                or self._has_legacy() and self.conn.execute(
+                    "SELECT 1 FROM legacy_holders WHERE hash = ? LIMIT 1",
+                    (old,)).fetchone() is not None)
 
 
 def follow(c, items) -> None:
@@ -188,13 +208,48 @@ def follow(c, items) -> None:
                 c.execute(f"DELETE FROM {table} WHERE hash = ?", (old,))
 
 
-def features_signature(features: np.ndarray) -> str:
-    """blake2b of a sample's features as the atlas stores them (float16): the same audio
-    analysed the same way has the same signature."""
-    from soundatlas.atlas.samples import FEATURE_DTYPE
+#: a summary's blocks: frames pooled into at most this many spans, bins into groups of this many
+_SUMMARY_SPANS, _SUMMARY_BINS = 16, 8
+#: the most two summaries of one file's features may differ by, in log-CQT units (an older
+#: soundatlas's features differ from today's by up to a float16 step, 0.008 at the top)
+SUMMARY_TOLERANCE = 0.05
+#: a summary whose every block is below this holds no sound: it tells files apart by nothing
+SILENT = 0.05
 
-    data = np.ascontiguousarray(np.asarray(features).astype(FEATURE_DTYPE, copy=False))
-    return hashlib.blake2b(data.tobytes(), digest_size=16).hexdigest()
+
+def features_summary(features: np.ndarray) -> str:
+    """A coarse summary of a sample's features: its frame count and the mean of each block of
+    (at most 16 spans of frames) x (groups of 8 bins), as text. Two analyses of one file with
+    the same settings give summaries within :data:`SUMMARY_TOLERANCE`; two different sounds,
+    far more apart."""
+    F = np.asarray(features, dtype=np.float32)
+    if F.ndim != 2 or len(F) == 0:
+        return f"{len(F)}:0x0:"
+    spans = np.array_split(F, min(_SUMMARY_SPANS, len(F)), axis=0)
+    grid = np.stack([[g.mean() for g in np.array_split(
+        span, -(-F.shape[1] // _SUMMARY_BINS), axis=1)] for span in spans])
+    data = base64.b64encode(grid.astype("<f2").tobytes()).decode("ascii")
+    return f"{len(F)}:{grid.shape[0]}x{grid.shape[1]}:{data}"
+
+
+def _grid(summary: str) -> tuple[str, np.ndarray]:
+    head, shape, data = summary.split(":", 2)
+    rows, cols = (int(x) for x in shape.split("x"))
+    grid = np.frombuffer(base64.b64decode(data), "<f2").astype(np.float32)
+    return f"{head}:{shape}", grid.reshape(rows, cols)
+
+
+def summaries_match(a: str, b: str) -> bool:
+    """Whether two feature summaries are of one sound analysed alike: the same frame count and
+    blocks, each within :data:`SUMMARY_TOLERANCE`."""
+    (ka, ga), (kb, gb) = _grid(a), _grid(b)
+    return ka == kb and ga.size > 0 and float(np.abs(ga - gb).max()) <= SUMMARY_TOLERANCE
+
+
+def is_silent(summary: str) -> bool:
+    """Whether a summary holds no sound (a stem silent through its analysed part)."""
+    _key, grid = _grid(summary)
+    return grid.size == 0 or float(grid.max()) < SILENT
 
 
 def file_name(path: str) -> str:

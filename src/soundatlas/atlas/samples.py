@@ -18,7 +18,6 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from soundatlas.atlas.legacy import follow
 from soundatlas.atlas.labels import LABEL_SUMMARY_META
 from soundatlas.atlas.records import NewSample, SampleRecord
 from soundatlas.atlas.schema import NON_ASCII_PATH
@@ -388,7 +387,7 @@ class SampleStore(Store):
         """Write one batch: analysed samples (with their features), moves and failures, atomically.
 
         A new sample at a path the atlas already holds replaces that record (its labels go with
-        it).
+        it; its split stays where the content is the same).
 
         Parameters
         ----------
@@ -431,6 +430,10 @@ class SampleStore(Store):
                     c.execute("DELETE FROM failures WHERE path = ?", (path,))
                 offset = 0
                 for s in new:
+                    # the same bytes analysed again (a refresh, a repair): the split stays
+                    kept = c.execute("SELECT p.split FROM samples o JOIN splits p"
+                                     " ON p.sample_id = o.id WHERE o.path = ? AND o.hash = ?",
+                                     (s.path, s.hash)).fetchone()
                     c.execute("DELETE FROM samples WHERE path = ?", (s.path,))
                     ids.append(
                         c.execute(
@@ -447,8 +450,11 @@ class SampleStore(Store):
                                   " VALUES (?, ?, ?)",
                                   [(ids[-1], k, v) for k, v in s.labels.items()])
                     c.execute("DELETE FROM failures WHERE path = ?", (s.path,))
+                    if kept is not None:
+                        c.execute("INSERT INTO splits(sample_id, split) VALUES (?, ?)",
+                                  (ids[-1], kept[0]))
                 if follows:
-                    follow(c, follows)
+                    self._follow(c, follows)  # LegacyStore's, beside this part in Atlas
                 changed = bool(new or moved)
                 for path, size, mtime_ns, reason in failed:
                     changed |= c.execute("DELETE FROM samples WHERE path = ?",

@@ -244,13 +244,15 @@ MIGRATIONS: list = [
     # 9: content hashes read the whole file. Before, a file over 4 MiB was hashed by its size,
     # head and tail (pipeline.legacy_fingerprint), which two different files can share. The
     # holders of such hashes (a sample's path, or a missing item's last one) are listed until
-    # `index` has hashed their files whole and carried the curation keyed by them over
-    # (atlas.legacy); legacy_followed keeps which whole hashes an old one went to
+    # `index` has hashed their files whole and carried the curation keyed by them over, and
+    # while a missing one's curation is kept (atlas.legacy); legacy_followed keeps which whole
+    # hashes an old one went to
     """
     CREATE TABLE legacy_holders (
         path TEXT NOT NULL,
         hash TEXT NOT NULL,
-        features TEXT,                      -- legacy.features_signature of its sample's features
+        features TEXT,                      -- legacy.features_summary of its sample's features
+        split TEXT,                         -- its sample's stored split, for the file that takes it
         PRIMARY KEY (path, hash)
     );
     CREATE TABLE legacy_followed (
@@ -264,7 +266,9 @@ MIGRATIONS: list = [
         SELECT path, hash FROM samples WHERE size > 4194304 OR size < 0;
     INSERT OR IGNORE INTO legacy_holders(path, hash)
         SELECT i.path, i.hash FROM user_items i
-        WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.hash = i.hash);
+        WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.hash = i.hash)
+        AND (i.note IS NOT NULL OR EXISTS (SELECT 1 FROM user_labels u WHERE u.hash = i.hash)
+             OR EXISTS (SELECT 1 FROM collection_items c WHERE c.hash = i.hash));
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
