@@ -1001,6 +1001,20 @@ def _nudge_features(atlas_dir: Path, share: float = 0.16) -> None:
         np.save(f, F)
 
 
+def _tagged_old_stems(lib: Path, tones, **index_options) -> tuple[dict, dict]:
+    """Stems (name, frequency) of one length, so of one old hash, indexed and turned into what
+    an older soundatlas left (then opened once: schema 9), each tagged with its name, which
+    tags them all; (name -> file, name -> sample id)."""
+    stems = {n: _stem(lib / f"song/{n}.wav", f) for n, f in tones}
+    index(lib, **index_options)
+    _as_before_schema_9(lib, list(stems.values()))
+    with Atlas.open(lib / ".soundatlas", write=True) as a:
+        ids = {Path(r.path).stem: r.id for r in a.samples()}
+        for n in stems:
+            a.tag([ids[n]], add=[n])
+    return stems, ids
+
+
 def test_stems_moved_before_the_upgrade_take_their_own_curation_and_split(tmp_path):
     """Four stems with one fingerprint, tagged apart, moved before the upgrade, features
     analysed by an older soundatlas (a float16 step off today's here and there): each takes its
@@ -1010,15 +1024,10 @@ def test_stems_moved_before_the_upgrade_take_their_own_curation_and_split(tmp_pa
     from soundatlas.pipeline import content_hash
 
     lib = tmp_path / "lib"
-    stems = {n: _stem(lib / f"song/{n}.wav", f) for n, f in
-             [("bass", 80.0), ("lead", 1760.0), ("keys", 523.0), ("pad", 330.0)]}
-    index(lib)
     atlas_dir = lib / ".soundatlas"
-    _as_before_schema_9(lib, list(stems.values()))
+    stems, ids = _tagged_old_stems(lib, [("bass", 80.0), ("lead", 1760.0), ("keys", 523.0),
+                                         ("pad", 330.0)])
     with Atlas.open(atlas_dir, write=True) as a:
-        ids = {Path(r.path).stem: r.id for r in a.samples()}
-        for n in stems:
-            a.tag([ids[n]], add=[n])
         a.splits()
         kept = {}
         with a.transaction() as c:  # a split no whole hash would draw
@@ -1053,15 +1062,9 @@ def test_stems_silent_in_their_analysed_part_are_told_apart_by_name(tmp_path):
     moved, a stem takes the holder with its own file name, and a new stem with another name
     takes none."""
     lib = tmp_path / "lib"
-    stems = {n: _stem(lib / f"song/{n}.wav", f) for n, f in [("guitar", 196.0),
-                                                            ("vocals", 440.0)]}
-    index(lib, max_duration=5.0)  # the first 5 s of each: silence
     atlas_dir = lib / ".soundatlas"
-    _as_before_schema_9(lib, list(stems.values()))
-    with Atlas.open(atlas_dir, write=True) as a:
-        ids = {Path(r.path).stem: r.id for r in a.samples()}
-        for n in stems:
-            a.tag([ids[n]], add=[n])
+    stems, _ids = _tagged_old_stems(lib, [("guitar", 196.0), ("vocals", 440.0)],
+                                    max_duration=5.0)  # the first 5 s of each: silence
     downgrade_schema(atlas_dir, 8)
     (lib / "take2").mkdir()
     stems["guitar"].rename(lib / "take2/guitar.wav")  # its holder alone waits, silent
