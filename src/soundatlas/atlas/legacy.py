@@ -146,9 +146,7 @@ class LegacyStore(Store):
                 " WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.hash = f.old)"
                 " AND NOT EXISTS (SELECT 1 FROM legacy_holders h WHERE h.hash = f.old)"
                 " AND EXISTS (SELECT 1 FROM user_items i WHERE i.hash = f.old)")]
-            for chunk in chunked(done, 900):
-                for table in _CURATION_TABLES:
-                    c.execute(f"DELETE FROM {table} WHERE hash IN ({placeholders(chunk)})", chunk)
+            _drop_curation(c, done)
 
     def followed_hashes(self, old: str) -> list[str]:
         """The whole hashes the curation of an old hash went over to (none: not carried)."""
@@ -204,8 +202,15 @@ def follow(c, items) -> None:
         if waiting is not None:  # shown, while missing, where a file that had it was
             c.execute("UPDATE user_items SET path = ? WHERE hash = ?", (waiting[0], old))
         elif c.execute("SELECT 1 FROM samples WHERE hash = ? LIMIT 1", (old,)).fetchone() is None:
-            for table in _CURATION_TABLES:  # carried to every file that had it
-                c.execute(f"DELETE FROM {table} WHERE hash = ?", (old,))
+            _drop_curation(c, [old])  # carried to every file that had it
+
+
+def _drop_curation(c, hashes: list[str]) -> None:
+    """Delete the tags, stars, notes and collection places keyed by ``hashes`` (old hashes
+    whose curation every file that had them has taken)."""
+    for chunk in chunked(hashes, 900):
+        for table in _CURATION_TABLES:
+            c.execute(f"DELETE FROM {table} WHERE hash IN ({placeholders(chunk)})", chunk)
 
 
 #: a summary's blocks: frames pooled into at most this many spans, bins into groups of this many
