@@ -109,6 +109,7 @@ _ADDED_BY_MIGRATION = {
        " ALTER TABLE embedding_segments DROP COLUMN checksum;",
     9: "DROP TABLE legacy_followed; DROP TABLE legacy_holders;"
        " DROP INDEX collection_items_hash;",
+    10: "ALTER TABLE failures DROP COLUMN decoded_with;",
 }
 
 

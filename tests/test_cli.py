@@ -98,6 +98,13 @@ def test_index_summary_names_failures(tone_library):
     assert "failed 1" in proc.stdout and "mid/broken.wav: empty" in proc.stdout
     text = run("info", "--atlas", tone_library / ".soundatlas", check_rc=0).stdout
     assert "mid/broken.wav" in text and "samples  18" in text
+    # the next run leaves it alone and says so, still naming it; --retry-failed reads it
+    proc = run("index", tone_library, "-q", "--jobs", "1", check_rc=0)
+    assert "1 files that could not be decoded before and have not changed" in proc.stdout
+    assert "mid/broken.wav: empty" in proc.stdout
+    summary = json.loads(run("index", tone_library, "-q", "--jobs", "1", "--retry-failed",
+                             "--json", check_rc=0).stdout)
+    assert (summary["n_failed_unchanged"], summary["n_failed"]) == (0, 1)
 
 
 def test_demo_library_cli_renders_a_subset(tmp_path):

@@ -192,6 +192,65 @@ def test_failed_file_fixed_later_is_indexed(tone_library):
     assert index(tone_library).n_removed == 1
 
 
+def _swap_in_place(path: Path, data: bytes) -> None:
+    """Give ``path`` other bytes of the same length and its old date: to ``index``, unchanged."""
+    st = path.stat()
+    assert len(data) == st.st_size
+    path.write_bytes(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _a_broken_file_that_could_become_good(lib: Path) -> tuple[Path, bytes]:
+    """``lib/mid/broken.wav``: a good tone's bytes with its header zeroed (not audio), and
+    the good bytes, which a later run would analyse if it read the file again."""
+    good = write_tone(lib / "mid/broken.wav", 500.0).read_bytes()
+    (lib / "mid/broken.wav").write_bytes(b"\0" * 44 + good[44:])
+    return lib / "mid/broken.wav", good
+
+
+def test_a_file_whose_bytes_failed_is_not_read_again_until_it_changes(tone_library):
+    bad, good = _a_broken_file_that_could_become_good(tone_library)
+    first = index(tone_library)
+    assert dict(first.failures)["mid/broken.wav"].startswith("not audio")
+    assert first.n_failed_unchanged == 0
+    # same size and date, other bytes: a run that decoded it again would index it
+    _swap_in_place(bad, good)
+    again = index(tone_library)
+    assert again.n_failed_unchanged == 1 and again.n_indexed == 0
+    assert [p for p, _ in again.failures] == ["mid/broken.wav"]  # still listed, with its reason
+    assert "mid/broken.wav" not in paths_in(tone_library / ".soundatlas")
+    retried = index(tone_library, retry_failed=True)
+    assert (retried.n_failed_unchanged, retried.n_indexed, retried.failures) == (0, 1, [])
+    assert "mid/broken.wav" in paths_in(tone_library / ".soundatlas")
+
+
+def test_a_failed_file_is_read_again_when_it_or_the_decoder_settings_change(tone_library):
+    bad, good = _a_broken_file_that_could_become_good(tone_library)
+    index(tone_library)
+    _swap_in_place(bad, good)
+    # another --max-duration decides anew (a NaN past 30 s fails no 30 s read)
+    s = index(tone_library, max_duration=20.0)
+    assert (s.n_failed_unchanged, s.n_indexed, s.failures) == (0, 1, [])
+
+    # a new date with the same size is a change
+    bad.write_bytes(b"\0" * 44 + good[44:])
+    assert index(tone_library).n_failed == 1
+    bad.write_bytes(good)
+    s = index(tone_library)
+    assert (s.n_failed_unchanged, s.n_indexed, s.failures) == (0, 1, [])
+
+
+def test_failures_recorded_before_the_decoder_settings_were_kept_are_tried_again(tone_library):
+    """A failure an atlas before schema 10 recorded (or one that may pass: permission, I/O) has
+    no decoder settings: every run reads the file."""
+    bad, good = _a_broken_file_that_could_become_good(tone_library)
+    index(tone_library)
+    _swap_in_place(bad, good)
+    downgrade_schema(tone_library / ".soundatlas", 9)
+    s = index(tone_library)
+    assert (s.n_failed_unchanged, s.n_indexed, s.failures) == (0, 1, [])
+
+
 def test_crash_between_segment_and_commit_leaves_no_trace(tone_library, monkeypatch):
     index(tone_library)
     write_tone(tone_library / "new.wav", 700.0)
@@ -273,6 +332,20 @@ def test_bad_corpus_each_file_indexed_or_recorded(tmp_path):
             assert rel not in indexed
     assert s.n_failed == len(failures) > 0
     assert s.n_truncated >= 1  # the very long file: first 30 s only, and said so
+
+    # failures of the bytes are kept from one run to the next; those that may pass are not
+    db = sqlite3.connect(lib / ".soundatlas" / "atlas.sqlite")
+    kept = dict(db.execute("SELECT path, decoded_with IS NOT NULL FROM failures"))
+    db.close()
+    content = ("empty", "corrupt", "not audio", "non-finite", "too short")
+    access = ("does not exist", "symlink loop", "permission")
+    lasting = {rel for rel, e in expect.items() if e.startswith("fail:") and e[5:] in content}
+    passing = {rel for rel, e in expect.items() if e.startswith("fail:") and e[5:] in access}
+    assert len(lasting) >= 8 and len(passing) >= 2
+    assert {p for p, k in kept.items() if k} == lasting
+    assert passing <= {p for p, k in kept.items() if not k}
+    again = index(lib, n_jobs=2, max_duration=30.0)
+    assert (again.n_failed_unchanged, again.failures) == (len(lasting), s.failures)
 
 
 def test_symlink_loops_and_hidden_folders(tmp_path):

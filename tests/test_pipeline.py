@@ -57,8 +57,10 @@ def test_analyse_files_returns_errors_as_values_and_pickles_them(tmp_path):
     assert res[0].features.shape == (11, 192) and res[0].hash == content_hash(good)
     assert isinstance(res[1], AudioReadError) and "not audio" in res[1].reason
     assert isinstance(res[2], AudioReadError) and "does not exist" in res[2].reason
-    back = pickle.loads(pickle.dumps(res[1]))
-    assert (back.path, back.reason) == (res[1].path, res[1].reason)
+    assert (res[1].lasting, res[2].lasting) == (True, False)  # the bytes; the file system
+    for err in res[1:]:
+        back = pickle.loads(pickle.dumps(err))
+        assert (back.path, back.reason, back.lasting) == (err.path, err.reason, err.lasting)
 
 
 def test_moved_files_are_not_decoded(tmp_path):

@@ -132,7 +132,7 @@ def load(path: str | os.PathLike, *, sr: int = 16000, max_duration: float | None
     except AudioReadError:
         raise
     except Exception as exc:  # the contract: nothing raw escapes for a bad file
-        raise AudioReadError(path, _exception_reason(exc)) from exc
+        raise AudioReadError(path, _exception_reason(exc), lasting=_lasting(exc)) from exc
 
 
 def load_many(paths: Iterable[str | os.PathLike], *, sr: int = 16000,
@@ -201,7 +201,8 @@ def _load(path, sr: int, max_duration: float | None, min_duration: float) -> Aud
     with _open(path) as f:
         orig_sr, n_channels, header_frames = f.samplerate, f.channels, f.frames
         if orig_sr <= 0 or n_channels <= 0:
-            raise AudioReadError(path, f"corrupt header: sr={orig_sr}, channels={n_channels}")
+            raise AudioReadError(path, f"corrupt header: sr={orig_sr}, channels={n_channels}",
+                                 lasting=True)
         limit = _frame_limit(max_duration, orig_sr)
         y = _read_mono(f, path, None if limit is None else limit + 1)  # +1 tells if more follows
     truncated = limit is not None and len(y) > limit
@@ -214,7 +215,7 @@ def _load(path, sr: int, max_duration: float | None, min_duration: float) -> Aud
         _check_long_enough(path, n_frames, orig_sr, math.inf)
     if not np.isfinite(y).all():
         raise AudioReadError(path, "non-finite samples (NaN or inf) after resampling: "
-                                   "values too large")
+                                   "values too large", lasting=True)
     return Audio(y=y, sr=int(sr), orig_sr=int(orig_sr), n_channels=int(n_channels),
                  duration=len(y) / sr,
                  file_duration=_file_duration(n_frames, orig_sr, header_frames, truncated),
@@ -282,7 +283,7 @@ def _check_file(path) -> None:
     if not stat.S_ISREG(st.st_mode):  # a FIFO would block the whole run on open()
         raise AudioReadError(path, "not a regular file (pipe, socket or device)")
     if st.st_size == 0:
-        raise AudioReadError(path, "empty file (0 bytes)")
+        raise AudioReadError(path, "empty file (0 bytes)", lasting=True)
     try:
         with open(path, "rb"):
             pass
@@ -298,7 +299,8 @@ def _open(path) -> sf.SoundFile:
     try:
         return sf.SoundFile(p)
     except sf.LibsndfileError as exc:
-        raise AudioReadError(path, _format_reason(exc.error_string)) from exc
+        raise AudioReadError(path, _format_reason(exc.error_string),
+                             lasting=_lasting(exc)) from exc
 
 
 def _read_mono(f: sf.SoundFile, path, n_frames: int | None) -> np.ndarray:
@@ -314,7 +316,8 @@ def _read_mono(f: sf.SoundFile, path, n_frames: int | None) -> np.ndarray:
         finite = np.isfinite(mono)  # a float64 mean of finite float32 values is finite
         if not finite.all():
             at = (n_read + int(np.argmin(finite))) / f.samplerate
-            raise AudioReadError(path, f"non-finite samples (NaN or inf) at {at:.3f} s")
+            raise AudioReadError(path, f"non-finite samples (NaN or inf) at {at:.3f} s",
+                                 lasting=True)
         parts.append(mono.astype(np.float32, copy=False))
         n_read += len(x)
         if len(x) < want:
@@ -330,7 +333,7 @@ def _check_long_enough(path, n_frames: int, sr: int, min_duration: float) -> Non
         floor = (f"min_duration={min_duration:g} s" if min_duration < math.inf
                  else "one output sample")
         raise AudioReadError(path, f"too short: {frames} at {sr} Hz = {seconds:.4g} s, "
-                                   f"below {floor}")
+                                   f"below {floor}", lasting=True)
 
 
 def _resample(y: np.ndarray, orig_sr: int, sr: int) -> np.ndarray:
@@ -367,6 +370,13 @@ def _format_reason(message: str) -> str:
     if message.startswith("System error"):
         return "cannot read: libsndfile system error"
     return f"corrupt or unsupported audio: {message}"
+
+
+def _lasting(exc: Exception) -> bool:
+    """libsndfile refusing the bytes is lasting; its system errors, the OS's, memory and
+    anything unknown may pass."""
+    return (isinstance(exc, sf.LibsndfileError)
+            and not " ".join(str(exc.error_string).split()).startswith("System error"))
 
 
 def _exception_reason(exc: Exception) -> str:

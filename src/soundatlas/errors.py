@@ -30,6 +30,11 @@ class AudioReadError(SoundAtlasError):
         The file that could not be read.
     reason : str
         Why, in words; the message is ``"{path}: {reason}"``.
+    lasting : bool, default False
+        True when the file's bytes are the problem (not audio, corrupt, too short, a decoder
+        crash), so reading the same bytes again fails the same way; False when it may pass
+        another time (permission, a missing file, an I/O error, memory) or is not known.
+        ``index`` does not read a lasting failure again until the file changes.
 
     Attributes
     ----------
@@ -37,16 +42,19 @@ class AudioReadError(SoundAtlasError):
         The file, as a string (``os.fspath`` of the argument).
     reason : str
         Why it could not be read.
+    lasting : bool
+        As the parameter.
     """
 
-    def __init__(self, path: str | os.PathLike, reason: str):
+    def __init__(self, path: str | os.PathLike, reason: str, lasting: bool = False):
         self.path = os.fspath(path)
         self.reason = reason
+        self.lasting = bool(lasting)
         super().__init__(f"{self.path}: {reason}")
 
     def __reduce__(self):
         # picklable, so errors can travel back from worker processes and Dask workers as values
-        return (type(self), (self.path, self.reason))
+        return (type(self), (self.path, self.reason, self.lasting))
 
 
 class AtlasError(SoundAtlasError):

@@ -6,6 +6,12 @@ in batches, and commit each batch (records + features together). A run killed at
 leaves committed batches in place; the next run finds them unchanged and completes the rest.
 Deleted files are forgotten at the end of a run.
 
+A file whose bytes cannot be decoded (not audio, corrupt, too short; ``AudioReadError.lasting``)
+is not read again while its size and date, soundatlas, libsndfile and the analysis's rate and
+``max_duration`` stay as they were when it failed (:func:`decoder_key`): a library holding
+thousands of broken files does not decode them on every run. ``retry_failed`` (``index
+--retry-failed``) reads them all; failures that may pass (permission, I/O) are tried every run.
+
 ``refresh_features`` (``index --refresh-features``) brings an atlas whose features were made
 with an older CQT kernel (``CQTParams.kernel``) to today's: the atlas records the new kernel and
 marks every sample stale at once, and runs analyse stale samples as if changed until none is left.
@@ -57,6 +63,7 @@ class IndexSummary:
     n_removed: int = 0
     n_kept_unreadable: int = 0  # kept, though their file or folder could not be read this run
     n_failed: int = 0
+    n_failed_unchanged: int = 0  # of those, failed before on the same bytes: not read again
     n_truncated: int = 0
     n_samples: int = 0  # in the atlas after the run
     n_frames: int = 0
@@ -82,6 +89,7 @@ def index_library(
     params: CQTParams | None = None,
     refresh_features: bool = False,
     max_duration: float | None = 30.0,
+    retry_failed: bool = False,
     n_jobs: int | None = None,
     batch_size: int = 32,
     executor=None,
@@ -109,6 +117,9 @@ def index_library(
         nothing embeds the atlas meanwhile.
     max_duration : float or None, default 30.0
         Seconds of each file analysed (None: all).
+    retry_failed : bool, default False
+        Read again the files whose bytes could not be decoded before, though they have not
+        changed (by default they are counted in ``n_failed_unchanged`` and left as they are).
     n_jobs : int, optional
         Worker processes (default: one per core; 1: this process).
     batch_size : int, default 32
@@ -153,7 +164,9 @@ def index_library(
         atlas.sign_legacy_holders()  # while the samples whose curation may move are there
         with ScanList(library) as found:
             summary.n_scanned = found.n_files
-            seen_ids = _classify(atlas, found, summary, stale)
+            lasting_key = decoder_key(params.sr, max_duration)
+            seen_ids = _classify(atlas, found, summary, stale,
+                                 None if retry_failed else lasting_key)
             _keep_unreadable(atlas, found, seen_ids, summary)
             legacy = _LegacyFollower.of(atlas, library, seen_ids)
             # a moved file never takes over features that are stale or damaged (marked by check
@@ -163,8 +176,9 @@ def index_library(
             run_id = atlas.start_run("index", found.n_files)
             try:
                 for chunk in found.problems():
-                    atlas.commit_batch([], failed=[(p, None, None, reason) for p, reason in chunk])
-                n_done = summary.n_unchanged
+                    atlas.commit_batch([], failed=[(p, None, None, reason, None)
+                                                   for p, reason in chunk])
+                n_done = summary.n_unchanged + summary.n_failed_unchanged
                 if progress:
                     progress(n_done, summary.n_scanned)
                 retry: list[FileEntry] = []  # moved files whose twin took the record first
@@ -185,7 +199,7 @@ def index_library(
                     for results in run_batches(stage, batches(), n_jobs=n_jobs,
                                                executor=executor, on_crash=on_crash):
                         n_done += _commit(atlas, sent.popleft(), results, orphans, retry,
-                                          summary, run_id, n_done, legacy)
+                                          summary, run_id, n_done, legacy, lasting_key)
                         if progress:
                             progress(n_done, summary.n_scanned)
                 removed = [sid for ids in orphans.values() for sid in ids] + stale_orphans
@@ -245,9 +259,36 @@ def cqt_for_model(
     return None
 
 
+def decoder_key(sr: int, max_duration: float | None) -> str:
+    """What decides whether a file's bytes decode: soundatlas and libsndfile, the analysis's
+    sample rate and ``max_duration`` (a NaN at 40 s fails no 30 s read). A failure recorded
+    as lasting under another key is read again.
+
+    Parameters
+    ----------
+    sr : int
+        The atlas's analysis rate (Hz).
+    max_duration : float or None
+        Seconds analysed of each file.
+
+    Returns
+    -------
+    str
+        A JSON object, compared as text.
+    """
+    import soundfile
+
+    from soundatlas import __version__
+
+    return json.dumps({"soundatlas": __version__, "libsndfile": soundfile.__libsndfile_version__,
+                       "sr": sr, "max_duration": max_duration}, sort_keys=True)
+
+
 def _crashed(entry: FileEntry) -> AudioReadError:
+    # lasting: the same bytes crash the decoder again, and finding the file to blame means
+    # analysing its batch one file at a time (index --retry-failed tries it again)
     return AudioReadError(entry.path, "analysing this file crashed its process (in the decoder "
-                          "or a native library)")
+                          "or a native library)", lasting=True)
 
 
 def _on_crash(stage, summary: IndexSummary, checked: list, batch: list) -> list:
@@ -276,9 +317,12 @@ def _stored_hash(entry: FileEntry) -> str | None:
     return stored[1] if stored else None
 
 
-def _classify(atlas: Atlas, found: "ScanList", summary: IndexSummary, stale: set[int]):
+def _classify(atlas: Atlas, found: "ScanList", summary: IndexSummary, stale: set[int],
+              lasting_key: str | None):
     """Split scanned files into unchanged ones and those to analyse (changed, new, or with
-    ``stale`` features), the latter into ``found``'s to-do list; mark atlas ids seen.
+    ``stale`` features), the latter into ``found``'s to-do list; mark atlas ids seen. A file
+    whose bytes failed under ``lasting_key`` (None: none) and has not changed since is left
+    out (``n_failed_unchanged``).
 
     Returns
     -------
@@ -288,10 +332,14 @@ def _classify(atlas: Atlas, found: "ScanList", summary: IndexSummary, stale: set
     seen = bytearray(atlas.max_sample_id() + 1)
     for chunk in found.files(2000):
         known = atlas.lookup_paths([e.path for e in chunk])
+        failed = (atlas.lasting_failures([e.path for e in chunk if e.path not in known],
+                                         lasting_key) if lasting_key is not None else {})
         todo = []
         for e in chunk:
             rec = known.get(e.path)
-            if (rec is not None and rec[1] == e.size and rec[2] == e.mtime_ns
+            if rec is None and failed.get(e.path) == (e.size, e.mtime_ns):
+                summary.n_failed_unchanged += 1
+            elif (rec is not None and rec[1] == e.size and rec[2] == e.mtime_ns
                     and rec[0] not in stale):
                 seen[rec[0]] = 1
                 summary.n_unchanged += 1
@@ -339,7 +387,8 @@ def _orphans(
     return out, dropped
 
 
-def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, legacy) -> int:
+def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, legacy,
+            lasting_key) -> int:
     new, moved, failed, follows = [], [], [], []
     for entry, result in zip(batch, results):
         if isinstance(result, Moved) and _stored_hash(entry) == result.hash:
@@ -357,7 +406,8 @@ def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, lega
             else:
                 retry.append(entry)  # its twin claimed the record first: analyse it for real
         elif isinstance(result, AudioReadError):
-            failed.append((entry.path, entry.size, entry.mtime_ns, result.reason))
+            failed.append((entry.path, entry.size, entry.mtime_ns, result.reason,
+                           lasting_key if result.lasting else None))
         else:
             new.append(NewSample.of(entry, result))
             summary.n_indexed += 1

@@ -15,7 +15,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from soundatlas.atlas.store import Store, id_chunks, int_list, placeholders
+from soundatlas.atlas.store import Store, chunked, id_chunks, int_list, placeholders
 
 __all__ = ["LabelStore", "LABEL_SUMMARY_META"]
 
@@ -183,6 +183,29 @@ class LabelStore(Store):
     def failures(self) -> list[tuple[str, str]]:
         """(path, reason) of every file that could not be analysed, by path."""
         return self.conn.execute("SELECT path, reason FROM failures ORDER BY path").fetchall()
+
+    def lasting_failures(self, paths: list[str], decoded_with: str) -> dict[str, tuple[int, int]]:
+        """The failures among ``paths`` that the same bytes would repeat: recorded with the
+        file's bytes as the problem, under the decoder settings ``decoded_with``.
+
+        Parameters
+        ----------
+        paths : list of str
+            Library paths.
+        decoded_with : str
+            The settings this run decodes with (``indexing.decoder_key``).
+
+        Returns
+        -------
+        dict
+            path -> (size, mtime_ns) the file had when it failed.
+        """
+        out = {}
+        for chunk in chunked(paths, 900):
+            out.update((p, (size, mtime_ns)) for p, size, mtime_ns in self.conn.execute(
+                "SELECT path, size, mtime_ns FROM failures WHERE decoded_with = ?"
+                f" AND path IN ({placeholders(chunk)})", (decoded_with, *chunk)))
+        return out
 
     def forget_failures(self, keep_paths: set[str]) -> int:
         """Drop the failures of files no longer in the library.

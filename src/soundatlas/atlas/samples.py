@@ -379,7 +379,7 @@ class SampleStore(Store):
         new: list[NewSample],
         *,
         moved: list[tuple[int, str, int, int]] = (),
-        failed: list[tuple[str, int | None, int | None, str]] = (),
+        failed: list[tuple[str, int | None, int | None, str, str | None]] = (),
         run_id: int | None = None,
         n_done: int | None = None,
         follows: list[tuple[str, str, str, str, str | None]] = (),
@@ -395,8 +395,10 @@ class SampleStore(Store):
             Newly analysed files.
         moved : list of (int, str, int, int), default ()
             (sample id, new path, size, mtime_ns) of samples whose file moved.
-        failed : list of (str, int or None, int or None, str), default ()
-            (path, size, mtime_ns, reason) of files that could not be analysed.
+        failed : list of (str, int or None, int or None, str, str or None), default ()
+            (path, size, mtime_ns, reason, decoded_with) of files that could not be analysed;
+            ``decoded_with`` is the decoder's settings where the file's bytes are the problem
+            (``LabelStore.lasting_failures``), else None.
         run_id, n_done : int, optional
             With both, the run's progress is set to ``n_done`` in the same transaction.
         follows : list of (str, str, str, str, str or None), default ()
@@ -456,13 +458,13 @@ class SampleStore(Store):
                 if follows:
                     self._follow(c, follows)  # LegacyStore's, beside this part in Atlas
                 changed = bool(new or moved)
-                for path, size, mtime_ns, reason in failed:
+                for path, size, mtime_ns, reason, decoded_with in failed:
                     changed |= c.execute("DELETE FROM samples WHERE path = ?",
                                          (path,)).rowcount > 0
                     c.execute(
-                        "INSERT OR REPLACE INTO failures(path, size, mtime_ns, reason, at)"
-                        " VALUES (?,?,?,?,?)",
-                        (path, size, mtime_ns, reason, now),
+                        "INSERT OR REPLACE INTO failures(path, size, mtime_ns, reason, at,"
+                        " decoded_with) VALUES (?,?,?,?,?,?)",
+                        (path, size, mtime_ns, reason, now, decoded_with),
                     )
                 if changed:  # the label counts no longer hold (LabelStore.label_summary)
                     c.execute("DELETE FROM meta WHERE key = ?", (LABEL_SUMMARY_META,))

@@ -270,6 +270,13 @@ MIGRATIONS: list = [
         AND (i.note IS NOT NULL OR EXISTS (SELECT 1 FROM user_labels u WHERE u.hash = i.hash)
              OR EXISTS (SELECT 1 FROM collection_items c WHERE c.hash = i.hash));
     """,
+    # 10: a file whose bytes cannot be decoded (not audio, corrupt, too short) fails the same
+    # way every time: `index` reads it again only once it changes or the decoder does. The
+    # settings it failed under (indexing.decoder_key); NULL for a failure that may pass (an
+    # access or I/O error) and for failures recorded before
+    """
+    ALTER TABLE failures ADD COLUMN decoded_with TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -168,6 +168,9 @@ INDEX_OPTIONS = (
     option("--max-duration", type=duration_or_none, default=30.0, metavar="SECONDS",
            help="analyse only the first SECONDS of longer files ('none': no limit; "
            "default: 30)"),
+    option("--retry-failed", action="store_true",
+           help="read again the files that could not be decoded before and have not changed "
+           "since (by default they are left as they are until they change)"),
     JOBS,
     option("--batch-size", type=positive_int, default=32, metavar="N",
            help="files per batch and per commit (default: 32)"),
@@ -216,7 +219,8 @@ def run_index(args: argparse.Namespace):
         return index_library(
             args.library, atlas_dir=args.atlas, label_sources=_label_sources(args),
             params=params, refresh_features=args.refresh_features,
-            max_duration=args.max_duration, n_jobs=args.jobs, batch_size=args.batch_size,
+            max_duration=args.max_duration, retry_failed=args.retry_failed, n_jobs=args.jobs,
+            batch_size=args.batch_size,
             executor=executor_for(args), progress=progress,
         )
 
@@ -292,6 +296,9 @@ def print_index_summary(s) -> None:
         print(f"  repaired: {line}")
     for problem in s.label_problems[:10]:
         print(f"  label problem: {problem}")
+    if s.n_failed_unchanged:
+        print(f"  {s.n_failed_unchanged} files that could not be decoded before and have not "
+              "changed since were not read again (--retry-failed reads them)")
     if s.failures:
         print(f"  {s.n_failed} files could not be indexed:")
         for path, reason in s.failures[:50]:
