@@ -234,3 +234,44 @@ def test_a_damaged_embedding_file_names_itself_and_the_commands_that_make_it_who
         assert done.returncode == 0, command + done.stdout + done.stderr
     with Atlas.open(atlas_dir) as atlas:
         assert atlas.trajectory(atlas.model("default").id, sid).shape[1] == 3
+
+
+def _http_error(server, path: str):
+    import urllib.error
+
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        server.request(path)
+    return caught.value.code, json.load(caught.value)["error"]
+
+
+def test_the_web_api_names_a_damaged_file_and_its_repair_and_serves_the_rest(lib):
+    from soundatlas.web.app import create_app
+    from soundatlas.web.server import ThreadedServer
+
+    atlas_dir = lib / ".soundatlas"
+    assert _run("embed", "--atlas", atlas_dir, "--precision", "fp32", "-q").returncode == 0
+    feature_file, paths = _segment_of(atlas_dir)
+    with Atlas.open(atlas_dir) as atlas:
+        model = atlas.model("default")
+        (embedding_file,) = [f for (f,) in atlas.conn.execute(
+            "SELECT file FROM embedding_segments WHERE model_id = ?", (model.id,))]
+        hit = next(r for r in atlas.samples() if r.path in paths)
+        whole = next(r for r in atlas.samples() if r.path not in paths)
+        n_frames = len(atlas.trajectory(model.id, hit.id))
+    _damage(feature_file, "truncated")
+    with ThreadedServer(create_app(atlas_dir)) as server:
+        # the CQT image of a sample in the damaged feature file: the atlas's state, named
+        code, message = _http_error(server, f"/api/samples/{hit.id}/cqt.png")
+        assert code == 409 and str(feature_file) in message and "check --atlas" in message
+        headers, png = server.request(f"/api/samples/{whole.id}/cqt.png")
+        assert png.startswith(b"\x89PNG")
+        # its path on the map still draws, every frame of it
+        headers, body = server.request(f"/api/models/default/trajectory/{hit.id}")
+        assert (int(headers["x-frames"]), len(body)) == (n_frames, n_frames * 3 * 4)
+        assert (int(headers["x-sounding-first"]), int(headers["x-sounding-last"])) == (
+            0, n_frames - 1)
+        (atlas_dir / "embeddings" / embedding_file).write_bytes(b"not an array")
+        code, message = _http_error(server, f"/api/models/default/trajectory/{whole.id}")
+        # not "not embedded yet" (404): the file, and the commands that make it whole
+        assert code == 409 and embedding_file in message and "soundatlas embed" in message
+        assert server.get("/api/atlas")["n_samples"] == 6

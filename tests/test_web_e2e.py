@@ -859,6 +859,28 @@ def test_a_read_only_server_shows_tags_without_the_controls_that_change_them(pag
         assert atlas.curation_of([first])[first]["starred"] is False
 
 
+def test_a_sample_whose_feature_file_is_damaged_shows_its_path_and_names_the_repair(
+        page, mapped, tmp_path, console):
+    atlas_dir = tmp_path / "atlas"
+    shutil.copytree(mapped, atlas_dir)
+    with Atlas.open(atlas_dir) as atlas:
+        sid, file = atlas.conn.execute("SELECT s.id, g.file FROM samples s JOIN segments g"
+                                       " ON g.id = s.segment ORDER BY s.id").fetchone()
+    (atlas_dir / "features" / file).write_bytes(b"not an array")
+    console.expected.append("409")  # the browser logs the image the server refused
+    with ThreadedServer(create_app(atlas_dir)) as srv:
+        _open(page, srv)
+        page.evaluate(f"{HOOK}.select({sid})")
+        # the path on the map is drawn whole; the CQT image is hidden and the status says why
+        page.wait_for_function(f"{HOOK}.state.trajectory?.id === {sid}")
+        page.wait_for_function("document.querySelector('#status').textContent"
+                               f".includes({json.dumps(file)})")
+        text = page.inner_text("#status")
+        assert "check --atlas" in text and "--repair" in text, text
+        assert not page.is_visible("#cqt")
+        page.goto("about:blank")
+
+
 def test_a_label_suggested_from_the_map_is_accepted_with_one_key(page, mapped, tmp_path):
     atlas_dir = tmp_path / "atlas"
     shutil.copytree(mapped, atlas_dir)

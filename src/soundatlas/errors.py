@@ -61,6 +61,12 @@ class AtlasError(SoundAtlasError):
     """The atlas is missing, from an incompatible version, or inconsistent."""
 
 
+class DamagedDataError(AtlasError):
+    """A feature or embedding file that the atlas's rows name is missing, cut short or not an
+    array. The message names the file and the commands that make it whole; the rest of the
+    atlas reads as before, and the web API answers 409 (the atlas's state, not the request)."""
+
+
 def is_disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` says the device is full (or the user's quota spent): an OSError, or
     SQLite's "database or disk is full"."""

@@ -21,7 +21,7 @@ import numpy as np
 from soundatlas.atlas.records import ModelRecord
 from soundatlas.atlas.store import (Store, array_problem, id_chunks, int_list, open_array,
                                     placeholders, write_array)
-from soundatlas.errors import AtlasError, ParameterError
+from soundatlas.errors import AtlasError, DamagedDataError, ParameterError
 
 __all__ = ["ModelStore", "check_model_name", "MAX_MODEL_NAME"]
 
@@ -456,7 +456,7 @@ class ModelStore(Store):
 
         Raises
         ------
-        AtlasError
+        DamagedDataError
             When the file is missing, cut short or not an array: naming it, what is wrong and
             the commands that make it whole (``check --repair`` drops its embeddings, ``embed``
             computes them again).
@@ -468,7 +468,7 @@ class ModelStore(Store):
                 arr = open_array(path)
             except (OSError, ValueError, EOFError) as exc:  # what np.load raises for these
                 atlas = shlex.quote(str(self.path.resolve()))
-                raise AtlasError(f"the embedding file {path} cannot be read: "
+                raise DamagedDataError(f"the embedding file {path} cannot be read: "
                                  f"{array_problem(path, exc)}; run `soundatlas check --atlas "
                                  f"{atlas} --repair`, then `soundatlas embed --atlas {atlas} "
                                  "--model MODEL` (check drops its embeddings, embed computes "

@@ -23,7 +23,7 @@ from soundatlas.atlas.records import NewSample, SampleRecord
 from soundatlas.atlas.schema import NON_ASCII_PATH
 from soundatlas.atlas.store import (Store, array_problem, chunked, id_chunks, int_list, open_array,
                                     placeholders, write_array)
-from soundatlas.errors import AtlasError
+from soundatlas.errors import AtlasError, DamagedDataError
 
 __all__ = ["SampleStore", "FEATURE_DTYPE", "DamagedFeaturesError", "damaged_features",
            "is_id_text"]
@@ -38,7 +38,7 @@ def is_id_text(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 18
 
 
-class DamagedFeaturesError(AtlasError):
+class DamagedFeaturesError(DamagedDataError):
     """A feature file the atlas names is missing, truncated or not an array: the features of
     its samples cannot be read until ``soundatlas check --repair`` marks them and ``soundatlas
     index`` analyses their audio again (``fix``). The message says all three.
@@ -65,7 +65,7 @@ class DamagedFeaturesError(AtlasError):
         return (type(self), (self.file, self.reason, self.fix))
 
 
-def damaged_features(damaged: dict[str, tuple[DamagedFeaturesError, int]]) -> AtlasError:
+def damaged_features(damaged: dict[str, tuple[DamagedFeaturesError, int]]) -> DamagedDataError:
     """One error for every damaged feature file a read of many samples met (``damaged``: file
     -> (its error, the samples of it that were asked for)): the one file's own error, or each
     file (ten at most) with what is wrong with it and its samples, and the command that makes
@@ -76,7 +76,7 @@ def damaged_features(damaged: dict[str, tuple[DamagedFeaturesError, int]]) -> At
     shown = "; ".join(f"{e.file}: {e.reason} ({n} samples)" for e, n in items[:10])
     more = f"; and {len(items) - 10} more" if len(items) > 10 else ""
     total = sum(n for _e, n in items)
-    return AtlasError(f"{len(items)} feature files cannot be read ({total} samples): "
+    return DamagedDataError(f"{len(items)} feature files cannot be read ({total} samples): "
                       f"{shown}{more}; run `{items[0][0].fix}` (check marks their samples, index "
                       "analyses their audio again)")
 

@@ -26,7 +26,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
 from soundatlas.atlas import SampleRecord
-from soundatlas.errors import AudioReadError, NotFoundError, ParameterError, SoundAtlasError
+from soundatlas.errors import (AudioReadError, DamagedDataError, NotFoundError, ParameterError,
+                               SoundAtlasError)
 
 __all__ = ["api_error", "install_error_handlers", "attachment_header", "binary_response",
            "media_type_for", "file_response", "temp_file_response", "library_file",
@@ -76,8 +77,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     The framework's own errors (no route, wrong method) say for what; a request that does not
     validate is a 422 listing the problems; a project error is the request's fault (400) when
-    it is a bad parameter or file, else the server's (500); anything else is a 500 naming the
-    exception.
+    it is a bad parameter or file, a 409 when a feature or embedding file of the atlas is damaged
+    (the message names it and the repair), else the server's (500); anything else is a 500
+    naming the exception.
 
     Parameters
     ----------
@@ -112,10 +114,12 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _project_error(request: Request, exc: SoundAtlasError) -> JSONResponse:
-    # a bad parameter or file is the request's fault; anything else (an atlas gone missing or
+    # a bad parameter or file is the request's fault; a damaged file of the atlas is its state,
+    # which the repair the message names mends; anything else (an atlas gone missing or
     # inconsistent, a model that cannot load) is the server's
     status = (404 if isinstance(exc, NotFoundError) else
-              400 if isinstance(exc, (ParameterError, AudioReadError)) else 500)
+              400 if isinstance(exc, (ParameterError, AudioReadError)) else
+              409 if isinstance(exc, DamagedDataError) else 500)
     return JSONResponse({"error": str(exc)}, status_code=status)
 
 

@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from soundatlas.atlas import ModelRecord
-from soundatlas.errors import AtlasError
+from soundatlas.errors import AtlasError, DamagedDataError
 from soundatlas.frames import sample_sounding_span, sounding_span
 from soundatlas.similarity import describe, embed_command, has_pitch
 from soundatlas.web.deps import (
@@ -119,23 +119,31 @@ def get_points(name: str, request: Request) -> Response:
 
 
 @router.get("/{name}/trajectory/{sample_id}", summary="A sample's per-frame path (binary)",
-            response_class=Response, responses={200: {"content": {"application/octet-stream": {}}}})
+            response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {}}},
+                       409: {"description": "the sample's embedding file is damaged"}})
 def get_trajectory(name: str, sample_id: int, request: Request) -> Response:
     """Body: ``X-Frames`` x ``X-Dims`` float32 little-endian, one point per frame at
     ``X-Frame-Rate`` frames per second. ``X-Sounding-First`` and ``X-Sounding-Last`` are the
     first and last frame at least 5 % as loud as the sample's loudest (``frames.sounding_span``):
     the page draws that part, because the near-silence after a note has no pitch of its own and
-    its height swings away from the note's."""
+    its height swings away from the note's; where the sample's features cannot be read (a
+    damaged feature file), every frame. A damaged embedding file is a 409 naming it."""
     with web_state(request).atlas() as atlas:
         model = embedded_model(atlas, name)
         rec = sample_or_404(atlas, sample_id)
         try:
             traj = atlas.trajectory(model.id, sample_id)
+        except DamagedDataError:
+            raise  # its file, and the commands that make it whole (409)
         except AtlasError:
             raise api_error(404, f"sample {sample_id} is not embedded with model {name!r} "
                             "yet") from None
         params = atlas.cqt_params
-        first, last = sample_sounding_span(atlas, rec, len(traj))
+        try:
+            first, last = sample_sounding_span(atlas, rec, len(traj))
+        except DamagedDataError:  # the path is whole; the details name the damage (cqt.png)
+            first, last = 0, max(len(traj) - 1, 0)
     rate = params.sr / params.hop_length
     return binary_response(traj.astype("<f4").tobytes(), {
         "X-Frames": traj.shape[0], "X-Dims": traj.shape[1] if traj.ndim == 2 else model_dims(model),

@@ -217,9 +217,12 @@ def get_sample(sample_id: int, request: Request) -> dict:
 
 
 @router.get("/{sample_id}/cqt.png", summary="A small image of the sample's log-CQT",
-            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+            response_class=Response,
+            responses={200: {"content": {"image/png": {}}},
+                       409: {"description": "the sample's feature file is damaged"}})
 def get_cqt_png(sample_id: int, request: Request) -> Response:
-    """Drawn from the stored features (no audio decoding): time to the right, frequency up."""
+    """Drawn from the stored features (no audio decoding): time to the right, frequency up. A
+    damaged feature file is a 409 naming it and the repair."""
     with web_state(request).atlas() as atlas:
         F = atlas.features(sample_or_404(atlas, sample_id))
     return Response(cqt_png(F), media_type="image/png",

@@ -733,6 +733,12 @@ function wire() {
   view.canvas.addEventListener('pointerup', onPointerUp);
   view.canvas.addEventListener('dblclick', onDoubleClick);
   window.addEventListener('keydown', onKey);
+  on('cqt', 'load', () => { $('cqt').hidden = false; });
+  on('cqt', 'error', () => { // a broken image says nothing: ask the server why
+    const id = state.selected;
+    $('cqt').hidden = true;
+    api.cqtProblem(id).then((message) => { if (message && state.selected === id) status(message, 'error'); });
+  });
   on('search', 'input', scheduleFilter);
   on('filter-key', 'change', fillFilterValues);
   on('filter-add', 'click', () => {

@@ -134,6 +134,17 @@ export const audioURL = (id, format = null) => (format
   : `/api/samples/${id}/audio`);
 export const cqtURL = (id) => `/api/samples/${id}/cqt.png`;
 
+/** Why a sample's CQT image did not load (a damaged feature file names itself and its repair),
+ *  or null when it loads now. */
+export async function cqtProblem(id) {
+  try {
+    await check(await fetch(cqtURL(id)));
+    return null;
+  } catch (error) {
+    return error.message;
+  }
+}
+
 export function query(name, file, k) {
   checkUpload(file);
   const form = new FormData();
