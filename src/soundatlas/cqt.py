@@ -38,12 +38,14 @@ their order or number, nor on the number of threads. So an atlas's features do n
 indexing batched its files, in how many processes, or where a run was resumed. Three choices
 make it so. Every FFT is scipy's (pocketfft), which transforms each row on its own, whatever the
 batch and the threads (torch's MKL FFT rounds a row otherwise in a batch than alone, or with two
-threads than with one). Each clip's frames meet an octave's basis in a product of their own,
-whose shape follows from the clip's length alone. And the products that do take the batch (the
-folds, and the folded kernel's sparse product) take it in multiples of ``_FOLD_ROWS`` rows or
-columns, zeros filling the last: a single row would go another way (a matrix-vector product)
-whose sums round otherwise, while at 16 and more a row's sums do not depend on the other rows,
-as ``tests/test_cqt.py`` checks.
+threads than with one). Each clip meets the multirate kernel's matrices in products of its own
+(its frames an octave's basis, its spectrum slices the folds), whose shapes follow from the clip's
+length alone: a product of many rows rounds a row by where it lies among them (OpenBLAS's
+Haswell kernels, as an AMD EPYC picks them, give rows 6 to 15 of 16 other bits than row 0). The
+folded kernel's sparse product takes the batch in groups of ``_FOLD_ROWS`` columns, zeros filling
+the last: a single column would go another way (a matrix-vector product) whose sums round
+otherwise, and within a group torch's product does not round a column by its place, as
+``tests/test_cqt.py`` checks.
 
 Why our own instead of librosa: librosa (even batched) resamples each octave with soxr and
 redesigns the filters per call; see benchmarks/RESULTS.md for the measured ratio.
@@ -524,18 +526,24 @@ def _folded_octaves(kernel: _MultirateKernel, d: int, z: np.ndarray, n: np.ndarr
                     out: np.ndarray, workers: int) -> None:
     """The octaves at rate sr / d, folded from one FFT of each decimated clip, into ``out``.
 
-    The fold is a product per frame offset r of the clips' (2 hop) spectrum slices with that
-    offset's kernel, one row per clip. Zero rows pad the batch to a multiple of ``_FOLD_ROWS``,
-    so that every product takes the same path whatever the batch (module doc)."""
+    The fold is a product per frame offset r of a clip's (2 hop) spectrum slice with that
+    offset's kernel, each clip's in products of its own, so that a clip's bits do not depend
+    on the batch (module doc)."""
     lo, hi, size, M, G = kernel.folds[d]
     B, n_out = out.shape[:2]
     Z = scipy.fft.fft(z[:, : max(1, int(n.max()))], n=size, axis=1, workers=workers)  # N' = hop M
-    rows = np.zeros((M, -(-B // _FOLD_ROWS) * _FOLD_ROWS, size // M), np.complex64)
-    rows[:, :B] = Z.reshape(B, -1, M).transpose(2, 0, 1)  # q = k M + r: rows[r, b, k] = Z[b, q]
-    # as (re, im) pairs for the real kernel: (M, rows, 2 hop) @ (M, 2 hop, 2 bins)
-    product = np.matmul(rows.view(np.float32), G).view(np.complex64)
-    C = scipy.fft.ifft(product[:, :B], axis=0, norm="forward", workers=workers)
-    out[:, :, lo:hi] = C[:n_out].transpose(1, 0, 2)
+    # q = k M + r: rows[b, r, k] = Z[b, q], each clip's rows contiguous
+    rows = np.ascontiguousarray(Z.reshape(B, -1, M).transpose(0, 2, 1))
+    # as (re, im) pairs for the real kernel, (M, 1, 2 hop) @ (M, 2 hop, 2 bins), each clip in a
+    # product of its own: a product of many rows rounds a row by where it lies among them
+    # (module doc)
+    product = np.empty((B, M, G.shape[2] // 2), np.complex64)
+    real = rows.view(np.float32)[:, :, None, :]
+    into = product.view(np.float32)[:, :, None, :]
+    for b in range(B):
+        np.matmul(real[b], G, out=into[b])
+    C = scipy.fft.ifft(product, axis=1, norm="forward", workers=workers)
+    out[:, :, lo:hi] = C[:, :n_out]
 
 
 def _magnitude(C: np.ndarray) -> np.ndarray:
