@@ -217,8 +217,8 @@ def _breakdown(clips: list[np.ndarray], repeats: int) -> dict:
                  lambda: cqt_mod._frames_octave(kernel, i, signals[octave.d][0], counts, C,
                                                 workers))
         for d, (lo, hi, size, M, G) in kernel.folds.items():
-            tick(f"bins {lo}-{hi - 1} (1/{d}): fft {size}, fold (real product, rows padded "
-                 f"to {cqt_mod._FOLD_ROWS}s), ifft {M}",
+            tick(f"bins {lo}-{hi - 1} (1/{d}): fft {size}, fold (real product per clip), "
+                 f"ifft {M}",
                  lambda: cqt_mod._folded_octaves(kernel, d, *signals[d], C, workers))
         out = tick("magnitude", lambda: cqt_mod._magnitude(C))
         tick("compress + split per clip", lambda: [
