@@ -275,3 +275,24 @@ def test_the_web_api_names_a_damaged_file_and_its_repair_and_serves_the_rest(lib
         # not "not embedded yet" (404): the file, and the commands that make it whole
         assert code == 409 and embedding_file in message and "soundatlas embed" in message
         assert server.get("/api/atlas")["n_samples"] == 6
+
+
+def test_an_embedding_file_holding_fewer_frames_than_its_rows_is_named_not_sliced(lib):
+    """A whole array, but not the one the rows were written with: slicing it would hand out
+    short or empty trajectories (and render paths from them) without a word."""
+    from soundatlas.errors import DamagedDataError
+
+    atlas_dir = lib / ".soundatlas"
+    assert _run("embed", "--atlas", atlas_dir, "--precision", "fp32", "-q").returncode == 0
+    with Atlas.open(atlas_dir) as atlas:
+        model = atlas.model("default")
+        (file,) = [f for (f,) in atlas.conn.execute(
+            "SELECT file FROM embedding_segments WHERE model_id = ?", (model.id,))]
+        ids = [int(i) for i in atlas.sample_ids()]
+    np.save(atlas_dir / "embeddings" / file, np.zeros((1, 3), np.float32))
+    with Atlas.open(atlas_dir) as atlas:
+        for read in (lambda: atlas.trajectory(model.id, ids[-1]),
+                     lambda: atlas.trajectories(model.id, ids)):
+            with pytest.raises(DamagedDataError) as caught:
+                read()
+            assert file in str(caught.value) and "shape (1, 3)" in str(caught.value)

@@ -215,7 +215,7 @@ def test_a_file_whose_bytes_failed_is_not_read_again_until_it_changes(tone_libra
     assert first.n_failed_unchanged == 0
     # same size and date, other bytes: a run that decoded it again would index it
     _swap_in_place(bad, good)
-    again = index(tone_library)
+    again = index(tone_library, max_duration=30)  # the same seconds as 30.0, the default
     assert again.n_failed_unchanged == 1 and again.n_indexed == 0
     assert [p for p, _ in again.failures] == ["mid/broken.wav"]  # still listed, with its reason
     assert "mid/broken.wav" not in paths_in(tone_library / ".soundatlas")
@@ -249,6 +249,50 @@ def test_failures_recorded_before_the_decoder_settings_were_kept_are_tried_again
     downgrade_schema(tone_library / ".soundatlas", 9)
     s = index(tone_library)
     assert (s.n_failed_unchanged, s.n_indexed, s.failures) == (0, 1, [])
+
+
+_KILLER = """
+import os, signal
+import soundatlas.audio as _audio
+_load = _audio.load
+def load(path, *args, **kwargs):
+    # the OOM killer, or a decoder's native crash, on this file while the marker is there
+    if "KILLME" in os.fspath(path) and os.path.exists(os.environ["KILL_MARKER"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _load(path, *args, **kwargs)
+_audio.load = load
+"""
+
+
+def test_a_file_that_kills_its_worker_is_left_alone_only_once_it_did_so_twice(tmp_path,
+                                                                              monkeypatch):
+    lib = tmp_path / "lib"
+    for name in ("a.wav", "b.wav", "KILLME.wav"):
+        write_tone(lib / name, 440.0, seconds=0.5, sr=16000)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_KILLER)  # imported by every worker process
+    marker = tmp_path / "kill"
+    marker.touch()
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("KILL_MARKER", str(marker))
+
+    def decoded_with():
+        with sqlite3.connect(lib / ".soundatlas" / "atlas.sqlite") as c:
+            return c.execute("SELECT decoded_with FROM failures WHERE path = 'KILLME.wav'"
+                             ).fetchone()[0]
+
+    first = index(lib, n_jobs=2)
+    assert [p for p, _ in first.failures] == ["KILLME.wav"] and first.n_indexed == 2
+    assert decoded_with() is None  # one kill may have been the OOM killer's: tried again
+    second = index(lib, n_jobs=2)
+    assert (second.n_failed, second.n_failed_unchanged) == (1, 0)  # killed it again
+    assert decoded_with() is not None
+    third = index(lib, n_jobs=2)
+    assert (third.n_failed, third.n_failed_unchanged) == (1, 1)
+    marker.unlink()
+    fixed = index(lib, n_jobs=2, retry_failed=True)
+    assert (fixed.n_indexed, fixed.failures) == (1, [])
 
 
 def test_crash_between_segment_and_commit_leaves_no_trace(tone_library, monkeypatch):

@@ -63,6 +63,54 @@ def test_analyse_files_returns_errors_as_values_and_pickles_them(tmp_path):
         assert (back.path, back.reason, back.lasting) == (err.path, err.reason, err.lasting)
 
 
+def _open_failing(monkeypatch, reasons: list[str]):
+    """``audio._open`` refusing a file with the next of ``reasons`` (lasting, as libsndfile
+    names a read error by what it made of the bytes it did not get), then opening it."""
+    from soundatlas import audio
+
+    real = audio._open
+
+    def _open(path):
+        if reasons:
+            raise AudioReadError(path, reasons.pop(0), lasting=True)
+        return real(path)
+
+    monkeypatch.setattr(audio, "_open", _open)
+
+
+def test_a_failure_blamed_on_the_bytes_is_decoded_again_before_it_is_believed(tmp_path,
+                                                                            monkeypatch):
+    from conftest import write_tone
+    from soundatlas.pipeline import Analysis
+
+    f = str(write_tone(tmp_path / "a.wav", 440.0, seconds=0.5))
+    _open_failing(monkeypatch, ["not audio: format not recognised"])  # a read error that passed
+    assert isinstance(analyse_files([f])[0], Analysis)
+    _open_failing(monkeypatch, ["not audio: format not recognised"] * 2)  # the bytes, twice
+    (err,) = analyse_files([f])
+    assert (err.reason, err.lasting) == ("not audio: format not recognised", True)
+    _open_failing(monkeypatch, ["not audio: format not recognised", "corrupt audio data: x"])
+    (err,) = analyse_files([f])  # another story each time: not the bytes
+    assert (err.reason, err.lasting) == ("corrupt audio data: x", False)
+
+
+def test_a_file_whose_bytes_cannot_be_read_is_an_io_failure_not_bad_bytes(tmp_path, monkeypatch):
+    import errno
+
+    from conftest import write_tone
+    from soundatlas import pipeline
+
+    f = str(write_tone(tmp_path / "a.wav", 440.0, seconds=0.5))
+
+    def unreadable(path):
+        raise OSError(errno.EIO, "Input/output error", path)
+
+    monkeypatch.setattr(pipeline, "content_hash", unreadable)
+    _open_failing(monkeypatch, ["too short: 0 frames"])  # what libsndfile made of no bytes
+    (err,) = analyse_files([f])
+    assert err.reason.startswith("I/O error") and err.lasting is False
+
+
 def test_moved_files_are_not_decoded(tmp_path):
     from conftest import write_tone
     from soundatlas.pipeline import Moved

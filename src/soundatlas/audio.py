@@ -26,7 +26,8 @@ import soxr
 
 from .errors import AudioReadError, ParameterError
 
-__all__ = ["AUDIO_EXTENSIONS", "Audio", "load", "load_many", "open_sound", "decode_reason"]
+__all__ = ["AUDIO_EXTENSIONS", "Audio", "load", "load_many", "open_sound", "decode_reason",
+           "os_reason"]
 
 #: Lower-case extensions (with dot) the scanner treats as audio candidates: what libsndfile reads.
 #: ``.sd2`` is included although on Linux it only decodes when its resource fork came along;
@@ -274,7 +275,7 @@ def _check_file(path) -> None:
     try:
         st = os.stat(path)
     except OSError as exc:
-        reason = _os_reason(exc)
+        reason = os_reason(exc)
         if isinstance(exc, FileNotFoundError) and os.path.islink(path):
             reason = "file does not exist (dangling symlink)"
         raise AudioReadError(path, reason) from exc
@@ -288,7 +289,7 @@ def _check_file(path) -> None:
         with open(path, "rb"):
             pass
     except OSError as exc:
-        raise AudioReadError(path, _os_reason(exc)) from exc
+        raise AudioReadError(path, os_reason(exc)) from exc
 
 
 def _open(path) -> sf.SoundFile:
@@ -355,7 +356,8 @@ def _file_duration(n_frames: int, orig_sr: int, header_frames: int,
 
 # --- reasons ------------------------------------------------------------------------------------
 
-def _os_reason(exc: OSError) -> str:
+def os_reason(exc: OSError) -> str:
+    """The reason :func:`load` gives for an OSError (permission, a missing file, I/O)."""
     return _ERRNO_REASONS.get(exc.errno, f"cannot read: {exc.strerror or exc}")
 
 
@@ -384,7 +386,7 @@ def _exception_reason(exc: Exception) -> str:
     if isinstance(exc, sf.LibsndfileError):
         return f"corrupt audio data: {' '.join(exc.error_string.split())[:_MAX_REASON]}"
     if isinstance(exc, OSError):
-        return _os_reason(exc)
+        return os_reason(exc)
     if isinstance(exc, MemoryError):
         return "too large to decode (out of memory)"
     return f"cannot decode: {type(exc).__name__}: {str(exc)[:_MAX_REASON]}"

@@ -280,15 +280,33 @@ def decoder_key(sr: int, max_duration: float | None) -> str:
 
     from soundatlas import __version__
 
+    seconds = None if max_duration is None else float(max_duration)  # 30 and 30.0 alike
     return json.dumps({"soundatlas": __version__, "libsndfile": soundfile.__libsndfile_version__,
-                       "sr": sr, "max_duration": max_duration}, sort_keys=True)
+                       "sr": int(sr), "max_duration": seconds}, sort_keys=True)
+
+
+#: the reason of a file whose analysis killed its worker process
+CRASHED = "analysing this file crashed its process (in the decoder or a native library)"
 
 
 def _crashed(entry: FileEntry) -> AudioReadError:
-    # lasting: the same bytes crash the decoder again, and finding the file to blame means
-    # analysing its batch one file at a time (index --retry-failed tries it again)
-    return AudioReadError(entry.path, "analysing this file crashed its process (in the decoder "
-                          "or a native library)", lasting=True)
+    # not lasting by itself: the OOM killer or a `kill` looks the same; _commit makes a second
+    # crash of the same file lasting (finding the file to blame means analysing its batch one
+    # file at a time)
+    return AudioReadError(entry.path, CRASHED)
+
+
+def _lasting_key(atlas: Atlas, entry: FileEntry, error: AudioReadError,
+                 lasting_key: str) -> str | None:
+    """The decoder settings to store with a failure, where the file's bytes are the problem:
+    a lasting error, or a crash of a file whose analysis crashed on an earlier run too (same
+    size and date); None where it may pass."""
+    if error.lasting:
+        return lasting_key
+    if error.reason == CRASHED and atlas.failure(entry.path) == (entry.size, entry.mtime_ns,
+                                                                  CRASHED):
+        return lasting_key
+    return None
 
 
 def _on_crash(stage, summary: IndexSummary, checked: list, batch: list) -> list:
@@ -407,7 +425,7 @@ def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, lega
                 retry.append(entry)  # its twin claimed the record first: analyse it for real
         elif isinstance(result, AudioReadError):
             failed.append((entry.path, entry.size, entry.mtime_ns, result.reason,
-                           lasting_key if result.lasting else None))
+                           _lasting_key(atlas, entry, result, lasting_key)))
         else:
             new.append(NewSample.of(entry, result))
             summary.n_indexed += 1

@@ -249,8 +249,7 @@ def analyse_files(
             if same or digest in skip_hashes:
                 results[i] = Moved(path, digest)
                 continue
-            y = audio.load(path, sr=params.sr, max_duration=max_duration)
-            decoded.append((i, digest, y))
+            decoded.append((i, digest, _decode(path, params, max_duration)))
         except AudioReadError as exc:
             results[i] = exc
     features = cqt_batch([a.y for _, _, a in decoded], params=params) if decoded else []
@@ -269,13 +268,39 @@ def _audio_labels(a, sr: int) -> dict[str, str]:
     return loop_labels(a.y, sr)
 
 
+def _decode(path: str, params: CQTParams, max_duration) -> audio.Audio:
+    """``audio.load``, with a failure blamed on the file's bytes (``AudioReadError.lasting``)
+    decoded once more before it is believed: libsndfile names a read error by what it made of
+    the bytes it did not get ("not audio", "too short"), and ``index`` does not read a lasting
+    failure again until the file changes. A second failure with another reason is not lasting.
+    (The hash has just read every byte, so the file itself is readable.)"""
+    try:
+        return audio.load(path, sr=params.sr, max_duration=max_duration)
+    except AudioReadError as exc:
+        if not exc.lasting:
+            raise
+        first = exc.reason
+    try:
+        return audio.load(path, sr=params.sr, max_duration=max_duration)  # the error passed
+    except AudioReadError as exc:
+        if exc.lasting and exc.reason != first:
+            raise AudioReadError(path, exc.reason) from exc
+        raise
+
+
 def _hash_or_explain(path: str, params: CQTParams, max_duration) -> str:
     try:
         return content_hash(path)
     except OSError as exc:
-        # let the decoder name the problem the way it names every other one
-        audio.load(path, sr=params.sr, max_duration=max_duration)
-        raise AudioReadError(path, exc.strerror or str(exc)) from exc
+        # let the decoder name access problems the way it names every other one; where it
+        # blames the bytes, it names what it made of the ones it could not read: the OS's
+        # reason then, which may pass
+        try:
+            audio.load(path, sr=params.sr, max_duration=max_duration)
+        except AudioReadError as named:
+            if not named.lasting:
+                raise
+        raise AudioReadError(path, audio.os_reason(exc)) from exc
 
 
 def default_n_jobs() -> int:

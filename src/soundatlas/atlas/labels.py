@@ -184,6 +184,12 @@ class LabelStore(Store):
         """(path, reason) of every file that could not be analysed, by path."""
         return self.conn.execute("SELECT path, reason FROM failures ORDER BY path").fetchall()
 
+    def failure(self, path: str) -> tuple[int | None, int | None, str] | None:
+        """(size, mtime_ns, reason) of the failure recorded for ``path``, or None."""
+        row = self.conn.execute("SELECT size, mtime_ns, reason FROM failures WHERE path = ?",
+                                (path,)).fetchone()
+        return None if row is None else tuple(row)
+
     def lasting_failures(self, paths: list[str], decoded_with: str) -> dict[str, tuple[int, int]]:
         """The failures among ``paths`` that the same bytes would repeat: recorded with the
         file's bytes as the problem, under the decoder settings ``decoded_with``.

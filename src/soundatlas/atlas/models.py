@@ -14,6 +14,7 @@ import json
 import shlex
 import time
 import unicodedata
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -419,6 +420,8 @@ class ModelStore(Store):
         ------
         AtlasError
             When the sample has no embedding for the model.
+        DamagedDataError
+            When its embedding file is missing or damaged (``_embedding_segment``).
         """
         row = self.conn.execute(
             "SELECT s.file, e.frame_offset, e.n_frames FROM embeddings e"
@@ -427,7 +430,7 @@ class ModelStore(Store):
         ).fetchone()
         if row is None:
             raise AtlasError(f"sample {sample_id} has no embedding for model {model_id}")
-        arr = self._embedding_segment(row[0])
+        arr = self._embedding_segment(row[0], row[1] + row[2])
         return np.asarray(arr[row[1] : row[1] + row[2]], dtype=np.float32)
 
     def trajectories(self, model_id: int, ids: Iterable[int]) -> dict[int, np.ndarray]:
@@ -447,34 +450,43 @@ class ModelStore(Store):
                 f" WHERE e.model_id = ? AND e.sample_id IN ({placeholders(chunk)})",
                 (model_id, *chunk),
             ):
-                arr = self._embedding_segment(file)
+                arr = self._embedding_segment(file, offset + n)
                 out[sid] = np.asarray(arr[offset : offset + n], dtype=np.float32)
         return out
 
-    def _embedding_segment(self, file: str) -> np.ndarray:
-        """An embedding segment file, memory-mapped, kept open (at most 256 at a time).
+    def _embedding_segment(self, file: str, n_frames: int) -> np.ndarray:
+        """An embedding segment file, memory-mapped, kept open (at most 256 at a time), that
+        holds at least ``n_frames`` frames.
 
         Raises
         ------
         DamagedDataError
-            When the file is missing, cut short or not an array: naming it, what is wrong and
-            the commands that make it whole (``check --repair`` drops its embeddings, ``embed``
-            computes them again).
+            When the file is missing, cut short, not an array, or a whole array of fewer frames
+            than its rows need: naming it, what is wrong and the commands that make it whole
+            (``check --repair`` drops its embeddings, ``embed`` computes them again).
         """
         cache = self._embedding_cache
+        path = self.path / "embeddings" / file
         if file not in cache:
-            path = self.path / "embeddings" / file
             try:
                 arr = open_array(path)
             except (OSError, ValueError, EOFError) as exc:  # what np.load raises for these
-                atlas = shlex.quote(str(self.path.resolve()))
-                raise DamagedDataError(f"the embedding file {path} cannot be read: "
-                                 f"{array_problem(path, exc)}; run `soundatlas check --atlas "
-                                 f"{atlas} --repair`, then `soundatlas embed --atlas {atlas} "
-                                 "--model MODEL` (check drops its embeddings, embed computes "
-                                 "them again)") from None
+                raise self._damaged_embeddings(path, array_problem(path, exc)) from None
             if len(cache) > 256:
                 cache.clear()
             cache[file] = arr
-        return cache[file]
+        arr = cache[file]
+        if arr.ndim != 2 or len(arr) < n_frames:
+            # a whole array, but not the one the rows were written with: slicing it would hand
+            # out fewer frames than the sample has, silently
+            raise self._damaged_embeddings(path, f"holds an array of shape {arr.shape}, its "
+                                                 f"samples need at least {n_frames} frames")
+        return arr
+
+    def _damaged_embeddings(self, path: Path, problem: str) -> DamagedDataError:
+        atlas = shlex.quote(str(self.path.resolve()))
+        return DamagedDataError(f"the embedding file {path} cannot be read: {problem}; run "
+                                f"`soundatlas check --atlas {atlas} --repair`, then `soundatlas "
+                                f"embed --atlas {atlas} --model MODEL` (check drops its "
+                                "embeddings, embed computes them again)")
 
