@@ -296,3 +296,23 @@ def test_an_embedding_file_holding_fewer_frames_than_its_rows_is_named_not_slice
             with pytest.raises(DamagedDataError) as caught:
                 read()
             assert file in str(caught.value) and "shape (1, 3)" in str(caught.value)
+
+
+def test_cross_bank_evaluate_names_the_damaged_files_of_both_atlases_at_once(lib, tmp_path):
+    ref = tmp_path / "ref"
+    shutil.copytree(lib, ref)
+    with Atlas.open(ref / ".soundatlas", write=True) as atlas:
+        atlas.set_meta("library", str(ref.resolve()))
+    damaged = []
+    for root in (lib, ref):
+        file = _segment_of(root / ".soundatlas")[0]
+        _damage(file, "truncated")
+        damaged.append(file)
+    out = _run("evaluate", "--atlas", lib / ".soundatlas", "--reference", ref / ".soundatlas",
+               "--baselines", "input", "--analogies", "0", "-q")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert "2 feature files cannot be read" in line, line
+    for root, file in zip((lib, ref), damaged):
+        assert str(file) in line
+        assert f"soundatlas check --atlas {(root / '.soundatlas').resolve()} --repair" in line

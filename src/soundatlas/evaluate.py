@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from soundatlas.atlas.samples import damaged_features
 from soundatlas.errors import AtlasError, ParameterError
 from soundatlas.labels import label_of, label_parts
 
@@ -51,7 +52,8 @@ class FrameSet:
     split: np.ndarray
 
 
-def frame_set(atlas, *, n_per_file: int = 8, seed: int = 0) -> FrameSet:
+def frame_set(atlas, *, n_per_file: int = 8, seed: int = 0,
+              damaged: dict | None = None) -> FrameSet:
     """Up to ``n_per_file`` energy-weighted frames of every sample, with its split.
 
     Parameters
@@ -63,6 +65,9 @@ def frame_set(atlas, *, n_per_file: int = 8, seed: int = 0) -> FrameSet:
         energy (fewer where a sample has fewer frames with energy).
     seed : int
         Seed of the draw.
+    damaged : dict, optional
+        Where to collect the damaged feature files instead of raising (``Atlas.each_features``);
+        their samples are left out.
 
     Returns
     -------
@@ -74,7 +79,8 @@ def frame_set(atlas, *, n_per_file: int = 8, seed: int = 0) -> FrameSet:
     ParameterError
         When ``n_per_file`` is below 1.
     AtlasError
-        When feature files cannot be read (every damaged one named, with the repair).
+        When feature files cannot be read (every damaged one named, with the repair; with
+        ``damaged``, they are collected there instead, as ``Atlas.each_features`` does).
     """
     from soundatlas.embed import frame_energy
 
@@ -83,7 +89,7 @@ def frame_set(atlas, *, n_per_file: int = 8, seed: int = 0) -> FrameSet:
     rng = np.random.default_rng(seed)
     splits = atlas.splits()
     sids, frames, split = [], [], []
-    for rec, F in atlas.each_features(atlas.samples()):
+    for rec, F in atlas.each_features(atlas.samples(), damaged=damaged):
         energy = frame_energy(F)
         p = energy / energy.sum() if energy.sum() > 0 else None
         n = min(n_per_file, int(np.count_nonzero(energy)) if p is not None else len(energy))
@@ -522,8 +528,11 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
                 f"model {per_atlas[0].name!r} differs between the reference atlas and this "
                 "one; cross-bank scoring needs the same model embedded in both")
     step = Stages(2 + len(models) + len(baselines), progress)
-    parts = [_Part(a, frame_set(a, n_per_file=n_per_file, seed=seed), i)
+    damaged: dict = {}  # every damaged feature file of both atlases, named at once
+    parts = [_Part(a, frame_set(a, n_per_file=n_per_file, seed=seed, damaged=damaged), i)
              for i, a in enumerate(atlases)]
+    if damaged:
+        raise damaged_features(damaged)
     if reference is not None:  # the reference's test files play no part; all of this atlas's do
         ref, held = parts
         keep = ref.fs.split != "test"

@@ -68,17 +68,18 @@ class DamagedFeaturesError(DamagedDataError):
 def damaged_features(damaged: dict[str, tuple[DamagedFeaturesError, int]]) -> DamagedDataError:
     """One error for every damaged feature file a read of many samples met (``damaged``: file
     -> (its error, the samples of it that were asked for)): the one file's own error, or each
-    file (ten at most) with what is wrong with it and its samples, and the command that makes
-    them whole."""
+    file (ten at most) with what is wrong with it and its samples, and the commands that make
+    them whole (one per atlas, where a read met two: ``evaluate --reference``)."""
     if len(damaged) == 1:
         return next(iter(damaged.values()))[0]
     items = list(damaged.values())
     shown = "; ".join(f"{e.file}: {e.reason} ({n} samples)" for e, n in items[:10])
     more = f"; and {len(items) - 10} more" if len(items) > 10 else ""
     total = sum(n for _e, n in items)
+    fixes = " and ".join(f"`{fix}`" for fix in dict.fromkeys(e.fix for e, _n in items))
     return DamagedDataError(f"{len(items)} feature files cannot be read ({total} samples): "
-                      f"{shown}{more}; run `{items[0][0].fix}` (check marks their samples, index "
-                      "analyses their audio again)")
+                            f"{shown}{more}; run {fixes} (check marks their samples, index "
+                            "analyses their audio again)")
 
 
 class SampleStore(Store):
