@@ -710,6 +710,36 @@ def test_query_refuses_non_audio_and_oversize_uploads(mapped, atlas):
     _json_error(client.post("/api/models/m/query?k=0", files={"file": ("a.wav", b"x")}), 422)
 
 
+def test_an_upload_the_temporary_folder_cannot_take_is_a_507_and_leaves_nothing(
+        mapped, atlas, tmp_path, monkeypatch):
+    """A write refused for room (here a file size limit, EFBIG, as a full disk's ENOSPC): the
+    answer names the folder, and the part written is removed."""
+    import resource
+    import signal
+    import tempfile
+
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    client = _client(create_app(mapped))
+    data = (atlas.library / atlas.samples()[0].path).read_bytes()
+    assert len(data) > 2 * 65_536
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (65_536, hard))
+    try:
+        r = client.post("/api/models/m/query", files={"file": ("a.wav", data, "audio/wav")})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    message = _json_error(r, 507)
+    assert str(folder) in message and "TMPDIR" in message
+    assert list(folder.iterdir()) == []
+    # with room again, the same upload is answered
+    r = client.post("/api/models/m/query", files={"file": ("a.wav", data, "audio/wav")})
+    assert r.status_code == 200 and list(folder.iterdir()) == []
+
+
 # -- the rest ---------------------------------------------------------------------------------
 
 

@@ -3,6 +3,8 @@ file, refused as soon as it passes the app's size limit."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -30,6 +32,10 @@ class _TooLarge(Exception):
     pass
 
 
+#: what a write says when the file system (or a limit on file size) has no room for it
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 async def receive_upload(request: Request, limit: int) -> tuple[Path, str]:
     """Stream the multipart body's ``file`` to a temporary file.
 
@@ -49,7 +55,9 @@ async def receive_upload(request: Request, limit: int) -> tuple[Path, str]:
     Raises
     ------
     fastapi.HTTPException
-        400 for a body that is not such a form, 413 as soon as the file passes ``limit``.
+        400 for a body that is not such a form, 413 as soon as the file passes ``limit``, 507
+        when the temporary folder cannot take the file (full, or a file size limit), naming
+        the folder; the part written is removed.
     """
     too_large = api_error(413, f"the upload is larger than the limit of {limit} bytes")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -91,8 +99,17 @@ async def receive_upload(request: Request, limit: int) -> tuple[Path, str]:
         suffix = Path(filename).suffix.lower()
         suffix = suffix if suffix.isascii() and suffix[1:].isalnum() else ""
         fd, tmp = tempfile.mkstemp(prefix="soundatlas-query-", suffix=suffix)
-        with os.fdopen(fd, "wb") as out:
-            await run_in_threadpool(shutil.copyfileobj, upload.file, out)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                await run_in_threadpool(shutil.copyfileobj, upload.file, out)
+        except BaseException as exc:  # a full disk, or the client gone: nothing left behind
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+                raise api_error(507, f"the upload could not be stored in {Path(tmp).parent}: "
+                                f"{os.strerror(exc.errno)}; free some space there, or start "
+                                "the server with TMPDIR set to a folder with room") from None
+            raise
         return Path(tmp), filename
     finally:
         await form.close()
