@@ -404,6 +404,40 @@ def test_symlink_loops_and_hidden_folders(tmp_path):
     assert dict(s.failures) == {"self.wav": "symlink loop"}
 
 
+def test_folders_nested_deeper_than_pythons_recursion_limit_are_scanned(tmp_path):
+    lib = tmp_path / "lib"
+    write_tone(lib / "top.wav", 440.0, seconds=0.3)
+    fd = os.open(lib, os.O_RDONLY)  # one level at a time: pathlib's mkdir recurses too
+    for _ in range(sys.getrecursionlimit() + 100):
+        os.mkdir("d", dir_fd=fd)
+        fd, up = os.open("d", os.O_RDONLY, dir_fd=fd), fd
+        os.close(up)
+    with os.fdopen(os.open("bottom.wav", os.O_WRONLY | os.O_CREAT, dir_fd=fd), "wb") as f:
+        os.close(fd)
+        sf.write(f, np.zeros(4800, np.float32) + 0.1, 16000, format="WAV")
+    from soundatlas.scan import ScanList
+
+    with ScanList(lib) as found:
+        assert found.n_files == 2 and found.n_problems == 0
+        (deepest,) = [e.path for chunk in found.files(10) for e in chunk if e.path != "top.wav"]
+    assert deepest == "d/" * (sys.getrecursionlimit() + 100) + "bottom.wav"
+    s = index(lib)  # the whole run: libsndfile cannot open a path that long, and says so
+    assert s.n_indexed == 1 and [p for p, _ in s.failures] == [deepest]
+
+
+def test_a_folder_whose_name_is_not_utf8_is_named_as_a_folder_not_scanned(tmp_path):
+    lib = tmp_path / "lib"
+    write_tone(lib / "ok.wav", 440.0, seconds=0.3)
+    odd = os.fsencode(lib) + b"/Gr\xfc\xdfe"
+    os.mkdir(odd)
+    with open(odd + b"/in.wav", "wb") as f:
+        sf.write(f, np.zeros(4800, np.float32) + 0.1, 16000, format="WAV")
+    s = index(lib)
+    ((path, reason),) = s.failures
+    assert reason == "folder name is not valid UTF-8: its files were not scanned", reason
+    assert s.n_indexed == 1
+
+
 def test_cqt_parameters_of_an_atlas_cannot_change(tone_library):
     from soundatlas.cqt import CQTParams
 

@@ -125,29 +125,22 @@ class Walk:
         self.n_ignored = 0
 
     def __iter__(self) -> Iterator[FileEntry | tuple[str, str]]:
-        return self._walk(self.root, "", set())
-
-    def _walk(self, top: Path, rel: str, seen_dirs: set[tuple[int, int]]):
-        try:
-            st = os.stat(top)
-            key = (st.st_dev, st.st_ino)
-            if key in seen_dirs:
-                return  # a symlink back to a folder already walked (a loop, or an alias)
-            seen_dirs.add(key)
-            # one folder's entries, sorted: of two links to the same folder, the first by name
-            # is walked, whatever order the filesystem lists them in
-            entries = sorted(os.scandir(top), key=lambda e: e.name)
-        except OSError as exc:
-            if not rel:
-                raise ParameterError(f"library {top} cannot be read: {_reason(exc)}") from None
-            yield (rel, f"folder cannot be read: {_reason(exc)}")
-            return
-        for entry in entries:
+        # depth first with a stack of the open folders' listings, not recursion: a library
+        # may nest folders deeper than Python's recursion limit
+        seen_dirs: set[tuple[int, int]] = set()
+        stack = [("", iter(self._listing(self.root, "", seen_dirs)))]
+        while stack:
+            rel, entries = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                continue
             if entry.name.startswith("."):
                 continue
             relpath = f"{rel}/{entry.name}" if rel else entry.name
             if not _is_utf8(relpath):
-                yield (_printable(relpath), "file name is not valid UTF-8")
+                yield (_printable(relpath), "folder name is not valid UTF-8: its files were not "
+                       "scanned" if _is_dir(entry) else "file name is not valid UTF-8")
                 continue
             try:
                 st = entry.stat(follow_symlinks=True)
@@ -156,7 +149,11 @@ class Walk:
                     yield (relpath, _reason(exc))
                 continue
             if stat.S_ISDIR(st.st_mode):
-                yield from self._walk(Path(entry.path), relpath, seen_dirs)
+                listing = self._listing(Path(entry.path), relpath, seen_dirs)
+                if isinstance(listing, tuple):
+                    yield listing
+                else:
+                    stack.append((relpath, iter(listing)))
             elif Path(entry.name).suffix.lower() in self.extensions:
                 if stat.S_ISREG(st.st_mode):
                     yield FileEntry(relpath, st.st_size, st.st_mtime_ns)
@@ -164,6 +161,32 @@ class Walk:
                     yield (relpath, "not a regular file")
             else:
                 self.n_ignored += 1
+
+    @staticmethod
+    def _listing(top: Path, rel: str, seen_dirs: set[tuple[int, int]]):
+        """The folder's entries sorted by name (empty for a folder already walked: a symlink
+        back to it, a loop or an alias), or the problem (rel, reason) of one that cannot be
+        read. The library folder itself raises."""
+        try:
+            st = os.stat(top)
+            key = (st.st_dev, st.st_ino)
+            if key in seen_dirs:
+                return []
+            seen_dirs.add(key)
+            # one folder's entries, sorted: of two links to the same folder, the first by name
+            # is walked, whatever order the filesystem lists them in
+            return sorted(os.scandir(top), key=lambda e: e.name)
+        except OSError as exc:
+            if not rel:
+                raise ParameterError(f"library {top} cannot be read: {_reason(exc)}") from None
+            return (rel, f"folder cannot be read: {_reason(exc)}")
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _reason(exc: OSError) -> str:
