@@ -417,12 +417,17 @@ def test_folders_nested_deeper_than_pythons_recursion_limit_are_scanned(tmp_path
         sf.write(f, np.zeros(4800, np.float32) + 0.1, 16000, format="WAV")
     from soundatlas.scan import ScanList
 
-    with ScanList(lib) as found:
-        assert found.n_files == 2 and found.n_problems == 0
-        (deepest,) = [e.path for chunk in found.files(10) for e in chunk if e.path != "top.wav"]
-    assert deepest == "d/" * (sys.getrecursionlimit() + 100) + "bottom.wav"
-    s = index(lib)  # the whole run: libsndfile cannot open a path that long, and says so
-    assert s.n_indexed == 1 and [p for p, _ in s.failures] == [deepest]
+    try:
+        with ScanList(lib) as found:
+            assert found.n_files == 2 and found.n_problems == 0
+            (deepest,) = [e.path for chunk in found.files(10) for e in chunk
+                          if e.path != "top.wav"]
+        assert deepest == "d/" * (sys.getrecursionlimit() + 100) + "bottom.wav"
+        s = index(lib)  # the whole run: libsndfile cannot open a path that long, and says so
+        assert s.n_indexed == 1 and [p for p, _ in s.failures] == [deepest]
+    finally:
+        # shutil.rmtree (and so pytest's clean-up of old temporary folders) recurses too
+        subprocess.run(["rm", "-rf", str(lib / "d")], check=True)
 
 
 def test_a_folder_whose_name_is_not_utf8_is_named_as_a_folder_not_scanned(tmp_path):
