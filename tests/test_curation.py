@@ -330,6 +330,43 @@ def test_tags_export_and_import_round_trip_exactly(indexed, capsys, tmp_path):
         assert "fine" not in atlas.label_summary()["tag"]
 
 
+def test_names_with_line_breaks_survive_the_tag_and_collection_csvs(tmp_path, capsys):
+    """A file name may hold a CR or an LF: the CSVs quote such a cell, and reading one back
+    keeps a quoted line break inside its cell."""
+    import csv
+
+    lib = tmp_path / "lib"
+    odd = ["cr/carriage\rreturn.wav", "nl/line\nbreak.wav", "plain.wav"]
+    for i, name in enumerate(odd):
+        write_tone(lib / name, 300.0 + 100 * i, seconds=0.3)
+    index_library(lib, n_jobs=1)
+    A = ("--atlas", lib / ".soundatlas")
+    with Atlas.open(lib / ".soundatlas") as atlas:
+        ids = _ids(atlas)
+    assert set(ids) == set(odd)
+    assert _cli(capsys, "tag", *A, *(ids[n] for n in odd), "--add", "odd")[0] == 0
+    exported = tmp_path / "tags.csv"
+    assert _cli(capsys, "tags", "export", *A, exported)[0] == 0
+    other = tmp_path / "other"
+    index_library(lib, atlas_dir=other, n_jobs=1)
+    rc, _, err = _cli(capsys, "tags", "import", "--atlas", other, exported)
+    assert rc == 0, err
+    with Atlas.open(other) as atlas:
+        assert atlas.ids_with(tag="odd") == set(_ids(atlas).values())
+    # a hand-written CSV whose quoted cell holds the line break
+    hand = tmp_path / "hand.csv"
+    hand.write_text('path,tag\n"nl/line\nbreak.wav",by-hand\n', encoding="utf-8")
+    assert _cli(capsys, "tags", "import", "--atlas", other, hand)[0] == 0
+    with Atlas.open(other) as atlas:
+        assert atlas.ids_with(tag="by-hand") == {_ids(atlas)["nl/line\nbreak.wav"]}
+    # a collection's CSV reads back as one row per sample, with its path whole
+    assert _cli(capsys, "collections", "add", *A, "odd", *(ids[n] for n in odd))[0] == 0
+    out = tmp_path / "odd.csv"
+    assert _cli(capsys, "collections", "export", *A, "odd", "-o", out)[0] == 0
+    with open(out, newline="", encoding="utf-8") as f:
+        assert sorted(row["path"] for row in csv.DictReader(f)) == sorted(odd)
+
+
 # -- the server ------------------------------------------------------------------------------------
 
 

@@ -51,9 +51,11 @@ def _one_line(text: str) -> str:
 
 def csv_text(records: Iterable[SampleRecord], keys: list[str],
              labels: Mapping[int, Mapping[str, str]]) -> str:
-    """id, path, duration and one column per label key (cells: the sample's value or empty)."""
+    """id, path, duration and one column per label key (cells: the sample's value or empty).
+    Rows end in CRLF (RFC 4180): the csv module then quotes a cell holding a CR or an LF, which
+    a file name may hold; with LF alone it left a CR unquoted, and readers split the row."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(["id", "path", "duration", *keys])
     for r in records:
         writer.writerow([r.id, r.path, f"{sample_duration(r):.3f}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import sys
 from pathlib import Path
 
@@ -307,7 +308,7 @@ def _export_collection(args: argparse.Namespace) -> int:
             keys = atlas.label_keys()
             text = csv_text(records, keys, atlas.labels_of(ids))
             with writing(out):
-                out.write_text(text, encoding="utf-8")
+                out.write_text(text, encoding="utf-8", newline="")  # its CRLF as it is
         else:
             files = [(r.path, root / r.path) for r in records]
             absent = [rel for rel, p in files if not p.is_file()]
@@ -373,7 +374,8 @@ def cmd_tags(args: argparse.Namespace) -> int:
         if action == "export":
             rows = atlas.tag_rows()
             with writing(args.file), open(args.file, "w", newline="", encoding="utf-8") as f:
-                w = csv.DictWriter(f, TAG_CSV_COLUMNS, lineterminator="\n")
+                # CRLF rows (RFC 4180): a path holding a CR is quoted (exports.csv_text)
+                w = csv.DictWriter(f, TAG_CSV_COLUMNS, lineterminator="\r\n")
                 w.writeheader()
                 for r in rows:
                     w.writerow({**r, "suggested": int(r["suggested"]),
@@ -413,7 +415,8 @@ def _read_tag_csv(path: Path) -> list[dict]:
         raise UsageError(f"{path}: cannot read it ({e.strerror})") from None
     except UnicodeDecodeError as e:
         raise UsageError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    reader = csv.DictReader(text.splitlines())
+    # the csv module's own line handling: a quoted cell may hold a line break (a file name)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     fields = reader.fieldnames or []
     if "tag" not in fields or not ({"path", "hash"} & set(fields)):
         raise UsageError(f"{path}: needs a 'tag' column and a 'path' or 'hash' column "
