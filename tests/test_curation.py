@@ -367,6 +367,45 @@ def test_names_with_line_breaks_survive_the_tag_and_collection_csvs(tmp_path, ca
         assert sorted(row["path"] for row in csv.DictReader(f)) == sorted(odd)
 
 
+def test_items_are_found_as_written_through_links_and_in_either_unicode_form(tmp_path, capsys,
+                                                                              monkeypatch):
+    import io
+    import os
+    import unicodedata
+
+    lib = tmp_path / "lib"
+    outside = tmp_path / "outside"
+    nfd = unicodedata.normalize("NFD", "Piano/Clé.wav")
+    for i, name in enumerate((nfd, "plain/kick.wav", " lead.wav")):
+        write_tone(lib / name, 300.0 + 50 * i, seconds=0.3)  # other bytes: curation is by hash
+    write_tone(outside / "far.wav", 550.0, seconds=0.3)
+    os.symlink(outside, lib / "linked")  # a folder of samples kept elsewhere
+    index_library(lib, n_jobs=1)
+    A = ("--atlas", lib / ".soundatlas")
+    with Atlas.open(lib / ".soundatlas") as atlas:
+        ids = _ids(atlas)
+    assert set(ids) == {nfd, "plain/kick.wav", " lead.wav", "linked/far.wav"}
+    for item, path in ((str(lib / "linked/far.wav"), "linked/far.wav"),  # through the link
+                       (unicodedata.normalize("NFC", nfd), nfd),  # typed composed
+                       ("./plain//kick.wav", "plain/kick.wav")):
+        rc, out, err = _cli(capsys, "star", *A, item, "--json")
+        assert rc == 0, (item, err)
+        with Atlas.open(lib / ".soundatlas") as atlas:
+            assert ids[path] in atlas.ids_with(starred=True), item
+    hand = tmp_path / "hand.csv"  # a tags CSV typed elsewhere: the name composed
+    hand.write_text(f"path,tag\n{unicodedata.normalize('NFC', nfd)},keys\n", encoding="utf-8")
+    rc, _, err = _cli(capsys, "tags", "import", *A, hand)
+    assert rc == 0, err
+    with Atlas.open(lib / ".soundatlas") as atlas:
+        assert atlas.ids_with(tag="keys") == {ids[nfd]}
+    monkeypatch.setattr("sys.stdin", io.StringIO(" lead.wav\n"))  # a name's leading space kept
+    assert _cli(capsys, "tag", *A, "-", "--add", "lead")[0] == 0
+    with Atlas.open(lib / ".soundatlas") as atlas:
+        assert atlas.ids_with(tag="lead") == {ids[" lead.wav"]}
+    rc, _, err = _cli(capsys, "star", *A, str(outside / "far.wav"))  # not through the library
+    assert rc == 2 and "outside the library" in err
+
+
 # -- the server ------------------------------------------------------------------------------------
 
 

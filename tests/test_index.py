@@ -78,6 +78,21 @@ def test_labels_from_manifest_folder_and_name_pattern(tone_library):
     assert s.label_sources["name_pattern"] == "midi"
 
 
+def test_a_manifest_row_names_its_file_in_either_unicode_form(tmp_path):
+    import unicodedata
+
+    lib = tmp_path / "lib"
+    nfd, nfc = (unicodedata.normalize(f, "Piano/Clé_60.wav") for f in ("NFD", "NFC"))
+    write_tone(lib / nfd, 262.0, seconds=0.3)  # as a Mac names it
+    write_tone(lib / "Piano/Plain_62.wav", 294.0, seconds=0.3)
+    (lib / "metadata.csv").write_text(f"path,instrument\n{nfc},piano\nPiano/Plain_62.wav,piano\n",
+                                      encoding="utf-8")  # as typed elsewhere
+    s = index(lib)
+    assert s.label_problems == [] and s.label_counts["instrument"] == 2
+    with Atlas.open(lib / ".soundatlas") as a:
+        assert set(a.labels("instrument").values()) == {"piano"} and len(a.labels("instrument")) == 2
+
+
 def test_note_names_in_file_names_become_midi_pitch(tmp_path):
     lib = tmp_path / "lib"
     for name in ["Violin_C#4_ff.wav", "Violin_Db4_pp.wav", "piano-A4.wav", "no pitch here.wav"]:
@@ -602,6 +617,15 @@ def test_search_by_path_follows_moves_changes_and_deletions_through_its_index(to
     assert _searched(atlas_dir, "low_037") == set()
     assert _searched(atlas_dir, "STRASSE") == {"Éclats/Straße_037.wav"}  # not ASCII: casefold
     assert _searched(atlas_dir, "_037") == {"Éclats/Straße_037.wav"}
+    # case and accents ignored, in either Unicode form (macOS writes names decomposed)
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "Café")
+    shutil.move(tone_library / "mid/mid_061.wav", tone_library / f"mid/{nfd}_061.wav")
+    index(tone_library)
+    for needle in ("café_061", unicodedata.normalize("NFC", "CAFÉ_061"), "cafe_061", nfd):
+        assert _searched(atlas_dir, needle) == {f"mid/{nfd}_061.wav"}, needle
+    assert _searched(atlas_dir, "eclats") == {"Éclats/Straße_037.wav"}
     assert _searched(atlas_dir, "high") == set()
     assert _searched(atlas_dir, "mid_060") == {"mid/mid_060.wav"}
     with Atlas.open(atlas_dir) as a:  # the index holds exactly the atlas's paths

@@ -26,6 +26,7 @@ import json
 import os
 import sqlite3
 import time
+import unicodedata
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -636,18 +637,21 @@ def _write_labels(atlas: Atlas, library: Path, sources, summary: IndexSummary) -
         n_manifest = 0
         if sources.manifest:
             path = Path(sources.manifest)
-            scratch.conn.execute(
-                "CREATE TABLE manifest(path TEXT PRIMARY KEY, labels TEXT) WITHOUT ROWID")
+            # nfc: the path composed, for a manifest written on one system and files named on
+            # another (macOS writes names decomposed)
+            scratch.conn.execute("CREATE TABLE manifest(path TEXT PRIMARY KEY, nfc TEXT,"
+                                 " labels TEXT) WITHOUT ROWID")
+            scratch.conn.execute("CREATE INDEX manifest_nfc ON manifest(nfc)")
             rows: list = []
 
             def keep(rel, kv):
-                rows.append((rel, json.dumps(kv)))
+                rows.append((rel, _nfc(rel), json.dumps(kv)))
                 if len(rows) >= 5000:
-                    scratch.insert("INSERT OR REPLACE INTO manifest VALUES (?, ?)", rows)
+                    scratch.insert("INSERT OR REPLACE INTO manifest VALUES (?, ?, ?)", rows)
 
             manifest = labels_mod.read_manifest(
                 path if path.is_absolute() else library / path, library, on_row=keep)
-            scratch.insert("INSERT OR REPLACE INTO manifest VALUES (?, ?)", rows)
+            scratch.insert("INSERT OR REPLACE INTO manifest VALUES (?, ?, ?)", rows)
             summary.label_problems.extend(manifest.problems[:50])
             n_manifest = scratch.conn.execute("SELECT count(*) FROM manifest").fetchone()[0]
         matched = 0
@@ -661,6 +665,12 @@ def _write_labels(atlas: Atlas, library: Path, sources, summary: IndexSummary) -
                     listed = dict(scratch.conn.execute(
                         "SELECT path, labels FROM manifest WHERE path IN "
                         f"({','.join('?' * len(paths))})", paths))
+                    # a path the manifest lists in another Unicode form
+                    other = {_nfc(p): p for p in paths if p not in listed}
+                    if other:
+                        listed.update((other[nfc], kv) for nfc, kv in scratch.conn.execute(
+                            "SELECT nfc, labels FROM manifest WHERE nfc IN "
+                            f"({','.join('?' * len(other))})", list(other)))
                     matched += len(listed)
                 heard = atlas.audio_labels_of([sid for sid, _d, _p in chunk])
                 for sid, _digest, p in chunk:
@@ -679,6 +689,10 @@ def _write_labels(atlas: Atlas, library: Path, sources, summary: IndexSummary) -
                 f"{n_manifest - matched} manifest rows name no indexed sample (missing or failed "
                 "files)"
             )
+
+
+def _nfc(path: str) -> str:
+    return unicodedata.normalize("NFC", path)
 
 
 def _finish_summary(atlas: Atlas, summary: IndexSummary) -> None:

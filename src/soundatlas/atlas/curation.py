@@ -495,8 +495,16 @@ class CurationStore(Store):
             Naming every row that names no item or has a bad tag; nothing is written then.
         """
         def hash_at(path: str) -> str | None:
-            row = self.conn.execute("SELECT hash FROM samples WHERE path = ?", (path,)).fetchone()
-            return row[0] if row else None
+            # as written, then in the other Unicode forms (a CSV written on one system, names
+            # stored as another wrote them), then without surrounding spaces
+            forms = (path, unicodedata.normalize("NFC", path), unicodedata.normalize("NFD", path),
+                     path.strip())
+            for form in dict.fromkeys(forms):
+                row = self.conn.execute("SELECT hash FROM samples WHERE path = ?",
+                                        (form,)).fetchone()
+                if row:
+                    return row[0]
+            return None
 
         def path_of(h: str) -> str | None:
             row = self.conn.execute("SELECT path FROM samples WHERE hash = ? ORDER BY id LIMIT 1",
@@ -506,11 +514,11 @@ class CurationStore(Store):
         problems, resolved = [], []
         for i, row in enumerate(rows, start=2):  # line 1 is the header
             h = (row.get("hash") or "").strip()
-            path = (row.get("path") or "").strip()
+            path = row.get("path") or ""
             if not h:
                 h = hash_at(path)
                 if h is None:
-                    problems.append(f"line {i}: no sample at {path!r}" if path else
+                    problems.append(f"line {i}: no sample at {path!r}" if path.strip() else
                                     f"line {i}: neither a hash nor a path")
                     continue
             tag = row.get("tag")

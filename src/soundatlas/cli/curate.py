@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -31,8 +32,9 @@ from soundatlas.cli.common import (
 __all__ = ["register", "resolve_items", "cmd_tag", "cmd_star", "cmd_note", "cmd_collections",
            "cmd_tags", "cmd_suggest"]
 
-ITEMS_HELP = ("sample ids, paths (relative to the library, or absolute inside it), folders "
-              "(every sample under them), or - to read them from the standard input")
+ITEMS_HELP = ("sample ids, paths (relative to the library, or absolute inside it; either "
+              "Unicode form), folders (every sample under them), or - to read them from the "
+              "standard input")
 TAG_CSV_COLUMNS = ["path", "hash", "tag", "suggested", "confidence"]
 
 
@@ -47,7 +49,8 @@ def resolve_items(atlas, items: list[str]) -> list[int]:
     from soundatlas.atlas.samples import is_id_text
 
     if items == ["-"] or "-" in items:
-        items = [i for i in items if i != "-"] + [line.strip() for line in sys.stdin
+        # one item a line, as it is: a file name may begin or end with a space
+        items = [i for i in items if i != "-"] + [line.rstrip("\r\n") for line in sys.stdin
                                                    if line.strip()]
     if not items:
         raise UsageError("no items: give sample ids, paths or folders (or - for stdin)")
@@ -66,16 +69,11 @@ def resolve_items(atlas, items: list[str]) -> list[int]:
                                  "sample's path")
             found = by_id or folder
         else:
-            rel = item
-            p = Path(item)
-            if p.is_absolute():
-                try:
-                    rel = p.resolve().relative_to(root).as_posix()
-                except ValueError:
-                    unknown.append(f"{item} (outside the library {root})")
-                    continue
-            rel = rel.strip("/")
-            found = atlas.ids_under(rel)
+            rels = _relative_forms(item, atlas.library)
+            if not rels:
+                unknown.append(f"{item} (outside the library {root})")
+                continue
+            found = next((ids for rel in rels if (ids := atlas.ids_under(rel))), [])
         if not found:
             unknown.append(item)
         out.update(dict.fromkeys(found))
@@ -83,6 +81,31 @@ def resolve_items(atlas, items: list[str]) -> list[int]:
         more = f" (and {len(unknown) - 10} more)" if len(unknown) > 10 else ""
         raise UsageError("no samples at: " + ", ".join(unknown[:10]) + more)
     return list(out)
+
+
+def _relative_forms(item: str, library: Path) -> list[str]:
+    """The library-relative paths an item (not an id) may name, in the order tried: as written
+    (``./`` and doubled slashes dropped), then in the other Unicode normal forms (a name typed
+    or listed on one system, NFC, and stored as another wrote it, NFD on macOS). An absolute
+    path is taken as written first (a link inside the library is the sample's own path), then
+    with its links resolved. Empty when it lies outside the library."""
+    import posixpath
+    import unicodedata
+
+    if os.path.isabs(item):
+        rels = []
+        for path, root in ((os.path.abspath(item), os.path.abspath(library)),
+                           (os.path.realpath(item), os.path.realpath(library))):
+            rel = os.path.relpath(path, root)
+            if rel != ".." and not rel.startswith("../"):
+                rels.append(Path(rel).as_posix())
+        if not rels:
+            return []
+    else:
+        rels = [posixpath.normpath(item.replace(os.sep, "/"))]
+    rels = [r.strip("/") for r in rels]
+    forms = [unicodedata.normalize(form, r) for r in rels for form in ("NFC", "NFD")]
+    return list(dict.fromkeys(rels + forms))
 
 
 def _curating(args: argparse.Namespace):
