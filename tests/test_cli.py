@@ -107,6 +107,17 @@ def test_index_summary_names_failures(tone_library):
     assert (summary["n_failed_unchanged"], summary["n_failed"]) == (0, 1)
 
 
+def test_file_names_that_would_drive_the_terminal_are_shown_escaped(tone_library):
+    odd = "mid/esc\x1b[31mRED\x1b[0m\nline.wav"
+    (tone_library / odd).write_bytes(b"not audio at all")
+    for command in (("index", tone_library, "-q", "--jobs", "1"),
+                    ("info", "--atlas", tone_library / ".soundatlas")):
+        out = run(*command, check_rc=0).stdout
+        assert "\x1b" not in out and "esc\\x1b[31mRED\\x1b[0m\\nline.wav: not audio" in out, out
+    err = run("star", "--atlas", tone_library / ".soundatlas", odd, check_rc=2).stderr
+    assert "\x1b" not in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_demo_library_cli_renders_a_subset(tmp_path):
     proc = run("demo-library", tmp_path / "demo", "--classes", "piccolo", "--velocities", "80",
                "--json", check_rc=0)

@@ -37,7 +37,7 @@ __all__ = ["EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "UsageError", "run_command",
            "number", "positive_float", "nonnegative_float", "positive_int", "nonnegative_int", "checked",
            "Option", "option", "add_options", "output_parent", "ATLAS", "SEED", "THREADS", "JOBS",
            "check_output", "writing", "progress_bar", "print_json", "as_dict", "atlas_dir",
-           "open_atlas"]
+           "open_atlas", "shown"]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -68,10 +68,10 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except UsageError as exc:
-        print(f"soundatlas {args.command}: {exc}", file=sys.stderr)
+        print(f"soundatlas {args.command}: {shown(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except SoundAtlasError as exc:
-        print(f"soundatlas {args.command}: error: {exc}", file=sys.stderr)
+        print(f"soundatlas {args.command}: error: {shown(str(exc))}", file=sys.stderr)
         return EXIT_FAIL
     except KeyboardInterrupt:
         print(f"soundatlas {args.command}: interrupted{_after_interrupt(args)}", file=sys.stderr)
@@ -85,6 +85,16 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"soundatlas {args.command}: error: no space left on the device{where}: free "
               "some space, then run the command again", file=sys.stderr)
         return EXIT_FAIL
+
+
+def shown(text: str) -> str:
+    """``text`` for a terminal: each character that does not print (a line break, a tab, an
+    escape sequence's ESC, in a file name say) written as Python writes it in a string
+    (``\\n``, ``\\x1b``), so a name can neither break a line nor drive the terminal. Letters of
+    any script stay as they are."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 #: commands that, run again, go on from what an interrupted run left (files analysed, samples

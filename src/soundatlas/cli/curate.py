@@ -26,6 +26,7 @@ from soundatlas.cli.common import (
     check_output,
     nonnegative_int,
     print_json,
+    shown,
     writing,
 )
 
@@ -290,7 +291,7 @@ def cmd_collections(args: argparse.Namespace) -> int:
                 print_json([{"id": sid, "path": path} for sid, path in members])
             else:
                 for sid, path in members:
-                    print(f"{sid if sid is not None else 'missing':>8}  {path}")
+                    print(f"{sid if sid is not None else 'missing':>8}  {shown(path)}")
             return EXIT_OK
         if action in ("add", "remove"):
             ids = resolve_items(atlas, args.items)
@@ -423,7 +424,7 @@ def cmd_tags(args: argparse.Namespace) -> int:
                     what = [*m["tags"], *(["starred"] if m["starred"] else []),
                             *(f"in {c!r}" for c in m["collections"]),
                             *(["a note"] if m["note"] else [])]
-                    print(f"{m['path']}: {', '.join(what)}")
+                    print(f"{shown(m['path'])}: {shown(', '.join(what))}")
             return EXIT_OK
         n = atlas.forget_missing()
         return _report(args, {"forgotten": n},
@@ -520,7 +521,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
                     "n": len(rows), "applied": applied, "suggestions": rows})
         return EXIT_OK
     for r in rows[: args.limit]:
-        print(f"{r['confidence']:5.2f}  {args.label}={r['value']}  {r['path']}")
+        print(f"{r['confidence']:5.2f}  {args.label}={shown(r['value'])}  {shown(r['path'])}")
     more = len(rows) - min(len(rows), args.limit)
     print(f"{len(rows)} suggestion{'s' * (len(rows) != 1)}"
           + (f" ({more} not shown)" if more else "")

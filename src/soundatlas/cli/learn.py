@@ -34,6 +34,7 @@ from soundatlas.cli.common import (
     positive_int,
     print_json,
     progress_bar,
+    shown,
 )
 from soundatlas.cli.library import INDEX_OPTIONS, executor_for, print_index_summary, run_index
 from soundatlas.cli.train_flags import SettingFlags, train_settings
@@ -209,7 +210,7 @@ def print_skipped(summary) -> None:
         return
     print(f"  {summary.n_skipped} samples left out: their features cannot be read:")
     for path, why in summary.skipped[:50]:
-        print(f"    {path}: {why}")
+        print(f"    {shown(path)}: {why}")
     if summary.n_skipped > 50:
         print(f"    ... and {summary.n_skipped - 50} more (--json lists all)")
     print(f"  to repair them: {summary.repair}")

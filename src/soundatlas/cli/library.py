@@ -27,6 +27,7 @@ from soundatlas.cli.common import (
     positive_int,
     print_json,
     progress_bar,
+    shown,
     writing,
 )
 
@@ -138,12 +139,12 @@ def cmd_demo_library(args: argparse.Namespace) -> int:
         print(f"  {line}{where}")
     if args.verbose:
         for skipped in silent:
-            print(f"    {skipped.note.path}")
+            print(f"    {shown(skipped.note.path)}")
     other = [s for s in summary.skipped if not s.silent]
     if other:
         print(f"  {len(other)} notes not written:")
     for skipped in other if args.verbose else other[:20]:
-        print(f"    {skipped.note.path}: {skipped.reason}")
+        print(f"    {shown(skipped.note.path)}: {skipped.reason}")
     if summary.clipped:
         print(f"  {len(summary.clipped)} notes clipped at full scale (peak {summary.peak:.2f}), "
               f"e.g. {summary.clipped[0].path}")
@@ -289,7 +290,7 @@ def print_index_summary(s) -> None:
               "not be read this time (listed below)")
     if s.n_truncated:
         print(f"  {s.n_truncated} long files: only the first {s.max_duration:g} s analysed "
-              f"(--max-duration), e.g. {s.truncated[0]}")
+              f"(--max-duration), e.g. {shown(s.truncated[0])}")
     if s.label_counts:
         print("  labels: " + ", ".join(f"{k} ({n})" for k, n in sorted(s.label_counts.items())))
     for line in s.repairs:
@@ -302,7 +303,7 @@ def print_index_summary(s) -> None:
     if s.failures:
         print(f"  {s.n_failed} files could not be indexed:")
         for path, reason in s.failures[:50]:
-            print(f"    {path}: {reason}")
+            print(f"    {shown(path)}: {shown(reason)}")
         if s.n_failed > 50:
             print(f"    ... and {s.n_failed - 50} more (soundatlas info --json lists all)")
 
@@ -369,13 +370,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     if run:
         print(f"last index run: {run['status']} ({run['n_done']}/{run['n_total']} files)")
     for key, values in info["labels"].items():  # in sorted_labels order
-        shown = ", ".join(f"{v} ({n})" for v, n in list(values.items())[:12])
+        listed = ", ".join(f"{shown(v)} ({n})" for v, n in list(values.items())[:12])
         more = f", ... {len(values) - 12} more" if len(values) > 12 else ""
-        print(f"label {key}: {len(values)} values: {shown}{more}")
+        print(f"label {shown(key)}: {len(values)} values: {listed}{more}")
     if info["failures"]:
         print(f"failures ({len(info['failures'])}):")
         for f in info["failures"]:
-            print(f"  {f['path']}: {f['reason']}")
+            print(f"  {shown(f['path'])}: {shown(f['reason'])}")
     return EXIT_OK
 
 

@@ -26,6 +26,7 @@ from soundatlas.cli.common import (
     positive_int,
     print_json,
     progress_bar,
+    shown,
 )
 
 __all__ = ["register", "MAP_MODEL", "GRAIN", "OVERLAP", "HOLD", "EXCLUDE", "SAMPLE_RATE",
@@ -101,7 +102,7 @@ def _print_rendering(result, out: Path, fmt: str, index, extra: str = "") -> Non
     if result.failures:
         print(f"  {len(result.failures)} files could not be read now and were left out:")
         for path, reason in result.failures[:20]:
-            print(f"    {path}: {reason}")
+            print(f"    {shown(path)}: {shown(reason)}")
 
 
 def _check_synth_args(args) -> None:
