@@ -170,6 +170,14 @@ def test_map_with_adapt_indexes_embeds_and_adapts_in_one_command(unlabelled, tmp
     assert adapted["anchor"] == AdaptSettings().anchor  # adapt's defaults
     with Atlas.open(tmp_path / "atlas") as atlas:
         assert atlas.model("b-adapted").n_embedded == atlas.model("b").n_embedded > 0
+    # run again, map keeps the adapted model (it trained it before: not again, and not under
+    # a name that would throw its map away)
+    again = subprocess.run(base + ["--adapt", "--json"], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    kept = json.loads(again.stdout)["adapt"]
+    assert kept["kept"] and (kept["iterations"], kept["n_embedded"]) == (1, 0)
+    with Atlas.open(tmp_path / "atlas") as atlas:
+        assert atlas.model("b-adapted").n_embedded == atlas.model("b").n_embedded
 
 
 def test_a_time_limit_needs_a_schedule_that_does_not_depend_on_the_last_step(unlabelled,

@@ -111,6 +111,29 @@ def test_resume_after_a_stop_gives_the_same_weights(atlas):
     hist_a = json.loads((atlas.path / "models/whole/config.json").read_text())["training"]["history"]
     hist_b = json.loads((atlas.path / "models/parts/config.json").read_text())["training"]["history"]
     assert [h["valid_loss"] for h in hist_a] == [h["valid_loss"] for h in hist_b]
+    # the training loss's moving average goes on from the checkpoint too
+    assert [h["train_loss"] for h in hist_a] == [h["train_loss"] for h in hist_b]
+
+
+def test_a_name_the_atlas_holds_is_refused_unless_asked_to_replace_it(atlas):
+    from soundatlas.embed import embed_atlas
+
+    s = short(iterations=20, checkpoint_every=10, valid_every=10)
+    train(atlas, neighbourhood="pitch", settings=s, seed=1, name="m")
+    embed_atlas(atlas, ModelArtifact.load(atlas.path / "models/m"), atlas.model("m").id)
+    n = atlas.model("m").n_embedded
+    assert n > 0
+    with pytest.raises(ParameterError, match=r"already has a model named 'm' .*--replace"):
+        train(atlas, neighbourhood="instrument", settings=s, seed=1, name="m")
+    with pytest.raises(ParameterError, match="shipped"):
+        train(atlas, neighbourhood="pitch", settings=s, seed=1, name="default")
+    # a finished run resumed changes nothing: its model and its map stand
+    again = train(atlas, neighbourhood="pitch", settings=s, seed=1, name="m", resume=True)
+    assert again.iterations == 20 and atlas.model("m").n_embedded == n
+    # asked to, a run takes the name (and the old model's embeddings go)
+    train(atlas, neighbourhood="instrument", settings=s, seed=1, name="m", replace=True)
+    assert atlas.model("m").n_embedded == 0
+    assert atlas.model("m").config["neighbourhood"]["name"] == "instrument"
 
 
 @pytest.mark.parametrize("kill_at", [13, 40])

@@ -101,6 +101,16 @@ def adapt_settings(adapt: AdaptSettings, **overrides):
                         valid_every=min(500, adapt.iterations), **overrides)
 
 
+def _n_embedded(atlas, name: str) -> int:
+    """Samples embedded with the atlas's model ``name`` (0: none, or no such model)."""
+    from soundatlas.errors import AtlasError
+
+    try:
+        return atlas.model(name).n_embedded
+    except AtlasError:
+        return 0
+
+
 def adapt(
     atlas,
     *,
@@ -112,6 +122,7 @@ def adapt(
     stop_after: int | None = None,
     minutes: float | None = None,
     threads: int | None = None,
+    replace: bool = False,
     train_progress: Callable[[int, int, dict], None] | None = None,
     embed_progress: Callable[[int, int], None] | None = None,
 ) -> dict:
@@ -141,6 +152,9 @@ def adapt(
         ``iterations`` set to the steps taken makes the same model.
     threads : int, optional
         Torch threads (default: all cores).
+    replace : bool, default=False
+        Adapt again under the name of a model the atlas holds, in its place (``train``'s
+        ``replace``); without it (or ``resume``) that name is refused.
     train_progress, embed_progress : callable, optional
         ``(done, total, stats)`` per logged training step; ``(done, total)`` per embedded batch.
 
@@ -173,7 +187,7 @@ def adapt(
     overrides = {"threads": threads} if threads else {}
     result = train(atlas, neighbourhood=settings.neighbourhood, init_from=base_artifact,
                    settings=adapt_settings(settings, **overrides), seed=seed, name=name,
-                   resume=resume, stop_after=stop_after, progress=train_progress,
+                   resume=resume, replace=replace, stop_after=stop_after, progress=train_progress,
                    time_limit=None if minutes is None else 60.0 * minutes)
     summary = {"name": name, "base": base_artifact.name, "iterations": result.iterations,
                "of": settings.iterations, "train_seconds": round(result.seconds, 1),
@@ -187,7 +201,8 @@ def adapt(
     artifact, registration = resolve_model(atlas, name)
     embedded = embed_atlas(atlas, artifact, registration.id, progress=embed_progress)
     summary.update(n_embedded=embedded.n_embedded, n_already=embedded.n_already,
-                   embed_seconds=round(embedded.seconds, 1))
+                   embed_seconds=round(embedded.seconds, 1),
+                   base_embedded=_n_embedded(atlas, base_artifact.name))
     history = result.history
     if history:
         summary["valid_loss"] = {"first": history[0].get("valid_loss"),

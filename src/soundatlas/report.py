@@ -85,7 +85,7 @@ def write_report(atlas, output, *, models=(), baselines=(), evaluation: dict | N
     sections = [_summary_table(evaluation)]
     for m in registered:
         name = m.name
-        stem = slug(name)
+        stem = _stem(m)
         r = evaluation["results"].get(name, {})
         ids, pts = atlas.points(m.id)
         figs = [_map_views(pts, ids, labels, fig_dir / f"{stem}-map.png", name)]
@@ -96,7 +96,7 @@ def write_report(atlas, output, *, models=(), baselines=(), evaluation: dict | N
         figs.append(_trajectories(atlas, m.id, ids, pts, labels, fig_dir / f"{stem}-traj.png",
                                   name, n=n_trajectories, seed=seed))
         step(f"{name}: trajectories")
-        sections.append(_model_section(name, m, r, [f for f in figs if f], out))
+        sections.append(_model_section(name, m, r, [f for f in figs if f], out, stem))
         step(f"{name}: section")
     page = out / "index.html"
     page.write_text(_page(atlas, evaluation, sections), encoding="utf-8")
@@ -355,11 +355,19 @@ def _not_scored(ev: dict) -> str:
             "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>")
 
 
-def _model_section(name, m, r, figs, out: Path) -> str:
+def _stem(m) -> str:
+    """A model's figure file names and anchor: its name made safe, and its id where that
+    changed the name ('a b' and 'a_b' would share a slug, and one's figures overwrite the
+    other's)."""
+    stem = slug(m.name)
+    return stem if stem == m.name else f"{stem}-{m.id}"
+
+
+def _model_section(name, m, r, figs, out: Path, stem: str) -> str:
     cfg = m.config
     nb = cfg.get("neighbourhood", {}).get("name", "?")
     training = cfg.get("training", {})
-    parts = [f"<h2 id='{slug(name)}'>{html.escape(name)}</h2>",
+    parts = [f"<h2 id='{stem}'>{html.escape(name)}</h2>",
              f"<p>neighbourhood <code>{html.escape(str(nb))}</code>, preset "
              f"<code>{html.escape(str(cfg.get('preset')))}</code>, seed {cfg.get('seed')}, "
              f"{training.get('iterations', '?')} iterations, "

@@ -19,6 +19,7 @@ killed and resumed ends with the same weights as one that was never interrupted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -179,6 +180,7 @@ def train(
     stop_after: int | None = None,
     init_from=None,
     time_limit: float | None = None,
+    replace: bool = False,
 ) -> TrainResult:
     """Train a model on ``atlas``'s training split and register it in the atlas.
 
@@ -237,6 +239,10 @@ def train(
         the step reached and the model is saved with that many iterations, the same model a
         run with ``iterations`` set to them makes (so not with the cosine schedule, whose rates
         depend on the total).
+    replace : bool, default=False
+        Train a model under the name of one the atlas holds, in its place (its embeddings are
+        dropped). Without it (or ``resume``) such a name is refused, so that a run never
+        throws away a model, and its map, by a name it happened to take.
 
     Returns
     -------
@@ -252,7 +258,7 @@ def train(
         Neighbourhood object, an ``anchor`` without ``init_from``, an atlas without training
         samples, ``arch`` or ``dims`` other than ``init_from``'s, a ``time_limit`` that is not a
         positive number or comes with the cosine schedule, or data the neighbourhood cannot be
-        fitted on.
+        fitted on; a name the atlas's models or the shipped models hold (see ``replace``).
     TrainingError
         When the loss becomes non-finite (the last good checkpoint is kept), or the checkpoint
         to resume from was made with other settings.
@@ -292,15 +298,54 @@ def train(
     base = _base_model(atlas, init_from) if init_from is not None else None
     arch_params = _architecture(atlas, base, arch, dims, settings, pitch_axis)
     if base is not None:
-        settings = replace(settings, standardize=bool(arch_params.get("standardize", False)))
+        # dataclasses.replace: the parameter ``replace`` hides the name here
+        settings = dataclasses.replace(settings,
+                                       standardize=bool(arch_params.get("standardize", False)))
     name = check_model_name(name or f"{nb.slug}-{settings.preset}-s{seed}")
     run_dir = atlas.path / "models" / name
+    _check_name_free(atlas, name, run_dir, resume=resume, replace=replace)
     run_dir.mkdir(parents=True, exist_ok=True)
     # one run per model at a time; other models, and an index, may run beside it
     with model_lock(run_dir, f"the model {name!r} of the atlas at {atlas.path}"):
         return _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params,
                           label=label, command=command, resume=resume, device=device,
                           progress=progress, stop_after=stop_after, time_limit=time_limit)
+
+
+def _check_name_free(atlas, name: str, run_dir: Path, *, resume: bool, replace: bool) -> None:
+    """Refuse a name that would replace a model without being asked to (module doc of
+    :func:`train`'s ``replace``): a shipped model's always, an atlas model's unless ``replace``
+    or ``resume`` (of the run in its folder) says so."""
+    from soundatlas.artifact import CONFIG, shipped_model_dir
+    from soundatlas.errors import AtlasError
+
+    if (shipped_model_dir(name) / CONFIG).is_file():
+        raise ParameterError(f"{name!r} is the name of a model shipped with soundatlas: give "
+                             "the new model another name (--name)")
+    try:
+        record = atlas.model(name)
+    except AtlasError:
+        return
+    if replace:
+        return
+    if not resume:
+        raise ParameterError(
+            f"the atlas already has a model named {name!r} ({record.n_embedded} samples "
+            "embedded with it): give the new one another name (--name), --replace to train it "
+            "again in its place (its embeddings go), or --resume to go on with its run")
+    if not (run_dir / CHECKPOINT).is_file():
+        raise ParameterError(f"the model {name!r} has no checkpoint in {run_dir} to resume "
+                             "from: --replace trains it again in its place (its embeddings go)")
+
+
+def _registered_from(atlas, name: str, run_dir: Path) -> bool:
+    """Whether the atlas's model ``name`` is the one saved in ``run_dir``."""
+    from soundatlas.errors import AtlasError
+
+    try:
+        return atlas.model(name).dir == str(run_dir.relative_to(atlas.path))
+    except AtlasError:
+        return False
 
 
 def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, label, command,
@@ -389,12 +434,13 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
         if state is not None:
             start_it, history, resumed_from = state["iteration"], state["history"], state["iteration"]
     else:
+        state = None
         (run_dir / CHECKPOINT).unlink(missing_ok=True)
 
     t0, c0 = time.perf_counter(), time.process_time()
     prev_seconds = history[-1]["seconds"] if history else 0.0
     prev_cpu = history[-1]["cpu_seconds"] if history else 0.0
-    ema = None
+    ema = state.get("ema") if state else None  # the loss's moving average goes on too
     end = settings.iterations if stop_after is None else min(settings.iterations, start_it + stop_after)
     it, timed_out = start_it, False
     model.train()
@@ -439,7 +485,8 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
                     "valid_loss": history[-1]["valid_loss"] if history else None,
                 })
             if done % settings.checkpoint_every == 0 or done == end:
-                _save_checkpoint(run_dir, model, optimizer, sampler, done, history, _config_key(config))
+                _save_checkpoint(run_dir, model, optimizer, sampler, done, history,
+                                 _config_key(config), ema)
             if time_limit is not None and done < end and time.perf_counter() - t0 >= time_limit:
                 timed_out = True
                 break
@@ -456,6 +503,8 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
                          nb.summary(), time_limited=timed_out)
     if done < settings.iterations:
         return result  # stopped early on purpose: resumable, not yet a model
+    if start_it >= end and _registered_from(atlas, name, run_dir):
+        return result  # a finished run resumed: its model stands, and so do its embeddings
     model.eval()
     config["training"] = {"iterations": done, "seconds": round(seconds, 1),
                           "cpu_seconds": round(cpu_seconds, 1), "history": history}
@@ -576,7 +625,8 @@ def _optimizer(model, settings: TrainSettings) -> torch.optim.Optimizer:
 # -- checkpoints (npz + json; no pickle) -----------------------------------------------------------
 
 
-def _save_checkpoint(run_dir: Path, model, optimizer, sampler, iteration, history, key) -> None:
+def _save_checkpoint(run_dir: Path, model, optimizer, sampler, iteration, history, key,
+                     ema: float | None = None) -> None:
     from soundatlas.model import state_to_arrays
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -591,7 +641,7 @@ def _save_checkpoint(run_dir: Path, model, optimizer, sampler, iteration, histor
             else:
                 opt_meta["state"][str(pid)][k] = v
     meta = {"iteration": iteration, "history": history, "optimizer": opt_meta,
-            "sampler": sampler.state(), "config_key": key}
+            "sampler": sampler.state(), "config_key": key, "ema": ema}
     # one file, replaced atomically: the JSON state travels inside the npz as bytes
     arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     tmp = run_dir / "checkpoint.tmp.npz"

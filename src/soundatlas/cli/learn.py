@@ -94,6 +94,9 @@ def _add_train(sub, parents) -> None:
                    help="model name (default: NEIGHBOURHOOD-PRESET-sSEED)")
     t.add_argument("--resume", action="store_true",
                    help="continue from the last checkpoint of the same name and settings")
+    t.add_argument("--replace", action="store_true",
+                   help="train under the name of a model the atlas holds, in its place (its "
+                   "embeddings are dropped); without it such a name is refused")
     t.add_argument("--stop-after", type=positive_int, metavar="N",
                    help="stop (resumable) after N iterations of this invocation")
     settings.add("checkpoint_every", "valid_every", "threads")
@@ -120,7 +123,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         result = train(atlas, neighbourhood=args.neighbourhood, label=args.label,
                        settings=settings, seed=args.seed, name=args.name, dims=args.dims,
-                       pitch_axis=args.pitch_axis, resume=args.resume, device=args.device,
+                       pitch_axis=args.pitch_axis, resume=args.resume, replace=args.replace,
+                       device=args.device,
                        progress=progress, stop_after=args.stop_after, init_from=args.init_from)
     out = {"name": result.name, "directory": str(result.directory), "iterations": result.iterations,
            "of": settings.iterations, "seconds": round(result.seconds, 1),
@@ -289,9 +293,13 @@ def cmd_map(args: argparse.Namespace) -> int:
             print(f"mapped with model {summary.model}: {summary.n_embedded} new, "
                   f"{summary.n_already} already embedded ({summary.seconds:.1f} s)")
             print_skipped(summary)
-        adapted = (_adapt_with_progress(args, atlas, base=args.model or "default",
-                                        settings=AdaptSettings(), minutes=args.minutes)
-                   if args.adapt else None)
+        adapted = None
+        if args.adapt:  # run again, map keeps a finished adaptation, and goes on from an
+            # interrupted one's checkpoint
+            base = args.model or "default"
+            adapted = _kept_adaptation(args, atlas, base) or _adapt_with_progress(
+                args, atlas, base=base, settings=AdaptSettings(), minutes=args.minutes,
+                resume=True)
     if args.json:
         print_json({"index": index_summary.to_dict(), "embed": as_dict(summary),
                     **({"adapt": adapted} if adapted else {})})
@@ -342,6 +350,9 @@ def _add_adapt(sub, parents) -> None:
     add_options(ad, SEED, THREADS)
     ad.add_argument("--resume", action="store_true",
                     help="continue an interrupted adaptation from its checkpoint")
+    ad.add_argument("--replace", action="store_true",
+                    help="adapt again under the name of a model the atlas holds, in its place "
+                    "(its embeddings are dropped); without it such a name is refused")
     ad.add_argument("--stop-after", type=positive_int, metavar="N",
                     help="pause after N iterations of this call (resumable)")
     ad.set_defaults(func=cmd_adapt)
@@ -382,16 +393,44 @@ def _adapt_with_progress(args: argparse.Namespace, atlas, *, base: str, settings
                      train_progress=train_progress, embed_progress=embed_bar, **kw)
 
 
+def _kept_adaptation(args: argparse.Namespace, atlas, base: str) -> dict | None:
+    """Where ``map --adapt`` finds the adapted model made before (``BASE-adapted``): embed the
+    samples it has not seen with it, and say so (None when there is none)."""
+    from soundatlas.artifact import resolve_model
+    from soundatlas.embed import embed_atlas
+    from soundatlas.errors import AtlasError
+
+    name = f"{resolve_model(atlas, base)[0].name}-adapted"
+    try:
+        atlas.model(name)
+    except AtlasError:
+        return None
+    artifact, registration = resolve_model(atlas, name)
+    with progress_bar(args, desc="embedding", unit="file") as bar:
+        embedded = embed_atlas(atlas, artifact, registration.id, progress=bar)
+    return {"name": name, "base": base, "kept": True, "done": True,
+            "iterations": artifact.config.get("training", {}).get("iterations"),
+            "n_embedded": embedded.n_embedded, "n_already": embedded.n_already,
+            "embed_seconds": round(embedded.seconds, 1)}
+
+
 def _adapted_line(summary: dict, minutes: float | None) -> str:
     """The sentence that reports a finished adaptation."""
+    if summary.get("kept"):
+        return (f"kept the adapted model {summary['name']} made before (`soundatlas adapt "
+                f"--replace` adapts again): embedded {summary['n_embedded']} new samples with "
+                f"it, {summary['n_already']} already")
     return (f"adapted {summary['base']} to this library without labels "
             f"({summary['neighbourhood']}, augment {summary['augment']}): model "
             f"{summary['name']}, {summary['iterations']} iterations in "
             f"{summary['train_seconds']:.0f} s"
             + (f" (the {minutes:g} minutes' limit)" if summary["time_limited"] else "")
             + f"; embedded {summary['n_embedded']} samples in "
-            f"{summary['embed_seconds']:.0f} s. The page's model switcher offers "
-            f"{summary['base']} and {summary['name']}.")
+            f"{summary['embed_seconds']:.0f} s. "
+            + (f"The page's model switcher offers {summary['base']} and {summary['name']}."
+               if summary.get("base_embedded") else
+               f"The page shows {summary['name']}; `soundatlas embed -m {summary['base']}` "
+               "puts the base's map beside it."))
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
@@ -403,7 +442,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         summary = _adapt_with_progress(args, atlas, base=args.model, settings=settings,
                                        minutes=args.minutes, name=args.name, seed=args.seed,
                                        resume=args.resume, stop_after=args.stop_after,
-                                       threads=args.threads)
+                                       threads=args.threads, replace=args.replace)
     if args.json:
         print_json(summary)
     elif not summary["done"]:
