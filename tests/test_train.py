@@ -196,6 +196,38 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(atlas):
     assert (atlas.path / "models/boom/checkpoint.npz").is_file()
 
 
+def test_a_fine_tuning_that_diverges_is_stopped_or_named_not_registered_silently(tmp_path):
+    """The fast preset's rate fine-tunes the shipped model into the weeds: weights that stop
+    being finite end the run with the TrainingError that says what is kept (not a message of the
+    file writer), and a loss that ends a hundred times where it began is named."""
+    from soundatlas.train import divergence
+
+    import soundfile as sf
+
+    lib, sr = tmp_path / "lib", 16000
+    t = np.arange(int(sr * 0.8)) / sr
+    noise = np.random.default_rng(0)
+    for kind in ("sine", "square", "saw"):  # three waveforms, ten pitches each
+        (lib / kind).mkdir(parents=True)
+        for i in range(10):
+            f = 440 * 2 ** ((48 + 2 * i - 69) / 12)
+            y = {"sine": np.sin(2 * np.pi * f * t), "square": np.sign(np.sin(2 * np.pi * f * t)) / 2,
+                 "saw": 2 * ((f * t) % 1) - 1}[kind]
+            y = 0.5 * y * np.exp(-3 * t) + 0.001 * noise.standard_normal(len(t))
+            sf.write(lib / kind / f"{i}.wav", y.astype(np.float32), sr, subtype="PCM_16")
+    index_library(lib, n_jobs=1)
+    with Atlas.open(lib / ".soundatlas", write=True) as atlas:
+        with pytest.raises(TrainingError, match="weights became non-finite by iteration 60; "
+                                                "no checkpoint was written before it"):
+            train(atlas, neighbourhood="label:folder", settings=settings_for(
+                "fast", iterations=60, checkpoint_every=1000, valid_every=1000, threads=1),
+                seed=0, name="far", init_from="default")
+        assert "far" not in {m.name for m in atlas.models()}
+    assert divergence([{"valid_loss": 1.7}, {"valid_loss": None}, {"valid_loss": 1.5}]) is None
+    warning = divergence([{"valid_loss": 1.742}, {"valid_loss": 8.8e10}])
+    assert "rose from 1.742 to 8.8e+10" in warning and "--lr" in warning
+
+
 def test_learning_rate_schedule():
     s = settings_for("fast", iterations=1000, warmup=100, lr=1e-3, schedule="cosine")
     assert lr_at(s, 0) == pytest.approx(1e-5)

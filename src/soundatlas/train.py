@@ -37,7 +37,7 @@ from soundatlas.errors import ParameterError, SoundAtlasError
 from soundatlas.model import native_bf16
 from soundatlas.settings import PRESETS, TrainSettings, lr_at, settings_for  # noqa: F401
 
-__all__ = ["TrainSettings", "PRESETS", "TrainingError", "train", "settings_for"]
+__all__ = ["TrainSettings", "PRESETS", "TrainingError", "train", "settings_for", "divergence"]
 
 
 CHECKPOINT = "checkpoint.npz"
@@ -338,6 +338,17 @@ def _check_name_free(atlas, name: str, run_dir: Path, *, resume: bool, replace: 
                              "from: --replace trains it again in its place (its embeddings go)")
 
 
+def divergence(history: list[dict]) -> str | None:
+    """A warning where the validation loss ended more than 100 times where it began (a run that
+    diverged, a learning rate too high for it: the model is saved all the same), else None."""
+    losses = [h["valid_loss"] for h in history if h.get("valid_loss") is not None]
+    if len(losses) < 2 or not losses[-1] > 100 * max(losses[0], 1e-12):
+        return None
+    return (f"the validation loss rose from {losses[0]:.4g} to {losses[-1]:.4g}: the run "
+            "diverged; train it again (--replace) with a lower --lr (fine-tuning a model "
+            "wants about 0.001)")
+
+
 def _registered_from(atlas, name: str, run_dir: Path) -> bool:
     """Whether the atlas's model ``name`` is the one saved in ``run_dir``."""
     from soundatlas.errors import AtlasError
@@ -461,11 +472,8 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
                 loss = loss + settings.anchor * anchor_loss(z.float(), z_base.float(),
                                                             settings.m_n or 1.0)
             if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"the loss became {loss.item()} at iteration {it}; the last good checkpoint "
-                    f"(iteration {_checkpoint_iteration(run_dir)}) is kept in {run_dir}; try a "
-                    "lower learning rate"
-                )
+                raise TrainingError(f"the loss became {loss.item()} at iteration {it}; "
+                                    f"{_last_good(run_dir)}; try a lower learning rate")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -485,6 +493,9 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
                     "valid_loss": history[-1]["valid_loss"] if history else None,
                 })
             if done % settings.checkpoint_every == 0 or done == end:
+                if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                    raise TrainingError(f"the weights became non-finite by iteration {done}; "
+                                        f"{_last_good(run_dir)}; try a lower learning rate")
                 _save_checkpoint(run_dir, model, optimizer, sampler, done, history,
                                  _config_key(config), ema)
             if time_limit is not None and done < end and time.perf_counter() - t0 >= time_limit:
@@ -676,6 +687,14 @@ def _load_checkpoint(run_dir: Path, model, optimizer, sampler, key: dict) -> dic
     optimizer.load_state_dict({"state": state, "param_groups": opt_meta["param_groups"]})
     sampler.set_state(meta["sampler"])
     return meta
+
+
+def _last_good(run_dir: Path) -> str:
+    """What a run that went wrong keeps: its last checkpoint, or none."""
+    at = _checkpoint_iteration(run_dir)
+    if at is None:
+        return "no checkpoint was written before it"
+    return f"the last good checkpoint (iteration {at}) is kept in {run_dir}"
 
 
 def _checkpoint_iteration(run_dir: Path) -> int | None:

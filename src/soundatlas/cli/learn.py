@@ -108,7 +108,7 @@ def _add_train(sub, parents) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``soundatlas train``: train a model on the atlas and say how it went."""
-    from soundatlas.train import train
+    from soundatlas.train import divergence, train
 
     settings = train_settings(args)
     # no writer lock on the atlas: train writes no array file and locks its model's folder
@@ -154,6 +154,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                          if reasons else ""))
         for skipped in result.neighbourhood.get("skipped", []):
             print(f"  neighbourhood {skipped['spec']} left out: {skipped['reason']}")
+    warning = divergence(result.history)
+    if warning:
+        print(f"soundatlas train: warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -450,6 +453,12 @@ def cmd_adapt(args: argparse.Namespace) -> int:
               f"{summary['of']}; continue with `{_adapt_resume_command(args)}`")
     else:
         print(_adapted_line(summary, args.minutes))
+    from soundatlas.train import divergence
+
+    losses = summary.get("valid_loss") or {}
+    warning = divergence([{"valid_loss": losses.get("first")}, {"valid_loss": losses.get("last")}])
+    if warning:
+        print(f"soundatlas adapt: warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
