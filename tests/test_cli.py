@@ -118,6 +118,27 @@ def test_file_names_that_would_drive_the_terminal_are_shown_escaped(tone_library
     assert "\x1b" not in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_models_remove_forgets_a_model_its_embeddings_and_its_folder(tone_library):
+    atlas = tone_library / ".soundatlas"
+    run("index", tone_library, "-q", "--jobs", "1", check_rc=0)
+    run("train", "--atlas", atlas, "-n", "instrument", "--iterations", "10", "--name", "m",
+        "--threads", "1", "-q", check_rc=0)
+    run("embed", "--atlas", atlas, "-m", "m", "-q", check_rc=0)
+    files = set((atlas / "embeddings").iterdir())
+    assert files and (atlas / "models/m").is_dir()
+    out = json.loads(run("models", "remove", "m", "--atlas", atlas, "--json", check_rc=0).stdout)
+    assert out == {"removed": "m", "n_embedded": 18, "folder": str(atlas / "models/m")}
+    assert not (atlas / "models/m").exists() and not set((atlas / "embeddings").iterdir())
+    names = [r["name"] for r in json.loads(run("models", "--atlas", atlas, "--json").stdout)]
+    assert "m" not in names
+    run("check", "--atlas", atlas, "-q", check_rc=0)  # nothing left behind
+    err = run("models", "remove", "m", "--atlas", atlas, check_rc=2).stderr
+    assert "no model named 'm'" in err
+    # the name is free again
+    run("train", "--atlas", atlas, "-n", "instrument", "--iterations", "10", "--name", "m",
+        "--threads", "1", "-q", check_rc=0)
+
+
 def test_demo_library_cli_renders_a_subset(tmp_path):
     proc = run("demo-library", tmp_path / "demo", "--classes", "piccolo", "--velocities", "80",
                "--json", check_rc=0)

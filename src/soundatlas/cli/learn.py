@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -232,16 +233,28 @@ def _model_row(name: str, where: str, config: dict, n_embedded: int | None) -> d
 
 
 def _add_models(sub, parents) -> None:
-    m = sub.add_parser("models", parents=parents, help="list the atlas's and the shipped models",
-                       description="Models registered in the atlas and shipped with soundatlas.")
+    m = sub.add_parser("models", parents=parents, help="list the atlas's and the shipped models, "
+                       "or remove one from the atlas",
+                       description="Models registered in the atlas and shipped with soundatlas; "
+                       "`models remove NAME` forgets an atlas model with its embeddings and "
+                       "deletes its folder in the atlas (a shipped model's files stay in the "
+                       "package).")
     add_options(m, ATLAS)
+    m.add_argument("action", nargs="?", choices=["list", "remove"], default="list",
+                   help="list (default) or remove")
+    m.add_argument("name", nargs="?", metavar="NAME", help="with remove: the model to remove")
     m.set_defaults(func=cmd_models)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    """``soundatlas models``: the atlas's models, then the shipped ones it does not have."""
+    """``soundatlas models``: the atlas's models, then the shipped ones it does not have; or
+    ``models remove NAME``."""
     from soundatlas.artifact import CONFIG, SHIPPED_MODELS
 
+    if args.action == "remove":
+        return _remove_model(args)
+    if args.name is not None:
+        raise UsageError(f"{args.name!r}: a name goes with `models remove NAME`")
     rows = []
     if (atlas_dir(args) / "atlas.sqlite").is_file():
         with open_atlas(args) as atlas:
@@ -260,6 +273,42 @@ def cmd_models(args: argparse.Namespace) -> int:
         axis = ", height = measured pitch" if r["pitch_axis"] else ""
         print(f"{r['name']:32s} {r['where']:8s} {r['neighbourhood'] or '?':20s} "
               f"{r['preset'] or '?'} ({r['iterations']} it){axis}{emb}")
+    return EXIT_OK
+
+
+def _remove_model(args: argparse.Namespace) -> int:
+    """``models remove NAME``: the registration, its embeddings and vectors, and its folder in
+    the atlas, once no run is training it."""
+    import shutil
+
+    from soundatlas.errors import AtlasError
+    from soundatlas.train import model_lock
+
+    if not args.name:
+        raise UsageError("models remove needs the NAME of the model to remove")
+    with open_atlas(args, write=True) as atlas:
+        try:
+            record = atlas.model(args.name)
+        except AtlasError as exc:
+            raise UsageError(str(exc)) from None
+        folder = atlas.path / record.dir
+        own = (not record.dir.startswith("shipped:") and not os.path.isabs(record.dir)
+               and folder.resolve().parent == (atlas.path / "models").resolve())
+        run_dir = folder if own else atlas.path / "models" / args.name
+        made = not run_dir.exists()
+        run_dir.mkdir(parents=True, exist_ok=True)  # the lock's place, if it had none
+        with model_lock(run_dir, f"the model {args.name!r} of the atlas at {atlas.path}"):
+            atlas.remove_model(args.name)
+        if own or made:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    payload = {"removed": args.name, "n_embedded": record.n_embedded,
+               "folder": str(run_dir) if own else None}
+    if args.json:
+        print_json(payload)
+    else:
+        where = f" and its folder {run_dir}" if own else ""
+        print(f"removed model {args.name} from the atlas: its {record.n_embedded} samples' "
+              f"embeddings{where}")
     return EXIT_OK
 
 
