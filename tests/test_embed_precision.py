@@ -142,7 +142,13 @@ def test_the_command_line_says_which_precision_and_refuses_an_unknown_one(indexe
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
     assert summary["precision"] == "fp32" and summary["device"] == "cpu"
-    assert summary["n_embedded"] > 0
+    assert summary["n_embedded"] > 0 and summary["earlier_precision"] is None
+    # asked for another arithmetic, embed says the points made before keep theirs
+    again = subprocess.run([str(BIN), "embed", "--atlas", str(atlas_dir), "--precision", "bf16",
+                            "-q"], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert f"the {summary['n_embedded']} samples embedded before keep their fp32 points" in (
+        again.stdout)
     bad = subprocess.run([str(BIN), "embed", "--atlas", str(atlas_dir), "--precision", "fp16"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "fp16" in bad.stderr

@@ -322,6 +322,9 @@ class EmbedSummary:
     n_skipped: int = 0  # samples left out: their features cannot be read
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (sample path, why), by path
     repair: str | None = None  # the command line that makes their features whole again
+    # the arithmetic the samples embedded before were made in, where it is not this run's
+    # (their points stay as they are): None where it is the same, or nothing was there
+    earlier_precision: str | None = None
 
 
 def check_features(atlas, artifact) -> None:
@@ -481,6 +484,8 @@ def embed_atlas(
     n_frames = 0
     if progress:
         progress(n_already, n_total)
+    before = atlas.embed_precision(artifact.name) or ("fp32" if n_already else None)
+    earlier = before if n_already and before != precision else None
     if len(todo) and atlas.embed_precision(artifact.name) != precision:
         atlas.set_embed_precision(artifact.name, precision)  # what uploads are embedded with
     done = n_already
@@ -542,7 +547,8 @@ def embed_atlas(
                         precision=precision, device=device, n_skipped=len(unreadable),
                         skipped=sorted((rec.path, f"{exc.file}: {exc.reason}")
                                        for rec, _, exc in unreadable),
-                        repair=unreadable[0][2].fix if unreadable else None)
+                        repair=unreadable[0][2].fix if unreadable else None,
+                        earlier_precision=earlier)
 
 
 def _embed_batch(batch, *, noise, compression, with_vector, precision, bins_per_octave) -> list:

@@ -207,6 +207,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
               f"{summary.n_already} already had embeddings"
               + (f"; {summary.n_vectors} similarity vectors ({summary.similarity})"
                  if summary.n_vectors else ""))
+        if summary.earlier_precision:
+            print(f"  the {summary.n_already} samples embedded before keep their "
+                  f"{summary.earlier_precision} points: to have every point in "
+                  f"{summary.precision}, `soundatlas models remove {summary.model}` (a shipped "
+                  "model's files stay), then embed again")
         print_skipped(summary)
     return EXIT_OK
 
