@@ -728,6 +728,14 @@ def test_suggest_fills_in_missing_labels_from_the_nearest_labelled_samples(tone_
                           (("--label", "instrument"), "no model")):
         rc, _, err = _cli(capsys, "suggest", *A, *args)
         assert rc in (1, 2) and message in err, err
+    # from a map: the samples it has no point for are named, not left out without a word
+    assert _cli(capsys, "embed", *A, "-q")[0] == 0
+    write_tone(tone_library / "mid/new.wav", 300.0, seconds=0.4)
+    index_library(tone_library, n_jobs=1)
+    rc, out, _ = _cli(capsys, "suggest", *A, "--label", "instrument", "-m", "default", "--json")
+    assert rc == 0 and json.loads(out)["n_not_embedded"] == 1
+    rc, out, _ = _cli(capsys, "suggest", *A, "--label", "instrument")
+    assert "1 samples have no point for model default and got no suggestion" in out
 
 
 def test_with_fewer_labelled_samples_than_k_the_confidence_is_still_a_share_of_k(indexed,

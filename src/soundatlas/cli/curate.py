@@ -465,7 +465,8 @@ def _add_suggest(sub, parents) -> None:
     s.add_argument("--label", "-l", required=True, metavar="KEY",
                    help="the label to suggest (the user's tag keys count: tag, mood, ...)")
     s.add_argument("--model", "-m", metavar="NAME",
-                   help="the model whose space is searched (default: the first fully embedded)")
+                   help="the model whose space is searched (default: the one that has embedded "
+                   "the most samples)")
     s.add_argument("--space", choices=SPACES, default="timbre",
                    help="where nearness is measured: the timbre block of the model's similarity "
                    "vectors (its hidden layer), the whole vectors (the hidden layer beside a "
@@ -493,6 +494,9 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         if args.space != "input":
             if args.model:
                 model = atlas.model(args.model)
+                if not model.n_embedded:
+                    raise UsageError(f"model {model.name!r} has embedded no sample of this atlas: "
+                                     f"run soundatlas embed -m {model.name}")
             else:
                 usable = [m for m in atlas.models() if m.n_embedded]
                 if not usable:
@@ -503,6 +507,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
                         min_confidence=args.min_confidence)
         paths = atlas.paths([s.sample_id for s in found[: None if args.json or args.apply
                                                         else args.limit]])
+        # samples the model has no point for get no suggestion: say so, not an empty answer
+        unplaced = atlas.n_samples() - model.n_embedded if model is not None else 0
         applied = 0
         if args.apply and found:
             for conf in sorted({s.confidence for s in found}):
@@ -518,7 +524,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"label": args.label, "space": args.space,
                     "model": model.name if model else None, "k": args.k,
-                    "n": len(rows), "applied": applied, "suggestions": rows})
+                    "n": len(rows), "applied": applied, "n_not_embedded": unplaced,
+                    "suggestions": rows})
         return EXIT_OK
     for r in rows[: args.limit]:
         print(f"{r['confidence']:5.2f}  {args.label}={shown(r['value'])}  {shown(r['path'])}")
@@ -526,6 +533,9 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     print(f"{len(rows)} suggestion{'s' * (len(rows) != 1)}"
           + (f" ({more} not shown)" if more else "")
           + (f"; {applied} stored as suggested tags" if args.apply else ""))
+    if unplaced:
+        print(f"  {unplaced} samples have no point for model {model.name} and got no "
+              f"suggestion: run soundatlas embed -m {model.name}")
     return EXIT_OK
 
 
