@@ -321,3 +321,18 @@ def test_adapt_on_the_command_line_pauses_names_its_resume_command_and_registers
     bad = subprocess.run([str(BIN), "adapt", "--atlas", str(atlas_dir), "-m", "nothing", "-q"],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "no model 'nothing'" in bad.stderr
+
+
+def test_the_adaptation_line_says_its_losses_and_which_maps_the_page_offers():
+    from soundatlas.cli.learn import _adapted_line
+
+    summary = {"base": "default", "name": "default-adapted", "neighbourhood": "input-knn:1",
+               "augment": "default", "iterations": 3000, "train_seconds": 600.0,
+               "time_limited": False, "n_embedded": 30, "embed_seconds": 2.0,
+               "valid_loss": {"first": 0.5, "last": 0.25}, "base_embedded": 30}
+    line = _adapted_line(summary, None)
+    assert "(validation loss 0.5000 -> 0.2500)" in line
+    assert "offers default and default-adapted" in line
+    line = _adapted_line({**summary, "base_embedded": 0, "valid_loss": None}, None)
+    assert "validation loss" not in line and "offers" not in line
+    assert "`soundatlas embed -m default` puts the base's map beside it" in line

@@ -406,6 +406,34 @@ def test_items_are_found_as_written_through_links_and_in_either_unicode_form(tmp
     assert rc == 2 and "outside the library" in err
 
 
+def test_a_zip_export_extracts_as_as_many_files_on_any_system(tmp_path, capsys):
+    import unicodedata
+    import zipfile
+
+    from soundatlas.exports import portable_names
+
+    lib = tmp_path / "lib"
+    names = ["case/Kick.wav", "case/kick.wav", "odd/what?.wav", "odd/back\\slash.wav",
+             "odd/con.wav", unicodedata.normalize("NFD", "odd/Café.wav"), "odd/café.wav"]
+    for i, name in enumerate(names):
+        write_tone(lib / name, 200.0 + 50 * i, seconds=0.3)
+    index_library(lib, n_jobs=1)
+    A = ("--atlas", lib / ".soundatlas")
+    with Atlas.open(lib / ".soundatlas") as atlas:
+        ids = _ids(atlas)
+    assert _cli(capsys, "collections", "add", *A, "all", *(ids[n] for n in names))[0] == 0
+    out = tmp_path / "all.zip"
+    assert _cli(capsys, "collections", "export", *A, "all", "-o", out)[0] == 0
+    with zipfile.ZipFile(out) as z:
+        members = z.namelist()
+        assert len({unicodedata.normalize("NFC", m).casefold() for m in members}) == len(names)
+        assert not any(c in m for m in members for c in '<>:"\\|?*')
+        assert sorted(z.read(m) for m in members) == sorted(
+            (lib / n).read_bytes() for n in names)  # every file, whole
+    assert portable_names(["a/Kick.wav", "a/kick.wav", "a/x?.wav", "NUL.txt", "ok/fine.wav"]) == [
+        "a/Kick.wav", "a/kick (2).wav", "a/x_.wav", "_NUL.txt", "ok/fine.wav"]
+
+
 # -- the server ------------------------------------------------------------------------------------
 
 

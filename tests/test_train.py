@@ -427,6 +427,15 @@ def test_mixture_with_augmentation_resumes_exactly_and_is_recorded(atlas):
               resume=True)
 
 
+def test_resuming_on_other_training_samples_says_that_the_data_changed(atlas):
+    s = short(iterations=40, checkpoint_every=10, valid_every=20)
+    train(atlas, neighbourhood="pitch", settings=s, seed=3, name="p", stop_after=10)
+    gone = next(sid for sid, split in atlas.splits().items() if split == "train")
+    atlas.remove_samples([gone])  # as an index run after a file was deleted
+    with pytest.raises(TrainingError, match="made on other training samples"):
+        train(atlas, neighbourhood="pitch", settings=s, seed=3, name="p", resume=True)
+
+
 def test_a_lone_neighbourhood_whose_label_is_missing_fails_clearly(atlas):
     with pytest.raises(ParameterError, match="label 'drum_class' is not in the atlas"):
         train(atlas, neighbourhood="label:drum_class", settings=short(iterations=5), seed=0)

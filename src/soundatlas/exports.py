@@ -7,13 +7,16 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
+import unicodedata
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from soundatlas.atlas.records import SampleRecord
 
-__all__ = ["FORMATS", "sample_duration", "m3u_text", "csv_text", "write_zip", "stem_for"]
+__all__ = ["FORMATS", "sample_duration", "m3u_text", "csv_text", "write_zip", "portable_names",
+           "stem_for"]
 
 FORMATS = ("m3u", "csv", "zip")
 
@@ -65,7 +68,58 @@ def csv_text(records: Iterable[SampleRecord], keys: list[str],
 
 def write_zip(target, files: Iterable[tuple[str, Path]]) -> None:
     """A zip of ``(name in the archive, file)`` pairs, stored (audio does not deflate, and a
-    stored archive streams at once)."""
+    stored archive streams at once). Names are made to extract anywhere (:func:`portable_names`):
+    a library on Linux may hold names that Windows cannot store, or two that a Mac's or
+    Windows' disk takes for one."""
+    files = list(files)
     with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as z:
-        for rel, path in files:
-            z.write(path, arcname=rel)
+        for name, (_rel, path) in zip(portable_names([rel for rel, _ in files]), files):
+            z.write(path, arcname=name)
+
+
+#: characters Windows cannot hold in a file name (and ``\``, which its tools read as a folder)
+_NOT_PORTABLE = re.compile(r'[<>:"\\|?*\x00-\x1f]')
+_RESERVED = re.compile(r"(?i)^(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?$")
+
+
+def portable_names(paths: list[str]) -> list[str]:
+    """Archive names for library paths that every system extracts as as many files.
+
+    Each part of a path keeps its text but for the characters Windows refuses (``<>:"\\|?*``
+    and control characters, each a ``_``), trailing dots and spaces (dropped) and the device
+    names (``CON``, ``NUL``, ``COM1``...: a ``_`` before them); a name that another one already
+    holds once case and Unicode form are set aside (``Kick.wav`` and ``kick.wav``, a composed and
+    a decomposed ``é``) gets `` (2)``, `` (3)``... before its extension. Names that need none of
+    this are kept as they are.
+
+    Parameters
+    ----------
+    paths : list of str
+        Library-relative paths, ``/`` between folders.
+
+    Returns
+    -------
+    list of str
+        One name per path, in order, no two alike on a case-insensitive disk.
+    """
+    out, taken = [], set()
+    for path in paths:
+        parts = []
+        for part in path.split("/"):
+            part = _NOT_PORTABLE.sub("_", part).rstrip(" .") or "_"
+            parts.append("_" + part if _RESERVED.match(part) else part)
+        name = "/".join(parts)
+        stem, dot, ext = name.rpartition(".")
+        if not dot or "/" in ext:
+            stem, dot, ext = name, "", ""
+        n = 1
+        while _fold_key(name) in taken:
+            n += 1
+            name = f"{stem} ({n}){dot}{ext}"
+        taken.add(_fold_key(name))
+        out.append(name)
+    return out
+
+
+def _fold_key(name: str) -> str:
+    return unicodedata.normalize("NFC", name).casefold()

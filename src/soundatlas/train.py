@@ -671,6 +671,11 @@ def _load_checkpoint(run_dir: Path, model, optimizer, sampler, key: dict) -> dic
         arrays = {k: npz[k] for k in npz.files}
     meta = json.loads(arrays.pop("meta.json").tobytes())
     differ = _run_differences(meta["config_key"], key)
+    if differ and all(d.startswith("data:") for d in differ):
+        raise TrainingError(f"the checkpoint in {run_dir} was made on other training samples "
+                            "(files were indexed, changed or removed since): a resumed run "
+                            "would not end where an uninterrupted one does; train again "
+                            "(--replace where the model is registered, or another --name)")
     if differ:
         raise TrainingError(f"the checkpoint in {run_dir} was made with other settings "
                             f"({'; '.join(differ)}); resume with those, or train under "

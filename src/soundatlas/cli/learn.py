@@ -471,6 +471,13 @@ def _kept_adaptation(args: argparse.Namespace, atlas, base: str) -> dict | None:
             "embed_seconds": round(embedded.seconds, 1)}
 
 
+def _valid_losses(losses: dict | None) -> str:
+    """`` (validation loss A -> B)`` of an adaptation's summary, or nothing where unmeasured."""
+    if not losses or losses.get("first") is None or losses.get("last") is None:
+        return ""
+    return f" (validation loss {losses['first']:.4f} -> {losses['last']:.4f})"
+
+
 def _adapted_line(summary: dict, minutes: float | None) -> str:
     """The sentence that reports a finished adaptation."""
     if summary.get("kept"):
@@ -482,6 +489,7 @@ def _adapted_line(summary: dict, minutes: float | None) -> str:
             f"{summary['name']}, {summary['iterations']} iterations in "
             f"{summary['train_seconds']:.0f} s"
             + (f" (the {minutes:g} minutes' limit)" if summary["time_limited"] else "")
+            + _valid_losses(summary.get("valid_loss"))
             + f"; embedded {summary['n_embedded']} samples in "
             f"{summary['embed_seconds']:.0f} s. "
             + (f"The page's model switcher offers {summary['base']} and {summary['name']}."
