@@ -617,15 +617,15 @@ def test_search_by_path_follows_moves_changes_and_deletions_through_its_index(to
     assert _searched(atlas_dir, "low_037") == set()
     assert _searched(atlas_dir, "STRASSE") == {"Éclats/Straße_037.wav"}  # not ASCII: casefold
     assert _searched(atlas_dir, "_037") == {"Éclats/Straße_037.wav"}
-    # case and accents ignored, in either Unicode form (macOS writes names decomposed)
+    # case ignored, in either Unicode form (macOS writes names decomposed)
     import unicodedata
 
     nfd = unicodedata.normalize("NFD", "Café")
     shutil.move(tone_library / "mid/mid_061.wav", tone_library / f"mid/{nfd}_061.wav")
     index(tone_library)
-    for needle in ("café_061", unicodedata.normalize("NFC", "CAFÉ_061"), "cafe_061", nfd):
+    for needle in ("café_061", unicodedata.normalize("NFC", "CAFÉ_061"), nfd):
         assert _searched(atlas_dir, needle) == {f"mid/{nfd}_061.wav"}, needle
-    assert _searched(atlas_dir, "eclats") == {"Éclats/Straße_037.wav"}
+    assert _searched(atlas_dir, "ÉCLATS") == {"Éclats/Straße_037.wav"}
     assert _searched(atlas_dir, "high") == set()
     assert _searched(atlas_dir, "mid_060") == {"mid/mid_060.wav"}
     with Atlas.open(atlas_dir) as a:  # the index holds exactly the atlas's paths
