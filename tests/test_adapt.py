@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import write_tone
 from soundatlas.adapt import ADAPT_NEIGHBOURHOOD, AdaptSettings, adapt
 from soundatlas.atlas import Atlas
 from soundatlas.errors import ParameterError
@@ -159,9 +160,17 @@ def test_map_with_adapt_indexes_embeds_and_adapts_in_one_command(unlabelled, tmp
             "-m", "b", "-q"]
     refused = subprocess.run(base + ["--minutes", "1"], capture_output=True, text=True)
     assert refused.returncode == 2 and "give --adapt with it" in refused.stderr
+    # an adaptation paused before new files came: map indexes them, so its checkpoint is of
+    # other training samples, and map starts the adaptation again (saying so)
+    paused = subprocess.run([str(BIN), "adapt", "--atlas", str(tmp_path / "atlas"), "-m", "b",
+                             "--stop-after", "2", "-q"], capture_output=True, text=True)
+    assert paused.returncode == 0 and "paused at iteration 2" in paused.stdout, paused.stderr
+    for i in range(8):  # some of them training samples
+        write_tone(tmp_path / "lib" / f"late{i}.wav", 333.0 + 20 * i, seconds=0.5)
     run = subprocess.run(base + ["--adapt", "--minutes", "1e-9", "--json"], capture_output=True,
                          text=True)
     assert run.returncode == 0, run.stderr
+    assert "the adaptation starts again" in run.stderr and "other training samples" in run.stderr
     out = json.loads(run.stdout)
     assert out["embed"]["model"] == "b" and "index" in out
     adapted = out["adapt"]

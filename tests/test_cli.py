@@ -116,6 +116,10 @@ def test_file_names_that_would_drive_the_terminal_are_shown_escaped(tone_library
         assert "\x1b" not in out and "esc\\x1b[31mRED\\x1b[0m\\nline.wav: not audio" in out, out
     err = run("star", "--atlas", tone_library / ".soundatlas", odd, check_rc=2).stderr
     assert "\x1b" not in err and len(err.strip().splitlines()) == 1, err
+    from soundatlas.cli.common import shown  # names stay pasteable: only what drives a terminal
+
+    kept = "ドラム\u3000キック a\xa0b 👩\u200d💻.wav"
+    assert shown(kept) == kept and shown("a\u202eb") == "a\\u202eb"
 
 
 def test_models_remove_forgets_a_model_its_embeddings_and_its_folder(tone_library):
@@ -126,13 +130,13 @@ def test_models_remove_forgets_a_model_its_embeddings_and_its_folder(tone_librar
     run("embed", "--atlas", atlas, "-m", "m", "-q", check_rc=0)
     files = set((atlas / "embeddings").iterdir())
     assert files and (atlas / "models/m").is_dir()
-    out = json.loads(run("models", "remove", "m", "--atlas", atlas, "--json", check_rc=0).stdout)
+    out = json.loads(run("models", "--atlas", atlas, "--remove", "m", "--json", check_rc=0).stdout)
     assert out == {"removed": "m", "n_embedded": 18, "folder": str(atlas / "models/m")}
     assert not (atlas / "models/m").exists() and not set((atlas / "embeddings").iterdir())
     names = [r["name"] for r in json.loads(run("models", "--atlas", atlas, "--json").stdout)]
     assert "m" not in names
     run("check", "--atlas", atlas, "-q", check_rc=0)  # nothing left behind
-    err = run("models", "remove", "m", "--atlas", atlas, check_rc=2).stderr
+    err = run("models", "--remove", "m", "--atlas", atlas, check_rc=2).stderr
     assert "no model named 'm'" in err
     # the name is free again
     run("train", "--atlas", atlas, "-n", "instrument", "--iterations", "10", "--name", "m",

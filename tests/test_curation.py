@@ -359,6 +359,11 @@ def test_names_with_line_breaks_survive_the_tag_and_collection_csvs(tmp_path, ca
     assert _cli(capsys, "tags", "import", "--atlas", other, hand)[0] == 0
     with Atlas.open(other) as atlas:
         assert atlas.ids_with(tag="by-hand") == {_ids(atlas)["nl/line\nbreak.wav"]}
+    hand.write_bytes(b'path,tag\r\n"cr/carriage\rreturn.wav",cr-by-hand\r\n')  # a CR kept
+    rc, _, err = _cli(capsys, "tags", "import", "--atlas", other, hand)
+    assert rc == 0, err
+    with Atlas.open(other) as atlas:
+        assert atlas.ids_with(tag="cr-by-hand") == {_ids(atlas)["cr/carriage\rreturn.wav"]}
     # a collection's CSV reads back as one row per sample, with its path whole
     assert _cli(capsys, "collections", "add", *A, "odd", *(ids[n] for n in odd))[0] == 0
     out = tmp_path / "odd.csv"
@@ -402,6 +407,11 @@ def test_items_are_found_as_written_through_links_and_in_either_unicode_form(tmp
     assert _cli(capsys, "tag", *A, "-", "--add", "lead")[0] == 0
     with Atlas.open(lib / ".soundatlas") as atlas:
         assert atlas.ids_with(tag="lead") == {ids[" lead.wav"]}
+    # padded lines (a right-aligned id column, a trailing blank) still name their samples
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"  {ids['plain/kick.wav']}\nplain/kick.wav \n"))
+    assert _cli(capsys, "tag", *A, "-", "--add", "padded")[0] == 0
+    with Atlas.open(lib / ".soundatlas") as atlas:
+        assert atlas.ids_with(tag="padded") == {ids["plain/kick.wav"]}
     rc, _, err = _cli(capsys, "star", *A, str(outside / "far.wav"))  # not through the library
     assert rc == 2 and "outside the library" in err
 

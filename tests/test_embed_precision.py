@@ -149,6 +149,14 @@ def test_the_command_line_says_which_precision_and_refuses_an_unknown_one(indexe
     assert again.returncode == 0, again.stderr
     assert f"the {summary['n_embedded']} samples embedded before keep their fp32 points" in (
         again.stdout)
+    # what it says to run makes every point again, in the arithmetic asked for
+    command = again.stdout.split("`")[1].split()
+    redo = subprocess.run([str(BIN), *command[1:], "--atlas", str(atlas_dir), "--json", "-q"],
+                          capture_output=True, text=True)
+    assert redo.returncode == 0, redo.stderr
+    redone = json.loads(redo.stdout)
+    assert (redone["n_embedded"], redone["n_already"], redone["precision"],
+            redone["earlier_precision"]) == (summary["n_embedded"], 0, "bf16", None)
     bad = subprocess.run([str(BIN), "embed", "--atlas", str(atlas_dir), "--precision", "fp16"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "fp16" in bad.stderr

@@ -724,16 +724,19 @@ def test_an_upload_the_temporary_folder_cannot_take_is_a_507_and_leaves_nothing(
     client = _client(create_app(mapped))
     data = (atlas.library / atlas.samples()[0].path).read_bytes()
     assert len(data) > 2 * 65_536
+    big = data * (2_500_000 // len(data) + 1)  # over 1 MB: spooled to disk while parsed
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (65_536, hard))
     try:
-        r = client.post("/api/models/m/query", files={"file": ("a.wav", data, "audio/wav")})
+        answers = [client.post("/api/models/m/query", files={"file": ("a.wav", d, "audio/wav")})
+                   for d in (data, big)]
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, previous)
-    message = _json_error(r, 507)
-    assert str(folder) in message and "TMPDIR" in message
+    for r in answers:
+        message = _json_error(r, 507)
+        assert str(folder) in message and "TMPDIR" in message
     assert list(folder.iterdir()) == []
     # with room again, the same upload is answered
     r = client.post("/api/models/m/query", files={"file": ("a.wav", data, "audio/wav")})

@@ -37,7 +37,8 @@ from soundatlas.errors import ParameterError, SoundAtlasError
 from soundatlas.model import native_bf16
 from soundatlas.settings import PRESETS, TrainSettings, lr_at, settings_for  # noqa: F401
 
-__all__ = ["TrainSettings", "PRESETS", "TrainingError", "train", "settings_for", "divergence"]
+__all__ = ["TrainSettings", "PRESETS", "TrainingError", "CheckpointMismatch", "train",
+           "settings_for", "divergence"]
 
 
 CHECKPOINT = "checkpoint.npz"
@@ -46,6 +47,11 @@ CHECKPOINT = "checkpoint.npz"
 class TrainingError(SoundAtlasError):
     """Training cannot go on: the loss became non-finite, or a checkpoint to resume from
     belongs to a run with other settings."""
+
+
+class CheckpointMismatch(TrainingError):
+    """The checkpoint to resume from belongs to another run: other settings, or other training
+    samples (files indexed, changed or removed since)."""
 
 
 @contextlib.contextmanager
@@ -493,9 +499,7 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
                     "valid_loss": history[-1]["valid_loss"] if history else None,
                 })
             if done % settings.checkpoint_every == 0 or done == end:
-                if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-                    raise TrainingError(f"the weights became non-finite by iteration {done}; "
-                                        f"{_last_good(run_dir)}; try a lower learning rate")
+                _check_finite(model, done, run_dir)
                 _save_checkpoint(run_dir, model, optimizer, sampler, done, history,
                                  _config_key(config), ema)
             if time_limit is not None and done < end and time.perf_counter() - t0 >= time_limit:
@@ -516,6 +520,7 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
         return result  # stopped early on purpose: resumable, not yet a model
     if start_it >= end and _registered_from(atlas, name, run_dir):
         return result  # a finished run resumed: its model stands, and so do its embeddings
+    _check_finite(model, done, run_dir)  # a time limit may end a run between checkpoints
     model.eval()
     config["training"] = {"iterations": done, "seconds": round(seconds, 1),
                           "cpu_seconds": round(cpu_seconds, 1), "history": history}
@@ -672,12 +677,12 @@ def _load_checkpoint(run_dir: Path, model, optimizer, sampler, key: dict) -> dic
     meta = json.loads(arrays.pop("meta.json").tobytes())
     differ = _run_differences(meta["config_key"], key)
     if differ and all(d.startswith("data:") for d in differ):
-        raise TrainingError(f"the checkpoint in {run_dir} was made on other training samples "
+        raise CheckpointMismatch(f"the checkpoint in {run_dir} was made on other training samples "
                             "(files were indexed, changed or removed since): a resumed run "
                             "would not end where an uninterrupted one does; train again "
                             "(--replace where the model is registered, or another --name)")
     if differ:
-        raise TrainingError(f"the checkpoint in {run_dir} was made with other settings "
+        raise CheckpointMismatch(f"the checkpoint in {run_dir} was made with other settings "
                             f"({'; '.join(differ)}); resume with those, or train under "
                             "another --name or without --resume")
     load_arrays(model, {k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
@@ -692,6 +697,14 @@ def _load_checkpoint(run_dir: Path, model, optimizer, sampler, key: dict) -> dic
     optimizer.load_state_dict({"state": state, "param_groups": opt_meta["param_groups"]})
     sampler.set_state(meta["sampler"])
     return meta
+
+
+def _check_finite(model, done: int, run_dir: Path) -> None:
+    """TrainingError where a weight stopped being finite (before a checkpoint or the model is
+    written: they would keep the damage, or the writer refuse it in its own words)."""
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise TrainingError(f"the weights became non-finite by iteration {done}; "
+                            f"{_last_good(run_dir)}; try a lower learning rate")
 
 
 def _last_good(run_dir: Path) -> str:

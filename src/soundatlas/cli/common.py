@@ -88,13 +88,22 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def shown(text: str) -> str:
-    """``text`` for a terminal: each character that does not print (a line break, a tab, an
-    escape sequence's ESC, in a file name say) written as Python writes it in a string
-    (``\\n``, ``\\x1b``), so a name can neither break a line nor drive the terminal. Letters of
-    any script stay as they are."""
+    """``text`` for a terminal: each control character (a line break, a tab, an escape
+    sequence's ESC), line and paragraph separator and bidirectional override, in a file name
+    say, written as Python writes it in a string (``\\n``, ``\\x1b``, ``\\u202e``), so a name can
+    neither break a line, drive the terminal nor turn its text around. Everything else stays as
+    it is (letters of any script, an ideographic space, an emoji's joiner), so that a name shown
+    can be pasted back."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return "".join(repr(c)[1:-1] if _unsafe(c) else c for c in text)
+
+
+def _unsafe(c: str) -> bool:
+    import unicodedata
+
+    return (unicodedata.category(c) in ("Cc", "Zl", "Zp")
+            or "\u202a" <= c <= "\u202e" or "\u2066" <= c <= "\u2069")
 
 
 #: commands that, run again, go on from what an interrupted run left (files analysed, samples

@@ -59,29 +59,38 @@ def resolve_items(atlas, items: list[str]) -> list[int]:
     out: dict[int, None] = {}
     unknown = []
     for item in items:
-        if is_id_text(item):
-            # a sample id, or a folder named with digits (files have a suffix): the id where
-            # there is one, the folder where there is not, and refused where both are
-            by_id = [int(item)] if atlas.samples([int(item)]) else []
-            folder = atlas.ids_under(item)
-            if by_id and folder and folder != by_id:
-                raise UsageError(f"{item} is both sample {item} ({atlas.samples(by_id)[0].path})"
-                                 f" and the folder {item}/: give {item}/ for the folder, or the "
-                                 "sample's path")
-            found = by_id or folder
-        else:
-            rels = _relative_forms(item, atlas.library)
-            if not rels:
-                unknown.append(f"{item} (outside the library {root})")
-                continue
-            found = next((ids for rel in rels if (ids := atlas.ids_under(rel))), [])
-        if not found:
+        # as written, then without surrounding spaces (ids padded by `collections show`'s
+        # column, a path pasted with a trailing blank)
+        found, outside = _ids_of(atlas, item, is_id_text)
+        if not found and item.strip() not in (item, ""):
+            found, outside = _ids_of(atlas, item.strip(), is_id_text)
+        if outside:
+            unknown.append(f"{item} (outside the library {root})")
+        elif not found:
             unknown.append(item)
         out.update(dict.fromkeys(found))
     if unknown:
         more = f" (and {len(unknown) - 10} more)" if len(unknown) > 10 else ""
         raise UsageError("no samples at: " + ", ".join(unknown[:10]) + more)
     return list(out)
+
+
+def _ids_of(atlas, item: str, is_id_text) -> tuple[list[int], bool]:
+    """The samples one ITEM names, and whether it lies outside the library."""
+    if is_id_text(item):
+        # a sample id, or a folder named with digits (files have a suffix): the id where
+        # there is one, the folder where there is not, and refused where both are
+        by_id = [int(item)] if atlas.samples([int(item)]) else []
+        folder = atlas.ids_under(item)
+        if by_id and folder and folder != by_id:
+            raise UsageError(f"{item} is both sample {item} ({atlas.samples(by_id)[0].path})"
+                             f" and the folder {item}/: give {item}/ for the folder, or the "
+                             "sample's path")
+        return by_id or folder, False
+    rels = _relative_forms(item, atlas.library)
+    if not rels:
+        return [], True
+    return next((ids for rel in rels if (ids := atlas.ids_under(rel))), []), False
 
 
 def _relative_forms(item: str, library: Path) -> list[str]:
@@ -434,7 +443,9 @@ def cmd_tags(args: argparse.Namespace) -> int:
 def _read_tag_csv(path: Path) -> list[dict]:
     """The rows of a tags CSV (UTF-8, a BOM allowed); UsageError naming what is wrong."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        # newline="": a CR inside a quoted cell (a file name's) is the name's, not a line end
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            text = f.read()
     except OSError as e:
         raise UsageError(f"{path}: cannot read it ({e.strerror})") from None
     except UnicodeDecodeError as e:

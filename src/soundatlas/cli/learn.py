@@ -171,6 +171,10 @@ def _embed(args, atlas):
 
     artifact, registration = resolve_model(atlas, args.model)
     changed = shipped_changed(registration, artifact)
+    if getattr(args, "again", False) and registration is not None:
+        # registered anew in its own place: its embeddings and vectors go, the model stays
+        atlas.register_model(registration.name, registration.dir, registration.config)
+        artifact, registration = resolve_model(atlas, registration.name)
     model_id = ensure_registered(atlas, artifact, registration)
     if changed:
         print(f"the shipped model {artifact.name!r} is not the one this atlas was embedded with "
@@ -192,6 +196,9 @@ def _add_embed(sub, parents) -> None:
                    help="a model of the atlas, a shipped model or a model directory "
                    "(default: the shipped 'default')")
     add_options(e, EMBED_PRECISION, EMBED_DEVICE, SCHEDULER)
+    e.add_argument("--again", action="store_true",
+                   help="embed every sample again, dropping the model's points made before (in "
+                   "another --precision, say); the model itself stays")
     e.set_defaults(func=cmd_embed)
 
 
@@ -209,9 +216,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
                  if summary.n_vectors else ""))
         if summary.earlier_precision:
             print(f"  the {summary.n_already} samples embedded before keep their "
-                  f"{summary.earlier_precision} points: to have every point in "
-                  f"{summary.precision}, `soundatlas models remove {summary.model}` (a shipped "
-                  "model's files stay), then embed again")
+                  f"{summary.earlier_precision} points: `soundatlas embed -m {summary.model} "
+                  f"--precision {summary.precision} --again` makes every point again")
         print_skipped(summary)
     return EXIT_OK
 
@@ -241,25 +247,23 @@ def _add_models(sub, parents) -> None:
     m = sub.add_parser("models", parents=parents, help="list the atlas's and the shipped models, "
                        "or remove one from the atlas",
                        description="Models registered in the atlas and shipped with soundatlas; "
-                       "`models remove NAME` forgets an atlas model with its embeddings and "
+                       "`models --remove NAME` forgets an atlas model with its embeddings and "
                        "deletes its folder in the atlas (a shipped model's files stay in the "
                        "package).")
     add_options(m, ATLAS)
-    m.add_argument("action", nargs="?", choices=["list", "remove"], default="list",
-                   help="list (default) or remove")
-    m.add_argument("name", nargs="?", metavar="NAME", help="with remove: the model to remove")
+    m.add_argument("--remove", metavar="NAME", dest="name",
+                   help="forget the atlas's model NAME with its embeddings and vectors, and "
+                   "delete its folder in the atlas (its weights: a model trained here is gone)")
     m.set_defaults(func=cmd_models)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     """``soundatlas models``: the atlas's models, then the shipped ones it does not have; or
-    ``models remove NAME``."""
+    ``models --remove NAME``."""
     from soundatlas.artifact import CONFIG, SHIPPED_MODELS
 
-    if args.action == "remove":
-        return _remove_model(args)
     if args.name is not None:
-        raise UsageError(f"{args.name!r}: a name goes with `models remove NAME`")
+        return _remove_model(args)
     rows = []
     if (atlas_dir(args) / "atlas.sqlite").is_file():
         with open_atlas(args) as atlas:
@@ -282,15 +286,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _remove_model(args: argparse.Namespace) -> int:
-    """``models remove NAME``: the registration, its embeddings and vectors, and its folder in
+    """``models --remove NAME``: the registration, its embeddings and vectors, and its folder in
     the atlas, once no run is training it."""
     import shutil
 
     from soundatlas.errors import AtlasError
     from soundatlas.train import model_lock
 
-    if not args.name:
-        raise UsageError("models remove needs the NAME of the model to remove")
     with open_atlas(args, write=True) as atlas:
         try:
             record = atlas.model(args.name)
@@ -354,9 +356,7 @@ def cmd_map(args: argparse.Namespace) -> int:
         if args.adapt:  # run again, map keeps a finished adaptation, and goes on from an
             # interrupted one's checkpoint
             base = args.model or "default"
-            adapted = _kept_adaptation(args, atlas, base) or _adapt_with_progress(
-                args, atlas, base=base, settings=AdaptSettings(), minutes=args.minutes,
-                resume=True)
+            adapted = _kept_adaptation(args, atlas, base) or _adapt_going_on(args, atlas, base)
     if args.json:
         print_json({"index": index_summary.to_dict(), "embed": as_dict(summary),
                     **({"adapt": adapted} if adapted else {})})
@@ -448,6 +448,20 @@ def _adapt_with_progress(args: argparse.Namespace, atlas, *, base: str, settings
 
         return adapt(atlas, base=base, settings=settings, minutes=minutes,
                      train_progress=train_progress, embed_progress=embed_bar, **kw)
+
+
+def _adapt_going_on(args: argparse.Namespace, atlas, base: str) -> dict:
+    """``map --adapt``'s adaptation: from its checkpoint where an interrupted one left it, and
+    afresh, saying so, where that checkpoint belongs to another run (``map`` has just indexed
+    new files, or ``adapt`` paused it with other settings)."""
+    from soundatlas.train import CheckpointMismatch
+
+    kw = dict(base=base, settings=AdaptSettings(), minutes=args.minutes)
+    try:
+        return _adapt_with_progress(args, atlas, resume=True, **kw)
+    except CheckpointMismatch as exc:
+        print(f"soundatlas map: the adaptation starts again: {exc}", file=sys.stderr)
+        return _adapt_with_progress(args, atlas, resume=False, **kw)
 
 
 def _kept_adaptation(args: argparse.Namespace, atlas, base: str) -> dict | None:

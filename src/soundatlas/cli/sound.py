@@ -253,8 +253,8 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     else:
-        print(f"wrote {out}: trajectory of {rec.path} (sample {rec.id}, {rec.n_frames} frames, "
-              f"{rec.duration:.2f} s; sounding frames {span[0]}-{span[1]} drawn) under model "
+        print(f"wrote {out}: trajectory of {shown(rec.path)} (sample {rec.id}, {rec.n_frames} "
+              f"frames, {rec.duration:.2f} s; sounding frames {span[0]}-{span[1]} drawn) under model "
               f"{registration.name}")
     return EXIT_OK
 

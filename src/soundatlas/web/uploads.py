@@ -81,11 +81,15 @@ async def receive_upload(request: Request, limit: int) -> tuple[Path, str]:
 
     parser = MultiPartParser(request.headers, limited(), max_files=1, max_fields=16)
     try:
-        form = await parser.parse()
+        form = await parser.parse()  # a file over 1 MB is spooled to the temporary folder
     except _TooLarge:
         raise too_large from None
     except MultiPartException as exc:
         raise api_error(400, f"bad multipart upload: {exc.message}") from None
+    except OSError as exc:
+        if exc.errno in _NO_ROOM:
+            raise _no_room(tempfile.gettempdir(), exc) from None
+        raise
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -106,13 +110,17 @@ async def receive_upload(request: Request, limit: int) -> tuple[Path, str]:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
-                raise api_error(507, f"the upload could not be stored in {Path(tmp).parent}: "
-                                f"{os.strerror(exc.errno)}; free some space there, or start "
-                                "the server with TMPDIR set to a folder with room") from None
+                raise _no_room(Path(tmp).parent, exc) from None
             raise
         return Path(tmp), filename
     finally:
         await form.close()
+
+
+def _no_room(folder, exc: OSError):
+    return api_error(507, f"the upload could not be stored in {folder}: "
+                     f"{os.strerror(exc.errno)}; free some space there, or start the server "
+                     "with TMPDIR set to a folder with room")
 
 
 def _closing_delimiter(content_type: str) -> bytes:

@@ -30,7 +30,8 @@ class ExportRequest(BaseModel):
 def post_export(body: ExportRequest, request: Request) -> Response:
     """``m3u``: ``#EXTM3U``, then per sample ``#EXTINF:seconds,name`` and its absolute path.
     ``csv``: id, path, duration and one column per label key. ``zip``: the files, stored under
-    their paths relative to the library. Sent as an attachment."""
+    their paths relative to the library, made to extract on any system
+    (``exports.portable_names``). Sent as an attachment."""
     web = web_state(request)
     ids = list(dict.fromkeys(body.ids))  # duplicates once, first place kept
     if not ids:

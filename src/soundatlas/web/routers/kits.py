@@ -55,9 +55,13 @@ def post_export(request: Request, body: Any = Body(
     def write(tmp: Path) -> None:
         import zipfile
 
+        from soundatlas.exports import portable_names
+
+        names = portable_names([f"samples/{n:02d}-{Path(r.path).name}"
+                                for n, (r, _, _) in enumerate(files, start=1)])
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
-            for n, (r, path, _) in enumerate(files, start=1):
-                z.write(path, arcname=f"samples/{n:02d}-{Path(r.path).name}")
+            for name, (_r, path, _) in zip(names, files):
+                z.write(path, arcname=name)
             z.writestr("pattern.mid", pattern_midi(kit, notes))
             z.writestr("kit.json", json.dumps(described, indent=1))
 

@@ -62,7 +62,7 @@ def search(
         if unknown:
             raise api_error(400, f"no label {unknown[0]!r} in this atlas (known: "
                             f"{', '.join(known) or 'none'})")
-        # the path test is SQL for ASCII paths and str.casefold for the others: see find_samples
+        # the path test is SQL for ASCII paths and samples.fold for the others: see find_samples
         matches = atlas.find_samples(path_contains=q, labels=filters).tolist()
         if collection is not None:
             members = {sid for sid, _ in atlas.collection_members(collection)}
