@@ -330,20 +330,26 @@ def test_tags_export_and_import_round_trip_exactly(indexed, capsys, tmp_path):
         assert "fine" not in atlas.label_summary()["tag"]
 
 
+def _library_of(tmp_path, names: list[str]):
+    """A library of one tone per name (each its own bytes: curation is by content), indexed:
+    (its folder, the --atlas option, path -> sample id)."""
+    lib = tmp_path / "lib"
+    for i, name in enumerate(names):
+        write_tone(lib / name, 200.0 + 50 * i, seconds=0.3)
+    index_library(lib, n_jobs=1)
+    with Atlas.open(lib / ".soundatlas") as atlas:
+        ids = _ids(atlas)
+    assert set(ids) == set(names)
+    return lib, ("--atlas", lib / ".soundatlas"), ids
+
+
 def test_names_with_line_breaks_survive_the_tag_and_collection_csvs(tmp_path, capsys):
     """A file name may hold a CR or an LF: the CSVs quote such a cell, and reading one back
     keeps a quoted line break inside its cell."""
     import csv
 
-    lib = tmp_path / "lib"
     odd = ["cr/carriage\rreturn.wav", "nl/line\nbreak.wav", "plain.wav"]
-    for i, name in enumerate(odd):
-        write_tone(lib / name, 300.0 + 100 * i, seconds=0.3)
-    index_library(lib, n_jobs=1)
-    A = ("--atlas", lib / ".soundatlas")
-    with Atlas.open(lib / ".soundatlas") as atlas:
-        ids = _ids(atlas)
-    assert set(ids) == set(odd)
+    lib, A, ids = _library_of(tmp_path, odd)
     assert _cli(capsys, "tag", *A, *(ids[n] for n in odd), "--add", "odd")[0] == 0
     exported = tmp_path / "tags.csv"
     assert _cli(capsys, "tags", "export", *A, exported)[0] == 0
@@ -422,15 +428,9 @@ def test_a_zip_export_extracts_as_as_many_files_on_any_system(tmp_path, capsys):
 
     from soundatlas.exports import portable_names
 
-    lib = tmp_path / "lib"
     names = ["case/Kick.wav", "case/kick.wav", "odd/what?.wav", "odd/back\\slash.wav",
              "odd/con.wav", unicodedata.normalize("NFD", "odd/Café.wav"), "odd/café.wav"]
-    for i, name in enumerate(names):
-        write_tone(lib / name, 200.0 + 50 * i, seconds=0.3)
-    index_library(lib, n_jobs=1)
-    A = ("--atlas", lib / ".soundatlas")
-    with Atlas.open(lib / ".soundatlas") as atlas:
-        ids = _ids(atlas)
+    lib, A, ids = _library_of(tmp_path, names)
     assert _cli(capsys, "collections", "add", *A, "all", *(ids[n] for n in names))[0] == 0
     out = tmp_path / "all.zip"
     assert _cli(capsys, "collections", "export", *A, "all", "-o", out)[0] == 0

@@ -213,13 +213,21 @@ def test_every_reader_of_many_samples_names_every_damaged_feature_file_at_once(l
         assert f"soundatlas check --atlas {atlas_dir.resolve()} --repair" in line
 
 
-def test_a_damaged_embedding_file_names_itself_and_the_commands_that_make_it_whole(lib):
+def _embedded(lib):
+    """``lib`` embedded with the shipped model: (its atlas, the model's record, the one
+    embedding file)."""
     atlas_dir = lib / ".soundatlas"
     assert _run("embed", "--atlas", atlas_dir, "--precision", "fp32", "-q").returncode == 0
     with Atlas.open(atlas_dir) as atlas:
         model = atlas.model("default")
         (file,) = [f for (f,) in atlas.conn.execute(
             "SELECT file FROM embedding_segments WHERE model_id = ?", (model.id,))]
+    return atlas_dir, model, file
+
+
+def test_a_damaged_embedding_file_names_itself_and_the_commands_that_make_it_whole(lib):
+    atlas_dir, model, file = _embedded(lib)
+    with Atlas.open(atlas_dir) as atlas:
         sid = int(atlas.sample_ids()[0])
     path = atlas_dir / "embeddings" / file
     _damage(path, "truncated")
@@ -248,13 +256,9 @@ def test_the_web_api_names_a_damaged_file_and_its_repair_and_serves_the_rest(lib
     from soundatlas.web.app import create_app
     from soundatlas.web.server import ThreadedServer
 
-    atlas_dir = lib / ".soundatlas"
-    assert _run("embed", "--atlas", atlas_dir, "--precision", "fp32", "-q").returncode == 0
+    atlas_dir, model, embedding_file = _embedded(lib)
     feature_file, paths = _segment_of(atlas_dir)
     with Atlas.open(atlas_dir) as atlas:
-        model = atlas.model("default")
-        (embedding_file,) = [f for (f,) in atlas.conn.execute(
-            "SELECT file FROM embedding_segments WHERE model_id = ?", (model.id,))]
         hit = next(r for r in atlas.samples() if r.path in paths)
         whole = next(r for r in atlas.samples() if r.path not in paths)
         n_frames = len(atlas.trajectory(model.id, hit.id))
@@ -282,12 +286,8 @@ def test_an_embedding_file_holding_fewer_frames_than_its_rows_is_named_not_slice
     short or empty trajectories (and render paths from them) without a word."""
     from soundatlas.errors import DamagedDataError
 
-    atlas_dir = lib / ".soundatlas"
-    assert _run("embed", "--atlas", atlas_dir, "--precision", "fp32", "-q").returncode == 0
+    atlas_dir, model, file = _embedded(lib)
     with Atlas.open(atlas_dir) as atlas:
-        model = atlas.model("default")
-        (file,) = [f for (f,) in atlas.conn.execute(
-            "SELECT file FROM embedding_segments WHERE model_id = ?", (model.id,))]
         ids = [int(i) for i in atlas.sample_ids()]
     np.save(atlas_dir / "embeddings" / file, np.zeros((1, 3), np.float32))
     with Atlas.open(atlas_dir) as atlas:
