@@ -87,3 +87,13 @@ def disk_full(where) -> AtlasError:
 
 class MissingDependencyError(SoundAtlasError):
     """A system package or file the command needs is not installed."""
+
+
+class TrainingError(SoundAtlasError):
+    """Training cannot go on: the loss became non-finite, or a checkpoint to resume from
+    belongs to a run with other settings."""
+
+
+class CheckpointMismatch(TrainingError):
+    """The checkpoint to resume from belongs to another run: other settings, or other training
+    samples (files indexed, changed or removed since)."""

@@ -33,25 +33,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from soundatlas.errors import ParameterError, SoundAtlasError
+from soundatlas.checkpoints import (CHECKPOINT, check_finite, config_key, last_good,
+                                    load_checkpoint, save_checkpoint)
+from soundatlas.errors import CheckpointMismatch, ParameterError, TrainingError  # noqa: F401
 from soundatlas.model import native_bf16
 from soundatlas.settings import PRESETS, TrainSettings, lr_at, settings_for  # noqa: F401
 
 __all__ = ["TrainSettings", "PRESETS", "TrainingError", "CheckpointMismatch", "train",
            "settings_for", "divergence"]
-
-
-CHECKPOINT = "checkpoint.npz"
-
-
-class TrainingError(SoundAtlasError):
-    """Training cannot go on: the loss became non-finite, or a checkpoint to resume from
-    belongs to a run with other settings."""
-
-
-class CheckpointMismatch(TrainingError):
-    """The checkpoint to resume from belongs to another run: other settings, or other training
-    samples (files indexed, changed or removed since)."""
 
 
 @contextlib.contextmanager
@@ -447,7 +436,7 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
 
     start_it, history, resumed_from = 0, [], None
     if resume:
-        state = _load_checkpoint(run_dir, model, optimizer, sampler, _config_key(config))
+        state = load_checkpoint(run_dir, model, optimizer, sampler, config_key(config))
         if state is not None:
             start_it, history, resumed_from = state["iteration"], state["history"], state["iteration"]
     else:
@@ -479,7 +468,7 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
                                                             settings.m_n or 1.0)
             if not torch.isfinite(loss):
                 raise TrainingError(f"the loss became {loss.item()} at iteration {it}; "
-                                    f"{_last_good(run_dir)}; try a lower learning rate")
+                                    f"{last_good(run_dir)}; try a lower learning rate")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -499,9 +488,9 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
                     "valid_loss": history[-1]["valid_loss"] if history else None,
                 })
             if done % settings.checkpoint_every == 0 or done == end:
-                _check_finite(model, done, run_dir)
-                _save_checkpoint(run_dir, model, optimizer, sampler, done, history,
-                                 _config_key(config), ema)
+                check_finite(model, done, run_dir)
+                save_checkpoint(run_dir, model, optimizer, sampler, done, history,
+                                 config_key(config), ema)
             if time_limit is not None and done < end and time.perf_counter() - t0 >= time_limit:
                 timed_out = True
                 break
@@ -520,7 +509,7 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
         return result  # stopped early on purpose: resumable, not yet a model
     if start_it >= end and _registered_from(atlas, name, run_dir):
         return result  # a finished run resumed: its model stands, and so do its embeddings
-    _check_finite(model, done, run_dir)  # a time limit may end a run between checkpoints
+    check_finite(model, done, run_dir)  # a time limit may end a run between checkpoints
     model.eval()
     config["training"] = {"iterations": done, "seconds": round(seconds, 1),
                           "cpu_seconds": round(cpu_seconds, 1), "history": history}
@@ -639,126 +628,6 @@ def _optimizer(model, settings: TrainSettings) -> torch.optim.Optimizer:
 
 
 # -- checkpoints (npz + json; no pickle) -----------------------------------------------------------
-
-
-def _save_checkpoint(run_dir: Path, model, optimizer, sampler, iteration, history, key,
-                     ema: float | None = None) -> None:
-    from soundatlas.model import state_to_arrays
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    arrays = {f"model/{k}": v for k, v in state_to_arrays(model).items()}
-    opt_state = optimizer.state_dict()
-    opt_meta: dict = {"param_groups": opt_state["param_groups"], "state": {}}
-    for pid, st in opt_state["state"].items():
-        opt_meta["state"][str(pid)] = {}
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                arrays[f"opt/{pid}/{k}"] = v.detach().cpu().numpy()
-            else:
-                opt_meta["state"][str(pid)][k] = v
-    meta = {"iteration": iteration, "history": history, "optimizer": opt_meta,
-            "sampler": sampler.state(), "config_key": key, "ema": ema}
-    # one file, replaced atomically: the JSON state travels inside the npz as bytes
-    arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    tmp = run_dir / "checkpoint.tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, run_dir / CHECKPOINT)
-
-
-def _load_checkpoint(run_dir: Path, model, optimizer, sampler, key: dict) -> dict | None:
-    """Restore the checkpoint in ``run_dir`` (None when there is none); TrainingError when it
-    belongs to a run with other settings than ``key``."""
-    from soundatlas.model import load_arrays
-
-    if not (run_dir / CHECKPOINT).is_file():
-        return None
-    with np.load(run_dir / CHECKPOINT, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    meta = json.loads(arrays.pop("meta.json").tobytes())
-    differ = _run_differences(meta["config_key"], key)
-    if differ and all(d.startswith("data:") for d in differ):
-        raise CheckpointMismatch(f"the checkpoint in {run_dir} was made on other training samples "
-                            "(files were indexed, changed or removed since): a resumed run "
-                            "would not end where an uninterrupted one does; train again "
-                            "(--replace where the model is registered, or another --name)")
-    if differ:
-        raise CheckpointMismatch(f"the checkpoint in {run_dir} was made with other settings "
-                            f"({'; '.join(differ)}); resume with those, or train under "
-                            "another --name or without --resume")
-    load_arrays(model, {k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
-    opt_meta = meta["optimizer"]
-    state = {}
-    for pid, st in opt_meta["state"].items():
-        state[int(pid)] = dict(st)
-    for k, v in arrays.items():
-        if k.startswith("opt/"):
-            _, pid, key = k.split("/", 2)
-            state.setdefault(int(pid), {})[key] = torch.from_numpy(v)
-    optimizer.load_state_dict({"state": state, "param_groups": opt_meta["param_groups"]})
-    sampler.set_state(meta["sampler"])
-    return meta
-
-
-def _check_finite(model, done: int, run_dir: Path) -> None:
-    """TrainingError where a weight stopped being finite (before a checkpoint or the model is
-    written: they would keep the damage, or the writer refuse it in its own words)."""
-    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-        raise TrainingError(f"the weights became non-finite by iteration {done}; "
-                            f"{_last_good(run_dir)}; try a lower learning rate")
-
-
-def _last_good(run_dir: Path) -> str:
-    """What a run that went wrong keeps: its last checkpoint, or none."""
-    at = _checkpoint_iteration(run_dir)
-    if at is None:
-        return "no checkpoint was written before it"
-    return f"the last good checkpoint (iteration {at}) is kept in {run_dir}"
-
-
-def _checkpoint_iteration(run_dir: Path) -> int | None:
-    try:
-        with np.load(run_dir / CHECKPOINT, allow_pickle=False) as npz:
-            return json.loads(npz["meta.json"].tobytes())["iteration"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def _config_key(config: dict) -> dict:
-    keep = {k: config[k] for k in ("architecture", "cqt", "neighbourhood", "label", "settings", "seed")}
-    start = config.get("init_from")  # the base's weights; its lineage is a record only
-    keep["init_from"] = start and {k: start[k] for k in ("name", "weights")}
-    keep["data"] = config["data"]["fingerprint"]
-    return json.loads(json.dumps(keep, default=str))
-
-
-#: Settings added after checkpoints were first written, with the value a checkpoint that
-#: does not name them was made with (what the run did before the setting existed).
-_IMPLIED_BEFORE = {"settings.anchor": 0.0}
-
-
-def _run_differences(stored: dict, current: dict) -> list[str]:
-    """How a checkpoint's run differs from this one: ``'KEY: STORED in the checkpoint,
-    CURRENT here'`` for each setting that differs (none: the checkpoint belongs to this run).
-
-    Settings are compared where both know them (a newer soundatlas may add settings; their
-    defaults must not orphan old checkpoints), and where the checkpoint predates a setting
-    that changes the run, by the value it implied (``_IMPLIED_BEFORE``)."""
-    def flat(d, prefix=""):
-        out = {}
-        for k, v in d.items():
-            if isinstance(v, dict):
-                out[f"{prefix}{k}"] = "{}"  # a setting that is a dict here and None there differs
-                out.update(flat(v, f"{prefix}{k}."))
-            else:
-                out[f"{prefix}{k}"] = v
-        return out
-
-    # how the work is spread and logged does not change the run
-    free = {"settings.threads", "settings.valid_every", "settings.checkpoint_every"}
-    a, b = flat(stored), flat(current)
-    a.update({k: v for k, v in _IMPLIED_BEFORE.items() if k not in a and k in b})
-    return [f"{k}: {a[k]!r} in the checkpoint, {b[k]!r} here"
-            for k in sorted((a.keys() & b.keys()) - free) if a[k] != b[k]]
 
 
 def _fingerprint(atlas, ids: list[int]) -> str:
