@@ -365,6 +365,9 @@ def test_names_with_line_breaks_survive_the_tag_and_collection_csvs(tmp_path, ca
     assert _cli(capsys, "tags", "import", "--atlas", other, hand)[0] == 0
     with Atlas.open(other) as atlas:
         assert atlas.ids_with(tag="by-hand") == {_ids(atlas)["nl/line\nbreak.wav"]}
+    hand.write_text('path,tag\n"nl/line\nbreak.wav",ok\nnowhere.wav,x\n', encoding="utf-8")
+    rc, _, err = _cli(capsys, "tags", "import", "--atlas", other, hand)
+    assert rc == 1 and "line 4: no sample at 'nowhere.wav'" in err, err  # the file's own line
     hand.write_bytes(b'path,tag\r\n"cr/carriage\rreturn.wav",cr-by-hand\r\n')  # a CR kept
     rc, _, err = _cli(capsys, "tags", "import", "--atlas", other, hand)
     assert rc == 0, err

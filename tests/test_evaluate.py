@@ -203,6 +203,10 @@ def test_evaluate_and_report_from_the_command_line(mapped, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert rep.returncode == 0, rep.stderr
     assert (tmp_path / "r" / "index.html").is_file()
+    failed = subprocess.run([str(BIN), "report", "--atlas", str(mapped), "-o", str(tmp_path / "f"),
+                             "--baselines", "pca,tsne", "-q"], capture_output=True, text=True,
+                            timeout=300)
+    assert failed.returncode == 2 and not (tmp_path / "f" / "fig").exists()  # nothing left
 
 
 def test_a_pair_of_labels_is_scored_as_one(mapped):

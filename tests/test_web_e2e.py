@@ -878,6 +878,15 @@ def test_a_sample_whose_feature_file_is_damaged_shows_its_path_and_names_the_rep
         text = page.inner_text("#status")
         assert "check --atlas" in text and "--repair" in text, text
         assert not page.is_visible("#cqt")
+        # a healthy sample next: its image shows, and the message about the other one goes
+        with Atlas.open(atlas_dir) as atlas:
+            healthy = atlas.conn.execute("SELECT s.id FROM samples s JOIN segments g ON"
+                                         " g.id = s.segment WHERE g.file != ?", (file,)).fetchone()[0]
+        page.evaluate(f"{HOOK}.select({healthy})")
+        # the image's load handler shows it and takes the message away in one step: no wait
+        # for the status line's own timer (12 s) could pass this
+        page.wait_for_function("!document.querySelector('#cqt').hidden")
+        assert page.inner_text("#status") == ""
         page.goto("about:blank")
 
 

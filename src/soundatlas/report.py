@@ -72,12 +72,12 @@ def write_report(atlas, output, *, models=(), baselines=(), evaluation: dict | N
     if out.exists() and not out.is_dir():
         raise ParameterError(f"--output {out} exists and is not a directory")
     fig_dir = out / "fig"
-    fig_dir.mkdir(parents=True, exist_ok=True)
     registered = [atlas.model(name) for name in models]  # unknown names fail here, first
     step = Stages(1 + 4 * len(registered) + 1, progress)
     if evaluation is None:
         evaluation = evaluate(atlas, models, baselines=baselines, seed=seed, **evaluate_kw)
     step("evaluation")
+    fig_dir.mkdir(parents=True, exist_ok=True)  # once there is something to draw
     known = set(atlas.label_summary())
     labels = {key: label_of(atlas, key, known) for key in evaluation["protocol"]["labels"][:2]}
     if "pitch" in known and "pitch" not in labels:  # trajectories are ordered by pitch

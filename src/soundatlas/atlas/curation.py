@@ -480,7 +480,9 @@ class CurationStore(Store):
 
         A row names its item by ``hash`` (of content this atlas has, or had; a long file's
         hash from before schema 9 names the files it went over to, ``atlas.legacy``) or else by
-        ``path`` (of a present sample); ``tag`` ``starred`` is a star.
+        ``path`` (of a present sample); ``tag`` ``starred`` is a star. A row's ``line`` (where
+        its file's reader found it: a cell may hold a line break) names it in a problem; else
+        its place among the rows after a header line.
 
         Returns
         -------
@@ -512,7 +514,8 @@ class CurationStore(Store):
             return row[0] if row else None
 
         problems, resolved = [], []
-        for i, row in enumerate(rows, start=2):  # line 1 is the header
+        for n, row in enumerate(rows, start=2):  # line 1 is the header
+            i = row.get("line", n)
             h = (row.get("hash") or "").strip()
             path = row.get("path") or ""
             if not h:

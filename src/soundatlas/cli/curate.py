@@ -458,7 +458,11 @@ def _read_tag_csv(path: Path) -> list[dict]:
                          f"(it has: {', '.join(fields) or 'none'})")
     if len(fields) != len(set(fields)):
         raise UsageError(f"{path}: a column appears twice: {', '.join(fields)}")
-    return list(reader)
+    rows, end = [], reader.line_num  # the header's last line
+    for row in reader:  # each row with the line it starts on (a cell may hold a line break)
+        rows.append({**row, "line": end + 1})
+        end = reader.line_num
+    return rows
 
 
 # -- suggest ---------------------------------------------------------------------------------------

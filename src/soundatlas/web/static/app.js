@@ -733,11 +733,21 @@ function wire() {
   view.canvas.addEventListener('pointerup', onPointerUp);
   view.canvas.addEventListener('dblclick', onDoubleClick);
   window.addEventListener('keydown', onKey);
-  on('cqt', 'load', () => { $('cqt').hidden = false; });
+  let cqtMessage = null; // what the status line says about the last image that did not load
+  on('cqt', 'load', () => {
+    $('cqt').hidden = false;
+    if (cqtMessage !== null && $('status').textContent === cqtMessage) status('');
+    cqtMessage = null;
+  });
   on('cqt', 'error', () => { // a broken image says nothing: ask the server why
     const id = state.selected;
     $('cqt').hidden = true;
-    api.cqtProblem(id).then((message) => { if (message && state.selected === id) status(message, 'error'); });
+    api.cqtProblem(id).then((message) => {
+      if (message && state.selected === id) {
+        cqtMessage = message;
+        status(message, 'error');
+      }
+    });
   });
   on('search', 'input', scheduleFilter);
   on('filter-key', 'change', fillFilterValues);
