@@ -235,6 +235,10 @@ def test_a_damaged_embedding_file_names_itself_and_the_commands_that_make_it_who
         atlas.trajectory(model.id, sid)
     message = str(caught.value)
     assert str(path) in message and "truncated" in message
+    # the trajectory figure says so too, not that the sample has no embedding yet
+    figure = _run("trajectory", str(sid), "--atlas", atlas_dir, "-o", lib.parent / "t.png")
+    assert figure.returncode == 1 and str(path) in figure.stderr, figure.stderr
+    assert "has no embedding" not in figure.stderr
     commands = re.findall(r"`(soundatlas [^`]+)`", message)
     assert [c.split()[1] for c in commands] == ["check", "embed"]
     for command in commands:  # as the message says, with the model named

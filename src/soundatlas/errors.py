@@ -61,6 +61,12 @@ class AtlasError(SoundAtlasError):
     """The atlas is missing, from an incompatible version, or inconsistent."""
 
 
+class NotEmbeddedError(AtlasError):
+    """A sample has no embedding for a model (yet): ``embed`` makes it. Readers that answer it
+    in their own words catch this, not every AtlasError, so that a damaged embedding file
+    (:class:`DamagedDataError`) is not taken for it."""
+
+
 class DamagedDataError(AtlasError):
     """A feature or embedding file that the atlas's rows name is missing, cut short or not an
     array. The message names the file and the commands that make it whole; the rest of the

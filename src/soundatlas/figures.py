@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from soundatlas.errors import AtlasError, ParameterError
+from soundatlas.errors import AtlasError, NotEmbeddedError, ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
     from soundatlas.atlas import ModelRecord, SampleRecord
@@ -56,7 +56,8 @@ def plot_trajectory(atlas, model: ModelRecord, sample: SampleRecord, output: str
     Raises
     ------
     AtlasError
-        The sample has no embedding for the model.
+        The sample has no embedding for the model, or its embedding file is damaged
+        (``DamagedDataError``, naming the file and its repair).
     ParameterError
         The model maps to fewer than 3 dimensions.
     """
@@ -69,7 +70,7 @@ def plot_trajectory(atlas, model: ModelRecord, sample: SampleRecord, output: str
 
     try:
         t = atlas.trajectory(model.id, sample.id)
-    except AtlasError:
+    except NotEmbeddedError:  # a damaged embedding file names itself and its repair
         raise AtlasError(f"sample {sample.id} ({sample.path}) has no embedding for model "
                          f"{model.name!r}; run `soundatlas embed --atlas {atlas.path} "
                          f"--model {model.name}`") from None

@@ -22,7 +22,7 @@ import numpy as np
 from soundatlas.atlas.records import ModelRecord
 from soundatlas.atlas.store import (Store, array_problem, id_chunks, int_list, open_array,
                                     placeholders, write_array)
-from soundatlas.errors import AtlasError, DamagedDataError, ParameterError
+from soundatlas.errors import AtlasError, DamagedDataError, NotEmbeddedError, ParameterError
 
 __all__ = ["ModelStore", "check_model_name", "MAX_MODEL_NAME"]
 
@@ -418,7 +418,7 @@ class ModelStore(Store):
 
         Raises
         ------
-        AtlasError
+        NotEmbeddedError
             When the sample has no embedding for the model.
         DamagedDataError
             When its embedding file is missing or damaged (``_embedding_segment``).
@@ -429,7 +429,7 @@ class ModelStore(Store):
             " WHERE e.model_id = ? AND e.sample_id = ?", (model_id, sample_id),
         ).fetchone()
         if row is None:
-            raise AtlasError(f"sample {sample_id} has no embedding for model {model_id}")
+            raise NotEmbeddedError(f"sample {sample_id} has no embedding for model {model_id}")
         arr = self._embedding_segment(row[0], row[1] + row[2])
         return np.asarray(arr[row[1] : row[1] + row[2]], dtype=np.float32)
 

@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from soundatlas.atlas import ModelRecord
-from soundatlas.errors import AtlasError, DamagedDataError
+from soundatlas.errors import DamagedDataError, NotEmbeddedError
 from soundatlas.frames import sample_sounding_span, sounding_span
 from soundatlas.similarity import describe, embed_command, has_pitch
 from soundatlas.web.deps import (
@@ -134,9 +134,7 @@ def get_trajectory(name: str, sample_id: int, request: Request) -> Response:
         rec = sample_or_404(atlas, sample_id)
         try:
             traj = atlas.trajectory(model.id, sample_id)
-        except DamagedDataError:
-            raise  # its file, and the commands that make it whole (409)
-        except AtlasError:
+        except NotEmbeddedError:  # a damaged embedding file goes on: a 409 naming it
             raise api_error(404, f"sample {sample_id} is not embedded with model {name!r} "
                             "yet") from None
         params = atlas.cqt_params
