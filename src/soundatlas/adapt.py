@@ -101,16 +101,6 @@ def adapt_settings(adapt: AdaptSettings, **overrides):
                         valid_every=min(500, adapt.iterations), **overrides)
 
 
-def _n_embedded(atlas, name: str) -> int:
-    """Samples embedded with the atlas's model ``name`` (0: none, or no such model)."""
-    from soundatlas.errors import AtlasError
-
-    try:
-        return atlas.model(name).n_embedded
-    except AtlasError:
-        return 0
-
-
 def adapt(
     atlas,
     *,
@@ -200,9 +190,10 @@ def adapt(
         return summary
     artifact, registration = resolve_model(atlas, name)
     embedded = embed_atlas(atlas, artifact, registration.id, progress=embed_progress)
+    base_record = atlas.find_model(base_artifact.name)  # None: the base was never embedded here
     summary.update(n_embedded=embedded.n_embedded, n_already=embedded.n_already,
                    embed_seconds=round(embedded.seconds, 1),
-                   base_embedded=_n_embedded(atlas, base_artifact.name))
+                   base_embedded=base_record.n_embedded if base_record else 0)
     history = result.history
     if history:
         summary["valid_loss"] = {"first": history[0].get("valid_loss"),

@@ -312,16 +312,12 @@ def _check_name_free(atlas, name: str, run_dir: Path, *, resume: bool, replace: 
     :func:`train`'s ``replace``): a shipped model's always, an atlas model's unless ``replace``
     or ``resume`` (of the run in its folder) says so."""
     from soundatlas.artifact import CONFIG, shipped_model_dir
-    from soundatlas.errors import AtlasError
 
     if (shipped_model_dir(name) / CONFIG).is_file():
         raise ParameterError(f"{name!r} is the name of a model shipped with soundatlas: give "
                              "the new model another name (--name)")
-    try:
-        record = atlas.model(name)
-    except AtlasError:
-        return
-    if replace:
+    record = atlas.find_model(name)
+    if record is None or replace:
         return
     if not resume:
         raise ParameterError(
@@ -346,12 +342,8 @@ def divergence(history: list[dict]) -> str | None:
 
 def _registered_from(atlas, name: str, run_dir: Path) -> bool:
     """Whether the atlas's model ``name`` is the one saved in ``run_dir``."""
-    from soundatlas.errors import AtlasError
-
-    try:
-        return atlas.model(name).dir == str(run_dir.relative_to(atlas.path))
-    except AtlasError:
-        return False
+    record = atlas.find_model(name)
+    return record is not None and record.dir == str(run_dir.relative_to(atlas.path))
 
 
 def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, label, command,

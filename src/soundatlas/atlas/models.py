@@ -113,6 +113,11 @@ class ModelStore(Store):
         """The registered models, by id, each with its number of embedded samples."""
         return self._model_records("")
 
+    def find_model(self, name: str) -> ModelRecord | None:
+        """The model registered as ``name``, or None where there is none."""
+        found = self._model_records(" WHERE m.name = ?", (name,))
+        return found[0] if found else None
+
     def model(self, name: str) -> ModelRecord:
         """The model registered as ``name``.
 
@@ -121,9 +126,9 @@ class ModelStore(Store):
         AtlasError
             When no model has that name (the message lists those that do).
         """
-        found = self._model_records(" WHERE m.name = ?", (name,))
-        if found:
-            return found[0]
+        found = self.find_model(name)
+        if found is not None:
+            return found
         known = ", ".join(m.name for m in self.models()) or "none"
         raise AtlasError(f"no model named {name!r} in {self.path} (known: {known})")
 

@@ -469,12 +469,9 @@ def _kept_adaptation(args: argparse.Namespace, atlas, base: str) -> dict | None:
     samples it has not seen with it, and say so (None when there is none)."""
     from soundatlas.artifact import resolve_model
     from soundatlas.embed import embed_atlas
-    from soundatlas.errors import AtlasError
 
     name = f"{resolve_model(atlas, base)[0].name}-adapted"
-    try:
-        atlas.model(name)
-    except AtlasError:
+    if atlas.find_model(name) is None:
         return None
     artifact, registration = resolve_model(atlas, name)
     with progress_bar(args, desc="embedding", unit="file") as bar:
