@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
-__all__ = ["slug"]
+__all__ = ["slug", "unicode_forms"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -36,3 +37,22 @@ def slug(name: str, *, max_length: int | None = None) -> str:
     """
     out = _UNSAFE.sub("_", name)
     return out if max_length is None else out[:max_length]
+
+
+def unicode_forms(text: str) -> list[str]:
+    """``text`` as written, then composed (NFC) and decomposed (NFD) where those differ: the
+    ways a name typed or listed on one system may be stored by another (macOS writes names
+    decomposed), in the order a lookup tries them.
+
+    Parameters
+    ----------
+    text : str
+        A name or a path.
+
+    Returns
+    -------
+    list of str
+        One to three texts, ``text`` first, none twice.
+    """
+    return list(dict.fromkeys((text, unicodedata.normalize("NFC", text),
+                               unicodedata.normalize("NFD", text))))

@@ -33,6 +33,7 @@ from typing import Iterable
 
 from soundatlas.atlas.store import Store, id_chunks, placeholders
 from soundatlas.errors import NotFoundError, ParameterError
+from soundatlas.text import unicode_forms
 
 __all__ = ["CurationStore", "TAG_KEY", "STAR_KEY", "parse_tag", "tag_text", "Collection",
            "MAX_TAG_LENGTH"]
@@ -499,9 +500,7 @@ class CurationStore(Store):
         def hash_at(path: str) -> str | None:
             # as written, then in the other Unicode forms (a CSV written on one system, names
             # stored as another wrote them), then without surrounding spaces
-            forms = (path, unicodedata.normalize("NFC", path), unicodedata.normalize("NFD", path),
-                     path.strip())
-            for form in dict.fromkeys(forms):
+            for form in dict.fromkeys([*unicode_forms(path), path.strip()]):
                 row = self.conn.execute("SELECT hash FROM samples WHERE path = ?",
                                         (form,)).fetchone()
                 if row:

@@ -100,7 +100,8 @@ def _relative_forms(item: str, library: Path) -> list[str]:
     path is taken as written first (a link inside the library is the sample's own path), then
     with its links resolved. Empty when it lies outside the library."""
     import posixpath
-    import unicodedata
+
+    from soundatlas.text import unicode_forms
 
     if os.path.isabs(item):
         rels = []
@@ -114,8 +115,7 @@ def _relative_forms(item: str, library: Path) -> list[str]:
     else:
         rels = [posixpath.normpath(item.replace(os.sep, "/"))]
     rels = [r.strip("/") for r in rels]
-    forms = [unicodedata.normalize(form, r) for r in rels for form in ("NFC", "NFD")]
-    return list(dict.fromkeys(rels + forms))
+    return list(dict.fromkeys(rels + [form for r in rels for form in unicode_forms(r)]))
 
 
 def _curating(args: argparse.Namespace):
