@@ -539,8 +539,9 @@ class CurationStore(Store):
             # a hash an older soundatlas took for a long file (a CSV exported before the
             # upgrade) names the files whose whole hashes its curation went over to
             targets = [h]
-            if self.followed_hashes(h):  # and under it too while a file still has or awaits it
-                targets = self.followed_hashes(h) + ([h] if self.still_held(h) else [])
+            followed = self.followed_hashes(h)
+            if followed:  # and under it too while a file still has or awaits it
+                targets = followed + ([h] if self.still_held(h) else [])
             for target in targets:
                 resolved.append((target, path, key, value, suggested, conf))
         if problems:
