@@ -20,8 +20,8 @@ from typing import Iterable
 import numpy as np
 
 from soundatlas.atlas.records import ModelRecord
-from soundatlas.atlas.store import (Store, array_problem, id_chunks, int_list, open_array,
-                                    placeholders, write_array)
+from soundatlas.atlas.store import (Store, array_problem, frames_problem, id_chunks, int_list,
+                                    open_array, placeholders, write_array)
 from soundatlas.errors import AtlasError, DamagedDataError, NotEmbeddedError, ParameterError
 
 __all__ = ["ModelStore", "check_model_name", "MAX_MODEL_NAME"]
@@ -481,11 +481,9 @@ class ModelStore(Store):
                 cache.clear()
             cache[file] = arr
         arr = cache[file]
-        if arr.ndim != 2 or len(arr) < n_frames:
-            # a whole array, but not the one the rows were written with: slicing it would hand
-            # out fewer frames than the sample has, silently
-            raise self._damaged_embeddings(path, f"holds an array of shape {arr.shape}, its "
-                                                 f"samples need at least {n_frames} frames")
+        problem = frames_problem(arr, n_frames)
+        if problem:
+            raise self._damaged_embeddings(path, problem)
         return arr
 
     def _damaged_embeddings(self, path: Path, problem: str) -> DamagedDataError:

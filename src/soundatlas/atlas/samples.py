@@ -22,8 +22,8 @@ import numpy as np
 from soundatlas.atlas.labels import LABEL_SUMMARY_META
 from soundatlas.atlas.records import NewSample, SampleRecord
 from soundatlas.atlas.schema import NON_ASCII_PATH
-from soundatlas.atlas.store import (Store, array_problem, chunked, id_chunks, int_list, open_array,
-                                    placeholders, write_array)
+from soundatlas.atlas.store import (Store, array_problem, chunked, frames_problem, id_chunks,
+                                    int_list, open_array, placeholders, write_array)
 from soundatlas.errors import AtlasError, DamagedDataError
 
 __all__ = ["SampleStore", "FEATURE_DTYPE", "DamagedFeaturesError", "damaged_features",
@@ -327,12 +327,9 @@ class SampleStore(Store):
             if len(self._segment_cache) > 256:
                 self._segment_cache.clear()
             self._segment_cache[row[0]] = seg
-        if seg.ndim != 2 or len(seg) < n_frames:
-            # a whole array, but not the one the rows were written with: slicing it would hand
-            # out fewer frames than the sample has, silently
-            raise DamagedFeaturesError(file, f"holds an array of shape {seg.shape}, its samples "
-                                       f"need at least {n_frames} frames",
-                                       self.features_repair_command())
+        problem = frames_problem(seg, n_frames)
+        if problem:
+            raise DamagedFeaturesError(file, problem, self.features_repair_command())
         return seg
 
     def each_features(self, records: Iterable[SampleRecord], *,

@@ -24,7 +24,7 @@ import numpy as np
 from soundatlas.errors import AtlasError, disk_full, is_disk_full
 
 __all__ = ["Store", "write_array", "checksum", "ARRAY_FOLDERS", "open_array", "array_problem",
-           "read_arrays"]
+           "frames_problem", "read_arrays"]
 
 # numpy parses each .npy header with ast.literal_eval, and CPython 3.11 keeps the AST builder's
 # recursion depth in per-interpreter state: two threads parsing at once can fail with "SystemError:
@@ -58,6 +58,15 @@ def array_problem(path: str | os.PathLike, exc: BaseException) -> str:
     if size < expected:
         return f"truncated: {size} bytes, its header says {expected}"
     return f"cannot be read ({type(exc).__name__}: {exc})"
+
+
+def frames_problem(arr: np.ndarray, n_frames: int) -> str | None:
+    """Why a feature or embedding file that opened is still not the one its rows were written
+    with (not a table of frames, or fewer frames than they need: slicing it would hand out
+    fewer frames than a sample has, silently), or None."""
+    if arr.ndim != 2 or len(arr) < n_frames:
+        return f"holds an array of shape {arr.shape}, its samples need at least {n_frames} frames"
+    return None
 
 
 def read_arrays(path: str | os.PathLike, *, unless: tuple[str, str] | None = None
