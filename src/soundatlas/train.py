@@ -329,10 +329,11 @@ def _check_name_free(atlas, name: str, run_dir: Path, *, resume: bool, replace: 
                              "from: --replace trains it again in its place (its embeddings go)")
 
 
-def divergence(history: list[dict]) -> str | None:
+def divergence(valid_losses: list[float | None]) -> str | None:
     """A warning where the validation loss ended more than 100 times where it began (a run that
-    diverged, a learning rate too high for it: the model is saved all the same), else None."""
-    losses = [h["valid_loss"] for h in history if h.get("valid_loss") is not None]
+    diverged, a learning rate too high for it: the model is saved all the same), else None;
+    ``valid_losses`` in the order they were logged, None where one was not measured."""
+    losses = [v for v in valid_losses if v is not None]
     if len(losses) < 2 or not losses[-1] > 100 * max(losses[0], 1e-12):
         return None
     return (f"the validation loss rose from {losses[0]:.4g} to {losses[-1]:.4g}: the run "

@@ -24,6 +24,7 @@ import math
 import os
 import sqlite3
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -100,8 +101,6 @@ def shown(text: str) -> str:
 
 
 def _unsafe(c: str) -> bool:
-    import unicodedata
-
     return (unicodedata.category(c) in ("Cc", "Zl", "Zp")
             or "\u202a" <= c <= "\u202e" or "\u2066" <= c <= "\u2069")
 

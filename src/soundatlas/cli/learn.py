@@ -155,7 +155,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          if reasons else ""))
         for skipped in result.neighbourhood.get("skipped", []):
             print(f"  neighbourhood {skipped['spec']} left out: {skipped['reason']}")
-    warning = divergence(result.history)
+    warning = divergence([h.get("valid_loss") for h in result.history])
     if warning:
         print(f"soundatlas train: warning: {warning}", file=sys.stderr)
     return EXIT_OK
@@ -529,7 +529,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from soundatlas.train import divergence
 
     losses = summary.get("valid_loss") or {}
-    warning = divergence([{"valid_loss": losses.get("first")}, {"valid_loss": losses.get("last")}])
+    warning = divergence([losses.get("first"), losses.get("last")])
     if warning:
         print(f"soundatlas adapt: warning: {warning}", file=sys.stderr)
     return EXIT_OK
