@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from soundatlas.errors import is_disk_full
 from soundatlas.web.deps import web_state
 from soundatlas.web.responses import api_error
 
@@ -32,8 +33,10 @@ class _TooLarge(Exception):
     pass
 
 
-#: what a write says when the file system (or a limit on file size) has no room for it
-_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+def _no_room_for(exc: BaseException) -> bool:
+    """A write refused for room: a full device or quota (``errors.is_disk_full``), or a limit
+    on file size (EFBIG)."""
+    return is_disk_full(exc) or (isinstance(exc, OSError) and exc.errno == errno.EFBIG)
 
 
 async def receive_upload(request: Request, limit: int) -> tuple[Path, str]:
@@ -87,7 +90,7 @@ async def receive_upload(request: Request, limit: int) -> tuple[Path, str]:
     except MultiPartException as exc:
         raise api_error(400, f"bad multipart upload: {exc.message}") from None
     except OSError as exc:
-        if exc.errno in _NO_ROOM:
+        if _no_room_for(exc):
             raise _no_room(tempfile.gettempdir(), exc) from None
         raise
     try:
@@ -109,7 +112,7 @@ async def receive_upload(request: Request, limit: int) -> tuple[Path, str]:
         except BaseException as exc:  # a full disk, or the client gone: nothing left behind
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+            if _no_room_for(exc):
                 raise _no_room(Path(tmp).parent, exc) from None
             raise
         return Path(tmp), filename
