@@ -484,9 +484,10 @@ def embed_atlas(
     n_frames = 0
     if progress:
         progress(n_already, n_total)
-    before = atlas.embed_precision(artifact.name) or ("fp32" if n_already else None)
+    recorded = atlas.embed_precision(artifact.name)  # None: fp32, before it was recorded
+    before = recorded or ("fp32" if n_already else None)
     earlier = before if n_already and before != precision else None
-    if len(todo) and atlas.embed_precision(artifact.name) != precision:
+    if len(todo) and recorded != precision:
         atlas.set_embed_precision(artifact.name, precision)  # what uploads are embedded with
     done = n_already
     unreadable: list = []  # (record, in todo, DamagedFeaturesError) of each sample left out
