@@ -389,6 +389,32 @@ def test_cross_bank_fits_on_the_reference_and_tests_every_frame_of_this_atlas(ma
         assert "error" not in r["results"]["baseline:pca"]
 
 
+def test_cross_bank_names_the_classes_the_reference_lacks(mapped, other_bank):
+    """The demo atlas scored against the louder bank, which has no nylon guitar: its frames
+    can never be named right, and the result and the printed table say so with their count."""
+    from soundatlas.evaluate import label_of
+    from soundatlas.scoretable import format_scores
+
+    with Atlas.open(other_bank) as ref, Atlas.open(mapped) as atlas:
+        r = evaluate(atlas, ["m"], reference=ref, labels=["instrument", "pitch"],
+                     n_analogies=0)
+        names = label_of(atlas, "instrument")
+        n_nylon = sum(names[int(s)] == "nylon_guitar" for s in frame_set(atlas).sample_ids)
+    unmatched = r["protocol"]["reference"]["unmatched_classes"]
+    assert n_nylon > 0 and unmatched["instrument"] == {"nylon_guitar": n_nylon}
+    conf = r["results"]["m"]["confusion"]["instrument"]
+    row = conf["labels"].index("nylon_guitar")
+    assert conf["matrix"][row][row] == 0  # never named: the reason for the note
+    text = format_scores(r)
+    assert f"{n_nylon} test frames have a 'instrument' that no training frame of the " \
+        "reference has" in text and f"nylon_guitar ({n_nylon})" in text
+    with Atlas.open(other_bank) as ref:  # a pitch is named only when no fitted frame has it
+        fs = frame_set(ref)
+        pitches = label_of(ref, "pitch")
+        fitted = {pitches[int(s)] for s in fs.sample_ids[fs.split == "train"]}
+    assert not set(unmatched["pitch"]) & fitted
+
+
 def test_cross_bank_refuses_a_model_that_differs_or_is_missing(mapped, other_bank, tmp_path):
     import shutil
 

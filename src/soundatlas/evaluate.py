@@ -18,6 +18,7 @@ map shows), the same rule for the model and for every baseline (``soundatlas.bas
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 
 import numpy as np
@@ -473,8 +474,10 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
         validation frames, and every frame of this atlas is a test frame: whether a sound of
         this library lands among the reference's sounds of its class. Labels are compared by
         value, and the k-NN of a label chooses among the values this atlas has (the
-        reference's frames of other classes are left out of it). Each model must be embedded
-        in both atlases with the same weights.
+        reference's frames of other classes are left out of it); a class of this atlas that the
+        reference's training frames lack cannot be named, and the protocol's
+        ``reference.unmatched_classes`` gives each such class with its number of test frames.
+        Each model must be embedded in both atlases with the same weights.
     n_per_file : int
         Energy-weighted frames per sample (:func:`frame_set`).
     n_analogies : int
@@ -543,11 +546,14 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
                   np.concatenate([p.fs.split for p in parts]))
     label_values = {key: {p.offset + sid: v for p in parts
                           for sid, v in label_of(p.atlas, key, known).items()} for key in labels}
+    unmatched: dict = {}
     if reference is not None:  # the k-NN chooses among the classes this library has
+        fitted = set(parts[0].ids()[parts[0].fs.split == "train"].tolist())
         for key, values in label_values.items():
             here = {v for sid, v in values.items() if sid >= _CROSS_OFFSET}
             for sid in [s for s, v in values.items() if s < _CROSS_OFFSET and v not in here]:
                 del values[sid]
+            unmatched[key] = _unmatched_classes(values, fitted, parts[1].ids())
     X = np.concatenate([p.windows(seed) for p in parts])
     step("input windows")
     results, outcomes = {}, {}
@@ -587,7 +593,8 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
     if reference is not None:
         protocol["reference"] = {"atlas": str(reference.path),
                                  "n_samples": int(len(np.unique(parts[0].fs.sample_ids))),
-                                 "split_seed": int(reference.meta("split_seed") or 0)}
+                                 "split_seed": int(reference.meta("split_seed") or 0),
+                                 "unmatched_classes": unmatched}
     step("done")
     return {"protocol": protocol, "results": results}
 
@@ -636,6 +643,16 @@ class Stages:
 #: In a cross-bank frame set, this atlas's sample ids are shifted by this much so that they
 #: never meet the reference's (SQLite ids stay far below it).
 _CROSS_OFFSET = 1 << 48
+
+
+def _unmatched_classes(values: dict, fitted: set, tested: np.ndarray) -> dict:
+    """The classes of this atlas's test frames that no frame the k-NN is fitted on has, each
+    with its number of test frames: a k-NN cannot name them, so those frames are always wrong.
+    """
+    known = {values[s] for s in fitted if s in values}
+    counts = collections.Counter(values[s] for s in tested.tolist()
+                                 if s in values and values[s] not in known)
+    return dict(sorted(counts.items(), key=lambda kv: str(kv[0])))
 
 
 class _Part:
