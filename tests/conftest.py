@@ -64,7 +64,7 @@ def indexed_for_default(rendered_library_master, tmp_path_factory) -> Path:
 
     lib = tmp_path_factory.mktemp("indexed-for-default") / "lib"
     shutil.copytree(rendered_library_master, lib)
-    index_library(lib, n_jobs=2, params=cqt_for_model(lib, None, "default"))
+    index_library(lib, n_jobs=1, params=cqt_for_model(lib, None, "default"))
     return lib / ".soundatlas"
 
 

@@ -39,7 +39,7 @@ def unlabelled(rendered_library_master, tmp_path_factory) -> Path:
         wav.unlink()
     for wav in sorted(lib.rglob("*.wav"))[1::2]:
         wav.unlink()
-    index_library(lib, atlas_dir=root / "atlas", n_jobs=2,
+    index_library(lib, atlas_dir=root / "atlas", n_jobs=1,
                   label_sources=LabelSources(manifest=None, folder=False))
     with Atlas.open(root / "atlas", write=True) as atlas:
         assert atlas.label_summary() == {}

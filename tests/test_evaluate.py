@@ -35,7 +35,7 @@ def mapped(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("eval")
     render_library(root / "lib", classes=CLASSES, velocities=(80,), n_jobs=2)
-    index_library(root / "lib", atlas_dir=root / "atlas", n_jobs=2)
+    index_library(root / "lib", atlas_dir=root / "atlas", n_jobs=1)
     with Atlas.open(root / "atlas", write=True) as atlas:
         s = settings_for("fast", iterations=60, batch_size=16, valid_every=60, checkpoint_every=60)
         train(atlas, neighbourhood="instrument-pitch-2", settings=s, seed=0, name="m")
@@ -343,7 +343,7 @@ def other_bank(mapped, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("other-bank")
     render_library(root / "lib", classes=HELD_CLASSES, velocities=(120,), n_jobs=2)
-    index_library(root / "lib", atlas_dir=root / "atlas", n_jobs=2)
+    index_library(root / "lib", atlas_dir=root / "atlas", n_jobs=1)
     with Atlas.open(mapped) as ref:
         model_dir = ref.path / ref.model("m").dir
     with Atlas.open(root / "atlas", write=True) as atlas:

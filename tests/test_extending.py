@@ -21,7 +21,7 @@ def small_atlas(rendered_library_master, tmp_path_factory):
     root = tmp_path_factory.mktemp("extending")
     lib = root / "lib"
     shutil.copytree(rendered_library_master, lib)
-    index_library(lib, atlas_dir=root / "atlas", n_jobs=2)
+    index_library(lib, atlas_dir=root / "atlas", n_jobs=1)
     return root / "atlas"
 
 

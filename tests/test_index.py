@@ -488,7 +488,7 @@ def test_newer_schema_is_refused(tone_library):
 
 
 def test_rendered_demo_subset_indexes_with_its_manifest(rendered_library):
-    s = index(rendered_library, n_jobs=2)
+    s = index(rendered_library, n_jobs=1)
     assert s.n_failed == 0 and s.n_samples == len(list(rendered_library.rglob("*.wav")))
     with Atlas.open(rendered_library / ".soundatlas") as a:
         summary = a.label_summary()

@@ -386,7 +386,7 @@ def synth_atlas(tmp_path_factory) -> Path:
     with Atlas.create(root / "probe", library=root / "lib") as probe:
         artifact, _ = resolve_model(probe, None)
     shutil.rmtree(root / "probe")
-    index_library(root / "lib", atlas_dir=root / "atlas", params=artifact.cqt, n_jobs=2)
+    index_library(root / "lib", atlas_dir=root / "atlas", params=artifact.cqt, n_jobs=1)
     with Atlas.open(root / "atlas", write=True) as atlas:
         artifact, reg = resolve_model(atlas, None)
         embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, reg))

@@ -25,7 +25,7 @@ from soundatlas.train import PRESETS, TrainingError, lr_at, settings_for, train
 def rendered_atlas(rendered_library_master, tmp_path_factory):
     """The small render indexed once (tests copy it when they write)."""
     atlas_dir = tmp_path_factory.mktemp("atlas") / "a"
-    index_library(rendered_library_master, atlas_dir=atlas_dir, n_jobs=2)
+    index_library(rendered_library_master, atlas_dir=atlas_dir, n_jobs=1)
     return atlas_dir
 
 
@@ -216,13 +216,20 @@ def test_a_fine_tuning_that_diverges_is_stopped_or_named_not_registered_silently
             y = 0.5 * y * np.exp(-3 * t) + 0.001 * noise.standard_normal(len(t))
             sf.write(lib / kind / f"{i}.wav", y.astype(np.float32), sr, subtype="PCM_16")
     index_library(lib, n_jobs=1)
-    with Atlas.open(lib / ".soundatlas", write=True) as atlas:
-        with pytest.raises(TrainingError, match="weights became non-finite by iteration 60; "
-                                                "no checkpoint was written before it"):
-            train(atlas, neighbourhood="label:folder", settings=settings_for(
-                "fast", iterations=60, checkpoint_every=1000, valid_every=1000, threads=1),
-                seed=0, name="far", init_from="default")
-        assert "far" not in {m.name for m in atlas.models()}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with Atlas.open(lib / ".soundatlas", write=True) as atlas:
+            with pytest.raises(TrainingError, match="weights became non-finite by iteration 60; "
+                                                    "no checkpoint was written before it"):
+                train(atlas, neighbourhood="label:folder", settings=settings_for(
+                    "fast", iterations=60, checkpoint_every=1000, valid_every=1000, threads=1),
+                    seed=0, name="far", init_from="default")
+            assert "far" not in {m.name for m in atlas.models()}
+        # the run's one thread was the run's: the caller's later torch work keeps its three
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
     assert divergence([1.7, None, 1.5]) is None
     warning = divergence([1.742, 8.8e10])
     assert "rose from 1.742 to 8.8e+10" in warning and "--lr" in warning

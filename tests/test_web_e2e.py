@@ -51,7 +51,7 @@ def mapped(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("web-e2e")
     render_library(root / "lib", classes=CLASSES, velocities=(80,), n_jobs=2)
-    index_library(root / "lib", atlas_dir=root / "atlas", n_jobs=2)
+    index_library(root / "lib", atlas_dir=root / "atlas", n_jobs=1)
     with Atlas.open(root / "atlas", write=True) as atlas:
         for name, neighbourhood, seed in (("m", "instrument", 0), ("p", "pitch", 1)):
             s = settings_for("fast", iterations=30, batch_size=16, valid_every=30,

@@ -270,8 +270,6 @@ def train(
         raise ParameterError("device='cuda' asked for, but torch sees no CUDA device here")
     if device == "cuda":  # before CUDA starts: cuBLAS reads it then (see ``deterministic``)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
     if isinstance(neighbourhood, Neighbourhood):
         if label is not None:
             raise ParameterError(f"label={label!r} applies to a neighbourhood named by a spec; "
@@ -301,10 +299,24 @@ def train(
     _check_name_free(atlas, name, run_dir, resume=resume, replace=replace)
     run_dir.mkdir(parents=True, exist_ok=True)
     # one run per model at a time; other models, and an index, may run beside it
-    with model_lock(run_dir, f"the model {name!r} of the atlas at {atlas.path}"):
+    with model_lock(run_dir, f"the model {name!r} of the atlas at {atlas.path}"), \
+            _torch_threads(settings.threads):
         return _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params,
                           label=label, command=command, resume=resume, device=device,
                           progress=progress, stop_after=stop_after, time_limit=time_limit)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """torch's thread count set to ``n`` (None: left as it is) for the run, and set back after
+    it: a caller's later torch work (embedding, a second run) keeps the threads it had."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _check_name_free(atlas, name: str, run_dir: Path, *, resume: bool, replace: bool) -> None:
