@@ -516,3 +516,26 @@ def test_a_zip_export_that_fails_names_the_file_and_leaves_no_part_file(tmp_path
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert f"cannot write {out}: {lib / 'b.wav'}: Permission denied" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lib"]
+
+
+def test_threads_hold_for_the_whole_command_and_no_longer():
+    """``--threads N`` is the thread count of everything the command does (adapt's embedding
+    after its training too); a program that runs ``main`` keeps its own count afterwards."""
+    import torch
+
+    from soundatlas.cli.common import run_command
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        seen = []
+
+        def command(args):  # what a command sees of torch's threads while it runs
+            seen.append(torch.get_num_threads())
+            return 0
+
+        assert run_command(argparse.Namespace(func=command, command="x", threads=1)) == 0
+        assert run_command(argparse.Namespace(func=command, command="x", threads=None)) == 0
+        assert seen == [1, 3] and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -40,7 +40,7 @@ from soundatlas.model import native_bf16
 from soundatlas.settings import PRESETS, TrainSettings, lr_at, settings_for  # noqa: F401
 
 __all__ = ["TrainSettings", "PRESETS", "TrainingError", "CheckpointMismatch", "train",
-           "settings_for", "divergence"]
+           "settings_for", "divergence", "torch_threads"]
 
 
 @contextlib.contextmanager
@@ -300,16 +300,17 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     # one run per model at a time; other models, and an index, may run beside it
     with model_lock(run_dir, f"the model {name!r} of the atlas at {atlas.path}"), \
-            _torch_threads(settings.threads):
+            torch_threads(settings.threads):
         return _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params,
                           label=label, command=command, resume=resume, device=device,
                           progress=progress, stop_after=stop_after, time_limit=time_limit)
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int | None):
-    """torch's thread count set to ``n`` (None: left as it is) for the run, and set back after
-    it: a caller's later torch work (embedding, a second run) keeps the threads it had."""
+def torch_threads(n: int | None):
+    """torch's thread count set to ``n`` (None: left as it is) inside the block, and set back
+    after it: a run's ``threads`` are the run's, and a caller's later torch work (embedding, a
+    second run) keeps the threads it had."""
     before = torch.get_num_threads()
     if n:
         torch.set_num_threads(n)

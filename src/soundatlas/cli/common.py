@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import math
@@ -67,7 +68,8 @@ def run_command(args: argparse.Namespace) -> int:
         The process's exit status.
     """
     try:
-        return args.func(args)
+        with _command_threads(args):
+            return args.func(args)
     except UsageError as exc:
         print(f"soundatlas {args.command}: {shown(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
@@ -86,6 +88,16 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"soundatlas {args.command}: error: no space left on the device{where}: free "
               "some space, then run the command again", file=sys.stderr)
         return EXIT_FAIL
+
+
+def _command_threads(args: argparse.Namespace):
+    """``--threads N`` holds for the whole command (an adaptation's embedding too), and for no
+    more: ``main`` run inside another program leaves its thread count as it was."""
+    if not getattr(args, "threads", None):
+        return contextlib.nullcontext()
+    from soundatlas.train import torch_threads  # torch only for the commands that run it
+
+    return torch_threads(args.threads)
 
 
 def shown(text: str) -> str:
