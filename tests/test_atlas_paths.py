@@ -56,3 +56,17 @@ def test_an_atlas_folder_that_is_not_utf8_indexes_and_its_lock_names_the_command
     assert "--atlas " in holder and "atlas\\xff" in holder, holder
     with Atlas.open(os.fsdecode(atlas_dir)) as atlas:
         assert atlas.library == lib.resolve()
+
+
+def test_the_lock_names_a_command_with_long_paths_whole(tmp_path):
+    """The writer lock quotes its holder's command line, which the refusal of a second writer
+    shows: an atlas deep in a music library keeps its whole path there (it was cut at 200
+    characters)."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    atlas_dir = tmp_path.joinpath(*[f"{i}-" + "sample library folder " * 4 for i in range(4)])
+    assert len(str(atlas_dir)) > 400
+    out = _run("index", str(lib), "--atlas", str(atlas_dir), "-q")
+    assert out.returncode == 0, out.stdout + out.stderr
+    holder = (atlas_dir / "writer.lock").read_text()
+    assert f"--atlas {atlas_dir}" in holder and " ..." not in holder, holder

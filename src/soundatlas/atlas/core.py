@@ -84,9 +84,15 @@ def lock_writer(path: Path, *, what: str | None = None) -> None:
     f.seek(0)
     f.truncate()
     command = " ".join(_printable(a) for a in sys.argv)
-    f.write(f"pid {os.getpid()} ({command[:200]}, since {time.ctime()})\n")
+    if len(command) > _HOLDER_CHARS:  # a runaway command line; paths of any usual length stay
+        command = command[:_HOLDER_CHARS] + " ..."
+    f.write(f"pid {os.getpid()} ({command}, since {time.ctime()})\n")
     f.flush()
     _held[key] = [f, 1]
+
+
+#: How much of the holder's command line the lock file keeps (the refusal message quotes it).
+_HOLDER_CHARS = 2000
 
 
 def _printable(text: str) -> str:
