@@ -59,8 +59,12 @@ demo: setup $(DEMO)/metadata.csv
 	$(BIN)/soundatlas info --atlas $(DEMO)/.soundatlas
 	$(BIN)/soundatlas serve --atlas $(DEMO)/.soundatlas --port 8000
 
+# TEST_JOBS: pytest processes (pytest-xdist); each takes whole test files, so a file's shared
+# fixtures are built once. 2 fits the CI machine's two cores.
+TEST_JOBS ?= 2
+
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 # A wheel that is a complete install: the shipped model and the page, three.js included.
 wheel: setup
