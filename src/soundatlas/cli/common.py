@@ -310,8 +310,8 @@ THREADS = option("--threads", type=positive_int, metavar="N",
 #: ``--precision`` and ``--device`` of the commands that embed (``embed``, ``map``).
 EMBED_PRECISION = option("--precision", choices=PRECISIONS, default="auto",
                          help="the network's arithmetic: auto (bf16 where the CPU or GPU computes "
-                         "it natively, about 3x faster, points within 1%% of the map's extent of "
-                         "fp32; else fp32), fp32 (exact) or bf16 (default: auto)")
+                         "it natively, three to five times as fast, points within 1%% of the "
+                         "map's extent of fp32; else fp32), fp32 (exact) or bf16 (default: auto)")
 EMBED_DEVICE = option("--device", choices=["cpu", "cuda"], default="cpu",
                       help="where the network runs (default: cpu)")
 #: ``--scheduler`` of the commands that run batches on a Dask cluster (``index``, ``embed``,

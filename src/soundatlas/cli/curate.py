@@ -483,10 +483,10 @@ def _add_suggest(sub, parents) -> None:
                    help="the model whose space is searched (default: the one that has embedded "
                    "the most samples)")
     s.add_argument("--space", choices=SPACES, default="timbre",
-                   help="where nearness is measured: the timbre block of the model's similarity "
-                   "vectors (its hidden layer), the whole vectors (the hidden layer beside a "
-                   "pitch profile), its map, or the input space (mean log-CQT; no model) "
-                   "(default: timbre)")
+                   help="where nearness is measured: timbre, the timbre block of the model's "
+                   "similarity vectors (its hidden layer); similarity, the whole vectors (the "
+                   "hidden layer beside a pitch profile); map, its 3-D map; input, the input "
+                   "space (mean log-CQT; no model) (default: timbre)")
     s.add_argument("-k", type=int, default=10, metavar="N",
                    help="labelled neighbours that vote (default: 10)")
     s.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
