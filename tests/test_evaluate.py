@@ -20,6 +20,22 @@ from soundatlas.report import write_report
 from soundatlas.train import settings_for, train
 
 BIN = Path(sys.executable).parent / "soundatlas"
+
+
+def _cli(capsys, *args):
+    """``soundatlas ARGS`` run in this process, quicker than a process (each file here keeps
+    a test or two of the console script itself): its exit status, stdout and stderr."""
+    from types import SimpleNamespace
+
+    from soundatlas.cli import main
+
+    capsys.readouterr()
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse's usage error
+        rc = exc.code
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=rc, stdout=out.out, stderr=out.err)
 # five instruments over one shared octave: every pitch exists in every class, so analogies
 # (an instrument at two pitches, another at the first pitch) can be drawn
 CLASSES = {"flute": (73, 60, 71), "trombone": (57, 60, 71), "violin": (40, 60, 71),
@@ -184,18 +200,16 @@ def test_report_is_written_and_references_only_its_own_files(mapped, full, tmp_p
     assert json.loads((out / "evaluation.json").read_text())["results"].keys() == full["results"].keys()
 
 
-def test_evaluate_and_report_from_the_command_line(mapped, tmp_path):
+def test_evaluate_and_report_from_the_command_line(mapped, tmp_path, capsys):
     proc = subprocess.run([str(BIN), "evaluate", "--atlas", str(mapped), "-m", "m",
                            "--baselines", "pca", "--analogies", "50", "--json", "-q"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert set(result["results"]) == {"m", "baseline:pca"}
-    text = subprocess.run([str(BIN), "evaluate", "--atlas", str(mapped), "-m", "m",
-                           "--baselines", "none", "-q"], capture_output=True, text=True, timeout=300)
+    text = _cli(capsys, "evaluate", "--atlas", mapped, "-m", "m", "--baselines", "none", "-q")
     assert text.returncode == 0 and text.stdout.splitlines()[1].startswith("m ")
-    bad = subprocess.run([str(BIN), "evaluate", "--atlas", str(mapped), "-m", "m",
-                          "--baselines", "pca,tsne"], capture_output=True, text=True, timeout=60)
+    bad = _cli(capsys, "evaluate", "--atlas", mapped, "-m", "m", "--baselines", "pca,tsne")
     assert bad.returncode == 2 and "unknown baseline 'tsne'" in bad.stderr
     assert "Traceback" not in bad.stderr
     rep = subprocess.run([str(BIN), "report", "--atlas", str(mapped), "-o", str(tmp_path / "r"),
@@ -203,9 +217,8 @@ def test_evaluate_and_report_from_the_command_line(mapped, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert rep.returncode == 0, rep.stderr
     assert (tmp_path / "r" / "index.html").is_file()
-    failed = subprocess.run([str(BIN), "report", "--atlas", str(mapped), "-o", str(tmp_path / "f"),
-                             "--baselines", "pca,tsne", "-q"], capture_output=True, text=True,
-                            timeout=300)
+    failed = _cli(capsys, "report", "--atlas", mapped, "-o", tmp_path / "f", "--baselines",
+                  "pca,tsne", "-q")
     assert failed.returncode == 2 and not (tmp_path / "f" / "fig").exists()  # nothing left
 
 
@@ -267,32 +280,31 @@ def drums(tmp_path_factory) -> Path:
     return lib / ".soundatlas"
 
 
-def test_evaluate_and_report_default_to_the_labels_the_atlas_has(drums, tmp_path):
+def test_evaluate_and_report_default_to_the_labels_the_atlas_has(drums, tmp_path, capsys):
     from soundatlas.evaluate import default_labels
 
     with Atlas.open(drums) as atlas:
         assert default_labels(atlas) == ["folder"]  # no instrument, no pitch
-    run = subprocess.run([str(BIN), "evaluate", "--atlas", str(drums), "-m", "default",
-                          "--baselines", "pca", "--json", "-q"], capture_output=True, text=True)
+    run = _cli(capsys, "evaluate", "--atlas", drums, "-m", "default", "--baselines", "pca",
+               "--json", "-q")
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert result["protocol"]["labels"] == ["folder"]
     assert set(result["results"]["default"]["accuracy"]) == {"folder"}
 
     out = tmp_path / "report"
-    run = subprocess.run([str(BIN), "report", "--atlas", str(drums), "--baselines", "pca",
-                          "--analogies", "0", "-o", str(out), "-q"], capture_output=True, text=True)
+    run = _cli(capsys, "report", "--atlas", drums, "--baselines", "pca", "--analogies", "0",
+               "-o", out, "-q")
     assert run.returncode == 0, run.stderr
     assert "folder acc." in (out / "index.html").read_text()
     assert (out / "fig" / "default-map.png").stat().st_size > 0
     assert (out / "fig" / "default-traj.png").stat().st_size > 0
 
 
-def test_report_takes_labels_and_the_table_names_them_in_full(drums, tmp_path):
+def test_report_takes_labels_and_the_table_names_them_in_full(drums, tmp_path, capsys):
     out = tmp_path / "report"
-    run = subprocess.run([str(BIN), "report", "--atlas", str(drums), "--labels", "drum_class",
-                          "tuning", "--baselines", "none", "--analogies", "0", "-o", str(out),
-                          "-q"], capture_output=True, text=True)
+    run = _cli(capsys, "report", "--atlas", drums, "--labels", "drum_class", "tuning",
+               "--baselines", "none", "--analogies", "0", "-o", out, "-q")
     assert run.returncode == 0, run.stderr
     ev = json.loads((out / "evaluation.json").read_text())
     assert ev["protocol"]["labels"] == ["drum_class", "tuning"]
@@ -301,16 +313,15 @@ def test_report_takes_labels_and_the_table_names_them_in_full(drums, tmp_path):
     low, high = ev["results"]["default"]["accuracy"]["drum_class"]["test_interval"]
     assert "<th>drum_class acc. 95 %</th>" in page and f"<td>{low:.3f}-{high:.3f}</td>" in page
 
-    run = subprocess.run([str(BIN), "evaluate", "--atlas", str(drums), "-m", "default",
-                          "--labels", "drum_class", "--baselines", "none", "-q"],
-                         capture_output=True, text=True)
+    run = _cli(capsys, "evaluate", "--atlas", drums, "-m", "default", "--labels", "drum_class",
+               "--baselines", "none", "-q")
     assert run.returncode == 0, run.stderr
     head = run.stdout.splitlines()[0].split()
     assert {"drum_class", "acc", "P@10", "MAP@R"} <= set(head), head
     assert "drum_" not in head
 
-    missing = subprocess.run([str(BIN), "report", "--atlas", str(drums), "--labels", "instrument",
-                              "-o", str(tmp_path / "r2"), "-q"], capture_output=True, text=True)
+    missing = _cli(capsys, "report", "--atlas", drums, "--labels", "instrument",
+                   "-o", tmp_path / "r2", "-q")
     assert missing.returncode == 1
     assert "label 'instrument' is not in the atlas" in missing.stderr
 
@@ -613,12 +624,12 @@ def tiny(request, tmp_path_factory) -> tuple[int, Path]:
     return n, lib / ".soundatlas"
 
 
-def test_a_tiny_atlas_is_evaluated_and_reported_naming_what_could_not_be_scored(tiny, tmp_path):
+def test_a_tiny_atlas_is_evaluated_and_reported_naming_what_could_not_be_scored(tiny, tmp_path,
+                                                                               capsys):
     n, atlas_dir = tiny
 
     def run(*args):
-        return subprocess.run([str(BIN), *args, "--atlas", str(atlas_dir), "-q"],
-                              capture_output=True, text=True, timeout=300)
+        return _cli(capsys, *args, "--atlas", atlas_dir, "-q")
 
     proc = run("evaluate", "-m", "default", "--baselines", "pca", "--json")
     assert proc.returncode == 0, proc.stderr
