@@ -77,6 +77,26 @@ def _run(*args, timeout: int = 300) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout, env={**os.environ, "CI": "1"})
 
 
+@pytest.fixture
+def cli(capsys):
+    """``soundatlas ARGS`` run in this process, quicker than ``_run``'s process (which the
+    cross-bank test keeps): its exit status, stdout and stderr."""
+    from types import SimpleNamespace
+
+    from soundatlas.cli import main
+
+    def run(*args):
+        capsys.readouterr()
+        try:
+            rc = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's usage error
+            rc = exc.code
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=rc, stdout=out.out, stderr=out.err)
+
+    return run
+
+
 @pytest.mark.parametrize("how", ["truncated", "deleted", "not an array", "too short"])
 def test_reading_a_damaged_feature_file_names_it_and_the_repair(lib, how):
     atlas_dir = lib / ".soundatlas"
@@ -97,12 +117,13 @@ def test_reading_a_damaged_feature_file_names_it_and_the_repair(lib, how):
                 assert atlas.features(rec).shape == (rec.n_frames, 192)
 
 
-def test_embed_leaves_out_the_damaged_files_samples_embeds_the_rest_and_the_repair_works(lib):
+def test_embed_leaves_out_the_damaged_files_samples_embeds_the_rest_and_the_repair_works(lib,
+                                                                                           cli):
     atlas_dir = lib / ".soundatlas"
     file, paths = _segment_of(atlas_dir)
     _damage(file, "truncated")
 
-    out = _run("embed", "--atlas", atlas_dir, "--precision", "fp32", "--json", "-q")
+    out = cli("embed", "--atlas", atlas_dir, "--precision", "fp32", "--json", "-q")
     assert out.returncode == 0, out.stderr  # as index with a file it cannot decode
     assert "Traceback" not in out.stderr
     summary = json.loads(out.stdout)
@@ -117,7 +138,7 @@ def test_embed_leaves_out_the_damaged_files_samples_embeds_the_rest_and_the_repa
         assert model.n_embedded == 4
 
     # in words too: the next embed leaves them out again and says which, and how to repair
-    text = _run("embed", "--atlas", atlas_dir, "--precision", "fp32", "-q")
+    text = cli("embed", "--atlas", atlas_dir, "--precision", "fp32", "-q")
     assert text.returncode == 0, text.stderr
     assert "2 samples left out: their features cannot be read" in text.stdout
     assert all(f"    {p}: {file}: truncated" in text.stdout for p in paths)
@@ -125,14 +146,14 @@ def test_embed_leaves_out_the_damaged_files_samples_embeds_the_rest_and_the_repa
 
     # the command it names makes the atlas whole; the next embed does the two left out
     for command in summary["repair"].split(" && "):
-        done = _run(*shlex.split(command)[1:])
+        done = cli(*shlex.split(command)[1:])
         assert done.returncode == 0, command + "\n" + done.stdout + done.stderr
-    again = _run("embed", "--atlas", atlas_dir, "--precision", "fp32", "--json", "-q")
+    again = cli("embed", "--atlas", atlas_dir, "--precision", "fp32", "--json", "-q")
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
     assert (summary["n_embedded"], summary["n_already"], summary["n_skipped"]) == (2, 4, 0)
     assert summary["skipped"] == [] and summary["repair"] is None
-    assert _run("check", "--atlas", atlas_dir, "--no-models").returncode == 0
+    assert cli("check", "--atlas", atlas_dir, "--no-models").returncode == 0
 
 
 def test_embed_on_a_dask_cluster_leaves_out_a_deleted_files_samples(lib):
@@ -145,7 +166,7 @@ def test_embed_on_a_dask_cluster_leaves_out_a_deleted_files_samples(lib):
     _damage(file, "deleted")
     seen = []
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client, Atlas.open(atlas_dir, write=True) as atlas:
         artifact, registration = resolve_model(atlas, "default")
         model_id = ensure_registered(atlas, artifact, registration)
@@ -164,11 +185,11 @@ def test_embed_on_a_dask_cluster_leaves_out_a_deleted_files_samples(lib):
     assert seen[-1] == (6, 6)  # the bar ends full: the samples left out count as dealt with
 
 
-def test_train_refuses_in_one_line_naming_the_file_and_the_repair(lib):
+def test_train_refuses_in_one_line_naming_the_file_and_the_repair(lib, cli):
     atlas_dir = lib / ".soundatlas"
     file, _ = _segment_of(atlas_dir, split="train")
     _damage(file, "truncated")
-    out = _run("train", "--atlas", atlas_dir, "-n", "input-knn", "--iterations", "2", "-q")
+    out = cli("train", "--atlas", atlas_dir, "-n", "input-knn", "--iterations", "2", "-q")
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
@@ -178,14 +199,14 @@ def test_train_refuses_in_one_line_naming_the_file_and_the_repair(lib):
     assert f"soundatlas check --atlas {atlas_dir.resolve()} --repair" in lines[0]
 
 
-def test_every_reader_of_many_samples_names_every_damaged_feature_file_at_once(lib):
+def test_every_reader_of_many_samples_names_every_damaged_feature_file_at_once(lib, cli):
     """Two of the three feature files damaged, one holding training samples and one holding
     only validation samples: `train`, `evaluate` and the frame index of `synth` each say both
     (and their samples) in one line, not the first and then, after its repair, the next."""
     atlas_dir = lib / ".soundatlas"
     files = sorted((atlas_dir / "features").glob("seg-*.npy"))
     assert len(files) == 3
-    assert _run("embed", "--atlas", atlas_dir, "--precision", "fp32", "-q").returncode == 0
+    assert cli("embed", "--atlas", atlas_dir, "--precision", "fp32", "-q").returncode == 0
     with Atlas.open(atlas_dir, write=True) as atlas:
         atlas.splits()
         rows = atlas.conn.execute("SELECT s.id, g.file FROM samples s JOIN segments g"
@@ -203,7 +224,7 @@ def test_every_reader_of_many_samples_names_every_damaged_feature_file_at_once(l
                      "0"],
                     ["synth", "--atlas", atlas_dir, "--walk", "random", "--duration", "1",
                      "--output", out_dir / "walk.wav"]):
-        out = _run(*command, "-q")
+        out = cli(*command, "-q")
         assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
         (line,) = out.stderr.strip().splitlines()
         assert line.startswith(f"soundatlas {command[0]}: error: 2 feature files cannot be "
@@ -213,11 +234,11 @@ def test_every_reader_of_many_samples_names_every_damaged_feature_file_at_once(l
         assert f"soundatlas check --atlas {atlas_dir.resolve()} --repair" in line
 
 
-def _embedded(lib):
+def _embedded(lib, cli):
     """``lib`` embedded with the shipped model: (its atlas, the model's record, the one
     embedding file)."""
     atlas_dir = lib / ".soundatlas"
-    assert _run("embed", "--atlas", atlas_dir, "--precision", "fp32", "-q").returncode == 0
+    assert cli("embed", "--atlas", atlas_dir, "--precision", "fp32", "-q").returncode == 0
     with Atlas.open(atlas_dir) as atlas:
         model = atlas.model("default")
         (file,) = [f for (f,) in atlas.conn.execute(
@@ -225,8 +246,8 @@ def _embedded(lib):
     return atlas_dir, model, file
 
 
-def test_a_damaged_embedding_file_names_itself_and_the_commands_that_make_it_whole(lib):
-    atlas_dir, model, file = _embedded(lib)
+def test_a_damaged_embedding_file_names_itself_and_the_commands_that_make_it_whole(lib, cli):
+    atlas_dir, model, file = _embedded(lib, cli)
     with Atlas.open(atlas_dir) as atlas:
         sid = int(atlas.sample_ids()[0])
     path = atlas_dir / "embeddings" / file
@@ -236,13 +257,13 @@ def test_a_damaged_embedding_file_names_itself_and_the_commands_that_make_it_who
     message = str(caught.value)
     assert str(path) in message and "truncated" in message
     # the trajectory figure says so too, not that the sample has no embedding yet
-    figure = _run("trajectory", str(sid), "--atlas", atlas_dir, "-o", lib.parent / "t.png")
+    figure = cli("trajectory", str(sid), "--atlas", atlas_dir, "-o", lib.parent / "t.png")
     assert figure.returncode == 1 and str(path) in figure.stderr, figure.stderr
     assert "has no embedding" not in figure.stderr
     commands = re.findall(r"`(soundatlas [^`]+)`", message)
     assert [c.split()[1] for c in commands] == ["check", "embed"]
     for command in commands:  # as the message says, with the model named
-        done = _run(*shlex.split(command.replace("MODEL", "default"))[1:])
+        done = cli(*shlex.split(command.replace("MODEL", "default"))[1:])
         assert done.returncode == 0, command + done.stdout + done.stderr
     with Atlas.open(atlas_dir) as atlas:
         assert atlas.trajectory(atlas.model("default").id, sid).shape[1] == 3
@@ -256,11 +277,11 @@ def _http_error(server, path: str):
     return caught.value.code, json.load(caught.value)["error"]
 
 
-def test_the_web_api_names_a_damaged_file_and_its_repair_and_serves_the_rest(lib):
+def test_the_web_api_names_a_damaged_file_and_its_repair_and_serves_the_rest(lib, cli):
     from soundatlas.web.app import create_app
     from soundatlas.web.server import ThreadedServer
 
-    atlas_dir, model, embedding_file = _embedded(lib)
+    atlas_dir, model, embedding_file = _embedded(lib, cli)
     feature_file, paths = _segment_of(atlas_dir)
     with Atlas.open(atlas_dir) as atlas:
         hit = next(r for r in atlas.samples() if r.path in paths)
@@ -285,12 +306,12 @@ def test_the_web_api_names_a_damaged_file_and_its_repair_and_serves_the_rest(lib
         assert server.get("/api/atlas")["n_samples"] == 6
 
 
-def test_an_embedding_file_holding_fewer_frames_than_its_rows_is_named_not_sliced(lib):
+def test_an_embedding_file_holding_fewer_frames_than_its_rows_is_named_not_sliced(lib, cli):
     """A whole array, but not the one the rows were written with: slicing it would hand out
     short or empty trajectories (and render paths from them) without a word."""
     from soundatlas.errors import DamagedDataError
 
-    atlas_dir, model, file = _embedded(lib)
+    atlas_dir, model, file = _embedded(lib, cli)
     with Atlas.open(atlas_dir) as atlas:
         ids = [int(i) for i in atlas.sample_ids()]
     np.save(atlas_dir / "embeddings" / file, np.zeros((1, 3), np.float32))

@@ -14,7 +14,7 @@ from soundatlas.indexing import index_library  # noqa: E402
 def test_index_on_a_local_dask_cluster_matches_local_processes(tone_library, tmp_path):
     (tone_library / "low" / "broken.wav").write_text("not audio")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
         on_dask = index_library(tone_library, atlas_dir=tmp_path / "dask",
                                 executor=client.get_executor(), batch_size=4)
@@ -35,7 +35,7 @@ def test_cli_scheduler_option(tone_library, tmp_path):
     from pathlib import Path
 
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=":0") as cluster:
         proc = subprocess.run(
             [str(Path(sys.executable).parent / "soundatlas"), "index", str(tone_library),
              "--scheduler", cluster.scheduler_address, "--json", "-q"],
