@@ -47,6 +47,19 @@ def _run(*args):
                           env={**os.environ, "CI": "1"})
 
 
+def _in_process(capsys, *args):
+    """``soundatlas ARGS`` run in this process, where what is tested is the run, not the
+    command's process (quicker): its exit status, stdout and stderr."""
+    from types import SimpleNamespace
+
+    from soundatlas.cli import main
+
+    capsys.readouterr()
+    rc = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=rc, stdout=out.out, stderr=out.err)
+
+
 def test_a_whole_atlas_checks_ok(whole):
     out = _run("check", "--atlas", whole / ".soundatlas", "--json")
     assert out.returncode == 0, out.stdout + out.stderr
@@ -193,7 +206,7 @@ def test_train_runs_beside_a_writer_and_locks_only_its_own_model(whole, tmp_path
 
 @pytest.mark.parametrize("kill_after", [8, 24])
 def test_embed_killed_anywhere_resumes_to_the_atlas_an_uninterrupted_run_makes(
-        whole, tmp_path, kill_after):
+        whole, tmp_path, kill_after, capsys):
     """SIGKILL in the middle of `embed` (after `kill_after` samples committed, held still in
     its progress callback so the kill lands mid-run on any machine), then `embed` again: the
     same embeddings and vectors as a run never interrupted, no orphan file, integrity ok."""
@@ -232,8 +245,8 @@ def test_embed_killed_anywhere_resumes_to_the_atlas_an_uninterrupted_run_makes(
         proc.stdout.close()
     assert n >= kill_after
     for target in (atlas_dir, fresh):  # the killed one resumes; the fresh one runs whole
-        out = _run("embed", "--atlas", target, "--model", "default", "--precision", "fp32",
-                   "-q")
+        out = _in_process(capsys, "embed", "--atlas", target, "--model", "default",
+                          "--precision", "fp32", "-q")
         assert out.returncode == 0, out.stderr
     with Atlas.open(atlas_dir) as a, Atlas.open(fresh) as b:
         ma, mb = a.model("default"), b.model("default")
@@ -330,13 +343,13 @@ def test_a_full_disk_stops_index_and_embed_clearly_and_the_next_run_completes(
 
     disk, remount, used_kib = small_disk
     lib, full, roomy = rendered_library_master, disk / "atlas", tmp_path / "roomy"
-    out = _run("index", lib, "--atlas", full, "-q")
+    out = _run("index", lib, "--atlas", full, "--jobs", "1", "-q")
     assert out.returncode == 1, out.stdout + out.stderr
     assert f"no space left on the device holding {full}" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     remount("16m")
     for target in (full, roomy):
-        assert _run("index", lib, "--atlas", target, "-q").returncode == 0
+        assert _run("index", lib, "--atlas", target, "--jobs", "1", "-q").returncode == 0
     remount(f"{used_kib() + 40}k")  # room for the log, not for the embeddings
     out = _run("embed", "--atlas", full, "-q")
     assert out.returncode == 1 and "no space left on the device" in out.stderr, out.stderr
