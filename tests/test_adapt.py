@@ -157,7 +157,7 @@ def test_map_with_adapt_indexes_embeds_and_adapts_in_one_command(unlabelled, tmp
     shutil.copytree(unlabelled.parent / "lib", tmp_path / "lib")
     shutil.copytree(unlabelled, tmp_path / "atlas")
     base = [str(BIN), "map", str(tmp_path / "lib"), "--atlas", str(tmp_path / "atlas"),
-            "-m", "b", "-q"]
+            "-m", "b", "--jobs", "1", "-q"]
     refused = subprocess.run(base + ["--minutes", "1"], capture_output=True, text=True)
     assert refused.returncode == 2 and "give --adapt with it" in refused.stderr
     # an adaptation paused before new files came: map indexes them, so its checkpoint is of

@@ -169,7 +169,7 @@ def test_one_writer_at_a_time_the_second_refuses_naming_the_first(whole, tmp_pat
         # the user's layer is not locked out: tags may be written meanwhile
         out = _run("tag", "--atlas", atlas_dir, first.sample_ids()[0], "--add", "while")
         assert out.returncode == 0, out.stderr
-    out = _run("index", lib, "-q")  # once the first is done, the next may write
+    out = _run("index", lib, "--jobs", "1", "-q")  # once the first is done, the next may write
     assert out.returncode == 0, out.stderr
 
 

@@ -154,7 +154,7 @@ def test_demo_library_cli_renders_a_subset(tmp_path):
 
 def test_train_embed_models_evaluate_from_the_command_line(rendered_library):
     atlas = rendered_library / ".soundatlas"
-    run("index", rendered_library, "-q", check_rc=0)
+    run("index", rendered_library, "--jobs", "1", "-q", check_rc=0)
     out = json.loads(run("train", "--atlas", atlas, "-n", "instrument", "--iterations", "30",
                          "--batch-size", "8", "--valid-every", "10", "--name", "m", "--json", "-q",
                          "--optimizer", "adam", "--lr", "0.001", "--schedule", "cosine",
@@ -502,7 +502,7 @@ def test_a_zip_export_that_fails_names_the_file_and_leaves_no_part_file(tmp_path
     lib = tmp_path / "lib"
     for i, name in enumerate(("a.wav", "b.wav")):
         write_tone(lib / name, 300.0 + 100 * i, seconds=0.2)
-    run("index", lib, "-q", check_rc=0)
+    run("index", lib, "--jobs", "1", "-q", check_rc=0)
     atlas = lib / ".soundatlas"
     run("collections", "add", "k", "a.wav", "b.wav", "--atlas", atlas, check_rc=0)
     (lib / "b.wav").chmod(0o000)

@@ -647,7 +647,7 @@ def test_reads_while_map_adds_and_removes_files_are_consistent_and_then_show_the
     def sa(*args):
         return [str(bin_dir / "soundatlas"), *map(str, args)]
 
-    assert subprocess.run(sa("map", tone_library, "-q"), env=env).returncode == 0
+    assert subprocess.run(sa("map", tone_library, "--jobs", "1", "-q"), env=env).returncode == 0
     removed = sorted((tone_library / "high").glob("*.wav"))
     for path in removed:
         path.unlink()

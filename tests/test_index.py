@@ -759,10 +759,10 @@ def test_a_label_option_changes_only_what_it_names(tone_library):
 
     atlas = tone_library / ".soundatlas"
     pattern = r"(?P<stem>[a-z]+)_\d+"
-    assert main(["index", str(tone_library), "--name-pattern", pattern, "-q"]) == 0
+    assert main(["index", str(tone_library), "--name-pattern", pattern, "--jobs", "1", "-q"]) == 0
     with Atlas.open(atlas) as a:
         assert {"instrument", "pitch", "folder", "stem"} <= set(a.label_keys())
-    assert main(["index", str(tone_library), "--no-folder-labels", "-q"]) == 0
+    assert main(["index", str(tone_library), "--no-folder-labels", "--jobs", "1", "-q"]) == 0
     with Atlas.open(atlas) as a:
         keys = set(a.label_keys())
         stored = a.meta("label_sources")
@@ -770,7 +770,7 @@ def test_a_label_option_changes_only_what_it_names(tone_library):
     assert '"folder": false' in stored and '"name_pattern": "(?P<stem>' in stored
     other = tone_library / "other.csv"
     other.write_text("path,mood\nlow/low_036.wav,dark\n")
-    assert main(["index", str(tone_library), "--labels", str(other), "-q"]) == 0
+    assert main(["index", str(tone_library), "--labels", str(other), "--jobs", "1", "-q"]) == 0
     with Atlas.open(atlas) as a:
         keys = set(a.label_keys())
     assert {"mood", "stem"} <= keys and "instrument" not in keys  # the new manifest replaces it
