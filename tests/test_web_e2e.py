@@ -1093,3 +1093,139 @@ def test_loops_are_filtered_by_a_tempo_range_and_a_key_with_its_relative(page, t
         page.wait_for_function(f"{HOOK}.state.matches === null")
         page.wait_for_load_state("networkidle")
         page.goto("about:blank")  # nothing left asking this server before it stops
+
+
+# -- answers that fail, or arrive after a newer question ------------------------------------------
+
+
+def test_a_kit_stopped_while_its_sounds_load_stays_stopped_and_a_lane_that_cannot_load_is_named(
+        page, server, console):
+    """Play pressed twice and then Stop, all before the kit's sounds have loaded: nothing plays
+    afterwards (two starts each left a timer that Stop never saw). A lane whose sound the
+    server cannot give is named, and the other lanes play."""
+    ids = _embedded_ids(server, "m")
+    console.expected.append("status of 404")  # Chromium logs the refused request
+    page.route(f"**/api/samples/{ids[1]}/audio*", lambda route: route.fulfill(
+        status=404, content_type="application/json", body='{"error": "no such file"}'))
+    _open(page, server)
+    for sid in ids[:2]:
+        page.evaluate(f"{HOOK}.select({sid})")
+        page.wait_for_function(f"{HOOK}.state.curation.selected?.id === {sid}")
+        page.click("#kit-add-selected")
+    page.click("#kit-lanes li[data-lane='0'] .step[data-step='0']")
+    page.click("#kit-lanes li[data-lane='1'] .step[data-step='0']")
+    running = page.evaluate(f"""async () => {{
+        const kit = {HOOK}.kit;
+        const first = kit.play(), second = kit.play();  // the second press finds the first loading
+        kit.stop();
+        await Promise.all([first, second]);  // both have done all they will
+        return kit.timer !== null || {HOOK}.state.kit.playing;
+    }}""")
+    assert running is False
+    assert page.inner_text("#kit-play") == "▶ Play"
+    page.click("#kit-play")
+    page.wait_for_function(f"{HOOK}.state.kit.scheduled >= 2", timeout=30_000)
+    assert f"1 of the kit's sounds cannot be played: sample {ids[1]}: no such file" \
+        in page.inner_text("#status")
+    page.click("#kit-play")
+    assert _state(page, "kit")["playing"] is False
+
+
+def test_a_map_or_colouring_answered_after_a_later_choice_is_dropped(page, server):
+    """The map of p asked for, then m: p's points, held back until m is shown, do not replace
+    it; the same for colours asked by one label and then another."""
+    _open(page, server)
+    page.evaluate("""() => {
+        const fetched = window.fetch;
+        let release;
+        const held = new Promise((done) => { release = done; });
+        window.releaseHeld = release;
+        window.fetch = (url, ...rest) => {
+            const slow = /\\/api\\/models\\/p\\/points|\\/api\\/labels\\/pitch/.test(String(url));
+            return slow ? held.then(() => fetched(url, ...rest)) : fetched(url, ...rest);
+        };
+    }""")
+    page.select_option("#model", "p")
+    page.select_option("#model", "m")
+    page.select_option("#colour-by", "pitch")
+    page.select_option("#colour-by", "articulation")
+    page.wait_for_function(f"{HOOK}.state.colourBy === 'articulation'")
+    page.evaluate("window.releaseHeld()")
+    page.wait_for_load_state("networkidle")  # the held answers have arrived and been read
+    _frames_drawn(page, 3)
+    assert _state(page, "model") == "m" and page.input_value("#model") == "m"
+    assert _state(page, "colourBy") == "articulation"
+    assert page.input_value("#colour-by") == "articulation"
+
+
+def test_a_page_whose_curation_or_first_map_cannot_load_opens_another_and_says_what_is_missing(
+        page, server, console):
+    console.expected.append("status of 409")
+    console.expected.append("status of 500")
+    page.route("**/api/curation*", lambda route: route.fulfill(
+        status=500, content_type="application/json", body='{"error": "curation broke"}'))
+    page.route("**/api/models/m/points*", lambda route: route.fulfill(
+        status=409, content_type="application/json", body='{"error": "m is damaged"}'))
+    state = _open(page, server)
+    assert state["ready"] and state["model"] == "p" and state["nPoints"] == 48
+    message = page.inner_text("#status")
+    assert "tags, stars and collections (curation broke)" in message
+    assert "the map of m (m is damaged)" in message
+
+
+def test_what_a_failed_request_leaves_is_not_another_ones_result(page, server, mapped, tmp_path,
+                                                                console):
+    """A failed upload takes the previous upload's result away (its buttons acted on the bad
+    file); a failed search shows no stale matches, and its error goes once a search succeeds;
+    Esc in a text field leaves it and keeps the selection; a hover on a sample without the
+    colouring label shows no 'null'; a collection named '..' is refused in words."""
+    console.expected += ["status of 400", "status of 500"]
+    _open(page, server)
+    with Atlas.open(mapped) as atlas:
+        good = atlas.library / atlas.samples()[20].path
+    page.set_input_files("#query-file", str(good))
+    page.wait_for_function(f"{HOOK}.state.query !== null")
+    bad = tmp_path / "notes.wav"
+    bad.write_text("just some text")
+    page.set_input_files("#query-file", str(bad))
+    page.wait_for_selector("#query-error:visible")
+    assert _state(page, "query") is None and page.locator("#query-result").is_hidden()
+    assert _list_ids(page, "#query-neighbours") == []
+
+    page.fill("#search", "tromb")
+    page.wait_for_function(f"{HOOK}.state.matches === 16")
+    page.route("**/api/samples?*", lambda route: route.fulfill(
+        status=500, content_type="application/json", body='{"error": "search broke"}'))
+    page.fill("#search", "flute")
+    page.wait_for_function("document.getElementById('status').textContent === 'search broke'")
+    assert _state(page, "matches") is None and _state(page, "dimmed") == 0
+    page.unroute("**/api/samples?*")
+    page.fill("#search", "violin")
+    page.wait_for_function(f"{HOOK}.state.matches === 16")
+    assert page.inner_text("#status") == ""
+
+    page.fill("#search", "")
+    page.wait_for_function(f"{HOOK}.state.matches === null")
+    ids = _embedded_ids(server, "m")
+    page.evaluate(f"{HOOK}.select({ids[0]})")
+    box = _map_box(page)
+    page.evaluate(f"{HOOK}.selectBox({box['x']}, {box['y']}, {box['x'] + box['width']}, "
+                  f"{box['y'] + box['height']})")
+    selected = len(_state(page, "selection"))
+    assert selected > 0
+    page.focus("#search")
+    page.keyboard.press("Escape")
+    assert page.evaluate("document.activeElement.id") != "search"
+    assert len(_state(page, "selection")) == selected and _state(page, "selected") == ids[0]
+
+    page.select_option("#colour-by", "")  # no label: the tooltip names the file alone
+    page.wait_for_function(f"{HOOK}.state.colourBy === null")
+    x, y = _positions(page, [ids[0]])[ids[0]]
+    page.mouse.move(x, y)
+    page.wait_for_selector("#tooltip:visible")
+    assert "null" not in page.inner_text("#tooltip")
+
+    page.fill("#collection-name", "..")
+    page.click("#collection-from-selection")
+    page.wait_for_function("document.getElementById('status').textContent.includes(\"'..'\")")
+    assert "not '.' or '..'" in page.inner_text("#status")

@@ -28,6 +28,8 @@
 //   select(id) -> Promise, resolved once the panel shows it (null clears)
 //   selectBox(x0, y0, x1, y1) -> ids whose points project inside that client rectangle
 //   selectLasso([[x, y], ...]) -> ids whose points project inside that client polygon
+//   kit          the kit builder: play() -> Promise (resolved once playing, or once it will not),
+//                stop(), playOrStop(); its state is state.kit
 //   pathOf(id) -> Promise of the sample's path (ids wanted together: one POST /api/samples/lookup)
 //   curation (state.curation): {writable, selected: the selected sample's {id, starred, tags,
 //                suggested, note, collections} once shown, collections: names, tags: {tag: n},
@@ -93,7 +95,8 @@ const lists = {
   matches: new SampleList($('match-list'), listOptions),
 };
 let activeList = lists.neighbours; // the list the arrow keys step through
-const tokens = { select: 0, filter: 0 };
+// each request whose answer may arrive after a newer one: an answer that is not the latest is dropped
+const tokens = { select: 0, filter: 0, model: 0, colour: 0 };
 const k = () => Number($('k').value);
 const nearSpace = () => $('near-space').value;
 const worldOf = (values) => new THREE.Vector3().fromArray(toWorld(values, 1, values.length, data.norm));
@@ -130,6 +133,7 @@ window.soundatlas = {
   state, screenPosition, select, pathOf,
   selectBox: (x0, y0, x1, y1) => selection.box(x0, y0, x1, y1),
   selectLasso: (points) => selection.lasso(points),
+  kit,
 };
 
 // -- loading ---------------------------------------------------------------------------------
@@ -146,16 +150,30 @@ async function boot() {
     if (!usable.length) return showEmpty(atlas);
     fillSelects(atlas);
     fillLoopFilters(atlas);
-    await curation.load();
+    // the map does without what fails from here on but the points: the status line says what is missing
+    const missing = [];
+    await curation.load().catch((error) => missing.push(`tags, stars and collections (${error.message})`));
     osc = new OscLink(app, atlas.osc);
     progress(0.06, 'Loading the sample list…');
     data.sampleIds = await api.loadSampleIds();
     const first = usable.find((m) => m.name === atlas.default_model)
       || usable.reduce((a, b) => (b.n_embedded > a.n_embedded ? b : a));
-    await showModel(first.name, false, (f, bytes) =>
-      progress(0.1 + 0.75 * f, `Loading the map of ${first.name}… ${(bytes / 2 ** 20).toFixed(1)} MB`));
+    let failure = null;
+    for (const model of [first, ...usable.filter((m) => m !== first)]) { // another model's map if one fails
+      try {
+        await showModel(model.name, false, (f, bytes) =>
+          progress(0.1 + 0.75 * f, `Loading the map of ${model.name}… ${(bytes / 2 ** 20).toFixed(1)} MB`));
+        break;
+      } catch (error) {
+        failure = failure || error;
+        missing.push(`the map of ${model.name} (${error.message})`);
+      }
+    }
+    if (state.model === null) throw failure;
     progress(0.9, 'Loading labels…');
-    await colourBy(defaultColourKey(atlas.labels));
+    const key = defaultColourKey(atlas.labels);
+    await colourBy(key).catch((error) => missing.push(`the colours by ${key} (${error.message})`));
+    if (missing.length) status(`Could not load ${missing.join('; ')}`, 'error');
     frameMap();
     progress(1, 'Drawing…');
     view.renderNow();
@@ -207,7 +225,9 @@ function defaultColourKey(labels) {
 
 /** Load model ``name``'s points and draw them (moving from the current map when ``animate``). */
 async function showModel(name, animate, onProgress = null) {
+  const token = ++tokens.model;
   const { ids, points, dims, pitchAxis } = await api.loadPoints(name, onProgress);
+  if (token !== tokens.model) return false; // another model was chosen meanwhile
   const norm = normaliser(points, ids.length, dims, pitchAxis);
   const world = toWorld(points, ids.length, dims, norm);
   const from = animate ? matchedPositions(data.ids, view.positions, ids, world) : null;
@@ -219,6 +239,7 @@ async function showModel(name, animate, onProgress = null) {
   $('pitch-axis').hidden = pitchAxis === null;
   recolour();
   refreshFlags();
+  return true;
 }
 
 /** The whole map in view, centred in the canvas beside the legend (which overlays its left
@@ -240,7 +261,12 @@ function screenPosition(id) {
 // -- colour and flags (written straight into the geometry's arrays) --------------------------
 
 async function colourBy(key) {
-  if (key && !data.labels.has(key)) data.labels.set(key, await api.loadLabel(key));
+  const token = ++tokens.colour;
+  if (key && !data.labels.has(key)) {
+    const label = await api.loadLabel(key);
+    data.labels.set(key, label);
+    if (token !== tokens.colour) return; // another colouring was chosen meanwhile
+  }
   state.colourBy = key || null;
   $('colour-by').value = key || '';
   recolour();
@@ -304,6 +330,7 @@ function refreshFlags() {
 // -- search and label filters ----------------------------------------------------------------
 
 let filterTimer = null;
+let searchError = null; // the status line's message about the last search that failed
 function scheduleFilter() {
   clearTimeout(filterTimer);
   filterTimer = setTimeout(applyFilter, 180);
@@ -314,9 +341,11 @@ async function applyFilter() {
   const token = ++tokens.filter;
   renderChips();
   const loops = loopFilters();
+  if (loops.typing) return; // a tempo range whose maximum is still being typed (90-1…)
   const active = Boolean(q || data.filters.length || data.collection || loops.tempo || loops.key);
   $('filter-clear').hidden = !active;
   if (!active) {
+    if (activeList === lists.matches) activeList = lists.neighbours;
     Object.assign(data, { matchIds: null });
     state.matches = null;
     $('match-count').textContent = '';
@@ -337,8 +366,19 @@ async function applyFilter() {
     $('matches-title').textContent = found.total > found.items.length
       ? `Matches (first ${found.items.length} of ${found.total})` : `Matches (${found.total})`;
     $('matches').hidden = false;
+    activeList = lists.matches; // the arrow keys step through what was found
+    if (searchError !== null && $('status').textContent === searchError) status(''); // that one is over
+    searchError = null;
     refreshFlags();
   } catch (error) {
+    if (token !== tokens.filter) return;
+    // the matches shown were another search's: none are shown rather than wrong ones
+    Object.assign(data, { matchIds: null });
+    state.matches = null;
+    $('match-count').textContent = 'search failed';
+    $('matches').hidden = true;
+    refreshFlags();
+    searchError = error.message;
     status(error.message, 'error');
   }
 }
@@ -370,7 +410,8 @@ function loopFilters() {
   const lo = $('tempo-min').value;
   const hi = $('tempo-max').value;
   const tempo = lo || hi ? `${lo || 0}-${hi || 1000}` : null;
-  return { tempo, key: $('filter-key-of-loop').value || null, relative: $('filter-relative').checked };
+  const typing = Boolean(lo && hi && Number(lo) > Number(hi));
+  return { tempo, typing, key: $('filter-key-of-loop').value || null, relative: $('filter-relative').checked };
 }
 
 /** Show the loop filters when the atlas has tempo or key labels; the keys it has. */
@@ -441,7 +482,7 @@ function showTooltip(i) {
   const value = label && row >= 0 && label.codes[row] >= 0 ? label.values[label.codes[row]] : null;
   const path = data.paths.get(id);
   tip.replaceChildren(el('strong', { textContent: path ? basename(path) : `sample ${id}` }),
-    value === null ? null : el('span', { textContent: `${state.colourBy}: ${value}` }));
+    ...(value === null ? [] : [el('span', { textContent: `${state.colourBy}: ${value}` })]));
   tip.hidden = false;
   const x = hover.x - rect.left + 14;
   const y = hover.y - rect.top + 14;
@@ -625,7 +666,7 @@ function drawTrajectory(id, traj) {
 async function switchModel(name) {
   status(`Loading the map of ${name}…`);
   try {
-    await showModel(name, true);
+    if (!(await showModel(name, true))) return; // a later choice has taken over
   } catch (error) {
     $('model').value = state.model;
     status(error.message, 'error');
@@ -656,7 +697,10 @@ function setView(mode) {
 function onKey(event) {
   const typing = event.target.matches('input, textarea, select, [contenteditable="true"]');
   if (event.key === 'Escape') {
-    if (typing) event.target.blur();
+    if (typing) { // Esc leaves the field, and does nothing else: a selection is not lost to it
+      event.target.blur();
+      return;
+    }
     if (curation.playing) {
       curation.stop();
       player.stop();
@@ -689,7 +733,7 @@ function onKey(event) {
     t: () => { if (state.selected !== null && curation.writable) $('tag-input').focus(); },
     y: () => curation.acceptKey(),
     n: () => kit.swap(),
-    k: () => (kit.timer === null ? kit.play() : kit.stop()),
+    k: () => kit.playOrStop(),
     a: toggleAnalogy,
     p: togglePath,
     Backspace: () => { if (state.mode === 'path') pathTool.undo(); },
@@ -820,7 +864,7 @@ function wire() {
   on('sample-suggestion-accept', 'click', () => curation.acceptSuggestion());
   on('kit-add-selected', 'click', () => state.selected !== null && kit.add([state.selected]));
   on('kit-add-selection', 'click', () => kit.add(state.selection.slice(0, 16)));
-  on('kit-play', 'click', () => (kit.timer === null ? kit.play() : kit.stop()));
+  on('kit-play', 'click', () => kit.playOrStop());
   on('kit-tempo', 'change', (e) => {
     kit.tempo = Math.min(400, Math.max(20, Number(e.target.value) || 120));
     kit.render();

@@ -9,6 +9,16 @@ import { basename, el } from './panel.js';
 
 const $ = (id) => document.getElementById(id);
 
+/** The API path of collection ``name``. A name that is all dots would be a URL's dot segment,
+ *  which the browser resolves away (``/api/collections/../add`` is ``/api/add``): refused here in
+ *  the server's words, which refuses to make such a collection. */
+function collectionPath(name) {
+  if (name === '.' || name === '..') {
+    throw new Error(`collection name '${name}': 1 to 100 characters, not '.' or '..', no control characters, no space at either end`);
+  }
+  return `/api/collections/${encodeURIComponent(name)}`;
+}
+
 export class Curation {
   /** ``app``: the page's shared pieces (state, status, selection, playSample, labelsChanged,
    *  showIds, pathOf). */
@@ -250,7 +260,7 @@ export class Curation {
   }
 
   async members(name) {
-    const { items } = await api.getJSON(`/api/collections/${encodeURIComponent(name)}`);
+    const { items } = await api.getJSON(collectionPath(name));
     return items;
   }
 
@@ -258,7 +268,7 @@ export class Curation {
     if (!name) return;
     try {
       if (ids.length) {
-        await api.postJSON(`/api/collections/${encodeURIComponent(name)}/add?create=true`, { ids });
+        await api.postJSON(`${collectionPath(name)}/add?create=true`, { ids });
       } else {
         await api.postJSON('/api/collections', { name });
       }
@@ -272,7 +282,7 @@ export class Curation {
   async addToCollection(name, ids) {
     if (!name || !ids.length) return;
     try {
-      const { added } = await api.postJSON(`/api/collections/${encodeURIComponent(name)}/add`, { ids });
+      const { added } = await api.postJSON(`${collectionPath(name)}/add`, { ids });
       await this.refresh();
       if (this.current && ids.includes(this.current.id)) await this.show(this.current.id);
       this.app.status(`${added} added to ${name}`);
@@ -285,7 +295,7 @@ export class Curation {
     const to = window.prompt(`Rename the collection ${name} to`, name);
     if (!to || to === name) return;
     try {
-      await api.sendJSON('PATCH', `/api/collections/${encodeURIComponent(name)}`, { name: to });
+      await api.sendJSON('PATCH', collectionPath(name), { name: to });
       await this.refresh();
     } catch (error) {
       this.app.status(error.message, 'error');
@@ -295,7 +305,7 @@ export class Curation {
   async deleteCollection(name) {
     if (!window.confirm(`Delete the collection ${name}? Its samples stay in the library.`)) return;
     try {
-      await api.sendJSON('DELETE', `/api/collections/${encodeURIComponent(name)}`);
+      await api.sendJSON('DELETE', collectionPath(name));
       await this.refresh();
     } catch (error) {
       this.app.status(error.message, 'error');
@@ -306,15 +316,28 @@ export class Curation {
     this.app.setFilterCollection(name);
   }
 
+  /** The ids of collection ``name``'s samples in the library; null (the reason shown) when
+   *  they cannot be had. */
+  async memberIds(name) {
+    try {
+      return (await this.members(name)).filter((m) => m.id !== null).map((m) => m.id);
+    } catch (error) {
+      this.app.status(error.message, 'error');
+      return null;
+    }
+  }
+
   async exportCollection(name, format) {
-    const ids = (await this.members(name)).filter((m) => m.id !== null).map((m) => m.id);
+    const ids = await this.memberIds(name);
+    if (ids === null) return undefined;
     if (!ids.length) return this.app.status(`${name} has no sample in the library`, 'error');
     return this.app.selection.exportIds(ids, format);
   }
 
   /** Play a collection's samples one after the other (Esc or another play stops). */
   async playCollection(name) {
-    const ids = (await this.members(name)).filter((m) => m.id !== null).map((m) => m.id);
+    const ids = await this.memberIds(name);
+    if (ids === null) return;
     this.playing = { name, ids, index: -1 };
     this.app.state.curation.playing = { name, index: -1 };
     this.next();

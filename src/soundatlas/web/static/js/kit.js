@@ -39,6 +39,7 @@ export class KitBuilder {
     this.swing = 0.5;
     this.focus = 0; // the lane key n swaps
     this.timer = null;
+    this.starting = null; // a play() still loading its sounds
     this.buffers = new Map(); // id -> AudioBuffer
     this.publish();
   }
@@ -87,7 +88,7 @@ export class KitBuilder {
     this.focus = i;
     this.app.state.kit.swaps = (this.app.state.kit.swaps ?? 0) + 1;
     this.render();
-    this.load(next.id).catch(() => {});
+    this.load(next.id).catch((error) => this.app.status(`Cannot load the swapped sound: ${error.message}`, 'error'));
   }
 
   /** A kit of ``n`` sounds from distinct regions of the map: k-means on the points shown
@@ -141,10 +142,24 @@ export class KitBuilder {
   }
 
   async play() {
-    if (!this.lanes.length || this.timer !== null) return;
-    await Promise.all(this.lanes.map((l) => this.load(l.id)));
+    if (!this.lanes.length || this.timer !== null || this.starting) return;
+    const starting = {}; // this start, until its sounds are loaded: stop() or a second play meets it
+    this.starting = starting;
+    this.render();
+    const loaded = await Promise.allSettled(this.lanes.map((l) => this.load(l.id)));
     const ctx = this.app.player.context();
     await ctx.resume().catch(() => {});
+    if (this.starting !== starting) return; // stopped while the sounds were loading
+    this.starting = null;
+    const failed = loaded.filter((r) => r.status === 'rejected');
+    if (failed.length === loaded.length) {
+      this.app.status(`Cannot play the kit: ${failed[0].reason.message}`, 'error');
+      this.render();
+      return;
+    }
+    if (failed.length) { // the other lanes play
+      this.app.status(`${failed.length} of the kit's sounds cannot be played: ${failed[0].reason.message}`, 'error');
+    }
     this.next = ctx.currentTime + 0.05;
     this.step = 0;
     this.timer = setInterval(() => this.schedule(), WAKE_MS);
@@ -152,9 +167,15 @@ export class KitBuilder {
     this.render();
   }
 
+  /** Play, or stop what plays or is about to (the Play button, the key k). */
+  playOrStop() {
+    return this.timer === null && this.starting === null ? this.play() : this.stop();
+  }
+
   stop() {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
+    this.starting = null; // a start still loading its sounds does not begin
     this.render();
   }
 
@@ -240,7 +261,7 @@ export class KitBuilder {
   render() {
     $('kit-tempo').value = String(this.tempo);
     $('kit-swing').value = String(this.swing);
-    $('kit-play').textContent = this.timer === null ? '▶ Play' : '■ Stop';
+    $('kit-play').textContent = this.timer === null && this.starting === null ? '▶ Play' : '■ Stop';
     for (const id of ['kit-play', 'kit-export', 'kit-clear']) $(id).disabled = !this.lanes.length;
     $('kit-lanes').replaceChildren(...this.lanes.map((lane, i) => {
       const name = this.app.knownPath(lane.id);

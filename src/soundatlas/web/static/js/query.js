@@ -46,7 +46,7 @@ export class QueryByExample {
         + `${answer.truncated ? ' (only the start analysed)' : ''}, on the map of ${answer.model} (Q).`;
     } catch (error) {
       if (token !== this.token) return;
-      $('query-status').textContent = '';
+      this.forgetResult(); // another upload's result: its buttons must not act on this file
       $('query-error').textContent = error.message; // the server's own words (400, 413)
       $('query-error').hidden = false;
     }
@@ -81,6 +81,12 @@ export class QueryByExample {
 
   clear() {
     this.token++;
+    this.forgetResult();
+    $('query-file').value = '';
+  }
+
+  /** No upload, and nothing of one shown: its point, path, neighbours, mosaic and buttons. */
+  forgetResult() {
     this.forgetMosaic();
     Object.assign(this, { file: null, buffer: null });
     this.app.state.query = null;
@@ -88,7 +94,6 @@ export class QueryByExample {
     this.app.view.removeAll('query');
     $('query-result').hidden = true;
     $('query-status').textContent = '';
-    $('query-file').value = '';
   }
 
   async play() {

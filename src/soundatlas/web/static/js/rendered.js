@@ -50,6 +50,8 @@ export class RenderedSound {
     if (this.url) URL.revokeObjectURL(this.url);
     Object.assign(this, { answer: null, buffer: null, url: null });
     $(`${this.prefix}-result`).hidden = true;
+    $(`${this.prefix}-status`).textContent = ''; // "Rendering…", or the summary of what went
+    $(`${this.prefix}-error`).hidden = true;
   }
 
   play() {

@@ -98,9 +98,9 @@ export class Selection {
     $('selection-count').textContent = n
       ? `${n} sample${n === 1 ? '' : 's'} selected.`
       : 'Shift+drag on the map to select (Shift+Ctrl adds).';
-    for (const id of ['export-m3u', 'export-csv', 'export-zip', 'selection-clear', 'selection-star',
-      'selection-unstar', 'selection-tag-add', 'selection-collect', 'selection-suggest',
-      'kit-add-selection']) $(id).disabled = !n;
+    for (const id of ['selection-clear', 'selection-star', 'selection-unstar', 'selection-tag-add',
+      'selection-collect', 'selection-suggest', 'kit-add-selection']) $(id).disabled = !n;
+    this.exportButtons();
     this.app.refreshFlags();
   }
 
@@ -113,16 +113,32 @@ export class Selection {
     return this.exportIds(Array.from(this.ids), format);
   }
 
-  /** Download samples ``ids`` (in that order) as ``format``. */
+  /** Download samples ``ids`` (in that order) as ``format``; one export at a time, its
+   *  buttons disabled while it is built (a zip of many samples takes a while). */
   async exportIds(ids, format) {
+    if (this.exporting) return;
+    this.exporting = true;
+    this.exportButtons();
     $('export-error').hidden = true;
+    this.app.status(`Building the ${format.toUpperCase()} of ${ids.length} samples…`);
     try {
       const { blob, filename } = await api.postForBlob('/api/export', { ids, format });
       saveBlob(blob, filename);
       this.app.status(`Exported ${ids.length} samples as ${filename}`);
     } catch (error) {
+      this.app.status('');
       $('export-error').textContent = error.message;
       $('export-error').hidden = false;
+    } finally {
+      this.exporting = false;
+      this.exportButtons();
+    }
+  }
+
+  /** The export buttons: usable with a selection and no export being built. */
+  exportButtons() {
+    for (const id of ['export-m3u', 'export-csv', 'export-zip']) {
+      $(id).disabled = !this.ids.length || Boolean(this.exporting);
     }
   }
 }
