@@ -255,6 +255,40 @@ def test_a_malformed_packet_is_named_on_the_stream_without_a_traceback(atlas_dir
     assert "Traceback" not in err and "Exception occurred during processing" not in err, err
 
 
+def test_a_bundle_timed_far_ahead_acts_at_once_and_holds_nothing_up(atlas_dir, capfd):
+    """A bundle whose time tag is an hour ahead: its message acts on arrival (python-osc slept
+    the one handler thread until then, so every later message, and the server's stop, waited
+    on it). A datagram that is not OSC at all, a packet longer than 8 KiB and an address with
+    an escape sequence are each named as they are."""
+    from pythonosc.osc_bundle_builder import OscBundleBuilder
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    with _listening(atlas_dir) as (stream, port):
+        bundle = OscBundleBuilder(time.time() + 3600)
+        play = OscMessageBuilder("/soundatlas/play")
+        play.add_arg(4)
+        bundle.add_content(play.build())
+        osc = SimpleUDPClient("127.0.0.1", port)
+        osc.send(bundle.build())
+        assert stream.next() == {"type": "play", "id": 4, "address": "/soundatlas/play"}
+        osc.send_message("/soundatlas/select", 9)
+        assert stream.next()["id"] == 9
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+            raw.sendto(b"\xff\xfe garbage", ("127.0.0.1", port))
+            event = stream.next()
+            assert event["type"] == "error" and "a packet of 10 bytes" in event["message"]
+        big = OscMessageBuilder("/soundatlas/select")
+        big.add_arg(b"x" * 60_000)
+        osc.send(big.build())
+        event = stream.next()
+        assert event["type"] == "error" and "expects one integer sample id" in event["message"]
+        osc.send_message("/soundatlas/\x1b[31mred", 1)
+        event = stream.next()
+        assert "/soundatlas/\\x1b[31mred" in event["message"] and "\x1b" not in event["message"]
+    err = capfd.readouterr().err
+    assert "\x1b" not in err
+
+
 def test_serve_refuses_bad_osc_addresses_in_one_line(atlas_dir):
     busy = ThreadingOSCUDPServer(("127.0.0.1", 0), Dispatcher())  # a port someone else holds
     taken = busy.server_address[1]

@@ -1,11 +1,12 @@
-"""Small text helpers shared by the parts that name files and anchors after models and labels."""
+"""Small text helpers shared by the parts that name files and anchors after models and labels,
+and that show names on a terminal."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
 
-__all__ = ["slug", "unicode_forms"]
+__all__ = ["slug", "unicode_forms", "shown"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -56,3 +57,20 @@ def unicode_forms(text: str) -> list[str]:
     """
     return list(dict.fromkeys((text, unicodedata.normalize("NFC", text),
                                unicodedata.normalize("NFD", text))))
+
+
+def shown(text: str) -> str:
+    """``text`` for a terminal: each control character (a line break, a tab, an escape
+    sequence's ESC), line and paragraph separator and bidirectional override, in a file name
+    say, written as Python writes it in a string (``\\n``, ``\\x1b``, ``\\u202e``), so a name can
+    neither break a line, drive the terminal nor turn its text around. Everything else stays as
+    it is (letters of any script, an ideographic space, an emoji's joiner), so that a name shown
+    can be pasted back."""
+    if text.isprintable():
+        return text
+    return "".join(repr(c)[1:-1] if _unsafe(c) else c for c in text)
+
+
+def _unsafe(c: str) -> bool:
+    return (unicodedata.category(c) in ("Cc", "Zl", "Zp")
+            or "\u202a" <= c <= "\u202e" or "\u2066" <= c <= "\u2069")

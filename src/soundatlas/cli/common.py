@@ -25,7 +25,6 @@ import math
 import os
 import sqlite3
 import sys
-import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing import Any
 
 from soundatlas.errors import ParameterError, SoundAtlasError, is_disk_full
 from soundatlas.settings import PRECISIONS
+from soundatlas.text import shown  # noqa: F401  (the commands' name for it)
 
 __all__ = ["EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "UsageError", "run_command",
            "number", "positive_float", "nonnegative_float", "positive_int", "nonnegative_int", "checked",
@@ -98,23 +98,6 @@ def _command_threads(args: argparse.Namespace):
     from soundatlas.train import torch_threads  # torch only for the commands that run it
 
     return torch_threads(args.threads)
-
-
-def shown(text: str) -> str:
-    """``text`` for a terminal: each control character (a line break, a tab, an escape
-    sequence's ESC), line and paragraph separator and bidirectional override, in a file name
-    say, written as Python writes it in a string (``\\n``, ``\\x1b``, ``\\u202e``), so a name can
-    neither break a line, drive the terminal nor turn its text around. Everything else stays as
-    it is (letters of any script, an ideographic space, an emoji's joiner), so that a name shown
-    can be pasted back."""
-    if text.isprintable():
-        return text
-    return "".join(repr(c)[1:-1] if _unsafe(c) else c for c in text)
-
-
-def _unsafe(c: str) -> bool:
-    return (unicodedata.category(c) in ("Cc", "Zl", "Zp")
-            or "\u202a" <= c <= "\u202e" or "\u2066" <= c <= "\u2069")
 
 
 #: commands that, run again, go on from what an interrupted run left (files analysed, samples

@@ -32,6 +32,7 @@ import threading
 from dataclasses import dataclass
 
 from soundatlas.errors import ParameterError
+from soundatlas.text import shown as printable
 
 __all__ = ["PREFIX", "MAX_SELECTION", "Endpoint", "parse_endpoint", "EventHub", "OscOut", "OscIn"]
 
@@ -185,7 +186,10 @@ class OscIn:
                     return []  # no replies: the server iterates what this returns
                 return super().call_handlers_for_packet(data, client_address)
 
-        self.dispatcher = Checked()
+        # A bundle's time tag is not waited for: its messages act on arrival. python-osc would
+        # sleep on the one handler thread until then (a sender chooses how long), holding every
+        # later message and the server's shutdown.
+        self.dispatcher = Checked(strict_timing=False)
         self.dispatcher.map(f"{PREFIX}/cursor", self._cursor, "point")
         self.dispatcher.map(f"{PREFIX}/cursor/norm", self._cursor, "norm")
         self.dispatcher.map(f"{PREFIX}/play", self._sample, "play")
@@ -198,8 +202,16 @@ class OscIn:
     def _bind(self, endpoint: Endpoint):
         from pythonosc.osc_server import BlockingOSCUDPServer
 
+        class Server(BlockingOSCUDPServer):
+            # the largest UDP payload: socketserver reads 8,192 bytes, and a longer packet
+            # was cut and then named as malformed at the wrong size
+            max_packet_size = 65535
+
+            def verify_request(self, request, client_address):
+                return True  # every datagram reaches Checked, which names what is not OSC
+
         try:
-            return BlockingOSCUDPServer((endpoint.host, endpoint.port), self.dispatcher)
+            return Server((endpoint.host, endpoint.port), self.dispatcher)
         except OSError as exc:
             raise ParameterError(f"--osc-in {endpoint}: cannot listen there: "
                                  f"{exc.strerror or exc}") from None
@@ -248,7 +260,8 @@ class OscIn:
 
     def _error(self, address: str, args, why: str) -> None:
         shown = " ".join(repr(a) for a in args)[:200]
-        message = f"OSC {address} {shown}: {why}".replace("  ", " ")
+        # the address as the terminal may show it (a sender chooses it: no escape sequences)
+        message = f"OSC {printable(address)} {shown}: {why}".replace("  ", " ")
         print(f"soundatlas serve: {message}", file=sys.stderr)
         self.hub.publish({"type": "error", "message": message})
 
