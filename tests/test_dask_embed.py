@@ -88,7 +88,7 @@ def local(indexed, tmp_path_factory) -> dict:
     """The atlas as a local run embeds it, and what that run said."""
     atlas_dir = tmp_path_factory.mktemp("local") / "atlas"
     summary = _embed(indexed, atlas_dir)
-    return {"summary": summary, **_stored(atlas_dir)}
+    return {"summary": summary, "dir": atlas_dir, **_stored(atlas_dir)}
 
 
 def _stored(atlas_dir: Path) -> dict:
@@ -146,9 +146,10 @@ def test_map_takes_the_scheduler_for_indexing_and_embedding(cluster, indexed, lo
     lib = tmp_path / "lib"
     shutil.copytree(indexed.parent, lib)  # the library with its atlas, nothing embedded yet
     (lib / "flute" / "new.wav").write_bytes(next((lib / "flute").glob("*.wav")).read_bytes())
-    run = subprocess.run([str(BIN / "soundatlas"), "map", str(lib), "--scheduler",
+    # the library named relative to this command's folder, which is not the workers' folder
+    run = subprocess.run([str(BIN / "soundatlas"), "map", "lib", "--scheduler",
                           client.scheduler.address, "--precision", PRECISION, "--json", "-q"],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
     assert summary["index"]["n_indexed"] == 1  # the new file, analysed on a worker
@@ -156,3 +157,31 @@ def test_map_takes_the_scheduler_for_indexing_and_embedding(cluster, indexed, lo
     stored = _stored(lib / ".soundatlas")
     keep = np.isin(stored["ids"], local["ids"])
     np.testing.assert_array_equal(stored["points"][keep], local["points"])
+
+
+def test_a_scheduler_without_workers_is_refused_before_anything_changes(local, tmp_path):
+    """`embed --again --scheduler` at a scheduler no worker has joined: a usage error naming
+    it, once Dask's connect timeout has passed (the batches would have waited for ever), and
+    the model's embeddings, which --again replaces, still there."""
+    scheduler_file = tmp_path / "scheduler.json"
+    proc = subprocess.Popen([str(BIN / "dask"), "scheduler", "--scheduler-file",
+                             str(scheduler_file), "--port", "0", "--no-dashboard"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0,
+                  "the scheduler file")
+        address = json.loads(scheduler_file.read_text())["address"]
+        atlas_dir = tmp_path / "atlas"
+        shutil.copytree(local["dir"], atlas_dir)
+        run = subprocess.run([str(BIN / "soundatlas"), "embed", "--atlas", str(atlas_dir),
+                              "--again", "--scheduler", address, "-q"],
+                             capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"})
+    finally:
+        proc.kill()
+        proc.wait()
+    assert run.returncode == 2, run.stderr
+    assert f"--scheduler {address}: no worker joined the scheduler within 3s" in run.stderr
+    assert "Traceback" not in run.stderr
+    with Atlas.open(atlas_dir) as atlas:
+        assert atlas.model("default").n_embedded == local["n_samples"]

@@ -172,6 +172,7 @@ def _embed(args, atlas):
 
     artifact, registration = resolve_model(atlas, args.model)
     changed = shipped_changed(registration, artifact)
+    executor = executor_for(args)  # a cluster that does not answer stops here, before any change
     if getattr(args, "again", False) and registration is not None:
         # registered anew in its own place: its embeddings and vectors go, the model stays
         atlas.register_model(registration.name, registration.dir, registration.config)
@@ -184,7 +185,7 @@ def _embed(args, atlas):
     with progress_bar(args, desc=f"embedding ({artifact.name})", unit="file") as progress:
         return embed_atlas(atlas, artifact, model_id, progress=progress,
                            precision=args.precision, device=args.device,
-                           executor=executor_for(args))
+                           executor=executor)
 
 
 def _add_embed(sub, parents) -> None:

@@ -260,11 +260,23 @@ def _dask_client(address: str):
         from distributed import Client
     except ImportError:
         raise UsageError("--scheduler needs Dask distributed: pip install 'distributed'") from None
+    import dask.config
+    import dask.utils
+
     try:
         # waits as long as Dask's distributed.comm.timeouts.connect says (30 s by default)
-        return Client(address)
+        client = Client(address)
     except (OSError, ValueError) as exc:  # no scheduler answers; an address Dask cannot read
         raise UsageError(f"--scheduler {address}: {exc}") from None
+    wait = dask.config.get("distributed.comm.timeouts.connect")
+    try:  # a scheduler without workers would take the batches and never answer
+        client.wait_for_workers(1, timeout=dask.utils.parse_timedelta(wait))
+    except (TimeoutError, OSError) as exc:
+        client.close()
+        raise UsageError(f"--scheduler {address}: no worker joined the scheduler within {wait} "
+                         f"({type(exc).__name__}); start `dask worker {address}` where the "
+                         "library's files can be read") from None
+    return client
 
 
 def print_index_summary(s) -> None:
