@@ -411,7 +411,7 @@ def test_cross_bank_names_the_classes_the_reference_lacks(mapped, other_bank):
                      n_analogies=0)
         names = label_of(atlas, "instrument")
         n_nylon = sum(names[int(s)] == "nylon_guitar" for s in frame_set(atlas).sample_ids)
-    unmatched = r["protocol"]["reference"]["unmatched_classes"]
+    unmatched = r["protocol"]["unmatched_classes"]
     assert n_nylon > 0 and unmatched["instrument"] == {"nylon_guitar": n_nylon}
     conf = r["results"]["m"]["confusion"]["instrument"]
     row = conf["labels"].index("nylon_guitar")
@@ -424,6 +424,30 @@ def test_cross_bank_names_the_classes_the_reference_lacks(mapped, other_bank):
         pitches = label_of(ref, "pitch")
         fitted = {pitches[int(s)] for s in fs.sample_ids[fs.split == "train"]}
     assert not set(unmatched["pitch"]) & fitted
+
+
+def test_within_set_names_a_class_only_test_files_have(mapped, tmp_path):
+    """Two test samples relabelled as a class no other sample has: the k-NN cannot name it,
+    and evaluate says which class and how many test frames (within-set as across banks)."""
+    import shutil
+
+    from soundatlas.scoretable import format_scores
+
+    copy = tmp_path / "atlas"
+    shutil.copytree(mapped, copy)
+    with Atlas.open(copy, write=True) as atlas:
+        fs = frame_set(atlas)
+        tested = sorted({int(s) for s in fs.sample_ids[fs.split == "test"]})[:2]
+        labels = atlas.labels_of(atlas.sample_ids().tolist())
+        for sid in tested:
+            labels[sid] = {**labels[sid], "instrument": "oboe"}
+        atlas.replace_labels(labels)
+    with Atlas.open(copy) as atlas:
+        r = evaluate(atlas, ["m"], labels=["instrument"], n_analogies=0)
+        n_oboe = int(np.isin(frame_set(atlas).sample_ids, tested).sum())
+    assert r["protocol"]["unmatched_classes"] == {"instrument": {"oboe": n_oboe}}
+    assert (f"{n_oboe} test frames have a 'instrument' that no training frame has, so the "
+            f"k-NN cannot name it: oboe ({n_oboe})") in format_scores(r)
 
 
 def test_cross_bank_refuses_a_model_that_differs_or_is_missing(mapped, other_bank, tmp_path):

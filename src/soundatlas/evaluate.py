@@ -474,10 +474,10 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
         validation frames, and every frame of this atlas is a test frame: whether a sound of
         this library lands among the reference's sounds of its class. Labels are compared by
         value, and the k-NN of a label chooses among the values this atlas has (the
-        reference's frames of other classes are left out of it); a class of this atlas that the
-        reference's training frames lack cannot be named, and the protocol's
-        ``reference.unmatched_classes`` gives each such class with its number of test frames.
-        Each model must be embedded in both atlases with the same weights.
+        reference's frames of other classes are left out of it). Each model must be embedded
+        in both atlases with the same weights. In either protocol, a class of the test frames
+        that no training frame has cannot be named; the protocol's ``unmatched_classes`` gives
+        each such class, by label, with its number of test frames.
     n_per_file : int
         Energy-weighted frames per sample (:func:`frame_set`).
     n_analogies : int
@@ -546,14 +546,14 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
                   np.concatenate([p.fs.split for p in parts]))
     label_values = {key: {p.offset + sid: v for p in parts
                           for sid, v in label_of(p.atlas, key, known).items()} for key in labels}
-    unmatched: dict = {}
     if reference is not None:  # the k-NN chooses among the classes this library has
-        fitted = set(parts[0].ids()[parts[0].fs.split == "train"].tolist())
         for key, values in label_values.items():
             here = {v for sid, v in values.items() if sid >= _CROSS_OFFSET}
             for sid in [s for s, v in values.items() if s < _CROSS_OFFSET and v not in here]:
                 del values[sid]
-            unmatched[key] = _unmatched_classes(values, fitted, parts[1].ids())
+    fitted = set(fs.sample_ids[fs.split == "train"].tolist())
+    unmatched = {key: _unmatched_classes(values, fitted, fs.sample_ids[fs.split == "test"])
+                 for key, values in label_values.items()}
     X = np.concatenate([p.windows(seed) for p in parts])
     step("input windows")
     results, outcomes = {}, {}
@@ -589,12 +589,12 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
                 "n_frames": counts,  # this atlas's samples: the reference's are below
                 "n_samples": int(len(np.unique(parts[-1].fs.sample_ids))),
                 "split_seed": int(atlas.meta("split_seed") or 0), "ks": list(KS),
-                "protocol": "within-set" if reference is None else "cross-bank"}
+                "protocol": "within-set" if reference is None else "cross-bank",
+                "unmatched_classes": unmatched}
     if reference is not None:
         protocol["reference"] = {"atlas": str(reference.path),
                                  "n_samples": int(len(np.unique(parts[0].fs.sample_ids))),
-                                 "split_seed": int(reference.meta("split_seed") or 0),
-                                 "unmatched_classes": unmatched}
+                                 "split_seed": int(reference.meta("split_seed") or 0)}
     step("done")
     return {"protocol": protocol, "results": results}
 

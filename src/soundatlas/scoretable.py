@@ -329,11 +329,11 @@ def format_scores(result: dict) -> str:
         lines.append(f"cross-bank: k-NN fitted on {p['n_frames']['train']} training frames of "
                      f"{p['reference']['atlas']} (k chosen on {p['n_frames']['valid']} of its "
                      "validation frames); every frame of this atlas is a test frame")
-        for key, classes in p["reference"].get("unmatched_classes", {}).items():
-            if classes:
-                named = ", ".join(f"{c} ({n})" for c, n in classes.items())
-                lines.append(f"cross-bank: {sum(classes.values())} test frames have a {key!r} "
-                             f"that no training frame of the reference has, so the k-NN cannot "
-                             f"name it: {named}")
+    for key, classes in p.get("unmatched_classes", {}).items():
+        if classes:
+            named = ", ".join(f"{c} ({n})" for c, n in classes.items())
+            where = "of the reference " if p.get("protocol") == "cross-bank" else ""
+            lines.append(f"{sum(classes.values())} test frames have a {key!r} that no training "
+                         f"frame {where}has, so the k-NN cannot name it: {named}")
     lines += [f"not scored: {line}" for line in score_errors(result["results"])]
     return "\n".join(lines)
