@@ -153,3 +153,19 @@ def renders_until(server, **want) -> dict:
             return status
         assert time.monotonic() < deadline, (want, status)
         time.sleep(0.02)
+
+
+def run_in_process(capsys, *args):
+    """``soundatlas ARGS`` run in the test's own process, quicker than the console script (each
+    command keeps tests of that too): its exit status, stdout and stderr as a process's."""
+    from types import SimpleNamespace
+
+    from soundatlas.cli import main
+
+    capsys.readouterr()
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse's usage error
+        rc = exc.code
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=rc, stdout=out.out, stderr=out.err)

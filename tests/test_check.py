@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import where_modes_bind
+from conftest import run_in_process, where_modes_bind
 from soundatlas.atlas import Atlas
 from soundatlas.check import check_atlas
 
@@ -45,19 +45,6 @@ def whole(rendered_library_master, tmp_path_factory):
 def _run(*args):
     return subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "CI": "1"})
-
-
-def _in_process(capsys, *args):
-    """``soundatlas ARGS`` run in this process, where what is tested is the run, not the
-    command's process (quicker): its exit status, stdout and stderr."""
-    from types import SimpleNamespace
-
-    from soundatlas.cli import main
-
-    capsys.readouterr()
-    rc = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return SimpleNamespace(returncode=rc, stdout=out.out, stderr=out.err)
 
 
 def test_a_whole_atlas_checks_ok(whole):
@@ -245,7 +232,7 @@ def test_embed_killed_anywhere_resumes_to_the_atlas_an_uninterrupted_run_makes(
         proc.stdout.close()
     assert n >= kill_after
     for target in (atlas_dir, fresh):  # the killed one resumes; the fresh one runs whole
-        out = _in_process(capsys, "embed", "--atlas", target, "--model", "default",
+        out = run_in_process(capsys, "embed", "--atlas", target, "--model", "default",
                           "--precision", "fp32", "-q")
         assert out.returncode == 0, out.stderr
     with Atlas.open(atlas_dir) as a, Atlas.open(fresh) as b:

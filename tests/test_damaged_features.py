@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_tone_library
+from conftest import make_tone_library, run_in_process
 from soundatlas.atlas import Atlas
 from soundatlas.errors import AtlasError
 from soundatlas.indexing import index_library
@@ -80,21 +80,8 @@ def _run(*args, timeout: int = 300) -> subprocess.CompletedProcess:
 @pytest.fixture
 def cli(capsys):
     """``soundatlas ARGS`` run in this process, quicker than ``_run``'s process (which the
-    cross-bank test keeps): its exit status, stdout and stderr."""
-    from types import SimpleNamespace
-
-    from soundatlas.cli import main
-
-    def run(*args):
-        capsys.readouterr()
-        try:
-            rc = main([str(a) for a in args])
-        except SystemExit as exc:  # argparse's usage error
-            rc = exc.code
-        out = capsys.readouterr()
-        return SimpleNamespace(returncode=rc, stdout=out.out, stderr=out.err)
-
-    return run
+    cross-bank test keeps)."""
+    return lambda *args: run_in_process(capsys, *args)
 
 
 @pytest.mark.parametrize("how", ["truncated", "deleted", "not an array", "too short"])

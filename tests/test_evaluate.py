@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import run_in_process as _cli
 from soundatlas.atlas import Atlas
 from soundatlas.baselines import BASELINES, baseline_points, input_windows
 from soundatlas.errors import ParameterError, SoundAtlasError
@@ -20,22 +21,6 @@ from soundatlas.report import write_report
 from soundatlas.train import settings_for, train
 
 BIN = Path(sys.executable).parent / "soundatlas"
-
-
-def _cli(capsys, *args):
-    """``soundatlas ARGS`` run in this process, quicker than a process (each file here keeps
-    a test or two of the console script itself): its exit status, stdout and stderr."""
-    from types import SimpleNamespace
-
-    from soundatlas.cli import main
-
-    capsys.readouterr()
-    try:
-        rc = main([str(a) for a in args])
-    except SystemExit as exc:  # argparse's usage error
-        rc = exc.code
-    out = capsys.readouterr()
-    return SimpleNamespace(returncode=rc, stdout=out.out, stderr=out.err)
 # five instruments over one shared octave: every pitch exists in every class, so analogies
 # (an instrument at two pitches, another at the first pitch) can be drawn
 CLASSES = {"flute": (73, 60, 71), "trombone": (57, 60, 71), "violin": (40, 60, 71),

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from soundatlas.errors import ParameterError
 
-__all__ = ["HARMONICS", "frame_height", "fit_plane", "plane_start"]
+__all__ = ["HARMONICS", "frame_height", "harmonic_salience", "fit_plane", "plane_start"]
 
 #: The harmonics summed for a candidate pitch (1 = the fundamental), each weighted 1/sqrt(h).
 HARMONICS = 6
@@ -48,11 +48,34 @@ def frame_height(frames: torch.Tensor, bins_per_octave: int) -> torch.Tensor:
         The height of each frame. A frame with no peak (silence, or a flat spectrum: salience
         below 0.001) is at 0.
     """
-    if bins_per_octave < 1:
-        raise ParameterError(f"bins_per_octave={bins_per_octave!r} must be >= 1")
     x = torch.as_tensor(frames).float()
     lead, n_bins = x.shape[:-1], x.shape[-1]
-    x = x.reshape(-1, 1, n_bins)
+    best = harmonic_salience(x.reshape(-1, n_bins), bins_per_octave).max(dim=1)
+    height = (best.indices.float() - n_bins // 2) / bins_per_octave
+    # a peak smaller than float rounding of the running mean is no peak
+    return torch.where(best.values > _NO_PEAK, height, torch.zeros_like(height)).reshape(lead)
+
+
+def harmonic_salience(frames: torch.Tensor, bins_per_octave: int) -> torch.Tensor:
+    """The salience of each bin as the pitch of log-CQT frames (``frame_height``'s measure):
+    each frame less its running mean over one octave (edges repeated), its positive part, summed
+    at the bin and its harmonics 2..6 weighted by 1/sqrt(h).
+
+    Parameters
+    ----------
+    frames : torch.Tensor of shape (n, n_bins)
+        Log-CQT frames, not standardised.
+    bins_per_octave : int
+        The CQT's bins per octave.
+
+    Returns
+    -------
+    torch.Tensor of shape (n, n_bins), float32
+    """
+    if bins_per_octave < 1:
+        raise ParameterError(f"bins_per_octave={bins_per_octave!r} must be >= 1")
+    x = torch.as_tensor(frames).float()[:, None, :]
+    n_bins = x.shape[-1]
     left = bins_per_octave // 2
     padded = F.pad(x, (left, bins_per_octave - 1 - left), mode="replicate")
     flat = (x - F.avg_pool1d(padded, bins_per_octave, stride=1)).clamp_min(0)[:, 0]
@@ -61,10 +84,7 @@ def frame_height(frames: torch.Tensor, bins_per_octave: int) -> torch.Tensor:
         off = int(round(bins_per_octave * np.log2(h)))
         if off < n_bins:
             salience[:, : n_bins - off] += flat[:, off:] / h ** 0.5
-    best = salience.max(dim=1)
-    height = (best.indices.float() - n_bins // 2) / bins_per_octave
-    # a peak smaller than float rounding of the running mean is no peak
-    return torch.where(best.values > _NO_PEAK, height, torch.zeros_like(height)).reshape(lead)
+    return salience
 
 
 def plane_start(base_points: np.ndarray, height: np.ndarray, l4_weight: np.ndarray) -> np.ndarray:

@@ -12,26 +12,16 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from common import knn_scores
 from soundatlas.atlas import Atlas
 from soundatlas.evaluate import frame_set, model_frame_points
-from soundatlas.pitch_axis import HARMONICS, frame_height
+from soundatlas.pitch_axis import frame_height, harmonic_salience
 
 
 def salience(frames, bins_per_octave):
-    """Per frame: (peak salience, peak over mean salience), as ``frame_height`` computes it."""
-    x = torch.as_tensor(np.asarray(frames, np.float32))[:, None, :]
-    n_bins = x.shape[-1]
-    left = bins_per_octave // 2
-    padded = F.pad(x, (left, bins_per_octave - 1 - left), mode="replicate")
-    flat = (x - F.avg_pool1d(padded, bins_per_octave, stride=1)).clamp_min(0)[:, 0]
-    sal = torch.zeros_like(flat)
-    for h in range(1, HARMONICS + 1):
-        off = int(round(bins_per_octave * np.log2(h)))
-        if off < n_bins:
-            sal[:, : n_bins - off] += flat[:, off:] / h ** 0.5
+    """Per frame: (peak salience, peak over mean salience), as ``frame_height`` measures it."""
+    sal = harmonic_salience(torch.as_tensor(np.asarray(frames, np.float32)), bins_per_octave)
     best = sal.max(dim=1).values
     return best.numpy(), (best / sal.mean(dim=1).clamp_min(1e-6)).numpy()
 
