@@ -169,7 +169,7 @@ async function boot() {
         missing.push(`the map of ${model.name} (${error.message})`);
       }
     }
-    if (state.model === null) throw failure;
+    if (state.model === null) throw failure || new Error('no map could be loaded');
     progress(0.9, 'Loading labels…');
     const key = defaultColourKey(atlas.labels);
     await colourBy(key).catch((error) => missing.push(`the colours by ${key} (${error.message})`));
