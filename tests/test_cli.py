@@ -422,6 +422,9 @@ def test_an_interrupted_command_says_how_to_go_on(capsys):
         assert said[command] == f"soundatlas {command}: interrupted; run it again to go on: " \
                                 "what it finished is kept\n"
     assert said["evaluate"] == "soundatlas evaluate: interrupted\n"
+    # embed --again starts over when run again: the way on is without it
+    assert run_command(argparse.Namespace(command="embed", func=interrupted, again=True)) == 130
+    assert "run it again without --again to go on" in capsys.readouterr().err
     assert all(hasattr(build_parser().parse_args([c, *a]), "resume")
                for c, a in (("train", ["-n", "pitch"]), ("adapt", [])))
 

@@ -110,6 +110,9 @@ def _after_interrupt(args: argparse.Namespace) -> str:
     if hasattr(args, "resume"):  # train, adapt: a checkpoint, used only when asked for
         return ("; its last checkpoint is kept: run the same command with --resume to go on "
                 "from it (without --resume it starts again from the beginning)")
+    if getattr(args, "again", False):  # embed --again: run again, it would start over
+        return ("; run it again without --again to go on: what it finished is kept (with "
+                "--again it starts over)")
     if args.command in _RERUN_GOES_ON:
         return "; run it again to go on: what it finished is kept"
     return ""
