@@ -185,3 +185,42 @@ def test_a_scheduler_without_workers_is_refused_before_anything_changes(local, t
     assert "Traceback" not in run.stderr
     with Atlas.open(atlas_dir) as atlas:
         assert atlas.model("default").n_embedded == local["n_samples"]
+
+
+def test_workers_that_keep_dying_stop_the_run_in_words_keeping_what_was_done(indexed, tmp_path):
+    """A scheduler that gives a batch up at its first worker's death (allowed-failures 0), and
+    a worker killed once a batch is committed: embed stops with one message naming the Dask
+    workers (not distributed's KilledWorker), and the batches finished are stored."""
+    from soundatlas.errors import SoundAtlasError
+
+    scheduler_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--scheduler-file",
+                               str(scheduler_file), "--port", "0", "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
+    try:
+        _wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0,
+                  "the scheduler file")
+        procs.append(subprocess.Popen(
+            [str(BIN / "dask"), "worker", "--scheduler-file", str(scheduler_file),
+             "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with distributed.Client(scheduler_file=str(scheduler_file)) as client:
+            client.wait_for_workers(1, timeout=120)
+            killed = []
+
+            def kill_the_worker(done, total):
+                if not killed and done > 0:  # one batch committed, the next ones in flight
+                    os.kill(procs[1].pid, signal.SIGKILL)
+                    killed.append(done)
+
+            with pytest.raises(SoundAtlasError, match="the Dask workers running a batch died"):
+                _embed(indexed, tmp_path / "atlas", executor=client.get_executor(),
+                       progress=kill_the_worker)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert killed
+    with Atlas.open(tmp_path / "atlas") as atlas:
+        assert 0 < atlas.model("default").n_embedded < atlas.n_samples()

@@ -440,8 +440,15 @@ def _next_result(pending: collections.deque, on_crash):
     except Exception as exc:
         # Dask gives up on a task whose workers keep dying with KilledWorker; the cluster itself
         # carries on, so only this batch needs isolating.
-        if type(exc).__name__ != "KilledWorker" or on_crash is None:
+        if type(exc).__name__ != "KilledWorker":
             raise
+        if on_crash is None:  # nothing to isolate the batch with: the run stops, in words
+            from soundatlas.errors import SoundAtlasError
+
+            raise SoundAtlasError(
+                f"the Dask workers running a batch died ({exc}); the batches finished before "
+                "are kept: see the workers' logs (a memory limit?), then run the command "
+                "again to go on") from exc
         pending.popleft()
         return on_crash(batch)
     pending.popleft()
