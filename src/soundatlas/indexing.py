@@ -187,8 +187,10 @@ def index_library(
                 # first the to-do list, where a file may be a moved one; then the retries
                 for skip_hashes, source in ((frozenset(orphans), lambda: found.todo(batch_size)),
                                             (frozenset(), lambda: chunked(list(retry), batch_size))):
-                    stage = functools.partial(_analyse, root=os.path.abspath(library), params=params,
-                                              max_duration=max_duration, skip_hashes=skip_hashes)
+                    # the workers may start elsewhere: the library's absolute path
+                    stage = functools.partial(_analyse, root=os.path.abspath(library),
+                                              params=params, max_duration=max_duration,
+                                              skip_hashes=skip_hashes)
                     sent: collections.deque = collections.deque()  # the batches in flight
 
                     def batches(source=source, sent=sent):
