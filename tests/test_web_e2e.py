@@ -535,6 +535,7 @@ def test_a_rendering_of_a_path_since_changed_is_dropped_and_stopped(page, server
         lock.release()
     assert _state(page, "path") == {"points": 3, "rendered": None}
     assert page.locator("#path-result").is_hidden()
+    assert page.inner_text("#path-status") == ""  # not "Rendering…" of a path that changed
     page.click("#path-render")
     page.wait_for_function(f"{HOOK}.state.path.rendered !== null")
     assert _state(page, "path")["rendered"]["duration"] == pytest.approx(1.5, abs=1e-3)
@@ -1229,3 +1230,31 @@ def test_what_a_failed_request_leaves_is_not_another_ones_result(page, server, m
     page.click("#collection-from-selection")
     page.wait_for_function("document.getElementById('status').textContent.includes(\"'..'\")")
     assert "not '.' or '..'" in page.inner_text("#status")
+
+
+def test_an_export_being_built_disables_its_buttons_and_says_so(page, server):
+    """While the server builds an export (held back here), its buttons are disabled and the
+    status line says what is being built: a second click does not build it twice."""
+    _open(page, server)
+    box = _map_box(page)
+    page.evaluate(f"{HOOK}.selectBox({box['x']}, {box['y']}, {box['x'] + box['width']}, "
+                  f"{box['y'] + box['height']})")
+    n = len(_state(page, "selection"))
+    assert n > 0 and page.locator("#export-m3u").is_enabled()
+    page.evaluate("""() => {
+        const fetched = window.fetch;
+        let release;
+        const held = new Promise((done) => { release = done; });
+        window.releaseHeld = release;
+        window.fetch = (url, ...rest) => (String(url).endsWith('/api/export')
+            ? held.then(() => fetched(url, ...rest)) : fetched(url, ...rest));
+    }""")
+    with page.expect_download() as download:
+        page.click("#export-m3u")
+        page.wait_for_function("document.getElementById('export-zip').disabled")
+        assert page.locator("#export-m3u").is_disabled()
+        assert page.inner_text("#status") == f"Building the M3U of {n} samples…"
+        page.evaluate("window.releaseHeld()")
+    assert download.value.suggested_filename.endswith(".m3u")
+    page.wait_for_function("!document.getElementById('export-m3u').disabled")
+    assert page.locator("#export-zip").is_enabled()
