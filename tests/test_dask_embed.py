@@ -4,6 +4,7 @@ duplicates nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -35,29 +36,38 @@ def _wait_for(condition, what: str, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    """`dask scheduler` on a port the OS picks and two single-threaded `dask worker` processes
-    without nannies (a killed worker stays dead), as subprocesses; a client to them."""
+@contextlib.contextmanager
+def _dask_cluster(tmp_path: Path, n_workers: int, scheduler_env: dict | None = None):
+    """`dask scheduler` on a port the OS picks (its environment ``scheduler_env``) and
+    ``n_workers`` single-threaded `dask worker` processes without nannies (a killed worker stays
+    dead), as subprocesses: (the scheduler file, the workers' processes); all killed at the end."""
     scheduler_file = tmp_path / "scheduler.json"
     procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--scheduler-file",
                                str(scheduler_file), "--port", "0", "--no-dashboard"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=scheduler_env)]
     try:
         _wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0,
                   "the scheduler file")
-        for _ in range(2):
+        for _ in range(n_workers):
             procs.append(subprocess.Popen(
                 [str(BIN / "dask"), "worker", "--scheduler-file", str(scheduler_file),
                  "--nthreads", "1", "--no-nanny", "--no-dashboard"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        with distributed.Client(scheduler_file=str(scheduler_file)) as client:
-            client.wait_for_workers(2, timeout=120)
-            yield client, procs[1:]
+        yield scheduler_file, procs[1:]
     finally:
         for p in procs:
             p.kill()
             p.wait()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """Two workers (``_dask_cluster``) and a client to them: (client, the workers' processes)."""
+    with _dask_cluster(tmp_path, 2) as (scheduler_file, workers), \
+            distributed.Client(scheduler_file=str(scheduler_file)) as client:
+        client.wait_for_workers(2, timeout=120)
+        yield client, workers
 
 
 @pytest.fixture(scope="module")
@@ -163,13 +173,7 @@ def test_a_scheduler_without_workers_is_refused_before_anything_changes(local, t
     """`embed --again --scheduler` at a scheduler no worker has joined: a usage error naming
     it, once Dask's connect timeout has passed (the batches would have waited for ever), and
     the model's embeddings, which --again replaces, still there."""
-    scheduler_file = tmp_path / "scheduler.json"
-    proc = subprocess.Popen([str(BIN / "dask"), "scheduler", "--scheduler-file",
-                             str(scheduler_file), "--port", "0", "--no-dashboard"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0,
-                  "the scheduler file")
+    with _dask_cluster(tmp_path, 0) as (scheduler_file, _):
         address = json.loads(scheduler_file.read_text())["address"]
         atlas_dir = tmp_path / "atlas"
         shutil.copytree(local["dir"], atlas_dir)
@@ -177,9 +181,6 @@ def test_a_scheduler_without_workers_is_refused_before_anything_changes(local, t
                               "--again", "--scheduler", address, "-q"],
                              capture_output=True, text=True, timeout=300,
                              env={**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"})
-    finally:
-        proc.kill()
-        proc.wait()
     assert run.returncode == 2, run.stderr
     assert f"--scheduler {address}: no worker joined the scheduler within 3s" in run.stderr
     assert "Traceback" not in run.stderr
@@ -193,34 +194,20 @@ def test_workers_that_keep_dying_stop_the_run_in_words_keeping_what_was_done(ind
     workers (not distributed's KilledWorker), and the batches finished are stored."""
     from soundatlas.errors import SoundAtlasError
 
-    scheduler_file = tmp_path / "scheduler.json"
     env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
-    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--scheduler-file",
-                               str(scheduler_file), "--port", "0", "--no-dashboard"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
-    try:
-        _wait_for(lambda: scheduler_file.exists() and scheduler_file.stat().st_size > 0,
-                  "the scheduler file")
-        procs.append(subprocess.Popen(
-            [str(BIN / "dask"), "worker", "--scheduler-file", str(scheduler_file),
-             "--nthreads", "1", "--no-nanny", "--no-dashboard"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        with distributed.Client(scheduler_file=str(scheduler_file)) as client:
-            client.wait_for_workers(1, timeout=120)
-            killed = []
+    with _dask_cluster(tmp_path, 1, env) as (scheduler_file, workers), \
+            distributed.Client(scheduler_file=str(scheduler_file)) as client:
+        client.wait_for_workers(1, timeout=120)
+        killed = []
 
-            def kill_the_worker(done, total):
-                if not killed and done > 0:  # one batch committed, the next ones in flight
-                    os.kill(procs[1].pid, signal.SIGKILL)
-                    killed.append(done)
+        def kill_the_worker(done, total):
+            if not killed and done > 0:  # one batch committed, the next ones in flight
+                os.kill(workers[0].pid, signal.SIGKILL)
+                killed.append(done)
 
-            with pytest.raises(SoundAtlasError, match="the Dask workers running a batch died"):
-                _embed(indexed, tmp_path / "atlas", executor=client.get_executor(),
-                       progress=kill_the_worker)
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
+        with pytest.raises(SoundAtlasError, match="the Dask workers running a batch died"):
+            _embed(indexed, tmp_path / "atlas", executor=client.get_executor(),
+                   progress=kill_the_worker)
     assert killed
     with Atlas.open(tmp_path / "atlas") as atlas:
         assert 0 < atlas.model("default").n_embedded < atlas.n_samples()
