@@ -1,5 +1,6 @@
 """An OSC peer for tests: a python-osc UDP server on a free loopback port that keeps every message
-it receives (tests import it as ``from oscpeer import Receiver``)."""
+it receives (tests import it as ``from oscpeer import Receiver``); ``Receiver("0.0.0.0")`` also
+hears the loopback's broadcast address, 127.255.255.255."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ class Receiver:
     """Use as a context manager; ``port`` is where it listens, ``next()`` the next message as
     (address, args), waiting up to ``timeout`` seconds (queue.Empty when none came)."""
 
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1"):
         self.messages: queue.Queue = queue.Queue()
         dispatcher = Dispatcher()
         dispatcher.set_default_handler(lambda address, *args: self.messages.put((address, args)))
-        self.server = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+        self.server = ThreadingOSCUDPServer((host, 0), dispatcher)
         self.port = self.server.server_address[1]
 
     def __enter__(self) -> Receiver:

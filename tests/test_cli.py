@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_in_process
+
 from soundatlas.cli import build_parser, main
 
 BIN = Path(sys.executable).parent / "soundatlas"
@@ -102,9 +104,44 @@ def test_index_summary_names_failures(tone_library):
     proc = run("index", tone_library, "-q", "--jobs", "1", check_rc=0)
     assert "1 files that could not be decoded before and have not changed" in proc.stdout
     assert "mid/broken.wav: empty" in proc.stdout
-    summary = json.loads(run("index", tone_library, "-q", "--jobs", "1", "--retry-failed",
-                             "--json", check_rc=0).stdout)
+    # read again and failing again, the run indexed nothing it analysed: exit 1
+    proc = run("index", tone_library, "-q", "--jobs", "1", "--retry-failed", "--json", check_rc=1)
+    summary = json.loads(proc.stdout)
     assert (summary["n_failed_unchanged"], summary["n_failed"]) == (0, 1)
+    assert "none of the 1 files analysed could be indexed" in proc.stderr, proc.stderr
+
+
+def test_a_run_that_indexes_none_of_what_it_analysed_fails(tone_library, tmp_path, capsys):
+    """A few unreadable files among good ones are listed and the run succeeds; a run whose every
+    analysed file failed, or that leaves an atlas of failures only, exits 1 naming the first."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.wav").write_bytes(b"not audio at all")
+    (bad / "b.flac").write_bytes(b"")
+    proc = run_in_process(capsys, "index", bad, "-q", "--jobs", "1")
+    assert proc.returncode == 1 and "failed 2" in proc.stdout, proc
+    assert "index: error: none of the 2 files analysed could be indexed (the first, a.wav: not " \
+        "audio" in proc.stderr, proc.stderr
+    proc = run_in_process(capsys, "index", bad, "-q", "--jobs", "1")  # not read again
+    assert proc.returncode == 1 and "the atlas holds no sample: its 2 files all failed" \
+        in proc.stderr and "--retry-failed" in proc.stderr, proc.stderr
+    proc = run_in_process(capsys, "map", bad, "-q", "--jobs", "1", "--json")
+    assert proc.returncode == 1 and "the atlas holds no sample" in proc.stderr, proc.stderr
+    assert json.loads(proc.stdout)["index"]["n_failed"] == 2 and "embed" not in proc.stdout
+
+    # a library with samples: one new file that cannot be read is the run's whole work, failed;
+    # map still embeds the samples the atlas holds, then says so
+    assert run_in_process(capsys, "index", tone_library, "-q", "--jobs", "1").returncode == 0
+    (tone_library / "mid" / "new.wav").write_bytes(b"RIFF")
+    proc = run_in_process(capsys, "map", tone_library, "-q", "--jobs", "1", "--json")
+    assert proc.returncode == 1 and "none of the 1 files analysed" in proc.stderr, proc.stderr
+    assert json.loads(proc.stdout)["embed"]["n_embedded"] == 18
+    proc = run_in_process(capsys, "index", tone_library, "-q", "--jobs", "1")  # nothing new
+    assert proc.returncode == 0 and "mid/new.wav" in proc.stdout, proc
+    a_tone = next((tone_library / "mid").glob("*.wav"))
+    (tone_library / "low" / "also-new.wav").write_bytes(a_tone.read_bytes())
+    proc = run_in_process(capsys, "index", tone_library, "-q", "--jobs", "1", "--retry-failed")
+    assert proc.returncode == 0 and "indexed 1 " in proc.stdout, proc  # one of two read
 
 
 def test_file_names_that_would_drive_the_terminal_are_shown_escaped(tone_library):

@@ -173,6 +173,17 @@ def test_bad_page_events_are_refused_and_nothing_is_sent(atlas_dir, body, status
         assert r.status_code == 200 and rx.next()[0] == "/soundatlas/play"  # the first to arrive
 
 
+def test_page_events_reach_a_broadcast_address(atlas_dir):
+    """A LAN's broadcast address (here the loopback's) reaches every listener on that port; the
+    socket needs SO_BROADCAST, without which each send was refused ("Permission denied")."""
+    with Receiver("0.0.0.0") as rx:
+        client = _client(create_app(atlas_dir, osc_out=f"127.255.255.255:{rx.port}"))
+        r = client.post("/api/events", json={"type": "play", "id": 2, "model": "default"})
+        assert r.status_code == 200, r.text
+        address, args = rx.next()
+        assert (address, args[0]) == ("/soundatlas/play", 2)
+
+
 def test_without_osc_the_event_endpoints_say_how_to_turn_it_on(atlas_dir):
     client = _client(create_app(atlas_dir))
     assert client.get("/api/atlas").json()["osc"] == {"out": None, "in": None}
@@ -208,6 +219,8 @@ def test_incoming_osc_reaches_the_event_stream_and_bad_messages_are_named(atlas_
                 ("/soundatlas/cursor/norm", [1.5, 0.0], "from 0 to 1"),
                 ("/soundatlas/cursor", ["x"], "expects 1 to 16 numbers"),
                 ("/soundatlas/play", [1.5], "one integer sample id"),
+                ("/soundatlas/play", [-1], "one integer sample id (0 to 2147483647)"),
+                ("/soundatlas/select", [2**40], "(0 to 2147483647)"),  # sent as int64 ('h')
                 ("/soundatlas/jump", [1], "is not an address of soundatlas"),
             ]:
                 osc.send_message(address, args)

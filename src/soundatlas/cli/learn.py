@@ -37,8 +37,15 @@ from soundatlas.cli.common import (
     progress_bar,
     shown,
 )
-from soundatlas.cli.library import INDEX_OPTIONS, executor_for, print_index_summary, run_index
+from soundatlas.cli.library import (
+    INDEX_OPTIONS,
+    executor_for,
+    nothing_indexed,
+    print_index_summary,
+    run_index,
+)
 from soundatlas.cli.train_flags import SettingFlags, train_settings
+from soundatlas.errors import SoundAtlasError
 
 #: adapt's defaults, read from AdaptSettings' fields (building one would load torch).
 _ADAPT_DEFAULTS = SimpleNamespace(**{f.name: f.default for f in dataclasses.fields(AdaptSettings)})
@@ -346,6 +353,11 @@ def cmd_map(args: argparse.Namespace) -> int:
     index_summary = run_index(args)
     if not args.json:
         print_index_summary(index_summary)
+    failed = nothing_indexed(index_summary)
+    if failed and not index_summary.n_samples:  # nothing to embed
+        if args.json:
+            print_json({"index": index_summary.to_dict()})
+        raise SoundAtlasError(failed)
     path = Path(args.atlas) if args.atlas else default_atlas_dir(args.library)
     with Atlas.open(path, write=True) as atlas:
         summary = _embed(args, atlas)
@@ -363,6 +375,8 @@ def cmd_map(args: argparse.Namespace) -> int:
                     **({"adapt": adapted} if adapted else {})})
     elif adapted:
         print(_adapted_line(adapted, args.minutes))
+    if failed:  # the samples the atlas held are mapped; the run's new files are not
+        raise SoundAtlasError(failed)
     return EXIT_OK
 
 

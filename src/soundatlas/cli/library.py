@@ -30,9 +30,10 @@ from soundatlas.cli.common import (
     shown,
     writing,
 )
+from soundatlas.errors import SoundAtlasError
 
-__all__ = ["register", "INDEX_OPTIONS", "run_index", "executor_for", "print_index_summary", "human_bytes",
-           "cmd_demo_library", "cmd_index", "cmd_info", "cmd_cqt"]
+__all__ = ["register", "INDEX_OPTIONS", "run_index", "executor_for", "print_index_summary",
+           "nothing_indexed", "human_bytes", "cmd_demo_library", "cmd_index", "cmd_info", "cmd_cqt"]
 
 
 def duration_or_none(text: str) -> float | None:
@@ -320,12 +321,44 @@ def print_index_summary(s) -> None:
             print(f"    ... and {s.n_failed - 50} more (soundatlas info --json lists all)")
 
 
+def nothing_indexed(s) -> str | None:
+    """Why an indexing run failed as a whole, or None when it did not.
+
+    A few unreadable files among others are ordinary: they are listed and the run succeeds.
+    It fails when no file it analysed could be indexed (files this machine cannot decode, Dask
+    workers that cannot read the library, the one new file a script added), or when the atlas
+    ends with no sample and only failures: a script must not read success there.
+
+    Parameters
+    ----------
+    s : soundatlas.indexing.IndexSummary
+        What :func:`run_index` returned.
+
+    Returns
+    -------
+    str or None
+        The error message, naming the first failure.
+    """
+    if not s.failures:
+        return None
+    path, reason = s.failures[0]
+    first = f"{shown(path)}: {shown(reason)}"
+    failed_now = s.n_failed - s.n_failed_unchanged
+    if failed_now and not s.n_indexed:
+        return (f"none of the {failed_now} files analysed could be indexed (the first, {first})")
+    if not s.n_samples:
+        return (f"the atlas holds no sample: its {s.n_failed} files all failed (the first, "
+                f"{first}); --retry-failed reads them again")
+    return None
+
+
 def _add_index(sub, parents) -> None:
     i = sub.add_parser("index", parents=parents, help="scan a library and index it into an atlas",
                        description="Scan LIBRARY recursively, decode every audio file, compute its "
                        "constant-Q features and store them in the atlas. Incremental: only new "
                        "or changed files are analysed, moved files are recognised by content, "
-                       "deleted ones forgotten. Safe to interrupt and re-run.")
+                       "deleted ones forgotten. Safe to interrupt and re-run. Exits 1 when no file "
+                       "it analysed could be indexed.")
     add_options(i, *INDEX_OPTIONS)
     i.set_defaults(func=cmd_index)
 
@@ -337,6 +370,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         print_json(summary.to_dict())
     else:
         print_index_summary(summary)
+    failed = nothing_indexed(summary)
+    if failed:
+        raise SoundAtlasError(failed)
     return EXIT_OK
 
 

@@ -76,7 +76,8 @@ def _add_serve(sub, parents) -> None:
                     "answer, 1 otherwise) without binding a port")
     sv.add_argument("--osc-out", type=_osc_out, metavar="HOST:PORT",
                     help="send the page's hover, select, play and selection events as OSC "
-                    "messages (UDP) to HOST:PORT, e.g. 127.0.0.1:9000 (address space: README)")
+                    "messages (UDP) to HOST:PORT, e.g. 127.0.0.1:9000, or a broadcast address "
+                    "such as 192.168.1.255:9000 (address space: README)")
     sv.add_argument("--osc-in", type=_osc_in, metavar="[HOST:]PORT",
                     help="listen for OSC (UDP) on PORT (host 127.0.0.1 unless given): "
                     "/soundatlas/cursor x y z moves a cursor in the page and plays the nearest "

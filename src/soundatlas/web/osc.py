@@ -1,6 +1,6 @@
 """Live control over OSC (Open Sound Control, over UDP, with python-osc).
 
-Out (``soundatlas serve --osc-out HOST:PORT``): what the page does goes out as messages, each
+Out (``soundatlas serve --osc-out HOST:PORT``; HOST may be a broadcast address): what the page does goes out as messages, each
 sample named by its id, its path relative to the library and its coordinates on the map shown::
 
     /soundatlas/hover     ,is f...   id path x y z     the pointer moved onto a sample
@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import socket
 import sys
 import threading
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ __all__ = ["PREFIX", "MAX_SELECTION", "Endpoint", "parse_endpoint", "EventHub", 
 PREFIX = "/soundatlas"
 MAX_SELECTION = 1024  # ids in one /selection message (a UDP datagram stays well under 64 KiB)
 SAMPLE_EVENTS = ("hover", "select", "play")
+MAX_ID = 2**31 - 1  # sample ids are OSC int32 (an atlas's ids are SQLite rowids from 1)
 
 
 @dataclass(frozen=True)
@@ -129,8 +131,11 @@ class OscOut:
 
         self.endpoint = endpoint
         try:
-            self.client = SimpleUDPClient(endpoint.host, endpoint.port,
-                                          family=_family(endpoint.host))
+            family = _family(endpoint.host)
+            # a broadcast address (a LAN's x.x.x.255, several listeners at once) needs
+            # SO_BROADCAST, without which every send is refused with "Permission denied"
+            self.client = SimpleUDPClient(endpoint.host, endpoint.port, family=family,
+                                          allow_broadcast=family == socket.AF_INET)
         except OSError as exc:
             raise ParameterError(f"--osc-out {endpoint}: {exc.strerror or exc}") from None
         self.n_sent = 0
@@ -150,8 +155,6 @@ class OscOut:
 
 
 def _family(host: str):
-    import socket
-
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
@@ -249,8 +252,9 @@ class OscIn:
 
     def _sample(self, address: str, kind: list, *args) -> None:
         self.n_received += 1
-        if len(args) != 1 or not isinstance(args[0], int) or isinstance(args[0], bool):
-            return self._error(address, args, "expects one integer sample id")
+        if len(args) != 1 or not isinstance(args[0], int) or isinstance(args[0], bool) \
+                or not 0 <= args[0] <= MAX_ID:  # an int64 ('h') the page could not hold exactly
+            return self._error(address, args, f"expects one integer sample id (0 to {MAX_ID})")
         self.hub.publish({"type": kind[0], "id": int(args[0]), "address": address})
 
     def _unknown(self, address: str, *args) -> None:
