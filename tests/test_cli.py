@@ -579,3 +579,17 @@ def test_threads_hold_for_the_whole_command_and_no_longer():
         assert seen == [1, 3] and torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_json_output_has_no_nan_and_writes_numpy_numbers_as_numbers(capsys):
+    """Python's json writes NaN, which other JSON readers refuse with the whole document: a
+    figure that is not finite goes out as null, numpy's numbers as numbers."""
+    import numpy as np
+
+    from soundatlas.cli.common import print_json
+
+    print_json({"a": float("nan"), "b": [float("inf"), np.float32("nan"), np.float64(2.5)],
+                "c": (np.int64(3), -float("inf")), "d": Path("x")})
+    text = capsys.readouterr().out
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in {text}")) == {
+        "a": None, "b": [None, None, 2.5], "c": [3, None], "d": "x"}

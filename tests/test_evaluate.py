@@ -15,7 +15,7 @@ from conftest import run_in_process as _cli
 from soundatlas.atlas import Atlas
 from soundatlas.baselines import BASELINES, baseline_points, input_windows
 from soundatlas.errors import ParameterError, SoundAtlasError
-from soundatlas.evaluate import evaluate, frame_set, sample_points
+from soundatlas.evaluate import evaluate, frame_set, label_of, sample_points
 from soundatlas.indexing import index_library
 from soundatlas.report import write_report
 from soundatlas.train import settings_for, train
@@ -413,7 +413,10 @@ def test_cross_bank_names_the_classes_the_reference_lacks(mapped, other_bank):
 
 def test_within_set_names_a_class_only_test_files_have(mapped, tmp_path):
     """Two test samples relabelled as a class no other sample has: the k-NN cannot name it,
-    and evaluate says which class and how many test frames (within-set as across banks)."""
+    and evaluate says which class and how many test frames (within-set as across banks). A
+    label of one class scores 1.000 on any map: evaluate says so, and gives each label's
+    chance (the most common class's share of the test frames)."""
+    import collections
     import shutil
 
     from soundatlas.scoretable import format_scores
@@ -426,13 +429,27 @@ def test_within_set_names_a_class_only_test_files_have(mapped, tmp_path):
         labels = atlas.labels_of(atlas.sample_ids().tolist())
         for sid in tested:
             labels[sid] = {**labels[sid], "instrument": "oboe"}
+        for sid in labels:
+            labels[sid] = {**labels[sid], "bank": "one"}
         atlas.replace_labels(labels)
     with Atlas.open(copy) as atlas:
-        r = evaluate(atlas, ["m"], labels=["instrument"], n_analogies=0)
-        n_oboe = int(np.isin(frame_set(atlas).sample_ids, tested).sum())
-    assert r["protocol"]["unmatched_classes"] == {"instrument": {"oboe": n_oboe}}
+        r = evaluate(atlas, ["m"], labels=["instrument", "bank"], n_analogies=0)
+        fs = frame_set(atlas)
+        n_oboe = int(np.isin(fs.sample_ids, tested).sum())
+        names = label_of(atlas, "instrument")
+        counts = collections.Counter(names[int(s)] for s in fs.sample_ids[fs.split == "test"])
+    assert r["protocol"]["unmatched_classes"] == {"instrument": {"oboe": n_oboe}, "bank": {}}
+    text = format_scores(r)
     assert (f"{n_oboe} test frames have a 'instrument' that no training frame has, so the "
-            f"k-NN cannot name it: oboe ({n_oboe})") in format_scores(r)
+            f"k-NN cannot name it: oboe ({n_oboe})") in text
+    chance = r["protocol"]["test_classes"]
+    top = max(counts.values()) / sum(counts.values())
+    assert chance["instrument"]["n_classes"] == len(counts) > 1
+    assert chance["instrument"]["majority_share"] == pytest.approx(top)
+    assert f"naming every frame by it scores): instrument {top:.3f}" in text
+    assert chance["bank"] == {"n_classes": 1, "majority": "one", "majority_share": 1.0}
+    assert r["results"]["m"]["accuracy"]["bank"]["test_accuracy"] == 1.0
+    assert "'bank' has one class among the test frames (one): every map scores 1.000" in text
 
 
 def test_cross_bank_refuses_a_model_that_differs_or_is_missing(mapped, other_bank, tmp_path):

@@ -552,8 +552,10 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
             for sid in [s for s, v in values.items() if s < _CROSS_OFFSET and v not in here]:
                 del values[sid]
     fitted = set(fs.sample_ids[fs.split == "train"].tolist())
-    unmatched = {key: _unmatched_classes(values, fitted, fs.sample_ids[fs.split == "test"])
+    tested = fs.sample_ids[fs.split == "test"]
+    unmatched = {key: _unmatched_classes(values, fitted, tested)
                  for key, values in label_values.items()}
+    test_classes = {key: _test_classes(values, tested) for key, values in label_values.items()}
     X = np.concatenate([p.windows(seed) for p in parts])
     step("input windows")
     results, outcomes = {}, {}
@@ -590,7 +592,7 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
                 "n_samples": int(len(np.unique(parts[-1].fs.sample_ids))),
                 "split_seed": int(atlas.meta("split_seed") or 0), "ks": list(KS),
                 "protocol": "within-set" if reference is None else "cross-bank",
-                "unmatched_classes": unmatched}
+                "unmatched_classes": unmatched, "test_classes": test_classes}
     if reference is not None:
         protocol["reference"] = {"atlas": str(reference.path),
                                  "n_samples": int(len(np.unique(parts[0].fs.sample_ids))),
@@ -653,6 +655,17 @@ def _unmatched_classes(values: dict, fitted: set, tested: np.ndarray) -> dict:
     counts = collections.Counter(values[s] for s in tested.tolist()
                                  if s in values and values[s] not in known)
     return dict(sorted(counts.items(), key=lambda kv: str(kv[0])))
+
+
+def _test_classes(values: dict, tested: np.ndarray) -> dict:
+    """How many classes the labelled test frames have, and the share of the most common one: a
+    map that named every frame by it would score that (chance); one class scores 1.000."""
+    counts = collections.Counter(values[s] for s in tested.tolist() if s in values)
+    if not counts:
+        return {"n_classes": 0, "majority": None, "majority_share": None}
+    top, n = max(counts.items(), key=lambda kv: (kv[1], str(kv[0])))
+    return {"n_classes": len(counts), "majority": top,
+            "majority_share": n / sum(counts.values())}
 
 
 class _Part:

@@ -335,5 +335,14 @@ def format_scores(result: dict) -> str:
             where = "of the reference " if p.get("protocol") == "cross-bank" else ""
             lines.append(f"{sum(classes.values())} test frames have a {key!r} that no training "
                          f"frame {where}has, so the k-NN cannot name it: {named}")
+    chance = p.get("test_classes", {})
+    shares = [f"{k} {c['majority_share']:.3f}" for k, c in chance.items() if c["n_classes"] > 1]
+    if shares:
+        lines.append("the most common class's share of the test frames (what naming every frame "
+                     "by it scores): " + ", ".join(shares))
+    for key, c in chance.items():
+        if c["n_classes"] == 1:
+            lines.append(f"{key!r} has one class among the test frames ({c['majority']}): every "
+                         "map scores 1.000 on it, which says nothing")
     lines += [f"not scored: {line}" for line in score_errors(result["results"])]
     return "\n".join(lines)

@@ -22,6 +22,7 @@ import contextlib
 import functools
 import json
 import math
+import numbers
 import os
 import sqlite3
 import sys
@@ -426,10 +427,27 @@ def print_json(obj: Any) -> None:
     Parameters
     ----------
     obj : object
-        Anything ``json`` writes; other values (paths, say) are written as ``str(value)``.
+        Anything ``json`` writes; other values (paths, say) are written as ``str(value)``, and
+        a float that is not finite as ``null`` (Python's ``NaN`` is not JSON: other readers
+        refuse the whole document).
     """
-    json.dump(obj, sys.stdout, indent=2, default=str)
+    json.dump(_finite(obj), sys.stdout, indent=2, default=str, allow_nan=False)
     sys.stdout.write("\n")
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with each float that is not finite (numpy's too) as None, numpy's integers as
+    ``int``."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, numbers.Integral) and not isinstance(obj, int):  # numpy's: a number
+        return int(obj)
+    if isinstance(obj, numbers.Real) and not isinstance(obj, numbers.Integral):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    return obj
 
 
 def as_dict(obj: Any) -> Any:
