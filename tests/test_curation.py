@@ -856,3 +856,45 @@ def test_a_tag_key_trains_a_neighbourhood_like_any_label(indexed):
     assert all(mood[a] == mood[p] != mood[q]
                for a, p, q in zip(triples.anchor_sample, triples.positive_sample,
                                   triples.negative_sample))
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_written_as_text_and_read_back(tmp_path, capsys):
+    """A file named ``=HYPERLINK(...)`` or a tag ``@home`` would run as a formula in the
+    spreadsheet that opens an export (CSV injection): the tags CSV and a collection's CSV write
+    such a cell with a ``'`` before it, numbers and ordinary text as they are, and reading
+    either back (``tags import``, a manifest) gives every name and tag as it was."""
+    import csv
+
+    from soundatlas.labels import read_manifest
+
+    names = ["=HYPERLINK(1).wav", "-3 dB.wav", "'80s/keys.wav", "@home.wav", "plain.wav"]
+    lib, A, ids = _library_of(tmp_path, names)
+    for tag in ("+boost", "@home", "'80s", "'=x", "-12"):
+        assert _cli(capsys, "tag", *A, *ids.values(), "--add", tag)[0] == 0
+    exported = tmp_path / "tags.csv"
+    assert _cli(capsys, "tags", "export", *A, exported)[0] == 0
+    with open(exported, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    cells = {c for r in rows for c in (r["path"], r["tag"])}
+    assert {"'=HYPERLINK(1).wav", "'-3 dB.wav", "'80s/keys.wav", "'@home.wav", "'+boost",
+            "'@home", "'80s", "''=x", "-12"} <= cells
+    assert not any(c[:1] in "=+@" or c[:1] == "-" and c != "-12" for c in cells), cells
+    other = tmp_path / "other"
+    index_library(lib, atlas_dir=other, n_jobs=1)
+    rc, _, err = _cli(capsys, "tags", "import", "--atlas", other, exported)
+    assert rc == 0, err
+    again = tmp_path / "again.csv"
+    assert _cli(capsys, "tags", "export", "--atlas", other, again)[0] == 0
+    assert again.read_bytes() == exported.read_bytes()
+    with Atlas.open(other) as atlas:
+        for tag in ("+boost", "@home", "'80s", "'=x", "-12"):
+            assert atlas.ids_with(tag=tag) == set(_ids(atlas).values()), tag
+    # a collection's CSV (the page's export too), read back as a label manifest
+    assert _cli(capsys, "collections", "add", *A, "all", *ids.values())[0] == 0
+    listing = lib / "all.csv"
+    assert _cli(capsys, "collections", "export", *A, "all", "-o", listing)[0] == 0
+    with open(listing, newline="", encoding="utf-8") as f:
+        paths = [row["path"] for row in csv.DictReader(f)]
+    assert sorted(paths) == sorted(["'=HYPERLINK(1).wav", "'-3 dB.wav", "'80s/keys.wav",
+                                    "'@home.wav", "plain.wav"])
+    assert sorted(read_manifest(listing, lib).labels) == sorted(names)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from soundatlas.atlas.records import SampleRecord
+from soundatlas.text import spreadsheet_cell
 
 __all__ = ["FORMATS", "sample_duration", "m3u_text", "csv_text", "write_zip", "portable_names",
            "stem_for"]
@@ -56,13 +57,15 @@ def csv_text(records: Iterable[SampleRecord], keys: list[str],
              labels: Mapping[int, Mapping[str, str]]) -> str:
     """id, path, duration and one column per label key (cells: the sample's value or empty).
     Rows end in CRLF (RFC 4180): the csv module then quotes a cell holding a CR or an LF, which
-    a file name may hold; with LF alone it left a CR unquoted, and readers split the row."""
+    a file name may hold; with LF alone it left a CR unquoted, and readers split the row. A
+    path or value that a spreadsheet would run as a formula is written as text
+    (:func:`soundatlas.text.spreadsheet_cell`; ``index --labels`` reads it back)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(["id", "path", "duration", *keys])
+    writer.writerow(["id", "path", "duration", *map(spreadsheet_cell, keys)])
     for r in records:
-        writer.writerow([r.id, r.path, f"{sample_duration(r):.3f}",
-                         *(labels.get(r.id, {}).get(k, "") for k in keys)])
+        writer.writerow([r.id, spreadsheet_cell(r.path), f"{sample_duration(r):.3f}",
+                         *(spreadsheet_cell(str(labels.get(r.id, {}).get(k, ""))) for k in keys)])
     return buf.getvalue()
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from soundatlas.errors import ParameterError
+from soundatlas.text import from_spreadsheet_cell
 
 __all__ = [
     "NAME_PATTERNS",
@@ -180,9 +181,11 @@ def read_manifest(csv_path: str | os.PathLike, root: str | os.PathLike, *,
             reader = csv.DictReader(f)
             if not reader.fieldnames or "path" not in reader.fieldnames:
                 raise ParameterError(f"{csv_path}: the manifest needs a 'path' column")
+            reader.fieldnames = [from_spreadsheet_cell(c) for c in reader.fieldnames]
             out.columns = [c for c in reader.fieldnames if c != "path"]
             for line, row in enumerate(reader, start=2):
-                rel = _relative(row.get("path") or "", base, root)
+                # a cell an export wrote as text ('=x.wav: exports.csv_text) is read as it was
+                rel = _relative(from_spreadsheet_cell(row.get("path") or ""), base, root)
                 if rel is None:
                     out.problems.append(
                         f"{csv_path}:{line}: path {row.get('path')!r} is outside the library {root}"
@@ -190,7 +193,7 @@ def read_manifest(csv_path: str | os.PathLike, root: str | os.PathLike, *,
                     continue
                 labels = {}
                 for key in out.columns:
-                    value = (row.get(key) or "").strip()
+                    value = from_spreadsheet_cell((row.get(key) or "").strip())
                     if key == "pitch" and value:
                         value = normalise_pitch(value) or ""
                         if not value:

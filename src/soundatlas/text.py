@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["slug", "unicode_forms", "shown"]
+__all__ = ["slug", "unicode_forms", "shown", "spreadsheet_cell", "from_spreadsheet_cell"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -74,3 +74,45 @@ def shown(text: str) -> str:
 def _unsafe(c: str) -> bool:
     return (unicodedata.category(c) in ("Cc", "Zl", "Zp")
             or "\u202a" <= c <= "\u202e" or "\u2066" <= c <= "\u2069")
+
+
+#: what a spreadsheet reads as the start of a formula in a cell (OWASP's "CSV injection")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(text: str) -> str:
+    """``text`` for a CSV cell that a spreadsheet will open: a cell that a spreadsheet would
+    run as a formula (it begins with ``=``, ``+``, ``-``, ``@``, a tab or a CR; a file named
+    ``=HYPERLINK(...).wav``, say) gets a ``'`` before it, which makes it text. A number (``-3``)
+    is left alone, and so is everything else; a cell that begins with ``'`` and then one of
+    those, or a second ``'``, gets one too, so that :func:`from_spreadsheet_cell` gives every
+    text back as it was.
+
+    Examples
+    --------
+    >>> spreadsheet_cell("=1+1"), spreadsheet_cell("-3"), spreadsheet_cell("'80s")
+    ("'=1+1", '-3', "'80s")
+    >>> from_spreadsheet_cell(spreadsheet_cell("''=x")) == "''=x"
+    True
+    """
+    if text.startswith(_FORMULA_START) and not _is_number(text) or _quoted(text):
+        return "'" + text
+    return text
+
+
+def from_spreadsheet_cell(text: str) -> str:
+    """A cell :func:`spreadsheet_cell` wrote, as it was: the ``'`` before a formula's first
+    character (or before a second ``'``) taken away. A ``'`` before anything else (``'80s``)
+    is the text's own and stays."""
+    return text[1:] if _quoted(text) else text
+
+
+def _quoted(text: str) -> bool:
+    return text[:1] == "'" and text[1:2] in ("'", *_FORMULA_START)
+
+
+def _is_number(text: str) -> bool:
+    return _NUMBER.fullmatch(text) is not None
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")

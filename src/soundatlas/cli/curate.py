@@ -29,6 +29,7 @@ from soundatlas.cli.common import (
     shown,
     writing,
 )
+from soundatlas.text import from_spreadsheet_cell, spreadsheet_cell
 
 __all__ = ["register", "resolve_items", "cmd_tag", "cmd_star", "cmd_note", "cmd_collections",
            "cmd_tags", "cmd_suggest"]
@@ -410,8 +411,9 @@ def cmd_tags(args: argparse.Namespace) -> int:
                 # CRLF rows (RFC 4180): a path holding a CR is quoted (exports.csv_text)
                 w = csv.DictWriter(f, TAG_CSV_COLUMNS, lineterminator="\r\n")
                 w.writeheader()
-                for r in rows:
-                    w.writerow({**r, "suggested": int(r["suggested"]),
+                for r in rows:  # a path or tag a spreadsheet would run as a formula: text
+                    w.writerow({**r, "path": spreadsheet_cell(r["path"]),
+                                "tag": spreadsheet_cell(r["tag"]), "suggested": int(r["suggested"]),
                                 "confidence": "" if r["confidence"] is None
                                 else repr(r["confidence"])})
             return _report(args, {"file": args.file, "rows": len(rows)},
@@ -460,7 +462,9 @@ def _read_tag_csv(path: Path) -> list[dict]:
         raise UsageError(f"{path}: a column appears twice: {', '.join(fields)}")
     rows, end = [], reader.line_num  # the header's last line
     for row in reader:  # each row with the line it starts on (a cell may hold a line break)
-        rows.append({**row, "line": end + 1})
+        unquoted = {k: from_spreadsheet_cell(row[k]) for k in ("path", "tag")
+                    if isinstance(row.get(k), str)}  # as tags export wrote them
+        rows.append({**row, **unquoted, "line": end + 1})
         end = reader.line_num
     return rows
 
