@@ -33,6 +33,8 @@ def site(tmp_path_factory):
     write_tone(lib / "a.wav", 440.0, seconds=0.3)
     write_tone(lib / "sub" / "b.wav", 220.0, seconds=0.3)
     (lib / "notes.txt").write_text("a text file of the library\n")
+    for odd in ("50%25 mix.wav", "100%.wav", "a:b.wav"):  # names a library may hold
+        (lib / odd).write_bytes((lib / "a.wav").read_bytes() + odd.encode())
     (lib / ".hidden.wav").write_bytes((lib / "a.wav").read_bytes())
     (lib / "escape.wav").symlink_to(outside / "secret.txt")
     (lib / "outdir").symlink_to(outside, target_is_directory=True)
@@ -104,14 +106,20 @@ def test_traversal_corpus_is_refused_with_json_404(site, rel):
     assert SECRET not in body and b"root:" not in body
 
 
-@pytest.mark.parametrize("rel", ["a.wav", "./a.wav", "sub/b.wav", "sub/./b.wav", "sub//b.wav",
-                                 "sub/%62.wav", "inlink.wav", "notes.txt", "%61.wav"])
+# as sent -> the file served; a % in a name is sent as %25 and is the name's own once decoded
+SERVED = {"a.wav": "a.wav", "./a.wav": "a.wav", "sub/b.wav": "sub/b.wav",
+          "sub/./b.wav": "sub/b.wav", "sub//b.wav": "sub/b.wav", "sub/%62.wav": "sub/b.wav",
+          "inlink.wav": "sub/b.wav", "notes.txt": "notes.txt", "%61.wav": "a.wav",
+          "50%2525%20mix.wav": "50%25 mix.wav", "100%25.wav": "100%.wav", "a:b.wav": "a:b.wav",
+          "a%3Ab.wav": "a:b.wav"}
+
+
+@pytest.mark.parametrize("rel", SERVED)
 def test_files_of_the_library_are_served(site, rel):
     app, lib, _ = site
     status, headers, body = _get(app, "/api/files/" + rel)
     assert status == 200, (rel, body[:200])
-    name = {"inlink.wav": "sub/b.wav", "sub/%62.wav": "sub/b.wav", "%61.wav": "a.wav"}.get(
-        rel, rel.replace("./", "").replace("//", "/"))
+    name = SERVED[rel]
     assert body == (lib / name).read_bytes()
     assert headers["accept-ranges"] == "bytes"
     assert headers["x-content-type-options"] == "nosniff"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import mimetypes
 import os
-import re
 import stat
 import tempfile
 import unicodedata
@@ -42,11 +41,6 @@ _AUDIO_TYPES = {
     ".mp3": "audio/mpeg", ".mp2": "audio/mpeg", ".au": "audio/basic", ".snd": "audio/basic",
     ".caf": "audio/x-caf",
 }
-# what a path may still hold after the server decoded it once: an encoded dot, slash, backslash,
-# NUL or percent means it was encoded twice to slip past a check
-_ENCODED = re.compile(r"%(2e|2f|5c|00|25)", re.IGNORECASE)
-
-
 # -- errors --------------------------------------------------------------------------------------
 
 
@@ -277,9 +271,12 @@ def temp_file_response(request: Request, write: Callable[[Path], None], *, prefi
 def library_file(root: Path, rel: str, *, deny: Path | None = None) -> tuple[Path, os.stat_result]:
     """The regular file at a relative path inside the library.
 
-    Refused: ``..``, an absolute path, a backslash, NUL or still-encoded character, a hidden
-    file or folder (the atlas usually lives in one), anything under ``deny``, and a symlink
-    whose target resolves outside the root.
+    Refused: ``..``, an absolute path, a backslash or NUL, a hidden file or folder (the atlas
+    usually lives in one), anything under ``deny``, and a symlink whose target resolves outside
+    the root. The path is the server's once-decoded one and is never decoded again, so a ``%``
+    left in it is the file name's own (``50%25 mix.wav`` is a name a library may hold): a
+    twice-encoded ``%252e%252e`` names a folder called ``%2e%2e``, inside the root like any
+    other name.
 
     Parameters
     ----------
@@ -301,9 +298,9 @@ def library_file(root: Path, rel: str, *, deny: Path | None = None) -> tuple[Pat
         404 for every refusal alike, saying nothing of what exists outside.
     """
     refused = api_error(404, f"not a file of the library: {rel!r}")
-    if not rel or "\x00" in rel or "\\" in rel or _ENCODED.search(rel):
+    if not rel or "\x00" in rel or "\\" in rel:
         raise refused
-    if rel.startswith("/") or re.match(r"[A-Za-z]:", rel):
+    if rel.startswith("/"):  # (a drive, C:/..., resolves outside the root: refused below)
         raise refused
     for part in rel.split("/"):
         # NFKC folds look-alike dots (one-dot leader, fullwidth full stop) into '.'
