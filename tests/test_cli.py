@@ -210,6 +210,15 @@ def test_train_embed_models_evaluate_from_the_command_line(rendered_library):
     assert models[0]["pitch_axis"] is False and shipped["default"]["pitch_axis"] is True
     listing = run("models", "--atlas", atlas, check_rc=0).stdout.splitlines()
     assert [line.split()[0] for line in listing if "height = measured pitch" in line] == ["default"]
+    # a model fine-tuned from another names what it was trained from, the first phase first
+    run("train", "--atlas", atlas, "-n", "instrument", "--iterations", "4", "--batch-size", "8",
+        "--valid-every", "2", "--name", "m2", "--init-from", "m", "-q", check_rc=0)
+    lineage = {r["name"]: r["lineage"] for r in
+               json.loads(run("models", "--atlas", atlas, "--json", check_rc=0).stdout)}
+    assert lineage["m"] == [] and lineage["m2"] == ["m"] and lineage["default"]  # shipped: phases
+    listing = run("models", "--atlas", atlas, check_rc=0).stdout
+    assert "2 phases: m -> this (the line above: the last phase)" in listing
+    assert f"{len(lineage['default']) + 1} phases: {' -> '.join(lineage['default'])}" in listing
     ev = json.loads(run("evaluate", "--atlas", atlas, "--model", "m", "--baselines", "none",
                         "--json", check_rc=0).stdout)
     acc = ev["results"]["m"]["accuracy"]["instrument"]

@@ -248,7 +248,18 @@ def _model_row(name: str, where: str, config: dict, n_embedded: int | None) -> d
             config.get("neighbourhood", {}).get("name"), "preset": config.get("preset"),
             "iterations": config.get("training", {}).get("iterations"),
             "n_embedded": n_embedded, "metrics": config.get("metrics", {}),
-            "pitch_axis": bool(config.get("architecture", {}).get("pitch_axis"))}
+            "pitch_axis": bool(config.get("architecture", {}).get("pitch_axis")),
+            "lineage": _lineage(config)}
+
+
+def _lineage(config: dict) -> list[str]:
+    """The models a fine-tuned model was trained from (``--init-from``, ``adapt``), the first
+    phase first; empty for a model trained from scratch."""
+    chain, base = [], config.get("init_from")
+    while base:
+        chain.append(base.get("name", "?"))
+        base = (base.get("made_by") or {}).get("init_from")
+    return chain[::-1]
 
 
 def _add_models(sub, parents) -> None:
@@ -290,6 +301,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         axis = ", height = measured pitch" if r["pitch_axis"] else ""
         print(f"{r['name']:32s} {r['where']:8s} {r['neighbourhood'] or '?':20s} "
               f"{r['preset'] or '?'} ({r['iterations']} it){axis}{emb}")
+        if r["lineage"]:  # what the line above describes is the last phase only
+            print(f"{'':32s} {len(r['lineage']) + 1} phases: {' -> '.join(r['lineage'])} -> "
+                  "this (the line above: the last phase)")
     return EXIT_OK
 
 
