@@ -411,7 +411,7 @@ def test_an_upload_over_the_servers_limit_is_refused_by_the_page_naming_the_limi
         page.goto("about:blank")
 
 
-def test_an_analogy_picked_on_the_map_matches_the_api(page, server):
+def test_an_analogy_picked_on_the_map_matches_the_api(page, server, console):
     _open(page, server)
     a, b, c = _isolated(page, server, 3)
     page.click("#analogy-mode")
@@ -427,6 +427,16 @@ def test_an_analogy_picked_on_the_map_matches_the_api(page, server):
     assert got["point"] == pytest.approx(want["point"])
     assert _list_ids(page, "#analogy-results") == [n["id"] for n in want["neighbours"]]
     assert _state(page, "selected") is None  # picking is not selecting
+    # an analogy that fails leaves no earlier answer under its error
+    console.expected.append("status of 500")
+    page.route("**/api/models/m/analogy*", lambda route: route.fulfill(
+        status=500, content_type="application/json", body='{"error": "analogy broke"}'))
+    page.click("#analogy-mode")  # back to exploring: a click selects
+    page.evaluate(f"{HOOK}.select({b})")
+    page.click("#set-c")
+    page.wait_for_selector("#analogy-error:visible")
+    assert page.inner_text("#analogy-error") == "analogy broke"
+    assert _state(page, "analogy") is None and _list_ids(page, "#analogy-results") == []
 
 
 def test_a_path_drawn_on_the_map_is_rendered_played_and_downloaded(page, server):

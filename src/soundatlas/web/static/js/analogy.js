@@ -89,6 +89,8 @@ export class Analogy {
       this.app.show(lists.analogy);
       player.prefetch(lists.analogy.ids);
     } catch (error) {
+      if (token !== this.token) return; // a later analogy (or Clear) has taken over
+      this.clearResult(); // no stale answer under the error
       $('analogy-error').textContent = error.message;
       $('analogy-error').hidden = false;
     }
