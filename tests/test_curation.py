@@ -10,7 +10,7 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 
-from conftest import downgrade_schema, write_tone
+from conftest import downgrade_schema, run_in_process, write_tone
 from soundatlas.atlas import SCHEMA_VERSION, Atlas
 from soundatlas.atlas.curation import parse_tag
 from soundatlas.errors import ParameterError
@@ -193,11 +193,8 @@ def test_an_atlas_from_before_curation_reads_empty_and_migrates(indexed):
 
 
 def _cli(capsys, *args) -> tuple[int, str, str]:
-    from soundatlas.cli import main
-
-    rc = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return rc, out.out, out.err
+    proc = run_in_process(capsys, *args)  # argparse's usage errors too (exit 2)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def test_the_commands_tag_star_note_and_collect_by_id_path_and_folder(indexed, capsys,
@@ -762,13 +759,16 @@ def test_suggest_fills_in_missing_labels_from_the_nearest_labelled_samples(tone_
                 assert cur is None
     rc, out, _ = _cli(capsys, "suggest", *A, "--label", "instrument", "--space", "input", "--json")
     assert json.loads(out)["n"] == sum(c < 0.5 for _, c in got.values())  # the rest
-    for args, message in ((("--label", "nope", "--space", "input"), "no label 'nope'"),
-                          (("--label", "instrument", "--space", "input", "-k", "0"), "k=0"),
-                          (("--label", "instrument", "--space", "input", "--min-confidence",
-                            "2"), "min_confidence"),
-                          (("--label", "instrument"), "no model")):
+    for args, status, message in (
+            (("--label", "nope", "--space", "input"), 1, "no label 'nope'"),
+            (("--label", "instrument", "--space", "input", "-k", "0"), 2,
+             "-k: 0 must be at least 1"),
+            (("--label", "instrument", "--space", "input", "--min-confidence", "2"), 2,
+             "--min-confidence: 2 must lie in 0..1"),
+            (("--label", "instrument", "--min-confidence", "nan"), 2, "nan must lie in 0..1"),
+            (("--label", "instrument"), 2, "no model")):
         rc, _, err = _cli(capsys, "suggest", *A, *args)
-        assert rc in (1, 2) and message in err, err
+        assert rc == status and message in err, err
     # from a map: the samples it has no point for are named, not left out without a word
     assert _cli(capsys, "embed", *A, "-q")[0] == 0
     write_tone(tone_library / "mid/new.wav", 300.0, seconds=0.4)
@@ -898,3 +898,55 @@ def test_csv_cells_a_spreadsheet_would_run_are_written_as_text_and_read_back(tmp
     assert sorted(paths) == sorted(["'=HYPERLINK(1).wav", "'-3 dB.wav", "'80s/keys.wav",
                                     "'@home.wav", "plain.wav"])
     assert sorted(read_manifest(listing, lib).labels) == sorted(names)
+
+
+def test_suggest_apply_stores_what_a_tag_can_hold_in_one_go_and_names_the_rest(tmp_path, capsys):
+    """Values a tag cannot hold (a folder named with a comma) are named and left out while the
+    others are stored; a label whose name has a ':' (it would be read back as another label)
+    or the star's label is refused before any work."""
+    import json
+
+    lib = tmp_path / "lib"
+    for i, name in enumerate(("kick, hard/a.wav", "kick, hard/b.wav", "kick, hard/c.wav")):
+        write_tone(lib / name, 200.0 + 5 * i, seconds=0.3)
+    for i, name in enumerate(("snare/a.wav", "snare/b.wav", "snare/c.wav")):
+        write_tone(lib / name, 1600.0 + 40 * i, seconds=0.3)
+    write_tone(lib / "low.wav", 210.0, seconds=0.3)  # no folder label: the ones to fill in
+    write_tone(lib / "high.wav", 1650.0, seconds=0.3)
+    (lib / "metadata.csv").write_text("path,src:kit\nsnare/a.wav,acoustic\n")
+    index_library(lib, n_jobs=1)
+    A = ("--atlas", lib / ".soundatlas")
+    rc, out, _ = _cli(capsys, "suggest", *A, "--label", "folder", "--space", "input", "-k", "3",
+                      "--apply", "--json")
+    got = json.loads(out)
+    assert rc == 0 and {s["path"]: s["value"] for s in got["suggestions"]} == {
+        "low.wav": "kick, hard", "high.wav": "snare"}
+    assert got["applied"] == 1 and got["not_stored"] == [
+        {"value": "kick, hard", "n": 1, "why": "tag 'folder:kick, hard': a comma or a control "
+         "character"}]
+    with Atlas.open(lib / ".soundatlas") as atlas:
+        ids = _ids(atlas)
+        assert atlas.labels("folder")[ids["high.wav"]] == "snare" and ids["low.wav"] not in \
+            atlas.labels("folder")
+    rc, out, _ = _cli(capsys, "suggest", *A, "--label", "folder", "--space", "input", "-k", "3",
+                      "--apply")
+    assert rc == 0 and "not stored: 1 suggestion of folder=kick, hard: tag 'folder:kick, hard'" \
+        in out, out
+    for label, words in (("src:kit", "a ':' in its name"), ("starred", "star the samples")):
+        rc, _, err = _cli(capsys, "suggest", *A, "--label", label, "--space", "input", "--apply")
+        assert rc == 2 and f"--apply: label {label!r} cannot be stored as a tag" in err \
+            and words in err, err
+    with Atlas.open(lib / ".soundatlas") as atlas:
+        assert atlas.user_label_keys() == ["folder"]  # nothing else written
+
+
+def test_curation_of_an_id_asked_many_times_lists_each_tag_once(indexed):
+    """Ids are read in chunks: one asked for in two chunks was read twice."""
+    with Atlas.open(indexed / ".soundatlas", write=True) as atlas:
+        sid = next(iter(_ids(atlas).values()))
+        atlas.tag([sid], add=["bulk", "mood:dark"])
+        atlas.add_to_collection("A", [sid], create=True)
+        cur = atlas.curation_of([sid] * 2000)
+        assert cur[sid]["tags"] == ["bulk", "mood:dark"] and cur[sid]["collections"] == ["A"]
+        assert atlas.user_label_rows(ids=[sid] * 2000) == [(sid, "mood", "dark"),
+                                                           (sid, "tag", "bulk")]

@@ -846,6 +846,21 @@ def test_samples_behind_a_folder_that_cannot_be_read_are_kept(tmp_path):
     (tmp_path / "unmounted").rename(outside)
     s = index(lib)
     assert (s.n_unchanged, s.n_indexed, s.n_removed, s.n_failed) == (4, 0, 0, 0)
+    # a file link whose target is away too: the sample stays (it was recorded as a failure
+    # and deleted, though the summary counted it kept)
+    (lib / "one.wav").symlink_to(outside / "x0.wav")
+    index(lib)
+    with Atlas.open(lib / ".soundatlas") as a:
+        before = {r.path: r.id for r in a.samples()}
+    outside.rename(tmp_path / "unmounted")
+    s = index(lib)
+    assert (s.n_removed, s.n_kept_unreadable, s.n_samples) == (0, 3, 5)
+    assert sorted(p for p, _ in s.failures) == ["ext", "one.wav"]
+    with Atlas.open(lib / ".soundatlas") as a:
+        assert {r.path: r.id for r in a.samples()} == before
+    (tmp_path / "unmounted").rename(outside)
+    s = index(lib)
+    assert (s.n_unchanged, s.n_indexed, s.n_removed, s.n_failed) == (5, 0, 0, 0)
 
 
 def test_a_library_that_cannot_be_listed_is_one_line_not_a_traceback(tone_library):

@@ -65,6 +65,7 @@ class IndexSummary:
     n_kept_unreadable: int = 0  # kept, though their file or folder could not be read this run
     n_failed: int = 0
     n_failed_unchanged: int = 0  # of those, failed before on the same bytes: not read again
+    n_failed_new: int = 0  # failed in this run, and had not failed before as they are now
     n_truncated: int = 0
     n_samples: int = 0  # in the atlas after the run
     n_frames: int = 0
@@ -177,8 +178,14 @@ def index_library(
             run_id = atlas.start_run("index", found.n_files)
             try:
                 for chunk in found.problems():
-                    atlas.commit_batch([], failed=[(p, None, None, reason, None)
-                                                   for p, reason in chunk])
+                    summary.n_failed_new += sum(atlas.failure(p) is None for p, _ in chunk)
+                    # a path that cannot be read keeps its sample (_keep_unreadable); one that
+                    # is no regular file any more loses it
+                    gone = [(p, None, None, why, None) for p, why in chunk
+                            if why == "not a regular file"]
+                    atlas.commit_batch([], failed=gone, kept_failures=[
+                        (p, None, None, why, None) for p, why in chunk
+                        if why != "not a regular file"])
                 n_done = summary.n_unchanged + summary.n_failed_unchanged
                 if progress:
                     progress(n_done, summary.n_scanned)
@@ -211,7 +218,11 @@ def index_library(
                 if atlas.feature_refresh_started() is not None and not atlas.stale_sample_ids():
                     atlas.finish_feature_refresh()
                 summary.n_removed = len(removed)
-                atlas.forget_failures(found.present([p for p, _reason in atlas.failures()]))
+                failed_paths = [p for p, _reason in atlas.failures()]
+                # a failure is forgotten once its path is gone, or read again as a file whose
+                # sample was kept while it could not be read (kept_failures above)
+                readable = set(atlas.lookup_paths(found.files_among(failed_paths)))
+                atlas.forget_failures(found.present(failed_paths) - readable)
                 _update_labels(atlas, library, sources, summary)
                 atlas.collect_garbage()
                 _finish_summary(atlas, summary)
@@ -427,6 +438,9 @@ def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, lega
             else:
                 retry.append(entry)  # its twin claimed the record first: analyse it for real
         elif isinstance(result, AudioReadError):
+            before = atlas.failure(entry.path)
+            if before is None or before[:2] != (entry.size, entry.mtime_ns):
+                summary.n_failed_new += 1
             failed.append((entry.path, entry.size, entry.mtime_ns, result.reason,
                            _lasting_key(atlas, entry, result, lasting_key)))
         else:

@@ -313,6 +313,14 @@ class ScanList(Scratch):
                    else TodoEntry(path, n, mtime, (sid, digest))
                    for _seq, path, n, mtime, sid, digest in rows]
 
+    def files_among(self, paths: Iterable[str]) -> list[str]:
+        """Those of ``paths`` the walk found as readable files."""
+        out: list[str] = []
+        for chunk in chunked(paths, 900):
+            out += [p for (p,) in self.conn.execute(
+                f"SELECT path FROM files WHERE path IN ({placeholders(chunk)})", chunk)]
+        return out
+
     def present(self, paths: Iterable[str]) -> set[str]:
         """Those of ``paths`` the walk found (as a file or as a problem)."""
         out: set[str] = set()

@@ -77,6 +77,22 @@ def parse_tag(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _add_label(c, h: str, key: str, value: str, suggested: bool, confidence: float | None,
+               now: float) -> int:
+    """Add one user label to content hash ``h``: (item, label) pairs changed."""
+    changed = 0
+    if key != TAG_KEY:  # one value per key
+        changed += c.execute("DELETE FROM user_labels WHERE hash = ? AND key = ? AND value != ?",
+                             (h, key, value)).rowcount
+    # a tag the user adds is the user's, also one suggested before (accepted)
+    return changed + c.execute(
+        "INSERT INTO user_labels(hash, key, value, suggested, confidence, created)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(hash, key, value) DO UPDATE SET"
+        " suggested = 0, confidence = NULL"
+        " WHERE excluded.suggested = 0 AND user_labels.suggested = 1",
+        (h, key, value, int(suggested), confidence, now)).rowcount
+
+
 def _removal(text: str) -> tuple[str, str]:
     """(key, value) a removal names; value ``*``: every value of the key."""
     if text == "*":
@@ -159,7 +175,7 @@ class CurationStore(Store):
         if ids is None:
             return sorted(self.conn.execute(sql, args).fetchall())
         out = []
-        for chunk in id_chunks(ids):
+        for chunk in id_chunks(list(dict.fromkeys(ids))):
             out += self.conn.execute(
                 sql + (" AND " if where else " WHERE ") + f"s.id IN ({placeholders(chunk)})",
                 [*args, *chunk]).fetchall()
@@ -226,16 +242,36 @@ class CurationStore(Store):
                         changed += c.execute("DELETE FROM user_labels WHERE hash = ? AND key = ?"
                                              " AND value = ?", (h, key, value)).rowcount
                 for key, value in adds:
-                    if key != TAG_KEY:  # one value per key
-                        changed += c.execute("DELETE FROM user_labels WHERE hash = ? AND key = ?"
-                                             " AND value != ?", (h, key, value)).rowcount
-                    # a tag the user adds is the user's, also one suggested before (accepted)
-                    changed += c.execute(
-                        "INSERT INTO user_labels(hash, key, value, suggested, confidence, created)"
-                        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(hash, key, value) DO UPDATE SET"
-                        " suggested = 0, confidence = NULL"
-                        " WHERE excluded.suggested = 0 AND user_labels.suggested = 1",
-                        (h, key, value, int(suggested), confidence, now)).rowcount
+                    changed += _add_label(c, h, key, value, suggested, confidence, now)
+        return changed
+
+    def add_suggestions(self, groups: Iterable[tuple[Iterable[int], str, float]]) -> int:
+        """Store tags suggested from the map, all in one transaction (``suggest --apply``).
+
+        Parameters
+        ----------
+        groups : iterable of (ids, tag, confidence)
+            Each tag (:func:`parse_tag`) goes on its samples as a suggestion with its
+            confidence, as ``tag(ids, add=[tag], suggested=True, confidence=...)`` does.
+
+        Returns
+        -------
+        int
+            How many (item, tag) pairs changed.
+
+        Raises
+        ------
+        ParameterError
+            For a bad tag or an id that is not a sample, before anything is written.
+        """
+        parsed = [([int(i) for i in ids], parse_tag(tag), confidence)
+                  for ids, tag, confidence in groups]
+        changed = 0
+        with self._writing([i for ids, _, _ in parsed for i in ids]) as (c, _, now):
+            hash_of = self.hashes_of(i for ids, _, _ in parsed for i in ids)
+            for ids, (key, value), confidence in parsed:
+                for h in dict.fromkeys(hash_of[i] for i in ids):
+                    changed += _add_label(c, h, key, value, True, confidence, now)
         return changed
 
     def star(self, ids: Iterable[int], starred: bool = True) -> int:
@@ -266,7 +302,7 @@ class CurationStore(Store):
     def curation_of(self, ids: Iterable[int]) -> dict[int, dict]:
         """sample id -> {starred, tags (sorted), suggested (tags from the map, with their
         confidence), note, collections (names)} for those of ``ids`` with anything."""
-        ids = [int(i) for i in ids]
+        ids = list(dict.fromkeys(int(i) for i in ids))  # an id in two chunks: read twice
         if not self._has_curation() or not ids:
             return {}
         out: dict[int, dict] = {}

@@ -383,6 +383,7 @@ class SampleStore(Store):
         run_id: int | None = None,
         n_done: int | None = None,
         follows: list[tuple[str, str, str, str, str | None]] = (),
+        kept_failures: list[tuple[str, int | None, int | None, str, str | None]] = (),
     ) -> list[int]:
         """Write one batch: analysed samples (with their features), moves and failures, atomically.
 
@@ -405,6 +406,9 @@ class SampleStore(Store):
             (old hash, whole hash, path, holder's path, split to keep): the curation of a file
             an older soundatlas fingerprinted goes over to the hash it has now, and the new
             sample keeps the split of the one it replaces (``legacy.follow``).
+        kept_failures : list, default ()
+            Failures as ``failed``, of paths whose sample (if any) stays: a file or folder
+            the scan could not read this time (a drive not mounted) may well still be there.
 
         Returns
         -------
@@ -458,9 +462,11 @@ class SampleStore(Store):
                 if follows:
                     self._follow(c, follows)  # LegacyStore's, beside this part in Atlas
                 changed = bool(new or moved)
-                for path, size, mtime_ns, reason, decoded_with in failed:
-                    changed |= c.execute("DELETE FROM samples WHERE path = ?",
-                                         (path,)).rowcount > 0
+                for keep, (path, size, mtime_ns, reason, decoded_with) in [
+                        *((False, f) for f in failed), *((True, f) for f in kept_failures)]:
+                    if not keep:
+                        changed |= c.execute("DELETE FROM samples WHERE path = ?",
+                                             (path,)).rowcount > 0
                     c.execute(
                         "INSERT OR REPLACE INTO failures(path, size, mtime_ns, reason, at,"
                         " decoded_with) VALUES (?,?,?,?,?,?)",

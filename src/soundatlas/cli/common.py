@@ -37,8 +37,8 @@ from soundatlas.settings import PRECISIONS
 from soundatlas.text import shown  # noqa: F401  (the commands' name for it)
 
 __all__ = ["EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "UsageError", "run_command",
-           "number", "positive_float", "nonnegative_float", "positive_int", "nonnegative_int", "checked",
-           "Option", "option", "add_options", "output_parent", "ATLAS", "SEED", "THREADS", "JOBS",
+           "number", "positive_float", "nonnegative_float", "fraction", "positive_int",
+           "nonnegative_int", "checked", "Option", "option", "add_options", "output_parent", "ATLAS", "SEED", "THREADS", "JOBS",
            "check_output", "writing", "progress_bar", "print_json", "as_dict", "atlas_dir",
            "open_atlas", "shown"]
 
@@ -143,6 +143,14 @@ def nonnegative_float(text: str) -> float:
     value = number(text)
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argument type: a number from 0 to 1 (a share, a confidence)."""
+    value = number(text)
+    if not 0 <= value <= 1:  # (NaN too)
+        raise argparse.ArgumentTypeError(f"{text} must lie in 0..1")
     return value
 
 

@@ -24,7 +24,9 @@ from soundatlas.cli.common import (
     add_options,
     atlas_dir,
     check_output,
+    fraction,
     nonnegative_int,
+    positive_int,
     print_json,
     shown,
     writing,
@@ -491,9 +493,9 @@ def _add_suggest(sub, parents) -> None:
                    "similarity vectors (its hidden layer); similarity, the whole vectors (the "
                    "hidden layer beside a pitch profile); map, its 3-D map; input, the input "
                    "space (mean log-CQT; no model) (default: timbre)")
-    s.add_argument("-k", type=int, default=10, metavar="N",
+    s.add_argument("-k", type=positive_int, default=10, metavar="N",
                    help="labelled neighbours that vote (default: 10)")
-    s.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+    s.add_argument("--min-confidence", type=fraction, default=0.0, metavar="P",
                    help="leave out suggestions below P, in 0..1 (default: 0)")
     s.add_argument("--apply", action="store_true",
                    help="store the suggestions shown as tags marked suggested")
@@ -505,9 +507,14 @@ def _add_suggest(sub, parents) -> None:
 def cmd_suggest(args: argparse.Namespace) -> int:
     """``soundatlas suggest``: labels from the map."""
     from soundatlas.atlas import Atlas
-    from soundatlas.atlas.curation import TAG_KEY
+    from soundatlas.atlas.curation import STAR_KEY, TAG_KEY
     from soundatlas.suggest import suggest
 
+    if args.apply and (":" in args.label or args.label == STAR_KEY):  # before any work
+        raise UsageError(f"--apply: label {args.label!r} cannot be stored as a tag "
+                         + ("(the star's label: star the samples instead)" if args.label == STAR_KEY
+                            else "(a ':' in its name: a tag is KEY:VALUE); without --apply the "
+                            "suggestions are shown"))
     with Atlas.open(atlas_dir(args), write=args.apply, tidy=False) as atlas:
         model = None
         if args.space != "input":
@@ -528,22 +535,17 @@ def cmd_suggest(args: argparse.Namespace) -> int:
                                                         else args.limit]])
         # samples the model has no point for get no suggestion: say so, not an empty answer
         unplaced = atlas.n_samples() - model.n_embedded if model is not None else 0
-        applied = 0
+        applied, refused = 0, {}
         if args.apply and found:
-            for conf in sorted({s.confidence for s in found}):
-                by_value: dict[str, list[int]] = {}
-                for s in found:
-                    if s.confidence == conf:
-                        by_value.setdefault(s.value, []).append(s.sample_id)
-                for value, ids in by_value.items():
-                    tag = value if args.label == TAG_KEY else f"{args.label}:{value}"
-                    applied += atlas.tag(ids, add=[tag], suggested=True, confidence=conf)
+            applied, refused = _store_suggestions(atlas, args.label, found)
     rows = [{"id": s.sample_id, "path": paths.get(s.sample_id), "value": s.value,
              "confidence": round(s.confidence, 4)} for s in found]
     if args.json:
         print_json({"label": args.label, "space": args.space,
                     "model": model.name if model else None, "k": args.k,
                     "n": len(rows), "applied": applied, "n_not_embedded": unplaced,
+                    "not_stored": [{"value": v, "n": n, "why": why}
+                                   for v, (n, why) in refused.items()],
                     "suggestions": rows})
         return EXIT_OK
     for r in rows[: args.limit]:
@@ -552,10 +554,34 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     print(f"{len(rows)} suggestion{'s' * (len(rows) != 1)}"
           + (f" ({more} not shown)" if more else "")
           + (f"; {applied} stored as suggested tags" if args.apply else ""))
+    for value, (n, why) in refused.items():
+        print(f"  not stored: {n} suggestion{'s' * (n != 1)} of {args.label}={shown(value)}: "
+              f"{shown(why)}")
     if unplaced:
         print(f"  {unplaced} samples have no point for model {model.name} and got no "
               f"suggestion: run soundatlas embed -m {model.name}")
     return EXIT_OK
+
+
+def _store_suggestions(atlas, label: str, found) -> tuple[int, dict]:
+    """Store suggestions as suggested tags in one transaction: (pairs changed, {value: (n,
+    why)} for the values a tag cannot hold, e.g. a folder name with a comma; the others are
+    stored)."""
+    from soundatlas.atlas.curation import TAG_KEY, parse_tag
+    from soundatlas.errors import ParameterError
+
+    groups: dict[tuple[str, float], list[int]] = {}
+    refused: dict[str, tuple[int, str]] = {}
+    for s in found:
+        tag = s.value if label == TAG_KEY else f"{label}:{s.value}"
+        try:
+            parse_tag(tag)
+        except ParameterError as exc:
+            n, _ = refused.get(s.value, (0, ""))
+            refused[s.value] = (n + 1, str(exc))
+            continue
+        groups.setdefault((tag, s.confidence), []).append(s.sample_id)
+    return atlas.add_suggestions((ids, tag, conf) for (tag, conf), ids in groups.items()), refused
 
 
 def register(sub, parents) -> None:

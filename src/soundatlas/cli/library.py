@@ -325,9 +325,11 @@ def nothing_indexed(s) -> str | None:
     """Why an indexing run failed as a whole, or None when it did not.
 
     A few unreadable files among others are ordinary: they are listed and the run succeeds.
-    It fails when no file it analysed could be indexed (files this machine cannot decode, Dask
-    workers that cannot read the library, the one new file a script added), or when the atlas
-    ends with no sample and only failures: a script must not read success there.
+    It fails when files failed that had not failed before as they are now, and no file could be
+    indexed (files this machine cannot decode, Dask workers that cannot read the library, the
+    one new file a script added), or when the atlas ends with no sample and only failures: a
+    script must not read success there. A failure tried again on every run (a broken link, a
+    file without permission) fails only the run that first meets it.
 
     Parameters
     ----------
@@ -343,9 +345,10 @@ def nothing_indexed(s) -> str | None:
         return None
     path, reason = s.failures[0]
     first = f"{shown(path)}: {shown(reason)}"
-    failed_now = s.n_failed - s.n_failed_unchanged
-    if failed_now and not s.n_indexed:
-        return (f"none of the {failed_now} files analysed could be indexed (the first, {first})")
+    if s.n_failed_new and not s.n_indexed:  # (a failure tried again each run is not new)
+        n = s.n_failed_new
+        return (f"none of the files this run analysed could be indexed: {n} new "
+                f"failure{'s' * (n != 1)} (the first listed, {first})")
     if not s.n_samples:
         return (f"the atlas holds no sample: its {s.n_failed} files all failed (the first, "
                 f"{first}); --retry-failed reads them again")
@@ -357,8 +360,8 @@ def _add_index(sub, parents) -> None:
                        description="Scan LIBRARY recursively, decode every audio file, compute its "
                        "constant-Q features and store them in the atlas. Incremental: only new "
                        "or changed files are analysed, moved files are recognised by content, "
-                       "deleted ones forgotten. Safe to interrupt and re-run. Exits 1 when no file "
-                       "it analysed could be indexed.")
+                       "deleted ones forgotten. Safe to interrupt and re-run. Exits 1 when new "
+                       "failures leave nothing indexed.")
     add_options(i, *INDEX_OPTIONS)
     i.set_defaults(func=cmd_index)
 
