@@ -1294,3 +1294,37 @@ def test_a_file_analysed_again_with_the_same_bytes_keeps_its_split(tone_library)
         again = {r.path: r for r in a.samples()}["low/low_037.wav"]
         assert again.id != rec.id and again.hash == rec.hash
         assert a.splits()[again.id] == kept
+
+
+def test_the_atlas_keeps_its_max_duration_and_a_new_one_analyses_what_it_reads_otherwise(
+        tmp_path, capsys):
+    """A limit given once holds for later runs that give none; a higher limit (or none)
+    analyses the cut files again whole, a lower one the files longer than it, and the summary
+    never states a limit the samples were not cut at."""
+    from soundatlas.cli.library import print_index_summary
+    from soundatlas.indexing import IndexSummary
+
+    lib = tmp_path / "lib"
+    for i, seconds in enumerate((0.3, 2.0, 3.5)):
+        write_tone(lib / f"t{i}.wav", 300.0 + 50 * i, seconds=seconds, sr=16000)
+
+    def durations():
+        with Atlas.open(lib / ".soundatlas") as a:
+            return a.max_duration(), {r.path: round(r.duration, 1) for r in a.samples()}
+
+    s = index(lib, max_duration=1.0)
+    assert (s.n_indexed, s.n_truncated) == (3, 2)
+    assert durations() == (1.0, {"t0.wav": 0.3, "t1.wav": 1.0, "t2.wav": 1.0})
+    s = index(lib)  # the atlas's limit, not 30 s: nothing to do
+    assert (s.n_unchanged, s.n_indexed, s.n_truncated, s.max_duration) == (3, 0, 2, 1.0)
+    s = index(lib, max_duration=None)
+    assert (s.n_indexed, s.n_truncated) == (2, 0)
+    assert durations() == (None, {"t0.wav": 0.3, "t1.wav": 2.0, "t2.wav": 3.5})
+    s = index(lib, max_duration=3.0)
+    assert (s.n_indexed, s.truncated) == (1, ["t2.wav"])
+    assert durations() == (3.0, {"t0.wav": 0.3, "t1.wav": 2.0, "t2.wav": 3.0})
+    assert index(lib, max_duration=3.0).n_indexed == 0
+    print_index_summary(IndexSummary(library="l", atlas="a", n_truncated=1, truncated=["x.wav"],
+                                     max_duration=None))  # (it raised on None)
+    assert "1 long files: only a first part analysed, under an earlier --max-duration, e.g. " \
+        "x.wav" in capsys.readouterr().out

@@ -11,7 +11,8 @@ import numpy as np
 
 from soundatlas.errors import ParameterError
 
-__all__ = ["CQTParams", "PAPER_CQT", "KERNELS", "n_frames"]
+__all__ = ["CQTParams", "PAPER_CQT", "KERNELS", "n_frames", "AS_STORED", "AsStored",
+           "DEFAULT_MAX_DURATION"]
 
 KERNELS = ("folded", "multirate")  # see the module docstring
 _HANN_BANDWIDTH = 1.50018310546875  # librosa.filters.window_bandwidth("hann")
@@ -145,3 +146,17 @@ def n_frames(n_samples: int, *, hop_length: int = PAPER_CQT.hop_length) -> int:
         ``1 + n_samples // hop_length``.
     """
     return 1 + int(n_samples) // hop_length
+
+
+class AsStored:
+    """The type of :data:`AS_STORED`."""
+
+    def __repr__(self) -> str:
+        return "AS_STORED"
+
+
+#: ``index --max-duration`` not given: the atlas's own limit (its last run's); here, beside the
+#: CQT's numbers, because the command line needs it without importing the indexing code
+AS_STORED = AsStored()
+#: seconds of each file a new atlas's first run analyses
+DEFAULT_MAX_DURATION = 30.0

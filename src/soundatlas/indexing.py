@@ -35,7 +35,7 @@ from soundatlas import labels as labels_mod
 from soundatlas.atlas import Atlas, NewSample, default_atlas_dir
 from soundatlas.atlas.legacy import features_summary, file_name, is_silent, summaries_match
 from soundatlas.atlas.store import chunked
-from soundatlas.cqt_params import PAPER_CQT, CQTParams
+from soundatlas.cqt_params import AS_STORED, PAPER_CQT, AsStored, CQTParams
 from soundatlas.errors import AudioReadError, ParameterError, SoundAtlasError
 from soundatlas.pipeline import (LEGACY_WHOLE_LIMIT, Moved, analyse_files, content_hash,
                                  default_n_jobs, isolate, legacy_fingerprint, run_batches)
@@ -90,7 +90,7 @@ def index_library(
     label_sources: labels_mod.LabelSources | dict | None = None,
     params: CQTParams | None = None,
     refresh_features: bool = False,
-    max_duration: float | None = 30.0,
+    max_duration: float | None | AsStored = AS_STORED,
     retry_failed: bool = False,
     n_jobs: int | None = None,
     batch_size: int = 32,
@@ -117,8 +117,11 @@ def index_library(
         Analyse every file again with today's CQT kernel (``PAPER_CQT.kernel``, the atlas's
         other CQT numbers kept). A refresh that is interrupted is finished by the next run, and
         nothing embeds the atlas meanwhile.
-    max_duration : float or None, default 30.0
-        Seconds of each file analysed (None: all).
+    max_duration : float, None or AS_STORED, default AS_STORED
+        Seconds of each file analysed (None: all). The atlas remembers it: ``AS_STORED`` is
+        the limit of its last run (``Atlas.max_duration``). A limit other
+        than the one a sample was analysed under analyses it again where that changes what
+        is read: a cut file under a higher limit (or none), a longer one under a lower.
     retry_failed : bool, default False
         Read again the files whose bytes could not be decoded before, though they have not
         changed (by default they are counted in ``n_failed_unchanged`` and left as they are).
@@ -148,7 +151,7 @@ def index_library(
         raise ParameterError(f"library {library} is not a folder")
     if batch_size < 1:
         raise ParameterError(f"batch_size={batch_size} must be at least 1")
-    if max_duration is not None and max_duration <= 0:
+    if max_duration is not AS_STORED and max_duration is not None and not max_duration > 0:
         raise ParameterError(f"max_duration={max_duration} must be positive (or None for no limit)")
     atlas_dir = Path(atlas_dir) if atlas_dir is not None else default_atlas_dir(library)
     _check_label_sources(library, label_sources)  # before the atlas is made or changed
@@ -157,7 +160,13 @@ def index_library(
         if refresh_features and atlas.cqt_params.kernel != PAPER_CQT.kernel:
             atlas.start_feature_refresh(replace(atlas.cqt_params, kernel=PAPER_CQT.kernel))
         params = atlas.cqt_params
+        if max_duration is AS_STORED:
+            max_duration = atlas.max_duration()
+        else:  # the atlas's limit from now on: a run after this one, interrupted, goes on
+            atlas.set_max_duration(max_duration)
         stale = atlas.stale_sample_ids()  # analysed with the kernel a refresh replaces
+        # analysed under another --max-duration: what the limit reads changed
+        stale |= atlas.ids_cut_otherwise(max_duration)
         summary = IndexSummary(
             library=str(library), atlas=str(atlas_dir), label_sources=sources.to_dict(),
             max_duration=max_duration,

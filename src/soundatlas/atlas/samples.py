@@ -9,6 +9,7 @@ the commands that make it whole.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -24,11 +25,13 @@ from soundatlas.atlas.records import NewSample, SampleRecord
 from soundatlas.atlas.schema import NON_ASCII_PATH
 from soundatlas.atlas.store import (Store, array_problem, chunked, frames_problem, id_chunks,
                                     int_list, open_array, placeholders, write_array)
+from soundatlas.cqt_params import DEFAULT_MAX_DURATION
 from soundatlas.errors import AtlasError, DamagedDataError
 
 __all__ = ["SampleStore", "FEATURE_DTYPE", "DamagedFeaturesError", "damaged_features",
            "is_id_text"]
 
+MAX_DURATION_META = "max_duration"
 FEATURE_DTYPE = np.float16  # log-CQT values lie in [0, ~12]; float16 keeps ~3 significant digits
 
 
@@ -202,6 +205,29 @@ class SampleStore(Store):
             out.update(self.conn.execute(
                 f"SELECT id, path FROM samples WHERE id IN ({placeholders(chunk)})", chunk))
         return out
+
+    def max_duration(self) -> float | None:
+        """Seconds of each file the atlas's index runs analyse (``index --max-duration``: the
+        last run's; ``cqt_params.DEFAULT_MAX_DURATION`` before any; None: no limit)."""
+        text = self.meta(MAX_DURATION_META)
+        return DEFAULT_MAX_DURATION if text is None else json.loads(text)
+
+    def set_max_duration(self, seconds: float | None) -> None:
+        """Set the limit :meth:`max_duration` gives (its own transaction)."""
+        self.set_meta(MAX_DURATION_META, json.dumps(seconds))
+
+    def ids_cut_otherwise(self, max_duration: float | None) -> set[int]:
+        """Samples that ``max_duration`` (None: no limit) would read otherwise than they were
+        read: cut ones under a higher limit, and ones longer than a lower limit."""
+        tol = 0.01  # seconds: a cut file's analysed part is the limit to a sample or two
+        if max_duration is None:
+            rows = self.conn.execute("SELECT id FROM samples WHERE truncated")
+        else:
+            rows = self.conn.execute(
+                "SELECT id FROM samples WHERE (truncated AND duration < ?)"
+                " OR (duration > ? AND coalesce(file_duration, duration) > ?)",
+                (max_duration - tol, max_duration + tol, max_duration + tol))
+        return {sid for (sid,) in rows}
 
     def truncated_paths(self) -> list[str]:
         """Paths of the samples of which only the first ``max_duration`` seconds were read."""

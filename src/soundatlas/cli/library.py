@@ -30,6 +30,7 @@ from soundatlas.cli.common import (
     shown,
     writing,
 )
+from soundatlas.cqt_params import AS_STORED
 from soundatlas.errors import SoundAtlasError
 
 __all__ = ["register", "INDEX_OPTIONS", "run_index", "executor_for", "print_index_summary",
@@ -167,9 +168,10 @@ INDEX_OPTIONS = (
            "names such as C#4/Db4 into pitch) or 'midi' (a MIDI number into pitch)"),
     option("--no-folder-labels", action="store_true",
            help="do not record each file's parent folder as label 'folder'"),
-    option("--max-duration", type=duration_or_none, default=30.0, metavar="SECONDS",
-           help="analyse only the first SECONDS of longer files ('none': no limit; "
-           "default: 30)"),
+    option("--max-duration", type=duration_or_none, default=AS_STORED, metavar="SECONDS",
+           help="analyse only the first SECONDS of longer files ('none': no limit); the atlas "
+           "keeps it for later runs, and a new limit analyses again the files it reads "
+           "otherwise (default: the atlas's, 30 for a new one)"),
     option("--retry-failed", action="store_true",
            help="read again the files that could not be decoded before and have not changed "
            "since (by default they are left as they are until they change)"),
@@ -302,8 +304,10 @@ def print_index_summary(s) -> None:
         print(f"  {s.n_kept_unreadable} samples kept as they were: their file or folder could "
               "not be read this time (listed below)")
     if s.n_truncated:
-        print(f"  {s.n_truncated} long files: only the first {s.max_duration:g} s analysed "
-              f"(--max-duration), e.g. {shown(s.truncated[0])}")
+        part = ("only a first part analysed, under an earlier --max-duration"
+                if s.max_duration is None  # (a run that could not read them again whole)
+                else f"only the first {s.max_duration:g} s analysed (--max-duration)")
+        print(f"  {s.n_truncated} long files: {part}, e.g. {shown(s.truncated[0])}")
     if s.label_counts:
         print("  labels: " + ", ".join(f"{k} ({n})" for k, n in sorted(s.label_counts.items())))
     for line in s.repairs:
@@ -408,6 +412,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             "failures": [{"path": p, "reason": r} for p, r in atlas.failures()],
             "disk_bytes": atlas.disk_size(),
             "last_index": atlas.last_run("index"),
+            "max_duration": atlas.max_duration(),
         }
     if args.json:
         print_json(info)
@@ -417,6 +422,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"samples  {info['n_samples']}  ({info['n_frames']} frames, "
           f"{info['n_frames'] / 20 / 3600:.2f} h analysed)")
     print(f"disk     {human_bytes(info['disk_bytes'])}")
+    limit = info["max_duration"]
+    print("analysed " + ("each file whole" if limit is None else
+                         f"the first {limit:g} s of each file") + " (index --max-duration)")
     run = info["last_index"]
     if run:
         print(f"last index run: {run['status']} ({run['n_done']}/{run['n_total']} files)")
