@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import renders_until
+from conftest import renders_until, run_in_process
 from soundatlas import synth
 from soundatlas.atlas import Atlas
 from soundatlas.embed import frame_energy
@@ -492,6 +492,9 @@ def test_cli_bad_input_is_one_clear_line(library, tone_library, tmp_path, capsys
           str(tmp_path / "a.wav")], 1, "matches no sample"),
         (["trajectory", "no/such.wav", "--atlas", atlas_dir, "-o", str(tmp_path / "t.png")], 1,
          "no sample 'no/such.wav'"),
+        # a folder no one can write in (/proc): the figure cannot be written (a traceback)
+        (["trajectory", "flute/flute_064_v080_long.wav", "--atlas", atlas_dir, "-o",
+          "/proc/t.png"], 1, "cannot write /proc/t.png"),
     ]
     index_library(tone_library, n_jobs=1)  # indexed, never embedded
     cases.append((["mosaic", str(tone_library / "low" / "low_036.wav"), "--atlas",
@@ -501,7 +504,18 @@ def test_cli_bad_input_is_one_clear_line(library, tone_library, tmp_path, capsys
         assert main(argv + ["-q"]) == rc, argv
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert not (tmp_path / "a.wav").exists()
+    assert not (tmp_path / "a.wav").exists() and not list(tmp_path.glob(".*.tmp"))
+    proc = run_in_process(capsys, "synth", "--atlas", atlas_dir, "--walk", "random", "--seed",
+                          "-5", "-o", tmp_path / "a.wav")  # numpy's traceback, before
+    assert proc.returncode == 2 and "--seed: -5 must not be negative" in proc.stderr, proc
+    # outputs whose temporary name was too long for the file system, the name itself not
+    long = "w" * 240
+    for command, suffix in (("synth", ".wav"), ("trajectory", ".png")):
+        head = ["--walk", "random", "--duration", "1"] if command == "synth" \
+            else ["flute/flute_064_v080_long.wav"]
+        proc = run_in_process(capsys, command, *head, "--atlas", atlas_dir, "-o",
+                              tmp_path / (long + suffix))
+        assert proc.returncode == 0 and (tmp_path / (long + suffix)).stat().st_size > 1000, proc
 
 
 # -- in the web API: a path drawn on the page, "mosaic this" ---------------------------------------

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from soundatlas.errors import AtlasError, NotEmbeddedError, ParameterError
+from soundatlas.errors import AtlasError, NotEmbeddedError, ParameterError, SoundAtlasError
+from soundatlas.text import temporary_sibling
 
 if TYPE_CHECKING:  # pragma: no cover
     from soundatlas.atlas import ModelRecord, SampleRecord
@@ -94,8 +95,15 @@ def plot_trajectory(atlas, model: ModelRecord, sample: SampleRecord, output: str
     fig.suptitle(name, fontsize=10)
     fig.tight_layout()
     out = Path(output)
-    fig.savefig(out, dpi=dpi)
-    plt.close(fig)
+    tmp = temporary_sibling(out)  # a failed write leaves out as it was
+    try:
+        fig.savefig(tmp, dpi=dpi, format="png")
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise SoundAtlasError(f"cannot write {out}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
     return out, span
 
 

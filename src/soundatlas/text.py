@@ -3,10 +3,14 @@ and that show names on a terminal."""
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 import unicodedata
+from pathlib import Path
 
-__all__ = ["slug", "unicode_forms", "shown", "spreadsheet_cell", "from_spreadsheet_cell"]
+__all__ = ["slug", "unicode_forms", "shown", "spreadsheet_cell", "from_spreadsheet_cell",
+           "temporary_sibling"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -116,3 +120,11 @@ def _is_number(text: str) -> bool:
 
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def temporary_sibling(path: str | os.PathLike) -> Path:
+    """A hidden, unused name beside ``path`` to write it under, then rename it into place (a
+    failed write leaves ``path`` as it was). Short whatever ``path``'s name: a name the file
+    system takes must not fail for its temporary one's length."""
+    path = Path(path)
+    return path.with_name(f".soundatlas-{os.getpid()}-{secrets.token_hex(4)}.tmp")

@@ -298,7 +298,7 @@ def output_parent() -> argparse.ArgumentParser:
 ATLAS = option("--atlas", metavar="DIR",
                help="atlas directory (default: $SOUNDATLAS_ATLAS or ./.soundatlas)")
 #: ``--seed`` of the commands whose randomness starts from one seed (default 0).
-SEED = option("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
+SEED = option("--seed", type=nonnegative_int, default=0, metavar="N", help="random seed (default: 0)")
 #: ``--threads`` of the commands that run torch.
 THREADS = option("--threads", type=positive_int, metavar="N",
                  help="torch threads (default: all cores)")

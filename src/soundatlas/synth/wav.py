@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from soundatlas.errors import ParameterError, SoundAtlasError
+from soundatlas.text import temporary_sibling
 
 __all__ = ["WAV_SUBTYPES", "wav_bytes", "write_wav"]
 
@@ -69,7 +70,7 @@ def write_wav(path: str | os.PathLike, y: np.ndarray, sr: int, *, fmt: str = "pc
 
     _check_format(fmt)
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_sibling(path)  # a failed write leaves path as it was
     try:
         _write(tmp, y, sr, fmt)
         os.replace(tmp, path)
