@@ -440,3 +440,31 @@ def test_check_reports_its_progress_over_every_array_file(whole):
     n = report.checked["feature_files"] + report.checked["embedding_files"]
     assert n > 1 and seen == [(i, n) for i in range(n + 1)]
 
+
+
+def test_a_damaged_database_page_is_one_line_that_names_check(tone_library, capsys):
+    """A page of the SQLite file damaged (a disk error, a copy cut short): every command says
+    so in one line naming `check`, where `info` and `index` gave sqlite3's traceback."""
+    import sqlite3
+
+    from soundatlas.indexing import index_library
+
+    index_library(tone_library, n_jobs=1)
+    db = tone_library / ".soundatlas" / "atlas.sqlite"
+    with sqlite3.connect(db) as conn:
+        root, = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'samples'").fetchone()
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    data = bytearray(db.read_bytes())
+    data[(root - 1) * page:(root - 1) * page + 8] = b"\xff" * 8  # the table's page header
+    db.write_bytes(bytes(data))
+    atlas = tone_library / ".soundatlas"
+    for args, option in ((("info", "--atlas", atlas), f"--atlas {atlas}"),
+                         (("index", tone_library, "-q", "--jobs", "1"), f"--atlas {atlas}")):
+        proc = run_in_process(capsys, *args)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "the atlas's database is damaged (database disk image is malformed): " \
+            f"`soundatlas check {option}` says where" in proc.stderr, proc.stderr
+    proc = run_in_process(capsys, "check", "--atlas", atlas)
+    assert proc.returncode == 1 and "malformed" in proc.stderr + proc.stdout

@@ -24,6 +24,7 @@ import json
 import math
 import numbers
 import os
+import shlex
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -55,7 +56,7 @@ def run_command(args: argparse.Namespace) -> int:
     A :class:`UsageError` prints one line and returns 2; any other
     :class:`~soundatlas.errors.SoundAtlasError` prints ``error:`` and one line and returns 1;
     Ctrl-C says how to go on (where there is a way) and returns 130; a closed pipe (``| head``) returns 0; a full
-    disk prints what to do and returns 1.
+    disk, or a damaged database file, prints what to do and returns 1.
 
     Parameters
     ----------
@@ -89,6 +90,21 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"soundatlas {args.command}: error: no space left on the device{where}: free "
               "some space, then run the command again", file=sys.stderr)
         return EXIT_FAIL
+    except sqlite3.DatabaseError as exc:  # not OperationalError: a damaged database file
+        print(f"soundatlas {args.command}: error: " + shown(
+            f"the atlas's database is damaged ({exc}): `soundatlas check{_atlas_option(args)}` "
+            "says where; an atlas it cannot repair is made again by indexing the library into "
+            "a new one"), file=sys.stderr)
+        return EXIT_FAIL
+
+
+def _atlas_option(args: argparse.Namespace) -> str:
+    """`` --atlas DIR`` for the atlas the command used, where the command line names one."""
+    if getattr(args, "atlas", None):
+        return f" --atlas {shlex.quote(str(args.atlas))}"
+    if getattr(args, "library", None):  # index, map: LIBRARY/.soundatlas
+        return f" --atlas {shlex.quote(os.path.join(str(args.library), '.soundatlas'))}"
+    return ""
 
 
 def _command_threads(args: argparse.Namespace):
@@ -298,7 +314,8 @@ def output_parent() -> argparse.ArgumentParser:
 ATLAS = option("--atlas", metavar="DIR",
                help="atlas directory (default: $SOUNDATLAS_ATLAS or ./.soundatlas)")
 #: ``--seed`` of the commands whose randomness starts from one seed (default 0).
-SEED = option("--seed", type=nonnegative_int, default=0, metavar="N", help="random seed (default: 0)")
+SEED = option("--seed", type=nonnegative_int, default=0, metavar="N",
+              help="random seed (default: 0)")
 #: ``--threads`` of the commands that run torch.
 THREADS = option("--threads", type=positive_int, metavar="N",
                  help="torch threads (default: all cores)")

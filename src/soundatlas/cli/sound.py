@@ -134,7 +134,8 @@ def _add_synth(sub, parents) -> None:
                     "bounding box) or knn (hops between neighbouring frames of other samples)")
     sy.add_argument("--duration", type=positive_float, metavar="SECONDS",
                     help="length of a --walk (default: 30)")
-    sy.add_argument("--seed", type=nonnegative_int, metavar="N", help="seed of a --walk (default: 0)")
+    sy.add_argument("--seed", type=nonnegative_int, metavar="N",
+                    help="seed of a --walk (default: 0)")
     sy.add_argument("--k", type=positive_int, default=8, metavar="K",
                     help="neighbouring samples a knn walk chooses among (default: 8)")
     sy.add_argument("--glide", action="store_true",

@@ -1,7 +1,8 @@
 """Live control over OSC (Open Sound Control, over UDP, with python-osc).
 
-Out (``soundatlas serve --osc-out HOST:PORT``; HOST may be a broadcast address): what the page does goes out as messages, each
-sample named by its id, its path relative to the library and its coordinates on the map shown::
+Out (``soundatlas serve --osc-out HOST:PORT``; HOST may be a broadcast address): what the
+page does goes out as messages, each sample named by its id, its path relative to the library
+and its coordinates on the map shown::
 
     /soundatlas/hover     ,is f...   id path x y z     the pointer moved onto a sample
     /soundatlas/select    ,is f...   id path x y z     a sample was clicked (selected)
