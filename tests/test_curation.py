@@ -950,3 +950,47 @@ def test_curation_of_an_id_asked_many_times_lists_each_tag_once(indexed):
         assert cur[sid]["tags"] == ["bulk", "mood:dark"] and cur[sid]["collections"] == ["A"]
         assert atlas.user_label_rows(ids=[sid] * 2000) == [(sid, "mood", "dark"),
                                                            (sid, "tag", "bulk")]
+
+
+def test_curation_input_that_cannot_be_meant_is_refused_and_what_it_shows_is_the_users(
+        indexed, capsys, tmp_path):
+    """A '*' tag (a removal's "every value": it could never be removed alone), a hash that is
+    not one, a confidence outside 0..1 are refused, naming them; `tags list` counts the samples
+    the user tagged, not those the index labelled the same; a note's escape sequences do not
+    reach the terminal; the API refuses a tag request with nothing to do."""
+    import json
+
+    A = ("--atlas", indexed / ".soundatlas")
+    for tag in ("*", "mood:*"):
+        rc, _, err = _cli(capsys, "tag", *A, "low", "--add", tag)
+        assert rc == 2 and "'*' as a value means every value of its key" in err, err
+    rc, _, err = _cli(capsys, "tag", *A, "low", "--remove", "starred:*")
+    assert rc == 2 and "'starred:*'" in err and "starred:x" not in err, err
+    assert _cli(capsys, "tag", *A, "low/low_036.wav", "low/low_037.wav", "--add",
+                "instrument:low")[0] == 0
+    rc, out, _ = _cli(capsys, "tags", "list", *A, "--json")
+    assert json.loads(out) == {"tags": {"instrument:low": 2}, "starred": 0}  # not the index's 6
+    with Atlas.open(indexed / ".soundatlas") as atlas:
+        ids = _ids(atlas)
+        digest = atlas.samples([ids["mid/mid_060.wav"]])[0].hash
+    hand = tmp_path / "hand.csv"
+    for text, words in (("hash,tag\nnot-a-hash,evil\n", "line 2: hash 'not-a-hash' is not a "
+                         "content hash (32 hexadecimal digits"),
+                        (f"hash,tag,confidence\n{digest},x,-5\n", "line 2: confidence '-5' is "
+                         "not a number from 0 to 1"),
+                        (f"hash,tag,confidence\n{digest},x,nan\n", "confidence 'nan'")):
+        hand.write_text(text)
+        rc, _, err = _cli(capsys, "tags", "import", *A, hand)
+        assert rc == 1 and words in err, err
+    hand.write_text(f"hash,tag\n{digest.upper()},upper\n")  # a spreadsheet's upper case
+    assert _cli(capsys, "tags", "import", *A, hand)[0] == 0
+    with Atlas.open(indexed / ".soundatlas") as atlas:
+        assert atlas.ids_with(tag="upper") == {ids["mid/mid_060.wav"]}
+        assert atlas.missing_items() == []  # no junk kept as missing
+    note = "first line\n\tsecond\x1b]0;PWNED\x07\x1b[2J"
+    assert _cli(capsys, "note", *A, "high/high_084.wav", note)[0] == 0
+    rc, out, _ = _cli(capsys, "note", *A, "high/high_084.wav")
+    assert rc == 0 and out == "first line\n\tsecond\\x1b]0;PWNED\\x07\\x1b[2J\n", repr(out)
+    client = _client(indexed / ".soundatlas")
+    r = client.post("/api/curation/tags", json={"ids": [ids["mid/mid_060.wav"]]})
+    assert r.status_code == 400 and "nothing to do" in r.json()["error"], r.text

@@ -63,16 +63,17 @@ def unicode_forms(text: str) -> list[str]:
                                unicodedata.normalize("NFD", text))))
 
 
-def shown(text: str) -> str:
+def shown(text: str, keep: str = "") -> str:
     """``text`` for a terminal: each control character (a line break, a tab, an escape
     sequence's ESC), line and paragraph separator and bidirectional override, in a file name
     say, written as Python writes it in a string (``\\n``, ``\\x1b``, ``\\u202e``), so a name can
     neither break a line, drive the terminal nor turn its text around. Everything else stays as
     it is (letters of any script, an ideographic space, an emoji's joiner), so that a name shown
-    can be pasted back."""
+    can be pasted back; and so do the characters ``keep`` names (``"\\n\\t"`` for a note's
+    lines)."""
     if text.isprintable():
         return text
-    return "".join(repr(c)[1:-1] if _unsafe(c) else c for c in text)
+    return "".join(repr(c)[1:-1] if _unsafe(c) and c not in keep else c for c in text)
 
 
 def _unsafe(c: str) -> bool:

@@ -24,6 +24,7 @@ suggest --apply`` stored it), ``collections`` and ``collection_items`` (ordered)
 
 from __future__ import annotations
 
+import re
 import time
 import unicodedata
 from collections import Counter
@@ -46,6 +47,10 @@ MAX_NOTE_LENGTH = 10_000
 CURATION_SCHEMA = 6  #: the schema version that has these tables
 
 
+#: a sample's content hash as the atlas stores it (blake2b, 16 bytes, in lower-case hex)
+_CONTENT_HASH = re.compile(r"[0-9a-f]{32}")
+
+
 def parse_tag(text: str) -> tuple[str, str]:
     """(label key, value) of a tag: ``punchy`` -> ("tag", "punchy"); ``mood:dark`` -> ("mood",
     "dark").
@@ -54,7 +59,8 @@ def parse_tag(text: str) -> tuple[str, str]:
     ------
     ParameterError
         For an empty tag, one longer than ``MAX_TAG_LENGTH``, with a comma, a control character
-        or space at either end, an empty key or value, or the key ``starred`` (use a star).
+        or space at either end, an empty key or value, the value ``*`` (a removal's "every
+        value") or the key ``starred`` (use a star).
     """
     if not isinstance(text, str):
         raise ParameterError(f"a tag must be text, not {type(text).__name__}")
@@ -65,6 +71,9 @@ def parse_tag(text: str) -> tuple[str, str]:
         raise ParameterError(f"tag {shown}: longer than {MAX_TAG_LENGTH} characters")
     if "," in text or any(unicodedata.category(c) in ("Cc", "Cf") for c in text):
         raise ParameterError(f"tag {shown}: a comma or a control character")
+    if text == "*" or text.endswith(":*"):  # a removal's "every value": no tag could be removed
+        raise ParameterError(f"tag {shown}: '*' as a value means every value of its key "
+                             "(--remove '*', 'KEY:*'); it cannot be a tag")
     if ":" not in text:
         return TAG_KEY, text
     key, value = text.split(":", 1)
@@ -99,7 +108,12 @@ def _removal(text: str) -> tuple[str, str]:
         return TAG_KEY, "*"
     if isinstance(text, str) and text.endswith(":*") and text[:-2]:
         key = text[:-2]
-        return (TAG_KEY if key == TAG_KEY else parse_tag(f"{key}:x")[0]), "*"
+        if key == TAG_KEY:
+            return TAG_KEY, "*"
+        try:  # the key as a tag would have it
+            return parse_tag(f"{key}:x")[0], "*"
+        except ParameterError as exc:  # named as the user wrote it, not as the check's tag
+            raise ParameterError(str(exc).replace(repr(f"{key}:x"), repr(text), 1)) from None
     return parse_tag(text)
 
 
@@ -188,6 +202,18 @@ class CurationStore(Store):
         return [k for (k,) in self.conn.execute(
             "SELECT DISTINCT u.key FROM user_labels u WHERE EXISTS"
             " (SELECT 1 FROM samples s WHERE s.hash = u.hash) ORDER BY u.key")]
+
+    def tag_counts(self) -> tuple[dict[str, int], int]:
+        """(tag text -> present samples the user gave it, sorted by text; samples starred):
+        the user's own labels, not the index's labels of the same key and value."""
+        tags: Counter = Counter()
+        n_starred = 0
+        for _, key, value in self.user_label_rows():
+            if key == STAR_KEY:
+                n_starred += 1
+            else:
+                tags[tag_text(key, value)] += 1
+        return dict(sorted(tags.items())), n_starred
 
     def tag_ranking(self) -> dict[str, int]:
         """Plain tag -> number of present samples that carry it."""
@@ -551,8 +577,12 @@ class CurationStore(Store):
         problems, resolved = [], []
         for n, row in enumerate(rows, start=2):  # line 1 is the header
             i = row.get("line", n)
-            h = (row.get("hash") or "").strip()
+            h = (row.get("hash") or "").strip().lower()  # hex: a spreadsheet may upper it
             path = row.get("path") or ""
+            if h and not _CONTENT_HASH.fullmatch(h):
+                problems.append(f"line {i}: hash {row.get('hash')!r} is not a content hash "
+                                "(32 hexadecimal digits, as tags export writes)")
+                continue
             if not h:
                 h = hash_at(path)
                 if h is None:
@@ -570,7 +600,10 @@ class CurationStore(Store):
             try:
                 conf = float(conf) if conf not in (None, "") else None
             except ValueError:
-                problems.append(f"line {i}: confidence {conf!r} is not a number")
+                conf = -1.0
+            if conf is not None and not 0 <= conf <= 1:  # (NaN too)
+                problems.append(f"line {i}: confidence {row.get('confidence')!r} is not a "
+                                "number from 0 to 1")
                 continue
             # a hash an older soundatlas took for a long file (a CSV exported before the
             # upgrade) names the files whose whole hashes its curation went over to

@@ -160,9 +160,16 @@ def cmd_tag(args: argparse.Namespace) -> int:
     """``soundatlas tag``: add and remove tags."""
     if not args.add and not args.remove:
         raise UsageError("nothing to do: give --add TAG or --remove TAG")
+    from soundatlas.errors import NotFoundError, ParameterError
+
     with _curating(args) as atlas:
         ids = resolve_items(atlas, args.items)
-        changed = atlas.tag(ids, add=args.add, remove=args.remove)
+        try:
+            changed = atlas.tag(ids, add=args.add, remove=args.remove)
+        except NotFoundError:
+            raise
+        except ParameterError as exc:  # a tag the command line gave that cannot be one: misuse
+            raise UsageError(str(exc)) from None
     return _report(args, {"samples": len(ids), "changed": changed},
                    f"{len(ids)} sample{'s' * (len(ids) != 1)}: {changed} tag"
                    f"{'s' * (changed != 1)} changed")
@@ -218,7 +225,7 @@ def cmd_note(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"id": ids[0], "note": note})
     elif note is not None and args.text is None and not args.clear:
-        print(note)
+        print(shown(note, keep="\n\t"))  # a note written over HTTP may hold escape sequences
     return EXIT_OK
 
 
@@ -387,19 +394,12 @@ def _add_tags(sub, parents) -> None:
 
 def cmd_tags(args: argparse.Namespace) -> int:
     """``soundatlas tags``: list, export, import, missing, forget-missing."""
-    from soundatlas.atlas.curation import STAR_KEY, TAG_KEY
-
     action = _defaults(args)
     if action == "export":
         check_output(args.file, flag=None)
     with _curating(args) as atlas:
-        if action == "list":
-            summary = atlas.label_summary()
-            keys = [k for k in atlas.user_label_keys() if k != STAR_KEY]
-            tags = {(v if k == TAG_KEY else f"{k}:{v}"): n for k in keys
-                    for v, n in summary.get(k, {}).items()
-                    if k == TAG_KEY or v in {x for _, _, x in atlas.user_label_rows(key=k)}}
-            n_starred = len(atlas.user_label_rows(key=STAR_KEY))
+        if action == "list":  # the samples the user tagged, not those the index labelled so
+            tags, n_starred = atlas.tag_counts()
             if args.json:
                 print_json({"tags": tags, "starred": n_starred})
             else:
@@ -507,14 +507,14 @@ def _add_suggest(sub, parents) -> None:
 def cmd_suggest(args: argparse.Namespace) -> int:
     """``soundatlas suggest``: labels from the map."""
     from soundatlas.atlas import Atlas
-    from soundatlas.atlas.curation import STAR_KEY, TAG_KEY
+    from soundatlas.atlas.curation import STAR_KEY
     from soundatlas.suggest import suggest
 
     if args.apply and (":" in args.label or args.label == STAR_KEY):  # before any work
-        raise UsageError(f"--apply: label {args.label!r} cannot be stored as a tag "
-                         + ("(the star's label: star the samples instead)" if args.label == STAR_KEY
-                            else "(a ':' in its name: a tag is KEY:VALUE); without --apply the "
-                            "suggestions are shown"))
+        why = ("(the star's label: star the samples instead)" if args.label == STAR_KEY
+               else "(a ':' in its name: a tag is KEY:VALUE); without --apply the suggestions "
+               "are shown")
+        raise UsageError(f"--apply: label {args.label!r} cannot be stored as a tag {why}")
     with Atlas.open(atlas_dir(args), write=args.apply, tidy=False) as atlas:
         model = None
         if args.space != "input":

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from soundatlas.web.deps import SampleId, parse_ids, web_state
+from soundatlas.web.responses import api_error
 
 router = APIRouter(tags=["curation"])
 
@@ -60,19 +61,10 @@ def get_curation(request: Request) -> dict:
     """``writable`` (and ``read_only``: why not), every plain and KEY:VALUE tag the user
     gave with its number of samples, the number starred, the collections, and how many
     items are kept for files no longer in the library (``missing``)."""
-    from soundatlas.atlas.curation import STAR_KEY, tag_text
-
     web = web_state(request)
     with web.atlas() as atlas, atlas.snapshot():
-        rows = atlas.user_label_rows()
-        tags: dict[str, int] = {}
-        n_starred = 0
-        for _, key, value in rows:
-            if key == STAR_KEY:
-                n_starred += 1
-            else:
-                tags[tag_text(key, value)] = tags.get(tag_text(key, value), 0) + 1
-        out = {"writable": web.read_only is None, "tags": dict(sorted(tags.items())),
+        tags, n_starred = atlas.tag_counts()
+        out = {"writable": web.read_only is None, "tags": tags,
                "starred": n_starred, "collections": atlas.collections(),
                "missing": len(atlas.missing_items())}
     if web.read_only is not None:
@@ -102,6 +94,8 @@ def get_missing(request: Request) -> dict:
 def post_tags(body: TagRequest, request: Request) -> dict:
     """Removals first, then additions, in one transaction. Answer ``changed`` (how many
     (sample, tag) pairs changed) and the samples' curation (``items``)."""
+    if not body.add and not body.remove:  # as the command line refuses it
+        raise api_error(400, "nothing to do: give tags to 'add' or to 'remove'")
     with web_state(request).curation() as atlas:
         changed = atlas.tag(body.ids, add=body.add, remove=body.remove)
         return {"changed": changed, "items": _items(atlas, body.ids)}
