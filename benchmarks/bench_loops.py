@@ -1,13 +1,14 @@
 """Tempo and key of loops, measured: loops rendered at known tempo and key, indexed by
 `soundatlas index`, their `tempo` and `key` labels scored.
 
-    python benchmarks/bench_loops.py OUT [--tune] [--n 48] [--seed 0]
+    python benchmarks/bench_loops.py OUT [--tune] [--n 48] [--seed 0] [--bars 4]
 
 Without --tune: MuseScore General, a synth bass and an electric piano, 48 loops (each of the 24
 keys twice, tempos drawn uniformly from 70 to 170 BPM, seeded). With --tune: the loops the
 method was chosen on (FluidR3, a finger bass and a piano, tempo 80 + 3 per key). Scored:
 tempo within 2 % (a tempo half or double the truth within 2 % is an octave error, counted
 apart), key exactly, and the key's relative, parallel and fifth neighbours counted apart.
+`--bars 2` renders two-bar loops (4 s at 120 BPM, the shortest a loop label is given to).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ SETS = {
 }
 
 
-def render(out: Path, tune: bool, n: int, seed: int) -> list[dict]:
+def render(out: Path, tune: bool, n: int, seed: int, bars: int = 4) -> list[dict]:
     spec = SETS["tune" if tune else "measure"]
     rng = np.random.default_rng(seed)
     plan = ([(80 + 3 * i, k) for i, k in enumerate(KEYS)] if tune else
@@ -49,7 +50,7 @@ def render(out: Path, tune: bool, n: int, seed: int) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     with NoteSynth(spec["soundfont"], sample_rate=44100) as synth:
         for i, (tempo, key) in enumerate(plan):
-            events, seconds = loop_events(tempo, key)
+            events, seconds = loop_events(tempo, key, bars=bars)
             y = synth.render_events(events, seconds, spec["programs"])
             name = f"loop_{i:03d}.wav"
             sf.write(out / name, np.clip(y, -1, 1), 44100, subtype="PCM_16")
@@ -101,11 +102,12 @@ def main(argv=None) -> int:
     ap.add_argument("--tune", action="store_true")
     ap.add_argument("--n", type=int, default=48)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bars", type=int, default=4)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     common.print_facts(common.machine_facts())
     t = time.perf_counter()
-    rows = render(args.out, args.tune, args.n, args.seed)
+    rows = render(args.out, args.tune, args.n, args.seed, args.bars)
     with open(args.out / "truth.csv", "w", newline="") as f:
         w = csv.DictWriter(f, ["path", "true_tempo", "true_key"])
         w.writeheader()
@@ -119,7 +121,8 @@ def main(argv=None) -> int:
         found = atlas.labels_of(list(paths))
     labels = {paths[i]: kv for i, kv in found.items()}
     result = score(rows, labels)
-    result.update(set="tune" if args.tune else "measure", rendered_s=rendered, index_s=indexed,
+    result.update(set="tune" if args.tune else "measure", bars=args.bars, rendered_s=rendered,
+                  index_s=indexed,
                   soundfont=SETS["tune" if args.tune else "measure"]["soundfont"])
     print(json.dumps(result, indent=1))
     for r in rows:

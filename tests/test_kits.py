@@ -53,6 +53,11 @@ def test_the_pattern_is_a_midi_file_of_one_bar_at_the_kits_tempo():
     _, _, swung = _notes(pattern_midi(_kit(swing=0.75), notes))
     starts = sorted({t for t, _, n, _ in swung if n == 60})
     assert starts[:4] == [0, 120 + 60, 240, 360 + 60]
+    # a lane the page plays at volume 0 is silent in the pattern too (it sounded at velocity 1)
+    muted = _kit(lanes=[{**lane, "volume": 0.0} if lane["id"] == 3 else lane
+                        for lane in _kit().to_dict()["lanes"]])
+    _, _, hits = _notes(pattern_midi(muted, notes))
+    assert not [h for h in hits if h[2] == 60] and len(hits) == 4 + 2
 
 
 def test_two_lanes_without_a_drum_get_consecutive_notes():

@@ -490,6 +490,8 @@ def test_cli_bad_input_is_one_clear_line(library, tone_library, tmp_path, capsys
           str(tmp_path / "a.wav")], 1, "no model 'nope'"),
         (["synth", "--atlas", atlas_dir, "--walk", "knn", "--exclude", "violin", "-o",
           str(tmp_path / "a.wav")], 1, "matches no sample"),
+        (["synth", "--atlas", atlas_dir, "--walk", "knn", "--exclude", " ", "-o",
+          str(tmp_path / "a.wav")], 1, "exclude ' ': empty; give '.' to exclude the whole"),
         (["trajectory", "no/such.wav", "--atlas", atlas_dir, "-o", str(tmp_path / "t.png")], 1,
          "no sample 'no/such.wav'"),
         # a folder no one can write in (/proc): the figure cannot be written (a traceback)

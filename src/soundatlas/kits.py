@@ -109,14 +109,17 @@ def lane_notes(lane_labels: list[dict[str, str]]) -> list[tuple[int, int]]:
 
 def pattern_midi(kit: Kit, notes: list[tuple[int, int]]) -> bytes:
     """The kit's bar as a type-0 standard MIDI file (480 ticks a beat, the kit's tempo; each hit
-    lasts until the next step begins, its velocity the lane's volume; odd steps late by the
-    swing). The track is named after the kit, with "?" for any character outside Latin-1."""
+    lasts until the next step begins, its velocity the lane's volume, a lane at volume 0
+    leaving none; odd steps late by the swing). The track is named after the kit, with "?" for
+    any character outside Latin-1."""
     import mido
 
     step = TICKS_PER_BEAT // 4
     late = round((kit.swing - 0.5) * 2 * step)
     events = []  # (tick, order, message): note-offs before note-ons at the same tick
     for lane, (channel, note) in zip(kit.lanes, notes):
+        if lane.volume <= 0:  # silent in the page: no notes (a velocity of 1 still sounds)
+            continue
         velocity = max(1, round(127 * lane.volume))
         for i, on in enumerate(lane.steps):
             if not on:

@@ -2,7 +2,8 @@
 that ``index`` gives samples of at least ``LOOP_MIN_SECONDS`` with a steady beat.
 
 Tempo: librosa's beat tracker (dynamic programming over an onset envelope, 8 ms frames); the
-beat is steady when at least 8 beats are found and their intervals vary by less than
+beat is steady when at least ``MIN_BEATS`` beats are found (7: the tracker does not return the
+beat at 0 s, and a two-bar loop has 8) and their intervals vary by less than
 ``STEADY_CV`` of their median, and the level holds (the last quarter's RMS within
 ``MAX_DECAY_DB`` of the first quarter's: a single ride cymbal or bell of 4 s, which decays by
 about 35 dB, gave the tracker eight even "beats" in its shimmer), and the tempo is then 60 / the
@@ -25,10 +26,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LOOP_MIN_SECONDS", "STEADY_CV", "MAX_DECAY_DB", "KEY_MIN_R", "NOTE_NAMES", "estimate_tempo",
-           "estimate_key", "loop_labels", "relative_key"]
+__all__ = ["LOOP_MIN_SECONDS", "MIN_BEATS", "STEADY_CV", "MAX_DECAY_DB", "KEY_MIN_R", "NOTE_NAMES",
+           "estimate_tempo", "estimate_key", "loop_labels", "relative_key", "normalise_key"]
 
 LOOP_MIN_SECONDS = 4.0
+#: beats the tracker must find: a two-bar loop has 8, of which it misses the one at 0 s
+MIN_BEATS = 7
 STEADY_CV = 0.08
 MAX_DECAY_DB = 24.0
 KEY_MIN_R = 0.5
@@ -52,7 +55,7 @@ def estimate_tempo(y: np.ndarray, sr: int) -> float | None:
     _, beats = librosa.beat.beat_track(y=y.astype(np.float32), sr=sr, hop_length=_HOP,
                                        units="time")
     beats = np.asarray(beats)
-    if len(beats) < 8:
+    if len(beats) < MIN_BEATS:
         return None
     ibi = np.diff(beats)
     med = float(np.median(ibi))
@@ -103,6 +106,33 @@ def loop_labels(y: np.ndarray, sr: int) -> dict[str, str]:
     if key is not None:
         out["key"] = key[0]
     return out
+
+
+_FLATS = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#", "Cb": "B", "Fb": "E",
+          "E#": "F", "B#": "C"}
+_MODES = {"major": "major", "maj": "major", "": "major", "m": "minor", "min": "minor",
+          "minor": "minor"}
+
+
+def normalise_key(text: str) -> str | None:
+    """A key as written by hand or by another tool (``Bb minor``, ``a major``, ``F#m``,
+    ``Am``, ``C``, ``E♭ maj``), as ``index`` writes keys (``A# minor``: sharps, one space); None
+    when ``text`` is not a key.
+
+    Examples
+    --------
+    >>> normalise_key("Bb minor"), normalise_key("f#m"), normalise_key(" C "), normalise_key("H")
+    ('A# minor', 'F# minor', 'C major', None)
+    """
+    text = " ".join(str(text).replace("♭", "b").replace("♯", "#").split())
+    note_len = 2 if len(text) > 1 and text[1] in "#b" else 1
+    note = text[:1].upper() + text[1:note_len]
+    mode = text[note_len:].strip()
+    mode = "major" if mode == "M" else _MODES.get(mode.lower())  # AM: major, Am: minor
+    note = _FLATS.get(note, note)
+    if note not in NOTE_NAMES or mode is None:
+        return None
+    return f"{note} {mode}"
 
 
 def relative_key(key: str) -> str:

@@ -35,8 +35,8 @@ def resolve_exclusions(atlas, items: Iterable[str | int]) -> set[int]:
     Raises
     ------
     ParameterError
-        An item matches no sample, lies outside the library, or is digits naming both a sample
-        id and a folder of other samples (the message says how to give each).
+        An item is empty, matches no sample, lies outside the library, or is digits naming both
+        a sample id and a folder of other samples (the message says how to give each).
     """
     items = list(items)
     if not items:
@@ -47,6 +47,9 @@ def resolve_exclusions(atlas, items: Iterable[str | int]) -> set[int]:
     out: set[int] = set()
     for item in items:
         text = str(item).strip()
+        if not text:  # an unset shell variable, say: not "the whole library" (that is ".")
+            raise ParameterError(f"exclude {str(item)!r}: empty; give '.' to exclude the whole "
+                                 "library")
         if isinstance(item, numbers.Integral) and not isinstance(item, bool):
             if int(item) not in paths:
                 raise ParameterError(f"exclude {text}: no sample with that id")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import APIRouter, Body, Query, Request
@@ -72,9 +73,12 @@ def search(
             bpm = atlas.labels("tempo")
             matches = [m for m in matches if m in bpm and low <= _number(bpm[m]) <= high]
         if key is not None:
+            from soundatlas.rhythm import normalise_key
+
             keys = _keys(key, relative)
-            found = atlas.labels("key")
-            matches = [m for m in matches if found.get(m) in keys]
+            found = atlas.labels("key")  # a manifest's own spelling too: 'Bb minor', 'Am'
+            spelled = {v: normalise_key(v) for v in set(found.values())}
+            matches = [m for m in matches if spelled.get(found.get(m)) in keys]
         items = sample_items(atlas, matches[offset : offset + limit])[0]
     return {"total": len(matches), "ids": matches, "items": items}
 
@@ -87,7 +91,7 @@ def _tempo_range(text: str) -> tuple[float, float]:
     except ValueError:
         raise api_error(400, f"tempo {text!r} must be MIN-MAX beats per minute, e.g. 90-110") \
             from None
-    if not sep or lo > hi:
+    if not sep or not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
         raise api_error(400, f"tempo {text!r} must be MIN-MAX with MIN <= MAX")
     return lo, hi
 
@@ -100,14 +104,15 @@ def _number(text: str) -> float:
 
 
 def _keys(key: str, relative: bool) -> set[str]:
-    """The keys a key filter accepts; 400 for a key that is not 'NOTE major|minor'."""
-    from soundatlas.rhythm import NOTE_NAMES, relative_key
+    """The keys a key filter accepts, as ``index`` spells them; 400 for a text that is not a
+    key (``rhythm.normalise_key``: 'A minor', 'Bb major', 'F#m')."""
+    from soundatlas.rhythm import NOTE_NAMES, normalise_key, relative_key
 
-    parts = key.split()
-    if len(parts) != 2 or parts[0] not in NOTE_NAMES or parts[1] not in ("major", "minor"):
-        raise api_error(400, f"key {key!r} must be a note ({', '.join(NOTE_NAMES)}) and major "
-                        "or minor, e.g. 'A minor'")
-    return {key, relative_key(key)} if relative else {key}
+    canonical = normalise_key(key)
+    if canonical is None:
+        raise api_error(400, f"key {key!r} must be a note ({', '.join(NOTE_NAMES)}, or a flat "
+                        "such as Bb) and major or minor, e.g. 'A minor'")
+    return {canonical, relative_key(canonical)} if relative else {canonical}
 
 
 def label_filters(label: list[str]) -> list[tuple[str, str]]:
