@@ -419,6 +419,30 @@ def test_symlink_loops_and_hidden_folders(tmp_path):
     assert dict(s.failures) == {"self.wav": "symlink loop"}
 
 
+def test_a_link_to_a_folder_of_the_library_takes_nothing_from_it(tmp_path):
+    """A link named to sort first ('Favs' -> 'kicks') moved every sample of the folder to the
+    link's path, its folder label with it; links to folders outside the library, or hidden
+    inside it, are still walked."""
+    lib, elsewhere = tmp_path / "lib", tmp_path / "elsewhere"
+    write_tone(lib / "kicks/k1.wav", 300.0, seconds=0.3)
+    write_tone(lib / "kicks/k2.wav", 310.0, seconds=0.3)
+    write_tone(lib / ".archive/old.wav", 320.0, seconds=0.3)
+    write_tone(elsewhere / "pack.wav", 330.0, seconds=0.3)
+    index(lib)
+    with Atlas.open(lib / ".soundatlas") as a:
+        before = {r.path: r.id for r in a.samples()}
+    (lib / "Favs").symlink_to(lib / "kicks", target_is_directory=True)
+    (lib / "Aold").symlink_to(lib / ".archive", target_is_directory=True)
+    (lib / "Apack").symlink_to(elsewhere, target_is_directory=True)
+    s = index(lib)
+    assert (s.n_moved, s.n_removed, s.n_indexed) == (0, 0, 2)
+    with Atlas.open(lib / ".soundatlas") as a:
+        after = {r.path: r.id for r in a.samples()}
+        assert after == {**before, "Aold/old.wav": after["Aold/old.wav"],
+                         "Apack/pack.wav": after["Apack/pack.wav"]}
+        assert set(a.labels("folder").values()) == {"kicks", "Aold", "Apack"}
+
+
 def test_folders_nested_deeper_than_pythons_recursion_limit_are_scanned(tmp_path):
     lib = tmp_path / "lib"
     write_tone(lib / "top.wav", 440.0, seconds=0.3)

@@ -123,6 +123,7 @@ class Walk:
         self.root = Path(root)
         self.extensions = extensions
         self.n_ignored = 0
+        self._real_root: str | None = None
 
     def __iter__(self) -> Iterator[FileEntry | tuple[str, str]]:
         # depth first with a stack of the open folders' listings, not recursion: a library
@@ -149,6 +150,8 @@ class Walk:
                     yield (relpath, _reason(exc))
                 continue
             if stat.S_ISDIR(st.st_mode):
+                if entry.is_symlink() and self._walked_elsewhere(entry.path):
+                    continue  # an alias of a folder of the library: its files keep their paths
                 listing = self._listing(Path(entry.path), relpath, seen_dirs)
                 if isinstance(listing, tuple):
                     yield listing
@@ -161,6 +164,16 @@ class Walk:
                     yield (relpath, "not a regular file")
             else:
                 self.n_ignored += 1
+
+    def _walked_elsewhere(self, link: str) -> bool:
+        """Whether a folder link leads to a folder the walk reaches by its own path (inside
+        the library, not hidden): followed, the link would move that folder's samples to the
+        link's name (and their folder label with them) whenever its name sorts first."""
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root)
+        inside = os.path.relpath(os.path.realpath(link), self._real_root)
+        parts = Path(inside).parts
+        return inside != "." and parts[0] != ".." and not any(p.startswith(".") for p in parts)
 
     @staticmethod
     def _listing(top: Path, rel: str, seen_dirs: set[tuple[int, int]]):
