@@ -613,6 +613,8 @@ def test_web_synth_excludes_and_never_writes_the_atlas(library, atlas, tmp_path)
     ({"ids": [1], "format": "mp3"}, 422, "format"),
     ({"ids": [1], "hold": "loop"}, 422, "hold"),
     ({"points": [[0, 0, float("nan")]]}, 400, "not finite"),
+    ({"points": [[0, 0, 0]], "durations": [-1]}, 400, "durations[0] = -1 must be positive"),
+    ({"points": [[0, 0, 0]], "durations": [1e-9]}, 400, "the least is 0.01 s"),  # one sample
 ])
 def test_web_synth_refuses_bad_requests_with_a_message(web, body, status, words):
     import math

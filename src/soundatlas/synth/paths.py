@@ -14,8 +14,9 @@ import numpy as np
 from soundatlas.errors import ParameterError, SoundAtlasError
 from soundatlas.synth.index import FrameIndex
 
-__all__ = ["MAX_DURATION", "MapPath", "read_path", "random_walk", "knn_walk", "check_duration"]
+__all__ = ["MIN_DURATION", "MAX_DURATION", "MapPath", "read_path", "random_walk", "knn_walk", "check_duration"]
 
+MIN_DURATION = 0.01  # seconds: shorter than a click
 MAX_DURATION = 600.0   # seconds: the longest render (10 minutes of float32 at 48 kHz: 115 MB)
 
 
@@ -56,11 +57,13 @@ class MapPath:
             raise ParameterError(f"path point {bad_point} is not finite")
         bad = np.flatnonzero(~(np.isfinite(d) & (d > 0)))
         if len(bad):
-            raise ParameterError(f"path duration {int(bad[0])} = {d[bad[0]]!r} must be positive "
-                                 "seconds")
+            raise ParameterError(f"durations[{int(bad[0])}] = {float(d[bad[0]]):g} must be "
+                                 "positive seconds")
         if d.sum() > MAX_DURATION:
             raise ParameterError(f"the path lasts {d.sum():.0f} s; the most is "
                                  f"{MAX_DURATION:.0f} s")
+        if d.sum() < MIN_DURATION:  # (1e-9 s made a WAV of one sample)
+            raise ParameterError(f"the path lasts {d.sum():g} s; the least is {MIN_DURATION:g} s")
         object.__setattr__(self, "points", p)
         object.__setattr__(self, "durations", d)
 
@@ -208,16 +211,16 @@ def check_duration(seconds: float) -> None:
     Parameters
     ----------
     seconds : float
-        Positive, at most ``MAX_DURATION``.
+        From ``MIN_DURATION`` to ``MAX_DURATION``.
 
     Raises
     ------
     ParameterError
         ``seconds`` is out of range.
     """
-    if not (math.isfinite(seconds) and 0 < seconds <= MAX_DURATION):
-        raise ParameterError(f"duration={seconds} must be positive seconds, at most "
-                             f"{MAX_DURATION:.0f}")
+    if not (math.isfinite(seconds) and MIN_DURATION <= seconds <= MAX_DURATION):
+        raise ParameterError(f"duration={seconds:g} must be from {MIN_DURATION:g} to "
+                             f"{MAX_DURATION:.0f} seconds")
 
 
 def _walk_steps(index: FrameIndex, duration: float, step: float) -> tuple[int, np.ndarray]:
