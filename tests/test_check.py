@@ -468,3 +468,21 @@ def test_a_damaged_database_page_is_one_line_that_names_check(tone_library, caps
             f"`soundatlas check {option}` says where" in proc.stderr, proc.stderr
     proc = run_in_process(capsys, "check", "--atlas", atlas)
     assert proc.returncode == 1 and "malformed" in proc.stderr + proc.stdout
+
+
+def test_info_tells_a_killed_index_run_from_a_running_one(tone_library, capsys):
+    """A run recorded as running whose process is gone (kill -9) was shown as running until
+    the next index started."""
+    from soundatlas.atlas.core import WRITER_LOCK
+    from soundatlas.indexing import index_library
+
+    index_library(tone_library, n_jobs=1)
+    atlas = tone_library / ".soundatlas"
+    with Atlas.open(atlas, write=True) as a:
+        a.start_run("index", 18)  # as a killed run leaves it
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    for pid, status in ((gone, "interrupted"), (os.getpid(), "running")):
+        (atlas / WRITER_LOCK).write_text(f"pid {pid} (soundatlas index lib, since now)\n")
+        proc = run_in_process(capsys, "info", "--atlas", atlas, "--json")
+        assert json.loads(proc.stdout)["last_index"]["status"] == status, (pid, proc)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import sqlite3
 import time
@@ -114,6 +115,25 @@ def unlock_writer(path: Path) -> None:
     if held[1] == 0:
         del _held[key]
         held[0].close()  # closing the file releases the flock
+
+
+def writer_alive(path: Path) -> bool:
+    """Whether the process that last took the atlas's writer lock is still running (the lock
+    file names it): a run recorded as running whose process is gone was killed."""
+    try:
+        text = (path / WRITER_LOCK).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    found = re.match(r"pid (\d+) ", text)
+    if found is None:
+        return False
+    try:
+        os.kill(int(found.group(1)), 0)  # signal 0: only asks whether it exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: it exists
+        return True
+    return True
 
 
 def default_atlas_dir(library: str | os.PathLike) -> Path:

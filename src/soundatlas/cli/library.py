@@ -397,6 +397,7 @@ def _add_info(sub, parents) -> None:
 def cmd_info(args: argparse.Namespace) -> int:
     """``soundatlas info``: counts, labels, failures and size of an atlas."""
     from soundatlas.atlas import Atlas
+    from soundatlas.atlas.core import writer_alive
     from soundatlas.evaluate import sorted_labels
 
     path = atlas_dir(args)
@@ -414,6 +415,9 @@ def cmd_info(args: argparse.Namespace) -> int:
             "last_index": atlas.last_run("index"),
             "max_duration": atlas.max_duration(),
         }
+    run = info["last_index"]
+    if run and run["status"] == "running" and not writer_alive(path):
+        run["status"] = "interrupted"  # killed: the next index marks it so, and goes on
     if args.json:
         print_json(info)
         return EXIT_OK
