@@ -486,3 +486,41 @@ def test_info_tells_a_killed_index_run_from_a_running_one(tone_library, capsys):
         (atlas / WRITER_LOCK).write_text(f"pid {pid} (soundatlas index lib, since now)\n")
         proc = run_in_process(capsys, "info", "--atlas", atlas, "--json")
         assert json.loads(proc.stdout)["last_index"]["status"] == status, (pid, proc)
+
+
+def test_an_index_out_of_step_with_its_table_is_named_and_rebuilt_by_repair(tone_library):
+    """The samples_hash index made to miss a row (the row changed while SQLite did not know
+    the index): check names it and says --repair rebuilds it; --repair runs REINDEX, and the
+    atlas checks whole after, every sample kept."""
+    import sqlite3
+
+    from soundatlas.indexing import index_library
+
+    index_library(tone_library, n_jobs=1)
+    atlas = tone_library / ".soundatlas"
+    db = atlas / "atlas.sqlite"
+    conn = sqlite3.connect(db)
+    entry = conn.execute("SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master"
+                         " WHERE name = 'samples_hash'").fetchone()
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("DELETE FROM sqlite_master WHERE name = 'samples_hash'")  # hidden from writes
+    conn.commit()
+    conn.close()
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE samples SET hash = upper(hash) WHERE id = 1")  # the index not told
+    conn.commit()
+    conn.close()
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("INSERT INTO sqlite_master VALUES (?, ?, ?, ?, ?)", entry)
+    conn.commit()
+    conn.close()
+    report = check_atlas(atlas, models=False)
+    assert [p.line() for p in report.problems] == [
+        "database: atlas.sqlite: row 1 missing from index samples_hash (--repair rebuilds the "
+        "index)"]
+    report = check_atlas(atlas, repair=True, models=False)
+    assert [p.repaired for p in report.problems] == ["indexes rebuilt (REINDEX)"]
+    assert check_atlas(atlas, models=False).ok
+    with Atlas.open(atlas) as a:
+        assert a.n_samples() == 18

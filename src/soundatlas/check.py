@@ -22,6 +22,7 @@ or anything of the user's; a model that does not load is reported for the user t
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,11 @@ from soundatlas.atlas.store import ARRAY_FOLDERS, checksum
 from soundatlas.errors import AtlasError, SoundAtlasError
 
 __all__ = ["Problem", "CheckReport", "check_atlas"]
+
+
+#: what ``PRAGMA integrity_check`` says of an index that does not match its table
+_INDEX_PROBLEM = re.compile(r"(missing from|wrong # of entries in|non-unique entry in"
+                            r"( UNIQUE)?) index \S+$")
 
 
 @dataclass(frozen=True)
@@ -139,8 +145,18 @@ def _check(atlas, path: Path, report: CheckReport, add, stale_wal: int, repair: 
     except sqlite3.DatabaseError as exc:
         raise AtlasError(f"{path}: the database cannot be checked: {exc}") from exc
     if rows != ["ok"]:
+        # an index that lost or kept rows its table has not: REINDEX rebuilds it from the table,
+        # and loses nothing (a table's own pages damaged is another matter)
+        index_only = all(_INDEX_PROBLEM.search(r) for r in rows)
+        done = None
+        if index_only and repair:
+            with atlas.transaction() as c:
+                c.execute("REINDEX")
+            if [r[0] for r in conn.execute("PRAGMA integrity_check")] == ["ok"]:
+                done = "indexes rebuilt (REINDEX)"
+        hint = " (--repair rebuilds the index)" if index_only and not repair else ""
         for r in rows[:20]:
-            add(Problem("database", DB_NAME, r))
+            add(Problem("database", DB_NAME, r + hint, done))
     for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check").fetchall()[:20]:
         add(Problem("database", DB_NAME, f"{table} row {rowid} names a missing {parent}"))
     if stale_wal:

@@ -449,8 +449,9 @@ def _add_check(sub, parents) -> None:
                        "embedding file present with the shape and checksum its rows say, no "
                        "file that no row names, models that load, the CQT parameters. One line "
                        "per problem; exit 1 when there is one. --repair removes the files no "
-                       "row names, marks samples with damaged features for the next index and "
-                       "drops embeddings in damaged files for the next embed; labels, tags and "
+                       "row names, marks samples with damaged features for the next index, "
+                       "drops embeddings in damaged files for the next embed and rebuilds "
+                       "database indexes out of step with their tables; labels, tags and "
                        "models are never removed. Run --repair when no index or embed runs.")
     add_options(c, ATLAS)
     c.add_argument("--repair", action="store_true", help="fix what can be fixed")
