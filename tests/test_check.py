@@ -524,3 +524,23 @@ def test_an_index_out_of_step_with_its_table_is_named_and_rebuilt_by_repair(tone
     assert check_atlas(atlas, models=False).ok
     with Atlas.open(atlas) as a:
         assert a.n_samples() == 18
+
+
+def test_a_database_error_that_is_no_damage_keeps_its_traceback(tone_library, capsys,
+                                                                 monkeypatch):
+    """A constraint or a misuse (IntegrityError, ProgrammingError) is a bug of soundatlas, not
+    a damaged atlas: not reported as one, with advice to make the atlas again."""
+    import sqlite3
+
+    from soundatlas.cli import main
+    from soundatlas.indexing import index_library
+
+    index_library(tone_library, n_jobs=1)
+
+    def broken(*args, **kwargs):
+        raise sqlite3.IntegrityError("UNIQUE constraint failed: samples.path")
+
+    monkeypatch.setattr("soundatlas.cli.library.human_bytes", broken)
+    with pytest.raises(sqlite3.IntegrityError):
+        main(["info", "--atlas", str(tone_library / ".soundatlas")])
+    assert "damaged" not in capsys.readouterr().err

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_in_process
+from conftest import run_in_process, write_tone
 
 from soundatlas.cli import build_parser, main
 
@@ -119,8 +119,8 @@ def test_a_run_that_indexes_none_of_what_it_analysed_fails(tone_library, tmp_pat
     (bad / "b.flac").write_bytes(b"")
     proc = run_in_process(capsys, "index", bad, "-q", "--jobs", "1")
     assert proc.returncode == 1 and "failed 2" in proc.stdout, proc
-    assert "index: error: none of the files this run analysed could be indexed: 2 new failures " \
-        "(the first listed, a.wav: not audio" in proc.stderr, proc.stderr
+    assert "index: error: nothing new could be indexed: 2 new failures (the first, a.wav: not " \
+        "audio" in proc.stderr, proc.stderr
     proc = run_in_process(capsys, "index", bad, "-q", "--jobs", "1")  # not read again
     assert proc.returncode == 1 and "the atlas holds no sample: its 2 files all failed" \
         in proc.stderr and "--retry-failed" in proc.stderr, proc.stderr
@@ -137,12 +137,21 @@ def test_a_run_that_indexes_none_of_what_it_analysed_fails(tone_library, tmp_pat
     assert json.loads(proc.stdout)["embed"]["n_embedded"] == 18
     proc = run_in_process(capsys, "index", tone_library, "-q", "--jobs", "1")  # nothing new
     assert proc.returncode == 0 and "mid/new.wav" in proc.stdout, proc
-    # a failure tried again on every run (a broken link) fails the run that first meets it only
-    (tone_library / "low" / "dangling.wav").symlink_to(tone_library / "nowhere.wav")
+    # a failure tried again on every run (a broken link) fails the run that first meets it
+    # only, and is the one named, not an older failure listed before it
+    (tone_library / "mid" / "zz-dangling.wav").symlink_to(tone_library / "nowhere.wav")
     proc = run_in_process(capsys, "index", tone_library, "-q", "--jobs", "1")
-    assert proc.returncode == 1 and "1 new failure" in proc.stderr, proc
+    assert proc.returncode == 1 and "1 new failure (the first, mid/zz-dangling.wav: broken " \
+        "symlink" in proc.stderr, proc
     proc = run_in_process(capsys, "index", tone_library, "-q", "--jobs", "1")
-    assert proc.returncode == 0 and "low/dangling.wav" in proc.stdout, proc
+    assert proc.returncode == 0 and "mid/zz-dangling.wav" in proc.stdout, proc
+    # a drive not mounted this time: its samples are kept, and that is no failure of the run
+    write_tone(tmp_path / "drive" / "far.wav", 700.0, seconds=0.3)
+    (tone_library / "ext").symlink_to(tmp_path / "drive", target_is_directory=True)
+    assert run_in_process(capsys, "index", tone_library, "-q", "--jobs", "1").returncode == 0
+    (tmp_path / "drive").rename(tmp_path / "unmounted")
+    proc = run_in_process(capsys, "index", tone_library, "-q", "--jobs", "1")
+    assert proc.returncode == 0 and "1 samples kept as they were" in proc.stdout, proc
     a_tone = next((tone_library / "mid").glob("*.wav"))
     (tone_library / "low" / "also-new.wav").write_bytes(a_tone.read_bytes())
     proc = run_in_process(capsys, "index", tone_library, "-q", "--jobs", "1", "--retry-failed")

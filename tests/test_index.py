@@ -1348,6 +1348,10 @@ def test_the_atlas_keeps_its_max_duration_and_a_new_one_analyses_what_it_reads_o
     assert (s.n_indexed, s.truncated) == (1, ["t2.wav"])
     assert durations() == (3.0, {"t0.wav": 0.3, "t1.wav": 2.0, "t2.wav": 3.0})
     assert index(lib, max_duration=3.0).n_indexed == 0
+    with Atlas.open(lib / ".soundatlas", write=True) as a, a.transaction() as c:
+        c.execute("DELETE FROM meta WHERE key = 'max_duration'")  # an atlas from before
+    s = index(lib)  # its last run's limit, not 30 s: nothing cut anew
+    assert (s.n_indexed, s.max_duration, s.truncated) == (0, 3.0, ["t2.wav"])
     print_index_summary(IndexSummary(library="l", atlas="a", n_truncated=1, truncated=["x.wav"],
                                      max_duration=None))  # (it raised on None)
     assert "1 long files: only a first part analysed, under an earlier --max-duration, e.g. " \

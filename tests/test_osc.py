@@ -220,7 +220,7 @@ def test_incoming_osc_reaches_the_event_stream_and_bad_messages_are_named(atlas_
                 ("/soundatlas/cursor", ["x"], "expects 1 to 16 numbers"),
                 ("/soundatlas/play", [1.5], "one integer sample id"),
                 ("/soundatlas/play", [-1], "one integer sample id (0 to 2147483647)"),
-                ("/soundatlas/select", [2**40], "(0 to 2147483647)"),  # sent as int64 ('h')
+                ("/soundatlas/select", [2**40], "(0 to 2147483647)"),  # (python-osc: int64)
                 ("/soundatlas/jump", [1], "is not an address of soundatlas"),
             ]:
                 osc.send_message(address, args)

@@ -42,6 +42,8 @@ def test_a_two_bar_loop_of_4_s_gets_its_tempo():
         y = synth.render_events(events, seconds, PROGRAMS)
     assert len(y) >= 4 * 16000
     assert abs(estimate_tempo(y, 16000) / 120 - 1) < 0.02
+    labels = loop_labels(y, 16000)  # its I-IV is also V-I of F major: no key from two bars
+    assert abs(float(labels["tempo"]) / 120 - 1) < 0.02 and "key" not in labels
 
 
 def test_one_shots_and_noise_get_no_tempo():

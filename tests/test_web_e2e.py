@@ -1205,6 +1205,9 @@ def test_what_a_failed_request_leaves_is_not_another_ones_result(page, server, m
 
     page.fill("#search", "tromb")
     page.wait_for_function(f"{HOOK}.state.matches === 16")
+    page.keyboard.press("Escape")  # out of the field: the arrow keys walk what was found
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function(f"{HOOK}.state.lastPlayed === {_list_ids(page, '#match-list')[0]}")
     page.route("**/api/samples?*", lambda route: route.fulfill(
         status=500, content_type="application/json", body='{"error": "search broke"}'))
     page.fill("#search", "flute")

@@ -66,6 +66,7 @@ class IndexSummary:
     n_failed: int = 0
     n_failed_unchanged: int = 0  # of those, failed before on the same bytes: not read again
     n_failed_new: int = 0  # failed in this run, and had not failed before as they are now
+    failed_new: list[tuple[str, str]] = field(default_factory=list)  # the first 100 of those
     n_truncated: int = 0
     n_samples: int = 0  # in the atlas after the run
     n_frames: int = 0
@@ -187,7 +188,10 @@ def index_library(
             run_id = atlas.start_run("index", found.n_files)
             try:
                 for chunk in found.problems():
-                    summary.n_failed_new += sum(atlas.failure(p) is None for p, _ in chunk)
+                    for p, why in chunk:  # new, and not a drive away whose samples are kept
+                        if atlas.failure(p) is None and (why == "not a regular file"
+                                                         or not atlas.ids_under(p)):
+                            _new_failure(summary, p, why)
                     # a path that cannot be read keeps its sample (_keep_unreadable); one that
                     # is no regular file any more loses it
                     gone = [(p, None, None, why, None) for p, why in chunk
@@ -395,6 +399,12 @@ def _classify(atlas: Atlas, found: "ScanList", summary: IndexSummary, stale: set
     return seen
 
 
+def _new_failure(summary: IndexSummary, path: str, reason: str) -> None:
+    summary.n_failed_new += 1
+    if len(summary.failed_new) < 100:
+        summary.failed_new.append((path, reason))
+
+
 def _keep_unreadable(atlas: Atlas, found: "ScanList", seen: bytearray,
                      summary: IndexSummary) -> None:
     """Mark seen the samples at or under a path the scan could not read (a folder without
@@ -449,7 +459,7 @@ def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, lega
         elif isinstance(result, AudioReadError):
             before = atlas.failure(entry.path)
             if before is None or before[:2] != (entry.size, entry.mtime_ns):
-                summary.n_failed_new += 1
+                _new_failure(summary, entry.path, result.reason)
             failed.append((entry.path, entry.size, entry.mtime_ns, result.reason,
                            _lasting_key(atlas, entry, result, lasting_key)))
         else:

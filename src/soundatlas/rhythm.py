@@ -11,7 +11,8 @@ slope of a straight line through the beat times (the tracker's own tempo, and an
 2 % off at 128 BPM). Key: the loop's harmonic part (librosa's median-filter HPSS: drums out),
 its constant-Q chroma from C3 up (the bass's overtones put a major third under every minor
 root), correlated with Albrecht and Shanahan's key profiles; the best of the 24 keys when its
-correlation reaches ``KEY_MIN_R``. These choices were made on FluidR3 loops
+correlation reaches ``KEY_MIN_R``, for loops of at least ``KEY_MIN_BEATS`` beats (two bars of
+I-IV are also V-I a fifth lower: such a loop gets a tempo and no key). These choices were made on FluidR3 loops
 (``benchmarks/bench_loops.py --tune``) and are measured on other loops (MuseScore General,
 other tempos and instruments).
 
@@ -26,12 +27,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LOOP_MIN_SECONDS", "MIN_BEATS", "STEADY_CV", "MAX_DECAY_DB", "KEY_MIN_R", "NOTE_NAMES",
+__all__ = ["LOOP_MIN_SECONDS", "MIN_BEATS", "KEY_MIN_BEATS", "STEADY_CV", "MAX_DECAY_DB", "KEY_MIN_R", "NOTE_NAMES",
            "estimate_tempo", "estimate_key", "loop_labels", "relative_key", "normalise_key"]
 
 LOOP_MIN_SECONDS = 4.0
 #: beats the tracker must find: a two-bar loop has 8, of which it misses the one at 0 s
 MIN_BEATS = 7
+#: beats a loop needs for a key too (more than two bars' worth, as the tracker counts)
+KEY_MIN_BEATS = 8
 STEADY_CV = 0.08
 MAX_DECAY_DB = 24.0
 KEY_MIN_R = 0.5
@@ -47,6 +50,12 @@ _HOP = 128  # beat tracking frames: 8 ms at 16 kHz
 
 def estimate_tempo(y: np.ndarray, sr: int) -> float | None:
     """Beats per minute of a steady beat in ``y`` (mono float), or None without one."""
+    beats = _steady_beats(y, sr)
+    return None if beats is None else _tempo(beats)
+
+
+def _steady_beats(y: np.ndarray, sr: int) -> np.ndarray | None:
+    """The beat times of a steady beat in ``y`` (see the module doc), or None."""
     from soundatlas.numba_guard import import_librosa
 
     if len(y) < LOOP_MIN_SECONDS * sr or _decay_db(y) > MAX_DECAY_DB:
@@ -61,8 +70,11 @@ def estimate_tempo(y: np.ndarray, sr: int) -> float | None:
     med = float(np.median(ibi))
     if med <= 0 or float(np.std(ibi)) / med > STEADY_CV:
         return None
-    slope = float(np.polyfit(np.arange(len(beats)), beats, 1)[0])
-    return 60.0 / slope
+    return beats
+
+
+def _tempo(beats: np.ndarray) -> float:
+    return 60.0 / float(np.polyfit(np.arange(len(beats)), beats, 1)[0])
 
 
 def _decay_db(y: np.ndarray) -> float:
@@ -97,12 +109,14 @@ def estimate_key(y: np.ndarray, sr: int) -> tuple[str, float] | None:
 
 def loop_labels(y: np.ndarray, sr: int) -> dict[str, str]:
     """The ``tempo`` and ``key`` labels of a loop (either may be missing); {} for a sample
-    shorter than ``LOOP_MIN_SECONDS`` or without a steady beat."""
-    tempo = estimate_tempo(y, sr)
-    if tempo is None:
+    shorter than ``LOOP_MIN_SECONDS`` or without a steady beat. A key only from
+    ``KEY_MIN_BEATS`` beats: a two-bar loop's chords (I-IV, say) are also V-I of another key,
+    and the key finder, measured on four-bar loops, named that other key on every one."""
+    beats = _steady_beats(y, sr)
+    if beats is None:
         return {}
-    out = {"tempo": f"{tempo:.1f}"}
-    key = estimate_key(y, sr)
+    out = {"tempo": f"{_tempo(beats):.1f}"}
+    key = estimate_key(y, sr) if len(beats) >= KEY_MIN_BEATS else None
     if key is not None:
         out["key"] = key[0]
     return out

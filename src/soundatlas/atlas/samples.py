@@ -208,9 +208,15 @@ class SampleStore(Store):
 
     def max_duration(self) -> float | None:
         """Seconds of each file the atlas's index runs analyse (``index --max-duration``: the
-        last run's; ``cqt_params.DEFAULT_MAX_DURATION`` before any; None: no limit)."""
+        last run's; ``cqt_params.DEFAULT_MAX_DURATION`` before any; None: no limit). An atlas
+        from before the limit was kept has it in its last index run's summary."""
         text = self.meta(MAX_DURATION_META)
-        return DEFAULT_MAX_DURATION if text is None else json.loads(text)
+        if text is not None:
+            return json.loads(text)
+        row = self.conn.execute("SELECT summary FROM runs WHERE kind = 'index' AND summary IS NOT"
+                                " NULL ORDER BY id DESC LIMIT 1").fetchone()
+        summary = json.loads(row[0]) if row else {}
+        return summary.get("max_duration", DEFAULT_MAX_DURATION)
 
     def set_max_duration(self, seconds: float | None) -> None:
         """Set the limit :meth:`max_duration` gives (its own transaction)."""

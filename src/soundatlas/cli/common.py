@@ -91,7 +91,12 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"soundatlas {args.command}: error: no space left on the device{where}: free "
               "some space, then run the command again", file=sys.stderr)
         return EXIT_FAIL
-    except sqlite3.DatabaseError as exc:  # not OperationalError: a damaged database file
+    except sqlite3.DatabaseError as exc:
+        # a damaged file only: a constraint or a misuse (IntegrityError, ProgrammingError) is a
+        # bug of soundatlas, and its traceback the way to find it
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code
+        if code not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            raise
         print(f"soundatlas {args.command}: error: " + shown(
             f"the atlas's database is damaged ({exc}): `soundatlas check{_atlas_option(args)}` "
             "says where; an atlas it cannot repair is made again by indexing the library into "

@@ -333,7 +333,8 @@ def nothing_indexed(s) -> str | None:
     indexed (files this machine cannot decode, Dask workers that cannot read the library, the
     one new file a script added), or when the atlas ends with no sample and only failures: a
     script must not read success there. A failure tried again on every run (a broken link, a
-    file without permission) fails only the run that first meets it.
+    file without permission) fails only the run that first meets it; a folder or file that
+    cannot be read this time but whose samples are kept (a drive not mounted) fails none.
 
     Parameters
     ----------
@@ -347,12 +348,12 @@ def nothing_indexed(s) -> str | None:
     """
     if not s.failures:
         return None
+    if s.n_failed_new and not s.n_indexed:  # (a failure tried again each run is not new)
+        n, (path, reason) = s.n_failed_new, s.failed_new[0]
+        return (f"nothing new could be indexed: {n} new failure{'s' * (n != 1)} (the first, "
+                f"{shown(path)}: {shown(reason)})")
     path, reason = s.failures[0]
     first = f"{shown(path)}: {shown(reason)}"
-    if s.n_failed_new and not s.n_indexed:  # (a failure tried again each run is not new)
-        n = s.n_failed_new
-        return (f"none of the files this run analysed could be indexed: {n} new "
-                f"failure{'s' * (n != 1)} (the first listed, {first})")
     if not s.n_samples:
         return (f"the atlas holds no sample: its {s.n_failed} files all failed (the first, "
                 f"{first}); --retry-failed reads them again")
