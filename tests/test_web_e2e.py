@@ -748,7 +748,7 @@ def test_an_atlas_without_embeddings_shows_the_command_that_makes_them(page, bar
     assert state["ready"] is False and state["hint"] == hint and state["nPoints"] == 0
 
 
-def test_stars_tags_notes_and_collections_from_the_page(page, mapped, tmp_path):
+def test_stars_tags_notes_and_collections_from_the_page(page, mapped, tmp_path, console):
     """The page writes the user's layer: a star (key s), a tag (key t), a note, tags and a
     collection for a selection, a collection shown as a filter, played through and exported;
     tags colour the map like any label. The atlas holds every write afterwards."""
@@ -801,6 +801,16 @@ def test_stars_tags_notes_and_collections_from_the_page(page, mapped, tmp_path):
         with zipfile.ZipFile(download.value.path()) as z, Atlas.open(atlas_dir) as atlas:
             paths = {r.id: r.path for r in atlas.samples([first, second])}
             assert z.namelist() == [paths[second], paths[first]]
+        # a collection that cannot be read is named in the status line, by export and by play
+        console.expected.append("status of 500")
+        page.route("**/api/collections/duo", lambda route: route.fulfill(
+            status=500, content_type="application/json", body='{"error": "duo broke"}'))
+        for button in ("button:text('CSV')", "button[aria-label='Play duo']"):
+            page.evaluate("document.getElementById('status').textContent = ''")
+            page.click(f"#collection-list li[data-name='duo'] {button}")
+            page.wait_for_function("document.getElementById('status').textContent === 'duo broke'")
+        assert page.evaluate(f"{HOOK}.state.curation.playing") is None
+        page.unroute("**/api/collections/duo")
         page.wait_for_load_state("networkidle")
         page.goto("about:blank")  # nothing left asking this server before it stops
     with Atlas.open(atlas_dir, write=True) as atlas:
