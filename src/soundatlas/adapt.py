@@ -115,6 +115,8 @@ def adapt(
     replace: bool = False,
     train_progress: Callable[[int, int, dict], None] | None = None,
     embed_progress: Callable[[int, int], None] | None = None,
+    precision: str = "auto",
+    device: str = "cpu",
 ) -> dict:
     """Fine-tune ``base`` on ``atlas`` without labels, register it and embed every sample with it.
 
@@ -147,6 +149,8 @@ def adapt(
         ``replace``); without it (or ``resume``) that name is refused.
     train_progress, embed_progress : callable, optional
         ``(done, total, stats)`` per logged training step; ``(done, total)`` per embedded batch.
+    precision, device : str, default "auto", "cpu"
+        The arithmetic and the device of the embedding (``embed.embed_atlas``).
 
     Returns
     -------
@@ -189,7 +193,8 @@ def adapt(
     if not summary["done"]:
         return summary
     artifact, registration = resolve_model(atlas, name)
-    embedded = embed_atlas(atlas, artifact, registration.id, progress=embed_progress)
+    embedded = embed_atlas(atlas, artifact, registration.id, progress=embed_progress,
+                           precision=precision, device=device)
     base_record = atlas.find_model(base_artifact.name)  # None: the base was never embedded here
     summary.update(n_embedded=embedded.n_embedded, n_already=embedded.n_already,
                    embed_seconds=round(embedded.seconds, 1),

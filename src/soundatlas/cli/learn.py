@@ -434,6 +434,9 @@ def _add_adapt(sub, parents) -> None:
                     "each window, beside the neighbourhoods: more keeps more of the base's map "
                     f"(default: {_ADAPT_DEFAULTS.anchor:g}; 0: none)")
     add_options(ad, SEED, THREADS)
+    ad.add_argument("--precision", choices=EMBED_PRECISION.kwargs["choices"], default="auto",
+                    help="the arithmetic of the embedding that follows the training, as embed's "
+                    "--precision (default: auto)")
     ad.add_argument("--resume", action="store_true",
                     help="continue an interrupted adaptation from its checkpoint")
     ad.add_argument("--replace", action="store_true",
@@ -485,7 +488,8 @@ def _adapt_going_on(args: argparse.Namespace, atlas, base: str) -> dict:
     new files, or ``adapt`` paused it with other settings)."""
     from soundatlas.train import CheckpointMismatch
 
-    kw = dict(base=base, settings=AdaptSettings(), minutes=args.minutes)
+    kw = dict(base=base, settings=AdaptSettings(), minutes=args.minutes,
+              precision=args.precision, device=args.device)  # map's embedding options
     try:
         return _adapt_with_progress(args, atlas, resume=True, **kw)
     except CheckpointMismatch as exc:
@@ -504,7 +508,8 @@ def _kept_adaptation(args: argparse.Namespace, atlas, base: str) -> dict | None:
         return None
     artifact, registration = resolve_model(atlas, name)
     with progress_bar(args, desc="embedding", unit="file") as bar:
-        embedded = embed_atlas(atlas, artifact, registration.id, progress=bar)
+        embedded = embed_atlas(atlas, artifact, registration.id, progress=bar,
+                               precision=args.precision, device=args.device)
     return {"name": name, "base": base, "kept": True, "done": True,
             "iterations": artifact.config.get("training", {}).get("iterations"),
             "n_embedded": embedded.n_embedded, "n_already": embedded.n_already,
@@ -547,7 +552,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         summary = _adapt_with_progress(args, atlas, base=args.model, settings=settings,
                                        minutes=args.minutes, name=args.name, seed=args.seed,
                                        resume=args.resume, stop_after=args.stop_after,
-                                       threads=args.threads, replace=args.replace)
+                                       threads=args.threads, replace=args.replace,
+                                       precision=args.precision)
     if args.json:
         print_json(summary)
     elif not summary["done"]:
