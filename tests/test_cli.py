@@ -444,14 +444,18 @@ def test_train_refuses_a_momentum_or_learning_rate_that_cannot_work(tmp_path, ca
                               ("--lr", "inf", "lr=inf must be")):
         # refused before the atlas is opened
         rc, err = in_process(capsys, "train", "--atlas", tmp_path, "-n", "pitch", flag, value)
-        assert rc == 1 and err.startswith(f"soundatlas train: error: {says}")
+        assert rc == 2 and err.startswith(f"soundatlas train: {says}")  # misuse
 
 
 def test_the_weight_of_a_single_neighbourhood_is_checked_as_in_a_mixture(tmp_path, capsys):
     rc, err = in_process(capsys, "train", "--atlas", tmp_path, "-n", "label:family:-3")
     assert rc == 2 and "the weight of label:family is -3.0; it must be a finite number > 0" in err
     rc, err = in_process(capsys, "adapt", "--atlas", tmp_path, "-n", "teacher-map:-1")
-    assert rc == 1 and "the weight of teacher-map is -1.0" in err
+    assert rc == 2 and "the weight of teacher-map is -1.0" in err
+    for args, says in ((("-n", "instrument"), "needs labels"), (("--augment", "bogus"), "bogus"),
+                       (("--lr", "inf"), "lr=inf"), (("--minutes", "inf"), "finite")):
+        rc, err = in_process(capsys, "adapt", "--atlas", tmp_path, *args)
+        assert rc == 2 and says in err, (args, err)
 
 
 def test_suggest_limit_is_a_count(tmp_path, capsys):
@@ -616,3 +620,19 @@ def test_json_output_has_no_nan_and_writes_numpy_numbers_as_numbers(capsys):
     text = capsys.readouterr().out
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in {text}")) == {
         "a": None, "b": [None, None, 2.5], "c": [3, None], "d": "x"}
+
+
+@pytest.mark.parametrize("args, words", [
+    (("train", "--seed", str(2**64)), "--seed: 18446744073709551616 must be from 0 to"),
+    (("adapt", "--seed", str(2**64)), "--seed: 18446744073709551616 must be from 0 to"),
+    (("train", "--threads", "99999"), "--threads: 99999 must be from 1 to 1024"),
+    (("train", "--dims", "99999999"), "--dims: 99999999 must be from 1 to 1024"),
+    (("train", "--batch-size", "99999999999999"), "batch_size=99999999999999 must be at most"),
+])
+def test_numbers_past_what_can_run_are_usage_errors(args, words, tmp_path, capsys):
+    """Each ended in a traceback (torch's seed overflow, numpy's or torch's MemoryError) or a
+    segfault (99,999 threads)."""
+    proc = run_in_process(capsys, args[0], "--atlas", tmp_path, "-n", "instrument", *args[1:])
+    if args[0] == "adapt":
+        proc = run_in_process(capsys, "adapt", "--atlas", tmp_path, *args[1:])
+    assert proc.returncode == 2 and words in proc.stderr, proc

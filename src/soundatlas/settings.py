@@ -142,6 +142,9 @@ class TrainSettings:
         for name in ("lr", "batch_size", "iterations", "valid_every", "checkpoint_every"):
             if not getattr(self, name) > 0:
                 raise ParameterError(f"{name}={getattr(self, name)} must be positive")
+        if self.batch_size > MAX_BATCH_SIZE:  # (one past it ended in numpy's MemoryError)
+            raise ParameterError(f"batch_size={self.batch_size} must be at most "
+                                 f"{MAX_BATCH_SIZE:,}")
         if not math.isfinite(self.lr):  # inf passes > 0 and turns every weight into NaN
             raise ParameterError(f"lr={self.lr} must be a finite number > 0")
         # torch refuses a negative momentum; at 1 or more past gradients never fade from the
@@ -164,6 +167,9 @@ class TrainSettings:
             raise ParameterError(f"margins m_p={self.m_p}, m_n={self.m_n} must be >= 0")
         return self
 
+
+#: the most triples a training step takes (each holds three windows of the input)
+MAX_BATCH_SIZE = 65_536
 
 PRESETS: dict[str, TrainSettings] = {
     # The reference: plain SGD, no momentum, lr 0.02, 32 triples, 50,000 iterations.

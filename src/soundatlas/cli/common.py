@@ -39,7 +39,7 @@ from soundatlas.text import shown  # noqa: F401  (the commands' name for it)
 
 __all__ = ["EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "UsageError", "run_command",
            "number", "positive_float", "nonnegative_float", "fraction", "positive_int",
-           "nonnegative_int", "checked", "Option", "option", "add_options", "output_parent",
+           "int_range", "nonnegative_int", "checked", "Option", "option", "add_options", "output_parent",
            "ATLAS", "SEED", "THREADS", "JOBS",
            "check_output", "writing", "progress_bar", "print_json", "as_dict", "atlas_dir",
            "open_atlas", "shown"]
@@ -184,6 +184,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def int_range(low: int, high: int) -> Callable[[str], int]:
+    """An argument type: a whole number from ``low`` to ``high`` (a bound past which a value
+    ends in an allocation's or a C library's failure, not in a message)."""
+
+    def parse(text: str) -> int:
+        value = number(text, int, "an integer")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} must be from {low} to {high}")
+        return value
+
+    return parse
+
+
 def nonnegative_int(text: str) -> int:
     """An argument type: a whole number of at least 0."""
     value = number(text, int, "an integer")
@@ -320,10 +333,10 @@ def output_parent() -> argparse.ArgumentParser:
 ATLAS = option("--atlas", metavar="DIR",
                help="atlas directory (default: $SOUNDATLAS_ATLAS or ./.soundatlas)")
 #: ``--seed`` of the commands whose randomness starts from one seed (default 0).
-SEED = option("--seed", type=nonnegative_int, default=0, metavar="N",
+SEED = option("--seed", type=int_range(0, 2**63 - 1), default=0, metavar="N",
               help="random seed (default: 0)")
 #: ``--threads`` of the commands that run torch.
-THREADS = option("--threads", type=positive_int, metavar="N",
+THREADS = option("--threads", type=int_range(1, 1024), metavar="N",
                  help="torch threads (default: all cores)")
 #: ``--precision`` and ``--device`` of the commands that embed (``embed``, ``map``).
 EMBED_PRECISION = option("--precision", choices=PRECISIONS, default="auto",

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import dataclasses
 import json
 import os
@@ -32,6 +33,7 @@ from soundatlas.cli.common import (
     nonnegative_float,
     open_atlas,
     positive_float,
+    int_range,
     positive_int,
     print_json,
     progress_bar,
@@ -91,7 +93,7 @@ def _add_train(sub, parents) -> None:
                    help="start from this model's weights, input statistics and architecture "
                    "(a model name or directory) instead of a random network: fine-tuning")
     settings.add("preset", "iterations", "lr", "batch_size")
-    t.add_argument("--dims", type=positive_int, metavar="D",
+    t.add_argument("--dims", type=int_range(1, 1024), metavar="D",
                    help="output dimensions (default: 3, or --init-from's)")
     t.add_argument("--pitch-axis", action="store_true",
                    help="the last dimension is each window's measured pitch (harmonic "
@@ -116,9 +118,13 @@ def _add_train(sub, parents) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``soundatlas train``: train a model on the atlas and say how it went."""
+    from soundatlas.errors import ParameterError
     from soundatlas.train import divergence, train
 
-    settings = train_settings(args)
+    try:
+        settings = train_settings(args)
+    except ParameterError as exc:  # flags that cannot work together (or at all): misuse
+        raise UsageError(str(exc)) from None
     # no writer lock on the atlas: train writes no array file and locks its model's folder
     with open_atlas(args, write=True, tidy=False) as atlas, \
             progress_bar(args, desc=f"training {args.neighbourhood}", unit="it") as bar:
@@ -545,9 +551,18 @@ def _adapted_line(summary: dict, minutes: float | None) -> str:
 
 def cmd_adapt(args: argparse.Namespace) -> int:
     """``soundatlas adapt``: fine-tune a model to the atlas without labels, and embed."""
-    settings = AdaptSettings(iterations=args.iterations, lr=args.lr,
-                             neighbourhood=args.neighbourhood, augment=args.augment,
-                             anchor=args.anchor)
+    from soundatlas.adapt import adapt_settings
+    from soundatlas.errors import ParameterError
+
+    try:  # -n, --augment, --lr, --minutes that cannot work: misuse, as for train
+        settings = AdaptSettings(iterations=args.iterations, lr=args.lr,
+                                 neighbourhood=args.neighbourhood, augment=args.augment,
+                                 anchor=args.anchor)
+        adapt_settings(settings)
+        if args.minutes is not None and not math.isfinite(args.minutes):
+            raise ParameterError(f"--minutes {args.minutes} must be a finite number")
+    except ParameterError as exc:
+        raise UsageError(str(exc)) from None
     with open_atlas(args, write=True) as atlas:
         summary = _adapt_with_progress(args, atlas, base=args.model, settings=settings,
                                        minutes=args.minutes, name=args.name, seed=args.seed,
