@@ -205,6 +205,21 @@ def test_evaluate_and_report_from_the_command_line(mapped, tmp_path, capsys):
     failed = _cli(capsys, "report", "--atlas", mapped, "-o", tmp_path / "f", "--baselines",
                   "pca,tsne", "-q")
     assert failed.returncode == 2 and not (tmp_path / "f" / "fig").exists()  # nothing left
+    # an output that cannot be a folder is refused before the work (a traceback after it)
+    (tmp_path / "afile").write_text("x")
+    for output, says in ((tmp_path / "afile", "exists and is not a folder"),
+                         (tmp_path / "afile" / "sub", "the folder cannot be made")):
+        bad = _cli(capsys, "report", "--atlas", mapped, "-o", output, "-q")
+        assert bad.returncode == 2 and says in bad.stderr, bad
+    gone = _cli(capsys, "report", "--atlas", mapped, "-o", tmp_path / "g", "--models", "nope",
+                "-q")
+    assert gone.returncode == 1 and not (tmp_path / "g").exists()  # made, then taken back
+    # the atlas itself as the reference: its training files would be tested (all near 1.000)
+    same = _cli(capsys, "evaluate", "--atlas", mapped, "-m", "m", "--reference", mapped)
+    assert same.returncode == 2 and "is the atlas evaluated" in same.stderr, same
+    twice = _cli(capsys, "evaluate", "--atlas", mapped, "-m", "m", "--baselines", "none",
+                 "--labels", "pitch", "pitch", "--analogies", "0", "--json", "-q")
+    assert json.loads(twice.stdout)["protocol"]["labels"] == ["pitch"]
 
 
 def test_a_pair_of_labels_is_scored_as_one(mapped):
@@ -450,6 +465,8 @@ def test_within_set_names_a_class_only_test_files_have(mapped, tmp_path):
     assert chance["bank"] == {"n_classes": 1, "majority": "one", "majority_share": 1.0}
     assert r["results"]["m"]["accuracy"]["bank"]["test_accuracy"] == 1.0
     assert "'bank' has one class among the test frames (one): every map scores 1.000" in text
+    r["protocol"]["unmatched_classes"]["bank"] = {"one": 3}  # a class no training frame has
+    assert "every map scores 1.000" not in format_scores(r)  # it scores 0: not said
 
 
 def test_cross_bank_refuses_a_model_that_differs_or_is_missing(mapped, other_bank, tmp_path):

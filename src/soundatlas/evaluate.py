@@ -512,7 +512,7 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
         raise ParameterError("nothing to evaluate: name a model or a baseline")
     atlases = [atlas] if reference is None else [reference, atlas]
     known = set(atlas.label_summary())
-    labels = default_labels(atlas) if not labels else list(labels)
+    labels = default_labels(atlas) if not labels else list(dict.fromkeys(labels))  # each once
     for a in atlases[::-1]:  # this atlas first
         have = set(a.label_summary())
         missing = [part for k in labels for part in label_parts(k, known) if part not in have]

@@ -340,8 +340,9 @@ def format_scores(result: dict) -> str:
     if shares:
         lines.append("the most common class's share of the test frames (what naming every frame "
                      "by it scores): " + ", ".join(shares))
+    unmatched = p.get("unmatched_classes", {})
     for key, c in chance.items():
-        if c["n_classes"] == 1:
+        if c["n_classes"] == 1 and not unmatched.get(key):  # (one no k-NN can name scores 0)
             lines.append(f"{key!r} has one class among the test frames ({c['majority']}): every "
                          "map scores 1.000 on it, which says nothing")
     lines += [f"not scored: {line}" for line in score_errors(result["results"])]

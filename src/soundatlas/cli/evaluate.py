@@ -15,6 +15,7 @@ from soundatlas.cli.common import (
     SEED,
     UsageError,
     add_options,
+    atlas_dir,
     check_output,
     nonnegative_int,
     open_atlas,
@@ -118,6 +119,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     baselines = baseline_list(args.baselines)
     out = check_output(args.output) if args.output else None  # before the work a bad path loses
+    if args.reference and Path(args.reference).resolve() == atlas_dir(args).resolve():
+        # its training files would be scored as test files: every label near 1.000
+        raise UsageError(f"--reference {args.reference} is the atlas evaluated; give another "
+                         "library's atlas (cross-bank), or leave it out (within-set)")
     with ExitStack() as stack:
         atlas = stack.enter_context(open_atlas(args))
         reference = (stack.enter_context(Atlas.open(Path(args.reference)))
@@ -155,6 +160,31 @@ def cmd_report(args: argparse.Namespace) -> int:
     from soundatlas.report import write_report
 
     baselines = baseline_list(args.baselines)
+    made = _report_folder(Path(args.output))  # before the work that a bad path would lose
+    try:
+        return _report(args, baselines, write_report)
+    except BaseException:
+        if made and not any(made.iterdir()):  # nothing was written into it: not left behind
+            made.rmdir()
+        raise
+
+
+def _report_folder(out: Path) -> Path | None:
+    """Make the report's folder; the folder made (None: it was there). UsageError naming what
+    is in the way (a file, a folder that cannot be written)."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output {out} exists and is not a folder")
+    if out.is_dir():
+        return None
+    try:
+        out.mkdir(parents=True)
+    except OSError as exc:
+        raise UsageError(f"--output {out}: the folder cannot be made ({exc.strerror or exc})") \
+            from None
+    return out
+
+
+def _report(args: argparse.Namespace, baselines, write_report) -> int:
     with open_atlas(args) as atlas, progress_bar(args, desc="report", unit="stage") as bar:
         models = args.models or [m.name for m in atlas.models()
                                  if m.n_embedded >= atlas.n_samples() > 0]
