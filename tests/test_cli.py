@@ -636,3 +636,30 @@ def test_numbers_past_what_can_run_are_usage_errors(args, words, tmp_path, capsy
     if args[0] == "adapt":
         proc = run_in_process(capsys, "adapt", "--atlas", tmp_path, *args[1:])
     assert proc.returncode == 2 and words in proc.stderr, proc
+
+
+def test_an_empty_model_name_is_not_taken_for_the_default(tone_library, capsys):
+    """An unset shell variable: `--init-from ""` fine-tuned from `default`, `embed -m ""`
+    embedded with it and `--name ""` gave the default name; a bad --name is misuse."""
+    from soundatlas.atlas import Atlas
+    from soundatlas.indexing import index_library
+
+    index_library(tone_library, n_jobs=1)
+    atlas = tone_library / ".soundatlas"
+    for args, status, words in (
+            (("train", "--atlas", atlas, "-n", "instrument", "--name", ""), 2,
+             "argument --name: model name ''"),
+            (("adapt", "--atlas", atlas, "--name", "../x"), 2, "argument --name: model name"),
+            (("train", "--atlas", atlas, "-n", "instrument", "--init-from", "", "--iterations",
+              "2"), 1, "model name '' is empty"),
+            (("embed", "--atlas", atlas, "-m", ""), 1, "model name '' is empty")):
+        proc = run_in_process(capsys, *args)
+        assert proc.returncode == status and words in proc.stderr, (args, proc)
+    with Atlas.open(atlas) as a:
+        assert a.models() == []  # nothing trained, embedded or registered
+    # a run refused once its folder was made (a label of one value) leaves no folder behind
+    with Atlas.open(atlas, write=True) as a:
+        a.tag(a.sample_ids().tolist(), add=["mood:one"])
+    proc = run_in_process(capsys, "train", "--atlas", atlas, "-n", "label:mood", "--name",
+                          "v1", "--iterations", "2")
+    assert proc.returncode == 1 and not (atlas / "models" / "v1").exists(), proc

@@ -173,7 +173,7 @@ def adapt(
 
     settings = settings or AdaptSettings()
     base_artifact, _ = resolve_model(atlas, base)
-    name = check_model_name(name or f"{base_artifact.name}-adapted")
+    name = check_model_name(f"{base_artifact.name}-adapted" if name is None else name)
     if name == base_artifact.name:
         raise ParameterError(f"name={name!r} is the base model's: the adapted model goes beside it")
     if minutes is not None and not (isinstance(minutes, (int, float)) and 0 < minutes < math.inf):

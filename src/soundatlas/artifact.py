@@ -182,6 +182,9 @@ def resolve_model(atlas, name: str | None) -> tuple[ModelArtifact, ModelRecord |
     ParameterError
         When there is no such model (the message lists those there are).
     """
+    if name == "" or isinstance(name, str) and not name.strip():  # an unset shell variable
+        raise ParameterError(f"model name {name!r} is empty; leave the option out for "
+                             f"{DEFAULT_MODEL!r}")
     name = name or DEFAULT_MODEL
     models = atlas.models()
     for m in models:

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -33,6 +34,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from soundatlas.atlas.core import WRITER_LOCK
 from soundatlas.checkpoints import (CHECKPOINT, check_finite, config_key, last_good,
                                     load_checkpoint, save_checkpoint)
 from soundatlas.errors import CheckpointMismatch, ParameterError, TrainingError  # noqa: F401
@@ -294,16 +296,23 @@ def train(
         # dataclasses.replace: the parameter ``replace`` hides the name here
         settings = dataclasses.replace(settings,
                                        standardize=bool(arch_params.get("standardize", False)))
-    name = check_model_name(name or f"{nb.slug}-{settings.preset}-s{seed}")
+    name = check_model_name(f"{nb.slug}-{settings.preset}-s{seed}" if name is None else name)
     run_dir = atlas.path / "models" / name
     _check_name_free(atlas, name, run_dir, resume=resume, replace=replace)
+    made = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    # one run per model at a time; other models, and an index, may run beside it
-    with model_lock(run_dir, f"the model {name!r} of the atlas at {atlas.path}"), \
-            torch_threads(settings.threads):
-        return _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params,
-                          label=label, command=command, resume=resume, device=device,
-                          progress=progress, stop_after=stop_after, time_limit=time_limit)
+    try:
+        # one run per model at a time; other models, and an index, may run beside it
+        with model_lock(run_dir, f"the model {name!r} of the atlas at {atlas.path}"), \
+                torch_threads(settings.threads):
+            return _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params,
+                              label=label, command=command, resume=resume, device=device,
+                              progress=progress, stop_after=stop_after, time_limit=time_limit)
+    except BaseException:
+        # a run that failed before its first checkpoint leaves no folder holding only its lock
+        if made and {p.name for p in run_dir.iterdir()} <= {WRITER_LOCK}:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 @contextlib.contextmanager

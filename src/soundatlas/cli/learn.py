@@ -67,6 +67,14 @@ def _neighbourhood_spec(text: str) -> str:
     return text
 
 
+@checked
+def _model_name(text: str) -> str:
+    """``--name`` of a model to make: checked here, so a bad one (empty, '../x') is misuse."""
+    from soundatlas.atlas.models import check_model_name
+
+    return check_model_name(text)
+
+
 def _add_train(sub, parents) -> None:
     t = sub.add_parser("train", parents=parents, help="learn a map from a neighbourhood",
                        description="Train the network on the atlas's training split with triples "
@@ -100,7 +108,7 @@ def _add_train(sub, parents) -> None:
                    "summation over the CQT), the network learns the others: a timbre plane "
                    "under a pitch height (not in the paper)")
     add_options(t, SEED)
-    t.add_argument("--name", metavar="NAME",
+    t.add_argument("--name", metavar="NAME", type=_model_name,
                    help="model name (default: NEIGHBOURHOOD-PRESET-sSEED)")
     t.add_argument("--resume", action="store_true",
                    help="continue from the last checkpoint of the same name and settings")
@@ -415,7 +423,8 @@ def _add_adapt(sub, parents) -> None:
     add_options(ad, ATLAS)
     ad.add_argument("--model", "-m", default="default", metavar="NAME",
                     help="the model to start from (default: the shipped 'default')")
-    ad.add_argument("--name", metavar="NAME", help="the adapted model's name (default: "
+    ad.add_argument("--name", metavar="NAME", type=_model_name,
+                    help="the adapted model's name (default: "
                     "MODEL-adapted)")
     ad.add_argument("--iterations", type=positive_int, default=_ADAPT_DEFAULTS.iterations,
                     metavar="N", help="training steps of 32 triples (default: "
