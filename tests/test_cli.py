@@ -657,6 +657,12 @@ def test_an_empty_model_name_is_not_taken_for_the_default(tone_library, capsys):
         assert proc.returncode == status and words in proc.stderr, (args, proc)
     with Atlas.open(atlas) as a:
         assert a.models() == []  # nothing trained, embedded or registered
+    for command in ("train", "adapt"):  # --replace was ignored beside --resume
+        proc = run_in_process(capsys, command, "--atlas", atlas, "-n", "input-knn", "--resume",
+                              "--replace")
+        assert proc.returncode == 2 and "give one of them" in proc.stderr, proc
+    proc = run_in_process(capsys, "models", "--atlas", atlas.parent / "typo")  # not "none here"
+    assert proc.returncode == 2 and f"no atlas at {atlas.parent / 'typo'}" in proc.stderr, proc
     # a run refused once its folder was made (a label of one value) leaves no folder behind
     with Atlas.open(atlas, write=True) as a:
         a.tag(a.sample_ids().tolist(), add=["mood:one"])

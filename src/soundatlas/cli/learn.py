@@ -7,9 +7,9 @@
 from __future__ import annotations
 
 import argparse
-import math
 import dataclasses
 import json
+import math
 import os
 import shlex
 import sys
@@ -65,6 +65,13 @@ def _neighbourhood_spec(text: str) -> str:
 
     parse_neighbourhood(text)
     return text
+
+
+def _resume_or_replace(args: argparse.Namespace) -> None:
+    """``--resume`` goes on with a run, ``--replace`` starts over in an old one's place: one."""
+    if args.resume and args.replace:
+        raise UsageError("--resume goes on with the run and --replace starts one over in its "
+                         "place: give one of them")
 
 
 @checked
@@ -129,6 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from soundatlas.errors import ParameterError
     from soundatlas.train import divergence, train
 
+    _resume_or_replace(args)
     try:
         settings = train_settings(args)
     except ParameterError as exc:  # flags that cannot work together (or at all): misuse
@@ -298,6 +306,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.name is not None:
         return _remove_model(args)
     rows = []
+    named = args.atlas or os.environ.get("SOUNDATLAS_ATLAS")
+    if named and not (atlas_dir(args) / "atlas.sqlite").is_file():  # a typo, not "no models"
+        raise UsageError(f"no atlas at {atlas_dir(args)} (--atlas or $SOUNDATLAS_ATLAS)")
     if (atlas_dir(args) / "atlas.sqlite").is_file():
         with open_atlas(args) as atlas:
             rows = [_model_row(m.name, "atlas", m.config, m.n_embedded)
@@ -563,6 +574,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from soundatlas.adapt import adapt_settings
     from soundatlas.errors import ParameterError
 
+    _resume_or_replace(args)
     try:  # -n, --augment, --lr, --minutes that cannot work: misuse, as for train
         settings = AdaptSettings(iterations=args.iterations, lr=args.lr,
                                  neighbourhood=args.neighbourhood, augment=args.augment,
