@@ -278,17 +278,9 @@ class CurationStore(Store):
         ----------
         groups : iterable of (ids, tag, confidence)
             Each tag (:func:`parse_tag`) goes on its samples as a suggestion with its
-            confidence, as ``tag(ids, add=[tag], suggested=True, confidence=...)`` does.
-
-        Returns
-        -------
-        int
-            How many (item, tag) pairs changed.
-
-        Raises
-        ------
-        ParameterError
-            For a bad tag or an id that is not a sample, before anything is written.
+            confidence, as ``tag(ids, add=[tag], suggested=True, confidence=...)`` does; the
+            answer and the errors are :meth:`tag`'s, and nothing is written before a bad tag
+            or id is found.
         """
         parsed = [([int(i) for i in ids], parse_tag(tag), confidence)
                   for ids, tag, confidence in groups]
