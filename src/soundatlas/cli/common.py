@@ -39,8 +39,8 @@ from soundatlas.text import shown  # noqa: F401  (the commands' name for it)
 
 __all__ = ["EXIT_OK", "EXIT_FAIL", "EXIT_USAGE", "UsageError", "run_command",
            "number", "positive_float", "nonnegative_float", "fraction", "positive_int",
-           "int_range", "nonnegative_int", "checked", "Option", "option", "add_options", "output_parent",
-           "ATLAS", "SEED", "THREADS", "JOBS",
+           "int_range", "nonnegative_int", "checked", "Option", "option", "add_options",
+           "output_parent", "ATLAS", "SEED", "THREADS", "JOBS",
            "check_output", "writing", "progress_bar", "print_json", "as_dict", "atlas_dir",
            "open_atlas", "shown"]
 
