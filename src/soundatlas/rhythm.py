@@ -12,8 +12,8 @@ slope of a straight line through the beat times (the tracker's own tempo, and an
 its constant-Q chroma from C3 up (the bass's overtones put a major third under every minor
 root), correlated with Albrecht and Shanahan's key profiles; the best of the 24 keys when its
 correlation reaches ``KEY_MIN_R``, for loops of at least ``KEY_MIN_BEATS`` beats (two bars of
-I-IV are also V-I a fifth lower: such a loop gets a tempo and no key). These choices were made on FluidR3 loops
-(``benchmarks/bench_loops.py --tune``) and are measured on other loops (MuseScore General,
+I-IV are also V-I a fifth lower: such a loop gets a tempo and no key). These choices were made
+on FluidR3 loops (``benchmarks/bench_loops.py --tune``) and are measured on other loops (MuseScore General,
 other tempos and instruments).
 
 Why librosa and not essentia: librosa is already pinned for the project (its CQT is the
@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LOOP_MIN_SECONDS", "MIN_BEATS", "KEY_MIN_BEATS", "STEADY_CV", "MAX_DECAY_DB", "KEY_MIN_R", "NOTE_NAMES",
+__all__ = ["LOOP_MIN_SECONDS", "MIN_BEATS", "KEY_MIN_BEATS", "STEADY_CV", "MAX_DECAY_DB",
+           "KEY_MIN_R", "NOTE_NAMES",
            "estimate_tempo", "estimate_key", "loop_labels", "relative_key", "normalise_key"]
 
 LOOP_MIN_SECONDS = 4.0

@@ -14,7 +14,8 @@ import numpy as np
 from soundatlas.errors import ParameterError, SoundAtlasError
 from soundatlas.synth.index import FrameIndex
 
-__all__ = ["MIN_DURATION", "MAX_DURATION", "MapPath", "read_path", "random_walk", "knn_walk", "check_duration"]
+__all__ = ["MIN_DURATION", "MAX_DURATION", "MapPath", "read_path", "random_walk", "knn_walk",
+           "check_duration"]
 
 MIN_DURATION = 0.01  # seconds: shorter than a click
 MAX_DURATION = 600.0   # seconds: the longest render (10 minutes of float32 at 48 kHz: 115 MB)
