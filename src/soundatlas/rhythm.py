@@ -12,14 +12,12 @@ slope of a straight line through the beat times (the tracker's own tempo, and an
 its constant-Q chroma from C3 up (the bass's overtones put a major third under every minor
 root), correlated with Albrecht and Shanahan's key profiles; the best of the 24 keys when its
 correlation reaches ``KEY_MIN_R``, for loops of at least ``KEY_MIN_BEATS`` beats (two bars of
-I-IV are also V-I a fifth lower: such a loop gets a tempo and no key). These choices were made
-on FluidR3 loops (``benchmarks/bench_loops.py --tune``) and are measured on other loops (MuseScore General,
-other tempos and instruments).
-
-Why librosa and not essentia: librosa is already pinned for the project (its CQT is the
-reference the features are tested against), installs everywhere pip does, and gives the beat
-tracker; essentia's extractors are stronger on key but its wheels cover fewer platforms and
-Python versions, and the figures below meet the issue's goals without it
+I-IV are also V-I a fifth lower: such a loop gets a tempo and no key). These choices were made on
+FluidR3 loops (``benchmarks/bench_loops.py --tune``) and are measured on other loops (MuseScore
+General, other tempos and instruments). Why librosa and not essentia: librosa is already pinned for
+the project (its CQT is the reference the features are tested against), installs everywhere pip
+does, and gives the beat tracker; essentia's extractors are stronger on key but its wheels cover
+fewer platforms and Python versions, and the figures below meet the issue's goals without it
 (``benchmarks/bench_loops.py``; ``docs/RESULTS.md``, "Tempo and key of loops").
 """
 
