@@ -3,21 +3,23 @@ that ``index`` gives samples of at least ``LOOP_MIN_SECONDS`` with a steady beat
 
 Tempo: librosa's beat tracker (dynamic programming over an onset envelope, 8 ms frames); the
 beat is steady when at least ``MIN_BEATS`` beats are found (7: the tracker does not return the
-beat at 0 s, and a two-bar loop has 8) and their intervals vary by less than
-``STEADY_CV`` of their median, and the level holds (the last quarter's RMS within
-``MAX_DECAY_DB`` of the first quarter's: a single ride cymbal or bell of 4 s, which decays by
-about 35 dB, gave the tracker eight even "beats" in its shimmer), and the tempo is then 60 / the
-slope of a straight line through the beat times (the tracker's own tempo, and any single interval, are quantised to its frames:
-2 % off at 128 BPM). Key: the loop's harmonic part (librosa's median-filter HPSS: drums out),
-its constant-Q chroma from C3 up (the bass's overtones put a major third under every minor
+beat at 0 s, and a two-bar loop has 8) and their intervals vary by less than ``STEADY_CV`` of
+their median, and the level holds (the last quarter's RMS within ``MAX_DECAY_DB`` of the first
+quarter's: a single ride cymbal or bell of 4 s, which decays by about 35 dB, gave the tracker
+eight even "beats" in its shimmer), and the tempo is then 60 / the slope of a straight line
+through the beat times (the tracker's own tempo, and any single interval, are quantised to its
+frames: 2 % off at 128 BPM). Key: the loop's harmonic part (librosa's median-filter HPSS: drums
+out), its constant-Q chroma from C3 up (the bass's overtones put a major third under every minor
 root), correlated with Albrecht and Shanahan's key profiles; the best of the 24 keys when its
 correlation reaches ``KEY_MIN_R``, for loops of at least ``KEY_MIN_BEATS`` beats (two bars of
-I-IV are also V-I a fifth lower: such a loop gets a tempo and no key). These choices were made on
-FluidR3 loops (``benchmarks/bench_loops.py --tune``) and are measured on other loops (MuseScore
-General, other tempos and instruments). Why librosa and not essentia: librosa is already pinned for
-the project (its CQT is the reference the features are tested against), installs everywhere pip
-does, and gives the beat tracker; essentia's extractors are stronger on key but its wheels cover
-fewer platforms and Python versions, and the figures below meet the issue's goals without it
+I-IV are also V-I a fifth lower: such a loop gets a tempo and no key). These choices were made
+on FluidR3 loops (``benchmarks/bench_loops.py --tune``) and are measured on other loops
+(MuseScore General, other tempos and instruments).
+
+Why librosa and not essentia: librosa is already pinned for the project (its CQT is the
+reference the features are tested against), installs everywhere pip does, and gives the beat
+tracker; essentia's extractors are stronger on key but its wheels cover fewer platforms and
+Python versions, and the figures below meet the issue's goals without it
 (``benchmarks/bench_loops.py``; ``docs/RESULTS.md``, "Tempo and key of loops").
 """
 
