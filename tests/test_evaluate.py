@@ -695,6 +695,22 @@ def test_a_tiny_atlas_is_evaluated_and_reported_naming_what_could_not_be_scored(
     if result["protocol"]["n_frames"]["test"] >= 2:  # the dashes of trust@10 and cont@10
         assert "not scored: trustworthiness and continuity at k = 5, 10, 20, 50 (default" \
             in proc.stdout
+    # without a validation file, k is the smallest, not chosen: the table says so
+    unchosen = "no labelled validation frame, so the smallest k was used"
+    assert unchosen not in proc.stdout
+    if n == 5:
+        import shutil
+
+        shutil.copytree(atlas_dir, tmp_path / "no-valid")
+        with Atlas.open(tmp_path / "no-valid", write=True) as atlas:
+            atlas.splits()  # drawn and stored
+            with atlas.transaction() as c:
+                assert c.execute("UPDATE splits SET split = 'train' WHERE split = 'valid'"
+                                 ).rowcount
+        proc = _cli(capsys, "evaluate", "-m", "default", "--baselines", "none", "--atlas",
+                    tmp_path / "no-valid", "-q")
+        assert proc.returncode == 0 and f"k not chosen for 'instrument', 'pitch': {unchosen}" \
+            in proc.stdout, proc.stdout
     proc = run("report", "--models", "default", "--baselines", "pca", "--output",
                str(tmp_path / "report"))
     assert proc.returncode == 0, proc.stderr

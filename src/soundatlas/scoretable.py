@@ -340,6 +340,12 @@ def format_scores(result: dict) -> str:
     if shares:
         lines.append("the most common class's share of the test frames (what naming every frame "
                      "by it scores): " + ", ".join(shares))
+    unchosen = sorted({k for r in result["results"].values() for k, a in
+                       (r.get("accuracy") or {}).items()
+                       if "k" in a and a.get("valid_accuracy") is None})
+    if unchosen:  # a split without labelled validation files: k is not chosen, it is the least
+        lines.append("k not chosen for " + ", ".join(repr(k) for k in unchosen) + ": no "
+                     "labelled validation frame, so the smallest k was used")
     unmatched = p.get("unmatched_classes", {})
     for key, c in chance.items():
         if c["n_classes"] == 1 and not unmatched.get(key):  # (one no k-NN can name scores 0)
