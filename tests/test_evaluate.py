@@ -735,3 +735,16 @@ def test_the_results_tables_for_the_docs_read_the_same_score_table():
     further = tool.further_table({"m": results["m"]})
     assert further[2] == ("| m | 0.250 | 0.125 | – | – | 0.900 | 0.800 | 0.750 (0.500) | "
                           "0.000 (1.000) |")
+
+
+def test_a_report_section_says_why_a_map_of_fewer_than_3_dimensions_has_no_views(tmp_path):
+    """The views and trajectories are drawn in 3-D: a 2-D model's section had none, unsaid."""
+    from types import SimpleNamespace
+
+    from soundatlas.report import _model_section
+
+    m = SimpleNamespace(config={"neighbourhood": {"name": "pitch"}, "preset": "fast"})
+    two = _model_section("flat", m, {}, [], tmp_path, "flat", dims=2)
+    assert "No map views or trajectories: flat maps to 2 dimensions, and they are drawn in 3" \
+        in two
+    assert "No map views" not in _model_section("deep", m, {}, [], tmp_path, "deep", dims=3)

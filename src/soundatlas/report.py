@@ -96,7 +96,8 @@ def write_report(atlas, output, *, models=(), baselines=(), evaluation: dict | N
         figs.append(_trajectories(atlas, m.id, ids, pts, labels, fig_dir / f"{stem}-traj.png",
                                   name, n=n_trajectories, seed=seed))
         step(f"{name}: trajectories")
-        sections.append(_model_section(name, m, r, [f for f in figs if f], out, stem))
+        sections.append(_model_section(name, m, r, [f for f in figs if f], out, stem,
+                                       dims=pts.shape[1] if pts.ndim == 2 else None))
         step(f"{name}: section")
     page = out / "index.html"
     page.write_text(_page(atlas, evaluation, sections), encoding="utf-8")
@@ -363,7 +364,7 @@ def _stem(m) -> str:
     return stem if stem == m.name else f"{stem}-{m.id}"
 
 
-def _model_section(name, m, r, figs, out: Path, stem: str) -> str:
+def _model_section(name, m, r, figs, out: Path, stem: str, dims: int | None = None) -> str:
     cfg = m.config
     nb = cfg.get("neighbourhood", {}).get("name", "?")
     training = cfg.get("training", {})
@@ -387,6 +388,9 @@ def _model_section(name, m, r, figs, out: Path, stem: str) -> str:
         parts.append(f"</table><p>{a.get('n_triples')} random test triples (a0, a1: one "
                      "instrument at two pitches; b0: another instrument at a0's pitch); the "
                      "expected answer has b0's instrument and a1's pitch.</p>")
+    if dims is not None and dims < 3:  # the views and trajectories are drawn in 3-D
+        parts.append(f"<p>No map views or trajectories: {html.escape(name)} maps to {dims} "
+                     f"dimension{'s' * (dims != 1)}, and they are drawn in 3.</p>")
     for f in figs:
         rel = f.relative_to(out).as_posix()
         parts.append(f"<img src='{html.escape(rel)}' alt='{html.escape(f.stem)}'>")
