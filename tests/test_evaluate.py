@@ -748,3 +748,17 @@ def test_a_report_section_says_why_a_map_of_fewer_than_3_dimensions_has_no_views
     assert "No map views or trajectories: flat maps to 2 dimensions, and they are drawn in 3" \
         in two
     assert "No map views" not in _model_section("deep", m, {}, [], tmp_path, "deep", dims=3)
+
+
+def test_every_model_of_a_report_gets_its_own_figure_names():
+    """'a b' (id 14) takes the stem a_b-14, which a model named 'a_b-14' has as its own name:
+    one's figures overwrote the other's, and both sections showed the same."""
+    from types import SimpleNamespace
+
+    from soundatlas.report import _stems
+
+    models = [SimpleNamespace(name=n, id=i) for n, i in
+              (("a b", 14), ("a_b-14", 15), ("a_b", 16), ("plain", 3), ("a b!", 17))]
+    stems = _stems(models)
+    assert len(set(stems.values())) == len(models)
+    assert stems[3] == "plain" and stems[16] == "a_b" and stems[14] == "a_b-14"

@@ -83,9 +83,10 @@ def write_report(atlas, output, *, models=(), baselines=(), evaluation: dict | N
     if "pitch" in known and "pitch" not in labels:  # trajectories are ordered by pitch
         labels["pitch"] = atlas.labels("pitch")
     sections = [_summary_table(evaluation)]
+    stems = _stems(registered)
     for m in registered:
         name = m.name
-        stem = _stem(m)
+        stem = stems[m.id]
         r = evaluation["results"].get(name, {})
         ids, pts = atlas.points(m.id)
         figs = [_map_views(pts, ids, labels, fig_dir / f"{stem}-map.png", name)]
@@ -356,12 +357,20 @@ def _not_scored(ev: dict) -> str:
             "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>")
 
 
-def _stem(m) -> str:
-    """A model's figure file names and anchor: its name made safe, and its id where that
-    changed the name ('a b' and 'a_b' would share a slug, and one's figures overwrite the
-    other's)."""
-    stem = slug(m.name)
-    return stem if stem == m.name else f"{stem}-{m.id}"
+def _stems(models) -> dict[int, str]:
+    """Each model's figure file names and anchor, by model id: its name made safe, and its id
+    where that changed the name ('a b' and 'a_b' would share a slug, and one's figures
+    overwrite the other's), and again where two still meet (a model named 'a_b-14' beside
+    model 14, 'a b')."""
+    stems = {m.id: (slug(m.name) if slug(m.name) == m.name else f"{slug(m.name)}-{m.id}")
+             for m in models}
+    while len(set(stems.values())) < len(stems):
+        seen: set[str] = set()
+        for m in sorted(models, key=lambda m: m.id):
+            if stems[m.id] in seen:
+                stems[m.id] = f"{stems[m.id]}-{m.id}"
+            seen.add(stems[m.id])
+    return stems
 
 
 def _model_section(name, m, r, figs, out: Path, stem: str, dims: int | None = None) -> str:
