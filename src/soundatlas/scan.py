@@ -1,8 +1,9 @@
 """Find the audio files of a library: a recursive walk that survives what real folders hold.
 
 Hidden files and folders (names starting with '.') are skipped, so is the atlas directory.
-Symlinked folders are followed once (loops are detected by device and inode); a file that cannot
-even be stat-ed (broken link, link loop, name that is not UTF-8) is reported as a problem with its
+Symlinked folders are followed once (loops are detected by device and inode), except a link to a
+folder of the library itself, whose files keep their own paths; a file that cannot even be
+stat-ed (broken link, link loop, name that is not UTF-8) is reported as a problem with its
 reason, never dropped silently.
 """
 
