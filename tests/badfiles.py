@@ -108,6 +108,8 @@ def _broken_files(root: Path) -> dict[str, str]:
     _path(root / "not_audio.mp3").write_text("Neither is this an MPEG stream.\n" * 20)
     _write(root / "nan.wav", _with(np.nan), 16000, subtype="FLOAT")
     _write(root / "inf.wav", _with(np.inf), 16000, subtype="FLOAT")
+    # finite, but 1e30 overflows the CQT's sums: NaN features, nonsense neighbours
+    _write(root / "huge.wav", np.full(16000, 1e30, np.float32), 16000, subtype="FLOAT")
     _write(root / "one_sample.wav", np.array([0.5], np.float32), 16000, subtype="PCM_16")
     _write(root / "header_only.wav", np.zeros(0, np.float32), 16000, subtype="PCM_16")
     return {
@@ -117,6 +119,7 @@ def _broken_files(root: Path) -> dict[str, str]:
         "not_audio.mp3": "fail:not audio",         # libsndfile blames the file, not the format
         "nan.wav": "fail:non-finite",
         "inf.wav": "fail:non-finite",
+        "huge.wav": "fail:more than 1e+06 times full scale",
         "one_sample.wav": "fail:too short",
         "header_only.wav": "fail:too short",       # a valid WAV with 0 frames
     }

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from soundatlas.atlas import Atlas
 from soundatlas.web import create_app
@@ -708,6 +709,23 @@ def test_query_refuses_non_audio_and_oversize_uploads(mapped, atlas):
     _json_error(client.post("/api/models/nope/query", files={"file": ("a.wav", big[:10_000])}),
                 404)
     _json_error(client.post("/api/models/m/query?k=0", files={"file": ("a.wav", b"x")}), 422)
+    # finite samples too large for the analysis: NaN points and made-up neighbours (or a 500)
+    buf = io.BytesIO()
+    sf.write(buf, np.full(4000, 1e30, np.float32), 16000, format="WAV", subtype="FLOAT")
+    for space in ("similarity", "map"):
+        message = _json_error(client.post(f"/api/models/m/query?space={space}",
+                                          files={"file": ("loud.wav", buf.getvalue())}), 400)
+        assert "loud.wav" in message and "full scale" in message, message
+    # a media type in capitals is one; a file named '.' is answered as 'upload'
+    quiet = io.BytesIO()
+    sf.write(quiet, 0.1 * np.sin(np.arange(8000) / 5.0).astype(np.float32), 16000,
+             format="WAV", subtype="PCM_16")
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\".\""
+            f"\r\n\r\n").encode() + quiet.getvalue() + f"\r\n--{boundary}--\r\n".encode()
+    status, _, answer = asyncio.run(call(client.app, "POST", "/api/models/m/query", body=body,
+                                         headers=[("content-type", "Multipart/Form-Data; "
+                                                   f"boundary={boundary}")]))
+    assert status == 200 and json.loads(answer)["file"] == "upload", answer[:300]
 
 
 def test_an_upload_the_temporary_folder_cannot_take_is_a_507_and_leaves_nothing(

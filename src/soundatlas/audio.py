@@ -49,6 +49,9 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset({
 #: The shortest sound analysed (s): drum libraries hold clicks and hats of 5-50 ms, and they are
 #: samples like any other (the CQT gives them one frame; the network's window pads them).
 MIN_DURATION = 0.002
+#: the largest sample value taken, a million times full scale (120 dB over it): a float file
+#: beyond it (1e30, say) overflows the CQT's float32 sums into NaN and inf features
+MAX_PEAK = 1e6
 _BLOCK_SAMPLES = 1 << 20      # frames x channels decoded per read: bounds memory for wide files
 _UNKNOWN_FRAMES = 1 << 62     # libsndfile says SF_COUNT_MAX frames when a length is unknown
 _MAX_REASON = 160             # characters of a library message kept in a reason
@@ -217,6 +220,10 @@ def _load(path, sr: int, max_duration: float | None, min_duration: float) -> Aud
     if not np.isfinite(y).all():
         raise AudioReadError(path, "non-finite samples (NaN or inf) after resampling: "
                                    "values too large", lasting=True)
+    peak = float(np.max(np.abs(y))) if len(y) else 0.0
+    if peak > MAX_PEAK:  # the CQT's sums of such values overflow float32: NaN features
+        raise AudioReadError(path, f"samples up to {peak:.3g}, more than {MAX_PEAK:g} times full "
+                                   "scale: not audio the analysis can hold", lasting=True)
     return Audio(y=y, sr=int(sr), orig_sr=int(orig_sr), n_channels=int(n_channels),
                  duration=len(y) / sr,
                  file_duration=_file_duration(n_frames, orig_sr, header_frames, truncated),

@@ -133,10 +133,8 @@ def embed_outside_file(atlas, artifact, path, *, content_hash: str | None = None
     from soundatlas.pipeline import content_hash as hash_of
 
     params = atlas.cqt_params
-    summary = (atlas.last_run("index") or {}).get("summary") or {}
-    # the limit the library was indexed with (None: none); audio.load's default, as index's, else
-    kw = {"max_duration": summary["max_duration"]} if "max_duration" in summary else {}
-    decoded = audio.load(path, sr=params.sr, **kw)
+    # the limit the library is indexed with (None: none), as index reads its files
+    decoded = audio.load(path, sr=params.sr, max_duration=atlas.max_duration())
     F = cqt_batch([decoded.y], params=params)[0].astype(FEATURE_DTYPE).astype(np.float32)
     if precision is None:
         embedded_with = atlas.embed_precision(artifact.name)

@@ -63,7 +63,8 @@ async def receive_upload(request: Request, limit: int) -> tuple[Path, str]:
         the folder; the part written is removed.
     """
     too_large = api_error(413, f"the upload is larger than the limit of {limit} bytes")
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "multipart/form-data":  # media types ignore case (RFC 9110)
         raise api_error(400, "send the audio file as multipart/form-data in a field named 'file'")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + _UPLOAD_SLACK:
@@ -102,7 +103,7 @@ async def receive_upload(request: Request, limit: int) -> tuple[Path, str]:
             raise api_error(400, "no file in the upload: send it in a multipart field named 'file'")
         if upload.size is not None and upload.size > limit:
             raise too_large
-        filename = Path(upload.filename or "upload").name
+        filename = Path(upload.filename or "upload").name or "upload"  # ('.' has no name)
         suffix = Path(filename).suffix.lower()
         suffix = suffix if suffix.isascii() and suffix[1:].isalnum() else ""
         fd, tmp = tempfile.mkstemp(prefix="soundatlas-query-", suffix=suffix)
