@@ -733,6 +733,26 @@ def test_the_suggest_endpoint_votes_among_labelled_neighbours(synth_atlas, tmp_p
     for s in filter(None, answer["suggestions"]):
         assert by_id[s["id"]]["value"] == s["value"]
         assert by_id[s["id"]]["confidence"] == pytest.approx(s["confidence"], abs=1e-4)
+    # a label a user began on a handful of samples: the page voted only with the labelled
+    # among the nearest 50 k (fewer, so less confident, or none), the command line with the k
+    # nearest labelled; they agree now
+    from soundatlas.suggest import suggest
+
+    few = ids[::len(ids) // 9][:9]
+    for i, sid in enumerate(few):
+        r = client.post("/api/curation/tags", json={"ids": [sid], "add": [f"mood:m{i % 3}"]})
+        assert r.status_code == 200, r.text
+    rest = [sid for sid in ids if sid not in few]
+    for space in ("timbre", "map"):
+        answer = client.post(url, json={"ids": rest[:1000], "label": "mood", "k": 5,
+                                         "space": space}).json()["suggestions"]
+        with Atlas.open(copy) as atlas:
+            want = {s.sample_id: s for s in suggest(atlas, "mood", model=atlas.model("default"),
+                                                    space=space, k=5)}
+        assert all(answer), space  # every sample gets one
+        for s in answer:
+            assert (s["value"], s["confidence"]) == (want[s["id"]].value,
+                                                     pytest.approx(want[s["id"]].confidence)), s
     assert client.post(url, json={"ids": bare, "label": "nope"}).status_code == 404
     assert client.post(url, json={"ids": list(range(1001)), "label": "drum_class"}
                        ).status_code == 422

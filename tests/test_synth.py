@@ -781,6 +781,9 @@ def test_web_renders_follow_a_library_indexed_again_while_serving(library, tmp_p
 
 @pytest.mark.parametrize("body, status, words", [
     ({"points": [[1e160, 0, 0]]}, 400, "too far outside the map"),
+    # a glide between two far points overflows between them: it was a 500
+    ({"points": [[1e308, 1e308, 1e308], [-1e308, 0, 0]], "duration": 0.2}, 400,
+     "too far outside the map"),
     ({"points": [[0, 0, 0], [0, 0]]}, 400, "3 coordinates"),
     ({"ids": [1], "exclude": [2**70]}, 400, f"no sample with id {2**70}"),
     ({"ids": [2**70]}, 404, "has no point"),

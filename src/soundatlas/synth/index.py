@@ -201,6 +201,11 @@ class FrameIndex:
             raise SoundAtlasError("no candidate frames left to snap to (every sample excluded "
                                   "or silent)")
         points = np.asarray(points, dtype=np.float64)
+        bad = ~np.isfinite(points).all(axis=-1)  # (a glide between far points overflows)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ParameterError(f"point {i} of the path lies too far outside the map to be "
+                                 "compared with it (its coordinates overflow)")
         dist, rows = self.tree.query(points, k=1)
         rows, dist = np.asarray(rows, dtype=np.int64), np.asarray(dist, dtype=np.float64)
         far = ~np.isfinite(dist) | (rows >= len(self))  # the distance overflowed: no neighbour

@@ -313,12 +313,30 @@ class SuggestRequest(BaseModel):
         "timbre where the model has similarity vectors, else the map)")
 
 
+def _labelled_vectors(have: dict, vector_of) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors as rows) of the samples with a value that have a vector in the space."""
+    pairs = [(i, v) for i, v in ((i, vector_of(i)) for i in have) if v is not None]
+    return (np.array([i for i, _ in pairs], np.int64),
+            np.array([v for _, v in pairs], np.float64).reshape(len(pairs), -1))
+
+
+def _nearest_values(labelled, vector, have: dict, k: int) -> list:
+    """The values of the ``k`` labelled samples nearest ``vector``, nearest first (as
+    ``suggest.vote`` searches them: every labelled sample, exactly)."""
+    ids, vectors = labelled
+    if not len(ids):
+        return []
+    d = np.square(vectors - np.asarray(vector, np.float64)).sum(axis=1)
+    return [have[int(ids[j])] for j in np.argsort(d, kind="stable")[:k]]
+
+
 @router.post("/{name}/suggest", summary="Suggest a label for samples from their neighbours")
 def post_suggest(name: str, body: SuggestRequest, request: Request) -> dict:
     """For each of ``ids`` without ``label``: the value most of its ``k`` nearest samples that
     have ``label`` carry, and the share of them that do (``confidence``), as ``soundatlas
-    suggest`` computes it; ``null`` for a sample that has the label already (or no labelled
-    neighbour among the nearest 50 k). Nothing is stored: accepting one is a tag
+    suggest`` computes it (where the nearest 50 k hold fewer than k labelled samples, the k
+    nearest of every labelled sample vote); ``null`` for a sample that has the label already
+    (or when no sample has it). Nothing is stored: accepting one is a tag
     (``POST /api/curation/tags``)."""
     from soundatlas.suggest import majority
 
@@ -332,6 +350,8 @@ def post_suggest(name: str, body: SuggestRequest, request: Request) -> dict:
         have = atlas.labels(body.label)
         used, sim, note = _search_space(web, atlas, model, body.space, default="timbre")
         index = None if sim is not None else web.point_index(atlas, model)
+        vector_of = sim.index.vector if sim is not None else index.point
+        labelled = None  # (ids, vectors) of the labelled samples, made when first needed
         out = []
         for sid in body.ids:
             if sid in have:
@@ -344,8 +364,12 @@ def post_suggest(name: str, body: SuggestRequest, request: Request) -> dict:
                                     f"{name!r}")
                 near = sim.index.nearest(vector, 50 * body.k, exclude=[sid])
             else:
-                near = index.nearest(point_or_404(index, sid, model), 50 * body.k, exclude=[sid])
+                vector = point_or_404(index, sid, model)
+                near = index.nearest(vector, 50 * body.k, exclude=[sid])
             values = [have[i] for i, _ in near if i in have][: body.k]
+            if len(values) < body.k:  # few labelled samples near: the k nearest of them all
+                labelled = labelled or _labelled_vectors(have, vector_of)
+                values = _nearest_values(labelled, vector, have, body.k)
             if not values:
                 out.append(None)
                 continue
