@@ -98,7 +98,10 @@ class MapPath:
             return self.points[i]
         frac = np.clip((t - starts[i]) / self.durations[i], 0.0, 1.0)[:, None]
         nxt = np.minimum(i + 1, len(starts) - 1)
-        return self.points[i] + frac * (self.points[nxt] - self.points[i])
+        # between points far apart the difference overflows: the frame index names such a
+        # point as too far outside the map (FrameIndex.nearest), without numpy's warnings
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self.points[i] + frac * (self.points[nxt] - self.points[i])
 
 
 def read_path(file: str | os.PathLike, *, dims: int | None = None) -> MapPath:
