@@ -39,7 +39,7 @@ from soundatlas.cqt_params import AS_STORED, PAPER_CQT, AsStored, CQTParams
 from soundatlas.errors import AudioReadError, ParameterError, SoundAtlasError
 from soundatlas.pipeline import (LEGACY_WHOLE_LIMIT, Moved, analyse_files, content_hash,
                                  default_n_jobs, isolate, legacy_fingerprint, run_batches)
-from soundatlas.scan import FileEntry, ScanList, TodoEntry
+from soundatlas.scan import NOT_REGULAR, FileEntry, ScanList, TodoEntry
 from soundatlas.scratch import Scratch
 
 __all__ = ["IndexSummary", "index_library", "cqt_for_model", "DEFAULT_MANIFEST"]
@@ -188,17 +188,16 @@ def index_library(
             run_id = atlas.start_run("index", found.n_files)
             try:
                 for chunk in found.problems():
-                    for p, why in chunk:  # new, and not a drive away whose samples are kept
-                        if atlas.failure(p) is None and (why == "not a regular file"
-                                                         or not atlas.ids_under(p)):
-                            _new_failure(summary, p, why)
                     # a path that cannot be read keeps its sample (_keep_unreadable); one that
                     # is no regular file any more loses it
-                    gone = [(p, None, None, why, None) for p, why in chunk
-                            if why == "not a regular file"]
-                    atlas.commit_batch([], failed=gone, kept_failures=[
-                        (p, None, None, why, None) for p, why in chunk
-                        if why != "not a regular file"])
+                    gone, kept = [], []
+                    for p, why in chunk:
+                        lost = why == NOT_REGULAR
+                        # new, and not a drive away whose samples are kept
+                        if atlas.failure(p) is None and (lost or not atlas.ids_under(p)):
+                            _new_failure(summary, p, why)
+                        (gone if lost else kept).append((p, None, None, why, None))
+                    atlas.commit_batch([], failed=gone, kept_failures=kept)
                 n_done = summary.n_unchanged + summary.n_failed_unchanged
                 if progress:
                     progress(n_done, summary.n_scanned)
@@ -414,7 +413,7 @@ def _keep_unreadable(atlas: Atlas, found: "ScanList", seen: bytearray,
     kept."""
     for chunk in found.problems():
         for path, reason in chunk:
-            if reason == "not a regular file":
+            if reason == NOT_REGULAR:
                 continue
             for sid in atlas.ids_under(path):
                 if sid < len(seen) and not seen[sid]:

@@ -22,7 +22,11 @@ from soundatlas.audio import AUDIO_EXTENSIONS
 from soundatlas.errors import ParameterError
 from soundatlas.scratch import Scratch
 
-__all__ = ["FileEntry", "ScanList", "ScanResult", "TodoEntry", "Walk", "scan"]
+__all__ = ["FileEntry", "ScanList", "ScanResult", "TodoEntry", "Walk", "scan", "NOT_REGULAR"]
+
+#: the problem of a path that is there but is no regular file any more (a FIFO, say): unlike a
+#: path that cannot be read this time, it takes its sample with it
+NOT_REGULAR = "not a regular file"
 
 
 @dataclass
@@ -162,7 +166,7 @@ class Walk:
                 if stat.S_ISREG(st.st_mode):
                     yield FileEntry(relpath, st.st_size, st.st_mtime_ns)
                 else:
-                    yield (relpath, "not a regular file")
+                    yield (relpath, NOT_REGULAR)
             else:
                 self.n_ignored += 1
 

@@ -494,11 +494,10 @@ class SampleStore(Store):
                 if follows:
                     self._follow(c, follows)  # LegacyStore's, beside this part in Atlas
                 changed = bool(new or moved)
-                for keep, (path, size, mtime_ns, reason, decoded_with) in [
-                        *((False, f) for f in failed), *((True, f) for f in kept_failures)]:
-                    if not keep:
-                        changed |= c.execute("DELETE FROM samples WHERE path = ?",
-                                             (path,)).rowcount > 0
+                for path, *_ in failed:  # (kept_failures keep their samples)
+                    changed |= c.execute("DELETE FROM samples WHERE path = ?",
+                                         (path,)).rowcount > 0
+                for path, size, mtime_ns, reason, decoded_with in [*failed, *kept_failures]:
                     c.execute(
                         "INSERT OR REPLACE INTO failures(path, size, mtime_ns, reason, at,"
                         " decoded_with) VALUES (?,?,?,?,?,?)",

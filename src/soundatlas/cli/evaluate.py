@@ -157,12 +157,10 @@ def _add_report(sub, parents) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """``soundatlas report``: score models and baselines into an HTML page."""
-    from soundatlas.report import write_report
-
     baselines = baseline_list(args.baselines)
     made = _report_folder(Path(args.output))  # before the work that a bad path would lose
     try:
-        return _report(args, baselines, write_report)
+        return _report(args, baselines)
     except BaseException:
         if made and not any(made.iterdir()):  # nothing was written into it: not left behind
             made.rmdir()
@@ -184,7 +182,9 @@ def _report_folder(out: Path) -> Path | None:
     return out
 
 
-def _report(args: argparse.Namespace, baselines, write_report) -> int:
+def _report(args: argparse.Namespace, baselines) -> int:
+    from soundatlas.report import write_report
+
     with open_atlas(args) as atlas, progress_bar(args, desc="report", unit="stage") as bar:
         models = args.models or [m.name for m in atlas.models()
                                  if m.n_embedded >= atlas.n_samples() > 0]

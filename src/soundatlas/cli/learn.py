@@ -97,7 +97,8 @@ def _add_train(sub, parents) -> None:
                    "instrument-pitch-2:bank+instrument: same instrument from the same maker) | "
                    "augment-pair (the same sound under two augmentations) | teacher-knn, "
                    "teacher-map (neighbours in the --init-from model's hidden layer, on its "
-                   "map); several at once as a weighted mixture, NAME:WEIGHT,..., e.g. instrument:1,label:family:1,input-knn:0.5,"
+                   "map); several at once as a weighted mixture, NAME:WEIGHT,..., e.g. "
+                   "instrument:1,label:family:1,input-knn:0.5,"
                    "augment-pair:0.5 (each triple's part drawn by weight; a part these data "
                    "cannot serve is left out with a message)")
     t.add_argument("--label", metavar="KEY",
