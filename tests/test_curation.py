@@ -57,6 +57,35 @@ def test_tags_stars_notes_and_collections_are_stored_and_read_back(indexed):
         assert atlas.collections() == [] and atlas.curation_of([a])[a]["tags"] == ["punchy"]
 
 
+def test_a_tag_or_collection_typed_composed_or_decomposed_is_one(indexed):
+    composed, decomposed = "caf\u00e9", "cafe\u0301"  # 'café' typed, and from a macOS name
+    with Atlas.open(indexed / ".soundatlas", write=True) as atlas:
+        ids = _ids(atlas)
+        a, b = ids["low/low_036.wav"], ids["mid/mid_060.wav"]
+        atlas.tag([a], add=[composed, f"mood:{decomposed}"])
+        assert atlas.tag([b], add=[decomposed, f"mood:{composed}"]) == 2
+        assert atlas.curation_of([a, b])[a]["tags"] == atlas.curation_of([b])[b]["tags"]
+        assert atlas.tag_counts()[0] == {composed: 2, f"mood:{composed}": 2}
+        assert atlas.ids_with(tag=decomposed) == {a, b} == atlas.ids_with(tag=f"mood:{composed}")
+        atlas.add_to_collection(decomposed, [a], create=True)
+        assert atlas.add_to_collection(composed, [b]) == 1
+        assert [c["name"] for c in atlas.collections()] == [composed]
+        with pytest.raises(ParameterError, match="exists already"):
+            atlas.create_collection(decomposed)
+        # a tag and a collection stored decomposed before names were composed are found and
+        # removed by either form
+        atlas.conn.execute("UPDATE user_labels SET value = ? WHERE value = ?",
+                           (decomposed, composed))
+        atlas.conn.execute("UPDATE collections SET name = ?", (decomposed,))
+        atlas.conn.commit()
+        assert atlas.ids_with(tag=composed) == {a, b}
+        assert atlas.ids_with(collection=composed) == {a, b}
+        assert atlas.tag([a], remove=[composed, "mood:*"]) == 2
+        assert atlas.curation_of([a])[a]["tags"] == []
+        atlas.rename_collection(composed, "x")
+        assert [c["name"] for c in atlas.collections()] == ["x"]
+
+
 def test_tags_are_labels_that_override_the_index_and_filter_searches(indexed):
     with Atlas.open(indexed / ".soundatlas", write=True) as atlas:
         ids = _ids(atlas)

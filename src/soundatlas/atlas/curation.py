@@ -64,6 +64,7 @@ def parse_tag(text: str) -> tuple[str, str]:
     """
     if not isinstance(text, str):
         raise ParameterError(f"a tag must be text, not {type(text).__name__}")
+    text = unicodedata.normalize("NFC", text)  # 'café' typed or pasted from a macOS name: one tag
     shown = repr(text) if len(text) <= 60 else repr(text[:57] + "...")
     if not text or text != text.strip():
         raise ParameterError(f"tag {shown}: empty, or space at an end")
@@ -115,6 +116,17 @@ def _removal(text: str) -> tuple[str, str]:
         except ParameterError as exc:  # named as the user wrote it, not as the check's tag
             raise ParameterError(str(exc).replace(repr(f"{key}:x"), repr(text), 1)) from None
     return parse_tag(text)
+
+
+def _stored_forms(key: str, value: str) -> tuple[tuple[list[str], str], tuple[list[str], str]]:
+    """For each of a parsed tag's key and value: (its composed and decomposed forms, the SQL
+    placeholders for them). Tags are stored composed (:func:`parse_tag`); one stored before
+    they were may be decomposed, and a lookup or a removal finds it too."""
+    out = []
+    for text in (key, value):
+        forms = unicode_forms(text)
+        out.append((forms, ", ".join("?" * len(forms))))
+    return out[0], out[1]
 
 
 def tag_text(key: str, value: str) -> str:
@@ -261,12 +273,15 @@ class CurationStore(Store):
         with self._writing(ids) as (c, hashes, now):
             for h in hashes:
                 for key, value in removes:
+                    keys, values = _stored_forms(key, value)
                     if value == "*":
-                        changed += c.execute("DELETE FROM user_labels WHERE hash = ? AND key = ?",
-                                             (h, key)).rowcount
+                        changed += c.execute(
+                            f"DELETE FROM user_labels WHERE hash = ? AND key IN ({keys[1]})",
+                            (h, *keys[0])).rowcount
                     else:
-                        changed += c.execute("DELETE FROM user_labels WHERE hash = ? AND key = ?"
-                                             " AND value = ?", (h, key, value)).rowcount
+                        changed += c.execute(
+                            f"DELETE FROM user_labels WHERE hash = ? AND key IN ({keys[1]})"
+                            f" AND value IN ({values[1]})", (h, *keys[0], *values[0])).rowcount
                 for key, value in adds:
                     changed += _add_label(c, h, key, value, suggested, confidence, now)
         return changed
@@ -375,9 +390,11 @@ class CurationStore(Store):
     def _rows_with(self, key: str, value: str):
         if not self._has_curation():
             return []
+        keys, values = _stored_forms(key, value)
         return self.conn.execute(
             "SELECT s.id, u.key, u.value FROM user_labels u JOIN samples s ON s.hash = u.hash"
-            " WHERE u.key = ? AND u.value = ?", (key, value)).fetchall()
+            f" WHERE u.key IN ({keys[1]}) AND u.value IN ({values[1]})",
+            (*keys[0], *values[0])).fetchall()
 
     def _all_ids(self) -> list[int]:
         return [i for (i,) in self.conn.execute("SELECT id FROM samples")]
@@ -398,11 +415,22 @@ class CurationStore(Store):
                     " GROUP BY c.id ORDER BY c.name")]
 
     def _collection_id(self, name: str) -> int:
-        row = (self.conn.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()
-               if self._has_curation() else None)
-        if row is None:
+        cid = self._find_collection(self.conn, name) if self._has_curation() else None
+        if cid is None:
             raise NotFoundError(f"no collection named {name!r}")
-        return row[0]
+        return cid
+
+    @staticmethod
+    def _find_collection(c, name: str) -> int | None:
+        """The id of the collection ``name`` names: as written, composed or decomposed (a name
+        stored before names were composed may be either)."""
+        if not isinstance(name, str):
+            return None
+        for form in unicode_forms(name):
+            row = c.execute("SELECT id FROM collections WHERE name = ?", (form,)).fetchone()
+            if row is not None:
+                return row[0]
+        return None
 
     @staticmethod
     def _check_name(name: str) -> str:
@@ -413,23 +441,22 @@ class CurationStore(Store):
             # /api/collections/NAME); a '/' is fine, the routes take the rest of the path
             raise ParameterError(f"collection name {name!r}: 1 to {MAX_TAG_LENGTH} characters, "
                                  "not '.' or '..', no control characters, no space at either end")
-        return name
+        return unicodedata.normalize("NFC", name)  # as a tag (parse_tag)
 
     def create_collection(self, name: str) -> None:
         """A new, empty collection; ParameterError when the name is taken or not a name."""
-        self._check_name(name)
+        name = self._check_name(name)
         with self.transaction() as c:
-            if c.execute("SELECT 1 FROM collections WHERE name = ?", (name,)).fetchone():
+            if self._find_collection(c, name) is not None:
                 raise ParameterError(f"a collection named {name!r} exists already")
             c.execute("INSERT INTO collections(name, created) VALUES (?, ?)", (name, time.time()))
 
     def rename_collection(self, old: str, new: str) -> None:
         """Rename a collection; ParameterError for an unknown one or a name taken."""
-        self._check_name(new)
+        new = self._check_name(new)
         with self.transaction() as c:
             cid = self._collection_id(old)
-            if new != old and c.execute("SELECT 1 FROM collections WHERE name = ?",
-                                        (new,)).fetchone():
+            if self._find_collection(c, new) not in (None, cid):
                 raise ParameterError(f"a collection named {new!r} exists already")
             c.execute("UPDATE collections SET name = ? WHERE id = ?", (new, cid))
 
@@ -441,13 +468,14 @@ class CurationStore(Store):
     def add_to_collection(self, name: str, ids: Iterable[int], *, create: bool = False) -> int:
         """Append samples to a collection (those in it already keep their place); with
         ``create``, make it when absent. Returns how many were added."""
-        self._check_name(name)
+        name = self._check_name(name)
         with self._writing(ids) as (c, hashes, now):
-            row = c.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()
-            if row is None and not create:
+            cid = self._find_collection(c, name)
+            if cid is None and not create:
                 raise NotFoundError(f"no collection named {name!r}")
-            cid = row[0] if row else c.execute(
-                "INSERT INTO collections(name, created) VALUES (?, ?)", (name, now)).lastrowid
+            if cid is None:
+                cid = c.execute("INSERT INTO collections(name, created) VALUES (?, ?)",
+                                (name, now)).lastrowid
             end = c.execute("SELECT COALESCE(MAX(position), -1) FROM collection_items"
                             " WHERE collection_id = ?", (cid,)).fetchone()[0]
             added = 0
