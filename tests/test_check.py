@@ -472,7 +472,9 @@ def test_a_damaged_database_page_is_one_line_that_names_check(tone_library, caps
 
 def test_info_tells_a_killed_index_run_from_a_running_one(tone_library, capsys):
     """A run recorded as running whose process is gone (kill -9) was shown as running until
-    the next index started."""
+    the next index started; so was one whose lock file names a process that runs but holds no
+    lock (it finished writing and went on, or its number was given to another). What counts
+    is whether a process holds the writer lock."""
     from soundatlas.atlas.core import WRITER_LOCK
     from soundatlas.indexing import index_library
 
@@ -482,10 +484,25 @@ def test_info_tells_a_killed_index_run_from_a_running_one(tone_library, capsys):
         a.start_run("index", 18)  # as a killed run leaves it
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
-    for pid, status in ((gone, "interrupted"), (os.getpid(), "running")):
-        (atlas / WRITER_LOCK).write_text(f"pid {pid} (soundatlas index lib, since now)\n")
+
+    def status() -> str:
         proc = run_in_process(capsys, "info", "--atlas", atlas, "--json")
-        assert json.loads(proc.stdout)["last_index"]["status"] == status, (pid, proc)
+        return json.loads(proc.stdout)["last_index"]["status"]
+
+    for pid in (gone, os.getpid()):
+        (atlas / WRITER_LOCK).write_text(f"pid {pid} (soundatlas index lib, since now)\n")
+        assert status() == "interrupted", pid
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pathlib import Path;"
+         "from soundatlas.atlas.core import lock_writer;"
+         f"lock_writer(Path({str(atlas)!r})); print('locked', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert status() == "running"
+    finally:
+        holder.communicate("")
+    assert status() == "interrupted"
 
 
 def test_an_index_out_of_step_with_its_table_is_named_and_rebuilt_by_repair(tone_library):

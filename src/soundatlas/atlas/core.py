@@ -69,9 +69,7 @@ def lock_writer(path: Path, *, what: str | None = None) -> None:
                  errors="backslashreplace")
     except OSError as exc:
         raise AtlasError(f"cannot write the atlas at {path}: {exc.strerror or exc}") from None
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    if not _take(fcntl, f):
         f.seek(0)
         holder = f.read().strip() or "another process"
         f.close()
@@ -90,6 +88,19 @@ def lock_writer(path: Path, *, what: str | None = None) -> None:
     f.write(f"pid {os.getpid()} ({command}, since {time.ctime()})\n")
     f.flush()
     _held[key] = [f, 1]
+
+
+def _take(fcntl, f) -> bool:
+    """Take the exclusive lock on ``f`` without waiting for a writer; a few tries over a tenth
+    of a second, because :func:`writer_alive` holds a shared lock for an instant."""
+    for attempt in range(10):
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            if attempt < 9:
+                time.sleep(0.01)
+    return False
 
 
 #: How much of the holder's command line the lock file keeps (the refusal message quotes it).
@@ -118,12 +129,33 @@ def unlock_writer(path: Path) -> None:
 
 
 def writer_alive(path: Path) -> bool:
-    """Whether the process that last took the atlas's writer lock is still running (the lock
-    file names it): a run recorded as running whose process is gone was killed."""
+    """Whether a process holds the atlas's writer lock now: a run recorded as running while
+    none does was killed.
+
+    The lock itself is asked (a shared ``flock`` tried without waiting on a file of its own,
+    let go at once), not the process the lock file names: that process may have finished its
+    write and gone on (``map`` then ``serve``), or its number been given to another. A writer
+    that tries to take the lock in that instant tries again (:func:`lock_writer`). Where
+    ``fcntl`` is missing, the named process is asked instead.
+    """
     try:
-        text = (path / WRITER_LOCK).read_text(encoding="utf-8", errors="replace")
+        f = open(path / WRITER_LOCK, "rb")  # noqa: SIM115
     except OSError:
         return False
+    with f:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: does the named process run?
+            return _named_process_runs(f.read().decode("utf-8", "replace"))
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True  # held: a writer runs
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+
+
+def _named_process_runs(text: str) -> bool:
     found = re.match(r"pid (\d+) ", text)
     if found is None:
         return False

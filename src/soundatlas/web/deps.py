@@ -14,16 +14,21 @@ from fastapi import Request
 from pydantic import Strict
 
 from soundatlas.atlas import Atlas, ModelRecord, SampleRecord
+from soundatlas.atlas.core import writer_alive
 from soundatlas.errors import AtlasError
 from soundatlas.exports import sample_duration
 from soundatlas.web.responses import api_error
 from soundatlas.web.state import PointIndex, WebState, model_dims
 
-__all__ = ["EMBED_HINT", "MAX_K", "MAX_LOOKUP", "SampleId", "check_count", "parse_ids", "web_state",
-           "model_summary", "model_or_404", "require_embeddings", "embedded_model", "default_model", "sample_or_404",
+__all__ = ["EMBED_HINT", "WRITING_HINT", "embed_hint", "MAX_K", "MAX_LOOKUP", "SampleId",
+           "check_count", "parse_ids", "web_state", "model_summary", "model_or_404",
+           "require_embeddings", "embedded_model", "default_model", "sample_or_404",
            "point_or_404", "neighbour_items", "sorted_values", "sample_duration"]
 
 EMBED_HINT = "run: soundatlas map LIBRARY (or soundatlas embed --atlas A --model M)"
+#: the hint while a run writes the atlas (its points come as it goes)
+WRITING_HINT = ("an index, embed or adapt is writing this atlas now; reload the page when it "
+                "ends")
 MAX_K = 200
 MAX_LOOKUP = 10_000  # ids per lookup request
 _INTEGER = re.compile(r"[+-]?[0-9]{1,20}")  # longer cannot be an id (nor parse fast)
@@ -102,20 +107,34 @@ def model_or_404(atlas: Atlas, name: str) -> ModelRecord:
         raise api_error(404, f"no model {name!r} in this atlas (known: {known})") from None
 
 
-def require_embeddings(model: ModelRecord) -> None:
+def embed_hint(atlas: Atlas) -> str:
+    """What to do about an atlas without points: wait, while an ``index``, ``embed`` or
+    ``adapt`` writes it now (``embed --again`` drops a model's points before it makes them
+    anew); else the command that makes them (:data:`EMBED_HINT`)."""
+    if writer_alive(atlas.path):
+        return WRITING_HINT
+    return EMBED_HINT
+
+
+def require_embeddings(model: ModelRecord, atlas: Atlas | None = None) -> None:
     """Refuse a model that has no embeddings yet.
 
     Parameters
     ----------
     model : ModelRecord
         The model's record.
+    atlas : Atlas, optional
+        Its atlas: the message says when a run is writing it now.
 
     Raises
     ------
     fastapi.HTTPException
-        409 naming the command that makes them.
+        409 naming the command that makes them, or that a run is writing the atlas now.
     """
     if model.n_embedded == 0:
+        hint = embed_hint(atlas) if atlas is not None else EMBED_HINT
+        if hint == WRITING_HINT:
+            raise api_error(409, f"model {model.name!r} has no points yet: {hint}", hint=hint)
         command = f"soundatlas embed --atlas A --model {model.name}"
         raise api_error(409, f"model {model.name!r} has no embeddings yet; run: {command}",
                         hint=EMBED_HINT)
@@ -126,7 +145,7 @@ def embedded_model(atlas: Atlas, name: str) -> ModelRecord:
     then ``require_embeddings``): else a 404 for an unknown model, a 409 for one without
     embeddings."""
     model = model_or_404(atlas, name)
-    require_embeddings(model)
+    require_embeddings(model, atlas)
     return model
 
 

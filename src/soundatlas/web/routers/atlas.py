@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from soundatlas.web.deps import EMBED_HINT, default_model, model_summary, web_state
+from soundatlas.web.deps import default_model, embed_hint, model_summary, web_state
 
 router = APIRouter(prefix="/api", tags=["atlas"])
 
@@ -13,7 +13,8 @@ router = APIRouter(prefix="/api", tags=["atlas"])
 def get_atlas(request: Request) -> dict:
     """Sample count, the library folder's name, every label key with its values and counts, the
     models with how many samples each has embedded, and the model to show first. When no model
-    has embeddings, ``hint`` names the command that makes them. ``osc``: where the page's events
+    has embeddings, ``hint`` names the command that makes them, or says that a run
+    (``index``, ``embed --again``) is writing the atlas now. ``osc``: where the page's events
     go out over OSC and where OSC comes in (null when off). ``max_upload_bytes``: the largest
     upload (query by example, mosaic) the server takes; the page checks a file against it before
     sending it."""
@@ -32,6 +33,6 @@ def get_atlas(request: Request) -> dict:
                     "in": str(web.osc_in.endpoint) if web.osc_in else None},
             "max_upload_bytes": web.max_upload_bytes,
         }
-    if not any(m["n_embedded"] > 0 for m in models):
-        out["hint"] = EMBED_HINT
+        if not any(m["n_embedded"] > 0 for m in models):
+            out["hint"] = embed_hint(atlas)
     return out
