@@ -1281,3 +1281,123 @@ def test_an_export_being_built_disables_its_buttons_and_says_so(page, server):
     assert download.value.suggested_filename.endswith(".m3u")
     page.wait_for_function("!document.getElementById('export-m3u').disabled")
     assert page.locator("#export-zip").is_enabled()
+
+
+def test_curation_acts_on_what_the_page_shows_now(page, mapped, tmp_path, console):
+    """What the page writes goes to what it shows at that moment: a star pressed while a
+    newly selected sample's neighbours load stars that sample, not the last one; a tag shows in
+    its facts at once; a colouring that cannot be had leaves the menu on the map's colouring;
+    suggestions for a selection go with it; the collection filter follows a rename and a
+    delete; a collection plays on past a sample that cannot be had; a kit swap that fails says
+    so; a write of more ids than the server takes at once goes in chunks it takes."""
+    console.expected += ["status of 500", "status of 404"]
+    atlas_dir = tmp_path / "atlas"
+    shutil.copytree(mapped, atlas_dir)
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        labels = atlas.labels_of(atlas.sample_ids().tolist())
+        for sid in list(labels)[::7]:  # these lose their instrument: it can be suggested
+            labels[sid].pop("instrument")
+        atlas.replace_labels(labels)
+    with ThreadedServer(create_app(atlas_dir)) as srv:
+        ids = _embedded_ids(srv, "m")
+        a, b, c = ids[1], ids[2], ids[3]
+        srv.post("/api/collections/duo/add?create=true", {"ids": [a, b]})
+        srv.post("/api/collections/gap/add?create=true", {"ids": [b, c]})
+        _open(page, srv)
+        page.evaluate(f"{HOOK}.select({a})")
+        page.wait_for_function(f"{HOOK}.state.curation.selected?.id === {a}")
+        page.evaluate("""() => {  // b's neighbours are held back until released
+            const fetched = window.fetch;
+            let release;
+            const held = new Promise((done) => { release = done; });
+            window.releaseHeld = release;
+            window.fetch = (url, ...rest) => (String(url).includes('/neighbours/')
+                ? held.then(() => fetched(url, ...rest)) : fetched(url, ...rest));
+        }""")
+        page.evaluate(f"() => {{ {HOOK}.select({b}); }}")
+        page.wait_for_function(f"{HOOK}.state.curation.selected?.id === {b}")
+        page.locator("#map canvas").focus()
+        page.keyboard.press("s")
+        page.wait_for_function(f"{HOOK}.state.curation.selected?.starred === true")
+        page.evaluate("window.releaseHeld()")
+        page.wait_for_function(f"{HOOK}.state.neighbours.length > 0")
+        items = srv.get(f"/api/curation/items?ids={a},{b}")["items"]
+        assert [item["starred"] for item in items] == [False, True]
+        # a tag written shows in the sample's facts
+        page.keyboard.press("t")
+        page.keyboard.type("mood:dark")
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "document.getElementById('sample-facts').textContent.includes('dark')")
+
+        # a colouring that cannot be had: the menu shows the map's colouring
+        page.route("**/api/labels/pitch", lambda route: route.fulfill(
+            status=500, content_type="application/json", body='{"error": "labels broke"}'))
+        before = _state(page, "colourBy")
+        assert before == "instrument"
+        page.select_option("#colour-by", "pitch")
+        page.wait_for_function("document.getElementById('status').textContent === 'labels broke'")
+        assert page.input_value("#colour-by") == before and _state(page, "colourBy") == before
+        page.unroute("**/api/labels/pitch")
+
+        # a selection's suggestions go when the selection changes
+        page.select_option("#colour-by", "instrument")
+        page.wait_for_function(f"{HOOK}.state.colourBy === 'instrument'")
+        page.evaluate(f"{HOOK}.selectBox(0, 0, 2000, 2000)")
+        page.click("#selection-suggest")
+        page.wait_for_function(f"{HOOK}.state.curation.selectionSuggestions?.n > 0")
+        page.evaluate(f"{HOOK}.selectBox(0, 0, 1, 1)")
+        assert _state(page, "curation")["selectionSuggestions"] is None
+        assert page.locator("#selection-suggestions").is_hidden()
+
+        # the collection filter follows a rename and a delete
+        page.select_option("#filter-collection", "duo")
+        page.wait_for_function(f"{HOOK}.state.matches === 2")
+        page.once("dialog", lambda dialog: dialog.accept("pair"))
+        page.click("#collection-list li[data-name='duo'] button:text('Rename')")
+        page.wait_for_function("document.getElementById('filter-chips').textContent"
+                               ".includes('collection: pair')")
+        assert page.input_value("#filter-collection") == "pair"
+        assert _state(page, "matches") == 2
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#collection-list li[data-name='pair'] button:text('Delete')")
+        page.wait_for_function(f"{HOOK}.state.matches === null")
+        assert "collection:" not in page.inner_text("#filter-chips")
+
+        # a collection plays on past a sample whose sound cannot be had
+        page.route(f"**/api/samples/{b}/audio*", lambda route: route.fulfill(
+            status=404, content_type="application/json", body='{"error": "gone"}'))
+        page.click("#collection-list li[data-name='gap'] button[aria-label='Play gap']")
+        page.wait_for_function(f"{HOOK}.state.lastPlayed === {c}", timeout=30_000)
+        page.wait_for_function(f"{HOOK}.state.curation.playing === null", timeout=30_000)
+        page.unroute(f"**/api/samples/{b}/audio*")
+
+        # a kit swap that fails says so and changes nothing
+        page.evaluate(f"{HOOK}.select({a})")
+        page.wait_for_function(f"{HOOK}.state.curation.selected?.id === {a}")
+        page.click("#kit-add-selected")
+        page.route("**/neighbours/**", lambda route: route.fulfill(
+            status=500, content_type="application/json", body='{"error": "near broke"}'))
+        page.click("#kit-lanes li[data-lane='0'] .name")
+        page.locator("#map canvas").focus()
+        page.keyboard.press("n")
+        page.wait_for_function("document.getElementById('status').textContent"
+                               ".includes('near broke')")
+        assert _state(page, "kit")["lanes"][0]["id"] == a and not _state(page, "kit").get("swaps")
+        page.unroute("**/neighbours/**")
+
+        # more ids than one write takes: in chunks the server takes, in order
+        sizes = page.evaluate("""async () => {
+            const { inChunks } = await import('/static/js/curation.js');
+            const ids = Array.from({ length: 250001 }, (_, i) => i);
+            const seen = [];
+            await inChunks({ status: () => {} }, ids,
+                async (chunk, first) => { seen.push([chunk.length, chunk[0], first]); return {}; },
+                'Testing');
+            return seen;
+        }""")
+        assert sizes == [[100000, 0, True], [100000, 100000, False], [50001, 200000, False]]
+        from soundatlas.web.routers.curation import MAX_IDS
+        assert MAX_IDS == 100_000
+        page.wait_for_load_state("networkidle")
+        page.goto("about:blank")  # nothing left asking this server before it stops

@@ -111,10 +111,11 @@ const app = {
   playSample: (id) => playSample(id),
   libraryName: () => data.atlas?.library ?? null,
   select: (id) => select(id),
-  onSelection: (ids) => osc?.selection(ids),
+  onSelection: (ids) => { osc?.selection(ids); curation.dropSelectionSuggestions(); },
   pointIds: () => data.ids,
   show: (list) => { activeList = list; },
   labelsChanged: (keys) => labelsChanged(keys),
+  infoChanged: (ids) => infoChanged(ids),
   filterCollection: () => data.collection,
   setFilterCollection: (name) => { data.collection = name || null; $('filter-collection').value = name || ''; applyFilter(); },
 };
@@ -263,10 +264,18 @@ function screenPosition(id) {
 async function colourBy(key) {
   const token = ++tokens.colour;
   if (key && !data.labels.has(key)) {
-    const label = await api.loadLabel(key);
+    let label;
+    try {
+      label = await api.loadLabel(key);
+    } catch (error) {
+      // the menu shows what the map is coloured by, not what could not be had
+      if (token === tokens.colour) $('colour-by').value = state.colourBy || '';
+      throw error;
+    }
     data.labels.set(key, label);
     if (token !== tokens.colour) return; // another colouring was chosen meanwhile
   }
+  if ((key || null) !== state.colourBy) curation.dropSelectionSuggestions(); // of the old label
   state.colourBy = key || null;
   $('colour-by').value = key || '';
   recolour();
@@ -422,6 +431,18 @@ function fillLoopFilters(atlas) {
     ...keys.map((k) => el('option', { value: k, textContent: k })));
 }
 
+/** After a write to samples ``ids`` (a tag, a star): their facts are read again when next
+ *  shown, and the selected sample's now. */
+function infoChanged(ids) {
+  for (const id of ids) data.info.delete(id);
+  const id = state.selected;
+  if (id === null || !ids.includes(id)) return;
+  const token = tokens.select;
+  sampleInfo(id).then((info) => {
+    if (token === tokens.select) renderFacts($('sample-facts'), info);
+  }, () => {});
+}
+
 /** After the user's labels changed (tags, stars): the label list, and what shows ``keys``. */
 async function labelsChanged(keys) {
   try {
@@ -515,8 +536,13 @@ function onDoubleClick(event) {
 
 // -- sound -----------------------------------------------------------------------------------
 
+/** Play sample ``id``: resolves true when it started, false when another sound or the browser's
+ *  autoplay rule stopped it, null when it could not be had (the reason shown). */
 function playSample(id, onEnded = null) {
-  player.play(id, 'sample', onEnded).catch((error) => status(`Cannot play sample ${id}: ${error.message}`, 'error'));
+  return player.play(id, 'sample', onEnded).catch((error) => {
+    status(`Cannot play sample ${id}: ${error.message}`, 'error');
+    return null;
+  });
 }
 
 function playFromList(id, list) {
@@ -527,6 +553,7 @@ function playFromList(id, list) {
 }
 
 function played({ id, key }) {
+  if (curation.playing && !curation.isPlaying(id, key)) curation.stop(); // another sound took over
   if (id !== null) {
     state.lastPlayed = id;
     osc?.play(id, state.model);
@@ -613,8 +640,11 @@ async function select(id) {
   $('sample-facts').replaceChildren();
   $('cqt').src = api.cqtURL(id);
   $('download-selected').href = api.audioURL(id);
+  $('download-selected').download = data.paths.has(id) ? basename(data.paths.get(id)) : `sample-${id}`;
   const model = state.model;
   const failed = (error) => { status(error.message, 'error'); return null; };
+  // at once: the star, the note and y act on this sample from now on, not on the last one
+  curation.show(id).catch(failed);
   const [info, near, traj] = await Promise.all([sampleInfo(id).catch(failed),
     api.neighbours(model, id, k(), nearSpace()).catch(failed), api.loadTrajectory(model, id).catch(failed)]);
   if (token !== tokens.select) return;
@@ -624,7 +654,6 @@ async function select(id) {
     $('download-selected').download = basename(info.path);
     renderFacts($('sample-facts'), info);
   }
-  curation.show(id).catch(failed);
   lists.neighbours.fill(near ? near.neighbours : [], near ? near.space : 'map');
   if (near && near.note) status(near.note); // searched elsewhere than asked, and the command that mends it
   state.neighbours = lists.neighbours.ids;

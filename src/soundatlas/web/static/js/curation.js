@@ -8,6 +8,28 @@ import * as api from './api.js';
 import { basename, el } from './panel.js';
 
 const $ = (id) => document.getElementById(id);
+const MAX_IDS = 100000; // samples per write the server takes (web/routers/curation.py MAX_IDS)
+
+/** Send ``ids`` to ``send(chunk, first)`` in chunks the server takes, one after the other (a
+ *  shift-drag over a map of a million points selects more than one write holds), showing
+ *  progress; the answers in order. */
+export async function inChunks(app, ids, send, what) {
+  const answers = [];
+  for (let start = 0; start < ids.length; start += MAX_IDS) {
+    if (ids.length > MAX_IDS) app.status(`${what}: ${start} of ${ids.length} samples…`);
+    answers.push(await send(ids.slice(start, start + MAX_IDS), start === 0));
+  }
+  return answers;
+}
+
+/** One write's answer from its chunks': ``items`` joined, counts summed. */
+function joined(answers) {
+  const out = { ...answers[0], items: answers.flatMap((a) => a.items ?? []) };
+  for (const key of ['changed', 'added']) {
+    if (key in out) out[key] = answers.reduce((sum, a) => sum + (a[key] ?? 0), 0);
+  }
+  return out;
+}
 
 /** The API path of collection ``name``. A name that is all dots would be a URL's dot segment,
  *  which the browser resolves away (``/api/collections/../add`` is ``/api/add``): refused here in
@@ -69,6 +91,12 @@ export class Curation {
     this.suggestion = null;
     Object.assign(this.app.state.curation, { selected: null, suggestion: null });
     $('sample-suggestion').hidden = true;
+    // until this sample's curation comes, nothing of the last one's shows or can be changed
+    $('star-selected').disabled = true;
+    $('sample-note').readOnly = true;
+    $('sample-note').value = '';
+    $('sample-tags').replaceChildren();
+    $('sample-collections').textContent = '';
     if (id === null) return;
     const { items } = await api.getJSON(`/api/curation/items?ids=${id}`);
     if (this.app.state.selected !== id) return;
@@ -124,7 +152,7 @@ export class Curation {
       this.selectionSuggestions = { label, found };
       this.app.state.curation.selectionSuggestions = { label, n: found.length };
       $('selection-suggestions').textContent = found.length
-        ? `${found.length} of ${Math.min(ids.length, 1000)} without ${label} have a suggestion`
+        ? `${found.length} of ${Math.min(ids.length, 1000)} selected have a suggestion of ${label}`
         : `No suggestion: every selected sample has ${label}, or none has a labelled neighbour`;
       $('selection-suggestions').hidden = false;
       $('selection-accept').hidden = !found.length;
@@ -142,8 +170,23 @@ export class Curation {
       if (!byTag.has(tag)) byTag.set(tag, []);
       byTag.get(tag).push(s.id);
     }
-    for (const [tag, ids] of byTag) await this.tag(ids, [tag]);
-    this.app.status(`Accepted ${pending.found.length} suggestions of ${pending.label}`);
+    let accepted = 0;
+    let failed = 0;
+    for (const [tag, ids] of byTag) {
+      if (await this.tag(ids, [tag])) accepted += ids.length;
+      else failed += ids.length;
+    }
+    this.dropSelectionSuggestions();
+    if (failed) {
+      this.app.status(`Accepted ${accepted} suggestions of ${pending.label}; ${failed} could not be written (see the error above)`, 'error');
+    } else {
+      this.app.status(`Accepted ${accepted} suggestions of ${pending.label}`);
+    }
+  }
+
+  /** Forget the selection's suggestions: the selection or the label they were for changed. */
+  dropSelectionSuggestions() {
+    if (!this.selectionSuggestions && $('selection-suggestions').hidden) return;
     this.selectionSuggestions = null;
     this.app.state.curation.selectionSuggestions = null;
     $('selection-suggestions').hidden = true;
@@ -163,6 +206,8 @@ export class Curation {
     star.textContent = item.starred ? '★' : '☆';
     star.setAttribute('aria-pressed', String(item.starred));
     star.title = `${item.starred ? 'Unstar' : 'Star'} (key s)`;
+    star.disabled = !this.writable;
+    $('sample-note').readOnly = !this.writable;
     const chips = item.tags.map((tag) => {
       const suggested = tag in item.suggested;
       return el('span', { className: `chip tag${suggested ? ' suggested' : ''}`,
@@ -184,7 +229,8 @@ export class Curation {
 
   async star(ids, starred) {
     try {
-      const answer = await api.postJSON('/api/curation/star', { ids, starred });
+      const answer = joined(await inChunks(this.app, ids,
+        (chunk) => api.postJSON('/api/curation/star', { ids: chunk, starred }), 'Starring'));
       this.written(answer, ['starred']);
       this.app.status(`${starred ? 'Starred' : 'Unstarred'} ${ids.length} sample${ids.length === 1 ? '' : 's'}`);
     } catch (error) {
@@ -194,7 +240,8 @@ export class Curation {
 
   async tag(ids, add, remove = []) {
     try {
-      const answer = await api.postJSON('/api/curation/tags', { ids, add, remove });
+      const answer = joined(await inChunks(this.app, ids,
+        (chunk) => api.postJSON('/api/curation/tags', { ids: chunk, add, remove }), 'Tagging'));
       const keys = [...add, ...remove].map((t) => (t.includes(':') ? t.split(':')[0] : 'tag'));
       this.written(answer, keys);
       return true;
@@ -206,7 +253,11 @@ export class Curation {
 
   async addTagFromInput(input, ids) {
     const tags = input.value.split(',').map((t) => t.trim()).filter(Boolean);
-    if (!tags.length || !ids.length) return;
+    if (!ids.length) return;
+    if (!tags.length) {
+      this.app.status('Type a tag first (several: separated by commas)', 'error');
+      return;
+    }
     if (await this.tag(ids, tags)) {
       input.value = '';
       this.app.status(`Tagged ${ids.length} sample${ids.length === 1 ? '' : 's'} ${tags.join(', ')}`);
@@ -230,6 +281,7 @@ export class Curation {
   written(answer, keys) {
     const mine = answer.items.find((item) => item.id === this.app.state.selected);
     if (mine) this.render(mine);
+    this.app.infoChanged(answer.items.map((item) => item.id));
     this.refresh().catch(() => {});
     this.app.labelsChanged(new Set(keys));
   }
@@ -268,11 +320,13 @@ export class Curation {
     if (!name) return;
     try {
       if (ids.length) {
-        await api.postJSON(`${collectionPath(name)}/add?create=true`, { ids });
+        await inChunks(this.app, ids, (chunk, first) => api.postJSON(
+          `${collectionPath(name)}/add${first ? '?create=true' : ''}`, { ids: chunk }), 'Adding');
       } else {
         await api.postJSON('/api/collections', { name });
       }
       await this.refresh();
+      if (ids.length) this.collectionChanged(name, name);
       this.app.status(`Collection ${name}${ids.length ? `: ${ids.length} added` : ' made'}`);
     } catch (error) {
       this.app.status(error.message, 'error');
@@ -280,10 +334,16 @@ export class Curation {
   }
 
   async addToCollection(name, ids) {
-    if (!name || !ids.length) return;
+    if (!ids.length) return;
+    if (!name) {
+      this.app.status('Choose the collection to add to', 'error');
+      return;
+    }
     try {
-      const { added } = await api.postJSON(`${collectionPath(name)}/add`, { ids });
+      const { added } = joined(await inChunks(this.app, ids,
+        (chunk) => api.postJSON(`${collectionPath(name)}/add`, { ids: chunk }), 'Adding'));
       await this.refresh();
+      this.collectionChanged(name, name);
       if (this.current && ids.includes(this.current.id)) await this.show(this.current.id);
       this.app.status(`${added} added to ${name}`);
     } catch (error) {
@@ -297,6 +357,7 @@ export class Curation {
     try {
       await api.sendJSON('PATCH', collectionPath(name), { name: to });
       await this.refresh();
+      this.collectionChanged(name, to);
     } catch (error) {
       this.app.status(error.message, 'error');
     }
@@ -307,9 +368,16 @@ export class Curation {
     try {
       await api.sendJSON('DELETE', collectionPath(name));
       await this.refresh();
+      this.collectionChanged(name, null);
     } catch (error) {
       this.app.status(error.message, 'error');
     }
+  }
+
+  /** Collection ``name`` is now ``to`` (null: deleted), or has new members (``to`` = name):
+   *  the map's collection filter follows it. */
+  collectionChanged(name, to) {
+    if (this.app.filterCollection() === name) this.app.setFilterCollection(to);
   }
 
   async showCollection(name) {
@@ -358,6 +426,17 @@ export class Curation {
       this.app.state.curation.playing = null;
       return;
     }
-    this.app.playSample(p.ids[p.index], () => this.next());
+    const index = p.index;
+    this.app.playSample(p.ids[index], () => this.next()).then((started) => {
+      if (this.playing !== p || p.index !== index) return;
+      if (started === null) this.next(); // could not be had (the reason shown): the next one
+      else if (!started) this.stop(); // the browser's autoplay rule, or another sound
+    });
+  }
+
+  /** Whether the sound that started (``id``, ``key``) is the collection's item playing now. */
+  isPlaying(id, key) {
+    const p = this.playing;
+    return Boolean(p) && key === 'sample' && p.ids[p.index] === id;
   }
 }

@@ -11,6 +11,7 @@ import { basename, el, saveBlob } from './panel.js';
 
 const $ = (id) => document.getElementById(id);
 const STEPS = 16;
+const KMEANS_POINTS = 20000; // points a suggested kit's regions are found from, at most
 const MAX_LANES = 16;
 const LOOKAHEAD = 0.12; // seconds booked ahead
 const WAKE_MS = 25; // how often the scheduler looks
@@ -76,14 +77,29 @@ export class KitBuilder {
     this.render();
   }
 
-  /** Swap lane ``i``'s sound for its nearest neighbour on the map not already in the kit. */
+  /** Swap lane ``i``'s sound for its nearest sound not already in the kit (in the similarity
+   *  space, as the page's nearest sounds; the map's points where the model has none). One swap
+   *  at a time: a second press while one is asked for is ignored. */
   async swap(i = this.focus) {
     const lane = this.lanes[i];
-    if (!lane) return;
+    if (!lane || this.swapping) return;
     const used = new Set(this.lanes.map((l) => l.id));
-    const near = await api.neighbours(this.app.state.model, lane.id, 20);
+    let near;
+    this.swapping = true;
+    try {
+      near = await api.neighbours(this.app.state.model, lane.id, 20);
+    } catch (error) {
+      this.app.status(`Cannot swap the sound: ${error.message}`, 'error');
+      return;
+    } finally {
+      this.swapping = false;
+    }
     const next = near.neighbours.find((n) => !used.has(n.id));
-    if (!next) return;
+    if (!next) {
+      this.app.status('No sound near this one is left outside the kit', 'error');
+      return;
+    }
+    if (this.lanes[i] !== lane) return; // the lane went meanwhile
     lane.id = next.id;
     this.focus = i;
     this.app.state.kit.swaps = (this.app.state.kit.swaps ?? 0) + 1;
@@ -92,42 +108,49 @@ export class KitBuilder {
   }
 
   /** A kit of ``n`` sounds from distinct regions of the map: k-means on the points shown
-   *  (seeded, so the same map gives the same kit), each region's sound nearest its centre. */
+   *  (seeded, so the same map gives the same kit; on an evenly spaced sample of at most
+   *  ``KMEANS_POINTS`` of them, so a map of a million points does not stop the page), each
+   *  region's sound nearest its centre. */
   suggest(n) {
     const ids = this.app.pointIds();
     const pos = this.app.view.positions;
-    const count = ids.length;
-    if (!count) return;
-    n = Math.min(n, count);
+    const all = ids.length;
+    if (!all) return;
+    n = Math.min(n, all);
+    const stride = Math.ceil(all / KMEANS_POINTS);
+    const count = Math.ceil(all / stride);
+    const at = (i) => i * stride; // the sample's i-th point
     let seed = 12345;
     const random = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
     const centres = [];
-    const dist2 = (i, c) => (pos[3 * i] - c[0]) ** 2 + (pos[3 * i + 1] - c[1]) ** 2 + (pos[3 * i + 2] - c[2]) ** 2;
+    // of point j of the whole map
+    const dist2 = (j, c) => (pos[3 * j] - c[0]) ** 2 + (pos[3 * j + 1] - c[1]) ** 2 + (pos[3 * j + 2] - c[2]) ** 2;
     centres.push(Array.from(pos.slice(0, 3)));
     const best = new Float64Array(count).fill(Infinity);
     while (centres.length < n) { // k-means++: far points more likely
       let total = 0;
-      for (let i = 0; i < count; i++) { best[i] = Math.min(best[i], dist2(i, centres.at(-1))); total += best[i]; }
+      for (let i = 0; i < count; i++) { best[i] = Math.min(best[i], dist2(at(i), centres.at(-1))); total += best[i]; }
       let r = random() * total;
       let pick = count - 1;
       for (let i = 0; i < count; i++) { r -= best[i]; if (r <= 0) { pick = i; break; } }
-      centres.push(Array.from(pos.slice(3 * pick, 3 * pick + 3)));
+      centres.push(Array.from(pos.slice(3 * at(pick), 3 * at(pick) + 3)));
     }
     const owner = new Int32Array(count);
     for (let iter = 0; iter < 10; iter++) {
       const sums = centres.map(() => [0, 0, 0, 0]);
       for (let i = 0; i < count; i++) {
+        const p = at(i);
         let b = 0;
-        for (let c = 1; c < n; c++) if (dist2(i, centres[c]) < dist2(i, centres[b])) b = c;
+        for (let c = 1; c < n; c++) if (dist2(p, centres[c]) < dist2(p, centres[b])) b = c;
         owner[i] = b;
-        for (let j = 0; j < 3; j++) sums[b][j] += pos[3 * i + j];
+        for (let j = 0; j < 3; j++) sums[b][j] += pos[3 * p + j];
         sums[b][3] += 1;
       }
       sums.forEach((s, c) => { if (s[3]) centres[c] = [s[0] / s[3], s[1] / s[3], s[2] / s[3]]; });
     }
     const chosen = centres.map((c) => {
       let b = -1;
-      for (let i = 0; i < count; i++) if (b < 0 || dist2(i, c) < dist2(b, c)) b = i;
+      for (let j = 0; j < all; j++) if (b < 0 || dist2(j, c) < dist2(b, c)) b = j; // every point
       return ids[b];
     });
     this.stop();
