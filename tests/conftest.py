@@ -110,6 +110,7 @@ _ADDED_BY_MIGRATION = {
     9: "DROP TABLE legacy_followed; DROP TABLE legacy_holders;"
        " DROP INDEX collection_items_hash;",
     10: "ALTER TABLE failures DROP COLUMN decoded_with;",
+    11: "DROP INDEX embeddings_sample; DROP INDEX similarity_vectors_sample;",
 }
 
 

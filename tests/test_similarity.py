@@ -507,6 +507,37 @@ def test_embedded_counts_are_kept_through_embeds_removals_and_migration(synth_at
         assert {r.name: r.n_embedded for r in atlas.models()} == {"default": n - 4, "other": 0}
 
 
+def test_deleting_a_sample_finds_its_points_and_vectors_by_index_also_after_migration(
+        synth_atlas, tmp_path):
+    """A sample's rows in the per-model tables are found by an index on the sample (schema 11):
+    their keys lead with the model, so each deleted sample read both tables whole, a cost that
+    grew with the library. An atlas from before gets the index when opened for writing."""
+    old = tmp_path / "old"
+    shutil.copytree(synth_atlas, old)
+    downgrade_schema(old, 10)
+
+    def plans(atlas) -> list[str]:
+        return [" ".join(str(part) for part in row) for table in ("embeddings",
+                "similarity_vectors") for row in atlas.conn.execute(
+                f"EXPLAIN QUERY PLAN DELETE FROM {table} WHERE sample_id = ?", (1,))]
+
+    with Atlas.open(old) as atlas:
+        assert atlas.schema_version == 10 and all("SCAN" in p for p in plans(atlas))
+    with Atlas.open(old, write=True) as atlas:
+        found = plans(atlas)
+        assert found and all("INDEX" in p and "(sample_id=?)" in p for p in found), found
+        m = atlas.model("default")
+        n = atlas.n_samples()
+        gone = atlas.sample_ids()[:3].tolist()
+        atlas.remove_samples(gone)
+        left = atlas.conn.execute(
+            "SELECT (SELECT COUNT(*) FROM embeddings WHERE sample_id IN (?, ?, ?)),"
+            " (SELECT COUNT(*) FROM similarity_vectors WHERE sample_id IN (?, ?, ?))",
+            gone + gone).fetchone()
+        assert left == (0, 0) and atlas.model("default").n_embedded == n - 3
+        assert m.id == atlas.model("default").id
+
+
 def test_an_atlas_from_before_the_vectors_falls_back_to_the_map_until_embed_adds_them(
         synth_atlas, tmp_path):
     from soundatlas.artifact import resolve_model

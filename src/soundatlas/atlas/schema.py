@@ -277,6 +277,14 @@ MIGRATIONS: list = [
     """
     ALTER TABLE failures ADD COLUMN decoded_with TEXT;
     """,
+    # 11: a sample's rows in the two per-model tables by the sample alone. Their keys lead with
+    # the model, so deleting a sample (its ON DELETE CASCADE) read both tables whole: 9 ms per
+    # deleted sample at 100k samples and growing with the library, against 0.3 ms with these
+    # (a refresh or a moved folder of a 1M library deletes as many samples as it holds)
+    """
+    CREATE INDEX IF NOT EXISTS embeddings_sample ON embeddings(sample_id);
+    CREATE INDEX IF NOT EXISTS similarity_vectors_sample ON similarity_vectors(sample_id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
