@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -903,6 +904,40 @@ def test_a_library_that_cannot_be_listed_is_one_line_not_a_traceback(tone_librar
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.strip() == (f"soundatlas index: error: library {tone_library} cannot be "
                                   "read: permission denied")
+
+
+def test_a_changed_file_that_cannot_be_read_now_keeps_its_sample_until_it_can(tone_library):
+    """A file whose date changed, read by a process that may not read it (a permission, an I/O
+    error, Dask workers that see the library elsewhere): its sample was deleted with its
+    points and split, though the failure may pass. It stays, the failure is listed, and once
+    the file can be read it is kept as it was (the same content)."""
+    from conftest import where_modes_bind
+
+    prefix = where_modes_bind()
+    atlas = tone_library / ".soundatlas"
+    index(tone_library)
+    with Atlas.open(atlas) as a:
+        before = {r.path: r.id for r in a.samples()}
+    target = tone_library / "mid" / "mid_060.wav"
+    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    target.chmod(0o000)
+    try:
+        out = subprocess.run([*prefix, str(Path(sys.executable).parent / "soundatlas"), "index",
+                              str(tone_library), "--jobs", "1", "--json"],
+                             capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "CI": "1"})
+    finally:
+        target.chmod(0o644)
+    summary = json.loads(out.stdout)
+    assert (summary["n_kept_unreadable"], summary["n_removed"], summary["n_indexed"]) == (1, 0, 0)
+    assert [p for p, _ in summary["failures"]] == ["mid/mid_060.wav"], out.stdout
+    with Atlas.open(atlas) as a:
+        assert {r.path: r.id for r in a.samples()} == before
+        assert a.failure("mid/mid_060.wav") is not None  # still listed after the run
+    s = index(tone_library)
+    assert (s.n_touched, s.n_failed, s.n_kept_unreadable) == (1, 0, 0)
+    with Atlas.open(atlas) as a:
+        assert {r.path: r.id for r in a.samples()} == before and a.failures() == []
 
 
 def _stem(path, freq, *, sr=48000, seconds=20.0):

@@ -231,9 +231,10 @@ def index_library(
                     atlas.finish_feature_refresh()
                 summary.n_removed = len(removed)
                 failed_paths = [p for p, _reason in atlas.failures()]
-                # a failure is forgotten once its path is gone, or read again as a file whose
-                # sample was kept while it could not be read (kept_failures above)
-                readable = set(atlas.lookup_paths(found.files_among(failed_paths)))
+                # a failure is forgotten once its path is gone, or once the scan, which could
+                # not read it, reads it again as a file whose sample was kept (kept_failures
+                # above; a failed analysis of such a file says why, and stays)
+                readable = set(atlas.lookup_paths(found.files_among(atlas.scan_failures())))
                 atlas.forget_failures(found.present(failed_paths) - readable)
                 _update_labels(atlas, library, sources, summary)
                 atlas.collect_garbage()
@@ -439,7 +440,7 @@ def _orphans(
 
 def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, legacy,
             lasting_key) -> int:
-    new, moved, failed, follows = [], [], [], []
+    new, moved, failed, kept, follows = [], [], [], [], []
     for entry, result in zip(batch, results):
         if isinstance(result, Moved) and _stored_hash(entry) == result.hash:
             # only its size or date changed (touched, copied without its dates): kept as it is
@@ -459,17 +460,25 @@ def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, lega
             before = atlas.failure(entry.path)
             if before is None or before[:2] != (entry.size, entry.mtime_ns):
                 _new_failure(summary, entry.path, result.reason)
-            failed.append((entry.path, entry.size, entry.mtime_ns, result.reason,
-                           _lasting_key(atlas, entry, result, lasting_key)))
+            row = (entry.path, entry.size, entry.mtime_ns, result.reason,
+                   _lasting_key(atlas, entry, result, lasting_key))
+            # a failure that may pass (permission, I/O, workers that cannot see the library)
+            # keeps the sample the file had, its points and split with it: the next run tries
+            # again. Bytes that cannot be decoded are no longer that sample's: it goes
+            if row[4] is None and getattr(entry, "stored", None):
+                kept.append(row)
+                summary.n_kept_unreadable += 1
+            else:
+                failed.append(row)
         else:
             new.append(NewSample.of(entry, result))
             summary.n_indexed += 1
             taken = legacy.take(entry, result.hash, result.features) if legacy else None
             if taken is not None:
                 follows.append((taken[0], result.hash, entry.path, taken[1], taken[2]))
-    n = len(new) + len(moved) + len(failed)
+    n = len(new) + len(moved) + len(failed) + len(kept)
     atlas.commit_batch(new, moved=moved, failed=failed, run_id=run_id, n_done=n_done + n,
-                       follows=follows)
+                       follows=follows, kept_failures=kept)
     return n
 
 

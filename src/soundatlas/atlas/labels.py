@@ -184,6 +184,11 @@ class LabelStore(Store):
         """(path, reason) of every file that could not be analysed, by path."""
         return self.conn.execute("SELECT path, reason FROM failures ORDER BY path").fetchall()
 
+    def scan_failures(self) -> list[str]:
+        """The paths of the failures the scan recorded (a file or folder it could not read,
+        whose sample stays): they have no size, where an analysis's failure has the file's."""
+        return [p for (p,) in self.conn.execute("SELECT path FROM failures WHERE size IS NULL")]
+
     def failure(self, path: str) -> tuple[int | None, int | None, str] | None:
         """(size, mtime_ns, reason) of the failure recorded for ``path``, or None."""
         row = self.conn.execute("SELECT size, mtime_ns, reason FROM failures WHERE path = ?",
