@@ -940,6 +940,29 @@ def test_a_changed_file_that_cannot_be_read_now_keeps_its_sample_until_it_can(to
         assert {r.path: r.id for r in a.samples()} == before and a.failures() == []
 
 
+def test_a_worker_that_cannot_see_the_library_names_the_folder_and_its_machine(tone_library,
+                                                                             tmp_path):
+    """A Dask worker on a machine where the library is not at the path the client gave: each
+    file failed as 'file does not exist', naming neither the folder nor the machine. The
+    batch stage, run where the folder is missing, says both (a failure that may pass)."""
+    import socket
+
+    from soundatlas.atlas.records import FileEntry
+    from soundatlas.cqt_params import PAPER_CQT
+    from soundatlas.indexing import _analyse
+
+    entries = [FileEntry("mid/mid_060.wav", 1, 1), FileEntry("low/low_036.wav", 1, 1)]
+    elsewhere = str(tmp_path / "not-mounted")
+    results = _analyse(entries, root=elsewhere, params=PAPER_CQT, max_duration=30.0,
+                       skip_hashes=frozenset())
+    assert [type(r).__name__ for r in results] == ["AudioReadError"] * 2
+    assert all(not r.lasting and elsewhere in r.reason and socket.gethostname() in r.reason
+               for r in results)
+    here = _analyse(entries[:1], root=str(tone_library), params=PAPER_CQT, max_duration=30.0,
+                    skip_hashes=frozenset())
+    assert type(here[0]).__name__ != "AudioReadError"
+
+
 def _stem(path, freq, *, sr=48000, seconds=20.0):
     """A 20 s stereo 24-bit stem sounding only between 7.6 and 12.4 s: over 4 MiB, and silent
     for more than its first and last 2 MiB (7.3 s), as long and as silent at both ends as any

@@ -351,7 +351,15 @@ def _on_crash(stage, summary: IndexSummary, checked: list, batch: list) -> list:
 
 
 def _analyse(entries: list[FileEntry], *, root: str, params, max_duration, skip_hashes):
-    """The batch stage as the pool runs it: relative entries in, results out."""
+    """The batch stage as the pool runs it: relative entries in, results out. A worker that
+    cannot see the library at ``root`` (a Dask worker on a machine that mounts it elsewhere, or
+    not at all) fails each file naming the folder and the machine, a failure that may pass."""
+    if not os.path.isdir(root):
+        import socket
+
+        reason = (f"the library folder {root} cannot be read on {socket.gethostname()}: run "
+                  "the workers where the library is at that path")
+        return [AudioReadError(os.path.join(root, e.path), reason) for e in entries]
     paths = [os.path.join(root, e.path) for e in entries]
     return analyse_files(paths, params=params, max_duration=max_duration, skip_hashes=skip_hashes,
                          stored_hashes=[_stored_hash(e) for e in entries])
