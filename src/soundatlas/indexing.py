@@ -183,7 +183,8 @@ def index_library(
             legacy = _LegacyFollower.of(atlas, library, seen_ids)
             # a moved file never takes over features that are stale or damaged (marked by check
             # --repair): it is analysed
-            orphans, stale_orphans = _orphans(atlas, seen_ids, stale | atlas.marked_sample_ids())
+            orphans, stale_orphans, twins = _orphans(atlas, seen_ids,
+                                                     stale | atlas.marked_sample_ids())
             del seen_ids
             run_id = atlas.start_run("index", found.n_files)
             try:
@@ -203,13 +204,13 @@ def index_library(
                     progress(n_done, summary.n_scanned)
                 retry: list[FileEntry] = []  # moved files whose twin took the record first
                 checked: list[bool] = []  # numba_guard.check() ran in this run
-                # first the to-do list, where a file may be a moved one; then the retries
-                for skip_hashes, source in ((frozenset(orphans), lambda: found.todo(batch_size)),
-                                            (frozenset(), lambda: chunked(list(retry), batch_size))):
+                # first the to-do list, where a file may be a moved one (each file carries the
+                # hashes of the missing samples of its size); then the retries, as plain files
+                for source in (lambda: (_with_twins(b, twins) for b in found.todo(batch_size)),
+                               lambda: chunked([_plain(e) for e in retry], batch_size)):
                     # the workers may start elsewhere: the library's absolute path
                     stage = functools.partial(_analyse, root=os.path.abspath(library),
-                                              params=params, max_duration=max_duration,
-                                              skip_hashes=skip_hashes)
+                                              params=params, max_duration=max_duration)
                     sent: collections.deque = collections.deque()  # the batches in flight
 
                     def batches(source=source, sent=sent):
@@ -350,7 +351,7 @@ def _on_crash(stage, summary: IndexSummary, checked: list, batch: list) -> list:
     return isolate(stage, batch, crashed=_crashed)
 
 
-def _analyse(entries: list[FileEntry], *, root: str, params, max_duration, skip_hashes):
+def _analyse(entries: list[FileEntry], *, root: str, params, max_duration):
     """The batch stage as the pool runs it: relative entries in, results out. A worker that
     cannot see the library at ``root`` (a Dask worker on a machine that mounts it elsewhere, or
     not at all) fails each file naming the folder and the machine, a failure that may pass."""
@@ -361,6 +362,8 @@ def _analyse(entries: list[FileEntry], *, root: str, params, max_duration, skip_
                   "the workers where the library is at that path")
         return [AudioReadError(os.path.join(root, e.path), reason) for e in entries]
     paths = [os.path.join(root, e.path) for e in entries]
+    # a file whose content is a missing sample's (its twins) moved: not analysed again
+    skip_hashes = frozenset(h for e in entries for h in getattr(e, "twins", ()))
     return analyse_files(paths, params=params, max_duration=max_duration, skip_hashes=skip_hashes,
                          stored_hashes=[_stored_hash(e) for e in entries])
 
@@ -432,18 +435,60 @@ def _keep_unreadable(atlas: Atlas, found: "ScanList", seen: bytearray,
 
 def _orphans(
     atlas: Atlas, seen: bytearray, stale: set[int]
-) -> tuple[dict[str, list[int]], list[int]]:
+) -> tuple[dict[str, list[int]], list[int], dict[int, list[str]]]:
     """Atlas samples whose path was not found (deleted, or moved elsewhere): hash -> ids of
-    those a moved file may take over, and the ``stale`` ones (their features are not kept)."""
+    those a moved file may take over, the ``stale`` ones (their features are not kept), and
+    size -> the hashes of the former: a moved file has its size, so each file to analyse
+    carries only the hashes of its size (``_with_twins``), not every missing sample's (a moved
+    top folder of a million files made that set 35 MB, sent with every batch)."""
     out: dict[str, list[int]] = {}
+    by_size: dict[int, list[str]] = {}
     dropped: list[int] = []
-    for sid, digest, _path in atlas.iter_ids_hashes():
+    for sid, digest, size in atlas.iter_ids_hashes_sizes():
         if sid >= len(seen) or not seen[sid]:
             if sid in stale:
                 dropped.append(sid)
             else:
+                if digest not in out:
+                    by_size.setdefault(size, []).append(digest)
                 out.setdefault(digest, []).append(sid)
-    return out, dropped
+    return out, dropped, by_size
+
+
+@dataclass(frozen=True)
+class _NewWithTwins(FileEntry):
+    """A new path whose size a missing sample has: ``twins``, those samples' hashes."""
+
+    twins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _ChangedWithTwins(TodoEntry):
+    """A changed file whose size a missing sample has (a file replaced by a copy of one that
+    went): ``twins``, those samples' hashes."""
+
+    twins: tuple[str, ...] = ()
+
+
+def _with_twins(batch: list[FileEntry], by_size: dict[int, list[str]]) -> list[FileEntry]:
+    """``batch``, each file that may be a missing sample moved carrying the hashes it may
+    have."""
+    out = []
+    for e in batch:
+        twins = by_size.get(e.size)
+        if twins and isinstance(e, TodoEntry):
+            e = _ChangedWithTwins(e.path, e.size, e.mtime_ns, e.stored, tuple(twins))
+        elif twins:
+            e = _NewWithTwins(e.path, e.size, e.mtime_ns, tuple(twins))
+        out.append(e)
+    return out
+
+
+def _plain(e: FileEntry) -> FileEntry:
+    """``e`` without its twins: analysed for real."""
+    if isinstance(e, TodoEntry):
+        return TodoEntry(e.path, e.size, e.mtime_ns, e.stored)
+    return FileEntry(e.path, e.size, e.mtime_ns)
 
 
 def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, legacy,
