@@ -314,19 +314,36 @@ class SuggestRequest(BaseModel):
 
 
 def _labelled_vectors(have: dict, vector_of) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, vectors as rows) of the samples with a value that have a vector in the space."""
-    pairs = [(i, v) for i, v in ((i, vector_of(i)) for i in have) if v is not None]
-    return (np.array([i for i, _ in pairs], np.int64),
-            np.array([v for _, v in pairs], np.float64).reshape(len(pairs), -1))
+    """(ids, vectors as float32 rows) of the samples with a value that have a vector in the
+    space: filled into one array, not a Python array per sample (400,000 labelled samples
+    are 140 MB of 88-value rows, not a list of 400,000 arrays and a float64 copy of it)."""
+    ids = np.fromiter(have, np.int64, len(have))
+    vectors = None
+    kept = 0
+    for i in ids.tolist():
+        v = vector_of(i)
+        if v is None:
+            continue
+        if vectors is None:
+            vectors = np.empty((len(ids), len(v)), np.float32)
+        vectors[kept] = v
+        ids[kept] = i
+        kept += 1
+    if vectors is None:
+        return ids[:0], np.empty((0, 0), np.float32)
+    return ids[:kept], vectors[:kept]
 
 
 def _nearest_values(labelled, vector, have: dict, k: int) -> list:
     """The values of the ``k`` labelled samples nearest ``vector``, nearest first (as
-    ``suggest.vote`` searches them: every labelled sample, exactly)."""
+    ``suggest.vote`` searches them: every labelled sample, exactly), measured 65,536 rows at a
+    time."""
     ids, vectors = labelled
     if not len(ids):
         return []
-    d = np.square(vectors - np.asarray(vector, np.float64)).sum(axis=1)
+    v = np.asarray(vector, np.float32)
+    d = np.concatenate([np.square(vectors[i:i + 65536] - v).sum(axis=1)
+                        for i in range(0, len(ids), 65536)])
     return [have[int(ids[j])] for j in np.argsort(d, kind="stable")[:k]]
 
 
