@@ -211,7 +211,7 @@ def test_evaluate_and_report_from_the_command_line(mapped, tmp_path, capsys):
                          (tmp_path / "afile" / "sub", "the folder cannot be made")):
         bad = _cli(capsys, "report", "--atlas", mapped, "-o", output, "-q")
         assert bad.returncode == 2 and says in bad.stderr, bad
-    gone = _cli(capsys, "report", "--atlas", mapped, "-o", tmp_path / "g", "--models", "nope",
+    gone = _cli(capsys, "report", "--atlas", mapped, "-o", tmp_path / "g", "-m", "nope",
                 "-q")
     assert gone.returncode == 1 and not (tmp_path / "g").exists()  # made, then taken back
     # the atlas itself as the reference: its training files would be tested (all near 1.000)

@@ -31,6 +31,7 @@ from soundatlas.cli.common import (
     shown,
     writing,
 )
+from soundatlas.errors import AtlasError
 from soundatlas.text import from_spreadsheet_cell, spreadsheet_cell
 
 __all__ = ["register", "resolve_items", "cmd_tag", "cmd_star", "cmd_note", "cmd_collections",
@@ -477,7 +478,7 @@ def _read_tag_csv(path: Path) -> list[dict]:
 def _add_suggest(sub, parents) -> None:
     from soundatlas.suggest import SPACES
 
-    s = sub.add_parser("suggest", parents=parents, help="suggest a label from the map",
+    s = sub.add_parser("suggest", parents=parents, help="suggest labels from the nearest labelled samples",
                        description="For every embedded sample without label KEY, the value most "
                        "of its k nearest samples that have KEY carry, with a confidence (the "
                        "share of those k that carry it); most confident first. --apply stores "
@@ -520,13 +521,13 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         if args.space != "input":
             if args.model:
                 model = atlas.model(args.model)
-                if not model.n_embedded:
-                    raise UsageError(f"model {model.name!r} has embedded no sample of this atlas: "
-                                     f"run soundatlas embed -m {model.name}")
+                if not model.n_embedded:  # the atlas's state, not the command line: exit 1
+                    raise AtlasError(f"model {model.name!r} has embedded no sample of this "
+                                     f"atlas: run soundatlas embed -m {model.name}")
             else:
                 usable = [m for m in atlas.models() if m.n_embedded]
                 if not usable:
-                    raise UsageError("no model has embedded this atlas: run soundatlas map, or "
+                    raise AtlasError("no model has embedded this atlas: run soundatlas map, or "
                                      "give --space input")
                 model = max(usable, key=lambda m: m.n_embedded)
         found = suggest(atlas, args.label, model=model, space=args.space, k=args.k,

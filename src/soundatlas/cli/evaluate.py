@@ -52,7 +52,7 @@ def scoring_options() -> tuple:
         SEED,
         option("--labels", nargs="+", metavar="KEY",
                help="label keys to score (default: instrument and pitch, those of the "
-               "two the atlas has, else folder); A+B scores the pair as one label, e.g. "
+               "two the atlas has, else folder, else its first label); A+B scores the pair as one label, e.g. "
                "instrument+pitch, what the instrument-pitch neighbourhood learns"),
     )
 
@@ -148,8 +148,12 @@ def _add_report(sub, parents) -> None:
                         "HTML page with tables and figures (3-D views, per-class accuracy, "
                         "confusion matrices, trajectories, analogies) into a directory.")
     add_options(rp, *scoring_options(), ATLAS)
-    rp.add_argument("--models", nargs="+", metavar="NAME",
-                    help="models to report (default: every fully embedded model)")
+    rp.add_argument("--model", "-m", action="append", dest="models", metavar="NAME",
+                    help="model to report (repeat for several; default: every fully embedded "
+                    "model)")
+    # the spelling before `evaluate`'s -m was shared: `--models A B`, kept as a hidden alias
+    rp.add_argument("--models", nargs="+", action="extend", dest="models", metavar="NAME",
+                    help=argparse.SUPPRESS)
     rp.add_argument("--output", "-o", required=True, metavar="DIR",
                     help="directory for index.html, evaluation.json and fig/")
     rp.set_defaults(func=cmd_report)
@@ -186,11 +190,11 @@ def _report(args: argparse.Namespace, baselines) -> int:
     from soundatlas.report import write_report
 
     with open_atlas(args) as atlas, progress_bar(args, desc="report", unit="stage") as bar:
-        models = args.models or [m.name for m in atlas.models()
-                                 if m.n_embedded >= atlas.n_samples() > 0]
+        models = args.models or [
+            m.name for m in atlas.models() if m.n_embedded >= atlas.n_samples() > 0]
         if not models:
             raise SoundAtlasError("no fully embedded model in the atlas; run `soundatlas embed` "
-                                  "first or name models with --models")
+                                  "first or name models with -m")
         page = write_report(atlas, args.output, models=models, baselines=baselines,
                             seed=args.seed, n_per_file=args.frames_per_file,
                             n_analogies=args.analogies, labels=args.labels,

@@ -219,9 +219,10 @@ def _embed(args, atlas):
 
 def _add_embed(sub, parents) -> None:
     e = sub.add_parser("embed", parents=parents, help="embed the atlas's samples with a model",
-                       description="Compute each sample's trajectory (one 3-D point per frame) "
-                       "and its point on the map; only samples without an embedding for the "
-                       "model are computed.")
+                       description="Compute each sample's trajectory (one 3-D point per frame), "
+                       "its point on the map and its similarity vector (what nearest sounds and "
+                       "suggestions search); only samples without an embedding for the model "
+                       "are computed.")
     add_options(e, ATLAS)
     e.add_argument("--model", "-m", metavar="NAME",
                    help="a model of the atlas, a shipped model or a model directory "

@@ -181,7 +181,8 @@ INDEX_OPTIONS = (
     option("--cqt-kernel", choices=["folded", "multirate"], metavar="KERNEL",
            help="how a new atlas computes the CQT: multirate (librosa's algorithm, "
            "batched) or folded (one FFT per clip); default: the kernel of the model "
-           "that will embed it (map --model, else the shipped default)"),
+           "that will embed it (map --model, else the shipped default); an existing "
+           "atlas keeps its own, and another kernel is refused"),
     option("--refresh-features", action="store_true",
            help="analyse every file again with the current CQT kernel (multirate) when "
            "the atlas's features were made with another (an out-of-date atlas names "
@@ -366,7 +367,8 @@ def _add_index(sub, parents) -> None:
                        "constant-Q features and store them in the atlas. Incremental: only new "
                        "or changed files are analysed, moved files are recognised by content, "
                        "deleted ones forgotten. Safe to interrupt and re-run. Exits 1 when new "
-                       "failures leave nothing indexed.")
+                       "failures leave nothing indexed, or the atlas holds failures and no "
+                       "sample.")
     add_options(i, *INDEX_OPTIONS)
     i.set_defaults(func=cmd_index)
 
