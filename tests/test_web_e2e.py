@@ -1401,3 +1401,32 @@ def test_curation_acts_on_what_the_page_shows_now(page, mapped, tmp_path, consol
         assert MAX_IDS == 100_000
         page.wait_for_load_state("networkidle")
         page.goto("about:blank")  # nothing left asking this server before it stops
+
+
+def test_a_sound_or_search_asked_for_anew_drops_the_request_it_replaces(page, server, console):
+    """A sweep over a dense map asked for every point's sound, and each keystroke in the search
+    box for every matching id, and the page waited for answers no one would see: the download
+    of a sound not yet heard is dropped when another point is hovered, and a search running
+    when the next one starts is dropped."""
+    _open(page, server)
+    a, b = _isolated(page, server, 2)
+    (xa, ya), (xb, yb) = (_positions(page, [i])[i] for i in (a, b))
+    held = []  # a's sound is never answered: it stays in flight until the page drops it
+    page.route(f"**/api/samples/{a}/audio", lambda route: held.append(route))
+    with page.expect_request(lambda r: r.url.endswith(f"/api/samples/{a}/audio")):
+        page.mouse.move(xa, ya)
+    with page.expect_event("requestfailed",
+                           lambda r: r.url.endswith(f"/api/samples/{a}/audio")):
+        page.mouse.move(xb, yb)
+    page.wait_for_function(f"{HOOK}.state.lastPlayed === {b}")
+    assert page.inner_text("#status") == ""  # dropped on purpose: no error shown
+    page.unroute(f"**/api/samples/{a}/audio")
+
+    page.route("**/api/samples?q=tromb*", lambda route: held.append(route))
+    with page.expect_request(lambda r: "/api/samples?q=tromb" in r.url):
+        page.fill("#search", "tromb")
+    with page.expect_event("requestfailed", lambda r: "/api/samples?q=tromb" in r.url):
+        page.fill("#search", "violin")
+    page.wait_for_function(f"{HOOK}.state.matches === 16")
+    assert page.inner_text("#status") == ""
+    page.unroute("**/api/samples?q=tromb*")

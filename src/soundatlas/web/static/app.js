@@ -340,6 +340,7 @@ function refreshFlags() {
 
 let filterTimer = null;
 let searchError = null; // the status line's message about the last search that failed
+let searchAbort = null; // the search request running now (an AbortController)
 function scheduleFilter() {
   clearTimeout(filterTimer);
   filterTimer = setTimeout(applyFilter, 180);
@@ -354,6 +355,8 @@ async function applyFilter() {
   const active = Boolean(q || data.filters.length || data.collection || loops.tempo || loops.key);
   $('filter-clear').hidden = !active;
   if (!active) {
+    searchAbort?.abort();
+    searchAbort = null;
     if (activeList === lists.matches) activeList = lists.neighbours;
     Object.assign(data, { matchIds: null });
     state.matches = null;
@@ -364,9 +367,14 @@ async function applyFilter() {
   }
   // a filter on a label the user's last tag or star of it has taken away matches nothing
   const gone = data.filters.some(([key]) => !(key in data.atlas.labels));
+  // a search superseded while it runs is dropped, not left to load a million ids: every key
+  // typed in the search box is one
+  searchAbort?.abort();
+  const abort = new AbortController();
+  searchAbort = abort;
   try {
     const found = gone ? { ids: [], items: [], total: 0 }
-      : await api.search(q, data.filters, data.collection, loops);
+      : await api.search(q, data.filters, data.collection, loops, { signal: abort.signal });
     if (token !== tokens.filter) return;
     data.matchIds = Int32Array.from(found.ids).sort();
     state.matches = found.total;

@@ -18,8 +18,9 @@ async function check(response) {
   throw new ApiError(response.status, message);
 }
 
-export async function getJSON(url) {
-  return (await check(await fetch(url))).json();
+/** GET ``url`` as JSON; ``init``: fetch's options (an AbortSignal to drop it, say). */
+export async function getJSON(url, init = undefined) {
+  return (await check(await fetch(url, init))).json();
 }
 
 export async function postJSON(url, body) {
@@ -189,7 +190,7 @@ export async function lookupSamples(ids) {
 
 /** Search by path substring, label filters [[key, value], ...], a collection (or null) and
  *  loop filters {tempo: 'MIN-MAX', key, relative}: {total, ids, items}. */
-export function search(q, filters, collection = null, loops = {}, limit = 50) {
+export function search(q, filters, collection = null, loops = {}, { limit = 50, signal } = {}) {
   const params = new URLSearchParams({ q, limit: String(limit) });
   for (const [key, value] of filters) params.append('label', `${key}:${value}`);
   if (collection) params.set('collection', collection);
@@ -198,7 +199,7 @@ export function search(q, filters, collection = null, loops = {}, limit = 50) {
     params.set('key', loops.key);
     if (loops.relative) params.set('relative', 'true');
   }
-  return getJSON(`/api/samples?${params}`);
+  return getJSON(`/api/samples?${params}`, { signal });
 }
 
 function base64Int32(text) {

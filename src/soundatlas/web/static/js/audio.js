@@ -40,6 +40,7 @@ export class Player {
     this.ctx = null;
     this.cache = new Map(); // id -> AudioBuffer, oldest first
     this.pending = new Map(); // id -> Promise<AudioBuffer>
+    this.loading = null; // {id, controller}: the download play() started and may drop
     this.bytes = 0;
     this.current = null;
     this.token = 0;
@@ -60,8 +61,10 @@ export class Player {
     if (ctx.state !== 'running') ctx.resume().catch(() => {});
   }
 
-  /** The decoded sound of sample ``id`` (fetched and decoded at most once while cached). */
-  load(id) {
+  /** The decoded sound of sample ``id`` (fetched and decoded at most once while cached).
+   *  ``forPlay``: a download this starts is the one :meth:`play` drops when another sample is
+   *  asked for before it arrives (a sweep over a dense map asks for dozens). */
+  load(id, forPlay = false) {
     const cached = this.cache.get(id);
     if (cached) {
       this.cache.delete(id); // most recently used goes last
@@ -69,20 +72,25 @@ export class Player {
       return Promise.resolve(cached);
     }
     if (!this.pending.has(id)) {
-      const promise = this.fetchDecoded(id)
+      const controller = forPlay ? new AbortController() : null;
+      const promise = this.fetchDecoded(id, controller?.signal)
         .then((buffer) => this.remember(id, buffer))
-        .finally(() => this.pending.delete(id));
+        .finally(() => {
+          this.pending.delete(id);
+          if (this.loading?.controller === controller) this.loading = null;
+        });
       this.pending.set(id, promise);
+      if (controller) this.loading = { id, controller };
     }
     return this.pending.get(id);
   }
 
   /** Fetch and decode sample ``id``: the original file, else the server's WAV of it. */
-  async fetchDecoded(id) {
+  async fetchDecoded(id, signal = undefined) {
     const path = this.pathOf(id);
     const ext = path ? path.split('.').pop().toLowerCase() : '';
     if (!NEEDS_WAV.has(ext)) {
-      const response = await checked(id, await fetch(audioURL(id)));
+      const response = await checked(id, await fetch(audioURL(id), { signal }));
       if (playable(response.headers.get('content-type'))) {
         try {
           return await this.decode(await response.arrayBuffer());
@@ -91,7 +99,7 @@ export class Player {
         response.body.cancel().catch(() => {}); // not worth downloading
       }
     }
-    const response = await checked(id, await fetch(audioURL(id, 'wav')));
+    const response = await checked(id, await fetch(audioURL(id, 'wav'), { signal }));
     return this.decode(await response.arrayBuffer());
   }
 
@@ -125,7 +133,14 @@ export class Player {
    *  (not when another sound stops it). */
   async play(id, key = 'sample', onEnded = null) {
     const token = ++this.token;
-    const buffer = await this.load(id);
+    if (this.loading && this.loading.id !== id) this.loading.controller.abort(); // not heard
+    let buffer;
+    try {
+      buffer = await this.load(id, true);
+    } catch (error) {
+      if (token !== this.token) return false; // another sound was asked for: its download dropped
+      throw error;
+    }
     if (token !== this.token) return false;
     return this.start(buffer, { id, key, onEnded });
   }
@@ -133,6 +148,7 @@ export class Player {
   /** Play a decoded buffer (an upload) under ``key``. */
   async playBuffer(buffer, key) {
     ++this.token;
+    this.loading?.controller.abort(); // a sample's download no one will hear
     return this.start(buffer, { id: null, key });
   }
 
