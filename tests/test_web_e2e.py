@@ -189,6 +189,20 @@ def _frames_drawn(page, n: int) -> None:
                   "() => next(k - 1)) : done(); next(n); })", n)
 
 
+def _settled_positions(page, ids: list[int]) -> list[tuple[float, float]]:
+    """The points' client positions once the view stops moving (a fly-to glides)."""
+    page.evaluate("""ids => new Promise(done => {
+        let last = null;
+        const step = () => {
+            const now = JSON.stringify(ids.map(id => window.soundatlas.screenPosition(id)));
+            if (now === last) done(); else { last = now; requestAnimationFrame(step); }
+        };
+        requestAnimationFrame(step);
+    })""", ids)
+    pos = _positions(page, ids)
+    return [pos[i] for i in ids]
+
+
 def _state(page, key: str):
     return page.evaluate(f"{HOOK}.state[{json.dumps(key)}]")
 
@@ -483,6 +497,7 @@ def test_a_path_drawn_on_the_map_is_rendered_played_and_downloaded(page, server)
     page.wait_for_function(f"{HOOK}.state.path.rendered !== null")
     assert _state(page, "path")["rendered"]["duration"] == pytest.approx(1.6, abs=1e-3)
     _screenshot(page, "path-rendered")
+    page.wait_for_function(f"{HOOK}.playing() === null")  # (Esc would stop it first)
     page.keyboard.press("Escape")
     assert _state(page, "mode") == "explore"
     x, y = _positions(page, [ids[0]])[ids[0]]
@@ -512,6 +527,7 @@ def test_a_path_is_drawn_by_dragging_and_the_map_does_not_turn(page, server):
     rendered = _state(page, "path")["rendered"]
     assert rendered["duration"] == pytest.approx(0.5 * n, abs=1e-3)
     assert rendered["n_grains"] > 0
+    page.wait_for_function(f"{HOOK}.playing() === null")  # (Esc would stop it first)
     page.keyboard.press("Escape")  # out of path mode, a drag turns the map again
     page.mouse.move(xa + 40, ya + 40)
     page.mouse.down()
@@ -1430,3 +1446,74 @@ def test_a_sound_or_search_asked_for_anew_drops_the_request_it_replaces(page, se
     page.wait_for_function(f"{HOOK}.state.matches === 16")
     assert page.inner_text("#status") == ""
     page.unroute("**/api/samples?q=tromb*")
+
+
+def test_paths_analogies_and_uploads_act_on_what_is_shown_and_stop_when_told(
+        page, server, mapped, console, tmp_path):
+    """In path mode a click on the legend is not a waypoint and a double-click one waypoint;
+    in analogy mode a double-click does not fill two slots; the seconds per point field shows
+    the value used; Esc stops a rendered path before it leaves path mode, and clearing the
+    path stops its sound; a new upload takes the last one's answer away at once; a new k
+    lists as many nearest sounds for the upload."""
+    _open(page, server)
+    a, b, c = _isolated(page, server, 3)
+    (xa, ya), (xb, yb) = (_positions(page, [i])[i] for i in (a, b))
+    page.keyboard.press("p")
+    legend = page.locator("#legend").bounding_box()
+    assert legend is not None
+    page.mouse.click(legend["x"] + legend["width"] / 2, legend["y"] + legend["height"] / 2)
+    assert _state(page, "path")["points"] == 0
+    page.mouse.dblclick(xa, ya)
+    assert _state(page, "path")["points"] == 1
+    (xa, ya), (xb, yb), (xc, yc) = _settled_positions(page, [a, b, c])  # flown to a
+    page.mouse.click(xb, yb)
+    page.fill("#path-step", "0.01")
+    page.dispatch_event("#path-step", "change")
+    assert page.input_value("#path-step") == "0.05"
+    page.fill("#path-step", "5")  # 10 s of sound: Esc comes well before its end
+    page.dispatch_event("#path-step", "change")
+    page.click("#path-render")
+    page.wait_for_function(f"{HOOK}.playing() === 'path'", timeout=60_000)
+    page.locator("#map canvas").focus()
+    page.keyboard.press("Escape")
+    assert page.evaluate(f"{HOOK}.playing()") is None and _state(page, "mode") == "path"
+    page.click("#path-play")
+    page.wait_for_function(f"{HOOK}.playing() === 'path'")
+    page.click("#path-clear")
+    assert page.evaluate(f"{HOOK}.playing()") is None
+    page.keyboard.press("Escape")
+    assert _state(page, "mode") == "explore"
+
+    _open(page, server)  # the view as it opens: no point flown off the canvas
+    (xa, ya), (xb, yb), (xc, yc) = _settled_positions(page, [a, b, c])
+    page.click("#analogy-mode")
+    page.mouse.click(xa, ya)
+    page.mouse.click(xb, yb)
+    page.mouse.dblclick(xc, yc)  # its second click neither starts over nor fills a slot
+    page.wait_for_function(f"{HOOK}.state.analogy !== null")
+    assert "Pick another sample" in page.inner_text("#status")
+    assert [_state(page, "analogy")[s] for s in "abc"] == [a, b, c]
+    page.click("#analogy-mode")
+
+    with Atlas.open(mapped) as atlas:
+        first, second = (atlas.library / atlas.samples()[i].path for i in (5, 30))
+    page.set_input_files("#query-file", str(first))
+    page.wait_for_function(f"{HOOK}.state.query !== null")
+    assert len(_list_ids(page, "#query-neighbours")) == 10
+    page.evaluate("""() => {  // the next upload's answer is held back until released
+        const fetched = window.fetch;
+        let release;
+        const held = new Promise((done) => { release = done; });
+        window.releaseHeld = release;
+        window.fetch = (url, ...rest) => (String(url).includes('/query')
+            ? held.then(() => fetched(url, ...rest)) : fetched(url, ...rest));
+    }""")
+    page.set_input_files("#query-file", str(second))
+    page.wait_for_function(f"{HOOK}.state.query === null")
+    assert page.locator("#query-result").is_hidden()
+    page.evaluate("window.releaseHeld()")
+    page.wait_for_function(f"{HOOK}.state.query !== null")
+    assert _state(page, "query")["file"] == second.name
+    page.evaluate(f"{HOOK}.select({a})")  # (k is in the sample panel)
+    page.select_option("#k", "20")
+    page.wait_for_function("document.querySelectorAll('#query-neighbours li').length === 20")

@@ -31,6 +31,7 @@
 //   kit          the kit builder: play() -> Promise (resolved once playing, or once it will not),
 //                stop(), playOrStop(); its state is state.kit
 //   pathOf(id) -> Promise of the sample's path (ids wanted together: one POST /api/samples/lookup)
+//   playing() -> the key of the sound playing now ('sample', 'path', 'query', 'mosaic'), or null
 //   curation (state.curation): {writable, selected: the selected sample's {id, starred, tags,
 //                suggested, note, collections} once shown, collections: names, tags: {tag: n},
 //                playing: {name, index} while a collection plays through, suggestion: the
@@ -135,6 +136,7 @@ window.soundatlas = {
   selectBox: (x0, y0, x1, y1) => selection.box(x0, y0, x1, y1),
   selectLasso: (points) => selection.lasso(points),
   kit,
+  playing: () => player.current?.key ?? null,
 };
 
 // -- loading ---------------------------------------------------------------------------------
@@ -710,6 +712,9 @@ async function switchModel(name) {
     return;
   }
   status('');
+  // placed with the old model's coordinates: gone until the new model's answers come
+  view.remove('analogy:result');
+  if (query.file) query.forgetAnswer();
   analogy.placeMarkers();
   pathTool.replace(indexOf);
   if (state.selected !== null) select(state.selected);
@@ -741,6 +746,8 @@ function onKey(event) {
     if (curation.playing) {
       curation.stop();
       player.stop();
+    } else if (player.current && player.current.key !== 'sample') {
+      player.stop(); // a rendered path, a mosaic, an upload: Esc stops it
     } else if (state.mode === 'analogy') {
       analogy.setMode('explore');
     } else if (state.mode === 'path') {
@@ -859,7 +866,7 @@ function wire() {
   on('path-undo', 'click', () => pathTool.undo());
   on('path-clear', 'click', () => pathTool.clear());
   on('path-play', 'click', () => pathTool.play());
-  on('path-step', 'change', () => pathTool.drawn());
+  on('path-step', 'change', () => pathTool.stepChanged());
   on('query-mosaic', 'click', () => query.mosaic());
   on('mosaic-play', 'click', () => query.playMosaic());
   on('play-selected', 'click', () => state.selected !== null && playSample(state.selected));
@@ -869,7 +876,11 @@ function wire() {
   }
   on('add-selected', 'click', () => state.selected !== null && selection.add([state.selected]));
   on('add-neighbours', 'click', () => selection.add(state.neighbours));
-  on('k', 'change', () => { if (state.selected !== null) select(state.selected); });
+  on('k', 'change', () => { // every list of nearest sounds shown takes the new k
+    if (state.selected !== null) select(state.selected);
+    if (analogy.complete) analogy.run();
+    if (query.file && state.query) query.run(query.file);
+  });
   on('near-space', 'change', () => { if (state.selected !== null) select(state.selected); });
   on('query-file', 'change', (e) => { if (e.target.files[0]) query.run(e.target.files[0]); });
   on('query-play', 'click', () => query.play());

@@ -15,6 +15,7 @@ export class Analogy {
     this.app = app;
     this.slots = { a: null, b: null, c: null };
     this.token = 0;
+    this.lastPicked = null; // the sample a click on the map last put in a slot
   }
 
   get complete() {
@@ -33,6 +34,13 @@ export class Analogy {
   /** Put sample ``id`` in ``slot`` (null: the next empty one; after C, start over at A). */
   setSlot(slot, id) {
     if (!slot) {
+      if (id === this.lastPicked) {
+        // a double-click (to fly there) is two clicks: a - a + c is c, and a third slot
+        // filled again starts a new analogy from it
+        this.app.status('Pick another sample: this one is the last one picked');
+        return;
+      }
+      this.lastPicked = id;
       slot = SLOTS.find((s) => this.slots[s] === null);
       if (!slot) {
         Object.assign(this.slots, { a: null, b: null, c: null });
@@ -98,6 +106,7 @@ export class Analogy {
 
   clear() {
     Object.assign(this.slots, { a: null, b: null, c: null });
+    this.lastPicked = null;
     this.clearResult();
     this.app.view.removeAll('analogy');
     this.render();

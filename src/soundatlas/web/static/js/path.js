@@ -23,9 +23,17 @@ export class PathTool {
     this.raycaster = new THREE.Raycaster();
   }
 
+  /** Seconds per point: the field's value within 0.05..10 (0.5 when it is not a number). */
   get step() {
-    const s = Number($('path-step').value);
-    return Number.isFinite(s) && s >= 0.05 ? Math.min(s, 10) : 0.5;
+    const text = $('path-step').value.trim();
+    const s = Number(text);
+    return text !== '' && Number.isFinite(s) ? Math.min(Math.max(s, 0.05), 10) : 0.5;
+  }
+
+  /** The field shows the seconds per point used (0.04 typed is 0.05). */
+  stepChanged() {
+    if (String(this.step) !== $('path-step').value) $('path-step').value = String(this.step);
+    this.drawn();
   }
 
   /** 'path': clicks add waypoints; 'explore': clicks select. */
@@ -43,6 +51,7 @@ export class PathTool {
   start(event) {
     const { state, view } = this.app;
     if (state.mode !== 'path' || event.button !== 0 || event.shiftKey || !state.ready) return;
+    if (event.target !== view.canvas) return; // the legend, its scrollbar: not the map
     event.stopPropagation();
     event.preventDefault();
     const at = [event.clientX, event.clientY];
@@ -69,20 +78,32 @@ export class PathTool {
   click(index, x, y) {
     const { view, pointIds } = this.app;
     if (this.waypoints.length >= MAX_POINTS) return;
+    // the same sample twice in a row (a double-click to fly there, a drag over one point)
+    if (index >= 0 && this.waypoints.at(-1)?.id === pointIds()[index]) return;
     if (index >= 0) this.waypoints.push({ world: view.position(index).clone(), id: pointIds()[index] });
     else this.waypoints.push({ world: this.onPlane(x, y), id: null });
     this.drawn();
   }
 
   /** After a model switch: waypoints on samples move to those samples' new places, and a
-   *  rendering of the old map is dropped. */
+   *  rendering of the old map is dropped. A sample the new model has not embedded stays a
+   *  spot on the map where it was (the render cannot ask for its point), and the page says
+   *  how many. */
   replace(indexOf) {
     if (!this.waypoints.length) return;
+    let spots = 0;
     for (const w of this.waypoints) {
       const i = w.id === null ? -1 : indexOf(w.id);
       if (i >= 0) w.world = this.app.view.position(i).clone();
+      else if (w.id !== null) {
+        w.id = null;
+        spots++;
+      }
     }
     this.drawn();
+    if (spots) {
+      this.app.status(`${spots} point${spots > 1 ? 's' : ''} of the path ${spots > 1 ? 'are samples' : 'is a sample'} this model has not mapped: kept as spots on the map`);
+    }
   }
 
   undo() {

@@ -25,6 +25,8 @@ export class QueryByExample {
     const token = ++this.token;
     Object.assign(this, { file, buffer: null });
     this.forgetMosaic();
+    // the last upload's answer goes now: its buttons would act on this file meanwhile
+    this.forgetAnswer();
     $('query-error').hidden = true;
     $('query-status').textContent = `Placing ${file.name} on the map of ${state.model}…`;
     try {
@@ -89,20 +91,33 @@ export class QueryByExample {
   forgetResult() {
     this.forgetMosaic();
     Object.assign(this, { file: null, buffer: null });
+    this.forgetAnswer();
+    $('query-status').textContent = '';
+  }
+
+  /** The server's answer for an upload (its point, path, neighbours) no longer shown, and the
+   *  upload no longer playing. */
+  forgetAnswer() {
+    if (this.app.player.current?.key === 'query') this.app.player.stop();
     this.app.state.query = null;
     this.app.lists.query.fill([]);
     this.app.view.removeAll('query');
     $('query-result').hidden = true;
-    $('query-status').textContent = '';
   }
 
   async play() {
-    if (!this.file) return;
+    const file = this.file;
+    if (!file) return;
     try {
-      this.buffer ||= await this.app.player.decode(await this.file.arrayBuffer());
+      if (!this.buffer) {
+        const buffer = await this.app.player.decode(await file.arrayBuffer());
+        if (this.file !== file) return; // another upload (or none) came meanwhile
+        this.buffer = buffer;
+      }
       this.app.player.playBuffer(this.buffer, 'query');
     } catch (error) {
-      this.app.status(`This browser cannot play ${this.file.name}: ${error.message}`, 'error');
+      if (this.file !== file) return;
+      this.app.status(`This browser cannot play ${file.name}: ${error.message}`, 'error');
     }
   }
 

@@ -45,6 +45,7 @@ export class RenderedSound {
   /** Drop the sound, and any still on its way (it is of input that has changed since). */
   forget() {
     this.token++;
+    if (this.player.current?.key === this.key) this.player.stop(); // the sound goes: so does it
     this.controller?.abort(); // a render nobody will hear holds the server's one render slot
     this.controller = null;
     if (this.url) URL.revokeObjectURL(this.url);
