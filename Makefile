@@ -6,11 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := data/demo
-# chromium: the browser the web tests drive (headless, through Playwright; it bundles the
-# SwiftShader software WebGL it needs); fonts-liberation: text for its pages and screenshots;
-# musescore-general-soundfont-small: an .sf3 bank (Vorbis-compressed samples), which the test of
-# rendering from an .sf3 SoundFont needs
-APT_PACKAGES := fluidsynth fluid-soundfont-gm musescore-general-soundfont-small chromium fonts-liberation
+# fluidsynth and fluid-soundfont-gm: what renders the demo library, and its SoundFont
+APT_PACKAGES := fluidsynth fluid-soundfont-gm
+# What only `make test` needs. chromium: the browser the web tests drive (headless, through
+# Playwright; it bundles the SwiftShader software WebGL it needs); fonts-liberation: text for
+# its pages and screenshots; musescore-general-soundfont-small: an .sf3 bank (Vorbis-compressed
+# samples), which the test of rendering from an .sf3 SoundFont needs. Where the archive lacks
+# one (Ubuntu has no chromium package), the tests that need it are skipped, naming it.
+TEST_APT_PACKAGES := chromium fonts-liberation musescore-general-soundfont-small
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # WHEELS=DIR: a local folder of wheels pip may take packages from (used when given, never needed).
 # PIP_EXTRA: more pip options, e.g. the CPU-only torch build on a machine without one on disk:
@@ -22,21 +25,20 @@ PIP_LINKS := $(if $(WHEELS),--find-links $(WHEELS)) $(PIP_EXTRA)
 VENDOR := src/soundatlas/web/static/vendor
 WEB_STAMP := $(VENDOR)/.installed
 
-.PHONY: setup system-packages demo test bench wheel clean-demo
+.PHONY: setup system-packages test-packages demo test bench wheel clean-demo
 
 setup: system-packages $(STAMP) $(WEB_STAMP)
 
 system-packages:
-	@missing=""; \
-	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
-	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
-	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:$$missing"; \
-		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@extra=""; \
+	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || extra="$$extra python3-venv"; \
+	command -v node >/dev/null 2>&1 || extra="$$extra nodejs"; \
+	command -v npm >/dev/null 2>&1 || extra="$$extra npm"; \
+	SUDO="$(SUDO)" sh tools/apt_install.sh $(APT_PACKAGES) $$extra
+
+test-packages:
+	@SUDO="$(SUDO)" sh tools/apt_install.sh --optional "the tests that need them are \
+	skipped, naming them (a browser: .venv/bin/playwright install chromium)" $(TEST_APT_PACKAGES)
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,7 +65,7 @@ demo: setup $(DEMO)/metadata.csv
 # fixtures are built once. 2 fits the CI machine's two cores.
 TEST_JOBS ?= 2
 
-test: setup
+test: setup test-packages
 	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 # A wheel that is a complete install: the shipped model and the page, three.js included.

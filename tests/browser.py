@@ -1,5 +1,7 @@
 """The browser the web tests (and ``benchmarks/bench_web.py``) drive: Debian's ``chromium``
-package, which ``make setup`` installs, headless through Playwright with WebGL in software.
+package, which ``make test`` installs, headless through Playwright with WebGL in software.
+Where the system has no such package (Ubuntu ships Chromium as a snap), the Chromium that
+``.venv/bin/playwright install chromium`` downloads serves instead.
 
 Tests import it as ``from browser import ...``; a test that needs the browser calls
 :func:`require_chromium`, which skips it, naming the package, when the browser is missing.
@@ -7,6 +9,7 @@ Tests import it as ``from browser import ...``; a test that needs the browser ca
 
 from __future__ import annotations
 
+import os
 import shutil
 
 __all__ = ["PACKAGE", "MISSING", "LAUNCH_ARGS", "VIEWPORT", "HOOK", "find_chromium",
@@ -14,7 +17,8 @@ __all__ = ["PACKAGE", "MISSING", "LAUNCH_ARGS", "VIEWPORT", "HOOK", "find_chromi
 
 PACKAGE = "chromium"  # Debian's package, and the command it installs
 MISSING = (f"Debian's {PACKAGE} package is not installed (no `{PACKAGE}` on PATH): "
-           f"`make setup` installs it (apt-get install {PACKAGE})")
+           f"`make test` installs it (apt-get install {PACKAGE}); where the system has no such "
+           "package, `.venv/bin/playwright install chromium` gives one")
 LAUNCH_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
@@ -28,8 +32,19 @@ HOOK = "window.soundatlas"  # the page's automation hook (documented at the top 
 
 
 def find_chromium() -> str | None:
-    """The path of the ``chromium`` command on PATH, or None when it is not installed."""
-    return shutil.which(PACKAGE)
+    """The path of the ``chromium`` command on PATH, else of the Chromium Playwright
+    downloaded (``playwright install chromium``), or None when there is neither."""
+    path = shutil.which(PACKAGE)
+    if path is not None:
+        return path
+    try:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            path = p.chromium.executable_path
+    except Exception:  # no Playwright, or its driver cannot start: no browser to drive
+        return None
+    return path if path and os.access(path, os.X_OK) else None
 
 
 def require_chromium() -> str:
