@@ -126,16 +126,36 @@ def _get(url: str) -> tuple[int, bytes, str]:
         return e.code, e.read(), e.headers.get("content-type", "")
 
 
+_VENDOR = ROOT / "src" / "soundatlas" / "web" / "static" / "vendor"
+_VENDOR_FILES: dict[str, dict[str, int]] = {}  # "before"/"after" the build: path -> inode
+
+
+def _vendor_files() -> dict[str, int]:
+    return {str(p.relative_to(_VENDOR)): p.stat().st_ino for p in _VENDOR.rglob("*")
+            if p.is_file()}
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    _VENDOR_FILES["before"] = _vendor_files()
     run = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
          "-w", str(out), str(ROOT)],
         capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
+    _VENDOR_FILES["after"] = _vendor_files()
     (whl,) = out.glob("soundatlas-*.whl")
     return whl
+
+
+def test_building_a_wheel_leaves_the_checkouts_page_files_in_place(wheel):
+    """The build copied three.js into the checkout by emptying its vendor folder first: the
+    page the other tests serve lost it for a moment, and make's stamp in it went, so that
+    every later `make test` ran `npm ci` again. Files already up to date stay as they are."""
+    before, after = _VENDOR_FILES["before"], _VENDOR_FILES["after"]
+    assert "three/three.module.js" in after
+    assert {k: v for k, v in after.items() if k in before} == before
 
 
 def test_the_wheel_carries_the_model_the_page_and_three_js_and_declares_ranges(wheel):

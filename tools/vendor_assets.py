@@ -22,6 +22,7 @@ FILES = {
 }
 
 VENDOR = Path("src/soundatlas/web/static/vendor")
+STAMP = ".installed"  #: the Makefile's mark that the folder is up to date (kept by copy)
 
 
 def missing(root: Path) -> list[str]:
@@ -30,17 +31,32 @@ def missing(root: Path) -> list[str]:
 
 
 def copy(root: Path) -> None:
-    """Replace the vendor folder with fresh copies from ``root/node_modules``."""
+    """Bring the vendor folder up to date from ``root/node_modules``, in place: a file that is
+    already the same is left alone, one that differs is replaced by a rename, and only files
+    the list no longer names are removed. The folder is never emptied (a wheel built from a
+    checkout whose page is being served, by the tests say, would have taken three.js from under
+    it), and ``make``'s stamp in it stays (else the next ``make`` ran ``npm ci`` again)."""
     modules = root / "node_modules"
     absent = [src for src in FILES if not (modules / src).is_file()]
     if absent:
         raise SystemExit(f"{modules}: {', '.join(absent)} missing; run `npm ci` first "
                          "(`make setup` does)")
     vendor = root / VENDOR
-    shutil.rmtree(vendor, ignore_errors=True)
     for src, dst in FILES.items():
-        (vendor / dst).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(modules / src, vendor / dst)
+        target = vendor / dst
+        data = (modules / src).read_bytes()
+        if target.is_file() and target.read_bytes() == data:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(f".{target.name}.part")
+        part.write_bytes(data)
+        part.replace(target)
+    wanted = {vendor / dst for dst in FILES.values()}
+    for path in sorted(vendor.rglob("*"), reverse=True):  # files before their folders
+        if path.is_file() and path not in wanted and path.name != STAMP:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
 
 
 if __name__ == "__main__":
