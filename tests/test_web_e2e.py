@@ -1177,9 +1177,15 @@ def test_a_map_or_colouring_answered_after_a_later_choice_is_dropped(page, serve
         let release;
         const held = new Promise((done) => { release = done; });
         window.releaseHeld = release;
+        window.heldAnswered = 0;  // held requests whose answers (bodies too) have arrived
         window.fetch = (url, ...rest) => {
             const slow = /\\/api\\/models\\/p\\/points|\\/api\\/labels\\/pitch/.test(String(url));
-            return slow ? held.then(() => fetched(url, ...rest)) : fetched(url, ...rest);
+            if (!slow) return fetched(url, ...rest);
+            return held.then(() => fetched(url, ...rest)).then(async (response) => {
+                const body = await response.clone().arrayBuffer();  // all of it has come
+                window.heldAnswered += 1;
+                return response;
+            });
         };
     }""")
     page.select_option("#model", "p")
@@ -1188,8 +1194,8 @@ def test_a_map_or_colouring_answered_after_a_later_choice_is_dropped(page, serve
     page.select_option("#colour-by", "articulation")
     page.wait_for_function(f"{HOOK}.state.colourBy === 'articulation'")
     page.evaluate("window.releaseHeld()")
-    page.wait_for_load_state("networkidle")  # the held answers have arrived and been read
-    _frames_drawn(page, 3)
+    page.wait_for_function("window.heldAnswered === 2")  # both held answers have come
+    _frames_drawn(page, 5)  # and the page has read them (a few tasks) and drawn since
     assert _state(page, "model") == "m" and page.input_value("#model") == "m"
     assert _state(page, "colourBy") == "articulation"
     assert page.input_value("#colour-by") == "articulation"
