@@ -694,6 +694,31 @@ def test_a_gm_violin_is_the_demo_violin(sets_library):
 
 
 @needs_fluidsynth
+def test_a_rerun_with_fewer_classes_keeps_the_rows_of_the_files_it_left(tmp_path):
+    """Rendering gm violin and timpani, then violin alone into the same folder, left the
+    timpani files on disk and took their rows out of the manifests: `index` then labelled
+    them with nothing. Rows of files a rerun does not plan stay while their files do; the
+    demo set's too."""
+    out = tmp_path / "lib"
+    kw = dict(velocities=[VELOCITY], pitch_step=24, n_jobs=1)
+    demo.render_library(out, sound_set="gm", classes=["violin", "timpani"], **kw)
+    demo.render_library(out, classes=["contrabass", "flute"], velocities=[VELOCITY], n_jobs=1)
+    before = {r["path"]: r for r in _rows(out / "metadata.csv")}
+    assert {r["instrument"] for r in before.values()} >= {"timpani", "violin", "flute"}
+    demo.render_library(out, sound_set="gm", classes=["violin"], **kw)
+    demo.render_library(out, classes=["contrabass"], velocities=[VELOCITY], n_jobs=1)
+    after = {r["path"]: r for r in _rows(out / "metadata.csv")}
+    assert after == before
+    part = {r["path"] for r in _rows(out / "gm/FluidR3_GM/metadata.csv")}
+    assert any(p.startswith("timpani/") for p in part)
+    # a file gone since: its row goes too
+    gone = next(p for p in before if p.startswith("gm/FluidR3_GM/timpani/"))
+    (out / gone).unlink()
+    demo.render_library(out, sound_set="gm", classes=["violin"], **kw)
+    assert set(r["path"] for r in _rows(out / "metadata.csv")) == set(before) - {gone}
+
+
+@needs_fluidsynth
 def test_drum_files_are_one_shots_trimmed_after_the_sound(sets_library):
     out, _, _ = sets_library
     base = out / "drums/FluidR3_GM"

@@ -19,6 +19,8 @@ from soundatlas.demo.manifests import (
     METADATA_FILE,
     clear_manifests,
     demo_rows,
+    earlier_rows,
+    kept_rows,
     rows_of,
     write_part_manifests,
     write_root_manifests,
@@ -143,7 +145,11 @@ def render_library(
     for part in parts:
         if part.sound_set == "demo":
             _claim_demo_folder(out, part)
-    kept_rows, kept_silent = (None, None) if "demo" in sets else demo_rows(out)
+    # what earlier renders into these folders listed: the rows of files this one does not plan
+    # stay (a rerun with fewer --classes leaves the others' files, and so their labels)
+    earlier = {part.folder: earlier_rows(out / part.folder) if part.folder else demo_rows(out)
+               for part in parts}
+    root_rows, root_silent = (None, None) if "demo" in sets else demo_rows(out)
     _prepare_folders(out, parts)
 
     report = progress or (lambda n_done, n_total: None)
@@ -176,11 +182,13 @@ def render_library(
         summary.parts.append(PartSummary(part.sound_set, part.bank, part.folder, len(part.items),
                                          len(written), len(silent), n_bytes))
         if part.folder:
-            write_part_manifests(out, part.folder, part.items, written, silent)
+            write_part_manifests(out, part.folder, part.items, written, silent,
+                                 earlier[part.folder])
         else:
-            kept_rows = rows_of(written)
-            kept_silent = rows_of(silent)
-    write_root_manifests(out, kept_rows, kept_silent)
+            planned = {item.path for item in part.items}
+            root_rows = rows_of(written) + kept_rows(earlier[part.folder][0], planned, out)
+            root_silent = rows_of(silent) + kept_rows(earlier[part.folder][1], planned, None)
+    write_root_manifests(out, root_rows, root_silent)
     summary.seconds = time.perf_counter() - start
     return summary
 

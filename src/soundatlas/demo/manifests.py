@@ -45,7 +45,8 @@ def rows_of(items: Iterable[Item], strip: int = 0) -> list[Row]:
 
 
 def write_part_manifests(
-    out: Path, folder: str, planned: list[Item], written: list[Item], silent: list[Item]
+    out: Path, folder: str, planned: list[Item], written: list[Item], silent: list[Item],
+    earlier: tuple[list[Row], list[Row]] = ([], []),
 ) -> None:
     """Write the manifests of one set folder.
 
@@ -59,12 +60,31 @@ def write_part_manifests(
         Every item of the part: their labels choose the columns, even where no row is written.
     written, silent : list
         The items of ``metadata.csv`` and of ``silent.csv``.
+    earlier : (rows, silent rows), optional
+        The folder's manifests before this render (:func:`earlier_rows`): the rows of files it
+        did not plan are kept (:func:`kept_rows`).
     """
     unit = out / folder
     prefix = len(folder) + 1
-    columns = columns_of(item.labels for item in planned)
-    write_rows(unit / SILENT_FILE, rows_of(silent, prefix), columns)
-    write_rows(unit / METADATA_FILE, rows_of(written, prefix), columns)
+    planned_paths = {item.path[prefix:] for item in planned}
+    rows = rows_of(written, prefix) + kept_rows(earlier[0], planned_paths, unit)
+    silent_rows = rows_of(silent, prefix) + kept_rows(earlier[1], planned_paths, None)
+    columns = columns_of([*(item.labels for item in planned), *rows, *silent_rows])
+    write_rows(unit / SILENT_FILE, silent_rows, columns)
+    write_rows(unit / METADATA_FILE, rows, columns)
+
+
+def earlier_rows(folder: Path) -> tuple[list[Row], list[Row]]:
+    """The rows of ``folder``'s ``metadata.csv`` and ``silent.csv`` (empty where absent)."""
+    return read_rows(folder / METADATA_FILE), read_rows(folder / SILENT_FILE)
+
+
+def kept_rows(rows: list[Row], planned: set[str], base: Path | None) -> list[Row]:
+    """Rows of an earlier render into the same folder for files this one does not plan (another
+    --classes, --velocities or --pitch-step): their files stay on disk, so their labels stay
+    in the manifest. With ``base``, only rows whose file is still at ``base / path``."""
+    return [r for r in rows if r["path"] not in planned
+            and (base is None or (base / r["path"]).is_file())]
 
 
 def columns_of(rows: Iterable[Mapping[str, str]]) -> list[str]:
