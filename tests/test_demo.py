@@ -786,6 +786,25 @@ def test_a_soundfont_without_melodic_presets_renders_no_gm(monkeypatch, tmp_path
 
 
 @needs_fluidsynth
+def test_demo_classes_the_soundfont_has_no_preset_for_are_named_not_rendered(monkeypatch,
+                                                                             tmp_path):
+    """The demo set rendered every note of a class the SoundFont has no preset for, silent,
+    with a FluidSynth error line a note, and exited 0 having written nothing. Those classes are
+    named once and left out; with none left, nothing to render is an error."""
+    real = demo.sets.soundfont_presets()
+    flute = 73  # its General MIDI program
+    monkeypatch.setattr(demo.sets, "soundfont_presets",
+                        lambda soundfont: {k: v for k, v in real.items() if k != (0, flute)})
+    summary = demo.render_library(tmp_path / "a", classes=["flute", "contrabass"],
+                                  velocities=[VELOCITY], n_jobs=1)
+    assert any("no bank-0 preset for the demo classes flute" in m for m in summary.messages)
+    assert summary.n_notes > 0 and not any(s.note.instrument == "flute" for s in summary.skipped)
+    assert {r["instrument"] for r in _rows(tmp_path / "a" / "metadata.csv")} == {"contrabass"}
+    with pytest.raises(ParameterError, match="no bank-0 preset for the demo classes flute"):
+        demo.render_library(tmp_path / "b", classes=["flute"], velocities=[VELOCITY], n_jobs=1)
+
+
+@needs_fluidsynth
 def test_cli_summarises_silent_notes_in_one_line(tmp_path, capsys):
     from soundatlas.cli import main
 

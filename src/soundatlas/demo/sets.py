@@ -330,8 +330,10 @@ def plan_parts(
             part.bank = bank
     else:
         soundfont = None
-    if "gm" in sets or "drums" in sets:
+    if {"demo", "gm", "drums"} & set(sets):
         presets = soundfont_presets(soundfont)
+    if "demo" in sets:
+        _keep_demo_presets(parts, bank, presets, messages)
     if "gm" in sets:
         parts += _plan_gm_part(bank, presets, messages, classes=classes, pitch_step=pitch_step,
                                velocities=velocities, audio_format=audio_format)
@@ -341,6 +343,21 @@ def plan_parts(
     if "synth" in sets:
         parts.append(Part("synth", procedural.BANK, synth_items[0].folder, synth_items))
     return parts, messages, soundfont
+
+
+def _keep_demo_presets(parts: list, bank: str, presets, messages: list[str]) -> None:
+    """Leave out of the demo part the notes of classes whose program the SoundFont has no
+    bank-0 preset for (a drum-kit or add-on SoundFont), naming them once; the part goes when
+    none is left. (FluidSynth rendered each such note silent, with an error line a note.)"""
+    demo = next(p for p in parts if p.sound_set == "demo")
+    missing = sorted({n.instrument for n in demo.items if (0, n.program) not in presets})
+    if not missing:
+        return
+    demo.items = [n for n in demo.items if (0, n.program) in presets]
+    messages.append(f"{bank}: no bank-0 preset for the demo classes {', '.join(missing)}: "
+                    + ("not rendered" if demo.items else "demo not rendered"))
+    if not demo.items:
+        parts.remove(demo)
 
 
 def _plan_gm_part(bank, presets, messages, *, classes, pitch_step, velocities, audio_format):
