@@ -845,3 +845,15 @@ def test_the_synth_set_needs_no_fluidsynth_and_writes_flac_as_wav(monkeypatch, t
         a, _ = sf.read(tmp_path / "flac" / r["path"], dtype="int16")
         b, _ = sf.read(tmp_path / "wav" / r["path"].replace(".flac", ".wav"), dtype="int16")
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_render_worker_does_not_import_torch():
+    """Each render worker imported torch (1.7 s and some 245 MB each, one worker per core)
+    only to watch for its parent's end; rendering needs none of it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import soundatlas.demo.library as L; L._init_worker(None, 44100, 1); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out

@@ -25,6 +25,7 @@ from soundatlas import audio
 from soundatlas.atlas.records import Analysis, AudioFacts
 from soundatlas.cqt import PAPER_CQT, CQTParams, cqt_batch
 from soundatlas.errors import AudioReadError, SoundAtlasError
+from soundatlas.processes import ORPHAN_CHECK_S, end_with_parent  # noqa: F401 (here too)
 
 __all__ = [
     "Analysis", "Moved", "analyse_files", "content_hash", "legacy_fingerprint", "read_ahead",
@@ -313,43 +314,6 @@ def _init_worker(parent: int) -> None:
     import torch
 
     torch.set_num_threads(1)  # one process per core; threads would fight over the same cores
-
-
-#: seconds between a worker's looks at whether the process that started it is still there
-ORPHAN_CHECK_S = 1.0
-
-
-def end_with_parent(parent: int) -> None:
-    """End this worker when ``parent``, the process that started the pool, is gone.
-
-    A pool's workers end when the pool is shut down, and when its process is interrupted from
-    the terminal (the signal reaches the whole process group). But ``kill PID`` of ``soundatlas
-    index`` left its workers blocked for good on the result pipe that no one read any more,
-    holding some 450 MB each. A daemon thread ends the worker once ``parent`` no longer runs or
-    the worker was handed to another parent (``os.getppid`` changes when its parent dies). The
-    worker's own parent need not be ``parent``: a ``forkserver`` pool's workers are the fork
-    server's children, and it ends with ``parent``.
-    """
-    own = os.getppid()
-
-    def gone() -> bool:
-        if os.getppid() != own:
-            return True
-        try:
-            os.kill(parent, 0)
-        except ProcessLookupError:
-            return True
-        except OSError:  # it runs, as another user
-            pass
-        return False
-
-    def watch() -> None:
-        tick = threading.Event()
-        while not gone():
-            tick.wait(ORPHAN_CHECK_S)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="soundatlas-orphan-check").start()
 
 
 def run_batches(

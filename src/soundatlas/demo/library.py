@@ -247,7 +247,7 @@ class _WorkerInitError(RuntimeError):
 
 
 def _init_worker(soundfont: str | None, sample_rate: int, parent: int) -> None:
-    from soundatlas.pipeline import end_with_parent
+    from soundatlas.processes import end_with_parent  # light: a render worker needs no torch
 
     global _worker_synth, _worker_error, _worker_rate
     end_with_parent(parent)  # a killed render leaves no worker behind
