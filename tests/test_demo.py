@@ -857,3 +857,35 @@ def test_a_render_worker_does_not_import_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "False", out
+
+
+@needs_fluidsynth
+def test_a_soundfont_or_folder_that_cannot_be_read_or_written_is_one_line(tmp_path):
+    """A SoundFont without read permission, and an OUT folder that cannot be written, ended in
+    PermissionError tracebacks."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import where_modes_bind
+
+    prefix = where_modes_bind()
+    command = [*prefix, str(Path(sys.executable).parent / "soundatlas"), "demo-library", "-q"]
+    locked = tmp_path / "locked.sf2"
+    locked.write_bytes(b"RIFF\0\0\0\0sfbk")
+    locked.chmod(0o000)
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    try:
+        for args, says in (([str(tmp_path / "out"), "--soundfont", str(locked)],
+                            "cannot read the SoundFont: Permission denied"),
+                           ([str(read_only), "--classes", "flute", "--velocities", "80"],
+                            f"cannot write into {read_only}: Permission denied")):
+            out = subprocess.run([*command, *args], capture_output=True, text=True, timeout=300,
+                                 env={**os.environ, "CI": "1"})
+            assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+            assert says in out.stderr, out.stderr
+    finally:
+        locked.chmod(0o644)
+        read_only.chmod(0o755)

@@ -214,7 +214,12 @@ def _claim_demo_folder(out: Path, part: Part) -> None:
             "over it would mix two makers' notes under the same paths. Render it into another "
             f"folder, or use --set gm or --set drums, whose files sit in a folder per bank")
     if previous != bank:
-        marker.write_text(bank + "\n", encoding="utf-8")
+        try:
+            marker.write_text(bank + "\n", encoding="utf-8")
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise
+            raise ParameterError(f"cannot write into {out}: {exc.strerror or exc}") from None
 
 
 def _prepare_folders(out: Path, parts: list[Part]) -> None:

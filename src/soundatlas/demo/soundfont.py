@@ -58,8 +58,11 @@ def find_soundfont(path: str | os.PathLike | None = None) -> Path:
         found = Path(path).expanduser()
         if not found.is_file():
             raise MissingDependencyError(f"SoundFont not found: {os.fspath(path)}")
-    with open(found, "rb") as f:
-        header = f.read(12)
+    try:
+        with open(found, "rb") as f:
+            header = f.read(12)
+    except OSError as exc:  # a permission, an I/O error: in words, not a traceback
+        raise AudioReadError(found, f"cannot read the SoundFont: {exc.strerror or exc}") from None
     if header[:4] != b"RIFF" or header[8:12] != b"sfbk":
         raise AudioReadError(found, "not a SoundFont (no RIFF sfbk header)")
     return found.resolve()
