@@ -682,7 +682,7 @@ def test_reads_while_map_adds_and_removes_files_are_consistent_and_then_show_the
     server = subprocess.Popen(sa("serve", "--atlas", tone_library / ".soundatlas", "--port", "0"),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     problems: list[str] = []
-    counts = {"points": 0, "neighbours": 0, "gone": 0}
+    counts = {"points": 0, "neighbours": 0, "gone": 0, "during": 0}
     try:
         url = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline()).group(0)
         mapping = subprocess.Popen(sa("map", tone_library, "--jobs", "1", "-q"), env=env,
@@ -707,6 +707,7 @@ def test_reads_while_map_adds_and_removes_files_are_consistent_and_then_show_the
                     if np.any(np.diff(ids) <= 0) or not np.all(np.isfinite(points)):
                         problems.append("points: ids not ascending or a point not finite")
                     counts["points"] += 1
+                    counts["during"] += mapping.poll() is None  # answered while map ran
                     sid = int(rng.choice(ids))
                     r = c.get(f"/api/models/default/neighbours/{sid}", params={"k": 5})
                     if r.status_code == 404:  # removed since the points were read
@@ -734,6 +735,7 @@ def test_reads_while_map_adds_and_removes_files_are_consistent_and_then_show_the
         assert mapping.returncode == 0, err
         assert problems == [], problems[:5]
         assert counts["points"] >= 24 and counts["neighbours"] > 0
+        assert counts["during"] > 0, counts  # the reads did overlap the writes
         with httpx.Client(base_url=url, timeout=60) as c:  # the page reloaded: the new library
             n_now = 18 - len(removed) + 60
             assert c.get("/api/atlas").json()["n_samples"] == n_now

@@ -164,6 +164,29 @@ def test_a_foreign_host_header_is_refused_when_hosts_are_restricted(site):
     assert status == 400 and "evil.example" in json.loads(body)["error"]
 
 
+def test_serve_on_loopback_refuses_a_foreign_host_header(site):
+    """DNS rebinding: a page on another site whose name resolves to 127.0.0.1 reaches the
+    server with its own name in Host. `serve` on a loopback address (the default) answers only
+    loopback names; the check is made by `serve` itself, not only by create_app."""
+    import re
+
+    import httpx
+
+    _, lib, _ = site
+    server = subprocess.Popen([str(BIN), "serve", "--atlas", str(lib / "atlasdir"), "--port", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=dict(os.environ, CI="1"))
+    try:
+        url = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline()).group(0)
+        with httpx.Client(base_url=url, timeout=60) as c:
+            assert c.get("/api/atlas").status_code == 200
+            r = c.get("/api/atlas", headers={"host": "evil.example"})
+            assert r.status_code == 400 and "evil.example" in r.json()["error"]
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+
 def test_loopback_hosts():
     assert all(map(is_loopback_host, ["127.0.0.1", "127.3.4.5", "::1", "[::1]", "localhost"]))
     assert not any(map(is_loopback_host, ["0.0.0.0", "192.168.1.4", "::", "example.org"]))
