@@ -847,16 +847,18 @@ def test_the_synth_set_needs_no_fluidsynth_and_writes_flac_as_wav(monkeypatch, t
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_render_worker_does_not_import_torch():
+def test_a_render_worker_does_not_import_torch_and_leaves_ctrl_c_to_its_parent():
     """Each render worker imported torch (1.7 s and some 245 MB each, one worker per core)
-    only to watch for its parent's end; rendering needs none of it."""
+    only to watch for its parent's end; rendering needs none of it. And a Ctrl-C printed each
+    worker's traceback: the parent stops the pool."""
     import subprocess
     import sys
 
-    code = ("import sys; import soundatlas.demo.library as L; L._init_worker(None, 44100, 1); "
-            "print('torch' in sys.modules)")
+    code = ("import signal, sys; import soundatlas.demo.library as L; "
+            "L._init_worker(None, 44100, 1); "
+            "print('torch' in sys.modules, signal.getsignal(signal.SIGINT) == signal.SIG_IGN)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "False", out
+    assert out.returncode == 0 and out.stdout.strip() == "False True", out
 
 
 @needs_fluidsynth

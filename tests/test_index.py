@@ -372,6 +372,45 @@ def test_killed_run_resumes_to_the_same_atlas(tmp_path):
         assert on_disk == named  # no orphan left by the kill
 
 
+def test_ctrl_c_during_index_with_workers_exits_130_and_a_rerun_finishes(tmp_path):
+    """Ctrl-C in a terminal reaches the whole process group: `soundatlas index --jobs 2` and
+    its workers. It exits 130 saying how to go on, with no worker's traceback, and the next
+    run indexes the rest."""
+    import threading
+
+    lib = tmp_path / "lib"
+    for i in range(240):
+        write_tone(lib / f"d{i % 4}/t{i:03d}.wav", 100.0 + 5 * i, seconds=0.25, sr=16000)
+    atlas = lib / ".soundatlas"
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "soundatlas"), "index", str(lib),
+                             "--jobs", "2", "--batch-size", "4", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "CI": "1"})
+    try:
+        tick = threading.Event()
+        for _ in range(6000):  # until a few batches are committed (at most 2 minutes)
+            if (atlas / "atlas.sqlite").is_file():
+                with sqlite3.connect(f"file:{atlas / 'atlas.sqlite'}?mode=ro", uri=True) as c:
+                    try:
+                        if c.execute("SELECT COUNT(*) FROM samples").fetchone()[0] >= 8:
+                            break
+                    except sqlite3.OperationalError:  # the schema is still being made
+                        pass
+            assert proc.poll() is None, proc.communicate()
+            tick.wait(0.02)
+        os.killpg(proc.pid, signal.SIGINT)  # as the terminal does
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "soundatlas index: interrupted; run it again to go on" in err
+    assert "Traceback" not in err, err
+    s = index(lib)
+    assert s.n_samples == 240 and s.n_unchanged >= 8 and s.n_failed == 0
+
+
 def test_bad_corpus_each_file_indexed_or_recorded(tmp_path):
     from badfiles import make_bad_corpus
 

@@ -302,3 +302,20 @@ def test_workers_end_when_the_process_that_started_them_is_killed(tmp_path, cont
     for pid in left:  # do not leave them to the rest of the session
         os.kill(pid, signal.SIGKILL)
     assert left == []
+
+
+def test_a_pool_worker_leaves_ctrl_c_to_its_parent():
+    """Ctrl-C reaches every process of the terminal's group: a worker waiting for its next batch
+    took it too, printed a traceback and died under its pool. It ignores it; the parent, which
+    gets it as well, stops the pool."""
+    import signal
+
+    from soundatlas.pipeline import _process_pool
+
+    pool = _process_pool(1)
+    try:
+        pid = pool.submit(os.getpid).result(timeout=120)  # started: its initializer has run
+        os.kill(pid, signal.SIGINT)  # as the terminal sends it, while the worker waits
+        assert pool.submit(os.getpid).result(timeout=120) == pid  # the same worker goes on
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

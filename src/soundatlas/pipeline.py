@@ -25,7 +25,7 @@ from soundatlas import audio
 from soundatlas.atlas.records import Analysis, AudioFacts
 from soundatlas.cqt import PAPER_CQT, CQTParams, cqt_batch
 from soundatlas.errors import AudioReadError, SoundAtlasError
-from soundatlas.processes import ORPHAN_CHECK_S, end_with_parent  # noqa: F401 (here too)
+from soundatlas.processes import ORPHAN_CHECK_S, end_with_parent, worker_started  # noqa: F401
 
 __all__ = [
     "Analysis", "Moved", "analyse_files", "content_hash", "legacy_fingerprint", "read_ahead",
@@ -310,7 +310,7 @@ def default_n_jobs() -> int:
 
 
 def _init_worker(parent: int) -> None:
-    end_with_parent(parent)
+    worker_started(parent)
     import torch
 
     torch.set_num_threads(1)  # one process per core; threads would fight over the same cores

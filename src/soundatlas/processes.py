@@ -4,9 +4,10 @@ demo library's render workers, which need no torch, use it too."""
 from __future__ import annotations
 
 import os
+import signal
 import threading
 
-__all__ = ["ORPHAN_CHECK_S", "end_with_parent"]
+__all__ = ["ORPHAN_CHECK_S", "end_with_parent", "leave_interrupts_to_parent", "worker_started"]
 
 
 #: seconds between a worker's looks at whether the process that started it is still there
@@ -44,3 +45,17 @@ def end_with_parent(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="soundatlas-orphan-check").start()
+
+
+def leave_interrupts_to_parent() -> None:
+    """Ignore Ctrl-C in this worker. The terminal sends it to the whole process group, and the
+    parent, which gets it too, stops the pool and says how to go on; a worker that took it too
+    printed a traceback of its own, waiting on the pool's queue."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def worker_started(parent: int) -> None:
+    """A pool worker's start: it ends with ``parent`` (:func:`end_with_parent`) and leaves Ctrl-C
+    to it (:func:`leave_interrupts_to_parent`)."""
+    end_with_parent(parent)
+    leave_interrupts_to_parent()

@@ -252,10 +252,10 @@ class _WorkerInitError(RuntimeError):
 
 
 def _init_worker(soundfont: str | None, sample_rate: int, parent: int) -> None:
-    from soundatlas.processes import end_with_parent  # light: a render worker needs no torch
+    from soundatlas.processes import worker_started  # light: a render worker needs no torch
 
     global _worker_synth, _worker_error, _worker_rate
-    end_with_parent(parent)  # a killed render leaves no worker behind
+    worker_started(parent)  # a killed render leaves no worker behind; Ctrl-C is the parent's
     _worker_rate = sample_rate
     if soundfont is None:
         return
