@@ -669,3 +669,25 @@ def test_an_empty_model_name_is_not_taken_for_the_default(tone_library, capsys):
     proc = run_in_process(capsys, "train", "--atlas", atlas, "-n", "label:mood", "--name",
                           "v1", "--iterations", "2")
     assert proc.returncode == 1 and not (atlas / "models" / "v1").exists(), proc
+
+
+def test_without_atlas_commands_open_soundatlas_atlas_else_the_current_folders(
+        tone_library, tmp_path, capsys, monkeypatch):
+    """Every command but index and map opens --atlas, else the folder $SOUNDATLAS_ATLAS names,
+    else ./.soundatlas (README "Commands")."""
+    from soundatlas.indexing import index_library
+
+    index_library(tone_library, n_jobs=1)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    monkeypatch.delenv("SOUNDATLAS_ATLAS", raising=False)
+    missing = run_in_process(capsys, "info", "--json")
+    assert missing.returncode == 1 and str(other / ".soundatlas") in missing.stderr
+    monkeypatch.setenv("SOUNDATLAS_ATLAS", str(tone_library / ".soundatlas"))
+    by_env = run_in_process(capsys, "info", "--json")
+    assert by_env.returncode == 0 and json.loads(by_env.stdout)["n_samples"] == 18
+    monkeypatch.delenv("SOUNDATLAS_ATLAS")
+    monkeypatch.chdir(tone_library)
+    here = run_in_process(capsys, "info", "--json")
+    assert here.returncode == 0 and json.loads(here.stdout)["n_samples"] == 18
