@@ -189,18 +189,22 @@ def _frames_drawn(page, n: int) -> None:
                   "() => next(k - 1)) : done(); next(n); })", n)
 
 
-def _settled_positions(page, ids: list[int]) -> list[tuple[float, float]]:
-    """The points' client positions once the view stops moving (a fly-to glides)."""
-    page.evaluate("""ids => new Promise(done => {
+def _settled_positions(page, ids: list[int], *, visible: bool = False
+                       ) -> list[tuple[float, float] | None]:
+    """The points' client positions once the view stops moving (a fly-to glides); with
+    ``visible``, once they are all on the map too (a point flown to may start off it)."""
+    page.evaluate("""([ids, visible]) => new Promise(done => {
         let last = null;
         const step = () => {
-            const now = JSON.stringify(ids.map(id => window.soundatlas.screenPosition(id)));
-            if (now === last) done(); else { last = now; requestAnimationFrame(step); }
+            const at = ids.map(id => window.soundatlas.screenPosition(id));
+            const now = JSON.stringify(at);
+            if (now === last && !(visible && at.includes(null))) done();
+            else { last = now; requestAnimationFrame(step); }
         };
         requestAnimationFrame(step);
-    })""", ids)
+    })""", [ids, visible])
     pos = _positions(page, ids)
-    return [pos[i] for i in ids]
+    return [pos.get(i) for i in ids]  # None: off the map
 
 
 def _state(page, key: str):
@@ -1523,3 +1527,27 @@ def test_paths_analogies_and_uploads_act_on_what_is_shown_and_stop_when_told(
     page.evaluate(f"{HOOK}.select({a})")  # (k is in the sample panel)
     page.select_option("#k", "20")
     page.wait_for_function("document.querySelectorAll('#query-neighbours li').length === 20")
+
+
+def test_a_double_click_or_f_flies_to_a_point(page, server):
+    """A double-click on a point, and `f` for the selected sample, glide the view until the
+    point is at the same place, the view's centre: the first point flown to moves there, and
+    so does the second from wherever the first flight left it."""
+    _open(page, server)
+    ids = _isolated(page, server, 3)
+    start = dict(zip(ids, _settled_positions(page, ids)))
+    box = _map_box(page)
+    middle = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    a = max(ids, key=lambda i: (start[i][0] - middle[0]) ** 2 + (start[i][1] - middle[1]) ** 2)
+    page.mouse.dblclick(*start[a])
+    (centre,) = _settled_positions(page, [a])
+    assert abs(centre[0] - start[a][0]) + abs(centre[1] - start[a][1]) > 20  # it moved
+    b = next(i for i in ids if i != a)
+    (before,) = _settled_positions(page, [b])  # (None: off the map, zoomed in on a)
+    assert before is None or abs(before[0] - centre[0]) + abs(before[1] - centre[1]) > 10
+    page.evaluate(f"{HOOK}.select({b})")
+    page.wait_for_function(f"{HOOK}.state.selected === {b}")
+    page.locator("#map canvas").focus()
+    page.keyboard.press("f")
+    (after,) = _settled_positions(page, [b], visible=True)
+    assert abs(after[0] - centre[0]) < 3 and abs(after[1] - centre[1]) < 3, (after, centre)
