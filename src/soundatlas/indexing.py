@@ -26,7 +26,6 @@ import json
 import os
 import sqlite3
 import time
-import unicodedata
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -37,14 +36,14 @@ from soundatlas.atlas.legacy import features_summary, file_name, is_silent, summ
 from soundatlas.atlas.store import chunked
 from soundatlas.cqt_params import AS_STORED, PAPER_CQT, AsStored, CQTParams
 from soundatlas.errors import AudioReadError, ParameterError, SoundAtlasError
+from soundatlas.index_labels import (DEFAULT_MANIFEST, check_label_sources,
+                                     resolve_label_sources, update_labels)
 from soundatlas.pipeline import (LEGACY_WHOLE_LIMIT, Moved, analyse_files, content_hash,
                                  default_n_jobs, isolate, legacy_fingerprint, run_batches)
 from soundatlas.scan import NOT_REGULAR, FileEntry, ScanList, TodoEntry
-from soundatlas.scratch import Scratch
 
 __all__ = ["IndexSummary", "index_library", "cqt_for_model", "DEFAULT_MANIFEST"]
 
-DEFAULT_MANIFEST = "metadata.csv"
 
 Progress = Callable[[int, int], None]
 
@@ -155,9 +154,9 @@ def index_library(
     if max_duration is not AS_STORED and max_duration is not None and not max_duration > 0:
         raise ParameterError(f"max_duration={max_duration} must be positive (or None for no limit)")
     atlas_dir = Path(atlas_dir) if atlas_dir is not None else default_atlas_dir(library)
-    _check_label_sources(library, label_sources)  # before the atlas is made or changed
+    check_label_sources(library, label_sources)  # before the atlas is made or changed
     with Atlas.create(atlas_dir, library=library, params=params) as atlas:
-        sources = _resolve_label_sources(atlas, library, label_sources)
+        sources = resolve_label_sources(atlas, library, label_sources)
         if refresh_features and atlas.cqt_params.kernel != PAPER_CQT.kernel:
             atlas.start_feature_refresh(replace(atlas.cqt_params, kernel=PAPER_CQT.kernel))
         params = atlas.cqt_params
@@ -237,7 +236,7 @@ def index_library(
                 # above; a failed analysis of such a file says why, and stays)
                 readable = set(atlas.lookup_paths(found.files_among(atlas.scan_failures())))
                 atlas.forget_failures(found.present(failed_paths) - readable)
-                _update_labels(atlas, library, sources, summary)
+                update_labels(atlas, library, sources, summary)
                 atlas.collect_garbage()
                 _finish_summary(atlas, summary)
                 summary.seconds = time.perf_counter() - start
@@ -640,155 +639,6 @@ class _LegacyFollower:
             del self.vacant[old]
         self._count(path, summary, -1)
         return old, path, split
-
-
-def _check_label_sources(library: Path, given) -> None:
-    """A ParameterError for a name pattern that does not compile or a manifest that is not a
-    file, before anything is written."""
-    fields = given.to_dict() if isinstance(given, labels_mod.LabelSources) else (given or {})
-    unknown = set(fields) - {"manifest", "folder", "name_pattern"}
-    if unknown:
-        raise ParameterError(f"label_sources: unknown setting {sorted(unknown)[0]!r}")
-    if fields.get("name_pattern"):
-        labels_mod.compile_name_pattern(fields["name_pattern"])
-    if fields.get("manifest"):
-        _manifest_path(library, fields["manifest"])
-
-
-def _manifest_path(library: Path, given: str) -> str:
-    """The manifest as stored: relative to the library when it is there, else absolute."""
-    manifest = Path(given)
-    if (manifest if manifest.is_absolute() else library / manifest).is_file():
-        return given
-    if not manifest.is_file():
-        what = "is a directory, not a CSV file" if manifest.is_dir() else "does not exist"
-        raise ParameterError(f"label manifest {given} {what}")
-    return str(manifest.resolve())
-
-
-def _resolve_label_sources(atlas, library: Path, given):
-    """Given sources (a LabelSources) win, and are stored; given fields (a dict) change only
-    themselves; what is not given stays as stored, else the defaults (``metadata.csv`` when
-    the library has one, folder labels). ``given`` has passed :func:`_check_label_sources`."""
-    import json
-
-    if isinstance(given, labels_mod.LabelSources):
-        given = given.to_dict()
-        base = {}
-    else:
-        given = dict(given or {})
-        stored = atlas.meta("label_sources")
-        if stored and not given:
-            return labels_mod.LabelSources(**json.loads(stored))
-        base = json.loads(stored) if stored else {
-            "manifest": DEFAULT_MANIFEST if (library / DEFAULT_MANIFEST).is_file() else None}
-    if given.get("manifest"):
-        given["manifest"] = _manifest_path(library, given["manifest"])
-    sources = labels_mod.LabelSources(**{**base, **given})
-    atlas.set_meta("label_sources", json.dumps(sources.to_dict()))
-    return sources
-
-
-_LABEL_INPUTS_META = "label_inputs"  # meta: what the labels were last made from (JSON)
-
-
-def _label_inputs(library: Path, sources) -> dict:
-    """What the labels are made from besides the samples' paths: the sources, and the
-    manifest's size and modification time."""
-    out = {"sources": sources.to_dict(), "manifest": None}
-    if sources.manifest:
-        path = Path(sources.manifest)
-        try:
-            st = (path if path.is_absolute() else library / path).stat()
-            out["manifest"] = [st.st_size, st.st_mtime_ns]
-        except OSError:
-            out["manifest"] = "unreadable"
-    return out
-
-
-def _update_labels(atlas: Atlas, library: Path, sources, summary: IndexSummary) -> None:
-    """Every sample's labels from the sources, streamed: the manifest goes to a scratch table
-    and the samples are labelled 900 at a time, so a million rows are never held at once.
-
-    Skipped when nothing they are made from changed: no sample added, replaced or removed
-    since they were written, the same sources, and the manifest of the same size and time (at
-    1M samples rewriting 13M label rows took most of an `index` run that found no change).
-    The problems the manifest had then are reported again."""
-    inputs = _label_inputs(library, sources)
-    before = atlas.meta(_LABEL_INPUTS_META)
-    if before is not None and atlas.labels_unchanged_since_written():
-        before = json.loads(before)
-        if before.get("inputs") == inputs:
-            summary.label_problems.extend(before.get("problems", []))
-            return
-    n_problems = len(summary.label_problems)
-    _write_labels(atlas, library, sources, summary)
-    atlas.set_meta(_LABEL_INPUTS_META, json.dumps(
-        {"inputs": inputs, "problems": summary.label_problems[n_problems:]}))
-
-
-def _write_labels(atlas: Atlas, library: Path, sources, summary: IndexSummary) -> None:
-    pattern = labels_mod.compile_name_pattern(sources.name_pattern) if sources.name_pattern else None
-    with Scratch() as scratch:
-        n_manifest = 0
-        if sources.manifest:
-            path = Path(sources.manifest)
-            # nfc: the path composed, for a manifest written on one system and files named on
-            # another (macOS writes names decomposed)
-            scratch.conn.execute("CREATE TABLE manifest(path TEXT PRIMARY KEY, nfc TEXT,"
-                                 " labels TEXT) WITHOUT ROWID")
-            scratch.conn.execute("CREATE INDEX manifest_nfc ON manifest(nfc)")
-            rows: list = []
-
-            def keep(rel, kv):
-                rows.append((rel, _nfc(rel), json.dumps(kv)))
-                if len(rows) >= 5000:
-                    scratch.insert("INSERT OR REPLACE INTO manifest VALUES (?, ?, ?)", rows)
-
-            manifest = labels_mod.read_manifest(
-                path if path.is_absolute() else library / path, library, on_row=keep)
-            scratch.insert("INSERT OR REPLACE INTO manifest VALUES (?, ?, ?)", rows)
-            summary.label_problems.extend(manifest.problems[:50])
-            n_manifest = scratch.conn.execute("SELECT count(*) FROM manifest").fetchone()[0]
-        matched = 0
-
-        def labelled():
-            nonlocal matched
-            for chunk in chunked(atlas.iter_ids_hashes(), 900):  # 900: SQLite's variable limit
-                listed = {}
-                if n_manifest:
-                    paths = [p for _sid, _digest, p in chunk]
-                    listed = dict(scratch.conn.execute(
-                        "SELECT path, labels FROM manifest WHERE path IN "
-                        f"({','.join('?' * len(paths))})", paths))
-                    # a path the manifest lists in another Unicode form
-                    other = {_nfc(p): p for p in paths if p not in listed}
-                    if other:
-                        listed.update((other[nfc], kv) for nfc, kv in scratch.conn.execute(
-                            "SELECT nfc, labels FROM manifest WHERE nfc IN "
-                            f"({','.join('?' * len(other))})", list(other)))
-                    matched += len(listed)
-                heard = atlas.audio_labels_of([sid for sid, _d, _p in chunk])
-                for sid, _digest, p in chunk:
-                    kv: dict[str, str] = dict(heard.get(sid, {}))  # the least explicit source
-                    if sources.folder:
-                        kv.update(labels_mod.folder_labels(p))
-                    if pattern is not None:
-                        kv.update(labels_mod.name_labels(p, pattern))
-                    if p in listed:
-                        kv.update(json.loads(listed[p]))  # the most explicit source: it wins
-                    yield sid, kv
-
-        atlas.replace_labels(labelled())
-        if n_manifest and n_manifest > matched:
-            summary.label_problems.append(
-                f"{n_manifest - matched} manifest rows name no indexed sample (missing or failed "
-                "files)"
-            )
-
-
-def _nfc(path: str) -> str:
-    return unicodedata.normalize("NFC", path)
 
 
 def _finish_summary(atlas: Atlas, summary: IndexSummary) -> None:
