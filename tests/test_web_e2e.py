@@ -1551,3 +1551,23 @@ def test_a_double_click_or_f_flies_to_a_point(page, server):
     page.keyboard.press("f")
     (after,) = _settled_positions(page, [b], visible=True)
     assert abs(after[0] - centre[0]) < 3 and abs(after[1] - centre[1]) < 3, (after, centre)
+
+
+def test_the_kit_keeps_the_keyboard_focus_and_its_import_is_reachable(page, server):
+    """A step toggled from the keyboard rebuilt the lanes and dropped the focus to the top of
+    the page; the kit's Import input was hidden from the keyboard."""
+    _open(page, server)
+    ids = _embedded_ids(server, "m")
+    for sid in ids[:2]:
+        page.evaluate(f"{HOOK}.select({sid})")
+        page.wait_for_function(f"{HOOK}.state.curation.selected?.id === {sid}")
+        page.click("#kit-add-selected")
+    step = "#kit-lanes li[data-lane='1'] .step[data-step='2']"
+    page.focus(step)
+    page.keyboard.press("Space")
+    assert _state(page, "kit")["lanes"][1]["steps"][2] is True
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Lane 2 step 3"
+    page.keyboard.press("Space")  # and again, from where the focus stayed
+    assert _state(page, "kit")["lanes"][1]["steps"][2] is False
+    page.focus("#kit-import")
+    assert page.evaluate("document.activeElement.id") == "kit-import"

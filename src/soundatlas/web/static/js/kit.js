@@ -282,7 +282,11 @@ export class KitBuilder {
   }
 
   render() {
-    $('kit-tempo').value = String(this.tempo);
+    // the control that has the focus is made anew: the new one gets it (a step toggled from
+    // the keyboard keeps the focus where it was, not back at the top of the page)
+    const active = $('kit-lanes').contains(document.activeElement) ? document.activeElement : null;
+    const focused = active && { lane: active.closest('li')?.dataset.lane,
+      label: active.getAttribute('aria-label') };
     $('kit-swing').value = String(this.swing);
     $('kit-play').textContent = this.timer === null && this.starting === null ? '▶ Play' : '■ Stop';
     for (const id of ['kit-play', 'kit-export', 'kit-clear']) $(id).disabled = !this.lanes.length;
@@ -306,6 +310,13 @@ export class KitBuilder {
         el('button', { type: 'button', className: 'small', textContent: '×', ariaLabel: `Remove lane ${i + 1}`,
           onclick: () => this.remove(i) }));
     }));
+    if (focused) {
+      const li = $('kit-lanes').querySelector(`li[data-lane="${focused.lane}"]`)
+        ?? $('kit-lanes').lastElementChild; // a lane removed: the one now last
+      const again = li && [...li.querySelectorAll('button, input')]
+        .find((e) => e.getAttribute('aria-label') === focused.label);
+      (again ?? li?.querySelector('button') ?? $('kit-add-selected'))?.focus();
+    }
     this.publish();
   }
 }
