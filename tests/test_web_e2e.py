@@ -1571,3 +1571,34 @@ def test_the_kit_keeps_the_keyboard_focus_and_its_import_is_reachable(page, serv
     assert _state(page, "kit")["lanes"][1]["steps"][2] is False
     page.focus("#kit-import")
     assert page.evaluate("document.activeElement.id") == "kit-import"
+
+
+def test_back_in_3d_the_view_shows_what_2d_zoomed_to(page, server):
+    """Going from 2-D back to 3-D kept the 3-D camera where it was: what 2-D had zoomed or
+    flown to was gone. The 3-D view comes back looking at the same place at the distance that
+    shows as much as the flat view did."""
+    import numpy as np
+
+    _open(page, server)
+    ids = _isolated(page, server, 3)
+    page.click("#view-2d")
+    box = _map_box(page)
+    middle = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    start = dict(zip(ids, _settled_positions(page, ids)))
+    a = max(ids, key=lambda i: (start[i][0] - middle[0]) ** 2 + (start[i][1] - middle[1]) ** 2)
+    page.mouse.dblclick(*start[a])  # flown to, and zoomed in
+    (flat,) = _settled_positions(page, [a])
+
+    near = [n["id"] for n in server.get(f"/api/models/m/neighbours/{a}?k=6&space=map")
+            ["neighbours"]]
+
+    def spread() -> float:  # how far a's nearest points on the map look from it: the zoom
+        at = _settled_positions(page, [a, *near])
+        return float(np.median([((p[0] - at[0][0]) ** 2 + (p[1] - at[0][1]) ** 2) ** 0.5
+                                for p in at[1:] if p is not None]))
+
+    zoomed = spread()
+    page.click("#view-3d")
+    (deep,) = _settled_positions(page, [a], visible=True)
+    assert abs(deep[0] - flat[0]) < 3 and abs(deep[1] - flat[1]) < 3, (deep, flat)
+    assert 0.5 < spread() / zoomed < 2, (spread(), zoomed)

@@ -359,15 +359,24 @@ export class MapView {
   setView(view, plane = this.plane) {
     const target = this.controls.target.clone();
     this.plane = plane;
+    const halfFov = Math.tan(THREE.MathUtils.degToRad(this.perspective.fov) / 2);
     if (view === '2d') {
       if (this.view === '3d') { // keep the scale the perspective view showed
-        const visible = 2 * this.perspective.position.distanceTo(target)
-          * Math.tan(THREE.MathUtils.degToRad(this.perspective.fov) / 2);
+        const visible = 2 * this.perspective.position.distanceTo(target) * halfFov;
         this.orthographic.zoom = (this.orthographic.top - this.orthographic.bottom) / visible;
+        this.left3d = target.clone(); // where the perspective camera looked from
       }
       this.camera = this.orthographic;
       this.placeOrthographic();
     } else {
+      if (this.view === '2d' && this.left3d) {
+        // back to 3-D where 2-D panned, zoomed or flew to: the same direction as before, at
+        // the distance that shows what the flat view showed
+        const visible = (this.orthographic.top - this.orthographic.bottom) / this.orthographic.zoom;
+        const direction = this.perspective.position.clone().sub(this.left3d);
+        if (direction.lengthSq() === 0) direction.set(0, 0, 1);
+        this.perspective.position.copy(target).add(direction.setLength(visible / (2 * halfFov)));
+      }
       this.camera = this.perspective;
     }
     this.view = view;
