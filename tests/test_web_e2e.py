@@ -1571,6 +1571,9 @@ def test_the_kit_keeps_the_keyboard_focus_and_its_import_is_reachable(page, serv
     assert _state(page, "kit")["lanes"][1]["steps"][2] is False
     page.focus("#kit-import")
     assert page.evaluate("document.activeElement.id") == "kit-import"
+    page.fill("#kit-tempo", "1000")  # the field shows the tempo the kit plays at
+    page.dispatch_event("#kit-tempo", "change")
+    assert page.input_value("#kit-tempo") == str(_state(page, "kit")["tempo"]) != "1000"
 
 
 def test_back_in_3d_the_view_shows_what_2d_zoomed_to(page, server):
@@ -1602,3 +1605,46 @@ def test_back_in_3d_the_view_shows_what_2d_zoomed_to(page, server):
     (deep,) = _settled_positions(page, [a], visible=True)
     assert abs(deep[0] - flat[0]) < 3 and abs(deep[1] - flat[1]) < 3, (deep, flat)
     assert 0.5 < spread() / zoomed < 2, (spread(), zoomed)
+
+
+def test_a_path_through_a_sample_another_model_lacks_is_a_spot_there_and_its_sample_here(
+        page, mapped, tmp_path):
+    """Model p has not embedded one sample of a path drawn on m's map: switching to p keeps
+    that waypoint as a spot (rendered by its coordinates, the page says so), and switching
+    back puts it on its sample again (rendered by its id)."""
+    atlas_dir = tmp_path / "atlas"
+    shutil.copytree(mapped, atlas_dir)
+    with ThreadedServer(create_app(atlas_dir)) as srv:
+        _open(page, srv)
+        a, b = _isolated(page, srv, 2)
+        with Atlas.open(atlas_dir, write=True) as atlas:
+            atlas.conn.execute("DELETE FROM embeddings WHERE model_id = ? AND sample_id = ?",
+                               (atlas.model("p").id, b))
+            atlas.conn.commit()
+        page.keyboard.press("p")
+        for sid in (a, b):
+            x, y = _positions(page, [sid])[sid]
+            page.mouse.click(x, y)
+        sent = []
+        page.route("**/api/models/*/synth", lambda route: (
+            sent.append(json.loads(route.request.post_data)), route.continue_()))
+
+        def rendered() -> dict:
+            n = len(sent)
+            page.click("#path-render")
+            page.wait_for_function(f"{HOOK}.state.path.rendered !== null")
+            assert len(sent) == n + 1
+            return sent[-1]
+
+        assert rendered()["ids"] == [a, b]
+        page.select_option("#model", "p")
+        page.wait_for_function(f"{HOOK}.state.model === 'p' && !{HOOK}.state.moving")
+        page.wait_for_function("document.getElementById('status').textContent"
+                               ".includes('kept as spots')")
+        body = rendered()
+        assert "ids" not in body and len(body["points"]) == 2
+        page.select_option("#model", "m")
+        page.wait_for_function(f"{HOOK}.state.model === 'm' && !{HOOK}.state.moving")
+        assert rendered()["ids"] == [a, b]
+        page.unroute("**/api/models/*/synth")
+        page.goto("about:blank")

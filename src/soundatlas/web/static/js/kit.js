@@ -287,6 +287,7 @@ export class KitBuilder {
     const active = $('kit-lanes').contains(document.activeElement) ? document.activeElement : null;
     const focused = active && { lane: active.closest('li')?.dataset.lane,
       label: active.getAttribute('aria-label') };
+    $('kit-tempo').value = String(this.tempo);
     $('kit-swing').value = String(this.swing);
     $('kit-play').textContent = this.timer === null && this.starting === null ? '▶ Play' : '■ Stop';
     for (const id of ['kit-play', 'kit-export', 'kit-clear']) $(id).disabled = !this.lanes.length;

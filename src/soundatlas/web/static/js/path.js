@@ -87,18 +87,16 @@ export class PathTool {
 
   /** After a model switch: waypoints on samples move to those samples' new places, and a
    *  rendering of the old map is dropped. A sample the new model has not embedded stays a
-   *  spot on the map where it was (the render cannot ask for its point), and the page says
-   *  how many. */
+   *  spot on the map where it was (the render cannot ask for its point; a model that maps it
+   *  again puts it back on it), and the page says how many. */
   replace(indexOf) {
     if (!this.waypoints.length) return;
     let spots = 0;
     for (const w of this.waypoints) {
       const i = w.id === null ? -1 : indexOf(w.id);
+      w.unmapped = w.id !== null && i < 0; // its sample again once a model maps it
       if (i >= 0) w.world = this.app.view.position(i).clone();
-      else if (w.id !== null) {
-        w.id = null;
-        spots++;
-      }
+      else if (w.unmapped) spots++;
     }
     this.drawn();
     if (spots) {
@@ -168,7 +166,9 @@ export class PathTool {
   body() {
     const durations = this.waypoints.map(() => this.step);
     const common = { durations, glide: $('path-glide').checked, grain: Number($('path-grain').value) };
-    if (this.waypoints.every((w) => w.id !== null)) return { ...common, ids: this.waypoints.map((w) => w.id) };
+    if (this.waypoints.every((w) => w.id !== null && !w.unmapped)) {
+      return { ...common, ids: this.waypoints.map((w) => w.id) };
+    }
     const dims = this.app.dims();
     if (dims > 3) throw new Error(`this model maps to ${dims} dimensions: draw the path through points only`);
     return { ...common, points: this.waypoints.map((w) => this.app.fromWorld(w.world).slice(0, dims)) };
