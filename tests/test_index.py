@@ -979,6 +979,38 @@ def test_a_changed_file_that_cannot_be_read_now_keeps_its_sample_until_it_can(to
         assert {r.path: r.id for r in a.samples()} == before and a.failures() == []
 
 
+def test_a_moved_file_that_cannot_be_read_now_keeps_the_sample_it_may_be(tone_library):
+    """A file moved to a new path that the workers cannot read this time: the sample at its old
+    path was deleted at the end of the run, with its points and split. It stays, and once the
+    file can be read it is found as that sample moved."""
+    from conftest import where_modes_bind
+
+    prefix = where_modes_bind()
+    index(tone_library)
+    with Atlas.open(tone_library / ".soundatlas") as a:
+        before = {r.path: r.id for r in a.samples()}
+    moved = tone_library / "elsewhere" / "mid_060.wav"
+    moved.parent.mkdir()
+    (tone_library / "mid" / "mid_060.wav").rename(moved)
+    moved.chmod(0o000)
+    try:
+        out = subprocess.run([*prefix, str(Path(sys.executable).parent / "soundatlas"), "index",
+                              str(tone_library), "--jobs", "1", "--json"],
+                             capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "CI": "1"})
+    finally:
+        moved.chmod(0o644)
+    summary = json.loads(out.stdout)
+    assert (summary["n_removed"], summary["n_kept_unreadable"]) == (0, 1), out.stdout
+    with Atlas.open(tone_library / ".soundatlas") as a:
+        assert {r.path: r.id for r in a.samples()} == before  # the old path, kept
+    s = index(tone_library)
+    assert (s.n_moved, s.n_removed, s.n_failed) == (1, 0, 0)
+    with Atlas.open(tone_library / ".soundatlas") as a:
+        after = {r.path: r.id for r in a.samples()}
+    assert after["elsewhere/mid_060.wav"] == before["mid/mid_060.wav"]
+
+
 def test_a_worker_that_cannot_see_the_library_names_the_folder_and_its_machine(tone_library,
                                                                              tmp_path):
     """A Dask worker on a machine where the library is not at the path the client gave: each
@@ -1036,6 +1068,18 @@ def test_a_batch_carries_only_the_missing_hashes_of_its_files_sizes(tone_library
     assert len(with_drone) == 1 and others
     assert drone.hash.encode() in with_drone[0]
     assert not any(drone.hash.encode() in b for b in others)
+    # files of one size (a rendered or fixed-length library) share their size's hashes: a
+    # batch carries them once, not once a file
+    from soundatlas.atlas.records import FileEntry
+    from soundatlas.indexing import _orphans, _with_twins
+
+    with Atlas.open(tone_library / ".soundatlas") as atlas:
+        _, _, twins = _orphans(atlas, bytearray(10_000), set())  # as if every file had gone
+    size, hashes = max(twins.items(), key=lambda kv: len(kv[1]))
+    assert len(hashes) >= 2
+    batch = _with_twins([FileEntry(f"f{i}.wav", size, i) for i in range(32)], twins)
+    assert all(e.twins is batch[0].twins for e in batch)  # one object: pickled once a batch
+    assert set(batch[0].twins) == set(hashes)
 
 
 def _stem(path, freq, *, sr=48000, seconds=20.0):

@@ -202,6 +202,9 @@ def index_library(
                 if progress:
                     progress(n_done, summary.n_scanned)
                 retry: list[FileEntry] = []  # moved files whose twin took the record first
+                # hashes a file that could not be read this time may have (a moved file on a
+                # drive the workers cannot see): the missing samples with them stay
+                protected: set[str] = set()
                 checked: list[bool] = []  # numba_guard.check() ran in this run
                 # first the to-do list, where a file may be a moved one (each file carries the
                 # hashes of the missing samples of its size); then the retries, as plain files
@@ -221,10 +224,14 @@ def index_library(
                     for results in run_batches(stage, batches(), n_jobs=n_jobs,
                                                executor=executor, on_crash=on_crash):
                         n_done += _commit(atlas, sent.popleft(), results, orphans, retry,
-                                          summary, run_id, n_done, legacy, lasting_key)
+                                          summary, run_id, n_done, legacy, lasting_key,
+                                          protected)
                         if progress:
                             progress(n_done, summary.n_scanned)
-                removed = [sid for ids in orphans.values() for sid in ids] + stale_orphans
+                removed = [sid for h, ids in orphans.items() if h not in protected
+                           for sid in ids] + stale_orphans
+                summary.n_kept_unreadable += sum(len(ids) for h, ids in orphans.items()
+                                                 if h in protected)
                 atlas.remove_samples(removed)
                 atlas.settle_legacy()
                 if atlas.feature_refresh_started() is not None and not atlas.stale_sample_ids():
@@ -362,7 +369,8 @@ def _analyse(entries: list[FileEntry], *, root: str, params, max_duration):
         return [AudioReadError(os.path.join(root, e.path), reason) for e in entries]
     paths = [os.path.join(root, e.path) for e in entries]
     # a file whose content is a missing sample's (its twins) moved: not analysed again
-    skip_hashes = frozenset(h for e in entries for h in getattr(e, "twins", ()))
+    shared = {id(t): t for t in (getattr(e, "twins", ()) for e in entries) if t}  # once each
+    skip_hashes = frozenset().union(*shared.values())
     return analyse_files(paths, params=params, max_duration=max_duration, skip_hashes=skip_hashes,
                          stored_hashes=[_stored_hash(e) for e in entries])
 
@@ -437,7 +445,7 @@ def _orphans(
 ) -> tuple[dict[str, list[int]], list[int], dict[int, list[str]]]:
     """Atlas samples whose path was not found (deleted, or moved elsewhere): hash -> ids of
     those a moved file may take over, the ``stale`` ones (their features are not kept), and
-    size -> the hashes of the former: a moved file has its size, so each file to analyse
+    size -> the hashes of the former (a tuple): a moved file has its size, so each file to analyse
     carries only the hashes of its size (``_with_twins``), not every missing sample's (a moved
     top folder of a million files made that set 35 MB, sent with every batch)."""
     out: dict[str, list[int]] = {}
@@ -451,7 +459,9 @@ def _orphans(
                 if digest not in out:
                     by_size.setdefault(size, []).append(digest)
                 out.setdefault(digest, []).append(sid)
-    return out, dropped, by_size
+    # one tuple a size, shared by every file of that size: a batch of files of one length (a
+    # rendered or fixed-length library) pickles it once, not once a file
+    return out, dropped, {size: tuple(hashes) for size, hashes in by_size.items()}
 
 
 @dataclass(frozen=True)
@@ -469,16 +479,16 @@ class _ChangedWithTwins(TodoEntry):
     twins: tuple[str, ...] = ()
 
 
-def _with_twins(batch: list[FileEntry], by_size: dict[int, list[str]]) -> list[FileEntry]:
+def _with_twins(batch: list[FileEntry], by_size: dict[int, tuple[str, ...]]) -> list[FileEntry]:
     """``batch``, each file that may be a missing sample moved carrying the hashes it may
-    have."""
+    have (the size's one tuple, shared)."""
     out = []
     for e in batch:
         twins = by_size.get(e.size)
         if twins and isinstance(e, TodoEntry):
-            e = _ChangedWithTwins(e.path, e.size, e.mtime_ns, e.stored, tuple(twins))
+            e = _ChangedWithTwins(e.path, e.size, e.mtime_ns, e.stored, twins)
         elif twins:
-            e = _NewWithTwins(e.path, e.size, e.mtime_ns, tuple(twins))
+            e = _NewWithTwins(e.path, e.size, e.mtime_ns, twins)
         out.append(e)
     return out
 
@@ -491,7 +501,7 @@ def _plain(e: FileEntry) -> FileEntry:
 
 
 def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, legacy,
-            lasting_key) -> int:
+            lasting_key, protected: set[str]) -> int:
     new, moved, failed, kept, follows = [], [], [], [], []
     for entry, result in zip(batch, results):
         if isinstance(result, Moved) and _stored_hash(entry) == result.hash:
@@ -522,6 +532,8 @@ def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, lega
                 summary.n_kept_unreadable += 1
             else:
                 failed.append(row)
+            if row[4] is None:  # it may be a missing sample moved: that sample stays too
+                protected.update(getattr(entry, "twins", ()))
         else:
             new.append(NewSample.of(entry, result))
             summary.n_indexed += 1
