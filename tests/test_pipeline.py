@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -319,3 +321,53 @@ def test_a_pool_worker_leaves_ctrl_c_to_its_parent():
         assert pool.submit(os.getpid).result(timeout=120) == pid  # the same worker goes on
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+STOP_SCRIPT = r"""
+import os, sys, threading
+from pathlib import Path
+
+def stuck(batch):  # a batch as long as it gets: it never returns
+    Path(sys.argv[1], str(os.getpid())).touch()
+    threading.Event().wait()
+
+if __name__ == "__main__":
+    from soundatlas.pipeline import run_batches
+    try:
+        for _ in run_batches(stuck, [[i] for i in range(4)], n_jobs=2):
+            pass
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+        sys.exit(130)
+"""
+
+
+def test_ctrl_c_stops_the_pool_without_waiting_for_its_batches(tmp_path):
+    """Workers leave Ctrl-C to the command; the command then ended only once each batch in a
+    worker had run to its end (minutes for long files; this one never ends). It ends its
+    workers and stops."""
+    import signal
+    import threading
+
+    script = tmp_path / "stop.py"
+    script.write_text(STOP_SCRIPT)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proc = subprocess.Popen([sys.executable, str(script), str(marks)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        tick = threading.Event()
+        for _ in range(6000):  # until both workers hold a batch (at most 2 minutes)
+            if len(list(marks.iterdir())) >= 2 or proc.poll() is not None:
+                break
+            tick.wait(0.02)
+        workers = [int(p.name) for p in marks.iterdir()]
+        assert len(workers) == 2, proc.poll()
+        os.killpg(proc.pid, signal.SIGINT)  # as the terminal does
+        out, err = proc.communicate(timeout=120)  # the batches never end: it must not wait
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130 and out.strip() == "stopped", (out, err)
+    assert "Traceback" not in err, err

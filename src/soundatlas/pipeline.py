@@ -25,7 +25,8 @@ from soundatlas import audio
 from soundatlas.atlas.records import Analysis, AudioFacts
 from soundatlas.cqt import PAPER_CQT, CQTParams, cqt_batch
 from soundatlas.errors import AudioReadError, SoundAtlasError
-from soundatlas.processes import ORPHAN_CHECK_S, end_with_parent, worker_started  # noqa: F401
+from soundatlas.processes import (  # noqa: F401 (end_with_parent: imported from here too)
+    ORPHAN_CHECK_S, end_with_parent, stop_workers, worker_started)
 
 __all__ = [
     "Analysis", "Moved", "analyse_files", "content_hash", "legacy_fingerprint", "read_ahead",
@@ -369,6 +370,10 @@ def _run_batches(fn, batches, n_jobs, executor, on_crash, *, workers_checked: bo
                 yield _next_result(pending, on_crash)
         while pending:
             yield _next_result(pending, on_crash)
+    except KeyboardInterrupt:
+        if own:
+            stop_workers(executor)  # Ctrl-C: no batch in a worker runs on to its end
+        raise
     except _Restart as restart:
         # the pool broke: start a new one and go on from where we are
         executor.shutdown(wait=False, cancel_futures=True)
@@ -478,6 +483,10 @@ def isolate(fn: Callable[[list], list], batch: list, *, crashed: Callable[[objec
                 out.append(crashed(item))
                 pool.shutdown(wait=True)
                 pool = None
+    except KeyboardInterrupt:
+        if pool is not None:
+            stop_workers(pool)
+        raise
     finally:
         if pool is not None:
             pool.shutdown(wait=True)

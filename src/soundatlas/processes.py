@@ -7,7 +7,8 @@ import os
 import signal
 import threading
 
-__all__ = ["ORPHAN_CHECK_S", "end_with_parent", "leave_interrupts_to_parent", "worker_started"]
+__all__ = ["ORPHAN_CHECK_S", "end_with_parent", "leave_interrupts_to_parent", "worker_started",
+           "stop_workers"]
 
 
 #: seconds between a worker's looks at whether the process that started it is still there
@@ -59,3 +60,15 @@ def worker_started(parent: int) -> None:
     to it (:func:`leave_interrupts_to_parent`)."""
     end_with_parent(parent)
     leave_interrupts_to_parent()
+
+
+def stop_workers(pool) -> None:
+    """End a ``ProcessPoolExecutor``'s workers now (SIGTERM), on Ctrl-C: they leave the
+    interrupt to the parent (:func:`leave_interrupts_to_parent`), and a batch already handed
+    to one would otherwise run to its end, minutes for long files, before the pool let the
+    command stop."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            process.terminate()
+        except (OSError, ValueError):  # already gone, or closed
+            pass

@@ -310,7 +310,11 @@ def _render_all(items, out, soundfont, sample_rate, n_jobs, report) -> list[_Res
         except _WorkerInitError as exc:
             pool.shutdown(cancel_futures=True)
             raise AudioReadError(soundfont, f"a render worker could not start: {exc}") from None
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                from soundatlas.processes import stop_workers
+
+                stop_workers(pool)  # Ctrl-C: the chunks in the workers need not end first
             pool.shutdown(cancel_futures=True)
             raise
     return results
