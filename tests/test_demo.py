@@ -883,7 +883,9 @@ def test_a_soundfont_or_folder_that_cannot_be_read_or_written_is_one_line(tmp_pa
         for args, says in (([str(tmp_path / "out"), "--soundfont", str(locked)],
                             "cannot read the SoundFont: Permission denied"),
                            ([str(read_only), "--classes", "flute", "--velocities", "80"],
-                            f"cannot write into {read_only}: Permission denied")):
+                            f"cannot write into {read_only}: Permission denied"),
+                           ([str(read_only), "--set", "gm", "--classes", "flute"],
+                            f"cannot write into {read_only}/gm: Permission denied")):
             out = subprocess.run([*command, *args], capture_output=True, text=True, timeout=300,
                                  env={**os.environ, "CI": "1"})
             assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr

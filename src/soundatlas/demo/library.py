@@ -223,7 +223,23 @@ def _claim_demo_folder(out: Path, part: Part) -> None:
 
 
 def _prepare_folders(out: Path, parts: list[Part]) -> None:
-    """Make the folders of the parts' files; remove the manifests they are about to replace."""
+    """Make the folders of the parts' files; remove the manifests they are about to replace.
+
+    Raises
+    ------
+    ParameterError
+        Naming the folder that cannot be written (a permission, a read-only drive).
+    """
+    try:
+        _make_folders(out, parts)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        where = exc.filename or out
+        raise ParameterError(f"cannot write into {where}: {exc.strerror or exc}") from None
+
+
+def _make_folders(out: Path, parts: list[Part]) -> None:
     for part in parts:
         if part.folder:
             (out / part.folder).mkdir(parents=True, exist_ok=True)
