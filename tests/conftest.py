@@ -111,6 +111,7 @@ _ADDED_BY_MIGRATION = {
        " DROP INDEX collection_items_hash;",
     10: "ALTER TABLE failures DROP COLUMN decoded_with;",
     11: "DROP INDEX embeddings_sample; DROP INDEX similarity_vectors_sample;",
+    12: "",  # data only: tags and collection names composed
 }
 
 

@@ -86,6 +86,34 @@ def test_a_tag_or_collection_typed_composed_or_decomposed_is_one(indexed):
         assert [c["name"] for c in atlas.collections()] == ["x"]
 
 
+def test_tags_stored_decomposed_before_are_composed_and_merged_by_the_migration(indexed):
+    """An atlas from before tags were composed may hold a tag in both forms on one sample
+    (typed once, pasted from a macOS name once): schema 12 makes them one composed tag, and a
+    decomposed one alone composed; the counts then show one tag."""
+    composed, decomposed = "caf\u00e9", "cafe\u0301"
+    atlas_dir = indexed / ".soundatlas"
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        ids = _ids(atlas)
+        a, b = ids["low/low_036.wav"], ids["mid/mid_060.wav"]
+        atlas.tag([a, b], add=[composed, "mood:dark"])
+        atlas.add_to_collection("mix", [a], create=True)
+        h = atlas.hashes_of([a, b])
+        atlas.conn.execute("UPDATE user_labels SET value = ? WHERE hash = ? AND value = ?",
+                           (decomposed, h[b], composed))  # b: decomposed alone
+        atlas.conn.execute("INSERT INTO user_labels(hash, key, value, suggested, created)"
+                           " VALUES (?, 'tag', ?, 0, 0)", (h[a], decomposed))  # a: both
+        atlas.conn.execute("UPDATE collections SET name = ?", ("mi\u0301x",))
+        atlas.conn.commit()
+    downgrade_schema(atlas_dir, 11)
+    with Atlas.open(atlas_dir) as atlas:  # read-only: not migrated, found by either form
+        assert atlas.ids_with(tag=composed) == {a, b}
+    with Atlas.open(atlas_dir, write=True) as atlas:
+        assert atlas.schema_version == SCHEMA_VERSION
+        assert atlas.tag_counts()[0] == {composed: 2, "mood:dark": 2}
+        assert atlas.curation_of([a])[a]["tags"] == [composed, "mood:dark"]
+        assert [c["name"] for c in atlas.collections()] == ["m\u00edx"]
+
+
 def test_tags_are_labels_that_override_the_index_and_filter_searches(indexed):
     with Atlas.open(indexed / ".soundatlas", write=True) as atlas:
         ids = _ids(atlas)

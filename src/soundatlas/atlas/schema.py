@@ -285,12 +285,30 @@ MIGRATIONS: list = [
     CREATE INDEX IF NOT EXISTS embeddings_sample ON embeddings(sample_id);
     CREATE INDEX IF NOT EXISTS similarity_vectors_sample ON similarity_vectors(sample_id);
     """,
+    # 12: the user's tags and collection names composed (Unicode NFC), as they are stored since
+    # (atlas.curation.parse_tag): 'café' typed and 'café' pasted from a macOS file name were two
+    # tags. A tag stored decomposed becomes its composed form; where the sample has that too,
+    # the two are one. A collection whose composed name another has keeps its name (lookups
+    # find either form)
+    """
+    UPDATE OR IGNORE user_labels SET key = nfc(key), value = nfc(value)
+        WHERE key != nfc(key) OR value != nfc(value);
+    DELETE FROM user_labels WHERE key != nfc(key) OR value != nfc(value);
+    UPDATE OR IGNORE collections SET name = nfc(name) WHERE name != nfc(name);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 #: the oldest schema a read-only open accepts: what later migrations add (only new tables) reads
 #: as empty there, until the atlas is next opened for writing (which migrates it)
 READABLE_SCHEMA = 2
+
+
+def _nfc(text):
+    """SQL ``nfc(text)``: ``text`` composed (NFC); anything else as it is."""
+    import unicodedata
+
+    return unicodedata.normalize("NFC", text) if isinstance(text, str) else text
 
 
 def connect(db: Path, *, write: bool) -> sqlite3.Connection:
@@ -339,6 +357,7 @@ def connect(db: Path, *, write: bool) -> sqlite3.Connection:
         conn.execute("PRAGMA foreign_keys = ON")
         # the implicit delete of INSERT OR REPLACE fires delete triggers (embedding_counts)
         conn.execute("PRAGMA recursive_triggers = ON")
+        conn.create_function("nfc", 1, _nfc, deterministic=True)  # migration 12 uses it
         return conn
     except sqlite3.DatabaseError as exc:
         raise AtlasError(f"{db} is not a readable atlas database: {exc}") from exc
