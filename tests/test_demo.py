@@ -705,10 +705,17 @@ def test_a_rerun_with_fewer_classes_keeps_the_rows_of_the_files_it_left(tmp_path
     demo.render_library(out, classes=["contrabass", "flute"], velocities=[VELOCITY], n_jobs=1)
     before = {r["path"]: r for r in _rows(out / "metadata.csv")}
     assert {r["instrument"] for r in before.values()} >= {"timpani", "violin", "flute"}
-    demo.render_library(out, sound_set="gm", classes=["violin"], **kw)
-    demo.render_library(out, classes=["contrabass"], velocities=[VELOCITY], n_jobs=1)
+    def interrupted(done, total):  # Ctrl-C as the render starts, its manifests removed
+        raise KeyboardInterrupt
+
+    for set_kw in (dict(sound_set="gm", classes=["violin"], **kw),
+                   dict(classes=["contrabass"], velocities=[VELOCITY], n_jobs=1)):
+        with pytest.raises(KeyboardInterrupt):
+            demo.render_library(out, progress=interrupted, **set_kw)
+        demo.render_library(out, **set_kw)  # run again: the rows kept aside are back
     after = {r["path"]: r for r in _rows(out / "metadata.csv")}
     assert after == before
+    assert not list(out.rglob(".kept-*"))
     part = {r["path"] for r in _rows(out / "gm/FluidR3_GM/metadata.csv")}
     assert any(p.startswith("timpani/") for p in part)
     # a file gone since: its row goes too

@@ -19,7 +19,10 @@ from soundatlas.demo.manifests import (
     METADATA_FILE,
     clear_manifests,
     demo_rows,
+    drop_kept,
+    earlier_demo_rows,
     earlier_rows,
+    keep_aside,
     kept_rows,
     rows_of,
     write_part_manifests,
@@ -147,10 +150,10 @@ def render_library(
             _claim_demo_folder(out, part)
     # what earlier renders into these folders listed: the rows of files this one does not plan
     # stay (a rerun with fewer --classes leaves the others' files, and so their labels)
-    earlier = {part.folder: earlier_rows(out / part.folder) if part.folder else demo_rows(out)
-               for part in parts}
+    earlier = {part.folder: earlier_rows(out / part.folder) if part.folder
+               else earlier_demo_rows(out) for part in parts}
     root_rows, root_silent = (None, None) if "demo" in sets else demo_rows(out)
-    _prepare_folders(out, parts)
+    _prepare_folders(out, parts, earlier)
 
     report = progress or (lambda n_done, n_total: None)
     report(0, len(items))
@@ -184,11 +187,14 @@ def render_library(
         if part.folder:
             write_part_manifests(out, part.folder, part.items, written, silent,
                                  earlier[part.folder])
+            drop_kept(out / part.folder)
         else:
             planned = {item.path for item in part.items}
             root_rows = rows_of(written) + kept_rows(earlier[part.folder][0], planned, out)
             root_silent = rows_of(silent) + kept_rows(earlier[part.folder][1], planned, None)
     write_root_manifests(out, root_rows, root_silent)
+    if "demo" in sets:
+        drop_kept(out)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -222,8 +228,10 @@ def _claim_demo_folder(out: Path, part: Part) -> None:
             raise ParameterError(f"cannot write into {out}: {exc.strerror or exc}") from None
 
 
-def _prepare_folders(out: Path, parts: list[Part]) -> None:
-    """Make the folders of the parts' files; remove the manifests they are about to replace.
+def _prepare_folders(out: Path, parts: list[Part], earlier: dict) -> None:
+    """Make the folders of the parts' files; keep aside the rows of earlier files the render
+    does not plan (``earlier``: each part's folder -> its manifests' rows before), then remove
+    the manifests they are about to replace.
 
     Raises
     ------
@@ -231,7 +239,7 @@ def _prepare_folders(out: Path, parts: list[Part]) -> None:
         Naming the folder that cannot be written (a permission, a read-only drive).
     """
     try:
-        _make_folders(out, parts)
+        _make_folders(out, parts, earlier)
     except OSError as exc:
         if is_disk_full(exc):
             raise
@@ -239,11 +247,16 @@ def _prepare_folders(out: Path, parts: list[Part]) -> None:
         raise ParameterError(f"cannot write into {where}: {exc.strerror or exc}") from None
 
 
-def _make_folders(out: Path, parts: list[Part]) -> None:
+def _make_folders(out: Path, parts: list[Part], earlier: dict) -> None:
     for part in parts:
+        base = out / part.folder if part.folder else out
+        prefix = len(part.folder) + 1 if part.folder else 0
+        planned = {item.path[prefix:] for item in part.items}
+        rows, silent = earlier[part.folder]
+        base.mkdir(parents=True, exist_ok=True)
+        keep_aside(base, (kept_rows(rows, planned, base), kept_rows(silent, planned, None)))
         if part.folder:
-            (out / part.folder).mkdir(parents=True, exist_ok=True)
-            clear_manifests(out / part.folder)
+            clear_manifests(base)
         else:
             (out / METADATA_FILE).unlink(missing_ok=True)
         for name in dict.fromkeys(Path(item.path).parent for item in part.items):

@@ -18,6 +18,10 @@ from soundatlas.demo.items import Item
 
 METADATA_FILE = "metadata.csv"
 SILENT_FILE = "silent.csv"
+#: while a folder's part renders, the rows of its earlier files that this render does not plan,
+#: kept here (its manifests are removed until it ends): a render interrupted and run again
+#: still has them
+KEPT_FILES = (".kept-metadata.csv", ".kept-silent.csv")
 METADATA_COLUMNS = ("path", "instrument", "pitch", "velocity", "articulation")
 #: label columns of the manifests, in this order (a manifest has those its rows use).
 LABEL_COLUMNS: tuple[str, ...] = (
@@ -75,8 +79,26 @@ def write_part_manifests(
 
 
 def earlier_rows(folder: Path) -> tuple[list[Row], list[Row]]:
-    """The rows of ``folder``'s ``metadata.csv`` and ``silent.csv`` (empty where absent)."""
-    return read_rows(folder / METADATA_FILE), read_rows(folder / SILENT_FILE)
+    """The rows of ``folder``'s ``metadata.csv`` and ``silent.csv`` (empty where absent), with
+    those an interrupted render kept aside (:data:`KEPT_FILES`)."""
+    return tuple(_by_path(read_rows(folder / name) + read_rows(folder / kept))
+                 for name, kept in zip((METADATA_FILE, SILENT_FILE), KEPT_FILES))
+
+
+def keep_aside(folder: Path, rows: tuple[list[Row], list[Row]]) -> None:
+    """Write the rows a render keeps to :data:`KEPT_FILES`, before the manifests go."""
+    for kept, part in zip(KEPT_FILES, rows):
+        write_rows(folder / kept, part, list(METADATA_COLUMNS))
+
+
+def drop_kept(folder: Path) -> None:
+    """The render's manifests are written: the rows kept aside are in them."""
+    for kept in KEPT_FILES:
+        (folder / kept).unlink(missing_ok=True)
+
+
+def _by_path(rows: list[Row]) -> list[Row]:
+    return list({r["path"]: r for r in rows}.values())
 
 
 def kept_rows(rows: list[Row], planned: set[str], base: Path | None) -> list[Row]:
@@ -162,6 +184,13 @@ def demo_rows(out: Path) -> tuple[list[Row], list[Row]]:
         [r for r in read_rows(out / METADATA_FILE) if not _in_set_folder(r["path"])],
         [r for r in read_rows(out / SILENT_FILE) if not _in_set_folder(r["path"])],
     )
+
+
+def earlier_demo_rows(out: Path) -> tuple[list[Row], list[Row]]:
+    """:func:`demo_rows`, with those an interrupted render kept aside in OUT."""
+    rows, silent = demo_rows(out)
+    return (_by_path(rows + read_rows(out / KEPT_FILES[0])),
+            _by_path(silent + read_rows(out / KEPT_FILES[1])))
 
 
 def write_root_manifests(out: Path, demo_rows: list[Row], demo_silent: list[Row]) -> None:
