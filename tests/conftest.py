@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +128,22 @@ def downgrade_schema(atlas_dir: Path, version: int) -> None:
         for v in range(SCHEMA_VERSION, version, -1):
             conn.executescript(_ADDED_BY_MIGRATION[v])
         conn.execute(f"PRAGMA user_version = {version}")
+
+
+@contextlib.contextmanager
+def writer_lock_held(atlas_dir: Path):
+    """Another process holds ``atlas_dir``'s writer lock (as a running index or embed does)
+    until the block ends."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pathlib import Path;"
+         "from soundatlas.atlas.core import lock_writer;"
+         f"lock_writer(Path({str(atlas_dir)!r})); print('locked', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.communicate("")
 
 
 def where_modes_bind() -> list[str]:

@@ -492,16 +492,10 @@ def test_info_tells_a_killed_index_run_from_a_running_one(tone_library, capsys):
     for pid in (gone, os.getpid()):
         (atlas / WRITER_LOCK).write_text(f"pid {pid} (soundatlas index lib, since now)\n")
         assert status() == "interrupted", pid
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from pathlib import Path;"
-         "from soundatlas.atlas.core import lock_writer;"
-         f"lock_writer(Path({str(atlas)!r})); print('locked', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    from conftest import writer_lock_held
+
+    with writer_lock_held(atlas):
         assert status() == "running"
-    finally:
-        holder.communicate("")
     assert status() == "interrupted"
 
 

@@ -945,6 +945,20 @@ def test_a_library_that_cannot_be_listed_is_one_line_not_a_traceback(tone_librar
                                   "read: permission denied")
 
 
+def _index_unable_to_read(prefix: list[str], lib: Path, locked: Path):
+    """`soundatlas index --json` of ``lib`` by a process that may not read ``locked`` (mode
+    000, run under ``prefix``, :func:`conftest.where_modes_bind`): (its summary, the run)."""
+    locked.chmod(0o000)
+    try:
+        out = subprocess.run([*prefix, str(Path(sys.executable).parent / "soundatlas"), "index",
+                              str(lib), "--jobs", "1", "--json"],
+                             capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "CI": "1"})
+    finally:
+        locked.chmod(0o644)
+    return json.loads(out.stdout), out
+
+
 def test_a_changed_file_that_cannot_be_read_now_keeps_its_sample_until_it_can(tone_library):
     """A file whose date changed, read by a process that may not read it (a permission, an I/O
     error, Dask workers that see the library elsewhere): its sample was deleted with its
@@ -959,15 +973,7 @@ def test_a_changed_file_that_cannot_be_read_now_keeps_its_sample_until_it_can(to
         before = {r.path: r.id for r in a.samples()}
     target = tone_library / "mid" / "mid_060.wav"
     os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
-    target.chmod(0o000)
-    try:
-        out = subprocess.run([*prefix, str(Path(sys.executable).parent / "soundatlas"), "index",
-                              str(tone_library), "--jobs", "1", "--json"],
-                             capture_output=True, text=True, timeout=300,
-                             env={**os.environ, "CI": "1"})
-    finally:
-        target.chmod(0o644)
-    summary = json.loads(out.stdout)
+    summary, out = _index_unable_to_read(prefix, tone_library, target)
     assert (summary["n_kept_unreadable"], summary["n_removed"], summary["n_indexed"]) == (1, 0, 0)
     assert [p for p, _ in summary["failures"]] == ["mid/mid_060.wav"], out.stdout
     with Atlas.open(atlas) as a:
@@ -992,15 +998,7 @@ def test_a_moved_file_that_cannot_be_read_now_keeps_the_sample_it_may_be(tone_li
     moved = tone_library / "elsewhere" / "mid_060.wav"
     moved.parent.mkdir()
     (tone_library / "mid" / "mid_060.wav").rename(moved)
-    moved.chmod(0o000)
-    try:
-        out = subprocess.run([*prefix, str(Path(sys.executable).parent / "soundatlas"), "index",
-                              str(tone_library), "--jobs", "1", "--json"],
-                             capture_output=True, text=True, timeout=300,
-                             env={**os.environ, "CI": "1"})
-    finally:
-        moved.chmod(0o644)
-    summary = json.loads(out.stdout)
+    summary, out = _index_unable_to_read(prefix, tone_library, moved)
     assert (summary["n_removed"], summary["n_kept_unreadable"]) == (0, 1), out.stdout
     with Atlas.open(tone_library / ".soundatlas") as a:
         assert {r.path: r.id for r in a.samples()} == before  # the old path, kept

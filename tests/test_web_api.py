@@ -182,9 +182,6 @@ def test_while_a_run_writes_an_atlas_without_points_the_page_is_told_to_wait(map
     """`embed --again` drops a model's points and makes them anew: the page said to run the
     command that was running. While a process holds the writer lock, the hint and the 409 say
     that a run is writing the atlas; once it lets go, they name the command again."""
-    import subprocess
-    import sys
-
     from soundatlas.web.deps import WRITING_HINT
 
     bare = tmp_path / "atlas"
@@ -192,18 +189,12 @@ def test_while_a_run_writes_an_atlas_without_points_the_page_is_told_to_wait(map
     with Atlas.open(bare, write=True) as a:
         a.register_model("m", a.model("m").dir, a.model("m").config)  # as embed --again does
     client = _client(create_app(bare))
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from pathlib import Path;"
-         "from soundatlas.atlas.core import lock_writer;"
-         f"lock_writer(Path({str(bare)!r})); print('locked', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    from conftest import writer_lock_held
+
+    with writer_lock_held(bare):
         assert client.get("/api/atlas").json()["hint"] == WRITING_HINT
         r = client.get("/api/models/m/points")
         assert WRITING_HINT in _json_error(r, 409) and r.json()["hint"] == WRITING_HINT
-    finally:
-        holder.communicate("")
     assert client.get("/api/atlas").json()["hint"] == EMBED_HINT
     assert "run: soundatlas embed" in _json_error(client.get("/api/models/m/points"), 409)
 

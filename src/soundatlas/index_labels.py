@@ -107,7 +107,8 @@ def update_labels(atlas: Atlas, library: Path, sources, summary) -> None:
 
 
 def _write_labels(atlas: Atlas, library: Path, sources, summary) -> None:
-    pattern = labels_mod.compile_name_pattern(sources.name_pattern) if sources.name_pattern else None
+    pattern = (labels_mod.compile_name_pattern(sources.name_pattern) if sources.name_pattern
+               else None)
     with Scratch() as scratch:
         n_manifest = 0
         if sources.manifest:

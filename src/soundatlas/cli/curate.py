@@ -478,7 +478,8 @@ def _read_tag_csv(path: Path) -> list[dict]:
 def _add_suggest(sub, parents) -> None:
     from soundatlas.suggest import SPACES
 
-    s = sub.add_parser("suggest", parents=parents, help="suggest labels from the nearest labelled samples",
+    s = sub.add_parser("suggest", parents=parents,
+                       help="suggest labels from the nearest labelled samples",
                        description="For every embedded sample without label KEY, the value most "
                        "of its k nearest samples that have KEY carry, with a confidence (the "
                        "share of those k that carry it); most confident first. --apply stores "

@@ -52,8 +52,9 @@ def scoring_options() -> tuple:
         SEED,
         option("--labels", nargs="+", metavar="KEY",
                help="label keys to score (default: instrument and pitch, those of the "
-               "two the atlas has, else folder, else its first label); A+B scores the pair as one label, e.g. "
-               "instrument+pitch, what the instrument-pitch neighbourhood learns"),
+               "two the atlas has, else folder, else its first label); A+B scores the pair "
+               "as one label, e.g. instrument+pitch, what the instrument-pitch "
+               "neighbourhood learns"),
     )
 
 

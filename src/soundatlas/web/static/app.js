@@ -650,7 +650,8 @@ async function select(id) {
   $('sample-facts').replaceChildren();
   $('cqt').src = api.cqtURL(id);
   $('download-selected').href = api.audioURL(id);
-  $('download-selected').download = data.paths.has(id) ? basename(data.paths.get(id)) : `sample-${id}`;
+  $('download-selected').download = data.paths.has(id) ? basename(data.paths.get(id))
+    : `sample-${id}`;
   const model = state.model;
   const failed = (error) => { status(error.message, 'error'); return null; };
   // at once: the star, the note and y act on this sample from now on, not on the last one

@@ -178,7 +178,8 @@ export class Curation {
     }
     this.dropSelectionSuggestions();
     if (failed) {
-      this.app.status(`Accepted ${accepted} suggestions of ${pending.label}; ${failed} could not be written (see the error above)`, 'error');
+      this.app.status(`Accepted ${accepted} suggestions of ${pending.label}; ${failed} could `
+        + 'not be written (see the error above)', 'error');
     } else {
       this.app.status(`Accepted ${accepted} suggestions of ${pending.label}`);
     }

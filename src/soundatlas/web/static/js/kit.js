@@ -124,12 +124,16 @@ export class KitBuilder {
     const random = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
     const centres = [];
     // of point j of the whole map
-    const dist2 = (j, c) => (pos[3 * j] - c[0]) ** 2 + (pos[3 * j + 1] - c[1]) ** 2 + (pos[3 * j + 2] - c[2]) ** 2;
+    const dist2 = (j, c) => (pos[3 * j] - c[0]) ** 2 + (pos[3 * j + 1] - c[1]) ** 2
+      + (pos[3 * j + 2] - c[2]) ** 2;
     centres.push(Array.from(pos.slice(0, 3)));
     const best = new Float64Array(count).fill(Infinity);
     while (centres.length < n) { // k-means++: far points more likely
       let total = 0;
-      for (let i = 0; i < count; i++) { best[i] = Math.min(best[i], dist2(at(i), centres.at(-1))); total += best[i]; }
+      for (let i = 0; i < count; i++) {
+        best[i] = Math.min(best[i], dist2(at(i), centres.at(-1)));
+        total += best[i];
+      }
       let r = random() * total;
       let pick = count - 1;
       for (let i = 0; i < count; i++) { r -= best[i]; if (r <= 0) { pick = i; break; } }

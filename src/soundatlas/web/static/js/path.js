@@ -100,7 +100,9 @@ export class PathTool {
     }
     this.drawn();
     if (spots) {
-      this.app.status(`${spots} point${spots > 1 ? 's' : ''} of the path ${spots > 1 ? 'are samples' : 'is a sample'} this model has not mapped: kept as spots on the map`);
+      const what = spots > 1 ? `${spots} points of the path are samples`
+        : '1 point of the path is a sample';
+      this.app.status(`${what} this model has not mapped: kept as spots on the map`);
     }
   }
 
