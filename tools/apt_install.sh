@@ -24,7 +24,7 @@ ${SUDO:-} apt-get update -qq
 have="" lacking=""
 for p in $missing; do
     # a candidate version: the archive has it (apt-cache policy says "(none)" otherwise)
-    if apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [^(]'; then
+    if LC_ALL=C apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [^(]'; then
         have="$have $p"
     else
         lacking="$lacking $p"
