@@ -1648,3 +1648,20 @@ def test_a_path_through_a_sample_another_model_lacks_is_a_spot_there_and_its_sam
         assert rendered()["ids"] == [a, b]
         page.unroute("**/api/models/*/synth")
         page.goto("about:blank")
+
+
+def test_fit_during_a_glide_ends_at_the_whole_map(page, server):
+    """Fit (the whole map) pressed while a double-click's glide was under way: the glide went
+    on and pulled the view back to the point. The last thing asked for wins."""
+    _open(page, server)
+    ids = _isolated(page, server, 3)
+    home = _settled_positions(page, ids)
+    x, y = home[0]
+    page.evaluate("""([x, y]) => {  // the double-click and Fit in the same moment
+        const canvas = document.querySelector('#map canvas');
+        canvas.dispatchEvent(new MouseEvent('dblclick', { clientX: x, clientY: y,
+                                                          bubbles: true }));
+        document.getElementById('view-reset').click();
+    }""", [x, y])
+    for (u, v), (p, q) in zip(home, _settled_positions(page, ids)):
+        assert abs(u - p) < 1 and abs(v - q) < 1

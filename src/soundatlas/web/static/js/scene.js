@@ -92,6 +92,8 @@ export class MapView {
     this.controls.dampingFactor = 0.12;
     this.controls.zoomToCursor = true;
     this.controls.addEventListener('change', () => this.requestRender());
+    // the user takes the view (a drag, the wheel): a glide still under way gives it up
+    this.controls.addEventListener('start', () => this.stopFlight());
 
     this.baseSize = 0.03;
     this.sizeScale = 1;
@@ -261,6 +263,7 @@ export class MapView {
   /** Show the whole map: every point but far outliers in view, centred in the part of the
    * canvas the overlays leave free (``insets``, CSS pixels), looking from the home direction. */
   home() {
+    this.stopFlight(); // a glide under way would pull the view away from the whole map
     if (this.view === '3d') {
       const dir = new THREE.Vector3(...HOME_DIRECTION).normalize();
       const right = new THREE.Vector3(0, 1, 0).cross(dir).normalize();
@@ -357,6 +360,7 @@ export class MapView {
 
   /** '3d' or '2d' (orthographic, looking down the axis that ``plane`` leaves out). */
   setView(view, plane = this.plane) {
+    this.stopFlight(); // a glide is of the camera being left
     const target = this.controls.target.clone();
     this.plane = plane;
     const halfFov = Math.tan(THREE.MathUtils.degToRad(this.perspective.fov) / 2);
@@ -408,7 +412,8 @@ export class MapView {
     const zoom0 = this.orthographic.zoom;
     const zoom1 = Math.max(zoom0, 3);
     const start = performance.now();
-    this.animate((now) => {
+    this.stopFlight(); // one glide at a time: the last asked for
+    this.flight = (now) => {
       const t = ease(Math.min(1, (now - start) / FLY_MS));
       this.controls.target.lerpVectors(target0, v, t);
       if (this.view === '3d') {
@@ -420,7 +425,14 @@ export class MapView {
       }
       this.controls.update();
       return t < 1;
-    });
+    };
+    this.animate(this.flight);
+  }
+
+  /** End a glide (:meth:`flyTo`) where it is. */
+  stopFlight() {
+    if (this.flight) this.animations.delete(this.flight);
+    this.flight = null;
   }
 
   // -- overlays: trajectories and markers --------------------------------------------------
