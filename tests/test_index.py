@@ -985,21 +985,31 @@ def test_a_changed_file_that_cannot_be_read_now_keeps_its_sample_until_it_can(to
         assert {r.path: r.id for r in a.samples()} == before and a.failures() == []
 
 
-def test_a_moved_file_that_cannot_be_read_now_keeps_the_sample_it_may_be(tone_library):
-    """A file moved to a new path that the workers cannot read this time: the sample at its old
-    path was deleted at the end of the run, with its points and split. It stays, and once the
-    file can be read it is found as that sample moved."""
-    from conftest import where_modes_bind
+def test_moved_files_whose_workers_cannot_see_the_library_keep_the_samples_they_may_be(
+        tone_library):
+    """Workers that see the library elsewhere (a cluster whose machines mount it under another
+    path) fail every file; the samples of files moved meanwhile were deleted at the end of the
+    run, with their points and splits. They stay until a run reads the files, and are then
+    found as moved."""
+    import functools
+    from concurrent.futures import ThreadPoolExecutor
 
-    prefix = where_modes_bind()
+    class Elsewhere(ThreadPoolExecutor):  # workers on a machine without the library there
+        def submit(self, fn, *args, **kwargs):
+            if isinstance(fn, functools.partial) and "root" in fn.keywords:
+                fn = functools.partial(fn.func, *fn.args,
+                                       **{**fn.keywords, "root": str(tone_library) + "-x"})
+            return super().submit(fn, *args, **kwargs)
+
     index(tone_library)
     with Atlas.open(tone_library / ".soundatlas") as a:
         before = {r.path: r.id for r in a.samples()}
-    moved = tone_library / "elsewhere" / "mid_060.wav"
-    moved.parent.mkdir()
-    (tone_library / "mid" / "mid_060.wav").rename(moved)
-    summary, out = _index_unable_to_read(prefix, tone_library, moved)
-    assert (summary["n_removed"], summary["n_kept_unreadable"]) == (0, 1), out.stdout
+    (tone_library / "elsewhere").mkdir()
+    (tone_library / "mid" / "mid_060.wav").rename(tone_library / "elsewhere" / "mid_060.wav")
+    with Elsewhere(max_workers=1) as pool:
+        s = index_library(tone_library, executor=pool)
+    assert (s.n_removed, s.n_kept_unreadable, s.n_indexed) == (0, 1, 0)
+    assert "cannot be read on" in dict(s.failures)["elsewhere/mid_060.wav"]
     with Atlas.open(tone_library / ".soundatlas") as a:
         assert {r.path: r.id for r in a.samples()} == before  # the old path, kept
     s = index(tone_library)
@@ -1007,6 +1017,22 @@ def test_a_moved_file_that_cannot_be_read_now_keeps_the_sample_it_may_be(tone_li
     with Atlas.open(tone_library / ".soundatlas") as a:
         after = {r.path: r.id for r in a.samples()}
     assert after["elsewhere/mid_060.wav"] == before["mid/mid_060.wav"]
+
+
+def test_one_unreadable_new_file_does_not_keep_the_missing_samples_of_its_size(tone_library):
+    """A file at a new path that this user may not read (a permission) could be a missing
+    sample moved, or any other sound of that size: the missing samples go, as before, rather
+    than linger as files no one can play while the unreadable one stays."""
+    from conftest import where_modes_bind
+
+    prefix = where_modes_bind()
+    index(tone_library)
+    moved = tone_library / "elsewhere" / "mid_060.wav"
+    moved.parent.mkdir()
+    (tone_library / "mid" / "mid_060.wav").rename(moved)
+    summary, out = _index_unable_to_read(prefix, tone_library, moved)
+    assert (summary["n_removed"], summary["n_kept_unreadable"]) == (1, 0), out.stdout
+    assert [p for p, _ in summary["failures"]] == ["elsewhere/mid_060.wav"]
 
 
 def test_a_worker_that_cannot_see_the_library_names_the_folder_and_its_machine(tone_library,

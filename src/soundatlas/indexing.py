@@ -47,6 +47,9 @@ __all__ = ["IndexSummary", "index_library", "cqt_for_model", "DEFAULT_MANIFEST"]
 
 Progress = Callable[[int, int], None]
 
+#: how a failure begins when the worker could not see the library folder at all
+UNSEEN_LIBRARY = "the library folder"
+
 
 @dataclass
 class IndexSummary:
@@ -202,8 +205,8 @@ def index_library(
                 if progress:
                     progress(n_done, summary.n_scanned)
                 retry: list[FileEntry] = []  # moved files whose twin took the record first
-                # hashes a file that could not be read this time may have (a moved file on a
-                # drive the workers cannot see): the missing samples with them stay
+                # hashes a file may have that a worker could not read for want of the library
+                # (a moved file, on a cluster that cannot see it): the missing samples stay
                 protected: set[str] = set()
                 checked: list[bool] = []  # numba_guard.check() ran in this run
                 # first the to-do list, where a file may be a moved one (each file carries the
@@ -364,7 +367,7 @@ def _analyse(entries: list[FileEntry], *, root: str, params, max_duration):
     if not os.path.isdir(root):
         import socket
 
-        reason = (f"the library folder {root} cannot be read on {socket.gethostname()}: run "
+        reason = (f"{UNSEEN_LIBRARY} {root} cannot be read on {socket.gethostname()}: run "
                   "the workers where the library is at that path")
         return [AudioReadError(os.path.join(root, e.path), reason) for e in entries]
     paths = [os.path.join(root, e.path) for e in entries]
@@ -532,7 +535,9 @@ def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, lega
                 summary.n_kept_unreadable += 1
             else:
                 failed.append(row)
-            if row[4] is None:  # it may be a missing sample moved: that sample stays too
+            if result.reason.startswith(UNSEEN_LIBRARY):
+                # the worker saw no library: the file may be a missing sample moved, which
+                # stays too (a single unreadable file does not keep every sample of its size)
                 protected.update(getattr(entry, "twins", ()))
         else:
             new.append(NewSample.of(entry, result))
