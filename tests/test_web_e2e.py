@@ -1665,3 +1665,34 @@ def test_fit_during_a_glide_ends_at_the_whole_map(page, server):
     }""", [x, y])
     for (u, v), (p, q) in zip(home, _settled_positions(page, ids)):
         assert abs(u - p) < 1 and abs(v - q) < 1
+
+
+def test_a_kit_swap_answered_after_the_kit_changed_takes_no_sound_already_in_it(page, server):
+    """The sounds a swap may take were those outside the kit when it was asked for: a lane
+    added while the neighbours were on their way could be taken a second time."""
+    _open(page, server)
+    ids = _embedded_ids(server, "m")
+    first = ids[0]
+    near = [n["id"] for n in server.get(f"/api/models/m/neighbours/{first}?k=20")["neighbours"]]
+    page.evaluate(f"{HOOK}.select({first})")
+    page.wait_for_function(f"{HOOK}.state.curation.selected?.id === {first}")
+    page.click("#kit-add-selected")
+    page.evaluate("""() => {  // the swap's neighbours are held back until released
+        const fetched = window.fetch;
+        let release;
+        const held = new Promise((done) => { release = done; });
+        window.releaseHeld = release;
+        window.fetch = (url, ...rest) => (String(url).includes('/neighbours/')
+            && String(url).includes('k=20') ? held.then(() => fetched(url, ...rest))
+            : fetched(url, ...rest));
+    }""")
+    page.click("#kit-lanes li[data-lane='0'] .name")
+    page.locator("#map canvas").focus()
+    page.keyboard.press("n")
+    page.evaluate(f"{HOOK}.select({near[0]})")  # its nearest sound joins the kit meanwhile
+    page.wait_for_function(f"{HOOK}.state.curation.selected?.id === {near[0]}")
+    page.click("#kit-add-selected")
+    page.evaluate("window.releaseHeld()")
+    page.wait_for_function(f"{HOOK}.state.kit.swaps === 1")
+    lanes = [lane["id"] for lane in _state(page, "kit")["lanes"]]
+    assert lanes[1] == near[0] and lanes[0] not in (first, near[0]), lanes

@@ -83,7 +83,6 @@ export class KitBuilder {
   async swap(i = this.focus) {
     const lane = this.lanes[i];
     if (!lane || this.swapping) return;
-    const used = new Set(this.lanes.map((l) => l.id));
     let near;
     this.swapping = true;
     try {
@@ -94,14 +93,16 @@ export class KitBuilder {
     } finally {
       this.swapping = false;
     }
+    const at = this.lanes.indexOf(lane); // (lanes before it may have gone meanwhile)
+    if (at < 0) return; // the lane itself went
+    const used = new Set(this.lanes.map((l) => l.id)); // the kit as it is now, not when asked
     const next = near.neighbours.find((n) => !used.has(n.id));
     if (!next) {
       this.app.status('No sound near this one is left outside the kit', 'error');
       return;
     }
-    if (this.lanes[i] !== lane) return; // the lane went meanwhile
     lane.id = next.id;
-    this.focus = i;
+    this.focus = at;
     this.app.state.kit.swaps = (this.app.state.kit.swaps ?? 0) + 1;
     this.render();
     this.load(next.id).catch((error) => this.app.status(`Cannot load the swapped sound: ${error.message}`, 'error'));
