@@ -195,6 +195,7 @@ def test_workers_that_keep_dying_stop_the_run_in_words_keeping_what_was_done(ind
     from soundatlas.errors import SoundAtlasError
 
     env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    replacement = []
     with _dask_cluster(tmp_path, 1, env) as (scheduler_file, workers), \
             distributed.Client(scheduler_file=str(scheduler_file)) as client:
         client.wait_for_workers(1, timeout=120)
@@ -204,10 +205,22 @@ def test_workers_that_keep_dying_stop_the_run_in_words_keeping_what_was_done(ind
             if not killed and done > 0:  # one batch committed, the next ones in flight
                 os.kill(workers[0].pid, signal.SIGKILL)
                 killed.append(done)
+                # a worker in its place: the batches that were only waiting on the dead one go
+                # to it (without it they waited for a worker for ever, when one of them came
+                # before the batch that died); the one it was running fails the run
+                replacement.append(subprocess.Popen(
+                    [str(BIN / "dask"), "worker", "--scheduler-file", str(scheduler_file),
+                     "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
-        with pytest.raises(SoundAtlasError, match="the Dask workers running a batch died"):
-            _embed(indexed, tmp_path / "atlas", executor=client.get_executor(),
-                   progress=kill_the_worker)
+        try:
+            with pytest.raises(SoundAtlasError, match="the Dask workers running a batch died"):
+                _embed(indexed, tmp_path / "atlas", executor=client.get_executor(),
+                       progress=kill_the_worker)
+        finally:
+            for p in replacement:
+                p.kill()
+                p.wait()
     assert killed
     with Atlas.open(tmp_path / "atlas") as atlas:
         assert 0 < atlas.model("default").n_embedded < atlas.n_samples()
