@@ -207,6 +207,28 @@ def _settled_positions(page, ids: list[int], *, visible: bool = False
     return [pos.get(i) for i in ids]  # None: off the map
 
 
+def _hold_fetches(page, pattern: str) -> None:
+    """Hold back the page's requests whose URL matches the regular expression ``pattern`` until
+    ``window.releaseHeld()``; ``window.heldAnswered`` counts those whose answers (bodies too)
+    have since arrived."""
+    page.evaluate("""source => {
+        const fetched = window.fetch;
+        const wanted = new RegExp(source);
+        let release;
+        const held = new Promise((done) => { release = done; });
+        window.releaseHeld = release;
+        window.heldAnswered = 0;
+        window.fetch = (url, ...rest) => {
+            if (!wanted.test(String(url))) return fetched(url, ...rest);
+            return held.then(() => fetched(url, ...rest)).then(async (response) => {
+                await response.clone().arrayBuffer();  // all of it has come
+                window.heldAnswered += 1;
+                return response;
+            });
+        };
+    }""", pattern)
+
+
 def _state(page, key: str):
     return page.evaluate(f"{HOOK}.state[{json.dumps(key)}]")
 
@@ -1176,22 +1198,7 @@ def test_a_map_or_colouring_answered_after_a_later_choice_is_dropped(page, serve
     """The map of p asked for, then m: p's points, held back until m is shown, do not replace
     it; the same for colours asked by one label and then another."""
     _open(page, server)
-    page.evaluate("""() => {
-        const fetched = window.fetch;
-        let release;
-        const held = new Promise((done) => { release = done; });
-        window.releaseHeld = release;
-        window.heldAnswered = 0;  // held requests whose answers (bodies too) have arrived
-        window.fetch = (url, ...rest) => {
-            const slow = /\\/api\\/models\\/p\\/points|\\/api\\/labels\\/pitch/.test(String(url));
-            if (!slow) return fetched(url, ...rest);
-            return held.then(() => fetched(url, ...rest)).then(async (response) => {
-                const body = await response.clone().arrayBuffer();  // all of it has come
-                window.heldAnswered += 1;
-                return response;
-            });
-        };
-    }""")
+    _hold_fetches(page, r"/api/models/p/points|/api/labels/pitch")
     page.select_option("#model", "p")
     page.select_option("#model", "m")
     page.select_option("#colour-by", "pitch")
@@ -1290,14 +1297,7 @@ def test_an_export_being_built_disables_its_buttons_and_says_so(page, server):
                   f"{box['y'] + box['height']})")
     n = len(_state(page, "selection"))
     assert n > 0 and page.locator("#export-m3u").is_enabled()
-    page.evaluate("""() => {
-        const fetched = window.fetch;
-        let release;
-        const held = new Promise((done) => { release = done; });
-        window.releaseHeld = release;
-        window.fetch = (url, ...rest) => (String(url).endsWith('/api/export')
-            ? held.then(() => fetched(url, ...rest)) : fetched(url, ...rest));
-    }""")
+    _hold_fetches(page, r"/api/export$")
     with page.expect_download() as download:
         page.click("#export-m3u")
         page.wait_for_function("document.getElementById('export-zip').disabled")
@@ -1332,14 +1332,7 @@ def test_curation_acts_on_what_the_page_shows_now(page, mapped, tmp_path, consol
         _open(page, srv)
         page.evaluate(f"{HOOK}.select({a})")
         page.wait_for_function(f"{HOOK}.state.curation.selected?.id === {a}")
-        page.evaluate("""() => {  // b's neighbours are held back until released
-            const fetched = window.fetch;
-            let release;
-            const held = new Promise((done) => { release = done; });
-            window.releaseHeld = release;
-            window.fetch = (url, ...rest) => (String(url).includes('/neighbours/')
-                ? held.then(() => fetched(url, ...rest)) : fetched(url, ...rest));
-        }""")
+        _hold_fetches(page, r"/neighbours/")  # b's neighbours, until released
         page.evaluate(f"() => {{ {HOOK}.select({b}); }}")
         page.wait_for_function(f"{HOOK}.state.curation.selected?.id === {b}")
         page.locator("#map canvas").focus()
@@ -1510,14 +1503,7 @@ def test_paths_analogies_and_uploads_act_on_what_is_shown_and_stop_when_told(
     page.set_input_files("#query-file", str(first))
     page.wait_for_function(f"{HOOK}.state.query !== null")
     assert len(_list_ids(page, "#query-neighbours")) == 10
-    page.evaluate("""() => {  // the next upload's answer is held back until released
-        const fetched = window.fetch;
-        let release;
-        const held = new Promise((done) => { release = done; });
-        window.releaseHeld = release;
-        window.fetch = (url, ...rest) => (String(url).includes('/query')
-            ? held.then(() => fetched(url, ...rest)) : fetched(url, ...rest));
-    }""")
+    _hold_fetches(page, r"/query")  # the next upload's answer, until released
     page.set_input_files("#query-file", str(second))
     page.wait_for_function(f"{HOOK}.state.query === null")
     assert page.locator("#query-result").is_hidden()
@@ -1677,15 +1663,7 @@ def test_a_kit_swap_answered_after_the_kit_changed_takes_no_sound_already_in_it(
     page.evaluate(f"{HOOK}.select({first})")
     page.wait_for_function(f"{HOOK}.state.curation.selected?.id === {first}")
     page.click("#kit-add-selected")
-    page.evaluate("""() => {  // the swap's neighbours are held back until released
-        const fetched = window.fetch;
-        let release;
-        const held = new Promise((done) => { release = done; });
-        window.releaseHeld = release;
-        window.fetch = (url, ...rest) => (String(url).includes('/neighbours/')
-            && String(url).includes('k=20') ? held.then(() => fetched(url, ...rest))
-            : fetched(url, ...rest));
-    }""")
+    _hold_fetches(page, r"/neighbours/.*k=20")  # the swap's neighbours, until released
     page.click("#kit-lanes li[data-lane='0'] .name")
     page.locator("#map canvas").focus()
     page.keyboard.press("n")
