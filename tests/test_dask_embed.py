@@ -224,3 +224,42 @@ def test_workers_that_keep_dying_stop_the_run_in_words_keeping_what_was_done(ind
     assert killed
     with Atlas.open(tmp_path / "atlas") as atlas:
         assert 0 < atlas.model("default").n_embedded < atlas.n_samples()
+
+
+@pytest.mark.parametrize("where", ["client", "scheduler"])
+def test_a_cluster_left_without_workers_stops_the_run_in_words_keeping_what_was_done(
+        indexed, tmp_path, where):
+    """The cluster's only worker killed once a batch is committed, and none joins: the batches
+    it held wait for a worker. Embed stops, naming the cluster and Dask's
+    no-workers-timeout, once that has passed on this side (``client``) or the scheduler's own
+    timeout fails them (``scheduler``), instead of waiting for ever; what was done is stored."""
+    import dask.config
+
+    from soundatlas.errors import SoundAtlasError
+
+    env = dict(os.environ)
+    if where == "scheduler":
+        env["DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT"] = "1s"
+    setting = {"distributed.scheduler.no-workers-timeout": "2s" if where == "client" else None}
+    with _dask_cluster(tmp_path, 1, env) as (scheduler_file, workers), \
+            distributed.Client(scheduler_file=str(scheduler_file)) as client, \
+            dask.config.set(setting):
+        client.wait_for_workers(1, timeout=120)
+        address = client.scheduler.address
+        killed = []
+
+        def kill_the_worker(done, total):
+            if not killed and done > 0:
+                os.kill(workers[0].pid, signal.SIGKILL)
+                killed.append(done)
+
+        waited = "2 s" if where == "client" else "as long as its scheduler waits"
+        with pytest.raises(SoundAtlasError) as raised:
+            _embed(indexed, tmp_path / "atlas", executor=client.get_executor(),
+                   progress=kill_the_worker)
+    assert killed
+    assert str(raised.value).startswith(
+        f"the Dask cluster at {address} has had no worker for {waited}")
+    assert f"start `dask worker {address}`" in str(raised.value)
+    with Atlas.open(tmp_path / "atlas") as atlas:
+        assert 0 < atlas.model("default").n_embedded < atlas.n_samples()

@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import queue
 import threading
+import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields
@@ -367,9 +368,9 @@ def _run_batches(fn, batches, n_jobs, executor, on_crash, *, workers_checked: bo
         for batch in batches:
             pending.append((batch, executor.submit(fn, batch)))
             while len(pending) >= window:
-                yield _next_result(pending, on_crash)
+                yield _next_result(pending, on_crash, executor)
         while pending:
-            yield _next_result(pending, on_crash)
+            yield _next_result(pending, on_crash, executor)
     except KeyboardInterrupt:
         if own:
             stop_workers(executor)  # Ctrl-C: no batch in a worker runs on to its end
@@ -399,10 +400,10 @@ class _Restart(Exception):
         self.batch, self.cause = batch, cause
 
 
-def _next_result(pending: collections.deque, on_crash):
+def _next_result(pending: collections.deque, on_crash, executor=None):
     batch, fut = pending[0]
     try:
-        result = fut.result()
+        result = _result(fut, getattr(executor, "_client", None))
     except BrokenProcessPool as exc:
         pending.popleft()
         raise _Restart(batch, exc) from exc
@@ -422,6 +423,62 @@ def _next_result(pending: collections.deque, on_crash):
         return on_crash(batch)
     pending.popleft()
     return result
+
+
+#: how long a batch waits on a Dask cluster that has no worker when Dask's own
+#: ``distributed.scheduler.no-workers-timeout`` is not set
+NO_WORKERS_TIMEOUT_S = 300.0
+_NO_WORKERS_POLL_S = 1.0
+
+
+def _result(fut, client):
+    """``fut.result()``; on a Dask cluster (``client``), a clear error instead of a wait for
+    ever once it has had no worker for as long as ``distributed.scheduler.no-workers-timeout``
+    says (``NO_WORKERS_TIMEOUT_S`` when unset): the scheduler keeps a batch whose workers all
+    died and waits for one to join. The batches finished before are kept by the caller."""
+    if client is None:
+        return fut.result()
+    import dask.config
+    import dask.utils
+
+    setting = dask.config.get("distributed.scheduler.no-workers-timeout", None)
+    limit = dask.utils.parse_timedelta(setting) if setting else NO_WORKERS_TIMEOUT_S
+    alone_since = None
+    while True:
+        try:
+            return fut.result(timeout=_NO_WORKERS_POLL_S)
+        except TimeoutError:
+            if fut.done():  # the batch itself raised TimeoutError
+                raise
+        except Exception as exc:
+            # the scheduler's own distributed.scheduler.no-workers-timeout
+            if type(exc).__name__ in ("NoWorkerError", "NoValidWorkerError"):
+                raise _no_workers(client, "as long as its scheduler waits") from exc
+            raise
+        if _has_workers(client):
+            alone_since = None
+        elif alone_since is None:
+            alone_since = time.monotonic()
+        elif time.monotonic() - alone_since > limit:
+            fut.cancel()
+            raise _no_workers(client, f"{limit:g} s")
+
+
+def _has_workers(client) -> bool:
+    """Whether the scheduler has a worker now (False when it does not answer either)."""
+    try:
+        return bool(client.nthreads())  # {worker: threads}: small, unlike scheduler_info()
+    except Exception:
+        return False
+
+
+def _no_workers(client, waited: str) -> SoundAtlasError:
+    address = getattr(client.scheduler, "address", "the scheduler")
+    return SoundAtlasError(
+        f"the Dask cluster at {address} has had no worker for {waited} (they died or left); the "
+        f"batches finished before are kept: start `dask worker {address}` where the library's "
+        "files can be read, then run the command again to go on (Dask's "
+        "distributed.scheduler.no-workers-timeout sets how long to wait)")
 
 
 def _executor_slots(executor) -> int:
