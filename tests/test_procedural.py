@@ -125,6 +125,25 @@ def test_melodic_pitch_is_the_labelled_midi_note():
         assert abs(12 * np.log2(peak_hz / expected)) < 0.5, (index, peak_hz, expected)
 
 
+def test_fm_notes_have_nothing_below_the_labelled_note():
+    """A note is periodic at its labelled pitch: no FM patch puts energy below it (a half
+    ratio put sidebands at half the carrier, so the note sounded an octave below its label)."""
+    sr = procedural.SAMPLE_RATE
+    below, index = [], 0
+    while len(below) < 40:
+        sound = procedural.describe(0, index)
+        index += 1
+        if (not sound.patch.startswith("fm_") or sound.params["filter"] != "none"
+                or sound.params["noise"]):
+            continue  # a filter or the noise layer would colour the test
+        y = procedural.synthesise(sound)
+        power = np.abs(np.fft.rfft(y * np.hanning(len(y)))) ** 2
+        hz = np.fft.rfftfreq(len(y), 1 / sr)
+        expected = 440.0 * 2 ** ((sound.pitch - 69) / 12)
+        below.append(power[(hz > 20) & (hz < 0.75 * expected)].sum() / power.sum())
+    assert max(below) < 0.002, sorted(below)[-5:]
+
+
 def test_other_sample_rates():
     y, _ = procedural.generate(0, 1, sample_rate=16000)
     y44, _ = procedural.generate(0, 1)

@@ -54,6 +54,8 @@ BANK = "procedural"
 OSCILLATORS: tuple[str, ...] = ("sine", "saw", "square", "triangle", "fm")
 ENVELOPES: tuple[str, ...] = ("pluck", "stab", "lead", "pad")
 FILTERS: tuple[str, ...] = ("none", "lowpass", "highpass", "bandpass")
+#: the FM modulator's frequency over the carrier's (the labelled note's)
+FM_RATIOS: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 9.0)
 ENVELOPE_FAMILY: dict[str, str] = {
     "pluck": "synth_pluck",
     "stab": "synth_stab",
@@ -264,7 +266,9 @@ def describe(seed: int, index: int) -> Sound:
         "filter": d.choice(FILTERS),
         "cutoff_ratio": d.log_uniform(1.5, 12.0),  # x the fundamental
         "noise": d.choice((0.0, d.log_uniform(0.01, 0.2))),
-        "fm_ratio": d.choice((0.5, 1.0, 1.5, 2.0, 3.0, 3.5, 4.0, 7.0)),
+        # whole ratios only: with a half one (0.5, 1.5, 3.5) the sidebands fall on odd
+        # multiples of half the carrier, so the note sounds an octave below its label
+        "fm_ratio": d.choice(FM_RATIOS),
         "fm_index": d.uniform(0.5, 6.0),
         "pulse_width": d.uniform(0.3, 0.5),
     }
