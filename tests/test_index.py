@@ -631,6 +631,73 @@ def test_index_of_many_files_labels_them_from_a_streamed_manifest(tmp_path):
     assert "1 manifest rows name no indexed sample (missing or failed files)" in s.label_problems
 
 
+@pytest.mark.parametrize("manifest", [True, False])
+def test_a_run_that_adds_or_moves_files_labels_those_alone_as_a_full_labelling_would(
+        tmp_path, manifest):
+    """With the same sources (and manifest), a run labels only the samples it adds or moves:
+    the others keep the rows they have (a row changed by hand here shows it), and every label,
+    and the manifest's count of unmatched rows, is what labelling all of them gives."""
+    lib = tmp_path / "lib"
+    for i in range(9):
+        write_tone(lib / f"d{i % 3}/t{i:02d}.wav", 220.0 * (1 + i % 4), seconds=0.2)
+    if manifest:
+        rows = ["path,instrument"] + [f"d{i % 3}/t{i:02d}.wav,i{i}" for i in range(9)]
+        rows += ["d1/new.wav,fresh", "d0/renamed.wav,moved"]  # neither there yet
+        (lib / "metadata.csv").write_text("\n".join(rows) + "\n")
+    first = index(lib)
+    assert manifest == ("2 manifest rows name no indexed sample (missing or failed files)" in (
+        first.label_problems))
+    atlas_dir = lib / ".soundatlas"
+    with Atlas.open(atlas_dir, write=True) as a:  # a mark on a sample this run leaves alone
+        kept_id = a.lookup_paths(["d0/t03.wav"])["d0/t03.wav"][0]
+        a.conn.execute("UPDATE labels SET value = 'marked' WHERE sample_id = ? AND key = "
+                       "'folder'", (kept_id,))
+        a.conn.commit()
+    write_tone(lib / "d1/new.wav", 330.0, seconds=0.2)
+    shutil.move(lib / "d2/t02.wav", lib / "d0/renamed.wav")
+    s = index(lib)
+    assert (s.n_indexed, s.n_moved) == (1, 1)
+    # the two rows found, and the moved file's old path named by none
+    assert manifest == ("1 manifest rows name no indexed sample (missing or failed files)" in (
+        s.label_problems))
+    with Atlas.open(atlas_dir) as a:
+        labels = {r.path: a.sample_labels(r.id) for r in a.samples()}
+    assert labels["d1/new.wav"] == {"folder": "d1", **({"instrument": "fresh"} if manifest
+                                                       else {})}
+    assert labels["d0/renamed.wav"] == {"folder": "d0", **({"instrument": "moved"} if manifest
+                                                           else {})}
+    assert labels.pop("d0/t03.wav")["folder"] == "marked"  # not written again
+    whole = tmp_path / "whole"  # every sample labelled by a first run
+    index(lib, atlas=whole)
+    with Atlas.open(whole) as a:
+        expected = {r.path: a.sample_labels(r.id) for r in a.samples()}
+    del expected["d0/t03.wav"]
+    assert labels == expected
+
+
+def test_files_an_interrupted_run_added_are_labelled_by_the_next_run(tmp_path):
+    """A run stopped after committing a new file, before it wrote labels: the next run, which
+    finds that file unchanged, labels it too."""
+    lib = tmp_path / "lib"
+    write_tone(lib / "a/one.wav", 220.0, seconds=0.2)
+    index(lib)
+    write_tone(lib / "b/two.wav", 330.0, seconds=0.2)
+    write_tone(lib / "c/three.wav", 440.0, seconds=0.2)
+
+    def stop(done, total):
+        if done > 1:  # one.wav unchanged, then a batch of one new file committed
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        index(lib, batch_size=1, progress=stop)
+    s = index(lib)
+    assert s.n_indexed == 1
+    with Atlas.open(lib / ".soundatlas") as a:
+        labels = {r.path: a.sample_labels(r.id) for r in a.samples()}
+    assert labels == {"a/one.wav": {"folder": "a"}, "b/two.wav": {"folder": "b"},
+                      "c/three.wav": {"folder": "c"}}
+
+
 @pytest.mark.parametrize("relpath", ["a.wav", "d/a.wav", "d/e/a.b.wav", "d/.hidden", "d/x.", "x",
                                      "d/e/..wav", "d/e/a..wav", "ü/ß.flac", "d/C#4 take.aif"])
 def test_labels_from_paths_read_them_as_pathlib_does(relpath):

@@ -85,28 +85,39 @@ def _label_inputs(library: Path, sources) -> dict:
     return out
 
 
-def update_labels(atlas: Atlas, library: Path, sources, summary) -> None:
+def update_labels(atlas: Atlas, library: Path, sources, summary,
+                  changed: "set[int] | None" = None) -> None:
     """Every sample's labels from the sources, streamed: the manifest goes to a scratch table
     and the samples are labelled 900 at a time, so a million rows are never held at once.
 
     Skipped when nothing they are made from changed: no sample added, replaced or removed
     since they were written, the same sources, and the manifest of the same size and time (at
     1M samples rewriting 13M label rows took most of an `index` run that found no change).
-    The problems the manifest had then are reported again."""
+    The problems the manifest had then are reported again. With the same sources and
+    manifest, and ``changed`` given (the samples this run added or moved, when the labels
+    were whole as it began), only those samples are labelled (``benchmarks/bench_labels.py``).
+
+    Parameters
+    ----------
+    changed : set of int, optional
+        The samples added or moved since every sample's labels were last written (None: not
+        known, so all are written when anything changed).
+    """
     inputs = _label_inputs(library, sources)
     before = atlas.meta(_LABEL_INPUTS_META)
-    if before is not None and atlas.labels_unchanged_since_written():
-        before = json.loads(before)
-        if before.get("inputs") == inputs:
-            summary.label_problems.extend(before.get("problems", []))
-            return
+    before = json.loads(before) if before is not None else None
+    same = before is not None and before.get("inputs") == inputs
+    if same and atlas.labels_unchanged_since_written():
+        summary.label_problems.extend(before.get("problems", []))
+        return
     n_problems = len(summary.label_problems)
-    _write_labels(atlas, library, sources, summary)
+    _write_labels(atlas, library, sources, summary, only=changed if same else None)
     atlas.set_meta(_LABEL_INPUTS_META, json.dumps(
         {"inputs": inputs, "problems": summary.label_problems[n_problems:]}))
 
 
-def _write_labels(atlas: Atlas, library: Path, sources, summary) -> None:
+def _write_labels(atlas: Atlas, library: Path, sources, summary,
+                  only: "set[int] | None" = None) -> None:
     pattern = (labels_mod.compile_name_pattern(sources.name_pattern) if sources.name_pattern
                else None)
     with Scratch() as scratch:
@@ -132,9 +143,14 @@ def _write_labels(atlas: Atlas, library: Path, sources, summary) -> None:
             n_manifest = scratch.conn.execute("SELECT count(*) FROM manifest").fetchone()[0]
         matched = 0
 
+        if only is not None and not n_manifest:  # nothing to count: those samples alone
+            rows = ((sid, None, p) for sid, p in sorted(atlas.paths(only).items()))
+        else:
+            rows = atlas.iter_ids_hashes()
+
         def labelled():
             nonlocal matched
-            for chunk in chunked(atlas.iter_ids_hashes(), 900):  # 900: SQLite's variable limit
+            for chunk in chunked(rows, 900):  # 900: SQLite's variable limit
                 listed = {}
                 if n_manifest:
                     paths = [p for _sid, _digest, p in chunk]
@@ -148,6 +164,8 @@ def _write_labels(atlas: Atlas, library: Path, sources, summary) -> None:
                             "SELECT nfc, labels FROM manifest WHERE nfc IN "
                             f"({','.join('?' * len(other))})", list(other)))
                     matched += len(listed)
+                if only is not None:  # the others' labels stand; the manifest's count above
+                    chunk = [row for row in chunk if row[0] in only]
                 heard = atlas.audio_labels_of([sid for sid, _d, _p in chunk])
                 for sid, _digest, p in chunk:
                     kv: dict[str, str] = dict(heard.get(sid, {}))  # the least explicit source
@@ -159,7 +177,7 @@ def _write_labels(atlas: Atlas, library: Path, sources, summary) -> None:
                         kv.update(json.loads(listed[p]))  # the most explicit source: it wins
                     yield sid, kv
 
-        atlas.replace_labels(labelled())
+        atlas.replace_labels(labelled(), only=only)
         if n_manifest and n_manifest > matched:
             summary.label_problems.append(
                 f"{n_manifest - matched} manifest rows name no indexed sample (missing or failed "

@@ -174,6 +174,9 @@ def index_library(
             library=str(library), atlas=str(atlas_dir), label_sources=sources.to_dict(),
             max_duration=max_duration,
         )
+        # the labels of every sample were written and nothing changed since: then only the
+        # samples this run adds or moves need theirs (None: all are written again)
+        changed: set[int] | None = set() if atlas.labels_unchanged_since_written() else None
         _rehash_legacy(atlas, library, n_jobs, progress, summary)
         atlas.sign_legacy_holders()  # while the samples whose curation may move are there
         with ScanList(library) as found:
@@ -228,7 +231,7 @@ def index_library(
                                                executor=executor, on_crash=on_crash):
                         n_done += _commit(atlas, sent.popleft(), results, orphans, retry,
                                           summary, run_id, n_done, legacy, lasting_key,
-                                          protected)
+                                          protected, changed)
                         if progress:
                             progress(n_done, summary.n_scanned)
                 removed = [sid for h, ids in orphans.items() if h not in protected
@@ -246,7 +249,7 @@ def index_library(
                 # above; a failed analysis of such a file says why, and stays)
                 readable = set(atlas.lookup_paths(found.files_among(atlas.scan_failures())))
                 atlas.forget_failures(found.present(failed_paths) - readable)
-                update_labels(atlas, library, sources, summary)
+                update_labels(atlas, library, sources, summary, changed)
                 atlas.collect_garbage()
                 _finish_summary(atlas, summary)
                 summary.seconds = time.perf_counter() - start
@@ -504,7 +507,7 @@ def _plain(e: FileEntry) -> FileEntry:
 
 
 def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, legacy,
-            lasting_key, protected: set[str]) -> int:
+            lasting_key, protected: set[str], changed: set[int] | None) -> int:
     new, moved, failed, kept, follows = [], [], [], [], []
     for entry, result in zip(batch, results):
         if isinstance(result, Moved) and _stored_hash(entry) == result.hash:
@@ -546,8 +549,11 @@ def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, lega
             if taken is not None:
                 follows.append((taken[0], result.hash, entry.path, taken[1], taken[2]))
     n = len(new) + len(moved) + len(failed) + len(kept)
-    atlas.commit_batch(new, moved=moved, failed=failed, run_id=run_id, n_done=n_done + n,
-                       follows=follows, kept_failures=kept)
+    ids = atlas.commit_batch(new, moved=moved, failed=failed, run_id=run_id,
+                             n_done=n_done + n, follows=follows, kept_failures=kept)
+    if changed is not None:  # whose labels update_labels writes
+        changed.update(ids)
+        changed.update(sid for sid, path, *_ in moved)
     return n
 
 

@@ -30,20 +30,29 @@ class LabelStore(Store):
 
     # -- labels ------------------------------------------------------------------------------------
 
-    def replace_labels(self, labels: "Mapping[int, dict[str, str]] | Iterable[tuple[int, dict]]"
-                       ) -> None:
-        """Set the complete label set of every sample, atomically.
+    def replace_labels(self, labels: "Mapping[int, dict[str, str]] | Iterable[tuple[int, dict]]",
+                       *, only: "Iterable[int] | None" = None) -> None:
+        """Set the complete label set of every sample, or of the samples ``only`` names,
+        atomically.
 
         Parameters
         ----------
         labels : mapping or iterable of pairs
             sample id -> {key: value}, or (sample id, {key: value}) pairs, read as they come
             (a generator need not hold the library's labels at once); samples not in it get no
-            labels.
+            labels (of those ``only`` names, with it).
+        only : iterable of int, optional
+            The samples whose labels are replaced; the others keep theirs (default: every
+            sample's are).
         """
         pairs = labels.items() if isinstance(labels, Mapping) else labels
         with self.transaction() as c:
-            c.execute("DELETE FROM labels")
+            if only is None:
+                c.execute("DELETE FROM labels")
+            else:
+                for chunk in id_chunks(only):
+                    c.execute(f"DELETE FROM labels WHERE sample_id IN ({placeholders(chunk)})",
+                              chunk)
             c.executemany(
                 "INSERT INTO labels(sample_id, key, value) VALUES (?, ?, ?)",
                 ((sid, k, v) for sid, kv in pairs for k, v in kv.items()),
