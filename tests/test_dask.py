@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,6 +16,7 @@ distributed = pytest.importorskip("distributed")
 
 from soundatlas.atlas import Atlas  # noqa: E402
 from soundatlas.indexing import index_library  # noqa: E402
+from soundatlas.pipeline import run_batches  # noqa: E402
 
 
 def test_index_on_a_local_dask_cluster_matches_local_processes(tone_library, tmp_path):
@@ -43,3 +51,42 @@ def test_cli_scheduler_option(tone_library, tmp_path):
         )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["n_indexed"] == 18
+
+
+def _meet(batch, folder: str, n: int) -> int:
+    """A batch that marks its start in ``folder`` and waits until ``n`` batches have started
+    (for two minutes at most): how many had."""
+    Path(folder, str(batch[0])).touch()
+    deadline = time.monotonic() + 120
+    while len(os.listdir(folder)) < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return len(os.listdir(folder))
+
+
+def test_batches_in_flight_follow_workers_that_join_after_the_start(tmp_path):
+    """A cluster of one worker when the run starts, three more joining once it runs (as an
+    adaptive or batch-queue cluster grows): four batches run at once. The run sent two at a
+    time, as many as its first look at the cluster allowed, so the first batch waited in vain
+    for the other three."""
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers lack this module
+    started = tmp_path / "started"
+    started.mkdir()
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        def grow():
+            while not os.listdir(started):  # a start-up wait: the run is under way
+                time.sleep(0.02)
+            cluster.scale(4)
+
+        grower = threading.Thread(target=grow)
+        grower.start()
+        try:
+            stage = functools.partial(_meet, folder=str(started), n=4)
+            met = list(run_batches(stage, ([i] for i in range(8)), n_jobs=1,
+                                   executor=client.get_executor()))
+        finally:
+            grower.join()
+    assert met[0] >= 4, met

@@ -362,15 +362,23 @@ def _run_batches(fn, batches, n_jobs, executor, on_crash, *, workers_checked: bo
     n_jobs = n_jobs or default_n_jobs()
     if own:
         executor = _process_pool(n_jobs)
+    # a Dask cluster's workers may join after the start (an adaptive or batch-queue cluster):
+    # the batches in flight follow the threads it has
+    client = None if own else getattr(executor, "_client", None)
+    watch = _ClusterWatch(client) if client is not None else None
     window = 2 * (n_jobs if own else max(n_jobs, _executor_slots(executor)))
     pending: collections.deque = collections.deque()
     try:
         for batch in batches:
             pending.append((batch, executor.submit(fn, batch)))
             while len(pending) >= window:
-                yield _next_result(pending, on_crash, executor)
+                if watch is not None and not watch.ready(pending[0][1]):
+                    window = max(window, 2 * watch.threads)
+                    continue
+                yield _next_result(pending, on_crash, client)
         while pending:
-            yield _next_result(pending, on_crash, executor)
+            if watch is None or watch.ready(pending[0][1]):
+                yield _next_result(pending, on_crash, client)
     except KeyboardInterrupt:
         if own:
             stop_workers(executor)  # Ctrl-C: no batch in a worker runs on to its end
@@ -400,14 +408,17 @@ class _Restart(Exception):
         self.batch, self.cause = batch, cause
 
 
-def _next_result(pending: collections.deque, on_crash, executor=None):
+def _next_result(pending: collections.deque, on_crash, client=None):
     batch, fut = pending[0]
     try:
-        result = _result(fut, getattr(executor, "_client", None))
+        result = fut.result()
     except BrokenProcessPool as exc:
         pending.popleft()
         raise _Restart(batch, exc) from exc
     except Exception as exc:
+        # the scheduler's own distributed.scheduler.no-workers-timeout
+        if type(exc).__name__ in ("NoWorkerError", "NoValidWorkerError"):
+            raise _no_workers(client, "as long as its scheduler waits") from exc
         # Dask gives up on a task whose workers keep dying with KilledWorker; the cluster itself
         # carries on, so only this batch needs isolating.
         if type(exc).__name__ != "KilledWorker":
@@ -431,49 +442,49 @@ NO_WORKERS_TIMEOUT_S = 300.0
 _NO_WORKERS_POLL_S = 1.0
 
 
-def _result(fut, client):
-    """``fut.result()``; on a Dask cluster (``client``), a clear error instead of a wait for
-    ever once it has had no worker for as long as ``distributed.scheduler.no-workers-timeout``
-    says (``NO_WORKERS_TIMEOUT_S`` when unset): the scheduler keeps a batch whose workers all
-    died and waits for one to join. The batches finished before are kept by the caller."""
-    if client is None:
-        return fut.result()
-    import dask.config
-    import dask.utils
+class _ClusterWatch:
+    """Waits on a Dask cluster (``client``) a second at a time, and stops with a clear error
+    once it has had no worker for as long as ``distributed.scheduler.no-workers-timeout``
+    says (``NO_WORKERS_TIMEOUT_S`` when unset) instead of waiting for ever: the scheduler keeps
+    a batch whose workers all died and waits for one to join. ``threads``: the worker threads
+    it had at the last look. The batches finished before are kept by the caller."""
 
-    setting = dask.config.get("distributed.scheduler.no-workers-timeout", None)
-    limit = dask.utils.parse_timedelta(setting) if setting else NO_WORKERS_TIMEOUT_S
-    alone_since = None
-    while True:
+    def __init__(self, client):
+        import dask.config
+        import dask.utils
+
+        self.client = client
+        setting = dask.config.get("distributed.scheduler.no-workers-timeout", None)
+        self.limit = dask.utils.parse_timedelta(setting) if setting else NO_WORKERS_TIMEOUT_S
+        self.alone_since: float | None = None
+        self.threads = 0
+
+    def ready(self, fut) -> bool:
+        """Whether ``fut`` is done, after waiting for it up to a second."""
         try:
-            return fut.result(timeout=_NO_WORKERS_POLL_S)
+            fut.result(timeout=_NO_WORKERS_POLL_S)
+            return True
         except TimeoutError:
             if fut.done():  # the batch itself raised TimeoutError
-                raise
-        except Exception as exc:
-            # the scheduler's own distributed.scheduler.no-workers-timeout
-            if type(exc).__name__ in ("NoWorkerError", "NoValidWorkerError"):
-                raise _no_workers(client, "as long as its scheduler waits") from exc
-            raise
-        if _has_workers(client):
-            alone_since = None
-        elif alone_since is None:
-            alone_since = time.monotonic()
-        elif time.monotonic() - alone_since > limit:
+                return True
+        except Exception:  # done, with an error: the caller's fut.result() raises it
+            return True
+        try:  # {worker: threads}: small, unlike scheduler_info()
+            self.threads = sum(self.client.nthreads().values())
+        except Exception:  # the scheduler does not answer either
+            self.threads = 0
+        if self.threads:
+            self.alone_since = None
+        elif self.alone_since is None:
+            self.alone_since = time.monotonic()
+        elif time.monotonic() - self.alone_since > self.limit:
             fut.cancel()
-            raise _no_workers(client, f"{limit:g} s")
-
-
-def _has_workers(client) -> bool:
-    """Whether the scheduler has a worker now (False when it does not answer either)."""
-    try:
-        return bool(client.nthreads())  # {worker: threads}: small, unlike scheduler_info()
-    except Exception:
+            raise _no_workers(self.client, f"{self.limit:g} s")
         return False
 
 
 def _no_workers(client, waited: str) -> SoundAtlasError:
-    address = getattr(client.scheduler, "address", "the scheduler")
+    address = getattr(getattr(client, "scheduler", None), "address", "the scheduler")
     return SoundAtlasError(
         f"the Dask cluster at {address} has had no worker for {waited} (they died or left); the "
         f"batches finished before are kept: start `dask worker {address}` where the library's "
