@@ -398,6 +398,36 @@ def test_cross_bank_fits_on_the_reference_and_tests_every_frame_of_this_atlas(ma
         assert acc["test_accuracy"] == pytest.approx(by_hand, abs=0.02)  # vote ties may differ
         assert acc["test_accuracy"] > 2 / len(HELD_CLASSES)  # louder notes still find their class
         assert "error" not in r["results"]["baseline:pca"]
+        # what was left out of the k-NN, counted and said (the reference's non-test frames)
+        n_nylon = int(np.sum((names == "nylon_guitar") & (within.split != "test")))
+        assert p["reference"]["classes"] == "held"
+        assert p["reference"]["left_out"] == {"instrument": {"classes": 1, "frames": n_nylon}}
+        from soundatlas.scoretable import format_scores
+
+        assert (f"left out of it, the reference's 'instrument': 1 classes ({n_nylon} frames)"
+                in format_scores(r))
+
+
+def test_cross_bank_with_all_the_reference_classes_may_name_one_this_atlas_lacks(mapped,
+                                                                                 other_bank):
+    """--reference-classes all: the k-NN is fitted on every class of the reference, nylon
+    guitar included, so the held bank's sounds may be taken for it; nothing is left out."""
+    from soundatlas.scoretable import format_scores
+
+    with Atlas.open(mapped) as ref, Atlas.open(other_bank) as atlas:
+        held = evaluate(atlas, ["m"], reference=ref, labels=["instrument"], n_analogies=0)
+        every = evaluate(atlas, ["m"], reference=ref, labels=["instrument"], n_analogies=0,
+                         reference_classes="all")
+        with pytest.raises(ParameterError, match="reference_classes='some' must be one of"):
+            evaluate(atlas, ["m"], reference=ref, labels=["instrument"], n_analogies=0,
+                     reference_classes="some")
+    p = every["protocol"]["reference"]
+    assert p["classes"] == "all" and p["left_out"] == {}
+    assert "left out of it" not in format_scores(every)
+    fitted = held["results"]["m"]["accuracy"]["instrument"]["n_train"]
+    assert every["results"]["m"]["accuracy"]["instrument"]["n_train"] > fitted
+    # the confusion's columns: every class predicted or true; nylon guitar can be predicted now
+    assert "nylon_guitar" not in held["results"]["m"]["confusion"]["instrument"]["labels"]
 
 
 def test_cross_bank_names_the_classes_the_reference_lacks(mapped, other_bank):
@@ -424,6 +454,27 @@ def test_cross_bank_names_the_classes_the_reference_lacks(mapped, other_bank):
         pitches = label_of(ref, "pitch")
         fitted = {pitches[int(s)] for s in fs.sample_ids[fs.split == "train"]}
     assert not set(unmatched["pitch"]) & fitted
+
+
+def test_labels_suggested_from_the_map_are_no_truth_to_score_it_by(mapped, tmp_path):
+    """`suggest --apply` stored 'instrument:oboe' on every test sample, not yet accepted: the
+    scores read the index's labels alone. One the user tags (or accepts) is the truth."""
+    import shutil
+
+    copy = tmp_path / "atlas"
+    shutil.copytree(mapped, copy)
+    with Atlas.open(copy, write=True) as atlas:
+        fs = frame_set(atlas)
+        tested = sorted({int(s) for s in fs.sample_ids[fs.split == "test"]})
+        before = evaluate(atlas, ["m"], labels=["instrument"], n_analogies=0)
+        atlas.tag(tested, add=["instrument:oboe"], suggested=True, confidence=0.9)
+        after = evaluate(atlas, ["m"], labels=["instrument"], n_analogies=0)
+        assert label_of(atlas, "instrument")[tested[0]] == "oboe"  # the page shows it
+        atlas.tag(tested[:1], add=["instrument:oboe"])  # accepted: the user's own now
+        accepted = evaluate(atlas, ["m"], labels=["instrument"], n_analogies=0)
+    assert after["results"]["m"]["accuracy"] == before["results"]["m"]["accuracy"]
+    assert after["results"]["m"]["confusion"] == before["results"]["m"]["confusion"]
+    assert "oboe" in accepted["results"]["m"]["confusion"]["instrument"]["labels"]
 
 
 def test_within_set_names_a_class_only_test_files_have(mapped, tmp_path):
@@ -495,11 +546,13 @@ def test_cross_bank_refuses_a_model_that_differs_or_is_missing(mapped, other_ban
 def test_evaluate_reference_on_the_command_line(mapped, other_bank):
     run = subprocess.run([str(BIN), "evaluate", "--atlas", str(other_bank), "--reference",
                           str(mapped), "-m", "m", "--labels", "instrument", "--baselines",
-                          "pca", "--analogies", "0", "--json", "-q"],
+                          "pca", "--analogies", "0", "--reference-classes", "all", "--json",
+                          "-q"],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert result["protocol"]["protocol"] == "cross-bank"
+    assert result["protocol"]["reference"]["classes"] == "all"
     assert set(result["results"]) == {"m", "baseline:pca"}
     bad = subprocess.run([str(BIN), "evaluate", "--atlas", str(other_bank), "--reference",
                           str(other_bank / "nowhere"), "-m", "m", "-q"], capture_output=True,

@@ -453,9 +453,14 @@ def default_labels(atlas) -> list[str]:
                          "folders or --name-pattern)")
 
 
+#: what a cross-bank k-NN chooses among: the classes the scored atlas has, or all the
+#: reference's (``evaluate``'s ``reference_classes``)
+REFERENCE_CLASSES = ("held", "all")
+
+
 def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
-             n_per_file: int = 8, n_analogies: int = 500, seed: int = 0,
-             progress=None) -> dict:
+             reference_classes: str = "held", n_per_file: int = 8, n_analogies: int = 500,
+             seed: int = 0, progress=None) -> dict:
     """Score ``models`` and ``baselines`` on the same frames, split and labels.
 
     Parameters
@@ -473,11 +478,15 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
         projection) is then fitted on the reference's training frames, k chosen on its
         validation frames, and every frame of this atlas is a test frame: whether a sound of
         this library lands among the reference's sounds of its class. Labels are compared by
-        value, and the k-NN of a label chooses among the values this atlas has (the
-        reference's frames of other classes are left out of it). Each model must be embedded
+        value. Each model must be embedded
         in both atlases with the same weights. In either protocol, a class of the test frames
         that no training frame has cannot be named; the protocol's ``unmatched_classes`` gives
         each such class, by label, with its number of test frames.
+    reference_classes : {'held', 'all'}
+        With ``reference``, what the k-NN of a label chooses among: the values this atlas
+        has ('held', the default: the reference's frames of other classes are left out, and
+        the protocol's ``reference.left_out`` counts them by label), or every value of the
+        reference ('all': a sound may also be taken for a class this library lacks).
     n_per_file : int
         Energy-weighted frames per sample (:func:`frame_set`).
     n_analogies : int
@@ -510,6 +519,9 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
         raise ParameterError(f"unknown baseline {unknown[0]!r} (known: {', '.join(BASELINES)})")
     if not models and not baselines:
         raise ParameterError("nothing to evaluate: name a model or a baseline")
+    if reference_classes not in REFERENCE_CLASSES:
+        raise ParameterError(f"reference_classes={reference_classes!r} must be one of "
+                             f"{', '.join(REFERENCE_CLASSES)}")
     atlases = [atlas] if reference is None else [reference, atlas]
     known = set(atlas.label_summary())
     labels = default_labels(atlas) if not labels else list(dict.fromkeys(labels))  # each once
@@ -544,12 +556,20 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
     fs = FrameSet(np.concatenate([p.ids() for p in parts]),
                   np.concatenate([p.fs.frames for p in parts]),
                   np.concatenate([p.fs.split for p in parts]))
+    # the map's own guesses (suggest --apply) are no truth to score it by
     label_values = {key: {p.offset + sid: v for p in parts
-                          for sid, v in label_of(p.atlas, key, known).items()} for key in labels}
-    if reference is not None:  # the k-NN chooses among the classes this library has
-        for key, values in label_values.items():
+                          for sid, v in label_of(p.atlas, key, known, suggested=False).items()}
+                    for key in labels}
+    left_out: dict = {}
+    if reference is not None and reference_classes == "held":
+        # the k-NN chooses among the classes this library has
+        fitted_ids = fs.sample_ids[fs.split != "test"]  # the reference's training and
+        for key, values in label_values.items():         # validation frames
             here = {v for sid, v in values.items() if sid >= _CROSS_OFFSET}
-            for sid in [s for s, v in values.items() if s < _CROSS_OFFSET and v not in here]:
+            gone = [s for s, v in values.items() if s < _CROSS_OFFSET and v not in here]
+            left_out[key] = {"classes": len({values[s] for s in gone}),
+                             "frames": int(np.isin(fitted_ids, gone).sum())}
+            for sid in gone:
                 del values[sid]
     fitted = set(fs.sample_ids[fs.split == "train"].tolist())
     tested = fs.sample_ids[fs.split == "test"]
@@ -596,7 +616,8 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
     if reference is not None:
         protocol["reference"] = {"atlas": str(reference.path),
                                  "n_samples": int(len(np.unique(parts[0].fs.sample_ids))),
-                                 "split_seed": int(reference.meta("split_seed") or 0)}
+                                 "split_seed": int(reference.meta("split_seed") or 0),
+                                 "classes": reference_classes, "left_out": left_out}
     step("done")
     return {"protocol": protocol, "results": results}
 

@@ -319,7 +319,7 @@ def label_parts(key: str, known) -> list[str]:
     return [key] if key in known or "+" not in key else [p.strip() for p in key.split("+")]
 
 
-def label_of(atlas, key: str, known=None) -> dict[int, str]:
+def label_of(atlas, key: str, known=None, *, suggested: bool = True) -> dict[int, str]:
     """Each sample's value of label ``key``.
 
     Parameters
@@ -333,6 +333,8 @@ def label_of(atlas, key: str, known=None) -> dict[int, str]:
         "same instrument" within one maker.
     known : set of str, optional
         The atlas's label names (read from it when None).
+    suggested : bool, default True
+        Read the values ``suggest --apply`` stored from the map too (``Atlas.labels``).
 
     Returns
     -------
@@ -342,7 +344,7 @@ def label_of(atlas, key: str, known=None) -> dict[int, str]:
     known = set(atlas.label_summary()) if known is None else known
     parts = label_parts(key, known)
     if len(parts) == 1:
-        return atlas.labels(key)
-    columns = [atlas.labels(p) for p in parts]
+        return atlas.labels(key, suggested=suggested)
+    columns = [atlas.labels(p, suggested=suggested) for p in parts]
     common = set(columns[0]).intersection(*columns[1:])
     return {sid: "|".join(c[sid] for c in columns) for sid in common}

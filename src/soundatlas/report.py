@@ -79,7 +79,8 @@ def write_report(atlas, output, *, models=(), baselines=(), evaluation: dict | N
     step("evaluation")
     fig_dir.mkdir(parents=True, exist_ok=True)  # once there is something to draw
     known = set(atlas.label_summary())
-    labels = {key: label_of(atlas, key, known) for key in evaluation["protocol"]["labels"][:2]}
+    labels = {key: label_of(atlas, key, known, suggested=False)
+              for key in evaluation["protocol"]["labels"][:2]}
     if "pitch" in known and "pitch" not in labels:  # trajectories are ordered by pitch
         labels["pitch"] = atlas.labels("pitch")
     sections = [_summary_table(evaluation)]

@@ -329,6 +329,13 @@ def format_scores(result: dict) -> str:
         lines.append(f"cross-bank: k-NN fitted on {p['n_frames']['train']} training frames of "
                      f"{p['reference']['atlas']} (k chosen on {p['n_frames']['valid']} of its "
                      "validation frames); every frame of this atlas is a test frame")
+        gone = {k: c for k, c in p["reference"].get("left_out", {}).items() if c["classes"]}
+        if gone:
+            lines.append(
+                "the k-NN chooses among the classes this atlas has: left out of it, the "
+                "reference's " + "; ".join(f"{k!r}: {c['classes']} classes ({c['frames']} "
+                                           "frames)" for k, c in gone.items())
+                + " (--reference-classes all keeps them)")
     for key, classes in p.get("unmatched_classes", {}).items():
         if classes:
             named = ", ".join(f"{c} ({n})" for c, n in classes.items())

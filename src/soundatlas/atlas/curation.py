@@ -186,16 +186,19 @@ class CurationStore(Store):
             self._touch(c, hashes, now)
             yield c, list(dict.fromkeys(hashes.values())), now
 
-    def user_label_rows(self, *, key: str | None = None,
-                        ids: Iterable[int] | None = None) -> list[tuple[int, str, str]]:
+    def user_label_rows(self, *, key: str | None = None, ids: Iterable[int] | None = None,
+                        suggested: bool = True) -> list[tuple[int, str, str]]:
         """(sample id, key, value) of the user's labels on present samples (tags and stars),
-        for one ``key`` and some ``ids`` when given; by sample id, key, value."""
+        for one ``key`` and some ``ids`` when given, and without those suggested from the map
+        and not yet accepted when ``suggested`` is False; by sample id, key, value."""
         if not self._has_curation():
             return []
         where, args = [], []
         if key is not None:
             where.append("u.key = ?")
             args.append(key)
+        if not suggested:
+            where.append("u.suggested = 0")
         sql = ("SELECT s.id, u.key, u.value FROM user_labels u JOIN samples s ON s.hash = u.hash"
                + (" WHERE " + " AND ".join(where) if where else ""))
         if ids is None:

@@ -72,17 +72,25 @@ class LabelStore(Store):
         (``replace_labels``): then the labels of the same sources are the same."""
         return self.meta(LABEL_SUMMARY_META) is not None
 
-    def labels(self, key: str) -> dict[int, str]:
-        """sample id -> value of label ``key`` (samples without it are absent)."""
+    def labels(self, key: str, *, suggested: bool = True) -> dict[int, str]:
+        """sample id -> value of label ``key`` (samples without it are absent).
+
+        Parameters
+        ----------
+        suggested : bool, default True
+            Read the values ``suggest --apply`` stored from the map too (False: the index's
+            and the user's own alone, as an evaluation needs: a map's own guesses are no truth
+            to score it by).
+        """
         out = dict(self.conn.execute("SELECT sample_id, value FROM labels WHERE key = ?", (key,)))
-        out.update(self._user_values(key))
+        out.update(self._user_values(key, suggested=suggested))
         return out
 
-    def _user_values(self, key: str) -> dict[int, str]:
+    def _user_values(self, key: str, *, suggested: bool = True) -> dict[int, str]:
         """sample id -> the user's one value of ``key`` (``atlas.curation``)."""
         from soundatlas.atlas.curation import TAG_KEY
 
-        rows = self.user_label_rows(key=key)
+        rows = self.user_label_rows(key=key, suggested=suggested)
         if key != TAG_KEY:
             return {sid: value for sid, _, value in rows}
         ranking = self.tag_ranking()
