@@ -1621,6 +1621,21 @@ def test_the_atlas_keeps_its_max_duration_and_a_new_one_analyses_what_it_reads_o
         c.execute("DELETE FROM meta WHERE key = 'max_duration'")  # an atlas from before
     s = index(lib)  # its last run's limit, not 30 s: nothing cut anew
     assert (s.n_indexed, s.max_duration, s.truncated) == (0, 3.0, ["t2.wav"])
+    # a limit shorter than any sound analysed is refused before the atlas keeps it; one kept
+    # by an older soundatlas is named, with the way out
+    with pytest.raises(ParameterError, match="at least the shortest sound analysed, 0.002 s"):
+        index(lib, max_duration=0.001)
+    assert durations()[0] == 3.0
+    cli = subprocess.run([str(Path(sys.executable).parent / "soundatlas"), "index", str(lib),
+                          "--max-duration", "0.001", "-q"], capture_output=True, text=True)
+    assert cli.returncode == 2 and "0.001 s is shorter than the shortest sound analysed " \
+        "(0.002 s): give more, or 'none' for no limit" in cli.stderr, cli.stderr
+    assert durations()[0] == 3.0
+    with Atlas.open(lib / ".soundatlas", write=True) as a:
+        a.set_max_duration(0.001)
+    with pytest.raises(ParameterError, match=r"keeps a limit of 0.001 s a file.*--max-duration"):
+        index(lib)
+    assert index(lib, max_duration=3.0).n_indexed == 0
     print_index_summary(IndexSummary(library="l", atlas="a", n_truncated=1, truncated=["x.wav"],
                                      max_duration=None))  # (it raised on None)
     assert "1 long files: only a first part analysed, under an earlier --max-duration, e.g. " \

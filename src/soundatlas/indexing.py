@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from soundatlas import labels as labels_mod
+from soundatlas import audio, labels as labels_mod
 from soundatlas.atlas import Atlas, NewSample, default_atlas_dir
 from soundatlas.atlas.legacy import features_summary, file_name, is_silent, summaries_match
 from soundatlas.atlas.store import chunked
@@ -154,8 +154,10 @@ def index_library(
         raise ParameterError(f"library {library} is not a folder")
     if batch_size < 1:
         raise ParameterError(f"batch_size={batch_size} must be at least 1")
-    if max_duration is not AS_STORED and max_duration is not None and not max_duration > 0:
-        raise ParameterError(f"max_duration={max_duration} must be positive (or None for no limit)")
+    if (max_duration is not AS_STORED and max_duration is not None
+            and not max_duration >= audio.MIN_DURATION):  # before the atlas keeps it
+        raise ParameterError(f"max_duration={max_duration} must be at least the shortest sound "
+                             f"analysed, {audio.MIN_DURATION:g} s (or None for no limit)")
     atlas_dir = Path(atlas_dir) if atlas_dir is not None else default_atlas_dir(library)
     check_label_sources(library, label_sources)  # before the atlas is made or changed
     with Atlas.create(atlas_dir, library=library, params=params) as atlas:
@@ -165,6 +167,12 @@ def index_library(
         params = atlas.cqt_params
         if max_duration is AS_STORED:
             max_duration = atlas.max_duration()
+            if max_duration is not None and max_duration < audio.MIN_DURATION:
+                # kept by a soundatlas that took any positive limit
+                raise ParameterError(
+                    f"the atlas keeps a limit of {max_duration:g} s a file, shorter than the "
+                    f"shortest sound analysed ({audio.MIN_DURATION:g} s): index with "
+                    "--max-duration SECONDS (or none) to set another")
         else:  # the atlas's limit from now on: a run after this one, interrupted, goes on
             atlas.set_max_duration(max_duration)
         stale = atlas.stale_sample_ids()  # analysed with the kernel a refresh replaces

@@ -38,10 +38,18 @@ __all__ = ["register", "INDEX_OPTIONS", "run_index", "executor_for", "print_inde
 
 
 def duration_or_none(text: str) -> float | None:
-    """An argument type: seconds above 0, or ``none`` (also ``0``, ``inf``, ``all``): None."""
+    """An argument type: seconds, at least the shortest sound analysed
+    (``audio.MIN_DURATION``), or ``none`` (also ``0``, ``inf``, ``all``): None."""
     if text.lower() in {"none", "0", "inf", "all"}:
         return None
-    return positive_float(text)
+    from soundatlas.audio import MIN_DURATION
+
+    seconds = positive_float(text)
+    if seconds < MIN_DURATION:
+        raise argparse.ArgumentTypeError(
+            f"{text} s is shorter than the shortest sound analysed ({MIN_DURATION:g} s): "
+            "give more, or 'none' for no limit")
+    return seconds
 
 
 def human_bytes(n: float) -> str:
@@ -169,7 +177,7 @@ INDEX_OPTIONS = (
     option("--no-folder-labels", action="store_true",
            help="do not record each file's parent folder as label 'folder'"),
     option("--max-duration", type=duration_or_none, default=AS_STORED, metavar="SECONDS",
-           help="analyse only the first SECONDS of longer files ('none': no limit); the atlas "
+           help="analyse only the first SECONDS of longer files ('none' or 0: no limit); the atlas "
            "keeps it for later runs, and a new limit analyses again the files it reads "
            "otherwise (default: the atlas's, 30 for a new one)"),
     option("--retry-failed", action="store_true",
