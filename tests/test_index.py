@@ -675,6 +675,42 @@ def test_a_run_that_adds_or_moves_files_labels_those_alone_as_a_full_labelling_w
     assert labels == expected
 
 
+def test_an_atlas_follows_its_library_moved_and_refuses_another_library(tmp_path, capsys):
+    """A library moved with its atlas inside (or copied with it) is indexed where it is now,
+    every sample kept, and the atlas records the new folder (the page plays from it). Another
+    library indexed into an atlas whose library is still there is refused before anything
+    changes: it would take that library's samples out."""
+    from soundatlas.cli.library import print_index_summary
+
+    lib = tmp_path / "lib"
+    for i in range(3):
+        write_tone(lib / f"d/t{i}.wav", 220.0 * (i + 1), seconds=0.2)
+    index(lib)
+    moved = tmp_path / "moved"
+    shutil.move(lib, moved)
+    s = index(moved)
+    assert (s.n_unchanged, s.n_indexed, s.n_removed) == (3, 0, 0)
+    assert s.library_moved_from == str(lib.resolve())
+    print_index_summary(s)
+    assert f"the library moved: the atlas indexed {lib.resolve()}, now {moved}" in (
+        capsys.readouterr().out)
+    with Atlas.open(moved / ".soundatlas") as a:
+        assert a.library == moved.resolve()
+    copy = tmp_path / "copy"  # the library copied with its atlas: the copy's atlas is its own
+    shutil.copytree(moved, copy)
+    assert index(copy).n_unchanged == 3
+    with Atlas.open(copy / ".soundatlas") as a, Atlas.open(moved / ".soundatlas") as b:
+        assert (a.library, b.library) == (copy.resolve(), moved.resolve())
+    other = tmp_path / "other"
+    write_tone(other / "x.wav", 500.0, seconds=0.2)
+    with pytest.raises(ParameterError, match=rf"the atlas at .* indexes the library "
+                       rf"{moved.resolve()}, not {other.resolve()}"):
+        index(other, atlas=moved / ".soundatlas")
+    assert paths_in(moved / ".soundatlas") == {f"d/t{i}.wav" for i in range(3)}
+    with Atlas.open(moved / ".soundatlas") as a:
+        assert a.library == moved.resolve()
+
+
 def test_files_an_interrupted_run_added_are_labelled_by_the_next_run(tmp_path):
     """A run stopped after committing a new file, before it wrote labels: the next run, which
     finds that file unchanged, labels it too."""

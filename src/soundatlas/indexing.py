@@ -78,6 +78,7 @@ class IndexSummary:
     label_problems: list[str] = field(default_factory=list)
     label_sources: dict = field(default_factory=dict)
     repairs: list[str] = field(default_factory=list)  # e.g. a broken numba cache, cleared
+    library_moved_from: str | None = None  # the library the atlas recorded before this run
     max_duration: float | None = None
     seconds: float = 0.0
 
@@ -161,6 +162,7 @@ def index_library(
     atlas_dir = Path(atlas_dir) if atlas_dir is not None else default_atlas_dir(library)
     check_label_sources(library, label_sources)  # before the atlas is made or changed
     with Atlas.create(atlas_dir, library=library, params=params) as atlas:
+        moved_from = _follow_library(atlas, library)
         sources = resolve_label_sources(atlas, library, label_sources)
         if refresh_features and atlas.cqt_params.kernel != PAPER_CQT.kernel:
             atlas.start_feature_refresh(replace(atlas.cqt_params, kernel=PAPER_CQT.kernel))
@@ -180,7 +182,7 @@ def index_library(
         stale |= atlas.ids_cut_otherwise(max_duration)
         summary = IndexSummary(
             library=str(library), atlas=str(atlas_dir), label_sources=sources.to_dict(),
-            max_duration=max_duration,
+            max_duration=max_duration, library_moved_from=moved_from,
         )
         # the labels of every sample were written and nothing changed since: then only the
         # samples this run adds or moves need theirs (None: all are written again)
@@ -512,6 +514,28 @@ def _plain(e: FileEntry) -> FileEntry:
     if isinstance(e, TodoEntry):
         return TodoEntry(e.path, e.size, e.mtime_ns, e.stored)
     return FileEntry(e.path, e.size, e.mtime_ns)
+
+
+def _follow_library(atlas: Atlas, library: Path) -> str | None:
+    """The library folder the atlas records, where it is not ``library``: the folder it
+    recorded (now ``library``'s) when the library moved (that folder is gone, or the atlas lies
+    inside ``library``: a copy of a library with its atlas), else an error naming both, before
+    anything changes: a run would take another library's samples out of this atlas."""
+    given, recorded = library.resolve(), atlas.meta("library")
+    if recorded is None or Path(recorded) == given:
+        return None
+    recorded = Path(recorded)
+    try:
+        same = recorded.is_dir() and os.path.samefile(recorded, given)
+    except OSError:
+        same = False
+    if not same and recorded.is_dir() and not atlas.path.resolve().is_relative_to(given):
+        raise ParameterError(
+            f"the atlas at {atlas.path} indexes the library {recorded}, not {given}: index "
+            f"{recorded} into it, or give {given} an atlas of its own (--atlas DIR); if the "
+            f"library moved here, move or rename the folder left at {recorded} first")
+    atlas.set_library(given)
+    return str(recorded)
 
 
 def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, legacy,

@@ -360,6 +360,22 @@ class Atlas(SampleStore, LabelStore, CurationStore, LegacyStore, RunStore, Model
         """The library folder the atlas indexes."""
         return Path(self.meta("library") or ".")
 
+    def set_library(self, library: str | os.PathLike) -> None:
+        """Record ``library`` as the folder the atlas indexes (it moved there).
+
+        Raises
+        ------
+        ParameterError
+            When its path is not valid UTF-8 (the database can only record text).
+        """
+        library = str(Path(library).resolve())
+        if _printable(library) != library:
+            raise ParameterError(f"the library path {_printable(library)} is not valid UTF-8, "
+                                 "so the atlas cannot record it; rename the folder (for "
+                                 "example with `convmv`) and index it again")
+        with self.transaction():
+            self._set_meta("library", library)
+
     @property
     def cqt_params(self) -> CQTParams:
         """The CQT of the atlas's features (stored without ``kernel``: the folded kernel)."""

@@ -301,6 +301,8 @@ def print_index_summary(s) -> None:
     """
     rate = (s.n_indexed / s.seconds) if s.seconds > 0 else 0.0
     print(f"atlas {s.atlas}: {s.n_samples} samples, {s.n_frames} frames")
+    if s.library_moved_from:
+        print(f"  the library moved: the atlas indexed {s.library_moved_from}, now {s.library}")
     print(f"  indexed {s.n_indexed} · unchanged {s.n_unchanged} · moved {s.n_moved} · "
           f"removed {s.n_removed} · failed {s.n_failed}   ({s.seconds:.1f} s, {rate:.0f} files/s)")
     if s.n_rehashed:
