@@ -512,6 +512,27 @@ def test_an_unknown_model_is_named_with_each_known_model_once(mapped, capsys):
     assert rc == 1 and "no model 'nope' (known: default)" in err, err
 
 
+def test_map_names_a_model_that_is_not_there_before_indexing(tmp_path, capsys):
+    """`map LIBRARY --model defualt`: the typo is named before the library is indexed (it was
+    named after the whole library had been), for a new atlas and for one already there."""
+    from conftest import write_tone
+
+    lib = tmp_path / "lib"
+    write_tone(lib / "a.wav", 220.0, seconds=0.3)
+    rc, err = in_process(capsys, "map", str(lib), "--model", "defualt", "-q")
+    assert rc == 1 and "no model 'defualt' (known: default)" in err, err
+    assert not (lib / ".soundatlas").exists()  # nothing indexed
+    rc, _ = in_process(capsys, "index", str(lib), "-q")
+    assert rc == 0
+    write_tone(lib / "b.wav", 330.0, seconds=0.3)
+    rc, err = in_process(capsys, "map", str(lib), "--model", "defualt", "-q")
+    assert rc == 1 and "no model 'defualt'" in err, err
+    from soundatlas.atlas import Atlas
+
+    with Atlas.open(lib / ".soundatlas") as atlas:
+        assert atlas.n_samples() == 1  # b.wav waits for a run that can embed it
+
+
 def test_collections_and_tags_take_the_atlas_before_or_after_the_action(mapped, capsys):
     """`collections --atlas A` (the default action, list), `collections --atlas A list` and
     `collections list --atlas A` all read A; so does `tags`."""

@@ -165,8 +165,8 @@ def resolve_model(atlas, name: str | None) -> tuple[ModelArtifact, ModelRecord |
 
     Parameters
     ----------
-    atlas : Atlas
-        Where to look first.
+    atlas : Atlas or None
+        Where to look first (None: an atlas not made yet, which has no model of its own).
     name : str or None
         A registered model's name, a shipped model's name or a model directory (None: the
         default model).
@@ -186,7 +186,7 @@ def resolve_model(atlas, name: str | None) -> tuple[ModelArtifact, ModelRecord |
         raise ParameterError(f"model name {name!r} is empty; leave the option out for "
                              f"{DEFAULT_MODEL!r}")
     name = name or DEFAULT_MODEL
-    models = atlas.models()
+    models = atlas.models() if atlas is not None else []
     for m in models:
         if m.name == name:
             return ModelArtifact.load(model_path(atlas, m.dir)), m

@@ -391,6 +391,15 @@ def cmd_map(args: argparse.Namespace) -> int:
 
     if args.minutes is not None and not args.adapt:
         raise UsageError("--minutes limits the adaptation: give --adapt with it")
+    path = Path(args.atlas) if args.atlas else default_atlas_dir(args.library)
+    if args.model:  # a model that is not there, named before the whole library is indexed
+        from soundatlas.artifact import resolve_model
+
+        if Atlas.exists(path):
+            with Atlas.open(path) as atlas:
+                resolve_model(atlas, args.model)
+        else:
+            resolve_model(None, args.model)
     index_summary = run_index(args)
     if not args.json:
         print_index_summary(index_summary)
@@ -399,7 +408,6 @@ def cmd_map(args: argparse.Namespace) -> int:
         if args.json:
             print_json({"index": index_summary.to_dict()})
         raise SoundAtlasError(failed)
-    path = Path(args.atlas) if args.atlas else default_atlas_dir(args.library)
     with Atlas.open(path, write=True) as atlas:
         summary = _embed(args, atlas)
         if not args.json:
