@@ -543,6 +543,30 @@ def test_collections_and_tags_take_the_atlas_before_or_after_the_action(mapped, 
             assert rc == 0 and err == "", (argv, err)
     rc, err = in_process(capsys, "collections", "--atlas", mapped / "nowhere")
     assert rc == 1 and "nowhere" in err
+    # --json before the action or for the default one, as --atlas
+    for argv in (["tags", "--json", "--atlas", mapped], ["tags", "--json", "--atlas", mapped,
+                                                         "list"]):
+        assert main([str(a) for a in argv]) == 0
+        assert set(json.loads(capsys.readouterr().out)) == {"tags", "starred"}, argv
+    assert main(["collections", "--json", "--atlas", str(mapped)]) == 0
+    assert isinstance(json.loads(capsys.readouterr().out), (list, dict))
+
+
+def test_a_mistyped_option_is_named_with_its_commands_usage_and_a_bare_call_gets_help(capsys):
+    """`index LIB --jbos 2`: the usage shown is index's (it was soundatlas's, which names no
+    option of index), also for an action (`collections list --bogus`); `soundatlas` alone
+    prints the help, not only that a command is missing."""
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "Navigable 3-D maps" in err and "index" in err and "serve" in err
+    for argv, usage, extra in (
+            (["index", "lib", "--jbos", "2"], "usage: soundatlas index ", "--jbos 2"),
+            (["collections", "list", "--bogus"], "usage: soundatlas collections list", "--bogus")):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.startswith(usage), err
+        assert f"error: unrecognized arguments: {extra}" in err
 
 
 def test_a_run_paused_before_its_first_log_says_so_not_nan(tone_library, capsys):

@@ -108,5 +108,24 @@ def main(argv: list[str] | None = None, *,
         The exit status: 0 ok, 1 failure, 2 misuse (argparse exits itself with 2 on a command
         line it cannot parse, and with 0 after ``--help``), 130 interrupted.
     """
-    args = build_parser(modules).parse_args(argv)
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(modules)
+    if not argv:  # what there is to do, not only that a command is missing
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said with the usage of the command they were given to, not soundatlas's
+        _deepest(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     return run_command(args)
+
+
+def _deepest(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The parser of the (sub)command ``args`` chose: ``collections list``'s, say."""
+    while True:
+        chosen = [a.choices.get(getattr(args, a.dest, None)) for a in parser._actions
+                  if isinstance(a, argparse._SubParsersAction)]
+        if not chosen or chosen[0] is None:
+            return parser
+        parser = chosen[0]

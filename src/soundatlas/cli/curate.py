@@ -242,6 +242,10 @@ def _actions(parser, parents):
     parser.add_argument("--atlas", dest="command_atlas", metavar="DIR",
                         help="atlas directory, before ACTION or for the default one (default: "
                         "$SOUNDATLAS_ATLAS or ./.soundatlas)")
+    parser.add_argument("--json", dest="command_json", action="store_true",
+                        help="print JSON, before ACTION or for the default one")
+    parser.add_argument("-q", "--quiet", dest="command_quiet", action="store_true",
+                        help="no progress bar, before ACTION or for the default one")
     acts = parser.add_subparsers(dest="action", metavar="ACTION",
                                  help="what to do (default: list; ACTION --help for its options)")
 
@@ -280,13 +284,16 @@ def _add_collections(sub, parents) -> None:
 
 
 def _defaults(args: argparse.Namespace) -> str:
-    """The action (``list`` when none is given: then no ``--json`` or ``--quiet`` either), and
-    ``args.atlas`` from whichever ``--atlas`` was given (the action's wins)."""
+    """The action (``list`` when none is given), and ``args.atlas``, ``args.json`` and
+    ``args.quiet`` from wherever they were given, before the action or after it (an
+    action's ``--atlas`` wins)."""
     if args.action is None:
         args.json = args.quiet = False
         args.atlas = None
     if args.atlas is None:
         args.atlas = args.command_atlas
+    args.json = args.json or args.command_json
+    args.quiet = args.quiet or args.command_quiet
     return args.action or "list"
 
 
