@@ -477,6 +477,84 @@ def test_labels_suggested_from_the_map_are_no_truth_to_score_it_by(mapped, tmp_p
     assert "oboe" in accepted["results"]["m"]["confusion"]["instrument"]["labels"]
 
 
+def test_the_input_baseline_is_also_searched_pooled_as_the_similarity_vectors_are(mapped):
+    """The input baseline's "P@10 sim": every sample's energy-weighted mean log-CQT frame over
+    all its frames (as a model's similarity vector pools its activations), beside its mean of 8
+    evaluated windows; the same queries and labels as the model's, computed here by hand."""
+    from soundatlas import metrics
+    from soundatlas.frames import frame_energy
+    from soundatlas.scoretable import format_scores
+
+    with Atlas.open(mapped) as atlas:
+        r = evaluate(atlas, ["m"], baselines=["input"], labels=["instrument"], n_analogies=0)
+        fs = frame_set(atlas)
+        ids = np.unique(fs.sample_ids)
+        pooled = []
+        for rec in atlas.samples(ids.tolist()):
+            frames = atlas.features(rec).astype(np.float64)
+            w = frame_energy(frames)
+            pooled.append((w[:, None] * frames).sum(0) / w.sum())
+        names = label_of(atlas, "instrument")
+    split = dict(zip(fs.sample_ids.tolist(), fs.split.tolist()))
+    by_hand = metrics.retrieval(np.array(pooled), [names.get(int(i)) for i in ids],
+                                queries=np.array([split[int(i)] == "test" for i in ids]))
+    got = r["results"]["baseline:input"]["retrieval_similarity"]["instrument"]
+    model = r["results"]["m"]["retrieval_similarity"]["instrument"]
+    assert got["n_queries"] == model["n_queries"] == by_hand["n_queries"]
+    assert got["precision_at_k"] == pytest.approx(by_hand["precision_at_k"], abs=1e-6)
+    assert "energy-weighted mean log-CQT frame" in (
+        r["results"]["baseline:input"]["retrieval_spaces"]["retrieval_similarity"])
+    row = next(line for line in format_scores(r).splitlines() if "input" in line)
+    assert f"{got['precision_at_k']:.3f}" in row
+
+
+def test_retrieval_does_not_count_a_querys_copy_at_another_path(mapped, tmp_path):
+    """Test files copied into another folder: a copy is the same sound (same content, same
+    split), found at distance 0. P@10 leaves it out of what its original may find, and the
+    other way round: evaluate's figure is metrics.retrieval's with the content hashes as
+    groups, and not the one without them (by folder, where a copy, in another folder, was a
+    miss found first)."""
+    import shutil
+
+    from soundatlas import metrics
+    from soundatlas.artifact import resolve_model
+    from soundatlas.embed import embed_atlas
+    from soundatlas.evaluate import model_frame_points
+
+    with Atlas.open(mapped) as atlas:
+        lib = atlas.library
+    shutil.copytree(lib, tmp_path / "lib")
+    shutil.copytree(mapped, tmp_path / "atlas")
+    with Atlas.open(tmp_path / "atlas", write=True) as atlas:
+        atlas.set_library(tmp_path / "lib")  # the copies' atlas indexes the copied library
+        fs = frame_set(atlas)
+        tested = sorted({int(s) for s in fs.sample_ids[fs.split == "test"]})
+        paths = atlas.paths(tested[:6])
+    for path in paths.values():
+        (tmp_path / "lib" / "copies").mkdir(exist_ok=True)
+        shutil.copy(tmp_path / "lib" / path, tmp_path / "lib" / "copies" / Path(path).name)
+    index_library(tmp_path / "lib", atlas_dir=tmp_path / "atlas", n_jobs=1)
+    with Atlas.open(tmp_path / "atlas", write=True) as atlas:
+        artifact, reg = resolve_model(atlas, "m")
+        embed_atlas(atlas, artifact, reg.id)
+    with Atlas.open(tmp_path / "atlas") as atlas:
+        r = evaluate(atlas, ["m"], labels=["folder"], n_analogies=0)
+        fs = frame_set(atlas)
+        ids, points = sample_points(model_frame_points(atlas, atlas.model("m").id, fs), fs)
+        names = label_of(atlas, "folder")
+        hashes = {sid: h for sid, h, _p in atlas.iter_ids_hashes()}
+    split = dict(zip(fs.sample_ids.tolist(), fs.split.tolist()))
+    y = [names.get(int(i)) for i in ids]
+    queries = np.array([split[int(i)] == "test" for i in ids])
+    groups = [hashes[int(i)] for i in ids]
+    assert len(set(groups)) == len(groups) - 6  # the copies, analysed into the test split
+    told = metrics.retrieval(points, y, queries=queries, groups=groups)
+    blind = metrics.retrieval(points, y, queries=queries)
+    got = r["results"]["m"]["retrieval"]["folder"]
+    assert got["precision_at_k"] == pytest.approx(told["precision_at_k"])
+    assert got["precision_at_k"] > blind["precision_at_k"]  # no copy found first
+
+
 def test_within_set_names_a_class_only_test_files_have(mapped, tmp_path):
     """Two test samples relabelled as a class no other sample has: the k-NN cannot name it,
     and evaluate says which class and how many test frames (within-set as across banks). A

@@ -100,6 +100,32 @@ def test_retrieval_exact_duplicates_never_match_the_query_itself():
     assert retrieval(X, same, k=1)["precision_at_k"] == 1.0
 
 
+def test_retrieval_leaves_out_a_querys_copies_when_told_its_groups():
+    """Each query's point copied once (a file at two paths): without groups the copy is found
+    first, at distance 0, and counted; told the groups, the figures are those of the points
+    alone, as the naive loop gives them."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((40, 3))
+    y = rng.choice(np.array(["a", "b", "c", "d"], dtype=object), 40)
+    queries = np.arange(0, 40, 3)
+    alone = retrieval(X, y, queries=queries, k=5)
+    assert (alone["precision_at_k"], alone["map_at_r"]) == pytest.approx(
+        naive_retrieval(X, y, queries, 5))
+    gained = []
+    for q in queries:  # one query's point at two paths, the rest as they are
+        X2, y2 = np.concatenate([X, X[[q]]]), np.concatenate([y, y[[q]]])
+        groups = np.append(np.arange(40), q).astype(str)
+        one = retrieval(X, y, queries=[q], k=5)
+        copied = retrieval(X2, y2, queries=[q], k=5)
+        told = retrieval(X2, y2, queries=[q], k=5, groups=groups)
+        gained.append(copied["precision_at_k"] - one["precision_at_k"])
+        assert told["precision_at_k"] == pytest.approx(one["precision_at_k"])
+        assert told["map_at_r"] == pytest.approx(one["map_at_r"])
+    assert np.mean(gained) > 0.05  # without groups, the copy is a free hit
+    with pytest.raises(ParameterError, match="groups has 3 entries for 40 points"):
+        retrieval(X, y, k=5, groups=["x", "y", "z"])
+
+
 def test_retrieval_leaves_unlabelled_points_out():
     X = np.vstack([LINE_X, LINE_X, [[2.0], [5.0]]])  # unlabelled copies and points in between
     y = np.concatenate([LINE_Y, [None] * 7]).astype(object)

@@ -245,7 +245,8 @@ def sample_points(points: np.ndarray, fs: FrameSet) -> tuple[np.ndarray, np.ndar
 
 def score_points(points: np.ndarray, fs: FrameSet, labels: dict[str, dict[int, str]], *,
                  X_input: np.ndarray | None = None, n_analogies: int = 500, seed: int = 0,
-                 quality: bool = True, outcomes: dict | None = None) -> dict:
+                 quality: bool = True, outcomes: dict | None = None,
+                 content: dict[int, str] | None = None) -> dict:
     """Every metric for one set of frame points (a model's or a baseline's).
 
     Parameters
@@ -268,6 +269,9 @@ def score_points(points: np.ndarray, fs: FrameSet, labels: dict[str, dict[int, s
     outcomes : dict, optional
         Filled with label -> (each labelled test frame's sample id, whether the k-NN got it
         right), for comparing maps on the same frames.
+    content : dict, optional
+        sample id -> content hash: a query's copies (the same file at other paths) are left
+        out of what its retrieval may find (``metrics.retrieval``'s ``groups``).
 
     Returns
     -------
@@ -308,7 +312,7 @@ def score_points(points: np.ndarray, fs: FrameSet, labels: dict[str, dict[int, s
     sample_labels = {key: np.array([by_id.get(int(i)) for i in ids], dtype=object)
                      for key, by_id in labels.items()}
     test = _test_samples(ids, fs)
-    out["retrieval"] = _retrieval(spoints, test, sample_labels)
+    out["retrieval"] = _retrieval(spoints, test, sample_labels, groups=_groups(ids, content))
     if quality and X_input is not None and points.shape[1] < X_input.shape[1]:
         t = fs.split == "test"
         if t.sum() < 2:  # a tiny atlas: no neighbourhood to keep or break
@@ -327,7 +331,7 @@ def score_points(points: np.ndarray, fs: FrameSet, labels: dict[str, dict[int, s
 
 
 def similarity_retrieval(parts, per_atlas, fs: FrameSet, labels: dict[str, dict[int, str]],
-                         *, k: int = 10) -> dict:
+                         *, k: int = 10, content: dict[int, str] | None = None) -> dict:
     """Per-sample retrieval in the model's similarity space, beside ``retrieval`` (on the map).
 
     The similarity space is ``soundatlas.similarity``'s: the stored vectors the page's nearest
@@ -345,6 +349,8 @@ def similarity_retrieval(parts, per_atlas, fs: FrameSet, labels: dict[str, dict[
         label key -> {sample id: value}.
     k : int
         Neighbours for precision at k.
+    content : dict, optional
+        sample id -> content hash (``score_points``).
 
     Returns
     -------
@@ -376,8 +382,44 @@ def similarity_retrieval(parts, per_atlas, fs: FrameSet, labels: dict[str, dict[
     spaces["retrieval_similarity"] = "similarity: " + describe(space)
     sample_labels = {key: np.array([by_id.get(int(i)) for i in ids], dtype=object)
                      for key, by_id in labels.items()}
-    out = _retrieval(vectors, _test_samples(ids, fs), sample_labels, k=k)
+    out = _retrieval(vectors, _test_samples(ids, fs), sample_labels, k=k,
+                     groups=_groups(ids, content))
     return {"retrieval_similarity": out, "retrieval_spaces": spaces}
+
+
+def input_similarity_retrieval(parts, fs: FrameSet, labels: dict[str, dict[int, str]],
+                               *, k: int = 10, content: dict[int, str] | None = None) -> dict:
+    """Per-sample retrieval in the input space with each sample pooled as its similarity
+    vector is (``embed.sample_vector``): the energy-weighted mean log-CQT frame of all of the
+    file's frames, where the map's per-sample retrieval pools 8 evaluated frames. It stands
+    beside a model's ``retrieval_similarity`` (the same samples, queries and labels), which
+    pools the network's activations of every frame alike.
+
+    Returns
+    -------
+    dict
+        {'retrieval_similarity': {label: metrics.retrieval(...)}, 'retrieval_spaces': ...}.
+    """
+    from soundatlas.embed import point_of
+    from soundatlas.frames import frame_energy
+
+    ids = np.unique(fs.sample_ids)
+    rows = []
+    for p in parts:
+        mine = ids[(ids >= p.offset) & (ids < p.offset + _CROSS_OFFSET)] - p.offset
+        for record in p.atlas.samples(mine.tolist()):  # by id, as ``mine``
+            frames = p.atlas.features(record)
+            rows.append(point_of(frames, frame_energy(frames)))
+    sample_labels = {key: np.array([by_id.get(int(i)) for i in ids], dtype=object)
+                     for key, by_id in labels.items()}
+    return {"retrieval_similarity": _retrieval(np.stack(rows), _test_samples(ids, fs),
+                                               sample_labels, k=k,
+                                               groups=_groups(ids, content)),
+            "retrieval_spaces": {
+                "retrieval": "input: each sample's mean evaluated window",
+                "retrieval_similarity": "input: each sample's energy-weighted mean log-CQT "
+                                        "frame over all its frames (pooled as the similarity "
+                                        "vectors are)"}}
 
 
 def _test_samples(ids: np.ndarray, fs: FrameSet) -> np.ndarray:
@@ -386,11 +428,24 @@ def _test_samples(ids: np.ndarray, fs: FrameSet) -> np.ndarray:
     return np.array([split_of[int(i)] == "test" for i in ids])
 
 
+def _shared_files(parts, content: dict[int, str]) -> int:
+    """How many of the scored atlas's samples have a copy among the reference's fitted ones
+    (its training and validation files, by content)."""
+    ref, held = parts
+    fitted = {content[int(s)] for s in np.unique(ref.ids()[ref.fs.split != "test"])}
+    return sum(content[int(s)] in fitted for s in np.unique(held.ids()))
+
+
+def _groups(ids: np.ndarray, content: dict[int, str] | None) -> np.ndarray | None:
+    """Each sample's content hash, in the order of ``ids`` (None without ``content``)."""
+    return None if content is None else np.array([content[int(i)] for i in ids], dtype=object)
+
+
 def _retrieval(points: np.ndarray, test: np.ndarray, sample_labels: dict[str, np.ndarray], *,
-               k: int = 10) -> dict:
-    """Per-sample retrieval for each label: the labelled test samples query all others; a
-    label that cannot be scored (no labelled test sample, or no more than ``k`` labelled
-    samples) has {'error': why}."""
+               k: int = 10, groups: np.ndarray | None = None) -> dict:
+    """Per-sample retrieval for each label: the labelled test samples query all others but
+    their copies (``groups``: each point's content hash); a label that cannot be scored (no
+    labelled test sample, or no more than ``k`` labelled samples) has {'error': why}."""
     from soundatlas import metrics
 
     out = {}
@@ -400,7 +455,7 @@ def _retrieval(points: np.ndarray, test: np.ndarray, sample_labels: dict[str, np
             out[key] = {"error": f"no labelled test sample for {key!r}"}
             continue
         try:
-            out[key] = metrics.retrieval(points, y, queries=queries, k=k)
+            out[key] = metrics.retrieval(points, y, queries=queries, k=k, groups=groups)
         except ParameterError as exc:  # too few labelled samples for k: this label, not all
             out[key] = {"error": str(exc)}
     return out
@@ -577,6 +632,8 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
                  for key, values in label_values.items()}
     test_classes = {key: _test_classes(values, tested) for key, values in label_values.items()}
     X = np.concatenate([p.windows(seed) for p in parts])
+    # a file at two paths (or in both atlases) is one sound: its copy is no neighbour to find
+    content = {p.offset + sid: h for p in parts for sid, h, _path in p.atlas.iter_ids_hashes()}
     step("input windows")
     results, outcomes = {}, {}
     for per_atlas in registered:
@@ -584,9 +641,9 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
                               for p, m in zip(parts, per_atlas)])
         results[per_atlas[0].name] = score_points(
             pts, fs, label_values, X_input=X, n_analogies=n_analogies, seed=seed,
-            outcomes=outcomes.setdefault(per_atlas[0].name, {}))
+            outcomes=outcomes.setdefault(per_atlas[0].name, {}), content=content)
         results[per_atlas[0].name].update(
-            similarity_retrieval(parts, per_atlas, fs, label_values))
+            similarity_retrieval(parts, per_atlas, fs, label_values, content=content))
         step(per_atlas[0].name)
     train = fs.split == "train"
     lda_key = "instrument" if "instrument" in label_values else next(iter(label_values), None)
@@ -597,9 +654,12 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
             pts = baseline.points(X, train, lda_y)
             results[f"baseline:{b}"] = score_points(
                 pts, fs, label_values, X_input=X, n_analogies=n_analogies, seed=seed,
-                outcomes=outcomes.setdefault(f"baseline:{b}", {}))
+                outcomes=outcomes.setdefault(f"baseline:{b}", {}), content=content)
             if baseline.uses_labels:
                 results[f"baseline:{b}"]["lda_label"] = lda_key
+            if b == "input":  # beside the models' P@10 in their similarity space
+                results[f"baseline:{b}"].update(
+                    input_similarity_retrieval(parts, fs, label_values, content=content))
         except ParameterError as exc:
             results[f"baseline:{b}"] = {"error": str(exc)}
         step(f"baseline {b}")
@@ -617,7 +677,10 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
         protocol["reference"] = {"atlas": str(reference.path),
                                  "n_samples": int(len(np.unique(parts[0].fs.sample_ids))),
                                  "split_seed": int(reference.meta("split_seed") or 0),
-                                 "classes": reference_classes, "left_out": left_out}
+                                 "classes": reference_classes, "left_out": left_out,
+                                 # files of this atlas that the k-NN has a copy of: each finds
+                                 # its own sound among the fitted frames
+                                 "shared_files": _shared_files(parts, content)}
     step("done")
     return {"protocol": protocol, "results": results}
 

@@ -29,11 +29,12 @@ from soundatlas.errors import ParameterError
 __all__ = ["retrieval", "manifold_quality", "analogies", "confusion", "accuracy_interval"]
 
 
-def retrieval(X, y, *, queries=None, k: int = 10) -> dict:
+def retrieval(X, y, *, queries=None, k: int = 10, groups=None) -> dict:
     """precision@k and MAP@R of labelled queries against all other labelled points.
 
-    A query never matches itself (excluded by index, so exact duplicates still count as other
-    points).
+    A query never matches itself (excluded by index), nor, with ``groups``, the other points
+    of its group: copies of the same file at other paths, which would be found at distance 0
+    and count as hits for free.
 
     Parameters
     ----------
@@ -45,6 +46,9 @@ def retrieval(X, y, *, queries=None, k: int = 10) -> dict:
         The points that query (default: every labelled point).
     k : int
         Neighbours for precision at k.
+    groups : sequence of length n, optional
+        Each point's group (a file's content hash): a query's own group is left out of what
+        it may find, and out of R. None: each point its own.
 
     Returns
     -------
@@ -78,13 +82,28 @@ def retrieval(X, y, *, queries=None, k: int = 10) -> dict:
     q_pos = position[q]
     q_codes = codes[q_pos]
     r = np.bincount(codes)[q_codes] - 1
-    n_neighbors = max(k, int(r.max())) + 1
+    if groups is None:
+        group = np.arange(len(database))
+    else:
+        if len(groups) != len(X):
+            raise ParameterError(f"groups has {len(groups)} entries for {len(X)} points")
+        group = _codes(np.asarray(groups, dtype=object)[database])
+        # the query's copies with its label are no relevant points either
+        pair = group * (int(codes.max()) + 1) + codes
+        r = r - (np.bincount(pair)[pair[q_pos]] - 1)
+        if k > len(database) - int(np.bincount(group).max()):
+            raise ParameterError(f"k={k} must be at most the number of labelled points "
+                                 "outside a query's group")
+    twins = np.bincount(group)[group[q_pos]] - 1  # the query's copies, left out
+    keep = max(k, int(r.max()))
+    n_neighbors = min(len(database), keep + 1 + int(twins.max()))
     nn = NearestNeighbors(n_neighbors=n_neighbors).fit(X[database])
     _, idx = nn.kneighbors(X[q], n_neighbors=n_neighbors)
-    # drop the query itself; where ties pushed it out of the list, drop the farthest instead
-    drop = idx == q_pos[:, None]
-    drop[~drop.any(axis=1), -1] = True
-    idx = idx[~drop].reshape(len(q), n_neighbors - 1)
+    # drop the query itself and its copies; where ties pushed the query out of the list, the
+    # farthest go instead (only the first ``keep`` of the rest are read)
+    drop = (idx == q_pos[:, None]) | (group[idx] == group[q_pos][:, None])
+    order = np.argsort(drop, axis=1, kind="stable")  # the kept first, in distance order
+    idx = np.take_along_axis(idx, order, axis=1)[:, :keep]
     rel = codes[idx] == q_codes[:, None]
     precision = rel[:, :k].mean(axis=1)
     has_r = r > 0

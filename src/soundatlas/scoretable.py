@@ -329,6 +329,11 @@ def format_scores(result: dict) -> str:
         lines.append(f"cross-bank: k-NN fitted on {p['n_frames']['train']} training frames of "
                      f"{p['reference']['atlas']} (k chosen on {p['n_frames']['valid']} of its "
                      "validation frames); every frame of this atlas is a test frame")
+        shared = p["reference"].get("shared_files")
+        if shared:
+            lines.append(f"{shared} files of this atlas have a copy (the same content) among "
+                         "the reference's training and validation files: their frames find "
+                         "their own sound")
         gone = {k: c for k, c in p["reference"].get("left_out", {}).items() if c["classes"]}
         if gone:
             lines.append(
