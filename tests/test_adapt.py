@@ -147,6 +147,8 @@ def test_adapt_with_a_time_limit_finishes_the_model_at_the_step_it_reached(unlab
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "model cli, 1 iterations in" in run.stdout and "(the 1e-09 minutes' limit)" in run.stdout
+    # one validation, at the end: not "A -> A", which reads as nothing learnt
+    assert "measured once, at the end)" in run.stdout and " -> " not in run.stdout
     with Atlas.open(tmp_path / "counted", write=True) as atlas:
         for bad in (0, -1.0, float("nan"), float("inf")):
             with pytest.raises(ParameterError, match="minutes="):
@@ -348,6 +350,9 @@ def test_the_adaptation_line_says_its_losses_and_which_maps_the_page_offers():
     line = _adapted_line(summary, None)
     assert "(validation loss 0.5000 -> 0.2500)" in line
     assert "offers default and default-adapted" in line
+    line = _adapted_line({**summary, "valid_loss": {"first": 0.5, "last": 0.5,
+                                                   "n_measured": 1}}, None)
+    assert "(validation loss 0.5000, measured once, at the end)" in line
     line = _adapted_line({**summary, "base_embedded": 0, "valid_loss": None}, None)
     assert "validation loss" not in line and "offers" not in line
     assert "`soundatlas embed -m default` puts the base's map beside it" in line

@@ -202,5 +202,7 @@ def adapt(
     history = result.history
     if history:
         summary["valid_loss"] = {"first": history[0].get("valid_loss"),
-                                 "last": history[-1].get("valid_loss")}
+                                 "last": history[-1].get("valid_loss"),
+                                 "n_measured": sum(h.get("valid_loss") is not None
+                                                   for h in history)}
     return summary

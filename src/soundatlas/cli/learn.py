@@ -556,6 +556,8 @@ def _valid_losses(losses: dict | None) -> str:
     """`` (validation loss A -> B)`` of an adaptation's summary, or nothing where unmeasured."""
     if not losses or losses.get("first") is None or losses.get("last") is None:
         return ""
+    if losses.get("n_measured") == 1:  # a short run: "A -> A" would read as nothing learnt
+        return f" (validation loss {losses['last']:.4f}, measured once, at the end)"
     return f" (validation loss {losses['first']:.4f} -> {losses['last']:.4f})"
 
 
