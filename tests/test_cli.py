@@ -552,6 +552,17 @@ def test_collections_and_tags_take_the_atlas_before_or_after_the_action(mapped, 
     assert isinstance(json.loads(capsys.readouterr().out), (list, dict))
 
 
+def test_a_library_given_as_the_atlas_names_its_atlas(tone_library, capsys):
+    """`info --atlas LIBRARY`: the library's own atlas is named, with the option to give."""
+    from soundatlas.indexing import index_library
+
+    index_library(tone_library, n_jobs=1)
+    rc, err = in_process(capsys, "info", "--atlas", tone_library)
+    inside = tone_library / ".soundatlas"
+    assert rc == 1 and (f"no atlas at {tone_library}: it is a library, whose atlas is {inside} "
+                        f"(--atlas {inside})") in err, err
+
+
 def test_a_mistyped_option_is_named_with_its_commands_usage_and_a_bare_call_gets_help(capsys):
     """`index LIB --jbos 2`: the usage shown is index's (it was soundatlas's, which names no
     option of index), also for an action (`collections list --bogus`); `soundatlas` alone
@@ -603,6 +614,32 @@ def test_curation_items_of_digits_are_a_folder_where_no_sample_has_that_id(tmp_p
         tagged = {r.path for r in a.samples() if a.sample_labels(r.id).get("tag") == "boom"}
         starred = {r.path for r in a.samples() if a.sample_labels(r.id).get("starred")}
     assert tagged == {"808/kick.wav", "808/snare.wav"} and starred == {"2/hat.wav"}
+
+
+def test_curation_items_relative_to_the_working_folder_name_their_samples(tmp_path, capsys,
+                                                                          monkeypatch):
+    """`tag lib/d/a.wav` typed from the library's parent folder (as a shell completes it), and
+    through a link to a folder of the library: the sample. One relative to the library wins
+    where both name a file; one outside the library is refused naming it."""
+    from conftest import write_tone
+    from soundatlas.atlas import Atlas
+    from soundatlas.indexing import index_library
+
+    lib = tmp_path / "lib"
+    write_tone(lib / "d/a.wav", 220.0, seconds=0.2)
+    write_tone(lib / "lib/d/a.wav", 330.0, seconds=0.2)  # lib/d/a.wav inside the library too
+    (tmp_path / "outside.wav").write_bytes(b"")
+    index_library(lib, n_jobs=1)
+    (tmp_path / "link").symlink_to(lib / "d")
+    monkeypatch.chdir(tmp_path)
+    atlas = str(lib / ".soundatlas")
+    assert main(["tag", "lib/d/a.wav", "--add", "inner", "--atlas", atlas, "-q"]) == 0
+    assert main(["tag", "link/a.wav", "--add", "linked", "--atlas", atlas, "-q"]) == 0
+    rc, err = in_process(capsys, "tag", "outside.wav", "--add", "x", "--atlas", atlas)
+    assert rc == 2 and "no samples at: outside.wav" in err, err
+    with Atlas.open(lib / ".soundatlas") as a:
+        tags = {r.path: a.sample_labels(r.id).get("tag") for r in a.samples()}
+    assert tags == {"lib/d/a.wav": "inner", "d/a.wav": "linked"}
 
 
 def test_a_zip_export_that_fails_names_the_file_and_leaves_no_part_file(tmp_path):

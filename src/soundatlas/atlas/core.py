@@ -223,6 +223,10 @@ class Atlas(SampleStore, LabelStore, CurationStore, LegacyStore, RunStore, Model
         path = Path(path)
         db = path / DB_NAME
         if not db.is_file():
+            inside = default_atlas_dir(path)
+            if (inside / DB_NAME).is_file():  # the library named, not its atlas
+                raise AtlasError(f"no atlas at {path}: it is a library, whose atlas is {inside} "
+                                 f"(--atlas {inside})")
             raise AtlasError(f"no atlas at {path} (run `soundatlas index LIBRARY` first)")
         if write and tidy:
             lock_writer(path)

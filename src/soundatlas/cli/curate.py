@@ -37,9 +37,9 @@ from soundatlas.text import from_spreadsheet_cell, spreadsheet_cell
 __all__ = ["register", "resolve_items", "cmd_tag", "cmd_star", "cmd_note", "cmd_collections",
            "cmd_tags", "cmd_suggest"]
 
-ITEMS_HELP = ("sample ids, paths (relative to the library, or absolute inside it; either "
-              "Unicode form), folders (every sample under them), or - to read them from the "
-              "standard input")
+ITEMS_HELP = ("sample ids, paths (relative to the library, absolute, or relative to the "
+              "working folder, inside the library; either Unicode form), folders (every "
+              "sample under them), or - to read them from the standard input")
 TAG_CSV_COLUMNS = ["path", "hash", "tag", "suggested", "confidence"]
 
 
@@ -102,22 +102,29 @@ def _relative_forms(item: str, library: Path) -> list[str]:
     (``./`` and doubled slashes dropped), then in the other Unicode normal forms (a name typed
     or listed on one system, NFC, and stored as another wrote it, NFD on macOS). An absolute
     path is taken as written first (a link inside the library is the sample's own path), then
-    with its links resolved. Empty when it lies outside the library."""
+    with its links resolved; so is a relative one that exists from the working folder, after
+    it is tried as relative to the library. Empty when it lies outside the library."""
     import posixpath
 
     from soundatlas.text import unicode_forms
 
-    if os.path.isabs(item):
+    def inside(path: str) -> list[str]:
         rels = []
-        for path, root in ((os.path.abspath(item), os.path.abspath(library)),
-                           (os.path.realpath(item), os.path.realpath(library))):
+        for path, root in ((os.path.abspath(path), os.path.abspath(library)),
+                           (os.path.realpath(path), os.path.realpath(library))):
             rel = os.path.relpath(path, root)
             if rel != ".." and not rel.startswith("../"):
                 rels.append(Path(rel).as_posix())
+        return rels
+
+    if os.path.isabs(item):
+        rels = inside(item)
         if not rels:
             return []
     else:
         rels = [posixpath.normpath(item.replace(os.sep, "/"))]
+        if os.path.lexists(item):  # from the working folder, as a shell completes it
+            rels += inside(item)
     rels = [r.strip("/") for r in rels]
     return list(dict.fromkeys(rels + [form for r in rels for form in unicode_forms(r)]))
 
