@@ -552,6 +552,42 @@ def test_collections_and_tags_take_the_atlas_before_or_after_the_action(mapped, 
     assert isinstance(json.loads(capsys.readouterr().out), (list, dict))
 
 
+def test_similar_answers_as_the_pages_nearest_sounds_for_a_sample_or_an_outside_file(
+        mapped, tmp_path, capsys):
+    """`similar ID` lists what the page's API answers for that sample; `similar FILE`, a copy
+    of a sample kept outside the library, finds that sample first, at distance 0; a path that
+    is neither, and a file that is not audio, are named."""
+    import shutil
+
+    from soundatlas.atlas import Atlas
+
+    with Atlas.open(mapped) as atlas:
+        records = atlas.samples()
+        first, library = records[0], atlas.library
+    rc = main(["similar", str(first.id), "--atlas", str(mapped), "-k", "3", "--json"])
+    answer = json.loads(capsys.readouterr().out)
+    rc_api = main(["serve", "--atlas", str(mapped), "--get",
+                   f"/api/models/default/neighbours/{first.id}?k=3"])
+    api = capsys.readouterr().out
+    api = json.loads(api[api.index("{"):])
+    assert rc == rc_api == 0
+    assert [n["id"] for n in answer["neighbours"]] == [n["id"] for n in api["neighbours"]]
+    assert len(answer["neighbours"]) == 3 and first.id not in [n["id"]
+                                                               for n in answer["neighbours"]]
+    outside = tmp_path / "query.wav"
+    shutil.copy(library / first.path, outside)
+    assert main(["similar", str(outside), "--atlas", str(mapped), "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"nearest 2 to {outside} (a file outside the atlas), model default" in out
+    top = out.splitlines()[1].split()
+    assert top[0] == "1" and float(top[1]) < 1e-3 and int(top[2]) == first.id, out
+    rc, err = in_process(capsys, "similar", str(tmp_path / "nowhere.wav"), "--atlas", mapped)
+    assert rc == 2 and "names no sample of the atlas" in err, err
+    (tmp_path / "notes.wav").write_text("not audio")
+    rc, err = in_process(capsys, "similar", str(tmp_path / "notes.wav"), "--atlas", mapped)
+    assert rc == 1 and "notes.wav" in err and "Traceback" not in err, err
+
+
 def test_a_library_given_as_the_atlas_names_its_atlas(tone_library, capsys):
     """`info --atlas LIBRARY`: the library's own atlas is named, with the option to give."""
     from soundatlas.indexing import index_library

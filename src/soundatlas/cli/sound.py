@@ -1,6 +1,6 @@
 """Commands that make sound and figures from a map: ``synth`` (a path through the map),
 ``mosaic`` (a sound rebuilt from the library's grains) and ``trajectory`` (one sample's path,
-drawn).
+drawn); and ``similar`` (the nearest sounds, as the page finds them).
 
 ``synth`` and ``mosaic`` render the same way, so they share the rendering options declared
 here once (:data:`GRAIN`, :data:`OVERLAP`, :data:`EXCLUDE`, :data:`SAMPLE_RATE`,
@@ -31,7 +31,8 @@ from soundatlas.cli.common import (
 )
 
 __all__ = ["register", "MAP_MODEL", "GRAIN", "OVERLAP", "HOLD", "EXCLUDE", "SAMPLE_RATE",
-           "WAV_FORMAT", "WAV_OUTPUT", "cmd_synth", "cmd_mosaic", "cmd_trajectory"]
+           "WAV_FORMAT", "WAV_OUTPUT", "cmd_synth", "cmd_mosaic", "cmd_trajectory",
+           "cmd_similar"]
 
 
 def _overlap(text: str) -> float:
@@ -261,7 +262,94 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_similar(sub, parents) -> None:
+    from soundatlas.web.deps import MAX_K
+
+    si = sub.add_parser(
+        "similar", parents=parents, help="the samples nearest a sample or an audio file",
+        description="The K samples nearest SOUND, as the page's nearest sounds find them: a "
+        "sample of the atlas, or an audio file from anywhere, analysed and embedded as indexing "
+        "does (query by example; it is not added to the atlas). The page's API answers "
+        "in-process (GET /api/models/NAME/neighbours/ID, POST /api/models/NAME/query): --json "
+        "prints its answer.")
+    si.add_argument("sound", metavar="SOUND",
+                    help="a sample id, a path relative to the library (or absolute inside it), "
+                    "or an audio file that is no sample of the atlas")
+    add_options(si, ATLAS, MAP_MODEL)
+    si.add_argument("-k", type=positive_int, default=10, metavar="N",
+                    help=f"how many (default: 10; at most {MAX_K})")
+    si.add_argument("--space", choices=("similarity", "timbre", "map"),
+                    help="where to search: similarity (sound and pitch, the default where the "
+                    "model has similarity vectors), timbre (the same instrument at any pitch) "
+                    "or map (the 3-D points)")
+    si.add_argument("--exact", action="store_true",
+                    help="search every similarity vector where a large atlas is searched "
+                    "approximately by default")
+    si.set_defaults(func=cmd_similar)
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    """``soundatlas similar``: the nearest samples of a sample or an outside file."""
+    import asyncio
+    import json
+    from urllib.parse import quote, urlencode
+
+    from soundatlas import synth
+    from soundatlas.cli.common import atlas_dir
+    from soundatlas.errors import ParameterError, SoundAtlasError
+    from soundatlas.web.app import create_app
+    from soundatlas.web.client import call
+    from soundatlas.web.deps import MAX_K
+
+    if args.k > MAX_K:
+        raise UsageError(f"-k {args.k} must be at most {MAX_K}")
+    with open_atlas(args) as atlas:
+        model = synth.embedded_model(atlas, args.model).name
+        try:
+            rec = synth.find_sample(atlas, args.sound)
+        except ParameterError:
+            rec = None
+    query = urlencode({"k": args.k, **({"space": args.space} if args.space else {}),
+                       **({"exact": "true"} if args.exact else {})})
+    app = create_app(atlas_dir(args), model=model, read_only=True)
+    if rec is not None:
+        request = ("GET", f"/api/models/{quote(model, safe='')}/neighbours/{rec.id}?{query}",
+                   (), b"")
+    elif Path(args.sound).is_file():
+        upload = Path(args.sound)
+        boundary = "soundatlas-similar-boundary"
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+                f"filename=\"{quote(upload.name)}\"\r\nContent-Type: "
+                "application/octet-stream\r\n\r\n").encode() + upload.read_bytes() \
+            + f"\r\n--{boundary}--\r\n".encode()
+        request = ("POST", f"/api/models/{quote(model, safe='')}/query?{query}",
+                   (("content-type", f"multipart/form-data; boundary={boundary}"),), body)
+    else:
+        raise UsageError(f"{args.sound} names no sample of the atlas (a sample id, or a path "
+                         "relative to the library) and no audio file")
+    method, target, headers, body = request
+    status, _, answer = asyncio.run(call(app, method, target, headers=headers, body=body))
+    answer = json.loads(answer)
+    if status != 200:
+        raise SoundAtlasError(f"{args.sound}: {answer.get('detail', answer)}")
+    if args.json:
+        print_json(answer)
+        return EXIT_OK
+    what = rec.path if rec is not None else f"{args.sound} (a file outside the atlas)"
+    print(f"nearest {len(answer['neighbours'])} to {shown(what)}, model {model}, "
+          f"{answer['space']} space{'' if answer.get('exact', True) else ' (approximate)'}:")
+    for rank, n in enumerate(answer["neighbours"], 1):
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(n["labels"].items())
+                           if k not in ("folder", "starred"))
+        print(f"{rank:4d}  {n['distance']:8.4f}  {n['id']:>7}  {shown(n['path'])}"
+              + (f"  ({labels})" if labels else ""))
+    if answer.get("note"):
+        print(f"note: {answer['note']}")
+    return EXIT_OK
+
+
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
-    """Register ``synth``, ``mosaic`` and ``trajectory`` (see :mod:`soundatlas.cli`)."""
-    for add in (_add_synth, _add_mosaic, _add_trajectory):
+    """Register ``synth``, ``mosaic``, ``trajectory`` and ``similar`` (see
+    :mod:`soundatlas.cli`)."""
+    for add in (_add_synth, _add_mosaic, _add_trajectory, _add_similar):
         add(sub, parents)
