@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import subprocess
@@ -183,6 +184,14 @@ def test_report_is_written_and_references_only_its_own_files(mapped, full, tmp_p
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "baseline:pca-lda" in text and "Analogies" in text
     assert json.loads((out / "evaluation.json").read_text())["results"].keys() == full["results"].keys()
+    # what the printed table says beside the scores, the page says too (chance, first of all)
+    from soundatlas.scoretable import score_notes
+
+    notes = score_notes(full)
+    assert notes and any("most common class's share" in n for n in notes)
+    for note in notes:
+        assert html.escape(note) in text, note
+    assert "P@10 sim" in text
 
 
 def test_evaluate_and_report_from_the_command_line(mapped, tmp_path, capsys):

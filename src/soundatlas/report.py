@@ -82,7 +82,7 @@ def write_report(atlas, output, *, models=(), baselines=(), evaluation: dict | N
     labels = {key: label_of(atlas, key, known, suggested=False)
               for key in evaluation["protocol"]["labels"][:2]}
     if "pitch" in known and "pitch" not in labels:  # trajectories are ordered by pitch
-        labels["pitch"] = atlas.labels("pitch")
+        labels["pitch"] = atlas.labels("pitch", suggested=False)
     sections = [_summary_table(evaluation)]
     stems = _stems(registered)
     for m in registered:
@@ -92,7 +92,8 @@ def write_report(atlas, output, *, models=(), baselines=(), evaluation: dict | N
         ids, pts = atlas.points(m.id)
         figs = [_map_views(pts, ids, labels, fig_dir / f"{stem}-map.png", name)]
         step(f"{name}: map")
-        figs.append(_per_class(r, fig_dir / f"{stem}-per-class.png", name))
+        figs.append(_per_class(r, fig_dir / f"{stem}-per-class.png", name,
+                               evaluation["protocol"].get("test_classes", {})))
         figs.append(_confusions(r, fig_dir / f"{stem}-confusion.png", name))
         step(f"{name}: accuracy")
         figs.append(_trajectories(atlas, m.id, ids, pts, labels, fig_dir / f"{stem}-traj.png",
@@ -173,8 +174,10 @@ def _map_views(pts, ids, labels, path: Path, name: str) -> Path | None:
     return path
 
 
-def _per_class(result: dict, path: Path, name: str) -> Path | None:
-    """Bars of each label's per-class test accuracy, one row per label."""
+def _per_class(result: dict, path: Path, name: str, chance: dict) -> Path | None:
+    """Bars of each label's per-class test accuracy, one row per label, and chance: one over
+    the number of classes the test frames have (``chance``: the protocol's ``test_classes``;
+    the classes only predicted, which the bars include, are no test classes)."""
 
     def draw(ax, key, c):
         cls = c["labels"]
@@ -184,10 +187,13 @@ def _per_class(result: dict, path: Path, name: str) -> Path | None:
         ax.set_xticklabels(cls, rotation=90, fontsize=6 if len(cls) > 30 else 8)
         ax.set_ylim(0, 1)
         ax.set_ylabel(f"{key} accuracy")
-        ax.axhline(1 / max(1, len(cls)), color="k", lw=0.5, ls=":")
+        n = (chance.get(key) or {}).get("n_classes")
+        if n:  # a class's accuracy by a uniform guess among the classes the test frames have
+            ax.axhline(1 / n, color="k", lw=0.5, ls=":")
 
     return _per_label_figure(result, path, draw, column=True, size=(12, 2.8),
-                             title=f"{name}: per-class test accuracy (dotted: chance)")
+                             title=f"{name}: per-class test accuracy (dotted: chance, one over "
+                             "the number of test classes)")
 
 
 def _confusions(result: dict, path: Path, name: str) -> Path | None:
@@ -330,9 +336,13 @@ code { background: #f4f4f4; padding: 0 3px; }
 
 def _summary_table(ev: dict) -> str:
     labels = ev["protocol"]["labels"]
+    first = next((st.value(r, "accuracy", k, "against", "model") for r in ev["results"].values()
+                  for k in labels if st.value(r, "accuracy", k, "against")), None)
     columns = [st.Column(f"{k} acc.", st.accuracy(k)) for k in labels] \
         + [st.Column(f"{k} acc. 95 %", st.accuracy_range(k)) for k in labels] \
+        + ([st.Column(f"{k} vs {first}", st.difference(k)) for k in labels] if first else []) \
         + [st.Column(f"{k} P@10", st.precision(k)) for k in labels] \
+        + [st.Column(f"{k} P@10 sim", st.precision_similarity(k)) for k in labels] \
         + [st.Column(f"{k} MAP@R", st.map_at_r(k)) for k in labels] \
         + [st.Column("trust. k=10", st.trustworthiness()),
            st.Column("cont. k=10", st.continuity()),
@@ -343,10 +353,25 @@ def _summary_table(ev: dict) -> str:
         "<h2>Scores</h2>" + st.html_table(ev["results"], columns) +
         f"<p>k-NN accuracy on {p['n_frames']['test']:,} test frames ({p['frames_per_file']} "
         f"energy-weighted frames per file, k chosen on validation from {p['ks']}; 95 %: "
-        "the interval of a bootstrap that resamples the test files); retrieval "
-        "per sample (test samples query all others); trustworthiness and continuity of the test "
+        "the interval of a bootstrap that resamples the test files"
+        + (f"; vs {html.escape(first)}: the accuracy minus {html.escape(first)}'s on the same "
+           "frames, and its 95 % interval" if first else "")
+        + "); retrieval per sample (test samples query all others but their copies; P@10 sim: "
+        "in the model's similarity space, which the page's nearest sounds search, and for the "
+        "input baseline the input pooled alike); trustworthiness and continuity of the test "
         "frames' map against their input windows; analogies a1 − a0 + b0 over test samples "
-        "(win rate of the expected class among the 10 nearest).</p>" + _not_scored(ev))
+        "(win rate of the expected class among the 10 nearest).</p>" + _notes(ev)
+        + _not_scored(ev))
+
+
+def _notes(ev: dict) -> str:
+    """What a reader must know beside the scores (``scoretable.score_notes``): the classes the
+    k-NN cannot name, each label's chance, a label of one class, the cross-bank reference."""
+    lines = st.score_notes(ev)
+    if not lines:
+        return ""
+    return ("<p>Read with the scores:</p><ul>" +
+            "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>")
 
 
 def _not_scored(ev: dict) -> str:

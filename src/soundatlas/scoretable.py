@@ -22,7 +22,7 @@ __all__ = ["Column", "number", "value", "metric", "accuracy", "accuracy_range", 
            "precision", "precision_similarity",
            "map_at_r", "trustworthiness", "continuity", "analogy_win", "analogy_pair",
            "score_rows", "score_errors", "text_table", "html_table", "markdown_table",
-           "format_scores"]
+           "format_scores", "score_notes"]
 
 #: A cell: (row name, result, number formatter) -> the cell's text.
 Cell = Callable[[str, dict, Callable[[object], str]], str]
@@ -325,6 +325,29 @@ def format_scores(result: dict) -> str:
                  "their input windows at k=10; analogy: win rate of a1 - a0 + b0; P@10 sim: "
                  "precision at 10 in the model's similarity space, which the page's nearest "
                  "sounds search)")
+    lines += score_notes(result)
+    lines += [f"not scored: {line}" for line in score_errors(result["results"])]
+    return "\n".join(lines)
+
+
+def score_notes(result: dict) -> list[str]:
+    """What a reader of the scores must know beside them, a sentence each: the cross-bank
+    reference (what the k-NN was fitted on, the classes it left out, the files it has a copy
+    of), the test classes no training frame has, each label's chance (the most common class's
+    share), a k not chosen, and a label with one class. ``format_scores`` prints them under the
+    table, and the report shows them under its own.
+
+    Parameters
+    ----------
+    result : dict
+        What ``soundatlas.evaluate.evaluate`` returns.
+
+    Returns
+    -------
+    list of str
+    """
+    p = result["protocol"]
+    lines: list[str] = []
     if p.get("protocol") == "cross-bank":
         lines.append(f"cross-bank: k-NN fitted on {p['n_frames']['train']} training frames of "
                      f"{p['reference']['atlas']} (k chosen on {p['n_frames']['valid']} of its "
@@ -363,5 +386,4 @@ def format_scores(result: dict) -> str:
         if c["n_classes"] == 1 and not unmatched.get(key):  # (one no k-NN can name scores 0)
             lines.append(f"{key!r} has one class among the test frames ({c['majority']}): every "
                          "map scores 1.000 on it, which says nothing")
-    lines += [f"not scored: {line}" for line in score_errors(result["results"])]
-    return "\n".join(lines)
+    return lines
