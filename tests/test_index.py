@@ -676,10 +676,10 @@ def test_a_run_that_adds_or_moves_files_labels_those_alone_as_a_full_labelling_w
 
 
 def test_an_atlas_follows_its_library_moved_and_refuses_another_library(tmp_path, capsys):
-    """A library moved with its atlas inside (or copied with it) is indexed where it is now,
-    every sample kept, and the atlas records the new folder (the page plays from it). Another
-    library indexed into an atlas whose library is still there is refused before anything
-    changes: it would take that library's samples out."""
+    """A library moved with its atlas inside, or copied with it or apart from it, is indexed
+    where it is now, every sample kept, and the atlas records the new folder (the page plays
+    from it). A folder that holds few of the atlas's files (another library, or a folder above
+    the library) is refused before anything changes: its run would take the samples out."""
     from soundatlas.cli.library import print_index_summary
 
     lib = tmp_path / "lib"
@@ -701,11 +701,19 @@ def test_an_atlas_follows_its_library_moved_and_refuses_another_library(tmp_path
     assert index(copy).n_unchanged == 3
     with Atlas.open(copy / ".soundatlas") as a, Atlas.open(moved / ".soundatlas") as b:
         assert (a.library, b.library) == (copy.resolve(), moved.resolve())
+    apart = tmp_path / "apart"  # the library and an atlas kept outside it, copied apart
+    shutil.copytree(moved, apart / "lib", ignore=shutil.ignore_patterns(".soundatlas"))
+    shutil.copytree(moved / ".soundatlas", apart / "atlas")
+    assert index(apart / "lib", atlas=apart / "atlas").n_unchanged == 3
+    with Atlas.open(apart / "atlas") as a:
+        assert a.library == (apart / "lib").resolve()
     other = tmp_path / "other"
     write_tone(other / "x.wav", 500.0, seconds=0.2)
-    with pytest.raises(ParameterError, match=rf"the atlas at .* indexes the library "
-                       rf"{moved.resolve()}, not {other.resolve()}"):
-        index(other, atlas=moved / ".soundatlas")
+    for wrong in (other, tmp_path):  # another library; the folder above the library
+        with pytest.raises(ParameterError, match=rf"the atlas at .* indexes the library "
+                           rf"{moved.resolve()}, and {wrong.resolve()} holds 0 of 3 of its "
+                           "files looked for"):
+            index(wrong, atlas=moved / ".soundatlas")
     assert paths_in(moved / ".soundatlas") == {f"d/t{i}.wav" for i in range(3)}
     with Atlas.open(moved / ".soundatlas") as a:
         assert a.library == moved.resolve()

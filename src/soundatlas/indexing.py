@@ -518,24 +518,29 @@ def _plain(e: FileEntry) -> FileEntry:
 
 def _follow_library(atlas: Atlas, library: Path) -> str | None:
     """The library folder the atlas records, where it is not ``library``: the folder it
-    recorded (now ``library``'s) when the library moved (that folder is gone, or the atlas lies
-    inside ``library``: a copy of a library with its atlas), else an error naming both, before
-    anything changes: a run would take another library's samples out of this atlas."""
+    recorded, when ``library`` holds at least half of a spread of the atlas's files (the
+    library moved or was copied, with its atlas or apart: the atlas records ``library`` from
+    now on); else an error naming both, before anything changes, since a run would take the
+    atlas's samples out (a wrong ``--atlas``, or a folder above or below the library)."""
     given, recorded = library.resolve(), atlas.meta("library")
     if recorded is None or Path(recorded) == given:
         return None
-    recorded = Path(recorded)
-    try:
-        same = recorded.is_dir() and os.path.samefile(recorded, given)
-    except OSError:
-        same = False
-    if not same and recorded.is_dir() and not atlas.path.resolve().is_relative_to(given):
+    n = atlas.n_samples()
+    step = max(1, n // _FOLLOW_PROBES)
+    paths = [p for (p,) in atlas.conn.execute(
+        "SELECT path FROM samples WHERE id % ? = 0 LIMIT ?", (step, _FOLLOW_PROBES))]
+    found = sum(os.path.lexists(given / p) for p in paths)
+    if paths and 2 * found < len(paths):
         raise ParameterError(
-            f"the atlas at {atlas.path} indexes the library {recorded}, not {given}: index "
-            f"{recorded} into it, or give {given} an atlas of its own (--atlas DIR); if the "
-            f"library moved here, move or rename the folder left at {recorded} first")
+            f"the atlas at {atlas.path} indexes the library {recorded}, and {given} holds "
+            f"{found} of {len(paths)} of its files looked for: index {recorded} into it, or "
+            f"give {given} an atlas of its own (--atlas DIR)")
     atlas.set_library(given)
-    return str(recorded)
+    return recorded
+
+
+#: how many of an atlas's files ``_follow_library`` looks for in a library it did not record
+_FOLLOW_PROBES = 256
 
 
 def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, legacy,
