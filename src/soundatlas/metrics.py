@@ -88,10 +88,12 @@ def retrieval(X, y, *, queries=None, k: int = 10, groups=None) -> dict:
         if len(groups) != len(X):
             raise ParameterError(f"groups has {len(groups)} entries for {len(X)} points")
         group = _codes(np.asarray(groups, dtype=object)[database])
-        # the query's copies with its label are no relevant points either
-        pair = group * (int(codes.max()) + 1) + codes
-        r = r - (np.bincount(pair)[pair[q_pos]] - 1)
-        if k > len(database) - int(np.bincount(group).max()):
+        # the query's copies with its label are no relevant points either (pairs counted
+        # by np.unique: a table of groups x classes would not fit at 1M files and 10k folders)
+        _, pair, n_pair = np.unique(np.stack([group, codes], axis=1), axis=0,
+                                    return_inverse=True, return_counts=True)
+        r = r - (n_pair[pair.ravel()[q_pos]] - 1)
+        if k > len(database) - int(np.bincount(group)[group[q_pos]].max()):
             raise ParameterError(f"k={k} must be at most the number of labelled points "
                                  "outside a query's group")
     twins = np.bincount(group)[group[q_pos]] - 1  # the query's copies, left out
