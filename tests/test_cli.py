@@ -553,10 +553,11 @@ def test_collections_and_tags_take_the_atlas_before_or_after_the_action(mapped, 
 
 
 def test_similar_answers_as_the_pages_nearest_sounds_for_a_sample_or_an_outside_file(
-        mapped, tmp_path, capsys):
+        mapped, tmp_path, capsys, monkeypatch):
     """`similar ID` lists what the page's API answers for that sample; `similar FILE`, a copy
-    of a sample kept outside the library, finds that sample first, at distance 0; a path that
-    is neither, and a file that is not audio, are named."""
+    of a sample kept outside the library, finds that sample first, at distance 0, and is
+    named as it is; a sample typed from the working folder is that sample; a path that is
+    neither, and a file that is not audio, are named, with the reason."""
     import shutil
 
     from soundatlas.atlas import Atlas
@@ -574,18 +575,26 @@ def test_similar_answers_as_the_pages_nearest_sounds_for_a_sample_or_an_outside_
     assert [n["id"] for n in answer["neighbours"]] == [n["id"] for n in api["neighbours"]]
     assert len(answer["neighbours"]) == 3 and first.id not in [n["id"]
                                                                for n in answer["neighbours"]]
-    outside = tmp_path / "query.wav"
+    outside = tmp_path / 'é "q" 50%.wav'
     shutil.copy(library / first.path, outside)
     assert main(["similar", str(outside), "--atlas", str(mapped), "-k", "2"]) == 0
     out = capsys.readouterr().out
     assert f"nearest 2 to {outside} (a file outside the atlas), model default" in out
     top = out.splitlines()[1].split()
     assert top[0] == "1" and float(top[1]) < 1e-3 and int(top[2]) == first.id, out
+    assert main(["similar", str(outside), "--atlas", str(mapped), "-k", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["file"] == str(outside)
+    monkeypatch.chdir(library.parent)
+    rel = (library / first.path).relative_to(library.parent)
+    assert main(["similar", str(rel), "--atlas", str(mapped), "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"nearest 2 to {first.path}, model default" in out, out
     rc, err = in_process(capsys, "similar", str(tmp_path / "nowhere.wav"), "--atlas", mapped)
     assert rc == 2 and "names no sample of the atlas" in err, err
     (tmp_path / "notes.wav").write_text("not audio")
     rc, err = in_process(capsys, "similar", str(tmp_path / "notes.wav"), "--atlas", mapped)
-    assert rc == 1 and "notes.wav" in err and "Traceback" not in err, err
+    assert rc == 1 and f"error: {tmp_path / 'notes.wav'}: notes.wav: " in err, err
+    assert "Traceback" not in err and "{" not in err, err
 
 
 def test_a_library_given_as_the_atlas_names_its_atlas(tone_library, capsys):
@@ -676,6 +685,11 @@ def test_curation_items_relative_to_the_working_folder_name_their_samples(tmp_pa
     with Atlas.open(lib / ".soundatlas") as a:
         tags = {r.path: a.sample_labels(r.id).get("tag") for r in a.samples()}
     assert tags == {"lib/d/a.wav": "inner", "d/a.wav": "linked"}
+    monkeypatch.chdir(lib / "d")  # in a folder of the library: `.` is that folder
+    assert main(["star", ".", "--atlas", atlas, "-q"]) == 0
+    with Atlas.open(lib / ".soundatlas") as a:
+        starred = {r.path for r in a.samples() if a.sample_labels(r.id).get("starred")}
+    assert starred == {"d/a.wav"}
 
 
 def test_a_zip_export_that_fails_names_the_file_and_leaves_no_part_file(tmp_path):

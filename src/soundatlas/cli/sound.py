@@ -296,30 +296,42 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
     from soundatlas import synth
     from soundatlas.cli.common import atlas_dir
-    from soundatlas.errors import ParameterError, SoundAtlasError
+    from soundatlas.cli.curate import resolve_items
+    from soundatlas.errors import SoundAtlasError
     from soundatlas.web.app import create_app
     from soundatlas.web.client import call
     from soundatlas.web.deps import MAX_K
 
     if args.k > MAX_K:
         raise UsageError(f"-k {args.k} must be at most {MAX_K}")
+    if args.sound.strip() in ("", "-"):
+        raise UsageError("SOUND is one sample or one audio file (- reads no list here)")
     with open_atlas(args) as atlas:
         model = synth.embedded_model(atlas, args.model).name
-        try:
-            rec = synth.find_sample(atlas, args.sound)
-        except ParameterError:
-            rec = None
+        try:  # as the curation commands read an item (from the working folder too)
+            ids = resolve_items(atlas, [args.sound])
+        except UsageError:
+            ids = []
+        if len(ids) > 1:
+            raise UsageError(f"{args.sound} names {len(ids)} samples (a folder): give one")
+        rec = atlas.samples(ids)[0] if ids else None
     query = urlencode({"k": args.k, **({"space": args.space} if args.space else {}),
                        **({"exact": "true"} if args.exact else {})})
-    app = create_app(atlas_dir(args), model=model, read_only=True)
+    upload = Path(args.sound)
+    size = upload.stat().st_size if rec is None and upload.is_file() else 0
+    # a file of any size: the page's upload limit guards a server, not this command
+    app = create_app(atlas_dir(args), model=model, read_only=True,
+                     max_upload_bytes=max(50 * 2**20, size + 2**16))
     if rec is not None:
         request = ("GET", f"/api/models/{quote(model, safe='')}/neighbours/{rec.id}?{query}",
                    (), b"")
-    elif Path(args.sound).is_file():
-        upload = Path(args.sound)
+    elif upload.is_file():
         boundary = "soundatlas-similar-boundary"
+        # the name as it is (UTF-8, RFC 7578), but for what would end the quoted string
+        name = upload.name.replace("\\", "%5C").replace('"', "%22").replace("\r", " ") \
+            .replace("\n", " ")
         body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-                f"filename=\"{quote(upload.name)}\"\r\nContent-Type: "
+                f"filename=\"{name}\"\r\nContent-Type: "
                 "application/octet-stream\r\n\r\n").encode() + upload.read_bytes() \
             + f"\r\n--{boundary}--\r\n".encode()
         request = ("POST", f"/api/models/{quote(model, safe='')}/query?{query}",
@@ -331,7 +343,12 @@ def cmd_similar(args: argparse.Namespace) -> int:
     status, _, answer = asyncio.run(call(app, method, target, headers=headers, body=body))
     answer = json.loads(answer)
     if status != 200:
-        raise SoundAtlasError(f"{args.sound}: {answer.get('detail', answer)}")
+        detail = answer.get("detail", answer)
+        if isinstance(detail, dict):
+            detail = detail.get("error", detail)
+        raise SoundAtlasError(f"{args.sound}: {detail}")
+    if rec is None:
+        answer["file"] = args.sound  # as given (the upload's name escapes some characters)
     if args.json:
         print_json(answer)
         return EXIT_OK
