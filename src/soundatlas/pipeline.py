@@ -372,9 +372,11 @@ def _run_batches(fn, batches, n_jobs, executor, on_crash, *, workers_checked: bo
         for batch in batches:
             pending.append((batch, executor.submit(fn, batch)))
             while len(pending) >= window:
-                if watch is not None and not watch.ready(pending[0][1]):
-                    window = max(window, 2 * watch.threads)
-                    continue
+                if watch is not None:
+                    if not watch.ready(pending[0][1]):
+                        window = max(window, 2 * watch.threads)
+                        continue
+                    window = max(window, 2 * watch.threads_now())  # fast batches too
                 yield _next_result(pending, on_crash, client)
         while pending:
             if watch is None or watch.ready(pending[0][1]):
@@ -417,7 +419,7 @@ def _next_result(pending: collections.deque, on_crash, client=None):
         raise _Restart(batch, exc) from exc
     except Exception as exc:
         # the scheduler's own distributed.scheduler.no-workers-timeout
-        if type(exc).__name__ in ("NoWorkerError", "NoValidWorkerError"):
+        if type(exc).__name__ == "NoWorkerError":
             raise _no_workers(client, "as long as its scheduler waits") from exc
         # Dask gives up on a task whose workers keep dying with KilledWorker; the cluster itself
         # carries on, so only this batch needs isolating.
@@ -455,9 +457,31 @@ class _ClusterWatch:
 
         self.client = client
         setting = dask.config.get("distributed.scheduler.no-workers-timeout", None)
+        if not setting:  # the scheduler's own, where it has one: it fails the batches then
+            try:
+                setting = client.run_on_scheduler(_scheduler_no_workers_timeout)
+            except Exception:  # an older scheduler, or no answer: the default
+                setting = None
+            if setting:
+                setting = dask.utils.parse_timedelta(setting) + _NO_WORKERS_GRACE_S
         self.limit = dask.utils.parse_timedelta(setting) if setting else NO_WORKERS_TIMEOUT_S
         self.alone_since: float | None = None
-        self.threads = 0
+        self.threads, self.answered = 0, True
+        self.looked = time.monotonic()
+
+    def threads_now(self) -> int:
+        """The worker threads, looked up at most every few seconds (``threads`` between)."""
+        if time.monotonic() - self.looked > _THREADS_EVERY_S:
+            self._look()
+        return self.threads
+
+    def _look(self) -> None:
+        self.looked = time.monotonic()
+        try:  # {worker: threads}: small, unlike scheduler_info()
+            self.threads = sum(self.client.nthreads().values())
+            self.answered = True
+        except Exception:  # the scheduler does not answer
+            self.threads, self.answered = 0, False
 
     def ready(self, fut) -> bool:
         """Whether ``fut`` is done, after waiting for it up to a second."""
@@ -469,18 +493,35 @@ class _ClusterWatch:
                 return True
         except Exception:  # done, with an error: the caller's fut.result() raises it
             return True
-        try:  # {worker: threads}: small, unlike scheduler_info()
-            self.threads = sum(self.client.nthreads().values())
-        except Exception:  # the scheduler does not answer either
-            self.threads = 0
+        self._look()
         if self.threads:
             self.alone_since = None
         elif self.alone_since is None:
             self.alone_since = time.monotonic()
         elif time.monotonic() - self.alone_since > self.limit:
             fut.cancel()
+            if not self.answered:
+                address = getattr(self.client.scheduler, "address", "the scheduler")
+                raise SoundAtlasError(
+                    f"the Dask scheduler at {address} has not answered for {self.limit:g} s; "
+                    "the batches finished before are kept: start it again (and its workers), "
+                    "then run the command again to go on")
             raise _no_workers(self.client, f"{self.limit:g} s")
         return False
+
+
+#: a scheduler with its own no-workers timeout fails the batches itself: the watch waits
+#: this much longer, so that the scheduler's answer comes first
+_NO_WORKERS_GRACE_S = 30.0
+#: seconds between looks at a cluster's worker threads while batches come back fast
+_THREADS_EVERY_S = 5.0
+
+
+def _scheduler_no_workers_timeout(dask_scheduler=None):
+    """Run on the scheduler: its ``distributed.scheduler.no-workers-timeout``."""
+    import dask.config
+
+    return dask.config.get("distributed.scheduler.no-workers-timeout", None)
 
 
 def _no_workers(client, waited: str) -> SoundAtlasError:
