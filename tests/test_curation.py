@@ -141,6 +141,20 @@ def test_tags_are_labels_that_override_the_index_and_filter_searches(indexed):
         assert atlas.find_samples(labels=[("instrument", "bass")]).tolist() == [a]
 
 
+def test_labels_without_suggestions_read_the_users_own_alone(indexed):
+    """A sample's accepted tag and a suggested one (carried by more samples, so it ranks
+    first): with suggestions the sample reads the suggested tag; without them (what an
+    evaluation scores against) its own, and a key only suggested is absent."""
+    with Atlas.open(indexed / ".soundatlas", write=True) as atlas:
+        ids = sorted(_ids(atlas).values())
+        atlas.tag(ids[:1], add=["mine"])
+        atlas.tag(ids[:4], add=["guess", "mood:dark"], suggested=True, confidence=0.8)
+        assert atlas.labels("tag")[ids[0]] == "guess"  # the page: the most carried tag
+        assert atlas.labels("tag", suggested=False) == {ids[0]: "mine"}
+        assert atlas.labels("mood")[ids[1]] == "dark"
+        assert ids[1] not in atlas.labels("mood", suggested=False)
+
+
 def test_what_the_user_made_follows_moved_files_and_survives_reindexing(indexed):
     atlas_dir = indexed / ".soundatlas"
     with Atlas.open(atlas_dir, write=True) as atlas:

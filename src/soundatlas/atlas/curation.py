@@ -230,9 +230,10 @@ class CurationStore(Store):
                 tags[tag_text(key, value)] += 1
         return dict(sorted(tags.items())), n_starred
 
-    def tag_ranking(self) -> dict[str, int]:
-        """Plain tag -> number of present samples that carry it."""
-        return Counter(v for _, _, v in self.user_label_rows(key=TAG_KEY))
+    def tag_ranking(self, *, suggested: bool = True) -> dict[str, int]:
+        """Plain tag -> number of present samples that carry it (without the tags suggested
+        and not accepted when ``suggested`` is False)."""
+        return Counter(v for _, _, v in self.user_label_rows(key=TAG_KEY, suggested=suggested))
 
     @staticmethod
     def one_tag(tags: Iterable[str], ranking: dict[str, int]) -> str:

@@ -93,7 +93,7 @@ class LabelStore(Store):
         rows = self.user_label_rows(key=key, suggested=suggested)
         if key != TAG_KEY:
             return {sid: value for sid, _, value in rows}
-        ranking = self.tag_ranking()
+        ranking = self.tag_ranking(suggested=suggested)
         tags: dict[int, list[str]] = {}
         for sid, _, value in rows:
             tags.setdefault(sid, []).append(value)

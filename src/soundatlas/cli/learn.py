@@ -47,7 +47,7 @@ from soundatlas.cli.library import (
     run_index,
 )
 from soundatlas.cli.train_flags import SettingFlags, train_settings
-from soundatlas.errors import SoundAtlasError
+from soundatlas.errors import AtlasError, SoundAtlasError
 
 #: adapt's defaults, read from AdaptSettings' fields (building one would load torch).
 _ADAPT_DEFAULTS = SimpleNamespace(**{f.name: f.default for f in dataclasses.fields(AdaptSettings)})
@@ -395,11 +395,16 @@ def cmd_map(args: argparse.Namespace) -> int:
     if args.model:  # a model that is not there, named before the whole library is indexed
         from soundatlas.artifact import resolve_model
 
-        if Atlas.exists(path):
-            with Atlas.open(path) as atlas:
-                resolve_model(atlas, args.model)
+        try:
+            atlas = Atlas.open(path) if Atlas.exists(path) else None
+        except AtlasError:  # one that only the index step can read (an old schema): later
+            pass
         else:
-            resolve_model(None, args.model)
+            try:
+                resolve_model(atlas, args.model)
+            finally:
+                if atlas is not None:
+                    atlas.close()
     index_summary = run_index(args)
     if not args.json:
         print_index_summary(index_summary)
