@@ -102,7 +102,7 @@ def test_index_summary_names_failures(tone_library):
     assert "mid/broken.wav" in text and "samples  18" in text
     # the next run leaves it alone and says so, still naming it; --retry-failed reads it
     proc = run("index", tone_library, "-q", "--jobs", "1", check_rc=0)
-    assert "1 files that could not be decoded before and have not changed" in proc.stdout
+    assert "1 file that could not be decoded before and has not changed" in proc.stdout
     assert "mid/broken.wav: empty" in proc.stdout
     summary = json.loads(run("index", tone_library, "-q", "--jobs", "1", "--retry-failed",
                              "--json", check_rc=0).stdout)  # the same failure is not a new one
@@ -151,7 +151,7 @@ def test_a_run_that_indexes_none_of_what_it_analysed_fails(tone_library, tmp_pat
     assert run_in_process(capsys, "index", tone_library, "-q", "--jobs", "1").returncode == 0
     (tmp_path / "drive").rename(tmp_path / "unmounted")
     proc = run_in_process(capsys, "index", tone_library, "-q", "--jobs", "1")
-    assert proc.returncode == 0 and "1 samples kept as they were" in proc.stdout, proc
+    assert proc.returncode == 0 and "1 sample kept as it was" in proc.stdout, proc
     a_tone = next((tone_library / "mid").glob("*.wav"))
     (tone_library / "low" / "also-new.wav").write_bytes(a_tone.read_bytes())
     proc = run_in_process(capsys, "index", tone_library, "-q", "--jobs", "1", "--retry-failed")
@@ -595,6 +595,27 @@ def test_similar_answers_as_the_pages_nearest_sounds_for_a_sample_or_an_outside_
     rc, err = in_process(capsys, "similar", str(tmp_path / "notes.wav"), "--atlas", mapped)
     assert rc == 1 and f"error: {tmp_path / 'notes.wav'}: notes.wav: " in err, err
     assert "Traceback" not in err and "{" not in err, err
+
+
+def test_counts_in_words_are_singular_for_one_and_times_read_as_people_say_them():
+    from soundatlas.cli.library import print_index_summary
+    from soundatlas.indexing import IndexSummary
+    from soundatlas.text import counted, span
+
+    assert (counted(1, "file"), counted(0, "file"), counted(2, "class", "classes")) == (
+        "1 file", "0 files", "2 classes")
+    assert (span(3.04), span(270), span(9000)) == ("3.0 s", "4.5 min", "2.50 h")
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        print_index_summary(IndexSummary(library="l", atlas="a", n_samples=1, n_frames=1,
+                                         n_indexed=1, seconds=2.4, n_truncated=1,
+                                         truncated=["x.wav"], max_duration=30.0))
+    text = out.getvalue()
+    assert "atlas a: 1 sample, 1 frame" in text and "(2.4 s, 0.4 files/s)" in text
+    assert "1 long file: only the first 30 s analysed" in text
 
 
 def test_a_library_given_as_the_atlas_names_its_atlas(tone_library, capsys):

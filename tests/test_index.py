@@ -1682,5 +1682,5 @@ def test_the_atlas_keeps_its_max_duration_and_a_new_one_analyses_what_it_reads_o
     assert index(lib, max_duration=3.0).n_indexed == 0
     print_index_summary(IndexSummary(library="l", atlas="a", n_truncated=1, truncated=["x.wav"],
                                      max_duration=None))  # (it raised on None)
-    assert "1 long files: only a first part analysed, under an earlier --max-duration, e.g. " \
+    assert "1 long file: only a first part analysed, under an earlier --max-duration, e.g. " \
         "x.wav" in capsys.readouterr().out

@@ -10,7 +10,7 @@ import unicodedata
 from pathlib import Path
 
 __all__ = ["slug", "unicode_forms", "shown", "spreadsheet_cell", "from_spreadsheet_cell",
-           "temporary_sibling"]
+           "temporary_sibling", "counted", "span"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -129,3 +129,27 @@ def temporary_sibling(path: str | os.PathLike) -> Path:
     system takes must not fail for its temporary one's length."""
     path = Path(path)
     return path.with_name(f".soundatlas-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and its noun, singular for one: ``1 file``, ``3 files``, ``2 classes``.
+
+    Parameters
+    ----------
+    n : int
+        The count.
+    noun : str
+        The singular.
+    plural : str, optional
+        The plural (default: ``noun`` + "s").
+    """
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def span(seconds: float) -> str:
+    """A length of time for people: ``3.2 s``, ``4.5 min``, ``2.25 h``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"

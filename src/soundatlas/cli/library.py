@@ -32,6 +32,7 @@ from soundatlas.cli.common import (
 )
 from soundatlas.cqt_params import AS_STORED
 from soundatlas.errors import SoundAtlasError
+from soundatlas.text import counted, span
 
 __all__ = ["register", "INDEX_OPTIONS", "run_index", "executor_for", "print_index_summary",
            "nothing_indexed", "human_bytes", "cmd_demo_library", "cmd_index", "cmd_info", "cmd_cqt"]
@@ -300,25 +301,28 @@ def print_index_summary(s) -> None:
         What :func:`run_index` returned.
     """
     rate = (s.n_indexed / s.seconds) if s.seconds > 0 else 0.0
-    print(f"atlas {s.atlas}: {s.n_samples} samples, {s.n_frames} frames")
+    rate_text = f"{rate:.0f}" if rate >= 10 or rate == 0 else f"{rate:.1f}"
+    print(f"atlas {s.atlas}: {counted(s.n_samples, 'sample')}, {counted(s.n_frames, 'frame')}")
     if s.library_moved_from:
         print(f"  the library moved: the atlas indexed {s.library_moved_from}, now {s.library}")
     print(f"  indexed {s.n_indexed} · unchanged {s.n_unchanged} · moved {s.n_moved} · "
-          f"removed {s.n_removed} · failed {s.n_failed}   ({s.seconds:.1f} s, {rate:.0f} files/s)")
+          f"removed {s.n_removed} · failed {s.n_failed}   ({s.seconds:.1f} s, {rate_text} files/s)")
     if s.n_rehashed:
-        print(f"  {s.n_rehashed} long files hashed whole (an older soundatlas hashed their size, "
-              "head and tail); their tags, stars and collections kept")
+        print(f"  {counted(s.n_rehashed, 'long file')} hashed whole (an older soundatlas "
+              "hashed their size, head and tail); their tags, stars and collections kept")
     if s.n_touched:
-        print(f"  {s.n_touched} files with a new date but the same content kept as they were "
-              "(not analysed again)")
+        print(f"  {counted(s.n_touched, 'file')} with a new date but the same content kept as "
+              + ("it was" if s.n_touched == 1 else "they were") + " (not analysed again)")
     if s.n_kept_unreadable:
-        print(f"  {s.n_kept_unreadable} samples kept as they were: their file or folder could "
-              "not be read this time (listed below)")
+        one = s.n_kept_unreadable == 1
+        print(f"  {counted(s.n_kept_unreadable, 'sample')} kept as "
+              + ("it was: its" if one else "they were: their")
+              + " file or folder could not be read this time (listed below)")
     if s.n_truncated:
         part = ("only a first part analysed, under an earlier --max-duration"
                 if s.max_duration is None  # (a run that could not read them again whole)
                 else f"only the first {s.max_duration:g} s analysed (--max-duration)")
-        print(f"  {s.n_truncated} long files: {part}, e.g. {shown(s.truncated[0])}")
+        print(f"  {counted(s.n_truncated, 'long file')}: {part}, e.g. {shown(s.truncated[0])}")
     if s.label_counts:
         print("  labels: " + ", ".join(f"{k} ({n})" for k, n in sorted(s.label_counts.items())))
     for line in s.repairs:
@@ -326,10 +330,12 @@ def print_index_summary(s) -> None:
     for problem in s.label_problems[:10]:
         print(f"  label problem: {problem}")
     if s.n_failed_unchanged:
-        print(f"  {s.n_failed_unchanged} files that could not be decoded before and have not "
-              "changed since were not read again (--retry-failed reads them)")
+        one = s.n_failed_unchanged == 1
+        print(f"  {counted(s.n_failed_unchanged, 'file')} that could not be decoded before and "
+              + ("has not changed since was" if one else "have not changed since were")
+              + " not read again (--retry-failed reads them)")
     if s.failures:
-        print(f"  {s.n_failed} files could not be indexed:")
+        print(f"  {counted(s.n_failed, 'file')} could not be indexed:")
         for path, reason in s.failures[:50]:
             print(f"    {shown(path)}: {shown(reason)}")
         if s.n_failed > 50:
@@ -436,8 +442,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"atlas    {info['atlas']}")
     print(f"library  {info['library']}")
-    print(f"samples  {info['n_samples']}  ({info['n_frames']} frames, "
-          f"{info['n_frames'] / 20 / 3600:.2f} h analysed)")
+    print(f"samples  {info['n_samples']}  ({counted(info['n_frames'], 'frame')}, "
+          f"{span(info['n_frames'] / 20)} analysed)")
     print(f"disk     {human_bytes(info['disk_bytes'])}")
     limit = info["max_duration"]
     print("analysed " + ("each file whole" if limit is None else
