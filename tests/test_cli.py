@@ -464,6 +464,29 @@ def test_suggest_limit_is_a_count(tmp_path, capsys):
     assert rc == 2 and "--limit: -2 must not be negative" in err
 
 
+def test_suggest_says_when_few_labelled_samples_cap_the_confidence(mapped, tmp_path, capsys):
+    """One sample of each value labelled and -k 2: no confidence can pass 1/2, and suggest
+    says so (every confidence tied at 0.50 read as a measure of nothing)."""
+    import shutil
+
+    from soundatlas.atlas import Atlas
+
+    atlas = tmp_path / "atlas"
+    shutil.copytree(mapped, atlas)
+    with Atlas.open(atlas, write=True) as a:
+        ids = sorted(a.sample_ids().tolist())
+        assert len(ids) >= 3
+        a.tag(ids[:1], add=["kind:a"])
+        a.tag(ids[1:2], add=["kind:b"])
+    assert main(["suggest", "--atlas", str(atlas), "-l", "kind", "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert ("no value of kind is on more than 1 of the samples labelled by you or the index, "
+            "so no confidence can exceed 1/2 = 0.50; -k 1") in out, out
+    assert main(["suggest", "--atlas", str(atlas), "-l", "kind", "-k", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "suggestion" in out and "no confidence can exceed" not in out, out
+
+
 def test_an_interrupted_command_says_how_to_go_on(capsys):
     """Ctrl-C: train and adapt keep their checkpoint but start again without --resume, so they
     say so; index, embed and map go on when run again; the rest only say they stopped."""

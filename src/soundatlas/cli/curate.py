@@ -11,6 +11,7 @@ or ``embed`` works on the same atlas.
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import io
 import os
@@ -556,6 +557,9 @@ def cmd_suggest(args: argparse.Namespace) -> int:
                                                         else args.limit]])
         # samples the model has no point for get no suggestion: say so, not an empty answer
         unplaced = atlas.n_samples() - model.n_embedded if model is not None else 0
+        # a value labelled on fewer samples than k votes: its confidence cannot reach 1
+        largest = max(collections.Counter(
+            atlas.labels(args.label, suggested=False).values()).values(), default=0)
         applied, refused = 0, {}
         if args.apply and found:
             applied, refused = _store_suggestions(atlas, args.label, found)
@@ -581,6 +585,10 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     if unplaced:
         print(f"  {unplaced} samples have no point for model {model.name} and got no "
               f"suggestion: run soundatlas embed -m {model.name}")
+    if found and largest < args.k:
+        print(f"  no value of {args.label} is on more than {largest} of the samples labelled by "
+              f"you or the index, so no confidence can exceed {largest}/{args.k} = "
+              f"{largest / args.k:.2f}; -k {largest} lets the confidences tell more apart")
     return EXIT_OK
 
 
