@@ -288,7 +288,11 @@ def test_the_commands_tag_star_note_and_collect_by_id_path_and_folder(indexed, c
                                               if p.startswith("low/") or p == "mid/mid_060.wav"}
         assert atlas.ids_with(starred=True) == {ids["high/high_084.wav"]}
     kick = ids["low/low_036.wav"]
-    assert _cli(capsys, "note", *A, kick, "deep one")[0] == 0
+    rc, out, err = _cli(capsys, "collections", *A)  # none yet: said, on stderr alone
+    assert rc == 0 and out == "" and "no collections yet" in err
+    assert _cli(capsys, "note", *A, kick)[1:] == ("", f"sample {kick} has no note\n")
+    assert _cli(capsys, "note", *A, kick, "deep one")[:2] == (0, f"note of sample {kick} "
+                                                              "written\n")
     assert _cli(capsys, "note", *A, "low/low_036.wav")[1] == "deep one\n"
     rc, _, err = _cli(capsys, "tag", *A, "nope.wav", "999999", "low", "--add", "x")
     assert rc == 2 and "nope.wav" in err and "999999" in err

@@ -238,8 +238,14 @@ def cmd_note(args: argparse.Namespace) -> int:
         note = atlas.curation_of(ids).get(ids[0], {}).get("note")
     if args.json:
         print_json({"id": ids[0], "note": note})
-    elif note is not None and args.text is None and not args.clear:
+    elif args.clear:
+        print(f"note of sample {ids[0]} cleared")
+    elif args.text is not None:
+        print(f"note of sample {ids[0]} written")
+    elif note is not None:
         print(shown(note, keep="\n\t"))  # a note written over HTTP may hold escape sequences
+    else:  # nothing on stdout, where a script reads the note
+        print(f"sample {ids[0]} has no note", file=sys.stderr)
     return EXIT_OK
 
 
@@ -324,6 +330,9 @@ def cmd_collections(args: argparse.Namespace) -> int:
                 for r in rows:
                     gone = f", {r['n_missing']} missing" if r["n_missing"] else ""
                     print(f"{r['name']}  ({r['n']} sample{'s' * (r['n'] != 1)}{gone})")
+                if not rows:  # on stderr: nothing on stdout, where a script reads the names
+                    print("no collections yet: `soundatlas collections add NAME ITEMS` makes "
+                          "one", file=sys.stderr)
             return EXIT_OK
         if action == "show":
             members = atlas.collection_members(args.name)
