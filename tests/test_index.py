@@ -711,12 +711,36 @@ def test_an_atlas_follows_its_library_moved_and_refuses_another_library(tmp_path
     write_tone(other / "x.wav", 500.0, seconds=0.2)
     for wrong in (other, tmp_path):  # another library; the folder above the library
         with pytest.raises(ParameterError, match=rf"the atlas at .* indexes the library "
-                           rf"{moved.resolve()}, and {wrong.resolve()} holds 0 of 3 of its "
-                           "files looked for"):
+                           rf"{moved.resolve()}, and {wrong.resolve()} holds 0 of 2 of its "
+                           "files looked for.*--library-moved"):
             index(wrong, atlas=moved / ".soundatlas")
     assert paths_in(moved / ".soundatlas") == {f"d/t{i}.wav" for i in range(3)}
     with Atlas.open(moved / ".soundatlas") as a:
         assert a.library == moved.resolve()
+    # ids with gaps (samples removed) are looked for all the same; half of them is enough
+    for i in range(3, 8):
+        write_tone(moved / f"d/t{i}.wav", 220.0 * (i + 1), seconds=0.2)
+    index(moved)
+    for i in (0, 2, 4, 6):
+        (moved / f"d/t{i}.wav").unlink()
+    index(moved)  # ids 1, 3, 5, 7 gone: 4 samples left, ids 2, 4, 6, 8
+    half = tmp_path / "half"
+    shutil.copytree(moved, half, ignore=shutil.ignore_patterns(".soundatlas", "t1.wav",
+                                                                "t3.wav", "t5.wav"))
+    shutil.copytree(moved / ".soundatlas", tmp_path / "half-atlas")
+    with pytest.raises(ParameterError, match="holds 0 of 3 of its files looked for"):
+        index(half, atlas=tmp_path / "half-atlas")  # 1 of 4 there: refused
+    shutil.copytree(tmp_path / "half-atlas", tmp_path / "told-atlas")
+    told = index(half, atlas=tmp_path / "told-atlas", library_moved=True)  # the user says so
+    assert told.library_moved_from and told.n_removed == 3
+    (half / "d/t5.wav").write_bytes((moved / "d/t5.wav").read_bytes())
+    assert index(half, atlas=tmp_path / "half-atlas").library_moved_from  # 2 of 4: followed
+    # a library moved with most of its files gone: followed when the user says so
+    gone = tmp_path / "gone"
+    shutil.copytree(moved, gone, ignore=shutil.ignore_patterns("t1.wav", "t3.wav", "t5.wav"))
+    shutil.rmtree(moved)
+    s = index(gone, atlas=gone / ".soundatlas")  # its atlas inside: followed
+    assert s.library_moved_from == str(moved.resolve()) and s.n_removed == 3
 
 
 def test_files_an_interrupted_run_added_are_labelled_by_the_next_run(tmp_path):

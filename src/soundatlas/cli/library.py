@@ -184,6 +184,10 @@ INDEX_OPTIONS = (
     option("--retry-failed", action="store_true",
            help="read again the files that could not be decoded before and have not changed "
            "since (by default they are left as they are until they change)"),
+    option("--library-moved", action="store_true",
+           help="LIBRARY is the atlas's library moved here, though it holds fewer than half of "
+           "the atlas's files (by default such a folder is refused, since its run would take "
+           "the missing files' samples out)"),
     JOBS,
     option("--batch-size", type=positive_int, default=32, metavar="N",
            help="files per batch and per commit (default: 32)"),
@@ -233,7 +237,8 @@ def run_index(args: argparse.Namespace):
         return index_library(
             args.library, atlas_dir=args.atlas, label_sources=_label_sources(args),
             params=params, refresh_features=args.refresh_features,
-            max_duration=args.max_duration, retry_failed=args.retry_failed, n_jobs=args.jobs,
+            max_duration=args.max_duration, retry_failed=args.retry_failed,
+            library_moved=args.library_moved, n_jobs=args.jobs,
             batch_size=args.batch_size,
             executor=executor_for(args), progress=progress,
         )
