@@ -734,6 +734,10 @@ def test_curation_items_relative_to_the_working_folder_name_their_samples(tmp_pa
     with Atlas.open(lib / ".soundatlas") as a:
         starred = {r.path for r in a.samples() if a.sample_labels(r.id).get("starred")}
     assert starred == {"d/a.wav"}
+    (lib / "new").mkdir()  # a folder nothing of which is indexed yet: no sample, not all
+    monkeypatch.chdir(lib / "new")
+    rc, err = in_process(capsys, "star", ".", "--atlas", atlas)
+    assert rc == 2 and "no samples at: ." in err, err
 
 
 def test_a_zip_export_that_fails_names_the_file_and_leaves_no_part_file(tmp_path):

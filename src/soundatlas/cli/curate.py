@@ -103,7 +103,7 @@ def _relative_forms(item: str, library: Path) -> list[str]:
     (``./`` and doubled slashes dropped), then in the other Unicode normal forms (a name typed
     or listed on one system, NFC, and stored as another wrote it, NFD on macOS). An absolute
     path is taken as written first (a link inside the library is the sample's own path), then
-    with its links resolved; so is a relative one that exists from the working folder: first
+    with its links resolved; so is a relative one that exists from the working folder: alone
     when the working folder is one of the library's folders, else after it is tried as
     relative to the library. Empty when it lies outside the library."""
     import posixpath
@@ -125,12 +125,11 @@ def _relative_forms(item: str, library: Path) -> list[str]:
             return []
     else:
         rels = [posixpath.normpath(item.replace(os.sep, "/"))]
-        if os.path.lexists(item):  # from the working folder, as a shell completes it: first
+        if os.path.lexists(item):  # from the working folder, as a shell completes it: alone
             # where the working folder is a folder of the library (`tag .` there is that
-            # folder, not the library), after the library-relative reading elsewhere
+            # folder, never the library), after the library-relative reading elsewhere
             here = inside(os.getcwd())
-            rels = (inside(item) + rels if here and here[0] != "."
-                    else rels + inside(item))
+            rels = (inside(item) if here and here[0] != "." else rels + inside(item))
     rels = [r.strip("/") for r in rels]
     return list(dict.fromkeys(rels + [form for r in rels for form in unicode_forms(r)]))
 
