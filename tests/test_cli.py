@@ -614,6 +614,9 @@ def test_similar_answers_as_the_pages_nearest_sounds_for_a_sample_or_an_outside_
     assert f"nearest 2 to {first.path}, model default" in out, out
     rc, err = in_process(capsys, "similar", str(tmp_path / "nowhere.wav"), "--atlas", mapped)
     assert rc == 2 and "names no sample of the atlas" in err, err
+    folder = str(Path(first.path).parent)  # a folder, even of one sample, is no one sound
+    rc, err = in_process(capsys, "similar", folder, "--atlas", mapped)
+    assert rc == 2 and f"{folder} is a folder" in err, err
     (tmp_path / "notes.wav").write_text("not audio")
     rc, err = in_process(capsys, "similar", str(tmp_path / "notes.wav"), "--atlas", mapped)
     assert rc == 1 and f"error: {tmp_path / 'notes.wav'}: notes.wav: " in err, err

@@ -269,9 +269,9 @@ def _add_similar(sub, parents) -> None:
         "similar", parents=parents, help="the samples nearest a sample or an audio file",
         description="The K samples nearest SOUND, as the page's nearest sounds find them: a "
         "sample of the atlas, or an audio file from anywhere, analysed and embedded as indexing "
-        "does (query by example; it is not added to the atlas). The page's API answers "
-        "in-process (GET /api/models/NAME/neighbours/ID, POST /api/models/NAME/query): --json "
-        "prints its answer.")
+        "does (query by example; it is not added to the atlas). The code that answers the "
+        "page's API answers here (GET /api/models/NAME/neighbours/ID, POST "
+        "/api/models/NAME/query), a file read where it lies: --json prints its answer.")
     si.add_argument("sound", metavar="SOUND",
                     help="a sample id, a path relative to the library (or absolute inside it), "
                     "or an audio file that is no sample of the atlas")
@@ -289,66 +289,55 @@ def _add_similar(sub, parents) -> None:
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    """``soundatlas similar``: the nearest samples of a sample or an outside file."""
-    import asyncio
-    import json
-    from urllib.parse import quote, urlencode
+    """``soundatlas similar``: the nearest samples of a sample or an outside file, answered by
+    the functions that answer the page's API (no HTTP: a file is read where it lies)."""
+    from fastapi import HTTPException
 
     from soundatlas import synth
     from soundatlas.cli.common import atlas_dir
     from soundatlas.cli.curate import resolve_items
     from soundatlas.errors import SoundAtlasError
     from soundatlas.web.app import create_app
-    from soundatlas.web.client import call
     from soundatlas.web.deps import MAX_K
+    from soundatlas.web.routers.models import _neighbours, _query
 
     if args.k > MAX_K:
         raise UsageError(f"-k {args.k} must be at most {MAX_K}")
     if args.sound.strip() in ("", "-"):
         raise UsageError("SOUND is one sample or one audio file (- reads no list here)")
+    upload = Path(args.sound)
     with open_atlas(args) as atlas:
         model = synth.embedded_model(atlas, args.model).name
-        try:  # as the curation commands read an item (from the working folder too)
-            ids = resolve_items(atlas, [args.sound])
-        except UsageError:
-            ids = []
-        if len(ids) > 1:
-            raise UsageError(f"{args.sound} names {len(ids)} samples (a folder): give one")
-        rec = atlas.samples(ids)[0] if ids else None
-    query = urlencode({"k": args.k, **({"space": args.space} if args.space else {}),
-                       **({"exact": "true"} if args.exact else {})})
-    upload = Path(args.sound)
-    size = upload.stat().st_size if rec is None and upload.is_file() else 0
-    # a file of any size: the page's upload limit guards a server, not this command
-    app = create_app(atlas_dir(args), model=model, read_only=True,
-                     max_upload_bytes=max(50 * 2**20, size + 2**16))
-    if rec is not None:
-        request = ("GET", f"/api/models/{quote(model, safe='')}/neighbours/{rec.id}?{query}",
-                   (), b"")
-    elif upload.is_file():
-        boundary = "soundatlas-similar-boundary"
-        # the name as it is (UTF-8, RFC 7578), but for what would end the quoted string
-        name = upload.name.replace("\\", "%5C").replace('"', "%22").replace("\r", " ") \
-            .replace("\n", " ")
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-                f"filename=\"{name}\"\r\nContent-Type: "
-                "application/octet-stream\r\n\r\n").encode() + upload.read_bytes() \
-            + f"\r\n--{boundary}--\r\n".encode()
-        request = ("POST", f"/api/models/{quote(model, safe='')}/query?{query}",
-                   (("content-type", f"multipart/form-data; boundary={boundary}"),), body)
-    else:
+        library = atlas.library.resolve()
+        rec = None
+        # a file here that is not in the library is an outside file, whatever the library
+        # holds under the same relative path; else the item as the curation commands read it
+        if not (upload.is_file() and not upload.resolve().is_relative_to(library)):
+            try:
+                ids = resolve_items(atlas, [args.sound])
+            except UsageError as exc:
+                if not str(exc).startswith("no samples at"):
+                    raise  # an id that is a folder too, say
+                ids = []
+            if len(ids) > 1 or (ids and _is_folder(args.sound, library)):
+                raise UsageError(f"{args.sound} is a folder ({len(ids)} samples): give one "
+                                 "sample or an audio file")
+            rec = atlas.samples(ids)[0] if ids else None
+    if rec is None and not upload.is_file():
         raise UsageError(f"{args.sound} names no sample of the atlas (a sample id, or a path "
                          "relative to the library) and no audio file")
-    method, target, headers, body = request
-    status, _, answer = asyncio.run(call(app, method, target, headers=headers, body=body))
-    answer = json.loads(answer)
-    if status != 200:
-        detail = answer.get("detail", answer)
-        if isinstance(detail, dict):
-            detail = detail.get("error", detail)
-        raise SoundAtlasError(f"{args.sound}: {detail}")
+    web = create_app(atlas_dir(args), model=model, read_only=True).state.web
+    try:
+        if rec is not None:
+            answer = _neighbours(web, model, rec.id, args.k, args.space, args.exact, build=True)
+        else:
+            answer = _query(web, upload, upload.name, model, args.k, args.space, args.exact)
+    except HTTPException as exc:
+        detail = exc.detail.get("error", exc.detail) if isinstance(exc.detail, dict) \
+            else exc.detail
+        raise SoundAtlasError(f"{args.sound}: {detail}") from None
     if rec is None:
-        answer["file"] = args.sound  # as given (the upload's name escapes some characters)
+        answer["file"] = args.sound  # as given
     if args.json:
         print_json(answer)
         return EXIT_OK
@@ -363,6 +352,11 @@ def cmd_similar(args: argparse.Namespace) -> int:
     if answer.get("note"):
         print(f"note: {answer['note']}")
     return EXIT_OK
+
+
+def _is_folder(item: str, library: Path) -> bool:
+    """Whether ``item`` names a folder (of the library, or from the working folder)."""
+    return (library / item).is_dir() or Path(item).is_dir()
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
