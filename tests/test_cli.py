@@ -465,8 +465,9 @@ def test_suggest_limit_is_a_count(tmp_path, capsys):
 
 
 def test_suggest_says_when_few_labelled_samples_cap_the_confidence(mapped, tmp_path, capsys):
-    """One sample of each value labelled and -k 2: no confidence can pass 1/2, and suggest
-    says so (every confidence tied at 0.50 read as a measure of nothing)."""
+    """Few labelled samples of each value: no confidence can reach 1, and suggest says so
+    (every confidence tied read as a measure of nothing), and which -k tells them apart; with
+    one a value, no -k does."""
     import shutil
 
     from soundatlas.atlas import Atlas
@@ -475,14 +476,19 @@ def test_suggest_says_when_few_labelled_samples_cap_the_confidence(mapped, tmp_p
     shutil.copytree(mapped, atlas)
     with Atlas.open(atlas, write=True) as a:
         ids = sorted(a.sample_ids().tolist())
-        assert len(ids) >= 3
+        assert len(ids) >= 4
         a.tag(ids[:1], add=["kind:a"])
         a.tag(ids[1:2], add=["kind:b"])
     assert main(["suggest", "--atlas", str(atlas), "-l", "kind", "-k", "2"]) == 0
     out = capsys.readouterr().out
-    assert ("no value of kind is on more than 1 of the samples labelled by you or the index, "
-            "so no confidence can exceed 1/2 = 0.50; -k 1") in out, out
-    assert main(["suggest", "--atlas", str(atlas), "-l", "kind", "-k", "1"]) == 0
+    assert "each value of kind is on one labelled sample: the confidences cannot tell" in out
+    with Atlas.open(atlas, write=True) as a:
+        a.tag(ids[2:3], add=["kind:a"])
+    assert main(["suggest", "--atlas", str(atlas), "-l", "kind", "-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert ("no value of kind is on more than 2 labelled samples, so no confidence can exceed "
+            "2/3 = 0.67; -k 2") in out, out
+    assert main(["suggest", "--atlas", str(atlas), "-l", "kind", "-k", "2"]) == 0
     out = capsys.readouterr().out
     assert "suggestion" in out and "no confidence can exceed" not in out, out
 

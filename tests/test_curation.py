@@ -855,7 +855,7 @@ def test_suggest_fills_in_missing_labels_from_the_nearest_labelled_samples(tone_
     rc, out, _ = _cli(capsys, "suggest", *A, "--label", "instrument", "-m", "default", "--json")
     assert rc == 0 and json.loads(out)["n_not_embedded"] == 1
     rc, out, _ = _cli(capsys, "suggest", *A, "--label", "instrument")
-    assert "1 samples have no point for model default and got no suggestion" in out
+    assert "1 sample without a point for model default got no suggestion" in out
 
 
 def test_with_fewer_labelled_samples_than_k_the_confidence_is_still_a_share_of_k(indexed,

@@ -33,7 +33,7 @@ from soundatlas.cli.common import (
     writing,
 )
 from soundatlas.errors import AtlasError
-from soundatlas.text import from_spreadsheet_cell, spreadsheet_cell
+from soundatlas.text import counted, from_spreadsheet_cell, spreadsheet_cell
 
 __all__ = ["register", "resolve_items", "cmd_tag", "cmd_star", "cmd_note", "cmd_collections",
            "cmd_tags", "cmd_suggest"]
@@ -565,9 +565,10 @@ def cmd_suggest(args: argparse.Namespace) -> int:
                                                         else args.limit]])
         # samples the model has no point for get no suggestion: say so, not an empty answer
         unplaced = atlas.n_samples() - model.n_embedded if model is not None else 0
-        # a value labelled on fewer samples than k votes: its confidence cannot reach 1
-        largest = max(collections.Counter(
-            atlas.labels(args.label, suggested=False).values()).values(), default=0)
+        # a value labelled on fewer samples than k votes: its confidence cannot reach 1 (the
+        # voters suggest counts: the labels as the page reads them)
+        largest = max(collections.Counter(atlas.labels(args.label).values()).values(),
+                      default=0)
         applied, refused = 0, {}
         if args.apply and found:
             applied, refused = _store_suggestions(atlas, args.label, found)
@@ -591,12 +592,15 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         print(f"  not stored: {n} suggestion{'s' * (n != 1)} of {args.label}={shown(value)}: "
               f"{shown(why)}")
     if unplaced:
-        print(f"  {unplaced} samples have no point for model {model.name} and got no "
-              f"suggestion: run soundatlas embed -m {model.name}")
-    if found and largest < args.k:
-        print(f"  no value of {args.label} is on more than {largest} of the samples labelled by "
-              f"you or the index, so no confidence can exceed {largest}/{args.k} = "
-              f"{largest / args.k:.2f}; -k {largest} lets the confidences tell more apart")
+        print(f"  {counted(unplaced, 'sample')} without a point for model {model.name} got "
+              f"no suggestion: run soundatlas embed -m {model.name}")
+    if found and largest == 1:
+        print(f"  each value of {args.label} is on one labelled sample: the confidences "
+              "cannot tell the suggestions apart (label more samples of each)")
+    elif found and largest < args.k:
+        print(f"  no value of {args.label} is on more than {largest} labelled samples, so no "
+              f"confidence can exceed {largest}/{args.k} = {largest / args.k:.2f}; -k "
+              f"{largest} lets the confidences tell more apart")
     return EXIT_OK
 
 
