@@ -90,3 +90,37 @@ def test_batches_in_flight_follow_workers_that_join_after_the_start(tmp_path):
         finally:
             grower.join()
     assert met[0] >= 4, met
+
+
+def test_the_watch_waits_as_long_as_the_schedulers_own_no_workers_timeout(tmp_path):
+    """A scheduler started with its own no-workers timeout (7 s): the run waits that long and
+    a grace more, so the scheduler's answer comes first; one without: 5 minutes; this side's
+    setting, where given, first of all."""
+    import subprocess
+
+    import dask.config
+
+    from soundatlas.pipeline import NO_WORKERS_TIMEOUT_S, _ClusterWatch
+
+    def scheduler(env):
+        file = tmp_path / f"scheduler-{len(env)}.json"
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "dask"), "scheduler",
+                                 "--scheduler-file", str(file), "--port", "0",
+                                 "--no-dashboard"], env={**os.environ, **env},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while not (file.exists() and file.stat().st_size):  # a start-up wait
+            time.sleep(0.05)
+        return proc, file
+
+    limits = []
+    for env in ({"DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT": "7s"}, {}):
+        proc, file = scheduler(env)
+        try:
+            with distributed.Client(scheduler_file=str(file)) as client:
+                limits.append(_ClusterWatch(client).limit)
+                with dask.config.set({"distributed.scheduler.no-workers-timeout": "2s"}):
+                    assert _ClusterWatch(client).limit == 2
+        finally:
+            proc.kill()
+            proc.wait()
+    assert limits == [7 + 30, NO_WORKERS_TIMEOUT_S]

@@ -458,10 +458,7 @@ class _ClusterWatch:
         self.client = client
         setting = dask.config.get("distributed.scheduler.no-workers-timeout", None)
         if not setting:  # the scheduler's own, where it has one: it fails the batches then
-            try:
-                setting = client.run_on_scheduler(_scheduler_no_workers_timeout)
-            except Exception:  # an older scheduler, or no answer: the default
-                setting = None
+            setting = _scheduler_setting(client, "distributed.scheduler.no-workers-timeout")
             if setting:
                 setting = dask.utils.parse_timedelta(setting) + _NO_WORKERS_GRACE_S
         self.limit = dask.utils.parse_timedelta(setting) if setting else NO_WORKERS_TIMEOUT_S
@@ -517,11 +514,18 @@ _NO_WORKERS_GRACE_S = 30.0
 _THREADS_EVERY_S = 5.0
 
 
-def _scheduler_no_workers_timeout(dask_scheduler=None):
-    """Run on the scheduler: its ``distributed.scheduler.no-workers-timeout``."""
+def _scheduler_setting(client, key: str, wait: float = 10.0):
+    """The scheduler's dask setting ``key`` (None when unset, or when it does not answer
+    within ``wait`` seconds). Asked with ``dask.config.get``, which every scheduler can run
+    (a function of soundatlas would need soundatlas installed where the scheduler runs)."""
     import dask.config
 
-    return dask.config.get("distributed.scheduler.no-workers-timeout", None)
+    answer: list = []
+    asking = threading.Thread(target=lambda: answer.append(
+        client.run_on_scheduler(dask.config.get, key, None)), daemon=True)
+    asking.start()
+    asking.join(wait)
+    return answer[0] if answer else None
 
 
 def _no_workers(client, waited: str) -> SoundAtlasError:
