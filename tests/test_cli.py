@@ -637,6 +637,7 @@ def test_counts_in_words_are_singular_for_one_and_times_read_as_people_say_them(
     assert (counted(1, "file"), counted(0, "file"), counted(2, "class", "classes")) == (
         "1 file", "0 files", "2 classes")
     assert (span(3.04), span(270), span(9000)) == ("3.0 s", "4.5 min", "2.50 h")
+    assert (span(59.97), span(3599)) == ("1.0 min", "1.00 h")  # not "60.0 s", "60.0 min"
     import contextlib
     import io
 

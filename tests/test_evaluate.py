@@ -191,7 +191,9 @@ def test_report_is_written_and_references_only_its_own_files(mapped, full, tmp_p
     assert notes and any("most common class's share" in n for n in notes)
     for note in notes:
         assert html.escape(note) in text, note
-    assert "P@10 sim" in text
+    # the columns the printed table has: P@10 sim, and each map's paired difference
+    header = text[text.index("<table"):text.index("</tr>", text.index("<table"))]
+    assert "P@10 sim" in header and " vs m" in header, header
 
 
 def test_evaluate_and_report_from_the_command_line(mapped, tmp_path, capsys):

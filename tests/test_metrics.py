@@ -126,7 +126,7 @@ def test_retrieval_leaves_out_a_querys_copies_when_told_its_groups():
     crowd = np.concatenate([X, np.repeat(X[:1], 35, axis=0)])
     crowd_y = np.concatenate([y, np.repeat(y[:1], 35)])
     crowd_groups = np.concatenate([np.arange(40), np.zeros(35, int)]).astype(str)
-    assert retrieval(crowd, crowd_y, queries=np.arange(1, 40), k=10,
+    assert retrieval(crowd, crowd_y, queries=np.arange(1, 40), k=40,
                      groups=crowd_groups)["n_queries"] == 39
     with pytest.raises(ParameterError, match="groups has 3 entries for 40 points"):
         retrieval(X, y, k=5, groups=["x", "y", "z"])

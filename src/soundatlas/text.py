@@ -148,8 +148,8 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
 
 def span(seconds: float) -> str:
     """A length of time for people: ``3.2 s``, ``4.5 min``, ``2.25 h``."""
-    if seconds < 60:
+    if round(seconds, 1) < 60:
         return f"{seconds:.1f} s"
-    if seconds < 3600:
+    if round(seconds / 60, 1) < 60:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.2f} h"

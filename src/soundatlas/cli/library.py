@@ -306,7 +306,7 @@ def print_index_summary(s) -> None:
         What :func:`run_index` returned.
     """
     rate = (s.n_indexed / s.seconds) if s.seconds > 0 else 0.0
-    rate_text = f"{rate:.0f}" if rate >= 10 or rate == 0 else f"{rate:.1f}"
+    rate_text = f"{rate:.0f}" if round(rate, 1) >= 10 or rate == 0 else f"{rate:.1f}"
     print(f"atlas {s.atlas}: {counted(s.n_samples, 'sample')}, {counted(s.n_frames, 'frame')}")
     if s.library_moved_from:
         print(f"  the library moved: the atlas indexed {s.library_moved_from}, now {s.library}")
