@@ -21,7 +21,6 @@ ids from a fresh copy of each, with ``Atlas.remove_samples``; the two alternate 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -104,18 +103,12 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, template in (("baseline", base), ("ours", ours)):
             runs[name].append(one_round(template, work, ids))
-    med = {name: common.median(xs) for name, xs in runs.items()}
     print(f"{args.samples:,} samples, {args.models} models, {len(ids)} deleted a round, "
           f"{args.repeats} rounds")
-    for name in ("baseline", "ours"):
-        shown = ", ".join(f"{x * 1e3:.3f}" for x in runs[name])
-        print(f"  {name:8s} median {med[name] * 1e3:8.3f} ms per deleted sample ({shown})")
-    ratio = med["baseline"] / med["ours"]
-    print(f"  ratio baseline / ours: {ratio:.1f}x")
-    if args.json:
-        args.json.write_text(json.dumps({"facts": facts, "args": {
-            k: str(v) for k, v in vars(args).items()}, "runs": runs, "median": med,
-            "ratio": ratio}, indent=2))
+    med, ratio = common.medians_and_ratio(runs, scale=1e3, unit="ms per deleted sample")
+    common.write_json(args.json, {"facts": facts, "args": {k: str(v) for k, v in
+                                                           vars(args).items()},
+                                  "runs": runs, "median": med, "ratio": ratio})
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -18,7 +18,6 @@ must leave the same labels: the script checks it.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -112,18 +111,12 @@ def main() -> None:
                                             told=name == "ours")
             runs[name].append(seconds)
     assert left["ours"] == left["baseline"], "the two ways left different labels"
-    med = {name: common.median(xs) for name, xs in runs.items()}
     print(f"{args.samples:,} samples, {args.keys} manifest labels and a folder each, "
           f"{args.add} added a round, {args.repeats} rounds")
-    for name in ("baseline", "ours"):
-        shown = ", ".join(f"{x:.3f}" for x in runs[name])
-        print(f"  {name:8s} median {med[name]:8.3f} s ({shown})")
-    ratio = med["baseline"] / med["ours"]
-    print(f"  ratio baseline / ours: {ratio:.1f}x")
-    if args.json:
-        args.json.write_text(json.dumps({"facts": facts, "args": {
-            k: str(v) for k, v in vars(args).items()}, "runs": runs, "median": med,
-            "ratio": ratio}, indent=2))
+    med, ratio = common.medians_and_ratio(runs)
+    common.write_json(args.json, {"facts": facts, "args": {k: str(v) for k, v in
+                                                           vars(args).items()},
+                                  "runs": runs, "median": med, "ratio": ratio})
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

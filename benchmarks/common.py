@@ -362,6 +362,20 @@ def goal_line(name: str, value: float, goal: float, unit: str = "x") -> str:
     return f"{name}: {value:.2f}{unit} (goal >= {goal:g}{unit}: {'met' if ok else 'MISSED'})"
 
 
+def medians_and_ratio(runs: dict[str, list[float]], *, scale: float = 1.0,
+                      unit: str = "s") -> tuple[dict[str, float], float]:
+    """Print the median of each side's rounds (``runs``: 'baseline' and 'ours', in seconds;
+    shown times ``scale`` in ``unit``) with the rounds themselves, then the ratio baseline /
+    ours; return the medians and the ratio."""
+    med = {name: median(xs) for name, xs in runs.items()}
+    for name in ("baseline", "ours"):
+        shown = ", ".join(f"{x * scale:.3f}" for x in runs[name])
+        print(f"  {name:8s} median {med[name] * scale:8.3f} {unit} ({shown})")
+    ratio = med["baseline"] / med["ours"]
+    print(f"  ratio baseline / ours: {ratio:.1f}x")
+    return med, ratio
+
+
 def write_json(path: str | os.PathLike | None, payload: dict) -> None:
     if not path:
         return
