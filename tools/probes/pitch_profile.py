@@ -31,6 +31,7 @@ frames = [atlas.features(records[int(i)]).astype(np.float32) for i in ids]
 means = [point_of(F, frame_energy(F, compression=atlas.cqt_params.compression)) for F in frames]
 score("hidden", H)
 score("input", X)
+score("input pooled alike (all frames, energy-weighted)", np.stack(means))
 for g in [float(x) for x in a.gains.split(",")]:
     saved, similarity.PITCH_GAIN = similarity.PITCH_GAIN, g
     try:
