@@ -19,6 +19,9 @@ from soundatlas.embed import frame_energy, point_of
 ap = argparse.ArgumentParser()
 ap.add_argument("atlas"); ap.add_argument("labels")
 ap.add_argument("--gains", default="2,5,10,20,40")
+ap.add_argument("--hidden-weights", default="", help="also the hidden block scaled by w beside "
+                "the shipped profile (weights of the two blocks, not the gain inside tanh), "
+                "comma-separated")
 ap.add_argument("--raw", default="", help="also gains c of tanh(c x profile) without unit length "
                 "(the profile in log-CQT units), comma-separated")
 a = ap.parse_args()
@@ -48,3 +51,8 @@ for c in [float(x) for x in a.raw.split(",") if x]:
     raw = np.stack([similarity.semitone_peaks(m, bpo) for m in means])
     P = similarity.decode(similarity.encode(np.tanh(c * raw)))
     score(f"hidden + tanh({c:g} x raw profile)", np.hstack([H, P]))
+
+for w in [float(x) for x in a.hidden_weights.split(",") if x]:
+    P = similarity.decode(similarity.encode(np.stack([similarity.pitch_block(m, bpo)
+                                                      for m in means])))
+    score(f"{w:g} x hidden + tanh({similarity.PITCH_GAIN:g} x profile)", np.hstack([w * H, P]))
