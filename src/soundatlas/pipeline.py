@@ -521,8 +521,14 @@ def _scheduler_setting(client, key: str, wait: float = 10.0):
     import dask.config
 
     answer: list = []
-    asking = threading.Thread(target=lambda: answer.append(
-        client.run_on_scheduler(dask.config.get, key, None)), daemon=True)
+
+    def ask() -> None:
+        try:
+            answer.append(client.run_on_scheduler(dask.config.get, key, None))
+        except Exception:  # an older scheduler, or none: no setting known (and no traceback)
+            pass
+
+    asking = threading.Thread(target=ask, daemon=True)
     asking.start()
     asking.join(wait)
     return answer[0] if answer else None
