@@ -273,8 +273,9 @@ def _add_similar(sub, parents) -> None:
         "page's API answers here (GET /api/models/NAME/neighbours/ID, POST "
         "/api/models/NAME/query), a file read where it lies: --json prints its answer.")
     si.add_argument("sound", metavar="SOUND",
-                    help="a sample id, a path relative to the library (or absolute inside it), "
-                    "or an audio file that is no sample of the atlas")
+                    help="a sample id, a path of a sample (relative to the library, absolute, "
+                    "or from the working folder), or an audio file that is no sample of the "
+                    "atlas")
     add_options(si, ATLAS, MAP_MODEL)
     si.add_argument("-k", type=positive_int, default=10, metavar="N",
                     help=f"how many (default: 10; at most {MAX_K})")
