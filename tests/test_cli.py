@@ -613,6 +613,9 @@ def test_similar_answers_as_the_pages_nearest_sounds_for_a_sample_or_an_outside_
     assert f"nearest 2 to {outside} (a file outside the atlas), model default" in out
     top = out.splitlines()[1].split()
     assert top[0] == "1" and float(top[1]) < 1e-3 and int(top[2]) == first.id, out
+    # the outside file is that sample's file, already in the library; the next is not
+    assert out.splitlines()[1].endswith("[the same file]")
+    assert "[the same file]" not in out.splitlines()[2]
     assert main(["similar", str(outside), "--atlas", str(mapped), "-k", "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["file"] == str(outside)
     monkeypatch.chdir(library.parent)

@@ -428,6 +428,32 @@ def test_a_bad_k_is_a_json_error(client, k):
     assert "k" in message
 
 
+def test_neighbours_say_which_is_the_same_file_at_another_path(mapped, tmp_path):
+    """A sample copied into another folder of its library: the copy is among its neighbours,
+    with ``copy`` true, in both spaces; every other neighbour has it false."""
+    from soundatlas.artifact import resolve_model
+    from soundatlas.embed import embed_atlas
+    from soundatlas.indexing import index_library
+
+    with Atlas.open(mapped) as a:
+        library, rec = a.library, a.samples()[7]
+    shutil.copytree(library, tmp_path / "lib")
+    shutil.copytree(mapped, tmp_path / "atlas")
+    (tmp_path / "lib" / "copies").mkdir()
+    shutil.copy(tmp_path / "lib" / rec.path, tmp_path / "lib" / "copies" / "again.wav")
+    index_library(tmp_path / "lib", atlas_dir=tmp_path / "atlas", n_jobs=1)
+    with Atlas.open(tmp_path / "atlas", write=True) as a:
+        artifact, reg = resolve_model(a, "m")
+        embed_atlas(a, artifact, reg.id, precision="fp32")
+    client = _client(create_app(tmp_path / "atlas"))
+    for space in ("similarity", "map"):
+        got = client.get(f"/api/models/m/neighbours/{rec.id}",
+                         params={"k": 10, "space": space}).json()["neighbours"]
+        copies = [n["path"] for n in got if n["copy"]]
+        assert copies == ["copies/again.wav"], (space, got)
+        assert all("copy" in n for n in got)
+
+
 def test_neighbours_of_an_unknown_sample_is_404(client):
     assert "99999" in _json_error(client.get("/api/models/m/neighbours/99999"), 404)
     _json_error(client.get("/api/models/m/neighbours/abc"), 422)
@@ -679,6 +705,8 @@ def test_query_with_a_copy_of_a_library_file_finds_that_file_first(client, atlas
     assert d["sounding"] == [int(h["x-sounding-first"]), int(h["x-sounding-last"])]
     first, second = d["neighbours"][0], d["neighbours"][1]
     assert len(d["neighbours"]) == 4 and first["id"] == rec.id and first["path"] == rec.path
+    # the upload is that file, already in the library (its content), the others are not
+    assert [n["copy"] for n in d["neighbours"]] == [True, False, False, False]
     # the same bytes embed to the same place (features at the atlas's precision, noise seeded by
     # content), up to float rounding far below the spacing of the map
     assert first["distance"] < 1e-3 * second["distance"]

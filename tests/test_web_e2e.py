@@ -425,6 +425,10 @@ def test_an_upload_is_placed_and_its_neighbours_listed(page, server, mapped, tmp
     assert query["model"] == "m" and query["file"] == path.name
     assert query["neighbours"][0]["id"] == record.id
     assert _list_ids(page, "#query-neighbours")[0] == record.id
+    # that file is the upload itself, already in the library: the list says so, for it alone
+    entries = page.locator("#query-neighbours li")
+    assert entries.nth(0).locator(".copy").inner_text() == "same file"
+    assert entries.locator(".copy").count() == 1
     assert page.locator("#query-error").is_hidden()
     # it is not added; the page says how to add it
     assert page.text_content("#query-library") == mapped.parent.joinpath("lib").name

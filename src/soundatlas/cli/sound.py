@@ -349,7 +349,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
         labels = ", ".join(f"{k}={v}" for k, v in sorted(n["labels"].items())
                            if k not in ("folder", "starred"))
         print(f"{rank:4d}  {n['distance']:8.4f}  {n['id']:>7}  {shown(n['path'])}"
-              + (f"  ({labels})" if labels else ""))
+              + (f"  ({labels})" if labels else "")
+              + ("  [the same file]" if n.get("copy") else ""))
     if answer.get("note"):
         print(f"note: {answer['note']}")
     return EXIT_OK

@@ -202,7 +202,8 @@ def point_or_404(index: PointIndex, sample_id: int, model: ModelRecord) -> np.nd
     return point
 
 
-def neighbour_items(atlas: Atlas, pairs: list[tuple[int, float]]) -> list[dict]:
+def neighbour_items(atlas: Atlas, pairs: list[tuple[int, float]], *,
+                    same_as: str | None = None) -> list[dict]:
     """Search results as the API lists them.
 
     Parameters
@@ -211,17 +212,25 @@ def neighbour_items(atlas: Atlas, pairs: list[tuple[int, float]]) -> list[dict]:
         The open atlas.
     pairs : list of (int, float)
         (sample id, distance) pairs.
+    same_as : str, optional
+        The content hash of the sound asked about: each item then says whether it is a copy
+        of it (``copy``: the same file at another path, or an upload that the library holds).
 
     Returns
     -------
     list of dict
-        ``{id, distance, path, labels}`` in the given order (ids the atlas no longer holds
-        left out).
+        ``{id, distance, path, labels}`` (and ``copy`` with ``same_as``) in the given order
+        (ids the atlas no longer holds left out).
     """
     paths = atlas.paths([sid for sid, _ in pairs])
     labels = atlas.labels_of(paths)  # one query for all, not one per sample
-    return [{"id": sid, "distance": d, "path": paths[sid], "labels": labels.get(sid, {})}
-            for sid, d in pairs if sid in paths]
+    items = [{"id": sid, "distance": d, "path": paths[sid], "labels": labels.get(sid, {})}
+             for sid, d in pairs if sid in paths]
+    if same_as is not None:
+        hashes = atlas.hashes_of([item["id"] for item in items])
+        for item in items:
+            item["copy"] = hashes[item["id"]] == same_as
+    return items
 
 
 def sorted_values(values: Iterable[str]) -> list[str]:

@@ -152,7 +152,8 @@ def get_trajectory(name: str, sample_id: int, request: Request) -> Response:
 async def get_neighbours(name: str, sample_id: int, request: Request, k: int = K,
                          space: Space = SPACE, exact: bool = EXACT) -> dict:
     """Nearest first by Euclidean distance in the similarity space (default) or between points
-    on the map (``space=map``); never the sample itself. Each: ``{id, distance, path, labels}``;
+    on the map (``space=map``); never the sample itself. Each: ``{id, distance, path, labels,
+    copy}`` (``copy``: the same content as the sample, at another path);
     ``space`` says where the distances were measured, ``exact`` whether every vector was
     searched (large models search approximately unless asked ``exact=true``; then ``recall``
     estimates the share of the true neighbours found)."""
@@ -206,7 +207,7 @@ def _neighbours(web, name: str, sample_id: int, k: int, space: str | None, exact
                 return None  # the points or their tree to be built: on a worker thread
             point = point_or_404(index, sample_id, model)
             found = index.nearest(point, k, exclude=[sample_id])
-        items = neighbour_items(atlas, found)
+        items = neighbour_items(atlas, found, same_as=atlas.hashes_of([sample_id])[sample_id])
     return {"model": name, "id": sample_id, **_space_fields(used, sim, note, exact),
             "neighbours": items}
 
@@ -261,7 +262,8 @@ async def post_query(name: str, request: Request, k: int = K, space: Space = SPA
     ``trajectory`` (one point per frame; ``sounding``: its first and last frame at least 5 % as
     loud as its loudest, as for a sample's trajectory), its ``point`` and ``duration``, and the
     k nearest samples in the similarity space (its vector computed as the atlas's are) or on
-    the map (``space=map``), as ``space`` says. It is not added to the atlas."""
+    the map (``space=map``), as ``space`` says, each with ``copy``: whether it is the uploaded
+    file itself (the same content), already in the library. It is not added to the atlas."""
     return await run_on_upload(request, _query, name, k, space, exact)
 
 
@@ -269,6 +271,7 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
            exact: bool) -> dict:
     from soundatlas.embed import embed_outside_file
     from soundatlas.errors import AudioReadError
+    from soundatlas.pipeline import content_hash
 
     with web.atlas() as atlas:
         model = embedded_model(atlas, name)
@@ -295,7 +298,7 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
         else:
             query = None
             found = web.point_index(atlas, model).nearest(point, k)
-        items = neighbour_items(atlas, found)
+        items = neighbour_items(atlas, found, same_as=content_hash(path))
     return {"model": name, "file": filename, "duration": decoded.duration,
             "truncated": decoded.truncated, "frame_rate": params.sr / params.hop_length,
             "trajectory": traj.astype(float).tolist(),

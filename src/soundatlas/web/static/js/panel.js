@@ -89,6 +89,8 @@ export class SampleList {
       ariaLabel: `Play ${name}`, onclick: (e) => { e.stopPropagation(); this.activate(i); } }),
     colour ? el('span', { className: 'swatch', style: `background:${colour}` }) : null,
     el('span', { className: 'name', textContent: name }),
+    item.copy ? el('span', { className: 'copy', textContent: 'same file',
+      title: 'the same content as the sound asked about (a copy at another path)' }) : null,
     item.distance == null ? null : el('span', { className: 'distance',
       textContent: item.distance.toPrecision(3), title: SPACE_TITLES[this.space] || SPACE_TITLES.map }),
     el('button', { type: 'button', className: 'small', textContent: 'Select',
