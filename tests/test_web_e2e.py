@@ -1000,6 +1000,44 @@ def test_a_label_suggested_from_the_map_is_accepted_with_one_key(page, mapped, t
         assert len(truth) == len(ids) - len(bare)
 
 
+def test_a_kit_swap_passes_over_the_same_file_at_another_path(page, mapped, tmp_path):
+    """A lane's sound copied into another folder of the library: its copy is its nearest
+    neighbour (distance 0, marked "same file" in the page's list), and the swap (key n) takes
+    the next sound, not the copy."""
+    from soundatlas.artifact import resolve_model
+    from soundatlas.embed import embed_atlas
+    from soundatlas.indexing import index_library
+
+    with Atlas.open(mapped) as atlas:
+        library, rec = atlas.library, atlas.samples()[5]
+    shutil.copytree(library, tmp_path / "lib")
+    shutil.copytree(mapped, tmp_path / "atlas")
+    (tmp_path / "lib" / "copies").mkdir()
+    shutil.copy(tmp_path / "lib" / rec.path, tmp_path / "lib" / "copies" / "again.wav")
+    index_library(tmp_path / "lib", atlas_dir=tmp_path / "atlas", n_jobs=1)
+    with Atlas.open(tmp_path / "atlas", write=True) as atlas:
+        artifact, reg = resolve_model(atlas, "m")
+        embed_atlas(atlas, artifact, reg.id)
+        copy_id = atlas.lookup_paths(["copies/again.wav"])["copies/again.wav"][0]
+    with ThreadedServer(create_app(tmp_path / "atlas")) as srv:
+        near = json.loads(srv.request(f"/api/models/m/neighbours/{rec.id}?k=20")[1])
+        assert near["neighbours"][0]["id"] == copy_id and near["neighbours"][0]["copy"]
+        _open(page, srv)
+        page.evaluate(f"{HOOK}.select({rec.id})")
+        page.wait_for_function(f"{HOOK}.state.curation.selected?.id === {rec.id}")
+        page.wait_for_function(f"{HOOK}.state.neighbours.includes({copy_id})")
+        marked = page.locator(f"#neighbours li[data-id='{copy_id}'] .copy")
+        assert marked.inner_text() == "same file"
+        page.click("#kit-add-selected")
+        page.click("#kit-lanes li[data-lane='0'] .name")
+        page.locator("#map canvas").focus()
+        page.keyboard.press("n")
+        page.wait_for_function(f"{HOOK}.state.kit.swaps === 1")
+        swapped = _state(page, "kit")["lanes"][0]["id"]
+    others = [n["id"] for n in near["neighbours"] if not n["copy"]]
+    assert swapped == others[0], (swapped, near["neighbours"][:3])
+
+
 def test_a_kit_is_built_played_swapped_exported_and_imported(page, mapped, tmp_path):
     """The kit builder: lanes added from the panel, steps set, played on the audio clock, a
     lane swapped for its nearest neighbour while it plays (key n), exported as a zip whose MIDI

@@ -77,9 +77,9 @@ export class KitBuilder {
     this.render();
   }
 
-  /** Swap lane ``i``'s sound for its nearest sound not already in the kit (in the similarity
-   *  space, as the page's nearest sounds; the map's points where the model has none). One swap
-   *  at a time: a second press while one is asked for is ignored. */
+  /** Swap lane ``i``'s sound for its nearest sound not already in the kit and not a copy of it
+   *  (in the similarity space, as the page's nearest sounds; the map's points where the model
+   *  has none). One swap at a time: a second press while one is asked for is ignored. */
   async swap(i = this.focus) {
     const lane = this.lanes[i];
     if (!lane || this.swapping) return;
@@ -96,7 +96,8 @@ export class KitBuilder {
     const at = this.lanes.indexOf(lane); // (lanes before it may have gone meanwhile)
     if (at < 0) return; // the lane itself went
     const used = new Set(this.lanes.map((l) => l.id)); // the kit as it is now, not when asked
-    const next = near.neighbours.find((n) => !used.has(n.id));
+    // nor the same file at another path: a swap is for another sound
+    const next = near.neighbours.find((n) => !used.has(n.id) && !n.copy);
     if (!next) {
       this.app.status('No sound near this one is left outside the kit', 'error');
       return;
