@@ -654,6 +654,15 @@ def test_counts_in_words_are_singular_for_one_and_times_read_as_people_say_them(
     text = out.getvalue()
     assert "atlas a: 1 sample, 1 frame" in text and "(2.4 s, 0.4 files/s)" in text
     assert "1 long file: only the first 30 s analysed" in text
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        print_index_summary(IndexSummary(library="l", atlas="a", n_rehashed=1,
+                                         n_failed_unchanged=1))
+    text = out.getvalue()
+    assert "1 long file hashed whole (an older soundatlas hashed its size, head and tail); " \
+        "its tags" in text
+    assert "1 file that could not be decoded before and has not changed since was not read " \
+        "again (--retry-failed reads it)" in text
 
 
 def test_a_library_given_as_the_atlas_names_its_atlas(tone_library, capsys):

@@ -696,6 +696,11 @@ def test_an_atlas_follows_its_library_moved_and_refuses_another_library(tmp_path
         capsys.readouterr().out)
     with Atlas.open(moved / ".soundatlas") as a:
         assert a.library == moved.resolve()
+    link = tmp_path / "link"  # a path recorded through a link is the same folder: no move
+    link.symlink_to(moved)
+    with Atlas.open(moved / ".soundatlas", write=True) as a:
+        a.set_meta("library", str(link))
+    assert index(moved).library_moved_from is None
     copy = tmp_path / "copy"  # the library copied with its atlas: the copy's atlas is its own
     shutil.copytree(moved, copy)
     assert index(copy).n_unchanged == 3

@@ -532,6 +532,9 @@ def _follow_library(atlas: Atlas, library: Path, *, told: bool = False) -> str |
     given, recorded = library.resolve(), atlas.meta("library")
     if recorded is None or Path(recorded) == given:
         return None
+    if _same_folder(recorded, given):  # recorded through a link: the same folder, not moved
+        atlas.set_library(given)
+        return None
     inside = atlas.path.resolve()
     if not (told or (inside.is_relative_to(given) and not inside.is_relative_to(recorded))):
         found, looked = _files_found(atlas, given)
@@ -544,6 +547,14 @@ def _follow_library(atlas: Atlas, library: Path, *, told: bool = False) -> str |
                 "library moved, with many of its files gone, index it with --library-moved")
     atlas.set_library(given)
     return recorded
+
+
+def _same_folder(a: str | Path, b: Path) -> bool:
+    """Whether two paths name one folder (through links the resolved path did not see)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 #: how many of an atlas's files ``_follow_library`` looks for in a library it did not record

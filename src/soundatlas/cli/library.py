@@ -313,8 +313,11 @@ def print_index_summary(s) -> None:
     print(f"  indexed {s.n_indexed} · unchanged {s.n_unchanged} · moved {s.n_moved} · "
           f"removed {s.n_removed} · failed {s.n_failed}   ({s.seconds:.1f} s, {rate_text} files/s)")
     if s.n_rehashed:
+        one = s.n_rehashed == 1
         print(f"  {counted(s.n_rehashed, 'long file')} hashed whole (an older soundatlas "
-              "hashed their size, head and tail); their tags, stars and collections kept")
+              + ("hashed its size, head and tail); its" if one else
+                 "hashed their size, head and tail); their")
+              + " tags, stars and collections kept")
     if s.n_touched:
         print(f"  {counted(s.n_touched, 'file')} with a new date but the same content kept as "
               + ("it was" if s.n_touched == 1 else "they were") + " (not analysed again)")
@@ -338,7 +341,7 @@ def print_index_summary(s) -> None:
         one = s.n_failed_unchanged == 1
         print(f"  {counted(s.n_failed_unchanged, 'file')} that could not be decoded before and "
               + ("has not changed since was" if one else "have not changed since were")
-              + " not read again (--retry-failed reads them)")
+              + f" not read again (--retry-failed reads {'it' if one else 'them'})")
     if s.failures:
         print(f"  {counted(s.n_failed, 'file')} could not be indexed:")
         for path, reason in s.failures[:50]:
