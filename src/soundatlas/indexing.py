@@ -26,8 +26,6 @@ import json
 import os
 import sqlite3
 import time
-
-import numpy as np
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -38,6 +36,7 @@ from soundatlas.atlas.legacy import features_summary, file_name, is_silent, summ
 from soundatlas.atlas.store import chunked
 from soundatlas.cqt_params import AS_STORED, PAPER_CQT, AsStored, CQTParams
 from soundatlas.errors import AudioReadError, ParameterError, SoundAtlasError
+from soundatlas.index_follow import follow_library
 from soundatlas.index_labels import (DEFAULT_MANIFEST, check_label_sources,
                                      resolve_label_sources, update_labels)
 from soundatlas.pipeline import (LEGACY_WHOLE_LIMIT, Moved, analyse_files, content_hash,
@@ -134,7 +133,7 @@ def index_library(
         changed (by default they are counted in ``n_failed_unchanged`` and left as they are).
     library_moved : bool, default False
         ``library`` is the atlas's library moved, though it holds fewer than half of the
-        files the atlas has (by default such a folder is refused: ``_follow_library``).
+        files the atlas has (by default such a folder is refused: ``index_follow``).
     n_jobs : int, optional
         Worker processes (default: one per core; 1: this process).
     batch_size : int, default 32
@@ -168,7 +167,7 @@ def index_library(
     atlas_dir = Path(atlas_dir) if atlas_dir is not None else default_atlas_dir(library)
     check_label_sources(library, label_sources)  # before the atlas is made or changed
     with Atlas.create(atlas_dir, library=library, params=params) as atlas:
-        moved_from = _follow_library(atlas, library, told=library_moved)
+        moved_from = follow_library(atlas, library, told=library_moved)
         sources = resolve_label_sources(atlas, library, label_sources)
         if refresh_features and atlas.cqt_params.kernel != PAPER_CQT.kernel:
             atlas.start_feature_refresh(replace(atlas.cqt_params, kernel=PAPER_CQT.kernel))
@@ -520,61 +519,6 @@ def _plain(e: FileEntry) -> FileEntry:
     if isinstance(e, TodoEntry):
         return TodoEntry(e.path, e.size, e.mtime_ns, e.stored)
     return FileEntry(e.path, e.size, e.mtime_ns)
-
-
-def _follow_library(atlas: Atlas, library: Path, *, told: bool = False) -> str | None:
-    """The library folder the atlas records, where it is not ``library``: the folder it
-    recorded, when ``library`` is that library moved or copied (the atlas records ``library``
-    from now on): the atlas lies inside it (and not inside the folder it recorded), or it
-    holds at least half of a spread of the atlas's files, or the user says so (``told``).
-    Else an error naming both, before anything changes: a run would take the atlas's samples
-    out (a wrong ``--atlas``, or a folder above or below the library)."""
-    given, recorded = library.resolve(), atlas.meta("library")
-    if recorded is None or Path(recorded) == given:
-        return None
-    if _same_folder(recorded, given):  # recorded through a link: the same folder, not moved
-        atlas.set_library(given)
-        return None
-    inside = atlas.path.resolve()
-    if not (told or (inside.is_relative_to(given) and not inside.is_relative_to(recorded))):
-        found, looked = _files_found(atlas, given)
-        if 2 * found < looked:
-            gone = "" if Path(recorded).is_dir() else " (it is gone)"
-            raise ParameterError(
-                f"the atlas at {atlas.path} indexes the library {recorded}{gone}, and {given} "
-                f"holds {found} of {looked} of its files looked for: index {recorded} into it, "
-                f"or give {given} an atlas of its own (--atlas DIR); if {given} is that "
-                "library moved, with many of its files gone, index it with --library-moved")
-    atlas.set_library(given)
-    return recorded
-
-
-def _same_folder(a: str | Path, b: Path) -> bool:
-    """Whether two paths name one folder (through links the resolved path did not see)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-#: how many of an atlas's files ``_follow_library`` looks for in a library it did not record
-_FOLLOW_PROBES = 256
-
-
-def _files_found(atlas: Atlas, folder: Path) -> tuple[int, int]:
-    """How many of a spread of the atlas's files (``_FOLLOW_PROBES``, evenly by id) are in
-    ``folder``, and how many were looked for; it stops once the answer is plain."""
-    ids = atlas.sample_ids()
-    picked = ids[np.linspace(0, len(ids) - 1, min(len(ids), _FOLLOW_PROBES)).astype(int)] \
-        if len(ids) else ids
-    paths = list(atlas.paths(picked.tolist()).values())
-    found = looked = 0
-    for p in paths:
-        found += os.path.lexists(folder / p)
-        looked += 1
-        if 2 * found >= len(paths) or 2 * (found + len(paths) - looked) < len(paths):
-            break  # at least half found, or too few left to reach half (on a network drive)
-    return found, looked
 
 
 def _commit(atlas, batch, results, orphans, retry, summary, run_id, n_done, legacy,
