@@ -78,6 +78,30 @@ def rendered_library(rendered_library_master, tmp_path) -> Path:
     return dst
 
 
+def copied_with_copies(mapped: Path, dst: Path, paths, *, model: str = "m", **embed) -> Path:
+    """``mapped``'s atlas and library copied to ``dst`` (``atlas``, ``lib``), each of ``paths``
+    (relative to the library) copied again into the library's folder ``copies/`` under its
+    own name, then indexed (the atlas follows its copied library) and embedded with
+    ``model`` (``embed``: ``embed_atlas``'s options): the atlas directory."""
+    from soundatlas.artifact import resolve_model
+    from soundatlas.atlas import Atlas
+    from soundatlas.embed import embed_atlas
+    from soundatlas.indexing import index_library
+
+    with Atlas.open(mapped) as atlas:
+        library = atlas.library
+    shutil.copytree(library, dst / "lib")
+    shutil.copytree(mapped, dst / "atlas")
+    (dst / "lib" / "copies").mkdir()
+    for path in paths:
+        shutil.copy(dst / "lib" / path, dst / "lib" / "copies" / Path(path).name)
+    index_library(dst / "lib", atlas_dir=dst / "atlas", n_jobs=1)
+    with Atlas.open(dst / "atlas", write=True) as atlas:
+        artifact, reg = resolve_model(atlas, model)
+        embed_atlas(atlas, artifact, reg.id, **embed)
+    return dst / "atlas"
+
+
 def map_with_shipped_model(lib: Path, classes: dict) -> Path:
     """Render ``classes`` (instrument -> (program, low, high)) at velocity 80 into ``lib``, index
     it and embed it with the shipped default model; the atlas directory."""

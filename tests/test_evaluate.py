@@ -525,30 +525,15 @@ def test_retrieval_does_not_count_a_querys_copy_at_another_path(mapped, tmp_path
     other way round: evaluate's figure is metrics.retrieval's with the content hashes as
     groups, and not the one without them (by folder, where a copy, in another folder, was a
     miss found first)."""
-    import shutil
-
+    from conftest import copied_with_copies
     from soundatlas import metrics
-    from soundatlas.artifact import resolve_model
-    from soundatlas.embed import embed_atlas
     from soundatlas.evaluate import model_frame_points
 
     with Atlas.open(mapped) as atlas:
-        lib = atlas.library
-    shutil.copytree(lib, tmp_path / "lib")
-    shutil.copytree(mapped, tmp_path / "atlas")
-    with Atlas.open(tmp_path / "atlas", write=True) as atlas:
-        atlas.set_library(tmp_path / "lib")  # the copies' atlas indexes the copied library
         fs = frame_set(atlas)
         tested = sorted({int(s) for s in fs.sample_ids[fs.split == "test"]})
         paths = atlas.paths(tested[:6])
-    for path in paths.values():
-        (tmp_path / "lib" / "copies").mkdir(exist_ok=True)
-        shutil.copy(tmp_path / "lib" / path, tmp_path / "lib" / "copies" / Path(path).name)
-    index_library(tmp_path / "lib", atlas_dir=tmp_path / "atlas", n_jobs=1)
-    with Atlas.open(tmp_path / "atlas", write=True) as atlas:
-        artifact, reg = resolve_model(atlas, "m")
-        embed_atlas(atlas, artifact, reg.id)
-    with Atlas.open(tmp_path / "atlas") as atlas:
+    with Atlas.open(copied_with_copies(mapped, tmp_path, paths.values())) as atlas:
         r = evaluate(atlas, ["m"], labels=["folder"], n_analogies=0)
         fs = frame_set(atlas)
         ids, points = sample_points(model_frame_points(atlas, atlas.model("m").id, fs), fs)

@@ -431,26 +431,17 @@ def test_a_bad_k_is_a_json_error(client, k):
 def test_neighbours_say_which_is_the_same_file_at_another_path(mapped, tmp_path):
     """A sample copied into another folder of its library: the copy is among its neighbours,
     with ``copy`` true, in both spaces; every other neighbour has it false."""
-    from soundatlas.artifact import resolve_model
-    from soundatlas.embed import embed_atlas
-    from soundatlas.indexing import index_library
+    from conftest import copied_with_copies
 
     with Atlas.open(mapped) as a:
-        library, rec = a.library, a.samples()[7]
-    shutil.copytree(library, tmp_path / "lib")
-    shutil.copytree(mapped, tmp_path / "atlas")
-    (tmp_path / "lib" / "copies").mkdir()
-    shutil.copy(tmp_path / "lib" / rec.path, tmp_path / "lib" / "copies" / "again.wav")
-    index_library(tmp_path / "lib", atlas_dir=tmp_path / "atlas", n_jobs=1)
-    with Atlas.open(tmp_path / "atlas", write=True) as a:
-        artifact, reg = resolve_model(a, "m")
-        embed_atlas(a, artifact, reg.id, precision="fp32")
-    client = _client(create_app(tmp_path / "atlas"))
+        rec = a.samples()[7]
+    client = _client(create_app(copied_with_copies(mapped, tmp_path, [rec.path],
+                                                   precision="fp32")))
     for space in ("similarity", "map"):
         got = client.get(f"/api/models/m/neighbours/{rec.id}",
                          params={"k": 10, "space": space}).json()["neighbours"]
         copies = [n["path"] for n in got if n["copy"]]
-        assert copies == ["copies/again.wav"], (space, got)
+        assert copies == [f"copies/{Path(rec.path).name}"], (space, got)
         assert all("copy" in n for n in got)
 
 

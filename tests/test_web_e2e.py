@@ -1004,22 +1004,15 @@ def test_a_kit_swap_passes_over_the_same_file_at_another_path(page, mapped, tmp_
     """A lane's sound copied into another folder of the library: its copy is its nearest
     neighbour (distance 0, marked "same file" in the page's list), and the swap (key n) takes
     the next sound, not the copy."""
-    from soundatlas.artifact import resolve_model
-    from soundatlas.embed import embed_atlas
-    from soundatlas.indexing import index_library
+    from conftest import copied_with_copies
 
     with Atlas.open(mapped) as atlas:
-        library, rec = atlas.library, atlas.samples()[5]
-    shutil.copytree(library, tmp_path / "lib")
-    shutil.copytree(mapped, tmp_path / "atlas")
-    (tmp_path / "lib" / "copies").mkdir()
-    shutil.copy(tmp_path / "lib" / rec.path, tmp_path / "lib" / "copies" / "again.wav")
-    index_library(tmp_path / "lib", atlas_dir=tmp_path / "atlas", n_jobs=1)
-    with Atlas.open(tmp_path / "atlas", write=True) as atlas:
-        artifact, reg = resolve_model(atlas, "m")
-        embed_atlas(atlas, artifact, reg.id)
-        copy_id = atlas.lookup_paths(["copies/again.wav"])["copies/again.wav"][0]
-    with ThreadedServer(create_app(tmp_path / "atlas")) as srv:
+        rec = atlas.samples()[5]
+    atlas_dir = copied_with_copies(mapped, tmp_path, [rec.path])
+    copy = f"copies/{Path(rec.path).name}"
+    with Atlas.open(atlas_dir) as atlas:
+        copy_id = atlas.lookup_paths([copy])[copy][0]
+    with ThreadedServer(create_app(atlas_dir)) as srv:
         near = json.loads(srv.request(f"/api/models/m/neighbours/{rec.id}?k=20")[1])
         assert near["neighbours"][0]["id"] == copy_id and near["neighbours"][0]["copy"]
         _open(page, srv)
