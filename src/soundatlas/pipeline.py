@@ -474,11 +474,8 @@ class _ClusterWatch:
 
     def _look(self) -> None:
         self.looked = time.monotonic()
-        try:  # {worker: threads}: small, unlike scheduler_info()
-            self.threads = sum(self.client.nthreads().values())
-            self.answered = True
-        except Exception:  # the scheduler does not answer
-            self.threads, self.answered = 0, False
+        threads = _worker_threads(self.client)
+        self.threads, self.answered = threads or 0, threads is not None
 
     def ready(self, fut) -> bool:
         """Whether ``fut`` is done, after waiting for it up to a second."""
@@ -544,12 +541,18 @@ def _no_workers(client, waited: str) -> SoundAtlasError:
 
 
 def _executor_slots(executor) -> int:
-    """Worker threads behind a Dask client's executor (0 when unknown)."""
-    client = getattr(executor, "_client", None)
-    try:
-        return sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
-    except Exception:  # not a Dask executor, or no scheduler answer: fall back to local cores
-        return 0
+    """Worker threads behind a Dask client's executor (0 when unknown: not a Dask executor,
+    or no scheduler answer; the local cores count then)."""
+    return _worker_threads(getattr(executor, "_client", None)) or 0
+
+
+def _worker_threads(client) -> int | None:
+    """The threads of the workers a Dask client's scheduler has now; None when it does not
+    answer (or ``client`` is none)."""
+    try:  # {worker: threads}: small, unlike scheduler_info()
+        return sum(client.nthreads().values())
+    except Exception:
+        return None
 
 
 def _check_workers_start() -> None:
