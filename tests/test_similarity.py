@@ -437,8 +437,11 @@ def test_a_vector_is_the_pooled_hidden_layer_beside_the_pooled_frames_pitch_prof
         traj, point, vector = embed_file(artifact, atlas.features(rec), rec.hash,
                                          with_vector=True)
         np.testing.assert_array_equal(vector, codes[row])  # what query by example computes
+        weight = similarity.hidden_weight(atlas.similarity_space(model.id))
+        assert weight == similarity.HIDDEN_WEIGHT < 1
+        hidden = decode(codes[row])[:256] / np.float32(weight)
         with torch.no_grad():  # L4 is linear: it maps the mean hidden vector to the point
-            mapped = artifact.model.l4(torch.from_numpy(decode(codes[row])[:256])).numpy()
+            mapped = artifact.model.l4(torch.from_numpy(hidden)).numpy()
         n = len(mapped)  # the learned coordinates; after them, the shipped map's height
         np.testing.assert_allclose(mapped, points[row][:n], atol=0.02 * spread)
         F = atlas.features(rec).astype(np.float32)
@@ -450,20 +453,24 @@ def test_a_vector_is_the_pooled_hidden_layer_beside_the_pooled_frames_pitch_prof
         np.testing.assert_array_equal(codes[row][256:], encode(profile))
 
 
-def test_the_similarity_space_finds_similar_sounds_better_than_the_map(atlas, model):
+def test_the_timbre_block_finds_drums_and_the_pitch_profile_finds_pitch_better_than_the_map(
+        atlas, model):
     ids, codes = atlas.similarity_vectors(model.id)
     _, points = atlas.points(model.id)
     inputs = np.stack([atlas.features(r).mean(axis=0) for r in atlas.samples(ids.tolist())])
     y = _label_array(atlas, "drum_class", ids)
     assert np.count_nonzero(y != None) >= 80  # noqa: E711
     V = decode(codes)
-    p10 = {name: metrics.retrieval(X, y, k=10)["precision_at_k"]
-           for name, X in (("map", points), ("similarity", V), ("timbre block", V[:, :256]),
-                           ("input", inputs))}
-    assert p10["timbre block"] >= p10["map"] + 0.03, p10
-    # the pitch profile beside it costs some of that on these synthetic drums (they are noise
-    # through random filters: their partials say little), and still beats the map and the input
-    assert p10["similarity"] > p10["map"] and p10["similarity"] >= p10["input"] + 0.05, p10
+    spaces = (("map", points), ("similarity", V), ("timbre block", V[:, :256]), ("input", inputs))
+    p10 = {name: metrics.retrieval(X, y, k=10)["precision_at_k"] for name, X in spaces}
+    yp = _label_array(atlas, "pitch", ids)
+    pp = {name: metrics.retrieval(X, yp, k=10)["precision_at_k"] for name, X in spaces}
+    assert p10["timbre block"] >= max(p10["map"] + 0.03, p10["input"] + 0.1), p10
+    # the pitch profile beside it costs drum class on these synthetic drums (noise through
+    # random filters: their partials say little; `space=timbre` is their search, as the docs
+    # say), and the whole vector still beats the input; on the patches it gives pitch back
+    assert p10["input"] + 0.02 <= p10["similarity"] < p10["timbre block"] - 0.05, p10
+    assert pp["similarity"] >= max(pp["map"], pp["timbre block"]) + 0.05, pp
 
 
 def test_embedded_counts_are_kept_through_embeds_removals_and_migration(synth_atlas, tmp_path):
@@ -648,15 +655,17 @@ def test_an_atlas_with_the_space_before_the_pitch_profile_searches_it_until_embe
         m = atlas.model("default")
         ids, codes = atlas.similarity_vectors(m.id)
         artifact, _ = resolve_model(atlas, "default")
+        embed_atlas(atlas, artifact, m.id, similarity_weight=1)  # the hidden layer unweighted
+        hidden = atlas.similarity_vectors(m.id)[1][:, :256]
         assert atlas.set_similarity_space(m.id, similarity.space_for(artifact.model)) is True
-        atlas.commit_similarity(m.id, list(zip(ids.tolist(), codes[:, :256])))
+        atlas.commit_similarity(m.id, list(zip(ids.tolist(), hidden)))
         assert atlas.similarity_space(m.id)["name"] == "hidden-mean"
     client = TestClient(create_app(old))
     url = f"/api/models/default/neighbours/{int(ids[7])}"
     d = client.get(url).json()
     assert d["space"] == "similarity" and d["space_detail"].startswith("hidden-mean:")
     assert "before the pitch profile" in d["note"] and "soundatlas embed" in d["note"]
-    assert [n["id"] for n in d["neighbours"]] == _brute_ids(decode(codes[:, :256]), ids, 7, 10)
+    assert [n["id"] for n in d["neighbours"]] == _brute_ids(decode(hidden), ids, 7, 10)
     assert client.get(url, params={"space": "timbre"}).json()["neighbours"] == d["neighbours"]
     # an upload (encoded with the pitch profile) is searched by its hidden-layer block there:
     # a library file finds itself
@@ -674,6 +683,81 @@ def test_an_atlas_with_the_space_before_the_pitch_profile_searches_it_until_embe
         np.testing.assert_array_equal(atlas.similarity_vectors(reg.id)[1], codes)
     d = client.get(url).json()
     assert d["space_detail"].startswith("hidden-mean+pitch:") and "note" not in d
+
+
+def test_an_atlas_with_the_timbre_block_unweighted_is_searched_as_recorded_until_embed(
+        synth_atlas, tmp_path, capsys):
+    from soundatlas.artifact import resolve_model
+    from soundatlas.cli import main
+    from soundatlas.embed import embed_atlas
+    from soundatlas.web import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    old = tmp_path / "old"
+    shutil.copytree(synth_atlas, old)
+    with Atlas.open(old, write=True) as atlas:  # version 2: both blocks at weight 1
+        m = atlas.model("default")
+        ids, codes = atlas.similarity_vectors(m.id)
+        artifact, _ = resolve_model(atlas, "default")
+        embed_atlas(atlas, artifact, m.id, similarity_weight=1)
+        space = atlas.similarity_space(m.id)
+        unweighted = atlas.similarity_vectors(m.id)[1]
+        assert space["spec"]["version"] == 2 and "weights" not in space["spec"]
+        assert not similarity.is_current(space, atlas.cqt_params)
+    assert similarity.hidden_weight(space) == 1
+    # the current space is the same hidden layer at 0.7, the same pitch profile
+    w = similarity.HIDDEN_WEIGHT
+    np.testing.assert_allclose(decode(codes[:, :256]), w * decode(unweighted[:, :256]),
+                               atol=0.51 / 127 * (1 + w))
+    assert np.abs(decode(codes[:, :256])).max() <= w + 0.5 / 127
+    np.testing.assert_array_equal(codes[:, 256:], unweighted[:, 256:])
+    assert main(["models", "--atlas", str(old)]) == 0
+    out = capsys.readouterr().out
+    assert "older space" in out and f"soundatlas embed --atlas {old} --model default" in out
+    assert main(["models", "--atlas", str(old), "--json"]) == 0
+    row = next(r for r in json.loads(capsys.readouterr().out) if r["name"] == "default")
+    assert row["similarity"]["current"] is False and row["similarity"]["version"] == 2
+    client = TestClient(create_app(old))
+    url = f"/api/models/default/neighbours/{int(ids[7])}"
+    d = client.get(url).json()
+    assert "older space" in d["note"] and "at weight 1 beside" in d["space_detail"]
+    assert [n["id"] for n in d["neighbours"]] == _brute_ids(decode(unweighted), ids, 7, 10)
+    with Atlas.open(old) as atlas:
+        path = atlas.library / atlas.samples([int(ids[7])])[0].path
+    upload = {"file": (path.name, path.read_bytes(), "audio/wav")}
+    # an upload is encoded in the space the atlas holds: a library file finds itself
+    q = client.post("/api/models/default/query", params={"k": 3}, files=upload).json()
+    assert q["neighbours"][0]["id"] == int(ids[7]) and q["neighbours"][0]["distance"] == 0
+    capsys.readouterr()
+    assert main(["embed", "--atlas", str(old), "-q"]) == 0  # brings the vectors up to date
+    out = capsys.readouterr().out
+    assert "older space (hidden-mean+pitch: " in out and "at weight 1 beside" in out
+    assert "were replaced" in out
+    with Atlas.open(old) as atlas:
+        m = atlas.model("default")
+        assert similarity.is_current(atlas.similarity_space(m.id), atlas.cqt_params)
+        np.testing.assert_array_equal(atlas.similarity_vectors(m.id)[1], codes)
+    assert main(["models", "--atlas", str(old)]) == 0
+    assert "older space" not in capsys.readouterr().out
+    d = client.get(url).json()
+    assert "note" not in d and "at weight 0.7" in d["space_detail"]
+    q = client.post("/api/models/default/query", params={"k": 3}, files=upload).json()
+    assert q["neighbours"][0]["id"] == int(ids[7]) and q["neighbours"][0]["distance"] == 0
+
+
+def test_the_timbre_weight_must_lie_in_the_unit_interval():
+    from types import SimpleNamespace
+
+    from soundatlas.cqt_params import CQTParams
+    from soundatlas.errors import ParameterError
+
+    net = SimpleNamespace(l3=SimpleNamespace(out_features=256))
+    for bad in (0, -0.5, 1.5, float("nan")):
+        with pytest.raises(ParameterError, match="weight"):
+            similarity.space_for(net, CQTParams(), weight=bad)
+    assert similarity.space_for(net, CQTParams(), weight=1)["spec"]["version"] == 2
 
 
 def test_vectors_added_alone_are_made_in_the_arithmetic_the_atlas_recorded(synth_atlas, tmp_path):
@@ -718,7 +802,7 @@ def test_a_new_space_definition_drops_the_old_vectors(synth_atlas, tmp_path):
         same = {k: space[k] for k in ("name", "dims", "dtype", "spec")}
         assert atlas.set_similarity_space(m.id, same) is False
         assert len(atlas.similarity_vectors(m.id)[0]) == atlas.n_samples()
-        other = dict(same, spec={**same["spec"], "version": 3})
+        other = dict(same, spec={**same["spec"], "version": 99})
         assert atlas.set_similarity_space(m.id, other) is True
         assert len(atlas.similarity_vectors(m.id)[0]) == 0
         assert len(atlas.without_similarity(m.id)) == atlas.n_samples()

@@ -55,7 +55,7 @@ def prediction_noise(artifact) -> tuple[float, float]:
 
 
 def embed_file(artifact, F: np.ndarray, content_hash: str, *, compression: float = 50.0,
-               with_vector: bool = False, precision: str = "auto"):
+               with_vector: bool = False, precision: str = "auto", space: dict | None = None):
     """Embed one file's log-CQT frames exactly as ``embed_atlas`` stores them.
 
     Parameters
@@ -72,6 +72,9 @@ def embed_file(artifact, F: np.ndarray, content_hash: str, *, compression: float
         Also compute its similarity vector.
     precision : {'auto', 'fp32', 'bf16'}, default='auto'
         The arithmetic (``model.inference_precision``), as ``embed_atlas``'s.
+    space : dict, optional
+        The similarity space to compute the vector in, as an atlas recorded it (its timbre
+        block's weight: ``similarity.hidden_weight``); default: the one ``embed_atlas`` computes.
 
     Returns
     -------
@@ -83,11 +86,12 @@ def embed_file(artifact, F: np.ndarray, content_hash: str, *, compression: float
 
     model = artifact.model.eval()
     device = next(model.parameters()).device.type
-    space = similarity.space_for(model, artifact.cqt) if with_vector else None
+    now = similarity.space_for(model, artifact.cqt) if with_vector else None
     traj, point, vector = _embed_batch(
         (model, [F], [content_hash]), noise=prediction_noise(artifact), compression=compression,
-        with_vector=space is not None, precision=inference_precision(precision, device),
-        bins_per_octave=artifact.cqt.bins_per_octave)[0]
+        with_vector=now is not None, precision=inference_precision(precision, device),
+        bins_per_octave=artifact.cqt.bins_per_octave,
+        weight=similarity.hidden_weight(space or now))[0]
     return (traj, point, vector) if with_vector else (traj, point)
 
 
@@ -120,7 +124,8 @@ def embed_outside_file(atlas, artifact, path, *, content_hash: str | None = None
     -------
     tuple
         (decoded audio, log-CQT frames, trajectory, point), and with ``with_vector`` its
-        similarity vector (int8 codes, or None) after them.
+        similarity vector (int8 codes, or None) after them, in the space the atlas holds the
+        model's vectors in (the current one where it holds none).
 
     Raises
     ------
@@ -141,9 +146,13 @@ def embed_outside_file(atlas, artifact, path, *, content_hash: str | None = None
         registered = embedded_with is not None or any(
             m.name == artifact.name and m.n_embedded for m in atlas.models())
         precision = embedded_with or ("fp32" if registered else "auto")
+    space = None  # the space the atlas holds the model's vectors in, which an upload must match
+    if with_vector:
+        model = next((m for m in atlas.models() if m.name == artifact.name), None)
+        space = None if model is None else atlas.similarity_space(model.id)
     embedded = embed_file(artifact, F, content_hash or hash_of(path),
                           compression=params.compression, with_vector=with_vector,
-                          precision=precision)
+                          precision=precision, space=space)
     return (decoded, F, *embedded)
 
 
@@ -174,10 +183,10 @@ def point_of(trajectory: np.ndarray, energy: np.ndarray) -> np.ndarray:
 
 
 def sample_vector(hidden: np.ndarray, energy: np.ndarray, frames: np.ndarray,
-                  bins_per_octave: int) -> np.ndarray:
+                  bins_per_octave: int, weight: float = similarity.HIDDEN_WEIGHT) -> np.ndarray:
     """A sample's similarity vector (``soundatlas.similarity``), as int8 codes: its hidden
-    activations pooled as its point on the map is (``point_of``), beside the pitch profile of
-    its log-CQT frames pooled the same way (``similarity.pitch_block``).
+    activations pooled as its point on the map is (``point_of``) times ``weight``, beside the
+    pitch profile of its log-CQT frames pooled the same way (``similarity.pitch_block``).
 
     Parameters
     ----------
@@ -189,12 +198,14 @@ def sample_vector(hidden: np.ndarray, energy: np.ndarray, frames: np.ndarray,
         The sample's log-CQT frames (without the network's input noise).
     bins_per_octave : int
         Their CQT's bins per octave.
+    weight : float, default similarity.HIDDEN_WEIGHT
+        The timbre block's weight (``similarity.hidden_weight`` of the space).
 
     Returns
     -------
     ndarray of int8, shape (units + pitch numbers,)
     """
-    timbre = point_of(np.asarray(hidden, dtype=np.float32), energy)
+    timbre = np.float32(weight) * point_of(np.asarray(hidden, dtype=np.float32), energy)
     pitch = similarity.pitch_block(point_of(np.asarray(frames, dtype=np.float32), energy),
                                    bins_per_octave)
     return similarity.encode(np.concatenate([timbre, pitch]))
@@ -323,6 +334,8 @@ class EmbedSummary:
     # the arithmetic the samples embedded before were made in, where it is not this run's
     # (their points stay as they are): None where it is the same, or nothing was there
     earlier_precision: str | None = None
+    # the older similarity space whose vectors this run replaced (``similarity.describe``)
+    replaced_space: str | None = None
 
 
 def check_features(atlas, artifact) -> None:
@@ -417,6 +430,7 @@ def embed_atlas(
     precision: str = "auto",
     device: str = "cpu",
     executor=None,
+    similarity_weight: float = similarity.HIDDEN_WEIGHT,
 ) -> EmbedSummary:
     """Embed every sample of the atlas that has no embedding for the model yet, each with its
     similarity vector (``soundatlas.similarity``) in the same pass; then give a vector to every
@@ -450,6 +464,9 @@ def embed_atlas(
         Where the batches run instead of this process: a Dask client's executor
         (``Client(address).get_executor()``), to which the model is sent once, or any other
         executor, to which it goes with every batch. A batch whose worker dies is run again.
+    similarity_weight : float, default similarity.HIDDEN_WEIGHT
+        The vectors' timbre block weight (``similarity.space_for``); 1 makes the space of
+        atlases embedded before the weight (version 2). Vectors of another space are replaced.
 
     Returns
     -------
@@ -468,9 +485,11 @@ def embed_atlas(
     asked, precision = precision, inference_precision(precision, device)
     model = artifact.model.to(_device(device)).eval()
     noise = prediction_noise(artifact)
-    space = similarity.space_for(model, atlas.cqt_params)
-    if space is not None:
-        atlas.set_similarity_space(model_id, space)
+    space = similarity.space_for(model, atlas.cqt_params, weight=similarity_weight)
+    older = atlas.similarity_space(model_id)
+    replaced = None
+    if space is not None and atlas.set_similarity_space(model_id, space):
+        replaced = similarity.describe(older)
     todo = atlas.unembedded(model_id)
     fill = atlas.without_similarity(model_id) if space is not None else np.empty(0, np.int64)
     if not len(todo) and len(fill) and asked == "auto":
@@ -491,7 +510,8 @@ def embed_atlas(
     unreadable: list = []  # (record, in todo, DamagedFeaturesError) of each sample left out
     stage = functools.partial(_embed_batch, noise=noise, compression=atlas.cqt_params.compression,
                               with_vector=space is not None, precision=precision,
-                              bins_per_octave=atlas.cqt_params.bins_per_octave)
+                              bins_per_octave=atlas.cqt_params.bins_per_octave,
+                              weight=similarity.hidden_weight(space))
     ref = model if executor is None else _model_ref(model, executor)
     pool = _thread_pool(model) if executor is None else None
     read: collections.deque = collections.deque()  # what each batch in flight holds, in order
@@ -547,10 +567,11 @@ def embed_atlas(
                         skipped=sorted((rec.path, f"{exc.file}: {exc.reason}")
                                        for rec, _, exc in unreadable),
                         repair=unreadable[0][2].fix if unreadable else None,
-                        earlier_precision=earlier)
+                        earlier_precision=earlier, replaced_space=replaced)
 
 
-def _embed_batch(batch, *, noise, compression, with_vector, precision, bins_per_octave) -> list:
+def _embed_batch(batch, *, noise, compression, with_vector, precision, bins_per_octave,
+                 weight=similarity.HIDDEN_WEIGHT) -> list:
     """One batch of ``embed_atlas``: (model or its payload, features, content hashes) ->
     (trajectory, point, similarity vector or None) per file. Runs where the executor puts it."""
     ref, feats, hashes = batch
@@ -562,7 +583,7 @@ def _embed_batch(batch, *, noise, compression, with_vector, precision, bins_per_
         traj, hidden = o if with_vector else (o, None)
         energy = frame_energy(F)
         rows.append((traj, point_of(traj, energy), None if hidden is None
-                     else sample_vector(hidden, energy, F, bins_per_octave)))
+                     else sample_vector(hidden, energy, F, bins_per_octave, weight)))
     return rows
 
 

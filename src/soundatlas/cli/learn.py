@@ -222,7 +222,8 @@ def _add_embed(sub, parents) -> None:
                        description="Compute each sample's trajectory (one 3-D point per frame), "
                        "its point on the map and its similarity vector (what nearest sounds and "
                        "suggestions search); only samples without an embedding for the model "
-                       "are computed.")
+                       "are computed, and the vectors of samples that have none or hold an "
+                       "older similarity space's (`soundatlas models` says which).")
     add_options(e, ATLAS)
     e.add_argument("--model", "-m", metavar="NAME",
                    help="a model of the atlas, a shipped model or a model directory "
@@ -246,6 +247,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
               f"{summary.n_already} already had embeddings"
               + (f"; {summary.n_vectors} similarity vectors ({summary.similarity})"
                  if summary.n_vectors else ""))
+        if summary.replaced_space:
+            print(f"  the vectors of an older space ({summary.replaced_space}) were replaced")
         if summary.earlier_precision:
             print(f"  the {summary.n_already} samples embedded before keep their "
                   f"{summary.earlier_precision} points: `soundatlas embed -m {summary.model} "
@@ -274,6 +277,20 @@ def _model_row(name: str, where: str, config: dict, n_embedded: int | None) -> d
             "n_embedded": n_embedded, "metrics": config.get("metrics", {}),
             "pitch_axis": bool(config.get("architecture", {}).get("pitch_axis")),
             "lineage": _lineage(config)}
+
+
+def _vectors_row(atlas, model) -> dict | None:
+    """The space a model's similarity vectors are in: its description, whether it is the one
+    ``embed`` computes now, and the command that replaces them where not; None without any."""
+    from soundatlas import similarity
+
+    space = atlas.similarity_space(model.id)
+    if space is None:
+        return None
+    current = similarity.is_current(space, atlas.cqt_params)
+    return {"space": similarity.describe(space), "version": space["spec"].get("version"),
+            "current": current,
+            "command": None if current else similarity.embed_command(atlas, model)}
 
 
 def _lineage(config: dict) -> list[str]:
@@ -313,8 +330,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         raise UsageError(f"no atlas at {atlas_dir(args)} (--atlas or $SOUNDATLAS_ATLAS)")
     if (atlas_dir(args) / "atlas.sqlite").is_file():
         with open_atlas(args) as atlas:
-            rows = [_model_row(m.name, "atlas", m.config, m.n_embedded)
-                    for m in atlas.models()]
+            rows = [dict(_model_row(m.name, "atlas", m.config, m.n_embedded),
+                         similarity=_vectors_row(atlas, m)) for m in atlas.models()]
     for d in sorted(SHIPPED_MODELS.glob("*")):
         if (d / CONFIG).is_file() and not any(r["name"] == d.name for r in rows):
             rows.append(_model_row(d.name, "shipped", json.loads((d / CONFIG).read_text()), None))
@@ -328,6 +345,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         axis = ", height = measured pitch" if r["pitch_axis"] else ""
         print(f"{r['name']:32s} {r['where']:8s} {r['neighbourhood'] or '?':20s} "
               f"{r['preset'] or '?'} ({r['iterations']} it){axis}{emb}")
+        vec = r.get("similarity")
+        if vec and not vec["current"]:
+            print(f"{'':32s} similarity vectors of an older space ({vec['space']}): "
+                  f"`{vec['command']}` brings them up to date")
         if r["lineage"]:  # what the line above describes is the last phase only
             print(f"{'':32s} {len(r['lineage']) + 1} phases: {' -> '.join(r['lineage'])} -> "
                   "this (the line above: the last phase)")

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from soundatlas.atlas import ModelRecord
 from soundatlas.errors import DamagedDataError, NotEmbeddedError
 from soundatlas.frames import sample_sounding_span, sounding_span
-from soundatlas.similarity import describe, embed_command, has_pitch
+from soundatlas.similarity import describe, embed_command, has_pitch, is_current
 from soundatlas.web.deps import (
     MAX_K,
     SampleId,
@@ -67,6 +67,10 @@ def _search_space(web, atlas, model: ModelRecord, asked: str | None, *, build: b
             note = (f"model {model.name!r}'s similarity vectors are the hidden layer alone, "
                     "made before the pitch profile joined it; "
                     f"`{embed_command(atlas, model)}` adds it")
+        elif wanted == "similarity" and not is_current(sim.space, atlas.cqt_params):
+            note = (f"model {model.name!r}'s similarity vectors are of an older space "
+                    f"({describe(sim.space)}); `{embed_command(atlas, model)}` brings them up "
+                    "to date")
         return wanted, sim, note
     if asked is not None:
         raise api_error(409, sim.message)
