@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 #: a pseudo-label: relevant = same instrument, pitch within 2 semitones (a "near note")
 NEAR_NOTE = "near-note"
 #: the representation chosen (soundatlas.similarity): int8 codes of the energy-weighted mean
-#: hidden layer beside the pitch profile, decoded
-CHOSEN = "chosen: hidden 256 + pitch profile 96, int8 (soundatlas.similarity)"
+#: hidden layer at its weight beside the pitch profile, decoded
+CHOSEN = "chosen: 0.7 x hidden 256 + pitch profile 96, int8 (soundatlas.similarity)"
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -132,10 +132,13 @@ def _l2(X):
 
 
 def _stored(d: dict) -> dict[str, tuple[np.ndarray, int]]:
-    """What the atlas stores, decoded: the chosen space and the one before it."""
-    from soundatlas.similarity import decode, encode
+    """What the atlas stores, decoded: the chosen space and the ones before it."""
+    from soundatlas.similarity import HIDDEN_WEIGHT, decode, encode
 
-    return {CHOSEN: (decode(encode(np.hstack([d["hid_ew"], d["pitch"]]))), 352),
+    w = HIDDEN_WEIGHT
+    return {CHOSEN: (decode(encode(np.hstack([w * d["hid_ew"], d["pitch"]]))), 352),
+            "hidden 256 + pitch profile 96, int8 (the space until 2026-12-06)":
+            (decode(encode(np.hstack([d["hid_ew"], d["pitch"]]))), 352),
             "hidden 256 int8 (the space until 2026-12-04)": (decode(encode(d["hid_ew"])), 256)}
 
 

@@ -98,9 +98,9 @@ def teacher_candidates(path, n_candidates):
 def sample_retrieval(atlas, label_keys):
     """What the nearest-sounds probes share, on the samples ``evaluate`` draws (8 frames each,
     seed 0): (sample ids, their hidden-layer vectors under ``default`` (the timbre block of the
-    stored similarity vectors, of either space), the input space (each sample's mean evaluated
-    window), ``score(name, Z)``: prints per-sample P@10 of ``Z`` per label, test samples
-    querying all, as ``evaluate`` reports it)."""
+    stored similarity vectors, of any space, less its weight), the input space (each sample's
+    mean evaluated window), ``score(name, Z)``: prints per-sample P@10 of ``Z`` per label, test
+    samples querying all, as ``evaluate`` reports it)."""
     import json
 
     from soundatlas import similarity
@@ -112,8 +112,10 @@ def sample_retrieval(atlas, label_keys):
     fs = frame_set(atlas, n_per_file=8, seed=0)
     ids, X = sample_points(input_windows(atlas, fs), fs)
     have, codes = atlas.similarity_vectors(rec.id)
-    H = similarity.decode(similarity.timbre(codes[np.searchsorted(have, ids)],
-                                            atlas.similarity_space(rec.id)))
+    space = atlas.similarity_space(rec.id)
+    # the hidden layer's activations, whatever the block's weight in the stored space
+    H = similarity.decode(similarity.timbre(codes[np.searchsorted(have, ids)], space)) / \
+        np.float32(similarity.hidden_weight(space))
     test, known = _test_samples(ids, fs), set(atlas.label_summary())
     labels = {k: np.array([label_of(atlas, k, known).get(int(i)) for i in ids], dtype=object)
               for k in label_keys}

@@ -6,7 +6,8 @@ beside tanh(g x pitch profile) for each gain g: the similarity space of ``sounda
     python tools/probes/pitch_profile.py ATLAS LABEL,LABEL,... [--gains 2,5,10,20,40]
 
 The atlas is embedded with ``default``; the hidden layer is the timbre block of its stored
-vectors (either space), the pitch profile is computed here from the features at each gain."""
+vectors (any space, less its weight); the pitch profile is computed here from the features at
+each gain. `--salience R,...` also scores the profile weighed by how pitched a sound is."""
 import argparse
 
 import numpy as np
@@ -24,6 +25,9 @@ ap.add_argument("--hidden-weights", default="", help="also the hidden block scal
                 "comma-separated")
 ap.add_argument("--raw", default="", help="also gains c of tanh(c x profile) without unit length "
                 "(the profile in log-CQT units), comma-separated")
+ap.add_argument("--salience", default="", help="also the shipped space with the profile scaled "
+                "by tanh(|raw| / r), |raw| the length of the profile before unit length (log-CQT "
+                "units: small for noise, whose peaks average out), for each r, comma-separated")
 a = ap.parse_args()
 
 atlas = Atlas.open(a.atlas)
@@ -56,3 +60,14 @@ for w in [float(x) for x in a.hidden_weights.split(",") if x]:
     P = similarity.decode(similarity.encode(np.stack([similarity.pitch_block(m, bpo)
                                                       for m in means])))
     score(f"{w:g} x hidden + tanh({similarity.PITCH_GAIN:g} x profile)", np.hstack([w * H, P]))
+
+if a.salience:
+    raw = np.stack([similarity.semitone_peaks(m, bpo) for m in means])
+    size = np.linalg.norm(raw, axis=1)
+    print("|raw| percentiles 10/50/90:", np.round(np.percentile(size, [10, 50, 90]), 3).tolist())
+    P = np.stack([similarity.pitch_block(m, bpo) for m in means])
+    w = similarity.HIDDEN_WEIGHT
+    for r in [float(x) for x in a.salience.split(",")]:
+        S = np.tanh(size / r)[:, None]
+        Z = similarity.decode(similarity.encode(np.hstack([w * H, S * P])))
+        score(f"{w:g} x hidden + tanh(|raw| / {r:g}) x profile", Z)
