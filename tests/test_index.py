@@ -748,6 +748,27 @@ def test_an_atlas_follows_its_library_moved_and_refuses_another_library(tmp_path
     assert s.library_moved_from == str(moved.resolve()) and s.n_removed == 3
 
 
+def test_a_manifest_edited_to_the_same_size_and_time_is_read_again(tmp_path):
+    """An edit that keeps the manifest's size and sets its modification time back (as
+    ``rsync -t`` or ``touch -r`` do) still changes the labels of the next run."""
+    lib = tmp_path / "lib"
+    for i in range(3):
+        write_tone(lib / f"t{i}.wav", 220.0 * (i + 1), seconds=0.2)
+    manifest = lib / "metadata.csv"
+    manifest.write_text("path,instrument\nt0.wav,kick\nt1.wav,snare\nt2.wav,hihat\n")
+    index(lib)
+    st = manifest.stat()
+    manifest.write_text("path,instrument\nt0.wav,kick\nt1.wav,clap!\nt2.wav,hihat\n")
+    os.utime(manifest, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = manifest.stat()
+    assert (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    s = index(lib)
+    assert s.n_unchanged == 3
+    with Atlas.open(lib / ".soundatlas") as a:
+        labels = {r.path: a.sample_labels(r.id).get("instrument") for r in a.samples()}
+    assert labels == {"t0.wav": "kick", "t1.wav": "clap!", "t2.wav": "hihat"}
+
+
 def test_files_an_interrupted_run_added_are_labelled_by_the_next_run(tmp_path):
     """A run stopped after committing a new file, before it wrote labels: the next run, which
     finds that file unchanged, labels it too."""

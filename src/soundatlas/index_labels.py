@@ -73,13 +73,16 @@ _LABEL_INPUTS_META = "label_inputs"  # meta: what the labels were last made from
 
 def _label_inputs(library: Path, sources) -> dict:
     """What the labels are made from besides the samples' paths: the sources, and the
-    manifest's size and modification time."""
+    manifest's size, modification time and status-change time. The last changes with every
+    write, also one that keeps the size and sets the modification time back (``rsync -t``,
+    ``touch -r``, an editor that keeps it), and no tool can set it: an edit is always seen,
+    without reading the manifest."""
     out = {"sources": sources.to_dict(), "manifest": None}
     if sources.manifest:
         path = Path(sources.manifest)
         try:
             st = (path if path.is_absolute() else library / path).stat()
-            out["manifest"] = [st.st_size, st.st_mtime_ns]
+            out["manifest"] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
         except OSError:
             out["manifest"] = "unreadable"
     return out
@@ -91,7 +94,7 @@ def update_labels(atlas: Atlas, library: Path, sources, summary,
     and the samples are labelled 900 at a time, so a million rows are never held at once.
 
     Skipped when nothing they are made from changed: no sample added, replaced or removed
-    since they were written, the same sources, and the manifest of the same size and time (at
+    since they were written, the same sources, and the manifest of the same size and times (at
     1M samples rewriting 13M label rows took most of an `index` run that found no change).
     The problems the manifest had then are reported again. With the same sources and
     manifest, and ``changed`` given (the samples this run added or moved, when the labels
