@@ -641,9 +641,10 @@ def test_timbre_searches_the_hidden_layer_alone_and_similarity_the_whole_vector(
 
 
 def test_an_atlas_with_the_space_before_the_pitch_profile_searches_it_until_embed_replaces_it(
-        synth_atlas, tmp_path):
+        synth_atlas, tmp_path, capsys):
     from soundatlas.artifact import resolve_model
-    from soundatlas.embed import embed_atlas, ensure_registered
+    from soundatlas.cli import main
+    from soundatlas.embed import embed_atlas
     from soundatlas.web import create_app
 
     with warnings.catch_warnings():
@@ -671,16 +672,20 @@ def test_an_atlas_with_the_space_before_the_pitch_profile_searches_it_until_embe
     # a library file finds itself
     with Atlas.open(old) as atlas:
         rec = atlas.samples([int(ids[7])])[0]
-        path = atlas.library / rec.path
+        library, path = atlas.library, atlas.library / rec.path
     q = client.post("/api/models/default/query", params={"k": 3},
                     files={"file": (path.name, path.read_bytes(), "audio/wav")}).json()
     assert q["space"] == "similarity" and q["neighbours"][0]["id"] == int(ids[7])
     assert q["neighbours"][0]["distance"] == 0
-    with Atlas.open(old, write=True) as atlas:  # embed brings the vectors up to date
-        artifact, reg = resolve_model(atlas, "default")
-        summary = embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, reg))
-        assert (summary.n_embedded, summary.n_vectors) == (0, len(ids))
-        np.testing.assert_array_equal(atlas.similarity_vectors(reg.id)[1], codes)
+    capsys.readouterr()
+    # map again (index, then embed) brings the vectors up to date, and says so
+    assert main(["map", str(library), "--atlas", str(old), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "mapped with model default: 0 new, 320 already embedded" in out
+    assert "320 similarity vectors made again: those stored were of an older space " \
+        "(hidden-mean: the hidden layer's 256 units" in out
+    with Atlas.open(old) as atlas:
+        np.testing.assert_array_equal(atlas.similarity_vectors(m.id)[1], codes)
     d = client.get(url).json()
     assert d["space_detail"].startswith("hidden-mean+pitch:") and "note" not in d
 
@@ -733,8 +738,8 @@ def test_an_atlas_with_the_timbre_block_unweighted_is_searched_as_recorded_until
     capsys.readouterr()
     assert main(["embed", "--atlas", str(old), "-q"]) == 0  # brings the vectors up to date
     out = capsys.readouterr().out
-    assert "older space (hidden-mean+pitch: " in out and "at weight 1 beside" in out
-    assert "were replaced" in out
+    assert "320 similarity vectors made again: those stored were of an older space " \
+        "(hidden-mean+pitch: " in out and "at weight 1 beside" in out
     with Atlas.open(old) as atlas:
         m = atlas.model("default")
         assert similarity.is_current(atlas.similarity_space(m.id), atlas.cqt_params)

@@ -48,6 +48,7 @@ from soundatlas.cli.library import (
 )
 from soundatlas.cli.train_flags import SettingFlags, train_settings
 from soundatlas.errors import AtlasError, SoundAtlasError
+from soundatlas.text import counted
 
 #: adapt's defaults, read from AdaptSettings' fields (building one would load torch).
 _ADAPT_DEFAULTS = SimpleNamespace(**{f.name: f.default for f in dataclasses.fields(AdaptSettings)})
@@ -247,14 +248,20 @@ def cmd_embed(args: argparse.Namespace) -> int:
               f"{summary.n_already} already had embeddings"
               + (f"; {summary.n_vectors} similarity vectors ({summary.similarity})"
                  if summary.n_vectors else ""))
-        if summary.replaced_space:
-            print(f"  the vectors of an older space ({summary.replaced_space}) were replaced")
+        print_replaced(summary)
         if summary.earlier_precision:
             print(f"  the {summary.n_already} samples embedded before keep their "
                   f"{summary.earlier_precision} points: `soundatlas embed -m {summary.model} "
                   f"--precision {summary.precision} --again` makes every point again")
         print_skipped(summary)
     return EXIT_OK
+
+
+def print_replaced(summary) -> None:
+    """Say that an embed run replaced the similarity vectors of an older space, and how many."""
+    if summary.replaced_space:
+        print(f"  {counted(summary.n_vectors, 'similarity vector')} made again: those stored "
+              f"were of an older space ({summary.replaced_space})")
 
 
 def print_skipped(summary) -> None:
@@ -439,6 +446,7 @@ def cmd_map(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"mapped with model {summary.model}: {summary.n_embedded} new, "
                   f"{summary.n_already} already embedded ({summary.seconds:.1f} s)")
+            print_replaced(summary)
             print_skipped(summary)
         adapted = None
         if args.adapt:  # run again, map keeps a finished adaptation, and goes on from an
