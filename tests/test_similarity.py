@@ -746,10 +746,36 @@ def test_an_atlas_with_the_timbre_block_unweighted_is_searched_as_recorded_until
         np.testing.assert_array_equal(atlas.similarity_vectors(m.id)[1], codes)
     assert main(["models", "--atlas", str(old)]) == 0
     assert "older space" not in capsys.readouterr().out
+    with Atlas.open(old, write=True) as atlas:  # a second embed makes nothing again
+        again = embed_atlas(atlas, artifact, atlas.model("default").id)
+    assert (again.n_embedded, again.n_vectors, again.replaced_space) == (0, 0, None)
     d = client.get(url).json()
     assert "note" not in d and "at weight 0.7" in d["space_detail"]
     q = client.post("/api/models/default/query", params={"k": 3}, files=upload).json()
     assert q["neighbours"][0]["id"] == int(ids[7]) and q["neighbours"][0]["distance"] == 0
+
+
+def test_evaluate_across_atlases_refuses_two_versions_of_one_space(synth_atlas, tmp_path):
+    """A reference atlas embedded before the weight holds vectors of the same name and size as
+    this one's: searched together, the scores would mix two spaces."""
+    from soundatlas.artifact import resolve_model
+    from soundatlas.embed import embed_atlas
+    from soundatlas.evaluate import evaluate
+
+    old = tmp_path / "old"
+    shutil.copytree(synth_atlas, old)
+    with Atlas.open(old, write=True) as ref:
+        artifact, rec = resolve_model(ref, "default")
+        embed_atlas(ref, artifact, ref.model("default").id, similarity_weight=1)
+    with Atlas.open(synth_atlas) as atlas, Atlas.open(old) as ref:
+        out = evaluate(atlas, ["default"], reference=ref, labels=["drum_class"],
+                       n_analogies=0)["results"]["default"]
+        same = evaluate(atlas, ["default"], reference=atlas, labels=["drum_class"],
+                        n_analogies=0)["results"]["default"]
+    why = out["retrieval_similarity"]["error"]
+    assert "the similarity spaces differ between the atlases" in why and "weight 1 " in why
+    assert f"`soundatlas embed --atlas {old} --model default` brings them up to date" in why
+    assert "drum_class" in same["retrieval_similarity"]  # one space: scored
 
 
 def test_the_timbre_weight_must_lie_in_the_unit_interval():

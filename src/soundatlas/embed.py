@@ -334,8 +334,10 @@ class EmbedSummary:
     # the arithmetic the samples embedded before were made in, where it is not this run's
     # (their points stay as they are): None where it is the same, or nothing was there
     earlier_precision: str | None = None
-    # the older similarity space whose vectors this run replaced (``similarity.describe``)
+    # the older similarity space whose vectors this run replaced (``similarity.describe``), and
+    # how many of the samples embedded before got a vector of the current one
     replaced_space: str | None = None
+    n_replaced: int = 0
 
 
 def check_features(atlas, artifact) -> None:
@@ -567,7 +569,9 @@ def embed_atlas(
                         skipped=sorted((rec.path, f"{exc.file}: {exc.reason}")
                                        for rec, _, exc in unreadable),
                         repair=unreadable[0][2].fix if unreadable else None,
-                        earlier_precision=earlier, replaced_space=replaced)
+                        earlier_precision=earlier, replaced_space=replaced,
+                        n_replaced=(len(fill) - (len(unreadable) - n_new_skipped)
+                                    if replaced else 0))
 
 
 def _embed_batch(batch, *, noise, compression, with_vector, precision, bins_per_octave,

@@ -56,11 +56,12 @@ def similarity_retrieval(parts, per_atlas, fs: FrameSet, labels: dict[str, dict[
         what it searched}}; without vectors for every evaluated sample, 'retrieval_similarity'
         is {'error': why, with the command that adds them}.
     """
-    from soundatlas.similarity import decode, describe, missing_message
+    from soundatlas.similarity import (decode, describe, embed_command, is_current,
+                                       missing_message, same_space)
 
     spaces = {"retrieval": "map: the 3-D points (each sample's mean evaluated frame point)"}
     ids = np.unique(fs.sample_ids)
-    vectors, space = None, None
+    vectors, space, seen = None, None, []
     for p, m in zip(parts, per_atlas):
         s = p.atlas.similarity_space(m.id)
         have_ids, codes = p.atlas.similarity_vectors(m.id)
@@ -68,10 +69,17 @@ def similarity_retrieval(parts, per_atlas, fs: FrameSet, labels: dict[str, dict[
         rows = np.searchsorted(have_ids, mine)
         found = (rows < len(have_ids)) & (have_ids[np.minimum(rows, len(have_ids) - 1)] == mine) \
             if len(have_ids) else np.zeros(len(mine), bool)
-        if s is None or not found.all() or (space is not None and s["name"] != space["name"]):
-            why = (f"the similarity spaces differ between the atlases ({space['name']}, "
-                   f"{s['name']})" if s is not None and space is not None and found.all()
-                   else missing_message(p.atlas, m, int(found.sum())))
+        seen.append((p, m, s))
+        if s is None or not found.all():
+            why = missing_message(p.atlas, m, int(found.sum()))
+            return {"retrieval_similarity": {"error": why}, "retrieval_spaces": spaces}
+        if space is not None and not same_space(s, space):
+            # two versions of one space (the same name and size) must not be searched together
+            older = [f"`{embed_command(a.atlas, rec)}`" for a, rec, sp in seen
+                     if not is_current(sp, a.atlas.cqt_params)]
+            why = (f"the similarity spaces differ between the atlases ({describe(space)}; "
+                   f"{describe(s)})" + (f": {' and '.join(older)} brings them up to date"
+                                         if older else ""))
             return {"retrieval_similarity": {"error": why}, "retrieval_spaces": spaces}
         space = s
         block = decode(codes[rows], s)

@@ -53,8 +53,9 @@ if TYPE_CHECKING:
     from soundatlas.atlas.records import ModelRecord
 
 __all__ = ["SPACE_NAME", "HIDDEN_WEIGHT", "space_for", "semitone_peaks", "pitch_block", "has_pitch",
-           "hidden_weight", "is_current", "timbre", "timbre_space", "describe", "encode", "decode",
-           "VectorIndex", "ApproximateIndex", "vector_index", "missing_message", "embed_command"]
+           "hidden_weight", "is_current", "same_space", "timbre", "timbre_space", "describe",
+           "encode", "decode", "VectorIndex", "ApproximateIndex", "vector_index",
+           "missing_message", "embed_command"]
 
 SPACE_NAME = "hidden-mean+pitch"
 HIDDEN_ONLY = "hidden-mean"  # the space before the pitch profile, which older atlases hold
@@ -132,8 +133,13 @@ def is_current(space: dict, cqt) -> bool:
     """Whether a recorded space is the one ``soundatlas embed`` computes now for the atlas's
     CQT ``cqt`` (False: an older space, whose vectors ``embed`` replaces)."""
     hidden = space["spec"].get("blocks", {}).get("hidden", space["dims"])
-    now = _space(int(hidden), cqt, HIDDEN_WEIGHT)
-    return all(space.get(k) == now[k] for k in ("name", "dims", "dtype", "spec"))
+    return same_space(space, _space(int(hidden), cqt, HIDDEN_WEIGHT))
+
+
+def same_space(a: dict, b: dict) -> bool:
+    """Whether two recorded spaces are one (name, size, type and definition, not when their
+    vectors were stored): only then may their vectors be searched together."""
+    return all(a.get(k) == b.get(k) for k in ("name", "dims", "dtype", "spec"))
 
 
 def semitone_peaks(mean_frame: np.ndarray, bins_per_octave: int) -> np.ndarray:
@@ -202,7 +208,7 @@ def timbre_space(space: dict) -> dict:
     """The record of :func:`timbre`'s vectors: ``space`` less its pitch profile."""
     if not has_pitch(space):
         return space
-    spec = {k: v for k, v in space["spec"].items() if k not in ("blocks", "pitch", "weights")}
+    spec = {k: v for k, v in space["spec"].items() if k not in ("blocks", "pitch")}
     return {**space, "name": HIDDEN_ONLY, "dims": space["spec"]["blocks"]["hidden"], "spec": spec}
 
 
@@ -214,8 +220,10 @@ def describe(space: dict) -> str:
                 f"{space['spec'].get('pooling', 'pooled')}, at weight "
                 f"{hidden_weight(space):g} beside a "
                 f"{blocks['pitch']}-number pitch profile, {space['dtype']}")
+    w = hidden_weight(space)  # the timbre block of a weighted space keeps its weight
     return (f"{space['name']}: the hidden layer's {space['dims']} units, "
-            f"{space['spec'].get('pooling', 'pooled')}, {space['dtype']}")
+            f"{space['spec'].get('pooling', 'pooled')}{f', at weight {w:g}' if w != 1 else ''}, "
+            f"{space['dtype']}")
 
 
 def encode(vectors: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Probe: per-sample precision at 10, as ``evaluate`` reports it, of the stored hidden layer, the
 input space (each sample's mean evaluated window), the pitch profile alone and the hidden layer
-beside tanh(g x pitch profile) for each gain g: the similarity space of ``soundatlas.similarity``
-(g = 20 there) and the gains it was chosen among, on the tuning set.
+(at weight 1) beside tanh(g x pitch profile) for each gain g: the similarity space of
+``soundatlas.similarity`` before its weight (g = 20 there; ``--hidden-weights 0.7`` gives the
+space as it ships) and the gains it was chosen among, on the tuning set.
 
     python tools/probes/pitch_profile.py ATLAS LABEL,LABEL,... [--gains 2,5,10,20,40]
 

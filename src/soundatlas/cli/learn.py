@@ -260,7 +260,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 def print_replaced(summary) -> None:
     """Say that an embed run replaced the similarity vectors of an older space, and how many."""
     if summary.replaced_space:
-        print(f"  {counted(summary.n_vectors, 'similarity vector')} made again: those stored "
+        print(f"  {counted(summary.n_replaced, 'similarity vector')} made again: those stored "
               f"were of an older space ({summary.replaced_space})")
 
 
