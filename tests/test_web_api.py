@@ -567,6 +567,20 @@ def test_sample_details(client, atlas):
     assert "99999" in _json_error(client.get("/api/samples/99999"), 404)
 
 
+def test_a_sample_id_in_a_path_is_digits_alone(client, atlas):
+    """``1_0``, ``+10`` and `` 10`` were read as 10: a mistyped id answered for another sample."""
+    sid = atlas.samples()[3].id
+    assert client.get(f"/api/samples/{sid}").json()["id"] == sid
+    for bad in (f"{sid // 10}_{sid % 10}" if sid >= 10 else f"0_{sid}", f"+{sid}", f"%20{sid}",
+                f"{sid}.0", "-1", "9" * 19):
+        for url in (f"/api/samples/{bad}", f"/api/samples/{bad}/audio",
+                    f"/api/samples/{bad}/cqt.png", f"/api/models/m/neighbours/{bad}",
+                    f"/api/models/m/trajectory/{bad}"):
+            assert "digits alone" in _json_error(client.get(url), 422), url
+        assert "digits alone" in _json_error(
+            client.put(f"/api/curation/notes/{bad}", json={"note": "x"}), 422)
+
+
 def test_cqt_png_is_a_png_of_the_stored_features(client, atlas):
     from PIL import Image
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import Request
-from pydantic import Strict
+from pydantic import BeforeValidator, Strict
 
 from soundatlas.atlas import Atlas, ModelRecord, SampleRecord
 from soundatlas.atlas.core import writer_alive
@@ -20,7 +20,7 @@ from soundatlas.exports import sample_duration
 from soundatlas.web.responses import api_error
 from soundatlas.web.state import PointIndex, WebState, model_dims
 
-__all__ = ["EMBED_HINT", "WRITING_HINT", "embed_hint", "MAX_K", "MAX_LOOKUP", "SampleId",
+__all__ = ["EMBED_HINT", "WRITING_HINT", "embed_hint", "MAX_K", "MAX_LOOKUP", "SampleId", "PathId",
            "check_count", "parse_ids", "web_state", "model_summary", "model_or_404",
            "require_embeddings", "embedded_model", "default_model", "sample_or_404",
            "point_or_404", "neighbour_items", "sorted_values", "sample_duration"]
@@ -35,6 +35,17 @@ _INTEGER = re.compile(r"[+-]?[0-9]{1,20}")  # longer cannot be an id (nor parse 
 #: A sample id in a JSON body: a JSON integer only. Lax validation took ``true`` as 1, ``"2"``
 #: and ``2.0`` as 2: a wrong id that writes (a tag, a star) is a 422 instead.
 SampleId = Annotated[int, Strict()]
+
+
+def _digits_only(value):
+    """A path's sample id as digits alone: lax parsing read ``1_0``, ``+10`` and `` 10`` as 10."""
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{1,18}", value):
+        raise ValueError("a sample id is a whole number written in digits alone")
+    return value
+
+
+#: A sample id in a URL path (``/api/samples/{sample_id}``): digits alone, else a 422.
+PathId = Annotated[int, BeforeValidator(_digits_only)]
 
 
 def check_count(n: int) -> None:

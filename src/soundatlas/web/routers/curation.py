@@ -13,7 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from soundatlas.web.deps import SampleId, parse_ids, web_state
+from soundatlas.web.deps import PathId, SampleId, parse_ids, web_state
 from soundatlas.web.responses import api_error
 
 router = APIRouter(tags=["curation"])
@@ -110,7 +110,7 @@ def post_star(body: StarRequest, request: Request) -> dict:
 
 
 @router.put("/api/curation/notes/{sample_id}", summary="Set a sample's note")
-def put_note(sample_id: int, body: NoteRequest, request: Request) -> dict:
+def put_note(sample_id: PathId, body: NoteRequest, request: Request) -> dict:
     """``{"note": "..."}`` (null or empty: none). Answer the sample's curation."""
     with web_state(request).curation() as atlas:
         atlas.set_note(sample_id, body.note)

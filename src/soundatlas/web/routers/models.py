@@ -27,6 +27,7 @@ from soundatlas.frames import sample_sounding_span, sounding_span
 from soundatlas.similarity import describe, embed_command, has_pitch, is_current
 from soundatlas.web.deps import (
     MAX_K,
+    PathId,
     SampleId,
     embedded_model,
     neighbour_items,
@@ -126,7 +127,7 @@ def get_points(name: str, request: Request) -> Response:
             response_class=Response,
             responses={200: {"content": {"application/octet-stream": {}}},
                        409: {"description": "the sample's embedding file is damaged"}})
-def get_trajectory(name: str, sample_id: int, request: Request) -> Response:
+def get_trajectory(name: str, sample_id: PathId, request: Request) -> Response:
     """Body: ``X-Frames`` x ``X-Dims`` float32 little-endian, one point per frame at
     ``X-Frame-Rate`` frames per second. ``X-Sounding-First`` and ``X-Sounding-Last`` are the
     first and last frame at least 5 % as loud as the sample's loudest (``frames.sounding_span``):
@@ -153,7 +154,7 @@ def get_trajectory(name: str, sample_id: int, request: Request) -> Response:
 
 
 @router.get("/{name}/neighbours/{sample_id}", summary="The k samples nearest a sample")
-async def get_neighbours(name: str, sample_id: int, request: Request, k: int = K,
+async def get_neighbours(name: str, sample_id: PathId, request: Request, k: int = K,
                          space: Space = SPACE, exact: bool = EXACT) -> dict:
     """Nearest first by Euclidean distance in the similarity space (default) or between points
     on the map (``space=map``); never the sample itself. Each: ``{id, distance, path, labels,

@@ -12,7 +12,7 @@ from soundatlas.atlas.curation import STAR_KEY, TAG_KEY
 from soundatlas.colormaps import cqt_png
 from soundatlas.errors import AudioReadError
 from soundatlas.transcode import transcode_wav
-from soundatlas.web.deps import check_count, parse_ids, sample_or_404, web_state
+from soundatlas.web.deps import PathId, check_count, parse_ids, sample_or_404, web_state
 from soundatlas.web.responses import (
     api_error,
     binary_response,
@@ -210,7 +210,7 @@ def sample_items(atlas, ids: list[int]) -> tuple[list[dict], list[int]]:
 
 
 @router.get("/{sample_id}", summary="One sample: path, labels, durations, format")
-def get_sample(sample_id: int, request: Request) -> dict:
+def get_sample(sample_id: PathId, request: Request) -> dict:
     """``path`` is relative to the library; ``duration`` is the seconds analysed,
     ``file_duration`` the file's length (null when the file does not say)."""
     with web_state(request).atlas() as atlas:
@@ -225,7 +225,7 @@ def get_sample(sample_id: int, request: Request) -> dict:
             response_class=Response,
             responses={200: {"content": {"image/png": {}}},
                        409: {"description": "the sample's feature file is damaged"}})
-def get_cqt_png(sample_id: int, request: Request) -> Response:
+def get_cqt_png(sample_id: PathId, request: Request) -> Response:
     """Drawn from the stored features (no audio decoding): time to the right, frequency up. A
     damaged feature file is a 409 naming it and the repair."""
     with web_state(request).atlas() as atlas:
@@ -239,7 +239,7 @@ def get_cqt_png(sample_id: int, request: Request) -> Response:
                                                 206: {"description": "the requested range"}})
 @router.head("/{sample_id}/audio", include_in_schema=False)  # GET's headers, no bytes
 def get_audio(
-    sample_id: int,
+    sample_id: PathId,
     request: Request,
     audio_format: str | None = Query(
         None, alias="format",
