@@ -139,6 +139,13 @@ def test_tags_are_labels_that_override_the_index_and_filter_searches(indexed):
         assert atlas.find_samples(labels=[("instrument", "low")]).tolist() == sorted(
             i for p, i in ids.items() if p.startswith("low/") and i != a)
         assert atlas.find_samples(labels=[("instrument", "bass")]).tolist() == [a]
+        # the values of one key are alternatives (a sample has one); each plain tag must hold
+        either = atlas.find_samples(labels=[("instrument", "bass"), ("instrument", "low"),
+                                            ("instrument", "bass")]).tolist()
+        assert either == sorted(i for p, i in ids.items() if p.startswith("low/"))
+        assert atlas.find_samples(labels=[("tag", "dark"), ("tag", "warm")]).tolist() == [a]
+        assert atlas.find_samples(labels=[("instrument", "bass"), ("instrument", "low"),
+                                          ("tag", "warm")]).tolist() == sorted([a, b])
 
 
 def test_labels_without_suggestions_read_the_users_own_alone(indexed):

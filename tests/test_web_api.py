@@ -539,6 +539,11 @@ def test_search_by_path_substring_and_label_filters(client, atlas):
     want = sorted(i for i, p in paths.items()
                   if inst[i] == "violin" and pitch[i] == "62" and "long" in p)
     assert d["ids"] == want and len(want) == 1
+    # two values of one label: either (a sample has one value of a key), with the other key
+    d = client.get("/api/samples", params=[("label", "instrument:violin"), ("label", "pitch:62"),
+                                           ("label", "instrument:flute")]).json()
+    want = sorted(i for i in paths if inst[i] in ("violin", "flute") and pitch[i] == "62")
+    assert d["ids"] == want and len(want) == 4 and len({inst[i] for i in want}) == 2
 
     page = client.get("/api/samples", params={"limit": 5, "offset": 10}).json()
     assert page["total"] == 48 and len(page["ids"]) == 48

@@ -260,8 +260,10 @@ class SampleStore(Store):
         path_contains : str, default ""
             Matched ignoring case and Unicode form, as ``fold(needle) in fold(path)``.
         labels : iterable of (str, str), default ()
-            (key, value) pairs a sample must all carry: the index's labels and the user's
-            (``atlas.curation``; ``("tag", T)`` matches any of a sample's plain tags).
+            (key, value) pairs: the index's labels and the user's (``atlas.curation``). A
+            sample carries one value of a key, so the values given for one key are
+            alternatives (any may hold), and every key given must hold; a sample holds several
+            plain tags, so each ``("tag", T)`` must hold.
 
         Returns
         -------
@@ -293,20 +295,28 @@ class SampleStore(Store):
                              " THEN path LIKE ? ESCAPE '\\' ELSE casefold_contains(path, ?) END")
                 args += [pattern, needle]
         curated = self.schema_version >= 6  # the user's labels (atlas.curation) count too
+        groups: dict[str, list[str]] = {}  # key -> its values, each once, in the order given
         for key, value in labels:
+            if value not in groups.setdefault(key, []):
+                groups[key].append(value)
+        clauses = [(key, [value]) for key, values in groups.items() if key == "tag"
+                   for value in values] + [(k, v) for k, v in groups.items() if k != "tag"]
+        for key, values in clauses:
+            some = ", ".join("?" * len(values))
             if not curated:
-                where.append("id IN (SELECT sample_id FROM labels WHERE key = ? AND value = ?)")
-                args += [key, value]
+                where.append(f"id IN (SELECT sample_id FROM labels WHERE key = ?"
+                             f" AND value IN ({some}))")
+                args += [key, *values]
                 continue
             # the index's label where the user gave the key no value, or the user's (any of a
             # sample's plain tags for key 'tag')
             where.append(
-                "(id IN (SELECT sample_id FROM labels WHERE key = ? AND value = ?"
+                f"(id IN (SELECT sample_id FROM labels WHERE key = ? AND value IN ({some})"
                 "  AND sample_id NOT IN (SELECT s.id FROM user_labels u JOIN samples s"
                 "   ON s.hash = u.hash WHERE u.key = ?))"
                 " OR id IN (SELECT s.id FROM user_labels u JOIN samples s ON s.hash = u.hash"
-                "  WHERE u.key = ? AND u.value = ?))")
-            args += [key, value, key, key, value]
+                f"  WHERE u.key = ? AND u.value IN ({some})))")
+            args += [key, *values, key, key, *values]
         if not where:
             return self.sample_ids()
         text = self.conn.execute(

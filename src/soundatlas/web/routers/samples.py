@@ -42,8 +42,10 @@ def get_ids(request: Request) -> Response:
 def search(
     request: Request,
     q: str = Query("", description="case-insensitive substring of the sample's path"),
-    label: list[str] = Query([], description="KEY:VALUE, repeatable; all must hold (the "
-                             "user's tags are labels: tag:WORD, starred:yes, KEY:VALUE)"),
+    label: list[str] = Query([], description="KEY:VALUE, repeatable: the values of one key "
+                             "are alternatives, and every key must hold (the user's tags are "
+                             "labels: tag:WORD, each of which must hold; starred:yes; "
+                             "KEY:VALUE)"),
     collection: str | None = Query(None, description="only the samples of this collection"),
     tempo: str | None = Query(None, description="MIN-MAX beats per minute (label tempo)"),
     key: str | None = Query(None, description="a key, e.g. 'A minor' (label key)"),
