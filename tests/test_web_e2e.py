@@ -14,6 +14,7 @@ import io
 import json
 import os
 import shutil
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -344,8 +345,21 @@ def test_search_and_label_filters_dim_the_rest(page, server):
     assert want == 8
     page.wait_for_function(f"{HOOK}.state.matches === {want}")
     assert _state(page, "dimmed") == state["nPoints"] - want
+    # a second value of the same label: either value (a sample has one of them)
+    page.select_option("#filter-value", "long")
+    page.click("#filter-add")
+    want = server.get("/api/samples?q=tromb&label=articulation:short&label=articulation:long"
+                      "&limit=1")["total"]
+    assert want == 16
+    page.wait_for_function(f"{HOOK}.state.matches === {want}")
     page.click("#filter-clear")
     page.wait_for_function(f"{HOOK}.state.matches === null && {HOOK}.state.dimmed === 0")
+    # Esc in the search box empties it, and the map shows every point again
+    page.fill("#search", "tromb")
+    page.wait_for_function(f"{HOOK}.state.matches === 16")
+    page.press("#search", "Escape")
+    page.wait_for_function(f"{HOOK}.state.matches === null && {HOOK}.state.dimmed === 0")
+    assert page.input_value("#search") == "" and "of 48" not in page.inner_text("#match-count")
 
 
 def test_clicking_a_point_selects_it_with_neighbours_cqt_and_trajectory(page, server):
@@ -430,6 +444,21 @@ def test_an_upload_is_placed_and_its_neighbours_listed(page, server, mapped, tmp
     assert entries.nth(0).locator(".copy").inner_text() == "same file"
     assert entries.locator(".copy").count() == 1
     assert page.locator("#query-error").is_hidden()
+    # "by timbre" (beside a selected sample's nearest sounds) lists the upload's nearest by
+    # timbre too, as the server answers it
+    page.evaluate(f"{HOOK}.select({record.id})")
+    page.select_option("#near-space", "timbre")
+    page.wait_for_function(f"{HOOK}.state.query && {HOOK}.state.query.space === 'timbre'")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    by_timbre = TestClient(create_app(mapped)).post(
+        "/api/models/m/query", params={"k": 10, "space": "timbre"},
+        files={"file": (path.name, path.read_bytes(), "audio/wav")}).json()
+    assert by_timbre["space"] == "timbre"
+    assert _list_ids(page, "#query-neighbours") == [n["id"] for n in by_timbre["neighbours"]]
+    page.select_option("#near-space", "similarity")
+    page.wait_for_function(f"{HOOK}.state.query && {HOOK}.state.query.space === 'similarity'")
     # it is not added; the page says how to add it
     assert page.text_content("#query-library") == mapped.parent.joinpath("lib").name
     assert server.get("/api/atlas")["n_samples"] == 48
@@ -471,6 +500,14 @@ def test_an_analogy_picked_on_the_map_matches_the_api(page, server, console):
     assert got["point"] == pytest.approx(want["point"])
     assert _list_ids(page, "#analogy-results") == [n["id"] for n in want["neighbours"]]
     assert _state(page, "selected") is None  # picking is not selecting
+    # "by the map" (beside a selected sample's nearest sounds) asks for the analogy there too
+    page.evaluate(f"{HOOK}.select({a})")
+    page.select_option("#near-space", "map")
+    page.wait_for_function(f"{HOOK}.state.analogy && {HOOK}.state.analogy.space === 'map'")
+    on_map = server.post("/api/models/m/analogy", {"a": a, "b": b, "c": c, "k": 10,
+                                                   "space": "map"})
+    assert _list_ids(page, "#analogy-results") == [n["id"] for n in on_map["neighbours"]]
+    page.select_option("#near-space", "similarity")
     # an analogy that fails leaves no earlier answer under its error
     console.expected.append("status of 500")
     page.route("**/api/models/m/analogy*", lambda route: route.fulfill(

@@ -105,7 +105,7 @@ const indexOf = (id) => search(data.ids, id);
 
 // what the analogy and query tools share with the page
 const app = {
-  state, view, player, lists, k, worldOf, indexOf, pathOf, status, refreshFlags,
+  state, view, player, lists, k, nearSpace, worldOf, indexOf, pathOf, status, refreshFlags,
   world: (values, n, dims) => toWorld(values, n, dims, data.norm),
   fromWorld: (v) => fromWorld(v.toArray(), data.norm),
   dims: () => data.dims,
@@ -741,6 +741,12 @@ function onKey(event) {
   const typing = event.target.matches('input, textarea, select, [contenteditable="true"]');
   if (event.key === 'Escape') {
     if (typing) { // Esc leaves the field, and does nothing else: a selection is not lost to it
+      if (event.target.id === 'search' && event.target.value) {
+        // the browser empties a search field on Esc without an input event: search again
+        event.preventDefault();
+        event.target.value = '';
+        scheduleFilter();
+      }
       event.target.blur();
       return;
     }
@@ -877,12 +883,13 @@ function wire() {
   }
   on('add-selected', 'click', () => state.selected !== null && selection.add([state.selected]));
   on('add-neighbours', 'click', () => selection.add(state.neighbours));
-  on('k', 'change', () => { // every list of nearest sounds shown takes the new k
+  const askAgain = () => { // every list of nearest sounds shown takes the new k, or "by"
     if (state.selected !== null) select(state.selected);
     if (analogy.complete) analogy.run();
     if (query.file && state.query) query.run(query.file);
-  });
-  on('near-space', 'change', () => { if (state.selected !== null) select(state.selected); });
+  };
+  on('k', 'change', askAgain);
+  on('near-space', 'change', askAgain);
   on('query-file', 'change', (e) => { if (e.target.files[0]) query.run(e.target.files[0]); });
   on('query-play', 'click', () => query.play());
   on('query-clear', 'click', () => query.clear());

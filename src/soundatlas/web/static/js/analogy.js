@@ -89,7 +89,7 @@ export class Analogy {
     const token = ++this.token;
     $('analogy-error').hidden = true;
     try {
-      const answer = await api.analogy(state.model, a, b, c, this.app.k());
+      const answer = await api.analogy(state.model, a, b, c, this.app.k(), this.app.nearSpace());
       if (token !== this.token) return;
       state.analogy = { ...answer, a, b, c };
       view.setMarker('analogy:result', this.app.worldOf(answer.point), '#f2cc60', '=', 24);

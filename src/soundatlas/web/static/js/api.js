@@ -126,7 +126,9 @@ export async function loadTrajectory(name, id) {
  *  (the server falls back to the map for 'similarity' where the model has no vectors yet). */
 export const neighbours = (name, id, k, space = 'similarity') => getJSON(
   `${model(name)}/neighbours/${id}?k=${k}${space === 'similarity' ? '' : `&space=${space}`}`);
-export const analogy = (name, a, b, c, k) => postJSON(`${model(name)}/analogy`, { a, b, c, k });
+/** a - b + c and its ``k`` nearest, in ``space`` as ``neighbours``'s. */
+export const analogy = (name, a, b, c, k, space = 'similarity') => postJSON(`${model(name)}/analogy`,
+  space === 'similarity' ? { a, b, c, k } : { a, b, c, k, space });
 export const sample = (id) => getJSON(`/api/samples/${id}`);
 /** A sample's file as it is (HTTP Range), or with ``format`` 'wav' decoded by the server to
  *  16-bit PCM WAV (for AIFF, W64, CAF, AU... that browsers cannot decode). */
@@ -146,11 +148,12 @@ export async function cqtProblem(id) {
   }
 }
 
-export function query(name, file, k) {
+/** An upload placed on the map, and its ``k`` nearest in ``space`` as ``neighbours``'s. */
+export function query(name, file, k, space = 'similarity') {
   checkUpload(file);
   const form = new FormData();
   form.append('file', file, file.name);
-  return postForm(`${model(name)}/query?k=${k}`, form);
+  return postForm(`${model(name)}/query?k=${k}${space === 'similarity' ? '' : `&space=${space}`}`, form);
 }
 
 let uploadLimit = Infinity;

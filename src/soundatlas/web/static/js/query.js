@@ -10,8 +10,8 @@ import { seconds } from './panel.js';
 const $ = (id) => document.getElementById(id);
 
 export class QueryByExample {
-  /** ``app``: the page's shared pieces (state, view, player, lists, k, world, worldOf, show,
-   *  status). */
+  /** ``app``: the page's shared pieces (state, view, player, lists, k, nearSpace, world,
+   *  worldOf, show, status). */
   constructor(app) {
     this.app = app;
     this.file = null;
@@ -30,7 +30,7 @@ export class QueryByExample {
     $('query-error').hidden = true;
     $('query-status').textContent = `Placing ${file.name} on the map of ${state.model}…`;
     try {
-      const answer = await api.query(state.model, file, this.app.k());
+      const answer = await api.query(state.model, file, this.app.k(), this.app.nearSpace());
       if (token !== this.token) return;
       state.query = answer;
       const frames = Float32Array.from(answer.trajectory.flat());
