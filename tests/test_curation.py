@@ -1080,3 +1080,30 @@ def test_curation_input_that_cannot_be_meant_is_refused_and_what_it_shows_is_the
     client = _client(indexed / ".soundatlas")
     r = client.post("/api/curation/tags", json={"ids": [ids["mid/mid_060.wav"]]})
     assert r.status_code == 400 and "nothing to do" in r.json()["error"], r.text
+
+
+def test_a_collection_holds_a_sound_at_every_path_the_library_holds_it(tmp_path):
+    """A collection holds sounds: a copy of one at another path is in it (the sample panel
+    says so), shown by its filter, and adding it again adds nothing."""
+    lib = tmp_path / "lib"
+    write_tone(lib / "kicks/k.wav", 110.0, seconds=0.2)
+    write_tone(lib / "other/o.wav", 440.0, seconds=0.2)
+    (lib / "copies").mkdir()
+    shutil.copy(lib / "kicks/k.wav", lib / "copies/k.wav")
+    index_library(lib, n_jobs=1)
+    client = _client(lib / ".soundatlas")
+    with Atlas.open(lib / ".soundatlas") as atlas:
+        ids = _ids(atlas)
+    k, copy, o = ids["kicks/k.wav"], ids["copies/k.wav"], ids["other/o.wav"]
+    r = client.post("/api/collections/set/add?create=true", json={"ids": [k, o]})
+    assert r.json()["added"] == 2
+    assert client.post("/api/collections/set/add", json={"ids": [copy]}).json()["added"] == 0
+    assert client.get(f"/api/curation/items?ids={copy}").json()["items"][0]["collections"] == [
+        "set"]
+    shown = client.get("/api/samples", params={"collection": "set"}).json()
+    assert shown["ids"] == sorted([k, copy, o])
+    with Atlas.open(lib / ".soundatlas") as atlas:
+        assert atlas.collection_samples("set") == {k, copy, o}
+        assert atlas.ids_with(collection="set") == {k, copy, o}
+        # its sounds, in order, each by its first sample
+        assert [sid for sid, _ in atlas.collection_members("set")] == [min(k, copy), o]

@@ -864,6 +864,8 @@ def test_stars_tags_notes_and_collections_from_the_page(page, mapped, tmp_path, 
         page.fill("#collection-name", "all")
         page.click("#collection-from-selection")
         page.wait_for_function(f"{HOOK}.state.curation.collections.includes('all')")
+        page.wait_for_function("document.getElementById('status').textContent === "
+                               f"'Collection all: {len(ids)} sounds added'")
         page.evaluate(f"{HOOK}.select(null)")
         # tags are labels: they colour the map
         page.wait_for_function("[...document.querySelectorAll('#colour-by option')]"

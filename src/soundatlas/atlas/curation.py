@@ -387,8 +387,7 @@ class CurationStore(Store):
             have = {sid for sid, _, _ in self.user_label_rows(key=STAR_KEY)}
             sets.append(have if starred else set(self._all_ids()) - have)
         if collection is not None:
-            sets.append({sid for sid, _ in self.collection_members(collection)
-                         if sid is not None})
+            sets.append(self.collection_samples(collection))
         return set.intersection(*sets) if sets else set()
 
     def _rows_with(self, key: str, value: str):
@@ -509,6 +508,14 @@ class CurationStore(Store):
             " LIMIT 1), i.path)"
             " FROM collection_items ci LEFT JOIN user_items i ON i.hash = ci.hash"
             " WHERE ci.collection_id = ? ORDER BY ci.position, ci.rowid", (cid,)).fetchall()
+
+    def collection_samples(self, name: str) -> set[int]:
+        """Every sample whose sound is in a collection: a collection holds sounds (content),
+        so a copy of one at another path is in it too, as it carries the sound's tags."""
+        cid = self._collection_id(name)
+        return {sid for (sid,) in self.conn.execute(
+            "SELECT s.id FROM collection_items ci JOIN samples s ON s.hash = ci.hash"
+            " WHERE ci.collection_id = ?", (cid,))}
 
     # -- missing items ---------------------------------------------------------------------------
 

@@ -67,8 +67,8 @@ def search(
                             f"{', '.join(known) or 'none'})")
         # the path test is SQL for ASCII paths and samples.fold for the others: see find_samples
         matches = atlas.find_samples(path_contains=q, labels=filters).tolist()
-        if collection is not None:
-            members = {sid for sid, _ in atlas.collection_members(collection)}
+        if collection is not None:  # its sounds, each at every path the library holds it
+            members = atlas.collection_samples(collection)
             matches = [m for m in matches if m in members]
         if tempo is not None:
             low, high = _tempo_range(tempo)

@@ -22,6 +22,14 @@ export async function inChunks(app, ids, send, what) {
   return answers;
 }
 
+/** What adding ``asked`` samples to a collection did, ``added`` of them new sounds there: a
+ *  collection holds sounds, so a copy of one already in it (or twice in the selection) adds
+ *  nothing, and is in it all the same. */
+function addedText(added, asked) {
+  const sounds = `${added} sound${added === 1 ? '' : 's'} added`;
+  return added === asked ? sounds : `${sounds} (of ${asked} samples: the others are in it already, or copies of sounds in it)`;
+}
+
 /** One write's answer from its chunks': ``items`` joined, counts summed. */
 function joined(answers) {
   const out = { ...answers[0], items: answers.flatMap((a) => a.items ?? []) };
@@ -320,15 +328,16 @@ export class Curation {
   async createCollection(name, ids = []) {
     if (!name) return;
     try {
+      let added = 0;
       if (ids.length) {
-        await inChunks(this.app, ids, (chunk, first) => api.postJSON(
-          `${collectionPath(name)}/add${first ? '?create=true' : ''}`, { ids: chunk }), 'Adding');
+        ({ added } = joined(await inChunks(this.app, ids, (chunk, first) => api.postJSON(
+          `${collectionPath(name)}/add${first ? '?create=true' : ''}`, { ids: chunk }), 'Adding')));
       } else {
         await api.postJSON('/api/collections', { name });
       }
       await this.refresh();
       if (ids.length) this.collectionChanged(name, name);
-      this.app.status(`Collection ${name}${ids.length ? `: ${ids.length} added` : ' made'}`);
+      this.app.status(`Collection ${name}${ids.length ? `: ${addedText(added, ids.length)}` : ' made'}`);
     } catch (error) {
       this.app.status(error.message, 'error');
     }
@@ -346,7 +355,7 @@ export class Curation {
       await this.refresh();
       this.collectionChanged(name, name);
       if (this.current && ids.includes(this.current.id)) await this.show(this.current.id);
-      this.app.status(`${added} added to ${name}`);
+      this.app.status(`${addedText(added, ids.length)} to ${name}`);
     } catch (error) {
       this.app.status(error.message, 'error');
     }
