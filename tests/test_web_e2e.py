@@ -291,6 +291,25 @@ def test_the_map_opens_whole_centred_and_clear_of_the_legend_and_panel(page, ser
         f"(p => p && Math.abs(p.x - {x0}) + Math.abs(p.y - {y0}) < 1)({HOOK}.screenPosition({ids[0]}))")
     again = _positions(page, ids)
     assert max(abs(again[i][0] - pos[i][0]) + abs(again[i][1] - pos[i][1]) for i in ids) < 3
+    # the flat view, asked for while the whole map is shown, shows the whole map too
+    for plane in ("xy", "xz", "yz"):
+        page.select_option("#plane", plane)
+        page.evaluate("document.activeElement.blur()")  # keys go to the map, not the menu
+        page.keyboard.press("2")
+        page.wait_for_function(f"{HOOK}.state.view === '2d'")
+        flat = _positions(page, ids)
+        fx, fy = [x for x, _ in flat.values()], [y for _, y in flat.values()]
+        assert len(flat) == len(ids), plane
+        assert canvas["x"] < min(fx) and max(fx) < canvas["x"] + canvas["width"], plane
+        assert canvas["y"] < min(fy) and max(fy) < canvas["y"] + canvas["height"], plane
+        # framed as Fit frames it: centred in the free area, filling it one way at least
+        assert abs((min(fx) + max(fx)) / 2 - (free_left + free_w / 2)) < 0.05 * free_w, plane
+        assert abs((min(fy) + max(fy)) / 2 - (canvas["y"] + canvas["height"] / 2)) < (
+            0.05 * canvas["height"]), plane
+        assert (max(fx) - min(fx)) > 0.6 * free_w or (max(fy) - min(fy)) > (
+            0.6 * canvas["height"]), plane
+        page.keyboard.press("3")
+        page.wait_for_function(f"{HOOK}.state.view === '3d'")
 
 
 def test_hovering_a_point_plays_it(page, server):

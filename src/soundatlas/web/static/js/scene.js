@@ -92,8 +92,10 @@ export class MapView {
     this.controls.dampingFactor = 0.12;
     this.controls.zoomToCursor = true;
     this.controls.addEventListener('change', () => this.requestRender());
-    // the user takes the view (a drag, the wheel): a glide still under way gives it up
-    this.controls.addEventListener('start', () => this.stopFlight());
+    // the user takes the view (a drag, the wheel): a glide still under way gives it up, and
+    // the view is no longer the whole map's
+    this.controls.addEventListener('start', () => { this.stopFlight(); this.whole = false; });
+    this.whole = false; // whether the view is the whole map (``home``) as the user left it
 
     this.baseSize = 0.03;
     this.sizeScale = 1;
@@ -316,6 +318,7 @@ export class MapView {
     }
     this.controls.update();
     this.requestRender();
+    this.whole = true;
   }
 
   /** The points' coordinates along the axes ``[a, b, c]`` (far outliers left out), the centre
@@ -358,8 +361,11 @@ export class MapView {
     this.resize();
   }
 
-  /** '3d' or '2d' (orthographic, looking down the axis that ``plane`` leaves out). */
+  /** '3d' or '2d' (orthographic, looking down the axis that ``plane`` leaves out). A view of
+   * the whole map gives the whole map in the other view (or plane), framed as ``home`` frames
+   * it; any other keeps its centre and scale. */
   setView(view, plane = this.plane) {
+    const whole = this.whole;
     this.stopFlight(); // a glide is of the camera being left
     const target = this.controls.target.clone();
     this.plane = plane;
@@ -393,6 +399,7 @@ export class MapView {
     this.camera.updateProjectionMatrix();
     this.controls.update();
     this.resize();
+    if (whole) this.home();
   }
 
   placeOrthographic() {
@@ -404,6 +411,7 @@ export class MapView {
 
   /** Glide the orbit target to world point ``v`` and come closer. */
   flyTo(v) {
+    this.whole = false;
     const target0 = this.controls.target.clone();
     const eye0 = this.camera.position.clone();
     const offset = eye0.clone().sub(target0);
