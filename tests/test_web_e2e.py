@@ -1652,7 +1652,17 @@ def test_the_kit_keeps_the_keyboard_focus_and_its_import_is_reachable(page, serv
     assert page.evaluate("document.activeElement.id") == "kit-import"
     page.fill("#kit-tempo", "1000")  # the field shows the tempo the kit plays at
     page.dispatch_event("#kit-tempo", "change")
-    assert page.input_value("#kit-tempo") == str(_state(page, "kit")["tempo"]) != "1000"
+    assert page.input_value("#kit-tempo") == str(_state(page, "kit")["tempo"]) == "400"
+    page.fill("#kit-tempo", "0")  # the slowest, not the default
+    page.dispatch_event("#kit-tempo", "change")
+    assert _state(page, "kit")["tempo"] == 20 and page.input_value("#kit-tempo") == "20"
+    # a selection larger than the room left: the lanes fill, and the page says how many did not
+    picked = page.evaluate(f"{HOOK}.selectBox(0, 0, 2000, 2000)")
+    assert len(picked) > 14 and len(_state(page, "kit")["lanes"]) == 2
+    page.click("#kit-add-selection")
+    assert len(_state(page, "kit")["lanes"]) == 16
+    assert page.inner_text("#status") == (
+        f"A kit holds 16 lanes: {len(picked) - 14} sounds of {len(picked)} found no lane")
 
 
 def test_back_in_3d_the_view_shows_what_2d_zoomed_to(page, server):

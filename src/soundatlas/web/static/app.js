@@ -919,14 +919,20 @@ function wire() {
   for (const id of ['filter-key-of-loop', 'filter-relative']) on(id, 'change', applyFilter);
   on('sample-suggestion-accept', 'click', () => curation.acceptSuggestion());
   on('kit-add-selected', 'click', () => state.selected !== null && kit.add([state.selected]));
-  on('kit-add-selection', 'click', () => kit.add(state.selection.slice(0, 16)));
+  on('kit-add-selection', 'click', () => kit.add(state.selection));
   on('kit-play', 'click', () => kit.playOrStop());
+  // a number out of range is brought into it (0 BPM is the slowest, 20); an empty field is
+  // the default
+  const within = (text, lo, hi, empty) => {
+    const v = Number(text);
+    return text.trim() === '' || !Number.isFinite(v) ? empty : Math.min(hi, Math.max(lo, v));
+  };
   on('kit-tempo', 'change', (e) => {
-    kit.tempo = Math.min(400, Math.max(20, Number(e.target.value) || 120));
+    kit.tempo = within(e.target.value, 20, 400, 120);
     kit.render();
   });
   on('kit-swing', 'change', (e) => {
-    kit.swing = Math.min(0.75, Math.max(0.5, Number(e.target.value) || 0.5));
+    kit.swing = within(e.target.value, 0.5, 0.75, 0.5);
     kit.render();
   });
   on('kit-suggest', 'click', () => kit.suggest(Number($('kit-size').value)));

@@ -54,13 +54,16 @@ export class KitBuilder {
     };
   }
 
+  /** A lane for each of ``ids`` while there is room; the status line says how many found none. */
   add(ids) {
-    for (const id of ids) {
-      if (this.lanes.length >= MAX_LANES) {
-        this.app.status(`A kit holds ${MAX_LANES} lanes`, 'error');
-        break;
-      }
+    const room = Math.max(0, MAX_LANES - this.lanes.length);
+    for (const id of ids.slice(0, room)) {
       this.lanes.push({ id, steps: Array(STEPS).fill(false), volume: 0.8 });
+    }
+    if (ids.length > room) {
+      const left = ids.length - room;
+      this.app.status(`A kit holds ${MAX_LANES} lanes: ${left} sound${left === 1 ? '' : 's'} of `
+        + `${ids.length} found no lane`, 'error');
     }
     this.render();
   }
