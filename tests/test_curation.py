@@ -1107,3 +1107,10 @@ def test_a_collection_holds_a_sound_at_every_path_the_library_holds_it(tmp_path)
         assert atlas.ids_with(collection="set") == {k, copy, o}
         # its sounds, in order, each by its first sample
         assert [sid for sid, _ in atlas.collection_members("set")] == [min(k, copy), o]
+    # a tag or a star on a sound reaches its copy too, and the answer says how many copies
+    r = client.post("/api/curation/tags", json={"ids": [k], "add": ["punchy"]}).json()
+    assert r["copies"] == 1
+    assert client.get(f"/api/curation/items?ids={copy}").json()["items"][0]["tags"] == [
+        "punchy"]
+    assert client.post("/api/curation/star", json={"ids": [k, copy, o]}).json()["copies"] == 0
+    assert client.post("/api/curation/star", json={"ids": [o]}).json()["copies"] == 0

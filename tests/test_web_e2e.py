@@ -1079,6 +1079,11 @@ def test_a_kit_swap_passes_over_the_same_file_at_another_path(page, mapped, tmp_
         page.wait_for_function(f"{HOOK}.state.neighbours.includes({copy_id})")
         marked = page.locator(f"#neighbours li[data-id='{copy_id}'] .copy")
         assert marked.inner_text() == "same file"
+        # a tag on it reaches its copy (kept by content), and the status line says so
+        page.fill("#tag-input", "punchy")
+        page.press("#tag-input", "Enter")
+        page.wait_for_function("document.getElementById('status').textContent === "
+                               "'Tagged 1 sample (and 1 copy of its sound elsewhere) punchy'")
         page.click("#kit-add-selected")
         page.click("#kit-lanes li[data-lane='0'] .name")
         page.locator("#map canvas").focus()

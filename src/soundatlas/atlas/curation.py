@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable
 
-from soundatlas.atlas.store import Store, id_chunks, placeholders
+from soundatlas.atlas.store import Store, chunked, id_chunks, placeholders
 from soundatlas.errors import NotFoundError, ParameterError
 from soundatlas.text import unicode_forms
 
@@ -166,6 +166,18 @@ class CurationStore(Store):
             shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
             raise NotFoundError(f"no samples with ids {shown}")
         return {i: found[i] for i in ids}
+
+    def copies_elsewhere(self, ids: Iterable[int]) -> int:
+        """How many samples not among ``ids`` hold the sound of one of them (a copy at another
+        path): what the user's tags, stars and notes on ``ids`` reach besides them."""
+        ids = set(int(i) for i in ids)
+        hashes = list(set(self.hashes_of(ids).values()))
+        total = 0
+        for chunk in chunked(hashes, 900):  # SQLite's limit on parameters
+            total += self.conn.execute(
+                f"SELECT COUNT(*) FROM samples WHERE hash IN ({placeholders(chunk)})",
+                chunk).fetchone()[0]
+        return total - len(ids)
 
     def _touch(self, c, ids_hashes: dict[int, str], now: float) -> None:
         """Record each hash's current path in ``user_items`` (what a missing item shows)."""

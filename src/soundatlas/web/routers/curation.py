@@ -93,20 +93,24 @@ def get_missing(request: Request) -> dict:
 @router.post("/api/curation/tags", summary="Add and remove tags on samples")
 def post_tags(body: TagRequest, request: Request) -> dict:
     """Removals first, then additions, in one transaction. Answer ``changed`` (how many
-    (sample, tag) pairs changed) and the samples' curation (``items``)."""
+    (sample, tag) pairs changed), the samples' curation (``items``) and ``copies``: how many
+    other samples hold one of their sounds, and so carry the same tags (they are kept by
+    content)."""
     if not body.add and not body.remove:  # as the command line refuses it
         raise api_error(400, "nothing to do: give tags to 'add' or to 'remove'")
     with web_state(request).curation() as atlas:
         changed = atlas.tag(body.ids, add=body.add, remove=body.remove)
-        return {"changed": changed, "items": _items(atlas, body.ids)}
+        return {"changed": changed, "items": _items(atlas, body.ids),
+                "copies": atlas.copies_elsewhere(body.ids)}
 
 
 @router.post("/api/curation/star", summary="Star or unstar samples")
 def post_star(body: StarRequest, request: Request) -> dict:
-    """Answer ``changed`` and the samples' curation (``items``)."""
+    """Answer ``changed``, the samples' curation (``items``) and ``copies``, as tags do."""
     with web_state(request).curation() as atlas:
         changed = atlas.star(body.ids, starred=body.starred)
-        return {"changed": changed, "items": _items(atlas, body.ids)}
+        return {"changed": changed, "items": _items(atlas, body.ids),
+                "copies": atlas.copies_elsewhere(body.ids)}
 
 
 @router.put("/api/curation/notes/{sample_id}", summary="Set a sample's note")

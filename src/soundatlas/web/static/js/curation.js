@@ -22,6 +22,13 @@ export async function inChunks(app, ids, send, what) {
   return answers;
 }
 
+/** ``n`` samples written, and the ``copies`` of their sounds elsewhere that the write reached
+ *  too (the user's tags, stars and notes are kept by content). */
+function samplesText(n, copies = 0) {
+  const named = `${n} sample${n === 1 ? '' : 's'}`;
+  return copies ? `${named} (and ${copies} cop${copies === 1 ? 'y' : 'ies'} of ${n === 1 ? 'its sound' : 'their sounds'} elsewhere)` : named;
+}
+
 /** What adding ``asked`` samples to a collection did, ``added`` of them new sounds there: a
  *  collection holds sounds, so a copy of one already in it (or twice in the selection) adds
  *  nothing, and is in it all the same. */
@@ -33,7 +40,7 @@ function addedText(added, asked) {
 /** One write's answer from its chunks': ``items`` joined, counts summed. */
 function joined(answers) {
   const out = { ...answers[0], items: answers.flatMap((a) => a.items ?? []) };
-  for (const key of ['changed', 'added']) {
+  for (const key of ['changed', 'added', 'copies']) {
     if (key in out) out[key] = answers.reduce((sum, a) => sum + (a[key] ?? 0), 0);
   }
   return out;
@@ -241,22 +248,24 @@ export class Curation {
       const answer = joined(await inChunks(this.app, ids,
         (chunk) => api.postJSON('/api/curation/star', { ids: chunk, starred }), 'Starring'));
       this.written(answer, ['starred']);
-      this.app.status(`${starred ? 'Starred' : 'Unstarred'} ${ids.length} sample${ids.length === 1 ? '' : 's'}`);
+      this.app.status(`${starred ? 'Starred' : 'Unstarred'} ${samplesText(ids.length, answer.copies)}`);
     } catch (error) {
       this.app.status(error.message, 'error');
     }
   }
 
+  /** Add and remove tags; the server's answer (``copies``: other samples of their sounds,
+   *  which carry the tags too), or null after an error, which the status line shows. */
   async tag(ids, add, remove = []) {
     try {
       const answer = joined(await inChunks(this.app, ids,
         (chunk) => api.postJSON('/api/curation/tags', { ids: chunk, add, remove }), 'Tagging'));
       const keys = [...add, ...remove].map((t) => (t.includes(':') ? t.split(':')[0] : 'tag'));
       this.written(answer, keys);
-      return true;
+      return answer;
     } catch (error) {
       this.app.status(error.message, 'error');
-      return false;
+      return null;
     }
   }
 
@@ -267,9 +276,10 @@ export class Curation {
       this.app.status('Type a tag first (several: separated by commas)', 'error');
       return;
     }
-    if (await this.tag(ids, tags)) {
+    const answer = await this.tag(ids, tags);
+    if (answer) {
       input.value = '';
-      this.app.status(`Tagged ${ids.length} sample${ids.length === 1 ? '' : 's'} ${tags.join(', ')}`);
+      this.app.status(`Tagged ${samplesText(ids.length, answer.copies)} ${tags.join(', ')}`);
     }
   }
 
