@@ -291,7 +291,11 @@ def test_the_map_opens_whole_centred_and_clear_of_the_legend_and_panel(page, ser
         f"(p => p && Math.abs(p.x - {x0}) + Math.abs(p.y - {y0}) < 1)({HOOK}.screenPosition({ids[0]}))")
     again = _positions(page, ids)
     assert max(abs(again[i][0] - pos[i][0]) + abs(again[i][1] - pos[i][1]) for i in ids) < 3
-    # the flat view, asked for while the whole map is shown, shows the whole map too
+    # the flat view, asked for while the whole map is shown, shows the whole map too, also
+    # after a click on a point (which moves nothing)
+    lone = _isolated(page, server, 1)[0]
+    page.mouse.click(*_positions(page, [lone])[lone])
+    page.wait_for_function(f"{HOOK}.state.selected === {lone}")
     for plane in ("xy", "xz", "yz"):
         page.select_option("#plane", plane)
         page.evaluate("document.activeElement.blur()")  # keys go to the map, not the menu

@@ -26,7 +26,9 @@ export async function inChunks(app, ids, send, what) {
  *  too (the user's tags, stars and notes are kept by content). */
 function samplesText(n, copies = 0) {
   const named = `${n} sample${n === 1 ? '' : 's'}`;
-  return copies ? `${named} (and ${copies} cop${copies === 1 ? 'y' : 'ies'} of ${n === 1 ? 'its sound' : 'their sounds'} elsewhere)` : named;
+  // a write sent in chunks counts, in each, the samples of the other chunks as copies: no count
+  if (!copies || n > MAX_IDS) return named;
+  return `${named} (and ${copies} cop${copies === 1 ? 'y' : 'ies'} of ${n === 1 ? 'its sound' : 'their sounds'} elsewhere)`;
 }
 
 /** What adding ``asked`` samples to a collection did, ``added`` of them new sounds there: a
@@ -365,7 +367,7 @@ export class Curation {
       await this.refresh();
       this.collectionChanged(name, name);
       if (this.current && ids.includes(this.current.id)) await this.show(this.current.id);
-      this.app.status(`${addedText(added, ids.length)} to ${name}`);
+      this.app.status(`${name}: ${addedText(added, ids.length)}`);
     } catch (error) {
       this.app.status(error.message, 'error');
     }

@@ -92,10 +92,9 @@ export class MapView {
     this.controls.dampingFactor = 0.12;
     this.controls.zoomToCursor = true;
     this.controls.addEventListener('change', () => this.requestRender());
-    // the user takes the view (a drag, the wheel): a glide still under way gives it up, and
-    // the view is no longer the whole map's
-    this.controls.addEventListener('start', () => { this.stopFlight(); this.whole = false; });
-    this.whole = false; // whether the view is the whole map (``home``) as the user left it
+    // the user takes the view (a drag, the wheel): a glide still under way gives it up
+    this.controls.addEventListener('start', () => this.stopFlight());
+    this.homePose = null; // the camera as ``home`` left it (``showsWhole``)
 
     this.baseSize = 0.03;
     this.sizeScale = 1;
@@ -318,7 +317,25 @@ export class MapView {
     }
     this.controls.update();
     this.requestRender();
-    this.whole = true;
+    this.homePose = this.pose();
+  }
+
+  /** Where the camera is: view, plane, orbit target, position and the flat view's zoom. */
+  pose() {
+    return { view: this.view, plane: this.plane, target: this.controls.target.clone(),
+      position: this.camera.position.clone(), zoom: this.orthographic.zoom };
+  }
+
+  /** Whether the camera is where ``home`` left it: the whole map in view. A click that selects
+   *  a point (which the orbit controls see as the start of a drag) does not move it; a drag,
+   *  the wheel or a glide does. */
+  showsWhole() {
+    const was = this.homePose;
+    if (!was) return false;
+    const now = this.pose();
+    const near = (a, b) => a.distanceTo(b) <= 1e-4 * Math.max(1, b.length());
+    return now.view === was.view && now.plane === was.plane && near(now.target, was.target)
+      && near(now.position, was.position) && Math.abs(now.zoom - was.zoom) <= 1e-6 * was.zoom;
   }
 
   /** The points' coordinates along the axes ``[a, b, c]`` (far outliers left out), the centre
@@ -365,7 +382,7 @@ export class MapView {
    * the whole map gives the whole map in the other view (or plane), framed as ``home`` frames
    * it; any other keeps its centre and scale. */
   setView(view, plane = this.plane) {
-    const whole = this.whole;
+    const whole = this.showsWhole();
     this.stopFlight(); // a glide is of the camera being left
     const target = this.controls.target.clone();
     this.plane = plane;
@@ -411,7 +428,6 @@ export class MapView {
 
   /** Glide the orbit target to world point ``v`` and come closer. */
   flyTo(v) {
-    this.whole = false;
     const target0 = this.controls.target.clone();
     const eye0 = this.camera.position.clone();
     const offset = eye0.clone().sub(target0);
