@@ -736,6 +736,13 @@ def test_query_with_a_copy_of_a_library_file_finds_that_file_first(client, atlas
                          files={"file": ("my take.wav", data, "audio/wav")}).json()
     want_ids, _ = _brute_force(points, ids, on_map["point"], set())
     assert on_map["space"] == "map" and [n["id"] for n in on_map["neighbours"]] == want_ids[:4]
+    assert d["silent"] is False
+    # a second of silence is placed too, and the answer says it is silent
+    quiet = io.BytesIO()
+    sf.write(quiet, np.zeros(44100, np.float32), 44100, format="WAV")
+    hush = client.post("/api/models/m/query", params={"k": 4},
+                       files={"file": ("hush.wav", quiet.getvalue(), "audio/wav")}).json()
+    assert hush["silent"] is True and len(hush["neighbours"]) == 4
 
 
 def test_query_refuses_non_audio_and_oversize_uploads(mapped, atlas):

@@ -485,6 +485,16 @@ def test_an_upload_is_placed_and_its_neighbours_listed(page, server, mapped, tmp
     # it is not added; the page says how to add it
     assert page.text_content("#query-library") == mapped.parent.joinpath("lib").name
     assert server.get("/api/atlas")["n_samples"] == 48
+    assert "silent" not in page.inner_text("#query-status")
+    # a second of silence is placed, and the page says its place means nothing
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(tmp_path / "hush.wav", np.zeros(44100, np.float32), 44100)
+    page.set_input_files("#query-file", str(tmp_path / "hush.wav"))
+    page.wait_for_function(f"{HOOK}.state.query?.file === 'hush.wav'")
+    page.wait_for_function("document.getElementById('query-status').textContent"
+                           ".includes('It is silent')")
 
 
 def test_an_upload_over_the_servers_limit_is_refused_by_the_page_naming_the_limit(page, mapped):

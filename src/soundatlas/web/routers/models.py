@@ -304,8 +304,12 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
             query = None
             found = web.point_index(atlas, model).nearest(point, k)
         items = neighbour_items(atlas, found, same_as=content_hash(path))
+    from soundatlas.frames import frame_energy
+
+    silent = not float(frame_energy(features, compression=params.compression).max()) > 0
     return {"model": name, "file": filename, "duration": decoded.duration,
-            "truncated": decoded.truncated, "frame_rate": params.sr / params.hop_length,
+            "truncated": decoded.truncated, "silent": silent,
+            "frame_rate": params.sr / params.hop_length,
             "trajectory": traj.astype(float).tolist(),
             "sounding": list(sounding_span(features, compression=params.compression)),
             "point": [float(x) for x in point], **_space_fields(used, sim, note, exact, query),

@@ -45,7 +45,8 @@ export class QueryByExample {
       $('query-result').hidden = false;
       $('query-library').textContent = this.app.libraryName?.() || 'LIBRARY';
       $('query-status').textContent = `${answer.file}: ${seconds(answer.duration)}`
-        + `${answer.truncated ? ' (only the start analysed)' : ''}, on the map of ${answer.model} (Q).`;
+        + `${answer.truncated ? ' (only the start analysed)' : ''}, on the map of ${answer.model} (Q).`
+        + `${answer.silent ? ' It is silent: nothing in it sounds, so its place and its nearest sounds say nothing of it.' : ''}`;
     } catch (error) {
       if (token !== this.token) return;
       this.forgetResult(); // another upload's result: its buttons must not act on this file
