@@ -360,6 +360,9 @@ def test_search_and_label_filters_dim_the_rest(page, server):
     page.wait_for_function(f"{HOOK}.state.matches === {want}")
     assert _state(page, "dimmed") == state["nPoints"] - want
     assert f"{want} of 48" in page.inner_text("#match-count")
+    # the list of matches is in view, near the top of the panel, not below every other tool
+    top = page.locator("#matches-title").bounding_box()["y"]
+    assert 0 <= top < VIEWPORT["height"] / 2, top
     # a label filter on top: key and value chosen in the toolbar
     page.select_option("#filter-key", "articulation")
     page.select_option("#filter-value", "short")
