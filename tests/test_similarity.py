@@ -545,12 +545,21 @@ def test_deleting_a_sample_finds_its_points_and_vectors_by_index_also_after_migr
         assert m.id == atlas.model("default").id
 
 
+def _client_of(atlas_dir: Path):
+    """A test client of a server of ``atlas_dir``."""
+    from soundatlas.web import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    return TestClient(create_app(atlas_dir))
+
+
 def test_an_atlas_from_before_the_vectors_falls_back_to_the_map_until_embed_adds_them(
         synth_atlas, tmp_path):
     from soundatlas.artifact import resolve_model
     from soundatlas.embed import embed_atlas, ensure_registered
     from soundatlas.evaluate import evaluate
-    from soundatlas.web import create_app
 
     old = tmp_path / "old"
     shutil.copytree(synth_atlas, old)
@@ -564,10 +573,7 @@ def test_an_atlas_from_before_the_vectors_falls_back_to_the_map_until_embed_adds
         assert "soundatlas embed" in scores["retrieval_similarity"]["error"]
         assert "precision_at_k" in scores["retrieval"]["drum_class"]
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from fastapi.testclient import TestClient
-    client = TestClient(create_app(old))
+    client = _client_of(old)
     d = client.get("/api/models/default/neighbours/5").json()
     assert d["space"] == "map" and len(d["neighbours"]) == 10
     assert "no similarity vectors" in d["note"]
@@ -645,11 +651,7 @@ def test_an_atlas_with_the_space_before_the_pitch_profile_searches_it_until_embe
     from soundatlas.artifact import resolve_model
     from soundatlas.cli import main
     from soundatlas.embed import embed_atlas
-    from soundatlas.web import create_app
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from fastapi.testclient import TestClient
     old = tmp_path / "old"
     shutil.copytree(synth_atlas, old)
     with Atlas.open(old, write=True) as atlas:  # what embed stored before the pitch profile
@@ -661,7 +663,7 @@ def test_an_atlas_with_the_space_before_the_pitch_profile_searches_it_until_embe
         assert atlas.set_similarity_space(m.id, similarity.space_for(artifact.model)) is True
         atlas.commit_similarity(m.id, list(zip(ids.tolist(), hidden)))
         assert atlas.similarity_space(m.id)["name"] == "hidden-mean"
-    client = TestClient(create_app(old))
+    client = _client_of(old)
     url = f"/api/models/default/neighbours/{int(ids[7])}"
     d = client.get(url).json()
     assert d["space"] == "similarity" and d["space_detail"].startswith("hidden-mean:")
@@ -695,11 +697,7 @@ def test_an_atlas_with_the_timbre_block_unweighted_is_searched_as_recorded_until
     from soundatlas.artifact import resolve_model
     from soundatlas.cli import main
     from soundatlas.embed import embed_atlas
-    from soundatlas.web import create_app
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from fastapi.testclient import TestClient
     old = tmp_path / "old"
     shutil.copytree(synth_atlas, old)
     with Atlas.open(old, write=True) as atlas:  # version 2: both blocks at weight 1
@@ -724,7 +722,7 @@ def test_an_atlas_with_the_timbre_block_unweighted_is_searched_as_recorded_until
     assert main(["models", "--atlas", str(old), "--json"]) == 0
     row = next(r for r in json.loads(capsys.readouterr().out) if r["name"] == "default")
     assert row["similarity"]["current"] is False and row["similarity"]["version"] == 2
-    client = TestClient(create_app(old))
+    client = _client_of(old)
     url = f"/api/models/default/neighbours/{int(ids[7])}"
     d = client.get(url).json()
     assert "older space" in d["note"] and "at weight 1 beside" in d["space_detail"]
