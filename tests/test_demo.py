@@ -364,6 +364,36 @@ def test_a_second_banks_demo_set_does_not_overwrite_the_first(library, tmp_path)
 
 
 @needs_fluidsynth
+def test_two_soundfonts_of_one_name_do_not_share_a_bank_folder(tmp_path):
+    """The bank label is the SoundFont's file name: another maker's file of the same name
+    rendered into the same folder overwrote the first's notes under the first's label."""
+    import shutil
+
+    from soundatlas.demo.library import SOUNDFONT_FILE
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    mine, theirs = tmp_path / "a" / "Bank.sf2", tmp_path / "b" / "Bank.sf2"
+    shutil.copyfile(demo.find_soundfont(), mine)
+    shutil.copyfile(mine, theirs)
+    with open(theirs, "r+b") as f:  # another file: its name in the INFO chunk changed
+        at = f.read(4096).index(b"INAM") + 8
+        f.seek(at)
+        f.write(b"X")
+    out = tmp_path / "lib"
+    kw = dict(sound_set="drums", kits=["standard"], drum_keys=[36, 38], velocities=[100],
+              n_jobs=1)
+    demo.render_library(out, soundfont=mine, **kw)
+    before = {p: p.read_bytes() for p in sorted((out / "drums" / "Bank").rglob("*.*"))}
+    assert (out / "drums" / "Bank" / SOUNDFONT_FILE) in before
+    with pytest.raises(ParameterError, match=r"another file of the same name.*a name of its own"):
+        demo.render_library(out, soundfont=theirs, **kw)
+    assert {p: p.read_bytes() for p in sorted((out / "drums" / "Bank").rglob("*.*"))} == before
+    demo.render_library(out, soundfont=mine, **kw)  # the same file again: rendered
+    assert demo.render_library(tmp_path / "lib2", soundfont=theirs, **kw).n_files_written == 2
+
+
+@needs_fluidsynth
 def test_render_note_matches_the_written_file(library):
     out, _, _ = library
     note = demo.Note("flute", 73, 69, VELOCITY, "short", 0.4)

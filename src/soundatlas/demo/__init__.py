@@ -13,6 +13,9 @@ Sets (``render_library(sound_set=...)``, ``soundatlas demo-library --set``):
 
     Its paths carry no bank, so a folder holds one SoundFont's demo set: rendering another's
     into it is refused (use another folder, or the gm set, which has a folder per bank).
+    Every SoundFont set's folder records which file its notes came from (``.soundfont``: a
+    digest of the file's size, first and last MiB), so another file of the same name (the
+    same ``bank`` label) is refused too.
 
 ``gm``
     The 128 General MIDI programs of bank 0 (:data:`GM_PROGRAMS`), labelled ``instrument`` (the

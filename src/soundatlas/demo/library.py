@@ -145,15 +145,21 @@ def render_library(
         if is_disk_full(exc):
             raise
         raise ParameterError(f"cannot create the folder {out}: {exc.strerror or exc}") from exc
+    identity = _soundfont_identity(soundfont) if soundfont is not None else None
+    from_soundfont = [p for p in parts if identity is not None and p.sound_set != "synth"]
     for part in parts:
         if part.sound_set == "demo":
             _claim_demo_folder(out, part)
+    for part in from_soundfont:
+        _check_soundfont_folder(out, part, identity)
     # what earlier renders into these folders listed: the rows of files this one does not plan
     # stay (a rerun with fewer --classes leaves the others' files, and so their labels)
     earlier = {part.folder: earlier_rows(out / part.folder) if part.folder
                else earlier_demo_rows(out) for part in parts}
     root_rows, root_silent = (None, None) if "demo" in sets else demo_rows(out)
     _prepare_folders(out, parts, earlier)
+    for part in from_soundfont:
+        _record_soundfont(out / part.folder, identity)
 
     report = progress or (lambda n_done, n_total: None)
     report(0, len(items))
@@ -226,6 +232,69 @@ def _claim_demo_folder(out: Path, part: Part) -> None:
             if is_disk_full(exc):
                 raise
             raise ParameterError(f"cannot write into {out}: {exc.strerror or exc}") from None
+
+
+SOUNDFONT_FILE = ".soundfont"  # in a SoundFont part's folder: which file its notes came from
+
+
+def _soundfont_identity(soundfont: Path) -> str:
+    """A SoundFont file's identity by content (a digest of its size and of its first and last
+    MiB: a render need not read 140 MB to tell two makers' files apart), and the path it was
+    read from (for messages)."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    with open(soundfont, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        h.update(size.to_bytes(8, "little"))
+        h.update(f.read(1 << 20))
+        f.seek(max(0, size - (1 << 20)))
+        h.update(f.read(1 << 20))
+    return f"{h.hexdigest()} {Path(soundfont).resolve()}"
+
+
+def _check_soundfont_folder(out: Path, part: Part, identity: str) -> None:
+    """Refuse to render a SoundFont into a folder that holds another file's notes of the same
+    name: its bank label, the file name, would be the same for two makers' notes.
+
+    Raises
+    ------
+    ParameterError
+        When the folder holds notes (its manifest's rows, or files this render would write)
+        rendered from another SoundFont file of the same name.
+    """
+    folder = out / part.folder
+    marker = folder / SOUNDFONT_FILE
+    try:
+        previous = marker.read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        previous = ""
+    digest, _, path = previous.partition(" ")
+    if digest and digest != identity.split(" ", 1)[0] and (
+            (earlier_rows(folder)[0] if part.folder else demo_rows(out)[0])
+            or any((out / item.path).exists() for item in part.items)):
+        raise ParameterError(
+            f"{folder} holds the notes of bank {part.bank!r} rendered from {path or 'another'} "
+            f"SoundFont, and {identity.split(' ', 1)[1]} is another file of the same name: the "
+            "two makers' notes would share one bank label. Give this SoundFont a name of its "
+            "own (the bank label is its file name), or render into another folder")
+
+
+def _record_soundfont(folder: Path, identity: str) -> None:
+    """Write which SoundFont file the (existing) folder's notes come from
+    (``_check_soundfont_folder`` reads it)."""
+    marker = folder / SOUNDFONT_FILE
+    try:
+        if marker.read_text(encoding="utf-8").strip() == identity:
+            return
+    except OSError:
+        pass
+    try:
+        marker.write_text(identity + "\n", encoding="utf-8")
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        raise ParameterError(f"cannot write into {folder}: {exc.strerror or exc}") from None
 
 
 def _prepare_folders(out: Path, parts: list[Part], earlier: dict) -> None:
