@@ -226,12 +226,19 @@ def _claim_demo_folder(out: Path, part: Part) -> None:
             "over it would mix two makers' notes under the same paths. Render it into another "
             f"folder, or use --set gm or --set drums, whose files sit in a folder per bank")
     if previous != bank:
-        try:
-            marker.write_text(bank + "\n", encoding="utf-8")
-        except OSError as exc:
-            if is_disk_full(exc):
-                raise
-            raise ParameterError(f"cannot write into {out}: {exc.strerror or exc}") from None
+        _write_marker(marker, bank)
+
+
+def _write_marker(marker: Path, text: str) -> None:
+    """Write a one-line marker file; ParameterError naming its folder when it cannot be
+    written (a full disk raises as it is)."""
+    try:
+        marker.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        raise ParameterError(f"cannot write into {marker.parent}: {exc.strerror or exc}") \
+            from None
 
 
 SOUNDFONT_FILE = ".soundfont"  # in a SoundFont part's folder: which file its notes came from
@@ -267,17 +274,17 @@ def _check_soundfont_folder(out: Path, part: Part, identity: str) -> None:
     marker = folder / SOUNDFONT_FILE
     try:
         previous = marker.read_text(encoding="utf-8").strip()
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # none yet (or unreadable, as a render from before it would leave none)
         previous = ""
     digest, _, path = previous.partition(" ")
     if digest and digest != identity.split(" ", 1)[0] and (
             (earlier_rows(folder)[0] if part.folder else demo_rows(out)[0])
             or any((out / item.path).exists() for item in part.items)):
         raise ParameterError(
-            f"{folder} holds the notes of bank {part.bank!r} rendered from {path or 'another'} "
-            f"SoundFont, and {identity.split(' ', 1)[1]} is another file of the same name: the "
-            "two makers' notes would share one bank label. Give this SoundFont a name of its "
-            "own (the bank label is its file name), or render into another folder")
+            f"{folder} holds the notes of bank {part.bank!r} rendered from the SoundFont "
+            f"{path or '(another file)'}, and {identity.split(' ', 1)[1]} is another file of the "
+            "same name: the two makers' notes would share one bank label. Give this SoundFont a "
+            "name of its own (the bank label is its file name), or render into another folder")
 
 
 def _record_soundfont(folder: Path, identity: str) -> None:
@@ -289,12 +296,7 @@ def _record_soundfont(folder: Path, identity: str) -> None:
             return
     except OSError:
         pass
-    try:
-        marker.write_text(identity + "\n", encoding="utf-8")
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise
-        raise ParameterError(f"cannot write into {folder}: {exc.strerror or exc}") from None
+    _write_marker(marker, identity)
 
 
 def _prepare_folders(out: Path, parts: list[Part], earlier: dict) -> None:
