@@ -160,6 +160,19 @@ def positive_float(text: str) -> float:
     return value
 
 
+def float_range(low: float, high: float) -> Callable[[str], float]:
+    """An argument type: a finite number from ``low`` to ``high`` (what the library accepts,
+    so that a value out of range is misuse named by its option, not a failure later)."""
+
+    def parse(text: str) -> float:
+        value = number(text)
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text} must be from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
 def nonnegative_float(text: str) -> float:
     """An argument type: a finite number of at least 0 (a weight)."""
     value = number(text)

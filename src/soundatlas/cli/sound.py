@@ -19,11 +19,12 @@ from soundatlas.cli.common import (
     UsageError,
     add_options,
     check_output,
+    float_range,
+    int_range,
     nonnegative_int,
     number,
     open_atlas,
     option,
-    positive_float,
     positive_int,
     print_json,
     progress_bar,
@@ -48,8 +49,11 @@ MAP_MODEL = option("--model", "-m", metavar="NAME",
                    help="model whose map to use (default: 'default' when embedded, else the "
                    "first embedded model)")
 #: Rendering options of ``synth`` and ``mosaic``.
-GRAIN = option("--grain", type=positive_float, default=0.5, metavar="SECONDS",
-               help="grain length (default: 0.5, the reference)")
+#: what the renderer accepts (``synth.render.check_grain``, ``synth.paths.MIN_DURATION`` and
+#: ``MAX_DURATION``, ``synth.render``'s rates): out of range is misuse, named by its option
+GRAIN_SECONDS, WALK_SECONDS, RATES = (0.01, 10.0), (0.01, 600.0), (1000, 384000)
+GRAIN = option("--grain", type=float_range(*GRAIN_SECONDS), default=0.5, metavar="SECONDS",
+               help="grain length, 0.01 to 10 (default: 0.5, the reference)")
 OVERLAP = option("--overlap", type=_overlap, default=0.5, metavar="FRACTION",
                  help="fraction of a grain shared with the next, 0 to 0.95 (default: 0.5, the "
                  "reference; 0.9 puts a grain on every frame)")
@@ -60,9 +64,9 @@ HOLD = option("--hold", choices=["advance", "repeat"], default="advance",
 EXCLUDE = option("--exclude", nargs="+", action="extend", metavar="ITEM",
                  help="never use these samples: sample ids or folders/files relative to the "
                  "library (repeatable)")
-SAMPLE_RATE = option("--sample-rate", aliases=("--sr",), type=positive_int, metavar="HZ",
-                     help="output sample rate (default: the library's most common original "
-                     "rate)")
+SAMPLE_RATE = option("--sample-rate", aliases=("--sr",), type=int_range(*RATES), metavar="HZ",
+                     help="output sample rate, 1000 to 384000 (default: the library's most "
+                     "common original rate)")
 WAV_FORMAT = option("--format", choices=["pcm16", "float"], default="pcm16",
                     help="WAV sample format: pcm16 (16-bit PCM, default) or float (32-bit float)")
 WAV_OUTPUT = option("--output", "-o", required=True, metavar="OUT.wav", help="WAV file to write")
@@ -133,8 +137,8 @@ def _add_synth(sub, parents) -> None:
     sy.add_argument("--walk", choices=["random", "knn"],
                     help="generate the path instead: random (a smoothed random walk in the map's "
                     "bounding box) or knn (hops between neighbouring frames of other samples)")
-    sy.add_argument("--duration", type=positive_float, metavar="SECONDS",
-                    help="length of a --walk (default: 30)")
+    sy.add_argument("--duration", type=float_range(*WALK_SECONDS), metavar="SECONDS",
+                    help="length of a --walk, 0.01 to 600 (default: 30)")
     sy.add_argument("--seed", type=nonnegative_int, metavar="N",
                     help="seed of a --walk (default: 0)")
     sy.add_argument("--k", type=positive_int, default=8, metavar="K",
