@@ -366,6 +366,20 @@ def test_mosaic_follows_the_targets_loudness(atlas, index, library):
     assert head > 4 * tail  # the short note sounds, then its release fades: so does the mosaic
 
 
+def test_a_mosaic_keeps_the_loudness_of_what_lies_above_the_analysis_band(atlas, index, tmp_path):
+    """The target's loudness was measured at the analysis rate (16 kHz), where nothing above
+    8 kHz is left: a hiss or a sweep's top came out near silence."""
+    rng = np.random.default_rng(0)
+    sr = 44100
+    t = np.arange(sr) / sr
+    hiss = 0.2 * np.sin(2 * np.pi * 11000 * t) + 0.02 * rng.standard_normal(sr)
+    sf.write(tmp_path / "hiss.wav", hiss.astype(np.float32), sr)
+    r, _ = synth.mosaic(atlas, None, tmp_path / "hiss.wav", index=index, sr=sr)
+    rms = lambda x: float(np.sqrt(np.mean(np.asarray(x, np.float64) ** 2)))  # noqa: E731
+    mid = slice(int(0.25 * sr), int(0.75 * sr))  # away from the fades at the ends
+    assert rms(r.y[mid]) > 0.25 * rms(hiss[mid]), (rms(r.y[mid]), rms(hiss[mid]))
+
+
 # -- paths ----------------------------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ def mosaic(atlas, model: str | None, target: str | os.PathLike, *, exclude_self:
     The target's trajectory, computed exactly as the query-by-example endpoint does (the
     atlas's CQT at feature precision, embedded with the file's content hash), is followed with
     grains (glided between frames, 20 per second), each scaled to the target's own windowed RMS
-    at its time.
+    at its time, measured on the target at its own rate (the whole band, not the analysis's).
 
     Parameters
     ----------
@@ -66,7 +66,7 @@ def mosaic(atlas, model: str | None, target: str | os.PathLike, *, exclude_self:
         The target cannot be read.
     """
     from soundatlas.artifact import check_cqt, check_current, resolve_model
-    from soundatlas.audio import open_sound
+    from soundatlas.audio import load, open_sound
     from soundatlas.embed import embed_outside_file
     from soundatlas.pipeline import content_hash
 
@@ -90,15 +90,21 @@ def mosaic(atlas, model: str | None, target: str | os.PathLike, *, exclude_self:
         own = self_exclusions(atlas, target, digest)
         n_self = len(own - excluded)
         excluded |= own
-    y16 = decoded.y.astype(np.float64)
+    # the loudness to follow, of the whole band: the analysis rate (16 kHz) keeps nothing
+    # above 8 kHz, and a hi-hat or a sweep's top measured there came out near silence
+    if decoded.orig_sr != params.sr:
+        full = load(target, sr=decoded.orig_sr, max_duration=atlas.max_duration())
+        y, rate = full.y.astype(np.float64), full.sr
+    else:
+        y, rate = decoded.y.astype(np.float64), params.sr
 
     def loudness(times: np.ndarray, seconds: float) -> np.ndarray:
-        n = max(2, 2 * int(round(seconds * params.sr / 2)))
+        n = max(2, 2 * int(round(seconds * rate / 2)))
         w = hann(n).astype(np.float64)
-        padded = np.pad(y16, (n, n))
+        padded = np.pad(y, (n, n))
         out = np.empty(len(times))
         for k, t in enumerate(times):
-            s = int(round(t * params.sr)) - n // 2 + n
+            s = int(round(t * rate)) - n // 2 + n
             seg = padded[max(0, s) : max(0, s) + n] if 0 <= s <= len(padded) - n else np.zeros(n)
             out[k] = math.sqrt(float(np.dot(seg * w, seg * w)) / float(np.dot(w, w)))
         return out
