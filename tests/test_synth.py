@@ -395,6 +395,7 @@ def test_a_mosaic_keeps_the_loudness_of_what_lies_above_the_analysis_band(atlas,
     ('{"points": [[0, 0, 0]], "duration": 0}', "duration = 0"),
     ('{"points": [[0, 0, 0]], "duration": 1, "durations": [1]}', "not both"),
     ('{"points": [[0, 0, 0]], "duratoin": 1}', "unknown key 'duratoin'"),
+    ('{"points": [[0, 0, 0]], "duration": 600.5}', "lasts 600.5 s; the most is 600 s"),
 ])
 def test_malformed_path_files_say_what_is_wrong(tmp_path, content, message):
     f = tmp_path / "path.json"
@@ -502,6 +503,8 @@ def test_cli_bad_input_is_one_clear_line(library, tone_library, tmp_path, capsys
           str(tmp_path / "a.wav")], 2, "one of them"),
         (["synth", "--atlas", atlas_dir, "--walk", "knn", "--model", "nope", "-o",
           str(tmp_path / "a.wav")], 1, "no model 'nope'"),
+        (["synth", "--atlas", atlas_dir, "--walk", "random", "-o", ""], 2,
+         "--output is empty"),
         # a number out of the renderer's range is misuse, named by its option
         (["synth", "--atlas", atlas_dir, "--walk", "random", "--grain", "0.0001", "-o",
           str(tmp_path / "a.wav")], 2, "--grain: 0.0001 must be from 0.01 to 10"),

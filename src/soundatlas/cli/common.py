@@ -397,6 +397,8 @@ def check_output(path: str | os.PathLike, suffix: str | None = None, *,
     UsageError
         Naming the option and the path, when the path cannot be the file asked for.
     """
+    if not str(path).strip():  # Path("") is ".", which would be named instead
+        raise UsageError(f"{flag or 'the output'} is empty: give the file to write")
     out = Path(path)
     named = f"{flag} {out}" if flag else str(out)
     if suffix is not None and out.suffix.lower() != suffix:

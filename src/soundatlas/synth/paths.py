@@ -61,8 +61,8 @@ class MapPath:
             raise ParameterError(f"durations[{int(bad[0])}] = {float(d[bad[0]]):g} must be "
                                  "positive seconds")
         if d.sum() > MAX_DURATION:
-            raise ParameterError(f"the path lasts {d.sum():.0f} s; the most is "
-                                 f"{MAX_DURATION:.0f} s")
+            raise ParameterError(f"the path lasts {d.sum():.6g} s; the most is "
+                                 f"{MAX_DURATION:g} s")
         if d.sum() < MIN_DURATION:  # (1e-9 s made a WAV of one sample)
             raise ParameterError(f"the path lasts {d.sum():g} s; the least is {MIN_DURATION:g} s")
         object.__setattr__(self, "points", p)
