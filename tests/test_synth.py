@@ -487,6 +487,24 @@ def test_cli_synth_mosaic_and_trajectory_end_to_end(library, index, tmp_path):
     assert key_frames(want) == (want[0], (want[0] + want[1]) // 2, want[1])
 
 
+def test_the_command_lines_ranges_are_the_renderers():
+    from soundatlas.cli.sound import GRAIN_SECONDS, RATES, WALK_SECONDS
+    from soundatlas.synth.paths import MAX_DURATION, MIN_DURATION
+    from soundatlas.synth.render import check_grain, check_rate
+
+    assert WALK_SECONDS == (MIN_DURATION, MAX_DURATION)
+    for grain in GRAIN_SECONDS:
+        check_grain(grain, 0.5)
+    for grain in (GRAIN_SECONDS[0] * 0.99, GRAIN_SECONDS[1] * 1.01):
+        with pytest.raises(ParameterError, match="grain"):
+            check_grain(grain, 0.5)
+    for rate in RATES:
+        check_rate(rate)
+    for rate in (RATES[0] - 1, RATES[1] + 1):
+        with pytest.raises(ParameterError, match="rate"):
+            check_rate(rate)
+
+
 def test_cli_bad_input_is_one_clear_line(library, tone_library, tmp_path, capsys):
     from soundatlas.cli import main
     from soundatlas.indexing import index_library

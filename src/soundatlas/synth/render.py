@@ -56,7 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from soundatlas.atlas import ModelRecord
 
 __all__ = ["MAX_GAIN", "CEILING", "HOLDS", "Rendering", "render", "hann", "window_ripple",
-           "check_grain", "check_hold"]
+           "check_grain", "check_hold", "check_rate", "RATES"]
 
 MAX_GAIN = 8.0         # the most a grain is amplified to meet the loudness target (+18 dB)
 CEILING = 0.977        # the limiter's ceiling (-0.2 dBFS)
@@ -243,6 +243,17 @@ def check_hold(hold: str) -> None:
         raise ParameterError(f"hold={hold!r} must be one of {', '.join(HOLDS)}")
 
 
+#: the output rates a render writes, in Hz
+RATES = (1000, 384000)
+
+
+def check_rate(sr) -> None:
+    """Check an output rate (an integer in :data:`RATES`); a ParameterError otherwise."""
+    if not (isinstance(sr, (int, np.integer)) and RATES[0] <= sr <= RATES[1]):
+        raise ParameterError(f"sr={sr!r} must be an integer rate between {RATES[0]} and "
+                             f"{RATES[1]} Hz")
+
+
 def render(atlas, model: ModelRecord | str | None, path: MapPath, *, sr: int | None = None,
            grain: float = 0.5, overlap: float = 0.5, hold: str = "advance",
            exclude: Iterable[str | int] = (),
@@ -299,8 +310,8 @@ def render(atlas, model: ModelRecord | str | None, path: MapPath, *, sr: int | N
     check_hold(hold)
     if not max_gain >= 1:
         raise ParameterError(f"max_gain={max_gain} must be at least 1")
-    if sr is not None and not (isinstance(sr, (int, np.integer)) and 1000 <= sr <= 384000):
-        raise ParameterError(f"sr={sr!r} must be an integer rate between 1000 and 384000 Hz")
+    if sr is not None:
+        check_rate(sr)
     if index is None:
         reg = embedded_model(atlas, model) if model is None or isinstance(model, str) else model
         index = FrameIndex.load(atlas, reg)
