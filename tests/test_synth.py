@@ -375,6 +375,9 @@ def test_a_mosaic_keeps_the_loudness_of_what_lies_above_the_analysis_band(atlas,
     hiss = 0.2 * np.sin(2 * np.pi * 11000 * t) + 0.02 * rng.standard_normal(sr)
     sf.write(tmp_path / "hiss.wav", hiss.astype(np.float32), sr)
     r, _ = synth.mosaic(atlas, None, tmp_path / "hiss.wav", index=index, sr=sr)
+    odd = tmp_path / "odd.wav"  # a length that 16 kHz cannot hold: the mosaic keeps it
+    sf.write(odd, hiss[:33969].astype(np.float32), sr)
+    assert len(synth.mosaic(atlas, None, odd, index=index, sr=sr)[0].y) == 33969
     rms = lambda x: float(np.sqrt(np.mean(np.asarray(x, np.float64) ** 2)))  # noqa: E731
     mid = slice(int(0.25 * sr), int(0.75 * sr))  # away from the fades at the ends
     assert rms(r.y[mid]) > 0.25 * rms(hiss[mid]), (rms(r.y[mid]), rms(hiss[mid]))

@@ -91,7 +91,8 @@ def mosaic(atlas, model: str | None, target: str | os.PathLike, *, exclude_self:
         n_self = len(own - excluded)
         excluded |= own
     # the loudness to follow, of the whole band: the analysis rate (16 kHz) keeps nothing
-    # above 8 kHz, and a hi-hat or a sweep's top measured there came out near silence
+    # above 8 kHz, and a hi-hat or a sweep's top measured there came out near silence; and
+    # the length, to the target's own sample (16 kHz rounded it)
     if decoded.orig_sr != params.sr:
         full = load(target, sr=decoded.orig_sr, max_duration=atlas.max_duration())
         y, rate = full.y.astype(np.float64), full.sr
@@ -111,9 +112,9 @@ def mosaic(atlas, model: str | None, target: str | os.PathLike, *, exclude_self:
 
     result = render(atlas, reg, path, sr=sr, grain=grain, overlap=overlap, hold=hold,
                     exclude=excluded,
-                    duration=decoded.duration, loudness=loudness, max_gain=max_gain,
+                    duration=len(y) / rate, loudness=loudness, max_gain=max_gain,
                     index=index if index is not None else FrameIndex.load(atlas, reg), cache=cache)
-    facts = {"target": str(target), "hash": digest, "duration": decoded.duration,
+    facts = {"target": str(target), "hash": digest, "duration": len(y) / rate,
              "truncated": decoded.truncated, "n_frames": len(traj), "n_self_excluded": n_self,
              "excluded_ids": sorted(excluded)}
     return result, facts
