@@ -276,6 +276,7 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
            exact: bool) -> dict:
     from soundatlas.embed import embed_outside_file
     from soundatlas.errors import AudioReadError
+    from soundatlas.frames import frame_energy
     from soundatlas.pipeline import content_hash
 
     with web.atlas() as atlas:
@@ -283,9 +284,10 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
         used, sim, note = _search_space(web, atlas, model, space)
         artifact = web.artifact(atlas, model)
         params = atlas.cqt_params
+        digest = content_hash(path)  # seeds the embedding's noise, and tells copies
         try:
-            decoded, features, traj, point, codes = embed_outside_file(atlas, artifact, path,
-                                                                       with_vector=True)
+            decoded, features, traj, point, codes = embed_outside_file(
+                atlas, artifact, path, content_hash=digest, with_vector=True)
         except AudioReadError as exc:
             raise api_error(400, f"{filename}: {exc.reason}") from None
         if sim is not None:
@@ -303,9 +305,7 @@ def _query(web, path: Path, filename: str, name: str, k: int, space: str | None,
         else:
             query = None
             found = web.point_index(atlas, model).nearest(point, k)
-        items = neighbour_items(atlas, found, same_as=content_hash(path))
-    from soundatlas.frames import frame_energy
-
+        items = neighbour_items(atlas, found, same_as=digest)
     silent = not float(frame_energy(features, compression=params.compression).max()) > 0
     return {"model": name, "file": filename, "duration": decoded.duration,
             "truncated": decoded.truncated, "silent": silent,
