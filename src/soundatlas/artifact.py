@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # torch loads with the first model, not with the module
     import torch
 
 __all__ = ["ModelArtifact", "SHIPPED_MODELS", "DEFAULT_MODEL", "check_cqt", "shipped_changed",
-           "check_current"]
+           "check_current", "weights_digest", "same_model"]
 
 SHIPPED_MODELS = Path(__file__).parent / "models"
 DEFAULT_MODEL = "default"
@@ -206,6 +206,32 @@ def model_path(atlas, directory: str) -> Path:
         return SHIPPED_MODELS / directory.split(":", 1)[1]
     p = Path(directory)
     return p if p.is_absolute() else atlas.path / p
+
+
+def weights_digest(atlas, registration: ModelRecord) -> str:
+    """The SHA-256 of a registered model's weights file (a shipped model's or the atlas's own).
+
+    Raises
+    ------
+    AtlasError
+        When the weights file is missing.
+    """
+    import hashlib
+
+    weights = model_path(atlas, registration.dir) / WEIGHTS
+    if not weights.is_file():
+        raise AtlasError(f"model {registration.name!r} has no weights at {weights}")
+    return hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
+def same_model(atlas_a, a: ModelRecord, atlas_b, b: ModelRecord) -> bool:
+    """Whether two atlases' registrations are one model, so that their points and vectors may
+    be searched together: the same weights and, for a shipped model, the same config as each
+    atlas registered (its weights file is today's in both, but an atlas embedded by an earlier
+    version of it recorded that version's config: ``shipped_changed``)."""
+    shipped = a.dir.startswith("shipped:") or b.dir.startswith("shipped:")
+    return ((not shipped or a.config == b.config)
+            and weights_digest(atlas_a, a) == weights_digest(atlas_b, b))
 
 
 def shipped_changed(registration: ModelRecord | None, artifact: ModelArtifact) -> bool:

@@ -468,10 +468,12 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
     if reference is not None and reference.cqt_params != atlas.cqt_params:
         raise ParameterError(f"the reference atlas {reference.path} has other CQT parameters "
                              f"({reference.cqt_params}) than {atlas.path} ({atlas.cqt_params})")
+    from soundatlas.artifact import same_model
+
     registered = [[_fully_embedded(a, name) for a in atlases] for name in models]
     for per_atlas in registered:
-        if len(per_atlas) == 2 and (_weights_of(reference, per_atlas[0])
-                                    != _weights_of(atlas, per_atlas[1])):
+        if len(per_atlas) == 2 and not same_model(reference, per_atlas[0], atlas,
+                                                  per_atlas[1]):
             raise ParameterError(
                 f"model {per_atlas[0].name!r} differs between the reference atlas and this "
                 "one; cross-bank scoring needs the same model embedded in both")
@@ -652,14 +654,3 @@ def _fully_embedded(atlas, name: str):
             f"{atlas.path}; run `soundatlas embed --atlas {atlas.path} --model {name}` first")
     return m
 
-
-def _weights_of(atlas, m) -> str:
-    """The digest of a registered model's weights file (a shipped model's or the atlas's own)."""
-    import hashlib
-
-    from soundatlas.artifact import model_path
-
-    weights = model_path(atlas, m.dir) / "weights.npz"
-    if not weights.is_file():
-        raise AtlasError(f"model {m.name!r} has no weights at {weights}")
-    return hashlib.sha256(weights.read_bytes()).hexdigest()
