@@ -8,9 +8,14 @@ coverage (the share of the hidden that get a suggestion at or above the threshol
 confidence threshold rises, and the whole table as JSON with --json.
 
     python benchmarks/bench_suggest.py ATLAS:LABEL [ATLAS:LABEL ...] [--models default,...]
-        [-k 10] [--seeds 0 1 2] [--json OUT.json]
+        [-k 10] [--seeds 0 1 2] [--json OUT.json] [--reference REF_ATLAS]
 
 Several seeds give the median (and the spread) of each figure.
+
+With ``--reference``, nothing is hidden: every labelled sample of ATLAS gets a suggestion from
+REF_ATLAS's labelled samples alone (``suggest --from``: another library labels this one), and
+ATLAS's labels only score it. Printed: the accuracy of every suggestion, and precision against
+coverage as the threshold rises (no seeds: nothing is drawn).
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import common  # noqa: E402
 
 from soundatlas.atlas import Atlas  # noqa: E402
 from soundatlas.similarity import has_pitch  # noqa: E402
-from soundatlas.suggest import hidden_label_curve, representation  # noqa: E402
+from soundatlas.suggest import (hidden_label_curve, reference_label_curve,  # noqa: E402
+                                reference_model, representation)
 
 HIDE = (0.1, 0.25, 0.5)
 THRESHOLDS = (0.0, 0.5, 0.7, 0.9)
@@ -71,6 +77,41 @@ def measure(target: str, args) -> dict:
     return result
 
 
+def measure_from(target: str, reference: str, args) -> dict:
+    """Every labelled sample of the target suggested from the reference's labelled samples."""
+    path, _, label = target.rpartition(":")
+    with Atlas.open(path) as atlas, Atlas.open(reference) as ref:
+        truth = atlas.labels(label, suggested=False)
+        voters = ref.labels(label, suggested=False)
+        result = {"atlas": path, "label": label, "reference": reference,
+                  "n_labelled": len(truth), "n_values": len(set(truth.values())), "spaces": {}}
+        for name, model, space in spaces(atlas, args.models):
+            t = time.perf_counter()
+            ids, vectors = representation(atlas, model, space)
+            ref_ids, ref_vectors = representation(ref, reference_model(atlas, model, ref, space),
+                                                  space)
+            rows = [r for r, i in enumerate(ids) if int(i) in truth]
+            ref_rows = [r for r, i in enumerate(ref_ids) if int(i) in voters]
+            curve = reference_label_curve(vectors[rows], [truth[int(ids[r])] for r in rows],
+                                          ref_vectors[ref_rows],
+                                          [voters[int(ref_ids[r])] for r in ref_rows],
+                                          k=args.k, thresholds=THRESHOLDS)
+            result["spaces"][name] = {"seconds": time.perf_counter() - t, **curve}
+    return result
+
+
+def show_from(result: dict) -> None:
+    print(f"\n## {result['atlas']}: {result['label']} from {result['reference']} "
+          f"({result['n_labelled']} scored, {result['n_values']} values; chance about "
+          f"{1 / result['n_values']:.3f})")
+    print("space".ljust(28) + "accuracy" + "".join(f"{f'p / cov t{t:.1f}':>18s}"
+                                                   for t in THRESHOLDS))
+    for name, s in result["spaces"].items():
+        cells = ["  -  " if c["precision"] is None else f"{c['precision']:.3f} / "
+                 f"{c['coverage']:.3f}" for c in s["curve"]]
+        print(f"{name.ljust(28)}{s['accuracy']:8.3f}" + "".join(f"{c:>18s}" for c in cells))
+
+
 def _median(xs):
     xs = [x for x in xs if x is not None]
     return float(np.median(xs)) if xs else None
@@ -106,11 +147,18 @@ def main(argv=None) -> int:
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--reference", metavar="REF_ATLAS",
+                    help="suggest from this atlas's labelled samples alone (suggest --from)")
     args = ap.parse_args(argv)
     common.print_facts(common.machine_facts())
-    results = [measure(t, args) for t in args.targets]
-    for r in results:
-        show(r)
+    if args.reference:
+        results = [measure_from(t, args.reference, args) for t in args.targets]
+        for r in results:
+            show_from(r)
+    else:
+        results = [measure(t, args) for t in args.targets]
+        for r in results:
+            show(r)
     if args.json:
         args.json.write_text(json.dumps({"k": args.k, "seeds": args.seeds, "hide": HIDE,
                                          "thresholds": THRESHOLDS, "results": results},

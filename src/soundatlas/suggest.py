@@ -25,7 +25,8 @@ import numpy as np
 
 from soundatlas.errors import ParameterError
 
-__all__ = ["Suggestion", "SPACES", "suggest", "vote", "majority", "representation", "hidden_label_curve"]
+__all__ = ["Suggestion", "SPACES", "suggest", "reference_model", "vote", "majority",
+           "representation", "hidden_label_curve", "reference_label_curve"]
 
 SPACES = ("similarity", "timbre", "map", "input")
 
@@ -129,7 +130,7 @@ def vote(vectors: np.ndarray, labelled: np.ndarray, values: list[str], queries: 
 
 
 def suggest(atlas, key: str, *, model=None, space: str = "timbre", k: int = 10,
-            min_confidence: float = 0.0) -> list[Suggestion]:
+            min_confidence: float = 0.0, reference=None) -> list[Suggestion]:
     """Suggestions of label ``key`` for every embedded sample without it, most confident first.
 
     Parameters
@@ -146,30 +147,95 @@ def suggest(atlas, key: str, *, model=None, space: str = "timbre", k: int = 10,
         Neighbours that vote.
     min_confidence : float
         Suggestions below this are left out.
+    reference : Atlas, optional
+        Another library whose labels vote instead of this atlas's own: its index's and its
+        user's labels of ``key`` (not its own suggestions, which are no truth to pass on). The
+        same model must have embedded it (:func:`soundatlas.artifact.same_model`), in the same
+        space: ``reference_space`` says what else must agree.
 
     Raises
     ------
     ParameterError
-        For an unknown label, a bad ``k`` or ``min_confidence``, or a space the model lacks.
+        For an unknown label, a bad ``k`` or ``min_confidence``, a space the model lacks, or a
+        reference that cannot be searched with this atlas.
     """
     if k < 1:
         raise ParameterError(f"k={k} must be at least 1")
     if not 0 <= min_confidence <= 1:
         raise ParameterError(f"min_confidence={min_confidence} must lie in [0, 1]")
-    known = atlas.label_keys()
+    voters = atlas if reference is None else reference
+    known = voters.label_keys()
     if key not in known:
-        raise ParameterError(f"no label {key!r} in this atlas (known: {', '.join(known) or 'none'})")
+        where = "this atlas" if reference is None else f"the reference atlas {reference.path}"
+        raise ParameterError(f"no label {key!r} in {where} (known: {', '.join(known) or 'none'})")
     if model is None and space != "input":
         raise ParameterError(f"space {space!r} needs a model")
     ids, vectors = representation(atlas, model, space)
-    have = atlas.labels(key)
+    have = atlas.labels(key) if key in atlas.label_keys() else {}
     rows = np.arange(len(ids))
     mask = np.fromiter((int(i) in have for i in ids), bool, len(ids))
-    labelled, queries = rows[mask], rows[~mask]
-    values, conf = vote(vectors, labelled, [have[int(ids[r])] for r in labelled], queries, k)
+    queries = rows[~mask]
+    if reference is None:
+        labelled, values = rows[mask], [have[int(ids[r])] for r in rows[mask]]
+    else:  # the reference's rows follow this atlas's: only they vote
+        ref_ids, ref_vectors = representation(reference, reference_model(atlas, model,
+                                                                         reference, space),
+                                              space)
+        truth = reference.labels(key, suggested=False)
+        ref_rows = np.flatnonzero([int(i) in truth for i in ref_ids])
+        if not len(ref_rows):
+            raise ParameterError(f"no sample of the reference atlas {reference.path} has "
+                                 f"{key!r} of its own (its suggestions do not count)")
+        labelled, values = len(ids) + ref_rows, [truth[int(ref_ids[r])] for r in ref_rows]
+        vectors = np.concatenate([vectors, ref_vectors])
+    values, conf = vote(vectors, labelled, values, queries, k)
     out = [Suggestion(int(ids[r]), v, float(c)) for r, v, c in zip(queries, values, conf)
            if c >= min_confidence]
     return sorted(out, key=lambda s: (-s.confidence, s.sample_id))
+
+
+def reference_model(atlas, model, reference, space: str):
+    """The reference atlas's registration of ``model`` (None for the input space), checked to
+    be searchable beside this atlas's: the same CQT parameters, the same model (weights and
+    config) embedded in every sample, and for the similarity and timbre spaces the same
+    version of the space.
+
+    Raises
+    ------
+    ParameterError
+        Naming what differs, with the command that brings an atlas up to date where one does.
+    """
+    from soundatlas.artifact import same_model
+    from soundatlas.similarity import embed_command, is_current, same_space
+
+    if reference.path.resolve() == atlas.path.resolve():
+        raise ParameterError("the reference atlas is this atlas: without a reference, its own "
+                             "labels vote")
+    if reference.cqt_params != atlas.cqt_params:
+        raise ParameterError(f"the reference atlas {reference.path} has other CQT parameters "
+                             f"({reference.cqt_params}) than {atlas.path} ({atlas.cqt_params}): "
+                             "index both libraries with the same ones")
+    if space == "input":
+        return None
+    theirs = {m.name: m for m in reference.models()}.get(model.name)
+    fix = embed_command(reference, model)
+    if theirs is None or theirs.n_embedded < reference.n_samples():
+        raise ParameterError(f"model {model.name!r} has not embedded every sample of the "
+                             f"reference atlas {reference.path}: `{fix}` does")
+    if not same_model(atlas, model, reference, theirs):
+        raise ParameterError(f"model {model.name!r} of the reference atlas {reference.path} is "
+                             f"not the one of {atlas.path} (other weights, or embedded by "
+                             "another version of it): embed both with the same model")
+    if space in ("similarity", "timbre"):
+        mine, other = atlas.similarity_space(model.id), reference.similarity_space(theirs.id)
+        if mine is not None and other is not None and not same_space(mine, other):
+            older = [f"`{embed_command(a, m)}`" for a, m, sp in
+                     ((atlas, model, mine), (reference, theirs, other))
+                     if not is_current(sp, a.cqt_params)]
+            raise ParameterError("the similarity vectors of the two atlases are of different "
+                                 "versions of the space" + (f": {' and '.join(older)} brings "
+                                                            "them up to date" if older else ""))
+    return theirs
 
 
 def hidden_label_curve(ids: np.ndarray, vectors: np.ndarray, labels: dict[int, str], *,
@@ -203,9 +269,48 @@ def hidden_label_curve(ids: np.ndarray, vectors: np.ndarray, labels: dict[int, s
     values, conf = vote(vectors, known, [labels[int(ids[r])] for r in known], hidden, k)
     truth = np.array([labels[int(ids[r])] for r in hidden], dtype=object)
     right = np.array(values, dtype=object) == truth
+    return {"n_hidden": int(len(hidden)), "n_known": int(len(known)),
+            "curve": _curve(right, conf, thresholds)}
+
+
+def reference_label_curve(vectors: np.ndarray, truth: list[str], ref_vectors: np.ndarray,
+                          ref_values: list[str], *, k: int = 10,
+                          thresholds=(0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)) -> dict:
+    """Suggest a label for every sample from another library's labelled samples (what
+    ``suggest --from`` does), and score against the true labels, which take no part in it:
+    precision against coverage as the confidence threshold varies.
+
+    Parameters
+    ----------
+    vectors : ndarray (n, d)
+        The scored samples, each with its true value in ``truth``.
+    ref_vectors : ndarray (m, d)
+        The reference's labelled samples, with their values in ``ref_values``.
+
+    Returns
+    -------
+    dict
+        ``n_scored``, ``n_reference``, ``accuracy`` (every suggestion, no threshold),
+        ``per_value`` ({value: share of its samples suggested right}) and ``curve``.
+    """
+    n = len(vectors)
+    both = np.concatenate([vectors, ref_vectors]).astype(np.float32)
+    values, conf = vote(both, n + np.arange(len(ref_vectors)), list(ref_values), np.arange(n),
+                        k)
+    truth_a = np.asarray(truth, dtype=object)
+    right = np.array(values, dtype=object) == truth_a
+    per_value = {str(v): float(right[truth_a == v].mean()) for v in sorted(set(truth))}
+    return {"n_scored": n, "n_reference": int(len(ref_vectors)),
+            "accuracy": float(right.mean()) if n else None, "per_value": per_value,
+            "curve": _curve(right, conf, thresholds)}
+
+
+def _curve(right: np.ndarray, conf: np.ndarray, thresholds) -> list[dict]:
+    """Precision (the share right) and coverage (the share taken) of the suggestions at or
+    above each confidence threshold."""
     curve = []
     for t in thresholds:
         taken = conf >= t
         curve.append({"threshold": t, "coverage": float(taken.mean()),
                       "precision": float(right[taken].mean()) if taken.any() else None})
-    return {"n_hidden": int(len(hidden)), "n_known": int(len(known)), "curve": curve}
+    return curve

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import csv
 import io
 import os
@@ -511,18 +512,25 @@ def _add_suggest(sub, parents) -> None:
                        description="For every embedded sample without label KEY, the value most "
                        "of its k nearest samples that have KEY carry, with a confidence (the "
                        "share of those k that carry it); most confident first. --apply stores "
-                       "those at or above --min-confidence as tags marked suggested.")
+                       "those at or above --min-confidence as tags marked suggested. With "
+                       "--from, another library's labelled samples vote instead: label a new "
+                       "pack from a library you have labelled.")
     add_options(s, ATLAS)
     s.add_argument("--label", "-l", required=True, metavar="KEY",
                    help="the label to suggest (the user's tag keys count: tag, mood, ...)")
     s.add_argument("--model", "-m", metavar="NAME",
                    help="the model whose space is searched (default: the one that has embedded "
                    "the most samples)")
-    s.add_argument("--space", choices=SPACES, default="timbre",
+    s.add_argument("--space", choices=SPACES, default=None,
                    help="where nearness is measured: timbre, the timbre block of the model's "
                    "similarity vectors (its hidden layer); similarity, the whole vectors (the "
                    "hidden layer beside a pitch profile); map, its 3-D map; input, the input "
-                   "space (mean log-CQT; no model) (default: timbre)")
+                   "space (mean log-CQT; no model) (default: timbre, and similarity with "
+                   "--from: each measured best there, docs/RESULTS.md)")
+    s.add_argument("--from", dest="reference", metavar="ATLAS",
+                   help="the atlas of another, labelled library whose samples vote (their "
+                   "index's and user's labels, not their suggestions); the same model must have "
+                   "embedded both (default: this atlas's own labelled samples vote)")
     s.add_argument("-k", type=positive_int, default=10, metavar="N",
                    help="labelled neighbours that vote (default: 10)")
     s.add_argument("--min-confidence", type=fraction, default=0.0, metavar="P",
@@ -545,7 +553,15 @@ def cmd_suggest(args: argparse.Namespace) -> int:
                else "(a ':' in its name: a tag is KEY:VALUE); without --apply the suggestions "
                "are shown")
         raise UsageError(f"--apply: label {args.label!r} cannot be stored as a tag {why}")
-    with Atlas.open(atlas_dir(args), write=args.apply, tidy=False) as atlas:
+    if args.space is None:  # chosen on the tuning sets, each for its use (docs/RESULTS.md)
+        args.space = "similarity" if args.reference else "timbre"
+    if args.reference and Path(args.reference).resolve() == atlas_dir(args).resolve():
+        raise UsageError(f"--from {args.reference} is the atlas suggested for; without --from "
+                         "its own labelled samples vote")
+    with contextlib.ExitStack() as stack:
+        atlas = stack.enter_context(Atlas.open(atlas_dir(args), write=args.apply, tidy=False))
+        reference = (stack.enter_context(Atlas.open(Path(args.reference), tidy=False))
+                     if args.reference else None)
         model = None
         if args.space != "input":
             if args.model:
@@ -560,15 +576,16 @@ def cmd_suggest(args: argparse.Namespace) -> int:
                                      "give --space input")
                 model = max(usable, key=lambda m: m.n_embedded)
         found = suggest(atlas, args.label, model=model, space=args.space, k=args.k,
-                        min_confidence=args.min_confidence)
+                        min_confidence=args.min_confidence, reference=reference)
         paths = atlas.paths([s.sample_id for s in found[: None if args.json or args.apply
                                                         else args.limit]])
         # samples the model has no point for get no suggestion: say so, not an empty answer
         unplaced = atlas.n_samples() - model.n_embedded if model is not None else 0
         # a value labelled on fewer samples than k votes: its confidence cannot reach 1 (the
         # voters suggest counts: the labels as the page reads them)
-        largest = max(collections.Counter(atlas.labels(args.label).values()).values(),
-                      default=0)
+        voters = (atlas.labels(args.label) if reference is None
+                  else reference.labels(args.label, suggested=False))
+        largest = max(collections.Counter(voters.values()).values(), default=0)
         applied, refused = 0, {}
         if args.apply and found:
             applied, refused = _store_suggestions(atlas, args.label, found)
@@ -577,6 +594,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"label": args.label, "space": args.space,
                     "model": model.name if model else None, "k": args.k,
+                    "from": args.reference,
                     "n": len(rows), "applied": applied, "n_not_embedded": unplaced,
                     "not_stored": [{"value": v, "n": n, "why": why}
                                    for v, (n, why) in refused.items()],

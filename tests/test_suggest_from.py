@@ -1,0 +1,192 @@
+"""``suggest --from``: a labelled library's samples label another library's (a new pack)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import run_in_process
+from soundatlas.atlas import Atlas
+
+SR = 22050
+KINDS = ("kick", "hat", "tone")
+
+
+def _hit(kind: str, seed: int, *, gain: float) -> np.ndarray:
+    """A kick (falling sine), a hat (bright noise burst) or a held tone, varied by ``seed``."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(0.5 * SR)) / SR
+    if kind == "kick":
+        f = 45 + 10 * rng.random() + 120 * np.exp(-t * 30)
+        y = np.sin(2 * np.pi * np.cumsum(f) / SR) * np.exp(-t * 8)
+    elif kind == "hat":
+        y = np.diff(rng.standard_normal(len(t) + 1)) * np.exp(-t * (30 + 20 * rng.random()))
+    else:
+        y = np.sin(2 * np.pi * (300 + 200 * rng.random()) * t) * np.exp(-t * 1.5)
+    return (gain * y / np.abs(y).max()).astype(np.float32)
+
+
+def _library(root: Path, *, n: int, seed: int, gain: float, labelled: bool) -> Path:
+    """``n`` sounds of each kind; with ``labelled``, a manifest gives each its ``drum_class``."""
+    rows = ["path,drum_class"]
+    for kind in KINDS:
+        for i in range(n):
+            rel = f"{kind}s/{kind}_{seed}_{i:02d}.wav"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            sf.write(root / rel, _hit(kind, seed * 100 + i, gain=gain), SR, subtype="PCM_16")
+            rows.append(f"{rel},{kind}")
+    if labelled:
+        (root / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def _cli(capsys, *args):
+    proc = run_in_process(capsys, *args)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def reference_and_pack(tmp_path_factory):
+    """A labelled reference library and an unlabelled pack of another 'maker' (other seeds,
+    another gain, folders named otherwise), both mapped with the shipped model: the atlases."""
+    from soundatlas.cli import main
+
+    root = tmp_path_factory.mktemp("suggest-from")
+    ref = _library(root / "ref", n=8, seed=1, gain=0.8, labelled=True)
+    pack = _library(root / "pack", n=5, seed=7, gain=0.3, labelled=False)
+    for kind in KINDS:  # the pack's folders say nothing
+        (pack / f"{kind}s").rename(pack / f"folder_{KINDS.index(kind)}")
+    for lib in (ref, pack):
+        assert main(["map", str(lib), "-q"]) == 0
+    return ref / ".soundatlas", pack / ".soundatlas"
+
+
+def _truth(pack_atlas: Path) -> dict[str, str]:
+    with Atlas.open(pack_atlas) as atlas:
+        return {r.path: r.path.rsplit("/", 1)[1].split("_")[0]
+                for r in atlas.samples(atlas.sample_ids().tolist())}
+
+
+@pytest.mark.parametrize("space", ["timbre", "similarity"])
+def test_a_labelled_library_labels_a_new_pack(reference_and_pack, capsys, space):
+    ref, pack = reference_and_pack
+    truth = _truth(pack)
+    rc, _, err = _cli(capsys, "suggest", "--atlas", pack, "-l", "drum_class", "--space", space)
+    assert rc == 1 and "no label 'drum_class' in this atlas" in err  # its own: none
+    rc, out, err = _cli(capsys, "suggest", "--atlas", pack, "-l", "drum_class", "--space", space,
+                        "--from", ref, "-k", "5", "--json")
+    assert rc == 0, err
+    got = json.loads(out)
+    assert got["from"] == str(ref) and got["n"] == len(truth) == 15
+    assert {s["path"]: s["value"] for s in got["suggestions"]} == truth
+    assert all(s["confidence"] == 1.0 for s in got["suggestions"])  # 5 of 5 agree
+
+
+def test_suggestions_from_a_reference_are_stored_in_the_pack_alone(reference_and_pack, capsys,
+                                                                    tmp_path):
+    import shutil
+
+    ref, pack = reference_and_pack
+    pack_copy = tmp_path / "pack"
+    shutil.copytree(pack.parent, pack_copy, symlinks=True)
+    atlas = pack_copy / ".soundatlas"
+    rc, out, err = _cli(capsys, "suggest", "--atlas", atlas, "-l", "drum_class", "--from", ref,
+                        "--apply", "--json")
+    assert rc == 0 and json.loads(out)["applied"] == 15, err
+    assert json.loads(out)["space"] == "similarity"  # the default with --from
+    with Atlas.open(atlas) as a:
+        stored = a.labels("drum_class")
+        assert len(stored) == 15 and a.labels("drum_class", suggested=False) == {}
+    with Atlas.open(ref) as r:
+        assert r.user_label_rows(key="drum_class") == []  # the reference is left alone
+    # a second run has nothing left to suggest: the pack's samples carry the label now
+    rc, out, _ = _cli(capsys, "suggest", "--atlas", atlas, "-l", "drum_class", "--from", ref,
+                      "--json")
+    assert rc == 0 and json.loads(out)["n"] == 0
+
+
+def test_a_references_own_suggestions_do_not_vote(reference_and_pack, capsys, tmp_path):
+    """Labels the reference got from a map are guesses, not a truth to pass on."""
+    import shutil
+
+    ref, pack = reference_and_pack
+    ref_copy = tmp_path / "ref"
+    shutil.copytree(ref.parent, ref_copy, symlinks=True)
+    with Atlas.open(ref_copy / ".soundatlas", write=True) as r:
+        ids = r.sample_ids().tolist()
+        r.add_suggestions([(ids, "mood:dark", 0.9)])
+        assert set(r.labels("mood").values()) == {"dark"}
+    rc, _, err = _cli(capsys, "suggest", "--atlas", pack, "-l", "mood", "--space", "input",
+                      "--from", ref_copy / ".soundatlas")
+    assert rc == 1 and "has 'mood' of its own (its suggestions do not count)" in err, err
+    with Atlas.open(ref_copy / ".soundatlas", write=True) as r:  # the user's own tag votes
+        r.tag(ids[:1], add=["mood:dark"])
+    rc, out, err = _cli(capsys, "suggest", "--atlas", pack, "-l", "mood", "--space", "input",
+                        "--from", ref_copy / ".soundatlas", "--json")
+    assert rc == 0 and {s["value"] for s in json.loads(out)["suggestions"]} == {"dark"}, err
+    assert {s["confidence"] for s in json.loads(out)["suggestions"]} == {0.1}  # 1 of k=10
+
+
+def test_a_reference_that_cannot_be_searched_beside_the_pack_is_named(reference_and_pack,
+                                                                       capsys, tmp_path):
+    import shutil
+
+    from soundatlas.indexing import index_library
+
+    ref, pack = reference_and_pack
+    rc, _, err = _cli(capsys, "suggest", "--atlas", pack, "-l", "drum_class", "--from", pack)
+    assert rc == 2 and "is the atlas suggested for" in err
+    rc, _, err = _cli(capsys, "suggest", "--atlas", pack, "-l", "drum_class", "--from",
+                      tmp_path / "nothing")
+    assert rc == 1 and "no atlas at" in err and "nothing" in err
+    # indexed, not embedded: the command that embeds it is named
+    bare = tmp_path / "bare"
+    shutil.copytree(ref.parent, bare, ignore=shutil.ignore_patterns(".soundatlas"))
+    index_library(bare, n_jobs=1)
+    rc, _, err = _cli(capsys, "suggest", "--atlas", pack, "-l", "drum_class", "--from",
+                      bare / ".soundatlas")
+    assert rc == 1 and "has not embedded every sample of the reference atlas" in err, err
+    assert f"soundatlas embed --atlas {bare / '.soundatlas'} --model default" in err
+    # other CQT parameters: no space of the two can be compared
+    other = tmp_path / "other"
+    shutil.copytree(ref.parent, other, ignore=shutil.ignore_patterns(".soundatlas"))
+    rc, _, err = _cli(capsys, "index", other, "-q", "--cqt-kernel", "folded")
+    assert rc == 0, err
+    rc, _, err = _cli(capsys, "suggest", "--atlas", pack, "-l", "drum_class", "--space", "input",
+                      "--from", other / ".soundatlas")
+    assert rc == 1 and "other CQT parameters" in err, err
+
+
+def test_same_model_compares_weights_and_the_config_each_atlas_recorded(reference_and_pack):
+    import dataclasses
+
+    from soundatlas.artifact import same_model
+
+    ref, pack = reference_and_pack
+    with Atlas.open(ref) as r, Atlas.open(pack) as p:
+        a, b = r.model("default"), p.model("default")
+        assert same_model(r, a, p, b)
+        older = dataclasses.replace(b, config={**b.config, "iterations": -1})
+        assert not same_model(r, a, p, older)  # embedded by another version of 'default'
+
+
+def test_a_reference_label_curve_scores_every_sample_against_its_own_truth():
+    from soundatlas.suggest import reference_label_curve
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (3, 8))
+    ref_cls, cls = rng.integers(0, 3, 300), rng.integers(0, 3, 90)
+    ref = centres[ref_cls] + rng.normal(0, 0.3, (300, 8))
+    scored = centres[cls] + 0.5 + rng.normal(0, 0.3, (90, 8))  # another maker: shifted
+    r = reference_label_curve(scored, [f"c{c}" for c in cls], ref, [f"c{c}" for c in ref_cls],
+                              k=10, thresholds=(0.0, 0.9))
+    assert r["n_scored"] == 90 and r["n_reference"] == 300
+    assert r["curve"][0]["coverage"] == 1.0 and r["curve"][0]["precision"] == r["accuracy"]
+    assert r["accuracy"] > 0.9 and set(r["per_value"]) == {"c0", "c1", "c2"}
+    swapped = reference_label_curve(scored, [f"c{(c + 1) % 3}" for c in cls], ref,
+                                    [f"c{c}" for c in ref_cls], k=10)
+    assert swapped["accuracy"] < 0.1  # the truth counts, and only the truth
