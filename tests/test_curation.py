@@ -164,6 +164,27 @@ def test_labels_without_suggestions_read_the_users_own_alone(indexed):
         assert ids[2] not in atlas.labels("mood", suggested=False)
 
 
+def test_training_reads_no_label_the_map_suggested_and_says_so(indexed, capsys):
+    """A model taught its map's guesses learns their mistakes as truth: training reads the
+    index's labels and the user's own; a suggestion the user accepts is the user's."""
+    from soundatlas.sampling import TrainingData
+
+    with Atlas.open(indexed / ".soundatlas", write=True) as atlas:
+        ids = sorted(_ids(atlas).values())
+        atlas.tag(ids[:9], add=["mood:dark"], suggested=True, confidence=0.8)
+        atlas.tag(ids[9:], add=["mood:bright"], suggested=True, confidence=0.8)
+        atlas.tag(ids[:2], add=["mood:dark"])  # accepted: the user's own now
+        data = TrainingData.from_atlas(atlas, ids, label_keys=["mood"])
+        assert [v for v in data.labels["mood"] if v] == ["dark", "dark"]
+        assert data.suggested_only == {"mood": len(ids) - 2}
+        guessed = TrainingData.from_atlas(atlas, ids, label_keys=["mood"], suggested=True)
+        assert all(guessed.labels["mood"]) and guessed.suggested_only == {}
+    rc, _, err = _cli(capsys, "train", "--atlas", indexed / ".soundatlas", "-n", "label:mood",
+                      "--iterations", "5", "-q")
+    assert rc == 1 and "does not read labels suggested from the map that nobody accepted" in err
+    assert "samples of 'mood'" in err and "soundatlas tag --add KEY:VALUE" in err
+
+
 def test_what_the_user_made_follows_moved_files_and_survives_reindexing(indexed):
     atlas_dir = indexed / ".soundatlas"
     with Atlas.open(atlas_dir, write=True) as atlas:

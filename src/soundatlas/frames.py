@@ -169,6 +169,8 @@ class TrainingData:
         Duration of one frame, for augmentation.
     absent_labels : dict of str to str
         Why a label asked for was not loaded, per key (:meth:`label` raises it).
+    suggested_only : dict of str to int
+        Per key, the samples whose only value is a suggestion from the map, which was not read.
     """
 
     sample_ids: np.ndarray  # int64 (n_samples,)
@@ -181,6 +183,7 @@ class TrainingData:
     bins_per_octave: int = PAPER_CQT.bins_per_octave
     frame_seconds: float = PAPER_CQT.hop_length / PAPER_CQT.sr
     absent_labels: dict[str, str] = field(default_factory=dict)
+    suggested_only: dict[str, int] = field(default_factory=dict)
     _cum: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     # -- construction --------------------------------------------------------------------------
@@ -194,6 +197,7 @@ class TrainingData:
         label_keys: Sequence[str] = (),
         compression: float | None = None,
         missing_labels: str = "raise",
+        suggested: bool = False,
     ) -> "TrainingData":
         """Read samples and their labels from an atlas.
 
@@ -211,6 +215,10 @@ class TrainingData:
             For a label key the atlas has never seen: raise, or leave the key out and let
             :meth:`label` raise that error when it is asked for (a mixture of neighbourhoods
             leaves out the parts whose labels this atlas lacks).
+        suggested : bool, default False
+            Read the values ``suggest --apply`` stored and nobody accepted too. A model taught
+            its map's guesses learns their mistakes as truth, so training reads the index's
+            labels and the user's own alone (a suggestion the user accepts is the user's).
 
         Returns
         -------
@@ -260,10 +268,15 @@ class TrainingData:
         for rec, F in atlas.each_features(r for r in records if r.n_frames):
             off = offset_of[rec.id]
             frames[off : off + rec.n_frames] = F
-        labels = {}
+        labels, suggested_only = {}, {}
         for key in label_keys:
-            values = label_of(atlas, key, known)
+            values = label_of(atlas, key, known, suggested=suggested)
             labels[key] = _object_array([values.get(r.id) for r in records])
+            if not suggested:  # what a user may mean to train on: named if training fails
+                guessed = label_of(atlas, key, known).keys() - values.keys()
+                n = sum(r.id in guessed for r in records)
+                if n:
+                    suggested_only[key] = n
         return cls(
             sample_ids=np.array([r.id for r in records], dtype=np.int64),
             frames=frames,
@@ -275,6 +288,7 @@ class TrainingData:
             bins_per_octave=int(atlas.cqt_params.bins_per_octave),
             frame_seconds=atlas.cqt_params.hop_length / atlas.cqt_params.sr,
             absent_labels=absent,
+            suggested_only=suggested_only,
         )
 
     @classmethod

@@ -39,6 +39,7 @@ from soundatlas.checkpoints import (CHECKPOINT, check_finite, config_key, last_g
                                     load_checkpoint, save_checkpoint)
 from soundatlas.errors import CheckpointMismatch, ParameterError, TrainingError  # noqa: F401
 from soundatlas.model import native_bf16
+from soundatlas.text import counted
 from soundatlas.settings import PRESETS, TrainSettings, lr_at, settings_for  # noqa: F401
 
 __all__ = ["TrainSettings", "PRESETS", "TrainingError", "CheckpointMismatch", "train",
@@ -390,7 +391,16 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
         from soundatlas.embed import prediction_noise
 
         nb.set_teacher(base.model, noise=prediction_noise(base))
-    nb.fit(data)
+    try:
+        nb.fit(data)
+    except ParameterError as exc:
+        if not data.suggested_only:
+            raise
+        unread = ", ".join(f"{counted(n, 'sample')} of {key!r}" for key, n in
+                           data.suggested_only.items())
+        raise ParameterError(f"{exc}. Training does not read labels suggested from the map that "
+                             f"nobody accepted ({unread}): accept them with `soundatlas tag "
+                             "--add KEY:VALUE`, or with y in the page") from exc
     sampler = TripleSampler(data, nb, batch_size=settings.batch_size, seed=seed,
                             noise=(settings.noise_mean, settings.noise_std),
                             noise_rng=settings.noise_rng, augment=settings.augment)
