@@ -160,7 +160,8 @@ def main(argv=None) -> int:
         for r in results:
             show(r)
     if args.json:
-        args.json.write_text(json.dumps({"k": args.k, "seeds": args.seeds, "hide": HIDE,
+        drawn = {} if args.reference else {"seeds": args.seeds, "hide": HIDE}  # nothing drawn
+        args.json.write_text(json.dumps({"k": args.k, **drawn, "reference": args.reference,
                                          "thresholds": THRESHOLDS, "results": results},
                                         indent=1))
         print(f"\n# results written to {args.json}")

@@ -224,13 +224,22 @@ def weights_digest(atlas, registration: ModelRecord) -> str:
     return hashlib.sha256(weights.read_bytes()).hexdigest()
 
 
+#: Config keys that say how a model was stored, not what it is: a model registered by the run
+#: that trained it lacks them, the same model registered from its folder has them.
+STORAGE_KEYS = ("name", "weights_dtype")
+
+
 def same_model(atlas_a, a: ModelRecord, atlas_b, b: ModelRecord) -> bool:
     """Whether two atlases' registrations are one model, so that their points and vectors may
-    be searched together: the same weights and, for a shipped model, the same config as each
-    atlas registered (its weights file is today's in both, but an atlas embedded by an earlier
-    version of it recorded that version's config: ``shipped_changed``)."""
-    shipped = a.dir.startswith("shipped:") or b.dir.startswith("shipped:")
-    return ((not shipped or a.config == b.config)
+    be searched together: the same weights file contents, and the same config as each atlas
+    registered (but for :data:`STORAGE_KEYS`). Both registrations may name one folder whose
+    model has changed since one of them embedded: a shipped model of a later soundatlas
+    (``shipped_changed``), or a model trained again in place. Its weights are then today's for
+    both, and only the recorded configs tell the versions apart."""
+    def what(config: dict) -> dict:
+        return {k: v for k, v in config.items() if k not in STORAGE_KEYS}
+
+    return (what(a.config) == what(b.config)
             and weights_digest(atlas_a, a) == weights_digest(atlas_b, b))
 
 

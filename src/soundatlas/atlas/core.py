@@ -195,7 +195,7 @@ class Atlas(SampleStore, LabelStore, CurationStore, LegacyStore, RunStore, Model
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, write: bool = False,
-             tidy: bool = True) -> "Atlas":
+             tidy: bool = True, option: str = "--atlas") -> "Atlas":
         """Open an existing atlas; migrate its schema when opened for writing.
 
         Parameters
@@ -210,6 +210,9 @@ class Atlas(SampleStore, LabelStore, CurationStore, LegacyStore, RunStore, Model
             (one tidying writer at a time). Writers that touch no array file (the user's tags
             and collections) pass False: they may run beside an ``index`` or ``embed``, whose
             files not yet committed must stay.
+        option : str, default '--atlas'
+            The command-line option that named ``path``, for the hint when it names a library
+            (``--from``, ``--reference``).
 
         Returns
         -------
@@ -226,7 +229,7 @@ class Atlas(SampleStore, LabelStore, CurationStore, LegacyStore, RunStore, Model
             inside = default_atlas_dir(path)
             if (inside / DB_NAME).is_file():  # the library named, not its atlas
                 raise AtlasError(f"no atlas at {path}: it is a library, whose atlas is {inside} "
-                                 f"(--atlas {inside})")
+                                 f"({option} {inside})")
             raise AtlasError(f"no atlas at {path} (run `soundatlas index LIBRARY` first)")
         if write and tidy:
             lock_writer(path)

@@ -131,7 +131,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                          "library's atlas (cross-bank), or leave it out (within-set)")
     with ExitStack() as stack:
         atlas = stack.enter_context(open_atlas(args))
-        reference = (stack.enter_context(Atlas.open(Path(args.reference)))
+        reference = (stack.enter_context(Atlas.open(Path(args.reference), option="--reference"))
                      if args.reference else None)
         bar = stack.enter_context(progress_bar(args, desc="evaluating", unit="stage"))
         result = evaluate(atlas, args.model or (), baselines=baselines, labels=args.labels,
