@@ -850,8 +850,11 @@ def test_suggest_fills_in_missing_labels_from_the_nearest_labelled_samples(tone_
     assert set(got) == set(unlabelled)  # exactly the samples without the label
     assert {p: v for p, (v, _) in got.items()} == unlabelled  # their folder's instrument
     assert all(0 < c <= 1 for _, c in got.values())
+    # each folder's lowest tone lies below its labelled ones: farther out than any of them
+    far = {s["path"] for s in json.loads(out)["suggestions"] if s["far"]}
+    assert json.loads(out)["n_far"] == len(far)
     rc, out, _ = _cli(capsys, "suggest", *A, "--label", "instrument", "--space", "input", "-k",
-                      "3", "--apply", "--min-confidence", "0.5", "--json")
+                      "3", "--apply", "--min-confidence", "0.5", "--json", "--keep-far")
     applied = json.loads(out)
     assert rc == 0 and applied["applied"] == sum(c >= 0.5 for _, c in got.values()) > 0
     with Atlas.open(tone_library / ".soundatlas") as atlas:
@@ -873,6 +876,7 @@ def test_suggest_fills_in_missing_labels_from_the_nearest_labelled_samples(tone_
             (("--label", "instrument", "--space", "input", "--min-confidence", "2"), 2,
              "--min-confidence: 2 must lie in 0..1"),
             (("--label", "instrument", "--min-confidence", "nan"), 2, "nan must lie in 0..1"),
+            (("--label", "instrument", "--keep-far"), 2, "--keep-far: only with --apply"),
             (("--label", "instrument"), 1, "no model")):  # the atlas, not the line
         rc, _, err = _cli(capsys, "suggest", *A, *args)
         assert rc == status and message in err, err

@@ -96,8 +96,14 @@ def test_suggestions_from_a_reference_are_stored_in_the_pack_alone(reference_and
     atlas = pack_copy / ".soundatlas"
     rc, out, err = _cli(capsys, "suggest", "--atlas", atlas, "-l", "drum_class", "--from", ref,
                         "--apply", "--json")
-    assert rc == 0 and json.loads(out)["applied"] == 15, err
-    assert json.loads(out)["space"] == "similarity"  # the default with --from
+    got = json.loads(out)
+    n_far = sum(s["far"] for s in got["suggestions"])
+    assert rc == 0 and got["applied"] == 15 - n_far and got["n_far"] == n_far, err
+    assert got["space"] == "similarity"  # the default with --from
+    if n_far:  # those marked far are stored only when asked for
+        rc, out, _ = _cli(capsys, "suggest", "--atlas", atlas, "-l", "drum_class", "--from",
+                          ref, "--apply", "--keep-far", "--json")
+        assert rc == 0 and json.loads(out)["applied"] == n_far
     with Atlas.open(atlas) as a:
         stored = a.labels("drum_class")
         assert len(stored) == 15 and a.labels("drum_class", suggested=False) == {}
@@ -190,3 +196,117 @@ def test_a_reference_label_curve_scores_every_sample_against_its_own_truth():
     swapped = reference_label_curve(scored, [f"c{(c + 1) % 3}" for c in cls], ref,
                                     [f"c{c}" for c in ref_cls], k=10)
     assert swapped["accuracy"] < 0.1  # the truth counts, and only the truth
+
+
+def test_a_sound_unlike_every_voter_is_marked_far(reference_and_pack, capsys, tmp_path):
+    """A pad among drums gets a drum class from a vote all the same; the mark says that no
+    labelled sample is like it, and --apply leaves it out unless --keep-far."""
+    import shutil
+
+    from soundatlas.cli import main
+    from soundatlas.suggest import reach, vote
+
+    ref, pack = reference_and_pack
+    lib = tmp_path / "pack"
+    shutil.copytree(pack.parent, lib, symlinks=True)
+    t = np.arange(SR * 2) / SR  # a slow, wide chord: like no kick, hat or short tone
+    pad = sum(np.sin(2 * np.pi * f * t) for f in (110, 138.6, 164.8, 220)) * np.minimum(t, 1)
+    sf.write(lib / "pad.wav", (0.2 * pad / np.abs(pad).max()).astype(np.float32), SR)
+    assert main(["map", str(lib), "-q"]) == 0
+    rc, out, err = _cli(capsys, "suggest", "--atlas", lib / ".soundatlas", "-l", "drum_class",
+                        "--from", ref, "--json")
+    got = {s["path"]: s for s in json.loads(out)["suggestions"]}
+    assert rc == 0 and got["pad.wav"]["far"], err
+    marks = [s["far"] for s in got.values()]
+    assert marks == sorted(marks)  # those within reach first
+    assert sum(s["far"] for s in got.values()) <= 2  # the pack's drums lie within reach
+    rc, out, _ = _cli(capsys, "suggest", "--atlas", lib / ".soundatlas", "-l", "drum_class",
+                      "--from", ref, "--apply")
+    assert rc == 0 and "marked far and not stored (--keep-far stores them)" in out
+    with Atlas.open(lib / ".soundatlas") as a:
+        pad_id = next(r.id for r in a.samples(a.sample_ids().tolist()) if r.path == "pad.wav")
+        assert pad_id not in a.labels("drum_class")
+    # the reach: the most isolated voter's distance to its nearest other
+    voters = np.array([[0, 0], [0, 0], [1, 0], [3, 0]], np.float32)  # (0, 0) twice
+    assert reach(voters) == pytest.approx(2.0)  # (3, 0) is 2 from (1, 0)
+    assert reach(voters[:1]) == float("inf")
+    both = np.concatenate([voters, [[4.5, 0], [5.5, 0]]]).astype(np.float32)
+    _, _, d = vote(both, np.arange(4), list("aabb"), np.array([4, 5]), 2, with_distance=True)
+    assert d.tolist() == pytest.approx([1.5, 2.5])  # near (1.5 <= 2), far (2.5 > 2)
+
+
+def test_the_reach_of_many_voters_is_measured_on_a_sample_of_them(monkeypatch):
+    import soundatlas.suggest as suggest
+
+    rng = np.random.default_rng(0)
+    voters = rng.normal(0, 1, (600, 4)).astype(np.float32)
+    exact = suggest.reach(voters)
+    monkeypatch.setattr(suggest, "REACH_SAMPLE", 200)
+    sampled = suggest.reach(voters)
+    assert 0 < sampled <= exact and sampled == suggest.reach(voters)  # seeded
+    assert sampled >= 0.5 * exact
+
+
+def test_what_keeps_two_atlases_apart_is_named_with_the_way_out(reference_and_pack, capsys,
+                                                                tmp_path):
+    """A model of the same name trained again in place, an older version of the similarity
+    space, a reference not embedded through, a library named for its atlas, an empty --from."""
+    import shutil
+
+    from soundatlas.artifact import SHIPPED_MODELS, resolve_model
+    from soundatlas.embed import embed_atlas, ensure_registered
+    from soundatlas.indexing import index_library
+
+    ref, pack = reference_and_pack
+    rc, _, err = _cli(capsys, "suggest", "--atlas", pack, "-l", "drum_class", "--from", "")
+    assert rc == 2 and "--from: empty" in err
+    rc, _, err = _cli(capsys, "suggest", "--atlas", pack, "-l", "drum_class", "--from",
+                      ref.parent)
+    assert rc == 1 and f"(--from {ref})" in err, err  # the option the user typed
+
+    def fresh(name: str) -> Path:  # a copy of a library, indexed anew
+        lib = tmp_path / name
+        shutil.copytree(ref.parent if name.startswith("ref") else pack.parent, lib,
+                        ignore=shutil.ignore_patterns(".soundatlas"))
+        index_library(lib, n_jobs=1)
+        return lib / ".soundatlas"
+
+    # a model of one's own, from its folder: the way out names the folder, not only its name
+    mine = tmp_path / "mine"
+    shutil.copytree(SHIPPED_MODELS / "default", mine)
+    config = json.loads((mine / "config.json").read_text())
+    (mine / "config.json").write_text(json.dumps({**config, "name": "mine"}))
+    p, r = fresh("pack"), fresh("ref-mine")
+    assert _cli(capsys, "embed", "--atlas", p, "-m", mine, "-q")[0] == 0
+    rc, _, err = _cli(capsys, "suggest", "--atlas", p, "-l", "drum_class", "--from", r, "-m",
+                      "mine")
+    assert rc == 1 and f"soundatlas embed --atlas {r} --model {mine.resolve()}" in err, err
+    assert _cli(capsys, "embed", "--atlas", r, "-m", mine, "-q")[0] == 0
+    rc, out, err = _cli(capsys, "suggest", "--atlas", p, "-l", "drum_class", "--from", r, "-m",
+                        "mine", "--json")
+    assert rc == 0 and json.loads(out)["n"] == 15, err
+    # the same folder's model trained again: the weights are today's for both atlases, but the
+    # pack's points are the first version's
+    weights = dict(np.load(mine / "weights.npz"))
+    np.savez(mine / "weights.npz", **{k: v * 0.5 for k, v in weights.items()})
+    (mine / "config.json").write_text(json.dumps({**config, "name": "mine", "again": 1}))
+    r2 = fresh("ref-again")
+    assert _cli(capsys, "embed", "--atlas", r2, "-m", mine, "-q")[0] == 0
+    rc, _, err = _cli(capsys, "suggest", "--atlas", p, "-l", "drum_class", "--from", r2, "-m",
+                      "mine")
+    assert rc == 1 and "is not the one of" in err, err
+    # the similarity space of an earlier soundatlas (the timbre block at weight 1)
+    old = fresh("ref-old-space")
+    with Atlas.open(old, write=True) as atlas:
+        artifact, registration = resolve_model(atlas, "default")
+        embed_atlas(atlas, artifact, ensure_registered(atlas, artifact, registration),
+                    similarity_weight=1.0)
+    rc, _, err = _cli(capsys, "suggest", "--atlas", pack, "-l", "drum_class", "--from", old)
+    assert rc == 1 and "different versions of the space" in err, err
+    assert f"soundatlas embed --atlas {old} --model default" in err  # the older one
+    # a sound added to the reference and not embedded yet
+    sf.write(old.parent / "kicks" / "kick_new.wav", _hit("kick", 999, gain=0.8), SR)
+    index_library(old.parent, n_jobs=1)
+    rc, _, err = _cli(capsys, "suggest", "--atlas", pack, "-l", "drum_class", "--from", old,
+                      "--space", "map")
+    assert rc == 1 and "has not embedded every sample of the reference atlas" in err, err

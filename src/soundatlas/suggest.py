@@ -25,20 +25,27 @@ import numpy as np
 
 from soundatlas.errors import ParameterError
 
-__all__ = ["Suggestion", "SPACES", "suggest", "reference_model", "vote", "majority",
+__all__ = ["Suggestion", "SPACES", "REACH_SAMPLE", "suggest", "reference_model", "vote",
+           "reach", "majority",
            "representation", "hidden_label_curve", "reference_label_curve"]
 
 SPACES = ("similarity", "timbre", "map", "input")
 
 
+#: At most this many voters (a seeded sample of them beyond) measure the voters' reach.
+REACH_SAMPLE = 5000
+
+
 @dataclass(frozen=True)
 class Suggestion:
     """A value suggested for a sample: ``confidence`` is the share of its ``k`` nearest
-    labelled samples that carry ``value``."""
+    labelled samples that carry ``value``; ``far``: its nearest labelled sample lies beyond
+    the voters' :func:`reach`, so its sound is like none that voted (a pad among drums)."""
 
     sample_id: int
     value: str
     confidence: float
+    far: bool = False
 
 
 def representation(atlas, model, space: str) -> tuple[np.ndarray, np.ndarray]:
@@ -67,8 +74,11 @@ def representation(atlas, model, space: str) -> tuple[np.ndarray, np.ndarray]:
     found = atlas.similarity_space(model.id)
     ids, codes = atlas.similarity_vectors(model.id)
     if found is None or len(ids) < model.n_embedded:
+        from soundatlas.similarity import embed_command
+
         raise ParameterError(f"model {model.name!r} has no similarity vector for every sample "
-                             "(soundatlas embed adds them); use --space map")
+                             f"of {atlas.path}: `{embed_command(atlas, model)}` adds them; or "
+                             "use --space map")
     if space == "timbre":
         return ids, decode(timbre(codes, found), timbre_space(found))
     return ids, decode(codes, found)
@@ -83,7 +93,7 @@ def majority(values: list):
 
 
 def vote(vectors: np.ndarray, labelled: np.ndarray, values: list[str], queries: np.ndarray,
-         k: int, *, batch: int = 4096) -> tuple[list[str], np.ndarray]:
+         k: int, *, batch: int = 4096, with_distance: bool = False) -> tuple:
     """The value and confidence of each query row among its ``k`` nearest labelled rows.
 
     Parameters
@@ -106,11 +116,13 @@ def vote(vectors: np.ndarray, labelled: np.ndarray, values: list[str], queries: 
     confidence : ndarray of float
         The share of the ``k`` that carry it (with fewer than ``k`` labelled rows, still a
         share of ``k``: 1 only when ``k`` neighbours agree).
+    distance : ndarray of float
+        With ``with_distance``: each query's distance to its nearest labelled row.
     """
     import faiss
 
     if len(labelled) == 0 or len(queries) == 0:
-        return [], np.zeros(0)
+        return ([], np.zeros(0), np.zeros(0)) if with_distance else ([], np.zeros(0))
     # fewer labelled rows than k: all of them vote, but the share stays one of the k asked
     # for (one labelled neighbour is not the agreement of ten; the page's suggest does the same)
     n_search = min(k, len(labelled))
@@ -119,19 +131,54 @@ def vote(vectors: np.ndarray, labelled: np.ndarray, values: list[str], queries: 
     codes, names = np.unique(np.asarray(values, dtype=object).astype(str), return_inverse=True)
     out_values: list[str] = []
     out_conf = np.empty(len(queries))
+    out_dist = np.empty(len(queries))
     for start in range(0, len(queries), batch):
         q = np.ascontiguousarray(vectors[queries[start:start + batch]], np.float32)
-        _, nn = index.search(q, n_search)
+        d2, nn = index.search(q, n_search)
+        out_dist[start:start + len(q)] = np.sqrt(np.maximum(d2[:, 0], 0))
         for j, row in enumerate(nn):
             winner, n = majority(names[row].tolist())
             out_values.append(str(codes[winner]))
             out_conf[start + j] = n / k
-    return out_values, out_conf
+    return (out_values, out_conf, out_dist) if with_distance else (out_values, out_conf)
+
+
+def reach(voters: np.ndarray, *, seed: int = 0) -> float:
+    """How far the most isolated voter lies from its nearest other voter: a query farther than
+    this from every voter is farther out than any of them (``Suggestion.far``).
+
+    Measured on every voter up to :data:`REACH_SAMPLE`, beyond that on a seeded sample of them
+    (each searched against all). Chosen on the tuning sets (docs/RESULTS.md, "Labels from
+    another library"): of the voters' leave-one-out nearest distances, the largest told
+    MuseScore's drums (4 % marked) from its melodic notes (93-96 % marked) best, labelled
+    from FluidR3 and OPL3 kits in the similarity space; the 95th and 99th percentiles marked
+    more drums.
+
+    Returns
+    -------
+    float
+        The distance (inf with fewer than two voters: nothing to measure).
+    """
+    import faiss
+
+    n = len(voters)
+    if n < 2:
+        return float("inf")
+    x = np.ascontiguousarray(voters, np.float32)
+    index = faiss.IndexFlatL2(x.shape[1])
+    index.add(x)
+    rows = (np.arange(n) if n <= REACH_SAMPLE
+            else np.sort(np.random.default_rng(seed).choice(n, REACH_SAMPLE, replace=False)))
+    d2, _ = index.search(x[rows], 2)
+    # the second nearest is the nearest other: the row itself comes first, or a copy of it (at
+    # distance 0, as the row itself then comes second)
+    return float(np.sqrt(max(float(d2[:, 1].max()), 0.0)))
 
 
 def suggest(atlas, key: str, *, model=None, space: str = "timbre", k: int = 10,
             min_confidence: float = 0.0, reference=None) -> list[Suggestion]:
-    """Suggestions of label ``key`` for every embedded sample without it, most confident first.
+    """Suggestions of label ``key`` for every embedded sample without it: those within the
+    voters' reach first (``Suggestion.far``), each part most confident first.
 
     Parameters
     ----------
@@ -151,7 +198,7 @@ def suggest(atlas, key: str, *, model=None, space: str = "timbre", k: int = 10,
         Another library whose labels vote instead of this atlas's own: its index's and its
         user's labels of ``key`` (not its own suggestions, which are no truth to pass on). The
         same model must have embedded it (:func:`soundatlas.artifact.same_model`), in the same
-        space: ``reference_space`` says what else must agree.
+        space: :func:`reference_model` says what else must agree.
 
     Raises
     ------
@@ -188,10 +235,11 @@ def suggest(atlas, key: str, *, model=None, space: str = "timbre", k: int = 10,
                                  f"{key!r} of its own (its suggestions do not count)")
         labelled, values = len(ids) + ref_rows, [truth[int(ref_ids[r])] for r in ref_rows]
         vectors = np.concatenate([vectors, ref_vectors])
-    values, conf = vote(vectors, labelled, values, queries, k)
-    out = [Suggestion(int(ids[r]), v, float(c)) for r, v, c in zip(queries, values, conf)
-           if c >= min_confidence]
-    return sorted(out, key=lambda s: (-s.confidence, s.sample_id))
+    values, conf, dist = vote(vectors, labelled, values, queries, k, with_distance=True)
+    far = dist > reach(vectors[labelled])
+    out = [Suggestion(int(ids[r]), v, float(c), bool(f))
+           for r, v, c, f in zip(queries, values, conf, far) if c >= min_confidence]
+    return sorted(out, key=lambda s: (s.far, -s.confidence, s.sample_id))
 
 
 def reference_model(atlas, model, reference, space: str):
@@ -218,8 +266,10 @@ def reference_model(atlas, model, reference, space: str):
     if space == "input":
         return None
     theirs = {m.name: m for m in reference.models()}.get(model.name)
-    fix = embed_command(reference, model)
     if theirs is None or theirs.n_embedded < reference.n_samples():
+        # the reference knows the model by name once registered; before, by its folder
+        fix = embed_command(reference, theirs) if theirs is not None else _embed_from(
+            reference, atlas, model)
         raise ParameterError(f"model {model.name!r} has not embedded every sample of the "
                              f"reference atlas {reference.path}: `{fix}` does")
     if not same_model(atlas, model, reference, theirs):
@@ -236,6 +286,19 @@ def reference_model(atlas, model, reference, space: str):
                                  "versions of the space" + (f": {' and '.join(older)} brings "
                                                             "them up to date" if older else ""))
     return theirs
+
+
+def _embed_from(reference, atlas, model) -> str:
+    """The command that embeds ``reference`` with this atlas's ``model``: by name for a shipped
+    model, by its folder for another (the reference does not know its name yet)."""
+    import shlex
+
+    from soundatlas.artifact import model_path
+
+    what = (model.name if model.dir.startswith("shipped:")
+            else str(model_path(atlas, model.dir).resolve()))
+    return (f"soundatlas embed --atlas {shlex.quote(str(reference.path))} --model "
+            f"{shlex.quote(what)}")
 
 
 def hidden_label_curve(ids: np.ndarray, vectors: np.ndarray, labels: dict[int, str], *,

@@ -536,7 +536,10 @@ def _add_suggest(sub, parents) -> None:
     s.add_argument("--min-confidence", type=fraction, default=0.0, metavar="P",
                    help="leave out suggestions below P, in 0..1 (default: 0)")
     s.add_argument("--apply", action="store_true",
-                   help="store the suggestions shown as tags marked suggested")
+                   help="store the suggestions shown as tags marked suggested (not those marked "
+                   "far: unlike every labelled sample)")
+    s.add_argument("--keep-far", action="store_true",
+                   help="with --apply, store the suggestions marked far too")
     s.add_argument("--limit", type=nonnegative_int, default=50, metavar="N",
                    help="suggestions printed (default: 50; all with --json or --apply)")
     s.set_defaults(func=cmd_suggest)
@@ -553,14 +556,20 @@ def cmd_suggest(args: argparse.Namespace) -> int:
                else "(a ':' in its name: a tag is KEY:VALUE); without --apply the suggestions "
                "are shown")
         raise UsageError(f"--apply: label {args.label!r} cannot be stored as a tag {why}")
+    if args.keep_far and not args.apply:
+        raise UsageError("--keep-far: only with --apply (without it nothing is stored, and the "
+                         "suggestions marked far are shown all the same)")
     if args.space is None:  # chosen on the tuning sets, each for its use (docs/RESULTS.md)
         args.space = "similarity" if args.reference else "timbre"
+    if args.reference is not None and not args.reference.strip():  # an unset "$REF"
+        raise UsageError("--from: empty; give the atlas of the labelled library")
     if args.reference and Path(args.reference).resolve() == atlas_dir(args).resolve():
         raise UsageError(f"--from {args.reference} is the atlas suggested for; without --from "
                          "its own labelled samples vote")
     with contextlib.ExitStack() as stack:
         atlas = stack.enter_context(Atlas.open(atlas_dir(args), write=args.apply, tidy=False))
-        reference = (stack.enter_context(Atlas.open(Path(args.reference), tidy=False))
+        reference = (stack.enter_context(Atlas.open(Path(args.reference), tidy=False,
+                                                    option="--from"))
                      if args.reference else None)
         model = None
         if args.space != "input":
@@ -587,25 +596,34 @@ def cmd_suggest(args: argparse.Namespace) -> int:
                   else reference.labels(args.label, suggested=False))
         largest = max(collections.Counter(voters.values()).values(), default=0)
         applied, refused = 0, {}
-        if args.apply and found:
-            applied, refused = _store_suggestions(atlas, args.label, found)
+        stored = [s for s in found if args.keep_far or not s.far]
+        if args.apply and stored:
+            applied, refused = _store_suggestions(atlas, args.label, stored)
+    n_far = sum(s.far for s in found)
     rows = [{"id": s.sample_id, "path": paths.get(s.sample_id), "value": s.value,
-             "confidence": round(s.confidence, 4)} for s in found]
+             "confidence": round(s.confidence, 4), "far": s.far} for s in found]
     if args.json:
         print_json({"label": args.label, "space": args.space,
                     "model": model.name if model else None, "k": args.k,
                     "from": args.reference,
-                    "n": len(rows), "applied": applied, "n_not_embedded": unplaced,
+                    "n": len(rows), "n_far": n_far, "applied": applied,
+                    "n_not_embedded": unplaced,
                     "not_stored": [{"value": v, "n": n, "why": why}
                                    for v, (n, why) in refused.items()],
                     "suggestions": rows})
         return EXIT_OK
     for r in rows[: args.limit]:
-        print(f"{r['confidence']:5.2f}  {args.label}={shown(r['value'])}  {shown(r['path'])}")
+        print(f"{r['confidence']:5.2f}  {args.label}={shown(r['value'])}  {shown(r['path'])}"
+              + ("  [far]" if r["far"] else ""))
     more = len(rows) - min(len(rows), args.limit)
     print(f"{len(rows)} suggestion{'s' * (len(rows) != 1)}"
           + (f" ({more} not shown)" if more else "")
           + (f"; {applied} stored as suggested tags" if args.apply else ""))
+    if n_far:
+        left = " and not stored (--keep-far stores them)" if args.apply and not args.keep_far \
+            else ""
+        print(f"  {n_far} marked far{left}: farther from every labelled sample than any "
+              "labelled sample is from its nearest, so like none of those that voted")
     for value, (n, why) in refused.items():
         print(f"  not stored: {n} suggestion{'s' * (n != 1)} of {args.label}={shown(value)}: "
               f"{shown(why)}")
