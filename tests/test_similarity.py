@@ -877,6 +877,12 @@ def test_the_suggest_endpoint_votes_among_labelled_neighbours(synth_atlas, tmp_p
     for s in filter(None, answer["suggestions"]):
         assert by_id[s["id"]]["value"] == s["value"]
         assert by_id[s["id"]]["confidence"] == pytest.approx(s["confidence"], abs=1e-4)
+        assert by_id[s["id"]]["far"] == s["far"]  # measured against the same reach
+    # a melodic sound gets a drum class from the vote all the same: marked far, as the CLI does
+    tones = [sid for sid in ids if sid not in drums][:200]
+    page = client.post(url, json={"ids": tones, "label": "drum_class"}).json()["suggestions"]
+    assert sum(s["far"] for s in page) > len(tones) / 2
+    assert [s["far"] for s in page] == [by_id[s["id"]]["far"] for s in page]
     # a label a user began on a handful of samples: the page voted only with the labelled
     # among the nearest 50 k (fewer, so less confident, or none), the command line with the k
     # nearest labelled; they agree now

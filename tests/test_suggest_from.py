@@ -245,6 +245,12 @@ def test_the_reach_of_many_voters_is_measured_on_a_sample_of_them(monkeypatch):
     sampled = suggest.reach(voters)
     assert 0 < sampled <= exact and sampled == suggest.reach(voters)  # seeded
     assert sampled >= 0.5 * exact
+    # many voters: fewer of them measured (each against all), so the page does not wait long
+    monkeypatch.setattr(suggest, "REACH_SAMPLE", 5000)
+    assert suggest.reach_sample_size(600) == 600
+    assert suggest.reach_sample_size(40_000) == 5000
+    assert suggest.reach_sample_size(200_000) == suggest.REACH_PAIRS // 200_000 == 1000
+    assert suggest.reach_sample_size(10**8) == suggest.REACH_MIN
 
 
 def test_what_keeps_two_atlases_apart_is_named_with_the_way_out(reference_and_pack, capsys,

@@ -25,15 +25,20 @@ import numpy as np
 
 from soundatlas.errors import ParameterError
 
-__all__ = ["Suggestion", "SPACES", "REACH_SAMPLE", "suggest", "reference_model", "vote",
-           "reach", "majority",
-           "representation", "hidden_label_curve", "reference_label_curve"]
+__all__ = ["Suggestion", "SPACES", "REACH_SAMPLE", "REACH_PAIRS", "REACH_MIN", "suggest",
+           "reference_model", "vote", "reach", "reach_sample_size", "majority", "representation",
+           "hidden_label_curve", "reference_label_curve"]
 
 SPACES = ("similarity", "timbre", "map", "input")
 
 
-#: At most this many voters (a seeded sample of them beyond) measure the voters' reach.
+#: At most this many voters (a seeded sample of them beyond) measure the voters' reach, and
+#: fewer where they would make more than :data:`REACH_PAIRS` distances (each is searched
+#: against all voters), but never fewer than :data:`REACH_MIN`: the page asks for the reach
+#: while a musician waits (about 2 s for 200,000 labelled samples on 2 cores).
 REACH_SAMPLE = 5000
+REACH_PAIRS = 200_000_000
+REACH_MIN = 200
 
 
 @dataclass(frozen=True)
@@ -143,16 +148,23 @@ def vote(vectors: np.ndarray, labelled: np.ndarray, values: list[str], queries: 
     return (out_values, out_conf, out_dist) if with_distance else (out_values, out_conf)
 
 
+def reach_sample_size(n: int) -> int:
+    """How many of ``n`` voters :func:`reach` measures (each against all ``n``)."""
+    return min(n, REACH_SAMPLE, max(REACH_MIN, REACH_PAIRS // max(n, 1)))
+
+
 def reach(voters: np.ndarray, *, seed: int = 0) -> float:
     """How far the most isolated voter lies from its nearest other voter: a query farther than
     this from every voter is farther out than any of them (``Suggestion.far``).
 
     Measured on every voter up to :data:`REACH_SAMPLE`, beyond that on a seeded sample of them
-    (each searched against all). Chosen on the tuning sets (docs/RESULTS.md, "Labels from
-    another library"): of the voters' leave-one-out nearest distances, the largest told
-    MuseScore's drums (4 % marked) from its melodic notes (93-96 % marked) best, labelled
-    from FluidR3 and OPL3 kits in the similarity space; the 95th and 99th percentiles marked
-    more drums.
+    (each searched against all; a smaller sample above 40,000 voters: :func:`reach_sample_size`).
+    A sample's largest distance falls short of the largest of all, so more is marked far.
+
+    Chosen on the tuning sets (docs/RESULTS.md, "Labels from another library"): of the voters'
+    leave-one-out nearest distances, the largest told MuseScore's drums (4 % marked) from its
+    melodic notes (93-96 % marked) best, labelled from FluidR3 and OPL3 kits in the similarity
+    space; the 95th and 99th percentiles marked more drums.
 
     Returns
     -------
@@ -167,8 +179,9 @@ def reach(voters: np.ndarray, *, seed: int = 0) -> float:
     x = np.ascontiguousarray(voters, np.float32)
     index = faiss.IndexFlatL2(x.shape[1])
     index.add(x)
-    rows = (np.arange(n) if n <= REACH_SAMPLE
-            else np.sort(np.random.default_rng(seed).choice(n, REACH_SAMPLE, replace=False)))
+    size = reach_sample_size(n)
+    rows = (np.arange(n) if size == n
+            else np.sort(np.random.default_rng(seed).choice(n, size, replace=False)))
     d2, _ = index.search(x[rows], 2)
     # the second nearest is the nearest other: the row itself comes first, or a copy of it (at
     # distance 0, as the row itself then comes second)

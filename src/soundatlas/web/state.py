@@ -11,6 +11,7 @@ here, each rebuilt when the model's embeddings change.
 from __future__ import annotations
 
 import gc
+import math
 import os
 import sys
 import threading
@@ -352,10 +353,12 @@ class WebState:
         self._vectors: dict[tuple[str, bool], tuple[tuple, SimilarityIndex]] = {}
         self._artifacts: dict[tuple, object] = {}
         self._frames: dict[str, tuple[tuple, object]] = {}  # name -> (points_key, FrameIndex)
+        # (model name, space, label) -> (key, the labelled samples' reach: suggest.reach)
+        self._reaches: dict[tuple, tuple[tuple, float]] = {}
         # one build of each kind at a time (they are large); a kind does not wait for another
         # (a map's points are not held up by a similarity index being built in the background)
-        self._build_locks = {id(store): threading.Lock()
-                             for store in (self._indexes, self._vectors, self._frames)}
+        self._build_locks = {id(store): threading.Lock() for store in
+                             (self._indexes, self._vectors, self._frames, self._reaches)}
         self._prebuilding: set[str] = set()  # models whose similarity index a thread builds
         # name -> the points_key on which a background build failed (not tried again on it)
         self._prebuild_failed: dict[str, tuple] = {}
@@ -564,6 +567,21 @@ class WebState:
 
         return self._cached(self._frames, model.name, points_key(atlas, model),
                             lambda: FrameIndex.load(atlas, model, cache="read"))
+
+    def label_reach(self, atlas: Atlas, model: ModelRecord, space: str, label: str,
+                    n_labelled: int, labelled: Callable[[], np.ndarray], *,
+                    version=None) -> float:
+        """How far the most isolated sample labelled ``label`` lies from its nearest other in
+        ``space`` (``suggest.reach``, of ``labelled()``'s vectors): a suggestion beyond it is
+        marked far. Measured again when the model's points change, or when the number of
+        labelled samples has moved by 5 % or more (each accepted suggestion adds one, and one
+        more label barely moves the reach), or ``version`` (the similarity vectors' time)."""
+        from soundatlas.suggest import reach
+
+        bucket = round(math.log(max(n_labelled, 1)) / math.log(1.05))
+        key = (*points_key(atlas, model), version, bucket)
+        return self._cached(self._reaches, (model.name, space, label), key,
+                            lambda: reach(labelled()))
 
     def _cached(self, store: dict, name, key: tuple, build: Callable[[], object], *,
                 build_now: bool = True):

@@ -346,17 +346,18 @@ def _labelled_vectors(have: dict, vector_of) -> tuple[np.ndarray, np.ndarray]:
     return ids[:kept], vectors[:kept]
 
 
-def _nearest_values(labelled, vector, have: dict, k: int) -> list:
+def _nearest_values(labelled, vector, have: dict, k: int) -> tuple[list, float]:
     """The values of the ``k`` labelled samples nearest ``vector``, nearest first (as
     ``suggest.vote`` searches them: every labelled sample, exactly), measured 65,536 rows at a
-    time."""
+    time, and the distance to the nearest of them."""
     ids, vectors = labelled
     if not len(ids):
-        return []
+        return [], float("inf")
     v = np.asarray(vector, np.float32)
     d = np.concatenate([np.square(vectors[i:i + 65536] - v).sum(axis=1)
                         for i in range(0, len(ids), 65536)])
-    return [have[int(ids[j])] for j in np.argsort(d, kind="stable")[:k]]
+    order = np.argsort(d, kind="stable")[:k]
+    return [have[int(ids[j])] for j in order], float(np.sqrt(d[order[0]]))
 
 
 @router.post("/{name}/suggest", summary="Suggest a label for samples from their neighbours")
@@ -364,9 +365,10 @@ def post_suggest(name: str, body: SuggestRequest, request: Request) -> dict:
     """For each of ``ids`` without ``label``: the value most of its ``k`` nearest samples that
     have ``label`` carry, and the share of them that do (``confidence``), as ``soundatlas
     suggest`` computes it (where the nearest 50 k hold fewer than k labelled samples, the k
-    nearest of every labelled sample vote); ``null`` for a sample that has the label already
-    (or when no sample has it). Nothing is stored: accepting one is a tag
-    (``POST /api/curation/tags``)."""
+    nearest of every labelled sample vote); ``far`` when its nearest labelled sample lies
+    farther than any labelled sample from its own nearest (``suggest.reach``): its sound is
+    like none that voted. ``null`` for a sample that has the label already (or when no sample
+    has it). Nothing is stored: accepting one is a tag (``POST /api/curation/tags``)."""
     from soundatlas.suggest import majority
 
     web = web_state(request)
@@ -381,6 +383,13 @@ def post_suggest(name: str, body: SuggestRequest, request: Request) -> dict:
         index = None if sim is not None else web.point_index(atlas, model)
         vector_of = sim.index.vector if sim is not None else index.point
         labelled = None  # (ids, vectors) of the labelled samples, made when first needed
+        reach = None  # how far the labelled samples reach (suggest.reach), asked when needed
+
+        def labelled_vectors() -> np.ndarray:
+            nonlocal labelled
+            labelled = labelled or _labelled_vectors(have, vector_of)
+            return labelled[1]
+
         out = []
         for sid in body.ids:
             if sid in have:
@@ -395,15 +404,21 @@ def post_suggest(name: str, body: SuggestRequest, request: Request) -> dict:
             else:
                 vector = point_or_404(index, sid, model)
                 near = index.nearest(vector, 50 * body.k, exclude=[sid])
-            values = [have[i] for i, _ in near if i in have][: body.k]
+            voters = [(have[i], d) for i, d in near if i in have][: body.k]
+            values = [v for v, _ in voters]
+            nearest = voters[0][1] if voters else float("inf")
             if len(values) < body.k:  # few labelled samples near: the k nearest of them all
                 labelled = labelled or _labelled_vectors(have, vector_of)
-                values = _nearest_values(labelled, vector, have, body.k)
+                values, nearest = _nearest_values(labelled, vector, have, body.k)
             if not values:
                 out.append(None)
                 continue
             value, n = majority(values)
-            out.append({"value": value, "confidence": n / body.k})
+            if reach is None:
+                reach = web.label_reach(atlas, model, used, body.label, len(have),
+                                        labelled_vectors, version=None if sim is None else
+                                        (sim.space or {}).get("updated"))
+            out.append({"value": value, "confidence": n / body.k, "far": nearest > reach})
     return {"model": name, "label": body.label, "space": used, "k": body.k,
             "suggestions": [None if s is None else {"id": i, **s}
                             for i, s in zip(body.ids, out)]}

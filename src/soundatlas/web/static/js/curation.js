@@ -139,10 +139,14 @@ export class Curation {
     const answer = await this.suggest([id], label);
     const s = answer.suggestions[0];
     if (!s || this.app.state.selected !== id) return;
-    this.suggestion = { id, label, value: s.value, confidence: s.confidence };
+    this.suggestion = { id, label, value: s.value, confidence: s.confidence, far: s.far };
     this.app.state.curation.suggestion = this.suggestion;
+    // far: its nearest labelled sample is farther off than any labelled sample from its own
+    // nearest, so the vote says little (a snare among labelled synth tones)
     $('sample-suggestion-text').textContent =
-      `Suggested ${label}: ${s.value} (${Math.round(100 * s.confidence)} % of its ${answer.k} nearest labelled)`;
+      `Suggested ${label}: ${s.value} (${Math.round(100 * s.confidence)} % of its ${answer.k} nearest labelled)`
+      + (s.far ? `; unlike every sample labelled with ${label}` : '');
+    $('sample-suggestion').classList.toggle('far', Boolean(s.far));
     $('sample-suggestion').hidden = false;
   }
 
@@ -165,12 +169,16 @@ export class Curation {
     }
     try {
       const answer = await this.suggest(ids, label);
-      const found = answer.suggestions.filter(Boolean);
+      const all = answer.suggestions.filter(Boolean);
+      // as `suggest --apply`: those unlike every labelled sample are shown, not accepted
+      const found = all.filter((s) => !s.far);
+      const far = all.length - found.length;
       this.selectionSuggestions = { label, found };
-      this.app.state.curation.selectionSuggestions = { label, n: found.length };
-      $('selection-suggestions').textContent = found.length
-        ? `${found.length} of ${Math.min(ids.length, 1000)} selected have a suggestion of ${label}`
-        : `No suggestion: every selected sample has ${label}, or none has a labelled neighbour`;
+      this.app.state.curation.selectionSuggestions = { label, n: found.length, far };
+      $('selection-suggestions').textContent = (all.length
+        ? `${all.length} of ${Math.min(ids.length, 1000)} selected have a suggestion of ${label}`
+        : `No suggestion: every selected sample has ${label}, or none has a labelled neighbour`)
+        + (far ? `; ${far} unlike every sample labelled with ${label}, not to be accepted` : '');
       $('selection-suggestions').hidden = false;
       $('selection-accept').hidden = !found.length;
     } catch (error) {
