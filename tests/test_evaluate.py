@@ -419,6 +419,32 @@ def test_cross_bank_fits_on_the_reference_and_tests_every_frame_of_this_atlas(ma
                 in format_scores(r))
 
 
+def test_cross_bank_retrieval_finds_the_reference_sounds_alone(mapped, other_bank):
+    """Cross-bank P@10 asks where a sound lands among another library's sounds: its queries
+    (every sample of this atlas) search the reference's fitted samples, never this atlas's own
+    (which searched beside them, made most of each query's neighbours)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from soundatlas.evaluate import FrameSet, model_frame_points
+
+    with Atlas.open(mapped) as ref, Atlas.open(other_bank) as atlas:
+        r = evaluate(atlas, ["m"], reference=ref, labels=["instrument"], n_analogies=0,
+                     reference_classes="all")
+        got = r["results"]["m"]["retrieval"]["instrument"]
+        held, within = frame_set(atlas), frame_set(ref)
+        fitted = within.split != "test"
+        ref_ids, ref_points = sample_points(
+            model_frame_points(ref, ref.model("m").id, within)[fitted],
+            FrameSet(within.sample_ids[fitted], within.frames[fitted], within.split[fitted]))
+        ids, points = sample_points(model_frame_points(atlas, atlas.model("m").id, held), held)
+        ref_names = np.array([label_of(ref, "instrument")[int(i)] for i in ref_ids])
+        names = np.array([label_of(atlas, "instrument")[int(i)] for i in ids])
+    _, nn = NearestNeighbors(n_neighbors=10).fit(ref_points).kneighbors(points)
+    by_hand = float(np.mean(ref_names[nn] == names[:, None]))
+    assert got["n_queries"] == len(ids)
+    assert got["precision_at_k"] == pytest.approx(by_hand, abs=1e-9)
+
+
 def test_cross_bank_with_all_the_reference_classes_may_name_one_this_atlas_lacks(mapped,
                                                                                  other_bank):
     """--reference-classes all: the k-NN is fitted on every class of the reference, nylon

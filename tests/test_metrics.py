@@ -64,6 +64,43 @@ def test_retrieval_matches_naive_loop_on_random_points():
     assert retrieval(X, y, queries=mask, k=5) == retrieval(X, y, queries=queries, k=5)
 
 
+def test_retrieval_within_a_database_finds_its_points_alone():
+    """Cross-bank: queries outside the database search it alone (a naive loop over it), and
+    a query inside it still never finds itself; copies (groups) are left out as before."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((80, 3))
+    y = rng.choice(np.array(["a", "b", "c"], dtype=object), 80)
+    db, q = np.arange(50), np.arange(50, 80)
+    out = retrieval(X, y, queries=q, k=5, database=db)
+    hits, aps = [], []
+    for i in q:
+        d = np.linalg.norm(X[db] - X[i], axis=1)
+        order = db[np.argsort(d, kind="stable")]
+        rel = y[order] == y[i]
+        hits.append(rel[:5].mean())
+        r = int(rel.sum())
+        aps.append(np.sum(np.cumsum(rel[:r]) / np.arange(1, r + 1) * rel[:r]) / r)
+    assert out["precision_at_k"] == pytest.approx(np.mean(hits))
+    assert out["map_at_r"] == pytest.approx(np.mean(aps))
+    assert out["n_queries"] == 30
+    mask = np.zeros(80, dtype=bool)
+    mask[db] = True
+    assert retrieval(X, y, queries=q, k=5, database=mask) == out
+    # a query inside the database: as without one, if the database is every point
+    assert retrieval(X, y, queries=q, k=5, database=np.arange(80)) == retrieval(X, y, queries=q,
+                                                                               k=5)
+    # a copy of a query in the database (same group) is not found; k counts what is left
+    Xc = np.concatenate([X, X[50:51]])  # point 80: a copy of query 50, put in the database
+    yc = np.concatenate([y, y[50:51]])
+    groups = np.concatenate([np.arange(80), [50]])
+    with_copy = retrieval(Xc, yc, queries=[50], k=5, database=np.append(db, 80), groups=groups)
+    alone = retrieval(X, y, queries=[50], k=5, database=db)
+    assert with_copy == alone
+    with pytest.raises(ParameterError, match="k=51 must be at most the number of other "
+                                             r"labelled points \(50\)"):
+        retrieval(X, y, queries=q, k=51, database=db)
+
+
 def test_retrieval_separated_clusters_score_one():
     rng = np.random.default_rng(2)
     centres = np.array([[0, 0, 0], [100, 0, 0], [0, 100, 0]], dtype=float)

@@ -31,6 +31,7 @@ from soundatlas.retrieval import (  # noqa: F401 (similarity_retrieval: exported
     groups as _groups,
     input_similarity_retrieval,
     per_label as _retrieval,
+    searched as _searched,
     shared_files as _shared_files,
     similarity_retrieval,
     test_samples as _test_samples,
@@ -321,7 +322,8 @@ def score_points(points: np.ndarray, fs: FrameSet, labels: dict[str, dict[int, s
     sample_labels = {key: np.array([by_id.get(int(i)) for i in ids], dtype=object)
                      for key, by_id in labels.items()}
     test = _test_samples(ids, fs)
-    out["retrieval"] = _retrieval(spoints, test, sample_labels, groups=_groups(ids, content))
+    out["retrieval"] = _retrieval(spoints, test, sample_labels, groups=_groups(ids, content),
+                                  database=_searched(ids))
     if quality and X_input is not None and points.shape[1] < X_input.shape[1]:
         t = fs.split == "test"
         if t.sum() < 2:  # a tiny atlas: no neighbourhood to keep or break

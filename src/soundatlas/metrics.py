@@ -29,8 +29,9 @@ from soundatlas.errors import ParameterError
 __all__ = ["retrieval", "manifold_quality", "analogies", "confusion", "accuracy_interval"]
 
 
-def retrieval(X, y, *, queries=None, k: int = 10, groups=None) -> dict:
-    """precision@k and MAP@R of labelled queries against all other labelled points.
+def retrieval(X, y, *, queries=None, k: int = 10, groups=None, database=None) -> dict:
+    """precision@k and MAP@R of labelled queries against all other labelled points (or those
+    of ``database``).
 
     A query never matches itself (excluded by index), nor, with ``groups``, the other points
     of its group: copies of the same file at other paths, which would be found at distance 0
@@ -49,18 +50,22 @@ def retrieval(X, y, *, queries=None, k: int = 10, groups=None) -> dict:
     groups : sequence of length n, optional
         Each point's group (a file's content hash): a query's own group is left out of what
         it may find, and out of R. None: each point its own.
+    database : bool mask or int indices, optional
+        The points a query may find (default: every labelled point). Cross-bank scoring gives
+        the reference library's: a query then finds only another library's sounds.
 
     Returns
     -------
     dict
         {'precision_at_k', 'k', 'map_at_r', 'n_queries', 'n_skipped'}, where 'n_skipped' counts
-        queries left out of MAP@R because no other point has their label ('map_at_r' is None
-        when that is all of them).
+        queries left out of MAP@R because no point it may find has their label ('map_at_r' is
+        None when that is all of them).
 
     Raises
     ------
     ParameterError
-        For malformed input, no labelled query, or ``k`` above the other labelled points.
+        For malformed input, no labelled query, or ``k`` above the labelled points a query
+        may find.
     """
     from sklearn.neighbors import NearestNeighbors
 
@@ -68,45 +73,54 @@ def retrieval(X, y, *, queries=None, k: int = 10, groups=None) -> dict:
     y = _labels(y, len(X), "y")
     _check_k(k)
     labelled = np.array([v is not None for v in y], dtype=bool)
-    database = np.flatnonzero(labelled)
-    q = database if queries is None else _indices(queries, len(X), "queries")
+    in_db = labelled.copy()
+    if database is not None:
+        found = np.zeros(len(X), dtype=bool)
+        found[_indices(database, len(X), "database")] = True
+        in_db &= found
+    db = np.flatnonzero(in_db)
+    q = np.flatnonzero(labelled) if queries is None else _indices(queries, len(X), "queries")
     q = q[labelled[q]]
     if len(q) == 0:
         raise ParameterError("retrieval needs at least one labelled query point")
-    if k > len(database) - 1:
-        raise ParameterError(f"k={k} must be at most the number of other labelled points "
-                             f"({len(database) - 1})")
-    codes = _codes(y[database])
-    position = np.full(len(X), -1)
-    position[database] = np.arange(len(database))
-    q_pos = position[q]
-    q_codes = codes[q_pos]
-    r = np.bincount(codes)[q_codes] - 1
+    code = np.full(len(X), -1)
+    code[labelled] = _codes(y[labelled])
     if groups is None:
-        group = np.arange(len(database))
+        group = np.arange(len(X))
     else:
         if len(groups) != len(X):
             raise ParameterError(f"groups has {len(groups)} entries for {len(X)} points")
-        group = _codes(np.asarray(groups, dtype=object)[database])
-        # the query's copies with its label are no relevant points either (pairs counted
-        # by np.unique: a table of groups x classes would not fit at 1M files and 10k folders)
-        _, pair, n_pair = np.unique(np.stack([group, codes], axis=1), axis=0,
-                                    return_inverse=True, return_counts=True)
-        r = r - (n_pair[pair.ravel()[q_pos]] - 1)
-        if k > len(database) - int(np.bincount(group)[group[q_pos]].max()):
-            raise ParameterError(f"k={k} must be at most the number of labelled points "
-                                 "outside a query's group")
-    twins = np.bincount(group)[group[q_pos]] - 1  # the query's copies, left out
+        group = _codes(np.asarray(groups, dtype=object))
+    own = in_db[q].astype(np.int64)  # 1 where the query is itself among what it may find
+    in_group = np.bincount(group[db], minlength=int(group.max()) + 1)[group[q]]
+    others = len(db) - int(own.max())  # the labelled points a query may find but itself
+    if k > others:
+        raise ParameterError(f"k={k} must be at most the number of other labelled points "
+                             f"({others})")
+    if k > len(db) - int(in_group.max()):  # with its copies left out too
+        raise ParameterError(f"k={k} must be at most the number of labelled points outside a "
+                             "query's group")
+    # relevant: the points it may find with its label, less itself and its copies with it (the
+    # pairs counted by key: a table of groups x classes would not fit at 1M files, 10k folders)
+    r = np.bincount(code[db], minlength=int(code.max()) + 1)[code[q]] - own
+    if groups is not None:
+        pair_key = group.astype(np.int64) * (int(code.max()) + 2) + code
+        keys, counts = np.unique(pair_key[db], return_counts=True)
+        at = np.minimum(np.searchsorted(keys, pair_key[q]), len(keys) - 1)
+        same = np.where(keys[at] == pair_key[q], counts[at], 0)
+        r = r - (same - own)
+    twins = in_group - own  # the query's copies among what it may find, left out
     keep = max(k, int(r.max()))
-    n_neighbors = min(len(database), keep + 1 + int(twins.max()))
-    nn = NearestNeighbors(n_neighbors=n_neighbors).fit(X[database])
+    n_neighbors = min(len(db), keep + int(own.max()) + int(twins.max()))
+    nn = NearestNeighbors(n_neighbors=n_neighbors).fit(X[db])
     _, idx = nn.kneighbors(X[q], n_neighbors=n_neighbors)
+    idx = db[idx]  # as indices of X
     # drop the query itself and its copies; where ties pushed the query out of the list, the
     # farthest go instead (only the first ``keep`` of the rest are read)
-    drop = (idx == q_pos[:, None]) | (group[idx] == group[q_pos][:, None])
+    drop = (idx == q[:, None]) | (group[idx] == group[q][:, None])
     order = np.argsort(drop, axis=1, kind="stable")  # the kept first, in distance order
     idx = np.take_along_axis(idx, order, axis=1)[:, :keep]
-    rel = codes[idx] == q_codes[:, None]
+    rel = code[idx] == code[q][:, None]
     precision = rel[:, :k].mean(axis=1)
     has_r = r > 0
     rel_r, r_q = rel[has_r], r[has_r]

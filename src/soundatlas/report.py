@@ -356,7 +356,8 @@ def _summary_table(ev: dict) -> str:
         "the interval of a bootstrap that resamples the test files"
         + (f"; vs {html.escape(first)}: the accuracy minus {html.escape(first)}'s on the same "
            "frames, and its 95 % interval" if first else "")
-        + "); retrieval per sample (test samples query all others but their copies; P@10 sim: "
+        + "); retrieval per sample (test samples query all others but their copies, or "
+        "cross-bank the reference's samples alone; P@10 sim: "
         "in the model's similarity space, which the page's nearest sounds search, and for the "
         "input baseline the input pooled alike); trustworthiness and continuity of the test "
         "frames' map against their input windows; analogies a1 − a0 + b0 over test samples "

@@ -2,7 +2,7 @@
 sample against all others (``metrics.retrieval``), in a model's similarity space (the stored
 vectors the page's nearest sounds search) and in the input space pooled as those vectors are;
 a query's copies (the same content at another path, or in the other atlas) are left out of
-what it may find.
+what it may find. In a cross-bank run a query finds the reference's samples alone.
 
 ``parts`` are ``evaluate``'s: each atlas's share of the evaluated frames, with the offset its
 sample ids are shifted by (``CROSS_OFFSET`` for the scored atlas of a cross-bank run).
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from soundatlas.evaluate import FrameSet
 
 __all__ = ["CROSS_OFFSET", "similarity_retrieval", "input_similarity_retrieval", "per_label",
-           "test_samples", "groups", "shared_files"]
+           "test_samples", "groups", "shared_files", "searched"]
 
 #: In a cross-bank frame set, the scored atlas's sample ids are shifted by this much so that
 #: they never meet the reference's (SQLite ids stay far below it).
@@ -88,7 +88,7 @@ def similarity_retrieval(parts, per_atlas, fs: FrameSet, labels: dict[str, dict[
     sample_labels = {key: np.array([by_id.get(int(i)) for i in ids], dtype=object)
                      for key, by_id in labels.items()}
     out = per_label(vectors, test_samples(ids, fs), sample_labels, k=k,
-                    groups=groups(ids, content))
+                    groups=groups(ids, content), database=searched(ids))
     return {"retrieval_similarity": out, "retrieval_spaces": spaces}
 
 
@@ -118,8 +118,8 @@ def input_similarity_retrieval(parts, fs: FrameSet, labels: dict[str, dict[int, 
     sample_labels = {key: np.array([by_id.get(int(i)) for i in ids], dtype=object)
                      for key, by_id in labels.items()}
     return {"retrieval_similarity": per_label(np.stack(rows), test_samples(ids, fs),
-                                              sample_labels, k=k,
-                                              groups=groups(ids, content)),
+                                              sample_labels, k=k, groups=groups(ids, content),
+                                              database=searched(ids)),
             "retrieval_spaces": {
                 "retrieval": "input: each sample's mean evaluated window",
                 "retrieval_similarity": "input: each sample's energy-weighted mean log-CQT "
@@ -146,11 +146,21 @@ def groups(ids: np.ndarray, content: dict[int, str] | None) -> np.ndarray | None
     return None if content is None else np.array([content[int(i)] for i in ids], dtype=object)
 
 
+def searched(ids: np.ndarray) -> np.ndarray | None:
+    """What a query may find among samples ``ids``: every sample (None) within one atlas; in a
+    cross-bank frame set (the scored atlas's ids shifted by ``CROSS_OFFSET``), the reference's
+    alone, so that a sound is scored by where it lands among another library's sounds."""
+    cross = ids >= CROSS_OFFSET
+    return ~cross if cross.any() else None
+
+
 def per_label(points: np.ndarray, test: np.ndarray, sample_labels: dict[str, np.ndarray], *,
-               k: int = 10, groups: np.ndarray | None = None) -> dict:
+              k: int = 10, groups: np.ndarray | None = None,
+              database: np.ndarray | None = None) -> dict:
     """Per-sample retrieval for each label: the labelled test samples query all others but
-    their copies (``groups``: each point's content hash); a label that cannot be scored (no
-    labelled test sample, or no more than ``k`` labelled samples) has {'error': why}."""
+    their copies (``groups``: each point's content hash), or those of ``database`` (a mask:
+    :func:`searched`); a label that cannot be scored (no labelled test sample, or no more than
+    ``k`` labelled samples to find) has {'error': why}."""
     from soundatlas import metrics
 
     out = {}
@@ -160,7 +170,8 @@ def per_label(points: np.ndarray, test: np.ndarray, sample_labels: dict[str, np.
             out[key] = {"error": f"no labelled test sample for {key!r}"}
             continue
         try:
-            out[key] = metrics.retrieval(points, y, queries=queries, k=k, groups=groups)
+            out[key] = metrics.retrieval(points, y, queries=queries, k=k, groups=groups,
+                                         database=database)
         except ParameterError as exc:  # too few labelled samples for k: this label, not all
             out[key] = {"error": str(exc)}
     return out

@@ -351,7 +351,9 @@ def score_notes(result: dict) -> list[str]:
     if p.get("protocol") == "cross-bank":
         lines.append(f"cross-bank: k-NN fitted on {p['n_frames']['train']} training frames of "
                      f"{p['reference']['atlas']} (k chosen on {p['n_frames']['valid']} of its "
-                     "validation frames); every frame of this atlas is a test frame")
+                     "validation frames); every frame of this atlas is a test frame, and "
+                     "every sample of it queries the reference's (P@10: among another "
+                     "library's sounds alone)")
         shared = p["reference"].get("shared_files")
         if shared:
             lines.append(f"{shared} files of this atlas have a copy (the same content) among "
