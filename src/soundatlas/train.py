@@ -387,6 +387,10 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
         pass  # every damaged feature file of both splits named now, not one split per run
     data = TrainingData.from_atlas(atlas, train_ids, label_keys=nb.label_keys,
                                    missing_labels="skip")
+    if data.absent_labels:  # a mixture would leave the part out: a typo must not go unnoticed
+        why = next(iter(data.absent_labels.values()))
+        raise ParameterError(f"{why} (named by -n {nb.spec}): correct it, or leave out the "
+                             "part that names it")
     if base is not None:
         from soundatlas.embed import prediction_noise
 
