@@ -443,6 +443,26 @@ def test_resuming_on_other_training_samples_says_that_the_data_changed(atlas):
         train(atlas, neighbourhood="pitch", settings=s, seed=3, name="p", resume=True)
 
 
+def test_a_resume_says_what_it_resumed_and_when_other_threads_change_the_sums(atlas):
+    """A typo'd --name with --resume started afresh without a word, and a resume on another
+    thread count went on to weights no uninterrupted run has (the researcher's review)."""
+    kw = dict(neighbourhood="instrument", seed=0, name="r")
+    first = train(atlas, settings=short(iterations=8, checkpoint_every=4, threads=1),
+                  stop_after=4, **kw)
+    assert first.resume_note is None  # not asked to resume
+    again = train(atlas, settings=short(iterations=8, checkpoint_every=4, threads=2),
+                  resume=True, **kw)
+    assert again.resumed_from == 4
+    assert again.resume_note.startswith("resumed at iteration 4 with 2 threads, where the run "
+                                        "before used 1")
+    done = train(atlas, settings=short(iterations=8, checkpoint_every=4, threads=2),
+                 resume=True, **kw)
+    assert done.resume_note == "finished at iteration 8 already: its model is kept as it is"
+    fresh = train(atlas, settings=short(iterations=4, threads=1), resume=True,
+                  **{**kw, "name": "r-typo"})
+    assert fresh.resumed_from is None and fresh.resume_note.startswith("no checkpoint in ")
+
+
 def test_a_neighbourhood_whose_label_is_missing_fails_clearly(atlas):
     """Alone or in a mixture: a mixture left out a part whose label was a typo, and trained on
     the rest as if nothing were wrong (the researcher's review)."""

@@ -39,8 +39,11 @@ def save_checkpoint(run_dir: Path, model, optimizer, sampler, iteration, history
                 arrays[f"opt/{pid}/{k}"] = v.detach().cpu().numpy()
             else:
                 opt_meta["state"][str(pid)][k] = v
+    # the threads, beside the key: another count may resume the run, but its float sums come
+    # in another order, so the weights then match no uninterrupted run's (the resume says so)
     meta = {"iteration": iteration, "history": history, "optimizer": opt_meta,
-            "sampler": sampler.state(), "config_key": key, "ema": ema}
+            "sampler": sampler.state(), "config_key": key, "ema": ema,
+            "threads": torch.get_num_threads()}
     # one file, replaced atomically: the JSON state travels inside the npz as bytes
     arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     tmp = run_dir / "checkpoint.tmp.npz"

@@ -138,6 +138,10 @@ class TrainResult:
         (None without validation triples), 'lr', 'seconds', 'cpu_seconds'.
     resumed_from : int or None
         The iteration the run resumed at (None: started afresh).
+    resume_note : str or None
+        With ``resume``, what it resumed from, in a sentence: the iteration, or that there was
+        no checkpoint to resume, and whether another thread count makes the weights differ
+        from an uninterrupted run's.
     neighbourhood : dict
         What the neighbourhood kept and left out (its ``summary()``).
     time_limited : bool
@@ -152,6 +156,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     resumed_from: int | None = None
     neighbourhood: dict = field(default_factory=dict)  # what the neighbourhood kept and left out
+    resume_note: str | None = None
     time_limited: bool = False  # ended by ``time_limit``, finished at ``iterations``
 
 
@@ -463,11 +468,20 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
         config["init_from"] = {"name": base.name, "weights": _weights_digest(base.model),
                                "made_by": made_by}
 
-    start_it, history, resumed_from = 0, [], None
+    start_it, history, resumed_from, note = 0, [], None, None
     if resume:
         state = load_checkpoint(run_dir, model, optimizer, sampler, config_key(config))
         if state is not None:
             start_it, history, resumed_from = state["iteration"], state["history"], state["iteration"]
+            note = (f"resumed at iteration {start_it}" if start_it < settings.iterations else
+                    f"finished at iteration {start_it} already: its model is kept as it is")
+            was, now = state.get("threads"), torch.get_num_threads()
+            if was is not None and was != now:
+                note += (f" with {now} threads, where the run before used {was}: the weights "
+                         "will differ in float rounding from an uninterrupted run's (the same "
+                         f"--threads {was} resumes to them exactly)")
+        else:
+            note = f"no checkpoint in {run_dir} to resume: started at iteration 0"
     else:
         state = None
         (run_dir / CHECKPOINT).unlink(missing_ok=True)
@@ -533,7 +547,7 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
             history.append(_log_entry(model, loss_fn, valid_batches, done, ema, settings, device,
                                       seconds, cpu_seconds))
     result = TrainResult(name, run_dir, done, seconds, cpu_seconds, history, resumed_from,
-                         nb.summary(), time_limited=timed_out)
+                         nb.summary(), time_limited=timed_out, resume_note=note)
     if done < settings.iterations:
         return result  # stopped early on purpose: resumable, not yet a model
     if start_it >= end and _registered_from(atlas, name, run_dir):

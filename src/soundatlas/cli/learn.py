@@ -161,7 +161,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = {"name": result.name, "directory": str(result.directory), "iterations": result.iterations,
            "of": settings.iterations, "seconds": round(result.seconds, 1),
            "cpu_seconds": round(result.cpu_seconds, 1), "resumed_from": result.resumed_from,
-           "history": result.history, "neighbourhood": result.neighbourhood}
+           "resume_note": result.resume_note, "history": result.history,
+           "neighbourhood": result.neighbourhood}
     if args.json:
         print_json(out)
     else:
@@ -175,6 +176,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"no loss logged yet (every {settings.valid_every} iterations)")
         print(f"{state}: model {result.name}, {result.iterations}/{settings.iterations} "
               f"iterations in {result.seconds:.0f} s; {losses}")
+        if result.resume_note:
+            print(f"  {result.resume_note}")
         parts = result.neighbourhood.get("parts", [result.neighbourhood])
         for part in parts:
             excluded = part.get("n_excluded", 0)
