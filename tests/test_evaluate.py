@@ -618,6 +618,14 @@ def test_within_set_names_a_class_only_test_files_have(mapped, tmp_path):
     assert "'bank' has one class among the test frames (one): every map scores 1.000" in text
     r["protocol"]["unmatched_classes"]["bank"] = {"one": 3}  # a class no training frame has
     assert "every map scores 1.000" not in format_scores(r)  # it scores 0: not said
+    # one test class, but the training frames have others the k-NN may name (the review: the
+    # note said 1.000 above a table of 0.375)
+    r["protocol"]["unmatched_classes"]["bank"] = {}
+    r["results"]["m"]["accuracy"]["bank"]["test_accuracy"] = 0.375
+    text = format_scores(r)
+    assert "every map scores 1.000" not in text
+    assert ("'bank' has one class among the test frames (one): its accuracy says how often the "
+            "k-NN names one, not how well the classes are told apart") in text
 
 
 def test_cross_bank_refuses_a_model_that_differs_or_is_missing(mapped, other_bank, tmp_path):
@@ -632,15 +640,18 @@ def test_cross_bank_refuses_a_model_that_differs_or_is_missing(mapped, other_ban
         data[first] = data[first] + 1
         np.savez(weights, **data)
     with Atlas.open(copy) as ref, Atlas.open(other_bank) as atlas:
-        with pytest.raises(ParameterError, match="model 'm' differs between"):
+        with pytest.raises(ParameterError, match=r"model 'm' differs between .*\(other "
+                                                 r"weights\)"):
             evaluate(atlas, ["m"], reference=ref, labels=["instrument"], n_analogies=0)
         with pytest.raises(ParameterError, match="label 'timbre' is not in the atlas"):
             evaluate(atlas, ["m"], reference=ref, labels=["timbre"], n_analogies=0)
     with Atlas.open(copy, write=True) as ref:
         ref.remove_model("m")
     with Atlas.open(copy) as ref, Atlas.open(other_bank) as atlas:
-        with pytest.raises(Exception, match="no model named 'm'"):
+        with pytest.raises(Exception, match="no model named 'm'") as missing:
             evaluate(atlas, ["m"], reference=ref, labels=["instrument"], n_analogies=0)
+        folder = (atlas.path / atlas.model("m").dir).resolve()
+    assert f"`soundatlas embed --atlas {copy} --model {folder}` embeds it" in str(missing.value)
 
 
 def test_evaluate_reference_on_the_command_line(mapped, other_bank):
@@ -658,6 +669,9 @@ def test_evaluate_reference_on_the_command_line(mapped, other_bank):
                           str(other_bank / "nowhere"), "-m", "m", "-q"], capture_output=True,
                          text=True)
     assert bad.returncode == 1 and "no atlas at" in bad.stderr
+    alone = subprocess.run([str(BIN), "evaluate", "--atlas", str(other_bank), "-m", "m",
+                            "--reference-classes", "all", "-q"], capture_output=True, text=True)
+    assert alone.returncode == 2 and "give --reference too" in alone.stderr  # not ignored
 
 
 # -- extension points: a baseline is one registered class; one score table, three renderings ---

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # torch loads with the first model, not with the module
     import torch
 
 __all__ = ["ModelArtifact", "SHIPPED_MODELS", "DEFAULT_MODEL", "check_cqt", "shipped_changed",
-           "check_current", "weights_digest", "same_model"]
+           "check_current", "weights_digest", "same_model", "model_difference", "embed_from"]
 
 SHIPPED_MODELS = Path(__file__).parent / "models"
 DEFAULT_MODEL = "default"
@@ -236,11 +236,45 @@ def same_model(atlas_a, a: ModelRecord, atlas_b, b: ModelRecord) -> bool:
     model has changed since one of them embedded: a shipped model of a later soundatlas
     (``shipped_changed``), or a model trained again in place. Its weights are then today's for
     both, and only the recorded configs tell the versions apart."""
-    def what(config: dict) -> dict:
-        return {k: v for k, v in config.items() if k not in STORAGE_KEYS}
+    return model_difference(atlas_a, a, atlas_b, b) is None
 
-    return (what(a.config) == what(b.config)
-            and weights_digest(atlas_a, a) == weights_digest(atlas_b, b))
+
+def model_difference(atlas_a, a: ModelRecord, atlas_b, b: ModelRecord) -> str | None:
+    """What tells two registrations apart (:func:`same_model`), for people: the first config
+    entry that differs (``'seed: 5 in A, 0 in B'``), or 'other weights'; None when none does."""
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            if prefix == "" and k in STORAGE_KEYS:
+                continue
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    x, y = flat(a.config), flat(b.config)
+    for key in sorted(x.keys() | y.keys()):
+        if x.get(key) != y.get(key):
+            def shown(v):
+                text = "absent" if v is None else json.dumps(v, default=str)
+                return text if len(text) <= 40 else text[:37] + "..."
+            return (f"{key}: {shown(x.get(key))} in {atlas_a.path}, {shown(y.get(key))} in "
+                    f"{atlas_b.path}")
+    if weights_digest(atlas_a, a) != weights_digest(atlas_b, b):
+        return "other weights"
+    return None
+
+
+def embed_from(atlas, other, model: ModelRecord) -> str:
+    """The command that embeds ``atlas`` with ``other``'s registered ``model``: by name for a
+    shipped model, by its folder for another (``atlas`` does not know its name yet)."""
+    import shlex
+
+    what = (model.name if model.dir.startswith("shipped:")
+            else str(model_path(other, model.dir).resolve()))
+    return (f"soundatlas embed --atlas {shlex.quote(str(atlas.path))} --model "
+            f"{shlex.quote(what)}")
 
 
 def shipped_changed(registration: ModelRecord | None, artifact: ModelArtifact) -> bool:

@@ -470,15 +470,24 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
     if reference is not None and reference.cqt_params != atlas.cqt_params:
         raise ParameterError(f"the reference atlas {reference.path} has other CQT parameters "
                              f"({reference.cqt_params}) than {atlas.path} ({atlas.cqt_params})")
-    from soundatlas.artifact import same_model
+    from soundatlas.artifact import embed_from, model_difference
 
+    if reference is not None:  # a model one atlas has and the other lacks: the way to embed it
+        for name in models:
+            have = [{m.name: m for m in a.models()}.get(name) for a in atlases]
+            if (have[0] is None) != (have[1] is None):
+                (src, rec), dst = ((reference, have[0]), atlas) if have[0] else \
+                    ((atlas, have[1]), reference)
+                raise ParameterError(f"no model named {name!r} in {dst.path}, which {src.path} "
+                                     f"has: `{embed_from(dst, src, rec)}` embeds it")
     registered = [[_fully_embedded(a, name) for a in atlases] for name in models]
     for per_atlas in registered:
-        if len(per_atlas) == 2 and not same_model(reference, per_atlas[0], atlas,
-                                                  per_atlas[1]):
+        differ = len(per_atlas) == 2 and model_difference(reference, per_atlas[0], atlas,
+                                                          per_atlas[1])
+        if differ:
             raise ParameterError(
                 f"model {per_atlas[0].name!r} differs between the reference atlas and this "
-                "one; cross-bank scoring needs the same model embedded in both")
+                f"one ({differ}); cross-bank scoring needs the same model embedded in both")
     step = Stages(2 + len(models) + len(baselines), progress)
     damaged: dict = {}  # every damaged feature file of both atlases, named at once
     parts = [_Part(a, frame_set(a, n_per_file=n_per_file, seed=seed, damaged=damaged), i)

@@ -386,6 +386,13 @@ def score_notes(result: dict) -> list[str]:
     unmatched = p.get("unmatched_classes", {})
     for key, c in chance.items():
         if c["n_classes"] == 1 and not unmatched.get(key):  # (one no k-NN can name scores 0)
-            lines.append(f"{key!r} has one class among the test frames ({c['majority']}): every "
-                         "map scores 1.000 on it, which says nothing")
+            scores = [(r.get("accuracy") or {}).get(key, {}).get("test_accuracy")
+                      for r in result["results"].values()]
+            if all(a == 1.0 for a in scores if a is not None):  # the training frames: one too
+                lines.append(f"{key!r} has one class among the test frames ({c['majority']}): "
+                             "every map scores 1.000 on it, which says nothing")
+            else:  # the k-NN knows other classes, and may name them
+                lines.append(f"{key!r} has one class among the test frames ({c['majority']}): "
+                             f"its accuracy says how often the k-NN names {c['majority']}, not "
+                             "how well the classes are told apart")
     return lines

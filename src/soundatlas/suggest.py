@@ -266,7 +266,7 @@ def reference_model(atlas, model, reference, space: str):
     ParameterError
         Naming what differs, with the command that brings an atlas up to date where one does.
     """
-    from soundatlas.artifact import same_model
+    from soundatlas.artifact import embed_from, model_difference
     from soundatlas.similarity import embed_command, is_current, same_space
 
     if reference.path.resolve() == atlas.path.resolve():
@@ -281,14 +281,15 @@ def reference_model(atlas, model, reference, space: str):
     theirs = {m.name: m for m in reference.models()}.get(model.name)
     if theirs is None or theirs.n_embedded < reference.n_samples():
         # the reference knows the model by name once registered; before, by its folder
-        fix = embed_command(reference, theirs) if theirs is not None else _embed_from(
+        fix = embed_command(reference, theirs) if theirs is not None else embed_from(
             reference, atlas, model)
         raise ParameterError(f"model {model.name!r} has not embedded every sample of the "
                              f"reference atlas {reference.path}: `{fix}` does")
-    if not same_model(atlas, model, reference, theirs):
+    differ = model_difference(atlas, model, reference, theirs)
+    if differ:
         raise ParameterError(f"model {model.name!r} of the reference atlas {reference.path} is "
-                             f"not the one of {atlas.path} (other weights, or embedded by "
-                             "another version of it): embed both with the same model")
+                             f"not the one of {atlas.path} ({differ}): embed both with the "
+                             "same model")
     if space in ("similarity", "timbre"):
         mine, other = atlas.similarity_space(model.id), reference.similarity_space(theirs.id)
         if mine is not None and other is not None and not same_space(mine, other):
@@ -299,19 +300,6 @@ def reference_model(atlas, model, reference, space: str):
                                  "versions of the space" + (f": {' and '.join(older)} brings "
                                                             "them up to date" if older else ""))
     return theirs
-
-
-def _embed_from(reference, atlas, model) -> str:
-    """The command that embeds ``reference`` with this atlas's ``model``: by name for a shipped
-    model, by its folder for another (the reference does not know its name yet)."""
-    import shlex
-
-    from soundatlas.artifact import model_path
-
-    what = (model.name if model.dir.startswith("shipped:")
-            else str(model_path(atlas, model.dir).resolve()))
-    return (f"soundatlas embed --atlas {shlex.quote(str(reference.path))} --model "
-            f"{shlex.quote(what)}")
 
 
 def hidden_label_curve(ids: np.ndarray, vectors: np.ndarray, labels: dict[int, str], *,

@@ -107,11 +107,11 @@ def _add_evaluate(sub, parents) -> None:
                     help="cross-bank protocol: fit the k-NN and every baseline on this other "
                     "atlas's training frames (k chosen on its validation frames) and score every "
                     "frame of --atlas; each model must be embedded in both with the same weights")
-    ev.add_argument("--reference-classes", choices=("held", "all"), default="held",
+    ev.add_argument("--reference-classes", choices=("held", "all"), default=None,
                     help="with --reference, what the k-NN chooses among: the classes --atlas "
                     "has (held: the reference's frames of other classes are left out, and the "
                     "table says how many), or all the reference's (a sound may be taken for a "
-                    "class this library lacks) (default: %(default)s)")
+                    "class this library lacks) (default: held)")
     ev.set_defaults(func=cmd_evaluate)
 
 
@@ -125,6 +125,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     baselines = baseline_list(args.baselines)
     out = check_output(args.output) if args.output else None  # before the work a bad path loses
+    if args.reference_classes and not args.reference:  # it would change nothing: say so
+        raise UsageError("--reference-classes applies to cross-bank scoring: give --reference "
+                         "too")
     if args.reference and Path(args.reference).resolve() == atlas_dir(args).resolve():
         # its training files would be scored as test files: every label near 1.000
         raise UsageError(f"--reference {args.reference} is the atlas evaluated; give another "
@@ -135,7 +138,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                      if args.reference else None)
         bar = stack.enter_context(progress_bar(args, desc="evaluating", unit="stage"))
         result = evaluate(atlas, args.model or (), baselines=baselines, labels=args.labels,
-                          reference=reference, reference_classes=args.reference_classes,
+                          reference=reference, reference_classes=args.reference_classes or "held",
                           n_per_file=args.frames_per_file, n_analogies=args.analogies,
                           seed=args.seed, progress=lambda d, t, stage: bar(d, t, stage=stage))
     if out is not None:
