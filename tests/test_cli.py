@@ -222,6 +222,10 @@ def test_train_embed_models_evaluate_from_the_command_line(rendered_library):
     assert models[0]["name"] == "m" and models[0]["n_embedded"] == emb["n_embedded"]
     shipped = {r["name"]: r for r in models if r["where"] == "shipped"}
     assert models[0]["pitch_axis"] is False and shipped["default"]["pitch_axis"] is True
+    # stored figures name what they were measured on: the shipped one's, not this atlas
+    assert shipped["default"]["metrics"] and "demo library" in \
+        shipped["default"]["metrics_measured_on"]
+    assert models[0]["metrics"] == {} and models[0]["metrics_measured_on"] is None
     listing = run("models", "--atlas", atlas, check_rc=0).stdout.splitlines()
     assert [line.split()[0] for line in listing if "height = measured pitch" in line] == ["default"]
     # a model fine-tuned from another names what it was trained from, the first phase first

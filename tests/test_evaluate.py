@@ -384,6 +384,15 @@ def test_cross_bank_fits_on_the_reference_and_tests_every_frame_of_this_atlas(ma
                      n_analogies=0)
         p = r["protocol"]
         assert p["protocol"] == "cross-bank" and p["reference"]["atlas"] == str(ref.path)
+        # traceable: the atlas scored, the version, and which model "m" was
+        from soundatlas import __version__
+        from soundatlas.artifact import weights_digest
+
+        assert (p["atlas"], p["soundatlas"]) == (str(atlas.path), __version__)
+        who = r["results"]["m"]["model"]
+        assert who["weights_sha256"] == weights_digest(ref, ref.model("m"))
+        assert (who["neighbourhood"], who["seed"], who["iterations"]) == (
+            "instrument-pitch-2", 0, 60)
         held = frame_set(atlas)
         within = frame_set(ref)
         assert p["n_frames"] == {"train": int(np.sum(within.split == "train")),  # all, labelled or not

@@ -556,8 +556,13 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
         step(f"baseline {b}")
     if registered:
         _compare(results, outcomes, registered[0][0].name, seed=seed)
+    for per_atlas in registered:  # what each scored model is: its figures stay traceable
+        results[per_atlas[0].name]["model"] = model_identity(atlas, per_atlas[-1])
     counts = {name: int(np.sum(fs.split == name)) for name in ("train", "valid", "test")}
-    protocol = {"frames_per_file": n_per_file, "seed": seed, "labels": list(labels),
+    from soundatlas import __version__
+
+    protocol = {"atlas": str(atlas.path), "soundatlas": __version__,
+                "frames_per_file": n_per_file, "seed": seed, "labels": list(labels),
                 "interval": "95 % percentile bootstrap over test files, 1,000 resamples",
                 "n_frames": counts,  # this atlas's samples: the reference's are below
                 "n_samples": int(len(np.unique(parts[-1].fs.sample_ids))),
@@ -574,6 +579,22 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
                                  "shared_files": _shared_files(parts, content)}
     step("done")
     return {"protocol": protocol, "results": results}
+
+
+def model_identity(atlas, model) -> dict:
+    """What tells a scored model from another of its name (``--replace`` reuses names): its
+    folder, the digest of its weights, and from its config the neighbourhood, seed,
+    iterations and the model it started from."""
+    from soundatlas.artifact import weights_digest
+
+    config = model.config or {}
+    start = config.get("init_from")
+    return {"dir": model.dir, "weights_sha256": weights_digest(atlas, model),
+            "neighbourhood": (config.get("neighbourhood") or {}).get("spec")
+            or (config.get("neighbourhood") or {}).get("name"),
+            "seed": config.get("seed"),
+            "iterations": (config.get("training") or {}).get("iterations"),
+            "init_from": start.get("name") if isinstance(start, dict) else start}
 
 
 def _compare(results: dict, outcomes: dict, first: str, *, seed: int) -> None:
