@@ -323,7 +323,7 @@ def test_a_command_is_one_register_function(capsys):
     assert main(["hello", "--json", "--atlas", "A"], modules=(*COMMAND_MODULES, toy)) == 0
     assert json.loads(capsys.readouterr().out) == {"hello": "world", "atlas": "A"}
     assert main(["hello", "--name", "nobody"], modules=(toy,)) == 2
-    assert capsys.readouterr().err == "soundatlas hello: --name nobody: say who\n"
+    assert capsys.readouterr().err == "soundatlas hello: error: --name nobody: say who\n"
 
 
 def test_serve_can_limit_the_allocators_arenas():
@@ -379,7 +379,7 @@ def test_cqt_writes_the_npy_file_it_reports_and_refuses_any_other_output(tmp_pat
                       ("nodir/x.npy", f"x.npy: the folder {tmp_path / 'nodir'} does not exist"),
                       ("t" * 300 + ".npy", "tt.npy: File name too long")):
         rc, err = in_process(capsys, "cqt", tone, "-o", tmp_path / out)
-        assert rc == 2 and err.startswith(f"soundatlas cqt: --output {tmp_path}") and says in err
+        assert rc == 2 and err.startswith(f"soundatlas cqt: error: --output {tmp_path}") and says in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npy", "tone.wav"]
     # the very name given, in any case: np.save given the name alone adds .npy to x.NPY
     proc = run("cqt", tone, "-o", "x.NPY", check_rc=0, cwd=tmp_path)
@@ -393,10 +393,10 @@ def test_a_bad_output_path_is_refused_before_the_work_and_a_failed_write_named(m
     # refused before the atlas is even opened: an evaluation is not run to be lost
     rc, err = in_process(capsys, "evaluate", "--atlas", tmp_path / "no-atlas",
                          "-o", tmp_path / "nodir/x.json")
-    assert (rc, err) == (2, f"soundatlas evaluate: --output {tmp_path / 'nodir/x.json'}: the "
+    assert (rc, err) == (2, f"soundatlas evaluate: error: --output {tmp_path / 'nodir/x.json'}: the "
                             f"folder {tmp_path / 'nodir'} does not exist\n")
     rc, err = in_process(capsys, "evaluate", "--atlas", mapped, "-o", tmp_path)
-    assert (rc, err) == (2, f"soundatlas evaluate: --output {tmp_path} is a directory\n")
+    assert (rc, err) == (2, f"soundatlas evaluate: error: --output {tmp_path} is a directory\n")
     rc, err = in_process(capsys, "tags", "export", tmp_path / "file/t.csv", "--atlas", mapped)
     assert rc == 2 and f"the folder {tmp_path / 'file'} is not a folder" in err
     rc, err = in_process(capsys, "collections", "export", "k", "--atlas", mapped,
@@ -448,7 +448,26 @@ def test_train_refuses_a_momentum_or_learning_rate_that_cannot_work(tmp_path, ca
                               ("--lr", "inf", "lr=inf must be")):
         # refused before the atlas is opened
         rc, err = in_process(capsys, "train", "--atlas", tmp_path, "-n", "pitch", flag, value)
-        assert rc == 2 and err.startswith(f"soundatlas train: {says}")  # misuse
+        assert rc == 2 and err.startswith(f"soundatlas train: error: {says}")  # misuse
+
+
+def test_train_arguments_that_cannot_work_together_are_misuse(tmp_path, capsys):
+    """Refused before the atlas is opened (tmp_path holds none), with exit 2: they exited 1,
+    the code of a failure (the researcher's review)."""
+    for args, says in (
+            (("-n", "instrument,pitch", "--label", "folder"), "a single neighbourhood"),
+            (("-n", "label:instrument", "--label", "folder"), "names its label already"),
+            (("-n", "instrument", "--anchor", "2"), "there is none: give init_from"),
+            (("-n", "teacher-map",), "teacher-map keeps the neighbours"),
+            (("-n", "pitch:1,teacher-knn:1"), "teacher-knn keeps the neighbours"),
+            (("-n", "instrument", "--name", "default"), "a model shipped with soundatlas")):
+        rc, err = in_process(capsys, "train", "--atlas", tmp_path, *args)
+        assert rc == 2 and err.startswith("soundatlas train: error: ") and says in err, (args,
+                                                                                         err)
+    rc, err = in_process(capsys, "evaluate", "--atlas", tmp_path, "--baselines", "none")
+    assert rc == 2 and "nothing to evaluate: name a model (-m) or a baseline" in err
+    rc, err = in_process(capsys, "demo-library", tmp_path / "lib", "--classes", "flutee")
+    assert rc == 2 and "unknown class 'flutee'" in err and not (tmp_path / "lib").exists()
 
 
 def test_the_weight_of_a_single_neighbourhood_is_checked_as_in_a_mixture(tmp_path, capsys):

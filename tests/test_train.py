@@ -399,16 +399,18 @@ def test_a_new_neighbourhood_class_trains_with_no_change_to_the_trainer(atlas):
 
 
 def test_mixture_with_augmentation_resumes_exactly_and_is_recorded(atlas):
-    """A mixture (with a part this atlas cannot serve) and augmentation: stopped and resumed, it
-    ends with the weights of an uninterrupted run; the config records both."""
+    """A mixture (with a part this atlas cannot serve: one sample has a mood) and augmentation:
+    stopped and resumed, it ends with the weights of an uninterrupted run; the config records
+    both."""
     from soundatlas.augment import Augment
 
-    spec = "instrument:1,pitch:1,label:drum_class:1,augment-pair:0.5"
+    atlas.tag(atlas.sample_ids()[:1].tolist(), add=["mood:dark"])
+    spec = "instrument:1,pitch:1,label:mood:1,augment-pair:0.5"
     s = short(iterations=30, checkpoint_every=10, valid_every=15, augment=Augment.default())
     whole = train(atlas, neighbourhood=spec, settings=s, seed=3, name="whole")
     skipped = whole.neighbourhood["skipped"]
-    assert [k["spec"] for k in skipped] == ["label:drum_class"]
-    assert "not in the atlas" in skipped[0]["reason"]
+    assert [k["spec"] for k in skipped] == ["label:mood"]
+    assert "needs at least 2 keys" in skipped[0]["reason"]
     part = train(atlas, neighbourhood=spec, settings=s, seed=3, name="parts", stop_after=17)
     assert part.iterations == 17
     train(atlas, neighbourhood=spec, settings=s, seed=3, name="parts", resume=True)
@@ -420,13 +422,13 @@ def test_mixture_with_augmentation_resumes_exactly_and_is_recorded(atlas):
         [h["valid_loss"] for h in b.config["training"]["history"]]
 
     nb = a.config["neighbourhood"]
-    assert nb["name"] == "mixture" and nb["spec"] == "instrument:1,pitch:1,label:drum_class:1,"\
+    assert nb["name"] == "mixture" and nb["spec"] == "instrument:1,pitch:1,label:mood:1,"\
         "augment-pair:0.5"
     assert [(p["name"], p["weight"]) for p in nb["parts"]] == [
         ("instrument", 1.0), ("pitch", 1.0), ("label", 1.0), ("augment-pair", 0.5)]
     assert a.neighbourhood.spec == a.neighbourhood_spec == nb["spec"]
     assert Augment(**a.config["settings"]["augment"]) == Augment.default()
-    served = [(nb, w) for nb, w in parse_neighbourhood(spec).parts if nb.spec != "label:drum_class"]
+    served = [(nb, w) for nb, w in parse_neighbourhood(spec).parts if nb.spec != "label:mood"]
     assert a.config["settings"]["origin_weight"] == pytest.approx(  # its served parts' mean
         sum(w * nb.origin_weight for nb, w in served) / sum(w for _, w in served))
     with pytest.raises(TrainingError, match="other settings"):

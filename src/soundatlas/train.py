@@ -269,7 +269,6 @@ def train(
         When another process is training the same model in this atlas.
     """
     from soundatlas.atlas.models import check_model_name
-    from soundatlas.neighbourhoods import Neighbourhood, parse_neighbourhood
 
     settings = (settings or settings_for(preset)).validate()
     if device not in {"cpu", "cuda"}:
@@ -278,13 +277,8 @@ def train(
         raise ParameterError("device='cuda' asked for, but torch sees no CUDA device here")
     if device == "cuda":  # before CUDA starts: cuBLAS reads it then (see ``deterministic``)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    if isinstance(neighbourhood, Neighbourhood):
-        if label is not None:
-            raise ParameterError(f"label={label!r} applies to a neighbourhood named by a spec; "
-                                 f"{neighbourhood!r} has its labels already")
-        nb = neighbourhood
-    else:
-        nb = parse_neighbourhood(neighbourhood, label=label, seed=seed)
+    nb = check_arguments(neighbourhood, label=label, seed=seed, settings=settings,
+                         init_from=init_from, name=name)
     if time_limit is not None:
         if not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit)
                 and time_limit > 0):
@@ -293,9 +287,6 @@ def train(
             raise ParameterError("a time limit ends the run at a step it cannot know in advance, "
                                  "and the cosine schedule's rates depend on the last step: "
                                  "give iterations instead")
-    if settings.anchor > 0 and init_from is None:
-        raise ParameterError(f"anchor={settings.anchor:g} holds the points near a starting "
-                             "model's, and there is none: give init_from (--init-from)")
     base = _base_model(atlas, init_from) if init_from is not None else None
     arch_params = _architecture(atlas, base, arch, dims, settings, pitch_axis)
     if base is not None:
@@ -333,6 +324,49 @@ def torch_threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def check_arguments(neighbourhood, *, label: str | None = None, seed: int = 0,
+                    settings: TrainSettings, init_from=None, name: str | None = None):
+    """What :func:`train` is asked, checked without the atlas: the neighbourhood (parsed from
+    a spec with ``label`` and ``seed``), a part that needs a starting model (``teacher-knn``,
+    ``teacher-map``) or an anchor without one, and a shipped model's name. The command line
+    checks these before the work, as misuse.
+
+    Returns
+    -------
+    Neighbourhood
+        The neighbourhood, parsed.
+
+    Raises
+    ------
+    ParameterError
+        Naming what cannot work.
+    """
+    from soundatlas.artifact import CONFIG, shipped_model_dir
+    from soundatlas.neighbourhoods import Mixture, Neighbourhood, parse_neighbourhood
+    from soundatlas.neighbourhoods.knn import TeacherKNN
+
+    if isinstance(neighbourhood, Neighbourhood):
+        if label is not None:
+            raise ParameterError(f"label={label!r} applies to a neighbourhood named by a spec; "
+                                 f"{neighbourhood!r} has its labels already")
+        nb = neighbourhood
+    else:
+        nb = parse_neighbourhood(neighbourhood, label=label, seed=seed)
+    if init_from is None:
+        parts = [p for p, _ in nb.parts] if isinstance(nb, Mixture) else [nb]
+        taught = [p.name for p in parts if isinstance(p, TeacherKNN)]
+        if taught:
+            raise ParameterError(f"{taught[0]} keeps the neighbours of the model a run starts "
+                                 "from: give one (train --init-from MODEL, or adapt)")
+        if settings.anchor > 0:
+            raise ParameterError(f"anchor={settings.anchor:g} holds the points near a starting "
+                                 "model's, and there is none: give init_from (--init-from)")
+    if name is not None and (shipped_model_dir(name) / CONFIG).is_file():
+        raise ParameterError(f"{name!r} is the name of a model shipped with soundatlas: give "
+                             "the new model another name (--name)")
+    return nb
 
 
 def _check_name_free(atlas, name: str, run_dir: Path, *, resume: bool, replace: bool) -> None:

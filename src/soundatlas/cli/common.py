@@ -54,7 +54,7 @@ class UsageError(SoundAtlasError):
 def run_command(args: argparse.Namespace) -> int:
     """Run the command ``args`` names (``args.func``) and return its exit status.
 
-    A :class:`UsageError` prints one line and returns 2; any other
+    A :class:`UsageError` prints ``error:`` and one line and returns 2; any other
     :class:`~soundatlas.errors.SoundAtlasError` prints ``error:`` and one line and returns 1;
     Ctrl-C says how to go on (where there is a way) and returns 130; a closed pipe (``| head``) returns 0; a full
     disk, or a damaged database file, prints what to do and returns 1.
@@ -73,8 +73,8 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         with _command_threads(args):
             return args.func(args)
-    except UsageError as exc:
-        print(f"soundatlas {args.command}: {shown(str(exc))}", file=sys.stderr)
+    except UsageError as exc:  # worded as argparse words its own (``error:``), exit 2 too
+        print(f"soundatlas {args.command}: error: {shown(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except SoundAtlasError as exc:
         print(f"soundatlas {args.command}: error: {shown(str(exc))}", file=sys.stderr)

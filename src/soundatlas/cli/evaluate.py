@@ -125,6 +125,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     baselines = baseline_list(args.baselines)
     out = check_output(args.output) if args.output else None  # before the work a bad path loses
+    if not args.model and not baselines:
+        raise UsageError("nothing to evaluate: name a model (-m) or a baseline (--baselines)")
     if args.reference_classes and not args.reference:  # it would change nothing: say so
         raise UsageError("--reference-classes applies to cross-bank scoring: give --reference "
                          "too")

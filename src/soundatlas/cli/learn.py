@@ -136,11 +136,13 @@ def _add_train(sub, parents) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     """``soundatlas train``: train a model on the atlas and say how it went."""
     from soundatlas.errors import ParameterError
-    from soundatlas.train import divergence, train
+    from soundatlas.train import check_arguments, divergence, train
 
     _resume_or_replace(args)
     try:
         settings = train_settings(args)
+        check_arguments(args.neighbourhood, label=args.label, seed=args.seed, settings=settings,
+                        init_from=args.init_from, name=args.name)
     except ParameterError as exc:  # flags that cannot work together (or at all): misuse
         raise UsageError(str(exc)) from None
     # no writer lock on the atlas: train writes no array file and locks its model's folder

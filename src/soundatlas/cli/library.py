@@ -123,7 +123,13 @@ def _add_demo_library(sub, parents) -> None:
 def cmd_demo_library(args: argparse.Namespace) -> int:
     """``soundatlas demo-library``: render a labelled library and say what was written."""
     from soundatlas import demo
+    from soundatlas.errors import ParameterError
 
+    if args.set == "demo":  # the classes and velocities, checked before anything is written
+        try:
+            demo.plan_notes(classes=args.classes, velocities=args.velocities)
+        except ParameterError as exc:
+            raise UsageError(str(exc)) from None
     with progress_bar(args, desc="rendering", unit="note") as progress:
         summary = demo.render_library(
             args.out, sound_set=args.set, soundfont=args.soundfont, classes=args.classes,
