@@ -383,11 +383,18 @@ def test_input_knn_fit_is_deterministic_and_same_sample_optional(rendered_data, 
     assert np.all(c.positives_ != np.arange(c.n_candidates_)[:, None])  # never itself
 
 
-def test_input_knn_needs_enough_candidates():
+def test_input_knn_needs_enough_candidates_and_fits_far_to_a_small_library():
+    """20 windows, 5 of them in each sample: too few for k=10 positives; k=2 fits, with
+    negatives beyond the nearest 7 (half of the 14 others), not the 200 no setting of the
+    command line could lower (the researcher's review)."""
     data = tiny_data(["a"] * 4, n_frames=5)
-    with pytest.raises(ParameterError, match="too few for far=200"):
+    with pytest.raises(ParameterError, match="too few for its k=10 positives"):
         InputKNN().fit(data)
-    InputKNN(k=2, far=5).fit(data)
+    small = InputKNN(k=2).fit(data)
+    assert small.summary()["far"] == (small.n_candidates_ - 5 - 1) // 2 == 7
+    t = small.draw(np.random.default_rng(0), 200, data)
+    assert np.all(t.anchor_sample != t.negative_sample)  # another sample's window
+    assert InputKNN(k=2, far=5).fit(data).summary()["far"] == 5  # a smaller far is kept
     silent = TrainingData.from_arrays([np.zeros((8, N_BINS), np.float32) for _ in range(20)])
     with pytest.raises(ParameterError, match="same"):
         InputKNN(k=2, far=5).fit(silent)

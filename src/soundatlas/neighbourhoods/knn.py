@@ -73,18 +73,22 @@ class InputKNN(Neighbourhood):
         n = len(s)
         per_sample = np.bincount(s, minlength=data.n_samples)
         same_max = int(per_sample.max()) if self.exclude_same_sample else 1
-        if n - same_max < self.far + 1:
+        # a small library has too few windows for ``far``: the negatives then lie outside its
+        # nearest half (recorded as the summary's ``far``), as long as that holds k positives
+        room = (n - same_max - 1) // 2
+        if room < self.k:
             raise ParameterError(
-                f"input-knn has {n} distinct candidate windows, {n - same_max} of them outside "
-                f"the best-covered sample: too few for far={self.far} (needs more than far); "
-                "lower far (and k) or give more data"
+                f"{self.name} has {n} distinct candidate windows, {n - same_max} of them outside "
+                f"the best-covered sample: too few for its k={self.k} positives and negatives "
+                "beyond them; give it more sounds (or longer ones)"
             )
+        self.far_ = min(self.far, room)
 
         z = self._fit_pca(data, s, c, rng)
         if not np.any(z != z[0]):
             raise ParameterError("input-knn: every candidate window is the same (silence?); "
                                  "there are no near and far windows to tell apart")
-        positives, far_radius = self._neighbours(z, s, n_query=self.far + same_max)
+        positives, far_radius = self._neighbours(z, s, n_query=self.far_ + same_max)
         self.n_samples_ = data.n_samples
         self.n_excluded_ = data.n_samples - len(eligible)  # samples without frames
         self.cand_sample_ = s
@@ -145,7 +149,7 @@ class InputKNN(Neighbourhood):
             ok = idx != rows[:, None]
             if self.exclude_same_sample:
                 ok &= s[idx] != s[rows][:, None]
-            order = np.argsort(~ok, axis=1, kind="stable")[:, : self.far]
+            order = np.argsort(~ok, axis=1, kind="stable")[:, : self.far_]
             near = np.take_along_axis(idx, order, axis=1)  # the `far` nearest admissible
             positives[rows] = near[:, : self.k]
             far_radius[rows] = _dist(z[rows], z[near[:, -1]])
@@ -159,7 +163,7 @@ class InputKNN(Neighbourhood):
     def summary(self) -> dict:
         return {"n_candidates": self.n_candidates_, "n_components": self.n_components_,
                 "n_samples_used": int(len(np.unique(self.cand_sample_))),
-                "n_excluded": self.n_excluded_}
+                "n_excluded": self.n_excluded_, "far": self.far_}
 
     # -- draw ----------------------------------------------------------------------------------
 
