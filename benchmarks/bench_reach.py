@@ -1,9 +1,8 @@
-"""The reach of the labelled samples (``suggest.reach``: how far the most isolated one lies from
-its nearest other), which the page computes while a musician waits for a suggestion's far mark:
+"""The reach of the labelled samples (``suggest.reach``: how far they lie from their nearest
+others), which the page computes while a musician waits for a suggestion's far mark:
 measured on a sample of the voters (``suggest.reach_sample_size``) against the baseline of every
-voter, in the same run. Printed: the median seconds of each, their ratio, and how far the
-sampled reach falls short of the exact one (it can only fall short: a sample's largest distance
-is at most the largest of all).
+voter, in the same run. Printed: the median seconds of each, their ratio, and the sampled reach
+over the exact one (a percentile of a sample: near 1 either side).
 
     python benchmarks/bench_reach.py [--sizes 20000 50000] [--dims 268] [--repeats 3]
         [--exact-up-to 50000]

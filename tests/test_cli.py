@@ -74,8 +74,8 @@ def test_user_errors_exit_1_with_one_line_and_no_traceback(tmp_path):
     assert "no atlas" in proc.stderr and "Traceback" not in proc.stderr
     proc = run("demo-library", tmp_path / "out", "--soundfont", tmp_path / "none.sf2", check_rc=1)
     assert "none.sf2" in proc.stderr and proc.stderr.strip().count("\n") == 0
-    proc = run("demo-library", tmp_path / "out", "--classes", "kazoo", check_rc=1)
-    assert "kazoo" in proc.stderr
+    proc = run("demo-library", tmp_path / "out", "--classes", "kazoo", check_rc=2)  # misuse
+    assert "kazoo" in proc.stderr and proc.stderr.strip().count("\n") == 0
 
 
 def test_index_and_info_json(tone_library):

@@ -395,6 +395,7 @@ def test_input_knn_needs_enough_candidates_and_fits_far_to_a_small_library():
     t = small.draw(np.random.default_rng(0), 200, data)
     assert np.all(t.anchor_sample != t.negative_sample)  # another sample's window
     assert InputKNN(k=2, far=5).fit(data).summary()["far"] == 5  # a smaller far is kept
+    assert InputKNN(k=2, far=14).fit(data).summary()["far"] == 14  # as many as there are: kept
     silent = TrainingData.from_arrays([np.zeros((8, N_BINS), np.float32) for _ in range(20)])
     with pytest.raises(ParameterError, match="same"):
         InputKNN(k=2, far=5).fit(silent)

@@ -522,6 +522,34 @@ def test_the_kd_tree_is_cached_and_rebuilt_when_embeddings_change(mapped, atlas)
     assert rebuilt.payload == first.payload and rebuilt.payload is not first.payload
 
 
+def test_the_labelled_samples_reach_is_measured_again_when_they_change(mapped, atlas):
+    """The far mark's reach is cached per label; one label taken off and another put on (the
+    same count) must measure it again, and so must taking a slip off again (the review: a
+    count-based key kept the slip's reach)."""
+    from soundatlas.suggest import reach
+
+    web = WebState(mapped, model=None, max_upload_bytes=1, max_export_bytes=1)
+    model = atlas.model("m")
+    vectors = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    made = []
+
+    def labelled(rows):
+        def make():
+            made.append(tuple(rows))
+            return vectors[list(rows)]
+        return make
+
+    a, b = list(range(30)), list(range(1, 31))  # as many, not the same
+    first = web.label_reach(atlas, model, "map", "kind", a, labelled(a))
+    assert first == pytest.approx(reach(vectors[a]))
+    assert web.label_reach(atlas, model, "map", "kind", a[::-1], labelled(a)) == first
+    assert made == [tuple(a)]  # the same samples: measured once
+    web.label_reach(atlas, model, "map", "kind", b, labelled(b))
+    assert made[-1] == tuple(b)
+    assert web.label_reach(atlas, model, "map", "kind", a, labelled(a)) == first
+    assert made[-1] == tuple(a) and len(made) == 3  # back to the first: measured again
+
+
 # -- search and sample details ----------------------------------------------------------------
 
 

@@ -139,6 +139,21 @@ def frame_energy(frames: np.ndarray, *, compression: float = PAPER_CQT.compressi
     return out
 
 
+
+def absent_labels(atlas, label_keys) -> dict[str, str]:
+    """Each of ``label_keys`` (or ``A+B`` pairs) the atlas has no sample of, with the message
+    that says so and names the labels there are (read before any feature file)."""
+    if not label_keys:
+        return {}
+    known = set(atlas.label_summary())
+    absent = {}
+    for key in label_keys:
+        lacking = [p for p in label_parts(key, known) if p not in known]
+        if lacking:
+            absent[key] = (f"label {lacking[0]!r} is not in the atlas {atlas.path}; "
+                           f"available labels: {', '.join(sorted(known)) or '(none)'}")
+    return absent
+
 @dataclass(eq=False)
 class TrainingData:
     """The frames of a set of samples, concatenated in one float32 array, plus their labels.
@@ -213,8 +228,8 @@ class TrainingData:
             Defaults to the atlas's CQT compression (50 for the paper CQT).
         missing_labels : {'raise', 'skip'}, default='raise'
             For a label key the atlas has never seen: raise, or leave the key out and let
-            :meth:`label` raise that error when it is asked for (a mixture of neighbourhoods
-            leaves out the parts whose labels this atlas lacks).
+            :meth:`label` raise that error when it is asked for (``train`` refuses such a
+            key first, :func:`absent_labels`; a mixture fitted here leaves its part out).
         suggested : bool, default False
             Read the values ``suggest --apply`` stored and nobody accepted too. A model taught
             its map's guesses learns their mistakes as truth, so training reads the index's
@@ -249,14 +264,9 @@ class TrainingData:
                     f"(first: {missing[:5]})"
                 )
             records = [by_id[i] for i in ids]
-        absent = {}
+        absent = absent_labels(atlas, label_keys)
+        known = set(atlas.label_summary()) if label_keys else set()
         if label_keys:
-            known = set(atlas.label_summary())
-            for key in label_keys:
-                lacking = [p for p in label_parts(key, known) if p not in known]
-                if lacking:
-                    absent[key] = (f"label {lacking[0]!r} is not in the atlas {atlas.path}; "
-                                   f"available labels: {', '.join(sorted(known)) or '(none)'}")
             if absent and missing_labels == "raise":
                 raise ParameterError(next(iter(absent.values())))
             label_keys = [k for k in label_keys if k not in absent]

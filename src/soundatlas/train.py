@@ -415,6 +415,7 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
     from soundatlas.artifact import ModelArtifact
     from soundatlas.loss import ContrastiveLoss, anchor_loss
     from soundatlas.model import build_model, init_weights
+    from soundatlas.frames import absent_labels
     from soundatlas.sampling import TrainingData, TripleSampler
 
     split = atlas.splits(seed=None)
@@ -422,14 +423,14 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
     valid_ids = sorted(i for i, s in split.items() if s == "valid")
     if not train_ids:
         raise ParameterError("the atlas has no training samples; index a library first")
+    absent = absent_labels(atlas, nb.label_keys)
+    if absent:  # a mixture would leave the part out: a typo must not go unnoticed (nor wait)
+        raise ParameterError(f"{next(iter(absent.values()))} (named by -n {nb.spec}): correct "
+                             "it, or leave out the part that names it")
     for _ in atlas.each_features(atlas.samples(train_ids + valid_ids)):
         pass  # every damaged feature file of both splits named now, not one split per run
     data = TrainingData.from_atlas(atlas, train_ids, label_keys=nb.label_keys,
                                    missing_labels="skip")
-    if data.absent_labels:  # a mixture would leave the part out: a typo must not go unnoticed
-        why = next(iter(data.absent_labels.values()))
-        raise ParameterError(f"{why} (named by -n {nb.spec}): correct it, or leave out the "
-                             "part that names it")
     if base is not None:
         from soundatlas.embed import prediction_noise
 

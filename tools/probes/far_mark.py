@@ -38,10 +38,14 @@ def main() -> None:
         rvalues = [have[int(rids[r])] for r in rows]
     index = faiss.IndexFlatL2(rv.shape[1])
     index.add(rv)
-    d2, _ = index.search(rv, 2)
+    distinct = np.unique(rv, axis=0)  # copies count once, as in suggest.reach
+    own = faiss.IndexFlatL2(rv.shape[1])
+    own.add(distinct)
+    d2, _ = own.search(distinct, 2)
     loo = np.sqrt(np.maximum(d2[:, 1], 0))
     reach = {q: float(np.quantile(loo, q)) for q in quantiles}
-    print(f"{args.reference}: {len(rv)} voters of {args.key}; {args.space} reach by quantile: "
+    print(f"{args.reference}: {len(rv)} voters of {args.key} ({len(distinct)} distinct); "
+          f"{args.space} reach by quantile: "
           + ", ".join(f"{q:g}: {r:.3f}" for q, r in reach.items()))
     for path in args.targets:
         with Atlas.open(path) as atlas, Atlas.open(args.reference) as ref:

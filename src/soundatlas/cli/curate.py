@@ -547,7 +547,7 @@ def _add_suggest(sub, parents) -> None:
 
 def cmd_suggest(args: argparse.Namespace) -> int:
     """``soundatlas suggest``: labels from the map."""
-    from soundatlas.atlas import Atlas
+    from soundatlas.atlas import Atlas, default_atlas_dir
     from soundatlas.atlas.curation import STAR_KEY
     from soundatlas.suggest import suggest
 
@@ -563,9 +563,11 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         args.space = "similarity" if args.reference else "timbre"
     if args.reference is not None and not args.reference.strip():  # an unset "$REF"
         raise UsageError("--from: empty; give the atlas of the labelled library")
-    if args.reference and Path(args.reference).resolve() == atlas_dir(args).resolve():
-        raise UsageError(f"--from {args.reference} is the atlas suggested for; without --from "
-                         "its own labelled samples vote")
+    here = atlas_dir(args).resolve()
+    if args.reference and here in (Path(args.reference).resolve(),
+                                   default_atlas_dir(Path(args.reference)).resolve()):
+        raise UsageError(f"--from {args.reference} is the atlas suggested for (or its library); "
+                         "without --from its own labelled samples vote")
     with contextlib.ExitStack() as stack:
         atlas = stack.enter_context(Atlas.open(atlas_dir(args), write=args.apply, tidy=False))
         reference = (stack.enter_context(Atlas.open(Path(args.reference), tidy=False,
@@ -574,6 +576,14 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         model = None
         if args.space != "input":
             if args.model:
+                theirs = ({m.name: m for m in reference.models()}.get(args.model)
+                          if reference is not None else None)
+                if theirs is not None and atlas.find_model(args.model) is None:
+                    from soundatlas.artifact import embed_from
+
+                    raise AtlasError(f"no model named {args.model!r} in {atlas.path}, which the "
+                                     f"reference has: `{embed_from(atlas, reference, theirs)}` "
+                                     "embeds it")
                 model = atlas.model(args.model)
                 if not model.n_embedded:  # the atlas's state, not the command line: exit 1
                     raise AtlasError(f"model {model.name!r} has embedded no sample of this "
@@ -622,8 +632,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     if n_far:
         left = " and not stored (--keep-far stores them)" if args.apply and not args.keep_far \
             else ""
-        print(f"  {n_far} marked far{left}: farther from every labelled sample than any "
-              "labelled sample is from its nearest, so like none of those that voted")
+        print(f"  {n_far} marked far{left}: farther from every labelled sample than 99 % of "
+              "them are from their own nearest, so like none of those that voted")
     for value, (n, why) in refused.items():
         print(f"  not stored: {n} suggestion{'s' * (n != 1)} of {args.label}={shown(value)}: "
               f"{shown(why)}")

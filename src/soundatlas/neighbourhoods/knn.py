@@ -74,15 +74,17 @@ class InputKNN(Neighbourhood):
         per_sample = np.bincount(s, minlength=data.n_samples)
         same_max = int(per_sample.max()) if self.exclude_same_sample else 1
         # a small library has too few windows for ``far``: the negatives then lie outside its
-        # nearest half (recorded as the summary's ``far``), as long as that holds k positives
-        room = (n - same_max - 1) // 2
-        if room < self.k:
-            raise ParameterError(
-                f"{self.name} has {n} distinct candidate windows, {n - same_max} of them outside "
-                f"the best-covered sample: too few for its k={self.k} positives and negatives "
-                "beyond them; give it more sounds (or longer ones)"
-            )
-        self.far_ = min(self.far, room)
+        # nearest half (recorded as the summary's ``far``), as long as that holds k positives;
+        # where there are enough, ``far`` stands as it always did
+        if n - same_max >= self.far + 1:
+            self.far_ = self.far
+        else:
+            self.far_ = (n - same_max - 1) // 2
+            if self.far_ < self.k:
+                raise ParameterError(
+                    f"{self.name} has {n} distinct candidate windows, {n - same_max} of them "
+                    f"outside the best-covered sample: too few for its k={self.k} positives and "
+                    "negatives beyond them; give it more sounds (or longer ones)")
 
         z = self._fit_pca(data, s, c, rng)
         if not np.any(z != z[0]):

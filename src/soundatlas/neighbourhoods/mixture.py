@@ -24,7 +24,8 @@ class Mixture(Neighbourhood):
     """K neighbourhoods with weights, one network: the paper's K contrastive partitions.
 
     ``fit`` fits every part and leaves out, with the reason (``skipped_``), a part that cannot
-    be fitted on these data (e.g. a label this atlas lacks); it fails only when no part fits.
+    be fitted on these data (e.g. a label on too few samples); it fails only when no part fits.
+    (``train`` refuses a part naming a label the atlas lacks before it gets here: a typo.)
     ``draw`` picks each triple's part independently with probability proportional to its weight
     (a multinomial split of the batch, so every batch mixes the parts and the counts follow the
     weights), then lets each part draw its share; the triples come part by part,

@@ -11,7 +11,6 @@ here, each rebuilt when the model's embeddings change.
 from __future__ import annotations
 
 import gc
-import math
 import os
 import sys
 import threading
@@ -569,17 +568,20 @@ class WebState:
                             lambda: FrameIndex.load(atlas, model, cache="read"))
 
     def label_reach(self, atlas: Atlas, model: ModelRecord, space: str, label: str,
-                    n_labelled: int, labelled: Callable[[], np.ndarray], *,
+                    labelled_ids: Iterable[int], labelled: Callable[[], np.ndarray], *,
                     version=None) -> float:
-        """How far the most isolated sample labelled ``label`` lies from its nearest other in
-        ``space`` (``suggest.reach``, of ``labelled()``'s vectors): a suggestion beyond it is
-        marked far. Measured again when the model's points change, or when the number of
-        labelled samples has moved by 5 % or more (each accepted suggestion adds one, and one
-        more label barely moves the reach), or ``version`` (the similarity vectors' time)."""
+        """How far the samples labelled ``label`` lie from their nearest others in ``space``
+        (``suggest.reach``, of ``labelled()``'s vectors): a suggestion beyond it is marked far.
+        Measured again when the model's points change, when ``version`` does (the similarity
+        vectors' time), or when the labelled samples do: one more label can move the reach a
+        lot, and one taken off again must move it back (the key is a digest of their ids)."""
+        import hashlib
+
         from soundatlas.suggest import reach
 
-        bucket = round(math.log(max(n_labelled, 1)) / math.log(1.05))
-        key = (*points_key(atlas, model), version, bucket)
+        ids = np.sort(np.fromiter(labelled_ids, np.int64))
+        digest = hashlib.blake2b(ids.tobytes(), digest_size=16).hexdigest()
+        key = (*points_key(atlas, model), version, digest)
         return self._cached(self._reaches, (model.name, space, label), key,
                             lambda: reach(labelled()))
 

@@ -366,8 +366,8 @@ def post_suggest(name: str, body: SuggestRequest, request: Request) -> dict:
     have ``label`` carry, and the share of them that do (``confidence``), as ``soundatlas
     suggest`` computes it (where the nearest 50 k hold fewer than k labelled samples, the k
     nearest of every labelled sample vote); ``far`` when its nearest labelled sample lies
-    farther than any labelled sample from its own nearest (``suggest.reach``): its sound is
-    like none that voted. ``null`` for a sample that has the label already (or when no sample
+    farther than 99 % of the labelled samples from their own nearest (``suggest.reach``): its
+    sound is like none that voted. ``null`` for a sample that has the label already (or when no sample
     has it). Nothing is stored: accepting one is a tag (``POST /api/curation/tags``)."""
     from soundatlas.suggest import majority
 
@@ -415,7 +415,7 @@ def post_suggest(name: str, body: SuggestRequest, request: Request) -> dict:
                 continue
             value, n = majority(values)
             if reach is None:
-                reach = web.label_reach(atlas, model, used, body.label, len(have),
+                reach = web.label_reach(atlas, model, used, body.label, have.keys(),
                                         labelled_vectors, version=None if sim is None else
                                         (sim.space or {}).get("updated"))
             out.append({"value": value, "confidence": n / body.k, "far": nearest > reach})

@@ -141,8 +141,8 @@ export class Curation {
     if (!s || this.app.state.selected !== id) return;
     this.suggestion = { id, label, value: s.value, confidence: s.confidence, far: s.far };
     this.app.state.curation.suggestion = this.suggestion;
-    // far: its nearest labelled sample is farther off than any labelled sample from its own
-    // nearest, so the vote says little (a snare among labelled synth tones)
+    // far: its nearest labelled sample is farther off than 99 % of the labelled samples from
+    // their own nearest, so the vote says little (a snare among labelled synth tones)
     $('sample-suggestion-text').textContent =
       `Suggested ${label}: ${s.value} (${Math.round(100 * s.confidence)} % of its ${answer.k} nearest labelled)`
       + (s.far ? `; unlike every sample labelled with ${label}` : '');
