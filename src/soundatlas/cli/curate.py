@@ -511,8 +511,10 @@ def _add_suggest(sub, parents) -> None:
                        help="suggest labels from the nearest labelled samples",
                        description="For every embedded sample without label KEY, the value most "
                        "of its k nearest samples that have KEY carry, with a confidence (the "
-                       "share of those k that carry it); most confident first. --apply stores "
-                       "those at or above --min-confidence as tags marked suggested. With "
+                       "share of those k that carry it), marked far where the sample is farther "
+                       "from every labelled one than 99 % of them are from each other; most "
+                       "confident first, the far ones last. --apply stores those at or above "
+                       "--min-confidence as tags marked suggested, not the far ones. With "
                        "--from, another library's labelled samples vote instead: label a new "
                        "pack from a library you have labelled.")
     add_options(s, ATLAS)
