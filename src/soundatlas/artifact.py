@@ -26,7 +26,8 @@ if TYPE_CHECKING:  # torch loads with the first model, not with the module
     import torch
 
 __all__ = ["ModelArtifact", "SHIPPED_MODELS", "DEFAULT_MODEL", "check_cqt", "shipped_changed",
-           "check_current", "weights_digest", "same_model", "model_difference", "embed_from"]
+           "check_current", "is_shipped", "weights_digest", "same_model", "model_difference",
+           "embed_from"]
 
 SHIPPED_MODELS = Path(__file__).parent / "models"
 DEFAULT_MODEL = "default"
@@ -158,6 +159,11 @@ class ModelArtifact:
 def shipped_model_dir(name: str = DEFAULT_MODEL) -> Path:
     """The directory of the packaged model ``name``."""
     return SHIPPED_MODELS / name
+
+
+def is_shipped(name: str) -> bool:
+    """Whether a model of this name is packaged with soundatlas."""
+    return (shipped_model_dir(name) / CONFIG).is_file()
 
 
 def resolve_model(atlas, name: str | None) -> tuple[ModelArtifact, ModelRecord | None]:

@@ -474,7 +474,7 @@ def evaluate(atlas, models=(), *, baselines=(), labels=None, reference=None,
 
     if reference is not None:  # a model one atlas has and the other lacks: the way to embed it
         for name in models:
-            have = [{m.name: m for m in a.models()}.get(name) for a in atlases]
+            have = [a.find_model(name) for a in atlases]
             if (have[0] is None) != (have[1] is None):
                 (src, rec), dst = ((reference, have[0]), atlas) if have[0] else \
                     ((atlas, have[1]), reference)

@@ -139,13 +139,13 @@ def frame_energy(frames: np.ndarray, *, compression: float = PAPER_CQT.compressi
     return out
 
 
-
-def absent_labels(atlas, label_keys) -> dict[str, str]:
+def absent_labels(atlas, label_keys, known: set[str] | None = None) -> dict[str, str]:
     """Each of ``label_keys`` (or ``A+B`` pairs) the atlas has no sample of, with the message
-    that says so and names the labels there are (read before any feature file)."""
+    that says so and names the labels there are (read before any feature file); ``known``:
+    the atlas's label names, where the caller has read them."""
     if not label_keys:
         return {}
-    known = set(atlas.label_summary())
+    known = set(atlas.label_summary()) if known is None else known
     absent = {}
     for key in label_keys:
         lacking = [p for p in label_parts(key, known) if p not in known]
@@ -153,6 +153,7 @@ def absent_labels(atlas, label_keys) -> dict[str, str]:
             absent[key] = (f"label {lacking[0]!r} is not in the atlas {atlas.path}; "
                            f"available labels: {', '.join(sorted(known)) or '(none)'}")
     return absent
+
 
 @dataclass(eq=False)
 class TrainingData:
@@ -264,8 +265,8 @@ class TrainingData:
                     f"(first: {missing[:5]})"
                 )
             records = [by_id[i] for i in ids]
-        absent = absent_labels(atlas, label_keys)
         known = set(atlas.label_summary()) if label_keys else set()
+        absent = absent_labels(atlas, label_keys, known)
         if label_keys:
             if absent and missing_labels == "raise":
                 raise ParameterError(next(iter(absent.values())))

@@ -282,7 +282,7 @@ def reference_model(atlas, model, reference, space: str):
                              "index both libraries with the same ones")
     if space == "input":
         return None
-    theirs = {m.name: m for m in reference.models()}.get(model.name)
+    theirs = reference.find_model(model.name)
     if theirs is None or theirs.n_embedded < reference.n_samples():
         # the reference knows the model by name once registered; before, by its folder
         fix = embed_command(reference, theirs) if theirs is not None else embed_from(

@@ -39,8 +39,8 @@ from soundatlas.checkpoints import (CHECKPOINT, check_finite, config_key, last_g
                                     load_checkpoint, save_checkpoint)
 from soundatlas.errors import CheckpointMismatch, ParameterError, TrainingError  # noqa: F401
 from soundatlas.model import native_bf16
-from soundatlas.text import counted
 from soundatlas.settings import PRESETS, TrainSettings, lr_at, settings_for  # noqa: F401
+from soundatlas.text import counted
 
 __all__ = ["TrainSettings", "PRESETS", "TrainingError", "CheckpointMismatch", "train",
            "settings_for", "divergence", "torch_threads"]
@@ -343,7 +343,6 @@ def check_arguments(neighbourhood, *, label: str | None = None, seed: int = 0,
     ParameterError
         Naming what cannot work.
     """
-    from soundatlas.artifact import CONFIG, shipped_model_dir
     from soundatlas.neighbourhoods import Mixture, Neighbourhood, parse_neighbourhood
     from soundatlas.neighbourhoods.knn import TeacherKNN
 
@@ -363,21 +362,25 @@ def check_arguments(neighbourhood, *, label: str | None = None, seed: int = 0,
         if settings.anchor > 0:
             raise ParameterError(f"anchor={settings.anchor:g} holds the points near a starting "
                                  "model's, and there is none: give init_from (--init-from)")
-    if name is not None and (shipped_model_dir(name) / CONFIG).is_file():
+    if name is not None:
+        _refuse_shipped(name)
+    return nb
+
+
+def _refuse_shipped(name: str) -> None:
+    """A shipped model's name is never a new model's (ParameterError)."""
+    from soundatlas.artifact import is_shipped
+
+    if is_shipped(name):
         raise ParameterError(f"{name!r} is the name of a model shipped with soundatlas: give "
                              "the new model another name (--name)")
-    return nb
 
 
 def _check_name_free(atlas, name: str, run_dir: Path, *, resume: bool, replace: bool) -> None:
     """Refuse a name that would replace a model without being asked to (module doc of
     :func:`train`'s ``replace``): a shipped model's always, an atlas model's unless ``replace``
     or ``resume`` (of the run in its folder) says so."""
-    from soundatlas.artifact import CONFIG, shipped_model_dir
-
-    if (shipped_model_dir(name) / CONFIG).is_file():
-        raise ParameterError(f"{name!r} is the name of a model shipped with soundatlas: give "
-                             "the new model another name (--name)")
+    _refuse_shipped(name)
     record = atlas.find_model(name)
     if record is None or replace:
         return
@@ -413,9 +416,9 @@ def _train_run(atlas, nb, settings, seed, name, run_dir, base, arch_params, *, l
                resume, device, progress, stop_after, time_limit=None) -> TrainResult:
     """The run :func:`train` has set up, under the model's lock: fit, train, checkpoint, save."""
     from soundatlas.artifact import ModelArtifact
+    from soundatlas.frames import absent_labels
     from soundatlas.loss import ContrastiveLoss, anchor_loss
     from soundatlas.model import build_model, init_weights
-    from soundatlas.frames import absent_labels
     from soundatlas.sampling import TrainingData, TripleSampler
 
     split = atlas.splits(seed=None)

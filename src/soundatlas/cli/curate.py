@@ -578,8 +578,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         model = None
         if args.space != "input":
             if args.model:
-                theirs = ({m.name: m for m in reference.models()}.get(args.model)
-                          if reference is not None else None)
+                theirs = reference.find_model(args.model) if reference is not None else None
                 if theirs is not None and atlas.find_model(args.model) is None:
                     from soundatlas.artifact import embed_from
 

@@ -283,24 +283,20 @@ def print_skipped(summary) -> None:
 
 
 def _model_row(name: str, where: str, config: dict, n_embedded: int | None) -> dict:
+    from soundatlas.artifact import is_shipped
+
     metrics = config.get("metrics", {})
     # the figures are of the library they were measured on, not of this atlas: say which
     # (a shipped model's were measured on the demo library, its MADE_BY.md says how)
     measured_on = (metrics.get("protocol", {}).get("atlas")
                    or ("the demo library as `make demo` renders it (MADE_BY.md)"
-                       if metrics and name in _shipped_names() else None))
+                       if metrics and is_shipped(name) else None))
     return {"name": name, "where": where, "neighbourhood":
             config.get("neighbourhood", {}).get("name"), "preset": config.get("preset"),
             "iterations": config.get("training", {}).get("iterations"),
             "n_embedded": n_embedded, "metrics": metrics, "metrics_measured_on": measured_on,
             "pitch_axis": bool(config.get("architecture", {}).get("pitch_axis")),
             "lineage": _lineage(config)}
-
-
-def _shipped_names() -> set[str]:
-    from soundatlas.artifact import CONFIG, SHIPPED_MODELS
-
-    return {d.name for d in SHIPPED_MODELS.iterdir() if (d / CONFIG).is_file()}
 
 
 def _vectors_row(atlas, model) -> dict | None:

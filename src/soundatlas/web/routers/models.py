@@ -367,8 +367,8 @@ def post_suggest(name: str, body: SuggestRequest, request: Request) -> dict:
     suggest`` computes it (where the nearest 50 k hold fewer than k labelled samples, the k
     nearest of every labelled sample vote); ``far`` when its nearest labelled sample lies
     farther than 99 % of the labelled samples from their own nearest (``suggest.reach``): its
-    sound is like none that voted. ``null`` for a sample that has the label already (or when no sample
-    has it). Nothing is stored: accepting one is a tag (``POST /api/curation/tags``)."""
+    sound is like none that voted. ``null`` for a sample that has the label already (or when
+    no sample has it). Nothing is stored: accepting one is a tag (``POST /api/curation/tags``)."""
     from soundatlas.suggest import majority
 
     web = web_state(request)
@@ -385,10 +385,10 @@ def post_suggest(name: str, body: SuggestRequest, request: Request) -> dict:
         labelled = None  # (ids, vectors) of the labelled samples, made when first needed
         reach = None  # how far the labelled samples reach (suggest.reach), asked when needed
 
-        def labelled_vectors() -> np.ndarray:
+        def labelled_rows() -> tuple[np.ndarray, np.ndarray]:
             nonlocal labelled
             labelled = labelled or _labelled_vectors(have, vector_of)
-            return labelled[1]
+            return labelled
 
         out = []
         for sid in body.ids:
@@ -408,16 +408,15 @@ def post_suggest(name: str, body: SuggestRequest, request: Request) -> dict:
             values = [v for v, _ in voters]
             nearest = voters[0][1] if voters else float("inf")
             if len(values) < body.k:  # few labelled samples near: the k nearest of them all
-                labelled = labelled or _labelled_vectors(have, vector_of)
-                values, nearest = _nearest_values(labelled, vector, have, body.k)
+                values, nearest = _nearest_values(labelled_rows(), vector, have, body.k)
             if not values:
                 out.append(None)
                 continue
             value, n = majority(values)
             if reach is None:
                 reach = web.label_reach(atlas, model, used, body.label, have.keys(),
-                                        labelled_vectors, version=None if sim is None else
-                                        (sim.space or {}).get("updated"))
+                                        lambda: labelled_rows()[1], version=None if sim is None
+                                        else (sim.space or {}).get("updated"))
             out.append({"value": value, "confidence": n / body.k, "far": nearest > reach})
     return {"model": name, "label": body.label, "space": used, "k": body.k,
             "suggestions": [None if s is None else {"id": i, **s}
