@@ -83,6 +83,18 @@ def test_bad_sizes_raise(params):
         PaperNet(**params)
 
 
+@pytest.mark.parametrize("params", [
+    {"dims": 3_000_000}, {"dims": 22_000_000, "pitch_axis": True}, {"n_bins": 10**9},
+    {"window": 10**9, "standardize": True},
+])
+def test_a_network_too_large_to_build_is_refused_before_it_is_made(params):
+    """A model's config.json with a huge size (a fuzzed one, dims in the millions, took 22 GB
+    and was killed for memory): refused by its weight count, before anything is allocated."""
+    with pytest.raises(ParameterError, match="more than the 100,000,000 soundatlas builds"):
+        PaperNet(**params)
+    assert PaperNet(dims=1024).dims == 1024  # the largest train --dims still builds
+
+
 def test_forward_rejects_wrong_window_shape():
     with pytest.raises(ParameterError, match="expected"):
         seeded()(torch.zeros(2, 12, 192))

@@ -52,6 +52,11 @@ __all__ = [
 #: frames, so that the network sees few distinct input shapes (see there).
 _CHUNK_ROUND = 64
 
+#: The most weights a network may have (the paper's has 3,374,907): a model's config.json
+#: with a huge ``dims``, ``n_bins`` or ``window`` is refused before anything is allocated (a
+#: fuzzed config with dims in the millions took 22 GB and was killed for memory).
+MAX_WEIGHTS = 100_000_000
+
 
 def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
@@ -110,9 +115,6 @@ class PaperNet(nn.Module):
         # drives the tanh units of L0 into saturation on the raw log-CQT (all positive, noise
         # floor ~1.8) and the map collapses to a point; see benchmarks/RESULTS.md.
         self.standardize = bool(standardize)
-        if self.standardize:
-            self.register_buffer("in_mean", torch.zeros(n_bins))
-            self.register_buffer("in_scale", torch.ones(n_bins))
         self.n_bins = _check_int("n_bins", n_bins, 1)
         self.window = _check_int("window", window, 1)
         self.pitch_axis = bool(pitch_axis)
@@ -126,6 +128,15 @@ class PaperNet(nn.Module):
             if n_f < 1:
                 raise ParameterError(f"n_bins={n_bins} is too few for the network (>= 31)")
         self.feature_shape = (self.channels[-1], n_t, n_f)  # what L3 sees: 80 x 1 x 162
+        # the fully connected layers hold nearly all the weights: counted before any is made
+        weights = (int(np.prod(self.feature_shape)) + self.dims) * self.n_hidden
+        if weights > MAX_WEIGHTS:
+            raise ParameterError(f"n_bins={n_bins}, window={window} and dims={dims} make a "
+                                 f"network of about {weights:,} weights, more than the "
+                                 f"{MAX_WEIGHTS:,} soundatlas builds")
+        if self.standardize:
+            self.register_buffer("in_mean", torch.zeros(n_bins))
+            self.register_buffer("in_scale", torch.ones(n_bins))
         n_in = 1
         for i, (n_out, kernel) in enumerate(zip(self.channels, self.kernels)):
             self.add_module(f"l{i}", nn.Conv2d(n_in, n_out, kernel))
